@@ -1,0 +1,1 @@
+"""Foundations every layer may use: settings, errors, types, logging, clock."""

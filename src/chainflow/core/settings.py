@@ -1,0 +1,87 @@
+"""Settings from the environment (`CHAINFLOW_` prefix), validated once at start."""
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chainflow.core.errors import ConfigError
+
+DEFAULT_DATA_DIR = Path(".chainflow")
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    """Every knob of a Chainflow process; see README "Configuration"."""
+
+    model_config = SettingsConfigDict(env_prefix="CHAINFLOW_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Embedded database, master key, anvil")
+    database_url: str | None = Field(None, description="postgresql://… or sqlite:///…")
+    redis_url: str | None = Field(None, description="unset: embedded in-process queue")
+    master_key: SecretStr | None = Field(None, description="base64 of 32 random bytes")
+    chains_file: Path | None = Field(None, description="YAML chain registry seed")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    log_format: LogFormat = LogFormat.CONSOLE
+    log_level: str = "info"
+    rpc_timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql", "postgres://", "sqlite")):
+            raise ValueError("must start with postgresql:// or sqlite:///")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value.lower()
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when no Redis is configured: one process, in-process queue."""
+        return self.redis_url is None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'chainflow.db').resolve()}"
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment.
+
+    Raises:
+        ConfigError: one line naming the first invalid setting, never the value.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "CHAINFLOW_" + str(first["loc"][0]).upper() if first["loc"] else "CHAINFLOW_*"
+        raise ConfigError(f"invalid setting {name}: {first['msg']}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,24 @@
+"""URL checks and redaction: RPC URLs often carry a provider key in the path or query."""
+
+from urllib.parse import urlsplit
+
+
+def redact_url(url: str) -> str:
+    """Keep scheme, host and port; hide credentials, path and query, which may hold a key."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    hidden = bool(parts.username or parts.password or parts.query or parts.path.strip("/"))
+    return f"{parts.scheme}://{netloc}" + ("/***" if hidden else "")
+
+
+def check_http_url(url: str) -> str:
+    """Return the URL if it is an absolute http(s) URL with a host, else raise ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if len(url) > 2048:
+        raise ValueError("must be at most 2048 characters")
+    return url

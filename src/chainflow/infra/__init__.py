@@ -1,0 +1,1 @@
+"""Adapters to the outside world (database, RPC, signing, queue); no business rules."""

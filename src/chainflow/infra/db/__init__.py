@@ -1,0 +1,1 @@
+"""SQLAlchemy engine, declarative base, column types, units of work and migrations."""

@@ -1,0 +1,1 @@
+"""JSON-RPC: the client, error classification and endpoint failover."""

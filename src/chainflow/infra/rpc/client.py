@@ -1,0 +1,122 @@
+"""JSON-RPC over HTTP on aiohttp: single calls and batches, with typed failures."""
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import orjson
+
+from chainflow.core.errors import Unavailable
+
+Call = tuple[str, Sequence[Any]]
+
+
+class RpcTransportError(Unavailable):
+    """The endpoint could not be reached or answered with something that is not JSON-RPC."""
+
+    code = "rpc_unreachable"
+
+    def __init__(self, detail: str, *, http_status: int | None = None) -> None:
+        super().__init__(detail)
+        self.http_status = http_status
+
+
+class RpcCallError(Unavailable):
+    """The node answered with a JSON-RPC error object."""
+
+    code = "rpc_error"
+
+    def __init__(self, *, rpc_code: int | None, message: str, data: Any = None) -> None:
+        super().__init__(f"rpc error {rpc_code}: {message}")
+        self.rpc_code = rpc_code
+        self.message = message
+        self.data = data
+
+
+class RpcClient:
+    """One endpoint. The aiohttp session is injected so callers own pooling and shutdown."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, *, timeout_s: float = 10.0):
+        self.url = url
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._ids = itertools.count(1)
+
+    async def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """Call one method; return its `result`.
+
+        Raises:
+            RpcCallError: the node returned an error object.
+            RpcTransportError: no valid JSON-RPC answer.
+        """
+        reply = await self._post(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        )
+        if not isinstance(reply, dict):
+            raise RpcTransportError(f"{method}: answer is not a JSON-RPC object")
+        return _result_of(reply)
+
+    async def batch(self, calls: Sequence[Call]) -> list[Any]:
+        """Send calls in one JSON-RPC batch; each entry is a result or an RpcCallError."""
+        if not calls:
+            return []
+        first = next(self._ids)
+        self._ids = itertools.count(first + len(calls))
+        body = [
+            {"jsonrpc": "2.0", "id": first + i, "method": method, "params": list(params)}
+            for i, (method, params) in enumerate(calls)
+        ]
+        reply = await self._post(body)
+        if not isinstance(reply, list):
+            raise RpcTransportError("batch: answer is not a JSON-RPC array")
+        by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
+        return [_outcome(by_id.get(first + i)) for i in range(len(calls))]
+
+    async def _post(self, body: Any) -> Any:
+        try:
+            async with self._session.post(
+                self.url,
+                data=orjson.dumps(body),
+                timeout=self._timeout,
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                payload = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RpcTransportError(f"cannot reach RPC endpoint: {type(exc).__name__}") from None
+        if status >= 400 and not payload.startswith((b"{", b"[")):
+            raise RpcTransportError(f"RPC endpoint answered HTTP {status}", http_status=status)
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise RpcTransportError("RPC endpoint answered non-JSON", http_status=status) from None
+
+
+def _result_of(reply: dict[str, Any]) -> Any:
+    error = reply.get("error")
+    if error is not None:
+        if not isinstance(error, dict):
+            raise RpcCallError(rpc_code=None, message=str(error))
+        raise RpcCallError(
+            rpc_code=error.get("code"),
+            message=str(error.get("message", "")),
+            data=error.get("data"),
+        )
+    if "result" not in reply:
+        raise RpcTransportError("JSON-RPC answer has neither result nor error")
+    return reply["result"]
+
+
+def _outcome(reply: dict[str, Any] | None) -> Any:
+    if reply is None:
+        return RpcTransportError("batch answer is missing an entry")
+    try:
+        return _result_of(reply)
+    except (RpcCallError, RpcTransportError) as exc:
+        return exc
+
+
+def new_http_session(*, connections: int = 64) -> aiohttp.ClientSession:
+    """An aiohttp session with keep-alive connections for RPC traffic."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections))

@@ -1,0 +1,1 @@
+"""Keys and bytes: envelope encryption of private keys and the signers that use them."""

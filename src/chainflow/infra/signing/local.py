@@ -1,0 +1,77 @@
+"""Local signer: a decrypted key held in memory, signing with eth-account."""
+
+# eth-keys signs with CoinCurveECCBackend when coincurve imports, and silently falls back to
+# a pure-Python backend about 10x slower otherwise (research/kms-hsm.md §5); eth-account does
+# not depend on coincurve, so pyproject lists it. Verified in this venv (eth-account 0.14.0,
+# eth-keys 0.8.0, coincurve 21.0.0): `eth_keys.backends.get_backend()` returns a
+# CoinCurveECCBackend, and tests/unit/infra/signing/test_local.py::TestBackend guards it.
+
+import secrets
+from collections.abc import Mapping
+from typing import Any, cast
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from chainflow.core.types import Address, SecretBytes, TxHash
+from chainflow.infra.signing.keystore import (
+    SECP256K1_ORDER,
+    InvalidPrivateKey,
+    validate_private_key,
+)
+from chainflow.infra.signing.signer import SignedTx
+
+__all__ = ["LocalSigner", "address_of", "generate_private_key"]
+
+_KEY_BYTES = 32
+
+
+def address_of(private_key: SecretBytes) -> Address:
+    """Return the checksummed address of a key. Raises: InvalidPrivateKey."""
+    return Address(_account_of(private_key).address)
+
+
+def generate_private_key() -> SecretBytes:
+    """Return a new key from the OS CSPRNG, in [1, n - 1]."""
+    while True:
+        candidate = secrets.token_bytes(_KEY_BYTES)
+        # Out of range with probability ~2**-128; draw again rather than reduce (no bias).
+        if 0 < int.from_bytes(candidate, "big") < SECP256K1_ORDER:
+            return SecretBytes(candidate)
+
+
+def _account_of(private_key: SecretBytes) -> LocalAccount:
+    # Checked here because eth-account's own error misreports a zero or out-of-range key
+    # as "must be exactly 32 bytes long, instead of 32 bytes".
+    raw = private_key.reveal()
+    if len(raw) != _KEY_BYTES:
+        raise InvalidPrivateKey(f"private key must be 32 bytes, got {len(raw)}")
+    validate_private_key(raw)
+    account: LocalAccount = Account.from_key(raw)
+    return account
+
+
+class LocalSigner:
+    """Signs with a key held in memory; its repr never shows the key."""
+
+    __slots__ = ("_account",)
+
+    kind = "local"
+
+    def __init__(self, private_key: SecretBytes) -> None:
+        self._account = _account_of(private_key)
+
+    @property
+    def address(self) -> Address:
+        return Address(self._account.address)
+
+    async def sign_transaction(self, tx: Mapping[str, object]) -> SignedTx:
+        """Sign an EIP-1559 (type 2) or legacy tx dict; RFC 6979 nonces, low-s."""
+        signed = self._account.sign_transaction(cast(dict[str, Any], dict(tx)))
+        raw = bytes(signed.raw_transaction)
+        return SignedTx(raw=raw, hash=TxHash("0x" + bytes(signed.hash).hex()))
+
+    def __repr__(self) -> str:
+        return f"LocalSigner(address={self.address})"
+
+    __str__ = __repr__
