@@ -1,0 +1,1 @@
+"""Business rules, one package per noun."""

@@ -1,0 +1,1 @@
+"""API keys: random, shown once, stored hashed, with scopes."""

@@ -1,0 +1,97 @@
+"""Use cases of API keys: create (shown once), authenticate in constant time, check scopes."""
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.errors import Forbidden, InvalidInput, Unauthorized
+from chainflow.domain.apikeys.models import ApiKey
+
+_TOKEN_PREFIX = "cf"  # noqa: S105 - a public marker, not a secret
+# A fixed hash compared when the prefix is unknown, so a miss costs the same as a hit.
+_DUMMY_HASH = hashlib.sha256(b"chainflow-no-such-key").hexdigest()
+
+
+class Scope(StrEnum):
+    ADMIN = "admin"
+    WALLETS = "wallets"
+    TRANSACTIONS_WRITE = "transactions:write"
+    READ = "read"
+
+
+class UnknownScope(InvalidInput):
+    code = "unknown_scope"
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+
+
+class InvalidApiKey(Unauthorized):
+    code = "invalid_api_key"
+
+
+def parse_scopes(names: Iterable[str]) -> list[Scope]:
+    """Validate scope names. Raises: UnknownScope, naming the valid ones."""
+    scopes: list[Scope] = []
+    for name in names:
+        try:
+            scopes.append(Scope(name.strip()))
+        except ValueError:
+            valid = ", ".join(scope.value for scope in Scope)
+            raise UnknownScope(f"unknown scope {name!r}; valid scopes: {valid}") from None
+    if not scopes:
+        raise UnknownScope("give at least one scope")
+    return sorted(set(scopes))
+
+
+def _hash(secret: str) -> str:
+    # API keys are 256-bit random, so a fast hash suffices (no password stretching needed).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def create_api_key(
+    session: AsyncSession, scopes: Iterable[str], *, name: str | None = None
+) -> tuple[ApiKey, str]:
+    """Store a new key's hash; return the row and the plaintext key, which is never stored."""
+    parsed = parse_scopes(scopes)
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    row = ApiKey(name=name, prefix=prefix, secret_hash=_hash(secret), scopes=list(parsed))
+    session.add(row)
+    await session.flush()
+    return row, f"{_TOKEN_PREFIX}_{prefix}_{secret}"
+
+
+async def authenticate(session: AsyncSession, token: str) -> ApiKey:
+    """Return the live key for a bearer token. Raises: InvalidApiKey."""
+    parts = token.split("_", 2)
+    prefix = parts[1] if len(parts) == 3 and parts[0] == _TOKEN_PREFIX else ""
+    row = (
+        (await session.scalars(select(ApiKey).where(ApiKey.prefix == prefix))).one_or_none()
+        if prefix
+        else None
+    )
+    expected = row.secret_hash if row is not None else _DUMMY_HASH
+    matches = hmac.compare_digest(expected, _hash(parts[-1]))
+    if row is None or not matches or row.revoked_at is not None:
+        raise InvalidApiKey("the API key is missing, wrong or revoked")
+    return row
+
+
+def require_scope(key: ApiKey, scope: Scope) -> None:
+    """Raises: InsufficientScope unless the key has `scope` or admin (any scope implies read)."""
+    if Scope.ADMIN.value in key.scopes or scope.value in key.scopes:
+        return
+    if scope is Scope.READ and key.scopes:
+        return
+    raise InsufficientScope(f"this API key lacks the {scope.value!r} scope")
+
+
+def is_admin(key: ApiKey) -> bool:
+    return Scope.ADMIN.value in key.scopes

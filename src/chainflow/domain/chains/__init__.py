@@ -1,0 +1,1 @@
+"""The chain registry: chains, their RPC endpoints, fee caps and confirmation depth."""

@@ -1,0 +1,34 @@
+"""All SQL of the chain registry."""
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from chainflow.domain.chains.models import Chain, RpcEndpoint
+
+
+async def get(session: AsyncSession, chain_id: int, *, for_update: bool = False) -> Chain | None:
+    query = (
+        select(Chain).where(Chain.chain_id == chain_id).options(selectinload(Chain.rpc_endpoints))
+    )
+    if for_update:
+        query = query.with_for_update()
+    return (await session.scalars(query)).one_or_none()
+
+
+async def list_all(session: AsyncSession) -> Sequence[Chain]:
+    query = select(Chain).options(selectinload(Chain.rpc_endpoints)).order_by(Chain.chain_id)
+    return (await session.scalars(query)).all()
+
+
+async def existing_ids(session: AsyncSession) -> set[int]:
+    return set((await session.scalars(select(Chain.chain_id))).all())
+
+
+def replace_endpoints(chain: Chain, urls: Sequence[str]) -> None:
+    """Replace a loaded chain's endpoints, keeping the given order."""
+    chain.rpc_endpoints = [
+        RpcEndpoint(url=url, position=position, weight=1) for position, url in enumerate(urls)
+    ]

@@ -1,0 +1,99 @@
+"""Use cases of the chain registry: list, get, add, update, seed."""
+
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.domain.chains import repository
+from chainflow.domain.chains.errors import ChainExists, ChainHasNoRpc, ChainNotFound
+from chainflow.domain.chains.models import Chain
+from chainflow.domain.chains.probe import ChainIdProbe, verify_rpc_urls
+from chainflow.domain.chains.schemas import ChainCreate, ChainSeed, ChainUpdate
+
+_SCALARS = (
+    "name",
+    "native_symbol",
+    "eip1559",
+    "confirmations",
+    "block_time_s",
+    "max_fee_per_gas_cap",
+    "max_priority_fee_per_gas_cap",
+    "enabled",
+)
+
+
+async def list_chains(session: AsyncSession) -> Sequence[Chain]:
+    """Return every chain, by chain id."""
+    return await repository.list_all(session)
+
+
+async def get_chain(session: AsyncSession, chain_id: int, *, for_update: bool = False) -> Chain:
+    """Return one chain. Raises: ChainNotFound."""
+    chain = await repository.get(session, chain_id, for_update=for_update)
+    if chain is None:
+        raise ChainNotFound(f"chain {chain_id} is not in the registry")
+    return chain
+
+
+async def create_chain(session: AsyncSession, data: ChainCreate, *, probe: ChainIdProbe) -> Chain:
+    """Add a chain after checking that every RPC URL serves it."""
+    if await repository.get(session, data.chain_id) is not None:
+        raise ChainExists(f"chain {data.chain_id} is already in the registry")
+    await verify_rpc_urls(probe, data.rpc_urls, chain_id=data.chain_id)
+    chain = Chain(chain_id=data.chain_id, rpc_endpoints=[])
+    for field in _SCALARS:
+        setattr(chain, field, getattr(data, field))
+    repository.replace_endpoints(chain, data.rpc_urls)
+    session.add(chain)
+    await session.flush()
+    return chain
+
+
+async def update_chain(
+    session: AsyncSession, chain_id: int, data: ChainUpdate, *, probe: ChainIdProbe
+) -> Chain:
+    """Change a chain; new RPC URLs, or enabling it, re-verify every URL first."""
+    chain = await get_chain(session, chain_id, for_update=True)
+    changes = data.model_dump(exclude_unset=True)
+    urls: list[str] = changes.pop("rpc_urls", None) or chain.rpc_urls
+    enabling = changes.get("enabled") is True
+    if (enabling or chain.enabled) and not urls:
+        raise ChainHasNoRpc(f"chain {chain_id} needs rpc_urls before it can be enabled")
+    if "rpc_urls" in data.model_fields_set or (enabling and not chain.enabled):
+        await verify_rpc_urls(probe, urls, chain_id=chain_id)
+        repository.replace_endpoints(chain, urls)
+    for field, value in changes.items():
+        setattr(chain, field, value)
+    await session.flush()
+    return chain
+
+
+def load_seed(path: Path | None = None) -> list[ChainSeed]:
+    """Read the chain seed file (default: the one shipped in the package)."""
+    text = (
+        path.read_text()
+        if path is not None
+        else resources.files("chainflow").joinpath("chains.yaml").read_text()
+    )
+    document = yaml.safe_load(text) or {}
+    return [ChainSeed.model_validate(entry) for entry in document.get("chains", [])]
+
+
+async def seed_chains(session: AsyncSession, seeds: Sequence[ChainSeed]) -> int:
+    """Insert the seed chains that are missing; never overwrite. Returns how many were added."""
+    present = await repository.existing_ids(session)
+    added = 0
+    for seed in seeds:
+        if seed.chain_id in present:
+            continue
+        chain = Chain(chain_id=seed.chain_id, rpc_endpoints=[])
+        for field in _SCALARS:
+            setattr(chain, field, getattr(seed, field))
+        repository.replace_endpoints(chain, seed.rpc_urls)
+        session.add(chain)
+        added += 1
+    await session.flush()
+    return added

@@ -1,0 +1,10 @@
+"""Every table, imported in one place so migrations see the whole metadata."""
+
+from chainflow.domain.apikeys.models import ApiKey
+from chainflow.domain.chains.models import Chain, RpcEndpoint
+from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.infra.db.base import Base
+
+metadata = Base.metadata
+
+__all__ = ["ApiKey", "Base", "Chain", "RpcEndpoint", "Wallet", "WalletChain", "metadata"]

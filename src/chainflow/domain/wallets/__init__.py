@@ -1,0 +1,1 @@
+"""Wallets: encrypted keys, lifecycle, and per-chain lanes."""

@@ -1,0 +1,29 @@
+"""Errors of wallets and lanes, each with a stable code."""
+
+from chainflow.core.errors import ConfigError, Conflict, Forbidden, NotFound
+
+
+class WalletNotFound(NotFound):
+    code = "wallet_not_found"
+
+
+class WalletExists(Conflict):
+    code = "wallet_exists"
+
+
+class InvalidStatusTransition(Conflict):
+    code = "invalid_status_transition"
+
+
+class AdminRequired(Forbidden):
+    code = "admin_required"
+
+
+class LaneNotFound(NotFound):
+    code = "wallet_chain_not_found"
+
+
+class MasterKeyMismatch(ConfigError):
+    """Stored wallets were wrapped by a master key other than the configured one."""
+
+    code = "master_key_mismatch"

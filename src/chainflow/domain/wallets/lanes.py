@@ -1,0 +1,58 @@
+"""Lane state: a wallet's nonce cursor on one chain next to the chain's own view."""
+
+import asyncio
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.errors import ChainflowError
+from chainflow.domain.chains import service as chains
+from chainflow.domain.wallets import repository
+from chainflow.domain.wallets.errors import LaneNotFound
+from chainflow.domain.wallets.models import Wallet
+from chainflow.domain.wallets.schemas import LaneRead
+from chainflow.infra.rpc.client import RpcClient
+
+
+async def read_lane(
+    session: AsyncSession,
+    wallet: Wallet,
+    chain_id: int,
+    *,
+    http: aiohttp.ClientSession,
+    timeout_s: float,
+) -> LaneRead:
+    """Return the lane with the chain's pending nonce and balance (null if no RPC answers).
+
+    Raises:
+        LaneNotFound: the wallet was never enabled on this chain.
+    """
+    chain = await chains.get_chain(session, chain_id)
+    lane = await repository.get_lane(session, wallet.id, chain_id)
+    if lane is None:
+        raise LaneNotFound(f"wallet {wallet.id} was never enabled on chain {chain_id}")
+    chain_nonce: int | None = None
+    balance: int | None = None
+    rpc_error: str | None = None
+    if not chain.rpc_urls:
+        rpc_error = "chain has no rpc_urls"
+    else:
+        client = RpcClient(http, chain.rpc_urls[0], timeout_s=timeout_s)
+        try:
+            nonce_hex, balance_hex = await asyncio.gather(
+                client.call("eth_getTransactionCount", [wallet.address, "pending"]),
+                client.call("eth_getBalance", [wallet.address, "latest"]),
+            )
+            chain_nonce, balance = int(nonce_hex, 16), int(balance_hex, 16)
+        except (ChainflowError, ValueError, TypeError) as exc:
+            rpc_error = str(exc)
+    return LaneRead(
+        wallet_id=wallet.id,
+        chain_id=chain_id,
+        enabled=lane.enabled,
+        next_nonce=lane.next_nonce,
+        chain_nonce=chain_nonce,
+        in_flight=0,
+        balance_wei=balance,
+        rpc_error=rpc_error,
+    )

@@ -1,0 +1,67 @@
+"""All SQL of wallets and lanes."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from chainflow.domain.wallets.models import Wallet, WalletChain
+
+
+async def get(session: AsyncSession, wallet_id: uuid.UUID) -> Wallet | None:
+    query = select(Wallet).where(Wallet.id == wallet_id).options(selectinload(Wallet.chains))
+    return (await session.scalars(query)).one_or_none()
+
+
+async def get_by_address(session: AsyncSession, address: str) -> Wallet | None:
+    query = select(Wallet).where(Wallet.address == address).options(selectinload(Wallet.chains))
+    return (await session.scalars(query)).one_or_none()
+
+
+async def list_page(
+    session: AsyncSession, *, limit: int, after: tuple[datetime, uuid.UUID] | None
+) -> Sequence[Wallet]:
+    query = select(Wallet).options(selectinload(Wallet.chains))
+    if after is not None:
+        created_at, wallet_id = after
+        query = query.where(
+            or_(
+                Wallet.created_at > created_at,
+                and_(Wallet.created_at == created_at, Wallet.id > wallet_id),
+            )
+        )
+    query = query.order_by(Wallet.created_at, Wallet.id).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def list_sealed(session: AsyncSession) -> Sequence[Wallet]:
+    """Every wallet holding a locally sealed key, locked for a re-wrap."""
+    query = (
+        select(Wallet)
+        .where(Wallet.encrypted_key.is_not(None))
+        .order_by(Wallet.id)
+        .with_for_update()
+    )
+    return (await session.scalars(query)).all()
+
+
+async def master_key_ids(session: AsyncSession) -> dict[str, int]:
+    """How many wallets each master key id has wrapped."""
+    query = (
+        select(Wallet.master_key_id, func.count())
+        .where(Wallet.master_key_id.is_not(None))
+        .group_by(Wallet.master_key_id)
+    )
+    return {str(key_id): int(count) for key_id, count in (await session.execute(query)).all()}
+
+
+async def get_lane(
+    session: AsyncSession, wallet_id: uuid.UUID, chain_id: int
+) -> WalletChain | None:
+    query = select(WalletChain).where(
+        WalletChain.wallet_id == wallet_id, WalletChain.chain_id == chain_id
+    )
+    return (await session.scalars(query)).one_or_none()

@@ -1,0 +1,159 @@
+"""Use cases of wallets: import, generate, read, change status, enable per chain."""
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from eth_utils.address import is_address, to_checksum_address
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.errors import InvalidInput
+from chainflow.core.types import SecretBytes
+from chainflow.domain.chains import service as chains
+from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
+from chainflow.domain.wallets import repository
+from chainflow.domain.wallets.custody import seal_into
+from chainflow.domain.wallets.errors import (
+    AdminRequired,
+    InvalidStatusTransition,
+    WalletExists,
+    WalletNotFound,
+)
+from chainflow.domain.wallets.models import SignerKind, Wallet, WalletChain, WalletStatus
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.local import address_of
+
+# (from, to) pairs a caller may ask for; disabled → active needs the admin scope.
+_ALLOWED = {
+    (WalletStatus.ACTIVE, WalletStatus.PAUSED),
+    (WalletStatus.PAUSED, WalletStatus.ACTIVE),
+    (WalletStatus.ACTIVE, WalletStatus.DISABLED),
+    (WalletStatus.PAUSED, WalletStatus.DISABLED),
+    (WalletStatus.DISABLED, WalletStatus.ACTIVE),
+}
+
+
+async def import_wallet(
+    session: AsyncSession,
+    private_key: SecretBytes,
+    *,
+    master: MasterKey,
+    label: str | None = None,
+    chain_ids: Sequence[int] = (),
+) -> Wallet:
+    """Store a wallet for a validated key, sealed under the master key.
+
+    Raises:
+        WalletExists: the address is already stored (no second row).
+        UnknownChain: a chain id is not in the registry.
+    """
+    address = str(address_of(private_key))
+    if await repository.get_by_address(session, address) is not None:
+        raise WalletExists(f"wallet {address} is already imported")
+    await _check_chains(session, chain_ids)
+    wallet = Wallet(id=uuid.uuid4(), address=address, label=label, status=WalletStatus.ACTIVE)
+    wallet.signer_kind = SignerKind.LOCAL
+    seal_into(wallet, private_key, master=master)
+    wallet.chains = [WalletChain(chain_id=chain_id, enabled=True) for chain_id in set(chain_ids)]
+    session.add(wallet)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise WalletExists(f"wallet {address} is already imported") from None
+    return wallet
+
+
+async def _check_chains(session: AsyncSession, chain_ids: Sequence[int]) -> None:
+    for chain_id in sorted(set(chain_ids)):
+        try:
+            await chains.get_chain(session, chain_id)
+        except ChainNotFound:
+            raise UnknownChain(f"chain {chain_id} is not in the registry") from None
+
+
+async def get_wallet(session: AsyncSession, ref: str | uuid.UUID) -> Wallet:
+    """Find a wallet by id or by address (any case). Raises: WalletNotFound."""
+    wallet = None
+    if isinstance(ref, uuid.UUID):
+        wallet = await repository.get(session, ref)
+    elif is_address(ref):
+        wallet = await repository.get_by_address(session, str(to_checksum_address(ref)))
+    else:
+        try:
+            wallet = await repository.get(session, uuid.UUID(ref))
+        except ValueError:
+            wallet = None
+    if wallet is None:
+        raise WalletNotFound(f"wallet {ref} does not exist")
+    return wallet
+
+
+async def list_wallets(
+    session: AsyncSession, *, limit: int, cursor: str | None
+) -> tuple[Sequence[Wallet], str | None]:
+    """One page of wallets in creation order, and the cursor of the next page."""
+    rows = await repository.list_page(session, limit=limit + 1, after=_decode_cursor(cursor))
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], _encode_cursor(last.created_at, last.id)
+
+
+def _encode_cursor(created_at: datetime, wallet_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{wallet_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, wallet_id = raw.split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(wallet_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this API returned") from None
+
+
+async def update_wallet(
+    session: AsyncSession,
+    wallet: Wallet,
+    *,
+    changes: dict[str, object],
+    is_admin: bool,
+) -> Wallet:
+    """Apply a status and/or label change. Raises: InvalidStatusTransition, AdminRequired."""
+    status = changes.get("status")
+    if isinstance(status, WalletStatus) and status is not wallet.status:
+        check_status_change(wallet.status, status, is_admin=is_admin)
+        wallet.status = status
+    if "label" in changes:
+        wallet.label = changes["label"] if isinstance(changes["label"], str) else None
+    await session.flush()
+    return wallet
+
+
+def check_status_change(current: WalletStatus, wanted: WalletStatus, *, is_admin: bool) -> None:
+    """Refuse transitions outside the lifecycle active ⇄ paused, → disabled, disabled → active."""
+    if (current, wanted) not in _ALLOWED:
+        raise InvalidStatusTransition(f"a {current} wallet cannot become {wanted}")
+    if current is WalletStatus.DISABLED and not is_admin:
+        raise AdminRequired("re-enabling a disabled wallet needs the admin scope")
+
+
+async def set_chain_enabled(
+    session: AsyncSession, wallet: Wallet, chain_id: int, *, enabled: bool
+) -> WalletChain:
+    """Enable or disable the wallet on a chain; the lane row and its nonce cursor are kept."""
+    await chains.get_chain(session, chain_id)
+    lane = await repository.get_lane(session, wallet.id, chain_id)
+    if lane is None:
+        lane = WalletChain(wallet_id=wallet.id, chain_id=chain_id, enabled=enabled, next_nonce=0)
+        session.add(lane)
+    lane.enabled = enabled
+    await session.flush()
+    return lane

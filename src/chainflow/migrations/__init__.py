@@ -1,0 +1,1 @@
+"""Alembic migrations of the whole schema; `chainflow db upgrade` runs them."""
