@@ -1,0 +1,1 @@
+"""HTTP edge: parse, authorize, call one service, render."""

@@ -1,0 +1,87 @@
+"""The FastAPI application: create_app() and a lifespan that builds Resources."""
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from redis.asyncio import Redis
+
+from chainflow import __version__
+from chainflow.api import problems
+from chainflow.api.resources import Resources
+from chainflow.api.routes import chains, health, wallets
+from chainflow.core.logging import get_logger
+from chainflow.core.settings import Settings
+from chainflow.domain.wallets.custody import check_master_key
+from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import new_http_session
+from chainflow.infra.signing.master_source import load_master_key
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+log = get_logger(__name__)
+
+DESCRIPTION = """
+Chainflow keeps EVM wallets safe and gets their transactions on chain.
+
+Authenticate with `Authorization: Bearer <api key>` (create one with
+`chainflow apikey create --scopes admin`). Errors are RFC 9457 `application/problem+json`
+with a stable `code`. Amounts are wei as decimal strings; addresses are accepted in any
+case and returned checksummed.
+"""
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """Build every resource of an API process and close them on exit."""
+    master_key = load_master_key(settings, allow_generate=settings.is_embedded)
+    engine = create_engine(settings.resolved_database_url)
+    http = new_http_session()
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    try:
+        sessionmaker = create_sessionmaker(engine)
+        async with unit_of_work(sessionmaker) as session:
+            await check_master_key(session, master=master_key)
+        yield Resources(settings, engine, sessionmaker, http, master_key, redis)
+    finally:
+        await http.close()
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API application for these settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            yield
+
+    app = FastAPI(
+        title="Chainflow",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.middleware("http")(_request_id)
+    for router in (health.router, chains.router, wallets.router):
+        app.include_router(router)
+    return app
+
+
+async def _request_id(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    inbound = request.headers.get("x-request-id", "")
+    request_id = inbound if _REQUEST_ID.match(inbound) else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    response = await call_next(request)
+    response.headers["X-Request-ID"] = request_id
+    return response

@@ -1,0 +1,61 @@
+"""FastAPI dependencies as Annotated aliases: resources, sessions, the caller's API key."""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.api.resources import Resources
+from chainflow.domain.apikeys import service as apikeys
+from chainflow.domain.apikeys.models import ApiKey
+from chainflow.domain.apikeys.service import InvalidApiKey, Scope
+from chainflow.domain.chains.probe import ChainIdProbe, rpc_chain_id_probe
+from chainflow.infra.db.uow import unit_of_work
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_sessionmaker(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
+    return resources.sessionmaker
+
+
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+
+
+def get_probe(resources: ResourcesDep) -> ChainIdProbe:
+    return rpc_chain_id_probe(resources.http, timeout_s=resources.settings.rpc_timeout_s)
+
+
+ProbeDep = Annotated[ChainIdProbe, Depends(get_probe)]
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `chainflow apikey create`")
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
+    """A dependency that authenticates the caller and checks one scope."""
+
+    async def dependency(
+        sessionmaker: SessionmakerDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> ApiKey:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise InvalidApiKey("send the API key as `Authorization: Bearer <key>`")
+        async with unit_of_work(sessionmaker) as session:
+            key = await apikeys.authenticate(session, credentials.credentials)
+        apikeys.require_scope(key, scope)
+        return key
+
+    return dependency
+
+
+ReadKey = Annotated[ApiKey, Depends(require(Scope.READ))]
+WalletsKey = Annotated[ApiKey, Depends(require(Scope.WALLETS))]
+AdminKey = Annotated[ApiKey, Depends(require(Scope.ADMIN))]

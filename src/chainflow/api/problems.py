@@ -1,0 +1,122 @@
+"""RFC 9457 problem+json for every error, from one table of error class to HTTP status."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from chainflow.core.errors import (
+    ChainflowError,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+from chainflow.core.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+_STATUS: list[tuple[type[ChainflowError], int]] = [
+    (InvalidInput, 422),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+    (ConfigError, 500),
+]
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    400: "bad_request",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+log = get_logger(__name__)
+
+
+def status_of(error: ChainflowError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def problem(
+    request: Request, *, status: int, code: str, title: str, detail: str, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": f"https://chainflow.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.url.path,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+async def _chainflow_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ChainflowError)  # noqa: S101 - registered for this class only
+    status = status_of(exc)
+    return problem(
+        request, status=status, code=exc.code, title=exc.title, detail=exc.detail, **exc.extra
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    errors = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"])
+    return problem(
+        request,
+        status=422,
+        code="validation_error",
+        title="Invalid request",
+        detail=f"{where}: {first['msg']}",
+        errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)  # noqa: S101
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return problem(
+        request,
+        status=exc.status_code,
+        code=code,
+        title=code.replace("_", " ").capitalize(),
+        detail=str(exc.detail),
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("api.unhandled_error", error_type=type(exc).__name__, path=request.url.path)
+    return problem(
+        request,
+        status=500,
+        code="internal_error",
+        title="Internal error",
+        detail="an unexpected error occurred; see the server log for the request id",
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that render every error as problem+json."""
+    app.add_exception_handler(ChainflowError, _chainflow_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

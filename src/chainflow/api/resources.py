@@ -1,0 +1,20 @@
+"""Resources one API process holds: engine, sessions, HTTP client, master key, Redis."""
+
+from dataclasses import dataclass
+
+import aiohttp
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from chainflow.core.settings import Settings
+from chainflow.infra.signing.keystore import MasterKey
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    http: aiohttp.ClientSession
+    master_key: MasterKey
+    redis: Redis | None

@@ -1,0 +1,93 @@
+"""`chainflow dev`: the embedded shape in one process (SQLite, in-process queue, optional anvil)."""
+
+from contextlib import AsyncExitStack
+from typing import Annotated
+
+import typer
+
+from chainflow.cli.runtime import open_database, run, settings_for_cli
+from chainflow.core.logging import get_logger
+from chainflow.core.settings import Settings
+from chainflow.domain.chains import service as chains
+from chainflow.domain.chains.probe import rpc_chain_id_probe
+from chainflow.domain.chains.schemas import ChainUpdate
+from chainflow.domain.wallets import service as wallets
+from chainflow.domain.wallets.errors import WalletExists
+from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX, run_anvil
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import new_http_session
+from chainflow.infra.signing.keystore import MasterKey, validate_private_key
+from chainflow.infra.signing.master_source import load_master_key
+from chainflow.migrations.runner import upgrade
+
+ANVIL_CHAIN_ID = 31337
+ANVIL_PORT = 8545
+log = get_logger(__name__)
+
+
+def dev(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="bind port")] = None,
+    anvil: Annotated[
+        bool, typer.Option("--anvil", help="also start a local anvil chain and a funded wallet")
+    ] = False,
+    anvil_port: Annotated[int, typer.Option(help="port of the local anvil")] = ANVIL_PORT,
+) -> None:
+    """Run everything in one process on the embedded database (the README's first command)."""
+    settings = settings_for_cli().model_copy(update={"redis_url": None})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    master = load_master_key(settings, allow_generate=True)
+    upgrade(settings.resolved_database_url)
+    run(
+        lambda: _serve(
+            settings, master, host=host, port=port, anvil_port=anvil_port if anvil else None
+        )
+    )
+
+
+async def _serve(
+    settings: Settings,
+    master: MasterKey,
+    *,
+    host: str | None,
+    port: int | None,
+    anvil_port: int | None,
+) -> None:
+    async with AsyncExitStack() as stack:
+        anvil_url = None
+        if anvil_port is not None:
+            state_file = settings.data_dir / "anvil-state.json"
+            anvil_url = await stack.enter_async_context(
+                run_anvil(port=anvil_port, state_file=state_file)
+            )
+            log.info("anvil.started", url=anvil_url, chain_id=ANVIL_CHAIN_ID)
+        await _prepare(settings, master, anvil_url=anvil_url)
+        from chainflow.api.app import create_app
+        from chainflow.api.server import serve
+
+        app = create_app(settings)
+        await serve(app, host=host or settings.api_host, port=port or settings.api_port)
+
+
+async def _prepare(settings: Settings, master: MasterKey, *, anvil_url: str | None) -> None:
+    seeds = chains.load_seed(settings.chains_file)
+    async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
+        await chains.seed_chains(session, seeds)
+        if anvil_url is None:
+            return
+        async with new_http_session() as http:
+            probe = rpc_chain_id_probe(http, timeout_s=settings.rpc_timeout_s)
+            update = ChainUpdate(rpc_urls=[anvil_url], enabled=True)
+            await chains.update_chain(session, ANVIL_CHAIN_ID, update, probe=probe)
+        try:
+            async with session.begin_nested():
+                wallet = await wallets.import_wallet(
+                    session,
+                    validate_private_key(DEV_PRIVATE_KEY_HEX),
+                    master=master,
+                    label="anvil dev wallet",
+                    chain_ids=[ANVIL_CHAIN_ID],
+                )
+            log.info("wallet.imported", wallet_id=str(wallet.id), address=wallet.address)
+        except WalletExists:
+            pass  # imported by an earlier run

@@ -1,0 +1,62 @@
+"""What every CLI command shares: settings, logging, a migrated database, one-line errors."""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import typer
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.core.errors import ConfigError, Unavailable
+from chainflow.core.logging import configure_logging
+from chainflow.core.settings import LogFormat, Settings, load_settings
+from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.migrations.runner import current_revision, head_revision
+
+T = TypeVar("T")
+
+
+def settings_for_cli() -> Settings:
+    """Load settings and configure logging (to stderr)."""
+    settings = load_settings()
+    configure_logging(json_format=settings.log_format is LogFormat.JSON, level=settings.log_level)
+    return settings
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A sessionmaker on a database that is migrated to this version's head.
+
+    Raises:
+        ConfigError: the database is not migrated. Unavailable: it cannot be reached.
+    """
+    engine = create_engine(settings.resolved_database_url, pool_size=2)
+    try:
+        try:
+            async with engine.connect() as connection:
+                revision = await connection.run_sync(current_revision)
+        except (OSError, DBAPIError) as exc:
+            raise Unavailable(f"cannot reach the database: {type(exc).__name__}") from None
+        if revision != head_revision():
+            raise ConfigError(
+                f"the database is at revision {revision or 'none'}, this version needs "
+                f"{head_revision()}: run `chainflow db upgrade`"
+            )
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+def run(coroutine: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body."""
+
+    async def body() -> T:
+        return await coroutine()
+
+    return asyncio.run(body())
+
+
+def echo_err(message: str) -> None:
+    typer.echo(message, err=True)
