@@ -1,0 +1,101 @@
+"""Shared fixtures: real PostgreSQL and SQLite databases, a real anvil, the API app."""
+
+import base64
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.api.app import create_app
+from chainflow.core.settings import Settings
+from chainflow.domain.chains.probe import ChainIdProbe, rpc_chain_id_probe
+from chainflow.infra.anvil import run_anvil
+from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.infra.rpc.client import new_http_session
+from chainflow.infra.signing.keystore import MasterKey
+from tests.support.databases import PostgresDatabases, SqliteDatabases, TestDatabases
+from tests.support.fixtures import ApiHarness, open_api
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+async def test_databases(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[dict[str, TestDatabases]]:
+    """Migrated templates on both dialects; PostgreSQL must be reachable (no skip)."""
+    postgres = PostgresDatabases()
+    sqlite = SqliteDatabases(tmp_path_factory.mktemp("sqlite"))
+    await postgres.start()
+    await sqlite.start()
+    yield {"postgresql": postgres, "sqlite": sqlite}
+    await postgres.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def dialect(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.fixture
+async def database_url(
+    dialect: str, test_databases: dict[str, TestDatabases]
+) -> AsyncIterator[str]:
+    url = await test_databases[dialect].clone()
+    yield url
+    await test_databases[dialect].drop(url)
+
+
+@pytest.fixture
+async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url, pool_size=2)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def master_key() -> MasterKey:
+    return MasterKey.generate()
+
+
+@pytest.fixture(scope="session")
+async def anvil_url() -> AsyncIterator[str]:
+    async with run_anvil(port=free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, master_key: MasterKey) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        master_key=SecretStr(base64.b64encode(master_key.secret.reveal()).decode()),
+        rpc_timeout_s=3,
+    )
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[ApiHarness]:
+    async with open_api(create_app(settings)) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def client(api: ApiHarness) -> httpx.AsyncClient:
+    return api.client
+
+
+@pytest.fixture
+async def probe() -> AsyncIterator[ChainIdProbe]:
+    async with new_http_session() as http:
+        yield rpc_chain_id_probe(http, timeout_s=3)

@@ -1,0 +1,130 @@
+"""The `chainflow` command as users run it: real processes, embedded SQLite, exit codes, stdin."""
+
+import base64
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX
+
+CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
+KEY_HEX = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+
+
+class Cli:
+    """Runs `chainflow` with a private data dir and collects every line it printed."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.env = {
+            key: value for key, value in os.environ.items() if not key.startswith("CHAINFLOW_")
+        }
+        self.env |= {"CHAINFLOW_DATA_DIR": str(data_dir), "CHAINFLOW_LOG_FORMAT": "json"}
+        if "CHAINFLOW_ANVIL_BIN" in os.environ:
+            self.env["CHAINFLOW_ANVIL_BIN"] = os.environ["CHAINFLOW_ANVIL_BIN"]
+        self.output: list[str] = []
+
+    def __call__(
+        self, *args: str, stdin: str = "", env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [CHAINFLOW, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=self.env | (env or {}),
+            check=False,
+        )
+        self.output += [result.stdout, result.stderr]
+        return result
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "data")
+
+
+class TestConfiguration:
+    def test_invalid_setting_is_one_line_naming_it(self, cli: Cli) -> None:
+        line = one_error_line(cli("db", "upgrade", env={"CHAINFLOW_API_PORT": "eighty"}))
+        assert "CHAINFLOW_API_PORT" in line
+
+    def test_invalid_master_key_is_refused_without_echo(self, cli: Cli) -> None:
+        line = one_error_line(cli("wallet", "generate", env={"CHAINFLOW_MASTER_KEY": "c2hvcnQ="}))
+        assert "CHAINFLOW_MASTER_KEY" in line or "master key" in line.lower()
+        assert "c2hvcnQ=" not in line
+
+    def test_distributed_mode_needs_a_master_key(self, cli: Cli) -> None:
+        result = cli("api", env={"CHAINFLOW_REDIS_URL": "redis://127.0.0.1:6379/15"})
+        assert "CHAINFLOW_MASTER_KEY" in one_error_line(result)
+
+    def test_unmigrated_database_is_one_line(self, cli: Cli) -> None:
+        assert "chainflow db upgrade" in one_error_line(cli("wallet", "list"))
+
+
+class TestEmbeddedWorkflow:
+    def test_upgrade_keys_wallets_and_rotation(self, cli: Cli, tmp_path: Path) -> None:
+        upgraded = cli("db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "9 chain(s) seeded" in upgraded.stdout
+        assert cli("db", "upgrade").returncode == 0  # safe to run twice
+
+        created = cli("apikey", "create", "--scopes", "admin", "--scopes", "read")
+        assert created.stdout.splitlines()[-1].startswith("cf_")
+        assert "unknown scope 'root'" in one_error_line(cli("apikey", "create", "--scopes", "root"))
+
+        imported = cli("wallet", "import", "--chain-id", "31337", stdin=KEY_HEX + "\n")
+        assert "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" in imported.stdout, imported.stderr
+        assert "already imported" in one_error_line(cli("wallet", "import", stdin=KEY_HEX))
+        bad = tmp_path / "bad.key"
+        bad.write_text("0x1234")
+        assert "short" in one_error_line(cli("wallet", "import", "--file", str(bad)))
+        assert cli("wallet", "generate", "--label", "gen").returncode == 0
+
+        key_file = tmp_path / "data" / "master.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        new_key = tmp_path / "new.key"
+        new_key.write_text(base64.b64encode(os.urandom(32)).decode())
+        rotated = cli("keys", "rotate-master", "--new-key-file", str(new_key))
+        assert "re-wrapped 2 wallet key(s)" in rotated.stdout, rotated.stderr
+        again = cli("keys", "rotate-master", "--new-key-file", str(new_key))
+        assert "re-wrapped 0 wallet key(s)" in again.stdout, again.stderr
+        listed = cli("wallet", "list")
+        assert len(listed.stdout.splitlines()) == 2
+        assert "chains=31337" in listed.stdout
+
+        wrong = base64.b64encode(os.urandom(32)).decode()
+        refused = cli("wallet", "generate", env={"CHAINFLOW_MASTER_KEY": wrong})
+        assert "did not wrap the stored wallet keys" in one_error_line(refused)
+        assert wrong not in "".join(cli.output)
+        assert KEY_HEX[2:] not in "".join(cli.output)
+        assert new_key.read_text() not in "".join(cli.output)
+
+    def test_private_key_is_never_a_command_line_argument(self, cli: Cli) -> None:
+        result = cli("wallet", "import", KEY_HEX)
+        assert result.returncode == 2  # usage error from the parser: no such argument
+        assert KEY_HEX[2:] not in result.stdout
+
+
+class TestDev:
+    def test_dev_serves_healthz_with_a_funded_dev_wallet(self, cli: Cli) -> None:
+        from tests.e2e.devserver import run_dev_and_probe
+
+        report = run_dev_and_probe(cli.env, CHAINFLOW)
+        assert report.healthz == {"status": "ok"}
+        assert report.dev_wallet_chain_ids == [31337]
+        assert report.dev_wallet_balance_wei > 0
+        assert report.exit_code == 0
+        assert DEV_PRIVATE_KEY_HEX not in report.output

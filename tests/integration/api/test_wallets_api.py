@@ -1,0 +1,167 @@
+"""Wallet routes over HTTP, on both databases: import, generate, lifecycle, lanes, bad keys."""
+
+from typing import Any
+
+import pytest
+
+from chainflow.infra.db.uow import unit_of_work
+from tests.support.chains import add_anvil_chain
+from tests.support.fixtures import ApiHarness
+
+KEY_HEX = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+KEY_ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+async def wallet_count(api: ApiHarness, headers: dict[str, str]) -> int:
+    response = await api.client.get("/v1/wallets", headers=headers)
+    return len(response.json()["items"])
+
+
+class TestCreateWallet:
+    async def test_import_returns_the_address_and_never_the_key(self, api: ApiHarness) -> None:
+        headers = await api.key("wallets")
+        response = await api.client.post(
+            "/v1/wallets", headers=headers, json={"private_key": KEY_HEX, "label": "ops"}
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert (body["address"], body["status"], body["label"]) == (KEY_ADDRESS, "active", "ops")
+        assert KEY_HEX[2:] not in response.text
+        assert set(body) == {
+            "id",
+            "address",
+            "label",
+            "status",
+            "signer_kind",
+            "chain_ids",
+            "created_at",
+            "updated_at",
+        }
+
+    async def test_generate_with_chains(self, api: ApiHarness, anvil_url: str) -> None:
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await add_anvil_chain(session, anvil_url)
+        response = await api.client.post(
+            "/v1/wallets",
+            headers=await api.key("wallets"),
+            json={"generate": True, "chain_ids": [31337]},
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["chain_ids"] == [31337]
+
+    async def test_duplicate_import_is_409_and_stores_one_row(self, api: ApiHarness) -> None:
+        headers = await api.key("wallets")
+        await api.client.post("/v1/wallets", headers=headers, json={"private_key": KEY_HEX})
+        again = await api.client.post(
+            "/v1/wallets", headers=headers, json={"private_key": KEY_HEX[2:]}
+        )
+        assert (again.status_code, again.json()["code"]) == (409, "wallet_exists")
+        assert await wallet_count(api, headers) == 1
+
+    @pytest.mark.parametrize(
+        ("private_key", "fragment"),
+        [
+            ("0xzz" + "1" * 62, "hex"),
+            ("0x" + "1" * 63, "short"),
+            ("0x" + "1" * 66, "long"),
+            ("0x" + "0" * 64, "zero"),
+            (hex(SECP256K1_N), "order"),
+            ("", "empty"),
+        ],
+    )
+    async def test_bad_key_is_422_without_echo_or_row(
+        self, api: ApiHarness, private_key: str, fragment: str
+    ) -> None:
+        headers = await api.key("wallets")
+        response = await api.client.post(
+            "/v1/wallets", headers=headers, json={"private_key": private_key}
+        )
+        assert response.status_code == 422
+        problem = response.json()
+        assert problem["code"] == "invalid_private_key"
+        assert fragment in problem["detail"].lower()
+        if private_key:
+            assert private_key.removeprefix("0x") not in response.text
+        assert await wallet_count(api, headers) == 0
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"generate": True, "private_key": KEY_HEX},
+            {"generate": True, "colour": "red"},
+            {"generate": "yes please"},
+            {"private_key": 12345},
+            {"generate": True, "chain_ids": ["one"]},
+        ],
+    )
+    async def test_malformed_body_is_422_and_never_echoes_a_key(
+        self, api: ApiHarness, body: dict[str, Any]
+    ) -> None:
+        headers = await api.key("wallets")
+        response = await api.client.post("/v1/wallets", headers=headers, json=body)
+        assert response.status_code == 422
+        assert response.json()["code"] == "validation_error"
+        assert KEY_HEX[2:] not in response.text
+        assert await wallet_count(api, headers) == 0
+
+    async def test_unknown_chain_is_422_and_stores_nothing(self, api: ApiHarness) -> None:
+        headers = await api.key("wallets")
+        response = await api.client.post(
+            "/v1/wallets", headers=headers, json={"generate": True, "chain_ids": [999]}
+        )
+        assert (response.status_code, response.json()["code"]) == (422, "unknown_chain")
+        assert await wallet_count(api, headers) == 0
+
+
+class TestLifecycle:
+    async def test_pause_resume_disable_and_admin_reenable(self, api: ApiHarness) -> None:
+        headers, admin = await api.key("wallets"), await api.key("admin")
+        created = await api.client.post("/v1/wallets", headers=headers, json={"generate": True})
+        path = f"/v1/wallets/{created.json()['id']}"
+        for wanted in ("paused", "active", "disabled"):
+            response = await api.client.patch(path, headers=headers, json={"status": wanted})
+            assert response.json()["status"] == wanted
+        refused = await api.client.patch(path, headers=headers, json={"status": "active"})
+        assert (refused.status_code, refused.json()["code"]) == (403, "admin_required")
+        invalid = await api.client.patch(path, headers=admin, json={"status": "paused"})
+        assert (invalid.status_code, invalid.json()["code"]) == (409, "invalid_status_transition")
+        revived = await api.client.patch(path, headers=admin, json={"status": "active"})
+        assert revived.json()["status"] == "active"
+
+    async def test_unknown_status_is_422(self, api: ApiHarness) -> None:
+        headers = await api.key("wallets")
+        created = await api.client.post("/v1/wallets", headers=headers, json={"generate": True})
+        response = await api.client.patch(
+            f"/v1/wallets/{created.json()['id']}", headers=headers, json={"status": "sleeping"}
+        )
+        assert response.status_code == 422
+
+
+class TestLanes:
+    async def test_enable_read_and_disable_a_lane(self, api: ApiHarness, anvil_url: str) -> None:
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await add_anvil_chain(session, anvil_url)
+        headers = await api.key("wallets")
+        created = await api.client.post(
+            "/v1/wallets", headers=headers, json={"private_key": KEY_HEX}
+        )
+        path = f"/v1/wallets/{KEY_ADDRESS.lower()}/chains/31337"
+        enabled = await api.client.put(path, headers=headers)
+        assert enabled.json()["chain_ids"] == [31337]
+        lane = (await api.client.get(path, headers=headers)).json()
+        assert lane["wallet_id"] == created.json()["id"]
+        assert (lane["next_nonce"], lane["in_flight"], lane["rpc_error"]) == (0, 0, None)
+        assert isinstance(lane["chain_nonce"], int)
+        assert int(lane["balance_wei"]) > 0  # anvil funds its default accounts
+        disabled = await api.client.delete(path, headers=headers)
+        assert disabled.json()["chain_ids"] == []
+
+    async def test_lane_on_unknown_chain_is_404(self, api: ApiHarness) -> None:
+        headers = await api.key("wallets")
+        created = await api.client.post("/v1/wallets", headers=headers, json={"generate": True})
+        response = await api.client.put(
+            f"/v1/wallets/{created.json()['id']}/chains/4242", headers=headers
+        )
+        assert (response.status_code, response.json()["code"]) == (404, "chain_not_found")

@@ -1,0 +1,93 @@
+"""Test databases: one migrated template per dialect per run, cloned for every test."""
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from chainflow.migrations.runner import upgrade
+
+POSTGRES_URL = os.environ.get(
+    "CHAINFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("CHAINFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+_RUN = uuid.uuid4().hex[:8]
+
+
+def _pg_url(database: str) -> str:
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+class PostgresDatabases:
+    """Creates `cf_tpl_<run>` once, migrated, then clones it per test."""
+
+    def __init__(self) -> None:
+        self.template = f"cf_tpl_{_RUN}"
+        self._created: list[str] = []
+
+    async def start(self) -> None:
+        await _admin(f'CREATE DATABASE "{self.template}"')
+        await asyncio.to_thread(upgrade, _pg_url(self.template))
+
+    async def empty(self) -> str:
+        """A new database with no tables (for migration tests)."""
+        name = f"cf_empty_{uuid.uuid4().hex[:10]}"
+        await _admin(f'CREATE DATABASE "{name}"')
+        self._created.append(name)
+        return _pg_url(name)
+
+    async def clone(self) -> str:
+        name = f"cf_t_{uuid.uuid4().hex[:10]}"
+        await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self._created.append(name)
+        return _pg_url(name)
+
+    async def drop(self, url: str) -> None:
+        name = url.rpartition("/")[2]
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    async def stop(self) -> None:
+        for name in [*self._created, self.template]:
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class SqliteDatabases:
+    """A migrated template file copied per test."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.template = folder / "template.db"
+
+    async def start(self) -> None:
+        await asyncio.to_thread(upgrade, f"sqlite:///{self.template}")
+
+    async def empty(self) -> str:
+        return f"sqlite:///{self.folder / f'empty-{uuid.uuid4().hex[:10]}.db'}"
+
+    async def clone(self) -> str:
+        target = self.folder / f"t-{uuid.uuid4().hex[:10]}.db"
+        shutil.copyfile(self.template, target)
+        return f"sqlite:///{target}"
+
+    async def drop(self, url: str) -> None:
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    async def stop(self) -> None:
+        pass
+
+
+TestDatabases = PostgresDatabases | SqliteDatabases

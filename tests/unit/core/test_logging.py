@@ -1,0 +1,64 @@
+"""The redacting processor hides secret-named fields and key-shaped values."""
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from chainflow.core.logging import REDACTED, configure_logging, redact_secrets, scrub_text
+
+KEY = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
+class TestRedactSecrets:
+    @pytest.mark.parametrize(
+        "field",
+        [
+            "private_key",
+            "privateKey",
+            "master_key",
+            "api_key",
+            "password",
+            "Authorization",
+            "secret",
+            "passphrase",
+            "data_key",
+            "token",
+        ],
+    )
+    def test_secret_named_fields_are_hidden(self, field: str) -> None:
+        assert redact_secrets(None, "info", {field: "anything"})[field] == REDACTED
+
+    def test_key_shaped_values_are_scrubbed_from_free_text(self) -> None:
+        out = redact_secrets(None, "info", {"event": f"bad key 0x{KEY} given", "n": 3})
+        assert KEY not in out["event"]
+        assert out["n"] == 3
+
+    def test_hash_fields_keep_their_value(self) -> None:
+        out = redact_secrets(None, "info", {"tx_hash": "0x" + KEY, "block_hash": KEY})
+        assert out == {"tx_hash": "0x" + KEY, "block_hash": KEY}
+
+    def test_nested_values_are_redacted(self) -> None:
+        out = redact_secrets(None, "info", {"body": {"private_key": KEY, "items": [f"x{KEY}"]}})
+        assert KEY not in json.dumps(out)
+
+    def test_bearer_tokens_are_scrubbed(self) -> None:
+        assert "cf_abc" not in scrub_text("header Bearer cf_abc_def")
+
+
+class TestConfigureLogging:
+    def test_stdlib_and_exception_text_go_through_redaction(self) -> None:
+        configure_logging(json_format=True)
+        stream = io.StringIO()
+        logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        try:
+            raise ValueError(f"cannot parse {KEY}")
+        except ValueError:
+            structlog.get_logger("t").exception("wallet.failed", private_key=KEY)
+        logging.getLogger("foreign").warning("leak %s", KEY)
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == 2
+        assert all(json.loads(line) for line in lines)
+        assert KEY not in stream.getvalue()
