@@ -1,8 +1,6 @@
 """Key custody on PostgreSQL and SQLite: sealed rows, tampering, rotation, wrong master key."""
 
 import pytest
-from chainflow.infra.signing.keystore import DecryptionFailed, MasterKey
-from chainflow.infra.signing.local import generate_private_key
 from eth_account import Account
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -11,6 +9,8 @@ from chainflow.domain.wallets.custody import check_master_key, rotate_master_key
 from chainflow.domain.wallets.errors import MasterKeyMismatch
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.keystore import DecryptionFailed, MasterKey
+from chainflow.infra.signing.local import generate_private_key
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 TX = {

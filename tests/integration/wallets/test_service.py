@@ -1,8 +1,6 @@
 """Wallet use cases on PostgreSQL and SQLite: import, generate, lifecycle, lanes."""
 
 import pytest
-from chainflow.infra.signing.keystore import MasterKey, validate_private_key
-from chainflow.infra.signing.local import generate_private_key
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,6 +14,8 @@ from chainflow.domain.wallets.errors import (
 )
 from chainflow.domain.wallets.models import Wallet, WalletStatus
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.keystore import MasterKey, validate_private_key
+from chainflow.infra.signing.local import generate_private_key
 from tests.support.chains import add_anvil_chain
 
 Sessionmaker = async_sessionmaker[AsyncSession]
