@@ -137,6 +137,17 @@ class TestUpdate:
             assert (chain.rpc_urls, chain.confirmations) == ([anvil_url], 5)
             assert chain.max_fee_per_gas_cap is None
 
+    async def test_setting_the_same_urls_again_is_accepted(
+        self, sessionmaker: Sessionmaker, probe: ChainIdProbe, anvil_url: str
+    ) -> None:
+        async with unit_of_work(sessionmaker) as session:
+            await service.create_chain(session, new_chain(31337, anvil_url), probe=probe)
+        update = ChainUpdate(rpc_urls=[anvil_url], enabled=True)
+        async with unit_of_work(sessionmaker) as session:
+            await service.update_chain(session, 31337, update, probe=probe)
+        async with unit_of_work(sessionmaker) as session:
+            assert (await service.get_chain(session, 31337)).rpc_urls == [anvil_url]
+
     async def test_enabling_without_urls_is_refused(
         self, sessionmaker: Sessionmaker, probe: ChainIdProbe, anvil_url: str
     ) -> None:

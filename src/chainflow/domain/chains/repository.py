@@ -28,7 +28,15 @@ async def existing_ids(session: AsyncSession) -> set[int]:
 
 
 def replace_endpoints(chain: Chain, urls: Sequence[str]) -> None:
-    """Replace a loaded chain's endpoints, keeping the given order."""
-    chain.rpc_endpoints = [
-        RpcEndpoint(url=url, position=position, weight=1) for position, url in enumerate(urls)
-    ]
+    """Replace a loaded chain's endpoints, keeping the given order.
+
+    Rows of URLs that stay are reused: deleting and re-inserting the same URL in one flush
+    would hit the (chain_id, url) unique constraint, as inserts are flushed before deletes.
+    """
+    existing = {endpoint.url: endpoint for endpoint in chain.rpc_endpoints}
+    kept: list[RpcEndpoint] = []
+    for position, url in enumerate(urls):
+        endpoint = existing.get(url) or RpcEndpoint(url=url, weight=1)
+        endpoint.position = position
+        kept.append(endpoint)
+    chain.rpc_endpoints = kept
