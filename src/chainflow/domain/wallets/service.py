@@ -1,16 +1,13 @@
 """Use cases of wallets: import, generate, read, change status, enable per chain."""
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 
 from eth_utils.address import is_address, to_checksum_address
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chainflow.core.errors import InvalidInput
+from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.types import SecretBytes
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
@@ -96,27 +93,11 @@ async def list_wallets(
     session: AsyncSession, *, limit: int, cursor: str | None
 ) -> tuple[Sequence[Wallet], str | None]:
     """One page of wallets in creation order, and the cursor of the next page."""
-    rows = await repository.list_page(session, limit=limit + 1, after=_decode_cursor(cursor))
+    rows = await repository.list_page(session, limit=limit + 1, after=decode_cursor(cursor))
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    return rows[:limit], _encode_cursor(last.created_at, last.id)
-
-
-def _encode_cursor(created_at: datetime, wallet_id: uuid.UUID) -> str:
-    raw = f"{created_at.isoformat()}|{wallet_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, wallet_id = raw.split("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(wallet_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("cursor is not one this API returned") from None
+    return rows[:limit], encode_cursor(last.created_at, last.id)
 
 
 async def update_wallet(

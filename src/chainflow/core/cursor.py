@@ -1,0 +1,26 @@
+"""Opaque pagination cursors over (created_at, id)."""
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+
+from chainflow.core.errors import InvalidInput
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    """A cursor pointing just after this row."""
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """Parse a cursor this API returned. Raises: InvalidInput."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, row_id = raw.split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this API returned") from None
