@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from chainflow import __version__
 from chainflow.api import problems
 from chainflow.api.resources import Resources
-from chainflow.api.routes import chains, health, wallets
+from chainflow.api.routes import chains, health, transactions, wallets
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.wallets.custody import check_master_key
@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     problems.install(app)
     app.middleware("http")(_request_id)
-    for router in (health.router, chains.router, wallets.router):
+    for router in (health.router, chains.router, wallets.router, transactions.router):
         app.include_router(router)
     return app
 

@@ -59,3 +59,4 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
 ReadKey = Annotated[ApiKey, Depends(require(Scope.READ))]
 WalletsKey = Annotated[ApiKey, Depends(require(Scope.WALLETS))]
 AdminKey = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
+TxWriteKey = Annotated[ApiKey, Depends(require(Scope.TRANSACTIONS_WRITE))]

@@ -2,9 +2,21 @@
 
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.chains.models import Chain, RpcEndpoint
+from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.base import Base
 
 metadata = Base.metadata
 
-__all__ = ["ApiKey", "Base", "Chain", "RpcEndpoint", "Wallet", "WalletChain", "metadata"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Chain",
+    "RpcEndpoint",
+    "Transaction",
+    "TxAttempt",
+    "TxEventRow",
+    "Wallet",
+    "WalletChain",
+    "metadata",
+]

@@ -59,9 +59,11 @@ async def master_key_ids(session: AsyncSession) -> dict[str, int]:
 
 
 async def get_lane(
-    session: AsyncSession, wallet_id: uuid.UUID, chain_id: int
+    session: AsyncSession, wallet_id: uuid.UUID, chain_id: int, *, for_update: bool = False
 ) -> WalletChain | None:
     query = select(WalletChain).where(
         WalletChain.wallet_id == wallet_id, WalletChain.chain_id == chain_id
     )
+    if for_update:
+        query = query.with_for_update()
     return (await session.scalars(query)).one_or_none()

@@ -16,6 +16,7 @@ from chainflow.domain.wallets.custody import seal_into
 from chainflow.domain.wallets.errors import (
     AdminRequired,
     InvalidStatusTransition,
+    LaneNotFound,
     WalletExists,
     WalletNotFound,
 )
@@ -137,4 +138,16 @@ async def set_chain_enabled(
         session.add(lane)
     lane.enabled = enabled
     await session.flush()
+    return lane
+
+
+async def lock_lane(session: AsyncSession, wallet_id: uuid.UUID, chain_id: int) -> WalletChain:
+    """Lock the lane row: the single writer of its nonce cursor until the transaction ends.
+
+    On SQLite every transaction already holds the write lock (BEGIN IMMEDIATE).
+    Raises: LaneNotFound.
+    """
+    lane = await repository.get_lane(session, wallet_id, chain_id, for_update=True)
+    if lane is None:
+        raise LaneNotFound(f"wallet {wallet_id} was never enabled on chain {chain_id}")
     return lane

@@ -1,0 +1,159 @@
+"""Routes of transaction requests."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from chainflow.api.deps import ReadKey, SessionmakerDep, TxWriteKey
+from chainflow.api.responses import problem_responses
+from chainflow.domain.transactions import service
+from chainflow.domain.transactions.models import Transaction, TxAttempt
+from chainflow.domain.transactions.schemas import (
+    AttemptRead,
+    ErrorRead,
+    EventRead,
+    ReceiptRead,
+    TxCreate,
+    TxList,
+    TxRead,
+    TxSummary,
+)
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.infra.db.uow import unit_of_work
+
+router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def submit_transaction(
+    body: TxCreate,
+    sessionmaker: SessionmakerDep,
+    key: TxWriteKey,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> TxRead:
+    """Queue a request. The same Idempotency-Key and body return the same transaction."""
+    async with unit_of_work(sessionmaker) as session:
+        result = await service.submit(
+            session, body, api_key_id=key.id, idempotency_key=idempotency_key
+        )
+        tx = await service.get_transaction(session, result.tx.id)
+    if not result.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return render(tx)
+
+
+@router.get("/{tx_id}", responses=problem_responses(401, 403, 404))
+async def get_transaction(tx_id: uuid.UUID, sessionmaker: SessionmakerDep, _key: ReadKey) -> TxRead:
+    """One transaction with its attempts, receipt and event log."""
+    async with unit_of_work(sessionmaker) as session:
+        return render(await service.get_transaction(session, tx_id))
+
+
+@router.get("", responses=problem_responses(401, 403, 404, 422))
+async def list_transactions(
+    sessionmaker: SessionmakerDep,
+    _key: ReadKey,
+    status_: Annotated[TxStatus | None, Query(alias="status")] = None,
+    wallet: Annotated[str | None, Query(max_length=64)] = None,
+    chain_id: Annotated[int | None, Query(gt=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TxList:
+    """List transactions in submission order, filtered by status, wallet and chain."""
+    async with unit_of_work(sessionmaker) as session:
+        rows, next_cursor = await service.list_transactions(
+            session, limit=limit, cursor=cursor, status=status_, wallet=wallet, chain_id=chain_id
+        )
+        items = [
+            TxSummary(
+                id=tx.id,
+                chain_id=tx.chain_id,
+                wallet_id=tx.wallet_id,
+                to=tx.to_address,
+                value=tx.value_wei,
+                status=tx.status,
+                nonce=tx.nonce,
+                hash=tx.final_hash,
+                created_at=tx.created_at,
+            )
+            for tx in rows
+        ]
+        return TxList(items=items, next_cursor=next_cursor)
+
+
+@router.post("/{tx_id}/cancel", responses=problem_responses(401, 403, 404, 409))
+async def cancel_transaction(
+    tx_id: uuid.UUID, sessionmaker: SessionmakerDep, _key: TxWriteKey
+) -> TxRead:
+    """Queued: cancelled at once. Signed or sent: a 0-value self-transfer at the same nonce
+    competes with it; the final status says which won (`cancelled` or the request's own)."""
+    async with unit_of_work(sessionmaker) as session:
+        return render(await service.cancel(session, tx_id))
+
+
+def render(tx: Transaction) -> TxRead:
+    """The API view of a transaction with attempts and events loaded."""
+    receipt = None
+    if tx.block_number is not None and tx.block_hash is not None:
+        receipt = ReceiptRead(
+            block_number=tx.block_number,
+            block_hash=tx.block_hash,
+            gas_used=tx.gas_used,
+            effective_gas_price=tx.effective_gas_price_wei,
+            status=tx.receipt_status or 0,
+        )
+    error = ErrorRead(code=tx.error_code, message=tx.error_message or "") if tx.error_code else None
+    return TxRead.model_validate(
+        {
+            "id": tx.id,
+            "chain_id": tx.chain_id,
+            "wallet_id": tx.wallet_id,
+            "from": tx.from_address,
+            "to": tx.to_address,
+            "value": tx.value_wei,
+            "data": "0x" + tx.data.hex(),
+            "status": tx.status,
+            "nonce": tx.nonce,
+            "hash": tx.final_hash or _latest_hash(tx),
+            "cancel_requested": tx.cancel_requested,
+            "attempts": [_attempt(a) for a in tx.attempts],
+            "receipt": receipt,
+            "confirmations": tx.confirmations,
+            "error": error,
+            "events": [
+                EventRead(
+                    from_status=e.from_status, to_status=e.to_status, at=e.at, detail=e.detail
+                )
+                for e in tx.events
+            ],
+            "valid_until": tx.valid_until,
+            "created_at": tx.created_at,
+            "updated_at": tx.updated_at,
+        }
+    )
+
+
+def _latest_hash(tx: Transaction) -> str | None:
+    return tx.attempts[-1].hash if tx.attempts else None
+
+
+def _attempt(a: TxAttempt) -> AttemptRead:
+    return AttemptRead(
+        hash=a.hash,
+        kind=a.kind.value,
+        status=a.status.value,
+        nonce=a.nonce,
+        gas_limit=a.gas_limit,
+        max_fee_per_gas=a.max_fee_per_gas_wei,
+        max_priority_fee_per_gas=a.max_priority_fee_per_gas_wei,
+        gas_price=a.gas_price_wei,
+        broadcast_count=a.broadcast_count,
+        first_sent_at=a.first_sent_at,
+        last_sent_at=a.last_sent_at,
+    )

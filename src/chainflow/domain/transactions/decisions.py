@@ -1,0 +1,84 @@
+"""What the tracker does with one in-flight request, given what the chain shows. Pure."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
+from chainflow.domain.transactions.runtime import ChainConfig, EngineConfig
+from chainflow.domain.transactions.state import TxStatus
+
+
+class Action(StrEnum):
+    NONE = "none"
+    RECORD_RECEIPT = "record_receipt"  # mined, not yet at depth
+    FINALIZE = "finalize"  # receipt at the chain's confirmation depth
+    REORGED = "reorged"  # a receipt we had is gone
+    FOREIGN = "foreign"  # the nonce was consumed by a transaction that is not ours
+    RESEND = "resend"  # same bytes again (crash recovery, dropped transaction)
+    BUMP = "bump"  # replace with higher fees
+    CANCEL = "cancel"  # replace with a 0-value self-transfer
+
+
+@dataclass(frozen=True)
+class Observed:
+    head: int
+    latest_nonce: dict[str, int]  # address → mined transaction count
+    receipts: dict[str, dict[str, Any]]  # attempt hash → receipt
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    attempt: TxAttempt | None = None
+    receipt: dict[str, Any] | None = None
+    depth: int = 0
+
+
+def latest_attempt(tx: Transaction) -> TxAttempt:
+    return max(tx.attempts, key=lambda attempt: attempt.created_at)
+
+
+def decide(
+    tx: Transaction, seen: Observed, *, chain: ChainConfig, config: EngineConfig, now: datetime
+) -> Decision:
+    """Choose the next step for a signed, submitted or mined request."""
+    for attempt in tx.attempts:
+        receipt = seen.receipts.get(attempt.hash)
+        if receipt is not None:
+            depth = seen.head - int(receipt["blockNumber"], 16) + 1
+            action = Action.FINALIZE if depth >= chain.confirmations else Action.RECORD_RECEIPT
+            return Decision(action, attempt, receipt, depth)
+    if tx.status is TxStatus.MINED:
+        return Decision(Action.REORGED)
+    mined_count = seen.latest_nonce.get(tx.from_address)
+    if tx.nonce is not None and mined_count is not None and mined_count > tx.nonce:
+        return Decision(Action.FOREIGN)
+    return _unmined(tx, seen, config=config, now=now)
+
+
+def _unmined(tx: Transaction, seen: Observed, *, config: EngineConfig, now: datetime) -> Decision:
+    latest = latest_attempt(tx)
+    if tx.status is TxStatus.SIGNED:
+        return Decision(Action.RESEND, latest)
+    if tx.cancel_requested and not any(a.kind is AttemptKind.CANCEL for a in tx.attempts):
+        return Decision(Action.CANCEL, latest)
+    if is_stuck(latest, head=seen.head, config=config, now=now):
+        return Decision(Action.BUMP, latest)
+    last = latest.last_sent_at
+    if last is None or (now - last).total_seconds() >= config.resend_after_s:
+        return Decision(Action.RESEND, latest)
+    return Decision(Action.NONE)
+
+
+def is_stuck(attempt: TxAttempt, *, head: int, config: EngineConfig, now: datetime) -> bool:
+    """Not mined after N blocks or T seconds since it was first sent."""
+    if attempt.first_sent_at is None:
+        return False
+    if (
+        attempt.sent_at_block is not None
+        and head - attempt.sent_at_block >= config.stuck_after_blocks
+    ):
+        return True
+    return (now - attempt.first_sent_at).total_seconds() >= config.stuck_after_s

@@ -1,0 +1,40 @@
+"""Market fees for a chain from the node (eth_feeHistory or eth_gasPrice), cached briefly."""
+
+import time
+
+from chainflow.domain.transactions.fees import (
+    FeeCaps,
+    Fees,
+    suggest_eip1559,
+    suggest_legacy,
+)
+from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc
+
+_TTL_S = 1.0
+_cache: dict[int, tuple[float, Fees]] = {}
+
+
+def chain_caps(chain: ChainConfig) -> FeeCaps:
+    return FeeCaps(chain.max_fee_per_gas_cap, chain.max_priority_fee_per_gas_cap)
+
+
+async def market_fees(rpc: ChainRpc, chain: ChainConfig, *, min_tip_wei: int) -> Fees:
+    """Fees a new transaction should carry now, before request caps; cached for 1 s."""
+    cached = _cache.get(chain.chain_id)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < _TTL_S:
+        return cached[1]
+    fees = await _fetch(rpc, chain, min_tip_wei=min_tip_wei)
+    _cache[chain.chain_id] = (now, fees)
+    return fees
+
+
+async def _fetch(rpc: ChainRpc, chain: ChainConfig, *, min_tip_wei: int) -> Fees:
+    if not chain.eip1559:
+        return suggest_legacy(gas_price_wei=int(await rpc.call("eth_gasPrice"), 16))
+    history = await rpc.call("eth_feeHistory", [5, "latest", [50]])
+    next_base_fee = int(history["baseFeePerGas"][-1], 16)
+    tips = [int(row[0], 16) for row in history.get("reward") or [] if row]
+    return suggest_eip1559(
+        next_base_fee_wei=next_base_fee, tip_samples_wei=tips, min_tip_wei=min_tip_wei
+    )

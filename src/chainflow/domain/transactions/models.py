@@ -1,0 +1,146 @@
+"""Tables of transaction requests, their signed attempts and their append-only event log."""
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from chainflow.core.clock import utcnow
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.infra.db.base import Base
+from chainflow.infra.db.types import UtcDateTime, WeiAmount
+
+
+class TxKind(StrEnum):
+    REQUEST = "request"  # submitted through the API
+    FILLER = "filler"  # 0-value self-transfer that fills a nonce which must be burned
+
+
+class AttemptKind(StrEnum):
+    ORIGINAL = "original"
+    BUMP = "bump"
+    CANCEL = "cancel"
+
+
+class AttemptStatus(StrEnum):
+    SIGNED = "signed"  # stored, maybe never sent
+    SUBMITTED = "submitted"  # a node accepted it (or said it already knew it)
+    MINED = "mined"  # has a receipt
+    REPLACED = "replaced"  # another attempt of the same nonce was mined
+
+
+def _values(enum: type[StrEnum]) -> list[str]:
+    return [member.value for member in enum]
+
+
+def _enum(enum: type[StrEnum]) -> Enum:
+    return Enum(enum, native_enum=False, length=16, values_callable=_values)
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key"),
+        UniqueConstraint("chain_id", "wallet_id", "nonce"),
+        Index("ix_transactions_lane_status", "chain_id", "wallet_id", "status"),
+        Index("ix_transactions_chain_status", "chain_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[TxKind] = mapped_column(_enum(TxKind), default=TxKind.REQUEST)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    chain_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chains.chain_id"))
+    wallet_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("wallets.id"))
+    from_address: Mapped[str] = mapped_column(String(42))
+    to_address: Mapped[str] = mapped_column(String(42))
+    value_wei: Mapped[int] = mapped_column(WeiAmount)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    gas_limit: Mapped[int | None] = mapped_column(BigInteger)
+    max_fee_per_gas_cap: Mapped[int | None] = mapped_column(WeiAmount)
+    max_priority_fee_per_gas_cap: Mapped[int | None] = mapped_column(WeiAmount)
+    valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    status: Mapped[TxStatus] = mapped_column(_enum(TxStatus))
+    nonce: Mapped[int | None] = mapped_column(BigInteger)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    final_hash: Mapped[str | None] = mapped_column(String(66))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    block_hash: Mapped[str | None] = mapped_column(String(66))
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    effective_gas_price_wei: Mapped[int | None] = mapped_column(WeiAmount)
+    receipt_status: Mapped[int | None] = mapped_column(Integer)
+    confirmations: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    attempts: Mapped[list["TxAttempt"]] = relationship(
+        lazy="raise", back_populates="tx", order_by="TxAttempt.created_at"
+    )
+    events: Mapped[list["TxEventRow"]] = relationship(
+        lazy="raise", back_populates="tx", order_by="TxEventRow.id"
+    )
+
+
+class TxAttempt(Base):
+    """One signed variant of a request at its nonce: original, fee bump or cancel."""
+
+    __tablename__ = "tx_attempts"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tx_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("transactions.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[AttemptKind] = mapped_column(_enum(AttemptKind))
+    status: Mapped[AttemptStatus] = mapped_column(_enum(AttemptStatus))
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    gas_limit: Mapped[int] = mapped_column(BigInteger)
+    max_fee_per_gas_wei: Mapped[int | None] = mapped_column(WeiAmount)
+    max_priority_fee_per_gas_wei: Mapped[int | None] = mapped_column(WeiAmount)
+    gas_price_wei: Mapped[int | None] = mapped_column(WeiAmount)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    hash: Mapped[str] = mapped_column(String(66), unique=True)
+    broadcast_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    sent_at_block: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    tx: Mapped[Transaction] = relationship(lazy="raise", back_populates="attempts")
+
+
+class TxEventRow(Base):
+    """Append-only log of status changes; feeds webhooks and streams."""
+
+    __tablename__ = "tx_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tx_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("transactions.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    tx: Mapped[Transaction] = relationship(lazy="raise", back_populates="events")

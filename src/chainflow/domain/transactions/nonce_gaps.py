@@ -1,0 +1,91 @@
+"""No gaps (DESIGN §6.5): a nonce whose request never reached a node is released or filled."""
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.logging import get_logger
+from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.fees import Fees
+from chainflow.domain.transactions.gas import market_fees
+from chainflow.domain.transactions.lifecycle import apply, record_created
+from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
+from chainflow.domain.transactions.runtime import ChainConfig, Engine
+from chainflow.domain.transactions.signing import CANCEL_GAS, sign_attempt
+from chainflow.domain.transactions.state import TxEvent, TxStatus
+from chainflow.domain.wallets.service import get_wallet, lock_lane
+from chainflow.infra.db.uow import unit_of_work
+
+log = get_logger(__name__)
+
+
+async def release_nonce(
+    engine: Engine, chain: ChainConfig, tx_id: uuid.UUID, *, error_code: str
+) -> None:
+    """Fail a signed request the node refused for good, and keep its lane gap-free.
+
+    If its nonce is the lane's last, the cursor steps back so the next request takes it;
+    otherwise a 0-value self-transfer is signed at that nonce.
+    """
+    market = await market_fees(
+        engine.rpc[chain.chain_id], chain, min_tip_wei=engine.config.min_tip_wei
+    )
+    async with unit_of_work(engine.sessionmaker) as session:
+        tx = await repository.lock_tracked(session, tx_id)
+        if tx is None or tx.status is not TxStatus.SIGNED or tx.nonce is None:
+            return
+        lane = await lock_lane(session, tx.wallet_id, tx.chain_id)
+        nonce = tx.nonce
+        tx.nonce = None
+        tx.error_code, tx.error_message = error_code, "the node refused the transaction for good"
+        apply(session, tx, TxEvent.FAILED, code=error_code, released_nonce=nonce)
+        await session.flush()
+        if nonce == lane.next_nonce - 1:
+            lane.next_nonce = nonce
+            log.info("nonce.released", chain_id=chain.chain_id, nonce=nonce)
+            return
+        await _fill(session, engine, chain, tx, nonce=nonce, fees=market)
+
+
+async def _fill(
+    session: AsyncSession,
+    engine: Engine,
+    chain: ChainConfig,
+    failed: Transaction,
+    *,
+    nonce: int,
+    fees: Fees,
+) -> None:
+    wallet = await get_wallet(session, failed.wallet_id)
+    filler = Transaction(
+        id=uuid.uuid4(),
+        kind=TxKind.FILLER,
+        chain_id=chain.chain_id,
+        wallet_id=wallet.id,
+        from_address=wallet.address,
+        to_address=wallet.address,
+        value_wei=0,
+        data=b"",
+        gas_limit=CANCEL_GAS,
+        status=TxStatus.QUEUED,
+        cancel_requested=False,
+        confirmations=0,
+    )
+    session.add(filler)
+    await session.flush()
+    record_created(session, filler)
+    attempt = await sign_attempt(
+        session,
+        filler,
+        signer=engine.signer(wallet),
+        chain=chain,
+        nonce=nonce,
+        gas_limit=CANCEL_GAS,
+        fees=fees,
+        kind=AttemptKind.ORIGINAL,
+    )
+    filler.nonce = nonce
+    apply(
+        session, filler, TxEvent.SIGNED, nonce=nonce, hash=attempt.hash, filler_for=str(failed.id)
+    )
+    log.info("nonce.filled", chain_id=chain.chain_id, nonce=nonce, tx_id=str(filler.id))

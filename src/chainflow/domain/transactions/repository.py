@@ -1,0 +1,143 @@
+"""All SQL of transactions, attempts and events."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from chainflow.domain.transactions.models import Transaction, TxAttempt
+from chainflow.domain.transactions.state import TxStatus
+
+IN_FLIGHT = (TxStatus.SIGNED, TxStatus.SUBMITTED)
+TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
+
+
+async def get(session: AsyncSession, tx_id: uuid.UUID, *, full: bool = False) -> Transaction | None:
+    query = select(Transaction).where(Transaction.id == tx_id)
+    if full:
+        query = query.options(selectinload(Transaction.attempts), selectinload(Transaction.events))
+    return (await session.scalars(query)).one_or_none()
+
+
+async def get_by_idempotency_key(
+    session: AsyncSession, api_key_id: uuid.UUID | None, key: str
+) -> Transaction | None:
+    query = select(Transaction).where(
+        Transaction.api_key_id == api_key_id, Transaction.idempotency_key == key
+    )
+    return (await session.scalars(query)).one_or_none()
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    status: TxStatus | None,
+    wallet_id: uuid.UUID | None,
+    chain_id: int | None,
+) -> Sequence[Transaction]:
+    query = select(Transaction)
+    if status is not None:
+        query = query.where(Transaction.status == status)
+    if wallet_id is not None:
+        query = query.where(Transaction.wallet_id == wallet_id)
+    if chain_id is not None:
+        query = query.where(Transaction.chain_id == chain_id)
+    if after is not None:
+        created_at, row_id = after
+        query = query.where(
+            or_(
+                Transaction.created_at > created_at,
+                and_(Transaction.created_at == created_at, Transaction.id > row_id),
+            )
+        )
+    query = query.order_by(Transaction.created_at, Transaction.id).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def lanes_with_queued(session: AsyncSession, chain_id: int) -> Sequence[uuid.UUID]:
+    """Wallets that have queued requests on this chain."""
+    query = (
+        select(Transaction.wallet_id)
+        .where(Transaction.chain_id == chain_id, Transaction.status == TxStatus.QUEUED)
+        .distinct()
+    )
+    return (await session.scalars(query)).all()
+
+
+async def queued_for_lane(
+    session: AsyncSession, chain_id: int, wallet_id: uuid.UUID, *, limit: int
+) -> Sequence[Transaction]:
+    query = (
+        select(Transaction)
+        .where(
+            Transaction.chain_id == chain_id,
+            Transaction.wallet_id == wallet_id,
+            Transaction.status == TxStatus.QUEUED,
+        )
+        .order_by(Transaction.created_at, Transaction.id)
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequence[Transaction]:
+    """Lock the given requests that are still queued, in submission order."""
+    query = (
+        select(Transaction)
+        .where(Transaction.id.in_(ids), Transaction.status == TxStatus.QUEUED)
+        .order_by(Transaction.created_at, Transaction.id)
+        .with_for_update()
+    )
+    return (await session.scalars(query)).all()
+
+
+async def count_in_flight(session: AsyncSession, chain_id: int, wallet_id: uuid.UUID) -> int:
+    query = select(func.count()).where(
+        Transaction.chain_id == chain_id,
+        Transaction.wallet_id == wallet_id,
+        Transaction.status.in_(IN_FLIGHT),
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def is_lane_blocked(session: AsyncSession, chain_id: int, wallet_id: uuid.UUID) -> bool:
+    """True while an attempt of the lane waits for funds: later requests must not overtake."""
+    query = (
+        select(TxAttempt.id)
+        .join(Transaction, Transaction.id == TxAttempt.tx_id)
+        .where(
+            Transaction.chain_id == chain_id,
+            Transaction.wallet_id == wallet_id,
+            Transaction.status == TxStatus.SIGNED,
+            TxAttempt.last_error == "insufficient_funds",
+        )
+        .limit(1)
+    )
+    return (await session.scalar(query)) is not None
+
+
+async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> Sequence[Transaction]:
+    """Requests between signing and finality, with their attempts, lowest nonce first."""
+    query = (
+        select(Transaction)
+        .where(Transaction.chain_id == chain_id, Transaction.status.in_(TRACKED))
+        .options(selectinload(Transaction.attempts))
+        .order_by(Transaction.wallet_id, Transaction.nonce)
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def lock_tracked(session: AsyncSession, tx_id: uuid.UUID) -> Transaction | None:
+    query = (
+        select(Transaction)
+        .where(Transaction.id == tx_id)
+        .options(selectinload(Transaction.attempts))
+        .with_for_update()
+    )
+    return (await session.scalars(query)).one_or_none()

@@ -1,0 +1,75 @@
+"""What the engine needs at run time: sessions, RPC per chain, signers, configuration."""
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.domain.chains.models import Chain
+from chainflow.domain.wallets.custody import signer_for
+from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.signer import Signer
+
+
+class ChainRpc(Protocol):
+    """JSON-RPC to one chain (one client or a failover pool)."""
+
+    async def call(self, method: str, params: Sequence[Any] = ()) -> Any: ...
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_in_flight_per_lane: int = 64
+    batch_size: int = 64
+    gas_buffer_percent: int = 20
+    min_tip_wei: int = 1_000_000_000
+    stuck_after_blocks: int = 3
+    stuck_after_s: float = 15.0
+    resend_after_s: float = 5.0
+    bump_percent: str = "12.5"
+    track_limit: int = 5000
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """A snapshot of a chain's settings for one engine round."""
+
+    chain_id: int
+    eip1559: bool
+    confirmations: int
+    block_time_s: float
+    max_fee_per_gas_cap: int | None
+    max_priority_fee_per_gas_cap: int | None
+
+    @classmethod
+    def of(cls, chain: Chain) -> "ChainConfig":
+        return cls(
+            chain_id=chain.chain_id,
+            eip1559=chain.eip1559,
+            confirmations=max(chain.confirmations, 1),
+            block_time_s=chain.block_time_s,
+            max_fee_per_gas_cap=chain.max_fee_per_gas_cap,
+            max_priority_fee_per_gas_cap=chain.max_priority_fee_per_gas_cap,
+        )
+
+
+@dataclass
+class Engine:
+    sessionmaker: async_sessionmaker[AsyncSession]
+    rpc: Mapping[int, ChainRpc]
+    master_key: MasterKey
+    config: EngineConfig = field(default_factory=EngineConfig)
+    _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
+
+    def signer(self, wallet: Wallet) -> Signer:
+        """The wallet's signer, decrypted once per process and kept in memory."""
+        signer = self._signers.get(wallet.id)
+        if signer is None:
+            signer = signer_for(wallet, master=self.master_key)
+            self._signers[wallet.id] = signer
+        return signer

@@ -1,0 +1,173 @@
+"""API shapes of transaction requests."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+from chainflow.core.fields import AddressStr, WeiStr
+from chainflow.domain.transactions.state import TxStatus
+
+_TRANSFER_EXAMPLE: dict[str, JsonValue] = {
+    "chain_id": 31337,
+    "wallet": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+    "to": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    "value": "1000000000000000",
+}
+_CALL_EXAMPLE: dict[str, JsonValue] = {
+    "chain_id": 31337,
+    "wallet": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+    "to": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+    "function": "transfer(address,uint256)",
+    "args": ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "1000000"],
+}
+
+
+class TxCreate(BaseModel):
+    """A native transfer, a call with raw `data`, or a call by `function` signature and `args`."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [_TRANSFER_EXAMPLE, _CALL_EXAMPLE]}
+    )
+
+    chain_id: int = Field(gt=0)
+    wallet: str = Field(min_length=1, max_length=64, description="wallet id or address")
+    to: AddressStr
+    value: WeiStr = 0
+    data: str | None = Field(None, max_length=262_144, description="0x-prefixed calldata")
+    function: str | None = Field(None, max_length=1000, examples=["transfer(address,uint256)"])
+    args: list[Any] | None = None
+    gas_limit: int | None = Field(None, ge=21_000, le=100_000_000)
+    max_fee_per_gas: WeiStr | None = Field(None, description="cap for this request, in wei")
+    max_priority_fee_per_gas: WeiStr | None = Field(None, description="tip cap, in wei")
+    valid_until: datetime | None = Field(None, description="expire if not signed by then")
+
+    @field_validator("data")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.removeprefix("0x")
+        if not value.startswith("0x") or len(digits) % 2 or not _is_hex(digits):
+            raise ValueError("must be 0x-prefixed hex with an even number of digits")
+        return value.lower()
+
+    @field_validator("valid_until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a timezone, e.g. 2026-01-01T00:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> "TxCreate":
+        if self.data is not None and self.function is not None:
+            raise ValueError("give data or function + args, not both")
+        if self.args is not None and self.function is None:
+            raise ValueError("args need a function signature")
+        return self
+
+
+def _is_hex(digits: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in digits)
+
+
+class AttemptRead(BaseModel):
+    hash: str
+    kind: str
+    status: str
+    nonce: int
+    gas_limit: int
+    max_fee_per_gas: WeiStr | None
+    max_priority_fee_per_gas: WeiStr | None
+    gas_price: WeiStr | None
+    broadcast_count: int
+    first_sent_at: datetime | None
+    last_sent_at: datetime | None
+
+
+class EventRead(BaseModel):
+    from_status: str | None
+    to_status: str
+    at: datetime
+    detail: dict[str, Any] | None
+
+
+class ReceiptRead(BaseModel):
+    block_number: int
+    block_hash: str
+    gas_used: int | None
+    effective_gas_price: WeiStr | None
+    status: int
+
+
+class ErrorRead(BaseModel):
+    code: str
+    message: str
+
+
+class TxRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "6f1c3a8e-2b9d-4d1e-9a7c-0e5b8f3d2a11",
+                    "chain_id": 31337,
+                    "wallet_id": "0b9c2a5e-7d7e-4c3f-9a43-3f8b1b6c2d10",
+                    "from": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+                    "to": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                    "value": "1000000000000000",
+                    "data": "0x",
+                    "status": "confirmed",
+                    "nonce": 7,
+                    "hash": "0x" + "ab" * 32,
+                    "attempts": [],
+                    "receipt": None,
+                    "confirmations": 2,
+                    "error": None,
+                    "events": [],
+                    "created_at": "2026-11-23T12:00:00Z",
+                    "updated_at": "2026-11-23T12:00:03Z",
+                }
+            ]
+        },
+        populate_by_name=True,
+    )
+
+    id: uuid.UUID
+    chain_id: int
+    wallet_id: uuid.UUID
+    from_: str = Field(alias="from")
+    to: str
+    value: WeiStr
+    data: str
+    status: TxStatus
+    nonce: int | None
+    hash: str | None
+    cancel_requested: bool
+    attempts: list[AttemptRead]
+    receipt: ReceiptRead | None
+    confirmations: int
+    error: ErrorRead | None
+    events: list[EventRead]
+    valid_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TxSummary(BaseModel):
+    id: uuid.UUID
+    chain_id: int
+    wallet_id: uuid.UUID
+    to: str
+    value: WeiStr
+    status: TxStatus
+    nonce: int | None
+    hash: str | None
+    created_at: datetime
+
+
+class TxList(BaseModel):
+    items: list[TxSummary]
+    next_cursor: str | None = None

@@ -1,0 +1,105 @@
+"""Chain tracker: receipts in batches, confirmations, reorgs, re-broadcast, fee bumps, cancels."""
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from chainflow.core.clock import utcnow
+from chainflow.core.logging import get_logger
+from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.decisions import Action, Decision, Observed, decide
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.receipts import apply_decision
+from chainflow.domain.transactions.replacing import replace
+from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
+from chainflow.domain.transactions.sending import SentAttempt, record_sends
+from chainflow.infra.db.uow import unit_of_work
+
+log = get_logger(__name__)
+_CHUNK = 500
+
+
+async def track_chain(engine: Engine, chain: ChainConfig) -> int:
+    """One tracking round for a chain; returns how many requests it looked at."""
+    async with unit_of_work(engine.sessionmaker) as session:
+        rows = await repository.tracked(session, chain.chain_id, limit=engine.config.track_limit)
+    if not rows:
+        return 0
+    seen = await observe(engine.rpc[chain.chain_id], rows)
+    now = utcnow()
+    decisions = {tx.id: decide(tx, seen, chain=chain, config=engine.config, now=now) for tx in rows}
+    _bump_lowest_only(rows, decisions)
+    resend = await _record(engine, rows, decisions, seen)
+    for tx in rows:
+        action = decisions[tx.id].action
+        if action in (Action.BUMP, Action.CANCEL):
+            attempt = await replace(engine, chain, tx.id, cancel=action is Action.CANCEL)
+            if attempt is not None:
+                resend.append(attempt)
+    if resend:
+        await record_sends(engine, chain, sorted(resend, key=lambda s: s.nonce))
+    return len(rows)
+
+
+async def observe(rpc: ChainRpc, rows: Sequence[Transaction]) -> Observed:
+    """Mined nonce counts first, then receipts: a count above a nonce with no receipt of ours
+    then really means another transaction took that nonce."""
+    head = int(await rpc.call("eth_blockNumber"), 16)
+    addresses = sorted({tx.from_address for tx in rows})
+    counts = await rpc.batch([("eth_getTransactionCount", [a, "latest"]) for a in addresses])
+    latest = {a: int(c, 16) for a, c in zip(addresses, counts, strict=True) if isinstance(c, str)}
+    hashes = [attempt.hash for tx in rows for attempt in tx.attempts]
+    receipts: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(hashes), _CHUNK):
+        chunk = hashes[start : start + _CHUNK]
+        answers = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
+        receipts |= {h: r for h, r in zip(chunk, answers, strict=True) if isinstance(r, dict)}
+    return Observed(head=head, latest_nonce=latest, receipts=receipts)
+
+
+def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[uuid.UUID, Decision]) -> None:
+    # Only the lowest stuck nonce of a wallet can be what blocks the others (Chainlink's
+    # BumpTxDepth); bumping the rest would only burn fee headroom.
+    bumped: set[str] = set()
+    for tx in sorted(rows, key=lambda t: (t.from_address, t.nonce or 0)):
+        decision = decisions[tx.id]
+        if decision.action is not Action.BUMP:
+            continue
+        if tx.from_address in bumped:
+            decisions[tx.id] = Decision(Action.RESEND, decision.attempt)
+        bumped.add(tx.from_address)
+
+
+async def _record(
+    engine: Engine,
+    rows: Sequence[Transaction],
+    decisions: dict[uuid.UUID, Decision],
+    seen: Observed,
+) -> list[SentAttempt]:
+    """Apply receipt, finality, reorg and foreign-nonce outcomes in one DB transaction."""
+    resend: list[SentAttempt] = []
+    async with unit_of_work(engine.sessionmaker) as session:
+        locked = await _lock(session, [tx.id for tx in rows])
+        for snapshot in rows:
+            tx = locked.get(snapshot.id)
+            if tx is None or tx.status is not snapshot.status:
+                continue  # another worker moved it since we looked
+            decision = decisions[snapshot.id]
+            again = await apply_decision(session, tx, decision, seen=seen)
+            if again is not None:
+                resend.append(again)
+    return resend
+
+
+async def _lock(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Transaction]:
+    query = (
+        select(Transaction)
+        .where(Transaction.id.in_(ids))
+        .options(selectinload(Transaction.attempts))
+        .with_for_update()
+    )
+    return {tx.id: tx for tx in (await session.scalars(query)).all()}

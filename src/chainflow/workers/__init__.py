@@ -1,0 +1,1 @@
+"""Queue edge: the engine loops that drain lanes and track chains."""

@@ -1,0 +1,40 @@
+"""Build the engine a worker process runs: sessions, RPC clients per chain, the master key."""
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from chainflow.core.settings import Settings
+from chainflow.domain.chains import service as chains
+from chainflow.domain.transactions.runtime import ChainRpc, Engine, EngineConfig
+from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import RpcClient, new_http_session
+from chainflow.infra.signing.master_source import load_master_key
+
+
+@asynccontextmanager
+async def open_engine(
+    settings: Settings,
+    *,
+    chain_ids: Sequence[int] | None = None,
+    config: EngineConfig | None = None,
+) -> AsyncIterator[Engine]:
+    """An Engine over every enabled chain (or the given ones), closed on exit."""
+    master = load_master_key(settings, allow_generate=settings.is_embedded)
+    db = create_engine(settings.resolved_database_url)
+    http = new_http_session(connections=128)
+    try:
+        sessionmaker = create_sessionmaker(db)
+        async with unit_of_work(sessionmaker) as session:
+            known = [c for c in await chains.list_chains(session) if c.enabled and c.rpc_urls]
+        wanted = [c for c in known if chain_ids is None or c.chain_id in chain_ids]
+        rpc: dict[int, ChainRpc] = {
+            c.chain_id: RpcClient(http, c.rpc_urls[0], timeout_s=settings.rpc_timeout_s)
+            for c in wanted
+        }
+        yield Engine(
+            sessionmaker=sessionmaker, rpc=rpc, master_key=master, config=config or EngineConfig()
+        )
+    finally:
+        await http.close()
+        await db.dispose()

@@ -1,0 +1,62 @@
+"""Worker loops: per chain, drain every lane with queued requests, then track the chain.
+
+The database is the truth: each round reads what is queued or in flight, so a lost doorbell
+or a killed process loses nothing; the next round (here or in another worker) picks it up.
+"""
+
+import asyncio
+import contextlib
+import uuid
+
+from chainflow.core.logging import get_logger
+from chainflow.domain.chains import service as chains
+from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.executor import drain_lane
+from chainflow.domain.transactions.runtime import ChainConfig, Engine
+from chainflow.domain.transactions.tracker import track_chain
+from chainflow.infra.db.uow import unit_of_work
+
+log = get_logger(__name__)
+_LANES_AT_ONCE = 16
+
+
+async def run_engine(engine: Engine, stop: asyncio.Event, *, poll_s: float = 0.1) -> None:
+    """Run one loop per chain until `stop` is set."""
+    await asyncio.gather(*(_chain_loop(engine, cid, stop, poll_s) for cid in engine.rpc))
+
+
+async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s: float) -> None:
+    while not stop.is_set():
+        try:
+            busy = await run_round(engine, chain_id)
+        except Exception as exc:  # a bad round must not kill the loop; the next one retries
+            log.error("engine.round_failed", chain_id=chain_id, error=repr(exc)[:500])
+            busy = False
+        if not busy:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=poll_s)
+
+
+async def run_round(engine: Engine, chain_id: int) -> bool:
+    """Drain every lane with work, then track the chain once. True if anything was signed."""
+    async with unit_of_work(engine.sessionmaker) as session:
+        chain = ChainConfig.of(await chains.get_chain(session, chain_id))
+        lanes = await repository.lanes_with_queued(session, chain_id)
+    gate = asyncio.Semaphore(_LANES_AT_ONCE)
+
+    async def drain(wallet_id: uuid.UUID) -> int:
+        async with gate:
+            try:
+                return await drain_lane(engine, chain, wallet_id)
+            except Exception as exc:  # one lane's failure must not stop the others
+                log.error(
+                    "lane.drain_failed",
+                    chain_id=chain_id,
+                    wallet_id=str(wallet_id),
+                    error=repr(exc)[:500],
+                )
+                return 0
+
+    signed = sum(await asyncio.gather(*(drain(w) for w in lanes)))
+    await track_chain(engine, chain)
+    return signed > 0

@@ -1,0 +1,42 @@
+"""The engine end to end on a real anvil, on PostgreSQL and SQLite."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.infra.signing.keystore import MasterKey
+from tests.support.engine import EngineHarness, has_status, open_engine_harness
+
+
+@pytest.fixture
+async def harness(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> AsyncIterator[EngineHarness]:
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
+        yield value
+
+
+class TestHappyPath:
+    async def test_transfers_confirm_once_with_contiguous_nonces(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        ids = [await harness.submit(wallet, value=str(1000 + i)) for i in range(5)]
+        rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
+        assert sorted(tx.nonce or -1 for tx in rows) == [0, 1, 2, 3, 4]
+        assert await harness.chain_nonce(wallet) == 5
+        for tx in rows:
+            assert len(tx.attempts) == 1
+            assert tx.final_hash == tx.attempts[0].hash
+            receipt = await harness.rpc.call("eth_getTransactionReceipt", [tx.final_hash])
+            assert int(receipt["status"], 16) == 1
+            events = [(e.from_status, e.to_status) for e in tx.events]
+            assert events == [
+                (None, "queued"),
+                ("queued", "signed"),
+                ("signed", "submitted"),
+                ("submitted", "mined"),
+                ("mined", "confirmed"),
+            ]

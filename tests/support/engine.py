@@ -1,0 +1,104 @@
+"""Engine test harness: a real anvil, a funded wallet, the real engine, and polling helpers."""
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.domain.transactions import service as txs
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.runtime import Engine, EngineConfig
+from chainflow.domain.transactions.schemas import TxCreate
+from chainflow.domain.transactions.state import TxStatus, is_terminal
+from chainflow.domain.wallets import service as wallets
+from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import RpcClient
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.local import generate_private_key
+from chainflow.workers.main import run_round
+from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
+from tests.support.polling import eventually
+
+TEST_CONFIG = EngineConfig(stuck_after_s=1.0, resend_after_s=0.3, stuck_after_blocks=3)
+SINK = "0x000000000000000000000000000000000000dEaD"
+
+
+@dataclass
+class EngineHarness:
+    engine: Engine
+    rpc: RpcClient
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    async def wallet(self, *, balance_wei: int = 10**21) -> Wallet:
+        """A new wallet enabled on anvil, funded with anvil_setBalance."""
+        async with unit_of_work(self.sessionmaker) as session:
+            wallet = await wallets.import_wallet(
+                session,
+                generate_private_key(),
+                master=self.engine.master_key,
+                chain_ids=[ANVIL_CHAIN_ID],
+            )
+        await self.rpc.call("anvil_setBalance", [wallet.address, hex(balance_wei)])
+        return wallet
+
+    async def submit(self, wallet: Wallet, **fields: Any) -> uuid.UUID:
+        body = TxCreate.model_validate(
+            {"chain_id": ANVIL_CHAIN_ID, "wallet": str(wallet.id), "to": SINK, **fields}
+        )
+        async with unit_of_work(self.sessionmaker) as session:
+            result = await txs.submit(session, body, api_key_id=None, idempotency_key=None)
+            return result.tx.id
+
+    async def get(self, tx_id: uuid.UUID) -> Transaction:
+        async with unit_of_work(self.sessionmaker) as session:
+            return await txs.get_transaction(session, tx_id)
+
+    async def run_until(
+        self, tx_ids: list[uuid.UUID], done: Callable[[Transaction], bool], *, timeout_s: float = 30
+    ) -> list[Transaction]:
+        """Run engine rounds until `done` holds for every request."""
+
+        async def check() -> list[Transaction] | None:
+            await run_round(self.engine, ANVIL_CHAIN_ID)
+            rows = [await self.get(tx_id) for tx_id in tx_ids]
+            return rows if all(done(tx) for tx in rows) else None
+
+        return await eventually(check, timeout_s=timeout_s, interval_s=0.05)
+
+    async def run_until_final(self, tx_ids: list[uuid.UUID], **kw: Any) -> list[Transaction]:
+        return await self.run_until(tx_ids, lambda tx: is_terminal(tx.status), **kw)
+
+    async def chain_nonce(self, wallet: Wallet, block: str = "latest") -> int:
+        return int(await self.rpc.call("eth_getTransactionCount", [wallet.address, block]), 16)
+
+
+def has_status(status: TxStatus) -> Callable[[Transaction], bool]:
+    return lambda tx: tx.status is status
+
+
+@asynccontextmanager
+async def open_engine_harness(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    anvil_url: str,
+    master_key: MasterKey,
+    *,
+    confirmations: int = 1,
+    config: EngineConfig = TEST_CONFIG,
+) -> AsyncIterator[EngineHarness]:
+    async with aiohttp.ClientSession() as http:
+        rpc = RpcClient(http, anvil_url, timeout_s=5)
+        async with unit_of_work(sessionmaker) as session:
+            chain = await add_anvil_chain(session, anvil_url)
+            chain.confirmations = confirmations
+        engine = Engine(
+            sessionmaker=sessionmaker,
+            rpc={ANVIL_CHAIN_ID: rpc},
+            master_key=master_key,
+            config=config,
+        )
+        yield EngineHarness(engine=engine, rpc=rpc, sessionmaker=sessionmaker)
