@@ -1,0 +1,1 @@
+"""Transaction requests: lifecycle, nonces, signing, sending, tracking."""
