@@ -25,7 +25,7 @@ class TestHappyPath:
         wallet = await harness.wallet()
         ids = [await harness.submit(wallet, value=str(1000 + i)) for i in range(5)]
         rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
-        assert sorted(tx.nonce or -1 for tx in rows) == [0, 1, 2, 3, 4]
+        assert sorted(-1 if tx.nonce is None else tx.nonce for tx in rows) == [0, 1, 2, 3, 4]
         assert await harness.chain_nonce(wallet) == 5
         for tx in rows:
             assert len(tx.attempts) == 1
