@@ -8,6 +8,7 @@ import typer
 from chainflow.cli import keys, wallets
 from chainflow.cli.dev import dev
 from chainflow.cli.runtime import echo_err, open_database, run, settings_for_cli
+from chainflow.cli.worker import worker
 from chainflow.core.errors import ChainflowError
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.chains import service as chains
@@ -29,6 +30,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(wallets.app, name="wallet")
 app.add_typer(keys.app, name="keys")
 app.command()(dev)
+app.command()(worker)
 
 
 @app.command()

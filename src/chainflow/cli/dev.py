@@ -1,13 +1,18 @@
 """`chainflow dev`: the embedded shape in one process (SQLite, in-process queue, optional anvil)."""
 
+import asyncio
 from contextlib import AsyncExitStack
 from typing import Annotated
 
+import aiohttp
 import typer
 
+from chainflow.cli.demo import run_demo
 from chainflow.cli.runtime import open_database, run, settings_for_cli
+from chainflow.core.errors import Unavailable
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
+from chainflow.domain.apikeys.service import create_api_key
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.probe import rpc_chain_id_probe
 from chainflow.domain.chains.schemas import ChainUpdate
@@ -17,8 +22,11 @@ from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX, run_anvil
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.keystore import MasterKey, validate_private_key
+from chainflow.infra.signing.local import address_of
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.migrations.runner import upgrade
+from chainflow.workers.context import open_engine
+from chainflow.workers.main import run_engine
 
 ANVIL_CHAIN_ID = 31337
 ANVIL_PORT = 8545
@@ -32,6 +40,9 @@ def dev(
         bool, typer.Option("--anvil", help="also start a local anvil chain and a funded wallet")
     ] = False,
     anvil_port: Annotated[int, typer.Option(help="port of the local anvil")] = ANVIL_PORT,
+    demo: Annotated[
+        int, typer.Option(help="with --anvil: submit this many demo requests over the API")
+    ] = 0,
 ) -> None:
     """Run everything in one process on the embedded database (the README's first command)."""
     settings = settings_for_cli().model_copy(update={"redis_url": None})
@@ -40,7 +51,12 @@ def dev(
     upgrade(settings.resolved_database_url)
     run(
         lambda: _serve(
-            settings, master, host=host, port=port, anvil_port=anvil_port if anvil else None
+            settings,
+            master,
+            host=host,
+            port=port,
+            anvil_port=anvil_port if anvil else None,
+            demo=demo if anvil else 0,
         )
     )
 
@@ -52,6 +68,7 @@ async def _serve(
     host: str | None,
     port: int | None,
     anvil_port: int | None,
+    demo: int = 0,
 ) -> None:
     async with AsyncExitStack() as stack:
         anvil_url = None
@@ -61,20 +78,38 @@ async def _serve(
                 run_anvil(port=anvil_port, state_file=state_file)
             )
             log.info("anvil.started", url=anvil_url, chain_id=ANVIL_CHAIN_ID)
-        await _prepare(settings, master, anvil_url=anvil_url)
+        dev_wallet = await _prepare(settings, master, anvil_url=anvil_url)
         from chainflow.api.app import create_app
         from chainflow.api.server import serve
 
-        app = create_app(settings)
-        await serve(app, host=host or settings.api_host, port=port or settings.api_port)
+        engine = await stack.enter_async_context(open_engine(settings))
+        stop = asyncio.Event()
+        workers = asyncio.create_task(run_engine(engine, stop))
+        bind_host, bind_port = host or settings.api_host, port or settings.api_port
+        try:
+            app = create_app(settings)
+            server = asyncio.create_task(serve(app, host=bind_host, port=bind_port))
+            if demo and anvil_url and dev_wallet:
+                await _run_demo(
+                    settings,
+                    f"http://{bind_host}:{bind_port}",
+                    anvil_url,
+                    wallet=dev_wallet,
+                    count=demo,
+                )
+            await server
+        finally:
+            stop.set()
+            await workers
 
 
-async def _prepare(settings: Settings, master: MasterKey, *, anvil_url: str | None) -> None:
+async def _prepare(settings: Settings, master: MasterKey, *, anvil_url: str | None) -> str | None:
+    """Seed chains; with anvil, point chain 31337 at it and import the funded dev wallet."""
     seeds = chains.load_seed(settings.chains_file)
     async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
         await chains.seed_chains(session, seeds)
         if anvil_url is None:
-            return
+            return None
         async with new_http_session() as http:
             probe = rpc_chain_id_probe(http, timeout_s=settings.rpc_timeout_s)
             update = ChainUpdate(rpc_urls=[anvil_url], enabled=True)
@@ -91,3 +126,27 @@ async def _prepare(settings: Settings, master: MasterKey, *, anvil_url: str | No
             log.info("wallet.imported", wallet_id=str(wallet.id), address=wallet.address)
         except WalletExists:
             pass  # imported by an earlier run
+        return str(address_of(validate_private_key(DEV_PRIVATE_KEY_HEX)))
+
+
+async def _run_demo(
+    settings: Settings, api_url: str, anvil_url: str, *, wallet: str, count: int
+) -> None:
+    async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
+        _, token = await create_api_key(session, ["admin"], name="dev demo")
+    typer.echo(f"demo API key (admin, this dev database only): {token}", err=True)
+    await _wait_healthy(api_url)
+    await run_demo(api_url=api_url, token=token, anvil_url=anvil_url, wallet=wallet, count=count)
+
+
+async def _wait_healthy(api_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.get(f"{api_url}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)  # the server task is still binding its socket
+    raise Unavailable(f"the API did not answer on {api_url}")

@@ -26,15 +26,26 @@ async def run_engine(engine: Engine, stop: asyncio.Event, *, poll_s: float = 0.1
 
 
 async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s: float) -> None:
+    failures = 0
     while not stop.is_set():
         try:
             busy = await run_round(engine, chain_id)
+            failures = 0
         except Exception as exc:  # a bad round must not kill the loop; the next one retries
-            log.error("engine.round_failed", chain_id=chain_id, error=repr(exc)[:500])
+            failures += 1
+            if failures in (1, 10) or failures % 100 == 0:
+                log.error(
+                    "engine.round_failed",
+                    chain_id=chain_id,
+                    error=repr(exc)[:500],
+                    failures=failures,
+                )
             busy = False
         if not busy:
+            # Back off while the chain's node keeps failing: 0.1 s, doubling up to 5 s.
+            wait_s = min(poll_s * 2 ** min(failures, 6), 5.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=poll_s)
+                await asyncio.wait_for(stop.wait(), timeout=wait_s)
 
 
 async def run_round(engine: Engine, chain_id: int) -> bool:

@@ -1,0 +1,56 @@
+"""`chainflow worker`: run the engine loops for some or all chains until SIGTERM."""
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from chainflow.cli.runtime import open_database, run, settings_for_cli
+from chainflow.core.errors import InvalidInput
+from chainflow.core.logging import get_logger
+from chainflow.domain.wallets.custody import check_master_key
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.master_source import load_master_key
+from chainflow.workers.context import open_engine
+from chainflow.workers.main import run_engine
+
+log = get_logger(__name__)
+
+
+def parse_chain_ids(text: str | None) -> list[int] | None:
+    """'1,137' → [1, 137]. Raises: InvalidInput."""
+    if text is None:
+        return None
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidInput(f"--chains must be comma-separated chain ids, got {text!r}") from None
+    if not ids or any(i <= 0 for i in ids):
+        raise InvalidInput(f"--chains must be comma-separated chain ids, got {text!r}")
+    return ids
+
+
+def worker(
+    chains: Annotated[
+        str | None, typer.Option(help="only these chain ids, comma-separated, e.g. 1,137")
+    ] = None,
+) -> None:
+    """Drain lanes and track chains (distributed shape: run as many as you like)."""
+    chain_ids = parse_chain_ids(chains)
+    settings = settings_for_cli()
+    master = load_master_key(settings, allow_generate=settings.is_embedded)
+
+    async def main() -> None:
+        async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
+            await check_master_key(session, master=master)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with open_engine(settings, chain_ids=chain_ids) as engine:
+            log.info("worker.started", chains=sorted(engine.rpc))
+            await run_engine(engine, stop)
+        log.info("worker.stopped")
+
+    run(main)
