@@ -84,7 +84,7 @@ async def _serve(
 
         engine = await stack.enter_async_context(open_engine(settings))
         stop = asyncio.Event()
-        workers = asyncio.create_task(run_engine(engine, stop))
+        workers = asyncio.create_task(run_engine(engine, stop, poll_s=settings.worker_poll_s))
         bind_host, bind_port = host or settings.api_host, port or settings.api_port
         try:
             app = create_app(settings)

@@ -50,7 +50,7 @@ def worker(
             loop.add_signal_handler(sig, stop.set)
         async with open_engine(settings, chain_ids=chain_ids) as engine:
             log.info("worker.started", chains=sorted(engine.rpc))
-            await run_engine(engine, stop)
+            await run_engine(engine, stop, poll_s=settings.worker_poll_s)
         log.info("worker.stopped")
 
     run(main)

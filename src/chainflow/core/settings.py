@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.CONSOLE
     log_level: str = "info"
     rpc_timeout_s: float = Field(10.0, gt=0)
+    max_in_flight_per_lane: int = Field(64, ge=1, le=10_000)
+    gas_buffer_percent: int = Field(20, ge=0, le=500)
+    min_tip_wei: int = Field(1_000_000_000, ge=0)
+    stuck_after_blocks: int = Field(3, ge=1)
+    stuck_after_s: float = Field(30.0, gt=0)
+    resend_after_s: float = Field(10.0, gt=0)
+    bump_percent: float = Field(12.5, ge=10, le=1000)
+    worker_poll_s: float = Field(0.1, gt=0, le=60)
 
     @field_validator("database_url")
     @classmethod

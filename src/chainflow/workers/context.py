@@ -12,6 +12,20 @@ from chainflow.infra.rpc.client import RpcClient, new_http_session
 from chainflow.infra.signing.master_source import load_master_key
 
 
+def engine_config(settings: Settings) -> EngineConfig:
+    """Engine knobs from the CHAINFLOW_* settings."""
+    return EngineConfig(
+        max_in_flight_per_lane=settings.max_in_flight_per_lane,
+        batch_size=min(settings.max_in_flight_per_lane, 256),
+        gas_buffer_percent=settings.gas_buffer_percent,
+        min_tip_wei=settings.min_tip_wei,
+        stuck_after_blocks=settings.stuck_after_blocks,
+        stuck_after_s=settings.stuck_after_s,
+        resend_after_s=settings.resend_after_s,
+        bump_percent=str(settings.bump_percent),
+    )
+
+
 @asynccontextmanager
 async def open_engine(
     settings: Settings,
@@ -33,7 +47,10 @@ async def open_engine(
             for c in wanted
         }
         yield Engine(
-            sessionmaker=sessionmaker, rpc=rpc, master_key=master, config=config or EngineConfig()
+            sessionmaker=sessionmaker,
+            rpc=rpc,
+            master_key=master,
+            config=config or engine_config(settings),
         )
     finally:
         await http.close()

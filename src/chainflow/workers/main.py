@@ -69,5 +69,10 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
                 return 0
 
     signed = sum(await asyncio.gather(*(drain(w) for w in lanes)))
-    await track_chain(engine, chain)
+    async with unit_of_work(engine.sessionmaker) as session:
+        leased = await chains.take_tracker_lease(
+            session, chain_id, owner=engine.owner, ttl_s=engine.config.tracker_lease_s
+        )
+    if leased:
+        await track_chain(engine, chain)
     return signed > 0

@@ -22,6 +22,9 @@ class Chain(Base):
     max_fee_per_gas_cap: Mapped[int | None] = mapped_column(WeiAmount)
     max_priority_fee_per_gas_cap: Mapped[int | None] = mapped_column(WeiAmount)
     enabled: Mapped[bool] = mapped_column(Boolean)
+    # One tracker per chain at a time (DESIGN §8): the worker holding this lease polls receipts.
+    tracker_owner: Mapped[str | None] = mapped_column(String(64))
+    tracker_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

@@ -1,12 +1,15 @@
 """Use cases of the chain registry: list, get, add, update, seed."""
 
 from collections.abc import Sequence
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
 import yaml
+from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chainflow.core.clock import utcnow
 from chainflow.domain.chains import repository
 from chainflow.domain.chains.errors import ChainExists, ChainHasNoRpc, ChainNotFound
 from chainflow.domain.chains.models import Chain
@@ -97,3 +100,25 @@ async def seed_chains(session: AsyncSession, seeds: Sequence[ChainSeed]) -> int:
         added += 1
     await session.flush()
     return added
+
+
+async def take_tracker_lease(
+    session: AsyncSession, chain_id: int, *, owner: str, ttl_s: float
+) -> bool:
+    """Take or renew the chain's tracker lease for `owner`; False while another holds it."""
+    now = utcnow()
+    statement = (
+        update(Chain)
+        .where(
+            Chain.chain_id == chain_id,
+            or_(
+                Chain.tracker_owner.is_(None),
+                Chain.tracker_owner == owner,
+                Chain.tracker_lease_until < now,
+            ),
+        )
+        .values(tracker_owner=owner, tracker_lease_until=now + timedelta(seconds=ttl_s))
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))

@@ -90,8 +90,10 @@ def _revert(answer: Any) -> str | None:
 
 async def _fail_reverted(engine: Engine, reverted: dict[uuid.UUID, str]) -> None:
     async with unit_of_work(engine.sessionmaker) as session:
-        query = select(Transaction).where(
-            Transaction.id.in_(list(reverted)), Transaction.status == TxStatus.QUEUED
+        query = (
+            select(Transaction)
+            .where(Transaction.id.in_(list(reverted)), Transaction.status == TxStatus.QUEUED)
+            .order_by(Transaction.created_at, Transaction.id)  # the lane drain's lock order
         )
         for tx in (await session.scalars(query.with_for_update())).all():
             tx.error_code = "estimate_reverted"

@@ -33,6 +33,7 @@ class EngineConfig:
     resend_after_s: float = 5.0
     bump_percent: str = "12.5"
     track_limit: int = 5000
+    tracker_lease_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Engine:
     rpc: Mapping[int, ChainRpc]
     master_key: MasterKey
     config: EngineConfig = field(default_factory=EngineConfig)
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
 
     def signer(self, wallet: Wallet) -> Signer:

@@ -47,6 +47,10 @@ async def record_sends(engine: Engine, chain: ChainConfig, sends: Sequence[SentA
 
 
 async def _load(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, TxAttempt]:
+    # Lock the requests first, in id order, as the tracker does: no deadlock between workers.
+    tx_ids = select(TxAttempt.tx_id).where(TxAttempt.id.in_(ids)).scalar_subquery()
+    locking = select(Transaction.id).where(Transaction.id.in_(tx_ids)).order_by(Transaction.id)
+    await session.execute(locking.with_for_update())
     query = select(TxAttempt).where(TxAttempt.id.in_(ids)).options(selectinload(TxAttempt.tx))
     return {a.id: a for a in (await session.scalars(query)).all()}
 

@@ -100,6 +100,7 @@ async def _lock(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, 
         select(Transaction)
         .where(Transaction.id.in_(ids))
         .options(selectinload(Transaction.attempts))
+        .order_by(Transaction.id)  # one lock order everywhere: no deadlocks between workers
         .with_for_update()
     )
     return {tx.id: tx for tx in (await session.scalars(query)).all()}
