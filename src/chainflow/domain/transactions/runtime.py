@@ -66,6 +66,8 @@ class Engine:
     master_key: MasterKey
     config: EngineConfig = field(default_factory=EngineConfig)
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # When the tracker first saw a request's nonce consumed with no receipt of ours (monotonic s).
+    foreign_since: dict[uuid.UUID, float] = field(default_factory=dict)
     _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
 
     def signer(self, wallet: Wallet) -> Signer:

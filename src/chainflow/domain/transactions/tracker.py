@@ -1,5 +1,6 @@
 """Chain tracker: receipts in batches, confirmations, reorgs, re-broadcast, fee bumps, cancels."""
 
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +34,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     now = utcnow()
     decisions = {tx.id: decide(tx, seen, chain=chain, config=engine.config, now=now) for tx in rows}
     _bump_lowest_only(rows, decisions)
+    _hold_foreign(engine, chain, decisions)
     resend = await _record(engine, rows, decisions, seen)
     for tx in rows:
         action = decisions[tx.id].action
@@ -59,6 +61,24 @@ async def observe(rpc: ChainRpc, rows: Sequence[Transaction]) -> Observed:
         answers = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
         receipts |= {h: r for h, r in zip(chunk, answers, strict=True) if isinstance(r, dict)}
     return Observed(head=head, latest_nonce=latest, receipts=receipts)
+
+
+def _hold_foreign(engine: Engine, chain: ChainConfig, decisions: dict[uuid.UUID, Decision]) -> None:
+    # A node can report a nonce as used a moment before it serves the receipt of the very
+    # transaction that used it (seen on anvil under load; a lagging replica behind a load
+    # balancer does the same). Fail a request as "nonce taken" only once that view has held
+    # for a few block times, never on one read.
+    grace_s = max(3 * chain.block_time_s, 2.0)
+    now = time.monotonic()
+    for gone in set(engine.foreign_since) - set(decisions):
+        del engine.foreign_since[gone]
+    for tx_id, decision in decisions.items():
+        if decision.action is not Action.FOREIGN:
+            engine.foreign_since.pop(tx_id, None)
+            continue
+        first = engine.foreign_since.setdefault(tx_id, now)
+        if now - first < grace_s:
+            decisions[tx_id] = Decision(Action.NONE)
 
 
 def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[uuid.UUID, Decision]) -> None:
