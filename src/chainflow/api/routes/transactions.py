@@ -42,7 +42,7 @@ async def submit_transaction(
         result = await service.submit(
             session, body, api_key_id=key.id, idempotency_key=idempotency_key
         )
-        tx = await service.get_transaction(session, result.tx.id)
+        tx = result.tx if result.created else await service.get_transaction(session, result.tx.id)
     if not result.created:
         response.headers["Idempotent-Replayed"] = "true"
     return render(tx)

@@ -26,8 +26,8 @@ def apply(session: AsyncSession, tx: Transaction, event: TxEvent, **detail: Any)
     return tx.status
 
 
-def record_created(session: AsyncSession, tx: Transaction) -> None:
+def record_created(session: AsyncSession, tx: Transaction) -> TxEventRow:
     """Log the creation of a request (no from-status)."""
-    session.add(
-        TxEventRow(tx_id=tx.id, from_status=None, to_status=tx.status.value, at=tx.created_at)
-    )
+    event = TxEventRow(tx_id=tx.id, from_status=None, to_status=tx.status.value, at=tx.created_at)
+    session.add(event)
+    return event

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.domain.chains import service as chains
@@ -76,8 +77,11 @@ async def submit(
         if earlier is None:
             raise
         return _replay(earlier, fingerprint)
-    record_created(session, tx)
+    event = record_created(session, tx)
     await session.flush()
+    # A new request has no attempts and one event: no need to read them back.
+    set_committed_value(tx, "attempts", [])
+    set_committed_value(tx, "events", [event])
     return Submitted(tx=tx, created=True)
 
 
