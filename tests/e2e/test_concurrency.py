@@ -1,0 +1,186 @@
+"""Many wallets, many requests, several processes: each request confirmed exactly once, nonces
+contiguous per wallet on chain. Distributed (PostgreSQL + Redis, 1 api + 4 workers) and
+embedded (chainflow dev on SQLite)."""
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from chainflow.domain.apikeys.service import create_api_key
+from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxAttempt
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets import service as wallets
+from chainflow.infra.anvil import run_anvil
+from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import RpcClient
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.local import generate_private_key
+from chainflow.migrations.runner import upgrade
+from tests.conftest import free_port
+from tests.support.chains import add_anvil_chain
+from tests.support.databases import REDIS_URL
+from tests.support.polling import eventually
+from tests.support.processes import base_env, processes, wait_http
+
+WALLETS = 20
+PER_WALLET = 100
+SINK = "0x000000000000000000000000000000000000dEaD"
+T = TypeVar("T")
+
+
+@pytest.fixture
+async def anvil() -> AsyncIterator[str]:
+    async with run_anvil(port=free_port()) as url:
+        yield url
+
+
+async def prepare(url: str, anvil_url: str, master: MasterKey) -> tuple[list[str], str]:
+    """Register the chain, import and fund the wallets, make an API key."""
+    engine = create_engine(url)
+    sessionmaker = create_sessionmaker(engine)
+    async with unit_of_work(sessionmaker) as session:
+        chain = await add_anvil_chain(session, anvil_url)
+        chain.confirmations = 1  # automine makes no block on top of the last transaction
+        rows = [
+            await wallets.import_wallet(
+                session, generate_private_key(), master=master, chain_ids=[31337]
+            )
+            for _ in range(WALLETS)
+        ]
+        _, token = await create_api_key(session, ["admin"])
+    await engine.dispose()
+    async with aiohttp.ClientSession() as http:
+        rpc = RpcClient(http, anvil_url)
+        for wallet in rows:
+            await rpc.call("anvil_setBalance", [wallet.address, hex(10**21)])
+    return [w.address for w in rows], token
+
+
+async def submit_all(api_url: str, token: str, addresses: list[str]) -> list[str]:
+    gate = asyncio.Semaphore(16)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def one(address: str, i: int) -> str:
+            body = {"chain_id": 31337, "wallet": address, "to": SINK, "value": str(i + 1)}
+            async with gate, http.post(f"{api_url}/v1/transactions", json=body) as response:
+                assert response.status == 202, await response.text()
+                return str((await response.json())["id"])
+
+        jobs = [one(a, i) for i in range(PER_WALLET) for a in addresses]
+        return await asyncio.gather(*jobs)
+
+
+async def assert_exactly_once(url: str, anvil_url: str, addresses: list[str]) -> None:
+    engine = create_engine(url)
+    sessionmaker = create_sessionmaker(engine)
+
+    async def confirmed() -> int | None:
+        async with unit_of_work(sessionmaker) as session:
+            query = select(func.count()).where(Transaction.status == TxStatus.CONFIRMED)
+            count = int(await session.scalar(query) or 0)
+        return count if count == WALLETS * PER_WALLET else None
+
+    try:
+        await eventually(confirmed, timeout_s=420, interval_s=1)
+        async with unit_of_work(sessionmaker) as session:
+            rows = (await session.scalars(select(Transaction))).all()
+            mined = await session.scalar(
+                select(func.count()).where(TxAttempt.status == AttemptStatus.MINED)
+            )
+    finally:
+        await engine.dispose()
+    assert len(rows) == WALLETS * PER_WALLET == mined
+    nonces: dict[str, list[int]] = {}
+    for tx in rows:
+        nonces.setdefault(tx.from_address, []).append(tx.nonce if tx.nonce is not None else -1)
+    async with aiohttp.ClientSession() as http:
+        rpc = RpcClient(http, anvil_url)
+        for address in addresses:
+            assert sorted(nonces[address]) == list(range(PER_WALLET))
+            on_chain = await rpc.call("eth_getTransactionCount", [address, "latest"])
+            assert int(on_chain, 16) == PER_WALLET  # executed once each, none twice, no gap
+
+
+async def timed(work: Awaitable[T], what: str) -> T:
+    started = time.monotonic()
+    result = await work
+    print(f"{what}: {WALLETS * PER_WALLET} requests in {time.monotonic() - started:.1f} s")  # noqa: T201
+    return result
+
+
+def master_env(master: MasterKey) -> str:
+    return base64.b64encode(master.secret.reveal()).decode()
+
+
+class TestDistributed:
+    @pytest.mark.timeout(900)
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_four_workers_twenty_wallets_two_thousand_requests(
+        self, database_url: str, anvil: str, tmp_path: Path
+    ) -> None:
+        master = MasterKey.generate()
+        addresses, token = await prepare(database_url, anvil, master)
+        port = free_port()
+        env = base_env(
+            database_url=database_url,
+            redis_url=REDIS_URL,
+            master_key=master_env(master),
+            log_format="json",
+            log_level="warning",
+        )
+        commands = [["api", "--port", str(port)]] + [["worker"]] * 4
+        with processes(commands, env, tmp_path) as started:
+            wait_http(f"http://127.0.0.1:{port}/readyz", started[0])
+            await timed(submit_all(f"http://127.0.0.1:{port}", token, addresses), "submitted")
+            await timed(assert_exactly_once(database_url, anvil, addresses), "all confirmed")
+
+
+class TestEmbedded:
+    @pytest.mark.timeout(900)
+    async def test_chainflow_dev_on_sqlite(self, tmp_path: Path) -> None:
+        master = MasterKey.generate()
+        data_dir = tmp_path / "data"
+        url = f"sqlite:///{data_dir / 'chainflow.db'}"
+        await asyncio.to_thread(upgrade, url)
+        port, anvil_port = free_port(), free_port()
+        anvil_url = f"http://127.0.0.1:{anvil_port}"
+        env = base_env(
+            data_dir=str(data_dir),
+            master_key=master_env(master),
+            log_format="json",
+            log_level="warning",
+        )
+        command = ["dev", "--anvil", "--anvil-port", str(anvil_port), "--port", str(port)]
+        with processes([command], env, tmp_path) as started:
+            wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
+            addresses, token = await prepare_embedded(url, anvil_url, master)
+            await timed(submit_all(f"http://127.0.0.1:{port}", token, addresses), "submitted")
+            await timed(assert_exactly_once(url, anvil_url, addresses), "all confirmed")
+
+
+async def prepare_embedded(url: str, anvil_url: str, master: MasterKey) -> tuple[list[str], str]:
+    engine = create_engine(url)
+    sessionmaker = create_sessionmaker(engine)
+    async with unit_of_work(sessionmaker) as session:
+        rows = [
+            await wallets.import_wallet(
+                session, generate_private_key(), master=master, chain_ids=[31337]
+            )
+            for _ in range(WALLETS)
+        ]
+        _, token = await create_api_key(session, ["admin"])
+    await engine.dispose()
+    async with aiohttp.ClientSession() as http:
+        rpc = RpcClient(http, anvil_url)
+        for wallet in rows:
+            await rpc.call("anvil_setBalance", [wallet.address, hex(10**21)])
+    return [w.address for w in rows], token
