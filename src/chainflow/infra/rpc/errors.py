@@ -62,7 +62,7 @@ _TABLE: list[tuple[RpcErrorKind, tuple[str, ...]]] = [
             "transaction is not permitted",
             "transaction is too big",
             "is banned in local queue",
-            "sendersiscontract",
+            "senderiscontract",
             "sender is contract",
             "int256overflow",
             "failedtoresolvesender",
