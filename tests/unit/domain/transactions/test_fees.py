@@ -91,6 +91,7 @@ class TestBump:
                 or -(-previous.max_priority_fee_per_gas_wei * 110 // 100) > cap
             )
             return
+        assert isinstance(bumped, Eip1559Fees)
         assert bumped.max_fee_per_gas_wei * 100 >= previous.max_fee_per_gas_wei * 110
         assert (
             bumped.max_priority_fee_per_gas_wei * 100 >= previous.max_priority_fee_per_gas_wei * 110
