@@ -18,6 +18,7 @@ from chainflow.core.settings import Settings
 from chainflow.domain.wallets.custody import check_master_key
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.queue import InProcessJobQueue, JobQueue, RedisJobQueue
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.master_source import load_master_key
 
@@ -34,31 +35,42 @@ case and returned checksummed.
 """
 
 
+def _own_queue(settings: Settings) -> JobQueue:
+    # Without Redis the API rings an in-process queue: `chainflow dev` injects the one its
+    # workers consume; a lone `chainflow api` has none, and the workers' sweep finds the rows.
+    return RedisJobQueue(settings.redis_url) if settings.redis_url else InProcessJobQueue()
+
+
 @asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+async def open_resources(
+    settings: Settings, *, queue: JobQueue | None = None
+) -> AsyncIterator[Resources]:
     """Build every resource of an API process and close them on exit."""
     master_key = load_master_key(settings, allow_generate=settings.is_embedded)
     engine = create_engine(settings.resolved_database_url)
     http = new_http_session()
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    doorbells = queue or _own_queue(settings)
     try:
         sessionmaker = create_sessionmaker(engine)
         async with unit_of_work(sessionmaker) as session:
             await check_master_key(session, master=master_key)
-        yield Resources(settings, engine, sessionmaker, http, master_key, redis)
+        yield Resources(settings, engine, sessionmaker, http, master_key, redis, doorbells)
     finally:
+        if queue is None:
+            await doorbells.close()
         await http.close()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The API application for these settings."""
+def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
+    """The API application for these settings (`queue`: share the in-process doorbells)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
+        async with open_resources(settings, queue=queue) as resources:
             app.state.resources = resources
             yield
 

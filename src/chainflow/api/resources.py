@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chainflow.core.settings import Settings
+from chainflow.infra.queue import JobQueue
 from chainflow.infra.signing.keystore import MasterKey
 
 
@@ -18,3 +19,4 @@ class Resources:
     http: aiohttp.ClientSession
     master_key: MasterKey
     redis: Redis | None
+    queue: JobQueue

@@ -20,6 +20,7 @@ from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.errors import WalletExists
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX, run_anvil
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.queue import InProcessJobQueue
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.keystore import MasterKey, validate_private_key
 from chainflow.infra.signing.local import address_of
@@ -84,10 +85,13 @@ async def _serve(
 
         engine = await stack.enter_async_context(open_engine(settings))
         stop = asyncio.Event()
-        workers = asyncio.create_task(run_engine(engine, stop, poll_s=settings.worker_poll_s))
+        doorbells = InProcessJobQueue()
+        workers = asyncio.create_task(
+            run_engine(engine, stop, poll_s=settings.worker_poll_s, queue=doorbells)
+        )
         bind_host, bind_port = host or settings.api_host, port or settings.api_port
         try:
-            app = create_app(settings)
+            app = create_app(settings, queue=doorbells)
             server = asyncio.create_task(serve(app, host=bind_host, port=bind_port))
             if demo and anvil_url and dev_wallet:
                 await _run_demo(

@@ -11,6 +11,7 @@ from chainflow.core.errors import InvalidInput
 from chainflow.core.logging import get_logger
 from chainflow.domain.wallets.custody import check_master_key
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.queue import RedisJobQueue
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.workers.context import open_engine
 from chainflow.workers.main import run_engine
@@ -48,9 +49,14 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with open_engine(settings, chain_ids=chain_ids) as engine:
-            log.info("worker.started", chains=sorted(engine.rpc))
-            await run_engine(engine, stop, poll_s=settings.worker_poll_s)
+        doorbells = RedisJobQueue(settings.redis_url) if settings.redis_url else None
+        try:
+            async with open_engine(settings, chain_ids=chain_ids) as engine:
+                log.info("worker.started", chains=sorted(engine.rpc))
+                await run_engine(engine, stop, poll_s=settings.worker_poll_s, queue=doorbells)
+        finally:
+            if doorbells is not None:
+                await doorbells.close()
         log.info("worker.stopped")
 
     run(main)

@@ -15,14 +15,28 @@ from chainflow.domain.transactions.executor import drain_lane
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.tracker import track_chain
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.queue import JobQueue, chain_queue
+from chainflow.workers.jobs import handler_for
 
 log = get_logger(__name__)
 _LANES_AT_ONCE = 16
 
 
-async def run_engine(engine: Engine, stop: asyncio.Event, *, poll_s: float = 0.1) -> None:
-    """Run one loop per chain until `stop` is set."""
-    await asyncio.gather(*(_chain_loop(engine, cid, stop, poll_s) for cid in engine.rpc))
+async def run_engine(
+    engine: Engine,
+    stop: asyncio.Event,
+    *,
+    poll_s: float = 0.1,
+    queue: JobQueue | None = None,
+) -> None:
+    """Run one loop per chain, and the doorbell consumer if a queue is given, until `stop`."""
+    loops = [_chain_loop(engine, cid, stop, poll_s) for cid in engine.rpc]
+    if queue is not None:
+        queues = [chain_queue(cid) for cid in engine.rpc]
+        loops.append(
+            queue.run_worker(queues, handler_for(engine), concurrency=_LANES_AT_ONCE, stop=stop)
+        )
+    await asyncio.gather(*loops)
 
 
 async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s: float) -> None:

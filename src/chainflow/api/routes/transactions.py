@@ -5,9 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from chainflow.api.deps import ReadKey, SessionmakerDep, TxWriteKey
+from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, TxWriteKey
 from chainflow.api.responses import problem_responses
 from chainflow.domain.transactions import service
+from chainflow.domain.transactions.doorbell import ring_lane
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.schemas import (
     AttemptRead,
@@ -32,18 +33,20 @@ router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
 )
 async def submit_transaction(
     body: TxCreate,
-    sessionmaker: SessionmakerDep,
+    resources: ResourcesDep,
     key: TxWriteKey,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> TxRead:
     """Queue a request. The same Idempotency-Key and body return the same transaction."""
-    async with unit_of_work(sessionmaker) as session:
+    async with unit_of_work(resources.sessionmaker) as session:
         result = await service.submit(
             session, body, api_key_id=key.id, idempotency_key=idempotency_key
         )
         tx = result.tx if result.created else await service.get_transaction(session, result.tx.id)
-    if not result.created:
+    if result.created:
+        await ring_lane(resources.queue, tx.chain_id, tx.wallet_id)  # after commit
+    else:
         response.headers["Idempotent-Replayed"] = "true"
     return render(tx)
 
