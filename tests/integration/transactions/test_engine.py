@@ -1,6 +1,7 @@
 """The engine end to end on a real anvil, on PostgreSQL and SQLite."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,3 +41,17 @@ class TestHappyPath:
                 ("submitted", "mined"),
                 ("mined", "confirmed"),
             ]
+
+
+class TestExpiry:
+    async def test_valid_until_passed_before_signing_expires_without_a_nonce(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+        expired = await harness.submit(wallet, value="1", valid_until=past)
+        later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        kept = await harness.submit(wallet, value="2", valid_until=later)
+        expired_tx, kept_tx = await harness.run_until_final([expired, kept])
+        assert (expired_tx.status, expired_tx.nonce) == (TxStatus.EXPIRED, None)
+        assert (kept_tx.status, kept_tx.nonce) == (TxStatus.CONFIRMED, 0)
