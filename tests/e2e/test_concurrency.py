@@ -42,13 +42,16 @@ async def anvil() -> AsyncIterator[str]:
         yield url
 
 
-async def prepare(url: str, anvil_url: str, master: MasterKey) -> tuple[list[str], str]:
-    """Register the chain, import and fund the wallets, make an API key."""
+async def prepare(
+    url: str, anvil_url: str, master: MasterKey, *, register_chain: bool = True
+) -> tuple[list[str], str]:
+    """Register the chain (unless chainflow dev does), import and fund the wallets, make a key."""
     engine = create_engine(url)
     sessionmaker = create_sessionmaker(engine)
     async with unit_of_work(sessionmaker) as session:
-        chain = await add_anvil_chain(session, anvil_url)
-        chain.confirmations = 1  # automine makes no block on top of the last transaction
+        if register_chain:
+            chain = await add_anvil_chain(session, anvil_url)
+            chain.confirmations = 1  # automine makes no block on top of the last transaction
         rows = [
             await wallets.import_wallet(
                 session, generate_private_key(), master=master, chain_ids=[31337]
@@ -162,25 +165,6 @@ class TestEmbedded:
         command = ["dev", "--anvil", "--anvil-port", str(anvil_port), "--port", str(port)]
         with processes([command], env, tmp_path) as started:
             wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
-            addresses, token = await prepare_embedded(url, anvil_url, master)
+            addresses, token = await prepare(url, anvil_url, master, register_chain=False)
             await timed(submit_all(f"http://127.0.0.1:{port}", token, addresses), "submitted")
             await timed(assert_exactly_once(url, anvil_url, addresses), "all confirmed")
-
-
-async def prepare_embedded(url: str, anvil_url: str, master: MasterKey) -> tuple[list[str], str]:
-    engine = create_engine(url)
-    sessionmaker = create_sessionmaker(engine)
-    async with unit_of_work(sessionmaker) as session:
-        rows = [
-            await wallets.import_wallet(
-                session, generate_private_key(), master=master, chain_ids=[31337]
-            )
-            for _ in range(WALLETS)
-        ]
-        _, token = await create_api_key(session, ["admin"])
-    await engine.dispose()
-    async with aiohttp.ClientSession() as http:
-        rpc = RpcClient(http, anvil_url)
-        for wallet in rows:
-            await rpc.call("anvil_setBalance", [wallet.address, hex(10**21)])
-    return [w.address for w in rows], token
