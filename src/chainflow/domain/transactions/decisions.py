@@ -60,16 +60,17 @@ def decide(
 
 def _unmined(tx: Transaction, seen: Observed, *, config: EngineConfig, now: datetime) -> Decision:
     latest = latest_attempt(tx)
+    last = latest.last_sent_at
+    due = last is None or (now - last).total_seconds() >= config.resend_after_s
     if tx.status is TxStatus.SIGNED:
-        return Decision(Action.RESEND, latest)
+        # Never sent (crash before the send): at once; refused for now (no funds, node down):
+        # again after resend_after_s, not every round.
+        return Decision(Action.RESEND, latest) if due else Decision(Action.NONE)
     if tx.cancel_requested and not any(a.kind is AttemptKind.CANCEL for a in tx.attempts):
         return Decision(Action.CANCEL, latest)
     if is_stuck(latest, head=seen.head, config=config, now=now):
         return Decision(Action.BUMP, latest)
-    last = latest.last_sent_at
-    if last is None or (now - last).total_seconds() >= config.resend_after_s:
-        return Decision(Action.RESEND, latest)
-    return Decision(Action.NONE)
+    return Decision(Action.RESEND, latest) if due else Decision(Action.NONE)
 
 
 def is_stuck(attempt: TxAttempt, *, head: int, config: EngineConfig, now: datetime) -> bool:
