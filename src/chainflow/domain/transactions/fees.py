@@ -1,22 +1,32 @@
-"""Fee math (DESIGN §7): EIP-1559 suggestions from fee history, legacy prices, bumps. Pure.
+"""Fee math (DESIGN §7): 1559 and legacy suggestions, caps, replacement bumps, gas buffer. Pure."""
 
-Integer wei only. A replacement must raise BOTH tip and fee cap by at least 10 % (geth and Besu
-refuse less, research/txm-reliability.md §4.4); we bump by 12.5 % by default and never sign
-above a cap: when the smallest valid bump would cross it, `FeeCapReached` is raised and the
-caller re-broadcasts the highest existing attempt instead.
-"""
-
+from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
+from typing import TypeAlias, overload
 
-from chainflow.core.errors import Conflict
+from chainflow.core.errors import Conflict, InvalidInput
 
+# All amounts are integer wei. Percentages and multipliers may be Decimal ("12.5"), never float;
+# they are turned into an exact integer ratio, so every result is exact and rounded up.
+Percent: TypeAlias = Decimal | int
+
+# geth, Besu and Erigon refuse a replacement that raises the tip or the fee cap by less than
+# 10 % (research/txm-reliability.md §4.4). We bump by 12.5 % so a node configured a little
+# stricter still takes it.
 DEFAULT_BUMP_PERCENT = Decimal("12.5")
 MIN_BUMP_PERCENT = Decimal(10)
+DEFAULT_GAS_BUFFER_PERCENT = 20
 
 
 class FeeCapReached(Conflict):
     code = "fee_cap_reached"
+    title = "Fee cap reached"
+
+
+class GasAboveBlockLimit(InvalidInput):
+    code = "gas_above_block_limit"
+    title = "Gas above block limit"
 
 
 @dataclass(frozen=True)
@@ -30,16 +40,18 @@ class LegacyFees:
     gas_price_wei: int
 
 
-Fees = Eip1559Fees | LegacyFees
+Fees: TypeAlias = Eip1559Fees | LegacyFees
 
 
 @dataclass(frozen=True)
 class FeeCaps:
+    """Upper bounds; None means unbounded. For legacy fees the fee cap bounds the gas price."""
+
     max_fee_per_gas_wei: int | None = None
     max_priority_fee_per_gas_wei: int | None = None
 
     def merged(self, other: "FeeCaps") -> "FeeCaps":
-        """The tighter of two sets of caps (chain and request)."""
+        """Return the tighter of two sets of caps (chain and request)."""
         return FeeCaps(
             _min_opt(self.max_fee_per_gas_wei, other.max_fee_per_gas_wei),
             _min_opt(self.max_priority_fee_per_gas_wei, other.max_priority_fee_per_gas_wei),
@@ -51,84 +63,177 @@ def _min_opt(a: int | None, b: int | None) -> int | None:
     return min(values) if values else None
 
 
-def _ceil_percent(value: int, percent: Decimal) -> int:
-    return int((Decimal(value) * (100 + percent) / 100).to_integral_value(ROUND_CEILING))
+def _at_most(value_wei: int, cap_wei: int | None) -> int:
+    return value_wei if cap_wei is None else min(value_wei, cap_wei)
 
 
-def median(values: list[int]) -> int:
+def _times_up(value_wei: int, factor: Percent) -> int:
+    """value x factor, rounded up, in exact integer arithmetic."""
+    numerator, denominator = Decimal(factor).as_integer_ratio()
+    return -(-value_wei * numerator // denominator)
+
+
+def _percent_up(value_wei: int, percent: Percent) -> int:
+    """value x (100 + percent) / 100, rounded up, in exact integer arithmetic."""
+    numerator, denominator = Decimal(percent).as_integer_ratio()
+    return -(-value_wei * (100 * denominator + numerator) // (100 * denominator))
+
+
+def median(values: Sequence[int]) -> int:
+    """Return the median (the mean of the middle pair rounded up); 0 for no values."""
     ordered = sorted(values)
-    return ordered[len(ordered) // 2] if ordered else 0
+    if not ordered:
+        return 0
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return -(-(ordered[middle - 1] + ordered[middle]) // 2)
 
 
 def suggest_eip1559(
     *,
     next_base_fee_wei: int,
-    tip_samples_wei: list[int],
+    tip_samples_wei: Sequence[int],
     min_tip_wei: int,
-    base_fee_multiplier: int = 2,
+    base_fee_multiplier: Percent = 2,
     caps: FeeCaps = FeeCaps(),
 ) -> Eip1559Fees:
-    """Tip = median of recent tips (at least `min_tip_wei`); fee cap = base x multiplier + tip."""
-    tip = max(median(tip_samples_wei), min_tip_wei)
-    max_fee = next_base_fee_wei * base_fee_multiplier + tip
+    """Suggest fees from eth_feeHistory: tip = median sample, fee cap = base x multiplier + tip.
+
+    `next_base_fee_wei` is the last `baseFeePerGas` entry (the block after `newestBlock`).
+    The default multiplier of 2 survives six full blocks in a row (1.125^6 ≈ 2.03, EIP-1559).
+    """
+    # Empty blocks report a 0 reward at every percentile; Chainlink's FeeHistory estimator
+    # also drops them, or a quiet chain would drag the tip to the floor.
+    tip = max(median([t for t in tip_samples_wei if t > 0]), min_tip_wei)
+    max_fee = _times_up(next_base_fee_wei, base_fee_multiplier) + tip
     return clamp(Eip1559Fees(max_fee, tip), caps)
 
 
 def suggest_legacy(*, gas_price_wei: int, caps: FeeCaps = FeeCaps()) -> LegacyFees:
-    cap = caps.max_fee_per_gas_wei
-    return LegacyFees(min(gas_price_wei, cap) if cap is not None else gas_price_wei)
+    """Suggest a legacy gas price from eth_gasPrice, lowered to the fee cap."""
+    return clamp(LegacyFees(gas_price_wei), caps)
 
 
-def clamp(fees: Eip1559Fees, caps: FeeCaps) -> Eip1559Fees:
-    """Lower both fields to the caps and keep tip ≤ fee cap."""
-    max_fee = fees.max_fee_per_gas_wei
-    if caps.max_fee_per_gas_wei is not None:
-        max_fee = min(max_fee, caps.max_fee_per_gas_wei)
-    tip = min(fees.max_priority_fee_per_gas_wei, max_fee)
-    if caps.max_priority_fee_per_gas_wei is not None:
-        tip = min(tip, caps.max_priority_fee_per_gas_wei)
+@overload
+def clamp(fees: Eip1559Fees, caps: FeeCaps) -> Eip1559Fees: ...
+@overload
+def clamp(fees: LegacyFees, caps: FeeCaps) -> LegacyFees: ...
+def clamp(fees: Fees, caps: FeeCaps) -> Fees:
+    """Lower every field to its cap, and keep tip ≤ fee cap."""
+    if isinstance(fees, LegacyFees):
+        return LegacyFees(_at_most(fees.gas_price_wei, caps.max_fee_per_gas_wei))
+    max_fee = _at_most(fees.max_fee_per_gas_wei, caps.max_fee_per_gas_wei)
+    tip = _at_most(
+        min(fees.max_priority_fee_per_gas_wei, max_fee), caps.max_priority_fee_per_gas_wei
+    )
     return Eip1559Fees(max_fee, tip)
 
 
-def _bumped(old: int, market: int, cap: int | None, *, percent: Decimal) -> int:
-    floor = _ceil_percent(old, MIN_BUMP_PERCENT)
-    wanted = max(_ceil_percent(old, percent), market, floor)
-    if cap is not None:
-        if floor > cap:
-            raise FeeCapReached(f"a valid replacement needs {floor} wei, above the cap {cap} wei")
-        wanted = min(wanted, cap)
-    return wanted
+def _raise_to(
+    previous_wei: int,
+    market_wei: int,
+    cap_wei: int | None,
+    *,
+    percent: Percent,
+    min_percent: Percent,
+) -> int:
+    # geth's txpool (core/txpool/legacypool/list.go, list.Add) wants each new value strictly
+    # above the old one AND ≥ old x (100 + bump) / 100; `+ 1` matters for a 0-wei tip.
+    floor_wei = max(_percent_up(previous_wei, min_percent), previous_wei + 1)
+    if cap_wei is not None and floor_wei > cap_wei:
+        raise FeeCapReached(
+            f"a valid replacement needs {floor_wei} wei, above the cap of {cap_wei} wei",
+            needed_wei=str(floor_wei),
+            cap_wei=str(cap_wei),
+        )
+    return _at_most(max(_percent_up(previous_wei, percent), market_wei, floor_wei), cap_wei)
 
 
+@overload
+def bump(
+    previous: Eip1559Fees,
+    *,
+    market: Fees,
+    caps: FeeCaps,
+    percent: Percent = ...,
+    min_percent: Percent = ...,
+) -> Eip1559Fees: ...
+@overload
+def bump(
+    previous: LegacyFees,
+    *,
+    market: Fees,
+    caps: FeeCaps,
+    percent: Percent = ...,
+    min_percent: Percent = ...,
+) -> LegacyFees: ...
 def bump(
     previous: Fees,
     *,
     market: Fees,
     caps: FeeCaps,
-    percent: Decimal = DEFAULT_BUMP_PERCENT,
+    percent: Percent = DEFAULT_BUMP_PERCENT,
+    min_percent: Percent = MIN_BUMP_PERCENT,
 ) -> Fees:
-    """Fees for a replacement: each field ≥ previous x 1.10 (default x 1.125), ≥ market, ≤ cap.
+    """Return replacement fees: each field > previous and ≥ it + min_percent %, ≤ its cap.
+
+    Each field aims at previous x (1 + percent) or the market, whichever is higher, and is then
+    lowered to its cap; the tip also stays ≤ the new fee cap. A market of the other fee type
+    is ignored.
 
     Raises:
-        FeeCapReached: the smallest valid replacement would exceed a cap.
+        FeeCapReached: the smallest valid replacement would exceed a cap. Never sign anyway:
+            a replacement that does not replace is noise; re-send the highest attempt instead.
     """
     if isinstance(previous, LegacyFees):
-        market_price = market.gas_price_wei if isinstance(market, LegacyFees) else 0
-        return LegacyFees(
-            _bumped(previous.gas_price_wei, market_price, caps.max_fee_per_gas_wei, percent=percent)
+        market_wei = market.gas_price_wei if isinstance(market, LegacyFees) else 0
+        cap_wei = caps.max_fee_per_gas_wei
+        price = _raise_to(
+            previous.gas_price_wei, market_wei, cap_wei, percent=percent, min_percent=min_percent
         )
+        return LegacyFees(price)
+    return _bump_eip1559(
+        previous, market=market, caps=caps, percent=percent, min_percent=min_percent
+    )
+
+
+def _bump_eip1559(
+    previous: Eip1559Fees, *, market: Fees, caps: FeeCaps, percent: Percent, min_percent: Percent
+) -> Eip1559Fees:
     market_1559 = market if isinstance(market, Eip1559Fees) else Eip1559Fees(0, 0)
-    max_fee = _bumped(
+    max_fee = _raise_to(
         previous.max_fee_per_gas_wei,
         market_1559.max_fee_per_gas_wei,
         caps.max_fee_per_gas_wei,
         percent=percent,
+        min_percent=min_percent,
     )
-    tip_cap = _min_opt(caps.max_priority_fee_per_gas_wei, max_fee)
-    tip = _bumped(
+    tip = _raise_to(
         previous.max_priority_fee_per_gas_wei,
         market_1559.max_priority_fee_per_gas_wei,
-        tip_cap,
+        _min_opt(caps.max_priority_fee_per_gas_wei, max_fee),
         percent=percent,
+        min_percent=min_percent,
     )
     return Eip1559Fees(max_fee, tip)
+
+
+def with_gas_buffer(
+    estimate: int,
+    *,
+    buffer_percent: Percent = DEFAULT_GAS_BUFFER_PERCENT,
+    block_gas_limit: int | None = None,
+) -> int:
+    """Return a gas limit: the estimate plus `buffer_percent`, rounded up, at most a full block.
+
+    Raises:
+        GasAboveBlockLimit: the estimate alone does not fit in a block.
+    """
+    if block_gas_limit is not None and estimate > block_gas_limit:
+        raise GasAboveBlockLimit(
+            f"the call needs {estimate} gas, more than the block gas limit of {block_gas_limit}",
+            estimate=estimate,
+            block_gas_limit=block_gas_limit,
+        )
+    return _at_most(_percent_up(estimate, buffer_percent), block_gas_limit)
