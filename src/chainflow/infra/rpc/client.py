@@ -13,13 +13,26 @@ Call = tuple[str, Sequence[Any]]
 
 
 class RpcTransportError(Unavailable):
-    """The endpoint could not be reached or answered with something that is not JSON-RPC."""
+    """The endpoint could not be reached or answered with something that is not JSON-RPC.
+
+    Unless `is_unsent` is true, the node may have received and executed the request: callers of
+    eth_sendRawTransaction must treat this error as "maybe sent".
+    """
 
     code = "rpc_unreachable"
 
-    def __init__(self, detail: str, *, http_status: int | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+        is_unsent: bool = False,
+    ) -> None:
         super().__init__(detail)
         self.http_status = http_status
+        self.retry_after_s = retry_after_s  # from an HTTP Retry-After header, in seconds
+        self.is_unsent = is_unsent  # true only when the request certainly never reached the node
 
 
 class RpcCallError(Unavailable):
@@ -83,14 +96,37 @@ class RpcClient:
             ) as response:
                 payload = await response.read()
                 status = response.status
+                retry_after_s = _retry_after_s(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RpcTransportError(f"cannot reach RPC endpoint: {type(exc).__name__}") from None
-        if status >= 400 and not payload.startswith((b"{", b"[")):
-            raise RpcTransportError(f"RPC endpoint answered HTTP {status}", http_status=status)
+            # ClientConnectorError: no connection was made, so the node never saw the request.
+            raise RpcTransportError(
+                f"cannot reach RPC endpoint: {type(exc).__name__}",
+                is_unsent=isinstance(exc, aiohttp.ClientConnectorError),
+            ) from None
+        _check_status(status, payload, retry_after_s)
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
             raise RpcTransportError("RPC endpoint answered non-JSON", http_status=status) from None
+
+
+def _check_status(status: int, payload: bytes, retry_after_s: float | None) -> None:
+    # A 429 comes from a rate limiter in front of the node (some send a JSON body with it), so
+    # the request was refused unseen: a transport failure, and certainly unsent.
+    if status == 429 or (status >= 400 and not payload.startswith((b"{", b"["))):
+        raise RpcTransportError(
+            f"RPC endpoint answered HTTP {status}",
+            http_status=status,
+            retry_after_s=retry_after_s,
+            is_unsent=status == 429,
+        )
+
+
+def _retry_after_s(header: str | None) -> float | None:
+    # The delay-seconds form of RFC 9110 §10.2.3; an HTTP-date is ignored (callers back off).
+    if header is None or not header.strip().isdigit():
+        return None
+    return float(header.strip())
 
 
 def _result_of(reply: dict[str, Any]) -> Any:
