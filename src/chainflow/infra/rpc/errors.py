@@ -47,6 +47,7 @@ _TABLE: list[tuple[RpcErrorKind, tuple[str, ...]]] = [
         K.FATAL,
         (
             "exceeds block gas limit",
+            "intrinsic gas too high",  # anvil: tx.gas_limit > env.block.gas_limit
             "invalid sender",
             "negative value",
             "oversized data",

@@ -15,6 +15,7 @@ K = RpcErrorKind
 CASES: list[tuple[str, str, RpcErrorKind]] = [
     # client, message, kind
     ("geth", "exceeds block gas limit", K.FATAL),
+    ("anvil", "intrinsic gas too high -- tx.gas_limit > env.block.gas_limit", K.FATAL),
     ("geth", "invalid sender", K.FATAL),
     ("geth", "oversized data", K.FATAL),
     ("geth", "intrinsic gas too low", K.FATAL),
