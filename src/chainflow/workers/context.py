@@ -8,7 +8,8 @@ from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.runtime import ChainRpc, Engine, EngineConfig
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.rpc.client import RpcClient, new_http_session
+from chainflow.infra.rpc.client import new_http_session
+from chainflow.infra.rpc.endpoints import EndpointPool
 from chainflow.infra.signing.master_source import load_master_key
 
 
@@ -43,7 +44,9 @@ async def open_engine(
             known = [c for c in await chains.list_chains(session) if c.enabled and c.rpc_urls]
         wanted = [c for c in known if chain_ids is None or c.chain_id in chain_ids]
         rpc: dict[int, ChainRpc] = {
-            c.chain_id: RpcClient(http, c.rpc_urls[0], timeout_s=settings.rpc_timeout_s)
+            c.chain_id: EndpointPool(
+                http, chain_id=c.chain_id, urls=c.rpc_urls, timeout_s=settings.rpc_timeout_s
+            )
             for c in wanted
         }
         yield Engine(
