@@ -48,34 +48,40 @@ async def _load(engine: Engine, tx_ids: Sequence[uuid.UUID]) -> Sequence[Transac
 async def estimate_gas(
     engine: Engine, rpc: ChainRpc, tx_ids: Sequence[uuid.UUID]
 ) -> list[Estimate]:
-    """Estimates for the longest prefix of `tx_ids` that can go now, in submission order.
+    """Gas limits for the longest prefix of `tx_ids` that can go now, in submission order.
 
-    A revert fails that request (no nonce taken) and the prefix continues; any other error
-    (no funds, transport) stops the prefix there, so later requests never overtake.
+    Every request is estimated, also one with an explicit gas_limit (which must cover the
+    estimate). A revert or a too-low limit fails that request (no nonce taken) and the prefix
+    continues; any other error (no funds, transport) stops the prefix there, so later requests
+    never overtake.
     """
     rows = await _load(engine, tx_ids)
-    todo = [tx for tx in rows if tx.gas_limit is None]
     try:
-        answers = await rpc.batch([("eth_estimateGas", [_call_of(tx)]) for tx in todo])
+        answers = await rpc.batch([("eth_estimateGas", [_call_of(tx)]) for tx in rows])
     except RpcTransportError:
         return []
-    by_id = dict(zip((tx.id for tx in todo), answers, strict=True))
     ready: list[Estimate] = []
-    reverted: dict[uuid.UUID, str] = {}
-    for tx in rows:
-        answer: Any = by_id.get(tx.id, tx.gas_limit)
-        if isinstance(answer, int):
-            ready.append(Estimate(tx.id, answer))
-        elif isinstance(answer, str):
-            ready.append(
-                Estimate(tx.id, _buffered(int(answer, 16), engine.config.gas_buffer_percent))
-            )
+    refused: dict[uuid.UUID, tuple[str, str]] = {}
+    for tx, answer in zip(rows, answers, strict=True):
+        if isinstance(answer, str):
+            needed = int(answer, 16)
+            if tx.gas_limit is None:
+                ready.append(Estimate(tx.id, _buffered(needed, engine.config.gas_buffer_percent)))
+            elif needed <= tx.gas_limit:
+                ready.append(Estimate(tx.id, tx.gas_limit))
+            else:
+                # An explicit limit below what the call needs would be refused by geth, or
+                # accepted and silently dropped by others (anvil): fail it before any nonce.
+                refused[tx.id] = (
+                    "gas_limit_too_low",
+                    f"gas_limit {tx.gas_limit} is below the {needed} gas this call needs",
+                )
         elif (reason := _revert(answer)) is not None:
-            reverted[tx.id] = reason
+            refused[tx.id] = ("estimate_reverted", reason)
         else:
-            break
-    if reverted:
-        await _fail_reverted(engine, reverted)
+            break  # no funds or a node error: later requests must not overtake this one
+    if refused:
+        await _fail_refused(engine, refused)
     return ready
 
 
@@ -88,14 +94,14 @@ def _revert(answer: Any) -> str | None:
     return revert_reason(failure) or answer.message
 
 
-async def _fail_reverted(engine: Engine, reverted: dict[uuid.UUID, str]) -> None:
+async def _fail_refused(engine: Engine, refused: dict[uuid.UUID, tuple[str, str]]) -> None:
     async with unit_of_work(engine.sessionmaker) as session:
         query = (
             select(Transaction)
-            .where(Transaction.id.in_(list(reverted)), Transaction.status == TxStatus.QUEUED)
+            .where(Transaction.id.in_(list(refused)), Transaction.status == TxStatus.QUEUED)
             .order_by(Transaction.created_at, Transaction.id)  # the lane drain's lock order
         )
         for tx in (await session.scalars(query.with_for_update())).all():
-            tx.error_code = "estimate_reverted"
-            tx.error_message = reverted[tx.id][:1000]
-            apply(session, tx, TxEvent.FAILED, code="estimate_reverted")
+            code, message = refused[tx.id]
+            tx.error_code, tx.error_message = code, message[:1000]
+            apply(session, tx, TxEvent.FAILED, code=code)
