@@ -74,12 +74,15 @@ def _unmined(tx: Transaction, seen: Observed, *, config: EngineConfig, now: date
 
 
 def is_stuck(attempt: TxAttempt, *, head: int, config: EngineConfig, now: datetime) -> bool:
-    """Not mined after N blocks or T seconds since it was first sent."""
-    if attempt.first_sent_at is None:
-        return False
+    """Not mined after N blocks or T seconds since it was first sent.
+
+    An attempt no node ever accepted (e.g. a bump refused as underpriced) counts from its
+    signing, so it is bumped again instead of only re-sent.
+    """
     if (
         attempt.sent_at_block is not None
         and head - attempt.sent_at_block >= config.stuck_after_blocks
     ):
         return True
-    return (now - attempt.first_sent_at).total_seconds() >= config.stuck_after_s
+    started = attempt.first_sent_at or attempt.created_at
+    return (now - started).total_seconds() >= config.stuck_after_s

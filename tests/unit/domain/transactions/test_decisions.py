@@ -83,6 +83,8 @@ def seen(*, head: int = 101, count: int = 7, receipt_block: int | None = None) -
             Action.NONE,
         ),
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=1), seen(), Action.NONE),
+        # a bump no node accepted (underpriced) is bumped again once it is old enough
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=None, sent_at_block=None), seen(), Action.BUMP),
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=12, sent_at_block=101), seen(), Action.RESEND),
     ],
 )
