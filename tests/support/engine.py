@@ -102,3 +102,20 @@ async def open_engine_harness(
             config=config,
         )
         yield EngineHarness(engine=engine, rpc=rpc, sessionmaker=sessionmaker)
+
+
+# Runtime: if slot 0 is set, revert; else set it to 1. Two calls estimated in one round both
+# pass (slot 0 is still 0), and on chain the second reverts: a receipt with status 0.
+ONCE_ONLY_INIT_CODE = "0x6011600c60003960116000f3" + "600054600c57600160005500" + "5b600080fd"
+_DEPLOYER = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"  # anvil's unlocked account 9
+
+
+async def deploy(rpc: RpcClient, init_code: str) -> str:
+    """Deploy raw init code from an unlocked anvil account; return the contract address."""
+    tx_hash = await rpc.call("eth_sendTransaction", [{"from": _DEPLOYER, "data": init_code}])
+
+    async def address() -> str | None:
+        receipt = await rpc.call("eth_getTransactionReceipt", [tx_hash])
+        return str(receipt["contractAddress"]) if receipt else None
+
+    return await eventually(address, timeout_s=10)

@@ -8,7 +8,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.signing.keystore import MasterKey
-from tests.support.engine import EngineHarness, has_status, open_engine_harness
+from tests.support.engine import (
+    ONCE_ONLY_INIT_CODE,
+    EngineHarness,
+    deploy,
+    has_status,
+    open_engine_harness,
+)
 
 
 @pytest.fixture
@@ -55,3 +61,22 @@ class TestExpiry:
         expired_tx, kept_tx = await harness.run_until_final([expired, kept])
         assert (expired_tx.status, expired_tx.nonce) == (TxStatus.EXPIRED, None)
         assert (kept_tx.status, kept_tx.nonce) == (TxStatus.CONFIRMED, 0)
+
+
+class TestRevertedOnChain:
+    async def test_status_zero_receipt_at_depth_is_reverted_and_keeps_its_nonce(
+        self, harness: EngineHarness
+    ) -> None:
+        contract = await deploy(harness.rpc, ONCE_ONLY_INIT_CODE)
+        wallet = await harness.wallet()
+        first = await harness.submit(wallet, to=contract, data="0x")
+        second = await harness.submit(wallet, to=contract, data="0x")
+        ok, reverted = await harness.run_until_final([first, second])
+        assert (ok.status, ok.receipt_status, ok.nonce) == (TxStatus.CONFIRMED, 1, 0)
+        assert (reverted.status, reverted.receipt_status, reverted.nonce) == (
+            TxStatus.REVERTED,
+            0,
+            1,
+        )
+        assert reverted.error_code == "reverted"
+        assert await harness.chain_nonce(wallet) == 2
