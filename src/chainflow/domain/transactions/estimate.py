@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from chainflow.domain.transactions.fees import with_gas_buffer
 from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.runtime import ChainRpc, Engine
@@ -29,10 +30,6 @@ def _call_of(tx: Transaction) -> dict[str, str]:
         "value": hex(tx.value_wei),
         "data": "0x" + tx.data.hex(),
     }
-
-
-def _buffered(estimate: int, percent: int) -> int:
-    return -(-estimate * (100 + percent) // 100)
 
 
 async def _load(engine: Engine, tx_ids: Sequence[uuid.UUID]) -> Sequence[Transaction]:
@@ -66,7 +63,12 @@ async def estimate_gas(
         if isinstance(answer, str):
             needed = int(answer, 16)
             if tx.gas_limit is None:
-                ready.append(Estimate(tx.id, _buffered(needed, engine.config.gas_buffer_percent)))
+                ready.append(
+                    Estimate(
+                        tx.id,
+                        with_gas_buffer(needed, buffer_percent=engine.config.gas_buffer_percent),
+                    )
+                )
             elif needed <= tx.gas_limit:
                 ready.append(Estimate(tx.id, tx.gas_limit))
             else:

@@ -15,7 +15,7 @@ from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
-from chainflow.domain.transactions.fees import Eip1559Fees, FeeCaps, Fees, LegacyFees, clamp
+from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
 from chainflow.domain.transactions.gas import chain_caps, market_fees
 from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.models import AttemptKind, Transaction
@@ -89,13 +89,10 @@ async def _fail_queued(session: AsyncSession, chain: ChainConfig, wallet: Wallet
 
 
 def _fees_for(tx: Transaction, market: Fees, chain: ChainConfig) -> Fees:
+    """Market fees lowered to the chain's and the request's caps."""
     caps = chain_caps(chain).merged(
         FeeCaps(tx.max_fee_per_gas_cap, tx.max_priority_fee_per_gas_cap)
     )
-    if isinstance(market, LegacyFees):
-        cap = caps.max_fee_per_gas_wei
-        return LegacyFees(min(market.gas_price_wei, cap) if cap else market.gas_price_wei)
-    assert isinstance(market, Eip1559Fees)  # noqa: S101 - Fees is a two-member union
     return clamp(market, caps)
 
 

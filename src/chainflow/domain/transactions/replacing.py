@@ -6,7 +6,7 @@ from decimal import Decimal
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.decisions import latest_attempt
-from chainflow.domain.transactions.fees import Eip1559Fees, FeeCapReached, FeeCaps, bump, clamp
+from chainflow.domain.transactions.fees import FeeCapReached, FeeCaps, bump, clamp
 from chainflow.domain.transactions.gas import chain_caps, market_fees
 from chainflow.domain.transactions.models import AttemptKind
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
@@ -34,8 +34,7 @@ async def replace(
         caps = chain_caps(chain).merged(
             FeeCaps(tx.max_fee_per_gas_cap, tx.max_priority_fee_per_gas_cap)
         )
-        if isinstance(market, Eip1559Fees):
-            market = clamp(market, caps)
+        market = clamp(market, caps)
         try:
             fees = bump(
                 fees_of(previous),
