@@ -157,12 +157,19 @@ async def _close(workers: list[Any], runs: list[asyncio.Task[None]], *, force: b
     A worker that never reached Redis is still inside redis-py's reconnect backoff, which lasts
     minutes; its loop is cancelled after a short grace instead of being waited for.
     """
+    for worker in workers:
+        # Worker.close() closes the connections before run() stops this timer; a check firing in
+        # between reopens a connection that nothing closes (a ResourceWarning at exit).
+        if (timer := getattr(worker, "stalledCheckTimer", None)) is not None:
+            timer.stop()
     await asyncio.gather(*(worker.close(force=force) for worker in workers))
     if runs:
         _, stuck = await asyncio.wait(runs, timeout=_LOOP_EXIT_GRACE_S)
         for run in stuck:
             run.cancel()
     await asyncio.gather(*runs, return_exceptions=True)
+    # Anything the loops sent after close() reopened a pooled connection: close those too.
+    await asyncio.gather(*(worker.backend.close(force=True) for worker in workers))
 
 
 async def _add(target: Any, bull_job: Any) -> tuple[int, object]:
