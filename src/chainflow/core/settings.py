@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chainflow.core.crashpoints import parse_crash_at
 from chainflow.core.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path(".chainflow")
@@ -40,6 +41,7 @@ class Settings(BaseSettings):
     resend_after_s: float = Field(10.0, gt=0)
     bump_percent: float = Field(12.5, ge=10, le=1000)
     worker_poll_s: float = Field(0.1, gt=0, le=60)
+    test_crash_at: str | None = Field(None, description="chaos tests only: crash point[:n]")
 
     @field_validator("database_url")
     @classmethod
@@ -53,6 +55,13 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("test_crash_at")
+    @classmethod
+    def _check_crash_at(cls, value: str | None) -> str | None:
+        if value:
+            parse_crash_at(value)
         return value or None
 
     @field_validator("log_level")

@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from chainflow.core.crashpoints import Crasher
 from chainflow.core.settings import Settings
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.runtime import ChainRpc, Engine, EngineConfig
@@ -54,6 +55,7 @@ async def open_engine(
             rpc=rpc,
             master_key=master,
             config=config or engine_config(settings),
+            crasher=Crasher.from_spec(settings.test_crash_at),
         )
     finally:
         await http.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
+from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
@@ -51,6 +52,7 @@ async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -
     )
     sent = await _sign(engine, chain, planned.wallet, estimates, market, chain_pending=pending)
     if sent:
+        engine.crasher.reached(CrashPoint.ATTEMPT_STORED)
         await record_sends(engine, chain, sent)
     return len(sent)
 
@@ -137,4 +139,6 @@ async def _sign(
             apply(session, tx, TxEvent.SIGNED, nonce=nonce, hash=attempt.hash)
             lane.next_nonce = nonce + 1
             sent.append(SentAttempt(tx.id, attempt.id, attempt.raw, nonce))
+        if sent:
+            engine.crasher.reached(CrashPoint.NONCE_TAKEN)
         return sent

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.core.crashpoints import Crasher
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet
@@ -68,6 +69,7 @@ class Engine:
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     # When the tracker first saw a request's nonce consumed with no receipt of ours (monotonic s).
     foreign_since: dict[uuid.UUID, float] = field(default_factory=dict)
+    crasher: Crasher = field(default_factory=Crasher)  # chaos tests only
     _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
 
     def signer(self, wallet: Wallet) -> Signer:

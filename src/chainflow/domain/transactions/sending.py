@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.core.clock import utcnow
+from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions.broadcast import SendOutcome, outcome_of, send_raw
 from chainflow.domain.transactions.lifecycle import apply
@@ -32,6 +33,7 @@ class SentAttempt:
 async def record_sends(engine: Engine, chain: ChainConfig, sends: Sequence[SentAttempt]) -> None:
     """Send in the given (nonce) order, then record every answer in one DB transaction."""
     answers = await send_raw(engine.rpc[chain.chain_id], [s.raw for s in sends])
+    engine.crasher.reached(CrashPoint.NODE_ACCEPTED)
     fatal: list[tuple[uuid.UUID, str]] = []
     async with unit_of_work(engine.sessionmaker) as session:
         attempts = await _load(session, [s.attempt_id for s in sends])

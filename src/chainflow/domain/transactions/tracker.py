@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.core.clock import utcnow
+from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.decisions import Action, Decision, Observed, decide
@@ -41,6 +42,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         if action in (Action.BUMP, Action.CANCEL):
             attempt = await replace(engine, chain, tx.id, cancel=action is Action.CANCEL)
             if attempt is not None:
+                engine.crasher.reached(CrashPoint.BUMP_STORED)
                 resend.append(attempt)
     if resend:
         await record_sends(engine, chain, sorted(resend, key=lambda s: s.nonce))
@@ -110,6 +112,8 @@ async def _record(
                 continue  # another worker moved it since we looked
             decision = decisions[snapshot.id]
             again = await apply_decision(session, tx, decision, seen=seen)
+            if decision.action is Action.REORGED:
+                engine.crasher.reached(CrashPoint.REORG_RECORDING)
             if again is not None:
                 resend.append(again)
     return resend
