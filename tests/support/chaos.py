@@ -144,7 +144,7 @@ async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[S
     rpc = harness.rpc
     planned = await executor._plan(engine, chain, wallet.id)
     assert planned is not None
-    estimates = await estimate_gas(engine, rpc, planned.tx_ids)
+    estimates = await estimate_gas(engine, rpc, planned.rows)
     market = await market_fees(rpc, chain, min_tip_wei=engine.config.min_tip_wei)
     pending = await harness.chain_nonce(wallet, "pending")
     sent = await executor._sign(

@@ -86,3 +86,20 @@ def is_stuck(attempt: TxAttempt, *, head: int, config: EngineConfig, now: dateti
         return True
     started = attempt.first_sent_at or attempt.created_at
     return (now - started).total_seconds() >= config.stuck_after_s
+
+
+def may_be_mined(
+    tx: Transaction, latest: dict[str, int], *, now: datetime, resend_after_s: float
+) -> bool:
+    """Whether a receipt is worth asking for: the nonce is mined (by ours or not), the request
+    was mined before (a reorg check), or it is due a resend decision anyway.
+
+    A fresh request above the mined count has no receipt to find; skipping it keeps a round's
+    cost with what moved, not with everything in flight. A node whose count lags its receipts
+    only delays the receipt until the request is due, never loses it.
+    """
+    count = latest.get(tx.from_address)
+    if tx.status is TxStatus.MINED or count is None or tx.nonce is None or tx.nonce < count:
+        return True
+    sent = [a.last_sent_at for a in tx.attempts if a.last_sent_at is not None]
+    return not sent or (now - max(sent)).total_seconds() >= resend_after_s

@@ -32,27 +32,17 @@ def _call_of(tx: Transaction) -> dict[str, str]:
     }
 
 
-async def _load(engine: Engine, tx_ids: Sequence[uuid.UUID]) -> Sequence[Transaction]:
-    async with unit_of_work(engine.sessionmaker) as session:
-        query = (
-            select(Transaction)
-            .where(Transaction.id.in_(tx_ids), Transaction.status == TxStatus.QUEUED)
-            .order_by(Transaction.created_at, Transaction.id)
-        )
-        return (await session.scalars(query)).all()
-
-
 async def estimate_gas(
-    engine: Engine, rpc: ChainRpc, tx_ids: Sequence[uuid.UUID]
+    engine: Engine, rpc: ChainRpc, rows: Sequence[Transaction]
 ) -> list[Estimate]:
-    """Gas limits for the longest prefix of `tx_ids` that can go now, in submission order.
+    """Gas limits for the longest prefix of `rows` (queued requests of one lane, a snapshot in
+    submission order) that can go now. The signing step re-checks each one under its lock.
 
     Every request is estimated, also one with an explicit gas_limit (which must cover the
     estimate). A revert or a too-low limit fails that request (no nonce taken) and the prefix
     continues; any other error (no funds, transport) stops the prefix there, so later requests
     never overtake.
     """
-    rows = await _load(engine, tx_ids)
     try:
         answers = await rpc.batch([("eth_estimateGas", [_call_of(tx)]) for tx in rows])
     except RpcTransportError:

@@ -33,8 +33,12 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class Planned:
-    tx_ids: list[uuid.UUID]
+    rows: list[Transaction]  # queued requests of the lane, in submission order (a snapshot)
     wallet: Wallet
+
+    @property
+    def tx_ids(self) -> list[uuid.UUID]:
+        return [tx.id for tx in self.rows]
 
 
 async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> int:
@@ -43,7 +47,7 @@ async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -
     planned = await _plan(engine, chain, wallet_id)
     if planned is None:
         return 0
-    estimates = await estimate_gas(engine, rpc, planned.tx_ids)
+    estimates = await estimate_gas(engine, rpc, planned.rows)
     if not estimates:
         return 0
     market = await market_fees(rpc, chain, min_tip_wei=engine.config.min_tip_wei)
@@ -73,7 +77,7 @@ async def _plan(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> Pla
             return None
         rows = await repository.queued_for_lane(session, chain.chain_id, wallet.id, limit=room)
         live = [tx for tx in rows if not _expired(session, tx)]
-        return Planned([tx.id for tx in live], wallet) if live else None
+        return Planned(live, wallet) if live else None
 
 
 def _expired(session: AsyncSession, tx: Transaction) -> bool:

@@ -13,7 +13,13 @@ from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import repository
-from chainflow.domain.transactions.decisions import Action, Decision, Observed, decide
+from chainflow.domain.transactions.decisions import (
+    Action,
+    Decision,
+    Observed,
+    decide,
+    may_be_mined,
+)
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.receipts import apply_decision
 from chainflow.domain.transactions.replacing import replace
@@ -31,7 +37,9 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         rows = await repository.tracked(session, chain.chain_id, limit=engine.config.track_limit)
     if not rows:
         return 0
-    seen = await observe(engine.rpc[chain.chain_id], rows)
+    seen = await observe(
+        engine.rpc[chain.chain_id], rows, resend_after_s=engine.config.resend_after_s
+    )
     now = utcnow()
     decisions = {tx.id: decide(tx, seen, chain=chain, config=engine.config, now=now) for tx in rows}
     _bump_lowest_only(rows, decisions)
@@ -49,14 +57,22 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     return len(rows)
 
 
-async def observe(rpc: ChainRpc, rows: Sequence[Transaction]) -> Observed:
+async def observe(
+    rpc: ChainRpc, rows: Sequence[Transaction], *, resend_after_s: float = 0.0
+) -> Observed:
     """Mined nonce counts first, then receipts: a count above a nonce with no receipt of ours
     then really means another transaction took that nonce."""
     head = int(await rpc.call("eth_blockNumber"), 16)
     addresses = sorted({tx.from_address for tx in rows})
     counts = await rpc.batch([("eth_getTransactionCount", [a, "latest"]) for a in addresses])
     latest = {a: int(c, 16) for a, c in zip(addresses, counts, strict=True) if isinstance(c, str)}
-    hashes = [attempt.hash for tx in rows for attempt in tx.attempts]
+    now = utcnow()
+    hashes = [
+        attempt.hash
+        for tx in rows
+        if may_be_mined(tx, latest, now=now, resend_after_s=resend_after_s)
+        for attempt in tx.attempts
+    ]
     receipts: dict[str, dict[str, Any]] = {}
     for start in range(0, len(hashes), _CHUNK):
         chunk = hashes[start : start + _CHUNK]
@@ -104,9 +120,12 @@ async def _record(
 ) -> list[SentAttempt]:
     """Apply receipt, finality, reorg and foreign-nonce outcomes in one DB transaction."""
     resend: list[SentAttempt] = []
+    moving = [tx for tx in rows if _changes(tx, decisions[tx.id])]
+    if not moving:
+        return resend
     async with unit_of_work(engine.sessionmaker) as session:
-        locked = await _lock(session, [tx.id for tx in rows])
-        for snapshot in rows:
+        locked = await _lock(session, [tx.id for tx in moving])
+        for snapshot in moving:
             tx = locked.get(snapshot.id)
             if tx is None or tx.status is not snapshot.status:
                 continue  # another worker moved it since we looked
@@ -117,6 +136,13 @@ async def _record(
             if again is not None:
                 resend.append(again)
     return resend
+
+
+def _changes(tx: Transaction, decision: Decision) -> bool:
+    """Whether applying `decision` writes anything (see receipts.apply_decision)."""
+    if decision.action is not Action.NONE:
+        return True
+    return any(a.first_sent_at is not None and a.sent_at_block is None for a in tx.attempts)
 
 
 async def _lock(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Transaction]:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm.attributes import set_committed_value
 
-from chainflow.domain.transactions.decisions import Action, Observed, decide
+from chainflow.domain.transactions.decisions import Action, Observed, decide, may_be_mined
 from chainflow.domain.transactions.models import (
     AttemptKind,
     AttemptStatus,
@@ -90,3 +90,22 @@ def seen(*, head: int = 101, count: int = 7, receipt_block: int | None = None) -
 )
 def test_decide(tx: Transaction, observed: Observed, action: Action) -> None:
     assert decide(tx, observed, chain=CHAIN, config=CONFIG, now=NOW).action is action
+
+
+@pytest.mark.parametrize(
+    ("status", "count", "sent_ago_s", "expected"),
+    [
+        (TxStatus.SUBMITTED, 7, 1, False),  # fresh, above the mined count: nothing to find
+        (TxStatus.SUBMITTED, 8, 1, True),  # its nonce is mined: ours or a foreign one
+        (TxStatus.SUBMITTED, 7, 10, True),  # due a resend decision: look anyway
+        (TxStatus.SUBMITTED, None, 1, True),  # no count for the address: look
+        (TxStatus.SIGNED, 7, None, True),  # never sent
+        (TxStatus.MINED, 7, 1, True),  # mined before: re-check for a reorg
+    ],
+)
+def test_may_be_mined(
+    status: TxStatus, count: int | None, sent_ago_s: float | None, expected: bool
+) -> None:
+    tx = make_tx(status, sent_ago_s=sent_ago_s)
+    latest = {} if count is None else {FROM: count}
+    assert may_be_mined(tx, latest, now=NOW, resend_after_s=10) is expected
