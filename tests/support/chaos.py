@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from chainflow.domain.chains import service as chains
-from chainflow.domain.transactions import executor, gas
+from chainflow.domain.transactions import executor
 from chainflow.domain.transactions.estimate import estimate_gas
 from chainflow.domain.transactions.gas import market_fees
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
@@ -130,12 +130,6 @@ async def update_chain(harness: EngineHarness, **fields: Any) -> None:
             setattr(chain, name, value)
 
 
-def forget_market_fees() -> None:
-    """Drop the engine's 1-second market-fee cache: it is keyed by chain id, and every anvil
-    here is chain 31337, so a value read from another test's anvil must not be reused."""
-    gas._cache.clear()
-
-
 async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[SentAttempt]:
     """The lane drain up to its write-ahead commit, then a "crash": the database holds signed
     attempts with nonces that no node has seen."""
@@ -145,7 +139,7 @@ async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[S
     planned = await executor._plan(engine, chain, wallet.id)
     assert planned is not None
     estimates = await estimate_gas(engine, rpc, planned.rows)
-    market = await market_fees(rpc, chain, min_tip_wei=engine.config.min_tip_wei)
+    market = await market_fees(engine, chain)
     pending = await harness.chain_nonce(wallet, "pending")
     sent = await executor._sign(
         engine, chain, planned.wallet, estimates, market, chain_pending=pending

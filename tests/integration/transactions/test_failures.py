@@ -28,7 +28,6 @@ from tests.support.chaos import (
     deploy_reverter,
     describe,
     force_gas_limit,
-    forget_market_fees,
     head,
     lane_next_nonce,
     lane_transactions,
@@ -77,10 +76,8 @@ async def own_anvil_url() -> AsyncIterator[str]:
 async def spike_harness(
     sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
 ) -> AsyncIterator[EngineHarness]:
-    forget_market_fees()
     async with open_engine_harness(sessionmaker, own_anvil_url, master_key) as value:
         yield value
-    forget_market_fees()
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -
     estimates = await estimate_gas(engine, rpc, planned.rows)
     if not estimates:
         return 0
-    market = await market_fees(rpc, chain, min_tip_wei=engine.config.min_tip_wei)
+    market = await market_fees(engine, chain)
     pending = int(
         await rpc.call("eth_getTransactionCount", [planned.wallet.address, "pending"]), 16
     )

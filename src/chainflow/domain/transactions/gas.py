@@ -8,24 +8,23 @@ from chainflow.domain.transactions.fees import (
     suggest_eip1559,
     suggest_legacy,
 )
-from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc
+from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
 
 _TTL_S = 1.0
-_cache: dict[int, tuple[float, Fees]] = {}
 
 
 def chain_caps(chain: ChainConfig) -> FeeCaps:
     return FeeCaps(chain.max_fee_per_gas_cap, chain.max_priority_fee_per_gas_cap)
 
 
-async def market_fees(rpc: ChainRpc, chain: ChainConfig, *, min_tip_wei: int) -> Fees:
-    """Fees a new transaction should carry now, before request caps; cached for 1 s."""
-    cached = _cache.get(chain.chain_id)
+async def market_fees(engine: Engine, chain: ChainConfig) -> Fees:
+    """Fees a new transaction should carry now, before request caps; cached for 1 s per engine."""
+    cached = engine.fee_cache.get(chain.chain_id)
     now = time.monotonic()
     if cached is not None and now - cached[0] < _TTL_S:
         return cached[1]
-    fees = await _fetch(rpc, chain, min_tip_wei=min_tip_wei)
-    _cache[chain.chain_id] = (now, fees)
+    fees = await _fetch(engine.rpc[chain.chain_id], chain, min_tip_wei=engine.config.min_tip_wei)
+    engine.fee_cache[chain.chain_id] = (now, fees)
     return fees
 
 

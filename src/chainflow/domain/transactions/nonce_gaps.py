@@ -27,9 +27,7 @@ async def release_nonce(
     If its nonce is the lane's last, the cursor steps back so the next request takes it;
     otherwise a 0-value self-transfer is signed at that nonce.
     """
-    market = await market_fees(
-        engine.rpc[chain.chain_id], chain, min_tip_wei=engine.config.min_tip_wei
-    )
+    market = await market_fees(engine, chain)
     async with unit_of_work(engine.sessionmaker) as session:
         tx = await repository.lock_tracked(session, tx_id)
         if tx is None or tx.status is not TxStatus.SIGNED or tx.nonce is None:

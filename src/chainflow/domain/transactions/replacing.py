@@ -23,9 +23,7 @@ async def replace(
     engine: Engine, chain: ChainConfig, tx_id: uuid.UUID, *, cancel: bool
 ) -> SentAttempt | None:
     """Sign and store a bumped (or cancel) attempt; at the fee cap, re-send the highest one."""
-    market = await market_fees(
-        engine.rpc[chain.chain_id], chain, min_tip_wei=engine.config.min_tip_wei
-    )
+    market = await market_fees(engine, chain)
     async with unit_of_work(engine.sessionmaker) as session:
         tx = await repository.lock_tracked(session, tx_id)
         if tx is None or tx.status is not TxStatus.SUBMITTED or tx.nonce is None:

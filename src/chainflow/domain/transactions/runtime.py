@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.crashpoints import Crasher
 from chainflow.domain.chains.models import Chain
+from chainflow.domain.transactions.fees import Fees
 from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.keystore import MasterKey
@@ -70,6 +71,8 @@ class Engine:
     # When the tracker first saw a request's nonce consumed with no receipt of ours (monotonic s).
     foreign_since: dict[uuid.UUID, float] = field(default_factory=dict)
     crasher: Crasher = field(default_factory=Crasher)  # chaos tests only
+    # Market fees per chain id, with the monotonic time they were read (gas.market_fees).
+    fee_cache: dict[int, tuple[float, Fees]] = field(default_factory=dict)
     _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
 
     def signer(self, wallet: Wallet) -> Signer:
