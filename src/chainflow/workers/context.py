@@ -2,6 +2,10 @@
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.crashpoints import Crasher
 from chainflow.core.settings import Settings
@@ -28,6 +32,41 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+@dataclass
+class ChainRegistry:
+    """Keeps an engine's RPC pools in step with the chain registry in the database."""
+
+    settings: Settings
+    http: aiohttp.ClientSession
+    chain_ids: Sequence[int] | None = None
+    _urls: dict[int, list[str]] = field(default_factory=dict)
+
+    async def sync(
+        self, sessionmaker: async_sessionmaker[AsyncSession], rpc: dict[int, ChainRpc]
+    ) -> list[int]:
+        """Add pools for newly enabled chains and rebuild those whose URLs changed; return the
+        chain ids that are new to `rpc`. A disabled chain keeps its pool: its requests in
+        flight are still tracked to the end."""
+        async with unit_of_work(sessionmaker) as session:
+            known = [c for c in await chains.list_chains(session) if c.enabled and c.rpc_urls]
+        added: list[int] = []
+        for chain in known:
+            if self.chain_ids is not None and chain.chain_id not in self.chain_ids:
+                continue
+            if self._urls.get(chain.chain_id) == chain.rpc_urls:
+                continue
+            if chain.chain_id not in rpc:
+                added.append(chain.chain_id)
+            self._urls[chain.chain_id] = chain.rpc_urls
+            rpc[chain.chain_id] = EndpointPool(
+                self.http,
+                chain_id=chain.chain_id,
+                urls=chain.rpc_urls,
+                timeout_s=self.settings.rpc_timeout_s,
+            )
+        return added
+
+
 @asynccontextmanager
 async def open_engine(
     settings: Settings,
@@ -41,21 +80,16 @@ async def open_engine(
     http = new_http_session(connections=128)
     try:
         sessionmaker = create_sessionmaker(db)
-        async with unit_of_work(sessionmaker) as session:
-            known = [c for c in await chains.list_chains(session) if c.enabled and c.rpc_urls]
-        wanted = [c for c in known if chain_ids is None or c.chain_id in chain_ids]
-        rpc: dict[int, ChainRpc] = {
-            c.chain_id: EndpointPool(
-                http, chain_id=c.chain_id, urls=c.rpc_urls, timeout_s=settings.rpc_timeout_s
-            )
-            for c in wanted
-        }
+        registry = ChainRegistry(settings, http, chain_ids)
+        rpc: dict[int, ChainRpc] = {}
+        await registry.sync(sessionmaker, rpc)
         yield Engine(
             sessionmaker=sessionmaker,
             rpc=rpc,
             master_key=master,
             config=config or engine_config(settings),
             crasher=Crasher.from_spec(settings.test_crash_at),
+            refresh_chains=lambda: registry.sync(sessionmaker, rpc),
         )
     finally:
         await http.close()

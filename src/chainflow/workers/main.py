@@ -28,15 +28,43 @@ async def run_engine(
     *,
     poll_s: float = 0.1,
     queue: JobQueue | None = None,
+    refresh_s: float = 10.0,
 ) -> None:
-    """Run one loop per chain, and the doorbell consumer if a queue is given, until `stop`."""
+    """Run one loop per chain, and the doorbell consumer if a queue is given, until `stop`.
+
+    Chains enabled in the registry later get their loop within `refresh_s`; their doorbells
+    are consumed after a restart (until then the loop's polling picks up their work).
+    """
     loops = [_chain_loop(engine, cid, stop, poll_s) for cid in engine.rpc]
     if queue is not None:
         queues = [chain_queue(cid) for cid in engine.rpc]
         loops.append(
             queue.run_worker(queues, handler_for(engine), concurrency=_LANES_AT_ONCE, stop=stop)
         )
+    if engine.refresh_chains is not None:
+        loops.append(_follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s))
     await asyncio.gather(*loops)
+
+
+async def _follow_registry(
+    engine: Engine, stop: asyncio.Event, *, poll_s: float, refresh_s: float
+) -> None:
+    assert engine.refresh_chains is not None  # noqa: S101 - checked by the caller
+    started: list[asyncio.Task[None]] = []
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=refresh_s)
+        if stop.is_set():
+            break
+        try:
+            added = await engine.refresh_chains()
+        except Exception as exc:  # the registry is read again next time
+            log.warning("engine.registry_refresh_failed", error=repr(exc)[:300])
+            continue
+        for chain_id in added:
+            log.info("engine.chain_added", chain_id=chain_id)
+            started.append(asyncio.create_task(_chain_loop(engine, chain_id, stop, poll_s)))
+    await asyncio.gather(*started)
 
 
 async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s: float) -> None:

@@ -1,0 +1,59 @@
+"""Workers follow the chain registry: a chain enabled after start gets a loop, no restart."""
+
+import asyncio
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.core.settings import Settings
+from chainflow.domain.chains.models import RpcEndpoint
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import RpcClient
+from chainflow.workers.context import open_engine
+from chainflow.workers.main import run_engine
+from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
+from tests.support.engine import EngineHarness, has_status
+from tests.support.polling import eventually
+
+
+async def test_sync_adds_new_chains_and_follows_url_changes(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str
+) -> None:
+    async with open_engine(settings) as engine:
+        assert engine.refresh_chains is not None
+        assert dict(engine.rpc) == {}
+        async with unit_of_work(sessionmaker) as session:
+            await add_anvil_chain(session, anvil_url)
+        assert await engine.refresh_chains() == [ANVIL_CHAIN_ID]
+        first = engine.rpc[ANVIL_CHAIN_ID]
+        assert await engine.refresh_chains() == []
+        assert engine.rpc[ANVIL_CHAIN_ID] is first  # unchanged URLs keep the pool
+        async with unit_of_work(sessionmaker) as session:
+            session.add(RpcEndpoint(chain_id=ANVIL_CHAIN_ID, url=anvil_url + "/", position=1))
+        assert await engine.refresh_chains() == []
+        assert engine.rpc[ANVIL_CHAIN_ID] is not first
+        assert int(await engine.rpc[ANVIL_CHAIN_ID].call("eth_chainId"), 16) == ANVIL_CHAIN_ID
+
+
+async def test_a_chain_added_after_start_gets_its_requests_confirmed(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str
+) -> None:
+    async with open_engine(settings) as engine, aiohttp.ClientSession() as http:
+        harness = EngineHarness(engine, RpcClient(http, anvil_url, timeout_s=5), sessionmaker)
+        stop = asyncio.Event()
+        loops = asyncio.create_task(run_engine(engine, stop, poll_s=0.05, refresh_s=0.1))
+        try:
+            async with unit_of_work(sessionmaker) as session:
+                chain = await add_anvil_chain(session, anvil_url)
+                chain.confirmations = 1
+            wallet = await harness.wallet()
+            tx_id = await harness.submit(wallet, value="7")
+
+            async def confirmed() -> bool:
+                return has_status(TxStatus.CONFIRMED)(await harness.get(tx_id))
+
+            await eventually(confirmed, timeout_s=30)
+        finally:
+            stop.set()
+            await loops
