@@ -1,13 +1,19 @@
 """The engine end to end on a real anvil, on PostgreSQL and SQLite."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.domain.chains import service as chains
+from chainflow.domain.transactions.executor import drain_lane
+from chainflow.domain.transactions.runtime import ChainConfig
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
+from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import (
     ONCE_ONLY_INIT_CODE,
     EngineHarness,
@@ -80,3 +86,20 @@ class TestRevertedOnChain:
         )
         assert reverted.error_code == "reverted"
         assert await harness.chain_nonce(wallet) == 2
+
+
+class TestLaneDrain:
+    async def test_a_lane_already_draining_in_this_process_is_skipped(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        ids = [await harness.submit(wallet, value=str(i + 1)) for i in range(3)]
+        async with unit_of_work(harness.sessionmaker) as session:
+            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        both = await asyncio.gather(
+            drain_lane(harness.engine, chain, wallet.id),
+            drain_lane(harness.engine, chain, wallet.id),
+        )
+        assert sorted(both) == [0, 3]
+        rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
+        assert sorted(tx.nonce or 0 for tx in rows) == [0, 1, 2]

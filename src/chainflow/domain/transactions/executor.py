@@ -5,6 +5,7 @@ a revert never burns a nonce; nonces, signed bytes and hashes are committed toge
 the first send; sends go out in nonce order in one JSON-RPC batch.
 """
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,20 @@ class Planned:
 
 
 async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> int:
-    """One round for one (wallet, chain) lane; returns how many requests were signed."""
+    """One round for one (wallet, chain) lane; returns how many requests were signed.
+
+    A lane this process is already draining is skipped: the running drain or the next poll
+    round takes what is new, and estimating the same requests twice would only waste a round
+    trip (the lane lock in the database is what keeps other processes out of the nonces).
+    """
+    busy = engine.lane_locks.setdefault((wallet_id, chain.chain_id), asyncio.Lock())
+    if busy.locked():
+        return 0
+    async with busy:
+        return await _drain(engine, chain, wallet_id)
+
+
+async def _drain(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> int:
     rpc = engine.rpc[chain.chain_id]
     planned = await _plan(engine, chain, wallet_id)
     if planned is None:

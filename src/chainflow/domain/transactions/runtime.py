@@ -1,5 +1,6 @@
 """What the engine needs at run time: sessions, RPC per chain, signers, configuration."""
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class Engine:
     crasher: Crasher = field(default_factory=Crasher)  # chaos tests only
     # Market fees per chain id, with the monotonic time they were read (gas.market_fees).
     fee_cache: dict[int, tuple[float, Fees]] = field(default_factory=dict)
+    # One drain at a time per (wallet id, chain id) lane within this process.
+    lane_locks: dict[tuple[uuid.UUID, int], asyncio.Lock] = field(default_factory=dict)
     # Re-reads the chain registry into `rpc`; returns the chain ids it added (workers only).
     refresh_chains: Callable[[], Awaitable[list[int]]] | None = None
     _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
