@@ -24,7 +24,9 @@ from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.polling import eventually
 
-TEST_CONFIG = EngineConfig(stuck_after_s=1.0, resend_after_s=0.3, stuck_after_blocks=3)
+TEST_CONFIG = EngineConfig(
+    stuck_after_s=1.0, resend_after_s=0.3, stuck_after_blocks=3, foreign_nonce_grace_s=2.0
+)
 SINK = "0x000000000000000000000000000000000000dEaD"
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any
@@ -20,6 +21,7 @@ class Fault(StrEnum):
     DELAY = "delay"  # hold the request for `delay_s`, then forward it (clients time out first)
     WRONG_CHAIN = "wrong_chain"  # eth_chainId answers `wrong_chain_id`; the rest is forwarded
     LOSE_RESPONSE = "lose_response"  # forward to the node, then drop the connection
+    LAG = "lag"  # a node behind the head: stale nonces and block number, no new receipts
 
 
 class RpcProxy:
@@ -32,6 +34,10 @@ class RpcProxy:
         self.retry_after_s: int | None = None
         self.delay_s = 30.0
         self.wrong_chain_id = 1
+        self.mix: dict[Fault, float] = {}  # when set, each request draws its fault from it
+        self.rng = random.Random(0)  # noqa: S311 - reproducible chaos, not cryptography
+        self.injected: dict[Fault, int] = {}
+        self._frozen: dict[str, Any] = {}  # LAG: the first answer seen per (method, params)
         self.received: list[str] = []  # methods of every request, in arrival order
         self.forwarded: list[str] = []  # methods the node was sent
         self._http = http
@@ -41,7 +47,8 @@ class RpcProxy:
         body = await request.read()
         methods = _methods(orjson.loads(body))
         self.received += methods
-        fault = self.fault
+        fault = self._draw()
+        self.injected[fault] = self.injected.get(fault, 0) + 1
         if fault is Fault.DELAY:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.delay_s)
@@ -58,7 +65,36 @@ class RpcProxy:
         if fault is Fault.DROP or self._stopping.is_set():
             return _drop(request)
         answer = await self._forward(body, methods)
+        if fault is Fault.LAG:
+            return self._lagging(orjson.loads(body), answer)
         return _drop(request) if fault is Fault.LOSE_RESPONSE else answer
+
+    def _draw(self) -> Fault:
+        if not self.mix:
+            return self.fault
+        roll = self.rng.random()
+        for fault, share in self.mix.items():
+            if roll < share:
+                return fault
+            roll -= share
+        return Fault.NONE
+
+    def _lagging(self, sent: Any, answer: web.Response) -> web.Response:
+        """Rewrite the node's answer as a node stuck in the past would give it."""
+        assert isinstance(answer.body, bytes)
+        got = orjson.loads(answer.body)
+        calls = {c.get("id"): c for c in (sent if isinstance(sent, list) else [sent])}
+        for reply in got if isinstance(got, list) else [got]:
+            call = calls.get(reply.get("id")) if isinstance(reply, dict) else None
+            if call is None or "result" not in reply:
+                continue
+            method = call.get("method")
+            if method == "eth_getTransactionReceipt":
+                reply["result"] = None
+            elif method in ("eth_getTransactionCount", "eth_blockNumber"):
+                key = f"{method}:{orjson.dumps(call.get('params')).decode()}"
+                reply["result"] = self._frozen.setdefault(key, reply["result"])
+        return web.Response(body=orjson.dumps(got), content_type="application/json")
 
     def _status_response(self, status: int) -> web.Response:
         headers = {}

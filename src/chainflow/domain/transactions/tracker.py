@@ -82,11 +82,12 @@ async def observe(
 
 
 def _hold_foreign(engine: Engine, chain: ChainConfig, decisions: dict[uuid.UUID, Decision]) -> None:
-    # A node can report a nonce as used a moment before it serves the receipt of the very
-    # transaction that used it (seen on anvil under load; a lagging replica behind a load
-    # balancer does the same). Fail a request as "nonce taken" only once that view has held
-    # for a few block times, never on one read.
-    grace_s = max(3 * chain.block_time_s, 2.0)
+    # A node can report a nonce as used before it serves the receipt of the very transaction
+    # that used it (seen on anvil under load; a lagging replica behind a load balancer does
+    # it for as long as it lags: tests/chaos/test_rpc_faults.py). Failing such a request as
+    # "nonce taken" would report an executed payment as not executed, so the verdict waits
+    # until that view has held for the grace period, never on one read.
+    grace_s = max(3 * chain.block_time_s, engine.config.foreign_nonce_grace_s)
     now = time.monotonic()
     for gone in set(engine.foreign_since) - set(decisions):
         del engine.foreign_since[gone]
