@@ -91,6 +91,9 @@ class Cluster:
     def alive(self, kind: str) -> list[Proc]:
         return [p for p in self.procs if p.name.startswith(kind) and p.popen.poll() is None]
 
+    async def wait_ready(self, proc: Proc) -> None:
+        await asyncio.to_thread(wait_http, f"{self.api_url}/healthz", proc.popen)
+
     def log_of(self, proc: Proc) -> str:
         return (self.tmp_path / f"{proc.name}.log").read_text(errors="replace")
 
