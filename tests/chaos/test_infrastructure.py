@@ -1,0 +1,51 @@
+"""Infrastructure faults under load: Redis killed (its queue lost) and back empty; PostgreSQL
+restarted. Workers and the API recover without a manual step and nothing is lost."""
+
+from pathlib import Path
+
+import pytest
+
+from chainflow.domain.transactions.state import TxStatus
+from tests.chaos.cluster import open_cluster
+from tests.chaos.servers import private_postgres, private_redis
+from tests.support.databases import REDIS_URL
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+async def test_redis_killed_and_back_empty(database_url: str, anvil: str, tmp_path: Path) -> None:
+    with private_redis() as redis:
+        await redis.ready()
+        async with open_cluster(
+            tmp_path, database_url, anvil, redis_url=redis.url, workers=2
+        ) as cluster:
+            await cluster.submit(10)
+            redis.stop()  # every queued doorbell is gone with it
+            await cluster.submit(10)  # accepted while Redis is down: the rows are the truth
+            redis.start()
+            await redis.ready()
+            await cluster.submit(10)
+            await cluster.settle(timeout_s=120)
+            assert await cluster.count(TxStatus.CONFIRMED) == 90
+            assert await cluster.violations() == []
+
+
+async def test_postgres_restarted(anvil: str, tmp_path: Path) -> None:
+    async with private_postgres() as postgres, open_cluster(
+        tmp_path, postgres.url, anvil, redis_url=REDIS_URL, workers=2
+    ) as cluster:
+        await cluster.submit(10)
+        postgres.stop()  # every connection of every process is cut, work in flight
+
+        async def workers_noticed() -> bool:
+            logs = [cluster.log_of(proc) for proc in cluster.alive("worker")]
+            return all("engine.round_failed" in log for log in logs)
+
+        await eventually(workers_noticed, timeout_s=30)
+        postgres.start()
+        await cluster.submit(10)
+        await cluster.settle(timeout_s=120)
+        assert await cluster.count(TxStatus.CONFIRMED) == 60
+        assert await cluster.violations() == []
