@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from eth_account import Account
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,6 +38,10 @@ from tests.support.polling import eventually
 from tests.support.processes import CHAINFLOW, base_env, wait_http
 
 SINK = "0x000000000000000000000000000000000000dEaD"
+# Random scenarios run one seed in .ci/run and more in the full run (scripts/chaos).
+SEEDS = pytest.mark.parametrize(
+    "seed", [1, *(pytest.param(s, marks=pytest.mark.chaos_full) for s in range(2, 7))]
+)
 FUNDS_WEI = 10**21
 
 

@@ -33,9 +33,10 @@ async def test_redis_killed_and_back_empty(database_url: str, anvil: str, tmp_pa
 
 
 async def test_postgres_restarted(anvil: str, tmp_path: Path) -> None:
-    async with private_postgres() as postgres, open_cluster(
-        tmp_path, postgres.url, anvil, redis_url=REDIS_URL, workers=2
-    ) as cluster:
+    async with (
+        private_postgres() as postgres,
+        open_cluster(tmp_path, postgres.url, anvil, redis_url=REDIS_URL, workers=2) as cluster,
+    ):
         await cluster.submit(10)
         postgres.stop()  # every connection of every process is cut, work in flight
 

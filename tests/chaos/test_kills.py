@@ -17,7 +17,7 @@ from chainflow.domain.transactions.models import AttemptKind, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
-from tests.chaos.cluster import Cluster, Proc, open_cluster
+from tests.chaos.cluster import SEEDS, Cluster, Proc, open_cluster
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
 
@@ -115,8 +115,11 @@ async def test_sigkill_while_recording_a_reorg(
 
 
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
-async def test_random_sigkills_under_load(database_url: str, anvil: str, tmp_path: Path) -> None:
-    rng = random.Random(7)  # noqa: S311 - reproducible chaos
+@SEEDS
+async def test_random_sigkills_under_load(
+    seed: int, database_url: str, anvil: str, tmp_path: Path
+) -> None:
+    rng = random.Random(seed)  # noqa: S311 - reproducible chaos
     async with open_cluster(
         tmp_path, database_url, anvil, redis_url=REDIS_URL, workers=3, wallets=4
     ) as cluster:
@@ -151,10 +154,11 @@ async def test_four_workers_race_for_one_lane(
 
 
 @pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+@SEEDS
 async def test_embedded_process_sigkilled_and_restarted(
-    database_url: str, anvil: str, tmp_path: Path
+    seed: int, database_url: str, anvil: str, tmp_path: Path
 ) -> None:
-    rng = random.Random(11)  # noqa: S311 - reproducible chaos
+    rng = random.Random(seed)  # noqa: S311 - reproducible chaos
     async with open_cluster(tmp_path, database_url, anvil, embedded=True, wallets=3) as cluster:
         for _ in range(3):
             await cluster.submit(15)

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from chainflow.domain.transactions.state import TxStatus
-from tests.chaos.cluster import open_cluster
+from tests.chaos.cluster import SEEDS, open_cluster
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
 from tests.support.rpc_proxy import Fault, serve_proxy
@@ -29,11 +29,13 @@ MIX = {
 }
 
 
+@SEEDS
 async def test_random_faults_on_the_only_endpoint(
-    database_url: str, anvil: str, tmp_path: Path
+    seed: int, database_url: str, anvil: str, tmp_path: Path
 ) -> None:
     async with aiohttp.ClientSession() as http, serve_proxy(anvil, http) as proxy:
         proxy.mix, proxy.delay_s, proxy.retry_after_s = dict(MIX), 2.0, 1
+        proxy.rng.seed(seed)
         async with open_cluster(
             tmp_path,
             database_url,
