@@ -3,9 +3,13 @@
 from typing import Annotated
 
 from eth_utils.address import is_address, to_checksum_address
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 MAX_UINT256 = 2**256 - 1
+
+ChainId = Annotated[int, Field(gt=0, lt=2**53)]
+"""EIP-155 chain id: positive and below 2**53, so every stored one fits the BIGINT columns
+and a larger one is refused as invalid input (not an int64 overflow in the database driver)."""
 
 
 def _parse_wei(value: object) -> int:
@@ -18,6 +22,12 @@ def _parse_wei(value: object) -> int:
     if amount > MAX_UINT256:
         raise ValueError("must fit in 256 bits")
     return amount
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
 
 
 def _checksum(value: str) -> str:
@@ -33,6 +43,9 @@ WeiStr = Annotated[
     WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,78}$", "examples": ["1000000000"]}),
 ]
 """Wei amount: a decimal string on the wire, an int in Python."""
+
+TextStr = Annotated[str, AfterValidator(_no_nul)]
+"""Free text kept in the database: no NUL character, which PostgreSQL text cannot hold."""
 
 AddressStr = Annotated[
     str,

@@ -21,4 +21,6 @@ def check_http_url(url: str) -> str:
         raise ValueError("must be an absolute http:// or https:// URL")
     if len(url) > 2048:
         raise ValueError("must be at most 2048 characters")
+    if "\x00" in url:
+        raise ValueError("must not contain a NUL character")
     return url

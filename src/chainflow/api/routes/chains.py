@@ -4,6 +4,7 @@ from fastapi import APIRouter, status
 
 from chainflow.api.deps import AdminKey, ProbeDep, ReadKey, SessionmakerDep
 from chainflow.api.responses import problem_responses
+from chainflow.core.fields import ChainId
 from chainflow.domain.chains import service
 from chainflow.domain.chains.schemas import ChainCreate, ChainList, ChainRead, ChainUpdate
 from chainflow.infra.db.uow import unit_of_work
@@ -21,7 +22,7 @@ async def list_chains(sessionmaker: SessionmakerDep, _key: ReadKey) -> ChainList
 
 
 @router.get("/{chain_id}", responses=problem_responses(401, 403, 404))
-async def get_chain(chain_id: int, sessionmaker: SessionmakerDep, _key: ReadKey) -> ChainRead:
+async def get_chain(chain_id: ChainId, sessionmaker: SessionmakerDep, _key: ReadKey) -> ChainRead:
     """Get one chain."""
     async with unit_of_work(sessionmaker) as session:
         return ChainRead.of(await service.get_chain(session, chain_id))
@@ -42,7 +43,7 @@ async def create_chain(
 
 @router.patch("/{chain_id}", responses=problem_responses(401, 403, 404, 422))
 async def update_chain(
-    chain_id: int,
+    chain_id: ChainId,
     body: ChainUpdate,
     sessionmaker: SessionmakerDep,
     probe: ProbeDep,

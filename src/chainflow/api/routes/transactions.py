@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, TxWriteKey
 from chainflow.api.responses import problem_responses
+from chainflow.core.fields import ChainId
 from chainflow.domain.transactions import service
 from chainflow.domain.transactions.doorbell import ring_lane
 from chainflow.domain.transactions.models import Transaction, TxAttempt
@@ -64,7 +65,7 @@ async def list_transactions(
     _key: ReadKey,
     status_: Annotated[TxStatus | None, Query(alias="status")] = None,
     wallet: Annotated[str | None, Query(max_length=64)] = None,
-    chain_id: Annotated[int | None, Query(gt=0)] = None,
+    chain_id: Annotated[ChainId | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TxList:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, status
 
 from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, WalletsKey
 from chainflow.api.responses import problem_responses
+from chainflow.core.fields import ChainId
 from chainflow.domain.apikeys.service import is_admin
 from chainflow.domain.wallets import lanes, service
 from chainflow.domain.wallets.schemas import (
@@ -78,7 +79,7 @@ async def update_wallet(
 
 @router.put("/{wallet_ref}/chains/{chain_id}", responses=problem_responses(401, 403, 404))
 async def enable_chain(
-    wallet_ref: str, chain_id: int, sessionmaker: SessionmakerDep, _key: WalletsKey
+    wallet_ref: str, chain_id: ChainId, sessionmaker: SessionmakerDep, _key: WalletsKey
 ) -> WalletRead:
     """Enable the wallet on a chain (idempotent)."""
     return await _set_chain(sessionmaker, wallet_ref, chain_id, enabled=True)
@@ -86,7 +87,7 @@ async def enable_chain(
 
 @router.delete("/{wallet_ref}/chains/{chain_id}", responses=problem_responses(401, 403, 404))
 async def disable_chain(
-    wallet_ref: str, chain_id: int, sessionmaker: SessionmakerDep, _key: WalletsKey
+    wallet_ref: str, chain_id: ChainId, sessionmaker: SessionmakerDep, _key: WalletsKey
 ) -> WalletRead:
     """Disable the wallet on a chain (idempotent); its nonce cursor is kept."""
     return await _set_chain(sessionmaker, wallet_ref, chain_id, enabled=False)
@@ -104,7 +105,7 @@ async def _set_chain(
 
 @router.get("/{wallet_ref}/chains/{chain_id}", responses=problem_responses(401, 403, 404))
 async def read_lane(
-    wallet_ref: str, chain_id: int, resources: ResourcesDep, _key: ReadKey
+    wallet_ref: str, chain_id: ChainId, resources: ResourcesDep, _key: ReadKey
 ) -> LaneRead:
     """Lane state: `next_nonce`, the chain's pending nonce, in-flight count and balance."""
     async with unit_of_work(resources.sessionmaker) as session:

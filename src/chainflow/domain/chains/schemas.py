@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from chainflow.core.fields import WeiStr
+from chainflow.core.fields import ChainId, TextStr, WeiStr
 from chainflow.core.urls import check_http_url, redact_url
 from chainflow.domain.chains.models import Chain
 
@@ -27,9 +27,9 @@ _CHAIN_EXAMPLE: dict[str, JsonValue] = {
 class ChainCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_CHAIN_EXAMPLE]})
 
-    chain_id: int = Field(gt=0, lt=2**53)
-    name: str = Field(min_length=1, max_length=100)
-    native_symbol: str = Field(min_length=1, max_length=16)
+    chain_id: ChainId
+    name: TextStr = Field(min_length=1, max_length=100)
+    native_symbol: TextStr = Field(min_length=1, max_length=16)
     rpc_urls: RpcUrls
     eip1559: bool
     confirmations: int = Field(ge=0, le=10_000)
@@ -47,8 +47,8 @@ class ChainUpdate(BaseModel):
         json_schema_extra={"examples": [{"confirmations": 20, "enabled": True}]},
     )
 
-    name: str | None = Field(None, min_length=1, max_length=100)
-    native_symbol: str | None = Field(None, min_length=1, max_length=16)
+    name: TextStr | None = Field(None, min_length=1, max_length=100)
+    native_symbol: TextStr | None = Field(None, min_length=1, max_length=16)
     rpc_urls: RpcUrls | None = None
     eip1559: bool | None = None
     confirmations: int | None = Field(None, ge=0, le=10_000)

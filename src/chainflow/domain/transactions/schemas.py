@@ -1,12 +1,12 @@
 """API shapes of transaction requests."""
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
-from chainflow.core.fields import AddressStr, WeiStr
+from chainflow.core.fields import AddressStr, ChainId, WeiStr
 from chainflow.domain.transactions.state import TxStatus
 
 _TRANSFER_EXAMPLE: dict[str, JsonValue] = {
@@ -31,7 +31,7 @@ class TxCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [_TRANSFER_EXAMPLE, _CALL_EXAMPLE]}
     )
 
-    chain_id: int = Field(gt=0)
+    chain_id: ChainId
     wallet: str = Field(min_length=1, max_length=64, description="wallet id or address")
     to: AddressStr
     value: WeiStr = 0
@@ -58,6 +58,11 @@ class TxCreate(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("must include a timezone, e.g. 2026-01-01T00:00:00Z")
+        if value is not None:
+            try:
+                value.astimezone(UTC)  # stored in UTC; 9999-12-31T23:00-02:00 is past year 9999
+            except OverflowError:
+                raise ValueError("must fall within years 1 to 9999 in UTC") from None
         return value
 
     @model_validator(mode="after")

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from chainflow.core.fields import WeiStr
+from chainflow.core.fields import ChainId, TextStr, WeiStr
 from chainflow.domain.wallets.models import SignerKind, Wallet, WalletStatus
 
-ChainIds = Annotated[list[Annotated[int, Field(gt=0)]], Field(max_length=100)]
+ChainIds = Annotated[list[ChainId], Field(max_length=100)]
 
 
 class WalletCreate(BaseModel):
@@ -27,7 +27,7 @@ class WalletCreate(BaseModel):
 
     private_key: SecretStr | None = None
     generate: bool = False
-    label: str | None = Field(None, max_length=200)
+    label: TextStr | None = Field(None, max_length=200)
     chain_ids: ChainIds = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -43,7 +43,7 @@ class WalletUpdate(BaseModel):
     )
 
     status: WalletStatus | None = None
-    label: str | None = Field(None, max_length=200)
+    label: TextStr | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
     def _refuse_null_status(self) -> "WalletUpdate":
