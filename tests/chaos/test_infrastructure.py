@@ -3,10 +3,11 @@ restarted. Workers and the API recover without a manual step and nothing is lost
 
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from chainflow.domain.transactions.state import TxStatus
-from tests.chaos.cluster import open_cluster
+from tests.chaos.cluster import SINK, open_cluster
 from tests.chaos.servers import private_postgres, private_redis
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
@@ -45,6 +46,19 @@ async def test_postgres_restarted(anvil: str, tmp_path: Path) -> None:
             return all("engine.round_failed" in log for log in logs)
 
         await eventually(workers_noticed, timeout_s=30)
+        # Meanwhile the API refuses with a retryable problem, not a 500.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{cluster.api_url}/v1/transactions",
+                json={"chain_id": 31337, "wallet": cluster.wallets[0].address, "to": SINK},
+                headers={"Authorization": f"Bearer {cluster.token}"},
+            ) as refused,
+        ):
+            assert refused.status == 503, await refused.text()
+            assert refused.headers["Content-Type"] == "application/problem+json"
+            assert refused.headers["Retry-After"] == "1"
+            assert (await refused.json())["code"] == "database_unavailable"
         postgres.start()
         await cluster.submit(10)
         await cluster.settle(timeout_s=120)

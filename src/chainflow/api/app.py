@@ -2,19 +2,23 @@
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from redis.asyncio import Redis
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainflow import __version__
 from chainflow.api import problems
+from chainflow.api.auth_cache import KeyCache
 from chainflow.api.resources import Resources
 from chainflow.api.routes import chains, health, transactions, wallets
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
+from chainflow.domain.transactions.doorbell import Doorbells
 from chainflow.domain.wallets.custody import check_master_key
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
@@ -55,7 +59,17 @@ async def open_resources(
         sessionmaker = create_sessionmaker(engine)
         async with unit_of_work(sessionmaker) as session:
             await check_master_key(session, master=master_key)
-        yield Resources(settings, engine, sessionmaker, http, master_key, redis, doorbells)
+        yield Resources(
+            settings,
+            engine,
+            sessionmaker,
+            http,
+            master_key,
+            redis,
+            doorbells,
+            KeyCache(settings.api_key_cache_s),
+            Doorbells(doorbells),
+        )
     finally:
         if queue is None:
             await doorbells.close()
@@ -81,19 +95,33 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    app.middleware("http")(_request_id)
+    app.add_middleware(RequestIdMiddleware)
     for router in (health.router, chains.router, wallets.router, transactions.router):
         app.include_router(router)
     return app
 
 
-async def _request_id(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    inbound = request.headers.get("x-request-id", "")
-    request_id = inbound if _REQUEST_ID.match(inbound) else uuid.uuid4().hex
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    response = await call_next(request)
-    response.headers["X-Request-ID"] = request_id
-    return response
+class RequestIdMiddleware:
+    """Tag each request's logs and response with X-Request-ID (the caller's, if well formed).
+
+    Plain ASGI rather than BaseHTTPMiddleware, which costs a task and a stream per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        inbound = Headers(scope=scope).get("x-request-id", "")
+        request_id = inbound if _REQUEST_ID.match(inbound) else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        await self.app(scope, receive, tagged)

@@ -15,7 +15,9 @@ from chainflow.domain.chains.probe import ChainIdProbe, rpc_chain_id_probe
 from chainflow.infra.db.uow import unit_of_work
 
 
-def get_resources(request: Request) -> Resources:
+# Dependencies are `async def` even with nothing to await: FastAPI runs a plain `def` one in a
+# worker thread, a thread hop per dependency per request.
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -23,14 +25,14 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_sessionmaker(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
     return resources.sessionmaker
 
 
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 
 
-def get_probe(resources: ResourcesDep) -> ChainIdProbe:
+async def get_probe(resources: ResourcesDep) -> ChainIdProbe:
     return rpc_chain_id_probe(resources.http, timeout_s=resources.settings.rpc_timeout_s)
 
 
@@ -43,13 +45,17 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency that authenticates the caller and checks one scope."""
 
     async def dependency(
-        sessionmaker: SessionmakerDep,
+        resources: ResourcesDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> ApiKey:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise InvalidApiKey("send the API key as `Authorization: Bearer <key>`")
-        async with unit_of_work(sessionmaker) as session:
-            key = await apikeys.authenticate(session, credentials.credentials)
+        token = credentials.credentials
+        key = resources.keys.get(token)
+        if key is None:
+            async with unit_of_work(resources.sessionmaker) as session:
+                key = await apikeys.authenticate(session, token)
+            resources.keys.put(token, key)
         apikeys.require_scope(key, scope)
         return key
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from chainflow.core.errors import (
@@ -103,6 +104,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Overload (no pooled connection within the pool timeout) or a database that is down or
+    # restarting: nothing was stored, and the same request can be sent again.
+    busy = isinstance(exc, sa_exc.TimeoutError)
+    log.warning("api.database_unavailable", error_type=type(exc).__name__, busy=busy)
+    response = problem(
+        request,
+        status=503,
+        code="database_busy" if busy else "database_unavailable",
+        title="Database busy" if busy else "Database unavailable",
+        detail="nothing was stored; retry the request shortly",
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("api.unhandled_error", error_type=type(exc).__name__, path=request.url.path)
     return problem(
@@ -119,4 +136,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ChainflowError, _chainflow_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    # ConnectionError: asyncpg's refused connect is not wrapped by SQLAlchemy.
+    unavailable = (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError)
+    for database_error in (*unavailable, ConnectionError):
+        app.add_exception_handler(database_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -6,7 +6,9 @@ import aiohttp
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from chainflow.api.auth_cache import KeyCache
 from chainflow.core.settings import Settings
+from chainflow.domain.transactions.doorbell import Doorbells
 from chainflow.infra.queue import JobQueue
 from chainflow.infra.signing.keystore import MasterKey
 
@@ -20,3 +22,5 @@ class Resources:
     master_key: MasterKey
     redis: Redis | None
     queue: JobQueue
+    keys: KeyCache
+    doorbells: Doorbells

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     chains_file: Path | None = Field(None, description="YAML chain registry seed")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    api_key_cache_s: float = Field(5.0, ge=0, le=300, description="0 disables")
     log_format: LogFormat = LogFormat.CONSOLE
     log_level: str = "info"
     rpc_timeout_s: float = Field(10.0, gt=0)

@@ -9,7 +9,6 @@ from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, TxWriteKe
 from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
 from chainflow.domain.transactions import service
-from chainflow.domain.transactions.doorbell import ring_lane
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.schemas import (
     AttemptRead,
@@ -46,7 +45,7 @@ async def submit_transaction(
         )
         tx = result.tx if result.created else await service.get_transaction(session, result.tx.id)
     if result.created:
-        await ring_lane(resources.queue, tx.chain_id, tx.wallet_id)  # after commit
+        await resources.doorbells.ring(tx.chain_id, tx.wallet_id)  # after commit
     else:
         response.headers["Idempotent-Replayed"] = "true"
     return render(tx)

@@ -9,10 +9,12 @@ from sqlalchemy.orm import selectinload
 from chainflow.domain.chains.models import Chain, RpcEndpoint
 
 
-async def get(session: AsyncSession, chain_id: int, *, for_update: bool = False) -> Chain | None:
-    query = (
-        select(Chain).where(Chain.chain_id == chain_id).options(selectinload(Chain.rpc_endpoints))
-    )
+async def get(
+    session: AsyncSession, chain_id: int, *, for_update: bool = False, endpoints: bool = True
+) -> Chain | None:
+    query = select(Chain).where(Chain.chain_id == chain_id)
+    if endpoints:
+        query = query.options(selectinload(Chain.rpc_endpoints))
     if for_update:
         query = query.with_for_update()
     return (await session.scalars(query)).one_or_none()

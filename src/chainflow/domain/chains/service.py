@@ -33,9 +33,13 @@ async def list_chains(session: AsyncSession) -> Sequence[Chain]:
     return await repository.list_all(session)
 
 
-async def get_chain(session: AsyncSession, chain_id: int, *, for_update: bool = False) -> Chain:
-    """Return one chain. Raises: ChainNotFound."""
-    chain = await repository.get(session, chain_id, for_update=for_update)
+async def get_chain(
+    session: AsyncSession, chain_id: int, *, for_update: bool = False, endpoints: bool = True
+) -> Chain:
+    """Return one chain (without `endpoints`, its `rpc_endpoints` are not loaded).
+
+    Raises: ChainNotFound."""
+    chain = await repository.get(session, chain_id, for_update=for_update, endpoints=endpoints)
     if chain is None:
         raise ChainNotFound(f"chain {chain_id} is not in the registry")
     return chain

@@ -1,6 +1,7 @@
 """Doorbells: tell workers a lane has new work. Only a hint: the rows in the database are the
 truth and every worker round re-reads them, so a lost or duplicated doorbell changes nothing."""
 
+import time
 import uuid
 
 from chainflow.core.logging import get_logger
@@ -24,3 +25,28 @@ async def ring_lane(queue: JobQueue, chain_id: int, wallet_id: uuid.UUID) -> Non
         await queue.enqueue(chain_queue(chain_id), drain_job(chain_id, wallet_id))
     except Exception as exc:  # the doorbell is best effort by design
         log.warning("doorbell.lost", chain_id=chain_id, error=repr(exc)[:200])
+
+
+class Doorbells:
+    """Rings lanes from one process, at most once per lane per `window_s`.
+
+    Under a burst every request of a lane would ring the same deduplicated job; skipping the
+    rings inside the window saves a queue round trip each, and costs at most one worker poll
+    of delay: every worker round re-reads the lanes with queued rows anyway.
+    """
+
+    def __init__(self, queue: JobQueue, *, window_s: float = 0.05) -> None:
+        self.queue = queue
+        self.window_s = window_s
+        self._rung: dict[tuple[int, uuid.UUID], float] = {}
+
+    async def ring(self, chain_id: int, wallet_id: uuid.UUID) -> None:
+        now = time.monotonic()
+        lane = (chain_id, wallet_id)
+        last = self._rung.get(lane)
+        if last is not None and now - last < self.window_s:
+            return
+        if len(self._rung) >= 10_000:
+            self._rung.clear()
+        self._rung[lane] = now
+        await ring_lane(self.queue, chain_id, wallet_id)

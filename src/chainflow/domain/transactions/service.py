@@ -65,18 +65,23 @@ async def submit(
     chain, wallet = await _check_target(session, body)
     tx = _new_request(body, chain=chain, wallet=wallet, fingerprint=fingerprint)
     tx.api_key_id, tx.idempotency_key = api_key_id, idempotency_key
-    try:
+    if idempotency_key is None:
+        session.add(tx)
+        return await _created(session, tx)  # one flush writes the row and its event
+    try:  # a savepoint, so that losing the race below leaves the session usable
         async with session.begin_nested():
             session.add(tx)
             await session.flush()
     except IntegrityError:
-        if idempotency_key is None:
-            raise
         # A concurrent request with the same key won the unique constraint.
         earlier = await repository.get_by_idempotency_key(session, api_key_id, idempotency_key)
         if earlier is None:
             raise
         return _replay(earlier, fingerprint)
+    return await _created(session, tx)
+
+
+async def _created(session: AsyncSession, tx: Transaction) -> Submitted:
     event = record_created(session, tx)
     await session.flush()
     # A new request has no attempts and one event: no need to read them back.
@@ -95,18 +100,20 @@ def _replay(earlier: Transaction, fingerprint: str) -> Submitted:
 
 async def _check_target(session: AsyncSession, body: TxCreate) -> tuple[Chain, Wallet]:
     try:
-        chain = await chains.get_chain(session, body.chain_id)
+        chain = await chains.get_chain(session, body.chain_id, endpoints=False)
     except ChainNotFound:
         raise UnknownChain(f"chain {body.chain_id} is not in the registry") from None
     if not chain.enabled:
         raise ChainDisabled(f"chain {chain.chain_id} is disabled")
     try:
-        wallet = await wallets.get_wallet(session, body.wallet)
+        wallet, lane_enabled = await wallets.get_wallet_on_chain(
+            session, body.wallet, chain.chain_id
+        )
     except WalletNotFound:
         raise UnknownWallet(f"wallet {body.wallet} does not exist") from None
     if wallet.status is not WalletStatus.ACTIVE:
         raise WalletNotActive(f"wallet {wallet.address} is {wallet.status}")
-    if not any(lane.chain_id == chain.chain_id and lane.enabled for lane in wallet.chains):
+    if not lane_enabled:
         raise LaneDisabled(f"wallet {wallet.address} is not enabled on chain {chain.chain_id}")
     _check_caps(body, chain)
     return chain, wallet
