@@ -1,0 +1,111 @@
+"""The API under a fixed submission rate: does it hold `--rate` requests/s for `--seconds`?
+
+Distributed shape (PostgreSQL + Redis), `--apis` API processes behind the client's round robin,
+2 workers draining to anvil meanwhile. An open-loop client sends at the target rate whatever the
+answers; it reports achieved rate, errors, and enqueue latency p50/p99/max.
+
+Run: .venv/bin/python -m bench.api_load [--rate 500] [--seconds 60] [--wallets 32] [--apis 1]
+"""
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench import baselines
+from bench.cluster import run_shape
+from chainflow.infra.anvil import run_anvil
+
+SINK = "0x000000000000000000000000000000000000dEaD"
+
+
+async def load(
+    urls: list[str], token: str, addresses: list[str], rate: float, seconds: float
+) -> tuple[list[float], int, float]:
+    """Open loop: request i starts at i / rate, answered or not. (latencies ms, errors, rate)."""
+    latencies: list[float] = []
+    errors = 0
+    total = int(rate * seconds)
+    headers = {"Authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=0)
+    targets = itertools.cycle(urls)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
+
+        async def one(i: int, url: str) -> None:
+            nonlocal errors
+            body = {"chain_id": 31337, "wallet": addresses[i % len(addresses)], "to": SINK}
+            started = time.perf_counter()
+            try:
+                async with http.post(f"{url}/v1/transactions", json=body) as response:
+                    await response.read()
+                    if response.status != 202:
+                        errors += 1
+            except aiohttp.ClientError:
+                errors += 1
+            latencies.append((time.perf_counter() - started) * 1000)
+
+        tasks = []
+        begin = time.perf_counter()
+        for i in range(total):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the open-loop schedule
+            tasks.append(asyncio.create_task(one(i, next(targets))))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - begin
+    return latencies, errors, total / elapsed
+
+
+async def main(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="cf-load-"))
+    async with (
+        run_anvil(port=baselines.free_port()) as anvil,
+        run_shape(
+            "distributed", anvil, args.wallets, folder, apis=args.apis, workers=args.workers
+        ) as run,
+    ):
+        urls = run.api_urls
+        spy = None
+        if args.py_spy:  # profile the first API process for the whole load
+            pid = str(next(iter(run.procs.values())).pid)
+            spy = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "py-spy"),
+                *("record", "-p", pid, "-d", str(int(args.seconds)), "-f", "raw"),
+                *("-o", args.py_spy, "--nonblocking"),
+                stdout=asyncio.subprocess.DEVNULL,
+            )
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(run.sample_rss(stop))
+        latencies, errors, achieved = await load(
+            urls, run.token, run.addresses, args.rate, args.seconds
+        )
+        stop.set()
+        await sampler
+        if spy is not None:
+            await spy.wait()
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    rss = ", ".join(f"{k} {v:.0f} MB" for k, v in run.peak_rss_mb.items())
+    print(
+        f"target {args.rate:.0f} req/s for {args.seconds:.0f} s, {args.apis} api + "
+        f"{args.workers} worker process(es): "
+        f"achieved {achieved:.0f} req/s, {len(latencies)} requests, {errors} errors; "
+        f"enqueue p50 {cuts[49]:.1f} ms, p99 {cuts[98]:.1f} ms, max {max(latencies):.0f} ms; "
+        f"peak RSS {rss}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--wallets", type=int, default=32)
+    parser.add_argument("--apis", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="0: the API alone")
+    parser.add_argument("--py-spy", default="", help="write a py-spy raw profile of api #1 here")
+    asyncio.run(main(parser.parse_args()))

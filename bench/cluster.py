@@ -1,0 +1,203 @@
+"""Chainflow as users run it, for benchmarks: a database with the chain and funded wallets,
+then `chainflow api` + `chainflow worker` processes (or one `chainflow dev`), with their RSS
+sampled while they run."""
+
+import asyncio
+import base64
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import psutil
+
+from chainflow.domain.apikeys.service import create_api_key
+from chainflow.domain.chains.models import Chain, RpcEndpoint
+from chainflow.domain.wallets import service as wallets
+from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import RpcClient
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.local import generate_private_key
+from chainflow.migrations.runner import upgrade
+
+CHAIN_ID = 31337
+CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
+POSTGRES = os.environ.get("CHAINFLOW_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("CHAINFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+@dataclass
+class Running:
+    """The processes of one shape, and the peak RSS of each, sampled every 0.2 s."""
+
+    api_url: str
+    token: str
+    addresses: list[str]
+    database_url: str
+    api_urls: list[str] = field(default_factory=list)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    rss_mb: dict[str, list[float]] = field(default_factory=dict)
+
+    async def sample_rss(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for name, proc in self.procs.items():
+                try:
+                    rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+                except psutil.NoSuchProcess:
+                    continue
+                self.rss_mb.setdefault(name, []).append(rss)
+                self.peak_rss_mb[name] = max(self.peak_rss_mb.get(name, 0.0), rss)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+
+
+async def _prepare(
+    database_url: str, anvil_url: str, wallet_count: int, *, fund: bool
+) -> tuple[str, list[str], str]:
+    """Register anvil, import (and fund) wallets, make an admin key.
+
+    Returns: (master key for CHAINFLOW_MASTER_KEY, wallet addresses, API token)."""
+    master = MasterKey.generate()
+    engine = create_engine(database_url)
+    sessionmaker = create_sessionmaker(engine)
+    async with unit_of_work(sessionmaker) as session:
+        session.add(
+            Chain(
+                chain_id=CHAIN_ID,
+                name="Anvil (bench)",
+                native_symbol="ETH",
+                eip1559=True,
+                confirmations=1,
+                block_time_s=1,
+                enabled=True,
+                rpc_endpoints=[RpcEndpoint(url=anvil_url, position=0, weight=1)],
+            )
+        )
+        await session.flush()
+        rows = [
+            await wallets.import_wallet(
+                session, generate_private_key(), master=master, chain_ids=[CHAIN_ID]
+            )
+            for _ in range(wallet_count)
+        ]
+        _, token = await create_api_key(session, ["admin"])
+    await engine.dispose()
+    async with aiohttp.ClientSession() as http:
+        rpc = RpcClient(http, anvil_url)
+        if fund:
+            await rpc.batch([("anvil_setBalance", [w.address, hex(10**24)]) for w in rows])
+    secret = base64.b64encode(master.secret.reveal()).decode()
+    return secret, [w.address for w in rows], token
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)  # the process is still starting
+    raise RuntimeError(f"{url} did not answer")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(f"{POSTGRES}/postgres")
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def database(shape: str, folder: Path) -> AsyncIterator[str]:
+    """A new, migrated database: PostgreSQL for the distributed shape, SQLite for embedded."""
+    if shape == "embedded":
+        url = f"sqlite:///{folder / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+        await asyncio.to_thread(upgrade, url)
+        yield url
+        return
+    name = f"cf_bench_{uuid.uuid4().hex[:8]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"{POSTGRES}/{name}"
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def run_shape(
+    shape: str,
+    anvil_url: str,
+    wallet_count: int,
+    folder: Path,
+    *,
+    workers: int = 2,
+    apis: int = 1,
+    fund: bool = True,
+) -> AsyncIterator[Running]:
+    """Start one shape on a fresh database; stop its processes with SIGTERM on exit."""
+    async with database(shape, folder) as url:
+        master, addresses, token = await _prepare(url, anvil_url, wallet_count, fund=fund)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINFLOW_")} | {
+            "CHAINFLOW_DATABASE_URL": url,
+            "CHAINFLOW_MASTER_KEY": master,
+            "CHAINFLOW_LOG_LEVEL": "warning",
+            "CHAINFLOW_LOG_FORMAT": "json",
+        }
+        ports = [_free_port() for _ in range(apis if shape == "distributed" else 1)]
+        running = Running(f"http://127.0.0.1:{ports[0]}", token, addresses, url)
+        running.api_urls = [f"http://127.0.0.1:{port}" for port in ports]
+        if shape == "embedded":
+            commands = {"dev": ["dev", "--port", str(ports[0])]}
+        else:
+            env["CHAINFLOW_REDIS_URL"] = REDIS
+            commands = {
+                f"api{i + 1}" if apis > 1 else "api": ["api", "--port", str(port)]
+                for i, port in enumerate(ports)
+            }
+            commands |= {f"worker{i + 1}": ["worker"] for i in range(workers)}
+        logs = (folder / f"{shape}-{wallet_count}.log").open("ab")
+        try:
+            for name, args in commands.items():
+                running.procs[name] = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+                    [CHAINFLOW, *args], env=env, stdout=logs, stderr=subprocess.STDOUT
+                )
+            for api_url, proc in zip(running.api_urls, running.procs.values(), strict=False):
+                await asyncio.to_thread(_wait_http, f"{api_url}/healthz", proc)
+            yield running
+        finally:
+            for proc in running.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in running.procs.values():
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            logs.close()
