@@ -20,6 +20,7 @@ import aiohttp
 
 from bench import baselines
 from bench.cluster import run_shape
+from bench.report import replace_section
 from chainflow.infra.anvil import run_anvil
 
 SINK = "0x000000000000000000000000000000000000dEaD"
@@ -91,13 +92,17 @@ async def main(args: argparse.Namespace) -> None:
             await spy.wait()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     rss = ", ".join(f"{k} {v:.0f} MB" for k, v in run.peak_rss_mb.items())
-    print(
+    line = (
         f"target {args.rate:.0f} req/s for {args.seconds:.0f} s, {args.apis} api + "
         f"{args.workers} worker process(es): "
         f"achieved {achieved:.0f} req/s, {len(latencies)} requests, {errors} errors; "
         f"enqueue p50 {cuts[49]:.1f} ms, p99 {cuts[98]:.1f} ms, max {max(latencies):.0f} ms; "
         f"peak RSS {rss}"
     )
+    print(line)
+    if args.write:
+        command = " ".join(["python -m bench.api_load", *sys.argv[1:]])
+        replace_section(Path(args.write), args.section, [f"`{command}`:", "", line])
 
 
 if __name__ == "__main__":
@@ -107,5 +112,7 @@ if __name__ == "__main__":
     parser.add_argument("--wallets", type=int, default=32)
     parser.add_argument("--apis", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="0: the API alone")
+    parser.add_argument("--write", default="", help="put the result in this markdown file")
+    parser.add_argument("--section", default="api-load", help="its section name there")
     parser.add_argument("--py-spy", default="", help="write a py-spy raw profile of api #1 here")
     asyncio.run(main(parser.parse_args()))

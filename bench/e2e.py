@@ -26,6 +26,7 @@ from sqlalchemy import func, insert, select
 
 from bench import baselines
 from bench.cluster import Running, run_shape
+from bench.report import replace_section
 from chainflow.domain.transactions.models import Transaction, TxEventRow, TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet
@@ -277,17 +278,7 @@ async def main(args: argparse.Namespace) -> None:
         print("\n".join(lines), flush=True)
         report += [*lines, ""]
     if args.write:
-        write_report(Path(args.write), report, args.command)
-
-
-def write_report(path: Path, figures: list[str], command: str) -> None:
-    """Replace the generated section of the report, keep the hand-written analysis."""
-    begin, end = "<!-- figures:begin -->", "<!-- figures:end -->"
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
-    head, _, rest = text.partition(begin)
-    _, _, tail = rest.partition(end)
-    generated = [f"Command: `{command}`", "", *figures]
-    path.write_text(f"{head}{begin}\n" + "\n".join(generated) + f"\n{end}{tail}")
+        replace_section(Path(args.write), "e2e", [f"Command: `{args.command}`", "", *report])
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -7,12 +7,14 @@ import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from eth_typing import ChecksumAddress, HexAddress, HexStr
 from web3 import AsyncWeb3
 
+from bench.report import replace_section
 from chainflow.infra.anvil import run_anvil
 from chainflow.infra.rpc.client import RpcClient
 
@@ -37,7 +39,8 @@ async def _measure(
     return cpu_ms
 
 
-async def main(calls: int, concurrency: int, port: int) -> None:
+async def main(calls: int, concurrency: int, port: int, write: str = "") -> None:
+    command = f"python -m bench.rpc_client --calls {calls} --concurrency {concurrency}"
     async with run_anvil(port=port) as url, aiohttp.ClientSession() as http:
         ours = RpcClient(http, url)
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(url))
@@ -60,11 +63,20 @@ async def main(calls: int, concurrency: int, port: int) -> None:
             calls,
             concurrency,
         )
-        print(
+        ratio = (
             f"ratio web3.py / chainflow CPU per call: {base / mine:.1f}x"
             f" (raw provider {raw / mine:.1f}x)"
         )
+        print(ratio)
         await w3.provider.disconnect()
+    lines = [
+        f"- web3.py AsyncHTTPProvider: {base:.3f} ms CPU per call",
+        f"- web3.py provider.make_request: {raw:.3f} ms",
+        f"- chainflow RpcClient.call: {mine:.3f} ms",
+        f"- {ratio}",
+    ]
+    if write:
+        replace_section(Path(write), "rpc-client", [f"`{command}`:", "", *lines])
 
 
 if __name__ == "__main__":
@@ -72,5 +84,6 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--port", type=int, default=18645)
+    parser.add_argument("--write", default="", help="put the figures in this markdown file")
     args = parser.parse_args()
-    asyncio.run(main(args.calls, args.concurrency, args.port))
+    asyncio.run(main(args.calls, args.concurrency, args.port, args.write))
