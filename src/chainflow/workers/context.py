@@ -29,6 +29,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         stuck_after_s=settings.stuck_after_s,
         resend_after_s=settings.resend_after_s,
         foreign_nonce_grace_s=settings.foreign_nonce_grace_s,
+        stranded_after_s=settings.stranded_after_s,
         bump_percent=str(settings.bump_percent),
     )
 

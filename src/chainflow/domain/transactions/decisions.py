@@ -1,6 +1,6 @@
 """What the tracker does with one in-flight request, given what the chain shows. Pure."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -26,6 +26,7 @@ class Observed:
     head: int
     latest_nonce: dict[str, int]  # address → mined transaction count
     receipts: dict[str, dict[str, Any]]  # attempt hash → receipt
+    pending_nonce: dict[str, int] = field(default_factory=dict)  # address → count incl. pool
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ def _unmined(tx: Transaction, seen: Observed, *, config: EngineConfig, now: date
         return Decision(Action.RESEND, latest) if due else Decision(Action.NONE)
     if tx.cancel_requested and not any(a.kind is AttemptKind.CANCEL for a in tx.attempts):
         return Decision(Action.CANCEL, latest)
-    if is_stuck(latest, head=seen.head, config=config, now=now):
+    if is_stuck(latest, head=seen.head, config=config, now=now) or is_stranded(
+        tx, latest, seen, config=config, now=now
+    ):
         return Decision(Action.BUMP, latest)
     return Decision(Action.RESEND, latest) if due else Decision(Action.NONE)
 
@@ -86,6 +89,24 @@ def is_stuck(attempt: TxAttempt, *, head: int, config: EngineConfig, now: dateti
         return True
     started = attempt.first_sent_at or attempt.created_at
     return (now - started).total_seconds() >= config.stuck_after_s
+
+
+def is_stranded(
+    tx: Transaction, attempt: TxAttempt, seen: Observed, *, config: EngineConfig, now: datetime
+) -> bool:
+    """The next nonce to mine was sent, yet the node does not count it as pending.
+
+    The node accepted it and then lost it from its executable set: evicted, or, on anvil,
+    parked in the queued set by a race it never leaves (research/anvil-facts.md item 3: only a
+    replacement with a higher fee cap frees it). Every later nonce of the wallet waits behind
+    it, so it is replaced after `stranded_after_s` rather than the full `stuck_after_s`.
+    """
+    address = tx.from_address
+    mined, pending = seen.latest_nonce.get(address), seen.pending_nonce.get(address)
+    if tx.nonce is None or mined != tx.nonce or pending is None or pending > tx.nonce:
+        return False
+    sent = attempt.last_sent_at
+    return sent is not None and (now - sent).total_seconds() >= config.stranded_after_s
 
 
 def may_be_mined(

@@ -35,6 +35,7 @@ class EngineConfig:
     stuck_after_s: float = 15.0
     resend_after_s: float = 5.0
     foreign_nonce_grace_s: float = 30.0
+    stranded_after_s: float = 2.0
     bump_percent: str = "12.5"
     track_limit: int = 5000
     tracker_lease_s: float = 10.0

@@ -64,8 +64,10 @@ async def observe(
     then really means another transaction took that nonce."""
     head = int(await rpc.call("eth_blockNumber"), 16)
     addresses = sorted({tx.from_address for tx in rows})
-    counts = await rpc.batch([("eth_getTransactionCount", [a, "latest"]) for a in addresses])
-    latest = {a: int(c, 16) for a, c in zip(addresses, counts, strict=True) if isinstance(c, str)}
+    calls = [("eth_getTransactionCount", [a, tag]) for a in addresses for tag in _TAGS]
+    counts = await rpc.batch(calls)
+    latest = _counts(addresses, counts[0::2])
+    pending = _counts(addresses, counts[1::2])
     now = utcnow()
     hashes = [
         attempt.hash
@@ -78,7 +80,14 @@ async def observe(
         chunk = hashes[start : start + _CHUNK]
         answers = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
         receipts |= {h: r for h, r in zip(chunk, answers, strict=True) if isinstance(r, dict)}
-    return Observed(head=head, latest_nonce=latest, receipts=receipts)
+    return Observed(head=head, latest_nonce=latest, receipts=receipts, pending_nonce=pending)
+
+
+_TAGS = ("latest", "pending")
+
+
+def _counts(addresses: Sequence[str], answers: Sequence[Any]) -> dict[str, int]:
+    return {a: int(c, 16) for a, c in zip(addresses, answers, strict=True) if isinstance(c, str)}
 
 
 def _hold_foreign(engine: Engine, chain: ChainConfig, decisions: dict[uuid.UUID, Decision]) -> None:

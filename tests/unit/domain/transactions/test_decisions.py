@@ -54,11 +54,15 @@ def make_tx(
     return tx
 
 
-def seen(*, head: int = 101, count: int = 7, receipt_block: int | None = None) -> Observed:
+def seen(
+    *, head: int = 101, count: int = 7, receipt_block: int | None = None, pending: int = 8
+) -> Observed:
     receipts: dict[str, dict[str, Any]] = {}
     if receipt_block is not None:
         receipts[f"0x{0:064x}"] = {"blockNumber": hex(receipt_block), "blockHash": "0xb"}
-    return Observed(head=head, latest_nonce={FROM: count}, receipts=receipts)
+    return Observed(
+        head=head, latest_nonce={FROM: count}, receipts=receipts, pending_nonce={FROM: pending}
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,6 +90,11 @@ def seen(*, head: int = 101, count: int = 7, receipt_block: int | None = None) -
         # a bump no node accepted (underpriced) is bumped again once it is old enough
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=None, sent_at_block=None), seen(), Action.BUMP),
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=12, sent_at_block=101), seen(), Action.RESEND),
+        # stranded: next to mine, sent 3 s ago, yet the node's pending count does not include it
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=3), seen(pending=7), Action.BUMP),
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=1), seen(pending=7), Action.NONE),  # too soon
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=3), seen(pending=8), Action.NONE),  # pending
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=3), seen(count=6, pending=6), Action.NONE),
     ],
 )
 def test_decide(tx: Transaction, observed: Observed, action: Action) -> None:
