@@ -52,6 +52,32 @@ class Running:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, list[float]] = field(default_factory=dict)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) so far of our processes, anvil, PostgreSQL, Redis and
+        this benchmark process (the client), by name."""
+        found: dict[str, float] = {}
+
+        def add(name: str, proc: psutil.Process) -> None:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = proc.cpu_times()
+                found[name] = found.get(name, 0.0) + times.user + times.system
+
+        for name, popen in self.procs.items():
+            add(name, psutil.Process(popen.pid))
+        me = psutil.Process()
+        add("client", me)
+        for child in me.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "anvil" in child.name():
+                    add("anvil", child)
+        for proc in psutil.process_iter(["name"]):
+            name = proc.info["name"] or ""
+            if name.startswith("postgres"):
+                add("postgres", proc)
+            elif name.startswith("redis-server"):
+                add("redis", proc)
+        return found
+
     async def sample_rss(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             for name, proc in self.procs.items():

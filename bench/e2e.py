@@ -47,6 +47,7 @@ class Figures:
     submitted_to_confirmed_ms: tuple[float, float] | None = None
     enqueue_ms: tuple[float, float] | None = None
     peak_rss_mb: dict[str, float] | None = None
+    cpu_ms_per_tx: dict[str, float] | None = None
     errors: int = 0
 
 
@@ -130,8 +131,10 @@ async def chainflow_run(
     ):
         stop = asyncio.Event()
         sampler = asyncio.create_task(run.sample_rss(stop))
+        cpu_before = run.cpu_seconds()
         latencies, errors = await submit_all(run, per_wallet, concurrency)
         await wait_confirmed(run.database_url, wallets * per_wallet - errors, 900)
+        cpu_after = run.cpu_seconds()
         stop.set()
         await sampler
         span, q2s, s2c = await lifecycle(run.database_url)
@@ -145,6 +148,11 @@ async def chainflow_run(
         submitted_to_confirmed_ms=percentiles(s2c),
         enqueue_ms=percentiles(latencies),
         peak_rss_mb=dict(run.peak_rss_mb),
+        cpu_ms_per_tx={
+            name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / n
+            for name in cpu_after
+            if name != "client"
+        },
         errors=errors,
     )
 
@@ -265,7 +273,15 @@ async def main(args: argparse.Namespace) -> None:
         for shape in args.shapes:
             rows.append(await chainflow_run(shape, wallets, per_wallet, folder, args.concurrency))
         lines = [f"### {wallets} wallet(s), {wallets * per_wallet} requests", "", *table(rows)]
-        lines += ["", "Ratios (tx/s):", *ratios(rows), ""]
+        lines += ["", "Ratios (tx/s):", *ratios(rows), "", "CPU per confirmed tx (ms):"]
+        lines += [
+            f"- {r.label}: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r.cpu_ms_per_tx.items())
+            + f"; total {sum(r.cpu_ms_per_tx.values()):.2f}"
+            for r in rows
+            if r.cpu_ms_per_tx
+        ]
+        lines.append("")
         print("\n".join(lines), flush=True)
         report += lines
     if args.queued:
