@@ -123,11 +123,11 @@ async def lifecycle(database_url: str) -> tuple[float, list[float], list[float]]
 
 
 async def chainflow_run(
-    shape: str, wallets: int, per_wallet: int, folder: Path, concurrency: int
+    shape: str, wallets: int, per_wallet: int, folder: Path, concurrency: int, workers: int = 2
 ) -> Figures:
     async with (
         run_anvil(port=baselines.free_port()) as anvil,
-        run_shape(shape, anvil, wallets, folder) as run,
+        run_shape(shape, anvil, wallets, folder, workers=workers) as run,
     ):
         stop = asyncio.Event()
         sampler = asyncio.create_task(run.sample_rss(stop))
@@ -271,7 +271,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"== {wallets} wallets x {per_wallet} requests", flush=True)
         rows = await baseline_runs(wallets, per_wallet, args.naive_limit_s)
         for shape in args.shapes:
-            rows.append(await chainflow_run(shape, wallets, per_wallet, folder, args.concurrency))
+            rows.append(
+                await chainflow_run(
+                    shape, wallets, per_wallet, folder, args.concurrency, args.workers
+                )
+            )
         lines = [f"### {wallets} wallet(s), {wallets * per_wallet} requests", "", *table(rows)]
         lines += ["", "Ratios (tx/s):", *ratios(rows), "", "CPU per confirmed tx (ms):"]
         lines += [
@@ -307,6 +311,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--shapes", type=lambda s: s.split(","), default=["distributed", "embedded"]
     )
     parser.add_argument("--concurrency", type=int, default=64, help="API requests in flight")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (distributed)")
     parser.add_argument("--naive-limit-s", type=float, default=20.0)
     parser.add_argument("--queued", type=int, default=100_000, help="0 skips the RSS run")
     parser.add_argument("--write", default="", help="update this markdown report")

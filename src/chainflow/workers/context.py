@@ -78,7 +78,8 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """An Engine over every enabled chain (or the given ones), closed on exit."""
     master = load_master_key(settings, allow_generate=settings.is_embedded)
-    db = create_engine(settings.resolved_database_url)
+    # No pre-ping: a round that meets a dead connection fails and the next one retries.
+    db = create_engine(settings.resolved_database_url, pre_ping=False)
     http = new_http_session(connections=128)
     try:
         sessionmaker = create_sessionmaker(db)

@@ -26,7 +26,7 @@ from chainflow.domain.transactions.sending import SentAttempt, record_sends
 from chainflow.domain.transactions.signing import sign_attempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.wallets.models import Wallet, WalletStatus
-from chainflow.domain.wallets.service import get_wallet, lock_lane
+from chainflow.domain.wallets.service import claim_lane, get_wallet, lock_lane
 from chainflow.infra.db.uow import unit_of_work
 
 log = get_logger(__name__)
@@ -77,15 +77,20 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> in
 
 async def _plan(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> Planned | None:
     async with unit_of_work(engine.sessionmaker) as session:
-        wallet = await get_wallet(session, wallet_id)
+        lease_s = engine.config.lane_lease_s
+        if not await claim_lane(
+            session, wallet_id, chain.chain_id, owner=engine.owner, ttl_s=lease_s
+        ):
+            return None  # another process drains this lane now
+        wallet = await get_wallet(session, wallet_id, lanes=False)
         if wallet.status is WalletStatus.DISABLED:
             await _fail_queued(session, chain, wallet)
             return None
         if wallet.status is not WalletStatus.ACTIVE:
             return None
-        if await repository.is_lane_blocked(session, chain.chain_id, wallet.id):
+        in_flight, blocked = await repository.lane_load(session, chain.chain_id, wallet.id)
+        if blocked:  # an attempt waits for funds: later requests must not overtake it
             return None
-        in_flight = await repository.count_in_flight(session, chain.chain_id, wallet.id)
         room = min(engine.config.max_in_flight_per_lane - in_flight, engine.config.batch_size)
         if room <= 0:
             return None

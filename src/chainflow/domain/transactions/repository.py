@@ -96,18 +96,14 @@ async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequen
     return (await session.scalars(query)).all()
 
 
-async def count_in_flight(session: AsyncSession, chain_id: int, wallet_id: uuid.UUID) -> int:
-    query = select(func.count()).where(
+async def lane_load(session: AsyncSession, chain_id: int, wallet_id: uuid.UUID) -> tuple[int, bool]:
+    """(requests in flight, whether the lane waits for funds) in one round trip."""
+    in_flight = select(func.count()).where(
         Transaction.chain_id == chain_id,
         Transaction.wallet_id == wallet_id,
         Transaction.status.in_(IN_FLIGHT),
     )
-    return int(await session.scalar(query) or 0)
-
-
-async def is_lane_blocked(session: AsyncSession, chain_id: int, wallet_id: uuid.UUID) -> bool:
-    """True while an attempt of the lane waits for funds: later requests must not overtake."""
-    query = (
+    blocked = (
         select(TxAttempt.id)
         .join(Transaction, Transaction.id == TxAttempt.tx_id)
         .where(
@@ -116,9 +112,10 @@ async def is_lane_blocked(session: AsyncSession, chain_id: int, wallet_id: uuid.
             Transaction.status == TxStatus.SIGNED,
             TxAttempt.last_error == "insufficient_funds",
         )
-        .limit(1)
+        .exists()
     )
-    return (await session.scalar(query)) is not None
+    row = (await session.execute(select(in_flight.scalar_subquery(), blocked))).one()
+    return int(row[0] or 0), bool(row[1])
 
 
 async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> Sequence[Transaction]:

@@ -4,15 +4,17 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.domain.wallets.models import Wallet, WalletChain
 
 
-async def get(session: AsyncSession, wallet_id: uuid.UUID) -> Wallet | None:
-    query = select(Wallet).where(Wallet.id == wallet_id).options(selectinload(Wallet.chains))
+async def get(session: AsyncSession, wallet_id: uuid.UUID, *, lanes: bool = True) -> Wallet | None:
+    query = select(Wallet).where(Wallet.id == wallet_id)
+    if lanes:
+        query = query.options(selectinload(Wallet.chains))
     return (await session.scalars(query)).one_or_none()
 
 
@@ -32,6 +34,34 @@ async def get_with_lane(
     query = query.where(Wallet.id == wallet_id if wallet_id else Wallet.address == address)
     row = (await session.execute(query)).one_or_none()
     return None if row is None else (row[0], bool(row[1]))
+
+
+async def take_lease(
+    session: AsyncSession,
+    wallet_id: uuid.UUID,
+    chain_id: int,
+    *,
+    owner: str,
+    now: datetime,
+    until: datetime,
+) -> bool:
+    """Set the lane's lease to `owner` unless another owner's lease is still running."""
+    statement = (
+        update(WalletChain)
+        .where(
+            WalletChain.wallet_id == wallet_id,
+            WalletChain.chain_id == chain_id,
+            or_(
+                WalletChain.lease_owner.is_(None),
+                WalletChain.lease_owner == owner,
+                WalletChain.lease_expires_at < now,
+            ),
+        )
+        .values(lease_owner=owner, lease_expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def list_page(

@@ -2,11 +2,13 @@
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 from eth_utils.address import is_address, to_checksum_address
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.types import SecretBytes
 from chainflow.domain.chains import service as chains
@@ -73,11 +75,12 @@ async def _check_chains(session: AsyncSession, chain_ids: Sequence[int]) -> None
             raise UnknownChain(f"chain {chain_id} is not in the registry") from None
 
 
-async def get_wallet(session: AsyncSession, ref: str | uuid.UUID) -> Wallet:
-    """Find a wallet by id or by address (any case). Raises: WalletNotFound."""
+async def get_wallet(session: AsyncSession, ref: str | uuid.UUID, *, lanes: bool = True) -> Wallet:
+    """Find a wallet by id or by address (any case); without `lanes`, by id only and its
+    `chains` not loaded. Raises: WalletNotFound."""
     wallet = None
     if isinstance(ref, uuid.UUID):
-        wallet = await repository.get(session, ref)
+        wallet = await repository.get(session, ref, lanes=lanes)
     elif is_address(ref):
         wallet = await repository.get_by_address(session, str(to_checksum_address(ref)))
     else:
@@ -162,6 +165,19 @@ async def set_chain_enabled(
     lane.enabled = enabled
     await session.flush()
     return lane
+
+
+async def claim_lane(
+    session: AsyncSession, wallet_id: uuid.UUID, chain_id: int, *, owner: str, ttl_s: float
+) -> bool:
+    """Take or renew the lane's drain lease for `owner`; False while another process holds it
+    (or the lane does not exist). Only an optimisation: two drains of one lane would both
+    estimate and then queue on `lock_lane`, which is what keeps nonces single-writer."""
+    now = utcnow()
+    until = now + timedelta(seconds=ttl_s)
+    return await repository.take_lease(
+        session, wallet_id, chain_id, owner=owner, now=now, until=until
+    )
 
 
 async def lock_lane(session: AsyncSession, wallet_id: uuid.UUID, chain_id: int) -> WalletChain:

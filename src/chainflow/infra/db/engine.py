@@ -54,8 +54,13 @@ def _ensure_folder(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """Create the engine for a database URL (driver chosen automatically)."""
+def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+    """Create the engine for a database URL (driver chosen automatically).
+
+    `pre_ping=False` saves a round trip per checkout: a connection that died (database
+    restarted) then fails one unit of work, and SQLAlchemy recycles the pool; only for callers
+    that retry on their own, as the workers' rounds do.
+    """
     full = async_url(url)
     if full.startswith("sqlite"):
         _ensure_folder(full)
@@ -63,7 +68,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
-        full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
     )
 
 
