@@ -2,7 +2,8 @@
 
 Distributed shape (PostgreSQL + Redis), `--apis` API processes behind the client's round robin,
 2 workers draining to anvil meanwhile. An open-loop client sends at the target rate whatever the
-answers; it reports achieved rate, errors, and enqueue latency p50/p99/max.
+answers; it reports the sending rate, the answers by status (202 accepted; 503 `overloaded`
+refused by admission control), the accepted rate, and latency p50/p99/max.
 
 Run: .venv/bin/python -m bench.api_load [--rate 500] [--seconds 60] [--wallets 32] [--apis 1]
 """
@@ -14,9 +15,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import orjson
 
 from bench import baselines
 from bench.cluster import run_shape
@@ -28,10 +31,12 @@ SINK = "0x000000000000000000000000000000000000dEaD"
 
 async def load(
     urls: list[str], token: str, addresses: list[str], rate: float, seconds: float
-) -> tuple[list[float], int, float]:
-    """Open loop: request i starts at i / rate, answered or not. (latencies ms, errors, rate)."""
+) -> tuple[list[float], Counter[str], float]:
+    """Open loop: request i starts at i / rate, answered or not.
+
+    Returns: latencies (ms), answers by status (or error class), achieved rate."""
     latencies: list[float] = []
-    errors = 0
+    answers: Counter[str] = Counter()
     total = int(rate * seconds)
     headers = {"Authorization": f"Bearer {token}"}
     connector = aiohttp.TCPConnector(limit=0)
@@ -39,16 +44,17 @@ async def load(
     async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
 
         async def one(i: int, url: str) -> None:
-            nonlocal errors
             body = {"chain_id": 31337, "wallet": addresses[i % len(addresses)], "to": SINK}
             started = time.perf_counter()
             try:
                 async with http.post(f"{url}/v1/transactions", json=body) as response:
-                    await response.read()
-                    if response.status != 202:
-                        errors += 1
-            except aiohttp.ClientError:
-                errors += 1
+                    payload = await response.read()
+                    code = ""
+                    if response.status >= 400:
+                        code = " " + str(orjson.loads(payload).get("code", ""))
+                    answers[f"{response.status}{code}"] += 1
+            except aiohttp.ClientError as exc:
+                answers[type(exc).__name__] += 1
             latencies.append((time.perf_counter() - started) * 1000)
 
         tasks = []
@@ -60,7 +66,7 @@ async def load(
             tasks.append(asyncio.create_task(one(i, next(targets))))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - begin
-    return latencies, errors, total / elapsed
+    return latencies, answers, total / elapsed
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -83,7 +89,7 @@ async def main(args: argparse.Namespace) -> None:
             )
         stop = asyncio.Event()
         sampler = asyncio.create_task(run.sample_rss(stop))
-        latencies, errors, achieved = await load(
+        latencies, answers, achieved = await load(
             urls, run.token, run.addresses, args.rate, args.seconds
         )
         stop.set()
@@ -91,11 +97,13 @@ async def main(args: argparse.Namespace) -> None:
         if spy is not None:
             await spy.wait()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    by_status = ", ".join(f"{k}: {v}" for k, v in sorted(answers.items()))
     rss = ", ".join(f"{k} {v:.0f} MB" for k, v in run.peak_rss_mb.items())
     line = (
         f"target {args.rate:.0f} req/s for {args.seconds:.0f} s, {args.apis} api + "
         f"{args.workers} worker process(es): "
-        f"achieved {achieved:.0f} req/s, {len(latencies)} requests, {errors} errors; "
+        f"sent {achieved:.0f} req/s, {len(latencies)} requests, answers {by_status}, "
+        f"accepted {answers['202'] / args.seconds:.0f} req/s; "
         f"enqueue p50 {cuts[49]:.1f} ms, p99 {cuts[98]:.1f} ms, max {max(latencies):.0f} ms; "
         f"peak RSS {rss}"
     )

@@ -39,7 +39,11 @@ async def chain_monkey(cluster: Cluster, rounds: int, rng: random.Random) -> lis
             await rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(2 * CAP_WEI)])
             await rpc.call("evm_mine")
         elif fault == "reorg":
-            await rpc.call("anvil_reorg", [rng.randint(1, 2), []])
+            depth = min(rng.randint(1, 2), int(await rpc.call("eth_blockNumber"), 16) - 1)
+            if depth >= 1:  # anvil refuses a reorg deeper than the chain
+                await rpc.call("anvil_reorg", [depth, []])
+            else:
+                fault = "blocks"
         for _ in range(rng.randint(1, 4)):
             await rpc.call("evm_mine")
             await asyncio.sleep(0.1)  # block time

@@ -125,7 +125,9 @@ async def test_random_sigkills_under_load(
     ) as cluster:
         load = asyncio.create_task(cluster.submit(40))
         kills = 0
-        while not load.done() or await cluster.count(TxStatus.CONFIRMED) < 160:
+        # At least 5 kills, more while the load lasts (a kill after the last confirmation
+        # still has to leave nothing behind).
+        while kills < 5 or not load.done() or await cluster.count(TxStatus.CONFIRMED) < 160:
             victim = rng.choice(cluster.alive("worker"))
             await asyncio.sleep(rng.uniform(0.2, 0.8))  # a random moment, not synchronisation
             cluster.kill(victim)
