@@ -7,7 +7,6 @@ import base64
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import aiohttp
 import asyncpg
 import psutil
 
+from bench.baselines import free_port
 from chainflow.domain.apikeys.service import create_api_key
 from chainflow.domain.chains.models import Chain, RpcEndpoint
 from chainflow.domain.wallets import service as wallets
@@ -43,7 +43,6 @@ REDIS = os.environ.get("CHAINFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 class Running:
     """The processes of one shape, and the peak RSS of each, sampled every 0.2 s."""
 
-    api_url: str
     token: str
     addresses: list[str]
     database_url: str
@@ -77,6 +76,10 @@ class Running:
             elif name.startswith("redis-server"):
                 add("redis", proc)
         return found
+
+    @property
+    def api_url(self) -> str:
+        return self.api_urls[0]
 
     async def sample_rss(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -143,13 +146,6 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -
     raise RuntimeError(f"{url} did not answer")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def _admin(sql: str) -> None:
     connection = await asyncpg.connect(f"{POSTGRES}/postgres")
     try:
@@ -196,8 +192,8 @@ async def run_shape(
             "CHAINFLOW_LOG_LEVEL": "warning",
             "CHAINFLOW_LOG_FORMAT": "json",
         }
-        ports = [_free_port() for _ in range(apis if shape == "distributed" else 1)]
-        running = Running(f"http://127.0.0.1:{ports[0]}", token, addresses, url)
+        ports = [free_port() for _ in range(apis if shape == "distributed" else 1)]
+        running = Running(token, addresses, url)
         running.api_urls = [f"http://127.0.0.1:{port}" for port in ports]
         if shape == "embedded":
             commands = {"dev": ["dev", "--port", str(ports[0])]}

@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from eth_account import Account
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -265,7 +264,3 @@ async def open_cluster(
 async def wallets_import(session: AsyncSession, key: SecretBytes, master: MasterKey) -> str:
     wallet = await wallets.import_wallet(session, key, master=master, chain_ids=[ANVIL_CHAIN_ID])
     return wallet.address
-
-
-def account_of(wallet: ChaosWallet) -> Any:
-    return Account.from_key(wallet.private_key)

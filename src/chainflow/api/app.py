@@ -55,7 +55,7 @@ async def open_resources(
     engine = create_engine(settings.resolved_database_url)
     http = new_http_session()
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    doorbells = queue or _own_queue(settings)
+    own_queue = queue or _own_queue(settings)
     try:
         sessionmaker = create_sessionmaker(engine)
         async with unit_of_work(sessionmaker) as session:
@@ -67,13 +67,12 @@ async def open_resources(
             http,
             master_key,
             redis,
-            doorbells,
             KeyCache(settings.api_key_cache_s),
-            Doorbells(doorbells),
+            Doorbells(own_queue),
         )
     finally:
         if queue is None:
-            await doorbells.close()
+            await own_queue.close()
         await http.close()
         if redis is not None:
             await redis.aclose()

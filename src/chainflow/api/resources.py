@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from chainflow.api.auth_cache import KeyCache
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
-from chainflow.infra.queue import JobQueue
 from chainflow.infra.signing.keystore import MasterKey
 
 
@@ -21,6 +20,5 @@ class Resources:
     http: aiohttp.ClientSession
     master_key: MasterKey
     redis: Redis | None
-    queue: JobQueue
     keys: KeyCache
     doorbells: Doorbells
