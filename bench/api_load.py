@@ -53,6 +53,8 @@ async def load(
                     if response.status >= 400:
                         code = " " + str(orjson.loads(payload).get("code", ""))
                     answers[f"{response.status}{code}"] += 1
+                    if response.status != 202:
+                        answers[f"second {int(i / rate)}"] += 1
             except aiohttp.ClientError as exc:
                 answers[type(exc).__name__] += 1
             latencies.append((time.perf_counter() - started) * 1000)
@@ -89,23 +91,34 @@ async def main(args: argparse.Namespace) -> None:
             )
         stop = asyncio.Event()
         sampler = asyncio.create_task(run.sample_rss(stop))
+        cpu_before = run.cpu_seconds()
         latencies, answers, achieved = await load(
             urls, run.token, run.addresses, args.rate, args.seconds
         )
+        cpu_after = run.cpu_seconds()
         stop.set()
         await sampler
         if spy is not None:
             await spy.wait()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    by_status = ", ".join(f"{k}: {v}" for k, v in sorted(answers.items()))
+    by_status = ", ".join(
+        f"{k}: {v}" for k, v in sorted(answers.items()) if not k.startswith("second")
+    )
+    seconds = sorted(int(k.split()[1]) for k in answers if k.startswith("second"))
+    refused_in = f"; refusals in second(s) {seconds[:20]} of the run" if seconds else ""
     rss = ", ".join(f"{k} {v:.0f} MB" for k, v in run.peak_rss_mb.items())
+    per_request = ", ".join(
+        f"{name} {(cpu_after[name] - spent) * 1000 / max(len(latencies), 1):.2f}"
+        for name, spent in cpu_before.items()
+        if name in cpu_after
+    )
     line = (
         f"target {args.rate:.0f} req/s for {args.seconds:.0f} s, {args.apis} api + "
         f"{args.workers} worker process(es): "
         f"sent {achieved:.0f} req/s, {len(latencies)} requests, answers {by_status}, "
         f"accepted {answers['202'] / args.seconds:.0f} req/s; "
         f"enqueue p50 {cuts[49]:.1f} ms, p99 {cuts[98]:.1f} ms, max {max(latencies):.0f} ms; "
-        f"peak RSS {rss}"
+        f"peak RSS {rss}; CPU ms per request: {per_request}{refused_in}"
     )
     print(line)
     if args.write:

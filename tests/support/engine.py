@@ -54,7 +54,7 @@ class EngineHarness:
         )
         async with unit_of_work(self.sessionmaker) as session:
             result = await txs.submit(session, body, api_key_id=None, idempotency_key=None)
-            return result.tx.id
+            return result.tx_id
 
     async def get(self, tx_id: uuid.UUID) -> Transaction:
         async with unit_of_work(self.sessionmaker) as session:

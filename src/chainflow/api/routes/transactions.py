@@ -9,6 +9,7 @@ from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, TxWriteKe
 from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
 from chainflow.domain.transactions import service
+from chainflow.domain.transactions.intake import NewRequest
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.schemas import (
     AttemptRead,
@@ -29,26 +30,35 @@ router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=TxRead,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def submit_transaction(
     body: TxCreate,
     resources: ResourcesDep,
     key: TxWriteKey,
-    response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> TxRead:
+) -> Response:
     """Queue a request. The same Idempotency-Key and body return the same transaction."""
     async with unit_of_work(resources.sessionmaker) as session:
         result = await service.submit(
             session, body, api_key_id=key.id, idempotency_key=idempotency_key
         )
-        tx = result.tx if result.created else await service.get_transaction(session, result.tx.id)
-    if result.created:
-        await resources.doorbells.ring(tx.chain_id, tx.wallet_id)  # after commit
+        if result.created is None:
+            assert result.earlier is not None  # noqa: S101 - one of the two is set
+            earlier = await service.get_transaction(session, result.earlier.id)
+    # The view is built here and sent as is: FastAPI would validate it a second time.
+    if result.created is not None:
+        await resources.doorbells.ring(result.created.chain_id, result.created.wallet_id)
+        view, headers = render_new(result.created), None
     else:
-        response.headers["Idempotent-Replayed"] = "true"
-    return render(tx)
+        view, headers = render(earlier), {"Idempotent-Replayed": "true"}
+    return Response(
+        view.model_dump_json(by_alias=True),
+        status_code=status.HTTP_202_ACCEPTED,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 @router.get("/{tx_id}", responses=problem_responses(401, 403, 404))
@@ -139,6 +149,38 @@ def render(tx: Transaction) -> TxRead:
             "created_at": tx.created_at,
             "updated_at": tx.updated_at,
         }
+    )
+
+
+def render_new(request: NewRequest) -> TxRead:
+    """The API view of a request just queued: no attempts, one `queued` event."""
+    return TxRead(
+        id=request.id,
+        chain_id=request.chain_id,
+        wallet_id=request.wallet_id,
+        from_=request.from_address,
+        to=request.to_address,
+        value=request.value_wei,
+        data="0x" + request.data.hex(),
+        status=request.status,
+        nonce=None,
+        hash=None,
+        cancel_requested=False,
+        attempts=[],
+        receipt=None,
+        confirmations=0,
+        error=None,
+        events=[
+            EventRead(
+                from_status=None,
+                to_status=request.status.value,
+                at=request.created_at,
+                detail=None,
+            )
+        ],
+        valid_until=request.valid_until,
+        created_at=request.created_at,
+        updated_at=request.updated_at,
     )
 
 

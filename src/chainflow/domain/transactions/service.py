@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
+from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
-from chainflow.domain.chains import service as chains
-from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
-from chainflow.domain.chains.models import Chain
-from chainflow.domain.transactions import repository
+from chainflow.domain.chains.errors import UnknownChain
+from chainflow.domain.transactions import intake, repository
 from chainflow.domain.transactions.calldata import encode_call
 from chainflow.domain.transactions.errors import (
     AlreadyFinal,
@@ -25,19 +23,27 @@ from chainflow.domain.transactions.errors import (
     UnknownWallet,
     WalletNotActive,
 )
-from chainflow.domain.transactions.lifecycle import apply, record_created
-from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.intake import NewRequest
+from chainflow.domain.transactions.lifecycle import apply
+from chainflow.domain.transactions.models import Transaction, TxKind
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxEvent, TxStatus, is_terminal
 from chainflow.domain.wallets import service as wallets
-from chainflow.domain.wallets.errors import WalletNotFound
-from chainflow.domain.wallets.models import Wallet, WalletStatus
+from chainflow.domain.wallets.models import WalletStatus
 
 
 @dataclass(frozen=True)
 class Submitted:
-    tx: Transaction
-    created: bool  # False when an earlier request with the same idempotency key was returned
+    """A new request (`created`) or the earlier one with the same idempotency key (`earlier`)."""
+
+    created: NewRequest | None = None
+    earlier: Transaction | None = None
+
+    @property
+    def tx_id(self) -> uuid.UUID:
+        found = self.created or self.earlier
+        assert found is not None  # noqa: S101 - one of the two is always set
+        return found.id
 
 
 def request_hash(body: TxCreate) -> str:
@@ -62,32 +68,27 @@ async def submit(
         earlier = await repository.get_by_idempotency_key(session, api_key_id, idempotency_key)
         if earlier is not None:
             return _replay(earlier, fingerprint)
-    chain, wallet = await _check_target(session, body)
-    tx = _new_request(body, chain=chain, wallet=wallet, fingerprint=fingerprint)
-    tx.api_key_id, tx.idempotency_key = api_key_id, idempotency_key
+    target = await intake.find_target(session, body.chain_id, body.wallet)
+    request = _new_request(
+        body,
+        _checked(target, body),
+        fingerprint=fingerprint,
+        api_key_id=api_key_id,
+        idempotency_key=idempotency_key,
+    )
     if idempotency_key is None:
-        session.add(tx)
-        return await _created(session, tx)  # one flush writes the row and its event
+        await intake.insert_request(session, request)
+        return Submitted(created=request)
     try:  # a savepoint, so that losing the race below leaves the session usable
         async with session.begin_nested():
-            session.add(tx)
-            await session.flush()
+            await intake.insert_request(session, request)
     except IntegrityError:
         # A concurrent request with the same key won the unique constraint.
         earlier = await repository.get_by_idempotency_key(session, api_key_id, idempotency_key)
         if earlier is None:
             raise
         return _replay(earlier, fingerprint)
-    return await _created(session, tx)
-
-
-async def _created(session: AsyncSession, tx: Transaction) -> Submitted:
-    event = record_created(session, tx)
-    await session.flush()
-    # A new request has no attempts and one event: no need to read them back.
-    set_committed_value(tx, "attempts", [])
-    set_committed_value(tx, "events", [event])
-    return Submitted(tx=tx, created=True)
+    return Submitted(created=request)
 
 
 def _replay(earlier: Transaction, fingerprint: str) -> Submitted:
@@ -95,51 +96,65 @@ def _replay(earlier: Transaction, fingerprint: str) -> Submitted:
         raise IdempotencyConflict(
             "this Idempotency-Key was already used with a different request body"
         )
-    return Submitted(tx=earlier, created=False)
+    return Submitted(earlier=earlier)
 
 
-async def _check_target(session: AsyncSession, body: TxCreate) -> tuple[Chain, Wallet]:
-    try:
-        chain = await chains.get_chain(session, body.chain_id, endpoints=False)
-    except ChainNotFound:
-        raise UnknownChain(f"chain {body.chain_id} is not in the registry") from None
-    if not chain.enabled:
-        raise ChainDisabled(f"chain {chain.chain_id} is disabled")
-    try:
-        wallet, lane_enabled = await wallets.get_wallet_on_chain(
-            session, body.wallet, chain.chain_id
+@dataclass(frozen=True)
+class _Checked:
+    chain_id: int
+    wallet_id: uuid.UUID
+    wallet_address: str
+
+
+def _checked(target: intake.Target | None, body: TxCreate) -> _Checked:
+    if target is None:
+        raise UnknownChain(f"chain {body.chain_id} is not in the registry")
+    if not target.chain_enabled:
+        raise ChainDisabled(f"chain {target.chain_id} is disabled")
+    if target.wallet_id is None or target.wallet_address is None:
+        raise UnknownWallet(f"wallet {body.wallet} does not exist")
+    if target.wallet_status is not WalletStatus.ACTIVE:
+        raise WalletNotActive(f"wallet {target.wallet_address} is {target.wallet_status}")
+    if not target.lane_enabled:
+        raise LaneDisabled(
+            f"wallet {target.wallet_address} is not enabled on chain {target.chain_id}"
         )
-    except WalletNotFound:
-        raise UnknownWallet(f"wallet {body.wallet} does not exist") from None
-    if wallet.status is not WalletStatus.ACTIVE:
-        raise WalletNotActive(f"wallet {wallet.address} is {wallet.status}")
-    if not lane_enabled:
-        raise LaneDisabled(f"wallet {wallet.address} is not enabled on chain {chain.chain_id}")
-    _check_caps(body, chain)
-    return chain, wallet
+    _check_caps(body, target)
+    return _Checked(target.chain_id, target.wallet_id, target.wallet_address)
 
 
-def _check_caps(body: TxCreate, chain: Chain) -> None:
-    cap = chain.max_fee_per_gas_cap
+def _check_caps(body: TxCreate, target: intake.Target) -> None:
+    cap = target.max_fee_per_gas_cap
     if cap is not None and body.max_fee_per_gas is not None and body.max_fee_per_gas > cap:
-        raise FeeAboveCap(f"max_fee_per_gas is above chain {chain.chain_id}'s cap of {cap} wei")
-    tip_cap = chain.max_priority_fee_per_gas_cap
+        raise FeeAboveCap(f"max_fee_per_gas is above chain {target.chain_id}'s cap of {cap} wei")
+    tip_cap = target.max_priority_fee_per_gas_cap
     tip = body.max_priority_fee_per_gas
     if tip_cap is not None and tip is not None and tip > tip_cap:
         raise FeeAboveCap(f"max_priority_fee_per_gas is above the chain's cap of {tip_cap} wei")
 
 
-def _new_request(body: TxCreate, *, chain: Chain, wallet: Wallet, fingerprint: str) -> Transaction:
+def _new_request(
+    body: TxCreate,
+    target: _Checked,
+    *,
+    fingerprint: str,
+    api_key_id: uuid.UUID | None,
+    idempotency_key: str | None,
+) -> NewRequest:
     if body.function is not None:
         data = encode_call(body.function, body.args or [])
     else:
         data = bytes.fromhex((body.data or "0x")[2:])
-    return Transaction(
+    now = utcnow()
+    return NewRequest(
         id=uuid.uuid4(),
+        kind=TxKind.REQUEST,
+        api_key_id=api_key_id,
+        idempotency_key=idempotency_key,
         request_hash=fingerprint,
-        chain_id=chain.chain_id,
-        wallet_id=wallet.id,
-        from_address=wallet.address,
+        chain_id=target.chain_id,
+        wallet_id=target.wallet_id,
+        from_address=target.wallet_address,
         to_address=body.to,
         value_wei=body.value,
         data=data,
@@ -150,6 +165,8 @@ def _new_request(body: TxCreate, *, chain: Chain, wallet: Wallet, fingerprint: s
         status=TxStatus.QUEUED,
         cancel_requested=False,
         confirmations=0,
+        created_at=now,
+        updated_at=now,
     )
 
 

@@ -1,0 +1,116 @@
+"""The SQL of a new request: one read of chain, wallet and lane, then two Core inserts.
+
+Submitting is the API's hot path, so it skips the ORM's unit of work: the row and its first
+event are plain INSERTs whose values are all known here, so nothing is read back.
+"""
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import cast
+
+from eth_utils.address import is_address, to_checksum_address
+from sqlalchemy import ColumnElement, Table, and_, false, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.domain.chains.models import Chain
+from chainflow.domain.transactions.models import Transaction, TxEventRow, TxKind
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
+
+_TRANSACTIONS = cast(Table, Transaction.__table__)
+_EVENTS = cast(Table, TxEventRow.__table__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a submission is checked against; wallet fields are None for an unknown wallet."""
+
+    chain_id: int
+    chain_enabled: bool
+    max_fee_per_gas_cap: int | None
+    max_priority_fee_per_gas_cap: int | None
+    wallet_id: uuid.UUID | None
+    wallet_address: str | None
+    wallet_status: WalletStatus | None
+    lane_enabled: bool
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """The column values of a queued request; its names are the table's columns."""
+
+    id: uuid.UUID
+    kind: TxKind
+    api_key_id: uuid.UUID | None
+    idempotency_key: str | None
+    request_hash: str
+    chain_id: int
+    wallet_id: uuid.UUID
+    from_address: str
+    to_address: str
+    value_wei: int
+    data: bytes
+    gas_limit: int | None
+    max_fee_per_gas_cap: int | None
+    max_priority_fee_per_gas_cap: int | None
+    valid_until: datetime | None
+    status: TxStatus
+    cancel_requested: bool
+    confirmations: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def _wallet_match(ref: str) -> ColumnElement[bool]:
+    if is_address(ref):
+        return Wallet.address == str(to_checksum_address(ref))
+    try:
+        return Wallet.id == uuid.UUID(ref)
+    except ValueError:
+        return false()
+
+
+async def find_target(session: AsyncSession, chain_id: int, wallet_ref: str) -> Target | None:
+    """The chain, the wallet (by id or address) and its lane there, in one query; None when
+    the chain is not in the registry."""
+    query = (
+        select(
+            Chain.chain_id,
+            Chain.enabled,
+            Chain.max_fee_per_gas_cap,
+            Chain.max_priority_fee_per_gas_cap,
+            Wallet.id,
+            Wallet.address,
+            Wallet.status,
+            WalletChain.enabled,
+        )
+        .select_from(Chain)
+        .outerjoin(Wallet, _wallet_match(wallet_ref))
+        .outerjoin(
+            WalletChain,
+            and_(WalletChain.wallet_id == Wallet.id, WalletChain.chain_id == Chain.chain_id),
+        )
+        .where(Chain.chain_id == chain_id)
+    )
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
+        return None
+    return Target(
+        chain_id=row[0],
+        chain_enabled=row[1],
+        max_fee_per_gas_cap=row[2],
+        max_priority_fee_per_gas_cap=row[3],
+        wallet_id=row[4],
+        wallet_address=row[5],
+        wallet_status=row[6],
+        lane_enabled=bool(row[7]),
+    )
+
+
+async def insert_request(session: AsyncSession, request: NewRequest) -> None:
+    """Store the request and its `created` event (raises IntegrityError on a duplicate key)."""
+    await session.execute(insert(_TRANSACTIONS), asdict(request))
+    # No `detail`: given as None, the JSON column would store the JSON text 'null'.
+    event = {"tx_id": request.id, "to_status": request.status.value, "at": request.created_at}
+    await session.execute(insert(_EVENTS), event)
