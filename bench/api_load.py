@@ -65,6 +65,8 @@ async def load(
             delay = begin + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)  # the open-loop schedule
+            elif delay < -0.05:  # this client fell behind its own schedule
+                answers[f"late {int(i / rate)}"] += 1
             tasks.append(asyncio.create_task(one(i, next(targets))))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - begin
@@ -102,9 +104,12 @@ async def main(args: argparse.Namespace) -> None:
             await spy.wait()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     by_status = ", ".join(
-        f"{k}: {v}" for k, v in sorted(answers.items()) if not k.startswith("second")
+        f"{k}: {v}" for k, v in sorted(answers.items()) if not k.startswith(("second", "late"))
     )
     seconds = sorted(int(k.split()[1]) for k in answers if k.startswith("second"))
+    late = sorted(int(k.split()[1]) for k in answers if k.startswith("late"))
+    if late:
+        print(f"the client fell >50 ms behind its schedule in second(s) {late[:20]}")
     refused_in = f"; refusals in second(s) {seconds[:20]} of the run" if seconds else ""
     rss = ", ".join(f"{k} {v:.0f} MB" for k, v in run.peak_rss_mb.items())
     per_request = ", ".join(

@@ -21,7 +21,7 @@ from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
 from chainflow.domain.wallets.custody import check_master_key
-from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.infra.db.engine import create_engine, create_sessionmaker, warm_pool
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import InProcessJobQueue, JobQueue, RedisJobQueue
 from chainflow.infra.rpc.client import new_http_session
@@ -40,6 +40,9 @@ case and returned checksummed.
 """
 
 
+_POOL_SIZE = 10
+
+
 def _own_queue(settings: Settings) -> JobQueue:
     # Without Redis the API rings an in-process queue: `chainflow dev` injects the one its
     # workers consume; a lone `chainflow api` has none, and the workers' sweep finds the rows.
@@ -52,7 +55,7 @@ async def open_resources(
 ) -> AsyncIterator[Resources]:
     """Build every resource of an API process and close them on exit."""
     master_key = load_master_key(settings, allow_generate=settings.is_embedded)
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url, pool_size=_POOL_SIZE)
     http = new_http_session()
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     own_queue = queue or _own_queue(settings)
@@ -60,6 +63,7 @@ async def open_resources(
         sessionmaker = create_sessionmaker(engine)
         async with unit_of_work(sessionmaker) as session:
             await check_master_key(session, master=master_key)
+        await warm_pool(engine, _POOL_SIZE)
         yield Resources(
             settings,
             engine,

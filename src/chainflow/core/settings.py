@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_key_cache_s: float = Field(5.0, ge=0, le=300, description="0 disables")
-    api_max_in_flight: int = Field(64, ge=1, le=100_000)
+    api_max_in_flight: int = Field(128, ge=1, le=100_000)
     log_format: LogFormat = LogFormat.CONSOLE
     log_level: str = "info"
     rpc_timeout_s: float = Field(10.0, gt=0)

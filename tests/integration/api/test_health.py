@@ -33,6 +33,15 @@ class TestHealth:
         assert response.status_code == 503
         assert response.json()["checks"]["redis"].startswith("error")
 
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_database_connections_are_open_before_the_first_request(
+        self, settings: Settings
+    ) -> None:
+        app = create_app(settings)
+        async with open_api(app):
+            pool = app.state.resources.engine.pool
+            assert pool.checkedin() == 10  # warmed, idle, none opened by a request yet
+
     async def test_request_id_is_echoed_or_made(self, api: ApiHarness) -> None:
         given = await api.client.get("/healthz", headers={"X-Request-ID": "abc-123"})
         made = await api.client.get("/healthz")

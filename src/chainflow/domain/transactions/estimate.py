@@ -12,6 +12,7 @@ from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.runtime import ChainRpc, Engine
 from chainflow.domain.transactions.state import TxEvent, TxStatus
+from chainflow.infra.db.params import in_list
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify, revert_reason
@@ -90,7 +91,7 @@ async def _fail_refused(engine: Engine, refused: dict[uuid.UUID, tuple[str, str]
     async with unit_of_work(engine.sessionmaker) as session:
         query = (
             select(Transaction)
-            .where(Transaction.id.in_(list(refused)), Transaction.status == TxStatus.QUEUED)
+            .where(Transaction.id.in_(in_list(refused)), Transaction.status == TxStatus.QUEUED)
             .order_by(Transaction.created_at, Transaction.id)  # the lane drain's lock order
         )
         for tx in (await session.scalars(query.with_for_update())).all():

@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.infra.db.params import in_list
 
 IN_FLIGHT = (TxStatus.SIGNED, TxStatus.SUBMITTED)
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
@@ -89,7 +90,7 @@ async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequen
     """Lock the given requests that are still queued, in submission order."""
     query = (
         select(Transaction)
-        .where(Transaction.id.in_(ids), Transaction.status == TxStatus.QUEUED)
+        .where(Transaction.id.in_(in_list(ids)), Transaction.status == TxStatus.QUEUED)
         .order_by(Transaction.created_at, Transaction.id)
         .with_for_update()
     )

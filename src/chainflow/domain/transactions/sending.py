@@ -17,6 +17,7 @@ from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxA
 from chainflow.domain.transactions.nonce_gaps import release_nonce
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.state import TxEvent, TxStatus
+from chainflow.infra.db.params import in_list
 from chainflow.infra.db.uow import unit_of_work
 
 log = get_logger(__name__)
@@ -50,10 +51,12 @@ async def record_sends(engine: Engine, chain: ChainConfig, sends: Sequence[SentA
 
 async def _load(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, TxAttempt]:
     # Lock the requests first, in id order, as the tracker does: no deadlock between workers.
-    tx_ids = select(TxAttempt.tx_id).where(TxAttempt.id.in_(ids)).scalar_subquery()
+    tx_ids = select(TxAttempt.tx_id).where(TxAttempt.id.in_(in_list(ids))).scalar_subquery()
     locking = select(Transaction.id).where(Transaction.id.in_(tx_ids)).order_by(Transaction.id)
     await session.execute(locking.with_for_update())
-    query = select(TxAttempt).where(TxAttempt.id.in_(ids)).options(selectinload(TxAttempt.tx))
+    query = (
+        select(TxAttempt).where(TxAttempt.id.in_(in_list(ids))).options(selectinload(TxAttempt.tx))
+    )
     return {a.id: a for a in (await session.scalars(query)).all()}
 
 

@@ -25,6 +25,7 @@ from chainflow.domain.transactions.receipts import apply_decision
 from chainflow.domain.transactions.replacing import replace
 from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
 from chainflow.domain.transactions.sending import SentAttempt, record_sends
+from chainflow.infra.db.params import in_list
 from chainflow.infra.db.uow import unit_of_work
 
 log = get_logger(__name__)
@@ -158,7 +159,7 @@ def _changes(tx: Transaction, decision: Decision) -> bool:
 async def _lock(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Transaction]:
     query = (
         select(Transaction)
-        .where(Transaction.id.in_(ids))
+        .where(Transaction.id.in_(in_list(ids)))
         .options(selectinload(Transaction.attempts))
         .order_by(Transaction.id)  # one lock order everywhere: no deadlocks between workers
         .with_for_update()

@@ -1,5 +1,6 @@
 """Build the async engine and sessionmaker for PostgreSQL (asyncpg) or SQLite (aiosqlite)."""
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,16 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
     return create_async_engine(
         full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
     )
+
+
+async def warm_pool(engine: AsyncEngine, connections: int) -> None:
+    """Open `connections` pooled connections now rather than under the first burst of
+    requests, when each would pay the connect and the dialect's first queries in-line."""
+    if engine.dialect.name == "sqlite":
+        return
+    opened = await asyncio.gather(*(engine.connect() for _ in range(connections)))
+    for connection in opened:
+        await connection.close()  # back to the pool, which keeps up to pool_size
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
