@@ -136,14 +136,12 @@ async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[S
     engine = harness.engine
     chain = await chain_config(harness)
     rpc = harness.rpc
-    planned = await executor._plan(engine, chain, wallet.id)
-    assert planned is not None
-    estimates = await estimate_gas(engine, rpc, planned.rows)
+    [planned] = await executor._plan(engine, chain, [wallet.id])
+    [estimates] = await estimate_gas(engine, rpc, [planned.rows])
     market = await market_fees(engine, chain)
     pending = await harness.chain_nonce(wallet, "pending")
-    sent = await executor._sign(
-        engine, chain, planned.wallet, estimates, market, chain_pending=pending
-    )
+    ready = executor.Ready(planned.wallet, estimates, pending)
+    sent = await executor._sign(engine, chain, [ready], market)
     assert sent
     return sent
 

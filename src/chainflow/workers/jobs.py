@@ -1,14 +1,10 @@
-"""Job name → handler: what a worker does when a doorbell rings. Every handler is safe to run
-twice (a drain re-reads the lane under its lock)."""
-
-import uuid
+"""Job name → handler: what a worker does when a doorbell rings. A doorbell only wakes the
+chain's loop, whose next round drains every lane with work in one batch; a lost or repeated
+one changes nothing (the loop polls the database anyway)."""
 
 from chainflow.core.logging import get_logger
-from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.doorbell import DRAIN_JOB
-from chainflow.domain.transactions.executor import drain_lane
-from chainflow.domain.transactions.runtime import ChainConfig, Engine
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.domain.transactions.runtime import Engine
 from chainflow.infra.queue import Handler, Job
 
 log = get_logger(__name__)
@@ -22,10 +18,7 @@ def handler_for(engine: Engine) -> Handler:
             log.warning("job.unknown", job_name=job.name)
             return
         chain_id = int(job.payload["chain_id"])
-        if chain_id not in engine.rpc:
-            return  # a worker restricted to other chains
-        async with unit_of_work(engine.sessionmaker) as session:
-            chain = ChainConfig.of(await chains.get_chain(session, chain_id))
-        await drain_lane(engine, chain, uuid.UUID(str(job.payload["wallet_id"])))
+        if chain_id in engine.rpc:  # else a worker restricted to other chains
+            engine.wakeup(chain_id).set()
 
     return handle

@@ -7,11 +7,12 @@ or a killed process loses nothing; the next round (here or in another worker) pi
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Sequence
 
 from chainflow.core.logging import get_logger
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
-from chainflow.domain.transactions.executor import drain_lane
+from chainflow.domain.transactions.executor import drain_lanes
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.tracker import track_chain
 from chainflow.infra.db.uow import unit_of_work
@@ -19,7 +20,8 @@ from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.workers.jobs import handler_for
 
 log = get_logger(__name__)
-_LANES_AT_ONCE = 16
+_JOBS_AT_ONCE = 16
+_LANES_PER_DRAIN = 64  # lanes batched into one drain; more lanes make parallel drains
 
 
 async def run_engine(
@@ -39,7 +41,7 @@ async def run_engine(
     if queue is not None:
         queues = [chain_queue(cid) for cid in engine.rpc]
         loops.append(
-            queue.run_worker(queues, handler_for(engine), concurrency=_LANES_AT_ONCE, stop=stop)
+            queue.run_worker(queues, handler_for(engine), concurrency=_JOBS_AT_ONCE, stop=stop)
         )
     if engine.refresh_chains is not None:
         loops.append(_follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s))
@@ -69,7 +71,9 @@ async def _follow_registry(
 
 async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s: float) -> None:
     failures = 0
+    wakeup = engine.wakeup(chain_id)
     while not stop.is_set():
+        wakeup.clear()  # a doorbell from now on starts another round right after this one
         try:
             busy = await run_round(engine, chain_id)
             failures = 0
@@ -86,8 +90,16 @@ async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s
         if not busy:
             # Back off while the chain's node keeps failing: 0.1 s, doubling up to 5 s.
             wait_s = min(poll_s * 2 ** min(failures, 6), 5.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait_s)
+            await _wait_any(stop, wakeup, timeout_s=wait_s)
+
+
+async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def run_round(engine: Engine, chain_id: int) -> bool:
@@ -95,22 +107,21 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
     async with unit_of_work(engine.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, chain_id))
         lanes = await repository.lanes_with_queued(session, chain_id)
-    gate = asyncio.Semaphore(_LANES_AT_ONCE)
 
-    async def drain(wallet_id: uuid.UUID) -> int:
-        async with gate:
-            try:
-                return await drain_lane(engine, chain, wallet_id)
-            except Exception as exc:  # one lane's failure must not stop the others
-                log.error(
-                    "lane.drain_failed",
-                    chain_id=chain_id,
-                    wallet_id=str(wallet_id),
-                    error=repr(exc)[:500],
-                )
-                return 0
+    async def drain(wallet_ids: Sequence[uuid.UUID]) -> int:
+        try:
+            return await drain_lanes(engine, chain, wallet_ids)
+        except Exception as exc:  # one batch's failure must not stop the others
+            log.error(
+                "lanes.drain_failed",
+                chain_id=chain_id,
+                lanes=len(wallet_ids),
+                error=repr(exc)[:500],
+            )
+            return 0
 
-    signed = sum(await asyncio.gather(*(drain(w) for w in lanes)))
+    batches = [lanes[i : i + _LANES_PER_DRAIN] for i in range(0, len(lanes), _LANES_PER_DRAIN)]
+    signed = sum(await asyncio.gather(*(drain(batch) for batch in batches)))
     async with unit_of_work(engine.sessionmaker) as session:
         leased = await chains.take_tracker_lease(
             session, chain_id, owner=engine.owner, ttl_s=engine.config.tracker_lease_s

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.chains import service as chains
-from chainflow.domain.transactions.executor import drain_lane
+from chainflow.domain.transactions.executor import drain_lane, drain_lanes
 from chainflow.domain.transactions.runtime import ChainConfig
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
@@ -103,3 +103,17 @@ class TestLaneDrain:
         assert sorted(both) == [0, 3]
         rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
         assert sorted(tx.nonce or 0 for tx in rows) == [0, 1, 2]
+
+    async def test_one_drain_signs_every_lane_and_sends_each_in_nonce_order(
+        self, harness: EngineHarness
+    ) -> None:
+        wallets = [await harness.wallet() for _ in range(3)]
+        ids = {w.id: [await harness.submit(w, value=str(i + 1)) for i in range(4)] for w in wallets}
+        async with unit_of_work(harness.sessionmaker) as session:
+            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        signed = await drain_lanes(harness.engine, chain, [w.id for w in reversed(wallets)])
+        assert signed == 12
+        for wallet in wallets:
+            rows = await harness.run_until(ids[wallet.id], has_status(TxStatus.CONFIRMED))
+            assert [tx.nonce for tx in rows] == [0, 1, 2, 3]  # in submission order
+            assert await harness.chain_nonce(wallet) == 4

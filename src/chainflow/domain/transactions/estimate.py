@@ -17,6 +17,8 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify, revert_reason
 
+_CHUNK = 200  # calls per JSON-RPC batch, as for sends
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -34,32 +36,48 @@ def _call_of(tx: Transaction) -> dict[str, str]:
 
 
 async def estimate_gas(
-    engine: Engine, rpc: ChainRpc, rows: Sequence[Transaction]
-) -> list[Estimate]:
-    """Gas limits for the longest prefix of `rows` (queued requests of one lane, a snapshot in
-    submission order) that can go now. The signing step re-checks each one under its lock.
+    engine: Engine, rpc: ChainRpc, lanes: Sequence[Sequence[Transaction]]
+) -> list[list[Estimate]]:
+    """Per lane (queued requests of one lane, a snapshot in submission order), gas limits for
+    the longest prefix that can go now; every lane's calls go in the same JSON-RPC batches.
+    The signing step re-checks each request under its lock.
 
     Every request is estimated, also one with an explicit gas_limit (which must cover the
     estimate). A revert or a too-low limit fails that request (no nonce taken) and the prefix
     continues; any other error (no funds, transport) stops the prefix there, so later requests
     never overtake.
     """
+    calls = [("eth_estimateGas", [_call_of(tx)]) for lane in lanes for tx in lane]
+    answers: list[Any] = []
     try:
-        answers = await rpc.batch([("eth_estimateGas", [_call_of(tx)]) for tx in rows])
+        for start in range(0, len(calls), _CHUNK):
+            answers += await rpc.batch(calls[start : start + _CHUNK])
     except RpcTransportError:
-        return []
-    ready: list[Estimate] = []
+        return [[] for _ in lanes]
+    ready: list[list[Estimate]] = []
     refused: dict[uuid.UUID, tuple[str, str]] = {}
+    offset = 0
+    for lane in lanes:
+        ready.append(_prefix(engine, lane, answers[offset : offset + len(lane)], refused))
+        offset += len(lane)
+    if refused:
+        await _fail_refused(engine, refused)
+    return ready
+
+
+def _prefix(
+    engine: Engine,
+    rows: Sequence[Transaction],
+    answers: Sequence[Any],
+    refused: dict[uuid.UUID, tuple[str, str]],
+) -> list[Estimate]:
+    ready: list[Estimate] = []
     for tx, answer in zip(rows, answers, strict=True):
         if isinstance(answer, str):
             needed = int(answer, 16)
             if tx.gas_limit is None:
-                ready.append(
-                    Estimate(
-                        tx.id,
-                        with_gas_buffer(needed, buffer_percent=engine.config.gas_buffer_percent),
-                    )
-                )
+                buffer = engine.config.gas_buffer_percent
+                ready.append(Estimate(tx.id, with_gas_buffer(needed, buffer_percent=buffer)))
             elif needed <= tx.gas_limit:
                 ready.append(Estimate(tx.id, tx.gas_limit))
             else:
@@ -73,8 +91,6 @@ async def estimate_gas(
             refused[tx.id] = ("estimate_reverted", reason)
         else:
             break  # no funds or a node error: later requests must not overtake this one
-    if refused:
-        await _fail_refused(engine, refused)
     return ready
 
 

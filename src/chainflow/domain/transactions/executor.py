@@ -1,11 +1,10 @@
-"""Lane drain: estimate, then assign nonces and sign under the lane lock, then broadcast.
+"""Lane drains: estimate, then assign nonces and sign under the lane locks, then broadcast.
 
 Order of a round (DESIGN §6): gas is estimated and caps applied before any nonce is taken, so
 a revert never burns a nonce; nonces, signed bytes and hashes are committed together before
 the first send; sends go out in nonce order in one JSON-RPC batch.
 """
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.sending import SentAttempt, record_sends
 from chainflow.domain.transactions.signing import sign_attempt
 from chainflow.domain.transactions.state import TxEvent
-from chainflow.domain.wallets.models import Wallet, WalletStatus
-from chainflow.domain.wallets.service import claim_lane, get_wallet, lock_lane
+from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
+from chainflow.domain.wallets.service import claim_lanes, get_wallets, lock_lanes
 from chainflow.infra.db.uow import unit_of_work
 
 log = get_logger(__name__)
@@ -37,66 +36,96 @@ class Planned:
     rows: list[Transaction]  # queued requests of the lane, in submission order (a snapshot)
     wallet: Wallet
 
-    @property
-    def tx_ids(self) -> list[uuid.UUID]:
-        return [tx.id for tx in self.rows]
+
+@dataclass(frozen=True)
+class Ready:
+    """A lane cleared for signing: its estimated prefix and the node's pending nonce."""
+
+    wallet: Wallet
+    estimates: list[Estimate]
+    chain_pending: int
 
 
 async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> int:
-    """One round for one (wallet, chain) lane; returns how many requests were signed.
+    """One round for one (wallet, chain) lane; returns how many requests were signed."""
+    return await drain_lanes(engine, chain, [wallet_id])
 
-    A lane this process is already draining is skipped: the running drain or the next poll
-    round takes what is new, and estimating the same requests twice would only waste a round
-    trip (the lane lock in the database is what keeps other processes out of the nonces).
+
+async def drain_lanes(engine: Engine, chain: ChainConfig, wallet_ids: Sequence[uuid.UUID]) -> int:
+    """One round for these lanes of one chain, batched: one planning read, one estimate batch,
+    one signing transaction, one send batch and one record for all of them (the fixed cost
+    of a round no longer grows with the number of wallets). Returns how many were signed.
+
+    A lane this process is already draining is skipped: the running drain or the next round
+    takes what is new, and estimating the same requests twice would only waste a round trip
+    (the lane lock in the database is what keeps other processes out of the nonces).
     """
-    busy = engine.lane_locks.setdefault((wallet_id, chain.chain_id), asyncio.Lock())
-    if busy.locked():
+    lanes = [(w, chain.chain_id) for w in dict.fromkeys(wallet_ids)]
+    mine = [lane for lane in lanes if lane not in engine.draining]
+    if not mine:
         return 0
-    async with busy:
-        return await _drain(engine, chain, wallet_id)
+    engine.draining.update(mine)
+    try:
+        return await _drain(engine, chain, [wallet_id for wallet_id, _ in mine])
+    finally:
+        engine.draining.difference_update(mine)
 
 
-async def _drain(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> int:
+async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]) -> int:
     rpc = engine.rpc[chain.chain_id]
-    planned = await _plan(engine, chain, wallet_id)
-    if planned is None:
+    plans = await _plan(engine, chain, wallet_ids)
+    if not plans:
         return 0
-    estimates = await estimate_gas(engine, rpc, planned.rows)
-    if not estimates:
+    estimates = await estimate_gas(engine, rpc, [plan.rows for plan in plans])
+    going = [(plan, found) for plan, found in zip(plans, estimates, strict=True) if found]
+    if not going:
         return 0
     market = await market_fees(engine, chain)
-    pending = int(
-        await rpc.call("eth_getTransactionCount", [planned.wallet.address, "pending"]), 16
+    counts = await rpc.batch(
+        [("eth_getTransactionCount", [plan.wallet.address, "pending"]) for plan, _ in going]
     )
-    sent = await _sign(engine, chain, planned.wallet, estimates, market, chain_pending=pending)
+    ready = [
+        Ready(plan.wallet, found, int(count, 16))
+        for (plan, found), count in zip(going, counts, strict=True)
+        if isinstance(count, str)  # a lane whose count failed waits for the next round
+    ]
+    sent = await _sign(engine, chain, ready, market)
     if sent:
         engine.crasher.reached(CrashPoint.ATTEMPT_STORED)
         await record_sends(engine, chain, sent)
     return len(sent)
 
 
-async def _plan(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> Planned | None:
+async def _plan(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]) -> list[Planned]:
     async with unit_of_work(engine.sessionmaker) as session:
-        lease_s = engine.config.lane_lease_s
-        if not await claim_lane(
-            session, wallet_id, chain.chain_id, owner=engine.owner, ttl_s=lease_s
-        ):
-            return None  # another process drains this lane now
-        wallet = await get_wallet(session, wallet_id, lanes=False)
-        if wallet.status is WalletStatus.DISABLED:
-            await _fail_queued(session, chain, wallet)
-            return None
-        if wallet.status is not WalletStatus.ACTIVE:
-            return None
-        in_flight, blocked = await repository.lane_load(session, chain.chain_id, wallet.id)
-        if blocked:  # an attempt waits for funds: later requests must not overtake it
-            return None
-        room = min(engine.config.max_in_flight_per_lane - in_flight, engine.config.batch_size)
-        if room <= 0:
-            return None
-        rows = await repository.queued_for_lane(session, chain.chain_id, wallet.id, limit=room)
-        live = [tx for tx in rows if not _expired(session, tx)]
-        return Planned(live, wallet) if live else None
+        held = await claim_lanes(
+            session,
+            wallet_ids,
+            chain.chain_id,
+            owner=engine.owner,
+            ttl_s=engine.config.lane_lease_s,
+        )  # lanes another process holds are its to drain
+        wallets = await get_wallets(session, sorted(held))
+        loads = await repository.lane_loads(session, chain.chain_id, sorted(held))
+        plans: list[Planned] = []
+        for wallet_id in sorted(held):
+            wallet = wallets.get(wallet_id)
+            if wallet is None:
+                continue
+            if wallet.status is WalletStatus.DISABLED:
+                await _fail_queued(session, chain, wallet)
+                continue
+            in_flight, blocked = loads.get(wallet_id, (0, False))
+            if wallet.status is not WalletStatus.ACTIVE or blocked:
+                continue  # blocked: an attempt waits for funds, later ones must not overtake
+            room = min(engine.config.max_in_flight_per_lane - in_flight, engine.config.batch_size)
+            if room <= 0:
+                continue
+            rows = await repository.queued_for_lane(session, chain.chain_id, wallet_id, limit=room)
+            live = [tx for tx in rows if not _expired(session, tx)]
+            if live:
+                plans.append(Planned(live, wallet))
+        return plans
 
 
 def _expired(session: AsyncSession, tx: Transaction) -> bool:
@@ -122,46 +151,52 @@ def _fees_for(tx: Transaction, market: Fees, chain: ChainConfig) -> Fees:
 
 
 async def _sign(
-    engine: Engine,
-    chain: ChainConfig,
-    wallet: Wallet,
-    estimates: Sequence[Estimate],
-    market: Fees,
-    *,
-    chain_pending: int,
+    engine: Engine, chain: ChainConfig, lanes: Sequence[Ready], market: Fees
 ) -> list[SentAttempt]:
-    signer = engine.signer(wallet)
+    """Take nonces and sign, every lane in one transaction holding its lane locks; the
+    result is ordered by wallet, then nonce (the order the sends must go in)."""
     async with unit_of_work(engine.sessionmaker) as session:
-        lane = await lock_lane(session, wallet.id, chain.chain_id)
-        if chain_pending > lane.next_nonce:
-            # The key was used outside Chainflow (DESIGN §6.7-8): never reuse those nonces.
-            log.warning(
-                "lane.fast_forwarded",
-                wallet=wallet.address,
-                chain_id=chain.chain_id,
-                from_nonce=lane.next_nonce,
-                to_nonce=chain_pending,
-            )
-            lane.next_nonce = chain_pending
-        gas = {e.tx_id: e.gas_limit for e in estimates}
-        rows = await repository.lock_queued(session, list(gas))
+        locked = await lock_lanes(session, [ready.wallet.id for ready in lanes], chain.chain_id)
+        gas = {e.tx_id: e.gas_limit for ready in lanes for e in ready.estimates}
+        queued: dict[uuid.UUID, list[Transaction]] = {}
+        for tx in await repository.lock_queued(session, list(gas)):
+            queued.setdefault(tx.wallet_id, []).append(tx)
         sent: list[SentAttempt] = []
-        for tx in rows:
-            nonce = lane.next_nonce
-            attempt = await sign_attempt(
-                session,
-                tx,
-                signer=signer,
-                chain=chain,
-                nonce=nonce,
-                gas_limit=gas[tx.id],
-                fees=_fees_for(tx, market, chain),
-                kind=AttemptKind.ORIGINAL,
-            )
-            tx.nonce, tx.gas_limit = nonce, gas[tx.id]
-            apply(session, tx, TxEvent.SIGNED, nonce=nonce, hash=attempt.hash)
-            lane.next_nonce = nonce + 1
-            sent.append(SentAttempt(tx.id, attempt.id, attempt.raw, nonce))
+        for ready in sorted(lanes, key=lambda r: r.wallet.id):
+            lane = locked.get(ready.wallet.id)
+            if lane is None:
+                continue  # the lane was removed since the plan
+            _fast_forward(lane, ready)
+            signer = engine.signer(ready.wallet)
+            for tx in queued.get(ready.wallet.id, []):
+                nonce = lane.next_nonce
+                attempt = await sign_attempt(
+                    session,
+                    tx,
+                    signer=signer,
+                    chain=chain,
+                    nonce=nonce,
+                    gas_limit=gas[tx.id],
+                    fees=_fees_for(tx, market, chain),
+                    kind=AttemptKind.ORIGINAL,
+                )
+                tx.nonce, tx.gas_limit = nonce, gas[tx.id]
+                apply(session, tx, TxEvent.SIGNED, nonce=nonce, hash=attempt.hash)
+                lane.next_nonce = nonce + 1
+                sent.append(SentAttempt(tx.id, attempt.id, attempt.raw, nonce))
         if sent:
             engine.crasher.reached(CrashPoint.NONCE_TAKEN)
         return sent
+
+
+def _fast_forward(lane: WalletChain, ready: Ready) -> None:
+    if ready.chain_pending > lane.next_nonce:
+        # The key was used outside Chainflow (DESIGN §6.7-8): never reuse those nonces.
+        log.warning(
+            "lane.fast_forwarded",
+            wallet=ready.wallet.address,
+            chain_id=lane.chain_id,
+            from_nonce=lane.next_nonce,
+            to_nonce=ready.chain_pending,
+        )
+        lane.next_nonce = ready.chain_pending

@@ -97,26 +97,36 @@ async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequen
     return (await session.scalars(query)).all()
 
 
-async def lane_load(session: AsyncSession, chain_id: int, wallet_id: uuid.UUID) -> tuple[int, bool]:
-    """(requests in flight, whether the lane waits for funds) in one round trip."""
-    in_flight = select(func.count()).where(
-        Transaction.chain_id == chain_id,
-        Transaction.wallet_id == wallet_id,
-        Transaction.status.in_(IN_FLIGHT),
-    )
-    blocked = (
-        select(TxAttempt.id)
-        .join(Transaction, Transaction.id == TxAttempt.tx_id)
+async def lane_loads(
+    session: AsyncSession, chain_id: int, wallet_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, bool]]:
+    """Per lane: (requests in flight, whether it waits for funds); lanes with neither are
+    absent."""
+    ids = in_list(wallet_ids)
+    in_flight = (
+        select(Transaction.wallet_id, func.count())
         .where(
             Transaction.chain_id == chain_id,
-            Transaction.wallet_id == wallet_id,
+            Transaction.wallet_id.in_(ids),
+            Transaction.status.in_(IN_FLIGHT),
+        )
+        .group_by(Transaction.wallet_id)
+    )
+    loads = {w: (int(n), False) for w, n in (await session.execute(in_flight)).all()}
+    blocked = (
+        select(Transaction.wallet_id)
+        .join(TxAttempt, Transaction.id == TxAttempt.tx_id)
+        .where(
+            Transaction.chain_id == chain_id,
+            Transaction.wallet_id.in_(ids),
             Transaction.status == TxStatus.SIGNED,
             TxAttempt.last_error == "insufficient_funds",
         )
-        .exists()
+        .distinct()
     )
-    row = (await session.execute(select(in_flight.scalar_subquery(), blocked))).one()
-    return int(row[0] or 0), bool(row[1])
+    for wallet_id in (await session.scalars(blocked)).all():
+        loads[wallet_id] = (loads.get(wallet_id, (0, False))[0], True)
+    return loads
 
 
 async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> Sequence[Transaction]:

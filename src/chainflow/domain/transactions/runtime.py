@@ -77,11 +77,17 @@ class Engine:
     crasher: Crasher = field(default_factory=Crasher)  # chaos tests only
     # Market fees per chain id, with the monotonic time they were read (gas.market_fees).
     fee_cache: dict[int, tuple[float, Fees]] = field(default_factory=dict)
-    # One drain at a time per (wallet id, chain id) lane within this process.
-    lane_locks: dict[tuple[uuid.UUID, int], asyncio.Lock] = field(default_factory=dict)
+    # The (wallet id, chain id) lanes a drain of this process is working on: one at a time.
+    draining: set[tuple[uuid.UUID, int]] = field(default_factory=set)
+    # Set by a doorbell to start a chain's next round now instead of at its next poll.
+    wakeups: dict[int, asyncio.Event] = field(default_factory=dict)
     # Re-reads the chain registry into `rpc`; returns the chain ids it added (workers only).
     refresh_chains: Callable[[], Awaitable[list[int]]] | None = None
     _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
+
+    def wakeup(self, chain_id: int) -> asyncio.Event:
+        """The event a chain's loop waits on between rounds."""
+        return self.wakeups.setdefault(chain_id, asyncio.Event())
 
     def signer(self, wallet: Wallet) -> Signer:
         """The wallet's signer, decrypted once per process and kept in memory."""

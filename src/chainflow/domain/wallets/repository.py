@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.infra.db.params import in_list
 
 
 async def get(session: AsyncSession, wallet_id: uuid.UUID, *, lanes: bool = True) -> Wallet | None:
@@ -36,20 +37,22 @@ async def get_with_lane(
     return None if row is None else (row[0], bool(row[1]))
 
 
-async def take_lease(
+async def take_leases(
     session: AsyncSession,
-    wallet_id: uuid.UUID,
+    wallet_ids: Sequence[uuid.UUID],
     chain_id: int,
     *,
     owner: str,
     now: datetime,
     until: datetime,
-) -> bool:
-    """Set the lane's lease to `owner` unless another owner's lease is still running."""
+) -> set[uuid.UUID]:
+    """Set each lane's lease to `owner` unless another owner's lease is still running; returns
+    the lanes `owner` holds."""
+    ids = in_list(wallet_ids)
     statement = (
         update(WalletChain)
         .where(
-            WalletChain.wallet_id == wallet_id,
+            WalletChain.wallet_id.in_(ids),
             WalletChain.chain_id == chain_id,
             or_(
                 WalletChain.lease_owner.is_(None),
@@ -60,8 +63,34 @@ async def take_lease(
         .values(lease_owner=owner, lease_expires_at=until)
         .execution_options(synchronize_session=False)
     )
-    result = await session.execute(statement)
-    return bool(getattr(result, "rowcount", 0))
+    await session.execute(statement)
+    held = select(WalletChain.wallet_id).where(
+        WalletChain.wallet_id.in_(ids),
+        WalletChain.chain_id == chain_id,
+        WalletChain.lease_owner == owner,
+    )
+    return set((await session.scalars(held)).all())
+
+
+async def get_many(
+    session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Wallet]:
+    """Wallets by id, their lanes not loaded."""
+    query = select(Wallet).where(Wallet.id.in_(in_list(wallet_ids)))
+    return {wallet.id: wallet for wallet in (await session.scalars(query)).all()}
+
+
+async def lock_lanes(
+    session: AsyncSession, wallet_ids: Sequence[uuid.UUID], chain_id: int
+) -> dict[uuid.UUID, WalletChain]:
+    """Lock these lanes of a chain, in wallet id order (one order everywhere: no deadlock)."""
+    query = (
+        select(WalletChain)
+        .where(WalletChain.wallet_id.in_(in_list(wallet_ids)), WalletChain.chain_id == chain_id)
+        .order_by(WalletChain.wallet_id)
+        .with_for_update()
+    )
+    return {lane.wallet_id: lane for lane in (await session.scalars(query)).all()}
 
 
 async def list_page(

@@ -167,17 +167,40 @@ async def set_chain_enabled(
     return lane
 
 
-async def claim_lane(
-    session: AsyncSession, wallet_id: uuid.UUID, chain_id: int, *, owner: str, ttl_s: float
-) -> bool:
-    """Take or renew the lane's drain lease for `owner`; False while another process holds it
-    (or the lane does not exist). Only an optimisation: two drains of one lane would both
-    estimate and then queue on `lock_lane`, which is what keeps nonces single-writer."""
+async def claim_lanes(
+    session: AsyncSession,
+    wallet_ids: Sequence[uuid.UUID],
+    chain_id: int,
+    *,
+    owner: str,
+    ttl_s: float,
+) -> set[uuid.UUID]:
+    """Take or renew the drain lease of these lanes for `owner`; returns the lanes it now
+    holds (those another live process holds are left to it). Only an optimisation: two drains
+    of one lane would both estimate, then queue on the lane lock, which keeps nonces
+    single-writer."""
+    if not wallet_ids:
+        return set()
     now = utcnow()
     until = now + timedelta(seconds=ttl_s)
-    return await repository.take_lease(
-        session, wallet_id, chain_id, owner=owner, now=now, until=until
+    return await repository.take_leases(
+        session, wallet_ids, chain_id, owner=owner, now=now, until=until
     )
+
+
+async def get_wallets(
+    session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Wallet]:
+    """The wallets that exist among `wallet_ids`, by id (lanes not loaded)."""
+    return await repository.get_many(session, wallet_ids) if wallet_ids else {}
+
+
+async def lock_lanes(
+    session: AsyncSession, wallet_ids: Sequence[uuid.UUID], chain_id: int
+) -> dict[uuid.UUID, WalletChain]:
+    """lock_lane for many lanes, locked in wallet id order; a lane that does not exist is
+    absent from the result."""
+    return await repository.lock_lanes(session, wallet_ids, chain_id) if wallet_ids else {}
 
 
 async def lock_lane(session: AsyncSession, wallet_id: uuid.UUID, chain_id: int) -> WalletChain:
