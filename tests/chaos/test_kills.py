@@ -97,6 +97,8 @@ async def test_sigkill_while_recording_a_reorg(
         chain={"confirmations": 6},
         resend_after_s="0.5",
     ) as cluster:
+        # A workers' round can put every request in one block: give the reorg room below it.
+        await cluster.rpc.call("anvil_mine", ["0x5"])
         doomed = cluster.start_worker(test_crash_at=CrashPoint.REORG_RECORDING)
         await cluster.submit(2)
 

@@ -12,9 +12,11 @@ log = get_logger(__name__)
 
 
 def drain_job(chain_id: int, wallet_id: uuid.UUID) -> Job:
+    """A wake-up of the chain's worker loop, whose round drains every lane with work: one job
+    per chain at a time, whichever lane rang (its wallet rides along for the logs)."""
     return Job(
         DRAIN_JOB,
-        key=f"lane-{wallet_id}-{chain_id}",
+        key=f"wake-{chain_id}",
         payload={"chain_id": chain_id, "wallet_id": str(wallet_id)},
     )
 
@@ -28,25 +30,23 @@ async def ring_lane(queue: JobQueue, chain_id: int, wallet_id: uuid.UUID) -> Non
 
 
 class Doorbells:
-    """Rings lanes from one process, at most once per lane per `window_s`.
+    """Rings chains from one process, at most once per chain per `window_s`.
 
-    Under a burst every request of a lane would ring the same deduplicated job; skipping the
-    rings inside the window saves a queue round trip each, and costs at most one worker poll
-    of delay: every worker round re-reads the lanes with queued rows anyway.
+    A ring wakes a worker's round for the whole chain, so under a burst every request would
+    ring the same deduplicated job; skipping the rings inside the window saves a queue round
+    trip each, and costs at most one worker poll of delay: every worker round re-reads the
+    lanes with queued rows anyway.
     """
 
     def __init__(self, queue: JobQueue, *, window_s: float = 0.05) -> None:
         self.queue = queue
         self.window_s = window_s
-        self._rung: dict[tuple[int, uuid.UUID], float] = {}
+        self._rung: dict[int, float] = {}
 
     async def ring(self, chain_id: int, wallet_id: uuid.UUID) -> None:
         now = time.monotonic()
-        lane = (chain_id, wallet_id)
-        last = self._rung.get(lane)
+        last = self._rung.get(chain_id)
         if last is not None and now - last < self.window_s:
             return
-        if len(self._rung) >= 10_000:
-            self._rung.clear()
-        self._rung[lane] = now
+        self._rung[chain_id] = now
         await ring_lane(self.queue, chain_id, wallet_id)
