@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from sqlalchemy import func, insert, select
@@ -59,8 +60,26 @@ def percentiles(values: Sequence[float]) -> tuple[float, float]:
     return cuts[49], cuts[98]
 
 
-async def submit_all(run: Running, per_wallet: int, concurrency: int) -> tuple[list[float], int]:
-    """POST every request, `concurrency` at a time; per-request latency in ms, and errors."""
+async def submit_all(
+    run: Running, per_wallet: int, concurrency: int, batch: int = 0
+) -> tuple[list[float], int]:
+    """POST every request, `concurrency` at a time (with `batch`, POST /v1/transactions/batch
+    of that many, `concurrency // 16` at a time); per-call latency in ms, and requests that
+    were not accepted."""
+    bodies: list[dict[str, Any]] = [
+        {"chain_id": 31337, "wallet": address, "to": SINK, "value": str(i + 1)}
+        for i in range(per_wallet)
+        for address in run.addresses
+    ]
+    calls: list[tuple[str, dict[str, Any]]]
+    if batch:
+        calls = [
+            ("/v1/transactions/batch", {"transactions": bodies[i : i + batch]})
+            for i in range(0, len(bodies), batch)
+        ]
+        concurrency = max(1, concurrency // 16)
+    else:
+        calls = [("/v1/transactions", body) for body in bodies]
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     errors = 0
@@ -68,18 +87,17 @@ async def submit_all(run: Running, per_wallet: int, concurrency: int) -> tuple[l
     limits = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(headers=headers, connector=limits) as http:
 
-        async def one(address: str, i: int) -> None:
+        async def one(path: str, body: dict[str, Any]) -> None:
             nonlocal errors
-            body = {"chain_id": 31337, "wallet": address, "to": SINK, "value": str(i + 1)}
             async with gate:
                 started = time.perf_counter()
-                async with http.post(f"{run.api_url}/v1/transactions", json=body) as response:
+                async with http.post(f"{run.api_url}{path}", json=body) as response:
                     await response.read()
                     if response.status != 202:
-                        errors += 1
+                        errors += len(body.get("transactions", [body]))
                 latencies.append((time.perf_counter() - started) * 1000)
 
-        await asyncio.gather(*(one(a, i) for i in range(per_wallet) for a in run.addresses))
+        await asyncio.gather(*(one(path, body) for path, body in calls))
     return latencies, errors
 
 
@@ -123,7 +141,13 @@ async def lifecycle(database_url: str) -> tuple[float, list[float], list[float]]
 
 
 async def chainflow_run(
-    shape: str, wallets: int, per_wallet: int, folder: Path, concurrency: int, workers: int = 2
+    shape: str,
+    wallets: int,
+    per_wallet: int,
+    folder: Path,
+    concurrency: int,
+    workers: int = 2,
+    batch: int = 0,
 ) -> Figures:
     async with (
         run_anvil(port=baselines.free_port()) as anvil,
@@ -132,7 +156,7 @@ async def chainflow_run(
         stop = asyncio.Event()
         sampler = asyncio.create_task(run.sample_rss(stop))
         cpu_before = run.cpu_seconds()
-        latencies, errors = await submit_all(run, per_wallet, concurrency)
+        latencies, errors = await submit_all(run, per_wallet, concurrency, batch)
         await wait_confirmed(run.database_url, wallets * per_wallet - errors, 900)
         cpu_after = run.cpu_seconds()
         stop.set()
@@ -140,7 +164,7 @@ async def chainflow_run(
         span, q2s, s2c = await lifecycle(run.database_url)
     n = wallets * per_wallet - errors
     return Figures(
-        label=f"chainflow {shape}",
+        label=f"chainflow {shape}" + (f", batches of {batch}" if batch else ""),
         txs=n,
         seconds=span,
         tx_per_s=n / span,
@@ -271,11 +295,12 @@ async def main(args: argparse.Namespace) -> None:
         print(f"== {wallets} wallets x {per_wallet} requests", flush=True)
         rows = await baseline_runs(wallets, per_wallet, args.naive_limit_s)
         for shape in args.shapes:
-            rows.append(
-                await chainflow_run(
-                    shape, wallets, per_wallet, folder, args.concurrency, args.workers
+            for batch in sorted({0, args.batch}):
+                rows.append(
+                    await chainflow_run(
+                        shape, wallets, per_wallet, folder, args.concurrency, args.workers, batch
+                    )
                 )
-            )
         lines = [f"### {wallets} wallet(s), {wallets * per_wallet} requests", "", *table(rows)]
         lines += ["", "Ratios (tx/s):", *ratios(rows), "", "CPU per confirmed tx (ms):"]
         lines += [
@@ -312,6 +337,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--concurrency", type=int, default=64, help="API requests in flight")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (distributed)")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="also submit through /v1/transactions/batch"
+    )
     parser.add_argument("--naive-limit-s", type=float, default=20.0)
     parser.add_argument("--queued", type=int, default=100_000, help="0 skips the RSS run")
     parser.add_argument("--write", default="", help="update this markdown report")

@@ -207,3 +207,97 @@ class TestListAndCancel:
             "/v1/transactions/6f1c3a8e-2b9d-4d1e-9a7c-0e5b8f3d2a11", headers=setup["write"]
         )
         assert (response.status_code, response.json()["code"]) == (404, "transaction_not_found")
+
+
+class TestBatch:
+    async def test_items_are_queued_in_order_and_read_back_the_same(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        items = [body(setup, value=str(i + 1)) for i in range(3)]
+        response = await api.client.post(
+            "/v1/transactions/batch", headers=setup["write"], json={"transactions": items}
+        )
+        assert response.status_code == 202, response.text
+        stored = response.json()["items"]
+        assert [(tx["value"], tx["status"]) for tx in stored] == [
+            ("1", "queued"),
+            ("2", "queued"),
+            ("3", "queued"),
+        ]
+        for tx in stored:
+            fetched = await api.client.get(f"/v1/transactions/{tx['id']}", headers=setup["write"])
+            assert fetched.json() == tx
+
+    @pytest.mark.parametrize(
+        ("bad_item", "status", "code"),
+        [
+            ({"wallet": "0x" + "12" * 20}, 422, "unknown_wallet"),
+            ({"chain_id": 999}, 422, "unknown_chain"),
+            ({"function": "transfer(address)", "args": ["nope"]}, 422, "invalid_function_call"),
+        ],
+    )
+    async def test_one_bad_item_fails_the_batch_naming_it_and_stores_nothing(
+        self,
+        api: ApiHarness,
+        setup: dict[str, Any],
+        bad_item: dict[str, Any],
+        status: int,
+        code: str,
+    ) -> None:
+        items = [body(setup), body(setup, **bad_item), body(setup)]
+        response = await api.client.post(
+            "/v1/transactions/batch", headers=setup["write"], json={"transactions": items}
+        )
+        assert response.status_code == status, response.text
+        problem = response.json()
+        assert response.headers["content-type"] == "application/problem+json"
+        assert (problem["code"], problem["index"]) == (code, 1)
+        assert problem["detail"].startswith("transactions[1]: ")
+        listed = await api.client.get("/v1/transactions", headers=setup["write"])
+        assert listed.json()["items"] == []
+
+    @pytest.mark.parametrize("count", [0, 501])
+    async def test_empty_or_oversized_batches_are_422(
+        self, api: ApiHarness, setup: dict[str, Any], count: int
+    ) -> None:
+        response = await api.client.post(
+            "/v1/transactions/batch",
+            headers=setup["write"],
+            json={"transactions": [body(setup)] * count},
+        )
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+
+    async def test_same_key_and_items_replay_another_batch_is_409(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        headers = setup["write"] | {"Idempotency-Key": "payroll-7"}
+        items = {"transactions": [body(setup, value="1"), body(setup, value="2")]}
+        first = await api.client.post("/v1/transactions/batch", headers=headers, json=items)
+        again = await api.client.post("/v1/transactions/batch", headers=headers, json=items)
+        assert first.status_code == again.status_code == 202
+        assert first.json() == again.json()
+        assert again.headers["idempotent-replayed"] == "true"
+        other = {"transactions": [body(setup, value="1"), body(setup, value="3")]}
+        conflict = await api.client.post("/v1/transactions/batch", headers=headers, json=other)
+        shorter = {"transactions": [body(setup, value="1")]}
+        short = await api.client.post("/v1/transactions/batch", headers=headers, json=shorter)
+        assert [conflict.status_code, short.status_code] == [409, 409]
+        listed = await api.client.get("/v1/transactions", headers=setup["write"])
+        assert len(listed.json()["items"]) == 2
+
+    async def test_concurrent_duplicate_batches_store_one(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        headers = setup["write"] | {"Idempotency-Key": "race"}
+        items = {"transactions": [body(setup, value=str(i + 1)) for i in range(5)]}
+        answers = await asyncio.gather(
+            *(
+                api.client.post("/v1/transactions/batch", headers=headers, json=items)
+                for _ in range(4)
+            )
+        )
+        assert {a.status_code for a in answers} == {202}
+        assert len({tuple(tx["id"] for tx in a.json()["items"]) for a in answers}) == 1
+        listed = await api.client.get("/v1/transactions", headers=setup["write"])
+        assert len(listed.json()["items"]) == 5

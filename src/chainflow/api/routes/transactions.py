@@ -16,6 +16,8 @@ from chainflow.domain.transactions.schemas import (
     ErrorRead,
     EventRead,
     ReceiptRead,
+    TxBatchCreate,
+    TxBatchRead,
     TxCreate,
     TxList,
     TxRead,
@@ -53,6 +55,41 @@ async def submit_transaction(
         view, headers = render_new(result.created), None
     else:
         view, headers = render(earlier), {"Idempotent-Replayed": "true"}
+    return Response(
+        view.model_dump_json(by_alias=True),
+        status_code=status.HTTP_202_ACCEPTED,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TxBatchRead,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def submit_batch(
+    body: TxBatchCreate,
+    resources: ResourcesDep,
+    key: TxWriteKey,
+    idempotency_key: Annotated[str | None, Header(max_length=service.BATCH_KEY_MAX)] = None,
+) -> Response:
+    """Queue up to 500 requests in one call, all or none: an item that fails a check fails
+    the batch (the problem's `index` says which) and nothing is stored. With an
+    Idempotency-Key, the same key and items return the same transactions."""
+    async with unit_of_work(resources.sessionmaker) as session:
+        result = await service.submit_batch(
+            session, body.transactions, api_key_id=key.id, idempotency_key=idempotency_key
+        )
+    if result.created is not None:
+        for chain_id, wallet_id in dict.fromkeys((r.chain_id, r.wallet_id) for r in result.created):
+            await resources.doorbells.ring(chain_id, wallet_id)
+        view, headers = TxBatchRead(items=[render_new(r) for r in result.created]), None
+    else:
+        earlier = result.earlier or []
+        view = TxBatchRead(items=[render(tx) for tx in earlier])
+        headers = {"Idempotent-Replayed": "true"}
     return Response(
         view.model_dump_json(by_alias=True),
         status_code=status.HTTP_202_ACCEPTED,

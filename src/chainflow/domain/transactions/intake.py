@@ -5,9 +5,10 @@ event are plain INSERTs whose values are all known here, so nothing is read back
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from eth_utils.address import is_address, to_checksum_address
 from sqlalchemy import ColumnElement, Table, and_, false, insert, select
@@ -111,6 +112,15 @@ async def find_target(session: AsyncSession, chain_id: int, wallet_ref: str) -> 
 async def insert_request(session: AsyncSession, request: NewRequest) -> None:
     """Store the request and its `created` event (raises IntegrityError on a duplicate key)."""
     await session.execute(insert(_TRANSACTIONS), asdict(request))
+    await session.execute(insert(_EVENTS), _created_event(request))
+
+
+async def insert_requests(session: AsyncSession, requests: Sequence[NewRequest]) -> None:
+    """insert_request for many, two statements in all."""
+    await session.execute(insert(_TRANSACTIONS), [asdict(request) for request in requests])
+    await session.execute(insert(_EVENTS), [_created_event(request) for request in requests])
+
+
+def _created_event(request: NewRequest) -> dict[str, Any]:
     # No `detail`: given as None, the JSON column would store the JSON text 'null'.
-    event = {"tx_id": request.id, "to_status": request.status.value, "at": request.created_at}
-    await session.execute(insert(_EVENTS), event)
+    return {"tx_id": request.id, "to_status": request.status.value, "at": request.created_at}

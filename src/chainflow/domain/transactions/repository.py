@@ -32,6 +32,18 @@ async def get_by_idempotency_key(
     return (await session.scalars(query)).one_or_none()
 
 
+async def get_by_idempotency_keys(
+    session: AsyncSession, api_key_id: uuid.UUID | None, keys: Sequence[str]
+) -> dict[str, Transaction]:
+    """The requests stored under any of these keys, by key, with attempts and events."""
+    query = (
+        select(Transaction)
+        .where(Transaction.api_key_id == api_key_id, Transaction.idempotency_key.in_(keys))
+        .options(selectinload(Transaction.attempts), selectinload(Transaction.events))
+    )
+    return {tx.idempotency_key or "": tx for tx in (await session.scalars(query)).all()}
+
+
 async def list_page(
     session: AsyncSession,
     *,

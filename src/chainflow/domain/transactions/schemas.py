@@ -74,6 +74,16 @@ class TxCreate(BaseModel):
         return self
 
 
+class TxBatchCreate(BaseModel):
+    """Up to 500 requests stored at once, all or none (any item's error fails the batch)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"transactions": [_TRANSFER_EXAMPLE]}]}
+    )
+
+    transactions: list[TxCreate] = Field(min_length=1, max_length=500)
+
+
 def _is_hex(digits: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in digits)
 
@@ -176,3 +186,9 @@ class TxSummary(BaseModel):
 class TxList(BaseModel):
     items: list[TxSummary]
     next_cursor: str | None = None
+
+
+class TxBatchRead(BaseModel):
+    """The stored requests, in the order they were given."""
+
+    items: list[TxRead]

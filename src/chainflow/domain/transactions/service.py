@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
+from chainflow.core.errors import ChainflowError, InvalidInput
 from chainflow.domain.chains.errors import UnknownChain
 from chainflow.domain.transactions import intake, repository
 from chainflow.domain.transactions.calldata import encode_call
@@ -168,6 +169,103 @@ def _new_request(
         created_at=now,
         updated_at=now,
     )
+
+
+MAX_BATCH = 500
+BATCH_KEY_MAX = 240  # room for the "#<index>" each item's stored key gets
+
+
+@dataclass(frozen=True)
+class BatchSubmitted:
+    """New requests (`created`) or the earlier batch with the same idempotency key."""
+
+    created: list[NewRequest] | None = None
+    earlier: list[Transaction] | None = None
+
+
+async def submit_batch(
+    session: AsyncSession,
+    bodies: Sequence[TxCreate],
+    *,
+    api_key_id: uuid.UUID | None,
+    idempotency_key: str | None,
+) -> BatchSubmitted:
+    """Store many queued requests at once, all or none: the first item that fails a check
+    fails the batch (its error says which), and nothing is stored.
+
+    With an Idempotency-Key, item i is stored under `<key>#<i>`; the same key and items
+    return the earlier batch. Raises: IdempotencyConflict.
+    """
+    fingerprints = [request_hash(body) for body in bodies]
+    keys = _item_keys(idempotency_key, len(bodies))
+    if keys is not None:
+        earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
+        if earlier is not None:
+            return BatchSubmitted(earlier=earlier)
+    targets: dict[tuple[int, str], _Checked] = {}
+    requests: list[NewRequest] = []
+    for index, body in enumerate(bodies):
+        try:
+            target = targets.get((body.chain_id, body.wallet))
+            if target is None:
+                found = await intake.find_target(session, body.chain_id, body.wallet)
+                target = targets[(body.chain_id, body.wallet)] = _checked(found, body)
+            requests.append(
+                _new_request(
+                    body,
+                    target,
+                    fingerprint=fingerprints[index],
+                    api_key_id=api_key_id,
+                    idempotency_key=keys[index] if keys is not None else None,
+                )
+            )
+        except ChainflowError as exc:
+            raise type(exc)(f"transactions[{index}]: {exc.detail}", index=index) from None
+    if keys is None:
+        await intake.insert_requests(session, requests)
+        return BatchSubmitted(created=requests)
+    try:  # a savepoint, so that losing the race below leaves the session usable
+        async with session.begin_nested():
+            await intake.insert_requests(session, requests)
+    except IntegrityError:
+        earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
+        if earlier is None:
+            raise
+        return BatchSubmitted(earlier=earlier)
+    return BatchSubmitted(created=requests)
+
+
+def _item_keys(idempotency_key: str | None, count: int) -> list[str] | None:
+    if idempotency_key is None:
+        return None
+    if len(idempotency_key) > BATCH_KEY_MAX:
+        raise InvalidInput(f"a batch's Idempotency-Key is at most {BATCH_KEY_MAX} characters")
+    return [f"{idempotency_key}#{index}" for index in range(count)]
+
+
+async def _earlier_batch(
+    session: AsyncSession,
+    api_key_id: uuid.UUID | None,
+    keys: list[str],
+    fingerprints: list[str],
+) -> list[Transaction] | None:
+    """The batch stored under these keys, None if there is none; a batch that differs in
+    any item (or in length) is a conflict."""
+    # One key past the end too: a longer earlier batch is a different batch.
+    beyond = keys[-1].rsplit("#", 1)[0] + f"#{len(keys)}"
+    found = await repository.get_by_idempotency_keys(session, api_key_id, [*keys, beyond])
+    if not found:
+        return None
+    earlier = [found.get(key) for key in keys]
+    same = all(
+        tx is not None and tx.request_hash == fingerprint
+        for tx, fingerprint in zip(earlier, fingerprints, strict=True)
+    )
+    if not same or beyond in found:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different batch of requests"
+        )
+    return [tx for tx in earlier if tx is not None]
 
 
 async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> Transaction:
