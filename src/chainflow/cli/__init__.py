@@ -1,5 +1,26 @@
 """The `chainflow` command line: api, dev, db, apikey, wallet, keys."""
 
-from chainflow.cli.app import main
+import signal
+import sys
+from types import FrameType
+
+_SERVICES = ("api", "worker")
+
+
+def main() -> None:
+    """Entry point. A service told to stop while it is still starting (its imports and checks
+    take about a second) exits 0 at once: it has begun no work. Once running, it installs its
+    own handler, which drains what is in flight first."""
+    if len(sys.argv) > 1 and sys.argv[1] in _SERVICES:
+        signal.signal(signal.SIGTERM, _stopped_while_starting)
+    # Imported only now, with the handler in place: importing is most of the start-up.
+    from chainflow.cli.app import main as run_app
+
+    run_app()
+
+
+def _stopped_while_starting(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
 
 __all__ = ["main"]
