@@ -94,7 +94,7 @@ async def test_sigkill_while_recording_a_reorg(
         anvil,
         redis_url=REDIS_URL,
         workers=0,
-        chain={"confirmations": 6},
+        chain={"confirmations": 12},  # deeper than all our blocks: all stay mined
         resend_after_s="0.5",
     ) as cluster:
         # A workers' round can put every request in one block: give the reorg room below it.
