@@ -8,6 +8,7 @@ the first send; sends go out in nonce order in one JSON-RPC batch.
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,11 +19,11 @@ from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
 from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
 from chainflow.domain.transactions.gas import chain_caps, market_fees
-from chainflow.domain.transactions.lifecycle import apply
+from chainflow.domain.transactions.lifecycle import apply, step
 from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.sending import SentAttempt, record_sends
-from chainflow.domain.transactions.signing import sign_attempt
+from chainflow.domain.transactions.signing import signed_attempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.domain.wallets.service import claim_lanes, get_wallets, lock_lanes
@@ -162,6 +163,9 @@ async def _sign(
         for tx in await repository.lock_queued(session, list(gas)):
             queued.setdefault(tx.wallet_id, []).append(tx)
         sent: list[SentAttempt] = []
+        attempts: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        signed: list[dict[str, Any]] = []
         for ready in sorted(lanes, key=lambda r: r.wallet.id):
             lane = locked.get(ready.wallet.id)
             if lane is None:
@@ -170,8 +174,7 @@ async def _sign(
             signer = engine.signer(ready.wallet)
             for tx in queued.get(ready.wallet.id, []):
                 nonce = lane.next_nonce
-                attempt = await sign_attempt(
-                    session,
+                attempt = await signed_attempt(
                     tx,
                     signer=signer,
                     chain=chain,
@@ -180,10 +183,22 @@ async def _sign(
                     fees=_fees_for(tx, market, chain),
                     kind=AttemptKind.ORIGINAL,
                 )
-                tx.nonce, tx.gas_limit = nonce, gas[tx.id]
-                apply(session, tx, TxEvent.SIGNED, nonce=nonce, hash=attempt.hash)
+                status, event = step(tx, TxEvent.SIGNED, nonce=nonce, hash=attempt["hash"])
+                attempts.append(attempt)
+                events.append(event)
+                signed.append(
+                    {
+                        "id": tx.id,
+                        "status": status,
+                        "nonce": nonce,
+                        "gas_limit": gas[tx.id],
+                        "updated_at": event["at"],
+                    }
+                )
                 lane.next_nonce = nonce + 1
-                sent.append(SentAttempt(tx.id, attempt.id, attempt.raw, nonce))
+                sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce))
+        # The ORM rows of these requests are left as read; nothing reads them after this.
+        await repository.store_signed(session, attempts, events, signed)
         if sent:
             engine.crasher.reached(CrashPoint.NONCE_TAKEN)
         return sent

@@ -11,19 +11,23 @@ from chainflow.domain.transactions.state import TxEvent, TxStatus, transition
 
 def apply(session: AsyncSession, tx: Transaction, event: TxEvent, **detail: Any) -> TxStatus:
     """Move `tx` by `event` (raises InvalidTransition) and log the step with `detail`."""
-    before = tx.status
-    tx.status = transition(before, event)
-    tx.updated_at = utcnow()
-    session.add(
-        TxEventRow(
-            tx_id=tx.id,
-            from_status=before.value,
-            to_status=tx.status.value,
-            at=tx.updated_at,
-            detail={"event": event.value, **detail} if detail or event else None,
-        )
-    )
-    return tx.status
+    status, row = step(tx, event, **detail)
+    tx.status, tx.updated_at = status, row["at"]
+    session.add(TxEventRow(**row))
+    return status
+
+
+def step(tx: Transaction, event: TxEvent, **detail: Any) -> tuple[TxStatus, dict[str, Any]]:
+    """Where `event` moves `tx` (raises InvalidTransition) and the values of the event row
+    that logs it, without changing `tx`: for callers that write many rows in bulk."""
+    status = transition(tx.status, event)
+    return status, {
+        "tx_id": tx.id,
+        "from_status": tx.status.value,
+        "to_status": status.value,
+        "at": utcnow(),
+        "detail": {"event": event.value, **detail},
+    }
 
 
 def record_created(session: AsyncSession, tx: Transaction) -> TxEventRow:

@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chainflow.core.clock import utcnow
 from chainflow.domain.transactions.fees import Eip1559Fees, Fees, LegacyFees
 from chainflow.domain.transactions.models import AttemptKind, AttemptStatus, Transaction, TxAttempt
 from chainflow.domain.transactions.runtime import ChainConfig
@@ -42,6 +43,37 @@ def fees_of(attempt: TxAttempt) -> Fees:
     return Eip1559Fees(attempt.max_fee_per_gas_wei or 0, attempt.max_priority_fee_per_gas_wei or 0)
 
 
+async def signed_attempt(
+    tx: Transaction,
+    *,
+    signer: Signer,
+    chain: ChainConfig,
+    nonce: int,
+    gas_limit: int,
+    fees: Fees,
+    kind: AttemptKind,
+) -> dict[str, Any]:
+    """Sign an attempt of `tx`; its column values (id, raw bytes, hash, fees, ...)."""
+    cancel = kind is AttemptKind.CANCEL
+    fields = tx_fields(tx, chain=chain, nonce=nonce, gas_limit=gas_limit, fees=fees, cancel=cancel)
+    signed = await signer.sign_transaction(fields)
+    return {
+        "id": uuid.uuid4(),
+        "tx_id": tx.id,
+        "kind": kind,
+        "status": AttemptStatus.SIGNED,
+        "nonce": nonce,
+        "gas_limit": fields["gas"],
+        "max_fee_per_gas_wei": fields.get("maxFeePerGas"),
+        "max_priority_fee_per_gas_wei": fields.get("maxPriorityFeePerGas"),
+        "gas_price_wei": fields.get("gasPrice"),
+        "raw": signed.raw,
+        "hash": signed.hash,
+        "broadcast_count": 0,
+        "created_at": utcnow(),
+    }
+
+
 async def sign_attempt(
     session: AsyncSession,
     tx: Transaction,
@@ -54,22 +86,9 @@ async def sign_attempt(
     kind: AttemptKind,
 ) -> TxAttempt:
     """Sign and add an attempt row; the caller commits before sending it."""
-    cancel = kind is AttemptKind.CANCEL
-    fields = tx_fields(tx, chain=chain, nonce=nonce, gas_limit=gas_limit, fees=fees, cancel=cancel)
-    signed = await signer.sign_transaction(fields)
-    attempt = TxAttempt(
-        id=uuid.uuid4(),
-        tx_id=tx.id,
-        kind=kind,
-        status=AttemptStatus.SIGNED,
-        nonce=nonce,
-        gas_limit=fields["gas"],
-        max_fee_per_gas_wei=fields.get("maxFeePerGas"),
-        max_priority_fee_per_gas_wei=fields.get("maxPriorityFeePerGas"),
-        gas_price_wei=fields.get("gasPrice"),
-        raw=signed.raw,
-        hash=signed.hash,
-        broadcast_count=0,
+    values = await signed_attempt(
+        tx, signer=signer, chain=chain, nonce=nonce, gas_limit=gas_limit, fees=fees, kind=kind
     )
+    attempt = TxAttempt(**values)
     session.add(attempt)
     return attempt
