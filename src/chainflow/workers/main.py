@@ -105,7 +105,7 @@ async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
 async def run_round(engine: Engine, chain_id: int) -> bool:
     """Drain every lane with work, then track the chain once. True if anything was signed."""
     async with unit_of_work(engine.sessionmaker) as session:
-        chain = ChainConfig.of(await chains.get_chain(session, chain_id))
+        chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
         lanes = await repository.lanes_with_queued(session, chain_id)
 
     async def drain(wallet_ids: Sequence[uuid.UUID]) -> int:

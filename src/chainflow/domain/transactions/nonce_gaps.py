@@ -54,7 +54,7 @@ async def _fill(
     nonce: int,
     fees: Fees,
 ) -> None:
-    wallet = await get_wallet(session, failed.wallet_id)
+    wallet = await get_wallet(session, failed.wallet_id, lanes=False)
     filler = Transaction(
         id=uuid.uuid4(),
         kind=TxKind.FILLER,

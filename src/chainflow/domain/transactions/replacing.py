@@ -43,7 +43,7 @@ async def replace(
         except FeeCapReached as exc:
             log.warning("tx.bump_capped", tx_id=str(tx.id), detail=exc.detail)
             return SentAttempt(tx.id, previous.id, previous.raw, previous.nonce)
-        wallet = await get_wallet(session, tx.wallet_id)
+        wallet = await get_wallet(session, tx.wallet_id, lanes=False)
         attempt = await sign_attempt(
             session,
             tx,

@@ -24,19 +24,6 @@ async def get_by_address(session: AsyncSession, address: str) -> Wallet | None:
     return (await session.scalars(query)).one_or_none()
 
 
-async def get_with_lane(
-    session: AsyncSession, chain_id: int, *, wallet_id: uuid.UUID | None, address: str | None
-) -> tuple[Wallet, bool] | None:
-    """A wallet (without its lanes loaded) and whether its lane on `chain_id` is enabled,
-    in one query."""
-    query = select(Wallet, WalletChain.enabled).outerjoin(
-        WalletChain, and_(WalletChain.wallet_id == Wallet.id, WalletChain.chain_id == chain_id)
-    )
-    query = query.where(Wallet.id == wallet_id if wallet_id else Wallet.address == address)
-    row = (await session.execute(query)).one_or_none()
-    return None if row is None else (row[0], bool(row[1]))
-
-
 async def take_leases(
     session: AsyncSession,
     wallet_ids: Sequence[uuid.UUID],

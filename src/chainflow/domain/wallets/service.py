@@ -93,29 +93,6 @@ async def get_wallet(session: AsyncSession, ref: str | uuid.UUID, *, lanes: bool
     return wallet
 
 
-async def get_wallet_on_chain(
-    session: AsyncSession, ref: str, chain_id: int
-) -> tuple[Wallet, bool]:
-    """A wallet by id or address (its lanes not loaded) and whether it is enabled on
-    `chain_id`. Raises: WalletNotFound."""
-    found = None
-    if is_address(ref):
-        address = str(to_checksum_address(ref))
-        found = await repository.get_with_lane(session, chain_id, wallet_id=None, address=address)
-    else:
-        try:
-            wallet_id = uuid.UUID(ref)
-        except ValueError:
-            wallet_id = None
-        if wallet_id is not None:
-            found = await repository.get_with_lane(
-                session, chain_id, wallet_id=wallet_id, address=None
-            )
-    if found is None:
-        raise WalletNotFound(f"wallet {ref} does not exist")
-    return found
-
-
 async def list_wallets(
     session: AsyncSession, *, limit: int, cursor: str | None
 ) -> tuple[Sequence[Wallet], str | None]:
