@@ -234,6 +234,8 @@ class TestBatch:
             ({"wallet": "0x" + "12" * 20}, 422, "unknown_wallet"),
             ({"chain_id": 999}, 422, "unknown_chain"),
             ({"function": "transfer(address)", "args": ["nope"]}, 422, "invalid_function_call"),
+            # the same wallet and chain as item 0, so checked against a target read once
+            ({"max_fee_per_gas": str(10**15)}, 422, "fee_above_chain_cap"),
         ],
     )
     async def test_one_bad_item_fails_the_batch_naming_it_and_stores_nothing(
@@ -244,6 +246,9 @@ class TestBatch:
         status: int,
         code: str,
     ) -> None:
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            chain = await session.get_one(Chain, 31337)
+            chain.max_fee_per_gas_cap = 10**12
         items = [body(setup), body(setup, **bad_item), body(setup)]
         response = await api.client.post(
             "/v1/transactions/batch", headers=setup["write"], json={"transactions": items}

@@ -202,18 +202,17 @@ async def submit_batch(
         earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
         if earlier is not None:
             return BatchSubmitted(earlier=earlier)
-    targets: dict[tuple[int, str], _Checked] = {}
+    targets: dict[tuple[int, str], intake.Target | None] = {}
     requests: list[NewRequest] = []
     for index, body in enumerate(bodies):
         try:
-            target = targets.get((body.chain_id, body.wallet))
-            if target is None:
-                found = await intake.find_target(session, body.chain_id, body.wallet)
-                target = targets[(body.chain_id, body.wallet)] = _checked(found, body)
+            pair = (body.chain_id, body.wallet)
+            if pair not in targets:  # read once per chain and wallet; checked for every item
+                targets[pair] = await intake.find_target(session, body.chain_id, body.wallet)
             requests.append(
                 _new_request(
                     body,
-                    target,
+                    _checked(targets[pair], body),
                     fingerprint=fingerprints[index],
                     api_key_id=api_key_id,
                     idempotency_key=keys[index] if keys is not None else None,
