@@ -106,6 +106,8 @@ async def _plan(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID])
             owner=engine.owner,
             ttl_s=engine.config.lane_lease_s,
         )  # lanes another process holds are its to drain
+        if not held:
+            return []
         wallets = await get_wallets(session, sorted(held))
         loads = await repository.lane_loads(session, chain.chain_id, sorted(held))
         plans: list[Planned] = []
