@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from pydantic import BaseModel
 
 from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, TxWriteKey
 from chainflow.api.responses import problem_responses
@@ -49,18 +50,10 @@ async def submit_transaction(
         if result.created is None:
             assert result.earlier is not None  # noqa: S101 - one of the two is set
             earlier = await service.get_transaction(session, result.earlier.id)
-    # The view is built here and sent as is: FastAPI would validate it a second time.
-    if result.created is not None:
-        await resources.doorbells.ring(result.created.chain_id, result.created.wallet_id)
-        view, headers = render_new(result.created), None
-    else:
-        view, headers = render(earlier), {"Idempotent-Replayed": "true"}
-    return Response(
-        view.model_dump_json(by_alias=True),
-        status_code=status.HTTP_202_ACCEPTED,
-        media_type="application/json",
-        headers=headers,
-    )
+    if result.created is None:
+        return _accepted(render(earlier), replayed=True)
+    await resources.doorbells.ring(result.created.chain_id, result.created.wallet_id)
+    return _accepted(render_new(result.created), replayed=False)
 
 
 @router.post(
@@ -82,19 +75,21 @@ async def submit_batch(
         result = await service.submit_batch(
             session, body.transactions, api_key_id=key.id, idempotency_key=idempotency_key
         )
-    if result.created is not None:
-        for chain_id, wallet_id in dict.fromkeys((r.chain_id, r.wallet_id) for r in result.created):
-            await resources.doorbells.ring(chain_id, wallet_id)
-        view, headers = TxBatchRead(items=[render_new(r) for r in result.created]), None
-    else:
+    if result.created is None:
         earlier = result.earlier or []
-        view = TxBatchRead(items=[render(tx) for tx in earlier])
-        headers = {"Idempotent-Replayed": "true"}
+        return _accepted(TxBatchRead(items=[render(tx) for tx in earlier]), replayed=True)
+    for chain_id, wallet_id in dict.fromkeys((r.chain_id, r.wallet_id) for r in result.created):
+        await resources.doorbells.ring(chain_id, wallet_id)
+    return _accepted(TxBatchRead(items=[render_new(r) for r in result.created]), replayed=False)
+
+
+def _accepted(view: BaseModel, *, replayed: bool) -> Response:
+    """202 with the view sent as is (FastAPI would validate a returned model a second time)."""
     return Response(
         view.model_dump_json(by_alias=True),
         status_code=status.HTTP_202_ACCEPTED,
         media_type="application/json",
-        headers=headers,
+        headers={"Idempotent-Replayed": "true"} if replayed else None,
     )
 
 
