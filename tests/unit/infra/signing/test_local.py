@@ -109,6 +109,24 @@ class TestLocalSigner:
         signed = await LocalSigner(KEY).sign_transaction(TYPE_2_TX)
         assert signed.hash == "0x" + keccak(signed.raw).hex()
 
+    @pytest.mark.parametrize("tx", [TYPE_2_TX, LEGACY_TX], ids=["type-2", "legacy"])
+    async def test_bytes_are_eth_accounts_own(self, tx: dict[str, object]) -> None:
+        # RFC 6979 signatures are deterministic: the signer's one-key backend must give
+        # exactly what eth-account gives with its stock backend.
+        expected = Account.sign_transaction(dict(tx), KEY_HEX)
+
+        signed = await LocalSigner(KEY).sign_transaction(tx)
+
+        assert signed.raw == bytes(expected.raw_transaction)
+
+    async def test_signs_for_its_own_key_only(self) -> None:
+        other = generate_private_key()
+        signed = await LocalSigner(other).sign_transaction(TYPE_2_TX)
+
+        recovered = Account.recover_transaction(signed.raw)
+
+        assert recovered == address_of(other)
+
     async def test_signature_is_low_s(self) -> None:
         # EIP-2: nodes reject s > n/2; the PKCS#11 and KMS signers must match this.
         for nonce in range(8):
