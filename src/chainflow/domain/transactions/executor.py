@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
-from chainflow.domain.transactions import repository
+from chainflow.domain.transactions import bulk, repository
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
 from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
 from chainflow.domain.transactions.gas import chain_caps, market_fees
@@ -198,9 +198,11 @@ async def _sign(
                     }
                 )
                 lane.next_nonce = nonce + 1
-                sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce))
+                sent.append(
+                    SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"])
+                )
         # The ORM rows of these requests are left as read; nothing reads them after this.
-        await repository.store_signed(session, attempts, events, signed)
+        await bulk.store_signed(session, attempts, events, signed)
         if sent:
             engine.crasher.reached(CrashPoint.NONCE_TAKEN)
         return sent

@@ -1,5 +1,6 @@
 """Apply a state-machine event to a transaction row and append its event, in one DB transaction."""
 
+import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,10 +21,17 @@ def apply(session: AsyncSession, tx: Transaction, event: TxEvent, **detail: Any)
 def step(tx: Transaction, event: TxEvent, **detail: Any) -> tuple[TxStatus, dict[str, Any]]:
     """Where `event` moves `tx` (raises InvalidTransition) and the values of the event row
     that logs it, without changing `tx`: for callers that write many rows in bulk."""
-    status = transition(tx.status, event)
+    return step_row(tx.id, tx.status, event, **detail)
+
+
+def step_row(
+    tx_id: uuid.UUID, current: TxStatus, event: TxEvent, **detail: Any
+) -> tuple[TxStatus, dict[str, Any]]:
+    """`step` for a request known only by its id and status (a Core read)."""
+    status = transition(current, event)
     return status, {
-        "tx_id": tx.id,
-        "from_status": tx.status.value,
+        "tx_id": tx_id,
+        "from_status": current.value,
         "to_status": status.value,
         "at": utcnow(),
         "detail": {"event": event.value, **detail},

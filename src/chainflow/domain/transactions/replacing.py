@@ -42,7 +42,7 @@ async def replace(
             )
         except FeeCapReached as exc:
             log.warning("tx.bump_capped", tx_id=str(tx.id), detail=exc.detail)
-            return SentAttempt(tx.id, previous.id, previous.raw, previous.nonce)
+            return SentAttempt(tx.id, previous.id, previous.raw, previous.nonce, previous.hash)
         wallet = await get_wallet(session, tx.wallet_id, lanes=False)
         attempt = await sign_attempt(
             session,
@@ -57,4 +57,4 @@ async def replace(
             else AttemptKind.BUMP,
         )
         log.info("tx.replaced", tx_id=str(tx.id), kind=attempt.kind.value, hash=attempt.hash)
-        return SentAttempt(tx.id, attempt.id, attempt.raw, attempt.nonce)
+        return SentAttempt(tx.id, attempt.id, attempt.raw, attempt.nonce, attempt.hash)

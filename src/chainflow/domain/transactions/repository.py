@@ -3,19 +3,17 @@
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow
+from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.params import in_list
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
-_ATTEMPTS = cast(Table, TxAttempt.__table__)
-_EVENTS = cast(Table, TxEventRow.__table__)
 IN_FLIGHT = (TxStatus.SIGNED, TxStatus.SUBMITTED)
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
 
@@ -143,32 +141,6 @@ async def lane_loads(
     for wallet_id in (await session.scalars(blocked)).all():
         loads[wallet_id] = (loads.get(wallet_id, (0, False))[0], True)
     return loads
-
-
-async def store_signed(
-    session: AsyncSession,
-    attempts: Sequence[dict[str, Any]],
-    events: Sequence[dict[str, Any]],
-    signed: Sequence[dict[str, Any]],
-) -> None:
-    """Write a signing round in three bulk statements: the attempt rows, the event rows, and
-    each request's new status, nonce and gas limit (`signed`: id, status, nonce, gas_limit,
-    updated_at)."""
-    if not attempts:
-        return
-    await session.execute(insert(_ATTEMPTS), list(attempts))
-    await session.execute(insert(_EVENTS), list(events))
-    await session.execute(
-        update(_TRANSACTIONS)
-        .where(_TRANSACTIONS.c.id == bindparam("b_id"))
-        .values(
-            status=bindparam("b_status"),
-            nonce=bindparam("b_nonce"),
-            gas_limit=bindparam("b_gas_limit"),
-            updated_at=bindparam("b_updated_at"),
-        ),
-        [{f"b_{key}": value for key, value in row.items()} for row in signed],
-    )
 
 
 async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> Sequence[Transaction]:

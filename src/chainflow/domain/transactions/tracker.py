@@ -12,7 +12,8 @@ from sqlalchemy.orm import selectinload
 from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
-from chainflow.domain.transactions import repository
+from chainflow.domain.transactions import bulk, repository
+from chainflow.domain.transactions.confirming import COMMON, record_common
 from chainflow.domain.transactions.decisions import (
     Action,
     Decision,
@@ -129,17 +130,22 @@ async def _record(
     decisions: dict[uuid.UUID, Decision],
     seen: Observed,
 ) -> list[SentAttempt]:
-    """Apply receipt, finality, reorg and foreign-nonce outcomes in one DB transaction."""
+    """Apply receipt, finality, reorg and foreign-nonce outcomes in one DB transaction:
+    receipts in bulk (confirming.py), the rare outcomes row by row (receipts.py)."""
     resend: list[SentAttempt] = []
     moving = [tx for tx in rows if _changes(tx, decisions[tx.id])]
     if not moving:
         return resend
     async with unit_of_work(engine.sessionmaker) as session:
-        locked = await _lock(session, [tx.id for tx in moving])
-        for snapshot in moving:
-            tx = locked.get(snapshot.id)
-            if tx is None or tx.status is not snapshot.status:
-                continue  # another worker moved it since we looked
+        current = await bulk.lock_states(session, [tx.id for tx in moving])
+        # A request whose status changed since we looked was moved by another worker.
+        still = [tx for tx in moving if tx.id in current and current[tx.id].status is tx.status]
+        common = [tx for tx in still if decisions[tx.id].action in COMMON]
+        await record_common(session, common, decisions, current, head=seen.head)
+        rare = [tx for tx in still if decisions[tx.id].action not in COMMON]
+        locked = await _lock(session, [tx.id for tx in rare]) if rare else {}
+        for snapshot in rare:
+            tx = locked[snapshot.id]
             decision = decisions[snapshot.id]
             again = await apply_decision(session, tx, decision, seen=seen)
             if decision.action is Action.REORGED:
@@ -150,7 +156,8 @@ async def _record(
 
 
 def _changes(tx: Transaction, decision: Decision) -> bool:
-    """Whether applying `decision` writes anything (see receipts.apply_decision)."""
+    """Whether applying `decision` writes anything (a receipt, an outcome, or the first-seen
+    block of an attempt just sent)."""
     if decision.action is not Action.NONE:
         return True
     return any(a.first_sent_at is not None and a.sent_at_block is None for a in tx.attempts)

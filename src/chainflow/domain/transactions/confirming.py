@@ -1,0 +1,108 @@
+"""Receipts and confirmations of many locked requests at once: the tracker's common path.
+
+Every request the tracker sees mined goes through here, so it is written as a few bulk
+statements rather than an ORM flush per row; the rare outcomes (reorgs, foreign nonces,
+re-sends) stay in receipts.py.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.clock import utcnow
+from chainflow.domain.transactions import bulk
+from chainflow.domain.transactions.decisions import Action, Decision
+from chainflow.domain.transactions.lifecycle import step_row
+from chainflow.domain.transactions.models import AttemptKind, Transaction
+from chainflow.domain.transactions.state import TxEvent, TxStatus
+
+COMMON = (Action.NONE, Action.RECORD_RECEIPT, Action.FINALIZE)
+
+
+async def record_common(
+    session: AsyncSession,
+    rows: Sequence[Transaction],
+    decisions: dict[uuid.UUID, Decision],
+    locked: dict[uuid.UUID, bulk.LockedState],
+    *,
+    head: int,
+) -> None:
+    """Write receipts, depth and finality of `rows` (locked by the caller, `locked` their
+    current state), and stamp the head on attempts first seen sent."""
+    writes = bulk.ReceiptWrites(head=head)
+    now = utcnow()
+    for tx in rows:
+        decision = decisions[tx.id]
+        if decision.action is Action.NONE:
+            writes.stamped.append(tx.id)
+        else:
+            _mined(writes, tx, decision, locked[tx.id], now)
+    await bulk.store_receipts(session, writes)
+
+
+def _mined(
+    writes: bulk.ReceiptWrites,
+    tx: Transaction,
+    decision: Decision,
+    current: bulk.LockedState,
+    now: datetime,
+) -> None:
+    mined, receipt = decision.attempt, decision.receipt
+    assert mined is not None  # noqa: S101 - set for receipt actions
+    assert receipt is not None  # noqa: S101
+    block_hash = str(receipt["blockHash"])
+    receipt_status = _int(receipt.get("status"))
+    status = current.status
+    moved = current.final_hash != mined.hash or current.block_hash != block_hash
+    if status is not TxStatus.MINED or moved:
+        status = _step(writes, tx.id, status, TxEvent.RECEIPT_FOUND, mined.hash, block_hash)
+    error: tuple[str, str] | tuple[None, None] = (None, None)
+    if decision.action is Action.FINALIZE:
+        if mined.kind is AttemptKind.CANCEL:
+            event = TxEvent.CANCEL_WON
+        elif receipt_status == 0:
+            event = TxEvent.CONFIRMED_REVERT
+            error = ("reverted", "the transaction reverted on chain")
+        else:
+            event = TxEvent.CONFIRMED_SUCCESS
+        status = _step(writes, tx.id, status, event, mined.hash)
+    writes.requests.append(
+        {
+            "id": tx.id,
+            "status": status,
+            "final_hash": mined.hash,
+            "block_hash": block_hash,
+            "block_number": int(receipt["blockNumber"], 16),
+            "gas_used": _int(receipt.get("gasUsed")),
+            "effective_gas_price_wei": _int(receipt.get("effectiveGasPrice")),
+            "receipt_status": receipt_status,
+            "confirmations": max(decision.depth, 0),
+            "error_code": error[0],
+            "error_message": error[1],
+            "updated_at": now,
+        }
+    )
+    writes.attempts.append({"tx_id": tx.id, "mined": mined.id})
+
+
+def _step(
+    writes: bulk.ReceiptWrites,
+    tx_id: uuid.UUID,
+    status: TxStatus,
+    event: TxEvent,
+    hash_: str,
+    block_hash: str | None = None,
+) -> TxStatus:
+    detail: dict[str, Any] = {"hash": hash_}
+    if block_hash is not None:
+        detail["block_hash"] = block_hash
+    moved, row = step_row(tx_id, status, event, **detail)
+    writes.events.append(row)
+    return moved
+
+
+def _int(value: Any) -> int | None:
+    return int(value, 16) if isinstance(value, str) else None
