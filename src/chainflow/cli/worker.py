@@ -12,6 +12,7 @@ from chainflow.core.logging import get_logger
 from chainflow.domain.wallets.custody import check_master_key
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import RedisJobQueue
+from chainflow.infra.queue.signals import RedisSignals
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.workers.context import open_engine
 from chainflow.workers.main import run_engine
@@ -50,11 +51,22 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         doorbells = RedisJobQueue(settings.redis_url) if settings.redis_url else None
+        signals = None
         try:
             async with open_engine(settings, chain_ids=chain_ids) as engine:
+                if settings.redis_url:
+                    signals = RedisSignals(settings.redis_url, sender=engine.owner)
                 log.info("worker.started", chains=sorted(engine.rpc))
-                await run_engine(engine, stop, poll_s=settings.worker_poll_s, queue=doorbells)
+                await run_engine(
+                    engine,
+                    stop,
+                    poll_s=settings.worker_poll_s,
+                    queue=doorbells,
+                    signals=signals,
+                )
         finally:
+            if signals is not None:
+                await signals.close()
             if doorbells is not None:
                 await doorbells.close()
         log.info("worker.stopped")

@@ -17,6 +17,7 @@ from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.tracker import track_chain
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
+from chainflow.infra.queue.signals import RedisSignals
 from chainflow.workers.jobs import handler_for
 
 log = get_logger(__name__)
@@ -30,9 +31,11 @@ async def run_engine(
     *,
     poll_s: float = 0.1,
     queue: JobQueue | None = None,
+    signals: RedisSignals | None = None,
     refresh_s: float = 10.0,
 ) -> None:
-    """Run one loop per chain, and the doorbell consumer if a queue is given, until `stop`.
+    """Run one loop per chain, the doorbell consumer if a queue is given and the signal
+    listener if `signals` is, until `stop`.
 
     Chains enabled in the registry later get their loop within `refresh_s`; their doorbells
     are consumed after a restart (until then the loop's polling picks up their work).
@@ -43,9 +46,17 @@ async def run_engine(
         loops.append(
             queue.run_worker(queues, handler_for(engine), concurrency=_JOBS_AT_ONCE, stop=stop)
         )
+    if signals is not None:
+        engine.signal = signals.publish_soon
+        loops.append(signals.listen(lambda chain_id: _wake(engine, chain_id), stop))
     if engine.refresh_chains is not None:
         loops.append(_follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s))
     await asyncio.gather(*loops)
+
+
+def _wake(engine: Engine, chain_id: int) -> None:
+    if chain_id in engine.rpc:  # else a worker restricted to other chains
+        engine.wakeup(chain_id).set()
 
 
 async def _follow_registry(

@@ -94,6 +94,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]
     if sent:
         engine.crasher.reached(CrashPoint.ATTEMPT_STORED)
         await record_sends(engine, chain, sent)
+        engine.signal_others(chain.chain_id)
     return len(sent)
 
 

@@ -83,11 +83,19 @@ class Engine:
     wakeups: dict[int, asyncio.Event] = field(default_factory=dict)
     # Re-reads the chain registry into `rpc`; returns the chain ids it added (workers only).
     refresh_chains: Callable[[], Awaitable[list[int]]] | None = None
+    # Tells the other worker processes a chain has work now (infra/queue/signals.py).
+    signal: Callable[[int], None] | None = None
     _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
 
     def wakeup(self, chain_id: int) -> asyncio.Event:
         """The event a chain's loop waits on between rounds."""
         return self.wakeups.setdefault(chain_id, asyncio.Event())
+
+    def signal_others(self, chain_id: int) -> None:
+        """Wake the chain's loop in the other worker processes (best effort): sends for the
+        tracker, or room freed in lanes another process drains."""
+        if self.signal is not None:
+            self.signal(chain_id)
 
     def signer(self, wallet: Wallet) -> Signer:
         """The wallet's signer, decrypted once per process and kept in memory."""

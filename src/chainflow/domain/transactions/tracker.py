@@ -31,6 +31,7 @@ from chainflow.infra.db.uow import unit_of_work
 
 log = get_logger(__name__)
 _CHUNK = 500
+_QUIET = (Action.NONE, Action.RESEND)  # outcomes that free no room in a lane
 
 
 async def track_chain(engine: Engine, chain: ChainConfig) -> int:
@@ -47,6 +48,8 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     _bump_lowest_only(rows, decisions)
     _hold_foreign(engine, chain, decisions)
     resend = await _record(engine, rows, decisions, seen)
+    if any(d.action not in _QUIET for d in decisions.values()):
+        engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
     for tx in rows:
         action = decisions[tx.id].action
         if action in (Action.BUMP, Action.CANCEL):

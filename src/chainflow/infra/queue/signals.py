@@ -1,0 +1,87 @@
+"""Chain signals: tell every worker process at once that a chain's loop has work now.
+
+A drain that sent transactions wants the tracker (maybe in another process) to look; a
+tracker round that confirmed requests frees room in lanes another process drains. Without a
+signal each waits for its next poll. Redis pub/sub, best effort by design: a lost signal
+costs one poll interval, never a request (every round re-reads the database).
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from chainflow.core.logging import get_logger
+
+log = get_logger(__name__)
+_PUBLISH_TIMEOUT_S = 0.5
+_RETRY_S = (0.5, 5.0)  # reconnect backoff of the listener: first, cap
+
+
+class RedisSignals:
+    """Publish and receive chain signals; `sender` tells this process's own apart."""
+
+    def __init__(self, url: str, *, sender: str, prefix: str = "chainflow") -> None:
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+        self._sender = sender
+        self._prefix = f"{prefix}:signal:"
+        self._pending: dict[int, asyncio.Task[None]] = {}
+        self._failing = False
+
+    def publish_soon(self, chain_id: int) -> None:
+        """Signal `chain_id` in the background; never blocks nor fails the caller. A signal
+        still on its way for this chain covers this one."""
+        running = self._pending.get(chain_id)
+        if running is not None and not running.done():
+            return
+        self._pending[chain_id] = asyncio.create_task(self._publish(chain_id))
+
+    async def _publish(self, chain_id: int) -> None:
+        try:
+            await asyncio.wait_for(
+                self._redis.publish(f"{self._prefix}{chain_id}", self._sender),
+                timeout=_PUBLISH_TIMEOUT_S,
+            )
+            self._failing = False
+        except (RedisError, OSError, TimeoutError) as exc:
+            if not self._failing:  # once per outage, not once per round
+                log.warning("signals.publish_failed", error=repr(exc)[:200])
+            self._failing = True
+
+    async def listen(self, on_signal: Callable[[int], None], stop: asyncio.Event) -> None:
+        """Call `on_signal(chain_id)` for each signal from another process until `stop`;
+        reconnects with backoff while Redis is away."""
+        delay_s = _RETRY_S[0]
+        while not stop.is_set():
+            try:
+                await self._receive(on_signal, stop)
+                delay_s = _RETRY_S[0]
+            except (RedisError, OSError) as exc:
+                log.warning("signals.listen_failed", error=repr(exc)[:200], retry_s=delay_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay_s)
+                delay_s = min(delay_s * 2, _RETRY_S[1])
+
+    async def _receive(self, on_signal: Callable[[int], None], stop: asyncio.Event) -> None:
+        async with self._redis.pubsub() as pubsub:
+            await pubsub.psubscribe(f"{self._prefix}*")
+            while not stop.is_set():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None or message.get("type") != "pmessage":
+                    continue
+                if _text(message["data"]) == self._sender:
+                    continue
+                chain = _text(message["channel"]).removeprefix(self._prefix)
+                if chain.isdigit():
+                    on_signal(int(chain))
+
+    async def close(self) -> None:
+        for task in self._pending.values():
+            task.cancel()
+        await self._redis.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

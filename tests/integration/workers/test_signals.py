@@ -1,0 +1,88 @@
+"""Chain signals between worker processes, on the real Redis (fails if it is unreachable)."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from chainflow.infra.queue.signals import RedisSignals
+from tests.support.polling import eventually
+
+REDIS_URL = os.environ.get("CHAINFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@asynccontextmanager
+async def listening(signals: RedisSignals, heard: list[int]) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(signals.listen(heard.append, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+
+
+async def until_subscribed(sender: RedisSignals, heard: list[int]) -> None:
+    # A subscription starts asynchronously: publish a probe chain until it is heard.
+    async def probe() -> bool:
+        sender.publish_soon(1)
+        await asyncio.sleep(0)
+        return 1 in heard
+
+    await eventually(probe, timeout_s=10, interval_s=0.05)
+    heard.clear()
+
+
+class TestRedisSignals:
+    async def test_another_process_hears_the_chain(self) -> None:
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        a = RedisSignals(REDIS_URL, sender="a", prefix=prefix)
+        b = RedisSignals(REDIS_URL, sender="b", prefix=prefix)
+        heard: list[int] = []
+        try:
+            async with listening(b, heard):
+                await until_subscribed(a, heard)
+                a.publish_soon(31337)
+
+                async def got() -> bool:
+                    return 31337 in heard
+
+                await eventually(got, timeout_s=5)
+        finally:
+            await a.close()
+            await b.close()
+
+    async def test_a_process_does_not_hear_itself(self) -> None:
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        me = RedisSignals(REDIS_URL, sender="me", prefix=prefix)
+        other = RedisSignals(REDIS_URL, sender="other", prefix=prefix)
+        heard: list[int] = []
+        try:
+            async with listening(me, heard):
+                await until_subscribed(other, heard)
+                me.publish_soon(5)
+                other.publish_soon(6)  # published after ours: once it is heard, ours was too
+
+                async def got() -> bool:
+                    return 6 in heard
+
+                await eventually(got, timeout_s=5)
+                assert 5 not in heard
+        finally:
+            await me.close()
+            await other.close()
+
+    async def test_an_unreachable_redis_fails_neither_side(self) -> None:
+        # Port 1 refuses connections: the listener keeps retrying until stopped, and
+        # publishing is dropped without an error reaching the caller.
+        signals = RedisSignals("redis://127.0.0.1:1/0", sender="x", prefix="unreachable")
+        heard: list[int] = []
+        try:
+            async with listening(signals, heard):
+                signals.publish_soon(1)
+                signals.publish_soon(1)  # covered by the one on its way
+                await asyncio.sleep(0)
+            assert heard == []
+        finally:
+            await signals.close()
