@@ -58,7 +58,7 @@ class RedisSignals:
             try:
                 await self._receive(on_signal, stop)
                 delay_s = _RETRY_S[0]
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # never the worker's end: its loops poll without signals
                 log.warning("signals.listen_failed", error=repr(exc)[:200], retry_s=delay_s)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay_s)
