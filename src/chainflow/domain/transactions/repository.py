@@ -3,9 +3,8 @@
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, and_, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -13,7 +12,6 @@ from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.params import in_list
 
-_TRANSACTIONS = cast(Table, Transaction.__table__)
 IN_FLIGHT = (TxStatus.SIGNED, TxStatus.SUBMITTED)
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
-from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import bulk
 from chainflow.domain.transactions.broadcast import SendOutcome, outcome_of, send_raw
 from chainflow.domain.transactions.lifecycle import step_row
@@ -16,8 +15,6 @@ from chainflow.domain.transactions.nonce_gaps import release_nonce
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.infra.db.uow import unit_of_work
-
-log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
