@@ -6,7 +6,7 @@ event are plain INSERTs whose values are all known here, so nothing is read back
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -63,6 +63,9 @@ class NewRequest:
     updated_at: datetime
 
 
+_COLUMNS = tuple(field.name for field in fields(NewRequest))
+
+
 def _wallet_match(ref: str) -> ColumnElement[bool]:
     if is_address(ref):
         return Wallet.address == str(to_checksum_address(ref))
@@ -111,14 +114,19 @@ async def find_target(session: AsyncSession, chain_id: int, wallet_ref: str) -> 
 
 async def insert_request(session: AsyncSession, request: NewRequest) -> None:
     """Store the request and its `created` event (raises IntegrityError on a duplicate key)."""
-    await session.execute(insert(_TRANSACTIONS), asdict(request))
+    await session.execute(insert(_TRANSACTIONS), _columns(request))
     await session.execute(insert(_EVENTS), _created_event(request))
 
 
 async def insert_requests(session: AsyncSession, requests: Sequence[NewRequest]) -> None:
     """insert_request for many, two statements in all."""
-    await session.execute(insert(_TRANSACTIONS), [asdict(request) for request in requests])
+    await session.execute(insert(_TRANSACTIONS), [_columns(request) for request in requests])
     await session.execute(insert(_EVENTS), [_created_event(request) for request in requests])
+
+
+def _columns(request: NewRequest) -> dict[str, Any]:
+    # Not dataclasses.asdict: it deep-copies every value (4% of the API's CPU per submit).
+    return {name: getattr(request, name) for name in _COLUMNS}
 
 
 def _created_event(request: NewRequest) -> dict[str, Any]:
