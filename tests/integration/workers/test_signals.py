@@ -6,6 +6,8 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
+
 from chainflow.infra.queue.signals import RedisSignals
 from tests.support.polling import eventually
 
@@ -27,7 +29,6 @@ async def until_subscribed(sender: RedisSignals, heard: list[int]) -> None:
     # A subscription starts asynchronously: publish a probe chain until it is heard.
     async def probe() -> bool:
         sender.publish_soon(1)
-        await asyncio.sleep(0)
         return 1 in heard
 
     await eventually(probe, timeout_s=10, interval_s=0.05)
@@ -75,14 +76,21 @@ class TestRedisSignals:
 
     async def test_an_unreachable_redis_fails_neither_side(self) -> None:
         # Port 1 refuses connections: the listener keeps retrying until stopped, and
-        # publishing is dropped without an error reaching the caller.
+        # publishing is dropped without an error reaching the caller; both say so in the log.
         signals = RedisSignals("redis://127.0.0.1:1/0", sender="x", prefix="unreachable")
         heard: list[int] = []
         try:
-            async with listening(signals, heard):
-                signals.publish_soon(1)
-                signals.publish_soon(1)  # covered by the one on its way
-                await asyncio.sleep(0)
+            with structlog.testing.capture_logs() as logs:
+                async with listening(signals, heard):
+                    signals.publish_soon(1)
+                    signals.publish_soon(1)  # covered by the one on its way
+
+                    async def both_failed() -> bool:
+                        events = {entry["event"] for entry in logs}
+                        return {"signals.listen_failed", "signals.publish_failed"} <= events
+
+                    await eventually(both_failed, timeout_s=10)
             assert heard == []
+            assert sum(entry["event"] == "signals.publish_failed" for entry in logs) == 1
         finally:
             await signals.close()
