@@ -17,8 +17,6 @@ def handler_for(engine: Engine) -> Handler:
         if job.name != DRAIN_JOB:
             log.warning("job.unknown", job_name=job.name)
             return
-        chain_id = int(job.payload["chain_id"])
-        if chain_id in engine.rpc:  # else a worker restricted to other chains
-            engine.wakeup(chain_id).set()
+        engine.wake(int(job.payload["chain_id"]))
 
     return handle

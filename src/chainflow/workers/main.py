@@ -48,15 +48,10 @@ async def run_engine(
         )
     if signals is not None:
         engine.signal = signals.publish_soon
-        loops.append(signals.listen(lambda chain_id: _wake(engine, chain_id), stop))
+        loops.append(signals.listen(engine.wake, stop))
     if engine.refresh_chains is not None:
         loops.append(_follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s))
     await asyncio.gather(*loops)
-
-
-def _wake(engine: Engine, chain_id: int) -> None:
-    if chain_id in engine.rpc:  # else a worker restricted to other chains
-        engine.wakeup(chain_id).set()
 
 
 async def _follow_registry(

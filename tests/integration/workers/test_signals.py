@@ -25,6 +25,21 @@ async def listening(signals: RedisSignals, heard: list[int]) -> AsyncIterator[No
         await asyncio.wait_for(task, timeout=5)
 
 
+@asynccontextmanager
+async def two_processes(
+    first: str, second: str
+) -> AsyncIterator[tuple[RedisSignals, RedisSignals]]:
+    # Their own prefix: other runs on this Redis never reach them.
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    a = RedisSignals(REDIS_URL, sender=first, prefix=prefix)
+    b = RedisSignals(REDIS_URL, sender=second, prefix=prefix)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def until_subscribed(sender: RedisSignals, heard: list[int]) -> None:
     # A subscription starts asynchronously: publish a probe chain until it is heard.
     async def probe() -> bool:
@@ -37,42 +52,28 @@ async def until_subscribed(sender: RedisSignals, heard: list[int]) -> None:
 
 class TestRedisSignals:
     async def test_another_process_hears_the_chain(self) -> None:
-        prefix = f"t{uuid.uuid4().hex[:10]}"
-        a = RedisSignals(REDIS_URL, sender="a", prefix=prefix)
-        b = RedisSignals(REDIS_URL, sender="b", prefix=prefix)
         heard: list[int] = []
-        try:
-            async with listening(b, heard):
-                await until_subscribed(a, heard)
-                a.publish_soon(31337)
+        async with two_processes("a", "b") as (a, b), listening(b, heard):
+            await until_subscribed(a, heard)
+            a.publish_soon(31337)
 
-                async def got() -> bool:
-                    return 31337 in heard
+            async def got() -> bool:
+                return 31337 in heard
 
-                await eventually(got, timeout_s=5)
-        finally:
-            await a.close()
-            await b.close()
+            await eventually(got, timeout_s=5)
 
     async def test_a_process_does_not_hear_itself(self) -> None:
-        prefix = f"t{uuid.uuid4().hex[:10]}"
-        me = RedisSignals(REDIS_URL, sender="me", prefix=prefix)
-        other = RedisSignals(REDIS_URL, sender="other", prefix=prefix)
         heard: list[int] = []
-        try:
-            async with listening(me, heard):
-                await until_subscribed(other, heard)
-                me.publish_soon(5)
-                other.publish_soon(6)  # published after ours: once it is heard, ours was too
+        async with two_processes("me", "other") as (me, other), listening(me, heard):
+            await until_subscribed(other, heard)
+            me.publish_soon(5)
+            other.publish_soon(6)  # published after ours: once it is heard, ours was too
 
-                async def got() -> bool:
-                    return 6 in heard
+            async def got() -> bool:
+                return 6 in heard
 
-                await eventually(got, timeout_s=5)
-                assert 5 not in heard
-        finally:
-            await me.close()
-            await other.close()
+            await eventually(got, timeout_s=5)
+            assert 5 not in heard
 
     async def test_an_unreachable_redis_fails_neither_side(self) -> None:
         # Port 1 refuses connections: the listener keeps retrying until stopped, and

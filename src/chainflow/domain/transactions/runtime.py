@@ -91,6 +91,12 @@ class Engine:
         """The event a chain's loop waits on between rounds."""
         return self.wakeups.setdefault(chain_id, asyncio.Event())
 
+    def wake(self, chain_id: int) -> None:
+        """Start the chain's next round now (a doorbell or a signal); a chain this engine
+        does not serve (a worker restricted to other chains) is ignored."""
+        if chain_id in self.rpc:
+            self.wakeup(chain_id).set()
+
     def signal_others(self, chain_id: int) -> None:
         """Wake the chain's loop in the other worker processes (best effort): sends for the
         tracker, or room freed in lanes another process drains."""
