@@ -23,6 +23,7 @@ from chainflow.infra.signing.keystore import (
     validate_private_key,
 )
 from chainflow.infra.signing.signer import SignedTx
+from chainflow.infra.signing.type2 import sign_type_2, type_2_fields
 
 __all__ = ["LocalSigner", "address_of", "generate_private_key"]
 
@@ -65,12 +66,12 @@ class _OneKeyBackend(CoinCurveECCBackend):
 
     def __init__(self, raw: bytes) -> None:
         super().__init__()
-        self._curve_key = coincurve.PrivateKey(raw)
+        self.curve_key = coincurve.PrivateKey(raw)
 
     def ecdsa_sign(self, msg_hash: bytes, private_key: PrivateKey) -> Signature:
-        if private_key.to_bytes() != self._curve_key.secret:
+        if private_key.to_bytes() != self.curve_key.secret:
             return super().ecdsa_sign(msg_hash, private_key)
-        return Signature(self._curve_key.sign_recoverable(msg_hash, hasher=None), backend=self)
+        return Signature(self.curve_key.sign_recoverable(msg_hash, hasher=None), backend=self)
 
     def __repr__(self) -> str:
         return "_OneKeyBackend()"
@@ -79,15 +80,17 @@ class _OneKeyBackend(CoinCurveECCBackend):
 class LocalSigner:
     """Signs with a key held in memory; its repr never shows the key."""
 
-    __slots__ = ("_account", "_key")
+    __slots__ = ("_account", "_curve_key", "_key")
 
     kind = "local"
 
     def __init__(self, private_key: SecretBytes) -> None:
         self._account = _account_of(private_key)
         raw = private_key.reveal()
+        backend = _OneKeyBackend(raw)
+        self._curve_key = backend.curve_key
         # eth-account signs with a PrivateKey object as given (Account.sign_transaction).
-        self._key = PrivateKey(raw, backend=_OneKeyBackend(raw))
+        self._key = PrivateKey(raw, backend=backend)
 
     @property
     def address(self) -> Address:
@@ -95,9 +98,17 @@ class LocalSigner:
 
     async def sign_transaction(self, tx: Mapping[str, object]) -> SignedTx:
         """Sign an EIP-1559 (type 2) or legacy tx dict; RFC 6979 nonces, low-s."""
+        fields = type_2_fields(tx)
+        if fields is not None:  # the dicts Chainflow builds: see infra/signing/type2.py
+            raw, tx_hash = sign_type_2(fields, self._sign_hash)
+            return SignedTx(raw=raw, hash=TxHash("0x" + tx_hash.hex()))
         signed = Account.sign_transaction(cast(dict[str, Any], dict(tx)), self._key)
         raw = bytes(signed.raw_transaction)
         return SignedTx(raw=raw, hash=TxHash("0x" + bytes(signed.hash).hex()))
+
+    def _sign_hash(self, msg_hash: bytes) -> bytes:
+        signature: bytes = self._curve_key.sign_recoverable(msg_hash, hasher=None)
+        return signature
 
     def __repr__(self) -> str:
         return f"LocalSigner(address={self.address})"
