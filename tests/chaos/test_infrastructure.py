@@ -64,3 +64,37 @@ async def test_postgres_restarted(anvil: str, tmp_path: Path) -> None:
         await cluster.settle(timeout_s=120)
         assert await cluster.count(TxStatus.CONFIRMED) == 60
         assert await cluster.violations() == []
+
+
+async def test_api_recovers_at_once_after_postgres_restarted_while_idle(
+    anvil: str, tmp_path: Path
+) -> None:
+    # The API checks out pooled connections without a ping (a round trip per request): after
+    # a restart, the first request to meet a dead connection is refused as retryable and
+    # SQLAlchemy recycles the whole pool, so the next ones succeed.
+    async with (
+        private_postgres() as postgres,
+        open_cluster(tmp_path, postgres.url, anvil, redis_url=REDIS_URL, workers=0) as cluster,
+    ):
+        await cluster.submit(8)  # the API's pool holds open connections now
+        postgres.stop()
+        postgres.start()
+        statuses: list[int] = []
+        async with aiohttp.ClientSession() as http:
+            for i in range(20):  # one at a time: each takes the pool's next connection
+                async with http.post(
+                    f"{cluster.api_url}/v1/transactions",
+                    json={
+                        "chain_id": 31337,
+                        "wallet": cluster.wallets[0].address,
+                        "to": SINK,
+                        "value": str(i + 1),
+                    },
+                    headers={"Authorization": f"Bearer {cluster.token}"},
+                ) as answer:
+                    statuses.append(answer.status)
+                    if answer.status != 202:
+                        assert answer.status == 503, await answer.text()
+                        assert (await answer.json())["code"] == "database_unavailable"
+        assert statuses[0] in (202, 503)
+        assert statuses[1:] == [202] * 19
