@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-import weakref
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,20 +10,38 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 # SQLite allows one writer and every transaction here starts with BEGIN IMMEDIATE. Waiting on
 # SQLite's busy handler sleeps in steps of up to 100 ms, so within one process the writers
-# queue on an asyncio lock instead: same serialisation, no sleeping.
-_sqlite_locks: "weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock]" = weakref.WeakKeyDictionary()
+# queue on an asyncio lock instead: same serialisation, no sleeping. The lock belongs to the
+# database file, not to an engine: `chainflow dev` runs the API and the workers on an engine
+# each, and a lock per engine left them to meet in the busy handler (BEGIN IMMEDIATE waited
+# 5 ms on average there, the largest cost of the embedded shape).
+_sqlite_locks: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
 
 
-def _lock_for(
+def writer_lock(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> contextlib.AbstractAsyncContextManager[object]:
+    """The lock units of work on this SQLite database queue on (a no-op for PostgreSQL)."""
     bind = sessionmaker.kw.get("bind")
     if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
         return contextlib.nullcontext()
-    lock = _sqlite_locks.get(bind)
+    key = (asyncio.get_running_loop(), _database_of(bind))
+    lock = _sqlite_locks.get(key)
     if lock is None:
-        lock = _sqlite_locks[bind] = asyncio.Lock()
+        _forget_closed_loops()
+        lock = _sqlite_locks[key] = asyncio.Lock()
     return lock
+
+
+def _database_of(engine: AsyncEngine) -> str:
+    database = engine.url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return f"{id(engine)}:{database}"  # private to its engine (or not a plain path)
+    return os.path.realpath(database)
+
+
+def _forget_closed_loops() -> None:
+    for key in [key for key in _sqlite_locks if key[0].is_closed()]:
+        del _sqlite_locks[key]
 
 
 @asynccontextmanager
@@ -31,5 +49,5 @@ async def unit_of_work(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
     """Open a session in a transaction; commit on success, roll back on any error."""
-    async with _lock_for(sessionmaker), sessionmaker() as session, session.begin():
+    async with writer_lock(sessionmaker), sessionmaker() as session, session.begin():
         yield session
