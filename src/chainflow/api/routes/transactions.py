@@ -25,7 +25,7 @@ from chainflow.domain.transactions.schemas import (
     TxSummary,
 )
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.db.uow import single_statements, unit_of_work
 
 router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
 
@@ -43,7 +43,7 @@ async def submit_transaction(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
     """Queue a request. The same Idempotency-Key and body return the same transaction."""
-    async with unit_of_work(resources.sessionmaker) as session:
+    async with single_statements(resources.sessionmaker) as session:
         result = await service.submit(
             session, body, api_key_id=key.id, idempotency_key=idempotency_key
         )

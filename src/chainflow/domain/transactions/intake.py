@@ -1,7 +1,8 @@
-"""The SQL of a new request: one read of chain, wallet and lane, then two Core inserts.
+"""The SQL of a new request: one read of chain, wallet and lane, then the inserts.
 
 Submitting is the API's hot path, so it skips the ORM's unit of work: the row and its first
-event are plain INSERTs whose values are all known here, so nothing is read back.
+event are plain INSERTs whose values are all known here. On PostgreSQL they are one statement
+(a data-modifying CTE), so a submission needs no transaction around them.
 """
 
 import uuid
@@ -11,7 +12,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from eth_utils.address import is_address, to_checksum_address
-from sqlalchemy import ColumnElement, Table, and_, false, insert, select
+from sqlalchemy import ColumnElement, Insert, Table, and_, bindparam, false, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.domain.chains.models import Chain
@@ -112,10 +114,36 @@ async def find_target(session: AsyncSession, chain_id: int, wallet_ref: str) -> 
     )
 
 
-async def insert_request(session: AsyncSession, request: NewRequest) -> None:
-    """Store the request and its `created` event (raises IntegrityError on a duplicate key)."""
-    await session.execute(insert(_TRANSACTIONS), _columns(request))
+# A request whose idempotency key is taken inserts nothing (ON CONFLICT DO NOTHING) rather
+# than raising: the caller then reads the earlier request, with no savepoint to roll back to.
+_NEW_TX = (
+    postgresql.insert(_TRANSACTIONS)
+    .values({name: bindparam(name) for name in _COLUMNS})
+    .on_conflict_do_nothing()
+    .returning(_TRANSACTIONS.c.id, _TRANSACTIONS.c.status, _TRANSACTIONS.c.created_at)
+    .cte("new_tx")
+)
+_PG_INSERT: Insert = (
+    insert(_EVENTS)
+    .from_select(
+        ["tx_id", "to_status", "at"],
+        select(_NEW_TX.c.id, _NEW_TX.c.status, _NEW_TX.c.created_at),
+    )
+    .returning(_EVENTS.c.tx_id)
+)
+_SQLITE_INSERT = sqlite.insert(_TRANSACTIONS).on_conflict_do_nothing().returning(_TRANSACTIONS.c.id)
+
+
+async def insert_request(session: AsyncSession, request: NewRequest) -> bool:
+    """Store the request and its `created` event; False, storing nothing, when its idempotency
+    key is already taken. One statement on PostgreSQL (atomic without a transaction)."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        result = await session.execute(_PG_INSERT, _columns(request))
+        return result.first() is not None
+    if (await session.execute(_SQLITE_INSERT, _columns(request))).first() is None:
+        return False
     await session.execute(insert(_EVENTS), _created_event(request))
+    return True
 
 
 async def insert_requests(session: AsyncSession, requests: Sequence[NewRequest]) -> None:

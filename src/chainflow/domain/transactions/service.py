@@ -77,19 +77,14 @@ async def submit(
         api_key_id=api_key_id,
         idempotency_key=idempotency_key,
     )
-    if idempotency_key is None:
-        await intake.insert_request(session, request)
+    if await intake.insert_request(session, request):
         return Submitted(created=request)
-    try:  # a savepoint, so that losing the race below leaves the session usable
-        async with session.begin_nested():
-            await intake.insert_request(session, request)
-    except IntegrityError:
-        # A concurrent request with the same key won the unique constraint.
+    earlier = None
+    if idempotency_key is not None:  # a concurrent request with the same key stored first
         earlier = await repository.get_by_idempotency_key(session, api_key_id, idempotency_key)
-        if earlier is None:
-            raise
-        return _replay(earlier, fingerprint)
-    return Submitted(created=request)
+    if earlier is None:
+        raise ChainflowError("the request conflicted with a stored one that holds no such key")
+    return _replay(earlier, fingerprint)
 
 
 def _replay(earlier: Transaction, fingerprint: str) -> Submitted:

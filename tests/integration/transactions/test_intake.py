@@ -1,0 +1,123 @@
+"""Storing a submission: one statement per write, idempotency races, on both databases."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.domain.transactions import intake, service
+from chainflow.domain.transactions.models import Transaction, TxEventRow
+from chainflow.domain.transactions.schemas import TxCreate
+from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.db.uow import single_statements, unit_of_work
+from chainflow.infra.signing.keystore import MasterKey
+from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.engine import SINK, EngineHarness, open_engine_harness
+from tests.support.polling import eventually
+
+API_KEY = uuid.uuid4()  # the column has no foreign key; any id scopes the idempotency key
+
+
+@pytest.fixture
+async def harness(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> AsyncIterator[EngineHarness]:
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
+        yield value
+
+
+def _body(wallet: Wallet, value: str = "1") -> TxCreate:
+    return TxCreate.model_validate(
+        {"chain_id": ANVIL_CHAIN_ID, "wallet": str(wallet.id), "to": SINK, "value": value}
+    )
+
+
+async def _counts(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    async with unit_of_work(sessionmaker) as session:
+        rows = await session.scalar(select(func.count()).select_from(Transaction))
+        events = await session.scalar(select(func.count()).select_from(TxEventRow))
+    return rows or 0, events or 0
+
+
+async def _submit(
+    sessionmaker: async_sessionmaker[AsyncSession], body: TxCreate, key: str
+) -> service.Submitted:
+    async with single_statements(sessionmaker) as session:
+        return await service.submit(session, body, api_key_id=API_KEY, idempotency_key=key)
+
+
+class TestInsertRequest:
+    async def test_a_taken_key_stores_nothing_and_says_so(self, harness: EngineHarness) -> None:
+        wallet = await harness.wallet()
+        first = await _submit(harness.sessionmaker, _body(wallet), "k-1")
+        assert first.created is not None
+        again = service._new_request(  # the same key under a new id, as a racing request
+            _body(wallet, value="2"),
+            service._Checked(ANVIL_CHAIN_ID, wallet.id, wallet.address),
+            fingerprint="other",
+            api_key_id=API_KEY,
+            idempotency_key="k-1",
+        )
+        async with single_statements(harness.sessionmaker) as session:
+            assert await intake.insert_request(session, again) is False
+        assert await _counts(harness.sessionmaker) == (1, 1)
+
+
+class TestSingleStatements:
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_each_statement_commits_on_its_own_on_postgresql(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        async with single_statements(harness.sessionmaker) as session:
+            result = await service.submit(
+                session, _body(wallet), api_key_id=API_KEY, idempotency_key=None
+            )
+            assert result.created is not None
+            # Visible to everyone before the block ends: nothing is left to commit.
+            assert await _counts(harness.sessionmaker) == (1, 1)
+
+    @pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+    async def test_is_one_transaction_on_sqlite(self, harness: EngineHarness) -> None:
+        wallet = await harness.wallet()
+        with pytest.raises(RuntimeError):
+            async with single_statements(harness.sessionmaker) as session:
+                await service.submit(
+                    session, _body(wallet), api_key_id=API_KEY, idempotency_key=None
+                )
+                raise RuntimeError("after the insert")
+        assert await _counts(harness.sessionmaker) == (0, 0)
+
+
+class TestIdempotencyRace:
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_the_loser_of_a_key_race_replays_the_winner(self, harness: EngineHarness) -> None:
+        """The winner's insert is not committed when the loser checks the key, so the loser
+        passes its check, waits on the unique index, then finds the winner's row."""
+        wallet = await harness.wallet()
+        body = _body(wallet)
+        async with harness.sessionmaker() as winner, winner.begin():
+            won = await service.submit(winner, body, api_key_id=API_KEY, idempotency_key="race")
+            assert won.created is not None
+            loser = asyncio.create_task(_submit(harness.sessionmaker, body, "race"))
+
+            async def loser_waits_on_the_winner() -> bool:
+                async with unit_of_work(harness.sessionmaker) as session:
+                    waiting = await session.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE wait_event_type = 'Lock' AND query LIKE '%new_tx%'"
+                        )
+                    )
+                return bool(waiting)
+
+            await eventually(loser_waits_on_the_winner)
+            assert not loser.done()
+        lost = await asyncio.wait_for(loser, timeout=10)
+        assert lost.created is None
+        assert lost.earlier is not None
+        assert lost.earlier.id == won.created.id
+        assert await _counts(harness.sessionmaker) == (1, 1)
