@@ -1,34 +1,20 @@
 """The engine end to end on a real anvil, on PostgreSQL and SQLite."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.executor import drain_lane, drain_lanes
 from chainflow.domain.transactions.runtime import ChainConfig
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.keystore import MasterKey
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import (
     ONCE_ONLY_INIT_CODE,
     EngineHarness,
     deploy,
     has_status,
-    open_engine_harness,
 )
-
-
-@pytest.fixture
-async def harness(
-    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
-        yield value
 
 
 class TestHappyPath:

@@ -50,14 +50,6 @@ NO_BUMPS = dataclasses.replace(TEST_CONFIG, stuck_after_s=600.0, stuck_after_blo
 
 
 @pytest.fixture
-async def harness(
-    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
-        yield value
-
-
-@pytest.fixture
 async def patient_harness(
     sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
 ) -> AsyncIterator[EngineHarness]:

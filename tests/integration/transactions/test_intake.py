@@ -2,7 +2,6 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select, text
@@ -13,20 +12,11 @@ from chainflow.domain.transactions.models import Transaction, TxEventRow
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import single_statements, unit_of_work
-from chainflow.infra.signing.keystore import MasterKey
 from tests.support.chains import ANVIL_CHAIN_ID
-from tests.support.engine import SINK, EngineHarness, open_engine_harness
+from tests.support.engine import SINK, EngineHarness
 from tests.support.polling import eventually
 
 API_KEY = uuid.uuid4()  # the column has no foreign key; any id scopes the idempotency key
-
-
-@pytest.fixture
-async def harness(
-    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
-        yield value
 
 
 def _body(wallet: Wallet, value: str = "1") -> TxCreate:
