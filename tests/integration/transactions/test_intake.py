@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chainflow.domain.transactions import intake, service
 from chainflow.domain.transactions.models import Transaction, TxEventRow
@@ -17,6 +17,12 @@ from tests.support.engine import SINK, EngineHarness
 from tests.support.polling import eventually
 
 API_KEY = uuid.uuid4()  # the column has no foreign key; any id scopes the idempotency key
+
+
+def _engine(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    engine = sessionmaker.kw["bind"]
+    assert isinstance(engine, AsyncEngine)
+    return engine
 
 
 def _body(wallet: Wallet, value: str = "1") -> TxCreate:
@@ -35,8 +41,8 @@ async def _counts(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, 
 async def _submit(
     sessionmaker: async_sessionmaker[AsyncSession], body: TxCreate, key: str
 ) -> service.Submitted:
-    async with single_statements(sessionmaker) as session:
-        return await service.submit(session, body, api_key_id=API_KEY, idempotency_key=key)
+    async with single_statements(_engine(sessionmaker)) as db:
+        return await service.submit(db, body, api_key_id=API_KEY, idempotency_key=key)
 
 
 class TestInsertRequest:
@@ -51,8 +57,8 @@ class TestInsertRequest:
             api_key_id=API_KEY,
             idempotency_key="k-1",
         )
-        async with single_statements(harness.sessionmaker) as session:
-            assert await intake.insert_request(session, again) is False
+        async with single_statements(_engine(harness.sessionmaker)) as db:
+            assert await intake.insert_request(db, again) is False
         assert await _counts(harness.sessionmaker) == (1, 1)
 
 
@@ -62,9 +68,9 @@ class TestSingleStatements:
         self, harness: EngineHarness
     ) -> None:
         wallet = await harness.wallet()
-        async with single_statements(harness.sessionmaker) as session:
+        async with single_statements(_engine(harness.sessionmaker)) as db:
             result = await service.submit(
-                session, _body(wallet), api_key_id=API_KEY, idempotency_key=None
+                db, _body(wallet), api_key_id=API_KEY, idempotency_key=None
             )
             assert result.created is not None
             # Visible to everyone before the block ends: nothing is left to commit.
@@ -74,10 +80,8 @@ class TestSingleStatements:
     async def test_is_one_transaction_on_sqlite(self, harness: EngineHarness) -> None:
         wallet = await harness.wallet()
         with pytest.raises(RuntimeError):
-            async with single_statements(harness.sessionmaker) as session:
-                await service.submit(
-                    session, _body(wallet), api_key_id=API_KEY, idempotency_key=None
-                )
+            async with single_statements(_engine(harness.sessionmaker)) as db:
+                await service.submit(db, _body(wallet), api_key_id=API_KEY, idempotency_key=None)
                 raise RuntimeError("after the insert")
         assert await _counts(harness.sessionmaker) == (0, 0)
 

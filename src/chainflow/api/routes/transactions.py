@@ -43,15 +43,13 @@ async def submit_transaction(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
     """Queue a request. The same Idempotency-Key and body return the same transaction."""
-    async with single_statements(resources.sessionmaker) as session:
-        result = await service.submit(
-            session, body, api_key_id=key.id, idempotency_key=idempotency_key
-        )
-        if result.created is None:
-            assert result.earlier is not None  # noqa: S101 - one of the two is set
+    async with single_statements(resources.engine) as db:
+        result = await service.submit(db, body, api_key_id=key.id, idempotency_key=idempotency_key)
+    if result.earlier is not None:
+        async with unit_of_work(resources.sessionmaker) as session:
             earlier = await service.get_transaction(session, result.earlier.id)
-    if result.created is None:
         return _accepted(render(earlier), replayed=True)
+    assert result.created is not None  # noqa: S101 - one of the two is set
     await resources.doorbells.ring(result.created.chain_id, result.created.wallet_id)
     return _accepted(render_new(result.created), replayed=False)
 

@@ -9,12 +9,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 from eth_utils.address import is_address, to_checksum_address
-from sqlalchemy import ColumnElement, Insert, Table, and_, bindparam, false, insert, select
+from sqlalchemy import ColumnElement, Insert, Select, Table, and_, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.transactions.models import Transaction, TxEventRow, TxKind
@@ -68,38 +68,63 @@ class NewRequest:
 _COLUMNS = tuple(field.name for field in fields(NewRequest))
 
 
-def _wallet_match(ref: str) -> ColumnElement[bool]:
-    if is_address(ref):
-        return Wallet.address == str(to_checksum_address(ref))
-    try:
-        return Wallet.id == uuid.UUID(ref)
-    except ValueError:
-        return false()
+@dataclass(frozen=True)
+class Earlier:
+    """The request stored under an idempotency key: enough to tell a retry from a reuse."""
+
+    id: uuid.UUID
+    request_hash: str
 
 
-async def find_target(session: AsyncSession, chain_id: int, wallet_ref: str) -> Target | None:
+# Where the statements below run: a session, or a bare connection, which costs less CPU per
+# statement (no ORM unit of work around it).
+Executor: TypeAlias = AsyncSession | AsyncConnection
+
+_CHAINS = cast(Table, Chain.__table__).c
+_WALLETS = cast(Table, Wallet.__table__).c
+_LANES = cast(Table, WalletChain.__table__).c
+
+
+def _target_query(wallet_match: ColumnElement[bool]) -> Select[Any]:
+    # Built once, from table columns: building the query per request and the ORM's compile
+    # step cost more CPU than the round trip.
+    return (
+        select(
+            _CHAINS.chain_id,
+            _CHAINS.enabled,
+            _CHAINS.max_fee_per_gas_cap,
+            _CHAINS.max_priority_fee_per_gas_cap,
+            _WALLETS.id,
+            _WALLETS.address,
+            _WALLETS.status,
+            _LANES.enabled,
+        )
+        .select_from(Chain.__table__)
+        .outerjoin(Wallet.__table__, wallet_match)
+        .outerjoin(
+            WalletChain.__table__,
+            and_(_LANES.wallet_id == _WALLETS.id, _LANES.chain_id == _CHAINS.chain_id),
+        )
+        .where(_CHAINS.chain_id == bindparam("chain_id"))
+    )
+
+
+_TARGET_BY_ADDRESS = _target_query(_WALLETS.address == bindparam("address"))
+_TARGET_BY_ID = _target_query(_WALLETS.id == bindparam("wallet_id"))
+
+
+async def find_target(db: Executor, chain_id: int, wallet_ref: str) -> Target | None:
     """The chain, the wallet (by id or address) and its lane there, in one query; None when
     the chain is not in the registry."""
-    query = (
-        select(
-            Chain.chain_id,
-            Chain.enabled,
-            Chain.max_fee_per_gas_cap,
-            Chain.max_priority_fee_per_gas_cap,
-            Wallet.id,
-            Wallet.address,
-            Wallet.status,
-            WalletChain.enabled,
-        )
-        .select_from(Chain)
-        .outerjoin(Wallet, _wallet_match(wallet_ref))
-        .outerjoin(
-            WalletChain,
-            and_(WalletChain.wallet_id == Wallet.id, WalletChain.chain_id == Chain.chain_id),
-        )
-        .where(Chain.chain_id == chain_id)
-    )
-    row = (await session.execute(query)).one_or_none()
+    if is_address(wallet_ref):
+        query = _TARGET_BY_ADDRESS
+        params: dict[str, Any] = {"address": str(to_checksum_address(wallet_ref))}
+    else:
+        try:
+            query, params = _TARGET_BY_ID, {"wallet_id": uuid.UUID(wallet_ref)}
+        except ValueError:  # neither: no wallet has an empty address
+            query, params = _TARGET_BY_ADDRESS, {"address": ""}
+    row = (await db.execute(query, {"chain_id": chain_id, **params})).one_or_none()
     if row is None:
         return None
     return Target(
@@ -112,6 +137,18 @@ async def find_target(session: AsyncSession, chain_id: int, wallet_ref: str) -> 
         wallet_status=row[6],
         lane_enabled=bool(row[7]),
     )
+
+
+_EARLIER = select(_TRANSACTIONS.c.id, _TRANSACTIONS.c.request_hash).where(
+    _TRANSACTIONS.c.api_key_id == bindparam("api_key_id"),
+    _TRANSACTIONS.c.idempotency_key == bindparam("key"),
+)
+
+
+async def find_earlier(db: Executor, api_key_id: uuid.UUID | None, key: str) -> Earlier | None:
+    """The request this API key stored under this idempotency key, if any."""
+    row = (await db.execute(_EARLIER, {"api_key_id": api_key_id, "key": key})).one_or_none()
+    return None if row is None else Earlier(row[0], row[1])
 
 
 # A request whose idempotency key is taken inserts nothing (ON CONFLICT DO NOTHING) rather
@@ -134,16 +171,21 @@ _PG_INSERT: Insert = (
 _SQLITE_INSERT = sqlite.insert(_TRANSACTIONS).on_conflict_do_nothing().returning(_TRANSACTIONS.c.id)
 
 
-async def insert_request(session: AsyncSession, request: NewRequest) -> bool:
+async def insert_request(db: Executor, request: NewRequest) -> bool:
     """Store the request and its `created` event; False, storing nothing, when its idempotency
     key is already taken. One statement on PostgreSQL (atomic without a transaction)."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        result = await session.execute(_PG_INSERT, _columns(request))
-        return result.first() is not None
-    if (await session.execute(_SQLITE_INSERT, _columns(request))).first() is None:
+    if _dialect_name(db) == "postgresql":
+        return (await db.execute(_PG_INSERT, _columns(request))).first() is not None
+    if (await db.execute(_SQLITE_INSERT, _columns(request))).first() is None:
         return False
-    await session.execute(insert(_EVENTS), _created_event(request))
+    await db.execute(insert(_EVENTS), _created_event(request))
     return True
+
+
+def _dialect_name(db: Executor) -> str:
+    if isinstance(db, AsyncConnection):
+        return db.dialect.name
+    return db.bind.dialect.name if db.bind is not None else ""
 
 
 async def insert_requests(session: AsyncSession, requests: Sequence[NewRequest]) -> None:

@@ -23,15 +23,6 @@ async def get(session: AsyncSession, tx_id: uuid.UUID, *, full: bool = False) ->
     return (await session.scalars(query)).one_or_none()
 
 
-async def get_by_idempotency_key(
-    session: AsyncSession, api_key_id: uuid.UUID | None, key: str
-) -> Transaction | None:
-    query = select(Transaction).where(
-        Transaction.api_key_id == api_key_id, Transaction.idempotency_key == key
-    )
-    return (await session.scalars(query)).one_or_none()
-
-
 async def get_by_idempotency_keys(
     session: AsyncSession, api_key_id: uuid.UUID | None, keys: Sequence[str]
 ) -> dict[str, Transaction]:

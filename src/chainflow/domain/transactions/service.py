@@ -38,7 +38,7 @@ class Submitted:
     """A new request (`created`) or the earlier one with the same idempotency key (`earlier`)."""
 
     created: NewRequest | None = None
-    earlier: Transaction | None = None
+    earlier: intake.Earlier | None = None
 
     @property
     def tx_id(self) -> uuid.UUID:
@@ -53,23 +53,24 @@ def request_hash(body: TxCreate) -> str:
 
 
 async def submit(
-    session: AsyncSession,
+    db: intake.Executor,
     body: TxCreate,
     *,
     api_key_id: uuid.UUID | None,
     idempotency_key: str | None,
 ) -> Submitted:
-    """Store a queued request after checking chain, wallet, lane and caps.
+    """Store a queued request after checking chain, wallet, lane and caps. Every write is
+    one statement, so `db` may be a connection in autocommit (`single_statements`).
 
     Raises:
         IdempotencyConflict: the key was used with a different body.
     """
     fingerprint = request_hash(body)
     if idempotency_key is not None:
-        earlier = await repository.get_by_idempotency_key(session, api_key_id, idempotency_key)
+        earlier = await intake.find_earlier(db, api_key_id, idempotency_key)
         if earlier is not None:
             return _replay(earlier, fingerprint)
-    target = await intake.find_target(session, body.chain_id, body.wallet)
+    target = await intake.find_target(db, body.chain_id, body.wallet)
     request = _new_request(
         body,
         _checked(target, body),
@@ -77,17 +78,17 @@ async def submit(
         api_key_id=api_key_id,
         idempotency_key=idempotency_key,
     )
-    if await intake.insert_request(session, request):
+    if await intake.insert_request(db, request):
         return Submitted(created=request)
     earlier = None
     if idempotency_key is not None:  # a concurrent request with the same key stored first
-        earlier = await repository.get_by_idempotency_key(session, api_key_id, idempotency_key)
+        earlier = await intake.find_earlier(db, api_key_id, idempotency_key)
     if earlier is None:
         raise ChainflowError("the request conflicted with a stored one that holds no such key")
     return _replay(earlier, fingerprint)
 
 
-def _replay(earlier: Transaction, fingerprint: str) -> Submitted:
+def _replay(earlier: intake.Earlier, fingerprint: str) -> Submitted:
     if earlier.request_hash != fingerprint:
         raise IdempotencyConflict(
             "this Idempotency-Key was already used with a different request body"
