@@ -28,7 +28,7 @@ from sqlalchemy import func, insert, select
 from bench import baselines
 from bench.cluster import Running, run_shape
 from bench.report import replace_section
-from chainflow.domain.transactions.models import Transaction, TxEventRow, TxKind
+from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow, TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.anvil import run_anvil
@@ -50,6 +50,7 @@ class Figures:
     peak_rss_mb: dict[str, float] | None = None
     cpu_ms_per_tx: dict[str, float] | None = None
     errors: int = 0
+    replaced: int | None = None  # requests signed more than once (a bump freed them)
 
 
 def percentiles(values: Sequence[float]) -> tuple[float, float]:
@@ -117,14 +118,19 @@ async def wait_confirmed(database_url: str, count: int, timeout_s: float) -> Non
     raise RuntimeError(f"not all {count} requests confirmed within {timeout_s} s")
 
 
-async def lifecycle(database_url: str) -> tuple[float, list[float], list[float]]:
-    """(first queued → last confirmed seconds, queued→submitted ms, submitted→confirmed ms)."""
+async def lifecycle(database_url: str) -> tuple[float, list[float], list[float], int]:
+    """(first queued → last confirmed seconds, queued→submitted ms, submitted→confirmed ms,
+    requests with more than one attempt)."""
     engine = create_engine(database_url)
     try:
         async with unit_of_work(create_sessionmaker(engine)) as session:
             rows = (
                 await session.execute(select(TxEventRow.tx_id, TxEventRow.to_status, TxEventRow.at))
             ).all()
+            several = select(TxAttempt.tx_id).group_by(TxAttempt.tx_id).having(func.count() > 1)
+            replaced = int(
+                await session.scalar(select(func.count()).select_from(several.subquery())) or 0
+            )
     finally:
         await engine.dispose()
     firsts: dict[str, dict[uuid.UUID, datetime]] = {"queued": {}, "submitted": {}, "confirmed": {}}
@@ -137,7 +143,7 @@ async def lifecycle(database_url: str) -> tuple[float, list[float], list[float]]
     s2c = [
         (confirmed[t] - submitted[t]).total_seconds() * 1000 for t in confirmed if t in submitted
     ]
-    return span, q2s, s2c
+    return span, q2s, s2c, replaced
 
 
 async def chainflow_run(
@@ -161,7 +167,7 @@ async def chainflow_run(
         cpu_after = run.cpu_seconds()
         stop.set()
         await sampler
-        span, q2s, s2c = await lifecycle(run.database_url)
+        span, q2s, s2c, replaced = await lifecycle(run.database_url)
     n = wallets * per_wallet - errors
     return Figures(
         label=f"chainflow {shape}" + (f", batches of {batch}" if batch else ""),
@@ -178,6 +184,7 @@ async def chainflow_run(
             if name != "client"
         },
         errors=errors,
+        replaced=replaced,
     )
 
 
@@ -262,15 +269,16 @@ def _ms(pair: tuple[float, float] | None) -> str:
 def table(rows: list[Figures]) -> list[str]:
     lines = [
         "| run | txs | s | tx/s | queued→submitted p50/p99 ms | submitted→confirmed p50/p99 ms "
-        "| API enqueue p50/p99 ms | peak RSS MB | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| API enqueue p50/p99 ms | peak RSS MB | errors | re-signed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rss = ", ".join(f"{k} {v:.0f}" for k, v in (r.peak_rss_mb or {}).items()) or "-"
         lines.append(
             f"| {r.label} | {r.txs} | {r.seconds:.1f} | {r.tx_per_s:.0f} "
             f"| {_ms(r.queued_to_submitted_ms)} | {_ms(r.submitted_to_confirmed_ms)} "
-            f"| {_ms(r.enqueue_ms)} | {rss} | {r.errors} |"
+            f"| {_ms(r.enqueue_ms)} | {rss} | {r.errors} "
+            f"| {'-' if r.replaced is None else r.replaced} |"
         )
     return lines
 
