@@ -63,14 +63,14 @@ async def list_page(
     return (await session.scalars(query)).all()
 
 
-async def lanes_with_queued(session: AsyncSession, chain_id: int) -> Sequence[uuid.UUID]:
-    """Wallets that have queued requests on this chain."""
+async def lanes_with_queued(session: AsyncSession, chain_id: int) -> dict[uuid.UUID, int]:
+    """Wallets that have queued requests on this chain, with how many each."""
     query = (
-        select(Transaction.wallet_id)
+        select(Transaction.wallet_id, func.count())
         .where(Transaction.chain_id == chain_id, Transaction.status == TxStatus.QUEUED)
-        .distinct()
+        .group_by(Transaction.wallet_id)
     )
-    return (await session.scalars(query)).all()
+    return dict((await session.execute(query)).all())
 
 
 async def queued_for_lane(
