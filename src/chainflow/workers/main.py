@@ -28,7 +28,7 @@ log = get_logger(__name__)
 _JOBS_AT_ONCE = 1
 # A round with much queued work splits its lanes into drains that run at once: while one
 # waits on the node or the database, another signs (32 wallets, batch calls: 984-1,072 tx/s
-# as one drain, 1,175-1,178 as four). A round with little work stays one drain: each drain
+# as one drain, 1,127-1,150 as four). A round with little work stays one drain: each drain
 # pays its own reads, locks and node calls (one request per call: 2.5 vs 1.9 ms of worker CPU
 # per transaction when split).
 _DRAINS_AT_ONCE = 4
