@@ -1,6 +1,7 @@
 """Storing a submission: one statement per write, idempotency races, on both databases."""
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
@@ -50,13 +51,8 @@ class TestInsertRequest:
         wallet = await harness.wallet()
         first = await _submit(harness.sessionmaker, _body(wallet), "k-1")
         assert first.created is not None
-        again = service._new_request(  # the same key under a new id, as a racing request
-            _body(wallet, value="2"),
-            service._Checked(ANVIL_CHAIN_ID, wallet.id, wallet.address),
-            fingerprint="other",
-            api_key_id=API_KEY,
-            idempotency_key="k-1",
-        )
+        # The same key under a new id, as a racing request would store it.
+        again = dataclasses.replace(first.created, id=uuid.uuid4(), request_hash="other")
         async with single_statements(_engine(harness.sessionmaker)) as db:
             assert await intake.insert_request(db, again) is False
         assert await _counts(harness.sessionmaker) == (1, 1)
