@@ -136,11 +136,11 @@ async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[S
     engine = harness.engine
     chain = await chain_config(harness)
     rpc = harness.rpc
-    [planned] = await executor._plan(engine, chain, [wallet.id])
+    counts = await executor._chain_counts(engine, rpc, [wallet.id])
+    [planned] = await executor._plan(engine, chain, counts)
     [estimates] = await estimate_gas(engine, rpc, [planned.rows])
     market = await market_fees(engine, chain)
-    pending = await harness.chain_nonce(wallet, "pending")
-    ready = executor.Ready(planned.wallet, estimates, pending)
+    ready = executor.Ready(planned.wallet, estimates, counts[wallet.id])
     sent = await executor._sign(engine, chain, [ready], market)
     assert sent
     return sent

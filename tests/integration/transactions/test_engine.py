@@ -1,6 +1,7 @@
 """The engine end to end on a real anvil, on PostgreSQL and SQLite."""
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from chainflow.domain.chains import service as chains
@@ -9,6 +10,7 @@ from chainflow.domain.transactions.runtime import ChainConfig
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
 from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.chaos import mining_stopped
 from tests.support.engine import (
     ONCE_ONLY_INIT_CODE,
     EngineHarness,
@@ -103,3 +105,23 @@ class TestLaneDrain:
             rows = await harness.run_until(ids[wallet.id], has_status(TxStatus.CONFIRMED))
             assert [tx.nonce for tx in rows] == [0, 1, 2, 3]  # in submission order
             assert await harness.chain_nonce(wallet) == 4
+
+    async def test_a_lane_holds_at_most_its_limit_above_the_mined_count(
+        self, harness: EngineHarness
+    ) -> None:
+        engine = harness.engine
+        engine.config = replace(engine.config, max_in_flight_per_lane=3)
+        wallet = await harness.wallet()
+        ids = [await harness.submit(wallet, value=str(i + 1)) for i in range(7)]
+        async with unit_of_work(harness.sessionmaker) as session:
+            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        async with mining_stopped(harness.rpc):
+            assert await drain_lane(engine, chain, wallet.id) == 3
+            assert await drain_lane(engine, chain, wallet.id) == 0  # three sent, none mined
+            await harness.rpc.call("evm_mine")
+            # The block reopens the window before any tracking round has recorded it.
+            assert await drain_lane(engine, chain, wallet.id) == 3
+            assert await drain_lane(engine, chain, wallet.id) == 0
+        rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
+        assert sorted(tx.nonce or 0 for tx in rows) == list(range(7))
+        assert await harness.chain_nonce(wallet) == 7

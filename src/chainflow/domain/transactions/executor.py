@@ -21,13 +21,14 @@ from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
 from chainflow.domain.transactions.gas import chain_caps, market_fees
 from chainflow.domain.transactions.lifecycle import apply, step
 from chainflow.domain.transactions.models import AttemptKind, Transaction
-from chainflow.domain.transactions.runtime import ChainConfig, Engine
+from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
 from chainflow.domain.transactions.sending import SentAttempt, record_sends
 from chainflow.domain.transactions.signing import signed_attempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
-from chainflow.domain.wallets.service import claim_lanes, get_wallets, lock_lanes
+from chainflow.domain.wallets.service import addresses_of, claim_lanes, get_wallets, lock_lanes
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import RpcTransportError
 
 log = get_logger(__name__)
 
@@ -39,12 +40,20 @@ class Planned:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """A lane's transaction counts on the node: mined (`latest`) and with its pool (`pending`)."""
+
+    mined: int
+    pending: int
+
+
+@dataclass(frozen=True)
 class Ready:
-    """A lane cleared for signing: its estimated prefix and the node's pending nonce."""
+    """A lane cleared for signing: its estimated prefix and the node's counts."""
 
     wallet: Wallet
     estimates: list[Estimate]
-    chain_pending: int
+    counts: Counts
 
 
 async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> int:
@@ -74,22 +83,19 @@ async def drain_lanes(engine: Engine, chain: ChainConfig, wallet_ids: Sequence[u
 
 async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]) -> int:
     rpc = engine.rpc[chain.chain_id]
-    plans = await _plan(engine, chain, wallet_ids)
+    counts = await _chain_counts(engine, rpc, wallet_ids)
+    plans = await _plan(engine, chain, counts)
     if not plans:
         return 0
     estimates = await estimate_gas(engine, rpc, [plan.rows for plan in plans])
-    going = [(plan, found) for plan, found in zip(plans, estimates, strict=True) if found]
-    if not going:
+    ready = [
+        Ready(plan.wallet, found, counts[plan.wallet.id])
+        for plan, found in zip(plans, estimates, strict=True)
+        if found
+    ]
+    if not ready:
         return 0
     market = await market_fees(engine, chain)
-    counts = await rpc.batch(
-        [("eth_getTransactionCount", [plan.wallet.address, "pending"]) for plan, _ in going]
-    )
-    ready = [
-        Ready(plan.wallet, found, int(count, 16))
-        for (plan, found), count in zip(going, counts, strict=True)
-        if isinstance(count, str)  # a lane whose count failed waits for the next round
-    ]
     sent = await _sign(engine, chain, ready, market)
     if sent:
         engine.crasher.reached(CrashPoint.ATTEMPT_STORED)
@@ -98,11 +104,49 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]
     return len(sent)
 
 
-async def _plan(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]) -> list[Planned]:
+async def _chain_counts(
+    engine: Engine, rpc: ChainRpc, wallet_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Counts]:
+    """Each lane's counts on the node, read before planning so that a lane's room is what the
+    chain has mined, not what the tracker has recorded yet; a lane whose count failed is
+    absent (it waits for the next round)."""
+    unknown = [wallet_id for wallet_id in wallet_ids if wallet_id not in engine.addresses]
+    if unknown:
+        async with unit_of_work(engine.sessionmaker) as session:
+            engine.addresses.update(await addresses_of(session, unknown))
+    lanes = [(w, engine.addresses[w]) for w in wallet_ids if w in engine.addresses]
+    calls = [("eth_getTransactionCount", [a, tag]) for _, a in lanes for tag in _TAGS]
+    try:
+        answers = await rpc.batch(calls) if calls else []
+    except RpcTransportError:
+        return {}  # the node is unreachable: the lanes wait, as when estimating
+    counts: dict[uuid.UUID, Counts] = {}
+    for (wallet_id, _), mined, pending in zip(lanes, answers[0::2], answers[1::2], strict=True):
+        if isinstance(mined, str) and isinstance(pending, str):
+            counts[wallet_id] = Counts(int(mined, 16), int(pending, 16))
+    return counts
+
+
+_TAGS = ("latest", "pending")
+
+
+def _room(engine: Engine, next_nonce: int, counts: Counts) -> int:
+    """How many more the lane may sign now: `max_in_flight_per_lane` counts the nonces taken
+    and not yet mined (as thirdweb's engine-core counts its in-flight budget), so a window
+    reopens as soon as the chain mines it, not when the tracker has written the receipts."""
+    unmined = max(0, next_nonce - counts.mined)
+    return min(engine.config.max_in_flight_per_lane - unmined, engine.config.batch_size)
+
+
+async def _plan(
+    engine: Engine, chain: ChainConfig, counts: dict[uuid.UUID, Counts]
+) -> list[Planned]:
+    if not counts:
+        return []
     async with unit_of_work(engine.sessionmaker) as session:
         held = await claim_lanes(
             session,
-            wallet_ids,
+            list(counts),
             chain.chain_id,
             owner=engine.owner,
             ttl_s=engine.config.lane_lease_s,
@@ -110,7 +154,7 @@ async def _plan(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID])
         if not held:
             return []
         wallets = await get_wallets(session, sorted(held))
-        loads = await repository.lane_loads(session, chain.chain_id, sorted(held))
+        blocked = await repository.waiting_for_funds(session, chain.chain_id, sorted(held))
         plans: list[Planned] = []
         for wallet_id in sorted(held):
             wallet = wallets.get(wallet_id)
@@ -119,10 +163,9 @@ async def _plan(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID])
             if wallet.status is WalletStatus.DISABLED:
                 await _fail_queued(session, chain, wallet)
                 continue
-            in_flight, blocked = loads.get(wallet_id, (0, False))
-            if wallet.status is not WalletStatus.ACTIVE or blocked:
+            if wallet.status is not WalletStatus.ACTIVE or wallet_id in blocked:
                 continue  # blocked: an attempt waits for funds, later ones must not overtake
-            room = min(engine.config.max_in_flight_per_lane - in_flight, engine.config.batch_size)
+            room = _room(engine, held[wallet_id], counts[wallet_id])
             if room <= 0:
                 continue
             rows = await repository.queued_for_lane(session, chain.chain_id, wallet_id, limit=room)
@@ -175,7 +218,8 @@ async def _sign(
                 continue  # the lane was removed since the plan
             _fast_forward(lane, ready)
             signer = engine.signer(ready.wallet)
-            for tx in queued.get(ready.wallet.id, []):
+            room = _room(engine, lane.next_nonce, ready.counts)
+            for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
                 nonce = lane.next_nonce
                 attempt = await signed_attempt(
                     tx,
@@ -210,13 +254,13 @@ async def _sign(
 
 
 def _fast_forward(lane: WalletChain, ready: Ready) -> None:
-    if ready.chain_pending > lane.next_nonce:
+    if ready.counts.pending > lane.next_nonce:
         # The key was used outside Chainflow (DESIGN §6.7-8): never reuse those nonces.
         log.warning(
             "lane.fast_forwarded",
             wallet=ready.wallet.address,
             chain_id=lane.chain_id,
             from_nonce=lane.next_nonce,
-            to_nonce=ready.chain_pending,
+            to_nonce=ready.counts.pending,
         )
-        lane.next_nonce = ready.chain_pending
+        lane.next_nonce = ready.counts.pending

@@ -12,7 +12,6 @@ from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.params import in_list
 
-IN_FLIGHT = (TxStatus.SIGNED, TxStatus.SUBMITTED)
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
 
 
@@ -100,36 +99,22 @@ async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequen
     return (await session.scalars(query)).all()
 
 
-async def lane_loads(
+async def waiting_for_funds(
     session: AsyncSession, chain_id: int, wallet_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, tuple[int, bool]]:
-    """Per lane: (requests in flight, whether it waits for funds); lanes with neither are
-    absent."""
-    ids = in_list(wallet_ids)
-    in_flight = (
-        select(Transaction.wallet_id, func.count())
-        .where(
-            Transaction.chain_id == chain_id,
-            Transaction.wallet_id.in_(ids),
-            Transaction.status.in_(IN_FLIGHT),
-        )
-        .group_by(Transaction.wallet_id)
-    )
-    loads = {w: (int(n), False) for w, n in (await session.execute(in_flight)).all()}
-    blocked = (
+) -> set[uuid.UUID]:
+    """The lanes among `wallet_ids` with a signed request the node refused for lack of funds."""
+    query = (
         select(Transaction.wallet_id)
         .join(TxAttempt, Transaction.id == TxAttempt.tx_id)
         .where(
             Transaction.chain_id == chain_id,
-            Transaction.wallet_id.in_(ids),
+            Transaction.wallet_id.in_(in_list(wallet_ids)),
             Transaction.status == TxStatus.SIGNED,
             TxAttempt.last_error == "insufficient_funds",
         )
         .distinct()
     )
-    for wallet_id in (await session.scalars(blocked)).all():
-        loads[wallet_id] = (loads.get(wallet_id, (0, False))[0], True)
-    return loads
+    return set((await session.scalars(query)).all())
 
 
 async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> Sequence[Transaction]:

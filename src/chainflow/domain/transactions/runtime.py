@@ -86,6 +86,8 @@ class Engine:
     # Tells the other worker processes a chain has work now (infra/queue/signals.py).
     signal: Callable[[int], None] | None = None
     _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
+    # Wallet addresses by id (they never change), for the counts read before a drain plans.
+    addresses: dict[uuid.UUID, str] = field(default_factory=dict)
 
     def wakeup(self, chain_id: int) -> asyncio.Event:
         """The event a chain's loop waits on between rounds."""

@@ -32,9 +32,9 @@ async def take_leases(
     owner: str,
     now: datetime,
     until: datetime,
-) -> set[uuid.UUID]:
+) -> dict[uuid.UUID, int]:
     """Set each lane's lease to `owner` unless another owner's lease is still running; returns
-    the lanes `owner` holds."""
+    the lanes `owner` holds, with their next nonce."""
     ids = in_list(wallet_ids)
     statement = (
         update(WalletChain)
@@ -51,12 +51,20 @@ async def take_leases(
         .execution_options(synchronize_session=False)
     )
     await session.execute(statement)
-    held = select(WalletChain.wallet_id).where(
+    held = select(WalletChain.wallet_id, WalletChain.next_nonce).where(
         WalletChain.wallet_id.in_(ids),
         WalletChain.chain_id == chain_id,
         WalletChain.lease_owner == owner,
     )
-    return set((await session.scalars(held)).all())
+    return {wallet_id: int(nonce) for wallet_id, nonce in (await session.execute(held)).all()}
+
+
+async def addresses_of(
+    session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The address of each wallet that exists among `wallet_ids`."""
+    query = select(Wallet.id, Wallet.address).where(Wallet.id.in_(in_list(wallet_ids)))
+    return dict((await session.execute(query)).all())
 
 
 async def get_many(

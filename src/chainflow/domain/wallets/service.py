@@ -151,13 +151,13 @@ async def claim_lanes(
     *,
     owner: str,
     ttl_s: float,
-) -> set[uuid.UUID]:
+) -> dict[uuid.UUID, int]:
     """Take or renew the drain lease of these lanes for `owner`; returns the lanes it now
-    holds (those another live process holds are left to it). Only an optimisation: two drains
-    of one lane would both estimate, then queue on the lane lock, which keeps nonces
-    single-writer."""
+    holds, with their next nonce (those another live process holds are left to it). Only an
+    optimisation: two drains of one lane would both estimate, then queue on the lane lock,
+    which keeps nonces single-writer."""
     if not wallet_ids:
-        return set()
+        return {}
     now = utcnow()
     until = now + timedelta(seconds=ttl_s)
     return await repository.take_leases(
@@ -170,6 +170,13 @@ async def get_wallets(
 ) -> dict[uuid.UUID, Wallet]:
     """The wallets that exist among `wallet_ids`, by id (lanes not loaded)."""
     return await repository.get_many(session, wallet_ids) if wallet_ids else {}
+
+
+async def addresses_of(
+    session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The address of each wallet that exists among `wallet_ids`."""
+    return await repository.addresses_of(session, wallet_ids) if wallet_ids else {}
 
 
 async def lock_lanes(
