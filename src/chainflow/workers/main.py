@@ -131,7 +131,12 @@ def drain_batches(queued: dict[uuid.UUID, int], *, per_lane: int) -> list[list[u
 
 
 async def run_round(engine: Engine, chain_id: int) -> bool:
-    """Drain every lane with work, then track the chain once. True if anything was signed."""
+    """Drain every lane with work while tracking the chain once. True if anything was signed.
+
+    Tracking runs beside the drains, not after them: a lane's room counts what the chain has
+    mined, so a drain never waits for the tracker, and one process holding both a lane and
+    the tracker lease sends its next window while it records the last one.
+    """
     async with unit_of_work(engine.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
         lanes = await repository.lanes_with_queued(session, chain_id)
@@ -148,12 +153,21 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
             )
             return 0
 
-    batches = drain_batches(lanes, per_lane=engine.config.batch_size)
-    signed = sum(await asyncio.gather(*(drain(batch) for batch in batches)))
+    tracking = asyncio.ensure_future(_track(engine, chain))
+    try:
+        batches = drain_batches(lanes, per_lane=engine.config.batch_size)
+        signed = sum(await asyncio.gather(*(drain(batch) for batch in batches)))
+    except BaseException:
+        tracking.cancel()
+        raise
+    await tracking  # a tracking failure fails the round (the loop backs off)
+    return signed > 0
+
+
+async def _track(engine: Engine, chain: ChainConfig) -> None:
     async with unit_of_work(engine.sessionmaker) as session:
         leased = await chains.take_tracker_lease(
-            session, chain_id, owner=engine.owner, ttl_s=engine.config.tracker_lease_s
+            session, chain.chain_id, owner=engine.owner, ttl_s=engine.config.tracker_lease_s
         )
     if leased:
         await track_chain(engine, chain)
-    return signed > 0

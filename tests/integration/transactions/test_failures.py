@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus, is_terminal
+from chainflow.domain.transactions.tracker import track_chain
 from chainflow.infra.anvil import run_anvil
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
@@ -25,6 +26,7 @@ from tests.support.chaos import (
     GWEI,
     assert_lane_settled,
     assert_valid_replacements,
+    chain_config,
     deploy_reverter,
     describe,
     force_gas_limit,
@@ -278,6 +280,27 @@ class TestCrashAfterSigning:
         on_chain = await rpc.call("eth_getRawTransactionByHash", [attempt.hash])
         assert on_chain == "0x" + sent.raw.hex()
         await assert_lane_settled(harness, wallet)
+
+    async def test_a_signed_attempt_a_drain_of_this_process_is_sending_is_left_to_it(
+        self, harness: EngineHarness
+    ) -> None:
+        # Rounds track while they drain: the tracker must not send what the drain is sending.
+        engine = harness.engine
+        wallet = await harness.wallet()
+        tx_id = await harness.submit(wallet, value="1")
+        (sent,) = await sign_without_sending(harness, wallet)
+        chain = await chain_config(harness)
+        engine.draining.add((wallet.id, ANVIL_CHAIN_ID))
+        try:
+            assert await track_chain(engine, chain) == 1
+        finally:
+            engine.draining.discard((wallet.id, ANVIL_CHAIN_ID))
+        tx = await harness.get(tx_id)
+        assert (tx.status, tx.attempts[0].broadcast_count) == (TxStatus.SIGNED, 0)
+        assert await harness.rpc.call("eth_getTransactionByHash", [sent.hash]) is None
+        await track_chain(engine, chain)  # no drain any more: a crash left it, it goes now
+        tx = await harness.get(tx_id)
+        assert (tx.status, tx.attempts[0].broadcast_count) == (TxStatus.SUBMITTED, 1)
 
 
 class TestKeyUsedOutsideChainflow:

@@ -26,6 +26,7 @@ from chainflow.domain.transactions.receipts import apply_decision
 from chainflow.domain.transactions.replacing import replace
 from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
 from chainflow.domain.transactions.sending import SentAttempt, record_sends
+from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.params import in_list
 from chainflow.infra.db.uow import unit_of_work
 
@@ -47,6 +48,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     decisions = {tx.id: decide(tx, seen, chain=chain, config=engine.config, now=now) for tx in rows}
     _bump_lowest_only(rows, decisions)
     _hold_foreign(engine, chain, decisions)
+    _leave_to_drains(engine, chain, rows, decisions)
     resend = await _record(engine, rows, decisions, seen)
     if any(d.action not in _QUIET for d in decisions.values()):
         engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
@@ -112,6 +114,24 @@ def _hold_foreign(engine: Engine, chain: ChainConfig, decisions: dict[uuid.UUID,
         first = engine.foreign_since.setdefault(tx_id, now)
         if now - first < grace_s:
             decisions[tx_id] = Decision(Action.NONE)
+
+
+def _leave_to_drains(
+    engine: Engine,
+    chain: ChainConfig,
+    rows: Sequence[Transaction],
+    decisions: dict[uuid.UUID, Decision],
+) -> None:
+    # A request still `signed` in a lane a drain of this process is working on is being sent
+    # by that drain right now (rounds track while they drain): sending it here as well would
+    # only double the node's work. After a crash there is no such drain, and it goes at once.
+    for tx in rows:
+        if (
+            tx.status is TxStatus.SIGNED
+            and decisions[tx.id].action is Action.RESEND
+            and (tx.wallet_id, chain.chain_id) in engine.draining
+        ):
+            decisions[tx.id] = Decision(Action.NONE)
 
 
 def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[uuid.UUID, Decision]) -> None:
