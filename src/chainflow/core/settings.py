@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     resend_after_s: float = Field(10.0, gt=0)
     foreign_nonce_grace_s: float = Field(30.0, gt=0)
     stranded_after_s: float = Field(2.0, gt=0)
+    stranded_held_after_s: float = Field(0.5, gt=0)
     bump_percent: float = Field(12.5, ge=10, le=1000)
     worker_poll_s: float = Field(0.1, gt=0, le=60)
     test_crash_at: str | None = Field(None, description="chaos tests only: crash point[:n]")

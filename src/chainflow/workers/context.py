@@ -30,6 +30,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         resend_after_s=settings.resend_after_s,
         foreign_nonce_grace_s=settings.foreign_nonce_grace_s,
         stranded_after_s=settings.stranded_after_s,
+        stranded_held_after_s=settings.stranded_held_after_s,
         bump_percent=str(settings.bump_percent),
     )
 

@@ -27,6 +27,8 @@ class Observed:
     latest_nonce: dict[str, int]  # address → mined transaction count
     receipts: dict[str, dict[str, Any]]  # attempt hash → receipt
     pending_nonce: dict[str, int] = field(default_factory=dict)  # address → count incl. pool
+    # Hashes of possibly stranded attempts (may_be_stranded) that the node still returns.
+    held: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -99,14 +101,27 @@ def is_stranded(
     The node accepted it and then lost it from its executable set: evicted, or, on anvil,
     parked in the queued set by a race it never leaves (research/anvil-facts.md item 3: only a
     replacement with a higher fee cap frees it). Every later nonce of the wallet waits behind
-    it, so it is replaced after `stranded_after_s` rather than the full `stuck_after_s`.
+    it, so it is replaced after `stranded_after_s` rather than the full `stuck_after_s`; and
+    after `stranded_held_after_s` when the node still returns it by hash, which a node that
+    merely lags behind the one it was sent to does not (it has not seen it yet).
     """
-    address = tx.from_address
-    mined, pending = seen.latest_nonce.get(address), seen.pending_nonce.get(address)
-    if tx.nonce is None or mined != tx.nonce or pending is None or pending > tx.nonce:
+    if not may_be_stranded(tx, seen.latest_nonce, seen.pending_nonce):
         return False
     sent = attempt.last_sent_at
-    return sent is not None and (now - sent).total_seconds() >= config.stranded_after_s
+    wait_s = config.stranded_held_after_s if attempt.hash in seen.held else config.stranded_after_s
+    return sent is not None and (now - sent).total_seconds() >= wait_s
+
+
+def may_be_stranded(tx: Transaction, latest: dict[str, int], pending: dict[str, int]) -> bool:
+    """A sent request holds the next nonce to mine, and the node's pending count leaves it out."""
+    mined, counted = latest.get(tx.from_address), pending.get(tx.from_address)
+    return (
+        tx.status is TxStatus.SUBMITTED
+        and tx.nonce is not None
+        and mined == tx.nonce
+        and counted is not None
+        and counted <= tx.nonce
+    )
 
 
 def may_be_mined(

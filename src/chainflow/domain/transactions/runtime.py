@@ -36,6 +36,7 @@ class EngineConfig:
     resend_after_s: float = 5.0
     foreign_nonce_grace_s: float = 30.0
     stranded_after_s: float = 2.0
+    stranded_held_after_s: float = 0.5
     lane_lease_s: float = 5.0  # a lane sticks to the process draining it; a dead one's expires
     bump_percent: str = "12.5"
     track_limit: int = 5000

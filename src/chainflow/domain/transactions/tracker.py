@@ -19,7 +19,9 @@ from chainflow.domain.transactions.decisions import (
     Decision,
     Observed,
     decide,
+    latest_attempt,
     may_be_mined,
+    may_be_stranded,
 )
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.receipts import apply_decision
@@ -87,7 +89,20 @@ async def observe(
         chunk = hashes[start : start + _CHUNK]
         answers = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
         receipts |= {h: r for h, r in zip(chunk, answers, strict=True) if isinstance(r, dict)}
-    return Observed(head=head, latest_nonce=latest, receipts=receipts, pending_nonce=pending)
+    held = await _held(rpc, [tx for tx in rows if may_be_stranded(tx, latest, pending)])
+    return Observed(
+        head=head, latest_nonce=latest, receipts=receipts, pending_nonce=pending, held=held
+    )
+
+
+async def _held(rpc: ChainRpc, suspects: Sequence[Transaction]) -> frozenset[str]:
+    """Which of these requests' latest attempts the node still returns by hash (at most one
+    request per wallet: the one holding its next nonce; usually none)."""
+    if not suspects:
+        return frozenset()
+    hashes = [latest_attempt(tx).hash for tx in suspects]
+    answers = await rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
+    return frozenset(h for h, found in zip(hashes, answers, strict=True) if isinstance(found, dict))
 
 
 _TAGS = ("latest", "pending")

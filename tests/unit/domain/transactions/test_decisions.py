@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 from sqlalchemy.orm.attributes import set_committed_value
 
-from chainflow.domain.transactions.decisions import Action, Observed, decide, may_be_mined
+from chainflow.domain.transactions.decisions import (
+    Action,
+    Observed,
+    decide,
+    may_be_mined,
+    may_be_stranded,
+)
 from chainflow.domain.transactions.models import (
     AttemptKind,
     AttemptStatus,
@@ -55,13 +61,22 @@ def make_tx(
 
 
 def seen(
-    *, head: int = 101, count: int = 7, receipt_block: int | None = None, pending: int = 8
+    *,
+    head: int = 101,
+    count: int = 7,
+    receipt_block: int | None = None,
+    pending: int = 8,
+    held: bool = False,
 ) -> Observed:
     receipts: dict[str, dict[str, Any]] = {}
     if receipt_block is not None:
         receipts[f"0x{0:064x}"] = {"blockNumber": hex(receipt_block), "blockHash": "0xb"}
     return Observed(
-        head=head, latest_nonce={FROM: count}, receipts=receipts, pending_nonce={FROM: pending}
+        head=head,
+        latest_nonce={FROM: count},
+        receipts=receipts,
+        pending_nonce={FROM: pending},
+        held=frozenset({f"0x{0:064x}"}) if held else frozenset(),
     )
 
 
@@ -95,10 +110,30 @@ def seen(
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=1), seen(pending=7), Action.NONE),  # too soon
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=3), seen(pending=8), Action.NONE),  # pending
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=3), seen(count=6, pending=6), Action.NONE),
+        # ... and sooner when the node still returns it by hash: it has it, yet not as pending
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.6), seen(pending=7, held=True), Action.BUMP),
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.3), seen(pending=7, held=True), Action.NONE),
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.6), seen(pending=7), Action.NONE),
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.6), seen(pending=8, held=True), Action.NONE),
     ],
 )
 def test_decide(tx: Transaction, observed: Observed, action: Action) -> None:
     assert decide(tx, observed, chain=CHAIN, config=CONFIG, now=NOW).action is action
+
+
+@pytest.mark.parametrize(
+    ("status", "count", "pending", "expected"),
+    [
+        (TxStatus.SUBMITTED, 7, 7, True),  # next to mine, not counted as pending
+        (TxStatus.SUBMITTED, 7, 8, False),  # counted
+        (TxStatus.SUBMITTED, 6, 6, False),  # not the next nonce
+        (TxStatus.SIGNED, 7, 7, False),  # never sent: a resend, not a strand
+        (TxStatus.MINED, 7, 7, False),
+    ],
+)
+def test_may_be_stranded(status: TxStatus, count: int, pending: int, expected: bool) -> None:
+    tx = make_tx(status)
+    assert may_be_stranded(tx, {FROM: count}, {FROM: pending}) is expected
 
 
 @pytest.mark.parametrize(
