@@ -1,11 +1,16 @@
 """Wallet routes over HTTP, on both databases: import, generate, lifecycle, lanes, bad keys."""
 
+import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
 from tests.support.chains import add_anvil_chain
+from tests.support.engine import SINK
 from tests.support.fixtures import ApiHarness
 
 KEY_HEX = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
@@ -157,6 +162,31 @@ class TestLanes:
         assert int(lane["balance_wei"]) > 0  # anvil funds its default accounts
         disabled = await api.client.delete(path, headers=headers)
         assert disabled.json()["chain_ids"] == []
+
+    async def test_in_flight_counts_the_lane_s_signed_and_sent_requests(
+        self, api: ApiHarness, anvil_url: str
+    ) -> None:
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await add_anvil_chain(session, anvil_url)
+        headers = await api.key("wallets", "transactions:write")
+        created = await api.client.post("/v1/wallets", headers=headers, json={"generate": True})
+        wallet = created.json()["id"]
+        path = f"/v1/wallets/{wallet}/chains/31337"
+        await api.client.put(path, headers=headers)
+        ids = []
+        for value in ("1", "2", "3", "4"):
+            body = {"chain_id": 31337, "wallet": wallet, "to": SINK, "value": value}
+            submitted = await api.client.post("/v1/transactions", headers=headers, json=body)
+            ids.append(uuid.UUID(submitted.json()["id"]))
+        # No worker runs here: give the rows the states a drain and the tracker would.
+        statuses = [TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED, TxStatus.QUEUED]
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            for tx_id, tx_status in zip(ids, statuses, strict=True):
+                await session.execute(
+                    update(Transaction).where(Transaction.id == tx_id).values(status=tx_status)
+                )
+        lane = (await api.client.get(path, headers=headers)).json()
+        assert lane["in_flight"] == 2
 
     async def test_lane_on_unknown_chain_is_404(self, api: ApiHarness) -> None:
         headers = await api.key("wallets")

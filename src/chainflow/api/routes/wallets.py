@@ -8,6 +8,7 @@ from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, WalletsKe
 from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
 from chainflow.domain.apikeys.service import is_admin
+from chainflow.domain.transactions import service as transactions
 from chainflow.domain.wallets import lanes, service
 from chainflow.domain.wallets.schemas import (
     LaneRead,
@@ -114,6 +115,7 @@ async def read_lane(
             session,
             wallet,
             chain_id,
+            in_flight=await transactions.count_in_flight(session, wallet.id, chain_id),
             http=resources.http,
             timeout_s=resources.settings.rpc_timeout_s,
         )

@@ -99,6 +99,16 @@ async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequen
     return (await session.scalars(query)).all()
 
 
+async def count_in_flight(session: AsyncSession, wallet_id: uuid.UUID, chain_id: int) -> int:
+    """Requests of one lane signed or sent and not yet seen mined."""
+    query = select(func.count()).where(
+        Transaction.chain_id == chain_id,
+        Transaction.wallet_id == wallet_id,
+        Transaction.status.in_((TxStatus.SIGNED, TxStatus.SUBMITTED)),
+    )
+    return int(await session.scalar(query) or 0)
+
+
 async def waiting_for_funds(
     session: AsyncSession, chain_id: int, wallet_ids: Sequence[uuid.UUID]
 ) -> set[uuid.UUID]:

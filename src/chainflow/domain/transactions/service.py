@@ -263,6 +263,11 @@ async def _earlier_batch(
     return [tx for tx in earlier if tx is not None]
 
 
+async def count_in_flight(session: AsyncSession, wallet_id: uuid.UUID, chain_id: int) -> int:
+    """Requests of one lane (wallet, chain) signed or sent and not yet seen mined."""
+    return await repository.count_in_flight(session, wallet_id, chain_id)
+
+
 async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> Transaction:
     """One request with attempts and events. Raises: TxNotFound."""
     tx = await repository.get(session, tx_id, full=True)

@@ -19,10 +19,12 @@ async def read_lane(
     wallet: Wallet,
     chain_id: int,
     *,
+    in_flight: int,
     http: aiohttp.ClientSession,
     timeout_s: float,
 ) -> LaneRead:
-    """Return the lane with the chain's pending nonce and balance (null if no RPC answers).
+    """Return the lane with the chain's pending nonce and balance (null if no RPC answers);
+    `in_flight` is counted by the caller (wallets do not read transactions).
 
     Raises:
         LaneNotFound: the wallet was never enabled on this chain.
@@ -52,7 +54,7 @@ async def read_lane(
         enabled=lane.enabled,
         next_nonce=lane.next_nonce,
         chain_nonce=chain_nonce,
-        in_flight=0,
+        in_flight=in_flight,
         balance_wei=balance,
         rpc_error=rpc_error,
     )

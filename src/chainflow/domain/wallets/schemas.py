@@ -123,6 +123,6 @@ class LaneRead(BaseModel):
     enabled: bool
     next_nonce: int
     chain_nonce: int | None = Field(description="pending nonce from the chain; null if no RPC")
-    in_flight: int
+    in_flight: int = Field(description="requests of this lane signed or sent, not yet seen mined")
     balance_wei: WeiStr | None
     rpc_error: str | None = None
