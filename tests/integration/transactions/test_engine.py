@@ -5,10 +5,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from chainflow.domain.chains import service as chains
+from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.executor import drain_lane, drain_lanes
 from chainflow.domain.transactions.runtime import ChainConfig
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets import service as wallets
+from chainflow.domain.wallets.models import Wallet, WalletStatus
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import mining_stopped
 from tests.support.engine import (
@@ -74,6 +78,29 @@ class TestRevertedOnChain:
         )
         assert reverted.error_code == "reverted"
         assert await harness.chain_nonce(wallet) == 2
+
+
+class TestPausedWallet:
+    async def test_requests_of_a_paused_wallet_wait_then_go_once_it_is_active(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        tx_id = await harness.submit(wallet, value="1")
+        await _set_status(harness, wallet, WalletStatus.PAUSED)
+        async with unit_of_work(harness.sessionmaker) as session:
+            # not offered to a drain at all: it would ask the node for counts every round
+            assert wallet.id not in await repository.lanes_with_queued(session, ANVIL_CHAIN_ID)
+        await run_round(harness.engine, ANVIL_CHAIN_ID)
+        assert (await harness.get(tx_id)).status is TxStatus.QUEUED
+        await _set_status(harness, wallet, WalletStatus.ACTIVE)
+        (tx,) = await harness.run_until([tx_id], has_status(TxStatus.CONFIRMED))
+        assert tx.nonce == 0
+
+
+async def _set_status(harness: EngineHarness, wallet: Wallet, status: WalletStatus) -> None:
+    async with unit_of_work(harness.sessionmaker) as session:
+        row = await wallets.get_wallet(session, wallet.id)
+        await wallets.update_wallet(session, row, changes={"status": status}, is_admin=False)
 
 
 class TestLaneDrain:

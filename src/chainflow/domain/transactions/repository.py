@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import Wallet, WalletStatus
 from chainflow.infra.db.params import in_list
 
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
@@ -63,10 +64,16 @@ async def list_page(
 
 
 async def lanes_with_queued(session: AsyncSession, chain_id: int) -> dict[uuid.UUID, int]:
-    """Wallets that have queued requests on this chain, with how many each."""
+    """Wallets that have queued requests on this chain, with how many each; a paused wallet
+    is left out (a drain would read its counts from the node every round, to sign nothing)."""
     query = (
         select(Transaction.wallet_id, func.count())
-        .where(Transaction.chain_id == chain_id, Transaction.status == TxStatus.QUEUED)
+        .join(Wallet, Wallet.id == Transaction.wallet_id)
+        .where(
+            Transaction.chain_id == chain_id,
+            Transaction.status == TxStatus.QUEUED,
+            Wallet.status != WalletStatus.PAUSED,
+        )
         .group_by(Transaction.wallet_id)
     )
     return dict((await session.execute(query)).all())
