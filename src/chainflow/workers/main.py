@@ -10,6 +10,7 @@ import math
 import uuid
 from collections.abc import Sequence
 
+from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
@@ -139,7 +140,9 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
     """
     async with unit_of_work(engine.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
-        lanes = await repository.lanes_with_queued(session, chain_id)
+        lanes = await repository.lanes_with_queued(
+            session, chain_id, owner=engine.owner, now=utcnow()
+        )
 
     async def drain(wallet_ids: Sequence[uuid.UUID]) -> int:
         try:

@@ -1,16 +1,18 @@
 """The engine end to end on a real anvil, on PostgreSQL and SQLite."""
 
 import asyncio
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from chainflow.core.clock import utcnow
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.executor import drain_lane, drain_lanes
 from chainflow.domain.transactions.runtime import ChainConfig
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
-from chainflow.domain.wallets.models import Wallet, WalletStatus
+from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID
@@ -89,7 +91,10 @@ class TestPausedWallet:
         await _set_status(harness, wallet, WalletStatus.PAUSED)
         async with unit_of_work(harness.sessionmaker) as session:
             # not offered to a drain at all: it would ask the node for counts every round
-            assert wallet.id not in await repository.lanes_with_queued(session, ANVIL_CHAIN_ID)
+            offered = await repository.lanes_with_queued(
+                session, ANVIL_CHAIN_ID, owner=harness.engine.owner, now=utcnow()
+            )
+            assert wallet.id not in offered
         await run_round(harness.engine, ANVIL_CHAIN_ID)
         assert (await harness.get(tx_id)).status is TxStatus.QUEUED
         await _set_status(harness, wallet, WalletStatus.ACTIVE)
@@ -104,6 +109,27 @@ async def _set_status(harness: EngineHarness, wallet: Wallet, status: WalletStat
 
 
 class TestLaneDrain:
+    async def test_a_lane_another_live_process_drains_is_offered_only_once_its_lease_ends(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        await harness.submit(wallet, value="1")
+        now = utcnow()
+
+        async def offered(at: datetime) -> dict[uuid.UUID, int]:
+            async with unit_of_work(harness.sessionmaker) as session:
+                return await repository.lanes_with_queued(
+                    session, ANVIL_CHAIN_ID, owner=harness.engine.owner, now=at
+                )
+
+        assert (await offered(now))[wallet.id] == 1
+        async with unit_of_work(harness.sessionmaker) as session:
+            lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
+            assert lane is not None
+            lane.lease_owner, lane.lease_expires_at = "another-worker", now + timedelta(seconds=5)
+        assert wallet.id not in await offered(now)
+        assert (await offered(now + timedelta(seconds=6)))[wallet.id] == 1
+
     async def test_a_lane_already_draining_in_this_process_is_skipped(
         self, harness: EngineHarness
     ) -> None:

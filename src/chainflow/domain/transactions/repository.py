@@ -10,7 +10,8 @@ from sqlalchemy.orm import selectinload
 
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.domain.wallets.models import Wallet, WalletStatus
+from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
+from chainflow.domain.wallets.repository import drainable_by
 from chainflow.infra.db.params import in_list
 
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
@@ -63,16 +64,27 @@ async def list_page(
     return (await session.scalars(query)).all()
 
 
-async def lanes_with_queued(session: AsyncSession, chain_id: int) -> dict[uuid.UUID, int]:
-    """Wallets that have queued requests on this chain, with how many each; a paused wallet
-    is left out (a drain would read its counts from the node every round, to sign nothing)."""
+async def lanes_with_queued(
+    session: AsyncSession, chain_id: int, *, owner: str, now: datetime
+) -> dict[uuid.UUID, int]:
+    """Wallets with queued requests on this chain that `owner` may drain, with how many each.
+
+    Left out, as a drain would ask the node for their counts every round to sign nothing:
+    paused wallets, and lanes whose drain lease another live process holds (its drains take
+    them; their lease runs out within `lane_lease_s` if it dies).
+    """
+    lane = and_(
+        WalletChain.wallet_id == Transaction.wallet_id, WalletChain.chain_id == Transaction.chain_id
+    )
     query = (
         select(Transaction.wallet_id, func.count())
         .join(Wallet, Wallet.id == Transaction.wallet_id)
+        .join(WalletChain, lane)
         .where(
             Transaction.chain_id == chain_id,
             Transaction.status == TxStatus.QUEUED,
             Wallet.status != WalletStatus.PAUSED,
+            drainable_by(owner, now),
         )
         .group_by(Transaction.wallet_id)
     )

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -24,6 +24,15 @@ async def get_by_address(session: AsyncSession, address: str) -> Wallet | None:
     return (await session.scalars(query)).one_or_none()
 
 
+def drainable_by(owner: str, now: datetime) -> ColumnElement[bool]:
+    """A lane `owner` may drain: no lease, its own, or one that ran out."""
+    return or_(
+        WalletChain.lease_owner.is_(None),
+        WalletChain.lease_owner == owner,
+        WalletChain.lease_expires_at < now,
+    )
+
+
 async def take_leases(
     session: AsyncSession,
     wallet_ids: Sequence[uuid.UUID],
@@ -41,11 +50,7 @@ async def take_leases(
         .where(
             WalletChain.wallet_id.in_(ids),
             WalletChain.chain_id == chain_id,
-            or_(
-                WalletChain.lease_owner.is_(None),
-                WalletChain.lease_owner == owner,
-                WalletChain.lease_expires_at < now,
-            ),
+            drainable_by(owner, now),
         )
         .values(lease_owner=owner, lease_expires_at=until)
         .execution_options(synchronize_session=False)
