@@ -12,6 +12,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.core.clock import utcnow
+from chainflow.domain.transactions import repository
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus, is_terminal
@@ -377,6 +379,11 @@ class TestInsufficientFunds:
             harness, [*ids, late], refused_since_late_submit, each_round=waiting_in_order
         )
         assert await harness.chain_nonce(wallet, "pending") == 0
+        async with unit_of_work(harness.sessionmaker) as session:
+            offered = await repository.lanes_with_queued(
+                session, ANVIL_CHAIN_ID, owner=harness.engine.owner, now=utcnow()
+            )
+        assert wallet.id not in offered  # no drain asks the node about a lane that waits
         await rpc.call("anvil_setBalance", [wallet.address, hex(10**21)])
         rows = await run_rounds_until(
             harness, [*ids, late], all_have(TxStatus.CONFIRMED), each_round=in_nonce_order

@@ -4,9 +4,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm.util import AliasedClass
 
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
@@ -70,11 +71,23 @@ async def lanes_with_queued(
     """Wallets with queued requests on this chain that `owner` may drain, with how many each.
 
     Left out, as a drain would ask the node for their counts every round to sign nothing:
-    paused wallets, and lanes whose drain lease another live process holds (its drains take
-    them; their lease runs out within `lane_lease_s` if it dies).
+    paused wallets, lanes waiting for funds (the tracker re-sends their refused attempt), and
+    lanes whose drain lease another live process holds (its drains take them; their lease
+    runs out within `lane_lease_s` if it dies).
     """
     lane = and_(
         WalletChain.wallet_id == Transaction.wallet_id, WalletChain.chain_id == Transaction.chain_id
+    )
+    refused = aliased(Transaction)
+    starved = (
+        select(refused.id)
+        .join(TxAttempt, TxAttempt.tx_id == refused.id)
+        .where(
+            refused.chain_id == Transaction.chain_id,
+            refused.wallet_id == Transaction.wallet_id,
+            _refused_for_funds(refused),
+        )
+        .exists()
     )
     query = (
         select(Transaction.wallet_id, func.count())
@@ -85,6 +98,7 @@ async def lanes_with_queued(
             Transaction.status == TxStatus.QUEUED,
             Wallet.status != WalletStatus.PAUSED,
             drainable_by(owner, now),
+            ~starved,
         )
         .group_by(Transaction.wallet_id)
     )
@@ -138,12 +152,17 @@ async def waiting_for_funds(
         .where(
             Transaction.chain_id == chain_id,
             Transaction.wallet_id.in_(in_list(wallet_ids)),
-            Transaction.status == TxStatus.SIGNED,
-            TxAttempt.last_error == "insufficient_funds",
+            _refused_for_funds(Transaction),
         )
         .distinct()
     )
     return set((await session.scalars(query)).all())
+
+
+def _refused_for_funds(tx: type[Transaction] | AliasedClass[Transaction]) -> ColumnElement[bool]:
+    """`tx` (the table or an alias, joined to its attempts) is signed, and a node refused an
+    attempt of it for lack of funds: later nonces of its lane must wait behind it."""
+    return and_(tx.status == TxStatus.SIGNED, TxAttempt.last_error == "insufficient_funds")
 
 
 async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> Sequence[Transaction]:
