@@ -16,6 +16,7 @@ from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import bulk, repository
+from chainflow.domain.transactions.counts import nonce_counts
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
 from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
 from chainflow.domain.transactions.gas import chain_caps, market_fees
@@ -114,20 +115,16 @@ async def _chain_counts(
     if unknown:
         async with unit_of_work(engine.sessionmaker) as session:
             engine.addresses.update(await addresses_of(session, unknown))
-    lanes = [(w, engine.addresses[w]) for w in wallet_ids if w in engine.addresses]
-    calls = [("eth_getTransactionCount", [a, tag]) for _, a in lanes for tag in _TAGS]
+    addresses = {w: engine.addresses[w] for w in wallet_ids if w in engine.addresses}
     try:
-        answers = await rpc.batch(calls) if calls else []
+        mined, pending = await nonce_counts(rpc, list(addresses.values()))
     except RpcTransportError:
         return {}  # the node is unreachable: the lanes wait, as when estimating
-    counts: dict[uuid.UUID, Counts] = {}
-    for (wallet_id, _), mined, pending in zip(lanes, answers[0::2], answers[1::2], strict=True):
-        if isinstance(mined, str) and isinstance(pending, str):
-            counts[wallet_id] = Counts(int(mined, 16), int(pending, 16))
-    return counts
-
-
-_TAGS = ("latest", "pending")
+    return {
+        wallet_id: Counts(mined[address], pending[address])
+        for wallet_id, address in addresses.items()
+        if address in mined and address in pending
+    }
 
 
 def _room(engine: Engine, next_nonce: int, counts: Counts) -> int:

@@ -14,6 +14,7 @@ from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import bulk, repository
 from chainflow.domain.transactions.confirming import COMMON, record_common
+from chainflow.domain.transactions.counts import nonce_counts
 from chainflow.domain.transactions.decisions import (
     Action,
     Decision,
@@ -73,10 +74,7 @@ async def observe(
     then really means another transaction took that nonce."""
     head = int(await rpc.call("eth_blockNumber"), 16)
     addresses = sorted({tx.from_address for tx in rows})
-    calls = [("eth_getTransactionCount", [a, tag]) for a in addresses for tag in _TAGS]
-    counts = await rpc.batch(calls)
-    latest = _counts(addresses, counts[0::2])
-    pending = _counts(addresses, counts[1::2])
+    latest, pending = await nonce_counts(rpc, addresses)
     now = utcnow()
     hashes = [
         attempt.hash
@@ -103,13 +101,6 @@ async def _held(rpc: ChainRpc, suspects: Sequence[Transaction]) -> frozenset[str
     hashes = [latest_attempt(tx).hash for tx in suspects]
     answers = await rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
     return frozenset(h for h, found in zip(hashes, answers, strict=True) if isinstance(found, dict))
-
-
-_TAGS = ("latest", "pending")
-
-
-def _counts(addresses: Sequence[str], answers: Sequence[Any]) -> dict[str, int]:
-    return {a: int(c, 16) for a, c in zip(addresses, answers, strict=True) if isinstance(c, str)}
 
 
 def _hold_foreign(engine: Engine, chain: ChainConfig, decisions: dict[uuid.UUID, Decision]) -> None:

@@ -1,0 +1,25 @@
+"""What a node says of wallets' nonces: transactions mined (`latest`) and with its pool
+(`pending`), read together in one JSON-RPC batch."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from chainflow.domain.transactions.runtime import ChainRpc
+
+_TAGS = ("latest", "pending")
+
+
+async def nonce_counts(
+    rpc: ChainRpc, addresses: Sequence[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(mined, pending) counts by address; an address whose answer failed is absent from
+    that dict. Raises what `rpc.batch` raises when the node cannot be reached."""
+    if not addresses:
+        return {}, {}
+    calls = [("eth_getTransactionCount", [a, tag]) for a in addresses for tag in _TAGS]
+    answers = await rpc.batch(calls)
+    return _by_address(addresses, answers[0::2]), _by_address(addresses, answers[1::2])
+
+
+def _by_address(addresses: Sequence[str], answers: Sequence[Any]) -> dict[str, int]:
+    return {a: int(c, 16) for a, c in zip(addresses, answers, strict=True) if isinstance(c, str)}
