@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX
+from tests.conftest import free_port
+from tests.support.processes import processes, wait_http
 
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
 KEY_HEX = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
@@ -128,3 +130,64 @@ class TestDev:
         assert report.dev_wallet_balance_wei > 0
         assert report.exit_code == 0
         assert DEV_PRIVATE_KEY_HEX not in report.output
+
+
+class TestWrongMasterKey:
+    @pytest.mark.parametrize("command", [["dev"], ["api"], ["worker"]])
+    def test_a_service_refuses_in_one_line_without_the_key(
+        self, cli: Cli, command: list[str]
+    ) -> None:
+        assert cli("db", "upgrade").returncode == 0
+        assert cli("wallet", "generate").returncode == 0
+        wrong = base64.b64encode(os.urandom(32)).decode()
+        port = ["--port", str(free_port())] if command[0] != "worker" else []
+        result = cli(*command, *port, env={"CHAINFLOW_MASTER_KEY": wrong})
+        assert "did not wrap the stored wallet keys" in one_error_line(result)
+        assert wrong not in result.stdout + result.stderr
+
+    def test_a_damaged_key_file_is_named_in_one_line(self, cli: Cli, tmp_path: Path) -> None:
+        assert cli("db", "upgrade").returncode == 0
+        (tmp_path / "data" / "master.key").write_text("not a key\n")
+        line = one_error_line(cli("dev", "--port", str(free_port())))
+        assert "master key file" in line
+        assert "not a key" not in line
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+class TestDataDirPermissions:
+    def test_a_new_data_dir_and_its_files_are_private(self, cli: Cli, tmp_path: Path) -> None:
+        data = tmp_path / "data"
+        assert cli("db", "upgrade").returncode == 0
+        assert cli("wallet", "generate").returncode == 0
+        assert mode_of(data) == 0o700
+        files = {path.name: mode_of(path) for path in data.iterdir()}
+        assert {"chainflow.db", "master.key", "chainflow.lock"} <= set(files)
+        assert set(files.values()) == {0o600}, files
+
+    def test_the_files_of_a_running_dev_are_private(self, cli: Cli, tmp_path: Path) -> None:
+        data = tmp_path / "data"
+        port = free_port()
+        with processes([["dev", "--port", str(port)]], cli.env, tmp_path) as (dev,):
+            wait_http(f"http://127.0.0.1:{port}/healthz", dev)
+            files = {path.name: mode_of(path) for path in data.iterdir()}
+        assert {"chainflow.db", "chainflow.db-wal", "chainflow.db-shm", "master.key"} <= set(files)
+        assert set(files.values()) == {0o600}, files
+        assert mode_of(data) == 0o700
+
+    def test_a_looser_existing_data_dir_is_tightened_with_a_warning(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        data = tmp_path / "data"
+        assert cli("db", "upgrade").returncode == 0
+        assert cli("wallet", "generate").returncode == 0
+        data.chmod(0o755)
+        for path in data.iterdir():
+            path.chmod(0o644)
+        listed = cli("wallet", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert "data_dir.permissions_tightened" in listed.stderr
+        assert mode_of(data) == 0o700
+        assert {mode_of(path) for path in data.iterdir()} == {0o600}

@@ -21,6 +21,7 @@ from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
 from chainflow.domain.wallets.custody import check_master_key
+from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker, warm_pool
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import InProcessJobQueue, JobQueue, RedisJobQueue
@@ -65,19 +66,21 @@ async def open_resources(
     own_queue = queue or _own_queue(settings)
     try:
         sessionmaker = create_sessionmaker(engine)
-        async with unit_of_work(sessionmaker) as session:
-            await check_master_key(session, master=master_key)
-        await warm_pool(engine, _POOL_SIZE)
-        yield Resources(
-            settings,
-            engine,
-            sessionmaker,
-            http,
-            master_key,
-            redis,
-            KeyCache(settings.api_key_cache_s),
-            Doorbells(own_queue),
-        )
+        # Held for the process's life: no master-key rotation while it holds the key.
+        async with hold_custody_lock(engine, exclusive=False):
+            async with unit_of_work(sessionmaker) as session:
+                await check_master_key(session, master=master_key)
+            await warm_pool(engine, _POOL_SIZE)
+            yield Resources(
+                settings,
+                engine,
+                sessionmaker,
+                http,
+                master_key,
+                redis,
+                KeyCache(settings.api_key_cache_s),
+                Doorbells(own_queue),
+            )
     finally:
         if queue is None:
             await own_queue.close()

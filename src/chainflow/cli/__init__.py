@@ -1,5 +1,6 @@
 """The `chainflow` command line: api, dev, db, apikey, wallet, keys."""
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -11,6 +12,9 @@ def main() -> None:
     """Entry point. A service told to stop while it is still starting (its imports and checks
     take about a second) exits 0 at once: it has begun no work. Once running, it installs its
     own handler, which drains what is in flight first."""
+    # Whatever a command creates (data folder, database, key files, anvil state) is private to
+    # its user (issue 14: the data folder was 0755 and the database 0644).
+    os.umask(0o077)
     if len(sys.argv) > 1 and sys.argv[1] in _SERVICES:
         signal.signal(signal.SIGTERM, _stopped_while_starting)
     # Imported only now, with the handler in place: importing is most of the start-up.

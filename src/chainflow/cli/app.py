@@ -7,12 +7,18 @@ import typer
 
 from chainflow.cli import keys, wallets
 from chainflow.cli.dev import dev
-from chainflow.cli.runtime import echo_err, open_database, run, settings_for_cli
+from chainflow.cli.runtime import (
+    check_keys_at_start,
+    echo_err,
+    open_database,
+    run,
+    settings_for_cli,
+)
 from chainflow.cli.worker import worker
 from chainflow.core.errors import ChainflowError
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.chains import service as chains
-from chainflow.domain.wallets.custody import check_master_key
+from chainflow.infra.datadir import hold_data_dir, secure_data_dir
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.migrations.runner import upgrade
@@ -40,24 +46,21 @@ def api(
 ) -> None:
     """Serve the REST API (distributed shape: run as many as you like)."""
     settings = settings_for_cli()
-    master = load_master_key(settings, allow_generate=settings.is_embedded)
+    with hold_data_dir(settings, exclusive=False):
+        master = load_master_key(settings, allow_generate=settings.is_embedded)
+        check_keys_at_start(settings, master)
+        from chainflow.api.app import create_app
+        from chainflow.api.server import serve
 
-    async def preflight() -> None:
-        async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
-            await check_master_key(session, master=master)
-
-    run(preflight)
-    from chainflow.api.app import create_app
-    from chainflow.api.server import serve
-
-    app_ = create_app(settings)
-    run(lambda: serve(app_, host=host or settings.api_host, port=port or settings.api_port))
+        app_ = create_app(settings)
+        run(lambda: serve(app_, host=host or settings.api_host, port=port or settings.api_port))
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to this version's schema and seed missing chains."""
     settings = settings_for_cli()
+    secure_data_dir(settings)
     upgrade(settings.resolved_database_url)
     seeds = chains.load_seed(settings.chains_file)
 

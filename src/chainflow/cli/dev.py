@@ -8,7 +8,7 @@ import aiohttp
 import typer
 
 from chainflow.cli.demo import run_demo
-from chainflow.cli.runtime import open_database, run, settings_for_cli
+from chainflow.cli.runtime import check_keys_at_start, open_database, run, settings_for_cli
 from chainflow.core.errors import Unavailable
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
@@ -19,6 +19,7 @@ from chainflow.domain.chains.schemas import ChainUpdate
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.errors import WalletExists
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX, run_anvil
+from chainflow.infra.datadir import hold_data_dir
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import InProcessJobQueue
 from chainflow.infra.rpc.client import new_http_session
@@ -47,19 +48,20 @@ def dev(
 ) -> None:
     """Run everything in one process on the embedded database (the README's first command)."""
     settings = settings_for_cli().model_copy(update={"redis_url": None})
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    master = load_master_key(settings, allow_generate=True)
-    upgrade(settings.resolved_database_url)
-    run(
-        lambda: _serve(
-            settings,
-            master,
-            host=host,
-            port=port,
-            anvil_port=anvil_port if anvil else None,
-            demo=demo if anvil else 0,
+    with hold_data_dir(settings, exclusive=False):
+        master = load_master_key(settings, allow_generate=True)
+        upgrade(settings.resolved_database_url)
+        check_keys_at_start(settings, master)
+        run(
+            lambda: _serve(
+                settings,
+                master,
+                host=host,
+                port=port,
+                anvil_port=anvil_port if anvil else None,
+                demo=demo if anvil else 0,
+            )
         )
-    )
 
 
 async def _serve(

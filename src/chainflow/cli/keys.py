@@ -1,18 +1,22 @@
 """`chainflow keys`: generate and rotate the master key."""
 
 import base64
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from chainflow.cli.runtime import open_database, run, settings_for_cli
-from chainflow.cli.secrets import read_secret
-from chainflow.domain.wallets.custody import rotate_master_key
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.cli.rotation import read_new_key, rotate
+from chainflow.cli.runtime import run, settings_for_cli
+from chainflow.core.crashpoints import Crasher
+from chainflow.infra.datadir import hold_data_dir
 from chainflow.infra.signing.keystore import MasterKey
-from chainflow.infra.signing.master_source import MASTER_KEY_FILE, load_master_key
+from chainflow.infra.signing.master_source import (
+    MASTER_KEY_FILE,
+    PREVIOUS_KEY_FILE,
+    load_master_key,
+    uses_key_file,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Master key.")
 
@@ -26,33 +30,25 @@ def generate_master() -> None:
 @app.command("rotate-master")
 def rotate_master(
     new_key_file: Annotated[
-        Path | None, typer.Option(help="file holding the new key (base64); default: stdin")
+        Path | None,
+        typer.Option(help="file holding the new key (base64); default: stdin (key file only)"),
     ] = None,
 ) -> None:
-    """Re-wrap every wallet's data key under a new master key, in one transaction.
-
-    Safe to run again: rows already under the new key are skipped.
-    """
+    """Re-wrap every wallet's data key under a new master key; refused while any process
+    using the keys runs. Safe to run again after any interruption: rows already under the
+    new key are skipped."""
     settings = settings_for_cli()
-    old = load_master_key(settings, allow_generate=False)
-    new = MasterKey.from_b64(read_secret(new_key_file, what="new master key"))
-
-    async def rotate() -> int:
-        async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
-            return await rotate_master_key(session, old=old, new=new)
-
-    count = run(rotate)
-    if settings.master_key is None:
-        _replace_key_file(settings.data_dir / MASTER_KEY_FILE, new)
-        where = f"{settings.data_dir / MASTER_KEY_FILE} now holds the new key"
+    new = read_new_key(settings, new_key_file)
+    crasher = Crasher.from_spec(settings.test_crash_at)
+    with hold_data_dir(settings, exclusive=True):
+        keys = load_master_key(settings, allow_generate=False)
+        count = run(lambda: rotate(settings, keys, new, crasher))
+    if uses_key_file(settings):
+        folder = settings.data_dir
+        where = (
+            f"{folder / MASTER_KEY_FILE} holds it; the old key is kept in "
+            f"{folder / PREVIOUS_KEY_FILE} (delete it once the new key is backed up)"
+        )
     else:
-        where = "now set CHAINFLOW_MASTER_KEY to the new key on every process"
+        where = "now start every process with CHAINFLOW_MASTER_KEY set to the new key"
     typer.echo(f"re-wrapped {count} wallet key(s) under master key {new.key_id}; {where}")
-
-
-def _replace_key_file(path: Path, key: MasterKey) -> None:
-    temporary = path.with_suffix(".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.b64encode(key.secret.reveal()).decode() + "\n")
-    os.replace(temporary, path)

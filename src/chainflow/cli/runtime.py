@@ -14,7 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.core.errors import ConfigError, Unavailable
 from chainflow.core.logging import configure_logging
 from chainflow.core.settings import LogFormat, Settings, load_settings
+from chainflow.domain.wallets.custody import check_master_key
+from chainflow.infra.datadir import secure_data_dir
+from chainflow.infra.db.custody_lock import share_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.keystore import MasterKey
 from chainflow.migrations.runner import current_revision, head_revision
 
 T = TypeVar("T")
@@ -34,6 +39,7 @@ async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[
     Raises:
         ConfigError: the database is not migrated. Unavailable: it cannot be reached.
     """
+    secure_data_dir(settings)
     engine = create_engine(settings.resolved_database_url, pool_size=2)
     try:
         try:
@@ -49,6 +55,19 @@ async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[
         yield create_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+def check_keys_at_start(settings: Settings, master: MasterKey) -> None:
+    """Refuse to start (one line, exit 1) with master keys that did not wrap every wallet, or
+    while a rotation runs: checked before any server or loop starts, where a failure would
+    end in a traceback (issue 14)."""
+
+    async def check() -> None:
+        async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
+            await share_custody_lock(session)
+            await check_master_key(session, master=master)
+
+    run(check)
 
 
 def run(coroutine: Callable[[], Awaitable[T]]) -> T:

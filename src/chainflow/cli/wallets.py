@@ -10,8 +10,9 @@ from chainflow.cli.secrets import read_secret
 from chainflow.core.types import SecretBytes
 from chainflow.domain.wallets import service
 from chainflow.domain.wallets.custody import check_master_key
+from chainflow.infra.datadir import hold_data_dir
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.keystore import validate_private_key
+from chainflow.infra.signing.keystore import MasterKey, validate_private_key
 from chainflow.infra.signing.local import generate_private_key
 from chainflow.infra.signing.master_source import load_master_key
 
@@ -25,9 +26,8 @@ ChainsOpt = Annotated[
 
 def _store(private_key: SecretBytes, label: str | None, chain_ids: list[int] | None) -> None:
     settings = settings_for_cli()
-    master = load_master_key(settings, allow_generate=settings.is_embedded)
 
-    async def store() -> tuple[str, str]:
+    async def store(master: MasterKey) -> tuple[str, str]:
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
             await check_master_key(session, master=master)
             wallet = await service.import_wallet(
@@ -35,7 +35,10 @@ def _store(private_key: SecretBytes, label: str | None, chain_ids: list[int] | N
             )
             return str(wallet.id), wallet.address
 
-    wallet_id, address = run(store)
+    # Held while sealing: a rotation cannot start meanwhile, nor this run during one.
+    with hold_data_dir(settings, exclusive=False):
+        master = load_master_key(settings, allow_generate=settings.is_embedded)
+        wallet_id, address = run(lambda: store(master))
     typer.echo(f"wallet {wallet_id} {address}")
 
 

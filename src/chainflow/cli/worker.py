@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from chainflow.cli.runtime import open_database, run, settings_for_cli
+from chainflow.cli.runtime import check_keys_at_start, run, settings_for_cli
 from chainflow.core.errors import InvalidInput
 from chainflow.core.logging import get_logger
-from chainflow.domain.wallets.custody import check_master_key
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.core.settings import Settings
+from chainflow.infra.datadir import hold_data_dir
 from chainflow.infra.queue import RedisJobQueue
 from chainflow.infra.queue.signals import RedisSignals
 from chainflow.infra.signing.master_source import load_master_key
@@ -41,34 +41,34 @@ def worker(
     """Drain lanes and track chains (distributed shape: run as many as you like)."""
     chain_ids = parse_chain_ids(chains)
     settings = settings_for_cli()
-    master = load_master_key(settings, allow_generate=settings.is_embedded)
+    with hold_data_dir(settings, exclusive=False):
+        master = load_master_key(settings, allow_generate=settings.is_embedded)
+        check_keys_at_start(settings, master)
+        run(lambda: _work(settings, chain_ids))
 
-    async def main() -> None:
-        async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
-            await check_master_key(session, master=master)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        doorbells = RedisJobQueue(settings.redis_url) if settings.redis_url else None
-        signals = None
-        try:
-            async with open_engine(settings, chain_ids=chain_ids) as engine:
-                if settings.redis_url:
-                    signals = RedisSignals(settings.redis_url, sender=engine.owner)
-                log.info("worker.started", chains=sorted(engine.rpc))
-                await run_engine(
-                    engine,
-                    stop,
-                    poll_s=settings.worker_poll_s,
-                    queue=doorbells,
-                    signals=signals,
-                )
-        finally:
-            if signals is not None:
-                await signals.close()
-            if doorbells is not None:
-                await doorbells.close()
-        log.info("worker.stopped")
 
-    run(main)
+async def _work(settings: Settings, chain_ids: list[int] | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    doorbells = RedisJobQueue(settings.redis_url) if settings.redis_url else None
+    signals = None
+    try:
+        async with open_engine(settings, chain_ids=chain_ids) as engine:
+            if settings.redis_url:
+                signals = RedisSignals(settings.redis_url, sender=engine.owner)
+            log.info("worker.started", chains=sorted(engine.rpc))
+            await run_engine(
+                engine,
+                stop,
+                poll_s=settings.worker_poll_s,
+                queue=doorbells,
+                signals=signals,
+            )
+    finally:
+        if signals is not None:
+            await signals.close()
+        if doorbells is not None:
+            await doorbells.close()
+    log.info("worker.stopped")

@@ -1,4 +1,5 @@
-"""Crash points: a process kills itself at a named step of the transaction pipeline.
+"""Crash points: a process kills itself at a named step of the transaction pipeline or of a
+master-key rotation.
 
 For chaos tests only. Off unless the setting CHAINFLOW_TEST_CRASH_AT names a point, as
 `attempt_stored` (the first time it is reached) or `attempt_stored:3` (the third time). The
@@ -20,6 +21,12 @@ class CrashPoint:
     NODE_ACCEPTED = "node_accepted"  # the node answered the broadcast, nothing recorded
     BUMP_STORED = "bump_stored"  # a fee-bump attempt committed, not yet broadcast
     REORG_RECORDING = "reorg_recording"  # a vanished receipt applied, not yet committed
+    # `chainflow keys rotate-master`, in its order (docs: README "Wallets and key custody").
+    ROTATION_LOCKED = "rotation_locked"  # every other user of the keys shut out, nothing changed
+    KEY_FILE_WRITTEN = "key_file_written"  # a key file's temporary copy fsynced, not renamed
+    KEY_FILE_INSTALLED = "key_file_installed"  # a key file renamed into place, folder fsynced
+    ROTATION_BATCH_REWRAPPED = "rotation_batch_rewrapped"  # a batch re-wrapped, not committed
+    ROTATION_BATCH_COMMITTED = "rotation_batch_committed"  # a batch of re-wrapped rows committed
 
 
 POINTS = frozenset(

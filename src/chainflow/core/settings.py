@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     bump_percent: float = Field(12.5, ge=10, le=1000)
     worker_poll_s: float = Field(0.1, gt=0, le=60)
     test_crash_at: str | None = Field(None, description="chaos tests only: crash point[:n]")
+    # key custody: master-key rotation (issue 14)
+    master_key_previous: SecretStr | None = Field(
+        None, description="base64; the key CHAINFLOW_MASTER_KEY replaced, for unfinished rotations"
+    )
+    key_rotation_batch_size: int = Field(500, ge=1, le=100_000, description="rows per commit")
 
     @field_validator("database_url")
     @classmethod
@@ -80,6 +85,11 @@ class Settings(BaseSettings):
     def is_embedded(self) -> bool:
         """True when no Redis is configured: one process, in-process queue."""
         return self.redis_url is None
+
+    @property
+    def uses_data_dir(self) -> bool:
+        """True when the master key file or the SQLite database lives in the data folder."""
+        return self.master_key is None or self.resolved_database_url.startswith("sqlite")
 
     @property
     def resolved_database_url(self) -> str:

@@ -11,6 +11,7 @@ from chainflow.core.crashpoints import Crasher
 from chainflow.core.settings import Settings
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.runtime import ChainRpc, Engine, EngineConfig
+from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import new_http_session
@@ -87,14 +88,16 @@ async def open_engine(
         registry = ChainRegistry(settings, http, chain_ids)
         rpc: dict[int, ChainRpc] = {}
         await registry.sync(sessionmaker, rpc)
-        yield Engine(
-            sessionmaker=sessionmaker,
-            rpc=rpc,
-            master_key=master,
-            config=config or engine_config(settings),
-            crasher=Crasher.from_spec(settings.test_crash_at),
-            refresh_chains=lambda: registry.sync(sessionmaker, rpc),
-        )
+        # Held for the engine's life: no master-key rotation while it holds the key.
+        async with hold_custody_lock(db, exclusive=False):
+            yield Engine(
+                sessionmaker=sessionmaker,
+                rpc=rpc,
+                master_key=master,
+                config=config or engine_config(settings),
+                crasher=Crasher.from_spec(settings.test_crash_at),
+                refresh_chains=lambda: registry.sync(sessionmaker, rpc),
+            )
     finally:
         await http.close()
         await db.dispose()

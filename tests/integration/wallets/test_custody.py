@@ -5,25 +5,15 @@ from eth_account import Account
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.wallets import service
-from chainflow.domain.wallets.custody import check_master_key, rotate_master_key, signer_for
-from chainflow.domain.wallets.errors import MasterKeyMismatch
+from chainflow.domain.wallets.custody import check_master_key, rewrap_batch, signer_for
+from chainflow.domain.wallets.errors import MasterKeyMismatch, MasterKeyRotated
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import DecryptionFailed, MasterKey
 from chainflow.infra.signing.local import generate_private_key
+from tests.support.rotation import TX
 
 Sessionmaker = async_sessionmaker[AsyncSession]
-TX = {
-    "type": 2,
-    "chainId": 31337,
-    "nonce": 0,
-    "to": "0x000000000000000000000000000000000000dEaD",
-    "value": 1,
-    "gas": 21000,
-    "maxFeePerGas": 2_000_000_000,
-    "maxPriorityFeePerGas": 1_000_000_000,
-    "data": b"",
-}
 
 
 async def make_wallets(sessionmaker: Sessionmaker, master: MasterKey, n: int) -> list[Wallet]:
@@ -89,14 +79,24 @@ class TestMasterKeyCheck:
             await check_master_key(session, master=master_key)
 
 
+async def rotate(sessionmaker: Sessionmaker, keys: MasterKey, new: MasterKey, limit: int) -> int:
+    """Re-wrap in committed batches until none is left, as `chainflow keys rotate-master`."""
+    total = 0
+    while True:
+        async with unit_of_work(sessionmaker) as session:
+            count = await rewrap_batch(session, keys=keys, new=new, limit=limit)
+        if not count:
+            return total
+        total += count
+
+
 class TestRotation:
     async def test_every_wallet_stays_usable_under_the_new_key_only(
         self, sessionmaker: Sessionmaker, master_key: MasterKey
     ) -> None:
         wallets = await make_wallets(sessionmaker, master_key, 3)
         new = MasterKey.generate()
-        async with unit_of_work(sessionmaker) as session:
-            assert await rotate_master_key(session, old=master_key, new=new) == 3
+        assert await rotate(sessionmaker, master_key, new, limit=2) == 3
         for wallet in wallets:
             assert await signs_as_itself(sessionmaker, wallet, new)
         async with unit_of_work(sessionmaker) as session:
@@ -110,21 +110,51 @@ class TestRotation:
     ) -> None:
         wallets = await make_wallets(sessionmaker, master_key, 2)
         new = MasterKey.generate()
-        async with unit_of_work(sessionmaker) as session:
-            await rotate_master_key(session, old=master_key, new=new)
-        async with unit_of_work(sessionmaker) as session:
-            assert await rotate_master_key(session, old=master_key, new=new) == 0
+        await rotate(sessionmaker, master_key, new, limit=10)
+        assert await rotate(sessionmaker, master_key, new, limit=10) == 0
         assert await signs_as_itself(sessionmaker, wallets[1], new)
 
-    async def test_an_interrupted_rotation_changes_nothing(
+    async def test_a_half_done_rotation_leaves_every_wallet_usable_with_both_keys(
         self, sessionmaker: Sessionmaker, master_key: MasterKey
     ) -> None:
-        wallets = await make_wallets(sessionmaker, master_key, 2)
+        wallets = await make_wallets(sessionmaker, master_key, 3)
         new = MasterKey.generate()
-        with pytest.raises(RuntimeError):
-            async with unit_of_work(sessionmaker) as session:
-                await rotate_master_key(session, old=master_key, new=new)
-                raise RuntimeError("process died before commit")
         async with unit_of_work(sessionmaker) as session:
-            await check_master_key(session, master=master_key)
-        assert await signs_as_itself(sessionmaker, wallets[0], master_key)
+            assert await rewrap_batch(session, keys=master_key, new=new, limit=2) == 2
+        with pytest.raises(MasterKeyMismatch, match="1 by"):
+            async with unit_of_work(sessionmaker) as session:
+                await check_master_key(session, master=new)
+        both = new.with_previous(master_key)
+        async with unit_of_work(sessionmaker) as session:
+            await check_master_key(session, master=both)
+        for wallet in wallets:
+            assert await signs_as_itself(sessionmaker, wallet, both)
+        assert await rotate(sessionmaker, both, new, limit=2) == 1
+        async with unit_of_work(sessionmaker) as session:
+            await check_master_key(session, master=new)
+
+    async def test_a_row_under_an_unknown_key_stops_the_batch_unchanged(
+        self, sessionmaker: Sessionmaker, master_key: MasterKey
+    ) -> None:
+        [wallet] = await make_wallets(sessionmaker, master_key, 1)
+        with pytest.raises(DecryptionFailed, match=f"wrapped by master key {master_key.key_id}"):
+            await rotate(sessionmaker, MasterKey.generate(), MasterKey.generate(), limit=5)
+        assert await signs_as_itself(sessionmaker, wallet, master_key)
+
+
+class TestSealingAfterRotation:
+    async def test_a_process_with_the_old_key_cannot_seal_a_new_wallet(
+        self, sessionmaker: Sessionmaker, master_key: MasterKey
+    ) -> None:
+        await make_wallets(sessionmaker, master_key, 1)
+        await rotate(sessionmaker, master_key, MasterKey.generate(), limit=10)
+        with pytest.raises(MasterKeyRotated, match="restart it with the current"):
+            await make_wallets(sessionmaker, master_key, 1)
+
+    async def test_a_process_with_the_new_and_previous_key_seals_under_the_new(
+        self, sessionmaker: Sessionmaker, master_key: MasterKey
+    ) -> None:
+        await make_wallets(sessionmaker, master_key, 1)
+        new = MasterKey.generate()
+        [wallet] = await make_wallets(sessionmaker, new.with_previous(master_key), 1)
+        assert wallet.master_key_id == new.key_id

@@ -11,13 +11,18 @@ from chainflow.core.errors import ConfigError
 from chainflow.core.settings import load_settings
 
 
-def test_points_are_the_pipeline_steps() -> None:
+def test_points_are_the_pipeline_and_rotation_steps() -> None:
     assert {
         "nonce_taken",
         "attempt_stored",
         "node_accepted",
         "bump_stored",
         "reorg_recording",
+        "rotation_locked",
+        "key_file_written",
+        "key_file_installed",
+        "rotation_batch_rewrapped",
+        "rotation_batch_committed",
     } == POINTS
 
 

@@ -4,8 +4,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.types import SecretBytes
 from chainflow.domain.wallets import repository
-from chainflow.domain.wallets.errors import MasterKeyMismatch
+from chainflow.domain.wallets.errors import MasterKeyMismatch, MasterKeyRotated
 from chainflow.domain.wallets.models import SignerKind, Wallet
+from chainflow.infra.db.custody_lock import share_custody_lock
 from chainflow.infra.signing.keystore import MasterKey, SealedKey, rewrap, seal, unseal
 from chainflow.infra.signing.local import LocalSigner
 from chainflow.infra.signing.signer import Signer
@@ -42,16 +43,13 @@ def signer_for(wallet: Wallet, *, master: MasterKey) -> Signer:
 
 
 async def check_master_key(session: AsyncSession, *, master: MasterKey) -> None:
-    """Refuse to run with a master key that did not wrap the stored wallets.
+    """Refuse to run with master keys that did not wrap every stored wallet (the configured
+    key and its previous one, if any, between them).
 
     Raises:
         MasterKeyMismatch: naming key ids only, never key material.
     """
-    foreign = {
-        key_id: count
-        for key_id, count in (await repository.master_key_ids(session)).items()
-        if key_id != master.key_id
-    }
+    foreign = await _foreign_key_ids(session, master)
     if foreign:
         summary = ", ".join(f"{count} by {key_id}" for key_id, count in sorted(foreign.items()))
         raise MasterKeyMismatch(
@@ -61,21 +59,45 @@ async def check_master_key(session: AsyncSession, *, master: MasterKey) -> None:
         )
 
 
-async def rotate_master_key(session: AsyncSession, *, old: MasterKey, new: MasterKey) -> int:
-    """Re-wrap every data key under `new`; rows already under `new` are skipped (resumable).
+async def check_sealing_key(session: AsyncSession, *, master: MasterKey) -> None:
+    """Before a wallet is sealed: refuse if a rotation ran since this process read its key
+    (rows are wrapped by a key it does not know), so no wallet is sealed under a retired key;
+    and keep a rotation from starting until the transaction ends (PostgreSQL).
 
-    Returns how many rows were re-wrapped. The caller commits once, so a crash leaves
-    either every row under the old key or every row under the new one.
+    Raises:
+        MasterKeyRotated: this process must be restarted with the new key.
+        RotationRunning: a rotation is running now.
     """
-    rewrapped = 0
-    for wallet in await repository.list_sealed(session):
-        if wallet.master_key_id == new.key_id:
-            continue
+    await share_custody_lock(session)
+    if await _foreign_key_ids(session, master):
+        raise MasterKeyRotated(
+            f"the stored wallets are wrapped by a master key this process was not given (its "
+            f"key is {master.key_id}): restart it with the current CHAINFLOW_MASTER_KEY"
+        )
+
+
+async def _foreign_key_ids(session: AsyncSession, master: MasterKey) -> dict[str, int]:
+    known = master.known_ids
+    counts = await repository.master_key_ids(session)
+    return {key_id: count for key_id, count in counts.items() if key_id not in known}
+
+
+async def rewrap_batch(
+    session: AsyncSession, *, keys: MasterKey, new: MasterKey, limit: int
+) -> int:
+    """Re-wrap up to `limit` data keys not yet under `new`, unwrapping each with whichever of
+    `keys` its row names; returns how many. The caller commits each batch and calls again
+    until 0: every row names the key that wraps it, so any prefix of batches is a valid state.
+
+    Raises:
+        DecryptionFailed: a row is wrapped by a key `keys` does not hold (nothing is flushed).
+    """
+    wallets = await repository.lock_sealed_not_under(session, new.key_id, limit=limit)
+    for wallet in wallets:
         sealed = rewrap(
-            _sealed_of(wallet), old=old, new=new, associated_data=associated_data(wallet)
+            _sealed_of(wallet), old=keys, new=new, associated_data=associated_data(wallet)
         )
         wallet.wrapped_data_key = sealed.wrapped_data_key
         wallet.master_key_id = sealed.master_key_id
-        rewrapped += 1
     await session.flush()
-    return rewrapped
+    return len(wallets)

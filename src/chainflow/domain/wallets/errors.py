@@ -1,6 +1,6 @@
 """Errors of wallets and lanes, each with a stable code."""
 
-from chainflow.core.errors import ConfigError, Conflict, Forbidden, NotFound
+from chainflow.core.errors import ConfigError, Conflict, Forbidden, NotFound, Unavailable
 
 
 class WalletNotFound(NotFound):
@@ -27,3 +27,9 @@ class MasterKeyMismatch(ConfigError):
     """Stored wallets were wrapped by a master key other than the configured one."""
 
     code = "master_key_mismatch"
+
+
+class MasterKeyRotated(Unavailable):
+    """The master key was rotated while this process ran: it must not seal under its old key."""
+
+    code = "master_key_rotated"

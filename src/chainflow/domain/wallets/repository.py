@@ -109,12 +109,19 @@ async def list_page(
     return (await session.scalars(query)).all()
 
 
-async def list_sealed(session: AsyncSession) -> Sequence[Wallet]:
-    """Every wallet holding a locally sealed key, locked for a re-wrap."""
+async def lock_sealed_not_under(
+    session: AsyncSession, key_id: str, *, limit: int
+) -> Sequence[Wallet]:
+    """Up to `limit` wallets holding a locally sealed key not wrapped by `key_id`, locked for
+    a re-wrap."""
     query = (
         select(Wallet)
-        .where(Wallet.encrypted_key.is_not(None))
+        .where(
+            Wallet.encrypted_key.is_not(None),
+            or_(Wallet.master_key_id.is_(None), Wallet.master_key_id != key_id),
+        )
         .order_by(Wallet.id)
+        .limit(limit)
         .with_for_update()
     )
     return (await session.scalars(query)).all()

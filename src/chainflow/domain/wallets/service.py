@@ -14,7 +14,7 @@ from chainflow.core.types import SecretBytes
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
 from chainflow.domain.wallets import repository
-from chainflow.domain.wallets.custody import seal_into
+from chainflow.domain.wallets.custody import check_sealing_key, seal_into
 from chainflow.domain.wallets.errors import (
     AdminRequired,
     InvalidStatusTransition,
@@ -49,11 +49,13 @@ async def import_wallet(
     Raises:
         WalletExists: the address is already stored (no second row).
         UnknownChain: a chain id is not in the registry.
+        MasterKeyRotated, RotationRunning: `master` is not, or may soon not be, the current key.
     """
     address = str(address_of(private_key))
     if await repository.get_by_address(session, address) is not None:
         raise WalletExists(f"wallet {address} is already imported")
     await _check_chains(session, chain_ids)
+    await check_sealing_key(session, master=master)
     wallet = Wallet(id=uuid.uuid4(), address=address, label=label, status=WalletStatus.ACTIVE)
     wallet.signer_kind = SignerKind.LOCAL
     seal_into(wallet, private_key, master=master)

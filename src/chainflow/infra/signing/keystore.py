@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -56,11 +57,16 @@ class InvalidPrivateKey(InvalidInput):
 
 
 class MasterKey:
-    """The key-encryption key. Its `key_id` names it without revealing it."""
+    """The key-encryption key. Its `key_id` names it without revealing it.
 
-    __slots__ = ("_key_id", "_secret")
+    It may carry the keys it replaced (`previous`): sealing always uses this key, unsealing
+    picks whichever key the row names, so a row not yet re-wrapped by a rotation that was
+    interrupted still decrypts.
+    """
 
-    def __init__(self, secret: SecretBytes) -> None:
+    __slots__ = ("_key_id", "_previous", "_secret")
+
+    def __init__(self, secret: SecretBytes, previous: Sequence["MasterKey"] = ()) -> None:
         if len(secret) != _KEY_BYTES:
             raise InvalidMasterKey(
                 f"invalid setting CHAINFLOW_MASTER_KEY: {len(secret)} bytes, need 32"
@@ -68,26 +74,33 @@ class MasterKey:
         self._secret = secret
         digest = hmac.new(secret.reveal(), _KEY_ID_LABEL, hashlib.sha256).digest()
         self._key_id = digest[:8].hex()
+        self._previous = tuple(key for key in previous if key.key_id != self._key_id)
 
     @classmethod
-    def from_b64(cls, text: str) -> "MasterKey":
-        """Parse standard base64 of 32 bytes. Raises: InvalidMasterKey, never echoing the text."""
+    def from_b64(cls, text: str, *, source: str = "setting CHAINFLOW_MASTER_KEY") -> "MasterKey":
+        """Parse standard base64 of 32 bytes. Raises: InvalidMasterKey naming `source`, never
+        echoing the text."""
         try:
             raw = base64.b64decode(text.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidMasterKey(
-                "invalid setting CHAINFLOW_MASTER_KEY: not valid base64"
-            ) from None
+            raise InvalidMasterKey(f"invalid {source}: not valid base64") from None
         if len(raw) != _KEY_BYTES:
-            raise InvalidMasterKey(
-                f"invalid setting CHAINFLOW_MASTER_KEY: decodes to {len(raw)} bytes, need 32"
-            )
+            raise InvalidMasterKey(f"invalid {source}: decodes to {len(raw)} bytes, need 32")
         return cls(SecretBytes(raw))
 
     @classmethod
     def generate(cls) -> "MasterKey":
         """Make a new random master key from the OS CSPRNG."""
         return cls(SecretBytes(AESGCM.generate_key(bit_length=256)))
+
+    def with_previous(self, *keys: "MasterKey") -> "MasterKey":
+        """This key, also able to unseal rows wrapped by `keys` (and by their own previous)."""
+        older = [k for key in keys for k in (key.only(), *key.previous)]
+        return MasterKey(self._secret, [*self._previous, *older])
+
+    def only(self) -> "MasterKey":
+        """This key without its previous keys."""
+        return MasterKey(self._secret)
 
     @property
     def secret(self) -> SecretBytes:
@@ -97,6 +110,26 @@ class MasterKey:
     def key_id(self) -> str:
         """16 hex digits of HMAC-SHA256(key, label): names the key, reveals nothing of it."""
         return self._key_id
+
+    @property
+    def previous(self) -> tuple["MasterKey", ...]:
+        return self._previous
+
+    @property
+    def known_ids(self) -> frozenset[str]:
+        """The ids of every key this one can unseal with: itself and its previous keys."""
+        return frozenset([self._key_id, *(key.key_id for key in self._previous)])
+
+    def for_id(self, key_id: str) -> "MasterKey":
+        """The key named `key_id`, this one or a previous one. Raises: DecryptionFailed."""
+        for key in (self, *self._previous):
+            if key.key_id == key_id:
+                return key
+        ids = [self._key_id, *(key.key_id for key in self._previous)]
+        configured = f"key is {ids[0]}" if len(ids) == 1 else f"keys are {', '.join(ids)}"
+        raise DecryptionFailed(
+            f"wallet key was wrapped by master key {key_id}, configured {configured}"
+        )
 
     def __repr__(self) -> str:
         return f"MasterKey(key_id={self._key_id})"
@@ -136,13 +169,9 @@ def _wrap(data_key: bytes, *, master: MasterKey, associated_data: bytes) -> byte
 
 
 def _unwrap(sealed: SealedKey, *, master: MasterKey, associated_data: bytes) -> bytes:
-    if sealed.master_key_id != master.key_id:
-        raise DecryptionFailed(
-            f"wallet key was wrapped by master key {sealed.master_key_id}, "
-            f"configured key is {master.key_id}"
-        )
+    key = master.for_id(sealed.master_key_id)
     aad = _DEK_AAD_PREFIX + associated_data
-    return _decrypt(master.secret.reveal(), sealed.wrapped_data_key, aad, what="wrapped data key")
+    return _decrypt(key.secret.reveal(), sealed.wrapped_data_key, aad, what="wrapped data key")
 
 
 def seal(private_key: SecretBytes, *, master: MasterKey, associated_data: bytes) -> SealedKey:
@@ -165,7 +194,10 @@ def unseal(sealed: SealedKey, *, master: MasterKey, associated_data: bytes) -> S
 def rewrap(
     sealed: SealedKey, *, old: MasterKey, new: MasterKey, associated_data: bytes
 ) -> SealedKey:
-    """Re-wrap the data key under `new`; the ciphertext is unchanged (master-key rotation)."""
+    """Re-wrap the data key under `new`; the ciphertext is unchanged (master-key rotation).
+
+    `old` unwraps with whichever of its keys (itself or a previous one) the row names.
+    """
     data_key = _unwrap(sealed, master=old, associated_data=associated_data)
     return SealedKey(
         ciphertext=sealed.ciphertext,

@@ -347,3 +347,31 @@ class TestValidatePrivateKey:
         key = validate_private_key(KEY_HEX)
         for text in (repr(key), str(key), f"{key}", repr([key])):
             assert not key_material_in(text, KEY.reveal())
+
+
+class TestPreviousKeys:
+    def test_a_row_under_the_previous_key_unseals_and_new_rows_seal_under_the_current(
+        self, master: MasterKey, sealed: SealedKey
+    ) -> None:
+        ring = MasterKey.generate().with_previous(master)
+        assert unseal(sealed, master=ring, associated_data=aad()) == KEY
+        assert seal(KEY, master=ring, associated_data=aad()).master_key_id == ring.key_id
+
+    def test_known_ids_are_the_key_and_its_previous_ones(self, master: MasterKey) -> None:
+        older, newer = MasterKey.generate(), MasterKey.generate()
+        ring = newer.with_previous(master.with_previous(older))
+        assert ring.known_ids == {newer.key_id, master.key_id, older.key_id}
+        assert ring.only().known_ids == {newer.key_id}
+
+    def test_a_key_is_never_its_own_previous(self, master: MasterKey) -> None:
+        assert master.with_previous(master).previous == ()
+
+    def test_an_unknown_key_names_every_configured_id(self, sealed: SealedKey) -> None:
+        ring = MasterKey.generate().with_previous(MasterKey.generate())
+        with pytest.raises(DecryptionFailed, match=f"configured keys are {ring.key_id}, "):
+            unseal(sealed, master=ring, associated_data=aad())
+
+    def test_a_bad_key_file_is_named_not_echoed(self) -> None:
+        with pytest.raises(InvalidMasterKey, match="invalid master key file x: not valid") as e:
+            MasterKey.from_b64("secret!", source="master key file x")
+        assert "secret!" not in str(e.value)
