@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     bump_percent: float = Field(12.5, ge=10, le=1000)
     worker_poll_s: float = Field(0.1, gt=0, le=60)
     test_crash_at: str | None = Field(None, description="chaos tests only: crash point[:n]")
+    # RPC URLs (issue 14): SSRF guard and answer size; `chainflow dev` allows private hosts
+    rpc_allow_private_urls: bool = Field(
+        False, description="allow RPC URLs on loopback, private, link-local, … hosts"
+    )
+    rpc_max_response_bytes: int = Field(
+        16 * 1024 * 1024, ge=65_536, le=1024**3, description="largest JSON-RPC answer read"
+    )
 
     @field_validator("database_url")
     @classmethod
