@@ -191,6 +191,7 @@ async def run_shape(
             "CHAINFLOW_MASTER_KEY": master,
             "CHAINFLOW_LOG_LEVEL": "warning",
             "CHAINFLOW_LOG_FORMAT": "json",
+            "CHAINFLOW_RPC_ALLOW_PRIVATE_URLS": "true",  # the bench chain is anvil on loopback
         }
         ports = [free_port() for _ in range(apis if shape == "distributed" else 1)]
         running = Running(token, addresses, url)

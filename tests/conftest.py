@@ -15,6 +15,7 @@ from chainflow.core.settings import Settings
 from chainflow.domain.chains.probe import ChainIdProbe, rpc_chain_id_probe
 from chainflow.infra.anvil import run_anvil
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.keystore import MasterKey
 from tests.support.databases import PostgresDatabases, SqliteDatabases, TestDatabases
@@ -81,6 +82,7 @@ def settings(database_url: str, tmp_path: Path, master_key: MasterKey) -> Settin
         data_dir=tmp_path / "data",
         master_key=SecretStr(base64.b64encode(master_key.secret.reveal()).decode()),
         rpc_timeout_s=3,
+        rpc_allow_private_urls=True,  # the test chain is an anvil on loopback
     )
 
 
@@ -97,5 +99,6 @@ async def client(api: ApiHarness) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def probe() -> AsyncIterator[ChainIdProbe]:
-    async with new_http_session() as http:
-        yield rpc_chain_id_probe(http, timeout_s=3)
+    guard = UrlGuard(allow_private=True)  # the test chain is an anvil on loopback
+    async with new_http_session(guard=guard) as http:
+        yield rpc_chain_id_probe(http, timeout_s=3, guard=guard)

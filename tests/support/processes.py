@@ -18,6 +18,7 @@ def base_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINFLOW_")}
     if "CHAINFLOW_ANVIL_BIN" in os.environ:
         env["CHAINFLOW_ANVIL_BIN"] = os.environ["CHAINFLOW_ANVIL_BIN"]
+    env["CHAINFLOW_RPC_ALLOW_PRIVATE_URLS"] = "true"  # the test chains are anvils on loopback
     return env | {f"CHAINFLOW_{k.upper()}": v for k, v in settings.items()}
 
 

@@ -24,6 +24,7 @@ from chainflow.domain.wallets.custody import check_master_key
 from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker, warm_pool
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.queue import InProcessJobQueue, JobQueue, RedisJobQueue
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.master_source import load_master_key
@@ -61,7 +62,7 @@ async def open_resources(
     # refused 503 `database_unavailable` (retryable, nothing stored) and the pool is recycled
     # (tests/chaos/test_infrastructure.py).
     engine = create_engine(settings.resolved_database_url, pool_size=_POOL_SIZE, pre_ping=False)
-    http = new_http_session()
+    http = new_http_session(guard=UrlGuard(allow_private=settings.rpc_allow_private_urls))
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     own_queue = queue or _own_queue(settings)
     try:

@@ -13,6 +13,7 @@ from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.apikeys.service import InvalidApiKey, Scope
 from chainflow.domain.chains.probe import ChainIdProbe, rpc_chain_id_probe
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.net.urlguard import UrlGuard
 
 
 # Dependencies are `async def` even with nothing to await: FastAPI runs a plain `def` one in a
@@ -33,7 +34,9 @@ SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessio
 
 
 async def get_probe(resources: ResourcesDep) -> ChainIdProbe:
-    return rpc_chain_id_probe(resources.http, timeout_s=resources.settings.rpc_timeout_s)
+    settings = resources.settings
+    guard = UrlGuard(allow_private=settings.rpc_allow_private_urls)
+    return rpc_chain_id_probe(resources.http, timeout_s=settings.rpc_timeout_s, guard=guard)
 
 
 ProbeDep = Annotated[ChainIdProbe, Depends(get_probe)]

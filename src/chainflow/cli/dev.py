@@ -21,6 +21,7 @@ from chainflow.domain.wallets.errors import WalletExists
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX, run_anvil
 from chainflow.infra.datadir import hold_data_dir
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.queue import InProcessJobQueue
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.keystore import MasterKey, validate_private_key
@@ -47,7 +48,7 @@ def dev(
     ] = 0,
 ) -> None:
     """Run everything in one process on the embedded database (the README's first command)."""
-    settings = settings_for_cli().model_copy(update={"redis_url": None})
+    settings = _dev_settings(settings_for_cli())
     with hold_data_dir(settings, exclusive=False):
         master = load_master_key(settings, allow_generate=True)
         upgrade(settings.resolved_database_url)
@@ -62,6 +63,15 @@ def dev(
                 demo=demo if anvil else 0,
             )
         )
+
+
+def _dev_settings(settings: Settings) -> Settings:
+    """Embedded: no Redis; RPC URLs on private hosts allowed unless the environment says no
+    (the dev chain is an anvil on loopback)."""
+    update: dict[str, object] = {"redis_url": None}
+    if "rpc_allow_private_urls" not in settings.model_fields_set:
+        update["rpc_allow_private_urls"] = True
+    return settings.model_copy(update=update)
 
 
 async def _serve(
@@ -116,8 +126,9 @@ async def _prepare(settings: Settings, master: MasterKey, *, anvil_url: str | No
         await chains.seed_chains(session, seeds)
         if anvil_url is None:
             return None
-        async with new_http_session() as http:
-            probe = rpc_chain_id_probe(http, timeout_s=settings.rpc_timeout_s)
+        guard = UrlGuard(allow_private=settings.rpc_allow_private_urls)
+        async with new_http_session(guard=guard) as http:
+            probe = rpc_chain_id_probe(http, timeout_s=settings.rpc_timeout_s, guard=guard)
             update = ChainUpdate(rpc_urls=[anvil_url], enabled=True)
             await chains.update_chain(session, ANVIL_CHAIN_ID, update, probe=probe)
         try:

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         None, description="base64; the key CHAINFLOW_MASTER_KEY replaced, for unfinished rotations"
     )
     key_rotation_batch_size: int = Field(500, ge=1, le=100_000, description="rows per commit")
+    # RPC URLs (issue 14): SSRF guard and answer size; `chainflow dev` allows private hosts
+    rpc_allow_private_urls: bool = Field(
+        False, description="allow RPC URLs on loopback, private, link-local, … hosts"
+    )
+    rpc_max_response_bytes: int = Field(
+        16 * 1024 * 1024, ge=65_536, le=1024**3, description="largest JSON-RPC answer read"
+    )
 
     @field_validator("database_url")
     @classmethod

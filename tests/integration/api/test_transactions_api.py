@@ -7,29 +7,14 @@ import pytest
 
 from chainflow.domain.chains.models import Chain
 from chainflow.infra.db.uow import unit_of_work
-from tests.support.chains import add_anvil_chain
-from tests.support.fixtures import ApiHarness
-
-SINK = "0x000000000000000000000000000000000000dEaD"
+from tests.support.engine import SINK
+from tests.support.fixtures import ApiHarness, prepare_sender
+from tests.support.fixtures import tx_body as body
 
 
 @pytest.fixture
 async def setup(api: ApiHarness, anvil_url: str) -> dict[str, Any]:
-    async with unit_of_work(api.resources.sessionmaker) as session:
-        await add_anvil_chain(session, anvil_url)
-    wallets = await api.key("wallets")
-    created = await api.client.post(
-        "/v1/wallets", headers=wallets, json={"generate": True, "chain_ids": [31337]}
-    )
-    return {
-        "wallet": created.json(),
-        "write": await api.key("transactions:write"),
-        "wallets": wallets,
-    }
-
-
-def body(setup: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"chain_id": 31337, "wallet": setup["wallet"]["address"], "to": SINK, **extra}
+    return await prepare_sender(api, anvil_url)
 
 
 class TestSubmit:

@@ -74,7 +74,7 @@ class TestCreate:
     async def test_refuses_rpc_of_another_chain_and_stores_nothing(
         self, sessionmaker: Sessionmaker, probe: ChainIdProbe, anvil_url: str
     ) -> None:
-        with pytest.raises(RpcChainMismatch, match="serves chain 31337, expected chain 5"):
+        with pytest.raises(RpcChainMismatch, match=r"rpc_urls\[0\] .* does not serve chain 5$"):
             async with unit_of_work(sessionmaker) as session:
                 await service.create_chain(session, new_chain(5, anvil_url), probe=probe)
         assert await count_chains(sessionmaker) == 0

@@ -10,6 +10,7 @@ import structlog
 from chainflow.core.types import SecretBytes
 from chainflow.core.urls import redact_url
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX, run_anvil
+from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.rpc.client import RpcCallError, RpcClient, RpcTransportError, new_http_session
 from chainflow.infra.rpc.endpoints import (
     BreakerSettings,
@@ -52,7 +53,7 @@ async def node_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with new_http_session() as session:
+    async with new_http_session(guard=UrlGuard(allow_private=True)) as session:
         yield session
 
 

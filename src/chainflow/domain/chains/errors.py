@@ -27,3 +27,9 @@ class RpcChainMismatch(InvalidInput):
 
 class RpcUnreachable(InvalidInput):
     code = "rpc_unreachable"
+
+
+class RpcUrlForbidden(InvalidInput):
+    """An RPC URL on a loopback, private, link-local, … host while those are not allowed."""
+
+    code = "rpc_url_forbidden"

@@ -1,31 +1,81 @@
-"""Calldata from a function signature and JSON arguments, encoded with eth-abi."""
+"""Calldata from a function signature and JSON arguments, encoded with eth-abi.
 
+The size is counted before anything is encoded (calldata_size.py), and large encodings run in
+a worker thread: one request must not hold the event loop for long.
+"""
+
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from eth_abi.abi import encode
 from eth_abi.exceptions import EncodingError, ParseError
-from eth_abi.grammar import BasicType, TupleType, parse
+from eth_abi.grammar import ABIType, BasicType, TupleType, parse
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from chainflow.core.errors import InvalidInput
+from chainflow.domain.transactions.calldata_size import (
+    MAX_CALLDATA_BYTES,
+    CalldataTooLarge,
+    InvalidCall,
+    measure_call,
+)
+
+__all__ = [
+    "MAX_CALLDATA_BYTES",
+    "CalldataTooLarge",
+    "InvalidCall",
+    "encode_call",
+    "encode_calls",
+]
+
+Call = tuple[str, list[Any]]
+# eth-abi encodes ~4 MB/s here, so calls totalling up to this many bytes cost the event loop
+# at most ~2 ms; anything larger is encoded in a worker thread.
+_INLINE_BYTES = 8 * 1024
 
 
-class InvalidCall(InvalidInput):
-    code = "invalid_function_call"
+async def encode_calls(calls: Sequence[Call]) -> list[bytes | InvalidInput]:
+    """Encode each call; a call that fails gets its error in place of its bytes."""
+    if _fits_inline(calls):
+        return _encode_each(calls)
+    return await asyncio.to_thread(_encode_each, calls)
 
 
-def _argument_types(signature: str) -> list[str]:
+def _fits_inline(calls: Sequence[Call]) -> bool:
+    left = _INLINE_BYTES
+    for signature, args in calls:
+        try:
+            left -= _measure(signature, args, limit=left)
+        except InvalidInput:
+            return False  # too big to encode here, or an error the thread reports as well
+    return True
+
+
+def _encode_each(calls: Sequence[Call]) -> list[bytes | InvalidInput]:
+    encoded: list[bytes | InvalidInput] = []
+    for signature, args in calls:
+        try:
+            encoded.append(encode_call(signature, args))
+        except InvalidInput as exc:
+            encoded.append(exc)
+    return encoded
+
+
+def _argument_types(signature: str) -> list[ABIType]:
     name, _, rest = signature.partition("(")
     if not name.isidentifier() or not rest.endswith(")"):
         raise InvalidCall(f"function must look like name(type,...), got {signature!r}")
+    if rest == ")":
+        return []  # eth-abi has no empty tuple type, but `pause()` takes no arguments
     try:
         parsed = parse("(" + rest)
-    except ParseError as exc:
+        parsed.validate()
+    except (ParseError, ValueError) as exc:  # ValueError: `()` nested, uint7, …
         raise InvalidCall(f"bad argument types in {signature!r}: {exc}") from None
     if not isinstance(parsed, TupleType):
         raise InvalidCall(f"bad argument types in {signature!r}")
-    parsed.validate()
-    return [component.to_type_str() for component in parsed.components]
+    return list(parsed.components)
 
 
 def _coerce(type_str: str, value: Any) -> Any:
@@ -60,12 +110,19 @@ def _coerce_basic(parsed: BasicType, value: Any) -> Any:
     return value
 
 
-def encode_call(signature: str, args: list[Any]) -> bytes:
-    """4-byte selector plus ABI-encoded arguments. Raises: InvalidCall."""
-    signature = signature.replace(" ", "")
-    types = _argument_types(signature)
+def _measure(signature: str, args: list[Any], *, limit: int) -> int:
+    types = _argument_types(signature.replace(" ", ""))
     if len(args) != len(types):
         raise InvalidCall(f"{signature} takes {len(types)} argument(s), got {len(args)}")
+    return measure_call(types, args, limit=limit)
+
+
+def encode_call(signature: str, args: list[Any], *, limit: int = MAX_CALLDATA_BYTES) -> bytes:
+    """4-byte selector plus ABI-encoded arguments, at most `limit` bytes; the size is checked
+    before any encoding. Raises: InvalidCall, CalldataTooLarge."""
+    _measure(signature, args, limit=limit)
+    signature = signature.replace(" ", "")
+    types = [abi_type.to_type_str() for abi_type in _argument_types(signature)]
     try:
         values = [_coerce(t, v) for t, v in zip(types, args, strict=True)]
         return bytes(function_signature_to_4byte_selector(signature)) + encode(types, values)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from chainflow.core.fields import AddressStr, ChainId, WeiStr
+from chainflow.domain.transactions.calldata_size import MAX_CALLDATA_BYTES
 from chainflow.domain.transactions.state import TxStatus
 
 _TRANSFER_EXAMPLE: dict[str, JsonValue] = {
@@ -35,7 +36,9 @@ class TxCreate(BaseModel):
     wallet: str = Field(min_length=1, max_length=64, description="wallet id or address")
     to: AddressStr
     value: WeiStr = 0
-    data: str | None = Field(None, max_length=262_144, description="0x-prefixed calldata")
+    data: str | None = Field(
+        None, description=f"0x-prefixed calldata, at most {MAX_CALLDATA_BYTES} bytes"
+    )
     function: str | None = Field(None, max_length=1000, examples=["transfer(address,uint256)"])
     args: list[Any] | None = None
     gas_limit: int | None = Field(None, ge=21_000, le=100_000_000)
@@ -48,6 +51,8 @@ class TxCreate(BaseModel):
     def _hex(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if len(value) > 2 + 2 * MAX_CALLDATA_BYTES:  # before the scan below, which is linear
+            raise ValueError(f"calldata is limited to {MAX_CALLDATA_BYTES} bytes")
         digits = value.removeprefix("0x")
         if not value.startswith("0x") or len(digits) % 2 or not _is_hex(digits):
             raise ValueError("must be 0x-prefixed hex with an even number of digits")

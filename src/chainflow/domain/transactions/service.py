@@ -13,7 +13,7 @@ from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import ChainflowError, InvalidInput
 from chainflow.domain.chains.errors import UnknownChain
 from chainflow.domain.transactions import intake, repository
-from chainflow.domain.transactions.calldata import encode_call
+from chainflow.domain.transactions.calldata import encode_calls
 from chainflow.domain.transactions.errors import (
     AlreadyFinal,
     ChainDisabled,
@@ -71,9 +71,11 @@ async def submit(
         if earlier is not None:
             return _replay(earlier, fingerprint)
     target = await intake.find_target(db, body.chain_id, body.wallet)
+    (data,) = await _calldata([body])
     request = _new_request(
         body,
         _checked(target, body),
+        data=data,
         fingerprint=fingerprint,
         api_key_id=api_key_id,
         idempotency_key=idempotency_key,
@@ -130,18 +132,28 @@ def _check_caps(body: TxCreate, target: intake.Target) -> None:
         raise FeeAboveCap(f"max_priority_fee_per_gas is above the chain's cap of {tip_cap} wei")
 
 
+async def _calldata(bodies: Sequence[TxCreate]) -> list[bytes | InvalidInput]:
+    """Each body's calldata, or the error that refuses it (raised after the body's other
+    checks, so a request's first error stays the same)."""
+    calls = [(body.function, body.args or []) for body in bodies if body.function is not None]
+    encoded = iter(await encode_calls(calls) if calls else [])
+    return [
+        next(encoded) if body.function is not None else bytes.fromhex((body.data or "0x")[2:])
+        for body in bodies
+    ]
+
+
 def _new_request(
     body: TxCreate,
     target: _Checked,
     *,
+    data: bytes | InvalidInput,
     fingerprint: str,
     api_key_id: uuid.UUID | None,
     idempotency_key: str | None,
 ) -> NewRequest:
-    if body.function is not None:
-        data = encode_call(body.function, body.args or [])
-    else:
-        data = bytes.fromhex((body.data or "0x")[2:])
+    if isinstance(data, InvalidInput):
+        raise data
     now = utcnow()
     return NewRequest(
         id=uuid.uuid4(),
@@ -200,6 +212,7 @@ async def submit_batch(
             return BatchSubmitted(earlier=earlier)
     targets: dict[tuple[int, str], intake.Target | None] = {}
     requests: list[NewRequest] = []
+    calldata = await _calldata(bodies)
     for index, body in enumerate(bodies):
         try:
             pair = (body.chain_id, body.wallet)
@@ -209,6 +222,7 @@ async def submit_batch(
                 _new_request(
                     body,
                     _checked(targets[pair], body),
+                    data=calldata[index],
                     fingerprint=fingerprints[index],
                     api_key_id=api_key_id,
                     idempotency_key=keys[index] if keys is not None else None,

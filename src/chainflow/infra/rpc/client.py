@@ -1,4 +1,9 @@
-"""JSON-RPC over HTTP on aiohttp: single calls and batches, with typed failures."""
+"""JSON-RPC over HTTP on aiohttp: single calls and batches, with typed failures.
+
+Every answer is bounded: redirects are never followed (a 3xx is a failure), and a body is read
+as a stream that stops at `max_response_bytes`, so an endpoint cannot point the client at
+another host or fill its memory.
+"""
 
 import itertools
 from collections.abc import Sequence
@@ -8,8 +13,12 @@ import aiohttp
 import orjson
 
 from chainflow.core.errors import Unavailable
+from chainflow.infra.net.urlguard import ForbiddenAddress, UrlGuard
 
 Call = tuple[str, Sequence[Any]]
+# Above the largest answer the engine asks for: a batch of 500 receipts (tracker.py) runs to a
+# few MB when their transactions emit many logs; one receipt can reach ~7 MB in a 30 M gas block.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 class RpcTransportError(Unavailable):
@@ -28,11 +37,19 @@ class RpcTransportError(Unavailable):
         http_status: int | None = None,
         retry_after_s: float | None = None,
         is_unsent: bool = False,
+        is_answered: bool = False,
     ) -> None:
         super().__init__(detail)
         self.http_status = http_status
         self.retry_after_s = retry_after_s  # from an HTTP Retry-After header, in seconds
         self.is_unsent = is_unsent  # true only when the request certainly never reached the node
+        self.is_answered = is_answered  # an HTTP answer came, but no usable JSON-RPC one
+
+
+class RpcResponseTooLarge(RpcTransportError):
+    """The answer passed the client's `max_response_bytes`; the rest was not read."""
+
+    code = "rpc_response_too_large"
 
 
 class RpcCallError(Unavailable):
@@ -50,10 +67,18 @@ class RpcCallError(Unavailable):
 class RpcClient:
     """One endpoint. The aiohttp session is injected so callers own pooling and shutdown."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, *, timeout_s: float = 10.0):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ):
         self.url = url
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_response_bytes = max_response_bytes
         self._ids = itertools.count(1)
 
     async def call(self, method: str, params: Sequence[Any] = ()) -> Any:
@@ -67,7 +92,7 @@ class RpcClient:
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         )
         if not isinstance(reply, dict):
-            raise RpcTransportError(f"{method}: answer is not a JSON-RPC object")
+            raise RpcTransportError(f"{method}: answer is not a JSON-RPC object", is_answered=True)
         return _result_of(reply)
 
     async def batch(self, calls: Sequence[Call]) -> list[Any]:
@@ -82,7 +107,7 @@ class RpcClient:
         ]
         reply = await self._post(body)
         if not isinstance(reply, list):
-            raise RpcTransportError("batch: answer is not a JSON-RPC array")
+            raise RpcTransportError("batch: answer is not a JSON-RPC array", is_answered=True)
         by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
         return [_outcome(by_id.get(first + i)) for i in range(len(calls))]
 
@@ -93,24 +118,62 @@ class RpcClient:
                 data=orjson.dumps(body),
                 timeout=self._timeout,
                 headers={"Content-Type": "application/json"},
+                allow_redirects=False,
             ) as response:
-                payload = await response.read()
                 status = response.status
                 retry_after_s = _retry_after_s(response.headers.get("Retry-After"))
+                payload = await _read_capped(response, self._max_response_bytes)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            # ClientConnectorError: no connection was made, so the node never saw the request.
-            raise RpcTransportError(
-                f"cannot reach RPC endpoint: {type(exc).__name__}",
-                is_unsent=isinstance(exc, aiohttp.ClientConnectorError),
-            ) from None
+            raise _unreached(exc) from None
         _check_status(status, payload, retry_after_s)
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
-            raise RpcTransportError("RPC endpoint answered non-JSON", http_status=status) from None
+            raise RpcTransportError(
+                "RPC endpoint answered non-JSON", http_status=status, is_answered=True
+            ) from None
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, counted after any Content-Encoding is decoded; RpcResponseTooLarge as soon as
+    it passes `limit` bytes (at once if the declared length does)."""
+    if (response.content_length or 0) > limit:
+        raise _too_large(response, limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(response, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(response: aiohttp.ClientResponse, limit: int) -> RpcResponseTooLarge:
+    response.close()  # the rest is never read, so the connection cannot be reused
+    return RpcResponseTooLarge(
+        f"RPC answer is larger than {limit} bytes", http_status=response.status, is_answered=True
+    )
+
+
+def _unreached(exc: BaseException) -> RpcTransportError:
+    # ClientConnectorError: no connection was made, so the node never saw the request.
+    if not isinstance(exc, aiohttp.ClientConnectorError):
+        return RpcTransportError(f"cannot reach RPC endpoint: {type(exc).__name__}")
+    if isinstance(exc.os_error, ForbiddenAddress):
+        detail = "RPC endpoint refused: its address is not public (URL guard)"
+        return RpcTransportError(detail, is_unsent=True)
+    return RpcTransportError("cannot reach RPC endpoint: ClientConnectorError", is_unsent=True)
 
 
 def _check_status(status: int, payload: bytes, retry_after_s: float | None) -> None:
+    # A 3xx is never followed: it could point this client at any host, past the URL checks.
+    if 300 <= status < 400:
+        raise RpcTransportError(
+            f"RPC endpoint answered a redirect (HTTP {status}); redirects are not followed",
+            http_status=status,
+            is_answered=True,
+        )
     # A 429 comes from a rate limiter in front of the node (some send a JSON body with it), so
     # the request was refused unseen: a transport failure, and certainly unsent.
     if status == 429 or (status >= 400 and not payload.startswith((b"{", b"["))):
@@ -119,6 +182,7 @@ def _check_status(status: int, payload: bytes, retry_after_s: float | None) -> N
             http_status=status,
             retry_after_s=retry_after_s,
             is_unsent=status == 429,
+            is_answered=True,
         )
 
 
@@ -140,7 +204,7 @@ def _result_of(reply: dict[str, Any]) -> Any:
             data=error.get("data"),
         )
     if "result" not in reply:
-        raise RpcTransportError("JSON-RPC answer has neither result nor error")
+        raise RpcTransportError("JSON-RPC answer has neither result nor error", is_answered=True)
     return reply["result"]
 
 
@@ -153,6 +217,8 @@ def _outcome(reply: dict[str, Any] | None) -> Any:
         return exc
 
 
-def new_http_session(*, connections: int = 64) -> aiohttp.ClientSession:
-    """An aiohttp session with keep-alive connections for RPC traffic."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections))
+def new_http_session(*, guard: UrlGuard, connections: int = 64) -> aiohttp.ClientSession:
+    """An aiohttp session with keep-alive connections for RPC traffic; `guard` vets every
+    address it connects to (after DNS, so a name that re-resolves elsewhere is caught)."""
+    connector = aiohttp.TCPConnector(limit=connections, socket_factory=guard.socket_factory)
+    return aiohttp.ClientSession(connector=connector)

@@ -29,7 +29,13 @@ import aiohttp
 
 from chainflow.core.logging import get_logger
 from chainflow.core.urls import redact_url
-from chainflow.infra.rpc.client import Call, RpcCallError, RpcClient, RpcTransportError
+from chainflow.infra.rpc.client import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Call,
+    RpcCallError,
+    RpcClient,
+    RpcTransportError,
+)
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify
 
 __all__ = [
@@ -120,6 +126,7 @@ class EndpointPool:
         chain_id: int,
         urls: Sequence[str],
         timeout_s: float = 10.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         breaker: BreakerSettings = BreakerSettings(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -129,7 +136,11 @@ class EndpointPool:
         self._breaker = breaker
         self._clock = clock
         self._endpoints = [
-            _Endpoint(RpcClient(session, url, timeout_s=timeout_s), redact_url(url)) for url in urls
+            _Endpoint(
+                RpcClient(session, url, timeout_s=timeout_s, max_response_bytes=max_response_bytes),
+                redact_url(url),
+            )
+            for url in urls
         ]
 
     async def call(

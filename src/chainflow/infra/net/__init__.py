@@ -1,0 +1,1 @@
+"""Outbound network rules: which addresses server-side requests may reach."""

@@ -1,0 +1,96 @@
+"""The JSON-RPC client against real sockets: the URL guard at connect time, redirects, and the
+size cap on answers."""
+
+import gzip
+
+import orjson
+import pytest
+
+from chainflow.infra.net.urlguard import UrlGuard
+from chainflow.infra.rpc.client import (
+    RpcClient,
+    RpcResponseTooLarge,
+    RpcTransportError,
+    new_http_session,
+)
+from tests.support.tcp_servers import endless_body, http_answer, json_rpc, redirect, tcp_server
+
+STRICT = UrlGuard(allow_private=False)
+OPEN = UrlGuard(allow_private=True)
+
+
+class TestConnectTimeGuard:
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "0x7f.1", "[::ffff:127.0.0.1]"])
+    async def test_a_non_public_address_is_never_connected(self, host: str) -> None:
+        # Whatever the URL said when it was stored, the address a name resolves to now is
+        # what gets checked: a DNS answer that changed (rebinding) meets the same refusal.
+        async with tcp_server(json_rpc({"result": "0x1"})) as node:
+            async with new_http_session(guard=STRICT) as http:
+                client = RpcClient(http, f"http://{host}:{node.port}", timeout_s=3)
+                with pytest.raises(RpcTransportError, match="URL guard") as refused:
+                    await client.call("eth_chainId")
+            assert node.connections == 0
+        assert refused.value.is_unsent
+
+    async def test_allowed_by_the_guard_setting(self) -> None:
+        async with (
+            tcp_server(json_rpc({"result": "0x1"})) as node,
+            new_http_session(guard=OPEN) as http,
+        ):
+            assert await RpcClient(http, node.url).call("eth_chainId") == "0x1"
+
+
+class TestRedirects:
+    @pytest.mark.parametrize("status", ["301 Moved Permanently", "307 Temporary Redirect"])
+    async def test_are_failures_and_never_followed(self, status: str) -> None:
+        async with (
+            tcp_server(json_rpc({"result": "0x1"})) as node,
+            tcp_server(redirect(node.url, status)) as hop,
+            new_http_session(guard=OPEN) as http,
+        ):
+            client = RpcClient(http, hop.url)
+            with pytest.raises(RpcTransportError, match="redirect") as failed:
+                await client.call("eth_chainId")
+            with pytest.raises(RpcTransportError, match="redirect"):
+                await client.batch([("eth_chainId", []), ("eth_blockNumber", [])])
+            assert node.connections == 0
+        assert failed.value.is_answered
+
+
+class TestAnswerSize:
+    async def test_an_endless_answer_is_cut_at_the_cap(self) -> None:
+        async with tcp_server(endless_body()) as node, new_http_session(guard=OPEN) as http:
+            client = RpcClient(http, node.url, max_response_bytes=1 << 20)
+            with pytest.raises(RpcResponseTooLarge):
+                await client.call("eth_getBlockByNumber", ["latest", True])
+            assert node.bytes_sent < 12 << 20  # 1 MiB read; ~4 MiB more sat in socket buffers
+
+    async def test_a_declared_length_over_the_cap_is_refused_unread(self) -> None:
+        async with (
+            tcp_server(endless_body(declared_bytes=200 << 20)) as node,
+            new_http_session(guard=OPEN) as http,
+        ):
+            client = RpcClient(http, node.url, max_response_bytes=1 << 20)
+            with pytest.raises(RpcResponseTooLarge):
+                await client.batch([("eth_getTransactionReceipt", ["0x00"])])
+            assert node.bytes_sent < 12 << 20
+
+    async def test_a_compressed_answer_counts_its_decompressed_size(self) -> None:
+        bomb = gzip.compress(b'{"jsonrpc": "2.0", "id": 1, "result": "' + b"0" * (64 << 20))
+        handler = http_answer("200 OK", bomb, headers={"Content-Encoding": "gzip"})
+        async with tcp_server(handler) as node, new_http_session(guard=OPEN) as http:
+            with pytest.raises(RpcResponseTooLarge):
+                await RpcClient(http, node.url, max_response_bytes=1 << 20).call("eth_chainId")
+
+    async def test_an_answer_up_to_the_cap_is_read(self) -> None:
+        result = "0x" + "ab" * 100_000
+        answer = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": result})
+        async with (
+            tcp_server(http_answer("200 OK", answer)) as node,
+            new_http_session(guard=OPEN) as http,
+        ):
+            client = RpcClient(http, node.url, max_response_bytes=len(answer))
+            assert await client.call("eth_call", []) == result
+            tighter = RpcClient(http, node.url, max_response_bytes=len(answer) - 1)
+            with pytest.raises(RpcResponseTooLarge):
+                await tighter.call("eth_call", [])

@@ -1,0 +1,19 @@
+"""`chainflow dev` settings: its anvil is on loopback, so private RPC hosts are allowed unless
+the environment says otherwise."""
+
+import pytest
+
+from chainflow.cli.dev import _dev_settings
+from chainflow.core.settings import Settings
+
+
+class TestDevSettings:
+    def test_private_rpc_urls_are_allowed_by_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("CHAINFLOW_RPC_ALLOW_PRIVATE_URLS", raising=False)
+        assert not Settings().rpc_allow_private_urls  # `chainflow api` and `worker`
+        settings = _dev_settings(Settings(redis_url="redis://127.0.0.1:6379/0"))
+        assert (settings.rpc_allow_private_urls, settings.redis_url) == (True, None)
+
+    def test_the_environment_can_refuse_them(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CHAINFLOW_RPC_ALLOW_PRIVATE_URLS", "false")
+        assert not _dev_settings(Settings()).rpc_allow_private_urls
