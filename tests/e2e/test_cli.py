@@ -2,6 +2,7 @@
 
 import base64
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -118,6 +119,36 @@ class TestEmbeddedWorkflow:
         result = cli("wallet", "import", KEY_HEX)
         assert result.returncode == 2  # usage error from the parser: no such argument
         assert KEY_HEX[2:] not in result.stdout
+
+
+KEY_SHAPED = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class TestNoKeyEcho:
+    """A key typed where it does not belong is refused in one line that never repeats it."""
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["wallet", "import", KEY_HEX],
+            ["wallet", "import", KEY_HEX[2:].upper()],
+            ["wallet", "import", "--chain-id", KEY_HEX],
+            ["wallet", "import", "--file", f"/nonexistent/{KEY_HEX}"],
+            ["wallet", "generate", "--label", f"my key {KEY_HEX}"],
+            ["wallet", KEY_HEX],
+            ["apikey", "create", "--scopes", KEY_HEX],
+            [KEY_HEX],
+        ],
+        ids=["argument", "bare-upper", "option", "file-path", "label", "command", "scope", "top"],
+    )
+    def test_refusal_is_one_line_without_the_key(self, cli: Cli, args: list[str]) -> None:
+        assert cli("db", "upgrade").returncode == 0
+        result = cli(*args)
+        assert result.returncode in (1, 2), (result.stdout, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert not KEY_SHAPED.search(result.stdout + result.stderr), result.stderr
 
 
 class TestDev:

@@ -5,6 +5,8 @@ refused at once with a 503 problem and Retry-After, instead of waiting on the da
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from chainflow.core.redaction import scrub_text
+
 _EXEMPT = ("/healthz", "/readyz", "/metrics")
 
 
@@ -36,7 +38,7 @@ async def _refuse(scope: Scope, send: Send) -> None:
             "status": 503,
             "detail": "too many requests in flight on this API process; retry shortly",
             "code": "overloaded",
-            "instance": scope["path"],
+            "instance": scrub_text(scope["path"]),  # a path may hold a pasted key
         }
     )
     headers = [

@@ -37,8 +37,10 @@ Chainflow keeps EVM wallets safe and gets their transactions on chain.
 
 Authenticate with `Authorization: Bearer <api key>` (create one with
 `chainflow apikey create --scopes admin`). Errors are RFC 9457 `application/problem+json`
-with a stable `code`. Amounts are wei as decimal strings; addresses are accepted in any
-case and returned checksummed.
+with a stable `code`. Amounts are wei as decimal strings; addresses are accepted all lower
+case, all upper case or EIP-55 checksummed (a wrong checksum is refused, never repaired) and
+returned checksummed. Bodies are strictly typed: a number is never read from a string, a
+boolean or a float, nor a boolean from a number.
 """
 
 

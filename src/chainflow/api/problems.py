@@ -20,6 +20,7 @@ from chainflow.core.errors import (
     Unavailable,
 )
 from chainflow.core.logging import get_logger
+from chainflow.core.redaction import scrub_value
 
 PROBLEM_JSON = "application/problem+json"
 _STATUS: list[tuple[type[ChainflowError], int]] = [
@@ -51,6 +52,9 @@ def status_of(error: ChainflowError) -> int:
 def problem(
     request: Request, *, status: int, code: str, title: str, detail: str, **extra: Any
 ) -> JSONResponse:
+    """The problem+json response. Every string in it (detail, the path in `instance`, each
+    error's location and message) is scrubbed here, once, of anything shaped like a private
+    key: callers put keys in the wrong places, and a refusal must not echo them."""
     body = {
         "type": f"https://chainflow.dev/problems/{code}",
         "title": title,
@@ -62,7 +66,10 @@ def problem(
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(
-        jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+        scrub_value(jsonable_encoder(body)),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
     )
 
 

@@ -4,6 +4,7 @@ import sys
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click: no public name
 
 from chainflow.cli import keys, wallets
 from chainflow.cli.dev import dev
@@ -16,6 +17,7 @@ from chainflow.cli.runtime import (
 )
 from chainflow.cli.worker import worker
 from chainflow.core.errors import ChainflowError
+from chainflow.core.redaction import scrub_text
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.chains import service as chains
 from chainflow.infra.datadir import hold_data_dir, secure_data_dir
@@ -95,11 +97,28 @@ def apikey_create(
 
 
 def main() -> None:
-    """Entry point: ChainflowErrors become one line on stderr and exit code 1."""
+    """Entry point: errors, usage errors included, become one line on stderr and a non-zero
+    exit code. The line never quotes a private key: click's usage errors repeat the argument
+    they refuse, and `chainflow wallet import 0x<key>` is an easy mistake."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: bad option, extra argument, …
+        echo_err(scrub_text(f"error: {exc.format_message()}{_help_hint(exc)}"))
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        echo_err("error: aborted")
+        sys.exit(1)
     except ChainflowError as exc:
-        echo_err(f"error: {exc.detail}")
+        echo_err(scrub_text(f"error: {exc.detail}"))
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _help_hint(exc: typer.TyperException) -> str:
+    context = getattr(exc, "ctx", None)
+    return f" (see `{context.command_path} --help`)" if context is not None else ""

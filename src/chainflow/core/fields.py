@@ -1,9 +1,19 @@
 """Pydantic field types for the wire formats: wei as decimal strings, checksummed addresses."""
 
+from datetime import datetime
 from typing import Annotated
 
-from eth_utils.address import is_address, to_checksum_address
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    Strict,
+    WithJsonSchema,
+)
+
+from chainflow.core.addresses import checksum_address, parse_wallet_ref
+from chainflow.core.redaction import has_key_material
 
 MAX_UINT256 = 2**256 - 1
 
@@ -24,16 +34,23 @@ def _parse_wei(value: object) -> int:
     return amount
 
 
-def _no_nul(value: str) -> str:
+def _plain_text(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain a NUL character")
+    if has_key_material(value):  # it would be stored in clear and shown in every listing
+        raise ValueError("must not contain 64 hex digits in a row (it looks like a private key)")
     return value
 
 
-def _checksum(value: str) -> str:
-    if not is_address(value):
-        raise ValueError("must be a 20-byte hex address (0x + 40 hex digits)")
-    return str(to_checksum_address(value))
+def _wallet_ref(value: str) -> str:
+    parse_wallet_ref(value)  # refuses a malformed address; the text is kept as given
+    return value
+
+
+def _timestamp_text(value: object) -> object:
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string, e.g. 2026-01-01T00:00:00Z")
+    return value
 
 
 WeiStr = Annotated[
@@ -44,12 +61,13 @@ WeiStr = Annotated[
 ]
 """Wei amount: a decimal string on the wire, an int in Python."""
 
-TextStr = Annotated[str, AfterValidator(_no_nul)]
-"""Free text kept in the database: no NUL character, which PostgreSQL text cannot hold."""
+TextStr = Annotated[str, AfterValidator(_plain_text)]
+"""Free text kept in the database: no NUL character, which PostgreSQL text cannot hold, and
+nothing shaped like a private key."""
 
 AddressStr = Annotated[
     str,
-    AfterValidator(_checksum),
+    AfterValidator(checksum_address),
     WithJsonSchema(
         {
             "type": "string",
@@ -58,4 +76,11 @@ AddressStr = Annotated[
         }
     ),
 ]
-"""Address in any case on input, EIP-55 checksummed on output."""
+"""Address all lower, all upper or EIP-55 case on input (a wrong checksum is refused),
+checksummed on output."""
+
+WalletRef = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_wallet_ref)]
+"""A wallet id or address. Kept as given: it is part of a request's idempotency fingerprint."""
+
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text), Strict(False)]
+"""A date-time in a strict request body: an RFC 3339 string, never a number."""

@@ -3,27 +3,28 @@
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
+from pydantic_core import ValidationError
+from structlog.typing import ExcInfo
 
-REDACTED = "[redacted]"
+from chainflow.core.redaction import REDACTED, scrub_text
+
 _SECRET_NAME = re.compile(
     r"(private_?key|secret|passw(or)?d|passphrase|master_?key|api_?key|token|authorization|"
     r"cookie|mnemonic|seed|data_?key|credential)",
     re.IGNORECASE,
 )
-# 32-byte hex strings: private keys look exactly like hashes, so they are scrubbed from any
-# field whose name does not say it holds a hash.
-_HEX_32 = re.compile(r"(0x)?[0-9a-fA-F]{64}(?![0-9a-fA-F])")
-_BEARER = re.compile(r"(bearer\s+)\S+", re.IGNORECASE)
 _HASH_FIELD = re.compile(r"(hash|block|topic|root)", re.IGNORECASE)
+# Database errors quote what was sent: SQLAlchemy appends the bound parameters (the engines
+# hide them) and drivers quote the value they could not encode ("invalid input for query
+# argument $3: ..."), which may be a wallet's sealed key. Their messages never reach a log.
+_DATABASE_MODULES = ("sqlalchemy.", "asyncpg.", "sqlite3", "aiosqlite.")
 
-
-def scrub_text(text: str) -> str:
-    """Replace 32-byte hex strings and bearer tokens in free text."""
-    return _BEARER.sub(r"\1" + REDACTED, _HEX_32.sub(REDACTED, text))
+__all__ = ["REDACTED", "configure_logging", "get_logger", "redact_secrets", "scrub_text"]
 
 
 def _redact(key: str, value: Any) -> Any:
@@ -45,13 +46,45 @@ def redact_secrets(
     return {key: _redact(key, value) for key, value in event_dict.items()}
 
 
+def format_exception_safely(exc_info: ExcInfo) -> str:
+    """A traceback like Python's, in which no exception message can quote a bound value."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc_info[1]
+    while current is not None and current not in chain:
+        chain.append(current)
+        suppressed = current.__suppress_context__
+        current = current.__cause__ or (None if suppressed else current.__context__)
+    parts = [
+        "Traceback (most recent call last):\n"
+        + "".join(traceback.format_tb(exc.__traceback__))
+        + f"{type(exc).__module__}.{type(exc).__qualname__}: {_safe_message(exc)}\n"
+        for exc in reversed(chain)
+    ]
+    return "\nThe above exception led to the following one:\n\n".join(parts)
+
+
+def _safe_message(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):  # its text quotes every invalid input
+        return "; ".join(
+            f"{'.'.join(map(str, error['loc']))}: {error['type']}" for error in exc.errors()
+        )
+    if not type(exc).__module__.startswith(_DATABASE_MODULES):
+        return str(exc)
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(exc, "sqlstate", None)
+    withheld = "[message withheld: database errors can quote bound values]"
+    if orig is not None:
+        withheld += f" from {type(orig).__module__}.{type(orig).__qualname__}"
+    return withheld + (f" sqlstate={state}" if state else "")
+
+
 def configure_logging(*, json_format: bool, level: str = "info") -> None:
     """Route structlog and stdlib logging through one redacting pipeline."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
+        structlog.processors.ExceptionRenderer(format_exception_safely),
         redact_secrets,
     ]
     renderer: Any = (

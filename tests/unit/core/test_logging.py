@@ -62,3 +62,40 @@ class TestConfigureLogging:
         assert len(lines) == 2
         assert all(json.loads(line) for line in lines)
         assert KEY not in stream.getvalue()
+
+
+class TestExceptionsInLogs:
+    def test_database_error_messages_are_withheld_with_their_parameters(self) -> None:
+        from sqlalchemy.exc import IntegrityError
+
+        secret = bytes(range(48))
+        error = IntegrityError("INSERT INTO wallets VALUES (?)", (secret, "canary"), ValueError())
+        configure_logging(json_format=True)
+        stream = io.StringIO()
+        logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        try:
+            raise error
+        except IntegrityError:
+            structlog.get_logger("t").exception("db.failed")
+        logged = stream.getvalue()
+        assert "sqlalchemy.exc.IntegrityError" in logged
+        assert "canary" not in logged
+        assert "\\\\x00\\\\x01" not in logged
+        assert "message withheld" in logged
+
+    def test_validation_errors_show_locations_not_inputs(self) -> None:
+        from pydantic import BaseModel, ValidationError
+
+        class Model(BaseModel):
+            n: int
+
+        configure_logging(json_format=True)
+        stream = io.StringIO()
+        logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        data = {"n": "canary"}
+        try:
+            Model.model_validate(data)  # the traceback shows this line, not the one above
+        except ValidationError:
+            structlog.get_logger("t").exception("invalid")
+        assert "n: int_parsing" in stream.getvalue()
+        assert "canary" not in stream.getvalue()

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, TxWriteKey
 from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
-from chainflow.domain.transactions import service
+from chainflow.domain.transactions import idempotency, service
 from chainflow.domain.transactions.intake import NewRequest
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.schemas import (
@@ -28,6 +28,10 @@ from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import single_statements, unit_of_work
 
 router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
+# Checked by the service (idempotency.py), which refuses a bad key with its own code.
+IdempotencyKey = Annotated[
+    str | None, Header(description=f"{idempotency.RULE}; single and batch keys never collide")
+]
 
 
 @router.post(
@@ -40,7 +44,7 @@ async def submit_transaction(
     body: TxCreate,
     resources: ResourcesDep,
     key: TxWriteKey,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Queue a request. The same Idempotency-Key and body return the same transaction."""
     async with single_statements(resources.engine) as db:
@@ -64,7 +68,7 @@ async def submit_batch(
     body: TxBatchCreate,
     resources: ResourcesDep,
     key: TxWriteKey,
-    idempotency_key: Annotated[str | None, Header(max_length=service.BATCH_KEY_MAX)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Queue up to 500 requests in one call, all or none: an item that fails a check fails
     the batch (the problem's `index` says which) and nothing is stored. With an

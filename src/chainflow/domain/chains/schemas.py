@@ -5,6 +5,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from chainflow.core.bodies import RequestBody
 from chainflow.core.fields import ChainId, TextStr, WeiStr
 from chainflow.core.urls import check_http_url, redact_url
 from chainflow.domain.chains.models import Chain
@@ -24,7 +25,7 @@ _CHAIN_EXAMPLE: dict[str, JsonValue] = {
 }
 
 
-class ChainCreate(BaseModel):
+class ChainCreate(RequestBody):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_CHAIN_EXAMPLE]})
 
     chain_id: ChainId
@@ -39,7 +40,7 @@ class ChainCreate(BaseModel):
     enabled: bool = True
 
 
-class ChainUpdate(BaseModel):
+class ChainUpdate(RequestBody):
     """Fields to change; a cap set to null removes it."""
 
     model_config = ConfigDict(

@@ -5,6 +5,7 @@ a worker thread: one request must not hold the event loop for long.
 """
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from eth_abi.exceptions import EncodingError, ParseError
 from eth_abi.grammar import ABIType, BasicType, TupleType, parse
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from chainflow.core.addresses import checksum_address
 from chainflow.core.errors import InvalidInput
 from chainflow.domain.transactions.calldata_size import (
     MAX_CALLDATA_BYTES,
@@ -33,6 +35,9 @@ Call = tuple[str, list[Any]]
 # eth-abi encodes ~4 MB/s here, so calls totalling up to this many bytes cost the event loop
 # at most ~2 ms; anything larger is encoded in a worker thread.
 _INLINE_BYTES = 8 * 1024
+
+_INTEGER_TEXT = re.compile(r"-?(?:0x[0-9a-fA-F]+|[0-9]+)")
+_HEX_BYTES = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 
 
 async def encode_calls(calls: Sequence[Call]) -> list[bytes | InvalidInput]:
@@ -95,18 +100,24 @@ def _coerce(type_str: str, value: Any) -> Any:
 
 
 def _coerce_basic(parsed: BasicType, value: Any) -> Any:
+    """Integers as JSON numbers, decimal or 0x-hex strings; bytes as 0x-hex; addresses as
+    validated for `to` (a wrong checksum or a `0X` prefix is refused, not repaired)."""
+    kind = parsed.to_type_str()
     if parsed.base in {"uint", "int"} and isinstance(value, str):
-        try:
-            return int(value, 0)
-        except ValueError:
-            raise InvalidCall(
-                f"{parsed.to_type_str()} argument {value!r} is not a number"
-            ) from None
+        if not _INTEGER_TEXT.fullmatch(value):
+            raise InvalidCall(f"{kind} argument {value!r} is not a decimal or 0x-hex number")
+        return int(value, 0)
     if parsed.base == "bytes" and isinstance(value, str):
+        if not _HEX_BYTES.fullmatch(value):
+            raise InvalidCall(f"{kind} argument must be 0x-prefixed hex, an even digit count")
+        return bytes.fromhex(value[2:])
+    if parsed.base == "address":
+        if not isinstance(value, str):
+            raise InvalidCall("address argument must be a 0x-prefixed string")
         try:
-            return bytes.fromhex(value.removeprefix("0x"))
-        except ValueError:
-            raise InvalidCall(f"{parsed.to_type_str()} argument is not 0x-hex") from None
+            return checksum_address(value)
+        except ValueError as exc:
+            raise InvalidCall(f"address argument {exc}") from None
     return value
 
 

@@ -11,6 +11,10 @@ class IdempotencyConflict(Conflict):
     code = "idempotency_key_reused"
 
 
+class InvalidIdempotencyKey(InvalidInput):
+    code = "invalid_idempotency_key"
+
+
 class ChainDisabled(Conflict):
     code = "chain_disabled"
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeAlias, cast
 
-from eth_utils.address import is_address, to_checksum_address
 from sqlalchemy import ColumnElement, Insert, Select, Table, and_, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from chainflow.core.addresses import parse_wallet_ref
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.transactions.models import Transaction, TxEventRow, TxKind
 from chainflow.domain.transactions.state import TxStatus
@@ -116,14 +116,12 @@ _TARGET_BY_ID = _target_query(_WALLETS.id == bindparam("wallet_id"))
 async def find_target(db: Executor, chain_id: int, wallet_ref: str) -> Target | None:
     """The chain, the wallet (by id or address) and its lane there, in one query; None when
     the chain is not in the registry."""
-    if is_address(wallet_ref):
-        query = _TARGET_BY_ADDRESS
-        params: dict[str, Any] = {"address": str(to_checksum_address(wallet_ref))}
-    else:
-        try:
-            query, params = _TARGET_BY_ID, {"wallet_id": uuid.UUID(wallet_ref)}
-        except ValueError:  # neither: no wallet has an empty address
-            query, params = _TARGET_BY_ADDRESS, {"address": ""}
+    parsed = parse_wallet_ref(wallet_ref)  # the body's schema refused a malformed address
+    params: dict[str, Any]
+    if isinstance(parsed, uuid.UUID):
+        query, params = _TARGET_BY_ID, {"wallet_id": parsed}
+    else:  # neither id nor address: no wallet has an empty address
+        query, params = _TARGET_BY_ADDRESS, {"address": parsed or ""}
     row = (await db.execute(query, {"chain_id": chain_id, **params})).one_or_none()
     if row is None:
         return None

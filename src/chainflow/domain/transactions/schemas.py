@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
-from chainflow.core.fields import AddressStr, ChainId, WeiStr
+from chainflow.core.bodies import RequestBody
+from chainflow.core.fields import AddressStr, ChainId, Timestamp, WalletRef, WeiStr
 from chainflow.domain.transactions.calldata_size import MAX_CALLDATA_BYTES
 from chainflow.domain.transactions.state import TxStatus
 
@@ -25,7 +26,7 @@ _CALL_EXAMPLE: dict[str, JsonValue] = {
 }
 
 
-class TxCreate(BaseModel):
+class TxCreate(RequestBody):
     """A native transfer, a call with raw `data`, or a call by `function` signature and `args`."""
 
     model_config = ConfigDict(
@@ -33,7 +34,7 @@ class TxCreate(BaseModel):
     )
 
     chain_id: ChainId
-    wallet: str = Field(min_length=1, max_length=64, description="wallet id or address")
+    wallet: WalletRef = Field(description="wallet id or address")
     to: AddressStr
     value: WeiStr = 0
     data: str | None = Field(
@@ -44,7 +45,7 @@ class TxCreate(BaseModel):
     gas_limit: int | None = Field(None, ge=21_000, le=100_000_000)
     max_fee_per_gas: WeiStr | None = Field(None, description="cap for this request, in wei")
     max_priority_fee_per_gas: WeiStr | None = Field(None, description="tip cap, in wei")
-    valid_until: datetime | None = Field(None, description="expire if not signed by then")
+    valid_until: Timestamp | None = Field(None, description="expire if not signed by then")
 
     @field_validator("data")
     @classmethod
@@ -79,7 +80,7 @@ class TxCreate(BaseModel):
         return self
 
 
-class TxBatchCreate(BaseModel):
+class TxBatchCreate(RequestBody):
     """Up to 500 requests stored at once, all or none (any item's error fails the batch)."""
 
     model_config = ConfigDict(

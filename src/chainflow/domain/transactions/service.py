@@ -12,7 +12,7 @@ from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import ChainflowError, InvalidInput
 from chainflow.domain.chains.errors import UnknownChain
-from chainflow.domain.transactions import intake, repository
+from chainflow.domain.transactions import idempotency, intake, repository
 from chainflow.domain.transactions.calldata import encode_calls
 from chainflow.domain.transactions.errors import (
     AlreadyFinal,
@@ -64,7 +64,9 @@ async def submit(
 
     Raises:
         IdempotencyConflict: the key was used with a different body.
+        InvalidIdempotencyKey: the key is empty, too long or has a character outside its set.
     """
+    idempotency_key = idempotency.single_key(idempotency_key)
     fingerprint = request_hash(body)
     if idempotency_key is not None:
         earlier = await intake.find_earlier(db, api_key_id, idempotency_key)
@@ -180,7 +182,6 @@ def _new_request(
 
 
 MAX_BATCH = 500
-BATCH_KEY_MAX = 240  # room for the "#<index>" each item's stored key gets
 
 
 @dataclass(frozen=True)
@@ -201,11 +202,11 @@ async def submit_batch(
     """Store many queued requests at once, all or none: the first item that fails a check
     fails the batch (its error says which), and nothing is stored.
 
-    With an Idempotency-Key, item i is stored under `<key>#<i>`; the same key and items
-    return the earlier batch. Raises: IdempotencyConflict.
+    With an Idempotency-Key, item i is stored under `<key>#<i>` (idempotency.py); the same
+    key and items return the earlier batch. Raises: IdempotencyConflict, InvalidIdempotencyKey.
     """
     fingerprints = [request_hash(body) for body in bodies]
-    keys = _item_keys(idempotency_key, len(bodies))
+    keys = idempotency.batch_keys(idempotency_key, len(bodies))  # one more than items
     if keys is not None:
         earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
         if earlier is not None:
@@ -244,14 +245,6 @@ async def submit_batch(
     return BatchSubmitted(created=requests)
 
 
-def _item_keys(idempotency_key: str | None, count: int) -> list[str] | None:
-    if idempotency_key is None:
-        return None
-    if len(idempotency_key) > BATCH_KEY_MAX:
-        raise InvalidInput(f"a batch's Idempotency-Key is at most {BATCH_KEY_MAX} characters")
-    return [f"{idempotency_key}#{index}" for index in range(count)]
-
-
 async def _earlier_batch(
     session: AsyncSession,
     api_key_id: uuid.UUID | None,
@@ -259,13 +252,13 @@ async def _earlier_batch(
     fingerprints: list[str],
 ) -> list[Transaction] | None:
     """The batch stored under these keys, None if there is none; a batch that differs in
-    any item (or in length) is a conflict."""
-    # One key past the end too: a longer earlier batch is a different batch.
-    beyond = keys[-1].rsplit("#", 1)[0] + f"#{len(keys)}"
-    found = await repository.get_by_idempotency_keys(session, api_key_id, [*keys, beyond])
+    any item (or in length) is a conflict. The last key is one past the end: a longer
+    earlier batch is a different batch."""
+    found = await repository.get_by_idempotency_keys(session, api_key_id, keys)
     if not found:
         return None
-    earlier = [found.get(key) for key in keys]
+    *items, beyond = keys
+    earlier = [found.get(key) for key in items]
     same = all(
         tx is not None and tx.request_hash == fingerprint
         for tx, fingerprint in zip(earlier, fingerprints, strict=True)

@@ -1,10 +1,23 @@
 """Errors of wallets and lanes, each with a stable code."""
 
-from chainflow.core.errors import ConfigError, Conflict, Forbidden, NotFound, Unavailable
+from chainflow.core.errors import (
+    ConfigError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
 
 
 class WalletNotFound(NotFound):
     code = "wallet_not_found"
+
+
+class InvalidAddress(InvalidInput):
+    """Shaped like an address (e.g. in a path or a filter) but not a valid one."""
+
+    code = "invalid_address"
 
 
 class WalletExists(Conflict):

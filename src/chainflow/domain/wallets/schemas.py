@@ -4,15 +4,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, model_validator
 
+from chainflow.core.bodies import RequestBody
 from chainflow.core.fields import ChainId, TextStr, WeiStr
 from chainflow.domain.wallets.models import SignerKind, Wallet, WalletStatus
 
 ChainIds = Annotated[list[ChainId], Field(max_length=100)]
 
 
-class WalletCreate(BaseModel):
+class WalletCreate(RequestBody):
     """Import `private_key`, or set `generate: true` to create a key server-side."""
 
     model_config = ConfigDict(
@@ -37,12 +38,12 @@ class WalletCreate(BaseModel):
         return self
 
 
-class WalletUpdate(BaseModel):
+class WalletUpdate(RequestBody):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"status": "paused"}, {"label": "ops"}]}
     )
 
-    status: WalletStatus | None = None
+    status: Annotated[WalletStatus, Strict(False)] | None = None  # its value, as text
     label: TextStr | None = Field(None, max_length=200)
 
     @model_validator(mode="after")

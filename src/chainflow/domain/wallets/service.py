@@ -4,12 +4,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-from eth_utils.address import is_address, to_checksum_address
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chainflow.core.addresses import parse_wallet_ref
 from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
+from chainflow.core.errors import InvalidInput
+from chainflow.core.redaction import has_key_material
 from chainflow.core.types import SecretBytes
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
@@ -17,6 +19,7 @@ from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.custody import check_sealing_key, seal_into
 from chainflow.domain.wallets.errors import (
     AdminRequired,
+    InvalidAddress,
     InvalidStatusTransition,
     LaneNotFound,
     WalletExists,
@@ -50,7 +53,10 @@ async def import_wallet(
         WalletExists: the address is already stored (no second row).
         UnknownChain: a chain id is not in the registry.
         MasterKeyRotated, RotationRunning: `master` is not, or may soon not be, the current key.
+        InvalidInput: the label looks like a private key (it would be stored in clear).
     """
+    if label is not None and has_key_material(label):  # the CLI's path; the API's schema too
+        raise InvalidInput("a label must not hold 64 hex digits in a row: it looks like a key")
     address = str(address_of(private_key))
     if await repository.get_by_address(session, address) is not None:
         raise WalletExists(f"wallet {address} is already imported")
@@ -78,21 +84,28 @@ async def _check_chains(session: AsyncSession, chain_ids: Sequence[int]) -> None
 
 
 async def get_wallet(session: AsyncSession, ref: str | uuid.UUID, *, lanes: bool = True) -> Wallet:
-    """Find a wallet by id or by address (any case); without `lanes`, by id only and its
-    `chains` not loaded. Raises: WalletNotFound."""
-    wallet = None
+    """Find a wallet by id or by address (all lower, all upper or checksummed); without
+    `lanes`, by id only and its `chains` not loaded.
+
+    Raises: WalletNotFound. InvalidAddress: `ref` is shaped like an address but is not one.
+    """
     if isinstance(ref, uuid.UUID):
         wallet = await repository.get(session, ref, lanes=lanes)
-    elif is_address(ref):
-        wallet = await repository.get_by_address(session, str(to_checksum_address(ref)))
     else:
-        try:
-            wallet = await repository.get(session, uuid.UUID(ref))
-        except ValueError:
-            wallet = None
+        wallet = await _by_ref(session, ref)
     if wallet is None:
         raise WalletNotFound(f"wallet {ref} does not exist")
     return wallet
+
+
+async def _by_ref(session: AsyncSession, ref: str) -> Wallet | None:
+    try:
+        parsed = parse_wallet_ref(ref)
+    except ValueError as exc:
+        raise InvalidAddress(f"wallet address {exc}") from None
+    if isinstance(parsed, uuid.UUID):
+        return await repository.get(session, parsed)
+    return None if parsed is None else await repository.get_by_address(session, parsed)
 
 
 async def list_wallets(

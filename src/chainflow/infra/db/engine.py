@@ -58,6 +58,9 @@ def _ensure_folder(url: str) -> None:
 def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
     """Create the engine for a database URL (driver chosen automatically).
 
+    Every engine hides bound parameters from its error messages (`hide_parameters`): rows
+    carry sealed keys, and an error's text reaches logs and tracebacks.
+
     `pre_ping=False` saves a round trip per checkout: a connection that died (database
     restarted) then fails one unit of work, and SQLAlchemy recycles the pool; only for callers
     that retry on their own, as the workers' rounds do.
@@ -65,11 +68,15 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
     full = async_url(url)
     if full.startswith("sqlite"):
         _ensure_folder(full)
-        engine = create_async_engine(full, connect_args={"timeout": 30})
+        engine = create_async_engine(full, connect_args={"timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
-        full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
+        full,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=pre_ping,
+        hide_parameters=True,
     )
 
 
