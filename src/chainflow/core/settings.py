@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     bump_percent: float = Field(12.5, ge=10, le=1000)
     worker_poll_s: float = Field(0.1, gt=0, le=60)
     test_crash_at: str | None = Field(None, description="chaos tests only: crash point[:n]")
+    # fee caps (issue 14): how long a signed request priced out by the base fee may hold its lane
+    fee_cap_wait_s: float = Field(600.0, gt=0, le=30 * 86_400)
 
     @field_validator("database_url")
     @classmethod

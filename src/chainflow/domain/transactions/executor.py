@@ -17,9 +17,10 @@ from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import bulk, repository
 from chainflow.domain.transactions.counts import nonce_counts
+from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
 from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
-from chainflow.domain.transactions.gas import chain_caps, market_fees
+from chainflow.domain.transactions.gas import chain_caps, market
 from chainflow.domain.transactions.lifecycle import apply, step
 from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
@@ -85,7 +86,10 @@ async def drain_lanes(engine: Engine, chain: ChainConfig, wallet_ids: Sequence[u
 async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]) -> int:
     rpc = engine.rpc[chain.chain_id]
     counts = await _chain_counts(engine, rpc, wallet_ids)
-    plans = await _plan(engine, chain, counts)
+    if not counts:
+        return 0
+    now = await market(engine, chain)
+    plans = await _plan(engine, chain, counts, base_fee_wei=now.base_fee_wei)
     if not plans:
         return 0
     estimates = await estimate_gas(engine, rpc, [plan.rows for plan in plans])
@@ -96,8 +100,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]
     ]
     if not ready:
         return 0
-    market = await market_fees(engine, chain)
-    sent = await _sign(engine, chain, ready, market)
+    sent = await _sign(engine, chain, ready, now.fees)
     if sent:
         engine.crasher.reached(CrashPoint.ATTEMPT_STORED)
         await record_sends(engine, chain, sent)
@@ -136,8 +139,18 @@ def _room(engine: Engine, next_nonce: int, counts: Counts) -> int:
 
 
 async def _plan(
-    engine: Engine, chain: ChainConfig, counts: dict[uuid.UUID, Counts]
+    engine: Engine,
+    chain: ChainConfig,
+    counts: dict[uuid.UUID, Counts],
+    *,
+    base_fee_wei: int | None = None,
 ) -> list[Planned]:
+    """The lanes this process may drain now, each with the queued requests it can sign.
+
+    A request whose fee cap cannot pay the next block's base fee `base_fee_wei` is left
+    queued, unsigned, and later requests of its lane go ahead of it (issue 14): signed, it
+    would hold its nonce, and every later nonce of the wallet, until the base fee fell.
+    """
     if not counts:
         return []
     async with unit_of_work(engine.sessionmaker) as session:
@@ -150,6 +163,10 @@ async def _plan(
         )  # lanes another process holds are its to drain
         if not held:
             return []
+        floor = _fee_floor(chain, base_fee_wei)
+        await _expire_priced_out(session, chain, sorted(held), floor)
+        if floor is not None and not floor.chain_pays:
+            return []  # the chain's own cap cannot pay the base fee: every request waits
         wallets = await get_wallets(session, sorted(held))
         blocked = await repository.waiting_for_funds(session, chain.chain_id, sorted(held))
         plans: list[Planned] = []
@@ -165,11 +182,59 @@ async def _plan(
             room = _room(engine, held[wallet_id], counts[wallet_id])
             if room <= 0:
                 continue
-            rows = await repository.queued_for_lane(session, chain.chain_id, wallet_id, limit=room)
+            rows = await repository.queued_for_lane(
+                session,
+                chain.chain_id,
+                wallet_id,
+                limit=room,
+                min_fee_cap_wei=floor.base_fee_wei if floor is not None else None,
+            )
             live = [tx for tx in rows if not _expired(session, tx)]
             if live:
                 plans.append(Planned(live, wallet))
         return plans
+
+
+@dataclass(frozen=True)
+class FeeFloor:
+    """The least `max_fee_per_gas` a request needs to be signed now: the next block's base
+    fee. A request below it could not be included, and its nonce would hold the lane."""
+
+    base_fee_wei: int
+    chain_pays: bool  # the chain's own cap reaches it: requests without a lower cap can go
+
+    @property
+    def min_request_cap_wei(self) -> int | None:
+        """The request caps that fall short of it: below this; None when every one does."""
+        return self.base_fee_wei if self.chain_pays else None
+
+
+def _fee_floor(chain: ChainConfig, base_fee_wei: int | None) -> FeeFloor | None:
+    """None on a chain without a base fee (legacy gas price): no floor."""
+    if base_fee_wei is None:
+        return None
+    cap = chain.max_fee_per_gas_cap
+    return FeeFloor(base_fee_wei, chain_pays=cap is None or cap >= base_fee_wei)
+
+
+async def _expire_priced_out(
+    session: AsyncSession, chain: ChainConfig, wallet_ids: list[uuid.UUID], floor: FeeFloor | None
+) -> None:
+    """Expire, with the reason, the waiting requests that could not pay the base fee before
+    their valid_until (the others expire as they come up for signing: `_expired`)."""
+    if floor is None:
+        return
+    rows = await repository.lock_expired_below(
+        session, chain.chain_id, wallet_ids, now=utcnow(), min_fee_cap_wei=floor.min_request_cap_wei
+    )
+    whose = "its" if floor.chain_pays else "the chain's"
+    for tx in rows:
+        tx.error_code = FEE_CAP_BELOW_BASE_FEE
+        tx.error_message = (
+            f"valid_until passed while {whose} max_fee_per_gas could not pay the base fee "
+            f"of {floor.base_fee_wei} wei; it was never signed"
+        )
+        apply(session, tx, TxEvent.EXPIRED, code=tx.error_code, base_fee=floor.base_fee_wei)
 
 
 def _expired(session: AsyncSession, tx: Transaction) -> bool:

@@ -44,6 +44,20 @@ Fees: TypeAlias = Eip1559Fees | LegacyFees
 
 
 @dataclass(frozen=True)
+class Market:
+    """What a new transaction should carry now, and the base fee of the next block, which
+    any transaction must at least offer to be included (None on a chain without EIP-1559)."""
+
+    fees: Fees
+    base_fee_wei: int | None = None
+
+
+def fee_cap_of(fees: Fees) -> int:
+    """The most these fees may pay per gas: the fee cap, or the legacy gas price."""
+    return fees.gas_price_wei if isinstance(fees, LegacyFees) else fees.max_fee_per_gas_wei
+
+
+@dataclass(frozen=True)
 class FeeCaps:
     """Upper bounds; None means unbounded. For legacy fees the fee cap bounds the gas price."""
 
@@ -217,6 +231,16 @@ def _bump_eip1559(
         min_percent=min_percent,
     )
     return Eip1559Fees(max_fee, tip)
+
+
+def can_replace(previous: Fees, caps: FeeCaps, *, min_percent: Percent = MIN_BUMP_PERCENT) -> bool:
+    """Whether a valid replacement of `previous` (each field up by `min_percent`) fits
+    under `caps`."""
+    try:
+        bump(previous, market=previous, caps=caps, percent=min_percent, min_percent=min_percent)
+    except FeeCapReached:
+        return False
+    return True
 
 
 def with_gas_buffer(

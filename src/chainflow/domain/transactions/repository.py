@@ -14,6 +14,7 @@ from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.domain.wallets.repository import drainable_by
 from chainflow.infra.db.params import in_list
+from chainflow.infra.db.types import wei_at_least
 
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
 
@@ -106,19 +107,54 @@ async def lanes_with_queued(
 
 
 async def queued_for_lane(
-    session: AsyncSession, chain_id: int, wallet_id: uuid.UUID, *, limit: int
+    session: AsyncSession,
+    chain_id: int,
+    wallet_id: uuid.UUID,
+    *,
+    limit: int,
+    min_fee_cap_wei: int | None = None,
 ) -> Sequence[Transaction]:
-    query = (
-        select(Transaction)
-        .where(
-            Transaction.chain_id == chain_id,
-            Transaction.wallet_id == wallet_id,
-            Transaction.status == TxStatus.QUEUED,
-        )
-        .order_by(Transaction.created_at, Transaction.id)
-        .limit(limit)
+    """The lane's first queued requests, leaving out those whose own fee cap is below
+    `min_fee_cap_wei`: they wait, and must not take the lane's room (issue 14)."""
+    query = select(Transaction).where(
+        Transaction.chain_id == chain_id,
+        Transaction.wallet_id == wallet_id,
+        Transaction.status == TxStatus.QUEUED,
     )
+    if min_fee_cap_wei is not None:
+        cap = Transaction.max_fee_per_gas_cap
+        pays = wei_at_least(cap, min_fee_cap_wei, dialect=_dialect(session))
+        query = query.where(or_(cap.is_(None), pays))
+    query = query.order_by(Transaction.created_at, Transaction.id).limit(limit)
     return (await session.scalars(query)).all()
+
+
+async def lock_expired_below(
+    session: AsyncSession,
+    chain_id: int,
+    wallet_ids: Sequence[uuid.UUID],
+    *,
+    now: datetime,
+    min_fee_cap_wei: int | None,
+) -> Sequence[Transaction]:
+    """Lock the queued requests of these lanes whose valid_until has passed and whose own fee
+    cap is below `min_fee_cap_wei` (all of them when it is None), in submission order."""
+    query = select(Transaction).where(
+        Transaction.chain_id == chain_id,
+        Transaction.wallet_id.in_(in_list(wallet_ids)),
+        Transaction.status == TxStatus.QUEUED,
+        Transaction.valid_until <= now,
+    )
+    if min_fee_cap_wei is not None:
+        cap = Transaction.max_fee_per_gas_cap
+        pays = wei_at_least(cap, min_fee_cap_wei, dialect=_dialect(session))
+        query = query.where(cap.is_not(None), ~pays)
+    query = query.order_by(Transaction.created_at, Transaction.id).with_for_update()
+    return (await session.scalars(query)).all()
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else ""
 
 
 async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequence[Transaction]:
