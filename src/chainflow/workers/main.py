@@ -15,6 +15,7 @@ from chainflow.core.logging import get_logger
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.executor import drain_lanes
+from chainflow.domain.transactions.fee_floor import known_floor, refresh_market
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.tracker import track_chain
 from chainflow.infra.db.uow import unit_of_work
@@ -146,9 +147,15 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
     """
     async with unit_of_work(engine.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
-        lanes = await repository.lanes_with_queued(
-            session, chain_id, owner=engine.owner, now=utcnow()
+        queued = await repository.lanes_with_queued(
+            session, chain_id, owner=engine.owner, now=utcnow(), floor=known_floor(engine, chain)
         )
+    # A lane whose requests all wait for the base fee to fall is not drained (the drain would
+    # ask the node for its counts every round to sign nothing); the base fee is read again
+    # (at most once a second: gas.market's cache) so that they go once it falls.
+    lanes = {wallet_id: count for wallet_id, count in queued.items() if count}
+    if len(lanes) < len(queued):
+        await refresh_market(engine, chain)
 
     async def drain(wallet_ids: Sequence[uuid.UUID]) -> int:
         try:

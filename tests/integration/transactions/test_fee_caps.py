@@ -14,16 +14,21 @@ import pytest
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.core.clock import utcnow
+from chainflow.domain.transactions import repository
 from chainflow.domain.transactions import service as txs
+from chainflow.domain.transactions.fee_floor import known_floor
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
+from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     GWEI,
     assert_lane_settled,
     assert_valid_replacements,
     by_creation,
+    chain_config,
     describe,
     mine_with_base_fee,
     mining_stopped,
@@ -90,6 +95,12 @@ class TestUnsignedWhileBelowTheBaseFee:
             tx = await harness.get(tx_id)
             assert (tx.status, tx.nonce, tx.attempts) == (TxStatus.QUEUED, None, []), describe(tx)
         assert await harness.chain_nonce(wallet, "pending") == await harness.chain_nonce(wallet)
+        floor = known_floor(harness.engine, await chain_config(harness))
+        async with unit_of_work(harness.sessionmaker) as session:
+            offered = await repository.lanes_with_queued(
+                session, ANVIL_CHAIN_ID, owner=harness.engine.owner, now=utcnow(), floor=floor
+            )
+        assert offered == {wallet.id: 0}  # no drain asks the node about a lane that waits
 
         await mine_with_base_fee(rpc, GWEI // 2)  # the base fee falls below two of the caps
         rows = await harness.run_until_final(capped[1:])

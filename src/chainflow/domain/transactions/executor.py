@@ -17,8 +17,8 @@ from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import bulk, repository
 from chainflow.domain.transactions.counts import nonce_counts
-from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
+from chainflow.domain.transactions.fee_floor import expire_priced_out, floor_of
 from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
 from chainflow.domain.transactions.gas import chain_caps, market
 from chainflow.domain.transactions.lifecycle import apply, step
@@ -163,8 +163,8 @@ async def _plan(
         )  # lanes another process holds are its to drain
         if not held:
             return []
-        floor = _fee_floor(chain, base_fee_wei)
-        await _expire_priced_out(session, chain, sorted(held), floor)
+        floor = floor_of(chain, base_fee_wei)
+        await expire_priced_out(session, chain, sorted(held), floor)
         if floor is not None and not floor.chain_pays:
             return []  # the chain's own cap cannot pay the base fee: every request waits
         wallets = await get_wallets(session, sorted(held))
@@ -193,48 +193,6 @@ async def _plan(
             if live:
                 plans.append(Planned(live, wallet))
         return plans
-
-
-@dataclass(frozen=True)
-class FeeFloor:
-    """The least `max_fee_per_gas` a request needs to be signed now: the next block's base
-    fee. A request below it could not be included, and its nonce would hold the lane."""
-
-    base_fee_wei: int
-    chain_pays: bool  # the chain's own cap reaches it: requests without a lower cap can go
-
-    @property
-    def min_request_cap_wei(self) -> int | None:
-        """The request caps that fall short of it: below this; None when every one does."""
-        return self.base_fee_wei if self.chain_pays else None
-
-
-def _fee_floor(chain: ChainConfig, base_fee_wei: int | None) -> FeeFloor | None:
-    """None on a chain without a base fee (legacy gas price): no floor."""
-    if base_fee_wei is None:
-        return None
-    cap = chain.max_fee_per_gas_cap
-    return FeeFloor(base_fee_wei, chain_pays=cap is None or cap >= base_fee_wei)
-
-
-async def _expire_priced_out(
-    session: AsyncSession, chain: ChainConfig, wallet_ids: list[uuid.UUID], floor: FeeFloor | None
-) -> None:
-    """Expire, with the reason, the waiting requests that could not pay the base fee before
-    their valid_until (the others expire as they come up for signing: `_expired`)."""
-    if floor is None:
-        return
-    rows = await repository.lock_expired_below(
-        session, chain.chain_id, wallet_ids, now=utcnow(), min_fee_cap_wei=floor.min_request_cap_wei
-    )
-    whose = "its" if floor.chain_pays else "the chain's"
-    for tx in rows:
-        tx.error_code = FEE_CAP_BELOW_BASE_FEE
-        tx.error_message = (
-            f"valid_until passed while {whose} max_fee_per_gas could not pay the base fee "
-            f"of {floor.base_fee_wei} wei; it was never signed"
-        )
-        apply(session, tx, TxEvent.EXPIRED, code=tx.error_code, base_fee=floor.base_fee_wei)
 
 
 def _expired(session: AsyncSession, tx: Transaction) -> bool:
