@@ -19,6 +19,8 @@ from chainflow.domain.transactions import repository
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.fee_floor import known_floor
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
+from chainflow.domain.transactions.replacing import replace
+from chainflow.domain.transactions.sending import record_sends
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
@@ -196,6 +198,30 @@ class TestPricedOutAfterSigning:
         replaced, cancel = first_cancel(tx)
         assert (replaced.max_fee_per_gas_wei or 0) <= cap < (cancel.max_fee_per_gas_wei or 0)
         assert_beats_by_the_bump_percent(replaced, cancel)
+        await assert_lane_settled(harness, wallet)
+
+
+class TestCancelOfASignedRequest:
+    async def test_a_refused_original_does_not_release_a_nonce_its_cancel_may_hold(
+        self, patient_harness: EngineHarness
+    ) -> None:
+        # The race: a drain sends the original while the tracker (user cancel) signs a cancel
+        # at its nonce; the node then refuses the original for good. The cancel may be at a
+        # node: the nonce stays with the request, and the cancel takes it.
+        harness = patient_harness
+        engine, chain = harness.engine, await chain_config(harness)
+        wallet = await harness.wallet()
+        tx_id = await harness.submit(wallet, value="1", gas_limit=40_000_000)  # "fatal"
+        (original,) = await sign_without_sending(harness, wallet)
+        async with unit_of_work(harness.sessionmaker) as session:
+            await txs.cancel(session, tx_id)
+        assert await replace(engine, chain, tx_id, cancel=True) is not None  # signed, unsent
+        await record_sends(engine, chain, [original])  # refused: intrinsic gas too high
+        tx = await harness.get(tx_id)
+        assert (tx.status, tx.nonce) == (TxStatus.SIGNED, 0), describe(tx)
+        (tx,) = await harness.run_until_final([tx_id])
+        assert (tx.status, tx.nonce) == (TxStatus.CANCELLED, 0), describe(tx)
+        first_cancel(tx)  # the mined attempt is the cancel
         await assert_lane_settled(harness, wallet)
 
 
