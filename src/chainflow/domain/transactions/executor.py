@@ -19,7 +19,7 @@ from chainflow.domain.transactions import bulk, repository
 from chainflow.domain.transactions.counts import nonce_counts
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
 from chainflow.domain.transactions.fee_floor import expire_priced_out, floor_of
-from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
+from chainflow.domain.transactions.fees import FeeCaps, FeeFloor, Fees, clamp
 from chainflow.domain.transactions.gas import chain_caps, market
 from chainflow.domain.transactions.lifecycle import apply, step
 from chainflow.domain.transactions.models import AttemptKind, Transaction
@@ -180,19 +180,32 @@ async def _plan(
             if wallet.status is not WalletStatus.ACTIVE or wallet_id in blocked:
                 continue  # blocked: an attempt waits for funds, later ones must not overtake
             room = _room(engine, held[wallet_id], counts[wallet_id])
-            if room <= 0:
-                continue
-            rows = await repository.queued_for_lane(
-                session,
-                chain.chain_id,
-                wallet_id,
-                limit=room,
-                min_fee_cap_wei=floor.base_fee_wei if floor is not None else None,
-            )
-            live = [tx for tx in rows if not _expired(session, tx)]
+            live = await _signable(session, chain, wallet_id, room=room, floor=floor)
             if live:
                 plans.append(Planned(live, wallet))
         return plans
+
+
+async def _signable(
+    session: AsyncSession,
+    chain: ChainConfig,
+    wallet_id: uuid.UUID,
+    *,
+    room: int,
+    floor: FeeFloor | None,
+) -> list[Transaction]:
+    """The lane's first `room` queued requests that can be signed now: not expired, and with
+    a fee cap that pays the fee floor."""
+    if room <= 0:
+        return []
+    rows = await repository.queued_for_lane(
+        session,
+        chain.chain_id,
+        wallet_id,
+        limit=room,
+        min_fee_cap_wei=floor.base_fee_wei if floor is not None else None,
+    )
+    return [tx for tx in rows if not _expired(session, tx)]
 
 
 def _expired(session: AsyncSession, tx: Transaction) -> bool:
