@@ -1,17 +1,26 @@
 """Chain-side faults under load, against real worker processes: dropped transactions, mining
 stopped, base-fee spikes above the fee cap, shallow reorgs, the key used by an outside sender,
-a wallet without funds. Every request ends terminal, executed at most once, none above a cap,
-and a stuck wallet does not hold up the others."""
+a wallet without funds, a request whose own fee cap cannot pay the base fee. Every request
+ends terminal, executed at most once, none above a cap, and a stuck wallet or request does not
+hold up the others."""
 
 import asyncio
+import contextlib
 import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from eth_account import Account
+from sqlalchemy.orm import selectinload
 
+from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.infra.rpc.client import RpcCallError
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import RpcCallError, RpcClient
 from tests.chaos.cluster import SEEDS, SINK, ChaosWallet, Cluster, open_cluster
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
@@ -157,4 +166,125 @@ async def test_unfunded_wallet_does_not_hold_up_the_others(
         await cluster.fund(broke)
         await cluster.settle(timeout_s=120)
         assert await cluster.count(TxStatus.CONFIRMED) == 80
+        assert await cluster.violations() == []
+
+
+# --- a request whose own fee cap cannot pay the base fee (issue 14) ---------------------------
+
+PRICED_OUT = "fee_cap_below_base_fee"
+
+
+@contextlib.asynccontextmanager
+async def base_fee_held_at(rpc: RpcClient, base_fee_wei: int) -> AsyncIterator[None]:
+    """A congested chain: every block's base fee set back to `base_fee_wei`, so that the
+    EIP-1559 fall after each block never brings it down for long."""
+    stop = asyncio.Event()
+
+    async def hold() -> None:
+        while not stop.is_set():
+            await rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(base_fee_wei)])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.05)  # about a block time
+
+    await rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(base_fee_wei)])
+    await rpc.call("evm_mine")
+    task = asyncio.create_task(hold())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def cancel_over_api(cluster: Cluster, tx_id: str) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.post(f"{cluster.api_url}/v1/transactions/{tx_id}/cancel") as response,
+    ):
+        assert response.status == 200, await response.text()
+        body: dict[str, object] = await response.json()
+        return body
+
+
+async def load_request(cluster: Cluster, tx_id: str) -> Transaction:
+    async with unit_of_work(cluster.sessionmaker) as session:
+        tx = await session.get(
+            Transaction, uuid.UUID(tx_id), options=[selectinload(Transaction.attempts)]
+        )
+        assert tx is not None
+        return tx
+
+
+def in_s(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+async def test_requests_capped_below_the_base_fee_hold_up_no_one(
+    database_url: str, anvil: str, tmp_path: Path
+) -> None:
+    """Never signed: one expires at its valid_until with the reason, one is cancelled over
+    the API while it waits; every other request of their wallet and of the others confirms."""
+    async with open_cluster(
+        tmp_path, database_url, anvil, redis_url=REDIS_URL, workers=2, wallets=3
+    ) as cluster:
+        capped_wallet = cluster.wallets[0]
+        async with base_fee_held_at(cluster.rpc, 10 * GWEI):
+            (expiring,) = await cluster.submit(
+                1, wallets=[capped_wallet], max_fee_per_gas="1", valid_until=in_s(3)
+            )
+            (waiting,) = await cluster.submit(1, wallets=[capped_wallet], max_fee_per_gas="2")
+            load = asyncio.create_task(cluster.submit(20))
+            cancelled = await cancel_over_api(cluster, waiting)
+            flowing = await load
+            await cluster.settle(timeout_s=120)
+        statuses = await cluster.statuses(flowing)
+        assert set(statuses.values()) == {TxStatus.CONFIRMED}, statuses
+        assert (cancelled["status"], cancelled["nonce"]) == ("cancelled", None)
+        for tx_id, status in ((expiring, TxStatus.EXPIRED), (waiting, TxStatus.CANCELLED)):
+            tx = await load_request(cluster, tx_id)
+            assert (tx.status, tx.nonce, tx.attempts) == (status, None, [])
+        assert (await load_request(cluster, expiring)).error_code == PRICED_OUT
+        assert await cluster.chain_nonce(capped_wallet) == 20
+        assert await cluster.violations() == []
+
+
+async def test_a_signed_request_priced_out_by_a_spike_is_cancelled_and_holds_up_no_one(
+    database_url: str, anvil: str, tmp_path: Path
+) -> None:
+    """Signed at its cap of 3 gwei, then the base fee jumps to 30 gwei and stays there: after
+    CHAINFLOW_FEE_CAP_WAIT_S a cancel above its cap takes its nonce, and every other request
+    of its wallet and of the others confirms."""
+    async with open_cluster(
+        tmp_path,
+        database_url,
+        anvil,
+        redis_url=REDIS_URL,
+        workers=2,
+        wallets=3,
+        fee_cap_wait_s="2",
+        stuck_after_s="1",
+        resend_after_s="0.5",
+    ) as cluster:
+        capped_wallet = cluster.wallets[0]
+        await cluster.rpc.call("evm_setAutomine", [False])
+        (capped,) = await cluster.submit(1, wallets=[capped_wallet], max_fee_per_gas=str(3 * GWEI))
+        load = asyncio.create_task(cluster.submit(20))
+
+        async def sent() -> bool:
+            return (await cluster.statuses([capped]))[capped] is TxStatus.SUBMITTED
+
+        await eventually(sent, timeout_s=30)
+        async with base_fee_held_at(cluster.rpc, 30 * GWEI):  # anvil drops what cannot pay
+            await cluster.rpc.call("evm_setAutomine", [True])
+            flowing = await load
+            await cluster.settle(timeout_s=120)
+        statuses = await cluster.statuses(flowing)
+        assert set(statuses.values()) == {TxStatus.CONFIRMED}, statuses
+        tx = await load_request(cluster, capped)
+        assert (tx.status, tx.error_code) == (TxStatus.CANCELLED, PRICED_OUT)
+        (mined,) = [a for a in tx.attempts if a.hash == tx.final_hash]
+        assert mined.kind is AttemptKind.CANCEL
+        assert (mined.max_fee_per_gas_wei or 0) > 3 * GWEI  # above the request's own cap
+        assert await cluster.chain_nonce(capped_wallet) == 21
         assert await cluster.violations() == []

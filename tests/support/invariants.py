@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from chainflow.domain.chains.models import Chain
-from chainflow.domain.transactions.models import Transaction, TxAttempt
+from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
@@ -60,11 +60,13 @@ def event_log_violations(tx: Transaction) -> list[str]:
 
 
 def fee_cap_violations(tx: Transaction, chain_cap: int | None) -> list[str]:
-    """No attempt was signed above the chain's or the request's fee cap."""
-    caps = [cap for cap in (chain_cap, tx.max_fee_per_gas_cap) if cap is not None]
-    tip_cap = tx.max_priority_fee_per_gas_cap
+    """No attempt was signed above the chain's fee cap, nor, unless it is a cancel (a 0-value
+    self-transfer, bound by the chain's cap only: issue 14), above the request's caps."""
     found = []
     for attempt in tx.attempts:
+        cancel = attempt.kind is AttemptKind.CANCEL
+        caps = [c for c in (chain_cap, None if cancel else tx.max_fee_per_gas_cap) if c is not None]
+        tip_cap = None if cancel else tx.max_priority_fee_per_gas_cap
         fee = attempt.max_fee_per_gas_wei or attempt.gas_price_wei or 0
         if caps and fee > min(caps):
             found.append(f"{tx.id}: attempt {attempt.hash} fee {fee} above cap {min(caps)}")

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     rpc_max_response_bytes: int = Field(
         16 * 1024 * 1024, ge=65_536, le=1024**3, description="largest JSON-RPC answer read"
     )
+    # fee caps (issue 14): how long a signed request priced out by the base fee may hold its lane
+    fee_cap_wait_s: float = Field(600.0, gt=0, le=30 * 86_400)
 
     @field_validator("database_url")
     @classmethod

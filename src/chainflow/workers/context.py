@@ -34,6 +34,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         stranded_after_s=settings.stranded_after_s,
         stranded_held_after_s=settings.stranded_held_after_s,
         bump_percent=str(settings.bump_percent),
+        fee_cap_wait_s=settings.fee_cap_wait_s,
     )
 
 

@@ -15,6 +15,7 @@ from chainflow.core.logging import get_logger
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.executor import drain_lanes
+from chainflow.domain.transactions.fee_floor import known_floor, refresh_market
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.tracker import track_chain
 from chainflow.infra.db.uow import unit_of_work
@@ -97,7 +98,7 @@ async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s
             failures = 0
         except Exception as exc:  # a bad round must not kill the loop; the next one retries
             failures += 1
-            if failures in (1, 10) or failures % 100 == 0:
+            if _is_worth_logging(failures):
                 log.error(
                     "engine.round_failed",
                     chain_id=chain_id,
@@ -109,6 +110,12 @@ async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s
             # Back off while the chain's node keeps failing: 0.1 s, doubling up to 5 s.
             wait_s = min(poll_s * 2 ** min(failures, 6), 5.0)
             await _wait_any(stop, wakeup, timeout_s=wait_s)
+
+
+def _is_worth_logging(failures: int) -> bool:
+    """Log the 1st, 10th and every 100th failure in a row: a loop that fails every round
+    would otherwise write a line per round (issue 14)."""
+    return failures in (1, 10) or failures % 100 == 0
 
 
 async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
@@ -140,21 +147,32 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
     """
     async with unit_of_work(engine.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
-        lanes = await repository.lanes_with_queued(
-            session, chain_id, owner=engine.owner, now=utcnow()
+        queued = await repository.lanes_with_queued(
+            session, chain_id, owner=engine.owner, now=utcnow(), floor=known_floor(engine, chain)
         )
+    # A lane whose requests all wait for the base fee to fall is not drained (the drain would
+    # ask the node for its counts every round to sign nothing); the base fee is read again
+    # (at most once a second: gas.market's cache) so that they go once it falls.
+    lanes = {wallet_id: count for wallet_id, count in queued.items() if count}
+    if len(lanes) < len(queued):
+        await refresh_market(engine, chain)
 
     async def drain(wallet_ids: Sequence[uuid.UUID]) -> int:
         try:
-            return await drain_lanes(engine, chain, wallet_ids)
+            signed = await drain_lanes(engine, chain, wallet_ids)
         except Exception as exc:  # one batch's failure must not stop the others
-            log.error(
-                "lanes.drain_failed",
-                chain_id=chain_id,
-                lanes=len(wallet_ids),
-                error=repr(exc)[:500],
-            )
+            failures = engine.drain_failures[chain_id] = engine.drain_failures.get(chain_id, 0) + 1
+            if _is_worth_logging(failures):  # a failure that repeats every round is no news
+                log.error(
+                    "lanes.drain_failed",
+                    chain_id=chain_id,
+                    lanes=len(wallet_ids),
+                    error=repr(exc)[:500],
+                    failures=failures,
+                )
             return 0
+        engine.drain_failures.pop(chain_id, None)
+        return signed
 
     tracking = asyncio.ensure_future(_track(engine, chain))
     try:

@@ -63,6 +63,10 @@ class TestSubmit:
             ({"chain_id": 999}, "unknown_chain"),
             ({"wallet": "0x" + "11" * 20}, "unknown_wallet"),
             ({"max_fee_per_gas": str(10**15)}, "fee_above_chain_cap"),
+            # issue 14: a cap that can never pay, or that every node refuses
+            ({"max_fee_per_gas": "0"}, "fee_cap_zero"),
+            ({"max_fee_per_gas": "0", "max_priority_fee_per_gas": "0"}, "fee_cap_zero"),
+            ({"max_fee_per_gas": "9", "max_priority_fee_per_gas": "10"}, "fee_cap_below_tip"),
         ],
     )
     async def test_bad_requests_are_precise_problems_and_store_nothing(
@@ -221,6 +225,8 @@ class TestBatch:
             ({"function": "transfer(address)", "args": ["nope"]}, 422, "invalid_function_call"),
             # the same wallet and chain as item 0, so checked against a target read once
             ({"max_fee_per_gas": str(10**15)}, 422, "fee_above_chain_cap"),
+            ({"max_fee_per_gas": "0"}, 422, "fee_cap_zero"),
+            ({"max_fee_per_gas": "9", "max_priority_fee_per_gas": "10"}, 422, "fee_cap_below_tip"),
         ],
     )
     async def test_one_bad_item_fails_the_batch_naming_it_and_stores_nothing(

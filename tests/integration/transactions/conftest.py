@@ -5,7 +5,9 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.infra.anvil import run_anvil
 from chainflow.infra.signing.keystore import MasterKey
+from tests.conftest import free_port
 from tests.support.engine import EngineHarness, open_engine_harness
 
 
@@ -15,3 +17,10 @@ async def harness(
 ) -> AsyncIterator[EngineHarness]:
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
         yield value
+
+
+@pytest.fixture
+async def own_anvil_url() -> AsyncIterator[str]:
+    """An anvil for one test: base-fee spikes and reorgs must not reach the shared one."""
+    async with run_anvil(port=free_port()) as url:
+        yield url

@@ -18,11 +18,9 @@ from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.domain.transactions.tracker import track_chain
-from chainflow.infra.anvil import run_anvil
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.main import run_round
-from tests.conftest import free_port
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     GWEI,
@@ -59,13 +57,6 @@ async def patient_harness(
 ) -> AsyncIterator[EngineHarness]:
     async with open_engine_harness(sessionmaker, anvil_url, master_key, config=NO_BUMPS) as value:
         yield value
-
-
-@pytest.fixture
-async def own_anvil_url() -> AsyncIterator[str]:
-    """An anvil for one test: base-fee spikes and reorgs must not reach the shared one."""
-    async with run_anvil(port=free_port()) as url:
-        yield url
 
 
 @pytest.fixture

@@ -15,11 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.clock import utcnow
 from chainflow.domain.transactions import bulk
 from chainflow.domain.transactions.decisions import Action, Decision
+from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
 from chainflow.domain.transactions.lifecycle import step_row
 from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 
 COMMON = (Action.NONE, Action.RECORD_RECEIPT, Action.FINALIZE)
+_PRICED_OUT = (
+    "its max_fee_per_gas could not pay the base fee for CHAINFLOW_FEE_CAP_WAIT_S after it was "
+    "signed; a 0-value self-transfer took its nonce, so it was not executed"
+)
 
 
 async def record_common(
@@ -63,6 +68,8 @@ def _mined(
     if decision.action is Action.FINALIZE:
         if mined.kind is AttemptKind.CANCEL:
             event = TxEvent.CANCEL_WON
+            if not tx.cancel_requested:  # no one asked: the tracker cancelled it, priced out
+                error = (FEE_CAP_BELOW_BASE_FEE, _PRICED_OUT)
         elif receipt_status == 0:
             event = TxEvent.CONFIRMED_REVERT
             error = ("reverted", "the transaction reverted on chain")

@@ -2,11 +2,14 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from chainflow.domain.transactions.fees import MIN_BUMP_PERCENT, FeeCaps, can_replace, fee_cap_of
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
 from chainflow.domain.transactions.runtime import ChainConfig, EngineConfig
+from chainflow.domain.transactions.signing import fees_of
 from chainflow.domain.transactions.state import TxStatus
 
 
@@ -29,6 +32,8 @@ class Observed:
     pending_nonce: dict[str, int] = field(default_factory=dict)  # address → count incl. pool
     # Hashes of possibly stranded attempts (may_be_stranded) that the node still returns.
     held: frozenset[str] = frozenset()
+    # The next block's base fee; None on a chain without EIP-1559.
+    base_fee_wei: int | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,30 @@ class Decision:
     attempt: TxAttempt | None = None
     receipt: dict[str, Any] | None = None
     depth: int = 0
+    # Stuck, and no valid replacement fits under its fee caps: its highest attempt is re-sent.
+    capped: bool = False
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a replacement of a request must meet: its caps, and its least raise per field."""
+
+    caps: FeeCaps
+    min_percent: Decimal
+
+
+def replacement_terms(
+    tx: Transaction, chain: ChainConfig, config: EngineConfig, *, cancel: bool
+) -> Terms:
+    """A bump stays under the chain's and the request's caps. A cancel (0-value self-transfer)
+    is bound by the chain's caps only, never by the request's: a cap that cannot pay the base
+    fee must not make the request impossible to cancel; and it raises each fee by the full
+    bump percent, so that it replaces the original for sure."""
+    chain_caps = FeeCaps(chain.max_fee_per_gas_cap, chain.max_priority_fee_per_gas_cap)
+    if cancel:
+        return Terms(chain_caps, max(Decimal(config.bump_percent), MIN_BUMP_PERCENT))
+    request_caps = FeeCaps(tx.max_fee_per_gas_cap, tx.max_priority_fee_per_gas_cap)
+    return Terms(chain_caps.merged(request_caps), MIN_BUMP_PERCENT)
 
 
 def latest_attempt(tx: Transaction) -> TxAttempt:
@@ -58,24 +87,77 @@ def decide(
     mined_count = seen.latest_nonce.get(tx.from_address)
     if tx.nonce is not None and mined_count is not None and mined_count > tx.nonce:
         return Decision(Action.FOREIGN)
-    return _unmined(tx, seen, config=config, now=now)
+    return _unmined(tx, seen, chain=chain, config=config, now=now)
 
 
-def _unmined(tx: Transaction, seen: Observed, *, config: EngineConfig, now: datetime) -> Decision:
+def _unmined(
+    tx: Transaction, seen: Observed, *, chain: ChainConfig, config: EngineConfig, now: datetime
+) -> Decision:
     latest = latest_attempt(tx)
     last = latest.last_sent_at
     due = last is None or (now - last).total_seconds() >= config.resend_after_s
-    if tx.status is TxStatus.SIGNED:
+    wait = Decision(Action.RESEND, latest) if due else Decision(Action.NONE)
+    if tx.cancel_requested and _can_cancel(tx, latest, chain, config):
+        return Decision(Action.CANCEL, latest)  # signed or sent, whatever its own fee cap
+    if tx.status is TxStatus.SIGNED and latest.last_error != _UNDERPRICED:
         # Never sent (crash before the send): at once; refused for now (no funds, node down):
         # again after resend_after_s, not every round.
-        return Decision(Action.RESEND, latest) if due else Decision(Action.NONE)
-    if tx.cancel_requested and not any(a.kind is AttemptKind.CANCEL for a in tx.attempts):
-        return Decision(Action.CANCEL, latest)
-    if is_stuck(latest, head=seen.head, config=config, now=now) or is_stranded(
-        tx, latest, seen, config=config, now=now
+        return wait
+    if not (
+        is_stuck(latest, head=seen.head, config=config, now=now)
+        or is_stranded(tx, latest, seen, config=config, now=now)
     ):
+        return wait
+    if _fits(tx, latest, chain, config, cancel=latest.kind is AttemptKind.CANCEL):
         return Decision(Action.BUMP, latest)
-    return Decision(Action.RESEND, latest) if due else Decision(Action.NONE)
+    if is_priced_out(tx, latest, seen, chain=chain, config=config, now=now):
+        return Decision(Action.CANCEL, latest)
+    return Decision(wait.action, wait.attempt, capped=True)
+
+
+# What a node answers for a transaction whose fees are below its minimum or the base fee
+# (rpc/errors.py): a signed request refused so is bumped like a sent one that is stuck.
+_UNDERPRICED = "underpriced"
+
+
+def _cancelling(tx: Transaction) -> bool:
+    return any(a.kind is AttemptKind.CANCEL for a in tx.attempts)
+
+
+def _can_cancel(
+    tx: Transaction, latest: TxAttempt, chain: ChainConfig, config: EngineConfig
+) -> bool:
+    """No cancel was signed yet (once it was, it is bumped like any attempt), and one fits."""
+    return not _cancelling(tx) and _fits(tx, latest, chain, config, cancel=True)
+
+
+def _fits(
+    tx: Transaction, latest: TxAttempt, chain: ChainConfig, config: EngineConfig, *, cancel: bool
+) -> bool:
+    """A valid replacement of the latest attempt (a cancel if `cancel`) fits under its caps."""
+    terms = replacement_terms(tx, chain, config, cancel=cancel)
+    return can_replace(fees_of(latest), terms.caps, min_percent=terms.min_percent)
+
+
+def is_priced_out(
+    tx: Transaction,
+    latest: TxAttempt,
+    seen: Observed,
+    *,
+    chain: ChainConfig,
+    config: EngineConfig,
+    now: datetime,
+) -> bool:
+    """The request's highest attempt cannot pay the base fee, no bump under its caps can
+    (checked by the caller), a cancel can, and `fee_cap_wait_s` passed since that attempt
+    was signed: its nonce goes to a cancel, so that the wallet's later requests are not held
+    behind it for as long as the base fee stays high (issue 14)."""
+    base_fee = seen.base_fee_wei
+    if base_fee is None or fee_cap_of(fees_of(latest)) >= base_fee:
+        return False
+    if not _can_cancel(tx, latest, chain, config):
+        return False  # cancelling already, or the chain's own cap leaves no room: wait
+    return (now - latest.created_at).total_seconds() >= config.fee_cap_wait_s
 
 
 def is_stuck(attempt: TxAttempt, *, head: int, config: EngineConfig, now: datetime) -> bool:

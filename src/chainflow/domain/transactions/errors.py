@@ -2,6 +2,10 @@
 
 from chainflow.core.errors import Conflict, InvalidInput, NotFound
 
+# `error.code` of a request whose fee cap could not pay the base fee (issue 14): expired
+# unsigned when its valid_until passed, or cancelled by a self-transfer after it was signed.
+FEE_CAP_BELOW_BASE_FEE = "fee_cap_below_base_fee"
+
 
 class TxNotFound(NotFound):
     code = "transaction_not_found"
@@ -37,3 +41,13 @@ class FeeAboveCap(InvalidInput):
 
 class AlreadyFinal(Conflict):
     code = "transaction_final"
+
+
+class FeeCapZero(InvalidInput):
+    code = "fee_cap_zero"
+    title = "Fee cap of zero"
+
+
+class FeeCapBelowTip(InvalidInput):
+    code = "fee_cap_below_tip"
+    title = "Fee cap below tip"

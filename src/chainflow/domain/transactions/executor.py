@@ -18,8 +18,9 @@ from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import bulk, repository
 from chainflow.domain.transactions.counts import nonce_counts
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
-from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
-from chainflow.domain.transactions.gas import chain_caps, market_fees
+from chainflow.domain.transactions.fee_floor import expire_priced_out, floor_of
+from chainflow.domain.transactions.fees import FeeCaps, FeeFloor, Fees, clamp
+from chainflow.domain.transactions.gas import chain_caps, market
 from chainflow.domain.transactions.lifecycle import apply, step
 from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
@@ -85,7 +86,10 @@ async def drain_lanes(engine: Engine, chain: ChainConfig, wallet_ids: Sequence[u
 async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]) -> int:
     rpc = engine.rpc[chain.chain_id]
     counts = await _chain_counts(engine, rpc, wallet_ids)
-    plans = await _plan(engine, chain, counts)
+    if not counts:
+        return 0
+    now = await market(engine, chain)
+    plans = await _plan(engine, chain, counts, base_fee_wei=now.base_fee_wei)
     if not plans:
         return 0
     estimates = await estimate_gas(engine, rpc, [plan.rows for plan in plans])
@@ -96,8 +100,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]
     ]
     if not ready:
         return 0
-    market = await market_fees(engine, chain)
-    sent = await _sign(engine, chain, ready, market)
+    sent = await _sign(engine, chain, ready, now.fees)
     if sent:
         engine.crasher.reached(CrashPoint.ATTEMPT_STORED)
         await record_sends(engine, chain, sent)
@@ -136,8 +139,18 @@ def _room(engine: Engine, next_nonce: int, counts: Counts) -> int:
 
 
 async def _plan(
-    engine: Engine, chain: ChainConfig, counts: dict[uuid.UUID, Counts]
+    engine: Engine,
+    chain: ChainConfig,
+    counts: dict[uuid.UUID, Counts],
+    *,
+    base_fee_wei: int | None = None,
 ) -> list[Planned]:
+    """The lanes this process may drain now, each with the queued requests it can sign.
+
+    A request whose fee cap cannot pay the next block's base fee `base_fee_wei` is left
+    queued, unsigned, and later requests of its lane go ahead of it (issue 14): signed, it
+    would hold its nonce, and every later nonce of the wallet, until the base fee fell.
+    """
     if not counts:
         return []
     async with unit_of_work(engine.sessionmaker) as session:
@@ -150,6 +163,10 @@ async def _plan(
         )  # lanes another process holds are its to drain
         if not held:
             return []
+        floor = floor_of(chain, base_fee_wei)
+        await expire_priced_out(session, chain, sorted(held), floor)
+        if floor is not None and not floor.chain_pays:
+            return []  # the chain's own cap cannot pay the base fee: every request waits
         wallets = await get_wallets(session, sorted(held))
         blocked = await repository.waiting_for_funds(session, chain.chain_id, sorted(held))
         plans: list[Planned] = []
@@ -163,13 +180,32 @@ async def _plan(
             if wallet.status is not WalletStatus.ACTIVE or wallet_id in blocked:
                 continue  # blocked: an attempt waits for funds, later ones must not overtake
             room = _room(engine, held[wallet_id], counts[wallet_id])
-            if room <= 0:
-                continue
-            rows = await repository.queued_for_lane(session, chain.chain_id, wallet_id, limit=room)
-            live = [tx for tx in rows if not _expired(session, tx)]
+            live = await _signable(session, chain, wallet_id, room=room, floor=floor)
             if live:
                 plans.append(Planned(live, wallet))
         return plans
+
+
+async def _signable(
+    session: AsyncSession,
+    chain: ChainConfig,
+    wallet_id: uuid.UUID,
+    *,
+    room: int,
+    floor: FeeFloor | None,
+) -> list[Transaction]:
+    """The lane's first `room` queued requests that can be signed now: not expired, and with
+    a fee cap that pays the fee floor."""
+    if room <= 0:
+        return []
+    rows = await repository.queued_for_lane(
+        session,
+        chain.chain_id,
+        wallet_id,
+        limit=room,
+        min_fee_cap_wei=floor.base_fee_wei if floor is not None else None,
+    )
+    return [tx for tx in rows if not _expired(session, tx)]
 
 
 def _expired(session: AsyncSession, tx: Transaction) -> bool:

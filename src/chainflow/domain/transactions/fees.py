@@ -44,6 +44,42 @@ Fees: TypeAlias = Eip1559Fees | LegacyFees
 
 
 @dataclass(frozen=True)
+class Market:
+    """What a new transaction should carry now, and the base fee of the next block, which
+    any transaction must at least offer to be included (None on a chain without EIP-1559)."""
+
+    fees: Fees
+    base_fee_wei: int | None = None
+
+
+@dataclass(frozen=True)
+class FeeFloor:
+    """The least `max_fee_per_gas` a request needs to be signed now: the next block's base
+    fee. Signed below it, a request could not be included, and its nonce would hold every
+    later nonce of its wallet (issue 14)."""
+
+    base_fee_wei: int
+    chain_pays: bool  # the chain's own cap reaches it: requests without a lower cap can go
+
+    @property
+    def min_request_cap_wei(self) -> int | None:
+        """Request caps below this fall short of it; None when every request does."""
+        return self.base_fee_wei if self.chain_pays else None
+
+
+def fee_floor(base_fee_wei: int | None, *, chain_cap_wei: int | None) -> FeeFloor | None:
+    """The floor under a base fee and a chain's cap; None without a base fee (legacy)."""
+    if base_fee_wei is None:
+        return None
+    return FeeFloor(base_fee_wei, chain_cap_wei is None or chain_cap_wei >= base_fee_wei)
+
+
+def fee_cap_of(fees: Fees) -> int:
+    """The most these fees may pay per gas: the fee cap, or the legacy gas price."""
+    return fees.gas_price_wei if isinstance(fees, LegacyFees) else fees.max_fee_per_gas_wei
+
+
+@dataclass(frozen=True)
 class FeeCaps:
     """Upper bounds; None means unbounded. For legacy fees the fee cap bounds the gas price."""
 
@@ -217,6 +253,16 @@ def _bump_eip1559(
         min_percent=min_percent,
     )
     return Eip1559Fees(max_fee, tip)
+
+
+def can_replace(previous: Fees, caps: FeeCaps, *, min_percent: Percent = MIN_BUMP_PERCENT) -> bool:
+    """Whether a valid replacement of `previous` (each field up by `min_percent`) fits
+    under `caps`."""
+    try:
+        bump(previous, market=previous, caps=caps, percent=min_percent, min_percent=min_percent)
+    except FeeCapReached:
+        return False
+    return True
 
 
 def with_gas_buffer(

@@ -25,12 +25,16 @@ async def release_nonce(
     """Fail a signed request the node refused for good, and keep its lane gap-free.
 
     If its nonce is the lane's last, the cursor steps back so the next request takes it;
-    otherwise a 0-value self-transfer is signed at that nonce.
+    otherwise a 0-value self-transfer is signed at that nonce. A request with another
+    attempt (a bump or a cancel of a signed request) keeps its nonce: that attempt may be at
+    a node, and the tracker carries on with it.
     """
     market = await market_fees(engine, chain)
     async with unit_of_work(engine.sessionmaker) as session:
         tx = await repository.lock_tracked(session, tx_id)
         if tx is None or tx.status is not TxStatus.SIGNED or tx.nonce is None:
+            return
+        if len(tx.attempts) > 1:
             return
         lane = await lock_lane(session, tx.wallet_id, tx.chain_id)
         nonce = tx.nonce

@@ -5,10 +5,10 @@ from decimal import Decimal
 
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import repository
-from chainflow.domain.transactions.decisions import latest_attempt
-from chainflow.domain.transactions.fees import FeeCapReached, FeeCaps, bump, clamp
-from chainflow.domain.transactions.gas import chain_caps, market_fees
-from chainflow.domain.transactions.models import AttemptKind
+from chainflow.domain.transactions.decisions import latest_attempt, replacement_terms
+from chainflow.domain.transactions.fees import FeeCapReached, Fees, bump, clamp
+from chainflow.domain.transactions.gas import market_fees
+from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.sending import SentAttempt
 from chainflow.domain.transactions.signing import fees_of, sign_attempt
@@ -17,32 +17,28 @@ from chainflow.domain.wallets.service import get_wallet
 from chainflow.infra.db.uow import unit_of_work
 
 log = get_logger(__name__)
+_REPLACEABLE = (TxStatus.SIGNED, TxStatus.SUBMITTED)
 
 
 async def replace(
     engine: Engine, chain: ChainConfig, tx_id: uuid.UUID, *, cancel: bool
 ) -> SentAttempt | None:
-    """Sign and store a bumped (or cancel) attempt; at the fee cap, re-send the highest one."""
+    """Sign and store a bumped (or cancel) attempt; None if none fits under the caps now.
+
+    A cancel is a 0-value self-transfer at the request's nonce, bound by the chain's caps
+    only (decisions.replacement_terms). A signed request can be replaced too: one a node
+    refused as underpriced never reached a pool, and its nonce must still be used.
+    """
     market = await market_fees(engine, chain)
     async with unit_of_work(engine.sessionmaker) as session:
         tx = await repository.lock_tracked(session, tx_id)
-        if tx is None or tx.status is not TxStatus.SUBMITTED or tx.nonce is None:
+        if tx is None or tx.status not in _REPLACEABLE or tx.nonce is None:
             return None
         previous = latest_attempt(tx)
-        caps = chain_caps(chain).merged(
-            FeeCaps(tx.max_fee_per_gas_cap, tx.max_priority_fee_per_gas_cap)
-        )
-        market = clamp(market, caps)
-        try:
-            fees = bump(
-                fees_of(previous),
-                market=market,
-                caps=caps,
-                percent=Decimal(engine.config.bump_percent),
-            )
-        except FeeCapReached as exc:
-            log.warning("tx.bump_capped", tx_id=str(tx.id), detail=exc.detail)
-            return SentAttempt(tx.id, previous.id, previous.raw, previous.nonce, previous.hash)
+        kind = AttemptKind.CANCEL if cancel or previous.kind is AttemptKind.CANCEL else None
+        fees = _replacement_fees(engine, chain, tx, market, cancel=kind is not None)
+        if fees is None:
+            return None  # the caps changed since the decision; the next round decides again
         wallet = await get_wallet(session, tx.wallet_id, lanes=False)
         attempt = await sign_attempt(
             session,
@@ -52,9 +48,29 @@ async def replace(
             nonce=tx.nonce,
             gas_limit=previous.gas_limit,
             fees=fees,
-            kind=AttemptKind.CANCEL
-            if cancel or previous.kind is AttemptKind.CANCEL
-            else AttemptKind.BUMP,
+            kind=kind or AttemptKind.BUMP,
         )
-        log.info("tx.replaced", tx_id=str(tx.id), kind=attempt.kind.value, hash=attempt.hash)
+        log.info(
+            "tx.replaced",
+            tx_id=str(tx.id),
+            kind=attempt.kind.value,
+            hash=attempt.hash,
+            requested=tx.cancel_requested if kind else None,
+        )
         return SentAttempt(tx.id, attempt.id, attempt.raw, attempt.nonce, attempt.hash)
+
+
+def _replacement_fees(
+    engine: Engine, chain: ChainConfig, tx: Transaction, market: Fees, *, cancel: bool
+) -> Fees | None:
+    terms = replacement_terms(tx, chain, engine.config, cancel=cancel)
+    try:
+        return bump(
+            fees_of(latest_attempt(tx)),
+            market=clamp(market, terms.caps),
+            caps=terms.caps,
+            percent=Decimal(engine.config.bump_percent),
+            min_percent=terms.min_percent,
+        )
+    except FeeCapReached:
+        return None

@@ -4,16 +4,18 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.util import AliasedClass
 
+from chainflow.domain.transactions.fees import FeeFloor
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.domain.wallets.repository import drainable_by
 from chainflow.infra.db.params import in_list
+from chainflow.infra.db.types import wei_at_least
 
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
 
@@ -66,9 +68,16 @@ async def list_page(
 
 
 async def lanes_with_queued(
-    session: AsyncSession, chain_id: int, *, owner: str, now: datetime
+    session: AsyncSession,
+    chain_id: int,
+    *,
+    owner: str,
+    now: datetime,
+    floor: FeeFloor | None = None,
 ) -> dict[uuid.UUID, int]:
-    """Wallets with queued requests on this chain that `owner` may drain, with how many each.
+    """Wallets with queued requests on this chain that `owner` may drain, with how many each
+    a drain can act on: all of them, or under a fee `floor` those whose fee cap can pay it
+    and those due to expire; 0 for a lane whose requests all wait for the base fee to fall.
 
     Left out, as a drain would ask the node for their counts every round to sign nothing:
     paused wallets, lanes waiting for funds (the tracker re-sends their refused attempt), and
@@ -89,8 +98,9 @@ async def lanes_with_queued(
         )
         .exists()
     )
+    counted = func.count() if floor is None else _actionable(session, floor, now)
     query = (
-        select(Transaction.wallet_id, func.count())
+        select(Transaction.wallet_id, counted)
         .join(Wallet, Wallet.id == Transaction.wallet_id)
         .join(WalletChain, lane)
         .where(
@@ -102,23 +112,69 @@ async def lanes_with_queued(
         )
         .group_by(Transaction.wallet_id)
     )
-    return dict((await session.execute(query)).all())
+    return {wallet_id: int(count) for wallet_id, count in (await session.execute(query)).all()}
+
+
+def _actionable(session: AsyncSession, floor: FeeFloor, now: datetime) -> ColumnElement[int]:
+    """How many queued requests of a group a drain can act on under `floor`."""
+    due = and_(Transaction.valid_until.is_not(None), Transaction.valid_until <= now)
+    if floor.chain_pays:
+        pays = _cap_reaches(session, floor.base_fee_wei)
+        return func.sum(case((or_(pays, due), 1), else_=0))
+    return func.sum(case((due, 1), else_=0))
+
+
+def _cap_reaches(session: AsyncSession, floor_wei: int) -> ColumnElement[bool]:
+    """The request sets no fee cap, or one of at least `floor_wei`."""
+    cap = Transaction.max_fee_per_gas_cap
+    return or_(cap.is_(None), wei_at_least(cap, floor_wei, dialect=_dialect(session)))
 
 
 async def queued_for_lane(
-    session: AsyncSession, chain_id: int, wallet_id: uuid.UUID, *, limit: int
+    session: AsyncSession,
+    chain_id: int,
+    wallet_id: uuid.UUID,
+    *,
+    limit: int,
+    min_fee_cap_wei: int | None = None,
 ) -> Sequence[Transaction]:
-    query = (
-        select(Transaction)
-        .where(
-            Transaction.chain_id == chain_id,
-            Transaction.wallet_id == wallet_id,
-            Transaction.status == TxStatus.QUEUED,
-        )
-        .order_by(Transaction.created_at, Transaction.id)
-        .limit(limit)
+    """The lane's first queued requests, leaving out those whose own fee cap is below
+    `min_fee_cap_wei`: they wait, and must not take the lane's room (issue 14)."""
+    query = select(Transaction).where(
+        Transaction.chain_id == chain_id,
+        Transaction.wallet_id == wallet_id,
+        Transaction.status == TxStatus.QUEUED,
     )
+    if min_fee_cap_wei is not None:
+        query = query.where(_cap_reaches(session, min_fee_cap_wei))
+    query = query.order_by(Transaction.created_at, Transaction.id).limit(limit)
     return (await session.scalars(query)).all()
+
+
+async def lock_expired_below(
+    session: AsyncSession,
+    chain_id: int,
+    wallet_ids: Sequence[uuid.UUID],
+    *,
+    now: datetime,
+    min_fee_cap_wei: int | None,
+) -> Sequence[Transaction]:
+    """Lock the queued requests of these lanes whose valid_until has passed and whose own fee
+    cap is below `min_fee_cap_wei` (all of them when it is None), in submission order."""
+    query = select(Transaction).where(
+        Transaction.chain_id == chain_id,
+        Transaction.wallet_id.in_(in_list(wallet_ids)),
+        Transaction.status == TxStatus.QUEUED,
+        Transaction.valid_until <= now,
+    )
+    if min_fee_cap_wei is not None:
+        query = query.where(~_cap_reaches(session, min_fee_cap_wei))
+    query = query.order_by(Transaction.created_at, Transaction.id).with_for_update()
+    return (await session.scalars(query)).all()
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else ""
 
 
 async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequence[Transaction]:

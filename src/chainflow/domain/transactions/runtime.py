@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.crashpoints import Crasher
 from chainflow.domain.chains.models import Chain
-from chainflow.domain.transactions.fees import Fees
+from chainflow.domain.transactions.fees import Market
 from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.keystore import MasterKey
@@ -41,6 +41,9 @@ class EngineConfig:
     bump_percent: str = "12.5"
     track_limit: int = 5000
     tracker_lease_s: float = 10.0
+    # A signed request whose fee cap cannot pay the base fee, and that no bump within its
+    # caps can help, is replaced by a cancel this long after its last attempt was signed.
+    fee_cap_wait_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ class Engine:
     # When the tracker first saw a request's nonce consumed with no receipt of ours (monotonic s).
     foreign_since: dict[uuid.UUID, float] = field(default_factory=dict)
     crasher: Crasher = field(default_factory=Crasher)  # chaos tests only
-    # Market fees per chain id, with the monotonic time they were read (gas.market_fees).
-    fee_cache: dict[int, tuple[float, Fees]] = field(default_factory=dict)
+    # Market fees per chain id, with the monotonic time they were read (gas.market).
+    fee_cache: dict[int, tuple[float, Market]] = field(default_factory=dict)
     # The (wallet id, chain id) lanes a drain of this process is working on: one at a time.
     draining: set[tuple[uuid.UUID, int]] = field(default_factory=set)
     # Set by a doorbell to start a chain's next round now instead of at its next poll.
@@ -89,6 +92,11 @@ class Engine:
     _signers: dict[uuid.UUID, Signer] = field(default_factory=dict)
     # Wallet addresses by id (they never change), for the counts read before a drain plans.
     addresses: dict[uuid.UUID, str] = field(default_factory=dict)
+    # Requests the tracker found stuck at their fee cap, with the attempt it said so for: the
+    # warning is logged once per attempt, not every round (issue 14 saw ~7 lines a second).
+    capped: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    # Drains that failed in a row, per chain id (workers/main.py logs only some of them).
+    drain_failures: dict[int, int] = field(default_factory=dict)
 
     def wakeup(self, chain_id: int) -> asyncio.Event:
         """The event a chain's loop waits on between rounds."""

@@ -18,6 +18,8 @@ from chainflow.domain.transactions.errors import (
     AlreadyFinal,
     ChainDisabled,
     FeeAboveCap,
+    FeeCapBelowTip,
+    FeeCapZero,
     IdempotencyConflict,
     LaneDisabled,
     TxNotFound,
@@ -124,7 +126,20 @@ def _checked(target: intake.Target | None, body: TxCreate) -> _Checked:
     return _Checked(target.chain_id, target.wallet_id, target.wallet_address)
 
 
+def _check_fee_order(body: TxCreate) -> None:
+    """A fee cap of 0 can never pay a base fee, and one below the tip is refused by every
+    node (geth's ErrTipAboveFeeCap): stored, either would only wait (issue 14)."""
+    cap, tip = body.max_fee_per_gas, body.max_priority_fee_per_gas
+    if cap == 0:
+        raise FeeCapZero("max_fee_per_gas must be at least 1 wei")
+    if cap is not None and tip is not None and cap < tip:
+        raise FeeCapBelowTip(
+            f"max_fee_per_gas ({cap} wei) is below max_priority_fee_per_gas ({tip} wei)"
+        )
+
+
 def _check_caps(body: TxCreate, target: intake.Target) -> None:
+    _check_fee_order(body)
     cap = target.max_fee_per_gas_cap
     if cap is not None and body.max_fee_per_gas is not None and body.max_fee_per_gas > cap:
         raise FeeAboveCap(f"max_fee_per_gas is above chain {target.chain_id}'s cap of {cap} wei")

@@ -24,6 +24,7 @@ from chainflow.domain.transactions.decisions import (
     may_be_mined,
     may_be_stranded,
 )
+from chainflow.domain.transactions.gas import market
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.receipts import apply_decision
 from chainflow.domain.transactions.replacing import replace
@@ -32,6 +33,7 @@ from chainflow.domain.transactions.sending import SentAttempt, record_sends
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.params import in_list
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 
 log = get_logger(__name__)
 _CHUNK = 500
@@ -44,12 +46,17 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         rows = await repository.tracked(session, chain.chain_id, limit=engine.config.track_limit)
     if not rows:
         return 0
+    base_fee = await _base_fee(engine, chain)
     seen = await observe(
-        engine.rpc[chain.chain_id], rows, resend_after_s=engine.config.resend_after_s
+        engine.rpc[chain.chain_id],
+        rows,
+        resend_after_s=engine.config.resend_after_s,
+        base_fee_wei=base_fee,
     )
     now = utcnow()
     decisions = {tx.id: decide(tx, seen, chain=chain, config=engine.config, now=now) for tx in rows}
     _bump_lowest_only(rows, decisions)
+    _log_capped(engine, rows, decisions, base_fee_wei=base_fee)
     _hold_foreign(engine, chain, decisions)
     _leave_to_drains(engine, chain, rows, decisions)
     resend = await _record(engine, rows, decisions, seen)
@@ -68,7 +75,11 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
 
 
 async def observe(
-    rpc: ChainRpc, rows: Sequence[Transaction], *, resend_after_s: float = 0.0
+    rpc: ChainRpc,
+    rows: Sequence[Transaction],
+    *,
+    resend_after_s: float = 0.0,
+    base_fee_wei: int | None = None,
 ) -> Observed:
     """Mined nonce counts first, then receipts: a count above a nonce with no receipt of ours
     then really means another transaction took that nonce."""
@@ -89,8 +100,21 @@ async def observe(
         receipts |= {h: r for h, r in zip(chunk, answers, strict=True) if isinstance(r, dict)}
     held = await _held(rpc, [tx for tx in rows if may_be_stranded(tx, latest, pending)])
     return Observed(
-        head=head, latest_nonce=latest, receipts=receipts, pending_nonce=pending, held=held
+        head=head,
+        latest_nonce=latest,
+        receipts=receipts,
+        pending_nonce=pending,
+        held=held,
+        base_fee_wei=base_fee_wei,
     )
+
+
+async def _base_fee(engine: Engine, chain: ChainConfig) -> int | None:
+    """The next block's base fee, None if unknown: only priced-out cancels wait for it."""
+    try:
+        return (await market(engine, chain)).base_fee_wei
+    except (RpcCallError, RpcTransportError):
+        return None
 
 
 async def _held(rpc: ChainRpc, suspects: Sequence[Transaction]) -> frozenset[str]:
@@ -142,15 +166,42 @@ def _leave_to_drains(
 
 def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[uuid.UUID, Decision]) -> None:
     # Only the lowest stuck nonce of a wallet can be what blocks the others (Chainlink's
-    # BumpTxDepth); bumping the rest would only burn fee headroom.
+    # BumpTxDepth); bumping the rest would only burn fee headroom. A lowest one stuck at its
+    # cap still blocks them.
     bumped: set[str] = set()
     for tx in sorted(rows, key=lambda t: (t.from_address, t.nonce or 0)):
         decision = decisions[tx.id]
-        if decision.action is not Action.BUMP:
+        if decision.action is not Action.BUMP and not decision.capped:
             continue
-        if tx.from_address in bumped:
+        if decision.action is Action.BUMP and tx.from_address in bumped:
             decisions[tx.id] = Decision(Action.RESEND, decision.attempt)
         bumped.add(tx.from_address)
+
+
+def _log_capped(
+    engine: Engine,
+    rows: Sequence[Transaction],
+    decisions: dict[uuid.UUID, Decision],
+    *,
+    base_fee_wei: int | None,
+) -> None:
+    # Once per request and attempt: a request stuck at its cap is seen every round, and
+    # logging each time flooded the log (~7 lines a second in issue 14).
+    for gone in set(engine.capped) - set(decisions):
+        del engine.capped[gone]
+    for tx in rows:
+        decision = decisions[tx.id]
+        attempt = latest_attempt(tx)
+        if not decision.capped or engine.capped.get(tx.id) == attempt.id:
+            continue
+        engine.capped[tx.id] = attempt.id
+        log.warning(
+            "tx.bump_capped",
+            tx_id=str(tx.id),
+            nonce=tx.nonce,
+            max_fee_per_gas=attempt.max_fee_per_gas_wei or attempt.gas_price_wei,
+            base_fee_per_gas=base_fee_wei,
+        )
 
 
 async def _record(

@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Numeric, String
+from sqlalchemy import ColumnElement, DateTime, Dialect, Numeric, String, and_, func, or_
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
@@ -43,3 +44,19 @@ class WeiAmount(TypeDecorator[int]):
 
     def process_result_value(self, value: Any, _dialect: Dialect) -> int | None:
         return None if value is None else int(value)
+
+
+def wei_at_least(
+    column: ColumnElement[int | None] | QueryableAttribute[int | None],
+    value_wei: int,
+    *,
+    dialect: str,
+) -> ColumnElement[bool]:
+    """`column >= value_wei` for a WeiAmount column, exact on both dialects: SQLite holds
+    decimal text, which compares as text ("9" > "10"), so there a longer number is larger
+    and numbers of one length compare digit by digit."""
+    if dialect != "sqlite":
+        return column >= value_wei
+    digits = len(str(value_wei))
+    length = func.length(column)
+    return or_(length > digits, and_(length == digits, column >= value_wei))

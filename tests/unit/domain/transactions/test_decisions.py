@@ -1,7 +1,9 @@
 """The tracker's pure decision for one request, for each thing the chain can show."""
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -10,10 +12,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from chainflow.domain.transactions.decisions import (
     Action,
     Observed,
+    Terms,
     decide,
     may_be_mined,
     may_be_stranded,
+    replacement_terms,
 )
+from chainflow.domain.transactions.fees import FeeCaps
 from chainflow.domain.transactions.models import (
     AttemptKind,
     AttemptStatus,
@@ -36,9 +41,17 @@ def make_tx(
     sent_at_block: int | None = 100,
     cancel: bool = False,
     kinds: tuple[AttemptKind, ...] = (AttemptKind.ORIGINAL,),
+    fee_wei: int | None = None,
+    cap_wei: int | None = None,
+    last_error: str | None = None,
 ) -> Transaction:
     tx = Transaction(
-        id=uuid.uuid4(), status=status, nonce=7, from_address=FROM, cancel_requested=cancel
+        id=uuid.uuid4(),
+        status=status,
+        nonce=7,
+        from_address=FROM,
+        cancel_requested=cancel,
+        max_fee_per_gas_cap=cap_wei,
     )
     sent = None if sent_ago_s is None else NOW - timedelta(seconds=sent_ago_s)
     attempts = [
@@ -53,6 +66,9 @@ def make_tx(
             last_sent_at=sent,
             sent_at_block=sent_at_block,
             created_at=NOW - timedelta(seconds=100 - i),
+            max_fee_per_gas_wei=fee_wei,
+            max_priority_fee_per_gas_wei=None if fee_wei is None else fee_wei // 10,
+            last_error=last_error,
         )
         for i, kind in enumerate(kinds)
     ]
@@ -67,6 +83,7 @@ def seen(
     receipt_block: int | None = None,
     pending: int = 8,
     held: bool = False,
+    base_fee: int | None = None,
 ) -> Observed:
     receipts: dict[str, dict[str, Any]] = {}
     if receipt_block is not None:
@@ -77,6 +94,7 @@ def seen(
         receipts=receipts,
         pending_nonce={FROM: pending},
         held=frozenset({f"0x{0:064x}"}) if held else frozenset(),
+        base_fee_wei=base_fee,
     )
 
 
@@ -119,6 +137,105 @@ def seen(
 )
 def test_decide(tx: Transaction, observed: Observed, action: Action) -> None:
     assert decide(tx, observed, chain=CHAIN, config=CONFIG, now=NOW).action is action
+
+
+GWEI = 10**9
+WAIT = dataclasses.replace(CONFIG, fee_cap_wait_s=60)  # the attempts were signed 100 s ago
+CAPPED_CHAIN = dataclasses.replace(CHAIN, max_fee_per_gas_cap=3 * GWEI)
+
+
+def at_cap(status: TxStatus = TxStatus.SUBMITTED, **kw: Any) -> Transaction:
+    """Stuck (sent 31 s ago), its attempt at the request's own cap of 3 gwei."""
+    return make_tx(status, sent_ago_s=31, fee_wei=3 * GWEI, cap_wei=3 * GWEI, **kw)
+
+
+@pytest.mark.parametrize(
+    ("tx", "observed", "chain", "expected"),
+    [
+        # stuck under its cap: bumped
+        (
+            make_tx(TxStatus.SUBMITTED, sent_ago_s=31, fee_wei=GWEI, cap_wei=3 * GWEI),
+            seen(),
+            CHAIN,
+            (Action.BUMP, False),
+        ),
+        # stuck at its cap, base fee unknown or payable: re-sent when due, reported capped
+        (at_cap(), seen(), CHAIN, (Action.RESEND, True)),
+        (at_cap(), seen(base_fee=2 * GWEI), CHAIN, (Action.RESEND, True)),
+        # ... priced out by the base fee for fee_cap_wait_s: cancelled, whatever its own cap
+        (at_cap(), seen(base_fee=30 * GWEI), CHAIN, (Action.CANCEL, False)),
+        # ... unless the chain's cap leaves a cancel no room either: it waits, capped
+        (at_cap(), seen(base_fee=30 * GWEI), CAPPED_CHAIN, (Action.RESEND, True)),
+        # ... or a cancel is already out (it is bumped like any attempt)
+        (
+            at_cap(kinds=(AttemptKind.ORIGINAL, AttemptKind.CANCEL)),
+            seen(base_fee=30 * GWEI),
+            CHAIN,
+            (Action.BUMP, False),
+        ),
+        # signed, refused as underpriced and stuck: bumped, then cancelled, like a sent one
+        (
+            make_tx(
+                TxStatus.SIGNED,
+                sent_ago_s=None,
+                sent_at_block=None,
+                fee_wei=GWEI,
+                last_error="underpriced",
+            ),
+            seen(),
+            CHAIN,
+            (Action.BUMP, False),
+        ),
+        (
+            at_cap(TxStatus.SIGNED, last_error="underpriced"),
+            seen(base_fee=30 * GWEI),
+            CHAIN,
+            (Action.CANCEL, False),
+        ),
+        # signed and refused for want of funds: only re-sent, never bumped
+        (
+            at_cap(TxStatus.SIGNED, last_error="insufficient_funds"),
+            seen(base_fee=30 * GWEI),
+            CHAIN,
+            (Action.RESEND, False),
+        ),
+        # a cancel asked for goes out from signed too, and above the request's own cap
+        (at_cap(TxStatus.SIGNED, cancel=True), seen(), CHAIN, (Action.CANCEL, False)),
+        (
+            make_tx(TxStatus.SIGNED, sent_ago_s=1, cancel=True),
+            seen(),
+            CHAIN,
+            (Action.CANCEL, False),
+        ),
+        # ... unless the chain's cap leaves it no room (+12.5 % above 3 gwei)
+        (at_cap(cancel=True), seen(), CAPPED_CHAIN, (Action.RESEND, True)),
+    ],
+)
+def test_decide_at_the_fee_cap(
+    tx: Transaction, observed: Observed, chain: ChainConfig, expected: tuple[Action, bool]
+) -> None:
+    decision = decide(tx, observed, chain=chain, config=WAIT, now=NOW)
+    assert (decision.action, decision.capped) == expected
+
+
+def test_a_priced_out_request_waits_fee_cap_wait_s_after_its_last_attempt() -> None:
+    tx, observed = at_cap(), seen(base_fee=30 * GWEI)
+    patient = dataclasses.replace(CONFIG, fee_cap_wait_s=101)  # signed 100 s ago
+    decision = decide(tx, observed, chain=CHAIN, config=patient, now=NOW)
+    assert (decision.action, decision.capped) == (Action.RESEND, True)
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_a_cancel_is_bound_by_the_chain_caps_only_and_rises_by_the_bump_percent(
+    cancel: bool,
+) -> None:
+    tx = at_cap()
+    tx.max_priority_fee_per_gas_cap = GWEI
+    terms = replacement_terms(tx, CAPPED_CHAIN, CONFIG, cancel=cancel)
+    if cancel:
+        assert terms == Terms(FeeCaps(3 * GWEI, None), Decimal("12.5"))
+    else:
+        assert terms == Terms(FeeCaps(3 * GWEI, GWEI), Decimal(10))
 
 
 @pytest.mark.parametrize(

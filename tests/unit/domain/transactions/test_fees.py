@@ -17,7 +17,9 @@ from chainflow.domain.transactions.fees import (
     LegacyFees,
     Percent,
     bump,
+    can_replace,
     clamp,
+    fee_cap_of,
     median,
     suggest_eip1559,
     suggest_legacy,
@@ -357,6 +359,43 @@ class TestBump:
         assert cap is None or bumped.gas_price_wei <= cap
         expected = max(ceil_percent(price, percent), market, min_replacement(price))
         assert bumped.gas_price_wei == (expected if cap is None else min(expected, cap))
+
+
+class TestCanReplace:
+    @pytest.mark.parametrize(
+        ("previous", "caps", "min_percent", "expected"),
+        [
+            (Eip1559Fees(1000, 100), NO_CAPS, 10, True),
+            (Eip1559Fees(1000, 100), FeeCaps(1100, 110), 10, True),  # exactly +10 %
+            (Eip1559Fees(1000, 100), FeeCaps(1099, None), 10, False),
+            (Eip1559Fees(1000, 100), FeeCaps(None, 109), 10, False),
+            (Eip1559Fees(1000, 100), FeeCaps(1100, None), Decimal("12.5"), False),
+            (Eip1559Fees(0, 0), FeeCaps(0, None), 10, False),  # a cap of 0 can never rise
+            (Eip1559Fees(0, 0), FeeCaps(1, 1), 10, True),  # + 1 wei from 0
+            (LegacyFees(1000), FeeCaps(1100), 10, True),
+            (LegacyFees(1000), FeeCaps(1099), 10, False),
+        ],
+    )
+    def test_whether_a_valid_replacement_fits_under_the_caps(
+        self, previous: Fees, caps: FeeCaps, min_percent: Percent, expected: bool
+    ) -> None:
+        assert can_replace(previous, caps, min_percent=min_percent) is expected
+
+    @given(fee=wei, tip=wei, fee_cap=optional_caps, tip_cap=optional_caps)
+    def test_agrees_with_bump(
+        self, fee: int, tip: int, fee_cap: int | None, tip_cap: int | None
+    ) -> None:
+        previous, caps = Eip1559Fees(fee, tip), FeeCaps(fee_cap, tip_cap)
+        try:
+            bump(previous, market=NO_MARKET, caps=caps)
+        except FeeCapReached:
+            assert not can_replace(previous, caps)
+        else:
+            assert can_replace(previous, caps)
+
+    def test_fee_cap_of_is_the_fee_cap_or_the_gas_price(self) -> None:
+        assert fee_cap_of(Eip1559Fees(30, 2)) == 30
+        assert fee_cap_of(LegacyFees(7)) == 7
 
 
 class TestGasBuffer:
