@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     bump_percent: float = Field(12.5, ge=10, le=1000)
     worker_poll_s: float = Field(0.1, gt=0, le=60)
     test_crash_at: str | None = Field(None, description="chaos tests only: crash point[:n]")
+    # HTTP edge (issue 14): request body sizes per route and the deadline to receive one
+    api_max_body_bytes: int = Field(65_536, ge=1024, description="any route not listed below")
+    api_max_tx_body_bytes: int = Field(524_288, ge=1024, description="POST /v1/transactions")
+    api_max_batch_body_bytes: int = Field(
+        4_194_304, ge=1024, description="POST /v1/transactions/batch"
+    )
+    api_body_timeout_s: float = Field(10.0, gt=0, le=600, description="whole body, from headers")
 
     @field_validator("database_url")
     @classmethod
