@@ -1,36 +1,35 @@
-"""Admission control: at most `limit` requests in flight per API process; the next one is
-refused at once with a 503 problem and Retry-After, instead of waiting on the database pool
+"""Admission control: at most `limit` requests worked on at once per API process; the next one
+is refused at once with a 503 problem and Retry-After, instead of waiting on the database pool
 (latency without bound, memory growing with the backlog, then a timeout)."""
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from chainflow.core.redaction import scrub_text
 
-_EXEMPT = ("/healthz", "/readyz", "/metrics")
+EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
-class AdmissionMiddleware:
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
-        self.app = app
+class Admission:
+    """The slots of one process. Single event loop: plain counting, no lock, no await."""
+
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_flight = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _EXEMPT:
-            await self.app(scope, receive, send)
-            return
+    def enter(self) -> bool:
+        """Take a slot if one is free."""
         if self.in_flight >= self.limit:
-            await _refuse(scope, send)
-            return
+            return False
         self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
 
 
-async def _refuse(scope: Scope, send: Send) -> None:
+async def refuse(scope: Scope, send: Send, *, close: bool = False) -> None:
+    """Answer 503 `overloaded` (`close`: the body was left unread, so drop the connection)."""
     body = orjson.dumps(
         {
             "type": "https://chainflow.dev/problems/overloaded",
@@ -46,5 +45,7 @@ async def _refuse(scope: Scope, send: Send) -> None:
         (b"content-length", str(len(body)).encode()),
         (b"retry-after", b"1"),
     ]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})

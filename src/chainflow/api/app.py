@@ -13,8 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainflow import __version__
 from chainflow.api import problems
-from chainflow.api.admission import AdmissionMiddleware
 from chainflow.api.auth_cache import KeyCache
+from chainflow.api.gate import GateMiddleware
 from chainflow.api.resources import Resources
 from chainflow.api.routes import chains, health, transactions, wallets
 from chainflow.core.logging import get_logger
@@ -109,7 +109,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    app.add_middleware(AdmissionMiddleware, limit=settings.api_max_in_flight)
+    app.add_middleware(GateMiddleware, settings=settings)
     app.add_middleware(RequestIdMiddleware)
     for router in (health.router, chains.router, wallets.router, transactions.router):
         app.include_router(router)

@@ -7,12 +7,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.api import auth
 from chainflow.api.resources import Resources
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.apikeys.models import ApiKey
-from chainflow.domain.apikeys.service import InvalidApiKey, Scope
+from chainflow.domain.apikeys.service import Scope
 from chainflow.domain.chains.probe import ChainIdProbe, rpc_chain_id_probe
-from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.net.urlguard import UrlGuard
 
 
@@ -48,17 +48,15 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency that authenticates the caller and checks one scope."""
 
     async def dependency(
+        request: Request,
         resources: ResourcesDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> ApiKey:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise InvalidApiKey("send the API key as `Authorization: Bearer <key>`")
-        token = credentials.credentials
-        key = resources.keys.get(token)
-        if key is None:
-            async with unit_of_work(resources.sessionmaker) as session:
-                key = await apikeys.authenticate(session, token)
-            resources.keys.put(token, key)
+        # `_credentials` only documents the scheme in OpenAPI; the header is read once, here
+        # or at the edge, which has already authenticated a request that carries a body.
+        key = auth.remembered(request.scope) or await auth.authenticate(
+            resources, request.headers.get("authorization")
+        )
         apikeys.require_scope(key, scope)
         return key
 

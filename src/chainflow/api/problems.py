@@ -1,5 +1,6 @@
 """RFC 9457 problem+json for every error, from one table of error class to HTTP status."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -36,6 +37,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     400: "bad_request",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
@@ -138,13 +140,34 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# ConnectionError: asyncpg's refused connect is not wrapped by SQLAlchemy.
+_DATABASE_UNAVAILABLE = (
+    sa_exc.TimeoutError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    ConnectionError,
+)
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+_HANDLERS: list[tuple[type[Exception] | tuple[type[Exception], ...], Handler]] = [
+    (ChainflowError, _chainflow_error),
+    (RequestValidationError, _validation_error),
+    (HTTPException, _http_error),
+    (_DATABASE_UNAVAILABLE, _database_unavailable),
+    (Exception, _unexpected),
+]
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that render every error as problem+json."""
-    app.add_exception_handler(ChainflowError, _chainflow_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    # ConnectionError: asyncpg's refused connect is not wrapped by SQLAlchemy.
-    unavailable = (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError)
-    for database_error in (*unavailable, ConnectionError):
-        app.add_exception_handler(database_error, _database_unavailable)
-    app.add_exception_handler(Exception, _unexpected)
+    for classes, handler in _HANDLERS:
+        for cls in classes if isinstance(classes, tuple) else (classes,):
+            app.add_exception_handler(cls, handler)
+
+
+async def render_error(request: Request, exc: Exception) -> JSONResponse:
+    """The problem `install`'s handlers give for `exc`, for code that runs before the app
+    (the edge middleware, whose errors no exception handler sees)."""
+    for classes, handler in _HANDLERS:
+        if isinstance(exc, classes):
+            return await handler(request, exc)
+    return await _unexpected(request, exc)  # not reached: Exception matches every error

@@ -19,7 +19,9 @@ def main() -> None:
         signal.signal(signal.SIGTERM, _stopped_while_starting)
     # Imported only now, with the handler in place: importing is most of the start-up.
     from chainflow.cli.app import main as run_app
+    from chainflow.cli.runtime import restore_recursion_limit
 
+    restore_recursion_limit()
     run_app()
 
 

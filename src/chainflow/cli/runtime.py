@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -23,6 +24,17 @@ from chainflow.infra.signing.keystore import MasterKey
 from chainflow.migrations.runner import current_revision, head_revision
 
 T = TypeVar("T")
+
+RECURSION_LIMIT = 1000
+"""CPython's own default. py_ecc (imported through eth-account) raises the limit to 100,000 at
+import (py_ecc/__init__.py), past what the C stack holds: C code that recurses on nested input
+(the stdlib JSON parser, repr) then crashed the process instead of raising RecursionError
+(issue 14)."""
+
+
+def restore_recursion_limit() -> None:
+    """Undo py_ecc's import-time limit; called once the imports of a command are done."""
+    sys.setrecursionlimit(RECURSION_LIMIT)
 
 
 def settings_for_cli() -> Settings:
@@ -81,6 +93,7 @@ def run(coroutine: Callable[[], Awaitable[T]]) -> T:
     async def body() -> T:
         return await coroutine()
 
+    restore_recursion_limit()  # a command's own late imports (the API app) are done by now
     gc.freeze()
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

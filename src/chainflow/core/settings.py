@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     )
     # fee caps (issue 14): how long a signed request priced out by the base fee may hold its lane
     fee_cap_wait_s: float = Field(600.0, gt=0, le=30 * 86_400)
+    # HTTP edge (issue 14): request body sizes per route and the deadline to receive one
+    api_max_body_bytes: int = Field(65_536, ge=1024, description="any route not listed below")
+    api_max_tx_body_bytes: int = Field(524_288, ge=1024, description="POST /v1/transactions")
+    api_max_batch_body_bytes: int = Field(
+        4_194_304, ge=1024, description="POST /v1/transactions/batch"
+    )
+    api_body_timeout_s: float = Field(10.0, gt=0, le=600, description="whole body, from headers")
 
     @field_validator("database_url")
     @classmethod

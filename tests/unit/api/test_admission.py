@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from chainflow.api.admission import AdmissionMiddleware
+from chainflow.api.gate import GateMiddleware
+from chainflow.core.settings import Settings
 
 
 def app_with_gate(gate: asyncio.Event, entered: asyncio.Event) -> Starlette:
@@ -22,7 +23,7 @@ def app_with_gate(gate: asyncio.Event, entered: asyncio.Event) -> Starlette:
         return PlainTextResponse("ok")
 
     app = Starlette(routes=[Route("/slow", slow), Route("/healthz", health)])
-    app.add_middleware(AdmissionMiddleware, limit=1)
+    app.add_middleware(GateMiddleware, settings=Settings(api_max_in_flight=1))
     return app
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from chainflow.core import jsondepth
 from chainflow.core.errors import ConfigError
 
 
@@ -66,9 +67,15 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
     that retry on their own, as the workers' rounds do.
     """
     full = async_url(url)
+    # Stored JSON is read back with the same nesting bound as every other JSON (issue 14).
     if full.startswith("sqlite"):
         _ensure_folder(full)
-        engine = create_async_engine(full, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_async_engine(
+            full,
+            connect_args={"timeout": 30},
+            json_deserializer=jsondepth.loads,
+            hide_parameters=True,
+        )
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
@@ -77,6 +84,7 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
         hide_parameters=True,
+        json_deserializer=jsondepth.loads,
     )
 
 

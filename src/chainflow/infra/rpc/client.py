@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from chainflow.core import jsondepth
 from chainflow.core.errors import Unavailable
 from chainflow.infra.net.urlguard import ForbiddenAddress, UrlGuard
 
@@ -127,7 +128,14 @@ class RpcClient:
             raise _unreached(exc) from None
         _check_status(status, payload, retry_after_s)
         try:
+            # orjson alone stops at 1,024 levels; what reads an answer (repr of an error's
+            # message or data) recurses in Python, so answers get the service-wide bound.
+            jsondepth.check_depth(payload)
             return orjson.loads(payload)
+        except jsondepth.JsonTooDeep:
+            raise RpcTransportError(
+                "RPC endpoint answered JSON nested too deep", http_status=status
+            ) from None
         except orjson.JSONDecodeError:
             raise RpcTransportError(
                 "RPC endpoint answered non-JSON", http_status=status, is_answered=True
