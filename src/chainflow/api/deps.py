@@ -53,9 +53,10 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
         token = credentials.credentials
         key = resources.keys.get(token)
         if key is None:
+            read_at = resources.keys.now()
             async with unit_of_work(resources.sessionmaker) as session:
                 key = await apikeys.authenticate(session, token)
-            resources.keys.put(token, key)
+            resources.keys.put(token, key, read_at=read_at)
         apikeys.require_scope(key, scope)
         return key
 
