@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-import typer
 import uvloop
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,7 +14,7 @@ from chainflow.core.errors import ConfigError, Unavailable
 from chainflow.core.logging import configure_logging
 from chainflow.core.settings import LogFormat, Settings, load_settings
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
-from chainflow.migrations.runner import current_revision, head_revision
+from chainflow.migrations.runner import current_revision, head_revision, upgrade
 
 T = TypeVar("T")
 
@@ -51,6 +50,14 @@ async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[
         await engine.dispose()
 
 
+def migrate(settings: Settings) -> None:
+    """Migrate the database to head. Raises: Unavailable, if it cannot be reached."""
+    try:
+        upgrade(settings.resolved_database_url)
+    except (OSError, DBAPIError) as exc:
+        raise Unavailable(f"cannot reach the database: {type(exc).__name__}") from None
+
+
 def run(coroutine: Callable[[], Awaitable[T]]) -> T:
     """Run an async command body on uvloop (a third less event-loop CPU than asyncio's own).
 
@@ -66,7 +73,3 @@ def run(coroutine: Callable[[], Awaitable[T]]) -> T:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(body())
-
-
-def echo_err(message: str) -> None:
-    typer.echo(message, err=True)

@@ -7,9 +7,11 @@ from pathlib import Path
 from chainflow.core.errors import ConfigError
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
+from chainflow.infra.files import read_text_file
 from chainflow.infra.signing.keystore import MasterKey
 
 MASTER_KEY_FILE = "master.key"
+MASTER_KEY_FILE_MAX_BYTES = 4096  # the key is 44 base64 characters
 log = get_logger(__name__)
 
 
@@ -28,7 +30,8 @@ def load_master_key(settings: Settings, *, allow_generate: bool) -> MasterKey:
         )
     path = settings.data_dir / MASTER_KEY_FILE
     if path.exists():
-        return MasterKey.from_b64(path.read_text().strip())
+        text = read_text_file(path, what="master key", max_bytes=MASTER_KEY_FILE_MAX_BYTES)
+        return MasterKey.from_b64(text.strip())
     if not allow_generate:
         raise ConfigError("invalid setting CHAINFLOW_MASTER_KEY: not set, and no key file exists")
     return _generate_into(path)
