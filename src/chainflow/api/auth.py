@@ -23,9 +23,10 @@ async def authenticate(resources: Resources, authorization: str | None) -> ApiKe
         raise InvalidApiKey("send the API key as `Authorization: Bearer <key>`")
     key = resources.keys.get(token)
     if key is None:
+        read_at = resources.keys.now()  # the cache's bound counts from before the read
         async with unit_of_work(resources.sessionmaker) as session:
             key = await apikeys.authenticate(session, token)
-        resources.keys.put(token, key)
+        resources.keys.put(token, key, read_at=read_at)
     return key
 
 

@@ -1,10 +1,13 @@
 """Serve the API with uvicorn; a SIGTERM or SIGINT drains requests and exits with status 0."""
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+
+from chainflow.core.errors import Unavailable
 
 
 class _GracefulServer(uvicorn.Server):
@@ -17,7 +20,24 @@ class _GracefulServer(uvicorn.Server):
             self._captured_signals.clear()
 
 
-async def serve(app: FastAPI, *, host: str, port: int) -> None:
-    """Run until SIGTERM/SIGINT, then finish in-flight requests and return."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
-    await _GracefulServer(config).serve()
+def bind(host: str, port: int) -> socket.socket:
+    """The listening address, bound before anything starts. Raises: Unavailable, one line.
+
+    uvicorn would bind it only after the app's start-up, and answer a busy port or an unknown
+    host with a log line and exit status 3; bound here, it is the command's one error line.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+async def serve(app: FastAPI, sock: socket.socket) -> None:
+    """Run on the bound `sock` until SIGTERM/SIGINT, then finish in-flight requests and return."""
+    config = uvicorn.Config(app, log_config=None, access_log=False)
+    await _GracefulServer(config).serve(sockets=[sock])

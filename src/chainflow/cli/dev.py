@@ -1,6 +1,7 @@
 """`chainflow dev`: the embedded shape in one process (SQLite, in-process queue, optional anvil)."""
 
 import asyncio
+import socket
 from contextlib import AsyncExitStack
 from typing import Annotated
 
@@ -8,14 +9,16 @@ import aiohttp
 import typer
 
 from chainflow.cli.demo import run_demo
-from chainflow.cli.runtime import check_keys_at_start, open_database, run, settings_for_cli
+from chainflow.cli.options import HostOpt, PortOpt
+from chainflow.cli.runtime import check_keys_at_start, migrate, open_database, run, settings_for_cli
 from chainflow.core.errors import Unavailable
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.apikeys.service import create_api_key
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.probe import rpc_chain_id_probe
-from chainflow.domain.chains.schemas import ChainUpdate
+from chainflow.domain.chains.schemas import ChainSeed, ChainUpdate
+from chainflow.domain.chains.seed import load_seed
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.errors import WalletExists
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX, run_anvil
@@ -27,7 +30,6 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.keystore import MasterKey, validate_private_key
 from chainflow.infra.signing.local import address_of
 from chainflow.infra.signing.master_source import load_master_key
-from chainflow.migrations.runner import upgrade
 from chainflow.workers.context import open_engine
 from chainflow.workers.main import run_engine
 
@@ -37,28 +39,36 @@ log = get_logger(__name__)
 
 
 def dev(
-    host: Annotated[str | None, typer.Option(help="bind address")] = None,
-    port: Annotated[int | None, typer.Option(help="bind port")] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
     anvil: Annotated[
         bool, typer.Option("--anvil", help="also start a local anvil chain and a funded wallet")
     ] = False,
-    anvil_port: Annotated[int, typer.Option(help="port of the local anvil")] = ANVIL_PORT,
+    anvil_port: Annotated[
+        int, typer.Option(help="port of the local anvil", min=1, max=65535)
+    ] = ANVIL_PORT,
     demo: Annotated[
-        int, typer.Option(help="with --anvil: submit this many demo requests over the API")
+        int, typer.Option(help="with --anvil: submit this many demo requests over the API", min=0)
     ] = 0,
 ) -> None:
     """Run everything in one process on the embedded database (the README's first command)."""
+    from chainflow.api.server import bind
+
     settings = _dev_settings(settings_for_cli())
+    seeds = load_seed(settings.chains_file)
+    bind_host, bind_port = host or settings.api_host, port or settings.api_port
     with hold_data_dir(settings, exclusive=False):
+        sock = bind(bind_host, bind_port)
         master = load_master_key(settings, allow_generate=True)
-        upgrade(settings.resolved_database_url)
+        migrate(settings)
         check_keys_at_start(settings, master)
         run(
             lambda: _serve(
                 settings,
                 master,
-                host=host,
-                port=port,
+                sock,
+                seeds=seeds,
+                api_url=f"http://{bind_host}:{bind_port}",
                 anvil_port=anvil_port if anvil else None,
                 demo=demo if anvil else 0,
             )
@@ -77,9 +87,10 @@ def _dev_settings(settings: Settings) -> Settings:
 async def _serve(
     settings: Settings,
     master: MasterKey,
+    sock: socket.socket,
     *,
-    host: str | None,
-    port: int | None,
+    seeds: list[ChainSeed],
+    api_url: str,
     anvil_port: int | None,
     demo: int = 0,
 ) -> None:
@@ -91,7 +102,7 @@ async def _serve(
                 run_anvil(port=anvil_port, state_file=state_file)
             )
             log.info("anvil.started", url=anvil_url, chain_id=ANVIL_CHAIN_ID)
-        dev_wallet = await _prepare(settings, master, anvil_url=anvil_url)
+        dev_wallet = await _prepare(settings, master, seeds, anvil_url=anvil_url)
         from chainflow.api.app import create_app
         from chainflow.api.server import serve
 
@@ -101,14 +112,13 @@ async def _serve(
         workers = asyncio.create_task(
             run_engine(engine, stop, poll_s=settings.worker_poll_s, queue=doorbells)
         )
-        bind_host, bind_port = host or settings.api_host, port or settings.api_port
         try:
             app = create_app(settings, queue=doorbells)
-            server = asyncio.create_task(serve(app, host=bind_host, port=bind_port))
+            server = asyncio.create_task(serve(app, sock))
             if demo and anvil_url and dev_wallet:
                 await _run_demo(
                     settings,
-                    f"http://{bind_host}:{bind_port}",
+                    api_url,
                     anvil_url,
                     wallet=dev_wallet,
                     count=demo,
@@ -119,9 +129,10 @@ async def _serve(
             await workers
 
 
-async def _prepare(settings: Settings, master: MasterKey, *, anvil_url: str | None) -> str | None:
+async def _prepare(
+    settings: Settings, master: MasterKey, seeds: list[ChainSeed], *, anvil_url: str | None
+) -> str | None:
     """Seed chains; with anvil, point chain 31337 at it and import the funded dev wallet."""
-    seeds = chains.load_seed(settings.chains_file)
     async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
         await chains.seed_chains(session, seeds)
         if anvil_url is None:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-import typer
 import uvloop
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,7 +20,7 @@ from chainflow.infra.db.custody_lock import share_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
-from chainflow.migrations.runner import current_revision, head_revision
+from chainflow.migrations.runner import current_revision, head_revision, upgrade
 
 T = TypeVar("T")
 
@@ -82,6 +81,14 @@ def check_keys_at_start(settings: Settings, master: MasterKey) -> None:
     run(check)
 
 
+def migrate(settings: Settings) -> None:
+    """Migrate the database to head. Raises: Unavailable, if it cannot be reached."""
+    try:
+        upgrade(settings.resolved_database_url)
+    except (OSError, DBAPIError) as exc:
+        raise Unavailable(f"cannot reach the database: {type(exc).__name__}") from None
+
+
 def run(coroutine: Callable[[], Awaitable[T]]) -> T:
     """Run an async command body on uvloop (a third less event-loop CPU than asyncio's own).
 
@@ -98,7 +105,3 @@ def run(coroutine: Callable[[], Awaitable[T]]) -> T:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(body())
-
-
-def echo_err(message: str) -> None:
-    typer.echo(message, err=True)

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from chainflow.cli.options import chain_ids_option, text_option
 from chainflow.cli.runtime import open_database, run, settings_for_cli
 from chainflow.cli.secrets import read_secret
 from chainflow.core.types import SecretBytes
@@ -18,9 +19,10 @@ from chainflow.infra.signing.master_source import load_master_key
 
 app = typer.Typer(no_args_is_help=True, help="Wallets.")
 
-LabelOpt = Annotated[str | None, typer.Option(help="a label for the wallet")]
+LabelOpt = Annotated[str | None, typer.Option(help="a label for the wallet", callback=text_option)]
 ChainsOpt = Annotated[
-    list[int] | None, typer.Option("--chain-id", help="enable on this chain; repeatable")
+    list[int] | None,
+    typer.Option("--chain-id", help="enable on this chain; repeatable", callback=chain_ids_option),
 ]
 
 

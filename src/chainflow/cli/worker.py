@@ -8,6 +8,7 @@ import typer
 
 from chainflow.cli.runtime import check_keys_at_start, run, settings_for_cli
 from chainflow.core.errors import InvalidInput
+from chainflow.core.fields import MAX_CHAIN_ID
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.infra.datadir import hold_data_dir
@@ -20,16 +21,19 @@ from chainflow.workers.main import run_engine
 log = get_logger(__name__)
 
 
+_CHAINS_USAGE = "--chains must be comma-separated chain ids (positive, below 2**53), e.g. 1,137"
+
+
 def parse_chain_ids(text: str | None) -> list[int] | None:
-    """'1,137' → [1, 137]. Raises: InvalidInput."""
+    """'1,137' → [1, 137]. Raises: InvalidInput (not echoing the text)."""
     if text is None:
         return None
     try:
         ids = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise InvalidInput(f"--chains must be comma-separated chain ids, got {text!r}") from None
-    if not ids or any(i <= 0 for i in ids):
-        raise InvalidInput(f"--chains must be comma-separated chain ids, got {text!r}")
+        raise InvalidInput(_CHAINS_USAGE) from None
+    if not ids or any(not 0 < i < MAX_CHAIN_ID for i in ids):
+        raise InvalidInput(_CHAINS_USAGE)
     return ids
 
 

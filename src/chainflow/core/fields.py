@@ -17,7 +17,8 @@ from chainflow.core.redaction import has_key_material
 
 MAX_UINT256 = 2**256 - 1
 
-ChainId = Annotated[int, Field(gt=0, lt=2**53)]
+MAX_CHAIN_ID = 2**53  # exclusive
+ChainId = Annotated[int, Field(gt=0, lt=MAX_CHAIN_ID)]
 """EIP-155 chain id: positive and below 2**53, so every stored one fits the BIGINT columns
 and a larger one is refused as invalid input (not an int64 overflow in the database driver)."""
 

@@ -1,5 +1,6 @@
 """Programmatic Alembic: upgrade, downgrade and compare the head with the models."""
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -46,4 +47,12 @@ def head_revision() -> str | None:
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at (None if never migrated)."""
-    return MigrationContext.configure(connection).get_current_revision()
+    # Quietly: every CLI command asks this first, and Alembic's "Context impl SQLiteImpl."
+    # lines at info level would precede a command's own output or its one error line.
+    migration_log = logging.getLogger("alembic.runtime.migration")
+    level = migration_log.level
+    migration_log.setLevel(logging.WARNING)
+    try:
+        return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        migration_log.setLevel(level)

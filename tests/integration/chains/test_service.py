@@ -14,6 +14,7 @@ from chainflow.domain.chains.errors import (
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.chains.probe import ChainIdProbe
 from chainflow.domain.chains.schemas import ChainCreate, ChainUpdate
+from chainflow.domain.chains.seed import load_seed
 from chainflow.infra.db.uow import unit_of_work
 from tests.conftest import free_port
 
@@ -38,7 +39,7 @@ async def count_chains(sessionmaker: Sessionmaker) -> int:
 
 class TestSeed:
     async def test_seeds_every_packaged_chain_once(self, sessionmaker: Sessionmaker) -> None:
-        seeds = service.load_seed()
+        seeds = load_seed()
         async with unit_of_work(sessionmaker) as session:
             first = await service.seed_chains(session, seeds)
         async with unit_of_work(sessionmaker) as session:
@@ -50,7 +51,7 @@ class TestSeed:
     async def test_never_overwrites_an_edited_chain(
         self, sessionmaker: Sessionmaker, probe: ChainIdProbe
     ) -> None:
-        seeds = service.load_seed()
+        seeds = load_seed()
         async with unit_of_work(sessionmaker) as session:
             await service.seed_chains(session, seeds)
             update = ChainUpdate(confirmations=99)
@@ -103,7 +104,7 @@ class TestUpdate:
         self, sessionmaker: Sessionmaker, probe: ChainIdProbe
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
-            await service.seed_chains(session, service.load_seed())
+            await service.seed_chains(session, load_seed())
         # The seeded public URL is not reachable from this machine: enabling must refuse.
         with pytest.raises(RpcUnreachable):
             async with unit_of_work(sessionmaker) as session:
@@ -115,7 +116,7 @@ class TestUpdate:
         self, sessionmaker: Sessionmaker, probe: ChainIdProbe, anvil_url: str
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
-            await service.seed_chains(session, service.load_seed())
+            await service.seed_chains(session, load_seed())
         update = ChainUpdate(rpc_urls=[anvil_url], enabled=True)
         with pytest.raises(RpcChainMismatch):
             async with unit_of_work(sessionmaker) as session:
@@ -128,7 +129,7 @@ class TestUpdate:
         self, sessionmaker: Sessionmaker, probe: ChainIdProbe, anvil_url: str
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
-            await service.seed_chains(session, service.load_seed())
+            await service.seed_chains(session, load_seed())
         update = ChainUpdate(rpc_urls=[anvil_url], confirmations=5, max_fee_per_gas_cap=None)
         async with unit_of_work(sessionmaker) as session:
             await service.update_chain(session, 31337, update, probe=probe)

@@ -488,7 +488,7 @@ class TestCancel:
         wallet = await harness.wallet()
         tx_id = await harness.submit(wallet, value="1")
         async with unit_of_work(harness.sessionmaker) as session:
-            cancelled = await txs.cancel(session, tx_id)
+            cancelled = await txs.cancel(session, tx_id, api_key_id=None, is_admin=True)
         assert cancelled.status is TxStatus.CANCELLED
         await run_round(harness.engine, ANVIL_CHAIN_ID)
         tx = await harness.get(tx_id)
@@ -506,7 +506,7 @@ class TestCancel:
             (tx,) = await harness.run_until([tx_id], has_status(TxStatus.SUBMITTED))
             (original,) = tx.attempts
             async with unit_of_work(harness.sessionmaker) as session:
-                await txs.cancel(session, tx_id)
+                await txs.cancel(session, tx_id, api_key_id=None, is_admin=True)
             (tx,) = await harness.run_until(
                 [tx_id], lambda row: any(a.kind is AttemptKind.CANCEL for a in row.attempts)
             )

@@ -113,7 +113,9 @@ class TestUnsignedWhileBelowTheBaseFee:
         still = await harness.get(capped[0])
         assert (still.status, still.nonce) == (TxStatus.QUEUED, None)
         async with unit_of_work(harness.sessionmaker) as session:
-            await txs.cancel(session, capped[0])  # waiting unsigned: cancelled at once
+            await txs.cancel(
+                session, capped[0], api_key_id=None, is_admin=True
+            )  # waiting unsigned: cancelled at once
         await assert_lane_settled(harness, wallet)
 
     async def test_valid_until_passing_first_expires_it_with_the_reason(
@@ -192,7 +194,9 @@ class TestPricedOutAfterSigning:
         (tx,) = await harness.run_until([tx_id], lambda t: t.attempts[0].last_error is not None)
         assert (tx.status, tx.attempts[0].last_error) == (TxStatus.SIGNED, "underpriced")
         async with unit_of_work(harness.sessionmaker) as session:
-            assert (await txs.cancel(session, tx_id)).cancel_requested
+            assert (
+                await txs.cancel(session, tx_id, api_key_id=None, is_admin=True)
+            ).cancel_requested
         (tx,) = await harness.run_until_final([tx_id])
         assert (tx.status, tx.nonce, tx.error_code) == (TxStatus.CANCELLED, 0, None), describe(tx)
         replaced, cancel = first_cancel(tx)
@@ -214,7 +218,7 @@ class TestCancelOfASignedRequest:
         tx_id = await harness.submit(wallet, value="1", gas_limit=40_000_000)  # "fatal"
         (original,) = await sign_without_sending(harness, wallet)
         async with unit_of_work(harness.sessionmaker) as session:
-            await txs.cancel(session, tx_id)
+            await txs.cancel(session, tx_id, api_key_id=None, is_admin=True)
         assert await replace(engine, chain, tx_id, cancel=True) is not None  # signed, unsent
         await record_sends(engine, chain, [original])  # refused: intrinsic gas too high
         tx = await harness.get(tx_id)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, TxWriteKey
 from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
+from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.transactions import idempotency, service
 from chainflow.domain.transactions.intake import NewRequest
 from chainflow.domain.transactions.models import Transaction, TxAttempt
@@ -136,12 +137,16 @@ async def list_transactions(
 
 @router.post("/{tx_id}/cancel", responses=problem_responses(401, 403, 404, 409))
 async def cancel_transaction(
-    tx_id: uuid.UUID, sessionmaker: SessionmakerDep, _key: TxWriteKey
+    tx_id: uuid.UUID, sessionmaker: SessionmakerDep, key: TxWriteKey
 ) -> TxRead:
     """Queued: cancelled at once. Signed or sent: a 0-value self-transfer at the same nonce
-    competes with it; the final status says which won (`cancelled` or the request's own)."""
+    competes with it; the final status says which won (`cancelled` or the request's own).
+    Only the key that submitted the request, or an admin key, may cancel it (else 403)."""
     async with unit_of_work(sessionmaker) as session:
-        return render(await service.cancel(session, tx_id))
+        cancelled = await service.cancel(
+            session, tx_id, api_key_id=key.id, is_admin=apikeys.is_admin(key)
+        )
+        return render(cancelled)
 
 
 def render(tx: Transaction) -> TxRead:

@@ -1,15 +1,18 @@
-"""Use cases of API keys: create (shown once), authenticate in constant time, check scopes."""
+"""Use cases of API keys: create (shown once), list, revoke, authenticate in constant time,
+check scopes."""
 
 import hashlib
 import hmac
 import secrets
+import uuid
 from collections.abc import Iterable
 from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chainflow.core.errors import Forbidden, InvalidInput, Unauthorized
+from chainflow.core.clock import utcnow
+from chainflow.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from chainflow.domain.apikeys.models import ApiKey
 
 _TOKEN_PREFIX = "cf"  # noqa: S105 - a public marker, not a secret
@@ -34,6 +37,10 @@ class InsufficientScope(Forbidden):
 
 class InvalidApiKey(Unauthorized):
     code = "invalid_api_key"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
 
 
 def parse_scopes(names: Iterable[str]) -> list[Scope]:
@@ -66,6 +73,25 @@ async def create_api_key(
     session.add(row)
     await session.flush()
     return row, f"{_TOKEN_PREFIX}_{prefix}_{secret}"
+
+
+async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
+    """Every key, revoked ones included, oldest first."""
+    return list(await session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID) -> tuple[ApiKey, bool]:
+    """Revoke a key; return it and whether this call revoked it (a second revoke keeps the
+    first time). Every API process refuses it once its cached copy expires
+    (`CHAINFLOW_API_KEY_CACHE_S`). Raises: ApiKeyNotFound."""
+    row = await session.get(ApiKey, key_id, with_for_update=True)
+    if row is None:
+        raise ApiKeyNotFound(f"API key {key_id} does not exist")
+    if row.revoked_at is not None:
+        return row, False
+    row.revoked_at = utcnow()
+    await session.flush()
+    return row, True
 
 
 async def authenticate(session: AsyncSession, token: str) -> ApiKey:

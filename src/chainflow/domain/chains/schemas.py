@@ -113,18 +113,10 @@ class ChainList(BaseModel):
     items: list[ChainRead]
 
 
-class ChainSeed(BaseModel):
-    """One entry of the packaged chains.yaml."""
+class ChainSeed(ChainCreate):
+    """One entry of the chain seed file: the API's rules, but RPC URLs may be left out (a
+    public chain is seeded disabled until an operator points it at a provider)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    chain_id: int = Field(gt=0)
-    name: str
-    native_symbol: str
-    eip1559: bool
-    confirmations: int = Field(ge=0)
-    block_time_s: float = Field(gt=0)
-    max_fee_per_gas_cap: WeiStr | None = None
-    max_priority_fee_per_gas_cap: WeiStr | None = None
+    rpc_urls: Annotated[list[RpcUrl], Field(max_length=10)] = Field(default_factory=list)
+    block_time_s: float = Field(gt=0, le=3600)
     enabled: bool = False
-    rpc_urls: list[RpcUrl] = Field(default_factory=list)

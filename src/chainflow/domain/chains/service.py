@@ -2,10 +2,7 @@
 
 from collections.abc import Sequence
 from datetime import timedelta
-from importlib import resources
-from pathlib import Path
 
-import yaml
 from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,17 +73,6 @@ async def update_chain(
         setattr(chain, field, value)
     await session.flush()
     return chain
-
-
-def load_seed(path: Path | None = None) -> list[ChainSeed]:
-    """Read the chain seed file (default: the one shipped in the package)."""
-    text = (
-        path.read_text()
-        if path is not None
-        else resources.files("chainflow").joinpath("chains.yaml").read_text()
-    )
-    document = yaml.safe_load(text) or {}
-    return [ChainSeed.model_validate(entry) for entry in document.get("chains", [])]
 
 
 async def seed_chains(session: AsyncSession, seeds: Sequence[ChainSeed]) -> int:

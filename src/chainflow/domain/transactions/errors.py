@@ -1,6 +1,6 @@
 """Errors of transaction requests, each with a stable code."""
 
-from chainflow.core.errors import Conflict, InvalidInput, NotFound
+from chainflow.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 # `error.code` of a request whose fee cap could not pay the base fee (issue 14): expired
 # unsigned when its valid_until passed, or cancelled by a self-transfer after it was signed.
@@ -9,6 +9,14 @@ FEE_CAP_BELOW_BASE_FEE = "fee_cap_below_base_fee"
 
 class TxNotFound(NotFound):
     code = "transaction_not_found"
+
+
+class NotTransactionOwner(Forbidden):
+    """A key asked to change a request another key submitted (issue 14: any write key could
+    cancel any request). 403, not 404: every key can read the request, so its existence is
+    no secret, and a 404 would contradict the GET."""
+
+    code = "transaction_owner_required"
 
 
 class IdempotencyConflict(Conflict):

@@ -22,6 +22,7 @@ from chainflow.domain.transactions.errors import (
     FeeCapZero,
     IdempotencyConflict,
     LaneDisabled,
+    NotTransactionOwner,
     TxNotFound,
     UnknownWallet,
     WalletNotActive,
@@ -323,15 +324,24 @@ async def list_transactions(
     return rows[:limit], encode_cursor(last.created_at, last.id)
 
 
-async def cancel(session: AsyncSession, tx_id: uuid.UUID) -> Transaction:
+async def cancel(
+    session: AsyncSession, tx_id: uuid.UUID, *, api_key_id: uuid.UUID | None, is_admin: bool
+) -> Transaction:
     """Cancel a queued request at once; ask the tracker to replace a signed or sent one.
+    Only the API key that submitted it (`api_key_id`), or an admin key, may cancel it.
 
     Raises:
+        NotTransactionOwner: another key's request (it stays readable by every key).
         AlreadyFinal: the request is already in a terminal state.
     """
     tx = await repository.lock_tracked(session, tx_id)
     if tx is None:
         raise TxNotFound(f"transaction {tx_id} does not exist")
+    if not is_admin and (tx.api_key_id is None or tx.api_key_id != api_key_id):
+        raise NotTransactionOwner(
+            f"transaction {tx_id} was submitted by another API key: only that key or an "
+            "admin key can cancel it"
+        )
     if is_terminal(tx.status):
         raise AlreadyFinal(f"transaction {tx_id} is already {tx.status}")
     if tx.status is TxStatus.QUEUED:

@@ -14,10 +14,12 @@ from chainflow.core.errors import ConfigError
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.infra.datadir import create_durably, secure_data_dir, write_durably
+from chainflow.infra.files import read_text_file
 from chainflow.infra.signing.keystore import MasterKey
 
 MASTER_KEY_FILE = "master.key"
 PREVIOUS_KEY_FILE = "master.key.previous"
+MASTER_KEY_FILE_MAX_BYTES = 4096  # the key is 44 base64 characters
 log = get_logger(__name__)
 
 
@@ -64,7 +66,8 @@ def _load_files(settings: Settings, *, allow_generate: bool) -> MasterKey:
 
 
 def _read(path: Path) -> MasterKey:
-    return MasterKey.from_b64(path.read_text(), source=f"master key file {path}")
+    text = read_text_file(path, what="master key", max_bytes=MASTER_KEY_FILE_MAX_BYTES)
+    return MasterKey.from_b64(text, source=f"master key file {path}")
 
 
 def _text_of(key: MasterKey) -> str:

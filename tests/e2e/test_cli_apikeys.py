@@ -1,0 +1,80 @@
+"""`chainflow apikey create|list|revoke` as users run them, and a revocation seen by a running
+`chainflow api` process at its next request (CHAINFLOW_API_KEY_CACHE_S=0). Real processes."""
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.e2e.test_cli import Cli, one_error_line
+from tests.support.processes import base_env, processes, wait_http
+
+
+def _status(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+            json.loads(response.read())
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _create(cli: Cli, *args: str) -> tuple[str, str]:
+    """(id, token) of a new key: the token alone on the last line, the id on the first."""
+    created = cli("apikey", "create", *args)
+    assert created.returncode == 0, created.stderr
+    lines = created.stdout.splitlines()
+    return lines[0].split()[3], lines[-1]
+
+
+class TestListAndRevoke:
+    def test_list_shows_keys_without_secrets_and_revoke_is_idempotent(self, tmp_path: Path) -> None:
+        cli = Cli(tmp_path / "data")
+        assert cli("db", "upgrade").returncode == 0
+        ci_id, ci_token = _create(cli, "--scopes", "read", "--name", "ci runner")
+        admin_id, admin_token = _create(cli, "--scopes", "admin", "--scopes", "read")
+
+        listed = cli("apikey", "list")
+        assert listed.returncode == 0, listed.stderr
+        ci_line, admin_line = listed.stdout.splitlines()
+        assert ci_line.startswith(ci_id)
+        assert ci_line.endswith("active  ci runner")
+        assert admin_line.startswith(admin_id)
+        assert " admin,read " in admin_line
+        for token in (ci_token, admin_token):
+            secret = token.split("_", 2)[2]
+            assert secret not in listed.stdout
+            assert hashlib.sha256(secret.encode()).hexdigest() not in listed.stdout
+            assert token.startswith("cf_")
+            assert f"{token.split('_')[1]}_…" in listed.stdout
+
+        revoked = cli("apikey", "revoke", ci_id)
+        assert revoked.returncode == 0, revoked.stderr
+        assert revoked.stdout.startswith(f"revoked API key {ci_id}")
+        again = cli("apikey", "revoke", ci_id)
+        assert again.returncode == 0, again.stderr
+        assert "already revoked" in again.stdout
+        assert "revoked=" in cli("apikey", "list").stdout.splitlines()[0]
+
+        missing = "00000000-0000-0000-0000-000000000001"
+        assert missing in one_error_line(cli("apikey", "revoke", missing))
+        assert "does not exist" in one_error_line(cli("apikey", "revoke", missing))
+        assert admin_token not in one_error_line(cli("apikey", "revoke", admin_token))
+
+
+class TestRevocationOnARunningApi:
+    def test_the_next_request_after_revoke_is_401(self, tmp_path: Path) -> None:
+        cli = Cli(tmp_path / "data")
+        assert cli("db", "upgrade").returncode == 0
+        key_id, token = _create(cli, "--scopes", "read")
+        port = free_port()
+        env = base_env(data_dir=str(tmp_path / "data"), api_key_cache_s="0")
+        with processes([["api", "--port", str(port)]], env, tmp_path) as (api,):
+            base = f"http://127.0.0.1:{port}"
+            wait_http(f"{base}/healthz", api)
+            assert _status(f"{base}/v1/chains", token) == 200
+            assert cli("apikey", "revoke", key_id).returncode == 0
+            assert _status(f"{base}/v1/chains", token) == 401
