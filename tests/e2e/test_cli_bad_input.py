@@ -49,6 +49,7 @@ def _files(root: Path) -> dict[str, str]:
     for kind in ("fifo", "binary", "folder"):
         key_dir = root / f"master_{kind}"
         key_dir.mkdir()
+        key_dir.chmod(0o700)  # a private data folder: no permissions-tightened warning line
         target = key_dir / "master.key"
         if kind == "fifo":
             os.mkfifo(target)
@@ -56,6 +57,7 @@ def _files(root: Path) -> dict[str, str]:
             target.mkdir()
         else:
             target.write_bytes(contents["binary"])
+        target.chmod(0o700 if kind == "folder" else 0o600)
         paths[f"master_{kind}"] = key_dir
     paths |= {"fifo": root / "fifo", "folder": root / "folder", "missing": root / "missing"}
     return {name: str(path) for name, path in paths.items()}

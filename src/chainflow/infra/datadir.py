@@ -68,7 +68,9 @@ def _private_files(folder: Path, database: Path | None) -> list[Path]:
     files = [folder / LOCK_FILE, *folder.glob("master.key*")]
     if database is not None:
         files += [database.with_name(database.name + suffix) for suffix in _SQLITE_SUFFIXES]
-    return [path for path in files if path.exists()]
+    # Regular files only: a folder or FIFO under a key file's name is refused by the reader
+    # (infra/files.py), and a folder made 0600 could no longer be entered.
+    return [path for path in files if path.is_file()]
 
 
 def _create_private(path: Path) -> None:
