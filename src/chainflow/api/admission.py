@@ -2,12 +2,35 @@
 is refused at once with a 503 problem and Retry-After, instead of waiting on the database pool
 (latency without bound, memory growing with the backlog, then a timeout)."""
 
+import re
+
 import orjson
 from starlette.types import Scope, Send
 
 from chainflow.core.redaction import scrub_text
 
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+# Slots are counted by cost, not by request (issue 14): 128 admitted lists of 500 rows cost
+# ~10 s of CPU on one event loop, and a refusal can only be sent once the loop gets to it (a
+# probe saw 10.6 s). A list costs a slot per LIST_ROWS_PER_SLOT rows asked for (limit=500: 25,
+# ~36 ms of rendering measured), a body a slot per BODY_BYTES_PER_SLOT bytes; whatever the
+# cost, a request alone may always enter, so the largest one stays possible on an idle process.
+LIST_ROWS_PER_SLOT = 20
+BODY_BYTES_PER_SLOT = 32 * 1024
+_LIST_PATHS = ("/v1/transactions", "/v1/wallets")
+_LIMIT = re.compile(rb"(?:^|&)limit=([0-9]{1,6})(?:&|$)")
+
+
+def cost_of(scope: Scope, body_bytes: int = 0) -> int:
+    """How many slots a request takes: 1, more for a long list page or a large body."""
+    slots = 1 + body_bytes // BODY_BYTES_PER_SLOT
+    if scope["method"] == "GET" and scope["path"] in _LIST_PATHS:
+        found = _LIMIT.search(scope.get("query_string", b""))
+        rows = int(found.group(1)) if found else 100  # the lists' default page
+        slots = max(slots, -(-rows // LIST_ROWS_PER_SLOT))
+    return slots
 
 
 class Admission:
@@ -17,15 +40,16 @@ class Admission:
         self.limit = limit
         self.in_flight = 0
 
-    def enter(self) -> bool:
-        """Take a slot if one is free."""
-        if self.in_flight >= self.limit:
-            return False
-        self.in_flight += 1
-        return True
+    def enter(self, slots: int = 1) -> int:
+        """Take `slots` (at most all of them) if free; the number taken, 0 if refused."""
+        slots = min(slots, self.limit)
+        if self.in_flight + slots > self.limit:
+            return 0
+        self.in_flight += slots
+        return slots
 
-    def leave(self) -> None:
-        self.in_flight -= 1
+    def leave(self, slots: int = 1) -> None:
+        self.in_flight -= slots
 
 
 async def refuse(scope: Scope, send: Send, *, close: bool = False) -> None:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainflow.api import auth, body, problems
-from chainflow.api.admission import EXEMPT_PATHS, Admission, refuse
+from chainflow.api.admission import EXEMPT_PATHS, Admission, cost_of, refuse
 from chainflow.core import jsondepth
 from chainflow.core.errors import InvalidInput
 from chainflow.core.settings import Settings
@@ -44,14 +44,17 @@ class GateMiddleware:
         else:
             await self._admitted(scope, receive, send)
 
-    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.admission.enter():
+    async def _admitted(
+        self, scope: Scope, receive: Receive, send: Send, *, body_bytes: int = 0
+    ) -> None:
+        slots = self.admission.enter(cost_of(scope, body_bytes))
+        if not slots:
             await refuse(scope, send)
             return
         try:
             await self.app(scope, receive, send)
         finally:
-            self.admission.leave()
+            self.admission.leave(slots)
 
     async def _with_body(
         self, scope: Scope, headers: Headers, receive: Receive, send: Send
@@ -69,7 +72,8 @@ class GateMiddleware:
         if error is not None:
             await _answer(scope, receive, send, error)
         elif content is not None:  # None: the client went away before sending it all
-            await self._admitted(scope, body.replay(content, receive), send)
+            replayed = body.replay(content, receive)
+            await self._admitted(scope, replayed, send, body_bytes=len(content))
 
     async def _before_reading(self, scope: Scope, headers: Headers) -> Exception | None:
         try:

@@ -187,8 +187,8 @@ class TestRefusals:
             assert (await api.client.get("/v1/chains", headers=cached)).status_code == 200
             async with held_database(api, dialect):
                 stuck = [
-                    asyncio.create_task(api.client.get("/v1/wallets", headers=cached))
-                    for _ in range(2)
+                    asyncio.create_task(api.client.get("/v1/wallets?limit=1", headers=cached))
+                    for _ in range(2)  # a slot each (a default page of 100 rows takes 5)
                 ]
 
                 async def refused() -> bool:  # a route that reads no database
@@ -203,3 +203,27 @@ class TestRefusals:
                     assert problem_code(response) == (503, "overloaded")
                 assert not any(task.done() for task in stuck)
             assert [(await task).status_code for task in stuck] == [200, 200]
+
+
+class TestSlotsByCost:
+    async def test_a_long_list_takes_slots_by_the_rows_it_asks_for(
+        self, settings: Settings, dialect: str
+    ) -> None:
+        # 128 admitted lists of 500 rows were ~10 s of CPU queued before a refusal could be
+        # sent (issue 14): a list takes a slot per 20 rows, so few long lists fill the process.
+        async with edge_api(settings, api_max_in_flight=30) as api:
+            admin = await api.key("admin")
+            assert (await api.client.get("/v1/chains", headers=admin)).status_code == 200
+            async with held_database(api, dialect):
+                stuck = asyncio.create_task(
+                    api.client.get("/v1/wallets?limit=500", headers=admin)  # 25 of 30 slots
+                )
+
+                async def full() -> bool:
+                    listed = await api.client.get("/v1/wallets?limit=200", headers=admin)
+                    return problem_code(listed) == (503, "overloaded")  # 10 more: refused
+
+                await asyncio.wait_for(eventually(full), timeout=10)
+                assert (await api.client.get("/openapi.json")).status_code == 200  # 1 fits
+                assert not stuck.done()
+            assert (await stuck).status_code == 200

@@ -4,11 +4,13 @@ problem and Retry-After; health probes always pass; the slot frees when a reques
 import asyncio
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from chainflow.api.admission import Admission, cost_of
 from chainflow.api.gate import GateMiddleware
 from chainflow.core.settings import Settings
 
@@ -43,3 +45,28 @@ async def test_refuses_past_the_limit_then_admits_again() -> None:
         gate.set()
         assert (await first).status_code == 200
         assert (await client.get("/slow")).status_code == 200  # the slot is free again
+
+
+class TestCostOf:
+    @pytest.mark.parametrize(
+        ("method", "path", "query", "body_bytes", "slots"),
+        [
+            ("GET", "/v1/wallets/0xab", b"", 0, 1),
+            ("GET", "/v1/transactions", b"", 0, 5),  # the default page of 100 rows
+            ("GET", "/v1/transactions", b"status=queued&limit=500", 0, 25),
+            ("GET", "/v1/wallets", b"limit=1", 0, 1),
+            ("GET", "/v1/wallets", b"limit=abc", 0, 5),  # refused later by the route
+            ("POST", "/v1/transactions", b"", 1_000, 1),
+            ("POST", "/v1/transactions/batch", b"", 4 << 20, 129),
+        ],
+    )
+    def test_slots(self, method: str, path: str, query: bytes, body_bytes: int, slots: int) -> None:
+        scope = {"method": method, "path": path, "query_string": query}
+        assert cost_of(scope, body_bytes) == slots
+
+    def test_a_request_alone_may_always_enter(self) -> None:
+        admission = Admission(10)
+        assert admission.enter(129) == 10
+        assert admission.enter(1) == 0
+        admission.leave(10)
+        assert admission.enter(1) == 1
