@@ -45,6 +45,11 @@ class Signer(Protocol):
         ...
 
     @property
+    def key_ref(self) -> str | None:
+        """Where the backend keeps the key (token label, KMS key id); None for local keys."""
+        ...
+
+    @property
     def public_key(self) -> bytes:
         """The uncompressed public key without its 0x04 prefix (X || Y, 64 bytes)."""
         ...
