@@ -20,6 +20,7 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.keystore import MasterKey
 from tests.support.databases import PostgresDatabases, SqliteDatabases, TestDatabases
 from tests.support.fixtures import ApiHarness, open_api
+from tests.support.softhsm import SoftHsm, start_softhsm
 
 
 def free_port() -> int:
@@ -102,3 +103,9 @@ async def probe() -> AsyncIterator[ChainIdProbe]:
     guard = UrlGuard(allow_private=True)  # the test chain is an anvil on loopback
     async with new_http_session(guard=guard) as http:
         yield rpc_chain_id_probe(http, timeout_s=3, guard=guard)
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
+    """A SoftHSM2 token for this test session; fails (no skip) when softhsm2 is missing."""
+    return start_softhsm(tmp_path_factory.mktemp("softhsm"))

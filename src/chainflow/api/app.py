@@ -27,6 +27,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.queue import InProcessJobQueue, JobQueue, RedisJobQueue
 from chainflow.infra.rpc.client import new_http_session
+from chainflow.infra.signing import pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -67,6 +68,8 @@ async def open_resources(
     http = new_http_session(guard=UrlGuard(allow_private=settings.rpc_allow_private_urls))
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     own_queue = queue or _own_queue(settings)
+    pkcs11_config = pkcs11.config_from(settings)
+    token = pkcs11.Pkcs11Token(pkcs11_config) if pkcs11_config else None
     try:
         sessionmaker = create_sessionmaker(engine)
         # Held for the process's life: no master-key rotation while it holds the key.
@@ -83,6 +86,7 @@ async def open_resources(
                 redis,
                 KeyCache(settings.api_key_cache_s),
                 Doorbells(own_queue),
+                token,
             )
     finally:
         if queue is None:
@@ -91,6 +95,8 @@ async def open_resources(
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
+        if token is not None:
+            token.close()
 
 
 def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:

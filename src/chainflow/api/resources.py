@@ -10,6 +10,7 @@ from chainflow.api.auth_cache import KeyCache
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.pkcs11 import Pkcs11Token
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,4 @@ class Resources:
     redis: Redis | None
     keys: KeyCache
     doorbells: Doorbells
+    pkcs11: Pkcs11Token | None = None  # when CHAINFLOW_PKCS11_MODULE is set

@@ -8,11 +8,15 @@ import typer
 from chainflow.cli.options import chain_ids_option, text_option
 from chainflow.cli.runtime import open_database, run, settings_for_cli
 from chainflow.cli.secrets import read_secret
+from chainflow.core.errors import InvalidInput
 from chainflow.core.types import SecretBytes
 from chainflow.domain.wallets import service
+from chainflow.domain.wallets.binding import SignerRequest
 from chainflow.domain.wallets.custody import check_master_key
+from chainflow.domain.wallets.models import SignerKind
 from chainflow.infra.datadir import hold_data_dir
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing import pkcs11
 from chainflow.infra.signing.keystore import MasterKey, validate_private_key
 from chainflow.infra.signing.local import generate_private_key
 from chainflow.infra.signing.master_source import load_master_key
@@ -24,6 +28,14 @@ ChainsOpt = Annotated[
     list[int] | None,
     typer.Option("--chain-id", help="enable on this chain; repeatable", callback=chain_ids_option),
 ]
+SignerOpt = Annotated[
+    SignerKind,
+    typer.Option("--signer", help="where the key lives: local (sealed here), pkcs11, aws_kms"),
+]
+KeyLabelOpt = Annotated[
+    str | None, typer.Option(help="pkcs11: label of an existing key in the token")
+]
+KeyIdOpt = Annotated[str | None, typer.Option(help="aws_kms: key id, ARN or alias")]
 
 
 def _store(private_key: SecretBytes, label: str | None, chain_ids: list[int] | None) -> None:
@@ -44,6 +56,27 @@ def _store(private_key: SecretBytes, label: str | None, chain_ids: list[int] | N
     typer.echo(f"wallet {wallet_id} {address}")
 
 
+def _bind(request: SignerRequest, label: str | None, chain_ids: list[int] | None) -> None:
+    """Bind a wallet to a key kept by a backend, after its canary signature recovered."""
+    settings = settings_for_cli()
+    config = pkcs11.config_from(settings)
+    token = pkcs11.Pkcs11Token(config) if config else None
+
+    async def bind() -> tuple[str, str]:
+        async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
+            wallet = await service.bind_wallet(
+                session, request, pkcs11=token, label=label, chain_ids=chain_ids or []
+            )
+            return str(wallet.id), wallet.address
+
+    try:
+        wallet_id, address = run(bind)
+    finally:
+        if token is not None:
+            token.close()
+    typer.echo(f"wallet {wallet_id} {address}")
+
+
 @app.command("import")
 def import_(
     file: Annotated[
@@ -51,16 +84,35 @@ def import_(
     ] = None,
     label: LabelOpt = None,
     chain_ids: ChainsOpt = None,
+    signer: SignerOpt = SignerKind.LOCAL,
+    key_label: KeyLabelOpt = None,
+    key_id: KeyIdOpt = None,
 ) -> None:
-    """Import a private key read from --file or stdin (never from an argument)."""
-    private_key = validate_private_key(read_secret(file, what="private key"))
-    _store(private_key, label, chain_ids)
+    """Import a private key read from --file or stdin (never from an argument), or bind an
+    existing HSM / KMS key (--signer pkcs11 --key-label L, --signer aws_kms --key-id K)."""
+    if signer is SignerKind.LOCAL:
+        if key_label is not None or key_id is not None:
+            raise InvalidInput("--key-label and --key-id need --signer pkcs11 or aws_kms")
+        private_key = validate_private_key(read_secret(file, what="private key"))
+        _store(private_key, label, chain_ids)
+        return
+    reference = key_label if signer is SignerKind.PKCS11 else key_id
+    if reference is None or file is not None:
+        option = "--key-label" if signer is SignerKind.PKCS11 else "--key-id"
+        raise InvalidInput(f"--signer {signer} takes {option} (and no key file)")
+    _bind(SignerRequest(kind=signer, key_ref=reference), label, chain_ids)
 
 
 @app.command("generate")
-def generate(label: LabelOpt = None, chain_ids: ChainsOpt = None) -> None:
-    """Generate a new key server-side; only its address is printed."""
-    _store(generate_private_key(), label, chain_ids)
+def generate(
+    label: LabelOpt = None, chain_ids: ChainsOpt = None, signer: SignerOpt = SignerKind.LOCAL
+) -> None:
+    """Generate a new key (server-side, or inside the HSM with --signer pkcs11); only its
+    address is printed."""
+    if signer is SignerKind.LOCAL:
+        _store(generate_private_key(), label, chain_ids)
+    else:
+        _bind(SignerRequest(kind=signer, generate=True), label, chain_ids)
 
 
 @app.command("list")

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         4_194_304, ge=1024, description="POST /v1/transactions/batch"
     )
     api_body_timeout_s: float = Field(10.0, gt=0, le=600, description="whole body, from headers")
+    # signers (issue 20): PKCS#11 module and token, AWS KMS endpoint (emulators); PIN never logged
+    pkcs11_module: str | None = Field(None, description="path of the PKCS#11 module (.so)")
+    pkcs11_token_label: str | None = Field(None, description="label of the token holding keys")
+    pkcs11_pin: SecretStr | None = Field(None, description="user PIN; or CHAINFLOW_PKCS11_PIN_FILE")
+    pkcs11_pin_file: Path | None = Field(None, description="file whose first line is the PIN")
+    aws_kms_endpoint_url: str | None = Field(None, description="KMS endpoint (emulators only)")
 
     @field_validator("database_url")
     @classmethod

@@ -17,6 +17,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.rpc.endpoints import EndpointPool
+from chainflow.infra.signing import pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 
 
@@ -87,6 +88,8 @@ async def open_engine(
     db = create_engine(settings.resolved_database_url, pre_ping=False)
     guard = UrlGuard(allow_private=settings.rpc_allow_private_urls)
     http = new_http_session(guard=guard, connections=128)
+    pkcs11_config = pkcs11.config_from(settings)
+    token = pkcs11.Pkcs11Token(pkcs11_config) if pkcs11_config else None
     try:
         sessionmaker = create_sessionmaker(db)
         registry = ChainRegistry(settings, http, chain_ids)
@@ -101,7 +104,10 @@ async def open_engine(
                 config=config or engine_config(settings),
                 crasher=Crasher.from_spec(settings.test_crash_at),
                 refresh_chains=lambda: registry.sync(sessionmaker, rpc),
+                pkcs11=token,
             )
     finally:
         await http.close()
         await db.dispose()
+        if token is not None:
+            token.close()

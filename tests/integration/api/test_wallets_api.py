@@ -33,12 +33,14 @@ class TestCreateWallet:
         body = response.json()
         assert (body["address"], body["status"], body["label"]) == (KEY_ADDRESS, "active", "ops")
         assert KEY_HEX[2:] not in response.text
+        assert body["signer"] == {"type": "local", "key_ref": None}
         assert set(body) == {
             "id",
             "address",
             "label",
             "status",
             "signer_kind",
+            "signer",
             "chain_ids",
             "created_at",
             "updated_at",

@@ -30,7 +30,18 @@ router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
 async def create_wallet(
     body: WalletCreate, resources: ResourcesDep, _key: WalletsKey
 ) -> WalletRead:
-    """Import a private key or generate one. The key is sealed at once and never returned."""
+    """Import a private key or generate one (sealed at once, never returned), or bind a key
+    kept by an HSM / KMS (`signer`) after a test signature recovered to its address."""
+    if body.signer is not None:
+        async with unit_of_work(resources.sessionmaker) as session:
+            wallet = await service.bind_wallet(
+                session,
+                body.signer.request(),
+                pkcs11=resources.pkcs11,
+                label=body.label,
+                chain_ids=body.chain_ids,
+            )
+            return WalletRead.of(wallet)
     if body.private_key is not None:
         private_key = validate_private_key(body.private_key.get_secret_value())
     else:

@@ -31,6 +31,7 @@ from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.domain.wallets.service import addresses_of, claim_lanes, get_wallets, lock_lanes
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcTransportError
+from chainflow.infra.signing.signer import SignerUnavailable
 
 log = get_logger(__name__)
 
@@ -250,19 +251,28 @@ async def _sign(
             if lane is None:
                 continue  # the lane was removed since the plan
             _fast_forward(lane, ready)
-            signer = engine.signer(ready.wallet)
+            try:
+                signer = engine.signer(ready.wallet)
+            except SignerUnavailable as exc:
+                _signer_down(ready, chain, exc)
+                continue  # only this lane waits; its requests stay queued
             room = _room(engine, lane.next_nonce, ready.counts)
             for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
                 nonce = lane.next_nonce
-                attempt = await signed_attempt(
-                    tx,
-                    signer=signer,
-                    chain=chain,
-                    nonce=nonce,
-                    gas_limit=gas[tx.id],
-                    fees=_fees_for(tx, market, chain),
-                    kind=AttemptKind.ORIGINAL,
-                )
+                try:
+                    attempt = await signed_attempt(
+                        tx,
+                        signer=signer,
+                        chain=chain,
+                        nonce=nonce,
+                        gas_limit=gas[tx.id],
+                        fees=_fees_for(tx, market, chain),
+                        kind=AttemptKind.ORIGINAL,
+                    )
+                except SignerUnavailable as exc:
+                    # Nothing signed at this nonce: the cursor stays, the request stays queued.
+                    _signer_down(ready, chain, exc)
+                    break
                 status, event = step(tx, TxEvent.SIGNED, nonce=nonce, hash=attempt["hash"])
                 attempts.append(attempt)
                 events.append(event)
@@ -284,6 +294,16 @@ async def _sign(
         if sent:
             engine.crasher.reached(CrashPoint.NONCE_TAKEN)
         return sent
+
+
+def _signer_down(ready: Ready, chain: ChainConfig, exc: SignerUnavailable) -> None:
+    log.warning(
+        "lane.signer_unavailable",
+        wallet=ready.wallet.address,
+        chain_id=chain.chain_id,
+        error=exc.code,
+        detail=exc.detail,
+    )
 
 
 def _fast_forward(lane: WalletChain, ready: Ready) -> None:

@@ -14,6 +14,7 @@ from chainflow.domain.transactions.fees import Market
 from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.infra.signing.signer import Signer
 
 
@@ -97,6 +98,8 @@ class Engine:
     capped: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
     # Drains that failed in a row, per chain id (workers/main.py logs only some of them).
     drain_failures: dict[int, int] = field(default_factory=dict)
+    # The PKCS#11 token of wallets whose keys it holds (issue 20), when one is configured.
+    pkcs11: Pkcs11Token | None = None
 
     def wakeup(self, chain_id: int) -> asyncio.Event:
         """The event a chain's loop waits on between rounds."""
@@ -115,9 +118,12 @@ class Engine:
             self.signal(chain_id)
 
     def signer(self, wallet: Wallet) -> Signer:
-        """The wallet's signer, decrypted once per process and kept in memory."""
+        """The wallet's signer, decrypted (or its public key read) once per process and kept.
+
+        Raises: SignerUnavailable (nothing cached: the next call tries again).
+        """
         signer = self._signers.get(wallet.id)
         if signer is None:
-            signer = signer_for(wallet, master=self.master_key)
+            signer = signer_for(wallet, master=self.master_key, pkcs11=self.pkcs11)
             self._signers[wallet.id] = signer
         return signer

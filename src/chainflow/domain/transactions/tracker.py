@@ -34,6 +34,7 @@ from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.params import in_list
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
+from chainflow.infra.signing.signer import SignerUnavailable
 
 log = get_logger(__name__)
 _CHUNK = 500
@@ -65,7 +66,11 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     for tx in rows:
         action = decisions[tx.id].action
         if action in (Action.BUMP, Action.CANCEL):
-            attempt = await replace(engine, chain, tx.id, cancel=action is Action.CANCEL)
+            try:
+                attempt = await replace(engine, chain, tx.id, cancel=action is Action.CANCEL)
+            except SignerUnavailable as exc:  # this wallet's backend is down: bump it later
+                log.warning("tracker.signer_unavailable", tx_id=str(tx.id), detail=exc.detail)
+                continue
             if attempt is not None:
                 engine.crasher.reached(CrashPoint.BUMP_STORED)
                 resend.append(attempt)

@@ -7,9 +7,11 @@ from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.errors import MasterKeyMismatch, MasterKeyRotated
 from chainflow.domain.wallets.models import SignerKind, Wallet
 from chainflow.infra.db.custody_lock import share_custody_lock
+from chainflow.infra.signing.ecdsa import WrongCurve
 from chainflow.infra.signing.keystore import MasterKey, SealedKey, rewrap, seal, unseal
 from chainflow.infra.signing.local import LocalSigner
-from chainflow.infra.signing.signer import Signer
+from chainflow.infra.signing.pkcs11 import KeyNotFound, Pkcs11Signer, Pkcs11Token
+from chainflow.infra.signing.signer import Signer, SignerUnavailable
 
 
 def associated_data(wallet: Wallet) -> bytes:
@@ -36,10 +38,28 @@ def _sealed_of(wallet: Wallet) -> SealedKey:
     )
 
 
-def signer_for(wallet: Wallet, *, master: MasterKey) -> Signer:
-    """Decrypt the wallet's key in memory and wrap it in a signer."""
-    key = unseal(_sealed_of(wallet), master=master, associated_data=associated_data(wallet))
-    return LocalSigner(key)
+def signer_for(wallet: Wallet, *, master: MasterKey, pkcs11: Pkcs11Token | None = None) -> Signer:
+    """The wallet's signer: its sealed key decrypted in memory, or its key in a token.
+
+    Raises:
+        SignerUnavailable: the wallet's backend is not configured or cannot be reached, or its
+            key is gone or no longer the wallet's (a lane waits rather than fail requests).
+    """
+    if wallet.signer_kind is SignerKind.LOCAL:
+        key = unseal(_sealed_of(wallet), master=master, associated_data=associated_data(wallet))
+        return LocalSigner(key)
+    if wallet.signer_kind is SignerKind.PKCS11 and pkcs11 is not None and wallet.key_ref:
+        try:
+            public_key = pkcs11.public_key(wallet.key_ref)
+        except (KeyNotFound, WrongCurve) as exc:
+            raise SignerUnavailable(str(exc)) from None
+        signer = Pkcs11Signer(pkcs11, wallet.key_ref, public_key)
+        if signer.address != wallet.address:
+            raise SignerUnavailable(
+                f"the token's key {wallet.key_ref!r} is not wallet {wallet.id}'s"
+            )
+        return signer
+    raise SignerUnavailable(f"no {wallet.signer_kind} signer is configured in this process")
 
 
 async def check_master_key(session: AsyncSession, *, master: MasterKey) -> None:

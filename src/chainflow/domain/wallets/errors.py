@@ -46,3 +46,27 @@ class MasterKeyRotated(Unavailable):
     """The master key was rotated while this process ran: it must not seal under its old key."""
 
     code = "master_key_rotated"
+
+
+class SignerKeyNotFound(InvalidInput):
+    """A wallet was to be bound to a key the signing backend does not hold."""
+
+    code = "signer_key_not_found"
+
+
+class SignerWrongCurve(InvalidInput):
+    """The backend's key is not secp256k1: it cannot sign Ethereum transactions."""
+
+    code = "signer_wrong_curve"
+
+
+class SignerNotConfigured(InvalidInput):
+    """The requested signer type is not configured (or not supported) in this process."""
+
+    code = "signer_not_configured"
+
+
+class SignerCanaryFailed(InvalidInput):
+    """The backend's test signature did not recover to the key's address: nothing stored."""
+
+    code = "signer_canary_failed"

@@ -19,7 +19,9 @@ class WalletStatus(StrEnum):
 
 
 class SignerKind(StrEnum):
-    LOCAL = "local"
+    LOCAL = "local"  # a key sealed in this database
+    PKCS11 = "pkcs11"  # a key in an HSM token; key_ref is its CKA_LABEL
+    AWS_KMS = "aws_kms"  # an AWS KMS key; key_ref is its id or alias
 
 
 def _values(enum: type[StrEnum]) -> list[str]:

@@ -2,19 +2,56 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, model_validator
 
 from chainflow.core.bodies import RequestBody
 from chainflow.core.fields import ChainId, TextStr, WeiStr
+from chainflow.domain.wallets.binding import SignerRequest
 from chainflow.domain.wallets.models import SignerKind, Wallet, WalletStatus
 
 ChainIds = Annotated[list[ChainId], Field(max_length=100)]
 
 
+class SignerSpec(RequestBody):
+    """A key kept by a signing backend: generated in it, or found by label / key id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["pkcs11", "aws_kms"]
+    generate: bool = False
+    key_label: TextStr | None = Field(None, min_length=1, max_length=200)
+    key_id: TextStr | None = Field(None, min_length=1, max_length=512)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "SignerSpec":
+        reference = self.key_label if self.type == "pkcs11" else self.key_id
+        other = self.key_id if self.type == "pkcs11" else self.key_label
+        if other is not None:
+            name = "key_id" if self.type == "pkcs11" else "key_label"
+            raise ValueError(f"{name} does not apply to signer type {self.type}")
+        if (reference is None) == (not self.generate):
+            name = "key_label" if self.type == "pkcs11" else "key_id"
+            raise ValueError(f"give exactly one of {name} or generate: true")
+        return self
+
+    def request(self) -> SignerRequest:
+        return SignerRequest(
+            kind=SignerKind(self.type),
+            generate=self.generate,
+            key_ref=self.key_label if self.type == "pkcs11" else self.key_id,
+        )
+
+
+class SignerRead(BaseModel):
+    type: SignerKind
+    key_ref: str | None = Field(description="token key label or KMS key id; null for local keys")
+
+
 class WalletCreate(RequestBody):
-    """Import `private_key`, or set `generate: true` to create a key server-side."""
+    """Import `private_key`, set `generate: true` to create a key server-side, or give a
+    `signer` to keep the key in an HSM / KMS (the local signer is the default)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -22,6 +59,8 @@ class WalletCreate(RequestBody):
             "examples": [
                 {"generate": True, "label": "payouts", "chain_ids": [31337]},
                 {"private_key": "0x…64 hex digits…", "label": "treasury", "chain_ids": [1, 8453]},
+                {"signer": {"type": "pkcs11", "generate": True}, "chain_ids": [31337]},
+                {"signer": {"type": "pkcs11", "key_label": "hot-1"}},
             ]
         },
     )
@@ -30,11 +69,13 @@ class WalletCreate(RequestBody):
     generate: bool = False
     label: TextStr | None = Field(None, max_length=200)
     chain_ids: ChainIds = Field(default_factory=list)
+    signer: SignerSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "WalletCreate":
-        if (self.private_key is None) == (not self.generate):
-            raise ValueError("give exactly one of private_key or generate: true")
+        sources = (self.private_key is not None) + self.generate + (self.signer is not None)
+        if sources != 1:
+            raise ValueError("give exactly one of private_key, generate: true or signer")
         return self
 
 
@@ -63,6 +104,7 @@ class WalletRead(BaseModel):
                     "label": "payouts",
                     "status": "active",
                     "signer_kind": "local",
+                    "signer": {"type": "local", "key_ref": None},
                     "chain_ids": [31337],
                     "created_at": "2026-11-23T12:00:00Z",
                     "updated_at": "2026-11-23T12:00:00Z",
@@ -76,6 +118,7 @@ class WalletRead(BaseModel):
     label: str | None
     status: WalletStatus
     signer_kind: SignerKind
+    signer: SignerRead
     chain_ids: list[int]
     created_at: datetime
     updated_at: datetime
@@ -88,6 +131,7 @@ class WalletRead(BaseModel):
             label=wallet.label,
             status=wallet.status,
             signer_kind=wallet.signer_kind,
+            signer=SignerRead(type=wallet.signer_kind, key_ref=wallet.key_ref),
             chain_ids=[lane.chain_id for lane in wallet.chains if lane.enabled],
             created_at=wallet.created_at,
             updated_at=wallet.updated_at,

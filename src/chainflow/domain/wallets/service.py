@@ -16,6 +16,7 @@ from chainflow.core.types import SecretBytes
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
 from chainflow.domain.wallets import repository
+from chainflow.domain.wallets.binding import SignerRequest, check_canary, open_signer
 from chainflow.domain.wallets.custody import check_sealing_key, seal_into
 from chainflow.domain.wallets.errors import (
     AdminRequired,
@@ -28,6 +29,7 @@ from chainflow.domain.wallets.errors import (
 from chainflow.domain.wallets.models import SignerKind, Wallet, WalletChain, WalletStatus
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import address_of
+from chainflow.infra.signing.pkcs11 import Pkcs11Token
 
 # (from, to) pairs a caller may ask for; disabled → active needs the admin scope.
 _ALLOWED = {
@@ -58,20 +60,56 @@ async def import_wallet(
     if label is not None and has_key_material(label):  # the CLI's path; the API's schema too
         raise InvalidInput("a label must not hold 64 hex digits in a row: it looks like a key")
     address = str(address_of(private_key))
-    if await repository.get_by_address(session, address) is not None:
-        raise WalletExists(f"wallet {address} is already imported")
-    await _check_chains(session, chain_ids)
+    await _check_new(session, address, chain_ids)
     await check_sealing_key(session, master=master)
     wallet = Wallet(id=uuid.uuid4(), address=address, label=label, status=WalletStatus.ACTIVE)
     wallet.signer_kind = SignerKind.LOCAL
     seal_into(wallet, private_key, master=master)
+    return await _insert(session, wallet, chain_ids)
+
+
+async def bind_wallet(
+    session: AsyncSession,
+    request: SignerRequest,
+    *,
+    pkcs11: Pkcs11Token | None,
+    label: str | None = None,
+    chain_ids: Sequence[int] = (),
+) -> Wallet:
+    """Store a wallet whose key stays in a signing backend, after a canary signature
+    recovered to its address. A key generated in the token stays there if storing fails.
+
+    Raises:
+        SignerNotConfigured, SignerKeyNotFound, SignerWrongCurve, SignerCanaryFailed,
+        SignerUnavailable, WalletExists, UnknownChain, InvalidInput (a key-like label).
+    """
+    if label is not None and has_key_material(label):
+        raise InvalidInput("a label must not hold 64 hex digits in a row: it looks like a key")
+    await _check_chains(session, chain_ids)
+    signer = await open_signer(request, pkcs11=pkcs11)
+    await check_canary(signer)
+    address = str(signer.address)
+    await _check_new(session, address, chain_ids)
+    wallet = Wallet(id=uuid.uuid4(), address=address, label=label, status=WalletStatus.ACTIVE)
+    wallet.signer_kind = request.kind
+    wallet.key_ref = signer.key_ref
+    return await _insert(session, wallet, chain_ids)
+
+
+async def _check_new(session: AsyncSession, address: str, chain_ids: Sequence[int]) -> None:
+    if await repository.get_by_address(session, address) is not None:
+        raise WalletExists(f"wallet {address} is already imported")
+    await _check_chains(session, chain_ids)
+
+
+async def _insert(session: AsyncSession, wallet: Wallet, chain_ids: Sequence[int]) -> Wallet:
     wallet.chains = [WalletChain(chain_id=chain_id, enabled=True) for chain_id in set(chain_ids)]
     session.add(wallet)
     try:
         async with session.begin_nested():
             await session.flush()
     except IntegrityError:
-        raise WalletExists(f"wallet {address} is already imported") from None
+        raise WalletExists(f"wallet {wallet.address} is already imported") from None
     return wallet
 
 

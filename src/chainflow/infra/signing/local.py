@@ -8,22 +8,20 @@
 
 import secrets
 from collections.abc import Mapping
-from typing import Any, cast
 
 import coincurve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_keys.backends.coincurve import CoinCurveECCBackend
-from eth_keys.datatypes import PrivateKey, Signature
 
-from chainflow.core.types import Address, SecretBytes, TxHash
+from chainflow.core.types import Address, SecretBytes
+from chainflow.infra.signing.ecdsa import RecoverableSignature, finish, require_digest
 from chainflow.infra.signing.keystore import (
     SECP256K1_ORDER,
     InvalidPrivateKey,
     validate_private_key,
 )
 from chainflow.infra.signing.signer import SignedTx
-from chainflow.infra.signing.type2 import sign_type_2, type_2_fields
+from chainflow.infra.signing.transactions import sign_transaction_with
 
 __all__ = ["LocalSigner", "address_of", "generate_private_key"]
 
@@ -55,60 +53,46 @@ def _account_of(private_key: SecretBytes) -> LocalAccount:
     return account
 
 
-class _OneKeyBackend(CoinCurveECCBackend):
-    """eth-keys' coincurve backend holding coincurve's key object for one private key.
+class LocalSigner:
+    """Signs with a key held in memory; its repr never shows the key.
 
-    The stock backend builds a coincurve PrivateKey for every signature, and that constructor
-    derives the public key twice (full and x-only): more CPU than the signature itself in a
-    profile of a draining worker. The signature is the same coincurve call, byte for byte
-    (RFC 6979, so tests compare it with eth-account's own output).
+    Its signatures go through the same `ecdsa.finish` as every backend's (low-s, recovery id
+    checked against the cached public key), so one conformance suite covers them all.
     """
 
-    def __init__(self, raw: bytes) -> None:
-        super().__init__()
-        self.curve_key = coincurve.PrivateKey(raw)
-
-    def ecdsa_sign(self, msg_hash: bytes, private_key: PrivateKey) -> Signature:
-        if private_key.to_bytes() != self.curve_key.secret:
-            return super().ecdsa_sign(msg_hash, private_key)
-        return Signature(self.curve_key.sign_recoverable(msg_hash, hasher=None), backend=self)
-
-    def __repr__(self) -> str:
-        return "_OneKeyBackend()"
-
-
-class LocalSigner:
-    """Signs with a key held in memory; its repr never shows the key."""
-
-    __slots__ = ("_account", "_curve_key", "_key")
+    __slots__ = ("_account", "_curve_key", "_public_key")
 
     kind = "local"
 
     def __init__(self, private_key: SecretBytes) -> None:
         self._account = _account_of(private_key)
         raw = private_key.reveal()
-        backend = _OneKeyBackend(raw)
-        self._curve_key = backend.curve_key
-        # eth-account signs with a PrivateKey object as given (Account.sign_transaction).
-        self._key = PrivateKey(raw, backend=backend)
+        # One coincurve key per wallet: building it derives the public key, which cost more
+        # CPU than the signature itself when done per signature (a draining worker's profile).
+        self._curve_key = coincurve.PrivateKey(raw)
+        self._public_key: bytes = self._curve_key.public_key.format(compressed=False)[1:]
 
     @property
     def address(self) -> Address:
         return Address(self._account.address)
 
+    @property
+    def public_key(self) -> bytes:
+        return self._public_key
+
+    @property
+    def key_ref(self) -> str | None:
+        return None
+
+    async def sign_digest(self, digest: bytes) -> RecoverableSignature:
+        """RFC 6979 nonces, so equal digests give equal signatures. Raises: WrongDigestLength."""
+        require_digest(digest)
+        signature: bytes = self._curve_key.sign_recoverable(digest, hasher=None)
+        return finish(digest, signature[:64], self._public_key)
+
     async def sign_transaction(self, tx: Mapping[str, object]) -> SignedTx:
         """Sign an EIP-1559 (type 2) or legacy tx dict; RFC 6979 nonces, low-s."""
-        fields = type_2_fields(tx)
-        if fields is not None:  # the dicts Chainflow builds: see infra/signing/type2.py
-            raw, tx_hash = sign_type_2(fields, self._sign_hash)
-            return SignedTx(raw=raw, hash=TxHash("0x" + tx_hash.hex()))
-        signed = Account.sign_transaction(cast(dict[str, Any], dict(tx)), self._key)
-        raw = bytes(signed.raw_transaction)
-        return SignedTx(raw=raw, hash=TxHash("0x" + bytes(signed.hash).hex()))
-
-    def _sign_hash(self, msg_hash: bytes) -> bytes:
-        signature: bytes = self._curve_key.sign_recoverable(msg_hash, hasher=None)
-        return signature
+        return await sign_transaction_with(tx, self.sign_digest)
 
     def __repr__(self) -> str:
         return f"LocalSigner(address={self.address})"

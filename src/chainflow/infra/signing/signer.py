@@ -2,11 +2,23 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
+from chainflow.core.errors import Unavailable
 from chainflow.core.types import Address, TxHash
+from chainflow.infra.signing.ecdsa import RecoverableSignature
 
-__all__ = ["SignedTx", "Signer"]
+__all__ = ["SignedTx", "Signer", "SignerUnavailable"]
+
+
+class SignerUnavailable(Unavailable):
+    """The signing backend cannot be reached (token removed, module failing, KMS down).
+
+    Nothing was signed: the caller keeps the nonce it was about to use, and tries again later.
+    """
+
+    code: ClassVar[str] = "signer_unavailable"
+    title: ClassVar[str] = "Signer unavailable"
 
 
 @dataclass(frozen=True)
@@ -18,19 +30,37 @@ class SignedTx:
 
 
 class Signer(Protocol):
-    """Signs transactions for one address. Async so that HSM and KMS round trips fit.
+    """Signs for one address. Async so that HSM and KMS round trips fit.
 
-    Invariants every implementation keeps (research/kms-hsm.md): `address` is known before the
-    first signature, and the signature is low-s (EIP-2) and recovers to `address`.
+    Invariants every implementation keeps (research/kms-hsm.md): `address` and `public_key` are
+    known before the first signature; every signature goes through `ecdsa.finish`, so it is
+    low-s (EIP-2) and recovers to `address`; a digest that is not 32 bytes is refused.
     """
 
-    kind: str  # "local"; later "pkcs11", "kms"
+    kind: str  # "local", "pkcs11", "aws_kms"
 
     @property
     def address(self) -> Address:
         """The EIP-55 checksummed address this signer signs for."""
         ...
 
+    @property
+    def key_ref(self) -> str | None:
+        """Where the backend keeps the key (token label, KMS key id); None for local keys."""
+        ...
+
+    @property
+    def public_key(self) -> bytes:
+        """The uncompressed public key without its 0x04 prefix (X || Y, 64 bytes)."""
+        ...
+
+    async def sign_digest(self, digest: bytes) -> RecoverableSignature:
+        """Sign a 32-byte digest. Raises: WrongDigestLength, SignerUnavailable."""
+        ...
+
     async def sign_transaction(self, tx: Mapping[str, object]) -> SignedTx:
-        """Sign an EIP-1559 (type 2) or legacy tx dict in eth-account's field names."""
+        """Sign an EIP-1559 (type 2) or legacy tx dict in eth-account's field names.
+
+        Raises: SignerUnavailable.
+        """
         ...

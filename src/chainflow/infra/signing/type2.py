@@ -19,7 +19,7 @@ from eth_utils.address import is_checksum_address
 from eth_utils.crypto import keccak
 from rlp.codec import encode
 
-__all__ = ["Type2Fields", "sign_type_2", "type_2_fields"]
+__all__ = ["Type2Fields", "encode_type_2", "sign_type_2", "type_2_fields", "type_2_hash"]
 
 # eth-account's own field lists for the unsigned and the signed payload (EIP-1559 order).
 _UNSIGNED: Any = DynamicFeeTransaction._unsigned_transaction_serializer
@@ -70,6 +70,18 @@ def type_2_fields(tx: Mapping[str, object]) -> Type2Fields | None:
     return (chain_id, nonce, tip, max_fee, gas, to_bytes, value, data, ())
 
 
+def type_2_hash(fields: Type2Fields) -> bytes:
+    """The 32-byte keccak digest a type-2 transaction's signature signs."""
+    digest: bytes = keccak(_TYPE_BYTE + encode(_UNSIGNED(*fields)))
+    return digest
+
+
+def encode_type_2(fields: Type2Fields, *, y_parity: int, r: int, s: int) -> bytes:
+    """The signed transaction's raw bytes (0x02 || rlp)."""
+    raw: bytes = _TYPE_BYTE + encode(_SIGNED(*fields, y_parity, r, s))
+    return raw
+
+
 def sign_type_2(
     fields: Type2Fields, sign_recoverable: Callable[[bytes], bytes]
 ) -> tuple[bytes, bytes]:
@@ -78,9 +90,8 @@ def sign_type_2(
     `sign_recoverable` takes the 32-byte signing hash and returns r || s || recovery id
     (65 bytes, low-s), as coincurve's `PrivateKey.sign_recoverable(hash, hasher=None)`.
     """
-    signing_hash = keccak(_TYPE_BYTE + encode(_UNSIGNED(*fields)))
-    signature = sign_recoverable(signing_hash)
+    signature = sign_recoverable(type_2_hash(fields))
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:64], "big")
-    raw = _TYPE_BYTE + encode(_SIGNED(*fields, signature[64], r, s))
+    raw = encode_type_2(fields, y_parity=signature[64], r=r, s=s)
     return raw, keccak(raw)

@@ -1,0 +1,140 @@
+"""POST /v1/wallets with a `signer`: keys kept in a real SoftHSM2 token, over HTTP."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+
+from chainflow.api.app import create_app
+from chainflow.core.settings import Settings
+from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.ecdsa import address_of_public_key
+from chainflow.infra.signing.pkcs11 import Pkcs11Token
+from tests.integration.signing.test_pkcs11 import p256_key_in
+from tests.support.fixtures import ApiHarness, open_api
+from tests.support.softhsm import PIN, SoftHsm
+
+pytestmark = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+async def hsm_api(settings: Settings, softhsm: SoftHsm) -> AsyncIterator[ApiHarness]:
+    with_token = settings.model_copy(
+        update={
+            "pkcs11_module": softhsm.config.module,
+            "pkcs11_token_label": softhsm.token_label,
+            "pkcs11_pin_file": softhsm.pin_file,
+        }
+    )
+    async with open_api(create_app(with_token)) as harness:
+        yield harness
+
+
+async def wallet_rows(api: ApiHarness) -> int:
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        return int(await session.scalar(select(func.count()).select_from(Wallet)) or 0)
+
+
+class TestPkcs11Binding:
+    async def test_generate_keeps_the_key_in_the_token(
+        self, hsm_api: ApiHarness, softhsm: SoftHsm
+    ) -> None:
+        response = await hsm_api.client.post(
+            "/v1/wallets",
+            headers=await hsm_api.key("wallets"),
+            json={"signer": {"type": "pkcs11", "generate": True}, "label": "hsm"},
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["signer"]["type"] == "pkcs11"
+        label = body["signer"]["key_ref"]
+        token = Pkcs11Token(softhsm.config)
+        try:
+            assert address_of_public_key(token.public_key(label)) == body["address"]
+        finally:
+            token.close()
+        assert PIN not in response.text
+
+    async def test_binding_by_label_gives_the_keys_address(
+        self, hsm_api: ApiHarness, softhsm: SoftHsm
+    ) -> None:
+        token = Pkcs11Token(softhsm.config)
+        label, _ = token.generate()
+        token.close()
+        headers = await hsm_api.key("wallets")
+        response = await hsm_api.client.post(
+            "/v1/wallets",
+            headers=headers,
+            json={"signer": {"type": "pkcs11", "key_label": label}},
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["signer"] == {"type": "pkcs11", "key_ref": label}
+        again = await hsm_api.client.post(
+            "/v1/wallets", headers=headers, json={"signer": {"type": "pkcs11", "key_label": label}}
+        )
+        assert again.status_code == 409, again.text
+
+    async def test_a_key_on_another_curve_is_refused_and_nothing_stored(
+        self, hsm_api: ApiHarness, softhsm: SoftHsm
+    ) -> None:
+        p256_key_in(softhsm, "api-p256")
+        response = await hsm_api.client.post(
+            "/v1/wallets",
+            headers=await hsm_api.key("wallets"),
+            json={"signer": {"type": "pkcs11", "key_label": "api-p256"}},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "signer_wrong_curve"
+        assert await wallet_rows(hsm_api) == 0
+
+    async def test_an_unknown_label_is_refused(self, hsm_api: ApiHarness) -> None:
+        response = await hsm_api.client.post(
+            "/v1/wallets",
+            headers=await hsm_api.key("wallets"),
+            json={"signer": {"type": "pkcs11", "key_label": "nope"}},
+        )
+        assert (response.status_code, response.json()["code"]) == (422, "signer_key_not_found")
+
+    @pytest.mark.parametrize(
+        "signer",
+        [
+            {"type": "pkcs11"},
+            {"type": "pkcs11", "generate": True, "key_label": "x"},
+            {"type": "pkcs11", "key_id": "x"},
+            {"type": "vault", "generate": True},
+        ],
+    )
+    async def test_malformed_signer_bodies_are_422(
+        self, hsm_api: ApiHarness, signer: dict[str, object]
+    ) -> None:
+        response = await hsm_api.client.post(
+            "/v1/wallets", headers=await hsm_api.key("wallets"), json={"signer": signer}
+        )
+        assert response.status_code == 422, response.text
+
+    async def test_signer_and_private_key_together_are_422(self, hsm_api: ApiHarness) -> None:
+        response = await hsm_api.client.post(
+            "/v1/wallets",
+            headers=await hsm_api.key("wallets"),
+            json={"signer": {"type": "pkcs11", "generate": True}, "generate": True},
+        )
+        assert response.status_code == 422, response.text
+
+
+class TestUnconfigured:
+    async def test_pkcs11_without_a_module_is_refused(self, api: ApiHarness) -> None:
+        response = await api.client.post(
+            "/v1/wallets",
+            headers=await api.key("wallets"),
+            json={"signer": {"type": "pkcs11", "generate": True}},
+        )
+        assert (response.status_code, response.json()["code"]) == (422, "signer_not_configured")
+
+    async def test_aws_kms_is_refused_until_supported(self, api: ApiHarness) -> None:
+        response = await api.client.post(
+            "/v1/wallets",
+            headers=await api.key("wallets"),
+            json={"signer": {"type": "aws_kms", "key_id": "alias/hot"}},
+        )
+        assert (response.status_code, response.json()["code"]) == (422, "signer_not_configured")

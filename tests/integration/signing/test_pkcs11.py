@@ -1,0 +1,96 @@
+"""The PKCS#11 signer against a real SoftHSM2 token."""
+
+import asyncio
+from collections.abc import Iterator
+
+import PyKCS11
+import pytest
+from eth_account import Account
+from eth_utils.crypto import keccak
+
+from chainflow.infra.signing.ecdsa import (
+    SECP256K1_N,
+    WrongCurve,
+    WrongDigestLength,
+    address_of_public_key,
+)
+from chainflow.infra.signing.pkcs11 import KeyNotFound, Pkcs11Signer, Pkcs11Token
+from chainflow.infra.signing.signer import SignerUnavailable
+from tests.support.softhsm import PIN, SoftHsm, user_session
+
+
+@pytest.fixture
+def token(softhsm: SoftHsm) -> Iterator[Pkcs11Token]:
+    token = Pkcs11Token(softhsm.config)
+    yield token
+    token.close()
+
+
+def p256_key_in(softhsm: SoftHsm, label: str) -> None:
+    """A key on the wrong curve (P-256), made with PyKCS11 directly."""
+    session = user_session(softhsm, rw=True)
+    p256 = bytes.fromhex("06082a8648ce3d030107")
+    common = [(PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_LABEL, label)]
+    session.generateKeyPair(
+        [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PUBLIC_KEY), (PyKCS11.CKA_EC_PARAMS, p256), *common],
+        [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_SIGN, True), *common],
+        mecha=PyKCS11.Mechanism(PyKCS11.CKM_EC_KEY_PAIR_GEN, None),
+    )
+    session.closeSession()
+
+
+class TestGenerate:
+    def test_a_generated_key_signs_low_s_signatures_that_recover(self, token: Pkcs11Token) -> None:
+        label, public_key = token.generate()
+        signer = Pkcs11Signer(token, label, public_key)
+        for i in range(40):  # ~half of SoftHSM's raw signatures are high-s
+            digest = keccak(i.to_bytes(2, "big"))
+            signature = asyncio.run(signer.sign_digest(digest))
+            assert signature.s <= SECP256K1_N // 2
+            vrs = (signature.recovery_id + 27, signature.r, signature.s)
+            assert Account._recover_hash(digest, vrs=vrs) == signer.address
+
+    def test_a_bound_label_gives_the_same_address(self, token: Pkcs11Token) -> None:
+        label, public_key = token.generate()
+        assert token.public_key(label) == public_key
+        assert address_of_public_key(public_key) == Pkcs11Signer(token, label, public_key).address
+
+    def test_the_private_key_cannot_be_read(self, softhsm: SoftHsm, token: Pkcs11Token) -> None:
+        label, _ = token.generate()
+        session = user_session(softhsm)
+        (key,) = session.findObjects(
+            [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_LABEL, label)]
+        )
+        flags = session.getAttributeValue(
+            key, [PyKCS11.CKA_SENSITIVE, PyKCS11.CKA_EXTRACTABLE, PyKCS11.CKA_NEVER_EXTRACTABLE]
+        )
+        assert flags == [True, False, True]
+        session.closeSession()
+
+
+class TestRefusals:
+    @pytest.mark.parametrize("length", [20, 31, 33, 64])
+    def test_a_digest_of_the_wrong_length_is_refused(self, token: Pkcs11Token, length: int) -> None:
+        label, public_key = token.generate()
+        signer = Pkcs11Signer(token, label, public_key)
+        with pytest.raises(WrongDigestLength):
+            asyncio.run(signer.sign_digest(bytes(length)))
+
+    def test_a_key_on_another_curve_is_refused_at_binding(
+        self, softhsm: SoftHsm, token: Pkcs11Token
+    ) -> None:
+        p256_key_in(softhsm, "p256-key")
+        with pytest.raises(WrongCurve):
+            token.public_key("p256-key")
+
+    def test_an_unknown_label_is_not_found(self, token: Pkcs11Token) -> None:
+        with pytest.raises(KeyNotFound):
+            token.public_key("no-such-key")
+
+    def test_a_missing_token_is_unavailable_and_names_no_pin(self, softhsm: SoftHsm) -> None:
+        # A fresh module load: another Pkcs11Token in this process may hold the login.
+        config = softhsm.config
+        bad = Pkcs11Token(type(config)(config.module, "no-such-token", config.pin))
+        with pytest.raises(SignerUnavailable) as caught:
+            bad.generate()
+        assert PIN not in str(caught.value)
