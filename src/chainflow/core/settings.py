@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         4_194_304, ge=1024, description="POST /v1/transactions/batch"
     )
     api_body_timeout_s: float = Field(10.0, gt=0, le=600, description="whole body, from headers")
+    # observability (issue 18): GET /metrics takes this Bearer token when set
+    metrics_token: SecretStr | None = Field(None, description="unset: /metrics needs no auth")
+    metrics_cache_s: float = Field(5.0, ge=0, le=300, description="lanes read at most this often")
 
     @field_validator("database_url")
     @classmethod

@@ -17,6 +17,7 @@ from eth_keys.backends.coincurve import CoinCurveECCBackend
 from eth_keys.datatypes import PrivateKey, Signature
 
 from chainflow.core.types import Address, SecretBytes, TxHash
+from chainflow.infra.metrics import SIGNER_SECONDS
 from chainflow.infra.signing.keystore import (
     SECP256K1_ORDER,
     InvalidPrivateKey,
@@ -28,6 +29,7 @@ from chainflow.infra.signing.type2 import sign_type_2, type_2_fields
 __all__ = ["LocalSigner", "address_of", "generate_private_key"]
 
 _KEY_BYTES = 32
+_SIGN_SECONDS = SIGNER_SECONDS.labels(backend="local")
 
 
 def address_of(private_key: SecretBytes) -> Address:
@@ -98,6 +100,10 @@ class LocalSigner:
 
     async def sign_transaction(self, tx: Mapping[str, object]) -> SignedTx:
         """Sign an EIP-1559 (type 2) or legacy tx dict; RFC 6979 nonces, low-s."""
+        with _SIGN_SECONDS.time():
+            return self._sign(tx)
+
+    def _sign(self, tx: Mapping[str, object]) -> SignedTx:
         fields = type_2_fields(tx)
         if fields is not None:  # the dicts Chainflow builds: see infra/signing/type2.py
             raw, tx_hash = sign_type_2(fields, self._sign_hash)
