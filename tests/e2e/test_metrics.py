@@ -15,6 +15,7 @@ from chainflow.infra.anvil import run_anvil
 from tests.chaos.cluster import Cluster, open_cluster
 from tests.conftest import free_port
 from tests.support.databases import REDIS_URL
+from tests.support.deploy import metrics_used
 from tests.support.polling import eventually
 from tests.support.processes import wait_http
 from tests.support.rpc_proxy import Fault, serve_proxy
@@ -175,8 +176,15 @@ async def run(database_url: str, anvil: str, tmp_path: Path) -> AsyncIterator[Ru
 async def test_a_short_load_shows_in_every_scrape(run: Run) -> None:
     """One cluster run (~30 s) serves the three checks of issue 18's "Done when"."""
     _check_values(run)
+    _check_deploy_queries(run)
     _check_no_secret(run)
     await _check_token(run)
+
+
+def _check_deploy_queries(run: Run) -> None:
+    """Every metric the alert rules and the dashboard query is in the scrapes."""
+    scraped = {name for s in [run.api, *run.workers] for name in s.families}
+    assert metrics_used() - scraped == set()
 
 
 def _check_values(run: Run) -> None:
