@@ -13,7 +13,7 @@ from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.sending import SentAttempt
 from chainflow.domain.transactions.signing import fees_of, sign_attempt
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.domain.transactions.telemetry import count_replacement
+from chainflow.domain.transactions.telemetry import count_replacement, tx_context
 from chainflow.domain.wallets.service import get_wallet
 from chainflow.infra.db.uow import unit_of_work
 
@@ -55,7 +55,7 @@ async def replace(
         count_replacement(chain.chain_id, attempt.kind.value)  # metrics (issue 18)
         log.info(
             "tx.replaced",
-            tx_id=str(tx.id),
+            **tx_context(tx),
             kind=attempt.kind.value,
             hash=attempt.hash,
             requested=tx.cancel_requested if kind else None,

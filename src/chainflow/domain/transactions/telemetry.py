@@ -91,3 +91,9 @@ def count_error(chain_id: int, kind: str) -> None:
 def count_replacement(chain_id: int, outcome: str) -> None:
     """Count a fee bump or cancel signed (`bump`, `cancel`), or none fitting (`capped`)."""
     on_commit(partial(metrics.TX_FEE_BUMPS.labels(str(chain_id), outcome).inc))
+
+
+def tx_context(tx: Transaction) -> dict[str, object]:
+    """The fields every engine log line about a request carries, so that `grep tx_id=…`
+    finds them all and each names its lane (issue 18)."""
+    return {"tx_id": str(tx.id), "chain_id": tx.chain_id, "wallet": tx.from_address}
