@@ -115,7 +115,8 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(GateMiddleware, settings=settings)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(RequestMetricsMiddleware)
+    if settings.metrics_enabled:
+        app.add_middleware(RequestMetricsMiddleware)
     app.state.lane_collector = LaneCollector(settings.metrics_cache_s)
     routers = (health.router, metrics.router, chains.router, wallets.router, transactions.router)
     for router in routers:

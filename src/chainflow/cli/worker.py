@@ -10,7 +10,7 @@ import typer
 from prometheus_client import start_http_server
 
 from chainflow.cli.runtime import check_keys_at_start, run, settings_for_cli
-from chainflow.core.errors import InvalidInput, Unavailable
+from chainflow.core.errors import InvalidInput
 from chainflow.core.fields import MAX_CHAIN_ID
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
@@ -68,16 +68,18 @@ def worker(
 def serve_metrics(settings: Settings, port: int) -> Iterator[None]:
     """This process's metrics over HTTP on `port` (a thread of prometheus_client; 0: none).
 
-    Raises:
-        Unavailable: the port cannot be bound.
+    A port that cannot be bound (another worker on this host has it) is logged and the worker
+    runs on: metrics must not stop transactions, and Prometheus shows the target down.
     """
-    if port == 0:
+    if port == 0 or not settings.metrics_enabled:
         yield
         return
     try:
         server, thread = start_http_server(port, addr=settings.api_host)
     except OSError as exc:
-        raise Unavailable(f"cannot serve metrics on {settings.api_host}:{port}: {exc}") from None
+        log.error("metrics.unavailable", host=settings.api_host, port=port, error=str(exc))
+        yield
+        return
     log.info("metrics.serving", host=settings.api_host, port=port)
     try:
         yield

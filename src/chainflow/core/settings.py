@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     # observability (issue 18): GET /metrics takes this Bearer token when set
     metrics_token: SecretStr | None = Field(None, description="unset: /metrics needs no auth")
     metrics_cache_s: float = Field(5.0, ge=0, le=300, description="lanes read at most this often")
+    metrics_enabled: bool = Field(True, description="false: no instrumentation, no /metrics")
 
     @field_validator("database_url")
     @classmethod

@@ -87,6 +87,21 @@ API_OVERLOADED = Counter(
 )
 
 
+class _Switch:
+    """Whether this process records metrics at all (`CHAINFLOW_METRICS_ENABLED`): the hot
+    paths ask before they measure, so that off costs nothing but the question."""
+
+    on = True
+
+
+SWITCH = _Switch()
+
+
+def configure(*, enabled: bool) -> None:
+    """Turn this process's instrumentation on or off (at start, from the settings)."""
+    SWITCH.on = enabled
+
+
 def endpoint_label(url: str) -> str:
     """The host (and port) of an RPC URL: never its path, query or credentials (keys)."""
     return urlsplit(redact_url(url)).netloc

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from chainflow.api.deps import ResourcesDep
 from chainflow.api.metrics_collector import LaneCollector
-from chainflow.core.errors import Unauthorized
+from chainflow.core.errors import NotFound, Unauthorized
 
 router = APIRouter(tags=["health"])
 
@@ -29,6 +29,8 @@ class InvalidMetricsToken(Unauthorized):
 )
 async def scrape(request: Request, resources: ResourcesDep) -> Response:
     """This process's metrics; with CHAINFLOW_METRICS_TOKEN set, send it as a Bearer token."""
+    if not resources.settings.metrics_enabled:
+        raise NotFound("metrics are turned off (CHAINFLOW_METRICS_ENABLED=false)")
     expected = resources.settings.metrics_token
     if expected is not None:
         scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))

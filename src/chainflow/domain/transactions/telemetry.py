@@ -26,12 +26,16 @@ _stages: dict[tuple[int, str], Histogram] = {}
 
 def record_transition(chain_id: int, from_status: str | None, to_status: str) -> None:
     """Count one status change of a request of `chain_id` once it commits."""
+    if not metrics.SWITCH.on:
+        return
     on_commit(partial(_count, chain_id, from_status or "none", to_status))
 
 
 def record_stages(tx: Transaction, moved: tuple[TxStatus, TxStatus], *, at: datetime) -> None:
     """Observe the stage times that end as `tx` moves (from, to) at `at`, once it commits
     (its attempts must be loaded when it moves to mined)."""
+    if not metrics.SWITCH.on:
+        return
     from_status, to_status = moved
     if to_status is TxStatus.MINED and from_status is not TxStatus.MINED:
         sent = [a.first_sent_at for a in tx.attempts if a.first_sent_at is not None]
@@ -85,11 +89,15 @@ def _left_mined(chain_id: int, tx_id: uuid.UUID, to_status: TxStatus, at: dateti
 
 def count_error(chain_id: int, kind: str) -> None:
     """Count a node's error answer to a send, by its class."""
+    if not metrics.SWITCH.on:
+        return
     metrics.TX_ERRORS.labels(str(chain_id), kind).inc()
 
 
 def count_replacement(chain_id: int, outcome: str) -> None:
     """Count a fee bump or cancel signed (`bump`, `cancel`), or none fitting (`capped`)."""
+    if not metrics.SWITCH.on:
+        return
     on_commit(partial(metrics.TX_FEE_BUMPS.labels(str(chain_id), outcome).inc))
 
 

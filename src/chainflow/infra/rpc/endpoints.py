@@ -239,6 +239,8 @@ class EndpointPool:
         return answer
 
     def _measure(self, endpoint: _Endpoint, method: str, outcome: str, started: float) -> None:
+        if not metrics.SWITCH.on:
+            return
         labels = (str(self.chain_id), endpoint.label, method)
         metrics.RPC_REQUESTS.labels(*labels, outcome).inc()
         metrics.RPC_REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
