@@ -17,6 +17,7 @@ import aiohttp
 from bench import baselines
 from bench.cluster import run_shape
 from bench.e2e import submit_all, wait_confirmed
+from bench.report import replace_section
 from chainflow.infra.anvil import run_anvil
 
 _TARGET_CPU_PERCENT = 5.0
@@ -81,10 +82,6 @@ async def scrape_ms(folder: Path, *, lanes: int, scrapes: int) -> tuple[float, f
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         median_ms, max_ms, series = await scrape_ms(Path(folder), lanes=args.lanes, scrapes=20)
-        print(
-            f"scrape of {series} lanes (read from the database each time): "
-            f"median {median_ms:.1f} ms, max {max_ms:.1f} ms (target < {_TARGET_SCRAPE_MS:.0f})"
-        )
         per_wallet = args.requests // args.wallets
         on: list[float] = []
         off: list[float] = []
@@ -95,10 +92,17 @@ async def main(args: argparse.Namespace) -> None:
                         Path(folder), wallets=args.wallets, per_wallet=per_wallet, enabled=enabled
                     )
                 )
-        cost = (statistics.median(on) / statistics.median(off) - 1) * 100
-        print(f"CPU per confirmed tx, api + workers: metrics on {[round(v, 2) for v in on]} ms")
-        print(f"                                     metrics off {[round(v, 2) for v in off]} ms")
-        print(f"metrics cost: {cost:+.1f} % (medians; target < {_TARGET_CPU_PERCENT:.0f} %)")
+    cost = (statistics.median(on) / statistics.median(off) - 1) * 100
+    lines = [
+        f"- scrape of {series} lanes (read from the database each time): median "
+        f"{median_ms:.1f} ms, max {max_ms:.1f} ms (target < {_TARGET_SCRAPE_MS:.0f} ms)",
+        f"- CPU per confirmed tx, api + workers, {args.requests} requests on {args.wallets} "
+        f"wallets: metrics on {[round(v, 2) for v in on]} ms, off {[round(v, 2) for v in off]} "
+        f"ms; cost {cost:+.1f} % (medians; target < {_TARGET_CPU_PERCENT:.0f} %)",
+    ]
+    print("\n".join(lines))
+    if args.write:
+        replace_section(Path(args.write), "metrics-cost", lines)
 
 
 def parse() -> argparse.Namespace:
@@ -107,6 +111,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--wallets", type=int, default=8)
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--lanes", type=int, default=1000)
+    parser.add_argument("--write", default="", help="put the figures in this markdown file")
     return parser.parse_args()
 
 
