@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +182,10 @@ async def run_shape(
     workers: int = 2,
     apis: int = 1,
     fund: bool = True,
+    settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Running]:
-    """Start one shape on a fresh database; stop its processes with SIGTERM on exit."""
+    """Start one shape on a fresh database (`settings`: more CHAINFLOW_* variables); stop its
+    processes with SIGTERM on exit."""
     async with database(shape, folder) as url:
         master, addresses, token = await _prepare(url, anvil_url, wallet_count, fund=fund)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINFLOW_")} | {
@@ -193,6 +195,7 @@ async def run_shape(
             "CHAINFLOW_LOG_FORMAT": "json",
             "CHAINFLOW_RPC_ALLOW_PRIVATE_URLS": "true",  # the bench chain is anvil on loopback
         }
+        env |= dict(settings or {})
         ports = [free_port() for _ in range(apis if shape == "distributed" else 1)]
         running = Running(token, addresses, url)
         running.api_urls = [f"http://127.0.0.1:{port}" for port in ports]
@@ -204,7 +207,11 @@ async def run_shape(
                 f"api{i + 1}" if apis > 1 else "api": ["api", "--port", str(port)]
                 for i, port in enumerate(ports)
             }
-            commands |= {f"worker{i + 1}": ["worker"] for i in range(workers)}
+            # Each worker its own metrics port: two on one host cannot share the default.
+            commands |= {
+                f"worker{i + 1}": ["worker", "--metrics-port", str(free_port())]
+                for i in range(workers)
+            }
         logs = (folder / f"{shape}-{wallet_count}.log").open("ab")
         try:
             for name, args in commands.items():

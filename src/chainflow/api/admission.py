@@ -8,6 +8,7 @@ import orjson
 from starlette.types import Scope, Send
 
 from chainflow.core.redaction import scrub_text
+from chainflow.infra.metrics import API_OVERLOADED
 
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
 
@@ -54,6 +55,7 @@ class Admission:
 
 async def refuse(scope: Scope, send: Send, *, close: bool = False) -> None:
     """Answer 503 `overloaded` (`close`: the body was left unread, so drop the connection)."""
+    API_OVERLOADED.inc()
     body = orjson.dumps(
         {
             "type": "https://chainflow.dev/problems/overloaded",

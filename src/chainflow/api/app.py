@@ -15,8 +15,10 @@ from chainflow import __version__
 from chainflow.api import problems
 from chainflow.api.auth_cache import KeyCache
 from chainflow.api.gate import GateMiddleware
+from chainflow.api.metrics_collector import LaneCollector
+from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
-from chainflow.api.routes import chains, health, transactions, wallets
+from chainflow.api.routes import chains, health, metrics, transactions, wallets
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
@@ -24,6 +26,7 @@ from chainflow.domain.wallets.custody import check_master_key
 from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker, warm_pool
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.metrics import watch_pool
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.queue import InProcessJobQueue, JobQueue, RedisJobQueue
 from chainflow.infra.rpc.client import new_http_session
@@ -65,6 +68,7 @@ async def open_resources(
     # refused 503 `database_unavailable` (retryable, nothing stored) and the pool is recycled
     # (tests/chaos/test_infrastructure.py).
     engine = create_engine(settings.resolved_database_url, pool_size=_POOL_SIZE, pre_ping=False)
+    watch_pool(engine, "api")
     http = new_http_session(guard=UrlGuard(allow_private=settings.rpc_allow_private_urls))
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     own_queue = queue or _own_queue(settings)
@@ -117,7 +121,11 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(GateMiddleware, settings=settings)
     app.add_middleware(RequestIdMiddleware)
-    for router in (health.router, chains.router, wallets.router, transactions.router):
+    if settings.metrics_enabled:
+        app.add_middleware(RequestMetricsMiddleware)
+    app.state.lane_collector = LaneCollector(settings.metrics_cache_s)
+    routers = (health.router, metrics.router, chains.router, wallets.router, transactions.router)
+    for router in routers:
         app.include_router(router)
     return app
 

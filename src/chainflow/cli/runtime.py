@@ -15,6 +15,7 @@ from chainflow.core.errors import ConfigError, Unavailable
 from chainflow.core.logging import configure_logging
 from chainflow.core.settings import LogFormat, Settings, load_settings
 from chainflow.domain.wallets.custody import check_master_key
+from chainflow.infra import metrics
 from chainflow.infra.datadir import secure_data_dir
 from chainflow.infra.db.custody_lock import share_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
@@ -40,6 +41,7 @@ def settings_for_cli() -> Settings:
     """Load settings and configure logging (to stderr)."""
     settings = load_settings()
     configure_logging(json_format=settings.log_format is LogFormat.JSON, level=settings.log_level)
+    metrics.configure(enabled=settings.metrics_enabled)
     return settings
 
 

@@ -2,9 +2,12 @@
 
 import asyncio
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from prometheus_client import start_http_server
 
 from chainflow.cli.runtime import check_keys_at_start, run, settings_for_cli
 from chainflow.core.errors import InvalidInput
@@ -19,6 +22,7 @@ from chainflow.workers.context import open_engine
 from chainflow.workers.main import run_engine
 
 log = get_logger(__name__)
+DEFAULT_METRICS_PORT = 9464  # DESIGN §13
 
 
 _CHAINS_USAGE = "--chains must be comma-separated chain ids (positive, below 2**53), e.g. 1,137"
@@ -41,6 +45,14 @@ def worker(
     chains: Annotated[
         str | None, typer.Option(help="only these chain ids, comma-separated, e.g. 1,137")
     ] = None,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            help="serve GET /metrics on this port (on CHAINFLOW_API_HOST); 0 turns it off",
+            min=0,
+            max=65535,
+        ),
+    ] = DEFAULT_METRICS_PORT,
 ) -> None:
     """Drain lanes and track chains (distributed shape: run as many as you like)."""
     chain_ids = parse_chain_ids(chains)
@@ -48,7 +60,32 @@ def worker(
     with hold_data_dir(settings, exclusive=False):
         master = load_master_key(settings, allow_generate=settings.is_embedded)
         check_keys_at_start(settings, master)
-        run(lambda: _work(settings, chain_ids))
+        with serve_metrics(settings, metrics_port):
+            run(lambda: _work(settings, chain_ids))
+
+
+@contextmanager
+def serve_metrics(settings: Settings, port: int) -> Iterator[None]:
+    """This process's metrics over HTTP on `port` (a thread of prometheus_client; 0: none).
+
+    A port that cannot be bound (another worker on this host has it) is logged and the worker
+    runs on: metrics must not stop transactions, and Prometheus shows the target down.
+    """
+    if port == 0 or not settings.metrics_enabled:
+        yield
+        return
+    try:
+        server, thread = start_http_server(port, addr=settings.api_host)
+    except OSError as exc:
+        log.error("metrics.unavailable", host=settings.api_host, port=port, error=str(exc))
+        yield
+        return
+    log.info("metrics.serving", host=settings.api_host, port=port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
 
 
 async def _work(settings: Settings, chain_ids: list[int] | None) -> None:

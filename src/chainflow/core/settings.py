@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     pkcs11_pin: SecretStr | None = Field(None, description="user PIN; or CHAINFLOW_PKCS11_PIN_FILE")
     pkcs11_pin_file: Path | None = Field(None, description="file whose first line is the PIN")
     aws_kms_endpoint_url: str | None = Field(None, description="KMS endpoint (emulators only)")
+    # observability (issue 18): GET /metrics takes this Bearer token when set
+    metrics_token: SecretStr | None = Field(None, description="unset: /metrics needs no auth")
+    metrics_cache_s: float = Field(5.0, ge=0, le=300, description="lanes read at most this often")
+    metrics_enabled: bool = Field(True, description="false: no instrumentation, no /metrics")
 
     @field_validator("database_url")
     @classmethod

@@ -14,6 +14,7 @@ from chainflow.domain.transactions.runtime import ChainRpc, Engine, EngineConfig
 from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.metrics import watch_pool
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.rpc.endpoints import EndpointPool
@@ -86,6 +87,7 @@ async def open_engine(
     master = load_master_key(settings, allow_generate=settings.is_embedded)
     # No pre-ping: a round that meets a dead connection fails and the next one retries.
     db = create_engine(settings.resolved_database_url, pre_ping=False)
+    watch_pool(db, "engine")
     guard = UrlGuard(allow_private=settings.rpc_allow_private_urls)
     http = new_http_session(guard=guard, connections=128)
     pkcs11_config = pkcs11.config_from(settings)

@@ -16,6 +16,7 @@ from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.executor import drain_lanes
 from chainflow.domain.transactions.fee_floor import known_floor, refresh_market
+from chainflow.domain.transactions.readings import forget_chain, read_chain
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.tracker import track_chain
 from chainflow.infra.db.uow import unit_of_work
@@ -36,6 +37,9 @@ _JOBS_AT_ONCE = 1
 _DRAINS_AT_ONCE = 4
 _WORK_PER_DRAIN = 128  # requests a round can sign, per extra drain
 _MAX_LANES_PER_DRAIN = 64  # beyond 4 x 64 lanes, more drains rather than bigger ones
+# The chain's head and its lanes' nonces and balances, for the metrics: two calls per lane,
+# so not every round (issue 18).
+_READ_EVERY_S = 5.0
 
 
 async def run_engine(
@@ -190,5 +194,11 @@ async def _track(engine: Engine, chain: ChainConfig) -> None:
         leased = await chains.take_tracker_lease(
             session, chain.chain_id, owner=engine.owner, ttl_s=engine.config.tracker_lease_s
         )
-    if leased:
-        await track_chain(engine, chain)
+    if not leased:
+        forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
+        return
+    await track_chain(engine, chain)
+    try:
+        await read_chain(engine, chain.chain_id, every_s=_READ_EVERY_S)
+    except Exception as exc:  # metrics only: the head's age shows the chain is not read
+        log.debug("chain.read_failed", chain_id=chain.chain_id, error=repr(exc)[:300])

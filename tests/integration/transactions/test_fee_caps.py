@@ -260,6 +260,8 @@ class TestStuckAtTheCap:
         capped = [entry for entry in logs if entry["event"] == "tx.bump_capped"]
         assert len(capped) == 1, capped
         assert capped[0]["tx_id"] == str(tx_id)
+        # Every engine line about a request names its lane too (issue 18).
+        assert (capped[0]["chain_id"], capped[0]["wallet"]) == (tx.chain_id, tx.from_address)
         assert len(tx.attempts) == 1  # +10 % would cross the cap: nothing else was signed
         await rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(GWEI)])  # the spike passes
         (tx,) = await harness.run_until_final([tx_id])

@@ -19,6 +19,7 @@ from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
 from chainflow.domain.transactions.lifecycle import step_row
 from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.state import TxEvent, TxStatus
+from chainflow.domain.transactions.telemetry import record_stages
 
 COMMON = (Action.NONE, Action.RECORD_RECEIPT, Action.FINALIZE)
 _PRICED_OUT = (
@@ -63,7 +64,7 @@ def _mined(
     status = current.status
     moved = current.final_hash != mined.hash or current.block_hash != block_hash
     if status is not TxStatus.MINED or moved:
-        status = _step(writes, tx.id, status, TxEvent.RECEIPT_FOUND, mined.hash, block_hash)
+        status = _step(writes, tx, status, TxEvent.RECEIPT_FOUND, mined.hash, block_hash)
     error: tuple[str, str] | tuple[None, None] = (None, None)
     if decision.action is Action.FINALIZE:
         if mined.kind is AttemptKind.CANCEL:
@@ -75,7 +76,7 @@ def _mined(
             error = ("reverted", "the transaction reverted on chain")
         else:
             event = TxEvent.CONFIRMED_SUCCESS
-        status = _step(writes, tx.id, status, event, mined.hash)
+        status = _step(writes, tx, status, event, mined.hash)
     writes.requests.append(
         {
             "id": tx.id,
@@ -97,7 +98,7 @@ def _mined(
 
 def _step(
     writes: bulk.ReceiptWrites,
-    tx_id: uuid.UUID,
+    tx: Transaction,
     status: TxStatus,
     event: TxEvent,
     hash_: str,
@@ -106,7 +107,8 @@ def _step(
     detail: dict[str, Any] = {"hash": hash_}
     if block_hash is not None:
         detail["block_hash"] = block_hash
-    moved, row = step_row(tx_id, status, event, **detail)
+    moved, row = step_row(tx.id, status, event, chain_id=tx.chain_id, **detail)
+    record_stages(tx, (status, moved), at=row["at"])  # metrics (issue 18)
     writes.events.append(row)
     return moved
 

@@ -19,6 +19,7 @@ from chainflow.core.addresses import parse_wallet_ref
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.transactions.models import Transaction, TxEventRow, TxKind
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.telemetry import record_transition
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
@@ -173,11 +174,15 @@ async def insert_request(db: Executor, request: NewRequest) -> bool:
     """Store the request and its `created` event; False, storing nothing, when its idempotency
     key is already taken. One statement on PostgreSQL (atomic without a transaction)."""
     if _dialect_name(db) == "postgresql":
-        return (await db.execute(_PG_INSERT, _columns(request))).first() is not None
-    if (await db.execute(_SQLITE_INSERT, _columns(request))).first() is None:
-        return False
-    await db.execute(insert(_EVENTS), _created_event(request))
-    return True
+        stored = (await db.execute(_PG_INSERT, _columns(request))).first() is not None
+    elif (await db.execute(_SQLITE_INSERT, _columns(request))).first() is None:
+        stored = False
+    else:
+        await db.execute(insert(_EVENTS), _created_event(request))
+        stored = True
+    if stored:
+        record_transition(request.chain_id, None, request.status.value)  # metrics (issue 18)
+    return stored
 
 
 def _dialect_name(db: Executor) -> str:
@@ -190,6 +195,13 @@ async def insert_requests(session: AsyncSession, requests: Sequence[NewRequest])
     """insert_request for many, two statements in all."""
     await session.execute(insert(_TRANSACTIONS), [_columns(request) for request in requests])
     await session.execute(insert(_EVENTS), [_created_event(request) for request in requests])
+
+
+def count_created(requests: Sequence[NewRequest]) -> None:
+    """Count stored requests in the metrics (the caller knows they were stored: a savepoint
+    that lost an idempotency race stored none)."""
+    for request in requests:
+        record_transition(request.chain_id, None, request.status.value)  # metrics (issue 18)
 
 
 def _columns(request: NewRequest) -> dict[str, Any]:

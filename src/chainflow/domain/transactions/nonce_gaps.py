@@ -13,6 +13,7 @@ from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKin
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.signing import CANCEL_GAS, sign_attempt
 from chainflow.domain.transactions.state import TxEvent, TxStatus
+from chainflow.domain.transactions.telemetry import tx_context
 from chainflow.domain.wallets.service import get_wallet, lock_lane
 from chainflow.infra.db.uow import unit_of_work
 
@@ -44,7 +45,7 @@ async def release_nonce(
         await session.flush()
         if nonce == lane.next_nonce - 1:
             lane.next_nonce = nonce
-            log.info("nonce.released", chain_id=chain.chain_id, nonce=nonce)
+            log.info("nonce.released", **tx_context(tx), nonce=nonce)
             return
         await _fill(session, engine, chain, tx, nonce=nonce, fees=market)
 
@@ -90,4 +91,4 @@ async def _fill(
     apply(
         session, filler, TxEvent.SIGNED, nonce=nonce, hash=attempt.hash, filler_for=str(failed.id)
     )
-    log.info("nonce.filled", chain_id=chain.chain_id, nonce=nonce, tx_id=str(filler.id))
+    log.info("nonce.filled", **tx_context(filler), nonce=nonce, filler_for=str(failed.id))

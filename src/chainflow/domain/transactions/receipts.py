@@ -9,6 +9,7 @@ from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.models import AttemptStatus, Transaction
 from chainflow.domain.transactions.sending import SentAttempt
 from chainflow.domain.transactions.state import TxEvent
+from chainflow.domain.transactions.telemetry import tx_context
 from chainflow.domain.wallets.service import lock_lane
 
 log = get_logger(__name__)
@@ -46,7 +47,7 @@ def _stamp_sent_blocks(tx: Transaction, head: int) -> None:
 
 def _reorged(session: AsyncSession, tx: Transaction) -> SentAttempt | None:
     apply(session, tx, TxEvent.RECEIPT_VANISHED, block_hash=tx.block_hash)
-    log.warning("tx.reorged", tx_id=str(tx.id), block_number=tx.block_number)
+    log.warning("tx.reorged", **tx_context(tx), block_number=tx.block_number)
     tx.block_hash = tx.block_number = tx.receipt_status = tx.gas_used = None
     tx.effective_gas_price_wei = None
     tx.confirmations = 0
@@ -69,4 +70,4 @@ async def _fail_foreign(session: AsyncSession, tx: Transaction, seen: Observed) 
     lane = await lock_lane(session, tx.wallet_id, tx.chain_id)
     if count > lane.next_nonce:
         lane.next_nonce = count
-    log.warning("tx.nonce_taken_externally", tx_id=str(tx.id), nonce=tx.nonce)
+    log.warning("tx.nonce_taken_externally", **tx_context(tx), nonce=tx.nonce)

@@ -13,6 +13,7 @@ from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.sending import SentAttempt
 from chainflow.domain.transactions.signing import fees_of, sign_attempt
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.telemetry import count_replacement, tx_context
 from chainflow.domain.wallets.service import get_wallet
 from chainflow.infra.db.uow import unit_of_work
 
@@ -38,6 +39,7 @@ async def replace(
         kind = AttemptKind.CANCEL if cancel or previous.kind is AttemptKind.CANCEL else None
         fees = _replacement_fees(engine, chain, tx, market, cancel=kind is not None)
         if fees is None:
+            count_replacement(chain.chain_id, "capped")  # metrics (issue 18)
             return None  # the caps changed since the decision; the next round decides again
         wallet = await get_wallet(session, tx.wallet_id, lanes=False)
         attempt = await sign_attempt(
@@ -50,9 +52,10 @@ async def replace(
             fees=fees,
             kind=kind or AttemptKind.BUMP,
         )
+        count_replacement(chain.chain_id, attempt.kind.value)  # metrics (issue 18)
         log.info(
             "tx.replaced",
-            tx_id=str(tx.id),
+            **tx_context(tx),
             kind=attempt.kind.value,
             hash=attempt.hash,
             requested=tx.cancel_requested if kind else None,

@@ -14,6 +14,7 @@ from chainflow.domain.transactions.lifecycle import step_row
 from chainflow.domain.transactions.nonce_gaps import release_nonce
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.state import TxEvent, TxStatus
+from chainflow.domain.transactions.telemetry import count_error
 from chainflow.infra.db.uow import unit_of_work
 
 
@@ -38,12 +39,14 @@ async def record_sends(engine: Engine, chain: ChainConfig, sends: Sequence[SentA
         statuses = {tx_id: state.status for tx_id, state in locked.items()}
         for send, answer in zip(sends, answers, strict=True):
             outcome, kind = outcome_of(answer)
+            if kind is not None:
+                count_error(chain.chain_id, kind)  # metrics (issue 18)
             if outcome is SendOutcome.FATAL:
                 fatal.append((send.tx_id, kind or "fatal"))
             elif outcome is SendOutcome.ACCEPTED:
                 writes.accepted.append({"id": send.attempt_id, "at": now})
                 if statuses.get(send.tx_id) is TxStatus.SIGNED:
-                    statuses[send.tx_id] = _submitted(writes, send, kind)
+                    statuses[send.tx_id] = _submitted(writes, send, kind, chain.chain_id)
             else:
                 writes.refused.append(_refused(send, outcome, kind, now))
         await bulk.store_sends(session, writes)
@@ -51,9 +54,16 @@ async def record_sends(engine: Engine, chain: ChainConfig, sends: Sequence[SentA
         await release_nonce(engine, chain, tx_id, error_code=f"rpc_{kind}")
 
 
-def _submitted(writes: bulk.SendWrites, send: SentAttempt, kind: str | None) -> TxStatus:
+def _submitted(
+    writes: bulk.SendWrites, send: SentAttempt, kind: str | None, chain_id: int
+) -> TxStatus:
     status, event = step_row(
-        send.tx_id, TxStatus.SIGNED, TxEvent.BROADCAST_ACCEPTED, hash=send.hash, answer=kind
+        send.tx_id,
+        TxStatus.SIGNED,
+        TxEvent.BROADCAST_ACCEPTED,
+        chain_id=chain_id,
+        hash=send.hash,
+        answer=kind,
     )
     writes.events.append(event)
     writes.moved.append({"id": send.tx_id, "status": status, "at": event["at"]})

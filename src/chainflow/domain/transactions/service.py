@@ -249,6 +249,7 @@ async def submit_batch(
             raise type(exc)(f"transactions[{index}]: {exc.detail}", index=index) from None
     if keys is None:
         await intake.insert_requests(session, requests)
+        intake.count_created(requests)
         return BatchSubmitted(created=requests)
     try:  # a savepoint, so that losing the race below leaves the session usable
         async with session.begin_nested():
@@ -258,6 +259,7 @@ async def submit_batch(
         if earlier is None:
             raise
         return BatchSubmitted(earlier=earlier)
+    intake.count_created(requests)
     return BatchSubmitted(created=requests)
 
 

@@ -31,6 +31,7 @@ from chainflow.domain.transactions.replacing import replace
 from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
 from chainflow.domain.transactions.sending import SentAttempt, record_sends
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.telemetry import count_replacement, tx_context
 from chainflow.infra.db.params import in_list
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
@@ -200,9 +201,10 @@ def _log_capped(
         if not decision.capped or engine.capped.get(tx.id) == attempt.id:
             continue
         engine.capped[tx.id] = attempt.id
+        count_replacement(tx.chain_id, "capped")  # metrics (issue 18)
         log.warning(
             "tx.bump_capped",
-            tx_id=str(tx.id),
+            **tx_context(tx),
             nonce=tx.nonce,
             max_fee_per_gas=attempt.max_fee_per_gas_wei or attempt.gas_price_wei,
             base_fee_per_gas=base_fee_wei,

@@ -1,6 +1,7 @@
 """Job queues: the doorbell that tells workers which rows to look at (the database is the truth)."""
 
 from chainflow.infra.queue.base import (
+    JOB_STATES,
     Handler,
     Job,
     JobInterrupted,
@@ -13,6 +14,7 @@ from chainflow.infra.queue.inprocess import InProcessJobQueue
 from chainflow.infra.queue.redis import RedisJobQueue
 
 __all__ = [
+    "JOB_STATES",
     "Handler",
     "InProcessJobQueue",
     "Job",

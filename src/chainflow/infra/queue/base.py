@@ -111,6 +111,13 @@ class JobQueue(Protocol):
         """Release connections; enqueue fails afterwards."""
         ...
 
+    async def job_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        """Jobs of `queues` by state (waiting, active, delayed, failed), for the metrics."""
+        ...
+
+
+JOB_STATES = ("waiting", "active", "delayed", "failed")
+
 
 def log_failure(job: Job, queue: str, error: BaseException, *, attempt: int, attempts: int) -> None:
     """Log a failed run: a warning if it will be retried, an error if the job is dropped."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from chainflow.infra.queue.base import (
+    JOB_STATES,
     Handler,
     Job,
     JobInterrupted,
@@ -78,6 +79,20 @@ class InProcessJobQueue:
         async with asyncio.TaskGroup() as group:
             for name, shelf in shelves:
                 group.create_task(self._consume(name, shelf, handler, concurrency, stop))
+
+    async def job_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        """Jobs of `queues` by state; none fails for good here (a failed job is dropped)."""
+        totals = dict.fromkeys(JOB_STATES, 0)
+        now = self._now()
+        for name in queues:
+            shelf = self._shelves.get(name)
+            if shelf is None:
+                continue
+            due = sum(1 for entry in shelf.heap if entry.due_at <= now)
+            totals["waiting"] += due
+            totals["delayed"] += len(shelf.heap) - due
+            totals["active"] += max(0, len(shelf.keys) - len(shelf.heap))
+        return totals
 
     async def close(self) -> None:
         """Forget every queued job; the database sweeper re-enqueues them at the next start."""

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from chainflow.core.errors import Unavailable
 from chainflow.core.logging import get_logger
 from chainflow.infra.queue.base import (
+    JOB_STATES,
     Handler,
     Job,
     JobInterrupted,
@@ -104,6 +105,15 @@ class RedisJobQueue:
         finally:
             stopping.cancel()
             await _close(workers, runs, force=is_being_cancelled())
+
+    async def job_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        """Jobs of `queues` by state, summed (BullMQ's `wait` is reported as `waiting`)."""
+        totals = dict.fromkeys(JOB_STATES, 0)
+        for name in queues:
+            counts = await self._queue(name).getJobCounts("wait", "active", "delayed", "failed")
+            for state, count in counts.items():
+                totals["waiting" if state == "wait" else state] += int(count or 0)
+        return totals
 
     async def close(self) -> None:
         """Close the producer connections; enqueue fails afterwards."""

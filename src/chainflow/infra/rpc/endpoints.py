@@ -29,6 +29,8 @@ import aiohttp
 
 from chainflow.core.logging import get_logger
 from chainflow.core.urls import redact_url
+from chainflow.infra import metrics
+from chainflow.infra.metrics import endpoint_label
 from chainflow.infra.rpc.client import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Call,
@@ -108,6 +110,10 @@ class _Endpoint:
     rate_limited_until: float = -math.inf
     last_error_kind: RpcErrorKind | None = None
     probing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    label: str = ""  # host and port: the metrics' `endpoint` label
+
+    def __post_init__(self) -> None:
+        self.label = endpoint_label(self.url)
 
 
 class _Gate(Enum):
@@ -142,6 +148,7 @@ class EndpointPool:
             )
             for url in urls
         ]
+        metrics.watch_endpoints(self)
 
     async def call(
         self, method: str, params: Sequence[Any] = (), *, retry_on_failover: bool | None = None
@@ -159,7 +166,9 @@ class EndpointPool:
                 nothing can have reached a node.
         """
         is_retryable = _is_retryable([method], retry_on_failover)
-        return await self._route(lambda client: client.call(method, params), is_retryable)
+        return await self._route(
+            lambda client: client.call(method, params), is_retryable, method=method
+        )
 
     async def batch(
         self, calls: Sequence[Call], *, retry_on_failover: bool | None = None
@@ -168,7 +177,9 @@ class EndpointPool:
         if not calls:
             return []
         is_retryable = _is_retryable((method for method, _ in calls), retry_on_failover)
-        return await self._route(lambda client: client.batch(calls), is_retryable)
+        return await self._route(
+            lambda client: client.batch(calls), is_retryable, method=_batch_label(calls)
+        )
 
     def health(self) -> list[EndpointHealth]:
         """Return every endpoint's status, in preference order."""
@@ -186,13 +197,19 @@ class EndpointPool:
             for endpoint in self._endpoints
         ]
 
-    async def _route(self, send: Callable[[RpcClient], Awaitable[T]], is_retryable: bool) -> T:
+    def usable_endpoints(self) -> list[tuple[str, bool]]:
+        """Each endpoint's metrics label (host and port) and whether it is usable now."""
+        return [(e.label, h.is_usable) for e, h in zip(self._endpoints, self.health(), strict=True)]
+
+    async def _route(
+        self, send: Callable[[RpcClient], Awaitable[T]], is_retryable: bool, *, method: str
+    ) -> T:
         failures: list[RpcTransportError] = []
         for endpoint in self._endpoints:
             if not await self._admit(endpoint):
                 continue
             try:
-                return await self._attempt(endpoint, send)
+                return await self._attempt(endpoint, send, method)
             except RpcTransportError as exc:
                 if not (is_retryable or exc.is_unsent):
                     raise
@@ -203,17 +220,30 @@ class EndpointPool:
         error = NoHealthyEndpoint(detail, is_unsent=is_unsent)
         raise error from (failures[-1] if failures else None)
 
-    async def _attempt(self, endpoint: _Endpoint, send: Callable[[RpcClient], Awaitable[T]]) -> T:
+    async def _attempt(
+        self, endpoint: _Endpoint, send: Callable[[RpcClient], Awaitable[T]], method: str
+    ) -> T:
+        started = time.perf_counter()
         try:
             answer = await send(endpoint.client)
         except RpcTransportError as exc:
+            self._measure(endpoint, method, "transport", started)
             self._record_failure(endpoint, exc)
             raise
         except RpcCallError:
+            self._measure(endpoint, method, "error", started)
             self._record_success(endpoint)  # the node answered: the endpoint works
             raise
+        self._measure(endpoint, method, "ok", started)
         self._record_success(endpoint)
         return answer
+
+    def _measure(self, endpoint: _Endpoint, method: str, outcome: str, started: float) -> None:
+        if not metrics.SWITCH.on:
+            return
+        labels = (str(self.chain_id), endpoint.label, method)
+        metrics.RPC_REQUESTS.labels(*labels, outcome).inc()
+        metrics.RPC_REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
 
     async def _admit(self, endpoint: _Endpoint) -> bool:
         """Whether `endpoint` may take a request now; verify its chain or probe it first."""
@@ -307,6 +337,12 @@ class EndpointPool:
         if now - endpoint.opened_at < self._breaker.open_s:
             return EndpointState.OPEN
         return EndpointState.HALF_OPEN
+
+
+def _batch_label(calls: Sequence[Call]) -> str:
+    """`batch:<method>` when every call of a batch is one method, else `batch` (bounded)."""
+    methods = {method for method, _ in calls}
+    return f"batch:{methods.pop()}" if len(methods) == 1 else "batch"
 
 
 def _is_retryable(methods: Iterable[str], retry_on_failover: bool | None) -> bool:

@@ -14,6 +14,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from chainflow.core.types import Address, SecretBytes
+from chainflow.infra.metrics import SIGNER_SECONDS, SWITCH
 from chainflow.infra.signing.ecdsa import RecoverableSignature, finish, require_digest
 from chainflow.infra.signing.keystore import (
     SECP256K1_ORDER,
@@ -26,6 +27,7 @@ from chainflow.infra.signing.transactions import sign_transaction_with
 __all__ = ["LocalSigner", "address_of", "generate_private_key"]
 
 _KEY_BYTES = 32
+_SIGN_SECONDS = SIGNER_SECONDS.labels(backend="local")
 
 
 def address_of(private_key: SecretBytes) -> Address:
@@ -92,7 +94,10 @@ class LocalSigner:
 
     async def sign_transaction(self, tx: Mapping[str, object]) -> SignedTx:
         """Sign an EIP-1559 (type 2) or legacy tx dict; RFC 6979 nonces, low-s."""
-        return await sign_transaction_with(tx, self.sign_digest)
+        if not SWITCH.on:
+            return await sign_transaction_with(tx, self.sign_digest)
+        with _SIGN_SECONDS.time():
+            return await sign_transaction_with(tx, self.sign_digest)
 
     def __repr__(self) -> str:
         return f"LocalSigner(address={self.address})"

@@ -1,0 +1,56 @@
+"""What an API process reads for its scrape: lanes from the database and doorbell jobs from the
+queue, at most once per `CHAINFLOW_METRICS_CACHE_S` whatever the scrape rate (issue 18)."""
+
+import asyncio
+import time
+
+from chainflow.api.resources import Resources
+from chainflow.core.logging import get_logger
+from chainflow.domain.transactions.lane_stats import lane_stats
+from chainflow.infra import metrics
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.queue import chain_queue
+
+log = get_logger(__name__)
+
+
+class LaneCollector:
+    """Refreshes the lane and queue gauges of this process; one read at a time."""
+
+    def __init__(self, cache_s: float) -> None:
+        self.cache_s = cache_s
+        self._read_at = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, resources: Resources) -> None:
+        """Read again if the last read is older than `cache_s`; a failed read keeps the last
+        values (the scrape still answers, with the process's own metrics)."""
+        async with self._lock:
+            if time.monotonic() - self._read_at < self.cache_s:
+                return
+            self._read_at = time.monotonic()
+            try:
+                await self._read(resources)
+            except Exception as exc:  # metrics must not fail the scrape
+                log.warning("metrics.read_failed", error=repr(exc)[:300])
+
+    async def _read(self, resources: Resources) -> None:
+        async with unit_of_work(resources.sessionmaker) as session:
+            lanes = await lane_stats(session)
+        metrics.set_lanes(
+            [
+                metrics.LaneRow(
+                    chain_id=lane.chain_id,
+                    wallet=lane.wallet,
+                    queued=lane.queued,
+                    in_flight=lane.in_flight,
+                    oldest_pending_at=(
+                        lane.oldest_pending_at.timestamp() if lane.oldest_pending_at else None
+                    ),
+                )
+                for lane in lanes
+            ]
+        )
+        queues = [chain_queue(chain_id) for chain_id in sorted({lane.chain_id for lane in lanes})]
+        async with asyncio.timeout(2):
+            metrics.set_queue_jobs(await resources.doorbells.queue.job_counts(queues))

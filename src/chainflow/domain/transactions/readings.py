@@ -1,0 +1,71 @@
+"""What the metrics show of a chain, read from it by the tracker's holder: the head, and each
+lane's pending nonce and balance (issue 18). A scrape reads only what this stored."""
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.domain.transactions.runtime import ChainRpc, Engine
+from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.infra import metrics
+from chainflow.infra.db.uow import unit_of_work
+
+_CHUNK = 250  # lanes per JSON-RPC batch (two calls each)
+# When each chain was last read by this process (monotonic s): at most once per interval.
+_last_read: dict[int, float] = {}
+
+
+async def read_chain(engine: Engine, chain_id: int, *, every_s: float) -> bool:
+    """Read the chain's head and its lanes' nonces and balances into the metrics, unless this
+    process did so less than `every_s` ago; True if it read. Raises what the RPC raises."""
+    now = time.monotonic()
+    if now - _last_read.get(chain_id, -float("inf")) < every_s:
+        return False
+    _last_read[chain_id] = now
+    rpc = engine.rpc[chain_id]
+    block = await rpc.call("eth_getBlockByNumber", ["latest", False])
+    head = (int(block["number"], 16), float(int(block["timestamp"], 16)))
+    async with unit_of_work(engine.sessionmaker) as session:
+        lanes = await _lanes(session, chain_id)
+    readings: list[metrics.LaneReading] = []
+    for start in range(0, len(lanes), _CHUNK):
+        readings += await _read_lanes(rpc, lanes[start : start + _CHUNK])
+    metrics.set_chain_reading(chain_id, head=head, lanes=readings)
+    return True
+
+
+def forget_chain(chain_id: int) -> None:
+    """This process no longer holds the chain's tracker: its readings are another's now."""
+    _last_read.pop(chain_id, None)
+    metrics.forget_chain(chain_id)
+
+
+async def _lanes(session: AsyncSession, chain_id: int) -> list[tuple[str, int]]:
+    query = (
+        select(Wallet.address, WalletChain.next_nonce)
+        .join(Wallet, Wallet.id == WalletChain.wallet_id)
+        .where(WalletChain.chain_id == chain_id, WalletChain.enabled.is_(True))
+        .order_by(Wallet.address)
+    )
+    return [(row.address, int(row.next_nonce)) for row in (await session.execute(query)).all()]
+
+
+async def _read_lanes(rpc: ChainRpc, lanes: Sequence[tuple[str, int]]) -> list[metrics.LaneReading]:
+    calls: list[tuple[str, Sequence[Any]]] = []
+    for address, _ in lanes:
+        calls += [
+            ("eth_getTransactionCount", [address, "pending"]),
+            ("eth_getBalance", [address, "latest"]),
+        ]
+    answers = await rpc.batch(calls)
+    readings = []
+    for (address, next_nonce), pending, balance in zip(
+        lanes, answers[0::2], answers[1::2], strict=True
+    ):
+        if isinstance(pending, str) and isinstance(balance, str):
+            lag = max(0, next_nonce - int(pending, 16))
+            readings.append(metrics.LaneReading(address, lag, int(balance, 16)))
+    return readings

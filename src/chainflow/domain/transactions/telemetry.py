@@ -1,0 +1,107 @@
+"""Metrics of status changes: counted, and stage times observed, once their unit of work commits.
+
+Called from the writers of status changes only (lifecycle.py, confirming.py), so that every
+committed change is counted exactly once, by the process that committed it (issue 18).
+"""
+
+import uuid
+from datetime import datetime, timedelta
+from functools import partial
+
+from prometheus_client.metrics import Counter, Histogram
+
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.state import TxStatus, is_terminal
+from chainflow.infra import metrics
+from chainflow.infra.db.uow import on_commit
+
+# When this process saw each request mined (the tracker's lease keeps a chain on one process,
+# so the same process usually sees it confirmed). Bounded: a request whose confirmation another
+# process records after a lease handover is dropped here, unobserved, with the oldest entries.
+_MINED_AT: dict[uuid.UUID, datetime] = {}
+_MINED_AT_MAX = 100_000
+_counters: dict[tuple[int, str, str], Counter] = {}
+_stages: dict[tuple[int, str], Histogram] = {}
+
+
+def record_transition(chain_id: int, from_status: str | None, to_status: str) -> None:
+    """Count one status change of a request of `chain_id` once it commits."""
+    if not metrics.SWITCH.on:
+        return
+    on_commit(partial(_count, chain_id, from_status or "none", to_status))
+
+
+def record_stages(tx: Transaction, moved: tuple[TxStatus, TxStatus], *, at: datetime) -> None:
+    """Observe the stage times that end as `tx` moves (from, to) at `at`, once it commits
+    (its attempts must be loaded when it moves to mined)."""
+    if not metrics.SWITCH.on:
+        return
+    from_status, to_status = moved
+    if to_status is TxStatus.MINED and from_status is not TxStatus.MINED:
+        sent = [a.first_sent_at for a in tx.attempts if a.first_sent_at is not None]
+        first_sent = min(sent) if sent else None
+        on_commit(partial(_mined, tx.chain_id, tx.id, tx.created_at, first_sent, at))
+    elif from_status is TxStatus.MINED and to_status is not TxStatus.MINED:
+        on_commit(partial(_left_mined, tx.chain_id, tx.id, to_status, at))
+    if is_terminal(to_status):
+        on_commit(partial(_observe, tx.chain_id, "request_final", at - tx.created_at))
+
+
+def _count(chain_id: int, from_status: str, to_status: str) -> None:
+    key = (chain_id, from_status, to_status)
+    counter = _counters.get(key)
+    if counter is None:
+        counter = _counters[key] = metrics.TX_TRANSITIONS.labels(str(chain_id), *key[1:])
+    counter.inc()
+    if from_status == TxStatus.MINED and to_status == TxStatus.SUBMITTED:
+        metrics.TX_REORGS.labels(str(chain_id)).inc()
+
+
+def _observe(chain_id: int, stage: str, took: timedelta) -> None:
+    seconds = took.total_seconds()
+    key = (chain_id, stage)
+    histogram = _stages.get(key)
+    if histogram is None:
+        histogram = _stages[key] = metrics.TX_STAGE_SECONDS.labels(str(chain_id), stage)
+    histogram.observe(max(seconds, 0.0))
+
+
+def _mined(
+    chain_id: int,
+    tx_id: uuid.UUID,
+    created_at: datetime,
+    first_sent: datetime | None,
+    at: datetime,
+) -> None:
+    if first_sent is not None:
+        _observe(chain_id, "queued_submitted", first_sent - created_at)
+        _observe(chain_id, "submitted_mined", at - first_sent)
+    if len(_MINED_AT) >= _MINED_AT_MAX:
+        del _MINED_AT[next(iter(_MINED_AT))]
+    _MINED_AT[tx_id] = at
+
+
+def _left_mined(chain_id: int, tx_id: uuid.UUID, to_status: TxStatus, at: datetime) -> None:
+    mined_at = _MINED_AT.pop(tx_id, None)
+    if mined_at is not None and to_status in (TxStatus.CONFIRMED, TxStatus.REVERTED):
+        _observe(chain_id, "mined_confirmed", at - mined_at)
+
+
+def count_error(chain_id: int, kind: str) -> None:
+    """Count a node's error answer to a send, by its class."""
+    if not metrics.SWITCH.on:
+        return
+    metrics.TX_ERRORS.labels(str(chain_id), kind).inc()
+
+
+def count_replacement(chain_id: int, outcome: str) -> None:
+    """Count a fee bump or cancel signed (`bump`, `cancel`), or none fitting (`capped`)."""
+    if not metrics.SWITCH.on:
+        return
+    on_commit(partial(metrics.TX_FEE_BUMPS.labels(str(chain_id), outcome).inc))
+
+
+def tx_context(tx: Transaction) -> dict[str, object]:
+    """The fields every engine log line about a request carries, so that `grep tx_id=…`
+    finds them all and each names its lane (issue 18)."""
+    return {"tx_id": str(tx.id), "chain_id": tx.chain_id, "wallet": tx.from_address}
