@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from chainflow.core.types import TxId
 from chainflow.domain.transactions import intake, service
 from chainflow.domain.transactions.models import Transaction, TxEventRow
 from chainflow.domain.transactions.schemas import TxCreate
@@ -52,7 +53,7 @@ class TestInsertRequest:
         first = await _submit(harness.sessionmaker, _body(wallet), "k-1")
         assert first.created is not None
         # The same key under a new id, as a racing request would store it.
-        again = dataclasses.replace(first.created, id=uuid.uuid4(), request_hash="other")
+        again = dataclasses.replace(first.created, id=TxId(uuid.uuid4()), request_hash="other")
         async with single_statements(_engine(harness.sessionmaker)) as db:
             assert await intake.insert_request(db, again) is False
         assert await _counts(harness.sessionmaker) == (1, 1)

@@ -11,8 +11,8 @@ from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.transactions import idempotency, service
-from chainflow.domain.transactions.intake import NewRequest
 from chainflow.domain.transactions.models import Transaction, TxAttempt
+from chainflow.domain.transactions.rows import NewRequest
 from chainflow.domain.transactions.schemas import (
     AttemptRead,
     ErrorRead,

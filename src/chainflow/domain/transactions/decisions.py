@@ -4,12 +4,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import NotRequired, TypedDict
 
-from chainflow.domain.transactions.fees import MIN_BUMP_PERCENT, FeeCaps, can_replace, fee_cap_of
+from chainflow.domain.transactions.fees import (
+    MIN_BUMP_PERCENT,
+    FeeCaps,
+    can_replace,
+    fee_cap_of,
+    fees_of,
+)
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
 from chainflow.domain.transactions.runtime import ChainConfig, EngineConfig
-from chainflow.domain.transactions.signing import fees_of
 from chainflow.domain.transactions.state import TxStatus
 
 
@@ -24,11 +29,22 @@ class Action(StrEnum):
     CANCEL = "cancel"  # replace with a 0-value self-transfer
 
 
+class Receipt(TypedDict):
+    """The fields of an eth_getTransactionReceipt answer the tracker reads (hex quantities;
+    no `status` before Byzantium)."""
+
+    blockHash: str
+    blockNumber: str
+    status: NotRequired[str]
+    gasUsed: NotRequired[str]
+    effectiveGasPrice: NotRequired[str]
+
+
 @dataclass(frozen=True)
 class Observed:
     head: int
     latest_nonce: dict[str, int]  # address → mined transaction count
-    receipts: dict[str, dict[str, Any]]  # attempt hash → receipt
+    receipts: dict[str, Receipt]  # attempt hash → receipt
     pending_nonce: dict[str, int] = field(default_factory=dict)  # address → count incl. pool
     # Hashes of possibly stranded attempts (may_be_stranded) that the node still returns.
     held: frozenset[str] = frozenset()
@@ -40,7 +56,7 @@ class Observed:
 class Decision:
     action: Action
     attempt: TxAttempt | None = None
-    receipt: dict[str, Any] | None = None
+    receipt: Receipt | None = None
     depth: int = 0
     # Stuck, and no valid replacement fits under its fee caps: its highest attempt is re-sent.
     capped: bool = False

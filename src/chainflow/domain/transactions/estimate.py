@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import select
 
 from chainflow.domain.transactions.fees import with_gas_buffer
-from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.runtime import ChainRpc, Engine
 from chainflow.domain.transactions.state import TxEvent, TxStatus
+from chainflow.domain.transactions.transitions import apply
 from chainflow.infra.db.params import in_list
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError

@@ -8,25 +8,26 @@ the first send; sends go out in nonce order in one JSON-RPC batch.
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
+from chainflow.core.types import Nonce
 from chainflow.domain.transactions import bulk, repository
 from chainflow.domain.transactions.counts import nonce_counts
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
 from chainflow.domain.transactions.fee_floor import expire_priced_out, floor_of
 from chainflow.domain.transactions.fees import FeeCaps, FeeFloor, Fees, clamp
 from chainflow.domain.transactions.gas import chain_caps, market
-from chainflow.domain.transactions.lifecycle import apply, step
 from chainflow.domain.transactions.models import AttemptKind, Transaction
+from chainflow.domain.transactions.rows import signed_update
 from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
 from chainflow.domain.transactions.sending import SentAttempt, record_sends
 from chainflow.domain.transactions.signing import signed_attempt
 from chainflow.domain.transactions.state import TxEvent
+from chainflow.domain.transactions.transitions import apply, step
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.domain.wallets.service import addresses_of, claim_lanes, get_wallets, lock_lanes
 from chainflow.infra.db.uow import unit_of_work
@@ -242,9 +243,7 @@ async def _sign(
         for tx in await repository.lock_queued(session, list(gas)):
             queued.setdefault(tx.wallet_id, []).append(tx)
         sent: list[SentAttempt] = []
-        attempts: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        signed: list[dict[str, Any]] = []
+        writes = bulk.SignWrites()
         for ready in sorted(lanes, key=lambda r: r.wallet.id):
             lane = locked.get(ready.wallet.id)
             if lane is None:
@@ -253,7 +252,7 @@ async def _sign(
             signer = engine.signer(ready.wallet)
             room = _room(engine, lane.next_nonce, ready.counts)
             for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
-                nonce = lane.next_nonce
+                nonce = Nonce(lane.next_nonce)
                 attempt = await signed_attempt(
                     tx,
                     signer=signer,
@@ -263,24 +262,16 @@ async def _sign(
                     fees=_fees_for(tx, market, chain),
                     kind=AttemptKind.ORIGINAL,
                 )
-                status, event = step(tx, TxEvent.SIGNED, nonce=nonce, hash=attempt["hash"])
-                attempts.append(attempt)
-                events.append(event)
-                signed.append(
-                    {
-                        "id": tx.id,
-                        "status": status,
-                        "nonce": nonce,
-                        "gas_limit": gas[tx.id],
-                        "updated_at": event["at"],
-                    }
-                )
+                moved = step(tx.id, tx.status, TxEvent.SIGNED, nonce=nonce, hash=attempt["hash"])
+                writes.attempts.append(attempt)
+                writes.transitions.append(moved)
+                writes.signed.append(signed_update(moved, nonce=nonce, gas_limit=gas[tx.id]))
                 lane.next_nonce = nonce + 1
                 sent.append(
                     SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"])
                 )
         # The ORM rows of these requests are left as read; nothing reads them after this.
-        await bulk.store_signed(session, attempts, events, signed)
+        await bulk.store_signed(session, writes)
         if sent:
             engine.crasher.reached(CrashPoint.NONCE_TAKEN)
         return sent

@@ -11,9 +11,9 @@ from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
 from chainflow.domain.transactions.fees import FeeFloor, fee_floor
 from chainflow.domain.transactions.gas import market
-from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.state import TxEvent
+from chainflow.domain.transactions.transitions import apply
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 
 

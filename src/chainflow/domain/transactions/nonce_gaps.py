@@ -5,14 +5,15 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.logging import get_logger
+from chainflow.core.types import Nonce
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.fees import Fees
 from chainflow.domain.transactions.gas import market_fees
-from chainflow.domain.transactions.lifecycle import apply, record_created
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.signing import CANCEL_GAS, sign_attempt
 from chainflow.domain.transactions.state import TxEvent, TxStatus
+from chainflow.domain.transactions.transitions import apply, record_created
 from chainflow.domain.wallets.service import get_wallet, lock_lane
 from chainflow.infra.db.uow import unit_of_work
 
@@ -55,7 +56,7 @@ async def _fill(
     chain: ChainConfig,
     failed: Transaction,
     *,
-    nonce: int,
+    nonce: Nonce,
     fees: Fees,
 ) -> None:
     wallet = await get_wallet(session, failed.wallet_id, lanes=False)

@@ -5,10 +5,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions.decisions import Action, Decision, Observed, latest_attempt
-from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.models import AttemptStatus, Transaction
 from chainflow.domain.transactions.sending import SentAttempt
 from chainflow.domain.transactions.state import TxEvent
+from chainflow.domain.transactions.transitions import apply
 from chainflow.domain.wallets.service import lock_lane
 
 log = get_logger(__name__)

@@ -112,7 +112,7 @@ class EventRead(BaseModel):
     from_status: str | None
     to_status: str
     at: datetime
-    detail: dict[str, Any] | None
+    detail: dict[str, object] | None
 
 
 class ReceiptRead(BaseModel):

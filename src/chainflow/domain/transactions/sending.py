@@ -4,26 +4,27 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
+from chainflow.core.types import AttemptId, Nonce, TxHash, TxId
 from chainflow.domain.transactions import bulk
 from chainflow.domain.transactions.broadcast import SendOutcome, outcome_of, send_raw
-from chainflow.domain.transactions.lifecycle import step_row
 from chainflow.domain.transactions.nonce_gaps import release_nonce
+from chainflow.domain.transactions.rows import RefusedUpdate, sent_update
 from chainflow.domain.transactions.runtime import ChainConfig, Engine
 from chainflow.domain.transactions.state import TxEvent, TxStatus
+from chainflow.domain.transactions.transitions import step
 from chainflow.infra.db.uow import unit_of_work
 
 
 @dataclass(frozen=True)
 class SentAttempt:
-    tx_id: uuid.UUID
-    attempt_id: uuid.UUID
+    tx_id: TxId
+    attempt_id: AttemptId
     raw: bytes
-    nonce: int
-    hash: str
+    nonce: Nonce
+    hash: TxHash
 
 
 async def record_sends(engine: Engine, chain: ChainConfig, sends: Sequence[SentAttempt]) -> None:
@@ -52,17 +53,17 @@ async def record_sends(engine: Engine, chain: ChainConfig, sends: Sequence[SentA
 
 
 def _submitted(writes: bulk.SendWrites, send: SentAttempt, kind: str | None) -> TxStatus:
-    status, event = step_row(
+    moved = step(
         send.tx_id, TxStatus.SIGNED, TxEvent.BROADCAST_ACCEPTED, hash=send.hash, answer=kind
     )
-    writes.events.append(event)
-    writes.moved.append({"id": send.tx_id, "status": status, "at": event["at"]})
-    return status
+    writes.transitions.append(moved)
+    writes.moved.append(sent_update(moved))
+    return moved.after
 
 
 def _refused(
     send: SentAttempt, outcome: SendOutcome, kind: str | None, now: datetime
-) -> dict[str, Any]:
+) -> RefusedUpdate:
     # A transport failure may have reached the node: counted as a broadcast, so this nonce is
     # never signed again with other bytes.
     return {

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import ChainflowError, InvalidInput
+from chainflow.core.types import TxId, Wei
 from chainflow.domain.chains.errors import UnknownChain
 from chainflow.domain.transactions import idempotency, intake, repository
 from chainflow.domain.transactions.calldata import encode_calls
@@ -27,11 +28,11 @@ from chainflow.domain.transactions.errors import (
     UnknownWallet,
     WalletNotActive,
 )
-from chainflow.domain.transactions.intake import NewRequest
-from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.models import Transaction, TxKind
+from chainflow.domain.transactions.rows import NewRequest
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxEvent, TxStatus, is_terminal
+from chainflow.domain.transactions.transitions import apply
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.models import WalletStatus
 
@@ -174,7 +175,7 @@ def _new_request(
         raise data
     now = utcnow()
     return NewRequest(
-        id=uuid.uuid4(),
+        id=TxId(uuid.uuid4()),
         kind=TxKind.REQUEST,
         api_key_id=api_key_id,
         idempotency_key=idempotency_key,
@@ -183,11 +184,11 @@ def _new_request(
         wallet_id=target.wallet_id,
         from_address=target.wallet_address,
         to_address=body.to,
-        value_wei=body.value,
+        value_wei=Wei(body.value),
         data=data,
         gas_limit=body.gas_limit,
-        max_fee_per_gas_cap=body.max_fee_per_gas,
-        max_priority_fee_per_gas_cap=body.max_priority_fee_per_gas,
+        max_fee_per_gas_cap=_wei(body.max_fee_per_gas),
+        max_priority_fee_per_gas_cap=_wei(body.max_priority_fee_per_gas),
         valid_until=body.valid_until,
         status=TxStatus.QUEUED,
         cancel_requested=False,
@@ -195,6 +196,10 @@ def _new_request(
         created_at=now,
         updated_at=now,
     )
+
+
+def _wei(value: int | None) -> Wei | None:
+    return None if value is None else Wei(value)
 
 
 MAX_BATCH = 500

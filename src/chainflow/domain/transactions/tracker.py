@@ -3,7 +3,7 @@
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
+from chainflow.core.types import TxId
 from chainflow.domain.transactions import bulk, repository
 from chainflow.domain.transactions.confirming import COMMON, record_common
 from chainflow.domain.transactions.counts import nonce_counts
@@ -19,6 +20,7 @@ from chainflow.domain.transactions.decisions import (
     Action,
     Decision,
     Observed,
+    Receipt,
     decide,
     latest_attempt,
     may_be_mined,
@@ -93,11 +95,12 @@ async def observe(
         if may_be_mined(tx, latest, now=now, resend_after_s=resend_after_s)
         for attempt in tx.attempts
     ]
-    receipts: dict[str, dict[str, Any]] = {}
+    receipts: dict[str, Receipt] = {}
     for start in range(0, len(hashes), _CHUNK):
         chunk = hashes[start : start + _CHUNK]
         answers = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
-        receipts |= {h: r for h, r in zip(chunk, answers, strict=True) if isinstance(r, dict)}
+        found = zip(chunk, answers, strict=True)
+        receipts |= {h: cast(Receipt, r) for h, r in found if isinstance(r, dict)}
     held = await _held(rpc, [tx for tx in rows if may_be_stranded(tx, latest, pending)])
     return Observed(
         head=head,
@@ -127,7 +130,7 @@ async def _held(rpc: ChainRpc, suspects: Sequence[Transaction]) -> frozenset[str
     return frozenset(h for h, found in zip(hashes, answers, strict=True) if isinstance(found, dict))
 
 
-def _hold_foreign(engine: Engine, chain: ChainConfig, decisions: dict[uuid.UUID, Decision]) -> None:
+def _hold_foreign(engine: Engine, chain: ChainConfig, decisions: dict[TxId, Decision]) -> None:
     # A node can report a nonce as used before it serves the receipt of the very transaction
     # that used it (seen on anvil under load; a lagging replica behind a load balancer does
     # it for as long as it lags: tests/chaos/test_rpc_faults.py). Failing such a request as
@@ -150,7 +153,7 @@ def _leave_to_drains(
     engine: Engine,
     chain: ChainConfig,
     rows: Sequence[Transaction],
-    decisions: dict[uuid.UUID, Decision],
+    decisions: dict[TxId, Decision],
 ) -> None:
     # A request still `signed` in a lane a drain of this process is working on is being sent
     # by that drain right now (rounds track while they drain): sending it here as well would
@@ -164,7 +167,7 @@ def _leave_to_drains(
             decisions[tx.id] = Decision(Action.NONE)
 
 
-def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[uuid.UUID, Decision]) -> None:
+def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -> None:
     # Only the lowest stuck nonce of a wallet can be what blocks the others (Chainlink's
     # BumpTxDepth); bumping the rest would only burn fee headroom. A lowest one stuck at its
     # cap still blocks them.
@@ -181,7 +184,7 @@ def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[uuid.UUID, De
 def _log_capped(
     engine: Engine,
     rows: Sequence[Transaction],
-    decisions: dict[uuid.UUID, Decision],
+    decisions: dict[TxId, Decision],
     *,
     base_fee_wei: int | None,
 ) -> None:
@@ -207,7 +210,7 @@ def _log_capped(
 async def _record(
     engine: Engine,
     rows: Sequence[Transaction],
-    decisions: dict[uuid.UUID, Decision],
+    decisions: dict[TxId, Decision],
     seen: Observed,
 ) -> list[SentAttempt]:
     """Apply receipt, finality, reorg and foreign-nonce outcomes in one DB transaction:
