@@ -14,10 +14,10 @@ from sqlalchemy.orm import selectinload
 
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import executor
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.estimate import estimate_gas
 from chainflow.domain.transactions.gas import market_fees
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
-from chainflow.domain.transactions.runtime import ChainConfig
 from chainflow.domain.transactions.sending import SentAttempt
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.domain.wallets.custody import signer_for

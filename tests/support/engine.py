@@ -10,8 +10,9 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.transactions import service as txs
+from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.models import Transaction
-from chainflow.domain.transactions.runtime import Engine, EngineConfig
+from chainflow.domain.transactions.runtime import Engine
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.domain.wallets import service as wallets

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.core.crashpoints import Crasher
 from chainflow.core.settings import Settings
 from chainflow.domain.chains import service as chains
-from chainflow.domain.transactions.runtime import ChainRpc, Engine, EngineConfig
+from chainflow.domain.transactions.config import EngineConfig
+from chainflow.domain.transactions.runtime import ChainRpc, Engine
 from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work

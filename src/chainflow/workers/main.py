@@ -14,9 +14,10 @@ from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.executor import drain_lanes
 from chainflow.domain.transactions.fee_floor import known_floor, refresh_market
-from chainflow.domain.transactions.runtime import ChainConfig, Engine
+from chainflow.domain.transactions.runtime import Engine
 from chainflow.domain.transactions.tracker import track_chain
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from chainflow.core.clock import utcnow
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.executor import drain_lane, drain_lanes
-from chainflow.domain.transactions.runtime import ChainConfig
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus

@@ -16,6 +16,7 @@ from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.core.types import Nonce
 from chainflow.domain.transactions import bulk, repository
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.counts import nonce_counts
 from chainflow.domain.transactions.estimate import Estimate, estimate_gas
 from chainflow.domain.transactions.fee_floor import expire_priced_out, floor_of
@@ -23,7 +24,7 @@ from chainflow.domain.transactions.fees import FeeCaps, FeeFloor, Fees, clamp
 from chainflow.domain.transactions.gas import chain_caps, market
 from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.rows import signed_update
-from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
+from chainflow.domain.transactions.runtime import ChainRpc, Engine
 from chainflow.domain.transactions.sending import SentAttempt, record_sends
 from chainflow.domain.transactions.signing import signed_attempt
 from chainflow.domain.transactions.state import TxEvent

@@ -8,10 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
 from chainflow.domain.transactions.fees import FeeFloor, fee_floor
 from chainflow.domain.transactions.gas import market
-from chainflow.domain.transactions.runtime import ChainConfig, Engine
+from chainflow.domain.transactions.runtime import Engine
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import apply
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError

@@ -2,6 +2,7 @@
 
 import time
 
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.fees import (
     FeeCaps,
     Fees,
@@ -9,7 +10,7 @@ from chainflow.domain.transactions.fees import (
     suggest_eip1559,
     suggest_legacy,
 )
-from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
+from chainflow.domain.transactions.runtime import ChainRpc, Engine
 
 _TTL_S = 1.0
 

@@ -22,6 +22,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chainflow.core.clock import utcnow
 from chainflow.core.types import AttemptId, Nonce, TxHash, TxId, Wei
+from chainflow.domain.transactions.state import AttemptKind as AttemptKind
+from chainflow.domain.transactions.state import AttemptStatus as AttemptStatus
+from chainflow.domain.transactions.state import TxKind as TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.base import Base
 from chainflow.infra.db.types import UtcDateTime, WeiAmount
@@ -30,24 +33,6 @@ from chainflow.infra.db.types import UtcDateTime, WeiAmount
 # nonce released, ... Only scalars: webhooks render it as it is.
 DetailValue: TypeAlias = str | int | None
 EventDetail: TypeAlias = dict[str, DetailValue]
-
-
-class TxKind(StrEnum):
-    REQUEST = "request"  # submitted through the API
-    FILLER = "filler"  # 0-value self-transfer that fills a nonce which must be burned
-
-
-class AttemptKind(StrEnum):
-    ORIGINAL = "original"
-    BUMP = "bump"
-    CANCEL = "cancel"
-
-
-class AttemptStatus(StrEnum):
-    SIGNED = "signed"  # stored, maybe never sent
-    SUBMITTED = "submitted"  # a node accepted it (or said it already knew it)
-    MINED = "mined"  # has a receipt
-    REPLACED = "replaced"  # another attempt of the same nonce was mined
 
 
 def _values(enum: type[StrEnum]) -> list[str]:

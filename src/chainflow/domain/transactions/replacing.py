@@ -5,11 +5,12 @@ from decimal import Decimal
 
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.decisions import latest_attempt, replacement_terms
 from chainflow.domain.transactions.fees import FeeCapReached, Fees, bump, clamp, fees_of
 from chainflow.domain.transactions.gas import market_fees
 from chainflow.domain.transactions.models import AttemptKind, Transaction
-from chainflow.domain.transactions.runtime import ChainConfig, Engine
+from chainflow.domain.transactions.runtime import Engine
 from chainflow.domain.transactions.sending import SentAttempt
 from chainflow.domain.transactions.signing import sign_attempt
 from chainflow.domain.transactions.state import TxStatus

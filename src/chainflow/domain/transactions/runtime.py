@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.crashpoints import Crasher
-from chainflow.domain.chains.models import Chain
+from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.fees import Market
 from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet
@@ -23,50 +23,6 @@ class ChainRpc(Protocol):
     async def call(self, method: str, params: Sequence[Any] = ()) -> Any: ...
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]: ...
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    max_in_flight_per_lane: int = 64
-    batch_size: int = 64
-    gas_buffer_percent: int = 20
-    min_tip_wei: int = 1_000_000_000
-    stuck_after_blocks: int = 3
-    stuck_after_s: float = 15.0
-    resend_after_s: float = 5.0
-    foreign_nonce_grace_s: float = 30.0
-    stranded_after_s: float = 2.0
-    stranded_held_after_s: float = 0.5
-    lane_lease_s: float = 5.0  # a lane sticks to the process draining it; a dead one's expires
-    bump_percent: str = "12.5"
-    track_limit: int = 5000
-    tracker_lease_s: float = 10.0
-    # A signed request whose fee cap cannot pay the base fee, and that no bump within its
-    # caps can help, is replaced by a cancel this long after its last attempt was signed.
-    fee_cap_wait_s: float = 600.0
-
-
-@dataclass(frozen=True)
-class ChainConfig:
-    """A snapshot of a chain's settings for one engine round."""
-
-    chain_id: int
-    eip1559: bool
-    confirmations: int
-    block_time_s: float
-    max_fee_per_gas_cap: int | None
-    max_priority_fee_per_gas_cap: int | None
-
-    @classmethod
-    def of(cls, chain: Chain) -> "ChainConfig":
-        return cls(
-            chain_id=chain.chain_id,
-            eip1559=chain.eip1559,
-            confirmations=max(chain.confirmations, 1),
-            block_time_s=chain.block_time_s,
-            max_fee_per_gas_cap=chain.max_fee_per_gas_cap,
-            max_priority_fee_per_gas_cap=chain.max_priority_fee_per_gas_cap,
-        )
 
 
 @dataclass

@@ -10,9 +10,10 @@ from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.types import AttemptId, Nonce, TxHash, TxId
 from chainflow.domain.transactions import bulk
 from chainflow.domain.transactions.broadcast import SendOutcome, outcome_of, send_raw
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.nonce_gaps import release_nonce
 from chainflow.domain.transactions.rows import RefusedUpdate, sent_update
-from chainflow.domain.transactions.runtime import ChainConfig, Engine
+from chainflow.domain.transactions.runtime import Engine
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.transitions import step
 from chainflow.infra.db.uow import unit_of_work

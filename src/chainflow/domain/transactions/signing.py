@@ -7,10 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.types import AttemptId, Nonce, Wei
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.fees import Eip1559Fees, Fees
 from chainflow.domain.transactions.models import AttemptKind, AttemptStatus, Transaction, TxAttempt
 from chainflow.domain.transactions.rows import AttemptRow
-from chainflow.domain.transactions.runtime import ChainConfig
 from chainflow.infra.signing.signer import Signer
 
 CANCEL_GAS = 21_000

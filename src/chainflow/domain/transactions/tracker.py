@@ -14,6 +14,7 @@ from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.core.types import TxId
 from chainflow.domain.transactions import bulk, repository
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.confirming import COMMON, record_common
 from chainflow.domain.transactions.counts import nonce_counts
 from chainflow.domain.transactions.decisions import (
@@ -30,7 +31,7 @@ from chainflow.domain.transactions.gas import market
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.receipts import apply_decision
 from chainflow.domain.transactions.replacing import replace
-from chainflow.domain.transactions.runtime import ChainConfig, ChainRpc, Engine
+from chainflow.domain.transactions.runtime import ChainRpc, Engine
 from chainflow.domain.transactions.sending import SentAttempt, record_sends
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.params import in_list

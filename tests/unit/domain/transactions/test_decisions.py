@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.orm.attributes import set_committed_value
 
 from chainflow.core.types import Wei
+from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.decisions import (
     Action,
     Observed,
@@ -27,7 +28,6 @@ from chainflow.domain.transactions.models import (
     Transaction,
     TxAttempt,
 )
-from chainflow.domain.transactions.runtime import ChainConfig, EngineConfig
 from chainflow.domain.transactions.state import TxStatus
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
