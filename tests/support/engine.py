@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.models import Transaction
-from chainflow.domain.transactions.runtime import Engine
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.domain.wallets import service as wallets
@@ -21,6 +20,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import generate_private_key
+from chainflow.workers.engine import Engine, Ports
 from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.polling import eventually
@@ -43,7 +43,7 @@ class EngineHarness:
             wallet = await wallets.import_wallet(
                 session,
                 generate_private_key(),
-                master=self.engine.master_key,
+                master=self.engine.ports.master_key,
                 chain_ids=[ANVIL_CHAIN_ID],
             )
         await self.rpc.call("anvil_setBalance", [wallet.address, hex(balance_wei)])
@@ -98,12 +98,13 @@ async def open_engine_harness(
         async with unit_of_work(sessionmaker) as session:
             chain = await add_anvil_chain(session, anvil_url)
             chain.confirmations = confirmations
-        engine = Engine(
+        ports = Ports(
             sessionmaker=sessionmaker,
             rpc={ANVIL_CHAIN_ID: rpc},
             master_key=master_key,
             config=config,
         )
+        engine = Engine.start(ports)
         yield EngineHarness(engine=engine, rpc=rpc, sessionmaker=sessionmaker)
 
 

@@ -10,7 +10,7 @@ from chainflow.domain.transactions.fees import (
     suggest_eip1559,
     suggest_legacy,
 )
-from chainflow.domain.transactions.runtime import ChainRpc, Engine
+from chainflow.domain.transactions.node import ChainRpc
 
 _TTL_S = 1.0
 
@@ -19,21 +19,33 @@ def chain_caps(chain: ChainConfig) -> FeeCaps:
     return FeeCaps(chain.max_fee_per_gas_cap, chain.max_priority_fee_per_gas_cap)
 
 
-async def market(engine: Engine, chain: ChainConfig) -> Market:
-    """Fees a new transaction should carry now, before request caps, and the next block's
-    base fee; cached for 1 s per engine."""
-    cached = engine.fee_cache.get(chain.chain_id)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < _TTL_S:
-        return cached[1]
-    found = await _fetch(engine.rpc[chain.chain_id], chain, min_tip_wei=engine.config.min_tip_wei)
-    engine.fee_cache[chain.chain_id] = (now, found)
-    return found
+class FeeCache:
+    """Market fees per chain, read from the node at most once a second per process (state a
+    worker process keeps between rounds)."""
 
+    def __init__(self, *, min_tip_wei: int) -> None:
+        self.min_tip_wei = min_tip_wei
+        self._read: dict[int, tuple[float, Market]] = {}
 
-async def market_fees(engine: Engine, chain: ChainConfig) -> Fees:
-    """Fees a new transaction should carry now, before request caps (see `market`)."""
-    return (await market(engine, chain)).fees
+    async def market(self, rpc: ChainRpc, chain: ChainConfig) -> Market:
+        """Fees a new transaction should carry now, before request caps, and the next
+        block's base fee."""
+        cached = self._read.get(chain.chain_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < _TTL_S:
+            return cached[1]
+        found = await _fetch(rpc, chain, min_tip_wei=self.min_tip_wei)
+        self._read[chain.chain_id] = (now, found)
+        return found
+
+    async def fees(self, rpc: ChainRpc, chain: ChainConfig) -> Fees:
+        """Fees a new transaction should carry now, before request caps (see `market`)."""
+        return (await self.market(rpc, chain)).fees
+
+    def last(self, chain_id: int) -> Market | None:
+        """The last market read on this chain, however old; None before the first."""
+        cached = self._read.get(chain_id)
+        return cached[1] if cached is not None else None
 
 
 async def _fetch(rpc: ChainRpc, chain: ChainConfig, *, min_tip_wei: int) -> Market:

@@ -3,26 +3,32 @@
 import uuid
 from decimal import Decimal
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import repository
-from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.decisions import latest_attempt, replacement_terms
 from chainflow.domain.transactions.fees import FeeCapReached, Fees, bump, clamp, fees_of
-from chainflow.domain.transactions.gas import market_fees
 from chainflow.domain.transactions.models import AttemptKind, Transaction
-from chainflow.domain.transactions.runtime import Engine
 from chainflow.domain.transactions.sending import SentAttempt
-from chainflow.domain.transactions.signing import sign_attempt
+from chainflow.domain.transactions.signing import Signers, sign_attempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.service import get_wallet
-from chainflow.infra.db.uow import unit_of_work
 
 log = get_logger(__name__)
 _REPLACEABLE = (TxStatus.SIGNED, TxStatus.SUBMITTED)
 
 
 async def replace(
-    engine: Engine, chain: ChainConfig, tx_id: uuid.UUID, *, cancel: bool
+    session: AsyncSession,
+    chain: ChainConfig,
+    tx_id: uuid.UUID,
+    *,
+    market: Fees,
+    signers: Signers,
+    config: EngineConfig,
+    cancel: bool,
 ) -> SentAttempt | None:
     """Sign and store a bumped (or cancel) attempt; None if none fits under the caps now.
 
@@ -30,47 +36,45 @@ async def replace(
     only (decisions.replacement_terms). A signed request can be replaced too: one a node
     refused as underpriced never reached a pool, and its nonce must still be used.
     """
-    market = await market_fees(engine, chain)
-    async with unit_of_work(engine.sessionmaker) as session:
-        tx = await repository.lock_tracked(session, tx_id)
-        if tx is None or tx.status not in _REPLACEABLE or tx.nonce is None:
-            return None
-        previous = latest_attempt(tx)
-        kind = AttemptKind.CANCEL if cancel or previous.kind is AttemptKind.CANCEL else None
-        fees = _replacement_fees(engine, chain, tx, market, cancel=kind is not None)
-        if fees is None:
-            return None  # the caps changed since the decision; the next round decides again
-        wallet = await get_wallet(session, tx.wallet_id, lanes=False)
-        attempt = await sign_attempt(
-            session,
-            tx,
-            signer=engine.signer(wallet),
-            chain=chain,
-            nonce=tx.nonce,
-            gas_limit=previous.gas_limit,
-            fees=fees,
-            kind=kind or AttemptKind.BUMP,
-        )
-        log.info(
-            "tx.replaced",
-            tx_id=str(tx.id),
-            kind=attempt.kind.value,
-            hash=attempt.hash,
-            requested=tx.cancel_requested if kind else None,
-        )
-        return SentAttempt(tx.id, attempt.id, attempt.raw, attempt.nonce, attempt.hash)
+    tx = await repository.lock_tracked(session, tx_id)
+    if tx is None or tx.status not in _REPLACEABLE or tx.nonce is None:
+        return None
+    previous = latest_attempt(tx)
+    kind = AttemptKind.CANCEL if cancel or previous.kind is AttemptKind.CANCEL else None
+    fees = _replacement_fees(config, chain, tx, market, cancel=kind is not None)
+    if fees is None:
+        return None  # the caps changed since the decision; the next round decides again
+    wallet = await get_wallet(session, tx.wallet_id, lanes=False)
+    attempt = await sign_attempt(
+        session,
+        tx,
+        signer=signers.of(wallet),
+        chain=chain,
+        nonce=tx.nonce,
+        gas_limit=previous.gas_limit,
+        fees=fees,
+        kind=kind or AttemptKind.BUMP,
+    )
+    log.info(
+        "tx.replaced",
+        tx_id=str(tx.id),
+        kind=attempt.kind.value,
+        hash=attempt.hash,
+        requested=tx.cancel_requested if kind else None,
+    )
+    return SentAttempt(tx.id, attempt.id, attempt.raw, attempt.nonce, attempt.hash)
 
 
 def _replacement_fees(
-    engine: Engine, chain: ChainConfig, tx: Transaction, market: Fees, *, cancel: bool
+    config: EngineConfig, chain: ChainConfig, tx: Transaction, market: Fees, *, cancel: bool
 ) -> Fees | None:
-    terms = replacement_terms(tx, chain, engine.config, cancel=cancel)
+    terms = replacement_terms(tx, chain, config, cancel=cancel)
     try:
         return bump(
             fees_of(latest_attempt(tx)),
             market=clamp(market, terms.caps),
             caps=terms.caps,
-            percent=Decimal(engine.config.bump_percent),
+            percent=Decimal(config.bump_percent),
             min_percent=terms.min_percent,
         )
     except FeeCapReached:

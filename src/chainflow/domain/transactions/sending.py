@@ -1,22 +1,19 @@
-"""Broadcast stored attempts and record what each node answer means for the request."""
+"""What each node answer to a broadcast means for its request and attempt, recorded in bulk."""
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
-from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.types import AttemptId, Nonce, TxHash, TxId
 from chainflow.domain.transactions import bulk
-from chainflow.domain.transactions.broadcast import SendOutcome, outcome_of, send_raw
-from chainflow.domain.transactions.config import ChainConfig
-from chainflow.domain.transactions.nonce_gaps import release_nonce
+from chainflow.domain.transactions.broadcast import SendOutcome, outcome_of
 from chainflow.domain.transactions.rows import RefusedUpdate, sent_update
-from chainflow.domain.transactions.runtime import Engine
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.transitions import step
-from chainflow.infra.db.uow import unit_of_work
 
 
 @dataclass(frozen=True)
@@ -28,29 +25,36 @@ class SentAttempt:
     hash: TxHash
 
 
-async def record_sends(engine: Engine, chain: ChainConfig, sends: Sequence[SentAttempt]) -> None:
-    """Send in the given (nonce) order, then record every answer in one DB transaction."""
-    answers = await send_raw(engine.rpc[chain.chain_id], [s.raw for s in sends])
-    engine.crasher.reached(CrashPoint.NODE_ACCEPTED)
-    fatal: list[tuple[uuid.UUID, str]] = []
+@dataclass(frozen=True)
+class Refused:
+    """A request whose only attempt a node refused for good: its nonce must be released."""
+
+    tx_id: TxId
+    error_code: str
+
+
+async def record_answers(
+    session: AsyncSession, sends: Sequence[SentAttempt], answers: Sequence[Any]
+) -> list[Refused]:
+    """Record the node's answer to each send (same order); return the requests it refused
+    for good, whose nonces the caller releases (nonce_gaps.release_nonce)."""
+    fatal: list[Refused] = []
     now = utcnow()
     writes = bulk.SendWrites()
-    async with unit_of_work(engine.sessionmaker) as session:
-        locked = await bulk.lock_states(session, [s.tx_id for s in sends])
-        statuses = {tx_id: state.status for tx_id, state in locked.items()}
-        for send, answer in zip(sends, answers, strict=True):
-            outcome, kind = outcome_of(answer)
-            if outcome is SendOutcome.FATAL:
-                fatal.append((send.tx_id, kind or "fatal"))
-            elif outcome is SendOutcome.ACCEPTED:
-                writes.accepted.append({"id": send.attempt_id, "at": now})
-                if statuses.get(send.tx_id) is TxStatus.SIGNED:
-                    statuses[send.tx_id] = _submitted(writes, send, kind)
-            else:
-                writes.refused.append(_refused(send, outcome, kind, now))
-        await bulk.store_sends(session, writes)
-    for tx_id, kind in fatal:
-        await release_nonce(engine, chain, tx_id, error_code=f"rpc_{kind}")
+    locked = await bulk.lock_states(session, [s.tx_id for s in sends])
+    statuses = {tx_id: state.status for tx_id, state in locked.items()}
+    for send, answer in zip(sends, answers, strict=True):
+        outcome, kind = outcome_of(answer)
+        if outcome is SendOutcome.FATAL:
+            fatal.append(Refused(send.tx_id, f"rpc_{kind or 'fatal'}"))
+        elif outcome is SendOutcome.ACCEPTED:
+            writes.accepted.append({"id": send.attempt_id, "at": now})
+            if statuses.get(send.tx_id) is TxStatus.SIGNED:
+                statuses[send.tx_id] = _submitted(writes, send, kind)
+        else:
+            writes.refused.append(_refused(send, outcome, kind, now))
+    await bulk.store_sends(session, writes)
+    return fatal
 
 
 def _submitted(writes: bulk.SendWrites, send: SentAttempt, kind: str | None) -> TxStatus:

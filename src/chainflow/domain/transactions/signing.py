@@ -11,9 +11,29 @@ from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.fees import Eip1559Fees, Fees
 from chainflow.domain.transactions.models import AttemptKind, AttemptStatus, Transaction, TxAttempt
 from chainflow.domain.transactions.rows import AttemptRow
+from chainflow.domain.wallets.custody import signer_for
+from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.signer import Signer
 
 CANCEL_GAS = 21_000
+
+
+class Signers:
+    """Wallets' signers, each key decrypted once per process and kept in memory (state a
+    worker process keeps between rounds)."""
+
+    def __init__(self, master_key: MasterKey) -> None:
+        self._master_key = master_key
+        self._by_wallet: dict[uuid.UUID, Signer] = {}
+
+    def of(self, wallet: Wallet) -> Signer:
+        """The wallet's signer."""
+        signer = self._by_wallet.get(wallet.id)
+        if signer is None:
+            signer = signer_for(wallet, master=self._master_key)
+            self._by_wallet[wallet.id] = signer
+        return signer
 
 
 class TxFields(TypedDict):

@@ -1,8 +1,10 @@
-"""Chain tracker: receipts in batches, confirmations, reorgs, re-broadcast, fee bumps, cancels."""
+"""The steps of a tracking round, each in the caller's DB transaction where it needs one
+(workers/track.py runs them): observe the chain, judge every request in flight, record."""
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
 from typing import cast
 
 from sqlalchemy import select
@@ -10,13 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.core.clock import utcnow
-from chainflow.core.crashpoints import CrashPoint
+from chainflow.core.crashpoints import Crasher, CrashPoint
 from chainflow.core.logging import get_logger
-from chainflow.core.types import TxId
-from chainflow.domain.transactions import bulk, repository
-from chainflow.domain.transactions.config import ChainConfig
+from chainflow.core.types import AttemptId, TxId
+from chainflow.domain.transactions import bulk
+from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.confirming import COMMON, record_common
-from chainflow.domain.transactions.counts import nonce_counts
 from chainflow.domain.transactions.decisions import (
     Action,
     Decision,
@@ -27,15 +28,13 @@ from chainflow.domain.transactions.decisions import (
     may_be_mined,
     may_be_stranded,
 )
-from chainflow.domain.transactions.gas import market
+from chainflow.domain.transactions.gas import FeeCache
 from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.node import ChainRpc, nonce_counts
 from chainflow.domain.transactions.receipts import apply_decision
-from chainflow.domain.transactions.replacing import replace
-from chainflow.domain.transactions.runtime import ChainRpc, Engine
-from chainflow.domain.transactions.sending import SentAttempt, record_sends
+from chainflow.domain.transactions.sending import SentAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.params import in_list
-from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 
 log = get_logger(__name__)
@@ -43,38 +42,57 @@ _CHUNK = 500
 _QUIET = (Action.NONE, Action.RESEND)  # outcomes that free no room in a lane
 
 
-async def track_chain(engine: Engine, chain: ChainConfig) -> int:
-    """One tracking round for a chain; returns how many requests it looked at."""
-    async with unit_of_work(engine.sessionmaker) as session:
-        rows = await repository.tracked(session, chain.chain_id, limit=engine.config.track_limit)
-    if not rows:
-        return 0
-    base_fee = await _base_fee(engine, chain)
-    seen = await observe(
-        engine.rpc[chain.chain_id],
-        rows,
-        resend_after_s=engine.config.resend_after_s,
-        base_fee_wei=base_fee,
-    )
+@dataclass
+class TrackerMemory:
+    """What a process's tracker remembers between rounds (state its worker keeps)."""
+
+    # When the tracker first saw a request's nonce consumed with no receipt of ours (monotonic s).
+    foreign_since: dict[TxId, float] = field(default_factory=dict)
+    # Requests found stuck at their fee cap, with the attempt it was said for: the warning is
+    # logged once per attempt, not every round (issue 14 saw ~7 lines a second).
+    capped: dict[TxId, AttemptId] = field(default_factory=dict)
+
+
+def judge(
+    rows: Sequence[Transaction],
+    seen: Observed,
+    *,
+    chain: ChainConfig,
+    config: EngineConfig,
+    memory: TrackerMemory,
+    draining: Set[tuple[uuid.UUID, int]],
+) -> dict[TxId, Decision]:
+    """What to do with each request this round: its decision (decisions.decide), then the
+    round-wide rules: bump a wallet's lowest stuck nonce only, hold a foreign-nonce verdict
+    for its grace period, and leave an unsent request to the drain of this process sending it."""
     now = utcnow()
-    decisions = {tx.id: decide(tx, seen, chain=chain, config=engine.config, now=now) for tx in rows}
+    decisions = {tx.id: decide(tx, seen, chain=chain, config=config, now=now) for tx in rows}
     _bump_lowest_only(rows, decisions)
-    _log_capped(engine, rows, decisions, base_fee_wei=base_fee)
-    _hold_foreign(engine, chain, decisions)
-    _leave_to_drains(engine, chain, rows, decisions)
-    resend = await _record(engine, rows, decisions, seen)
-    if any(d.action not in _QUIET for d in decisions.values()):
-        engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
+    _log_capped(memory, rows, decisions, base_fee_wei=seen.base_fee_wei)
+    _hold_foreign(memory, chain, config, decisions)
+    _leave_to_drains(draining, chain, rows, decisions)
+    return decisions
+
+
+def frees_room(decisions: dict[TxId, Decision]) -> bool:
+    """Whether a decision frees room in a lane (mined or failed): drains may sign more."""
+    return any(d.action not in _QUIET for d in decisions.values())
+
+
+@dataclass(frozen=True)
+class Replacement:
+    tx_id: TxId
+    cancel: bool
+
+
+def replacements(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -> list[Replacement]:
+    """The bumps and cancels to sign this round, in the rows' order."""
+    found: list[Replacement] = []
     for tx in rows:
         action = decisions[tx.id].action
         if action in (Action.BUMP, Action.CANCEL):
-            attempt = await replace(engine, chain, tx.id, cancel=action is Action.CANCEL)
-            if attempt is not None:
-                engine.crasher.reached(CrashPoint.BUMP_STORED)
-                resend.append(attempt)
-    if resend:
-        await record_sends(engine, chain, sorted(resend, key=lambda s: s.nonce))
-    return len(rows)
+            found.append(Replacement(tx.id, cancel=action is Action.CANCEL))
+    return found
 
 
 async def observe(
@@ -113,10 +131,10 @@ async def observe(
     )
 
 
-async def _base_fee(engine: Engine, chain: ChainConfig) -> int | None:
+async def base_fee(fees: FeeCache, rpc: ChainRpc, chain: ChainConfig) -> int | None:
     """The next block's base fee, None if unknown: only priced-out cancels wait for it."""
     try:
-        return (await market(engine, chain)).base_fee_wei
+        return (await fees.market(rpc, chain)).base_fee_wei
     except (RpcCallError, RpcTransportError):
         return None
 
@@ -131,27 +149,33 @@ async def _held(rpc: ChainRpc, suspects: Sequence[Transaction]) -> frozenset[str
     return frozenset(h for h, found in zip(hashes, answers, strict=True) if isinstance(found, dict))
 
 
-def _hold_foreign(engine: Engine, chain: ChainConfig, decisions: dict[TxId, Decision]) -> None:
+def _hold_foreign(
+    memory: TrackerMemory,
+    chain: ChainConfig,
+    config: EngineConfig,
+    decisions: dict[TxId, Decision],
+) -> None:
     # A node can report a nonce as used before it serves the receipt of the very transaction
     # that used it (seen on anvil under load; a lagging replica behind a load balancer does
     # it for as long as it lags: tests/chaos/test_rpc_faults.py). Failing such a request as
     # "nonce taken" would report an executed payment as not executed, so the verdict waits
     # until that view has held for the grace period, never on one read.
-    grace_s = max(3 * chain.block_time_s, engine.config.foreign_nonce_grace_s)
+    grace_s = max(3 * chain.block_time_s, config.foreign_nonce_grace_s)
     now = time.monotonic()
-    for gone in set(engine.foreign_since) - set(decisions):
-        del engine.foreign_since[gone]
+    since = memory.foreign_since
+    for gone in set(since) - set(decisions):
+        del since[gone]
     for tx_id, decision in decisions.items():
         if decision.action is not Action.FOREIGN:
-            engine.foreign_since.pop(tx_id, None)
+            since.pop(tx_id, None)
             continue
-        first = engine.foreign_since.setdefault(tx_id, now)
+        first = since.setdefault(tx_id, now)
         if now - first < grace_s:
             decisions[tx_id] = Decision(Action.NONE)
 
 
 def _leave_to_drains(
-    engine: Engine,
+    draining: Set[tuple[uuid.UUID, int]],
     chain: ChainConfig,
     rows: Sequence[Transaction],
     decisions: dict[TxId, Decision],
@@ -163,7 +187,7 @@ def _leave_to_drains(
         if (
             tx.status is TxStatus.SIGNED
             and decisions[tx.id].action is Action.RESEND
-            and (tx.wallet_id, chain.chain_id) in engine.draining
+            and (tx.wallet_id, chain.chain_id) in draining
         ):
             decisions[tx.id] = Decision(Action.NONE)
 
@@ -183,7 +207,7 @@ def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[TxId, Decisio
 
 
 def _log_capped(
-    engine: Engine,
+    memory: TrackerMemory,
     rows: Sequence[Transaction],
     decisions: dict[TxId, Decision],
     *,
@@ -191,14 +215,15 @@ def _log_capped(
 ) -> None:
     # Once per request and attempt: a request stuck at its cap is seen every round, and
     # logging each time flooded the log (~7 lines a second in issue 14).
-    for gone in set(engine.capped) - set(decisions):
-        del engine.capped[gone]
+    capped = memory.capped
+    for gone in set(capped) - set(decisions):
+        del capped[gone]
     for tx in rows:
         decision = decisions[tx.id]
         attempt = latest_attempt(tx)
-        if not decision.capped or engine.capped.get(tx.id) == attempt.id:
+        if not decision.capped or capped.get(tx.id) == attempt.id:
             continue
-        engine.capped[tx.id] = attempt.id
+        capped[tx.id] = attempt.id
         log.warning(
             "tx.bump_capped",
             tx_id=str(tx.id),
@@ -208,43 +233,42 @@ def _log_capped(
         )
 
 
-async def _record(
-    engine: Engine,
-    rows: Sequence[Transaction],
-    decisions: dict[TxId, Decision],
-    seen: Observed,
-) -> list[SentAttempt]:
-    """Apply receipt, finality, reorg and foreign-nonce outcomes in one DB transaction:
-    receipts in bulk (confirming.py), the rare outcomes row by row (receipts.py)."""
-    resend: list[SentAttempt] = []
-    moving = [tx for tx in rows if _changes(tx, decisions[tx.id])]
-    if not moving:
-        return resend
-    async with unit_of_work(engine.sessionmaker) as session:
-        current = await bulk.lock_states(session, [tx.id for tx in moving])
-        # A request whose status changed since we looked was moved by another worker.
-        still = [tx for tx in moving if tx.id in current and current[tx.id].status is tx.status]
-        common = [tx for tx in still if decisions[tx.id].action in COMMON]
-        await record_common(session, common, decisions, current, head=seen.head)
-        rare = [tx for tx in still if decisions[tx.id].action not in COMMON]
-        locked = await _lock(session, [tx.id for tx in rare]) if rare else {}
-        for snapshot in rare:
-            tx = locked[snapshot.id]
-            decision = decisions[snapshot.id]
-            again = await apply_decision(session, tx, decision, seen=seen)
-            if decision.action is Action.REORGED:
-                engine.crasher.reached(CrashPoint.REORG_RECORDING)
-            if again is not None:
-                resend.append(again)
-    return resend
-
-
-def _changes(tx: Transaction, decision: Decision) -> bool:
+def changes(tx: Transaction, decision: Decision) -> bool:
     """Whether applying `decision` writes anything (a receipt, an outcome, or the first-seen
     block of an attempt just sent)."""
     if decision.action is not Action.NONE:
         return True
     return any(a.first_sent_at is not None and a.sent_at_block is None for a in tx.attempts)
+
+
+async def record(
+    session: AsyncSession,
+    moving: Sequence[Transaction],
+    decisions: dict[TxId, Decision],
+    seen: Observed,
+    *,
+    crasher: Crasher,
+) -> list[SentAttempt]:
+    """Apply receipt, finality, reorg and foreign-nonce outcomes of the requests that
+    `changes`: receipts in bulk (confirming.py), the rare outcomes row by row (receipts.py).
+    Returns the attempts to send again."""
+    resend: list[SentAttempt] = []
+    current = await bulk.lock_states(session, [tx.id for tx in moving])
+    # A request whose status changed since we looked was moved by another worker.
+    still = [tx for tx in moving if tx.id in current and current[tx.id].status is tx.status]
+    common = [tx for tx in still if decisions[tx.id].action in COMMON]
+    await record_common(session, common, decisions, current, head=seen.head)
+    rare = [tx for tx in still if decisions[tx.id].action not in COMMON]
+    locked = await _lock(session, [tx.id for tx in rare]) if rare else {}
+    for snapshot in rare:
+        tx = locked[snapshot.id]
+        decision = decisions[snapshot.id]
+        again = await apply_decision(session, tx, decision, seen=seen)
+        if decision.action is Action.REORGED:
+            crasher.reached(CrashPoint.REORG_RECORDING)
+        if again is not None:
+            resend.append(again)
+    return resend
 
 
 async def _lock(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Transaction]:

@@ -1,0 +1,84 @@
+"""The tracking round: the one place that opens the DB transactions of a chain's tracking.
+
+    read in flight [tx] → observe (RPC) → judge (pure + process memory) → record [tx] →
+    sign each bump or cancel [tx each] → send (RPC) → record [tx] → release [tx each]
+
+docs/engine.md draws it with the module of each step.
+"""
+
+from collections.abc import Sequence
+
+from chainflow.core.crashpoints import CrashPoint
+from chainflow.core.types import TxId
+from chainflow.domain.transactions import repository, tracker
+from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.decisions import Decision
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.replacing import replace
+from chainflow.domain.transactions.sending import SentAttempt
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.engine import Engine
+from chainflow.workers.send import send_and_record
+
+
+async def track_chain(engine: Engine, chain: ChainConfig) -> int:
+    """One tracking round for a chain; returns how many requests it looked at."""
+    ports, state = engine.ports, engine.state
+    rpc = engine.rpc(chain.chain_id)
+    async with unit_of_work(ports.sessionmaker) as session:
+        rows = await repository.tracked(session, chain.chain_id, limit=ports.config.track_limit)
+    if not rows:
+        return 0
+    seen = await tracker.observe(
+        rpc,
+        rows,
+        resend_after_s=ports.config.resend_after_s,
+        base_fee_wei=await tracker.base_fee(state.fees, rpc, chain),
+    )
+    decisions = tracker.judge(
+        rows,
+        seen,
+        chain=chain,
+        config=ports.config,
+        memory=state.tracking,
+        draining=state.draining,
+    )
+    resend: list[SentAttempt] = []
+    moving = [tx for tx in rows if tracker.changes(tx, decisions[tx.id])]
+    if moving:
+        async with unit_of_work(ports.sessionmaker) as session:
+            resend = await tracker.record(session, moving, decisions, seen, crasher=ports.crasher)
+    if tracker.frees_room(decisions):
+        engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
+    resend += await _replace(engine, chain, rows, decisions)
+    if resend:
+        await send_and_record(engine, chain, sorted(resend, key=lambda s: s.nonce))
+    return len(rows)
+
+
+async def _replace(
+    engine: Engine,
+    chain: ChainConfig,
+    rows: Sequence[Transaction],
+    decisions: dict[TxId, Decision],
+) -> list[SentAttempt]:
+    """Sign and store each bump and cancel, one DB transaction each, committed before the
+    send (write-ahead, as in a drain)."""
+    ports, state = engine.ports, engine.state
+    stored: list[SentAttempt] = []
+    for wanted in tracker.replacements(rows, decisions):
+        market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
+        async with unit_of_work(ports.sessionmaker) as session:
+            attempt = await replace(
+                session,
+                chain,
+                wanted.tx_id,
+                market=market,
+                signers=state.signers,
+                config=ports.config,
+                cancel=wanted.cancel,
+            )
+        if attempt is not None:
+            ports.crasher.reached(CrashPoint.BUMP_STORED)
+            stored.append(attempt)
+    return stored
