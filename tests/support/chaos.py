@@ -13,11 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from chainflow.domain.chains import service as chains
-from chainflow.domain.transactions import executor
 from chainflow.domain.transactions.config import ChainConfig
-from chainflow.domain.transactions.estimate import estimate_gas
+from chainflow.domain.transactions.drain.estimate import estimate_gas
+from chainflow.domain.transactions.drain.plan import Ready, lane_counts, plan_lanes
+from chainflow.domain.transactions.drain.sign import sign_lanes
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
-from chainflow.domain.transactions.sending import SentAttempt
+from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet, WalletChain
@@ -135,17 +136,15 @@ async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[S
     ports, state = harness.engine.ports, harness.engine.state
     chain = await chain_config(harness)
     rpc = harness.rpc
-    counts = await executor.lane_counts(rpc, {wallet.id: wallet.address})
+    counts = await lane_counts(rpc, {wallet.id: wallet.address})
     async with unit_of_work(harness.sessionmaker) as session:
-        [planned] = await executor.plan(
-            session, chain, counts, owner=ports.owner, config=ports.config
-        )
+        [planned] = await plan_lanes(session, chain, counts, owner=ports.owner, config=ports.config)
     found = await estimate_gas(rpc, [planned.rows], buffer_percent=ports.config.gas_buffer_percent)
     [estimates] = found.ready
     market = await state.fees.fees(rpc, chain)
-    ready = executor.Ready(planned.wallet, estimates, counts[wallet.id])
+    ready = Ready(planned.wallet, estimates, counts[wallet.id])
     async with unit_of_work(harness.sessionmaker) as session:
-        sent = await executor.sign(
+        sent = await sign_lanes(
             session, chain, [ready], market, signers=state.signers, config=ports.config
         )
     assert sent

@@ -10,10 +10,10 @@ import uuid
 from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
-from chainflow.domain.transactions import executor
 from chainflow.domain.transactions.config import ChainConfig
-from chainflow.domain.transactions.estimate import estimate_gas, fail_refused
-from chainflow.domain.transactions.executor import Counts, Ready
+from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
+from chainflow.domain.transactions.drain.plan import Counts, Ready, lane_counts, plan_lanes
+from chainflow.domain.transactions.drain.sign import sign_lanes
 from chainflow.domain.wallets.service import addresses_of
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
@@ -54,7 +54,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]
         return 0
     now = await state.fees.market(rpc, chain)
     async with unit_of_work(ports.sessionmaker) as session:
-        plans = await executor.plan(
+        plans = await plan_lanes(
             session,
             chain,
             counts,
@@ -80,7 +80,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]
     # The write-ahead boundary (DESIGN §6.3): nonces, signed bytes and hashes are committed
     # here, before the first send.
     async with unit_of_work(ports.sessionmaker) as session:
-        sent = await executor.sign(
+        sent = await sign_lanes(
             session, chain, ready, now.fees, signers=state.signers, config=ports.config
         )
         if sent:
@@ -102,4 +102,4 @@ async def _counts(
         async with unit_of_work(engine.ports.sessionmaker) as session:
             known.update(await addresses_of(session, unknown))
     addresses = {w: known[w] for w in wallet_ids if w in known}
-    return await executor.lane_counts(engine.rpc(chain.chain_id), addresses)
+    return await lane_counts(engine.rpc(chain.chain_id), addresses)

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.crashpoints import Crasher
+from chainflow.domain.transactions.attempts import Signers
 from chainflow.domain.transactions.config import EngineConfig
-from chainflow.domain.transactions.gas import FeeCache
+from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc
-from chainflow.domain.transactions.signing import Signers
-from chainflow.domain.transactions.tracker import TrackerMemory
+from chainflow.domain.transactions.track.judge import TrackerMemory
 from chainflow.infra.signing.keystore import MasterKey
 
 

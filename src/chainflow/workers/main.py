@@ -15,7 +15,7 @@ from chainflow.core.logging import get_logger
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
-from chainflow.domain.transactions.fee_floor import known_floor, refresh_market
+from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_market
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.signals import RedisSignals

@@ -4,10 +4,10 @@ DB transaction, then release the nonce of each request a node refused for good."
 from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
-from chainflow.domain.transactions.broadcast import send_raw
 from chainflow.domain.transactions.config import ChainConfig
-from chainflow.domain.transactions.nonce_gaps import release_nonce
-from chainflow.domain.transactions.sending import SentAttempt, record_answers
+from chainflow.domain.transactions.send.answers import SentAttempt, record_answers
+from chainflow.domain.transactions.send.broadcast import send_raw
+from chainflow.domain.transactions.send.nonce_gaps import release_nonce
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
 

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.types import TxId
-from chainflow.domain.transactions import repository, tracker
+from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.decisions import Decision
 from chainflow.domain.transactions.models import Transaction
-from chainflow.domain.transactions.replacing import replace
-from chainflow.domain.transactions.sending import SentAttempt
+from chainflow.domain.transactions.send.answers import SentAttempt
+from chainflow.domain.transactions.track import judge, observe, record
+from chainflow.domain.transactions.track.replace import replace
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
 from chainflow.workers.send import send_and_record
@@ -29,13 +30,13 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         rows = await repository.tracked(session, chain.chain_id, limit=ports.config.track_limit)
     if not rows:
         return 0
-    seen = await tracker.observe(
+    seen = await observe.observe(
         rpc,
         rows,
         resend_after_s=ports.config.resend_after_s,
-        base_fee_wei=await tracker.base_fee(state.fees, rpc, chain),
+        base_fee_wei=await observe.base_fee(state.fees, rpc, chain),
     )
-    decisions = tracker.judge(
+    decisions = judge.judge(
         rows,
         seen,
         chain=chain,
@@ -44,11 +45,11 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         draining=state.draining,
     )
     resend: list[SentAttempt] = []
-    moving = [tx for tx in rows if tracker.changes(tx, decisions[tx.id])]
+    moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
     if moving:
         async with unit_of_work(ports.sessionmaker) as session:
-            resend = await tracker.record(session, moving, decisions, seen, crasher=ports.crasher)
-    if tracker.frees_room(decisions):
+            resend = await record.record(session, moving, decisions, seen, crasher=ports.crasher)
+    if judge.frees_room(decisions):
         engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
     resend += await _replace(engine, chain, rows, decisions)
     if resend:
@@ -66,7 +67,7 @@ async def _replace(
     send (write-ahead, as in a drain)."""
     ports, state = engine.ports, engine.state
     stored: list[SentAttempt] = []
-    for wanted in tracker.replacements(rows, decisions):
+    for wanted in judge.replacements(rows, decisions):
         market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
         async with unit_of_work(ports.sessionmaker) as session:
             attempt = await replace(

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.core.clock import utcnow
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions import service as txs
-from chainflow.domain.transactions.fee_floor import known_floor
+from chainflow.domain.transactions.drain.fee_floor import known_floor
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
-from chainflow.domain.transactions.replacing import replace
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.track.replace import replace
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.send import send_and_record

@@ -9,8 +9,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chainflow.core.types import TxId
-from chainflow.domain.transactions import intake, service
+from chainflow.domain.transactions import service
 from chainflow.domain.transactions.models import Transaction, TxEventRow
+from chainflow.domain.transactions.repository import intake
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import single_statements, unit_of_work

@@ -6,7 +6,7 @@ import dataclasses
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chainflow.domain.transactions.signing import Signers
+from chainflow.domain.transactions.attempts import Signers
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.engine import Engine

@@ -13,7 +13,7 @@ from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import ChainflowError, InvalidInput
 from chainflow.core.types import TxId, Wei
 from chainflow.domain.chains.errors import UnknownChain
-from chainflow.domain.transactions import idempotency, intake, repository
+from chainflow.domain.transactions import idempotency, repository
 from chainflow.domain.transactions.calldata import encode_calls
 from chainflow.domain.transactions.errors import (
     AlreadyFinal,
@@ -29,6 +29,7 @@ from chainflow.domain.transactions.errors import (
     WalletNotActive,
 )
 from chainflow.domain.transactions.models import Transaction, TxKind
+from chainflow.domain.transactions.repository import intake
 from chainflow.domain.transactions.rows import NewRequest
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxEvent, TxStatus, is_terminal

@@ -9,9 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.types import AttemptId, Nonce, TxHash, TxId
-from chainflow.domain.transactions import bulk
-from chainflow.domain.transactions.broadcast import SendOutcome, outcome_of
+from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.repository import bulk
 from chainflow.domain.transactions.rows import RefusedUpdate, sent_update
+from chainflow.domain.transactions.send.broadcast import SendOutcome, outcome_of
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.transitions import step
 
@@ -41,7 +42,7 @@ async def record_answers(
     fatal: list[Refused] = []
     now = utcnow()
     writes = bulk.SendWrites()
-    locked = await bulk.lock_states(session, [s.tx_id for s in sends])
+    locked = await repository.lock_states(session, [s.tx_id for s in sends])
     statuses = {tx_id: state.status for tx_id, state in locked.items()}
     for send, answer in zip(sends, answers, strict=True):
         outcome, kind = outcome_of(answer)

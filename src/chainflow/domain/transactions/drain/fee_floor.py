@@ -11,7 +11,7 @@ from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
 from chainflow.domain.transactions.fees import FeeFloor, fee_floor
-from chainflow.domain.transactions.gas import FeeCache
+from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import apply

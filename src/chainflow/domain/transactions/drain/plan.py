@@ -1,38 +1,25 @@
-"""The steps of a lane drain, each in the caller's DB transaction (workers/drain.py runs
-them): the node's counts, the plan, and the signing of every lane under its lock.
-
-Order of a round (DESIGN §6): gas is estimated and caps applied before any nonce is taken, so
-a revert never burns a nonce; nonces, signed bytes and hashes are committed together before
-the first send; sends go out in nonce order in one JSON-RPC batch.
-"""
+"""Plan a drain: the node's counts of each lane, then, in the caller's DB transaction, the
+lanes this process may drain now and the queued requests each can sign (workers/drain.py)."""
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
-from chainflow.core.logging import get_logger
-from chainflow.core.types import Nonce
-from chainflow.domain.transactions import bulk, repository
+from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
-from chainflow.domain.transactions.estimate import Estimate
-from chainflow.domain.transactions.fee_floor import expire_priced_out, floor_of
-from chainflow.domain.transactions.fees import FeeCaps, FeeFloor, Fees, clamp
-from chainflow.domain.transactions.gas import chain_caps
-from chainflow.domain.transactions.models import AttemptKind, Transaction
+from chainflow.domain.transactions.drain.estimate import Estimate
+from chainflow.domain.transactions.drain.fee_floor import expire_priced_out, floor_of
+from chainflow.domain.transactions.fees import FeeFloor
+from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.node import ChainRpc, nonce_counts
-from chainflow.domain.transactions.rows import signed_update
-from chainflow.domain.transactions.sending import SentAttempt
-from chainflow.domain.transactions.signing import Signers, signed_attempt
 from chainflow.domain.transactions.state import TxEvent
-from chainflow.domain.transactions.transitions import apply, step
-from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
-from chainflow.domain.wallets.service import claim_lanes, get_wallets, lock_lanes
+from chainflow.domain.transactions.transitions import apply
+from chainflow.domain.wallets.models import Wallet, WalletStatus
+from chainflow.domain.wallets.service import claim_lanes, get_wallets
 from chainflow.infra.rpc.client import RpcTransportError
-
-log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,7 +60,7 @@ async def lane_counts(rpc: ChainRpc, addresses: Mapping[uuid.UUID, str]) -> dict
     }
 
 
-def _room(config: EngineConfig, next_nonce: int, counts: Counts) -> int:
+def room_of(config: EngineConfig, next_nonce: int, counts: Counts) -> int:
     """How many more the lane may sign now: `max_in_flight_per_lane` counts the nonces taken
     and not yet mined (as thirdweb's engine-core counts its in-flight budget), so a window
     reopens as soon as the chain mines it, not when the tracker has written the receipts."""
@@ -81,7 +68,7 @@ def _room(config: EngineConfig, next_nonce: int, counts: Counts) -> int:
     return min(config.max_in_flight_per_lane - unmined, config.batch_size)
 
 
-async def plan(
+async def plan_lanes(
     session: AsyncSession,
     chain: ChainConfig,
     counts: dict[uuid.UUID, Counts],
@@ -119,7 +106,7 @@ async def plan(
             continue
         if wallet.status is not WalletStatus.ACTIVE or wallet_id in blocked:
             continue  # blocked: an attempt waits for funds, later ones must not overtake
-        room = _room(config, held[wallet_id], counts[wallet_id])
+        room = room_of(config, held[wallet_id], counts[wallet_id])
         live = await _signable(session, chain, wallet_id, room=room, floor=floor)
         if live:
             plans.append(Planned(live, wallet))
@@ -160,71 +147,3 @@ async def _fail_queued(session: AsyncSession, chain: ChainConfig, wallet: Wallet
     for tx in rows:
         tx.error_code, tx.error_message = "wallet_disabled", "the wallet was disabled"
         apply(session, tx, TxEvent.FAILED, code="wallet_disabled")
-
-
-def _fees_for(tx: Transaction, market: Fees, chain: ChainConfig) -> Fees:
-    """Market fees lowered to the chain's and the request's caps."""
-    caps = chain_caps(chain).merged(
-        FeeCaps(tx.max_fee_per_gas_cap, tx.max_priority_fee_per_gas_cap)
-    )
-    return clamp(market, caps)
-
-
-async def sign(
-    session: AsyncSession,
-    chain: ChainConfig,
-    lanes: Sequence[Ready],
-    market: Fees,
-    *,
-    signers: Signers,
-    config: EngineConfig,
-) -> list[SentAttempt]:
-    """Take nonces and sign, every lane holding its lane lock; the result is ordered by
-    wallet, then nonce (the order the sends must go in). The caller commits before sending."""
-    locked = await lock_lanes(session, [ready.wallet.id for ready in lanes], chain.chain_id)
-    gas = {e.tx_id: e.gas_limit for ready in lanes for e in ready.estimates}
-    queued: dict[uuid.UUID, list[Transaction]] = {}
-    for tx in await repository.lock_queued(session, list(gas)):
-        queued.setdefault(tx.wallet_id, []).append(tx)
-    sent: list[SentAttempt] = []
-    writes = bulk.SignWrites()
-    for ready in sorted(lanes, key=lambda r: r.wallet.id):
-        lane = locked.get(ready.wallet.id)
-        if lane is None:
-            continue  # the lane was removed since the plan
-        _fast_forward(lane, ready)
-        signer = signers.of(ready.wallet)
-        room = _room(config, lane.next_nonce, ready.counts)
-        for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
-            nonce = Nonce(lane.next_nonce)
-            attempt = await signed_attempt(
-                tx,
-                signer=signer,
-                chain=chain,
-                nonce=nonce,
-                gas_limit=gas[tx.id],
-                fees=_fees_for(tx, market, chain),
-                kind=AttemptKind.ORIGINAL,
-            )
-            moved = step(tx.id, tx.status, TxEvent.SIGNED, nonce=nonce, hash=attempt["hash"])
-            writes.attempts.append(attempt)
-            writes.transitions.append(moved)
-            writes.signed.append(signed_update(moved, nonce=nonce, gas_limit=gas[tx.id]))
-            lane.next_nonce = nonce + 1
-            sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"]))
-    # The ORM rows of these requests are left as read; nothing reads them after this.
-    await bulk.store_signed(session, writes)
-    return sent
-
-
-def _fast_forward(lane: WalletChain, ready: Ready) -> None:
-    if ready.counts.pending > lane.next_nonce:
-        # The key was used outside Chainflow (DESIGN §6.7-8): never reuse those nonces.
-        log.warning(
-            "lane.fast_forwarded",
-            wallet=ready.wallet.address,
-            chain_id=lane.chain_id,
-            from_nonce=lane.next_nonce,
-            to_nonce=ready.counts.pending,
-        )
-        lane.next_nonce = ready.counts.pending

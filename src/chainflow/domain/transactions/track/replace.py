@@ -7,12 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.attempts import Signers, sign_attempt
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.decisions import latest_attempt, replacement_terms
 from chainflow.domain.transactions.fees import FeeCapReached, Fees, bump, clamp, fees_of
 from chainflow.domain.transactions.models import AttemptKind, Transaction
-from chainflow.domain.transactions.sending import SentAttempt
-from chainflow.domain.transactions.signing import Signers, sign_attempt
+from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.service import get_wallet
 

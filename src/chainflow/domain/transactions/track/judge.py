@@ -1,44 +1,26 @@
-"""The steps of a tracking round, each in the caller's DB transaction where it needs one
-(workers/track.py runs them): observe the chain, judge every request in flight, record."""
+"""What to do with each request in flight this round: its decision (decisions.py), then the
+round-wide rules, with what the process's tracker remembers between rounds (no DB, no RPC)."""
 
 import time
 import uuid
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
-from typing import cast
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from chainflow.core.clock import utcnow
-from chainflow.core.crashpoints import Crasher, CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.core.types import AttemptId, TxId
-from chainflow.domain.transactions import bulk
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
-from chainflow.domain.transactions.confirming import COMMON, record_common
 from chainflow.domain.transactions.decisions import (
     Action,
     Decision,
     Observed,
-    Receipt,
     decide,
     latest_attempt,
-    may_be_mined,
-    may_be_stranded,
 )
-from chainflow.domain.transactions.gas import FeeCache
 from chainflow.domain.transactions.models import Transaction
-from chainflow.domain.transactions.node import ChainRpc, nonce_counts
-from chainflow.domain.transactions.receipts import apply_decision
-from chainflow.domain.transactions.sending import SentAttempt
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.infra.db.params import in_list
-from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 
 log = get_logger(__name__)
-_CHUNK = 500
 _QUIET = (Action.NONE, Action.RESEND)  # outcomes that free no room in a lane
 
 
@@ -93,60 +75,6 @@ def replacements(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -
         if action in (Action.BUMP, Action.CANCEL):
             found.append(Replacement(tx.id, cancel=action is Action.CANCEL))
     return found
-
-
-async def observe(
-    rpc: ChainRpc,
-    rows: Sequence[Transaction],
-    *,
-    resend_after_s: float = 0.0,
-    base_fee_wei: int | None = None,
-) -> Observed:
-    """Mined nonce counts first, then receipts: a count above a nonce with no receipt of ours
-    then really means another transaction took that nonce."""
-    head = int(await rpc.call("eth_blockNumber"), 16)
-    addresses = sorted({tx.from_address for tx in rows})
-    latest, pending = await nonce_counts(rpc, addresses)
-    now = utcnow()
-    hashes = [
-        attempt.hash
-        for tx in rows
-        if may_be_mined(tx, latest, now=now, resend_after_s=resend_after_s)
-        for attempt in tx.attempts
-    ]
-    receipts: dict[str, Receipt] = {}
-    for start in range(0, len(hashes), _CHUNK):
-        chunk = hashes[start : start + _CHUNK]
-        answers = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
-        found = zip(chunk, answers, strict=True)
-        receipts |= {h: cast(Receipt, r) for h, r in found if isinstance(r, dict)}
-    held = await _held(rpc, [tx for tx in rows if may_be_stranded(tx, latest, pending)])
-    return Observed(
-        head=head,
-        latest_nonce=latest,
-        receipts=receipts,
-        pending_nonce=pending,
-        held=held,
-        base_fee_wei=base_fee_wei,
-    )
-
-
-async def base_fee(fees: FeeCache, rpc: ChainRpc, chain: ChainConfig) -> int | None:
-    """The next block's base fee, None if unknown: only priced-out cancels wait for it."""
-    try:
-        return (await fees.market(rpc, chain)).base_fee_wei
-    except (RpcCallError, RpcTransportError):
-        return None
-
-
-async def _held(rpc: ChainRpc, suspects: Sequence[Transaction]) -> frozenset[str]:
-    """Which of these requests' latest attempts the node still returns by hash (at most one
-    request per wallet: the one holding its next nonce; usually none)."""
-    if not suspects:
-        return frozenset()
-    hashes = [latest_attempt(tx).hash for tx in suspects]
-    answers = await rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
-    return frozenset(h for h, found in zip(hashes, answers, strict=True) if isinstance(found, dict))
 
 
 def _hold_foreign(
@@ -231,52 +159,3 @@ def _log_capped(
             max_fee_per_gas=attempt.max_fee_per_gas_wei or attempt.gas_price_wei,
             base_fee_per_gas=base_fee_wei,
         )
-
-
-def changes(tx: Transaction, decision: Decision) -> bool:
-    """Whether applying `decision` writes anything (a receipt, an outcome, or the first-seen
-    block of an attempt just sent)."""
-    if decision.action is not Action.NONE:
-        return True
-    return any(a.first_sent_at is not None and a.sent_at_block is None for a in tx.attempts)
-
-
-async def record(
-    session: AsyncSession,
-    moving: Sequence[Transaction],
-    decisions: dict[TxId, Decision],
-    seen: Observed,
-    *,
-    crasher: Crasher,
-) -> list[SentAttempt]:
-    """Apply receipt, finality, reorg and foreign-nonce outcomes of the requests that
-    `changes`: receipts in bulk (confirming.py), the rare outcomes row by row (receipts.py).
-    Returns the attempts to send again."""
-    resend: list[SentAttempt] = []
-    current = await bulk.lock_states(session, [tx.id for tx in moving])
-    # A request whose status changed since we looked was moved by another worker.
-    still = [tx for tx in moving if tx.id in current and current[tx.id].status is tx.status]
-    common = [tx for tx in still if decisions[tx.id].action in COMMON]
-    await record_common(session, common, decisions, current, head=seen.head)
-    rare = [tx for tx in still if decisions[tx.id].action not in COMMON]
-    locked = await _lock(session, [tx.id for tx in rare]) if rare else {}
-    for snapshot in rare:
-        tx = locked[snapshot.id]
-        decision = decisions[snapshot.id]
-        again = await apply_decision(session, tx, decision, seen=seen)
-        if decision.action is Action.REORGED:
-            crasher.reached(CrashPoint.REORG_RECORDING)
-        if again is not None:
-            resend.append(again)
-    return resend
-
-
-async def _lock(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Transaction]:
-    query = (
-        select(Transaction)
-        .where(Transaction.id.in_(in_list(ids)))
-        .options(selectinload(Transaction.attempts))
-        .order_by(Transaction.id)  # one lock order everywhere: no deadlocks between workers
-        .with_for_update()
-    )
-    return {tx.id: tx for tx in (await session.scalars(query)).all()}

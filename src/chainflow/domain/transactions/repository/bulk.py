@@ -2,15 +2,14 @@
 answers, a tracking round's receipts. Each writes many rows in a few executemany statements
 instead of an ORM flush per row (the ORM stays for the rare paths)."""
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, cast
+from typing import cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chainflow.core.types import TxHash, TxId
+from chainflow.core.types import TxId
 from chainflow.domain.transactions import transitions
 from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxAttempt
 from chainflow.domain.transactions.rows import (
@@ -23,35 +22,10 @@ from chainflow.domain.transactions.rows import (
     SignedUpdate,
     Transition,
 )
-from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.params import in_list
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
 _ATTEMPTS = cast(Table, TxAttempt.__table__)
-
-
-class LockedState(NamedTuple):
-    status: TxStatus
-    final_hash: TxHash | None
-    block_hash: str | None
-
-
-async def lock_states(
-    session: AsyncSession, tx_ids: Sequence[uuid.UUID]
-) -> dict[TxId, LockedState]:
-    """Lock these requests, in id order (the one lock order of every writer: no deadlocks
-    between workers), and return what the writers compare against."""
-    t = _TRANSACTIONS.c
-    query = (
-        select(t.id, t.status, t.final_hash, t.block_hash)
-        .where(t.id.in_(in_list(list(dict.fromkeys(tx_ids)))))
-        .order_by(t.id)
-        .with_for_update()
-    )
-    rows = (await session.execute(query)).all()
-    return {
-        row.id: LockedState(TxStatus(row.status), row.final_hash, row.block_hash) for row in rows
-    }
 
 
 @dataclass

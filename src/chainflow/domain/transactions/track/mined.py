@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.types import TxHash, TxId, Wei
-from chainflow.domain.transactions import bulk
 from chainflow.domain.transactions.decisions import Action, Decision, Receipt
 from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
 from chainflow.domain.transactions.models import AttemptKind, DetailValue, Transaction
+from chainflow.domain.transactions.repository import LockedState, bulk
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.transitions import step
 
@@ -30,7 +30,7 @@ async def record_common(
     session: AsyncSession,
     rows: Sequence[Transaction],
     decisions: dict[TxId, Decision],
-    locked: dict[TxId, bulk.LockedState],
+    locked: dict[TxId, LockedState],
     *,
     head: int,
 ) -> None:
@@ -51,7 +51,7 @@ def _mined(
     writes: bulk.ReceiptWrites,
     tx: Transaction,
     decision: Decision,
-    current: bulk.LockedState,
+    current: LockedState,
     now: datetime,
 ) -> None:
     mined, receipt = decision.attempt, decision.receipt

@@ -6,7 +6,7 @@ from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions.decisions import Action, Decision, Observed
 from chainflow.domain.transactions.models import AttemptStatus, Transaction
-from chainflow.domain.transactions.sending import SentAttempt
+from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import apply
 from chainflow.domain.wallets.service import lock_lane

@@ -7,10 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.logging import get_logger
 from chainflow.core.types import Nonce, TxId
 from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.attempts import CANCEL_GAS, Signers, sign_attempt
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.fees import Fees
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
-from chainflow.domain.transactions.signing import CANCEL_GAS, Signers, sign_attempt
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.transitions import apply, record_created
 from chainflow.domain.wallets.service import get_wallet, lock_lane
