@@ -4,6 +4,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,17 +40,28 @@ from chainflow.domain.wallets.models import WalletStatus
 
 
 @dataclass(frozen=True)
-class Submitted:
-    """A new request (`created`) or the earlier one with the same idempotency key (`earlier`)."""
+class Created:
+    """A new request, stored now."""
 
-    created: NewRequest | None = None
-    earlier: intake.Earlier | None = None
+    request: NewRequest
+
+    @property
+    def tx_id(self) -> TxId:
+        return self.request.id
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """The request stored earlier under the same idempotency key and body."""
+
+    earlier: intake.Earlier
 
     @property
     def tx_id(self) -> uuid.UUID:
-        found = self.created or self.earlier
-        assert found is not None  # noqa: S101 - one of the two is always set
-        return found.id
+        return self.earlier.id
+
+
+Submitted: TypeAlias = Created | Replayed
 
 
 def request_hash(body: TxCreate) -> str:
@@ -88,7 +100,7 @@ async def submit(
         idempotency_key=idempotency_key,
     )
     if await intake.insert_request(db, request):
-        return Submitted(created=request)
+        return Created(request)
     earlier = None
     if idempotency_key is not None:  # a concurrent request with the same key stored first
         earlier = await intake.find_earlier(db, api_key_id, idempotency_key)
@@ -102,7 +114,7 @@ def _replay(earlier: intake.Earlier, fingerprint: str) -> Submitted:
         raise IdempotencyConflict(
             "this Idempotency-Key was already used with a different request body"
         )
-    return Submitted(earlier=earlier)
+    return Replayed(earlier)
 
 
 @dataclass(frozen=True)
@@ -207,11 +219,20 @@ MAX_BATCH = 500
 
 
 @dataclass(frozen=True)
-class BatchSubmitted:
-    """New requests (`created`) or the earlier batch with the same idempotency key."""
+class BatchCreated:
+    """New requests, stored now, in the order given."""
 
-    created: list[NewRequest] | None = None
-    earlier: list[Transaction] | None = None
+    requests: list[NewRequest]
+
+
+@dataclass(frozen=True)
+class BatchReplayed:
+    """The batch stored earlier under the same idempotency key and items."""
+
+    earlier: list[Transaction]
+
+
+BatchSubmitted: TypeAlias = BatchCreated | BatchReplayed
 
 
 async def submit_batch(
@@ -232,7 +253,7 @@ async def submit_batch(
     if keys is not None:
         earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
         if earlier is not None:
-            return BatchSubmitted(earlier=earlier)
+            return BatchReplayed(earlier)
     targets: dict[tuple[int, str], intake.Target | None] = {}
     requests: list[NewRequest] = []
     calldata = await _calldata(bodies)
@@ -255,7 +276,7 @@ async def submit_batch(
             raise type(exc)(f"transactions[{index}]: {exc.detail}", index=index) from None
     if keys is None:
         await intake.insert_requests(session, requests)
-        return BatchSubmitted(created=requests)
+        return BatchCreated(requests)
     try:  # a savepoint, so that losing the race below leaves the session usable
         async with session.begin_nested():
             await intake.insert_requests(session, requests)
@@ -263,8 +284,8 @@ async def submit_batch(
         earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
         if earlier is None:
             raise
-        return BatchSubmitted(earlier=earlier)
-    return BatchSubmitted(created=requests)
+        return BatchReplayed(earlier)
+    return BatchCreated(requests)
 
 
 async def _earlier_batch(
