@@ -1,7 +1,7 @@
 """Engine test harness: a real anvil, a funded wallet, the real engine, and polling helpers."""
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.core.types import TxId
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.models import Transaction
@@ -49,7 +50,7 @@ class EngineHarness:
         await self.rpc.call("anvil_setBalance", [wallet.address, hex(balance_wei)])
         return wallet
 
-    async def submit(self, wallet: Wallet, **fields: Any) -> uuid.UUID:
+    async def submit(self, wallet: Wallet, **fields: Any) -> TxId:
         body = TxCreate.model_validate(
             {"chain_id": ANVIL_CHAIN_ID, "wallet": str(wallet.id), "to": SINK, **fields}
         )
@@ -62,7 +63,11 @@ class EngineHarness:
             return await txs.get_transaction(session, tx_id)
 
     async def run_until(
-        self, tx_ids: list[uuid.UUID], done: Callable[[Transaction], bool], *, timeout_s: float = 30
+        self,
+        tx_ids: Sequence[uuid.UUID],
+        done: Callable[[Transaction], bool],
+        *,
+        timeout_s: float = 30,
     ) -> list[Transaction]:
         """Run engine rounds until `done` holds for every request."""
 
@@ -73,7 +78,7 @@ class EngineHarness:
 
         return await eventually(check, timeout_s=timeout_s, interval_s=0.05)
 
-    async def run_until_final(self, tx_ids: list[uuid.UUID], **kw: Any) -> list[Transaction]:
+    async def run_until_final(self, tx_ids: Sequence[uuid.UUID], **kw: Any) -> list[Transaction]:
         return await self.run_until(tx_ids, lambda tx: is_terminal(tx.status), **kw)
 
     async def chain_nonce(self, wallet: Wallet, block: str = "latest") -> int:

@@ -6,10 +6,10 @@
 docs/engine.md draws it with the module of each step.
 """
 
-import uuid
 from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
+from chainflow.core.types import WalletId
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
 from chainflow.domain.transactions.drain.plan import Counts, Ready, lane_counts, plan_lanes
@@ -20,12 +20,12 @@ from chainflow.workers.engine import Engine
 from chainflow.workers.send import send_and_record
 
 
-async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: uuid.UUID) -> int:
+async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: WalletId) -> int:
     """One round for one (wallet, chain) lane; returns how many requests were signed."""
     return await drain_lanes(engine, chain, [wallet_id])
 
 
-async def drain_lanes(engine: Engine, chain: ChainConfig, wallet_ids: Sequence[uuid.UUID]) -> int:
+async def drain_lanes(engine: Engine, chain: ChainConfig, wallet_ids: Sequence[WalletId]) -> int:
     """One round for these lanes of one chain, batched: one planning read, one estimate batch,
     one signing transaction, one send batch and one record for all of them (the fixed cost
     of a round no longer grows with the number of wallets). Returns how many were signed.
@@ -46,7 +46,7 @@ async def drain_lanes(engine: Engine, chain: ChainConfig, wallet_ids: Sequence[u
         draining.difference_update(mine)
 
 
-async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]) -> int:
+async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId]) -> int:
     ports, state = engine.ports, engine.state
     rpc = engine.rpc(chain.chain_id)
     counts = await _counts(engine, chain, wallet_ids)
@@ -93,8 +93,8 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]
 
 
 async def _counts(
-    engine: Engine, chain: ChainConfig, wallet_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, Counts]:
+    engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId]
+) -> dict[WalletId, Counts]:
     """The lanes' counts on the node; the wallets' addresses are read once per process."""
     known = engine.state.addresses
     unknown = [wallet_id for wallet_id in wallet_ids if wallet_id not in known]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.crashpoints import Crasher
+from chainflow.core.types import ChainId, WalletId
 from chainflow.domain.transactions.attempts import Signers
 from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.market import FeeCache
@@ -40,9 +41,9 @@ class WorkerState:
     signers: Signers
     tracking: TrackerMemory = field(default_factory=TrackerMemory)
     # Wallet addresses by id (they never change), for the counts read before a drain plans.
-    addresses: dict[uuid.UUID, str] = field(default_factory=dict)
+    addresses: dict[WalletId, str] = field(default_factory=dict)
     # The (wallet id, chain id) lanes a drain of this process is working on: one at a time.
-    draining: set[tuple[uuid.UUID, int]] = field(default_factory=set)
+    draining: set[tuple[WalletId, ChainId]] = field(default_factory=set)
     # Drains that failed in a row, per chain id (main.py logs only some of them).
     drain_failures: dict[int, int] = field(default_factory=dict)
     # Set by a doorbell to start a chain's next round now instead of at its next poll.

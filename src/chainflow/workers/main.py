@@ -7,11 +7,11 @@ or a killed process loses nothing; the next round (here or in another worker) pi
 import asyncio
 import contextlib
 import math
-import uuid
 from collections.abc import Sequence
 
 from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
+from chainflow.core.types import WalletId
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
@@ -129,7 +129,7 @@ async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
             waiter.cancel()
 
 
-def drain_batches(queued: dict[uuid.UUID, int], *, per_lane: int) -> list[list[uuid.UUID]]:
+def drain_batches(queued: dict[WalletId, int], *, per_lane: int) -> list[list[WalletId]]:
     """The lanes of one round (queued requests per lane), split into the drains that run at
     once: one per `_WORK_PER_DRAIN` requests the round can sign (at most `per_lane` a lane),
     up to `_DRAINS_AT_ONCE`, and at most `_MAX_LANES_PER_DRAIN` lanes each."""
@@ -161,7 +161,7 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
     if len(lanes) < len(queued):
         await refresh_market(state.fees, engine.rpc(chain_id), chain)
 
-    async def drain(wallet_ids: Sequence[uuid.UUID]) -> int:
+    async def drain(wallet_ids: Sequence[WalletId]) -> int:
         try:
             signed = await drain_lanes(engine, chain, wallet_ids)
         except Exception as exc:  # one batch's failure must not stop the others

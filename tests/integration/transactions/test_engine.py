@@ -1,11 +1,11 @@
 """The engine end to end on a real anvil, on PostgreSQL and SQLite."""
 
 import asyncio
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from chainflow.core.clock import utcnow
+from chainflow.core.types import WalletId
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
@@ -116,7 +116,7 @@ class TestLaneDrain:
         await harness.submit(wallet, value="1")
         now = utcnow()
 
-        async def offered(at: datetime) -> dict[uuid.UUID, int]:
+        async def offered(at: datetime) -> dict[WalletId, int]:
             async with unit_of_work(harness.sessionmaker) as session:
                 return await repository.lanes_with_queued(
                     session, ANVIL_CHAIN_ID, owner=harness.engine.ports.owner, now=at

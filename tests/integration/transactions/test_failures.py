@@ -283,11 +283,11 @@ class TestCrashAfterSigning:
         tx_id = await harness.submit(wallet, value="1")
         (sent,) = await sign_without_sending(harness, wallet)
         chain = await chain_config(harness)
-        engine.state.draining.add((wallet.id, ANVIL_CHAIN_ID))
+        engine.state.draining.add((wallet.id, chain.chain_id))
         try:
             assert await track_chain(engine, chain) == 1
         finally:
-            engine.state.draining.discard((wallet.id, ANVIL_CHAIN_ID))
+            engine.state.draining.discard((wallet.id, chain.chain_id))
         tx = await harness.get(tx_id)
         assert (tx.status, tx.attempts[0].broadcast_count) == (TxStatus.SIGNED, 0)
         assert await harness.rpc.call("eth_getTransactionByHash", [sent.hash]) is None

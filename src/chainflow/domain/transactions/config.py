@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from typing import Protocol
 
+from chainflow.core.types import ChainId
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -46,7 +48,7 @@ class ChainSettings(Protocol):
 class ChainConfig:
     """A snapshot of a chain's settings for one engine round."""
 
-    chain_id: int
+    chain_id: ChainId
     eip1559: bool
     confirmations: int
     block_time_s: float
@@ -56,7 +58,7 @@ class ChainConfig:
     @classmethod
     def of(cls, chain: ChainSettings) -> "ChainConfig":
         return cls(
-            chain_id=chain.chain_id,
+            chain_id=ChainId(chain.chain_id),
             eip1559=chain.eip1559,
             confirmations=max(chain.confirmations, 1),
             block_time_s=chain.block_time_s,

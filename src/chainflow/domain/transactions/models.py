@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chainflow.core.clock import utcnow
-from chainflow.core.types import AttemptId, Nonce, TxHash, TxId, Wei
+from chainflow.core.types import AttemptId, ChainId, Nonce, TxHash, TxId, WalletId, Wei
 from chainflow.domain.transactions.state import AttemptKind as AttemptKind
 from chainflow.domain.transactions.state import AttemptStatus as AttemptStatus
 from chainflow.domain.transactions.state import TxKind as TxKind
@@ -57,8 +57,8 @@ class Transaction(Base):
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
-    chain_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chains.chain_id"))
-    wallet_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("wallets.id"))
+    chain_id: Mapped[ChainId] = mapped_column(BigInteger, ForeignKey("chains.chain_id"))
+    wallet_id: Mapped[WalletId] = mapped_column(Uuid, ForeignKey("wallets.id"))
     from_address: Mapped[str] = mapped_column(String(42))
     to_address: Mapped[str] = mapped_column(String(42))
     value_wei: Mapped[Wei] = mapped_column(WeiAmount)

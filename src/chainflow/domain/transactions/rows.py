@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import NotRequired, TypedDict
 
-from chainflow.core.types import AttemptId, Nonce, TxHash, TxId, Wei
+from chainflow.core.types import AttemptId, ChainId, Nonce, TxHash, TxId, WalletId, Wei
 from chainflow.domain.transactions.models import (
     AttemptKind,
     AttemptStatus,
@@ -84,8 +84,8 @@ class NewRequest:
     api_key_id: uuid.UUID | None
     idempotency_key: str | None
     request_hash: str
-    chain_id: int
-    wallet_id: uuid.UUID
+    chain_id: ChainId
+    wallet_id: WalletId
     from_address: str
     to_address: str
     value_wei: Wei

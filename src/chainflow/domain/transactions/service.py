@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import ChainflowError, InvalidInput
-from chainflow.core.types import TxId, Wei
+from chainflow.core.types import ChainId, TxId, WalletId, Wei
 from chainflow.domain.chains.errors import UnknownChain
 from chainflow.domain.transactions import idempotency, repository
 from chainflow.domain.transactions.calldata import encode_calls
@@ -57,7 +57,7 @@ class Replayed:
     earlier: intake.Earlier
 
     @property
-    def tx_id(self) -> uuid.UUID:
+    def tx_id(self) -> TxId:
         return self.earlier.id
 
 
@@ -119,8 +119,8 @@ def _replay(earlier: intake.Earlier, fingerprint: str) -> Submitted:
 
 @dataclass(frozen=True)
 class _Checked:
-    chain_id: int
-    wallet_id: uuid.UUID
+    chain_id: ChainId
+    wallet_id: WalletId
     wallet_address: str
 
 

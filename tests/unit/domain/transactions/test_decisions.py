@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm.attributes import set_committed_value
 
-from chainflow.core.types import Wei
+from chainflow.core.types import ChainId, Wei
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.decisions import (
     Action,
@@ -32,7 +32,7 @@ from chainflow.domain.transactions.state import TxStatus
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FROM = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-CHAIN = ChainConfig(1, True, 3, 12.0, None, None)
+CHAIN = ChainConfig(ChainId(1), True, 3, 12.0, None, None)
 CONFIG = EngineConfig(stuck_after_blocks=3, stuck_after_s=30, resend_after_s=10)
 
 

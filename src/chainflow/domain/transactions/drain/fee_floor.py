@@ -2,11 +2,11 @@
 fee is not signed; it waits, and expires with the reason if its valid_until passes first."""
 
 import contextlib
-import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
+from chainflow.core.types import WalletId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
@@ -37,7 +37,7 @@ async def refresh_market(fees: FeeCache, rpc: ChainRpc, chain: ChainConfig) -> N
 
 
 async def expire_priced_out(
-    session: AsyncSession, chain: ChainConfig, wallet_ids: list[uuid.UUID], floor: FeeFloor | None
+    session: AsyncSession, chain: ChainConfig, wallet_ids: list[WalletId], floor: FeeFloor | None
 ) -> None:
     """Expire, with the reason, the queued requests of these lanes that could not pay the base
     fee before their valid_until (the others expire as they come up for signing)."""

@@ -1,13 +1,13 @@
 """Plan a drain: the node's counts of each lane, then, in the caller's DB transaction, the
 lanes this process may drain now and the queued requests each can sign (workers/drain.py)."""
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
+from chainflow.core.types import WalletId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.drain.estimate import Estimate
@@ -45,7 +45,7 @@ class Ready:
     counts: Counts
 
 
-async def lane_counts(rpc: ChainRpc, addresses: Mapping[uuid.UUID, str]) -> dict[uuid.UUID, Counts]:
+async def lane_counts(rpc: ChainRpc, addresses: Mapping[WalletId, str]) -> dict[WalletId, Counts]:
     """Each lane's counts on the node (wallet id → address given), read before planning so
     that a lane's room is what the chain has mined, not what the tracker has recorded yet; a
     lane whose count failed is absent (it waits for the next round)."""
@@ -71,7 +71,7 @@ def room_of(config: EngineConfig, next_nonce: int, counts: Counts) -> int:
 async def plan_lanes(
     session: AsyncSession,
     chain: ChainConfig,
-    counts: dict[uuid.UUID, Counts],
+    counts: dict[WalletId, Counts],
     *,
     owner: str,
     config: EngineConfig,
@@ -116,7 +116,7 @@ async def plan_lanes(
 async def _signable(
     session: AsyncSession,
     chain: ChainConfig,
-    wallet_id: uuid.UUID,
+    wallet_id: WalletId,
     *,
     room: int,
     floor: FeeFloor | None,

@@ -1,13 +1,12 @@
 """Take nonces and sign, every lane of a drain under its lock, in the caller's DB transaction:
 the write-ahead step (DESIGN §6.3) that must commit before the first send (workers/drain.py)."""
 
-import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.logging import get_logger
-from chainflow.core.types import Nonce
+from chainflow.core.types import Nonce, WalletId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.attempts import Signers, signed_attempt
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
@@ -39,7 +38,7 @@ async def sign_lanes(
     wallet, then nonce (the order the sends must go in). The caller commits before sending."""
     locked = await lock_lanes(session, [ready.wallet.id for ready in lanes], chain.chain_id)
     gas = {e.tx_id: e.gas_limit for ready in lanes for e in ready.estimates}
-    queued: dict[uuid.UUID, list[Transaction]] = {}
+    queued: dict[WalletId, list[Transaction]] = {}
     for tx in await repository.lock_queued(session, list(gas)):
         queued.setdefault(tx.wallet_id, []).append(tx)
     sent: list[SentAttempt] = []

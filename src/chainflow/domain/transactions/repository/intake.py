@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.addresses import parse_wallet_ref
+from chainflow.core.types import ChainId, TxId, WalletId
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.transactions.models import Transaction, TxEventRow
 from chainflow.domain.transactions.rows import (
@@ -34,11 +35,11 @@ _EVENTS = cast(Table, TxEventRow.__table__)
 class Target:
     """What a submission is checked against; wallet fields are None for an unknown wallet."""
 
-    chain_id: int
+    chain_id: ChainId
     chain_enabled: bool
     max_fee_per_gas_cap: int | None
     max_priority_fee_per_gas_cap: int | None
-    wallet_id: uuid.UUID | None
+    wallet_id: WalletId | None
     wallet_address: str | None
     wallet_status: WalletStatus | None
     lane_enabled: bool
@@ -48,7 +49,7 @@ class Target:
 class Earlier:
     """The request stored under an idempotency key: enough to tell a retry from a reuse."""
 
-    id: uuid.UUID
+    id: TxId
     request_hash: str
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import Select, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from chainflow.core.types import TxHash, TxId
+from chainflow.core.types import TxHash, TxId, WalletId
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.repository.queries import cap_reaches
 from chainflow.domain.transactions.state import TxStatus
@@ -40,7 +40,7 @@ def _in_submission_order(rows: Sequence[Transaction]) -> list[Transaction]:
     return sorted(rows, key=lambda tx: (tx.created_at, tx.id))
 
 
-async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[Transaction]:
+async def lock_queued(session: AsyncSession, ids: Sequence[TxId]) -> list[Transaction]:
     """Lock the given requests that are still queued; in submission order."""
     query = select(Transaction).where(
         Transaction.id.in_(in_list(ids)), Transaction.status == TxStatus.QUEUED
@@ -51,7 +51,7 @@ async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[T
 async def lock_expired_below(
     session: AsyncSession,
     chain_id: int,
-    wallet_ids: Sequence[uuid.UUID],
+    wallet_ids: Sequence[WalletId],
     *,
     now: datetime,
     min_fee_cap_wei: int | None,
@@ -79,9 +79,7 @@ async def lock_tracked(session: AsyncSession, tx_id: uuid.UUID) -> Transaction |
     return (await session.scalars(for_update(query))).one_or_none()
 
 
-async def lock_with_attempts(
-    session: AsyncSession, ids: Sequence[uuid.UUID]
-) -> dict[TxId, Transaction]:
+async def lock_with_attempts(session: AsyncSession, ids: Sequence[TxId]) -> dict[TxId, Transaction]:
     """Lock these requests, with their attempts, by id."""
     query = (
         select(Transaction)
@@ -97,9 +95,7 @@ class LockedState(NamedTuple):
     block_hash: str | None
 
 
-async def lock_states(
-    session: AsyncSession, tx_ids: Sequence[uuid.UUID]
-) -> dict[TxId, LockedState]:
+async def lock_states(session: AsyncSession, tx_ids: Sequence[TxId]) -> dict[TxId, LockedState]:
     """Lock these requests (a Core read: no ORM rows) and return what the bulk writers
     compare against."""
     t = _TRANSACTIONS.c

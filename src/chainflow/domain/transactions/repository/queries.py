@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.util import AliasedClass
 
+from chainflow.core.types import WalletId
 from chainflow.domain.transactions.fees import FeeFloor
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
@@ -74,7 +75,7 @@ async def lanes_with_queued(
     owner: str,
     now: datetime,
     floor: FeeFloor | None = None,
-) -> dict[uuid.UUID, int]:
+) -> dict[WalletId, int]:
     """Wallets with queued requests on this chain that `owner` may drain, with how many each
     a drain can act on: all of them, or under a fee `floor` those whose fee cap can pay it
     and those due to expire; 0 for a lane whose requests all wait for the base fee to fall.
@@ -133,7 +134,7 @@ def cap_reaches(session: AsyncSession, floor_wei: int) -> ColumnElement[bool]:
 async def queued_for_lane(
     session: AsyncSession,
     chain_id: int,
-    wallet_id: uuid.UUID,
+    wallet_id: WalletId,
     *,
     limit: int,
     min_fee_cap_wei: int | None = None,
@@ -166,8 +167,8 @@ async def count_in_flight(session: AsyncSession, wallet_id: uuid.UUID, chain_id:
 
 
 async def waiting_for_funds(
-    session: AsyncSession, chain_id: int, wallet_ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
+    session: AsyncSession, chain_id: int, wallet_ids: Sequence[WalletId]
+) -> set[WalletId]:
     """The lanes among `wallet_ids` with a signed request the node refused for lack of funds."""
     query = (
         select(Transaction.wallet_id)

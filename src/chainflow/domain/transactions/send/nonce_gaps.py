@@ -21,7 +21,7 @@ log = get_logger(__name__)
 async def release_nonce(
     session: AsyncSession,
     chain: ChainConfig,
-    tx_id: uuid.UUID,
+    tx_id: TxId,
     *,
     error_code: str,
     fees: Fees,

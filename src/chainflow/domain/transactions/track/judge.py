@@ -2,13 +2,12 @@
 round-wide rules, with what the process's tracker remembers between rounds (no DB, no RPC)."""
 
 import time
-import uuid
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 
 from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
-from chainflow.core.types import AttemptId, TxId
+from chainflow.core.types import AttemptId, ChainId, TxId, WalletId
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.decisions import (
     Action,
@@ -42,7 +41,7 @@ def judge(
     chain: ChainConfig,
     config: EngineConfig,
     memory: TrackerMemory,
-    draining: Set[tuple[uuid.UUID, int]],
+    draining: Set[tuple[WalletId, ChainId]],
 ) -> dict[TxId, Decision]:
     """What to do with each request this round: its decision (decisions.decide), then the
     round-wide rules: bump a wallet's lowest stuck nonce only, hold a foreign-nonce verdict
@@ -103,7 +102,7 @@ def _hold_foreign(
 
 
 def _leave_to_drains(
-    draining: Set[tuple[uuid.UUID, int]],
+    draining: Set[tuple[WalletId, ChainId]],
     chain: ChainConfig,
     rows: Sequence[Transaction],
     decisions: dict[TxId, Decision],

@@ -1,11 +1,11 @@
 """Replacement attempts at the same nonce: fee bumps and cancels (DESIGN §7)."""
 
-import uuid
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.logging import get_logger
+from chainflow.core.types import TxId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.attempts import Signers, sign_attempt
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
@@ -23,7 +23,7 @@ _REPLACEABLE = (TxStatus.SIGNED, TxStatus.SUBMITTED)
 async def replace(
     session: AsyncSession,
     chain: ChainConfig,
-    tx_id: uuid.UUID,
+    tx_id: TxId,
     *,
     market: Fees,
     signers: Signers,
