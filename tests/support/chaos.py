@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from chainflow.domain.chains import service as chains
-from chainflow.domain.transactions import executor
-from chainflow.domain.transactions.estimate import estimate_gas
-from chainflow.domain.transactions.gas import market_fees
+from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.drain.estimate import estimate_gas
+from chainflow.domain.transactions.drain.plan import Ready, lane_counts, plan_lanes
+from chainflow.domain.transactions.drain.sign import sign_lanes
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
-from chainflow.domain.transactions.runtime import ChainConfig
-from chainflow.domain.transactions.sending import SentAttempt
+from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet, WalletChain
@@ -92,7 +92,7 @@ async def deploy_reverter(rpc: RpcClient, reason: str) -> str:
 async def send_foreign(harness: EngineHarness, wallet: Wallet, *, nonce: int) -> str:
     """Sign a transfer with the wallet's own key, outside Chainflow, send it and wait until it
     is mined; returns its hash."""
-    signer = signer_for(wallet, master=harness.engine.master_key)
+    signer = signer_for(wallet, master=harness.engine.ports.master_key)
     gas_price = int(await harness.rpc.call("eth_gasPrice"), 16)
     signed = await signer.sign_transaction(
         {
@@ -133,15 +133,20 @@ async def update_chain(harness: EngineHarness, **fields: Any) -> None:
 async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[SentAttempt]:
     """The lane drain up to its write-ahead commit, then a "crash": the database holds signed
     attempts with nonces that no node has seen."""
-    engine = harness.engine
+    ports, state = harness.engine.ports, harness.engine.state
     chain = await chain_config(harness)
     rpc = harness.rpc
-    counts = await executor._chain_counts(engine, rpc, [wallet.id])
-    [planned] = await executor._plan(engine, chain, counts)
-    [estimates] = await estimate_gas(engine, rpc, [planned.rows])
-    market = await market_fees(engine, chain)
-    ready = executor.Ready(planned.wallet, estimates, counts[wallet.id])
-    sent = await executor._sign(engine, chain, [ready], market)
+    counts = await lane_counts(rpc, {wallet.id: wallet.address})
+    async with unit_of_work(harness.sessionmaker) as session:
+        [planned] = await plan_lanes(session, chain, counts, owner=ports.owner, config=ports.config)
+    found = await estimate_gas(rpc, [planned.rows], buffer_percent=ports.config.gas_buffer_percent)
+    [estimates] = found.ready
+    market = await state.fees.fees(rpc, chain)
+    ready = Ready(planned.wallet, estimates, counts[wallet.id])
+    async with unit_of_work(harness.sessionmaker) as session:
+        sent = await sign_lanes(
+            session, chain, [ready], market, signers=state.signers, config=ports.config
+        )
     assert sent
     return sent
 

@@ -1,7 +1,7 @@
 """Engine test harness: a real anvil, a funded wallet, the real engine, and polling helpers."""
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -9,9 +9,10 @@ from typing import Any
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.core.types import TxId
 from chainflow.domain.transactions import service as txs
+from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.models import Transaction
-from chainflow.domain.transactions.runtime import Engine, EngineConfig
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.domain.wallets import service as wallets
@@ -20,6 +21,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import generate_private_key
+from chainflow.workers.engine import Engine, Ports
 from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.polling import eventually
@@ -42,13 +44,13 @@ class EngineHarness:
             wallet = await wallets.import_wallet(
                 session,
                 generate_private_key(),
-                master=self.engine.master_key,
+                master=self.engine.ports.master_key,
                 chain_ids=[ANVIL_CHAIN_ID],
             )
         await self.rpc.call("anvil_setBalance", [wallet.address, hex(balance_wei)])
         return wallet
 
-    async def submit(self, wallet: Wallet, **fields: Any) -> uuid.UUID:
+    async def submit(self, wallet: Wallet, **fields: Any) -> TxId:
         body = TxCreate.model_validate(
             {"chain_id": ANVIL_CHAIN_ID, "wallet": str(wallet.id), "to": SINK, **fields}
         )
@@ -61,7 +63,11 @@ class EngineHarness:
             return await txs.get_transaction(session, tx_id)
 
     async def run_until(
-        self, tx_ids: list[uuid.UUID], done: Callable[[Transaction], bool], *, timeout_s: float = 30
+        self,
+        tx_ids: Sequence[uuid.UUID],
+        done: Callable[[Transaction], bool],
+        *,
+        timeout_s: float = 30,
     ) -> list[Transaction]:
         """Run engine rounds until `done` holds for every request."""
 
@@ -72,7 +78,7 @@ class EngineHarness:
 
         return await eventually(check, timeout_s=timeout_s, interval_s=0.05)
 
-    async def run_until_final(self, tx_ids: list[uuid.UUID], **kw: Any) -> list[Transaction]:
+    async def run_until_final(self, tx_ids: Sequence[uuid.UUID], **kw: Any) -> list[Transaction]:
         return await self.run_until(tx_ids, lambda tx: is_terminal(tx.status), **kw)
 
     async def chain_nonce(self, wallet: Wallet, block: str = "latest") -> int:
@@ -97,12 +103,13 @@ async def open_engine_harness(
         async with unit_of_work(sessionmaker) as session:
             chain = await add_anvil_chain(session, anvil_url)
             chain.confirmations = confirmations
-        engine = Engine(
+        ports = Ports(
             sessionmaker=sessionmaker,
             rpc={ANVIL_CHAIN_ID: rpc},
             master_key=master_key,
             config=config,
         )
+        engine = Engine.start(ports)
         yield EngineHarness(engine=engine, rpc=rpc, sessionmaker=sessionmaker)
 
 

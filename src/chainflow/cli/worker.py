@@ -98,8 +98,8 @@ async def _work(settings: Settings, chain_ids: list[int] | None) -> None:
     try:
         async with open_engine(settings, chain_ids=chain_ids) as engine:
             if settings.redis_url:
-                signals = RedisSignals(settings.redis_url, sender=engine.owner)
-            log.info("worker.started", chains=sorted(engine.rpc))
+                signals = RedisSignals(settings.redis_url, sender=engine.ports.owner)
+            log.info("worker.started", chains=sorted(engine.ports.rpc))
             await run_engine(
                 engine,
                 stop,

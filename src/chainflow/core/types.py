@@ -11,6 +11,7 @@ Gwei = NewType("Gwei", int)
 Nonce = NewType("Nonce", int)
 WalletId = NewType("WalletId", uuid.UUID)
 TxId = NewType("TxId", uuid.UUID)
+AttemptId = NewType("AttemptId", uuid.UUID)  # one signed variant of a request (tx_attempts)
 ApiKeyId = NewType("ApiKeyId", uuid.UUID)
 
 

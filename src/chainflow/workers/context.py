@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.core.crashpoints import Crasher
 from chainflow.core.settings import Settings
 from chainflow.domain.chains import service as chains
-from chainflow.domain.transactions.runtime import ChainRpc, Engine, EngineConfig
+from chainflow.domain.transactions.config import EngineConfig
+from chainflow.domain.transactions.node import ChainRpc
 from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
@@ -20,6 +21,7 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.rpc.endpoints import EndpointPool
 from chainflow.infra.signing import pkcs11
 from chainflow.infra.signing.master_source import load_master_key
+from chainflow.workers.engine import Engine, Ports
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -99,7 +101,7 @@ async def open_engine(
         await registry.sync(sessionmaker, rpc)
         # Held for the engine's life: no master-key rotation while it holds the key.
         async with hold_custody_lock(db, exclusive=False):
-            yield Engine(
+            ports = Ports(
                 sessionmaker=sessionmaker,
                 rpc=rpc,
                 master_key=master,
@@ -108,6 +110,7 @@ async def open_engine(
                 refresh_chains=lambda: registry.sync(sessionmaker, rpc),
                 pkcs11=token,
             )
+            yield Engine.start(ports)
     finally:
         await http.close()
         await db.dispose()

@@ -4,8 +4,8 @@ one changes nothing (the loop polls the database anyway)."""
 
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions.doorbell import DRAIN_JOB
-from chainflow.domain.transactions.runtime import Engine
 from chainflow.infra.queue import Handler, Job
+from chainflow.workers.engine import Engine
 
 log = get_logger(__name__)
 

@@ -7,22 +7,22 @@ or a killed process loses nothing; the next round (here or in another worker) pi
 import asyncio
 import contextlib
 import math
-import uuid
 from collections.abc import Sequence
 
 from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
+from chainflow.core.types import WalletId
 from chainflow.domain.chains import service as chains
-from chainflow.domain.transactions import repository
-from chainflow.domain.transactions.executor import drain_lanes
-from chainflow.domain.transactions.fee_floor import known_floor, refresh_market
-from chainflow.domain.transactions.readings import forget_chain, read_chain
-from chainflow.domain.transactions.runtime import ChainConfig, Engine
-from chainflow.domain.transactions.tracker import track_chain
+from chainflow.domain.transactions import readings, repository
+from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_market
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.signals import RedisSignals
+from chainflow.workers.drain import drain_lanes
+from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
+from chainflow.workers.track import track_chain
 
 log = get_logger(__name__)
 # A doorbell job only sets an event, so one at a time is enough. Each free slot costs a
@@ -57,16 +57,16 @@ async def run_engine(
     Chains enabled in the registry later get their loop within `refresh_s`; their doorbells
     are consumed after a restart (until then the loop's polling picks up their work).
     """
-    loops = [_chain_loop(engine, cid, stop, poll_s) for cid in engine.rpc]
+    loops = [_chain_loop(engine, cid, stop, poll_s) for cid in engine.ports.rpc]
     if queue is not None:
-        queues = [chain_queue(cid) for cid in engine.rpc]
+        queues = [chain_queue(cid) for cid in engine.ports.rpc]
         loops.append(
             queue.run_worker(queues, handler_for(engine), concurrency=_JOBS_AT_ONCE, stop=stop)
         )
     if signals is not None:
-        engine.signal = signals.publish_soon
+        engine.state.signal = signals.publish_soon
         loops.append(signals.listen(engine.wake, stop))
-    if engine.refresh_chains is not None:
+    if engine.ports.refresh_chains is not None:
         loops.append(_follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s))
     await asyncio.gather(*loops)
 
@@ -74,7 +74,8 @@ async def run_engine(
 async def _follow_registry(
     engine: Engine, stop: asyncio.Event, *, poll_s: float, refresh_s: float
 ) -> None:
-    assert engine.refresh_chains is not None  # noqa: S101 - checked by the caller
+    refresh = engine.ports.refresh_chains
+    assert refresh is not None  # noqa: S101 - checked by the caller
     started: list[asyncio.Task[None]] = []
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -82,7 +83,7 @@ async def _follow_registry(
         if stop.is_set():
             break
         try:
-            added = await engine.refresh_chains()
+            added = await refresh()
         except Exception as exc:  # the registry is read again next time
             log.warning("engine.registry_refresh_failed", error=repr(exc)[:300])
             continue
@@ -131,7 +132,7 @@ async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
             waiter.cancel()
 
 
-def drain_batches(queued: dict[uuid.UUID, int], *, per_lane: int) -> list[list[uuid.UUID]]:
+def drain_batches(queued: dict[WalletId, int], *, per_lane: int) -> list[list[WalletId]]:
     """The lanes of one round (queued requests per lane), split into the drains that run at
     once: one per `_WORK_PER_DRAIN` requests the round can sign (at most `per_lane` a lane),
     up to `_DRAINS_AT_ONCE`, and at most `_MAX_LANES_PER_DRAIN` lanes each."""
@@ -149,23 +150,25 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
     mined, so a drain never waits for the tracker, and one process holding both a lane and
     the tracker lease sends its next window while it records the last one.
     """
-    async with unit_of_work(engine.sessionmaker) as session:
+    ports, state = engine.ports, engine.state
+    async with unit_of_work(ports.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
+        floor = known_floor(state.fees, chain)
         queued = await repository.lanes_with_queued(
-            session, chain_id, owner=engine.owner, now=utcnow(), floor=known_floor(engine, chain)
+            session, chain_id, owner=ports.owner, now=utcnow(), floor=floor
         )
     # A lane whose requests all wait for the base fee to fall is not drained (the drain would
     # ask the node for its counts every round to sign nothing); the base fee is read again
     # (at most once a second: gas.market's cache) so that they go once it falls.
     lanes = {wallet_id: count for wallet_id, count in queued.items() if count}
     if len(lanes) < len(queued):
-        await refresh_market(engine, chain)
+        await refresh_market(state.fees, engine.rpc(chain_id), chain)
 
-    async def drain(wallet_ids: Sequence[uuid.UUID]) -> int:
+    async def drain(wallet_ids: Sequence[WalletId]) -> int:
         try:
             signed = await drain_lanes(engine, chain, wallet_ids)
         except Exception as exc:  # one batch's failure must not stop the others
-            failures = engine.drain_failures[chain_id] = engine.drain_failures.get(chain_id, 0) + 1
+            failures = state.drain_failures[chain_id] = state.drain_failures.get(chain_id, 0) + 1
             if _is_worth_logging(failures):  # a failure that repeats every round is no news
                 log.error(
                     "lanes.drain_failed",
@@ -175,12 +178,12 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
                     failures=failures,
                 )
             return 0
-        engine.drain_failures.pop(chain_id, None)
+        state.drain_failures.pop(chain_id, None)
         return signed
 
     tracking = asyncio.ensure_future(_track(engine, chain))
     try:
-        batches = drain_batches(lanes, per_lane=engine.config.batch_size)
+        batches = drain_batches(lanes, per_lane=ports.config.batch_size)
         signed = sum(await asyncio.gather(*(drain(batch) for batch in batches)))
     except BaseException:
         tracking.cancel()
@@ -190,15 +193,19 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
 
 
 async def _track(engine: Engine, chain: ChainConfig) -> None:
-    async with unit_of_work(engine.sessionmaker) as session:
+    ports = engine.ports
+    async with unit_of_work(ports.sessionmaker) as session:
         leased = await chains.take_tracker_lease(
-            session, chain.chain_id, owner=engine.owner, ttl_s=engine.config.tracker_lease_s
+            session, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
         )
     if not leased:
-        forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
+        readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
         return
     await track_chain(engine, chain)
     try:
-        await read_chain(engine, chain.chain_id, every_s=_READ_EVERY_S)
+        if readings.is_due(chain.chain_id, every_s=_READ_EVERY_S):
+            async with unit_of_work(ports.sessionmaker) as session:
+                lanes = await readings.lanes_of(session, chain.chain_id)
+            await readings.read_chain(engine.rpc(chain.chain_id), chain.chain_id, lanes)
     except Exception as exc:  # metrics only: the head's age shows the chain is not read
         log.debug("chain.read_failed", chain_id=chain.chain_id, error=repr(exc)[:300])

@@ -1,19 +1,19 @@
 """The engine end to end on a real anvil, on PostgreSQL and SQLite."""
 
 import asyncio
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from chainflow.core.clock import utcnow
+from chainflow.core.types import WalletId
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
-from chainflow.domain.transactions.executor import drain_lane, drain_lanes
-from chainflow.domain.transactions.runtime import ChainConfig
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.drain import drain_lane, drain_lanes
 from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import mining_stopped
@@ -92,7 +92,7 @@ class TestPausedWallet:
         async with unit_of_work(harness.sessionmaker) as session:
             # not offered to a drain at all: it would ask the node for counts every round
             offered = await repository.lanes_with_queued(
-                session, ANVIL_CHAIN_ID, owner=harness.engine.owner, now=utcnow()
+                session, ANVIL_CHAIN_ID, owner=harness.engine.ports.owner, now=utcnow()
             )
             assert wallet.id not in offered
         await run_round(harness.engine, ANVIL_CHAIN_ID)
@@ -116,10 +116,10 @@ class TestLaneDrain:
         await harness.submit(wallet, value="1")
         now = utcnow()
 
-        async def offered(at: datetime) -> dict[uuid.UUID, int]:
+        async def offered(at: datetime) -> dict[WalletId, int]:
             async with unit_of_work(harness.sessionmaker) as session:
                 return await repository.lanes_with_queued(
-                    session, ANVIL_CHAIN_ID, owner=harness.engine.owner, now=at
+                    session, ANVIL_CHAIN_ID, owner=harness.engine.ports.owner, now=at
                 )
 
         assert (await offered(now))[wallet.id] == 1
@@ -162,8 +162,9 @@ class TestLaneDrain:
     async def test_a_lane_holds_at_most_its_limit_above_the_mined_count(
         self, harness: EngineHarness
     ) -> None:
-        engine = harness.engine
-        engine.config = replace(engine.config, max_in_flight_per_lane=3)
+        ports = harness.engine.ports
+        limited = replace(ports, config=replace(ports.config, max_in_flight_per_lane=3))
+        engine = harness.engine = replace(harness.engine, ports=limited)
         wallet = await harness.wallet()
         ids = [await harness.submit(wallet, value=str(i + 1)) for i in range(7)]
         async with unit_of_work(harness.sessionmaker) as session:

@@ -17,10 +17,10 @@ from chainflow.domain.transactions import repository
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus, is_terminal
-from chainflow.domain.transactions.tracker import track_chain
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.main import run_round
+from chainflow.workers.track import track_chain
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     GWEI,
@@ -283,11 +283,11 @@ class TestCrashAfterSigning:
         tx_id = await harness.submit(wallet, value="1")
         (sent,) = await sign_without_sending(harness, wallet)
         chain = await chain_config(harness)
-        engine.draining.add((wallet.id, ANVIL_CHAIN_ID))
+        engine.state.draining.add((wallet.id, chain.chain_id))
         try:
             assert await track_chain(engine, chain) == 1
         finally:
-            engine.draining.discard((wallet.id, ANVIL_CHAIN_ID))
+            engine.state.draining.discard((wallet.id, chain.chain_id))
         tx = await harness.get(tx_id)
         assert (tx.status, tx.attempts[0].broadcast_count) == (TxStatus.SIGNED, 0)
         assert await harness.rpc.call("eth_getTransactionByHash", [sent.hash]) is None
@@ -372,7 +372,7 @@ class TestInsufficientFunds:
         assert await harness.chain_nonce(wallet, "pending") == 0
         async with unit_of_work(harness.sessionmaker) as session:
             offered = await repository.lanes_with_queued(
-                session, ANVIL_CHAIN_ID, owner=harness.engine.owner, now=utcnow()
+                session, ANVIL_CHAIN_ID, owner=harness.engine.ports.owner, now=utcnow()
             )
         assert wallet.id not in offered  # no drain asks the node about a lane that waits
         await rpc.call("anvil_setBalance", [wallet.address, hex(10**21)])

@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.core.clock import utcnow
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions import service as txs
-from chainflow.domain.transactions.fee_floor import known_floor
+from chainflow.domain.transactions.drain.fee_floor import known_floor
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
-from chainflow.domain.transactions.replacing import replace
-from chainflow.domain.transactions.sending import record_sends
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.track.replace import replace
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers.send import send_and_record
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     GWEI,
@@ -97,10 +97,10 @@ class TestUnsignedWhileBelowTheBaseFee:
             tx = await harness.get(tx_id)
             assert (tx.status, tx.nonce, tx.attempts) == (TxStatus.QUEUED, None, []), describe(tx)
         assert await harness.chain_nonce(wallet, "pending") == await harness.chain_nonce(wallet)
-        floor = known_floor(harness.engine, await chain_config(harness))
+        floor = known_floor(harness.engine.state.fees, await chain_config(harness))
         async with unit_of_work(harness.sessionmaker) as session:
             offered = await repository.lanes_with_queued(
-                session, ANVIL_CHAIN_ID, owner=harness.engine.owner, now=utcnow(), floor=floor
+                session, ANVIL_CHAIN_ID, owner=harness.engine.ports.owner, now=utcnow(), floor=floor
             )
         assert offered == {wallet.id: 0}  # no drain asks the node about a lane that waits
 
@@ -219,8 +219,19 @@ class TestCancelOfASignedRequest:
         (original,) = await sign_without_sending(harness, wallet)
         async with unit_of_work(harness.sessionmaker) as session:
             await txs.cancel(session, tx_id, api_key_id=None, is_admin=True)
-        assert await replace(engine, chain, tx_id, cancel=True) is not None  # signed, unsent
-        await record_sends(engine, chain, [original])  # refused: intrinsic gas too high
+        market = await engine.state.fees.fees(harness.rpc, chain)
+        async with unit_of_work(harness.sessionmaker) as session:
+            cancel = await replace(
+                session,
+                chain,
+                tx_id,
+                market=market,
+                signers=engine.state.signers,
+                config=engine.ports.config,
+                cancel=True,
+            )
+        assert cancel is not None  # signed, unsent
+        await send_and_record(engine, chain, [original])  # refused: intrinsic gas too high
         tx = await harness.get(tx_id)
         assert (tx.status, tx.nonce) == (TxStatus.SIGNED, 0), describe(tx)
         (tx,) = await harness.run_until_final([tx_id])

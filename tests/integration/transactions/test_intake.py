@@ -8,8 +8,10 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from chainflow.domain.transactions import intake, service
+from chainflow.core.types import TxId
+from chainflow.domain.transactions import service
 from chainflow.domain.transactions.models import Transaction, TxEventRow
+from chainflow.domain.transactions.repository import intake
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import single_statements, unit_of_work
@@ -50,9 +52,9 @@ class TestInsertRequest:
     async def test_a_taken_key_stores_nothing_and_says_so(self, harness: EngineHarness) -> None:
         wallet = await harness.wallet()
         first = await _submit(harness.sessionmaker, _body(wallet), "k-1")
-        assert first.created is not None
+        assert isinstance(first, service.Created)
         # The same key under a new id, as a racing request would store it.
-        again = dataclasses.replace(first.created, id=uuid.uuid4(), request_hash="other")
+        again = dataclasses.replace(first.request, id=TxId(uuid.uuid4()), request_hash="other")
         async with single_statements(_engine(harness.sessionmaker)) as db:
             assert await intake.insert_request(db, again) is False
         assert await _counts(harness.sessionmaker) == (1, 1)
@@ -68,7 +70,7 @@ class TestSingleStatements:
             result = await service.submit(
                 db, _body(wallet), api_key_id=API_KEY, idempotency_key=None
             )
-            assert result.created is not None
+            assert isinstance(result, service.Created)
             # Visible to everyone before the block ends: nothing is left to commit.
             assert await _counts(harness.sessionmaker) == (1, 1)
 
@@ -91,7 +93,7 @@ class TestIdempotencyRace:
         body = _body(wallet)
         async with harness.sessionmaker() as winner, winner.begin():
             won = await service.submit(winner, body, api_key_id=API_KEY, idempotency_key="race")
-            assert won.created is not None
+            assert isinstance(won, service.Created)
             loser = asyncio.create_task(_submit(harness.sessionmaker, body, "race"))
 
             async def loser_waits_on_the_winner() -> bool:
@@ -107,7 +109,6 @@ class TestIdempotencyRace:
             await eventually(loser_waits_on_the_winner)
             assert not loser.done()
         lost = await asyncio.wait_for(loser, timeout=10)
-        assert lost.created is None
-        assert lost.earlier is not None
-        assert lost.earlier.id == won.created.id
+        assert isinstance(lost, service.Replayed)
+        assert lost.earlier.id == won.request.id
         assert await _counts(harness.sessionmaker) == (1, 1)

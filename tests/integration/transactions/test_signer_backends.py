@@ -2,6 +2,7 @@
 engine and anvil: every request confirms once with contiguous nonces, and a token that goes
 away pauses only its wallet's lane, which resumes with no nonce gap when the token returns."""
 
+import dataclasses
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from chainflow.domain.wallets.models import SignerKind, Wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
+from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import EngineHarness, has_status, open_engine_harness
@@ -40,8 +42,8 @@ async def harness(
     token: Pkcs11Token,
 ) -> AsyncIterator[EngineHarness]:
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
-        value.engine.pkcs11 = token
-        yield value
+        ports = dataclasses.replace(value.engine.ports, pkcs11=token)
+        yield dataclasses.replace(value, engine=Engine.start(ports))
 
 
 async def hsm_wallet(harness: EngineHarness, token: Pkcs11Token) -> Wallet:

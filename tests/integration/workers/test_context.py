@@ -22,10 +22,10 @@ async def test_a_stored_private_url_is_never_connected_unless_allowed(
             await add_anvil_chain(session, f"http://localhost:{node.port}")
         async with open_engine(strict) as engine:
             with pytest.raises(RpcTransportError):
-                await engine.rpc[ANVIL_CHAIN_ID].call("eth_blockNumber")
+                await engine.ports.rpc[ANVIL_CHAIN_ID].call("eth_blockNumber")
         assert node.connections == 0
         async with open_engine(settings) as engine:
-            assert await engine.rpc[ANVIL_CHAIN_ID].call("eth_chainId") == hex(ANVIL_CHAIN_ID)
+            assert await engine.ports.rpc[ANVIL_CHAIN_ID].call("eth_chainId") == hex(ANVIL_CHAIN_ID)
         assert node.connections == 1
 
 
@@ -38,5 +38,5 @@ async def test_answers_are_capped_at_the_setting(
             await add_anvil_chain(session, node.url)
         async with open_engine(capped) as engine:
             with pytest.raises(RpcTransportError):
-                await engine.rpc[ANVIL_CHAIN_ID].call("eth_blockNumber")
+                await engine.ports.rpc[ANVIL_CHAIN_ID].call("eth_blockNumber")
         assert 0 < node.bytes_sent < 12 << 20  # 1 MiB read, ~4 MiB in socket buffers; not 16 MiB

@@ -21,19 +21,19 @@ async def test_sync_adds_new_chains_and_follows_url_changes(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str
 ) -> None:
     async with open_engine(settings) as engine:
-        assert engine.refresh_chains is not None
-        assert dict(engine.rpc) == {}
+        assert engine.ports.refresh_chains is not None
+        assert dict(engine.ports.rpc) == {}
         async with unit_of_work(sessionmaker) as session:
             await add_anvil_chain(session, anvil_url)
-        assert await engine.refresh_chains() == [ANVIL_CHAIN_ID]
-        first = engine.rpc[ANVIL_CHAIN_ID]
-        assert await engine.refresh_chains() == []
-        assert engine.rpc[ANVIL_CHAIN_ID] is first  # unchanged URLs keep the pool
+        assert await engine.ports.refresh_chains() == [ANVIL_CHAIN_ID]
+        first = engine.ports.rpc[ANVIL_CHAIN_ID]
+        assert await engine.ports.refresh_chains() == []
+        assert engine.ports.rpc[ANVIL_CHAIN_ID] is first  # unchanged URLs keep the pool
         async with unit_of_work(sessionmaker) as session:
             session.add(RpcEndpoint(chain_id=ANVIL_CHAIN_ID, url=anvil_url + "/", position=1))
-        assert await engine.refresh_chains() == []
-        assert engine.rpc[ANVIL_CHAIN_ID] is not first
-        assert int(await engine.rpc[ANVIL_CHAIN_ID].call("eth_chainId"), 16) == ANVIL_CHAIN_ID
+        assert await engine.ports.refresh_chains() == []
+        assert engine.ports.rpc[ANVIL_CHAIN_ID] is not first
+        assert int(await engine.ports.rpc[ANVIL_CHAIN_ID].call("eth_chainId"), 16) == ANVIL_CHAIN_ID
 
 
 async def test_a_chain_added_after_start_gets_its_requests_confirmed(

@@ -6,8 +6,10 @@ import dataclasses
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.domain.transactions.attempts import Signers
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import open_engine_harness
@@ -20,7 +22,9 @@ async def test_a_drain_failing_every_round_is_logged_on_some_failures_only(
         wallet = await harness.wallet()
         tx_id = await harness.submit(wallet, value="1")
         # A master key that cannot unwrap the wallet's key: every drain fails when it signs.
-        broken = dataclasses.replace(harness.engine, master_key=MasterKey.generate())
+        engine = harness.engine
+        bad_keys = Signers(MasterKey.generate())
+        broken = Engine(engine.ports, dataclasses.replace(engine.state, signers=bad_keys))
         with structlog.testing.capture_logs() as logs:
             for _ in range(25):
                 await run_round(broken, ANVIL_CHAIN_ID)
@@ -29,4 +33,4 @@ async def test_a_drain_failing_every_round_is_logged_on_some_failures_only(
         assert (await harness.get(tx_id)).status is TxStatus.QUEUED
         (tx,) = await harness.run_until_final([tx_id])  # the right key: the lane drains
         assert tx.status is TxStatus.CONFIRMED
-        assert harness.engine.drain_failures == {}  # and the count starts again
+        assert harness.engine.state.drain_failures == {}  # and the count starts again

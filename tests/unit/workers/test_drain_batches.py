@@ -4,11 +4,12 @@ import uuid
 
 import pytest
 
+from chainflow.core.types import WalletId
 from chainflow.workers.main import drain_batches
 
 
-def _lanes(*counts: int) -> dict[uuid.UUID, int]:
-    return {uuid.uuid4(): count for count in counts}
+def _lanes(*counts: int) -> dict[WalletId, int]:
+    return {WalletId(uuid.uuid4()): count for count in counts}
 
 
 def test_little_work_stays_one_drain() -> None:

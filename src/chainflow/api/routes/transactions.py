@@ -11,13 +11,7 @@ from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.transactions import idempotency, service
-from chainflow.domain.transactions.intake import NewRequest
-from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.schemas import (
-    AttemptRead,
-    ErrorRead,
-    EventRead,
-    ReceiptRead,
     TxBatchCreate,
     TxBatchRead,
     TxCreate,
@@ -50,13 +44,12 @@ async def submit_transaction(
     """Queue a request. The same Idempotency-Key and body return the same transaction."""
     async with single_statements(resources.engine) as db:
         result = await service.submit(db, body, api_key_id=key.id, idempotency_key=idempotency_key)
-    if result.earlier is not None:
+    if isinstance(result, service.Replayed):
         async with unit_of_work(resources.sessionmaker) as session:
             earlier = await service.get_transaction(session, result.earlier.id)
-        return _accepted(render(earlier), replayed=True)
-    assert result.created is not None  # noqa: S101 - one of the two is set
-    await resources.doorbells.ring(result.created.chain_id, result.created.wallet_id)
-    return _accepted(render_new(result.created), replayed=False)
+        return _accepted(TxRead.of(earlier), replayed=True)
+    await resources.doorbells.ring(result.request.chain_id, result.request.wallet_id)
+    return _accepted(TxRead.queued(result.request), replayed=False)
 
 
 @router.post(
@@ -78,12 +71,13 @@ async def submit_batch(
         result = await service.submit_batch(
             session, body.transactions, api_key_id=key.id, idempotency_key=idempotency_key
         )
-    if result.created is None:
-        earlier = result.earlier or []
-        return _accepted(TxBatchRead(items=[render(tx) for tx in earlier]), replayed=True)
-    for chain_id, wallet_id in dict.fromkeys((r.chain_id, r.wallet_id) for r in result.created):
+    if isinstance(result, service.BatchReplayed):
+        items = [TxRead.of(tx) for tx in result.earlier]
+        return _accepted(TxBatchRead(items=items), replayed=True)
+    created = result.requests
+    for chain_id, wallet_id in dict.fromkeys((r.chain_id, r.wallet_id) for r in created):
         await resources.doorbells.ring(chain_id, wallet_id)
-    return _accepted(TxBatchRead(items=[render_new(r) for r in result.created]), replayed=False)
+    return _accepted(TxBatchRead(items=[TxRead.queued(r) for r in created]), replayed=False)
 
 
 def _accepted(view: BaseModel, *, replayed: bool) -> Response:
@@ -100,7 +94,7 @@ def _accepted(view: BaseModel, *, replayed: bool) -> Response:
 async def get_transaction(tx_id: uuid.UUID, sessionmaker: SessionmakerDep, _key: ReadKey) -> TxRead:
     """One transaction with its attempts, receipt and event log."""
     async with unit_of_work(sessionmaker) as session:
-        return render(await service.get_transaction(session, tx_id))
+        return TxRead.of(await service.get_transaction(session, tx_id))
 
 
 @router.get("", responses=problem_responses(401, 403, 404, 422))
@@ -118,21 +112,7 @@ async def list_transactions(
         rows, next_cursor = await service.list_transactions(
             session, limit=limit, cursor=cursor, status=status_, wallet=wallet, chain_id=chain_id
         )
-        items = [
-            TxSummary(
-                id=tx.id,
-                chain_id=tx.chain_id,
-                wallet_id=tx.wallet_id,
-                to=tx.to_address,
-                value=tx.value_wei,
-                status=tx.status,
-                nonce=tx.nonce,
-                hash=tx.final_hash,
-                created_at=tx.created_at,
-            )
-            for tx in rows
-        ]
-        return TxList(items=items, next_cursor=next_cursor)
+        return TxList(items=[TxSummary.of(tx) for tx in rows], next_cursor=next_cursor)
 
 
 @router.post("/{tx_id}/cancel", responses=problem_responses(401, 403, 404, 409))
@@ -146,98 +126,4 @@ async def cancel_transaction(
         cancelled = await service.cancel(
             session, tx_id, api_key_id=key.id, is_admin=apikeys.is_admin(key)
         )
-        return render(cancelled)
-
-
-def render(tx: Transaction) -> TxRead:
-    """The API view of a transaction with attempts and events loaded."""
-    receipt = None
-    if tx.block_number is not None and tx.block_hash is not None:
-        receipt = ReceiptRead(
-            block_number=tx.block_number,
-            block_hash=tx.block_hash,
-            gas_used=tx.gas_used,
-            effective_gas_price=tx.effective_gas_price_wei,
-            status=tx.receipt_status or 0,
-        )
-    error = ErrorRead(code=tx.error_code, message=tx.error_message or "") if tx.error_code else None
-    return TxRead.model_validate(
-        {
-            "id": tx.id,
-            "chain_id": tx.chain_id,
-            "wallet_id": tx.wallet_id,
-            "from": tx.from_address,
-            "to": tx.to_address,
-            "value": tx.value_wei,
-            "data": "0x" + tx.data.hex(),
-            "status": tx.status,
-            "nonce": tx.nonce,
-            "hash": tx.final_hash or _latest_hash(tx),
-            "cancel_requested": tx.cancel_requested,
-            "attempts": [_attempt(a) for a in tx.attempts],
-            "receipt": receipt,
-            "confirmations": tx.confirmations,
-            "error": error,
-            "events": [
-                EventRead(
-                    from_status=e.from_status, to_status=e.to_status, at=e.at, detail=e.detail
-                )
-                for e in tx.events
-            ],
-            "valid_until": tx.valid_until,
-            "created_at": tx.created_at,
-            "updated_at": tx.updated_at,
-        }
-    )
-
-
-def render_new(request: NewRequest) -> TxRead:
-    """The API view of a request just queued: no attempts, one `queued` event."""
-    return TxRead(
-        id=request.id,
-        chain_id=request.chain_id,
-        wallet_id=request.wallet_id,
-        from_=request.from_address,
-        to=request.to_address,
-        value=request.value_wei,
-        data="0x" + request.data.hex(),
-        status=request.status,
-        nonce=None,
-        hash=None,
-        cancel_requested=False,
-        attempts=[],
-        receipt=None,
-        confirmations=0,
-        error=None,
-        events=[
-            EventRead(
-                from_status=None,
-                to_status=request.status.value,
-                at=request.created_at,
-                detail=None,
-            )
-        ],
-        valid_until=request.valid_until,
-        created_at=request.created_at,
-        updated_at=request.updated_at,
-    )
-
-
-def _latest_hash(tx: Transaction) -> str | None:
-    return tx.attempts[-1].hash if tx.attempts else None
-
-
-def _attempt(a: TxAttempt) -> AttemptRead:
-    return AttemptRead(
-        hash=a.hash,
-        kind=a.kind.value,
-        status=a.status.value,
-        nonce=a.nonce,
-        gas_limit=a.gas_limit,
-        max_fee_per_gas=a.max_fee_per_gas_wei,
-        max_priority_fee_per_gas=a.max_priority_fee_per_gas_wei,
-        gas_price=a.gas_price_wei,
-        broadcast_count=a.broadcast_count,
-        first_sent_at=a.first_sent_at,
-        last_sent_at=a.last_sent_at,
-    )
+        return TxRead.of(cancelled)

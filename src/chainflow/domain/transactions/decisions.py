@@ -1,16 +1,74 @@
 """What the tracker does with one in-flight request, given what the chain shows. Pure."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import NotRequired, Protocol, TypedDict
 
-from chainflow.domain.transactions.fees import MIN_BUMP_PERCENT, FeeCaps, can_replace, fee_cap_of
-from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
-from chainflow.domain.transactions.runtime import ChainConfig, EngineConfig
-from chainflow.domain.transactions.signing import fees_of
-from chainflow.domain.transactions.state import TxStatus
+from chainflow.core.types import AttemptId, Nonce, TxHash
+from chainflow.domain.transactions.config import ChainConfig, EngineConfig
+from chainflow.domain.transactions.fees import (
+    MIN_BUMP_PERCENT,
+    FeeCaps,
+    can_replace,
+    fee_cap_of,
+    fees_of,
+)
+from chainflow.domain.transactions.state import AttemptKind, TxStatus
+
+
+class TrackedAttempt(Protocol):
+    """A signed attempt (models.TxAttempt) as decisions, and what acts on them, read it."""
+
+    @property
+    def id(self) -> AttemptId: ...
+    @property
+    def raw(self) -> bytes: ...
+    @property
+    def nonce(self) -> Nonce: ...
+    @property
+    def gas_limit(self) -> int: ...
+    @property
+    def kind(self) -> AttemptKind: ...
+    @property
+    def hash(self) -> TxHash: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def first_sent_at(self) -> datetime | None: ...
+    @property
+    def last_sent_at(self) -> datetime | None: ...
+    @property
+    def sent_at_block(self) -> int | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def gas_price_wei(self) -> int | None: ...
+    @property
+    def max_fee_per_gas_wei(self) -> int | None: ...
+    @property
+    def max_priority_fee_per_gas_wei(self) -> int | None: ...
+
+
+class TrackedTx(Protocol):
+    """What a decision reads of a request in flight (models.Transaction, attempts loaded)."""
+
+    @property
+    def status(self) -> TxStatus: ...
+    @property
+    def nonce(self) -> Nonce | None: ...
+    @property
+    def from_address(self) -> str: ...
+    @property
+    def cancel_requested(self) -> bool: ...
+    @property
+    def max_fee_per_gas_cap(self) -> int | None: ...
+    @property
+    def max_priority_fee_per_gas_cap(self) -> int | None: ...
+    @property
+    def attempts(self) -> Sequence[TrackedAttempt]: ...
 
 
 class Action(StrEnum):
@@ -24,11 +82,22 @@ class Action(StrEnum):
     CANCEL = "cancel"  # replace with a 0-value self-transfer
 
 
+class Receipt(TypedDict):
+    """The fields of an eth_getTransactionReceipt answer the tracker reads (hex quantities;
+    no `status` before Byzantium)."""
+
+    blockHash: str
+    blockNumber: str
+    status: NotRequired[str]
+    gasUsed: NotRequired[str]
+    effectiveGasPrice: NotRequired[str]
+
+
 @dataclass(frozen=True)
 class Observed:
     head: int
     latest_nonce: dict[str, int]  # address → mined transaction count
-    receipts: dict[str, dict[str, Any]]  # attempt hash → receipt
+    receipts: dict[str, Receipt]  # attempt hash → receipt
     pending_nonce: dict[str, int] = field(default_factory=dict)  # address → count incl. pool
     # Hashes of possibly stranded attempts (may_be_stranded) that the node still returns.
     held: frozenset[str] = frozenset()
@@ -39,8 +108,8 @@ class Observed:
 @dataclass(frozen=True)
 class Decision:
     action: Action
-    attempt: TxAttempt | None = None
-    receipt: dict[str, Any] | None = None
+    attempt: TrackedAttempt | None = None
+    receipt: Receipt | None = None
     depth: int = 0
     # Stuck, and no valid replacement fits under its fee caps: its highest attempt is re-sent.
     capped: bool = False
@@ -55,7 +124,7 @@ class Terms:
 
 
 def replacement_terms(
-    tx: Transaction, chain: ChainConfig, config: EngineConfig, *, cancel: bool
+    tx: TrackedTx, chain: ChainConfig, config: EngineConfig, *, cancel: bool
 ) -> Terms:
     """A bump stays under the chain's and the request's caps. A cancel (0-value self-transfer)
     is bound by the chain's caps only, never by the request's: a cap that cannot pay the base
@@ -68,12 +137,12 @@ def replacement_terms(
     return Terms(chain_caps.merged(request_caps), MIN_BUMP_PERCENT)
 
 
-def latest_attempt(tx: Transaction) -> TxAttempt:
+def latest_attempt(tx: TrackedTx) -> TrackedAttempt:
     return max(tx.attempts, key=lambda attempt: attempt.created_at)
 
 
 def decide(
-    tx: Transaction, seen: Observed, *, chain: ChainConfig, config: EngineConfig, now: datetime
+    tx: TrackedTx, seen: Observed, *, chain: ChainConfig, config: EngineConfig, now: datetime
 ) -> Decision:
     """Choose the next step for a signed, submitted or mined request."""
     for attempt in tx.attempts:
@@ -91,7 +160,7 @@ def decide(
 
 
 def _unmined(
-    tx: Transaction, seen: Observed, *, chain: ChainConfig, config: EngineConfig, now: datetime
+    tx: TrackedTx, seen: Observed, *, chain: ChainConfig, config: EngineConfig, now: datetime
 ) -> Decision:
     latest = latest_attempt(tx)
     last = latest.last_sent_at
@@ -120,19 +189,19 @@ def _unmined(
 _UNDERPRICED = "underpriced"
 
 
-def _cancelling(tx: Transaction) -> bool:
+def _cancelling(tx: TrackedTx) -> bool:
     return any(a.kind is AttemptKind.CANCEL for a in tx.attempts)
 
 
 def _can_cancel(
-    tx: Transaction, latest: TxAttempt, chain: ChainConfig, config: EngineConfig
+    tx: TrackedTx, latest: TrackedAttempt, chain: ChainConfig, config: EngineConfig
 ) -> bool:
     """No cancel was signed yet (once it was, it is bumped like any attempt), and one fits."""
     return not _cancelling(tx) and _fits(tx, latest, chain, config, cancel=True)
 
 
 def _fits(
-    tx: Transaction, latest: TxAttempt, chain: ChainConfig, config: EngineConfig, *, cancel: bool
+    tx: TrackedTx, latest: TrackedAttempt, chain: ChainConfig, config: EngineConfig, *, cancel: bool
 ) -> bool:
     """A valid replacement of the latest attempt (a cancel if `cancel`) fits under its caps."""
     terms = replacement_terms(tx, chain, config, cancel=cancel)
@@ -140,8 +209,8 @@ def _fits(
 
 
 def is_priced_out(
-    tx: Transaction,
-    latest: TxAttempt,
+    tx: TrackedTx,
+    latest: TrackedAttempt,
     seen: Observed,
     *,
     chain: ChainConfig,
@@ -160,7 +229,7 @@ def is_priced_out(
     return (now - latest.created_at).total_seconds() >= config.fee_cap_wait_s
 
 
-def is_stuck(attempt: TxAttempt, *, head: int, config: EngineConfig, now: datetime) -> bool:
+def is_stuck(attempt: TrackedAttempt, *, head: int, config: EngineConfig, now: datetime) -> bool:
     """Not mined after N blocks or T seconds since it was first sent.
 
     An attempt no node ever accepted (e.g. a bump refused as underpriced) counts from its
@@ -176,7 +245,7 @@ def is_stuck(attempt: TxAttempt, *, head: int, config: EngineConfig, now: dateti
 
 
 def is_stranded(
-    tx: Transaction, attempt: TxAttempt, seen: Observed, *, config: EngineConfig, now: datetime
+    tx: TrackedTx, attempt: TrackedAttempt, seen: Observed, *, config: EngineConfig, now: datetime
 ) -> bool:
     """The next nonce to mine was sent, yet the node does not count it as pending.
 
@@ -194,7 +263,7 @@ def is_stranded(
     return sent is not None and (now - sent).total_seconds() >= wait_s
 
 
-def may_be_stranded(tx: Transaction, latest: dict[str, int], pending: dict[str, int]) -> bool:
+def may_be_stranded(tx: TrackedTx, latest: dict[str, int], pending: dict[str, int]) -> bool:
     """A sent request holds the next nonce to mine, and the node's pending count leaves it out."""
     mined, counted = latest.get(tx.from_address), pending.get(tx.from_address)
     return (
@@ -207,7 +276,7 @@ def may_be_stranded(tx: Transaction, latest: dict[str, int], pending: dict[str, 
 
 
 def may_be_mined(
-    tx: Transaction, latest: dict[str, int], *, now: datetime, resend_after_s: float
+    tx: TrackedTx, latest: dict[str, int], *, now: datetime, resend_after_s: float
 ) -> bool:
     """Whether a receipt is worth asking for: the nonce is mined (by ours or not), the request
     was mined before (a reorg check), or it is due a resend decision anyway.

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TypeAlias, overload
+from typing import Protocol, TypeAlias, overload
 
 from chainflow.core.errors import Conflict, InvalidInput
 
@@ -72,6 +72,24 @@ def fee_floor(base_fee_wei: int | None, *, chain_cap_wei: int | None) -> FeeFloo
     if base_fee_wei is None:
         return None
     return FeeFloor(base_fee_wei, chain_cap_wei is None or chain_cap_wei >= base_fee_wei)
+
+
+class Priced(Protocol):
+    """What a signed attempt (models.TxAttempt) says of its fees."""
+
+    @property
+    def gas_price_wei(self) -> int | None: ...
+    @property
+    def max_fee_per_gas_wei(self) -> int | None: ...
+    @property
+    def max_priority_fee_per_gas_wei(self) -> int | None: ...
+
+
+def fees_of(attempt: Priced) -> Fees:
+    """The fees an attempt was signed with."""
+    if attempt.gas_price_wei is not None:
+        return LegacyFees(attempt.gas_price_wei)
+    return Eip1559Fees(attempt.max_fee_per_gas_wei or 0, attempt.max_priority_fee_per_gas_wei or 0)
 
 
 def fee_cap_of(fees: Fees) -> int:

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TypeAlias
 
 from sqlalchemy import (
     JSON,
@@ -21,27 +21,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chainflow.core.clock import utcnow
+from chainflow.core.types import AttemptId, ChainId, Nonce, TxHash, TxId, WalletId, Wei
+from chainflow.domain.transactions.state import AttemptKind as AttemptKind
+from chainflow.domain.transactions.state import AttemptStatus as AttemptStatus
+from chainflow.domain.transactions.state import TxKind as TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.base import Base
 from chainflow.infra.db.types import UtcDateTime, WeiAmount
 
-
-class TxKind(StrEnum):
-    REQUEST = "request"  # submitted through the API
-    FILLER = "filler"  # 0-value self-transfer that fills a nonce which must be burned
-
-
-class AttemptKind(StrEnum):
-    ORIGINAL = "original"
-    BUMP = "bump"
-    CANCEL = "cancel"
-
-
-class AttemptStatus(StrEnum):
-    SIGNED = "signed"  # stored, maybe never sent
-    SUBMITTED = "submitted"  # a node accepted it (or said it already knew it)
-    MINED = "mined"  # has a receipt
-    REPLACED = "replaced"  # another attempt of the same nonce was mined
+# What a tx_events row says beyond its statuses (a JSON object): the hash, the code, the
+# nonce released, ... Only scalars: webhooks render it as it is.
+DetailValue: TypeAlias = str | int | None
+EventDetail: TypeAlias = dict[str, DetailValue]
 
 
 def _values(enum: type[StrEnum]) -> list[str]:
@@ -61,29 +52,29 @@ class Transaction(Base):
         Index("ix_transactions_chain_status", "chain_id", "status"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[TxId] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     kind: Mapped[TxKind] = mapped_column(_enum(TxKind), default=TxKind.REQUEST)
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
-    chain_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chains.chain_id"))
-    wallet_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("wallets.id"))
+    chain_id: Mapped[ChainId] = mapped_column(BigInteger, ForeignKey("chains.chain_id"))
+    wallet_id: Mapped[WalletId] = mapped_column(Uuid, ForeignKey("wallets.id"))
     from_address: Mapped[str] = mapped_column(String(42))
     to_address: Mapped[str] = mapped_column(String(42))
-    value_wei: Mapped[int] = mapped_column(WeiAmount)
+    value_wei: Mapped[Wei] = mapped_column(WeiAmount)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     gas_limit: Mapped[int | None] = mapped_column(BigInteger)
-    max_fee_per_gas_cap: Mapped[int | None] = mapped_column(WeiAmount)
-    max_priority_fee_per_gas_cap: Mapped[int | None] = mapped_column(WeiAmount)
+    max_fee_per_gas_cap: Mapped[Wei | None] = mapped_column(WeiAmount)
+    max_priority_fee_per_gas_cap: Mapped[Wei | None] = mapped_column(WeiAmount)
     valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     status: Mapped[TxStatus] = mapped_column(_enum(TxStatus))
-    nonce: Mapped[int | None] = mapped_column(BigInteger)
+    nonce: Mapped[Nonce | None] = mapped_column(BigInteger)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    final_hash: Mapped[str | None] = mapped_column(String(66))
+    final_hash: Mapped[TxHash | None] = mapped_column(String(66))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     block_hash: Mapped[str | None] = mapped_column(String(66))
     gas_used: Mapped[int | None] = mapped_column(BigInteger)
-    effective_gas_price_wei: Mapped[int | None] = mapped_column(WeiAmount)
+    effective_gas_price_wei: Mapped[Wei | None] = mapped_column(WeiAmount)
     receipt_status: Mapped[int | None] = mapped_column(Integer)
     confirmations: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64))
@@ -104,19 +95,19 @@ class TxAttempt(Base):
 
     __tablename__ = "tx_attempts"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    tx_id: Mapped[uuid.UUID] = mapped_column(
+    id: Mapped[AttemptId] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tx_id: Mapped[TxId] = mapped_column(
         Uuid, ForeignKey("transactions.id", ondelete="CASCADE"), index=True
     )
     kind: Mapped[AttemptKind] = mapped_column(_enum(AttemptKind))
     status: Mapped[AttemptStatus] = mapped_column(_enum(AttemptStatus))
-    nonce: Mapped[int] = mapped_column(BigInteger)
+    nonce: Mapped[Nonce] = mapped_column(BigInteger)
     gas_limit: Mapped[int] = mapped_column(BigInteger)
-    max_fee_per_gas_wei: Mapped[int | None] = mapped_column(WeiAmount)
-    max_priority_fee_per_gas_wei: Mapped[int | None] = mapped_column(WeiAmount)
-    gas_price_wei: Mapped[int | None] = mapped_column(WeiAmount)
+    max_fee_per_gas_wei: Mapped[Wei | None] = mapped_column(WeiAmount)
+    max_priority_fee_per_gas_wei: Mapped[Wei | None] = mapped_column(WeiAmount)
+    gas_price_wei: Mapped[Wei | None] = mapped_column(WeiAmount)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    hash: Mapped[str] = mapped_column(String(66), unique=True)
+    hash: Mapped[TxHash] = mapped_column(String(66), unique=True)
     broadcast_count: Mapped[int] = mapped_column(Integer, default=0)
     first_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -135,12 +126,12 @@ class TxEventRow(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    tx_id: Mapped[uuid.UUID] = mapped_column(
+    tx_id: Mapped[TxId] = mapped_column(
         Uuid, ForeignKey("transactions.id", ondelete="CASCADE"), index=True
     )
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[EventDetail | None] = mapped_column(JSON)
 
     tx: Mapped[Transaction] = relationship(lazy="raise", back_populates="events")

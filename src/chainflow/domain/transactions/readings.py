@@ -8,33 +8,33 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chainflow.domain.transactions.runtime import ChainRpc, Engine
+from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra import metrics
-from chainflow.infra.db.uow import unit_of_work
 
 _CHUNK = 250  # lanes per JSON-RPC batch (two calls each)
 # When each chain was last read by this process (monotonic s): at most once per interval.
 _last_read: dict[int, float] = {}
 
 
-async def read_chain(engine: Engine, chain_id: int, *, every_s: float) -> bool:
-    """Read the chain's head and its lanes' nonces and balances into the metrics, unless this
-    process did so less than `every_s` ago; True if it read. Raises what the RPC raises."""
+def is_due(chain_id: int, *, every_s: float) -> bool:
+    """Whether this process last read the chain `every_s` or more ago (and now will)."""
     now = time.monotonic()
     if now - _last_read.get(chain_id, -float("inf")) < every_s:
         return False
     _last_read[chain_id] = now
-    rpc = engine.rpc[chain_id]
+    return True
+
+
+async def read_chain(rpc: ChainRpc, chain_id: int, lanes: Sequence[tuple[str, int]]) -> None:
+    """Read the chain's head and these lanes' (address, next nonce) pending nonces and
+    balances into the metrics. Raises what the RPC raises."""
     block = await rpc.call("eth_getBlockByNumber", ["latest", False])
     head = (int(block["number"], 16), float(int(block["timestamp"], 16)))
-    async with unit_of_work(engine.sessionmaker) as session:
-        lanes = await _lanes(session, chain_id)
     readings: list[metrics.LaneReading] = []
     for start in range(0, len(lanes), _CHUNK):
         readings += await _read_lanes(rpc, lanes[start : start + _CHUNK])
     metrics.set_chain_reading(chain_id, head=head, lanes=readings)
-    return True
 
 
 def forget_chain(chain_id: int) -> None:
@@ -43,7 +43,7 @@ def forget_chain(chain_id: int) -> None:
     metrics.forget_chain(chain_id)
 
 
-async def _lanes(session: AsyncSession, chain_id: int) -> list[tuple[str, int]]:
+async def lanes_of(session: AsyncSession, chain_id: int) -> list[tuple[str, int]]:
     query = (
         select(Wallet.address, WalletChain.next_nonce)
         .join(Wallet, Wallet.id == WalletChain.wallet_id)

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 from chainflow.core.bodies import RequestBody
 from chainflow.core.fields import AddressStr, ChainId, Timestamp, WalletRef, WeiStr
 from chainflow.domain.transactions.calldata_size import MAX_CALLDATA_BYTES
+from chainflow.domain.transactions.models import Transaction, TxAttempt
+from chainflow.domain.transactions.rows import NewRequest
 from chainflow.domain.transactions.state import TxStatus
 
 _TRANSFER_EXAMPLE: dict[str, JsonValue] = {
@@ -107,12 +109,30 @@ class AttemptRead(BaseModel):
     first_sent_at: datetime | None
     last_sent_at: datetime | None
 
+    @classmethod
+    def of(cls, a: TxAttempt) -> "AttemptRead":
+        return cls(
+            hash=a.hash,
+            kind=a.kind.value,
+            status=a.status.value,
+            nonce=a.nonce,
+            gas_limit=a.gas_limit,
+            max_fee_per_gas=a.max_fee_per_gas_wei,
+            max_priority_fee_per_gas=a.max_priority_fee_per_gas_wei,
+            gas_price=a.gas_price_wei,
+            broadcast_count=a.broadcast_count,
+            first_sent_at=a.first_sent_at,
+            last_sent_at=a.last_sent_at,
+        )
+
 
 class EventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from a TxEventRow as it is
+
     from_status: str | None
     to_status: str
     at: datetime
-    detail: dict[str, Any] | None
+    detail: dict[str, object] | None
 
 
 class ReceiptRead(BaseModel):
@@ -176,6 +196,77 @@ class TxRead(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def of(cls, tx: Transaction) -> "TxRead":
+        """The view of a transaction with attempts and events loaded."""
+        return cls(
+            id=tx.id,
+            chain_id=tx.chain_id,
+            wallet_id=tx.wallet_id,
+            from_=tx.from_address,
+            to=tx.to_address,
+            value=tx.value_wei,
+            data="0x" + tx.data.hex(),
+            status=tx.status,
+            nonce=tx.nonce,
+            hash=tx.final_hash or _latest_hash(tx),
+            cancel_requested=tx.cancel_requested,
+            attempts=[AttemptRead.of(a) for a in tx.attempts],
+            receipt=_receipt(tx),
+            confirmations=tx.confirmations,
+            error=ErrorRead(code=tx.error_code, message=tx.error_message or "")
+            if tx.error_code
+            else None,
+            events=[EventRead.model_validate(e) for e in tx.events],
+            valid_until=tx.valid_until,
+            created_at=tx.created_at,
+            updated_at=tx.updated_at,
+        )
+
+    @classmethod
+    def queued(cls, request: NewRequest) -> "TxRead":
+        """The view of a request just queued: no attempts, one `queued` event."""
+        created = EventRead(
+            from_status=None, to_status=request.status.value, at=request.created_at, detail=None
+        )
+        return cls(
+            id=request.id,
+            chain_id=request.chain_id,
+            wallet_id=request.wallet_id,
+            from_=request.from_address,
+            to=request.to_address,
+            value=request.value_wei,
+            data="0x" + request.data.hex(),
+            status=request.status,
+            nonce=None,
+            hash=None,
+            cancel_requested=False,
+            attempts=[],
+            receipt=None,
+            confirmations=0,
+            error=None,
+            events=[created],
+            valid_until=request.valid_until,
+            created_at=request.created_at,
+            updated_at=request.updated_at,
+        )
+
+
+def _latest_hash(tx: Transaction) -> str | None:
+    return tx.attempts[-1].hash if tx.attempts else None
+
+
+def _receipt(tx: Transaction) -> ReceiptRead | None:
+    if tx.block_number is None or tx.block_hash is None:
+        return None
+    return ReceiptRead(
+        block_number=tx.block_number,
+        block_hash=tx.block_hash,
+        gas_used=tx.gas_used,
+        effective_gas_price=tx.effective_gas_price_wei,
+        status=tx.receipt_status or 0,
+    )
+
 
 class TxSummary(BaseModel):
     id: uuid.UUID
@@ -187,6 +278,20 @@ class TxSummary(BaseModel):
     nonce: int | None
     hash: str | None
     created_at: datetime
+
+    @classmethod
+    def of(cls, tx: Transaction) -> "TxSummary":
+        return cls(
+            id=tx.id,
+            chain_id=tx.chain_id,
+            wallet_id=tx.wallet_id,
+            to=tx.to_address,
+            value=tx.value_wei,
+            status=tx.status,
+            nonce=tx.nonce,
+            hash=tx.final_hash,
+            created_at=tx.created_at,
+        )
 
 
 class TxList(BaseModel):

@@ -4,6 +4,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import ChainflowError, InvalidInput
+from chainflow.core.types import ChainId, TxId, WalletId, Wei
 from chainflow.domain.chains.errors import UnknownChain
-from chainflow.domain.transactions import idempotency, intake, repository
+from chainflow.domain.transactions import idempotency, repository
 from chainflow.domain.transactions.calldata import encode_calls
 from chainflow.domain.transactions.errors import (
     AlreadyFinal,
@@ -27,27 +29,39 @@ from chainflow.domain.transactions.errors import (
     UnknownWallet,
     WalletNotActive,
 )
-from chainflow.domain.transactions.intake import NewRequest
-from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.models import Transaction, TxKind
+from chainflow.domain.transactions.repository import intake
+from chainflow.domain.transactions.rows import NewRequest
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxEvent, TxStatus, is_terminal
+from chainflow.domain.transactions.transitions import apply
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.models import WalletStatus
 
 
 @dataclass(frozen=True)
-class Submitted:
-    """A new request (`created`) or the earlier one with the same idempotency key (`earlier`)."""
+class Created:
+    """A new request, stored now."""
 
-    created: NewRequest | None = None
-    earlier: intake.Earlier | None = None
+    request: NewRequest
 
     @property
-    def tx_id(self) -> uuid.UUID:
-        found = self.created or self.earlier
-        assert found is not None  # noqa: S101 - one of the two is always set
-        return found.id
+    def tx_id(self) -> TxId:
+        return self.request.id
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """The request stored earlier under the same idempotency key and body."""
+
+    earlier: intake.Earlier
+
+    @property
+    def tx_id(self) -> TxId:
+        return self.earlier.id
+
+
+Submitted: TypeAlias = Created | Replayed
 
 
 def request_hash(body: TxCreate) -> str:
@@ -86,7 +100,7 @@ async def submit(
         idempotency_key=idempotency_key,
     )
     if await intake.insert_request(db, request):
-        return Submitted(created=request)
+        return Created(request)
     earlier = None
     if idempotency_key is not None:  # a concurrent request with the same key stored first
         earlier = await intake.find_earlier(db, api_key_id, idempotency_key)
@@ -100,13 +114,13 @@ def _replay(earlier: intake.Earlier, fingerprint: str) -> Submitted:
         raise IdempotencyConflict(
             "this Idempotency-Key was already used with a different request body"
         )
-    return Submitted(earlier=earlier)
+    return Replayed(earlier)
 
 
 @dataclass(frozen=True)
 class _Checked:
-    chain_id: int
-    wallet_id: uuid.UUID
+    chain_id: ChainId
+    wallet_id: WalletId
     wallet_address: str
 
 
@@ -174,7 +188,7 @@ def _new_request(
         raise data
     now = utcnow()
     return NewRequest(
-        id=uuid.uuid4(),
+        id=TxId(uuid.uuid4()),
         kind=TxKind.REQUEST,
         api_key_id=api_key_id,
         idempotency_key=idempotency_key,
@@ -183,11 +197,11 @@ def _new_request(
         wallet_id=target.wallet_id,
         from_address=target.wallet_address,
         to_address=body.to,
-        value_wei=body.value,
+        value_wei=Wei(body.value),
         data=data,
         gas_limit=body.gas_limit,
-        max_fee_per_gas_cap=body.max_fee_per_gas,
-        max_priority_fee_per_gas_cap=body.max_priority_fee_per_gas,
+        max_fee_per_gas_cap=_wei(body.max_fee_per_gas),
+        max_priority_fee_per_gas_cap=_wei(body.max_priority_fee_per_gas),
         valid_until=body.valid_until,
         status=TxStatus.QUEUED,
         cancel_requested=False,
@@ -197,15 +211,28 @@ def _new_request(
     )
 
 
+def _wei(value: int | None) -> Wei | None:
+    return None if value is None else Wei(value)
+
+
 MAX_BATCH = 500
 
 
 @dataclass(frozen=True)
-class BatchSubmitted:
-    """New requests (`created`) or the earlier batch with the same idempotency key."""
+class BatchCreated:
+    """New requests, stored now, in the order given."""
 
-    created: list[NewRequest] | None = None
-    earlier: list[Transaction] | None = None
+    requests: list[NewRequest]
+
+
+@dataclass(frozen=True)
+class BatchReplayed:
+    """The batch stored earlier under the same idempotency key and items."""
+
+    earlier: list[Transaction]
+
+
+BatchSubmitted: TypeAlias = BatchCreated | BatchReplayed
 
 
 async def submit_batch(
@@ -226,7 +253,7 @@ async def submit_batch(
     if keys is not None:
         earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
         if earlier is not None:
-            return BatchSubmitted(earlier=earlier)
+            return BatchReplayed(earlier)
     targets: dict[tuple[int, str], intake.Target | None] = {}
     requests: list[NewRequest] = []
     calldata = await _calldata(bodies)
@@ -250,7 +277,7 @@ async def submit_batch(
     if keys is None:
         await intake.insert_requests(session, requests)
         intake.count_created(requests)
-        return BatchSubmitted(created=requests)
+        return BatchCreated(requests)
     try:  # a savepoint, so that losing the race below leaves the session usable
         async with session.begin_nested():
             await intake.insert_requests(session, requests)
@@ -258,9 +285,9 @@ async def submit_batch(
         earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
         if earlier is None:
             raise
-        return BatchSubmitted(earlier=earlier)
+        return BatchReplayed(earlier)
     intake.count_created(requests)
-    return BatchSubmitted(created=requests)
+    return BatchCreated(requests)
 
 
 async def _earlier_batch(

@@ -1,4 +1,5 @@
-"""The transaction state machine (DESIGN §5): one table of allowed (status, event) steps. Pure."""
+"""The transaction state machine (DESIGN §5): one table of allowed (status, event) steps, and
+the kinds and statuses of requests and attempts. Pure."""
 
 from enum import StrEnum
 
@@ -29,6 +30,24 @@ class TxEvent(StrEnum):
     NONCE_RELEASED = "nonce_released"  # signed, definitely never reached a node: back to queued
     CANCELLED = "cancelled"  # cancelled before signing
     EXPIRED = "expired"  # valid_until passed before signing
+
+
+class TxKind(StrEnum):
+    REQUEST = "request"  # submitted through the API
+    FILLER = "filler"  # 0-value self-transfer that fills a nonce which must be burned
+
+
+class AttemptKind(StrEnum):
+    ORIGINAL = "original"
+    BUMP = "bump"
+    CANCEL = "cancel"
+
+
+class AttemptStatus(StrEnum):
+    SIGNED = "signed"  # stored, maybe never sent
+    SUBMITTED = "submitted"  # a node accepted it (or said it already knew it)
+    MINED = "mined"  # has a receipt
+    REPLACED = "replaced"  # another attempt of the same nonce was mined
 
 
 class InvalidTransition(Conflict):

@@ -13,7 +13,7 @@ from prometheus_client.metrics import Counter, Histogram
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.infra import metrics
-from chainflow.infra.db.uow import on_commit
+from chainflow.infra.db.commit_hooks import on_commit
 
 # When this process saw each request mined (the tracker's lease keeps a chain on one process,
 # so the same process usually sees it confirmed). Bounded: a request whose confirmation another

@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger, Boolean, Enum, ForeignKey, LargeBinary, Strin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chainflow.core.clock import utcnow
+from chainflow.core.types import WalletId
 from chainflow.infra.db.base import Base
 from chainflow.infra.db.types import UtcDateTime
 
@@ -31,7 +32,7 @@ def _values(enum: type[StrEnum]) -> list[str]:
 class Wallet(Base):
     __tablename__ = "wallets"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[WalletId] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     address: Mapped[str] = mapped_column(String(42), unique=True)
     label: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[WalletStatus] = mapped_column(
@@ -60,7 +61,7 @@ class WalletChain(Base):
 
     __tablename__ = "wallet_chains"
 
-    wallet_id: Mapped[uuid.UUID] = mapped_column(
+    wallet_id: Mapped[WalletId] = mapped_column(
         Uuid, ForeignKey("wallets.id", ondelete="CASCADE"), primary_key=True
     )
     chain_id: Mapped[int] = mapped_column(

@@ -8,6 +8,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from chainflow.core.types import WalletId
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.params import in_list
 
@@ -41,7 +42,7 @@ async def take_leases(
     owner: str,
     now: datetime,
     until: datetime,
-) -> dict[uuid.UUID, int]:
+) -> dict[WalletId, int]:
     """Set each lane's lease to `owner` unless another owner's lease is still running; returns
     the lanes `owner` holds, with their next nonce."""
     ids = in_list(wallet_ids)
@@ -66,7 +67,7 @@ async def take_leases(
 
 async def addresses_of(
     session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, str]:
+) -> dict[WalletId, str]:
     """The address of each wallet that exists among `wallet_ids`."""
     query = select(Wallet.id, Wallet.address).where(Wallet.id.in_(in_list(wallet_ids)))
     return dict((await session.execute(query)).all())
@@ -74,7 +75,7 @@ async def addresses_of(
 
 async def get_many(
     session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Wallet]:
+) -> dict[WalletId, Wallet]:
     """Wallets by id, their lanes not loaded."""
     query = select(Wallet).where(Wallet.id.in_(in_list(wallet_ids)))
     return {wallet.id: wallet for wallet in (await session.scalars(query)).all()}
@@ -82,7 +83,7 @@ async def get_many(
 
 async def lock_lanes(
     session: AsyncSession, wallet_ids: Sequence[uuid.UUID], chain_id: int
-) -> dict[uuid.UUID, WalletChain]:
+) -> dict[WalletId, WalletChain]:
     """Lock these lanes of a chain, in wallet id order (one order everywhere: no deadlock)."""
     query = (
         select(WalletChain)

@@ -12,7 +12,7 @@ from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import InvalidInput
 from chainflow.core.redaction import has_key_material
-from chainflow.core.types import SecretBytes
+from chainflow.core.types import SecretBytes, WalletId
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
 from chainflow.domain.wallets import repository
@@ -204,7 +204,7 @@ async def claim_lanes(
     *,
     owner: str,
     ttl_s: float,
-) -> dict[uuid.UUID, int]:
+) -> dict[WalletId, int]:
     """Take or renew the drain lease of these lanes for `owner`; returns the lanes it now
     holds, with their next nonce (those another live process holds are left to it). Only an
     optimisation: two drains of one lane would both estimate, then queue on the lane lock,
@@ -220,21 +220,21 @@ async def claim_lanes(
 
 async def get_wallets(
     session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Wallet]:
+) -> dict[WalletId, Wallet]:
     """The wallets that exist among `wallet_ids`, by id (lanes not loaded)."""
     return await repository.get_many(session, wallet_ids) if wallet_ids else {}
 
 
 async def addresses_of(
     session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, str]:
+) -> dict[WalletId, str]:
     """The address of each wallet that exists among `wallet_ids`."""
     return await repository.addresses_of(session, wallet_ids) if wallet_ids else {}
 
 
 async def lock_lanes(
     session: AsyncSession, wallet_ids: Sequence[uuid.UUID], chain_id: int
-) -> dict[uuid.UUID, WalletChain]:
+) -> dict[WalletId, WalletChain]:
     """lock_lane for many lanes, locked in wallet id order; a lane that does not exist is
     absent from the result."""
     return await repository.lock_lanes(session, wallet_ids, chain_id) if wallet_ids else {}

@@ -6,9 +6,10 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from chainflow.infra.db.commit_hooks import after_commit
 
 # SQLite allows one writer and every transaction here starts with BEGIN IMMEDIATE. Waiting on
 # SQLite's busy handler sleeps in steps of up to 100 ms, so within one process the writers
@@ -46,37 +47,20 @@ def _forget_closed_loops() -> None:
         del _sqlite_locks[key]
 
 
-# What the innermost open unit of work runs once it has committed (metrics of what it wrote:
-# a count taken before the commit would over-count every rolled-back round, issue 18).
-_after_commit: ContextVar[list[Callable[[], None]] | None] = ContextVar(
-    "chainflow_after_commit", default=None
-)
-
-
 @asynccontextmanager
 async def unit_of_work(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
     """Open a session in a transaction; commit on success, roll back on any error."""
     callbacks: list[Callable[[], None]] = []
-    token = _after_commit.set(callbacks)
+    token = after_commit.set(callbacks)
     try:
         async with writer_lock(sessionmaker), sessionmaker() as session, session.begin():
             yield session
     finally:
-        _after_commit.reset(token)
+        after_commit.reset(token)
     for callback in callbacks:
         callback()
-
-
-def on_commit(callback: Callable[[], None]) -> None:
-    """Run `callback` once the open unit of work commits (never if it rolls back); at once
-    when none is open (the caller commits by itself)."""
-    callbacks = _after_commit.get()
-    if callbacks is None:
-        callback()
-    else:
-        callbacks.append(callback)
 
 
 # The AUTOCOMMIT view of each engine (it shares the engine's pool), made once: making one

@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy.orm.attributes import set_committed_value
 
+from chainflow.core.types import ChainId, Wei
+from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.decisions import (
     Action,
     Observed,
+    Receipt,
     Terms,
     decide,
     may_be_mined,
@@ -25,12 +28,11 @@ from chainflow.domain.transactions.models import (
     Transaction,
     TxAttempt,
 )
-from chainflow.domain.transactions.runtime import ChainConfig, EngineConfig
 from chainflow.domain.transactions.state import TxStatus
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FROM = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-CHAIN = ChainConfig(1, True, 3, 12.0, None, None)
+CHAIN = ChainConfig(ChainId(1), True, 3, 12.0, None, None)
 CONFIG = EngineConfig(stuck_after_blocks=3, stuck_after_s=30, resend_after_s=10)
 
 
@@ -85,7 +87,7 @@ def seen(
     held: bool = False,
     base_fee: int | None = None,
 ) -> Observed:
-    receipts: dict[str, dict[str, Any]] = {}
+    receipts: dict[str, Receipt] = {}
     if receipt_block is not None:
         receipts[f"0x{0:064x}"] = {"blockNumber": hex(receipt_block), "blockHash": "0xb"}
     return Observed(
@@ -230,7 +232,7 @@ def test_a_cancel_is_bound_by_the_chain_caps_only_and_rises_by_the_bump_percent(
     cancel: bool,
 ) -> None:
     tx = at_cap()
-    tx.max_priority_fee_per_gas_cap = GWEI
+    tx.max_priority_fee_per_gas_cap = Wei(GWEI)
     terms = replacement_terms(tx, CAPPED_CHAIN, CONFIG, cancel=cancel)
     if cancel:
         assert terms == Terms(FeeCaps(3 * GWEI, None), Decimal("12.5"))

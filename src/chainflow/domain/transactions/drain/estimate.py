@@ -1,19 +1,18 @@
 """Gas estimates before any nonce is taken: a revert fails the request and burns nothing."""
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from chainflow.core.types import TxId
+from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.fees import with_gas_buffer
-from chainflow.domain.transactions.lifecycle import apply
 from chainflow.domain.transactions.models import Transaction
-from chainflow.domain.transactions.runtime import ChainRpc, Engine
-from chainflow.domain.transactions.state import TxEvent, TxStatus
-from chainflow.infra.db.params import in_list
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.domain.transactions.node import ChainRpc
+from chainflow.domain.transactions.state import TxEvent
+from chainflow.domain.transactions.transitions import apply
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify, revert_reason
 
@@ -22,8 +21,18 @@ _CHUNK = 200  # calls per JSON-RPC batch, as for sends
 
 @dataclass(frozen=True)
 class Estimate:
-    tx_id: uuid.UUID
+    tx_id: TxId
     gas_limit: int
+
+
+# Requests an estimate refused for good, with the error code and message to fail them with.
+Refused: TypeAlias = dict[TxId, tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Estimates:
+    ready: list[list[Estimate]]  # per lane, the prefix that can be signed now
+    refused: Refused
 
 
 def _call_of(tx: Transaction) -> dict[str, str]:
@@ -36,8 +45,8 @@ def _call_of(tx: Transaction) -> dict[str, str]:
 
 
 async def estimate_gas(
-    engine: Engine, rpc: ChainRpc, lanes: Sequence[Sequence[Transaction]]
-) -> list[list[Estimate]]:
+    rpc: ChainRpc, lanes: Sequence[Sequence[Transaction]], *, buffer_percent: int
+) -> Estimates:
     """Per lane (queued requests of one lane, a snapshot in submission order), gas limits for
     the longest prefix that can go now; every lane's calls go in the same JSON-RPC batches.
     The signing step re-checks each request under its lock.
@@ -53,31 +62,27 @@ async def estimate_gas(
         for start in range(0, len(calls), _CHUNK):
             answers += await rpc.batch(calls[start : start + _CHUNK])
     except RpcTransportError:
-        return [[] for _ in lanes]
+        return Estimates([[] for _ in lanes], {})
     ready: list[list[Estimate]] = []
-    refused: dict[uuid.UUID, tuple[str, str]] = {}
+    refused: Refused = {}
     offset = 0
     for lane in lanes:
-        ready.append(_prefix(engine, lane, answers[offset : offset + len(lane)], refused))
+        answered = answers[offset : offset + len(lane)]
+        ready.append(_prefix(lane, answered, refused, buffer_percent=buffer_percent))
         offset += len(lane)
-    if refused:
-        await _fail_refused(engine, refused)
-    return ready
+    return Estimates(ready, refused)
 
 
 def _prefix(
-    engine: Engine,
-    rows: Sequence[Transaction],
-    answers: Sequence[Any],
-    refused: dict[uuid.UUID, tuple[str, str]],
+    rows: Sequence[Transaction], answers: Sequence[Any], refused: Refused, *, buffer_percent: int
 ) -> list[Estimate]:
     ready: list[Estimate] = []
     for tx, answer in zip(rows, answers, strict=True):
         if isinstance(answer, str):
             needed = int(answer, 16)
             if tx.gas_limit is None:
-                buffer = engine.config.gas_buffer_percent
-                ready.append(Estimate(tx.id, with_gas_buffer(needed, buffer_percent=buffer)))
+                gas = with_gas_buffer(needed, buffer_percent=buffer_percent)
+                ready.append(Estimate(tx.id, gas))
             elif needed <= tx.gas_limit:
                 ready.append(Estimate(tx.id, tx.gas_limit))
             else:
@@ -103,14 +108,9 @@ def _revert(answer: Any) -> str | None:
     return revert_reason(failure) or answer.message
 
 
-async def _fail_refused(engine: Engine, refused: dict[uuid.UUID, tuple[str, str]]) -> None:
-    async with unit_of_work(engine.sessionmaker) as session:
-        query = (
-            select(Transaction)
-            .where(Transaction.id.in_(in_list(refused)), Transaction.status == TxStatus.QUEUED)
-            .order_by(Transaction.created_at, Transaction.id)  # the lane drain's lock order
-        )
-        for tx in (await session.scalars(query.with_for_update())).all():
-            code, message = refused[tx.id]
-            tx.error_code, tx.error_message = code, message[:1000]
-            apply(session, tx, TxEvent.FAILED, code=code)
+async def fail_refused(session: AsyncSession, refused: Refused) -> None:
+    """Fail the requests an estimate refused for good (those still queued): no nonce taken."""
+    for tx in await repository.lock_queued(session, list(refused)):
+        code, message = refused[tx.id]
+        tx.error_code, tx.error_message = code, message[:1000]
+        apply(session, tx, TxEvent.FAILED, code=code)

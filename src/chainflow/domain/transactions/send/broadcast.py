@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from chainflow.domain.transactions.runtime import ChainRpc
+from chainflow.domain.transactions.node import ChainRpc
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify
 

@@ -7,8 +7,7 @@ event are plain INSERTs whose values are all known here. On PostgreSQL they are 
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
 from sqlalchemy import ColumnElement, Insert, Select, Table, and_, bindparam, insert, select
@@ -16,9 +15,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.addresses import parse_wallet_ref
+from chainflow.core.types import ChainId, TxId, WalletId
 from chainflow.domain.chains.models import Chain
-from chainflow.domain.transactions.models import Transaction, TxEventRow, TxKind
-from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.models import Transaction, TxEventRow
+from chainflow.domain.transactions.rows import (
+    REQUEST_COLUMNS,
+    EventRow,
+    NewRequest,
+    created_row,
+    request_row,
+)
 from chainflow.domain.transactions.telemetry import record_transition
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 
@@ -30,50 +36,21 @@ _EVENTS = cast(Table, TxEventRow.__table__)
 class Target:
     """What a submission is checked against; wallet fields are None for an unknown wallet."""
 
-    chain_id: int
+    chain_id: ChainId
     chain_enabled: bool
     max_fee_per_gas_cap: int | None
     max_priority_fee_per_gas_cap: int | None
-    wallet_id: uuid.UUID | None
+    wallet_id: WalletId | None
     wallet_address: str | None
     wallet_status: WalletStatus | None
     lane_enabled: bool
 
 
 @dataclass(frozen=True)
-class NewRequest:
-    """The column values of a queued request; its names are the table's columns."""
-
-    id: uuid.UUID
-    kind: TxKind
-    api_key_id: uuid.UUID | None
-    idempotency_key: str | None
-    request_hash: str
-    chain_id: int
-    wallet_id: uuid.UUID
-    from_address: str
-    to_address: str
-    value_wei: int
-    data: bytes
-    gas_limit: int | None
-    max_fee_per_gas_cap: int | None
-    max_priority_fee_per_gas_cap: int | None
-    valid_until: datetime | None
-    status: TxStatus
-    cancel_requested: bool
-    confirmations: int
-    created_at: datetime
-    updated_at: datetime
-
-
-_COLUMNS = tuple(field.name for field in fields(NewRequest))
-
-
-@dataclass(frozen=True)
 class Earlier:
     """The request stored under an idempotency key: enough to tell a retry from a reuse."""
 
-    id: uuid.UUID
+    id: TxId
     request_hash: str
 
 
@@ -118,12 +95,11 @@ async def find_target(db: Executor, chain_id: int, wallet_ref: str) -> Target | 
     """The chain, the wallet (by id or address) and its lane there, in one query; None when
     the chain is not in the registry."""
     parsed = parse_wallet_ref(wallet_ref)  # the body's schema refused a malformed address
-    params: dict[str, Any]
     if isinstance(parsed, uuid.UUID):
-        query, params = _TARGET_BY_ID, {"wallet_id": parsed}
+        query, params = _TARGET_BY_ID, {"chain_id": chain_id, "wallet_id": parsed}
     else:  # neither id nor address: no wallet has an empty address
-        query, params = _TARGET_BY_ADDRESS, {"address": parsed or ""}
-    row = (await db.execute(query, {"chain_id": chain_id, **params})).one_or_none()
+        query, params = _TARGET_BY_ADDRESS, {"chain_id": chain_id, "address": parsed or ""}
+    row = (await db.execute(query, params)).one_or_none()
     if row is None:
         return None
     return Target(
@@ -154,7 +130,7 @@ async def find_earlier(db: Executor, api_key_id: uuid.UUID | None, key: str) -> 
 # than raising: the caller then reads the earlier request, with no savepoint to roll back to.
 _NEW_TX = (
     postgresql.insert(_TRANSACTIONS)
-    .values({name: bindparam(name) for name in _COLUMNS})
+    .values({name: bindparam(name) for name in REQUEST_COLUMNS})
     .on_conflict_do_nothing()
     .returning(_TRANSACTIONS.c.id, _TRANSACTIONS.c.status, _TRANSACTIONS.c.created_at)
     .cte("new_tx")
@@ -173,9 +149,10 @@ _SQLITE_INSERT = sqlite.insert(_TRANSACTIONS).on_conflict_do_nothing().returning
 async def insert_request(db: Executor, request: NewRequest) -> bool:
     """Store the request and its `created` event; False, storing nothing, when its idempotency
     key is already taken. One statement on PostgreSQL (atomic without a transaction)."""
+    row = request_row(request)
     if _dialect_name(db) == "postgresql":
-        stored = (await db.execute(_PG_INSERT, _columns(request))).first() is not None
-    elif (await db.execute(_SQLITE_INSERT, _columns(request))).first() is None:
+        stored = (await db.execute(_PG_INSERT, row)).first() is not None
+    elif (await db.execute(_SQLITE_INSERT, row)).first() is None:
         stored = False
     else:
         await db.execute(insert(_EVENTS), _created_event(request))
@@ -193,7 +170,7 @@ def _dialect_name(db: Executor) -> str:
 
 async def insert_requests(session: AsyncSession, requests: Sequence[NewRequest]) -> None:
     """insert_request for many, two statements in all."""
-    await session.execute(insert(_TRANSACTIONS), [_columns(request) for request in requests])
+    await session.execute(insert(_TRANSACTIONS), [request_row(request) for request in requests])
     await session.execute(insert(_EVENTS), [_created_event(request) for request in requests])
 
 
@@ -204,11 +181,5 @@ def count_created(requests: Sequence[NewRequest]) -> None:
         record_transition(request.chain_id, None, request.status.value)  # metrics (issue 18)
 
 
-def _columns(request: NewRequest) -> dict[str, Any]:
-    # Not dataclasses.asdict: it deep-copies every value (4% of the API's CPU per submit).
-    return {name: getattr(request, name) for name in _COLUMNS}
-
-
-def _created_event(request: NewRequest) -> dict[str, Any]:
-    # No `detail`: given as None, the JSON column would store the JSON text 'null'.
-    return {"tx_id": request.id, "to_status": request.status.value, "at": request.created_at}
+def _created_event(request: NewRequest) -> EventRow:
+    return created_row(request.id, request.status, request.created_at)

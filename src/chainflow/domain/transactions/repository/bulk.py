@@ -2,60 +2,48 @@
 answers, a tracking round's receipts. Each writes many rows in a few executemany statements
 instead of an ORM flush per row (the ORM stays for the rare paths)."""
 
-import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import cast
 
-from sqlalchemy import Table, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxAttempt, TxEventRow
-from chainflow.domain.transactions.state import TxStatus
+from chainflow.core.types import TxId
+from chainflow.domain.transactions import transitions
+from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxAttempt
+from chainflow.domain.transactions.rows import (
+    AcceptedUpdate,
+    AttemptRow,
+    MinedUpdate,
+    ReceiptUpdate,
+    RefusedUpdate,
+    SentUpdate,
+    SignedUpdate,
+    Transition,
+)
 from chainflow.infra.db.params import in_list
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
 _ATTEMPTS = cast(Table, TxAttempt.__table__)
-_EVENTS = cast(Table, TxEventRow.__table__)
 
 
-class LockedState(NamedTuple):
-    status: TxStatus
-    final_hash: str | None
-    block_hash: str | None
+@dataclass
+class SignWrites:
+    """What one signing round writes: the attempt rows, and per request its transition
+    (queued → signed) and its new status, nonce and gas limit."""
+
+    attempts: list[AttemptRow] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    signed: list[SignedUpdate] = field(default_factory=list)
 
 
-async def lock_states(
-    session: AsyncSession, tx_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, LockedState]:
-    """Lock these requests, in id order (the one lock order of every writer: no deadlocks
-    between workers), and return what the writers compare against."""
-    t = _TRANSACTIONS.c
-    query = (
-        select(t.id, t.status, t.final_hash, t.block_hash)
-        .where(t.id.in_(in_list(list(dict.fromkeys(tx_ids)))))
-        .order_by(t.id)
-        .with_for_update()
-    )
-    rows = (await session.execute(query)).all()
-    return {
-        row.id: LockedState(TxStatus(row.status), row.final_hash, row.block_hash) for row in rows
-    }
-
-
-async def store_signed(
-    session: AsyncSession,
-    attempts: Sequence[dict[str, Any]],
-    events: Sequence[dict[str, Any]],
-    signed: Sequence[dict[str, Any]],
-) -> None:
-    """Write a signing round in three bulk statements: the attempt rows, the event rows, and
-    each request's new status, nonce and gas limit (`signed`: id, status, nonce, gas_limit,
-    updated_at)."""
-    if not attempts:
+async def store_signed(session: AsyncSession, writes: SignWrites) -> None:
+    """Write a signing round in three bulk statements."""
+    if not writes.attempts:
         return
-    await session.execute(insert(_ATTEMPTS), list(attempts))
-    await session.execute(insert(_EVENTS), list(events))
+    await session.execute(insert(_ATTEMPTS), writes.attempts)
+    await transitions.log(session, writes.transitions)
     await session.execute(
         update(_TRANSACTIONS)
         .where(_TRANSACTIONS.c.id == bindparam("b_id"))
@@ -65,20 +53,19 @@ async def store_signed(
             gas_limit=bindparam("b_gas_limit"),
             updated_at=bindparam("b_updated_at"),
         ),
-        _bound(signed),
+        _bound(writes.signed),
     )
 
 
 @dataclass
 class SendWrites:
-    """What one batch of broadcasts changes: attempts a node accepted (id, at) or refused
-    (id, at, sent: 0 or 1 more broadcast, error), requests that moved to submitted
-    (id, status, at) and their event rows."""
+    """What one batch of broadcasts changes: attempts a node accepted or refused, and the
+    requests that moved to submitted (their transitions)."""
 
-    accepted: list[dict[str, Any]] = field(default_factory=list)
-    refused: list[dict[str, Any]] = field(default_factory=list)
-    moved: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    accepted: list[AcceptedUpdate] = field(default_factory=list)
+    refused: list[RefusedUpdate] = field(default_factory=list)
+    moved: list[SentUpdate] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
 
 
 async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
@@ -112,11 +99,11 @@ async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
             _bound(writes.refused),
         )
     if writes.moved:
-        await session.execute(insert(_EVENTS), writes.events)
+        await transitions.log(session, writes.transitions)
         await session.execute(
             update(_TRANSACTIONS)
             .where(_TRANSACTIONS.c.id == bindparam("b_id"))
-            .values(status=bindparam("b_status"), updated_at=bindparam("b_at")),
+            .values(status=bindparam("b_status"), updated_at=bindparam("b_updated_at")),
             _bound(writes.moved),
         )
 
@@ -124,14 +111,14 @@ async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
 @dataclass
 class ReceiptWrites:
     """What one tracking round records: mined requests (their receipt columns, see
-    confirming.py), their attempts (tx_id, mined: the attempt with the receipt), requests
-    whose attempts only get the head stamped as their first-seen block, and event rows."""
+    confirming.py), their attempts, requests whose attempts only get the head stamped as
+    their first-seen block, and the transitions of the mined requests."""
 
     head: int
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    stamped: list[uuid.UUID] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[ReceiptUpdate] = field(default_factory=list)
+    attempts: list[MinedUpdate] = field(default_factory=list)
+    stamped: list[TxId] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
 
 
 _RECEIPT_COLUMNS = (
@@ -180,17 +167,18 @@ async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> None:
         _bound(writes.attempts),
     )
     t = _TRANSACTIONS.c
-    values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in _RECEIPT_COLUMNS}
+    values: dict[str, ColumnElement[object]] = {
+        name: bindparam(f"b_{name}") for name in _RECEIPT_COLUMNS
+    }
     values["error_code"] = func.coalesce(bindparam("b_error_code"), t.error_code)
     values["error_message"] = func.coalesce(bindparam("b_error_message"), t.error_message)
     await session.execute(
         update(_TRANSACTIONS).where(t.id == bindparam("b_id")).values(**values),
         _bound(writes.requests),
     )
-    if writes.events:
-        await session.execute(insert(_EVENTS), writes.events)
+    await transitions.log(session, writes.transitions)
 
 
-def _bound(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _bound(rows: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
     # Bind names must differ from the column names in an executemany UPDATE.
     return [{f"b_{key}": value for key, value in row.items()} for row in rows]

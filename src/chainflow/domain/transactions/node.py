@@ -1,12 +1,18 @@
-"""What a node says of wallets' nonces: transactions mined (`latest`) and with its pool
-(`pending`), read together in one JSON-RPC batch."""
+"""What the engine asks a chain's node outside of sends: the ChainRpc port, and wallets'
+nonce counts (mined `latest` and with its pool `pending`), read together in one batch."""
 
 from collections.abc import Sequence
-from typing import Any
-
-from chainflow.domain.transactions.runtime import ChainRpc
+from typing import Any, Protocol
 
 _TAGS = ("latest", "pending")
+
+
+class ChainRpc(Protocol):
+    """JSON-RPC to one chain (one client or a failover pool)."""
+
+    async def call(self, method: str, params: Sequence[Any] = ()) -> Any: ...
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]: ...
 
 
 async def nonce_counts(

@@ -4,12 +4,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
-from chainflow.domain.transactions.decisions import Action, Decision, Observed, latest_attempt
-from chainflow.domain.transactions.lifecycle import apply
+from chainflow.domain.transactions.decisions import Action, Decision, Observed
 from chainflow.domain.transactions.models import AttemptStatus, Transaction
-from chainflow.domain.transactions.sending import SentAttempt
+from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.telemetry import tx_context
+from chainflow.domain.transactions.transitions import apply
 from chainflow.domain.wallets.service import lock_lane
 
 log = get_logger(__name__)
@@ -54,7 +54,7 @@ def _reorged(session: AsyncSession, tx: Transaction) -> SentAttempt | None:
     was_mined = next((a for a in tx.attempts if a.hash == tx.final_hash), None)
     for attempt in tx.attempts:
         attempt.status = AttemptStatus.SUBMITTED
-    again = was_mined or latest_attempt(tx)
+    again = was_mined or max(tx.attempts, key=lambda a: a.created_at)  # the latest
     again.last_sent_at = utcnow()
     return SentAttempt(tx.id, again.id, again.raw, again.nonce, again.hash)
 

@@ -5,21 +5,20 @@ statements rather than an ORM flush per row; the rare outcomes (reorgs, foreign 
 re-sends) stay in receipts.py.
 """
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
-from chainflow.domain.transactions import bulk
-from chainflow.domain.transactions.decisions import Action, Decision
+from chainflow.core.types import TxHash, TxId, Wei
+from chainflow.domain.transactions.decisions import Action, Decision, Receipt
 from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
-from chainflow.domain.transactions.lifecycle import step_row
-from chainflow.domain.transactions.models import AttemptKind, Transaction
+from chainflow.domain.transactions.models import AttemptKind, DetailValue, Transaction
+from chainflow.domain.transactions.repository import LockedState, bulk
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.telemetry import record_stages
+from chainflow.domain.transactions.transitions import step
 
 COMMON = (Action.NONE, Action.RECORD_RECEIPT, Action.FINALIZE)
 _PRICED_OUT = (
@@ -31,8 +30,8 @@ _PRICED_OUT = (
 async def record_common(
     session: AsyncSession,
     rows: Sequence[Transaction],
-    decisions: dict[uuid.UUID, Decision],
-    locked: dict[uuid.UUID, bulk.LockedState],
+    decisions: dict[TxId, Decision],
+    locked: dict[TxId, LockedState],
     *,
     head: int,
 ) -> None:
@@ -53,7 +52,7 @@ def _mined(
     writes: bulk.ReceiptWrites,
     tx: Transaction,
     decision: Decision,
-    current: bulk.LockedState,
+    current: LockedState,
     now: datetime,
 ) -> None:
     mined, receipt = decision.attempt, decision.receipt
@@ -78,14 +77,14 @@ def _mined(
             event = TxEvent.CONFIRMED_SUCCESS
         status = _step(writes, tx, status, event, mined.hash)
     writes.requests.append(
-        {
+        {  # a ReceiptUpdate
             "id": tx.id,
             "status": status,
             "final_hash": mined.hash,
             "block_hash": block_hash,
             "block_number": int(receipt["blockNumber"], 16),
             "gas_used": _int(receipt.get("gasUsed")),
-            "effective_gas_price_wei": _int(receipt.get("effectiveGasPrice")),
+            "effective_gas_price_wei": _wei(receipt),
             "receipt_status": receipt_status,
             "confirmations": max(decision.depth, 0),
             "error_code": error[0],
@@ -101,17 +100,22 @@ def _step(
     tx: Transaction,
     status: TxStatus,
     event: TxEvent,
-    hash_: str,
+    hash_: TxHash,
     block_hash: str | None = None,
 ) -> TxStatus:
-    detail: dict[str, Any] = {"hash": hash_}
+    detail: dict[str, DetailValue] = {"hash": hash_}
     if block_hash is not None:
         detail["block_hash"] = block_hash
-    moved, row = step_row(tx.id, status, event, chain_id=tx.chain_id, **detail)
-    record_stages(tx, (status, moved), at=row["at"])  # metrics (issue 18)
-    writes.events.append(row)
-    return moved
+    moved = step(tx.id, status, event, chain_id=tx.chain_id, **detail)
+    record_stages(tx, (status, moved.after), at=moved.at)  # metrics (issue 18)
+    writes.transitions.append(moved)
+    return moved.after
 
 
-def _int(value: Any) -> int | None:
+def _int(value: object) -> int | None:
     return int(value, 16) if isinstance(value, str) else None
+
+
+def _wei(receipt: Receipt) -> Wei | None:
+    price = _int(receipt.get("effectiveGasPrice"))
+    return None if price is None else Wei(price)

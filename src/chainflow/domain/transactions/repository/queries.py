@@ -1,4 +1,4 @@
-"""All SQL of transactions, attempts and events."""
+"""The reads of transactions and their attempts (no locks: locks.py takes them)."""
 
 import uuid
 from collections.abc import Sequence
@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.util import AliasedClass
 
+from chainflow.core.types import WalletId
 from chainflow.domain.transactions.fees import FeeFloor
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
@@ -74,7 +75,7 @@ async def lanes_with_queued(
     owner: str,
     now: datetime,
     floor: FeeFloor | None = None,
-) -> dict[uuid.UUID, int]:
+) -> dict[WalletId, int]:
     """Wallets with queued requests on this chain that `owner` may drain, with how many each
     a drain can act on: all of them, or under a fee `floor` those whose fee cap can pay it
     and those due to expire; 0 for a lane whose requests all wait for the base fee to fall.
@@ -119,12 +120,12 @@ def _actionable(session: AsyncSession, floor: FeeFloor, now: datetime) -> Column
     """How many queued requests of a group a drain can act on under `floor`."""
     due = and_(Transaction.valid_until.is_not(None), Transaction.valid_until <= now)
     if floor.chain_pays:
-        pays = _cap_reaches(session, floor.base_fee_wei)
+        pays = cap_reaches(session, floor.base_fee_wei)
         return func.sum(case((or_(pays, due), 1), else_=0))
     return func.sum(case((due, 1), else_=0))
 
 
-def _cap_reaches(session: AsyncSession, floor_wei: int) -> ColumnElement[bool]:
+def cap_reaches(session: AsyncSession, floor_wei: int) -> ColumnElement[bool]:
     """The request sets no fee cap, or one of at least `floor_wei`."""
     cap = Transaction.max_fee_per_gas_cap
     return or_(cap.is_(None), wei_at_least(cap, floor_wei, dialect=_dialect(session)))
@@ -133,7 +134,7 @@ def _cap_reaches(session: AsyncSession, floor_wei: int) -> ColumnElement[bool]:
 async def queued_for_lane(
     session: AsyncSession,
     chain_id: int,
-    wallet_id: uuid.UUID,
+    wallet_id: WalletId,
     *,
     limit: int,
     min_fee_cap_wei: int | None = None,
@@ -146,46 +147,13 @@ async def queued_for_lane(
         Transaction.status == TxStatus.QUEUED,
     )
     if min_fee_cap_wei is not None:
-        query = query.where(_cap_reaches(session, min_fee_cap_wei))
+        query = query.where(cap_reaches(session, min_fee_cap_wei))
     query = query.order_by(Transaction.created_at, Transaction.id).limit(limit)
-    return (await session.scalars(query)).all()
-
-
-async def lock_expired_below(
-    session: AsyncSession,
-    chain_id: int,
-    wallet_ids: Sequence[uuid.UUID],
-    *,
-    now: datetime,
-    min_fee_cap_wei: int | None,
-) -> Sequence[Transaction]:
-    """Lock the queued requests of these lanes whose valid_until has passed and whose own fee
-    cap is below `min_fee_cap_wei` (all of them when it is None), in submission order."""
-    query = select(Transaction).where(
-        Transaction.chain_id == chain_id,
-        Transaction.wallet_id.in_(in_list(wallet_ids)),
-        Transaction.status == TxStatus.QUEUED,
-        Transaction.valid_until <= now,
-    )
-    if min_fee_cap_wei is not None:
-        query = query.where(~_cap_reaches(session, min_fee_cap_wei))
-    query = query.order_by(Transaction.created_at, Transaction.id).with_for_update()
     return (await session.scalars(query)).all()
 
 
 def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else ""
-
-
-async def lock_queued(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Sequence[Transaction]:
-    """Lock the given requests that are still queued, in submission order."""
-    query = (
-        select(Transaction)
-        .where(Transaction.id.in_(in_list(ids)), Transaction.status == TxStatus.QUEUED)
-        .order_by(Transaction.created_at, Transaction.id)
-        .with_for_update()
-    )
-    return (await session.scalars(query)).all()
 
 
 async def count_in_flight(session: AsyncSession, wallet_id: uuid.UUID, chain_id: int) -> int:
@@ -199,8 +167,8 @@ async def count_in_flight(session: AsyncSession, wallet_id: uuid.UUID, chain_id:
 
 
 async def waiting_for_funds(
-    session: AsyncSession, chain_id: int, wallet_ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
+    session: AsyncSession, chain_id: int, wallet_ids: Sequence[WalletId]
+) -> set[WalletId]:
     """The lanes among `wallet_ids` with a signed request the node refused for lack of funds."""
     query = (
         select(Transaction.wallet_id)
@@ -231,13 +199,3 @@ async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> Sequen
         .limit(limit)
     )
     return (await session.scalars(query)).all()
-
-
-async def lock_tracked(session: AsyncSession, tx_id: uuid.UUID) -> Transaction | None:
-    query = (
-        select(Transaction)
-        .where(Transaction.id == tx_id)
-        .options(selectinload(Transaction.attempts))
-        .with_for_update()
-    )
-    return (await session.scalars(query)).one_or_none()

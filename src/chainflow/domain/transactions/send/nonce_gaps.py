@@ -5,23 +5,28 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.logging import get_logger
+from chainflow.core.types import Nonce, TxId
 from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.attempts import CANCEL_GAS, Signers, sign_attempt
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.fees import Fees
-from chainflow.domain.transactions.gas import market_fees
-from chainflow.domain.transactions.lifecycle import apply, record_created
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
-from chainflow.domain.transactions.runtime import ChainConfig, Engine
-from chainflow.domain.transactions.signing import CANCEL_GAS, sign_attempt
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.telemetry import tx_context
+from chainflow.domain.transactions.transitions import apply, record_created
 from chainflow.domain.wallets.service import get_wallet, lock_lane
-from chainflow.infra.db.uow import unit_of_work
 
 log = get_logger(__name__)
 
 
 async def release_nonce(
-    engine: Engine, chain: ChainConfig, tx_id: uuid.UUID, *, error_code: str
+    session: AsyncSession,
+    chain: ChainConfig,
+    tx_id: TxId,
+    *,
+    error_code: str,
+    fees: Fees,
+    signers: Signers,
 ) -> None:
     """Fail a signed request the node refused for good, and keep its lane gap-free.
 
@@ -30,38 +35,36 @@ async def release_nonce(
     attempt (a bump or a cancel of a signed request) keeps its nonce: that attempt may be at
     a node, and the tracker carries on with it.
     """
-    market = await market_fees(engine, chain)
-    async with unit_of_work(engine.sessionmaker) as session:
-        tx = await repository.lock_tracked(session, tx_id)
-        if tx is None or tx.status is not TxStatus.SIGNED or tx.nonce is None:
-            return
-        if len(tx.attempts) > 1:
-            return
-        lane = await lock_lane(session, tx.wallet_id, tx.chain_id)
-        nonce = tx.nonce
-        tx.nonce = None
-        tx.error_code, tx.error_message = error_code, "the node refused the transaction for good"
-        apply(session, tx, TxEvent.FAILED, code=error_code, released_nonce=nonce)
-        await session.flush()
-        if nonce == lane.next_nonce - 1:
-            lane.next_nonce = nonce
-            log.info("nonce.released", **tx_context(tx), nonce=nonce)
-            return
-        await _fill(session, engine, chain, tx, nonce=nonce, fees=market)
+    tx = await repository.lock_tracked(session, tx_id)
+    if tx is None or tx.status is not TxStatus.SIGNED or tx.nonce is None:
+        return
+    if len(tx.attempts) > 1:
+        return
+    lane = await lock_lane(session, tx.wallet_id, tx.chain_id)
+    nonce = tx.nonce
+    tx.nonce = None
+    tx.error_code, tx.error_message = error_code, "the node refused the transaction for good"
+    apply(session, tx, TxEvent.FAILED, code=error_code, released_nonce=nonce)
+    await session.flush()
+    if nonce == lane.next_nonce - 1:
+        lane.next_nonce = nonce
+        log.info("nonce.released", **tx_context(tx), nonce=nonce)
+        return
+    await _fill(session, chain, tx, nonce=nonce, fees=fees, signers=signers)
 
 
 async def _fill(
     session: AsyncSession,
-    engine: Engine,
     chain: ChainConfig,
     failed: Transaction,
     *,
-    nonce: int,
+    nonce: Nonce,
     fees: Fees,
+    signers: Signers,
 ) -> None:
     wallet = await get_wallet(session, failed.wallet_id, lanes=False)
     filler = Transaction(
-        id=uuid.uuid4(),
+        id=TxId(uuid.uuid4()),
         kind=TxKind.FILLER,
         chain_id=chain.chain_id,
         wallet_id=wallet.id,
@@ -80,7 +83,7 @@ async def _fill(
     attempt = await sign_attempt(
         session,
         filler,
-        signer=engine.signer(wallet),
+        signer=signers.of(wallet),
         chain=chain,
         nonce=nonce,
         gas_limit=CANCEL_GAS,

@@ -1,0 +1,133 @@
+"""Build, sign and store attempts: the write-ahead step before any broadcast (DESIGN §6.3)."""
+
+import uuid
+from typing import NotRequired, TypedDict
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.clock import utcnow
+from chainflow.core.types import AttemptId, Nonce, Wei
+from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.fees import Eip1559Fees, Fees
+from chainflow.domain.transactions.models import AttemptKind, AttemptStatus, Transaction, TxAttempt
+from chainflow.domain.transactions.rows import AttemptRow
+from chainflow.domain.wallets.custody import signer_for
+from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.pkcs11 import Pkcs11Token
+from chainflow.infra.signing.signer import Signer
+
+CANCEL_GAS = 21_000
+
+
+class Signers:
+    """Wallets' signers, each key decrypted once per process and kept in memory (state a
+    worker process keeps between rounds)."""
+
+    def __init__(self, master_key: MasterKey, *, pkcs11: Pkcs11Token | None = None) -> None:
+        self._master_key = master_key
+        self._pkcs11 = pkcs11  # the token of wallets whose keys it holds (issue 20)
+        self._by_wallet: dict[uuid.UUID, Signer] = {}
+
+    def of(self, wallet: Wallet) -> Signer:
+        """The wallet's signer (or its public key read) once per process, then kept.
+
+        Raises: SignerUnavailable (nothing cached: the next call tries again).
+        """
+        signer = self._by_wallet.get(wallet.id)
+        if signer is None:
+            signer = signer_for(wallet, master=self._master_key, pkcs11=self._pkcs11)
+            self._by_wallet[wallet.id] = signer
+        return signer
+
+
+class TxFields(TypedDict):
+    """The dict eth-account signs, in its field names (a wire shape, as in web3.py)."""
+
+    chainId: int
+    nonce: int
+    to: str
+    value: int
+    data: bytes
+    gas: int
+    type: NotRequired[int]
+    maxFeePerGas: NotRequired[int]
+    maxPriorityFeePerGas: NotRequired[int]
+    gasPrice: NotRequired[int]
+
+
+def tx_fields(
+    tx: Transaction, *, chain: ChainConfig, nonce: int, gas_limit: int, fees: Fees, cancel: bool
+) -> TxFields:
+    """The fields to sign. A cancel is a 0-value self-transfer at the same nonce."""
+    fields: TxFields = {
+        "chainId": chain.chain_id,
+        "nonce": nonce,
+        "to": tx.from_address if cancel else tx.to_address,
+        "value": 0 if cancel else tx.value_wei,
+        "data": b"" if cancel else tx.data,
+        "gas": CANCEL_GAS if cancel else gas_limit,
+    }
+    if isinstance(fees, Eip1559Fees):
+        fields["type"] = 2
+        fields["maxFeePerGas"] = fees.max_fee_per_gas_wei
+        fields["maxPriorityFeePerGas"] = fees.max_priority_fee_per_gas_wei
+    else:
+        fields["gasPrice"] = fees.gas_price_wei
+    return fields
+
+
+def _wei(fields: TxFields, name: str) -> Wei | None:
+    value = fields.get(name)
+    return Wei(value) if isinstance(value, int) else None
+
+
+async def signed_attempt(
+    tx: Transaction,
+    *,
+    signer: Signer,
+    chain: ChainConfig,
+    nonce: Nonce,
+    gas_limit: int,
+    fees: Fees,
+    kind: AttemptKind,
+) -> AttemptRow:
+    """Sign an attempt of `tx`; its row (id, raw bytes, hash, fees, ...)."""
+    cancel = kind is AttemptKind.CANCEL
+    fields = tx_fields(tx, chain=chain, nonce=nonce, gas_limit=gas_limit, fees=fees, cancel=cancel)
+    signed = await signer.sign_transaction(fields)
+    return {
+        "id": AttemptId(uuid.uuid4()),
+        "tx_id": tx.id,
+        "kind": kind,
+        "status": AttemptStatus.SIGNED,
+        "nonce": nonce,
+        "gas_limit": fields["gas"],
+        "max_fee_per_gas_wei": _wei(fields, "maxFeePerGas"),
+        "max_priority_fee_per_gas_wei": _wei(fields, "maxPriorityFeePerGas"),
+        "gas_price_wei": _wei(fields, "gasPrice"),
+        "raw": signed.raw,
+        "hash": signed.hash,
+        "broadcast_count": 0,
+        "created_at": utcnow(),
+    }
+
+
+async def sign_attempt(
+    session: AsyncSession,
+    tx: Transaction,
+    *,
+    signer: Signer,
+    chain: ChainConfig,
+    nonce: Nonce,
+    gas_limit: int,
+    fees: Fees,
+    kind: AttemptKind,
+) -> TxAttempt:
+    """Sign and add an attempt row; the caller commits before sending it."""
+    row = await signed_attempt(
+        tx, signer=signer, chain=chain, nonce=nonce, gas_limit=gas_limit, fees=fees, kind=kind
+    )
+    attempt = TxAttempt(**row)
+    session.add(attempt)
+    return attempt

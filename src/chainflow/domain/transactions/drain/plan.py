@@ -1,0 +1,149 @@
+"""Plan a drain: the node's counts of each lane, then, in the caller's DB transaction, the
+lanes this process may drain now and the queued requests each can sign (workers/drain.py)."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.clock import utcnow
+from chainflow.core.types import WalletId
+from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.config import ChainConfig, EngineConfig
+from chainflow.domain.transactions.drain.estimate import Estimate
+from chainflow.domain.transactions.drain.fee_floor import expire_priced_out, floor_of
+from chainflow.domain.transactions.fees import FeeFloor
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.node import ChainRpc, nonce_counts
+from chainflow.domain.transactions.state import TxEvent
+from chainflow.domain.transactions.transitions import apply
+from chainflow.domain.wallets.models import Wallet, WalletStatus
+from chainflow.domain.wallets.service import claim_lanes, get_wallets
+from chainflow.infra.rpc.client import RpcTransportError
+
+
+@dataclass(frozen=True)
+class Planned:
+    rows: list[Transaction]  # queued requests of the lane, in submission order (a snapshot)
+    wallet: Wallet
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A lane's transaction counts on the node: mined (`latest`) and with its pool (`pending`)."""
+
+    mined: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A lane cleared for signing: its estimated prefix and the node's counts."""
+
+    wallet: Wallet
+    estimates: list[Estimate]
+    counts: Counts
+
+
+async def lane_counts(rpc: ChainRpc, addresses: Mapping[WalletId, str]) -> dict[WalletId, Counts]:
+    """Each lane's counts on the node (wallet id → address given), read before planning so
+    that a lane's room is what the chain has mined, not what the tracker has recorded yet; a
+    lane whose count failed is absent (it waits for the next round)."""
+    try:
+        mined, pending = await nonce_counts(rpc, list(addresses.values()))
+    except RpcTransportError:
+        return {}  # the node is unreachable: the lanes wait, as when estimating
+    return {
+        wallet_id: Counts(mined[address], pending[address])
+        for wallet_id, address in addresses.items()
+        if address in mined and address in pending
+    }
+
+
+def room_of(config: EngineConfig, next_nonce: int, counts: Counts) -> int:
+    """How many more the lane may sign now: `max_in_flight_per_lane` counts the nonces taken
+    and not yet mined (as thirdweb's engine-core counts its in-flight budget), so a window
+    reopens as soon as the chain mines it, not when the tracker has written the receipts."""
+    unmined = max(0, next_nonce - counts.mined)
+    return min(config.max_in_flight_per_lane - unmined, config.batch_size)
+
+
+async def plan_lanes(
+    session: AsyncSession,
+    chain: ChainConfig,
+    counts: dict[WalletId, Counts],
+    *,
+    owner: str,
+    config: EngineConfig,
+    base_fee_wei: int | None = None,
+) -> list[Planned]:
+    """The lanes this process may drain now, each with the queued requests it can sign.
+
+    A request whose fee cap cannot pay the next block's base fee `base_fee_wei` is left
+    queued, unsigned, and later requests of its lane go ahead of it (issue 14): signed, it
+    would hold its nonce, and every later nonce of the wallet, until the base fee fell.
+    """
+    if not counts:
+        return []
+    held = await claim_lanes(
+        session, list(counts), chain.chain_id, owner=owner, ttl_s=config.lane_lease_s
+    )  # lanes another process holds are its to drain
+    if not held:
+        return []
+    floor = floor_of(chain, base_fee_wei)
+    await expire_priced_out(session, chain, sorted(held), floor)
+    if floor is not None and not floor.chain_pays:
+        return []  # the chain's own cap cannot pay the base fee: every request waits
+    wallets = await get_wallets(session, sorted(held))
+    blocked = await repository.waiting_for_funds(session, chain.chain_id, sorted(held))
+    plans: list[Planned] = []
+    for wallet_id in sorted(held):
+        wallet = wallets.get(wallet_id)
+        if wallet is None:
+            continue
+        if wallet.status is WalletStatus.DISABLED:
+            await _fail_queued(session, chain, wallet)
+            continue
+        if wallet.status is not WalletStatus.ACTIVE or wallet_id in blocked:
+            continue  # blocked: an attempt waits for funds, later ones must not overtake
+        room = room_of(config, held[wallet_id], counts[wallet_id])
+        live = await _signable(session, chain, wallet_id, room=room, floor=floor)
+        if live:
+            plans.append(Planned(live, wallet))
+    return plans
+
+
+async def _signable(
+    session: AsyncSession,
+    chain: ChainConfig,
+    wallet_id: WalletId,
+    *,
+    room: int,
+    floor: FeeFloor | None,
+) -> list[Transaction]:
+    """The lane's first `room` queued requests that can be signed now: not expired, and with
+    a fee cap that pays the fee floor."""
+    if room <= 0:
+        return []
+    rows = await repository.queued_for_lane(
+        session,
+        chain.chain_id,
+        wallet_id,
+        limit=room,
+        min_fee_cap_wei=floor.base_fee_wei if floor is not None else None,
+    )
+    return [tx for tx in rows if not _expired(session, tx)]
+
+
+def _expired(session: AsyncSession, tx: Transaction) -> bool:
+    if tx.valid_until is None or tx.valid_until > utcnow():
+        return False
+    apply(session, tx, TxEvent.EXPIRED, reason="valid_until passed before signing")
+    return True
+
+
+async def _fail_queued(session: AsyncSession, chain: ChainConfig, wallet: Wallet) -> None:
+    rows = await repository.queued_for_lane(session, chain.chain_id, wallet.id, limit=1000)
+    for tx in rows:
+        tx.error_code, tx.error_message = "wallet_disabled", "the wallet was disabled"
+        apply(session, tx, TxEvent.FAILED, code="wallet_disabled")

@@ -1,0 +1,127 @@
+"""Take nonces and sign, every lane of a drain under its lock, in the caller's DB transaction:
+the write-ahead step (DESIGN §6.3) that must commit before the first send (workers/drain.py)."""
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.logging import get_logger
+from chainflow.core.types import Nonce, WalletId
+from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.attempts import Signers, signed_attempt
+from chainflow.domain.transactions.config import ChainConfig, EngineConfig
+from chainflow.domain.transactions.drain.plan import Ready, room_of
+from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
+from chainflow.domain.transactions.market import chain_caps
+from chainflow.domain.transactions.models import AttemptKind, Transaction
+from chainflow.domain.transactions.repository import bulk
+from chainflow.domain.transactions.rows import signed_update
+from chainflow.domain.transactions.send.answers import SentAttempt
+from chainflow.domain.transactions.state import TxEvent
+from chainflow.domain.transactions.transitions import step
+from chainflow.domain.wallets.models import WalletChain
+from chainflow.domain.wallets.service import lock_lanes
+from chainflow.infra.signing.signer import Signer, SignerUnavailable
+
+log = get_logger(__name__)
+
+
+async def sign_lanes(
+    session: AsyncSession,
+    chain: ChainConfig,
+    lanes: Sequence[Ready],
+    market: Fees,
+    *,
+    signers: Signers,
+    config: EngineConfig,
+) -> list[SentAttempt]:
+    """Take nonces and sign, every lane holding its lane lock; the result is ordered by
+    wallet, then nonce (the order the sends must go in). The caller commits before sending."""
+    locked = await lock_lanes(session, [ready.wallet.id for ready in lanes], chain.chain_id)
+    gas = {e.tx_id: e.gas_limit for ready in lanes for e in ready.estimates}
+    queued: dict[WalletId, list[Transaction]] = {}
+    for tx in await repository.lock_queued(session, list(gas)):
+        queued.setdefault(tx.wallet_id, []).append(tx)
+    sent: list[SentAttempt] = []
+    writes = bulk.SignWrites()
+    for ready in sorted(lanes, key=lambda r: r.wallet.id):
+        lane = locked.get(ready.wallet.id)
+        if lane is None:
+            continue  # the lane was removed since the plan
+        _fast_forward(lane, ready)
+        signer = _signer_of(signers, ready, chain)
+        if signer is None:
+            continue  # its backend is down: only this lane waits, its requests stay queued
+        room = room_of(config, lane.next_nonce, ready.counts)
+        for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
+            nonce = Nonce(lane.next_nonce)
+            try:
+                attempt = await signed_attempt(
+                    tx,
+                    signer=signer,
+                    chain=chain,
+                    nonce=nonce,
+                    gas_limit=gas[tx.id],
+                    fees=_fees_for(tx, market, chain),
+                    kind=AttemptKind.ORIGINAL,
+                )
+            except SignerUnavailable as exc:
+                # Nothing signed at this nonce: the cursor stays, the request stays queued.
+                _signer_down(ready, chain, exc)
+                break
+            moved = step(
+                tx.id,
+                tx.status,
+                TxEvent.SIGNED,
+                chain_id=chain.chain_id,
+                nonce=nonce,
+                hash=attempt["hash"],
+            )
+            writes.attempts.append(attempt)
+            writes.transitions.append(moved)
+            writes.signed.append(signed_update(moved, nonce=nonce, gas_limit=gas[tx.id]))
+            lane.next_nonce = nonce + 1
+            sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"]))
+    # The ORM rows of these requests are left as read; nothing reads them after this.
+    await bulk.store_signed(session, writes)
+    return sent
+
+
+def _fees_for(tx: Transaction, market: Fees, chain: ChainConfig) -> Fees:
+    """Market fees lowered to the chain's and the request's caps."""
+    caps = chain_caps(chain).merged(
+        FeeCaps(tx.max_fee_per_gas_cap, tx.max_priority_fee_per_gas_cap)
+    )
+    return clamp(market, caps)
+
+
+def _fast_forward(lane: WalletChain, ready: Ready) -> None:
+    if ready.counts.pending > lane.next_nonce:
+        # The key was used outside Chainflow (DESIGN §6.7-8): never reuse those nonces.
+        log.warning(
+            "lane.fast_forwarded",
+            wallet=ready.wallet.address,
+            chain_id=lane.chain_id,
+            from_nonce=lane.next_nonce,
+            to_nonce=ready.counts.pending,
+        )
+        lane.next_nonce = ready.counts.pending
+
+
+def _signer_of(signers: Signers, ready: Ready, chain: ChainConfig) -> Signer | None:
+    """The lane's signer, or None (logged) while its backend is unavailable (issue 20)."""
+    try:
+        return signers.of(ready.wallet)
+    except SignerUnavailable as exc:
+        _signer_down(ready, chain, exc)
+        return None
+
+
+def _signer_down(ready: Ready, chain: ChainConfig, exc: SignerUnavailable) -> None:
+    log.warning(
+        "lane.signer_unavailable",
+        wallet=ready.wallet.address,
+        chain_id=chain.chain_id,
+        error=exc.code,
+        detail=exc.detail,
+    )

@@ -1,0 +1,47 @@
+"""All SQL of transactions, attempts and events.
+
+    queries.py  reads (no locks): a request, a page, lanes with work, what is in flight
+    locks.py    every row lock on requests, through one helper and in one order (by id)
+    bulk.py     the Core writes of the hot paths: a signing round, send answers, receipts
+    intake.py   a submission's read and inserts (the API's hot path, no ORM unit of work)
+
+The package re-exports the reads and the locks: `repository.tracked(...)`.
+"""
+
+from chainflow.domain.transactions.repository.locks import (
+    LockedState,
+    lock_expired_below,
+    lock_queued,
+    lock_states,
+    lock_tracked,
+    lock_with_attempts,
+)
+from chainflow.domain.transactions.repository.queries import (
+    TRACKED,
+    count_in_flight,
+    get,
+    get_by_idempotency_keys,
+    lanes_with_queued,
+    list_page,
+    queued_for_lane,
+    tracked,
+    waiting_for_funds,
+)
+
+__all__ = [
+    "TRACKED",
+    "LockedState",
+    "count_in_flight",
+    "get",
+    "get_by_idempotency_keys",
+    "lanes_with_queued",
+    "list_page",
+    "lock_expired_below",
+    "lock_queued",
+    "lock_states",
+    "lock_tracked",
+    "lock_with_attempts",
+    "queued_for_lane",
+    "tracked",
+    "waiting_for_funds",
+]

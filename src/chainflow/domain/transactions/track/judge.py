@@ -1,0 +1,162 @@
+"""What to do with each request in flight this round: its decision (decisions.py), then the
+round-wide rules, with what the process's tracker remembers between rounds (no DB, no RPC)."""
+
+import time
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
+
+from chainflow.core.clock import utcnow
+from chainflow.core.logging import get_logger
+from chainflow.core.types import AttemptId, ChainId, TxId, WalletId
+from chainflow.domain.transactions.config import ChainConfig, EngineConfig
+from chainflow.domain.transactions.decisions import (
+    Action,
+    Decision,
+    Observed,
+    decide,
+    latest_attempt,
+)
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.telemetry import count_replacement, tx_context
+
+log = get_logger(__name__)
+_QUIET = (Action.NONE, Action.RESEND)  # outcomes that free no room in a lane
+
+
+@dataclass
+class TrackerMemory:
+    """What a process's tracker remembers between rounds (state its worker keeps)."""
+
+    # When the tracker first saw a request's nonce consumed with no receipt of ours (monotonic s).
+    foreign_since: dict[TxId, float] = field(default_factory=dict)
+    # Requests found stuck at their fee cap, with the attempt it was said for: the warning is
+    # logged once per attempt, not every round (issue 14 saw ~7 lines a second).
+    capped: dict[TxId, AttemptId] = field(default_factory=dict)
+
+
+def judge(
+    rows: Sequence[Transaction],
+    seen: Observed,
+    *,
+    chain: ChainConfig,
+    config: EngineConfig,
+    memory: TrackerMemory,
+    draining: Set[tuple[WalletId, ChainId]],
+) -> dict[TxId, Decision]:
+    """What to do with each request this round: its decision (decisions.decide), then the
+    round-wide rules: bump a wallet's lowest stuck nonce only, hold a foreign-nonce verdict
+    for its grace period, and leave an unsent request to the drain of this process sending it."""
+    now = utcnow()
+    decisions = {tx.id: decide(tx, seen, chain=chain, config=config, now=now) for tx in rows}
+    _bump_lowest_only(rows, decisions)
+    _log_capped(memory, rows, decisions, base_fee_wei=seen.base_fee_wei)
+    _hold_foreign(memory, chain, config, decisions)
+    _leave_to_drains(draining, chain, rows, decisions)
+    return decisions
+
+
+def frees_room(decisions: dict[TxId, Decision]) -> bool:
+    """Whether a decision frees room in a lane (mined or failed): drains may sign more."""
+    return any(d.action not in _QUIET for d in decisions.values())
+
+
+@dataclass(frozen=True)
+class Replacement:
+    tx_id: TxId
+    cancel: bool
+
+
+def replacements(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -> list[Replacement]:
+    """The bumps and cancels to sign this round, in the rows' order."""
+    found: list[Replacement] = []
+    for tx in rows:
+        action = decisions[tx.id].action
+        if action in (Action.BUMP, Action.CANCEL):
+            found.append(Replacement(tx.id, cancel=action is Action.CANCEL))
+    return found
+
+
+def _hold_foreign(
+    memory: TrackerMemory,
+    chain: ChainConfig,
+    config: EngineConfig,
+    decisions: dict[TxId, Decision],
+) -> None:
+    # A node can report a nonce as used before it serves the receipt of the very transaction
+    # that used it (seen on anvil under load; a lagging replica behind a load balancer does
+    # it for as long as it lags: tests/chaos/test_rpc_faults.py). Failing such a request as
+    # "nonce taken" would report an executed payment as not executed, so the verdict waits
+    # until that view has held for the grace period, never on one read.
+    grace_s = max(3 * chain.block_time_s, config.foreign_nonce_grace_s)
+    now = time.monotonic()
+    since = memory.foreign_since
+    for gone in set(since) - set(decisions):
+        del since[gone]
+    for tx_id, decision in decisions.items():
+        if decision.action is not Action.FOREIGN:
+            since.pop(tx_id, None)
+            continue
+        first = since.setdefault(tx_id, now)
+        if now - first < grace_s:
+            decisions[tx_id] = Decision(Action.NONE)
+
+
+def _leave_to_drains(
+    draining: Set[tuple[WalletId, ChainId]],
+    chain: ChainConfig,
+    rows: Sequence[Transaction],
+    decisions: dict[TxId, Decision],
+) -> None:
+    # A request still `signed` in a lane a drain of this process is working on is being sent
+    # by that drain right now (rounds track while they drain): sending it here as well would
+    # only double the node's work. After a crash there is no such drain, and it goes at once.
+    for tx in rows:
+        if (
+            tx.status is TxStatus.SIGNED
+            and decisions[tx.id].action is Action.RESEND
+            and (tx.wallet_id, chain.chain_id) in draining
+        ):
+            decisions[tx.id] = Decision(Action.NONE)
+
+
+def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -> None:
+    # Only the lowest stuck nonce of a wallet can be what blocks the others (Chainlink's
+    # BumpTxDepth); bumping the rest would only burn fee headroom. A lowest one stuck at its
+    # cap still blocks them.
+    bumped: set[str] = set()
+    for tx in sorted(rows, key=lambda t: (t.from_address, t.nonce or 0)):
+        decision = decisions[tx.id]
+        if decision.action is not Action.BUMP and not decision.capped:
+            continue
+        if decision.action is Action.BUMP and tx.from_address in bumped:
+            decisions[tx.id] = Decision(Action.RESEND, decision.attempt)
+        bumped.add(tx.from_address)
+
+
+def _log_capped(
+    memory: TrackerMemory,
+    rows: Sequence[Transaction],
+    decisions: dict[TxId, Decision],
+    *,
+    base_fee_wei: int | None,
+) -> None:
+    # Once per request and attempt: a request stuck at its cap is seen every round, and
+    # logging each time flooded the log (~7 lines a second in issue 14).
+    capped = memory.capped
+    for gone in set(capped) - set(decisions):
+        del capped[gone]
+    for tx in rows:
+        decision = decisions[tx.id]
+        attempt = latest_attempt(tx)
+        if not decision.capped or capped.get(tx.id) == attempt.id:
+            continue
+        capped[tx.id] = attempt.id
+        count_replacement(tx.chain_id, "capped")  # metrics (issue 18)
+        log.warning(
+            "tx.bump_capped",
+            **tx_context(tx),
+            nonce=tx.nonce,
+            max_fee_per_gas=attempt.max_fee_per_gas_wei or attempt.gas_price_wei,
+            base_fee_per_gas=base_fee_wei,
+        )

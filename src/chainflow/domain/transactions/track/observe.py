@@ -1,0 +1,75 @@
+"""What the chain shows of the requests in flight: head, nonce counts, receipts, and whether
+the node still holds a possibly stranded attempt; read in batches, no DB (workers/track.py)."""
+
+from collections.abc import Sequence
+from typing import cast
+
+from chainflow.core.clock import utcnow
+from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.decisions import (
+    Observed,
+    Receipt,
+    latest_attempt,
+    may_be_mined,
+    may_be_stranded,
+)
+from chainflow.domain.transactions.market import FeeCache
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.node import ChainRpc, nonce_counts
+from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
+
+_CHUNK = 500
+
+
+async def observe(
+    rpc: ChainRpc,
+    rows: Sequence[Transaction],
+    *,
+    resend_after_s: float = 0.0,
+    base_fee_wei: int | None = None,
+) -> Observed:
+    """Mined nonce counts first, then receipts: a count above a nonce with no receipt of ours
+    then really means another transaction took that nonce."""
+    head = int(await rpc.call("eth_blockNumber"), 16)
+    addresses = sorted({tx.from_address for tx in rows})
+    latest, pending = await nonce_counts(rpc, addresses)
+    now = utcnow()
+    hashes = [
+        attempt.hash
+        for tx in rows
+        if may_be_mined(tx, latest, now=now, resend_after_s=resend_after_s)
+        for attempt in tx.attempts
+    ]
+    receipts: dict[str, Receipt] = {}
+    for start in range(0, len(hashes), _CHUNK):
+        chunk = hashes[start : start + _CHUNK]
+        answers = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
+        found = zip(chunk, answers, strict=True)
+        receipts |= {h: cast(Receipt, r) for h, r in found if isinstance(r, dict)}
+    held = await _held(rpc, [tx for tx in rows if may_be_stranded(tx, latest, pending)])
+    return Observed(
+        head=head,
+        latest_nonce=latest,
+        receipts=receipts,
+        pending_nonce=pending,
+        held=held,
+        base_fee_wei=base_fee_wei,
+    )
+
+
+async def base_fee(fees: FeeCache, rpc: ChainRpc, chain: ChainConfig) -> int | None:
+    """The next block's base fee, None if unknown: only priced-out cancels wait for it."""
+    try:
+        return (await fees.market(rpc, chain)).base_fee_wei
+    except (RpcCallError, RpcTransportError):
+        return None
+
+
+async def _held(rpc: ChainRpc, suspects: Sequence[Transaction]) -> frozenset[str]:
+    """Which of these requests' latest attempts the node still returns by hash (at most one
+    request per wallet: the one holding its next nonce; usually none)."""
+    if not suspects:
+        return frozenset()
+    hashes = [latest_attempt(tx).hash for tx in suspects]
+    answers = await rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
+    return frozenset(h for h, found in zip(hashes, answers, strict=True) if isinstance(found, dict))

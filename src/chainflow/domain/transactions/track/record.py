@@ -1,0 +1,57 @@
+"""Record a tracking round's outcomes in the caller's DB transaction: receipts and finality
+in bulk (mined.py), reorgs and foreign nonces row by row (outcomes.py)."""
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.crashpoints import Crasher, CrashPoint
+from chainflow.core.types import TxId
+from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.decisions import (
+    Action,
+    Decision,
+    Observed,
+)
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.send.answers import SentAttempt
+from chainflow.domain.transactions.track.mined import COMMON, record_common
+from chainflow.domain.transactions.track.outcomes import apply_decision
+
+
+def changes(tx: Transaction, decision: Decision) -> bool:
+    """Whether applying `decision` writes anything (a receipt, an outcome, or the first-seen
+    block of an attempt just sent)."""
+    if decision.action is not Action.NONE:
+        return True
+    return any(a.first_sent_at is not None and a.sent_at_block is None for a in tx.attempts)
+
+
+async def record(
+    session: AsyncSession,
+    moving: Sequence[Transaction],
+    decisions: dict[TxId, Decision],
+    seen: Observed,
+    *,
+    crasher: Crasher,
+) -> list[SentAttempt]:
+    """Apply receipt, finality, reorg and foreign-nonce outcomes of the requests that
+    `changes`: receipts in bulk (confirming.py), the rare outcomes row by row (receipts.py).
+    Returns the attempts to send again."""
+    resend: list[SentAttempt] = []
+    current = await repository.lock_states(session, [tx.id for tx in moving])
+    # A request whose status changed since we looked was moved by another worker.
+    still = [tx for tx in moving if tx.id in current and current[tx.id].status is tx.status]
+    common = [tx for tx in still if decisions[tx.id].action in COMMON]
+    await record_common(session, common, decisions, current, head=seen.head)
+    rare = [tx for tx in still if decisions[tx.id].action not in COMMON]
+    locked = await repository.lock_with_attempts(session, [tx.id for tx in rare]) if rare else {}
+    for snapshot in rare:
+        tx = locked[snapshot.id]
+        decision = decisions[snapshot.id]
+        again = await apply_decision(session, tx, decision, seen=seen)
+        if decision.action is Action.REORGED:
+            crasher.reached(CrashPoint.REORG_RECORDING)
+        if again is not None:
+            resend.append(again)
+    return resend

@@ -1,0 +1,93 @@
+"""The engine of a worker process: immutable ports and configuration, and the mutable state
+the process keeps between rounds (caches, what its drains hold, its loops' wake-ups)."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.core.crashpoints import Crasher
+from chainflow.core.types import ChainId, WalletId
+from chainflow.domain.transactions.attempts import Signers
+from chainflow.domain.transactions.config import EngineConfig
+from chainflow.domain.transactions.market import FeeCache
+from chainflow.domain.transactions.node import ChainRpc
+from chainflow.domain.transactions.track.judge import TrackerMemory
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.pkcs11 import Pkcs11Token
+
+
+@dataclass(frozen=True)
+class Ports:
+    """What the engine talks to and how it is tuned; fixed for the process's life."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    # Chain id → RPC. A live view: the registry adds chains enabled later (context.py).
+    rpc: Mapping[int, ChainRpc]
+    master_key: MasterKey
+    config: EngineConfig = field(default_factory=EngineConfig)
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)  # lane and tracker leases
+    crasher: Crasher = field(default_factory=Crasher)  # chaos tests only
+    # Re-reads the chain registry into `rpc`; returns the chain ids it added.
+    refresh_chains: Callable[[], Awaitable[list[int]]] | None = None
+    # The PKCS#11 token of wallets whose keys it holds (issue 20), when one is configured.
+    pkcs11: Pkcs11Token | None = None
+
+
+@dataclass
+class WorkerState:
+    """What one worker process remembers between rounds; never shared with another."""
+
+    fees: FeeCache
+    signers: Signers
+    tracking: TrackerMemory = field(default_factory=TrackerMemory)
+    # Wallet addresses by id (they never change), for the counts read before a drain plans.
+    addresses: dict[WalletId, str] = field(default_factory=dict)
+    # The (wallet id, chain id) lanes a drain of this process is working on: one at a time.
+    draining: set[tuple[WalletId, ChainId]] = field(default_factory=set)
+    # Drains that failed in a row, per chain id (main.py logs only some of them).
+    drain_failures: dict[int, int] = field(default_factory=dict)
+    # Set by a doorbell to start a chain's next round now instead of at its next poll.
+    wakeups: dict[int, asyncio.Event] = field(default_factory=dict)
+    # Tells the other worker processes a chain has work now (infra/queue/signals.py).
+    signal: Callable[[int], None] | None = None
+
+
+@dataclass(frozen=True)
+class Engine:
+    ports: Ports
+    state: WorkerState
+
+    @classmethod
+    def start(cls, ports: Ports) -> "Engine":
+        """An engine with fresh process state."""
+        state = WorkerState(
+            fees=FeeCache(min_tip_wei=ports.config.min_tip_wei),
+            signers=Signers(ports.master_key, pkcs11=ports.pkcs11),
+        )
+        return cls(ports, state)
+
+    @property
+    def config(self) -> EngineConfig:
+        return self.ports.config
+
+    def rpc(self, chain_id: int) -> ChainRpc:
+        return self.ports.rpc[chain_id]
+
+    def wakeup(self, chain_id: int) -> asyncio.Event:
+        """The event a chain's loop waits on between rounds."""
+        return self.state.wakeups.setdefault(chain_id, asyncio.Event())
+
+    def wake(self, chain_id: int) -> None:
+        """Start the chain's next round now (a doorbell or a signal); a chain this engine
+        does not serve (a worker restricted to other chains) is ignored."""
+        if chain_id in self.ports.rpc:
+            self.wakeup(chain_id).set()
+
+    def signal_others(self, chain_id: int) -> None:
+        """Wake the chain's loop in the other worker processes (best effort): sends for the
+        tracker, or room freed in lanes another process drains."""
+        if self.state.signal is not None:
+            self.state.signal(chain_id)

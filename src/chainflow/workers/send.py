@@ -1,0 +1,32 @@
+"""The send step of both rounds: broadcast stored attempts, then record every answer in one
+DB transaction, then release the nonce of each request a node refused for good."""
+
+from collections.abc import Sequence
+
+from chainflow.core.crashpoints import CrashPoint
+from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.send.answers import SentAttempt, record_answers
+from chainflow.domain.transactions.send.broadcast import send_raw
+from chainflow.domain.transactions.send.nonce_gaps import release_nonce
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.engine import Engine
+
+
+async def send_and_record(engine: Engine, chain: ChainConfig, sends: Sequence[SentAttempt]) -> None:
+    """Send in the given (nonce) order, record the answers, release refused nonces."""
+    rpc = engine.rpc(chain.chain_id)
+    answers = await send_raw(rpc, [s.raw for s in sends])
+    engine.ports.crasher.reached(CrashPoint.NODE_ACCEPTED)
+    async with unit_of_work(engine.ports.sessionmaker) as session:
+        refused = await record_answers(session, chain.chain_id, sends, answers)
+    for one in refused:
+        fees = await engine.state.fees.fees(rpc, chain)
+        async with unit_of_work(engine.ports.sessionmaker) as session:
+            await release_nonce(
+                session,
+                chain,
+                one.tx_id,
+                error_code=one.error_code,
+                fees=fees,
+                signers=engine.state.signers,
+            )

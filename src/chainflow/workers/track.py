@@ -1,0 +1,93 @@
+"""The tracking round: the one place that opens the DB transactions of a chain's tracking.
+
+    read in flight [tx] → observe (RPC) → judge (pure + process memory) → record [tx] →
+    sign each bump or cancel [tx each] → send (RPC) → record [tx] → release [tx each]
+
+docs/engine.md draws it with the module of each step.
+"""
+
+from collections.abc import Sequence
+
+from chainflow.core.crashpoints import CrashPoint
+from chainflow.core.logging import get_logger
+from chainflow.core.types import TxId
+from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.decisions import Decision
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.send.answers import SentAttempt
+from chainflow.domain.transactions.track import judge, observe, record
+from chainflow.domain.transactions.track.replace import replace
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.signer import SignerUnavailable
+from chainflow.workers.engine import Engine
+from chainflow.workers.send import send_and_record
+
+log = get_logger(__name__)
+
+
+async def track_chain(engine: Engine, chain: ChainConfig) -> int:
+    """One tracking round for a chain; returns how many requests it looked at."""
+    ports, state = engine.ports, engine.state
+    rpc = engine.rpc(chain.chain_id)
+    async with unit_of_work(ports.sessionmaker) as session:
+        rows = await repository.tracked(session, chain.chain_id, limit=ports.config.track_limit)
+    if not rows:
+        return 0
+    seen = await observe.observe(
+        rpc,
+        rows,
+        resend_after_s=ports.config.resend_after_s,
+        base_fee_wei=await observe.base_fee(state.fees, rpc, chain),
+    )
+    decisions = judge.judge(
+        rows,
+        seen,
+        chain=chain,
+        config=ports.config,
+        memory=state.tracking,
+        draining=state.draining,
+    )
+    resend: list[SentAttempt] = []
+    moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
+    if moving:
+        async with unit_of_work(ports.sessionmaker) as session:
+            resend = await record.record(session, moving, decisions, seen, crasher=ports.crasher)
+    if judge.frees_room(decisions):
+        engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
+    resend += await _replace(engine, chain, rows, decisions)
+    if resend:
+        await send_and_record(engine, chain, sorted(resend, key=lambda s: s.nonce))
+    return len(rows)
+
+
+async def _replace(
+    engine: Engine,
+    chain: ChainConfig,
+    rows: Sequence[Transaction],
+    decisions: dict[TxId, Decision],
+) -> list[SentAttempt]:
+    """Sign and store each bump and cancel, one DB transaction each, committed before the
+    send (write-ahead, as in a drain)."""
+    ports, state = engine.ports, engine.state
+    stored: list[SentAttempt] = []
+    for wanted in judge.replacements(rows, decisions):
+        market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
+        try:
+            async with unit_of_work(ports.sessionmaker) as session:
+                attempt = await replace(
+                    session,
+                    chain,
+                    wanted.tx_id,
+                    market=market,
+                    signers=state.signers,
+                    config=ports.config,
+                    cancel=wanted.cancel,
+                )
+        except SignerUnavailable as exc:  # this wallet's backend is down: bump it later
+            log.warning("tracker.signer_unavailable", tx_id=str(wanted.tx_id), detail=exc.detail)
+            continue
+        if attempt is not None:
+            ports.crasher.reached(CrashPoint.BUMP_STORED)
+            stored.append(attempt)
+    return stored
