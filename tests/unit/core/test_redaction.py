@@ -60,6 +60,9 @@ def test_a_mixed_case_address_with_a_wrong_checksum_is_refused(
         return
     i = data.draw(st.sampled_from(letters))
     wrong = checksummed[:i] + checksummed[i].swapcase() + checksummed[i + 1 :]
+    body = wrong[2:]
+    if body == body.lower() or body == body.upper():
+        return  # the flip left one case only: all-lower and all-upper are valid
     with pytest.raises(ValueError, match="checksum"):
         checksum_address(wrong)
 
