@@ -7,7 +7,7 @@ or a killed process loses nothing; the next round (here or in another worker) pi
 import asyncio
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 
 from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
@@ -40,6 +40,9 @@ _MAX_LANES_PER_DRAIN = 64  # beyond 4 x 64 lanes, more drains rather than bigger
 # The chain's head and its lanes' nonces and balances, for the metrics: two calls per lane,
 # so not every round (issue 18).
 _READ_EVERY_S = 5.0
+# How often a worker reads the chain registry (one small query): a chain added or enabled
+# through the API is served, doorbells included, this soon after, without a restart.
+REGISTRY_REFRESH_S = 0.5
 
 
 async def run_engine(
@@ -49,34 +52,46 @@ async def run_engine(
     poll_s: float = 0.1,
     queue: JobQueue | None = None,
     signals: RedisSignals | None = None,
-    refresh_s: float = 10.0,
+    refresh_s: float = REGISTRY_REFRESH_S,
 ) -> None:
     """Run one loop per chain, the doorbell consumer if a queue is given and the signal
     listener if `signals` is, until `stop`.
 
-    Chains enabled in the registry later get their loop within `refresh_s`; their doorbells
-    are consumed after a restart (until then the loop's polling picks up their work).
+    A chain enabled in the registry later gets its loop and its doorbell consumer within
+    `refresh_s`, without a restart.
     """
     loops = [_chain_loop(engine, cid, stop, poll_s) for cid in engine.ports.rpc]
-    if queue is not None:
-        queues = [chain_queue(cid) for cid in engine.ports.rpc]
-        loops.append(
-            queue.run_worker(queues, handler_for(engine), concurrency=_JOBS_AT_ONCE, stop=stop)
-        )
+    if queue is not None and engine.ports.rpc:
+        loops.append(_consume_doorbells(engine, queue, list(engine.ports.rpc), stop))
     if signals is not None:
         engine.state.signal = signals.publish_soon
         loops.append(signals.listen(engine.wake, stop))
     if engine.ports.refresh_chains is not None:
-        loops.append(_follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s))
+        loops.append(
+            _follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s, queue=queue)
+        )
     await asyncio.gather(*loops)
 
 
+def _consume_doorbells(
+    engine: Engine, queue: JobQueue, chain_ids: Sequence[int], stop: asyncio.Event
+) -> Coroutine[None, None, None]:
+    queues = [chain_queue(cid) for cid in chain_ids]
+    return queue.run_worker(queues, handler_for(engine), concurrency=_JOBS_AT_ONCE, stop=stop)
+
+
 async def _follow_registry(
-    engine: Engine, stop: asyncio.Event, *, poll_s: float, refresh_s: float
+    engine: Engine,
+    stop: asyncio.Event,
+    *,
+    poll_s: float,
+    refresh_s: float,
+    queue: JobQueue | None,
 ) -> None:
     refresh = engine.ports.refresh_chains
     assert refresh is not None  # noqa: S101 - checked by the caller
     started: list[asyncio.Task[None]] = []
+    failures = 0
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=refresh_s)
@@ -84,12 +99,20 @@ async def _follow_registry(
             break
         try:
             added = await refresh()
+            failures = 0
         except Exception as exc:  # the registry is read again next time
-            log.warning("engine.registry_refresh_failed", error=repr(exc)[:300])
+            failures += 1
+            if _is_worth_logging(failures):
+                log.warning(
+                    "engine.registry_refresh_failed", error=repr(exc)[:300], failures=failures
+                )
             continue
         for chain_id in added:
             log.info("engine.chain_added", chain_id=chain_id)
             started.append(asyncio.create_task(_chain_loop(engine, chain_id, stop, poll_s)))
+            if queue is not None:
+                doorbells = _consume_doorbells(engine, queue, [chain_id], stop)
+                started.append(asyncio.create_task(doorbells))
     await asyncio.gather(*started)
 
 
