@@ -3,9 +3,11 @@
 import base64
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,30 @@ class TestDev:
         assert report.dev_wallet_balance_wei > 0
         assert report.exit_code == 0
         assert DEV_PRIVATE_KEY_HEX not in report.output
+
+    def test_the_demo_waits_out_an_overloaded_api(self, cli: Cli, tmp_path: Path) -> None:
+        """`./scripts/dev` (the README's first command) on an API admitting one request at a
+        time: its 32 concurrent submitters meet 503s, wait them out and every request is
+        confirmed once (it used to abort on the first 503)."""
+        env = cli.env | {"CHAINFLOW_API_MAX_IN_FLIGHT": "1"}
+        port, anvil_port = free_port(), free_port()
+        args = ["dev", "--anvil", "--port", str(port), "--anvil-port", str(anvil_port)]
+        log = tmp_path / "dev.log"
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [CHAINFLOW, *args, "--demo", "60"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+            try:
+                deadline = time.monotonic() + 120
+                while "60 requests" not in log.read_text() and process.poll() is None:
+                    assert time.monotonic() < deadline, log.read_text()[-2000:]
+                    time.sleep(0.2)  # polling a child process's output
+            finally:
+                process.send_signal(signal.SIGTERM)
+                code = process.wait(timeout=30)
+        output = log.read_text()
+        assert "60 requests: confirmed 60" in output, output[-2000:]
+        assert code == 0, output[-2000:]
 
 
 class TestWrongMasterKey:

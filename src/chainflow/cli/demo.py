@@ -19,6 +19,7 @@ STORE_INIT_CODE = "0x6007600c60003960076000f3" + "6004356000" + "5500"
 _DEPLOYER = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"  # anvil's unlocked account 9
 _SINK = "0x000000000000000000000000000000000000dEaD"
 _FINAL = {"confirmed", "reverted", "failed", "cancelled", "expired"}
+_SUBMIT_TRIES = 30  # 503/429 answers waited out per request before the demo gives up
 
 
 async def deploy_store_contract(rpc: RpcClient) -> str:
@@ -69,20 +70,35 @@ async def _submit_all(
     gate = asyncio.Semaphore(32)
 
     async def one(index: int, body: dict[str, Any]) -> str:
-        async with (
-            gate,
-            http.post(
-                f"{api_url}/v1/transactions",
-                json=body,
-                headers={"Idempotency-Key": f"demo-{index}"},
-            ) as response,
-        ):
-            payload = await response.json()
-            if response.status != 202:
-                raise RuntimeError(f"submit failed: {payload.get('detail')}")
-            return str(payload["id"])
+        # A busy API answers 503 or 429 with Retry-After: wait and send again with the same
+        # idempotency key, as a careful client does (the request is created at most once).
+        for _ in range(_SUBMIT_TRIES):
+            async with (
+                gate,
+                http.post(
+                    f"{api_url}/v1/transactions",
+                    json=body,
+                    headers={"Idempotency-Key": f"demo-{index}"},
+                ) as response,
+            ):
+                payload = await response.json()
+                if response.status == 202:
+                    return str(payload["id"])
+                if response.status not in (429, 503):
+                    raise RuntimeError(f"submit failed: {payload.get('detail')}")
+                wait_s = _retry_after(response.headers.get("Retry-After"))
+            await asyncio.sleep(wait_s)
+        raise RuntimeError(f"submit failed: the API stayed busy for {_SUBMIT_TRIES} tries")
 
     return await asyncio.gather(*(one(i, body) for i, body in enumerate(bodies)))
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds to wait from a Retry-After header (seconds form), 1 s if absent, at most 10."""
+    try:
+        return min(max(float(header or 1), 0.1), 10.0)
+    except ValueError:
+        return 1.0
 
 
 async def _wait_all(
