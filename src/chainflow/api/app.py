@@ -81,6 +81,7 @@ async def open_resources(
             async with unit_of_work(sessionmaker) as session:
                 await check_master_key(session, master=master_key)
             await warm_pool(engine, _POOL_SIZE)
+            doorbells = Doorbells(own_queue)
             yield Resources(
                 settings,
                 engine,
@@ -89,9 +90,10 @@ async def open_resources(
                 master_key,
                 redis,
                 KeyCache(settings.api_key_cache_s),
-                Doorbells(own_queue),
+                doorbells,
                 token,
             )
+            await doorbells.settle()  # the last rings, before the queue closes
     finally:
         if queue is None:
             await own_queue.close()
