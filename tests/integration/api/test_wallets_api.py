@@ -12,6 +12,7 @@ from chainflow.infra.db.uow import unit_of_work
 from tests.support.chains import add_anvil_chain
 from tests.support.engine import SINK
 from tests.support.fixtures import ApiHarness
+from tests.support.tcp_servers import json_rpc, tcp_server
 
 KEY_HEX = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 KEY_ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -164,6 +165,24 @@ class TestLanes:
         assert int(lane["balance_wei"]) > 0  # anvil funds its default accounts
         disabled = await api.client.delete(path, headers=headers)
         assert disabled.json()["chain_ids"] == []
+
+    async def test_a_node_error_is_not_echoed_to_read_keys(self, api: ApiHarness) -> None:
+        """A provider's error text can hold anything (its own keys, the caller's URL): a lane
+        read shows the JSON-RPC code only."""
+        said = "invalid project id 0123456789abcdef0123456789abcdef for https://rpc.example/KEY"
+        answer: dict[str, object] = {"error": {"code": -32001, "message": said}}
+        async with tcp_server(json_rpc(answer)) as node:
+            async with unit_of_work(api.resources.sessionmaker) as session:
+                await add_anvil_chain(session, node.url)
+            headers = await api.key("wallets")
+            await api.client.post("/v1/wallets", headers=headers, json={"private_key": KEY_HEX})
+            path = f"/v1/wallets/{KEY_ADDRESS.lower()}/chains/31337"
+            await api.client.put(path, headers=headers)
+            response = await api.client.get(path, headers=await api.key("read"))
+        assert response.status_code == 200, response.text
+        assert response.json()["rpc_error"] == "the node answered JSON-RPC error -32001"
+        assert "0123456789abcdef" not in response.text
+        assert "rpc.example" not in response.text
 
     async def test_in_flight_counts_the_lane_s_signed_and_sent_requests(
         self, api: ApiHarness, anvil_url: str

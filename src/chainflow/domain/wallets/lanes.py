@@ -11,7 +11,7 @@ from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.errors import LaneNotFound
 from chainflow.domain.wallets.models import Wallet
 from chainflow.domain.wallets.schemas import LaneRead
-from chainflow.infra.rpc.client import RpcClient
+from chainflow.infra.rpc.client import RpcCallError, RpcClient
 
 
 async def read_lane(
@@ -46,8 +46,14 @@ async def read_lane(
                 client.call("eth_getBalance", [wallet.address, "latest"]),
             )
             chain_nonce, balance = int(nonce_hex, 16), int(balance_hex, 16)
-        except (ChainflowError, ValueError, TypeError) as exc:
+        except RpcCallError as exc:
+            # The node's own words are not shown to every read key: they can carry anything a
+            # provider puts there (the operator finds them in the workers' logs).
+            rpc_error = f"the node answered JSON-RPC error {exc.rpc_code}"
+        except ChainflowError as exc:  # transport failures: messages of our own, no URL
             rpc_error = str(exc)
+        except (ValueError, TypeError):
+            rpc_error = "the node answered something that is not a hex quantity"
     return LaneRead(
         wallet_id=wallet.id,
         chain_id=chain_id,
