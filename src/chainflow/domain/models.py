@@ -2,6 +2,7 @@
 
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.chains.models import Chain, RpcEndpoint
+from chainflow.domain.events.models import EventRow
 from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.base import Base
@@ -12,6 +13,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "Chain",
+    "EventRow",
     "RpcEndpoint",
     "Transaction",
     "TxAttempt",
