@@ -5,6 +5,7 @@ from chainflow.domain.chains.models import Chain, RpcEndpoint
 from chainflow.domain.events.models import EventRow
 from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow
 from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.domain.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from chainflow.infra.db.base import Base
 
 metadata = Base.metadata
@@ -20,5 +21,8 @@ __all__ = [
     "TxEventRow",
     "Wallet",
     "WalletChain",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]

@@ -23,6 +23,7 @@ from chainflow.workers.drain import drain_lanes
 from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
 from chainflow.workers.track import track_chain
+from chainflow.workers.webhooks import run_webhooks
 
 log = get_logger(__name__)
 # A doorbell job only sets an event, so one at a time is enough. Each free slot costs a
@@ -66,6 +67,8 @@ async def run_engine(
     if signals is not None:
         engine.state.signal = signals.publish_soon
         loops.append(signals.listen(engine.wake, stop))
+    if engine.ports.webhooks is not None:
+        loops.append(run_webhooks(engine.ports.webhooks, stop))
     if engine.ports.refresh_chains is not None:
         loops.append(_follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s))
     await asyncio.gather(*loops)
