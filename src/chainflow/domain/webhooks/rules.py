@@ -1,8 +1,8 @@
 """Which events an endpoint takes and when a failed delivery is tried again: pure, no I/O."""
 
-import fnmatch
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,11 +24,16 @@ class Subscription:
     def matches(self, event_type: str, *, wallet_id: str | None, chain_id: int | None) -> bool:
         """True if the event passes every filter (an event without a wallet or chain passes
         that filter: `webhook.endpoint.disabled` has neither)."""
-        if not any(fnmatch.fnmatchcase(event_type, glob) for glob in self.event_types):
+        if not any(_glob(glob).fullmatch(event_type) for glob in self.event_types):
             return False
         if self.wallet_ids and wallet_id is not None and wallet_id not in self.wallet_ids:
             return False
         return not (self.chain_ids and chain_id is not None and chain_id not in self.chain_ids)
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """`*` matches any run of characters (dots too); every other character only itself."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
 
 
 def retry_delay_s(
