@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, TypedDict, cast
 
 from sqlalchemy import Table, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.types import ChainId, TxId, WalletId
@@ -67,7 +67,7 @@ def append(
     return row
 
 
-async def append_many(session: AsyncSession, events: Sequence[NewEvent]) -> None:
+async def append_many(session: AsyncSession | AsyncConnection, events: Sequence[NewEvent]) -> None:
     """Write many events (from `new_event`) in one INSERT, in the order given."""
     if events:
         await session.execute(insert(EVENTS), list(events))
