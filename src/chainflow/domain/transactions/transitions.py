@@ -92,7 +92,8 @@ async def log(session: AsyncSession, transitions: Sequence[Transition]) -> None:
     rows = []
     for moved in transitions:
         tx, attempts = states[moved.tx_id]
-        shown = snapshot(tx, attempts, status=moved.after, updated_at=moved.at)
+        # The row's updated_at, as GET renders it: the round's writer stamped it.
+        shown = snapshot(tx, attempts, status=moved.after, updated_at=tx.updated_at)
         rows.append(
             events.new_event(
                 event_type(moved),

@@ -38,6 +38,7 @@ _REQUEST_COLUMNS = [
         "error_message",
         "valid_until",
         "created_at",
+        "updated_at",
     )
 ]
 _ATTEMPT_COLUMNS = [
