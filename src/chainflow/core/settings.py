@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(None, description="unset: /metrics needs no auth")
     metrics_cache_s: float = Field(5.0, ge=0, le=300, description="lanes read at most this often")
     metrics_enabled: bool = Field(True, description="false: no instrumentation, no /metrics")
+    # events: the outbox, its API and stream (issue 16)
+    event_retention_days: float = Field(
+        30, gt=0, le=3650, description="events older than this are pruned by the workers"
+    )
+    event_stream_max_clients: int = Field(
+        100, ge=1, le=10_000, description="concurrent /v1/events/stream clients per API process"
+    )
+    event_poll_s: float = Field(
+        0.25, gt=0, le=10, description="how often sequencer and stream poll the outbox"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -22,6 +22,7 @@ from chainflow.infra.rpc.endpoints import EndpointPool
 from chainflow.infra.signing import pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.workers.engine import Engine, Ports
+from chainflow.workers.outbox import OutboxConfig
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -109,6 +110,9 @@ async def open_engine(
                 crasher=Crasher.from_spec(settings.test_crash_at),
                 refresh_chains=lambda: registry.sync(sessionmaker, rpc),
                 pkcs11=token,
+                outbox=OutboxConfig(
+                    poll_s=settings.event_poll_s, retention_days=settings.event_retention_days
+                ),
             )
             yield Engine.start(ports)
     finally:

@@ -17,6 +17,7 @@ from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.track.judge import TrackerMemory
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
+from chainflow.workers.outbox import OutboxConfig
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Ports:
     refresh_chains: Callable[[], Awaitable[list[int]]] | None = None
     # The PKCS#11 token of wallets whose keys it holds (issue 20), when one is configured.
     pkcs11: Pkcs11Token | None = None
+    # The events outbox: how it is sequenced and pruned (issue 16).
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
 
 
 @dataclass
