@@ -96,6 +96,16 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="one delivery attempt")
     webhook_concurrency: int = Field(32, ge=1, le=1024, description="deliveries in flight")
+    # events: the outbox, its API and stream (issue 16)
+    event_retention_days: float = Field(
+        30, gt=0, le=3650, description="events older than this are pruned by the workers"
+    )
+    event_stream_max_clients: int = Field(
+        100, ge=1, le=10_000, description="concurrent /v1/events/stream clients per API process"
+    )
+    event_poll_s: float = Field(
+        0.25, gt=0, le=10, description="how often sequencer and stream poll the outbox"
+    )
 
     @field_validator("database_url")
     @classmethod

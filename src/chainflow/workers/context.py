@@ -22,6 +22,7 @@ from chainflow.infra.rpc.endpoints import EndpointPool
 from chainflow.infra.signing import pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.workers.engine import Engine, Ports
+from chainflow.workers.outbox import OutboxConfig
 from chainflow.workers.webhooks import WebhookPorts, delivery_config, new_webhook_http
 
 
@@ -117,6 +118,9 @@ async def open_engine(
                     config=delivery_config(settings, master),
                     concurrency=settings.webhook_concurrency,
                     poll_s=settings.worker_poll_s,
+                ),
+                outbox=OutboxConfig(
+                    poll_s=settings.event_poll_s, retention_days=settings.event_retention_days
                 ),
             )
             yield Engine.start(ports)

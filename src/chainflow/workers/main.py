@@ -22,6 +22,7 @@ from chainflow.infra.queue.signals import RedisSignals
 from chainflow.workers.drain import drain_lanes
 from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
+from chainflow.workers.outbox import run_outbox
 from chainflow.workers.track import track_chain
 from chainflow.workers.webhooks import run_webhooks
 
@@ -52,13 +53,14 @@ async def run_engine(
     signals: RedisSignals | None = None,
     refresh_s: float = 10.0,
 ) -> None:
-    """Run one loop per chain, the doorbell consumer if a queue is given and the signal
-    listener if `signals` is, until `stop`.
+    """Run one loop per chain, the outbox's sequencer, the doorbell consumer if a queue is
+    given and the signal listener if `signals` is, until `stop`.
 
     Chains enabled in the registry later get their loop within `refresh_s`; their doorbells
     are consumed after a restart (until then the loop's polling picks up their work).
     """
     loops = [_chain_loop(engine, cid, stop, poll_s) for cid in engine.ports.rpc]
+    loops.append(run_outbox(engine.ports.sessionmaker, stop, engine.ports.outbox))  # issue 16
     if queue is not None:
         queues = [chain_queue(cid) for cid in engine.ports.rpc]
         loops.append(

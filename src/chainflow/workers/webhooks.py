@@ -16,7 +16,7 @@ from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
 from chainflow.core.schedule import parse_retry_schedule
 from chainflow.core.settings import Settings
-from chainflow.domain.events import sequence_pending
+from chainflow.domain.events.wakeups import sequenced
 from chainflow.domain.webhooks import delivery
 from chainflow.domain.webhooks.delivery import DeliveryConfig, Job, Outcome
 from chainflow.infra.db.uow import unit_of_work
@@ -75,8 +75,6 @@ class _Loop:
             self.done = outcomes + self.done  # recorded next turn (or sent again after the lease)
             raise
         async with unit_of_work(ports.sessionmaker) as session:
-            await sequence_pending(session)
-        async with unit_of_work(ports.sessionmaker) as session:
             queued = await delivery.fan_out(session, now=now)
             free = ports.concurrency - len(self.in_flight)
             jobs = await delivery.claim(session, ports.config, now=now, limit=free)
@@ -99,8 +97,23 @@ class _Loop:
 
 
 async def run_webhooks(ports: WebhookPorts, stop: asyncio.Event) -> None:
-    """Deliver until `stop`; then wait for the sends in flight and record them."""
+    """Deliver until `stop`; then wait for the sends in flight and record them. The outbox
+    loop (workers/outbox.py) gives events their cursors; fan-out reads only those."""
     loop = _Loop(ports)
+    unsubscribe = sequenced.subscribe(loop.wake.set)  # new events in this process: fan out now
+    try:
+        await _deliver(loop, stop)
+    finally:
+        unsubscribe()
+    if loop.in_flight:
+        await asyncio.wait(loop.in_flight)
+    with contextlib.suppress(Exception):  # unrecorded ones are sent again after their lease
+        async with unit_of_work(ports.sessionmaker) as session:
+            await delivery.record(session, loop.done, ports.config, now=utcnow())
+
+
+async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
+    ports = loop.ports
     failures = 0
     while not stop.is_set():
         loop.wake.clear()
@@ -115,11 +128,6 @@ async def run_webhooks(ports: WebhookPorts, stop: asyncio.Event) -> None:
         if not busy:
             wait_s = min(ports.poll_s * 2 ** min(failures, 6), 5.0)
             await _wait_any(stop, loop.wake, timeout_s=wait_s)
-    if loop.in_flight:
-        await asyncio.wait(loop.in_flight)
-    with contextlib.suppress(Exception):  # unrecorded ones are sent again after their lease
-        async with unit_of_work(ports.sessionmaker) as session:
-            await delivery.record(session, loop.done, ports.config, now=utcnow())
 
 
 async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:

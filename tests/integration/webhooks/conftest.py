@@ -19,6 +19,7 @@ from chainflow.domain.webhooks.models import WebhookAttempt, WebhookDelivery, We
 from chainflow.domain.webhooks.schemas import WebhookCreate
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers.outbox import OutboxConfig, run_outbox
 from chainflow.workers.webhooks import WebhookPorts, new_webhook_http, run_webhooks
 
 SHORT_SCHEDULE = (0.2, 0.2, 0.2, 0.2, 0.2)
@@ -75,13 +76,17 @@ class Deliveries:
             poll_s=0.05,
         )
         stop = asyncio.Event()
-        task = asyncio.create_task(run_webhooks(ports, stop))
+        outbox = OutboxConfig(poll_s=0.05)
+        tasks = [
+            asyncio.create_task(run_outbox(self.sessionmaker, stop, outbox)),
+            asyncio.create_task(run_webhooks(ports, stop)),
+        ]
         try:
             yield
         finally:
             stop.set()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, timeout=30)
+                await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
             await http.close()
 
 

@@ -2,11 +2,12 @@
 the envelope every consumer renders (schemas)."""
 
 from chainflow.domain.events.models import EventRow
-from chainflow.domain.events.repository import NewEvent, append, append_many, new_event
+from chainflow.domain.events.repository import EVENTS, NewEvent, append, append_many, new_event
 from chainflow.domain.events.schemas import envelope, envelope_id
 from chainflow.domain.events.sequencer import sequence_pending
 
 __all__ = [
+    "EVENTS",
     "EventRow",
     "NewEvent",
     "append",

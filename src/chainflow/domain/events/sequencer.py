@@ -31,7 +31,13 @@ async def sequence_pending(session: AsyncSession, *, limit: int = BATCH) -> int:
     order; return how many. Run it in a unit of work of its own, kept short: the lock is held
     until that commits (on SQLite the unit of work's BEGIN IMMEDIATE is the lock)."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        # Another sequencer holds it: it numbers what is committed now, and what commits
+        # after it started waits for the next pass (a poll or a wake-up away).
+        locked = await session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
+        )
+        if not locked:
+            return 0
     c = EVENTS.c
     pending = (
         await session.execute(
