@@ -32,7 +32,7 @@ from chainflow.domain.webhooks.secrets import signing_secrets
 from chainflow.domain.webhooks.service import DIRECT_ONLY, DISABLED_EVENT, subscription_of
 from chainflow.domain.webhooks.signing import headers
 from chainflow.infra.net.urlguard import ForbiddenAddress
-from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.keystore import DecryptionFailed, MasterKey
 
 log = get_logger(__name__)
 MAX_RESPONSE_READ = 64 * 1024  # the answer's body is not used; a bounded read keeps the socket
@@ -144,7 +144,10 @@ async def claim(
         if event is None or event.cursor is None:  # pruned, or not sequenced yet
             _finish_unsendable(row, event, now=now)
             continue
-        jobs.append(_job(row, event, endpoints[row.endpoint_id], config, now=now))
+        try:
+            jobs.append(_job(row, event, endpoints[row.endpoint_id], config, now=now))
+        except DecryptionFailed:  # sealed under a key this process lacks: the others go on
+            log.error("webhook.secret_unreadable", endpoint_id=str(row.endpoint_id))
     return jobs
 
 

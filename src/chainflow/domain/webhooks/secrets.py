@@ -5,7 +5,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from chainflow.core.types import SecretBytes
+from chainflow.domain.webhooks import repository
 from chainflow.domain.webhooks.models import WebhookEndpoint
 from chainflow.domain.webhooks.signing import SECRET_BYTES
 from chainflow.infra.signing.keystore import MasterKey, SealedKey, rewrap, seal, unseal
@@ -63,3 +66,20 @@ def rewrap_into(endpoint: WebhookEndpoint, *, keys: MasterKey, new: MasterKey) -
     )
     endpoint.wrapped_data_key = sealed.wrapped_data_key
     endpoint.master_key_id = sealed.master_key_id
+
+
+async def rewrap_batch(
+    session: AsyncSession, *, keys: MasterKey, new: MasterKey, limit: int
+) -> int:
+    """Re-wrap up to `limit` endpoints' data keys not yet under `new` (master-key rotation,
+    beside the wallets' `custody.rewrap_batch`); returns how many. The caller commits each
+    batch and calls again until 0.
+
+    Raises:
+        DecryptionFailed: a row is wrapped by a key `keys` does not hold (nothing is flushed).
+    """
+    endpoints = await repository.lock_sealed_not_under(session, new.key_id, limit=limit)
+    for endpoint in endpoints:
+        rewrap_into(endpoint, keys=keys, new=new)
+    await session.flush()
+    return len(endpoints)
