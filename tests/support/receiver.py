@@ -1,6 +1,7 @@
 """A real webhook receiver on 127.0.0.1: records every request, answers as a test scripts it,
 and verifies signatures with the `standardwebhooks` library (what a user's receiver runs)."""
 
+import asyncio
 import json
 import socket
 import time
@@ -50,6 +51,7 @@ class Receiver:
     port: int
     answer: Answer = field(default_factory=lambda: always(200))
     received: list[Received] = field(default_factory=list)
+    delay_s: float = 0.0  # how long the receiver takes to answer (a slow receiver)
     _runner: web.AppRunner | None = None
 
     @property
@@ -82,6 +84,8 @@ class Receiver:
         status, extra = self.answer(got, self.seen(got.msg_id) if "webhook-id" in headers else 0)
         headers["x-test-answered"] = "2xx" if 200 <= status < 300 else str(status)
         self.received.append(got)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)  # the receiver's latency, not synchronisation
         return web.Response(status=status, headers=extra, text="ok")
 
 
