@@ -19,11 +19,7 @@ from tests.support.receiver import Receiver, receiver
 
 pytestmark = pytest.mark.timeout(300)
 # A killed worker's claims come back after the lease: timeout 1 s + the 20 s margin.
-WEBHOOK_SETTINGS = {
-    "webhook_allow_private_urls": "true",
-    "webhook_retry_schedule": ",".join(["0.5"] * 40),
-    "webhook_timeout_s": "1",
-}
+RETRY_SCHEDULE = ",".join(["0.5"] * 40)
 
 
 async def add_endpoint(cluster: Cluster, url: str) -> str:
@@ -59,7 +55,9 @@ async def test_sigkilled_workers_lose_no_delivery(
             redis_url=REDIS_URL,
             workers=2,
             wallets=3,
-            **WEBHOOK_SETTINGS,
+            webhook_allow_private_urls="true",
+            webhook_retry_schedule=RETRY_SCHEDULE,
+            webhook_timeout_s="1",
         ) as cluster,
     ):
         hook.delay_s = 0.05  # deliveries stay in flight long enough to be cut off
@@ -68,7 +66,7 @@ async def test_sigkilled_workers_lose_no_delivery(
         for _ in range(4):
             await asyncio.sleep(rng.uniform(0.3, 1.0))  # a random moment, not synchronisation
             cluster.kill(rng.choice(cluster.alive("worker")))
-            cluster.start_worker(**WEBHOOK_SETTINGS)
+            cluster.start_worker()  # the cluster's settings hold the webhook ones
         await load
         await cluster.settle(timeout_s=120)
         assert await cluster.count(TxStatus.CONFIRMED) == 30
