@@ -24,6 +24,7 @@ from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.signing.keystore import MasterKey
 
 log = get_logger(__name__)
+_MIN_GAP_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,11 @@ async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
             if failures in (1, 10) or failures % 100 == 0:
                 log.error("webhooks.turn_failed", error=repr(exc)[:300], failures=failures)
             busy = False
-        if not busy:
+        if busy:
+            # Let outcomes and events gather for a moment: a turn per finished send would be
+            # two transactions per delivery; a turn per 20 ms records them in batches.
+            await _wait_any(stop, timeout_s=_MIN_GAP_S)
+        else:
             wait_s = min(ports.poll_s * 2 ** min(failures, 6), 5.0)
             await _wait_any(stop, loop.wake, timeout_s=wait_s)
 
