@@ -28,11 +28,6 @@ async def create(api: ApiHarness, headers: dict[str, str], **body: Any) -> httpx
     return await api.client.post("/v1/webhooks", headers=headers, json={"url": URL, **body})
 
 
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"webhook_allow_private_urls": True})
-
-
 BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"url": "ftp://example.com/x"}, "url"),
     ({"url": "http://example.com/" + "a" * 2048}, "url"),
