@@ -118,6 +118,7 @@ async def open_engine(
                     config=delivery_config(settings, master),
                     concurrency=settings.webhook_concurrency,
                     poll_s=settings.worker_poll_s,
+                    retention_days=settings.event_retention_days,
                 ),
                 outbox=OutboxConfig(
                     poll_s=settings.event_poll_s, retention_days=settings.event_retention_days

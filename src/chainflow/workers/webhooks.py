@@ -7,7 +7,9 @@ recorded in batches, one transaction per loop turn.
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +36,9 @@ class WebhookPorts:
     config: DeliveryConfig
     concurrency: int = 32
     poll_s: float = 0.1
+    # Finished deliveries live as long as events (CHAINFLOW_EVENT_RETENTION_DAYS).
+    retention_days: float = 30.0
+    prune_every_s: float = 60.0
 
 
 def delivery_config(settings: Settings, master: MasterKey) -> DeliveryConfig:
@@ -116,10 +121,14 @@ async def run_webhooks(ports: WebhookPorts, stop: asyncio.Event) -> None:
 async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
     ports = loop.ports
     failures = 0
+    next_prune = 0.0
     while not stop.is_set():
         loop.wake.clear()
         try:
             busy = await loop.turn()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + ports.prune_every_s
+                await _prune(ports)
             failures = 0
         except Exception as exc:  # the database may be away; leases make retries safe
             failures += 1
@@ -133,6 +142,15 @@ async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
         else:
             wait_s = min(ports.poll_s * 2 ** min(failures, 6), 5.0)
             await _wait_any(stop, loop.wake, timeout_s=wait_s)
+
+
+async def _prune(ports: WebhookPorts, *, batch: int = 1000) -> None:
+    before = utcnow() - timedelta(days=ports.retention_days)
+    while True:
+        async with unit_of_work(ports.sessionmaker) as session:
+            count = await delivery.prune(session, before=before, limit=batch)
+        if count < batch:
+            return
 
 
 async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from chainflow.core.clock import utcnow
 from chainflow.domain.events import sequence_pending
 from chainflow.domain.webhooks import service
-from chainflow.domain.webhooks.delivery import claim, fan_out
+from chainflow.domain.webhooks.delivery import claim, fan_out, prune
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
 from chainflow.infra.db.uow import unit_of_work
 from tests.integration.webhooks.conftest import Deliveries, tx_events
@@ -223,3 +223,24 @@ class TestConnectTimeGuard:
 
 async def _count(hook: Receiver, n: int) -> bool:
     return len({r.msg_id for r in hook.accepted()}) >= n
+
+
+class TestRetention:
+    async def test_finished_deliveries_are_pruned_pending_ones_kept(
+        self, deliveries: Deliveries
+    ) -> None:
+        async with receiver() as hook:
+            await deliveries.endpoint(hook.url)
+            await deliveries.emit(("transaction.confirmed", {"tx": "g"}))
+            async with deliveries.running():
+                await eventually(lambda: _count(hook, 1), timeout_s=30)
+        await deliveries.emit(("transaction.confirmed", {"tx": "h"}))
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            assert await fan_out(session, now=utcnow()) == 1
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            pruned = await prune(session, before=utcnow() + timedelta(seconds=1), limit=100)
+        assert pruned == 1
+        assert [d.status for d in await deliveries.deliveries()] == [DeliveryStatus.PENDING]
+        assert await deliveries.attempts() == []

@@ -339,3 +339,8 @@ def _disable(session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime)
     log.warning(
         "webhook.disabled", endpoint_id=str(endpoint.id), failing_since=(since or now).isoformat()
     )
+
+
+async def prune(session: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Forget finished deliveries older than `before` (the events' retention), a batch."""
+    return await repository.prune_finished(session, before=before, limit=limit)

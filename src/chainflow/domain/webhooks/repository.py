@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -245,3 +245,21 @@ async def lock_failing_since(
         .with_for_update()
     )
     return (await session.scalars(query)).all()
+
+
+async def prune_finished(session: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` succeeded or failed deliveries created before `before` (their
+    attempts go with them); return how many."""
+    ids = (
+        await session.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.status != _PENDING, WebhookDelivery.created_at < before)
+            .limit(limit)
+        )
+    ).all()
+    if ids:
+        await session.execute(
+            delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(ids)))
+        )
+        await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(list(ids))))
+    return len(ids)
