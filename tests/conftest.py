@@ -84,6 +84,7 @@ def settings(database_url: str, tmp_path: Path, master_key: MasterKey) -> Settin
         master_key=SecretStr(base64.b64encode(master_key.secret.reveal()).decode()),
         rpc_timeout_s=3,
         rpc_allow_private_urls=True,  # the test chain is an anvil on loopback
+        webhook_allow_private_urls=True,  # receivers are on loopback; names are not resolved
     )
 
 

@@ -55,6 +55,11 @@ def dev(
     from chainflow.api.server import bind
 
     settings = _dev_settings(settings_for_cli())
+    if settings.webhook_allow_private_urls:
+        log.warning(
+            "webhooks.private_urls_allowed",
+            detail="webhook URLs on loopback and private hosts are allowed (development only)",
+        )
     seeds = load_seed(settings.chains_file)
     bind_host, bind_port = host or settings.api_host, port or settings.api_port
     with hold_data_dir(settings, exclusive=False):
@@ -81,6 +86,9 @@ def _dev_settings(settings: Settings) -> Settings:
     update: dict[str, object] = {"redis_url": None}
     if "rpc_allow_private_urls" not in settings.model_fields_set:
         update["rpc_allow_private_urls"] = True
+    # Webhook receivers under development listen on localhost (issue 16).
+    if "webhook_allow_private_urls" not in settings.model_fields_set:
+        update["webhook_allow_private_urls"] = True
     return settings.model_copy(update=update)
 
 

@@ -51,4 +51,7 @@ def rotate_master(
         )
     else:
         where = "now start every process with CHAINFLOW_MASTER_KEY set to the new key"
-    typer.echo(f"re-wrapped {count} wallet key(s) under master key {new.key_id}; {where}")
+    typer.echo(
+        f"re-wrapped {count} wallet key(s) and webhook secret(s) under master key "
+        f"{new.key_id}; {where}"
+    )

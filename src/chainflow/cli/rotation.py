@@ -9,6 +9,7 @@ At every instant each wallet row names the master key that wraps it, and that ke
 3. the current key is written to `master.key.previous`, then the new key to `master.key`, each
    through a fsynced temporary file renamed into place (old or new file, never half of one);
 4. only then are rows re-wrapped, in committed batches; a row commits with its new key id.
+   Wallet keys and webhook signing secrets are both re-wrapped, batch by batch.
 A run killed anywhere is finished by running it again with the same new key.
 """
 
@@ -23,6 +24,7 @@ from chainflow.core.crashpoints import Crasher, CrashPoint
 from chainflow.core.errors import InvalidInput
 from chainflow.core.settings import Settings
 from chainflow.domain.wallets.custody import check_master_key, rewrap_batch
+from chainflow.domain.webhooks import secrets as webhook_secrets
 from chainflow.infra.datadir import fsync_file
 from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.uow import unit_of_work
@@ -78,6 +80,10 @@ async def _rewrap_all(
     while True:
         async with unit_of_work(sessionmaker) as session:
             count = await rewrap_batch(
+                session, keys=keys, new=new, limit=settings.key_rotation_batch_size
+            )
+            # Webhook signing secrets are sealed the same way (issue 16).
+            count += await webhook_secrets.rewrap_batch(
                 session, keys=keys, new=new, limit=settings.key_rotation_batch_size
             )
             if count:

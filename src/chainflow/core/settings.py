@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chainflow.core.crashpoints import parse_crash_at
 from chainflow.core.errors import ConfigError
+from chainflow.core.schedule import parse_retry_schedule
 
 DEFAULT_DATA_DIR = Path(".chainflow")
 
@@ -78,6 +79,33 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(None, description="unset: /metrics needs no auth")
     metrics_cache_s: float = Field(5.0, ge=0, le=300, description="lanes read at most this often")
     metrics_enabled: bool = Field(True, description="false: no instrumentation, no /metrics")
+    # webhooks (issue 16): retries over about 28 hours, SSRF guard, secret rotation overlap
+    webhook_retry_schedule: str = Field(
+        "5,300,1800,7200,18000,36000,36000",
+        max_length=2000,
+        description="seconds between attempts, comma-separated; the last one fails for good",
+    )
+    webhook_disable_after_s: float = Field(
+        5 * 86_400, gt=0, le=365 * 86_400, description="an endpoint failing everything this long"
+    )
+    webhook_allow_private_urls: bool = Field(
+        False, description="allow webhook URLs on loopback, private, link-local, … hosts"
+    )
+    webhook_secret_overlap_s: float = Field(
+        86_400, ge=0, le=30 * 86_400, description="the old secret also signs after a rotation"
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="one delivery attempt")
+    webhook_concurrency: int = Field(32, ge=1, le=1024, description="deliveries in flight")
+    # events: the outbox, its API and stream (issue 16)
+    event_retention_days: float = Field(
+        30, gt=0, le=3650, description="events older than this are pruned by the workers"
+    )
+    event_stream_max_clients: int = Field(
+        100, ge=1, le=10_000, description="concurrent /v1/events/stream clients per API process"
+    )
+    event_poll_s: float = Field(
+        0.25, gt=0, le=10, description="how often sequencer and stream poll the outbox"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -92,6 +120,12 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_retry_schedule(cls, value: str) -> str:
+        parse_retry_schedule(value)
+        return value
 
     @field_validator("test_crash_at")
     @classmethod

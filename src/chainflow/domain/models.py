@@ -2,8 +2,10 @@
 
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.chains.models import Chain, RpcEndpoint
+from chainflow.domain.events.models import EventRow
 from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow
 from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.domain.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from chainflow.infra.db.base import Base
 
 metadata = Base.metadata
@@ -12,11 +14,15 @@ __all__ = [
     "ApiKey",
     "Base",
     "Chain",
+    "EventRow",
     "RpcEndpoint",
     "Transaction",
     "TxAttempt",
     "TxEventRow",
     "Wallet",
     "WalletChain",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]

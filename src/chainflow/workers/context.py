@@ -22,6 +22,8 @@ from chainflow.infra.rpc.endpoints import EndpointPool
 from chainflow.infra.signing import pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.workers.engine import Engine, Ports
+from chainflow.workers.outbox import OutboxConfig
+from chainflow.workers.webhooks import WebhookPorts, delivery_config, new_webhook_http
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -92,6 +94,7 @@ async def open_engine(
     watch_pool(db, "engine")
     guard = UrlGuard(allow_private=settings.rpc_allow_private_urls)
     http = new_http_session(guard=guard, connections=128)
+    webhook_http = new_webhook_http(settings)
     pkcs11_config = pkcs11.config_from(settings)
     token = pkcs11.Pkcs11Token(pkcs11_config) if pkcs11_config else None
     try:
@@ -109,10 +112,22 @@ async def open_engine(
                 crasher=Crasher.from_spec(settings.test_crash_at),
                 refresh_chains=lambda: registry.sync(sessionmaker, rpc),
                 pkcs11=token,
+                webhooks=WebhookPorts(
+                    sessionmaker=sessionmaker,
+                    http=webhook_http,
+                    config=delivery_config(settings, master),
+                    concurrency=settings.webhook_concurrency,
+                    poll_s=settings.worker_poll_s,
+                    retention_days=settings.event_retention_days,
+                ),
+                outbox=OutboxConfig(
+                    poll_s=settings.event_poll_s, retention_days=settings.event_retention_days
+                ),
             )
             yield Engine.start(ports)
     finally:
         await http.close()
+        await webhook_http.close()
         await db.dispose()
         if token is not None:
             token.close()

@@ -17,6 +17,8 @@ from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.track.judge import TrackerMemory
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
+from chainflow.workers.outbox import OutboxConfig
+from chainflow.workers.webhooks import WebhookPorts
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class Ports:
     refresh_chains: Callable[[], Awaitable[list[int]]] | None = None
     # The PKCS#11 token of wallets whose keys it holds (issue 20), when one is configured.
     pkcs11: Pkcs11Token | None = None
+    # Webhook delivery (issue 16): None in processes that do not deliver (engine tests).
+    webhooks: WebhookPorts | None = None
+    # The events outbox: how it is sequenced and pruned (issue 16).
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
 
 
 @dataclass

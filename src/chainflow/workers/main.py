@@ -22,7 +22,9 @@ from chainflow.infra.queue.signals import RedisSignals
 from chainflow.workers.drain import drain_lanes
 from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
+from chainflow.workers.outbox import run_outbox
 from chainflow.workers.track import track_chain
+from chainflow.workers.webhooks import run_webhooks
 
 log = get_logger(__name__)
 # A doorbell job only sets an event, so one at a time is enough. Each free slot costs a
@@ -54,18 +56,21 @@ async def run_engine(
     signals: RedisSignals | None = None,
     refresh_s: float = REGISTRY_REFRESH_S,
 ) -> None:
-    """Run one loop per chain, the doorbell consumer if a queue is given and the signal
-    listener if `signals` is, until `stop`.
+    """Run one loop per chain, the outbox's sequencer, the doorbell consumer if a queue is
+    given and the signal listener if `signals` is, until `stop`.
 
     A chain enabled in the registry later gets its loop and its doorbell consumer within
     `refresh_s`, without a restart.
     """
     loops = [_chain_loop(engine, cid, stop, poll_s) for cid in engine.ports.rpc]
+    loops.append(run_outbox(engine.ports.sessionmaker, stop, engine.ports.outbox))  # issue 16
     if queue is not None and engine.ports.rpc:
         loops.append(_consume_doorbells(engine, queue, list(engine.ports.rpc), stop))
     if signals is not None:
         engine.state.signal = signals.publish_soon
         loops.append(signals.listen(engine.wake, stop))
+    if engine.ports.webhooks is not None:
+        loops.append(run_webhooks(engine.ports.webhooks, stop))
     if engine.ports.refresh_chains is not None:
         loops.append(
             _follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s, queue=queue)

@@ -17,3 +17,12 @@ class TestDevSettings:
     def test_the_environment_can_refuse_them(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CHAINFLOW_RPC_ALLOW_PRIVATE_URLS", "false")
         assert not _dev_settings(Settings()).rpc_allow_private_urls
+
+    def test_private_webhook_urls_are_allowed_by_default(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("CHAINFLOW_WEBHOOK_ALLOW_PRIVATE_URLS", raising=False)
+        assert not Settings().webhook_allow_private_urls
+        assert _dev_settings(Settings()).webhook_allow_private_urls
+        monkeypatch.setenv("CHAINFLOW_WEBHOOK_ALLOW_PRIVATE_URLS", "false")
+        assert not _dev_settings(Settings()).webhook_allow_private_urls

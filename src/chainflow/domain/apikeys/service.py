@@ -25,6 +25,7 @@ class Scope(StrEnum):
     WALLETS = "wallets"
     TRANSACTIONS_WRITE = "transactions:write"
     READ = "read"
+    WEBHOOKS = "webhooks"  # DESIGN §13 (issue 16)
 
 
 class UnknownScope(InvalidInput):

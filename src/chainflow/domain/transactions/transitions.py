@@ -4,20 +4,25 @@ written in the caller's DB transaction, by `apply` for a request loaded through 
 `step` then `log` for the bulk paths (repository/bulk.py writes the status column of those in
 the same statement as the other columns of the round, from each Transition's `after`).
 
-A later writer of something per status change (the outbox) goes in `apply` and `log` only;
-the metrics of each change are recorded here too (telemetry.py, issue 18).
+Each change also appends its event to the outbox (domain/events, issue 16) in the same DB
+transaction: `transaction.<new status>` (`transaction.reorged` when a receipt vanished), with a
+snapshot of the request as of that change. The metrics of each change are recorded here too
+(telemetry.py, issue 18).
 """
 
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.types import TxId
-from chainflow.domain.transactions.models import DetailValue, Transaction, TxEventRow
+from chainflow.domain import events
+from chainflow.domain.transactions.models import DetailValue, Transaction, TxAttempt, TxEventRow
+from chainflow.domain.transactions.repository.states import load_states
 from chainflow.domain.transactions.rows import Transition, created_row, event_row
+from chainflow.domain.transactions.snapshots import event_data, snapshot
 from chainflow.domain.transactions.state import TxEvent, TxStatus, transition
 from chainflow.domain.transactions.telemetry import record_stages, record_transition
 
@@ -43,17 +48,98 @@ def apply(
     record_stages(tx, (tx.status, moved.after), at=moved.at)  # metrics (issue 18)
     tx.status, tx.updated_at = moved.after, moved.at
     session.add(TxEventRow(**event_row(moved)))
+    publish(session, tx, moved)
     return moved.after
 
 
+def publish(session: AsyncSession, tx: Transaction, moved: Transition) -> None:
+    """Append the event of `moved` for `tx` as it is now (an ORM row, its changes made)."""
+    shown = snapshot(tx, _attempts_of(tx, moved), status=moved.after, updated_at=moved.at)
+    events.append(
+        session,
+        event_type(moved),
+        data=event_data(moved, shown),
+        tx_id=tx.id,
+        wallet_id=tx.wallet_id,
+        chain_id=tx.chain_id,
+        at=moved.at,
+    )
+
+
+def event_type(moved: Transition) -> str:
+    """`transaction.<new status>`, or `transaction.reorged` for a receipt that vanished."""
+    if moved.event is TxEvent.RECEIPT_VANISHED:
+        return "transaction.reorged"
+    return f"transaction.{moved.after.value}"
+
+
+def _attempts_of(tx: Transaction, moved: Transition) -> list[TxAttempt]:
+    if "attempts" not in inspect(tx).unloaded:
+        return list(tx.attempts)
+    if moved.before is TxStatus.QUEUED:  # attempts are only made by signing it
+        return []
+    raise RuntimeError("load the attempts of a signed request before moving it")
+
+
 async def log(session: AsyncSession, transitions: Sequence[Transition]) -> None:
-    """Write the event rows of transitions whose status the caller writes in bulk, in one
-    statement."""
-    if transitions:
-        await session.execute(insert(_EVENTS), [event_row(t) for t in transitions])
+    """Write the event rows and the outbox events of transitions whose status the caller has
+    written in bulk (call it after those writes: the snapshots read the rows back), in four
+    statements whatever their number."""
+    if not transitions:
+        return
+    await session.execute(insert(_EVENTS), [event_row(t) for t in transitions])
+    states = await load_states(session, {t.tx_id for t in transitions})
+    rows = []
+    for moved in transitions:
+        tx, attempts = states[moved.tx_id]
+        # The row's updated_at, as GET renders it: the round's writer stamped it.
+        shown = snapshot(tx, attempts, status=moved.after, updated_at=tx.updated_at)
+        rows.append(
+            events.new_event(
+                event_type(moved),
+                data=event_data(moved, shown),
+                tx_id=moved.tx_id,
+                wallet_id=tx.wallet_id,
+                chain_id=tx.chain_id,
+                at=moved.at,
+            )
+        )
+    await events.append_many(session, rows)
 
 
 def record_created(session: AsyncSession, tx: Transaction) -> None:
     """Log the creation of a request loaded through the ORM (no from-status)."""
     session.add(TxEventRow(**created_row(tx.id, tx.status, tx.created_at)))
+    events.append(
+        session,
+        f"transaction.{tx.status.value}",
+        data={
+            "transaction": snapshot(tx, [], status=tx.status, updated_at=tx.created_at),
+            "previous_status": None,
+        },
+        tx_id=tx.id,
+        wallet_id=tx.wallet_id,
+        chain_id=tx.chain_id,
+        at=tx.created_at,
+    )
     record_transition(tx.chain_id, None, tx.status.value)  # metrics (issue 18)
+
+
+def record_replaced(session: AsyncSession, tx: Transaction, attempt: TxAttempt) -> None:
+    """Append `transaction.replaced` for a new attempt (fee bump or cancel) of `tx`, signed
+    and stored in this unit of work: no status changes, the attempts do."""
+    attempts = [*tx.attempts, attempt]
+    shown = snapshot(tx, attempts, status=tx.status, updated_at=attempt.created_at)
+    events.append(
+        session,
+        "transaction.replaced",
+        data={
+            "transaction": shown,
+            "previous_status": tx.status.value,
+            "attempt": {"kind": attempt.kind.value, "hash": attempt.hash},
+        },
+        tx_id=tx.id,
+        wallet_id=tx.wallet_id,
+        chain_id=tx.chain_id,
+        at=attempt.created_at,
+    )

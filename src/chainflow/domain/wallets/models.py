@@ -4,13 +4,13 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, Enum, ForeignKey, LargeBinary, String, Uuid
+from sqlalchemy import BigInteger, Boolean, Enum, ForeignKey, LargeBinary, String, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chainflow.core.clock import utcnow
-from chainflow.core.types import WalletId
+from chainflow.core.types import WalletId, Wei
 from chainflow.infra.db.base import Base
-from chainflow.infra.db.types import UtcDateTime
+from chainflow.infra.db.types import UtcDateTime, WeiAmount
 
 
 class WalletStatus(StrEnum):
@@ -72,6 +72,12 @@ class WalletChain(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     lease_fence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # wallet.low_balance (issue 16): the threshold (NULL = off), and whether the balance is
+    # below it now: the event fires when this turns true, and re-arms when it turns false.
+    low_balance_wei: Mapped[Wei | None] = mapped_column(WeiAmount)
+    low_balance_alerted: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

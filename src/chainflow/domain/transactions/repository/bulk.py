@@ -43,7 +43,6 @@ async def store_signed(session: AsyncSession, writes: SignWrites) -> None:
     if not writes.attempts:
         return
     await session.execute(insert(_ATTEMPTS), writes.attempts)
-    await transitions.log(session, writes.transitions)
     await session.execute(
         update(_TRANSACTIONS)
         .where(_TRANSACTIONS.c.id == bindparam("b_id"))
@@ -55,6 +54,7 @@ async def store_signed(session: AsyncSession, writes: SignWrites) -> None:
         ),
         _bound(writes.signed),
     )
+    await transitions.log(session, writes.transitions)  # after: its snapshots read the rows
 
 
 @dataclass
@@ -99,13 +99,13 @@ async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
             _bound(writes.refused),
         )
     if writes.moved:
-        await transitions.log(session, writes.transitions)
         await session.execute(
             update(_TRANSACTIONS)
             .where(_TRANSACTIONS.c.id == bindparam("b_id"))
             .values(status=bindparam("b_status"), updated_at=bindparam("b_updated_at")),
             _bound(writes.moved),
         )
+        await transitions.log(session, writes.transitions)  # after: its snapshots read the rows
 
 
 @dataclass

@@ -10,12 +10,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
-from sqlalchemy import ColumnElement, Insert, Select, Table, and_, bindparam, insert, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.addresses import parse_wallet_ref
 from chainflow.core.types import ChainId, TxId, WalletId
+from chainflow.domain import events
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.transactions.models import Transaction, TxEventRow
 from chainflow.domain.transactions.rows import (
@@ -25,11 +38,15 @@ from chainflow.domain.transactions.rows import (
     created_row,
     request_row,
 )
+from chainflow.domain.transactions.snapshots import queued_snapshot
+from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.transactions.telemetry import record_transition
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
 _EVENTS = cast(Table, TxEventRow.__table__)
+_OUTBOX = events.EVENTS
+_QUEUED_TYPE = f"transaction.{TxStatus.QUEUED.value}"
 
 
 @dataclass(frozen=True)
@@ -132,16 +149,41 @@ _NEW_TX = (
     postgresql.insert(_TRANSACTIONS)
     .values({name: bindparam(name) for name in REQUEST_COLUMNS})
     .on_conflict_do_nothing()
-    .returning(_TRANSACTIONS.c.id, _TRANSACTIONS.c.status, _TRANSACTIONS.c.created_at)
+    .returning(
+        _TRANSACTIONS.c.id,
+        _TRANSACTIONS.c.status,
+        _TRANSACTIONS.c.created_at,
+        _TRANSACTIONS.c.wallet_id,
+        _TRANSACTIONS.c.chain_id,
+    )
     .cte("new_tx")
 )
-_PG_INSERT: Insert = (
+_NEW_LOG = (
     insert(_EVENTS)
     .from_select(
         ["tx_id", "to_status", "at"],
         select(_NEW_TX.c.id, _NEW_TX.c.status, _NEW_TX.c.created_at),
     )
     .returning(_EVENTS.c.tx_id)
+    .cte("new_log")
+)
+# ... and its `transaction.queued` in the outbox (issue 16), in the same statement.
+_PG_INSERT: Insert = (
+    insert(_OUTBOX)
+    .from_select(
+        ["event_id", "type", "tx_id", "wallet_id", "chain_id", "data", "created_at"],
+        select(
+            bindparam("ev_event_id", type_=Uuid),
+            literal(_QUEUED_TYPE),
+            _NEW_TX.c.id,
+            _NEW_TX.c.wallet_id,
+            _NEW_TX.c.chain_id,
+            bindparam("ev_data", type_=JSON),
+            _NEW_TX.c.created_at,
+        ),
+    )
+    .add_cte(_NEW_LOG)
+    .returning(_OUTBOX.c.tx_id)
 )
 _SQLITE_INSERT = sqlite.insert(_TRANSACTIONS).on_conflict_do_nothing().returning(_TRANSACTIONS.c.id)
 
@@ -151,11 +193,13 @@ async def insert_request(db: Executor, request: NewRequest) -> bool:
     key is already taken. One statement on PostgreSQL (atomic without a transaction)."""
     row = request_row(request)
     if _dialect_name(db) == "postgresql":
-        stored = (await db.execute(_PG_INSERT, row)).first() is not None
+        event = {"ev_event_id": uuid.uuid4(), "ev_data": _queued_data(request)}
+        stored = (await db.execute(_PG_INSERT, row | event)).first() is not None
     elif (await db.execute(_SQLITE_INSERT, row)).first() is None:
         stored = False
     else:
         await db.execute(insert(_EVENTS), _created_event(request))
+        await events.append_many(db, [_queued_event(request)])
         stored = True
     if stored:
         record_transition(request.chain_id, None, request.status.value)  # metrics (issue 18)
@@ -172,6 +216,7 @@ async def insert_requests(session: AsyncSession, requests: Sequence[NewRequest])
     """insert_request for many, two statements in all."""
     await session.execute(insert(_TRANSACTIONS), [request_row(request) for request in requests])
     await session.execute(insert(_EVENTS), [_created_event(request) for request in requests])
+    await events.append_many(session, [_queued_event(request) for request in requests])
 
 
 def count_created(requests: Sequence[NewRequest]) -> None:
@@ -183,3 +228,18 @@ def count_created(requests: Sequence[NewRequest]) -> None:
 
 def _created_event(request: NewRequest) -> EventRow:
     return created_row(request.id, request.status, request.created_at)
+
+
+def _queued_data(request: NewRequest) -> dict[str, Any]:
+    return {"transaction": queued_snapshot(request), "previous_status": None}
+
+
+def _queued_event(request: NewRequest) -> events.NewEvent:
+    return events.new_event(
+        _QUEUED_TYPE,
+        data=_queued_data(request),
+        tx_id=request.id,
+        wallet_id=request.wallet_id,
+        chain_id=request.chain_id,
+        at=request.created_at,
+    )

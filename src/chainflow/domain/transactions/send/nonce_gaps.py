@@ -76,6 +76,7 @@ async def _fill(
         status=TxStatus.QUEUED,
         cancel_requested=False,
         confirmations=0,
+        attempts=[],  # loaded (empty), so the event of its signing shows its attempt
     )
     session.add(filler)
     await session.flush()
@@ -90,6 +91,7 @@ async def _fill(
         fees=fees,
         kind=AttemptKind.ORIGINAL,
     )
+    filler.attempts.append(attempt)
     filler.nonce = nonce
     apply(
         session, filler, TxEvent.SIGNED, nonce=nonce, hash=attempt.hash, filler_for=str(failed.id)

@@ -46,8 +46,8 @@ def _stamp_sent_blocks(tx: Transaction, head: int) -> None:
 
 
 def _reorged(session: AsyncSession, tx: Transaction) -> SentAttempt | None:
-    apply(session, tx, TxEvent.RECEIPT_VANISHED, block_hash=tx.block_hash)
-    log.warning("tx.reorged", **tx_context(tx), block_number=tx.block_number)
+    block_hash, block_number = tx.block_hash, tx.block_number
+    log.warning("tx.reorged", **tx_context(tx), block_number=block_number)
     tx.block_hash = tx.block_number = tx.receipt_status = tx.gas_used = None
     tx.effective_gas_price_wei = None
     tx.confirmations = 0
@@ -56,6 +56,8 @@ def _reorged(session: AsyncSession, tx: Transaction) -> SentAttempt | None:
         attempt.status = AttemptStatus.SUBMITTED
     again = was_mined or max(tx.attempts, key=lambda a: a.created_at)  # the latest
     again.last_sent_at = utcnow()
+    # Last: its event's snapshot (issue 16) shows the request without the vanished receipt.
+    apply(session, tx, TxEvent.RECEIPT_VANISHED, block_hash=block_hash)
     return SentAttempt(tx.id, again.id, again.raw, again.nonce, again.hash)
 
 

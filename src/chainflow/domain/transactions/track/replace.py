@@ -15,6 +15,7 @@ from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.transactions.telemetry import count_replacement, tx_context
+from chainflow.domain.transactions.transitions import record_replaced
 from chainflow.domain.wallets.service import get_wallet
 
 log = get_logger(__name__)
@@ -57,6 +58,7 @@ async def replace(
         fees=fees,
         kind=kind or AttemptKind.BUMP,
     )
+    record_replaced(session, tx, attempt)  # the outbox (issue 16)
     count_replacement(chain.chain_id, attempt.kind.value)  # metrics (issue 18)
     log.info(
         "tx.replaced",

@@ -1,0 +1,150 @@
+"""What webhooks cost: 32 wallets end to end (distributed), without an endpoint and with one
+subscribed to `transaction.confirmed` (a receiver in this process, on loopback), in one run.
+
+Reports tx/s and CPU per confirmed transaction of each run, and the delivery lag of the
+webhook run (receipt at the receiver minus the event's `created_at`) at p50 / p99.
+
+Run: .venv/bin/python -m bench.webhooks --requests 3200
+"""
+
+import argparse
+import asyncio
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from bench import baselines
+from bench.cluster import Running, run_shape
+from bench.e2e import lifecycle, percentiles, submit_all, wait_confirmed
+from bench.report import replace_section
+from chainflow.infra.anvil import run_anvil
+
+SETTINGS = {"CHAINFLOW_WEBHOOK_ALLOW_PRIVATE_URLS": "true"}  # the receiver is on loopback
+
+
+@dataclass
+class Result:
+    label: str
+    txs: int
+    tx_per_s: float
+    cpu_ms_per_tx: float
+    lag_ms: tuple[float, float] | None = None
+
+
+class Receiver:
+    """Counts `transaction.confirmed` deliveries and their lag from the event's creation."""
+
+    def __init__(self) -> None:
+        self.lags_ms: list[float] = []
+        self.ids: set[str] = set()
+        self.want = 0
+        self.all_in = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        envelope = await request.json()
+        created = datetime.fromisoformat(envelope["created_at"].replace("Z", "+00:00"))
+        if envelope["id"] not in self.ids:
+            self.ids.add(envelope["id"])
+            self.lags_ms.append((datetime.now(UTC) - created).total_seconds() * 1000)
+            if len(self.ids) >= self.want:
+                self.all_in.set()
+        return web.Response(text="ok")
+
+
+async def add_endpoint(run: Running, url: str) -> None:
+    headers = {"Authorization": f"Bearer {run.token}"}
+    body = {"url": url, "events": ["transaction.confirmed"]}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.post(f"{run.api_url}/v1/webhooks", json=body) as response,
+    ):
+        if response.status != 201:
+            raise RuntimeError(f"webhook not created: {response.status} {await response.text()}")
+
+
+async def one_run(
+    wallets: int, per_wallet: int, folder: Path, *, hook: Receiver | None, hook_url: str
+) -> Result:
+    async with (
+        run_anvil(port=baselines.free_port()) as anvil,
+        run_shape("distributed", anvil, wallets, folder, settings=SETTINGS) as run,
+    ):
+        if hook is not None:
+            await add_endpoint(run, hook_url)
+        cpu_before = run.cpu_seconds()
+        _, errors = await submit_all(run, per_wallet, 64)
+        n = wallets * per_wallet - errors
+        await wait_confirmed(run.database_url, n, 900)
+        if hook is not None:
+            hook.want = n
+            if len(hook.ids) >= n:
+                hook.all_in.set()
+            await asyncio.wait_for(hook.all_in.wait(), timeout=120)
+        cpu_after = run.cpu_seconds()
+        span, *_ = await lifecycle(run.database_url)
+    cpu = sum(cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after if k != "client")
+    return Result(
+        label="32 wallets, webhook on transaction.confirmed" if hook else "32 wallets, no webhook",
+        txs=n,
+        tx_per_s=n / span,
+        cpu_ms_per_tx=cpu * 1000 / n,
+        lag_ms=percentiles(hook.lags_ms) if hook and hook.lags_ms else None,
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="cf-bench-webhooks-"))
+    hook = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", hook.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = baselines.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        per_wallet = max(1, args.requests // args.wallets)
+        plain = await one_run(args.wallets, per_wallet, folder, hook=None, hook_url="")
+        hooked = await one_run(
+            args.wallets, per_wallet, folder, hook=hook, hook_url=f"http://127.0.0.1:{port}/hook"
+        )
+    finally:
+        await runner.cleanup()
+    lines = table([plain, hooked])
+    print("\n".join(lines), flush=True)
+    if args.write:
+        replace_section(Path(args.write), "webhooks", [f"Command: `{args.command}`", "", *lines])
+
+
+def table(rows: Sequence[Result]) -> list[str]:
+    lines = [
+        "| run | txs | tx/s | CPU ms per tx (all processes) | delivery lag p50 / p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lag = "-" if r.lag_ms is None else f"{r.lag_ms[0]:.0f} / {r.lag_ms[1]:.0f}"
+        lines.append(f"| {r.label} | {r.txs} | {r.tx_per_s:.0f} | {r.cpu_ms_per_tx:.2f} | {lag} |")
+    base, hooked = rows[0], rows[-1]
+    lines += [
+        "",
+        f"With the webhook: tx/s x{hooked.tx_per_s / base.tx_per_s:.2f}, "
+        f"CPU per tx x{hooked.cpu_ms_per_tx / base.cpu_ms_per_tx:.2f}.",
+    ]
+    return lines
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3200)
+    parser.add_argument("--wallets", type=int, default=32)
+    parser.add_argument("--write", default="", help="update this markdown report")
+    parser.add_argument("--command", default="./scripts/bench", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))

@@ -1,0 +1,94 @@
+"""All SQL of the events table but the sequencer's: appending in the caller's unit of work,
+reading sequenced events, pruning."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypedDict, cast
+
+from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from chainflow.core.clock import utcnow
+from chainflow.core.types import ChainId, TxId, WalletId
+from chainflow.domain.events.models import EventRow
+from chainflow.domain.events.wakeups import appended
+
+EVENTS = cast(Table, EventRow.__table__)
+
+
+class NewEvent(TypedDict):
+    """An events row as appended: unsequenced (no cursor, no tx_seq yet)."""
+
+    event_id: uuid.UUID
+    type: str
+    tx_id: TxId | None
+    wallet_id: WalletId | None
+    chain_id: ChainId | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def new_event(
+    type: str,  # the envelope's name
+    *,
+    data: dict[str, Any],
+    tx_id: TxId | None = None,
+    wallet_id: WalletId | None = None,
+    chain_id: ChainId | None = None,
+    at: datetime | None = None,
+) -> NewEvent:
+    """The row of one event, for `append_many`."""
+    return {
+        "event_id": uuid.uuid4(),
+        "type": type,
+        "tx_id": tx_id,
+        "wallet_id": wallet_id,
+        "chain_id": chain_id,
+        "data": data,
+        "created_at": at or utcnow(),
+    }
+
+
+def append(
+    session: AsyncSession,
+    type: str,  # the envelope's name
+    *,
+    data: dict[str, Any],
+    tx_id: TxId | None = None,
+    wallet_id: WalletId | None = None,
+    chain_id: ChainId | None = None,
+    at: datetime | None = None,
+) -> EventRow:
+    """Add one event to the caller's unit of work; it is written at the next flush."""
+    row = EventRow(
+        **new_event(type, data=data, tx_id=tx_id, wallet_id=wallet_id, chain_id=chain_id, at=at)
+    )
+    session.add(row)
+    appended.ring_on_commit()
+    return row
+
+
+async def append_many(session: AsyncSession | AsyncConnection, events: Sequence[NewEvent]) -> None:
+    """Write many events (from `new_event`) in one INSERT, in the order given."""
+    if events:
+        await session.execute(insert(EVENTS), list(events))
+        appended.ring_on_commit()
+
+
+async def prune(session: AsyncSession, *, before: datetime, limit: int = 1000) -> int:
+    """Delete up to `limit` sequenced events created before `before`; return how many.
+
+    The event with the largest cursor is kept whatever its age: the sequencer numbers on from
+    it, so cursors never start again at 1 under a reader that resumes after an old one.
+    """
+    c = EVENTS.c
+    newest = select(func.max(c.cursor)).scalar_subquery()
+    doomed = (
+        select(c.id)
+        .where(c.created_at < before, c.cursor.is_not(None), c.cursor < newest)
+        .order_by(c.id)
+        .limit(limit)
+    )
+    result = await session.execute(delete(EVENTS).where(c.id.in_(doomed)))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,1 @@
+"""Webhooks: endpoints with signed, retried, ordered deliveries of the events outbox."""

@@ -1,0 +1,265 @@
+"""All SQL of webhook endpoints, deliveries and attempts."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, aliased
+
+from chainflow.core.cursor import decode_cursor
+from chainflow.domain.events import EventRow
+from chainflow.domain.webhooks.models import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+
+_PENDING = DeliveryStatus.PENDING
+
+
+async def head_cursor(session: AsyncSession) -> int:
+    """The largest event cursor given so far (0: none)."""
+    return int(await session.scalar(select(func.max(EventRow.cursor))) or 0)
+
+
+async def get_endpoint(
+    session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False
+) -> WebhookEndpoint | None:
+    return await session.get(WebhookEndpoint, endpoint_id, with_for_update=for_update)
+
+
+async def list_endpoints(
+    session: AsyncSession, *, limit: int, cursor: str | None
+) -> Sequence[WebhookEndpoint]:
+    query = select(WebhookEndpoint).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+    query = query.where(*_after(cursor, WebhookEndpoint.created_at, WebhookEndpoint.id))
+    return (await session.scalars(query.limit(limit))).all()
+
+
+def _after(
+    cursor: str | None,
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[uuid.UUID],
+) -> list[ColumnElement[bool]]:
+    """The condition of the rows after a (created_at, id) page cursor, none for no cursor."""
+    after = decode_cursor(cursor)
+    if after is None:
+        return []
+    at, last_id = after
+    return [or_(created_at > at, and_(created_at == at, row_id > last_id))]
+
+
+async def lock_endpoints_to_fan_out(
+    session: AsyncSession, head: int, *, limit: int
+) -> Sequence[WebhookEndpoint]:
+    """Enabled endpoints behind the head, locked (another worker's are skipped)."""
+    query = (
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.fanout_cursor < head)
+        .order_by(WebhookEndpoint.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def events_after(
+    session: AsyncSession,
+    after: int,
+    *,
+    limit: int,
+    since: datetime | None = None,
+) -> Sequence[EventRow]:
+    """Sequenced events after a cursor (and, if given, created at or after `since`)."""
+    query = select(EventRow).where(EventRow.cursor.is_not(None), EventRow.cursor > after)
+    if since is not None:
+        query = query.where(EventRow.created_at >= since)
+    return (await session.scalars(query.order_by(EventRow.cursor).limit(limit))).all()
+
+
+def add_deliveries(
+    session: AsyncSession, endpoint_id: uuid.UUID, events: Sequence[EventRow], *, now: datetime
+) -> None:
+    for event in events:
+        session.add(
+            WebhookDelivery(
+                endpoint_id=endpoint_id,
+                event_pk=event.id,
+                event_id=event.event_id,
+                event_type=event.type,
+                tx_id=event.tx_id,
+                tx_seq=event.tx_seq,
+                status=_PENDING,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+
+
+async def claim_due(
+    session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int
+) -> Sequence[WebhookDelivery]:
+    """Pending deliveries that are due and not behind an earlier one of their transaction,
+    locked (SKIP LOCKED: workers never take the same), and leased until `lease_until`.
+
+    Ordering: a delivery waits while a pending delivery of an earlier event of the same
+    transaction to the same endpoint exists (tx_seq, then event cursor order by event_pk).
+    """
+    earlier = aliased(WebhookDelivery)
+    blocked = exists().where(
+        earlier.endpoint_id == WebhookDelivery.endpoint_id,
+        earlier.tx_id == WebhookDelivery.tx_id,
+        earlier.status == _PENDING,
+        earlier.tx_seq < WebhookDelivery.tx_seq,
+    )
+    query = (
+        select(WebhookDelivery)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.status == _PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            WebhookEndpoint.enabled.is_(True),
+            or_(WebhookDelivery.tx_id.is_(None), ~blocked),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.event_pk)
+        .limit(limit)
+        .with_for_update(of=WebhookDelivery, skip_locked=True)
+    )
+    rows = (await session.scalars(query)).all()
+    if rows:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_([row.id for row in rows]))
+            .values(next_attempt_at=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+    return rows
+
+
+async def events_by_pk(session: AsyncSession, pks: Sequence[int]) -> dict[int, EventRow]:
+    if not pks:
+        return {}
+    rows = await session.scalars(select(EventRow).where(EventRow.id.in_(list(set(pks)))))
+    return {row.id: row for row in rows}
+
+
+async def endpoints_by_id(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, WebhookEndpoint]:
+    if not ids:
+        return {}
+    rows = await session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.id.in_(list(set(ids))))
+    )
+    return {row.id: row for row in rows}
+
+
+async def get_delivery(
+    session: AsyncSession, endpoint_id: uuid.UUID, delivery_id: uuid.UUID, *, for_update: bool
+) -> WebhookDelivery | None:
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint_id
+    )
+    if for_update:
+        query = query.with_for_update()
+    return (await session.scalars(query)).one_or_none()
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    endpoint_id: uuid.UUID,
+    *,
+    status: DeliveryStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> Sequence[WebhookDelivery]:
+    query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
+    if status is not None:
+        query = query.where(WebhookDelivery.status == status)
+    query = query.where(*_after(cursor, WebhookDelivery.created_at, WebhookDelivery.id))
+    order = (WebhookDelivery.created_at, WebhookDelivery.id)
+    return (await session.scalars(query.order_by(*order).limit(limit))).all()
+
+
+async def attempts_of(
+    session: AsyncSession, delivery_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[WebhookAttempt]]:
+    found: dict[uuid.UUID, list[WebhookAttempt]] = {d: [] for d in delivery_ids}
+    if not delivery_ids:
+        return found
+    rows = await session.scalars(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id.in_(list(delivery_ids)))
+        .order_by(WebhookAttempt.at, WebhookAttempt.id)
+    )
+    for row in rows:
+        found[row.delivery_id].append(row)
+    return found
+
+
+async def lock_sealed_not_under(
+    session: AsyncSession, key_id: str, *, limit: int
+) -> Sequence[WebhookEndpoint]:
+    """Up to `limit` endpoints whose secrets are not wrapped by `key_id`, locked for a re-wrap."""
+    query = (
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.master_key_id != key_id)
+        .order_by(WebhookEndpoint.id)
+        .limit(limit)
+        .with_for_update()
+    )
+    return (await session.scalars(query)).all()
+
+
+async def deliveries_by_id(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> Sequence[WebhookDelivery]:
+    """The deliveries, locked, in id order (the one lock order of delivery rows)."""
+    if not ids:
+        return []
+    query = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(list(set(ids))))
+        .order_by(WebhookDelivery.id)
+        .with_for_update()
+    )
+    return (await session.scalars(query)).all()
+
+
+async def lock_failing_since(
+    session: AsyncSession, ids: Sequence[uuid.UUID], cutoff: datetime
+) -> Sequence[WebhookEndpoint]:
+    """Enabled endpoints among `ids` that have failed every attempt since `cutoff` or before."""
+    query = (
+        select(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.id.in_(list(ids)),
+            WebhookEndpoint.enabled.is_(True),
+            WebhookEndpoint.first_failure_at.is_not(None),
+            WebhookEndpoint.first_failure_at <= cutoff,
+        )
+        .order_by(WebhookEndpoint.id)
+        .with_for_update()
+    )
+    return (await session.scalars(query)).all()
+
+
+async def prune_finished(session: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` succeeded or failed deliveries created before `before` (their
+    attempts go with them); return how many."""
+    ids = (
+        await session.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.status != _PENDING, WebhookDelivery.created_at < before)
+            .limit(limit)
+        )
+    ).all()
+    if ids:
+        await session.execute(
+            delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(ids)))
+        )
+        await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(list(ids))))
+    return len(ids)

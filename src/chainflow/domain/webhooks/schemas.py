@@ -1,0 +1,162 @@
+"""API shapes of webhook endpoints and deliveries. The secret appears in `WebhookCreated` only."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
+
+from chainflow.core.bodies import RequestBody
+from chainflow.core.fields import ChainId, TextStr, Timestamp
+from chainflow.core.urls import check_http_url
+from chainflow.domain.webhooks.models import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+
+MAX_FILTERS = 50
+MAX_IDS = 100
+
+WebhookUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(check_http_url)]
+# An event type or a glob over them: `transaction.confirmed`, `transaction.*`, `*`.
+EventGlob = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_.*]+$")]
+EventGlobs = Annotated[list[EventGlob], Field(min_length=1, max_length=MAX_FILTERS)]
+WalletIds = Annotated[list[Annotated[uuid.UUID, Strict(False)]], Field(max_length=MAX_IDS)]
+ChainIds = Annotated[list[ChainId], Field(max_length=MAX_IDS)]
+Description = Annotated[TextStr, Field(max_length=500)]
+
+
+class WebhookCreate(RequestBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"url": "https://example.com/hooks/chainflow", "events": ["transaction.*"]}
+            ]
+        },
+    )
+
+    url: WebhookUrl
+    events: EventGlobs = Field(default_factory=lambda: ["*"])
+    wallet_ids: WalletIds | None = None
+    chain_ids: ChainIds | None = None
+    description: Description | None = None
+
+
+class WebhookUpdate(RequestBody):
+    url: WebhookUrl | None = None
+    events: EventGlobs | None = None
+    wallet_ids: WalletIds | None = None
+    chain_ids: ChainIds | None = None
+    enabled: bool | None = None
+    description: Description | None = None
+
+    @model_validator(mode="after")
+    def _no_null_required(self) -> "WebhookUpdate":
+        for name in ("url", "events", "enabled"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class WebhookRead(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    wallet_ids: list[uuid.UUID] | None
+    chain_ids: list[int] | None
+    description: str | None
+    enabled: bool
+    disabled_reason: str | None
+    previous_secret_expires_at: datetime | None = Field(
+        description="until then the previous secret also signs (after a rotation)"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: WebhookEndpoint) -> "WebhookRead":
+        return cls(
+            id=row.id,
+            url=row.url,
+            events=list(row.event_types),
+            wallet_ids=[uuid.UUID(w) for w in row.wallet_ids] if row.wallet_ids else None,
+            chain_ids=list(row.chain_ids) if row.chain_ids else None,
+            description=row.description,
+            enabled=row.enabled,
+            disabled_reason=row.disabled_reason,
+            previous_secret_expires_at=row.previous_secret_expires_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class WebhookCreated(WebhookRead):
+    secret: str = Field(description="`whsec_…`: shown here only; verify deliveries with it")
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookRead]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
+
+
+class AttemptRead(BaseModel):
+    at: datetime
+    status_code: int | None
+    error: str | None = Field(description="error class: timeout, connection_failed, non_2xx, …")
+    duration_ms: int
+
+    @classmethod
+    def of(cls, row: WebhookAttempt) -> "AttemptRead":
+        return cls(
+            at=row.at, status_code=row.status_code, error=row.error, duration_ms=row.duration_ms
+        )
+
+
+class DeliveryRead(BaseModel):
+    id: uuid.UUID
+    event_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: list[AttemptRead]
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: WebhookDelivery, attempts: list[WebhookAttempt]) -> "DeliveryRead":
+        return cls(
+            id=row.id,
+            event_id=f"evt_{row.event_id.hex}",
+            event_type=row.event_type,
+            status=row.status,
+            attempts=[AttemptRead.of(a) for a in attempts],
+            next_attempt_at=row.next_attempt_at if row.status is DeliveryStatus.PENDING else None,
+            created_at=row.created_at,
+        )
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryRead]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
+
+
+class ReplayRequest(RequestBody):
+    """Queue again every event the endpoint subscribes to, since a time or after a cursor."""
+
+    since: Timestamp | None = None
+    after: int | None = Field(None, ge=0, lt=2**63)
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "ReplayRequest":
+        if (self.since is None) == (self.after is None):
+            raise ValueError("give exactly one of since or after")
+        if self.since is not None and self.since.tzinfo is None:
+            raise ValueError("since must carry a time zone, e.g. 2026-01-01T00:00:00Z")
+        return self
+
+
+class ReplayResult(BaseModel):
+    queued: int = Field(description="deliveries queued (at most 10,000 per call)")
+    last_cursor: int | None = Field(description="replay again with `after` this to go on")

@@ -1,0 +1,233 @@
+"""Use cases of webhook endpoints: create (secret shown once), change, rotate the secret,
+test, and the deliveries: list, retry one, replay events."""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.clock import utcnow
+from chainflow.core.cursor import encode_cursor
+from chainflow.domain.events import append
+from chainflow.domain.webhooks import repository
+from chainflow.domain.webhooks.errors import (
+    DeliveryNotFound,
+    WebhookNotFound,
+    WebhookUrlForbidden,
+)
+from chainflow.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from chainflow.domain.webhooks.rules import Subscription
+from chainflow.domain.webhooks.schemas import (
+    DeliveryList,
+    DeliveryRead,
+    ReplayRequest,
+    ReplayResult,
+    WebhookCreate,
+)
+from chainflow.domain.webhooks.secrets import generate_secret, seal_into, stored_secrets
+from chainflow.domain.webhooks.signing import secret_text
+from chainflow.infra.net.urlguard import UrlForbidden, UrlGuard
+from chainflow.infra.signing.keystore import MasterKey
+
+MAX_REPLAY = 10_000
+TEST_EVENT = "webhook.test"
+DISABLED_EVENT = "webhook.endpoint.disabled"
+# Events fan-out never sends: a test goes to its own endpoint only (queued by `send_test`).
+DIRECT_ONLY = frozenset({TEST_EVENT})
+
+
+@dataclass(frozen=True)
+class SecretPolicy:
+    master: MasterKey
+    overlap_s: float
+
+
+async def check_url(guard: UrlGuard, url: str) -> None:
+    """Raises: WebhookUrlForbidden when the host is, or resolves to, a non-public address."""
+    try:
+        await guard.check_url(url)
+    except UrlForbidden as exc:
+        raise WebhookUrlForbidden(
+            f"webhook URL refused: {exc.detail} (set CHAINFLOW_WEBHOOK_ALLOW_PRIVATE_URLS=true "
+            "for development only)"
+        ) from None
+
+
+def subscription_of(endpoint: WebhookEndpoint) -> Subscription:
+    return Subscription(
+        event_types=endpoint.event_types,
+        wallet_ids=endpoint.wallet_ids,
+        chain_ids=endpoint.chain_ids,
+    )
+
+
+async def create_endpoint(
+    session: AsyncSession, body: WebhookCreate, *, master: MasterKey
+) -> tuple[WebhookEndpoint, str]:
+    """Store a new endpoint (starting at the current head of events); return it and its
+    secret as `whsec_…`, never stored in clear. The caller has checked the URL."""
+    secret = generate_secret()
+    endpoint = WebhookEndpoint(
+        id=uuid.uuid4(),
+        url=body.url,
+        event_types=list(dict.fromkeys(body.events)),
+        wallet_ids=[str(w) for w in body.wallet_ids] if body.wallet_ids else None,
+        chain_ids=list(body.chain_ids) if body.chain_ids else None,
+        description=body.description,
+        enabled=True,
+        fanout_cursor=await repository.head_cursor(session),
+    )
+    seal_into(endpoint, [secret], master=master)
+    session.add(endpoint)
+    await session.flush()
+    return endpoint, secret_text(secret)
+
+
+async def get_endpoint(
+    session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False
+) -> WebhookEndpoint:
+    endpoint = await repository.get_endpoint(session, endpoint_id, for_update=for_update)
+    if endpoint is None:
+        raise WebhookNotFound(f"webhook {endpoint_id} does not exist")
+    return endpoint
+
+
+async def list_endpoints(
+    session: AsyncSession, *, limit: int, cursor: str | None
+) -> tuple[Sequence[WebhookEndpoint], str | None]:
+    rows = await repository.list_endpoints(session, limit=limit, cursor=cursor)
+    last = rows[-1] if len(rows) == limit else None
+    return rows, encode_cursor(last.created_at, last.id) if last else None
+
+
+async def update_endpoint(
+    session: AsyncSession, endpoint: WebhookEndpoint, changes: dict[str, Any]
+) -> None:
+    """Apply a PATCH (the URL already checked). Enabling again clears the failure clock and
+    starts the endpoint at the current head: what it missed while disabled is replayed on
+    request, not flooded."""
+    if "url" in changes:
+        endpoint.url = changes["url"]
+    if "events" in changes:
+        endpoint.event_types = list(dict.fromkeys(changes["events"]))
+    if "wallet_ids" in changes:
+        ids = changes["wallet_ids"]
+        endpoint.wallet_ids = [str(w) for w in ids] if ids else None
+    if "chain_ids" in changes:
+        endpoint.chain_ids = list(changes["chain_ids"]) if changes["chain_ids"] else None
+    if "description" in changes:
+        endpoint.description = changes["description"]
+    if "enabled" in changes and changes["enabled"] != endpoint.enabled:
+        endpoint.enabled = changes["enabled"]
+        if endpoint.enabled:
+            endpoint.disabled_reason = None
+            endpoint.first_failure_at = None
+            endpoint.fanout_cursor = await repository.head_cursor(session)
+        else:
+            endpoint.disabled_reason = "disabled through the API"
+    endpoint.updated_at = utcnow()
+    await session.flush()
+
+
+async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
+    """Delete the endpoint with its deliveries and attempts (foreign keys cascade)."""
+    await session.delete(endpoint)
+    await session.flush()
+
+
+async def rotate_secret(
+    session: AsyncSession, endpoint: WebhookEndpoint, *, policy: SecretPolicy
+) -> str:
+    """A new secret; the current one keeps signing for `policy.overlap_s`. Returns the new
+    secret as `whsec_…` (shown once)."""
+    current = stored_secrets(endpoint, master=policy.master)[0]
+    new = generate_secret()
+    keep = [new, current] if policy.overlap_s > 0 else [new]
+    seal_into(endpoint, keep, master=policy.master)
+    endpoint.previous_secret_expires_at = (
+        utcnow() + timedelta(seconds=policy.overlap_s) if policy.overlap_s > 0 else None
+    )
+    endpoint.updated_at = utcnow()
+    await session.flush()
+    return secret_text(new)
+
+
+async def send_test(session: AsyncSession, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """Append a `webhook.test` event and queue it to this endpoint only."""
+    now = utcnow()
+    event = append(session, TEST_EVENT, data={"webhook_id": str(endpoint.id), "test": True}, at=now)
+    await session.flush()
+    delivery = WebhookDelivery(
+        endpoint_id=endpoint.id,
+        event_pk=event.id,
+        event_id=event.event_id,
+        event_type=event.type,
+        status=DeliveryStatus.PENDING,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(delivery)
+    await session.flush()
+    return delivery
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    *,
+    status: DeliveryStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> DeliveryList:
+    rows = await repository.list_deliveries(
+        session, endpoint.id, status=status, limit=limit, cursor=cursor
+    )
+    attempts = await repository.attempts_of(session, [row.id for row in rows])
+    last = rows[-1] if len(rows) == limit else None
+    return DeliveryList(
+        items=[DeliveryRead.of(row, attempts[row.id]) for row in rows],
+        next_cursor=encode_cursor(last.created_at, last.id) if last else None,
+    )
+
+
+async def retry_delivery(
+    session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: uuid.UUID
+) -> DeliveryRead:
+    """One more attempt now: a failed or succeeded delivery becomes pending again, with the
+    same webhook-id; a pending one is made due now."""
+    delivery = await repository.get_delivery(session, endpoint.id, delivery_id, for_update=True)
+    if delivery is None:
+        raise DeliveryNotFound(f"delivery {delivery_id} of webhook {endpoint.id} does not exist")
+    delivery.status = DeliveryStatus.PENDING
+    delivery.next_attempt_at = utcnow()
+    await session.flush()
+    attempts = await repository.attempts_of(session, [delivery.id])
+    return DeliveryRead.of(delivery, attempts[delivery.id])
+
+
+async def replay(
+    session: AsyncSession, endpoint: WebhookEndpoint, request: ReplayRequest
+) -> ReplayResult:
+    """Queue again (as new deliveries, same webhook-ids) the events this endpoint subscribes
+    to after a cursor or since a time, up to MAX_REPLAY of them."""
+    events = await repository.events_after(
+        session, request.after or 0, limit=MAX_REPLAY, since=request.since
+    )
+    rule = subscription_of(endpoint)
+    chosen = [
+        e
+        for e in events
+        if e.type not in DIRECT_ONLY
+        and rule.matches(
+            e.type,
+            wallet_id=str(e.wallet_id) if e.wallet_id else None,
+            chain_id=e.chain_id,
+        )
+    ]
+    repository.add_deliveries(session, endpoint.id, chosen, now=utcnow())
+    await session.flush()
+    last = events[-1].cursor if len(events) == MAX_REPLAY else None
+    return ReplayResult(queued=len(chosen), last_cursor=last)

@@ -1,0 +1,162 @@
+"""The webhook loop of a worker: fan events out, claim due deliveries, send them at once.
+
+Sends run as tasks, at most `concurrency` at a time; the loop does not wait for them, so a
+slow receiver holds one slot for up to its timeout while the others go on. Outcomes are
+recorded in batches, one transaction per loop turn.
+"""
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.core.clock import utcnow
+from chainflow.core.logging import get_logger
+from chainflow.core.schedule import parse_retry_schedule
+from chainflow.core.settings import Settings
+from chainflow.domain.events.wakeups import sequenced
+from chainflow.domain.webhooks import delivery
+from chainflow.domain.webhooks.delivery import DeliveryConfig, Job, Outcome
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.net.urlguard import UrlGuard
+from chainflow.infra.signing.keystore import MasterKey
+
+log = get_logger(__name__)
+_MIN_GAP_S = 0.02
+
+
+@dataclass(frozen=True)
+class WebhookPorts:
+    sessionmaker: async_sessionmaker[AsyncSession]
+    http: aiohttp.ClientSession
+    config: DeliveryConfig
+    concurrency: int = 32
+    poll_s: float = 0.1
+    # Finished deliveries live as long as events (CHAINFLOW_EVENT_RETENTION_DAYS).
+    retention_days: float = 30.0
+    prune_every_s: float = 60.0
+
+
+def delivery_config(settings: Settings, master: MasterKey) -> DeliveryConfig:
+    return DeliveryConfig(
+        master=master,
+        retry_schedule=parse_retry_schedule(settings.webhook_retry_schedule),
+        disable_after_s=settings.webhook_disable_after_s,
+        timeout_s=settings.webhook_timeout_s,
+    )
+
+
+def new_webhook_http(settings: Settings) -> aiohttp.ClientSession:
+    """The client of deliveries: every address checked right before its socket opens (the
+    resolved address is the one connected to, so a rebinding name cannot slip through), no
+    proxy from the environment, no cookies kept."""
+    guard = UrlGuard(allow_private=settings.webhook_allow_private_urls)
+    connector = aiohttp.TCPConnector(
+        limit=settings.webhook_concurrency, socket_factory=guard.socket_factory
+    )
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+    )
+
+
+@dataclass
+class _Loop:
+    ports: WebhookPorts
+    in_flight: set["asyncio.Task[Outcome]"] = field(default_factory=set)
+    done: list[Outcome] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def turn(self) -> bool:
+        """Record what finished, fan out, claim free slots; True if anything happened."""
+        ports, now = self.ports, utcnow()
+        outcomes, self.done = self.done, []
+        try:
+            async with unit_of_work(ports.sessionmaker) as session:
+                await delivery.record(session, outcomes, ports.config, now=now)
+        except BaseException:
+            self.done = outcomes + self.done  # recorded next turn (or sent again after the lease)
+            raise
+        async with unit_of_work(ports.sessionmaker) as session:
+            queued = await delivery.fan_out(session, now=now)
+            free = ports.concurrency - len(self.in_flight)
+            jobs = await delivery.claim(session, ports.config, now=now, limit=free)
+        for job in jobs:
+            self._start(job)
+        return bool(outcomes or queued or jobs)
+
+    def _start(self, job: Job) -> None:
+        task = asyncio.create_task(
+            delivery.send(self.ports.http, job, timeout_s=self.ports.config.timeout_s, now=utcnow())
+        )
+        self.in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: "asyncio.Task[Outcome]") -> None:
+        self.in_flight.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            self.done.append(task.result())
+        self.wake.set()
+
+
+async def run_webhooks(ports: WebhookPorts, stop: asyncio.Event) -> None:
+    """Deliver until `stop`; then wait for the sends in flight and record them. The outbox
+    loop (workers/outbox.py) gives events their cursors; fan-out reads only those."""
+    loop = _Loop(ports)
+    unsubscribe = sequenced.subscribe(loop.wake.set)  # new events in this process: fan out now
+    try:
+        await _deliver(loop, stop)
+    finally:
+        unsubscribe()
+    if loop.in_flight:
+        await asyncio.wait(loop.in_flight)
+    with contextlib.suppress(Exception):  # unrecorded ones are sent again after their lease
+        async with unit_of_work(ports.sessionmaker) as session:
+            await delivery.record(session, loop.done, ports.config, now=utcnow())
+
+
+async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
+    ports = loop.ports
+    failures = 0
+    next_prune = 0.0
+    while not stop.is_set():
+        loop.wake.clear()
+        try:
+            busy = await loop.turn()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + ports.prune_every_s
+                await _prune(ports)
+            failures = 0
+        except Exception as exc:  # the database may be away; leases make retries safe
+            failures += 1
+            if failures in (1, 10) or failures % 100 == 0:
+                log.error("webhooks.turn_failed", error=repr(exc)[:300], failures=failures)
+            busy = False
+        if busy:
+            # Let outcomes and events gather for a moment: a turn per finished send would be
+            # two transactions per delivery; a turn per 20 ms records them in batches.
+            await _wait_any(stop, timeout_s=_MIN_GAP_S)
+        else:
+            wait_s = min(ports.poll_s * 2 ** min(failures, 6), 5.0)
+            await _wait_any(stop, loop.wake, timeout_s=wait_s)
+
+
+async def _prune(ports: WebhookPorts, *, batch: int = 1000) -> None:
+    before = utcnow() - timedelta(days=ports.retention_days)
+    while True:
+        async with unit_of_work(ports.sessionmaker) as session:
+            count = await delivery.prune(session, before=before, limit=batch)
+        if count < batch:
+            return
+
+
+async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

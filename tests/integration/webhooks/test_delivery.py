@@ -1,0 +1,246 @@
+"""Delivery to a real receiver on 127.0.0.1, on both databases: signatures, per-transaction
+order, retries (500s, 429 with Retry-After, a receiver that is down), secret rotation, leases
+of a dead worker, and disabling an endpoint that fails everything."""
+
+import itertools
+import time
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from chainflow.core.clock import utcnow
+from chainflow.domain.events import sequence_pending
+from chainflow.domain.webhooks import service
+from chainflow.domain.webhooks.delivery import claim, fan_out, prune
+from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
+from chainflow.infra.db.uow import unit_of_work
+from tests.integration.webhooks.conftest import Deliveries, tx_events
+from tests.support.polling import eventually
+from tests.support.receiver import Received, Receiver, always, free_port, receiver
+
+
+def by_tx(received: list[Received]) -> dict[str, list[str]]:
+    """Accepted event types per transaction, in arrival order."""
+    order: dict[str, list[str]] = {}
+    for r in received:
+        envelope = r.envelope
+        tx = envelope["data"].get("tx")
+        if tx is not None:
+            order.setdefault(tx, []).append(envelope["type"])
+    return order
+
+
+STATUSES = ["queued", "signed", "submitted", "mined", "confirmed"]
+
+
+def lifecycle(tx: str) -> list[tuple[str, dict[str, object]]]:
+    return [(kind, {**data, "tx": tx}) for kind, data in tx_events(STATUSES)]
+
+
+class TestDelivery:
+    async def test_every_event_signed_once_and_in_order_per_transaction(
+        self, deliveries: Deliveries
+    ) -> None:
+        async with receiver() as hook:
+            _, secret = await deliveries.endpoint(hook.url, events=["transaction.*"])
+            expected: dict[str, list[str]] = {}
+            async with deliveries.running():
+                for _ in range(6):
+                    tx = uuid.uuid4()
+                    await deliveries.emit(*lifecycle(str(tx)), tx_id=tx)
+                    expected[str(tx)] = [f"transaction.{s}" for s in STATUSES]
+                await deliveries.emit(("wallet.low_balance", {"balance_wei": "1"}))
+                await eventually(lambda: _count(hook, 30), timeout_s=30)
+            assert by_tx(hook.accepted()) == expected
+            assert all(r.verifies_with(secret) for r in hook.received)
+            assert all(r.msg_id == r.envelope["id"] for r in hook.received)
+            assert len({r.msg_id for r in hook.received}) == 30  # no wallet.low_balance
+            assert not any(
+                r.verifies_with(secret.replace("whsec_", "whsec_A")) for r in hook.received[:1]
+            )
+            assert all(
+                "query-secret" not in r.headers.get("webhook-signature", "") for r in hook.received
+            )
+
+    async def test_500_three_times_then_200_keeps_the_webhook_id_and_the_order(
+        self, deliveries: Deliveries
+    ) -> None:
+        def flaky(_request: Received, seen: int) -> tuple[int, dict[str, str]]:
+            return (500, {}) if seen < 3 else (200, {})
+
+        async with receiver(flaky) as hook:
+            await deliveries.endpoint(hook.url, events=["transaction.*"])
+            tx = uuid.uuid4()
+            ids = await deliveries.emit(*lifecycle(str(tx)), tx_id=tx)
+            async with deliveries.running():
+                await eventually(lambda: _count(hook, 5), timeout_s=60)
+            assert [r.msg_id for r in hook.accepted()] == ids
+            assert all(hook.seen(msg_id) == 4 for msg_id in ids)
+            # no event was tried before the one ahead of it in its transaction was accepted
+            first_try = {
+                msg_id: min(i for i, r in enumerate(hook.received) if r.msg_id == msg_id)
+                for msg_id in ids
+            }
+            accepted_at = {r.msg_id: hook.received.index(r) for r in hook.accepted()}
+            for earlier, later in itertools.pairwise(ids):
+                assert accepted_at[earlier] < first_try[later]
+        rows = await deliveries.deliveries()
+        assert {(d.status, d.attempt_count) for d in rows} == {(DeliveryStatus.SUCCEEDED, 4)}
+        attempts = await deliveries.attempts()
+        assert sorted(a.status_code or 0 for a in attempts).count(500) == 15
+        assert {a.error for a in attempts if a.status_code == 500} == {"non_2xx"}
+
+    async def test_429_waits_for_retry_after(self, deliveries: Deliveries) -> None:
+        def limited(_request: Received, seen: int) -> tuple[int, dict[str, str]]:
+            return (429, {"Retry-After": "2"}) if seen == 0 else (200, {})
+
+        async with receiver(limited) as hook:
+            await deliveries.endpoint(hook.url)
+            [msg_id] = await deliveries.emit(("transaction.confirmed", {"tx": "a"}))
+            async with deliveries.running():
+                await eventually(lambda: _count(hook, 1), timeout_s=30)
+            first, second = hook.received
+            assert first.msg_id == second.msg_id == msg_id
+            assert second.at - first.at >= 1.9  # the schedule alone says 0.2 s
+
+    async def test_a_receiver_down_then_back_gets_every_event(self, deliveries: Deliveries) -> None:
+        hook = Receiver(port=free_port())  # not listening yet: connections are refused
+        await deliveries.endpoint(hook.url)
+        ids = await deliveries.emit(*lifecycle("down"))
+        async with deliveries.running(retry_schedule=(0.2,) * 30):
+
+            async def refused() -> bool:
+                return sum(a.error == "connect" for a in await deliveries.attempts()) >= 5
+
+            await eventually(refused, timeout_s=30)
+            await hook.start()
+            try:
+                await eventually(lambda: _count(hook, 5), timeout_s=30)
+            finally:
+                await hook.stop()
+        assert sorted(r.msg_id for r in hook.accepted()) == sorted(ids)
+
+    async def test_during_the_overlap_either_secret_verifies(self, deliveries: Deliveries) -> None:
+        async with receiver() as hook:
+            endpoint, old = await deliveries.endpoint(hook.url)
+            policy = service.SecretPolicy(master=deliveries.master, overlap_s=3600)
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                row = await service.get_endpoint(session, endpoint.id, for_update=True)
+                new = await service.rotate_secret(session, row, policy=policy)
+            assert new != old
+            await deliveries.emit(("transaction.confirmed", {"tx": "b"}))
+            async with deliveries.running():
+                await eventually(lambda: _count(hook, 1), timeout_s=30)
+                [during] = hook.received
+                assert during.verifies_with(old)
+                assert during.verifies_with(new)
+                assert len(during.headers["webhook-signature"].split(" ")) == 2
+                async with unit_of_work(deliveries.sessionmaker) as session:
+                    await session.execute(
+                        update(WebhookEndpoint).values(
+                            previous_secret_expires_at=utcnow() - timedelta(seconds=1)
+                        )
+                    )
+                await deliveries.emit(("transaction.confirmed", {"tx": "c"}))
+                await eventually(lambda: _count(hook, 2), timeout_s=30)
+            after = hook.received[1]
+            assert after.verifies_with(new)
+            assert not after.verifies_with(old)
+
+    async def test_a_dead_workers_claims_are_sent_after_their_lease(
+        self, deliveries: Deliveries
+    ) -> None:
+        async with receiver() as hook:
+            await deliveries.endpoint(hook.url)
+            tx = uuid.uuid4()
+            ids = await deliveries.emit(*lifecycle(str(tx)), tx_id=tx)
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                await sequence_pending(session)
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                assert await fan_out(session, now=utcnow()) == 5
+            # a worker claims the first of the transaction (the others wait on it) and dies
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                jobs = await claim(session, deliveries.config, now=utcnow(), limit=50)
+            claimed_at = time.monotonic()
+            assert [j.msg_id for j in jobs] == ids[:1]
+            async with deliveries.running():
+                await eventually(lambda: _count(hook, 5), timeout_s=30)
+            assert [r.msg_id for r in hook.accepted()] == ids
+            assert hook.received[0].at - claimed_at >= deliveries.config.lease_s - 0.5
+
+    async def test_an_endpoint_failing_everything_is_disabled(self, deliveries: Deliveries) -> None:
+        async with receiver(always(503)) as hook:
+            endpoint, _ = await deliveries.endpoint(hook.url)
+            await deliveries.emit(("transaction.failed", {"tx": "d"}))
+            async with deliveries.running(disable_after_s=0.5, retry_schedule=(0.2,) * 30):
+
+                async def disabled() -> bool:
+                    async with unit_of_work(deliveries.sessionmaker) as session:
+                        row = await service.get_endpoint(session, endpoint.id)
+                        return not row.enabled
+
+                await eventually(disabled, timeout_s=30)
+            events = [e.type for e in await deliveries.events()]
+            assert "webhook.endpoint.disabled" in events
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                row = await service.get_endpoint(session, endpoint.id)
+                assert row.disabled_reason
+                assert row.disabled_reason.startswith("every delivery failed")
+
+
+class TestConnectTimeGuard:
+    async def test_a_stored_private_url_is_refused_without_a_connection(
+        self, deliveries: Deliveries
+    ) -> None:
+        async with receiver() as hook:
+            await deliveries.endpoint(hook.url)  # stored as if it had passed the API's check
+            await deliveries.emit(("transaction.confirmed", {"tx": "e"}))
+            async with deliveries.running(allow_private=False):
+
+                async def refused() -> bool:
+                    return any(a.error == "address_forbidden" for a in await deliveries.attempts())
+
+                await eventually(refused, timeout_s=30)
+            assert hook.received == []
+
+    async def test_a_redirect_is_not_followed(self, deliveries: Deliveries) -> None:
+        async with receiver() as target:
+            moved = always(302, {"Location": target.url})
+            async with receiver(moved) as hook:
+                await deliveries.endpoint(hook.url)
+                await deliveries.emit(("transaction.confirmed", {"tx": "f"}))
+                async with deliveries.running():
+
+                    async def redirected() -> bool:
+                        errors = [a.error for a in await deliveries.attempts()]
+                        return errors.count("redirect_not_followed") >= 2
+
+                    await eventually(redirected, timeout_s=30)
+            assert hook.received
+            assert target.received == []
+
+
+async def _count(hook: Receiver, n: int) -> bool:
+    return len({r.msg_id for r in hook.accepted()}) >= n
+
+
+class TestRetention:
+    async def test_finished_deliveries_are_pruned_pending_ones_kept(
+        self, deliveries: Deliveries
+    ) -> None:
+        async with receiver() as hook:
+            await deliveries.endpoint(hook.url)
+            await deliveries.emit(("transaction.confirmed", {"tx": "g"}))
+            async with deliveries.running():
+                await eventually(lambda: _count(hook, 1), timeout_s=30)
+        await deliveries.emit(("transaction.confirmed", {"tx": "h"}))
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            assert await fan_out(session, now=utcnow()) == 1
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            pruned = await prune(session, before=utcnow() + timedelta(seconds=1), limit=100)
+        assert pruned == 1
+        assert [d.status for d in await deliveries.deliveries()] == [DeliveryStatus.PENDING]
+        assert await deliveries.attempts() == []
