@@ -2,7 +2,7 @@
 
 import base64
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.keystore import MasterKey
 from tests.support.databases import PostgresDatabases, SqliteDatabases, TestDatabases
 from tests.support.fixtures import ApiHarness, open_api
+from tests.support.localstack import LocalStack, run_localstack
 from tests.support.softhsm import SoftHsm, start_softhsm
 
 
@@ -109,3 +110,11 @@ async def probe() -> AsyncIterator[ChainIdProbe]:
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
     """A SoftHSM2 token for this test session; fails (no skip) when softhsm2 is missing."""
     return start_softhsm(tmp_path_factory.mktemp("softhsm"))
+
+
+@pytest.fixture(scope="session")
+def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """LocalStack's KMS for this test session (host mode, loopback); fails (no skip) when
+    .cache/localstack is missing."""
+    with run_localstack(tmp_path_factory.mktemp("localstack"), free_port()) as stack:
+        yield stack

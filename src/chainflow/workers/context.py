@@ -19,7 +19,7 @@ from chainflow.infra.metrics import watch_pool
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.rpc.endpoints import EndpointPool
-from chainflow.infra.signing import pkcs11
+from chainflow.infra.signing import aws_kms, pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.workers.engine import Engine, Ports
 
@@ -109,6 +109,7 @@ async def open_engine(
                 crasher=Crasher.from_spec(settings.test_crash_at),
                 refresh_chains=lambda: registry.sync(sessionmaker, rpc),
                 pkcs11=token,
+                aws_kms=aws_kms.AwsKms(aws_kms.config_from(settings)),
             )
             yield Engine.start(ports)
     finally:

@@ -15,6 +15,7 @@ from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.track.judge import TrackerMemory
+from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 
@@ -34,6 +35,8 @@ class Ports:
     refresh_chains: Callable[[], Awaitable[list[int]]] | None = None
     # The PKCS#11 token of wallets whose keys it holds (issue 20), when one is configured.
     pkcs11: Pkcs11Token | None = None
+    # The AWS KMS client of wallets whose keys KMS holds (issue 20).
+    aws_kms: AwsKms | None = None
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Engine:
         """An engine with fresh process state."""
         state = WorkerState(
             fees=FeeCache(min_tip_wei=ports.config.min_tip_wei),
-            signers=Signers(ports.master_key, pkcs11=ports.pkcs11),
+            signers=Signers(ports.master_key, pkcs11=ports.pkcs11, aws_kms=ports.aws_kms),
         )
         return cls(ports, state)
 

@@ -49,7 +49,7 @@ async def sign_lanes(
         if lane is None:
             continue  # the lane was removed since the plan
         _fast_forward(lane, ready)
-        signer = _signer_of(signers, ready, chain)
+        signer = await _signer_of(signers, ready, chain)
         if signer is None:
             continue  # its backend is down: only this lane waits, its requests stay queued
         room = room_of(config, lane.next_nonce, ready.counts)
@@ -108,10 +108,10 @@ def _fast_forward(lane: WalletChain, ready: Ready) -> None:
         lane.next_nonce = ready.counts.pending
 
 
-def _signer_of(signers: Signers, ready: Ready, chain: ChainConfig) -> Signer | None:
+async def _signer_of(signers: Signers, ready: Ready, chain: ChainConfig) -> Signer | None:
     """The lane's signer, or None (logged) while its backend is unavailable (issue 20)."""
     try:
-        return signers.of(ready.wallet)
+        return await signers.of(ready.wallet)
     except SignerUnavailable as exc:
         _signer_down(ready, chain, exc)
         return None

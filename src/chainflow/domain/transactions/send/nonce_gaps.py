@@ -83,7 +83,7 @@ async def _fill(
     attempt = await sign_attempt(
         session,
         filler,
-        signer=signers.of(wallet),
+        signer=await signers.of(wallet),
         chain=chain,
         nonce=nonce,
         gas_limit=CANCEL_GAS,
