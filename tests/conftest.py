@@ -1,6 +1,7 @@
 """Shared fixtures: real PostgreSQL and SQLite databases, a real anvil, the API app."""
 
 import base64
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,11 @@ from tests.support.databases import PostgresDatabases, SqliteDatabases, TestData
 from tests.support.fixtures import ApiHarness, open_api
 from tests.support.localstack import LocalStack, run_localstack
 from tests.support.softhsm import SoftHsm, start_softhsm
+
+# No test may reach AWS or the instance-metadata address (169.254.169.254) through boto3's
+# standard chain: a KMS client without an endpoint goes to a closed loopback port instead.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
 
 
 def free_port() -> int:

@@ -1,11 +1,13 @@
-"""Wallets of two signer backends (local, PKCS#11 on SoftHSM2) on one chain, through the real
-engine and anvil: every request confirms once with contiguous nonces, and a token that goes
-away pauses only its wallet's lane, which resumes with no nonce gap when the token returns."""
+"""Wallets of every signer backend (local, PKCS#11 on SoftHSM2, AWS KMS on LocalStack) on one
+chain, through the real engine and anvil: every request confirms once with contiguous nonces,
+and a token that goes away, or a KMS that stops answering, pauses only its wallet's lane,
+which resumes with no nonce gap when the backend returns."""
 
 import dataclasses
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,12 +17,14 @@ from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.binding import SignerRequest
 from chainflow.domain.wallets.models import SignerKind, Wallet
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import EngineHarness, has_status, open_engine_harness
+from tests.support.localstack import LocalStack, kms_config
 from tests.support.polling import eventually
 from tests.support.softhsm import SoftHsm
 
@@ -40,18 +44,41 @@ async def harness(
     anvil_url: str,
     master_key: MasterKey,
     token: Pkcs11Token,
+    kms: AwsKms,
 ) -> AsyncIterator[EngineHarness]:
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
-        ports = dataclasses.replace(value.engine.ports, pkcs11=token)
+        ports = dataclasses.replace(value.engine.ports, pkcs11=token, aws_kms=kms)
         yield dataclasses.replace(value, engine=Engine.start(ports))
 
 
+@pytest.fixture
+def kms(localstack: LocalStack) -> AwsKms:
+    # A stopped LocalStack accepts connections and never answers: each call waits this long.
+    return AwsKms(kms_config(localstack.url, timeout_s=1.0))
+
+
+async def kms_wallet(harness: EngineHarness, kms: AwsKms) -> Wallet:
+    return await remote_wallet(harness, SignerKind.AWS_KMS, aws_kms=kms)
+
+
 async def hsm_wallet(harness: EngineHarness, token: Pkcs11Token) -> Wallet:
+    return await remote_wallet(harness, SignerKind.PKCS11, pkcs11=token)
+
+
+async def remote_wallet(
+    harness: EngineHarness,
+    kind: SignerKind,
+    *,
+    pkcs11: Pkcs11Token | None = None,
+    aws_kms: AwsKms | None = None,
+) -> Wallet:
+    """A funded wallet on the test chain whose key is generated in the backend."""
     async with unit_of_work(harness.sessionmaker) as session:
         wallet = await wallets.bind_wallet(
             session,
-            SignerRequest(kind=SignerKind.PKCS11, generate=True),
-            pkcs11=token,
+            SignerRequest(kind=kind, generate=True),
+            pkcs11=pkcs11,
+            aws_kms=aws_kms,
             chain_ids=[ANVIL_CHAIN_ID],
         )
     await harness.rpc.call("anvil_setBalance", [wallet.address, hex(10**21)])
@@ -68,37 +95,70 @@ async def confirmed_nonces(harness: EngineHarness, tx_ids: list[uuid.UUID]) -> l
 
 
 async def test_mixed_backends_confirm_every_request_once_with_contiguous_nonces(
-    harness: EngineHarness, token: Pkcs11Token
+    harness: EngineHarness, token: Pkcs11Token, kms: AwsKms
 ) -> None:
-    local, hsm = await harness.wallet(), await hsm_wallet(harness, token)
-    local_ids = await submit_many(harness, local, PER_WALLET)
-    hsm_ids = await submit_many(harness, hsm, PER_WALLET)
-    assert await confirmed_nonces(harness, local_ids) == list(range(PER_WALLET))
-    assert await confirmed_nonces(harness, hsm_ids) == list(range(PER_WALLET))
-    assert await harness.chain_nonce(local) == PER_WALLET
-    assert await harness.chain_nonce(hsm) == PER_WALLET
+    mixed = [
+        await harness.wallet(),
+        await hsm_wallet(harness, token),
+        await kms_wallet(harness, kms),
+    ]
+    submitted = [await submit_many(harness, wallet, PER_WALLET) for wallet in mixed]
+    for wallet, tx_ids in zip(mixed, submitted, strict=True):
+        assert await confirmed_nonces(harness, tx_ids) == list(range(PER_WALLET))
+        assert await harness.chain_nonce(wallet) == PER_WALLET
+
+
+async def check_an_outage_pauses_only_its_lane(
+    harness: EngineHarness, remote: Wallet, outage: AbstractContextManager[None]
+) -> None:
+    """While `outage` holds, the remote wallet's new requests stay queued without a nonce
+    while a local wallet's confirm; afterwards they confirm at the next nonces, no gap."""
+    local = await harness.wallet()
+    assert await confirmed_nonces(harness, await submit_many(harness, remote, 2)) == [0, 1]
+    with outage:
+        remote_ids = await submit_many(harness, remote, 3)
+        local_ids = await submit_many(harness, local, 3)
+        assert await confirmed_nonces(harness, local_ids) == [0, 1, 2]
+        for _ in range(3):  # more rounds: the lane keeps waiting, nothing is signed
+            await run_round(harness.engine, ANVIL_CHAIN_ID)
+        waiting = [await harness.get(tx_id) for tx_id in remote_ids]
+        assert [(tx.status, tx.nonce) for tx in waiting] == [(TxStatus.QUEUED, None)] * 3
+    assert await confirmed_nonces(harness, remote_ids) == [2, 3, 4]
+
+    async def chain_caught_up() -> bool:
+        return await harness.chain_nonce(remote) == 5
+
+    assert await eventually(chain_caught_up, timeout_s=10)
+
+
+@contextmanager
+def token_removed(softhsm: SoftHsm) -> Iterator[None]:
+    away = softhsm.tokens.with_name("tokens.removed")
+    shutil.move(softhsm.tokens, away)  # the token is gone for the running module
+    try:
+        yield
+    finally:
+        shutil.move(away, softhsm.tokens)
+
+
+@contextmanager
+def kms_stopped(localstack: LocalStack) -> Iterator[None]:
+    localstack.pause()  # SIGSTOP: KMS calls time out (1 s) instead of answering
+    try:
+        yield
+    finally:
+        localstack.resume()
 
 
 async def test_a_removed_token_pauses_only_its_lane_and_it_resumes_without_a_gap(
     harness: EngineHarness, token: Pkcs11Token, softhsm: SoftHsm
 ) -> None:
-    local, hsm = await harness.wallet(), await hsm_wallet(harness, token)
-    assert await confirmed_nonces(harness, await submit_many(harness, hsm, 2)) == [0, 1]
-    away = softhsm.tokens.with_name("tokens.removed")
-    shutil.move(softhsm.tokens, away)  # the token is gone for the running module
-    try:
-        hsm_ids = await submit_many(harness, hsm, 3)
-        local_ids = await submit_many(harness, local, 3)
-        assert await confirmed_nonces(harness, local_ids) == [0, 1, 2]
-        for _ in range(5):  # more rounds: the lane keeps waiting, nothing is signed
-            await run_round(harness.engine, ANVIL_CHAIN_ID)
-        waiting = [await harness.get(tx_id) for tx_id in hsm_ids]
-        assert [(tx.status, tx.nonce) for tx in waiting] == [(TxStatus.QUEUED, None)] * 3
-    finally:
-        shutil.move(away, softhsm.tokens)
-    assert await confirmed_nonces(harness, hsm_ids) == [2, 3, 4]
+    hsm = await hsm_wallet(harness, token)
+    await check_an_outage_pauses_only_its_lane(harness, hsm, token_removed(softhsm))
 
-    async def chain_caught_up() -> bool:
-        return await harness.chain_nonce(hsm) == 5
 
-    assert await eventually(chain_caught_up, timeout_s=10)
+async def test_a_stopped_kms_pauses_only_its_lane_and_it_resumes_without_a_gap(
+    harness: EngineHarness, kms: AwsKms, localstack: LocalStack
+) -> None:
+    remote = await kms_wallet(harness, kms)
+    await check_an_outage_pauses_only_its_lane(harness, remote, kms_stopped(localstack))
