@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.domain.transactions.models import Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.binding import SignerRequest
@@ -22,7 +23,16 @@ from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
+from chainflow.workers.send import send_and_record
 from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.chaos import (
+    assert_lane_settled,
+    chain_config,
+    force_gas_limit,
+    lane_next_nonce,
+    lane_transactions,
+    sign_without_sending,
+)
 from tests.support.engine import EngineHarness, has_status, open_engine_harness
 from tests.support.localstack import LocalStack, kms_config
 from tests.support.polling import eventually
@@ -162,3 +172,40 @@ async def test_a_stopped_kms_pauses_only_its_lane_and_it_resumes_without_a_gap(
 ) -> None:
     remote = await kms_wallet(harness, kms)
     await check_an_outage_pauses_only_its_lane(harness, remote, kms_stopped(localstack))
+
+
+async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns(
+    harness: EngineHarness, kms: AwsKms, localstack: LocalStack
+) -> None:
+    """The node refuses nonce 0 for good while nonce 1 is sent: its filler (a self-transfer at
+    nonce 0) must be signed by KMS. While KMS is stopped nothing is released or consumed;
+    once it answers, the filler takes nonce 0 and the lane settles with no gap."""
+    remote = await kms_wallet(harness, kms)
+    bad = await harness.submit(remote, value="1", data="0x1234")
+    await force_gas_limit(harness, bad, 40_000_000)  # anvil refuses it for good at send
+    good = await harness.submit(remote, value="2")
+    sent = await sign_without_sending(harness, remote)
+    assert [s.nonce for s in sent] == [0, 1]
+    with kms_stopped(localstack):
+        await send_and_record(harness.engine, await chain_config(harness), sent)
+        waiting = await harness.get(bad)
+        assert (waiting.status, waiting.nonce) == (TxStatus.SIGNED, 0)
+        assert [tx.kind for tx in await lane_transactions(harness, remote)] == [TxKind.REQUEST] * 2
+        assert await lane_next_nonce(harness, remote) == 2
+    rows = await harness.run_until_final([bad, good], timeout_s=60)
+    assert [(tx.status, tx.nonce) for tx in rows] == [
+        (TxStatus.FAILED, None),
+        (TxStatus.CONFIRMED, 1),
+    ]
+
+    async def filler_confirmed() -> Transaction | None:
+        await run_round(harness.engine, ANVIL_CHAIN_ID)
+        fillers = [
+            tx for tx in await lane_transactions(harness, remote) if tx.kind is TxKind.FILLER
+        ]
+        assert len(fillers) <= 1
+        return fillers[0] if fillers and fillers[0].status is TxStatus.CONFIRMED else None
+
+    filler = await eventually(filler_confirmed, timeout_s=60)
+    assert filler.nonce == 0
+    await assert_lane_settled(harness, remote)
