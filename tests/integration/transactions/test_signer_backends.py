@@ -16,7 +16,7 @@ from chainflow.domain.transactions.models import Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.binding import SignerRequest
-from chainflow.domain.wallets.models import SignerKind, Wallet
+from chainflow.domain.wallets.models import SignerKind, Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
@@ -133,12 +133,23 @@ async def check_an_outage_pauses_only_its_lane(
             await run_round(harness.engine, ANVIL_CHAIN_ID)
         waiting = [await harness.get(tx_id) for tx_id in remote_ids]
         assert [(tx.status, tx.nonce) for tx in waiting] == [(TxStatus.QUEUED, None)] * 3
+        assert await paused_reason(harness, remote) == "signer_unavailable"
+        assert await paused_reason(harness, local) is None
     assert await confirmed_nonces(harness, remote_ids) == [2, 3, 4]
+    assert await paused_reason(harness, remote) is None
 
     async def chain_caught_up() -> bool:
         return await harness.chain_nonce(remote) == 5
 
     assert await eventually(chain_caught_up, timeout_s=10)
+
+
+async def paused_reason(harness: EngineHarness, wallet: Wallet) -> str | None:
+    """The lane's paused_reason as stored (GET /v1/wallets/{id}/chains/{chain_id} shows it)."""
+    async with unit_of_work(harness.sessionmaker) as session:
+        lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
+        assert lane is not None
+        return lane.paused_reason
 
 
 @contextmanager

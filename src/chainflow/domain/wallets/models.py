@@ -72,6 +72,9 @@ class WalletChain(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     lease_fence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # "signer_unavailable" while the engine's last try to sign for the lane found its HSM / KMS
+    # down (the lane waits, its nonce kept); cleared by its next signature (issue 20).
+    paused_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
