@@ -21,7 +21,7 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.keystore import MasterKey
 from tests.support.databases import PostgresDatabases, SqliteDatabases, TestDatabases
 from tests.support.fixtures import ApiHarness, open_api
-from tests.support.localstack import LocalStack, run_localstack
+from tests.support.localstack import AWS_ENV, LocalStack, run_localstack
 from tests.support.softhsm import SoftHsm, start_softhsm
 
 # No test may reach AWS or the instance-metadata address (169.254.169.254) through boto3's
@@ -119,8 +119,17 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
 
 
 @pytest.fixture(scope="session")
-def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def localstack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """LocalStack's KMS for this test session (host mode, loopback); fails (no skip) when
     .cache/localstack is missing."""
     with run_localstack(tmp_path_factory.mktemp("localstack"), free_port()) as stack:
         yield stack
+
+
+@pytest.fixture
+def localstack(localstack_server: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    """LocalStack, with its dummy AWS credentials and region in the environment for this test
+    only (boto3's standard chain reads them; other tests must find KMS unconfigured)."""
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    return localstack_server

@@ -5,8 +5,9 @@ its length and parses like AWS; moto does neither. The hypercorn gateway binds o
 loopback address it is given (the default one bound 0.0.0.0). SIGTERM can hang for 40 s after
 KMS served requests: it gets a few seconds, then SIGKILL (its own process group, by id).
 
-The AWS credentials and region are dummies set for the whole test process (LocalStack accepts
-any), as the standard chain reads them: Chainflow itself is given only the endpoint URL.
+The AWS credentials and region are dummies (LocalStack accepts any), set in the environment
+only for the tests that use LocalStack (tests/conftest.py), as the standard chain reads them:
+Chainflow itself is given only the endpoint URL.
 """
 
 import os
@@ -54,7 +55,11 @@ class LocalStack:
 
     def client(self) -> Any:
         """A boto3 KMS client of the tests' own (acting beside Chainflow)."""
-        return boto3.session.Session().client("kms", endpoint_url=self.url)
+        return boto3.session.Session(
+            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+        ).client("kms", endpoint_url=self.url)
 
     def pause(self) -> None:
         """Stop the process (SIGSTOP): connections are accepted, nothing answers."""
@@ -79,11 +84,11 @@ def _healthy(url: str) -> bool:
 def run_localstack(folder: Path, port: int, *, timeout_s: float = 90) -> Iterator[LocalStack]:
     if not PYTHON.is_file():
         pytest.fail("LocalStack is not installed: run ./scripts/bootstrap (.cache/localstack)")
-    os.environ.update(AWS_ENV)
     url = f"http://127.0.0.1:{port}"
     folder.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
+        **AWS_ENV,
         "GATEWAY_SERVER": "hypercorn",
         "GATEWAY_LISTEN": f"127.0.0.1:{port}",
         "LOCALSTACK_HOST": f"127.0.0.1:{port}",
@@ -109,7 +114,7 @@ def run_localstack(folder: Path, port: int, *, timeout_s: float = 90) -> Iterato
                 raise AssertionError(f"LocalStack did not start; see {folder / 'localstack.log'}")
             time.sleep(0.2)  # polling a child process that is still starting
         # The first KMS call loads the provider (seconds): made here, not in a test's timing.
-        boto3.session.Session().client("kms", endpoint_url=url).list_keys(Limit=1)
+        stack.client().list_keys(Limit=1)
         yield stack
     finally:
         _stop(process)

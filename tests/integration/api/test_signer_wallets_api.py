@@ -197,7 +197,11 @@ class TestAwsKmsBinding:
         )
         assert (response.status_code, response.json()["code"]) == (422, "signer_key_not_found")
 
-    async def test_a_stopped_kms_is_503_and_nothing_stored(self, settings: Settings) -> None:
+    async def test_a_stopped_kms_is_503_and_nothing_stored(
+        self, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name, value in AWS_ENV.items():
+            monkeypatch.setenv(name, value)
         closed = settings.model_copy(
             update={"aws_kms_endpoint_url": f"http://127.0.0.1:{free_port()}"}
         )
