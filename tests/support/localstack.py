@@ -33,7 +33,8 @@ PYTHON = Path(
 )
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
+    # LocalStack accepts any: a distinctive one, so tests can check it is never printed.
+    "AWS_SECRET_ACCESS_KEY": "cf-test-secret-5f3a9c",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 

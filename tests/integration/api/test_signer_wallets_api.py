@@ -146,8 +146,7 @@ class TestAwsKmsBinding:
         assert signer["type"] == "aws_kms"
         der = localstack.client().get_public_key(KeyId=signer["key_ref"])["PublicKey"]
         assert address_of_public_key(public_key_from_spki(der)) == response.json()["address"]
-        for secret in AWS_ENV.values():
-            assert f'"{secret}"' not in response.text
+        assert AWS_ENV["AWS_SECRET_ACCESS_KEY"] not in response.text
 
     async def test_binding_by_alias_keeps_the_keys_arn(
         self, kms_api: ApiHarness, localstack: LocalStack

@@ -22,16 +22,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-)
-
 from chainflow.core.settings import Settings
 from chainflow.infra.signing.ecdsa import public_key_from_spki, require_digest
 from chainflow.infra.signing.remote import RemoteSigner
@@ -105,6 +95,11 @@ class AwsKms:
         self._caps: dict[str, _RateCap] = {}
 
     def _kms(self) -> Any:
+        # boto3 is imported on first use: it takes about as long as the rest of the CLI.
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import NoRegionError
+
         with self._client_lock:
             if self._client is None:
                 timeout = self._config.timeout_s
@@ -135,6 +130,13 @@ class AwsKms:
 
         Raises: KmsNotConfigured, KmsKeyNotFound, WrongKeyUsage, SignerUnavailable.
         """
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
         for attempt in range(self._config.max_retries + 1):
             try:
                 answer: dict[str, Any] = await asyncio.to_thread(
