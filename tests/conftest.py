@@ -1,8 +1,9 @@
 """Shared fixtures: real PostgreSQL and SQLite databases, a real anvil, the API app."""
 
 import base64
+import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,13 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing.keystore import MasterKey
 from tests.support.databases import PostgresDatabases, SqliteDatabases, TestDatabases
 from tests.support.fixtures import ApiHarness, open_api
+from tests.support.localstack import AWS_ENV, LocalStack, run_localstack
 from tests.support.softhsm import SoftHsm, start_softhsm
+
+# No test may reach AWS or the instance-metadata address (169.254.169.254) through boto3's
+# standard chain: a KMS client without an endpoint goes to a closed loopback port instead.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
 
 
 def free_port() -> int:
@@ -110,3 +117,20 @@ async def probe() -> AsyncIterator[ChainIdProbe]:
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
     """A SoftHSM2 token for this test session; fails (no skip) when softhsm2 is missing."""
     return start_softhsm(tmp_path_factory.mktemp("softhsm"))
+
+
+@pytest.fixture(scope="session")
+def localstack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """LocalStack's KMS for this test session (host mode, loopback); fails (no skip) when
+    .cache/localstack is missing."""
+    with run_localstack(tmp_path_factory.mktemp("localstack"), free_port()) as stack:
+        yield stack
+
+
+@pytest.fixture
+def localstack(localstack_server: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    """LocalStack, with its dummy AWS credentials and region in the environment for this test
+    only (boto3's standard chain reads them; other tests must find KMS unconfigured)."""
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    return localstack_server

@@ -30,7 +30,7 @@ from chainflow.infra.metrics import watch_pool
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.queue import InProcessJobQueue, JobQueue, RedisJobQueue
 from chainflow.infra.rpc.client import new_http_session
-from chainflow.infra.signing import pkcs11
+from chainflow.infra.signing import aws_kms, pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -92,6 +92,7 @@ async def open_resources(
                 KeyCache(settings.api_key_cache_s),
                 doorbells,
                 token,
+                aws_kms.AwsKms(aws_kms.config_from(settings)),
             )
             await doorbells.settle()  # the last rings, before the queue closes
     finally:

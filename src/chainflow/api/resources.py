@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from chainflow.api.auth_cache import KeyCache
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
+from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 
@@ -24,3 +25,4 @@ class Resources:
     keys: KeyCache
     doorbells: Doorbells
     pkcs11: Pkcs11Token | None = None  # when CHAINFLOW_PKCS11_MODULE is set
+    aws_kms: AwsKms | None = None  # region and credentials from the standard AWS chain

@@ -16,7 +16,7 @@ from chainflow.domain.wallets.custody import check_master_key
 from chainflow.domain.wallets.models import SignerKind
 from chainflow.infra.datadir import hold_data_dir
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing import pkcs11
+from chainflow.infra.signing import aws_kms, pkcs11
 from chainflow.infra.signing.keystore import MasterKey, validate_private_key
 from chainflow.infra.signing.local import generate_private_key
 from chainflow.infra.signing.master_source import load_master_key
@@ -65,7 +65,12 @@ def _bind(request: SignerRequest, label: str | None, chain_ids: list[int] | None
     async def bind() -> tuple[str, str]:
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
             wallet = await service.bind_wallet(
-                session, request, pkcs11=token, label=label, chain_ids=chain_ids or []
+                session,
+                request,
+                pkcs11=token,
+                aws_kms=aws_kms.AwsKms(aws_kms.config_from(settings)),
+                label=label,
+                chain_ids=chain_ids or [],
             )
             return str(wallet.id), wallet.address
 
@@ -107,8 +112,8 @@ def import_(
 def generate(
     label: LabelOpt = None, chain_ids: ChainsOpt = None, signer: SignerOpt = SignerKind.LOCAL
 ) -> None:
-    """Generate a new key (server-side, or inside the HSM with --signer pkcs11); only its
-    address is printed."""
+    """Generate a new key (server-side, inside the HSM with --signer pkcs11, or in AWS KMS
+    with --signer aws_kms); only its address is printed."""
     if signer is SignerKind.LOCAL:
         _store(generate_private_key(), label, chain_ids)
     else:

@@ -105,6 +105,15 @@ class Settings(BaseSettings):
     )
     event_poll_s: float = Field(
         0.25, gt=0, le=10, description="how often sequencer and stream poll the outbox"
+    # AWS KMS signer (issue 20): region and credentials come from the standard AWS chain only
+    aws_kms_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="connect and read timeout of one KMS call"
+    )
+    aws_kms_max_signs_per_s: float = Field(
+        50.0, gt=0, le=10_000, description="Sign calls per second per KMS key (a rate cap)"
+    )
+    aws_kms_max_retries: int = Field(
+        4, ge=0, le=10, description="retries of a throttled or 5xx KMS call, with jitter"
     )
 
     @field_validator("database_url")

@@ -19,7 +19,7 @@ from chainflow.infra.metrics import watch_pool
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.rpc.endpoints import EndpointPool
-from chainflow.infra.signing import pkcs11
+from chainflow.infra.signing import aws_kms, pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.workers.engine import Engine, Ports
 from chainflow.workers.outbox import OutboxConfig
@@ -123,6 +123,7 @@ async def open_engine(
                 outbox=OutboxConfig(
                     poll_s=settings.event_poll_s, retention_days=settings.event_retention_days
                 ),
+                aws_kms=aws_kms.AwsKms(aws_kms.config_from(settings)),
             )
             yield Engine.start(ports)
     finally:

@@ -15,6 +15,7 @@ from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.track.judge import TrackerMemory
+from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.workers.outbox import OutboxConfig
@@ -40,6 +41,8 @@ class Ports:
     webhooks: WebhookPorts | None = None
     # The events outbox: how it is sequenced and pruned (issue 16).
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    # The AWS KMS client of wallets whose keys KMS holds (issue 20).
+    aws_kms: AwsKms | None = None
 
 
 @dataclass
@@ -71,7 +74,7 @@ class Engine:
         """An engine with fresh process state."""
         state = WorkerState(
             fees=FeeCache(min_tip_wei=ports.config.min_tip_wei),
-            signers=Signers(ports.master_key, pkcs11=ports.pkcs11),
+            signers=Signers(ports.master_key, pkcs11=ports.pkcs11, aws_kms=ports.aws_kms),
         )
         return cls(ports, state)
 

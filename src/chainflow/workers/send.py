@@ -4,12 +4,16 @@ DB transaction, then release the nonce of each request a node refused for good."
 from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
+from chainflow.core.logging import get_logger
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.send.answers import SentAttempt, record_answers
 from chainflow.domain.transactions.send.broadcast import send_raw
 from chainflow.domain.transactions.send.nonce_gaps import release_nonce
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.signer import SignerUnavailable
 from chainflow.workers.engine import Engine
+
+log = get_logger(__name__)
 
 
 async def send_and_record(engine: Engine, chain: ChainConfig, sends: Sequence[SentAttempt]) -> None:
@@ -21,12 +25,20 @@ async def send_and_record(engine: Engine, chain: ChainConfig, sends: Sequence[Se
         refused = await record_answers(session, chain.chain_id, sends, answers)
     for one in refused:
         fees = await engine.state.fees.fees(rpc, chain)
-        async with unit_of_work(engine.ports.sessionmaker) as session:
-            await release_nonce(
-                session,
-                chain,
-                one.tx_id,
-                error_code=one.error_code,
-                fees=fees,
-                signers=engine.state.signers,
+        try:
+            async with unit_of_work(engine.ports.sessionmaker) as session:
+                await release_nonce(
+                    session,
+                    chain,
+                    one.tx_id,
+                    error_code=one.error_code,
+                    fees=fees,
+                    signers=engine.state.signers,
+                )
+        except SignerUnavailable as exc:
+            # The filler of its nonce cannot be signed now: everything was rolled back, so the
+            # request keeps its nonce (still signed) and the tracker sends it again later,
+            # when the node's refusal brings it back here. No nonce is consumed or skipped.
+            log.warning(
+                "nonce.release_waiting", tx_id=str(one.tx_id), error=exc.code, detail=exc.detail
             )

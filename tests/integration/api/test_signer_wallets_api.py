@@ -1,6 +1,7 @@
 """POST /v1/wallets with a `signer`: keys kept in a real SoftHSM2 token, over HTTP."""
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -9,10 +10,12 @@ from chainflow.api.app import create_app
 from chainflow.core.settings import Settings
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.ecdsa import address_of_public_key
+from chainflow.infra.signing.ecdsa import address_of_public_key, public_key_from_spki
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
+from tests.conftest import free_port
 from tests.integration.signing.test_pkcs11 import p256_key_in
 from tests.support.fixtures import ApiHarness, open_api
+from tests.support.localstack import AWS_ENV, LocalStack
 from tests.support.softhsm import PIN, SoftHsm
 
 pytestmark = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
@@ -122,6 +125,95 @@ class TestPkcs11Binding:
         assert response.status_code == 422, response.text
 
 
+@pytest.fixture
+async def kms_api(settings: Settings, localstack: LocalStack) -> AsyncIterator[ApiHarness]:
+    with_kms = settings.model_copy(update={"aws_kms_endpoint_url": localstack.url})
+    async with open_api(create_app(with_kms)) as harness:
+        yield harness
+
+
+class TestAwsKmsBinding:
+    async def test_generate_creates_a_key_in_kms(
+        self, kms_api: ApiHarness, localstack: LocalStack
+    ) -> None:
+        response = await kms_api.client.post(
+            "/v1/wallets",
+            headers=await kms_api.key("wallets"),
+            json={"signer": {"type": "aws_kms", "generate": True}, "label": "kms"},
+        )
+        assert response.status_code == 201, response.text
+        signer = response.json()["signer"]
+        assert signer["type"] == "aws_kms"
+        der = localstack.client().get_public_key(KeyId=signer["key_ref"])["PublicKey"]
+        assert address_of_public_key(public_key_from_spki(der)) == response.json()["address"]
+        assert AWS_ENV["AWS_SECRET_ACCESS_KEY"] not in response.text
+
+    async def test_binding_by_alias_keeps_the_keys_arn(
+        self, kms_api: ApiHarness, localstack: LocalStack
+    ) -> None:
+        client = localstack.client()
+        key = client.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+        client.create_alias(AliasName="alias/api-hot", TargetKeyId=key["KeyId"])
+        headers = await kms_api.key("wallets")
+        response = await kms_api.client.post(
+            "/v1/wallets",
+            headers=headers,
+            json={"signer": {"type": "aws_kms", "key_id": "alias/api-hot"}},
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["signer"] == {"type": "aws_kms", "key_ref": key["Arn"]}
+        again = await kms_api.client.post(
+            "/v1/wallets",
+            headers=headers,
+            json={"signer": {"type": "aws_kms", "key_id": key["KeyId"]}},
+        )
+        assert again.status_code == 409, again.text
+
+    @pytest.mark.parametrize(
+        ("create", "code"),
+        [
+            ({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}, "signer_wrong_curve"),
+            ({}, "signer_wrong_key_usage"),  # a symmetric encryption key
+        ],
+    )
+    async def test_a_key_that_cannot_sign_for_ethereum_is_refused_and_nothing_stored(
+        self, kms_api: ApiHarness, localstack: LocalStack, create: dict[str, str], code: str
+    ) -> None:
+        key_id = localstack.client().create_key(**create)["KeyMetadata"]["KeyId"]
+        response = await kms_api.client.post(
+            "/v1/wallets",
+            headers=await kms_api.key("wallets"),
+            json={"signer": {"type": "aws_kms", "key_id": key_id}},
+        )
+        assert (response.status_code, response.json()["code"]) == (422, code), response.text
+        assert await wallet_rows(kms_api) == 0
+
+    async def test_an_unknown_key_is_refused(self, kms_api: ApiHarness) -> None:
+        response = await kms_api.client.post(
+            "/v1/wallets",
+            headers=await kms_api.key("wallets"),
+            json={"signer": {"type": "aws_kms", "key_id": "alias/nope"}},
+        )
+        assert (response.status_code, response.json()["code"]) == (422, "signer_key_not_found")
+
+    async def test_a_stopped_kms_is_503_and_nothing_stored(
+        self, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name, value in AWS_ENV.items():
+            monkeypatch.setenv(name, value)
+        closed = settings.model_copy(
+            update={"aws_kms_endpoint_url": f"http://127.0.0.1:{free_port()}"}
+        )
+        async with open_api(create_app(closed)) as harness:
+            response = await harness.client.post(
+                "/v1/wallets",
+                headers=await harness.key("wallets"),
+                json={"signer": {"type": "aws_kms", "generate": True}},
+            )
+            assert (response.status_code, response.json()["code"]) == (503, "signer_unavailable")
+            assert await wallet_rows(harness) == 0
+
+
 class TestUnconfigured:
     async def test_pkcs11_without_a_module_is_refused(self, api: ApiHarness) -> None:
         response = await api.client.post(
@@ -131,7 +223,12 @@ class TestUnconfigured:
         )
         assert (response.status_code, response.json()["code"]) == (422, "signer_not_configured")
 
-    async def test_aws_kms_is_refused_until_supported(self, api: ApiHarness) -> None:
+    async def test_aws_kms_without_a_region_is_refused(
+        self, api: ApiHarness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
         response = await api.client.post(
             "/v1/wallets",
             headers=await api.key("wallets"),

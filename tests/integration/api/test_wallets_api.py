@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import WalletChain
 from chainflow.infra.db.uow import unit_of_work
 from tests.support.chains import add_anvil_chain
 from tests.support.engine import SINK
@@ -161,6 +162,7 @@ class TestLanes:
         lane = (await api.client.get(path, headers=headers)).json()
         assert lane["wallet_id"] == created.json()["id"]
         assert (lane["next_nonce"], lane["in_flight"], lane["rpc_error"]) == (0, 0, None)
+        assert lane["paused_reason"] is None
         assert isinstance(lane["chain_nonce"], int)
         assert int(lane["balance_wei"]) > 0  # anvil funds its default accounts
         disabled = await api.client.delete(path, headers=headers)
@@ -208,6 +210,25 @@ class TestLanes:
                 )
         lane = (await api.client.get(path, headers=headers)).json()
         assert lane["in_flight"] == 2
+
+    async def test_a_lane_waiting_for_its_signer_says_so(
+        self, api: ApiHarness, anvil_url: str
+    ) -> None:
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await add_anvil_chain(session, anvil_url)
+        headers = await api.key("wallets")
+        created = await api.client.post("/v1/wallets", headers=headers, json={"generate": True})
+        path = f"/v1/wallets/{created.json()['id']}/chains/31337"
+        await api.client.put(path, headers=headers)
+        # No worker runs here: mark the lane as a drain does when the signer is unreachable.
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await session.execute(
+                update(WalletChain)
+                .where(WalletChain.wallet_id == uuid.UUID(created.json()["id"]))
+                .values(paused_reason="signer_unavailable")
+            )
+        lane = (await api.client.get(path, headers=headers)).json()
+        assert lane["paused_reason"] == "signer_unavailable"
 
     async def test_lane_on_unknown_chain_is_404(self, api: ApiHarness) -> None:
         headers = await api.key("wallets")

@@ -1,4 +1,5 @@
-"""One conformance suite for every signer backend (local, PKCS#11 on SoftHSM2).
+"""One conformance suite for every signer backend (local, PKCS#11 on SoftHSM2, AWS KMS on
+LocalStack in host mode).
 
 Each backend signs alternating EIP-1559 and legacy (EIP-155) transactions at consecutive
 nonces; every one must be low-s, recover to the wallet's address, and be accepted by anvil
@@ -6,7 +7,7 @@ with the hash we computed. 100 per backend in CI; 1,000 with `-m chaos_full` (sc
 HSM signatures use a random k, so they are compared by recovered address, never by bytes.
 """
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -16,31 +17,36 @@ from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 
 from chainflow.infra.rpc.client import RpcClient
+from chainflow.infra.signing.aws_kms import AwsKms, AwsKmsSigner
 from chainflow.infra.signing.ecdsa import SECP256K1_N, WrongDigestLength
 from chainflow.infra.signing.local import LocalSigner, generate_private_key
 from chainflow.infra.signing.pkcs11 import Pkcs11Signer, Pkcs11Token
 from chainflow.infra.signing.signer import Signer
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import SINK
+from tests.support.localstack import LocalStack, kms_config
 from tests.support.polling import eventually
 from tests.support.softhsm import SoftHsm
 
-BACKENDS = ["local", "pkcs11"]
-
-
-@pytest.fixture
-def token(softhsm: SoftHsm) -> Iterator[Pkcs11Token]:
-    token = Pkcs11Token(softhsm.config)
-    yield token
-    token.close()
+BACKENDS = ["local", "pkcs11", "aws_kms"]
 
 
 @pytest.fixture(params=BACKENDS)
-def signer(request: pytest.FixtureRequest, token: Pkcs11Token) -> Signer:
+async def signer(request: pytest.FixtureRequest) -> AsyncIterator[Signer]:
+    """Each backend's fixtures are asked for only by its own runs (no LocalStack for local)."""
     if request.param == "local":
-        return LocalSigner(generate_private_key())
-    label, public_key = token.generate()
-    return Pkcs11Signer(token, label, public_key)
+        yield LocalSigner(generate_private_key())
+    elif request.param == "pkcs11":
+        softhsm: SoftHsm = request.getfixturevalue("softhsm")
+        token = Pkcs11Token(softhsm.config)
+        label, public_key = token.generate()
+        yield Pkcs11Signer(token, label, public_key)
+        token.close()
+    else:
+        localstack: LocalStack = request.getfixturevalue("localstack")
+        kms = AwsKms(kms_config(localstack.url))
+        arn, public_key = await kms.public_key(await kms.create_key())
+        yield AwsKmsSigner(kms, arn, public_key)
 
 
 @pytest.fixture

@@ -1,26 +1,40 @@
-"""Wallets of two signer backends (local, PKCS#11 on SoftHSM2) on one chain, through the real
-engine and anvil: every request confirms once with contiguous nonces, and a token that goes
-away pauses only its wallet's lane, which resumes with no nonce gap when the token returns."""
+"""Wallets of every signer backend (local, PKCS#11 on SoftHSM2, AWS KMS on LocalStack) on one
+chain, through the real engine and anvil: every request confirms once with contiguous nonces,
+and a token that goes away, or a KMS that stops answering, pauses only its wallet's lane,
+which resumes with no nonce gap when the backend returns."""
 
 import dataclasses
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.domain.transactions.models import Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.binding import SignerRequest
-from chainflow.domain.wallets.models import SignerKind, Wallet
+from chainflow.domain.wallets.models import SignerKind, Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
+from chainflow.workers.send import send_and_record
 from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.chaos import (
+    assert_lane_settled,
+    chain_config,
+    force_gas_limit,
+    lane_next_nonce,
+    lane_transactions,
+    sign_without_sending,
+)
 from tests.support.engine import EngineHarness, has_status, open_engine_harness
+from tests.support.localstack import LocalStack, kms_config
 from tests.support.polling import eventually
 from tests.support.softhsm import SoftHsm
 
@@ -40,18 +54,41 @@ async def harness(
     anvil_url: str,
     master_key: MasterKey,
     token: Pkcs11Token,
+    kms: AwsKms,
 ) -> AsyncIterator[EngineHarness]:
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
-        ports = dataclasses.replace(value.engine.ports, pkcs11=token)
+        ports = dataclasses.replace(value.engine.ports, pkcs11=token, aws_kms=kms)
         yield dataclasses.replace(value, engine=Engine.start(ports))
 
 
+@pytest.fixture
+def kms(localstack: LocalStack) -> AwsKms:
+    # A stopped LocalStack accepts connections and never answers: each call waits this long.
+    return AwsKms(kms_config(localstack.url, timeout_s=1.0))
+
+
+async def kms_wallet(harness: EngineHarness, kms: AwsKms) -> Wallet:
+    return await remote_wallet(harness, SignerKind.AWS_KMS, aws_kms=kms)
+
+
 async def hsm_wallet(harness: EngineHarness, token: Pkcs11Token) -> Wallet:
+    return await remote_wallet(harness, SignerKind.PKCS11, pkcs11=token)
+
+
+async def remote_wallet(
+    harness: EngineHarness,
+    kind: SignerKind,
+    *,
+    pkcs11: Pkcs11Token | None = None,
+    aws_kms: AwsKms | None = None,
+) -> Wallet:
+    """A funded wallet on the test chain whose key is generated in the backend."""
     async with unit_of_work(harness.sessionmaker) as session:
         wallet = await wallets.bind_wallet(
             session,
-            SignerRequest(kind=SignerKind.PKCS11, generate=True),
-            pkcs11=token,
+            SignerRequest(kind=kind, generate=True),
+            pkcs11=pkcs11,
+            aws_kms=aws_kms,
             chain_ids=[ANVIL_CHAIN_ID],
         )
     await harness.rpc.call("anvil_setBalance", [wallet.address, hex(10**21)])
@@ -68,37 +105,118 @@ async def confirmed_nonces(harness: EngineHarness, tx_ids: list[uuid.UUID]) -> l
 
 
 async def test_mixed_backends_confirm_every_request_once_with_contiguous_nonces(
-    harness: EngineHarness, token: Pkcs11Token
+    harness: EngineHarness, token: Pkcs11Token, kms: AwsKms
 ) -> None:
-    local, hsm = await harness.wallet(), await hsm_wallet(harness, token)
-    local_ids = await submit_many(harness, local, PER_WALLET)
-    hsm_ids = await submit_many(harness, hsm, PER_WALLET)
-    assert await confirmed_nonces(harness, local_ids) == list(range(PER_WALLET))
-    assert await confirmed_nonces(harness, hsm_ids) == list(range(PER_WALLET))
-    assert await harness.chain_nonce(local) == PER_WALLET
-    assert await harness.chain_nonce(hsm) == PER_WALLET
+    mixed = [
+        await harness.wallet(),
+        await hsm_wallet(harness, token),
+        await kms_wallet(harness, kms),
+    ]
+    submitted = [await submit_many(harness, wallet, PER_WALLET) for wallet in mixed]
+    for wallet, tx_ids in zip(mixed, submitted, strict=True):
+        assert await confirmed_nonces(harness, tx_ids) == list(range(PER_WALLET))
+        assert await harness.chain_nonce(wallet) == PER_WALLET
+
+
+async def check_an_outage_pauses_only_its_lane(
+    harness: EngineHarness, remote: Wallet, outage: AbstractContextManager[None]
+) -> None:
+    """While `outage` holds, the remote wallet's new requests stay queued without a nonce
+    while a local wallet's confirm; afterwards they confirm at the next nonces, no gap."""
+    local = await harness.wallet()
+    assert await confirmed_nonces(harness, await submit_many(harness, remote, 2)) == [0, 1]
+    with outage:
+        remote_ids = await submit_many(harness, remote, 3)
+        local_ids = await submit_many(harness, local, 3)
+        assert await confirmed_nonces(harness, local_ids) == [0, 1, 2]
+        for _ in range(3):  # more rounds: the lane keeps waiting, nothing is signed
+            await run_round(harness.engine, ANVIL_CHAIN_ID)
+        waiting = [await harness.get(tx_id) for tx_id in remote_ids]
+        assert [(tx.status, tx.nonce) for tx in waiting] == [(TxStatus.QUEUED, None)] * 3
+        assert await paused_reason(harness, remote) == "signer_unavailable"
+        assert await paused_reason(harness, local) is None
+    assert await confirmed_nonces(harness, remote_ids) == [2, 3, 4]
+    assert await paused_reason(harness, remote) is None
+
+    async def chain_caught_up() -> bool:
+        return await harness.chain_nonce(remote) == 5
+
+    assert await eventually(chain_caught_up, timeout_s=10)
+
+
+async def paused_reason(harness: EngineHarness, wallet: Wallet) -> str | None:
+    """The lane's paused_reason as stored (GET /v1/wallets/{id}/chains/{chain_id} shows it)."""
+    async with unit_of_work(harness.sessionmaker) as session:
+        lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
+        assert lane is not None
+        return lane.paused_reason
+
+
+@contextmanager
+def token_removed(softhsm: SoftHsm) -> Iterator[None]:
+    away = softhsm.tokens.with_name("tokens.removed")
+    shutil.move(softhsm.tokens, away)  # the token is gone for the running module
+    try:
+        yield
+    finally:
+        shutil.move(away, softhsm.tokens)
+
+
+@contextmanager
+def kms_stopped(localstack: LocalStack) -> Iterator[None]:
+    localstack.pause()  # SIGSTOP: KMS calls time out (1 s) instead of answering
+    try:
+        yield
+    finally:
+        localstack.resume()
 
 
 async def test_a_removed_token_pauses_only_its_lane_and_it_resumes_without_a_gap(
     harness: EngineHarness, token: Pkcs11Token, softhsm: SoftHsm
 ) -> None:
-    local, hsm = await harness.wallet(), await hsm_wallet(harness, token)
-    assert await confirmed_nonces(harness, await submit_many(harness, hsm, 2)) == [0, 1]
-    away = softhsm.tokens.with_name("tokens.removed")
-    shutil.move(softhsm.tokens, away)  # the token is gone for the running module
-    try:
-        hsm_ids = await submit_many(harness, hsm, 3)
-        local_ids = await submit_many(harness, local, 3)
-        assert await confirmed_nonces(harness, local_ids) == [0, 1, 2]
-        for _ in range(5):  # more rounds: the lane keeps waiting, nothing is signed
-            await run_round(harness.engine, ANVIL_CHAIN_ID)
-        waiting = [await harness.get(tx_id) for tx_id in hsm_ids]
-        assert [(tx.status, tx.nonce) for tx in waiting] == [(TxStatus.QUEUED, None)] * 3
-    finally:
-        shutil.move(away, softhsm.tokens)
-    assert await confirmed_nonces(harness, hsm_ids) == [2, 3, 4]
+    hsm = await hsm_wallet(harness, token)
+    await check_an_outage_pauses_only_its_lane(harness, hsm, token_removed(softhsm))
 
-    async def chain_caught_up() -> bool:
-        return await harness.chain_nonce(hsm) == 5
 
-    assert await eventually(chain_caught_up, timeout_s=10)
+async def test_a_stopped_kms_pauses_only_its_lane_and_it_resumes_without_a_gap(
+    harness: EngineHarness, kms: AwsKms, localstack: LocalStack
+) -> None:
+    remote = await kms_wallet(harness, kms)
+    await check_an_outage_pauses_only_its_lane(harness, remote, kms_stopped(localstack))
+
+
+async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns(
+    harness: EngineHarness, kms: AwsKms, localstack: LocalStack
+) -> None:
+    """The node refuses nonce 0 for good while nonce 1 is sent: its filler (a self-transfer at
+    nonce 0) must be signed by KMS. While KMS is stopped nothing is released or consumed;
+    once it answers, the filler takes nonce 0 and the lane settles with no gap."""
+    remote = await kms_wallet(harness, kms)
+    bad = await harness.submit(remote, value="1", data="0x1234")
+    await force_gas_limit(harness, bad, 40_000_000)  # anvil refuses it for good at send
+    good = await harness.submit(remote, value="2")
+    sent = await sign_without_sending(harness, remote)
+    assert [s.nonce for s in sent] == [0, 1]
+    with kms_stopped(localstack):
+        await send_and_record(harness.engine, await chain_config(harness), sent)
+        waiting = await harness.get(bad)
+        assert (waiting.status, waiting.nonce) == (TxStatus.SIGNED, 0)
+        assert [tx.kind for tx in await lane_transactions(harness, remote)] == [TxKind.REQUEST] * 2
+        assert await lane_next_nonce(harness, remote) == 2
+    rows = await harness.run_until_final([bad, good], timeout_s=60)
+    assert [(tx.status, tx.nonce) for tx in rows] == [
+        (TxStatus.FAILED, None),
+        (TxStatus.CONFIRMED, 1),
+    ]
+
+    async def filler_confirmed() -> Transaction | None:
+        await run_round(harness.engine, ANVIL_CHAIN_ID)
+        fillers = [
+            tx for tx in await lane_transactions(harness, remote) if tx.kind is TxKind.FILLER
+        ]
+        assert len(fillers) <= 1
+        return fillers[0] if fillers and fillers[0].status is TxStatus.CONFIRMED else None
+
+    filler = await eventually(filler_confirmed, timeout_s=60)
+    assert filler.nonce == 0
+    await assert_lane_settled(harness, remote)

@@ -38,6 +38,7 @@ async def create_wallet(
                 session,
                 body.signer.request(),
                 pkcs11=resources.pkcs11,
+                aws_kms=resources.aws_kms,
                 label=body.label,
                 chain_ids=body.chain_ids,
             )

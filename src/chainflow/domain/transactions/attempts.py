@@ -11,8 +11,9 @@ from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.fees import Eip1559Fees, Fees
 from chainflow.domain.transactions.models import AttemptKind, AttemptStatus, Transaction, TxAttempt
 from chainflow.domain.transactions.rows import AttemptRow
-from chainflow.domain.wallets.custody import signer_for
+from chainflow.domain.wallets.custody import read_public_key, signer_for
 from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.infra.signing.signer import Signer
@@ -24,19 +25,33 @@ class Signers:
     """Wallets' signers, each key decrypted once per process and kept in memory (state a
     worker process keeps between rounds)."""
 
-    def __init__(self, master_key: MasterKey, *, pkcs11: Pkcs11Token | None = None) -> None:
+    def __init__(
+        self,
+        master_key: MasterKey,
+        *,
+        pkcs11: Pkcs11Token | None = None,
+        aws_kms: AwsKms | None = None,
+    ) -> None:
         self._master_key = master_key
         self._pkcs11 = pkcs11  # the token of wallets whose keys it holds (issue 20)
+        self._aws_kms = aws_kms  # the KMS client of wallets whose keys it holds (issue 20)
         self._by_wallet: dict[uuid.UUID, Signer] = {}
 
-    def of(self, wallet: Wallet) -> Signer:
+    async def of(self, wallet: Wallet) -> Signer:
         """The wallet's signer (or its public key read) once per process, then kept.
 
         Raises: SignerUnavailable (nothing cached: the next call tries again).
         """
         signer = self._by_wallet.get(wallet.id)
         if signer is None:
-            signer = signer_for(wallet, master=self._master_key, pkcs11=self._pkcs11)
+            kms_public_key = await read_public_key(wallet, aws_kms=self._aws_kms)
+            signer = signer_for(
+                wallet,
+                master=self._master_key,
+                pkcs11=self._pkcs11,
+                aws_kms=self._aws_kms,
+                kms_public_key=kms_public_key,
+            )
             self._by_wallet[wallet.id] = signer
         return signer
 

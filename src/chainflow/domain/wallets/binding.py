@@ -1,4 +1,4 @@
-"""Bind a wallet to a key held by a signing backend (PKCS#11 token; AWS KMS later).
+"""Bind a wallet to a key held by a signing backend (PKCS#11 token, AWS KMS).
 
 Before anything is stored, the backend signs a canary digest and the signature must recover
 to the address derived from the key's public key: a token that signs with another key, hashes
@@ -18,8 +18,16 @@ from chainflow.domain.wallets.errors import (
     SignerKeyNotFound,
     SignerNotConfigured,
     SignerWrongCurve,
+    SignerWrongKeyUsage,
 )
 from chainflow.domain.wallets.models import SignerKind
+from chainflow.infra.signing.aws_kms import (
+    AwsKms,
+    AwsKmsSigner,
+    KmsKeyNotFound,
+    KmsNotConfigured,
+    WrongKeyUsage,
+)
 from chainflow.infra.signing.ecdsa import BadSignature, WrongCurve
 from chainflow.infra.signing.pkcs11 import KeyNotFound, Pkcs11Signer, Pkcs11Token
 from chainflow.infra.signing.signer import Signer
@@ -36,16 +44,39 @@ class SignerRequest:
     key_ref: str | None = None
 
 
-async def open_signer(request: SignerRequest, *, pkcs11: Pkcs11Token | None) -> Signer:
-    """The signer for a new binding (a new key is made in the token for `generate`).
+async def open_signer(
+    request: SignerRequest, *, pkcs11: Pkcs11Token | None, aws_kms: AwsKms | None = None
+) -> Signer:
+    """The signer for a new binding (a new key is made in the backend for `generate`).
 
-    Raises: SignerNotConfigured, SignerKeyNotFound, SignerWrongCurve, SignerUnavailable.
+    Raises: SignerNotConfigured, SignerKeyNotFound, SignerWrongCurve, SignerWrongKeyUsage,
+    SignerUnavailable.
     """
     if request.kind is SignerKind.PKCS11:
         if pkcs11 is None:
             raise SignerNotConfigured("no PKCS#11 token is configured (CHAINFLOW_PKCS11_MODULE)")
         return await _pkcs11_signer(pkcs11, request)
+    if request.kind is SignerKind.AWS_KMS:
+        if aws_kms is None:
+            raise SignerNotConfigured("AWS KMS is not available in this process")
+        return await _aws_kms_signer(aws_kms, request)
     raise SignerNotConfigured(f"signer type {request.kind} is not supported by this version")
+
+
+async def _aws_kms_signer(kms: AwsKms, request: SignerRequest) -> Signer:
+    """The key is referred to by its ARN from then on: an alias may later point elsewhere."""
+    try:
+        key_id = await kms.create_key() if request.generate else request.key_ref or ""
+        arn, public_key = await kms.public_key(key_id)
+    except KmsNotConfigured as exc:
+        raise SignerNotConfigured(str(exc)) from None
+    except KmsKeyNotFound as exc:
+        raise SignerKeyNotFound(str(exc)) from None
+    except WrongCurve as exc:
+        raise SignerWrongCurve(f"the KMS key is not on secp256k1 ({exc})") from None
+    except WrongKeyUsage as exc:
+        raise SignerWrongKeyUsage(str(exc)) from None
+    return AwsKmsSigner(kms, arn, public_key)
 
 
 async def _pkcs11_signer(token: Pkcs11Token, request: SignerRequest) -> Signer:

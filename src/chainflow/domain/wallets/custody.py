@@ -7,6 +7,13 @@ from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.errors import MasterKeyMismatch, MasterKeyRotated
 from chainflow.domain.wallets.models import SignerKind, Wallet
 from chainflow.infra.db.custody_lock import share_custody_lock
+from chainflow.infra.signing.aws_kms import (
+    AwsKms,
+    AwsKmsSigner,
+    KmsKeyNotFound,
+    KmsNotConfigured,
+    WrongKeyUsage,
+)
 from chainflow.infra.signing.ecdsa import WrongCurve
 from chainflow.infra.signing.keystore import MasterKey, SealedKey, rewrap, seal, unseal
 from chainflow.infra.signing.local import LocalSigner
@@ -38,8 +45,16 @@ def _sealed_of(wallet: Wallet) -> SealedKey:
     )
 
 
-def signer_for(wallet: Wallet, *, master: MasterKey, pkcs11: Pkcs11Token | None = None) -> Signer:
-    """The wallet's signer: its sealed key decrypted in memory, or its key in a token.
+def signer_for(
+    wallet: Wallet,
+    *,
+    master: MasterKey,
+    pkcs11: Pkcs11Token | None = None,
+    aws_kms: AwsKms | None = None,
+    kms_public_key: bytes | None = None,
+) -> Signer:
+    """The wallet's signer: its sealed key decrypted in memory, or its key in a token, or
+    in AWS KMS (its public key read beforehand by `read_public_key`).
 
     Raises:
         SignerUnavailable: the wallet's backend is not configured or cannot be reached, or its
@@ -59,7 +74,29 @@ def signer_for(wallet: Wallet, *, master: MasterKey, pkcs11: Pkcs11Token | None 
                 f"the token's key {wallet.key_ref!r} is not wallet {wallet.id}'s"
             )
         return signer
+    if wallet.signer_kind is SignerKind.AWS_KMS and aws_kms is not None and wallet.key_ref:
+        if kms_public_key is None:
+            raise SignerUnavailable(f"the public key of KMS key {wallet.key_ref!r} is not read")
+        kms_signer = AwsKmsSigner(aws_kms, wallet.key_ref, kms_public_key)
+        if kms_signer.address != wallet.address:
+            raise SignerUnavailable(f"the KMS key {wallet.key_ref!r} is not wallet {wallet.id}'s")
+        return kms_signer
     raise SignerUnavailable(f"no {wallet.signer_kind} signer is configured in this process")
+
+
+async def read_public_key(wallet: Wallet, *, aws_kms: AwsKms | None) -> bytes | None:
+    """The public key a remote backend must be asked for before `signer_for` (KMS: one
+    GetPublicKey round trip, not to be made on the event loop); None when none is needed.
+
+    Raises: SignerUnavailable (KMS down, or the key gone, disabled, or no longer signing).
+    """
+    if wallet.signer_kind is not SignerKind.AWS_KMS or aws_kms is None or not wallet.key_ref:
+        return None
+    try:
+        _, public_key = await aws_kms.public_key(wallet.key_ref)
+    except (KmsKeyNotFound, WrongKeyUsage, WrongCurve, KmsNotConfigured) as exc:
+        raise SignerUnavailable(str(exc)) from None
+    return public_key
 
 
 async def check_master_key(session: AsyncSession, *, master: MasterKey) -> None:

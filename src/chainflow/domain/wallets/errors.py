@@ -60,6 +60,12 @@ class SignerWrongCurve(InvalidInput):
     code = "signer_wrong_curve"
 
 
+class SignerWrongKeyUsage(InvalidInput):
+    """The backend's key cannot sign (a symmetric or encryption-only KMS key)."""
+
+    code = "signer_wrong_key_usage"
+
+
 class SignerNotConfigured(InvalidInput):
     """The requested signer type is not configured (or not supported) in this process."""
 

@@ -12,6 +12,7 @@ from chainflow.domain.wallets.errors import LaneNotFound
 from chainflow.domain.wallets.models import Wallet
 from chainflow.domain.wallets.schemas import LaneRead
 from chainflow.infra.rpc.client import RpcCallError, RpcClient
+from chainflow.infra.signing.signer import SignerUnavailable
 
 
 async def read_lane(
@@ -63,4 +64,7 @@ async def read_lane(
         in_flight=in_flight,
         balance_wei=balance,
         rpc_error=rpc_error,
+        paused_reason="signer_unavailable"
+        if lane.paused_reason == SignerUnavailable.code
+        else None,
     )

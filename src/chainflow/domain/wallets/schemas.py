@@ -158,6 +158,7 @@ class LaneRead(BaseModel):
                     "in_flight": 0,
                     "balance_wei": "10000000000000000000000",
                     "rpc_error": None,
+                    "paused_reason": None,
                 }
             ]
         }
@@ -171,3 +172,8 @@ class LaneRead(BaseModel):
     in_flight: int = Field(description="requests of this lane signed or sent, not yet seen mined")
     balance_wei: WeiStr | None
     rpc_error: str | None = None
+    paused_reason: Literal["signer_unavailable"] | None = Field(
+        None,
+        description="signer_unavailable: the engine's last try to sign for this lane found its "
+        "HSM or KMS unreachable; the lane waits (no nonce taken) and resumes by itself",
+    )

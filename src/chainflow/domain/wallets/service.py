@@ -27,6 +27,7 @@ from chainflow.domain.wallets.errors import (
     WalletNotFound,
 )
 from chainflow.domain.wallets.models import SignerKind, Wallet, WalletChain, WalletStatus
+from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import address_of
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
@@ -73,20 +74,23 @@ async def bind_wallet(
     request: SignerRequest,
     *,
     pkcs11: Pkcs11Token | None,
+    aws_kms: AwsKms | None = None,
     label: str | None = None,
     chain_ids: Sequence[int] = (),
 ) -> Wallet:
     """Store a wallet whose key stays in a signing backend, after a canary signature
-    recovered to its address. A key generated in the token stays there if storing fails.
+    recovered to its address. A key generated in the token (or KMS) stays there if storing
+    fails.
 
     Raises:
-        SignerNotConfigured, SignerKeyNotFound, SignerWrongCurve, SignerCanaryFailed,
+        SignerNotConfigured, SignerKeyNotFound, SignerWrongCurve, SignerWrongKeyUsage,
+        SignerCanaryFailed,
         SignerUnavailable, WalletExists, UnknownChain, InvalidInput (a key-like label).
     """
     if label is not None and has_key_material(label):
         raise InvalidInput("a label must not hold 64 hex digits in a row: it looks like a key")
     await _check_chains(session, chain_ids)
-    signer = await open_signer(request, pkcs11=pkcs11)
+    signer = await open_signer(request, pkcs11=pkcs11, aws_kms=aws_kms)
     await check_canary(signer)
     address = str(signer.address)
     await _check_new(session, address, chain_ids)

@@ -22,18 +22,15 @@ import PyKCS11
 
 from chainflow.core.errors import ConfigError
 from chainflow.core.settings import Settings
-from chainflow.core.types import Address, SecretBytes
+from chainflow.core.types import SecretBytes
 from chainflow.infra.files import read_text_file
 from chainflow.infra.signing.ecdsa import (
-    RecoverableSignature,
     WrongCurve,
-    address_of_public_key,
-    finish,
     public_key_from_point,
     require_digest,
 )
-from chainflow.infra.signing.signer import SignedTx, SignerUnavailable
-from chainflow.infra.signing.transactions import sign_transaction_with
+from chainflow.infra.signing.remote import RemoteSigner
+from chainflow.infra.signing.signer import SignerUnavailable
 
 __all__ = ["KeyNotFound", "Pkcs11Config", "Pkcs11Signer", "Pkcs11Token", "config_from"]
 
@@ -229,43 +226,20 @@ def _sign(connection: _Connection, label: str, digest: bytes) -> bytes:
     return bytes(connection.session.sign(key, digest, mechanism))
 
 
-class Pkcs11Signer:
+class Pkcs11Signer(RemoteSigner):
     """Signs for one key of a token; the public key is read once, at construction."""
 
     kind = "pkcs11"
 
     def __init__(self, token: Pkcs11Token, label: str, public_key: bytes) -> None:
+        super().__init__(label, public_key)
         self._token = token
-        self._label = label
-        self._public_key = public_key
-        self._address = address_of_public_key(public_key)
 
-    @property
-    def address(self) -> Address:
-        return self._address
-
-    @property
-    def public_key(self) -> bytes:
-        return self._public_key
-
-    @property
-    def key_ref(self) -> str:
-        return self._label
-
-    async def sign_digest(self, digest: bytes) -> RecoverableSignature:
-        """Raises: WrongDigestLength, SignerUnavailable, BadSignature."""
-        require_digest(digest)
+    async def _raw_signature(self, digest: bytes) -> bytes:
         try:
-            raw = await asyncio.to_thread(self._token.sign, self._label, digest)
+            return await asyncio.to_thread(self._token.sign, self.key_ref, digest)
         except KeyNotFound as exc:  # the key was deleted from the token
             raise SignerUnavailable(str(exc)) from None
-        return finish(digest, raw, self._public_key)
-
-    async def sign_transaction(self, tx: Any) -> SignedTx:
-        return await sign_transaction_with(tx, self.sign_digest)
-
-    def __repr__(self) -> str:
-        return f"Pkcs11Signer(address={self._address}, key_ref={self._label!r})"
 
 
 def config_from(settings: Settings) -> Pkcs11Config | None:

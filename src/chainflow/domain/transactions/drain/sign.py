@@ -49,8 +49,9 @@ async def sign_lanes(
         if lane is None:
             continue  # the lane was removed since the plan
         _fast_forward(lane, ready)
-        signer = _signer_of(signers, ready, chain)
+        signer = await _signer_of(signers, ready, chain)
         if signer is None:
+            lane.paused_reason = SignerUnavailable.code  # shown on the lane (GET …/chains/…)
             continue  # its backend is down: only this lane waits, its requests stay queued
         room = room_of(config, lane.next_nonce, ready.counts)
         for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
@@ -68,6 +69,7 @@ async def sign_lanes(
             except SignerUnavailable as exc:
                 # Nothing signed at this nonce: the cursor stays, the request stays queued.
                 _signer_down(ready, chain, exc)
+                lane.paused_reason = SignerUnavailable.code
                 break
             moved = step(
                 tx.id,
@@ -81,6 +83,7 @@ async def sign_lanes(
             writes.transitions.append(moved)
             writes.signed.append(signed_update(moved, nonce=nonce, gas_limit=gas[tx.id]))
             lane.next_nonce = nonce + 1
+            lane.paused_reason = None
             sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"]))
     # The ORM rows of these requests are left as read; nothing reads them after this.
     await bulk.store_signed(session, writes)
@@ -108,10 +111,10 @@ def _fast_forward(lane: WalletChain, ready: Ready) -> None:
         lane.next_nonce = ready.counts.pending
 
 
-def _signer_of(signers: Signers, ready: Ready, chain: ChainConfig) -> Signer | None:
+async def _signer_of(signers: Signers, ready: Ready, chain: ChainConfig) -> Signer | None:
     """The lane's signer, or None (logged) while its backend is unavailable (issue 20)."""
     try:
-        return signers.of(ready.wallet)
+        return await signers.of(ready.wallet)
     except SignerUnavailable as exc:
         _signer_down(ready, chain, exc)
         return None

@@ -34,6 +34,10 @@ async def release_nonce(
     otherwise a 0-value self-transfer is signed at that nonce. A request with another
     attempt (a bump or a cancel of a signed request) keeps its nonce: that attempt may be at
     a node, and the tracker carries on with it.
+
+    Raises: SignerUnavailable when the filler cannot be signed now (the wallet's HSM or KMS is
+    down): the caller rolls the whole unit back, so the request keeps its nonce, still
+    signed, and comes back here when the tracker's next send is refused again.
     """
     tx = await repository.lock_tracked(session, tx_id)
     if tx is None or tx.status is not TxStatus.SIGNED or tx.nonce is None:
@@ -84,7 +88,7 @@ async def _fill(
     attempt = await sign_attempt(
         session,
         filler,
-        signer=signers.of(wallet),
+        signer=await signers.of(wallet),
         chain=chain,
         nonce=nonce,
         gas_limit=CANCEL_GAS,

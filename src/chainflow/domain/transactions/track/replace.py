@@ -51,7 +51,7 @@ async def replace(
     attempt = await sign_attempt(
         session,
         tx,
-        signer=signers.of(wallet),
+        signer=await signers.of(wallet),
         chain=chain,
         nonce=tx.nonce,
         gas_limit=previous.gas_limit,
