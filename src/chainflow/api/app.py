@@ -18,7 +18,7 @@ from chainflow.api.gate import GateMiddleware
 from chainflow.api.metrics_collector import LaneCollector
 from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
-from chainflow.api.routes import chains, health, metrics, transactions, wallets
+from chainflow.api.routes import chains, health, metrics, schedules, transactions, wallets
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
@@ -124,7 +124,14 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     if settings.metrics_enabled:
         app.add_middleware(RequestMetricsMiddleware)
     app.state.lane_collector = LaneCollector(settings.metrics_cache_s)
-    routers = (health.router, metrics.router, chains.router, wallets.router, transactions.router)
+    routers = (
+        health.router,
+        metrics.router,
+        chains.router,
+        wallets.router,
+        transactions.router,
+        schedules.router,
+    )
     for router in routers:
         app.include_router(router)
     return app

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(None, description="unset: /metrics needs no auth")
     metrics_cache_s: float = Field(5.0, ge=0, le=300, description="lanes read at most this often")
     metrics_enabled: bool = Field(True, description="false: no instrumentation, no /metrics")
+    # schedules (issue 19): the shortest interval a schedule may run at, how late an occurrence
+    # may start before `misfire` decides, how often a worker looks for due occurrences
+    schedule_min_interval_s: int = Field(
+        10, ge=1, le=86_400, description="floor of interval_s and of a cron's gap"
+    )
+    schedule_misfire_grace_s: float = Field(
+        60.0, ge=1, le=86_400, description="an occurrence later than this is a misfire"
+    )
+    schedule_poll_s: float = Field(1.0, gt=0, le=60, description="due occurrences read this often")
 
     @field_validator("database_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.chains.models import Chain, RpcEndpoint
+from chainflow.domain.schedules.models import Schedule, ScheduleRun
 from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.base import Base
@@ -13,6 +14,8 @@ __all__ = [
     "Base",
     "Chain",
     "RpcEndpoint",
+    "Schedule",
+    "ScheduleRun",
     "Transaction",
     "TxAttempt",
     "TxEventRow",

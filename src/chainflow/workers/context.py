@@ -21,7 +21,7 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.rpc.endpoints import EndpointPool
 from chainflow.infra.signing import pkcs11
 from chainflow.infra.signing.master_source import load_master_key
-from chainflow.workers.engine import Engine, Ports
+from chainflow.workers.engine import Engine, Ports, ScheduleConfig
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -109,6 +109,10 @@ async def open_engine(
                 crasher=Crasher.from_spec(settings.test_crash_at),
                 refresh_chains=lambda: registry.sync(sessionmaker, rpc),
                 pkcs11=token,
+                schedules=ScheduleConfig(
+                    poll_s=settings.schedule_poll_s,
+                    misfire_grace_s=settings.schedule_misfire_grace_s,
+                ),
             )
             yield Engine.start(ports)
     finally:

@@ -20,6 +20,12 @@ from chainflow.infra.signing.pkcs11 import Pkcs11Token
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    poll_s: float = 1.0  # CHAINFLOW_SCHEDULE_POLL_S
+    misfire_grace_s: float = 60.0  # CHAINFLOW_SCHEDULE_MISFIRE_GRACE_S
+
+
+@dataclass(frozen=True)
 class Ports:
     """What the engine talks to and how it is tuned; fixed for the process's life."""
 
@@ -34,6 +40,8 @@ class Ports:
     refresh_chains: Callable[[], Awaitable[list[int]]] | None = None
     # The PKCS#11 token of wallets whose keys it holds (issue 20), when one is configured.
     pkcs11: Pkcs11Token | None = None
+    # Schedules (issue 19): how often a chain's loop looks for due occurrences, the misfire grace.
+    schedules: ScheduleConfig = field(default_factory=lambda: ScheduleConfig())
 
 
 @dataclass
@@ -53,6 +61,8 @@ class WorkerState:
     wakeups: dict[int, asyncio.Event] = field(default_factory=dict)
     # Tells the other worker processes a chain has work now (infra/queue/signals.py).
     signal: Callable[[int], None] | None = None
+    # When each chain's loop last looked for due schedule occurrences (monotonic seconds).
+    schedules_read_at: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ class Scope(StrEnum):
     WALLETS = "wallets"
     TRANSACTIONS_WRITE = "transactions:write"
     READ = "read"
+    SCHEDULES = "schedules"  # issue 19
 
 
 class UnknownScope(InvalidInput):
