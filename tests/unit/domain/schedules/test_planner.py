@@ -23,7 +23,8 @@ def _series(trigger: Trigger, start: datetime, count: int) -> list[str]:
     for _ in range(count):
         nxt = trigger.next_after(moment, anchor=start)
         assert nxt is not None
-        assert nxt.tzinfo is not None and nxt.utcoffset() == timedelta(0)
+        assert nxt.tzinfo is not None
+        assert nxt.utcoffset() == timedelta(0)
         out.append(nxt.strftime("%m-%d %H:%M"))
         moment = nxt
     return out
