@@ -92,7 +92,7 @@ async def lock_finished(
         .limit(limit)
         .with_for_update(of=ScheduleRun, skip_locked=True)
     )
-    return [(run, tx) for run, tx in (await session.execute(query)).tuples()]
+    return [(run, tx) for run, tx in (await session.execute(query)).all()]
 
 
 async def transaction_status(session: AsyncSession, tx_id: uuid.UUID) -> TxStatus | None:
