@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from chainflow.core.crashpoints import CrashPoint, Crasher
+from chainflow.core.crashpoints import Crasher, CrashPoint
 from chainflow.domain.schedules import service
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
