@@ -3,13 +3,15 @@ runs; bad input is a precise 422 and stores nothing."""
 
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select
 
 from chainflow.domain.schedules.models import Schedule
 from chainflow.infra.db.uow import unit_of_work
 from tests.support.chains import ANVIL_CHAIN_ID
-from tests.support.engine import SINK
+from chainflow.infra.rpc.client import RpcClient
+from tests.support.engine import ONCE_ONLY_INIT_CODE, SINK, deploy
 from tests.support.fixtures import ApiHarness, prepare_sender
 
 
@@ -139,4 +141,27 @@ class TestRefused:
         )
         assert (response.status_code, response.json()["code"]) == (422, "not_a_contract")
         assert "router" in response.json()["detail"]
+        assert await _stored(api) == 0
+
+    async def test_a_dca_schedule_is_refused_until_the_swap_builder_exists(
+        self, api: ApiHarness, setup: dict[str, Any], anvil_url: str
+    ) -> None:
+        async with aiohttp.ClientSession() as http:
+            contract = await deploy(RpcClient(http, anvil_url), ONCE_ONLY_INIT_CODE)
+        action = {
+            "type": "dca_swap",
+            "router": contract,
+            "token_in": "native",
+            "token_out": contract,
+            "amount_in": "1000",
+            "slippage_bps": 50,
+            "deadline_s": 60,
+        }
+        response = await api.client.post(
+            "/v1/schedules", headers=setup["schedules"], json=_body(setup, action=action)
+        )
+        assert (response.status_code, response.json()["code"]) == (
+            422,
+            "schedule_action_not_supported",
+        )
         assert await _stored(api) == 0

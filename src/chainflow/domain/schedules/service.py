@@ -12,6 +12,7 @@ from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import UnknownChain
 from chainflow.domain.schedules import repository
 from chainflow.domain.schedules.errors import (
+    ActionNotSupported,
     IntervalTooShort,
     InvalidSchedule,
     NotAContract,
@@ -136,15 +137,17 @@ async def _check_action(body: ScheduleCreate, has_code: CodeCheck | None) -> Non
             if isinstance(encoded, Exception):
                 raise encoded
         return
-    if has_code is None:
-        return
     for name, address in (
         ("router", action.router),
         ("token_in", action.token_in),
         ("token_out", action.token_out),
     ):
-        if address != NATIVE and not await has_code(address):
+        if address != NATIVE and has_code is not None and not await has_code(address):
             raise NotAContract(f"action.{name} {address} has no contract code on the chain")
+    # DCA-PENDING (issue 19): the swap builder (quote at run time, amountOutMin, deadline,
+    # max_price, approve) is not merged yet; refusing here beats storing a schedule whose
+    # every run would be skipped.
+    raise ActionNotSupported("dca_swap schedules are not available in this version yet")
 
 
 async def get_schedule(session: AsyncSession, schedule_id: uuid.UUID) -> Schedule:
