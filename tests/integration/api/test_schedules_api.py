@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 from chainflow.domain.schedules.models import Schedule
 from chainflow.infra.db.uow import unit_of_work
-from tests.support.chains import ANVIL_CHAIN_ID
 from chainflow.infra.rpc.client import RpcClient
+from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import ONCE_ONLY_INIT_CODE, SINK, deploy
 from tests.support.fixtures import ApiHarness, prepare_sender
 
