@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.domain.schedules import runner
+from chainflow.domain.schedules.dca import DcaBuilder
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
 
@@ -37,6 +38,7 @@ async def schedule_pass(engine: Engine, chain_id: int, *, now: datetime | None =
             chain_id,
             now=now or utcnow(),
             grace=timedelta(seconds=ports.schedules.misfire_grace_s),
+            builders={"dca_swap": DcaBuilder(engine.rpc(chain_id))},
         )
         if result.started or result.recorded:
             ports.crasher.reached(CrashPoint.SCHEDULE_RUNS_STORED)

@@ -7,6 +7,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from chainflow.core.addresses import checksum_address
 from chainflow.domain.schedules.models import Schedule
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
@@ -143,25 +144,38 @@ class TestRefused:
         assert "router" in response.json()["detail"]
         assert await _stored(api) == 0
 
-    async def test_a_dca_schedule_is_refused_until_the_swap_builder_exists(
+    async def test_dca_with_contracts_is_created_and_an_unbounded_erc20_allowance_refused(
         self, api: ApiHarness, setup: dict[str, Any], anvil_url: str
     ) -> None:
         async with aiohttp.ClientSession() as http:
-            contract = await deploy(RpcClient(http, anvil_url), ONCE_ONLY_INIT_CODE)
+            contract = checksum_address(
+                await deploy(RpcClient(http, anvil_url), ONCE_ONLY_INIT_CODE)
+            )
         action = {
             "type": "dca_swap",
             "router": contract,
-            "token_in": "native",
-            "token_out": contract,
+            "token_in": contract,
+            "token_out": "native",
             "amount_in": "1000",
             "slippage_bps": 50,
             "deadline_s": 60,
         }
-        response = await api.client.post(
+        refused = await api.client.post(
             "/v1/schedules", headers=setup["schedules"], json=_body(setup, action=action)
         )
-        assert (response.status_code, response.json()["code"]) == (
-            422,
-            "schedule_action_not_supported",
-        )
+        assert (refused.status_code, refused.json()["code"]) == (422, "invalid_schedule")
+        assert "budget or max_runs" in refused.json()["detail"]
         assert await _stored(api) == 0
+        created = await api.client.post(
+            "/v1/schedules",
+            headers=setup["schedules"],
+            json=_body(setup, action=action, max_runs=3),
+        )
+        assert created.status_code == 201, created.text
+        approval = created.json()["approval_transaction_id"]
+        tx = await api.client.get(f"/v1/transactions/{approval}", headers=setup["write"])
+        # approve(router, amount_in x max_runs) on token_in, queued before any swap
+        assert (tx.json()["to"], tx.json()["status"]) == (contract, "queued")
+        assert tx.json()["data"] == (
+            "0x095ea7b3" + contract[2:].lower().rjust(64, "0") + hex(3000)[2:].rjust(64, "0")
+        )

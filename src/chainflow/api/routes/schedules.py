@@ -49,7 +49,10 @@ async def create_schedule(
             min_interval_s=settings.schedule_min_interval_s,
             has_code=has_code,
         )
-        return ScheduleRead.of(row)
+        view = ScheduleRead.of(row)
+    if row.approval_tx_id is not None:  # the approve before the first swap is queued
+        await resources.doorbells.ring(row.chain_id, row.wallet_id)
+    return view
 
 
 async def _code_check(resources: ResourcesDep, chain_id: int) -> service.CodeCheck:

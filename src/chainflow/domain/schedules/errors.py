@@ -25,7 +25,3 @@ class WalletNotOnChain(InvalidInput):
 
 class NotAContract(InvalidInput):
     code = "not_a_contract"  # a DCA router or token without code at its address
-
-
-class ActionNotSupported(InvalidInput):
-    code = "schedule_action_not_supported"

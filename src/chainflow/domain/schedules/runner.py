@@ -8,7 +8,7 @@ A crash before the commit leaves none of it; the next pass does it again, once.
 """
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,30 +25,16 @@ from chainflow.domain.schedules.models import (
     ScheduleStatus,
 )
 from chainflow.domain.schedules.planner import Trigger
+from chainflow.domain.schedules.plans import Builder, Planned
 from chainflow.domain.schedules.schemas import template_body
 from chainflow.domain.schedules.service import trigger_of
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import Transaction
-from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxStatus
 
 log = get_logger(__name__)
 
 REASON_MAX = 500
-
-
-@dataclass(frozen=True)
-class Planned:
-    """What a run submits, or why it is skipped; `amount` counts toward the budget."""
-
-    body: TxCreate | None
-    amount: int = 0
-    skip_reason: str | None = None
-    quote_out: int | None = None
-
-
-# Builds the request of an action that needs the chain (a DCA swap: dca.py).
-Builder = Callable[[AsyncSession, Schedule, datetime], Awaitable[Planned]]
 
 
 @dataclass

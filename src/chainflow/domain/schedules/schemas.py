@@ -179,6 +179,7 @@ class ScheduleRead(BaseModel):
     action: dict[str, Any]
     next_run_at: datetime | None
     runs: int
+    approval_transaction_id: uuid.UUID | None = None
     created_at: datetime
 
     @classmethod
@@ -199,6 +200,7 @@ class ScheduleRead(BaseModel):
             action=row.action,
             next_run_at=row.next_run_at,
             runs=row.runs,
+            approval_transaction_id=row.approval_tx_id,
             created_at=row.created_at,
         )
 

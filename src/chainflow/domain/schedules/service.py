@@ -10,9 +10,8 @@ from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import NotFound
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import UnknownChain
-from chainflow.domain.schedules import repository
+from chainflow.domain.schedules import dca, repository
 from chainflow.domain.schedules.errors import (
-    ActionNotSupported,
     IntervalTooShort,
     InvalidSchedule,
     NotAContract,
@@ -28,6 +27,7 @@ from chainflow.domain.schedules.models import (
 )
 from chainflow.domain.schedules.planner import Trigger, parse_trigger, shortest_gap
 from chainflow.domain.schedules.schemas import NATIVE, DcaAction, ScheduleCreate
+from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.calldata import encode_calls
 from chainflow.domain.transactions.errors import UnknownWallet
 from chainflow.domain.wallets import service as wallets
@@ -107,6 +107,17 @@ async def create_schedule(
     )
     session.add(row)
     await session.flush()
+    if isinstance(body.action, DcaAction) and body.action.token_in != NATIVE:
+        # The allowance, as its own request of the same lane, before the first swap: the
+        # lane signs in order, and a swap run waits until the allowance is there (dca.py).
+        approval = await txs.submit(
+            session,
+            dca.approve_body(row),
+            api_key_id=api_key_id,
+            idempotency_key=f"schedule-{row.id}-approve",
+        )
+        row.approval_tx_id = approval.tx_id
+        await session.flush()
     return row
 
 
@@ -144,10 +155,12 @@ async def _check_action(body: ScheduleCreate, has_code: CodeCheck | None) -> Non
     ):
         if address != NATIVE and has_code is not None and not await has_code(address):
             raise NotAContract(f"action.{name} {address} has no contract code on the chain")
-    # DCA-PENDING (issue 19): the swap builder (quote at run time, amountOutMin, deadline,
-    # max_price, approve) is not merged yet; refusing here beats storing a schedule whose
-    # every run would be skipped.
-    raise ActionNotSupported("dca_swap schedules are not available in this version yet")
+    unbounded = body.budget is None and body.max_runs is None
+    if action.token_in != NATIVE and action.approve == "exact" and unbounded:
+        raise InvalidSchedule(
+            "an ERC-20 token_in needs budget or max_runs (the allowance granted before the "
+            'first swap), or approve: "unlimited"'
+        )
 
 
 async def get_schedule(session: AsyncSession, schedule_id: uuid.UUID) -> Schedule:
