@@ -61,7 +61,7 @@ async def finish_runs(
             run.status = RunStatus.FAILED
             run.reason = _failure(tx)
         run.finished_at = now
-        _announce(run)
+        _announce(session, run, chain_id=chain_id, wallet_id=tx.wallet_id)
         finished.append(run)
     await session.flush()
     return finished
@@ -222,23 +222,44 @@ def _record(
         finished_at=schedule.updated_at,
     )
     session.add(run)
-    _announce(run)
+    _announce(session, run, chain_id=schedule.chain_id, wallet_id=schedule.wallet_id)
     return run
 
 
-def _announce(run: ScheduleRun) -> None:
-    """The single place a finished run is announced: `schedule.run.succeeded|failed|skipped`.
+def _announce(
+    session: AsyncSession,
+    run: ScheduleRun,
+    *,
+    chain_id: int,
+    wallet_id: uuid.UUID | None = None,
+) -> None:
+    """The single place a finished run is announced: `schedule.run.succeeded|failed|skipped`,
+    in the same DB transaction as the run's outcome.
 
-    EVENTS-OUTBOX (issue 19 ↔ events issue): append the event here through
-    `chainflow.domain.events.append(session, f"schedule.run.{run.status}", data=...)` once
-    that outbox is merged; until then the run row is the record and this only logs.
+    EVENTS-OUTBOX (issue 16, branch i-events): once it is merged, replace the log line with
+        events.append(session, "schedule.run." + run.status.value, data=run_event_data(run),
+                      tx_id=run.transaction_id, wallet_id=wallet_id, chain_id=chain_id)
+    (`from chainflow.domain import events`). Until then the run row is the record.
     """
+    del session  # used by the events outbox, see above
     log.info(
         "schedule.run." + run.status.value,
-        schedule_id=str(run.schedule_id),
-        scheduled_for=run.scheduled_for.isoformat(),
-        transaction_id=str(run.transaction_id) if run.transaction_id else None,
+        chain_id=chain_id,
+        wallet_id=str(wallet_id) if wallet_id else None,
+        **run_event_data(run),
     )
+
+
+def run_event_data(run: ScheduleRun) -> dict[str, str | None]:
+    """The `data` of a schedule.run.* event: the run as GET /v1/schedules/{id}/runs shows it."""
+    return {
+        "schedule_id": str(run.schedule_id),
+        "run_id": str(run.id),
+        "scheduled_for": run.scheduled_for.isoformat(),
+        "status": run.status.value,
+        "transaction_id": str(run.transaction_id) if run.transaction_id else None,
+        "reason": run.reason,
+    }
 
 
 def _move_on(schedule: Schedule, trigger: Trigger, latest: datetime, *, now: datetime) -> None:
