@@ -65,7 +65,13 @@ async def _code_check(resources: ResourcesDep, chain_id: int) -> service.CodeChe
     if not urls:
         return _no_check
 
-    rpc = RpcClient(resources.http, urls[0], timeout_s=resources.settings.rpc_timeout_s)
+    settings = resources.settings
+    rpc = RpcClient(
+        resources.http,
+        urls[0],
+        timeout_s=settings.rpc_timeout_s,
+        max_response_bytes=settings.rpc_max_response_bytes,
+    )
 
     async def has_code(address: str) -> bool:
         try:
