@@ -117,39 +117,47 @@ class TestExactlyOnce:
         assert await _tx_count(harness) == 1
         assert (await _schedule(harness, schedule_id)).status is ScheduleStatus.COMPLETED
 
-    @pytest.mark.timeout(60)
-    async def test_two_engine_loops_run_max_runs_transactions(
-        self, harness: EngineHarness, database_url: str
+    @pytest.mark.timeout(120)
+    @pytest.mark.parametrize(
+        ("loops", "max_runs"),
+        [(2, 4), pytest.param(3, 20, marks=pytest.mark.chaos_full)],
+    )
+    async def test_engine_loops_at_once_make_max_runs_transactions(
+        self, harness: EngineHarness, database_url: str, loops: int, max_runs: int
     ) -> None:
+        """Each loop on its own connection pool, as separate workers would be."""
         wallet = await harness.wallet()
         now = datetime.now(UTC)
-        schedule_id = await _create(harness, wallet, now, trigger={"interval_s": 1}, max_runs=4)
-        db = create_engine(database_url, pool_size=4)
+        schedule_id = await _create(
+            harness, wallet, now, trigger={"interval_s": 1}, max_runs=max_runs
+        )
         fast = ScheduleConfig(poll_s=0.1, misfire_grace_s=60)
-        engines = [
-            Engine.start(replace(harness.engine.ports, schedules=fast)),
+        pools = [create_engine(database_url, pool_size=4) for _ in range(loops - 1)]
+        engines = [Engine.start(replace(harness.engine.ports, schedules=fast))] + [
             Engine.start(
                 replace(harness.engine.ports, schedules=fast, sessionmaker=create_sessionmaker(db))
-            ),
+            )
+            for db in pools
         ]
         stop = asyncio.Event()
-        loops = [asyncio.create_task(run_engine(e, stop, poll_s=0.05)) for e in engines]
+        tasks = [asyncio.create_task(run_engine(e, stop, poll_s=0.05)) for e in engines]
 
         async def done() -> list[ScheduleRun] | None:
             runs = await _runs(harness, schedule_id)
             finished = [r for r in runs if r.status is RunStatus.SUCCEEDED]
-            return runs if len(finished) == 4 else None
+            return runs if len(finished) == max_runs else None
 
         try:
-            runs = await eventually(done, timeout_s=40, interval_s=0.2)
+            runs = await eventually(done, timeout_s=max_runs * 5 + 20, interval_s=0.2)
         finally:
             stop.set()
-            await asyncio.gather(*loops)
-            await db.dispose()
+            await asyncio.gather(*tasks)
+            for db in pools:
+                await db.dispose()
         made = [r for r in runs if r.transaction_id is not None]
-        assert len(made) == 4
+        assert len(made) == max_runs
         assert len({r.scheduled_for for r in runs}) == len(runs)
-        assert await _tx_count(harness) == 4
+        assert await _tx_count(harness) == max_runs
         assert (await _schedule(harness, schedule_id)).status is ScheduleStatus.COMPLETED
 
 
