@@ -2,7 +2,8 @@
 @uniswap/v2-core 1.0.1 and v2-periphery 1.1.0-beta.0 into .cache; never committed: GPL-3.0).
 
 WETH9, two 18-decimals test tokens (v2-core's ERC20: the whole supply minted to the deployer),
-the factory and Router02, and two pools: A/B and B/WETH. The router's hard-coded pair init
+a fee-on-transfer token (v2-periphery's DeflatingERC20), the factory and Router02, and three
+pools: A/B, B/WETH and D/B. The router's hard-coded pair init
 code hash matches the shipped pair bytecode (research/dca-uniswap.md §2); `deploy_dex` checks
 it on chain through `factory.getPair`.
 """
@@ -43,6 +44,7 @@ class Dex:
     token_b: str
     factory: str
     router: str
+    deflating: str  # burns 1 % of every transfer (fee-on-transfer), pooled with token B
 
     async def send(
         self, to: str, function: str, args: list[Any], *, value: int = 0
@@ -83,9 +85,12 @@ async def deploy_dex(rpc: RpcClient) -> Dex:
     router = await _deploy(
         rpc, artifact("v2-periphery", "UniswapV2Router02"), ["address", "address"], [factory, weth]
     )
-    dex = Dex(rpc, weth, token_a, token_b, factory, router)
+    deflating = await _deploy(
+        rpc, artifact("v2-periphery", "DeflatingERC20"), ["uint256"], [10**9 * E18]
+    )
+    dex = Dex(rpc, weth, token_a, token_b, factory, router, deflating)
     unlimited = str(2**256 - 1)
-    for token in (token_a, token_b):
+    for token in (token_a, token_b, deflating):
         await dex.send(token, "approve(address,uint256)", [router, unlimited])
     far = str(2**40)
     await dex.send(
@@ -98,6 +103,11 @@ async def deploy_dex(rpc: RpcClient) -> Dex:
         "addLiquidityETH(address,uint256,uint256,uint256,address,uint256)",
         [token_b, str(300_000 * E18), "0", "0", DEPLOYER, far],
         value=100 * E18,
+    )
+    await dex.send(
+        router,
+        "addLiquidity(address,address,uint256,uint256,uint256,uint256,address,uint256)",
+        [deflating, token_b, str(100_000 * E18), str(100_000 * E18), "0", "0", DEPLOYER, far],
     )
     (pair,) = await dex.call(factory, "getPair(address,address)", [token_a, token_b], ["address"])
     assert checksum_address(pair) == _create2_pair(factory, token_a, token_b)  # the init code hash

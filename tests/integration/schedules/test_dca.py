@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.domain.schedules import service
 from chainflow.domain.schedules.models import RunStatus, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
+from chainflow.domain.transactions.calldata import encode_call
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet
@@ -200,6 +201,38 @@ class TestSwaps:
         assert await dex.balance(dex.token_a, wallet.address) == 30 * E18
         assert await dex.balance(dex.token_b, wallet.address) == outs
         assert await _schedule_txs(harness, wallet) == 3  # the approve and two swaps
+
+    async def test_a_fee_on_transfer_token_in_swaps_with_the_supporting_variant(
+        self, harness: EngineHarness, dex: Dex
+    ) -> None:
+        wallet = await harness.wallet(balance_wei=10 * E18)
+        await dex.fund(dex.deflating, wallet.address, 50 * E18)  # 1 % burnt on the way
+        now = T0
+        action = {
+            "router": dex.router,
+            "token_in": dex.deflating,
+            "token_out": dex.token_b,
+            "amount_in": str(10 * E18),
+            "slippage_bps": 300,  # the 1 % fee on the way in, twice (wallet → pair), and more
+            "fee_on_transfer": True,
+        }
+        schedule_id = await _create(harness, wallet, now, action, max_runs=1)
+        harness.current = schedule_id  # type: ignore[attr-defined]
+        run = await _step(harness, dex, now)
+        tx = await harness.get(run.transaction_id)  # type: ignore[arg-type]
+        assert tx.status is TxStatus.CONFIRMED
+        assert (
+            tx.data[:4]
+            == encode_call(
+                "swapExactTokensForTokensSupportingFeeOnTransferTokens(uint256,uint256,address[],address,uint256)",
+                ["0", "0", [], wallet.address, "0"],
+            )[:4]
+        )
+        (swap,) = swaps_in(await _receipt(dex, harness, tx.id))
+        received = max(swap[2], swap[3])
+        assert await dex.balance(dex.token_b, wallet.address) == received
+        assert run.quote_out is not None
+        assert run.quote_out * 9_700 // 10_000 <= received < run.quote_out  # the fee cost some
 
 
 class TestGuards:
