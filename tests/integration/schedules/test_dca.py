@@ -278,6 +278,9 @@ class TestGuards:
         first, second = await _runs(harness, schedule_id)
         assert second.status is RunStatus.SUCCEEDED
         assert await _schedule_txs(harness, wallet) == 2  # never retried with the stale quote
+        async with unit_of_work(harness.sessionmaker) as session:
+            row = await service.get_schedule(session, schedule_id)
+        assert (row.runs, row.spent) == (2, E18)  # the failed swap spent nothing
 
     async def test_max_price_skips_with_a_reason(self, harness: EngineHarness, dex: Dex) -> None:
         wallet = await harness.wallet(balance_wei=10 * E18)

@@ -52,7 +52,9 @@ def idempotency_key(schedule_id: uuid.UUID, occurrence: datetime) -> str:
 async def finish_runs(
     session: AsyncSession, chain_id: int, *, now: datetime, limit: int = 500
 ) -> list[ScheduleRun]:
-    """Pending runs whose transaction reached a terminal status get their outcome."""
+    """Pending runs whose transaction reached a terminal status get their outcome. A run whose
+    transaction did not execute (reverted, failed, cancelled, expired) moved no `value` or
+    `amount_in`: it is given back to the schedule's budget."""
     finished = []
     for run, tx in await repository.lock_finished(session, chain_id, limit=limit):
         if tx.status is TxStatus.CONFIRMED:
@@ -60,6 +62,10 @@ async def finish_runs(
         else:
             run.status = RunStatus.FAILED
             run.reason = _failure(tx)
+            if run.amount_in:
+                schedule = await repository.get(session, run.schedule_id, for_update=True)
+                if schedule is not None:
+                    schedule.spent = max(0, schedule.spent - run.amount_in)
         run.finished_at = now
         _announce(session, run, chain_id=chain_id, wallet_id=tx.wallet_id)
         finished.append(run)
