@@ -1,48 +1,51 @@
-"""`chainflow schedule list|pause|resume` as users run them (a real process, SQLite)."""
+"""`chainflow schedule list|pause|resume` as users run them (a real process, SQLite). The
+database is prepared in this process: only the commands under test pay a process start."""
 
 import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from chainflow.cli.runtime import migrate, open_database
 from chainflow.core.settings import Settings
+from chainflow.domain.chains import service as chains
+from chainflow.domain.chains.seed import load_seed
 from chainflow.domain.schedules import service
 from chainflow.domain.schedules.schemas import ScheduleCreate
-from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.local import generate_private_key
 from tests.e2e.test_cli import Cli, one_error_line
 from tests.support.engine import SINK
 
 
-async def _schedule(data_dir: Path, wallet: str) -> str:
-    url = Settings(data_dir=data_dir).resolved_database_url
-    db = create_engine(url)
-    body = ScheduleCreate.model_validate(
-        {
-            "wallet": wallet,
-            "chain_id": 31337,
-            "trigger": {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
-            "action": {"type": "transaction", "to": SINK, "value": "1"},
-        }
-    )
-    try:
-        async with unit_of_work(create_sessionmaker(db)) as session:
-            row = await service.create_schedule(
-                session, body, api_key_id=None, now=datetime.now(UTC), min_interval_s=10
-            )
-            return str(row.id)
-    finally:
-        await db.dispose()
+async def _schedule(settings: Settings) -> str:
+    async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
+        await chains.seed_chains(session, load_seed(settings.chains_file))
+        wallet = await wallets.import_wallet(
+            session, generate_private_key(), master=MasterKey.generate(), chain_ids=[31337]
+        )
+        body = ScheduleCreate.model_validate(
+            {
+                "wallet": str(wallet.id),
+                "chain_id": 31337,
+                "trigger": {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
+                "action": {"type": "transaction", "to": SINK, "value": "1"},
+            }
+        )
+        row = await service.create_schedule(
+            session, body, api_key_id=None, now=datetime.now(UTC), min_interval_s=10
+        )
+        return str(row.id)
 
 
 def test_list_pause_resume(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    settings = Settings(data_dir=data, database_url=None)
+    migrate(settings)
+    schedule_id = asyncio.run(_schedule(settings))
     cli = Cli(data)
-    assert cli("db", "upgrade").returncode == 0
-    generated = cli("wallet", "generate", "--chain-id", "31337")
-    assert generated.returncode == 0, generated.stderr
-    wallet = generated.stdout.split()[1]
-    schedule_id = asyncio.run(_schedule(data, wallet))
 
     listed = cli("schedule", "list")
     assert listed.returncode == 0, listed.stderr

@@ -1,6 +1,7 @@
 """A worker SIGKILLed after it stored schedule runs and their transactions, before the
 commit (crash point `schedule_runs_stored`), on PostgreSQL: nothing of that pass remains, and
-the next worker runs every occurrence once (issue 19)."""
+the next worker runs every occurrence once (issue 19). In scripts/chaos; CI runs the same crash
+point in process (tests/integration/schedules/test_runs.py)."""
 
 import signal
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ __all__ = ["anvil"]  # the fixture, shared with the pipeline's crash tests
 SCHEDULES = 5
 
 
+@pytest.mark.chaos_full  # ~30 s of process starts; CI covers the same commit in process
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 async def test_sigkill_before_the_runs_commit_then_each_occurrence_runs_once(

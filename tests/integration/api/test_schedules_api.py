@@ -70,44 +70,47 @@ class TestLifecycle:
         assert await _stored(api) == 0
 
 
+# Bad input and its precise code; all checked on one API per database (a setup costs ~1 s).
+REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"trigger": {"cron": "99 * * * *"}}, "invalid_trigger"),
+    ({"trigger": {"cron": "0 9 * * *", "timezone": "Europe/Nowhere"}}, "invalid_trigger"),
+    ({"trigger": {"interval_s": 0}}, "validation_error"),
+    ({"trigger": {"interval_s": 5}}, "schedule_interval_too_short"),
+    ({"trigger": {"at": "2001-01-01T00:00:00Z"}}, "invalid_schedule"),
+    ({"trigger": {"interval_s": 60, "cron": "* * * * *"}}, "invalid_trigger"),
+    ({"chain_id": 999}, "unknown_chain"),
+    ({"wallet": "0x" + "11" * 20}, "unknown_wallet"),
+    ({"misfire": "burst"}, "validation_error"),
+    ({"max_runs": 0}, "validation_error"),
+    ({"action": {"type": "transaction", "to": "0x12"}}, "validation_error"),
+    ({"action": {"type": "transaction", "to": SINK, "wallet": SINK}}, "validation_error"),
+    (
+        {
+            "action": {
+                "type": "transaction",
+                "to": SINK,
+                "function": "f(uint256)",
+                "args": [],
+            }
+        },
+        "invalid_function_call",
+    ),
+    ({"action": {"type": "mystery"}}, "validation_error"),
+]
+
+
 class TestRefused:
-    @pytest.mark.parametrize(
-        ("fields", "code"),
-        [
-            ({"trigger": {"cron": "99 * * * *"}}, "invalid_trigger"),
-            ({"trigger": {"cron": "0 9 * * *", "timezone": "Europe/Nowhere"}}, "invalid_trigger"),
-            ({"trigger": {"interval_s": 0}}, "validation_error"),
-            ({"trigger": {"interval_s": 5}}, "schedule_interval_too_short"),
-            ({"trigger": {"at": "2001-01-01T00:00:00Z"}}, "invalid_schedule"),
-            ({"trigger": {"interval_s": 60, "cron": "* * * * *"}}, "invalid_trigger"),
-            ({"chain_id": 999}, "unknown_chain"),
-            ({"wallet": "0x" + "11" * 20}, "unknown_wallet"),
-            ({"misfire": "burst"}, "validation_error"),
-            ({"max_runs": 0}, "validation_error"),
-            ({"action": {"type": "transaction", "to": "0x12"}}, "validation_error"),
-            ({"action": {"type": "transaction", "to": SINK, "wallet": SINK}}, "validation_error"),
-            (
-                {
-                    "action": {
-                        "type": "transaction",
-                        "to": SINK,
-                        "function": "f(uint256)",
-                        "args": [],
-                    }
-                },
-                "invalid_function_call",
-            ),
-            ({"action": {"type": "mystery"}}, "validation_error"),
-        ],
-    )
     async def test_bad_input_is_a_precise_422_and_nothing_is_stored(
-        self, api: ApiHarness, setup: dict[str, Any], fields: dict[str, Any], code: str
+        self, api: ApiHarness, setup: dict[str, Any]
     ) -> None:
-        response = await api.client.post(
-            "/v1/schedules", headers=setup["schedules"], json=_body(setup, **fields)
-        )
-        assert (response.status_code, response.json()["code"]) == (422, code), response.text
-        assert response.headers["content-type"] == "application/problem+json"
+        got = []
+        for fields, _code in REFUSED:
+            response = await api.client.post(
+                "/v1/schedules", headers=setup["schedules"], json=_body(setup, **fields)
+            )
+            assert response.headers["content-type"] == "application/problem+json"
+            got.append((response.status_code, response.json()["code"]))
+        assert got == [(422, code) for _fields, code in REFUSED]
         assert await _stored(api) == 0
 
     async def test_a_wallet_not_enabled_on_the_chain_is_refused(
