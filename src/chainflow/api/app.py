@@ -18,7 +18,15 @@ from chainflow.api.gate import GateMiddleware
 from chainflow.api.metrics_collector import LaneCollector
 from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
-from chainflow.api.routes import chains, health, metrics, transactions, wallets, webhooks
+from chainflow.api.routes import (
+    chains,
+    health,
+    metrics,
+    schedules,
+    transactions,
+    wallets,
+    webhooks,
+)
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
@@ -134,6 +142,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         wallets.router,
         transactions.router,
         webhooks.router,
+        schedules.router,
     )
     for router in routers:
         app.include_router(router)

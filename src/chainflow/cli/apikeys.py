@@ -19,7 +19,9 @@ app = typer.Typer(no_args_is_help=True, help="API keys.")
 def create(
     scopes: Annotated[
         list[str],
-        typer.Option("--scopes", help="admin, wallets, transactions:write or read; repeatable"),
+        typer.Option(
+            "--scopes", help="admin, wallets, transactions:write, schedules or read; repeatable"
+        ),
     ],
     name: Annotated[
         str | None, typer.Option(help="a label for the key", callback=text_option)

@@ -2,7 +2,7 @@
 
 import typer
 
-from chainflow.cli import apikeys, keys, wallets
+from chainflow.cli import apikeys, keys, schedules, wallets
 from chainflow.cli.dev import dev
 from chainflow.cli.failures import run_app
 from chainflow.cli.options import HostOpt, PortOpt
@@ -25,6 +25,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(apikeys.app, name="apikey")
 app.add_typer(wallets.app, name="wallet")
 app.add_typer(keys.app, name="keys")
+app.add_typer(schedules.app, name="schedule")
 app.command()(dev)
 app.command()(worker)
 

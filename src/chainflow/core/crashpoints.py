@@ -27,6 +27,8 @@ class CrashPoint:
     KEY_FILE_INSTALLED = "key_file_installed"  # a key file renamed into place, folder fsynced
     ROTATION_BATCH_REWRAPPED = "rotation_batch_rewrapped"  # a batch re-wrapped, not committed
     ROTATION_BATCH_COMMITTED = "rotation_batch_committed"  # a batch of re-wrapped rows committed
+    # Schedules (issue 19): runs and their transactions inserted, nothing committed.
+    SCHEDULE_RUNS_STORED = "schedule_runs_stored"
 
 
 POINTS = frozenset(

@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     )
     event_poll_s: float = Field(
         0.25, gt=0, le=10, description="how often sequencer and stream poll the outbox"
+    )
     # AWS KMS signer (issue 20): region and credentials come from the standard AWS chain only
     aws_kms_timeout_s: float = Field(
         5.0, gt=0, le=60, description="connect and read timeout of one KMS call"
@@ -115,6 +116,15 @@ class Settings(BaseSettings):
     aws_kms_max_retries: int = Field(
         4, ge=0, le=10, description="retries of a throttled or 5xx KMS call, with jitter"
     )
+    # schedules (issue 19): the shortest interval a schedule may run at, how late an occurrence
+    # may start before `misfire` decides, how often a worker looks for due occurrences
+    schedule_min_interval_s: int = Field(
+        10, ge=1, le=86_400, description="floor of interval_s and of a cron's gap"
+    )
+    schedule_misfire_grace_s: float = Field(
+        60.0, ge=1, le=86_400, description="an occurrence later than this is a misfire"
+    )
+    schedule_poll_s: float = Field(1.0, gt=0, le=60, description="due occurrences read this often")
 
     @field_validator("database_url")
     @classmethod

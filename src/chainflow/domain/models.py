@@ -3,6 +3,7 @@
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.chains.models import Chain, RpcEndpoint
 from chainflow.domain.events.models import EventRow
+from chainflow.domain.schedules.models import Schedule, ScheduleRun
 from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.domain.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -16,6 +17,8 @@ __all__ = [
     "Chain",
     "EventRow",
     "RpcEndpoint",
+    "Schedule",
+    "ScheduleRun",
     "Transaction",
     "TxAttempt",
     "TxEventRow",

@@ -21,7 +21,7 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.rpc.endpoints import EndpointPool
 from chainflow.infra.signing import aws_kms, pkcs11
 from chainflow.infra.signing.master_source import load_master_key
-from chainflow.workers.engine import Engine, Ports
+from chainflow.workers.engine import Engine, Ports, ScheduleConfig
 from chainflow.workers.outbox import OutboxConfig
 from chainflow.workers.webhooks import WebhookPorts, delivery_config, new_webhook_http
 
@@ -124,6 +124,10 @@ async def open_engine(
                     poll_s=settings.event_poll_s, retention_days=settings.event_retention_days
                 ),
                 aws_kms=aws_kms.AwsKms(aws_kms.config_from(settings)),
+                schedules=ScheduleConfig(
+                    poll_s=settings.schedule_poll_s,
+                    misfire_grace_s=settings.schedule_misfire_grace_s,
+                ),
             )
             yield Engine.start(ports)
     finally:

@@ -23,6 +23,12 @@ from chainflow.workers.webhooks import WebhookPorts
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    poll_s: float = 1.0  # CHAINFLOW_SCHEDULE_POLL_S
+    misfire_grace_s: float = 60.0  # CHAINFLOW_SCHEDULE_MISFIRE_GRACE_S
+
+
+@dataclass(frozen=True)
 class Ports:
     """What the engine talks to and how it is tuned; fixed for the process's life."""
 
@@ -43,6 +49,8 @@ class Ports:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     # The AWS KMS client of wallets whose keys KMS holds (issue 20).
     aws_kms: AwsKms | None = None
+    # Schedules (issue 19): how often a chain's loop looks for due occurrences, the misfire grace.
+    schedules: ScheduleConfig = field(default_factory=lambda: ScheduleConfig())
 
 
 @dataclass
@@ -62,6 +70,8 @@ class WorkerState:
     wakeups: dict[int, asyncio.Event] = field(default_factory=dict)
     # Tells the other worker processes a chain has work now (infra/queue/signals.py).
     signal: Callable[[int], None] | None = None
+    # When each chain's loop last looked for due schedule occurrences (monotonic seconds).
+    schedules_read_at: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from chainflow.workers.drain import drain_lanes
 from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
 from chainflow.workers.outbox import run_outbox
+from chainflow.workers.schedules import run_schedules
 from chainflow.workers.track import track_chain
 from chainflow.workers.webhooks import run_webhooks
 
@@ -179,6 +180,7 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
     the tracker lease sends its next window while it records the last one.
     """
     ports, state = engine.ports, engine.state
+    await _schedules(engine, chain_id)
     async with unit_of_work(ports.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
         floor = known_floor(state.fees, chain)
@@ -218,6 +220,15 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
         raise
     await tracking  # a tracking failure fails the round (the loop backs off)
     return signed > 0
+
+
+async def _schedules(engine: Engine, chain_id: int) -> None:
+    """Due schedule occurrences become queued requests before the lanes are read, so they
+    are signed in this round. A failure here must not stop the chain's drains."""
+    try:
+        await run_schedules(engine, chain_id)
+    except Exception as exc:  # retried at the next pass: a run is committed whole or not at all
+        log.error("schedules.pass_failed", chain_id=chain_id, error=repr(exc)[:500])
 
 
 async def _track(engine: Engine, chain: ChainConfig) -> None:

@@ -26,6 +26,7 @@ class Scope(StrEnum):
     TRANSACTIONS_WRITE = "transactions:write"
     READ = "read"
     WEBHOOKS = "webhooks"  # DESIGN §13 (issue 16)
+    SCHEDULES = "schedules"  # issue 19
 
 
 class UnknownScope(InvalidInput):

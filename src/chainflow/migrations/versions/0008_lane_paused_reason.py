@@ -1,7 +1,7 @@
 """lane paused reason (a lane waiting for its signer, issue 20)
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0007
 Create Date: 2026-12-06 03:30:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0003"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,27 @@
+"""Errors of schedules, each with a stable code."""
+
+from chainflow.core.errors import Conflict, InvalidInput, NotFound
+
+
+class ScheduleNotFound(NotFound):
+    code = "schedule_not_found"
+
+
+class ScheduleFinished(Conflict):
+    code = "schedule_finished"  # cancelled or completed: it cannot be paused or resumed
+
+
+class IntervalTooShort(InvalidInput):
+    code = "schedule_interval_too_short"
+
+
+class InvalidSchedule(InvalidInput):
+    code = "invalid_schedule"
+
+
+class WalletNotOnChain(InvalidInput):
+    code = "wallet_not_enabled_on_chain"
+
+
+class NotAContract(InvalidInput):
+    code = "not_a_contract"  # a DCA router or token without code at its address

@@ -1,0 +1,144 @@
+"""When a schedule's occurrences fall: cron (in a timezone), a fixed interval, or one instant.
+Pure: no I/O.
+
+Cron expressions are evaluated by croniter on pytz timezones. croniter 2.0.7 with a
+`zoneinfo` timezone gets daylight-saving changes wrong (measured in Europe/Berlin: `30 2 * * *`
+on the spring-forward day gave 02:30+01:00, a local time that does not exist, and 03:30+01:00
+the day after the fall-back); with pytz it does what cron does: a daily job in the skipped
+hour runs once, at the same offset past the change (03:30+02:00), a daily job in the repeated
+hour runs once (the first 02:30), and an hourly job runs in both repeated hours.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytz  # type: ignore[import-untyped]
+from croniter import CroniterBadCronError, croniter  # type: ignore[import-untyped]
+
+from chainflow.core.errors import InvalidInput
+
+# The occurrences listed by one pass for a schedule that fell behind (downtime): every one is
+# recorded as a skipped run, up to this many; the rest are counted in the last one's reason.
+MAX_MISSED_LISTED = 100
+
+
+class InvalidTrigger(InvalidInput):
+    code = "invalid_trigger"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Exactly one of `cron` (with `timezone`), `interval_s` or `at`."""
+
+    cron: str | None = None
+    timezone: str = "UTC"
+    interval_s: int | None = None
+    at: datetime | None = None
+
+    def next_after(self, moment: datetime, *, anchor: datetime) -> datetime | None:
+        """The first occurrence strictly after `moment` (UTC); None if there is none.
+        `anchor` is the first occurrence of an interval trigger (its start)."""
+        if self.interval_s is not None:
+            if moment < anchor:
+                return anchor
+            steps = (moment - anchor) // timedelta(seconds=self.interval_s) + 1
+            return anchor + steps * timedelta(seconds=self.interval_s)
+        if self.at is not None:
+            return self.at if self.at > moment else None
+        assert self.cron is not None  # noqa: S101 - one of the three, checked on parse
+        zone = pytz.timezone(self.timezone)
+        local = moment.astimezone(zone)
+        nxt: datetime = croniter(self.cron, local).get_next(datetime)
+        return nxt.astimezone(UTC)
+
+    def first_at_or_after(self, moment: datetime, *, anchor: datetime) -> datetime | None:
+        """The first occurrence at or after `moment`."""
+        return self.next_after(moment - timedelta(microseconds=1), anchor=anchor)
+
+    def due(
+        self, start: datetime, now: datetime, *, anchor: datetime
+    ) -> tuple[list[datetime], int]:
+        """The occurrences from `start` (an occurrence) up to `now`: at most
+        `MAX_MISSED_LISTED` of the earliest plus the latest, and how many were left out."""
+        if start > now:
+            return [], 0
+        if self.interval_s is not None:
+            step = timedelta(seconds=self.interval_s)
+            total = (now - start) // step + 1
+            listed = [start + i * step for i in range(min(total, MAX_MISSED_LISTED))]
+            last = start + (total - 1) * step
+            if listed[-1] != last:
+                listed.append(last)
+            return listed, total - len(listed)
+        found = [start]
+        while True:
+            nxt = self.next_after(found[-1], anchor=anchor)
+            if nxt is None or nxt > now:
+                return found, 0
+            if len(found) < MAX_MISSED_LISTED:
+                found.append(nxt)
+                continue
+            return self._tail(found, nxt, now, anchor=anchor)
+
+    def _tail(
+        self, found: list[datetime], nxt: datetime, now: datetime, *, anchor: datetime
+    ) -> tuple[list[datetime], int]:
+        """Past the listed ones: count the rest (a cron or a long downtime) up to `now`."""
+        skipped, last = 0, nxt
+        while True:
+            after = self.next_after(last, anchor=anchor)
+            if after is None or after > now:
+                return [*found, last], skipped
+            skipped, last = skipped + 1, after
+
+
+def parse_trigger(
+    *, cron: str | None, timezone: str | None, interval_s: int | None, at: datetime | None
+) -> Trigger:
+    """Check a trigger's fields. Raises: InvalidTrigger (a bad cron, an unknown timezone)."""
+    given = [name for name, v in (("cron", cron), ("interval_s", interval_s), ("at", at)) if v]
+    if len(given) != 1:
+        raise InvalidTrigger("trigger needs exactly one of cron, interval_s or at")
+    if timezone is not None and cron is None:
+        raise InvalidTrigger("timezone goes with a cron trigger only")
+    if cron is not None:
+        fields = cron.split()
+        if len(fields) != 5:
+            raise InvalidTrigger(
+                "cron must have 5 fields (minute hour day-of-month month day-of-week)"
+            )
+        try:
+            croniter(cron)
+        except (CroniterBadCronError, ValueError, KeyError):
+            raise InvalidTrigger(f"cron expression {cron!r} is not valid") from None
+        zone = timezone or "UTC"
+        try:
+            pytz.timezone(zone)
+        except (pytz.UnknownTimeZoneError, ValueError):
+            raise InvalidTrigger(
+                f"unknown timezone {zone!r} (an IANA name, e.g. Europe/Berlin)"
+            ) from None
+        return Trigger(cron=" ".join(fields), timezone=zone)
+    if interval_s is not None:
+        return Trigger(interval_s=interval_s)
+    return Trigger(at=at)
+
+
+def shortest_gap(trigger: Trigger, start: datetime, *, samples: int = 60) -> timedelta | None:
+    """The shortest time between the first `samples` occurrences from `start` (None for a
+    trigger with fewer than two): checked against the configured floor on create."""
+    if trigger.interval_s is not None:
+        return timedelta(seconds=trigger.interval_s)
+    if trigger.cron is None:
+        return None
+    times: list[datetime] = []
+    moment = start
+    for _ in range(samples):
+        nxt = trigger.next_after(moment, anchor=start)
+        if nxt is None:
+            break
+        times.append(nxt)
+        moment = nxt
+    gaps = [b - a for a, b in pairwise(times)]
+    return min(gaps) if gaps else None

@@ -1,0 +1,125 @@
+"""All SQL of schedules and their runs."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.state import TxStatus
+
+TERMINAL = (
+    TxStatus.CONFIRMED,
+    TxStatus.REVERTED,
+    TxStatus.FAILED,
+    TxStatus.CANCELLED,
+    TxStatus.EXPIRED,
+)
+
+
+async def get(
+    session: AsyncSession, schedule_id: uuid.UUID, *, for_update: bool = False
+) -> Schedule | None:
+    query = select(Schedule).where(Schedule.id == schedule_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    status: ScheduleStatus | None,
+) -> Sequence[Schedule]:
+    query = select(Schedule).order_by(Schedule.created_at, Schedule.id).limit(limit)
+    if after is not None:
+        at, row_id = after
+        query = query.where(
+            or_(Schedule.created_at > at, and_(Schedule.created_at == at, Schedule.id > row_id))
+        )
+    if status is not None:
+        query = query.where(Schedule.status == status)
+    return (await session.execute(query)).scalars().all()
+
+
+async def lock_due(
+    session: AsyncSession, chain_id: int, *, now: datetime, limit: int
+) -> Sequence[Schedule]:
+    """Active schedules of a chain with an occurrence due, locked; rows another worker holds
+    are skipped (PostgreSQL), so each is worked on by one worker at a time. SQLite has no row
+    locks: its writers take turns on the database (BEGIN IMMEDIATE)."""
+    query = (
+        select(Schedule)
+        .where(
+            Schedule.status == ScheduleStatus.ACTIVE,
+            Schedule.chain_id == chain_id,
+            Schedule.next_run_at <= now,
+        )
+        .order_by(Schedule.next_run_at, Schedule.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(query)).scalars().all()
+
+
+async def pending_run(session: AsyncSession, schedule_id: uuid.UUID) -> ScheduleRun | None:
+    query = (
+        select(ScheduleRun)
+        .where(ScheduleRun.schedule_id == schedule_id, ScheduleRun.status == RunStatus.PENDING)
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def lock_finished(
+    session: AsyncSession, chain_id: int, *, limit: int
+) -> Sequence[tuple[ScheduleRun, Transaction]]:
+    """Pending runs of a chain whose transaction is terminal, locked (others skipped)."""
+    query = (
+        select(ScheduleRun, Transaction)
+        .join(Transaction, ScheduleRun.transaction_id == Transaction.id)
+        .where(
+            ScheduleRun.status == RunStatus.PENDING,
+            Transaction.chain_id == chain_id,
+            Transaction.status.in_(TERMINAL),
+        )
+        .order_by(ScheduleRun.scheduled_for)
+        .limit(limit)
+        .with_for_update(of=ScheduleRun, skip_locked=True)
+    )
+    return [(run, tx) for run, tx in (await session.execute(query)).all()]
+
+
+async def transaction_status(session: AsyncSession, tx_id: uuid.UUID) -> TxStatus | None:
+    return (
+        await session.execute(select(Transaction.status).where(Transaction.id == tx_id))
+    ).scalar_one_or_none()
+
+
+async def runs_page(
+    session: AsyncSession,
+    schedule_id: uuid.UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> Sequence[ScheduleRun]:
+    query = (
+        select(ScheduleRun)
+        .where(ScheduleRun.schedule_id == schedule_id)
+        .order_by(ScheduleRun.scheduled_for, ScheduleRun.id)
+        .limit(limit)
+    )
+    if after is not None:
+        at, row_id = after
+        query = query.where(
+            or_(
+                ScheduleRun.scheduled_for > at,
+                and_(ScheduleRun.scheduled_for == at, ScheduleRun.id > row_id),
+            )
+        )
+    return (await session.execute(query)).scalars().all()

@@ -1,0 +1,287 @@
+"""Run due occurrences exactly once, and record how each run ended.
+
+Each pass locks the due schedules of a chain (`FOR UPDATE SKIP LOCKED`: another worker skips
+them), and for each one, in the caller's single database transaction, inserts the run row
+(unique on schedule and occurrence), submits its transaction through the same admission as
+`POST /v1/transactions` with a key derived from the occurrence, and moves `next_run_at` on.
+A crash before the commit leaves none of it; the next pass does it again, once.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.errors import ChainflowError
+from chainflow.core.logging import get_logger
+from chainflow.domain.schedules import repository
+from chainflow.domain.schedules.models import (
+    Misfire,
+    RunStatus,
+    Schedule,
+    ScheduleRun,
+    ScheduleStatus,
+)
+from chainflow.domain.schedules.planner import Trigger
+from chainflow.domain.schedules.plans import Builder, Planned
+from chainflow.domain.schedules.schemas import template_body
+from chainflow.domain.schedules.service import trigger_of
+from chainflow.domain.transactions import service as txs
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.state import TxStatus
+
+log = get_logger(__name__)
+
+REASON_MAX = 500
+
+
+@dataclass
+class PassResult:
+    started: list[ScheduleRun] = field(default_factory=list)  # with a transaction
+    recorded: list[ScheduleRun] = field(default_factory=list)  # skipped or failed at once
+
+
+def idempotency_key(schedule_id: uuid.UUID, occurrence: datetime) -> str:
+    """The key a run's transaction is stored under: one per occurrence, under the schedule's
+    API key, so a second submission of the same occurrence could only replay the first."""
+    return f"schedule-{schedule_id}-{int(occurrence.timestamp() * 1000)}"
+
+
+async def finish_runs(
+    session: AsyncSession, chain_id: int, *, now: datetime, limit: int = 500
+) -> list[ScheduleRun]:
+    """Pending runs whose transaction reached a terminal status get their outcome. A run whose
+    transaction did not execute (reverted, failed, cancelled, expired) moved no `value` or
+    `amount_in`: it is given back to the schedule's budget."""
+    finished = []
+    for run, tx in await repository.lock_finished(session, chain_id, limit=limit):
+        if tx.status is TxStatus.CONFIRMED:
+            run.status = RunStatus.SUCCEEDED
+        else:
+            run.status = RunStatus.FAILED
+            run.reason = _failure(tx)
+            if run.amount_in:
+                schedule = await repository.get(session, run.schedule_id, for_update=True)
+                if schedule is not None:
+                    schedule.spent = max(0, schedule.spent - run.amount_in)
+        run.finished_at = now
+        _announce(session, run, chain_id=chain_id, wallet_id=tx.wallet_id)
+        finished.append(run)
+    await session.flush()
+    return finished
+
+
+def _failure(tx: Transaction) -> str:
+    detail = f": {tx.error_code}" if tx.error_code else ""
+    if tx.error_message:
+        detail += f" ({tx.error_message})"
+    return f"transaction {tx.status.value}{detail}"[:REASON_MAX]
+
+
+async def start_due(
+    session: AsyncSession,
+    chain_id: int,
+    *,
+    now: datetime,
+    grace: timedelta,
+    builders: dict[str, Builder] | None = None,
+    limit: int = 100,
+) -> PassResult:
+    """Run every due occurrence of the chain's active schedules (see the module's doc)."""
+    result = PassResult()
+    for schedule in await repository.lock_due(session, chain_id, now=now, limit=limit):
+        await _advance(session, schedule, now=now, grace=grace, builders=builders or {}, out=result)
+    await session.flush()
+    return result
+
+
+async def _advance(
+    session: AsyncSession,
+    schedule: Schedule,
+    *,
+    now: datetime,
+    grace: timedelta,
+    builders: dict[str, Builder],
+    out: PassResult,
+) -> None:
+    trigger = trigger_of(schedule)
+    schedule.updated_at = now  # also the time the runs below are recorded at
+    assert schedule.next_run_at is not None  # noqa: S101 - lock_due selects due ones only
+    end = now if schedule.end_at is None else min(now, schedule.end_at)
+    listed, unlisted = trigger.due(schedule.next_run_at, end, anchor=schedule.start_at)
+    if not listed:  # the next occurrence is past end_at
+        _complete(schedule, now)
+        return
+    *missed, latest = listed
+    runs_latest = schedule.misfire is Misfire.RUN_ONCE or now - latest <= grace
+    if not runs_latest:
+        missed.append(latest)
+    why = "missed while no worker ran (misfire: skip)"
+    if schedule.misfire is Misfire.RUN_ONCE:
+        why = f"missed while no worker ran (misfire: run_once ran {latest.isoformat()})"
+    for index, occurrence in enumerate(missed):
+        more = (
+            f"; {unlisted} more occurrences missed" if unlisted and index == len(missed) - 1 else ""
+        )
+        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, why + more))
+    if runs_latest:
+        await _run(session, schedule, latest, now=now, builders=builders, out=out)
+    if schedule.status is ScheduleStatus.ACTIVE:
+        _move_on(schedule, trigger, latest, now=now)
+
+
+async def _run(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence: datetime,
+    *,
+    now: datetime,
+    builders: dict[str, Builder],
+    out: PassResult,
+) -> None:
+    if await repository.pending_run(session, schedule.id) is not None:
+        reason = "the previous run is still pending (overlap: skip)"
+        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+        return
+    try:
+        planned = await _plan(session, schedule, now, builders)
+    except ChainflowError as exc:
+        reason = f"{exc.code}: {exc.detail}"
+        out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
+        return
+    if planned.skip_reason is not None or planned.body is None:
+        reason = planned.skip_reason or "nothing to run"
+        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+        return
+    if schedule.budget is not None and schedule.spent + planned.amount > schedule.budget:
+        reason = f"budget reached: {schedule.spent} of {schedule.budget} spent"
+        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+        _complete(schedule, now)
+        return
+    try:
+        submitted = await txs.submit(
+            session,
+            planned.body,
+            api_key_id=schedule.api_key_id,
+            idempotency_key=idempotency_key(schedule.id, occurrence),
+        )
+    except ChainflowError as exc:  # refused at admission (a paused wallet, a policy, ...)
+        reason = f"{exc.code}: {exc.detail}"
+        out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
+        return
+    run = ScheduleRun(
+        id=uuid.uuid4(),
+        schedule_id=schedule.id,
+        scheduled_for=occurrence,
+        status=RunStatus.PENDING,
+        transaction_id=submitted.tx_id,
+        amount_in=planned.amount or None,
+        quote_out=planned.quote_out,
+        created_at=now,
+    )
+    session.add(run)
+    schedule.runs += 1
+    schedule.spent += planned.amount
+    out.started.append(run)
+    if _exhausted(schedule):
+        _complete(schedule, now)
+
+
+def _exhausted(schedule: Schedule) -> bool:
+    """max_runs made, or the budget spent."""
+    if schedule.max_runs is not None and schedule.runs >= schedule.max_runs:
+        return True
+    return schedule.budget is not None and schedule.spent >= schedule.budget
+
+
+async def _plan(
+    session: AsyncSession, schedule: Schedule, now: datetime, builders: dict[str, Builder]
+) -> Planned:
+    kind = schedule.action.get("type")
+    if kind == "transaction":
+        body = template_body(
+            schedule.action, wallet=str(schedule.wallet_id), chain_id=schedule.chain_id
+        )
+        return Planned(body=body, amount=body.value)
+    builder = builders.get(str(kind))
+    if builder is None:
+        return Planned(body=None, skip_reason=f"no worker here can run a {kind} action")
+    return await builder(session, schedule, now)
+
+
+def _record(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence: datetime,
+    status: RunStatus,
+    reason: str,
+) -> ScheduleRun:
+    run = ScheduleRun(
+        id=uuid.uuid4(),
+        schedule_id=schedule.id,
+        scheduled_for=occurrence,
+        status=status,
+        reason=reason[:REASON_MAX],
+        created_at=schedule.updated_at,
+        finished_at=schedule.updated_at,
+    )
+    session.add(run)
+    _announce(session, run, chain_id=schedule.chain_id, wallet_id=schedule.wallet_id)
+    return run
+
+
+def _announce(
+    session: AsyncSession,
+    run: ScheduleRun,
+    *,
+    chain_id: int,
+    wallet_id: uuid.UUID | None = None,
+) -> None:
+    """The single place a finished run is announced: `schedule.run.succeeded|failed|skipped`,
+    in the same DB transaction as the run's outcome.
+
+    EVENTS-OUTBOX (issue 16, branch i-events): once it is merged, replace the log line with
+        events.append(session, "schedule.run." + run.status.value, data=run_event_data(run),
+                      tx_id=run.transaction_id, wallet_id=wallet_id, chain_id=chain_id)
+    (`from chainflow.domain import events`). Until then the run row is the record.
+    """
+    del session  # used by the events outbox, see above
+    log.info(
+        "schedule.run." + run.status.value,
+        chain_id=chain_id,
+        wallet_id=str(wallet_id) if wallet_id else None,
+        **run_event_data(run),
+    )
+
+
+def run_event_data(run: ScheduleRun) -> dict[str, str | None]:
+    """The `data` of a schedule.run.* event: the run as GET /v1/schedules/{id}/runs shows it."""
+    return {
+        "schedule_id": str(run.schedule_id),
+        "run_id": str(run.id),
+        "scheduled_for": run.scheduled_for.isoformat(),
+        "status": run.status.value,
+        "transaction_id": str(run.transaction_id) if run.transaction_id else None,
+        "reason": run.reason,
+    }
+
+
+def _move_on(schedule: Schedule, trigger: Trigger, latest: datetime, *, now: datetime) -> None:
+    nxt = trigger.next_after(max(latest, now), anchor=schedule.start_at)
+    if nxt is None or (schedule.end_at is not None and nxt > schedule.end_at):
+        _complete(schedule, now)
+        return
+    schedule.next_run_at = nxt
+    schedule.updated_at = now
+
+
+def _complete(schedule: Schedule, now: datetime) -> None:
+    schedule.status = ScheduleStatus.COMPLETED
+    schedule.next_run_at = None
+    schedule.updated_at = now
+
+
+def occurrences_of(runs: Sequence[ScheduleRun]) -> list[datetime]:
+    return [run.scheduled_for for run in runs]

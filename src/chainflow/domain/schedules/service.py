@@ -1,0 +1,222 @@
+"""Use cases of schedules: create, read, list, pause, resume, cancel, list runs."""
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.cursor import decode_cursor, encode_cursor
+from chainflow.core.errors import NotFound
+from chainflow.domain.chains import service as chains
+from chainflow.domain.chains.errors import UnknownChain
+from chainflow.domain.schedules import dca, repository
+from chainflow.domain.schedules.errors import (
+    IntervalTooShort,
+    InvalidSchedule,
+    NotAContract,
+    ScheduleFinished,
+    ScheduleNotFound,
+    WalletNotOnChain,
+)
+from chainflow.domain.schedules.models import (
+    Misfire,
+    Schedule,
+    ScheduleRun,
+    ScheduleStatus,
+)
+from chainflow.domain.schedules.planner import Trigger, parse_trigger, shortest_gap
+from chainflow.domain.schedules.schemas import NATIVE, DcaAction, ScheduleCreate
+from chainflow.domain.transactions import service as txs
+from chainflow.domain.transactions.calldata import encode_calls
+from chainflow.domain.transactions.errors import UnknownWallet
+from chainflow.domain.wallets import service as wallets
+from chainflow.domain.wallets.models import WalletStatus
+
+# Whether an address holds code on the schedule's chain (a DCA router and its tokens).
+CodeCheck = Callable[[str], Awaitable[bool]]
+
+
+def trigger_of(row: Schedule) -> Trigger:
+    spec = row.trigger
+    at = spec.get("at")
+    return Trigger(
+        cron=spec.get("cron"),
+        timezone=spec.get("timezone", "UTC"),
+        interval_s=spec.get("interval_s"),
+        at=datetime.fromisoformat(at) if at else None,
+    )
+
+
+async def create_schedule(
+    session: AsyncSession,
+    body: ScheduleCreate,
+    *,
+    api_key_id: uuid.UUID | None,
+    now: datetime,
+    min_interval_s: int,
+    has_code: CodeCheck | None = None,
+) -> Schedule:
+    """Check and store an active schedule; its first occurrence is `next_run_at`.
+
+    Raises: InvalidTrigger, IntervalTooShort, InvalidSchedule, UnknownChain, UnknownWallet,
+    WalletNotOnChain, NotAContract. Nothing is stored when one is raised.
+    """
+    spec = body.trigger
+    trigger = parse_trigger(
+        cron=spec.cron, timezone=spec.timezone, interval_s=spec.interval_s, at=spec.at
+    )
+    start = body.start_at or now
+    gap = shortest_gap(trigger, start)
+    if gap is not None and gap < timedelta(seconds=min_interval_s):
+        raise IntervalTooShort(
+            f"occurrences are {gap.total_seconds():g} s apart; the floor is {min_interval_s} s "
+            "(CHAINFLOW_SCHEDULE_MIN_INTERVAL_S)"
+        )
+    if trigger.at is not None and trigger.at <= now:
+        raise InvalidSchedule("trigger.at is in the past")
+    # An interval's first occurrence is one interval after now unless start_at is given.
+    anchor = start
+    if body.start_at is None and trigger.interval_s is not None:
+        anchor = now + timedelta(seconds=trigger.interval_s)
+    first = trigger.first_at_or_after(anchor, anchor=anchor)
+    if first is None or (body.end_at is not None and first > body.end_at):
+        raise InvalidSchedule("the trigger has no occurrence between start_at and end_at")
+    wallet_id = await _check_target(session, body)
+    await _check_action(body, has_code)
+    row = Schedule(
+        id=uuid.uuid4(),
+        api_key_id=api_key_id,
+        wallet_id=wallet_id,
+        chain_id=body.chain_id,
+        trigger=body.trigger.model_dump(mode="json", exclude_none=True)
+        | ({"timezone": trigger.timezone} if trigger.cron else {}),
+        start_at=anchor,
+        end_at=body.end_at,
+        max_runs=body.max_runs,
+        misfire=Misfire(body.misfire),
+        overlap=body.overlap,
+        budget=body.budget,
+        spent=0,
+        action=body.action_dict(),
+        status=ScheduleStatus.ACTIVE,
+        next_run_at=first,
+        runs=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    if isinstance(body.action, DcaAction) and body.action.token_in != NATIVE:
+        # The allowance, as its own request of the same lane, before the first swap: the
+        # lane signs in order, and a swap run waits until the allowance is there (dca.py).
+        approval = await txs.submit(
+            session,
+            dca.approve_body(row),
+            api_key_id=api_key_id,
+            idempotency_key=f"schedule-{row.id}-approve",
+        )
+        row.approval_tx_id = approval.tx_id
+        await session.flush()
+    return row
+
+
+async def _check_target(session: AsyncSession, body: ScheduleCreate) -> uuid.UUID:
+    try:
+        chain = await chains.get_chain(session, body.chain_id, endpoints=False)
+    except NotFound:
+        raise UnknownChain(f"chain {body.chain_id} is not in the registry") from None
+    if not chain.enabled:
+        raise InvalidSchedule(f"chain {body.chain_id} is disabled")
+    try:
+        wallet = await wallets.get_wallet(session, body.wallet)
+    except NotFound:
+        raise UnknownWallet(f"wallet {body.wallet} does not exist") from None
+    if wallet.status is WalletStatus.DISABLED:
+        raise InvalidSchedule(f"wallet {wallet.address} is disabled")
+    if not any(lane.chain_id == body.chain_id and lane.enabled for lane in wallet.chains):
+        raise WalletNotOnChain(f"wallet {wallet.address} is not enabled on chain {body.chain_id}")
+    return wallet.id
+
+
+async def _check_action(body: ScheduleCreate, has_code: CodeCheck | None) -> None:
+    action = body.action
+    if not isinstance(action, DcaAction):
+        template = body.transaction_body()
+        if template.function is not None:
+            (encoded,) = await encode_calls([(template.function, template.args or [])])
+            if isinstance(encoded, Exception):
+                raise encoded
+        return
+    for name, address in (
+        ("router", action.router),
+        ("token_in", action.token_in),
+        ("token_out", action.token_out),
+    ):
+        if address != NATIVE and has_code is not None and not await has_code(address):
+            raise NotAContract(f"action.{name} {address} has no contract code on the chain")
+    unbounded = body.budget is None and body.max_runs is None
+    if action.token_in != NATIVE and action.approve == "exact" and unbounded:
+        raise InvalidSchedule(
+            "an ERC-20 token_in needs budget or max_runs (the allowance granted before the "
+            'first swap), or approve: "unlimited"'
+        )
+
+
+async def get_schedule(session: AsyncSession, schedule_id: uuid.UUID) -> Schedule:
+    row = await repository.get(session, schedule_id)
+    if row is None:
+        raise ScheduleNotFound(f"schedule {schedule_id} does not exist")
+    return row
+
+
+async def list_schedules(
+    session: AsyncSession, *, limit: int, cursor: str | None, status: ScheduleStatus | None
+) -> tuple[Sequence[Schedule], str | None]:
+    rows = await repository.list_page(
+        session, limit=limit + 1, after=decode_cursor(cursor), status=status
+    )
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(last.created_at, last.id)
+
+
+async def set_status(
+    session: AsyncSession, schedule_id: uuid.UUID, wanted: ScheduleStatus, *, now: datetime
+) -> Schedule:
+    """Pause, resume or cancel. A resumed schedule goes on from its next occurrence after
+    now: the paused time is not a misfire. Raises: ScheduleNotFound, ScheduleFinished."""
+    row = await repository.get(session, schedule_id, for_update=True)
+    if row is None:
+        raise ScheduleNotFound(f"schedule {schedule_id} does not exist")
+    if row.status in (ScheduleStatus.CANCELLED, ScheduleStatus.COMPLETED):
+        if wanted is row.status:
+            return row
+        raise ScheduleFinished(f"schedule {schedule_id} is {row.status.value}")
+    if wanted is ScheduleStatus.ACTIVE and row.status is ScheduleStatus.PAUSED:
+        upcoming = trigger_of(row).first_at_or_after(now, anchor=row.start_at)
+        if upcoming is None or (row.end_at is not None and upcoming > row.end_at):
+            row.status, row.next_run_at = ScheduleStatus.COMPLETED, None
+            await session.flush()
+            return row
+        row.next_run_at = upcoming
+    if wanted is ScheduleStatus.CANCELLED:
+        row.next_run_at = None
+    row.status = wanted
+    row.updated_at = now
+    await session.flush()
+    return row
+
+
+async def list_runs(
+    session: AsyncSession, schedule_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> tuple[Sequence[ScheduleRun], str | None]:
+    await get_schedule(session, schedule_id)
+    rows = await repository.runs_page(
+        session, schedule_id, limit=limit + 1, after=decode_cursor(cursor)
+    )
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(last.scheduled_for, last.id)

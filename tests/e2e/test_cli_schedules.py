@@ -1,0 +1,65 @@
+"""`chainflow schedule list|pause|resume` as users run them (a real process, SQLite). The
+database is prepared in this process: only the commands under test pay a process start."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from chainflow.cli.runtime import migrate, open_database
+from chainflow.core.settings import Settings
+from chainflow.domain.chains import service as chains
+from chainflow.domain.chains.seed import load_seed
+from chainflow.domain.schedules import service
+from chainflow.domain.schedules.schemas import ScheduleCreate
+from chainflow.domain.wallets import service as wallets
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.local import generate_private_key
+from tests.e2e.test_cli import Cli, one_error_line
+from tests.support.engine import SINK
+
+
+async def _schedule(settings: Settings) -> str:
+    async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
+        await chains.seed_chains(session, load_seed(settings.chains_file))
+        wallet = await wallets.import_wallet(
+            session, generate_private_key(), master=MasterKey.generate(), chain_ids=[31337]
+        )
+        body = ScheduleCreate.model_validate(
+            {
+                "wallet": str(wallet.id),
+                "chain_id": 31337,
+                "trigger": {"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
+                "action": {"type": "transaction", "to": SINK, "value": "1"},
+            }
+        )
+        row = await service.create_schedule(
+            session, body, api_key_id=None, now=datetime.now(UTC), min_interval_s=10
+        )
+        return str(row.id)
+
+
+def test_list_pause_resume(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, database_url=None)
+    migrate(settings)
+    schedule_id = asyncio.run(_schedule(settings))
+    cli = Cli(data)
+
+    listed = cli("schedule", "list")
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.splitlines()
+    assert line.startswith(f"{schedule_id}  active  chain=31337  cron=0 9 * * 1-5")
+    assert "timezone=Europe/Berlin  action=transaction  runs=0" in line
+
+    paused = cli("schedule", "pause", schedule_id)
+    assert (
+        paused.stdout.strip()
+        == f"schedule {schedule_id} is paused; next run " + (line.split("next=")[1])
+    )
+    resumed = cli("schedule", "resume", schedule_id)
+    assert resumed.stdout.startswith(f"schedule {schedule_id} is active; next run 20")
+
+    missing = one_error_line(cli("schedule", "pause", str(uuid.uuid4())))
+    assert "does not exist" in missing

@@ -1,0 +1,184 @@
+"""Schedule routes over HTTP on both databases: create, read, list, pause/resume, cancel,
+runs; bad input is a precise 422 and stores nothing."""
+
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from chainflow.core.addresses import checksum_address
+from chainflow.domain.schedules.models import Schedule
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.rpc.client import RpcClient
+from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.engine import ONCE_ONLY_INIT_CODE, SINK, deploy
+from tests.support.fixtures import ApiHarness, prepare_sender
+
+
+@pytest.fixture
+async def setup(api: ApiHarness, anvil_url: str) -> dict[str, Any]:
+    sender = await prepare_sender(api, anvil_url)
+    sender["schedules"] = await api.key("schedules")
+    return sender
+
+
+def _body(setup: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {
+        "wallet": setup["wallet"]["id"],
+        "chain_id": ANVIL_CHAIN_ID,
+        "trigger": {"cron": "30 2 * * *", "timezone": "Europe/Berlin"},
+        "action": {"type": "transaction", "to": SINK, "value": "5"},
+        **fields,
+    }
+
+
+async def _stored(api: ApiHarness) -> int:
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        return int(await session.scalar(select(func.count()).select_from(Schedule)) or 0)
+
+
+class TestLifecycle:
+    async def test_create_read_pause_resume_cancel(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        headers = setup["schedules"]
+        created = await api.client.post("/v1/schedules", headers=headers, json=_body(setup))
+        assert created.status_code == 201, created.text
+        row = created.json()
+        assert (row["status"], row["runs"], row["spent"]) == ("active", 0, "0")
+        assert row["next_run_at"] is not None
+        assert row["trigger"] == {"cron": "30 2 * * *", "timezone": "Europe/Berlin"}
+        url = f"/v1/schedules/{row['id']}"
+        assert (await api.client.get(url, headers=headers)).json() == row
+        paused = await api.client.patch(url, headers=headers, json={"status": "paused"})
+        assert paused.json()["status"] == "paused"
+        resumed = await api.client.patch(url, headers=headers, json={"status": "active"})
+        assert resumed.json()["status"] == "active"
+        listed = await api.client.get("/v1/schedules", headers=headers, params={"limit": 1})
+        assert [item["id"] for item in listed.json()["items"]] == [row["id"]]
+        cancelled = await api.client.delete(url, headers=headers)
+        assert (cancelled.json()["status"], cancelled.json()["next_run_at"]) == ("cancelled", None)
+        again = await api.client.patch(url, headers=headers, json={"status": "active"})
+        assert (again.status_code, again.json()["code"]) == (409, "schedule_finished")
+        runs = await api.client.get(f"{url}/runs", headers=headers)
+        assert runs.json() == {"items": [], "next_cursor": None}
+
+    async def test_the_scope_is_required(self, api: ApiHarness, setup: dict[str, Any]) -> None:
+        response = await api.client.post("/v1/schedules", headers=setup["write"], json=_body(setup))
+        assert (response.status_code, response.json()["code"]) == (403, "insufficient_scope")
+        assert await _stored(api) == 0
+
+
+# Bad input and its precise code; all checked on one API per database (a setup costs ~1 s).
+REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"trigger": {"cron": "99 * * * *"}}, "invalid_trigger"),
+    ({"trigger": {"cron": "0 9 * * *", "timezone": "Europe/Nowhere"}}, "invalid_trigger"),
+    ({"trigger": {"interval_s": 0}}, "validation_error"),
+    ({"trigger": {"interval_s": 5}}, "schedule_interval_too_short"),
+    ({"trigger": {"at": "2001-01-01T00:00:00Z"}}, "invalid_schedule"),
+    ({"trigger": {"interval_s": 60, "cron": "* * * * *"}}, "invalid_trigger"),
+    ({"chain_id": 999}, "unknown_chain"),
+    ({"wallet": "0x" + "11" * 20}, "unknown_wallet"),
+    ({"misfire": "burst"}, "validation_error"),
+    ({"max_runs": 0}, "validation_error"),
+    ({"action": {"type": "transaction", "to": "0x12"}}, "validation_error"),
+    ({"action": {"type": "transaction", "to": SINK, "wallet": SINK}}, "validation_error"),
+    (
+        {
+            "action": {
+                "type": "transaction",
+                "to": SINK,
+                "function": "f(uint256)",
+                "args": [],
+            }
+        },
+        "invalid_function_call",
+    ),
+    ({"action": {"type": "mystery"}}, "validation_error"),
+]
+
+
+class TestRefused:
+    async def test_bad_input_is_a_precise_422_and_nothing_is_stored(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        got = []
+        for fields, _code in REFUSED:
+            response = await api.client.post(
+                "/v1/schedules", headers=setup["schedules"], json=_body(setup, **fields)
+            )
+            assert response.headers["content-type"] == "application/problem+json"
+            got.append((response.status_code, response.json()["code"]))
+        assert got == [(422, code) for _fields, code in REFUSED]
+        assert await _stored(api) == 0
+
+    async def test_a_wallet_not_enabled_on_the_chain_is_refused(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        wallet_url = f"/v1/wallets/{setup['wallet']['id']}/chains/{ANVIL_CHAIN_ID}"
+        disabled = await api.client.delete(wallet_url, headers=setup["wallets"])
+        assert disabled.status_code == 200, disabled.text
+        response = await api.client.post(
+            "/v1/schedules", headers=setup["schedules"], json=_body(setup)
+        )
+        assert (response.status_code, response.json()["code"]) == (
+            422,
+            "wallet_not_enabled_on_chain",
+        )
+        assert await _stored(api) == 0
+
+    async def test_a_dca_router_without_code_is_refused(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        action = {
+            "type": "dca_swap",
+            "router": "0x" + "22" * 20,
+            "token_in": "native",
+            "token_out": "0x" + "33" * 20,
+            "amount_in": "1000",
+            "slippage_bps": 50,
+            "deadline_s": 60,
+        }
+        response = await api.client.post(
+            "/v1/schedules", headers=setup["schedules"], json=_body(setup, action=action)
+        )
+        assert (response.status_code, response.json()["code"]) == (422, "not_a_contract")
+        assert "router" in response.json()["detail"]
+        assert await _stored(api) == 0
+
+    async def test_dca_with_contracts_is_created_and_an_unbounded_erc20_allowance_refused(
+        self, api: ApiHarness, setup: dict[str, Any], anvil_url: str
+    ) -> None:
+        async with aiohttp.ClientSession() as http:
+            contract = checksum_address(
+                await deploy(RpcClient(http, anvil_url), ONCE_ONLY_INIT_CODE)
+            )
+        action = {
+            "type": "dca_swap",
+            "router": contract,
+            "token_in": contract,
+            "token_out": "native",
+            "amount_in": "1000",
+            "slippage_bps": 50,
+            "deadline_s": 60,
+        }
+        refused = await api.client.post(
+            "/v1/schedules", headers=setup["schedules"], json=_body(setup, action=action)
+        )
+        assert (refused.status_code, refused.json()["code"]) == (422, "invalid_schedule")
+        assert "budget or max_runs" in refused.json()["detail"]
+        assert await _stored(api) == 0
+        created = await api.client.post(
+            "/v1/schedules",
+            headers=setup["schedules"],
+            json=_body(setup, action=action, max_runs=3),
+        )
+        assert created.status_code == 201, created.text
+        approval = created.json()["approval_transaction_id"]
+        tx = await api.client.get(f"/v1/transactions/{approval}", headers=setup["write"])
+        # approve(router, amount_in x max_runs) on token_in, queued before any swap
+        assert (tx.json()["to"], tx.json()["status"]) == (contract, "queued")
+        assert tx.json()["data"] == (
+            "0x095ea7b3" + contract[2:].lower().rjust(64, "0") + hex(3000)[2:].rjust(64, "0")
+        )

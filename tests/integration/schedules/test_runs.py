@@ -1,0 +1,288 @@
+"""Exactly one run per occurrence: concurrent passes, a crash before commit, overlap and
+misfire; runs are finished from their transaction's terminal status."""
+
+import asyncio
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from chainflow.core.crashpoints import Crasher, CrashPoint
+from chainflow.domain.schedules import service
+from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
+from chainflow.domain.schedules.schemas import ScheduleCreate
+from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.db.engine import create_engine, create_sessionmaker
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.engine import Engine, ScheduleConfig
+from chainflow.workers.main import run_engine
+from chainflow.workers.schedules import schedule_pass
+from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.engine import SINK, EngineHarness
+from tests.support.polling import eventually
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)  # far from now: passes are given their `now`
+
+
+async def _create(
+    harness: EngineHarness, wallet: Wallet, now: datetime, **fields: Any
+) -> uuid.UUID:
+    body = ScheduleCreate.model_validate(
+        {
+            "wallet": str(wallet.id),
+            "chain_id": ANVIL_CHAIN_ID,
+            "trigger": {"interval_s": 10},
+            "start_at": now.isoformat(),
+            "action": {"type": "transaction", "to": SINK, "value": "7"},
+            **fields,
+        }
+    )
+    async with unit_of_work(harness.sessionmaker) as session:
+        row = await service.create_schedule(
+            session, body, api_key_id=None, now=now, min_interval_s=1
+        )
+        return row.id
+
+
+async def _runs(harness: EngineHarness, schedule_id: uuid.UUID) -> list[ScheduleRun]:
+    async with unit_of_work(harness.sessionmaker) as session:
+        rows, _ = await service.list_runs(session, schedule_id, limit=500, cursor=None)
+        return list(rows)
+
+
+async def _schedule(harness: EngineHarness, schedule_id: uuid.UUID) -> Schedule:
+    async with unit_of_work(harness.sessionmaker) as session:
+        return await service.get_schedule(session, schedule_id)
+
+
+async def _tx_count(harness: EngineHarness) -> int:
+    async with unit_of_work(harness.sessionmaker) as session:
+        return int(await session.scalar(select(func.count()).select_from(Transaction)) or 0)
+
+
+class TestExactlyOnce:
+    async def test_concurrent_passes_make_one_transaction_per_occurrence(
+        self, harness: EngineHarness, database_url: str
+    ) -> None:
+        wallet = await harness.wallet()
+        ids = [await _create(harness, wallet, T0) for _ in range(12)]
+        # Three engines, each on its own connection pool, pass at the same instants.
+        engines = [harness.engine]
+        disposers = []
+        for _ in range(2):
+            db = create_engine(database_url, pool_size=2)
+            disposers.append(db)
+            ports = replace(harness.engine.ports, sessionmaker=create_sessionmaker(db))
+            engines.append(Engine.start(ports))
+        try:
+            for step in range(3):
+                now = T0 + timedelta(seconds=10 * step)
+                await asyncio.gather(*(schedule_pass(e, ANVIL_CHAIN_ID, now=now) for e in engines))
+                # the occurrence's transactions are confirmed before the next one
+                await _drain_all(harness)
+        finally:
+            for db in disposers:
+                await db.dispose()
+        for schedule_id in ids:
+            runs = await _runs(harness, schedule_id)
+            assert [r.scheduled_for for r in runs] == [
+                T0 + timedelta(seconds=10 * i) for i in range(3)
+            ]
+            assert {r.transaction_id is not None for r in runs} == {True}
+            assert (await _schedule(harness, schedule_id)).runs == 3
+        assert await _tx_count(harness) == 36
+
+    async def test_a_crash_before_commit_leaves_nothing_and_the_next_pass_runs_it_once(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        schedule_id = await _create(harness, wallet, T0, max_runs=1)
+        crashing = Engine.start(replace(harness.engine.ports, crasher=_RaisingCrasher()))
+        with pytest.raises(_Crashed):
+            await schedule_pass(crashing, ANVIL_CHAIN_ID, now=T0)
+        assert await _runs(harness, schedule_id) == []
+        assert await _tx_count(harness) == 0
+        assert (await _schedule(harness, schedule_id)).next_run_at == T0
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        assert (
+            await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=10)) == 0
+        )
+        (run,) = await _runs(harness, schedule_id)
+        assert run.scheduled_for == T0
+        assert await _tx_count(harness) == 1
+        assert (await _schedule(harness, schedule_id)).status is ScheduleStatus.COMPLETED
+
+    @pytest.mark.timeout(120)
+    @pytest.mark.parametrize(
+        ("loops", "max_runs"),
+        [(2, 4), pytest.param(3, 20, marks=pytest.mark.chaos_full)],
+    )
+    async def test_engine_loops_at_once_make_max_runs_transactions(
+        self, harness: EngineHarness, database_url: str, loops: int, max_runs: int
+    ) -> None:
+        """Each loop on its own connection pool, as separate workers would be."""
+        wallet = await harness.wallet()
+        now = datetime.now(UTC)
+        schedule_id = await _create(
+            harness, wallet, now, trigger={"interval_s": 1}, max_runs=max_runs
+        )
+        fast = ScheduleConfig(poll_s=0.1, misfire_grace_s=60)
+        pools = [create_engine(database_url, pool_size=4) for _ in range(loops - 1)]
+        engines = [Engine.start(replace(harness.engine.ports, schedules=fast))] + [
+            Engine.start(
+                replace(harness.engine.ports, schedules=fast, sessionmaker=create_sessionmaker(db))
+            )
+            for db in pools
+        ]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(run_engine(e, stop, poll_s=0.05)) for e in engines]
+
+        async def done() -> list[ScheduleRun] | None:
+            runs = await _runs(harness, schedule_id)
+            finished = [r for r in runs if r.status is RunStatus.SUCCEEDED]
+            return runs if len(finished) == max_runs else None
+
+        try:
+            runs = await eventually(done, timeout_s=max_runs * 5 + 20, interval_s=0.2)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+            for db in pools:
+                await db.dispose()
+        made = [r for r in runs if r.transaction_id is not None]
+        assert len(made) == max_runs
+        assert len({r.scheduled_for for r in runs}) == len(runs)
+        assert await _tx_count(harness) == max_runs
+        assert (await _schedule(harness, schedule_id)).status is ScheduleStatus.COMPLETED
+
+
+class _Crashed(Exception):
+    pass
+
+
+class _RaisingCrasher(Crasher):
+    """In process, a crash before commit is an exception out of the unit of work: the
+    database sees the same thing as after a SIGKILL (no COMMIT)."""
+
+    def reached(self, point: str) -> None:
+        if point == CrashPoint.SCHEDULE_RUNS_STORED:
+            raise _Crashed(point)
+
+
+async def _drain_all(harness: EngineHarness) -> None:
+    async with unit_of_work(harness.sessionmaker) as session:
+        ids = (
+            await session.scalars(
+                select(Transaction.id).where(Transaction.status == TxStatus.QUEUED)
+            )
+        ).all()
+    if ids:
+        await harness.run_until_final(list(ids), timeout_s=30)
+
+
+class TestOverlapAndOutcome:
+    async def test_a_pending_run_skips_the_next_occurrence_then_finishes_succeeded(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        schedule_id = await _create(harness, wallet, T0)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        # not drained: its transaction is still queued at the next occurrence
+        assert (
+            await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=10)) == 0
+        )
+        first, skipped = await _runs(harness, schedule_id)
+        assert (first.status, skipped.status) == (RunStatus.PENDING, RunStatus.SKIPPED)
+        assert skipped.reason is not None
+        assert "overlap" in skipped.reason
+        assert skipped.transaction_id is None
+        await _drain_all(harness)
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=20))
+        first, skipped, third = await _runs(harness, schedule_id)
+        assert first.status is RunStatus.SUCCEEDED
+        assert third.status is RunStatus.PENDING
+        tx = await harness.get(first.transaction_id)  # type: ignore[arg-type]
+        assert (tx.status, tx.value_wei, tx.to_address) == (TxStatus.CONFIRMED, 7, SINK)
+
+    async def test_a_refused_request_is_a_failed_run_and_the_schedule_goes_on(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        schedule_id = await _create(
+            harness,
+            wallet,
+            T0,
+            action={"type": "transaction", "to": SINK, "max_fee_per_gas": "0"},
+        )
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
+        (run,) = await _runs(harness, schedule_id)
+        assert run.status is RunStatus.FAILED
+        assert run.reason is not None
+        assert run.reason.startswith("fee_cap_zero")
+        assert (await _schedule(harness, schedule_id)).next_run_at == T0 + timedelta(seconds=10)
+
+
+class TestMisfire:
+    @pytest.mark.parametrize("policy", ["skip", "run_once"])
+    async def test_downtime_never_bursts(self, harness: EngineHarness, policy: str) -> None:
+        wallet = await harness.wallet()
+        schedule_id = await _create(harness, wallet, T0, misfire=policy)
+        # no worker ran for 37 s past the first occurrence: the latest is 7 s late (grace: 5 s)
+        late = T0 + timedelta(seconds=37)
+        engine = Engine.start(
+            replace(harness.engine.ports, schedules=ScheduleConfig(misfire_grace_s=5))
+        )
+        made = await schedule_pass(engine, ANVIL_CHAIN_ID, now=late)
+        runs = await _runs(harness, schedule_id)
+        assert [r.scheduled_for for r in runs] == [
+            T0 + timedelta(seconds=s) for s in (0, 10, 20, 30)
+        ]
+        if policy == "skip":
+            assert made == 0
+            assert {r.status for r in runs} == {RunStatus.SKIPPED}
+        else:
+            assert made == 1
+            assert [r.status for r in runs] == [RunStatus.SKIPPED] * 3 + [RunStatus.PENDING]
+        assert all("misfire" in (r.reason or "") for r in runs if r.status is RunStatus.SKIPPED)
+        assert await _tx_count(harness) == made
+        assert (await _schedule(harness, schedule_id)).next_run_at == T0 + timedelta(seconds=40)
+
+
+class TestBudgetAndPause:
+    async def test_budget_ends_the_schedule(self, harness: EngineHarness) -> None:
+        wallet = await harness.wallet()
+        schedule_id = await _create(harness, wallet, T0, budget="20")
+        for step in range(4):
+            await schedule_pass(
+                harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=10 * step)
+            )
+            await _drain_all(harness)
+        runs = await _runs(harness, schedule_id)
+        assert [r.status for r in runs] == [
+            RunStatus.SUCCEEDED,
+            RunStatus.SUCCEEDED,
+            RunStatus.SKIPPED,
+        ]
+        assert "budget" in (runs[-1].reason or "")
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.spent, row.next_run_at) == (ScheduleStatus.COMPLETED, 14, None)
+
+    async def test_paused_runs_nothing_and_resumes_at_the_next_occurrence(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        schedule_id = await _create(harness, wallet, T0)
+        async with unit_of_work(harness.sessionmaker) as session:
+            await service.set_status(session, schedule_id, ScheduleStatus.PAUSED, now=T0)
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=25))
+        assert await _runs(harness, schedule_id) == []
+        async with unit_of_work(harness.sessionmaker) as session:
+            row = await service.set_status(
+                session, schedule_id, ScheduleStatus.ACTIVE, now=T0 + timedelta(seconds=25)
+            )
+            assert row.next_run_at == T0 + timedelta(seconds=30)

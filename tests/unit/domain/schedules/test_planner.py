@@ -1,0 +1,103 @@
+"""When occurrences fall: cron across Europe/Berlin's DST changes, intervals, downtime."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chainflow.domain.schedules.planner import (
+    MAX_MISSED_LISTED,
+    InvalidTrigger,
+    Trigger,
+    parse_trigger,
+)
+
+BERLIN = "Europe/Berlin"
+
+
+def _cron(expr: str, tz: str = BERLIN) -> Trigger:
+    return parse_trigger(cron=expr, timezone=tz, interval_s=None, at=None)
+
+
+def _series(trigger: Trigger, start: datetime, count: int) -> list[str]:
+    out, moment = [], start
+    for _ in range(count):
+        nxt = trigger.next_after(moment, anchor=start)
+        assert nxt is not None
+        assert nxt.tzinfo is not None
+        assert nxt.utcoffset() == timedelta(0)
+        out.append(nxt.strftime("%m-%d %H:%M"))
+        moment = nxt
+    return out
+
+
+class TestDaylightSaving:
+    def test_daily_in_the_skipped_hour_runs_once_an_hour_later_in_local_time(self) -> None:
+        # 2026-03-29 02:00 CET → 03:00 CEST: 02:30 does not exist that day.
+        got = _series(_cron("30 2 * * *"), datetime(2026, 3, 27, 12, tzinfo=UTC), 4)
+        # UTC: 01:30 (CET, 02:30 local), then 01:30 = 03:30 CEST, then 00:30 (02:30 CEST)
+        assert got == ["03-28 01:30", "03-29 01:30", "03-30 00:30", "03-31 00:30"]
+
+    def test_daily_in_the_repeated_hour_runs_once(self) -> None:
+        # 2026-10-25 03:00 CEST → 02:00 CET: 02:30 happens twice; a daily job runs once.
+        got = _series(_cron("30 2 * * *"), datetime(2026, 10, 23, 12, tzinfo=UTC), 4)
+        assert got == ["10-24 00:30", "10-25 00:30", "10-26 01:30", "10-27 01:30"]
+
+    def test_hourly_runs_in_both_repeated_hours_and_never_twice_at_one_instant(self) -> None:
+        got = _series(_cron("0 * * * *"), datetime(2026, 10, 24, 23, 30, tzinfo=UTC), 4)
+        assert got == ["10-25 00:00", "10-25 01:00", "10-25 02:00", "10-25 03:00"]
+
+    def test_hourly_across_spring_forward_has_no_gap_in_utc(self) -> None:
+        got = _series(_cron("0 * * * *"), datetime(2026, 3, 28, 23, 30, tzinfo=UTC), 4)
+        assert got == ["03-29 00:00", "03-29 01:00", "03-29 02:00", "03-29 03:00"]
+
+    def test_local_wall_time_is_kept_after_the_change(self) -> None:
+        trigger = _cron("0 9 * * *")
+        before = trigger.next_after(datetime(2026, 3, 28, 0, tzinfo=UTC), anchor=datetime.now(UTC))
+        after = trigger.next_after(datetime(2026, 3, 30, 0, tzinfo=UTC), anchor=datetime.now(UTC))
+        assert before == datetime(2026, 3, 28, 8, tzinfo=UTC)  # 09:00 CET
+        assert after == datetime(2026, 3, 30, 7, tzinfo=UTC)  # 09:00 CEST
+
+
+class TestInterval:
+    def test_occurrences_are_anchored_at_the_start(self) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        trigger = Trigger(interval_s=10)
+        assert trigger.next_after(start + timedelta(seconds=25), anchor=start) == start + (
+            timedelta(seconds=30)
+        )
+        assert trigger.first_at_or_after(start, anchor=start) == start
+
+    def test_downtime_lists_a_bounded_number_and_counts_the_rest(self) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        trigger = Trigger(interval_s=1)
+        listed, unlisted = trigger.due(start, start + timedelta(days=1), anchor=start)
+        assert len(listed) == MAX_MISSED_LISTED + 1
+        assert listed[-1] == start + timedelta(days=1)
+        assert len(listed) + unlisted == 86_401
+
+    def test_cron_downtime_is_bounded_too(self) -> None:
+        trigger = _cron("* * * * *", "UTC")
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        listed, unlisted = trigger.due(start, start + timedelta(hours=3), anchor=start)
+        assert len(listed) == MAX_MISSED_LISTED + 1
+        assert listed[-1] == start + timedelta(hours=3)
+        assert len(listed) + unlisted == 181
+
+
+class TestRefused:
+    @pytest.mark.parametrize(
+        ("fields", "fragment"),
+        [
+            ({"cron": "61 * * * *"}, "not valid"),
+            ({"cron": "* * * *"}, "5 fields"),
+            ({"cron": "0 0 * * * *"}, "5 fields"),
+            ({"cron": "0 9 * * *", "timezone": "Mars/Olympus"}, "unknown timezone"),
+            ({"interval_s": 10, "timezone": BERLIN}, "cron trigger only"),
+            ({}, "exactly one"),
+            ({"cron": "* * * * *", "interval_s": 5}, "exactly one"),
+        ],
+    )
+    def test_bad_triggers(self, fields: dict[str, object], fragment: str) -> None:
+        args: dict[str, object] = {"cron": None, "timezone": None, "interval_s": None, "at": None}
+        with pytest.raises(InvalidTrigger, match=fragment):
+            parse_trigger(**(args | fields))  # type: ignore[arg-type]
