@@ -14,11 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainflow import __version__
 from chainflow.api import problems
 from chainflow.api.auth_cache import KeyCache
+from chainflow.api.chain_watch import ChainWatch
 from chainflow.api.gate import GateMiddleware
 from chainflow.api.metrics_collector import LaneCollector
 from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
-from chainflow.api.routes import chains, health, metrics, transactions, wallets
+from chainflow.api.routes import chains, console, health, lanes, me, metrics, transactions, wallets
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
@@ -110,6 +111,11 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings, queue=queue) as resources:
             app.state.resources = resources
+            app.state.chain_watch = ChainWatch(
+                resources.http,
+                every_s=settings.console_chain_read_s,
+                max_response_bytes=settings.rpc_max_response_bytes,
+            )
             yield
 
     app = FastAPI(
@@ -124,7 +130,16 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     if settings.metrics_enabled:
         app.add_middleware(RequestMetricsMiddleware)
     app.state.lane_collector = LaneCollector(settings.metrics_cache_s)
-    routers = (health.router, metrics.router, chains.router, wallets.router, transactions.router)
+    routers = (
+        health.router,
+        metrics.router,
+        chains.router,
+        wallets.router,
+        lanes.router,
+        transactions.router,
+        me.router,
+        console.router,
+    )
     for router in routers:
         app.include_router(router)
     return app
