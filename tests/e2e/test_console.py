@@ -174,7 +174,9 @@ class TestConsole:
 
         nav(page, "Overview")
         expect(page.locator("table", has_text="Enabled chains")).to_contain_text("Anvil (local)")
-        expect(page.locator("table", has_text="Lanes")).to_contain_text("anvil dev wallet")
+        lanes = page.locator("table", has_text="Lanes")
+        expect(lanes).to_contain_text("anvil dev wallet")
+        expect(lanes).to_contain_text("3 / 3")  # next nonce / the node's, read again
         screenshot(page, "console-overview.png")
         assert errors.seen == []
 

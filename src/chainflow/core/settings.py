@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     metrics_enabled: bool = Field(True, description="false: no instrumentation, no /metrics")
     # console (issue 22): chain heads, endpoint health, lanes' nonces and balances for /v1
     console_chain_read_s: float = Field(
-        5.0, ge=1, le=300, description="an API process reads each chain at most this often"
+        2.0, ge=1, le=300, description="an API process reads each chain at most this often"
     )
 
     @field_validator("database_url")

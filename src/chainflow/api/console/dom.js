@@ -59,9 +59,8 @@ const WEI_PER_ETH = 10n ** 18n;
 export function ether(wei, symbol = "ETH") {
   if (wei === null || wei === undefined) return "—";
   const value = BigInt(wei);
-  const whole = value / WEI_PER_ETH;
-  const fraction = (value % WEI_PER_ETH).toString().padStart(18, "0").slice(0, 4);
-  return `${whole}.${fraction} ${symbol}`;
+  const fraction = (value % WEI_PER_ETH).toString().padStart(18, "0").replace(/0+$/, "");
+  return `${value / WEI_PER_ETH}${fraction ? `.${fraction}` : ""} ${symbol}`.trim();
 }
 
 export function gwei(wei) {

@@ -32,12 +32,13 @@ function chainsView(chains) {
   const disabled = chains.length - enabled.length;
   return el("section", { "aria-labelledby": "chains-title" },
     el("h2", { id: "chains-title" }, "Chains"),
-    table("Enabled chains", ["Chain", "Head block", "Head age", "RPC endpoints"],
+    table("Enabled chains", ["Chain", "Head block", "Head age", "Read", "RPC endpoints"],
       enabled.map((c) => [
         el("span", {}, `${c.name} `, el("span", { class: "muted" }, `(${c.chain_id})`)),
         c.head_block === null ? "—" : String(c.head_block),
         c.head_age_s === null ? "—" : el("span", { class: c.head_age_s > 300 ? "bad" : "" },
           duration(c.head_age_s)),
+        c.read_at === null ? "—" : `${ago(c.read_at)} ago`,
         endpoints(c),
       ]), "No chain is enabled."),
     disabled ? el("p", { class: "muted" }, `${disabled} more chains are disabled.`) : null);
