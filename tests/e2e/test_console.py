@@ -183,7 +183,13 @@ class TestConsole:
     def test_pause_and_resume_from_wallets_page(self, page: Page, dev: Dev, errors: Errors) -> None:
         sign_in(page, dev, dev.admin_key)
         nav(page, "Wallets")
-        page.get_by_role("button", name="Pause wallet anvil dev wallet").click()
+        pause = page.get_by_role("button", name="Pause wallet anvil dev wallet")
+        pause.click()
+        expect(page.get_by_role("dialog")).to_be_visible()
+        page.keyboard.press("Escape")  # the confirmation step: leaving it changes nothing
+        expect(page.get_by_role("dialog")).to_be_hidden()
+        assert dev.call("GET", f"/v1/wallets/{dev.wallet_id}")["status"] == "active"
+        pause.click()
         page.get_by_role("dialog").get_by_role("button", name="Pause").click()
 
         expect(page.get_by_role("button", name="Resume wallet anvil dev wallet")).to_be_visible()
@@ -207,9 +213,15 @@ class TestConsole:
         assert errors.seen == []
 
     def test_a_read_key_sees_no_write_action(self, page: Page, dev: Dev, errors: Errors) -> None:
-        sign_in(page, dev, dev.read_key)
+        page.goto(f"{dev.base}/console")  # by keyboard alone: the key field has the focus
+        page.keyboard.type(dev.read_key)
+        page.keyboard.press("Enter")
         expect(page.locator("#whoami")).to_contain_text("read-only")
-        nav(page, "Wallets")
+        for _ in range(10):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.textContent") == "Wallets":
+                break
+        page.keyboard.press("Enter")
         expect(page.locator("table", has_text="anvil dev wallet")).to_be_visible()
         assert page.locator("#page button").count() == 0
 

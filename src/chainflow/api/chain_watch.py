@@ -41,6 +41,9 @@ class ChainHead:
     endpoints: list[EndpointHealth]
 
 
+_NEVER: tuple[float, ChainLane | None] = (-float("inf"), None)
+
+
 @dataclass
 class _ChainState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -73,18 +76,16 @@ class ChainWatch:
         """Pending nonce and balance of each address the node answered for; the stale or
         missing ones are read in one batch from the first healthy endpoint."""
         head = await self.head(chain_id, urls)
-        state = self._chains[chain_id]
+        state = self._chains.setdefault(chain_id, _ChainState())
         async with state.lock:
             now = time.monotonic()
-            stale = [
-                a for a in addresses if now - state.lanes.get(a, (-1e18, None))[0] >= self.every_s
-            ]
+            stale = [a for a in addresses if now - state.lanes.get(a, _NEVER)[0] >= self.every_s]
             url = next((u for u, e in zip(urls, head.endpoints, strict=False) if e.healthy), None)
             if stale and url is not None:
                 found = await self._read_lanes(url, stale)
-                for address, lane in zip(stale, found, strict=True):
-                    state.lanes[address] = (now, lane)
-            return {a: lane for a in addresses if (lane := state.lanes.get(a, (0, None))[1])}
+                state.lanes.update((a, (now, lane)) for a, lane in zip(stale, found, strict=True))
+            known = {a: state.lanes.get(a, _NEVER)[1] for a in addresses}
+            return {a: lane for a, lane in known.items() if lane is not None}
 
     def forget(self, chain_ids: set[int]) -> None:
         """Drop the chains not in `chain_ids` (removed or disabled)."""

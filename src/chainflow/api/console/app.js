@@ -62,6 +62,8 @@ async function signIn(key) {
   $("whoami").hidden = false;
   $("page").hidden = false;
   route();
+  // Keyboard users land on the navigation, not on the hidden sign-in form.
+  document.querySelector("#nav a[aria-current='page']").focus();
 }
 
 function route() {

@@ -21,7 +21,7 @@ class MeRead(BaseModel):
     created_at: datetime
 
 
-@router.get("", responses=problem_responses(401))
+@router.get("", responses=problem_responses(401, 403))
 async def who_am_i(key: ReadKey) -> MeRead:
     """The calling key: id, name, prefix and scopes."""
     return MeRead(
