@@ -14,13 +14,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainflow import __version__
 from chainflow.api import problems
 from chainflow.api.auth_cache import KeyCache
+from chainflow.api.chain_watch import ChainWatch
 from chainflow.api.gate import GateMiddleware
 from chainflow.api.metrics_collector import LaneCollector
 from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
 from chainflow.api.routes import (
     chains,
+    console,
     health,
+    lanes,
+    me,
     metrics,
     schedules,
     transactions,
@@ -121,6 +125,11 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings, queue=queue) as resources:
             app.state.resources = resources
+            app.state.chain_watch = ChainWatch(
+                resources.http,
+                every_s=settings.console_chain_read_s,
+                max_response_bytes=settings.rpc_max_response_bytes,
+            )
             yield
 
     app = FastAPI(
@@ -140,9 +149,12 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         metrics.router,
         chains.router,
         wallets.router,
+        lanes.router,
         transactions.router,
         webhooks.router,
         schedules.router,
+        me.router,
+        console.router,
     )
     for router in routers:
         app.include_router(router)

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
         60.0, ge=1, le=86_400, description="an occurrence later than this is a misfire"
     )
     schedule_poll_s: float = Field(1.0, gt=0, le=60, description="due occurrences read this often")
+    # console (issue 22): chain heads, endpoint health, lanes' nonces and balances for /v1
+    console_chain_read_s: float = Field(
+        2.0, ge=1, le=300, description="an API process reads each chain at most this often"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,11 +1,18 @@
 """Routes of the chain registry."""
 
-from fastapi import APIRouter, status
+import asyncio
+import time
 
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, Field
+
+from chainflow.api.chain_watch import ChainWatch
 from chainflow.api.deps import AdminKey, ProbeDep, ReadKey, SessionmakerDep
 from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
+from chainflow.core.urls import redact_url
 from chainflow.domain.chains import service
+from chainflow.domain.chains.models import Chain
 from chainflow.domain.chains.schemas import ChainCreate, ChainList, ChainRead, ChainUpdate
 from chainflow.infra.db.uow import unit_of_work
 
@@ -19,6 +26,74 @@ async def list_chains(sessionmaker: SessionmakerDep, _key: ReadKey) -> ChainList
         return ChainList(
             items=[ChainRead.of(chain) for chain in await service.list_chains(session)]
         )
+
+
+class EndpointStatus(BaseModel):
+    url: str = Field(description="scheme, host and port only (a path may hold a provider key)")
+    healthy: bool | None = Field(description="answered the latest block; null: not probed")
+    latency_ms: float | None
+    head_block: int | None
+    error: str | None = Field(description="a stable code (`rpc_unreachable`, `rpc_error`, …)")
+
+
+class ChainStatus(BaseModel):
+    chain_id: int
+    name: str
+    native_symbol: str
+    enabled: bool
+    confirmations: int
+    head_block: int | None = Field(description="highest head any endpoint answered")
+    head_at: float | None = Field(description="that block's timestamp, unix seconds")
+    head_age_s: float | None = Field(description="now minus head_at")
+    read_at: float | None = Field(description="when this API process read it, unix seconds")
+    endpoints: list[EndpointStatus]
+
+
+class ChainStatusList(BaseModel):
+    items: list[ChainStatus]
+
+
+@router.get("/status", responses=problem_responses(401, 403))
+async def chains_status(
+    request: Request, sessionmaker: SessionmakerDep, _key: ReadKey
+) -> ChainStatusList:
+    """Every chain with its head and the health of each RPC endpoint. Enabled chains are
+    read by this API process at most once per CHAINFLOW_CONSOLE_CHAIN_READ_S, whatever the
+    request rate; disabled ones are not probed."""
+    async with unit_of_work(sessionmaker) as session:
+        registry = await service.list_chains(session)
+    watch: ChainWatch = request.app.state.chain_watch
+    watch.forget({c.chain_id for c in registry if c.enabled})
+    items = await asyncio.gather(*(_status_of(watch, chain) for chain in registry))
+    return ChainStatusList(items=list(items))
+
+
+async def _status_of(watch: ChainWatch, chain: Chain) -> ChainStatus:
+    status = ChainStatus(
+        chain_id=chain.chain_id,
+        name=chain.name,
+        native_symbol=chain.native_symbol,
+        enabled=chain.enabled,
+        confirmations=chain.confirmations,
+        head_block=None,
+        head_at=None,
+        head_age_s=None,
+        read_at=None,
+        endpoints=[
+            EndpointStatus(
+                url=redact_url(url), healthy=None, latency_ms=None, head_block=None, error=None
+            )
+            for url in chain.rpc_urls
+        ],
+    )
+    if not chain.enabled or not chain.rpc_urls:
+        return status
+    head = await watch.head(chain.chain_id, chain.rpc_urls)
+    status.head_block, status.head_at, status.read_at = head.head_block, head.head_at, head.read_at
+    if head.head_at is not None:
+        status.head_age_s = max(0.0, round(time.time() - head.head_at, 1))
+    status.endpoints = [EndpointStatus(**vars(endpoint)) for endpoint in head.endpoints]
+    return status
 
 
 @router.get("/{chain_id}", responses=problem_responses(401, 403, 404))

@@ -1,16 +1,19 @@
 """Routes of transaction requests."""
 
 import uuid
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, TxWriteKey
 from chainflow.api.responses import problem_responses
+from chainflow.core.clock import utcnow
 from chainflow.core.fields import ChainId
 from chainflow.domain.apikeys import service as apikeys
-from chainflow.domain.transactions import idempotency, service
+from chainflow.domain.transactions import idempotency, lane_stats, service
+from chainflow.domain.transactions.repository import TxFilters
 from chainflow.domain.transactions.schemas import (
     TxBatchCreate,
     TxBatchRead,
@@ -90,6 +93,26 @@ def _accepted(view: BaseModel, *, replayed: bool) -> Response:
     )
 
 
+class StatusCounts(BaseModel):
+    since: datetime = Field(description="start of the window")
+    window_s: int
+    counts: dict[TxStatus, int] = Field(description="every status, 0 included")
+
+
+@router.get("/counts", responses=problem_responses(401, 403, 422))
+async def count_transactions(
+    sessionmaker: SessionmakerDep,
+    _key: ReadKey,
+    window_s: Annotated[int, Query(ge=1, le=30 * 86_400)] = 3600,
+) -> StatusCounts:
+    """Requests created in the last `window_s` seconds (default one hour), counted by their
+    status now."""
+    since = utcnow() - timedelta(seconds=window_s)
+    async with unit_of_work(sessionmaker) as session:
+        counts = await lane_stats.status_counts(session, since=since)
+    return StatusCounts(since=since, window_s=window_s, counts=counts)
+
+
 @router.get("/{tx_id}", responses=problem_responses(401, 403, 404))
 async def get_transaction(tx_id: uuid.UUID, sessionmaker: SessionmakerDep, _key: ReadKey) -> TxRead:
     """One transaction with its attempts, receipt and event log."""
@@ -104,13 +127,29 @@ async def list_transactions(
     status_: Annotated[TxStatus | None, Query(alias="status")] = None,
     wallet: Annotated[str | None, Query(max_length=64)] = None,
     chain_id: Annotated[ChainId | None, Query()] = None,
+    hash_: Annotated[
+        str | None,
+        Query(alias="hash", pattern="^0x[0-9a-fA-F]{64}$", description="any attempt's hash"),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, Query(min_length=1, max_length=250, description="as submitted, any API key")
+    ] = None,
+    order: Annotated[Literal["asc", "desc"], Query(description="by submission time")] = "asc",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TxList:
-    """List transactions in submission order, filtered by status, wallet and chain."""
+    """List transactions in submission order (`order=desc`: newest first), filtered by
+    status, wallet, chain, an attempt's hash or the Idempotency-Key they were sent with."""
+    filters = TxFilters(
+        status=status_,
+        chain_id=chain_id,
+        hash=hash_.lower() if hash_ else None,
+        idempotency_key=idempotency_key,
+        newest_first=order == "desc",
+    )
     async with unit_of_work(sessionmaker) as session:
         rows, next_cursor = await service.list_transactions(
-            session, limit=limit, cursor=cursor, status=status_, wallet=wallet, chain_id=chain_id
+            session, limit=limit, cursor=cursor, filters=filters, wallet=wallet
         )
         return TxList(items=[TxSummary.of(tx) for tx in rows], next_cursor=next_cursor)
 

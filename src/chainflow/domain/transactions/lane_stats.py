@@ -23,17 +23,35 @@ class LaneStats:
     queued: int = 0
     in_flight: int = 0  # signed, submitted or mined (not yet final)
     oldest_pending_at: datetime | None = None
+    wallet_id: uuid.UUID | None = None
+    next_nonce: int = 0
+    label: str | None = None
+    wallet_status: str = "active"
 
 
 async def lane_stats(session: AsyncSession) -> list[LaneStats]:
     """Every enabled lane with its queued and in-flight counts and oldest pending request."""
     lanes_query = (
-        select(WalletChain.chain_id, WalletChain.wallet_id, Wallet.address)
+        select(
+            WalletChain.chain_id,
+            WalletChain.wallet_id,
+            WalletChain.next_nonce,
+            Wallet.address,
+            Wallet.label,
+            Wallet.status,
+        )
         .join(Wallet, Wallet.id == WalletChain.wallet_id)
         .where(WalletChain.enabled.is_(True))
     )
     lanes: dict[tuple[int, uuid.UUID], LaneStats] = {
-        (row.chain_id, row.wallet_id): LaneStats(row.chain_id, row.address)
+        (row.chain_id, row.wallet_id): LaneStats(
+            row.chain_id,
+            row.address,
+            wallet_id=row.wallet_id,
+            next_nonce=int(row.next_nonce),
+            label=row.label,
+            wallet_status=str(row.status),
+        )
         for row in (await session.execute(lanes_query)).all()
     }
     if not lanes:
@@ -49,6 +67,21 @@ async def lane_stats(session: AsyncSession) -> list[LaneStats]:
         if stats.oldest_pending_at is None or row.oldest < stats.oldest_pending_at:
             stats.oldest_pending_at = row.oldest
     return list(lanes.values())
+
+
+async def status_counts(session: AsyncSession, *, since: datetime) -> dict[TxStatus, int]:
+    """Requests created at or after `since`, counted by their status now (every status, 0
+    included). One query on the created_at index."""
+    t = _TRANSACTIONS.c
+    query = (
+        select(t.status, func.count().label("total"))
+        .where(t.created_at >= since)
+        .group_by(t.status)
+    )
+    counts = dict.fromkeys(TxStatus, 0)
+    for row in (await session.execute(query)).all():
+        counts[TxStatus(row.status)] = int(row.total)
+    return counts
 
 
 async def _pending(session: AsyncSession, chain_ids: list[int]) -> list[Any]:

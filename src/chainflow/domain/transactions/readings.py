@@ -3,6 +3,7 @@ lane's pending nonce and balance (issue 18). A scrape reads only what this store
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -29,12 +30,22 @@ def is_due(chain_id: int, *, every_s: float) -> bool:
 async def read_chain(rpc: ChainRpc, chain_id: int, lanes: Sequence[tuple[str, int]]) -> None:
     """Read the chain's head and these lanes' (address, next nonce) pending nonces and
     balances into the metrics. Raises what the RPC raises."""
-    block = await rpc.call("eth_getBlockByNumber", ["latest", False])
-    head = (int(block["number"], 16), float(int(block["timestamp"], 16)))
-    readings: list[metrics.LaneReading] = []
-    for start in range(0, len(lanes), _CHUNK):
-        readings += await _read_lanes(rpc, lanes[start : start + _CHUNK])
+    head = await read_head(rpc)
+    readings = [
+        metrics.LaneReading(lane.address, max(0, next_nonce - lane.pending_nonce), lane.balance_wei)
+        for lane, (_, next_nonce) in zip(
+            await read_lanes(rpc, [address for address, _ in lanes]), lanes, strict=True
+        )
+        if lane is not None
+    ]
     metrics.set_chain_reading(chain_id, head=head, lanes=readings)
+
+
+async def read_head(rpc: ChainRpc) -> tuple[int, float]:
+    """The latest block's number and unix timestamp. Raises what the RPC raises, and
+    ValueError/TypeError/KeyError on an answer that is not a block."""
+    block = await rpc.call("eth_getBlockByNumber", ["latest", False])
+    return int(block["number"], 16), float(int(block["timestamp"], 16))
 
 
 def forget_chain(chain_id: int) -> None:
@@ -53,19 +64,35 @@ async def lanes_of(session: AsyncSession, chain_id: int) -> list[tuple[str, int]
     return [(row.address, int(row.next_nonce)) for row in (await session.execute(query)).all()]
 
 
-async def _read_lanes(rpc: ChainRpc, lanes: Sequence[tuple[str, int]]) -> list[metrics.LaneReading]:
+@dataclass(frozen=True)
+class ChainLane:
+    """What a node says of one address: its pending nonce and balance."""
+
+    address: str
+    pending_nonce: int
+    balance_wei: int
+
+
+async def read_lanes(rpc: ChainRpc, addresses: Sequence[str]) -> list[ChainLane | None]:
+    """Each address's pending nonce and balance (None where the node's answer failed), in
+    JSON-RPC batches of `_CHUNK` addresses. Raises what the RPC raises."""
+    found: list[ChainLane | None] = []
+    for start in range(0, len(addresses), _CHUNK):
+        found += await _read_chunk(rpc, addresses[start : start + _CHUNK])
+    return found
+
+
+async def _read_chunk(rpc: ChainRpc, addresses: Sequence[str]) -> list[ChainLane | None]:
     calls: list[tuple[str, Sequence[Any]]] = []
-    for address, _ in lanes:
+    for address in addresses:
         calls += [
             ("eth_getTransactionCount", [address, "pending"]),
             ("eth_getBalance", [address, "latest"]),
         ]
     answers = await rpc.batch(calls)
-    readings = []
-    for (address, next_nonce), pending, balance in zip(
-        lanes, answers[0::2], answers[1::2], strict=True
-    ):
-        if isinstance(pending, str) and isinstance(balance, str):
-            lag = max(0, next_nonce - int(pending, 16))
-            readings.append(metrics.LaneReading(address, lag, int(balance, 16)))
-    return readings
+    return [
+        ChainLane(address, int(pending, 16), int(balance, 16))
+        if isinstance(pending, str) and isinstance(balance, str)
+        else None
+        for address, pending, balance in zip(addresses, answers[0::2], answers[1::2], strict=True)
+    ]

@@ -108,6 +108,10 @@ class AttemptRead(BaseModel):
     broadcast_count: int
     first_sent_at: datetime | None
     last_sent_at: datetime | None
+    error_class: str | None = Field(
+        None, description="class of the node's last error answer to a send of this attempt"
+    )
+    created_at: datetime | None = Field(None, description="when it was signed")
 
     @classmethod
     def of(cls, a: TxAttempt) -> "AttemptRead":
@@ -122,6 +126,8 @@ class AttemptRead(BaseModel):
             gas_price=a.gas_price_wei,
             broadcast_count=a.broadcast_count,
             first_sent_at=a.first_sent_at,
+            error_class=a.last_error,
+            created_at=a.created_at,
             last_sent_at=a.last_sent_at,
         )
 

@@ -3,7 +3,7 @@
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeAlias
 
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +30,7 @@ from chainflow.domain.transactions.errors import (
     WalletNotActive,
 )
 from chainflow.domain.transactions.models import Transaction, TxKind
-from chainflow.domain.transactions.repository import intake
+from chainflow.domain.transactions.repository import TxFilters, intake
 from chainflow.domain.transactions.rows import NewRequest
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxEvent, TxStatus, is_terminal
@@ -333,19 +333,15 @@ async def list_transactions(
     *,
     limit: int,
     cursor: str | None,
-    status: TxStatus | None = None,
+    filters: TxFilters,
     wallet: str | None = None,
-    chain_id: int | None = None,
 ) -> tuple[Sequence[Transaction], str | None]:
-    """One page of requests in submission order, filtered, and the next cursor."""
-    wallet_id = (await wallets.get_wallet(session, wallet)).id if wallet else None
+    """One page of requests in submission order (or newest first), filtered (`wallet`: an
+    id or address), and the next cursor."""
+    if wallet:
+        filters = replace(filters, wallet_id=(await wallets.get_wallet(session, wallet)).id)
     rows = await repository.list_page(
-        session,
-        limit=limit + 1,
-        after=decode_cursor(cursor),
-        status=status,
-        wallet_id=wallet_id,
-        chain_id=chain_id,
+        session, limit=limit + 1, after=decode_cursor(cursor), filters=filters
     )
     if len(rows) <= limit:
         return rows, None

@@ -18,6 +18,7 @@ from chainflow.domain.transactions.repository.locks import (
 )
 from chainflow.domain.transactions.repository.queries import (
     TRACKED,
+    TxFilters,
     count_in_flight,
     get,
     get_by_idempotency_keys,
@@ -31,6 +32,7 @@ from chainflow.domain.transactions.repository.queries import (
 __all__ = [
     "TRACKED",
     "LockedState",
+    "TxFilters",
     "count_in_flight",
     "get",
     "get_by_idempotency_keys",

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
@@ -40,32 +41,59 @@ async def get_by_idempotency_keys(
     return {tx.idempotency_key or "": tx for tx in (await session.scalars(query)).all()}
 
 
+@dataclass(frozen=True)
+class TxFilters:
+    """What a page of requests is narrowed to (None: any)."""
+
+    status: TxStatus | None = None
+    wallet_id: uuid.UUID | None = None
+    chain_id: int | None = None
+    hash: str | None = None  # any attempt's hash, lower case
+    idempotency_key: str | None = None  # under any API key
+    newest_first: bool = False
+
+
 async def list_page(
     session: AsyncSession,
     *,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
-    status: TxStatus | None,
-    wallet_id: uuid.UUID | None,
-    chain_id: int | None,
+    filters: TxFilters,
 ) -> Sequence[Transaction]:
-    query = select(Transaction)
-    if status is not None:
-        query = query.where(Transaction.status == status)
-    if wallet_id is not None:
-        query = query.where(Transaction.wallet_id == wallet_id)
-    if chain_id is not None:
-        query = query.where(Transaction.chain_id == chain_id)
+    query = select(Transaction).where(*_conditions(filters))
     if after is not None:
         created_at, row_id = after
-        query = query.where(
-            or_(
-                Transaction.created_at > created_at,
-                and_(Transaction.created_at == created_at, Transaction.id > row_id),
+        if filters.newest_first:
+            older = Transaction.created_at < created_at
+            query = query.where(
+                or_(older, and_(Transaction.created_at == created_at, Transaction.id < row_id))
             )
-        )
-    query = query.order_by(Transaction.created_at, Transaction.id).limit(limit)
-    return (await session.scalars(query)).all()
+        else:
+            newer = Transaction.created_at > created_at
+            query = query.where(
+                or_(newer, and_(Transaction.created_at == created_at, Transaction.id > row_id))
+            )
+    if filters.newest_first:
+        query = query.order_by(Transaction.created_at.desc(), Transaction.id.desc())
+    else:
+        query = query.order_by(Transaction.created_at, Transaction.id)
+    return (await session.scalars(query.limit(limit))).all()
+
+
+def _conditions(filters: TxFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.status is not None:
+        conditions.append(Transaction.status == filters.status)
+    if filters.wallet_id is not None:
+        conditions.append(Transaction.wallet_id == filters.wallet_id)
+    if filters.chain_id is not None:
+        conditions.append(Transaction.chain_id == filters.chain_id)
+    if filters.hash is not None:  # stored lower case (signing.transactions); unique: indexed
+        attempts = select(TxAttempt.tx_id).where(TxAttempt.hash == filters.hash)
+        conditions.append(Transaction.id.in_(attempts))
+    if filters.idempotency_key is not None:
+        conditions.append(Transaction.idempotency_key == filters.idempotency_key)
+    return conditions
 
 
 async def lanes_with_queued(

@@ -1,0 +1,68 @@
+// Pages of features a server may not have yet (webhooks, schedules): they light up when the
+// API has the route, and say so plainly when it does not.
+
+import { ApiError, api, serverHas } from "/console/api.js";
+import { badge, el, replace, table, time } from "/console/dom.js";
+import { watch } from "/console/live.js";
+
+export const WEBHOOKS = {
+  title: "Webhooks",
+  path: "/v1/webhooks",
+  columns: [["Id", "id"], ["URL", "url"], ["Events", "events"], ["Enabled", "enabled"],
+    ["Created", "created_at"]],
+};
+export const SCHEDULES = {
+  title: "Schedules",
+  path: "/v1/schedules",
+  columns: [["Id", "id"], ["Status", "status"], ["Wallet", "wallet_id"], ["Chain", "chain_id"],
+    ["Next run", "next_run_at"], ["Runs", "runs"]],
+};
+
+function cell(name, value) {
+  if (value === undefined || value === null) return "—";
+  if (name === "status") return badge(String(value));
+  if (name.endsWith("_at")) return time(value);
+  if (Array.isArray(value)) return value.join(", ");
+  return String(value);
+}
+
+function unavailable(target, feature) {
+  replace(target, el("h1", {}, feature.title),
+    el("p", { class: "empty" }, `${feature.title} are not available on this server (it has no ${feature.path}).`));
+}
+
+export function render(target, context, feature) {
+  let live = { stop: () => {} };
+  let stopped = false;
+  (async () => {
+    if (!(await serverHas(feature.path))) {
+      unavailable(target, feature);
+      return;
+    }
+    if (stopped) return;
+    const body = el("div");
+    const error = el("p", { class: "error", role: "alert", hidden: true });
+    replace(target, el("h1", {}, feature.title), error, body);
+    live = watch(async () => {
+      const page = await api.get(feature.path, { limit: 100 });
+      replace(body, table(feature.title, feature.columns.map(([h]) => h),
+        page.items.map((item) => feature.columns.map(([, name]) => cell(name, item[name])))));
+    }, {
+      everyMs: 5000,
+      onError: (e) => {
+        if (e instanceof ApiError && e.status === 404) {
+          live.stop();
+          unavailable(target, feature);
+          return;
+        }
+        error.textContent = context.describe(e);
+        error.hidden = false;
+        context.onError(e);
+      },
+    });
+  })();
+  return () => {
+    stopped = true;
+    live.stop();
+  };
+}
