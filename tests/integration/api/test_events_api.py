@@ -105,8 +105,7 @@ class TestListEvents:
         assert response.status_code == status, response.text
         assert response.json()["code"] == code
 
-    async def test_a_request_without_a_key_is_refused(
-        self, api: ApiHarness, stored: dict[str, Any]
-    ) -> None:
+    @pytest.mark.usefixtures("stored")
+    async def test_a_request_without_a_key_is_refused(self, api: ApiHarness) -> None:
         assert (await api.client.get("/v1/events")).status_code == 401
         assert (await api.client.get("/v1/events/stream")).status_code == 401
