@@ -23,7 +23,7 @@ STREAM_PATHS = ("/v1/events/stream",)
 # cost, a request alone may always enter, so the largest one stays possible on an idle process.
 LIST_ROWS_PER_SLOT = 20
 BODY_BYTES_PER_SLOT = 32 * 1024
-_LIST_PATHS = ("/v1/transactions", "/v1/wallets")
+_LIST_PATHS = ("/v1/transactions", "/v1/wallets", "/v1/events")
 _LIMIT = re.compile(rb"(?:^|&)limit=([0-9]{1,6})(?:&|$)")
 
 

@@ -92,7 +92,7 @@ class EventHub:
     async def subscribe(self) -> Subscription:
         """Join the fan-out; the hub starts polling with its first subscriber."""
         async with self._start_lock:
-            if self.position is None:
+            while self.position is None:
                 async with self.sessionmaker() as session:
                     self.position = await events.newest_cursor(session)
             if self._task is None:
@@ -103,6 +103,10 @@ class EventHub:
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
+        if not self._subs:
+            # Unread while nobody listens: the next stream "from now" must start from the
+            # newest cursor then, not from here.
+            self.position = None
 
     async def close(self) -> None:
         """End every stream and the poller (the API is shutting down)."""
@@ -131,11 +135,14 @@ class EventHub:
     async def _poll(self) -> bool:
         if not self._subs:
             return False
-        assert self.position is not None  # noqa: S101 - set before the task starts
+        start = self.position
+        assert start is not None  # noqa: S101 - set before the task starts
         async with self.sessionmaker() as session:
             rows = await events.list_events(
-                session, after=self.position, where=events.EventFilter(), limit=_PAGE
+                session, after=start, where=events.EventFilter(), limit=_PAGE
             )
+        if self.position != start:  # every stream left and a new one reset it: read again
+            return True
         # No await from here on: a subscriber joining now gets everything above `position`.
         for row in rows:
             self._publish(frame(row))
