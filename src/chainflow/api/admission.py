@@ -11,6 +11,9 @@ from chainflow.core.redaction import scrub_text
 from chainflow.infra.metrics import API_OVERLOADED
 
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
+# Long-lived responses: admitted like any request, their slot is freed once their headers
+# are sent (gate.py); the event hub bounds how many run at once (issue 16).
+STREAM_PATHS = ("/v1/events/stream",)
 
 
 # Slots are counted by cost, not by request (issue 14): 128 admitted lists of 500 rows cost
@@ -20,7 +23,7 @@ EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
 # cost, a request alone may always enter, so the largest one stays possible on an idle process.
 LIST_ROWS_PER_SLOT = 20
 BODY_BYTES_PER_SLOT = 32 * 1024
-_LIST_PATHS = ("/v1/transactions", "/v1/wallets")
+_LIST_PATHS = ("/v1/transactions", "/v1/wallets", "/v1/events")
 _LIMIT = re.compile(rb"(?:^|&)limit=([0-9]{1,6})(?:&|$)")
 
 

@@ -15,6 +15,7 @@ from chainflow import __version__
 from chainflow.api import problems
 from chainflow.api.auth_cache import KeyCache
 from chainflow.api.chain_watch import ChainWatch
+from chainflow.api.event_hub import EventHub
 from chainflow.api.gate import GateMiddleware
 from chainflow.api.metrics_collector import LaneCollector
 from chainflow.api.request_metrics import RequestMetricsMiddleware
@@ -22,6 +23,7 @@ from chainflow.api.resources import Resources
 from chainflow.api.routes import (
     chains,
     console,
+    events,
     health,
     lanes,
     me,
@@ -130,7 +132,15 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
                 every_s=settings.console_chain_read_s,
                 max_response_bytes=settings.rpc_max_response_bytes,
             )
-            yield
+            app.state.event_hub = EventHub(
+                resources.sessionmaker,
+                poll_s=settings.event_poll_s,
+                max_streams=settings.event_stream_max_clients,
+            )
+            try:
+                yield
+            finally:
+                await app.state.event_hub.close()
 
     app = FastAPI(
         title="Chainflow",
@@ -151,6 +161,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         wallets.router,
         lanes.router,
         transactions.router,
+        events.router,
         webhooks.router,
         schedules.router,
         me.router,

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     console_chain_read_s: float = Field(
         2.0, ge=1, le=300, description="an API process reads each chain at most this often"
     )
+    event_stream_keepalive_s: float = Field(
+        15, ge=0.1, le=300, description="a comment line on an idle event stream this often"
+    )
 
     @field_validator("database_url")
     @classmethod

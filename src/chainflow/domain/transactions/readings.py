@@ -27,9 +27,12 @@ def is_due(chain_id: int, *, every_s: float) -> bool:
     return True
 
 
-async def read_chain(rpc: ChainRpc, chain_id: int, lanes: Sequence[tuple[str, int]]) -> None:
+async def read_chain(
+    rpc: ChainRpc, chain_id: int, lanes: Sequence[tuple[str, int]]
+) -> dict[str, int]:
     """Read the chain's head and these lanes' (address, next nonce) pending nonces and
-    balances into the metrics. Raises what the RPC raises."""
+    balances into the metrics; return the balances by address (wallet.low_balance reads
+    them, issue 16). Raises what the RPC raises."""
     head = await read_head(rpc)
     readings = [
         metrics.LaneReading(lane.address, max(0, next_nonce - lane.pending_nonce), lane.balance_wei)
@@ -39,6 +42,7 @@ async def read_chain(rpc: ChainRpc, chain_id: int, lanes: Sequence[tuple[str, in
         if lane is not None
     ]
     metrics.set_chain_reading(chain_id, head=head, lanes=readings)
+    return {reading.wallet: reading.balance_wei for reading in readings}
 
 
 async def read_head(rpc: ChainRpc) -> tuple[int, float]:

@@ -67,4 +67,5 @@ async def read_lane(
         paused_reason="signer_unavailable"
         if lane.paused_reason == SignerUnavailable.code
         else None,
+        low_balance_wei=lane.low_balance_wei,
     )

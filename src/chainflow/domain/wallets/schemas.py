@@ -143,6 +143,20 @@ class WalletList(BaseModel):
     next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
 
 
+class LaneSettings(RequestBody):
+    """Settings of a wallet on one chain; a field left out is left as it is."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"low_balance_wei": "100000000000000000"}]}
+    )
+
+    low_balance_wei: WeiStr | None = Field(
+        None,
+        description="send wallet.low_balance once each time the balance falls below this "
+        "(null: never)",
+    )
+
+
 class LaneRead(BaseModel):
     """A wallet on one chain: our nonce cursor next to what the chain says."""
 
@@ -177,3 +191,4 @@ class LaneRead(BaseModel):
         description="signer_unavailable: the engine's last try to sign for this lane found its "
         "HSM or KMS unreachable; the lane waits (no nonce taken) and resumes by itself",
     )
+    low_balance_wei: WeiStr | None = None
