@@ -18,6 +18,7 @@ def test_points_are_the_pipeline_and_rotation_steps() -> None:
         "node_accepted",
         "bump_stored",
         "reorg_recording",
+        "schedule_runs_stored",
         "rotation_locked",
         "key_file_written",
         "key_file_installed",
