@@ -1,7 +1,7 @@
 """Routes of the event feed: a page of events, and the live Server-Sent Events stream."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -92,7 +92,9 @@ async def stream_events(
     if slot is None:
         return _too_many_streams(request, hub)
     keepalive_s = request.app.state.resources.settings.event_stream_keepalive_s
-    return _EventStream(_stream(hub, where, start, keepalive_s=keepalive_s), release=slot.release)
+    return _EventStream(
+        event_frames(hub, where, start, keepalive_s=keepalive_s), release=slot.release
+    )
 
 
 class _EventStream(StreamingResponse):
@@ -120,21 +122,26 @@ class _Position:
     last: int
 
 
-async def _stream(
+async def event_frames(
     hub: EventHub, where: events.EventFilter, after: int | None, *, keepalive_s: float
-) -> AsyncIterator[bytes]:
-    yield b": stream open\n\n"  # the headers go out now, and the admission slot with them
-    position: _Position | None = None if after is None else _Position(after)
-    while not hub.closed.is_set():
-        sub = await hub.subscribe()
-        try:
-            position = position or _Position(sub.start)  # none given: from now
+) -> AsyncGenerator[bytes, None]:
+    """The bytes of one stream: every event after `after` (None: from its first byte on)
+    that `where` takes, each once, in cursor order, until the hub closes."""
+    sub = await hub.subscribe()
+    position = _Position(sub.start if after is None else after)
+    try:
+        yield b": stream open\n\n"  # the headers go out now, and the admission slot with them
+        while True:
             async for chunk in _catch_up(hub, sub, where, position):
                 yield chunk
             async for chunk in _live(hub, sub, where, position, keepalive_s):
                 yield chunk
-        finally:
             hub.unsubscribe(sub)
+            if hub.closed.is_set():
+                return
+            sub = await hub.subscribe()  # it fell behind: catch up again from the database
+    finally:
+        hub.unsubscribe(sub)
 
 
 async def _catch_up(

@@ -1,0 +1,72 @@
+"""The API's event hub and a stream's frames, on both databases: a stream that falls behind
+the fan-out catches up from the database without a gap or a duplicate; a stream "from now"
+starts at the newest event even after the hub sat idle."""
+
+import re
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.api.event_hub import EventHub
+from chainflow.api.routes.events import event_frames
+from chainflow.domain.events import append_many, new_event
+from chainflow.domain.events.service import EventFilter
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.outbox import sequence_all
+
+_ID = re.compile(rb"^id: (\d+)$", re.MULTILINE)
+
+
+async def publish(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> None:
+    async with unit_of_work(sessionmaker) as session:
+        await append_many(session, [new_event("t", data={"n": n}) for n in range(count)])
+    await sequence_all(sessionmaker)
+
+
+async def ids(frames: AsyncIterator[bytes], count: int) -> list[int]:
+    """The ids of the next `count` events (comments skipped)."""
+    seen: list[int] = []
+    while len(seen) < count:
+        chunk = await anext(frames)
+        seen += [int(found) for found in _ID.findall(chunk)]
+    return seen
+
+
+class TestEventFrames:
+    async def test_a_stream_behind_the_fan_out_catches_up_once_in_order(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        hub = EventHub(sessionmaker, poll_s=0.05, max_streams=4, queue_size=3)
+        frames = event_frames(hub, EventFilter(), 0, keepalive_s=30)
+        try:
+            assert (await anext(frames)).startswith(b":")
+            await publish(sessionmaker, 4)
+            assert await ids(frames, 4) == [1, 2, 3, 4]
+            await publish(sessionmaker, 20)  # more than its queue holds: cut from the fan-out
+            assert await ids(frames, 20) == list(range(5, 25))
+            await publish(sessionmaker, 2)
+            assert await ids(frames, 2) == [25, 26]
+        finally:
+            await frames.aclose()
+            await hub.close()
+
+    async def test_from_now_after_an_idle_spell_starts_at_the_newest_event(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        hub = EventHub(sessionmaker, poll_s=0.05, max_streams=4)
+        first = event_frames(hub, EventFilter(), None, keepalive_s=30)
+        try:
+            await anext(first)
+            await publish(sessionmaker, 1)
+            assert await ids(first, 1) == [1]
+        finally:
+            await first.aclose()
+        await publish(sessionmaker, 3)  # nobody listens
+        later = event_frames(hub, EventFilter(types=("t",)), None, keepalive_s=30)
+        try:
+            await anext(later)
+            await publish(sessionmaker, 1)
+            assert await ids(later, 1) == [5]
+        finally:
+            await later.aclose()
+            await hub.close()
