@@ -211,6 +211,9 @@ async def send(
     except aiohttp.ClientError as exc:
         error = "connection_failed" if status is None else "response_failed"
         log.debug("webhook.client_error", error_type=type(exc).__name__)
+    except Exception as exc:  # anything else is still an attempt, recorded and retried
+        error = "client_error"
+        log.warning("webhook.client_error", error_type=type(exc).__name__)
     duration_ms = int((time.monotonic() - started) * 1000)
     return Outcome(
         delivery_id=job.delivery_id,
