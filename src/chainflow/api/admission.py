@@ -11,6 +11,9 @@ from chainflow.core.redaction import scrub_text
 from chainflow.infra.metrics import API_OVERLOADED
 
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
+# Long-lived responses: admitted like any request, their slot is freed once their headers
+# are sent (gate.py); the event hub bounds how many run at once (issue 16).
+STREAM_PATHS = ("/v1/events/stream",)
 
 
 # Slots are counted by cost, not by request (issue 14): 128 admitted lists of 500 rows cost

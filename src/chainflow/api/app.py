@@ -14,11 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainflow import __version__
 from chainflow.api import problems
 from chainflow.api.auth_cache import KeyCache
+from chainflow.api.event_hub import EventHub
 from chainflow.api.gate import GateMiddleware
 from chainflow.api.metrics_collector import LaneCollector
 from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
-from chainflow.api.routes import chains, health, metrics, transactions, wallets, webhooks
+from chainflow.api.routes import chains, events, health, metrics, transactions, wallets, webhooks
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
@@ -110,7 +111,15 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings, queue=queue) as resources:
             app.state.resources = resources
-            yield
+            app.state.event_hub = EventHub(
+                resources.sessionmaker,
+                poll_s=settings.event_poll_s,
+                max_streams=settings.event_stream_max_clients,
+            )
+            try:
+                yield
+            finally:
+                await app.state.event_hub.close()
 
     app = FastAPI(
         title="Chainflow",
@@ -130,6 +139,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         chains.router,
         wallets.router,
         transactions.router,
+        events.router,
         webhooks.router,
     )
     for router in routers:

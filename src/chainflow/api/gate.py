@@ -14,10 +14,10 @@ Plain ASGI rather than BaseHTTPMiddleware, which costs a task and a stream per r
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainflow.api import auth, body, problems
-from chainflow.api.admission import EXEMPT_PATHS, Admission, cost_of, refuse
+from chainflow.api.admission import EXEMPT_PATHS, STREAM_PATHS, Admission, cost_of, refuse
 from chainflow.core import jsondepth
 from chainflow.core.errors import InvalidInput
 from chainflow.core.settings import Settings
@@ -51,10 +51,21 @@ class GateMiddleware:
         if not slots:
             await refuse(scope, send)
             return
+        held = [slots]
+
+        async def release_on_start(message: Message) -> None:
+            # A stream lives for hours: its slot covers the work before its headers (the
+            # key, the filters), and its own limit covers the rest (issue 16).
+            if message["type"] == "http.response.start" and held:
+                self.admission.leave(held.pop())
+            await send(message)
+
+        streaming = scope["path"] in STREAM_PATHS
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, release_on_start if streaming else send)
         finally:
-            self.admission.leave(slots)
+            if held:
+                self.admission.leave(held.pop())
 
     async def _with_body(
         self, scope: Scope, headers: Headers, receive: Receive, send: Send

@@ -11,6 +11,15 @@ from chainflow.core.errors import Unavailable
 
 
 class _GracefulServer(uvicorn.Server):
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Event streams never end by themselves: end them first, or the drain below would
+        # wait for them forever (issue 16).
+        app = self.config.app
+        hub = getattr(getattr(app, "state", None), "event_hub", None)
+        if hub is not None:
+            hub.closed.set()
+        await super().shutdown(sockets)
+
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         with super().capture_signals():

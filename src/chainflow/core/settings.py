@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     event_poll_s: float = Field(
         0.25, gt=0, le=10, description="how often sequencer and stream poll the outbox"
     )
+    event_stream_keepalive_s: float = Field(
+        15, ge=0.1, le=300, description="a comment line on an idle event stream this often"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -16,6 +16,7 @@ from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import readings, repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_market
+from chainflow.domain.wallets import low_balance
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.signals import RedisSignals
@@ -211,6 +212,8 @@ async def _track(engine: Engine, chain: ChainConfig) -> None:
         if readings.is_due(chain.chain_id, every_s=_READ_EVERY_S):
             async with unit_of_work(ports.sessionmaker) as session:
                 lanes = await readings.lanes_of(session, chain.chain_id)
-            await readings.read_chain(engine.rpc(chain.chain_id), chain.chain_id, lanes)
+            balances = await readings.read_chain(engine.rpc(chain.chain_id), chain.chain_id, lanes)
+            async with unit_of_work(ports.sessionmaker) as session:
+                await low_balance.note_balances(session, chain.chain_id, balances)  # issue 16
     except Exception as exc:  # metrics only: the head's age shows the chain is not read
         log.debug("chain.read_failed", chain_id=chain.chain_id, error=repr(exc)[:300])

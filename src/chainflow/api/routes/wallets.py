@@ -9,9 +9,10 @@ from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
 from chainflow.domain.apikeys.service import is_admin
 from chainflow.domain.transactions import service as transactions
-from chainflow.domain.wallets import lanes, service
+from chainflow.domain.wallets import lanes, low_balance, service
 from chainflow.domain.wallets.schemas import (
     LaneRead,
+    LaneSettings,
     WalletCreate,
     WalletList,
     WalletRead,
@@ -89,12 +90,17 @@ async def update_wallet(
         return WalletRead.of(wallet)
 
 
-@router.put("/{wallet_ref}/chains/{chain_id}", responses=problem_responses(401, 403, 404))
+@router.put("/{wallet_ref}/chains/{chain_id}", responses=problem_responses(401, 403, 404, 422))
 async def enable_chain(
-    wallet_ref: str, chain_id: ChainId, sessionmaker: SessionmakerDep, _key: WalletsKey
+    wallet_ref: str,
+    chain_id: ChainId,
+    sessionmaker: SessionmakerDep,
+    _key: WalletsKey,
+    body: LaneSettings | None = None,
 ) -> WalletRead:
-    """Enable the wallet on a chain (idempotent)."""
-    return await _set_chain(sessionmaker, wallet_ref, chain_id, enabled=True)
+    """Enable the wallet on a chain (idempotent); with a body, also set the lane's
+    `low_balance_wei` threshold (null turns it off)."""
+    return await _set_chain(sessionmaker, wallet_ref, chain_id, enabled=True, settings=body)
 
 
 @router.delete("/{wallet_ref}/chains/{chain_id}", responses=problem_responses(401, 403, 404))
@@ -106,11 +112,18 @@ async def disable_chain(
 
 
 async def _set_chain(
-    sessionmaker: SessionmakerDep, wallet_ref: str, chain_id: int, *, enabled: bool
+    sessionmaker: SessionmakerDep,
+    wallet_ref: str,
+    chain_id: int,
+    *,
+    enabled: bool,
+    settings: LaneSettings | None = None,
 ) -> WalletRead:
     async with unit_of_work(sessionmaker) as session:
         wallet = await service.get_wallet(session, wallet_ref)
-        await service.set_chain_enabled(session, wallet, chain_id, enabled=enabled)
+        lane = await service.set_chain_enabled(session, wallet, chain_id, enabled=enabled)
+        if settings is not None and "low_balance_wei" in settings.model_fields_set:
+            low_balance.set_threshold(lane, settings.low_balance_wei)
         await session.refresh(wallet, attribute_names=["chains"])
         return WalletRead.of(wallet)
 

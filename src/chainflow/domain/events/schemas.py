@@ -27,7 +27,9 @@ def envelope_id(event_id: uuid.UUID) -> str:
 
 def rfc3339(at: datetime) -> str:
     """`at` in UTC as RFC 3339 with a `Z`, as the API renders times."""
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.isoformat().replace("+00:00", "Z")
 
 
 def envelope(row: StoredEvent) -> dict[str, Any]:

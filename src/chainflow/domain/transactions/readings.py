@@ -26,15 +26,19 @@ def is_due(chain_id: int, *, every_s: float) -> bool:
     return True
 
 
-async def read_chain(rpc: ChainRpc, chain_id: int, lanes: Sequence[tuple[str, int]]) -> None:
+async def read_chain(
+    rpc: ChainRpc, chain_id: int, lanes: Sequence[tuple[str, int]]
+) -> dict[str, int]:
     """Read the chain's head and these lanes' (address, next nonce) pending nonces and
-    balances into the metrics. Raises what the RPC raises."""
+    balances into the metrics; return the balances by address (wallet.low_balance reads
+    them, issue 16). Raises what the RPC raises."""
     block = await rpc.call("eth_getBlockByNumber", ["latest", False])
     head = (int(block["number"], 16), float(int(block["timestamp"], 16)))
     readings: list[metrics.LaneReading] = []
     for start in range(0, len(lanes), _CHUNK):
         readings += await _read_lanes(rpc, lanes[start : start + _CHUNK])
     metrics.set_chain_reading(chain_id, head=head, lanes=readings)
+    return {reading.wallet: reading.balance_wei for reading in readings}
 
 
 def forget_chain(chain_id: int) -> None:

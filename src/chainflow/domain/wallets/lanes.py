@@ -57,4 +57,5 @@ async def read_lane(
         in_flight=in_flight,
         balance_wei=balance,
         rpc_error=rpc_error,
+        low_balance_wei=lane.low_balance_wei,
     )

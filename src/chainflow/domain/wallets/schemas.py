@@ -143,6 +143,20 @@ class WalletList(BaseModel):
     next_cursor: str | None = Field(None, description="pass as `cursor` for the next page")
 
 
+class LaneSettings(RequestBody):
+    """Settings of a wallet on one chain; a field left out is left as it is."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"low_balance_wei": "100000000000000000"}]}
+    )
+
+    low_balance_wei: WeiStr | None = Field(
+        None,
+        description="send wallet.low_balance once each time the balance falls below this "
+        "(null: never)",
+    )
+
+
 class LaneRead(BaseModel):
     """A wallet on one chain: our nonce cursor next to what the chain says."""
 
@@ -171,3 +185,4 @@ class LaneRead(BaseModel):
     in_flight: int = Field(description="requests of this lane signed or sent, not yet seen mined")
     balance_wei: WeiStr | None
     rpc_error: str | None = None
+    low_balance_wei: WeiStr | None = None

@@ -1,9 +1,11 @@
 """Build the async engine and sessionmaker for PostgreSQL (asyncpg) or SQLite (aiosqlite)."""
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -74,6 +76,7 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
             full,
             connect_args={"timeout": 30},
             json_deserializer=jsondepth.loads,
+            json_serializer=dumps_json,
             hide_parameters=True,
         )
         _configure_sqlite(engine)
@@ -85,7 +88,18 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
         pool_pre_ping=pre_ping,
         hide_parameters=True,
         json_deserializer=jsondepth.loads,
+        json_serializer=dumps_json,
     )
+
+
+def dumps_json(value: Any) -> str:
+    """JSON columns as text: orjson (an event's snapshot in ~5 µs, json.dumps ~60 µs: every
+    status change writes one, issue 16), json.dumps for what orjson refuses (integers beyond
+    64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 async def warm_pool(engine: AsyncEngine, connections: int) -> None:

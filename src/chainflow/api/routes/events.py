@@ -1,0 +1,235 @@
+"""Routes of the event feed: a page of events, and the live Server-Sent Events stream."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from chainflow.api import problems
+from chainflow.api.deps import ReadKey, SessionmakerDep
+from chainflow.api.event_hub import EventHub, Subscription, frame
+from chainflow.api.responses import problem_responses
+from chainflow.core.errors import InvalidInput
+from chainflow.core.fields import ChainId
+from chainflow.core.types import ChainId as CoreChainId
+from chainflow.core.types import WalletId
+from chainflow.domain.events import envelope
+from chainflow.domain.events import service as events
+from chainflow.domain.wallets import service as wallets
+from chainflow.infra.db.uow import unit_of_work
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+_CATCH_UP_PAGE = 500
+
+After = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="events after this cursor")]
+Types = Annotated[
+    str | None,
+    Query(max_length=1400, description="comma list of types, `*` globs: transaction.*"),
+]
+Wallet = Annotated[str | None, Query(max_length=64, description="wallet id or address")]
+
+
+class EventList(BaseModel):
+    """A page of envelopes in cursor order; `next_cursor` is the `after` of the next page
+    (null at the end: to follow new events, pass the last item's cursor)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+@router.get("", responses=problem_responses(401, 403, 404, 422))
+async def list_events(
+    sessionmaker: SessionmakerDep,
+    _key: ReadKey,
+    after: After = None,
+    cursor: Annotated[str | None, Query(max_length=20, description="a next_cursor")] = None,
+    types: Types = None,
+    wallet: Wallet = None,
+    chain_id: Annotated[ChainId | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> EventList:
+    """Sequenced events in cursor order (a cursor is never filled in behind a reader)."""
+    async with unit_of_work(sessionmaker) as session:
+        where = await _filter(session, types, wallet, chain_id)
+        start = _start(after, cursor)
+        rows = await events.list_events(session, after=start, where=where, limit=limit + 1)
+    items = [envelope(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return EventList(items=items, next_cursor=str(rows[limit - 1].cursor) if more else None)
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE, one event a frame"},
+        **problem_responses(401, 403, 404, 422, 503),
+    },
+)
+async def stream_events(
+    request: Request,
+    sessionmaker: SessionmakerDep,
+    _key: ReadKey,
+    after: After = None,
+    types: Types = None,
+    wallet: Wallet = None,
+    chain_id: Annotated[ChainId | None, Query()] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> Response:
+    """Server-Sent Events: `id:` the cursor, `event:` the type, `data:` the envelope. Resumes
+    after `Last-Event-ID` (or `?after=`; neither: from now), with no gap and no duplicate;
+    a `: keep-alive` comment line when nothing was sent for a while."""
+    hub: EventHub = request.app.state.event_hub
+    async with unit_of_work(sessionmaker) as session:
+        where = await _filter(session, types, wallet, chain_id)
+    start = _start(_last_event_id(last_event_id), None) if last_event_id else after
+    slot = hub.reserve()
+    if slot is None:
+        return _too_many_streams(request, hub)
+    keepalive_s = request.app.state.resources.settings.event_stream_keepalive_s
+    return _EventStream(_stream(hub, where, start, keepalive_s=keepalive_s), release=slot.release)
+
+
+class _EventStream(StreamingResponse):
+    """A stream that gives its slot back however it ends, even before its first byte."""
+
+    def __init__(self, body: AsyncIterator[bytes], *, release: Callable[[], None]) -> None:
+        super().__init__(
+            body,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+@dataclass
+class _Position:
+    """The cursor of the last event a stream has passed (sent, or filtered out)."""
+
+    last: int
+
+
+async def _stream(
+    hub: EventHub, where: events.EventFilter, after: int | None, *, keepalive_s: float
+) -> AsyncIterator[bytes]:
+    yield b": stream open\n\n"  # the headers go out now, and the admission slot with them
+    position: _Position | None = None if after is None else _Position(after)
+    while not hub.closed.is_set():
+        sub = await hub.subscribe()
+        try:
+            position = position or _Position(sub.start)  # none given: from now
+            async for chunk in _catch_up(hub, sub, where, position):
+                yield chunk
+            async for chunk in _live(hub, sub, where, position, keepalive_s):
+                yield chunk
+        finally:
+            hub.unsubscribe(sub)
+
+
+async def _catch_up(
+    hub: EventHub, sub: Subscription, where: events.EventFilter, position: _Position
+) -> AsyncIterator[bytes]:
+    """What the database holds after the position up to where the subscription starts."""
+    while position.last < sub.start:
+        async with hub.sessionmaker() as session:
+            rows = await events.list_events(
+                session, after=position.last, where=where, limit=_CATCH_UP_PAGE, upto=sub.start
+            )
+        for row in rows:
+            position.last = row.cursor
+            yield frame(row).text
+        if len(rows) < _CATCH_UP_PAGE:
+            position.last = sub.start
+
+
+async def _live(
+    hub: EventHub,
+    sub: Subscription,
+    where: events.EventFilter,
+    position: _Position,
+    keepalive_s: float,
+) -> AsyncIterator[bytes]:
+    """What the hub publishes, until the stream falls too far behind (or the API stops)."""
+    while not hub.closed.is_set():
+        if sub.overflowed and sub.queue.empty():
+            return  # the caller catches up from the database and subscribes again
+        try:
+            item = await _get(hub, sub, keepalive_s)
+        except TimeoutError:
+            yield b": keep-alive\n\n"
+            continue
+        if item is None or item.cursor <= position.last:
+            continue
+        position.last = item.cursor
+        if where.matches(item.row):
+            yield item.text
+
+
+async def _get(hub: EventHub, sub: Subscription, timeout_s: float) -> Any:
+    getter = asyncio.ensure_future(sub.queue.get())
+    closing = asyncio.ensure_future(hub.closed.wait())
+    try:
+        done, _ = await asyncio.wait(
+            (getter, closing), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        closing.cancel()
+        if not getter.done():
+            getter.cancel()
+    if not done:
+        raise TimeoutError
+    return getter.result() if getter in done else None
+
+
+async def _filter(
+    session: Any, types: str | None, wallet: str | None, chain_id: int | None
+) -> events.EventFilter:
+    wallet_id = WalletId((await wallets.get_wallet(session, wallet)).id) if wallet else None
+    return events.EventFilter(
+        types=events.parse_types(types),
+        wallet_id=wallet_id,
+        chain_id=CoreChainId(chain_id) if chain_id is not None else None,
+    )
+
+
+class InvalidEventCursor(InvalidInput):
+    code = "invalid_cursor"
+    title = "Invalid cursor"
+
+
+def _start(after: int | None, cursor: str | None) -> int:
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise InvalidEventCursor("cursor is not one this API returned")
+        return int(cursor)
+    return after or 0
+
+
+def _last_event_id(value: str) -> int:
+    if not value.isdigit():
+        raise InvalidEventCursor("Last-Event-ID must be an event's cursor (decimal digits)")
+    return int(value)
+
+
+def _too_many_streams(request: Request, hub: EventHub) -> Response:
+    response = problems.problem(
+        request,
+        status=503,
+        code="too_many_streams",
+        title="Too many streams",
+        detail=f"this API process serves at most {hub.max_streams} event streams at once; "
+        "retry shortly (another API process may have room)",
+    )
+    response.headers["Retry-After"] = "5"
+    return response
