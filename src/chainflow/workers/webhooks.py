@@ -1,13 +1,15 @@
 """The webhook loop of a worker: fan events out, claim due deliveries, send them at once.
 
-Sends run as tasks, at most `concurrency` at a time; the loop does not wait for them, so a
-slow receiver holds one slot for up to its timeout while the others go on. Outcomes are
-recorded in batches, one transaction per loop turn.
+Sends run as tasks, at most `concurrency` at a time and at most half of them to one endpoint;
+the loop does not wait for them, so a slow receiver holds its slots for up to its timeout while
+the other endpoints go on. Outcomes are recorded in batches, one transaction per loop turn.
 """
 
 import asyncio
 import contextlib
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -66,7 +68,8 @@ def new_webhook_http(settings: Settings) -> aiohttp.ClientSession:
 @dataclass
 class _Loop:
     ports: WebhookPorts
-    in_flight: set["asyncio.Task[Outcome]"] = field(default_factory=set)
+    # Sends in flight, with the endpoint each one goes to.
+    in_flight: dict["asyncio.Task[Outcome]", uuid.UUID] = field(default_factory=dict)
     done: list[Outcome] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -83,7 +86,14 @@ class _Loop:
         async with unit_of_work(ports.sessionmaker) as session:
             queued = await delivery.fan_out(session, now=now)
             free = ports.concurrency - len(self.in_flight)
-            jobs = await delivery.claim(session, ports.config, now=now, limit=free)
+            jobs = await delivery.claim(
+                session,
+                ports.config,
+                now=now,
+                limit=free,
+                busy=Counter(self.in_flight.values()),
+                per_endpoint=max(1, ports.concurrency // 2),
+            )
         for job in jobs:
             self._start(job)
         return bool(outcomes or queued or jobs)
@@ -92,11 +102,11 @@ class _Loop:
         task = asyncio.create_task(
             delivery.send(self.ports.http, job, timeout_s=self.ports.config.timeout_s, now=utcnow())
         )
-        self.in_flight.add(task)
+        self.in_flight[task] = job.endpoint_id
         task.add_done_callback(self._finished)
 
     def _finished(self, task: "asyncio.Task[Outcome]") -> None:
-        self.in_flight.discard(task)
+        self.in_flight.pop(task, None)
         if not task.cancelled() and task.exception() is None:
             self.done.append(task.result())
         self.wake.set()
@@ -112,7 +122,7 @@ async def run_webhooks(ports: WebhookPorts, stop: asyncio.Event) -> None:
     finally:
         unsubscribe()
     if loop.in_flight:
-        await asyncio.wait(loop.in_flight)
+        await asyncio.wait(list(loop.in_flight))
     with contextlib.suppress(Exception):  # unrecorded ones are sent again after their lease
         async with unit_of_work(ports.sessionmaker) as session:
             await delivery.record(session, loop.done, ports.config, now=utcnow())

@@ -244,3 +244,24 @@ class TestRetention:
         assert pruned == 1
         assert [d.status for d in await deliveries.deliveries()] == [DeliveryStatus.PENDING]
         assert await deliveries.attempts() == []
+
+
+class TestConcurrency:
+    async def test_a_slow_receiver_does_not_stall_the_others(self, deliveries: Deliveries) -> None:
+        async with receiver() as slow, receiver() as fast:
+            slow.delay_s = 3.0  # each of its answers takes 3 s (the timeout is 3 s too)
+            await deliveries.endpoint(slow.url, events=["slow.*"])
+            await deliveries.endpoint(fast.url, events=["fast.*"])
+            await deliveries.emit(*[(f"slow.e{i}", {}) for i in range(12)])
+            async with deliveries.running(concurrency=4):
+
+                async def slow_busy() -> bool:
+                    return len(slow.received) >= 2
+
+                await eventually(slow_busy, timeout_s=30)
+                await deliveries.emit(*[(f"fast.e{i}", {}) for i in range(6)])
+                started = time.monotonic()
+                await eventually(lambda: _count(fast, 6), timeout_s=30)
+                took = time.monotonic() - started
+            assert took < 2.5  # not behind 12 slow deliveries on 4 slots (9 s and more)
+            assert len(slow.received) <= 6  # it never held more than half the slots

@@ -9,7 +9,7 @@ is sent again, with the same `webhook-id` (the event's id): receivers dedupe on 
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -127,15 +127,30 @@ def _matching(endpoint: WebhookEndpoint, events: Sequence[EventRow]) -> list[Eve
 
 
 async def claim(
-    session: AsyncSession, config: DeliveryConfig, *, now: datetime, limit: int
+    session: AsyncSession,
+    config: DeliveryConfig,
+    *,
+    now: datetime,
+    limit: int,
+    busy: Mapping[uuid.UUID, int] | None = None,
+    per_endpoint: int | None = None,
 ) -> list[Job]:
-    """Lease up to `limit` due deliveries and build their requests (signed now)."""
+    """Lease up to `limit` due deliveries and build their requests (signed now).
+
+    With `per_endpoint`, no endpoint gets more than that many in flight (`busy`: how many each
+    already has in this process), so a slow receiver cannot take every slot.
+    """
     if limit <= 0:
         return []
-    lease_until = now + timedelta(seconds=config.lease_s)
-    rows = await repository.claim_due(session, now=now, lease_until=lease_until, limit=limit)
+    busy = busy or {}
+    full = [e for e, n in busy.items() if per_endpoint is not None and n >= per_endpoint]
+    candidates = await repository.lock_due(session, now=now, limit=limit * 4, skip=full)
+    rows = pick(candidates, limit=limit, busy=busy, per_endpoint=per_endpoint)
     if not rows:
         return []
+    await repository.lease(
+        session, [r.id for r in rows], until=now + timedelta(seconds=config.lease_s)
+    )
     events = await repository.events_by_pk(session, [r.event_pk for r in rows])
     endpoints = await repository.endpoints_by_id(session, [r.endpoint_id for r in rows])
     jobs: list[Job] = []
@@ -149,6 +164,26 @@ async def claim(
         except DecryptionFailed:  # sealed under a key this process lacks: the others go on
             log.error("webhook.secret_unreadable", endpoint_id=str(row.endpoint_id))
     return jobs
+
+
+def pick(
+    rows: Sequence[WebhookDelivery],
+    *,
+    limit: int,
+    busy: Mapping[uuid.UUID, int],
+    per_endpoint: int | None,
+) -> list[WebhookDelivery]:
+    """The first `limit` rows, skipping those of an endpoint already at `per_endpoint`."""
+    taken: dict[uuid.UUID, int] = dict(busy)
+    chosen: list[WebhookDelivery] = []
+    for row in rows:
+        if len(chosen) == limit:
+            break
+        if per_endpoint is not None and taken.get(row.endpoint_id, 0) >= per_endpoint:
+            continue
+        taken[row.endpoint_id] = taken.get(row.endpoint_id, 0) + 1
+        chosen.append(row)
+    return chosen
 
 
 def _finish_unsendable(row: WebhookDelivery, event: EventRow | None, *, now: datetime) -> None:
