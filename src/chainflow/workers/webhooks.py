@@ -26,6 +26,7 @@ from chainflow.domain.webhooks.delivery import DeliveryConfig, Job, Outcome
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers.waiting import wait_any
 
 log = get_logger(__name__)
 _MIN_GAP_S = 0.02
@@ -148,10 +149,10 @@ async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
         if busy:
             # Let outcomes and events gather for a moment: a turn per finished send would be
             # two transactions per delivery; a turn per 20 ms records them in batches.
-            await _wait_any(stop, timeout_s=_MIN_GAP_S)
+            await wait_any(stop, timeout_s=_MIN_GAP_S)
         else:
             wait_s = min(ports.poll_s * 2 ** min(failures, 6), 5.0)
-            await _wait_any(stop, loop.wake, timeout_s=wait_s)
+            await wait_any(stop, loop.wake, timeout_s=wait_s)
 
 
 async def _prune(ports: WebhookPorts, *, batch: int = 1000) -> None:
@@ -161,12 +162,3 @@ async def _prune(ports: WebhookPorts, *, batch: int = 1000) -> None:
             count = await delivery.prune(session, before=before, limit=batch)
         if count < batch:
             return
-
-
-async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

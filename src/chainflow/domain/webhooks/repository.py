@@ -82,21 +82,24 @@ async def events_after(
 
 def add_deliveries(
     session: AsyncSession, endpoint_id: uuid.UUID, events: Sequence[EventRow], *, now: datetime
-) -> None:
-    for event in events:
-        session.add(
-            WebhookDelivery(
-                endpoint_id=endpoint_id,
-                event_pk=event.id,
-                event_id=event.event_id,
-                event_type=event.type,
-                tx_id=event.tx_id,
-                tx_seq=event.tx_seq,
-                status=_PENDING,
-                next_attempt_at=now,
-                created_at=now,
-            )
+) -> list[WebhookDelivery]:
+    """A pending delivery of each event to the endpoint, due now."""
+    rows = [
+        WebhookDelivery(
+            endpoint_id=endpoint_id,
+            event_pk=event.id,
+            event_id=event.event_id,
+            event_type=event.type,
+            tx_id=event.tx_id,
+            tx_seq=event.tx_seq,
+            status=_PENDING,
+            next_attempt_at=now,
+            created_at=now,
         )
+        for event in events
+    ]
+    session.add_all(rows)
+    return rows
 
 
 async def lock_due(
