@@ -98,8 +98,10 @@ async def fan_out(session: AsyncSession, *, now: datetime) -> int:
         return 0
     start = min(e.fanout_cursor for e in endpoints)
     events = await repository.events_after(session, start, limit=FANOUT_BATCH)
-    reached = events[-1].cursor if len(events) == FANOUT_BATCH else head
-    assert reached is not None  # noqa: S101 - events_after reads sequenced rows only
+    last = events[-1].cursor or 0 if events else 0
+    # A short batch holds every event up to `head` (cursors are gap-free and were committed
+    # before `head` was read) and maybe some sequenced since: the endpoints have seen them all.
+    reached = last if len(events) == FANOUT_BATCH else max(head, last)
     queued = 0
     for endpoint in endpoints:
         chosen = _matching(endpoint, events)
