@@ -26,6 +26,7 @@ from chainflow.workers.jobs import handler_for
 from chainflow.workers.outbox import run_outbox
 from chainflow.workers.schedules import run_schedules
 from chainflow.workers.track import track_chain
+from chainflow.workers.waiting import wait_any
 from chainflow.workers.webhooks import run_webhooks
 
 log = get_logger(__name__)
@@ -144,22 +145,13 @@ async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s
         if not busy:
             # Back off while the chain's node keeps failing: 0.1 s, doubling up to 5 s.
             wait_s = min(poll_s * 2 ** min(failures, 6), 5.0)
-            await _wait_any(stop, wakeup, timeout_s=wait_s)
+            await wait_any(stop, wakeup, timeout_s=wait_s)
 
 
 def _is_worth_logging(failures: int) -> bool:
     """Log the 1st, 10th and every 100th failure in a row: a loop that fails every round
     would otherwise write a line per round (issue 14)."""
     return failures in (1, 10) or failures % 100 == 0
-
-
-async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 def drain_batches(queued: dict[WalletId, int], *, per_lane: int) -> list[list[WalletId]]:

@@ -1,13 +1,15 @@
 """The webhook loop of a worker: fan events out, claim due deliveries, send them at once.
 
-Sends run as tasks, at most `concurrency` at a time; the loop does not wait for them, so a
-slow receiver holds one slot for up to its timeout while the others go on. Outcomes are
-recorded in batches, one transaction per loop turn.
+Sends run as tasks, at most `concurrency` at a time and at most half of them to one endpoint;
+the loop does not wait for them, so a slow receiver holds its slots for up to its timeout while
+the other endpoints go on. Outcomes are recorded in batches, one transaction per loop turn.
 """
 
 import asyncio
 import contextlib
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -24,6 +26,7 @@ from chainflow.domain.webhooks.delivery import DeliveryConfig, Job, Outcome
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers.waiting import wait_any
 
 log = get_logger(__name__)
 _MIN_GAP_S = 0.02
@@ -66,7 +69,8 @@ def new_webhook_http(settings: Settings) -> aiohttp.ClientSession:
 @dataclass
 class _Loop:
     ports: WebhookPorts
-    in_flight: set["asyncio.Task[Outcome]"] = field(default_factory=set)
+    # Sends in flight, with the endpoint each one goes to.
+    in_flight: dict["asyncio.Task[Outcome]", uuid.UUID] = field(default_factory=dict)
     done: list[Outcome] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -83,7 +87,14 @@ class _Loop:
         async with unit_of_work(ports.sessionmaker) as session:
             queued = await delivery.fan_out(session, now=now)
             free = ports.concurrency - len(self.in_flight)
-            jobs = await delivery.claim(session, ports.config, now=now, limit=free)
+            jobs = await delivery.claim(
+                session,
+                ports.config,
+                now=now,
+                limit=free,
+                busy=Counter(self.in_flight.values()),
+                per_endpoint=max(1, ports.concurrency // 2),
+            )
         for job in jobs:
             self._start(job)
         return bool(outcomes or queued or jobs)
@@ -92,11 +103,11 @@ class _Loop:
         task = asyncio.create_task(
             delivery.send(self.ports.http, job, timeout_s=self.ports.config.timeout_s, now=utcnow())
         )
-        self.in_flight.add(task)
+        self.in_flight[task] = job.endpoint_id
         task.add_done_callback(self._finished)
 
     def _finished(self, task: "asyncio.Task[Outcome]") -> None:
-        self.in_flight.discard(task)
+        self.in_flight.pop(task, None)
         if not task.cancelled() and task.exception() is None:
             self.done.append(task.result())
         self.wake.set()
@@ -112,7 +123,7 @@ async def run_webhooks(ports: WebhookPorts, stop: asyncio.Event) -> None:
     finally:
         unsubscribe()
     if loop.in_flight:
-        await asyncio.wait(loop.in_flight)
+        await asyncio.wait(list(loop.in_flight))
     with contextlib.suppress(Exception):  # unrecorded ones are sent again after their lease
         async with unit_of_work(ports.sessionmaker) as session:
             await delivery.record(session, loop.done, ports.config, now=utcnow())
@@ -138,10 +149,10 @@ async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
         if busy:
             # Let outcomes and events gather for a moment: a turn per finished send would be
             # two transactions per delivery; a turn per 20 ms records them in batches.
-            await _wait_any(stop, timeout_s=_MIN_GAP_S)
+            await wait_any(stop, timeout_s=_MIN_GAP_S)
         else:
             wait_s = min(ports.poll_s * 2 ** min(failures, 6), 5.0)
-            await _wait_any(stop, loop.wake, timeout_s=wait_s)
+            await wait_any(stop, loop.wake, timeout_s=wait_s)
 
 
 async def _prune(ports: WebhookPorts, *, batch: int = 1000) -> None:
@@ -151,12 +162,3 @@ async def _prune(ports: WebhookPorts, *, batch: int = 1000) -> None:
             count = await delivery.prune(session, before=before, limit=batch)
         if count < batch:
             return
-
-
-async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

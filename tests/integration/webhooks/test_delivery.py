@@ -244,3 +244,58 @@ class TestRetention:
         assert pruned == 1
         assert [d.status for d in await deliveries.deliveries()] == [DeliveryStatus.PENDING]
         assert await deliveries.attempts() == []
+
+
+class TestConcurrency:
+    async def test_a_slow_receiver_does_not_stall_the_others(self, deliveries: Deliveries) -> None:
+        async with receiver() as slow, receiver() as fast:
+            slow.delay_s = 3.0  # each of its answers takes 3 s (the timeout is 3 s too)
+            await deliveries.endpoint(slow.url, events=["slow.*"])
+            await deliveries.endpoint(fast.url, events=["fast.*"])
+            await deliveries.emit(*[(f"slow.e{i}", {}) for i in range(12)])
+            async with deliveries.running(concurrency=4):
+
+                async def slow_busy() -> bool:
+                    return len(slow.received) >= 2
+
+                await eventually(slow_busy, timeout_s=30)
+                await deliveries.emit(*[(f"fast.e{i}", {}) for i in range(6)])
+                started = time.monotonic()
+                await eventually(lambda: _count(fast, 6), timeout_s=30)
+                took = time.monotonic() - started
+            assert took < 2.5  # not behind 12 slow deliveries on 4 slots (9 s and more)
+            assert len(slow.received) <= 6  # it never held more than half the slots
+
+
+class TestFanOut:
+    async def test_each_event_once_per_matching_endpoint_from_its_creation(
+        self, deliveries: Deliveries
+    ) -> None:
+        wallet, other = uuid.uuid4(), uuid.uuid4()
+        early = await deliveries.emit(("transaction.queued", {}), wallet_id=wallet, chain_id=1)
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)  # an endpoint starts at the sequenced head
+        everything, _ = await deliveries.endpoint("http://127.0.0.1:9/all")
+        mine, _ = await deliveries.endpoint(
+            "http://127.0.0.1:9/mine", wallet_ids=[str(wallet)], chain_ids=[1]
+        )
+
+        async def fan() -> int:
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                await sequence_pending(session)
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                return await fan_out(session, now=utcnow())
+
+        assert await fan() == 0  # the event before the endpoints is not theirs (replay is)
+        ids = await deliveries.emit(("transaction.signed", {}), wallet_id=wallet, chain_id=1)
+        ids += await deliveries.emit(("transaction.signed", {}), wallet_id=other, chain_id=1)
+        ids += await deliveries.emit(("transaction.signed", {}), wallet_id=wallet, chain_id=137)
+        ids += await deliveries.emit(("webhook.test", {}))  # sent to its own endpoint only
+        assert await fan() == 4
+        assert await fan() == 0
+        got = {(d.endpoint_id, f"evt_{d.event_id.hex}") for d in await deliveries.deliveries()}
+        assert got == {
+            *((everything.id, i) for i in ids[:3]),
+            (mine.id, ids[0]),
+        }
+        assert early[0] not in {e for _, e in got}

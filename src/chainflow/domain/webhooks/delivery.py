@@ -9,7 +9,7 @@ is sent again, with the same `webhook-id` (the event's id): receivers dedupe on 
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -98,8 +98,10 @@ async def fan_out(session: AsyncSession, *, now: datetime) -> int:
         return 0
     start = min(e.fanout_cursor for e in endpoints)
     events = await repository.events_after(session, start, limit=FANOUT_BATCH)
-    reached = events[-1].cursor if len(events) == FANOUT_BATCH else head
-    assert reached is not None  # noqa: S101 - events_after reads sequenced rows only
+    last = events[-1].cursor or 0 if events else 0
+    # A short batch holds every event up to `head` (cursors are gap-free and were committed
+    # before `head` was read) and maybe some sequenced since: the endpoints have seen them all.
+    reached = last if len(events) == FANOUT_BATCH else max(head, last)
     queued = 0
     for endpoint in endpoints:
         chosen = _matching(endpoint, events)
@@ -127,15 +129,30 @@ def _matching(endpoint: WebhookEndpoint, events: Sequence[EventRow]) -> list[Eve
 
 
 async def claim(
-    session: AsyncSession, config: DeliveryConfig, *, now: datetime, limit: int
+    session: AsyncSession,
+    config: DeliveryConfig,
+    *,
+    now: datetime,
+    limit: int,
+    busy: Mapping[uuid.UUID, int] | None = None,
+    per_endpoint: int | None = None,
 ) -> list[Job]:
-    """Lease up to `limit` due deliveries and build their requests (signed now)."""
+    """Lease up to `limit` due deliveries and build their requests (signed now).
+
+    With `per_endpoint`, no endpoint gets more than that many in flight (`busy`: how many each
+    already has in this process), so a slow receiver cannot take every slot.
+    """
     if limit <= 0:
         return []
-    lease_until = now + timedelta(seconds=config.lease_s)
-    rows = await repository.claim_due(session, now=now, lease_until=lease_until, limit=limit)
+    busy = busy or {}
+    full = [e for e, n in busy.items() if per_endpoint is not None and n >= per_endpoint]
+    candidates = await repository.lock_due(session, now=now, limit=limit * 4, skip=full)
+    rows = pick(candidates, limit=limit, busy=busy, per_endpoint=per_endpoint)
     if not rows:
         return []
+    await repository.lease(
+        session, [r.id for r in rows], until=now + timedelta(seconds=config.lease_s)
+    )
     events = await repository.events_by_pk(session, [r.event_pk for r in rows])
     endpoints = await repository.endpoints_by_id(session, [r.endpoint_id for r in rows])
     jobs: list[Job] = []
@@ -149,6 +166,26 @@ async def claim(
         except DecryptionFailed:  # sealed under a key this process lacks: the others go on
             log.error("webhook.secret_unreadable", endpoint_id=str(row.endpoint_id))
     return jobs
+
+
+def pick(
+    rows: Sequence[WebhookDelivery],
+    *,
+    limit: int,
+    busy: Mapping[uuid.UUID, int],
+    per_endpoint: int | None,
+) -> list[WebhookDelivery]:
+    """The first `limit` rows, skipping those of an endpoint already at `per_endpoint`."""
+    taken: dict[uuid.UUID, int] = dict(busy)
+    chosen: list[WebhookDelivery] = []
+    for row in rows:
+        if len(chosen) == limit:
+            break
+        if per_endpoint is not None and taken.get(row.endpoint_id, 0) >= per_endpoint:
+            continue
+        taken[row.endpoint_id] = taken.get(row.endpoint_id, 0) + 1
+        chosen.append(row)
+    return chosen
 
 
 def _finish_unsendable(row: WebhookDelivery, event: EventRow | None, *, now: datetime) -> None:
@@ -211,6 +248,9 @@ async def send(
     except aiohttp.ClientError as exc:
         error = "connection_failed" if status is None else "response_failed"
         log.debug("webhook.client_error", error_type=type(exc).__name__)
+    except Exception as exc:  # anything else is still an attempt, recorded and retried
+        error = "client_error"
+        log.warning("webhook.client_error", error_type=type(exc).__name__)
     duration_ms = int((time.monotonic() - started) * 1000)
     return Outcome(
         delivery_id=job.delivery_id,

@@ -82,31 +82,35 @@ async def events_after(
 
 def add_deliveries(
     session: AsyncSession, endpoint_id: uuid.UUID, events: Sequence[EventRow], *, now: datetime
-) -> None:
-    for event in events:
-        session.add(
-            WebhookDelivery(
-                endpoint_id=endpoint_id,
-                event_pk=event.id,
-                event_id=event.event_id,
-                event_type=event.type,
-                tx_id=event.tx_id,
-                tx_seq=event.tx_seq,
-                status=_PENDING,
-                next_attempt_at=now,
-                created_at=now,
-            )
+) -> list[WebhookDelivery]:
+    """A pending delivery of each event to the endpoint, due now."""
+    rows = [
+        WebhookDelivery(
+            endpoint_id=endpoint_id,
+            event_pk=event.id,
+            event_id=event.event_id,
+            event_type=event.type,
+            tx_id=event.tx_id,
+            tx_seq=event.tx_seq,
+            status=_PENDING,
+            next_attempt_at=now,
+            created_at=now,
         )
+        for event in events
+    ]
+    session.add_all(rows)
+    return rows
 
 
-async def claim_due(
-    session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int
+async def lock_due(
+    session: AsyncSession, *, now: datetime, limit: int, skip: Sequence[uuid.UUID] = ()
 ) -> Sequence[WebhookDelivery]:
     """Pending deliveries that are due and not behind an earlier one of their transaction,
-    locked (SKIP LOCKED: workers never take the same), and leased until `lease_until`.
+    locked (SKIP LOCKED: workers never take the same), oldest due first; none of the
+    endpoints in `skip`.
 
     Ordering: a delivery waits while a pending delivery of an earlier event of the same
-    transaction to the same endpoint exists (tx_seq, then event cursor order by event_pk).
+    transaction to the same endpoint exists (by tx_seq).
     """
     earlier = aliased(WebhookDelivery)
     blocked = exists().where(
@@ -123,20 +127,24 @@ async def claim_due(
             WebhookDelivery.next_attempt_at <= now,
             WebhookEndpoint.enabled.is_(True),
             or_(WebhookDelivery.tx_id.is_(None), ~blocked),
+            WebhookDelivery.endpoint_id.not_in(list(skip)),
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.event_pk)
         .limit(limit)
         .with_for_update(of=WebhookDelivery, skip_locked=True)
     )
-    rows = (await session.scalars(query)).all()
-    if rows:
+    return (await session.scalars(query)).all()
+
+
+async def lease(session: AsyncSession, ids: Sequence[uuid.UUID], *, until: datetime) -> None:
+    """Hide claimed deliveries until `until`: then they are due again (their worker died)."""
+    if ids:
         await session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_([row.id for row in rows]))
-            .values(next_attempt_at=lease_until)
+            .where(WebhookDelivery.id.in_(list(ids)))
+            .values(next_attempt_at=until)
             .execution_options(synchronize_session=False)
         )
-    return rows
 
 
 async def events_by_pk(session: AsyncSession, pks: Sequence[int]) -> dict[int, EventRow]:

@@ -160,16 +160,7 @@ async def send_test(session: AsyncSession, endpoint: WebhookEndpoint) -> Webhook
     now = utcnow()
     event = append(session, TEST_EVENT, data={"webhook_id": str(endpoint.id), "test": True}, at=now)
     await session.flush()
-    delivery = WebhookDelivery(
-        endpoint_id=endpoint.id,
-        event_pk=event.id,
-        event_id=event.event_id,
-        event_type=event.type,
-        status=DeliveryStatus.PENDING,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(delivery)
+    [delivery] = repository.add_deliveries(session, endpoint.id, [event], now=now)
     await session.flush()
     return delivery
 
