@@ -82,6 +82,9 @@ async def test_an_unreachable_kms_is_unavailable_at_once(monkeypatch: pytest.Mon
     with pytest.raises(SignerUnavailable, match="cannot be reached"):
         await kms.create_key()
     assert time.monotonic() - started < 5
+    # For a moment after, calls fail without waiting for another connection or timeout.
+    with pytest.raises(SignerUnavailable, match="a moment ago"):
+        await kms.public_key("alias/any")
 
 
 async def test_signing_is_capped_per_key(localstack: LocalStack) -> None:

@@ -44,6 +44,9 @@ _KEY_USAGE = "SIGN_VERIFY"
 _THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "LimitExceeded"}
 _BACKOFF_BASE_S = 0.05
 _BACKOFF_CAP_S = 2.0
+# After KMS could not be reached, calls fail at once for this long: a drain signs its lanes
+# under their locks, and must not wait a timeout per KMS wallet, round after round.
+DOWN_COOL_OFF_S = 2.0
 _jitter = secrets.SystemRandom()
 
 
@@ -93,6 +96,7 @@ class AwsKms:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._caps: dict[str, _RateCap] = {}
+        self._down_until = 0.0  # time.monotonic() before which KMS is taken as unreachable
 
     def _kms(self) -> Any:
         # boto3 is imported on first use: it takes about as long as the rest of the CLI.
@@ -137,6 +141,8 @@ class AwsKms:
             PartialCredentialsError,
         )
 
+        if time.monotonic() < self._down_until:
+            raise SignerUnavailable("AWS KMS could not be reached a moment ago")
         for attempt in range(self._config.max_retries + 1):
             try:
                 answer: dict[str, Any] = await asyncio.to_thread(
@@ -156,6 +162,7 @@ class AwsKms:
                     "no AWS credentials in the standard chain (environment, shared files, role)"
                 ) from None
             except BotoCoreError as exc:  # connection refused, timeout, DNS: the backend is down
+                self._down_until = time.monotonic() + DOWN_COOL_OFF_S
                 raise SignerUnavailable(
                     f"AWS KMS cannot be reached ({type(exc).__name__})"
                 ) from None
