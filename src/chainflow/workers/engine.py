@@ -72,6 +72,8 @@ class WorkerState:
     signal: Callable[[int], None] | None = None
     # When each chain's loop last looked for due schedule occurrences (monotonic seconds).
     schedules_read_at: dict[int, float] = field(default_factory=dict)
+    # Schedule passes that failed in a row, per chain id (main.py logs only some of them).
+    schedule_failures: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

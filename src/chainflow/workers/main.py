@@ -218,10 +218,17 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
 async def _schedules(engine: Engine, chain_id: int) -> None:
     """Due schedule occurrences become queued requests before the lanes are read, so they
     are signed in this round. A failure here must not stop the chain's drains."""
+    failures = engine.state.schedule_failures
     try:
         await run_schedules(engine, chain_id)
     except Exception as exc:  # retried at the next pass: a run is committed whole or not at all
-        log.error("schedules.pass_failed", chain_id=chain_id, error=repr(exc)[:500])
+        count = failures[chain_id] = failures.get(chain_id, 0) + 1
+        if _is_worth_logging(count):
+            log.error(
+                "schedules.pass_failed", chain_id=chain_id, error=repr(exc)[:500], failures=count
+            )
+        return
+    failures.pop(chain_id, None)
 
 
 async def _track(engine: Engine, chain: ChainConfig) -> None:

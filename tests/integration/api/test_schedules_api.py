@@ -96,6 +96,8 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         "invalid_function_call",
     ),
     ({"action": {"type": "mystery"}}, "validation_error"),
+    ({"trigger": {"cron": "0 0 30 2 *"}}, "invalid_schedule"),  # never occurs
+    ({"trigger": {"at": "9999-12-31T23:00:00-02:00"}}, "validation_error"),
 ]
 
 

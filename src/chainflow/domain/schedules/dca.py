@@ -117,11 +117,11 @@ class DcaBuilder:
 
     async def _quote(self, router: str, amount_in: int, path: list[str]) -> int:
         data = encode_call("getAmountsOut(uint256,address[])", [str(amount_in), path])
-        (amounts,) = decode(["uint256[]"], await self._call(router, data))
-        return int(amounts[-1])
+        (amounts,) = _decoded(["uint256[]"], await self._call(router, data), router)
+        return int(amounts[-1]) if amounts else 0
 
     async def _uint(self, to: str, function: str, args: list[Any]) -> int:
-        (value,) = decode(["uint256"], await self._call(to, encode_call(function, args)))
+        (value,) = _decoded(["uint256"], await self._call(to, encode_call(function, args)), to)
         return int(value)
 
     async def _call(self, to: str, data: bytes) -> bytes:
@@ -142,6 +142,15 @@ class DcaBuilder:
             reason = revert_reason(failure) or exc.message
             raise QuoteFailed(f"the swap's gas estimate reverted: {reason}"[:400]) from None
         return estimate * (100 + GAS_PAD_PERCENT) // 100 + GAS_PAD
+
+
+def _decoded(types: list[str], raw: bytes, source: str) -> tuple[Any, ...]:
+    """An eth_call's answer; one that does not decode (a contract that is not what the
+    schedule says) fails the run, not the pass of every schedule of the chain."""
+    try:
+        return tuple(decode(types, raw))
+    except Exception:
+        raise QuoteFailed(f"{source} answered with data that is not {', '.join(types)}") from None
 
 
 def _swap_call(

@@ -37,8 +37,15 @@ class Trigger:
     at: datetime | None = None
 
     def next_after(self, moment: datetime, *, anchor: datetime) -> datetime | None:
-        """The first occurrence strictly after `moment` (UTC); None if there is none.
+        """The first occurrence strictly after `moment` (UTC); None if there is none (also a
+        cron that never matches, such as 30 February, and any time past year 9999).
         `anchor` is the first occurrence of an interval trigger (its start)."""
+        try:
+            return self._next_after(moment, anchor=anchor)
+        except (OverflowError, ValueError):  # CroniterBadDateError is a ValueError
+            return None
+
+    def _next_after(self, moment: datetime, *, anchor: datetime) -> datetime | None:
         if self.interval_s is not None:
             if moment < anchor:
                 return anchor

@@ -151,6 +151,10 @@ async def _run(
         reason = f"{exc.code}: {exc.detail}"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
         return
+    except ValueError as exc:  # a stored action the request schema no longer takes
+        reason = f"invalid_action: {exc}"
+        out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
+        return
     if planned.skip_reason is not None or planned.body is None:
         reason = planned.skip_reason or "nothing to run"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))

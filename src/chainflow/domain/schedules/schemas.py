@@ -35,7 +35,10 @@ class TriggerIn(RequestBody):
 def aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError("must include a timezone, e.g. 2026-01-01T00:00:00Z")
-    return None if value is None else value.astimezone(UTC)
+    try:
+        return None if value is None else value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-02:00 is past year 9999 in UTC
+        raise ValueError("must fall within years 1 to 9999 in UTC") from None
 
 
 class TransactionAction(RequestBody):

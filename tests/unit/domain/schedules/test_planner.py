@@ -101,3 +101,14 @@ class TestRefused:
         args: dict[str, object] = {"cron": None, "timezone": None, "interval_s": None, "at": None}
         with pytest.raises(InvalidTrigger, match=fragment):
             parse_trigger(**(args | fields))  # type: ignore[arg-type]
+
+
+class TestTotal:
+    def test_a_cron_that_never_matches_has_no_next_occurrence(self) -> None:
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        assert _cron("0 0 30 2 *").next_after(now, anchor=now) is None
+
+    def test_past_year_9999_there_is_no_next_occurrence(self) -> None:
+        end = datetime(9999, 12, 31, 23, 59, 50, tzinfo=UTC)
+        assert Trigger(interval_s=60).next_after(end, anchor=end) is None
+        assert _cron("* * * * *", "UTC").next_after(end, anchor=end) is None
