@@ -18,7 +18,16 @@ from chainflow.api.gate import GateMiddleware
 from chainflow.api.metrics_collector import LaneCollector
 from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
-from chainflow.api.routes import chains, health, metrics, transactions, wallets
+from chainflow.api.routes import (
+    audit,
+    chains,
+    health,
+    me,
+    metrics,
+    policies,
+    transactions,
+    wallets,
+)
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
@@ -29,6 +38,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.metrics import watch_pool
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.queue import InProcessJobQueue, JobQueue, RedisJobQueue
+from chainflow.infra.ratelimit import LocalRateLimiter, RedisRateLimiter
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing import pkcs11
 from chainflow.infra.signing.master_source import load_master_key
@@ -91,6 +101,7 @@ async def open_resources(
                 KeyCache(settings.api_key_cache_s),
                 Doorbells(own_queue),
                 token,
+                limiter=RedisRateLimiter(redis) if redis is not None else LocalRateLimiter(),
             )
     finally:
         if queue is None:
@@ -124,7 +135,16 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     if settings.metrics_enabled:
         app.add_middleware(RequestMetricsMiddleware)
     app.state.lane_collector = LaneCollector(settings.metrics_cache_s)
-    routers = (health.router, metrics.router, chains.router, wallets.router, transactions.router)
+    routers = (
+        health.router,
+        metrics.router,
+        chains.router,
+        wallets.router,
+        policies.router,
+        transactions.router,
+        me.router,
+        audit.router,
+    )
     for router in routers:
         app.include_router(router)
     return app

@@ -4,7 +4,8 @@ The order is the point (issue 14):
 1. Admission is checked before anything that can wait, so a refusal is immediate.
 2. A request that carries a body under /v1 is authenticated before a byte of it is read:
    without a valid key it gets 401, and its body is neither read nor parsed. The lookup holds
-   a slot, as it may read the database.
+   a slot, as it may read the database. The key's rate limit is counted then too (429 with
+   the body unread; issue 21); a request without a body is counted by the route's key check.
 3. The body is read holding no slot (slow senders keep no work out), within a deadline and a
    size limit per route, and its JSON nesting is bounded; only then is a slot taken again.
 4. The app gets the body replayed from memory.
@@ -16,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chainflow.api import auth, body, problems
+from chainflow.api import auth, body, problems, ratelimit
 from chainflow.api.admission import EXEMPT_PATHS, Admission, cost_of, refuse
 from chainflow.core import jsondepth
 from chainflow.core.errors import InvalidInput
@@ -82,6 +83,7 @@ class GateMiddleware:
                 resources = scope["app"].state.resources
                 key = await auth.authenticate(resources, headers.get("authorization"))
                 auth.remember(scope, key)
+                await ratelimit.enforce(resources, scope, key)  # before the body is read
         except Exception as exc:  # rendered as the app would render it
             return exc
         return None

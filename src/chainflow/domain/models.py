@@ -1,7 +1,9 @@
 """Every table, imported in one place so migrations see the whole metadata."""
 
 from chainflow.domain.apikeys.models import ApiKey
+from chainflow.domain.audit.models import AuditEntry
 from chainflow.domain.chains.models import Chain, RpcEndpoint
+from chainflow.domain.policies.models import WalletPolicy, WalletPolicyVersion
 from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.base import Base
@@ -10,6 +12,7 @@ metadata = Base.metadata
 
 __all__ = [
     "ApiKey",
+    "AuditEntry",
     "Base",
     "Chain",
     "RpcEndpoint",
@@ -18,5 +21,7 @@ __all__ = [
     "TxEventRow",
     "Wallet",
     "WalletChain",
+    "WalletPolicy",
+    "WalletPolicyVersion",
     "metadata",
 ]

@@ -1,7 +1,7 @@
 """The reads of transactions and their attempts (no locks: locks.py takes them)."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
@@ -48,8 +48,14 @@ async def list_page(
     status: TxStatus | None,
     wallet_id: uuid.UUID | None,
     chain_id: int | None,
+    wallet_ids: Collection[uuid.UUID] | None = None,
+    chain_ids: Collection[int] | None = None,
 ) -> Sequence[Transaction]:
     query = select(Transaction)
+    if wallet_ids is not None:
+        query = query.where(Transaction.wallet_id.in_(wallet_ids))
+    if chain_ids is not None:
+        query = query.where(Transaction.chain_id.in_(chain_ids))
     if status is not None:
         query = query.where(Transaction.status == status)
     if wallet_id is not None:
