@@ -18,20 +18,18 @@ from tests.conftest import free_port
 from tests.support.databases import REDIS_URL
 from tests.support.processes import base_env, processes, wait_http
 
-RATE_PER_S = 20.0
-BURST = 2  # CHAINFLOW_RATE_LIMIT_BURST_S = 0.1
-SECONDS = 3.0
+BURST_S = 0.1  # CHAINFLOW_RATE_LIMIT_BURST_S: a burst of a tenth of a second of the rate
 
 
-async def make_keys(url: str) -> tuple[str, str]:
+async def make_keys(url: str, rate_per_s: float) -> tuple[str, str]:
     engine = create_engine(url)
     try:
         async with unit_of_work(create_sessionmaker(engine)) as session:
             _, limited = await create_api_key(
-                session, ["read"], limits=KeyLimits(rate_per_s=RATE_PER_S)
+                session, ["read"], limits=KeyLimits(rate_per_s=rate_per_s)
             )
             _, other = await create_api_key(
-                session, ["read"], limits=KeyLimits(rate_per_s=RATE_PER_S)
+                session, ["read"], limits=KeyLimits(rate_per_s=rate_per_s)
             )
         return limited, other
     finally:
@@ -69,9 +67,20 @@ async def flood(
 class TestAcrossProcesses:
     @pytest.mark.timeout(180)
     @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
-    async def test_two_processes_share_one_limit(self, database_url: str, tmp_path: Path) -> None:
+    @pytest.mark.parametrize(
+        ("rate_per_s", "seconds"),
+        [
+            (20.0, 3.0),  # CI
+            # The figures: 50 req/s for 10 s (scripts/chaos).
+            pytest.param(50.0, 10.0, marks=pytest.mark.chaos_full),
+        ],
+    )
+    async def test_two_processes_share_one_limit(
+        self, database_url: str, tmp_path: Path, rate_per_s: float, seconds: float
+    ) -> None:
         master = MasterKey.generate()
-        limited, other = await make_keys(database_url)
+        burst = max(1, int(rate_per_s * BURST_S))
+        limited, other = await make_keys(database_url, rate_per_s)
         redis = Redis.from_url(REDIS_URL)
         await redis.flushdb()
         await redis.aclose()
@@ -80,7 +89,10 @@ class TestAcrossProcesses:
             database_url=database_url,
             redis_url=REDIS_URL,
             master_key=base64.b64encode(master.secret.reveal()).decode(),
-            rate_limit_burst_s="0.1",
+            rate_limit_burst_s=str(BURST_S),
+            # Long enough that Redis always answers on a loaded test machine: this measures the
+            # shared limit, not the per-process fallback (tests/integration/ratelimit).
+            rate_limit_redis_timeout_s="2",
             log_level="warning",
         )
         commands = [["api", "--port", str(port)] for port in ports]
@@ -88,12 +100,13 @@ class TestAcrossProcesses:
             for port, process in zip(ports, started, strict=True):
                 wait_http(f"http://127.0.0.1:{port}/healthz", process)
             bases = [f"http://127.0.0.1:{port}" for port in ports]
-            admitted, refused, elapsed = await flood(bases, limited, seconds=SECONDS)
-            most = RATE_PER_S * elapsed + BURST
-            # At least 85 % of the rate: the client must keep up on a loaded machine.
-            assert RATE_PER_S * elapsed * 0.85 <= admitted <= most, (admitted, elapsed)
-            assert len(refused) > admitted  # the client really sent faster than the limit
+            admitted, refused, elapsed = await flood(bases, limited, seconds=seconds)
+            most = rate_per_s * elapsed + burst
+            seen = (admitted, len(refused), elapsed)
+            assert len(refused) > admitted, seen  # the client really sent faster than the limit
+            # Never above the rate; at least 75 % of it (answers stall on a loaded machine).
+            assert rate_per_s * elapsed * 0.75 <= admitted <= most, seen
             assert {r.headers["Retry-After"] for r in refused} == {"1"}  # 50 ms, in whole s
-            assert {r.headers["RateLimit-Limit"] for r in refused} == {str(BURST)}
+            assert {r.headers["RateLimit-Limit"] for r in refused} == {str(burst)}
             other_answers, _, _ = await flood(bases, other, seconds=0.3)
-            assert other_answers >= BURST  # its own bucket is full
+            assert other_answers >= burst  # its own bucket is full

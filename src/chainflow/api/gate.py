@@ -13,9 +13,9 @@ The order is the point (issue 14):
 Plain ASGI rather than BaseHTTPMiddleware, which costs a task and a stream per request.
 """
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainflow.api import auth, body, problems, ratelimit
 from chainflow.api.admission import EXEMPT_PATHS, Admission, cost_of, refuse
@@ -53,7 +53,7 @@ class GateMiddleware:
             await refuse(scope, send)
             return
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _with_rate_headers(scope, send))
         finally:
             self.admission.leave(slots)
 
@@ -99,6 +99,21 @@ class GateMiddleware:
         except Exception as exc:  # rendered as the app would render it
             return exc, None
         return None, content
+
+
+def _with_rate_headers(scope: Scope, send: Send) -> Send:
+    """`send`, adding the key's RateLimit-* headers to the response of a counted request."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            found = ratelimit.headers_of(scope)
+            if found is not None:
+                headers = MutableHeaders(scope=message)
+                for name, value in found:
+                    headers.append(name, value)
+        await send(message)
+
+    return sending
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:

@@ -27,3 +27,4 @@ class Resources:
     pkcs11: Pkcs11Token | None = None  # when CHAINFLOW_PKCS11_MODULE is set
     # per-key rate limits (issue 21): in Redis when there is one, else in this process
     limiter: RateLimiter = field(default_factory=LocalRateLimiter)
+    fallback: RateLimiter = field(default_factory=LocalRateLimiter)  # when Redis is silent

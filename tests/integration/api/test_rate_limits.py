@@ -35,10 +35,10 @@ class TestEmbeddedLimits:
     ) -> None:
         assert isinstance(limited.resources.limiter, LocalRateLimiter)
         headers = await key(limited)
-        codes = [
-            (await limited.client.get("/v1/chains", headers=headers)).status_code for _ in range(4)
-        ]
-        assert codes == [200, 200, 429, 429]
+        answers = [await limited.client.get("/v1/chains", headers=headers) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 429, 429]
+        assert [a.headers["ratelimit-remaining"] for a in answers] == ["1", "0", "0", "0"]
+        assert answers[0].headers["ratelimit-limit"] == "2"
         refused = await limited.client.get("/v1/me", headers=headers)
         assert refused.status_code == 429
         assert refused.headers["content-type"] == "application/problem+json"

@@ -5,22 +5,35 @@ with admission, and every change is a new version (issue 21)."""
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from chainflow.api.app import create_app
+from chainflow.core.settings import Settings
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import apply
 from chainflow.infra.db.uow import unit_of_work
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import SINK
-from tests.support.fixtures import ApiHarness, prepare_sender
+from tests.support.fixtures import ApiHarness, open_api, prepare_sender
 from tests.support.fixtures import tx_body as body
 
 OTHER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 TRANSFER = "0xa9059cbb"
+SENT = 200  # concurrent requests against a limit that allows 37 (the issue's figures)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[ApiHarness]:
+    """The app, taking on all SENT requests at once (admission control would refuse past 128
+    in flight: a different guard, tested in test_gate.py)."""
+    roomy = settings.model_copy(update={"api_max_in_flight": 2 * SENT})
+    async with open_api(create_app(roomy)) as harness:
+        yield harness
 
 
 @pytest.fixture
@@ -187,9 +200,9 @@ class TestRollingLimit:
                 ]
             },
         )
-        answers = await asyncio.gather(*(submit(api, setup, value=str(value)) for _ in range(80)))
+        answers = await asyncio.gather(*(submit(api, setup, value=str(value)) for _ in range(SENT)))
         codes = sorted(a.status_code for a in answers)
-        assert (codes.count(202), codes.count(403)) == (allowed, 80 - allowed), codes
+        assert (codes.count(202), codes.count(403)) == (allowed, SENT - allowed), codes
         assert {a.json()["rule"] for a in answers if a.status_code == 403} == {"limits"}
         assert await stored(api) == allowed
         admitted = [a.json()["id"] for a in answers if a.status_code == 202]

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from chainflow.api.ratelimit import RateLimiterUnavailable, decide
+from chainflow.core.settings import Settings
 from chainflow.infra.ratelimit import (
     LocalRateLimiter,
     Rate,
@@ -69,12 +71,13 @@ class TestGcra:
         assert loop.time() - started >= refused.retry_after_s - 0.005
 
 
+async def silent(_state: TcpServer, reader: asyncio.StreamReader, _w: object) -> None:
+    while await reader.read(4096):
+        pass  # reads and never answers
+
+
 class TestSilentRedis:
     async def test_a_redis_that_never_answers_costs_the_timeout_only(self) -> None:
-        async def silent(_state: TcpServer, reader: asyncio.StreamReader, _w: object) -> None:
-            while await reader.read(4096):
-                pass  # reads and never answers
-
         async with tcp_server(silent) as server:
             redis = Redis.from_url(f"redis://127.0.0.1:{server.port}/0")
             loop = asyncio.get_running_loop()
@@ -90,3 +93,22 @@ class TestSilentRedis:
         redis = Redis.from_url(f"redis://127.0.0.1:{port}/0")  # closed: nothing listens
         assert await hit_within(RedisRateLimiter(redis), "k", Rate(1, 1), timeout_s=2) is None
         await redis.aclose()
+
+
+class TestFallback:
+    @pytest.mark.parametrize("fail_open", [True, False])
+    async def test_a_silent_redis_falls_back_to_the_process_bucket_or_503(
+        self, fail_open: bool
+    ) -> None:
+        settings = Settings(rate_limit_redis_timeout_s=0.1, rate_limit_fail_open=fail_open)
+        async with tcp_server(silent) as server:
+            redis = Redis.from_url(f"redis://127.0.0.1:{server.port}/0")
+            shared, own = RedisRateLimiter(redis), LocalRateLimiter()
+            rate = Rate(per_s=0.1, burst=2)
+            if not fail_open:
+                with pytest.raises(RateLimiterUnavailable):
+                    await decide(shared, own, "k:read", rate, settings)
+            else:
+                verdicts = [await decide(shared, own, "k:read", rate, settings) for _ in range(3)]
+                assert [v.allowed for v in verdicts] == [True, True, False]
+            await redis.aclose()
