@@ -3,8 +3,10 @@
 
 import hashlib
 import json
+import sqlite3
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from tests.conftest import free_port
@@ -78,3 +80,46 @@ class TestRevocationOnARunningApi:
             assert _status(f"{base}/v1/chains", token) == 200
             assert cli("apikey", "revoke", key_id).returncode == 0
             assert _status(f"{base}/v1/chains", token) == 401
+
+
+def _audit_rows(data_dir: Path) -> list[tuple[str, str | None, str, str]]:
+    with sqlite3.connect(data_dir / "chainflow.db") as db:
+        query = "SELECT action, key_id, actor, resource_id FROM audit_log ORDER BY at"
+        return [tuple(row) for row in db.execute(query)]
+
+
+class TestRestrictedKeys:
+    def test_limits_are_stored_listed_and_audited(self, tmp_path: Path) -> None:
+        cli = Cli(tmp_path / "data")
+        assert cli("db", "upgrade").returncode == 0
+        generated = cli("wallet", "generate")
+        assert generated.returncode == 0, generated.stderr
+        wallet_id = generated.stdout.split()[1]
+        key_id, _ = _create(
+            cli,
+            *("--scopes", "transactions:write", "--wallet", wallet_id),
+            *("--expires-in", "30d", "--rate", "5/s"),
+        )
+        line = cli("apikey", "list").stdout.splitlines()[0]
+        assert f"wallets={wallet_id}" in line
+        assert "expires=" in line
+        assert "rate=5/s" in line
+        assert cli("apikey", "revoke", key_id).returncode == 0
+        assert _audit_rows(tmp_path / "data") == [
+            ("wallet.generated", None, "cli", wallet_id),
+            ("api_key.created", None, "cli", key_id),
+            ("api_key.revoked", None, "cli", key_id),
+        ]
+
+    def test_bad_limits_create_nothing(self, tmp_path: Path) -> None:
+        cli = Cli(tmp_path / "data")
+        assert cli("db", "upgrade").returncode == 0
+        # Each rule of cli/options.py is unit-sized; one bad duration and one bad rate here
+        # (a CLI start costs seconds on a loaded machine).
+        for args in (("--expires-in", "4000d"), ("--rate", "0/s")):
+            result = cli("apikey", "create", "--scopes", "read", *args)
+            assert result.returncode == 2, (args, result.stderr)  # a usage error
+        unknown = cli("apikey", "create", "--scopes", "read", "--wallet", str(uuid.uuid4()))
+        assert "does not exist" in one_error_line(unknown)
+        assert cli("apikey", "list").stdout == ""
+        assert _audit_rows(tmp_path / "data") == []

@@ -21,6 +21,7 @@ from chainflow.api.metrics_collector import LaneCollector
 from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
 from chainflow.api.routes import (
+    audit,
     chains,
     console,
     events,
@@ -28,6 +29,7 @@ from chainflow.api.routes import (
     lanes,
     me,
     metrics,
+    policies,
     schedules,
     transactions,
     wallets,
@@ -43,6 +45,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.metrics import watch_pool
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.queue import InProcessJobQueue, JobQueue, RedisJobQueue
+from chainflow.infra.ratelimit import LocalRateLimiter, RedisRateLimiter
 from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing import aws_kms, pkcs11
 from chainflow.infra.signing.master_source import load_master_key
@@ -107,6 +110,7 @@ async def open_resources(
                 doorbells,
                 token,
                 aws_kms.AwsKms(aws_kms.config_from(settings)),
+                limiter=RedisRateLimiter(redis) if redis is not None else LocalRateLimiter(),
             )
             await doorbells.settle()  # the last rings, before the queue closes
     finally:
@@ -160,11 +164,13 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         chains.router,
         wallets.router,
         lanes.router,
+        policies.router,
         transactions.router,
         events.router,
         webhooks.router,
         schedules.router,
         me.router,
+        audit.router,
         console.router,
     )
     for router in routers:

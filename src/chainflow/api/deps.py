@@ -7,11 +7,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chainflow.api import auth
+from chainflow.api import auth, ratelimit
 from chainflow.api.resources import Resources
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.apikeys.service import Scope
+from chainflow.domain.audit.service import Actor
 from chainflow.domain.chains.probe import ChainIdProbe, rpc_chain_id_probe
 from chainflow.infra.net.urlguard import UrlGuard
 
@@ -58,12 +59,20 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey]]:
             resources, request.headers.get("authorization")
         )
         apikeys.require_scope(key, scope)
+        await ratelimit.enforce(resources, request.scope, key)  # once per request
         return key
 
     return dependency
 
 
+def actor(request: Request, key: ApiKey) -> Actor:
+    """Who makes a change, for the audit log: the key and the client's address."""
+    client = request.client
+    return Actor(key_id=key.id, remote_addr=client.host if client is not None else None)
+
+
 ReadKey = Annotated[ApiKey, Depends(require(Scope.READ))]
+PoliciesKey = Annotated[ApiKey, Depends(require(Scope.POLICIES))]
 WalletsKey = Annotated[ApiKey, Depends(require(Scope.WALLETS))]
 AdminKey = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
 TxWriteKey = Annotated[ApiKey, Depends(require(Scope.TRANSACTIONS_WRITE))]

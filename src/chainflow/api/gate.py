@@ -4,7 +4,8 @@ The order is the point (issue 14):
 1. Admission is checked before anything that can wait, so a refusal is immediate.
 2. A request that carries a body under /v1 is authenticated before a byte of it is read:
    without a valid key it gets 401, and its body is neither read nor parsed. The lookup holds
-   a slot, as it may read the database.
+   a slot, as it may read the database. The key's rate limit is counted then too (429 with
+   the body unread; issue 21); a request without a body is counted by the route's key check.
 3. The body is read holding no slot (slow senders keep no work out), within a deadline and a
    size limit per route, and its JSON nesting is bounded; only then is a slot taken again.
 4. The app gets the body replayed from memory.
@@ -12,11 +13,11 @@ The order is the point (issue 14):
 Plain ASGI rather than BaseHTTPMiddleware, which costs a task and a stream per request.
 """
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainflow.api import auth, body, problems
+from chainflow.api import auth, body, problems, ratelimit
 from chainflow.api.admission import EXEMPT_PATHS, STREAM_PATHS, Admission, cost_of, refuse
 from chainflow.core import jsondepth
 from chainflow.core.errors import InvalidInput
@@ -52,17 +53,18 @@ class GateMiddleware:
             await refuse(scope, send)
             return
         held = [slots]
+        sending = _with_rate_headers(scope, send)
 
         async def release_on_start(message: Message) -> None:
             # A stream lives for hours: its slot covers the work before its headers (the
             # key, the filters), and its own limit covers the rest (issue 16).
             if message["type"] == "http.response.start" and held:
                 self.admission.leave(held.pop())
-            await send(message)
+            await sending(message)
 
         streaming = scope["path"] in STREAM_PATHS
         try:
-            await self.app(scope, receive, release_on_start if streaming else send)
+            await self.app(scope, receive, release_on_start if streaming else sending)
         finally:
             if held:
                 self.admission.leave(held.pop())
@@ -93,6 +95,7 @@ class GateMiddleware:
                 resources = scope["app"].state.resources
                 key = await auth.authenticate(resources, headers.get("authorization"))
                 auth.remember(scope, key)
+                await ratelimit.enforce(resources, scope, key)  # before the body is read
         except Exception as exc:  # rendered as the app would render it
             return exc
         return None
@@ -108,6 +111,21 @@ class GateMiddleware:
         except Exception as exc:  # rendered as the app would render it
             return exc, None
         return None, content
+
+
+def _with_rate_headers(scope: Scope, send: Send) -> Send:
+    """`send`, adding the key's RateLimit-* headers to the response of a counted request."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            found = ratelimit.headers_of(scope)
+            if found is not None:
+                headers = MutableHeaders(scope=message)
+                for name, value in found:
+                    headers.append(name, value)
+        await send(message)
+
+    return sending
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:

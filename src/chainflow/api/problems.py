@@ -17,6 +17,7 @@ from chainflow.core.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
 )
@@ -31,6 +32,7 @@ _STATUS: list[tuple[type[ChainflowError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (Unavailable, 503),
+    (TooManyRequests, 429),
     (ConfigError, 500),
 ]
 _HTTP_CODES = {
@@ -78,9 +80,11 @@ def problem(
 async def _chainflow_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ChainflowError)  # noqa: S101 - registered for this class only
     status = status_of(exc)
-    return problem(
+    response = problem(
         request, status=status, code=exc.code, title=exc.title, detail=exc.detail, **exc.extra
     )
+    response.headers.update(getattr(exc, "headers", None) or {})  # Retry-After, RateLimit-*
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,6 +1,6 @@
 """Resources one API process holds: engine, sessions, HTTP client, master key, Redis."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from redis.asyncio import Redis
@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from chainflow.api.auth_cache import KeyCache
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
+from chainflow.infra.ratelimit import LocalRateLimiter, RateLimiter
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
@@ -26,3 +27,6 @@ class Resources:
     doorbells: Doorbells
     pkcs11: Pkcs11Token | None = None  # when CHAINFLOW_PKCS11_MODULE is set
     aws_kms: AwsKms | None = None  # region and credentials from the standard AWS chain
+    # per-key rate limits (issue 21): in Redis when there is one, else in this process
+    limiter: RateLimiter = field(default_factory=LocalRateLimiter)
+    fallback: RateLimiter = field(default_factory=LocalRateLimiter)  # when Redis is silent

@@ -6,10 +6,11 @@ from pydantic import BaseModel, ConfigDict
 
 _DESCRIPTIONS = {
     401: "missing or wrong API key",
-    403: "the API key lacks the scope",
+    403: "the API key lacks the scope, or its restrictions or a spending policy refuse",
     404: "not found",
     409: "conflict with the stored state",
     422: "invalid input",
+    429: "over the API key's rate limit (Retry-After, RateLimit-* headers)",
     503: "a dependency is unavailable",
 }
 
@@ -42,7 +43,10 @@ class Problem(BaseModel):
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` entry documenting the given error statuses as problem+json."""
+    """The `responses=` entry documenting the given error statuses as problem+json; a route
+    that takes a key (401) can also be over its rate limit (429)."""
+    if 401 in statuses and 429 not in statuses:
+        statuses = (*statuses, 429)
     return {
         status: {
             "model": Problem,

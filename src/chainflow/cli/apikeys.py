@@ -1,15 +1,21 @@
 """`chainflow apikey`: create (the key alone on the last line), list and revoke API keys."""
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from chainflow.cli.options import text_option
+from chainflow.cli.options import chain_ids_option, duration_option, rate_option, text_option
 from chainflow.cli.runtime import open_database, run, settings_for_cli
+from chainflow.core.clock import utcnow
 from chainflow.domain.apikeys import service
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.apikeys.service import ApiKeyNotFound
+from chainflow.domain.audit import service as audit
+from chainflow.domain.chains import service as chains
+from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
 
 app = typer.Typer(no_args_is_help=True, help="API keys.")
@@ -20,20 +26,53 @@ def create(
     scopes: Annotated[
         list[str],
         typer.Option(
-            "--scopes", help="admin, wallets, transactions:write, schedules or read; repeatable"
+            "--scopes",
+            help="admin, wallets, transactions:write, webhooks, schedules, policies or read; "
+            "repeatable",
         ),
     ],
     name: Annotated[
         str | None, typer.Option(help="a label for the key", callback=text_option)
     ] = None,
+    wallets: Annotated[
+        list[str] | None,
+        typer.Option("--wallet", help="limit the key to this wallet id; repeatable"),
+    ] = None,
+    chain_ids: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--chain-id", help="limit the key to this chain; repeatable", callback=chain_ids_option
+        ),
+    ] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="e.g. 30d, 12h, 90m, 3600s", callback=duration_option),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            help="requests per second, reads and writes each, e.g. 50/s", callback=rate_option
+        ),
+    ] = None,
 ) -> None:
-    """Create an API key; it is printed once, alone on the last line, and stored hashed."""
+    """Create an API key; it is printed once, alone on the last line, and stored hashed.
+    With --wallet / --chain-id it reaches only those wallets and chains (403 elsewhere)."""
     settings = settings_for_cli()
     service.parse_scopes(scopes)
+    limits = service.KeyLimits(
+        wallet_ids=[_parse_wallet_id(w) for w in wallets or []],
+        chain_ids=chain_ids or [],
+        expires_at=utcnow() + timedelta(seconds=int(expires_in)) if expires_in else None,
+        rate_per_s=float(rate) if rate else None,
+    )
 
     async def create() -> tuple[str, str, list[str]]:
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
-            row, token = await service.create_api_key(session, scopes, name=name)
+            await _check_targets_exist(session, limits)
+            row, token = await service.create_api_key(session, scopes, name=name, limits=limits)
+            audit.record(
+                session, audit.CLI, "api_key.created", resource="api_key", resource_id=row.id
+            )
             return str(row.id), token, row.scopes
 
     key_id, token, granted = run(create)
@@ -56,12 +95,27 @@ def list_() -> None:
 
 def _line(key: ApiKey) -> str:
     revoked = f"revoked={key.revoked_at.isoformat()}" if key.revoked_at else "active"
+    limits = [
+        f"wallets={','.join(key.wallet_ids)}" if key.wallet_ids else "",
+        f"chains={','.join(str(c) for c in key.chain_ids)}" if key.chain_ids else "",
+        f"expires={key.expires_at.isoformat()}" if key.expires_at else "",
+        f"rate={key.write_rate_per_s:g}/s" if key.write_rate_per_s is not None else "",
+    ]
     # The prefix is the public part of the token (`cf_<prefix>_<secret>`): it tells a holder
     # which key they hold, and authenticates nothing.
-    return (
-        f"{key.id}  cf_{key.prefix}_…  {','.join(key.scopes)}  "
-        f"created={key.created_at.isoformat()}  {revoked}  {key.name or ''}"
-    ).rstrip()
+    return "  ".join(
+        part
+        for part in (
+            str(key.id),
+            f"cf_{key.prefix}_…",
+            ",".join(key.scopes),
+            f"created={key.created_at.isoformat()}",
+            revoked,
+            *limits,
+            key.name or "",
+        )
+        if part
+    )
 
 
 @app.command("revoke")
@@ -74,7 +128,12 @@ def revoke(
 
     async def revoke() -> tuple[ApiKey, bool]:
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
-            return await service.revoke_api_key(session, parsed)
+            key, newly = await service.revoke_api_key(session, parsed)
+            if newly:
+                audit.record(
+                    session, audit.CLI, "api_key.revoked", resource="api_key", resource_id=key.id
+                )
+            return key, newly
 
     key, newly = run(revoke)
     if not newly:
@@ -85,6 +144,23 @@ def revoke(
         f"revoked API key {key.id}; every API process refuses it within "
         f"{settings.api_key_cache_s:g} s (CHAINFLOW_API_KEY_CACHE_S)"
     )
+
+
+async def _check_targets_exist(session: AsyncSession, limits: service.KeyLimits) -> None:
+    """Raises: WalletNotFound, ChainNotFound, before anything is stored."""
+    for wallet_id in limits.wallet_ids:
+        await wallets.get_wallet(session, wallet_id, lanes=False)
+    for chain_id in limits.chain_ids:
+        await chains.get_chain(session, chain_id)
+
+
+def _parse_wallet_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise typer.BadParameter(
+            "--wallet takes a wallet id (a UUID: `chainflow wallet list`)"
+        ) from None
 
 
 def _parse_id(text: str) -> uuid.UUID:

@@ -2,6 +2,7 @@
 parser: a bad value is one usage line (exit 2), never a database error. The rules are the
 API's (`core/fields.py`)."""
 
+import re
 import unicodedata
 from typing import Annotated, Any
 
@@ -39,6 +40,39 @@ def chain_ids_option(values: list[int] | None) -> list[int] | None:
     for value in values or []:
         _validated(_CHAIN_ID, value)
     return values
+
+
+_DURATION = re.compile(r"([0-9]{1,7})([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+MAX_EXPIRY_S = 3650 * 86_400
+_RATE = re.compile(r"([0-9]{1,7}(?:\.[0-9]{1,3})?)(?:/s)?")
+MAX_RATE_PER_S = 1_000_000
+
+
+def duration_option(value: str | None) -> str | None:
+    """`30d`, `12h`, `90m` or `3600s`, up to 10 years; the number of seconds, as text."""
+    if value is None:
+        return None
+    found = _DURATION.fullmatch(value.strip())
+    seconds = int(found.group(1)) * _UNIT_S[found.group(2)] if found else 0
+    if not 0 < seconds <= MAX_EXPIRY_S:
+        raise typer.BadParameter(
+            "must be a positive duration such as 30d, 12h, 90m or 3600s, at most 3650d"
+        )
+    return str(seconds)
+
+
+def rate_option(value: str | None) -> str | None:
+    """`R/s` (or `R`): requests per second, above 0 and at most 1,000,000; R, as text."""
+    if value is None:
+        return None
+    found = _RATE.fullmatch(value.strip())
+    rate = float(found.group(1)) if found else 0.0
+    if not 0 < rate <= MAX_RATE_PER_S:
+        raise typer.BadParameter(
+            "must be requests per second such as 50/s, above 0, at most 1000000"
+        )
+    return f"{rate:g}"
 
 
 def _validated(adapter: TypeAdapter[Any], value: object) -> Any:

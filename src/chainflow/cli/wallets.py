@@ -10,6 +10,7 @@ from chainflow.cli.runtime import open_database, run, settings_for_cli
 from chainflow.cli.secrets import read_secret
 from chainflow.core.errors import InvalidInput
 from chainflow.core.types import SecretBytes
+from chainflow.domain.audit import service as audit
 from chainflow.domain.wallets import service
 from chainflow.domain.wallets.binding import SignerRequest
 from chainflow.domain.wallets.custody import check_master_key
@@ -38,7 +39,13 @@ KeyLabelOpt = Annotated[
 KeyIdOpt = Annotated[str | None, typer.Option(help="aws_kms: key id, ARN or alias")]
 
 
-def _store(private_key: SecretBytes, label: str | None, chain_ids: list[int] | None) -> None:
+def _store(
+    private_key: SecretBytes,
+    label: str | None,
+    chain_ids: list[int] | None,
+    *,
+    action: str = "wallet.imported",
+) -> None:
     settings = settings_for_cli()
 
     async def store(master: MasterKey) -> tuple[str, str]:
@@ -47,6 +54,7 @@ def _store(private_key: SecretBytes, label: str | None, chain_ids: list[int] | N
             wallet = await service.import_wallet(
                 session, private_key, master=master, label=label, chain_ids=chain_ids or []
             )
+            audit.record(session, audit.CLI, action, resource="wallet", resource_id=wallet.id)
             return str(wallet.id), wallet.address
 
     # Held while sealing: a rotation cannot start meanwhile, nor this run during one.
@@ -71,6 +79,9 @@ def _bind(request: SignerRequest, label: str | None, chain_ids: list[int] | None
                 aws_kms=aws_kms.AwsKms(aws_kms.config_from(settings)),
                 label=label,
                 chain_ids=chain_ids or [],
+            )
+            audit.record(
+                session, audit.CLI, "wallet.bound", resource="wallet", resource_id=wallet.id
             )
             return str(wallet.id), wallet.address
 
@@ -115,7 +126,7 @@ def generate(
     """Generate a new key (server-side, inside the HSM with --signer pkcs11, or in AWS KMS
     with --signer aws_kms); only its address is printed."""
     if signer is SignerKind.LOCAL:
-        _store(generate_private_key(), label, chain_ids)
+        _store(generate_private_key(), label, chain_ids, action="wallet.generated")
     else:
         _bind(SignerRequest(kind=signer, generate=True), label, chain_ids)
 

@@ -6,6 +6,7 @@ ChainflowError
 ├── Forbidden         (403)  key lacks the scope
 ├── NotFound          (404)
 ├── Conflict          (409)  duplicate, or a state that forbids the action
+├── TooManyRequests   (429)  over a rate limit
 ├── Unavailable       (503)  a dependency (DB, Redis, RPC) cannot be reached
 └── ConfigError              invalid configuration at start
 
@@ -50,6 +51,11 @@ class NotFound(ChainflowError):
 class Conflict(ChainflowError):
     code = "conflict"
     title = "Conflict"
+
+
+class TooManyRequests(ChainflowError):
+    code = "too_many_requests"
+    title = "Too many requests"
 
 
 class Unavailable(ChainflowError):

@@ -132,6 +132,22 @@ class Settings(BaseSettings):
     event_stream_keepalive_s: float = Field(
         15, ge=0.1, le=300, description="a comment line on an idle event stream this often"
     )
+    # guardrails (issue 21): per-key rate limits (a key's own rate, `--rate`, wins); 0: none
+    rate_limit_read_per_s: float = Field(
+        1000.0, ge=0, le=1_000_000, description="GET/HEAD requests per second per API key"
+    )
+    rate_limit_write_per_s: float = Field(
+        1000.0, ge=0, le=1_000_000, description="other requests per second per API key"
+    )
+    rate_limit_burst_s: float = Field(
+        1.0, gt=0, le=3600, description="burst: this many seconds of the rate (at least 1)"
+    )
+    rate_limit_redis_timeout_s: float = Field(
+        0.05, gt=0, le=5, description="longest wait for Redis's answer, then fail open/closed"
+    )
+    rate_limit_fail_open: bool = Field(
+        True, description="admit (true) or refuse 503 (false) when Redis does not answer"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,8 +1,10 @@
 """Every table, imported in one place so migrations see the whole metadata."""
 
 from chainflow.domain.apikeys.models import ApiKey
+from chainflow.domain.audit.models import AuditEntry
 from chainflow.domain.chains.models import Chain, RpcEndpoint
 from chainflow.domain.events.models import EventRow
+from chainflow.domain.policies.models import WalletPolicy, WalletPolicyVersion
 from chainflow.domain.schedules.models import Schedule, ScheduleRun
 from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow
 from chainflow.domain.wallets.models import Wallet, WalletChain
@@ -13,6 +15,7 @@ metadata = Base.metadata
 
 __all__ = [
     "ApiKey",
+    "AuditEntry",
     "Base",
     "Chain",
     "EventRow",
@@ -24,6 +27,8 @@ __all__ = [
     "TxEventRow",
     "Wallet",
     "WalletChain",
+    "WalletPolicy",
+    "WalletPolicyVersion",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -85,6 +85,13 @@ API_REQUEST_SECONDS = Histogram(
 API_OVERLOADED = Counter(
     "chainflow_api_overloaded", "Requests refused 503 overloaded (admission control)."
 )
+API_RATE_LIMITED = Counter(
+    "chainflow_api_rate_limited", "Requests refused 429 by a key's rate limit.", ["kind"]
+)
+API_RATE_LIMITER_ERRORS = Counter(
+    "chainflow_api_rate_limiter_errors",
+    "Rate checks Redis did not answer in time (then admitted or refused per settings).",
+)
 
 
 class _Switch:

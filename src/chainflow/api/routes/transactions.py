@@ -12,6 +12,7 @@ from chainflow.api.responses import problem_responses
 from chainflow.core.clock import utcnow
 from chainflow.core.fields import ChainId
 from chainflow.domain.apikeys import service as apikeys
+from chainflow.domain.apikeys.restrictions import restrictions_of
 from chainflow.domain.transactions import idempotency, lane_stats, service
 from chainflow.domain.transactions.repository import TxFilters
 from chainflow.domain.transactions.schemas import (
@@ -44,9 +45,27 @@ async def submit_transaction(
     key: TxWriteKey,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Queue a request. The same Idempotency-Key and body return the same transaction."""
+    """Queue a request. The same Idempotency-Key and body return the same transaction.
+    A request the wallet's spending policy refuses is `403 policy_denied`, naming the `rule`
+    and its `limit`, and stores nothing (the Idempotency-Key stays unused)."""
+    restrictions = restrictions_of(key)
     async with single_statements(resources.engine) as db:
-        result = await service.submit(db, body, api_key_id=key.id, idempotency_key=idempotency_key)
+        result = await service.submit(
+            db,
+            body,
+            api_key_id=key.id,
+            idempotency_key=idempotency_key,
+            restrictions=restrictions,
+        )
+    if isinstance(result, service.NeedsTransaction):  # the wallet has a spending policy
+        async with unit_of_work(resources.sessionmaker) as session:
+            result = await service.submit(
+                session,
+                body,
+                api_key_id=key.id,
+                idempotency_key=idempotency_key,
+                restrictions=restrictions,
+            )
     if isinstance(result, service.Replayed):
         async with unit_of_work(resources.sessionmaker) as session:
             earlier = await service.get_transaction(session, result.earlier.id)
@@ -72,7 +91,11 @@ async def submit_batch(
     Idempotency-Key, the same key and items return the same transactions."""
     async with unit_of_work(resources.sessionmaker) as session:
         result = await service.submit_batch(
-            session, body.transactions, api_key_id=key.id, idempotency_key=idempotency_key
+            session,
+            body.transactions,
+            api_key_id=key.id,
+            idempotency_key=idempotency_key,
+            restrictions=restrictions_of(key),
         )
     if isinstance(result, service.BatchReplayed):
         items = [TxRead.of(tx) for tx in result.earlier]
@@ -114,16 +137,18 @@ async def count_transactions(
 
 
 @router.get("/{tx_id}", responses=problem_responses(401, 403, 404))
-async def get_transaction(tx_id: uuid.UUID, sessionmaker: SessionmakerDep, _key: ReadKey) -> TxRead:
+async def get_transaction(tx_id: uuid.UUID, sessionmaker: SessionmakerDep, key: ReadKey) -> TxRead:
     """One transaction with its attempts, receipt and event log."""
     async with unit_of_work(sessionmaker) as session:
-        return TxRead.of(await service.get_transaction(session, tx_id))
+        tx = await service.get_transaction(session, tx_id)
+        restrictions_of(key).check_reach(tx.wallet_id, tx.chain_id)
+        return TxRead.of(tx)
 
 
 @router.get("", responses=problem_responses(401, 403, 404, 422))
 async def list_transactions(
     sessionmaker: SessionmakerDep,
-    _key: ReadKey,
+    key: ReadKey,
     status_: Annotated[TxStatus | None, Query(alias="status")] = None,
     wallet: Annotated[str | None, Query(max_length=64)] = None,
     chain_id: Annotated[ChainId | None, Query()] = None,
@@ -149,7 +174,12 @@ async def list_transactions(
     )
     async with unit_of_work(sessionmaker) as session:
         rows, next_cursor = await service.list_transactions(
-            session, limit=limit, cursor=cursor, filters=filters, wallet=wallet
+            session,
+            limit=limit,
+            cursor=cursor,
+            filters=filters,
+            wallet=wallet,
+            restrictions=restrictions_of(key),
         )
         return TxList(items=[TxSummary.of(tx) for tx in rows], next_cursor=next_cursor)
 
@@ -163,6 +193,10 @@ async def cancel_transaction(
     Only the key that submitted the request, or an admin key, may cancel it (else 403)."""
     async with unit_of_work(sessionmaker) as session:
         cancelled = await service.cancel(
-            session, tx_id, api_key_id=key.id, is_admin=apikeys.is_admin(key)
+            session,
+            tx_id,
+            api_key_id=key.id,
+            is_admin=apikeys.is_admin(key),
+            restrictions=restrictions_of(key),
         )
         return TxRead.of(cancelled)

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, String, Uuid
+from sqlalchemy import JSON, Float, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chainflow.core.clock import utcnow
@@ -21,3 +21,9 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Restrictions (issue 21): None means every wallet / chain; rates in requests per second.
+    wallet_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    chain_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    read_rate_per_s: Mapped[float | None] = mapped_column(Float)
+    write_rate_per_s: Mapped[float | None] = mapped_column(Float)

@@ -5,7 +5,9 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.clock import utcnow
 from chainflow.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from chainflow.domain.apikeys.models import ApiKey
+from chainflow.domain.apikeys.restrictions import stored_chain_ids, stored_wallet_ids
 
 _TOKEN_PREFIX = "cf"  # noqa: S105 - a public marker, not a secret
 # A fixed hash compared when the prefix is unknown, so a miss costs the same as a hit.
@@ -27,6 +30,7 @@ class Scope(StrEnum):
     READ = "read"
     WEBHOOKS = "webhooks"  # DESIGN §13 (issue 16)
     SCHEDULES = "schedules"  # issue 19
+    POLICIES = "policies"
 
 
 class UnknownScope(InvalidInput):
@@ -39,6 +43,10 @@ class InsufficientScope(Forbidden):
 
 class InvalidApiKey(Unauthorized):
     code = "invalid_api_key"
+
+
+class ApiKeyExpired(InvalidApiKey):
+    code = "api_key_expired"
 
 
 class ApiKeyNotFound(NotFound):
@@ -64,14 +72,39 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class KeyLimits:
+    """What a new key is limited to (issue 21); the defaults restrict nothing."""
+
+    wallet_ids: Sequence[uuid.UUID] = ()
+    chain_ids: Sequence[int] = ()
+    expires_at: datetime | None = None
+    rate_per_s: float | None = None  # reads and writes each (None: the settings' defaults)
+
+
 async def create_api_key(
-    session: AsyncSession, scopes: Iterable[str], *, name: str | None = None
+    session: AsyncSession,
+    scopes: Iterable[str],
+    *,
+    name: str | None = None,
+    limits: KeyLimits | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key's hash; return the row and the plaintext key, which is never stored."""
     parsed = parse_scopes(scopes)
+    limits = limits or KeyLimits()
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    row = ApiKey(name=name, prefix=prefix, secret_hash=_hash(secret), scopes=list(parsed))
+    row = ApiKey(
+        name=name,
+        prefix=prefix,
+        secret_hash=_hash(secret),
+        scopes=list(parsed),
+        wallet_ids=stored_wallet_ids(limits.wallet_ids),
+        chain_ids=stored_chain_ids(limits.chain_ids),
+        expires_at=limits.expires_at,
+        read_rate_per_s=limits.rate_per_s,
+        write_rate_per_s=limits.rate_per_s,
+    )
     session.add(row)
     await session.flush()
     return row, f"{_TOKEN_PREFIX}_{prefix}_{secret}"
@@ -109,7 +142,14 @@ async def authenticate(session: AsyncSession, token: str) -> ApiKey:
     matches = hmac.compare_digest(expected, _hash(parts[-1]))
     if row is None or not matches or row.revoked_at is not None:
         raise InvalidApiKey("the API key is missing, wrong or revoked")
+    check_unexpired(row)
     return row
+
+
+def check_unexpired(key: ApiKey) -> None:
+    """Raises: ApiKeyExpired once the key's expiry has passed (also for a cached key)."""
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        raise ApiKeyExpired("the API key has expired")
 
 
 def require_scope(key: ApiKey, scope: Scope) -> None:

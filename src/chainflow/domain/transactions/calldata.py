@@ -22,6 +22,7 @@ from chainflow.domain.transactions.calldata_size import (
     InvalidCall,
     measure_call,
 )
+from chainflow.domain.transactions.schemas import TxCreate
 
 __all__ = [
     "MAX_CALLDATA_BYTES",
@@ -139,3 +140,14 @@ def encode_call(signature: str, args: list[Any], *, limit: int = MAX_CALLDATA_BY
         return bytes(function_signature_to_4byte_selector(signature)) + encode(types, values)
     except (EncodingError, TypeError, ValueError, OverflowError) as exc:
         raise InvalidCall(f"arguments do not match {signature}: {exc}") from None
+
+
+async def calldata_of(bodies: Sequence[TxCreate]) -> list[bytes | InvalidInput]:
+    """Each body's calldata, or the error that refuses it (raised after the body's other
+    checks, so a request's first error stays the same)."""
+    calls = [(body.function, body.args or []) for body in bodies if body.function is not None]
+    encoded = iter(await encode_calls(calls) if calls else [])
+    return [
+        next(encoded) if body.function is not None else bytes.fromhex((body.data or "0x")[2:])
+        for body in bodies
+    ]

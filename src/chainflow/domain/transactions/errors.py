@@ -43,6 +43,10 @@ class UnknownWallet(InvalidInput):
     code = "unknown_wallet"
 
 
+class WalletMismatch(InvalidInput):
+    code = "wallet_mismatch"
+
+
 class FeeAboveCap(InvalidInput):
     code = "fee_above_chain_cap"
 

@@ -50,6 +50,8 @@ class Transaction(Base):
         UniqueConstraint("chain_id", "wallet_id", "nonce"),
         Index("ix_transactions_lane_status", "chain_id", "wallet_id", "status"),
         Index("ix_transactions_chain_status", "chain_id", "status"),
+        # The value a wallet sent in a rolling window (spending policies, issue 21).
+        Index("ix_transactions_wallet_chain_created", "wallet_id", "chain_id", "created_at"),
     )
 
     id: Mapped[TxId] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -4,18 +4,19 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TypeAlias
+from typing import TypeAlias, overload
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import ChainflowError, InvalidInput
+from chainflow.core.restrictions import UNRESTRICTED, Restrictions
 from chainflow.core.types import ChainId, TxId, WalletId, Wei
 from chainflow.domain.chains.errors import UnknownChain
-from chainflow.domain.transactions import idempotency, repository
-from chainflow.domain.transactions.calldata import encode_calls
+from chainflow.domain.transactions import idempotency, repository, spending
+from chainflow.domain.transactions.calldata import calldata_of
 from chainflow.domain.transactions.errors import (
     AlreadyFinal,
     ChainDisabled,
@@ -61,12 +62,41 @@ class Replayed:
         return self.earlier.id
 
 
-Submitted: TypeAlias = Created | Replayed
+@dataclass(frozen=True)
+class NeedsTransaction:
+    """The wallet has a spending policy, and `db` was a connection in autocommit: submit
+    again in a DB transaction, which can hold the policy's lock (spending.py). Nothing was
+    stored."""
+
+
+Submitted: TypeAlias = Created | Replayed | NeedsTransaction
 
 
 def request_hash(body: TxCreate) -> str:
     """Fingerprint of a request body, to tell a retry from a different request."""
     return hashlib.sha256(body.model_dump_json(exclude_none=True).encode()).hexdigest()
+
+
+@overload
+async def submit(
+    db: AsyncSession,
+    body: TxCreate,
+    *,
+    api_key_id: uuid.UUID | None,
+    idempotency_key: str | None,
+    restrictions: Restrictions = ...,
+) -> Created | Replayed: ...
+
+
+@overload
+async def submit(
+    db: AsyncConnection,
+    body: TxCreate,
+    *,
+    api_key_id: uuid.UUID | None,
+    idempotency_key: str | None,
+    restrictions: Restrictions = ...,
+) -> Submitted: ...
 
 
 async def submit(
@@ -75,13 +105,18 @@ async def submit(
     *,
     api_key_id: uuid.UUID | None,
     idempotency_key: str | None,
+    restrictions: Restrictions = UNRESTRICTED,
 ) -> Submitted:
-    """Store a queued request after checking chain, wallet, lane and caps. Every write is
-    one statement, so `db` may be a connection in autocommit (`single_statements`).
+    """Store a queued request after checking the key's restrictions, chain, wallet, lane,
+    caps and the wallet's spending policy. Without a policy every write is one statement, so
+    `db` may be a connection in autocommit (`single_statements`); a wallet with a policy then
+    answers NeedsTransaction.
 
     Raises:
         IdempotencyConflict: the key was used with a different body.
         InvalidIdempotencyKey: the key is empty, too long or has a character outside its set.
+        KeyRestricted: the wallet or chain is outside the key's restrictions.
+        PolicyDenied: a rule of the wallet's policy refuses it; nothing is stored.
     """
     idempotency_key = idempotency.single_key(idempotency_key)
     fingerprint = request_hash(body)
@@ -89,15 +124,25 @@ async def submit(
         earlier = await intake.find_earlier(db, api_key_id, idempotency_key)
         if earlier is not None:
             return _replay(earlier, fingerprint)
+    restrictions.check_chain(body.chain_id)
     target = await intake.find_target(db, body.chain_id, body.wallet)
-    (data,) = await _calldata([body])
+    restrictions.check_wallet(target.wallet_id if target is not None else None)
+    checked = _checked(target, body)
+    (data,) = await calldata_of([body])
+    fee_cap = body.max_fee_per_gas
+    if target is not None and target.has_policy:
+        if not intake.is_transactional(db):
+            return NeedsTransaction()
+        draft = spending.draft_of(body, target, data)
+        fee_cap = await spending.Ledger(db, lock=True).admit(checked.wallet_id, draft)
     request = _new_request(
         body,
-        _checked(target, body),
+        checked,
         data=data,
         fingerprint=fingerprint,
         api_key_id=api_key_id,
         idempotency_key=idempotency_key,
+        fee_cap=fee_cap,
     )
     if await intake.insert_request(db, request):
         return Created(request)
@@ -164,17 +209,6 @@ def _check_caps(body: TxCreate, target: intake.Target) -> None:
         raise FeeAboveCap(f"max_priority_fee_per_gas is above the chain's cap of {tip_cap} wei")
 
 
-async def _calldata(bodies: Sequence[TxCreate]) -> list[bytes | InvalidInput]:
-    """Each body's calldata, or the error that refuses it (raised after the body's other
-    checks, so a request's first error stays the same)."""
-    calls = [(body.function, body.args or []) for body in bodies if body.function is not None]
-    encoded = iter(await encode_calls(calls) if calls else [])
-    return [
-        next(encoded) if body.function is not None else bytes.fromhex((body.data or "0x")[2:])
-        for body in bodies
-    ]
-
-
 def _new_request(
     body: TxCreate,
     target: _Checked,
@@ -183,6 +217,7 @@ def _new_request(
     fingerprint: str,
     api_key_id: uuid.UUID | None,
     idempotency_key: str | None,
+    fee_cap: int | None,
 ) -> NewRequest:
     if isinstance(data, InvalidInput):
         raise data
@@ -200,7 +235,7 @@ def _new_request(
         value_wei=Wei(body.value),
         data=data,
         gas_limit=body.gas_limit,
-        max_fee_per_gas_cap=_wei(body.max_fee_per_gas),
+        max_fee_per_gas_cap=_wei(fee_cap),
         max_priority_fee_per_gas_cap=_wei(body.max_priority_fee_per_gas),
         valid_until=body.valid_until,
         status=TxStatus.QUEUED,
@@ -241,9 +276,12 @@ async def submit_batch(
     *,
     api_key_id: uuid.UUID | None,
     idempotency_key: str | None,
+    restrictions: Restrictions = UNRESTRICTED,
 ) -> BatchSubmitted:
     """Store many queued requests at once, all or none: the first item that fails a check
-    fails the batch (its error says which), and nothing is stored.
+    (the key's restrictions and the wallets' policies included, the items of one wallet and
+    chain adding up against its limits) fails the batch (its error says which), and nothing
+    is stored.
 
     With an Idempotency-Key, item i is stored under `<key>#<i>` (idempotency.py); the same
     key and items return the earlier batch. Raises: IdempotencyConflict, InvalidIdempotencyKey.
@@ -254,26 +292,14 @@ async def submit_batch(
         earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
         if earlier is not None:
             return BatchReplayed(earlier)
-    targets: dict[tuple[int, str], intake.Target | None] = {}
-    requests: list[NewRequest] = []
-    calldata = await _calldata(bodies)
-    for index, body in enumerate(bodies):
-        try:
-            pair = (body.chain_id, body.wallet)
-            if pair not in targets:  # read once per chain and wallet; checked for every item
-                targets[pair] = await intake.find_target(session, body.chain_id, body.wallet)
-            requests.append(
-                _new_request(
-                    body,
-                    _checked(targets[pair], body),
-                    data=calldata[index],
-                    fingerprint=fingerprints[index],
-                    api_key_id=api_key_id,
-                    idempotency_key=keys[index] if keys is not None else None,
-                )
-            )
-        except ChainflowError as exc:
-            raise type(exc)(f"transactions[{index}]: {exc.detail}", index=index) from None
+    requests = await _batch_requests(
+        session,
+        bodies,
+        fingerprints=fingerprints,
+        keys=keys,
+        api_key_id=api_key_id,
+        restrictions=restrictions,
+    )
     if keys is None:
         await intake.insert_requests(session, requests)
         intake.count_created(requests)
@@ -288,6 +314,50 @@ async def submit_batch(
         return BatchReplayed(earlier)
     intake.count_created(requests)
     return BatchCreated(requests)
+
+
+async def _batch_requests(
+    session: AsyncSession,
+    bodies: Sequence[TxCreate],
+    *,
+    fingerprints: list[str],
+    keys: list[str] | None,
+    api_key_id: uuid.UUID | None,
+    restrictions: Restrictions,
+) -> list[NewRequest]:
+    targets: dict[tuple[int, str], intake.Target | None] = {}
+    requests: list[NewRequest] = []
+    calldata = await calldata_of(bodies)
+    ledger = spending.Ledger(session, lock=True)
+    for index, body in enumerate(bodies):
+        try:
+            restrictions.check_chain(body.chain_id)
+            pair = (body.chain_id, body.wallet)
+            if pair not in targets:  # read once per chain and wallet; checked for every item
+                targets[pair] = await intake.find_target(session, body.chain_id, body.wallet)
+            target = targets[pair]
+            restrictions.check_wallet(target.wallet_id if target is not None else None)
+            checked = _checked(target, body)
+            fee_cap = body.max_fee_per_gas
+            if target is not None and target.has_policy:
+                draft = spending.draft_of(body, target, calldata[index])
+                fee_cap = await ledger.admit(checked.wallet_id, draft)
+            requests.append(
+                _new_request(
+                    body,
+                    checked,
+                    data=calldata[index],
+                    fingerprint=fingerprints[index],
+                    api_key_id=api_key_id,
+                    idempotency_key=keys[index] if keys is not None else None,
+                    fee_cap=fee_cap,
+                )
+            )
+        except ChainflowError as exc:
+            raise type(exc)(
+                f"transactions[{index}]: {exc.detail}", index=index, **exc.extra
+            ) from None
+    return requests
 
 
 async def _earlier_batch(
@@ -335,11 +405,17 @@ async def list_transactions(
     cursor: str | None,
     filters: TxFilters,
     wallet: str | None = None,
+    restrictions: Restrictions = UNRESTRICTED,
 ) -> tuple[Sequence[Transaction], str | None]:
     """One page of requests in submission order (or newest first), filtered (`wallet`: an
-    id or address), and the next cursor."""
+    id or address), and the next cursor; a restricted key sees only its wallets' and
+    chains' requests."""
+    if filters.chain_id is not None:
+        restrictions.check_chain(filters.chain_id)
     if wallet:
-        filters = replace(filters, wallet_id=(await wallets.get_wallet(session, wallet)).id)
+        found = await wallets.get_wallet(session, wallet, restrictions=restrictions)
+        filters = replace(filters, wallet_id=found.id)
+    filters = replace(filters, wallet_ids=restrictions.wallet_ids, chain_ids=restrictions.chain_ids)
     rows = await repository.list_page(
         session, limit=limit + 1, after=decode_cursor(cursor), filters=filters
     )
@@ -350,7 +426,12 @@ async def list_transactions(
 
 
 async def cancel(
-    session: AsyncSession, tx_id: uuid.UUID, *, api_key_id: uuid.UUID | None, is_admin: bool
+    session: AsyncSession,
+    tx_id: uuid.UUID,
+    *,
+    api_key_id: uuid.UUID | None,
+    is_admin: bool,
+    restrictions: Restrictions = UNRESTRICTED,
 ) -> Transaction:
     """Cancel a queued request at once; ask the tracker to replace a signed or sent one.
     Only the API key that submitted it (`api_key_id`), or an admin key, may cancel it.
@@ -362,6 +443,7 @@ async def cancel(
     tx = await repository.lock_tracked(session, tx_id)
     if tx is None:
         raise TxNotFound(f"transaction {tx_id} does not exist")
+    restrictions.check_reach(tx.wallet_id, tx.chain_id)
     if not is_admin and (tx.api_key_id is None or tx.api_key_id != api_key_id):
         raise NotTransactionOwner(
             f"transaction {tx_id} was submitted by another API key: only that key or an "

@@ -45,6 +45,9 @@ class Wallet(Base):
     encrypted_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     wrapped_data_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     master_key_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Whether a spending policy applies (issue 21): read with the wallet at admission, so a
+    # wallet without one costs no extra statement.
+    has_policy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

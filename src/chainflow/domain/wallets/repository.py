@@ -1,7 +1,7 @@
 """All SQL of wallets and lanes."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
@@ -95,9 +95,15 @@ async def lock_lanes(
 
 
 async def list_page(
-    session: AsyncSession, *, limit: int, after: tuple[datetime, uuid.UUID] | None
+    session: AsyncSession,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    ids: Collection[uuid.UUID] | None = None,
 ) -> Sequence[Wallet]:
     query = select(Wallet).options(selectinload(Wallet.chains))
+    if ids is not None:
+        query = query.where(Wallet.id.in_(ids))
     if after is not None:
         created_at, wallet_id = after
         query = query.where(

@@ -12,6 +12,7 @@ from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import InvalidInput
 from chainflow.core.redaction import has_key_material
+from chainflow.core.restrictions import UNRESTRICTED, Restrictions
 from chainflow.core.types import SecretBytes, WalletId
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
@@ -125,16 +126,24 @@ async def _check_chains(session: AsyncSession, chain_ids: Sequence[int]) -> None
             raise UnknownChain(f"chain {chain_id} is not in the registry") from None
 
 
-async def get_wallet(session: AsyncSession, ref: str | uuid.UUID, *, lanes: bool = True) -> Wallet:
+async def get_wallet(
+    session: AsyncSession,
+    ref: str | uuid.UUID,
+    *,
+    lanes: bool = True,
+    restrictions: Restrictions = UNRESTRICTED,
+) -> Wallet:
     """Find a wallet by id or by address (all lower, all upper or checksummed); without
     `lanes`, by id only and its `chains` not loaded.
 
     Raises: WalletNotFound. InvalidAddress: `ref` is shaped like an address but is not one.
+    KeyRestricted: outside `restrictions`, whether it exists or not.
     """
     if isinstance(ref, uuid.UUID):
         wallet = await repository.get(session, ref, lanes=lanes)
     else:
         wallet = await _by_ref(session, ref)
+    restrictions.check_wallet(wallet.id if wallet is not None else None)
     if wallet is None:
         raise WalletNotFound(f"wallet {ref} does not exist")
     return wallet
@@ -151,10 +160,17 @@ async def _by_ref(session: AsyncSession, ref: str) -> Wallet | None:
 
 
 async def list_wallets(
-    session: AsyncSession, *, limit: int, cursor: str | None
+    session: AsyncSession,
+    *,
+    limit: int,
+    cursor: str | None,
+    restrictions: Restrictions = UNRESTRICTED,
 ) -> tuple[Sequence[Wallet], str | None]:
-    """One page of wallets in creation order, and the cursor of the next page."""
-    rows = await repository.list_page(session, limit=limit + 1, after=decode_cursor(cursor))
+    """One page of wallets in creation order, and the cursor of the next page (a restricted
+    key's wallets only)."""
+    rows = await repository.list_page(
+        session, limit=limit + 1, after=decode_cursor(cursor), ids=restrictions.wallet_ids
+    )
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]

@@ -1,7 +1,7 @@
 """schedules and their runs (issue 19)
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-06 03:40:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import chainflow.infra.db.types
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,6 +8,7 @@ event are plain INSERTs whose values are all known here. On PostgreSQL they are 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeAlias, cast
 
 from sqlalchemy import (
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    func,
     insert,
     literal,
     select,
@@ -39,7 +41,7 @@ from chainflow.domain.transactions.rows import (
     request_row,
 )
 from chainflow.domain.transactions.snapshots import queued_snapshot
-from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.state import TxKind, TxStatus
 from chainflow.domain.transactions.telemetry import record_transition
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 
@@ -61,6 +63,7 @@ class Target:
     wallet_address: str | None
     wallet_status: WalletStatus | None
     lane_enabled: bool
+    has_policy: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ def _target_query(wallet_match: ColumnElement[bool]) -> Select[Any]:
             _WALLETS.address,
             _WALLETS.status,
             _LANES.enabled,
+            _WALLETS.has_policy,
         )
         .select_from(Chain.__table__)
         .outerjoin(Wallet.__table__, wallet_match)
@@ -128,6 +132,7 @@ async def find_target(db: Executor, chain_id: int, wallet_ref: str) -> Target | 
         wallet_address=row[5],
         wallet_status=row[6],
         lane_enabled=bool(row[7]),
+        has_policy=bool(row[8]),
     )
 
 
@@ -204,6 +209,40 @@ async def insert_request(db: Executor, request: NewRequest) -> bool:
     if stored:
         record_transition(request.chain_id, None, request.status.value)  # metrics (issue 18)
     return stored
+
+
+def is_transactional(db: Executor) -> bool:
+    """Whether `db` runs in a DB transaction (not a PostgreSQL connection in autocommit,
+    where a lock would end with its statement)."""
+    if isinstance(db, AsyncSession):
+        return True
+    options = db.sync_connection.get_execution_options() if db.sync_connection else {}
+    return options.get("isolation_level") != "AUTOCOMMIT"
+
+
+# The value a wallet has sent, or may still send, on a chain since a moment: requests that
+# ended without executing (failed, cancelled, expired) release theirs (issue 21). A reverted
+# request spent its value's gas and may have moved it: it stays counted.
+_RELEASED = (TxStatus.FAILED, TxStatus.CANCELLED, TxStatus.EXPIRED)
+_COUNTED = (
+    _TRANSACTIONS.c.wallet_id == bindparam("wallet_id"),
+    _TRANSACTIONS.c.chain_id == bindparam("chain_id"),
+    _TRANSACTIONS.c.created_at > bindparam("since"),
+    _TRANSACTIONS.c.kind == TxKind.REQUEST,
+    _TRANSACTIONS.c.status.not_in(_RELEASED),
+)
+_SPENT_SUM = select(func.sum(_TRANSACTIONS.c.value_wei)).where(*_COUNTED)
+_SPENT_VALUES = select(_TRANSACTIONS.c.value_wei).where(*_COUNTED)
+
+
+async def value_since(db: Executor, wallet_id: WalletId, chain_id: int, since: datetime) -> int:
+    """The value of the wallet's requests on the chain admitted after `since` and not
+    released. SQLite keeps wei as text, whose SUM would lose digits: summed here."""
+    params = {"wallet_id": wallet_id, "chain_id": chain_id, "since": since}
+    if _dialect_name(db) == "postgresql":
+        total = (await db.execute(_SPENT_SUM, params)).scalar_one()
+        return int(total or 0)
+    return sum(int(value) for value in (await db.execute(_SPENT_VALUES, params)).scalars())
 
 
 def _dialect_name(db: Executor) -> str:

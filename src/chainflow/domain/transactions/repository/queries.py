@@ -1,7 +1,7 @@
 """The reads of transactions and their attempts (no locks: locks.py takes them)."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +51,9 @@ class TxFilters:
     hash: str | None = None  # any attempt's hash, lower case
     idempotency_key: str | None = None  # under any API key
     newest_first: bool = False
+    # a restricted API key's wallets and chains (issue 21); None: all
+    wallet_ids: Collection[uuid.UUID] | None = None
+    chain_ids: Collection[int] | None = None
 
 
 async def list_page(
@@ -93,6 +96,10 @@ def _conditions(filters: TxFilters) -> list[ColumnElement[bool]]:
         conditions.append(Transaction.id.in_(attempts))
     if filters.idempotency_key is not None:
         conditions.append(Transaction.idempotency_key == filters.idempotency_key)
+    if filters.wallet_ids is not None:
+        conditions.append(Transaction.wallet_id.in_(filters.wallet_ids))
+    if filters.chain_ids is not None:
+        conditions.append(Transaction.chain_id.in_(filters.chain_ids))
     return conditions
 
 

@@ -1,0 +1,67 @@
+"""Routes of wallets' spending policies (issue 21)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from chainflow.api.deps import PoliciesKey, ReadKey, SessionmakerDep, actor
+from chainflow.api.responses import problem_responses
+from chainflow.domain.apikeys.restrictions import restrictions_of
+from chainflow.domain.audit import service as audit
+from chainflow.domain.policies import service
+from chainflow.domain.policies.schemas import PolicyRead, PolicyRules, PolicyVerdict
+from chainflow.domain.transactions import spending
+from chainflow.domain.transactions.schemas import TxCreate
+from chainflow.domain.wallets import service as wallets
+from chainflow.infra.db.uow import unit_of_work
+
+router = APIRouter(prefix="/v1/wallets", tags=["policies"])
+
+
+@router.put("/{wallet_ref}/policy", responses=problem_responses(401, 403, 404, 422))
+async def put_policy(
+    request: Request,
+    wallet_ref: str,
+    body: PolicyRules,
+    sessionmaker: SessionmakerDep,
+    key: PoliciesKey,
+) -> PolicyRead:
+    """Replace the wallet's spending policy with a new version (earlier ones are kept).
+    Requests admitted from then on must pass it; `{}` restricts nothing."""
+    async with unit_of_work(sessionmaker) as session:
+        wallet = await wallets.get_wallet(
+            session, wallet_ref, lanes=False, restrictions=restrictions_of(key)
+        )
+        policy = await service.put_policy(session, wallet.id, body, key_id=key.id)
+        audit.record(
+            session, actor(request, key), "policy.updated", resource="wallet", resource_id=wallet.id
+        )
+        return policy
+
+
+@router.get("/{wallet_ref}/policy", responses=problem_responses(401, 403, 404))
+async def get_policy(
+    wallet_ref: str,
+    sessionmaker: SessionmakerDep,
+    key: ReadKey,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> PolicyRead:
+    """The wallet's current policy, or an earlier `version`."""
+    async with unit_of_work(sessionmaker) as session:
+        wallet = await wallets.get_wallet(
+            session, wallet_ref, lanes=False, restrictions=restrictions_of(key)
+        )
+        return await service.get_policy(session, wallet.id, version=version)
+
+
+@router.post("/{wallet_ref}/policy/evaluate", responses=problem_responses(401, 403, 404, 422))
+async def evaluate_policy(
+    wallet_ref: str, body: TxCreate, sessionmaker: SessionmakerDep, key: ReadKey
+) -> PolicyVerdict:
+    """Would the policy admit this draft (a POST /v1/transactions body for this wallet) now?
+    The same rules and rolling counts as admission; nothing is stored or reserved."""
+    async with unit_of_work(sessionmaker) as session:
+        wallet = await wallets.get_wallet(
+            session, wallet_ref, lanes=False, restrictions=restrictions_of(key)
+        )
+        return await spending.evaluate_policy(session, wallet.id, body)

@@ -1,0 +1,1 @@
+"""Spending policies of wallets: rules checked when a transaction request is admitted."""

@@ -1,0 +1,166 @@
+"""Restricted API keys through the real app on both databases: a key limited to a wallet or
+chain is refused 403 elsewhere and sees only its own in lists, an expired key is 401 even
+while cached, and GET /v1/me shows the key without its secret (issue 21)."""
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from chainflow.core.clock import utcnow
+from chainflow.domain.apikeys.service import KeyLimits, create_api_key
+from chainflow.infra.db.uow import unit_of_work
+from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.fixtures import ApiHarness, prepare_sender
+from tests.support.fixtures import tx_body as body
+from tests.support.polling import eventually
+
+STRANGER = "0x" + "ab" * 20
+
+
+async def restricted_key(
+    api: ApiHarness, scopes: list[str], limits: KeyLimits
+) -> tuple[dict[str, str], str]:
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        _, token = await create_api_key(session, scopes, limits=limits)
+    return {"Authorization": f"Bearer {token}"}, token
+
+
+@pytest.fixture
+async def setup(api: ApiHarness, anvil_url: str) -> dict[str, Any]:
+    """Wallet A (the sender) and wallet B, one request each, and a key limited to A."""
+    sender = await prepare_sender(api, anvil_url)
+    other = await api.client.post(
+        "/v1/wallets",
+        headers=sender["wallets"],
+        json={"generate": True, "chain_ids": [ANVIL_CHAIN_ID]},
+    )
+    sender["other"] = other.json()
+    for wallet in (sender["wallet"], sender["other"]):
+        sent = await api.client.post(
+            "/v1/transactions",
+            headers=sender["write"],
+            json={**body(sender), "wallet": wallet["id"]},
+        )
+        assert sent.status_code == 202, sent.text
+        wallet["tx"] = sent.json()["id"]
+    limits = KeyLimits(wallet_ids=[uuid.UUID(sender["wallet"]["id"])])
+    sender["limited"], _ = await restricted_key(api, ["transactions:write", "wallets"], limits)
+    return sender
+
+
+def refused(response: httpx.Response) -> bool:
+    return response.status_code == 403 and bool(response.json()["code"] == "key_restricted")
+
+
+class TestWalletRestriction:
+    async def test_it_spends_only_from_its_wallet(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        key, other = setup["limited"], setup["other"]
+        own = await api.client.post("/v1/transactions", headers=key, json=body(setup))
+        assert own.status_code == 202, own.text
+        for wallet in (other["id"], other["address"], STRANGER):  # existing or not: the same
+            response = await api.client.post(
+                "/v1/transactions", headers=key, json={**body(setup), "wallet": wallet}
+            )
+            assert refused(response), response.text
+        batch = {"transactions": [body(setup), {**body(setup), "wallet": other["id"]}]}
+        response = await api.client.post("/v1/transactions/batch", headers=key, json=batch)
+        assert refused(response)
+        assert response.json()["index"] == 1
+
+    async def test_it_reads_only_its_wallet(self, api: ApiHarness, setup: dict[str, Any]) -> None:
+        key, own, other = setup["limited"], setup["wallet"], setup["other"]
+        wallets = await api.client.get("/v1/wallets", headers=key)
+        assert [w["id"] for w in wallets.json()["items"]] == [own["id"]]
+        txs = await api.client.get("/v1/transactions", headers=key)
+        assert [t["id"] for t in txs.json()["items"]] == [own["tx"]]
+        for path in (
+            f"/v1/wallets/{other['id']}",
+            f"/v1/wallets/{other['address']}",
+            f"/v1/wallets/{STRANGER}",
+            f"/v1/wallets/{other['id']}/chains/{ANVIL_CHAIN_ID}",
+            f"/v1/transactions/{other['tx']}",
+            f"/v1/transactions?wallet={other['id']}",
+            f"/v1/wallets/{other['id']}/policy",
+        ):
+            assert refused(await api.client.get(path, headers=key)), path
+        assert (
+            await api.client.get(f"/v1/transactions/{own['tx']}", headers=key)
+        ).status_code == 200
+        cancel = await api.client.post(f"/v1/transactions/{other['tx']}/cancel", headers=key)
+        assert refused(cancel)
+
+    async def test_it_cannot_create_or_change_other_wallets(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        key, other = setup["limited"], setup["other"]
+        assert refused(await api.client.post("/v1/wallets", headers=key, json={"generate": True}))
+        assert refused(
+            await api.client.patch(f"/v1/wallets/{other['id']}", headers=key, json={"label": "x"})
+        )
+        assert refused(
+            await api.client.delete(
+                f"/v1/wallets/{other['id']}/chains/{ANVIL_CHAIN_ID}", headers=key
+            )
+        )
+
+
+class TestChainRestriction:
+    async def test_a_key_limited_to_another_chain_is_refused_here(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        key, _ = await restricted_key(api, ["transactions:write"], KeyLimits(chain_ids=[1]))
+        assert refused(await api.client.post("/v1/transactions", headers=key, json=body(setup)))
+        assert refused(await api.client.get(f"/v1/chains/{ANVIL_CHAIN_ID}", headers=key))
+        assert (await api.client.get("/v1/chains", headers=key)).json()["items"] == []
+        assert (await api.client.get("/v1/transactions", headers=key)).json()["items"] == []
+
+
+class TestExpiry:
+    async def test_an_expired_key_is_refused_even_while_cached(self, api: ApiHarness) -> None:
+        assert api.resources.settings.api_key_cache_s >= 5  # the default: the key stays cached
+        limits = KeyLimits(expires_at=utcnow() + timedelta(seconds=1))
+        key, _ = await restricted_key(api, ["read"], limits)
+        assert (await api.client.get("/v1/chains", headers=key)).status_code == 200
+        started = time.monotonic()
+
+        async def expired() -> bool:
+            response = await api.client.get("/v1/chains", headers=key)
+            return response.status_code == 401 and response.json()["code"] == "api_key_expired"
+
+        await eventually(expired, timeout_s=5, interval_s=0.05)
+        assert time.monotonic() - started < api.resources.settings.api_key_cache_s
+
+
+class TestMe:
+    async def test_me_shows_the_key_and_its_limits_never_its_secret(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        wallet_id = setup["wallet"]["id"]
+        expires = utcnow() + timedelta(days=30)
+        limits = KeyLimits(
+            wallet_ids=[uuid.UUID(wallet_id)],
+            chain_ids=[ANVIL_CHAIN_ID],
+            expires_at=expires,
+            rate_per_s=5,
+        )
+        key, token = await restricted_key(api, ["read"], limits)
+        response = await api.client.get("/v1/me", headers=key)
+        assert response.status_code == 200, response.text
+        me = response.json()
+        assert (me["scopes"], me["wallet_ids"], me["chain_ids"]) == (
+            ["read"],
+            [wallet_id],
+            [ANVIL_CHAIN_ID],
+        )
+        assert me["read_rate"]["per_s"] == me["write_rate"]["per_s"] == 5
+        assert me["expires_at"].startswith(expires.isoformat()[:19])
+        secret = token.rsplit("_", 1)[1]
+        assert secret not in response.text
+        assert "hash" not in response.text
+        assert (await api.client.get("/v1/me")).status_code == 401
