@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from chainflow.core.crashpoints import Crasher, CrashPoint
+from chainflow.domain.events import EventRow
 from chainflow.domain.schedules import service
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
@@ -208,6 +209,20 @@ class TestOverlapAndOutcome:
         assert third.status is RunStatus.PENDING
         tx = await harness.get(first.transaction_id)  # type: ignore[arg-type]
         assert (tx.status, tx.value_wei, tx.to_address) == (TxStatus.CONFIRMED, 7, SINK)
+        # each finished run is announced in the outbox, in the same DB transaction
+        async with unit_of_work(harness.sessionmaker) as session:
+            rows = (
+                await session.scalars(
+                    select(EventRow)
+                    .where(EventRow.type.like("schedule.run.%"))
+                    .order_by(EventRow.id)
+                )
+            ).all()
+        assert [(row.type, row.data["run_id"]) for row in rows] == [
+            ("schedule.run.skipped", str(skipped.id)),
+            ("schedule.run.succeeded", str(first.id)),
+        ]
+        assert all(row.tx_id is None and row.wallet_id == wallet.id for row in rows)
 
     async def test_a_refused_request_is_a_failed_run_and_the_schedule_goes_on(
         self, harness: EngineHarness

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.errors import ChainflowError
 from chainflow.core.logging import get_logger
+from chainflow.core.types import ChainId, WalletId
+from chainflow.domain import events
 from chainflow.domain.schedules import repository
 from chainflow.domain.schedules.models import (
     Misfire,
@@ -244,14 +246,15 @@ def _announce(
     wallet_id: uuid.UUID | None = None,
 ) -> None:
     """The single place a finished run is announced: `schedule.run.succeeded|failed|skipped`,
-    in the same DB transaction as the run's outcome.
-
-    EVENTS-OUTBOX (issue 16, branch i-events): once it is merged, replace the log line with
-        events.append(session, "schedule.run." + run.status.value, data=run_event_data(run),
-                      tx_id=run.transaction_id, wallet_id=wallet_id, chain_id=chain_id)
-    (`from chainflow.domain import events`). Until then the run row is the record.
-    """
-    del session  # used by the events outbox, see above
+    in the same DB transaction as the run's outcome. The run's transaction is named in the
+    data, not as the event's `tx_id`: that one orders a transaction's own events."""
+    events.append(
+        session,
+        "schedule.run." + run.status.value,
+        data=run_event_data(run),
+        wallet_id=WalletId(wallet_id) if wallet_id else None,
+        chain_id=ChainId(chain_id),
+    )
     log.info(
         "schedule.run." + run.status.value,
         chain_id=chain_id,

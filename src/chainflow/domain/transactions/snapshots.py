@@ -43,6 +43,10 @@ class AttemptState(Protocol):
     def first_sent_at(self) -> datetime | None: ...
     @property
     def last_sent_at(self) -> datetime | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 class RequestState(Protocol):
@@ -164,6 +168,8 @@ def _attempt(a: AttemptState) -> dict[str, Any]:
         "broadcast_count": a.broadcast_count,
         "first_sent_at": _time(a.first_sent_at),
         "last_sent_at": _time(a.last_sent_at),
+        "error_class": a.last_error,
+        "created_at": _time(a.created_at),
     }
 
 

@@ -56,6 +56,8 @@ _ATTEMPT_COLUMNS = [
         "broadcast_count",
         "first_sent_at",
         "last_sent_at",
+        "last_error",
+        "created_at",
     )
 ]
 
