@@ -1,7 +1,7 @@
 """FastAPI dependencies as Annotated aliases: resources, sessions, the caller's API key."""
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -11,6 +11,7 @@ from chainflow.api import auth, ratelimit
 from chainflow.api.resources import Resources
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.apikeys.models import ApiKey
+from chainflow.domain.apikeys.restrictions import restrictions_of
 from chainflow.domain.apikeys.service import Scope
 from chainflow.domain.audit.service import Actor
 from chainflow.domain.chains.probe import ChainIdProbe, rpc_chain_id_probe
@@ -78,3 +79,17 @@ AdminKey = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
 TxWriteKey = Annotated[ApiKey, Depends(require(Scope.TRANSACTIONS_WRITE))]
 WebhooksKey = Annotated[ApiKey, Depends(require(Scope.WEBHOOKS))]
 SchedulesKey = Annotated[ApiKey, Depends(require(Scope.SCHEDULES))]
+
+
+def unrestricted_only(what: str) -> Any:
+    """A router dependency refusing keys limited to some wallets or chains (403
+    `key_restricted`) on routes that cannot narrow what they show or do to those yet."""
+
+    async def dependency(request: Request, resources: ResourcesDep) -> None:
+        key = auth.remembered(request.scope) or await auth.authenticate(
+            resources, request.headers.get("authorization")
+        )
+        auth.remember(request.scope, key)  # the route's own key dependency reuses it
+        restrictions_of(key).check_unrestricted(what)
+
+    return Depends(dependency)

@@ -164,3 +164,35 @@ class TestMe:
         assert secret not in response.text
         assert "hash" not in response.text
         assert (await api.client.get("/v1/me")).status_code == 401
+
+
+class TestRoutesThatShowEveryWallet:
+    async def test_a_restricted_key_is_refused_where_results_cannot_be_narrowed(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """Events, lanes, counts, webhooks and schedules show or act on every wallet: a key
+        limited to one wallet gets 403 there rather than the others' data."""
+        limits = KeyLimits(wallet_ids=[uuid.UUID(setup["wallet"]["id"])])
+        key, _ = await restricted_key(api, ["admin"], limits)
+        schedule = {
+            "wallet": setup["other"]["id"],
+            "chain_id": ANVIL_CHAIN_ID,
+            "trigger": {"interval_s": 60},
+            "action": {"type": "transaction", "to": STRANGER, "value": "1"},
+        }
+        attempts = [
+            ("GET", "/v1/events", None),
+            ("GET", "/v1/events/stream", None),
+            ("GET", "/v1/lanes", None),
+            ("GET", "/v1/transactions/counts", None),
+            ("GET", "/v1/webhooks", None),
+            ("POST", "/v1/webhooks", {"url": "https://example.com/hook"}),
+            ("GET", "/v1/schedules", None),
+            ("POST", "/v1/schedules", schedule),
+        ]
+        for method, path, json in attempts:
+            response = await api.client.request(method, path, headers=key, json=json)
+            assert refused(response), (path, response.status_code, response.text)
+        unrestricted = await api.key("admin")
+        listed = await api.client.get("/v1/schedules", headers=unrestricted)
+        assert listed.json()["items"] == []  # nothing was stored

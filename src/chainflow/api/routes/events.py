@@ -11,7 +11,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from chainflow.api import problems
-from chainflow.api.deps import ReadKey, SessionmakerDep
+from chainflow.api.deps import ReadKey, SessionmakerDep, unrestricted_only
 from chainflow.api.event_hub import EventHub, Subscription, frame
 from chainflow.api.responses import problem_responses
 from chainflow.core.errors import InvalidInput
@@ -23,7 +23,11 @@ from chainflow.domain.events import service as events
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(
+    prefix="/v1/events",
+    tags=["events"],
+    dependencies=[unrestricted_only("read events (they show every wallet)")],  # issue 21
+)
 _CATCH_UP_PAGE = 500
 
 After = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="events after this cursor")]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from chainflow.api.chain_watch import ChainWatch
-from chainflow.api.deps import ReadKey, SessionmakerDep
+from chainflow.api.deps import ReadKey, SessionmakerDep, unrestricted_only
 from chainflow.api.responses import problem_responses
 from chainflow.core.errors import InvalidInput
 from chainflow.core.fields import ChainId, WeiStr
@@ -20,7 +20,11 @@ from chainflow.domain.transactions.lane_stats import LaneStats, lane_stats
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
 
-router = APIRouter(prefix="/v1/lanes", tags=["wallets"])
+router = APIRouter(
+    prefix="/v1/lanes",
+    tags=["wallets"],
+    dependencies=[unrestricted_only("list every lane")],  # issue 21
+)
 
 
 class LaneSummary(BaseModel):

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from chainflow.api.deps import ResourcesDep, SchedulesKey
+from chainflow.api.deps import ResourcesDep, SchedulesKey, unrestricted_only
 from chainflow.api.responses import problem_responses
 from chainflow.core.clock import utcnow
 from chainflow.core.errors import Unavailable
@@ -24,7 +24,11 @@ from chainflow.domain.schedules.schemas import (
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+router = APIRouter(
+    prefix="/v1/schedules",
+    tags=["schedules"],
+    dependencies=[unrestricted_only("manage schedules")],  # issue 21
+)
 
 
 @router.post(

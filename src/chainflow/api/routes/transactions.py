@@ -125,11 +125,12 @@ class StatusCounts(BaseModel):
 @router.get("/counts", responses=problem_responses(401, 403, 422))
 async def count_transactions(
     sessionmaker: SessionmakerDep,
-    _key: ReadKey,
+    key: ReadKey,
     window_s: Annotated[int, Query(ge=1, le=30 * 86_400)] = 3600,
 ) -> StatusCounts:
     """Requests created in the last `window_s` seconds (default one hour), counted by their
     status now."""
+    restrictions_of(key).check_unrestricted("count every wallet's requests")
     since = utcnow() - timedelta(seconds=window_s)
     async with unit_of_work(sessionmaker) as session:
         counts = await lane_stats.status_counts(session, since=since)

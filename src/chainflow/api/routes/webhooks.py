@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from chainflow.api.deps import ResourcesDep, SessionmakerDep, WebhooksKey
+from chainflow.api.deps import ResourcesDep, SessionmakerDep, WebhooksKey, unrestricted_only
 from chainflow.api.resources import Resources
 from chainflow.api.responses import problem_responses
 from chainflow.domain.webhooks import service
@@ -24,7 +24,13 @@ from chainflow.domain.webhooks.schemas import (
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.net.urlguard import UrlGuard
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    dependencies=[
+        unrestricted_only("manage webhooks (they deliver every wallet's events)")
+    ],  # issue 21
+)
 
 
 def _guard(resources: Resources) -> UrlGuard:
