@@ -9,7 +9,6 @@ back; when the whole process dies, the jobs are gone and the database sweeper re
 """
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -33,9 +32,9 @@ from chainflow.infra.queue import (
     RetryPolicy,
     chain_queue,
 )
+from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
 
-REDIS_URL = os.environ.get("CHAINFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 RETRY = RetryPolicy(attempts=3, base_delay_s=0.2)
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,6 +14,7 @@ import pytest
 
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX
 from tests.conftest import free_port
+from tests.support.databases import REDIS_URL
 from tests.support.processes import processes, wait_http
 
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
@@ -72,7 +73,7 @@ class TestConfiguration:
         assert "c2hvcnQ=" not in line
 
     def test_distributed_mode_needs_a_master_key(self, cli: Cli) -> None:
-        result = cli("api", env={"CHAINFLOW_REDIS_URL": "redis://127.0.0.1:6379/15"})
+        result = cli("api", env={"CHAINFLOW_REDIS_URL": REDIS_URL})
         assert "CHAINFLOW_MASTER_KEY" in one_error_line(result)
 
     def test_unmigrated_database_is_one_line(self, cli: Cli) -> None:

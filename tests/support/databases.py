@@ -13,8 +13,26 @@ from chainflow.migrations.runner import upgrade
 POSTGRES_URL = os.environ.get(
     "CHAINFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_URL = os.environ.get("CHAINFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 _RUN = uuid.uuid4().hex[:8]
+
+
+def worker_redis_url(url: str, worker: str | None) -> str:
+    """The Redis database of this pytest-xdist worker: `url` names worker gw0's, and worker gwN
+    takes the number N below it (default 15: gw0 15, gw1 14, ...), so that the queues of two
+    workers never meet. Without xdist (`worker` None) it is `url` itself."""
+    if not worker:
+        return url
+    base, _, db = url.rpartition("/")
+    index = int(worker.removeprefix("gw"))
+    if not db.isdigit() or int(db) < index:
+        raise RuntimeError(f"CHAINFLOW_TEST_REDIS_URL must end in a database number >= {index}")
+    return f"{base}/{int(db) - index}"
+
+
+REDIS_URL = worker_redis_url(
+    os.environ.get("CHAINFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    os.environ.get("PYTEST_XDIST_WORKER"),
+)
 
 
 def _pg_url(database: str) -> str:

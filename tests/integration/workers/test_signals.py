@@ -1,7 +1,6 @@
 """Chain signals between worker processes, on the real Redis (fails if it is unreachable)."""
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,9 +8,8 @@ from contextlib import asynccontextmanager
 import structlog
 
 from chainflow.infra.queue.signals import RedisSignals
+from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
-
-REDIS_URL = os.environ.get("CHAINFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @asynccontextmanager
