@@ -45,6 +45,37 @@ async def changes(api: ApiHarness, admin: dict[str, str], anvil_url: str) -> tup
     for step in steps:
         response = await step
         assert response.status_code == 200, response.text
+    other = generated.json()["id"]
+    hook = await client.post(
+        "/v1/webhooks", headers=admin, json={"url": "https://example.com/hook"}
+    )
+    assert hook.status_code == 201, hook.text
+    hook_path = f"/v1/webhooks/{hook.json()['id']}"
+    schedule_body = {
+        "wallet": other,
+        "chain_id": CHAIN,
+        "trigger": {"interval_s": 3600},
+        "action": {"type": "transaction", "to": "0x" + "ab" * 20, "value": "1"},
+    }
+    late_steps = [
+        client.patch(hook_path, headers=admin, json={"description": "payouts"}),
+        client.post(f"{hook_path}/rotate-secret", headers=admin),
+        client.delete(hook_path, headers=admin),
+        client.put(f"/v1/wallets/{other}/chains/{CHAIN}", headers=admin),
+    ]
+    for step in late_steps:
+        response = await step
+        assert response.status_code in (200, 204), response.text
+    schedule = await client.post("/v1/schedules", headers=admin, json=schedule_body)
+    assert schedule.status_code == 201, schedule.text
+    schedule_path = f"/v1/schedules/{schedule.json()['id']}"
+    for step in (
+        client.patch(schedule_path, headers=admin, json={"status": "paused"}),
+        client.patch(schedule_path, headers=admin, json={"status": "active"}),
+        client.delete(schedule_path, headers=admin),
+    ):
+        response = await step
+        assert response.status_code == 200, response.text
     actions = [
         "chain.created",
         "chain.updated",
@@ -54,6 +85,15 @@ async def changes(api: ApiHarness, admin: dict[str, str], anvil_url: str) -> tup
         "wallet.chain_enabled",
         "wallet.chain_disabled",
         "policy.updated",
+        "webhook.created",
+        "webhook.updated",
+        "webhook.secret_rotated",
+        "webhook.deleted",
+        "wallet.chain_enabled",
+        "schedule.created",
+        "schedule.paused",
+        "schedule.resumed",
+        "schedule.cancelled",
     ]
     return actions, private_key
 
@@ -72,8 +112,9 @@ class TestAudit:
         assert {(item["key_id"], item["remote_addr"], item["actor"]) for item in items} == {
             (me["id"], "127.0.0.1", "api")
         }
-        assert {item["resource"] for item in items} == {"chain", "wallet"}
+        assert {item["resource"] for item in items} == {"chain", "wallet", "webhook", "schedule"}
         assert private_key[2:] not in listed.text
+        assert "whsec_" not in listed.text
         async with unit_of_work(api.resources.sessionmaker) as session:
             rows = (await session.scalars(select(AuditEntry))).all()
         assert len(rows) == len(actions)

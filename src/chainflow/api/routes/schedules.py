@@ -3,12 +3,13 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
-from chainflow.api.deps import ResourcesDep, SchedulesKey, unrestricted_only
+from chainflow.api.deps import ResourcesDep, SchedulesKey, actor, unrestricted_only
 from chainflow.api.responses import problem_responses
 from chainflow.core.clock import utcnow
 from chainflow.core.errors import Unavailable
+from chainflow.domain.audit import service as audit
 from chainflow.domain.chains import service as chains
 from chainflow.domain.schedules import service
 from chainflow.domain.schedules.models import ScheduleStatus
@@ -37,7 +38,7 @@ router = APIRouter(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def create_schedule(
-    body: ScheduleCreate, resources: ResourcesDep, key: SchedulesKey
+    request: Request, body: ScheduleCreate, resources: ResourcesDep, key: SchedulesKey
 ) -> ScheduleRead:
     """A recurring transaction or DCA swap; each occurrence runs once (its runs list why not)."""
     settings = resources.settings
@@ -52,6 +53,13 @@ async def create_schedule(
             now=utcnow(),
             min_interval_s=settings.schedule_min_interval_s,
             has_code=has_code,
+        )
+        audit.record(
+            session,
+            actor(request, key),
+            "schedule.created",
+            resource="schedule",
+            resource_id=row.id,
         )
         view = ScheduleRead.of(row)
     if row.approval_tx_id is not None:  # the approve before the first swap is queued
@@ -116,23 +124,36 @@ async def get_schedule(
 
 @router.patch("/{schedule_id}", responses=problem_responses(401, 403, 404, 409, 422))
 async def update_schedule(
-    schedule_id: uuid.UUID, body: ScheduleUpdate, resources: ResourcesDep, _key: SchedulesKey
+    request: Request,
+    schedule_id: uuid.UUID,
+    body: ScheduleUpdate,
+    resources: ResourcesDep,
+    key: SchedulesKey,
 ) -> ScheduleRead:
     """Pause or resume; a resumed schedule goes on from its next occurrence (no catch-up)."""
     async with unit_of_work(resources.sessionmaker) as session:
         row = await service.set_status(
             session, schedule_id, ScheduleStatus(body.status), now=utcnow()
         )
+        action = "schedule.paused" if row.status is ScheduleStatus.PAUSED else "schedule.resumed"
+        audit.record(session, actor(request, key), action, resource="schedule", resource_id=row.id)
         return ScheduleRead.of(row)
 
 
 @router.delete("/{schedule_id}", responses=problem_responses(401, 403, 404, 409))
 async def cancel_schedule(
-    schedule_id: uuid.UUID, resources: ResourcesDep, _key: SchedulesKey
+    request: Request, schedule_id: uuid.UUID, resources: ResourcesDep, key: SchedulesKey
 ) -> ScheduleRead:
     """Cancel: no more runs; a pending run's transaction goes on (cancel it by its id)."""
     async with unit_of_work(resources.sessionmaker) as session:
         row = await service.set_status(session, schedule_id, ScheduleStatus.CANCELLED, now=utcnow())
+        audit.record(
+            session,
+            actor(request, key),
+            "schedule.cancelled",
+            resource="schedule",
+            resource_id=row.id,
+        )
         return ScheduleRead.of(row)
 
 

@@ -3,11 +3,20 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from chainflow.api.deps import ResourcesDep, SessionmakerDep, WebhooksKey, unrestricted_only
+from chainflow.api.deps import (
+    ResourcesDep,
+    SessionmakerDep,
+    WebhooksKey,
+    actor,
+    unrestricted_only,
+)
 from chainflow.api.resources import Resources
 from chainflow.api.responses import problem_responses
+from chainflow.domain.apikeys.models import ApiKey
+from chainflow.domain.audit import service as audit
 from chainflow.domain.webhooks import service
 from chainflow.domain.webhooks.models import DeliveryStatus
 from chainflow.domain.webhooks.schemas import (
@@ -39,13 +48,14 @@ def _guard(resources: Resources) -> UrlGuard:
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(401, 403, 422))
 async def create_webhook(
-    body: WebhookCreate, resources: ResourcesDep, _key: WebhooksKey
+    request: Request, body: WebhookCreate, resources: ResourcesDep, key: WebhooksKey
 ) -> WebhookCreated:
     """Add an endpoint. Its `secret` is in this answer only: keep it to verify deliveries.
     Events sequenced from now on are delivered (earlier ones: replay)."""
     await service.check_url(_guard(resources), body.url)
     async with unit_of_work(resources.sessionmaker) as session:
         endpoint, secret = await service.create_endpoint(session, body, master=resources.master_key)
+        _audit(session, request, key, "webhook.created", endpoint.id)
         read = WebhookRead.of(endpoint)
     return WebhookCreated(**read.model_dump(), secret=secret)
 
@@ -73,7 +83,11 @@ async def get_webhook(
 
 @router.patch("/{webhook_id}", responses=problem_responses(401, 403, 404, 422))
 async def update_webhook(
-    webhook_id: uuid.UUID, body: WebhookUpdate, resources: ResourcesDep, _key: WebhooksKey
+    request: Request,
+    webhook_id: uuid.UUID,
+    body: WebhookUpdate,
+    resources: ResourcesDep,
+    key: WebhooksKey,
 ) -> WebhookRead:
     """Change `url`, `events`, `wallet_ids`, `chain_ids`, `enabled` or `description`."""
     changes = body.model_dump(exclude_unset=True)
@@ -82,6 +96,7 @@ async def update_webhook(
     async with unit_of_work(resources.sessionmaker) as session:
         endpoint = await service.get_endpoint(session, webhook_id, for_update=True)
         await service.update_endpoint(session, endpoint, changes)
+        _audit(session, request, key, "webhook.updated", endpoint.id)
         return WebhookRead.of(endpoint)
 
 
@@ -91,18 +106,19 @@ async def update_webhook(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def delete_webhook(
-    webhook_id: uuid.UUID, sessionmaker: SessionmakerDep, _key: WebhooksKey
+    request: Request, webhook_id: uuid.UUID, sessionmaker: SessionmakerDep, key: WebhooksKey
 ) -> Response:
     """Delete the endpoint and its delivery history; nothing more is sent to it."""
     async with unit_of_work(sessionmaker) as session:
         endpoint = await service.get_endpoint(session, webhook_id, for_update=True)
         await service.delete_endpoint(session, endpoint)
+        _audit(session, request, key, "webhook.deleted", webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{webhook_id}/rotate-secret", responses=problem_responses(401, 403, 404, 422))
 async def rotate_secret(
-    webhook_id: uuid.UUID, resources: ResourcesDep, _key: WebhooksKey
+    request: Request, webhook_id: uuid.UUID, resources: ResourcesDep, key: WebhooksKey
 ) -> WebhookCreated:
     """A new secret (in this answer only); the previous one also signs every delivery for
     `CHAINFLOW_WEBHOOK_SECRET_OVERLAP_S`, so receivers can switch without a gap."""
@@ -112,6 +128,7 @@ async def rotate_secret(
     async with unit_of_work(resources.sessionmaker) as session:
         endpoint = await service.get_endpoint(session, webhook_id, for_update=True)
         secret = await service.rotate_secret(session, endpoint, policy=policy)
+        _audit(session, request, key, "webhook.secret_rotated", endpoint.id)
         read = WebhookRead.of(endpoint)
     return WebhookCreated(**read.model_dump(), secret=secret)
 
@@ -175,3 +192,9 @@ async def replay(
     async with unit_of_work(sessionmaker) as session:
         endpoint = await service.get_endpoint(session, webhook_id)
         return await service.replay(session, endpoint, body)
+
+
+def _audit(
+    session: AsyncSession, request: Request, key: ApiKey, action: str, webhook_id: uuid.UUID
+) -> None:
+    audit.record(session, actor(request, key), action, resource="webhook", resource_id=webhook_id)
