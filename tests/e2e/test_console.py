@@ -232,5 +232,5 @@ class TestConsole:
         dev.call("POST", f"/v1/transactions/{queued}/cancel", {})
 
         nav(page, "Webhooks")
-        expect(page.locator("main")).to_contain_text("not available on this server")
+        expect(page.locator("main")).to_contain_text("lacks the 'webhooks' scope")
         assert errors.seen == []

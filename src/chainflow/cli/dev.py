@@ -55,15 +55,15 @@ def dev(
     from chainflow.api.server import bind
 
     settings = _dev_settings(settings_for_cli())
-    if settings.webhook_allow_private_urls:
-        log.warning(
-            "webhooks.private_urls_allowed",
-            detail="webhook URLs on loopback and private hosts are allowed (development only)",
-        )
     seeds = load_seed(settings.chains_file)
     bind_host, bind_port = host or settings.api_host, port or settings.api_port
     with hold_data_dir(settings, exclusive=False):
         sock = bind(bind_host, bind_port)
+        if settings.webhook_allow_private_urls:  # said once the service can start, not before
+            log.warning(  # a refusal of its arguments, which must stay one line
+                "webhooks.private_urls_allowed",
+                detail="webhook URLs on loopback and private hosts are allowed (development only)",
+            )
         master = load_master_key(settings, allow_generate=True)
         migrate(settings)
         check_keys_at_start(settings, master)

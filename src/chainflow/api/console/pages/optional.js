@@ -1,19 +1,21 @@
 // Pages of features a server may not have yet (webhooks, schedules): they light up when the
 // API has the route, and say so plainly when it does not.
 
-import { ApiError, api, serverHas } from "/console/api.js";
+import { ApiError, api, can, serverHas } from "/console/api.js";
 import { badge, el, replace, table, time } from "/console/dom.js";
 import { watch } from "/console/live.js";
 
 export const WEBHOOKS = {
   title: "Webhooks",
   path: "/v1/webhooks",
+  scope: "webhooks",
   columns: [["Id", "id"], ["URL", "url"], ["Events", "events"], ["Enabled", "enabled"],
     ["Created", "created_at"]],
 };
 export const SCHEDULES = {
   title: "Schedules",
   path: "/v1/schedules",
+  scope: "schedules",
   columns: [["Id", "id"], ["Status", "status"], ["Wallet", "wallet_id"], ["Chain", "chain_id"],
     ["Next run", "next_run_at"], ["Runs", "runs"]],
 };
@@ -24,6 +26,11 @@ function cell(name, value) {
   if (name.endsWith("_at")) return time(value);
   if (Array.isArray(value)) return value.join(", ");
   return String(value);
+}
+
+function lacksScope(target, feature) {
+  replace(target, el("h1", {}, feature.title),
+    el("p", { class: "empty" }, `This API key lacks the '${feature.scope}' scope: ${feature.title.toLowerCase()} are not shown.`));
 }
 
 function unavailable(target, feature) {
@@ -40,6 +47,10 @@ export function render(target, context, feature) {
       return;
     }
     if (stopped) return;
+    if (!can(context.me, feature.scope)) {  // no request the server would refuse
+      lacksScope(target, feature);
+      return;
+    }
     const body = el("div");
     const error = el("p", { class: "error", role: "alert", hidden: true });
     replace(target, el("h1", {}, feature.title), error, body);
