@@ -68,9 +68,17 @@ async def lock_due(
 
 
 async def pending_run(session: AsyncSession, schedule_id: uuid.UUID) -> ScheduleRun | None:
+    """The schedule's run still in progress: pending, and its transaction not terminal. A run
+    whose transaction is terminal is over even while another pass, holding its row lock,
+    is still recording the outcome (concurrent passes must not skip the next occurrence)."""
     query = (
         select(ScheduleRun)
-        .where(ScheduleRun.schedule_id == schedule_id, ScheduleRun.status == RunStatus.PENDING)
+        .outerjoin(Transaction, ScheduleRun.transaction_id == Transaction.id)
+        .where(
+            ScheduleRun.schedule_id == schedule_id,
+            ScheduleRun.status == RunStatus.PENDING,
+            or_(Transaction.id.is_(None), Transaction.status.not_in(TERMINAL)),
+        )
         .limit(1)
     )
     return (await session.execute(query)).scalar_one_or_none()
