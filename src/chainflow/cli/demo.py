@@ -19,7 +19,7 @@ STORE_INIT_CODE = "0x6007600c60003960076000f3" + "6004356000" + "5500"
 _DEPLOYER = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"  # anvil's unlocked account 9
 _SINK = "0x000000000000000000000000000000000000dEaD"
 _FINAL = {"confirmed", "reverted", "failed", "cancelled", "expired"}
-_SUBMIT_TRIES = 30  # 503/429 answers waited out per request before the demo gives up
+_SUBMIT_TRIES = 300  # 503/429 answers waited out per request (~5 min) before the demo gives up
 
 
 async def deploy_store_contract(rpc: RpcClient) -> str:
