@@ -162,7 +162,15 @@ async def run(database_url: str, anvil: str, tmp_path: Path) -> AsyncIterator[Ru
         proxy.fault = Fault.DROP  # the preferred endpoint stops answering mid-run
         await cluster.submit(PER_WALLET, wallets=active)
         await _confirmed_at_least(cluster, 4 * PER_WALLET)
-        worker_scrapes = [await scrape(f"http://127.0.0.1:{p}/metrics") for p in ports]
+
+        async def read_workers() -> list[Scrape] | None:
+            found = [await scrape(f"http://127.0.0.1:{p}/metrics") for p in ports]
+            # The tracker's holder reads the head every 5 s: a short run can end before the
+            # first reading after its blocks (seen 1 run in 3 on a busy machine).
+            heads = [s.total("chainflow_chain_head_block") for s in found]
+            return found if any(head > 0 for head in heads) else None
+
+        worker_scrapes = await eventually(read_workers, timeout_s=30, interval_s=0.5)
         yield Run(
             cluster,
             await scrape(api_url, METRICS_TOKEN),
