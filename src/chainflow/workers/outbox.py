@@ -16,6 +16,7 @@ from chainflow.core.logging import get_logger
 from chainflow.domain.events import repository, sequencer
 from chainflow.domain.events.wakeups import appended, sequenced
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.waiting import wait_any
 
 log = get_logger(__name__)
 # After a pass, wait at least this long before the next: every round of every chain commits
@@ -57,7 +58,7 @@ async def run_outbox(
                 log.warning("events.sequence_failed", error=repr(exc)[:300])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=_MIN_GAP_S)
-            await _wait_any(stop, wake, timeout_s=config.poll_s)
+            await wait_any(stop, wake, timeout_s=config.poll_s)
     finally:
         unsubscribe()
 
@@ -85,12 +86,3 @@ async def prune_old(sessionmaker: async_sessionmaker[AsyncSession], config: Outb
             if total:
                 log.info("events.pruned", count=total, before=before.isoformat())
             return total
-
-
-async def _wait_any(*events: asyncio.Event, timeout_s: float) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
