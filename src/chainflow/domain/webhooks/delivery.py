@@ -150,17 +150,21 @@ async def claim(
     rows = pick(candidates, limit=limit, busy=busy, per_endpoint=per_endpoint)
     if not rows:
         return []
-    await repository.lease(
-        session, [r.id for r in rows], until=now + timedelta(seconds=config.lease_s)
-    )
     events = await repository.events_by_pk(session, [r.event_pk for r in rows])
     endpoints = await repository.endpoints_by_id(session, [r.endpoint_id for r in rows])
-    jobs: list[Job] = []
+    sendable = []
     for row in rows:
         event = events.get(row.event_pk)
         if event is None or event.cursor is None:  # pruned, or not sequenced yet
             _finish_unsendable(row, event, now=now)
-            continue
+        else:
+            sendable.append(row)
+    await repository.lease(
+        session, [r.id for r in sendable], until=now + timedelta(seconds=config.lease_s)
+    )
+    jobs: list[Job] = []
+    for row in sendable:
+        event = events[row.event_pk]
         try:
             jobs.append(_job(row, event, endpoints[row.endpoint_id], config, now=now))
         except DecryptionFailed:  # sealed under a key this process lacks: the others go on
@@ -305,6 +309,7 @@ async def record(
 
 def _apply(row: WebhookDelivery, outcome: Outcome, config: DeliveryConfig) -> None:
     row.attempt_count += 1
+    row.leased_until = None
     row.last_status_code = outcome.status_code
     if outcome.is_success:
         row.status, row.next_attempt_at = DeliveryStatus.SUCCEEDED, None
