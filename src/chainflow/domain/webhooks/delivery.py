@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.logging import get_logger
 from chainflow.core.urls import redact_url
 from chainflow.domain.events import EventRow, append, envelope, envelope_id
-from chainflow.domain.webhooks import repository
+from chainflow.domain.webhooks import repository, telemetry
 from chainflow.domain.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -65,6 +65,7 @@ class Job:
     msg_id: str
     body: bytes
     headers: dict[str, str]
+    event_at: datetime  # the event's change, for the delivery lag metric
 
     def __repr__(self) -> str:  # the headers carry signatures: keep them out of logs
         return f"Job(delivery_id={self.delivery_id}, msg_id={self.msg_id})"
@@ -79,6 +80,7 @@ class Outcome:
     error: str | None
     duration_ms: int
     retry_after_s: float | None = None
+    event_at: datetime | None = None
 
     @property
     def is_success(self) -> bool:
@@ -159,6 +161,7 @@ async def claim(
             _finish_unsendable(row, event, now=now)
         else:
             sendable.append(row)
+    telemetry.record_dropped(sum(1 for row in rows if row.event_pk not in events))
     await repository.lease(
         session, [r.id for r in sendable], until=now + timedelta(seconds=config.lease_s)
     )
@@ -218,6 +221,7 @@ def _job(
         msg_id=msg_id,
         body=body,
         headers=headers(secrets, msg_id=msg_id, timestamp=int(now.timestamp()), body=body),
+        event_at=event.created_at,
     )
 
 
@@ -264,6 +268,7 @@ async def send(
         error=error,
         duration_ms=duration_ms,
         retry_after_s=parse_retry_after(retry_after, now=now),
+        event_at=job.event_at,
     )
 
 
@@ -288,11 +293,13 @@ async def record(
         row.id: row
         for row in await repository.deliveries_by_id(session, [o.delivery_id for o in outcomes])
     }
+    counted = []
     for outcome in outcomes:
         row = rows.get(outcome.delivery_id)
         if row is None:  # the endpoint was deleted meanwhile
             continue
         _apply(row, outcome, config)
+        counted.append(_counted(row, outcome))
         session.add(
             WebhookAttempt(
                 delivery_id=row.id,
@@ -303,8 +310,22 @@ async def record(
             )
         )
         _log(row, outcome)
+    telemetry.record_attempts(counted)
     await _track_failures(session, outcomes, config, now=now)
     await session.flush()
+
+
+def _counted(row: WebhookDelivery, outcome: Outcome) -> tuple[str, str | None, float, float | None]:
+    """What the metrics count of one recorded attempt (telemetry.record_attempts)."""
+    if outcome.is_success:
+        kind = telemetry.DELIVERED
+    else:
+        kind = telemetry.GAVE_UP if row.status is DeliveryStatus.FAILED else telemetry.RETRY
+    lag = None
+    if outcome.is_success and outcome.event_at is not None:
+        answered_at = outcome.at + timedelta(milliseconds=outcome.duration_ms)
+        lag = telemetry.lag_s(outcome.event_at, answered_at)
+    return kind, outcome.error, outcome.duration_ms / 1000, lag
 
 
 def _apply(row: WebhookDelivery, outcome: Outcome, config: DeliveryConfig) -> None:
@@ -369,6 +390,7 @@ async def _track_failures(
 def _disable(session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime) -> None:
     since = endpoint.first_failure_at
     endpoint.enabled = False
+    telemetry.record_disabled()
     endpoint.disabled_reason = "every delivery failed since " + (since or now).isoformat()
     endpoint.updated_at = now
     append(

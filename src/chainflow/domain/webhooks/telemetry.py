@@ -1,0 +1,43 @@
+"""Metrics of deliveries: counted once the unit of work that recorded them commits (a turn
+whose record is rolled back is recorded again next turn, and must not count twice; issue 18)."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
+
+from chainflow.infra import metrics
+from chainflow.infra.db.commit_hooks import on_commit
+
+DELIVERED, RETRY, GAVE_UP, DROPPED = "delivered", "retry", "gave_up", "dropped"
+
+
+def record_attempts(attempts: Sequence[tuple[str, str | None, float, float | None]]) -> None:
+    """Count attempts, each (outcome, error class, duration s, lag s from the event's change
+    if it delivered), once the unit of work commits."""
+    if metrics.SWITCH.on and attempts:
+        on_commit(partial(_count_attempts, list(attempts)))
+
+
+def record_dropped(count: int) -> None:
+    """Count deliveries given up because their event was pruned first."""
+    if metrics.SWITCH.on and count:
+        on_commit(partial(metrics.WEBHOOK_DELIVERIES.labels(DROPPED).inc, count))
+
+
+def record_disabled() -> None:
+    if metrics.SWITCH.on:
+        on_commit(metrics.WEBHOOK_ENDPOINTS_DISABLED.inc)
+
+
+def lag_s(event_at: datetime, now: datetime) -> float:
+    return max(0.0, (now - event_at).total_seconds())
+
+
+def _count_attempts(attempts: list[tuple[str, str | None, float, float | None]]) -> None:
+    for outcome, error, duration_s, lag in attempts:
+        metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+        metrics.WEBHOOK_ATTEMPT_SECONDS.observe(duration_s)
+        if error is not None:
+            metrics.WEBHOOK_ATTEMPT_ERRORS.labels(error).inc()
+        if lag is not None:
+            metrics.WEBHOOK_DELIVERY_LAG_SECONDS.observe(lag)
