@@ -323,7 +323,9 @@ def _check_values(run: Run) -> None:
 def _check_webhooks(run: Run) -> None:
     """Every event was refused once, then delivered: the workers counted exactly that."""
     events = run.events
-    assert events >= 5 * (4 * PER_WALLET) + PAUSED_QUEUED  # queued … confirmed per transaction
+    # At least queued, signed, mined, confirmed per transaction (submitted is skipped when a
+    # receipt is seen before the send was recorded), and the paused wallet's queued ones.
+    assert events >= 4 * (4 * PER_WALLET) + PAUSED_QUEUED
     deliveries = "chainflow_webhook_deliveries_total"
     assert total(run.workers, deliveries, outcome="delivered") == events
     assert total(run.workers, deliveries, outcome="retry") == events
