@@ -3,17 +3,18 @@ is sending is refused (409), a retry beside another pending delivery of the same
 refused, and a replay skips events that have a pending delivery and those fan-out has not
 reached yet. On both databases, with a real receiver on 127.0.0.1."""
 
+import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.events import sequence_pending
-from chainflow.domain.webhooks import service
+from chainflow.domain.webhooks import repository, service
 from chainflow.domain.webhooks.delivery import fan_out
 from chainflow.domain.webhooks.errors import DeliveryAlreadyPending, DeliveryInFlight
-from chainflow.domain.webhooks.models import DeliveryStatus, WebhookDelivery
+from chainflow.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from chainflow.domain.webhooks.schemas import DeliveryRead, ReplayRequest, ReplayResult
 from chainflow.infra.db.uow import unit_of_work
 from tests.integration.webhooks.conftest import Deliveries
@@ -24,9 +25,9 @@ from tests.support.receiver import Received, receiver
 async def retry(
     deliveries: Deliveries, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> DeliveryRead:
-    """As the API route does: the endpoint's row locked, then the retry."""
+    """As the API route does."""
     async with unit_of_work(deliveries.sessionmaker) as session:
-        endpoint = await service.get_endpoint(session, endpoint_id, for_update=True)
+        endpoint = await service.get_endpoint(session, endpoint_id)
         return await service.retry_delivery(session, endpoint, delivery_id)
 
 
@@ -138,3 +139,40 @@ class TestReplay:
 
 async def _arrived(received: list[Received], count: int = 1) -> bool:
     return len(received) >= count
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+class TestLockOrder:
+    async def test_a_retry_beside_a_worker_recording_the_same_delivery_waits_no_deadlock(
+        self, deliveries: Deliveries
+    ) -> None:
+        """A worker's `record` locks its deliveries, then updates their endpoints; a retry
+        takes the same order, so it waits for the record instead of deadlocking with it."""
+        endpoint, _ = await deliveries.endpoint("http://127.0.0.1:9/hook")
+        await deliveries.emit(("transaction.failed", {}))
+        assert await sequence_and_fan_out(deliveries) == 1
+        [row] = await deliveries.deliveries()
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await session.execute(update(WebhookDelivery).values(status=DeliveryStatus.FAILED))
+        async with unit_of_work(deliveries.sessionmaker) as worker:
+            await repository.deliveries_by_id(worker, [row.id])  # as `record` does first
+            retrying = asyncio.create_task(retry(deliveries, endpoint.id, row.id))
+            await eventually(lambda: _waiting_on_a_lock(deliveries), timeout_s=20)
+            await worker.execute(  # then the endpoint's failure clock, as `record` does
+                update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == endpoint.id)
+                .values(first_failure_at=utcnow())
+            )
+        retried = await asyncio.wait_for(retrying, timeout=20)
+        assert retried.status == DeliveryStatus.PENDING
+
+
+async def _waiting_on_a_lock(deliveries: Deliveries) -> bool:
+    async with deliveries.sessionmaker() as session:
+        waiting = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return bool(waiting)

@@ -177,7 +177,7 @@ async def retry_delivery(
     a worker is sending it, `409 webhook_delivery_pending` while another delivery of the same
     event is pending: never two sends of one event at once."""
     async with unit_of_work(sessionmaker) as session:
-        endpoint = await service.get_endpoint(session, webhook_id, for_update=True)
+        endpoint = await service.get_endpoint(session, webhook_id)  # locked after the delivery
         return await service.retry_delivery(session, endpoint, delivery_id)
 
 

@@ -195,8 +195,11 @@ async def retry_delivery(
     session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: uuid.UUID
 ) -> DeliveryRead:
     """One more attempt now: a failed or succeeded delivery becomes pending again, with the
-    same webhook-id; a pending one is made due now. The caller holds the endpoint's row lock
-    (retries and replays of one endpoint take turns).
+    same webhook-id; a pending one is made due now.
+
+    Locks the delivery, then its endpoint: the order the workers' `record` takes them in (a
+    retry and a replay of one endpoint take turns on the endpoint's row, so the check below
+    sees a replay's pending delivery of the same event).
 
     Raises:
         DeliveryInFlight: a worker is sending it now (its outcome is recorded within the lease).
@@ -206,6 +209,7 @@ async def retry_delivery(
     delivery = await repository.get_delivery(session, endpoint.id, delivery_id, for_update=True)
     if delivery is None:
         raise DeliveryNotFound(f"delivery {delivery_id} of webhook {endpoint.id} does not exist")
+    await repository.get_endpoint(session, endpoint.id, for_update=True)
     now = utcnow()
     if delivery.status is DeliveryStatus.PENDING:
         if delivery.leased_until is not None and delivery.leased_until > now:
