@@ -1,5 +1,6 @@
 """Metrics of the distributed shape (issue 18): a short load through a real API and two real
-workers on PostgreSQL, Redis and anvil, then a scrape of all three processes."""
+workers on PostgreSQL, Redis and anvil, with a webhook receiver that refuses each event's first
+attempt, then a scrape of all three processes."""
 
 import re
 from collections.abc import AsyncIterator, Iterable
@@ -18,6 +19,7 @@ from tests.support.databases import REDIS_URL
 from tests.support.deploy import metrics_used
 from tests.support.polling import eventually
 from tests.support.processes import wait_http
+from tests.support.receiver import Received, Receiver, receiver
 from tests.support.rpc_proxy import Fault, serve_proxy
 
 pytestmark = [
@@ -29,7 +31,7 @@ PER_WALLET = 15  # per active wallet and wave
 PAUSED_QUEUED = 3
 METRICS_TOKEN = "metrics-secret-token-123"
 
-# Every metric of README "Operating Chainflow"; the webhook ones come with the events issue.
+# Every metric of README "Operating Chainflow".
 NAMES = (
     "chainflow_tx_transitions",
     "chainflow_tx_stage_seconds",
@@ -52,6 +54,15 @@ NAMES = (
     "chainflow_api_requests",
     "chainflow_api_request_seconds",
     "chainflow_api_overloaded",
+    "chainflow_outbox_lag_seconds",
+    "chainflow_webhook_deliveries",
+    "chainflow_webhook_attempt_errors",
+    "chainflow_webhook_attempt_seconds",
+    "chainflow_webhook_delivery_lag_seconds",
+    "chainflow_webhook_endpoints_disabled",
+    "chainflow_webhook_backlog",
+    "chainflow_webhook_oldest_pending_seconds",
+    "chainflow_webhook_endpoint_enabled",
 )
 
 
@@ -110,6 +121,9 @@ class Run:
     paused_wallet: str
     proxy_endpoint: str
     oldest_before: float
+    hook: Receiver
+    webhook_id: str
+    events: int
 
 
 async def _pause(cluster: Cluster, address: str) -> None:
@@ -128,10 +142,52 @@ async def _confirmed_at_least(cluster: Cluster, count: int) -> None:
     await eventually(enough, timeout_s=90, interval_s=0.2)
 
 
+def first_try_fails(_request: Received, seen: int) -> tuple[int, dict[str, str]]:
+    return (500, {}) if seen == 0 else (200, {})
+
+
+async def _subscribe(cluster: Cluster, url: str) -> str:
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    body = {"url": url, "events": ["transaction.*"]}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.post(f"{cluster.api_url}/v1/webhooks", json=body) as r,
+    ):
+        assert r.status == 201, await r.text()
+        webhook_id: str = (await r.json())["id"]
+        return webhook_id
+
+
+async def _event_count(cluster: Cluster) -> int:
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    count, after = 0, 0
+    async with aiohttp.ClientSession(headers=headers) as http:
+        while True:
+            url = f"{cluster.api_url}/v1/events?after={after}&limit=500"
+            async with http.get(url) as r:
+                page = await r.json()
+            count += len(page["items"])
+            if not page["next_cursor"]:
+                return count
+            after = int(page["next_cursor"])
+
+
+async def _all_delivered(cluster: Cluster, hook: Receiver) -> int:
+    """Wait until the receiver accepted every event (all are transaction.*); their number."""
+
+    async def done() -> int | None:
+        events = await _event_count(cluster)
+        accepted = len({r.msg_id for r in hook.accepted()})
+        return events if events and accepted == events else None
+
+    return await eventually(done, timeout_s=60, interval_s=0.5)
+
+
 @pytest.fixture
 async def run(database_url: str, anvil: str, tmp_path: Path) -> AsyncIterator[Run]:
     async with (
         aiohttp.ClientSession() as http,
+        receiver(first_try_fails) as hook,
         serve_proxy(anvil, http) as proxy,
         open_cluster(
             tmp_path,
@@ -144,8 +200,11 @@ async def run(database_url: str, anvil: str, tmp_path: Path) -> AsyncIterator[Ru
             metrics_token=METRICS_TOKEN,
             metrics_cache_s="0.5",
             rpc_timeout_s="2",
+            webhook_allow_private_urls="true",  # the receiver is on loopback
+            webhook_retry_schedule="0.2,0.2,0.2,0.2,0.2",
         ) as cluster,
     ):
+        webhook_id = await _subscribe(cluster, hook.url)
         active, paused = cluster.wallets[:2], cluster.wallets[2]
         # Queued before any worker runs, then paused: its lane keeps its work.
         await cluster.submit(PAUSED_QUEUED, wallets=[paused])
@@ -162,22 +221,35 @@ async def run(database_url: str, anvil: str, tmp_path: Path) -> AsyncIterator[Ru
         proxy.fault = Fault.DROP  # the preferred endpoint stops answering mid-run
         await cluster.submit(PER_WALLET, wallets=active)
         await _confirmed_at_least(cluster, 4 * PER_WALLET)
+        events = await _all_delivered(cluster, hook)
 
         async def read_workers() -> list[Scrape] | None:
             found = [await scrape(f"http://127.0.0.1:{p}/metrics") for p in ports]
             # The tracker's holder reads the head every 5 s: a short run can end before the
             # first reading after its blocks (seen 1 run in 3 on a busy machine).
             heads = [s.total("chainflow_chain_head_block") for s in found]
-            return found if any(head > 0 for head in heads) else None
+            # A delivery is counted once its outcome is recorded, a moment after the answer.
+            delivered = total(found, "chainflow_webhook_deliveries_total", outcome="delivered")
+            return found if any(head > 0 for head in heads) and delivered >= events else None
 
         worker_scrapes = await eventually(read_workers, timeout_s=30, interval_s=0.5)
+
+        async def read_api() -> Scrape | None:
+            # The API reads backlogs every 0.5 s: wait for the one after the last delivery.
+            found = await scrape(api_url, METRICS_TOKEN)
+            backlog = found.matching("chainflow_webhook_backlog", webhook_id=webhook_id)
+            return found if backlog and backlog[0].value == 0 else None
+
         yield Run(
             cluster,
-            await scrape(api_url, METRICS_TOKEN),
+            await eventually(read_api, timeout_s=30, interval_s=0.5),
             worker_scrapes,
             paused.address,
             proxy.url.split("//", 1)[1].split("/", 1)[0],
             oldest,
+            hook,
+            webhook_id,
+            events,
         )
 
 
@@ -245,6 +317,28 @@ def _check_values(run: Run) -> None:
     assert failed > 0
     assert all(s.matching("chainflow_db_pool_in_use", pool="engine") for s in run.workers)
     assert run.api.matching("chainflow_db_pool_in_use", pool="api")
+    _check_webhooks(run)
+
+
+def _check_webhooks(run: Run) -> None:
+    """Every event was refused once, then delivered: the workers counted exactly that."""
+    events = run.events
+    # At least queued, signed, mined, confirmed per transaction (submitted is skipped when a
+    # receipt is seen before the send was recorded), and the paused wallet's queued ones.
+    assert events >= 4 * (4 * PER_WALLET) + PAUSED_QUEUED
+    deliveries = "chainflow_webhook_deliveries_total"
+    assert total(run.workers, deliveries, outcome="delivered") == events
+    assert total(run.workers, deliveries, outcome="retry") == events
+    assert total(run.workers, deliveries, outcome="gave_up") == 0
+    assert total(run.workers, "chainflow_webhook_attempt_errors_total", error="non_2xx") == events
+    assert total(run.workers, "chainflow_webhook_attempt_seconds_count") == 2 * events
+    assert total(run.workers, "chainflow_webhook_delivery_lag_seconds_count") == events
+    assert total(run.workers, "chainflow_outbox_lag_seconds_count") == events  # each once
+    # The API reads the backlog from the database: drained, enabled, nothing waiting.
+    hook = {"webhook_id": run.webhook_id}
+    assert run.api.total("chainflow_webhook_endpoint_enabled", **hook) == 1
+    assert run.api.matching("chainflow_webhook_oldest_pending_seconds", **hook)[0].value == 0
+    assert len({r.msg_id for r in run.hook.received}) == events
 
 
 def _check_no_secret(run: Run) -> None:
@@ -255,6 +349,7 @@ def _check_no_secret(run: Run) -> None:
         assert wallet.private_key.hex() not in text.lower()
     assert run.cluster.env["CHAINFLOW_MASTER_KEY"] not in text
     assert run.cluster.database_url.split("@")[-1] not in text
+    assert "query-secret" not in text  # the webhook URL's query: no URL is a label
     # No URL at all, so no RPC URL with a path or a key: endpoints are host:port labels.
     assert not re.search(r"https?://", text)
     for sample in (s for scrape in [run.api, *run.workers] for s in scrape.samples):

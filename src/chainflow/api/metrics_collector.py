@@ -1,5 +1,6 @@
-"""What an API process reads for its scrape: lanes from the database and doorbell jobs from the
-queue, at most once per `CHAINFLOW_METRICS_CACHE_S` whatever the scrape rate (issue 18)."""
+"""What an API process reads for its scrape: lanes and webhook backlogs from the database and
+doorbell jobs from the queue, at most once per `CHAINFLOW_METRICS_CACHE_S` whatever the scrape
+rate (issue 18)."""
 
 import asyncio
 import time
@@ -7,6 +8,7 @@ import time
 from chainflow.api.resources import Resources
 from chainflow.core.logging import get_logger
 from chainflow.domain.transactions.lane_stats import lane_stats
+from chainflow.domain.webhooks import service as webhooks
 from chainflow.infra import metrics
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import chain_queue
@@ -15,7 +17,7 @@ log = get_logger(__name__)
 
 
 class LaneCollector:
-    """Refreshes the lane and queue gauges of this process; one read at a time."""
+    """Refreshes the lane, webhook and queue gauges of this process; one read at a time."""
 
     def __init__(self, cache_s: float) -> None:
         self.cache_s = cache_s
@@ -37,6 +39,20 @@ class LaneCollector:
     async def _read(self, resources: Resources) -> None:
         async with unit_of_work(resources.sessionmaker) as session:
             lanes = await lane_stats(session)
+            hooks = await webhooks.backlogs(session)
+        metrics.set_webhooks(
+            [
+                metrics.WebhookBacklog(
+                    webhook_id=str(hook.endpoint_id),
+                    enabled=hook.enabled,
+                    pending=hook.pending,
+                    oldest_pending_at=(
+                        hook.oldest_pending_at.timestamp() if hook.oldest_pending_at else None
+                    ),
+                )
+                for hook in hooks
+            ]
+        )
         metrics.set_lanes(
             [
                 metrics.LaneRow(

@@ -5,7 +5,8 @@ counters count what this process did, and the gauges read from the database or f
 chain are set only where their source lives (lanes by the API, chain reads by the worker that
 holds the chain's tracker lease), so a sum over processes never counts one thing twice.
 Label sets are bounded: chain ids and wallet addresses of the registry, route templates,
-endpoint hosts, error classes; never a URL path, a key or a request id.
+endpoint hosts, error classes, webhook endpoint ids (one series per configured endpoint); never
+a URL, a key or a request id.
 """
 
 import time
@@ -93,6 +94,41 @@ API_RATE_LIMITER_ERRORS = Counter(
     "Rate checks Redis did not answer in time (then admitted or refused per settings).",
 )
 
+# Events and webhooks (counted by the worker that sequenced or delivered, once committed)
+OUTBOX_LAG_SECONDS = Histogram(
+    "chainflow_outbox_lag_seconds",
+    "Time from an event's change to its cursor: when the stream, GET /v1/events and webhook "
+    "fan-out can first see it.",
+    buckets=_STAGE_BUCKETS,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "chainflow_webhook_deliveries",
+    "Delivery attempts by what they did to their delivery: delivered (2xx), retry (failed, "
+    "another attempt scheduled), gave_up (failed, retry schedule spent), dropped (its event "
+    "was pruned before it could be sent).",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPT_ERRORS = Counter(
+    "chainflow_webhook_attempt_errors",
+    "Failed delivery attempts by error class (non_2xx, timeout, connect, …).",
+    ["error"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "chainflow_webhook_attempt_seconds",
+    "Duration of one delivery attempt (the HTTP exchange).",
+    buckets=_FAST_BUCKETS,
+)
+WEBHOOK_DELIVERY_LAG_SECONDS = Histogram(
+    "chainflow_webhook_delivery_lag_seconds",
+    "Time from an event's change to its successful delivery, retries included.",
+    buckets=_STAGE_BUCKETS,
+)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    "chainflow_webhook_endpoints_disabled",
+    "Endpoints this process disabled because every attempt failed for "
+    "CHAINFLOW_WEBHOOK_DISABLE_AFTER_S.",
+)
+
 
 class _Switch:
     """Whether this process records metrics at all (`CHAINFLOW_METRICS_ENABLED`): the hot
@@ -134,6 +170,16 @@ class LaneRow:
 
 
 @dataclass(frozen=True)
+class WebhookBacklog:
+    """A webhook endpoint's pending deliveries, as the API's collector read them."""
+
+    webhook_id: str
+    enabled: bool
+    pending: int
+    oldest_pending_at: float | None  # unix seconds of the oldest pending delivery's queuing
+
+
+@dataclass(frozen=True)
 class LaneReading:
     """What the tracker's holder last read from the chain for a lane."""
 
@@ -151,6 +197,7 @@ class _Snapshots(Collector):
         self.heads: dict[int, tuple[int, float]] = {}  # chain id -> (block, block unix time)
         self.readings: dict[int, list[LaneReading]] = {}
         self.queue_jobs: dict[str, int] = {}
+        self.webhooks: list[WebhookBacklog] = []
         self.pools: weakref.WeakKeyDictionary[AsyncEngine, str] = weakref.WeakKeyDictionary()
         self.endpoints: weakref.WeakSet[HealthSource] = weakref.WeakSet()
 
@@ -159,6 +206,7 @@ class _Snapshots(Collector):
         yield from self._lanes(now)
         yield from self._chains(now)
         yield from self._dependencies()
+        yield from self._webhooks(now)
 
     def _lanes(self, now: float) -> Iterator[GaugeMetricFamily]:
         labels = ["chain_id", "wallet"]
@@ -231,6 +279,32 @@ class _Snapshots(Collector):
             jobs.add_metric([state], count)
         return iter((pool, healthy, jobs))
 
+    def _webhooks(self, now: float) -> Iterator[GaugeMetricFamily]:
+        labels = ["webhook_id"]
+        backlog = GaugeMetricFamily(
+            "chainflow_webhook_backlog",
+            "Pending deliveries of an enabled endpoint (due, waiting to retry, or in flight).",
+            labels=labels,
+        )
+        oldest = GaugeMetricFamily(
+            "chainflow_webhook_oldest_pending_seconds",
+            "Age of an enabled endpoint's oldest pending delivery (0: none).",
+            labels=labels,
+        )
+        enabled = GaugeMetricFamily(
+            "chainflow_webhook_endpoint_enabled",
+            "1 if the endpoint is enabled, 0 if disabled (by PATCH or after failing everything).",
+            labels=labels,
+        )
+        for row in self.webhooks:
+            enabled.add_metric([row.webhook_id], 1 if row.enabled else 0)
+            if not row.enabled:  # nothing is sent to it: its backlog is not a delay
+                continue
+            backlog.add_metric([row.webhook_id], row.pending)
+            age = 0.0 if row.oldest_pending_at is None else max(0.0, now - row.oldest_pending_at)
+            oldest.add_metric([row.webhook_id], age)
+        return iter((backlog, oldest, enabled))
+
 
 SNAPSHOTS = _Snapshots()
 REGISTRY.register(SNAPSHOTS)
@@ -266,3 +340,7 @@ def forget_chain(chain_id: int) -> None:
 
 def set_queue_jobs(counts: dict[str, int]) -> None:
     SNAPSHOTS.queue_jobs = dict(counts)
+
+
+def set_webhooks(rows: Sequence[WebhookBacklog]) -> None:
+    SNAPSHOTS.webhooks = list(rows)

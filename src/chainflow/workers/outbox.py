@@ -15,6 +15,7 @@ from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
 from chainflow.domain.events import repository, sequencer
 from chainflow.domain.events.wakeups import appended, sequenced
+from chainflow.domain.transactions.state import TERMINAL_STATUSES
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.waiting import wait_any
 
@@ -25,6 +26,9 @@ log = get_logger(__name__)
 # at 20 ms; at 250 ms (events are still numbered well within a second of their commit) one
 # pass numbers the events of many commits.
 _MIN_GAP_S = 0.25
+# A transaction whose latest event is one of these takes no more events (state.py: the
+# terminal statuses take no event), so pruning may take all of its events.
+FINAL_TX_EVENTS = tuple(sorted(f"transaction.{status.value}" for status in TERMINAL_STATUSES))
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,9 @@ async def prune_old(sessionmaker: async_sessionmaker[AsyncSession], config: Outb
     total = 0
     while True:
         async with unit_of_work(sessionmaker) as session:
-            count = await repository.prune(session, before=before, limit=config.prune_batch)
+            count = await repository.prune(
+                session, before=before, limit=config.prune_batch, final_types=FINAL_TX_EVENTS
+            )
         total += count
         if count < config.prune_batch:
             if total:

@@ -7,12 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from chainflow.api.app import create_app
+from chainflow.core.clock import utcnow
 from chainflow.core.settings import Settings
 from chainflow.domain.events import append, sequence_pending
-from chainflow.domain.webhooks.models import WebhookEndpoint
+from chainflow.domain.webhooks.delivery import DeliveryConfig, Job, Outcome, claim, fan_out, record
+from chainflow.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from chainflow.infra.db.uow import unit_of_work
 from tests.support.fixtures import ApiHarness, open_api
 
@@ -242,11 +244,20 @@ class TestDeliveries:
         async with unit_of_work(api.resources.sessionmaker) as session:
             await sequence_pending(session)
         path = f"/v1/webhooks/{webhook['id']}/replay"
+        # Fan-out has not reached them yet: it queues them, a replay would send them twice.
+        ahead = await api.client.post(path, headers=headers, json={"after": 0})
+        assert ahead.status_code == 202, ahead.text
+        assert ahead.json() == {"queued": 0, "already_pending": 0, "last_cursor": None}
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            assert await fan_out(session, now=utcnow()) == 2
+        pending = await api.client.post(path, headers=headers, json={"after": 0})
+        assert pending.json() == {"queued": 0, "already_pending": 2, "last_cursor": None}
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await session.execute(update(WebhookDelivery).values(status=DeliveryStatus.FAILED))
         after = await api.client.post(path, headers=headers, json={"after": 0})
-        assert after.status_code == 202, after.text
-        assert after.json() == {"queued": 2, "last_cursor": None}
+        assert after.json() == {"queued": 2, "already_pending": 0, "last_cursor": None}
         since = await api.client.post(path, headers=headers, json={"since": "2000-01-01T00:00:00Z"})
-        assert since.json()["queued"] == 2
+        assert since.json()["already_pending"] == 2
         later = await api.client.post(path, headers=headers, json={"after": 3})
         assert later.json()["queued"] == 0
         for body in ({}, {"after": 0, "since": "2000-01-01T00:00:00Z"}, {"since": 5}):
@@ -254,3 +265,39 @@ class TestDeliveries:
             assert refused.status_code == 422, body
         listed = await api.client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=headers)
         assert len(listed.json()["items"]) == 4
+
+    async def test_a_retry_of_a_delivery_being_sent_is_409(self, api: ApiHarness) -> None:
+        headers = await api.key("webhooks")
+        webhook = (await create(api, headers)).json()
+        path = f"/v1/webhooks/{webhook['id']}"
+        delivery = (await api.client.post(f"{path}/test", headers=headers)).json()
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await sequence_pending(session)
+        config = DeliveryConfig(
+            master=api.resources.master_key, retry_schedule=(1,), disable_after_s=60
+        )
+        async with unit_of_work(api.resources.sessionmaker) as session:  # a worker takes it
+            [job] = await claim(session, config, now=utcnow(), limit=10)
+        retried = await api.client.post(
+            f"{path}/deliveries/{delivery['id']}/retry", headers=headers
+        )
+        assert retried.status_code == 409, retried.text
+        problem = retried.json()
+        assert problem["code"] == "webhook_delivery_in_flight"
+        assert "being attempted now" in problem["detail"]
+        assert "retry_at" in problem
+        async with unit_of_work(api.resources.sessionmaker) as session:  # its outcome
+            await record(session, [_answered(job)], config, now=utcnow())
+        again = await api.client.post(f"{path}/deliveries/{delivery['id']}/retry", headers=headers)
+        assert (again.status_code, again.json()["status"]) == (202, "pending")
+
+
+def _answered(job: Job) -> Outcome:
+    return Outcome(
+        delivery_id=job.delivery_id,
+        endpoint_id=job.endpoint_id,
+        at=utcnow(),
+        status_code=200,
+        error=None,
+        duration_ms=5,
+    )

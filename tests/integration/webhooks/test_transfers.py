@@ -37,7 +37,8 @@ async def transfer_and_check(
                 for i in range(count)
             ]
             await harness.run_until(ids, has_status(TxStatus.CONFIRMED), timeout_s=60 + count)
-            expected = await _expected(deliveries.sessionmaker)
+            # The sequencer numbers the last events up to ~0.25 s after their commit.
+            expected = await eventually(lambda: _expected(deliveries.sessionmaker), timeout_s=30)
             assert set(expected) == {str(i) for i in ids}
 
             async def all_delivered() -> bool:

@@ -168,14 +168,16 @@ async def list_deliveries(
 @router.post(
     "/{webhook_id}/deliveries/{delivery_id}/retry",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def retry_delivery(
     webhook_id: uuid.UUID, delivery_id: uuid.UUID, sessionmaker: SessionmakerDep, _key: WebhooksKey
 ) -> DeliveryRead:
-    """One more attempt now, with the same webhook-id."""
+    """One more attempt now, with the same webhook-id. `409 webhook_delivery_in_flight` while
+    a worker is sending it, `409 webhook_delivery_pending` while another delivery of the same
+    event is pending: never two sends of one event at once."""
     async with unit_of_work(sessionmaker) as session:
-        endpoint = await service.get_endpoint(session, webhook_id)
+        endpoint = await service.get_endpoint(session, webhook_id)  # locked after the delivery
         return await service.retry_delivery(session, endpoint, delivery_id)
 
 
@@ -188,9 +190,10 @@ async def replay(
     webhook_id: uuid.UUID, body: ReplayRequest, sessionmaker: SessionmakerDep, _key: WebhooksKey
 ) -> ReplayResult:
     """Queue again the subscribed events `since` a time or `after` a cursor (up to 10,000;
-    go on from `last_cursor`)."""
+    go on from `last_cursor`). Events with a pending delivery to this endpoint are skipped
+    (`already_pending`), and so are those fan-out has not reached yet: it queues them."""
     async with unit_of_work(sessionmaker) as session:
-        endpoint = await service.get_endpoint(session, webhook_id)
+        endpoint = await service.get_endpoint(session, webhook_id, for_update=True)
         return await service.replay(session, endpoint, body)
 
 

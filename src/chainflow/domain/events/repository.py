@@ -2,11 +2,11 @@
 reading sequenced events, pruning."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, TypedDict, cast
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Table, delete, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.clock import utcnow
@@ -76,17 +76,35 @@ async def append_many(session: AsyncSession | AsyncConnection, events: Sequence[
         appended.ring_on_commit()
 
 
-async def prune(session: AsyncSession, *, before: datetime, limit: int = 1000) -> int:
+async def prune(
+    session: AsyncSession,
+    *,
+    before: datetime,
+    limit: int = 1000,
+    final_types: Collection[str] = (),
+) -> int:
     """Delete up to `limit` sequenced events created before `before`; return how many.
 
-    The event with the largest cursor is kept whatever its age: the sequencer numbers on from
-    it, so cursors never start again at 1 under a reader that resumes after an old one.
+    Kept whatever their age:
+    - the event with the largest cursor: the sequencer numbers on from it, so cursors never
+      start again at 1 under a reader that resumes after an old one;
+    - each transaction's latest event unless its type is in `final_types` (its transaction
+      reached a status that takes no more events): the sequencer gives the transaction's next
+      event its `tx_seq` from it, so tx_seq never starts again at 1 for a request that waited
+      longer than the retention (issue 16). One row per unfinished transaction, at most.
     """
     c = EVENTS.c
+    later = EVENTS.alias("later")
     newest = select(func.max(c.cursor)).scalar_subquery()
+    superseded = exists().where(later.c.tx_id == c.tx_id, later.c.tx_seq > c.tx_seq)
     doomed = (
         select(c.id)
-        .where(c.created_at < before, c.cursor.is_not(None), c.cursor < newest)
+        .where(
+            c.created_at < before,
+            c.cursor.is_not(None),
+            c.cursor < newest,
+            or_(c.tx_id.is_(None), c.type.in_(list(final_types)), superseded),
+        )
         .order_by(c.id)
         .limit(limit)
     )

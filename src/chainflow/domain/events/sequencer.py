@@ -12,13 +12,18 @@ docs/events.md has the whole argument.
 """
 
 from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chainflow.core.clock import utcnow
 from chainflow.core.types import TxId
 from chainflow.domain.events.repository import EVENTS
+from chainflow.infra import metrics
+from chainflow.infra.db.commit_hooks import on_commit
 from chainflow.infra.db.params import in_list
 
 # pg_advisory_xact_lock key of the sequencer: "chainflow events sequencer" in a bigint.
@@ -41,15 +46,18 @@ async def sequence_pending(session: AsyncSession, *, limit: int = BATCH) -> int:
     c = EVENTS.c
     pending = (
         await session.execute(
-            select(c.id, c.tx_id).where(c.cursor.is_(None)).order_by(c.id).limit(limit)
+            select(c.id, c.tx_id, c.created_at)
+            .where(c.cursor.is_(None))
+            .order_by(c.id)
+            .limit(limit)
         )
     ).all()
     if not pending:
         return 0
     last = await session.scalar(select(func.max(c.cursor))) or 0
-    seqs = await _last_seqs(session, {tx_id for _, tx_id in pending if tx_id is not None})
+    seqs = await _last_seqs(session, {tx_id for _, tx_id, _ in pending if tx_id is not None})
     rows: list[dict[str, Any]] = []
-    for cursor, (row_id, tx_id) in enumerate(pending, start=last + 1):
+    for cursor, (row_id, tx_id, _) in enumerate(pending, start=last + 1):
         seq = None
         if tx_id is not None:
             seq = seqs[tx_id] = seqs.get(tx_id, 0) + 1
@@ -60,7 +68,20 @@ async def sequence_pending(session: AsyncSession, *, limit: int = BATCH) -> int:
         .values(cursor=bindparam("b_cursor"), tx_seq=bindparam("b_tx_seq")),
         rows,
     )
+    _record_lag([created_at for _, _, created_at in pending])
     return len(rows)
+
+
+def _record_lag(created: list[datetime]) -> None:
+    """Observe each event's wait from its change to its cursor, once this pass commits."""
+    if metrics.SWITCH.on:
+        now = utcnow()
+        on_commit(partial(_observe_lag, [max(0.0, (now - at).total_seconds()) for at in created]))
+
+
+def _observe_lag(lags: list[float]) -> None:
+    for lag in lags:
+        metrics.OUTBOX_LAG_SECONDS.observe(lag)
 
 
 async def _last_seqs(session: AsyncSession, tx_ids: Sequence[TxId] | set[TxId]) -> dict[TxId, int]:

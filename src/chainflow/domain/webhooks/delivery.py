@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.logging import get_logger
 from chainflow.core.urls import redact_url
 from chainflow.domain.events import EventRow, append, envelope, envelope_id
-from chainflow.domain.webhooks import repository
+from chainflow.domain.webhooks import repository, telemetry
 from chainflow.domain.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -65,6 +65,7 @@ class Job:
     msg_id: str
     body: bytes
     headers: dict[str, str]
+    event_at: datetime  # the event's change, for the delivery lag metric
 
     def __repr__(self) -> str:  # the headers carry signatures: keep them out of logs
         return f"Job(delivery_id={self.delivery_id}, msg_id={self.msg_id})"
@@ -79,6 +80,7 @@ class Outcome:
     error: str | None
     duration_ms: int
     retry_after_s: float | None = None
+    event_at: datetime | None = None
 
     @property
     def is_success(self) -> bool:
@@ -150,17 +152,22 @@ async def claim(
     rows = pick(candidates, limit=limit, busy=busy, per_endpoint=per_endpoint)
     if not rows:
         return []
-    await repository.lease(
-        session, [r.id for r in rows], until=now + timedelta(seconds=config.lease_s)
-    )
     events = await repository.events_by_pk(session, [r.event_pk for r in rows])
     endpoints = await repository.endpoints_by_id(session, [r.endpoint_id for r in rows])
-    jobs: list[Job] = []
+    sendable = []
     for row in rows:
         event = events.get(row.event_pk)
         if event is None or event.cursor is None:  # pruned, or not sequenced yet
             _finish_unsendable(row, event, now=now)
-            continue
+        else:
+            sendable.append(row)
+    telemetry.record_dropped(sum(1 for row in rows if row.event_pk not in events))
+    await repository.lease(
+        session, [r.id for r in sendable], until=now + timedelta(seconds=config.lease_s)
+    )
+    jobs: list[Job] = []
+    for row in sendable:
+        event = events[row.event_pk]
         try:
             jobs.append(_job(row, event, endpoints[row.endpoint_id], config, now=now))
         except DecryptionFailed:  # sealed under a key this process lacks: the others go on
@@ -214,6 +221,7 @@ def _job(
         msg_id=msg_id,
         body=body,
         headers=headers(secrets, msg_id=msg_id, timestamp=int(now.timestamp()), body=body),
+        event_at=event.created_at,
     )
 
 
@@ -260,6 +268,7 @@ async def send(
         error=error,
         duration_ms=duration_ms,
         retry_after_s=parse_retry_after(retry_after, now=now),
+        event_at=job.event_at,
     )
 
 
@@ -284,11 +293,13 @@ async def record(
         row.id: row
         for row in await repository.deliveries_by_id(session, [o.delivery_id for o in outcomes])
     }
+    counted = []
     for outcome in outcomes:
         row = rows.get(outcome.delivery_id)
         if row is None:  # the endpoint was deleted meanwhile
             continue
         _apply(row, outcome, config)
+        counted.append(_counted(row, outcome))
         session.add(
             WebhookAttempt(
                 delivery_id=row.id,
@@ -299,12 +310,27 @@ async def record(
             )
         )
         _log(row, outcome)
+    telemetry.record_attempts(counted)
     await _track_failures(session, outcomes, config, now=now)
     await session.flush()
 
 
+def _counted(row: WebhookDelivery, outcome: Outcome) -> tuple[str, str | None, float, float | None]:
+    """What the metrics count of one recorded attempt (telemetry.record_attempts)."""
+    if outcome.is_success:
+        kind = telemetry.DELIVERED
+    else:
+        kind = telemetry.GAVE_UP if row.status is DeliveryStatus.FAILED else telemetry.RETRY
+    lag = None
+    if outcome.is_success and outcome.event_at is not None:
+        answered_at = outcome.at + timedelta(milliseconds=outcome.duration_ms)
+        lag = telemetry.lag_s(outcome.event_at, answered_at)
+    return kind, outcome.error, outcome.duration_ms / 1000, lag
+
+
 def _apply(row: WebhookDelivery, outcome: Outcome, config: DeliveryConfig) -> None:
     row.attempt_count += 1
+    row.leased_until = None
     row.last_status_code = outcome.status_code
     if outcome.is_success:
         row.status, row.next_attempt_at = DeliveryStatus.SUCCEEDED, None
@@ -364,6 +390,7 @@ async def _track_failures(
 def _disable(session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime) -> None:
     since = endpoint.first_failure_at
     endpoint.enabled = False
+    telemetry.record_disabled()
     endpoint.disabled_reason = "every delivery failed since " + (since or now).isoformat()
     endpoint.updated_at = now
     append(

@@ -17,3 +17,17 @@ class WebhookUrlForbidden(InvalidInput):
 
 class WebhookDisabled(Conflict):
     code = "webhook_disabled"
+
+
+class DeliveryInFlight(Conflict):
+    """A worker is sending this delivery now: another attempt would send it twice at once."""
+
+    code = "webhook_delivery_in_flight"
+    title = "Delivery in flight"
+
+
+class DeliveryAlreadyPending(Conflict):
+    """Another delivery of the same event to the same endpoint is pending: it sends it."""
+
+    code = "webhook_delivery_pending"
+    title = "Delivery already pending"

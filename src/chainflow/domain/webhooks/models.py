@@ -66,8 +66,10 @@ class WebhookEndpoint(Base):
 class WebhookDelivery(Base):
     """One event to one endpoint, until it succeeds or its retry schedule runs out.
 
-    A claimed delivery has `next_attempt_at` moved past the attempt's deadline (a visibility
-    timeout): if its worker dies, it is due again then, and sent with the same webhook-id.
+    A claimed delivery has `next_attempt_at` and `leased_until` moved past the attempt's
+    deadline (a visibility timeout): if its worker dies, it is due again then, and sent with the
+    same webhook-id. At most one pending delivery of an event to an endpoint exists at a time
+    (retry and replay keep to it, under the endpoint's row lock).
     """
 
     __tablename__ = "webhook_deliveries"
@@ -93,6 +95,9 @@ class WebhookDelivery(Base):
     )
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Set while a worker is sending it (its claim's lease), cleared when the outcome is
+    # recorded: a retry or replay must not send it a second time meanwhile.
+    leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

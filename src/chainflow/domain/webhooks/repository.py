@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,11 +73,15 @@ async def events_after(
     *,
     limit: int,
     since: datetime | None = None,
+    upto: int | None = None,
 ) -> Sequence[EventRow]:
-    """Sequenced events after a cursor (and, if given, created at or after `since`)."""
+    """Sequenced events after a cursor (and, if given, created at or after `since`, and with a
+    cursor at most `upto`)."""
     query = select(EventRow).where(EventRow.cursor.is_not(None), EventRow.cursor > after)
     if since is not None:
         query = query.where(EventRow.created_at >= since)
+    if upto is not None:
+        query = query.where(EventRow.cursor <= upto)
     return (await session.scalars(query.order_by(EventRow.cursor).limit(limit))).all()
 
 
@@ -142,9 +147,42 @@ async def lease(session: AsyncSession, ids: Sequence[uuid.UUID], *, until: datet
         await session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id.in_(list(ids)))
-            .values(next_attempt_at=until)
+            .values(next_attempt_at=until, leased_until=until)
             .execution_options(synchronize_session=False)
         )
+
+
+async def pending_event_pks(
+    session: AsyncSession, endpoint_id: uuid.UUID, event_pks: Sequence[int]
+) -> set[int]:
+    """Which of these events have a pending delivery to the endpoint."""
+    if not event_pks:
+        return set()
+    found: set[int] = set()
+    for start in range(0, len(event_pks), 1000):  # bounded IN lists (SQLite's variable limit)
+        rows = await session.scalars(
+            select(WebhookDelivery.event_pk).where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.status == _PENDING,
+                WebhookDelivery.event_pk.in_(list(event_pks[start : start + 1000])),
+            )
+        )
+        found.update(rows)
+    return found
+
+
+async def other_pending(session: AsyncSession, delivery: WebhookDelivery) -> uuid.UUID | None:
+    """The id of another pending delivery of the same event to the same endpoint, if any."""
+    return await session.scalar(
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.endpoint_id == delivery.endpoint_id,
+            WebhookDelivery.event_pk == delivery.event_pk,
+            WebhookDelivery.status == _PENDING,
+            WebhookDelivery.id != delivery.id,
+        )
+        .limit(1)
+    )
 
 
 async def events_by_pk(session: AsyncSession, pks: Sequence[int]) -> dict[int, EventRow]:
@@ -271,3 +309,27 @@ async def prune_finished(session: AsyncSession, *, before: datetime, limit: int)
         )
         await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(list(ids))))
     return len(ids)
+
+
+class Backlog(NamedTuple):
+    """An endpoint's pending deliveries: how many, and when the oldest was queued."""
+
+    endpoint_id: uuid.UUID
+    enabled: bool
+    pending: int
+    oldest_pending_at: datetime | None
+
+
+async def backlogs(session: AsyncSession) -> list[Backlog]:
+    """Every endpoint with its pending deliveries (one grouped SELECT, for the metrics)."""
+    d = WebhookDelivery
+    query = (
+        select(
+            WebhookEndpoint.id, WebhookEndpoint.enabled, func.count(d.id), func.min(d.created_at)
+        )
+        .select_from(WebhookEndpoint)
+        .outerjoin(d, and_(d.endpoint_id == WebhookEndpoint.id, d.status == _PENDING))
+        .group_by(WebhookEndpoint.id, WebhookEndpoint.enabled)
+        .order_by(WebhookEndpoint.id)
+    )
+    return [Backlog(*row) for row in (await session.execute(query)).all()]

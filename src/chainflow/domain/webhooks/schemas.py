@@ -159,4 +159,7 @@ class ReplayRequest(RequestBody):
 
 class ReplayResult(BaseModel):
     queued: int = Field(description="deliveries queued (at most 10,000 per call)")
+    already_pending: int = Field(
+        0, description="events skipped: a pending delivery of each to this endpoint sends it"
+    )
     last_cursor: int | None = Field(description="replay again with `after` this to go on")

@@ -14,6 +14,8 @@ from chainflow.core.cursor import encode_cursor
 from chainflow.domain.events import append
 from chainflow.domain.webhooks import repository
 from chainflow.domain.webhooks.errors import (
+    DeliveryAlreadyPending,
+    DeliveryInFlight,
     DeliveryNotFound,
     WebhookNotFound,
     WebhookUrlForbidden,
@@ -184,16 +186,48 @@ async def list_deliveries(
     )
 
 
+async def backlogs(session: AsyncSession) -> list[repository.Backlog]:
+    """Each endpoint's pending deliveries and the age of its oldest (for the metrics)."""
+    return await repository.backlogs(session)
+
+
 async def retry_delivery(
     session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: uuid.UUID
 ) -> DeliveryRead:
     """One more attempt now: a failed or succeeded delivery becomes pending again, with the
-    same webhook-id; a pending one is made due now."""
+    same webhook-id; a pending one is made due now.
+
+    Locks the delivery, then its endpoint: the order the workers' `record` takes them in (a
+    retry and a replay of one endpoint take turns on the endpoint's row, so the check below
+    sees a replay's pending delivery of the same event).
+
+    Raises:
+        DeliveryInFlight: a worker is sending it now (its outcome is recorded within the lease).
+        DeliveryAlreadyPending: another delivery of the same event to this endpoint is pending
+            (a replay queued it): that one sends it.
+    """
     delivery = await repository.get_delivery(session, endpoint.id, delivery_id, for_update=True)
     if delivery is None:
         raise DeliveryNotFound(f"delivery {delivery_id} of webhook {endpoint.id} does not exist")
+    await repository.get_endpoint(session, endpoint.id, for_update=True)
+    now = utcnow()
+    if delivery.status is DeliveryStatus.PENDING:
+        if delivery.leased_until is not None and delivery.leased_until > now:
+            raise DeliveryInFlight(
+                f"delivery {delivery_id} is being attempted now; retry after "
+                f"{delivery.leased_until.isoformat()} if it has not succeeded by then",
+                retry_at=delivery.leased_until.isoformat(),
+            )
+    else:
+        other = await repository.other_pending(session, delivery)
+        if other is not None:
+            raise DeliveryAlreadyPending(
+                f"delivery {other} of the same event to this webhook is pending; retry that one",
+                pending_delivery_id=str(other),
+            )
     delivery.status = DeliveryStatus.PENDING
-    delivery.next_attempt_at = utcnow()
+    delivery.next_attempt_at = now
+    delivery.leased_until = None
     await session.flush()
     attempts = await repository.attempts_of(session, [delivery.id])
     return DeliveryRead.of(delivery, attempts[delivery.id])
@@ -203,12 +237,19 @@ async def replay(
     session: AsyncSession, endpoint: WebhookEndpoint, request: ReplayRequest
 ) -> ReplayResult:
     """Queue again (as new deliveries, same webhook-ids) the events this endpoint subscribes
-    to after a cursor or since a time, up to MAX_REPLAY of them."""
+    to after a cursor or since a time, up to MAX_REPLAY of them. The caller holds the
+    endpoint's row lock, so fan-out and other replays of it wait.
+
+    Never a second pending delivery of an event to the endpoint: an event that has one is
+    skipped (`already_pending`: that delivery sends it), and an enabled endpoint's replay stops
+    at its fan-out position (the events after it are being queued by fan-out).
+    """
+    upto = endpoint.fanout_cursor if endpoint.enabled else None
     events = await repository.events_after(
-        session, request.after or 0, limit=MAX_REPLAY, since=request.since
+        session, request.after or 0, limit=MAX_REPLAY, since=request.since, upto=upto
     )
     rule = subscription_of(endpoint)
-    chosen = [
+    matching = [
         e
         for e in events
         if e.type not in DIRECT_ONLY
@@ -218,7 +259,9 @@ async def replay(
             chain_id=e.chain_id,
         )
     ]
+    pending = await repository.pending_event_pks(session, endpoint.id, [e.id for e in matching])
+    chosen = [e for e in matching if e.id not in pending]
     repository.add_deliveries(session, endpoint.id, chosen, now=utcnow())
     await session.flush()
     last = events[-1].cursor if len(events) == MAX_REPLAY else None
-    return ReplayResult(queued=len(chosen), last_cursor=last)
+    return ReplayResult(queued=len(chosen), already_pending=len(pending), last_cursor=last)
