@@ -254,6 +254,8 @@ class TestConsole:
 
 # Ten minutes: whatever changes on screen during a test came by the event stream.
 LONG_POLL = "sessionStorage.setItem('chainflow.pollMs', '600000')"
+# One second: tests that wait for what only polling shows wait less.
+FAST_POLL = "sessionStorage.setItem('chainflow.pollMs', '1000')"
 STREAM = "**/v1/events/stream*"
 
 
@@ -372,8 +374,9 @@ class TestFallback:
                 body=json.dumps(problem),
             ),
         )
+        page.add_init_script(FAST_POLL)
         sign_in(page, dev, dev.admin_key)
-        expect(page.locator("#page")).to_contain_text("polling every 5 s until the event stream")
+        expect(page.locator("#page")).to_contain_text("polling every 1 s until the event stream")
         confirmed = confirmed_count(page)
         before = int(confirmed.inner_text())
         dev.submit(1)
@@ -391,6 +394,7 @@ class TestDeliveriesAndSchedules:
         hook = dev.call("POST", "/v1/webhooks", {"url": url, "events": ["transaction.confirmed"]})
         try:
             [tx_id] = dev.submit(1)
+            page.add_init_script(FAST_POLL)
             sign_in(page, dev, dev.admin_key)
             page.goto(f"{dev.base}/console#/transactions/{tx_id}")
             deliveries = page.locator("table", has_text="Each event of this transaction")
@@ -422,6 +426,7 @@ class TestDeliveriesAndSchedules:
         }
         schedule = dev.call("POST", "/v1/schedules", body)
         short = schedule["id"][:8]
+        page.add_init_script(FAST_POLL)
         sign_in(page, dev, dev.admin_key)
         nav(page, "Schedules")
         page.get_by_role("link", name=short).click()
