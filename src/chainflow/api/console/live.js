@@ -19,8 +19,9 @@ const GAP_MS = 1000;
 // browser test sets it long, so that what changes on screen can only have come by the stream).
 const pollMs = (everyMs) => Number(sessionStorage.getItem("chainflow.pollMs")) || everyMs;
 
-// One SSE stream: calls `onOpen()` once its headers are in, `onEvent(type, data)` for every
-// event, `onEnd(error)` when it ends (error: an ApiError when it was refused).
+// One SSE stream after the event `after` (null: from now): calls `onOpen()` at its first
+// bytes, `onEvent(id, type, envelope)` for every event, `onEnd(error)` when it ends (error:
+// an ApiError when it was refused; null when the server closed it).
 function readStream(after, { onOpen, onEvent, onEnd }) {
   const abort = new AbortController();
   let silence = null;

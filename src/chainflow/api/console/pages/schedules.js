@@ -25,7 +25,11 @@ function trigger(t) {
 }
 
 function action(a) {
-  if (a.type === "dca_swap") return `DCA swap ${ether(a.amount_in, "")} of ${a.token_in} → ${a.token_out}`;
+  if (a.type === "dca_swap") {
+    // A token's decimals are not known here: its amount stays in its smallest unit.
+    const amount = a.token_in === "native" ? ether(a.amount_in) : `${a.amount_in} units of ${a.token_in}`;
+    return `DCA swap ${amount} → ${a.token_out}`;
+  }
   return `transaction to ${a.to ?? a.function ?? "—"}`;
 }
 
