@@ -1,15 +1,22 @@
 """The reads the console needs, over HTTP on both databases (issue 22): /v1/me, counts by
 status, lanes, chains' heads and endpoint health, list by hash / Idempotency-Key, newest first,
-and the console's static files with their Content-Security-Policy."""
+a transaction's webhook deliveries, a schedule's runs newest first, and the console's static
+files with their Content-Security-Policy."""
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from chainflow.core.clock import utcnow
+from chainflow.domain.apikeys.service import KeyLimits, create_api_key
 from chainflow.domain.chains.models import RpcEndpoint
+from chainflow.domain.events import sequence_pending
+from chainflow.domain.schedules.models import RunStatus, ScheduleRun
 from chainflow.domain.transactions.models import TxAttempt
 from chainflow.domain.transactions.state import AttemptKind, AttemptStatus
+from chainflow.domain.webhooks.delivery import fan_out
 from chainflow.infra.db.uow import unit_of_work
 from tests.conftest import free_port
 from tests.support.fixtures import ApiHarness, prepare_sender
@@ -170,6 +177,88 @@ class TestChainsStatus:
         assert {c["chain_id"]: c for c in again.json()["items"]}[31337]["read_at"] == anvil[
             "read_at"
         ]  # answered from this process's last read, not a new RPC
+
+
+class TestTransactionDeliveries:
+    async def test_every_endpoint_s_deliveries_of_one_transaction(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        admin = await api.key("admin")
+        hooks = [
+            (await api.client.post("/v1/webhooks", headers=admin, json={"url": url})).json()["id"]
+            for url in ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b")
+        ]
+        mine, other = await submit(api, setup), await submit(api, setup)
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await sequence_pending(session)
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await fan_out(session, now=utcnow())
+        path = f"/v1/transactions/{mine}/deliveries"
+        listed = await api.client.get(path, headers=setup["read"])
+        assert listed.status_code == 200, listed.text
+        items = listed.json()["items"]
+        assert sorted(d["webhook_id"] for d in items) == sorted(hooks)
+        assert {(d["event_type"], d["status"]) for d in items} == {
+            ("transaction.queued", "pending")
+        }
+        first = await api.client.get(f"{path}?limit=1", headers=setup["read"])
+        cursor = first.json()["next_cursor"]
+        second = await api.client.get(f"{path}?limit=1&cursor={cursor}", headers=setup["read"])
+        paged = first.json()["items"] + second.json()["items"]
+        assert [d["id"] for d in paged] == [d["id"] for d in items]
+        theirs = await api.client.get(f"/v1/transactions/{other}/deliveries", headers=admin)
+        assert not {d["id"] for d in theirs.json()["items"]} & {d["id"] for d in items}
+
+    async def test_unknown_transaction_404_and_a_key_of_another_wallet_403(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        tx_id = await submit(api, setup)
+        missing = await api.client.get(
+            f"/v1/transactions/{uuid.uuid4()}/deliveries", headers=setup["read"]
+        )
+        assert missing.status_code == 404
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            _, token = await create_api_key(
+                session, ["read"], limits=KeyLimits(wallet_ids=[uuid.uuid4()])
+            )
+        refused = await api.client.get(
+            f"/v1/transactions/{tx_id}/deliveries", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert (refused.status_code, refused.json()["code"]) == (403, "key_restricted")
+
+
+class TestScheduleRunsNewestFirst:
+    async def test_order_desc_pages_backwards(self, api: ApiHarness, setup: dict[str, Any]) -> None:
+        headers = await api.key("schedules")
+        body = {
+            "wallet": setup["wallet"]["id"],
+            "chain_id": 31337,
+            "trigger": {"interval_s": 3600},
+            "action": {"type": "transaction", "to": setup["wallet"]["address"], "value": "1"},
+        }
+        schedule = (await api.client.post("/v1/schedules", headers=headers, json=body)).json()
+        start = utcnow().replace(microsecond=0) - timedelta(days=1)
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            for hour in range(3):
+                session.add(
+                    ScheduleRun(
+                        schedule_id=uuid.UUID(schedule["id"]),
+                        scheduled_for=start + timedelta(hours=hour),
+                        status=RunStatus.SKIPPED,
+                        reason=f"run {hour}",
+                    )
+                )
+        url = f"/v1/schedules/{schedule['id']}/runs?order=desc&limit=2"
+        page = (await api.client.get(url, headers=headers)).json()
+        reasons = [r["reason"] for r in page["items"]]
+        later = await api.client.get(f"{url}&cursor={page['next_cursor']}", headers=headers)
+        reasons += [r["reason"] for r in later.json()["items"]]
+        assert reasons == ["run 2", "run 1", "run 0"]
+        assert later.json()["next_cursor"] is None
+        oldest = await api.client.get(f"/v1/schedules/{schedule['id']}/runs", headers=headers)
+        assert [r["reason"] for r in oldest.json()["items"]] == ["run 0", "run 1", "run 2"]
+        sideways = await api.client.get(f"{url}&order=sideways", headers=headers)
+        assert sideways.status_code == 422
 
 
 class TestConsoleFiles:

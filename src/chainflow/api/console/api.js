@@ -4,11 +4,12 @@
 const STORAGE_KEY = "chainflow.apiKey";
 
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, retryAfter = null) {
     super(problem.detail || problem.title || `HTTP ${status}`);
     this.status = status;
     this.code = problem.code || "";
     this.problem = problem;
+    this.retryAfterS = Number(retryAfter) || 0;
   }
 }
 
@@ -45,7 +46,22 @@ export const api = {
   put: (path) => request("PUT", path),
   delete: (path) => request("DELETE", path),
   me: (key) => request("GET", "/v1/me", { key }),
+  // The first `count` pages of a list (cursor pagination): {items, more}, `more` when the
+  // list goes on after them.
+  async pages(path, query, count = 1) {
+    const items = [];
+    let cursor = null;
+    for (let loaded = 0; loaded < count; loaded += 1) {
+      const page = await request("GET", path, { query: { ...query, cursor } });
+      items.push(...page.items);
+      cursor = page.next_cursor;
+      if (!cursor) break;
+    }
+    return { items, more: Boolean(cursor) };
+  },
 };
+
+export const PAGE_SIZE = 500;  // the API's largest `limit`
 
 // Whether the server has an API route (from its OpenAPI document, read once): the pages of
 // features a server may not have yet ask this first, so that they make no failing request.
@@ -61,6 +77,12 @@ export async function serverHas(path) {
     }
   }
   return openapiPaths.length === 0 || openapiPaths.includes(path);
+}
+
+// Whether the key is limited to some wallets or chains (issue 21): routes that show every
+// wallet (lanes, counts, events, webhooks, schedules) refuse it with 403 key_restricted.
+export function restricted(me) {
+  return Boolean(me.wallet_ids || me.chain_ids);
 }
 
 // Scopes of the signed-in key, as GET /v1/me gave them.

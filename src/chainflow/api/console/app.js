@@ -1,13 +1,14 @@
 // The console's shell: sign-in with a pasted key, navigation between pages (#/name/...), and
 // one page at a time, each stopped (its polling ended) when another is opened.
 
-import { ApiError, api, session } from "/console/api.js";
+import { ApiError, api, restricted, serverHas, session } from "/console/api.js";
 import { el, replace } from "/console/dom.js";
 import * as overview from "/console/pages/overview.js";
 import * as transactions from "/console/pages/transactions.js";
 import * as transaction from "/console/pages/transaction.js";
 import * as wallets from "/console/pages/wallets.js";
 import * as optional from "/console/pages/optional.js";
+import * as schedules from "/console/pages/schedules.js";
 
 const PAGES = {
   overview: overview.render,
@@ -15,11 +16,13 @@ const PAGES = {
     id ? transaction.render(target, context, id) : transactions.render(target, context),
   wallets: wallets.render,
   webhooks: (target, context) => optional.render(target, context, optional.WEBHOOKS),
-  schedules: (target, context) => optional.render(target, context, optional.SCHEDULES),
+  schedules: (target, context, [id]) =>
+    id ? schedules.renderOne(target, context, id) : schedules.renderList(target, context),
 };
 
 const $ = (id) => document.getElementById(id);
 let me = null;
+let streamable = false;
 let stopPage = () => {};
 
 function describe(error) {
@@ -53,12 +56,14 @@ async function signIn(key) {
     return;
   }
   session.remember(key);
+  // A restricted key is refused the stream (it shows every wallet): it is not even tried.
+  streamable = !restricted(me) && await serverHas("/v1/events/stream");
   $("signin").hidden = true;
   $("nav").hidden = false;
   $("signout").hidden = false;
   const readOnly = !me.scopes.some((s) => s !== "read");
   $("whoami").textContent = `${me.name || me.prefix} · ${me.scopes.join(", ")}`
-    + (readOnly ? " · read-only" : "");
+    + (readOnly ? " · read-only" : "") + (restricted(me) ? " · restricted" : "");
   $("whoami").hidden = false;
   $("page").hidden = false;
   route();
@@ -83,6 +88,7 @@ function route() {
   };
   const context = {
     me,
+    streamable,
     onError,
     describe,
     // An error handler that shows the failure in `element` (a key refused meanwhile: sign-in).

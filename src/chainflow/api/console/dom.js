@@ -88,3 +88,18 @@ export function confirmAction(title, text, action = "Confirm") {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
   });
 }
+
+// A page's way to act: ask with `confirmAction`, call, then say so in `notice` and refresh
+// (a failure goes to `onError`).
+export function actor({ notice, onError, refresh }) {
+  return async (title, text, label, call) => {
+    if (!(await confirmAction(title, text, label))) return;
+    try {
+      await call();
+      notice.textContent = `Done: ${title.replace(/\?$/, "")}.`;
+      await refresh();
+    } catch (e) {
+      onError(e);
+    }
+  };
+}

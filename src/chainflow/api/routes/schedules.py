@@ -1,7 +1,7 @@
 """Routes of schedules (DESIGN §13 "Schedules", issue 19)."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
 
@@ -162,12 +162,14 @@ async def list_runs(
     schedule_id: uuid.UUID,
     resources: ResourcesDep,
     _key: SchedulesKey,
+    order: Annotated[Literal["asc", "desc"], Query(description="by occurrence")] = "asc",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RunList:
-    """Every occurrence so far, oldest first: its transaction, outcome and, if skipped, why."""
+    """Every occurrence so far, oldest first (`order=desc`: newest first): its transaction,
+    outcome and, if skipped, why."""
     async with unit_of_work(resources.sessionmaker) as session:
         rows, next_cursor = await service.list_runs(
-            session, schedule_id, limit=limit, cursor=cursor
+            session, schedule_id, limit=limit, cursor=cursor, newest_first=order == "desc"
         )
         return RunList(items=[RunRead.of(r) for r in rows], next_cursor=next_cursor)

@@ -24,6 +24,8 @@ from chainflow.domain.transactions.schemas import (
     TxSummary,
 )
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.webhooks import service as webhooks
+from chainflow.domain.webhooks.schemas import DeliveryList
 from chainflow.infra.db.uow import single_statements, unit_of_work
 
 router = APIRouter(prefix="/v1/transactions", tags=["transactions"])
@@ -144,6 +146,23 @@ async def get_transaction(tx_id: uuid.UUID, sessionmaker: SessionmakerDep, key: 
         tx = await service.get_transaction(session, tx_id)
         restrictions_of(key).check_reach(tx.wallet_id, tx.chain_id)
         return TxRead.of(tx)
+
+
+@router.get("/{tx_id}/deliveries", responses=problem_responses(401, 403, 404, 422))
+async def list_tx_deliveries(
+    tx_id: uuid.UUID,
+    sessionmaker: SessionmakerDep,
+    key: ReadKey,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> DeliveryList:
+    """Webhook deliveries of this transaction's events to every endpoint, oldest first, each
+    with its attempts and `webhook_id` (issue 22). Retry one with
+    `POST /v1/webhooks/{webhook_id}/deliveries/{id}/retry` (scope `webhooks`)."""
+    async with unit_of_work(sessionmaker) as session:
+        tx = await service.get_transaction(session, tx_id, full=False)
+        restrictions_of(key).check_reach(tx.wallet_id, tx.chain_id)
+        return await webhooks.list_tx_deliveries(session, tx_id, limit=limit, cursor=cursor)
 
 
 @router.get("", responses=problem_responses(401, 403, 404, 422))

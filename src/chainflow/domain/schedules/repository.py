@@ -115,19 +115,26 @@ async def runs_page(
     *,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
+    newest_first: bool = False,
 ) -> Sequence[ScheduleRun]:
+    order = (ScheduleRun.scheduled_for, ScheduleRun.id)
     query = (
         select(ScheduleRun)
         .where(ScheduleRun.schedule_id == schedule_id)
-        .order_by(ScheduleRun.scheduled_for, ScheduleRun.id)
+        .order_by(*(c.desc() for c in order) if newest_first else order)
         .limit(limit)
     )
     if after is not None:
         at, row_id = after
-        query = query.where(
-            or_(
+        if newest_first:
+            later = or_(
+                ScheduleRun.scheduled_for < at,
+                and_(ScheduleRun.scheduled_for == at, ScheduleRun.id < row_id),
+            )
+        else:
+            later = or_(
                 ScheduleRun.scheduled_for > at,
                 and_(ScheduleRun.scheduled_for == at, ScheduleRun.id > row_id),
             )
-        )
+        query = query.where(later)
     return (await session.execute(query)).scalars().all()

@@ -210,11 +210,20 @@ async def set_status(
 
 
 async def list_runs(
-    session: AsyncSession, schedule_id: uuid.UUID, *, limit: int, cursor: str | None
+    session: AsyncSession,
+    schedule_id: uuid.UUID,
+    *,
+    limit: int,
+    cursor: str | None,
+    newest_first: bool = False,
 ) -> tuple[Sequence[ScheduleRun], str | None]:
     await get_schedule(session, schedule_id)
     rows = await repository.runs_page(
-        session, schedule_id, limit=limit + 1, after=decode_cursor(cursor)
+        session,
+        schedule_id,
+        limit=limit + 1,
+        after=decode_cursor(cursor),
+        newest_first=newest_first,
     )
     if len(rows) <= limit:
         return rows, None

@@ -390,9 +390,11 @@ async def count_in_flight(session: AsyncSession, wallet_id: uuid.UUID, chain_id:
     return await repository.count_in_flight(session, wallet_id, chain_id)
 
 
-async def get_transaction(session: AsyncSession, tx_id: uuid.UUID) -> Transaction:
-    """One request with attempts and events. Raises: TxNotFound."""
-    tx = await repository.get(session, tx_id, full=True)
+async def get_transaction(
+    session: AsyncSession, tx_id: uuid.UUID, *, full: bool = True
+) -> Transaction:
+    """One request (`full`: with attempts and events). Raises: TxNotFound."""
+    tx = await repository.get(session, tx_id, full=full)
     if tx is None:
         raise TxNotFound(f"transaction {tx_id} does not exist")
     return tx

@@ -230,6 +230,22 @@ async def list_deliveries(
     return (await session.scalars(query.order_by(*order).limit(limit))).all()
 
 
+async def deliveries_of_tx(
+    session: AsyncSession, tx_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> Sequence[WebhookDelivery]:
+    """A transaction's deliveries to every endpoint. The endpoint ids are listed first so that
+    the lookup uses the (endpoint_id, tx_id, status) index on both databases."""
+    endpoint_ids = (await session.scalars(select(WebhookEndpoint.id))).all()
+    if not endpoint_ids:
+        return []
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.endpoint_id.in_(endpoint_ids), WebhookDelivery.tx_id == tx_id
+    )
+    query = query.where(*_after(cursor, WebhookDelivery.created_at, WebhookDelivery.id))
+    order = (WebhookDelivery.created_at, WebhookDelivery.id)
+    return (await session.scalars(query.order_by(*order).limit(limit))).all()
+
+
 async def attempts_of(
     session: AsyncSession, delivery_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[WebhookAttempt]]:

@@ -117,6 +117,7 @@ class AttemptRead(BaseModel):
 
 class DeliveryRead(BaseModel):
     id: uuid.UUID
+    webhook_id: uuid.UUID = Field(description="the endpoint it goes to")
     event_id: str
     event_type: str
     status: DeliveryStatus
@@ -128,6 +129,7 @@ class DeliveryRead(BaseModel):
     def of(cls, row: WebhookDelivery, attempts: list[WebhookAttempt]) -> "DeliveryRead":
         return cls(
             id=row.id,
+            webhook_id=row.endpoint_id,
             event_id=f"evt_{row.event_id.hex}",
             event_type=row.event_type,
             status=row.status,

@@ -178,6 +178,20 @@ async def list_deliveries(
     rows = await repository.list_deliveries(
         session, endpoint.id, status=status, limit=limit, cursor=cursor
     )
+    return await _page(session, rows, limit=limit)
+
+
+async def list_tx_deliveries(
+    session: AsyncSession, tx_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> DeliveryList:
+    """The deliveries of one transaction's events to every endpoint, oldest first."""
+    rows = await repository.deliveries_of_tx(session, tx_id, limit=limit, cursor=cursor)
+    return await _page(session, rows, limit=limit)
+
+
+async def _page(
+    session: AsyncSession, rows: Sequence[WebhookDelivery], *, limit: int
+) -> DeliveryList:
     attempts = await repository.attempts_of(session, [row.id for row in rows])
     last = rows[-1] if len(rows) == limit else None
     return DeliveryList(

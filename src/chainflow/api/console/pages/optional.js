@@ -1,7 +1,7 @@
-// Pages of features a server may not have yet (webhooks, schedules): they light up when the
+// Pages of features a server may not have yet (webhooks): they light up when the
 // API has the route, and say so plainly when it does not.
 
-import { ApiError, api, can, serverHas } from "/console/api.js";
+import { ApiError, api, can, restricted, serverHas } from "/console/api.js";
 import { badge, el, replace, table, time } from "/console/dom.js";
 import { watch } from "/console/live.js";
 
@@ -11,13 +11,6 @@ export const WEBHOOKS = {
   scope: "webhooks",
   columns: [["Id", "id"], ["URL", "url"], ["Events", "events"], ["Enabled", "enabled"],
     ["Created", "created_at"]],
-};
-export const SCHEDULES = {
-  title: "Schedules",
-  path: "/v1/schedules",
-  scope: "schedules",
-  columns: [["Id", "id"], ["Status", "status"], ["Wallet", "wallet_id"], ["Chain", "chain_id"],
-    ["Next run", "next_run_at"], ["Runs", "runs"]],
 };
 
 function cell(name, value) {
@@ -49,6 +42,13 @@ export function render(target, context, feature) {
     if (stopped) return;
     if (!can(context.me, feature.scope)) {  // no request the server would refuse
       lacksScope(target, feature);
+      return;
+    }
+    if (restricted(context.me)) {
+      replace(target, el("h1", {}, feature.title), el("p", { class: "empty" },
+        `This API key is restricted to some wallets or chains; ${feature.title.toLowerCase()} `
+        + "show every wallet's events, so the server refuses them to such a key "
+        + "(key_restricted). Use an unrestricted key."));
       return;
     }
     const body = el("div");

@@ -1,10 +1,13 @@
 // One transaction: its summary, a timeline of every status change and every attempt signed,
-// the attempts with their fees and error classes, the receipt, and cancel while pending.
+// the attempts with their fees and error classes, the receipt, its webhook deliveries (retry
+// for a failed one), and cancel while pending. It follows the event stream while pending, then
+// polls while a delivery is pending.
 
-import { api, can } from "/console/api.js";
+import { api, can, restricted } from "/console/api.js";
 import { badge, confirmAction, el, ether, gwei, replace, table, time } from "/console/dom.js";
 import { watch } from "/console/live.js";
 
+const DELIVERY_GRACE_MS = 60000;
 const FINAL = new Set(["confirmed", "reverted", "failed", "cancelled", "expired"]);
 
 function detailText(detail) {
@@ -63,6 +66,32 @@ function receipt(tx) {
       : el("p", { class: "empty" }, "No receipt yet."));
 }
 
+function lastAttempt(d) {
+  const a = d.attempts.at(-1);
+  if (!a) return "not yet";
+  return el("span", {}, time(a.at), ` ${a.status_code ?? "—"}`, a.error ? ` ${a.error}` : "",
+    el("span", { class: "muted" }, ` ${a.duration_ms} ms`));
+}
+
+function deliveries(list, retry) {
+  return el("section", { "aria-labelledby": "deliveries-title" },
+    el("h2", { id: "deliveries-title" }, "Webhook deliveries"),
+    table("Each event of this transaction to each webhook endpoint",
+      ["Event", "Webhook", "Status", "Attempts", "Last attempt", "Next attempt", ""],
+      list.map((d) => [
+        d.event_type,
+        el("span", { class: "mono", title: d.webhook_id }, d.webhook_id.slice(0, 8)),
+        badge(d.status),
+        String(d.attempts.length),
+        lastAttempt(d),
+        d.next_attempt_at ? time(d.next_attempt_at) : "—",
+        retry && d.status === "failed" ? el("button", {
+          type: "button", class: "small", onclick: () => retry(d),
+          "aria-label": `Retry delivery of ${d.event_type} to webhook ${d.webhook_id.slice(0, 8)}`,
+        }, "Retry") : "",
+      ]), "No webhook delivery: no endpoint subscribes to this transaction's events."));
+}
+
 function summary(tx) {
   return el("dl", { class: "facts" },
     el("dt", {}, "Status"), el("dd", {}, badge(tx.status), tx.cancel_requested ? " (cancel requested)" : ""),
@@ -98,18 +127,48 @@ export function render(target, context, id) {
     }
   };
 
+  const retry = can(context.me, "webhooks") && !restricted(context.me) ? async (d) => {
+    try {
+      await api.post(`/v1/webhooks/${d.webhook_id}/deliveries/${d.id}/retry`);
+      follow(false);
+    } catch (e) {
+      context.reportIn(error)(e);
+    }
+  } : null;
+
   const load = async () => {
-    const tx = await api.get(`/v1/transactions/${encodeURIComponent(id)}`);
+    const [tx, sent] = await Promise.all([
+      api.get(`/v1/transactions/${encodeURIComponent(id)}`),
+      api.pages(`/v1/transactions/${encodeURIComponent(id)}/deliveries`, { limit: 500 }, 1),
+    ]);
     error.hidden = true;
     const pending = !FINAL.has(tx.status);
     replace(actions, pending && can(context.me, "transactions:write") && !tx.cancel_requested
       ? el("button", { type: "button", class: "danger", onclick: cancel }, "Cancel…") : null);
-    replace(body, summary(tx), timeline(tx), attempts(tx), receipt(tx));
-    if (!pending) live.stop();
+    replace(body, summary(tx), timeline(tx), attempts(tx), receipt(tx), deliveries(sent.items, retry));
+    // Deliveries of its last event appear a moment after it (fan-out runs after the commit).
+    const delivering = sent.items.some((d) => d.status === "pending")
+      || Date.now() - Date.parse(tx.updated_at) < DELIVERY_GRACE_MS;
+    if (!pending && streaming) follow(false);  // no more events of it: poll its deliveries
+    else if (!pending && !delivering) live.stop();
   };
-  live = watch(load, {
-    everyMs: 2000,
-    onError: context.reportIn(error),
-  });
-  return () => live.stop();
+  let streaming = false;
+  // Pending: reload on each event of this transaction (polling until the stream is open).
+  // Final: poll while a webhook delivery is pending.
+  let closed = false;
+  function follow(stream) {
+    live?.stop();
+    if (closed) return;
+    streaming = stream && context.streamable;
+    live = watch(load, {
+      everyMs: stream ? 2000 : 3000,
+      onError: context.reportIn(error),
+      events: streaming ? (type, event) => event.data?.transaction?.id === id : null,
+    });
+  }
+  follow(true);
+  return () => {
+    closed = true;
+    live.stop();
+  };
 }

@@ -119,6 +119,7 @@ export function render(target, context) {
   const live = watch(load, {
     everyMs: 3000,
     onError: context.reportIn(error),
+    events: context.streamable ? (type) => type.startsWith("transaction.") : null,
   });
   return live.stop;
 }

@@ -2,8 +2,8 @@
 // after a confirmation, for a key with the `wallets` scope. Never any key material: the API
 // has none to give.
 
-import { api, can } from "/console/api.js";
-import { badge, confirmAction, el, ether, replace, table } from "/console/dom.js";
+import { PAGE_SIZE, api, can, restricted } from "/console/api.js";
+import { actor, badge, el, ether, replace, table } from "/console/dom.js";
 import { watch } from "/console/live.js";
 
 const STATUS_ACTIONS = {
@@ -27,25 +27,27 @@ function chainsCell(wallet, lanes, symbols, buttons) {
   return el("ul", { class: "plain" }, items, buttons ? el("li", {}, buttons.enableChain()) : null);
 }
 
+// Balances come from GET /v1/lanes (every page: lanes are ordered by chain, not by wallet);
+// a restricted key, refused that route, reads its own wallets' lanes one by one.
+async function lanesOf(wallets, me) {
+  if (!restricted(me)) return (await api.pages("/v1/lanes", { limit: PAGE_SIZE }, Infinity)).items;
+  const pairs = wallets.flatMap((w) => w.chain_ids
+    .filter((c) => !me.chain_ids || me.chain_ids.includes(c)).map((c) => [w.id, c]));
+  return Promise.all(pairs.slice(0, 50).map(([walletId, chainId]) =>
+    api.get(`/v1/wallets/${walletId}/chains/${chainId}`)));
+}
+
 export function render(target, context) {
   const writable = can(context.me, "wallets");
   const error = el("p", { class: "error", role: "alert", hidden: true });
   const notice = el("p", { class: "notice", role: "status", "aria-live": "polite" });
   const body = el("div");
-  replace(target, el("h1", {}, "Wallets"), error, notice, body);
+  const more = el("div");
+  replace(target, el("h1", {}, "Wallets"), error, notice, body, more);
   let chains = [];
   let live = null;
 
-  const act = async (title, text, label, call) => {
-    if (!(await confirmAction(title, text, label))) return;
-    try {
-      await call();
-      notice.textContent = `Done: ${title.replace(/\?$/, "")}.`;
-      await live.refresh();
-    } catch (e) {
-      context.reportIn(error)(e);
-    }
-  };
+  const act = actor({ notice, onError: context.reportIn(error), refresh: () => live.refresh() });
 
   const statusButtons = (w) => (STATUS_ACTIONS[w.status] || []).map(([status, label]) =>
     el("button", {
@@ -76,12 +78,20 @@ export function render(target, context) {
     },
   });
 
+  let walletPages = 1;
   const load = async () => {
-    const [wallets, lanes, chainList] = await Promise.all([
-      api.get("/v1/wallets", { limit: 500 }),
-      api.get("/v1/lanes", { limit: 500 }),
+    const [wallets, chainList] = await Promise.all([
+      api.pages("/v1/wallets", { limit: PAGE_SIZE }, walletPages),
       api.get("/v1/chains"),
     ]);
+    const lanes = { items: await lanesOf(wallets.items, context.me) };
+    replace(more, wallets.more ? el("button", {
+      type: "button", class: "quiet",
+      onclick: () => {
+        walletPages += 1;
+        live.refresh();
+      },
+    }, `Show ${PAGE_SIZE} more wallets`) : null);
     chains = chainList.items;
     const symbols = Object.fromEntries(chains.map((c) => [c.chain_id, c.native_symbol]));
     const byLane = Object.fromEntries(lanes.items.map((l) => [`${l.wallet_id}:${l.chain_id}`, l]));
