@@ -16,7 +16,7 @@ from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.decisions import Decision
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.send.answers import SentAttempt
-from chainflow.domain.transactions.track import judge, observe, record
+from chainflow.domain.transactions.track import judge, observe, record, reverts
 from chainflow.domain.transactions.track.replace import replace
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.signer import SignerUnavailable
@@ -51,8 +51,11 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     resend: list[SentAttempt] = []
     moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
     if moving:
+        reasons = await reverts.revert_reasons(rpc, moving, decisions)  # rare: status 0 only
         async with unit_of_work(ports.sessionmaker) as session:
-            resend = await record.record(session, moving, decisions, seen, crasher=ports.crasher)
+            resend = await record.record(
+                session, moving, decisions, seen, crasher=ports.crasher, reasons=reasons
+            )
     if judge.frees_room(decisions):
         engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
     resend += await _replace(engine, chain, rows, decisions)
