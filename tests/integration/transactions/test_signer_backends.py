@@ -220,3 +220,36 @@ async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns
     filler = await eventually(filler_confirmed, timeout_s=60)
     assert filler.nonce == 0
     await assert_lane_settled(harness, remote)
+
+
+async def test_a_bump_that_cannot_be_signed_shows_the_lane_paused_until_it_is(
+    harness: EngineHarness, token: Pkcs11Token, softhsm: SoftHsm
+) -> None:
+    """The tracker's bump path signs too: a stuck request whose bump meets a removed token
+    sets the lane's paused_reason (it used to be set by drains only) and keeps its nonce;
+    once the token is back the bump is signed, paused_reason clears and it confirms."""
+    hsm = await hsm_wallet(harness, token)
+    await harness.rpc.call("evm_setAutomine", [False])  # nothing is mined: the request sticks
+    try:
+        tx_id = await harness.submit(hsm, value="1")
+        await harness.run_until([tx_id], has_status(TxStatus.SUBMITTED))
+        with token_removed(softhsm):
+
+            async def paused() -> bool:
+                await run_round(harness.engine, ANVIL_CHAIN_ID)  # stuck after 1 s: a bump
+                return await paused_reason(harness, hsm) == "signer_unavailable"
+
+            assert await eventually(paused, timeout_s=30)
+            waiting = await harness.get(tx_id)
+            assert (waiting.status, waiting.nonce) == (TxStatus.SUBMITTED, 0)
+
+        async def bumped() -> bool:
+            await run_round(harness.engine, ANVIL_CHAIN_ID)
+            return await paused_reason(harness, hsm) is None
+
+        assert await eventually(bumped, timeout_s=30)
+    finally:
+        await harness.rpc.call("evm_setAutomine", [True])
+    (done,) = await harness.run_until([tx_id], has_status(TxStatus.CONFIRMED), timeout_s=60)
+    assert done.nonce == 0
+    assert await harness.chain_nonce(hsm) == 1

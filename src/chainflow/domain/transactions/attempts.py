@@ -16,7 +16,7 @@ from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
-from chainflow.infra.signing.signer import Signer
+from chainflow.infra.signing.signer import Signer, SignerHealth, SignerUnavailable
 
 CANCEL_GAS = 21_000
 
@@ -36,6 +36,9 @@ class Signers:
         self._pkcs11 = pkcs11  # the token of wallets whose keys it holds (issue 20)
         self._aws_kms = aws_kms  # the KMS client of wallets whose keys it holds (issue 20)
         self._by_wallet: dict[uuid.UUID, Signer] = {}
+        # Wallets whose last try to sign here failed with SignerUnavailable (issue 20): their
+        # backend is probed (`health`) before a signature is tried again.
+        self._down: set[uuid.UUID] = set()
 
     async def of(self, wallet: Wallet) -> Signer:
         """The wallet's signer (or its public key read) once per process, then kept.
@@ -54,6 +57,32 @@ class Signers:
             )
             self._by_wallet[wallet.id] = signer
         return signer
+
+    def note_unavailable(self, wallet_id: uuid.UUID) -> None:
+        self._down.add(wallet_id)
+
+    def note_signed(self, wallet_id: uuid.UUID) -> bool:
+        """Forget a failure of the wallet's backend; True if there was one."""
+        if wallet_id in self._down:
+            self._down.discard(wallet_id)
+            return True
+        return False
+
+    def is_down(self, wallet_id: uuid.UUID) -> bool:
+        return wallet_id in self._down
+
+    async def cached_health(self, wallet_id: uuid.UUID) -> SignerHealth | None:
+        """The health of the wallet's signer made here before; None if none was made."""
+        signer = self._by_wallet.get(wallet_id)
+        return None if signer is None else await signer.health()
+
+    async def health(self, wallet: Wallet) -> SignerHealth:
+        """The wallet's backend health (a cheap, bounded probe; never raises)."""
+        try:
+            signer = await self.of(wallet)
+        except SignerUnavailable as exc:
+            return SignerHealth(ok=False, detail=exc.detail)
+        return await signer.health()
 
 
 class TxFields(TypedDict):

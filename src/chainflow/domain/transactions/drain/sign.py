@@ -1,6 +1,7 @@
 """Take nonces and sign, every lane of a drain under its lock, in the caller's DB transaction:
 the write-ahead step (DESIGN §6.3) that must commit before the first send (workers/drain.py)."""
 
+import asyncio
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +53,7 @@ async def sign_lanes(
         signer = await _signer_of(signers, ready, chain)
         if signer is None:
             lane.paused_reason = SignerUnavailable.code  # shown on the lane (GET …/chains/…)
+            signers.note_unavailable(ready.wallet.id)
             continue  # its backend is down: only this lane waits, its requests stay queued
         room = room_of(config, lane.next_nonce, ready.counts)
         for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
@@ -70,6 +72,7 @@ async def sign_lanes(
                 # Nothing signed at this nonce: the cursor stays, the request stays queued.
                 _signer_down(ready, chain, exc)
                 lane.paused_reason = SignerUnavailable.code
+                signers.note_unavailable(ready.wallet.id)
                 break
             moved = step(
                 tx.id,
@@ -84,10 +87,33 @@ async def sign_lanes(
             writes.signed.append(signed_update(moved, nonce=nonce, gas_limit=gas[tx.id]))
             lane.next_nonce = nonce + 1
             lane.paused_reason = None
+            signers.note_signed(ready.wallet.id)
             sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"]))
     # The ORM rows of these requests are left as read; nothing reads them after this.
     await bulk.store_signed(session, writes)
     return sent
+
+
+async def probe_paused(lanes: Sequence[Ready], signers: Signers, chain: ChainConfig) -> list[Ready]:
+    """The lanes worth signing for now: a lane whose signer failed at this process's last try
+    is kept only if its backend's health probe passes (issue 20). The probe is cheap and
+    bounded (KMS: 2 s, its answer kept 5 s), and runs before the signing transaction, so a
+    backend still down neither costs a signing timeout nor holds the lanes' locks."""
+    down = [ready for ready in lanes if signers.is_down(ready.wallet.id)]
+    if not down:
+        return list(lanes)
+    answers = await asyncio.gather(*(signers.health(ready.wallet) for ready in down))
+    still = set()
+    for ready, health in zip(down, answers, strict=True):
+        if not health.ok:
+            still.add(ready.wallet.id)
+            log.debug(
+                "lane.signer_still_unavailable",
+                wallet=ready.wallet.address,
+                chain_id=chain.chain_id,
+                detail=health.detail,
+            )
+    return [ready for ready in lanes if ready.wallet.id not in still]
 
 
 def _fees_for(tx: Transaction, market: Fees, chain: ChainConfig) -> Fees:
