@@ -38,7 +38,12 @@ def reverted(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -> li
         receipt, attempt = decision.receipt, decision.attempt
         if decision.action is not Action.FINALIZE or receipt is None or attempt is None:
             continue
-        if attempt.kind is not AttemptKind.CANCEL and receipt.get("status") == "0x0":
+        status = receipt.get("status")
+        if (
+            attempt.kind is not AttemptKind.CANCEL
+            and isinstance(status, str)
+            and int(status, 16) == 0
+        ):
             found.append(tx)
     return found
 
@@ -72,12 +77,12 @@ async def _reason(rpc: ChainRpc, tx: Transaction, decision: Decision) -> str | N
     except RpcCallError:
         trace = None  # no debug namespace here: replay the call instead
     if isinstance(trace, dict):
-        return _from_trace(trace)
+        return reason_from_trace(trace)
     block = int(decision.receipt["blockNumber"], 16)
     return await _replayed(rpc, tx, gas_limit=decision.attempt.gas_limit, block=block)
 
 
-def _from_trace(trace: dict[str, Any]) -> str | None:
+def reason_from_trace(trace: dict[str, Any]) -> str | None:
     reason = revert_reason(RpcFailure(data=trace.get("output")))
     if reason:
         return reason
