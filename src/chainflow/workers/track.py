@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
-from chainflow.core.types import TxId, WalletId
+from chainflow.core.types import TxId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.decisions import Decision
@@ -18,11 +18,10 @@ from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.track import judge, observe, record, reverts
 from chainflow.domain.transactions.track.replace import replace
-from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.signer import SignerUnavailable
 from chainflow.workers.engine import Engine
-from chainflow.workers.send import send_and_record
+from chainflow.workers.send import send_and_record, show_paused
 
 log = get_logger(__name__)
 
@@ -98,22 +97,11 @@ async def _replace(
         except SignerUnavailable as exc:  # this wallet's backend is down: bump it later
             log.warning("tracker.signer_unavailable", tx_id=str(wanted.tx_id), detail=exc.detail)
             state.signers.note_unavailable(wallet_id)
-            await _show_paused(engine, chain, wallet_id, SignerUnavailable.code)
+            await show_paused(engine, chain.chain_id, wallet_id, SignerUnavailable.code)
             continue
         if attempt is not None:
             ports.crasher.reached(CrashPoint.BUMP_STORED)
             stored.append(attempt)
             if state.signers.note_signed(wallet_id):
-                await _show_paused(engine, chain, wallet_id, None)
+                await show_paused(engine, chain.chain_id, wallet_id, None)
     return stored
-
-
-async def _show_paused(
-    engine: Engine, chain: ChainConfig, wallet_id: WalletId, reason: str | None
-) -> None:
-    """The lane's paused_reason, as a drain sets it (GET /v1/wallets/{id}/chains/{chain_id})."""
-    try:
-        async with unit_of_work(engine.ports.sessionmaker) as session:
-            await wallets.set_paused_reason(session, wallet_id, chain.chain_id, reason)
-    except Exception as exc:  # shown at the next try; the tracking round goes on
-        log.warning("lane.paused_reason_failed", chain_id=chain.chain_id, error=repr(exc)[:300])

@@ -203,6 +203,7 @@ async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns
         assert (waiting.status, waiting.nonce) == (TxStatus.SIGNED, 0)
         assert [tx.kind for tx in await lane_transactions(harness, remote)] == [TxKind.REQUEST] * 2
         assert await lane_next_nonce(harness, remote) == 2
+        assert await paused_reason(harness, remote) == "signer_unavailable"  # not only drains
     rows = await harness.run_until_final([bad, good], timeout_s=60)
     assert [(tx.status, tx.nonce) for tx in rows] == [
         (TxStatus.FAILED, None),
@@ -219,6 +220,7 @@ async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns
 
     filler = await eventually(filler_confirmed, timeout_s=60)
     assert filler.nonce == 0
+    assert await paused_reason(harness, remote) is None  # the filler's signature cleared it
     await assert_lane_settled(harness, remote)
 
 
