@@ -75,7 +75,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId])
         for plan, estimates in zip(plans, found.ready, strict=True)
         if estimates
     ]
-    ready = await probe_paused(ready, state.signers, chain)
+    ready = probe_paused(ready, state.signers, chain)
     if not ready:
         return 0
     # The write-ahead boundary (DESIGN §6.3): nonces, signed bytes and hashes are committed

@@ -6,6 +6,7 @@
 docs/engine.md draws it with the module of each step.
 """
 
+import functools
 from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
@@ -78,10 +79,9 @@ async def _replace(
     stored: list[SentAttempt] = []
     for wanted in judge.replacements(rows, decisions):
         wallet_id = wallet_of[wanted.tx_id]
-        if state.signers.is_down(wallet_id):
-            health = await state.signers.cached_health(wallet_id)
-            if health is not None and not health.ok:
-                continue  # still down: bump it once the backend answers
+        probe = functools.partial(state.signers.cached_health, wallet_id)
+        if state.signers.is_down(wallet_id) and not state.signers.passed_probe(wallet_id, probe):
+            continue  # not known to be back: bump it once a probe of the backend passes
         market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
         try:
             async with unit_of_work(ports.sessionmaker) as session:

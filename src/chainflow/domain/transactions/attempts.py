@@ -1,6 +1,8 @@
 """Build, sign and store attempts: the write-ahead step before any broadcast (DESIGN §6.3)."""
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import NotRequired, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +41,7 @@ class Signers:
         # Wallets whose last try to sign here failed with SignerUnavailable (issue 20): their
         # backend is probed (`health`) before a signature is tried again.
         self._down: set[uuid.UUID] = set()
+        self._probes: dict[uuid.UUID, asyncio.Future[SignerHealth | None]] = {}
 
     async def of(self, wallet: Wallet) -> Signer:
         """The wallet's signer (or its public key read) once per process, then kept.
@@ -63,10 +66,30 @@ class Signers:
 
     def note_signed(self, wallet_id: uuid.UUID) -> bool:
         """Forget a failure of the wallet's backend; True if there was one."""
+        self._probes.pop(wallet_id, None)
         if wallet_id in self._down:
             self._down.discard(wallet_id)
             return True
         return False
+
+    def passed_probe(
+        self, wallet_id: uuid.UUID, probe: Callable[[], Awaitable[SignerHealth | None]]
+    ) -> bool:
+        """For a wallet whose backend failed here: whether a health probe has passed since
+        (None, no signer to probe, counts as passed). The probe runs in the background, one
+        at a time per wallet, so no round waits for a backend that is still down (a KMS
+        probe may take 2 s): False until it has answered."""
+        running = self._probes.get(wallet_id)
+        if running is None:
+            self._probes[wallet_id] = asyncio.ensure_future(probe())
+            return False
+        if not running.done():
+            return False
+        del self._probes[wallet_id]
+        if running.cancelled() or running.exception() is not None:
+            return False
+        health = running.result()
+        return health is None or health.ok
 
     def is_down(self, wallet_id: uuid.UUID) -> bool:
         return wallet_id in self._down

@@ -1,7 +1,7 @@
 """Take nonces and sign, every lane of a drain under its lock, in the caller's DB transaction:
 the write-ahead step (DESIGN §6.3) that must commit before the first send (workers/drain.py)."""
 
-import asyncio
+import functools
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,26 +94,21 @@ async def sign_lanes(
     return sent
 
 
-async def probe_paused(lanes: Sequence[Ready], signers: Signers, chain: ChainConfig) -> list[Ready]:
+def probe_paused(lanes: Sequence[Ready], signers: Signers, chain: ChainConfig) -> list[Ready]:
     """The lanes worth signing for now: a lane whose signer failed at this process's last try
-    is kept only if its backend's health probe passes (issue 20). The probe is cheap and
-    bounded (KMS: 2 s, its answer kept 5 s), and runs before the signing transaction, so a
-    backend still down neither costs a signing timeout nor holds the lanes' locks."""
-    down = [ready for ready in lanes if signers.is_down(ready.wallet.id)]
-    if not down:
-        return list(lanes)
-    answers = await asyncio.gather(*(signers.health(ready.wallet) for ready in down))
-    still = set()
-    for ready, health in zip(down, answers, strict=True):
-        if not health.ok:
-            still.add(ready.wallet.id)
-            log.debug(
-                "lane.signer_still_unavailable",
-                wallet=ready.wallet.address,
-                chain_id=chain.chain_id,
-                detail=health.detail,
-            )
-    return [ready for ready in lanes if ready.wallet.id not in still]
+    joins a round only once a health probe of its backend has passed (issue 20). Probes run
+    in the background (Signers.passed_probe), outside the signing transaction: a backend
+    still down costs no signing timeout, holds no lane lock, and delays no other lane."""
+    kept = []
+    for ready in lanes:
+        wallet = ready.wallet
+        if signers.is_down(wallet.id) and not signers.passed_probe(
+            wallet.id, functools.partial(signers.health, wallet)
+        ):
+            log.debug("lane.signer_probed", wallet=wallet.address, chain_id=chain.chain_id)
+            continue
+        kept.append(ready)
+    return kept
 
 
 def _fees_for(tx: Transaction, market: Fees, chain: ChainConfig) -> Fees:
