@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from tests.support.databases import REDIS_URL
 from tests.support.processes import processes, wait_http
 
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
+REPO = Path(__file__).resolve().parents[2]
+# A DCA demo run that swapped: "dca run 2 at …: succeeded: 10.0000 A for 19.9340 B at …"
+SUCCEEDED = re.compile(r"dca run \d+ at \S+: succeeded: ([0-9.]+) A for ([0-9.]+) B at")
 KEY_HEX = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 
 
@@ -170,24 +174,82 @@ class TestDev:
         time: its 32 concurrent submitters meet 503s, wait them out and every request is
         confirmed once (it used to abort on the first 503)."""
         env = cli.env | {"CHAINFLOW_API_MAX_IN_FLIGHT": "2"}
-        port, anvil_port = free_port(), free_port()
-        args = ["dev", "--anvil", "--port", str(port), "--anvil-port", str(anvil_port)]
-        log = tmp_path / "dev.log"
-        with log.open("w") as out:
-            process = subprocess.Popen(
-                [CHAINFLOW, *args, "--demo", "60"], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-            try:
-                deadline = time.monotonic() + 240
-                while "60 requests" not in log.read_text() and process.poll() is None:
-                    assert time.monotonic() < deadline, log.read_text()[-2000:]
-                    time.sleep(0.2)  # polling a child process's output
-            finally:
-                process.send_signal(signal.SIGTERM)
-                code = process.wait(timeout=30)
-        output = log.read_text()
+        code, output = run_dev_until(
+            ["--demo", "60"], env, tmp_path, lambda text: "60 requests" in text, timeout_s=240
+        )
         assert "60 requests: confirmed 60" in output, output[-2000:]
         assert code == 0, output[-2000:]
+
+
+def run_dev_until(
+    extra: list[str],
+    env: dict[str, str],
+    tmp_path: Path,
+    done: Callable[[str], bool],
+    *,
+    timeout_s: float,
+) -> tuple[int, str]:
+    """`chainflow dev --anvil` (free ports) with `extra` until its output is `done` (or it
+    exits), then SIGTERM; its exit code and output."""
+    port, anvil_port = free_port(), free_port()
+    args = ["dev", "--anvil", "--port", str(port), "--anvil-port", str(anvil_port), *extra]
+    log = tmp_path / "dev.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [CHAINFLOW, *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not done(log.read_text()) and process.poll() is None:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)  # polling a child process's output
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=30)
+    return code, log.read_text()
+
+
+class TestDcaDemo:
+    """`chainflow dev --anvil --demo-dca` (issue 19): Uniswap V2 from the npm build files on the
+    dev anvil, a DCA schedule every few seconds, its runs and average price printed."""
+
+    def test_it_reports_successful_runs_with_the_average_price(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        # Reads at 2/s: the demo's polling (~4 GETs a second) meets 429s and waits them out.
+        env = cli.env | {
+            "CHAINFLOW_CACHE_DIR": str(REPO / ".cache"),
+            "CHAINFLOW_RATE_LIMIT_READ_PER_S": "2",
+        }
+        code, output = run_dev_until(
+            ["--demo-dca"],
+            env,
+            tmp_path,
+            lambda text: len(SUCCEEDED.findall(text)) >= 2,
+            timeout_s=180,
+        )
+        assert len(SUCCEEDED.findall(output)) >= 2, output[-3000:]
+        first, second = SUCCEEDED.findall(output)[:2]
+        assert first[0] == "10.0000"  # A paid per run
+        assert float(second[1]) < float(first[1])  # each swap moved the price
+        assert "demo failed" not in output, output[-3000:]
+        assert code == 0, output[-3000:]
+
+    def test_missing_build_files_are_one_line_naming_the_install_command(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        empty = tmp_path / "empty-cache"
+        empty.mkdir()
+        port = ["--port", str(free_port()), "--anvil-port", str(free_port())]
+        result = cli("dev", "--anvil", "--demo-dca", *port, env={"CHAINFLOW_CACHE_DIR": str(empty)})
+        line = one_error_line(result)
+        assert "Uniswap V2 build files" in line
+        assert "./scripts/bootstrap" in line
+        assert not (tmp_path / "data" / "anvil-state.json").exists()  # nothing was started
+
+    def test_it_needs_anvil(self, cli: Cli) -> None:
+        line = one_error_line(cli("dev", "--demo-dca", "--port", str(free_port())))
+        assert "--demo-dca needs --anvil" in line
 
 
 class TestWrongMasterKey:

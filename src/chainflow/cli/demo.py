@@ -86,14 +86,14 @@ async def _submit_all(
                     return str(payload["id"])
                 if response.status not in (429, 503):
                     raise RuntimeError(f"submit failed: {payload.get('detail')}")
-                wait_s = _retry_after(response.headers.get("Retry-After"))
+                wait_s = retry_after(response.headers.get("Retry-After"))
             await asyncio.sleep(wait_s)
         raise RuntimeError(f"submit failed: the API stayed busy for {_SUBMIT_TRIES} tries")
 
     return await asyncio.gather(*(one(i, body) for i, body in enumerate(bodies)))
 
 
-def _retry_after(header: str | None) -> float:
+def retry_after(header: str | None) -> float:
     """Seconds to wait from a Retry-After header (seconds form), 1 s if absent, at most 10."""
     try:
         return min(max(float(header or 1), 0.1), 10.0)

@@ -1,17 +1,21 @@
 """`chainflow dev`: the embedded shape in one process (SQLite, in-process queue, optional anvil)."""
 
 import asyncio
+import contextlib
 import socket
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Annotated
 
 import aiohttp
 import typer
 
 from chainflow.cli.demo import run_demo
+from chainflow.cli.demo_dca import run_dca_demo
+from chainflow.cli.dex import check_build_files
 from chainflow.cli.options import HostOpt, PortOpt
 from chainflow.cli.runtime import check_keys_at_start, migrate, open_database, run, settings_for_cli
-from chainflow.core.errors import Unavailable
+from chainflow.core.errors import ConfigError, Unavailable
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
 from chainflow.domain.apikeys.service import create_api_key
@@ -35,6 +39,7 @@ from chainflow.workers.main import run_engine
 
 ANVIL_CHAIN_ID = 31337
 ANVIL_PORT = 8545
+DCA_DEMO_INTERVAL_S = 3
 log = get_logger(__name__)
 
 
@@ -50,11 +55,22 @@ def dev(
     demo: Annotated[
         int, typer.Option(help="with --anvil: submit this many demo requests over the API", min=0)
     ] = 0,
+    demo_dca: Annotated[
+        bool,
+        typer.Option(
+            "--demo-dca",
+            help="with --anvil: deploy Uniswap V2 from .cache/uniswap-v2 and run a DCA schedule",
+        ),
+    ] = False,
 ) -> None:
     """Run everything in one process on the embedded database (the README's first command)."""
     from chainflow.api.server import bind
 
-    settings = _dev_settings(settings_for_cli())
+    settings = _dev_settings(settings_for_cli(), demo_dca=demo_dca)
+    if demo_dca:
+        if not anvil:
+            raise ConfigError("--demo-dca needs --anvil (it deploys Uniswap V2 on the dev anvil)")
+        check_build_files()  # one line naming the install command, before anything starts
     seeds = load_seed(settings.chains_file)
     bind_host, bind_port = host or settings.api_host, port or settings.api_port
     with hold_data_dir(settings, exclusive=False):
@@ -75,15 +91,18 @@ def dev(
                 seeds=seeds,
                 api_url=f"http://{bind_host}:{bind_port}",
                 anvil_port=anvil_port if anvil else None,
-                demo=demo if anvil else 0,
+                demos=Demos(count=demo if anvil else 0, dca=demo_dca),
             )
         )
 
 
-def _dev_settings(settings: Settings) -> Settings:
+def _dev_settings(settings: Settings, *, demo_dca: bool = False) -> Settings:
     """Embedded: no Redis; RPC URLs on private hosts allowed unless the environment says no
-    (the dev chain is an anvil on loopback)."""
+    (the dev chain is an anvil on loopback). The DCA demo runs every DCA_DEMO_INTERVAL_S,
+    below the default floor of intervals, unless the environment sets the floor."""
     update: dict[str, object] = {"redis_url": None}
+    if demo_dca and "schedule_min_interval_s" not in settings.model_fields_set:
+        update["schedule_min_interval_s"] = DCA_DEMO_INTERVAL_S
     if "rpc_allow_private_urls" not in settings.model_fields_set:
         update["rpc_allow_private_urls"] = True
     # Webhook receivers under development listen on localhost (issue 16).
@@ -100,7 +119,7 @@ async def _serve(
     seeds: list[ChainSeed],
     api_url: str,
     anvil_port: int | None,
-    demo: int = 0,
+    demos: "Demos",
 ) -> None:
     async with AsyncExitStack() as stack:
         anvil_url = None
@@ -123,15 +142,16 @@ async def _serve(
         try:
             app = create_app(settings, queue=doorbells)
             server = asyncio.create_task(serve(app, sock))
-            if demo and anvil_url and dev_wallet:
-                await _run_demo(
-                    settings,
-                    api_url,
-                    anvil_url,
-                    wallet=dev_wallet,
-                    count=demo,
+            demo = None
+            if demos.wanted and anvil_url and dev_wallet:
+                demo = asyncio.create_task(
+                    _run_demos(settings, api_url, anvil_url, wallet=dev_wallet, demos=demos)
                 )
             await server
+            if demo is not None:  # the service stopped (SIGTERM, Ctrl-C): so does its client
+                demo.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await demo
         finally:
             stop.set()
             await workers
@@ -165,17 +185,38 @@ async def _prepare(
         return str(address_of(validate_private_key(DEV_PRIVATE_KEY_HEX)))
 
 
-async def _run_demo(
-    settings: Settings, api_url: str, anvil_url: str, *, wallet: str, count: int
+@dataclass(frozen=True)
+class Demos:
+    count: int = 0  # --demo N: a burst of transfers and calls
+    dca: bool = False  # --demo-dca: a DCA schedule on a Uniswap V2 deployed on the anvil
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.count or self.dca)
+
+
+async def _run_demos(
+    settings: Settings, api_url: str, anvil_url: str, *, wallet: str, demos: Demos
 ) -> None:
-    async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
-        _, token = await create_api_key(session, ["admin"], name="dev demo")
-    typer.echo(f"demo API key (admin, this dev database only): {token}", err=True)
-    await _wait_healthy(api_url)
+    """The demos, one after the other, as clients of the running service: a failure of theirs
+    is printed, and the service keeps running."""
     try:
-        await run_demo(
-            api_url=api_url, token=token, anvil_url=anvil_url, wallet=wallet, count=count
-        )
+        async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
+            _, token = await create_api_key(session, ["admin"], name="dev demo")
+        typer.echo(f"demo API key (admin, this dev database only): {token}", err=True)
+        await _wait_healthy(api_url)
+        if demos.count:
+            await run_demo(
+                api_url=api_url, token=token, anvil_url=anvil_url, wallet=wallet, count=demos.count
+            )
+        if demos.dca:
+            await run_dca_demo(
+                api_url=api_url,
+                token=token,
+                anvil_url=anvil_url,
+                wallet=wallet,
+                interval_s=max(DCA_DEMO_INTERVAL_S, settings.schedule_min_interval_s),
+            )
     except Exception as exc:  # the demo is a client of the service: its failure is not ours
         log.error("demo.failed", error=str(exc)[:300])
         typer.echo(f"demo failed: {str(exc)[:300]}; the service keeps running", err=True)

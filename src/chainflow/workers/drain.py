@@ -13,7 +13,7 @@ from chainflow.core.types import WalletId
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
 from chainflow.domain.transactions.drain.plan import Counts, Ready, lane_counts, plan_lanes
-from chainflow.domain.transactions.drain.sign import sign_lanes
+from chainflow.domain.transactions.drain.sign import probe_paused, sign_lanes
 from chainflow.domain.wallets.service import addresses_of
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
@@ -75,6 +75,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId])
         for plan, estimates in zip(plans, found.ready, strict=True)
         if estimates
     ]
+    ready = probe_paused(ready, state.signers, chain)
     if not ready:
         return 0
     # The write-ahead boundary (DESIGN §6.3): nonces, signed bytes and hashes are committed

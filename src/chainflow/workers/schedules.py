@@ -11,7 +11,7 @@ from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.domain.schedules import runner
 from chainflow.domain.schedules.dca import DcaBuilder
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.workers.engine import Engine
 
 
@@ -28,10 +28,20 @@ async def run_schedules(engine: Engine, chain_id: int, *, force: bool = False) -
 
 async def schedule_pass(engine: Engine, chain_id: int, *, now: datetime | None = None) -> int:
     """Record finished runs, then start due occurrences as of `now` (the clock's, unless a
-    test gives it)."""
+    test gives it).
+
+    A read-only look comes first, and only the steps it finds work for open a (write)
+    transaction: on SQLite every unit of work is a turn on the one writer, and a chain with
+    no schedules used to take two such turns per `poll_s` (issue 19).
+    """
     ports = engine.ports
-    async with unit_of_work(ports.sessionmaker) as session:
-        await runner.finish_runs(session, chain_id, now=now or utcnow())
+    async with read_only(ports.sessionmaker) as session:
+        work = await runner.work_of(session, chain_id, now=now or utcnow())
+    if work.finish:
+        async with unit_of_work(ports.sessionmaker) as session:
+            await runner.finish_runs(session, chain_id, now=now or utcnow())
+    if not work.start:
+        return 0
     async with unit_of_work(ports.sessionmaker) as session:
         result = await runner.start_due(
             session,

@@ -5,10 +5,12 @@ from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
+from chainflow.core.types import WalletId
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.send.answers import SentAttempt, record_answers
 from chainflow.domain.transactions.send.broadcast import send_raw
-from chainflow.domain.transactions.send.nonce_gaps import release_nonce
+from chainflow.domain.transactions.send.nonce_gaps import FillerUnsigned, release_nonce
+from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.signer import SignerUnavailable
 from chainflow.workers.engine import Engine
@@ -35,10 +37,24 @@ async def send_and_record(engine: Engine, chain: ChainConfig, sends: Sequence[Se
                     fees=fees,
                     signers=engine.state.signers,
                 )
-        except SignerUnavailable as exc:
+        except FillerUnsigned as exc:
             # The filler of its nonce cannot be signed now: everything was rolled back, so the
             # request keeps its nonce (still signed) and the tracker sends it again later,
             # when the node's refusal brings it back here. No nonce is consumed or skipped.
             log.warning(
                 "nonce.release_waiting", tx_id=str(one.tx_id), error=exc.code, detail=exc.detail
             )
+            engine.state.signers.note_unavailable(exc.wallet_id)
+            await show_paused(engine, chain.chain_id, exc.wallet_id, SignerUnavailable.code)
+
+
+async def show_paused(
+    engine: Engine, chain_id: int, wallet_id: WalletId, reason: str | None
+) -> None:
+    """Set (or clear) a lane's paused_reason outside the drain that usually sets it: the
+    tracker's bumps and cancels, a nonce's filler (GET /v1/wallets/{id}/chains/{chain_id})."""
+    try:
+        async with unit_of_work(engine.ports.sessionmaker) as session:
+            await wallets.set_paused_reason(session, wallet_id, chain_id, reason)
+    except Exception as exc:  # shown at the next try; the round goes on
+        log.warning("lane.paused_reason_failed", chain_id=chain_id, error=repr(exc)[:300])

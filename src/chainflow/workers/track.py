@@ -6,6 +6,7 @@
 docs/engine.md draws it with the module of each step.
 """
 
+import functools
 from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
@@ -16,12 +17,12 @@ from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.decisions import Decision
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.send.answers import SentAttempt
-from chainflow.domain.transactions.track import judge, observe, record
+from chainflow.domain.transactions.track import judge, observe, record, reverts
 from chainflow.domain.transactions.track.replace import replace
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.signer import SignerUnavailable
 from chainflow.workers.engine import Engine
-from chainflow.workers.send import send_and_record
+from chainflow.workers.send import send_and_record, show_paused
 
 log = get_logger(__name__)
 
@@ -51,8 +52,11 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     resend: list[SentAttempt] = []
     moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
     if moving:
+        reasons = await reverts.revert_reasons(rpc, moving, decisions)  # rare: status 0 only
         async with unit_of_work(ports.sessionmaker) as session:
-            resend = await record.record(session, moving, decisions, seen, crasher=ports.crasher)
+            resend = await record.record(
+                session, moving, decisions, seen, crasher=ports.crasher, reasons=reasons
+            )
     if judge.frees_room(decisions):
         engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
     resend += await _replace(engine, chain, rows, decisions)
@@ -68,10 +72,16 @@ async def _replace(
     decisions: dict[TxId, Decision],
 ) -> list[SentAttempt]:
     """Sign and store each bump and cancel, one DB transaction each, committed before the
-    send (write-ahead, as in a drain)."""
+    send (write-ahead, as in a drain). A wallet whose backend failed here before is probed
+    first, and the lane's `paused_reason` says when its signer fails (issue 20)."""
     ports, state = engine.ports, engine.state
+    wallet_of = {tx.id: tx.wallet_id for tx in rows}
     stored: list[SentAttempt] = []
     for wanted in judge.replacements(rows, decisions):
+        wallet_id = wallet_of[wanted.tx_id]
+        probe = functools.partial(state.signers.cached_health, wallet_id)
+        if state.signers.is_down(wallet_id) and not state.signers.passed_probe(wallet_id, probe):
+            continue  # not known to be back: bump it once a probe of the backend passes
         market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
         try:
             async with unit_of_work(ports.sessionmaker) as session:
@@ -86,8 +96,12 @@ async def _replace(
                 )
         except SignerUnavailable as exc:  # this wallet's backend is down: bump it later
             log.warning("tracker.signer_unavailable", tx_id=str(wanted.tx_id), detail=exc.detail)
+            state.signers.note_unavailable(wallet_id)
+            await show_paused(engine, chain.chain_id, wallet_id, SignerUnavailable.code)
             continue
         if attempt is not None:
             ports.crasher.reached(CrashPoint.BUMP_STORED)
             stored.append(attempt)
+            if state.signers.note_signed(wallet_id):
+                await show_paused(engine, chain.chain_id, wallet_id, None)
     return stored

@@ -1,5 +1,7 @@
 """POST /v1/wallets with a `signer`: keys kept in a real SoftHSM2 token, over HTTP."""
 
+import gc
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from chainflow.infra.signing.ecdsa import address_of_public_key, public_key_from
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from tests.conftest import free_port
 from tests.integration.signing.test_pkcs11 import p256_key_in
+from tests.support.chains import add_anvil_chain
 from tests.support.fixtures import ApiHarness, open_api
 from tests.support.localstack import AWS_ENV, LocalStack
 from tests.support.softhsm import PIN, SoftHsm
@@ -123,6 +126,36 @@ class TestPkcs11Binding:
             json={"signer": {"type": "pkcs11", "generate": True}, "generate": True},
         )
         assert response.status_code == 422, response.text
+
+
+class TestSignerHealthOnTheLane:
+    async def test_a_removed_token_shows_on_the_lane_and_clears_once_back(
+        self, hsm_api: ApiHarness, softhsm: SoftHsm, anvil_url: str
+    ) -> None:
+        async with unit_of_work(hsm_api.resources.sessionmaker) as session:
+            await add_anvil_chain(session, anvil_url)
+        headers = await hsm_api.key("wallets")
+        created = await hsm_api.client.post(
+            "/v1/wallets",
+            headers=headers,
+            json={"signer": {"type": "pkcs11", "generate": True}, "chain_ids": [31337]},
+        )
+        assert created.status_code == 201, created.text
+        path = f"/v1/wallets/{created.json()['id']}/chains/31337"
+        lane = (await hsm_api.client.get(path, headers=headers)).json()
+        assert (lane["signer_healthy"], lane["signer_error"]) == (True, None)
+        gc.collect()  # PyKCS11 modules other tests left loaded (see test_pkcs11.TestHealth)
+        away = softhsm.tokens.with_name("tokens.api")
+        shutil.move(softhsm.tokens, away)
+        try:
+            lane = (await hsm_api.client.get(path, headers=headers)).json()
+        finally:
+            shutil.move(away, softhsm.tokens)
+        assert lane["signer_healthy"] is False
+        assert "PKCS#11" in lane["signer_error"] or "no key labelled" in lane["signer_error"]
+        assert PIN not in str(lane)
+        lane = (await hsm_api.client.get(path, headers=headers)).json()
+        assert (lane["signer_healthy"], lane["signer_error"]) == (True, None)
 
 
 @pytest.fixture

@@ -163,6 +163,7 @@ class TestLanes:
         assert lane["wallet_id"] == created.json()["id"]
         assert (lane["next_nonce"], lane["in_flight"], lane["rpc_error"]) == (0, 0, None)
         assert lane["paused_reason"] is None
+        assert (lane["signer_healthy"], lane["signer_error"]) == (True, None)  # a local key
         assert isinstance(lane["chain_nonce"], int)
         assert int(lane["balance_wei"]) > 0  # anvil funds its default accounts
         disabled = await api.client.delete(path, headers=headers)

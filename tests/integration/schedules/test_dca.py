@@ -4,7 +4,7 @@ the slippage fails that run only (never retried), max_price skips, an ERC-20 is 
 before the first swap."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,12 +24,13 @@ from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.anvil import run_anvil
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.rpc.client import RpcClient
+from chainflow.infra.rpc.client import RpcCallError, RpcClient
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers.engine import Engine
 from chainflow.workers.schedules import schedule_pass
 from tests.conftest import free_port
 from tests.support.chains import ANVIL_CHAIN_ID
-from tests.support.engine import EngineHarness, open_engine_harness
+from tests.support.engine import EngineHarness, has_status, open_engine_harness
 from tests.support.uniswap import DEPLOYER, E18, Dex, deploy_dex, swaps_in
 
 STEP_S = 60
@@ -61,6 +62,34 @@ async def harness(
 ) -> AsyncIterator[EngineHarness]:
     async with open_engine_harness(sessionmaker, deployed[0], master_key) as value:
         yield value
+
+
+class WithoutDebug:
+    """A node without the debug namespace, as most hosted endpoints are: anvil behind it,
+    debug_* refused as such nodes refuse it."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    async def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        if method.startswith("debug_"):
+            raise RpcCallError(rpc_code=-32601, message=f"the method {method} does not exist")
+        return await self.rpc.call(method, params)
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        return await self.rpc.batch(calls)
+
+
+async def _raw_in_pool(dex: Dex, wallet: Wallet) -> str:
+    """The signed bytes of the wallet's one transaction in anvil's pool."""
+    content = await dex.rpc.call("txpool_content", [])
+    (found,) = [
+        tx
+        for sender, by_nonce in content["pending"].items()
+        if sender.lower() == wallet.address.lower()
+        for tx in by_nonce.values()
+    ]
+    return str(await dex.rpc.call("eth_getRawTransactionByHash", [found["hash"]]))
 
 
 async def _create(
@@ -281,6 +310,102 @@ class TestGuards:
         async with unit_of_work(harness.sessionmaker) as session:
             row = await service.get_schedule(session, schedule_id)
         assert (row.runs, row.spent) == (2, E18)  # the failed swap spent nothing
+
+    async def test_a_swap_that_reverts_on_chain_records_the_routers_reason(
+        self, harness: EngineHarness, dex: Dex
+    ) -> None:
+        """The swap passes its estimate and is sent; another swap, mined before it in the same
+        block, moves the price past the slippage: the receipt has status 0. The request and
+        the run record the router's reason (replayed by the tracker), not only "reverted"."""
+        wallet = await harness.wallet(balance_wei=100 * E18)
+        action = {
+            "router": dex.router,
+            "token_in": "native",
+            "token_out": dex.token_b,
+            "amount_in": str(E18),
+            "slippage_bps": 50,
+        }
+        schedule_id = await _create(harness, wallet, T0, action, max_runs=1)
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
+        (run,) = await _runs(harness, schedule_id)
+        assert run.transaction_id is not None
+        await dex.rpc.call("evm_setAutomine", [False])
+        try:
+            await harness.run_until([run.transaction_id], has_status(TxStatus.SUBMITTED))
+            front = encode_call(
+                "swapExactETHForTokens(uint256,address[],address,uint256)",
+                ["0", [dex.weth, dex.token_b], DEPLOYER, str(2**40)],
+            )
+            await dex.rpc.call(
+                "eth_sendTransaction",
+                [
+                    {
+                        "from": DEPLOYER,
+                        "to": dex.router,
+                        "data": "0x" + front.hex(),
+                        "value": hex(5 * E18),
+                        "gas": hex(300_000),
+                        "maxPriorityFeePerGas": hex(500 * 10**9),  # mined first in the block
+                        "maxFeePerGas": hex(1_000 * 10**9),
+                    }
+                ],
+            )
+            await dex.rpc.call("evm_mine", [])
+        finally:
+            await dex.rpc.call("evm_setAutomine", [True])
+        (tx,) = await harness.run_until_final([run.transaction_id])
+        assert (tx.status, tx.receipt_status, tx.error_code) == (TxStatus.REVERTED, 0, "reverted")
+        assert tx.error_message == (
+            "the transaction reverted on chain: UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT"
+        )
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=1))
+        (run,) = await _runs(harness, schedule_id)
+        assert run.status is RunStatus.FAILED
+        assert "UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT" in (run.reason or "")
+
+    async def test_without_a_debug_namespace_the_reason_comes_from_a_replay(
+        self, harness: EngineHarness, dex: Dex
+    ) -> None:
+        """A node that refuses debug_traceTransaction (most hosted endpoints): the tracker
+        replays the call at the parent block. The pool is moved in the block before the
+        swap's, so the replay reverts as the swap did."""
+        engine = Engine.start(
+            replace(harness.engine.ports, rpc={ANVIL_CHAIN_ID: WithoutDebug(harness.rpc)})
+        )
+        harness = replace(harness, engine=engine)
+        wallet = await harness.wallet(balance_wei=100 * E18)
+        action = {
+            "router": dex.router,
+            "token_in": "native",
+            "token_out": dex.token_b,
+            "amount_in": str(E18),
+            "slippage_bps": 50,
+        }
+        schedule_id = await _create(harness, wallet, T0, action, max_runs=1)
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
+        (run,) = await _runs(harness, schedule_id)
+        assert run.transaction_id is not None
+        await dex.rpc.call("evm_setAutomine", [False])
+        try:
+            (sent,) = await harness.run_until([run.transaction_id], has_status(TxStatus.SUBMITTED))
+            assert sent.final_hash is None
+            raw = await _raw_in_pool(dex, wallet)
+            await dex.rpc.call("anvil_dropAllTransactions", [])
+            await dex.rpc.call("evm_setAutomine", [True])
+            await dex.send(  # mined alone, in the block before the swap's
+                dex.router,
+                "swapExactETHForTokens(uint256,address[],address,uint256)",
+                ["0", [dex.weth, dex.token_b], DEPLOYER, str(2**40)],
+                value=5 * E18,
+            )
+            await dex.rpc.call("eth_sendRawTransaction", [raw])
+        finally:
+            await dex.rpc.call("evm_setAutomine", [True])
+        (tx,) = await harness.run_until_final([run.transaction_id])
+        assert (tx.status, tx.error_code) == (TxStatus.REVERTED, "reverted")
+        assert tx.error_message == (
+            "the transaction reverted on chain: UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT"
+        )
 
     async def test_max_price_skips_with_a_reason(self, harness: EngineHarness, dex: Dex) -> None:
         wallet = await harness.wallet(balance_wei=10 * E18)

@@ -4,17 +4,25 @@ and 5xx retried with jitter, the per-key rate cap, and an unreachable KMS report
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 import pytest
 from aiohttp import web
 from eth_utils.crypto import keccak
 
-from chainflow.infra.signing.aws_kms import AwsKms, AwsKmsSigner, KmsKeyNotFound, WrongKeyUsage
+from chainflow.infra.signing.aws_kms import (
+    HEALTH_TIMEOUT_S,
+    AwsKms,
+    AwsKmsSigner,
+    KmsKeyNotFound,
+    WrongKeyUsage,
+)
 from chainflow.infra.signing.ecdsa import SECP256K1_N, WrongCurve
-from chainflow.infra.signing.signer import SignerUnavailable
+from chainflow.infra.signing.signer import HEALTHY, SignerHealth, SignerUnavailable
 from tests.conftest import free_port
 from tests.support.localstack import AWS_ENV, LocalStack, kms_config
+from tests.support.polling import eventually
 
 DIGEST = keccak(b"chainflow kms test")
 
@@ -164,3 +172,53 @@ async def test_throttling_past_the_retries_leaves_the_signer_unavailable(
     with pytest.raises(SignerUnavailable, match="ThrottlingException"):
         await signer.sign_digest(DIGEST)
     assert throttler.signs == 5  # the first try and max_retries = 4
+
+
+class TestHealth:
+    """`health()`: GetPublicKey within a short timeout, its answer kept a while (issue 20)."""
+
+    async def test_a_stopped_kms_is_unhealthy_and_healthy_again_once_back(
+        self, localstack: LocalStack
+    ) -> None:
+        kms = AwsKms(replace(kms_config(localstack.url), health_cache_s=0.2))
+        signer = await new_signer(kms)
+        assert await signer.health() == HEALTHY
+        localstack.pause()
+        try:
+
+            async def unhealthy() -> SignerHealth | None:
+                health = await signer.health()
+                return None if health.ok else health
+
+            started = time.monotonic()
+            down = await eventually(unhealthy, timeout_s=15)
+            assert "cannot be reached" in (down.detail or "")
+            assert time.monotonic() - started < HEALTH_TIMEOUT_S + 3  # bounded, not 10 s
+        finally:
+            localstack.resume()
+
+        async def healthy() -> bool:
+            return (await signer.health()).ok
+
+        assert await eventually(healthy, timeout_s=15)
+        assert (await signer.sign_digest(DIGEST)).s <= SECP256K1_N // 2
+
+    async def test_a_disabled_key_is_unhealthy_until_enabled(self, localstack: LocalStack) -> None:
+        kms = AwsKms(replace(kms_config(localstack.url), health_cache_s=0))
+        signer = await new_signer(kms)
+        localstack.client().disable_key(KeyId=signer.key_ref)
+        health = await signer.health()
+        assert not health.ok
+        assert health.detail == "the KMS key is Disabled"
+        localstack.client().enable_key(KeyId=signer.key_ref)
+        assert await signer.health() == HEALTHY
+
+    async def test_an_answer_is_kept_for_a_few_seconds(self, localstack: LocalStack) -> None:
+        kms = AwsKms(kms_config(localstack.url))  # the default: HEALTH_CACHE_S
+        signer = await new_signer(kms)
+        assert await signer.health() == HEALTHY
+        localstack.client().disable_key(KeyId=signer.key_ref)
+        try:
+            assert await signer.health() == HEALTHY  # no second KMS call within the window
+        finally:
+            localstack.client().enable_key(KeyId=signer.key_ref)

@@ -1,6 +1,8 @@
 """The PKCS#11 signer against a real SoftHSM2 token."""
 
 import asyncio
+import gc
+import shutil
 from collections.abc import Iterator
 
 import PyKCS11
@@ -15,7 +17,7 @@ from chainflow.infra.signing.ecdsa import (
     address_of_public_key,
 )
 from chainflow.infra.signing.pkcs11 import KeyNotFound, Pkcs11Signer, Pkcs11Token
-from chainflow.infra.signing.signer import SignerUnavailable
+from chainflow.infra.signing.signer import HEALTHY, SignerUnavailable
 from tests.support.softhsm import PIN, SoftHsm, user_session
 
 
@@ -94,3 +96,39 @@ class TestRefusals:
         with pytest.raises(SignerUnavailable) as caught:
             bad.generate()
         assert PIN not in str(caught.value)
+
+
+class TestHealth:
+    """`health()`: one object search in the token, made again after an error (issue 20)."""
+
+    async def test_a_removed_token_is_unhealthy_and_healthy_again_once_back(
+        self, softhsm: SoftHsm, token: Pkcs11Token
+    ) -> None:
+        label, public_key = token.generate()
+        signer = Pkcs11Signer(token, label, public_key)
+        assert await signer.health() == HEALTHY
+        # PyKCS11 finalises the module only when its last user in the process unloads it:
+        # modules other tests left loaded (held by a kept traceback) go first.
+        gc.collect()
+        away = softhsm.tokens.with_name("tokens.health")
+        shutil.move(softhsm.tokens, away)  # the token is gone for the running module
+        try:
+            for _ in range(2):  # before and after the module is loaded again
+                health = await signer.health()
+                assert not health.ok
+                assert PIN not in (health.detail or "")
+        finally:
+            shutil.move(away, softhsm.tokens)
+        assert await signer.health() == HEALTHY
+        assert (await signer.sign_digest(keccak(b"back"))).s <= SECP256K1_N // 2
+
+    async def test_a_deleted_key_is_unhealthy(self, softhsm: SoftHsm, token: Pkcs11Token) -> None:
+        label, public_key = token.generate()
+        signer = Pkcs11Signer(token, label, public_key)
+        session = user_session(softhsm, rw=True)
+        for handle in session.findObjects([(PyKCS11.CKA_LABEL, label)]):
+            session.destroyObject(handle)
+        session.closeSession()
+        health = await signer.health()
+        assert not health.ok
+        assert label in (health.detail or "")

@@ -79,6 +79,8 @@ class TestRevertedOnChain:
             1,
         )
         assert reverted.error_code == "reverted"
+        # the node's trace of it: a bare revert(0, 0), no reason string
+        assert reverted.error_message == "the transaction reverted on chain: execution reverted"
         assert await harness.chain_nonce(wallet) == 2
 
 

@@ -3,6 +3,7 @@ chain, through the real engine and anvil: every request confirms once with conti
 and a token that goes away, or a KMS that stops answering, pauses only its wallet's lane,
 which resumes with no nonce gap when the backend returns."""
 
+import asyncio
 import dataclasses
 import shutil
 import uuid
@@ -203,6 +204,7 @@ async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns
         assert (waiting.status, waiting.nonce) == (TxStatus.SIGNED, 0)
         assert [tx.kind for tx in await lane_transactions(harness, remote)] == [TxKind.REQUEST] * 2
         assert await lane_next_nonce(harness, remote) == 2
+        assert await paused_reason(harness, remote) == "signer_unavailable"  # not only drains
     rows = await harness.run_until_final([bad, good], timeout_s=60)
     assert [(tx.status, tx.nonce) for tx in rows] == [
         (TxStatus.FAILED, None),
@@ -219,4 +221,70 @@ async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns
 
     filler = await eventually(filler_confirmed, timeout_s=60)
     assert filler.nonce == 0
+    assert await paused_reason(harness, remote) is None  # the filler's signature cleared it
     await assert_lane_settled(harness, remote)
+
+
+async def test_a_bump_that_cannot_be_signed_shows_the_lane_paused_until_it_is(
+    harness: EngineHarness, token: Pkcs11Token, softhsm: SoftHsm
+) -> None:
+    """The tracker's bump path signs too: a stuck request whose bump meets a removed token
+    sets the lane's paused_reason (it used to be set by drains only) and keeps its nonce;
+    once the token is back the bump is signed, paused_reason clears and it confirms."""
+    hsm = await hsm_wallet(harness, token)
+    await harness.rpc.call("evm_setAutomine", [False])  # nothing is mined: the request sticks
+    try:
+        tx_id = await harness.submit(hsm, value="1")
+        await harness.run_until([tx_id], has_status(TxStatus.SUBMITTED))
+        with token_removed(softhsm):
+
+            async def paused() -> bool:
+                await run_round(harness.engine, ANVIL_CHAIN_ID)  # stuck after 1 s: a bump
+                return await paused_reason(harness, hsm) == "signer_unavailable"
+
+            assert await eventually(paused, timeout_s=30)
+            waiting = await harness.get(tx_id)
+            assert (waiting.status, waiting.nonce) == (TxStatus.SUBMITTED, 0)
+
+        async def bumped() -> bool:
+            await run_round(harness.engine, ANVIL_CHAIN_ID)
+            return await paused_reason(harness, hsm) is None
+
+        assert await eventually(bumped, timeout_s=30)
+    finally:
+        await harness.rpc.call("evm_setAutomine", [True])
+    (done,) = await harness.run_until([tx_id], has_status(TxStatus.CONFIRMED), timeout_s=60)
+    assert done.nonce == 0
+    assert await harness.chain_nonce(hsm) == 1
+
+
+async def test_a_stopped_kms_holds_up_no_round_while_its_lane_waits(
+    harness: EngineHarness, localstack: LocalStack
+) -> None:
+    """Once a KMS lane waits (signer_unavailable), its backend is probed in the background:
+    no round waits for KMS, so the local wallet drained beside it is never held up. (Before,
+    each retry was a Sign call inside the signing transaction: a round waited its 3 s timeout
+    every few seconds.)"""
+    slow = AwsKms(kms_config(localstack.url, timeout_s=3.0))
+    engine = Engine.start(dataclasses.replace(harness.engine.ports, aws_kms=slow))
+    harness = dataclasses.replace(harness, engine=engine)
+    remote, local = await kms_wallet(harness, slow), await harness.wallet()
+    with kms_stopped(localstack):
+        waiting = await submit_many(harness, remote, 1)
+
+        async def paused() -> bool:
+            await run_round(harness.engine, ANVIL_CHAIN_ID)  # the first Sign times out (3 s)
+            return await paused_reason(harness, remote) == "signer_unavailable"
+
+        assert await eventually(paused, timeout_s=30)
+        rounds: list[float] = []
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 7  # past the 2 s cool-off and the 5 s health cache, twice
+        while loop.time() < until:
+            await harness.submit(local, value="1")
+            started = loop.time()
+            await run_round(harness.engine, ANVIL_CHAIN_ID)
+            rounds.append(loop.time() - started)
+        assert max(rounds) < 1.5, rounds
+        assert (await harness.get(waiting[0])).status is TxStatus.QUEUED
+    assert await confirmed_nonces(harness, waiting) == [0]

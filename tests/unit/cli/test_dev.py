@@ -26,3 +26,12 @@ class TestDevSettings:
         assert _dev_settings(Settings()).webhook_allow_private_urls
         monkeypatch.setenv("CHAINFLOW_WEBHOOK_ALLOW_PRIVATE_URLS", "false")
         assert not _dev_settings(Settings()).webhook_allow_private_urls
+
+    def test_the_dca_demo_lowers_the_interval_floor_unless_set(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("CHAINFLOW_SCHEDULE_MIN_INTERVAL_S", raising=False)
+        assert _dev_settings(Settings()).schedule_min_interval_s == 10
+        assert _dev_settings(Settings(), demo_dca=True).schedule_min_interval_s == 3
+        monkeypatch.setenv("CHAINFLOW_SCHEDULE_MIN_INTERVAL_S", "20")
+        assert _dev_settings(Settings(), demo_dca=True).schedule_min_interval_s == 20

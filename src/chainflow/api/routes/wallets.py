@@ -13,7 +13,7 @@ from chainflow.domain.apikeys.restrictions import restrictions_of
 from chainflow.domain.apikeys.service import is_admin
 from chainflow.domain.audit import service as audit
 from chainflow.domain.transactions import service as transactions
-from chainflow.domain.wallets import lanes, low_balance, service
+from chainflow.domain.wallets import custody, lanes, low_balance, service
 from chainflow.domain.wallets.models import Wallet
 from chainflow.domain.wallets.schemas import (
     LaneRead,
@@ -179,7 +179,7 @@ async def read_lane(
     restrictions_of(key).check_chain(chain_id)
     async with unit_of_work(resources.sessionmaker) as session:
         wallet = await _reachable(session, wallet_ref, key)
-        return await lanes.read_lane(
+        lane = await lanes.read_lane(
             session,
             wallet,
             chain_id,
@@ -187,3 +187,6 @@ async def read_lane(
             http=resources.http,
             timeout_s=resources.settings.rpc_timeout_s,
         )
+    # After the DB transaction: a KMS probe may take up to 2 s (its answer is kept 5 s).
+    health = await custody.signer_health(wallet, pkcs11=resources.pkcs11, aws_kms=resources.aws_kms)
+    return lanes.with_signer_health(lane, health)

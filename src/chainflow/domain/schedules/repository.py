@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
@@ -65,6 +65,24 @@ async def lock_due(
         .with_for_update(skip_locked=True)
     )
     return (await session.execute(query)).scalars().all()
+
+
+async def work_of(session: AsyncSession, chain_id: int, *, now: datetime) -> tuple[bool, bool]:
+    """(a pending run of the chain has a terminal transaction, an active schedule of the chain
+    is due): one read, so that a pass with nothing to do opens no write transaction."""
+    finishable = exists().where(
+        ScheduleRun.status == RunStatus.PENDING,
+        ScheduleRun.transaction_id == Transaction.id,
+        Transaction.chain_id == chain_id,
+        Transaction.status.in_(TERMINAL),
+    )
+    due = exists().where(
+        Schedule.status == ScheduleStatus.ACTIVE,
+        Schedule.chain_id == chain_id,
+        Schedule.next_run_at <= now,
+    )
+    row = (await session.execute(select(finishable, due))).one()
+    return bool(row[0]), bool(row[1])
 
 
 async def pending_run(session: AsyncSession, schedule_id: uuid.UUID) -> ScheduleRun | None:

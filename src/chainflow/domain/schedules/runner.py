@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +44,19 @@ REASON_MAX = 500
 class PassResult:
     started: list[ScheduleRun] = field(default_factory=list)  # with a transaction
     recorded: list[ScheduleRun] = field(default_factory=list)  # skipped or failed at once
+
+
+class Work(NamedTuple):
+    """What a pass over a chain has to do."""
+
+    finish: bool  # a pending run's transaction is terminal: record its outcome
+    start: bool  # an active schedule has an occurrence due
+
+
+async def work_of(session: AsyncSession, chain_id: int, *, now: datetime) -> Work:
+    """Whether a pass has anything to do, in one read (a read-only session will do)."""
+    finish, start = await repository.work_of(session, chain_id, now=now)
+    return Work(finish=finish, start=start)
 
 
 def idempotency_key(schedule_id: uuid.UUID, occurrence: datetime) -> str:

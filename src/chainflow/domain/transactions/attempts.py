@@ -1,6 +1,8 @@
 """Build, sign and store attempts: the write-ahead step before any broadcast (DESIGN §6.3)."""
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import NotRequired, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +18,7 @@ from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
-from chainflow.infra.signing.signer import Signer
+from chainflow.infra.signing.signer import Signer, SignerHealth, SignerUnavailable
 
 CANCEL_GAS = 21_000
 
@@ -36,6 +38,10 @@ class Signers:
         self._pkcs11 = pkcs11  # the token of wallets whose keys it holds (issue 20)
         self._aws_kms = aws_kms  # the KMS client of wallets whose keys it holds (issue 20)
         self._by_wallet: dict[uuid.UUID, Signer] = {}
+        # Wallets whose last try to sign here failed with SignerUnavailable (issue 20): their
+        # backend is probed (`health`) before a signature is tried again.
+        self._down: set[uuid.UUID] = set()
+        self._probes: dict[uuid.UUID, asyncio.Future[SignerHealth | None]] = {}
 
     async def of(self, wallet: Wallet) -> Signer:
         """The wallet's signer (or its public key read) once per process, then kept.
@@ -54,6 +60,52 @@ class Signers:
             )
             self._by_wallet[wallet.id] = signer
         return signer
+
+    def note_unavailable(self, wallet_id: uuid.UUID) -> None:
+        self._down.add(wallet_id)
+
+    def note_signed(self, wallet_id: uuid.UUID) -> bool:
+        """Forget a failure of the wallet's backend; True if there was one."""
+        self._probes.pop(wallet_id, None)
+        if wallet_id in self._down:
+            self._down.discard(wallet_id)
+            return True
+        return False
+
+    def passed_probe(
+        self, wallet_id: uuid.UUID, probe: Callable[[], Awaitable[SignerHealth | None]]
+    ) -> bool:
+        """For a wallet whose backend failed here: whether a health probe has passed since
+        (None, no signer to probe, counts as passed). The probe runs in the background, one
+        at a time per wallet, so no round waits for a backend that is still down (a KMS
+        probe may take 2 s): False until it has answered."""
+        running = self._probes.get(wallet_id)
+        if running is None:
+            self._probes[wallet_id] = asyncio.ensure_future(probe())
+            return False
+        if not running.done():
+            return False
+        del self._probes[wallet_id]
+        if running.cancelled() or running.exception() is not None:
+            return False
+        health = running.result()
+        return health is None or health.ok
+
+    def is_down(self, wallet_id: uuid.UUID) -> bool:
+        return wallet_id in self._down
+
+    async def cached_health(self, wallet_id: uuid.UUID) -> SignerHealth | None:
+        """The health of the wallet's signer made here before; None if none was made."""
+        signer = self._by_wallet.get(wallet_id)
+        return None if signer is None else await signer.health()
+
+    async def health(self, wallet: Wallet) -> SignerHealth:
+        """The wallet's backend health (a cheap, bounded probe; never raises)."""
+        try:
+            signer = await self.of(wallet)
+        except SignerUnavailable as exc:
+            return SignerHealth(ok=False, detail=exc.detail)
+        return await signer.health()
 
 
 class TxFields(TypedDict):

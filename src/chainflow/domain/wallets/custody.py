@@ -1,5 +1,7 @@
 """Key custody: seal a wallet's key, build its signer, check and rotate the master key."""
 
+import asyncio
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.types import SecretBytes
@@ -18,7 +20,7 @@ from chainflow.infra.signing.ecdsa import WrongCurve
 from chainflow.infra.signing.keystore import MasterKey, SealedKey, rewrap, seal, unseal
 from chainflow.infra.signing.local import LocalSigner
 from chainflow.infra.signing.pkcs11 import KeyNotFound, Pkcs11Signer, Pkcs11Token
-from chainflow.infra.signing.signer import Signer, SignerUnavailable
+from chainflow.infra.signing.signer import HEALTHY, Signer, SignerHealth, SignerUnavailable
 
 
 def associated_data(wallet: Wallet) -> bytes:
@@ -97,6 +99,20 @@ async def read_public_key(wallet: Wallet, *, aws_kms: AwsKms | None) -> bytes | 
     except (KmsKeyNotFound, WrongKeyUsage, WrongCurve, KmsNotConfigured) as exc:
         raise SignerUnavailable(str(exc)) from None
     return public_key
+
+
+async def signer_health(
+    wallet: Wallet, *, pkcs11: Pkcs11Token | None, aws_kms: AwsKms | None
+) -> SignerHealth | None:
+    """Whether the wallet's backend answers this process now (a cheap, bounded probe: see
+    `Signer.health`); None when this process has no such backend configured."""
+    if wallet.signer_kind is SignerKind.LOCAL:
+        return HEALTHY
+    if wallet.signer_kind is SignerKind.PKCS11 and pkcs11 is not None and wallet.key_ref:
+        return await asyncio.to_thread(pkcs11.health, wallet.key_ref)
+    if wallet.signer_kind is SignerKind.AWS_KMS and aws_kms is not None and wallet.key_ref:
+        return await aws_kms.health(wallet.key_ref)
+    return None
 
 
 async def check_master_key(session: AsyncSession, *, master: MasterKey) -> None:

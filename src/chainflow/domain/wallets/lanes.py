@@ -12,7 +12,7 @@ from chainflow.domain.wallets.errors import LaneNotFound
 from chainflow.domain.wallets.models import Wallet
 from chainflow.domain.wallets.schemas import LaneRead
 from chainflow.infra.rpc.client import RpcCallError, RpcClient
-from chainflow.infra.signing.signer import SignerUnavailable
+from chainflow.infra.signing.signer import SignerHealth, SignerUnavailable
 
 
 async def read_lane(
@@ -69,3 +69,11 @@ async def read_lane(
         else None,
         low_balance_wei=lane.low_balance_wei,
     )
+
+
+def with_signer_health(lane: LaneRead, health: SignerHealth | None) -> LaneRead:
+    """The lane with its wallet's signer health as this process sees it (custody.py)."""
+    if health is None:
+        return lane
+    error = None if health.ok else health.detail
+    return lane.model_copy(update={"signer_healthy": health.ok, "signer_error": error})

@@ -153,3 +153,13 @@ async def get_lane(
     if for_update:
         query = query.with_for_update()
     return (await session.scalars(query)).one_or_none()
+
+
+async def set_paused_reason(
+    session: AsyncSession, wallet_id: uuid.UUID, chain_id: int, reason: str | None
+) -> None:
+    await session.execute(
+        update(WalletChain)
+        .where(WalletChain.wallet_id == wallet_id, WalletChain.chain_id == chain_id)
+        .values(paused_reason=reason)
+    )

@@ -173,6 +173,8 @@ class LaneRead(BaseModel):
                     "balance_wei": "10000000000000000000000",
                     "rpc_error": None,
                     "paused_reason": None,
+                    "signer_healthy": True,
+                    "signer_error": None,
                 }
             ]
         }
@@ -192,3 +194,10 @@ class LaneRead(BaseModel):
         "HSM or KMS unreachable; the lane waits (no nonce taken) and resumes by itself",
     )
     low_balance_wei: WeiStr | None = None
+    signer_healthy: bool | None = Field(
+        None,
+        description="whether the wallet's signing backend answered this API process just now "
+        "(local keys: always; PKCS#11: the key found in the token; AWS KMS: the key enabled, "
+        "asked at most every 5 s per key); null when this process has no such backend",
+    )
+    signer_error: str | None = Field(None, description="why the signer is not healthy")

@@ -270,3 +270,11 @@ async def lock_lane(session: AsyncSession, wallet_id: uuid.UUID, chain_id: int) 
     if lane is None:
         raise LaneNotFound(f"wallet {wallet_id} was never enabled on chain {chain_id}")
     return lane
+
+
+async def set_paused_reason(
+    session: AsyncSession, wallet_id: uuid.UUID, chain_id: int, reason: str | None
+) -> None:
+    """Show (or clear, with None) why the engine cannot sign for a lane (`paused_reason`):
+    set by every path that signs, drains and the tracker's bumps, cancels and fillers alike."""
+    await repository.set_paused_reason(session, wallet_id, chain_id, reason)

@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import (
 from chainflow.core import jsondepth
 from chainflow.core.errors import ConfigError
 
+# The execution option of a connection that only reads (infra/db/uow.read_only).
+READ_ONLY_OPTION = "chainflow_read_only"
+
 
 def async_url(url: str) -> str:
     """Pick the async driver for a plain `postgresql://` or `sqlite:///` URL."""
@@ -49,6 +52,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
+        # A read-only unit (uow.read_only) begins DEFERRED: a WAL snapshot that neither waits
+        # for the writer nor holds it up; it must not write.
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")
+            return
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from chainflow.infra.db.commit_hooks import after_commit
+from chainflow.infra.db.engine import READ_ONLY_OPTION
 
 # SQLite allows one writer and every transaction here starts with BEGIN IMMEDIATE. Waiting on
 # SQLite's busy handler sleeps in steps of up to 100 ms, so within one process the writers
@@ -87,3 +88,34 @@ async def single_statements(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
         autocommit = _autocommit[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
     async with autocommit.connect() as connection:
         yield connection
+
+
+# The read-only view of each engine (it shares the engine's pool), made once, as above.
+_read_only: "weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine]" = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def read_only(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A session for reads alone, outside the writers' queue; it must not write.
+
+    On SQLite a unit of work takes the write lock up front (BEGIN IMMEDIATE), so even a look
+    that finds nothing to do is a turn on the one writer. This session begins DEFERRED instead:
+    a WAL snapshot that neither waits for the writer nor holds it up (a write in it would fail
+    with "database is locked" rather than wait). On PostgreSQL each statement stands on its own
+    (AUTOCOMMIT): no BEGIN and COMMIT round trips. Nothing is committed either way.
+    """
+    bind = sessionmaker.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("read_only needs a sessionmaker bound to an AsyncEngine")
+    view = _read_only.get(bind)
+    if view is None:
+        options = (
+            {"isolation_level": "AUTOCOMMIT"}
+            if bind.dialect.name == "postgresql"
+            else {READ_ONLY_OPTION: True}
+        )
+        view = _read_only[bind] = bind.execution_options(**options)
+    async with AsyncSession(view, expire_on_commit=False) as session:
+        yield session

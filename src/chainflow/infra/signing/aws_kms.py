@@ -25,7 +25,7 @@ from typing import Any
 from chainflow.core.settings import Settings
 from chainflow.infra.signing.ecdsa import public_key_from_spki, require_digest
 from chainflow.infra.signing.remote import RemoteSigner
-from chainflow.infra.signing.signer import SignerUnavailable
+from chainflow.infra.signing.signer import HEALTHY, SignerHealth, SignerUnavailable
 
 __all__ = [
     "AwsKms",
@@ -47,6 +47,11 @@ _BACKOFF_CAP_S = 2.0
 # After KMS could not be reached, calls fail at once for this long: a drain signs its lanes
 # under their locks, and must not wait a timeout per KMS wallet, round after round.
 DOWN_COOL_OFF_S = 2.0
+# A health probe (DescribeKey for the key's state; GetPublicKey where DescribeKey is denied)
+# waits at most this long, and its answer is kept this long per key, so probing a lane every
+# round costs one KMS call per key every few seconds.
+HEALTH_TIMEOUT_S = 2.0
+HEALTH_CACHE_S = 5.0
 _jitter = secrets.SystemRandom()
 
 
@@ -68,6 +73,7 @@ class AwsKmsConfig:
     timeout_s: float
     max_signs_per_s: float  # per key
     max_retries: int  # of a throttled or 5xx call
+    health_cache_s: float = HEALTH_CACHE_S  # how long a health probe's answer is kept
 
 
 class _RateCap:
@@ -97,31 +103,43 @@ class AwsKms:
         self._client_lock = threading.Lock()
         self._caps: dict[str, _RateCap] = {}
         self._down_until = 0.0  # time.monotonic() before which KMS is taken as unreachable
+        self._health: dict[str, tuple[float, SignerHealth]] = {}  # key → (probed at, answer)
+        self._health_client: Any = None
+        self._describe_denied = False  # DescribeKey refused: health asks GetPublicKey instead
 
     def _kms(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._new_client(self._config.timeout_s)
+            return self._client
+
+    def _kms_for_health(self) -> Any:
+        with self._client_lock:
+            if self._health_client is None:
+                timeout = min(self._config.timeout_s, HEALTH_TIMEOUT_S)
+                self._health_client = self._new_client(timeout)
+            return self._health_client
+
+    def _new_client(self, timeout_s: float) -> Any:
         # boto3 is imported on first use: it takes about as long as the rest of the CLI.
         import boto3
         from botocore.config import Config
         from botocore.exceptions import NoRegionError
 
-        with self._client_lock:
-            if self._client is None:
-                timeout = self._config.timeout_s
-                try:
-                    self._client = boto3.session.Session().client(
-                        "kms",
-                        endpoint_url=self._config.endpoint_url,
-                        config=Config(
-                            connect_timeout=timeout,
-                            read_timeout=timeout,
-                            retries={"total_max_attempts": 1},  # retried here, with a cap
-                        ),
-                    )
-                except NoRegionError:
-                    raise KmsNotConfigured(
-                        "no AWS region is configured (AWS_REGION or the AWS config file)"
-                    ) from None
-            return self._client
+        try:
+            return boto3.session.Session().client(
+                "kms",
+                endpoint_url=self._config.endpoint_url,
+                config=Config(
+                    connect_timeout=timeout_s,
+                    read_timeout=timeout_s,
+                    retries={"total_max_attempts": 1},  # retried here, with a cap
+                ),
+            )
+        except NoRegionError:
+            raise KmsNotConfigured(
+                "no AWS region is configured (AWS_REGION or the AWS config file)"
+            ) from None
 
     def _cap(self, key_id: str) -> _RateCap:
         cap = self._caps.get(key_id)
@@ -206,6 +224,66 @@ class AwsKms:
         )
         return bytes(answer["Signature"])
 
+    async def health(self, key_id: str) -> SignerHealth:
+        """Whether KMS answers for this key now, and the key is enabled, within
+        HEALTH_TIMEOUT_S, the answer kept `health_cache_s` (a disabled key, or one pending
+        deletion, is unhealthy; so is KMS within its cool-off after it could not be reached).
+        Never raises."""
+        now = time.monotonic()
+        cached = self._health.get(key_id)
+        if cached is not None and now - cached[0] < self._config.health_cache_s:
+            return cached[1]
+        if now < self._down_until:
+            return SignerHealth(ok=False, detail="AWS KMS could not be reached a moment ago")
+        answer = await self._probe(key_id)
+        self._health[key_id] = (time.monotonic(), answer)
+        return answer
+
+    async def _probe(self, key_id: str) -> SignerHealth:
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        try:
+            state = await asyncio.to_thread(self._key_state, key_id)
+        except ClientError as exc:  # KMS answered: the key cannot sign (its code only)
+            code = str(exc.response.get("Error", {}).get("Code", "unknown"))
+            return SignerHealth(ok=False, detail=f"AWS KMS refused the key: {code}")
+        except KmsNotConfigured as exc:
+            return SignerHealth(ok=False, detail=str(exc))
+        except (NoCredentialsError, PartialCredentialsError):
+            return SignerHealth(ok=False, detail="no AWS credentials in the standard chain")
+        except BotoCoreError as exc:  # no answer in time, connection refused
+            self._down_until = time.monotonic() + DOWN_COOL_OFF_S
+            return SignerHealth(
+                ok=False, detail=f"AWS KMS cannot be reached ({type(exc).__name__})"
+            )
+        self._down_until = 0.0  # it answers: signing may try again at once
+        if state not in (None, "Enabled"):
+            return SignerHealth(ok=False, detail=f"the KMS key is {state}")
+        return HEALTHY
+
+    def _key_state(self, key_id: str) -> str | None:
+        """The key's state from DescribeKey (Enabled, Disabled, PendingDeletion, ...); where
+        that is denied (the README's policy makes it optional), GetPublicKey, which every
+        signing process may call and which AWS refuses for a key that is not enabled: None."""
+        from botocore.exceptions import ClientError
+
+        client = self._kms_for_health()
+        if not self._describe_denied:
+            try:
+                metadata = client.describe_key(KeyId=key_id)["KeyMetadata"]
+                return str(metadata.get("KeyState") or "Enabled")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "AccessDeniedException":
+                    raise
+                self._describe_denied = True
+        client.get_public_key(KeyId=key_id)
+        return None
+
     def __repr__(self) -> str:
         return f"AwsKms(endpoint_url={self._config.endpoint_url!r})"
 
@@ -231,6 +309,9 @@ class AwsKmsSigner(RemoteSigner):
     def __init__(self, kms: AwsKms, key_id: str, public_key: bytes) -> None:
         super().__init__(key_id, public_key)
         self._kms = kms
+
+    async def health(self) -> SignerHealth:
+        return await self._kms.health(self.key_ref)
 
     async def _raw_signature(self, digest: bytes) -> bytes:
         try:

@@ -21,7 +21,7 @@ from chainflow.infra.signing.keystore import (
     InvalidPrivateKey,
     validate_private_key,
 )
-from chainflow.infra.signing.signer import SignedTx
+from chainflow.infra.signing.signer import HEALTHY, SignedTx, SignerHealth
 from chainflow.infra.signing.transactions import sign_transaction_with
 
 __all__ = ["LocalSigner", "address_of", "generate_private_key"]
@@ -98,6 +98,10 @@ class LocalSigner:
             return await sign_transaction_with(tx, self.sign_digest)
         with _SIGN_SECONDS.time():
             return await sign_transaction_with(tx, self.sign_digest)
+
+    async def health(self) -> SignerHealth:
+        """A key in memory is always there."""
+        return HEALTHY
 
     def __repr__(self) -> str:
         return f"LocalSigner(address={self.address})"

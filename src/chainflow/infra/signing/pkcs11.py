@@ -30,7 +30,7 @@ from chainflow.infra.signing.ecdsa import (
     require_digest,
 )
 from chainflow.infra.signing.remote import RemoteSigner
-from chainflow.infra.signing.signer import SignerUnavailable
+from chainflow.infra.signing.signer import HEALTHY, SignerHealth, SignerUnavailable
 
 __all__ = ["KeyNotFound", "Pkcs11Config", "Pkcs11Signer", "Pkcs11Token", "config_from"]
 
@@ -61,16 +61,24 @@ class _Connection:
     def __init__(self, config: Pkcs11Config) -> None:
         self.lib = PyKCS11.PyKCS11Lib()
         self.lib.load(config.module)
-        slot = self._slot(config.token_label)
-        self.session = self.lib.openSession(
-            slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION
-        )
         try:
-            self.session.login(config.pin.reveal().decode())
+            self.session = self._open(config)
+        except BaseException:
+            # Unloaded now, not when the collector gets to it: PyKCS11 finalises a module only
+            # when its last user unloads it, and a token put back is seen only after that.
+            self.lib.unload()
+            raise
+        self.keys: dict[str, Any] = {}
+
+    def _open(self, config: Pkcs11Config) -> Any:
+        slot = self._slot(config.token_label)
+        session = self.lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
+        try:
+            session.login(config.pin.reveal().decode())
         except PyKCS11.PyKCS11Error as exc:
             if exc.value != PyKCS11.CKR_USER_ALREADY_LOGGED_IN:
                 raise
-        self.keys: dict[str, Any] = {}
+        return session
 
     def _slot(self, token_label: str) -> int:
         # SoftHSM reassigns slot ids at random: always look the token up by its label.
@@ -147,6 +155,28 @@ class Pkcs11Token:
         require_digest(digest)  # SoftHSM silently truncates or pads other lengths
         signature: bytes = self._call(lambda c: _sign(c, label, digest))
         return signature
+
+    def health(self, label: str) -> SignerHealth:
+        """Whether the token is present and holds the private key `label`: one object search
+        in the logged-in session. Never raises. A token removed shows as a missing key or a
+        failing call to the running module, and one put back is seen only after the module
+        is loaded again: so a failed search on a connection made earlier drops it and is
+        tried once more on a fresh one."""
+        detail = ""
+        for _ in range(2):
+            is_fresh = self._connection is None
+            try:
+                self._call(lambda c: _find(c, label, PyKCS11.CKO_PRIVATE_KEY))
+                return HEALTHY
+            except SignerUnavailable as exc:  # the connection was dropped already
+                detail = str(exc)
+            except KeyNotFound as exc:
+                with self._lock:
+                    self._drop()
+                detail = str(exc)
+            if is_fresh:
+                break
+        return SignerHealth(ok=False, detail=detail)
 
     def close(self) -> None:
         with self._lock:
@@ -234,6 +264,9 @@ class Pkcs11Signer(RemoteSigner):
     def __init__(self, token: Pkcs11Token, label: str, public_key: bytes) -> None:
         super().__init__(label, public_key)
         self._token = token
+
+    async def health(self) -> SignerHealth:
+        return await asyncio.to_thread(self._token.health, self.key_ref)
 
     async def _raw_signature(self, digest: bytes) -> bytes:
         try:

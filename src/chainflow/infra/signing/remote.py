@@ -11,7 +11,7 @@ from chainflow.infra.signing.ecdsa import (
     finish,
     require_digest,
 )
-from chainflow.infra.signing.signer import SignedTx
+from chainflow.infra.signing.signer import SignedTx, SignerHealth
 from chainflow.infra.signing.transactions import sign_transaction_with
 
 __all__ = ["RemoteSigner"]
@@ -44,6 +44,10 @@ class RemoteSigner:
 
         Raises: SignerUnavailable.
         """
+        raise NotImplementedError
+
+    async def health(self) -> SignerHealth:
+        """The backend's answer to a cheap probe for this key (never raises)."""
         raise NotImplementedError
 
     async def sign_digest(self, digest: bytes) -> RecoverableSignature:

@@ -8,7 +8,7 @@ from chainflow.core.errors import Unavailable
 from chainflow.core.types import Address, TxHash
 from chainflow.infra.signing.ecdsa import RecoverableSignature
 
-__all__ = ["SignedTx", "Signer", "SignerUnavailable"]
+__all__ = ["HEALTHY", "SignedTx", "Signer", "SignerHealth", "SignerUnavailable"]
 
 
 class SignerUnavailable(Unavailable):
@@ -27,6 +27,18 @@ class SignedTx:
 
     raw: bytes
     hash: TxHash
+
+
+@dataclass(frozen=True)
+class SignerHealth:
+    """Whether a signer's backend can sign now, as far as a cheap probe tells; `detail` says
+    why not (never a PIN, a credential or an AWS error's message)."""
+
+    ok: bool
+    detail: str | None = None
+
+
+HEALTHY = SignerHealth(ok=True)
 
 
 class Signer(Protocol):
@@ -63,4 +75,10 @@ class Signer(Protocol):
 
         Raises: SignerUnavailable.
         """
+        ...
+
+    async def health(self) -> SignerHealth:
+        """Probe the backend cheaply and within a short time (never raises): local keys are
+        always healthy; a PKCS#11 token is asked for the key's object; KMS for the key's
+        public key, the answer kept a few seconds."""
         ...

@@ -13,7 +13,7 @@ from hexbytes import HexBytes
 from chainflow.core.types import SecretBytes
 from chainflow.infra.signing.keystore import SECP256K1_ORDER, InvalidPrivateKey
 from chainflow.infra.signing.local import LocalSigner, address_of, generate_private_key
-from chainflow.infra.signing.signer import Signer
+from chainflow.infra.signing.signer import HEALTHY, Signer
 
 # The example key from eth-account's documentation, and its published address.
 KEY_HEX = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
@@ -94,6 +94,9 @@ class TestLocalSigner:
 
     def test_address_is_the_keys_address(self) -> None:
         assert LocalSigner(KEY).address == ADDRESS
+
+    async def test_is_always_healthy(self) -> None:
+        assert await LocalSigner(KEY).health() == HEALTHY
 
     async def test_type_2_tx_recovers_to_the_address(self) -> None:
         signed = await LocalSigner(KEY).sign_transaction(TYPE_2_TX)

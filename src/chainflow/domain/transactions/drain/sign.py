@@ -1,6 +1,7 @@
 """Take nonces and sign, every lane of a drain under its lock, in the caller's DB transaction:
 the write-ahead step (DESIGN §6.3) that must commit before the first send (workers/drain.py)."""
 
+import functools
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +53,7 @@ async def sign_lanes(
         signer = await _signer_of(signers, ready, chain)
         if signer is None:
             lane.paused_reason = SignerUnavailable.code  # shown on the lane (GET …/chains/…)
+            signers.note_unavailable(ready.wallet.id)
             continue  # its backend is down: only this lane waits, its requests stay queued
         room = room_of(config, lane.next_nonce, ready.counts)
         for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
@@ -70,6 +72,7 @@ async def sign_lanes(
                 # Nothing signed at this nonce: the cursor stays, the request stays queued.
                 _signer_down(ready, chain, exc)
                 lane.paused_reason = SignerUnavailable.code
+                signers.note_unavailable(ready.wallet.id)
                 break
             moved = step(
                 tx.id,
@@ -84,10 +87,28 @@ async def sign_lanes(
             writes.signed.append(signed_update(moved, nonce=nonce, gas_limit=gas[tx.id]))
             lane.next_nonce = nonce + 1
             lane.paused_reason = None
+            signers.note_signed(ready.wallet.id)
             sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"]))
     # The ORM rows of these requests are left as read; nothing reads them after this.
     await bulk.store_signed(session, writes)
     return sent
+
+
+def probe_paused(lanes: Sequence[Ready], signers: Signers, chain: ChainConfig) -> list[Ready]:
+    """The lanes worth signing for now: a lane whose signer failed at this process's last try
+    joins a round only once a health probe of its backend has passed (issue 20). Probes run
+    in the background (Signers.passed_probe), outside the signing transaction: a backend
+    still down costs no signing timeout, holds no lane lock, and delays no other lane."""
+    kept = []
+    for ready in lanes:
+        wallet = ready.wallet
+        if signers.is_down(wallet.id) and not signers.passed_probe(
+            wallet.id, functools.partial(signers.health, wallet)
+        ):
+            log.debug("lane.signer_probed", wallet=wallet.address, chain_id=chain.chain_id)
+            continue
+        kept.append(ready)
+    return kept
 
 
 def _fees_for(tx: Transaction, market: Fees, chain: ChainConfig) -> Fees:

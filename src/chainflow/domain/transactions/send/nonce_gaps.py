@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.logging import get_logger
-from chainflow.core.types import Nonce, TxId
+from chainflow.core.types import Nonce, TxId, WalletId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.attempts import CANCEL_GAS, Signers, sign_attempt
 from chainflow.domain.transactions.config import ChainConfig
@@ -15,8 +15,17 @@ from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.telemetry import tx_context
 from chainflow.domain.transactions.transitions import apply, record_created
 from chainflow.domain.wallets.service import get_wallet, lock_lane
+from chainflow.infra.signing.signer import SignerUnavailable
 
 log = get_logger(__name__)
+
+
+class FillerUnsigned(SignerUnavailable):
+    """The filler of a released nonce could not be signed: the wallet's backend is down."""
+
+    def __init__(self, detail: str, *, wallet_id: WalletId) -> None:
+        super().__init__(detail)
+        self.wallet_id = wallet_id
 
 
 async def release_nonce(
@@ -35,9 +44,10 @@ async def release_nonce(
     attempt (a bump or a cancel of a signed request) keeps its nonce: that attempt may be at
     a node, and the tracker carries on with it.
 
-    Raises: SignerUnavailable when the filler cannot be signed now (the wallet's HSM or KMS is
-    down): the caller rolls the whole unit back, so the request keeps its nonce, still
-    signed, and comes back here when the tracker's next send is refused again.
+    Raises: FillerUnsigned (a SignerUnavailable) when the filler cannot be signed now (the
+    wallet's HSM or KMS is down): the caller rolls the whole unit back, so the request keeps
+    its nonce, still signed, and comes back here when the tracker's next send is refused
+    again.
     """
     tx = await repository.lock_tracked(session, tx_id)
     if tx is None or tx.status is not TxStatus.SIGNED or tx.nonce is None:
@@ -54,7 +64,12 @@ async def release_nonce(
         lane.next_nonce = nonce
         log.info("nonce.released", **tx_context(tx), nonce=nonce)
         return
-    await _fill(session, chain, tx, nonce=nonce, fees=fees, signers=signers)
+    try:
+        await _fill(session, chain, tx, nonce=nonce, fees=fees, signers=signers)
+    except SignerUnavailable as exc:
+        raise FillerUnsigned(exc.detail, wallet_id=tx.wallet_id) from None
+    signers.note_signed(tx.wallet_id)
+    lane.paused_reason = None  # it signed: the lane's signer answers (issue 20)
 
 
 async def _fill(

@@ -34,9 +34,11 @@ async def record_common(
     locked: dict[TxId, LockedState],
     *,
     head: int,
+    reasons: dict[TxId, str] | None = None,
 ) -> None:
     """Write receipts, depth and finality of `rows` (locked by the caller, `locked` their
-    current state), and stamp the head on attempts first seen sent."""
+    current state), and stamp the head on attempts first seen sent; a request finalised as
+    reverted carries its revert reason from `reasons` when the node gave one."""
     writes = bulk.ReceiptWrites(head=head)
     now = utcnow()
     for tx in rows:
@@ -44,7 +46,7 @@ async def record_common(
         if decision.action is Action.NONE:
             writes.stamped.append(tx.id)
         else:
-            _mined(writes, tx, decision, locked[tx.id], now)
+            _mined(writes, tx, decision, locked[tx.id], now, (reasons or {}).get(tx.id))
     await bulk.store_receipts(session, writes)
 
 
@@ -54,6 +56,7 @@ def _mined(
     decision: Decision,
     current: LockedState,
     now: datetime,
+    reason: str | None = None,
 ) -> None:
     mined, receipt = decision.attempt, decision.receipt
     assert mined is not None  # noqa: S101 - set for receipt actions
@@ -72,7 +75,8 @@ def _mined(
                 error = (FEE_CAP_BELOW_BASE_FEE, _PRICED_OUT)
         elif receipt_status == 0:
             event = TxEvent.CONFIRMED_REVERT
-            error = ("reverted", "the transaction reverted on chain")
+            message = "the transaction reverted on chain"
+            error = ("reverted", f"{message}: {reason}" if reason else message)
         else:
             event = TxEvent.CONFIRMED_SUCCESS
         status = _step(writes, tx, status, event, mined.hash)

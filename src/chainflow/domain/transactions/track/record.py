@@ -34,16 +34,18 @@ async def record(
     seen: Observed,
     *,
     crasher: Crasher,
+    reasons: dict[TxId, str] | None = None,
 ) -> list[SentAttempt]:
     """Apply receipt, finality, reorg and foreign-nonce outcomes of the requests that
     `changes`: receipts in bulk (confirming.py), the rare outcomes row by row (receipts.py).
+    `reasons` are the node's revert reasons of requests finalised as reverted (reverts.py).
     Returns the attempts to send again."""
     resend: list[SentAttempt] = []
     current = await repository.lock_states(session, [tx.id for tx in moving])
     # A request whose status changed since we looked was moved by another worker.
     still = [tx for tx in moving if tx.id in current and current[tx.id].status is tx.status]
     common = [tx for tx in still if decisions[tx.id].action in COMMON]
-    await record_common(session, common, decisions, current, head=seen.head)
+    await record_common(session, common, decisions, current, head=seen.head, reasons=reasons)
     rare = [tx for tx in still if decisions[tx.id].action not in COMMON]
     locked = await repository.lock_with_attempts(session, [tx.id for tx in rare]) if rare else {}
     for snapshot in rare:
