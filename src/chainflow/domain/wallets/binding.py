@@ -20,7 +20,7 @@ from chainflow.domain.wallets.errors import (
     SignerWrongCurve,
     SignerWrongKeyUsage,
 )
-from chainflow.domain.wallets.models import SignerKind
+from chainflow.domain.wallets.kinds import SignerKind
 from chainflow.infra.signing.aws_kms import (
     AwsKms,
     AwsKmsSigner,
