@@ -1,7 +1,7 @@
-"""What each command imports before it does anything: every process paid ~1.2 s of CPU for
-the API, the workers and eth-account's BLS code (py_ecc) before this was cut, and the CLI end
-to end tests start hundreds of processes. Checked by module name in a fresh interpreter, never
-by time: a loaded machine makes any timing flaky, an import is there or not."""
+"""What each command imports: every `chainflow` process once paid ~1.2 s of CPU for the API,
+the workers and eth-account's BLS code (py_ecc) before doing anything, and the end-to-end
+tests start a process per CLI call. Checked by module name in a fresh interpreter, never by
+time: on a loaded machine a timing is flaky, while a module is loaded or it is not."""
 
 import signal
 import subprocess
@@ -41,7 +41,10 @@ def _env(data_dir: Path) -> dict[str, str]:
     return base_env(data_dir=str(data_dir), log_format="json")
 
 
-def _migrated(data_dir: Path) -> Path:
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with a migrated embedded database, shared by the commands run here."""
+    data_dir = tmp_path_factory.mktemp("migrated")
     subprocess.run(
         [CHAINFLOW, "db", "upgrade"],
         env=_env(data_dir),
@@ -120,30 +123,42 @@ class TestLightCommands:
         heavy = SIGNING_LIBRARY + HTTP_SERVER + QUEUE + NODE_CLIENT + KEY_BACKENDS + DATABASE
         assert _loaded_by(args, tmp_path) & set(heavy) == set()
 
-    def test_apikey_list_loads_the_database_only(self, tmp_path: Path) -> None:
-        loaded = _loaded_by(["apikey", "list"], _migrated(tmp_path))
+    @pytest.mark.parametrize(
+        ("args", "heavy"),
+        [
+            (
+                ["apikey", "list"],
+                SIGNING_LIBRARY + HTTP_SERVER + QUEUE + NODE_CLIENT + KEY_BACKENDS,
+            ),
+            (["wallet", "list"], SIGNING_LIBRARY + HTTP_SERVER + QUEUE + NODE_CLIENT),
+        ],
+        ids=["apikey-list", "wallet-list"],
+    )
+    def test_a_database_command_loads_no_server_queue_or_node_client(
+        self, args: list[str], heavy: list[str], migrated: Path
+    ) -> None:
+        loaded = _loaded_by(args, migrated)
 
-        assert "sqlalchemy" in loaded  # it did run: the listing reads the database
-        heavy = SIGNING_LIBRARY + HTTP_SERVER + QUEUE + NODE_CLIENT + KEY_BACKENDS
+        assert "sqlalchemy" in loaded  # it did run: it read the database
         assert loaded & set(heavy) == set()
 
 
 class TestServices:
-    def test_a_worker_loads_no_http_server_nor_eth_account(self, tmp_path: Path) -> None:
+    def test_a_worker_loads_no_http_server_nor_eth_account(self, migrated: Path) -> None:
         loaded = _loaded_by_service(
             ["worker", "--metrics-port", "0"],
-            _migrated(tmp_path),
+            migrated,
             ready=lambda log: "worker.started" in log,
         )
 
-        assert "aiohttp" in loaded  # it did start: its node clients are open
+        assert "aiohttp" in loaded  # it did start: its engine holds the node clients
         assert loaded & set(HTTP_SERVER + SIGNING_LIBRARY) == set()
 
-    def test_the_api_loads_no_eth_account(self, tmp_path: Path) -> None:
+    def test_the_api_loads_no_eth_account(self, migrated: Path) -> None:
         port = free_port()
         loaded = _loaded_by_service(
             ["api", "--port", str(port)],
-            _migrated(tmp_path),
+            migrated,
             ready=lambda _: _answers(f"http://127.0.0.1:{port}/healthz"),
         )
 
