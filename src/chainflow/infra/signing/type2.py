@@ -20,7 +20,14 @@ from eth_utils.address import is_checksum_address
 from eth_utils.crypto import keccak
 from rlp.codec import encode
 
-__all__ = ["Type2Fields", "encode_type_2", "sign_type_2", "type_2_fields", "type_2_hash"]
+__all__ = [
+    "Type2Fields",
+    "encode_type_2",
+    "plain_values",
+    "sign_type_2",
+    "type_2_fields",
+    "type_2_hash",
+]
 
 _TYPE_BYTE = b"\x02"
 _KEYS = frozenset(
@@ -47,24 +54,36 @@ def _address_bytes(address: str) -> bytes | None:
     return bytes.fromhex(address[2:]) if is_checksum_address(address) else None
 
 
-def type_2_fields(tx: Mapping[str, object]) -> Type2Fields | None:
-    """The RLP values of a plain type-2 dict, in field order; None for any other dict
-    (another type, an access list, a contract creation, hex-string values, ...)."""
-    if tx.keys() != _KEYS or type(tx["type"]) is not int or tx["type"] != 2:
+def plain_values(
+    tx: Mapping[str, object], *, keys: frozenset[str], ints: tuple[str, ...]
+) -> tuple[list[int], bytes, bytes] | None:
+    """The values of a dict with exactly `keys` in the shape Chainflow builds: the
+    non-negative ints named `ints` (in that order), the 20 bytes of a checksummed `to`, and
+    bytes `data`; None for any other dict (hex strings, a contract creation, ...)."""
+    if tx.keys() != keys:
         return None
-    ints: list[int] = []
-    for key in _INTS:
+    values: list[int] = []
+    for key in ints:
         number = tx[key]
         if type(number) is not int or number < 0:  # bool is not int here
             return None
-        ints.append(number)
+        values.append(number)
     to, data = tx["to"], tx["data"]
     if not isinstance(to, str) or type(data) is not bytes:
         return None
     to_bytes = _address_bytes(to)
-    if to_bytes is None:
+    return None if to_bytes is None else (values, to_bytes, data)
+
+
+def type_2_fields(tx: Mapping[str, object]) -> Type2Fields | None:
+    """The RLP values of a plain type-2 dict, in field order; None for any other dict
+    (another type, an access list, a contract creation, hex-string values, ...)."""
+    if type(tx.get("type")) is not int or tx["type"] != 2:
         return None
-    chain_id, nonce, tip, max_fee, gas, value = ints
+    plain = plain_values(tx, keys=_KEYS, ints=_INTS)
+    if plain is None:
+        return None
+    (chain_id, nonce, tip, max_fee, gas, value), to_bytes, data = plain
     return (chain_id, nonce, tip, max_fee, gas, to_bytes, value, data, ())
 
 
