@@ -2,18 +2,12 @@
 generated inputs, and anything unusual left to eth-account."""
 
 import pytest
-from eth_account import Account
-from eth_utils.address import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainflow.core.types import SecretBytes
 from chainflow.infra.signing.legacy import legacy_fields
-from chainflow.infra.signing.local import LocalSigner
+from tests.support.signing import TO, UINT, assert_signed_as_eth_account, plain_fields
 
-KEY_HEX = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
-SIGNER = LocalSigner(SecretBytes(bytes.fromhex(KEY_HEX)))
-TO = "0x000000000000000000000000000000000000dEaD"
 PLAIN: dict[str, object] = {
     "chainId": 31337,
     "nonce": 7,
@@ -24,21 +18,10 @@ PLAIN: dict[str, object] = {
     "data": b"",
 }
 
-uint = st.integers(min_value=0, max_value=2**256 - 1)
-small = st.integers(min_value=0, max_value=2**64 - 1)
-
 
 @st.composite
 def plain_txs(draw: st.DrawFn) -> dict[str, object]:
-    return {
-        "chainId": draw(st.integers(min_value=1, max_value=2**63)),
-        "nonce": draw(small),
-        "to": to_checksum_address(draw(st.binary(min_size=20, max_size=20))),
-        "value": draw(uint),
-        "gas": draw(small),
-        "gasPrice": draw(uint),
-        "data": draw(st.binary(max_size=300)),
-    }
+    return {**draw(plain_fields()), "gasPrice": draw(UINT)}
 
 
 class TestSameBytesAsEthAccount:
@@ -46,12 +29,7 @@ class TestSameBytesAsEthAccount:
     @given(tx=plain_txs())
     async def test_raw_and_hash(self, tx: dict[str, object]) -> None:
         assert legacy_fields(tx) is not None  # the fast path is what is compared here
-        expected = Account.sign_transaction(dict(tx), KEY_HEX)
-
-        signed = await SIGNER.sign_transaction(tx)
-
-        assert signed.raw == bytes(expected.raw_transaction)
-        assert signed.hash == "0x" + bytes(expected.hash).hex()
+        await assert_signed_as_eth_account(tx)
 
 
 class TestLeftToEthAccount:
@@ -76,7 +54,4 @@ class TestLeftToEthAccount:
         assert legacy_fields({k: v for k, v in PLAIN.items() if k != "chainId"}) is None
 
     async def test_a_hex_string_value_is_signed_by_eth_account(self) -> None:
-        tx = {**PLAIN, "value": "0x1"}
-        expected = Account.sign_transaction(dict(tx), KEY_HEX)
-
-        assert (await SIGNER.sign_transaction(tx)).raw == bytes(expected.raw_transaction)
+        await assert_signed_as_eth_account({**PLAIN, "value": "0x1"})
