@@ -2,21 +2,19 @@
 
 import uuid
 from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.cli.options import chain_ids_option, duration_option, rate_option, text_option
 from chainflow.cli.runtime import open_database, run, settings_for_cli
 from chainflow.core.clock import utcnow
-from chainflow.domain.apikeys import service
-from chainflow.domain.apikeys.models import ApiKey
-from chainflow.domain.apikeys.service import ApiKeyNotFound
-from chainflow.domain.audit import service as audit
-from chainflow.domain.chains import service as chains
-from chainflow.domain.wallets import service as wallets
-from chainflow.infra.db.uow import unit_of_work
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from chainflow.domain.apikeys.models import ApiKey
+    from chainflow.domain.apikeys.service import KeyLimits
 
 app = typer.Typer(no_args_is_help=True, help="API keys.")
 
@@ -57,6 +55,10 @@ def create(
 ) -> None:
     """Create an API key; it is printed once, alone on the last line, and stored hashed.
     With --wallet / --chain-id it reaches only those wallets and chains (403 elsewhere)."""
+    from chainflow.domain.apikeys import service
+    from chainflow.domain.audit import service as audit
+    from chainflow.infra.db.uow import unit_of_work
+
     settings = settings_for_cli()
     service.parse_scopes(scopes)
     limits = service.KeyLimits(
@@ -83,6 +85,9 @@ def create(
 @app.command("list")
 def list_() -> None:
     """List API keys: id, prefix, scopes, created, revoked, name (never a secret or hash)."""
+    from chainflow.domain.apikeys import service
+    from chainflow.infra.db.uow import unit_of_work
+
     settings = settings_for_cli()
 
     async def rows() -> list[str]:
@@ -93,7 +98,7 @@ def list_() -> None:
         typer.echo(line)
 
 
-def _line(key: ApiKey) -> str:
+def _line(key: "ApiKey") -> str:
     revoked = f"revoked={key.revoked_at.isoformat()}" if key.revoked_at else "active"
     limits = [
         f"wallets={','.join(key.wallet_ids)}" if key.wallet_ids else "",
@@ -123,10 +128,14 @@ def revoke(
     key_id: Annotated[str, typer.Argument(help="the key's id (`chainflow apikey list`)")],
 ) -> None:
     """Revoke a key. Safe to repeat; each API process refuses it once its cache expires."""
+    from chainflow.domain.apikeys import service
+    from chainflow.domain.audit import service as audit
+    from chainflow.infra.db.uow import unit_of_work
+
     parsed = _parse_id(key_id)
     settings = settings_for_cli()
 
-    async def revoke() -> tuple[ApiKey, bool]:
+    async def revoke() -> "tuple[ApiKey, bool]":
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
             key, newly = await service.revoke_api_key(session, parsed)
             if newly:
@@ -146,8 +155,11 @@ def revoke(
     )
 
 
-async def _check_targets_exist(session: AsyncSession, limits: service.KeyLimits) -> None:
+async def _check_targets_exist(session: "AsyncSession", limits: "KeyLimits") -> None:
     """Raises: WalletNotFound, ChainNotFound, before anything is stored."""
+    from chainflow.domain.chains import service as chains
+    from chainflow.domain.wallets import service as wallets
+
     for wallet_id in limits.wallet_ids:
         await wallets.get_wallet(session, wallet_id, lanes=False)
     for chain_id in limits.chain_ids:
@@ -164,6 +176,8 @@ def _parse_wallet_id(text: str) -> uuid.UUID:
 
 
 def _parse_id(text: str) -> uuid.UUID:
+    from chainflow.domain.apikeys.service import ApiKeyNotFound
+
     try:
         return uuid.UUID(text)
     except ValueError:

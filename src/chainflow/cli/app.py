@@ -8,11 +8,6 @@ from chainflow.cli.failures import run_app
 from chainflow.cli.options import HostOpt, PortOpt
 from chainflow.cli.runtime import check_keys_at_start, migrate, open_database, run, settings_for_cli
 from chainflow.cli.worker import worker
-from chainflow.domain.chains import service as chains
-from chainflow.domain.chains.seed import load_seed
-from chainflow.infra.datadir import hold_data_dir, secure_data_dir
-from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.master_source import load_master_key
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -33,6 +28,9 @@ app.command()(worker)
 @app.command()
 def api(host: HostOpt = None, port: PortOpt = None) -> None:
     """Serve the REST API (distributed shape: run as many as you like)."""
+    from chainflow.infra.datadir import hold_data_dir
+    from chainflow.infra.signing.master_source import load_master_key
+
     settings = settings_for_cli()
     with hold_data_dir(settings, exclusive=False):
         master = load_master_key(settings, allow_generate=settings.is_embedded)
@@ -48,6 +46,11 @@ def api(host: HostOpt = None, port: PortOpt = None) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to this version's schema and seed missing chains."""
+    from chainflow.domain.chains import service as chains
+    from chainflow.domain.chains.seed import load_seed
+    from chainflow.infra.datadir import secure_data_dir
+    from chainflow.infra.db.uow import unit_of_work
+
     settings = settings_for_cli()
     seeds = load_seed(settings.chains_file)  # a bad seed file stops us before any migration
     secure_data_dir(settings)

@@ -9,17 +9,13 @@ import os
 import sys
 from typing import NoReturn
 
-import structlog
 import typer
 
 # Typer (0.29, pinned) vendors click: its parser raises these, not `click`'s own classes.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from chainflow.core.errors import ChainflowError
-from chainflow.core.logging import configure_logging, get_logger
 from chainflow.core.redaction import scrub_text
-
-log = get_logger(__name__)
 
 
 def run_app(app: typer.Typer) -> NoReturn:
@@ -48,9 +44,13 @@ def run_app(app: typer.Typer) -> NoReturn:
 def _log_traceback(exc: Exception) -> None:
     if os.environ.get("CHAINFLOW_LOG_LEVEL", "").strip().lower() != "debug":
         return
+    import structlog
+
+    from chainflow.core.logging import configure_logging, get_logger
+
     if not structlog.is_configured():  # it failed before its settings were read
         configure_logging(json_format=False, level="debug")
-    log.error("cli.crashed", exc_info=exc)  # through the redacting pipeline
+    get_logger(__name__).error("cli.crashed", exc_info=exc)  # through the redacting pipeline
 
 
 def _usage_line(exc: UsageError) -> str:

@@ -6,17 +6,7 @@ from typing import Annotated
 
 import typer
 
-from chainflow.cli.rotation import read_new_key, rotate
 from chainflow.cli.runtime import run, settings_for_cli
-from chainflow.core.crashpoints import Crasher
-from chainflow.infra.datadir import hold_data_dir
-from chainflow.infra.signing.keystore import MasterKey
-from chainflow.infra.signing.master_source import (
-    MASTER_KEY_FILE,
-    PREVIOUS_KEY_FILE,
-    load_master_key,
-    uses_key_file,
-)
 
 app = typer.Typer(no_args_is_help=True, help="Master key.")
 
@@ -24,6 +14,8 @@ app = typer.Typer(no_args_is_help=True, help="Master key.")
 @app.command("generate-master")
 def generate_master() -> None:
     """Print a new random master key (base64 of 32 bytes) for CHAINFLOW_MASTER_KEY."""
+    from chainflow.infra.signing.keystore import MasterKey
+
     typer.echo(base64.b64encode(MasterKey.generate().secret.reveal()).decode())
 
 
@@ -37,6 +29,16 @@ def rotate_master(
     """Re-wrap every wallet's data key under a new master key; refused while any process
     using the keys runs. Safe to run again after any interruption: rows already under the
     new key are skipped."""
+    from chainflow.cli.rotation import read_new_key, rotate
+    from chainflow.core.crashpoints import Crasher
+    from chainflow.infra.datadir import hold_data_dir
+    from chainflow.infra.signing.master_source import (
+        MASTER_KEY_FILE,
+        PREVIOUS_KEY_FILE,
+        load_master_key,
+        uses_key_file,
+    )
+
     settings = settings_for_cli()
     new = read_new_key(settings, new_key_file)
     crasher = Crasher.from_spec(settings.test_crash_at)

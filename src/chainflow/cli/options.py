@@ -4,19 +4,18 @@ API's (`core/fields.py`)."""
 
 import re
 import unicodedata
-from typing import Annotated, Any
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 
-from chainflow.core.fields import ChainId, TextStr
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 HostOpt = Annotated[str | None, typer.Option(help="bind address")]
 PortOpt = Annotated[int | None, typer.Option(help="bind port", min=1, max=65535)]
 
 TEXT_MAX_CHARS = 200  # the width of the `label` and `name` columns
-_TEXT: TypeAdapter[str] = TypeAdapter(TextStr)
-_CHAIN_ID: TypeAdapter[int] = TypeAdapter(ChainId)
 
 
 def text_option(value: str | None) -> str | None:
@@ -32,13 +31,13 @@ def text_option(value: str | None) -> str | None:
         raise typer.BadParameter("must not contain control characters")
     if len(value) > TEXT_MAX_CHARS:
         raise typer.BadParameter(f"must be at most {TEXT_MAX_CHARS} characters")
-    return str(_validated(_TEXT, value))
+    return str(_validated("text", value))
 
 
 def chain_ids_option(values: list[int] | None) -> list[int] | None:
     """Chain ids as the API takes them: positive and below 2**53."""
     for value in values or []:
-        _validated(_CHAIN_ID, value)
+        _validated("chain_id", value)
     return values
 
 
@@ -75,9 +74,25 @@ def rate_option(value: str | None) -> str | None:
     return f"{rate:g}"
 
 
-def _validated(adapter: TypeAdapter[Any], value: object) -> Any:
+_Field = Literal["text", "chain_id"]
+
+
+@cache
+def _adapters() -> "dict[_Field, TypeAdapter[Any]]":
+    """Built when a command first checks a value: pydantic and the field types took a third
+    of `chainflow --help`'s start-up."""
+    from pydantic import TypeAdapter
+
+    from chainflow.core.fields import ChainId, TextStr
+
+    return {"text": TypeAdapter(TextStr), "chain_id": TypeAdapter(ChainId)}
+
+
+def _validated(field: _Field, value: object) -> Any:
+    from pydantic import ValidationError
+
     try:
-        return adapter.validate_python(value)
+        return _adapters()[field].validate_python(value)
     except ValidationError as exc:
         # The message only: pydantic's own text would repeat the value.
         raise typer.BadParameter(exc.errors()[0]["msg"].lower()) from None

@@ -1,35 +1,30 @@
-"""What every CLI command shares: settings, logging, a migrated database, one-line errors."""
+"""What every CLI command shares: settings, logging, a migrated database, one-line errors.
+
+Imported by every command module, so it imports at its top only what `chainflow --help`
+needs; each function imports the rest when it runs (cli/__init__.py).
+"""
 
 import asyncio
 import gc
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import uvloop
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chainflow.core.errors import ConfigError, Unavailable
-from chainflow.core.logging import configure_logging
-from chainflow.core.settings import LogFormat, Settings, load_settings
-from chainflow.domain.wallets.custody import check_master_key
-from chainflow.infra import metrics
-from chainflow.infra.datadir import secure_data_dir
-from chainflow.infra.db.custody_lock import share_custody_lock
-from chainflow.infra.db.engine import create_engine, create_sessionmaker
-from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.keystore import MasterKey
-from chainflow.migrations.runner import current_revision, head_revision, upgrade
+    from chainflow.core.settings import Settings
+    from chainflow.infra.signing.keystore import MasterKey
 
 T = TypeVar("T")
 
 RECURSION_LIMIT = 1000
-"""CPython's own default. py_ecc (imported through eth-account) raises the limit to 100,000 at
-import (py_ecc/__init__.py), past what the C stack holds: C code that recurses on nested input
-(the stdlib JSON parser, repr) then crashed the process instead of raising RecursionError
-(issue 14)."""
+"""CPython's own default. py_ecc (imported through eth-account, which a process imports when
+it first signs a dict of another shape than the type-2 and legacy ones Chainflow builds:
+infra/signing/transactions.py) raises the limit to 100,000 at import (py_ecc/__init__.py),
+past what the C stack holds: C code that recurses on nested input (the stdlib JSON parser,
+repr) then crashed the process instead of raising RecursionError (issue 14)."""
 
 
 def restore_recursion_limit() -> None:
@@ -37,8 +32,12 @@ def restore_recursion_limit() -> None:
     sys.setrecursionlimit(RECURSION_LIMIT)
 
 
-def settings_for_cli() -> Settings:
+def settings_for_cli() -> "Settings":
     """Load settings and configure logging (to stderr)."""
+    from chainflow.core.logging import configure_logging
+    from chainflow.core.settings import LogFormat, load_settings
+    from chainflow.infra import metrics
+
     settings = load_settings()
     configure_logging(json_format=settings.log_format is LogFormat.JSON, level=settings.log_level)
     metrics.configure(enabled=settings.metrics_enabled)
@@ -46,12 +45,21 @@ def settings_for_cli() -> Settings:
 
 
 @asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def open_database(
+    settings: "Settings",
+) -> AsyncIterator["async_sessionmaker[AsyncSession]"]:
     """A sessionmaker on a database that is migrated to this version's head.
 
     Raises:
         ConfigError: the database is not migrated. Unavailable: it cannot be reached.
     """
+    from sqlalchemy.exc import DBAPIError
+
+    from chainflow.core.errors import ConfigError, Unavailable
+    from chainflow.infra.datadir import secure_data_dir
+    from chainflow.infra.db.engine import create_engine, create_sessionmaker
+    from chainflow.migrations.runner import current_revision, head_revision
+
     secure_data_dir(settings)
     engine = create_engine(settings.resolved_database_url, pool_size=2)
     try:
@@ -70,10 +78,13 @@ async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[
         await engine.dispose()
 
 
-def check_keys_at_start(settings: Settings, master: MasterKey) -> None:
+def check_keys_at_start(settings: "Settings", master: "MasterKey") -> None:
     """Refuse to start (one line, exit 1) with master keys that did not wrap every wallet, or
     while a rotation runs: checked before any server or loop starts, where a failure would
     end in a traceback (issue 14)."""
+    from chainflow.domain.wallets.custody import check_master_key
+    from chainflow.infra.db.custody_lock import share_custody_lock
+    from chainflow.infra.db.uow import unit_of_work
 
     async def check() -> None:
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
@@ -83,8 +94,13 @@ def check_keys_at_start(settings: Settings, master: MasterKey) -> None:
     run(check)
 
 
-def migrate(settings: Settings) -> None:
+def migrate(settings: "Settings") -> None:
     """Migrate the database to head. Raises: Unavailable, if it cannot be reached."""
+    from sqlalchemy.exc import DBAPIError
+
+    from chainflow.core.errors import Unavailable
+    from chainflow.migrations.runner import upgrade
+
     try:
         upgrade(settings.resolved_database_url)
     except (OSError, DBAPIError) as exc:
@@ -101,6 +117,8 @@ def run(coroutine: Callable[[], Awaitable[T]]) -> T:
 
     async def body() -> T:
         return await coroutine()
+
+    import uvloop
 
     restore_recursion_limit()  # a command's own late imports (the API app) are done by now
     gc.freeze()

@@ -1,16 +1,16 @@
 """`chainflow schedule`: list, pause and resume schedules (issue 19)."""
 
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from chainflow.cli.runtime import open_database, run, settings_for_cli
 from chainflow.core.clock import utcnow
 from chainflow.core.errors import InvalidInput
-from chainflow.domain.schedules import service
-from chainflow.domain.schedules.models import Schedule, ScheduleStatus
-from chainflow.infra.db.uow import unit_of_work
+
+if TYPE_CHECKING:
+    from chainflow.domain.schedules.models import Schedule, ScheduleStatus
 
 app = typer.Typer(no_args_is_help=True, help="Schedules: recurring transactions and DCA swaps.")
 
@@ -22,6 +22,9 @@ def list_(
     ] = None,
 ) -> None:
     """List schedules: id, status, trigger, action, runs, next run."""
+    from chainflow.domain.schedules import service
+    from chainflow.infra.db.uow import unit_of_work
+
     settings = settings_for_cli()
     wanted = _status(status) if status is not None else None
 
@@ -42,7 +45,9 @@ def list_(
         typer.echo(line)
 
 
-def _status(value: str) -> ScheduleStatus:
+def _status(value: str) -> "ScheduleStatus":
+    from chainflow.domain.schedules.models import ScheduleStatus
+
     try:
         return ScheduleStatus(value)
     except ValueError:
@@ -50,7 +55,7 @@ def _status(value: str) -> ScheduleStatus:
         raise InvalidInput(f"unknown status {value!r}; one of {valid}") from None
 
 
-def _line(row: Schedule) -> str:
+def _line(row: "Schedule") -> str:
     trigger = " ".join(f"{k}={v}" for k, v in sorted(row.trigger.items()))
     nxt = row.next_run_at.isoformat() if row.next_run_at else "-"
     limit = f"/{row.max_runs}" if row.max_runs else ""
@@ -60,10 +65,13 @@ def _line(row: Schedule) -> str:
     )
 
 
-def _set(schedule_id: uuid.UUID, wanted: ScheduleStatus) -> None:
+def _set(schedule_id: uuid.UUID, wanted: "ScheduleStatus") -> None:
+    from chainflow.domain.schedules import service
+    from chainflow.infra.db.uow import unit_of_work
+
     settings = settings_for_cli()
 
-    async def change() -> Schedule:
+    async def change() -> "Schedule":
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
             return await service.set_status(session, schedule_id, wanted, now=utcnow())
 
@@ -75,10 +83,14 @@ def _set(schedule_id: uuid.UUID, wanted: ScheduleStatus) -> None:
 @app.command("pause")
 def pause(schedule_id: Annotated[uuid.UUID, typer.Argument(help="the schedule's id")]) -> None:
     """Pause a schedule: no occurrence runs until it is resumed."""
+    from chainflow.domain.schedules.models import ScheduleStatus
+
     _set(schedule_id, ScheduleStatus.PAUSED)
 
 
 @app.command("resume")
 def resume(schedule_id: Annotated[uuid.UUID, typer.Argument(help="the schedule's id")]) -> None:
     """Resume a paused schedule from its next occurrence (missed ones are not caught up)."""
+    from chainflow.domain.schedules.models import ScheduleStatus
+
     _set(schedule_id, ScheduleStatus.ACTIVE)

@@ -1,7 +1,7 @@
 """`chainflow wallet`: import, generate and list wallets."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -9,18 +9,12 @@ from chainflow.cli.options import chain_ids_option, text_option
 from chainflow.cli.runtime import open_database, run, settings_for_cli
 from chainflow.cli.secrets import read_secret
 from chainflow.core.errors import InvalidInput
-from chainflow.core.types import SecretBytes
-from chainflow.domain.audit import service as audit
-from chainflow.domain.wallets import service
-from chainflow.domain.wallets.binding import SignerRequest
-from chainflow.domain.wallets.custody import check_master_key
-from chainflow.domain.wallets.models import SignerKind
-from chainflow.infra.datadir import hold_data_dir
-from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing import aws_kms, pkcs11
-from chainflow.infra.signing.keystore import MasterKey, validate_private_key
-from chainflow.infra.signing.local import generate_private_key
-from chainflow.infra.signing.master_source import load_master_key
+from chainflow.domain.wallets.kinds import SignerKind
+
+if TYPE_CHECKING:
+    from chainflow.core.types import SecretBytes
+    from chainflow.domain.wallets.binding import SignerRequest
+    from chainflow.infra.signing.keystore import MasterKey
 
 app = typer.Typer(no_args_is_help=True, help="Wallets.")
 
@@ -40,15 +34,22 @@ KeyIdOpt = Annotated[str | None, typer.Option(help="aws_kms: key id, ARN or alia
 
 
 def _store(
-    private_key: SecretBytes,
+    private_key: "SecretBytes",
     label: str | None,
     chain_ids: list[int] | None,
     *,
     action: str = "wallet.imported",
 ) -> None:
+    from chainflow.domain.audit import service as audit
+    from chainflow.domain.wallets import service
+    from chainflow.domain.wallets.custody import check_master_key
+    from chainflow.infra.datadir import hold_data_dir
+    from chainflow.infra.db.uow import unit_of_work
+    from chainflow.infra.signing.master_source import load_master_key
+
     settings = settings_for_cli()
 
-    async def store(master: MasterKey) -> tuple[str, str]:
+    async def store(master: "MasterKey") -> tuple[str, str]:
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
             await check_master_key(session, master=master)
             wallet = await service.import_wallet(
@@ -64,8 +65,13 @@ def _store(
     typer.echo(f"wallet {wallet_id} {address}")
 
 
-def _bind(request: SignerRequest, label: str | None, chain_ids: list[int] | None) -> None:
+def _bind(request: "SignerRequest", label: str | None, chain_ids: list[int] | None) -> None:
     """Bind a wallet to a key kept by a backend, after its canary signature recovered."""
+    from chainflow.domain.audit import service as audit
+    from chainflow.domain.wallets import service
+    from chainflow.infra.db.uow import unit_of_work
+    from chainflow.infra.signing import aws_kms, pkcs11
+
     settings = settings_for_cli()
     config = pkcs11.config_from(settings)
     token = pkcs11.Pkcs11Token(config) if config else None
@@ -106,6 +112,9 @@ def import_(
 ) -> None:
     """Import a private key read from --file or stdin (never from an argument), or bind an
     existing HSM / KMS key (--signer pkcs11 --key-label L, --signer aws_kms --key-id K)."""
+    from chainflow.domain.wallets.binding import SignerRequest
+    from chainflow.infra.signing.keystore import validate_private_key
+
     if signer is SignerKind.LOCAL:
         if key_label is not None or key_id is not None:
             raise InvalidInput("--key-label and --key-id need --signer pkcs11 or aws_kms")
@@ -125,6 +134,9 @@ def generate(
 ) -> None:
     """Generate a new key (server-side, inside the HSM with --signer pkcs11, or in AWS KMS
     with --signer aws_kms); only its address is printed."""
+    from chainflow.domain.wallets.binding import SignerRequest
+    from chainflow.infra.signing.local import generate_private_key
+
     if signer is SignerKind.LOCAL:
         _store(generate_private_key(), label, chain_ids, action="wallet.generated")
     else:
@@ -134,6 +146,9 @@ def generate(
 @app.command("list")
 def list_() -> None:
     """List wallets: id, address, status, chains, label."""
+    from chainflow.domain.wallets import service
+    from chainflow.infra.db.uow import unit_of_work
+
     settings = settings_for_cli()
 
     async def rows() -> list[str]:

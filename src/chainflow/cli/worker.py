@@ -4,24 +4,16 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from prometheus_client import start_http_server
 
 from chainflow.cli.runtime import check_keys_at_start, run, settings_for_cli
 from chainflow.core.errors import InvalidInput
-from chainflow.core.fields import MAX_CHAIN_ID
-from chainflow.core.logging import get_logger
-from chainflow.core.settings import Settings
-from chainflow.infra.datadir import hold_data_dir
-from chainflow.infra.queue import RedisJobQueue
-from chainflow.infra.queue.signals import RedisSignals
-from chainflow.infra.signing.master_source import load_master_key
-from chainflow.workers.context import open_engine
-from chainflow.workers.main import run_engine
 
-log = get_logger(__name__)
+if TYPE_CHECKING:
+    from chainflow.core.settings import Settings
+
 DEFAULT_METRICS_PORT = 9464  # DESIGN §13
 
 
@@ -30,6 +22,8 @@ _CHAINS_USAGE = "--chains must be comma-separated chain ids (positive, below 2**
 
 def parse_chain_ids(text: str | None) -> list[int] | None:
     """'1,137' → [1, 137]. Raises: InvalidInput (not echoing the text)."""
+    from chainflow.core.fields import MAX_CHAIN_ID
+
     if text is None:
         return None
     try:
@@ -55,6 +49,9 @@ def worker(
     ] = DEFAULT_METRICS_PORT,
 ) -> None:
     """Drain lanes and track chains (distributed shape: run as many as you like)."""
+    from chainflow.infra.datadir import hold_data_dir
+    from chainflow.infra.signing.master_source import load_master_key
+
     chain_ids = parse_chain_ids(chains)
     settings = settings_for_cli()
     with hold_data_dir(settings, exclusive=False):
@@ -65,12 +62,17 @@ def worker(
 
 
 @contextmanager
-def serve_metrics(settings: Settings, port: int) -> Iterator[None]:
+def serve_metrics(settings: "Settings", port: int) -> Iterator[None]:
     """This process's metrics over HTTP on `port` (a thread of prometheus_client; 0: none).
 
     A port that cannot be bound (another worker on this host has it) is logged and the worker
     runs on: metrics must not stop transactions, and Prometheus shows the target down.
     """
+    from prometheus_client import start_http_server
+
+    from chainflow.core.logging import get_logger
+
+    log = get_logger(__name__)
     if port == 0 or not settings.metrics_enabled:
         yield
         return
@@ -88,7 +90,14 @@ def serve_metrics(settings: Settings, port: int) -> Iterator[None]:
         thread.join(timeout=5)
 
 
-async def _work(settings: Settings, chain_ids: list[int] | None) -> None:
+async def _work(settings: "Settings", chain_ids: list[int] | None) -> None:
+    from chainflow.core.logging import get_logger
+    from chainflow.infra.queue import RedisJobQueue
+    from chainflow.infra.queue.signals import RedisSignals
+    from chainflow.workers.context import open_engine
+    from chainflow.workers.main import run_engine
+
+    log = get_logger(__name__)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

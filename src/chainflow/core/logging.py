@@ -110,6 +110,10 @@ def configure_logging(*, json_format: bool, level: str = "info") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Alembic logs "setup plugin …" at info level as its autogenerate package is imported,
+    # which a CLI command does after this, when it opens the database (cli/runtime.py): eight
+    # lines before the command's output or its one error line.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> Any:

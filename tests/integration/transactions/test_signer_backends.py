@@ -17,7 +17,8 @@ from chainflow.domain.transactions.models import Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.binding import SignerRequest
-from chainflow.domain.wallets.models import SignerKind, Wallet, WalletChain
+from chainflow.domain.wallets.kinds import SignerKind
+from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey

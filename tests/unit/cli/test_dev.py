@@ -3,7 +3,7 @@ the environment says otherwise."""
 
 import pytest
 
-from chainflow.cli.dev import _dev_settings
+from chainflow.cli.embedded import _dev_settings
 from chainflow.core.settings import Settings
 
 

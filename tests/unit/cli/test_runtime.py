@@ -1,12 +1,15 @@
 """Every command runs under CPython's default recursion limit, not the 100,000 that py_ecc
-sets when eth-account imports it (issue 14: C parsers overflowed the stack under it)."""
+sets when eth-account imports it (issue 14: C parsers overflowed the stack under it). No
+command imports eth-account at start-up any more (infra/signing/transactions.py imports it
+for a legacy signature); `run` still restores the limit, whatever a command imported."""
 
 import subprocess
 import sys
 
 _PROBE = """
 import asyncio, sys
-import chainflow.cli.app  # every command's imports, py_ecc's among them
+import chainflow.cli.embedded  # what the largest command (`chainflow dev`) imports
+import eth_account  # py_ecc with it
 from chainflow.cli.runtime import run
 print(run(lambda: asyncio.sleep(0, sys.getrecursionlimit())))
 """

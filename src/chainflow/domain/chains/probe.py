@@ -8,15 +8,16 @@ target answered.
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from chainflow.core.errors import ChainflowError
 from chainflow.core.logging import get_logger
 from chainflow.core.urls import redact_url
 from chainflow.domain.chains.errors import RpcChainMismatch, RpcUnreachable, RpcUrlForbidden
 from chainflow.infra.net.urlguard import UrlForbidden, UrlGuard
-from chainflow.infra.rpc.client import RpcCallError, RpcClient, RpcTransportError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 ChainIdProbe = Callable[[str], Awaitable[int]]
 
@@ -33,9 +34,12 @@ class _NotJsonRpc(RpcUnreachable):
 
 
 def rpc_chain_id_probe(
-    http: aiohttp.ClientSession, *, timeout_s: float, guard: UrlGuard
+    http: "aiohttp.ClientSession", *, timeout_s: float, guard: UrlGuard
 ) -> ChainIdProbe:
     """A probe that checks the URL against `guard`, then asks it for `eth_chainId`."""
+    # Imported by the processes that probe (the API, `chainflow dev`), not by every command
+    # that reads or seeds chains: aiohttp took a tenth of `chainflow db upgrade`'s start-up.
+    from chainflow.infra.rpc.client import RpcCallError, RpcClient, RpcTransportError
 
     async def probe(url: str) -> int:
         try:

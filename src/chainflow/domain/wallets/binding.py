@@ -10,7 +10,7 @@ import asyncio
 import secrets
 from dataclasses import dataclass
 
-from eth_account import Account
+from eth_keys.datatypes import Signature
 from eth_utils.crypto import keccak
 
 from chainflow.domain.wallets.errors import (
@@ -20,7 +20,7 @@ from chainflow.domain.wallets.errors import (
     SignerWrongCurve,
     SignerWrongKeyUsage,
 )
-from chainflow.domain.wallets.models import SignerKind
+from chainflow.domain.wallets.kinds import SignerKind
 from chainflow.infra.signing.aws_kms import (
     AwsKms,
     AwsKmsSigner,
@@ -94,7 +94,8 @@ async def _pkcs11_signer(token: Pkcs11Token, request: SignerRequest) -> Signer:
 
 
 async def check_canary(signer: Signer) -> None:
-    """Sign a random digest and recover it independently (eth-account, not our own code).
+    """Sign a random digest and recover it independently (eth-keys, as eth-account does, not
+    our own code).
 
     Raises: SignerCanaryFailed, SignerUnavailable.
     """
@@ -103,6 +104,7 @@ async def check_canary(signer: Signer) -> None:
         signature = await signer.sign_digest(digest)
     except BadSignature as exc:
         raise SignerCanaryFailed(f"the backend's test signature was refused: {exc}") from None
-    vrs = (signature.recovery_id + 27, signature.r, signature.s)
-    if Account._recover_hash(digest, vrs=vrs) != signer.address:
+    vrs = (signature.recovery_id, signature.r, signature.s)
+    recovered = Signature(vrs=vrs).recover_public_key_from_msg_hash(digest)
+    if recovered.to_checksum_address() != str(signer.address):
         raise SignerCanaryFailed("the backend's test signature recovers to another address")

@@ -7,7 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.types import SecretBytes
 from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.errors import MasterKeyMismatch, MasterKeyRotated
-from chainflow.domain.wallets.models import SignerKind, Wallet
+from chainflow.domain.wallets.kinds import SignerKind
+from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.custody_lock import share_custody_lock
 from chainflow.infra.signing.aws_kms import (
     AwsKms,

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from chainflow.core.clock import utcnow
 from chainflow.core.types import WalletId, Wei
+from chainflow.domain.wallets.kinds import SignerKind
 from chainflow.infra.db.base import Base
 from chainflow.infra.db.types import UtcDateTime, WeiAmount
 
@@ -17,12 +18,6 @@ class WalletStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     DISABLED = "disabled"
-
-
-class SignerKind(StrEnum):
-    LOCAL = "local"  # a key sealed in this database
-    PKCS11 = "pkcs11"  # a key in an HSM token; key_ref is its CKA_LABEL
-    AWS_KMS = "aws_kms"  # an AWS KMS key; key_ref is its id or alias
 
 
 def _values(enum: type[StrEnum]) -> list[str]:

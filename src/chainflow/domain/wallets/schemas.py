@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, model_vali
 from chainflow.core.bodies import RequestBody
 from chainflow.core.fields import ChainId, TextStr, WeiStr
 from chainflow.domain.wallets.binding import SignerRequest
-from chainflow.domain.wallets.models import SignerKind, Wallet, WalletStatus
+from chainflow.domain.wallets.kinds import SignerKind
+from chainflow.domain.wallets.models import Wallet, WalletStatus
 
 ChainIds = Annotated[list[ChainId], Field(max_length=100)]
 

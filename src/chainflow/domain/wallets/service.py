@@ -27,7 +27,8 @@ from chainflow.domain.wallets.errors import (
     WalletExists,
     WalletNotFound,
 )
-from chainflow.domain.wallets.models import SignerKind, Wallet, WalletChain, WalletStatus
+from chainflow.domain.wallets.kinds import SignerKind
+from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import address_of

@@ -1,4 +1,4 @@
-"""Local signer: a decrypted key held in memory, signing with eth-account."""
+"""Local signer: a decrypted key held in memory, signing with coincurve."""
 
 # eth-keys signs with CoinCurveECCBackend when coincurve imports, and silently falls back to
 # a pure-Python backend about 10x slower otherwise (research/kms-hsm.md §5); eth-account does
@@ -10,8 +10,7 @@ import secrets
 from collections.abc import Mapping
 
 import coincurve
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
+from eth_keys.datatypes import PrivateKey
 
 from chainflow.core.types import Address, SecretBytes
 from chainflow.infra.metrics import SIGNER_SECONDS, SWITCH
@@ -32,7 +31,7 @@ _SIGN_SECONDS = SIGNER_SECONDS.labels(backend="local")
 
 def address_of(private_key: SecretBytes) -> Address:
     """Return the checksummed address of a key. Raises: InvalidPrivateKey."""
-    return Address(_account_of(private_key).address)
+    return _address_of(private_key)
 
 
 def generate_private_key() -> SecretBytes:
@@ -44,15 +43,16 @@ def generate_private_key() -> SecretBytes:
             return SecretBytes(candidate)
 
 
-def _account_of(private_key: SecretBytes) -> LocalAccount:
-    # Checked here because eth-account's own error misreports a zero or out-of-range key
+def _address_of(private_key: SecretBytes) -> Address:
+    # Checked here because eth-keys' own error misreports a zero or out-of-range key
     # as "must be exactly 32 bytes long, instead of 32 bytes".
     raw = private_key.reveal()
     if len(raw) != _KEY_BYTES:
         raise InvalidPrivateKey(f"private key must be 32 bytes, got {len(raw)}")
     validate_private_key(raw)
-    account: LocalAccount = Account.from_key(raw)
-    return account
+    # What eth-account's `Account.from_key(raw).address` is, without importing eth-account
+    # (its import costs every process ~0.5 s: infra/signing/transactions.py).
+    return Address(PrivateKey(raw).public_key.to_checksum_address())
 
 
 class LocalSigner:
@@ -62,12 +62,12 @@ class LocalSigner:
     checked against the cached public key), so one conformance suite covers them all.
     """
 
-    __slots__ = ("_account", "_curve_key", "_public_key")
+    __slots__ = ("_address", "_curve_key", "_public_key")
 
     kind = "local"
 
     def __init__(self, private_key: SecretBytes) -> None:
-        self._account = _account_of(private_key)
+        self._address = _address_of(private_key)
         raw = private_key.reveal()
         # One coincurve key per wallet: building it derives the public key, which cost more
         # CPU than the signature itself when done per signature (a draining worker's profile).
@@ -76,7 +76,7 @@ class LocalSigner:
 
     @property
     def address(self) -> Address:
-        return Address(self._account.address)
+        return self._address
 
     @property
     def public_key(self) -> bytes:

@@ -3,27 +3,32 @@ eth-account's per-call dict handling.
 
 `Account.sign_transaction` validates and reformats the dict twice per signature (once to
 hash, once to encode the signed form): ~90% of its CPU in a profile, against ~8% for the
-secp256k1 signature itself. For the dicts Chainflow builds (domain/transactions/signing.py:
+secp256k1 signature itself. For the dicts Chainflow builds (domain/transactions/attempts.py:
 plain ints, a checksummed `to`, bytes `data`) the validation says nothing new, so this module
-encodes them directly with eth-account's own RLP field definitions (`DynamicFeeTransaction`'s
-serializers) and the `rlp` library; anything else returns None and goes through eth-account.
-Tests compare the bytes with eth-account's for generated inputs.
+encodes them directly with the `rlp` library, as the RLP list of EIP-1559's fields in order
+(an int is a big-endian integer, bytes are a byte string, the empty access list an empty list:
+what eth-account's `DynamicFeeTransaction` serializers make of them); anything else returns
+None and goes through eth-account. Tests compare the bytes with eth-account's for generated
+inputs. eth-account itself is not imported here: importing any of it imports py_ecc's BLS
+code through eth-keyfile, ~0.5 s of CPU in every process (infra/signing/transactions.py).
 """
 
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any
 
-from eth_account.typed_transactions.dynamic_fee_transaction import DynamicFeeTransaction
 from eth_utils.address import is_checksum_address
 from eth_utils.crypto import keccak
 from rlp.codec import encode
 
-__all__ = ["Type2Fields", "encode_type_2", "sign_type_2", "type_2_fields", "type_2_hash"]
+__all__ = [
+    "Type2Fields",
+    "encode_type_2",
+    "plain_values",
+    "sign_type_2",
+    "type_2_fields",
+    "type_2_hash",
+]
 
-# eth-account's own field lists for the unsigned and the signed payload (EIP-1559 order).
-_UNSIGNED: Any = DynamicFeeTransaction._unsigned_transaction_serializer
-_SIGNED: Any = DynamicFeeTransaction._signed_transaction_serializer
 _TYPE_BYTE = b"\x02"
 _KEYS = frozenset(
     {
@@ -49,36 +54,48 @@ def _address_bytes(address: str) -> bytes | None:
     return bytes.fromhex(address[2:]) if is_checksum_address(address) else None
 
 
-def type_2_fields(tx: Mapping[str, object]) -> Type2Fields | None:
-    """The RLP values of a plain type-2 dict, in field order; None for any other dict
-    (another type, an access list, a contract creation, hex-string values, ...)."""
-    if tx.keys() != _KEYS or type(tx["type"]) is not int or tx["type"] != 2:
+def plain_values(
+    tx: Mapping[str, object], *, keys: frozenset[str], ints: tuple[str, ...]
+) -> tuple[list[int], bytes, bytes] | None:
+    """The values of a dict with exactly `keys` in the shape Chainflow builds: the
+    non-negative ints named `ints` (in that order), the 20 bytes of a checksummed `to`, and
+    bytes `data`; None for any other dict (hex strings, a contract creation, ...)."""
+    if tx.keys() != keys:
         return None
-    ints: list[int] = []
-    for key in _INTS:
+    values: list[int] = []
+    for key in ints:
         number = tx[key]
         if type(number) is not int or number < 0:  # bool is not int here
             return None
-        ints.append(number)
+        values.append(number)
     to, data = tx["to"], tx["data"]
     if not isinstance(to, str) or type(data) is not bytes:
         return None
     to_bytes = _address_bytes(to)
-    if to_bytes is None:
+    return None if to_bytes is None else (values, to_bytes, data)
+
+
+def type_2_fields(tx: Mapping[str, object]) -> Type2Fields | None:
+    """The RLP values of a plain type-2 dict, in field order; None for any other dict
+    (another type, an access list, a contract creation, hex-string values, ...)."""
+    if type(tx.get("type")) is not int or tx["type"] != 2:
         return None
-    chain_id, nonce, tip, max_fee, gas, value = ints
+    plain = plain_values(tx, keys=_KEYS, ints=_INTS)
+    if plain is None:
+        return None
+    (chain_id, nonce, tip, max_fee, gas, value), to_bytes, data = plain
     return (chain_id, nonce, tip, max_fee, gas, to_bytes, value, data, ())
 
 
 def type_2_hash(fields: Type2Fields) -> bytes:
     """The 32-byte keccak digest a type-2 transaction's signature signs."""
-    digest: bytes = keccak(_TYPE_BYTE + encode(_UNSIGNED(*fields)))
+    digest: bytes = keccak(_TYPE_BYTE + encode(list(fields)))
     return digest
 
 
 def encode_type_2(fields: Type2Fields, *, y_parity: int, r: int, s: int) -> bytes:
     """The signed transaction's raw bytes (0x02 || rlp)."""
-    raw: bytes = _TYPE_BYTE + encode(_SIGNED(*fields, y_parity, r, s))
+    raw: bytes = _TYPE_BYTE + encode([*fields, y_parity, r, s])
     return raw
 
 
