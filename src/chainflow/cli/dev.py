@@ -32,6 +32,4 @@ def dev(
     """Run everything in one process on the embedded database (the README's first command)."""
     from chainflow.cli.embedded import run_embedded
 
-    run_embedded(
-        host, port, anvil_port=anvil_port if anvil else None, demo=demo, demo_dca=demo_dca
-    )
+    run_embedded(host, port, anvil_port=anvil_port if anvil else None, demo=demo, demo_dca=demo_dca)
