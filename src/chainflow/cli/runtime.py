@@ -21,8 +21,7 @@ T = TypeVar("T")
 
 RECURSION_LIMIT = 1000
 """CPython's own default. py_ecc (imported through eth-account, which a process imports when
-it first signs a dict of another shape than the type-2 and legacy ones Chainflow builds:
-infra/signing/transactions.py) raises the limit to 100,000 at import (py_ecc/__init__.py),
+its engine opens or it first signs: infra/signing/type2.load_eth_account) raises the limit to 100,000 at import (py_ecc/__init__.py),
 past what the C stack holds: C code that recurses on nested input (the stdlib JSON parser,
 repr) then crashed the process instead of raising RecursionError (issue 14)."""
 

@@ -21,6 +21,7 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.rpc.endpoints import EndpointPool
 from chainflow.infra.signing import aws_kms, pkcs11
 from chainflow.infra.signing.master_source import load_master_key
+from chainflow.infra.signing.type2 import load_eth_account
 from chainflow.workers.engine import Engine, Ports, ScheduleConfig
 from chainflow.workers.outbox import OutboxConfig
 from chainflow.workers.webhooks import WebhookPorts, delivery_config, new_webhook_http
@@ -89,6 +90,7 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """An Engine over every enabled chain (or the given ones), closed on exit."""
     master = load_master_key(settings, allow_generate=settings.is_embedded)
+    load_eth_account()  # signing's serializers, once, before any drain holds a lane's lock
     # No pre-ping: a round that meets a dead connection fails and the next one retries.
     db = create_engine(settings.resolved_database_url, pre_ping=False)
     watch_pool(db, "engine")

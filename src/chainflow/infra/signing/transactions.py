@@ -1,15 +1,13 @@
 """Sign a transaction dict through any signer's `sign_digest`: hash, sign, encode.
 
 One path for every backend, so the encoding of v (typed: y-parity; legacy EIP-155:
-35 + 2 * chain id + recovery id, legacy.py) is the same for all (research/kms-hsm.md pitfall 5).
+35 + 2 * chain id + recovery id) is written once (research/kms-hsm.md pitfall 5).
 
-Plain type-2 and legacy dicts (what Chainflow builds) are encoded with `rlp` alone
-(type2.py, legacy.py); eth-account is imported only when another dict needs it: any module of
-it imports `eth_account.account`, hence eth-keyfile and py_ecc's BLS code, ~0.5 s of CPU that
-every process paid at start-up before.
+Plain type-2 dicts (what Chainflow builds) take type2.py's fast path; any other goes through
+eth-account's serializers. Both import eth-account on first use (type2.load_eth_account),
+never at start-up.
 """
 
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
@@ -17,39 +15,35 @@ from eth_utils.crypto import keccak
 
 from chainflow.core.types import TxHash
 from chainflow.infra.signing.ecdsa import RecoverableSignature
-from chainflow.infra.signing.legacy import (
-    EIP155_OFFSET,
-    encode_legacy,
-    legacy_fields,
-    legacy_hash,
-)
 from chainflow.infra.signing.signer import SignedTx
-from chainflow.infra.signing.type2 import encode_type_2, type_2_fields, type_2_hash
+from chainflow.infra.signing.type2 import (
+    encode_type_2,
+    load_eth_account,
+    type_2_fields,
+    type_2_hash,
+)
 
 __all__ = ["SignDigest", "sign_transaction_with"]
 
 SignDigest = Callable[[bytes], Awaitable[RecoverableSignature]]
+_EIP155_OFFSET = 35
 _PRE_EIP155_OFFSET = 27
 
 
 async def sign_transaction_with(tx: Mapping[str, object], sign_digest: SignDigest) -> SignedTx:
-    """Sign a type-2 or legacy dict on the fast paths (type2.py, legacy.py), any other through
-    eth-account's serializers."""
+    """Sign a type-2 dict on the fast path (type2.py), any other through eth-account's
+    serializers."""
     fields = type_2_fields(tx)
-    legacy = legacy_fields(tx) if fields is None else None
     if fields is not None:
         signature = await sign_digest(type_2_hash(fields))
         raw = encode_type_2(fields, y_parity=signature.recovery_id, r=signature.r, s=signature.s)
-    elif legacy is not None:
-        signature = await sign_digest(legacy_hash(legacy))
-        raw = encode_legacy(legacy, recovery_id=signature.recovery_id, r=signature.r, s=signature.s)
     else:
         raw = await _sign_with_eth_account(tx, sign_digest)
     return SignedTx(raw=raw, hash=TxHash("0x" + keccak(raw).hex()))
 
 
 async def _sign_with_eth_account(tx: Mapping[str, object], sign_digest: SignDigest) -> bytes:
-    limit = sys.getrecursionlimit()
+    load_eth_account()  # keeps the recursion limit
     from eth_account._utils.legacy_transactions import (
         Transaction,
         encode_transaction,
@@ -57,14 +51,12 @@ async def _sign_with_eth_account(tx: Mapping[str, object], sign_digest: SignDige
     )
     from eth_account.typed_transactions.typed_transaction import TypedTransaction
 
-    # py_ecc raises the limit to 100,000 when it is first imported (cli/runtime.py, issue 14).
-    sys.setrecursionlimit(limit)
     unsigned = serializable_unsigned_transaction_from_dict(cast(Any, dict(tx)))
     signature = await sign_digest(bytes(unsigned.hash()))
     if isinstance(unsigned, TypedTransaction):
         v = signature.recovery_id
     elif isinstance(unsigned, Transaction):  # chain-aware: its v holds the chain id
-        v = EIP155_OFFSET + 2 * int(unsigned.v) + signature.recovery_id
+        v = _EIP155_OFFSET + 2 * int(unsigned.v) + signature.recovery_id
     else:
         v = _PRE_EIP155_OFFSET + signature.recovery_id
     raw: bytes = encode_transaction(unsigned, vrs=(v, signature.r, signature.s))

@@ -5,16 +5,20 @@ eth-account's per-call dict handling.
 hash, once to encode the signed form): ~90% of its CPU in a profile, against ~8% for the
 secp256k1 signature itself. For the dicts Chainflow builds (domain/transactions/attempts.py:
 plain ints, a checksummed `to`, bytes `data`) the validation says nothing new, so this module
-encodes them directly with the `rlp` library, as the RLP list of EIP-1559's fields in order
-(an int is a big-endian integer, bytes are a byte string, the empty access list an empty list:
-what eth-account's `DynamicFeeTransaction` serializers make of them); anything else returns
-None and goes through eth-account. Tests compare the bytes with eth-account's for generated
-inputs. eth-account itself is not imported here: importing any of it imports py_ecc's BLS
-code through eth-keyfile, ~0.5 s of CPU in every process (infra/signing/transactions.py).
+encodes them directly with eth-account's own RLP field definitions (`DynamicFeeTransaction`'s
+serializers) and the `rlp` library; anything else returns None and goes through eth-account.
+Tests compare the bytes with eth-account's for generated inputs.
+
+eth-account is imported on first use (`load_eth_account`), not when this module is: any of
+its modules imports eth-keyfile and py_ecc's BLS code, ~0.5 s of CPU that the API and every
+CLI command paid at start-up without signing anything. An engine loads it when it opens
+(workers/context.py), so no drain pays for it while holding its lanes' locks.
 """
 
+import sys
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import Any
 
 from eth_utils.address import is_checksum_address
 from eth_utils.crypto import keccak
@@ -46,6 +50,21 @@ _KEYS = frozenset(
 _INTS = ("chainId", "nonce", "maxPriorityFeePerGas", "maxFeePerGas", "gas", "value")
 
 Type2Fields = tuple[int, int, int, int, int, bytes, int, bytes, tuple[()]]
+
+
+@cache
+def load_eth_account() -> tuple[Any, Any]:
+    """Import eth-account once, keeping CPython's recursion limit (py_ecc raises it to 100,000
+    when first imported; issue 14), and return `DynamicFeeTransaction`'s serializers for the
+    unsigned and the signed payload (EIP-1559 field order)."""
+    limit = sys.getrecursionlimit()
+    from eth_account.typed_transactions.dynamic_fee_transaction import DynamicFeeTransaction
+
+    sys.setrecursionlimit(limit)
+    return (
+        DynamicFeeTransaction._unsigned_transaction_serializer,
+        DynamicFeeTransaction._signed_transaction_serializer,
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -89,13 +108,15 @@ def type_2_fields(tx: Mapping[str, object]) -> Type2Fields | None:
 
 def type_2_hash(fields: Type2Fields) -> bytes:
     """The 32-byte keccak digest a type-2 transaction's signature signs."""
-    digest: bytes = keccak(_TYPE_BYTE + encode(list(fields)))
+    unsigned, _ = load_eth_account()
+    digest: bytes = keccak(_TYPE_BYTE + encode(unsigned(*fields)))
     return digest
 
 
 def encode_type_2(fields: Type2Fields, *, y_parity: int, r: int, s: int) -> bytes:
     """The signed transaction's raw bytes (0x02 || rlp)."""
-    raw: bytes = _TYPE_BYTE + encode([*fields, y_parity, r, s])
+    _, signed = load_eth_account()
+    raw: bytes = _TYPE_BYTE + encode(signed(*fields, y_parity, r, s))
     return raw
 
 
