@@ -21,9 +21,10 @@ T = TypeVar("T")
 
 RECURSION_LIMIT = 1000
 """CPython's own default. py_ecc (imported through eth-account, which a process imports when
-its engine opens or it first signs: infra/signing/type2.load_eth_account) raises the limit to 100,000 at import (py_ecc/__init__.py),
-past what the C stack holds: C code that recurses on nested input (the stdlib JSON parser,
-repr) then crashed the process instead of raising RecursionError (issue 14)."""
+its engine opens or it first signs: infra/signing/type2.load_eth_account) raises the limit to
+100,000 at import (py_ecc/__init__.py), past what the C stack holds: C code that recurses on
+nested input (the stdlib JSON parser, repr) then crashed the process instead of raising
+RecursionError (issue 14)."""
 
 
 def restore_recursion_limit() -> None:
