@@ -153,19 +153,25 @@ async def _schedule_txs(harness: EngineHarness, wallet: Wallet) -> int:
 
 
 class TestSwaps:
+    # The 10 runs under scripts/chaos; 4 in CI (each run is a full engine round trip).
+    @pytest.mark.parametrize("count", [4, pytest.param(10, marks=pytest.mark.chaos_full)])
     async def test_native_in_runs_match_the_swap_logs_and_the_balances(
-        self, harness: EngineHarness, dex: Dex
+        self, harness: EngineHarness, dex: Dex, count: int
     ) -> None:
         wallet = await harness.wallet(balance_wei=100 * E18)
         now = T0
         action = {"router": dex.router, "token_in": "native", "token_out": dex.token_b}
         schedule_id = await _create(
-            harness, wallet, now, action | {"amount_in": str(E18)}, max_runs=4
+            harness, wallet, now, action | {"amount_in": str(E18)}, max_runs=count
         )
         harness.current = schedule_id  # type: ignore[attr-defined]
         eth_before = int(await dex.rpc.call("eth_getBalance", [wallet.address, "latest"]), 16)
-        runs = [await _step(harness, dex, now + timedelta(seconds=STEP_S * k)) for k in range(4)]
-        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=now + timedelta(seconds=STEP_S * 4))
+        runs = [
+            await _step(harness, dex, now + timedelta(seconds=STEP_S * k)) for k in range(count)
+        ]
+        await schedule_pass(
+            harness.engine, ANVIL_CHAIN_ID, now=now + timedelta(seconds=STEP_S * count)
+        )
         outs, gas = 0, 0
         for run in runs:
             tx = await harness.get(run.transaction_id)  # type: ignore[arg-type]
@@ -186,20 +192,21 @@ class TestSwaps:
             gas += int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
         assert await dex.balance(dex.token_b, wallet.address) == outs
         eth_after = int(await dex.rpc.call("eth_getBalance", [wallet.address, "latest"]), 16)
-        assert eth_before - eth_after == 4 * E18 + gas
+        assert eth_before - eth_after == count * E18 + gas
         quotes = [run.quote_out or 0 for run in runs]
         assert quotes == sorted(quotes, reverse=True)  # each run bought at the moved price
         finished = await _runs(harness, schedule_id)
-        assert [r.status for r in finished] == [RunStatus.SUCCEEDED] * 4
+        assert [r.status for r in finished] == [RunStatus.SUCCEEDED] * count
         async with unit_of_work(harness.sessionmaker) as session:
             row = await service.get_schedule(session, schedule_id)
-        assert (row.status, row.spent) == (ScheduleStatus.COMPLETED, 4 * E18)
+        assert (row.status, row.spent) == (ScheduleStatus.COMPLETED, count * E18)
 
+    @pytest.mark.parametrize("count", [2, pytest.param(10, marks=pytest.mark.chaos_full)])
     async def test_erc20_in_is_approved_once_before_the_first_swap(
-        self, harness: EngineHarness, dex: Dex
+        self, harness: EngineHarness, dex: Dex, count: int
     ) -> None:
         wallet = await harness.wallet(balance_wei=10 * E18)
-        await dex.fund(dex.token_a, wallet.address, 50 * E18)
+        await dex.fund(dex.token_a, wallet.address, (count * 10 + 30) * E18)
         now = T0
         action = {
             "router": dex.router,
@@ -207,19 +214,21 @@ class TestSwaps:
             "token_out": dex.token_b,
             "amount_in": str(10 * E18),
         }
-        schedule_id = await _create(harness, wallet, now, action, budget=str(20 * E18))
+        schedule_id = await _create(harness, wallet, now, action, budget=str(count * 10 * E18))
         harness.current = schedule_id  # type: ignore[attr-defined]
         (allowance,) = await dex.call(
             dex.token_a, "allowance(address,address)", [wallet.address, dex.router], ["uint256"]
         )
-        assert allowance == 20 * E18  # the budget, not unlimited
-        made = [await _step(harness, dex, now + timedelta(seconds=STEP_S * k)) for k in range(2)]
+        assert allowance == count * 10 * E18  # the budget, not unlimited
+        made = [
+            await _step(harness, dex, now + timedelta(seconds=STEP_S * k)) for k in range(count)
+        ]
         async with unit_of_work(harness.sessionmaker) as session:
             row = await service.get_schedule(session, schedule_id)
-        # the budget is spent: the schedule ends, no third occurrence
+        # the budget is spent: the schedule ends, no further occurrence
         assert (row.status, row.spent, row.next_run_at) == (
             ScheduleStatus.COMPLETED,
-            20 * E18,
+            count * 10 * E18,
             None,
         )
         outs = 0
@@ -229,7 +238,7 @@ class TestSwaps:
             outs += max(swap[2], swap[3])
         assert await dex.balance(dex.token_a, wallet.address) == 30 * E18
         assert await dex.balance(dex.token_b, wallet.address) == outs
-        assert await _schedule_txs(harness, wallet) == 3  # the approve and two swaps
+        assert await _schedule_txs(harness, wallet) == 1 + count  # the approve and the swaps
 
     async def test_a_fee_on_transfer_token_in_swaps_with_the_supporting_variant(
         self, harness: EngineHarness, dex: Dex
