@@ -81,7 +81,7 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         full,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -90,6 +90,11 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
         json_deserializer=jsondepth.loads,
         json_serializer=dumps_json,
     )
+    # An INSERT of many rows without RETURNING is one multi-row VALUES statement (up to 1,000
+    # rows each), not asyncpg's executemany, which PostgreSQL runs as one statement per row:
+    # the event rows and outbox events of every status change (docs/performance.md).
+    engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
 def dumps_json(value: Any) -> str:
