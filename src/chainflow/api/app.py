@@ -17,6 +17,7 @@ from chainflow.api.auth_cache import KeyCache
 from chainflow.api.chain_watch import ChainWatch
 from chainflow.api.event_hub import EventHub
 from chainflow.api.gate import GateMiddleware
+from chainflow.api.group_commit import GroupCommit
 from chainflow.api.metrics_collector import LaneCollector
 from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
@@ -99,6 +100,14 @@ async def open_resources(
                 await check_master_key(session, master=master_key)
             await warm_pool(engine, _POOL_SIZE)
             doorbells = Doorbells(own_queue)
+            group = None
+            if engine.dialect.name == "postgresql" and settings.api_group_commit_ms > 0:
+                # Its own connection, outside the pool: the callers waiting for their group
+                # hold pooled connections, and must not starve the one that stores it.
+                group = GroupCommit(
+                    create_engine(settings.resolved_database_url, pool_size=1, pre_ping=False),
+                    settings.api_group_commit_ms / 1000,
+                )
             yield Resources(
                 settings,
                 engine,
@@ -111,7 +120,10 @@ async def open_resources(
                 token,
                 aws_kms.AwsKms(aws_kms.config_from(settings)),
                 limiter=RedisRateLimiter(redis) if redis is not None else LocalRateLimiter(),
+                group_commit=group,
             )
+            if group is not None:
+                await group.close()  # the last group, before the engine goes
             await doorbells.settle()  # the last rings, before the queue closes
     finally:
         if queue is None:
