@@ -39,36 +39,36 @@ class GroupCommit:
         self._window_s = window_s
         self._pending: list[tuple[NewRequest, asyncio.Future[bool | None]]] = []
         self._connection: AsyncConnection | None = None
-        self._lock = asyncio.Lock()  # one statement at a time on the group's connection
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.TimerHandle | None = None
+        # The one task storing groups: one statement at a time on the group's connection.
+        self._flusher: asyncio.Task[None] | None = None
 
     async def insert(self, request: NewRequest) -> bool | None:
         """Store `request` with the others of its group; False when its idempotency key was
         taken, None when the group stored nothing (store it on your own)."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[bool | None] = loop.create_future()
+        answer: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         self._pending.append((request, answer))
-        if len(self._pending) >= MAX_GROUP:
-            self._flush_now()
-        elif self._timer is None:
-            self._timer = loop.call_later(self._window_s, self._flush_now)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
         return await answer
 
-    def _flush_now(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        group, self._pending = self._pending, []
-        if group:
-            task = asyncio.get_running_loop().create_task(self._store(group))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    async def _flush(self) -> None:
+        """Store groups while requests wait: the first after `window_s`, each next one at once
+        with what arrived while the previous statement ran (so a slow commit makes groups
+        larger, not a queue of small ones)."""
+        try:
+            await asyncio.sleep(self._window_s)
+            while self._pending:
+                group = self._pending[:MAX_GROUP]
+                del self._pending[:MAX_GROUP]
+                await self._store(group)
+        finally:
+            self._flusher = None
+            if self._pending:  # arrived after the loop's last look (cancelled: on close)
+                self._flusher = asyncio.create_task(self._flush())
 
     async def _store(self, group: list[tuple[NewRequest, asyncio.Future[bool | None]]]) -> None:
         try:
-            async with self._lock:
-                stored = await self._run([request for request, _ in group])
+            stored = await self._run([request for request, _ in group])
         except Exception as exc:
             log.warning("api.group_commit_failed", rows=len(group), error=type(exc).__name__)
             for _, answer in group:
@@ -94,9 +94,8 @@ class GroupCommit:
 
     async def close(self) -> None:
         """Store what is pending, then close the group's connection."""
-        self._flush_now()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._flusher is not None:
+            await self._flusher
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
