@@ -106,7 +106,9 @@ def _server_processes(name: str, port: int) -> list[psutil.Process]:
     the server when the listener cannot be seen (another user's sockets without root)."""
     with contextlib.suppress(psutil.AccessDenied, PermissionError):
         for conn in psutil.net_connections("tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            local = conn.laddr
+            listening = conn.status == psutil.CONN_LISTEN and conn.pid
+            if listening and isinstance(local, tuple) and local[1:2] == (port,):
                 with contextlib.suppress(psutil.NoSuchProcess):
                     main = psutil.Process(conn.pid)
                     return [main, *main.children(recursive=True)]
