@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chainflow.api.group_commit import GroupCommit
-from chainflow.core.types import TxId
+from chainflow.core.types import TxId, WalletId
 from chainflow.domain.events.models import EventRow
 from chainflow.domain.transactions.models import Transaction, TxEventRow
 from chainflow.domain.transactions.repository import intake
@@ -94,18 +94,20 @@ async def test_a_group_that_fails_stores_each_request_on_its_own(
     async with unit_of_work(api.resources.sessionmaker) as session:
         row = (await session.scalars(select(Transaction))).one()
     template = NewRequest(**{f.name: getattr(row, f.name) for f in dataclasses.fields(NewRequest)})
-    fine = dataclasses.replace(template, id=uuid.uuid4())
-    orphan = dataclasses.replace(template, id=uuid.uuid4(), wallet_id=uuid.uuid4())  # no wallet
+    fine = dataclasses.replace(template, id=TxId(uuid.uuid4()))
+    no_wallet = WalletId(uuid.uuid4())
+    orphan = dataclasses.replace(template, id=TxId(uuid.uuid4()), wallet_id=no_wallet)
     group = GroupCommit(create_engine(api.resources.settings.resolved_database_url), 0.05)
     try:
         # The orphan's foreign key fails the group's one statement: neither is stored by it.
-        assert await asyncio.gather(group.insert(fine), group.insert(orphan)) == [None, None]
+        answers = await asyncio.gather(group.insert(fine), group.insert(orphan))
+        assert list(answers) == [None, None]
         assert (await _counts(api))[0] == 1
         # On its own, the fine one is stored, and the group's next statement works again.
         async with api.resources.engine.connect() as connection:
             assert await intake.insert_request(connection, fine)
             await connection.commit()
-        again = dataclasses.replace(template, id=uuid.uuid4())
+        again = dataclasses.replace(template, id=TxId(uuid.uuid4()))
         assert await group.insert(again) is True
         assert await _counts(api) == (3, 3, 3)
     finally:
