@@ -71,6 +71,8 @@ boolean or a float, nor a boolean from a number.
 # CPU, half of PostgreSQL's CPU per transaction; docs/performance.md). The most connections
 # is the same 20.
 _POOL_SIZE = 20
+# Opened at start; the others as a burst needs them, then kept (a test suite starts many apps).
+_WARM = 10
 
 
 def _own_queue(settings: Settings) -> JobQueue:
@@ -104,7 +106,7 @@ async def open_resources(
         async with hold_custody_lock(engine, exclusive=False):
             async with unit_of_work(sessionmaker) as session:
                 await check_master_key(session, master=master_key)
-            await warm_pool(engine, _POOL_SIZE - 1)  # one holds the custody lock
+            await warm_pool(engine, _WARM)
             doorbells = Doorbells(own_queue)
             group = None
             if engine.dialect.name == "postgresql" and settings.api_group_commit_ms > 0:
