@@ -37,7 +37,14 @@ async def transfer_and_check(
                 for i in range(count)
             ]
             await harness.run_until(ids, has_status(TxStatus.CONFIRMED), timeout_s=60 + count)
-            expected = await _expected(deliveries.sessionmaker)
+
+            # The sequencer numbers the last round's events on its next pass (up to 250 ms
+            # after the round commits): wait for it, not only for the statuses.
+            async def sequenced() -> dict[str, list[str]] | None:
+                found = await _expected(deliveries.sessionmaker)
+                return found or None
+
+            expected = await eventually(sequenced, timeout_s=10)
             assert set(expected) == {str(i) for i in ids}
 
             async def all_delivered() -> bool:
