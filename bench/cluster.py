@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -56,10 +57,13 @@ class Running:
         this benchmark process (the client), by name."""
         found: dict[str, float] = {}
 
-        def add(name: str, proc: psutil.Process) -> None:
+        def add(name: str, proc: psutil.Process, *, reaped: bool = False) -> None:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 times = proc.cpu_times()
-                found[name] = found.get(name, 0.0) + times.user + times.system
+                spent = times.user + times.system
+                if reaped:  # children that exited (PostgreSQL backends of closed connections)
+                    spent += times.children_user + times.children_system
+                found[name] = found.get(name, 0.0) + spent
 
         for name, popen in self.procs.items():
             add(name, psutil.Process(popen.pid))
@@ -69,12 +73,10 @@ class Running:
             with contextlib.suppress(psutil.NoSuchProcess):
                 if "anvil" in child.name():
                     add("anvil", child)
-        for proc in psutil.process_iter(["name"]):
-            name = proc.info["name"] or ""
-            if name.startswith("postgres"):
-                add("postgres", proc)
-            elif name.startswith("redis-server"):
-                add("redis", proc)
+        servers = {"postgres": _port(POSTGRES, 5432), "redis": _port(REDIS, 6379)}
+        for name, port in servers.items():
+            for i, proc in enumerate(_server_processes(name, port)):
+                add(name, proc, reaped=i == 0)
         return found
 
     @property
@@ -92,6 +94,26 @@ class Running:
                 self.peak_rss_mb[name] = max(self.peak_rss_mb.get(name, 0.0), rss)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
+
+
+def _port(url: str, default: int) -> int:
+    return urllib.parse.urlsplit(url).port or default
+
+
+def _server_processes(name: str, port: int) -> list[psutil.Process]:
+    """The processes of the server listening on `port` (its main process and children), so a
+    machine running other clusters or tests does not count theirs; every process named like
+    the server when the listener cannot be seen (another user's sockets without root)."""
+    with contextlib.suppress(psutil.AccessDenied, PermissionError):
+        for conn in psutil.net_connections("tcp"):
+            local = conn.laddr
+            listening = conn.status == psutil.CONN_LISTEN and conn.pid
+            if listening and isinstance(local, tuple) and local[1:2] == (port,):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    main = psutil.Process(conn.pid)
+                    return [main, *main.children(recursive=True)]
+    prefix = "postgres" if name == "postgres" else "redis-server"
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(prefix)]
 
 
 async def _prepare(

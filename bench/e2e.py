@@ -65,8 +65,8 @@ async def submit_all(
     run: Running, per_wallet: int, concurrency: int, batch: int = 0
 ) -> tuple[list[float], int]:
     """POST every request, `concurrency` at a time (with `batch`, POST /v1/transactions/batch
-    of that many, `concurrency // 16` at a time); per-call latency in ms, and requests that
-    were not accepted."""
+    of that many, `concurrency // 16` at a time), round the API processes; per-call latency in
+    ms, and requests that were not accepted."""
     bodies: list[dict[str, Any]] = [
         {"chain_id": 31337, "wallet": address, "to": SINK, "value": str(i + 1)}
         for i in range(per_wallet)
@@ -88,17 +88,20 @@ async def submit_all(
     limits = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(headers=headers, connector=limits) as http:
 
-        async def one(path: str, body: dict[str, Any]) -> None:
+        async def one(base: str, path: str, body: dict[str, Any]) -> None:
             nonlocal errors
             async with gate:
                 started = time.perf_counter()
-                async with http.post(f"{run.api_url}{path}", json=body) as response:
+                async with http.post(f"{base}{path}", json=body) as response:
                     await response.read()
                     if response.status != 202:
                         errors += len(body.get("transactions", [body]))
                 latencies.append((time.perf_counter() - started) * 1000)
 
-        await asyncio.gather(*(one(path, body) for path, body in calls))
+        bases = run.api_urls  # several API processes: the calls go round them
+        await asyncio.gather(
+            *(one(bases[i % len(bases)], path, body) for i, (path, body) in enumerate(calls))
+        )
     return latencies, errors
 
 

@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chainflow.api.auth_cache import KeyCache
+from chainflow.api.group_commit import GroupCommit
 from chainflow.core.settings import Settings
 from chainflow.domain.transactions.doorbell import Doorbells
 from chainflow.infra.ratelimit import LocalRateLimiter, RateLimiter
@@ -30,3 +31,5 @@ class Resources:
     # per-key rate limits (issue 21): in Redis when there is one, else in this process
     limiter: RateLimiter = field(default_factory=LocalRateLimiter)
     fallback: RateLimiter = field(default_factory=LocalRateLimiter)  # when Redis is silent
+    # PostgreSQL with CHAINFLOW_API_GROUP_COMMIT_MS > 0: submissions stored in groups (issue 17)
+    group_commit: GroupCommit | None = None

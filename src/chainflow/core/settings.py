@@ -148,6 +148,13 @@ class Settings(BaseSettings):
     rate_limit_fail_open: bool = Field(
         True, description="admit (true) or refuse 503 (false) when Redis does not answer"
     )
+    api_group_commit_ms: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description="PostgreSQL: submissions arriving within this many ms are stored in one "
+        "statement and one commit (0: each on its own)",
+    )
 
     @field_validator("database_url")
     @classmethod

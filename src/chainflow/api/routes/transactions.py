@@ -51,6 +51,7 @@ async def submit_transaction(
     A request the wallet's spending policy refuses is `403 policy_denied`, naming the `rule`
     and its `limit`, and stores nothing (the Idempotency-Key stays unused)."""
     restrictions = restrictions_of(key)
+    group = resources.group_commit
     async with single_statements(resources.engine) as db:
         result = await service.submit(
             db,
@@ -58,6 +59,7 @@ async def submit_transaction(
             api_key_id=key.id,
             idempotency_key=idempotency_key,
             restrictions=restrictions,
+            group=group.insert if group is not None else None,
         )
     if isinstance(result, service.NeedsTransaction):  # the wallet has a spending policy
         async with unit_of_work(resources.sessionmaker) as session:

@@ -16,13 +16,14 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.types import TxId
 from chainflow.domain.events.repository import EVENTS
 from chainflow.infra import metrics
+from chainflow.infra.db.bulk import update_rows
 from chainflow.infra.db.commit_hooks import on_commit
 from chainflow.infra.db.params import in_list
 
@@ -61,13 +62,8 @@ async def sequence_pending(session: AsyncSession, *, limit: int = BATCH) -> int:
         seq = None
         if tx_id is not None:
             seq = seqs[tx_id] = seqs.get(tx_id, 0) + 1
-        rows.append({"b_id": row_id, "b_cursor": cursor, "b_tx_seq": seq})
-    await session.execute(
-        update(EVENTS)
-        .where(c.id == bindparam("b_id"))
-        .values(cursor=bindparam("b_cursor"), tx_seq=bindparam("b_tx_seq")),
-        rows,
-    )
+        rows.append({"id": row_id, "cursor": cursor, "tx_seq": seq})
+    await update_rows(session, EVENTS, rows)  # one statement on PostgreSQL
     _record_lag([created_at for _, _, created_at in pending])
     return len(rows)
 

@@ -2,7 +2,7 @@
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeAlias, overload
 
@@ -70,6 +70,9 @@ class NeedsTransaction:
 
 
 Submitted: TypeAlias = Created | Replayed | NeedsTransaction
+# Stores a request with others (True), or finds its idempotency key taken (False), or stores
+# nothing (None): api/group_commit.py.
+GroupInsert: TypeAlias = Callable[[NewRequest], Awaitable[bool | None]]
 
 
 def request_hash(body: TxCreate) -> str:
@@ -96,6 +99,7 @@ async def submit(
     api_key_id: uuid.UUID | None,
     idempotency_key: str | None,
     restrictions: Restrictions = ...,
+    group: GroupInsert | None = ...,
 ) -> Submitted: ...
 
 
@@ -106,6 +110,7 @@ async def submit(
     api_key_id: uuid.UUID | None,
     idempotency_key: str | None,
     restrictions: Restrictions = UNRESTRICTED,
+    group: GroupInsert | None = None,
 ) -> Submitted:
     """Store a queued request after checking the key's restrictions, chain, wallet, lane,
     caps and the wallet's spending policy. Without a policy every write is one statement, so
@@ -117,6 +122,10 @@ async def submit(
         InvalidIdempotencyKey: the key is empty, too long or has a character outside its set.
         KeyRestricted: the wallet or chain is outside the key's restrictions.
         PolicyDenied: a rule of the wallet's policy refuses it; nothing is stored.
+
+    `group` (a connection in autocommit only): stores the request with others arriving at the
+    same time, in one statement (api/group_commit.py); it answers as insert_request does, or
+    None when it stored nothing, and the request is then stored here on its own.
     """
     idempotency_key = idempotency.single_key(idempotency_key)
     fingerprint = request_hash(body)
@@ -144,7 +153,12 @@ async def submit(
         idempotency_key=idempotency_key,
         fee_cap=fee_cap,
     )
-    if await intake.insert_request(db, request):
+    stored = None
+    if group is not None and not intake.is_transactional(db):
+        stored = await group(request)
+    if stored is None:
+        stored = await intake.insert_request(db, request)
+    if stored:
         return Created(request)
     earlier = None
     if idempotency_key is not None:  # a concurrent request with the same key stored first

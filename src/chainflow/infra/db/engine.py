@@ -66,7 +66,9 @@ def _ensure_folder(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, pre_ping: bool = True, overflow: int | None = None
+) -> AsyncEngine:
     """Create the engine for a database URL (driver chosen automatically).
 
     Every engine hides bound parameters from its error messages (`hide_parameters`): rows
@@ -75,6 +77,9 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
     `pre_ping=False` saves a round trip per checkout: a connection that died (database
     restarted) then fails one unit of work, and SQLAlchemy recycles the pool; only for callers
     that retry on their own, as the workers' rounds do.
+
+    `overflow` (default `pool_size`): connections opened beyond the pool under a burst and
+    closed as soon as they are returned; each costs PostgreSQL a new backend (~5 ms of CPU).
     """
     full = async_url(url)
     # Stored JSON is read back with the same nesting bound as every other JSON (issue 14).
@@ -89,15 +94,20 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         full,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if overflow is None else overflow,
         pool_pre_ping=pre_ping,
         hide_parameters=True,
         json_deserializer=jsondepth.loads,
         json_serializer=dumps_json,
     )
+    # An INSERT of many rows without RETURNING is one multi-row VALUES statement (up to 1,000
+    # rows each), not asyncpg's executemany, which PostgreSQL runs as one statement per row:
+    # the event rows and outbox events of every status change (docs/performance.md).
+    engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
 def dumps_json(value: Any) -> str:

@@ -2,11 +2,11 @@
 answers, a tracking round's receipts. Each writes many rows in a few executemany statements
 instead of an ORM flush per row (the ORM stays for the rare paths)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, literal, update
+from sqlalchemy import ColumnElement, Integer, Table, case, func, insert, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.types import TxId
@@ -22,6 +22,7 @@ from chainflow.domain.transactions.rows import (
     SignedUpdate,
     Transition,
 )
+from chainflow.infra.db.bulk import update_rows
 from chainflow.infra.db.params import in_list
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
@@ -43,17 +44,7 @@ async def store_signed(session: AsyncSession, writes: SignWrites) -> None:
     if not writes.attempts:
         return
     await session.execute(insert(_ATTEMPTS), writes.attempts)
-    await session.execute(
-        update(_TRANSACTIONS)
-        .where(_TRANSACTIONS.c.id == bindparam("b_id"))
-        .values(
-            status=bindparam("b_status"),
-            nonce=bindparam("b_nonce"),
-            gas_limit=bindparam("b_gas_limit"),
-            updated_at=bindparam("b_updated_at"),
-        ),
-        _bound(writes.signed),
-    )
+    await update_rows(session, _TRANSACTIONS, writes.signed)
     await transitions.log(session, writes.transitions)  # after: its snapshots read the rows
 
 
@@ -72,39 +63,40 @@ async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
     """Write a batch of broadcast answers in at most four bulk statements."""
     attempts = _ATTEMPTS.c
     if writes.accepted:
-        await session.execute(
-            update(_ATTEMPTS)
-            .where(attempts.id == bindparam("b_id"))
-            .values(
-                last_sent_at=bindparam("b_at"),
-                first_sent_at=func.coalesce(attempts.first_sent_at, bindparam("b_at")),
-                broadcast_count=attempts.broadcast_count + literal(1),
-                last_error=None,
-                status=case(
+        await update_rows(
+            session,
+            _ATTEMPTS,
+            writes.accepted,
+            types={"at": attempts.last_sent_at.type},
+            values=lambda row: {
+                "last_sent_at": row["at"],
+                "first_sent_at": func.coalesce(attempts.first_sent_at, row["at"]),
+                "broadcast_count": attempts.broadcast_count + literal(1),
+                "last_error": None,
+                "status": case(
                     (attempts.status == AttemptStatus.SIGNED.value, AttemptStatus.SUBMITTED.value),
                     else_=attempts.status,
                 ),
-            ),
-            _bound(writes.accepted),
+            },
         )
     if writes.refused:
-        await session.execute(
-            update(_ATTEMPTS)
-            .where(attempts.id == bindparam("b_id"))
-            .values(
-                last_sent_at=bindparam("b_at"),
-                broadcast_count=attempts.broadcast_count + bindparam("b_sent"),
-                last_error=bindparam("b_error"),
-            ),
-            _bound(writes.refused),
+        await update_rows(
+            session,
+            _ATTEMPTS,
+            writes.refused,
+            types={
+                "at": attempts.last_sent_at.type,
+                "sent": Integer(),
+                "error": attempts.last_error.type,
+            },
+            values=lambda row: {
+                "last_sent_at": row["at"],
+                "broadcast_count": attempts.broadcast_count + row["sent"],
+                "last_error": row["error"],
+            },
         )
     if writes.moved:
-        await session.execute(
-            update(_TRANSACTIONS)
-            .where(_TRANSACTIONS.c.id == bindparam("b_id"))
-            .values(status=bindparam("b_status"), updated_at=bindparam("b_updated_at")),
-            _bound(writes.moved),
-        )
+        await update_rows(session, _TRANSACTIONS, writes.moved)
         await transitions.log(session, writes.transitions)  # after: its snapshots read the rows
 
 
@@ -154,31 +146,27 @@ async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> None:
         )
     if not writes.requests:
         return
-    await session.execute(
-        update(_ATTEMPTS)
-        .where(attempts.tx_id == bindparam("b_tx_id"))
-        .values(
-            sent_at_block=stamp,
-            status=case(
-                (attempts.id == bindparam("b_mined"), AttemptStatus.MINED.value),
+    await update_rows(
+        session,
+        _ATTEMPTS,
+        writes.attempts,
+        key="tx_id",
+        types={"mined": attempts.id.type},
+        values=lambda row: {
+            "sent_at_block": stamp,
+            "status": case(
+                (attempts.id == row["mined"], AttemptStatus.MINED.value),
                 else_=AttemptStatus.REPLACED.value,
             ),
-        ),
-        _bound(writes.attempts),
+        },
     )
     t = _TRANSACTIONS.c
-    values: dict[str, ColumnElement[object]] = {
-        name: bindparam(f"b_{name}") for name in _RECEIPT_COLUMNS
-    }
-    values["error_code"] = func.coalesce(bindparam("b_error_code"), t.error_code)
-    values["error_message"] = func.coalesce(bindparam("b_error_message"), t.error_message)
-    await session.execute(
-        update(_TRANSACTIONS).where(t.id == bindparam("b_id")).values(**values),
-        _bound(writes.requests),
-    )
+
+    def receipt(row: Mapping[str, ColumnElement[Any]]) -> dict[str, ColumnElement[Any]]:
+        values = {name: row[name] for name in _RECEIPT_COLUMNS}
+        values["error_code"] = func.coalesce(row["error_code"], t.error_code)
+        values["error_message"] = func.coalesce(row["error_message"], t.error_message)
+        return values
+
+    await update_rows(session, _TRANSACTIONS, writes.requests, values=receipt)
     await transitions.log(session, writes.transitions)
-
-
-def _bound(rows: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
-    # Bind names must differ from the column names in an executemany UPDATE.
-    return [{f"b_{key}": value for key, value in row.items()} for row in rows]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Insert,
     Select,
     Table,
+    Text,
     Uuid,
     and_,
     bindparam,
@@ -25,7 +26,9 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.addresses import parse_wallet_ref
@@ -44,6 +47,9 @@ from chainflow.domain.transactions.snapshots import queued_snapshot
 from chainflow.domain.transactions.state import TxKind, TxStatus
 from chainflow.domain.transactions.telemetry import record_transition
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
+from chainflow.infra.db.bulk import array_of
+from chainflow.infra.db.bulk import plain_value as _plain
+from chainflow.infra.db.engine import dumps_json
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
 _EVENTS = cast(Table, TxEventRow.__table__)
@@ -148,19 +154,21 @@ async def find_earlier(db: Executor, api_key_id: uuid.UUID | None, key: str) -> 
     return None if row is None else Earlier(row[0], row[1])
 
 
+# What the event rows of a stored request are made from.
+_STORED = (
+    _TRANSACTIONS.c.id,
+    _TRANSACTIONS.c.status,
+    _TRANSACTIONS.c.created_at,
+    _TRANSACTIONS.c.wallet_id,
+    _TRANSACTIONS.c.chain_id,
+)
 # A request whose idempotency key is taken inserts nothing (ON CONFLICT DO NOTHING) rather
 # than raising: the caller then reads the earlier request, with no savepoint to roll back to.
 _NEW_TX = (
     postgresql.insert(_TRANSACTIONS)
     .values({name: bindparam(name) for name in REQUEST_COLUMNS})
     .on_conflict_do_nothing()
-    .returning(
-        _TRANSACTIONS.c.id,
-        _TRANSACTIONS.c.status,
-        _TRANSACTIONS.c.created_at,
-        _TRANSACTIONS.c.wallet_id,
-        _TRANSACTIONS.c.chain_id,
-    )
+    .returning(*_STORED)
     .cte("new_tx")
 )
 _NEW_LOG = (
@@ -208,6 +216,76 @@ async def insert_request(db: Executor, request: NewRequest) -> bool:
         stored = True
     if stored:
         record_transition(request.chain_id, None, request.status.value)  # metrics (issue 18)
+    return stored
+
+
+def _grouped_insert() -> Insert:
+    """insert_request's statement for many requests: every column as one array, unnested; the
+    requests whose idempotency key is taken insert nothing, the others their `created` event
+    and their `transaction.queued` outbox event, all in one statement."""
+    columns = [
+        bindparam(f"r_{name}", type_=array_of(_TRANSACTIONS.c[name].type))
+        for name in REQUEST_COLUMNS
+    ]
+    given = func.unnest(*columns).table_valued(*REQUEST_COLUMNS).render_derived(name="r")
+    new_tx = (
+        postgresql.insert(_TRANSACTIONS)
+        .from_select(list(REQUEST_COLUMNS), select(*(given.c[name] for name in REQUEST_COLUMNS)))
+        .on_conflict_do_nothing()
+        .returning(*_STORED)
+        .cte("new_tx")
+    )
+    new_log = (
+        insert(_EVENTS)
+        .from_select(
+            ["tx_id", "to_status", "at"], select(new_tx.c.id, new_tx.c.status, new_tx.c.created_at)
+        )
+        .returning(_EVENTS.c.tx_id)
+        .cte("new_log")
+    )
+    outbox = func.unnest(
+        bindparam("e_event_id", type_=ARRAY(Uuid())),
+        bindparam("e_tx_id", type_=ARRAY(Uuid())),
+        bindparam("e_data", type_=ARRAY(Text())),
+    )
+    ev = outbox.table_valued("event_id", "tx_id", "data").render_derived(name="e")
+    return (
+        insert(_OUTBOX)
+        .from_select(
+            ["event_id", "type", "tx_id", "wallet_id", "chain_id", "data", "created_at"],
+            select(
+                ev.c.event_id,
+                literal(_QUEUED_TYPE),
+                new_tx.c.id,
+                new_tx.c.wallet_id,
+                new_tx.c.chain_id,
+                sql_cast(ev.c.data, JSON),
+                new_tx.c.created_at,
+            ).select_from(new_tx.join(ev, ev.c.tx_id == new_tx.c.id)),
+        )
+        .add_cte(new_log)
+        .returning(_OUTBOX.c.tx_id)
+    )
+
+
+_PG_GROUPED_INSERT = _grouped_insert()
+
+
+async def insert_grouped(db: AsyncConnection, requests: Sequence[NewRequest]) -> set[TxId]:
+    """insert_request for many requests in one statement (PostgreSQL, atomic on its own): the
+    ids of those stored; the others' idempotency keys were taken (by a stored request, or by
+    an earlier one of `requests`)."""
+    params: dict[str, object] = {
+        f"r_{name}": [_plain(getattr(request, name)) for request in requests]
+        for name in REQUEST_COLUMNS
+    }
+    params["e_event_id"] = [uuid.uuid4() for _ in requests]
+    params["e_tx_id"] = [request.id for request in requests]
+    params["e_data"] = [dumps_json(_queued_data(request)) for request in requests]
+    stored = {row[0] for row in await db.execute(_PG_GROUPED_INSERT, params)}
+    for request in requests:
+        if request.id in stored:
+            record_transition(request.chain_id, None, request.status.value)  # metrics
     return stored
 
 

@@ -1,0 +1,234 @@
+"""The cost model's measurement (docs/performance.md): one bench.e2e-shaped run (distributed,
+1 api + 2 workers by default) with py-spy on every chainflow process and pg_stat_statements of
+the run's database; prints CPU per confirmed tx per process, per step (py-spy samples), and
+the statements per step.
+
+Needs a PostgreSQL with `shared_preload_libraries = 'pg_stat_statements'` and the extension
+created in its `postgres` database (docs/performance.md "Reproduce"), given by
+CHAINFLOW_BENCH_POSTGRES_URL; its CPU is counted from its own processes.
+
+Run: .venv/bin/python -m bench.profile OUT --wallets 32 --requests 3200 [--batch 100] [--spy]
+     .venv/bin/python -m bench.profile OUT --report-only     (again, from OUT/result.json)
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import baselines, e2e
+from bench.cluster import POSTGRES, run_shape
+from chainflow.infra.anvil import run_anvil
+
+PYSPY = str(Path(sys.executable).parent / "py-spy")
+
+# py-spy stacks: the LAST rule (in this order) whose pattern matches any frame wins, so the
+# outer steps come first and the finer ones after.
+STEPS = [
+    ("HTTP: uvicorn", r"uvicorn/protocols"),
+    ("HTTP: starlette/fastapi + middleware", r"starlette/|fastapi/|chainflow/api/(app|gate|body)"),
+    ("auth + rate limit", r"chainflow/api/(auth|auth_cache|deps)\.py|ratelimit|apikeys/service"),
+    ("route: validation, checks, response", r"routes/transactions\.py"),
+    ("admit: read chain/wallet/lane", r"find_target"),
+    ("admit: insert (CTE or group commit)", r"insert_request|insert_grouped|group_commit"),
+    ("admit: doorbell (Redis)", r"doorbell"),
+    ("round: lanes with work, registry", r"_chain_loop|run_round \(|_follow_registry"),
+    ("drain: nonce counts (RPC)", r"_counts \("),
+    ("drain: plan [tx]", r"plan_lanes"),
+    ("drain: estimate (RPC)", r"estimate_gas|fail_refused"),
+    ("drain: sign + store [tx]", r"sign_lanes"),
+    ("drain: send + record [tx]", r"send_and_record"),
+    ("tracking", r"_track \(|track_chain"),
+    ("tracking: read in flight [tx]", r"tracked \("),
+    ("tracking: observe (RPC)", r"observe \("),
+    ("tracking: record receipts [tx]", r"record \(chainflow/domain/transactions/track/record"),
+    ("tracking: send + record [tx]", r"track\.py.*send_and_record"),
+    ("outbox sequencer", r"run_outbox|sequencer"),
+    ("webhooks loop", r"run_webhooks"),
+]
+_IDLE = re.compile(r"\.select \(selectors|\.poll \(|epoll|wait \(threading")
+
+# pg_stat_statements: the first pattern that matches a statement's text names its step.
+STATEMENTS = [
+    ("API admit: read chain/wallet/lane", r"^SELECT chains\.chain_id, chains\.enabled"),
+    ("API admit: request + tx_events + outbox (one CTE)", r"^WITH new_tx AS"),
+    ("API batch: inserts", r"^INSERT INTO transactions"),
+    ("API: key lookup (cached 1 s)", r"FROM api_keys"),
+    ("round: lanes with queued work", r"anon_1\.wallet_id, anon_1\.n|sum\(CASE WHEN"),
+    (
+        "drain plan: leases, queued rows",
+        r"wallet_chains SET lease_owner|FROM wallet_chains|transactions\.kind",
+    ),
+    ("drain sign: attempts", r"^INSERT INTO tx_attempts"),
+    ("drain sign: next nonce", r"UPDATE wallet_chains SET next_nonce"),
+    ("status change: UPDATE transactions", r"^UPDATE transactions"),
+    ("status change: UPDATE tx_attempts", r"^UPDATE tx_attempts"),
+    ("status change: INSERT tx_events", r"^INSERT INTO tx_events"),
+    ("status change: INSERT outbox events", r"^INSERT INTO events"),
+    ("status change: read back for snapshots", r"transactions\.from_address|tx_attempts\.hash"),
+    ("tracking: in flight, locks", r"final_hash, transactions\.block_hash|status IN"),
+    (
+        "outbox sequencer",
+        r"UPDATE events SET cursor|max\(events\.cursor\)|cursor IS NULL|tx_seq\)|advisory",
+    ),
+    ("webhooks loop", r"webhook_"),
+    ("BEGIN / COMMIT", r"^(BEGIN|COMMIT|ROLLBACK)"),
+]
+
+
+async def _admin(query: str, *args: object) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(f"{POSTGRES}/postgres")
+    try:
+        return list(await connection.fetch(query, *args))
+    finally:
+        await connection.close()
+
+
+async def measure(args: argparse.Namespace, out: Path) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="cf-profile-"))
+    per_wallet = args.requests // args.wallets
+    settings = dict(kv.split("=", 1) for kv in args.set)
+    async with (
+        run_anvil(port=baselines.free_port()) as anvil,
+        run_shape(
+            "distributed",
+            anvil,
+            args.wallets,
+            folder,
+            settings=settings,
+            workers=args.workers,
+            apis=args.apis,
+        ) as run,
+    ):
+        await asyncio.sleep(2)  # the workers' first rounds
+        spies = [
+            subprocess.Popen(  # noqa: ASYNC220 - returns at once
+                [
+                    PYSPY,
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "--rate",
+                    "100",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "-o",
+                    str(out / f"{name}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name, proc in (run.procs.items() if args.spy else [])
+        ]
+        await _admin("SELECT pg_stat_statements_reset()")
+        load = os.getloadavg()
+        before = run.cpu_seconds()
+        _, errors = await e2e.submit_all(run, per_wallet, args.concurrency, args.batch)
+        n = args.wallets * per_wallet - errors
+        await e2e.wait_confirmed(run.database_url, n, 900)
+        after = run.cpu_seconds()
+        statements = await _admin(
+            "SELECT s.calls, s.rows, s.total_exec_time, s.query FROM pg_stat_statements s"
+            " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
+            run.database_url.rsplit("/", 1)[1],
+        )
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=60)
+        span, *_ = await e2e.lifecycle(run.database_url)
+    result = {
+        "n": n,
+        "errors": errors,
+        "batch": args.batch,
+        "wallets": args.wallets,
+        "tx_per_s": n / span,
+        "loadavg": load,
+        "cpu_ms_per_tx": {k: (after[k] - before.get(k, 0.0)) * 1000 / n for k in after},
+        "statements": [dict(row) for row in statements],
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+
+
+def report(out: Path) -> None:
+    result = json.loads((out / "result.json").read_text())
+    cpu: dict[str, float] = result["cpu_ms_per_tx"]
+    shown = {k: v for k, v in cpu.items() if k != "client"}
+    print(
+        f"{result['n']} tx, {result['tx_per_s']:.0f} tx/s, load {result['loadavg'][0]:.1f}; "
+        "CPU ms per confirmed tx: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in shown.items())
+        + f"; all but anvil {sum(v for k, v in shown.items() if k != 'anvil'):.2f}"
+    )
+    for spy in sorted(out.glob("*.txt")):
+        _steps(spy, cpu.get(spy.stem, 0.0))
+    _statements(result["statements"], result["n"])
+
+
+def _steps(spy: Path, ms: float) -> None:
+    steps: Counter[str] = Counter()
+    for line in spy.read_text().splitlines():
+        text, _, samples = line.rpartition(" ")
+        stack = text.split(";")
+        if not samples.isdigit() or _IDLE.search(stack[-1]):
+            continue
+        found = "event loop (uvloop) and other"
+        for step, pattern in STEPS:
+            if any(re.search(pattern, frame) for frame in stack):
+                found = step
+        steps[found] += int(samples)
+    total = sum(steps.values()) or 1
+    print(f"\n{spy.stem}: {ms:.2f} ms CPU per confirmed tx, {total} busy samples")
+    for step, share in steps.most_common():
+        print(f"  {ms * share / total:6.3f} ms  {share / total * 100:4.1f}%  {step}")
+
+
+def _statements(rows: Sequence[dict[str, Any]], n: int) -> None:
+    found: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for row in rows:
+        text = " ".join(str(row["query"]).split())
+        step = next((name for name, pattern in STATEMENTS if re.search(pattern, text)), "other")
+        found[step][0] += row["calls"] / n
+        found[step][1] += row["rows"] / n
+        found[step][2] += row["total_exec_time"] / n
+    print("\nPostgreSQL per confirmed tx: statements / rows / execution ms")
+    for step, (calls, count, ms) in sorted(found.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {calls:6.2f} / {count:6.2f} / {ms:6.3f}  {step}")
+    calls, count, ms = (sum(v[i] for v in found.values()) for i in range(3))
+    print(f"  {calls:6.2f} / {count:6.2f} / {ms:6.3f}  total")
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", help="folder for result.json and the py-spy files")
+    parser.add_argument("--wallets", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=3200)
+    parser.add_argument("--batch", type=int, default=0, help="POST /v1/transactions/batch of N")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--apis", type=int, default=1)
+    parser.add_argument("--spy", action="store_true", help="py-spy record every process")
+    parser.add_argument("--set", action="append", default=[], help="CHAINFLOW_X=value")
+    parser.add_argument("--report-only", action="store_true")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    folder = Path(arguments.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not arguments.report_only:
+        asyncio.run(measure(arguments, folder))
+    report(folder)

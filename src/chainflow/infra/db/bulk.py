@@ -1,0 +1,74 @@
+"""One UPDATE for many rows, each with its own values.
+
+An executemany UPDATE is one statement per row on the server: PostgreSQL parses, plans,
+locks and logs each one (pg_stat_statements counts a call per row), and the driver sends a
+Bind/Execute per row. On PostgreSQL `update_rows` sends the rows as one array per column and
+joins them with `unnest`: one statement, one plan, whatever the number of rows, and one SQL
+text (one prepared statement) whatever the batch size. SQLite keeps the executemany.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from enum import Enum as PyEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, Enum, String, Table, bindparam, func, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.types import TypeEngine
+
+# The new value of each column, from the row's value of each name (a column of the unnested
+# arrays on PostgreSQL, a bind parameter on SQLite).
+Values = Callable[[Mapping[str, ColumnElement[Any]]], Mapping[str, Any]]
+
+
+def array_of(column_type: TypeEngine[Any]) -> ARRAY[Any]:
+    """The SQL type of an array of `column_type` values, as a bind parameter."""
+    # A non-native Enum is text in the table; its array is text[] of the members' values.
+    if isinstance(column_type, Enum):
+        return ARRAY(String())
+    return ARRAY(column_type)
+
+
+def plain_value(value: object) -> object:
+    """A value as an element of such an array (an enum member as its value)."""
+    return value.value if isinstance(value, PyEnum) else value
+
+
+async def update_rows(
+    db: AsyncSession | AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, object]],
+    *,
+    key: str = "id",
+    values: Values | None = None,
+    types: Mapping[str, TypeEngine[Any]] | None = None,
+) -> None:
+    """UPDATE `table` for each row of `rows` (all with the same names): the row whose `key`
+    column equals the row's `key` value gets `values(row)`, by default every other name of the
+    row assigned to its column. A key value may match several table rows (all are updated).
+    A name that is not a column of `table` needs its SQL type in `types`."""
+    if not rows:
+        return
+    names = list(rows[0])
+    build = values or (lambda row: {name: row[name] for name in names if name != key})
+    dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
+    if dialect.name == "postgresql":
+        arrays = [
+            bindparam(f"a_{name}", type_=array_of((types or {}).get(name) or table.c[name].type))
+            for name in names
+        ]
+        unnested = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
+        statement = (
+            update(table)
+            .where(table.c[key] == unnested.c[key])
+            .values(build({name: unnested.c[name] for name in names}))
+        )
+        params = {f"a_{name}": [plain_value(row[name]) for row in rows] for name in names}
+        await db.execute(statement, params)
+        return
+    statement = (
+        update(table)
+        .where(table.c[key] == bindparam(f"b_{key}"))
+        .values(build({name: bindparam(f"b_{name}") for name in names}))
+    )
+    await db.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in rows])

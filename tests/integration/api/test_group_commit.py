@@ -1,0 +1,114 @@
+"""Group commit of submissions (PostgreSQL, issue 17): concurrent POST /v1/transactions are
+stored in shared statements, and each caller still gets its own row and its own idempotency
+outcome; a group whose statement fails stores each request on its own."""
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chainflow.api.group_commit import GroupCommit
+from chainflow.core.types import TxId, WalletId
+from chainflow.domain.events.models import EventRow
+from chainflow.domain.transactions.models import Transaction, TxEventRow
+from chainflow.domain.transactions.repository import intake
+from chainflow.domain.transactions.rows import NewRequest
+from chainflow.infra.db.engine import create_engine
+from chainflow.infra.db.uow import unit_of_work
+from tests.integration.api.test_idempotency_keys import setup  # noqa: F401 - a fixture
+from tests.support.fixtures import ApiHarness
+
+SINK = "0x000000000000000000000000000000000000dEaD"
+
+pytestmark = pytest.mark.parametrize("dialect", ["postgresql"])
+
+
+async def _counts(api: ApiHarness) -> tuple[int, int, int]:
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        txs = await session.scalar(select(func.count()).select_from(Transaction))
+        logs = await session.scalar(select(func.count()).select_from(TxEventRow))
+        events = await session.scalar(
+            select(func.count()).select_from(EventRow).where(EventRow.type == "transaction.queued")
+        )
+    return int(txs or 0), int(logs or 0), int(events or 0)
+
+
+async def test_concurrent_submissions_each_get_their_own_outcome(
+    api: ApiHarness,
+    setup: dict[str, Any],  # noqa: F811 - the fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert api.resources.group_commit is not None
+    sizes: list[int] = []
+    real = intake.insert_grouped
+
+    async def counted(db: AsyncConnection, requests: Sequence[NewRequest]) -> set[TxId]:
+        sizes.append(len(requests))
+        return await real(db, requests)
+
+    monkeypatch.setattr(intake, "insert_grouped", counted)
+    headers, transfer = setup["headers"], setup["transfer"]
+
+    def post(body: dict[str, Any], key: str | None = None) -> Any:
+        extra = {"Idempotency-Key": key} if key else {}
+        return api.client.post("/v1/transactions", headers=headers | extra, json=body)
+
+    keyless = [post(transfer | {"value": str(i + 1)}) for i in range(20)]
+    same_key = [post(transfer | {"value": "7"}, "order-1") for _ in range(6)]
+    other_body = post(transfer | {"value": "8"}, "order-1")
+    answers = await asyncio.gather(*keyless, *same_key, other_body)
+
+    assert max(sizes) > 1, sizes  # they were stored in groups
+    plain, keyed, conflicting = answers[:20], answers[20:26], answers[26]
+    assert [a.status_code for a in plain] == [202] * 20
+    assert len({a.json()["id"] for a in plain}) == 20
+    assert all("Idempotent-Replayed" not in a.headers for a in plain)
+    # The key is stored once: by one of the same-key callers, or by the other body first.
+    if conflicting.status_code == 202:
+        assert all(a.status_code == 409 for a in keyed)
+        assert (await _counts(api))[0] == 21
+    else:
+        assert (conflicting.status_code, conflicting.json()["code"]) == (
+            409,
+            "idempotency_key_reused",
+        )
+        assert [a.status_code for a in keyed] == [202] * 6
+        assert len({a.json()["id"] for a in keyed}) == 1
+        assert sum("Idempotent-Replayed" not in a.headers for a in keyed) == 1
+        assert await _counts(api) == (21, 21, 21)
+
+
+async def test_a_group_that_fails_stores_each_request_on_its_own(
+    api: ApiHarness,
+    setup: dict[str, Any],  # noqa: F811 - the fixture
+) -> None:
+    good = await api.client.post(
+        "/v1/transactions", headers=setup["headers"], json=setup["transfer"]
+    )
+    assert good.status_code == 202
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        row = (await session.scalars(select(Transaction))).one()
+    template = NewRequest(**{f.name: getattr(row, f.name) for f in dataclasses.fields(NewRequest)})
+    fine = dataclasses.replace(template, id=TxId(uuid.uuid4()))
+    no_wallet = WalletId(uuid.uuid4())
+    orphan = dataclasses.replace(template, id=TxId(uuid.uuid4()), wallet_id=no_wallet)
+    group = GroupCommit(create_engine(api.resources.settings.resolved_database_url), 0.05)
+    try:
+        # The orphan's foreign key fails the group's one statement: neither is stored by it.
+        answers = await asyncio.gather(group.insert(fine), group.insert(orphan))
+        assert list(answers) == [None, None]
+        assert (await _counts(api))[0] == 1
+        # On its own, the fine one is stored, and the group's next statement works again.
+        async with api.resources.engine.connect() as connection:
+            assert await intake.insert_request(connection, fine)
+            await connection.commit()
+        again = dataclasses.replace(template, id=TxId(uuid.uuid4()))
+        assert await group.insert(again) is True
+        assert await _counts(api) == (3, 3, 3)
+    finally:
+        await group.close()
