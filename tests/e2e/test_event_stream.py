@@ -203,3 +203,41 @@ class TestStreamResume:
             anvil_url = f"http://127.0.0.1:{anvil_port}"
             addresses, token = await prepare(url, anvil_url, master, register_chain=False)
             await exercise(f"http://127.0.0.1:{port}", url, token, addresses[:2])
+
+
+class TestStreamsLeftMidRead:
+    @pytest.mark.timeout(300)
+    async def test_chainflow_dev_keeps_answering_after_clients_leave_mid_catch_up(
+        self, tmp_path: Path
+    ) -> None:
+        """Browsers leave pages while a stream catches up from the database: on SQLite a read
+        cancelled mid-query left its connection and the database lock behind, and `chainflow
+        dev` answered nothing after (found by the console's browser tests)."""
+        master = MasterKey.generate()
+        data_dir = tmp_path / "data"
+        url = f"sqlite:///{data_dir / 'chainflow.db'}"
+        await asyncio.to_thread(upgrade, url)
+        port, anvil_port = free_port(), free_port()
+        env = base_env(data_dir=str(data_dir), master_key=master_env(master), log_format="json")
+        command = ["dev", "--anvil", "--anvil-port", str(anvil_port), "--port", str(port)]
+        with processes([command], env, tmp_path) as started:
+            wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
+            api = f"http://127.0.0.1:{port}"
+            addresses, token = await prepare(
+                url, f"http://127.0.0.1:{anvil_port}", master, register_chain=False
+            )
+            headers = {"Authorization": f"Bearer {token}"}
+            async with aiohttp.ClientSession(headers=headers) as http:
+                await submit(http, api, addresses[:2], 150)
+                await settled(url, 150)  # a backlog of ~750 events to catch up on
+                for i in range(40):  # leave after a few bytes, at varying points of the read
+                    async with http.get(f"{api}/v1/events/stream?after=0") as stream:
+                        assert stream.status == 200
+                        await stream.content.read(200 + 997 * i)
+                        stream.close()  # the connection dropped mid-stream
+                # Still answering, writes included: no connection kept the database locked.
+                await asyncio.wait_for(submit(http, api, addresses[:1], 1), timeout=10)
+                async with http.get(f"{api}/v1/transactions?limit=1") as page:
+                    assert page.status == 200
+        log = "\n".join(p.read_text() for p in tmp_path.glob("*.log"))
+        assert "Task was destroyed" not in log

@@ -9,8 +9,10 @@ than `queue_size` events behind is cut from the fan-out and catches up from the 
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import anyio
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,6 +21,7 @@ from chainflow.domain.events import envelope
 from chainflow.domain.events import service as events
 from chainflow.domain.events.service import EventRecord
 from chainflow.domain.events.wakeups import sequenced
+from chainflow.infra.db.uow import read_only
 
 log = get_logger(__name__)
 _PAGE = 1000
@@ -93,8 +96,7 @@ class EventHub:
         """Join the fan-out; the hub starts polling with its first subscriber."""
         async with self._start_lock:
             while self.position is None:
-                async with self.sessionmaker() as session:
-                    self.position = await events.newest_cursor(session)
+                self.position = await newest_cursor(self.sessionmaker)
             if self._task is None:
                 self._task = asyncio.create_task(self._run())
         sub = Subscription(self.position, asyncio.Queue(self.queue_size))
@@ -137,10 +139,9 @@ class EventHub:
             return False
         start = self.position
         assert start is not None  # noqa: S101 - set before the task starts
-        async with self.sessionmaker() as session:
-            rows = await events.list_events(
-                session, after=start, where=events.EventFilter(), limit=_PAGE
-            )
+        rows = await read_events(
+            self.sessionmaker, after=start, where=events.EventFilter(), limit=_PAGE
+        )
         if self.position != start:  # every stream left and a new one reset it: read again
             return True
         # No await from here on: a subscriber joining now gets everything above `position`.
@@ -156,3 +157,37 @@ class EventHub:
             except asyncio.QueueFull:
                 sub.overflowed = True  # it catches up from the database and joins again
                 self._subs.discard(sub)
+
+
+# A stream's reads run in the request's task, which Starlette cancels when the client goes,
+# and its cancel scope cancels again at every await. A query cut short that way on SQLite left
+# its connection open in aiosqlite's thread (SQLAlchemy's graceful close was cancelled too, and
+# its force close stops the thread without closing the connection), with its transaction and
+# the database's lock: `chainflow dev` answered nothing after a browser left a page mid-read.
+# So these reads are shielded (each is one short SELECT) and read-only (on SQLite a DEFERRED
+# snapshot that never takes the writer's lock).
+
+
+async def newest_cursor(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """The largest cursor given so far; a disconnect cannot cut it short."""
+    with anyio.CancelScope(shield=True):
+        async with read_only(sessionmaker) as session:
+            newest = await events.newest_cursor(session)
+    return newest
+
+
+async def read_events(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    after: int,
+    where: events.EventFilter,
+    limit: int,
+    upto: int | None = None,
+) -> Sequence[EventRecord]:
+    """events.list_events in a read-only session a disconnect cannot cut short."""
+    with anyio.CancelScope(shield=True):
+        async with read_only(sessionmaker) as session:
+            rows = await events.list_events(
+                session, after=after, where=where, limit=limit, upto=upto
+            )
+    return rows

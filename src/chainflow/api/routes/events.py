@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from chainflow.api import problems
 from chainflow.api.deps import ReadKey, SessionmakerDep, unrestricted_only
-from chainflow.api.event_hub import EventHub, Subscription, frame
+from chainflow.api.event_hub import EventHub, Subscription, frame, read_events
 from chainflow.api.responses import problem_responses
 from chainflow.core.errors import InvalidInput
 from chainflow.core.fields import ChainId
@@ -153,10 +153,9 @@ async def _catch_up(
 ) -> AsyncIterator[bytes]:
     """What the database holds after the position up to where the subscription starts."""
     while position.last < sub.start:
-        async with hub.sessionmaker() as session:
-            rows = await events.list_events(
-                session, after=position.last, where=where, limit=_CATCH_UP_PAGE, upto=sub.start
-            )
+        rows = await read_events(
+            hub.sessionmaker, after=position.last, where=where, limit=_CATCH_UP_PAGE, upto=sub.start
+        )
         for row in rows:
             position.last = row.cursor
             yield frame(row).text
