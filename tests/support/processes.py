@@ -52,7 +52,18 @@ def processes(
         for process in started:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        codes = [process.wait(timeout=30) for process in started]
+        codes = [_wait_or_kill(process) for process in started]
         for log in logs:
             log.close()
     assert codes == [0] * len(started), codes
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes]) -> int | str:
+    """Its exit code; one that does not stop within 30 s of SIGTERM is killed (never left
+    running into the next test) and reported as hung."""
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+        return "hung after SIGTERM"
