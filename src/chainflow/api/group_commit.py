@@ -5,8 +5,10 @@ Each caller still gets its own answer: `insert` returns whether its request was 
 False when its idempotency key was taken (by a stored request or by an earlier caller of the
 same group), exactly as `intake.insert_request` answers for one request, so the service's
 replay and conflict paths run unchanged. A group whose statement fails (a database error, a
-lost connection) stores nothing (one statement: atomic); each of its callers is told to store
-its request on its own connection (None), where any error is that request's own, as without groups.
+lost connection) is atomic: it stored all or nothing. Each of its callers is told to store its
+request on its own connection (None); a request the lost statement did store is found there by
+its id (service.submit), never stored twice, and any other error is that request's own, as
+without groups.
 
 Every check before the insert (key restrictions, chain, wallet, lane, caps, rate limits) runs
 per request, as before; a wallet with a spending policy never reaches a group (it needs a DB
@@ -69,11 +71,13 @@ class GroupCommit:
     async def _store(self, group: list[tuple[NewRequest, asyncio.Future[bool | None]]]) -> None:
         try:
             stored = await self._run([request for request, _ in group])
-        except Exception as exc:
+        except BaseException as exc:  # cancelled too (shutdown): no caller is left waiting
             log.warning("api.group_commit_failed", rows=len(group), error=type(exc).__name__)
             for _, answer in group:
                 if not answer.done():
                     answer.set_result(None)
+            if not isinstance(exc, Exception):
+                raise
             return
         for request, answer in group:
             if not answer.done():

@@ -112,3 +112,34 @@ async def test_a_group_that_fails_stores_each_request_on_its_own(
         assert await _counts(api) == (3, 3, 3)
     finally:
         await group.close()
+
+
+async def test_a_group_stored_but_unanswered_is_answered_once_never_stored_twice(
+    api: ApiHarness,
+    setup: dict[str, Any],  # noqa: F811 - the fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The group's statement commits and its answer is lost (the connection drops): each
+    caller stores its request on its own, finds it stored under its id, and gets 202 for
+    that one row; without an idempotency key it was a 500, and the client's retry a second
+    transfer."""
+    real = intake.insert_grouped
+
+    async def lost(db: AsyncConnection, requests: Sequence[NewRequest]) -> set[TxId]:
+        await real(db, requests)  # committed: AUTOCOMMIT
+        raise ConnectionResetError("the answer of the committed statement was lost")
+
+    monkeypatch.setattr(intake, "insert_grouped", lost)
+    headers, transfer = setup["headers"], setup["transfer"]
+    answers = await asyncio.gather(
+        *(
+            api.client.post("/v1/transactions", headers=headers, json=transfer | {"value": str(v)})
+            for v in range(1, 6)
+        ),
+        api.client.post(
+            "/v1/transactions", headers=headers | {"Idempotency-Key": "k-1"}, json=transfer
+        ),
+    )
+    assert [a.status_code for a in answers] == [202] * 6
+    assert all("Idempotent-Replayed" not in a.headers for a in answers)
+    assert await _counts(api) == (6, 6, 6)

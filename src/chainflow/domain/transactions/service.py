@@ -153,12 +153,7 @@ async def submit(
         idempotency_key=idempotency_key,
         fee_cap=fee_cap,
     )
-    stored = None
-    if group is not None and not intake.is_transactional(db):
-        stored = await group(request)
-    if stored is None:
-        stored = await intake.insert_request(db, request)
-    if stored:
+    if await _store(db, request, group):
         return Created(request)
     earlier = None
     if idempotency_key is not None:  # a concurrent request with the same key stored first
@@ -166,6 +161,21 @@ async def submit(
     if earlier is None:
         raise ChainflowError("the request conflicted with a stored one that holds no such key")
     return _replay(earlier, fingerprint)
+
+
+async def _store(db: intake.Executor, request: NewRequest, group: GroupInsert | None) -> bool:
+    """Store the request, with a group when one is given and `db` is in autocommit; False when
+    its idempotency key was taken."""
+    if group is None or intake.is_transactional(db):
+        return await intake.insert_request(db, request)
+    stored = await group(request)
+    if stored is not None:
+        return stored
+    if await intake.insert_request(db, request):
+        return True
+    # The group's statement may have committed and lost its answer (a dropped connection):
+    # the request is then stored once, under its own id, and found here, not stored again.
+    return await intake.is_stored(db, request.id)
 
 
 def _replay(earlier: intake.Earlier, fingerprint: str) -> Submitted:

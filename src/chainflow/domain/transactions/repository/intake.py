@@ -154,6 +154,12 @@ async def find_earlier(db: Executor, api_key_id: uuid.UUID | None, key: str) -> 
     return None if row is None else Earlier(row[0], row[1])
 
 
+async def is_stored(db: Executor, tx_id: TxId) -> bool:
+    """Whether a request with this id is stored (a group commit whose answer was lost)."""
+    found = await db.execute(select(_TRANSACTIONS.c.id).where(_TRANSACTIONS.c.id == tx_id))
+    return found.first() is not None
+
+
 # What the event rows of a stored request are made from.
 _STORED = (
     _TRANSACTIONS.c.id,
