@@ -3,6 +3,8 @@
 import asyncio
 import gc
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 
 import PyKCS11
@@ -16,8 +18,13 @@ from chainflow.infra.signing.ecdsa import (
     WrongDigestLength,
     address_of_public_key,
 )
-from chainflow.infra.signing.pkcs11 import KeyNotFound, Pkcs11Signer, Pkcs11Token
-from chainflow.infra.signing.signer import HEALTHY, SignerUnavailable
+from chainflow.infra.signing.pkcs11 import (
+    HEALTH_TIMEOUT_S,
+    KeyNotFound,
+    Pkcs11Signer,
+    Pkcs11Token,
+)
+from chainflow.infra.signing.signer import HEALTHY, SignerHealth, SignerUnavailable
 from tests.support.softhsm import PIN, SoftHsm, user_session
 
 
@@ -99,7 +106,9 @@ class TestRefusals:
 
 
 class TestHealth:
-    """`health()`: one object search in the token, made again after an error (issue 20)."""
+    """`health()`: one object search in the token, made again after an error (issue 20).
+    These ask the token's search itself; `probe` (what `Pkcs11Signer.health` and lane reads
+    ask) keeps its answer a few seconds, tested below."""
 
     async def test_a_removed_token_is_unhealthy_and_healthy_again_once_back(
         self, softhsm: SoftHsm, token: Pkcs11Token
@@ -107,6 +116,7 @@ class TestHealth:
         label, public_key = token.generate()
         signer = Pkcs11Signer(token, label, public_key)
         assert await signer.health() == HEALTHY
+        assert await asyncio.to_thread(token.health, label) == HEALTHY
         # PyKCS11 finalises the module only when its last user in the process unloads it:
         # modules other tests left loaded (held by a kept traceback) go first.
         gc.collect()
@@ -114,12 +124,12 @@ class TestHealth:
         shutil.move(softhsm.tokens, away)  # the token is gone for the running module
         try:
             for _ in range(2):  # before and after the module is loaded again
-                health = await signer.health()
+                health = await asyncio.to_thread(token.health, label)
                 assert not health.ok
                 assert PIN not in (health.detail or "")
         finally:
             shutil.move(away, softhsm.tokens)
-        assert await signer.health() == HEALTHY
+        assert await asyncio.to_thread(token.health, label) == HEALTHY
         assert (await signer.sign_digest(keccak(b"back"))).s <= SECP256K1_N // 2
 
     async def test_a_deleted_key_is_unhealthy(self, softhsm: SoftHsm, token: Pkcs11Token) -> None:
@@ -129,6 +139,32 @@ class TestHealth:
         for handle in session.findObjects([(PyKCS11.CKA_LABEL, label)]):
             session.destroyObject(handle)
         session.closeSession()
-        health = await signer.health()
+        health = await signer.health()  # never asked before: no answer kept
         assert not health.ok
         assert label in (health.detail or "")
+
+    async def test_probe_keeps_its_answer_and_bounds_a_wedged_module(
+        self, token: Pkcs11Token
+    ) -> None:
+        label, _ = token.generate()
+        assert await token.probe(label) == HEALTHY
+        searches: list[str] = []
+        release = threading.Event()
+
+        def wedged(asked: str) -> SignerHealth:  # a module that stopped answering
+            searches.append(asked)
+            release.wait(30)
+            return HEALTHY
+
+        token.health = wedged  # type: ignore[method-assign,assignment]
+        try:
+            for _ in range(20):  # a burst of lane reads: one search, at most, per few seconds
+                assert await token.probe(label) == HEALTHY
+            assert searches == []
+            started = time.monotonic()
+            answers = await asyncio.gather(*(token.probe("other") for _ in range(5)))
+            assert time.monotonic() - started < HEALTH_TIMEOUT_S + 5  # bounded, not 30 s
+            assert all(not a.ok and "did not answer" in (a.detail or "") for a in answers)
+            assert searches == ["other"]  # one search in flight for the five callers
+        finally:
+            release.set()

@@ -1,7 +1,5 @@
 """Key custody: seal a wallet's key, build its signer, check and rotate the master key."""
 
-import asyncio
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.types import SecretBytes
@@ -110,7 +108,7 @@ async def signer_health(
     if wallet.signer_kind is SignerKind.LOCAL:
         return HEALTHY
     if wallet.signer_kind is SignerKind.PKCS11 and pkcs11 is not None and wallet.key_ref:
-        return await asyncio.to_thread(pkcs11.health, wallet.key_ref)
+        return await pkcs11.probe(wallet.key_ref)
     if wallet.signer_kind is SignerKind.AWS_KMS and aws_kms is not None and wallet.key_ref:
         return await aws_kms.health(wallet.key_ref)
     return None

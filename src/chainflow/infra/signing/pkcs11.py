@@ -14,6 +14,7 @@ a session gave CKR_GENERAL_ERROR until C_Finalize / C_Initialize).
 import asyncio
 import contextlib
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,18 @@ from chainflow.infra.signing.ecdsa import (
 from chainflow.infra.signing.remote import RemoteSigner
 from chainflow.infra.signing.signer import HEALTHY, SignerHealth, SignerUnavailable
 
-__all__ = ["KeyNotFound", "Pkcs11Config", "Pkcs11Signer", "Pkcs11Token", "config_from"]
+__all__ = [
+    "HEALTH_CACHE_S",
+    "HEALTH_TIMEOUT_S",
+    "KeyNotFound",
+    "Pkcs11Config",
+    "Pkcs11Signer",
+    "Pkcs11Token",
+    "config_from",
+]
+
+HEALTH_TIMEOUT_S = 2.0  # a health search that takes longer answers "unhealthy"
+HEALTH_CACHE_S = 5.0  # how long a health answer is kept (as AWS KMS's)
 
 # DER of the secp256k1 OID 1.3.132.0.10, the only CKA_EC_PARAMS accepted.
 SECP256K1_PARAMS = bytes.fromhex("06052b8104000a")
@@ -101,6 +113,9 @@ class Pkcs11Token:
         self._config = config
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
+        # probe(): the last answer per key label, and the search in flight per label.
+        self._health: dict[str, tuple[float, SignerHealth]] = {}
+        self._searches: dict[str, asyncio.Future[SignerHealth]] = {}
 
     @property
     def token_label(self) -> str:
@@ -177,6 +192,29 @@ class Pkcs11Token:
             if is_fresh:
                 break
         return SignerHealth(ok=False, detail=detail)
+
+    async def probe(self, label: str) -> SignerHealth:
+        """`health` for the event loop, bounded: the answer is kept HEALTH_CACHE_S, one search
+        runs per label at a time, and a token that has not answered within HEALTH_TIMEOUT_S is
+        unhealthy (a wedged module holds its thread, never the caller). A lane read by any
+        `read` key asks this, so no request can make the API search the token, or reload its
+        module, more than once per label every few seconds. Never raises."""
+        cached = self._health.get(label)
+        if cached is not None and time.monotonic() - cached[0] < HEALTH_CACHE_S:
+            return cached[1]
+        search = self._searches.get(label)
+        if search is None:
+            search = asyncio.ensure_future(asyncio.to_thread(self.health, label))
+            self._searches[label] = search
+            search.add_done_callback(lambda _: self._searches.pop(label, None))
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(search), HEALTH_TIMEOUT_S)
+        except TimeoutError:
+            answer = SignerHealth(
+                ok=False, detail=f"the PKCS#11 token did not answer in {HEALTH_TIMEOUT_S:g} s"
+            )
+        self._health[label] = (time.monotonic(), answer)
+        return answer
 
     def close(self) -> None:
         with self._lock:
@@ -266,7 +304,7 @@ class Pkcs11Signer(RemoteSigner):
         self._token = token
 
     async def health(self) -> SignerHealth:
-        return await asyncio.to_thread(self._token.health, self.key_ref)
+        return await self._token.probe(self.key_ref)
 
     async def _raw_signature(self, digest: bytes) -> bytes:
         try:
