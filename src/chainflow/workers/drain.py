@@ -62,6 +62,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId])
             config=ports.config,
             base_fee_wei=now.base_fee_wei,
         )
+    plans = probe_paused(plans, state.signers, chain)
     if not plans:
         return 0
     found = await estimate_gas(
@@ -75,7 +76,6 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId])
         for plan, estimates in zip(plans, found.ready, strict=True)
         if estimates
     ]
-    ready = probe_paused(ready, state.signers, chain)
     if not ready:
         return 0
     # The write-ahead boundary (DESIGN §6.3): nonces, signed bytes and hashes are committed

@@ -3,6 +3,7 @@ the write-ahead step (DESIGN §6.3) that must commit before the first send (work
 
 import functools
 from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +21,7 @@ from chainflow.domain.transactions.rows import signed_update
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import step
-from chainflow.domain.wallets.models import WalletChain
+from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.domain.wallets.service import lock_lanes
 from chainflow.infra.signing.signer import Signer, SignerUnavailable
 
@@ -94,11 +95,20 @@ async def sign_lanes(
     return sent
 
 
-def probe_paused(lanes: Sequence[Ready], signers: Signers, chain: ChainConfig) -> list[Ready]:
-    """The lanes worth signing for now: a lane whose signer failed at this process's last try
-    joins a round only once a health probe of its backend has passed (issue 20). Probes run
-    in the background (Signers.passed_probe), outside the signing transaction: a backend
-    still down costs no signing timeout, holds no lane lock, and delays no other lane."""
+class _OfWallet(Protocol):
+    @property
+    def wallet(self) -> Wallet: ...
+
+
+LaneT = TypeVar("LaneT", bound=_OfWallet)
+
+
+def probe_paused(lanes: Sequence[LaneT], signers: Signers, chain: ChainConfig) -> list[LaneT]:
+    """The lanes worth estimating and signing for now: a lane whose signer failed at this
+    process's last try joins a round only once a health probe of its backend has passed
+    (issue 20). Probes run in the background (Signers.passed_probe), outside the signing
+    transaction: a backend still down costs no gas estimate, no signing timeout, holds no
+    lane lock, and delays no other lane."""
     kept = []
     for ready in lanes:
         wallet = ready.wallet
