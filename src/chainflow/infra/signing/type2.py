@@ -27,7 +27,7 @@ from rlp.codec import encode
 __all__ = [
     "Type2Fields",
     "encode_type_2",
-    "plain_values",
+    "load_eth_account",
     "sign_type_2",
     "type_2_fields",
     "type_2_hash",
@@ -73,36 +73,24 @@ def _address_bytes(address: str) -> bytes | None:
     return bytes.fromhex(address[2:]) if is_checksum_address(address) else None
 
 
-def plain_values(
-    tx: Mapping[str, object], *, keys: frozenset[str], ints: tuple[str, ...]
-) -> tuple[list[int], bytes, bytes] | None:
-    """The values of a dict with exactly `keys` in the shape Chainflow builds: the
-    non-negative ints named `ints` (in that order), the 20 bytes of a checksummed `to`, and
-    bytes `data`; None for any other dict (hex strings, a contract creation, ...)."""
-    if tx.keys() != keys:
+def type_2_fields(tx: Mapping[str, object]) -> Type2Fields | None:
+    """The RLP values of a plain type-2 dict, in field order; None for any other dict
+    (another type, an access list, a contract creation, hex-string values, ...)."""
+    if tx.keys() != _KEYS or type(tx["type"]) is not int or tx["type"] != 2:
         return None
-    values: list[int] = []
-    for key in ints:
+    ints: list[int] = []
+    for key in _INTS:
         number = tx[key]
         if type(number) is not int or number < 0:  # bool is not int here
             return None
-        values.append(number)
+        ints.append(number)
     to, data = tx["to"], tx["data"]
     if not isinstance(to, str) or type(data) is not bytes:
         return None
     to_bytes = _address_bytes(to)
-    return None if to_bytes is None else (values, to_bytes, data)
-
-
-def type_2_fields(tx: Mapping[str, object]) -> Type2Fields | None:
-    """The RLP values of a plain type-2 dict, in field order; None for any other dict
-    (another type, an access list, a contract creation, hex-string values, ...)."""
-    if type(tx.get("type")) is not int or tx["type"] != 2:
+    if to_bytes is None:
         return None
-    plain = plain_values(tx, keys=_KEYS, ints=_INTS)
-    if plain is None:
-        return None
-    (chain_id, nonce, tip, max_fee, gas, value), to_bytes, data = plain
+    chain_id, nonce, tip, max_fee, gas, value = ints
     return (chain_id, nonce, tip, max_fee, gas, to_bytes, value, data, ())
 
 
