@@ -83,7 +83,8 @@ class Cluster:
         return proc
 
     def start_worker(self, **settings: str) -> Proc:
-        return self.start("worker", **settings)
+        # No metrics endpoint: two workers on the default port met "address already in use".
+        return self.start("worker", "--metrics-port", "0", **settings)
 
     def kill(self, proc: Proc) -> None:
         """SIGKILL: no clean-up, no flush, exactly what a crashed host looks like."""
