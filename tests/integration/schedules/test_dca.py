@@ -136,6 +136,24 @@ async def _step(harness: EngineHarness, dex: Dex, at: datetime) -> ScheduleRun:
     return run
 
 
+async def _one_swap_run(harness: EngineHarness, dex: Dex) -> tuple[Wallet, uuid.UUID, ScheduleRun]:
+    """A one-run native→B schedule (50 bps slippage) and its first run (its transaction queued),
+    with anvil's automine off so that a test can order blocks around it (turn it back on)."""
+    wallet = await harness.wallet(balance_wei=100 * E18)
+    action = {
+        "router": dex.router,
+        "token_in": "native",
+        "token_out": dex.token_b,
+        "amount_in": str(E18),
+        "slippage_bps": 50,
+    }
+    schedule_id = await _create(harness, wallet, T0, action, max_runs=1)
+    await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
+    (run,) = await _runs(harness, schedule_id)
+    await dex.rpc.call("evm_setAutomine", [False])
+    return wallet, schedule_id, run
+
+
 def _current(harness: EngineHarness) -> uuid.UUID:
     return harness.current  # type: ignore[attr-defined, no-any-return]
 
@@ -326,19 +344,8 @@ class TestGuards:
         """The swap passes its estimate and is sent; another swap, mined before it in the same
         block, moves the price past the slippage: the receipt has status 0. The request and
         the run record the router's reason (replayed by the tracker), not only "reverted"."""
-        wallet = await harness.wallet(balance_wei=100 * E18)
-        action = {
-            "router": dex.router,
-            "token_in": "native",
-            "token_out": dex.token_b,
-            "amount_in": str(E18),
-            "slippage_bps": 50,
-        }
-        schedule_id = await _create(harness, wallet, T0, action, max_runs=1)
-        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
-        (run,) = await _runs(harness, schedule_id)
+        _, schedule_id, run = await _one_swap_run(harness, dex)
         assert run.transaction_id is not None
-        await dex.rpc.call("evm_setAutomine", [False])
         try:
             await harness.run_until([run.transaction_id], has_status(TxStatus.SUBMITTED))
             front = encode_call(
@@ -382,19 +389,8 @@ class TestGuards:
             replace(harness.engine.ports, rpc={ANVIL_CHAIN_ID: WithoutDebug(harness.rpc)})
         )
         harness = replace(harness, engine=engine)
-        wallet = await harness.wallet(balance_wei=100 * E18)
-        action = {
-            "router": dex.router,
-            "token_in": "native",
-            "token_out": dex.token_b,
-            "amount_in": str(E18),
-            "slippage_bps": 50,
-        }
-        schedule_id = await _create(harness, wallet, T0, action, max_runs=1)
-        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
-        (run,) = await _runs(harness, schedule_id)
+        wallet, _, run = await _one_swap_run(harness, dex)
         assert run.transaction_id is not None
-        await dex.rpc.call("evm_setAutomine", [False])
         try:
             (sent,) = await harness.run_until([run.transaction_id], has_status(TxStatus.SUBMITTED))
             assert sent.final_hash is None

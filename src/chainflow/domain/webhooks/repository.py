@@ -17,6 +17,7 @@ from chainflow.domain.webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from chainflow.infra.db.params import in_list
 
 _PENDING = DeliveryStatus.PENDING
 
@@ -239,7 +240,7 @@ async def deliveries_of_tx(
     if not endpoint_ids:
         return []
     query = select(WebhookDelivery).where(
-        WebhookDelivery.endpoint_id.in_(endpoint_ids), WebhookDelivery.tx_id == tx_id
+        WebhookDelivery.endpoint_id.in_(in_list(endpoint_ids)), WebhookDelivery.tx_id == tx_id
     )
     query = query.where(*_after(cursor, WebhookDelivery.created_at, WebhookDelivery.id))
     order = (WebhookDelivery.created_at, WebhookDelivery.id)
