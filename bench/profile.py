@@ -87,8 +87,21 @@ STATEMENTS = [
 ]
 
 
-async def _admin(query: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(f"{POSTGRES}/postgres")
+# Writes per table (HOT: an UPDATE that wrote no index entry) and scans per index, over the
+# run (pg_stat_reset at its start): which index each UPDATE pays for, which no query uses.
+_TABLE_STATS = (
+    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, n_dead_tup, n_live_tup"
+    " FROM pg_stat_user_tables ORDER BY relname"
+)
+_INDEX_STATS = (
+    "SELECT relname, indexrelname, idx_scan, idx_tup_read,"
+    " pg_relation_size(indexrelid) AS bytes FROM pg_stat_user_indexes"
+    " ORDER BY relname, indexrelname"
+)
+
+
+async def _admin(query: str, *args: object, database: str = "") -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(database or f"{POSTGRES}/postgres")
     try:
         return list(await connection.fetch(query, *args))
     finally:
@@ -133,6 +146,7 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
             for name, proc in (run.procs.items() if args.spy else [])
         ]
         await _admin("SELECT pg_stat_statements_reset()")
+        await _admin("SELECT pg_stat_reset()", database=run.database_url)
         load = os.getloadavg()
         before = run.cpu_seconds()
         _, errors = await e2e.submit_all(run, per_wallet, args.concurrency, args.batch)
@@ -144,6 +158,12 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
             " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
             run.database_url.rsplit("/", 1)[1],
         )
+        tables = await _admin(_TABLE_STATS, database=run.database_url)
+        indexes = await _admin(_INDEX_STATS, database=run.database_url)
+        if args.dump:
+            await asyncio.to_thread(
+                subprocess.run, ["pg_dump", "-Fc", "-f", args.dump, run.database_url], check=True
+            )
         for spy in spies:
             spy.send_signal(signal.SIGINT)
         for spy in spies:
@@ -158,6 +178,8 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         "loadavg": load,
         "cpu_ms_per_tx": {k: (after[k] - before.get(k, 0.0)) * 1000 / n for k in after},
         "statements": [dict(row) for row in statements],
+        "tables": [dict(row) for row in tables],
+        "indexes": [dict(row) for row in indexes],
     }
     (out / "result.json").write_text(json.dumps(result, indent=1))
 
@@ -175,6 +197,8 @@ def report(out: Path) -> None:
     for spy in sorted(out.glob("*.txt")):
         _steps(spy, cpu.get(spy.stem, 0.0))
     _statements(result["statements"], result["n"])
+    if result.get("tables"):
+        _writes(result["tables"], result.get("indexes", []), result["n"])
 
 
 def _steps(spy: Path, ms: float) -> None:
@@ -210,6 +234,20 @@ def _statements(rows: Sequence[dict[str, Any]], n: int) -> None:
     print(f"  {calls:6.2f} / {count:6.2f} / {ms:6.3f}  total")
 
 
+def _writes(tables: Sequence[dict[str, Any]], indexes: Sequence[dict[str, Any]], n: int) -> None:
+    print("\nRows written per confirmed tx: inserted / updated (HOT) / deleted; index scans")
+    scans: dict[str, list[str]] = defaultdict(list)
+    for row in indexes:
+        scans[row["relname"]].append(f"{row['indexrelname']} {row['idx_scan'] / n:.2f}")
+    for row in tables:
+        if row["n_tup_ins"] or row["n_tup_upd"] or row["n_tup_del"]:
+            print(
+                f"  {row['relname']:<20} {row['n_tup_ins'] / n:5.2f} / {row['n_tup_upd'] / n:5.2f}"
+                f" ({row['n_tup_hot_upd'] / n:5.2f}) / {row['n_tup_del'] / n:5.2f};"
+                f" {', '.join(scans[row['relname']])}"
+            )
+
+
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", help="folder for result.json and the py-spy files")
@@ -222,6 +260,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--spy", action="store_true", help="py-spy record every process")
     parser.add_argument("--set", action="append", default=[], help="CHAINFLOW_X=value")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--dump", default="", help="pg_dump -Fc the run's database to this file")
     return parser.parse_args(argv)
 
 

@@ -26,6 +26,10 @@ class EventRow(Base):
     """
 
     __tablename__ = "events"
+    # Every row is written twice, by its INSERT and by the sequencer's UPDATE, which is never
+    # HOT (it sets `cursor`, an indexed column), so each index costs an entry per write: only
+    # what a query needs is indexed (migration 0010_pg_hot, docs/performance.md). `event_id`
+    # has no index: no query looks an event up by it, and it is a random UUID.
     __table_args__ = (
         # The sequencer's scan: only the (few) unsequenced rows are in this index.
         Index(
@@ -34,13 +38,24 @@ class EventRow(Base):
             postgresql_where=text("cursor IS NULL"),
             sqlite_where=text("cursor IS NULL"),
         ),
+        # Readers page on it; an unsequenced row (cursor NULL) needs no entry.
+        Index(
+            "uq_events_cursor",
+            "cursor",
+            unique=True,
+            postgresql_where=text("cursor IS NOT NULL"),
+            sqlite_where=text("cursor IS NOT NULL"),
+        ),
+        # The sequencer's tx_seq (largest of a transaction: one probe) and the pruner's
+        # "superseded" check.
+        Index("ix_events_tx_seq", "tx_id", "tx_seq"),
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4)
     type: Mapped[str] = mapped_column(String(64))
-    cursor: Mapped[int | None] = mapped_column(BigInteger, unique=True)
-    tx_id: Mapped[TxId | None] = mapped_column(Uuid, index=True)
+    cursor: Mapped[int | None] = mapped_column(BigInteger)
+    tx_id: Mapped[TxId | None] = mapped_column(Uuid)
     tx_seq: Mapped[int | None] = mapped_column(Integer)
     wallet_id: Mapped[WalletId | None] = mapped_column(Uuid)
     chain_id: Mapped[ChainId | None] = mapped_column(BigInteger)

@@ -48,8 +48,11 @@ class Transaction(Base):
     __table_args__ = (
         UniqueConstraint("api_key_id", "idempotency_key"),
         UniqueConstraint("chain_id", "wallet_id", "nonce"),
-        Index("ix_transactions_lane_status", "chain_id", "wallet_id", "status"),
-        Index("ix_transactions_chain_status", "chain_id", "status"),
+        # Every status change writes an entry in each index (status is indexed, so no UPDATE
+        # of it is HOT): one index serves the chain's (tracker, lane stats, lanes with queued
+        # work) and the lane's (drain, in flight, waiting for funds) reads by status, with
+        # the status before the wallet (migration 0010_pg_hot, docs/performance.md).
+        Index("ix_transactions_chain_status", "chain_id", "status", "wallet_id"),
         # The value a wallet sent in a rolling window (spending policies, issue 21).
         Index("ix_transactions_wallet_chain_created", "wallet_id", "chain_id", "created_at"),
     )
@@ -96,6 +99,10 @@ class TxAttempt(Base):
     """One signed variant of a request at its nonce: original, fee bump or cancel."""
 
     __tablename__ = "tx_attempts"
+    # Room on each page for the new versions of its rows: an attempt is updated about twice
+    # (sent, mined), none of those columns is indexed, so with room the UPDATE is HOT and
+    # writes no index entry (migration 0010_pg_hot).
+    __table_args__ = ({"postgresql_with": {"fillfactor": 80}},)
 
     id: Mapped[AttemptId] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     tx_id: Mapped[TxId] = mapped_column(
