@@ -4,11 +4,11 @@ the envelope; on both dialects, and under concurrent writers on PostgreSQL."""
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chainflow.core.types import ChainId, TxId, WalletId
@@ -118,6 +118,63 @@ class TestAppend:
         assert (loaded.wallet_id, loaded.chain_id) == (wallet, chain)
 
 
+class TestSequencerPass:
+    async def test_a_pass_reads_and_writes_the_events_in_one_statement(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Issue 17: the pass was four statements that read every event twice (12.6 rows per
+        transaction for 5 events); now one UPDATE numbers them, after the lock on PostgreSQL."""
+        txs = [TxId(uuid.uuid4()) for _ in range(5)]
+        async with unit_of_work(sessionmaker) as session:
+            await append_many(session, [new_event("t", data={}, tx_id=tx) for tx in txs * 3])
+        with _statements(sessionmaker) as sent:
+            assert await sequence(sessionmaker) == 15
+        on_events = [sql for sql in sent if " events" in sql]
+        assert len(on_events) == 1
+        assert on_events[0].startswith("UPDATE events")
+        rows = await stored(sessionmaker)
+        assert [cursor for _, cursor, *_ in rows] == list(range(1, 16))
+        assert [seq for *_, seq, _ in rows] == [1] * 5 + [2] * 5 + [3] * 5
+
+    async def test_a_transaction_whose_events_span_passes_numbers_on_from_its_last(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        tx, other = TxId(uuid.uuid4()), TxId(uuid.uuid4())
+        for batch in ([tx, tx], [other, tx, None, tx], [tx]):
+            async with unit_of_work(sessionmaker) as session:
+                await append_many(session, [new_event("t", data={}, tx_id=t) for t in batch])
+            await sequence(sessionmaker)
+        rows = await stored(sessionmaker)
+        assert [(cursor, t, seq) for _, cursor, t, seq, _ in rows] == [
+            (1, tx, 1),
+            (2, tx, 2),
+            (3, other, 1),
+            (4, tx, 3),
+            (5, None, None),
+            (6, tx, 4),
+            (7, tx, 5),
+        ]
+
+    async def test_a_pass_numbers_at_most_its_limit_the_oldest_first(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        tx = TxId(uuid.uuid4())
+        async with unit_of_work(sessionmaker) as session:
+            await append_many(session, [new_event("t", data={"n": n}, tx_id=tx) for n in range(5)])
+        async with unit_of_work(sessionmaker) as session:
+            assert await sequence_pending(session, limit=3) == 3
+        rows = await stored(sessionmaker)
+        assert [(cursor, seq) for _, cursor, _, seq, _ in rows] == [
+            (1, 1),
+            (2, 2),
+            (3, 3),
+            (None, None),
+            (None, None),
+        ]
+        assert await sequence(sessionmaker) == 2
+        assert [(c, q) for _, c, _, q, _ in await stored(sessionmaker)][3:] == [(4, 4), (5, 5)]
+
+
 class TestSequencerOrder:
     @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
     async def test_a_row_inserted_first_but_committed_last_gets_the_later_cursor(
@@ -157,12 +214,72 @@ class TestSequencerOrder:
             seen = await reader
             rows = await stored(sessionmaker)
         assert seen == list(range(1, writers * units * per_unit + 1))
-        assert sorted(-1 if cursor is None else cursor for _, cursor, *_ in rows) == seen
-        by_tx: dict[TxId | None, list[tuple[int | None, int | None]]] = {}
-        for _, cursor, tx, seq, _ in rows:
-            by_tx.setdefault(tx, []).append((cursor, seq))
-        for events in by_tx.values():
-            assert [seq for _, seq in sorted(events)] == list(range(1, per_unit + 1))
+        _assert_numbered_once(rows, seen, per_unit)
+
+    async def test_several_sequencers_at_once_number_every_event_once_without_gaps(
+        self, database_url: str
+    ) -> None:
+        """Every worker process runs a sequencer: three at once, beside eight writers and a
+        reader, on both databases."""
+        writers, units, per_unit, sequencers = 8, 15, 3, 3
+        async with _engine(database_url) as engine:
+            sessionmaker = create_sessionmaker(engine)
+            all_sequenced = asyncio.Event()
+            reader = asyncio.create_task(_read_all(sessionmaker, all_sequenced))
+            writing = asyncio.gather(
+                *(_write(sessionmaker, seed, units, per_unit) for seed in range(writers))
+            )
+            counts = await asyncio.gather(
+                *(_sequence_until(sessionmaker, writing) for _ in range(sequencers))
+            )
+            await writing
+            while await sequence(sessionmaker):
+                pass
+            all_sequenced.set()
+            seen = await reader
+            rows = await stored(sessionmaker)
+        total = writers * units * per_unit
+        assert seen == list(range(1, total + 1))
+        assert sum(counts) <= total
+        _assert_numbered_once(rows, seen, per_unit)
+
+
+def _assert_numbered_once(rows: Rows, seen: list[int], per_unit: int) -> None:
+    """Every row has one of the cursors the reader saw, and each transaction's events are
+    numbered 1..per_unit in cursor order."""
+    assert sorted(-1 if cursor is None else cursor for _, cursor, *_ in rows) == seen
+    by_tx: dict[TxId | None, list[tuple[int | None, int | None]]] = {}
+    for _, cursor, tx, seq, _ in rows:
+        by_tx.setdefault(tx, []).append((cursor, seq))
+    for events in by_tx.values():
+        assert [seq for _, seq in sorted(events)] == list(range(1, per_unit + 1))
+
+
+async def _sequence_until(
+    sessionmaker: async_sessionmaker[AsyncSession], writing: "asyncio.Future[list[None]]"
+) -> int:
+    """Sequence as a worker's outbox loop does, until the writers are done; how many."""
+    total = 0
+    while not writing.done():
+        total += await sequence(sessionmaker)
+        await asyncio.sleep(0)
+    return total
+
+
+@contextmanager
+def _statements(sessionmaker: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
+    """The SQL sent on the sessionmaker's engine inside the block."""
+    engine = sessionmaker.kw["bind"].sync_engine
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 async def _write(

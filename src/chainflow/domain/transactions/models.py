@@ -99,10 +99,12 @@ class TxAttempt(Base):
     """One signed variant of a request at its nonce: original, fee bump or cancel."""
 
     __tablename__ = "tx_attempts"
-    # Room on each page for the new versions of its rows: an attempt is updated about twice
-    # (sent, mined), none of those columns is indexed, so with room the UPDATE is HOT and
-    # writes no index entry (migration 0010_pg_hot).
-    __table_args__ = ({"postgresql_with": {"fillfactor": 80}},)
+    # Room on each page for a new version of each of its rows: a round's attempts are
+    # inserted together and updated together (sent, then mined), and none of the columns
+    # those UPDATEs set is indexed, so with room they are HOT and write no index entry. 64
+    # attempts a round, 50 rounds: HOT 5% of updates at fillfactor 100, 39% at 80, 97% at 50,
+    # and the table is 25% smaller at 50 (no versions moved to other pages) (issue 17).
+    __table_args__ = ({"postgresql_with": {"fillfactor": 50}},)
 
     id: Mapped[AttemptId] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     tx_id: Mapped[TxId] = mapped_column(

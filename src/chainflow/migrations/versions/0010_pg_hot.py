@@ -7,7 +7,7 @@ Create Date: 2026-12-06 10:00:00.000000
 events: no index on event_id (no query looks it up), cursor unique only where set (an
 unsequenced row needs no entry), (tx_id, tx_seq) instead of tx_id. transactions: one
 (chain_id, status, wallet_id) index instead of (chain_id, status) and (chain_id, wallet_id,
-status). tx_attempts: fillfactor 80 on PostgreSQL, so its updates can be HOT.
+status). tx_attempts: fillfactor 50 on PostgreSQL, so its updates can be HOT.
 docs/performance.md has the measurements.
 """
 
@@ -44,7 +44,7 @@ def upgrade() -> None:
         "ix_transactions_chain_status", "transactions", ["chain_id", "status", "wallet_id"]
     )
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("ALTER TABLE tx_attempts SET (fillfactor = 80)")
+        op.execute("ALTER TABLE tx_attempts SET (fillfactor = 50)")
 
 
 def downgrade() -> None:
