@@ -21,7 +21,7 @@ from chainflow.workers.waiting import wait_any
 
 log = get_logger(__name__)
 # After a pass, wait at least this long before the next: every round of every chain commits
-# events, and a pass costs a short transaction of up to seven statements whatever it numbers
+# events, and a pass costs a short transaction (lock, one UPDATE) whatever it numbers
 # (~1.5 ms of CPU). 8 wallets x 100 transfers, worker CPU per transaction over main: +1.5 ms
 # at 20 ms; at 250 ms (events are still numbered well within a second of their commit) one
 # pass numbers the events of many commits.
