@@ -50,10 +50,12 @@ class TestMigrations:
 
 class TestHotUpdates:
     @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
-    async def test_the_rounds_updates_of_attempts_are_hot(self, database_url: str) -> None:
-        """Issue 17: a round's attempts are inserted together, then updated together (sent,
-        then mined); none of the columns set is indexed, so with room on their page the
-        UPDATEs write no index entry. At fillfactor 100 about 5% were HOT."""
+    async def test_a_rounds_update_of_its_attempts_is_hot(self, database_url: str) -> None:
+        """Issue 17: a round's attempts are inserted together, then updated together; none of
+        the columns set is indexed, so with room on their page the UPDATE writes no index
+        entry. At fillfactor 100 about 5% were HOT. (Only the first UPDATE after the insert
+        is counted: the room for a second one comes from pruning the first's old versions,
+        which any long transaction in the same cluster can delay.)"""
         engine = create_engine(database_url)
         try:
             for _ in range(10):
@@ -61,14 +63,13 @@ class TestHotUpdates:
                     # no transactions rows: the foreign key is not what is measured
                     await connection.execute(text("SET LOCAL session_replication_role = replica"))
                     ids = (await connection.execute(_SIGN_ROUND)).scalars().all()
-                for statement in (_SENT, _MINED):
-                    async with engine.begin() as connection:
-                        await connection.execute(statement, {"ids": list(ids)})
+                async with engine.begin() as connection:
+                    await connection.execute(_SENT, {"ids": list(ids)})
 
             async def counted() -> tuple[int, int] | None:
                 async with engine.connect() as connection:  # each backend reports within 1 s
                     updated, hot = (await connection.execute(_HOT)).one()
-                return (updated, hot) if updated == 10 * 64 * 2 else None
+                return (updated, hot) if updated == 10 * 64 else None
 
             updated, hot = await eventually(counted)
         finally:
@@ -88,7 +89,6 @@ _SENT = text(
     "UPDATE tx_attempts SET status = 'submitted', broadcast_count = 1, first_sent_at = now(),"
     " last_sent_at = now() WHERE id = ANY(:ids)"
 )
-_MINED = text("UPDATE tx_attempts SET status = 'mined', sent_at_block = 7 WHERE id = ANY(:ids)")
 _HOT = text(
     "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'tx_attempts'"
 )
