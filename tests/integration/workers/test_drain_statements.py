@@ -1,9 +1,11 @@
 """A drain's database statements do not grow with its lanes (issue 17): each step reads or
-writes all of its lanes in one statement, so a round's fixed cost is paid once, not per lane."""
+writes all of its lanes in one statement (on PostgreSQL an executemany counts a statement per
+row, as the server runs it), so a round's fixed cost is paid once, not per lane."""
 
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.chains import service as chains
@@ -36,8 +38,12 @@ async def _drain_counting(harness: EngineHarness, *, lanes: int) -> int:
     harness.engine.state.addresses.update({w.id: w.address for w in wallets})
     statements: list[str] = []
 
-    def count(*args: Any) -> None:
-        statements.append(str(args[2]))
+    def count(conn: Any, _cursor: Any, sql: str, params: Any, ctx: Any, _many: bool) -> None:
+        # On PostgreSQL an executemany is one statement per row on the server (asyncpg,
+        # pg_stat_statements); SQLite keeps them for its bulk writes (infra/db/bulk.py).
+        many = ctx.execute_style is ExecuteStyle.EXECUTEMANY
+        rows = len(params) if many and conn.dialect.name == "postgresql" else 1
+        statements.extend([sql] * rows)
 
     engine = harness.sessionmaker.kw["bind"].sync_engine
     event.listen(engine, "before_cursor_execute", count)
