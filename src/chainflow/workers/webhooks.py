@@ -7,6 +7,7 @@ the other endpoints go on. Outcomes are recorded in batches, one transaction per
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 from collections import Counter
@@ -21,7 +22,7 @@ from chainflow.core.logging import get_logger
 from chainflow.core.schedule import parse_retry_schedule
 from chainflow.core.settings import Settings
 from chainflow.domain.events.wakeups import sequenced
-from chainflow.domain.webhooks import delivery
+from chainflow.domain.webhooks import delivery, service
 from chainflow.domain.webhooks.delivery import DeliveryConfig, Job, Outcome
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.net.urlguard import UrlGuard
@@ -30,6 +31,7 @@ from chainflow.workers.waiting import wait_any
 
 log = get_logger(__name__)
 _MIN_GAP_S = 0.02
+_ENDPOINTS_READ_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,13 @@ class _Loop:
     in_flight: dict["asyncio.Task[Outcome]", uuid.UUID] = field(default_factory=dict)
     done: list[Outcome] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    endpoints: bool = False  # an enabled endpoint exists, as read at `endpoints_read_at`
+    endpoints_read_at: float = -math.inf
 
     async def turn(self) -> bool:
         """Record what finished, fan out, claim free slots; True if anything happened."""
+        if not (self.done or self.in_flight or await self._any_endpoint()):
+            return False  # nowhere to deliver: no database work but the cached check
         ports, now = self.ports, utcnow()
         outcomes, self.done = self.done, []
         try:
@@ -98,6 +104,15 @@ class _Loop:
         for job in jobs:
             self._start(job)
         return bool(outcomes or queued or jobs)
+
+    async def _any_endpoint(self) -> bool:
+        """Whether an endpoint is enabled, read again every `_ENDPOINTS_READ_S`: an endpoint
+        created or enabled through the API gets its events within about that."""
+        if time.monotonic() >= self.endpoints_read_at + _ENDPOINTS_READ_S:
+            async with unit_of_work(self.ports.sessionmaker) as session:
+                self.endpoints = await service.any_enabled_endpoint(session)
+            self.endpoints_read_at = time.monotonic()
+        return self.endpoints
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(

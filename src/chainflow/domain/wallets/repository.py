@@ -1,15 +1,17 @@
 """All SQL of wallets and lanes."""
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.core.types import WalletId
 from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.infra.db.bulk import update_rows
 from chainflow.infra.db.params import in_list
 
 
@@ -92,6 +94,19 @@ async def lock_lanes(
         .with_for_update()
     )
     return {lane.wallet_id: lane for lane in (await session.scalars(query)).all()}
+
+
+async def store_next_nonces(
+    session: AsyncSession, chain_id: int, nonces: Mapping[WalletId, int], *, now: datetime
+) -> None:
+    """Each lane's nonce cursor, of one chain, in one statement (the lanes locked by the
+    caller's transaction)."""
+    rows = [
+        {"wallet_id": wallet_id, "next_nonce": nonce, "updated_at": now}
+        for wallet_id, nonce in sorted(nonces.items())
+    ]
+    table = cast(Table, WalletChain.__table__)
+    await update_rows(session, table, rows, key="wallet_id", where=table.c.chain_id == chain_id)
 
 
 async def list_page(

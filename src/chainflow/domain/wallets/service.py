@@ -1,7 +1,7 @@
 """Use cases of wallets: import, generate, read, change status, enable per chain."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -259,6 +259,15 @@ async def lock_lanes(
     """lock_lane for many lanes, locked in wallet id order; a lane that does not exist is
     absent from the result."""
     return await repository.lock_lanes(session, wallet_ids, chain_id) if wallet_ids else {}
+
+
+async def store_next_nonces(
+    session: AsyncSession, chain_id: int, nonces: Mapping[WalletId, int]
+) -> None:
+    """Write the nonce cursors of lanes of one chain that the caller's transaction locked
+    (lock_lanes), in one statement whatever their number."""
+    if nonces:
+        await repository.store_next_nonces(session, chain_id, nonces, now=utcnow())
 
 
 async def lock_lane(session: AsyncSession, wallet_id: uuid.UUID, chain_id: int) -> WalletChain:

@@ -350,3 +350,8 @@ async def backlogs(session: AsyncSession) -> list[Backlog]:
         .order_by(WebhookEndpoint.id)
     )
     return [Backlog(*row) for row in (await session.execute(query)).all()]
+
+
+async def any_enabled_endpoint(session: AsyncSession) -> bool:
+    """Whether some endpoint is enabled (the delivery loop's gate: nowhere to deliver else)."""
+    return bool(await session.scalar(select(exists().where(WebhookEndpoint.enabled.is_(True)))))

@@ -205,6 +205,11 @@ async def backlogs(session: AsyncSession) -> list[repository.Backlog]:
     return await repository.backlogs(session)
 
 
+async def any_enabled_endpoint(session: AsyncSession) -> bool:
+    """Whether some endpoint is enabled: without one, nothing is fanned out or claimed."""
+    return await repository.any_enabled_endpoint(session)
+
+
 async def retry_delivery(
     session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: uuid.UUID
 ) -> DeliveryRead:

@@ -42,11 +42,13 @@ async def update_rows(
     key: str = "id",
     values: Values | None = None,
     types: Mapping[str, TypeEngine[Any]] | None = None,
+    where: ColumnElement[bool] | None = None,
 ) -> None:
     """UPDATE `table` for each row of `rows` (all with the same names): the row whose `key`
     column equals the row's `key` value gets `values(row)`, by default every other name of the
-    row assigned to its column. A key value may match several table rows (all are updated).
-    A name that is not a column of `table` needs its SQL type in `types`."""
+    row assigned to its column. A key value may match several table rows (all are updated;
+    `where` narrows them, e.g. to one chain). A name that is not a column of `table` needs its
+    SQL type in `types`."""
     if not rows:
         return
     names = list(rows[0])
@@ -60,7 +62,7 @@ async def update_rows(
         unnested = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
         statement = (
             update(table)
-            .where(table.c[key] == unnested.c[key])
+            .where(table.c[key] == unnested.c[key], *([] if where is None else [where]))
             .values(build({name: unnested.c[name] for name in names}))
         )
         params = {f"a_{name}": [plain_value(row[name]) for row in rows] for name in names}
@@ -68,7 +70,7 @@ async def update_rows(
         return
     statement = (
         update(table)
-        .where(table.c[key] == bindparam(f"b_{key}"))
+        .where(table.c[key] == bindparam(f"b_{key}"), *([] if where is None else [where]))
         .values(build({name: bindparam(f"b_{name}") for name in names}))
     )
     await db.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in rows])

@@ -12,7 +12,6 @@ from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.drain.estimate import Estimate
 from chainflow.domain.transactions.drain.fee_floor import expire_priced_out, floor_of
-from chainflow.domain.transactions.fees import FeeFloor
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.node import ChainRpc, nonce_counts
 from chainflow.domain.transactions.state import TxEvent
@@ -96,7 +95,7 @@ async def plan_lanes(
         return []  # the chain's own cap cannot pay the base fee: every request waits
     wallets = await get_wallets(session, sorted(held))
     blocked = await repository.waiting_for_funds(session, chain.chain_id, sorted(held))
-    plans: list[Planned] = []
+    rooms: dict[WalletId, int] = {}
     for wallet_id in sorted(held):
         wallet = wallets.get(wallet_id)
         if wallet is None:
@@ -106,33 +105,20 @@ async def plan_lanes(
             continue
         if wallet.status is not WalletStatus.ACTIVE or wallet_id in blocked:
             continue  # blocked: an attempt waits for funds, later ones must not overtake
-        room = room_of(config, held[wallet_id], counts[wallet_id])
-        live = await _signable(session, chain, wallet_id, room=room, floor=floor)
-        if live:
-            plans.append(Planned(live, wallet))
-    return plans
-
-
-async def _signable(
-    session: AsyncSession,
-    chain: ChainConfig,
-    wallet_id: WalletId,
-    *,
-    room: int,
-    floor: FeeFloor | None,
-) -> list[Transaction]:
-    """The lane's first `room` queued requests that can be signed now: not expired, and with
-    a fee cap that pays the fee floor."""
-    if room <= 0:
-        return []
-    rows = await repository.queued_for_lane(
+        rooms[wallet_id] = room_of(config, held[wallet_id], counts[wallet_id])
+    # The first `room` queued requests of each lane whose fee cap pays the floor, one SELECT.
+    queued = await repository.queued_for_lanes(
         session,
         chain.chain_id,
-        wallet_id,
-        limit=room,
+        rooms,
         min_fee_cap_wei=floor.base_fee_wei if floor is not None else None,
     )
-    return [tx for tx in rows if not _expired(session, tx)]
+    plans: list[Planned] = []
+    for wallet_id in rooms:
+        live = [tx for tx in queued.get(wallet_id, []) if not _expired(session, tx)]
+        if live:
+            plans.append(Planned(live, wallets[wallet_id]))
+    return plans
 
 
 def _expired(session: AsyncSession, tx: Transaction) -> bool:

@@ -22,7 +22,7 @@ from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import step
 from chainflow.domain.wallets.models import Wallet, WalletChain
-from chainflow.domain.wallets.service import lock_lanes
+from chainflow.domain.wallets.service import lock_lanes, store_next_nonces
 from chainflow.infra.signing.signer import Signer, SignerUnavailable
 
 log = get_logger(__name__)
@@ -46,19 +46,24 @@ async def sign_lanes(
         queued.setdefault(tx.wallet_id, []).append(tx)
     sent: list[SentAttempt] = []
     writes = bulk.SignWrites()
+    # The lanes' nonce cursors as this round moves them, written in one statement at the end
+    # (an ORM flush wrote one UPDATE per lane).
+    cursors: dict[WalletId, int] = {}
     for ready in sorted(lanes, key=lambda r: r.wallet.id):
         lane = locked.get(ready.wallet.id)
         if lane is None:
             continue  # the lane was removed since the plan
-        _fast_forward(lane, ready)
+        next_nonce = _fast_forward(lane, ready)
+        if next_nonce != lane.next_nonce:
+            cursors[lane.wallet_id] = next_nonce
         signer = await _signer_of(signers, ready, chain)
         if signer is None:
             lane.paused_reason = SignerUnavailable.code  # shown on the lane (GET …/chains/…)
             signers.note_unavailable(ready.wallet.id)
             continue  # its backend is down: only this lane waits, its requests stay queued
-        room = room_of(config, lane.next_nonce, ready.counts)
+        room = room_of(config, next_nonce, ready.counts)
         for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
-            nonce = Nonce(lane.next_nonce)
+            nonce = Nonce(next_nonce)
             try:
                 attempt = await signed_attempt(
                     tx,
@@ -86,11 +91,12 @@ async def sign_lanes(
             writes.attempts.append(attempt)
             writes.transitions.append(moved)
             writes.signed.append(signed_update(moved, nonce=nonce, gas_limit=gas[tx.id]))
-            lane.next_nonce = nonce + 1
+            next_nonce = cursors[lane.wallet_id] = nonce + 1
             lane.paused_reason = None
             signers.note_signed(ready.wallet.id)
             sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"]))
     # The ORM rows of these requests are left as read; nothing reads them after this.
+    await store_next_nonces(session, chain.chain_id, cursors)
     await bulk.store_signed(session, writes)
     return sent
 
@@ -129,7 +135,8 @@ def _fees_for(tx: Transaction, market: Fees, chain: ChainConfig) -> Fees:
     return clamp(market, caps)
 
 
-def _fast_forward(lane: WalletChain, ready: Ready) -> None:
+def _fast_forward(lane: WalletChain, ready: Ready) -> int:
+    """The lane's next nonce: its cursor, or the node's pending count if that is ahead."""
     if ready.counts.pending > lane.next_nonce:
         # The key was used outside Chainflow (DESIGN §6.7-8): never reuse those nonces.
         log.warning(
@@ -139,7 +146,8 @@ def _fast_forward(lane: WalletChain, ready: Ready) -> None:
             from_nonce=lane.next_nonce,
             to_nonce=ready.counts.pending,
         )
-        lane.next_nonce = ready.counts.pending
+        return ready.counts.pending
+    return lane.next_nonce
 
 
 async def _signer_of(signers: Signers, ready: Ready, chain: ChainConfig) -> Signer | None:

@@ -25,6 +25,7 @@ from chainflow.domain.transactions.repository.queries import (
     lanes_with_queued,
     list_page,
     queued_for_lane,
+    queued_for_lanes,
     tracked,
     waiting_for_funds,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "lock_tracked",
     "lock_with_attempts",
     "queued_for_lane",
+    "queued_for_lanes",
     "tracked",
     "waiting_for_funds",
 ]

@@ -1,7 +1,7 @@
 """The reads of transactions and their attempts (no locks: locks.py takes them)."""
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -189,6 +189,43 @@ async def queued_for_lane(
         query = query.where(cap_reaches(session, min_fee_cap_wei))
     query = query.order_by(Transaction.created_at, Transaction.id).limit(limit)
     return (await session.scalars(query)).all()
+
+
+async def queued_for_lanes(
+    session: AsyncSession,
+    chain_id: int,
+    rooms: Mapping[WalletId, int],
+    *,
+    min_fee_cap_wei: int | None = None,
+) -> dict[WalletId, list[Transaction]]:
+    """queued_for_lane for many lanes in one SELECT: each lane's first `rooms[lane]` queued
+    requests, in submission order (a drain's plan read them one SELECT per lane)."""
+    rooms = {wallet_id: room for wallet_id, room in rooms.items() if room > 0}
+    if not rooms:
+        return {}
+    place = func.row_number().over(
+        partition_by=Transaction.wallet_id, order_by=(Transaction.created_at, Transaction.id)
+    )
+    ranked = select(Transaction, place.label("place")).where(
+        Transaction.chain_id == chain_id,
+        Transaction.wallet_id.in_(in_list(list(rooms))),
+        Transaction.status == TxStatus.QUEUED,
+    )
+    if min_fee_cap_wei is not None:
+        ranked = ranked.where(cap_reaches(session, min_fee_cap_wei))
+    lanes = ranked.subquery()
+    tx = aliased(Transaction, lanes)
+    query = (
+        select(tx)
+        .where(lanes.c.place <= max(rooms.values()))
+        .order_by(lanes.c.wallet_id, lanes.c.place)
+    )
+    found: dict[WalletId, list[Transaction]] = {}
+    for row in (await session.scalars(query)).all():
+        lane = found.setdefault(row.wallet_id, [])
+        if len(lane) < rooms[row.wallet_id]:
+            lane.append(row)
+    return found
 
 
 def _dialect(session: AsyncSession) -> str:
