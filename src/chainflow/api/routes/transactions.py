@@ -60,6 +60,7 @@ async def submit_transaction(
             idempotency_key=idempotency_key,
             restrictions=restrictions,
             group=group.insert if group is not None else None,
+            targets=group.targets if group is not None else None,
         )
     if isinstance(result, service.NeedsTransaction):  # the wallet has a spending policy
         async with unit_of_work(resources.sessionmaker) as session:
