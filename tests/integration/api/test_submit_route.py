@@ -23,7 +23,7 @@ async def setup(api: ApiHarness, anvil_url: str) -> dict[str, Any]:
 def solved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths whose dependencies FastAPI solved."""
     paths: list[str] = []
-    real = routing.solve_dependencies
+    real = routing.solve_dependencies  # type: ignore[attr-defined]
 
     async def counted(**kwargs: Any) -> Any:
         paths.append(kwargs["request"].url.path)
