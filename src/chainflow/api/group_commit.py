@@ -12,7 +12,10 @@ without groups.
 
 Every check before the insert (key restrictions, chain, wallet, lane, caps, rate limits) runs
 per request, as before; a wallet with a spending policy never reaches a group (it needs a DB
-transaction that holds the policy's lock, service.py).
+transaction that holds the policy's lock, service.py). The chain, wallet and lane a request
+is checked against are remembered in `targets` for the next requests, and the group's
+statement checks them again as it stores (domain/transactions/targets.py): a request they no
+longer admit is not stored by it, and is checked again on its own.
 """
 
 import asyncio
@@ -24,6 +27,7 @@ from chainflow.core.logging import get_logger
 from chainflow.core.types import TxId
 from chainflow.domain.transactions.repository import intake
 from chainflow.domain.transactions.rows import NewRequest
+from chainflow.domain.transactions.targets import TargetCache
 
 log = get_logger(__name__)
 
@@ -43,6 +47,8 @@ class GroupCommit:
         self._connection: AsyncConnection | None = None
         # The one task storing groups: one statement at a time on the group's connection.
         self._flusher: asyncio.Task[None] | None = None
+        # Valid only with the group's statement, which checks them again as it stores.
+        self.targets = TargetCache()
 
     async def insert(self, request: NewRequest) -> bool | None:
         """Store `request` with the others of its group; False when its idempotency key was

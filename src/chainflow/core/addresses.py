@@ -5,6 +5,7 @@ exactly its EIP-55 checksum: mixed case with a wrong checksum is a typo, and "fi
 send funds to an address nobody checked. A `0X` prefix, or none, is refused.
 """
 
+import functools
 import re
 import uuid
 
@@ -20,11 +21,19 @@ def checksum_address(text: str) -> str:
     the input)."""
     if not _ADDRESS.fullmatch(text):
         raise ValueError("must be 0x followed by 40 hex digits")
-    checksummed = str(to_checksum_address(text))
+    checksummed = _checksummed(text[2:].lower())
     digits = text[2:]
     if digits not in (digits.lower(), digits.upper()) and text != checksummed:
         raise ValueError("has a wrong EIP-55 checksum: give it all lower case or checksummed")
     return checksummed
+
+
+# Keccak per address was 7% of the API's CPU per submission (the body's wallet and `to`, each
+# checked twice; docs/performance.md); callers send to and from the same addresses again and
+# again. Bounded: at most this many addresses, ~150 bytes each.
+@functools.lru_cache(maxsize=8192)
+def _checksummed(lower_digits: str) -> str:
+    return str(to_checksum_address("0x" + lower_digits))
 
 
 def parse_wallet_ref(text: str) -> uuid.UUID | str | None:

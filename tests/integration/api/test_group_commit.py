@@ -9,15 +9,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chainflow.api.group_commit import GroupCommit
-from chainflow.core.types import TxId, WalletId
+from chainflow.core.types import TxId, Wei
+from chainflow.domain.chains.models import Chain
 from chainflow.domain.events.models import EventRow
 from chainflow.domain.transactions.models import Transaction, TxEventRow
 from chainflow.domain.transactions.repository import intake
 from chainflow.domain.transactions.rows import NewRequest
+from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.infra.db.engine import create_engine
 from chainflow.infra.db.uow import unit_of_work
 from tests.integration.api.test_idempotency_keys import setup  # noqa: F401 - a fixture
@@ -95,12 +97,11 @@ async def test_a_group_that_fails_stores_each_request_on_its_own(
         row = (await session.scalars(select(Transaction))).one()
     template = NewRequest(**{f.name: getattr(row, f.name) for f in dataclasses.fields(NewRequest)})
     fine = dataclasses.replace(template, id=TxId(uuid.uuid4()))
-    no_wallet = WalletId(uuid.uuid4())
-    orphan = dataclasses.replace(template, id=TxId(uuid.uuid4()), wallet_id=no_wallet)
+    too_large = dataclasses.replace(template, id=TxId(uuid.uuid4()), value_wei=Wei(10**80))
     group = GroupCommit(create_engine(api.resources.settings.resolved_database_url), 0.05)
     try:
-        # The orphan's foreign key fails the group's one statement: neither is stored by it.
-        answers = await asyncio.gather(group.insert(fine), group.insert(orphan))
+        # A value past NUMERIC(78) fails the group's one statement: neither is stored by it.
+        answers = await asyncio.gather(group.insert(fine), group.insert(too_large))
         assert list(answers) == [None, None]
         assert (await _counts(api))[0] == 1
         # On its own, the fine one is stored, and the group's next statement works again.
@@ -143,3 +144,108 @@ async def test_a_group_stored_but_unanswered_is_answered_once_never_stored_twice
     assert [a.status_code for a in answers] == [202] * 6
     assert all("Idempotent-Replayed" not in a.headers for a in answers)
     assert await _counts(api) == (6, 6, 6)
+
+
+async def _post(api: ApiHarness, setup: dict[str, Any], **extra: Any) -> Any:  # noqa: F811
+    body = setup["transfer"] | extra
+    return await api.client.post("/v1/transactions", headers=setup["headers"], json=body)
+
+
+async def test_a_remembered_target_spares_the_read_of_chain_wallet_and_lane(
+    api: ApiHarness,
+    setup: dict[str, Any],  # noqa: F811 - the fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[int] = []
+    real = intake.find_target
+
+    async def counted(db: intake.Executor, chain_id: int, wallet_ref: str) -> Any:
+        reads.append(chain_id)
+        return await real(db, chain_id, wallet_ref)
+
+    monkeypatch.setattr(intake, "find_target", counted)
+    answers = [await _post(api, setup, value=str(v)) for v in range(1, 4)]
+    assert [a.status_code for a in answers] == [202] * 3
+    assert len(reads) == 1  # the first request's; the next two were checked by the group's
+    assert await _counts(api) == (3, 3, 3)
+
+
+async def _set(api: ApiHarness, statement: Any) -> None:
+    """A change made by another process: straight in the database, nothing this API sees."""
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        await session.execute(statement)
+
+
+@pytest.mark.parametrize(
+    ("change", "extra", "code"),
+    [
+        ("pause_wallet", {}, "wallet_not_active"),
+        ("disable_wallet", {}, "wallet_not_active"),
+        ("disable_lane", {}, "wallet_chain_disabled"),
+        ("disable_chain", {}, "chain_disabled"),
+        ("lower_fee_cap", {"max_fee_per_gas": "2000"}, "fee_above_chain_cap"),
+        ("lower_tip_cap", {"max_priority_fee_per_gas": "2000"}, "fee_above_chain_cap"),
+    ],
+)
+async def test_a_change_after_a_target_was_remembered_is_refused_as_without_it(
+    api: ApiHarness,
+    setup: dict[str, Any],  # noqa: F811 - the fixture
+    change: str,
+    extra: dict[str, str],
+    code: str,
+) -> None:
+    """Another API process (here: the database itself) pauses the wallet, disables the lane
+    or the chain, or lowers a cap after this process remembered the target: the next request
+    is refused with the same code as without a remembered target, and nothing is stored."""
+    assert (await _post(api, setup, **extra)).status_code == 202  # remembers the target
+    wallet = setup["transfer"]["wallet"]
+    wallets = update(Wallet).where(Wallet.address == wallet)
+    chain = update(Chain).where(Chain.chain_id == 31337)
+    statements = {
+        "pause_wallet": wallets.values(status=WalletStatus.PAUSED),
+        "disable_wallet": wallets.values(status=WalletStatus.DISABLED),
+        "disable_lane": update(WalletChain)
+        .where(WalletChain.chain_id == 31337)
+        .values(enabled=False),
+        "disable_chain": chain.values(enabled=False),
+        "lower_fee_cap": chain.values(max_fee_per_gas_cap=1000),
+        "lower_tip_cap": chain.values(max_priority_fee_per_gas_cap=1000),
+    }
+    await _set(api, statements[change])
+    refused = await _post(api, setup, **extra)
+    status = 422 if code == "fee_above_chain_cap" else 409
+    assert (refused.status_code, refused.json()["code"]) == (status, code), refused.text
+    assert await _counts(api) == (1, 1, 1)
+
+
+async def test_a_policy_set_after_a_target_was_remembered_is_applied(
+    api: ApiHarness,
+    setup: dict[str, Any],  # noqa: F811 - the fixture
+) -> None:
+    assert (await _post(api, setup, value="5")).status_code == 202
+    wallet = (
+        await api.client.get(f"/v1/wallets/{setup['transfer']['wallet']}", headers=setup["headers"])
+    ).json()
+    policy = await api.client.put(
+        f"/v1/wallets/{wallet['id']}/policy",
+        headers=setup["headers"],
+        json={"max_value_wei_per_tx": "9"},
+    )
+    assert policy.status_code == 200, policy.text
+    denied = await _post(api, setup, value="10")
+    assert (denied.status_code, denied.json()["code"]) == (403, "policy_denied"), denied.text
+    assert denied.json()["rule"] == "max_value_wei_per_tx"
+    assert (await _post(api, setup, value="9")).status_code == 202
+    assert (await _counts(api))[0] == 2
+
+
+async def test_a_cap_raised_after_a_refusal_was_remembered_admits(
+    api: ApiHarness,
+    setup: dict[str, Any],  # noqa: F811 - the fixture
+) -> None:
+    """A remembered target that refuses is read again: a cap raised since admits."""
+    await _set(api, update(Chain).where(Chain.chain_id == 31337).values(max_fee_per_gas_cap=10))
+    assert (await _post(api, setup, max_fee_per_gas="10")).status_code == 202
+    await _set(api, update(Chain).where(Chain.chain_id == 31337).values(max_fee_per_gas_cap=99))
+    assert (await _post(api, setup, max_fee_per_gas="99")).status_code == 202
+    assert (await _counts(api))[0] == 2

@@ -4,7 +4,7 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeAlias, overload
+from typing import TypeAlias, cast, overload
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -35,6 +35,7 @@ from chainflow.domain.transactions.repository import TxFilters, intake
 from chainflow.domain.transactions.rows import NewRequest
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxEvent, TxStatus, is_terminal
+from chainflow.domain.transactions.targets import TargetCache
 from chainflow.domain.transactions.transitions import apply
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.models import WalletStatus
@@ -100,6 +101,7 @@ async def submit(
     idempotency_key: str | None,
     restrictions: Restrictions = ...,
     group: GroupInsert | None = ...,
+    targets: TargetCache | None = ...,
 ) -> Submitted: ...
 
 
@@ -111,6 +113,7 @@ async def submit(
     idempotency_key: str | None,
     restrictions: Restrictions = UNRESTRICTED,
     group: GroupInsert | None = None,
+    targets: TargetCache | None = None,
 ) -> Submitted:
     """Store a queued request after checking the key's restrictions, chain, wallet, lane,
     caps and the wallet's spending policy. Without a policy every write is one statement, so
@@ -125,7 +128,9 @@ async def submit(
 
     `group` (a connection in autocommit only): stores the request with others arriving at the
     same time, in one statement (api/group_commit.py); it answers as insert_request does, or
-    None when it stored nothing, and the request is then stored here on its own.
+    None when it stored nothing, and the request is then stored here on its own. `targets`
+    (with `group` only): chain/wallet/lane reads remembered for the next requests, which the
+    group's statement checks again (targets.py).
     """
     idempotency_key = idempotency.single_key(idempotency_key)
     fingerprint = request_hash(body)
@@ -134,12 +139,11 @@ async def submit(
         if earlier is not None:
             return _replay(earlier, fingerprint)
     restrictions.check_chain(body.chain_id)
-    target = await intake.find_target(db, body.chain_id, body.wallet)
-    restrictions.check_wallet(target.wallet_id if target is not None else None)
-    checked = _checked(target, body)
+    grouped = group is not None and not intake.is_transactional(db)
+    target, checked = await _admit(db, body, restrictions, targets if grouped else None)
     (data,) = await calldata_of([body])
     fee_cap = body.max_fee_per_gas
-    if target is not None and target.has_policy:
+    if target.has_policy:
         if not intake.is_transactional(db):
             return NeedsTransaction()
         draft = spending.draft_of(body, target, data)
@@ -158,9 +162,59 @@ async def submit(
     earlier = None
     if idempotency_key is not None:  # a concurrent request with the same key stored first
         earlier = await intake.find_earlier(db, api_key_id, idempotency_key)
-    if earlier is None:
+    if earlier is not None:
+        return _replay(earlier, fingerprint)
+    if not grouped:
         raise ChainflowError("the request conflicted with a stored one that holds no such key")
-    return _replay(earlier, fingerprint)
+    # The group's statement found that its chain, wallet or lane no longer admits it (paused,
+    # disabled, a cap lowered, a policy set since the target was read or remembered): check
+    # it again on its own, against a fresh read, and refuse it exactly as without groups.
+    if targets is not None:
+        targets.forget(body.chain_id, body.wallet)
+    return await submit(
+        db,
+        body,
+        api_key_id=api_key_id,
+        idempotency_key=idempotency_key,
+        restrictions=restrictions,
+    )
+
+
+@dataclass(frozen=True)
+class _Checked:
+    chain_id: ChainId
+    wallet_id: WalletId
+    wallet_address: str
+
+
+async def _admit(
+    db: intake.Executor, body: TxCreate, restrictions: Restrictions, targets: TargetCache | None
+) -> tuple[intake.Target, _Checked]:
+    """The target the request is checked against, and what the checks keep of it: the one
+    remembered in `targets` if it admits the request, else a fresh read (remembered when it
+    admits a request without a spending policy). A remembered target that refuses is read
+    again: it may be stale (a cap raised since), and the refusal must be the database's."""
+    if targets is not None:
+        remembered = targets.get(body.chain_id, body.wallet)
+        if remembered is not None:
+            try:
+                return _check_target(remembered, body, restrictions)
+            except ChainflowError:
+                targets.forget(body.chain_id, body.wallet)
+    target, checked = _check_target(
+        await intake.find_target(db, body.chain_id, body.wallet), body, restrictions
+    )
+    if targets is not None and not target.has_policy:
+        targets.put(body.chain_id, body.wallet, target)
+    return target, checked
+
+
+def _check_target(
+    target: intake.Target | None, body: TxCreate, restrictions: Restrictions
+) -> tuple[intake.Target, _Checked]:
+    restrictions.check_wallet(target.wallet_id if target is not None else None)
+    checked = _checked(target, body)  # refuses an unknown chain: `target` is not None below
+    return cast(intake.Target, target), checked
 
 
 async def _store(db: intake.Executor, request: NewRequest, group: GroupInsert | None) -> bool:
@@ -184,13 +238,6 @@ def _replay(earlier: intake.Earlier, fingerprint: str) -> Submitted:
             "this Idempotency-Key was already used with a different request body"
         )
     return Replayed(earlier)
-
-
-@dataclass(frozen=True)
-class _Checked:
-    chain_id: ChainId
-    wallet_id: WalletId
-    wallet_address: str
 
 
 def _checked(target: intake.Target | None, body: TxCreate) -> _Checked:

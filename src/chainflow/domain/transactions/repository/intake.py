@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
 )
 from sqlalchemy import cast as sql_cast
@@ -236,7 +237,7 @@ def _grouped_insert() -> Insert:
     given = func.unnest(*columns).table_valued(*REQUEST_COLUMNS).render_derived(name="r")
     new_tx = (
         postgresql.insert(_TRANSACTIONS)
-        .from_select(list(REQUEST_COLUMNS), select(*(given.c[name] for name in REQUEST_COLUMNS)))
+        .from_select(list(REQUEST_COLUMNS), _still_admissible(given))
         .on_conflict_do_nothing()
         .returning(*_STORED)
         .cte("new_tx")
@@ -274,13 +275,50 @@ def _grouped_insert() -> Insert:
     )
 
 
+def _under(value: ColumnElement[Any], cap: ColumnElement[Any]) -> ColumnElement[bool]:
+    return or_(cap.is_(None), value.is_(None), value <= cap)
+
+
+def _still_admissible(given: Any) -> Select[Any]:
+    """The given rows whose chain, wallet and lane still admit them when the statement runs:
+    the checks of service._checked, re-run against the rows the group's statement sees, so a
+    request checked against a remembered target (domain/transactions/targets.py) is stored
+    only if that target still holds: chain enabled, wallet active at the same address with
+    no spending policy, lane enabled, fees within the chain's caps. A request refused here is
+    not stored, and its caller checks it again on its own (service.submit)."""
+    r = given.c
+    return (
+        select(*(r[name] for name in REQUEST_COLUMNS))
+        .select_from(given)
+        .join(Chain.__table__, and_(_CHAINS.chain_id == r.chain_id, _CHAINS.enabled))
+        .join(
+            Wallet.__table__,
+            and_(
+                _WALLETS.id == r.wallet_id,
+                _WALLETS.address == r.from_address,
+                _WALLETS.status == WalletStatus.ACTIVE,
+                ~_WALLETS.has_policy,
+            ),
+        )
+        .join(
+            WalletChain.__table__,
+            and_(_LANES.wallet_id == r.wallet_id, _LANES.chain_id == r.chain_id, _LANES.enabled),
+        )
+        .where(
+            _under(r.max_fee_per_gas_cap, _CHAINS.max_fee_per_gas_cap),
+            _under(r.max_priority_fee_per_gas_cap, _CHAINS.max_priority_fee_per_gas_cap),
+        )
+    )
+
+
 _PG_GROUPED_INSERT = _grouped_insert()
 
 
 async def insert_grouped(db: AsyncConnection, requests: Sequence[NewRequest]) -> set[TxId]:
     """insert_request for many requests in one statement (PostgreSQL, atomic on its own): the
-    ids of those stored; the others' idempotency keys were taken (by a stored request, or by
-    an earlier one of `requests`)."""
+    ids of those stored; each of the others had its idempotency key taken (by a stored
+    request, or by an earlier one of `requests`), or its chain, wallet or lane no longer
+    admits it (_still_admissible)."""
     params: dict[str, object] = {
         f"r_{name}": [_plain(getattr(request, name)) for request in requests]
         for name in REQUEST_COLUMNS
