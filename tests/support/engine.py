@@ -111,6 +111,7 @@ async def open_engine_harness(
         )
         engine = Engine.start(ports)
         yield EngineHarness(engine=engine, rpc=rpc, sessionmaker=sessionmaker)
+        await engine.stop()
 
 
 # Runtime: if slot 0 is set, revert; else set it to 1. Two calls estimated in one round both

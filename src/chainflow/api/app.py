@@ -141,7 +141,7 @@ async def open_resources(
             await redis.aclose()
         await engine.dispose()
         if token is not None:
-            token.close()
+            await token.aclose()
 
 
 def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:

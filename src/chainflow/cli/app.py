@@ -6,7 +6,14 @@ from chainflow.cli import apikeys, keys, schedules, wallets
 from chainflow.cli.dev import dev
 from chainflow.cli.failures import run_app
 from chainflow.cli.options import HostOpt, PortOpt
-from chainflow.cli.runtime import check_keys_at_start, migrate, open_database, run, settings_for_cli
+from chainflow.cli.runtime import (
+    check_keys_at_start,
+    database_answers,
+    migrate,
+    open_database,
+    run,
+    settings_for_cli,
+)
 from chainflow.cli.worker import worker
 
 app = typer.Typer(
@@ -34,6 +41,8 @@ def api(host: HostOpt = None, port: PortOpt = None) -> None:
     settings = settings_for_cli()
     with hold_data_dir(settings, exclusive=False):
         master = load_master_key(settings, allow_generate=settings.is_embedded)
+        if not database_answers(settings):
+            return  # stopped (SIGTERM, Ctrl-C) while it waited for the database
         check_keys_at_start(settings, master)
         from chainflow.api.app import create_app
         from chainflow.api.server import bind, serve

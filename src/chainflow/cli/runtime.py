@@ -5,8 +5,12 @@ needs; each function imports the rest when it runs (cli/__init__.py).
 """
 
 import asyncio
+import contextlib
 import gc
+import math
+import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
@@ -76,6 +80,77 @@ async def open_database(
         yield create_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+# Waiting for the database at start: the first retry soon (a database restarting with us),
+# then doubling, at most this long between tries; a warning at the first miss, then at most
+# once a minute while it lasts.
+_DB_RETRY_FIRST_S = 0.25
+_DB_RETRY_MAX_S = 5.0
+_DB_WAIT_LOG_EVERY_S = 60.0
+
+
+async def wait_for_database(settings: "Settings", stop: asyncio.Event) -> bool:
+    """Until the database answers: True; False if `stop` is set first.
+
+    A database that cannot be reached (down, restarting, not yet started by the same compose
+    file) is tried again with backoff, with a one-line warning; one that answers but is not
+    migrated is an error at once. Raises: ConfigError.
+    """
+    from chainflow.core.logging import get_logger
+
+    log = get_logger(__name__)
+    delay_s, logged_at = _DB_RETRY_FIRST_S, -math.inf
+    while not stop.is_set():
+        # Raced against `stop`: a connect to a host that drops packets takes its timeout.
+        attempt = asyncio.ensure_future(_database_error(settings))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((attempt, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await attempt
+            break
+        error = attempt.result()
+        if error is None:
+            return True
+        if time.monotonic() - logged_at >= _DB_WAIT_LOG_EVERY_S:
+            logged_at = time.monotonic()
+            log.warning("database.waiting", error=error, retry_in_s=delay_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay_s)
+        delay_s = min(delay_s * 2, _DB_RETRY_MAX_S)
+    return False
+
+
+async def _database_error(settings: "Settings") -> str | None:
+    """None if the database answers and is migrated; why not if it cannot be reached."""
+    from chainflow.core.errors import Unavailable
+
+    try:
+        async with open_database(settings):
+            return None
+    except Unavailable as exc:
+        return exc.detail
+
+
+def database_answers(settings: "Settings") -> bool:
+    """`wait_for_database` for a command about to start a service: False when SIGTERM or
+    SIGINT came while it waited (the command then exits 0, as it would have once started)."""
+
+    async def wait() -> bool:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await wait_for_database(settings, stop)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    return run(wait)
 
 
 def check_keys_at_start(settings: "Settings", master: "MasterKey") -> None:

@@ -1,6 +1,7 @@
 """`chainflow worker`: run the engine loops for some or all chains until SIGTERM."""
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -8,13 +9,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from chainflow.cli.runtime import check_keys_at_start, run, settings_for_cli
+from chainflow.cli.runtime import check_keys_at_start, database_answers, run, settings_for_cli
 from chainflow.core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from chainflow.core.settings import Settings
+    from chainflow.infra.queue import JobQueue
 
 DEFAULT_METRICS_PORT = 9464  # DESIGN §13
+# A worker whose engine could not open (the database went away after the start checks) waits
+# this long, then for the database, before it opens it again.
+_REOPEN_S = 1.0
 
 
 _CHAINS_USAGE = "--chains must be comma-separated chain ids (positive, below 2**53), e.g. 1,137"
@@ -56,6 +61,8 @@ def worker(
     settings = settings_for_cli()
     with hold_data_dir(settings, exclusive=False):
         master = load_master_key(settings, allow_generate=settings.is_embedded)
+        if not database_answers(settings):
+            return  # stopped (SIGTERM, Ctrl-C) while it waited for the database
         check_keys_at_start(settings, master)
         with serve_metrics(settings, metrics_port):
             run(lambda: _work(settings, chain_ids))
@@ -91,11 +98,9 @@ def serve_metrics(settings: "Settings", port: int) -> Iterator[None]:
 
 
 async def _work(settings: "Settings", chain_ids: list[int] | None) -> None:
+    from chainflow.cli.runtime import wait_for_database
     from chainflow.core.logging import get_logger
     from chainflow.infra.queue import RedisJobQueue
-    from chainflow.infra.queue.signals import RedisSignals
-    from chainflow.workers.context import open_engine
-    from chainflow.workers.main import run_engine
 
     log = get_logger(__name__)
     stop = asyncio.Event()
@@ -103,22 +108,52 @@ async def _work(settings: "Settings", chain_ids: list[int] | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     doorbells = RedisJobQueue(settings.redis_url) if settings.redis_url else None
-    signals = None
     try:
-        async with open_engine(settings, chain_ids=chain_ids) as engine:
-            if settings.redis_url:
-                signals = RedisSignals(settings.redis_url, sender=engine.ports.owner)
-            log.info("worker.started", chains=sorted(engine.ports.rpc))
-            await run_engine(
-                engine,
-                stop,
-                poll_s=settings.worker_poll_s,
-                queue=doorbells,
-                signals=signals,
-            )
+        # The database may go away between the start checks and the engine's first reads
+        # (a restart): the worker waits for it again rather than exit.
+        while (error := await _run_engine(settings, chain_ids, stop, doorbells)) is not None:
+            log.warning("worker.start_failed", error=error, retry_in_s=_REOPEN_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=_REOPEN_S)
+            if stop.is_set() or not await wait_for_database(settings, stop):
+                break
     finally:
-        if signals is not None:
-            await signals.close()
         if doorbells is not None:
             await doorbells.close()
     log.info("worker.stopped")
+
+
+async def _run_engine(
+    settings: "Settings",
+    chain_ids: list[int] | None,
+    stop: asyncio.Event,
+    doorbells: "JobQueue | None",
+) -> str | None:
+    """Open the engine and run it until `stop`: None; what failed if the database could not
+    be reached while it opened."""
+    from sqlalchemy.exc import DBAPIError
+
+    from chainflow.core.logging import get_logger
+    from chainflow.infra.queue.signals import RedisSignals
+    from chainflow.workers.context import open_engine
+    from chainflow.workers.main import run_engine
+
+    opened = False
+    signals = None
+    try:
+        async with open_engine(settings, chain_ids=chain_ids) as engine:
+            opened = True
+            if settings.redis_url:
+                signals = RedisSignals(settings.redis_url, sender=engine.ports.owner)
+            get_logger(__name__).info("worker.started", chains=sorted(engine.ports.rpc))
+            await run_engine(
+                engine, stop, poll_s=settings.worker_poll_s, queue=doorbells, signals=signals
+            )
+    except (OSError, DBAPIError) as exc:
+        if opened:
+            raise
+        return f"cannot reach the database: {type(exc).__name__}"
+    finally:
+        if signals is not None:
+            await signals.close()
+    return None

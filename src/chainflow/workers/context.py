@@ -133,10 +133,14 @@ async def open_engine(
             # Signing's serializers, once, before any drain holds a lane's lock (after the
             # database steps: they ran ~0.5 s later when this came first).
             load_eth_account()
-            yield Engine.start(ports)
+            engine = Engine.start(ports)
+            try:
+                yield engine
+            finally:
+                await engine.stop()
     finally:
         await http.close()
         await webhook_http.close()
         await db.dispose()
         if token is not None:
-            token.close()
+            await token.aclose()

@@ -90,6 +90,10 @@ class Engine:
         )
         return cls(ports, state)
 
+    async def stop(self) -> None:
+        """End what the engine runs in the background: its signers' health probes."""
+        await self.state.signers.close()
+
     @property
     def config(self) -> EngineConfig:
         return self.ports.config

@@ -13,7 +13,7 @@ import pytest
 from chainflow.core.clock import utcnow
 from chainflow.domain.apikeys.service import KeyLimits, create_api_key
 from chainflow.infra.db.uow import unit_of_work
-from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.fixtures import ApiHarness, prepare_sender
 from tests.support.fixtures import tx_body as body
 from tests.support.polling import eventually
@@ -119,6 +119,20 @@ class TestChainRestriction:
         assert refused(await api.client.get(f"/v1/chains/{ANVIL_CHAIN_ID}", headers=key))
         assert (await api.client.get("/v1/chains", headers=key)).json()["items"] == []
         assert (await api.client.get("/v1/transactions", headers=key)).json()["items"] == []
+
+    @pytest.mark.usefixtures("setup")  # anvil's chain in the registry
+    async def test_chain_status_shows_only_its_chains(
+        self, api: ApiHarness, anvil_url: str
+    ) -> None:
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await add_anvil_chain(session, anvil_url, chain_id=1)  # a second chain
+        everyone = await api.client.get("/v1/chains/status", headers=await api.key("read"))
+        assert {c["chain_id"] for c in everyone.json()["items"]} == {1, ANVIL_CHAIN_ID}
+        for allowed in ([ANVIL_CHAIN_ID], [1]):
+            key, _ = await restricted_key(api, ["read"], KeyLimits(chain_ids=allowed))
+            response = await api.client.get("/v1/chains/status", headers=key)
+            assert response.status_code == 200, response.text
+            assert [c["chain_id"] for c in response.json()["items"]] == allowed
 
 
 class TestExpiry:

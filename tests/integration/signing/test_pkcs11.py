@@ -25,6 +25,7 @@ from chainflow.infra.signing.pkcs11 import (
     Pkcs11Token,
 )
 from chainflow.infra.signing.signer import HEALTHY, SignerHealth, SignerUnavailable
+from tests.support.polling import eventually
 from tests.support.softhsm import PIN, SoftHsm, user_session
 
 
@@ -142,6 +143,35 @@ class TestHealth:
         health = await signer.health()  # never asked before: no answer kept
         assert not health.ok
         assert label in (health.detail or "")
+
+    async def test_aclose_leaves_no_search_behind(self, token: Pkcs11Token) -> None:
+        """An engine or API stopping while a probe searches a wedged token closes it within
+        HEALTH_TIMEOUT_S, and no search task is left pending on its loop."""
+        label, _ = token.generate()
+        release = threading.Event()
+
+        def wedged(_label: str) -> SignerHealth:
+            release.wait(30)
+            return HEALTHY
+
+        def searches() -> list[asyncio.Task[object]]:
+            tasks = asyncio.all_tasks()
+            return [t for t in tasks if t.get_name().startswith("pkcs11.search:")]
+
+        async def searching() -> list[asyncio.Task[object]]:
+            return searches()
+
+        token.health = wedged  # type: ignore[method-assign,assignment]
+        probe = asyncio.ensure_future(token.probe(label))
+        try:
+            await eventually(searching, timeout_s=5)
+            started = time.monotonic()
+            await token.aclose()
+            assert time.monotonic() - started < HEALTH_TIMEOUT_S + 2
+            await asyncio.gather(probe, return_exceptions=True)
+            assert not [t for t in searches() if not t.done()]
+        finally:
+            release.set()
 
     async def test_probe_keeps_its_answer_and_bounds_a_wedged_module(
         self, token: Pkcs11Token

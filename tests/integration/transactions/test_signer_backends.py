@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.domain.transactions.attempts import PROBE_TASK
 from chainflow.domain.transactions.models import Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
@@ -60,7 +61,9 @@ async def harness(
 ) -> AsyncIterator[EngineHarness]:
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
         ports = dataclasses.replace(value.engine.ports, pkcs11=token, aws_kms=kms)
-        yield dataclasses.replace(value, engine=Engine.start(ports))
+        engine = Engine.start(ports)
+        yield dataclasses.replace(value, engine=engine)
+        await engine.stop()
 
 
 @pytest.fixture
@@ -289,3 +292,32 @@ async def test_a_stopped_kms_holds_up_no_round_while_its_lane_waits(
         assert max(rounds) < 1.5, rounds
         assert (await harness.get(waiting[0])).status is TxStatus.QUEUED
     assert await confirmed_nonces(harness, waiting) == [0]
+
+
+async def test_stopping_the_engine_ends_its_background_probes(
+    harness: EngineHarness, localstack: LocalStack
+) -> None:
+    """A lane waiting for KMS is probed in the background; stopping the engine cancels and
+    awaits those probes: none outlives it (before, one could still be waiting on KMS, and
+    ended as "Task was destroyed but it is pending" when the loop closed)."""
+    slow = AwsKms(kms_config(localstack.url, timeout_s=3.0))
+    engine = Engine.start(dataclasses.replace(harness.engine.ports, aws_kms=slow))
+    harness = dataclasses.replace(harness, engine=engine)
+    remote = await kms_wallet(harness, slow)
+    with kms_stopped(localstack):
+        await submit_many(harness, remote, 1)
+
+        async def probing() -> list[asyncio.Task[object]]:
+            await run_round(engine, ANVIL_CHAIN_ID)  # the first Sign times out (3 s)
+            return [
+                task
+                for task in asyncio.all_tasks()
+                if task.get_name().startswith(PROBE_TASK) and not task.done()
+            ]
+
+        probes = await eventually(probing, timeout_s=30)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await engine.stop()
+        assert loop.time() - started < 1  # cancelled, not waited for KMS's answer
+        assert all(task.done() for task in probes)

@@ -63,16 +63,18 @@ class ChainStatusList(BaseModel):
 
 @router.get("/status", responses=problem_responses(401, 403))
 async def chains_status(
-    request: Request, sessionmaker: SessionmakerDep, _key: ReadKey
+    request: Request, sessionmaker: SessionmakerDep, key: ReadKey
 ) -> ChainStatusList:
-    """Every chain with its head and the health of each RPC endpoint. Enabled chains are
-    read by this API process at most once per CHAINFLOW_CONSOLE_CHAIN_READ_S, whatever the
-    request rate; disabled ones are not probed."""
+    """Every chain (a key limited to some chains: those) with its head and the health of each
+    RPC endpoint. Enabled chains are read by this API process at most once per
+    CHAINFLOW_CONSOLE_CHAIN_READ_S, whatever the request rate; disabled ones are not probed."""
+    allowed = restrictions_of(key).chain_ids
     async with unit_of_work(sessionmaker) as session:
         registry = await service.list_chains(session)
     watch: ChainWatch = request.app.state.chain_watch
-    watch.forget({c.chain_id for c in registry if c.enabled})
-    items = await asyncio.gather(*(_status_of(watch, chain) for chain in registry))
+    watch.forget({c.chain_id for c in registry if c.enabled})  # every key's chains stay cached
+    shown = [c for c in registry if allowed is None or c.chain_id in allowed]
+    items = await asyncio.gather(*(_status_of(watch, chain) for chain in shown))
     return ChainStatusList(items=list(items))
 
 

@@ -2,8 +2,8 @@
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import NotRequired, TypedDict
+from collections.abc import Callable, Coroutine
+from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +21,7 @@ from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.infra.signing.signer import Signer, SignerHealth, SignerUnavailable
 
 CANCEL_GAS = 21_000
+PROBE_TASK = "signer.probe"  # the name of a background probe's task, then ":<wallet id>"
 
 
 class Signers:
@@ -41,7 +42,7 @@ class Signers:
         # Wallets whose last try to sign here failed with SignerUnavailable (issue 20): their
         # backend is probed (`health`) before a signature is tried again.
         self._down: set[uuid.UUID] = set()
-        self._probes: dict[uuid.UUID, asyncio.Future[SignerHealth | None]] = {}
+        self._probes: dict[uuid.UUID, asyncio.Task[SignerHealth | None]] = {}
 
     async def of(self, wallet: Wallet) -> Signer:
         """The wallet's signer (or its public key read) once per process, then kept.
@@ -73,7 +74,7 @@ class Signers:
         return False
 
     def passed_probe(
-        self, wallet_id: uuid.UUID, probe: Callable[[], Awaitable[SignerHealth | None]]
+        self, wallet_id: uuid.UUID, probe: Callable[[], Coroutine[Any, Any, SignerHealth | None]]
     ) -> bool:
         """For a wallet whose backend failed here: whether a health probe has passed since
         (None, no signer to probe, counts as passed). The probe runs in the background, one
@@ -81,7 +82,8 @@ class Signers:
         probe may take 2 s): False until it has answered."""
         running = self._probes.get(wallet_id)
         if running is None:
-            self._probes[wallet_id] = asyncio.ensure_future(probe())
+            name = f"{PROBE_TASK}:{wallet_id}"
+            self._probes[wallet_id] = asyncio.create_task(probe(), name=name)
             return False
         if not running.done():
             return False
@@ -90,6 +92,14 @@ class Signers:
             return False
         health = running.result()
         return health is None or health.ok
+
+    async def close(self) -> None:
+        """Cancel the probes still running and wait for them to end: none outlives the engine
+        that started it (a KMS probe may wait seconds for an answer)."""
+        probes, self._probes = list(self._probes.values()), {}
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
 
     def is_down(self, wallet_id: uuid.UUID) -> bool:
         return wallet_id in self._down

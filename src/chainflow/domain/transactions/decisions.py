@@ -114,6 +114,16 @@ class Decision:
     # Stuck, and no valid replacement fits under its fee caps: its highest attempt is re-sent.
     capped: bool = False
 
+    @property
+    def is_final_revert(self) -> bool:
+        """Finalises its request as reverted: a final receipt with status 0 of an attempt that
+        is not a cancel (a cancel mined decides `cancelled`, whatever its status)."""
+        if self.action is not Action.FINALIZE or self.receipt is None or self.attempt is None:
+            return False
+        status = self.receipt.get("status")
+        is_reverted = isinstance(status, str) and int(status, 16) == 0
+        return is_reverted and self.attempt.kind is not AttemptKind.CANCEL
+
 
 @dataclass(frozen=True)
 class Terms:

@@ -1,10 +1,12 @@
 """Build the async engine and sessionmaker for PostgreSQL (asyncpg) or SQLite (aiosqlite)."""
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from chainflow.core import jsondepth
 from chainflow.core.errors import ConfigError
@@ -60,6 +63,43 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _close_sqlite_whole(engine: AsyncEngine) -> None:
+    """Roll back and close every aiosqlite connection this engine drops, cancelled or not.
+
+    A statement, commit or rollback cut short by a cancel (a client leaving a stream, a
+    timeout, a round's tracking task cancelled, shutdown) makes SQLAlchemy invalidate its
+    connection. Its close then left the database's write lock held: the cut statement stays
+    unfinalized (its cursor lives on in the caller's traceback), so sqlite3_close_v2 leaves a
+    "zombie" connection that keeps its transaction until the garbage collector finalizes it,
+    and every later writer waited out `busy_timeout` ("database is locked"); and under an
+    anyio cancel scope, which cancels again at every await, SQLAlchemy's shielded close was
+    cut short too, and aiosqlite stopped its thread without closing the connection. Here the
+    connection is rolled back (which aborts the cut statement) and closed, shielded from every
+    cancel (it waits for the statement in its thread: on SQLite a short wait), and the cancel
+    goes on from the caller's next await.
+    """
+    dialect = engine.sync_engine.dialect
+
+    def close(dbapi_connection: Any) -> None:
+        driver = dialect.get_driver_connection(dbapi_connection)
+        if not in_greenlet():  # the garbage collector's clean-up: nothing may be awaited
+            driver.stop()
+            return
+        await_(_close_shielded(driver))
+
+    # Instance attributes: this engine's dialect only (the pool calls these for every close).
+    dialect.do_close = close  # type: ignore[method-assign]
+    dialect.do_terminate = close  # type: ignore[method-assign]
+
+
+async def _close_shielded(driver: Any) -> None:
+    with anyio.CancelScope(shield=True):
+        with contextlib.suppress(Exception):  # no zombie keeps the transaction (see above)
+            await driver.rollback()
+        with contextlib.suppress(Exception):
+            await driver.close()  # stops its thread too, even if the close fails
+
+
 def _ensure_folder(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -93,6 +133,7 @@ def create_engine(
             hide_parameters=True,
         )
         _configure_sqlite(engine)
+        _close_sqlite_whole(engine)
         return engine
     engine = create_async_engine(
         full,

@@ -205,6 +205,7 @@ class Pkcs11Token:
         search = self._searches.get(label)
         if search is None:
             search = asyncio.ensure_future(asyncio.to_thread(self.health, label))
+            search.set_name(f"pkcs11.search:{label}")
             self._searches[label] = search
             search.add_done_callback(lambda _: self._searches.pop(label, None))
         try:
@@ -219,6 +220,16 @@ class Pkcs11Token:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+    async def aclose(self) -> None:
+        """`close` once the searches of `probe` have ended (each is bounded by
+        HEALTH_TIMEOUT_S); the module call of a wedged token is left to its thread."""
+        searches = list(self._searches.values())
+        if searches:
+            await asyncio.wait(searches, timeout=HEALTH_TIMEOUT_S)
+        for search in searches:
+            search.cancel()  # still wedged: its answer is not awaited (the thread runs on)
+        self.close()
 
     def __repr__(self) -> str:
         return f"Pkcs11Token(token_label={self._config.token_label!r})"

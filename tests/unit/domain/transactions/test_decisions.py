@@ -13,6 +13,7 @@ from chainflow.core.types import ChainId, Wei
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.decisions import (
     Action,
+    Decision,
     Observed,
     Receipt,
     Terms,
@@ -272,3 +273,25 @@ def test_may_be_mined(
     tx = make_tx(status, sent_ago_s=sent_ago_s)
     latest = {} if count is None else {FROM: count}
     assert may_be_mined(tx, latest, now=NOW, resend_after_s=10) is expected
+
+
+@pytest.mark.parametrize(
+    ("action", "kind", "status", "expected"),
+    [
+        (Action.FINALIZE, AttemptKind.ORIGINAL, "0x0", True),
+        (Action.FINALIZE, AttemptKind.BUMP, "0x0", True),
+        (Action.FINALIZE, AttemptKind.ORIGINAL, "0x1", False),
+        (Action.FINALIZE, AttemptKind.CANCEL, "0x0", False),  # the cancel won: cancelled
+        (Action.FINALIZE, AttemptKind.ORIGINAL, None, False),  # no status (pre-Byzantium)
+        (Action.RECORD_RECEIPT, AttemptKind.ORIGINAL, "0x0", False),  # not final yet
+    ],
+)
+def test_is_final_revert(
+    action: Action, kind: AttemptKind, status: str | None, expected: bool
+) -> None:
+    """One test for the tracker's record (mined.py) and its revert reasons (reverts.py)."""
+    attempt = make_tx(TxStatus.MINED, kinds=(kind,)).attempts[0]
+    receipt: Receipt = {"blockHash": "0x" + "11" * 32, "blockNumber": "0x64"}
+    if status is not None:
+        receipt["status"] = status
+    assert Decision(action, attempt, receipt).is_final_revert is expected

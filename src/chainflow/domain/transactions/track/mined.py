@@ -73,7 +73,7 @@ def _mined(
             event = TxEvent.CANCEL_WON
             if not tx.cancel_requested:  # no one asked: the tracker cancelled it, priced out
                 error = (FEE_CAP_BELOW_BASE_FEE, _PRICED_OUT)
-        elif receipt_status == 0:
+        elif decision.is_final_revert:
             event = TxEvent.CONFIRMED_REVERT
             message = "the transaction reverted on chain"
             error = ("reverted", f"{message}: {reason}" if reason else message)

@@ -18,8 +18,8 @@ from typing import Any
 
 from chainflow.core.errors import Unavailable
 from chainflow.core.types import TxId
-from chainflow.domain.transactions.decisions import Action, Decision
-from chainflow.domain.transactions.models import AttemptKind, Transaction
+from chainflow.domain.transactions.decisions import Decision
+from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.infra.rpc.client import RpcCallError
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify, revert_reason
@@ -32,20 +32,7 @@ _TRACER = {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}
 
 def reverted(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -> list[Transaction]:
     """The requests this round finalises as reverted (a receipt with status 0, not a cancel)."""
-    found = []
-    for tx in rows:
-        decision = decisions[tx.id]
-        receipt, attempt = decision.receipt, decision.attempt
-        if decision.action is not Action.FINALIZE or receipt is None or attempt is None:
-            continue
-        status = receipt.get("status")
-        if (
-            attempt.kind is not AttemptKind.CANCEL
-            and isinstance(status, str)
-            and int(status, 16) == 0
-        ):
-            found.append(tx)
-    return found
+    return [tx for tx in rows if decisions[tx.id].is_final_revert]
 
 
 async def revert_reasons(
