@@ -442,15 +442,13 @@ class Backlog(NamedTuple):
 
 
 async def backlogs(session: AsyncSession) -> list[Backlog]:
-    """Every endpoint with its pending deliveries (one grouped SELECT, for the metrics)."""
-    d = WebhookDelivery
-    query = (
-        select(
-            WebhookEndpoint.id, WebhookEndpoint.enabled, func.count(d.id), func.min(d.created_at)
-        )
-        .select_from(WebhookEndpoint)
-        .outerjoin(d, and_(d.endpoint_id == WebhookEndpoint.id, d.status == _PENDING))
-        .group_by(WebhookEndpoint.id, WebhookEndpoint.enabled)
-        .order_by(WebhookEndpoint.id)
-    )
+    """Every endpoint with its pending deliveries (one SELECT, for the metrics). Each endpoint's
+    count and oldest are read from ix_webhook_deliveries_backlog alone (status, endpoint_id,
+    created_at): 1 M deliveries, 50 k of them pending, 146 ms as a join over the rows, ~20 ms
+    so (docs/performance.md)."""
+    d, e = WebhookDelivery, WebhookEndpoint
+    mine = (d.status == _PENDING, d.endpoint_id == e.id)
+    pending = select(func.count()).select_from(d).where(*mine).scalar_subquery()
+    oldest = select(func.min(d.created_at)).where(*mine).scalar_subquery()
+    query = select(e.id, e.enabled, pending, oldest).order_by(e.id)
     return [Backlog(*row) for row in (await session.execute(query)).all()]
