@@ -50,8 +50,10 @@ class WebhookPorts:
     retention_days: float = 30.0
     prune_every_s: float = 60.0
     # Turns are at least this far apart: outcomes and events gather, and a turn (one
-    # transaction, ~6 statements) is paid for once per batch, not once per send or event.
-    min_gap_s: float = 0.05
+    # transaction, ~8 statements, ~2-3 ms of CPU in the worker and the database) is paid for
+    # once per batch, not once per send or sequenced event; 100 ms adds at most that to lags
+    # measured in seconds (docs/benchmarks.md).
+    min_gap_s: float = 0.1
 
 
 def delivery_config(settings: Settings, master: MasterKey) -> DeliveryConfig:
