@@ -52,7 +52,7 @@ class WebhookPorts:
     # Turns are at least this far apart: outcomes and events gather, and a turn (one
     # transaction, ~8 statements, ~2-3 ms of CPU in the worker and the database) is paid for
     # once per batch, not once per send or sequenced event; 100 ms adds at most that to lags
-    # measured in seconds (docs/benchmarks.md).
+    # measured in seconds (bench/webhooks.py).
     min_gap_s: float = 0.1
 
 
