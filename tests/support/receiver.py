@@ -19,6 +19,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float = field(default_factory=time.monotonic)
+    peer: object = None  # the client's (address, port): one per connection
 
     @property
     def msg_id(self) -> str:
@@ -80,7 +81,11 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        got = Received(headers=headers, body=body)
+        got = Received(
+            headers=headers,
+            body=body,
+            peer=request.transport and request.transport.get_extra_info("peername"),
+        )
         status, extra = self.answer(got, self.seen(got.msg_id) if "webhook-id" in headers else 0)
         headers["x-test-answered"] = "2xx" if 200 <= status < 300 else str(status)
         self.received.append(got)

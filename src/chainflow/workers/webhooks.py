@@ -1,8 +1,13 @@
 """The webhook loop of a worker: fan events out, claim due deliveries, send them at once.
 
-Sends run as tasks, at most `concurrency` at a time and at most half of them to one endpoint;
-the loop does not wait for them, so a slow receiver holds its slots for up to its timeout while
-the other endpoints go on. Outcomes are recorded in batches, one transaction per loop turn.
+Sends run as tasks, at most `concurrency` at a time and at most half of them to one endpoint
+(each endpoint's connections are kept alive and reused by the next of its sends); the loop
+does not wait for them, so a slow receiver holds its slots for up to its timeout while the
+other endpoints go on. A turn claims up to HELD_PER_SLOT jobs per slot, so that a burst is
+sent from one claim rather than one claim per slot's worth; a job waiting for its endpoint's
+slot has a lease longer by a timeout per wave of sends ahead of it, and one that would still
+start too late is given back unsent. One transaction per turn records the outcomes, fans out
+and claims.
 """
 
 import asyncio
@@ -30,8 +35,10 @@ from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.waiting import wait_any
 
 log = get_logger(__name__)
-_MIN_GAP_S = 0.02
 _ENDPOINTS_READ_S = 0.5
+# Jobs a process holds per send slot: 4 claims a 3,200-event burst to one endpoint in 50
+# turns, not 200; a job never waits more than 3 of its endpoint's rounds of sends.
+HELD_PER_SLOT = 4
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,11 @@ class WebhookPorts:
     # Finished deliveries live as long as events (CHAINFLOW_EVENT_RETENTION_DAYS).
     retention_days: float = 30.0
     prune_every_s: float = 60.0
+    # Turns are at least this far apart: outcomes and events gather, and a turn (one
+    # transaction, ~8 statements, ~2-3 ms of CPU in the worker and the database) is paid for
+    # once per batch, not once per send or sequenced event; 100 ms adds at most that to lags
+    # measured in seconds (bench/webhooks.py).
+    min_gap_s: float = 0.1
 
 
 def delivery_config(settings: Settings, master: MasterKey) -> DeliveryConfig:
@@ -71,12 +83,22 @@ def new_webhook_http(settings: Settings) -> aiohttp.ClientSession:
 @dataclass
 class _Loop:
     ports: WebhookPorts
-    # Sends in flight, with the endpoint each one goes to.
+    stop: asyncio.Event
+    # Jobs held (waiting for a slot, or being sent), with the endpoint each one goes to.
     in_flight: dict["asyncio.Task[Outcome]", uuid.UUID] = field(default_factory=dict)
     done: list[Outcome] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     endpoints: bool = False  # an enabled endpoint exists, as read at `endpoints_read_at`
     endpoints_read_at: float = -math.inf
+    gates: dict[uuid.UUID, asyncio.Semaphore] = field(default_factory=dict)
+    slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = asyncio.Semaphore(self.ports.concurrency)
+
+    @property
+    def per_endpoint(self) -> int:
+        return max(1, self.ports.concurrency // 2)
 
     async def turn(self) -> bool:
         """Record what finished, fan out, claim free slots; True if anything happened."""
@@ -87,20 +109,19 @@ class _Loop:
         try:
             async with unit_of_work(ports.sessionmaker) as session:
                 await delivery.record(session, outcomes, ports.config, now=now)
+                queued = await delivery.fan_out(session, now=now)
+                jobs = await delivery.claim(
+                    session,
+                    ports.config,
+                    now=now,
+                    limit=ports.concurrency * HELD_PER_SLOT - len(self.in_flight),
+                    busy=Counter(self.in_flight.values()),
+                    per_endpoint=self.per_endpoint * HELD_PER_SLOT,
+                    sends_per_endpoint=self.per_endpoint,
+                )
         except BaseException:
             self.done = outcomes + self.done  # recorded next turn (or sent again after the lease)
             raise
-        async with unit_of_work(ports.sessionmaker) as session:
-            queued = await delivery.fan_out(session, now=now)
-            free = ports.concurrency - len(self.in_flight)
-            jobs = await delivery.claim(
-                session,
-                ports.config,
-                now=now,
-                limit=free,
-                busy=Counter(self.in_flight.values()),
-                per_endpoint=max(1, ports.concurrency // 2),
-            )
         for job in jobs:
             self._start(job)
         return bool(outcomes or queued or jobs)
@@ -115,14 +136,26 @@ class _Loop:
         return self.endpoints
 
     def _start(self, job: Job) -> None:
-        task = asyncio.create_task(
-            delivery.send(self.ports.http, job, timeout_s=self.ports.config.timeout_s, now=utcnow())
-        )
+        task = asyncio.create_task(self._send(job))
         self.in_flight[task] = job.endpoint_id
         task.add_done_callback(self._finished)
 
+    async def _send(self, job: Job) -> Outcome:
+        gate = self.gates.get(job.endpoint_id)
+        if gate is None:
+            gate = self.gates[job.endpoint_id] = asyncio.Semaphore(self.per_endpoint)
+        async with gate, self.slots:
+            now = utcnow()
+            if self.stop.is_set() or not self.ports.config.may_start(job.lease_until, now=now):
+                return delivery.given_back(job, now=now)
+            return await delivery.send(
+                self.ports.http, job, timeout_s=self.ports.config.timeout_s, now=now
+            )
+
     def _finished(self, task: "asyncio.Task[Outcome]") -> None:
-        self.in_flight.pop(task, None)
+        endpoint_id = self.in_flight.pop(task, None)
+        if endpoint_id is not None and endpoint_id not in self.in_flight.values():
+            self.gates.pop(endpoint_id, None)  # no job of it held: no gate kept
         if not task.cancelled() and task.exception() is None:
             self.done.append(task.result())
         self.wake.set()
@@ -131,7 +164,7 @@ class _Loop:
 async def run_webhooks(ports: WebhookPorts, stop: asyncio.Event) -> None:
     """Deliver until `stop`; then wait for the sends in flight and record them. The outbox
     loop (workers/outbox.py) gives events their cursors; fan-out reads only those."""
-    loop = _Loop(ports)
+    loop = _Loop(ports, stop)
     unsubscribe = sequenced.subscribe(loop.wake.set)  # new events in this process: fan out now
     try:
         await _deliver(loop, stop)
@@ -150,6 +183,7 @@ async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
     next_prune = 0.0
     while not stop.is_set():
         loop.wake.clear()
+        started = time.monotonic()
         try:
             busy = await loop.turn()
             if time.monotonic() >= next_prune:
@@ -161,13 +195,14 @@ async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
             if failures in (1, 10) or failures % 100 == 0:
                 log.error("webhooks.turn_failed", error=repr(exc)[:300], failures=failures)
             busy = False
-        if busy:
-            # Let outcomes and events gather for a moment: a turn per finished send would be
-            # two transactions per delivery; a turn per 20 ms records them in batches.
-            await wait_any(stop, timeout_s=_MIN_GAP_S)
-        else:
+        if not busy:
             wait_s = min(ports.poll_s * 2 ** min(failures, 6), 5.0)
             await wait_any(stop, loop.wake, timeout_s=wait_s)
+        # Let outcomes and events gather: a turn per finished send or sequenced batch would be
+        # a transaction per delivery; a turn per `min_gap_s` records them in batches.
+        gap_s = ports.min_gap_s - (time.monotonic() - started)
+        if gap_s > 0:
+            await wait_any(stop, timeout_s=gap_s)
 
 
 async def _prune(ports: WebhookPorts, *, batch: int = 1000) -> None:

@@ -1,17 +1,26 @@
 """GET /v1/events over HTTP on both databases: only sequenced events, filters, pages,
 refusals."""
 
+import asyncio
+import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
 from chainflow.core.types import ChainId, WalletId
+from chainflow.domain.apikeys.service import KeyLimits, create_api_key
 from chainflow.domain.events import append_many, new_event, sequence_pending
 from chainflow.domain.wallets.service import import_wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.local import generate_private_key
 from tests.support.fixtures import ApiHarness
+from tests.support.polling import eventually
+from tests.support.receiver import free_port
 
 
 @pytest.fixture
@@ -108,3 +117,91 @@ class TestListEvents:
     async def test_a_request_without_a_key_is_refused(self, api: ApiHarness) -> None:
         assert (await api.client.get("/v1/events")).status_code == 401
         assert (await api.client.get("/v1/events/stream")).status_code == 401
+
+
+async def limited_key(api: ApiHarness, limits: KeyLimits) -> dict[str, str]:
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        _, token = await create_api_key(session, ["read"], limits=limits)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def limited_numbers(api: ApiHarness, key: dict[str, str], query: str = "") -> list[int]:
+    response = await api.client.get(f"/v1/events?{query}", headers=key)
+    assert response.status_code == 200, response.text
+    return [item["data"]["n"] for item in response.json()["items"]]
+
+
+@asynccontextmanager
+async def serving(api: ApiHarness) -> AsyncIterator[str]:
+    """The app on a real socket (a stream is read as it comes, which ASGITransport cannot)."""
+    port = free_port()
+    config = uvicorn.Config(api.app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return server.started
+
+    try:
+        await eventually(started, timeout_s=10)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+
+
+class TestRestrictedKeys:
+    """A key limited to wallets or chains reads only their events (it was refused 403 before),
+    and is refused a filter outside them."""
+
+    async def test_each_key_reads_only_its_wallets_and_chains_events(
+        self, api: ApiHarness, stored: dict[str, Any]
+    ) -> None:
+        a = uuid.UUID(str(stored["a"]))
+        cases = [
+            (KeyLimits(wallet_ids=[a]), "", [1, 2, 5]),
+            (KeyLimits(wallet_ids=[a]), "chain_id=2", [5]),
+            (KeyLimits(wallet_ids=[a]), f"wallet={stored['address']}", [1, 2, 5]),
+            (KeyLimits(chain_ids=[1]), "", [1, 2, 4]),
+            (KeyLimits(chain_ids=[1]), "types=transaction.queued", [1, 4]),
+            (KeyLimits(wallet_ids=[a], chain_ids=[1]), "", [1, 2]),
+            (KeyLimits(chain_ids=[3]), "", []),
+        ]
+        for limits, query, expected in cases:
+            key = await limited_key(api, limits)
+            assert await limited_numbers(api, key, query) == expected, (limits, query)
+
+    async def test_a_filter_outside_the_keys_reach_is_refused(
+        self, api: ApiHarness, stored: dict[str, Any]
+    ) -> None:
+        a = uuid.UUID(str(stored["a"]))
+        by_wallet = await limited_key(api, KeyLimits(wallet_ids=[a]))
+        by_chain = await limited_key(api, KeyLimits(chain_ids=[1]))
+        cases = [
+            (by_wallet, f"wallet={uuid.uuid4()}"),  # not there: refused all the same
+            (by_chain, "chain_id=2"),
+        ]
+        for key, query in cases:
+            for path in ("/v1/events", "/v1/events/stream"):
+                response = await api.client.get(f"{path}?{query}", headers=key)
+                assert response.status_code == 403, (path, query, response.text)
+                assert response.json()["code"] == "key_restricted"
+
+    async def test_the_stream_sends_a_restricted_key_only_its_events(
+        self, api: ApiHarness, stored: dict[str, Any]
+    ) -> None:
+        a = uuid.UUID(str(stored["a"]))
+        key = await limited_key(api, KeyLimits(wallet_ids=[a]))
+        async with (
+            serving(api) as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+            client.stream("GET", "/v1/events/stream?after=0", headers=key) as response,
+        ):
+            assert response.status_code == 200
+            seen: list[int] = []
+            async with asyncio.timeout(10):
+                async for line in response.aiter_lines():
+                    seen += [int(n) for n in re.findall(r'^data: .*"n":(\d+)', line)]
+                    if 5 in seen:  # its last one: events 3 and 4 were passed over before it
+                        break
+        assert seen == [1, 2, 5]

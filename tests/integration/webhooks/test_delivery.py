@@ -7,12 +7,13 @@ import time
 import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.events import sequence_pending
 from chainflow.domain.webhooks import service
-from chainflow.domain.webhooks.delivery import claim, fan_out, prune
+from chainflow.domain.webhooks.delivery import claim, fan_out, given_back, prune, record
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
 from chainflow.infra.db.uow import unit_of_work
 from tests.integration.webhooks.conftest import Deliveries, tx_events
@@ -265,6 +266,63 @@ class TestConcurrency:
                 took = time.monotonic() - started
             assert took < 2.5  # not behind 12 slow deliveries on 4 slots (9 s and more)
             assert len(slow.received) <= 6  # it never held more than half the slots
+
+
+class TestBatches:
+    async def test_jobs_queued_behind_their_endpoints_sends_get_longer_leases(
+        self, deliveries: Deliveries
+    ) -> None:
+        await deliveries.endpoint("http://127.0.0.1:9/hook")
+        await deliveries.emit(*[(f"transaction.e{i}", {}) for i in range(10)])
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+        now = utcnow()
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            assert await fan_out(session, now=now) == 10
+            jobs = await claim(session, deliveries.config, now=now, limit=10, sends_per_endpoint=4)
+        config = deliveries.config
+        waits = [(j.lease_until - now).total_seconds() - config.lease_s for j in jobs]
+        timeout = config.timeout_s
+        assert waits == pytest.approx([0] * 4 + [timeout] * 4 + [2 * timeout] * 2)
+        leased = {d.id: d.leased_until for d in await deliveries.deliveries()}
+        assert all(leased[j.delivery_id] == j.lease_until for j in jobs)
+
+    async def test_a_job_given_back_unsent_is_due_again_with_no_attempt(
+        self, deliveries: Deliveries
+    ) -> None:
+        await deliveries.endpoint("http://127.0.0.1:9/hook")
+        await deliveries.emit(("transaction.confirmed", {}))
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+        now = utcnow()
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await fan_out(session, now=now)
+            [job] = await claim(session, deliveries.config, now=now, limit=10)
+        late = job.lease_until - timedelta(seconds=deliveries.config.timeout_s)
+        assert not deliveries.config.may_start(job.lease_until, now=late)
+        assert deliveries.config.may_start(job.lease_until, now=now)
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await record(session, [given_back(job, now=late)], deliveries.config, now=late)
+        [row] = await deliveries.deliveries()
+        assert (row.status, row.attempt_count, row.leased_until) == (
+            DeliveryStatus.PENDING,
+            0,
+            None,
+        )
+        assert row.next_attempt_at == late
+        assert await deliveries.attempts() == []
+
+    async def test_a_burst_to_one_endpoint_goes_over_kept_alive_connections(
+        self, deliveries: Deliveries
+    ) -> None:
+        async with receiver() as hook:
+            await deliveries.endpoint(hook.url)
+            await deliveries.emit(*[(f"transaction.e{i}", {}) for i in range(60)])
+            async with deliveries.running(concurrency=8):
+                await eventually(lambda: _count(hook, 60), timeout_s=30)
+            peers = {r.peer for r in hook.received}
+            assert len(hook.received) == 60
+            assert len(peers) <= 4  # its 4 sending slots' connections, each reused
 
 
 class TestFanOut:

@@ -12,7 +12,7 @@ from sqlalchemy import text, update
 from chainflow.core.clock import utcnow
 from chainflow.domain.events import sequence_pending
 from chainflow.domain.webhooks import repository, service
-from chainflow.domain.webhooks.delivery import fan_out
+from chainflow.domain.webhooks.delivery import claim, fan_out
 from chainflow.domain.webhooks.errors import DeliveryAlreadyPending, DeliveryInFlight
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from chainflow.domain.webhooks.schemas import DeliveryRead, ReplayRequest, ReplayResult
@@ -44,6 +44,15 @@ async def sequence_and_fan_out(deliveries: Deliveries) -> int:
         return await fan_out(session, now=utcnow())
 
 
+async def set_sealed(deliveries: Deliveries, endpoint_id: uuid.UUID, sealed: bytes) -> None:
+    async with unit_of_work(deliveries.sessionmaker) as session:
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == endpoint_id)
+            .values(sealed_secrets=sealed)
+        )
+
+
 async def statuses(deliveries: Deliveries) -> list[DeliveryStatus]:
     return [d.status for d in await deliveries.deliveries()]
 
@@ -73,6 +82,32 @@ class TestRetry:
                 assert again.status == DeliveryStatus.PENDING
                 await eventually(lambda: _arrived(hook.received, 2), timeout_s=30)
             assert [r.msg_id for r in hook.received] == [msg_id, msg_id]
+
+    async def test_a_delivery_whose_secret_cannot_be_read_is_not_left_leased(
+        self, deliveries: Deliveries
+    ) -> None:
+        async with receiver() as hook:
+            endpoint, _ = await deliveries.endpoint(hook.url)
+            [msg_id] = await deliveries.emit(("transaction.confirmed", {"tx": "a"}))
+            assert await sequence_and_fan_out(deliveries) == 1
+            sealed = endpoint.sealed_secrets
+            await set_sealed(deliveries, endpoint.id, bytes(b ^ 0xFF for b in sealed))
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                assert await claim(session, deliveries.config, now=utcnow(), limit=10) == []
+            [row] = await deliveries.deliveries()
+            assert row.status is DeliveryStatus.PENDING
+            assert row.leased_until is None  # released: a retry is not refused for 30 s
+            assert row.attempt_count == 0
+            await set_sealed(deliveries, endpoint.id, sealed)  # the operator fixed the key
+            again = await retry(deliveries, endpoint.id, row.id)  # no DeliveryInFlight
+            assert again.status == "pending"
+            async with deliveries.running():
+
+                async def delivered() -> bool:
+                    return len(hook.accepted()) == 1
+
+                await eventually(delivered, timeout_s=30)
+            assert [r.msg_id for r in hook.received] == [msg_id]
 
     async def test_a_retry_beside_a_pending_replay_of_the_event_is_refused(
         self, deliveries: Deliveries

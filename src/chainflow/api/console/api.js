@@ -80,7 +80,7 @@ export async function serverHas(path) {
 }
 
 // Whether the key is limited to some wallets or chains (issue 21): routes that show every
-// wallet (lanes, counts, events, webhooks, schedules) refuse it with 403 key_restricted.
+// wallet (lanes, counts, webhooks, schedules) refuse it with 403 key_restricted.
 export function restricted(me) {
   return Boolean(me.wallet_ids || me.chain_ids);
 }

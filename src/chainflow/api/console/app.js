@@ -56,7 +56,7 @@ async function signIn(key) {
     return;
   }
   session.remember(key);
-  // A restricted key is refused the stream (it shows every wallet): it is not even tried.
+  // A restricted key's pages poll (the stream would send it its own events only; issue 16).
   streamable = !restricted(me) && await serverHas("/v1/events/stream");
   $("signin").hidden = true;
   $("nav").hidden = false;

@@ -11,23 +11,22 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from chainflow.api import problems
-from chainflow.api.deps import ReadKey, SessionmakerDep, unrestricted_only
+from chainflow.api.deps import ReadKey, SessionmakerDep
 from chainflow.api.event_hub import EventHub, Subscription, frame, read_events
 from chainflow.api.responses import problem_responses
 from chainflow.core.errors import InvalidInput
 from chainflow.core.fields import ChainId
 from chainflow.core.types import ChainId as CoreChainId
 from chainflow.core.types import WalletId
+from chainflow.domain.apikeys.models import ApiKey
+from chainflow.domain.apikeys.restrictions import restrictions_of
 from chainflow.domain.events import envelope
 from chainflow.domain.events import service as events
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
 
-router = APIRouter(
-    prefix="/v1/events",
-    tags=["events"],
-    dependencies=[unrestricted_only("read events (they show every wallet)")],  # issue 21
-)
+# A key restricted to wallets or chains reads only their events (EventFilter.reach).
+router = APIRouter(prefix="/v1/events", tags=["events"])
 _CATCH_UP_PAGE = 500
 
 After = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="events after this cursor")]
@@ -49,7 +48,7 @@ class EventList(BaseModel):
 @router.get("", responses=problem_responses(401, 403, 404, 422))
 async def list_events(
     sessionmaker: SessionmakerDep,
-    _key: ReadKey,
+    key: ReadKey,
     after: After = None,
     cursor: Annotated[str | None, Query(max_length=20, description="a next_cursor")] = None,
     types: Types = None,
@@ -59,7 +58,7 @@ async def list_events(
 ) -> EventList:
     """Sequenced events in cursor order (a cursor is never filled in behind a reader)."""
     async with unit_of_work(sessionmaker) as session:
-        where = await _filter(session, types, wallet, chain_id)
+        where = await _filter(session, key, types, wallet, chain_id)
         start = _start(after, cursor)
         rows = await events.list_events(session, after=start, where=where, limit=limit + 1)
     items = [envelope(row) for row in rows[:limit]]
@@ -78,7 +77,7 @@ async def list_events(
 async def stream_events(
     request: Request,
     sessionmaker: SessionmakerDep,
-    _key: ReadKey,
+    key: ReadKey,
     after: After = None,
     types: Types = None,
     wallet: Wallet = None,
@@ -90,7 +89,7 @@ async def stream_events(
     a `: keep-alive` comment line when nothing was sent for a while."""
     hub: EventHub = request.app.state.event_hub
     async with unit_of_work(sessionmaker) as session:
-        where = await _filter(session, types, wallet, chain_id)
+        where = await _filter(session, key, types, wallet, chain_id)
     start = _start(_last_event_id(last_event_id), None) if last_event_id else after
     slot = hub.reserve()
     if slot is None:
@@ -203,13 +202,21 @@ async def _get(hub: EventHub, sub: Subscription, timeout_s: float) -> Any:
 
 
 async def _filter(
-    session: Any, types: str | None, wallet: str | None, chain_id: int | None
+    session: Any, key: ApiKey, types: str | None, wallet: str | None, chain_id: int | None
 ) -> events.EventFilter:
-    wallet_id = WalletId((await wallets.get_wallet(session, wallet)).id) if wallet else None
+    """The reader's filter, narrowed to its key's reach; a `wallet` or `chain_id` outside it is
+    403 `key_restricted` (whether that wallet exists or not), as on every route."""
+    reach = restrictions_of(key)
+    if chain_id is not None:
+        reach.check_chain(chain_id)
+    wallet_id = None
+    if wallet:
+        wallet_id = WalletId((await wallets.get_wallet(session, wallet, restrictions=reach)).id)
     return events.EventFilter(
         types=events.parse_types(types),
         wallet_id=wallet_id,
         chain_id=CoreChainId(chain_id) if chain_id is not None else None,
+        reach=reach,
     )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Row, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.errors import InvalidInput
+from chainflow.core.restrictions import UNRESTRICTED, Restrictions
 from chainflow.core.types import ChainId, WalletId
 from chainflow.domain.events.repository import EVENTS
 
@@ -36,17 +37,25 @@ class InvalidEventTypes(InvalidInput):
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Which events a reader wants: any of `types` (globs), of one wallet, of one chain."""
+    """Which events a reader wants: any of `types` (globs), of one wallet, of one chain; and
+    which it may see: `reach`, its API key's restrictions (a key limited to wallets sees only
+    their events, one limited to chains only theirs, and neither an event of no wallet or
+    chain, such as `webhook.*`)."""
 
     types: tuple[str, ...] = ()
     wallet_id: WalletId | None = None
     chain_id: ChainId | None = None
+    reach: Restrictions = UNRESTRICTED
 
     def matches(self, row: EventRecord) -> bool:
         """The same test as `where`, on a row already read (the stream's fan-out)."""
         if self.wallet_id is not None and row.wallet_id != self.wallet_id:
             return False
         if self.chain_id is not None and row.chain_id != self.chain_id:
+            return False
+        if not _within(self.reach.wallet_ids, row.wallet_id):
+            return False
+        if not _within(self.reach.chain_ids, row.chain_id):
             return False
         return not self.types or any(_glob_match(p, row.type) for p in self.types)
 
@@ -56,9 +65,17 @@ class EventFilter:
             clauses.append(EVENTS.c.wallet_id == self.wallet_id)
         if self.chain_id is not None:
             clauses.append(EVENTS.c.chain_id == self.chain_id)
+        if self.reach.wallet_ids is not None:
+            clauses.append(EVENTS.c.wallet_id.in_(sorted(self.reach.wallet_ids)))
+        if self.reach.chain_ids is not None:
+            clauses.append(EVENTS.c.chain_id.in_(sorted(self.reach.chain_ids)))
         if self.types:
             clauses.append(or_(*(_type_clause(p) for p in self.types)))
         return clauses
+
+
+def _within(allowed: frozenset[Any] | None, value: object) -> bool:
+    return allowed is None or value in allowed
 
 
 def parse_types(text: str | None) -> tuple[str, ...]:

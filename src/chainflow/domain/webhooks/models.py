@@ -77,6 +77,8 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
         Index("ix_webhook_deliveries_order", "endpoint_id", "tx_id", "status"),
+        # The metrics' backlog: each endpoint's pending count and oldest, from the index alone.
+        Index("ix_webhook_deliveries_backlog", "status", "endpoint_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

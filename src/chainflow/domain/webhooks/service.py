@@ -162,7 +162,7 @@ async def send_test(session: AsyncSession, endpoint: WebhookEndpoint) -> Webhook
     now = utcnow()
     event = append(session, TEST_EVENT, data={"webhook_id": str(endpoint.id), "test": True}, at=now)
     await session.flush()
-    [delivery] = repository.add_deliveries(session, endpoint.id, [event], now=now)
+    delivery = repository.add_delivery(session, endpoint.id, event, now=now)
     await session.flush()
     return delivery
 
@@ -280,7 +280,7 @@ async def replay(
     ]
     pending = await repository.pending_event_pks(session, endpoint.id, [e.id for e in matching])
     chosen = [e for e in matching if e.id not in pending]
-    repository.add_deliveries(session, endpoint.id, chosen, now=utcnow())
+    await repository.add_deliveries(session, endpoint.id, chosen, now=utcnow())
     await session.flush()
     last = events[-1].cursor if len(events) == MAX_REPLAY else None
     return ReplayResult(queued=len(chosen), already_pending=len(pending), last_cursor=last)
