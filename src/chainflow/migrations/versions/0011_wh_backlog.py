@@ -5,7 +5,7 @@ with this index both are read from the index alone (PostgreSQL, 1 M deliveries o
 pending: 146 ms before, see docs/performance.md).
 
 Revision ID: 0011_wh_backlog
-Revises: 0009_obs (0010_pg_hot once that lands: the chain is rebased at merge)
+Revises: 0010_pg_hot
 Create Date: 2026-12-06 09:40:00.000000
 """
 
