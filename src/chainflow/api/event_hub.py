@@ -165,7 +165,8 @@ class EventHub:
 # its force close stops the thread without closing the connection), with its transaction and
 # the database's lock: `chainflow dev` answered nothing after a browser left a page mid-read.
 # So these reads are shielded (each is one short SELECT) and read-only (on SQLite a DEFERRED
-# snapshot that never takes the writer's lock).
+# snapshot that never takes the writer's lock). infra/db/engine.py now also closes any SQLite
+# connection a cancel cuts short whole; the shield still keeps a stream's read from being cut.
 
 
 async def newest_cursor(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
