@@ -249,3 +249,28 @@ async def test_a_cap_raised_after_a_refusal_was_remembered_admits(
     await _set(api, update(Chain).where(Chain.chain_id == 31337).values(max_fee_per_gas_cap=99))
     assert (await _post(api, setup, max_fee_per_gas="99")).status_code == 202
     assert (await _counts(api))[0] == 2
+
+
+async def test_a_failed_group_rechecks_a_remembered_target_before_storing_alone(
+    api: ApiHarness,
+    setup: dict[str, Any],  # noqa: F811 - the fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the group's statement checks a remembered target again. When that statement fails
+    (a dropped connection), the request is stored on its own: against a fresh read, so a
+    wallet paused since it was remembered is refused, not stored (it was stored before)."""
+    assert (await _post(api, setup, value="1")).status_code == 202  # remembers the target
+
+    async def dropped(db: AsyncConnection, requests: Sequence[NewRequest]) -> set[TxId]:
+        raise ConnectionResetError("the group's connection dropped before its statement ran")
+
+    monkeypatch.setattr(intake, "insert_grouped", dropped)
+    stored_alone = await _post(api, setup, value="2")
+    assert stored_alone.status_code == 202, stored_alone.text
+    wallet = setup["transfer"]["wallet"]
+    await _set(
+        api, update(Wallet).where(Wallet.address == wallet).values(status=WalletStatus.PAUSED)
+    )
+    refused = await _post(api, setup, value="3")
+    assert (refused.status_code, refused.json()["code"]) == (409, "wallet_not_active"), refused.text
+    assert await _counts(api) == (2, 2, 2)

@@ -157,7 +157,23 @@ async def submit(
         idempotency_key=idempotency_key,
         fee_cap=fee_cap,
     )
-    if await _store(db, request, group):
+    stored = await _store(db, request, group)
+    if stored is None:
+        # The group's statement failed and did not store it: submit it again on its own,
+        # against a fresh read. The target it was checked against may be a remembered one,
+        # which only the group's statement checks again; storing it as it stands could admit
+        # a request that a pause, a disabled lane or chain, a lowered cap or a spending
+        # policy set since must refuse.
+        if targets is not None:
+            targets.forget(body.chain_id, body.wallet)
+        return await submit(
+            db,
+            body,
+            api_key_id=api_key_id,
+            idempotency_key=idempotency_key,
+            restrictions=restrictions,
+        )
+    if stored:
         return Created(request)
     earlier = None
     if idempotency_key is not None:  # a concurrent request with the same key stored first
@@ -217,19 +233,20 @@ def _check_target(
     return cast(intake.Target, target), checked
 
 
-async def _store(db: intake.Executor, request: NewRequest, group: GroupInsert | None) -> bool:
+async def _store(
+    db: intake.Executor, request: NewRequest, group: GroupInsert | None
+) -> bool | None:
     """Store the request, with a group when one is given and `db` is in autocommit; False when
-    its idempotency key was taken."""
+    its idempotency key was taken, None when the group's statement failed without storing it
+    (the caller submits it again on its own)."""
     if group is None or intake.is_transactional(db):
         return await intake.insert_request(db, request)
     stored = await group(request)
     if stored is not None:
         return stored
-    if await intake.insert_request(db, request):
-        return True
     # The group's statement may have committed and lost its answer (a dropped connection):
     # the request is then stored once, under its own id, and found here, not stored again.
-    return await intake.is_stored(db, request.id)
+    return True if await intake.is_stored(db, request.id) else None
 
 
 def _replay(earlier: intake.Earlier, fingerprint: str) -> Submitted:
