@@ -6,8 +6,9 @@ does not wait for them, so a slow receiver holds its slots for up to its timeout
 other endpoints go on. A turn claims up to HELD_PER_SLOT jobs per slot, so that a burst is
 sent from one claim rather than one claim per slot's worth; a job waiting for its endpoint's
 slot has a lease longer by a timeout per wave of sends ahead of it, and one that would still
-start too late is given back unsent. One transaction per turn records the outcomes, fans out
-and claims.
+start too late is given back unsent. A turn commits the finished sends' outcomes in a
+transaction of their own (a failing fan-out or claim never undoes them), then fans out and
+claims in another.
 """
 
 import asyncio
@@ -107,21 +108,25 @@ class _Loop:
         ports, now = self.ports, utcnow()
         outcomes, self.done = self.done, []
         try:
-            async with unit_of_work(ports.sessionmaker) as session:
-                await delivery.record(session, outcomes, ports.config, now=now)
-                queued = await delivery.fan_out(session, now=now)
-                jobs = await delivery.claim(
-                    session,
-                    ports.config,
-                    now=now,
-                    limit=ports.concurrency * HELD_PER_SLOT - len(self.in_flight),
-                    busy=Counter(self.in_flight.values()),
-                    per_endpoint=self.per_endpoint * HELD_PER_SLOT,
-                    sends_per_endpoint=self.per_endpoint,
-                )
+            # Outcomes commit on their own: a fan-out or claim that keeps failing must not
+            # roll them back turn after turn (delivered events sent again after each lease).
+            if outcomes:
+                async with unit_of_work(ports.sessionmaker) as session:
+                    await delivery.record(session, outcomes, ports.config, now=now)
         except BaseException:
             self.done = outcomes + self.done  # recorded next turn (or sent again after the lease)
             raise
+        async with unit_of_work(ports.sessionmaker) as session:
+            queued = await delivery.fan_out(session, now=now)
+            jobs = await delivery.claim(
+                session,
+                ports.config,
+                now=now,
+                limit=ports.concurrency * HELD_PER_SLOT - len(self.in_flight),
+                busy=Counter(self.in_flight.values()),
+                per_endpoint=self.per_endpoint * HELD_PER_SLOT,
+                sends_per_endpoint=self.per_endpoint,
+            )
         for job in jobs:
             self._start(job)
         return bool(outcomes or queued or jobs)

@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.events import sequence_pending
-from chainflow.domain.webhooks import service
+from chainflow.domain.webhooks import delivery, service
 from chainflow.domain.webhooks.delivery import claim, fan_out, given_back, prune, record
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
 from chainflow.infra.db.uow import unit_of_work
@@ -357,3 +357,31 @@ class TestFanOut:
             (mine.id, ids[0]),
         }
         assert early[0] not in {e for _, e in got}
+
+
+class TestOutcomesCommitOnTheirOwn:
+    async def test_a_failing_fan_out_does_not_undo_a_recorded_delivery(
+        self, deliveries: Deliveries, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A fan-out that keeps failing (here: after its first turn) must not roll back the
+        outcomes of sends that finished: the delivery stays succeeded, not pending and sent
+        again after its lease."""
+        real, turns = delivery.fan_out, itertools.count()
+
+        async def failing_after_one(*args: object, **kwargs: object) -> int:
+            if next(turns) > 0 and hook.received:
+                raise RuntimeError("fan-out keeps failing")
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+        async with receiver() as hook:
+            await deliveries.endpoint(hook.url)
+            await deliveries.emit(("transaction.confirmed", {}))
+            monkeypatch.setattr(delivery, "fan_out", failing_after_one)
+            async with deliveries.running():
+                await eventually(lambda: _count(hook, 1), timeout_s=10)
+
+                async def succeeded() -> bool:
+                    rows = await deliveries.deliveries()
+                    return [r.status for r in rows] == [DeliveryStatus.SUCCEEDED]
+
+                await eventually(succeeded, timeout_s=10)
