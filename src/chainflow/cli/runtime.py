@@ -48,6 +48,15 @@ def settings_for_cli() -> "Settings":
     return settings
 
 
+# PostgreSQL error classes that no wait mends (the rest, e.g. 08 connection exceptions,
+# 57P03 cannot-connect-now, 53300 too many connections, are waited out).
+_REFUSALS = {
+    "28": "invalid authorization (role or password)",
+    "3D": "no such database",
+    "42": "insufficient privilege or a schema error",
+}
+
+
 @asynccontextmanager
 async def open_database(
     settings: "Settings",
@@ -71,6 +80,14 @@ async def open_database(
             async with engine.connect() as connection:
                 revision = await connection.run_sync(current_revision)
         except (OSError, DBAPIError) as exc:
+            sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+            if isinstance(sqlstate, str) and sqlstate[:2] in _REFUSALS:
+                # Waiting cannot mend these: a role or password refused, no such database,
+                # no privilege on its tables.
+                raise ConfigError(
+                    f"the database refused us: {_REFUSALS[sqlstate[:2]]} (SQLSTATE {sqlstate}); "
+                    "check CHAINFLOW_DATABASE_URL"
+                ) from None
             raise Unavailable(f"cannot reach the database: {type(exc).__name__}") from None
         if revision != head_revision():
             raise ConfigError(
