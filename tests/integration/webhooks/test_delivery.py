@@ -385,3 +385,29 @@ class TestOutcomesCommitOnTheirOwn:
                     return [r.status for r in rows] == [DeliveryStatus.SUCCEEDED]
 
                 await eventually(succeeded, timeout_s=10)
+
+
+class TestGivenBackAfterAnotherClaim:
+    async def test_a_job_given_back_late_leaves_the_new_lease_alone(
+        self, deliveries: Deliveries
+    ) -> None:
+        """Worker A's job waited past its lease; worker B claimed the delivery again. A's
+        give-back must not release B's lease (a third worker would send it beside B)."""
+        await deliveries.endpoint("http://127.0.0.1:9/hook")
+        await deliveries.emit(("transaction.confirmed", {}))
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+        now = utcnow()
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await fan_out(session, now=now)
+            [first] = await claim(session, deliveries.config, now=now, limit=10)
+        later = first.lease_until + timedelta(seconds=1)
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            [second] = await claim(session, deliveries.config, now=later, limit=10)
+        assert second.delivery_id == first.delivery_id
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await record(session, [given_back(first, now=later)], deliveries.config, now=later)
+        [row] = await deliveries.deliveries()
+        assert row.leased_until == second.lease_until
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            assert await claim(session, deliveries.config, now=later, limit=10) == []

@@ -80,6 +80,9 @@ class Outcome:
     event_at: datetime | None = None
     # False: never sent (its lease ran out while it waited for a slot); due again at once.
     attempted: bool = True
+    # The lease it was claimed under: a job given back releases its delivery only while that
+    # lease is still the delivery's (not once another worker has claimed it again).
+    lease_until: datetime | None = None
 
     @property
     def is_success(self) -> bool:
@@ -88,7 +91,16 @@ class Outcome:
 
 def given_back(job: Job, *, now: datetime) -> Outcome:
     """The outcome of a job not sent: its delivery is released, no attempt counted."""
-    return Outcome(job.delivery_id, job.endpoint_id, now, None, None, 0, attempted=False)
+    return Outcome(
+        job.delivery_id,
+        job.endpoint_id,
+        now,
+        None,
+        None,
+        0,
+        attempted=False,
+        lease_until=job.lease_until,
+    )
 
 
 # Send -------------------------------------------------------------------------------------
@@ -177,6 +189,8 @@ async def record(
         row = rows.get(outcome.delivery_id)
         if row is None:  # the endpoint was deleted meanwhile
             continue
+        if not outcome.attempted and row.leased_until != outcome.lease_until:
+            continue  # given back after another worker claimed it again: that lease stands
         move = _moved(row, outcome, config, now=now)
         moves.append(move)
         if not outcome.attempted:

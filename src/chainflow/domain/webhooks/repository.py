@@ -59,6 +59,7 @@ class LockedDelivery(NamedTuple):
     event_id: uuid.UUID
     attempt_count: int
     last_status_code: int | None
+    leased_until: datetime | None
 
 
 async def head_cursor(session: AsyncSession) -> int:
@@ -240,7 +241,7 @@ async def lock_to_record(session: AsyncSession, ids: Sequence[uuid.UUID]) -> lis
         return []
     d = WebhookDelivery
     query = (
-        select(d.id, d.endpoint_id, d.event_id, d.attempt_count, d.last_status_code)
+        select(d.id, d.endpoint_id, d.event_id, d.attempt_count, d.last_status_code, d.leased_until)
         .where(d.id.in_(list(set(ids))))
         .order_by(d.id)
         .with_for_update()
