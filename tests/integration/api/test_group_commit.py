@@ -261,7 +261,7 @@ async def test_a_failed_group_rechecks_a_remembered_target_before_storing_alone(
     wallet paused since it was remembered is refused, not stored (it was stored before)."""
     assert (await _post(api, setup, value="1")).status_code == 202  # remembers the target
 
-    async def dropped(db: AsyncConnection, requests: Sequence[NewRequest]) -> set[TxId]:
+    async def dropped(*_: object) -> set[TxId]:
         raise ConnectionResetError("the group's connection dropped before its statement ran")
 
     monkeypatch.setattr(intake, "insert_grouped", dropped)

@@ -158,33 +158,17 @@ async def submit(
         fee_cap=fee_cap,
     )
     stored = await _store(db, request, group)
-    if stored is None:
-        # The group's statement failed and did not store it: submit it again on its own,
-        # against a fresh read. The target it was checked against may be a remembered one,
-        # which only the group's statement checks again; storing it as it stands could admit
-        # a request that a pause, a disabled lane or chain, a lowered cap or a spending
-        # policy set since must refuse.
-        if targets is not None:
-            targets.forget(body.chain_id, body.wallet)
-        return await submit(
-            db,
-            body,
-            api_key_id=api_key_id,
-            idempotency_key=idempotency_key,
-            restrictions=restrictions,
-        )
     if stored:
         return Created(request)
-    earlier = None
-    if idempotency_key is not None:  # a concurrent request with the same key stored first
-        earlier = await intake.find_earlier(db, api_key_id, idempotency_key)
-    if earlier is not None:
-        return _replay(earlier, fingerprint)
-    if not grouped:
-        raise ChainflowError("the request conflicted with a stored one that holds no such key")
-    # The group's statement found that its chain, wallet or lane no longer admits it (paused,
-    # disabled, a cap lowered, a policy set since the target was read or remembered): check
-    # it again on its own, against a fresh read, and refuse it exactly as without groups.
+    if stored is False:  # its key was taken, or (grouped) the group's statement refused it
+        replayed = await _key_taken(db, api_key_id, idempotency_key, fingerprint, grouped=grouped)
+        if replayed is not None:
+            return replayed
+    # Grouped, and not stored: the group's statement found that its chain, wallet or lane no
+    # longer admits it (paused, disabled, a cap lowered, a policy set since the target was
+    # read or remembered), or it failed (None) — and only the group's statement checks a
+    # remembered target again. Check it again on its own, against a fresh read, and store or
+    # refuse it exactly as without groups.
     if targets is not None:
         targets.forget(body.chain_id, body.wallet)
     return await submit(
@@ -194,6 +178,27 @@ async def submit(
         idempotency_key=idempotency_key,
         restrictions=restrictions,
     )
+
+
+async def _key_taken(
+    db: intake.Executor,
+    api_key_id: uuid.UUID | None,
+    idempotency_key: str | None,
+    fingerprint: str,
+    *,
+    grouped: bool,
+) -> Submitted | None:
+    """The answer to a request whose insert stored nothing: the replay of a concurrent request
+    that stored the same key first; None when it was a group's refusal (checked again alone).
+    Raises: IdempotencyConflict; ChainflowError when nothing explains it."""
+    earlier = None
+    if idempotency_key is not None:
+        earlier = await intake.find_earlier(db, api_key_id, idempotency_key)
+    if earlier is not None:
+        return _replay(earlier, fingerprint)
+    if not grouped:
+        raise ChainflowError("the request conflicted with a stored one that holds no such key")
+    return None
 
 
 @dataclass(frozen=True)
