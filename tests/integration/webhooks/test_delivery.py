@@ -5,7 +5,7 @@ of a dead worker, and disabling an endpoint that fails everything."""
 import itertools
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -13,7 +13,7 @@ from sqlalchemy import update
 from chainflow.core.clock import utcnow
 from chainflow.domain.events import sequence_pending
 from chainflow.domain.webhooks import delivery, service
-from chainflow.domain.webhooks.delivery import claim, fan_out, given_back, prune, record
+from chainflow.domain.webhooks.delivery import Job, claim, fan_out, given_back, prune, record
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
 from chainflow.infra.db.uow import unit_of_work
 from tests.integration.webhooks.conftest import Deliveries, tx_events
@@ -290,14 +290,7 @@ class TestBatches:
     async def test_a_job_given_back_unsent_is_due_again_with_no_attempt(
         self, deliveries: Deliveries
     ) -> None:
-        await deliveries.endpoint("http://127.0.0.1:9/hook")
-        await deliveries.emit(("transaction.confirmed", {}))
-        async with unit_of_work(deliveries.sessionmaker) as session:
-            await sequence_pending(session)
-        now = utcnow()
-        async with unit_of_work(deliveries.sessionmaker) as session:
-            await fan_out(session, now=now)
-            [job] = await claim(session, deliveries.config, now=now, limit=10)
+        now, job = await _one_claimed(deliveries)
         late = job.lease_until - timedelta(seconds=deliveries.config.timeout_s)
         assert not deliveries.config.may_start(job.lease_until, now=late)
         assert deliveries.config.may_start(job.lease_until, now=now)
@@ -387,20 +380,27 @@ class TestOutcomesCommitOnTheirOwn:
                 await eventually(succeeded, timeout_s=10)
 
 
+async def _one_claimed(deliveries: Deliveries) -> tuple[datetime, Job]:
+    """One `transaction.confirmed` event to an endpoint no one listens on, fanned out and
+    claimed now: (now, its job)."""
+    await deliveries.endpoint("http://127.0.0.1:9/hook")
+    await deliveries.emit(("transaction.confirmed", {}))
+    async with unit_of_work(deliveries.sessionmaker) as session:
+        await sequence_pending(session)
+    now = utcnow()
+    async with unit_of_work(deliveries.sessionmaker) as session:
+        await fan_out(session, now=now)
+        [job] = await claim(session, deliveries.config, now=now, limit=10)
+    return now, job
+
+
 class TestGivenBackAfterAnotherClaim:
     async def test_a_job_given_back_late_leaves_the_new_lease_alone(
         self, deliveries: Deliveries
     ) -> None:
         """Worker A's job waited past its lease; worker B claimed the delivery again. A's
         give-back must not release B's lease (a third worker would send it beside B)."""
-        await deliveries.endpoint("http://127.0.0.1:9/hook")
-        await deliveries.emit(("transaction.confirmed", {}))
-        async with unit_of_work(deliveries.sessionmaker) as session:
-            await sequence_pending(session)
-        now = utcnow()
-        async with unit_of_work(deliveries.sessionmaker) as session:
-            await fan_out(session, now=now)
-            [first] = await claim(session, deliveries.config, now=now, limit=10)
+        _, first = await _one_claimed(deliveries)
         later = first.lease_until + timedelta(seconds=1)
         async with unit_of_work(deliveries.sessionmaker) as session:
             [second] = await claim(session, deliveries.config, now=later, limit=10)

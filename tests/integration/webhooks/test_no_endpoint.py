@@ -35,9 +35,14 @@ async def test_idle_without_endpoints_then_a_new_one_is_served_within_a_second(
     )
     stop = asyncio.Event()
     loop = asyncio.create_task(run_webhooks(ports, stop))
+    event.listen(engine, "before_cursor_execute", count)
     try:
-        await asyncio.sleep(0.3)  # its first turn and its first prune
-        event.listen(engine, "before_cursor_execute", count)
+
+        async def pruned() -> bool:  # its first turn, then its first prune, have run
+            return any("FROM webhook_deliveries" in s for s in statements)
+
+        await eventually(pruned, timeout_s=10, interval_s=0.01)
+        statements.clear()
         try:
             started = time.monotonic()
             while time.monotonic() - started < 1.0:  # events sequenced in this process wake it
