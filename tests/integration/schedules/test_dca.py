@@ -92,6 +92,17 @@ async def _raw_in_pool(dex: Dex, wallet: Wallet) -> str:
     return str(await dex.rpc.call("eth_getRawTransactionByHash", [found["hash"]]))
 
 
+def _one_native_to_b(dex: Dex) -> dict[str, object]:
+    """A swap of 1 native coin for B at 50 bps slippage."""
+    return {
+        "router": dex.router,
+        "token_in": "native",
+        "token_out": dex.token_b,
+        "amount_in": str(E18),
+        "slippage_bps": 50,
+    }
+
+
 async def _create(
     harness: EngineHarness, wallet: Wallet, now: datetime, action: dict[str, Any], **fields: Any
 ) -> uuid.UUID:
@@ -140,13 +151,7 @@ async def _one_swap_run(harness: EngineHarness, dex: Dex) -> tuple[Wallet, uuid.
     """A one-run native→B schedule (50 bps slippage) and its first run (its transaction queued),
     with anvil's automine off so that a test can order blocks around it (turn it back on)."""
     wallet = await harness.wallet(balance_wei=100 * E18)
-    action = {
-        "router": dex.router,
-        "token_in": "native",
-        "token_out": dex.token_b,
-        "amount_in": str(E18),
-        "slippage_bps": 50,
-    }
+    action = _one_native_to_b(dex)
     schedule_id = await _create(harness, wallet, T0, action, max_runs=1)
     await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
     (run,) = await _runs(harness, schedule_id)
@@ -297,13 +302,7 @@ class TestGuards:
     ) -> None:
         wallet = await harness.wallet(balance_wei=100 * E18)
         now = T0
-        action = {
-            "router": dex.router,
-            "token_in": "native",
-            "token_out": dex.token_b,
-            "amount_in": str(E18),
-            "slippage_bps": 50,
-        }
+        action = _one_native_to_b(dex)
         schedule_id = await _create(harness, wallet, now, action)
         harness.current = schedule_id  # type: ignore[attr-defined]
         await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=now)
