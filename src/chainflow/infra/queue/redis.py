@@ -29,6 +29,10 @@ from chainflow.infra.queue.base import (
 
 log = get_logger(__name__)
 _LOOP_EXIT_GRACE_S = 5.0
+# A graceful close with no job left running that has still not returned after this long is stuck
+# (see _unstick); its fetch of the next job is then cancelled.
+_CLOSE_IDLE_GRACE_S = 0.5
+_CLOSE_CHECK_S = 0.1
 
 
 class RedisJobQueue:
@@ -172,7 +176,7 @@ async def _close(workers: list[Any], runs: list[asyncio.Task[None]], *, force: b
         # between reopens a connection that nothing closes (a ResourceWarning at exit).
         if (timer := getattr(worker, "stalledCheckTimer", None)) is not None:
             timer.stop()
-    await asyncio.gather(*(worker.close(force=force) for worker in workers))
+    await asyncio.gather(*(_close_worker(worker, force=force) for worker in workers))
     if runs:
         _, stuck = await asyncio.wait(runs, timeout=_LOOP_EXIT_GRACE_S)
         for run in stuck:
@@ -180,6 +184,45 @@ async def _close(workers: list[Any], runs: list[asyncio.Task[None]], *, force: b
     await asyncio.gather(*runs, return_exceptions=True)
     # Anything the loops sent after close() reopened a pooled connection: close those too.
     await asyncio.gather(*(worker.backend.close(force=True) for worker in workers))
+
+
+async def _close_worker(worker: Any, *, force: bool) -> None:
+    """Close one BullMQ worker; a graceful close waits for its running jobs, and no longer.
+
+    Worker.close() ignores cancellation until its teardown ends, and that teardown waits for every
+    task the worker holds, the fetch of the next job included. close() cancels the fetch's
+    blocking BZPOPMIN only if it is in flight when close() starts: a fetch that was still moving a
+    job to active starts a new BZPOPMIN once close() has begun, and on redis-py 8 that read was
+    seen to wait forever on a connection the server no longer had (a stop hung for 300 s in CI).
+    So once no job runs and close() has not returned for half a second, the fetch is cancelled.
+    """
+    closing = asyncio.ensure_future(worker.close(force=force))
+    idle_since: float | None = None
+    loop = asyncio.get_running_loop()
+    cancelled = False
+    while not closing.done():
+        try:
+            await asyncio.wait({closing}, timeout=_CLOSE_CHECK_S)
+        except asyncio.CancelledError:
+            cancelled = True  # as close() itself does: finish closing, then re-raise
+        if closing.done() or worker.jobs:
+            idle_since = None
+            continue
+        idle_since = idle_since if idle_since is not None else loop.time()
+        if loop.time() - idle_since >= _CLOSE_IDLE_GRACE_S:
+            _unstick(worker)
+            idle_since = None
+    closing.result()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def _unstick(worker: Any) -> None:
+    """Cancel what a closing worker with no running job still waits on: its fetches."""
+    log.warning("queue.close_stuck", queue=str(worker.name))
+    if worker.waiting is not None and not worker.waiting.done():
+        worker.waiting.cancel()
+    worker.cancelProcessing()
 
 
 async def _add(target: Any, bull_job: Any) -> tuple[int, object]:
