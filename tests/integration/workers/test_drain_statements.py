@@ -71,7 +71,7 @@ async def test_a_request_cancelled_after_the_plan_is_not_signed_and_leaves_no_ga
         try:
             signed = await drain_lanes(harness.engine, chain, [wallet.id])
         finally:
-            del rpc.batch  # type: ignore[method-assign]
+            del rpc.batch
         assert cancelled
         assert signed == 2
         await harness.run_until([tx_ids[0], tx_ids[2]], has_status(TxStatus.CONFIRMED))
