@@ -142,7 +142,7 @@ async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[S
     found = await estimate_gas(rpc, [planned.rows], buffer_percent=ports.config.gas_buffer_percent)
     [estimates] = found.ready
     market = await state.fees.fees(rpc, chain)
-    ready = Ready(planned.wallet, estimates, counts[wallet.id])
+    ready = Ready(planned.wallet, estimates, counts[wallet.id], planned.rows)
     async with unit_of_work(harness.sessionmaker) as session:
         sent = await sign_lanes(
             session, chain, [ready], market, signers=state.signers, config=ports.config

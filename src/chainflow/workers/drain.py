@@ -72,7 +72,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId])
         async with unit_of_work(ports.sessionmaker) as session:
             await fail_refused(session, found.refused)
     ready = [
-        Ready(plan.wallet, estimates, counts[plan.wallet.id])
+        Ready(plan.wallet, estimates, counts[plan.wallet.id], plan.rows)
         for plan, estimates in zip(plans, found.ready, strict=True)
         if estimates
     ]

@@ -1,15 +1,18 @@
 """A drain's database statements do not grow with its lanes (issue 17): each step reads or
 writes all of its lanes in one statement (on PostgreSQL an executemany counts a statement per
-row, as the server runs it), so a round's fixed cost is paid once, not per lane."""
+row, as the server runs it), so a round's fixed cost is paid once, not per lane; and their SQL
+texts do not depend on how many requests it signs (one prepared statement each)."""
 
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.service import cancel
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
@@ -27,11 +30,69 @@ async def test_a_drain_of_four_lanes_runs_the_statements_of_one(
     assert four == one, (one, four)
 
 
-async def _drain_counting(harness: EngineHarness, *, lanes: int) -> int:
-    """Statements of one drain of `lanes` new lanes with two queued requests each, all
-    signed and sent by it."""
+async def test_a_drain_signs_with_the_same_sql_texts_whatever_its_size(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> None:
+    if sessionmaker.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite writes a round with executemany, one text per statement already")
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        three: list[str] = []
+        await _drain_counting(harness, lanes=1, each=3, texts=three)
+        four: list[str] = []
+        await _drain_counting(harness, lanes=1, each=4, texts=four)
+    # The IN lists of 3 and 4 ids are both padded to 4 (infra/db/params.in_list); a
+    # multi-row INSERT had a VALUES group per row: a new text, a new prepared statement.
+    assert set(three) == set(four), set(three) ^ set(four)
+
+
+async def test_a_request_cancelled_after_the_plan_is_not_signed_and_leaves_no_gap(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> None:
+    """The signing step signs the plan's rows of the requests still queued under its lock."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        wallet = await harness.wallet()
+        tx_ids = [await harness.submit(wallet, value="1") for _ in range(3)]
+        chain = await _chain(harness)
+        harness.engine.state.addresses[wallet.id] = wallet.address
+        cancelled = False
+        # Cancel the middle request once the plan has read it: at its lane's estimates.
+        rpc = harness.engine.rpc(ANVIL_CHAIN_ID)
+        batch = rpc.batch
+
+        async def cancel_then_batch(calls: Any) -> Any:
+            nonlocal cancelled
+            if not cancelled and calls and calls[0][0] == "eth_estimateGas":
+                cancelled = True
+                async with unit_of_work(harness.sessionmaker) as session:
+                    await cancel(session, tx_ids[1], api_key_id=None, is_admin=True)
+            return await batch(calls)
+
+        rpc.batch = cancel_then_batch  # type: ignore[method-assign]
+        try:
+            signed = await drain_lanes(harness.engine, chain, [wallet.id])
+        finally:
+            del rpc.batch
+        assert cancelled
+        assert signed == 2
+        await harness.run_until([tx_ids[0], tx_ids[2]], has_status(TxStatus.CONFIRMED))
+        first, middle, last = [await harness.get(tx_id) for tx_id in tx_ids]
+        assert middle.status is TxStatus.CANCELLED
+        assert middle.nonce is None
+        assert last.nonce == first.nonce + 1  # type: ignore[operator]
+
+
+async def _chain(harness: EngineHarness) -> ChainConfig:
+    async with unit_of_work(harness.sessionmaker) as session:
+        return ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID, endpoints=False))
+
+
+async def _drain_counting(
+    harness: EngineHarness, *, lanes: int, each: int = 2, texts: list[str] | None = None
+) -> int:
+    """Statements of one drain of `lanes` new lanes with `each` queued requests each, all
+    signed and sent by it (their SQL texts appended to `texts`)."""
     wallets = [await harness.wallet() for _ in range(lanes)]
-    tx_ids = [await harness.submit(w, value="1") for w in wallets for _ in range(2)]
+    tx_ids = [await harness.submit(w, value="1") for w in wallets for _ in range(each)]
     async with unit_of_work(harness.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID, endpoints=False))
     # The wallets' addresses are read once per process: not part of a round's cost.
@@ -44,6 +105,8 @@ async def _drain_counting(harness: EngineHarness, *, lanes: int) -> int:
         many = ctx.execute_style is ExecuteStyle.EXECUTEMANY
         rows = len(params) if many and conn.dialect.name == "postgresql" else 1
         statements.extend([sql] * rows)
+        if texts is not None:
+            texts.append(sql)
 
     engine = harness.sessionmaker.kw["bind"].sync_engine
     event.listen(engine, "before_cursor_execute", count)
@@ -51,6 +114,6 @@ async def _drain_counting(harness: EngineHarness, *, lanes: int) -> int:
         signed = await drain_lanes(harness.engine, chain, [w.id for w in wallets])
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert signed == 2 * lanes
+    assert signed == each * lanes
     await harness.run_until(tx_ids, has_status(TxStatus.CONFIRMED))
     return len(statements)

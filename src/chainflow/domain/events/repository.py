@@ -6,13 +6,14 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, TypedDict, cast
 
-from sqlalchemy import Table, delete, exists, func, insert, or_, select
+from sqlalchemy import Table, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.core.types import ChainId, TxId, WalletId
 from chainflow.domain.events.models import EventRow
 from chainflow.domain.events.wakeups import appended
+from chainflow.infra.db.bulk import insert_rows
 
 EVENTS = cast(Table, EventRow.__table__)
 
@@ -72,7 +73,7 @@ def append(
 async def append_many(session: AsyncSession | AsyncConnection, events: Sequence[NewEvent]) -> None:
     """Write many events (from `new_event`) in one INSERT, in the order given."""
     if events:
-        await session.execute(insert(EVENTS), list(events))
+        await insert_rows(session, EVENTS, events)
         appended.ring_on_commit()
 
 

@@ -13,7 +13,7 @@ snapshot of the request as of that change. The metrics of each change are record
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import Table, insert, inspect
+from sqlalchemy import Table, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
@@ -25,6 +25,7 @@ from chainflow.domain.transactions.rows import Transition, created_row, event_ro
 from chainflow.domain.transactions.snapshots import event_data, snapshot
 from chainflow.domain.transactions.state import TxEvent, TxStatus, transition
 from chainflow.domain.transactions.telemetry import record_stages, record_transition
+from chainflow.infra.db.bulk import insert_rows
 
 _EVENTS = cast(Table, TxEventRow.__table__)
 
@@ -87,7 +88,7 @@ async def log(session: AsyncSession, transitions: Sequence[Transition]) -> None:
     statements whatever their number."""
     if not transitions:
         return
-    await session.execute(insert(_EVENTS), [event_row(t) for t in transitions])
+    await insert_rows(session, _EVENTS, [event_row(t) for t in transitions])
     states = await load_states(session, {t.tx_id for t in transitions})
     rows = []
     for moved in transitions:

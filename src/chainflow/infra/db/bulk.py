@@ -1,20 +1,41 @@
-"""One UPDATE for many rows, each with its own values.
+"""One UPDATE, or one INSERT, for many rows, each with its own values.
 
 An executemany UPDATE is one statement per row on the server: PostgreSQL parses, plans,
 locks and logs each one (pg_stat_statements counts a call per row), and the driver sends a
 Bind/Execute per row. On PostgreSQL `update_rows` sends the rows as one array per column and
 joins them with `unnest`: one statement, one plan, whatever the number of rows, and one SQL
 text (one prepared statement) whatever the batch size. SQLite keeps the executemany.
+
+A multi-row INSERT (SQLAlchemy's insertmanyvalues) is one statement, but its text has one
+VALUES group per row: every round's size is a new SQL text, so a new prepared statement (a
+Parse round trip, then PostgreSQL parses and plans a statement of thousands of parameters),
+and the driver binds each row's parameters one by one. `insert_rows` sends the rows as one
+array per column too: `INSERT … SELECT * FROM unnest(…)`, one text whatever the number.
 """
 
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum as PyEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Enum, String, Table, bindparam, func, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Enum,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import TypeEngine
+
+from chainflow.infra.db.engine import dumps_json
 
 # The new value of each column, from the row's value of each name (a column of the unnested
 # arrays on PostgreSQL, a bind parameter on SQLite).
@@ -74,3 +95,46 @@ async def update_rows(
         .values(build({name: bindparam(f"b_{name}") for name in names}))
     )
     await db.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+
+
+async def insert_rows(
+    db: AsyncSession | AsyncConnection, table: Table, rows: Sequence[Mapping[str, object]]
+) -> None:
+    """INSERT `rows` (all with the same names) into `table`, in the order given. Every column
+    with a Python-side default must be given: the unnested rows get none (a column left out
+    is NULL, or its server default). JSON values are serialized as the engine does."""
+    if not rows:
+        return
+    names = list(rows[0])
+    dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
+    if dialect.name != "postgresql":
+        await db.execute(insert(table), list(rows))
+        return
+    missing = [c.name for c in table.c if c.default is not None and c.name not in names]
+    if missing:
+        raise ValueError(f"insert_rows into {table.name} needs {', '.join(missing)}")
+    json_names = {name for name in names if isinstance(table.c[name].type, JSON)}
+    arrays = [
+        bindparam(
+            f"a_{name}",
+            type_=ARRAY(Text()) if name in json_names else array_of(table.c[name].type),
+        )
+        for name in names
+    ]
+    unnested = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
+    columns = [
+        cast(unnested.c[name], table.c[name].type) if name in json_names else unnested.c[name]
+        for name in names
+    ]
+    statement = insert(table).from_select(names, select(*columns), include_defaults=False)
+    params = {
+        f"a_{name}": [_json(row[name]) for row in rows]
+        if name in json_names
+        else [plain_value(row[name]) for row in rows]
+        for name in names
+    }
+    await db.execute(statement, params)
+
+
+def _json(value: object) -> str | None:
+    return None if value is None else dumps_json(value)

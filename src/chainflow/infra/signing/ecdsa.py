@@ -32,6 +32,7 @@ __all__ = [
     "WrongDigestLength",
     "address_of_public_key",
     "finish",
+    "from_recoverable",
     "parse_signature",
     "public_key_from_point",
     "public_key_from_spki",
@@ -112,6 +113,27 @@ def finish(digest: bytes, signature: bytes, public_key: bytes) -> RecoverableSig
             return RecoverableSignature(r=r, s=s, recovery_id=recovery_id)
     # Ids 2 and 3 (R.x >= n) have probability ~2**-128: treated as a bad signature.
     raise BadSignature("the signature does not recover to the wallet's public key")
+
+
+def from_recoverable(digest: bytes, signature65: bytes) -> RecoverableSignature:
+    """The Ethereum signature of `digest` from libsecp256k1's own recoverable signature
+    (coincurve's `sign_recoverable` with the wallet's private key: r || s || recovery id).
+
+    The library computed the recovery id from the nonce point it signed with, so no
+    recovery is tried: `finish`'s search (up to two public-key recoveries, 2.5x the CPU of
+    the signature itself) exists for backends that return no id. s is low already (the
+    library normalises it); a high s would be flipped with its parity all the same.
+
+    Raises: WrongDigestLength, BadSignature (not 65 bytes, r or s out of range, id not 0/1).
+    """
+    require_digest(digest)
+    if len(signature65) != _RAW_SIGNATURE_BYTES + 1 or signature65[64] > 1:
+        raise BadSignature("not a 65-byte recoverable signature with recovery id 0 or 1")
+    r, s = parse_signature(signature65[:64])
+    recovery_id = signature65[64]
+    if s > _HALF_N:
+        s, recovery_id = SECP256K1_N - s, recovery_id ^ 1
+    return RecoverableSignature(r=r, s=s, recovery_id=recovery_id)
 
 
 def _recover(signature65: bytes, digest: bytes) -> bytes | None:

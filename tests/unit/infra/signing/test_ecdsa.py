@@ -19,6 +19,7 @@ from chainflow.infra.signing.ecdsa import (
     WrongDigestLength,
     address_of_public_key,
     finish,
+    from_recoverable,
     parse_signature,
     public_key_from_point,
     public_key_from_spki,
@@ -139,6 +140,38 @@ class TestPublicKeys:
             public_key_from_spki(der)
 
 
+class TestFromRecoverable:
+    def test_libsecp256k1s_id_is_the_one_finish_finds_for_both_ids(self) -> None:
+        ids = set()
+        for digest in DIGESTS:
+            signature = from_recoverable(digest, PRIVATE.sign_recoverable(digest, hasher=None))
+            assert signature == finish(digest, as_raw(signature.r, signature.s), PUBLIC)
+            assert recovers(digest, signature.r, signature.s, signature.recovery_id) == ADDRESS
+            ids.add(signature.recovery_id)
+        assert ids == {0, 1}
+
+    @pytest.mark.parametrize("digest", DIGESTS[:8])
+    def test_a_high_s_is_made_low_with_its_parity_flipped(self, digest: bytes) -> None:
+        made = PRIVATE.sign_recoverable(digest, hasher=None)
+        r, s = raw_signature(digest)
+        high = as_raw(r, SECP256K1_N - s) + bytes([made[64] ^ 1])
+        signature = from_recoverable(digest, high)
+        assert (signature.s, signature.recovery_id) == (s, made[64])
+        assert recovers(digest, signature.r, signature.s, signature.recovery_id) == ADDRESS
+
+    @pytest.mark.parametrize(
+        "signature",
+        [b"", b"\x01" * 64, b"\x01" * 64 + b"\x02", b"\x00" * 64 + b"\x00", b"\x01" * 66],
+    )
+    def test_malformed_signatures_are_refused(self, signature: bytes) -> None:
+        with pytest.raises(BadSignature):
+            from_recoverable(DIGESTS[0], signature)
+
+    def test_a_digest_of_the_wrong_length_is_refused(self) -> None:
+        with pytest.raises(WrongDigestLength):
+            from_recoverable(b"\x01" * 31, PRIVATE.sign_recoverable(DIGESTS[0], hasher=None))
+
+
 class TestLocalSignerThroughFinish:
     def test_sign_digest_refuses_a_wrong_length(self) -> None:
         signer = LocalSigner(SecretBytes(KEY))
@@ -149,4 +182,14 @@ class TestLocalSignerThroughFinish:
         signer = LocalSigner(SecretBytes(KEY))
         signature = asyncio.run(signer.sign_digest(DIGESTS[3]))
         assert recovers(DIGESTS[3], signature.r, signature.s, signature.recovery_id) == ADDRESS
+
+    def test_every_signature_recovers_to_the_address_with_either_id(self) -> None:
+        signer = LocalSigner(SecretBytes(KEY))
+        ids = set()
+        for digest in DIGESTS:
+            signature = asyncio.run(signer.sign_digest(digest))
+            assert signature.s <= SECP256K1_N // 2
+            assert recovers(digest, signature.r, signature.s, signature.recovery_id) == ADDRESS
+            ids.add(signature.recovery_id)
+        assert ids == {0, 1}
         assert signer.public_key == PUBLIC

@@ -1,7 +1,7 @@
 """Plan a drain: the node's counts of each lane, then, in the caller's DB transaction, the
 lanes this process may drain now and the queued requests each can sign (workers/drain.py)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,11 +37,15 @@ class Counts:
 
 @dataclass(frozen=True)
 class Ready:
-    """A lane cleared for signing: its estimated prefix and the node's counts."""
+    """A lane cleared for signing: its estimated prefix, the node's counts, and the plan's
+    rows of its queued requests (`Planned.rows`). A queued request's columns never change
+    while it stays queued (a cancel moves it out of queued), so the signing step locks only
+    their ids and signs these rows, instead of loading each request again as an ORM row."""
 
     wallet: Wallet
     estimates: list[Estimate]
     counts: Counts
+    rows: Sequence[Transaction]
 
 
 async def lane_counts(rpc: ChainRpc, addresses: Mapping[WalletId, str]) -> dict[WalletId, Counts]:

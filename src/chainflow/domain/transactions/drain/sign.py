@@ -41,9 +41,11 @@ async def sign_lanes(
     wallet, then nonce (the order the sends must go in). The caller commits before sending."""
     locked = await lock_lanes(session, [ready.wallet.id for ready in lanes], chain.chain_id)
     gas = {e.tx_id: e.gas_limit for ready in lanes for e in ready.estimates}
+    # The estimated requests still queued, locked; signed from the plan's rows (Ready.rows).
+    still = await repository.lock_queued_ids(session, list(gas))
     queued: dict[WalletId, list[Transaction]] = {}
-    for tx in await repository.lock_queued(session, list(gas)):
-        queued.setdefault(tx.wallet_id, []).append(tx)
+    for ready in lanes:
+        queued[ready.wallet.id] = [tx for tx in ready.rows if tx.id in gas and tx.id in still]
     sent: list[SentAttempt] = []
     writes = bulk.SignWrites()
     # The lanes' nonce cursors as this round moves them, written in one statement at the end

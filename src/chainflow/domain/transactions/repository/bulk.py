@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, Table, case, func, insert, literal, update
+from sqlalchemy import ColumnElement, Integer, Table, case, func, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.types import TxId
@@ -22,7 +22,7 @@ from chainflow.domain.transactions.rows import (
     SignedUpdate,
     Transition,
 )
-from chainflow.infra.db.bulk import update_rows
+from chainflow.infra.db.bulk import insert_rows, update_rows
 from chainflow.infra.db.params import in_list
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
@@ -40,10 +40,10 @@ class SignWrites:
 
 
 async def store_signed(session: AsyncSession, writes: SignWrites) -> None:
-    """Write a signing round in three bulk statements."""
+    """Write a signing round in three bulk statements (and the log's)."""
     if not writes.attempts:
         return
-    await session.execute(insert(_ATTEMPTS), writes.attempts)
+    await insert_rows(session, _ATTEMPTS, writes.attempts)
     await update_rows(session, _TRANSACTIONS, writes.signed)
     await transitions.log(session, writes.transitions)  # after: its snapshots read the rows
 

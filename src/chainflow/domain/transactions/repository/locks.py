@@ -48,6 +48,13 @@ async def lock_queued(session: AsyncSession, ids: Sequence[TxId]) -> list[Transa
     return _in_submission_order((await session.scalars(for_update(query))).all())
 
 
+async def lock_queued_ids(session: AsyncSession, ids: Sequence[TxId]) -> set[TxId]:
+    """Lock the given requests that are still queued; their ids (a Core read: no ORM rows)."""
+    t = _TRANSACTIONS.c
+    query = select(t.id).where(t.id.in_(in_list(ids)), t.status == TxStatus.QUEUED)
+    return set((await session.scalars(for_update(query))).all())
+
+
 async def lock_expired_below(
     session: AsyncSession,
     chain_id: int,
