@@ -45,6 +45,9 @@ async def test_random_faults_on_the_only_endpoint(
             rpc_timeout_s="1",
             resend_after_s="1",
             stuck_after_s="5",
+            # Three faults in a row open the only endpoint's breaker: at the default 30 s, the
+            # wave waited 30 of its 50 s for the probe (2026-12-06); 2 s still opens and probes it.
+            rpc_breaker_open_s="2",
         ) as cluster:
             # Waves of work until every kind of fault has hit a worker mid-flight.
             for _ in range(8):

@@ -48,12 +48,22 @@ async def _admin(sql: str) -> None:
         await connection.close()
 
 
+# PostgreSQL 15's DROP DATABASE forces a checkpoint and waits for it: 0.27 s of the teardown of
+# every PostgreSQL test in tests/integration (2 workers, 2026-12-06), over 1 s each on a loaded
+# machine, and each one flushes every other worker's dirty pages too. Drops that wait at once
+# share a checkpoint, so the clones of finished tests are dropped _DROP_BATCH at a time, together
+# (30 drops: 28 s one after another, 0.7-3 s all at once). 8 keeps the extra connections far
+# below max_connections (100) beside a chaos cluster's.
+_DROP_BATCH = 8
+
+
 class PostgresDatabases:
-    """Creates `cf_tpl_<run>` once, migrated, then clones it per test."""
+    """Creates `cf_tpl_<run>` once, migrated, then clones it per test; drops clones in batches."""
 
     def __init__(self) -> None:
         self.template = f"cf_tpl_{_RUN}"
-        self._created: list[str] = []
+        self._created: list[str] = []  # not dropped yet
+        self._finished: list[str] = []  # of those, the ones whose test is over
 
     async def start(self) -> None:
         await _admin(f'CREATE DATABASE "{self.template}"')
@@ -73,12 +83,23 @@ class PostgresDatabases:
         return _pg_url(name)
 
     async def drop(self, url: str) -> None:
-        name = url.rpartition("/")[2]
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        """Drop the database of `url` (a clone or an `empty()` one) now or with the next batch;
+        its test must be done with it."""
+        self._finished.append(url.rpartition("/")[2])
+        if len(self._finished) >= _DROP_BATCH:
+            await self._drop(self._finished)
 
     async def stop(self) -> None:
-        for name in [*self._created, self.template]:
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await self._drop(self._created)
+        await _admin(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+
+    async def _drop(self, names: list[str]) -> None:
+        dropping = list(names)
+        self._finished = [n for n in self._finished if n not in dropping]
+        self._created = [n for n in self._created if n not in dropping]
+        await asyncio.gather(
+            *(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)') for name in dropping)
+        )
 
 
 class SqliteDatabases:

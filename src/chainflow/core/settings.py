@@ -155,6 +155,13 @@ class Settings(BaseSettings):
         description="PostgreSQL: submissions arriving within this many ms are stored in one "
         "statement and one commit (0: each on its own)",
     )
+    rpc_breaker_open_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="an RPC endpoint that failed 3 times in a row is skipped this long, then "
+        "probed with one request",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -18,7 +18,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.metrics import watch_pool
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.rpc.client import new_http_session
-from chainflow.infra.rpc.endpoints import EndpointPool
+from chainflow.infra.rpc.endpoints import BreakerSettings, EndpointPool
 from chainflow.infra.signing import aws_kms, pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 from chainflow.infra.signing.type2 import load_eth_account
@@ -77,6 +77,7 @@ class ChainRegistry:
                 urls=chain.rpc_urls,
                 timeout_s=self.settings.rpc_timeout_s,
                 max_response_bytes=self.settings.rpc_max_response_bytes,
+                breaker=BreakerSettings(open_s=self.settings.rpc_breaker_open_s),
             )
         return added
 

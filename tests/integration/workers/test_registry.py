@@ -3,15 +3,18 @@
 import asyncio
 
 import aiohttp
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.settings import Settings
 from chainflow.domain.chains.models import RpcEndpoint
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.rpc.client import RpcClient
+from chainflow.infra.rpc.client import RpcClient, RpcTransportError
+from chainflow.infra.rpc.endpoints import EndpointPool, EndpointState
 from chainflow.workers.context import open_engine
 from chainflow.workers.main import run_engine
+from tests.conftest import free_port
 from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.engine import EngineHarness, has_status
 from tests.support.polling import eventually
@@ -57,3 +60,27 @@ async def test_a_chain_added_after_start_gets_its_requests_confirmed(
         finally:
             stop.set()
             await loops
+
+
+async def test_an_endpoint_s_breaker_stays_open_for_the_configured_time(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """CHAINFLOW_RPC_BREAKER_OPEN_S reaches the workers' pools (the chaos scenarios shorten it)."""
+    dead = f"http://127.0.0.1:{free_port()}/nothing-listens-here"
+    async with unit_of_work(sessionmaker) as session:
+        await add_anvil_chain(session, dead)
+    quick = settings.model_copy(update={"rpc_breaker_open_s": 0.5})
+    async with open_engine(quick) as engine:
+        assert engine.ports.refresh_chains is not None
+        await engine.ports.refresh_chains()
+        pool = engine.ports.rpc[ANVIL_CHAIN_ID]
+        assert isinstance(pool, EndpointPool)
+        for _ in range(3):  # BreakerSettings.failures_to_open
+            with pytest.raises(RpcTransportError):
+                await pool.call("eth_blockNumber")
+        assert pool.health()[0].state is EndpointState.OPEN
+
+        async def half_open() -> bool:
+            return pool.health()[0].state is EndpointState.HALF_OPEN
+
+        await eventually(half_open, timeout_s=10)  # the default would keep it open 30 s
