@@ -14,7 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +194,21 @@ async def database(shape: str, folder: Path) -> AsyncIterator[str]:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def stop_all(procs: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = 30) -> None:
+    """SIGTERM each process, wait up to `timeout_s` for each, then SIGKILL it. The waits run
+    off the event loop: what the benchmark serves on it (bench.webhooks' receiver) goes on
+    answering the processes while they stop; a blocking wait left the workers' last webhook
+    sends unanswered until their 10 s timeout."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            await asyncio.to_thread(proc.wait, timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @asynccontextmanager
 async def run_shape(
     shape: str,
@@ -244,12 +259,5 @@ async def run_shape(
                 await asyncio.to_thread(_wait_http, f"{api_url}/healthz", proc)
             yield running
         finally:
-            for proc in running.procs.values():
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in running.procs.values():
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            await stop_all(list(running.procs.values()))
             logs.close()
