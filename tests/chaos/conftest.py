@@ -1,6 +1,6 @@
 """Chaos fixtures: a fresh anvil per scenario (faults must not leak between scenarios).
 
-Under pytest-xdist (`./scripts/test` runs `-n 2 --dist loadgroup`) every chaos scenario is in
+Under pytest-xdist (`./scripts/test` runs `-n 3 --dist loadgroup`) every chaos scenario is in
 one group, so they run one after another on a single worker: each one starts an API, several
 workers and an anvil, and two at once on 2 cores would stretch the timing they are about.
 """
