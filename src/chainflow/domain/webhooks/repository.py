@@ -51,6 +51,14 @@ class EventHead(NamedTuple):
     chain_id: int | None
 
 
+class DueDelivery(NamedTuple):
+    """What a claim needs of a due delivery (its row locked): no ORM instance per row."""
+
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_pk: int
+
+
 class LockedDelivery(NamedTuple):
     """What recording an outcome needs of a delivery (its row locked)."""
 
@@ -186,7 +194,7 @@ async def add_deliveries(
 
 async def lock_due(
     session: AsyncSession, *, now: datetime, limit: int, skip: Sequence[uuid.UUID] = ()
-) -> Sequence[WebhookDelivery]:
+) -> list[DueDelivery]:
     """Pending deliveries that are due and not behind an earlier one of their transaction,
     locked (SKIP LOCKED: workers never take the same), oldest due first; none of the
     endpoints in `skip`.
@@ -207,8 +215,9 @@ async def lock_due(
         func.lower(earlier.status) == _PENDING.value,
         earlier.tx_seq < WebhookDelivery.tx_seq,
     )
+    d = WebhookDelivery
     query = (
-        select(WebhookDelivery)
+        select(d.id, d.endpoint_id, d.event_pk)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
             WebhookDelivery.status == _PENDING,
@@ -221,7 +230,7 @@ async def lock_due(
         .limit(limit)
         .with_for_update(of=WebhookDelivery, skip_locked=True)
     )
-    return (await session.scalars(query)).all()
+    return [DueDelivery(*row) for row in (await session.execute(query)).all()]
 
 
 async def lease(session: AsyncSession, until: dict[uuid.UUID, datetime]) -> None:
@@ -237,6 +246,17 @@ async def release(session: AsyncSession, ids: Sequence[uuid.UUID], *, due: datet
             update(WebhookDelivery)
             .where(WebhookDelivery.id.in_(in_list(ids)))
             .values(next_attempt_at=due, leased_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def fail(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    """Claimed deliveries that can never be sent (their event was pruned): failed for good."""
+    if ids:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(in_list(ids)))
+            .values(status=DeliveryStatus.FAILED, next_attempt_at=None)
             .execution_options(synchronize_session=False)
         )
 
