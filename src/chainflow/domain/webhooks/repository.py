@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -17,7 +17,7 @@ from chainflow.domain.webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from chainflow.infra.db.bulk import update_rows
+from chainflow.infra.db.bulk import insert_rows, update_rows
 from chainflow.infra.db.params import in_list
 
 _PENDING = DeliveryStatus.PENDING
@@ -169,7 +169,8 @@ def add_delivery(
 async def add_deliveries(
     session: AsyncSession, endpoint_id: uuid.UUID, events: Sequence[QueuedEvent], *, now: datetime
 ) -> None:
-    """A pending delivery of each event to the endpoint, due now (one multi-row INSERT)."""
+    """A pending delivery of each event to the endpoint, due now (one INSERT of unnested
+    arrays: one SQL text whatever the batch's size)."""
     if not events:
         return
     rows = [
@@ -189,7 +190,7 @@ async def add_deliveries(
         }
         for event in events
     ]
-    await session.execute(insert(WebhookDelivery), rows)
+    await insert_rows(session, WebhookDelivery.__table__, rows)  # type: ignore[arg-type]
 
 
 async def lock_due(
@@ -281,7 +282,7 @@ async def store_outcomes(
     """Move the deliveries on (one UPDATE) and insert their attempts (one INSERT)."""
     await update_rows(session, WebhookDelivery.__table__, moves)  # type: ignore[arg-type]
     if attempts:
-        await session.execute(insert(WebhookAttempt), list(attempts))
+        await insert_rows(session, WebhookAttempt.__table__, attempts)  # type: ignore[arg-type]
 
 
 async def pending_event_pks(
