@@ -52,11 +52,13 @@ class WebhookPorts:
     # Finished deliveries live as long as events (CHAINFLOW_EVENT_RETENTION_DAYS).
     retention_days: float = 30.0
     prune_every_s: float = 60.0
-    # Turns are at least this far apart: outcomes and events gather, and a turn (one
-    # transaction, ~8 statements, ~2-3 ms of CPU in the worker and the database) is paid for
-    # once per batch, not once per send or sequenced event; 100 ms adds at most that to lags
-    # measured in seconds (bench/webhooks.py).
-    min_gap_s: float = 0.1
+    # Turns are at least this far apart: outcomes and events gather, and a turn (two
+    # transactions, ~12 statements, ~2-3 ms of CPU in the worker and the database) is paid
+    # for once per batch, not once per send or sequenced event. At 100 ms the turns of two
+    # workers were ~0.1 ms of CPU per delivery at 300 tx/s; 250 ms adds at most that to lags
+    # measured in seconds (bench/webhooks.py), and a worker's claims (up to
+    # concurrency * HELD_PER_SLOT each) still carry 500 deliveries a second.
+    min_gap_s: float = 0.25
 
 
 def delivery_config(settings: Settings, master: MasterKey) -> DeliveryConfig:

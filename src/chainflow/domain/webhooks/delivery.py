@@ -26,8 +26,8 @@ from chainflow.domain.webhooks.attempts import (
     record,
     send,
 )
-from chainflow.domain.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from chainflow.domain.webhooks.repository import EventHead
+from chainflow.domain.webhooks.models import WebhookEndpoint
+from chainflow.domain.webhooks.repository import DueDelivery, EventHead
 from chainflow.domain.webhooks.secrets import signing_secrets
 from chainflow.domain.webhooks.service import DIRECT_ONLY, subscription_of
 from chainflow.domain.webhooks.signing import headers
@@ -124,13 +124,19 @@ async def claim(
     events = await repository.events_by_pk(session, [r.event_pk for r in rows])
     endpoints = await repository.endpoints_by_id(session, [r.endpoint_id for r in rows])
     sendable = []
+    pruned: list[uuid.UUID] = []
+    unsequenced: list[uuid.UUID] = []
     for row in rows:
         event = events.get(row.event_pk)
-        if event is None or event.cursor is None:  # pruned, or not sequenced yet
-            _finish_unsendable(row, event, now=now)
+        if event is None:  # pruned by retention before it could be delivered
+            pruned.append(row.id)
+        elif event.cursor is None:  # the sequencer has not numbered it yet (a test event)
+            unsequenced.append(row.id)
         else:
             sendable.append(row)
-    telemetry.record_dropped(sum(1 for row in rows if row.event_pk not in events))
+    await repository.fail(session, pruned)
+    await repository.release(session, unsequenced, due=now + timedelta(seconds=0.2))
+    telemetry.record_dropped(len(pruned))
     jobs = _jobs(sendable, events, endpoints, config, now=now)
     waves = _waves(jobs, busy, sends_per_endpoint)
     leases = {
@@ -145,7 +151,7 @@ async def claim(
 
 
 def _jobs(
-    rows: Sequence[WebhookDelivery],
+    rows: Sequence[DueDelivery],
     events: Mapping[int, EventRow],
     endpoints: Mapping[uuid.UUID, WebhookEndpoint],
     config: DeliveryConfig,
@@ -186,15 +192,15 @@ def _waves(
 
 
 def pick(
-    rows: Sequence[WebhookDelivery],
+    rows: Sequence[DueDelivery],
     *,
     limit: int,
     busy: Mapping[uuid.UUID, int],
     per_endpoint: int | None,
-) -> list[WebhookDelivery]:
+) -> list[DueDelivery]:
     """The first `limit` rows, skipping those of an endpoint already at `per_endpoint`."""
     taken: dict[uuid.UUID, int] = dict(busy)
-    chosen: list[WebhookDelivery] = []
+    chosen: list[DueDelivery] = []
     for row in rows:
         if len(chosen) == limit:
             break
@@ -205,16 +211,8 @@ def pick(
     return chosen
 
 
-def _finish_unsendable(row: WebhookDelivery, event: EventRow | None, *, now: datetime) -> None:
-    if event is None:  # pruned by retention before it could be delivered
-        row.status = DeliveryStatus.FAILED
-        row.next_attempt_at = None
-    else:  # the sequencer has not numbered it yet (a test event): try again shortly
-        row.next_attempt_at = now + timedelta(seconds=0.2)
-
-
 def _job(
-    row: WebhookDelivery,
+    row: DueDelivery,
     event: EventRow,
     endpoint: WebhookEndpoint,
     secrets: Sequence[SecretBytes],
