@@ -329,6 +329,10 @@ class TestWorker:
             done, _ = await asyncio.wait({worker}, timeout=15)
             assert done, f"stop {round_no} did not return within 15 s"
             worker.result()
+            # Nothing stranded: the job that did not run is still waiting, not held active.
+            counts = await backend.queue.job_counts(names)
+            assert counts["active"] == 0, (round_no, counts)
+            assert len(ran) + counts["waiting"] == 2, (round_no, ran, counts)
 
     async def test_job_of_a_worker_that_dies_mid_job_is_redelivered(
         self, backend: Backend, tmp_path: Path

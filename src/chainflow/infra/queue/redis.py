@@ -194,7 +194,7 @@ async def _close_worker(worker: Any, *, force: bool) -> None:
     blocking BZPOPMIN only if it is in flight when close() starts: a fetch that was still moving a
     job to active starts a new BZPOPMIN once close() has begun, and on redis-py 8 that read was
     seen to wait forever on a connection the server no longer had (a stop hung for 300 s in CI).
-    So once no job runs and close() has not returned for half a second, the fetch is cancelled.
+    So once no job runs and close() has not returned for half a second, that BZPOPMIN is cancelled.
     """
     closing = asyncio.ensure_future(worker.close(force=force))
     idle_since: float | None = None
@@ -218,11 +218,12 @@ async def _close_worker(worker: Any, *, force: bool) -> None:
 
 
 def _unstick(worker: Any) -> None:
-    """Cancel what a closing worker with no running job still waits on: its fetches."""
-    log.warning("queue.close_stuck", queue=str(worker.name))
+    """Cancel the blocking wait of a closing worker with no running job; getNextJob takes that
+    cancel as "no job" while closing. Nothing else is cancelled: a fetch moving a job to active
+    holds that job's lock, and cancelling it would strand the job until its lock expired."""
     if worker.waiting is not None and not worker.waiting.done():
+        log.warning("queue.close_stuck", queue=str(worker.name))
         worker.waiting.cancel()
-    worker.cancelProcessing()
 
 
 async def _add(target: Any, bull_job: Any) -> tuple[int, object]:
