@@ -121,12 +121,18 @@ async def insert_rows(
         )
         for name in names
     ]
-    unnested = func.unnest(*arrays).table_valued(*names).render_derived(name="v")
+    # WITH ORDINALITY + ORDER BY: rows get their serial ids in the order given (an event's id
+    # order is its transaction's tx_seq order, which webhooks deliver in), not in whatever
+    # order a plan might produce them.
+    unnested = (
+        func.unnest(*arrays).table_valued(*names, with_ordinality="ord").render_derived(name="v")
+    )
     columns = [
         cast(unnested.c[name], table.c[name].type) if name in json_names else unnested.c[name]
         for name in names
     ]
-    statement = insert(table).from_select(names, select(*columns), include_defaults=False)
+    rows_in_order = select(*columns).order_by(unnested.c.ord)
+    statement = insert(table).from_select(names, rows_in_order, include_defaults=False)
     params = {
         f"a_{name}": [_json(row[name]) for row in rows]
         if name in json_names
