@@ -44,8 +44,10 @@ Values = Callable[[Mapping[str, ColumnElement[Any]]], Mapping[str, Any]]
 
 def array_of(column_type: TypeEngine[Any]) -> ARRAY[Any]:
     """The SQL type of an array of `column_type` values, as a bind parameter."""
-    # A non-native Enum is text in the table; its array is text[] of the members' values.
-    if isinstance(column_type, Enum):
+    # A non-native Enum is text in the table; its array is text[] of the members' values. A
+    # String(n) goes as text[] too: a cast to VARCHAR(n)[] cuts a longer value silently, where
+    # storing text into the VARCHAR(n) column refuses it (an assignment cast).
+    if isinstance(column_type, (Enum, String)):
         return ARRAY(String())
     return ARRAY(column_type)
 
