@@ -3,9 +3,9 @@
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, cast
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -21,6 +21,8 @@ from chainflow.infra.db.bulk import insert_rows, update_rows
 from chainflow.infra.db.params import in_list
 
 _PENDING = DeliveryStatus.PENDING
+_DELIVERIES = cast(Table, WebhookDelivery.__table__)
+_ATTEMPTS = cast(Table, WebhookAttempt.__table__)
 
 
 class QueuedEvent(Protocol):
@@ -190,7 +192,7 @@ async def add_deliveries(
         }
         for event in events
     ]
-    await insert_rows(session, WebhookDelivery.__table__, rows)  # type: ignore[arg-type]
+    await insert_rows(session, _DELIVERIES, rows)
 
 
 async def lock_due(
@@ -237,7 +239,7 @@ async def lock_due(
 async def lease(session: AsyncSession, until: dict[uuid.UUID, datetime]) -> None:
     """Hide each claimed delivery until its time: then it is due again (its worker died)."""
     rows = [{"id": i, "next_attempt_at": at, "leased_until": at} for i, at in until.items()]
-    await update_rows(session, WebhookDelivery.__table__, rows)  # type: ignore[arg-type]
+    await update_rows(session, _DELIVERIES, rows)
 
 
 async def release(session: AsyncSession, ids: Sequence[uuid.UUID], *, due: datetime) -> None:
@@ -280,9 +282,9 @@ async def store_outcomes(
     session: AsyncSession, moves: Sequence[dict[str, object]], attempts: Sequence[dict[str, object]]
 ) -> None:
     """Move the deliveries on (one UPDATE) and insert their attempts (one INSERT)."""
-    await update_rows(session, WebhookDelivery.__table__, moves)  # type: ignore[arg-type]
+    await update_rows(session, _DELIVERIES, moves)
     if attempts:
-        await insert_rows(session, WebhookAttempt.__table__, attempts)  # type: ignore[arg-type]
+        await insert_rows(session, _ATTEMPTS, attempts)
 
 
 async def pending_event_pks(

@@ -30,7 +30,7 @@ from chainflow.infra.queue.base import (
 log = get_logger(__name__)
 _LOOP_EXIT_GRACE_S = 5.0
 # A graceful close with no job left running that has still not returned after this long is stuck
-# (see _unstick); its fetch of the next job is then cancelled.
+# (see _unstick); its blocking wait for the next job is then cancelled.
 _CLOSE_IDLE_GRACE_S = 0.5
 _CLOSE_CHECK_S = 0.1
 
