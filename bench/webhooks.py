@@ -2,7 +2,9 @@
 subscribed to `transaction.confirmed` (a receiver in this process, on loopback), in one run.
 
 Reports tx/s and CPU per confirmed transaction of each run, and the delivery lag of the
-webhook run (receipt at the receiver minus the event's `created_at`) at p50 / p99.
+webhook run (receipt at the receiver minus the event's `created_at`) at p50 / p99. The two
+runs alternate `--pairs` times (a single pair's runs differ by ±15 % on an idle machine, the
+size of the effect measured) and the ratio is taken between the medians.
 
 Run: .venv/bin/python -m bench.webhooks --requests 3200
 """
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 import aiohttp
 from aiohttp import web
@@ -108,40 +111,58 @@ async def one_run(
 
 async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="cf-bench-webhooks-"))
-    hook = Receiver()
+    hooks: list[Receiver] = []  # the current run's receiver is the last
+
+    async def handle(request: web.Request) -> web.Response:
+        return await hooks[-1].handle(request)
+
     app = web.Application()
-    app.router.add_post("/hook", hook.handle)
+    app.router.add_post("/hook", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = baselines.free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    plain: list[Result] = []
+    hooked: list[Result] = []
     try:
         per_wallet = max(1, args.requests // args.wallets)
-        plain = await one_run(args.wallets, per_wallet, folder, hook=None, hook_url="")
-        hooked = await one_run(
-            args.wallets, per_wallet, folder, hook=hook, hook_url=f"http://127.0.0.1:{port}/hook"
-        )
+        for _ in range(args.pairs):
+            plain.append(await one_run(args.wallets, per_wallet, folder, hook=None, hook_url=""))
+            hooks.append(Receiver())
+            url = f"http://127.0.0.1:{port}/hook"
+            hooked.append(
+                await one_run(args.wallets, per_wallet, folder, hook=hooks[-1], hook_url=url)
+            )
     finally:
         await runner.cleanup()
-    lines = table([plain, hooked])
+    lines = table(plain, hooked)
     print("\n".join(lines), flush=True)
     if args.write:
         replace_section(Path(args.write), "webhooks", [f"Command: `{args.command}`", "", *lines])
 
 
-def table(rows: Sequence[Result]) -> list[str]:
+def table(plain: Sequence[Result], hooked: Sequence[Result]) -> list[str]:
+    """Each run (in the order they ran, alternating), then the medians and their ratios."""
     lines = [
         "| run | txs | tx/s | CPU ms per tx (all processes) | delivery lag p50 / p99 ms |",
         "|---|---|---|---|---|",
     ]
-    for r in rows:
-        lag = "-" if r.lag_ms is None else f"{r.lag_ms[0]:.0f} / {r.lag_ms[1]:.0f}"
-        lines.append(f"| {r.label} | {r.txs} | {r.tx_per_s:.0f} | {r.cpu_ms_per_tx:.2f} | {lag} |")
-    base, hooked = rows[0], rows[-1]
+    for pair in zip(plain, hooked, strict=True):
+        for r in pair:
+            lag = "-" if r.lag_ms is None else f"{r.lag_ms[0]:.0f} / {r.lag_ms[1]:.0f}"
+            lines.append(
+                f"| {r.label} | {r.txs} | {r.tx_per_s:.0f} | {r.cpu_ms_per_tx:.2f} | {lag} |"
+            )
+    tx_s = [median(r.tx_per_s for r in rows) for rows in (plain, hooked)]
+    cpu = [median(r.cpu_ms_per_tx for r in rows) for rows in (plain, hooked)]
+    lags = [r.lag_ms for r in hooked if r.lag_ms is not None]
+    lag = f"{median(p50 for p50, _ in lags):.0f} / {median(p99 for _, p99 in lags):.0f} ms"
     lines += [
         "",
-        f"With the webhook: tx/s x{hooked.tx_per_s / base.tx_per_s:.2f}, "
-        f"CPU per tx x{hooked.cpu_ms_per_tx / base.cpu_ms_per_tx:.2f}.",
+        f"Medians of {len(plain)} alternated pairs: no webhook {tx_s[0]:.0f} tx/s, "
+        f"{cpu[0]:.2f} ms per tx; webhook {tx_s[1]:.0f} tx/s, {cpu[1]:.2f} ms per tx, "
+        f"delivery lag p50 / p99 {lag if lags else '-'}.",
+        f"With the webhook: tx/s x{tx_s[1] / tx_s[0]:.2f}, CPU per tx x{cpu[1] / cpu[0]:.2f}.",
     ]
     return lines
 
@@ -150,6 +171,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3200)
     parser.add_argument("--wallets", type=int, default=32)
+    parser.add_argument("--pairs", type=int, default=3, help="alternated runs of each kind")
     parser.add_argument("--write", default="", help="update this markdown report")
     parser.add_argument("--command", default="./scripts/bench", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
