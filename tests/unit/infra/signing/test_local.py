@@ -2,6 +2,7 @@
 
 import base64
 
+import coincurve
 import eth_keys.backends
 import pytest
 from eth_account import Account
@@ -11,6 +12,7 @@ from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 
 from chainflow.core.types import SecretBytes
+from chainflow.infra.signing.ecdsa import BadSignature
 from chainflow.infra.signing.keystore import SECP256K1_ORDER, InvalidPrivateKey
 from chainflow.infra.signing.local import LocalSigner, address_of, generate_private_key
 from chainflow.infra.signing.signer import HEALTHY, Signer
@@ -151,3 +153,31 @@ class TestLocalSigner:
     def test_rejects_an_out_of_range_key(self) -> None:
         with pytest.raises(InvalidPrivateKey, match="private key is zero"):
             LocalSigner(SecretBytes(bytes(32)))
+
+
+class _FaultyKey:
+    """A key whose signatures come out with one bit of s flipped: a fault in memory or the CPU
+    (with deterministic nonces, such a signature and the correct one give the key away)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = coincurve.PrivateKey(key)
+
+    def sign_recoverable(self, digest: bytes, hasher: None) -> bytes:
+        signature = bytearray(self._key.sign_recoverable(digest, hasher=hasher))
+        signature[40] ^= 0x01
+        return bytes(signature)
+
+
+class TestFaultySignature:
+    async def test_a_signature_that_does_not_verify_never_leaves_the_signer(self) -> None:
+        signer = LocalSigner(KEY)
+        signer._curve_key = _FaultyKey(KEY.reveal())  # type: ignore[assignment]
+
+        with pytest.raises(BadSignature, match="did not verify") as caught:
+            await signer.sign_transaction(TYPE_2_TX)
+
+        assert not key_material_in(str(caught.value), KEY.reveal())
+
+    async def test_a_sound_signature_passes_the_check(self) -> None:
+        signed = await LocalSigner(KEY).sign_digest(keccak(b"chainflow"))
+        assert signed.recovery_id in (0, 1)
