@@ -114,11 +114,18 @@ class TestWritesOnPostgres:
                 .where(WebhookDelivery.event_pk <= 1000)
                 .values(status=DeliveryStatus.SUCCEEDED, next_attempt_at=None)
             )
-        plan = await _claim_plan(sessionmaker)
+        statements, plan = await _claim_plan(sessionmaker)
         subplans = [node for node in _nodes(plan) if node.get("Subplan Name")]
         assert subplans, plan
         indexes = {node.get("Index Name") for sub in subplans for node in _nodes(sub)}
         assert indexes == {"ix_webhook_deliveries_order"}, (indexes, endpoint_id)
+        # …and the claim walks the due index in its order, stopping at its limit: no bitmap
+        # scan of every due row (each with its ordering check) and no sort
+        assert statements[0] == str(repository._NO_BITMAP)
+        assert statements[-1] == str(repository._BITMAP_AGAIN)
+        scans = {(n["Node Type"], n.get("Index Name")) for n in _nodes(plan)}
+        assert ("Index Scan", "ix_webhook_deliveries_due") in scans, scans
+        assert not {n["Node Type"] for n in _nodes(plan)} & {"Sort", "Bitmap Heap Scan"}
 
 
 _HOT = text(
@@ -128,13 +135,15 @@ _NO_AUTOVACUUM = "ALTER TABLE webhook_deliveries SET (autovacuum_enabled = false
 _STATISTICS = text("SELECT count(*) FROM pg_stats WHERE tablename = 'webhook_deliveries'")
 
 
-async def _claim_plan(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
-    """EXPLAIN of the claim's query as lock_due sends it (its text and parameters)."""
+async def _claim_plan(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> tuple[list[str], dict[str, Any]]:
+    """The statements lock_due sends, and the EXPLAIN of its query (its text and parameters)
+    under the planner settings it sets."""
     seen: list[tuple[str, Any]] = []
 
     def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "FOR UPDATE" in statement and "SKIP LOCKED" in statement:
-            seen.append((statement, parameters))
+        seen.append((statement, parameters))
 
     async with unit_of_work(sessionmaker) as session:
         connection = await session.connection()
@@ -144,12 +153,13 @@ async def _claim_plan(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[st
             await repository.lock_due(session, now=utcnow(), limit=256)
         finally:
             event.remove(engine, "before_cursor_execute", grab)
-        [(statement, parameters)] = seen
+        [(statement, parameters)] = [(q, p) for q, p in seen if "SKIP LOCKED" in q]
+        await session.execute(repository._NO_BITMAP)
         result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
         raw = result.scalar_one()
     document = json.loads(raw) if isinstance(raw, str) else raw
     plan: dict[str, Any] = document[0]["Plan"]
-    return plan
+    return [q for q, _ in seen], plan
 
 
 def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:

@@ -5,7 +5,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol, cast
 
-from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -239,7 +250,22 @@ async def lock_due(
         .limit(limit)
         .with_for_update(of=WebhookDelivery, skip_locked=True)
     )
-    return [DueDelivery(*row) for row in (await session.execute(query)).all()]
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    if postgres:
+        await session.execute(_NO_BITMAP)
+    rows = [DueDelivery(*row) for row in (await session.execute(query)).all()]
+    if postgres:  # (a failed query ends the transaction, and SET LOCAL with it)
+        await session.execute(_BITMAP_AGAIN)
+    return rows
+
+
+# The claim walks ix_webhook_deliveries_due in its order and stops at `limit` rows. On a table
+# that grew since its last ANALYZE (a burst) the planner estimated a handful of due rows and
+# took a bitmap scan instead: every due, leased and finished-but-not-vacuumed entry, the
+# ordering check run on every due row, then a sort (1-3 ms and ~3,000 buffers a claim at
+# ~1,000 due; docs/performance.md). Only for this statement: RESET puts back the session's.
+_NO_BITMAP = text("SET LOCAL enable_bitmapscan = off")
+_BITMAP_AGAIN = text("RESET enable_bitmapscan")
 
 
 async def lease(session: AsyncSession, until: dict[uuid.UUID, datetime]) -> None:
