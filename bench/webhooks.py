@@ -19,6 +19,7 @@ from pathlib import Path
 from statistics import median
 
 import aiohttp
+import asyncpg
 from aiohttp import web
 
 from bench import baselines
@@ -36,7 +37,9 @@ class Result:
     txs: int
     tx_per_s: float
     cpu_ms_per_tx: float
+    postgres_ms_per_tx: float
     lag_ms: tuple[float, float] | None = None
+    rows: str = ""
 
 
 class Receiver:
@@ -97,16 +100,39 @@ async def one_run(
             hook.expect(n)
             await asyncio.wait_for(hook.all_in.wait(), timeout=120)
         cpu_after = run.cpu_seconds()
+        rows = await deliveries_written(run.database_url) if hook is not None else ""
         lags_ms = list(hook.lags_ms) if hook is not None else []  # made while the cluster ran
         span, *_ = await lifecycle(run.database_url)
     cpu = sum(cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after if k != "client")
+    postgres = cpu_after.get("postgres", 0.0) - cpu_before.get("postgres", 0.0)
     return Result(
         label="32 wallets, webhook on transaction.confirmed" if hook else "32 wallets, no webhook",
         txs=n,
         tx_per_s=n / span,
         cpu_ms_per_tx=cpu * 1000 / n,
+        postgres_ms_per_tx=postgres * 1000 / n,
         lag_ms=percentiles(lags_ms) if lags_ms else None,
+        rows=rows,
     )
+
+
+async def deliveries_written(database_url: str) -> str:
+    """Rows of webhook_deliveries inserted and updated, and the updates that were HOT (wrote
+    no index entry), as PostgreSQL's statistics have them (each backend reports within ~1 s)."""
+    if not database_url.startswith("postgresql"):
+        return ""
+    connection = await asyncpg.connect(database_url)
+    try:
+        row = await connection.fetchrow(
+            "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+            " WHERE relname = 'webhook_deliveries'"
+        )
+    finally:
+        await connection.close()
+    if row is None:
+        return ""
+    ins, upd, hot = row
+    return f"webhook_deliveries: {ins} inserted, {upd} updated, {hot} of them HOT"
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -144,17 +170,20 @@ async def main(args: argparse.Namespace) -> None:
 def table(plain: Sequence[Result], hooked: Sequence[Result]) -> list[str]:
     """Each run (in the order they ran, alternating), then the medians and their ratios."""
     lines = [
-        "| run | txs | tx/s | CPU ms per tx (all processes) | delivery lag p50 / p99 ms |",
-        "|---|---|---|---|---|",
+        "| run | txs | tx/s | CPU ms per tx (all processes) | of which PostgreSQL "
+        "| delivery lag p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
     ]
     for pair in zip(plain, hooked, strict=True):
         for r in pair:
             lag = "-" if r.lag_ms is None else f"{r.lag_ms[0]:.0f} / {r.lag_ms[1]:.0f}"
             lines.append(
-                f"| {r.label} | {r.txs} | {r.tx_per_s:.0f} | {r.cpu_ms_per_tx:.2f} | {lag} |"
+                f"| {r.label} | {r.txs} | {r.tx_per_s:.0f} | {r.cpu_ms_per_tx:.2f} "
+                f"| {r.postgres_ms_per_tx:.2f} | {lag} |"
             )
     tx_s = [median(r.tx_per_s for r in rows) for rows in (plain, hooked)]
     cpu = [median(r.cpu_ms_per_tx for r in rows) for rows in (plain, hooked)]
+    pg = [median(r.postgres_ms_per_tx for r in rows) for rows in (plain, hooked)]
     lags = [r.lag_ms for r in hooked if r.lag_ms is not None]
     lag = f"{median(p50 for p50, _ in lags):.0f} / {median(p99 for _, p99 in lags):.0f} ms"
     lines += [
@@ -162,7 +191,9 @@ def table(plain: Sequence[Result], hooked: Sequence[Result]) -> list[str]:
         f"Medians of {len(plain)} alternated pairs: no webhook {tx_s[0]:.0f} tx/s, "
         f"{cpu[0]:.2f} ms per tx; webhook {tx_s[1]:.0f} tx/s, {cpu[1]:.2f} ms per tx, "
         f"delivery lag p50 / p99 {lag if lags else '-'}.",
-        f"With the webhook: tx/s x{tx_s[1] / tx_s[0]:.2f}, CPU per tx x{cpu[1] / cpu[0]:.2f}.",
+        f"With the webhook: tx/s x{tx_s[1] / tx_s[0]:.2f}, CPU per tx x{cpu[1] / cpu[0]:.2f} "
+        f"(PostgreSQL's x{pg[1] / max(pg[0], 1e-9):.2f}).",
+        *[r.rows for r in hooked if r.rows],
     ]
     return lines
 

@@ -90,12 +90,12 @@ async def test_stopping_the_cluster_leaves_the_event_loop_answering() -> None:
 def test_the_ratio_is_taken_between_the_medians_of_alternated_runs() -> None:
     """One pair's runs differ by as much as the webhook's cost: a single noisy no-webhook run
     (here 1.5) must not decide the ratio."""
-    plain = [Result("plain", 100, tx, cpu) for tx, cpu in ((900, 2.0), (700, 1.5), (800, 2.2))]
+    plain = [Result("plain", 100, tx, cpu, 0.5) for tx, cpu in ((900, 2.0), (700, 1.5), (800, 2.2))]
     hooked = [
-        Result("hooked", 100, tx, cpu, (1000.0 + cpu, 3000.0))
+        Result("hooked", 100, tx, cpu, 0.6, (1000.0 + cpu, 3000.0))
         for tx, cpu in ((850, 2.4), (700, 2.3), (760, 2.2))
     ]
     lines = table(plain, hooked)
     assert len([line for line in lines if line.startswith("| plain")]) == 3
-    assert lines[-1] == "With the webhook: tx/s x0.95, CPU per tx x1.15."
+    assert lines[-1] == "With the webhook: tx/s x0.95, CPU per tx x1.15 (PostgreSQL's x1.20)."
     assert "delivery lag p50 / p99 1002 / 3000 ms" in lines[-2]

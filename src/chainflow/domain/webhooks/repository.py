@@ -5,7 +5,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol, cast
 
-from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -198,9 +209,9 @@ async def add_deliveries(
 async def lock_due(
     session: AsyncSession, *, now: datetime, limit: int, skip: Sequence[uuid.UUID] = ()
 ) -> list[DueDelivery]:
-    """Pending deliveries that are due and not behind an earlier one of their transaction,
-    locked (SKIP LOCKED: workers never take the same), oldest due first; none of the
-    endpoints in `skip`.
+    """Pending deliveries that are due, not leased (or their lease has ended: the worker that
+    claimed them died) and not behind an earlier one of their transaction, locked (SKIP
+    LOCKED: workers never take the same), oldest due first; none of the endpoints in `skip`.
 
     Ordering: a delivery waits while a pending delivery of an earlier event of the same
     transaction to the same endpoint exists (by tx_seq).
@@ -209,12 +220,14 @@ async def lock_due(
     blocked = exists().where(
         earlier.endpoint_id == WebhookDelivery.endpoint_id,
         earlier.tx_id == WebhookDelivery.tx_id,
-        # Through lower(): not a condition ix_webhook_deliveries_backlog (status, endpoint_id,
-        # …) can answer, so the check is a lookup of the few rows of one transaction in
-        # ix_webhook_deliveries_order (endpoint_id, tx_id, status). On a table that grew
-        # since its last ANALYZE (a burst) the planner took the backlog index and filtered
-        # every pending row of the endpoint per candidate: 50-370 ms per claim at 3,000
-        # pending, ~2.8 ms of PostgreSQL per delivery (docs/performance.md).
+        # Through lower(): a condition that implies none of the partial indexes' `status =
+        # 'pending'`, so the planner cannot use ix_webhook_deliveries_backlog (endpoint_id,
+        # created_at) or _pending_event (endpoint_id, event_pk) here, and the check is a
+        # lookup of the few rows of one transaction in ix_webhook_deliveries_order
+        # (endpoint_id, tx_id, status). On a table that grew since its last ANALYZE (a burst)
+        # the planner took the backlog index and filtered every pending row of the endpoint
+        # per candidate: 50-370 ms per claim at 3,000 pending, ~2.8 ms of PostgreSQL per
+        # delivery (docs/performance.md). tests/integration/webhooks checks the plan.
         func.lower(earlier.status) == _PENDING.value,
         earlier.tx_seq < WebhookDelivery.tx_seq,
     )
@@ -225,6 +238,10 @@ async def lock_due(
         .where(
             WebhookDelivery.status == _PENDING,
             WebhookDelivery.next_attempt_at <= now,
+            # Read on the row, not in ix_webhook_deliveries_due: the leased rows a claim
+            # steps over are the few in flight, and a lease that wrote the index would make
+            # each lease's UPDATE write every index of the row (not HOT).
+            or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until <= now),
             WebhookEndpoint.enabled.is_(True),
             or_(WebhookDelivery.tx_id.is_(None), ~blocked),
             WebhookDelivery.endpoint_id.not_in(list(skip)),
@@ -233,12 +250,28 @@ async def lock_due(
         .limit(limit)
         .with_for_update(of=WebhookDelivery, skip_locked=True)
     )
-    return [DueDelivery(*row) for row in (await session.execute(query)).all()]
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    if postgres:
+        await session.execute(_NO_BITMAP)
+    rows = [DueDelivery(*row) for row in (await session.execute(query)).all()]
+    if postgres:  # (a failed query ends the transaction, and SET LOCAL with it)
+        await session.execute(_BITMAP_AGAIN)
+    return rows
+
+
+# The claim walks ix_webhook_deliveries_due in its order and stops at `limit` rows. On a table
+# that grew since its last ANALYZE (a burst) the planner estimated a handful of due rows and
+# took a bitmap scan instead: every due, leased and finished-but-not-vacuumed entry, the
+# ordering check run on every due row, then a sort (1-3 ms and ~3,000 buffers a claim at
+# ~1,000 due; docs/performance.md). Only for this statement: RESET puts back the session's.
+_NO_BITMAP = text("SET LOCAL enable_bitmapscan = off")
+_BITMAP_AGAIN = text("RESET enable_bitmapscan")
 
 
 async def lease(session: AsyncSession, until: dict[uuid.UUID, datetime]) -> None:
-    """Hide each claimed delivery until its time: then it is due again (its worker died)."""
-    rows = [{"id": i, "next_attempt_at": at, "leased_until": at} for i, at in until.items()]
+    """Hide each claimed delivery until its time: then it is due again (its worker died).
+    Only `leased_until` changes, which no index holds: a HOT update on PostgreSQL."""
+    rows = [{"id": i, "leased_until": at} for i, at in until.items()]
     await update_rows(session, _DELIVERIES, rows)
 
 
@@ -473,9 +506,9 @@ class Backlog(NamedTuple):
 
 async def backlogs(session: AsyncSession) -> list[Backlog]:
     """Every endpoint with its pending deliveries (one SELECT, for the metrics). Each endpoint's
-    count and oldest are read from ix_webhook_deliveries_backlog alone (status, endpoint_id,
-    created_at): 1 M deliveries, 50 k of them pending, 146 ms as a join over the rows, ~20 ms
-    so (docs/performance.md)."""
+    count and oldest are read from ix_webhook_deliveries_backlog alone ((endpoint_id,
+    created_at) of pending rows): 1 M deliveries, 50 k of them pending, 146 ms as a join over
+    the rows, ~20 ms so (docs/performance.md)."""
     d, e = WebhookDelivery, WebhookEndpoint
     mine = (d.status == _PENDING, d.endpoint_id == e.id)
     pending = select(func.count()).select_from(d).where(*mine).scalar_subquery()

@@ -134,9 +134,21 @@ class DeliveryRead(BaseModel):
             event_type=row.event_type,
             status=row.status,
             attempts=[AttemptRead.of(a) for a in attempts],
-            next_attempt_at=row.next_attempt_at if row.status is DeliveryStatus.PENDING else None,
+            next_attempt_at=_next_attempt_at(row),
             created_at=row.created_at,
         )
+
+
+def _next_attempt_at(row: WebhookDelivery) -> datetime | None:
+    """When a pending delivery is tried next: while a worker holds it (leased), when its lease
+    ends if it has not been recorded by then."""
+    if row.status is not DeliveryStatus.PENDING:
+        return None
+    if row.leased_until is not None and (
+        row.next_attempt_at is None or row.leased_until > row.next_attempt_at
+    ):
+        return row.leased_until
+    return row.next_attempt_at
 
 
 class DeliveryList(BaseModel):

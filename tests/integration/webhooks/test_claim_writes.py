@@ -1,0 +1,169 @@
+"""What a claim reads and writes in the database (issue 16, docs/performance.md): the lease
+hides a delivery without changing an indexed column (a HOT update on PostgreSQL), a lease that
+ended makes it due again, and the claim's ordering check keeps to the transaction's index on a
+table filled in a burst (no statistics yet)."""
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.core.clock import utcnow
+from chainflow.domain.webhooks import repository
+from chainflow.domain.webhooks.models import DeliveryStatus, WebhookDelivery
+from chainflow.domain.webhooks.repository import EventHead
+from chainflow.domain.webhooks.schemas import DeliveryRead
+from chainflow.infra.db.uow import unit_of_work
+from tests.integration.webhooks.conftest import Deliveries
+from tests.support.polling import eventually
+
+
+def heads(count: int, *, per_tx: int = 1, first: int = 1) -> list[EventHead]:
+    """`count` events, `per_tx` to a transaction (tx_seq 0, 1, …), event pks from `first`."""
+    txs = [uuid.uuid4() for _ in range(count // per_tx + 1)]
+    return [
+        EventHead(
+            id=first + i,
+            event_id=uuid.uuid4(),
+            type="transaction.confirmed",
+            cursor=first + i,
+            tx_id=txs[i // per_tx],
+            tx_seq=i % per_tx,
+            wallet_id=None,
+            chain_id=None,
+        )
+        for i in range(count)
+    ]
+
+
+async def queued(deliveries: Deliveries, count: int, *, per_tx: int = 1) -> uuid.UUID:
+    """An endpoint with `count` pending deliveries due now (one INSERT, as fan-out does)."""
+    endpoint, _ = await deliveries.endpoint("http://127.0.0.1:9/hook")
+    async with unit_of_work(deliveries.sessionmaker) as session:
+        events = heads(count, per_tx=per_tx)
+        await repository.add_deliveries(session, endpoint.id, events, now=utcnow())
+    return endpoint.id
+
+
+class TestLease:
+    async def test_a_leased_delivery_is_not_due_until_its_lease_ends(
+        self, deliveries: Deliveries
+    ) -> None:
+        await queued(deliveries, 3)
+        now = utcnow()
+        until = now + timedelta(seconds=30)
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            [first, *_] = await repository.lock_due(session, now=now, limit=1)
+            await repository.lease(session, {first.id: until})
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            rows = await repository.lock_due(session, now=now, limit=10)
+            assert len(rows) == 2
+            assert first.id not in {r.id for r in rows}
+            # its worker died: due again, first (it was due earliest), once the lease ends
+            later = await repository.lock_due(session, now=until, limit=10)
+            assert len(later) == 3
+            assert later[0].id == first.id
+            row = await session.get(WebhookDelivery, first.id)
+            assert row is not None
+            assert DeliveryRead.of(row, []).next_attempt_at == until  # not its old due time
+
+
+class TestWritesOnPostgres:
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_the_lease_writes_no_index_entry(self, deliveries: Deliveries) -> None:
+        """The lease's UPDATE sets `leased_until` only, which no index holds, and the table
+        leaves room on each page (fillfactor), so it is HOT: before, it moved
+        `next_attempt_at` (indexed) and wrote an entry in each of the 6 indexes."""
+        await queued(deliveries, 300)
+        now = utcnow()
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            due = await repository.lock_due(session, now=now, limit=300)
+            assert len(due) == 300
+            await repository.lease(session, {d.id: now + timedelta(seconds=30) for d in due})
+
+        async def counted() -> tuple[int, int] | None:
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                updated, hot = (await session.execute(_HOT)).one()
+            return (updated, hot) if updated == 300 else None
+
+        updated, hot = await eventually(counted)
+        assert hot >= 0.9 * updated
+
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_the_ordering_check_looks_up_the_transactions_rows(
+        self, deliveries: Deliveries
+    ) -> None:
+        """On a table filled faster than autovacuum analyzes it (no statistics), the check
+        "no earlier pending delivery of the same transaction" must stay a lookup in
+        ix_webhook_deliveries_order (endpoint_id, tx_id, …). Compared as `status =
+        'pending'`, the planner answered it from the partial backlog index (every pending row
+        of the endpoint, per candidate: ~60 buffers a row here, 40-370 ms a claim in a
+        benchmark's burst)."""
+        sessionmaker = deliveries.sessionmaker
+        async with unit_of_work(sessionmaker) as session:
+            await session.execute(text(_NO_AUTOVACUUM))
+        endpoint_id = await queued(deliveries, 3000, per_tx=5)
+        async with unit_of_work(sessionmaker) as session:
+            assert (await session.execute(_STATISTICS)).scalar_one() == 0  # as in a burst
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.event_pk <= 1000)
+                .values(status=DeliveryStatus.SUCCEEDED, next_attempt_at=None)
+            )
+        statements, plan = await _claim_plan(sessionmaker)
+        subplans = [node for node in _nodes(plan) if node.get("Subplan Name")]
+        assert subplans, plan
+        indexes = {node.get("Index Name") for sub in subplans for node in _nodes(sub)}
+        assert indexes == {"ix_webhook_deliveries_order"}, (indexes, endpoint_id)
+        # …and the claim walks the due index in its order, stopping at its limit: no bitmap
+        # scan of every due row (each with its ordering check) and no sort
+        assert statements[0] == str(repository._NO_BITMAP)
+        assert statements[-1] == str(repository._BITMAP_AGAIN)
+        scans = {(n["Node Type"], n.get("Index Name")) for n in _nodes(plan)}
+        assert ("Index Scan", "ix_webhook_deliveries_due") in scans, scans
+        assert not {n["Node Type"] for n in _nodes(plan)} & {"Sort", "Bitmap Heap Scan"}
+
+
+_HOT = text(
+    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'webhook_deliveries'"
+)
+_NO_AUTOVACUUM = "ALTER TABLE webhook_deliveries SET (autovacuum_enabled = false)"
+_STATISTICS = text("SELECT count(*) FROM pg_stats WHERE tablename = 'webhook_deliveries'")
+
+
+async def _claim_plan(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> tuple[list[str], dict[str, Any]]:
+    """The statements lock_due sends, and the EXPLAIN of its query (its text and parameters)
+    under the planner settings it sets."""
+    seen: list[tuple[str, Any]] = []
+
+    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    async with unit_of_work(sessionmaker) as session:
+        connection = await session.connection()
+        engine = connection.sync_engine
+        event.listen(engine, "before_cursor_execute", grab)
+        try:
+            await repository.lock_due(session, now=utcnow(), limit=256)
+        finally:
+            event.remove(engine, "before_cursor_execute", grab)
+        [(statement, parameters)] = [(q, p) for q, p in seen if "SKIP LOCKED" in q]
+        await session.execute(repository._NO_BITMAP)
+        result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+        raw = result.scalar_one()
+    document = json.loads(raw) if isinstance(raw, str) else raw
+    plan: dict[str, Any] = document[0]["Plan"]
+    return [q for q, _ in seen], plan
+
+
+def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [node]
+    for child in node.get("Plans", []):
+        found.extend(_nodes(child))
+    return found
