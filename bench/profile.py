@@ -100,6 +100,16 @@ _INDEX_STATS = (
 )
 
 
+# Each request's first `queued` to its first `confirmed` status change (tx_events), in ms.
+_LATENCY = """
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, max(ms) AS max
+FROM (SELECT extract(epoch FROM min(c.at) - min(q.at))::float8 * 1000 AS ms
+      FROM tx_events q JOIN tx_events c ON c.tx_id = q.tx_id AND c.to_status = 'confirmed'
+      WHERE q.to_status = 'queued' GROUP BY q.tx_id) AS each_tx
+"""
+
+
 async def _admin(query: str, *args: object, database: str = "") -> list[asyncpg.Record]:
     connection = await asyncpg.connect(database or f"{POSTGRES}/postgres")
     try:
@@ -169,6 +179,7 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         for spy in spies:
             spy.wait(timeout=60)
         span, *_ = await e2e.lifecycle(run.database_url)
+        latency = await _admin(_LATENCY, database=run.database_url)
     result = {
         "n": n,
         "errors": errors,
@@ -176,6 +187,7 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         "wallets": args.wallets,
         "tx_per_s": n / span,
         "loadavg": load,
+        "queued_to_confirmed_ms": dict(latency[0]),
         "cpu_ms_per_tx": {k: (after[k] - before.get(k, 0.0)) * 1000 / n for k in after},
         "statements": [dict(row) for row in statements],
         "tables": [dict(row) for row in tables],
@@ -194,6 +206,11 @@ def report(out: Path) -> None:
         + ", ".join(f"{k} {v:.2f}" for k, v in shown.items())
         + f"; all but anvil {sum(v for k, v in shown.items() if k != 'anvil'):.2f}"
     )
+    if latency := result.get("queued_to_confirmed_ms"):
+        print(
+            "queued -> confirmed ms: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in latency.items() if v is not None)
+        )
     for spy in sorted(out.glob("*.txt")):
         _steps(spy, cpu.get(spy.stem, 0.0))
     _statements(result["statements"], result["n"])

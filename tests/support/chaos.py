@@ -138,7 +138,9 @@ async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[S
     rpc = harness.rpc
     counts = await lane_counts(rpc, {wallet.id: wallet.address})
     async with unit_of_work(harness.sessionmaker) as session:
-        [planned] = await plan_lanes(session, chain, counts, owner=ports.owner, config=ports.config)
+        [planned] = await plan_lanes(
+            session, chain, counts, owner=ports.owner, config=ports.config, holding=set()
+        )
     found = await estimate_gas(rpc, [planned.rows], buffer_percent=ports.config.gas_buffer_percent)
     [estimates] = found.ready
     market = await state.fees.fees(rpc, chain)

@@ -119,7 +119,13 @@ async def _serve(
         stop = asyncio.Event()
         doorbells = InProcessJobQueue()
         workers = asyncio.create_task(
-            run_engine(engine, stop, poll_s=settings.worker_poll_s, queue=doorbells)
+            run_engine(
+                engine,
+                stop,
+                poll_s=settings.worker_poll_s,
+                idle_poll_s=settings.worker_idle_poll_s,
+                queue=doorbells,
+            )
         )
         try:
             app = create_app(settings, queue=doorbells)

@@ -147,7 +147,12 @@ async def _run_engine(
                 signals = RedisSignals(settings.redis_url, sender=engine.ports.owner)
             get_logger(__name__).info("worker.started", chains=sorted(engine.ports.rpc))
             await run_engine(
-                engine, stop, poll_s=settings.worker_poll_s, queue=doorbells, signals=signals
+                engine,
+                stop,
+                poll_s=settings.worker_poll_s,
+                idle_poll_s=settings.worker_idle_poll_s,
+                queue=doorbells,
+                signals=signals,
             )
     except (OSError, DBAPIError) as exc:
         if opened:

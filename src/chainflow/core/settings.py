@@ -162,6 +162,13 @@ class Settings(BaseSettings):
         description="an RPC endpoint that failed 3 times in a row is skipped this long, then "
         "probed with one request",
     )
+    worker_idle_poll_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="a chain's loop that finds nothing to do waits up to this long between "
+        "rounds (doubling from CHAINFLOW_WORKER_POLL_S); doorbells still wake it at once",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -6,6 +6,7 @@
 docs/engine.md draws it with the module of each step.
 """
 
+import time
 from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
@@ -53,6 +54,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId])
     if not counts:
         return 0
     now = await state.fees.market(rpc, chain)
+    holding: set[WalletId] = set()
     async with unit_of_work(ports.sessionmaker) as session:
         plans = await plan_lanes(
             session,
@@ -61,7 +63,10 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId])
             owner=ports.owner,
             config=ports.config,
             base_fee_wei=now.base_fee_wei,
+            holding=holding,
         )
+    if holding:
+        state.leased_at[chain.chain_id] = time.monotonic()
     plans = probe_paused(plans, state.signers, chain)
     if not plans:
         return 0

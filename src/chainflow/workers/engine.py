@@ -2,6 +2,7 @@
 the process keeps between rounds (caches, what its drains hold, its loops' wake-ups)."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.workers.outbox import OutboxConfig
+from chainflow.workers.pace import Pace
 from chainflow.workers.webhooks import WebhookPorts
 
 
@@ -74,6 +76,10 @@ class WorkerState:
     schedules_read_at: dict[int, float] = field(default_factory=dict)
     # Schedule passes that failed in a row, per chain id (main.py logs only some of them).
     schedule_failures: dict[int, int] = field(default_factory=dict)
+    # Each chain loop's pacing: its wait between rounds, whether signals are for it (pace.py).
+    paces: dict[int, Pace] = field(default_factory=dict)
+    # When a drain last took or renewed the lease of one of a chain's lanes (monotonic seconds).
+    leased_at: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,13 @@ class Engine:
         does not serve (a worker restricted to other chains) is ignored."""
         if chain_id in self.ports.rpc:
             self.wakeup(chain_id).set()
+
+    def hear(self, chain_id: int) -> None:
+        """Another worker's signal: start the chain's next round now if the signal can be for
+        this process (it holds a lane or the tracker lease of the chain; pace.py)."""
+        pace = self.state.paces.get(chain_id)
+        if pace is None or pace.hears_signals(time.monotonic()):
+            self.wake(chain_id)
 
     def signal_others(self, chain_id: int) -> None:
         """Wake the chain's loop in the other worker processes (best effort): sends for the

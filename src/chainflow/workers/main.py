@@ -6,8 +6,10 @@ or a killed process loses nothing; the next round (here or in another worker) pi
 
 import asyncio
 import contextlib
+import functools
 import math
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 
 from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
@@ -24,6 +26,7 @@ from chainflow.workers.drain import drain_lanes
 from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
 from chainflow.workers.outbox import run_outbox
+from chainflow.workers.pace import Pace, Round
 from chainflow.workers.schedules import run_schedules
 from chainflow.workers.track import track_chain
 from chainflow.workers.waiting import wait_any
@@ -48,6 +51,8 @@ _READ_EVERY_S = 5.0
 # How often a worker reads the chain registry (one small query): a chain added or enabled
 # through the API is served, doorbells included, this soon after, without a restart.
 REGISTRY_REFRESH_S = 0.5
+# The longest wait of a chain's loop after empty rounds (CHAINFLOW_WORKER_IDLE_POLL_S).
+IDLE_POLL_S = 1.0
 
 
 async def run_engine(
@@ -58,26 +63,29 @@ async def run_engine(
     queue: JobQueue | None = None,
     signals: RedisSignals | None = None,
     refresh_s: float = REGISTRY_REFRESH_S,
+    idle_poll_s: float = IDLE_POLL_S,
 ) -> None:
     """Run one loop per chain, the outbox's sequencer, the doorbell consumer if a queue is
     given and the signal listener if `signals` is, until `stop`.
 
-    A chain enabled in the registry later gets its loop and its doorbell consumer within
-    `refresh_s`, without a restart.
+    A chain's loop waits `poll_s` between rounds, and after empty rounds up to `idle_poll_s`
+    (pace.py). A chain enabled in the registry later gets its loop and its doorbell consumer
+    within `refresh_s`, without a restart.
     """
-    loops = [_chain_loop(engine, cid, stop, poll_s) for cid in engine.ports.rpc]
+    pace = functools.partial(
+        Pace, poll_s=poll_s, idle_poll_s=idle_poll_s, lane_lease_s=engine.config.lane_lease_s
+    )
+    loops = [_chain_loop(engine, cid, stop, pace()) for cid in engine.ports.rpc]
     loops.append(run_outbox(engine.ports.sessionmaker, stop, engine.ports.outbox))  # issue 16
     if queue is not None and engine.ports.rpc:
         loops.append(_consume_doorbells(engine, queue, list(engine.ports.rpc), stop))
     if signals is not None:
         engine.state.signal = signals.publish_soon
-        loops.append(signals.listen(engine.wake, stop))
+        loops.append(signals.listen(engine.hear, stop))
     if engine.ports.webhooks is not None:
         loops.append(run_webhooks(engine.ports.webhooks, stop))
     if engine.ports.refresh_chains is not None:
-        loops.append(
-            _follow_registry(engine, stop, poll_s=poll_s, refresh_s=refresh_s, queue=queue)
-        )
+        loops.append(_follow_registry(engine, stop, pace=pace, refresh_s=refresh_s, queue=queue))
     await asyncio.gather(*loops)
 
 
@@ -92,7 +100,7 @@ async def _follow_registry(
     engine: Engine,
     stop: asyncio.Event,
     *,
-    poll_s: float,
+    pace: Callable[[], Pace],
     refresh_s: float,
     queue: JobQueue | None,
 ) -> None:
@@ -117,20 +125,21 @@ async def _follow_registry(
             continue
         for chain_id in added:
             log.info("engine.chain_added", chain_id=chain_id)
-            started.append(asyncio.create_task(_chain_loop(engine, chain_id, stop, poll_s)))
+            started.append(asyncio.create_task(_chain_loop(engine, chain_id, stop, pace())))
             if queue is not None:
                 doorbells = _consume_doorbells(engine, queue, [chain_id], stop)
                 started.append(asyncio.create_task(doorbells))
     await asyncio.gather(*started)
 
 
-async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s: float) -> None:
+async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, pace: Pace) -> None:
     failures = 0
     wakeup = engine.wakeup(chain_id)
+    engine.state.paces[chain_id] = pace
     while not stop.is_set():
         wakeup.clear()  # a doorbell from now on starts another round right after this one
         try:
-            busy = await run_round(engine, chain_id)
+            done = await run_round(engine, chain_id)
             failures = 0
         except Exception as exc:  # a bad round must not kill the loop; the next one retries
             failures += 1
@@ -141,11 +150,25 @@ async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, poll_s
                     error=repr(exc)[:500],
                     failures=failures,
                 )
-            busy = False
-        if not busy:
+            done = None
+        if done is None:
             # Back off while the chain's node keeps failing: 0.1 s, doubling up to 5 s.
-            wait_s = min(poll_s * 2 ** min(failures, 6), 5.0)
-            await wait_any(stop, wakeup, timeout_s=wait_s)
+            wait_s = min(pace.poll_s * 2 ** min(failures, 6), 5.0)
+        else:
+            pace.note(done, now=time.monotonic())
+            if done.signed:
+                continue  # there may be more: the next round at once
+            wait_s = max(pace.poll_s, min(pace.wait_s(), _until_schedules(engine, chain_id)))
+        await wait_any(stop, wakeup, timeout_s=wait_s)
+
+
+def _until_schedules(engine: Engine, chain_id: int) -> float:
+    """Seconds until the chain's next schedule pass is due: an idle loop's wait ends then, so
+    due occurrences start no later than with a round every `poll_s`."""
+    last = engine.state.schedules_read_at.get(chain_id)
+    if last is None:
+        return 0.0
+    return max(0.0, last + engine.ports.schedules.poll_s - time.monotonic())
 
 
 def _is_worth_logging(failures: int) -> bool:
@@ -165,17 +188,23 @@ def drain_batches(queued: dict[WalletId, int], *, per_lane: int) -> list[list[Wa
     return [lanes[i : i + size] for i in range(0, len(lanes), size)]
 
 
-async def run_round(engine: Engine, chain_id: int) -> bool:
-    """Drain every lane with work while tracking the chain once. True if anything was signed.
+async def run_round(engine: Engine, chain_id: int) -> Round:
+    """Drain every lane with work while tracking the chain once.
 
     Tracking runs beside the drains, not after them: a lane's room counts what the chain has
     mined, so a drain never waits for the tracker, and one process holding both a lane and
     the tracker lease sends its next window while it records the last one.
     """
     ports, state = engine.ports, engine.state
+    started = time.monotonic()
     await _schedules(engine, chain_id)
     async with unit_of_work(ports.sessionmaker) as session:
-        chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
+        row = await chains.get_chain(session, chain_id, endpoints=False)
+        chain = ChainConfig.of(row)
+        # Another live process holds the tracker lease: taking it would update no row.
+        tracker_held = row.tracker_owner not in (None, ports.owner) and (
+            row.tracker_lease_until is not None and row.tracker_lease_until > utcnow()
+        )
         floor = known_floor(state.fees, chain)
         queued = await repository.lanes_with_queued(
             session, chain_id, owner=ports.owner, now=utcnow(), floor=floor
@@ -204,15 +233,21 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
         state.drain_failures.pop(chain_id, None)
         return signed
 
-    tracking = asyncio.ensure_future(_track(engine, chain))
+    tracking = asyncio.ensure_future(_track(engine, chain, held=tracker_held))
     try:
         batches = drain_batches(lanes, per_lane=ports.config.batch_size)
         signed = sum(await asyncio.gather(*(drain(batch) for batch in batches)))
     except BaseException:
         tracking.cancel()
         raise
-    await tracking  # a tracking failure fails the round (the loop backs off)
-    return signed > 0
+    leased, tracked = await tracking  # a tracking failure fails the round (the loop backs off)
+    return Round(
+        signed=signed,
+        lanes=len(lanes),
+        leased=state.leased_at.get(chain_id, started - 1) >= started,
+        tracking=leased,
+        tracked=tracked,
+    )
 
 
 async def _schedules(engine: Engine, chain_id: int) -> None:
@@ -231,23 +266,32 @@ async def _schedules(engine: Engine, chain_id: int) -> None:
     failures.pop(chain_id, None)
 
 
-async def _track(engine: Engine, chain: ChainConfig) -> None:
+async def _track(engine: Engine, chain: ChainConfig, *, held: bool) -> tuple[bool, int]:
+    """Track the chain if this process holds (or takes) its tracker lease; `held`: the chain's
+    row, read this round, says another live process holds it. Returns (leased, requests
+    looked at)."""
     ports = engine.ports
-    async with unit_of_work(ports.sessionmaker) as session:
-        leased = await chains.take_tracker_lease(
-            session, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
-        )
+    leased = False
+    if not held:
+        async with unit_of_work(ports.sessionmaker) as session:
+            leased = await chains.take_tracker_lease(
+                session, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
+            )
     if not leased:
         readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
-        return
-    await track_chain(engine, chain)
-    if not readings.is_due(chain.chain_id, every_s=_READ_EVERY_S):
-        return
+        return False, 0
+    tracked = await track_chain(engine, chain)
+    if readings.is_due(chain.chain_id, every_s=_READ_EVERY_S):
+        await _note_readings(engine, chain)
+    return True, tracked
+
+
+async def _note_readings(engine: Engine, chain: ChainConfig) -> None:
     balances = await _read_chain(engine, chain)
     if balances is None:
         return
     try:
-        async with unit_of_work(ports.sessionmaker) as session:
+        async with unit_of_work(engine.ports.sessionmaker) as session:
             await low_balance.note_balances(session, chain.chain_id, balances)  # issue 16
     except Exception as exc:  # judged again at the next reading
         log.warning("wallet.low_balance_failed", chain_id=chain.chain_id, error=repr(exc)[:300])

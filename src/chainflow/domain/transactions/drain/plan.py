@@ -79,8 +79,11 @@ async def plan_lanes(
     owner: str,
     config: EngineConfig,
     base_fee_wei: int | None = None,
+    holding: set[WalletId],
 ) -> list[Planned]:
-    """The lanes this process may drain now, each with the queued requests it can sign.
+    """The lanes this process may drain now, each with the queued requests it can sign;
+    `holding` receives the lanes whose drain lease `owner` now holds (also those with no room
+    or nothing it can sign).
 
     A request whose fee cap cannot pay the next block's base fee `base_fee_wei` is left
     queued, unsigned, and later requests of its lane go ahead of it (issue 14): signed, it
@@ -91,6 +94,7 @@ async def plan_lanes(
     held = await claim_lanes(
         session, list(counts), chain.chain_id, owner=owner, ttl_s=config.lane_lease_s
     )  # lanes another process holds are its to drain
+    holding.update(held)
     if not held:
         return []
     floor = floor_of(chain, base_fee_wei)

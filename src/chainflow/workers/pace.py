@@ -1,0 +1,64 @@
+"""How long a chain's loop waits between rounds, and whether other workers' signals are for it.
+
+An empty round (no lane with work, nothing in flight to track) cost a worker ~6 ms of CPU and
+seven statements; the loop of a worker that holds neither lanes nor the tracker ran one every
+0.1 s and on every signal of the worker that holds them (docs/performance.md, item 18). So:
+
+- after an empty round the wait doubles, from `poll_s` up to `idle_poll_s`; any round that
+  finds work starts again from `poll_s`. Doorbells still wake the loop at once.
+- a loop that holds no lane lease (its drains took none for `lane_lease_s`) and not the
+  chain's tracker lease ignores signals: they say another worker sent (for the tracker) or
+  freed room (for that worker's lanes). Its polls still take a dead holder's leases once they
+  run out.
+- a loop whose drains held a lane's lease within `lane_lease_s` polls every `poll_s`: it may
+  still hold a lane whose doorbell another worker took, and that worker leaves the lane to it.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one round of a chain's loop did."""
+
+    signed: int = 0  # requests signed
+    lanes: int = 0  # lanes with queued requests a drain could act on
+    leased: bool = False  # its drains took or renewed the lease of a lane
+    tracking: bool = False  # this process holds the chain's tracker lease
+    tracked: int = 0  # requests in flight the tracker looked at
+
+    @property
+    def empty(self) -> bool:
+        return not (self.signed or self.lanes or self.tracked)
+
+
+@dataclass
+class Pace:
+    """One chain loop's pacing; `now` is monotonic seconds."""
+
+    poll_s: float
+    idle_poll_s: float
+    lane_lease_s: float
+    empty_rounds: int = 0  # in a row
+    tracking: bool = False
+    lanes_at: float | None = None  # when a round last took or renewed a lane's lease
+
+    def note(self, done: Round, *, now: float) -> None:
+        """Remember a round that ended at `now`."""
+        self.tracking = done.tracking
+        if done.leased:
+            self.lanes_at = now
+        self.empty_rounds = self.empty_rounds + 1 if done.empty and not self.holds_lanes(now) else 0
+
+    def holds_lanes(self, now: float) -> bool:
+        return self.lanes_at is not None and now - self.lanes_at < self.lane_lease_s
+
+    def wait_s(self) -> float:
+        """The wait before the next round unless something wakes the loop."""
+        if not self.empty_rounds:
+            return self.poll_s
+        return max(self.poll_s, min(self.poll_s * 2.0 ** (self.empty_rounds - 1), self.idle_poll_s))
+
+    def hears_signals(self, now: float) -> bool:
+        """Whether another worker's signal can be for this loop."""
+        return self.tracking or self.holds_lanes(now)

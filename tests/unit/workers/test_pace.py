@@ -1,0 +1,78 @@
+"""A chain loop's pacing: waits grow over empty rounds, work brings them back to the poll, and
+signals reach only a loop that holds a lane or the tracker lease."""
+
+import pytest
+
+from chainflow.workers.pace import Pace, Round
+
+EMPTY = Round()
+
+
+def _pace() -> Pace:
+    return Pace(poll_s=0.1, idle_poll_s=1.0, lane_lease_s=5.0)
+
+
+def test_empty_rounds_double_the_wait_up_to_the_idle_poll() -> None:
+    pace = _pace()
+    waits = []
+    for second in range(7):
+        pace.note(EMPTY, now=float(second))
+        waits.append(pace.wait_s())
+    assert waits == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "work",
+    [Round(signed=1, lanes=1, leased=True), Round(tracking=True, tracked=3), Round(lanes=2)],
+    ids=["signed", "tracked", "lanes-without-room"],
+)
+def test_a_round_with_work_brings_the_wait_back_to_the_poll(work: Round) -> None:
+    pace = _pace()
+    for second in range(5):
+        pace.note(EMPTY, now=float(second))
+    assert pace.wait_s() == pytest.approx(1.0)
+    pace.note(work, now=10.0)
+    assert pace.wait_s() == pytest.approx(0.1)
+
+
+def test_a_loop_that_found_lanes_polls_and_hears_signals_for_the_lane_lease() -> None:
+    # It may hold a lane whose doorbell another worker took: that worker leaves the lane to
+    # it, so it must keep looking while its lease can still run.
+    pace = _pace()
+    pace.note(Round(signed=3, lanes=1, leased=True), now=100.0)
+    for at in (101.0, 102.0, 103.0, 104.9):
+        pace.note(EMPTY, now=at)
+        assert pace.wait_s() == pytest.approx(0.1)
+        assert pace.hears_signals(at)
+    pace.note(EMPTY, now=105.0)
+    assert pace.wait_s() == pytest.approx(0.1)  # the first empty round after the lease
+    assert not pace.hears_signals(105.0)
+    pace.note(EMPTY, now=105.1)
+    assert pace.wait_s() == pytest.approx(0.2)
+
+
+def test_the_tracker_with_nothing_in_flight_backs_off_but_hears_signals() -> None:
+    pace = _pace()
+    for second in range(6):
+        pace.note(Round(tracking=True), now=float(second))
+    assert pace.wait_s() == pytest.approx(1.0)
+    assert pace.hears_signals(6.0)  # another worker's sends are for it
+
+
+def test_a_loop_holding_nothing_ignores_signals() -> None:
+    pace = _pace()
+    pace.note(EMPTY, now=1.0)
+    assert not pace.hears_signals(1.0)
+    pace.note(Round(tracking=True), now=2.0)  # took the tracker lease (its holder died)
+    assert pace.hears_signals(2.0)
+
+
+def test_lanes_another_worker_claimed_first_are_not_held() -> None:
+    # Both workers saw the lanes; the other's claim came first, so this one's took none.
+    pace = _pace()
+    pace.note(Round(lanes=3), now=1.0)
+    assert pace.wait_s() == pytest.approx(0.1)
+    assert not pace.hears_signals(1.0)
+    pace.note(EMPTY, now=1.1)
+    pace.note(EMPTY, now=1.2)
+    assert pace.wait_s() == pytest.approx(0.2)
