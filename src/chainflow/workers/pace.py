@@ -2,7 +2,7 @@
 
 An empty round (no lane with work, nothing in flight to track) cost a worker ~6 ms of CPU and
 seven statements; the loop of a worker that holds neither lanes nor the tracker ran one every
-0.1 s and on every signal of the worker that holds them (docs/performance.md, item 18). So:
+0.1 s and on every signal of the worker that holds them (docs/performance.md, item 19). So:
 
 - after an empty round the wait doubles, from `poll_s` up to `idle_poll_s`; any round that
   finds work starts again from `poll_s`. Doorbells still wake the loop at once.

@@ -160,7 +160,7 @@ async def lanes_with_queued(
 def _signed_of_lane() -> type[Transaction]:
     """The alias of lanes_with_queued's refused-for-funds check, made once: making it is
     most of the Python time of building that query (0.8 of 1.2 ms), which every worker round
-    pays, the empty ones too (docs/performance.md item 18)."""
+    pays, the empty ones too (docs/performance.md item 19)."""
     return aliased(Transaction, name="refused")
 
 
