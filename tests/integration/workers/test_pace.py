@@ -1,4 +1,4 @@
-"""A chain loop with nothing to do (workers/pace.py, docs/performance.md item 18): it waits
+"""A chain loop with nothing to do (workers/pace.py, docs/performance.md item 19): it waits
 longer between empty rounds yet answers a doorbell at once, ignores other workers' signals
 while it holds neither a lane nor the tracker lease, and does not try to take a tracker lease
 the chain's row shows another live process holding."""
