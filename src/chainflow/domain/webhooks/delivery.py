@@ -79,13 +79,16 @@ async def fan_out(session: AsyncSession, *, now: datetime) -> int:
 
 def _matching(endpoint: WebhookEndpoint, events: Sequence[EventHead]) -> list[EventHead]:
     rule = subscription_of(endpoint)
+    by_wallet = bool(rule.wallet_ids)  # else no event's wallet is looked at (nor turned to text)
     return [
         e
         for e in events
         if (e.cursor or 0) > endpoint.fanout_cursor
         and e.type not in DIRECT_ONLY
         and rule.matches(
-            e.type, wallet_id=str(e.wallet_id) if e.wallet_id else None, chain_id=e.chain_id
+            e.type,
+            wallet_id=str(e.wallet_id) if by_wallet and e.wallet_id else None,
+            chain_id=e.chain_id,
         )
     ]
 
