@@ -95,6 +95,9 @@ class _Loop:
     stop: asyncio.Event
     # Jobs held (waiting for a slot, or being sent), with the endpoint each one goes to.
     in_flight: dict["asyncio.Task[Outcome]", uuid.UUID] = field(default_factory=dict)
+    # How many of `in_flight` go to each endpoint (a finished send looked its endpoint up
+    # among every held job's: up to 128 UUID comparisons a delivery).
+    held: Counter[uuid.UUID] = field(default_factory=Counter)
     done: list[Outcome] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     endpoints: bool = False  # an enabled endpoint exists, as read at `endpoints_read_at`
@@ -144,7 +147,7 @@ class _Loop:
                     ports.config,
                     now=now,
                     limit=ports.concurrency * HELD_PER_SLOT - len(self.in_flight),
-                    busy=Counter(self.in_flight.values()),
+                    busy=Counter(self.held),  # a copy: sends finish while it claims
                     per_endpoint=self.per_endpoint * HELD_PER_SLOT,
                     sends_per_endpoint=self.per_endpoint,
                 )
@@ -169,6 +172,7 @@ class _Loop:
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._send(job))
         self.in_flight[task] = job.endpoint_id
+        self.held[job.endpoint_id] += 1
         task.add_done_callback(self._finished)
 
     async def _send(self, job: Job) -> Outcome:
@@ -185,8 +189,11 @@ class _Loop:
 
     def _finished(self, task: "asyncio.Task[Outcome]") -> None:
         endpoint_id = self.in_flight.pop(task, None)
-        if endpoint_id is not None and endpoint_id not in self.in_flight.values():
-            self.gates.pop(endpoint_id, None)  # no job of it held: no gate kept
+        if endpoint_id is not None:
+            self.held[endpoint_id] -= 1
+            if self.held[endpoint_id] <= 0:
+                del self.held[endpoint_id]
+                self.gates.pop(endpoint_id, None)  # no job of it held: no gate kept
         if not task.cancelled() and task.exception() is None:
             self.done.append(task.result())
         self.wake.set()
