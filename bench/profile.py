@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 
-from bench import baselines, e2e
+from bench import baselines, e2e, webhooks
 from bench.cluster import POSTGRES, run_shape
 from chainflow.infra.anvil import run_anvil
 
@@ -122,6 +123,15 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
     folder = Path(tempfile.mkdtemp(prefix="cf-profile-"))
     per_wallet = args.requests // args.wallets
     settings = dict(kv.split("=", 1) for kv in args.set)
+    hook, hook_url, receiver = None, "", None
+    if args.webhook:  # one endpoint on transaction.confirmed, its receiver in this process
+        hook, receiver = webhooks.Receiver(), web.AppRunner(web.Application(), access_log=None)
+        receiver.app.router.add_post("/hook", hook.handle)
+        await receiver.setup()
+        port = baselines.free_port()
+        await web.TCPSite(receiver, "127.0.0.1", port).start()
+        hook_url = f"http://127.0.0.1:{port}/hook"
+        settings = webhooks.SETTINGS | settings
     async with (
         run_anvil(port=baselines.free_port()) as anvil,
         run_shape(
@@ -134,6 +144,8 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
             apis=args.apis,
         ) as run,
     ):
+        if hook is not None:
+            await webhooks.add_endpoint(run, hook_url)
         await asyncio.sleep(2)  # the workers' first rounds
         spies = [
             subprocess.Popen(  # noqa: ASYNC220 - returns at once
@@ -162,6 +174,9 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         _, errors = await e2e.submit_all(run, per_wallet, args.concurrency, args.batch)
         n = args.wallets * per_wallet - errors
         await e2e.wait_confirmed(run.database_url, n, 900)
+        if hook is not None:
+            hook.expect(n)
+            await asyncio.wait_for(hook.all_in.wait(), timeout=120)
         after = run.cpu_seconds()
         statements = await _admin(
             "SELECT s.calls, s.rows, s.total_exec_time, s.query FROM pg_stat_statements s"
@@ -180,6 +195,8 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
             spy.wait(timeout=60)
         span, *_ = await e2e.lifecycle(run.database_url)
         latency = await _admin(_LATENCY, database=run.database_url)
+    if receiver is not None:
+        await receiver.cleanup()
     result = {
         "n": n,
         "errors": errors,
@@ -276,6 +293,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--apis", type=int, default=1)
     parser.add_argument("--spy", action="store_true", help="py-spy record every process")
     parser.add_argument("--set", action="append", default=[], help="CHAINFLOW_X=value")
+    parser.add_argument(
+        "--webhook", action="store_true", help="one endpoint on transaction.confirmed"
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--dump", default="", help="pg_dump -Fc the run's database to this file")
     return parser.parse_args(argv)

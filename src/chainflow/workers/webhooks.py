@@ -59,6 +59,12 @@ class WebhookPorts:
     # measured in seconds (bench/webhooks.py), and a worker's claims (up to
     # concurrency * HELD_PER_SLOT each) still carry 500 deliveries a second.
     min_gap_s: float = 0.25
+    # Fan-out runs in a turn after this process sequenced events (a `sequenced` wake-up),
+    # after a fan-out that queued deliveries (more may be behind: a batch's limit, endpoints
+    # another worker held), and at least this often (events sequenced by another process,
+    # which fans them out itself on its own wake-up); not every turn: its statements were
+    # a fifth of an idle turn's (docs/performance.md).
+    fanout_every_s: float = 1.0
 
 
 def delivery_config(settings: Settings, master: MasterKey) -> DeliveryConfig:
@@ -89,12 +95,22 @@ class _Loop:
     stop: asyncio.Event
     # Jobs held (waiting for a slot, or being sent), with the endpoint each one goes to.
     in_flight: dict["asyncio.Task[Outcome]", uuid.UUID] = field(default_factory=dict)
+    # How many of `in_flight` go to each endpoint (a finished send looked its endpoint up
+    # among every held job's: up to 128 UUID comparisons a delivery).
+    held: Counter[uuid.UUID] = field(default_factory=Counter)
     done: list[Outcome] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     endpoints: bool = False  # an enabled endpoint exists, as read at `endpoints_read_at`
     endpoints_read_at: float = -math.inf
     gates: dict[uuid.UUID, asyncio.Semaphore] = field(default_factory=dict)
     slots: asyncio.Semaphore = field(init=False)
+    fan_out_due: bool = True  # events may be waiting to be fanned out
+    fanned_at: float = -math.inf  # time.monotonic() of the last fan-out
+
+    def sequenced(self) -> None:
+        """This process gave events their cursors: fan them out next turn."""
+        self.fan_out_due = True
+        self.wake.set()
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.ports.concurrency)
@@ -118,17 +134,28 @@ class _Loop:
         except BaseException:
             self.done = outcomes + self.done  # recorded next turn (or sent again after the lease)
             raise
-        async with unit_of_work(ports.sessionmaker) as session:
-            queued = await delivery.fan_out(session, now=now)
-            jobs = await delivery.claim(
-                session,
-                ports.config,
-                now=now,
-                limit=ports.concurrency * HELD_PER_SLOT - len(self.in_flight),
-                busy=Counter(self.in_flight.values()),
-                per_endpoint=self.per_endpoint * HELD_PER_SLOT,
-                sends_per_endpoint=self.per_endpoint,
-            )
+        fan = self.fan_out_due or time.monotonic() >= self.fanned_at + ports.fanout_every_s
+        queued = 0
+        try:
+            async with unit_of_work(ports.sessionmaker) as session:
+                if fan:
+                    self.fan_out_due = False  # a wake-up from here on is for later events
+                    self.fanned_at = time.monotonic()
+                    queued = await delivery.fan_out(session, now=now)
+                jobs = await delivery.claim(
+                    session,
+                    ports.config,
+                    now=now,
+                    limit=ports.concurrency * HELD_PER_SLOT - len(self.in_flight),
+                    busy=Counter(self.held),  # a copy: sends finish while it claims
+                    per_endpoint=self.per_endpoint * HELD_PER_SLOT,
+                    sends_per_endpoint=self.per_endpoint,
+                )
+        except BaseException:
+            self.fan_out_due = self.fan_out_due or fan  # rolled back: fanned out again
+            raise
+        if queued:
+            self.fan_out_due = True  # more may be behind: looked for next turn
         for job in jobs:
             self._start(job)
         return bool(outcomes or queued or jobs)
@@ -145,6 +172,7 @@ class _Loop:
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._send(job))
         self.in_flight[task] = job.endpoint_id
+        self.held[job.endpoint_id] += 1
         task.add_done_callback(self._finished)
 
     async def _send(self, job: Job) -> Outcome:
@@ -161,8 +189,11 @@ class _Loop:
 
     def _finished(self, task: "asyncio.Task[Outcome]") -> None:
         endpoint_id = self.in_flight.pop(task, None)
-        if endpoint_id is not None and endpoint_id not in self.in_flight.values():
-            self.gates.pop(endpoint_id, None)  # no job of it held: no gate kept
+        if endpoint_id is not None:
+            self.held[endpoint_id] -= 1
+            if self.held[endpoint_id] <= 0:
+                del self.held[endpoint_id]
+                self.gates.pop(endpoint_id, None)  # no job of it held: no gate kept
         if not task.cancelled() and task.exception() is None:
             self.done.append(task.result())
         self.wake.set()
@@ -172,7 +203,7 @@ async def run_webhooks(ports: WebhookPorts, stop: asyncio.Event) -> None:
     """Deliver until `stop`; then wait for the sends in flight and record them. The outbox
     loop (workers/outbox.py) gives events their cursors; fan-out reads only those."""
     loop = _Loop(ports, stop)
-    unsubscribe = sequenced.subscribe(loop.wake.set)  # new events in this process: fan out now
+    unsubscribe = sequenced.subscribe(loop.sequenced)  # new events in this process: fan out now
     try:
         await _deliver(loop, stop)
     finally:

@@ -4,11 +4,11 @@ the envelope; on both dialects, and under concurrent writers on PostgreSQL."""
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chainflow.core.types import ChainId, TxId, WalletId
@@ -22,6 +22,7 @@ from chainflow.domain.events import (
 )
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
+from tests.support.sql_log import statements
 
 Rows = list[tuple[int, int | None, TxId | None, int | None, str]]
 
@@ -127,7 +128,7 @@ class TestSequencerPass:
         txs = [TxId(uuid.uuid4()) for _ in range(5)]
         async with unit_of_work(sessionmaker) as session:
             await append_many(session, [new_event("t", data={}, tx_id=tx) for tx in txs * 3])
-        with _statements(sessionmaker) as sent:
+        with statements(sessionmaker) as sent:
             assert await sequence(sessionmaker) == 15
         on_events = [sql for sql in sent if " events" in sql]
         assert len(on_events) == 1
@@ -264,22 +265,6 @@ async def _sequence_until(
         total += await sequence(sessionmaker)
         await asyncio.sleep(0)
     return total
-
-
-@contextmanager
-def _statements(sessionmaker: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
-    """The SQL sent on the sessionmaker's engine inside the block."""
-    engine = sessionmaker.kw["bind"].sync_engine
-    sent: list[str] = []
-
-    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        sent.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def _write(

@@ -8,6 +8,7 @@ from typing import NamedTuple, Protocol, cast
 from sqlalchemy import (
     ColumnElement,
     Table,
+    Text,
     and_,
     delete,
     exists,
@@ -520,3 +521,81 @@ async def backlogs(session: AsyncSession) -> list[Backlog]:
 async def any_enabled_endpoint(session: AsyncSession) -> bool:
     """Whether some endpoint is enabled (the delivery loop's gate: nowhere to deliver else)."""
     return bool(await session.scalar(select(exists().where(WebhookEndpoint.enabled.is_(True)))))
+
+
+# The delivery loop's reads (workers/webhooks.py): each one statement of one SQL text per
+# shape, IN lists padded (params.in_list), no ORM instance per row.
+
+
+async def lock_endpoints_behind_head(
+    session: AsyncSession, *, limit: int
+) -> tuple[Sequence[WebhookEndpoint], int]:
+    """Enabled endpoints behind the head cursor, locked (another worker's are skipped), and
+    that head (0 when none is behind): head_cursor and lock_endpoints_to_fan_out in one
+    statement, so a fan-out with nothing to do is one round trip."""
+    head = select(func.max(EventRow.cursor)).scalar_subquery()
+    query = (
+        select(WebhookEndpoint, head)
+        .where(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.fanout_cursor < head)
+        .order_by(WebhookEndpoint.id)
+        .limit(limit)
+        .with_for_update(of=WebhookEndpoint, skip_locked=True)
+    )
+    rows = (await session.execute(query)).all()
+    return [row[0] for row in rows], int(rows[0][1] or 0) if rows else 0
+
+
+class EventSnapshot(NamedTuple):
+    """What a delivery's body is made of: an event's envelope fields, its data as stored
+    (JSON text, not parsed)."""
+
+    id: int
+    event_id: uuid.UUID
+    type: str
+    cursor: int | None
+    created_at: datetime
+    data: str
+
+
+async def event_snapshots(session: AsyncSession, pks: Sequence[int]) -> dict[int, EventSnapshot]:
+    """The events with these ids (those still there), their data as its stored text."""
+    if not pks:
+        return {}
+    e = EventRow
+    query = select(e.id, e.event_id, e.type, e.cursor, e.created_at, e.data.cast(Text)).where(
+        e.id.in_(in_list(sorted(set(pks))))
+    )
+    return {row[0]: EventSnapshot(*row) for row in (await session.execute(query)).all()}
+
+
+async def lock_to_record_with_clocks(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> tuple[list[LockedDelivery], set[uuid.UUID]]:
+    """lock_to_record, and which of their endpoints have a failure clock running
+    (first_failure_at set), read in the same statement: a record of successes resets only
+    the clocks that run, rather than an UPDATE of the endpoints every record."""
+    if not ids:
+        return [], set()
+    d, e = WebhookDelivery, WebhookEndpoint
+    query = (
+        select(
+            d.id,
+            d.endpoint_id,
+            d.event_id,
+            d.attempt_count,
+            d.last_status_code,
+            d.leased_until,
+            e.first_failure_at,
+        )
+        .join(e, e.id == d.endpoint_id)
+        .where(d.id.in_(in_list(sorted(set(ids)))))
+        .order_by(d.id)
+        .with_for_update(of=d)
+    )
+    locked, clocks = [], set()
+    for row in (await session.execute(query)).all():
+        delivery = LockedDelivery(*row[:-1])
+        locked.append(delivery)
+        if row[-1] is not None:  # the endpoint's first_failure_at
+            clocks.add(delivery.endpoint_id)
+    return locked, clocks

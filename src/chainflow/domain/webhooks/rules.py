@@ -1,5 +1,6 @@
 """Which events an endpoint takes and when a failed delivery is tried again: pure, no I/O."""
 
+import functools
 import math
 import random
 import re
@@ -31,6 +32,7 @@ class Subscription:
         return not (self.chain_ids and chain_id is not None and chain_id not in self.chain_ids)
 
 
+@functools.cache  # an endpoint's few globs, matched against every event fanned out
 def _glob(pattern: str) -> re.Pattern[str]:
     """`*` matches any run of characters (dots too); every other character only itself."""
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))

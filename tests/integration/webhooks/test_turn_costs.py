@@ -1,0 +1,157 @@
+"""What a delivery loop's turn does and does not run, on both databases: a record of successes
+updates no endpoint unless its failure clock runs and logs one line, fan-out runs after a
+`sequenced` wake-up or a fan-out that queued, and at least every `fanout_every_s`, not every
+turn; a body is the compact JSON of the event's envelope, whatever its data holds."""
+
+import asyncio
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chainflow.core.clock import utcnow
+from chainflow.core.settings import Settings
+from chainflow.domain.events import EventRow, envelope, sequence_pending
+from chainflow.domain.webhooks import delivery
+from chainflow.domain.webhooks.delivery import Job, Outcome, claim, fan_out, record
+from chainflow.domain.webhooks.models import WebhookEndpoint
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.webhooks import WebhookPorts, _Loop, new_webhook_http
+from tests.integration.webhooks.conftest import Deliveries
+from tests.support.sql_log import statements
+
+
+async def _claimed(deliveries: Deliveries, *data: dict[str, object]) -> list[Job]:
+    """`transaction.confirmed` events with this data (of one transaction) to an endpoint no
+    one listens on, fanned out and claimed now (the first of the transaction only)."""
+    await deliveries.endpoint("http://127.0.0.1:9/hook")
+    await deliveries.emit(*[("transaction.confirmed", d) for d in data])
+    async with unit_of_work(deliveries.sessionmaker) as session:
+        await sequence_pending(session)
+    now = utcnow()
+    async with unit_of_work(deliveries.sessionmaker) as session:
+        await fan_out(session, now=now)
+        return await claim(session, deliveries.config, now=now, limit=50)
+
+
+def _outcome(job: Job, status: int) -> Outcome:
+    error = None if status == 200 else "non_2xx"
+    return Outcome(job.delivery_id, job.endpoint_id, utcnow(), status, error, 5)
+
+
+async def _clock(deliveries: Deliveries) -> object:
+    async with unit_of_work(deliveries.sessionmaker) as session:
+        return await session.scalar(select(WebhookEndpoint.first_failure_at))
+
+
+class TestRecordOfSuccesses:
+    async def test_no_endpoint_update_without_a_running_clock_and_one_log_line(
+        self, deliveries: Deliveries
+    ) -> None:
+        jobs = await _claimed(deliveries, {"n": 1}, {"n": 2}, {"n": 3})
+        outcomes = [_outcome(jobs[0], 200), _outcome(jobs[1], 200), _outcome(jobs[2], 500)]
+        with (
+            statements(deliveries.sessionmaker) as seen,
+            structlog.testing.capture_logs() as logs,
+        ):
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                # the successes alone: no failure clock runs, none to stop
+                await record(session, outcomes[:2], deliveries.config, now=utcnow())
+        assert not [s for s in seen if s.startswith("UPDATE webhook_endpoints")]
+        assert [e["event"] for e in logs] == ["webhook.delivered"]
+        assert logs[0]["count"] == 2
+        assert logs[0]["endpoints"] == {str(jobs[0].endpoint_id): 2}
+        with structlog.testing.capture_logs() as logs:
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                await record(session, outcomes[2:], deliveries.config, now=utcnow())
+        [failed] = logs
+        assert failed["event"] == "webhook.attempted"
+        assert (failed["status_code"], failed["error"]) == (500, "non_2xx")
+        assert failed["delivery_id"] == str(jobs[2].delivery_id)
+        assert await _clock(deliveries) is not None  # a failure starts the clock
+
+    async def test_a_success_stops_a_clock_another_worker_started(
+        self, deliveries: Deliveries
+    ) -> None:
+        [job] = await _claimed(deliveries, {})
+        async with unit_of_work(deliveries.sessionmaker) as session:  # after the claim
+            await session.execute(
+                update(WebhookEndpoint).values(first_failure_at=utcnow() - timedelta(hours=1))
+            )
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await record(session, [_outcome(job, 200)], deliveries.config, now=utcnow())
+        assert await _clock(deliveries) is None
+
+
+class TestFanOutTurns:
+    async def test_fan_out_on_a_wake_up_after_queueing_and_every_fanout_every_s(
+        self, deliveries: Deliveries, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        await deliveries.endpoint("http://127.0.0.1:9/hook")
+        http = new_webhook_http(Settings(webhook_allow_private_urls=True))
+        ports = WebhookPorts(
+            sessionmaker=deliveries.sessionmaker,
+            http=http,
+            config=replace(deliveries.config, timeout_s=0.5),
+            fanout_every_s=3600,
+        )
+        fanned: list[int] = []
+        real = delivery.fan_out
+
+        async def counted(session: AsyncSession, *, now: object) -> int:
+            queued = await real(session, now=now)  # type: ignore[arg-type]
+            fanned.append(queued)
+            return queued
+
+        monkeypatch.setattr(delivery, "fan_out", counted)
+        loop = _Loop(ports, asyncio.Event())
+        try:
+            await loop.turn()
+            assert fanned == [0]  # the first turn looks
+            await deliveries.emit(("transaction.confirmed", {}))
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                await sequence_pending(session)  # as another process's sequencer: no wake-up
+            await loop.turn()
+            assert fanned == [0]  # not every turn
+            loop.fanned_at -= 3600
+            await loop.turn()
+            assert fanned == [0, 1]  # at least every fanout_every_s
+            await loop.turn()
+            assert fanned == [0, 1, 0]  # after one that queued: more may be behind
+            await loop.turn()
+            assert fanned == [0, 1, 0]
+            await deliveries.emit(("transaction.confirmed", {}))
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                await sequence_pending(session)
+            loop.sequenced()  # this process's sequencer rang
+            await loop.turn()
+            assert fanned == [0, 1, 0, 1]
+        finally:
+            loop.stop.set()
+            if loop.in_flight:
+                await asyncio.wait(list(loop.in_flight))
+            await http.close()
+        assert len(await deliveries.deliveries()) == 2
+
+
+class TestBody:
+    @pytest.mark.parametrize(
+        "data",
+        [
+            {"transaction": {"status": "confirmed", "value": "1", "nonce": 7, "error": None}},
+            {"text": 'déjà vu ✓ \u2028 \x7f " \\ /', "ratio": 0.1, "big": 2**70, "f": 1e16},
+            {"nested": [[{"a": [True, False, None, -1]}]], "empty": {}},
+        ],
+    )
+    async def test_the_body_is_the_compact_json_of_the_stored_envelope(
+        self, deliveries: Deliveries, data: dict[str, object]
+    ) -> None:
+        [job] = await _claimed(deliveries, data)
+        [row] = await deliveries.rows(EventRow)
+        expected = json.dumps(envelope(row), separators=(",", ":"), default=str).encode()
+        assert job.body == expected
+        assert json.loads(job.body)["data"] == data
