@@ -21,6 +21,7 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Enum,
+    Row,
     String,
     Table,
     Text,
@@ -66,14 +67,19 @@ async def update_rows(
     values: Values | None = None,
     types: Mapping[str, TypeEngine[Any]] | None = None,
     where: ColumnElement[bool] | None = None,
-) -> None:
+    returning: Sequence[ColumnElement[Any]] = (),
+) -> Sequence[Row[Any]] | None:
     """UPDATE `table` for each row of `rows` (all with the same names): the row whose `key`
     column equals the row's `key` value gets `values(row)`, by default every other name of the
     row assigned to its column. A key value may match several table rows (all are updated;
     `where` narrows them, e.g. to one chain). A name that is not a column of `table` needs its
-    SQL type in `types`."""
+    SQL type in `types`.
+
+    With `returning`, on PostgreSQL: those columns of every row updated, as this statement
+    wrote it (in no particular order); None on SQLite (an executemany returns nothing), where
+    the caller reads what it needs instead."""
     if not rows:
-        return
+        return [] if returning else None
     names = list(rows[0])
     build = values or (lambda row: {name: row[name] for name in names if name != key})
     dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
@@ -89,14 +95,17 @@ async def update_rows(
             .values(build({name: unnested.c[name] for name in names}))
         )
         params = {f"a_{name}": [plain_value(row[name]) for row in rows] for name in names}
+        if returning:
+            return (await db.execute(statement.returning(*returning), params)).all()
         await db.execute(statement, params)
-        return
+        return None
     statement = (
         update(table)
         .where(table.c[key] == bindparam(f"b_{key}"), *([] if where is None else [where]))
         .values(build({name: bindparam(f"b_{name}") for name in names}))
     )
     await db.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+    return None
 
 
 async def insert_rows(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.types import TxId
 from chainflow.domain.transactions import transitions
 from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxAttempt
+from chainflow.domain.transactions.repository.states import ATTEMPT_COLUMNS, REQUEST_COLUMNS
 from chainflow.domain.transactions.rows import (
     AcceptedUpdate,
     AttemptRow,
@@ -44,8 +45,9 @@ async def store_signed(session: AsyncSession, writes: SignWrites) -> None:
     if not writes.attempts:
         return
     await insert_rows(session, _ATTEMPTS, writes.attempts)
-    await update_rows(session, _TRANSACTIONS, writes.signed)
-    await transitions.log(session, writes.transitions)  # after: its snapshots read the rows
+    requests = await update_rows(session, _TRANSACTIONS, writes.signed, returning=REQUEST_COLUMNS)
+    # A request requeued after a refusal has earlier attempts: the log reads them all.
+    await transitions.log(session, writes.transitions, requests=requests)
 
 
 @dataclass
@@ -96,8 +98,8 @@ async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
             },
         )
     if writes.moved:
-        await update_rows(session, _TRANSACTIONS, writes.moved)
-        await transitions.log(session, writes.transitions)  # after: its snapshots read the rows
+        moved = await update_rows(session, _TRANSACTIONS, writes.moved, returning=REQUEST_COLUMNS)
+        await transitions.log(session, writes.transitions, requests=moved)
 
 
 @dataclass
@@ -146,11 +148,14 @@ async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> None:
         )
     if not writes.requests:
         return
-    await update_rows(
+    # Every attempt of each mined request (the key is its tx_id), as written: with the
+    # requests' RETURNING, the snapshots need no read-back (none on SQLite: read back).
+    attempts_written = await update_rows(
         session,
         _ATTEMPTS,
         writes.attempts,
         key="tx_id",
+        returning=ATTEMPT_COLUMNS,
         types={"mined": attempts.id.type},
         values=lambda row: {
             "sent_at_block": stamp,
@@ -168,5 +173,7 @@ async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> None:
         values["error_message"] = func.coalesce(row["error_message"], t.error_message)
         return values
 
-    await update_rows(session, _TRANSACTIONS, writes.requests, values=receipt)
-    await transitions.log(session, writes.transitions)
+    requests = await update_rows(
+        session, _TRANSACTIONS, writes.requests, values=receipt, returning=REQUEST_COLUMNS
+    )
+    await transitions.log(session, writes.transitions, requests=requests, attempts=attempts_written)

@@ -1,7 +1,9 @@
-"""The state of the requests a bulk round changed, read back in its own DB transaction for
-their event snapshots (snapshots.py): two SELECTs per round, whatever its size."""
+"""The state of the requests a bulk round changed, for their event snapshots (snapshots.py):
+returned by the round's own UPDATEs where it can (`REQUEST_COLUMNS`, `ATTEMPT_COLUMNS` as
+their RETURNING), else read back in the round's DB transaction: one SELECT per kind of row
+not returned, whatever the round's size."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, select
@@ -15,7 +17,7 @@ _TRANSACTIONS = cast(Table, Transaction.__table__)
 _ATTEMPTS = cast(Table, TxAttempt.__table__)
 # Every column a snapshot shows; not the calldata's neighbours it does not (raw bytes of the
 # attempts, idempotency keys).
-_REQUEST_COLUMNS = [
+REQUEST_COLUMNS = [
     _TRANSACTIONS.c[name]
     for name in (
         "id",
@@ -41,10 +43,11 @@ _REQUEST_COLUMNS = [
         "updated_at",
     )
 ]
-_ATTEMPT_COLUMNS = [
+ATTEMPT_COLUMNS = [
     _ATTEMPTS.c[name]
     for name in (
         "tx_id",
+        "id",
         "hash",
         "kind",
         "status",
@@ -64,17 +67,36 @@ _ATTEMPT_COLUMNS = [
 States = dict[TxId, tuple[Row[Any], list[Row[Any]]]]
 
 
-async def load_states(session: AsyncSession, tx_ids: Collection[TxId]) -> States:
+async def load_states(
+    session: AsyncSession,
+    tx_ids: Collection[TxId],
+    *,
+    requests: Sequence[Row[Any]] | None = None,
+    attempts: Sequence[Row[Any]] | None = None,
+) -> States:
     """Each request of `tx_ids` as this DB transaction sees it, with its attempts in creation
-    order."""
+    order. `requests` (rows of REQUEST_COLUMNS) and `attempts` (rows of ATTEMPT_COLUMNS, every
+    attempt of each request) are what the caller's UPDATEs returned, as of its last write of
+    those rows in this DB transaction; whichever is None is read."""
     ids = in_list(tx_ids)
-    requests = await session.execute(select(*_REQUEST_COLUMNS).where(_TRANSACTIONS.c.id.in_(ids)))
-    states: States = {row.id: (row, []) for row in requests}
-    attempts = await session.execute(
-        select(*_ATTEMPT_COLUMNS)
-        .where(_ATTEMPTS.c.tx_id.in_(ids))
-        .order_by(_ATTEMPTS.c.created_at, _ATTEMPTS.c.id)
-    )
+    if requests is None:
+        requests = (
+            await session.execute(select(*REQUEST_COLUMNS).where(_TRANSACTIONS.c.id.in_(ids)))
+        ).all()
+    wanted = set(tx_ids)
+    states: States = {row.id: (row, []) for row in requests if row.id in wanted}
+    if attempts is None:
+        attempts = (
+            await session.execute(
+                select(*ATTEMPT_COLUMNS)
+                .where(_ATTEMPTS.c.tx_id.in_(ids))
+                .order_by(_ATTEMPTS.c.created_at, _ATTEMPTS.c.id)
+            )
+        ).all()
+    else:  # RETURNING has no order
+        attempts = sorted(attempts, key=lambda a: (a.created_at, a.id))
     for attempt in attempts:
-        states[attempt.tx_id][1].append(attempt)
+        state = states.get(attempt.tx_id)
+        if state is not None:
+            state[1].append(attempt)
     return states
