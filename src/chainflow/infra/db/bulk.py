@@ -109,18 +109,23 @@ async def update_rows(
 
 
 async def insert_rows(
-    db: AsyncSession | AsyncConnection, table: Table, rows: Sequence[Mapping[str, object]]
-) -> None:
+    db: AsyncSession | AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, object]],
+    *,
+    returning: Sequence[ColumnElement[Any]] = (),
+) -> Sequence[Row[Any]] | None:
     """INSERT `rows` (all with the same names) into `table`, in the order given. Every column
     with a Python-side default must be given: the unnested rows get none (a column left out
-    is NULL, or its server default). JSON values are serialized as the engine does."""
+    is NULL, or its server default). JSON values are serialized as the engine does. With
+    `returning`, as `update_rows`: those columns of the rows as stored, None on SQLite."""
     if not rows:
-        return
+        return [] if returning else None
     names = list(rows[0])
     dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
     if dialect.name != "postgresql":
         await db.execute(insert(table), list(rows))
-        return
+        return None
     missing = [c.name for c in table.c if c.default is not None and c.name not in names]
     if missing:
         raise ValueError(f"insert_rows into {table.name} needs {', '.join(missing)}")
@@ -150,7 +155,10 @@ async def insert_rows(
         else [plain_value(row[name]) for row in rows]
         for name in names
     }
+    if returning:
+        return (await db.execute(statement.returning(*returning), params)).all()
     await db.execute(statement, params)
+    return None
 
 
 def _json(value: object) -> str | None:

@@ -6,13 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, Table, case, func, literal, update
+from sqlalchemy import ColumnElement, Integer, Row, Table, case, func, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.types import TxId
 from chainflow.domain.transactions import transitions
 from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxAttempt
-from chainflow.domain.transactions.repository.states import ATTEMPT_COLUMNS, REQUEST_COLUMNS
+from chainflow.domain.transactions.repository.states import (
+    ATTEMPT_COLUMNS,
+    ATTEMPTS_STORED,
+    REQUEST_COLUMNS,
+)
 from chainflow.domain.transactions.rows import (
     AcceptedUpdate,
     AttemptRow,
@@ -44,10 +48,12 @@ async def store_signed(session: AsyncSession, writes: SignWrites) -> None:
     """Write a signing round in three bulk statements (and the log's)."""
     if not writes.attempts:
         return
-    await insert_rows(session, _ATTEMPTS, writes.attempts)
-    requests = await update_rows(session, _TRANSACTIONS, writes.signed, returning=REQUEST_COLUMNS)
-    # A request requeued after a refusal has earlier attempts: the log reads them all.
-    await transitions.log(session, writes.transitions, requests=requests)
+    attempts = await insert_rows(session, _ATTEMPTS, writes.attempts, returning=ATTEMPT_COLUMNS)
+    # A request requeued after a refusal has earlier attempts: the log reads its attempts.
+    requests = await update_rows(
+        session, _TRANSACTIONS, writes.signed, returning=[*REQUEST_COLUMNS, ATTEMPTS_STORED]
+    )
+    await transitions.log(session, writes.transitions, requests=requests, attempts=attempts)
 
 
 @dataclass
@@ -62,13 +68,16 @@ class SendWrites:
 
 
 async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
-    """Write a batch of broadcast answers in at most four bulk statements."""
+    """Write a batch of broadcast answers in at most five bulk statements."""
     attempts = _ATTEMPTS.c
+    # The attempts as written, for the snapshots (None on SQLite: read back).
+    written: list[Row[Any]] | None = []
     if writes.accepted:
-        await update_rows(
+        got = await update_rows(
             session,
             _ATTEMPTS,
             writes.accepted,
+            returning=ATTEMPT_COLUMNS,
             types={"at": attempts.last_sent_at.type},
             values=lambda row: {
                 "last_sent_at": row["at"],
@@ -81,11 +90,13 @@ async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
                 ),
             },
         )
+        written = None if got is None else [*got]
     if writes.refused:
-        await update_rows(
+        got = await update_rows(
             session,
             _ATTEMPTS,
             writes.refused,
+            returning=ATTEMPT_COLUMNS,
             types={
                 "at": attempts.last_sent_at.type,
                 "sent": Integer(),
@@ -97,9 +108,14 @@ async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
                 "last_error": row["error"],
             },
         )
+        written = None if got is None or written is None else [*written, *got]
     if writes.moved:
-        moved = await update_rows(session, _TRANSACTIONS, writes.moved, returning=REQUEST_COLUMNS)
-        await transitions.log(session, writes.transitions, requests=moved)
+        # A request's attempts not sent in this batch (a requeued request's earlier ones):
+        # ATTEMPTS_STORED tells the log to read them.
+        moved = await update_rows(
+            session, _TRANSACTIONS, writes.moved, returning=[*REQUEST_COLUMNS, ATTEMPTS_STORED]
+        )
+        await transitions.log(session, writes.transitions, requests=moved, attempts=written)
 
 
 @dataclass
