@@ -17,7 +17,7 @@ from chainflow.domain.transactions import readings, repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_market
 from chainflow.domain.wallets import low_balance
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.signals import RedisSignals
 from chainflow.workers.drain import drain_lanes
@@ -174,7 +174,9 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
     """
     ports, state = engine.ports, engine.state
     await _schedules(engine, chain_id)
-    async with unit_of_work(ports.sessionmaker) as session:
+    # Reads only: no DB transaction of their own (no BEGIN and COMMIT round trips on
+    # PostgreSQL, every round of every chain; docs/performance.md item 18).
+    async with read_only(ports.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
         floor = known_floor(state.fees, chain)
         queued = await repository.lanes_with_queued(
@@ -233,9 +235,10 @@ async def _schedules(engine: Engine, chain_id: int) -> None:
 
 async def _track(engine: Engine, chain: ChainConfig) -> None:
     ports = engine.ports
-    async with unit_of_work(ports.sessionmaker) as session:
+    # One UPDATE, which commits on its own (no BEGIN and COMMIT round trips on PostgreSQL).
+    async with single_statements(engine_of(ports.sessionmaker)) as db:
         leased = await chains.take_tracker_lease(
-            session, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
+            db, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
         )
     if not leased:
         readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
@@ -256,7 +259,7 @@ async def _track(engine: Engine, chain: ChainConfig) -> None:
 async def _read_chain(engine: Engine, chain: ChainConfig) -> dict[str, int] | None:
     """The chain's head and lanes into the metrics; the lanes' balances, None if unread."""
     try:
-        async with unit_of_work(engine.ports.sessionmaker) as session:
+        async with read_only(engine.ports.sessionmaker) as session:
             lanes = await readings.lanes_of(session, chain.chain_id)
         return await readings.read_chain(engine.rpc(chain.chain_id), chain.chain_id, lanes)
     except Exception as exc:  # metrics only: the head's age shows the chain is not read

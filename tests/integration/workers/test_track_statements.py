@@ -21,6 +21,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcTransportError
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.drain import drain_lanes
+from chainflow.workers.main import run_round
 from chainflow.workers.track import track_chain
 from tests.integration.events.test_transaction_events import (
     of_tx,
@@ -137,3 +138,26 @@ async def test_a_snapshot_shows_the_attempts_its_round_did_not_write(
         ("bump", 1),
     ]
     assert submitted == read_without_events(tx)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+async def test_a_round_with_nothing_to_do_opens_no_db_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> None:
+    """Its reads (the chain, lanes with work, schedules, requests in flight) and the tracker
+    lease's one UPDATE each stand alone: no BEGIN and COMMIT round trips around them."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        statements: list[tuple[str, object]] = []
+
+        def count(conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+            isolation = conn.get_execution_options().get("isolation_level")
+            statements.append((" ".join(sql.split())[:80], isolation))
+
+        engine = harness.sessionmaker.kw["bind"].sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert await run_round(harness.engine, ANVIL_CHAIN_ID) is False
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    assert any(sql.startswith("UPDATE chains") for sql, _ in statements), statements
+    assert [s for s in statements if s[1] != "AUTOCOMMIT"] == []

@@ -22,7 +22,7 @@ from chainflow.domain import events
 from chainflow.domain.transactions.models import DetailValue, Transaction, TxAttempt, TxEventRow
 from chainflow.domain.transactions.repository.states import load_states
 from chainflow.domain.transactions.rows import Transition, created_row, event_row
-from chainflow.domain.transactions.snapshots import event_data, snapshot
+from chainflow.domain.transactions.snapshots import Snapshot, event_data, snapshot
 from chainflow.domain.transactions.state import TxEvent, TxStatus, transition
 from chainflow.domain.transactions.telemetry import record_stages, record_transition
 from chainflow.infra.db.bulk import insert_rows
@@ -100,10 +100,16 @@ async def log(
         session, {t.tx_id for t in transitions}, requests=requests, attempts=attempts
     )
     rows = []
+    shown_of: dict[TxId, Snapshot] = {}
     for moved in transitions:
         tx, attempts = states[moved.tx_id]
-        # The row's updated_at, as GET renders it: the round's writer stamped it.
-        shown = snapshot(tx, attempts, status=moved.after, updated_at=tx.updated_at)
+        earlier = shown_of.get(moved.tx_id)
+        if earlier is None:
+            # The row's updated_at, as GET renders it: the round's writer stamped it.
+            shown = snapshot(tx, attempts, status=moved.after, updated_at=tx.updated_at)
+            shown_of[moved.tx_id] = shown
+        else:  # a second change of the round (mined, then confirmed): the same row
+            shown = {**earlier, "status": moved.after.value}
         rows.append(
             events.new_event(
                 event_type(moved),
