@@ -175,7 +175,7 @@ async def run_round(engine: Engine, chain_id: int) -> bool:
     ports, state = engine.ports, engine.state
     await _schedules(engine, chain_id)
     # Reads only: no DB transaction of their own (no BEGIN and COMMIT round trips on
-    # PostgreSQL, every round of every chain; docs/performance.md item 18).
+    # PostgreSQL, every round of every chain; docs/performance.md item 20).
     async with read_only(ports.sessionmaker) as session:
         chain = ChainConfig.of(await chains.get_chain(session, chain_id, endpoints=False))
         floor = known_floor(state.fees, chain)

@@ -1,8 +1,8 @@
 """What a tracking round and a status change's log cost the database (issue 17,
-docs/performance.md item 18): the round reads its requests in flight in one statement outside
-a DB transaction, and the snapshots of the events it logs come from its own UPDATEs'
-RETURNING, not from a read-back. The snapshots stay what the rows are as of each change,
-including the attempts a round did not write."""
+docs/performance.md items 18-20): the round reads its requests in flight in one statement
+outside a DB transaction, and the snapshots of the events it logs come from its own
+UPDATEs' RETURNING, not from a read-back. The snapshots stay what the rows are as of each
+change, including the attempts a round did not write."""
 
 import uuid
 from typing import Any
