@@ -67,6 +67,14 @@ STATEMENTS = [
     ("API batch: inserts", r"^INSERT INTO transactions"),
     ("API: key lookup (cached 1 s)", r"FROM api_keys"),
     ("round: lanes with queued work", r"anon_1\.wallet_id, anon_1\.n|sum\(CASE WHEN"),
+    # Before the drain's and the read-back's rules, which its texts would match: the
+    # requests in flight, joined to their attempts (before item 26: the ORM's SELECT of
+    # every column, then its selectinload of the attempts).
+    (
+        "tracking: in flight",
+        r"^SELECT page\.id|ORDER BY transactions\.wallet_id, transactions\.nonce"
+        r"|^SELECT tx_attempts\.tx_id, tx_attempts\.id, tx_attempts\.kind",
+    ),
     (
         "drain plan: leases, queued rows",
         r"wallet_chains SET lease_owner|FROM wallet_chains|transactions\.kind",
@@ -78,7 +86,7 @@ STATEMENTS = [
     ("status change: INSERT tx_events", r"^INSERT INTO tx_events"),
     ("status change: INSERT outbox events", r"^INSERT INTO events"),
     ("status change: read back for snapshots", r"transactions\.from_address|tx_attempts\.hash"),
-    ("tracking: in flight, locks", r"final_hash, transactions\.block_hash|status IN"),
+    ("tracking, sends: lock states", r"final_hash, transactions\.block_hash|status IN"),
     (
         "outbox sequencer",
         r"UPDATE events SET cursor|max\(events\.cursor\)|cursor IS NULL|tx_seq\)|advisory",

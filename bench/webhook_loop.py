@@ -30,7 +30,7 @@ import uvloop
 from aiohttp import web
 
 from bench import baselines
-from bench.cluster import POSTGRES, _server_processes, database
+from bench.cluster import _server_processes, database, server_pids
 from chainflow.core.logging import configure_logging
 from chainflow.core.settings import Settings
 from chainflow.domain.events import append, sequence_pending
@@ -113,10 +113,9 @@ async def receive(port: int) -> None:
     await asyncio.Event().wait()
 
 
-def _postgres_cpu_s() -> float:
-    port = int(POSTGRES.rsplit(":", 1)[1].split("/")[0])
+def _postgres_cpu_s(postmaster: int) -> float:
     total = 0.0
-    for i, proc in enumerate(_server_processes("postgres", port)):
+    for i, proc in enumerate(_server_processes(postmaster)):
         with contextlib.suppress(Exception):
             t = proc.cpu_times()
             total += t.user + t.system + (t.children_user + t.children_system if i == 0 else 0)
@@ -157,7 +156,8 @@ async def _run(args: argparse.Namespace, url: str, port: int, me: Sequence[str])
     loop_task = asyncio.create_task(run_webhooks(ports, stop))
     await asyncio.sleep(1)  # the loop's first turns, the pool's connections
     load = os.getloadavg()[0]
-    cpu0, pg0, t0 = time.process_time(), _postgres_cpu_s(), time.monotonic()
+    postmaster = (await server_pids())["postgres"]
+    cpu0, pg0, t0 = time.process_time(), _postgres_cpu_s(postmaster), time.monotonic()
     producer = subprocess.Popen(  # noqa: ASYNC220
         [*me, "--produce", url, "--transactions", str(args.transactions), "--rate", str(args.rate)]
     )
@@ -172,7 +172,7 @@ async def _run(args: argparse.Namespace, url: str, port: int, me: Sequence[str])
             await asyncio.sleep(0.5)
     finally:
         await admin.close()
-    cpu1, pg1, t1 = time.process_time(), _postgres_cpu_s(), time.monotonic()
+    cpu1, pg1, t1 = time.process_time(), _postgres_cpu_s(postmaster), time.monotonic()
     producer.wait()
     stop.set()
     await loop_task

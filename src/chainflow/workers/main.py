@@ -19,7 +19,7 @@ from chainflow.domain.transactions import readings, repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_market
 from chainflow.domain.wallets import low_balance
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.signals import RedisSignals
 from chainflow.workers.drain import drain_lanes
@@ -198,7 +198,9 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     ports, state = engine.ports, engine.state
     started = time.monotonic()
     await _schedules(engine, chain_id)
-    async with unit_of_work(ports.sessionmaker) as session:
+    # Reads only: no DB transaction of their own (no BEGIN and COMMIT round trips on
+    # PostgreSQL, every round of every chain; docs/performance.md item 28).
+    async with read_only(ports.sessionmaker) as session:
         row = await chains.get_chain(session, chain_id, endpoints=False)
         chain = ChainConfig.of(row)
         # Another live process holds the tracker lease: taking it would update no row.
@@ -273,9 +275,10 @@ async def _track(engine: Engine, chain: ChainConfig, *, held: bool) -> tuple[boo
     ports = engine.ports
     leased = False
     if not held:
-        async with unit_of_work(ports.sessionmaker) as session:
+        # One UPDATE, which commits on its own (no BEGIN and COMMIT round trips on PostgreSQL).
+        async with single_statements(engine_of(ports.sessionmaker)) as db:
             leased = await chains.take_tracker_lease(
-                session, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
+                db, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
             )
     if not leased:
         readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
@@ -300,7 +303,7 @@ async def _note_readings(engine: Engine, chain: ChainConfig) -> None:
 async def _read_chain(engine: Engine, chain: ChainConfig) -> dict[str, int] | None:
     """The chain's head and lanes into the metrics; the lanes' balances, None if unread."""
     try:
-        async with unit_of_work(engine.ports.sessionmaker) as session:
+        async with read_only(engine.ports.sessionmaker) as session:
             lanes = await readings.lanes_of(session, chain.chain_id)
         return await readings.read_chain(engine.rpc(chain.chain_id), chain.chain_id, lanes)
     except Exception as exc:  # metrics only: the head's age shows the chain is not read

@@ -15,11 +15,11 @@ from chainflow.core.types import TxId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.decisions import Decision
-from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.track import judge, observe, record, reverts
 from chainflow.domain.transactions.track.replace import replace
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.infra.signing.signer import SignerUnavailable
 from chainflow.workers.engine import Engine
 from chainflow.workers.send import send_and_record, show_paused
@@ -31,7 +31,9 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     """One tracking round for a chain; returns how many requests it looked at."""
     ports, state = engine.ports, engine.state
     rpc = engine.rpc(chain.chain_id)
-    async with unit_of_work(ports.sessionmaker) as session:
+    # One statement: no DB transaction of its own (no BEGIN and COMMIT round trips on
+    # PostgreSQL); what it read is checked again under lock before anything is recorded.
+    async with read_only(ports.sessionmaker) as session:
         rows = await repository.tracked(session, chain.chain_id, limit=ports.config.track_limit)
     if not rows:
         return 0
@@ -68,7 +70,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
 async def _replace(
     engine: Engine,
     chain: ChainConfig,
-    rows: Sequence[Transaction],
+    rows: Sequence[InFlight],
     decisions: dict[TxId, Decision],
 ) -> list[SentAttempt]:
     """Sign and store each bump and cancel, one DB transaction each, committed before the

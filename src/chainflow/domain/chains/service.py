@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import or_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.chains import repository
@@ -93,9 +93,10 @@ async def seed_chains(session: AsyncSession, seeds: Sequence[ChainSeed]) -> int:
 
 
 async def take_tracker_lease(
-    session: AsyncSession, chain_id: int, *, owner: str, ttl_s: float
+    db: AsyncSession | AsyncConnection, chain_id: int, *, owner: str, ttl_s: float
 ) -> bool:
-    """Take or renew the chain's tracker lease for `owner`; False while another holds it."""
+    """Take or renew the chain's tracker lease for `owner`; False while another holds it.
+    One statement: `db` may be a connection in autocommit (`single_statements`)."""
     now = utcnow()
     statement = (
         update(Chain)
@@ -110,5 +111,5 @@ async def take_tracker_lease(
         .values(tracker_owner=owner, tracker_lease_until=now + timedelta(seconds=ttl_s))
         .execution_options(synchronize_session=False)
     )
-    result = await session.execute(statement)
+    result = await db.execute(statement)
     return bool(getattr(result, "rowcount", 0))

@@ -187,3 +187,55 @@ class MinedUpdate(TypedDict):
 
     tx_id: TxId
     mined: AttemptId
+
+
+# What the tracker reads of each request in flight every round (repository.tracked): the
+# columns its decisions, revert replays, metrics and logs read, as plain frozen rows. A Core
+# read, not ORM instances: the ORM's identity map and attribute instrumentation of every
+# request in flight and its attempts, every round, were 8-13% of the tracking worker's CPU
+# (docs/performance.md, item 26).
+
+
+@dataclass(frozen=True, slots=True)
+class InFlightAttempt:
+    """A tx_attempts row of a request in flight (decisions.TrackedAttempt)."""
+
+    id: AttemptId
+    kind: AttemptKind
+    nonce: Nonce
+    gas_limit: int
+    max_fee_per_gas_wei: Wei | None
+    max_priority_fee_per_gas_wei: Wei | None
+    gas_price_wei: Wei | None
+    raw: bytes
+    hash: TxHash
+    first_sent_at: datetime | None
+    last_sent_at: datetime | None
+    sent_at_block: int | None
+    last_error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A request between signing and finality, with its attempts in creation order
+    (decisions.TrackedTx); a snapshot as of the round's read, never written back."""
+
+    id: TxId
+    chain_id: ChainId
+    wallet_id: WalletId
+    from_address: str
+    to_address: str
+    value_wei: Wei
+    data: bytes
+    status: TxStatus
+    nonce: Nonce | None
+    cancel_requested: bool
+    max_fee_per_gas_cap: Wei | None
+    max_priority_fee_per_gas_cap: Wei | None
+    created_at: datetime
+    attempts: tuple[InFlightAttempt, ...]
+
+
+IN_FLIGHT_COLUMNS = tuple(f.name for f in fields(InFlight) if f.name != "attempts")
+IN_FLIGHT_ATTEMPT_COLUMNS = tuple(f.name for f in fields(InFlightAttempt))

@@ -11,6 +11,7 @@ from functools import partial
 from prometheus_client.metrics import Counter, Histogram
 
 from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.infra import metrics
 from chainflow.infra.db.commit_hooks import on_commit
@@ -31,7 +32,9 @@ def record_transition(chain_id: int, from_status: str | None, to_status: str) ->
     on_commit(partial(_count, chain_id, from_status or "none", to_status))
 
 
-def record_stages(tx: Transaction, moved: tuple[TxStatus, TxStatus], *, at: datetime) -> None:
+def record_stages(
+    tx: Transaction | InFlight, moved: tuple[TxStatus, TxStatus], *, at: datetime
+) -> None:
     """Observe the stage times that end as `tx` moves (from, to) at `at`, once it commits
     (its attempts must be loaded when it moves to mined)."""
     if not metrics.SWITCH.on:
@@ -101,7 +104,7 @@ def count_replacement(chain_id: int, outcome: str) -> None:
     on_commit(partial(metrics.TX_FEE_BUMPS.labels(str(chain_id), outcome).inc))
 
 
-def tx_context(tx: Transaction) -> dict[str, object]:
+def tx_context(tx: Transaction | InFlight) -> dict[str, object]:
     """The fields every engine log line about a request carries, so that `grep tx_id=…`
     finds them all and each names its lane (issue 18)."""
     return {"tx_id": str(tx.id), "chain_id": tx.chain_id, "wallet": tx.from_address}

@@ -11,9 +11,9 @@ snapshot of the request as of that change. The metrics of each change are record
 """
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, inspect
+from sqlalchemy import Row, Table, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
@@ -22,7 +22,7 @@ from chainflow.domain import events
 from chainflow.domain.transactions.models import DetailValue, Transaction, TxAttempt, TxEventRow
 from chainflow.domain.transactions.repository.states import load_states
 from chainflow.domain.transactions.rows import Transition, created_row, event_row
-from chainflow.domain.transactions.snapshots import event_data, snapshot
+from chainflow.domain.transactions.snapshots import Snapshot, event_data, snapshot
 from chainflow.domain.transactions.state import TxEvent, TxStatus, transition
 from chainflow.domain.transactions.telemetry import record_stages, record_transition
 from chainflow.infra.db.bulk import insert_rows
@@ -82,19 +82,34 @@ def _attempts_of(tx: Transaction, moved: Transition) -> list[TxAttempt]:
     raise RuntimeError("load the attempts of a signed request before moving it")
 
 
-async def log(session: AsyncSession, transitions: Sequence[Transition]) -> None:
+async def log(
+    session: AsyncSession,
+    transitions: Sequence[Transition],
+    *,
+    requests: Sequence[Row[Any]] | None = None,
+    attempts: Sequence[Row[Any]] | None = None,
+) -> None:
     """Write the event rows and the outbox events of transitions whose status the caller has
-    written in bulk (call it after those writes: the snapshots read the rows back), in four
-    statements whatever their number."""
+    written in bulk (call it after those writes), in two to four statements whatever their
+    number. The snapshots show the rows as those writes left them: `requests` and `attempts`
+    when the caller's UPDATEs returned them (repository.states), else read back here."""
     if not transitions:
         return
     await insert_rows(session, _EVENTS, [event_row(t) for t in transitions])
-    states = await load_states(session, {t.tx_id for t in transitions})
+    states = await load_states(
+        session, {t.tx_id for t in transitions}, requests=requests, attempts=attempts
+    )
     rows = []
+    shown_of: dict[TxId, Snapshot] = {}
     for moved in transitions:
         tx, attempts = states[moved.tx_id]
-        # The row's updated_at, as GET renders it: the round's writer stamped it.
-        shown = snapshot(tx, attempts, status=moved.after, updated_at=tx.updated_at)
+        earlier = shown_of.get(moved.tx_id)
+        if earlier is None:
+            # The row's updated_at, as GET renders it: the round's writer stamped it.
+            shown = snapshot(tx, attempts, status=moved.after, updated_at=tx.updated_at)
+            shown_of[moved.tx_id] = shown
+        else:  # a second change of the round (mined, then confirmed): the same row
+            shown = {**earlier, "status": moved.after.value}
         rows.append(
             events.new_event(
                 event_type(moved),

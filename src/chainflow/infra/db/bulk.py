@@ -21,6 +21,7 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Enum,
+    Row,
     String,
     Table,
     Text,
@@ -66,14 +67,19 @@ async def update_rows(
     values: Values | None = None,
     types: Mapping[str, TypeEngine[Any]] | None = None,
     where: ColumnElement[bool] | None = None,
-) -> None:
+    returning: Sequence[ColumnElement[Any]] = (),
+) -> Sequence[Row[Any]] | None:
     """UPDATE `table` for each row of `rows` (all with the same names): the row whose `key`
     column equals the row's `key` value gets `values(row)`, by default every other name of the
     row assigned to its column. A key value may match several table rows (all are updated;
     `where` narrows them, e.g. to one chain). A name that is not a column of `table` needs its
-    SQL type in `types`."""
+    SQL type in `types`.
+
+    With `returning`, on PostgreSQL: those columns of every row updated, as this statement
+    wrote it (in no particular order); None on SQLite (an executemany returns nothing), where
+    the caller reads what it needs instead."""
     if not rows:
-        return
+        return [] if returning else None
     names = list(rows[0])
     build = values or (lambda row: {name: row[name] for name in names if name != key})
     dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
@@ -89,29 +95,37 @@ async def update_rows(
             .values(build({name: unnested.c[name] for name in names}))
         )
         params = {f"a_{name}": [plain_value(row[name]) for row in rows] for name in names}
+        if returning:
+            return (await db.execute(statement.returning(*returning), params)).all()
         await db.execute(statement, params)
-        return
+        return None
     statement = (
         update(table)
         .where(table.c[key] == bindparam(f"b_{key}"), *([] if where is None else [where]))
         .values(build({name: bindparam(f"b_{name}") for name in names}))
     )
     await db.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+    return None
 
 
 async def insert_rows(
-    db: AsyncSession | AsyncConnection, table: Table, rows: Sequence[Mapping[str, object]]
-) -> None:
+    db: AsyncSession | AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, object]],
+    *,
+    returning: Sequence[ColumnElement[Any]] = (),
+) -> Sequence[Row[Any]] | None:
     """INSERT `rows` (all with the same names) into `table`, in the order given. Every column
     with a Python-side default must be given: the unnested rows get none (a column left out
-    is NULL, or its server default). JSON values are serialized as the engine does."""
+    is NULL, or its server default). JSON values are serialized as the engine does. With
+    `returning`, as `update_rows`: those columns of the rows as stored, None on SQLite."""
     if not rows:
-        return
+        return [] if returning else None
     names = list(rows[0])
     dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
     if dialect.name != "postgresql":
         await db.execute(insert(table), list(rows))
-        return
+        return None
     missing = [c.name for c in table.c if c.default is not None and c.name not in names]
     if missing:
         raise ValueError(f"insert_rows into {table.name} needs {', '.join(missing)}")
@@ -141,7 +155,10 @@ async def insert_rows(
         else [plain_value(row[name]) for row in rows]
         for name in names
     }
+    if returning:
+        return (await db.execute(statement.returning(*returning), params)).all()
     await db.execute(statement, params)
+    return None
 
 
 def _json(value: object) -> str | None:

@@ -90,6 +90,14 @@ async def single_statements(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
         yield connection
 
 
+def engine_of(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The engine `sessionmaker` is bound to (for `single_statements`, `read_only`)."""
+    bind = sessionmaker.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("the sessionmaker is not bound to an AsyncEngine")
+    return bind
+
+
 # The read-only view of each engine (it shares the engine's pool), made once, as above.
 _read_only: "weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine]" = weakref.WeakKeyDictionary()
 
@@ -106,9 +114,7 @@ async def read_only(
     with "database is locked" rather than wait). On PostgreSQL each statement stands on its own
     (AUTOCOMMIT): no BEGIN and COMMIT round trips. Nothing is committed either way.
     """
-    bind = sessionmaker.kw.get("bind")
-    if not isinstance(bind, AsyncEngine):
-        raise TypeError("read_only needs a sessionmaker bound to an AsyncEngine")
+    bind = engine_of(sessionmaker)
     view = _read_only.get(bind)
     if view is None:
         options = (

@@ -6,12 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, Table, case, func, literal, update
+from sqlalchemy import ColumnElement, Integer, Row, Table, case, func, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.types import TxId
 from chainflow.domain.transactions import transitions
 from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxAttempt
+from chainflow.domain.transactions.repository.states import (
+    ATTEMPT_COLUMNS,
+    ATTEMPTS_STORED,
+    REQUEST_COLUMNS,
+)
 from chainflow.domain.transactions.rows import (
     AcceptedUpdate,
     AttemptRow,
@@ -43,9 +48,12 @@ async def store_signed(session: AsyncSession, writes: SignWrites) -> None:
     """Write a signing round in three bulk statements (and the log's)."""
     if not writes.attempts:
         return
-    await insert_rows(session, _ATTEMPTS, writes.attempts)
-    await update_rows(session, _TRANSACTIONS, writes.signed)
-    await transitions.log(session, writes.transitions)  # after: its snapshots read the rows
+    attempts = await insert_rows(session, _ATTEMPTS, writes.attempts, returning=ATTEMPT_COLUMNS)
+    # A request requeued after a refusal has earlier attempts: the log reads its attempts.
+    requests = await update_rows(
+        session, _TRANSACTIONS, writes.signed, returning=[*REQUEST_COLUMNS, ATTEMPTS_STORED]
+    )
+    await transitions.log(session, writes.transitions, requests=requests, attempts=attempts)
 
 
 @dataclass
@@ -60,13 +68,16 @@ class SendWrites:
 
 
 async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
-    """Write a batch of broadcast answers in at most four bulk statements."""
+    """Write a batch of broadcast answers in at most five bulk statements."""
     attempts = _ATTEMPTS.c
+    # The attempts as written, for the snapshots (None on SQLite: read back).
+    written: list[Row[Any]] | None = []
     if writes.accepted:
-        await update_rows(
+        got = await update_rows(
             session,
             _ATTEMPTS,
             writes.accepted,
+            returning=ATTEMPT_COLUMNS,
             types={"at": attempts.last_sent_at.type},
             values=lambda row: {
                 "last_sent_at": row["at"],
@@ -79,11 +90,13 @@ async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
                 ),
             },
         )
+        written = None if got is None else [*got]
     if writes.refused:
-        await update_rows(
+        got = await update_rows(
             session,
             _ATTEMPTS,
             writes.refused,
+            returning=ATTEMPT_COLUMNS,
             types={
                 "at": attempts.last_sent_at.type,
                 "sent": Integer(),
@@ -95,9 +108,14 @@ async def store_sends(session: AsyncSession, writes: SendWrites) -> None:
                 "last_error": row["error"],
             },
         )
+        written = None if got is None or written is None else [*written, *got]
     if writes.moved:
-        await update_rows(session, _TRANSACTIONS, writes.moved)
-        await transitions.log(session, writes.transitions)  # after: its snapshots read the rows
+        # A request's attempts not sent in this batch (a requeued request's earlier ones):
+        # ATTEMPTS_STORED tells the log to read them.
+        moved = await update_rows(
+            session, _TRANSACTIONS, writes.moved, returning=[*REQUEST_COLUMNS, ATTEMPTS_STORED]
+        )
+        await transitions.log(session, writes.transitions, requests=moved, attempts=written)
 
 
 @dataclass
@@ -146,11 +164,14 @@ async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> None:
         )
     if not writes.requests:
         return
-    await update_rows(
+    # Every attempt of each mined request (the key is its tx_id), as written: with the
+    # requests' RETURNING, the snapshots need no read-back (none on SQLite: read back).
+    attempts_written = await update_rows(
         session,
         _ATTEMPTS,
         writes.attempts,
         key="tx_id",
+        returning=ATTEMPT_COLUMNS,
         types={"mined": attempts.id.type},
         values=lambda row: {
             "sent_at_block": stamp,
@@ -168,5 +189,7 @@ async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> None:
         values["error_message"] = func.coalesce(row["error_message"], t.error_message)
         return values
 
-    await update_rows(session, _TRANSACTIONS, writes.requests, values=receipt)
-    await transitions.log(session, writes.transitions)
+    requests = await update_rows(
+        session, _TRANSACTIONS, writes.requests, values=receipt, returning=REQUEST_COLUMNS
+    )
+    await transitions.log(session, writes.transitions, requests=requests, attempts=attempts_written)

@@ -2,18 +2,25 @@
 
 import functools
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Row, Table, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.util import AliasedClass
 
-from chainflow.core.types import WalletId
+from chainflow.core.types import TxId, WalletId
 from chainflow.domain.transactions.fees import FeeFloor
 from chainflow.domain.transactions.models import Transaction, TxAttempt
+from chainflow.domain.transactions.rows import (
+    IN_FLIGHT_ATTEMPT_COLUMNS,
+    IN_FLIGHT_COLUMNS,
+    InFlight,
+    InFlightAttempt,
+)
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.domain.wallets.repository import drainable_by
@@ -21,6 +28,11 @@ from chainflow.infra.db.params import in_list
 from chainflow.infra.db.types import wei_at_least
 
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
+_TRANSACTIONS = cast(Table, Transaction.__table__)
+_ATTEMPTS = cast(Table, TxAttempt.__table__)
+_REQUEST_WIDTH = len(IN_FLIGHT_COLUMNS)
+# InFlight from a row's request columns in order, then its attempts (mypy cannot count a slice).
+_in_flight = cast(Callable[..., InFlight], InFlight)
 
 
 async def get(session: AsyncSession, tx_id: uuid.UUID, *, full: bool = False) -> Transaction | None:
@@ -274,13 +286,30 @@ def _refused_for_funds(tx: type[Transaction] | AliasedClass[Transaction]) -> Col
     return and_(tx.status == TxStatus.SIGNED, TxAttempt.last_error == "insufficient_funds")
 
 
-async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> Sequence[Transaction]:
-    """Requests between signing and finality, with their attempts, lowest nonce first."""
-    query = (
-        select(Transaction)
-        .where(Transaction.chain_id == chain_id, Transaction.status.in_(TRACKED))
-        .options(selectinload(Transaction.attempts))
-        .order_by(Transaction.wallet_id, Transaction.nonce)
+async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> list[InFlight]:
+    """Requests between signing and finality, with their attempts, lowest nonce first: one
+    Core statement (the page of requests joined to their attempts), no ORM instances."""
+    t, a = _TRANSACTIONS.c, _ATTEMPTS.c
+    page = (
+        select(*(t[name] for name in IN_FLIGHT_COLUMNS))
+        .where(t.chain_id == chain_id, t.status.in_(TRACKED))
+        .order_by(t.wallet_id, t.nonce)
         .limit(limit)
+        .subquery("page")
     )
-    return (await session.scalars(query)).all()
+    query = (
+        select(
+            *(page.c[name] for name in IN_FLIGHT_COLUMNS),
+            *(a[name].label(f"a_{name}") for name in IN_FLIGHT_ATTEMPT_COLUMNS),
+        )
+        .select_from(page.outerjoin(_ATTEMPTS, a.tx_id == page.c.id))
+        .order_by(page.c.wallet_id, page.c.nonce, page.c.id, a.created_at, a.id)
+    )
+    grouped: dict[TxId, tuple[Row[Any], list[InFlightAttempt]]] = {}
+    for row in await session.execute(query):
+        entry = grouped.get(row[0])
+        if entry is None:
+            entry = grouped[row[0]] = (row, [])
+        if row[_REQUEST_WIDTH] is not None:  # the attempt's id: None when it has none
+            entry[1].append(InFlightAttempt(*row[_REQUEST_WIDTH:]))
+    return [_in_flight(*row[:_REQUEST_WIDTH], tuple(one)) for row, one in grouped.values()]

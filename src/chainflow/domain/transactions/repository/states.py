@@ -1,10 +1,12 @@
-"""The state of the requests a bulk round changed, read back in its own DB transaction for
-their event snapshots (snapshots.py): two SELECTs per round, whatever its size."""
+"""The state of the requests a bulk round changed, for their event snapshots (snapshots.py):
+returned by the round's own INSERTs and UPDATEs where it can (`REQUEST_COLUMNS`,
+`ATTEMPT_COLUMNS` as their RETURNING), else read back in the round's DB transaction: one
+SELECT per kind of row not returned, whatever the round's size."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, select
+from sqlalchemy import Row, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.types import TxId
@@ -15,7 +17,7 @@ _TRANSACTIONS = cast(Table, Transaction.__table__)
 _ATTEMPTS = cast(Table, TxAttempt.__table__)
 # Every column a snapshot shows; not the calldata's neighbours it does not (raw bytes of the
 # attempts, idempotency keys).
-_REQUEST_COLUMNS = [
+REQUEST_COLUMNS = [
     _TRANSACTIONS.c[name]
     for name in (
         "id",
@@ -41,10 +43,11 @@ _REQUEST_COLUMNS = [
         "updated_at",
     )
 ]
-_ATTEMPT_COLUMNS = [
+ATTEMPT_COLUMNS = [
     _ATTEMPTS.c[name]
     for name in (
         "tx_id",
+        "id",
         "hash",
         "kind",
         "status",
@@ -61,20 +64,65 @@ _ATTEMPT_COLUMNS = [
     )
 ]
 
+# How many attempts a request has stored, beside REQUEST_COLUMNS in a RETURNING: a caller that
+# returned only the attempts it wrote this round gets the others of a request read
+# (load_states), e.g. the original of a signed request whose bump a node accepted.
+ATTEMPTS_STORED = (
+    select(func.count())
+    .where(_ATTEMPTS.c.tx_id == _TRANSACTIONS.c.id)
+    .scalar_subquery()
+    .label("attempts_stored")
+)
+
 States = dict[TxId, tuple[Row[Any], list[Row[Any]]]]
 
 
-async def load_states(session: AsyncSession, tx_ids: Collection[TxId]) -> States:
+async def load_states(
+    session: AsyncSession,
+    tx_ids: Collection[TxId],
+    *,
+    requests: Sequence[Row[Any]] | None = None,
+    attempts: Sequence[Row[Any]] | None = None,
+) -> States:
     """Each request of `tx_ids` as this DB transaction sees it, with its attempts in creation
-    order."""
-    ids = in_list(tx_ids)
-    requests = await session.execute(select(*_REQUEST_COLUMNS).where(_TRANSACTIONS.c.id.in_(ids)))
-    states: States = {row.id: (row, []) for row in requests}
-    attempts = await session.execute(
-        select(*_ATTEMPT_COLUMNS)
-        .where(_ATTEMPTS.c.tx_id.in_(ids))
+    order. `requests` (rows of REQUEST_COLUMNS) and `attempts` (rows of ATTEMPT_COLUMNS) are
+    what the caller's statements returned, as of its last write of those rows in this DB
+    transaction (an attempt returned twice: the later row); whichever is None is read. The
+    returned attempts are taken as all of each request's unless `requests` carry
+    ATTEMPTS_STORED: a request with more stored than returned gets them all read."""
+    if requests is None:
+        query = select(*REQUEST_COLUMNS).where(_TRANSACTIONS.c.id.in_(in_list(tx_ids)))
+        requests = (await session.execute(query)).all()
+    wanted = set(tx_ids)
+    states: States = {row.id: (row, []) for row in requests if row.id in wanted}
+    if attempts is None:
+        await _read_attempts(session, states, list(states))
+        return states
+    latest = {row.id: row for row in attempts}  # RETURNING has no order; the last write wins
+    for attempt in sorted(latest.values(), key=lambda a: (a.created_at, a.id)):
+        state = states.get(attempt.tx_id)
+        if state is not None:
+            state[1].append(attempt)
+    short = [
+        tx_id
+        for tx_id, (row, mine) in states.items()
+        if "attempts_stored" in row._fields and row.attempts_stored != len(mine)
+    ]
+    if short:
+        await _read_attempts(session, states, short)
+    return states
+
+
+async def _read_attempts(session: AsyncSession, states: States, tx_ids: list[TxId]) -> None:
+    """Read every attempt of the requests `tx_ids` of `states`, replacing any gathered."""
+    for tx_id in tx_ids:
+        states[tx_id][1].clear()
+    if not tx_ids:
+        return
+    rows = await session.execute(
+        select(*ATTEMPT_COLUMNS)
+        .where(_ATTEMPTS.c.tx_id.in_(in_list(tx_ids)))
         .order_by(_ATTEMPTS.c.created_at, _ATTEMPTS.c.id)
     )
-    for attempt in attempts:
+    for attempt in rows:
         states[attempt.tx_id][1].append(attempt)
-    return states

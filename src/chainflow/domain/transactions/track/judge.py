@@ -16,7 +16,7 @@ from chainflow.domain.transactions.decisions import (
     decide,
     latest_attempt,
 )
-from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.transactions.telemetry import count_replacement, tx_context
 
@@ -36,7 +36,7 @@ class TrackerMemory:
 
 
 def judge(
-    rows: Sequence[Transaction],
+    rows: Sequence[InFlight],
     seen: Observed,
     *,
     chain: ChainConfig,
@@ -67,7 +67,7 @@ class Replacement:
     cancel: bool
 
 
-def replacements(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -> list[Replacement]:
+def replacements(rows: Sequence[InFlight], decisions: dict[TxId, Decision]) -> list[Replacement]:
     """The bumps and cancels to sign this round, in the rows' order."""
     found: list[Replacement] = []
     for tx in rows:
@@ -105,7 +105,7 @@ def _hold_foreign(
 def _leave_to_drains(
     draining: Set[tuple[WalletId, ChainId]],
     chain: ChainConfig,
-    rows: Sequence[Transaction],
+    rows: Sequence[InFlight],
     decisions: dict[TxId, Decision],
 ) -> None:
     # A request still `signed` in a lane a drain of this process is working on is being sent
@@ -120,7 +120,7 @@ def _leave_to_drains(
             decisions[tx.id] = Decision(Action.NONE)
 
 
-def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -> None:
+def _bump_lowest_only(rows: Sequence[InFlight], decisions: dict[TxId, Decision]) -> None:
     # Only the lowest stuck nonce of a wallet can be what blocks the others (Chainlink's
     # BumpTxDepth); bumping the rest would only burn fee headroom. A lowest one stuck at its
     # cap still blocks them.
@@ -136,7 +136,7 @@ def _bump_lowest_only(rows: Sequence[Transaction], decisions: dict[TxId, Decisio
 
 def _log_capped(
     memory: TrackerMemory,
-    rows: Sequence[Transaction],
+    rows: Sequence[InFlight],
     decisions: dict[TxId, Decision],
     *,
     base_fee_wei: int | None,

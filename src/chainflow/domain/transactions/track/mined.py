@@ -14,8 +14,9 @@ from chainflow.core.clock import utcnow
 from chainflow.core.types import TxHash, TxId, Wei
 from chainflow.domain.transactions.decisions import Action, Decision, Receipt
 from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
-from chainflow.domain.transactions.models import AttemptKind, DetailValue, Transaction
+from chainflow.domain.transactions.models import AttemptKind, DetailValue
 from chainflow.domain.transactions.repository import LockedState, bulk
+from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.telemetry import record_stages
 from chainflow.domain.transactions.transitions import step
@@ -29,7 +30,7 @@ _PRICED_OUT = (
 
 async def record_common(
     session: AsyncSession,
-    rows: Sequence[Transaction],
+    rows: Sequence[InFlight],
     decisions: dict[TxId, Decision],
     locked: dict[TxId, LockedState],
     *,
@@ -52,7 +53,7 @@ async def record_common(
 
 def _mined(
     writes: bulk.ReceiptWrites,
-    tx: Transaction,
+    tx: InFlight,
     decision: Decision,
     current: LockedState,
     now: datetime,
@@ -101,7 +102,7 @@ def _mined(
 
 def _step(
     writes: bulk.ReceiptWrites,
-    tx: Transaction,
+    tx: InFlight,
     status: TxStatus,
     event: TxEvent,
     hash_: TxHash,

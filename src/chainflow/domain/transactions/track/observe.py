@@ -14,8 +14,8 @@ from chainflow.domain.transactions.decisions import (
     may_be_stranded,
 )
 from chainflow.domain.transactions.market import FeeCache
-from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.node import ChainRpc, nonce_counts
+from chainflow.domain.transactions.rows import InFlight
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 
 _CHUNK = 500
@@ -23,7 +23,7 @@ _CHUNK = 500
 
 async def observe(
     rpc: ChainRpc,
-    rows: Sequence[Transaction],
+    rows: Sequence[InFlight],
     *,
     resend_after_s: float = 0.0,
     base_fee_wei: int | None = None,
@@ -65,7 +65,7 @@ async def base_fee(fees: FeeCache, rpc: ChainRpc, chain: ChainConfig) -> int | N
         return None
 
 
-async def _held(rpc: ChainRpc, suspects: Sequence[Transaction]) -> frozenset[str]:
+async def _held(rpc: ChainRpc, suspects: Sequence[InFlight]) -> frozenset[str]:
     """Which of these requests' latest attempts the node still returns by hash (at most one
     request per wallet: the one holding its next nonce; usually none)."""
     if not suspects:

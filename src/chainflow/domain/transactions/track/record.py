@@ -13,13 +13,13 @@ from chainflow.domain.transactions.decisions import (
     Decision,
     Observed,
 )
-from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.track.mined import COMMON, record_common
 from chainflow.domain.transactions.track.outcomes import apply_decision
 
 
-def changes(tx: Transaction, decision: Decision) -> bool:
+def changes(tx: InFlight, decision: Decision) -> bool:
     """Whether applying `decision` writes anything (a receipt, an outcome, or the first-seen
     block of an attempt just sent)."""
     if decision.action is not Action.NONE:
@@ -29,7 +29,7 @@ def changes(tx: Transaction, decision: Decision) -> bool:
 
 async def record(
     session: AsyncSession,
-    moving: Sequence[Transaction],
+    moving: Sequence[InFlight],
     decisions: dict[TxId, Decision],
     seen: Observed,
     *,

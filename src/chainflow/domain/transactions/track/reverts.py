@@ -19,8 +19,8 @@ from typing import Any
 from chainflow.core.errors import Unavailable
 from chainflow.core.types import TxId
 from chainflow.domain.transactions.decisions import Decision
-from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.node import ChainRpc
+from chainflow.domain.transactions.rows import InFlight
 from chainflow.infra.rpc.client import RpcCallError
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify, revert_reason
 
@@ -30,13 +30,13 @@ REASON_MAX = 300
 _TRACER = {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}
 
 
-def reverted(rows: Sequence[Transaction], decisions: dict[TxId, Decision]) -> list[Transaction]:
+def reverted(rows: Sequence[InFlight], decisions: dict[TxId, Decision]) -> list[InFlight]:
     """The requests this round finalises as reverted (a receipt with status 0, not a cancel)."""
     return [tx for tx in rows if decisions[tx.id].is_final_revert]
 
 
 async def revert_reasons(
-    rpc: ChainRpc, rows: Sequence[Transaction], decisions: dict[TxId, Decision]
+    rpc: ChainRpc, rows: Sequence[InFlight], decisions: dict[TxId, Decision]
 ) -> dict[TxId, str]:
     """The node's reason for each request finalised as reverted in this round (at most
     MAX_PER_ROUND, each within LOOKUP_S); a request whose reason is not found is absent."""
@@ -47,7 +47,7 @@ async def revert_reasons(
     return {tx.id: reason for tx, reason in zip(wanted, found, strict=True) if reason}
 
 
-async def _bounded(rpc: ChainRpc, tx: Transaction, decision: Decision) -> str | None:
+async def _bounded(rpc: ChainRpc, tx: InFlight, decision: Decision) -> str | None:
     try:
         async with asyncio.timeout(LOOKUP_S):
             reason = await _reason(rpc, tx, decision)
@@ -56,7 +56,7 @@ async def _bounded(rpc: ChainRpc, tx: Transaction, decision: Decision) -> str | 
     return reason[:REASON_MAX] if reason else None
 
 
-async def _reason(rpc: ChainRpc, tx: Transaction, decision: Decision) -> str | None:
+async def _reason(rpc: ChainRpc, tx: InFlight, decision: Decision) -> str | None:
     assert decision.attempt is not None  # noqa: S101 - reverted() keeps attempts only
     assert decision.receipt is not None  # noqa: S101
     try:
@@ -82,7 +82,7 @@ def reason_from_trace(trace: dict[str, Any]) -> str | None:
     return error
 
 
-async def _replayed(rpc: ChainRpc, tx: Transaction, *, gas_limit: int, block: int) -> str | None:
+async def _replayed(rpc: ChainRpc, tx: InFlight, *, gas_limit: int, block: int) -> str | None:
     call = {
         "from": tx.from_address,
         "to": tx.to_address,
