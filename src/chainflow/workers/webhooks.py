@@ -60,10 +60,10 @@ class WebhookPorts:
     # concurrency * HELD_PER_SLOT each) still carry 500 deliveries a second.
     min_gap_s: float = 0.25
     # Fan-out runs in a turn after this process sequenced events (a `sequenced` wake-up),
-    # after a fan-out that queued deliveries (more may be behind: a batch's limit, endpoints
-    # another worker held), and at least this often (events sequenced by another process,
-    # which fans them out itself on its own wake-up); not every turn: its statements were
-    # a fifth of an idle turn's (docs/performance.md).
+    # after a fan-out that queued deliveries or left events behind (a batch's limit, endpoints
+    # another worker held: delivery.FanOut.behind), and at least this often (events
+    # sequenced by another process, which fans them out itself on its own wake-up); not every
+    # turn: its statements were a fifth of an idle turn's (docs/performance.md).
     fanout_every_s: float = 1.0
 
 
@@ -135,13 +135,13 @@ class _Loop:
             self.done = outcomes + self.done  # recorded next turn (or sent again after the lease)
             raise
         fan = self.fan_out_due or time.monotonic() >= self.fanned_at + ports.fanout_every_s
-        queued = 0
+        fanned = delivery.FanOut(0, behind=False)
         try:
             async with unit_of_work(ports.sessionmaker) as session:
                 if fan:
                     self.fan_out_due = False  # a wake-up from here on is for later events
                     self.fanned_at = time.monotonic()
-                    queued = await delivery.fan_out(session, now=now)
+                    fanned = await delivery.fan_out_batch(session, now=now)
                 jobs = await delivery.claim(
                     session,
                     ports.config,
@@ -154,11 +154,11 @@ class _Loop:
         except BaseException:
             self.fan_out_due = self.fan_out_due or fan  # rolled back: fanned out again
             raise
-        if queued:
+        if fanned.queued or fanned.behind:
             self.fan_out_due = True  # more may be behind: looked for next turn
         for job in jobs:
             self._start(job)
-        return bool(outcomes or queued or jobs)
+        return bool(outcomes or fanned.queued or jobs)
 
     async def _any_endpoint(self) -> bool:
         """Whether an endpoint is enabled, read again every `_ENDPOINTS_READ_S`: an endpoint

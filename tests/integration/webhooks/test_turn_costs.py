@@ -100,14 +100,14 @@ class TestFanOutTurns:
             fanout_every_s=3600,
         )
         fanned: list[int] = []
-        real = delivery.fan_out
+        real = delivery.fan_out_batch
 
-        async def counted(session: AsyncSession, *, now: object) -> int:
-            queued = await real(session, now=now)  # type: ignore[arg-type]
-            fanned.append(queued)
-            return queued
+        async def counted(session: AsyncSession, *, now: object) -> delivery.FanOut:
+            result = await real(session, now=now)  # type: ignore[arg-type]
+            fanned.append(result.queued)
+            return result
 
-        monkeypatch.setattr(delivery, "fan_out", counted)
+        monkeypatch.setattr(delivery, "fan_out_batch", counted)
         loop = _Loop(ports, asyncio.Event())
         try:
             await loop.turn()
@@ -136,6 +136,41 @@ class TestFanOutTurns:
                 await asyncio.wait(list(loop.in_flight))
             await http.close()
         assert len(await deliveries.deliveries()) == 2
+
+    async def test_a_full_batch_that_matches_nothing_does_not_hold_back_the_next(
+        self, deliveries: Deliveries, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A batch of events none of which the endpoint takes queues nothing: fan-out must still
+        look again next turn (the batch was full), not wait `fanout_every_s` per batch (a
+        burst on another chain held the endpoint's own events back by a second per 1,000)."""
+        monkeypatch.setattr(delivery, "FANOUT_BATCH", 2)
+        await deliveries.endpoint("http://127.0.0.1:9/hook", events=["transaction.confirmed"])
+        http = new_webhook_http(Settings(webhook_allow_private_urls=True))
+        ports = WebhookPorts(
+            sessionmaker=deliveries.sessionmaker,
+            http=http,
+            config=replace(deliveries.config, timeout_s=0.5),
+            fanout_every_s=3600,
+        )
+        loop = _Loop(ports, asyncio.Event())
+        try:
+            await loop.turn()
+            await deliveries.emit(
+                ("transaction.submitted", {}),
+                ("transaction.mined", {}),
+                ("transaction.confirmed", {}),
+            )
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                await sequence_pending(session)
+            loop.sequenced()  # one wake-up for the three events
+            for _ in range(3):
+                await loop.turn()
+            assert len(await deliveries.deliveries()) == 1
+        finally:
+            loop.stop.set()
+            if loop.in_flight:
+                await asyncio.wait(list(loop.in_flight))
+            await http.close()
 
 
 class TestBody:

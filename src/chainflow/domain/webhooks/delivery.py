@@ -1,6 +1,6 @@
 """Delivery of events to webhook endpoints: fan-out and claim (attempts.py sends and records).
 
-At least once: a delivery is claimed by moving its `next_attempt_at` past the attempt's
+At least once: a delivery is claimed by setting its `leased_until` past the attempt's
 deadline (a lease) in a committed transaction before the request is sent, and its outcome is
 recorded after. A worker that dies in between leaves it due again when the lease ends, so it
 is sent again, with the same `webhook-id` (the event's id): receivers dedupe on it.
@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,10 +40,12 @@ FANOUT_BATCH = 1000
 FANOUT_ENDPOINTS = 200
 __all__ = [
     "DeliveryConfig",
+    "FanOut",
     "Job",
     "Outcome",
     "claim",
     "fan_out",
+    "fan_out_batch",
     "given_back",
     "pick",
     "prune",
@@ -54,13 +57,26 @@ __all__ = [
 # Fan-out ----------------------------------------------------------------------------------
 
 
+class FanOut(NamedTuple):
+    queued: int  # deliveries queued
+    # Events may still wait for some endpoint: a batch's limit was reached, or every endpoint
+    # behind was locked by another worker's fan-out (which may have read the head before the
+    # latest events were sequenced). The loop fans out again next turn, not in a second.
+    behind: bool
+
+
 async def fan_out(session: AsyncSession, *, now: datetime) -> int:
-    """Queue a delivery of every newly sequenced event to each enabled endpoint it matches,
-    moving each endpoint's cursor; return how many were queued. Endpoints another worker is
+    """Queue a delivery of every newly sequenced event to each enabled endpoint it matches
+    (up to a batch), moving each endpoint's cursor; return how many were queued."""
+    return (await fan_out_batch(session, now=now)).queued
+
+
+async def fan_out_batch(session: AsyncSession, *, now: datetime) -> FanOut:
+    """`fan_out`, telling also whether events may remain behind. Endpoints another worker is
     fanning out are skipped (locked)."""
     endpoints, head = await repository.lock_endpoints_behind_head(session, limit=FANOUT_ENDPOINTS)
     if not endpoints:
-        return 0
+        return FanOut(0, behind=await repository.any_endpoint_behind(session))
     start = min(e.fanout_cursor for e in endpoints)
     events = await repository.event_heads_after(session, start, limit=FANOUT_BATCH)
     last = events[-1].cursor or 0 if events else 0
@@ -74,7 +90,7 @@ async def fan_out(session: AsyncSession, *, now: datetime) -> int:
         queued += len(chosen)
         endpoint.fanout_cursor = max(endpoint.fanout_cursor, reached)
     await session.flush()
-    return queued
+    return FanOut(queued, behind=len(events) == FANOUT_BATCH or len(endpoints) == FANOUT_ENDPOINTS)
 
 
 def _matching(endpoint: WebhookEndpoint, events: Sequence[EventHead]) -> list[EventHead]:

@@ -599,3 +599,11 @@ async def lock_to_record_with_clocks(
         if row[-1] is not None:  # the endpoint's first_failure_at
             clocks.add(delivery.endpoint_id)
     return locked, clocks
+
+
+async def any_endpoint_behind(session: AsyncSession) -> bool:
+    """Whether an enabled endpoint has not been fanned out up to the head cursor (locked or
+    not: no lock is taken)."""
+    head = select(func.max(EventRow.cursor)).scalar_subquery()
+    behind = exists().where(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.fanout_cursor < head)
+    return bool(await session.scalar(select(behind)))

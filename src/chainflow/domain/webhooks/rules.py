@@ -32,7 +32,9 @@ class Subscription:
         return not (self.chain_ids and chain_id is not None and chain_id not in self.chain_ids)
 
 
-@functools.cache  # an endpoint's few globs, matched against every event fanned out
+# An endpoint's few globs, matched against every event fanned out; bounded, as patterns come
+# from users and can be changed at will (re's own cache held 512).
+@functools.lru_cache(maxsize=1024)
 def _glob(pattern: str) -> re.Pattern[str]:
     """`*` matches any run of characters (dots too); every other character only itself."""
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
