@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 from datetime import timedelta
 
+import aiohttp
 import pytest
 import structlog
 from sqlalchemy import select, update
@@ -87,18 +88,19 @@ class TestRecordOfSuccesses:
         assert await _clock(deliveries) is None
 
 
+def _hourly_fan_out(deliveries: Deliveries, http: aiohttp.ClientSession) -> WebhookPorts:
+    """A loop's ports whose fan-out runs by the clock only once an hour."""
+    config = replace(deliveries.config, timeout_s=0.5)
+    return WebhookPorts(deliveries.sessionmaker, http, config, fanout_every_s=3600)
+
+
 class TestFanOutTurns:
     async def test_fan_out_on_a_wake_up_after_queueing_and_every_fanout_every_s(
         self, deliveries: Deliveries, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         await deliveries.endpoint("http://127.0.0.1:9/hook")
         http = new_webhook_http(Settings(webhook_allow_private_urls=True))
-        ports = WebhookPorts(
-            sessionmaker=deliveries.sessionmaker,
-            http=http,
-            config=replace(deliveries.config, timeout_s=0.5),
-            fanout_every_s=3600,
-        )
+        ports = _hourly_fan_out(deliveries, http)
         fanned: list[int] = []
         real = delivery.fan_out_batch
 
@@ -146,12 +148,7 @@ class TestFanOutTurns:
         monkeypatch.setattr(delivery, "FANOUT_BATCH", 2)
         await deliveries.endpoint("http://127.0.0.1:9/hook", events=["transaction.confirmed"])
         http = new_webhook_http(Settings(webhook_allow_private_urls=True))
-        ports = WebhookPorts(
-            sessionmaker=deliveries.sessionmaker,
-            http=http,
-            config=replace(deliveries.config, timeout_s=0.5),
-            fanout_every_s=3600,
-        )
+        ports = _hourly_fan_out(deliveries, http)
         loop = _Loop(ports, asyncio.Event())
         try:
             await loop.turn()
