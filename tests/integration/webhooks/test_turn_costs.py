@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.clock import utcnow
 from chainflow.core.settings import Settings
 from chainflow.domain.events import EventRow, envelope, sequence_pending
-from chainflow.domain.webhooks import delivery
+from chainflow.domain.webhooks import delivery, repository
 from chainflow.domain.webhooks.delivery import Job, Outcome, claim, fan_out, record
 from chainflow.domain.webhooks.models import WebhookEndpoint
 from chainflow.infra.db.uow import unit_of_work
@@ -187,3 +187,55 @@ class TestBody:
         expected = json.dumps(envelope(row), separators=(",", ":"), default=str).encode()
         assert job.body == expected
         assert json.loads(job.body)["data"] == data
+
+
+class TestFanOutReadsTheTypesItQueues:
+    async def test_only_the_events_an_endpoint_glob_matches_are_read_on_postgres(
+        self, deliveries: Deliveries
+    ) -> None:
+        """On PostgreSQL fan-out reads only the events whose type one of the endpoints' globs
+        matches (LIKE ANY): an endpoint on `transaction.confirmed` read the 5 status changes
+        of each transaction. `%`, `_` and `\\` in a glob are themselves, as in the glob."""
+        kinds = ["transaction.confirmed", "transaction.mined", "a_b.c", "axb.c", "x%", "xy"]
+        kinds += ["back\\slash", "backxslash", "wallet.low_balance"]
+        await deliveries.emit(*[(kind, {}) for kind in kinds])
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+        globs = ["transaction.confirmed", "a_b*", "x%", "back\\slash"]
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            heads = await repository.event_heads_after(session, 0, limit=100, type_globs=globs)
+            every = await repository.event_heads_after(session, 0, limit=100)
+            dialect = session.get_bind().dialect.name
+        assert [h.type for h in every] == kinds
+        matched = ["transaction.confirmed", "a_b.c", "x%", "back\\slash"]
+        assert [h.type for h in heads] == (matched if dialect == "postgresql" else kinds)
+
+
+class TestClaimLocksWhatItCanUse:
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_with_one_endpoint_a_claim_locks_no_more_than_its_room(
+        self, deliveries: Deliveries
+    ) -> None:
+        """With one enabled endpoint, holding 10 of its 16: a claim locks the 6 it can send,
+        not twice its limit (each lock a WAL record, rows another worker's claim steps
+        over): another claim meanwhile gets the rest."""
+        endpoint, _ = await deliveries.endpoint("http://127.0.0.1:9/hook")
+        await deliveries.emit(*[("transaction.confirmed", {"n": n}) for n in range(40)])
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+            await fan_out(session, now=utcnow())
+        now = utcnow()
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            jobs = await claim(
+                session,
+                deliveries.config,
+                now=now,
+                limit=20,
+                busy={endpoint.id: 10},
+                per_endpoint=16,
+                enabled_endpoints=1,
+            )
+            assert len(jobs) == 6
+            async with unit_of_work(deliveries.sessionmaker) as other:
+                rest = await repository.lock_due(other, now=now, limit=100)
+            assert len(rest) == 34

@@ -78,7 +78,10 @@ async def fan_out_batch(session: AsyncSession, *, now: datetime) -> FanOut:
     if not endpoints:
         return FanOut(0, behind=await repository.any_endpoint_behind(session))
     start = min(e.fanout_cursor for e in endpoints)
-    events = await repository.event_heads_after(session, start, limit=FANOUT_BATCH)
+    globs = [glob for endpoint in endpoints for glob in endpoint.event_types]
+    events = await repository.event_heads_after(
+        session, start, limit=FANOUT_BATCH, type_globs=globs
+    )
     last = events[-1].cursor or 0 if events else 0
     # A short batch holds every event up to `head` (cursors are gap-free and were committed
     # before `head` was read) and maybe some sequenced since: the endpoints have seen them all.
@@ -121,6 +124,7 @@ async def claim(
     busy: Mapping[uuid.UUID, int] | None = None,
     per_endpoint: int | None = None,
     sends_per_endpoint: int | None = None,
+    enabled_endpoints: int | None = None,
 ) -> list[Job]:
     """Lease up to `limit` due deliveries and build their requests (signed now).
 
@@ -129,14 +133,16 @@ async def claim(
     `sends_per_endpoint` (how many of an endpoint's jobs the caller sends at once), a job that
     waits behind earlier ones of its endpoint gets a lease longer by a timeout per wave of
     sends ahead of it. A delivery whose secret cannot be read is given back, not leased.
+    `enabled_endpoints`: how many endpoints are enabled, as the caller last read it (None:
+    unknown).
     """
     if limit <= 0:
         return []
     busy = busy or {}
     full = [e for e, n in busy.items() if per_endpoint is not None and n >= per_endpoint]
-    # Twice the rows wanted: room for those of an endpoint that reaches `per_endpoint` in
-    # this batch, without locking (and loading) 4 times a burst's claim.
-    candidates = await repository.lock_due(session, now=now, limit=limit * 2, skip=full)
+    candidates = await repository.lock_due(
+        session, now=now, limit=_lock_limit(limit, busy, per_endpoint, enabled_endpoints), skip=full
+    )
     rows = pick(candidates, limit=limit, busy=busy, per_endpoint=per_endpoint)
     if not rows:
         return []
@@ -167,6 +173,23 @@ async def claim(
     # Not leased: the retry API may act on it at once; tried again after a lease's time.
     await repository.release(session, unread, due=now + timedelta(seconds=config.lease_s))
     return [replace(job, lease_until=leases[job.delivery_id]) for job in jobs]
+
+
+def _lock_limit(
+    limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int | None, endpoints: int | None
+) -> int:
+    """How many due rows a claim locks: twice the rows wanted, room for those of an endpoint
+    that reaches `per_endpoint` in this batch, without locking (and loading) 4 times a
+    burst's claim. With one enabled endpoint no more than its room can be picked: twice the
+    limit locked up to 4 times the rows a claim used (a lock is a WAL record and a write of
+    the row's page, and rows the other workers' claims step over; docs/performance.md item
+    29). Its room is taken as `per_endpoint` less what this process holds of it, or of the
+    one endpoint it holds jobs of (an endpoint disabled with jobs held: a smaller claim
+    until they finish)."""
+    if per_endpoint is None or endpoints != 1:
+        return limit * 2
+    held = next(iter(busy.values())) if len(busy) == 1 else 0
+    return max(0, min(limit * 2, per_endpoint - held))
 
 
 def _jobs(

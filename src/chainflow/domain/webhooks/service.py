@@ -210,6 +210,11 @@ async def any_enabled_endpoint(session: AsyncSession) -> bool:
     return await repository.any_enabled_endpoint(session)
 
 
+async def enabled_endpoints(session: AsyncSession) -> int:
+    """How many endpoints are enabled (0: nothing is fanned out or claimed)."""
+    return await repository.enabled_endpoints(session)
+
+
 async def retry_delivery(
     session: AsyncSession, endpoint: WebhookEndpoint, delivery_id: uuid.UUID
 ) -> DeliveryRead:
