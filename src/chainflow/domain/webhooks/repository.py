@@ -122,20 +122,6 @@ def _after(
     return [or_(created_at > at, and_(created_at == at, row_id > last_id))]
 
 
-async def lock_endpoints_to_fan_out(
-    session: AsyncSession, head: int, *, limit: int
-) -> Sequence[WebhookEndpoint]:
-    """Enabled endpoints behind the head, locked (another worker's are skipped)."""
-    query = (
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.enabled.is_(True), WebhookEndpoint.fanout_cursor < head)
-        .order_by(WebhookEndpoint.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return (await session.scalars(query)).all()
-
-
 async def events_after(
     session: AsyncSession,
     after: int,
@@ -356,20 +342,6 @@ async def fail(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
         )
 
 
-async def lock_to_record(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[LockedDelivery]:
-    """The deliveries still there, locked in id order (the one lock order of delivery rows)."""
-    if not ids:
-        return []
-    d = WebhookDelivery
-    query = (
-        select(d.id, d.endpoint_id, d.event_id, d.attempt_count, d.last_status_code, d.leased_until)
-        .where(d.id.in_(list(set(ids))))
-        .order_by(d.id)
-        .with_for_update()
-    )
-    return [LockedDelivery(*row) for row in (await session.execute(query)).all()]
-
-
 async def store_outcomes(
     session: AsyncSession, moves: Sequence[dict[str, object]], attempts: Sequence[dict[str, object]]
 ) -> None:
@@ -410,13 +382,6 @@ async def other_pending(session: AsyncSession, delivery: WebhookDelivery) -> uui
         )
         .limit(1)
     )
-
-
-async def events_by_pk(session: AsyncSession, pks: Sequence[int]) -> dict[int, EventRow]:
-    if not pks:
-        return {}
-    rows = await session.scalars(select(EventRow).where(EventRow.id.in_(list(set(pks)))))
-    return {row.id: row for row in rows}
 
 
 async def endpoints_by_id(
@@ -582,11 +547,6 @@ async def enabled_endpoints(session: AsyncSession) -> int:
     return int(await session.scalar(query) or 0)
 
 
-async def any_enabled_endpoint(session: AsyncSession) -> bool:
-    """Whether some endpoint is enabled (the delivery loop's gate: nowhere to deliver else)."""
-    return bool(await session.scalar(select(exists().where(WebhookEndpoint.enabled.is_(True)))))
-
-
 # The delivery loop's reads (workers/webhooks.py): each one statement of one SQL text per
 # shape, IN lists padded (params.in_list), no ORM instance per row.
 
@@ -595,8 +555,8 @@ async def lock_endpoints_behind_head(
     session: AsyncSession, *, limit: int
 ) -> tuple[Sequence[WebhookEndpoint], int]:
     """Enabled endpoints behind the head cursor, locked (another worker's are skipped), and
-    that head (0 when none is behind): head_cursor and lock_endpoints_to_fan_out in one
-    statement, so a fan-out with nothing to do is one round trip."""
+    that head (0 when none is behind), in one statement: a fan-out with nothing to do is one
+    round trip."""
     head = select(func.max(EventRow.cursor)).scalar_subquery()
     query = (
         select(WebhookEndpoint, head)
@@ -635,9 +595,10 @@ async def event_snapshots(session: AsyncSession, pks: Sequence[int]) -> dict[int
 async def lock_to_record_with_clocks(
     session: AsyncSession, ids: Sequence[uuid.UUID]
 ) -> tuple[list[LockedDelivery], set[uuid.UUID]]:
-    """lock_to_record, and which of their endpoints have a failure clock running
-    (first_failure_at set), read in the same statement: a record of successes resets only
-    the clocks that run, rather than an UPDATE of the endpoints every record."""
+    """The deliveries still there, locked in id order (the one lock order of delivery rows),
+    and which of their endpoints have a failure clock running (first_failure_at set), read in
+    the same statement: a record of successes resets only the clocks that run, rather than an
+    UPDATE of the endpoints every record."""
     if not ids:
         return [], set()
     d, e = WebhookDelivery, WebhookEndpoint

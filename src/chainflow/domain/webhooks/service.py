@@ -205,11 +205,6 @@ async def backlogs(session: AsyncSession) -> list[repository.Backlog]:
     return await repository.backlogs(session)
 
 
-async def any_enabled_endpoint(session: AsyncSession) -> bool:
-    """Whether some endpoint is enabled: without one, nothing is fanned out or claimed."""
-    return await repository.any_enabled_endpoint(session)
-
-
 async def enabled_endpoints(session: AsyncSession) -> int:
     """How many endpoints are enabled (0: nothing is fanned out or claimed)."""
     return await repository.enabled_endpoints(session)
