@@ -125,7 +125,11 @@ class _Loop:
 
     async def turn(self) -> bool:
         """Record what finished, fan out, claim free slots; True if anything happened."""
-        if not (self.done or self.in_flight or await self._any_endpoint()):
+        # Read every turn (cached for _ENDPOINTS_READ_S), busy or not: the count bounds a
+        # claim's locks (delivery._lock_limit), and an endpoint created while another keeps
+        # this process busy must be counted within that time.
+        any_endpoint = await self._any_endpoint()
+        if not (self.done or self.in_flight or any_endpoint):
             return False  # nowhere to deliver: no database work but the cached check
         ports, now = self.ports, utcnow()
         outcomes, self.done = self.done, []

@@ -239,3 +239,31 @@ class TestClaimLocksWhatItCanUse:
             async with unit_of_work(deliveries.sessionmaker) as other:
                 rest = await repository.lock_due(other, now=now, limit=100)
             assert len(rest) == 34
+
+    async def test_an_endpoint_created_while_the_only_one_is_full_is_claimed(
+        self, deliveries: Deliveries
+    ) -> None:
+        """The count of enabled endpoints is read every half second; between reads a new
+        endpoint's deliveries must still be claimed while the one counted is at its cap (the
+        lock limit was its room: 0, so nothing was locked until its backlog drained)."""
+        first, _ = await deliveries.endpoint("http://127.0.0.1:9/first")
+        await deliveries.emit(*[("transaction.confirmed", {"n": n}) for n in range(20)])
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+            await fan_out(session, now=utcnow())
+        second, _ = await deliveries.endpoint("http://127.0.0.1:9/second")
+        await deliveries.emit(("transaction.confirmed", {"n": 20}))
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+            await fan_out(session, now=utcnow())
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            jobs = await claim(
+                session,
+                deliveries.config,
+                now=utcnow(),
+                limit=20,
+                busy={first.id: 16},
+                per_endpoint=16,
+                enabled_endpoints=1,  # as read before the second was created
+            )
+        assert [job.endpoint_id for job in jobs] == [second.id]

@@ -189,7 +189,11 @@ def _lock_limit(
     if per_endpoint is None or endpoints != 1:
         return limit * 2
     held = next(iter(busy.values())) if len(busy) == 1 else 0
-    return max(0, min(limit * 2, per_endpoint - held))
+    if held >= per_endpoint:
+        # That endpoint is full and skipped: any row due now is another endpoint's (one
+        # created since `endpoints` was read), which a limit of 0 would never claim.
+        return limit * 2
+    return min(limit * 2, per_endpoint - held)
 
 
 def _jobs(
