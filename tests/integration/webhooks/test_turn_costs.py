@@ -5,6 +5,7 @@ turn; a body is the compact JSON of the event's envelope, whatever its data hold
 
 import asyncio
 import json
+import uuid
 from dataclasses import replace
 from datetime import timedelta
 
@@ -240,30 +241,25 @@ class TestClaimLocksWhatItCanUse:
                 rest = await repository.lock_due(other, now=now, limit=100)
             assert len(rest) == 34
 
-    async def test_an_endpoint_created_while_the_only_one_is_full_is_claimed(
+    async def test_the_endpoint_count_is_read_again_while_sends_are_in_flight(
         self, deliveries: Deliveries
     ) -> None:
-        """The count of enabled endpoints is read every half second; between reads a new
-        endpoint's deliveries must still be claimed while the one counted is at its cap (the
-        lock limit was its room: 0, so nothing was locked until its backlog drained)."""
-        first, _ = await deliveries.endpoint("http://127.0.0.1:9/first")
-        await deliveries.emit(*[("transaction.confirmed", {"n": n}) for n in range(20)])
-        async with unit_of_work(deliveries.sessionmaker) as session:
-            await sequence_pending(session)
-            await fan_out(session, now=utcnow())
-        second, _ = await deliveries.endpoint("http://127.0.0.1:9/second")
-        await deliveries.emit(("transaction.confirmed", {"n": 20}))
-        async with unit_of_work(deliveries.sessionmaker) as session:
-            await sequence_pending(session)
-            await fan_out(session, now=utcnow())
-        async with unit_of_work(deliveries.sessionmaker) as session:
-            jobs = await claim(
-                session,
-                deliveries.config,
-                now=utcnow(),
-                limit=20,
-                busy={first.id: 16},
-                per_endpoint=16,
-                enabled_endpoints=1,  # as read before the second was created
-            )
-        assert [job.endpoint_id for job in jobs] == [second.id]
+        """The count bounds a claim's locks (one endpoint: its room, 0 at its cap); read only
+        while idle, it stayed 1 while that endpoint kept the process busy, and an endpoint
+        created meanwhile was not claimed until the backlog drained."""
+        await deliveries.endpoint("http://127.0.0.1:9/first")
+        http = new_webhook_http(Settings(webhook_allow_private_urls=True))
+        loop = _Loop(_hourly_fan_out(deliveries, http), asyncio.Event())
+        sending = asyncio.create_task(asyncio.Event().wait())  # a send still in flight
+        try:
+            await loop.turn()
+            assert loop.endpoints == 1
+            loop.in_flight[sending] = uuid.uuid4()  # type: ignore[index]  # a stand-in
+            await deliveries.endpoint("http://127.0.0.1:9/second")
+            loop.endpoints_read_at -= 1.0  # the cached count is older than its half second
+            await loop.turn()
+            assert loop.endpoints == 2
+        finally:
+            sending.cancel()
+            loop.in_flight.clear()
+            await http.close()
