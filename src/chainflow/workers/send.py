@@ -12,7 +12,6 @@ from chainflow.domain.transactions.send.broadcast import send_raw
 from chainflow.domain.transactions.send.nonce_gaps import FillerUnsigned, release_nonce
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.signer import SignerUnavailable
 from chainflow.workers.engine import Engine
 
 log = get_logger(__name__)
@@ -42,10 +41,10 @@ async def send_and_record(engine: Engine, chain: ChainConfig, sends: Sequence[Se
             # request keeps its nonce (still signed) and the tracker sends it again later,
             # when the node's refusal brings it back here. No nonce is consumed or skipped.
             log.warning(
-                "nonce.release_waiting", tx_id=str(one.tx_id), error=exc.code, detail=exc.detail
+                "nonce.release_waiting", tx_id=str(one.tx_id), error=exc.reason, detail=exc.detail
             )
             engine.state.signers.note_unavailable(exc.wallet_id)
-            await show_paused(engine, chain.chain_id, exc.wallet_id, SignerUnavailable.code)
+            await show_paused(engine, chain.chain_id, exc.wallet_id, exc.reason)
 
 
 async def show_paused(

@@ -20,7 +20,7 @@ from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.track import judge, observe, record, reverts
 from chainflow.domain.transactions.track.replace import replace
 from chainflow.infra.db.uow import read_only, unit_of_work
-from chainflow.infra.signing.signer import SignerUnavailable
+from chainflow.infra.signing.signer import SignatureFailed, SignerUnavailable
 from chainflow.workers.engine import Engine
 from chainflow.workers.send import send_and_record, show_paused
 
@@ -96,10 +96,16 @@ async def _replace(
                     config=ports.config,
                     cancel=wanted.cancel,
                 )
-        except SignerUnavailable as exc:  # this wallet's backend is down: bump it later
-            log.warning("tracker.signer_unavailable", tx_id=str(wanted.tx_id), detail=exc.detail)
+        except SignerUnavailable as exc:  # its backend is down, or signed badly: bump it later
+            bad = isinstance(exc, SignatureFailed)  # a fault to look into, not an outage
+            (log.error if bad else log.warning)(
+                "tracker.bad_signature" if bad else "tracker.signer_unavailable",
+                tx_id=str(wanted.tx_id),
+                error=exc.code,
+                detail=exc.detail,
+            )
             state.signers.note_unavailable(wallet_id)
-            await show_paused(engine, chain.chain_id, wallet_id, SignerUnavailable.code)
+            await show_paused(engine, chain.chain_id, wallet_id, exc.code)
             continue
         if attempt is not None:
             ports.crasher.reached(CrashPoint.BUMP_STORED)

@@ -212,8 +212,9 @@ class TestLanes:
         lane = (await api.client.get(path, headers=headers)).json()
         assert lane["in_flight"] == 2
 
+    @pytest.mark.parametrize("reason", ["signer_unavailable", "bad_signature"])
     async def test_a_lane_waiting_for_its_signer_says_so(
-        self, api: ApiHarness, anvil_url: str
+        self, api: ApiHarness, anvil_url: str, reason: str
     ) -> None:
         async with unit_of_work(api.resources.sessionmaker) as session:
             await add_anvil_chain(session, anvil_url)
@@ -221,15 +222,16 @@ class TestLanes:
         created = await api.client.post("/v1/wallets", headers=headers, json={"generate": True})
         path = f"/v1/wallets/{created.json()['id']}/chains/31337"
         await api.client.put(path, headers=headers)
-        # No worker runs here: mark the lane as a drain does when the signer is unreachable.
+        # No worker runs here: mark the lane as a drain does when the signer is unreachable
+        # (signer_unavailable) or its signature did not verify (bad_signature).
         async with unit_of_work(api.resources.sessionmaker) as session:
             await session.execute(
                 update(WalletChain)
                 .where(WalletChain.wallet_id == uuid.UUID(created.json()["id"]))
-                .values(paused_reason="signer_unavailable")
+                .values(paused_reason=reason)
             )
         lane = (await api.client.get(path, headers=headers)).json()
-        assert lane["paused_reason"] == "signer_unavailable"
+        assert lane["paused_reason"] == reason
 
     async def test_lane_on_unknown_chain_is_404(self, api: ApiHarness) -> None:
         headers = await api.key("wallets")

@@ -16,9 +16,15 @@ from chainflow.domain.transactions.rows import AttemptRow
 from chainflow.domain.wallets.custody import read_public_key, signer_for
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.aws_kms import AwsKms
+from chainflow.infra.signing.ecdsa import BadSignature
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
-from chainflow.infra.signing.signer import Signer, SignerHealth, SignerUnavailable
+from chainflow.infra.signing.signer import (
+    SignatureFailed,
+    Signer,
+    SignerHealth,
+    SignerUnavailable,
+)
 
 CANCEL_GAS = 21_000
 PROBE_TASK = "signer.probe"  # the name of a background probe's task, then ":<wallet id>"
@@ -169,10 +175,17 @@ async def signed_attempt(
     fees: Fees,
     kind: AttemptKind,
 ) -> AttemptRow:
-    """Sign an attempt of `tx`; its row (id, raw bytes, hash, fees, ...)."""
+    """Sign an attempt of `tx`; its row (id, raw bytes, hash, fees, ...).
+
+    Raises: SignerUnavailable, and its SignatureFailed when the signature is not a valid one
+    for the wallet's key (every caller makes its lane wait, as for a backend that is down).
+    """
     cancel = kind is AttemptKind.CANCEL
     fields = tx_fields(tx, chain=chain, nonce=nonce, gas_limit=gas_limit, fees=fees, cancel=cancel)
-    signed = await signer.sign_transaction(fields)
+    try:
+        signed = await signer.sign_transaction(fields)
+    except BadSignature as exc:  # its message names no key, digest or signature bytes
+        raise SignatureFailed(str(exc)) from None
     return {
         "id": AttemptId(uuid.uuid4()),
         "tx_id": tx.id,

@@ -10,9 +10,15 @@ from chainflow.domain.chains import service as chains
 from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.errors import LaneNotFound
 from chainflow.domain.wallets.models import Wallet
-from chainflow.domain.wallets.schemas import LaneRead
+from chainflow.domain.wallets.schemas import LaneRead, PausedReason
 from chainflow.infra.rpc.client import RpcCallError, RpcClient
-from chainflow.infra.signing.signer import SignerHealth, SignerUnavailable
+from chainflow.infra.signing.signer import SignatureFailed, SignerHealth, SignerUnavailable
+
+# The reasons a lane may show (LaneRead.paused_reason); anything else stored shows as null.
+_PAUSED_REASONS: dict[str, PausedReason] = {
+    SignerUnavailable.code: "signer_unavailable",
+    SignatureFailed.code: "bad_signature",
+}
 
 
 async def read_lane(
@@ -64,9 +70,7 @@ async def read_lane(
         in_flight=in_flight,
         balance_wei=balance,
         rpc_error=rpc_error,
-        paused_reason="signer_unavailable"
-        if lane.paused_reason == SignerUnavailable.code
-        else None,
+        paused_reason=_PAUSED_REASONS.get(lane.paused_reason or ""),
         low_balance_wei=lane.low_balance_wei,
     )
 

@@ -77,7 +77,8 @@ class WalletChain(Base):
         Boolean, default=False, server_default=false()
     )
     # "signer_unavailable" while the engine's last try to sign for the lane found its HSM / KMS
-    # down (the lane waits, its nonce kept); cleared by its next signature (issue 20).
+    # down, "bad_signature" while that try's signature did not verify (the lane waits, its
+    # nonce kept); cleared by its next signature (issue 20).
     paused_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -158,6 +158,9 @@ class LaneSettings(RequestBody):
     )
 
 
+PausedReason = Literal["signer_unavailable", "bad_signature"]
+
+
 class LaneRead(BaseModel):
     """A wallet on one chain: our nonce cursor next to what the chain says."""
 
@@ -189,10 +192,12 @@ class LaneRead(BaseModel):
     in_flight: int = Field(description="requests of this lane signed or sent, not yet seen mined")
     balance_wei: WeiStr | None
     rpc_error: str | None = None
-    paused_reason: Literal["signer_unavailable"] | None = Field(
+    paused_reason: PausedReason | None = Field(
         None,
         description="signer_unavailable: the engine's last try to sign for this lane found its "
-        "HSM or KMS unreachable; the lane waits (no nonce taken) and resumes by itself",
+        "HSM or KMS unreachable; bad_signature: its signer's signature was not a valid one for "
+        "the wallet's key (a fault to look into). Either way the lane waits (no nonce taken) "
+        "and resumes by itself once a signature succeeds",
     )
     low_balance_wei: WeiStr | None = None
     signer_healthy: bool | None = Field(

@@ -8,7 +8,14 @@ from chainflow.core.errors import Unavailable
 from chainflow.core.types import Address, TxHash
 from chainflow.infra.signing.ecdsa import RecoverableSignature
 
-__all__ = ["HEALTHY", "SignedTx", "Signer", "SignerHealth", "SignerUnavailable"]
+__all__ = [
+    "HEALTHY",
+    "SignatureFailed",
+    "SignedTx",
+    "Signer",
+    "SignerHealth",
+    "SignerUnavailable",
+]
 
 
 class SignerUnavailable(Unavailable):
@@ -19,6 +26,20 @@ class SignerUnavailable(Unavailable):
 
     code: ClassVar[str] = "signer_unavailable"
     title: ClassVar[str] = "Signer unavailable"
+
+
+class SignatureFailed(SignerUnavailable):
+    """The wallet's signer made, or its backend returned, a signature that is not a valid one
+    for the wallet's key (ecdsa.BadSignature: a local key's signature failed its check, an HSM
+    or KMS answered garbage or signed with another key).
+
+    Handled as an unavailable signer, under its own code: nothing was signed, only this
+    wallet's lane waits (no nonce taken) and it is tried again once a probe passes. It is a
+    fault to look into (memory, CPU, token, a KMS alias moved), not an outage.
+    """
+
+    code: ClassVar[str] = "bad_signature"
+    title: ClassVar[str] = "Bad signature"
 
 
 @dataclass(frozen=True)

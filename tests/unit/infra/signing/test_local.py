@@ -16,6 +16,7 @@ from chainflow.infra.signing.ecdsa import BadSignature
 from chainflow.infra.signing.keystore import SECP256K1_ORDER, InvalidPrivateKey
 from chainflow.infra.signing.local import LocalSigner, address_of, generate_private_key
 from chainflow.infra.signing.signer import HEALTHY, Signer
+from tests.support.faulty_signer import FaultyKey
 
 # The example key from eth-account's documentation, and its published address.
 KEY_HEX = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
@@ -155,23 +156,10 @@ class TestLocalSigner:
             LocalSigner(SecretBytes(bytes(32)))
 
 
-class _FaultyKey:
-    """A key whose signatures come out with one bit of s flipped: a fault in memory or the CPU
-    (with deterministic nonces, such a signature and the correct one give the key away)."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = coincurve.PrivateKey(key)
-
-    def sign_recoverable(self, digest: bytes, hasher: None) -> bytes:
-        signature = bytearray(self._key.sign_recoverable(digest, hasher=hasher))
-        signature[40] ^= 0x01
-        return bytes(signature)
-
-
 class TestFaultySignature:
     async def test_a_signature_that_does_not_verify_never_leaves_the_signer(self) -> None:
         signer = LocalSigner(KEY)
-        signer._curve_key = _FaultyKey(KEY.reveal())  # type: ignore[assignment]
+        signer._curve_key = FaultyKey(coincurve.PrivateKey(KEY.reveal()))  # type: ignore[assignment]
 
         with pytest.raises(BadSignature, match="did not verify") as caught:
             await signer.sign_transaction(TYPE_2_TX)

@@ -23,7 +23,7 @@ from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import step
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.domain.wallets.service import lock_lanes, store_next_nonces
-from chainflow.infra.signing.signer import Signer, SignerUnavailable
+from chainflow.infra.signing.signer import SignatureFailed, Signer, SignerUnavailable
 
 log = get_logger(__name__)
 
@@ -76,10 +76,11 @@ async def sign_lanes(
                     fees=_fees_for(tx, market, chain),
                     kind=AttemptKind.ORIGINAL,
                 )
-            except SignerUnavailable as exc:
-                # Nothing signed at this nonce: the cursor stays, the request stays queued.
+            except SignerUnavailable as exc:  # also SignatureFailed: a bad signature
+                # Nothing signed at this nonce: the cursor stays, the request stays queued,
+                # and only this lane waits; the others of the drain sign on.
                 _signer_down(ready, chain, exc)
-                lane.paused_reason = SignerUnavailable.code
+                lane.paused_reason = exc.code
                 signers.note_unavailable(ready.wallet.id)
                 break
             moved = step(
@@ -162,8 +163,10 @@ async def _signer_of(signers: Signers, ready: Ready, chain: ChainConfig) -> Sign
 
 
 def _signer_down(ready: Ready, chain: ChainConfig, exc: SignerUnavailable) -> None:
-    log.warning(
-        "lane.signer_unavailable",
+    """Log why the lane waits: its detail names no key, PIN, digest or signature bytes."""
+    bad = isinstance(exc, SignatureFailed)  # a fault to look into, not an outage
+    (log.error if bad else log.warning)(
+        "lane.bad_signature" if bad else "lane.signer_unavailable",
         wallet=ready.wallet.address,
         chain_id=chain.chain_id,
         error=exc.code,

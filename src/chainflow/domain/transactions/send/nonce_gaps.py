@@ -21,11 +21,13 @@ log = get_logger(__name__)
 
 
 class FillerUnsigned(SignerUnavailable):
-    """The filler of a released nonce could not be signed: the wallet's backend is down."""
+    """The filler of a released nonce could not be signed: the wallet's backend is down, or
+    its signature was bad (`reason`: the code of the lane's paused_reason)."""
 
-    def __init__(self, detail: str, *, wallet_id: WalletId) -> None:
+    def __init__(self, detail: str, *, wallet_id: WalletId, reason: str) -> None:
         super().__init__(detail)
         self.wallet_id = wallet_id
+        self.reason = reason
 
 
 async def release_nonce(
@@ -66,8 +68,8 @@ async def release_nonce(
         return
     try:
         await _fill(session, chain, tx, nonce=nonce, fees=fees, signers=signers)
-    except SignerUnavailable as exc:
-        raise FillerUnsigned(exc.detail, wallet_id=tx.wallet_id) from None
+    except SignerUnavailable as exc:  # also SignatureFailed
+        raise FillerUnsigned(exc.detail, wallet_id=tx.wallet_id, reason=exc.code) from None
     signers.note_signed(tx.wallet_id)
     lane.paused_reason = None  # it signed: the lane's signer answers (issue 20)
 

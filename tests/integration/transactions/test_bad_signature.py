@@ -1,0 +1,118 @@
+"""A signature that does not verify (ecdsa.BadSignature: a local key's check failed, an HSM or KMS
+answered garbage) is its lane's problem only: the lane waits with `paused_reason`
+"bad_signature", nothing stored, no nonce taken, and the other lanes drained or bumped in the
+same round go on; once signing works again the lane resumes with no nonce gap."""
+
+import pytest
+
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.local import LocalSigner
+from chainflow.workers.drain import drain_lanes
+from chainflow.workers.main import run_round
+from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.chaos import (
+    assert_lane_settled,
+    chain_config,
+    lane_next_nonce,
+    lane_transactions,
+    mining_stopped,
+)
+from tests.support.engine import EngineHarness, has_status
+from tests.support.faulty_signer import bad_signatures
+from tests.support.polling import eventually
+
+
+async def local_signer(harness: EngineHarness, wallet: Wallet) -> LocalSigner:
+    """The signer the engine keeps for the wallet (the one its drains and bumps use)."""
+    signer = await harness.engine.state.signers.of(wallet)
+    assert isinstance(signer, LocalSigner)
+    return signer
+
+
+async def paused_reason(harness: EngineHarness, wallet: Wallet) -> str | None:
+    async with unit_of_work(harness.sessionmaker) as session:
+        lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
+        assert lane is not None
+        return lane.paused_reason
+
+
+async def test_a_bad_signature_holds_only_its_lane_of_the_drain_and_it_resumes_without_a_gap(
+    harness: EngineHarness,
+) -> None:
+    good, bad = await harness.wallet(), await harness.wallet()
+    faulty = await local_signer(harness, bad)
+    chain = await chain_config(harness)
+    with bad_signatures(faulty):
+        bad_ids = [await harness.submit(bad, value=str(i + 1)) for i in range(2)]
+        good_ids = [await harness.submit(good, value=str(i + 1)) for i in range(2)]
+        # One drain of both lanes: the good one signs (before: BadSignature failed the round).
+        assert await drain_lanes(harness.engine, chain, [bad.id, good.id]) == 2
+        rows = await harness.run_until(good_ids, has_status(TxStatus.CONFIRMED))
+        assert [tx.nonce for tx in rows] == [0, 1]
+        for _ in range(3):  # more rounds: the lane keeps waiting, the other goes on
+            good_ids.append(await harness.submit(good, value="9"))
+            await run_round(harness.engine, ANVIL_CHAIN_ID)
+        rows = await harness.run_until(good_ids, has_status(TxStatus.CONFIRMED))
+        assert sorted(tx.nonce or 0 for tx in rows) == [0, 1, 2, 3, 4]
+        waiting = await lane_transactions(harness, bad)
+        assert [(tx.status, tx.nonce, tx.attempts) for tx in waiting] == [
+            (TxStatus.QUEUED, None, [])
+        ] * 2
+        assert await lane_next_nonce(harness, bad) == 0
+        assert await harness.chain_nonce(bad, "pending") == 0
+        assert await paused_reason(harness, bad) == "bad_signature"
+        assert await paused_reason(harness, good) is None
+    rows = await harness.run_until(bad_ids, has_status(TxStatus.CONFIRMED))
+    assert [tx.nonce for tx in rows] == [0, 1]
+    assert await paused_reason(harness, bad) is None
+    assert await lane_next_nonce(harness, bad) == 2
+    await assert_lane_settled(harness, bad)
+    await assert_lane_settled(harness, good)
+
+
+@pytest.mark.parametrize("faulty_first", [True, False])
+async def test_a_bad_signature_of_a_bump_holds_only_its_lane_and_it_resumes(
+    harness: EngineHarness, faulty_first: bool
+) -> None:
+    """Both wallets' requests are stuck (nothing mined); the tracker bumps both in one round.
+    The faulty wallet's bump is not stored and its lane shows bad_signature; the other's bump
+    is stored and sent. Before, the BadSignature failed the chain's whole tracking round."""
+    # The tracker replaces in wallet id order: the faulty wallet's bump first, or second.
+    first, second = sorted([await harness.wallet(), await harness.wallet()], key=lambda w: w.id)
+    good, bad = (second, first) if faulty_first else (first, second)
+    faulty = await local_signer(harness, bad)
+    async with mining_stopped(harness.rpc):
+        ids = [await harness.submit(wallet, value="1") for wallet in (first, second)]
+        await harness.run_until(ids, has_status(TxStatus.SUBMITTED))
+        with bad_signatures(faulty):
+
+            async def good_bumped_and_bad_paused() -> bool:
+                await run_round(harness.engine, ANVIL_CHAIN_ID)  # stuck after 1 s: bumps
+                (good_tx,) = await lane_transactions(harness, good)
+                return (
+                    len(good_tx.attempts) >= 2
+                    and await paused_reason(harness, bad) == "bad_signature"
+                )
+
+            assert await eventually(good_bumped_and_bad_paused, timeout_s=30)
+            (bad_tx,) = await lane_transactions(harness, bad)
+            assert (bad_tx.status, bad_tx.nonce, len(bad_tx.attempts)) == (
+                TxStatus.SUBMITTED,
+                0,
+                1,
+            )
+            assert await paused_reason(harness, good) is None
+
+        async def bad_bumped() -> bool:
+            await run_round(harness.engine, ANVIL_CHAIN_ID)
+            (bad_tx,) = await lane_transactions(harness, bad)
+            return len(bad_tx.attempts) >= 2 and await paused_reason(harness, bad) is None
+
+        assert await eventually(bad_bumped, timeout_s=30)
+    rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED), timeout_s=60)
+    assert [tx.nonce for tx in rows] == [0, 0]
+    for wallet in (good, bad):
+        assert await harness.chain_nonce(wallet) == 1
+        await assert_lane_settled(harness, wallet)
