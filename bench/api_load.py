@@ -21,10 +21,9 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from bench import baselines
 from bench.cluster import run_shape
+from bench.ports import anvil_on_free_port
 from bench.report import replace_section
-from chainflow.infra.anvil import run_anvil
 
 SINK = "0x000000000000000000000000000000000000dEaD"
 
@@ -76,7 +75,7 @@ async def load(
 async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="cf-load-"))
     async with (
-        run_anvil(port=baselines.free_port()) as anvil,
+        anvil_on_free_port() as anvil,
         run_shape(
             "distributed", anvil, args.wallets, folder, apis=args.apis, workers=args.workers
         ) as run,

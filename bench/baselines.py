@@ -12,7 +12,6 @@ Run: .venv/bin/python -m bench.baselines [--wallets 8] [--per-wallet 200] [--nai
 import argparse
 import asyncio
 import itertools
-import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,7 +24,7 @@ from eth_typing import ChecksumAddress, HexStr
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
 
-from chainflow.infra.anvil import run_anvil
+from bench.ports import anvil_on_free_port
 
 CHAIN_ID = 31337
 SINK = "0x000000000000000000000000000000000000dEaD"
@@ -284,13 +283,6 @@ async def web3_naive_loop(
 # --- command line --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def fresh_keys(count: int) -> list[str]:
     return [HexStr(Account.create().key.hex()) for _ in range(count)]
 
@@ -299,7 +291,7 @@ async def on_fresh_anvil(
     run: Callable[[str, list[str]], Awaitable[BaselineResult]], wallets: int
 ) -> BaselineResult:
     keys = fresh_keys(wallets)
-    async with run_anvil(port=free_port()) as url:
+    async with anvil_on_free_port() as url:
         await fund(url, keys)
         return await run(url, keys)
 

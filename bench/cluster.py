@@ -5,16 +5,16 @@ sampled while they run."""
 import asyncio
 import base64
 import contextlib
+import functools
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ import asyncpg
 import psutil
 import redis.asyncio as redis
 
-from bench.baselines import free_port
+from bench.ports import START_ATTEMPTS, PortTaken, answers, free_port, listens
 from chainflow.domain.apikeys.service import create_api_key
 from chainflow.domain.chains.models import Chain, RpcEndpoint
 from chainflow.domain.wallets import service as wallets
@@ -172,16 +172,45 @@ async def _prepare(
     return secret, [w.address for w in rows], token
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+async def _serving(
+    proc: subprocess.Popen[bytes], port: int, again: Callable[[int], subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The API process once it answers on its port, and the port; started `again` on a new
+    port while another process took its port first (bench/ports.py), START_ATTEMPTS in all."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            await asyncio.to_thread(_wait_http, port, proc)
+            return proc, port
+        except PortTaken:
+            await stop_all([proc])
+            if attempt == START_ATTEMPTS:
+                raise
+        port = free_port()
+        proc = again(port)
+    raise AssertionError("unreachable")
+
+
+def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Until `proc` answers GET /healthz on `port`. Raises: PortTaken (it exited, or never
+    listened, while another process holds the port), RuntimeError."""
+    url = f"http://127.0.0.1:{port}/healthz"
+    mine = psutil.Process(proc.pid)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            if answers(port):  # "Address already in use": someone else's server is there
+                raise PortTaken(f"{proc.args!r}: port {port} held by another process")
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)  # the process is still starting
+                if listens([mine], port):
+                    return
+                # Another process's server answered there: ours fails to bind and exits.
+        except OSError:  # URLError, refused, reset, or a timeout (a server that never answers)
+            pass
+        time.sleep(0.1)  # polling a process that is still starting, or exiting
+    if not listens([mine], port) and answers(port):
+        raise PortTaken(f"{proc.args!r}: port {port} held by another process")
     raise RuntimeError(f"{url} did not answer")
 
 
@@ -250,30 +279,39 @@ async def run_shape(
             "CHAINFLOW_RPC_ALLOW_PRIVATE_URLS": "true",  # the bench chain is anvil on loopback
         }
         env |= dict(settings or {})
-        ports = [free_port() for _ in range(apis if shape == "distributed" else 1)]
         running = Running(token, addresses, url, servers=await server_pids())
-        running.api_urls = [f"http://127.0.0.1:{port}" for port in ports]
         if shape == "embedded":
-            commands = {"dev": ["dev", "--port", str(ports[0])]}
+            servers = {"dev": ["dev", "--port"]}
         else:
             env["CHAINFLOW_REDIS_URL"] = REDIS
-            commands = {
-                f"api{i + 1}" if apis > 1 else "api": ["api", "--port", str(port)]
-                for i, port in enumerate(ports)
-            }
-            # Each worker its own metrics port: two on one host cannot share the default.
+            servers = {f"api{i + 1}" if apis > 1 else "api": ["api", "--port"] for i in range(apis)}
+        ports = {name: free_port() for name in servers}
+        commands = {name: [*args, str(ports[name])] for name, args in servers.items()}
+        if shape != "embedded":
+            # Each worker its own metrics port: two on one host cannot share the default. (One
+            # taken meanwhile only turns that worker's metrics off: it logs so and works on.)
             commands |= {
                 f"worker{i + 1}": ["worker", "--metrics-port", str(free_port())]
                 for i in range(workers)
             }
         logs = (folder / f"{shape}-{wallet_count}.log").open("ab")
+
+        def start(args: Sequence[str]) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [CHAINFLOW, *args], env=env, stdout=logs, stderr=subprocess.STDOUT
+            )
+
+        def start_on(args: Sequence[str], port: int) -> subprocess.Popen[bytes]:
+            return start([*args, str(port)])
+
         try:
             for name, args in commands.items():
-                running.procs[name] = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-                    [CHAINFLOW, *args], env=env, stdout=logs, stderr=subprocess.STDOUT
+                running.procs[name] = start(args)
+            for name, args in servers.items():
+                running.procs[name], port = await _serving(
+                    running.procs[name], ports[name], functools.partial(start_on, args)
                 )
-            for api_url, proc in zip(running.api_urls, running.procs.values(), strict=False):
-                await asyncio.to_thread(_wait_http, f"{api_url}/healthz", proc)
+                running.api_urls.append(f"http://127.0.0.1:{port}")
             yield running
         finally:
             await stop_all(list(running.procs.values()))

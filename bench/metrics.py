@@ -14,11 +14,10 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import baselines
 from bench.cluster import run_shape
 from bench.e2e import submit_all, wait_confirmed
+from bench.ports import anvil_on_free_port
 from bench.report import replace_section
-from chainflow.infra.anvil import run_anvil
 
 _TARGET_CPU_PERCENT = 5.0
 _TARGET_SCRAPE_MS = 100.0
@@ -29,7 +28,7 @@ async def cpu_ms_per_tx(folder: Path, *, wallets: int, per_wallet: int, enabled:
     metrics on, the API and both workers are scraped every second as Prometheus would."""
     settings = {"CHAINFLOW_METRICS_ENABLED": "true" if enabled else "false"}
     async with (
-        run_anvil(port=baselines.free_port()) as anvil,
+        anvil_on_free_port() as anvil,
         run_shape("distributed", anvil, wallets, folder, settings=settings) as run,
     ):
         stop = asyncio.Event()
@@ -62,7 +61,7 @@ async def scrape_ms(folder: Path, *, lanes: int, scrapes: int) -> tuple[float, f
     database on every scrape (CHAINFLOW_METRICS_CACHE_S=0), and the lane series it returned."""
     settings = {"CHAINFLOW_METRICS_CACHE_S": "0"}
     async with (
-        run_anvil(port=baselines.free_port()) as anvil,
+        anvil_on_free_port() as anvil,
         run_shape(
             "distributed", anvil, lanes, folder, workers=0, fund=False, settings=settings
         ) as run,

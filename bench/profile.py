@@ -28,9 +28,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from bench import baselines, e2e, webhooks
+from bench import e2e, webhooks
 from bench.cluster import POSTGRES, run_shape
-from chainflow.infra.anvil import run_anvil
+from bench.ports import anvil_on_free_port, serve_here
 
 PYSPY = str(Path(sys.executable).parent / "py-spy")
 
@@ -136,12 +136,11 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         hook, receiver = webhooks.Receiver(), web.AppRunner(web.Application(), access_log=None)
         receiver.app.router.add_post("/hook", hook.handle)
         await receiver.setup()
-        port = baselines.free_port()
-        await web.TCPSite(receiver, "127.0.0.1", port).start()
+        port = await serve_here(receiver)
         hook_url = f"http://127.0.0.1:{port}/hook"
         settings = webhooks.SETTINGS | settings
     async with (
-        run_anvil(port=baselines.free_port()) as anvil,
+        anvil_on_free_port() as anvil,
         run_shape(
             "distributed",
             anvil,

@@ -29,8 +29,8 @@ import asyncpg
 import uvloop
 from aiohttp import web
 
-from bench import baselines
 from bench.cluster import _server_processes, database, server_pids
+from bench.ports import serve_here
 from chainflow.core.logging import configure_logging
 from chainflow.core.settings import Settings
 from chainflow.domain.events import append, sequence_pending
@@ -100,7 +100,8 @@ async def produce(url: str, transactions: int, rate: float) -> None:
     await engine.dispose()
 
 
-async def receive(port: int) -> None:
+async def receive() -> None:
+    """Answer every webhook; the port, picked by the OS at bind, goes to stdout first."""
     app = web.Application()
 
     async def ok(_request: web.Request) -> web.Response:
@@ -109,7 +110,7 @@ async def receive(port: int) -> None:
     app.router.add_post("/hook", ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(await serve_here(runner), flush=True)
     await asyncio.Event().wait()
 
 
@@ -124,15 +125,18 @@ def _postgres_cpu_s(postmaster: int) -> float:
 
 async def measure(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="cf-bench-hookloop-"))
-    port = baselines.free_port()
     me = [sys.executable, "-m", "bench.webhook_loop"]
-    receiver = subprocess.Popen([*me, "--receive", str(port)])  # noqa: ASYNC220
+    receiver = subprocess.Popen([*me, "--receive"], stdout=subprocess.PIPE)  # noqa: ASYNC220
     try:
+        assert receiver.stdout is not None
+        port = int(await asyncio.to_thread(receiver.stdout.readline))  # once it listens
         async with database("distributed", folder) as url:
             await _run(args, url, port, me)
     finally:
         receiver.terminate()
         receiver.wait()
+        if receiver.stdout is not None:
+            receiver.stdout.close()
 
 
 async def _run(args: argparse.Namespace, url: str, port: int, me: Sequence[str]) -> None:
@@ -193,11 +197,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--transactions", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=400)
     parser.add_argument("--min-gap-s", type=float, default=None, help="WebhookPorts.min_gap_s")
-    parser.add_argument("--receive", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--receive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--produce", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.receive:
-        body = receive(args.receive)
+        body = receive()
     elif args.produce:
         body = produce(args.produce, args.transactions, args.rate)
     else:

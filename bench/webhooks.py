@@ -22,11 +22,10 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bench import baselines
 from bench.cluster import Running, run_shape
 from bench.e2e import lifecycle, percentiles, submit_all, wait_confirmed
+from bench.ports import anvil_on_free_port, serve_here
 from bench.report import replace_section
-from chainflow.infra.anvil import run_anvil
 
 SETTINGS = {"CHAINFLOW_WEBHOOK_ALLOW_PRIVATE_URLS": "true"}  # the receiver is on loopback
 
@@ -87,7 +86,7 @@ async def one_run(
     wallets: int, per_wallet: int, folder: Path, *, hook: Receiver | None, hook_url: str
 ) -> Result:
     async with (
-        run_anvil(port=baselines.free_port()) as anvil,
+        anvil_on_free_port() as anvil,
         run_shape("distributed", anvil, wallets, folder, settings=SETTINGS) as run,
     ):
         if hook is not None:
@@ -146,8 +145,7 @@ async def main(args: argparse.Namespace) -> None:
     app.router.add_post("/hook", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = baselines.free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    port = await serve_here(runner)  # bound at once: no other process can take it first
     plain: list[Result] = []
     hooked: list[Result] = []
     try:

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import aiohttp
 from aiohttp import web
-from bench.baselines import free_port
 from bench.cluster import stop_all
+from bench.ports import serve_here
 from bench.webhooks import Receiver, Result, table
 
 
@@ -23,8 +23,7 @@ async def _serving(
     app.router.add_route("*", route, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    port = await serve_here(runner)
     try:
         yield f"http://127.0.0.1:{port}{route}"
     finally:
