@@ -1,23 +1,28 @@
 """A signature that does not verify (ecdsa.BadSignature: a local key's check failed, an HSM or KMS
 answered garbage) is its lane's problem only: the lane waits with `paused_reason`
 "bad_signature", nothing stored, no nonce taken, and the other lanes drained or bumped in the
-same round go on; once signing works again the lane resumes with no nonce gap."""
+same round go on; once signing works again the lane resumes with no nonce gap. The same for
+the filler of a released nonce."""
 
 import pytest
 
+from chainflow.domain.transactions.models import Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.local import LocalSigner
 from chainflow.workers.drain import drain_lanes
 from chainflow.workers.main import run_round
+from chainflow.workers.send import send_and_record
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     assert_lane_settled,
     chain_config,
+    force_gas_limit,
     lane_next_nonce,
     lane_transactions,
     mining_stopped,
+    sign_without_sending,
 )
 from tests.support.engine import EngineHarness, has_status
 from tests.support.faulty_signer import bad_signatures
@@ -116,3 +121,43 @@ async def test_a_bad_signature_of_a_bump_holds_only_its_lane_and_it_resumes(
     for wallet in (good, bad):
         assert await harness.chain_nonce(wallet) == 1
         await assert_lane_settled(harness, wallet)
+
+
+async def test_a_nonce_gap_waits_for_a_good_signature_and_is_filled_when_there_is_one(
+    harness: EngineHarness,
+) -> None:
+    """The node refuses nonce 0 for good while nonce 1 is sent: its filler (a self-transfer at
+    nonce 0) is signed by the faulty key. While it signs badly nothing is released or
+    consumed and the lane shows bad_signature; then the filler takes nonce 0, no gap."""
+    wallet = await harness.wallet()
+    faulty = await local_signer(harness, wallet)
+    refused = await harness.submit(wallet, value="1", data="0x1234")
+    await force_gas_limit(harness, refused, 40_000_000)  # anvil refuses it for good at send
+    good = await harness.submit(wallet, value="2")
+    sent = await sign_without_sending(harness, wallet)
+    assert [s.nonce for s in sent] == [0, 1]
+    with bad_signatures(faulty):
+        await send_and_record(harness.engine, await chain_config(harness), sent)
+        waiting = await harness.get(refused)
+        assert (waiting.status, waiting.nonce) == (TxStatus.SIGNED, 0)
+        assert [tx.kind for tx in await lane_transactions(harness, wallet)] == [TxKind.REQUEST] * 2
+        assert await lane_next_nonce(harness, wallet) == 2
+        assert await paused_reason(harness, wallet) == "bad_signature"
+    rows = await harness.run_until_final([refused, good], timeout_s=60)
+    assert [(tx.status, tx.nonce) for tx in rows] == [
+        (TxStatus.FAILED, None),
+        (TxStatus.CONFIRMED, 1),
+    ]
+
+    async def filler_confirmed() -> Transaction | None:
+        await run_round(harness.engine, ANVIL_CHAIN_ID)
+        fillers = [
+            tx for tx in await lane_transactions(harness, wallet) if tx.kind is TxKind.FILLER
+        ]
+        assert len(fillers) <= 1
+        return fillers[0] if fillers and fillers[0].status is TxStatus.CONFIRMED else None
+
+    filler = await eventually(filler_confirmed, timeout_s=60)
+    assert filler.nonce == 0
+    assert await paused_reason(harness, wallet) is None
+    await assert_lane_settled(harness, wallet)
