@@ -79,7 +79,7 @@ def master_key() -> MasterKey:
 
 @pytest.fixture(scope="session")
 async def anvil_url() -> AsyncIterator[str]:
-    async with run_anvil(port=free_port()) as url:
+    async with run_anvil() as url:
         yield url
 
 

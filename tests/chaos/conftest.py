@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from chainflow.infra.anvil import run_anvil
-from tests.conftest import free_port
 
 _HERE = Path(__file__).parent
 
@@ -45,5 +44,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 async def anvil() -> AsyncIterator[str]:
-    async with run_anvil(port=free_port()) as url:
+    async with run_anvil() as url:
         yield url

@@ -50,9 +50,9 @@ def run_dev_and_probe(env: dict[str, str], chainflow: str) -> DevReport:
     upgraded, created = cli("db", "upgrade"), cli("apikey", "create", "--scopes", "read")
     token = created.stdout.strip().splitlines()[-1]
     setup = "".join([upgraded.stdout, upgraded.stderr, created.stdout, created.stderr])
-    port, anvil_port = free_port(), free_port()
+    port = free_port()
     process = subprocess.Popen(
-        [chainflow, "dev", "--anvil", "--port", str(port), "--anvil-port", str(anvil_port)],
+        [chainflow, "dev", "--anvil", "--port", str(port), "--anvil-port", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

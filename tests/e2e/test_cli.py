@@ -189,10 +189,9 @@ def run_dev_until(
     *,
     timeout_s: float,
 ) -> tuple[int, str]:
-    """`chainflow dev --anvil` (free ports) with `extra` until its output is `done` (or it
-    exits), then SIGTERM; its exit code and output."""
-    port, anvil_port = free_port(), free_port()
-    args = ["dev", "--anvil", "--port", str(port), "--anvil-port", str(anvil_port), *extra]
+    """`chainflow dev --anvil` (a free port; anvil on port 0) with `extra` until its output is
+    `done` (or it exits), then SIGTERM; its exit code and output."""
+    args = ["dev", "--anvil", "--port", str(free_port()), "--anvil-port", "0", *extra]
     log = tmp_path / "dev.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -240,7 +239,7 @@ class TestDcaDemo:
     ) -> None:
         empty = tmp_path / "empty-cache"
         empty.mkdir()
-        port = ["--port", str(free_port()), "--anvil-port", str(free_port())]
+        port = ["--port", str(free_port()), "--anvil-port", "0"]
         result = cli("dev", "--anvil", "--demo-dca", *port, env={"CHAINFLOW_CACHE_DIR": str(empty)})
         line = one_error_line(result)
         assert "Uniswap V2 build files" in line

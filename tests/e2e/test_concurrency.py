@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 async def anvil() -> AsyncIterator[str]:
-    async with run_anvil(port=free_port()) as url:
+    async with run_anvil() as url:
         yield url
 
 

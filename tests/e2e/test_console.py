@@ -100,8 +100,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     cli("db", "upgrade")
     admin_key = cli("apikey", "create", "--scopes", "admin", "--name", "ops")
     read_key = cli("apikey", "create", "--scopes", "read", "--name", "viewer")
-    port, anvil_port = free_port(), free_port()
-    command = ["dev", "--anvil", "--port", str(port), "--anvil-port", str(anvil_port)]
+    port = free_port()
+    command = ["dev", "--anvil", "--port", str(port), "--anvil-port", "0"]
     with processes([command], env, folder) as (process,):
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", process)

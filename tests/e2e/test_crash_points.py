@@ -39,7 +39,7 @@ SINK = "0x000000000000000000000000000000000000dEaD"
 
 @pytest.fixture
 async def anvil() -> AsyncIterator[str]:
-    async with run_anvil(port=free_port()) as url:
+    async with run_anvil() as url:
         yield url
 
 

@@ -24,7 +24,7 @@ from tests.conftest import free_port
 from tests.e2e.test_concurrency import prepare
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, dev_anvil_url, processes, wait_http
 
 SINK = "0x000000000000000000000000000000000000dEaD"
 
@@ -165,7 +165,7 @@ STREAM_SETTINGS = {
 
 @pytest.fixture
 async def anvil() -> AsyncIterator[str]:
-    async with run_anvil(port=free_port()) as url:
+    async with run_anvil() as url:
         yield url
 
 
@@ -195,12 +195,12 @@ class TestStreamResume:
         data_dir = tmp_path / "data"
         url = f"sqlite:///{data_dir / 'chainflow.db'}"
         await asyncio.to_thread(upgrade, url)
-        port, anvil_port = free_port(), free_port()
+        port = free_port()
         env = base_env(data_dir=str(data_dir), master_key=master_env(master), **STREAM_SETTINGS)
-        command = ["dev", "--anvil", "--anvil-port", str(anvil_port), "--port", str(port)]
+        command = ["dev", "--anvil", "--anvil-port", "0", "--port", str(port)]
         with processes([command], env, tmp_path) as started:
             wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
-            anvil_url = f"http://127.0.0.1:{anvil_port}"
+            anvil_url = dev_anvil_url(tmp_path / "proc-0.log", started[0])
             addresses, token = await prepare(url, anvil_url, master, register_chain=False)
             await exercise(f"http://127.0.0.1:{port}", url, token, addresses[:2])
 
@@ -217,14 +217,17 @@ class TestStreamsLeftMidRead:
         data_dir = tmp_path / "data"
         url = f"sqlite:///{data_dir / 'chainflow.db'}"
         await asyncio.to_thread(upgrade, url)
-        port, anvil_port = free_port(), free_port()
+        port = free_port()
         env = base_env(data_dir=str(data_dir), master_key=master_env(master), log_format="json")
-        command = ["dev", "--anvil", "--anvil-port", str(anvil_port), "--port", str(port)]
+        command = ["dev", "--anvil", "--anvil-port", "0", "--port", str(port)]
         with processes([command], env, tmp_path) as started:
             wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
             api = f"http://127.0.0.1:{port}"
             addresses, token = await prepare(
-                url, f"http://127.0.0.1:{anvil_port}", master, register_chain=False
+                url,
+                dev_anvil_url(tmp_path / "proc-0.log", started[0]),
+                master,
+                register_chain=False,
             )
             headers = {"Authorization": f"Bearer {token}"}
             async with aiohttp.ClientSession(headers=headers) as http:

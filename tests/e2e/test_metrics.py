@@ -109,7 +109,7 @@ async def scrape(url: str, token: str | None = None) -> Scrape:
 
 @pytest.fixture
 async def anvil() -> AsyncIterator[str]:
-    async with run_anvil(port=free_port()) as url:
+    async with run_anvil() as url:
         yield url
 
 

@@ -38,7 +38,7 @@ SIGNERS: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.fixture
 async def anvil() -> AsyncIterator[str]:
-    async with run_anvil(port=free_port()) as url:
+    async with run_anvil() as url:
         yield url
 
 

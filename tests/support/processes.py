@@ -1,15 +1,21 @@
 """Run `chainflow` processes for end-to-end tests and stop them cleanly."""
 
+import contextlib
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
 
@@ -23,16 +29,57 @@ def base_env(**settings: str) -> dict[str, str]:
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> None:
+    """Until `process` answers on `url`. Only its own answer counts: a port picked free can be
+    taken by another process before `process` binds it, and that process's server (another
+    worker's API or anvil) would answer in its place while `process` exits."""
+    port = urllib.parse.urlsplit(url).port
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"{process.args!r} exited with {process.returncode}")
+            taken = f" (port {port} is another process's)" if port and _answers(port) else ""
+            raise AssertionError(f"{process.args!r} exited with {process.returncode}{taken}")
         try:
             with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback test URL
-                return
+                if port is None or listens(process.pid, port):
+                    return
         except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)  # polling a child process that is still starting
+            pass
+        time.sleep(0.1)  # polling a child process that is still starting (or exiting)
     raise AssertionError(f"{url} did not answer in time")
+
+
+_ANVIL_STARTED = re.compile(r"anvil\.started.*?(http://127\.0\.0\.1:[0-9]+)")
+
+
+def dev_anvil_url(log: Path, process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> str:
+    """The URL of the anvil `chainflow dev --anvil --anvil-port 0` started (the port its own
+    bind picked), read from the `anvil.started` line of its output file `log`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = _ANVIL_STARTED.search(log.read_text(errors="replace"))
+        if found:
+            return found[1]
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args!r} exited with {process.returncode}")
+        time.sleep(0.1)  # polling a child process's output
+    raise AssertionError(f"{process.args!r} did not log anvil.started in time")
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` (or a child of it) holds a listening TCP socket on `port`."""
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        process = psutil.Process(pid)
+        for one in [process, *process.children(recursive=True)]:
+            for conn in one.net_connections("tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr[1] == port:
+                    return True
+    return False
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 @contextmanager

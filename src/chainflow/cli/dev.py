@@ -16,7 +16,7 @@ def dev(
         bool, typer.Option("--anvil", help="also start a local anvil chain and a funded wallet")
     ] = False,
     anvil_port: Annotated[
-        int, typer.Option(help="port of the local anvil", min=1, max=65535)
+        int, typer.Option(help="port of the local anvil (0: a free one)", min=0, max=65535)
     ] = ANVIL_PORT,
     demo: Annotated[
         int, typer.Option(help="with --anvil: submit this many demo requests over the API", min=0)

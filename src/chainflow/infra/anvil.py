@@ -2,8 +2,10 @@
 
 import asyncio
 import os
+import re
 import shutil
 import signal
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,9 +40,15 @@ def find_anvil() -> Path:
 
 @asynccontextmanager
 async def run_anvil(
-    *, port: int, state_file: Path | None = None, extra_args: tuple[str, ...] = ()
+    *, port: int = 0, state_file: Path | None = None, extra_args: tuple[str, ...] = ()
 ) -> AsyncIterator[str]:
-    """Start anvil on 127.0.0.1:`port`, yield its URL once it answers, stop it on exit."""
+    """Start anvil on 127.0.0.1:`port` (0: a port the OS picks at anvil's own bind), yield its
+    URL once this anvil listens and answers, stop it on exit.
+
+    The port is the one anvil says it listens on ("Listening on 127.0.0.1:PORT", once bound):
+    with port 0 no other process can take it first, as it could a port picked free beforehand;
+    and a port another process holds makes anvil exit (Unavailable) instead of letting the
+    other process's server answer as if it were this anvil."""
     args = ["--host", "127.0.0.1", "--port", str(port), "--max-transactions", "100000"]
     # Past states beyond those anvil keeps in memory go to ~/.foundry/anvil/tmp, and a killed
     # anvil leaves them there: ~460 MB per benchmark run, 78 GB after a day of test and
@@ -48,38 +56,75 @@ async def run_anvil(
     args += ["--max-persisted-states", "0"]
     if state_file is not None:
         args += ["--state", str(state_file)]
-    process = await asyncio.create_subprocess_exec(
-        str(find_anvil()),
-        *args,
-        *extra_args,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    # anvil's stdout and stderr go to a file without a name (freed when anvil and we close it):
+    # we read its banner from there; a pipe would need draining of its line per RPC call.
+    with tempfile.TemporaryFile() as output:
+        process = await asyncio.create_subprocess_exec(
+            str(find_anvil()),
+            *args,
+            *extra_args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            url = await _wait_listening(output.fileno(), process)
+        except BaseException:
+            await _stop(process)
+            raise
     try:
         await _wait_ready(url, process)
         yield url
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)  # anvil dumps --state on SIGTERM
-            try:
-                await asyncio.wait_for(process.wait(), timeout=10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await _stop(process)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)  # anvil dumps --state on SIGTERM
+        try:
+            await asyncio.wait_for(process.wait(), timeout=10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+_LISTENING = re.compile(rb"^Listening on ([0-9.]+):([0-9]+)\s*$", re.MULTILINE)
+_BANNER_MAX = 1 << 20  # the banner is ~2.5 KB; a line per RPC call follows it
+
+
+async def _wait_listening(
+    fd: int, process: asyncio.subprocess.Process, timeout_s: float = 30
+) -> str:
+    """The URL anvil says it listens on, read from its output (file descriptor `fd`).
+    Raises: Unavailable (it exited first, or said nothing in time)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        text = os.pread(fd, _BANNER_MAX, 0)  # from the start; anvil's file offset is left alone
+        found = _LISTENING.search(text)
+        if found:
+            return f"http://{found[1].decode()}:{int(found[2])}"
+        if process.returncode is not None:
+            last = text.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise Unavailable(f"anvil exited with code {process.returncode}: {last[0]}")
+        if loop.time() >= deadline:
+            raise Unavailable(f"anvil did not say where it listens within {timeout_s:.0f} s")
+        await asyncio.sleep(0.02)  # polling a child process that is still starting
 
 
 async def _wait_ready(url: str, process: asyncio.subprocess.Process, timeout_s: float = 30) -> None:
+    """Until this anvil (it holds the port) answers on `url`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     async with aiohttp.ClientSession() as http:
         client = RpcClient(http, url, timeout_s=1)
         while loop.time() < deadline:
             if process.returncode is not None:
-                raise Unavailable(f"anvil exited with code {process.returncode} (port in use?)")
+                raise Unavailable(f"anvil exited with code {process.returncode}")
             try:
                 await client.call("eth_chainId")
                 return
             except RpcTransportError:
-                await asyncio.sleep(0.05)  # polling a child process that is still binding
+                await asyncio.sleep(0.05)  # polling a child process that is still starting
     raise Unavailable(f"anvil did not answer on {url} within {timeout_s:.0f} s")

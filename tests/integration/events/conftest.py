@@ -7,7 +7,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.infra.anvil import run_anvil
 from chainflow.infra.signing.keystore import MasterKey
-from tests.conftest import free_port
 from tests.support.engine import EngineHarness, open_engine_harness
 
 
@@ -22,5 +21,5 @@ async def harness(
 @pytest.fixture
 async def own_anvil_url() -> AsyncIterator[str]:
     """An anvil for one test: base-fee spikes and reorgs must not reach the shared one."""
-    async with run_anvil(port=free_port()) as url:
+    async with run_anvil() as url:
         yield url

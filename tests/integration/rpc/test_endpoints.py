@@ -47,7 +47,7 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 async def node_url() -> AsyncIterator[str]:
-    async with run_anvil(port=free_port()) as url:
+    async with run_anvil() as url:
         yield url
 
 

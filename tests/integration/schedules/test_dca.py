@@ -28,7 +28,6 @@ from chainflow.infra.rpc.client import RpcCallError, RpcClient
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.engine import Engine
 from chainflow.workers.schedules import schedule_pass
-from tests.conftest import free_port
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import EngineHarness, has_status, open_engine_harness
 from tests.support.uniswap import DEPLOYER, E18, Dex, deploy_dex, swaps_in
@@ -43,7 +42,7 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 @pytest.fixture(scope="session")
 async def deployed() -> AsyncIterator[tuple[str, Dex]]:
     """One anvil with the DEX for the session (deployment and pools: ~0.3 s)."""
-    async with run_anvil(port=free_port()) as url, aiohttp.ClientSession() as http:
+    async with run_anvil() as url, aiohttp.ClientSession() as http:
         yield url, await deploy_dex(RpcClient(http, url))
 
 

@@ -1,0 +1,82 @@
+"""`wait_http` counts a started process only on its own answer: when another process took the
+port first (a port picked free, then taken before the bind), the other's server answers while
+ours fails to bind and exits; before, that answer passed for ours."""
+
+import http.server
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.processes import wait_http
+
+# Serves GET on the port in argv[1] (0: one the OS picks), printed once bound.
+_SERVER = """
+import http.server, sys
+class Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Ok)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"someone else")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def another_server() -> Iterator[int]:
+    """Another server (in this test's process) answering GET on a port of its own."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _start(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def test_another_process_answering_on_the_port_is_not_taken_for_ours(another_server: int) -> None:
+    process = _start(another_server)  # as if `free_port` had picked it: its bind fails
+    try:
+        with pytest.raises(AssertionError, match="another process's"):
+            wait_http(f"http://127.0.0.1:{another_server}/healthz", process, timeout_s=30)
+    finally:
+        _stop(process)
+
+
+def test_a_process_answering_on_its_own_port_counts(another_server: int) -> None:
+    process = _start(0)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        assert port != another_server
+        wait_http(f"http://127.0.0.1:{port}/healthz", process, timeout_s=30)
+    finally:
+        _stop(process)
