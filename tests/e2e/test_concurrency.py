@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from chainflow.domain.apikeys.service import create_api_key
+from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
@@ -69,6 +70,18 @@ async def prepare(
         for wallet in rows:
             await rpc.call("anvil_setBalance", [wallet.address, hex(10**21)])
     return [w.address for w in rows], token
+
+
+async def dev_anvil_url(url: str) -> str:
+    """The anvil `chainflow dev --anvil --anvil-port 0` started (on the port its own bind
+    picked): chain 31337's one RPC URL, set in the database `url` before dev serves."""
+    engine = create_engine(url)
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as session:
+            [anvil_url] = (await chains.get_chain(session, 31337)).rpc_urls
+            return anvil_url
+    finally:
+        await engine.dispose()
 
 
 async def submit_all(api_url: str, token: str, addresses: list[str], per_wallet: int) -> list[str]:
@@ -171,16 +184,16 @@ class TestEmbedded:
         data_dir = tmp_path / "data"
         url = f"sqlite:///{data_dir / 'chainflow.db'}"
         await asyncio.to_thread(upgrade, url)
-        port, anvil_port = free_port(), free_port()
-        anvil_url = f"http://127.0.0.1:{anvil_port}"
+        port = free_port()
         env = base_env(
             data_dir=str(data_dir),
             master_key=master_env(master),
             log_format="json",
             log_level="warning",
         )
-        command = ["dev", "--anvil", "--anvil-port", str(anvil_port), "--port", str(port)]
+        command = ["dev", "--anvil", "--anvil-port", "0", "--port", str(port)]
         with processes([command], env, tmp_path) as started:
             wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
+            anvil_url = await dev_anvil_url(url)
             addresses, token = await prepare(url, anvil_url, master, register_chain=False)
             await submit_and_check(port, token, url, anvil_url, addresses, per_wallet)

@@ -21,10 +21,10 @@ from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.migrations.runner import upgrade
 from tests.conftest import free_port
-from tests.e2e.test_concurrency import prepare
+from tests.e2e.test_concurrency import dev_anvil_url, prepare
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
-from tests.support.processes import base_env, dev_anvil_url, processes, wait_http
+from tests.support.processes import base_env, processes, wait_http
 
 SINK = "0x000000000000000000000000000000000000dEaD"
 
@@ -200,7 +200,7 @@ class TestStreamResume:
         command = ["dev", "--anvil", "--anvil-port", "0", "--port", str(port)]
         with processes([command], env, tmp_path) as started:
             wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
-            anvil_url = dev_anvil_url(tmp_path / "proc-0.log", started[0])
+            anvil_url = await dev_anvil_url(url)
             addresses, token = await prepare(url, anvil_url, master, register_chain=False)
             await exercise(f"http://127.0.0.1:{port}", url, token, addresses[:2])
 
@@ -223,12 +223,8 @@ class TestStreamsLeftMidRead:
         with processes([command], env, tmp_path) as started:
             wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
             api = f"http://127.0.0.1:{port}"
-            addresses, token = await prepare(
-                url,
-                dev_anvil_url(tmp_path / "proc-0.log", started[0]),
-                master,
-                register_chain=False,
-            )
+            anvil_url = await dev_anvil_url(url)
+            addresses, token = await prepare(url, anvil_url, master, register_chain=False)
             headers = {"Authorization": f"Bearer {token}"}
             async with aiohttp.ClientSession(headers=headers) as http:
                 await submit(http, api, addresses[:2], 150)

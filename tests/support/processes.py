@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -46,23 +45,6 @@ def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 
             pass
         time.sleep(0.1)  # polling a child process that is still starting (or exiting)
     raise AssertionError(f"{url} did not answer in time")
-
-
-_ANVIL_STARTED = re.compile(r"anvil\.started.*?(http://127\.0\.0\.1:[0-9]+)")
-
-
-def dev_anvil_url(log: Path, process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> str:
-    """The URL of the anvil `chainflow dev --anvil --anvil-port 0` started (the port its own
-    bind picked), read from the `anvil.started` line of its output file `log`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = _ANVIL_STARTED.search(log.read_text(errors="replace"))
-        if found:
-            return found[1]
-        if process.poll() is not None:
-            raise AssertionError(f"{process.args!r} exited with {process.returncode}")
-        time.sleep(0.1)  # polling a child process's output
-    raise AssertionError(f"{process.args!r} did not log anvil.started in time")
 
 
 def listens(pid: int, port: int) -> bool:

@@ -101,11 +101,12 @@ async def _wait_listening(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
+        exited = process.returncode is not None  # before reading: its last words are in the file
         text = os.pread(fd, _BANNER_MAX, 0)  # from the start; anvil's file offset is left alone
         found = _LISTENING.search(text)
         if found:
             return f"http://{found[1].decode()}:{int(found[2])}"
-        if process.returncode is not None:
+        if exited:
             last = text.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise Unavailable(f"anvil exited with code {process.returncode}: {last[0]}")
         if loop.time() >= deadline:
