@@ -9,7 +9,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from tests.conftest import free_port
+from tests.support.processes import listening_port
 
 
 @dataclass
@@ -50,16 +50,15 @@ def run_dev_and_probe(env: dict[str, str], chainflow: str) -> DevReport:
     upgraded, created = cli("db", "upgrade"), cli("apikey", "create", "--scopes", "read")
     token = created.stdout.strip().splitlines()[-1]
     setup = "".join([upgraded.stdout, upgraded.stderr, created.stdout, created.stderr])
-    port = free_port()
     process = subprocess.Popen(
-        [chainflow, "dev", "--anvil", "--port", str(port), "--anvil-port", "0"],
+        [chainflow, "dev", "--anvil", "--port", "0", "--anvil-port", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
+        base = f"http://127.0.0.1:{listening_port(process)}"
         healthz = _wait_healthy(base, process)
         wallets = _get(f"{base}/v1/wallets", token)["items"]
         [dev_wallet] = [w for w in wallets if w["label"] == "anvil dev wallet"]

@@ -16,7 +16,7 @@ import pytest
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX
 from tests.conftest import free_port
 from tests.support.databases import REDIS_URL
-from tests.support.processes import processes, wait_http
+from tests.support.processes import listening_port, processes, wait_http
 
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
 REPO = Path(__file__).resolve().parents[2]
@@ -288,8 +288,8 @@ class TestDataDirPermissions:
 
     def test_the_files_of_a_running_dev_are_private(self, cli: Cli, tmp_path: Path) -> None:
         data = tmp_path / "data"
-        port = free_port()
-        with processes([["dev", "--port", str(port)]], cli.env, tmp_path) as (dev,):
+        with processes([["dev", "--port", "0"]], cli.env, tmp_path) as (dev,):
+            port = listening_port(dev)
             wait_http(f"http://127.0.0.1:{port}/healthz", dev)
             files = {path.name: mode_of(path) for path in data.iterdir()}
         assert {"chainflow.db", "chainflow.db-wal", "chainflow.db-shm", "master.key"} <= set(files)

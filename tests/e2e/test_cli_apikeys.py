@@ -9,9 +9,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from tests.conftest import free_port
 from tests.e2e.test_cli import Cli, one_error_line
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 
 
 def _status(url: str, token: str) -> int:
@@ -72,10 +71,9 @@ class TestRevocationOnARunningApi:
         cli = Cli(tmp_path / "data")
         assert cli("db", "upgrade").returncode == 0
         key_id, token = _create(cli, "--scopes", "read")
-        port = free_port()
         env = base_env(data_dir=str(tmp_path / "data"), api_key_cache_s="0")
-        with processes([["api", "--port", str(port)]], env, tmp_path) as (api,):
-            base = f"http://127.0.0.1:{port}"
+        with processes([["api", "--port", "0"]], env, tmp_path) as (api,):
+            base = f"http://127.0.0.1:{listening_port(api)}"
             wait_http(f"{base}/healthz", api)
             assert _status(f"{base}/v1/chains", token) == 200
             assert cli("apikey", "revoke", key_id).returncode == 0

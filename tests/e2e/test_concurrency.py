@@ -26,11 +26,10 @@ from chainflow.infra.rpc.client import RpcClient
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import generate_private_key
 from chainflow.migrations.runner import upgrade
-from tests.conftest import free_port
 from tests.support.chains import add_anvil_chain
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 
 WALLETS = 20
 # Requests per wallet: 200 in all in CI, 2,000 in the full run.
@@ -162,7 +161,6 @@ class TestDistributed:
     ) -> None:
         master = MasterKey.generate()
         addresses, token = await prepare(database_url, anvil, master)
-        port = free_port()
         env = base_env(
             database_url=database_url,
             redis_url=REDIS_URL,
@@ -170,8 +168,9 @@ class TestDistributed:
             log_format="json",
             log_level="warning",
         )
-        commands = [["api", "--port", str(port)]] + [["worker"]] * 4
+        commands = [["api", "--port", "0"]] + [["worker"]] * 4
         with processes(commands, env, tmp_path) as started:
+            port = listening_port(started[0])
             wait_http(f"http://127.0.0.1:{port}/readyz", started[0])
             await submit_and_check(port, token, database_url, anvil, addresses, per_wallet)
 
@@ -184,15 +183,15 @@ class TestEmbedded:
         data_dir = tmp_path / "data"
         url = f"sqlite:///{data_dir / 'chainflow.db'}"
         await asyncio.to_thread(upgrade, url)
-        port = free_port()
         env = base_env(
             data_dir=str(data_dir),
             master_key=master_env(master),
             log_format="json",
             log_level="warning",
         )
-        command = ["dev", "--anvil", "--anvil-port", "0", "--port", str(port)]
+        command = ["dev", "--anvil", "--anvil-port", "0", "--port", "0"]
         with processes([command], env, tmp_path) as started:
+            port = listening_port(started[0])
             wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
             anvil_url = await dev_anvil_url(url)
             addresses, token = await prepare(url, anvil_url, master, register_chain=False)

@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from tests.conftest import free_port
-from tests.support.processes import CHAINFLOW, base_env, processes, wait_http
+from tests.support.processes import CHAINFLOW, base_env, listening_port, processes, wait_http
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by scripts/bootstrap
 FIREFOX = "/usr/bin/firefox-esr"  # Debian's, installed by scripts/bootstrap
@@ -100,10 +100,9 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     cli("db", "upgrade")
     admin_key = cli("apikey", "create", "--scopes", "admin", "--name", "ops")
     read_key = cli("apikey", "create", "--scopes", "read", "--name", "viewer")
-    port = free_port()
-    command = ["dev", "--anvil", "--port", str(port), "--anvil-port", "0"]
+    command = ["dev", "--anvil", "--port", "0", "--anvil-port", "0"]
     with processes([command], env, folder) as (process,):
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{listening_port(process)}"
         wait_http(f"{base}/healthz", process)
         probe = Dev(base, admin_key, read_key, wallet_id="")
         [wallet] = [w for w in probe.call("GET", "/v1/wallets")["items"] if w["chain_ids"]]

@@ -25,13 +25,12 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import generate_private_key
-from tests.conftest import free_port
 from tests.e2e.test_concurrency import master_env
 from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.databases import REDIS_URL
 from tests.support.invariants import load_requests, violations
 from tests.support.polling import eventually
-from tests.support.processes import CHAINFLOW, base_env, processes, wait_http
+from tests.support.processes import CHAINFLOW, base_env, listening_port, processes, wait_http
 
 REQUESTS = 12
 SINK = "0x000000000000000000000000000000000000dEaD"
@@ -103,7 +102,6 @@ async def test_sigkill_at_a_pipeline_step_then_another_worker_finishes(
 ) -> None:
     master = MasterKey.generate()
     wallet, token = await prepare(database_url, anvil, master)
-    port = free_port()
     env = base_env(
         database_url=database_url,
         redis_url=REDIS_URL,
@@ -114,7 +112,8 @@ async def test_sigkill_at_a_pipeline_step_then_another_worker_finishes(
     db = create_engine(database_url)
     sessionmaker = create_sessionmaker(db)
     try:
-        with processes([["api", "--port", str(port)]], env, tmp_path) as (api,):
+        with processes([["api", "--port", "0"]], env, tmp_path) as (api,):
+            port = listening_port(api)
             wait_http(f"http://127.0.0.1:{port}/readyz", api)
             with crashing_worker(env, point, tmp_path / "crashed.log") as doomed:
                 await submit(f"http://127.0.0.1:{port}", token, wallet)

@@ -17,8 +17,7 @@ from chainflow.domain.apikeys.service import create_api_key
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
-from tests.conftest import free_port
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 
 IN_FLIGHT = 4
 BODY_TIMEOUT_S = 2
@@ -47,8 +46,8 @@ async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         api_body_timeout_s=str(BODY_TIMEOUT_S),
         log_level="warning",
     )
-    port = free_port()
-    with processes([["api", "--port", str(port)]], env, tmp_path) as (process,):
+    with processes([["api", "--port", "0"]], env, tmp_path) as (process,):
+        port = await asyncio.to_thread(listening_port, process)
         url = f"http://127.0.0.1:{port}"
         await asyncio.to_thread(wait_http, f"{url}/healthz", process)
         yield Api(url, port, process, {"Authorization": f"Bearer {token}"})

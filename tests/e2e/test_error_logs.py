@@ -16,9 +16,8 @@ from chainflow.domain.apikeys.service import create_api_key
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
-from tests.conftest import free_port
 from tests.support.databases import TestDatabases
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 
 CANARY = "canary-label-9c2d"
 KEY = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
@@ -54,10 +53,9 @@ async def test_database_error_logs_no_parameter(
     env = base_env(
         database_url=url, master_key=master, log_format="json", data_dir=str(tmp_path / "d")
     )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
-    with processes([["api", "--host", "127.0.0.1", "--port", str(port)]], env, tmp_path) as [api]:
+    with processes([["api", "--host", "127.0.0.1", "--port", "0"]], env, tmp_path) as [api]:
+        base = f"http://127.0.0.1:{await asyncio.to_thread(listening_port, api)}"
         await asyncio.to_thread(wait_http, f"{base}/healthz", api)
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
             missing = await client.get(f"/v1/wallets/0x{KEY}")

@@ -20,11 +20,10 @@ from chainflow.infra.anvil import run_anvil
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.migrations.runner import upgrade
-from tests.conftest import free_port
 from tests.e2e.test_concurrency import dev_anvil_url, prepare
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 
 SINK = "0x000000000000000000000000000000000000dEaD"
 
@@ -177,15 +176,15 @@ class TestStreamResume:
     ) -> None:
         master = MasterKey.generate()
         addresses, token = await prepare(database_url, anvil, master)
-        port = free_port()
         env = base_env(
             database_url=database_url,
             redis_url=REDIS_URL,
             master_key=master_env(master),
             **STREAM_SETTINGS,
         )
-        commands = [["api", "--port", str(port)], ["worker"]]
+        commands = [["api", "--port", "0"], ["worker"]]
         with processes(commands, env, tmp_path) as started:
+            port = listening_port(started[0])
             wait_http(f"http://127.0.0.1:{port}/readyz", started[0])
             await exercise(f"http://127.0.0.1:{port}", database_url, token, addresses[:2])
 
@@ -195,10 +194,10 @@ class TestStreamResume:
         data_dir = tmp_path / "data"
         url = f"sqlite:///{data_dir / 'chainflow.db'}"
         await asyncio.to_thread(upgrade, url)
-        port = free_port()
         env = base_env(data_dir=str(data_dir), master_key=master_env(master), **STREAM_SETTINGS)
-        command = ["dev", "--anvil", "--anvil-port", "0", "--port", str(port)]
+        command = ["dev", "--anvil", "--anvil-port", "0", "--port", "0"]
         with processes([command], env, tmp_path) as started:
+            port = listening_port(started[0])
             wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
             anvil_url = await dev_anvil_url(url)
             addresses, token = await prepare(url, anvil_url, master, register_chain=False)
@@ -217,10 +216,10 @@ class TestStreamsLeftMidRead:
         data_dir = tmp_path / "data"
         url = f"sqlite:///{data_dir / 'chainflow.db'}"
         await asyncio.to_thread(upgrade, url)
-        port = free_port()
         env = base_env(data_dir=str(data_dir), master_key=master_env(master), log_format="json")
-        command = ["dev", "--anvil", "--anvil-port", "0", "--port", str(port)]
+        command = ["dev", "--anvil", "--anvil-port", "0", "--port", "0"]
         with processes([command], env, tmp_path) as started:
+            port = listening_port(started[0])
             wait_http(f"http://127.0.0.1:{port}/healthz", started[0])
             api = f"http://127.0.0.1:{port}"
             anvil_url = await dev_anvil_url(url)

@@ -17,7 +17,7 @@ from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.master_source import load_master_key
 from tests.conftest import free_port
 from tests.support.databases import REDIS_URL
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 from tests.support.rotation import (
     chainflow,
     embedded_settings,
@@ -208,10 +208,8 @@ class TestWhileProcessesRun:
         new = MasterKey.generate()
         new_file = write_key(tmp_path / "new.key", new)
         rotate = ("keys", "rotate-master", "--new-key-file", str(new_file))
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-
-        with processes([["dev", "--port", str(port)]], env, tmp_path) as (dev,):
+        with processes([["dev", "--port", "0"]], env, tmp_path) as (dev,):
+            base = f"http://127.0.0.1:{listening_port(dev)}"
             wait_http(f"{base}/healthz", dev)
             old = load_master_key(embedded_settings(data), allow_generate=False)
             await post_wallet(base, token)
@@ -221,7 +219,8 @@ class TestWhileProcessesRun:
 
         assert (await chainflow(env, *rotate)).code == 0
         (tmp_path / "again").mkdir()
-        with processes([["dev", "--port", str(port)]], env, tmp_path / "again") as (dev,):
+        with processes([["dev", "--port", "0"]], env, tmp_path / "again") as (dev,):
+            base = f"http://127.0.0.1:{listening_port(dev)}"
             wait_http(f"{base}/healthz", dev)  # the restart is not refused
             await post_wallet(base, token)
         assert set((await key_ids(url)).values()) == {new.key_id}
@@ -246,9 +245,8 @@ class TestWhileProcessesRun:
         await make_wallets(database_url, old, 2)
         env = base_env(database_url=database_url, redis_url=REDIS_URL, master_key=key_text(old))
         rotate = ("keys", "rotate-master", "--new-key-file", str(write_key(tmp_path / "k", new)))
-        port = free_port()
-        with processes([["api", "--port", str(port)]], env, tmp_path) as (api,):
-            wait_http(f"http://127.0.0.1:{port}/healthz", api)
+        with processes([["api", "--port", "0"]], env, tmp_path) as (api,):
+            wait_http(f"http://127.0.0.1:{listening_port(api)}/healthz", api)
             assert "stop every one" in (await chainflow(env, *rotate)).error_line()
         assert set((await key_ids(database_url)).values()) == {old.key_id}
         assert (await chainflow(env, *rotate)).code == 0

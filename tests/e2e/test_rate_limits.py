@@ -14,9 +14,8 @@ from chainflow.domain.apikeys.service import KeyLimits, create_api_key
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
-from tests.conftest import free_port
 from tests.support.databases import REDIS_URL
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 
 BURST_S = 0.1  # CHAINFLOW_RATE_LIMIT_BURST_S: a burst of a tenth of a second of the rate
 
@@ -84,7 +83,6 @@ class TestAcrossProcesses:
         redis = Redis.from_url(REDIS_URL)
         await redis.flushdb()
         await redis.aclose()
-        ports = [free_port(), free_port()]
         env = base_env(
             database_url=database_url,
             redis_url=REDIS_URL,
@@ -95,8 +93,9 @@ class TestAcrossProcesses:
             rate_limit_redis_timeout_s="2",
             log_level="warning",
         )
-        commands = [["api", "--port", str(port)] for port in ports]
+        commands = [["api", "--port", "0"], ["api", "--port", "0"]]
         with processes(commands, env, tmp_path) as started:
+            ports = [listening_port(process) for process in started]
             for port, process in zip(ports, started, strict=True):
                 wait_http(f"http://127.0.0.1:{port}/healthz", process)
             bases = [f"http://127.0.0.1:{port}" for port in ports]

@@ -12,12 +12,11 @@ from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
 from chainflow.infra.signing.keystore import MasterKey
-from tests.conftest import free_port
 from tests.e2e.test_concurrency import master_env
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 
 SINK = "0x000000000000000000000000000000000000dEaD"
 
@@ -38,8 +37,6 @@ async def test_a_chain_added_through_the_api_is_served_without_a_restart(
     database_url: str, anvil_url: str, tmp_path: Path
 ) -> None:
     token = await _admin_token(database_url)
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
     env = base_env(
         database_url=database_url,
         redis_url=REDIS_URL,
@@ -49,8 +46,9 @@ async def test_a_chain_added_through_the_api_is_served_without_a_restart(
         log_level="warning",
     )
     headers = {"Authorization": f"Bearer {token}"}
-    commands = [["api", "--port", str(port)], ["worker", "--metrics-port", "0"]]
+    commands = [["api", "--port", "0"], ["worker", "--metrics-port", "0"]]
     with processes(commands, env, tmp_path) as started:
+        api = f"http://127.0.0.1:{listening_port(started[0])}"
         wait_http(f"{api}/readyz", started[0])
         async with aiohttp.ClientSession(headers=headers) as http:
             chain = {

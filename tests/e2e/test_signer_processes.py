@@ -19,13 +19,12 @@ from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
 from chainflow.infra.signing.keystore import MasterKey
-from tests.conftest import free_port
 from tests.e2e.test_concurrency import SINK, master_env
 from tests.support.chains import add_anvil_chain
 from tests.support.databases import REDIS_URL
 from tests.support.localstack import LocalStack
 from tests.support.polling import eventually
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 from tests.support.softhsm import SoftHsm
 
 PER_WALLET = 20
@@ -85,11 +84,10 @@ async def test_one_wallet_per_backend_through_api_and_worker_processes(
         log_level="warning",
     )
     env |= softhsm.env() | localstack.env()
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}"
-    commands = [["api", "--port", str(port)], ["worker"], ["worker"]]
+    commands = [["api", "--port", "0"], ["worker"], ["worker"]]
     headers = {"Authorization": f"Bearer {token}"}
     with processes(commands, env, tmp_path) as started:
+        api_url = f"http://127.0.0.1:{listening_port(started[0])}"
         wait_http(f"{api_url}/readyz", started[0])
         async with aiohttp.ClientSession(headers=headers) as http:
             addresses = []

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -45,6 +46,26 @@ def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 
             pass
         time.sleep(0.1)  # polling a child process that is still starting (or exiting)
     raise AssertionError(f"{url} did not answer in time")
+
+
+def listening_port(process: subprocess.Popen[Any], *, timeout_s: float = 60) -> int:
+    """The TCP port `process` itself (not a child of it: dev's anvil) listens on, once it
+    does: a server started with `--port 0` (its own bind picked the port, no race)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args!r} exited with {process.returncode}")
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            ports = {
+                conn.laddr[1]
+                for conn in psutil.Process(process.pid).net_connections("tcp")
+                if conn.status == psutil.CONN_LISTEN
+            }
+            if len(ports) == 1:
+                return ports.pop()
+            assert len(ports) < 2, f"{process.args!r} listens on several ports: {sorted(ports)}"
+        time.sleep(0.05)  # polling a child process that is still starting
+    raise AssertionError(f"{process.args!r} did not listen in time")
 
 
 def listens(pid: int, port: int) -> bool:

@@ -8,6 +8,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from chainflow.core.errors import Unavailable
+from chainflow.core.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class _GracefulServer(uvicorn.Server):
@@ -49,4 +52,6 @@ def bind(host: str, port: int) -> socket.socket:
 async def serve(app: FastAPI, sock: socket.socket) -> None:
     """Run on the bound `sock` until SIGTERM/SIGINT, then finish in-flight requests and return."""
     config = uvicorn.Config(app, log_config=None, access_log=False)
+    host, port = sock.getsockname()[:2]
+    log.info("api.listening", host=host, port=port)  # the port the OS picked for --port 0
     await _GracefulServer(config).serve(sockets=[sock])

@@ -47,7 +47,7 @@ def api(host: HostOpt = None, port: PortOpt = None) -> None:
         from chainflow.api.app import create_app
         from chainflow.api.server import bind, serve
 
-        sock = bind(host or settings.api_host, port or settings.api_port)
+        sock = bind(host or settings.api_host, settings.api_port if port is None else port)
         app_ = create_app(settings)
         run(lambda: serve(app_, sock))
 

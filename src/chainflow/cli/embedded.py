@@ -54,9 +54,10 @@ def run_embedded(
             raise ConfigError("--demo-dca needs --anvil (it deploys Uniswap V2 on the dev anvil)")
         check_build_files()  # one line naming the install command, before anything starts
     seeds = load_seed(settings.chains_file)
-    bind_host, bind_port = host or settings.api_host, port or settings.api_port
+    bind_host = host or settings.api_host
     with hold_data_dir(settings, exclusive=False):
-        sock = bind(bind_host, bind_port)
+        sock = bind(bind_host, settings.api_port if port is None else port)
+        bind_port = sock.getsockname()[1]  # the one the OS picked for --port 0
         if settings.webhook_allow_private_urls:  # said once the service can start, not before
             log.warning(  # a refusal of its arguments, which must stay one line
                 "webhooks.private_urls_allowed",

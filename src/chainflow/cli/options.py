@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
 HostOpt = Annotated[str | None, typer.Option(help="bind address")]
-PortOpt = Annotated[int | None, typer.Option(help="bind port", min=1, max=65535)]
+PortOpt = Annotated[int | None, typer.Option(help="bind port (0: a free one)", min=0, max=65535)]
 
 TEXT_MAX_CHARS = 200  # the width of the `label` and `name` columns
 
