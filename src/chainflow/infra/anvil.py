@@ -1,11 +1,11 @@
 """A local anvil chain as a child process: find the binary, start it, wait until it answers."""
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import signal
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -56,27 +56,36 @@ async def run_anvil(
     args += ["--max-persisted-states", "0"]
     if state_file is not None:
         args += ["--state", str(state_file)]
-    # anvil's stdout and stderr go to a file without a name (freed when anvil and we close it):
-    # we read its banner from there; a pipe would need draining of its line per RPC call.
-    with tempfile.TemporaryFile() as output:
-        process = await asyncio.create_subprocess_exec(
-            str(find_anvil()),
-            *args,
-            *extra_args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=output,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            url = await _wait_listening(output.fileno(), process)
-        except BaseException:
-            await _stop(process)
-            raise
+    # anvil's stdout and stderr come through a pipe: its banner says where it listens, then a
+    # line per RPC call follows, read and dropped as it comes (kept in a file, they grew by
+    # ~12 bytes a call for as long as `chainflow dev` ran; left unread, a full pipe blocks it).
+    process = await asyncio.create_subprocess_exec(
+        str(find_anvil()),
+        *args,
+        *extra_args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None  # noqa: S101 - asked for above
+    drain: asyncio.Task[None] | None = None
     try:
+        url = await _wait_listening(process.stdout, process)
+        drain = asyncio.create_task(_discard(process.stdout))
         await _wait_ready(url, process)
         yield url
     finally:
         await _stop(process)
+        if drain is not None:
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    """Read anvil's output after its banner until it closes, keeping none of it."""
+    while await stream.read(65_536):
+        pass
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:
@@ -89,29 +98,32 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
-_LISTENING = re.compile(rb"^Listening on ([0-9.]+):([0-9]+)\s*$", re.MULTILINE)
-_BANNER_MAX = 1 << 20  # the banner is ~2.5 KB; a line per RPC call follows it
+_LISTENING = re.compile(rb"^Listening on ([0-9.]+):([0-9]+)\s*$")
+_BANNER_MAX_LINES = 1_000  # the banner is ~60 lines
 
 
 async def _wait_listening(
-    fd: int, process: asyncio.subprocess.Process, timeout_s: float = 30
+    stream: asyncio.StreamReader, process: asyncio.subprocess.Process, timeout_s: float = 30
 ) -> str:
-    """The URL anvil says it listens on, read from its output (file descriptor `fd`).
+    """The URL anvil says it listens on, read from its output.
     Raises: Unavailable (it exited first, or said nothing in time)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        exited = process.returncode is not None  # before reading: its last words are in the file
-        text = os.pread(fd, _BANNER_MAX, 0)  # from the start; anvil's file offset is left alone
-        found = _LISTENING.search(text)
-        if found:
-            return f"http://{found[1].decode()}:{int(found[2])}"
-        if exited:
-            last = text.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise Unavailable(f"anvil exited with code {process.returncode}: {last[0]}")
-        if loop.time() >= deadline:
-            raise Unavailable(f"anvil did not say where it listens within {timeout_s:.0f} s")
-        await asyncio.sleep(0.02)  # polling a child process that is still starting
+    last = b"no output"
+    try:
+        async with asyncio.timeout(timeout_s):
+            for _ in range(_BANNER_MAX_LINES):
+                line = await stream.readline()
+                if not line:  # its output closed: it exited
+                    await process.wait()
+                    text = last.decode(errors="replace").strip()
+                    raise Unavailable(f"anvil exited with code {process.returncode}: {text}")
+                found = _LISTENING.match(line)
+                if found:
+                    return f"http://{found[1].decode()}:{int(found[2])}"
+                if line.strip():
+                    last = line[:300]
+    except TimeoutError:
+        pass
+    raise Unavailable(f"anvil did not say where it listens within {timeout_s:.0f} s")
 
 
 async def _wait_ready(url: str, process: asyncio.subprocess.Process, timeout_s: float = 30) -> None:

@@ -71,3 +71,17 @@ async def test_the_default_port_is_anvils_own_while_another_server_holds_a_port(
         assert _anvil_listens(port)
         assert await _chain_id(url) == ANVIL_CHAIN_ID
     assert not _anvil_listens(port)  # stopped on exit
+
+
+async def test_anvil_keeps_answering_after_more_output_than_a_pipe_holds() -> None:
+    # anvil writes a line per RPC call into the pipe run_anvil reads its banner from (64 KiB on
+    # Linux): past the banner that output is read and dropped, and anvil goes on answering
+    # (anvil 1.7.1's log writer also drops lines rather than block; this holds either way).
+    calls = [
+        {"jsonrpc": "2.0", "id": i, "method": "eth_chainId", "params": []} for i in range(2_000)
+    ]
+    async with run_anvil() as url, aiohttp.ClientSession() as http:
+        for _ in range(5):  # ~10,000 lines, ~150 KB
+            async with http.post(url, json=calls) as response:
+                assert len(await response.json()) == len(calls)
+        assert await _chain_id(url) == ANVIL_CHAIN_ID
