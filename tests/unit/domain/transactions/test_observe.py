@@ -1,7 +1,8 @@
-"""What the tracker reads of the chain (track/observe.py): a receipt's block counts as seen,
-so a send mined while the round read its receipts is at depth 1, not 0 (issue 17's batch
-runs: most sends were recorded `mined` in one round and `confirmed` only in the next)."""
+"""A receipt found by a tracking round (track/observe.py, decisions.decide) is at least one
+block deep, even in a block mined after the round read the head: issue 17's batch runs
+recorded most sends `mined` in one round and `confirmed` only in the next."""
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -82,27 +83,24 @@ def _receipt(block: int) -> dict[str, str]:
     return {"blockNumber": hex(block), "blockHash": f"0x{block:064x}", "status": "0x1"}
 
 
-async def test_a_receipt_in_a_block_past_the_head_read_counts_that_block_as_seen() -> None:
+async def test_a_receipt_in_a_block_past_the_head_read_is_at_depth_one() -> None:
     rows = [_in_flight(n) for n in range(3)]
     hashes = [tx.attempts[0].hash for tx in rows]
     node = _Node({hashes[0]: _receipt(0x10), hashes[1]: _receipt(0x12)})
     seen = await observe(node, rows)
-    assert seen.head == 0x12  # the node served a receipt in block 0x12: it has that block
+    # The head stays the one read: it is what the stuck-after-N-blocks count compares with.
+    assert seen.head == 0x10
     one = ChainConfig(ChainId(31337), True, 1, 1.0, None, None)
     decided = [decide(tx, seen, chain=one, config=EngineConfig(), now=NOW) for tx in rows[:2]]
+    # Block 0x12 was mined after the head was read: the node has it, so it is 1 deep.
     assert [d.action for d in decided] == [Action.FINALIZE, Action.FINALIZE]
-    assert [d.depth for d in decided] == [3, 1]
-    # Deeper confirmations still need the head to show them: block 0x12 is at depth 1 of 3.
+    assert [d.depth for d in decided] == [1, 1]
+    # Deeper confirmations still need the head to show them.
     three = ChainConfig(ChainId(31337), True, 3, 1.0, None, None)
-    assert decide(rows[1], seen, chain=three, config=EngineConfig(), now=NOW).action is (
-        Action.RECORD_RECEIPT
-    )
-    assert decide(rows[0], seen, chain=three, config=EngineConfig(), now=NOW).action is (
-        Action.FINALIZE
-    )
-
-
-async def test_without_receipts_the_head_is_the_one_read() -> None:
-    seen = await observe(_Node({}), [_in_flight(5)])  # nonce 5: not mined, no receipt asked
-    assert seen.head == 0x10
-    assert seen.receipts == {}
+    for tx in rows[:2]:
+        got = decide(tx, seen, chain=three, config=EngineConfig(), now=NOW)
+        assert (got.action, got.depth) == (Action.RECORD_RECEIPT, 1)
+    seen_later = dataclasses.replace(seen, head=0x14)
+    assert [
+        decide(tx, seen_later, chain=three, config=EngineConfig(), now=NOW).depth for tx in rows[:2]
+    ] == [5, 3]

@@ -48,23 +48,13 @@ async def observe(
         receipts |= {h: cast(Receipt, r) for h, r in found if isinstance(r, dict)}
     held = await _held(rpc, [tx for tx in rows if may_be_stranded(tx, latest, pending)])
     return Observed(
-        head=max([head, *(_block_of(r) for r in receipts.values())]),
+        head=head,
         latest_nonce=latest,
         receipts=receipts,
         pending_nonce=pending,
         held=held,
         base_fee_wei=base_fee_wei,
     )
-
-
-def _block_of(receipt: Receipt) -> int:
-    """The block a receipt is in: the node has it, so its head is at least that high. Sends
-    mined while a round reads its receipts (anvil mines each at once; a busy chain mines
-    blocks between the head and the receipts) would otherwise be at a depth of 0 or less
-    against the head read first, recorded `mined` now and `confirmed` only at the next
-    round, their receipts asked for and their rows written twice (docs/performance.md)."""
-    number = receipt.get("blockNumber")
-    return int(number, 16) if isinstance(number, str) else 0
 
 
 async def base_fee(fees: FeeCache, rpc: ChainRpc, chain: ChainConfig) -> int | None:
