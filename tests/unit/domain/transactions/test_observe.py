@@ -10,10 +10,12 @@ from typing import Any
 
 from chainflow.core.types import AttemptId, ChainId, Nonce, TxHash, TxId, WalletId, Wei
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
-from chainflow.domain.transactions.decisions import Action, decide
+from chainflow.domain.transactions.decisions import Action, Observed, decide
 from chainflow.domain.transactions.models import AttemptKind
 from chainflow.domain.transactions.rows import InFlight, InFlightAttempt
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.track import judge
+from chainflow.domain.transactions.track.judge import TrackerMemory
 from chainflow.domain.transactions.track.observe import observe
 
 FROM = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -104,3 +106,24 @@ async def test_a_receipt_in_a_block_past_the_head_read_is_at_depth_one() -> None
     assert [
         decide(tx, seen_later, chain=three, config=EngineConfig(), now=NOW).depth for tx in rows[:2]
     ] == [5, 3]
+
+
+def test_a_receipt_of_a_request_a_drain_of_this_process_is_sending_is_left_to_that_drain() -> None:
+    """Read `signed` in a lane this process is draining: its drain records the send, and a
+    later pass the receipt (recorded here, it would wait on the drain's locks and skip the
+    request's `submitted` event). Another process's drain: recorded at once, as before."""
+    tx = dataclasses.replace(_in_flight(0), status=TxStatus.SIGNED)
+    seen = Observed(
+        head=0x10, latest_nonce={FROM: 1}, receipts={tx.attempts[0].hash: _receipt(0x10)}
+    )
+    one = ChainConfig(ChainId(31337), True, 1, 1.0, None, None)
+
+    def action(draining: set[tuple[WalletId, ChainId]]) -> Action:
+        decided = judge.judge(
+            [tx], seen, chain=one, config=EngineConfig(), memory=TrackerMemory(), draining=draining
+        )
+        return decided[tx.id].action
+
+    assert action({(tx.wallet_id, one.chain_id)}) is Action.NONE
+    assert action(set()) is Action.FINALIZE
+    assert action({(WalletId(uuid.uuid4()), one.chain_id)}) is Action.FINALIZE
