@@ -10,7 +10,7 @@ from typing import Any
 
 from chainflow.core.types import AttemptId, ChainId, Nonce, TxHash, TxId, WalletId, Wei
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
-from chainflow.domain.transactions.decisions import Action, Observed, decide
+from chainflow.domain.transactions.decisions import Action, Observed, Receipt, decide
 from chainflow.domain.transactions.models import AttemptKind
 from chainflow.domain.transactions.rows import InFlight, InFlightAttempt
 from chainflow.domain.transactions.state import TxStatus
@@ -26,7 +26,7 @@ class _Node:
     """A node whose head is read at block 0x10 and which then serves receipts in later blocks
     (anvil mines each send at once while a round reads)."""
 
-    def __init__(self, receipts: dict[str, dict[str, str]]) -> None:
+    def __init__(self, receipts: dict[str, Receipt]) -> None:
         self.receipts = receipts
 
     async def call(self, method: str, params: Sequence[Any] = ()) -> Any:
@@ -81,7 +81,7 @@ def _in_flight(nonce: int) -> InFlight:
     )
 
 
-def _receipt(block: int) -> dict[str, str]:
+def _receipt(block: int) -> Receipt:
     return {"blockNumber": hex(block), "blockHash": f"0x{block:064x}", "status": "0x1"}
 
 
