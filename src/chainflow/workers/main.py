@@ -218,6 +218,9 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     if len(lanes) < len(queued):
         await refresh_market(state.fees, engine.rpc(chain_id), chain)
 
+    sent = asyncio.Event()  # a drain of this round sent and recorded its sends
+    drained = asyncio.Event()  # every drain of this round is done
+
     async def drain(wallet_ids: Sequence[WalletId]) -> int:
         try:
             signed = await drain_lanes(engine, chain, wallet_ids)
@@ -233,15 +236,21 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
                 )
             return 0
         state.drain_failures.pop(chain_id, None)
+        if signed:
+            sent.set()
         return signed
 
-    tracking = asyncio.ensure_future(_track(engine, chain, held=tracker_held))
+    tracking = asyncio.ensure_future(
+        _track(engine, chain, held=tracker_held, sent=sent, drained=drained)
+    )
     try:
         batches = drain_batches(lanes, per_lane=ports.config.batch_size)
         signed = sum(await asyncio.gather(*(drain(batch) for batch in batches)))
     except BaseException:
         tracking.cancel()
         raise
+    finally:
+        drained.set()
     leased, tracked = await tracking  # a tracking failure fails the round (the loop backs off)
     return Round(
         signed=signed,
@@ -268,12 +277,26 @@ async def _schedules(engine: Engine, chain_id: int) -> None:
     failures.pop(chain_id, None)
 
 
-async def _track(engine: Engine, chain: ChainConfig, *, held: bool) -> tuple[bool, int]:
+async def _track(
+    engine: Engine,
+    chain: ChainConfig,
+    *,
+    held: bool,
+    sent: asyncio.Event | None = None,
+    drained: asyncio.Event | None = None,
+) -> tuple[bool, int]:
     """Track the chain if this process holds (or takes) its tracker lease; `held`: the chain's
     row, read this round, says another live process holds it. Returns (leased, requests
-    looked at)."""
+    looked at).
+
+    While the round's drains run (`drained` not set), each time one of them has sent
+    (`sent`), the tracker looks again once its pass is done, instead of at the next round:
+    a round that signs thousands takes seconds, and its first drains' sends waited that
+    long to be seen mined (docs/performance.md item 30). Not past half the lease taken at
+    the round's start, so the passes stay within it."""
     ports = engine.ports
     leased = False
+    leased_at = time.monotonic()
     if not held:
         # One UPDATE, which commits on its own (no BEGIN and COMMIT round trips on PostgreSQL).
         async with single_statements(engine_of(ports.sessionmaker)) as db:
@@ -284,9 +307,29 @@ async def _track(engine: Engine, chain: ChainConfig, *, held: bool) -> tuple[boo
         readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
         return False, 0
     tracked = await track_chain(engine, chain)
+    if sent is not None and drained is not None:
+        tracked += await _track_while_draining(
+            engine, chain, sent, drained, until=leased_at + ports.config.tracker_lease_s / 2
+        )
     if readings.is_due(chain.chain_id, every_s=_READ_EVERY_S):
         await _note_readings(engine, chain)
     return True, tracked
+
+
+async def _track_while_draining(
+    engine: Engine, chain: ChainConfig, sent: asyncio.Event, drained: asyncio.Event, *, until: float
+) -> int:
+    """More tracking passes while the round's drains run: one after each drain that sent
+    (sends that land during a pass are seen by the next one). The drains' last sends are
+    left to the next round's pass, which starts at once after a round that signed."""
+    tracked = 0
+    while True:
+        if not sent.is_set():
+            await wait_any(sent, drained, timeout_s=max(0.0, until - time.monotonic()))
+        if drained.is_set() or not sent.is_set() or time.monotonic() >= until:
+            return tracked
+        sent.clear()
+        tracked += await track_chain(engine, chain)
 
 
 async def _note_readings(engine: Engine, chain: ChainConfig) -> None:

@@ -158,7 +158,12 @@ def decide(
     for attempt in tx.attempts:
         receipt = seen.receipts.get(attempt.hash)
         if receipt is not None:
-            depth = seen.head - int(receipt["blockNumber"], 16) + 1
+            # At least 1: the node served the receipt, so it has the block, even when it was
+            # mined after the head was read (anvil mines each send at once, and a busy chain
+            # mines blocks while a round reads its receipts). Taken from the head, a send mined
+            # during the round was at depth 0: recorded `mined`, its receipt asked for again
+            # and `confirmed` only at the next round (docs/performance.md item 30).
+            depth = max(seen.head - int(receipt["blockNumber"], 16), 0) + 1
             action = Action.FINALIZE if depth >= chain.confirmations else Action.RECORD_RECEIPT
             return Decision(action, attempt, receipt, depth)
     if tx.status is TxStatus.MINED:

@@ -22,6 +22,8 @@ from chainflow.domain.transactions.telemetry import count_replacement, tx_contex
 
 log = get_logger(__name__)
 _QUIET = (Action.NONE, Action.RESEND)  # outcomes that free no room in a lane
+# What a drain of this process sending the request will do or let the next pass do.
+_SENT_BY_DRAIN = (Action.RESEND, Action.RECORD_RECEIPT, Action.FINALIZE)
 
 
 @dataclass
@@ -111,10 +113,13 @@ def _leave_to_drains(
     # A request still `signed` in a lane a drain of this process is working on is being sent
     # by that drain right now (rounds track while they drain): sending it here as well would
     # only double the node's work. After a crash there is no such drain, and it goes at once.
+    # Its receipt, if the node already has one, is left to a pass after that drain has
+    # recorded the send: recorded here, it would wait on the drain's locks (or the drain on
+    # these) and skip the request's `submitted` event.
     for tx in rows:
         if (
             tx.status is TxStatus.SIGNED
-            and decisions[tx.id].action is Action.RESEND
+            and decisions[tx.id].action in _SENT_BY_DRAIN
             and (tx.wallet_id, chain.chain_id) in draining
         ):
             decisions[tx.id] = Decision(Action.NONE)

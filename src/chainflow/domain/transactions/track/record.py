@@ -15,6 +15,7 @@ from chainflow.domain.transactions.decisions import (
 )
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.send.answers import SentAttempt
+from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.transactions.track.mined import COMMON, record_common
 from chainflow.domain.transactions.track.outcomes import apply_decision
 
@@ -42,8 +43,15 @@ async def record(
     Returns the attempts to send again."""
     resend: list[SentAttempt] = []
     current = await repository.lock_states(session, [tx.id for tx in moving])
-    # A request whose status changed since we looked was moved by another worker.
-    still = [tx for tx in moving if tx.id in current and current[tx.id].status is tx.status]
+    # A request whose status changed since we looked was moved by another worker, except a
+    # receipt of one read `signed` whose send was recorded since (the drain's record of its
+    # sends commits while the tracker reads the chain): the receipt still holds, and
+    # recording it from `submitted` is what the next round would do, a round later.
+    still = [
+        tx
+        for tx in moving
+        if tx.id in current and _unchanged(tx.status, current[tx.id].status, decisions[tx.id])
+    ]
     common = [tx for tx in still if decisions[tx.id].action in COMMON]
     await record_common(session, common, decisions, current, head=seen.head, reasons=reasons)
     rare = [tx for tx in still if decisions[tx.id].action not in COMMON]
@@ -57,3 +65,12 @@ async def record(
         if again is not None:
             resend.append(again)
     return resend
+
+
+def _unchanged(read: TxStatus, now: TxStatus, decision: Decision) -> bool:
+    """Whether `decision`, made on a request read in status `read`, still applies to it in
+    status `now` (locked)."""
+    if now is read:
+        return True
+    receipt = decision.action in (Action.RECORD_RECEIPT, Action.FINALIZE)
+    return receipt and read is TxStatus.SIGNED and now is TxStatus.SUBMITTED

@@ -1,0 +1,129 @@
+"""When a round's sends are seen mined (issue 17, batch path): a round that signs thousands
+takes seconds, and its sends used to wait for the next round's tracking pass, then for one
+more when the drain's record of its sends committed while the tracker read the chain."""
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.core.types import TxId, WalletId
+from chainflow.domain.chains import service as chains
+from chainflow.domain.transactions import repository
+from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.rows import InFlight
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.transactions.track import judge, observe, record
+from chainflow.infra.db.uow import read_only, unit_of_work
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers import main
+from chainflow.workers.drain import drain_lanes
+from tests.integration.events.test_transaction_events import (
+    of_tx,
+    read_without_events,
+    sequenced,
+)
+from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.engine import EngineHarness, open_engine_harness
+
+
+async def _chain(harness: EngineHarness) -> ChainConfig:
+    async with unit_of_work(harness.sessionmaker) as session:
+        return ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID, endpoints=False))
+
+
+async def test_a_receipt_of_a_request_read_signed_is_recorded_once_its_send_is(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> None:
+    """The tracker reads a request while it is `signed`; the drain sends it (anvil mines it)
+    and records `submitted` before the tracker locks it. The receipt is recorded in that
+    pass: `confirmed` at one confirmation, with its events in order."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        wallet = await harness.wallet()
+        tx_id = await harness.submit(wallet, value="1")
+        chain = await _chain(harness)
+        engine = harness.engine
+        engine.state.addresses[wallet.id] = wallet.address
+        rpc = engine.rpc(ANVIL_CHAIN_ID)
+        batch = rpc.batch
+        read: list[InFlight] = []
+
+        async def read_then_send(calls: Any) -> Any:
+            if calls and calls[0][0] == "eth_sendRawTransaction":  # signed, not yet sent
+                async with read_only(harness.sessionmaker) as session:
+                    read.extend(await repository.tracked(session, ANVIL_CHAIN_ID, limit=10))
+            return await batch(calls)
+
+        rpc.batch = read_then_send  # type: ignore[method-assign]
+        try:
+            assert await drain_lanes(engine, chain, [wallet.id]) == 1
+        finally:
+            del rpc.batch
+        assert [tx.status for tx in read] == [TxStatus.SIGNED]
+        assert (await harness.get(tx_id)).status is TxStatus.SUBMITTED
+        seen = await observe.observe(rpc, read)
+        decisions = judge.judge(
+            read,
+            seen,
+            chain=chain,
+            config=engine.config,
+            memory=engine.state.tracking,
+            draining=set(),
+        )
+        async with unit_of_work(harness.sessionmaker) as session:
+            await record.record(
+                session, read, decisions, seen, crasher=engine.ports.crasher, reasons={}
+            )
+        tx = await harness.get(tx_id)
+        mine = of_tx(await sequenced(harness.sessionmaker), tx_id)
+    assert tx.status is TxStatus.CONFIRMED
+    assert tx.final_hash == read[0].attempts[0].hash
+    assert [row.type for row in mine] == [
+        "transaction.queued",
+        "transaction.signed",
+        "transaction.submitted",
+        "transaction.mined",
+        "transaction.confirmed",
+    ]
+    assert mine[-1].data["transaction"] == read_without_events(tx)
+
+
+async def test_a_round_tracks_a_drain_s_sends_while_its_other_drains_run(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    anvil_url: str,
+    master_key: MasterKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two drains in one round: the second waits until the first one's request is
+    confirmed. The round's tracker looks again once the first drain has sent, so it is;
+    before, the round's only tracking pass ran at its start, and it never was."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        first, second = await harness.wallet(), await harness.wallet()
+        ids = {w.id: await harness.submit(w, value="1") for w in (first, second)}
+        monkeypatch.setattr(main, "_WORK_PER_DRAIN", 1)  # a drain per lane: two drains
+        confirmed_first: list[bool] = []
+
+        async def drain(engine: Any, chain: ChainConfig, wallet_ids: Sequence[WalletId]) -> int:
+            if list(wallet_ids) != [first.id]:
+                confirmed_first.append(await _confirmed_within(harness, ids[first.id], 10.0))
+            return await drain_lanes(engine, chain, wallet_ids)
+
+        monkeypatch.setattr(main, "drain_lanes", drain)
+        done = await main.run_round(harness.engine, ANVIL_CHAIN_ID)
+        assert done.signed == 2
+        assert done.tracking
+        assert confirmed_first == [True]
+        (tx,) = await harness.run_until_final([ids[second.id]])
+    assert tx.status is TxStatus.CONFIRMED
+
+
+async def _confirmed_within(harness: EngineHarness, tx_id: TxId, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (await harness.get(tx_id)).status is TxStatus.CONFIRMED:
+            return True
+        await asyncio.sleep(0.05)  # polling the database with a deadline
+    return False
