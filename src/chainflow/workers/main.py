@@ -292,17 +292,15 @@ async def _track(
     While the round's drains run (`drained` not set), each time one of them has sent
     (`sent`), the tracker looks again once its pass is done, instead of at the next round:
     a round that signs thousands takes seconds, and its first drains' sends waited that
-    long to be seen mined (docs/performance.md item 30). Not past half the lease taken at
-    the round's start, so the passes stay within it."""
+    long to be seen mined (docs/performance.md item 30). Each such pass renews the lease
+    first (one UPDATE), so it has a whole lease like the first pass, and none starts past
+    half the lease taken at the round's start."""
     ports = engine.ports
     leased = False
     leased_at = time.monotonic()
     if not held:
         # One UPDATE, which commits on its own (no BEGIN and COMMIT round trips on PostgreSQL).
-        async with single_statements(engine_of(ports.sessionmaker)) as db:
-            leased = await chains.take_tracker_lease(
-                db, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
-            )
+        leased = await _renew_tracker_lease(engine, chain)
     if not leased:
         readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
         return False, 0
@@ -329,7 +327,20 @@ async def _track_while_draining(
         if drained.is_set() or not sent.is_set() or time.monotonic() >= until:
             return tracked
         sent.clear()
+        # A pass may take as long as its slowest RPC or signer call: begun on what is left of
+        # the round's lease it could outlast it, and another worker then track (and bump)
+        # the chain beside it (review).
+        if not await _renew_tracker_lease(engine, chain):
+            return tracked
         tracked += await track_chain(engine, chain)
+
+
+async def _renew_tracker_lease(engine: Engine, chain: ChainConfig) -> bool:
+    ports = engine.ports
+    async with single_statements(engine_of(ports.sessionmaker)) as db:
+        return await chains.take_tracker_lease(
+            db, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
+        )
 
 
 async def _note_readings(engine: Engine, chain: ChainConfig) -> None:

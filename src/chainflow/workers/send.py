@@ -12,6 +12,7 @@ from chainflow.domain.transactions.send.broadcast import send_raw
 from chainflow.domain.transactions.send.nonce_gaps import FillerUnsigned, release_nonce
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.signer import SignatureFailed
 from chainflow.workers.engine import Engine
 
 log = get_logger(__name__)
@@ -40,10 +41,14 @@ async def send_and_record(engine: Engine, chain: ChainConfig, sends: Sequence[Se
             # The filler of its nonce cannot be signed now: everything was rolled back, so the
             # request keeps its nonce (still signed) and the tracker sends it again later,
             # when the node's refusal brings it back here. No nonce is consumed or skipped.
-            log.warning(
-                "nonce.release_waiting", tx_id=str(one.tx_id), error=exc.reason, detail=exc.detail
-            )
-            engine.state.signers.note_unavailable(exc.wallet_id)
+            bad = exc.reason == SignatureFailed.code
+            if engine.state.signers.note_unavailable(exc.wallet_id, bad=bad):
+                log.warning(
+                    "nonce.release_waiting",
+                    tx_id=str(one.tx_id),
+                    error=exc.reason,
+                    detail=exc.detail,
+                )
             await show_paused(engine, chain.chain_id, exc.wallet_id, exc.reason)
 
 

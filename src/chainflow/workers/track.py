@@ -98,13 +98,13 @@ async def _replace(
                 )
         except SignerUnavailable as exc:  # its backend is down, or signed badly: bump it later
             bad = isinstance(exc, SignatureFailed)  # a fault to look into, not an outage
-            (log.error if bad else log.warning)(
-                "tracker.bad_signature" if bad else "tracker.signer_unavailable",
-                tx_id=str(wanted.tx_id),
-                error=exc.code,
-                detail=exc.detail,
-            )
-            state.signers.note_unavailable(wallet_id)
+            if state.signers.note_unavailable(wallet_id, bad=bad):
+                (log.error if bad else log.warning)(
+                    "tracker.bad_signature" if bad else "tracker.signer_unavailable",
+                    tx_id=str(wanted.tx_id),
+                    error=exc.code,
+                    detail=exc.detail,
+                )
             await show_paused(engine, chain.chain_id, wallet_id, exc.code)
             continue
         if attempt is not None:

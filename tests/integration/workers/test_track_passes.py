@@ -3,15 +3,20 @@ takes seconds, and its sends used to wait for the next round's tracking pass, th
 more when the drain's record of its sends committed while the tracker read the chain."""
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.core.clock import utcnow
 from chainflow.core.types import TxId, WalletId
 from chainflow.domain.chains import service as chains
+from chainflow.domain.chains.models import Chain
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.rows import InFlight
@@ -127,3 +132,62 @@ async def _confirmed_within(harness: EngineHarness, tx_id: TxId, timeout_s: floa
             return True
         await asyncio.sleep(0.05)  # polling the database with a deadline
     return False
+
+
+async def test_a_pass_while_draining_renews_the_lease_and_stops_once_another_holds_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    anvil_url: str,
+    master_key: MasterKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass may take as long as its slowest node or signer call: begun on what was left of
+    the round's lease, it could outlast it while another worker tracks (and bumps) the chain.
+    Each extra pass takes the lease again first; when another process holds it by then, the
+    pass is not made (review)."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        first, second = await harness.wallet(), await harness.wallet()
+        ids = {w.id: await harness.submit(w, value="1") for w in (first, second)}
+        monkeypatch.setattr(main, "_WORK_PER_DRAIN", 1)  # a drain per lane: two drains
+        takes: list[bool] = []
+        asked_again = asyncio.Event()
+        passes: list[int] = []
+        take, track = chains.take_tracker_lease, main.track_chain
+
+        async def counted_take(*args: Any, **kwargs: Any) -> bool:
+            taken = await take(*args, **kwargs)
+            takes.append(taken)
+            if len(takes) > 1:
+                asked_again.set()
+            return taken
+
+        async def counted_track(*args: Any, **kwargs: Any) -> int:
+            passes.append(1)
+            return await track(*args, **kwargs)
+
+        async def drain(engine: Any, chain: ChainConfig, wallet_ids: Sequence[WalletId]) -> int:
+            if list(wallet_ids) != [first.id]:
+                await _another_process_takes_the_lease(harness)
+                with contextlib.suppress(TimeoutError):  # until the extra pass asked for it
+                    await asyncio.wait_for(asked_again.wait(), timeout=10)
+            return await drain_lanes(engine, chain, wallet_ids)
+
+        monkeypatch.setattr(chains, "take_tracker_lease", counted_take)
+        monkeypatch.setattr(main, "track_chain", counted_track)
+        monkeypatch.setattr(main, "drain_lanes", drain)
+        done = await main.run_round(harness.engine, ANVIL_CHAIN_ID)
+        first_tx = await harness.get(ids[first.id])
+    assert done.signed == 2
+    assert takes == [True, False]
+    assert passes == [1]  # the round's first pass only
+    assert first_tx.status is TxStatus.SUBMITTED  # left to the lease's holder
+
+
+async def _another_process_takes_the_lease(harness: EngineHarness) -> None:
+    async with unit_of_work(harness.sessionmaker) as session:
+        await session.execute(
+            update(Chain)
+            .where(Chain.chain_id == ANVIL_CHAIN_ID)
+            .values(
+                tracker_owner="another-worker", tracker_lease_until=utcnow() + timedelta(seconds=60)
+            )
+        )

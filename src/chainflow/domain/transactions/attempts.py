@@ -1,6 +1,7 @@
 """Build, sign and store attempts: the write-ahead step before any broadcast (DESIGN §6.3)."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, NotRequired, TypedDict
@@ -27,6 +28,7 @@ from chainflow.infra.signing.signer import (
 )
 
 CANCEL_GAS = 21_000
+_BAD_MAX_S = 60.0  # the longest wait between tries of a wallet that signs badly
 PROBE_TASK = "signer.probe"  # the name of a background probe's task, then ":<wallet id>"
 
 
@@ -49,6 +51,11 @@ class Signers:
         # backend is probed (`health`) before a signature is tried again.
         self._down: set[uuid.UUID] = set()
         self._probes: dict[uuid.UUID, asyncio.Task[SignerHealth | None]] = {}
+        # Wallets whose signer signed badly, in a row, and when the next try may be: a health
+        # probe cannot see that fault (a local key or a moved KMS alias answers healthy), so
+        # retries back off instead, from 1 s doubling to 60 s (each one an ERROR line and, on
+        # KMS, a billed Sign call; review).
+        self._bad: dict[uuid.UUID, tuple[int, float]] = {}
 
     async def of(self, wallet: Wallet) -> Signer:
         """The wallet's signer (or its public key read) once per process, then kept.
@@ -68,12 +75,21 @@ class Signers:
             self._by_wallet[wallet.id] = signer
         return signer
 
-    def note_unavailable(self, wallet_id: uuid.UUID) -> None:
+    def note_unavailable(self, wallet_id: uuid.UUID, *, bad: bool = False) -> bool:
+        """Note that the wallet's backend failed (`bad`: it signed badly). Returns whether the
+        failure is worth logging: always for an outage (retried only after a probe passes);
+        for bad signatures in a row, the 1st, 10th and every 100th."""
         self._down.add(wallet_id)
+        if not bad:
+            return True
+        count = self._bad.get(wallet_id, (0, 0.0))[0] + 1
+        self._bad[wallet_id] = (count, time.monotonic() + min(2.0 ** (count - 1), _BAD_MAX_S))
+        return count in (1, 10) or count % 100 == 0
 
     def note_signed(self, wallet_id: uuid.UUID) -> bool:
         """Forget a failure of the wallet's backend; True if there was one."""
         self._probes.pop(wallet_id, None)
+        self._bad.pop(wallet_id, None)
         if wallet_id in self._down:
             self._down.discard(wallet_id)
             return True
@@ -86,6 +102,9 @@ class Signers:
         (None, no signer to probe, counts as passed). The probe runs in the background, one
         at a time per wallet, so no round waits for a backend that is still down (a KMS
         probe may take 2 s): False until it has answered."""
+        bad = self._bad.get(wallet_id)
+        if bad is not None and time.monotonic() < bad[1]:
+            return False  # signed badly: not before its back-off ends
         running = self._probes.get(wallet_id)
         if running is None:
             name = f"{PROBE_TASK}:{wallet_id}"

@@ -112,18 +112,40 @@ def test_a_receipt_of_a_request_a_drain_of_this_process_is_sending_is_left_to_th
     """Read `signed` in a lane this process is draining: its drain records the send, and a
     later pass the receipt (recorded here, it would wait on the drain's locks and skip the
     request's `submitted` event). Another process's drain: recorded at once, as before."""
-    tx = dataclasses.replace(_in_flight(0), status=TxStatus.SIGNED)
+    sent = _in_flight(0)
+    fresh = dataclasses.replace(sent.attempts[0], last_sent_at=None)  # signed, not sent yet
+    tx = dataclasses.replace(sent, status=TxStatus.SIGNED, attempts=(fresh,))
     seen = Observed(
         head=0x10, latest_nonce={FROM: 1}, receipts={tx.attempts[0].hash: _receipt(0x10)}
     )
     one = ChainConfig(ChainId(31337), True, 1, 1.0, None, None)
 
-    def action(draining: set[tuple[WalletId, ChainId]]) -> Action:
+    def action(tx: InFlight, draining: set[tuple[WalletId, ChainId]]) -> Action:
         decided = judge.judge(
             [tx], seen, chain=one, config=EngineConfig(), memory=TrackerMemory(), draining=draining
         )
         return decided[tx.id].action
 
-    assert action({(tx.wallet_id, one.chain_id)}) is Action.NONE
-    assert action(set()) is Action.FINALIZE
-    assert action({(WalletId(uuid.uuid4()), one.chain_id)}) is Action.FINALIZE
+    assert action(tx, {(tx.wallet_id, one.chain_id)}) is Action.NONE
+    assert action(tx, set()) is Action.FINALIZE
+    assert action(tx, {(WalletId(uuid.uuid4()), one.chain_id)}) is Action.FINALIZE
+
+
+def test_a_receipt_of_a_request_sent_before_is_recorded_while_its_lane_is_drained() -> None:
+    """Left `signed` by an earlier send whose answer was lost (the node took it): not the
+    running drain's, so its receipt is recorded even while the lane is drained round after
+    round (left to the drain, it stayed `signed`, unconfirmed, as long as the lane was busy)."""
+    tx = dataclasses.replace(_in_flight(0), status=TxStatus.SIGNED)  # last_sent_at set
+    seen = Observed(
+        head=0x10, latest_nonce={FROM: 1}, receipts={tx.attempts[0].hash: _receipt(0x10)}
+    )
+    one = ChainConfig(ChainId(31337), True, 1, 1.0, None, None)
+    decided = judge.judge(
+        [tx],
+        seen,
+        chain=one,
+        config=EngineConfig(),
+        memory=TrackerMemory(),
+        draining={(tx.wallet_id, one.chain_id)},
+    )
+    assert decided[tx.id].action is Action.FINALIZE

@@ -79,9 +79,9 @@ async def sign_lanes(
             except SignerUnavailable as exc:  # also SignatureFailed: a bad signature
                 # Nothing signed at this nonce: the cursor stays, the request stays queued,
                 # and only this lane waits; the others of the drain sign on.
-                _signer_down(ready, chain, exc)
+                if signers.note_unavailable(ready.wallet.id, bad=isinstance(exc, SignatureFailed)):
+                    _signer_down(ready, chain, exc)
                 lane.paused_reason = exc.code
-                signers.note_unavailable(ready.wallet.id)
                 break
             moved = step(
                 tx.id,

@@ -23,7 +23,7 @@ from chainflow.domain.transactions.telemetry import count_replacement, tx_contex
 log = get_logger(__name__)
 _QUIET = (Action.NONE, Action.RESEND)  # outcomes that free no room in a lane
 # What a drain of this process sending the request will do or let the next pass do.
-_SENT_BY_DRAIN = (Action.RESEND, Action.RECORD_RECEIPT, Action.FINALIZE)
+_RECEIPT = (Action.RECORD_RECEIPT, Action.FINALIZE)
 
 
 @dataclass
@@ -115,13 +115,16 @@ def _leave_to_drains(
     # only double the node's work. After a crash there is no such drain, and it goes at once.
     # Its receipt, if the node already has one, is left to a pass after that drain has
     # recorded the send: recorded here, it would wait on the drain's locks (or the drain on
-    # these) and skip the request's `submitted` event.
+    # these) and skip the request's `submitted` event; but only while none of its attempts
+    # was ever sent: one a drain sent earlier (its answer lost, the node took it) is not this
+    # drain's, and a lane drained round after round would leave its receipt unrecorded for
+    # as long as the lane stays busy (review).
     for tx in rows:
-        if (
-            tx.status is TxStatus.SIGNED
-            and decisions[tx.id].action in _SENT_BY_DRAIN
-            and (tx.wallet_id, chain.chain_id) in draining
-        ):
+        if tx.status is not TxStatus.SIGNED or (tx.wallet_id, chain.chain_id) not in draining:
+            continue
+        action = decisions[tx.id].action
+        fresh = all(attempt.last_sent_at is None for attempt in tx.attempts)
+        if action is Action.RESEND or (action in _RECEIPT and fresh):
             decisions[tx.id] = Decision(Action.NONE)
 
 
