@@ -25,6 +25,7 @@ from chainflow.domain.transactions.track import judge, observe, record
 from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers import main
+from chainflow.workers import track as track_module
 from chainflow.workers.drain import drain_lanes
 from tests.integration.events.test_transaction_events import (
     of_tx,
@@ -151,7 +152,7 @@ async def test_a_pass_while_draining_renews_the_lease_and_stops_once_another_hol
         takes: list[bool] = []
         asked_again = asyncio.Event()
         passes: list[int] = []
-        take, track = chains.take_tracker_lease, main.track_chain
+        take, track = chains.take_tracker_lease, track_module.track_chain
 
         async def counted_take(*args: Any, **kwargs: Any) -> bool:
             taken = await take(*args, **kwargs)
