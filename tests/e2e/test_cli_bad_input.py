@@ -110,7 +110,7 @@ CASES: dict[str, Case] = {
     "api-host-unknown": Case(("api", "--host", "no-such-host.invalid")),
     "api-bad-setting": Case(("api",), env={"CHAINFLOW_API_PORT": "eighty"}),
     "dev-port-busy": Case(("dev", "--port", "{busy_port}")),
-    "dev-anvil-port-range": Case(("dev", "--anvil-port", "0")),
+    "dev-anvil-port-range": Case(("dev", "--anvil-port", "65536")),
     "dev-demo-negative": Case(("dev", "--demo", "-1")),
     "worker-chains-text": Case(("worker", "--chains", "main")),
     "worker-chains-huge": Case(("worker", "--chains", "1," + "9" * 30)),
