@@ -127,6 +127,28 @@ class TestWritesOnPostgres:
         assert ("Index Scan", "ix_webhook_deliveries_due") in scans, scans
         assert not {n["Node Type"] for n in _nodes(plan)} & {"Sort", "Bitmap Heap Scan"}
 
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_the_one_statement_claim_keeps_the_plan(self, deliveries: Deliveries) -> None:
+        """claim_due (lock, pick, lease and events in one statement, item 30) locks as
+        lock_due does on a burst-filled table without statistics: ix_webhook_deliveries_due
+        walked in order, the ordering check in ix_webhook_deliveries_order, no bitmap scan."""
+        sessionmaker = deliveries.sessionmaker
+        async with unit_of_work(sessionmaker) as session:
+            await session.execute(text(_NO_AUTOVACUUM))
+        await queued(deliveries, 3000, per_tx=5)
+        async with unit_of_work(sessionmaker) as session:
+            assert (await session.execute(_STATISTICS)).scalar_one() == 0  # as in a burst
+        statements, plan = await _claim_plan(sessionmaker, one_statement=True)
+        assert statements[0] == str(repository._NO_BITMAP)
+        assert statements[-1] == str(repository._BITMAP_AGAIN)
+        [locked] = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE locked"]
+        subplans = [n for n in _nodes(locked)[1:] if n.get("Subplan Name")]
+        indexes = {node.get("Index Name") for sub in subplans for node in _nodes(sub)}
+        assert indexes == {"ix_webhook_deliveries_order"}, indexes
+        scans = {(n["Node Type"], n.get("Index Name")) for n in _nodes(locked)}
+        assert ("Index Scan", "ix_webhook_deliveries_due") in scans, scans
+        assert not {n["Node Type"] for n in _nodes(locked)} & {"Sort", "Bitmap Heap Scan"}
+
 
 _HOT = text(
     "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'webhook_deliveries'"
@@ -136,10 +158,10 @@ _STATISTICS = text("SELECT count(*) FROM pg_stats WHERE tablename = 'webhook_del
 
 
 async def _claim_plan(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], *, one_statement: bool = False
 ) -> tuple[list[str], dict[str, Any]]:
-    """The statements lock_due sends, and the EXPLAIN of its query (its text and parameters)
-    under the planner settings it sets."""
+    """The statements lock_due (or claim_due) sends, and the EXPLAIN of its query (its text
+    and parameters) under the planner settings it sets."""
     seen: list[tuple[str, Any]] = []
 
     def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -150,7 +172,21 @@ async def _claim_plan(
         engine = connection.sync_engine
         event.listen(engine, "before_cursor_execute", grab)
         try:
-            await repository.lock_due(session, now=utcnow(), limit=256)
+            if one_statement:
+                await repository.claim_due(
+                    session,
+                    now=utcnow(),
+                    lock_limit=256,
+                    limit=128,
+                    skip=[],
+                    busy={},
+                    per_endpoint=128,
+                    sends_per_endpoint=16,
+                    lease_s=30.0,
+                    timeout_s=10.0,
+                )
+            else:
+                await repository.lock_due(session, now=utcnow(), limit=256)
         finally:
             event.remove(engine, "before_cursor_execute", grab)
         [(statement, parameters)] = [(q, p) for q, p in seen if "SKIP LOCKED" in q]
