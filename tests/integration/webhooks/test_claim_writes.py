@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.webhooks import repository
+from chainflow.domain.webhooks.attempts import Outcome, record
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookDelivery
 from chainflow.domain.webhooks.repository import EventHead
 from chainflow.domain.webhooks.schemas import DeliveryRead
@@ -70,6 +71,38 @@ class TestLease:
             row = await session.get(WebhookDelivery, first.id)
             assert row is not None
             assert DeliveryRead.of(row, []).next_attempt_at == until  # not its old due time
+
+
+class TestRecord:
+    async def test_two_successes_of_one_delivery_in_a_batch_store_two_attempts(
+        self, deliveries: Deliveries
+    ) -> None:
+        """A delivery twice in an all-success batch (one statement on PostgreSQL): moved once
+        (one attempt more, the code of its last outcome), and each outcome's attempt stored,
+        as `record` stores one attempt per outcome."""
+        endpoint_id = await queued(deliveries, 2)
+        now = utcnow()
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            rows = await repository.lock_due(session, now=now, limit=10)
+        [twice, once] = [r.id for r in rows]
+
+        def success(delivery_id: uuid.UUID, code: int, ms: int) -> Outcome:
+            return Outcome(delivery_id, endpoint_id, now, code, None, ms)
+
+        outcomes = [success(twice, 200, 5), success(once, 200, 6), success(twice, 204, 7)]
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await record(session, outcomes, deliveries.config, now=now)
+        attempts = await deliveries.attempts()
+        assert sorted((a.delivery_id == twice, a.status_code, a.duration_ms) for a in attempts) == [
+            (False, 200, 6),
+            (True, 200, 5),
+            (True, 204, 7),
+        ]
+        by_id = {d.id: d for d in await deliveries.deliveries()}
+        assert by_id[twice].status == DeliveryStatus.SUCCEEDED
+        assert by_id[twice].attempt_count == 1
+        assert by_id[once].attempt_count == 1
+        assert by_id[twice].last_status_code == 204  # its last outcome's
 
 
 class TestWritesOnPostgres:

@@ -838,29 +838,39 @@ async def record_successes(
     return [(row[0], bool(row[1])) for row in (await session.execute(_RECORD_SUCCESSES, params))]
 
 
+# An id may come twice in one batch (two outcomes of one delivery): the row is locked and
+# moved once (one attempt more, the status code of its last outcome in input order), and each
+# outcome gets its attempt (as `record` stores them: one attempt per outcome), the attempts
+# made from the input rows joined to the ids moved, not from the UPDATE's one RETURNING row.
 _RECORD_SUCCESSES = text(
     """
     WITH locked AS MATERIALIZED (
-        SELECT d.id, v.code, v.at, v.duration_ms
+        SELECT d.id
         FROM webhook_deliveries AS d
-            JOIN unnest(:ids, :codes, :ats, :durations) AS v(id, code, at, duration_ms)
-                ON v.id = d.id
         WHERE d.id = ANY(:ids)
         ORDER BY d.id
         FOR UPDATE OF d
     ),
+    given AS MATERIALIZED (
+        SELECT v.id, v.code, v.at, v.duration_ms, v.n
+        FROM unnest(:ids, :codes, :ats, :durations)
+            WITH ORDINALITY AS v(id, code, at, duration_ms, n)
+    ),
+    last AS (
+        SELECT DISTINCT ON (g.id) g.id, g.code FROM given AS g ORDER BY g.id, g.n DESC
+    ),
     moved AS (
         UPDATE webhook_deliveries AS d
         SET attempt_count = d.attempt_count + 1, status = 'succeeded', next_attempt_at = NULL,
-            leased_until = NULL, last_status_code = locked.code, updated_at = :now
-        FROM locked
+            leased_until = NULL, last_status_code = last.code, updated_at = :now
+        FROM locked JOIN last ON last.id = locked.id
         WHERE d.id = locked.id AND d.id = ANY(:ids)
-        RETURNING d.id, d.endpoint_id, locked.code, locked.at, locked.duration_ms
+        RETURNING d.id, d.endpoint_id
     ),
     attempted AS (
         INSERT INTO webhook_attempts (id, delivery_id, at, status_code, error, duration_ms)
-        SELECT gen_random_uuid(), moved.id, moved.at, moved.code, NULL, moved.duration_ms
-        FROM moved
+        SELECT gen_random_uuid(), g.id, g.at, g.code, NULL, g.duration_ms
+        FROM given AS g JOIN moved ON moved.id = g.id
     )
     SELECT moved.id, e.first_failure_at IS NOT NULL
     FROM moved JOIN webhook_endpoints AS e ON e.id = moved.endpoint_id
