@@ -5,15 +5,17 @@ table filled in a burst (no statistics yet)."""
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text, update
+from sqlalchemy import Uuid, bindparam, event, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.webhooks import repository
+from chainflow.domain.webhooks.attempts import Outcome, record
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookDelivery
 from chainflow.domain.webhooks.repository import EventHead
 from chainflow.domain.webhooks.schemas import DeliveryRead
@@ -72,6 +74,38 @@ class TestLease:
             assert DeliveryRead.of(row, []).next_attempt_at == until  # not its old due time
 
 
+class TestRecord:
+    async def test_two_successes_of_one_delivery_in_a_batch_store_two_attempts(
+        self, deliveries: Deliveries
+    ) -> None:
+        """A delivery twice in an all-success batch (one statement on PostgreSQL): moved once
+        (one attempt more, the code of its last outcome), and each outcome's attempt stored,
+        as `record` stores one attempt per outcome."""
+        endpoint_id = await queued(deliveries, 2)
+        now = utcnow()
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            rows = await repository.lock_due(session, now=now, limit=10)
+        [twice, once] = [r.id for r in rows]
+
+        def success(delivery_id: uuid.UUID, code: int, ms: int) -> Outcome:
+            return Outcome(delivery_id, endpoint_id, now, code, None, ms)
+
+        outcomes = [success(twice, 200, 5), success(once, 200, 6), success(twice, 204, 7)]
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await record(session, outcomes, deliveries.config, now=now)
+        attempts = await deliveries.attempts()
+        assert sorted((a.delivery_id == twice, a.status_code, a.duration_ms) for a in attempts) == [
+            (False, 200, 6),
+            (True, 200, 5),
+            (True, 204, 7),
+        ]
+        by_id = {d.id: d for d in await deliveries.deliveries()}
+        assert by_id[twice].status == DeliveryStatus.SUCCEEDED
+        assert by_id[twice].attempt_count == 1
+        assert by_id[once].attempt_count == 1
+        assert by_id[twice].last_status_code == 204  # its last outcome's
+
+
 class TestWritesOnPostgres:
     @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
     async def test_the_lease_writes_no_index_entry(self, deliveries: Deliveries) -> None:
@@ -127,6 +161,166 @@ class TestWritesOnPostgres:
         assert ("Index Scan", "ix_webhook_deliveries_due") in scans, scans
         assert not {n["Node Type"] for n in _nodes(plan)} & {"Sort", "Bitmap Heap Scan"}
 
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_the_one_statement_claim_keeps_the_plan(self, deliveries: Deliveries) -> None:
+        """claim_due (lock, pick, lease and events in one statement, item 31) locks as
+        lock_due does on a burst-filled table without statistics: ix_webhook_deliveries_due
+        walked in order, the ordering check in ix_webhook_deliveries_order, no bitmap scan."""
+        sessionmaker = deliveries.sessionmaker
+        async with unit_of_work(sessionmaker) as session:
+            await session.execute(text(_NO_AUTOVACUUM))
+        await queued(deliveries, 3000, per_tx=5)
+        async with unit_of_work(sessionmaker) as session:
+            assert (await session.execute(_STATISTICS)).scalar_one() == 0  # as in a burst
+        statements, plan = await _claim_plan(sessionmaker, one_statement=True)
+        assert statements[0] == str(repository._NO_BITMAP)
+        assert statements[-1] == str(repository._BITMAP_AGAIN)
+        [locked] = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE locked"]
+        subplans = [n for n in _nodes(locked)[1:] if n.get("Subplan Name")]
+        indexes = {node.get("Index Name") for sub in subplans for node in _nodes(sub)}
+        assert indexes == {"ix_webhook_deliveries_order"}, indexes
+        scans = {(n["Node Type"], n.get("Index Name")) for n in _nodes(locked)}
+        assert ("Index Scan", "ix_webhook_deliveries_due") in scans, scans
+        assert not {n["Node Type"] for n in _nodes(locked)} & {"Sort", "Bitmap Heap Scan"}
+
+
+class TestPlansOnABigTable:
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+    async def test_claim_and_record_read_by_index_whatever_the_plan_cache_chooses(
+        self, deliveries: Deliveries, generic: bool
+    ) -> None:
+        """asyncpg keeps its prepared statements, and PostgreSQL may plan one generically
+        after 5 executions (no parameter values known). With 50,000 finished deliveries, a
+        small backlog and 50,000 events, neither claim_due's statement nor record_successes'
+        reads webhook_deliveries or events by a sequential scan, under a custom plan or a
+        forced generic one (plan_cache_mode = force_generic_plan)."""
+        sessionmaker = deliveries.sessionmaker
+        endpoint_id = await queued(deliveries, 20, per_tx=2)
+        async with unit_of_work(sessionmaker) as session:
+            await session.execute(_FINISHED, {"endpoint_id": endpoint_id})
+            await session.execute(_EVENTS)
+        async with unit_of_work(sessionmaker) as session:
+            connection = await session.connection()
+            for table in ("events", "webhook_deliveries", "webhook_endpoints"):
+                await connection.exec_driver_sql(f"ANALYZE {table}")
+        now = utcnow()
+        claim, claim_params = await _sent(
+            sessionmaker,
+            "SKIP LOCKED",
+            lambda session: repository.claim_due(
+                session,
+                now=now,
+                lock_limit=32,
+                limit=16,
+                skip=[],
+                busy={},
+                per_endpoint=16,
+                sends_per_endpoint=16,
+                lease_s=30.0,
+                timeout_s=10.0,
+            ),
+        )
+        async with unit_of_work(sessionmaker) as session:
+            pending = WebhookDelivery.status == DeliveryStatus.PENDING
+            ids = list((await session.scalars(select(WebhookDelivery.id).where(pending))).all())
+        assert len(ids) == 20
+        record, record_params = await _sent(
+            sessionmaker,
+            "webhook_attempts",
+            lambda session: repository.record_successes(
+                session,
+                ids,
+                status_codes=[200] * len(ids),
+                ats=[now] * len(ids),
+                durations_ms=[5] * len(ids),
+                now=now,
+            ),
+        )
+        for statement, parameters in ((claim, claim_params), (record, record_params)):
+            plan = await _plan(sessionmaker, statement, parameters, generic=generic)
+            seq = {n.get("Relation Name") for n in _nodes(plan) if n["Node Type"] == "Seq Scan"}
+            assert not seq & {"webhook_deliveries", "events"}, (statement, plan)
+
+
+# 50,000 delivered deliveries of the endpoint (and their events, ids after the backlog's),
+# and 50,000 events in all: what a claim must not scan.
+_FINISHED = text(
+    """
+    INSERT INTO webhook_deliveries (id, endpoint_id, event_pk, event_id, event_type, status,
+        attempt_count, created_at, updated_at)
+    SELECT gen_random_uuid(), :endpoint_id, 1000 + g, gen_random_uuid(), 'transaction.confirmed',
+        'succeeded', 1, now(), now()
+    FROM generate_series(1, 50000) AS g
+    """
+).bindparams(bindparam("endpoint_id", type_=Uuid()))
+_EVENTS = text(
+    """
+    INSERT INTO events (event_id, type, cursor, data, created_at)
+    SELECT gen_random_uuid(), 'transaction.confirmed', g, '{}', now()
+    FROM generate_series(1, 50000) AS g
+    """
+)
+
+
+async def _sent(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    marker: str,
+    run: Callable[[AsyncSession], Awaitable[object]],
+) -> tuple[str, Any]:
+    """The statement (containing `marker`) that `run` sends, and its parameters (as sent)."""
+    seen: list[tuple[str, Any]] = []
+
+    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    async with unit_of_work(sessionmaker) as session:
+        engine = (await session.connection()).sync_engine
+        event.listen(engine, "before_cursor_execute", grab)
+        try:
+            await run(session)
+        finally:
+            event.remove(engine, "before_cursor_execute", grab)
+    [found] = [(q, p) for q, p in seen if marker in q]
+    return found
+
+
+async def _plan(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    statement: str,
+    parameters: Any,
+    *,
+    generic: bool,
+) -> dict[str, Any]:
+    """The plan PostgreSQL runs the statement by as a prepared statement (as asyncpg sends
+    it): its custom plan for these values, or (`generic`) the plan of no values, under the
+    planner settings the repository sets around it."""
+    async with unit_of_work(sessionmaker) as session:
+        await session.execute(repository._NO_BITMAP)  # (opens the transaction SET LOCAL needs)
+        connection = await session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        prepared = await raw.prepare(statement)
+        types = [
+            await raw.fetchval("SELECT format_type($1, NULL)", t.oid)
+            for t in prepared.get_parameters()
+        ]
+        await raw.execute(f"PREPARE plan_probe ({', '.join(types)}) AS {statement}")
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        await raw.execute(f"SET LOCAL plan_cache_mode = {mode}")
+        # EXECUTE takes no parameters: each value as a literal, quoted by the server.
+        literals = [
+            await raw.fetchval(f"SELECT quote_nullable($1::{t}) || '::{t}'", value)
+            for t, value in zip(types, parameters, strict=True)
+        ]
+        raw_plan = await raw.fetchval(
+            f"EXPLAIN (FORMAT JSON) EXECUTE plan_probe ({', '.join(literals)})"
+        )
+        await raw.execute("DEALLOCATE plan_probe")
+    document = json.loads(raw_plan) if isinstance(raw_plan, str) else raw_plan
+    plan: dict[str, Any] = document[0]["Plan"]
+    return plan
+
 
 _HOT = text(
     "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'webhook_deliveries'"
@@ -136,10 +330,10 @@ _STATISTICS = text("SELECT count(*) FROM pg_stats WHERE tablename = 'webhook_del
 
 
 async def _claim_plan(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: async_sessionmaker[AsyncSession], *, one_statement: bool = False
 ) -> tuple[list[str], dict[str, Any]]:
-    """The statements lock_due sends, and the EXPLAIN of its query (its text and parameters)
-    under the planner settings it sets."""
+    """The statements lock_due (or claim_due) sends, and the EXPLAIN of its query (its text
+    and parameters) under the planner settings it sets."""
     seen: list[tuple[str, Any]] = []
 
     def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -150,7 +344,21 @@ async def _claim_plan(
         engine = connection.sync_engine
         event.listen(engine, "before_cursor_execute", grab)
         try:
-            await repository.lock_due(session, now=utcnow(), limit=256)
+            if one_statement:
+                await repository.claim_due(
+                    session,
+                    now=utcnow(),
+                    lock_limit=256,
+                    limit=128,
+                    skip=[],
+                    busy={},
+                    per_endpoint=128,
+                    sends_per_endpoint=16,
+                    lease_s=30.0,
+                    timeout_s=10.0,
+                )
+            else:
+                await repository.lock_due(session, now=utcnow(), limit=256)
         finally:
             event.remove(engine, "before_cursor_execute", grab)
         [(statement, parameters)] = [(q, p) for q, p in seen if "SKIP LOCKED" in q]

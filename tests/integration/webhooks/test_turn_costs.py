@@ -263,3 +263,85 @@ class TestClaimLocksWhatItCanUse:
             sending.cancel()
             loop.in_flight.clear()
             await http.close()
+
+
+class TestOneStatementOnPostgres:
+    """docs/performance.md item 31: on PostgreSQL a claim locks, picks, leases and reads its
+    events in one statement, and a record of successes moves the deliveries and stores the
+    attempts in one; both leave what the several statements left."""
+
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_a_claim_is_one_statement_between_its_planner_settings(
+        self, deliveries: Deliveries
+    ) -> None:
+        await deliveries.endpoint("http://127.0.0.1:9/hook")
+        await deliveries.emit(*[("transaction.confirmed", {"n": n}) for n in range(5)])
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+            await fan_out(session, now=utcnow())
+        with statements(deliveries.sessionmaker) as seen:
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                jobs = await claim(session, deliveries.config, now=utcnow(), limit=50)
+        assert len(jobs) == 5
+        sent = [s for s in seen if s not in ("BEGIN", "COMMIT")]  # (not sent as statements)
+        assert sent[0] == str(repository._NO_BITMAP)
+        assert sent[1].startswith("WITH locked AS MATERIALIZED")
+        assert sent[2] == str(repository._BITMAP_AGAIN)
+        # then the endpoints' secrets: no lease UPDATE, no read of the events
+        assert len(sent) == 4, sent
+        assert sent[3].startswith("SELECT webhook_endpoints."), sent
+        stored = {d.id: d.leased_until for d in await deliveries.deliveries()}
+        assert {job.delivery_id: job.lease_until for job in jobs} == stored
+
+    async def test_leases_count_the_waves_of_sends_ahead_and_the_held_jobs(
+        self, deliveries: Deliveries
+    ) -> None:
+        """An endpoint with 3 jobs held, 10 due, at most 10 held and 4 sent at once: 7 are
+        claimed, positions 3-9 behind what is held, so waves 0,1,1,1,1,2,2 (each a timeout
+        longer), in due order; the rest stay unleased."""
+        endpoint, _ = await deliveries.endpoint("http://127.0.0.1:9/hook")
+        await deliveries.emit(*[("transaction.confirmed", {"n": n}) for n in range(10)])
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            await sequence_pending(session)
+            await fan_out(session, now=utcnow())
+        now = utcnow()
+        config = deliveries.config
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            jobs = await claim(
+                session,
+                config,
+                now=now,
+                limit=20,
+                busy={endpoint.id: 3},
+                per_endpoint=10,
+                sends_per_endpoint=4,
+            )
+        waves = [0, 1, 1, 1, 1, 2, 2]
+        expected = [now + timedelta(seconds=config.lease_s + w * config.timeout_s) for w in waves]
+        assert [job.lease_until for job in jobs] == expected
+        rows = {d.id: d for d in await deliveries.deliveries()}
+        assert [rows[job.delivery_id].leased_until for job in jobs] == expected
+        in_due_order = sorted(rows.values(), key=lambda d: d.event_pk)
+        assert [job.delivery_id for job in jobs] == [d.id for d in in_due_order[:7]]
+        assert all(d.leased_until is None for d in in_due_order[7:])
+
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_a_record_of_successes_is_one_statement(self, deliveries: Deliveries) -> None:
+        jobs = await _claimed(deliveries, {"n": 1}, {"n": 2})
+        async with unit_of_work(deliveries.sessionmaker) as session:  # another turn's claim
+            jobs += await claim(session, deliveries.config, now=utcnow(), limit=50)
+        outcomes = [_outcome(job, 200) for job in jobs]
+        with statements(deliveries.sessionmaker) as seen:
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                await record(session, outcomes, deliveries.config, now=utcnow())
+        [sent] = [s for s in seen if s not in ("BEGIN", "COMMIT")]  # 3 before: lock, UPDATE, INSERT
+        assert sent.startswith("WITH locked"), sent
+        stored = await deliveries.deliveries()
+        assert [
+            (d.status.value, d.attempt_count, d.leased_until, d.next_attempt_at) for d in stored
+        ] == [("succeeded", 1, None, None)] * 2
+        attempts = await deliveries.attempts()
+        assert sorted(
+            (a.delivery_id, a.status_code, a.error, a.duration_ms) for a in attempts
+        ) == sorted((o.delivery_id, 200, None, 5) for o in outcomes)
+        assert {a.at for a in attempts} == {o.at for o in outcomes}

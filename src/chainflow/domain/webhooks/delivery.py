@@ -140,9 +140,20 @@ async def claim(
         return []
     busy = busy or {}
     full = [e for e, n in busy.items() if per_endpoint is not None and n >= per_endpoint]
-    candidates = await repository.lock_due(
-        session, now=now, limit=_lock_limit(limit, busy, per_endpoint, enabled_endpoints), skip=full
-    )
+    lock_limit = _lock_limit(limit, busy, per_endpoint, enabled_endpoints)
+    if session.get_bind().dialect.name == "postgresql":
+        return await _claim_in_one(
+            session,
+            config,
+            now=now,
+            lock_limit=lock_limit,
+            limit=limit,
+            full=full,
+            busy=busy,
+            per_endpoint=per_endpoint,
+            sends_per_endpoint=sends_per_endpoint,
+        )
+    candidates = await repository.lock_due(session, now=now, limit=lock_limit, skip=full)
     rows = pick(candidates, limit=limit, busy=busy, per_endpoint=per_endpoint)
     if not rows:
         return []
@@ -172,6 +183,63 @@ async def claim(
     unread = [row.id for row in sendable if row.id not in leases]
     # Not leased: the retry API may act on it at once; tried again after a lease's time.
     await repository.release(session, unread, due=now + timedelta(seconds=config.lease_s))
+    return [replace(job, lease_until=leases[job.delivery_id]) for job in jobs]
+
+
+async def _claim_in_one(
+    session: AsyncSession,
+    config: DeliveryConfig,
+    *,
+    now: datetime,
+    lock_limit: int,
+    limit: int,
+    full: Sequence[uuid.UUID],
+    busy: Mapping[uuid.UUID, int],
+    per_endpoint: int | None,
+    sends_per_endpoint: int | None,
+) -> list[Job]:
+    """`claim` on PostgreSQL: the rows are locked, picked and leased, and their events read,
+    by one statement (repository.claim_due); what cannot be sent is then moved as `claim`
+    moves it (a pruned event: failed; an unsequenced one: due in 0.2 s; an unreadable
+    secret: due after a lease's time), none of them leased any more. A wave is counted over
+    the rows picked, not only the jobs built: a rare job (next to an unsendable row) may get
+    a lease a timeout longer than `claim` would give it, never shorter."""
+    claimed = await repository.claim_due(
+        session,
+        now=now,
+        lock_limit=lock_limit,
+        limit=limit,
+        skip=full,
+        busy=busy,
+        per_endpoint=per_endpoint,
+        sends_per_endpoint=sends_per_endpoint,
+        lease_s=config.lease_s,
+        timeout_s=config.timeout_s,
+    )
+    if not claimed:
+        return []
+    endpoints = await repository.endpoints_by_id(session, [c.delivery.endpoint_id for c in claimed])
+    events: dict[int, EventSnapshot] = {}
+    sendable: list[DueDelivery] = []
+    pruned: list[uuid.UUID] = []
+    unsequenced: list[uuid.UUID] = []
+    for c in claimed:
+        if c.event is None:  # pruned by retention before it could be delivered
+            pruned.append(c.delivery.id)
+        elif c.event.cursor is None:  # the sequencer has not numbered it yet (a test event)
+            unsequenced.append(c.delivery.id)
+        else:
+            events[c.event.id] = c.event
+            sendable.append(c.delivery)
+    await repository.fail(session, pruned)
+    await repository.release(session, unsequenced, due=now + timedelta(seconds=0.2))
+    telemetry.record_dropped(len(pruned))
+    jobs = _jobs(sendable, events, endpoints, config, now=now)
+    built = {job.delivery_id for job in jobs}
+    unread = [row.id for row in sendable if row.id not in built]
+    # Not sent: the retry API may act on it at once; tried again after a lease's time.
+    await repository.release(session, unread, due=now + timedelta(seconds=config.lease_s))
+    leases = {c.delivery.id: c.leased_until for c in claimed}
     return [replace(job, lease_until=leases[job.delivery_id]) for job in jobs]
 
 

@@ -1,19 +1,23 @@
 """All SQL of webhook endpoints, deliveries and attempts."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol, cast
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    Float,
     Integer,
     Select,
     Table,
     Text,
+    Uuid,
     and_,
     any_,
     bindparam,
+    column,
     delete,
     exists,
     func,
@@ -221,6 +225,20 @@ async def add_deliveries(
     arrays: one SQL text whatever the batch's size)."""
     if not events:
         return
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            _ADD_DELIVERIES,
+            {
+                "endpoint_id": endpoint_id,
+                "now": now,
+                "event_pks": [e.id for e in events],
+                "event_ids": [e.event_id for e in events],
+                "event_types": [e.type for e in events],
+                "tx_ids": [e.tx_id for e in events],
+                "tx_seqs": [e.tx_seq for e in events],
+            },
+        )
+        return
     rows = [
         {
             "id": uuid.uuid4(),
@@ -239,6 +257,29 @@ async def add_deliveries(
         for event in events
     ]
     await insert_rows(session, _DELIVERIES, rows)
+
+
+# add_deliveries on PostgreSQL: the values that differ by event as arrays, those every row
+# shares (endpoint, status, count, times) as scalars, the id made by the server: 5 arrays,
+# not 12 (the 7 others one value repeated, each encoded per row by the driver).
+_ADD_DELIVERIES = text(
+    """
+    INSERT INTO webhook_deliveries (id, endpoint_id, event_pk, event_id, event_type, tx_id,
+        tx_seq, status, attempt_count, next_attempt_at, created_at, updated_at)
+    SELECT gen_random_uuid(), :endpoint_id, v.event_pk, v.event_id, v.event_type, v.tx_id,
+        v.tx_seq, 'pending', 0, :now, :now, :now
+    FROM unnest(:event_pks, :event_ids, :event_types, :tx_ids, :tx_seqs)
+        AS v(event_pk, event_id, event_type, tx_id, tx_seq)
+    """
+).bindparams(
+    bindparam("endpoint_id", type_=Uuid()),
+    bindparam("now", type_=UtcDateTime()),
+    bindparam("event_pks", type_=ARRAY(BigInteger())),
+    bindparam("event_ids", type_=ARRAY(Uuid())),
+    bindparam("event_types", type_=ARRAY(Text())),
+    bindparam("tx_ids", type_=ARRAY(Uuid())),
+    bindparam("tx_seqs", type_=ARRAY(Integer())),
+)
 
 
 async def lock_due(
@@ -313,6 +354,149 @@ _NO_BITMAP = text("SET LOCAL enable_bitmapscan = off")
 _BITMAP_AGAIN = text("RESET enable_bitmapscan")
 
 
+class ClaimedDelivery(NamedTuple):
+    """A delivery leased by `claim_due`, with its event (None: pruned meanwhile)."""
+
+    delivery: DueDelivery
+    leased_until: datetime
+    event: "EventSnapshot | None"
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lock_limit: int,
+    limit: int,
+    skip: Sequence[uuid.UUID],
+    busy: Mapping[uuid.UUID, int],
+    per_endpoint: int | None,
+    sends_per_endpoint: int | None,
+    lease_s: float,
+    timeout_s: float,
+) -> list[ClaimedDelivery]:
+    """PostgreSQL: lock_due, pick, lease and the events' snapshots as one statement (the
+    SELECT … FOR UPDATE, the lease's UPDATE of unnested arrays and the snapshots' SELECT were
+    three round trips, and the ids and lease times went back and forth as arrays; docs/
+    performance.md item 31). Locks up to `lock_limit` due rows as lock_due does (the same
+    conditions, the same walk of ix_webhook_deliveries_due), picks as delivery.pick does
+    (in due order, at most `per_endpoint` of an endpoint with `busy` counted, at most
+    `limit`), and leases each picked row until now + `lease_s` + a `timeout_s` per wave of
+    its endpoint's sends ahead of it (delivery._waves: `sends_per_endpoint` a wave). Locked
+    rows not picked stay locked until commit and are not written, as with lock_due. Returned
+    in due order."""
+    if lock_limit <= 0 or limit <= 0:
+        return []
+    unbounded = 2**31 - 1
+    params = {
+        "now": now,
+        "lock_limit": lock_limit,
+        "limit": limit,
+        "skip": list(skip),
+        "busy_ids": list(busy),
+        "busy_held": list(busy.values()),
+        "per_endpoint": unbounded if per_endpoint is None else per_endpoint,
+        "sends": unbounded if sends_per_endpoint is None else max(1, sends_per_endpoint),
+        "lease_s": lease_s,
+        "timeout_s": timeout_s,
+    }
+    await session.execute(_NO_BITMAP)
+    rows = (await session.execute(_CLAIM_DUE, params)).all()
+    await session.execute(_BITMAP_AGAIN)
+    claimed = []
+    for row in sorted(rows, key=lambda r: r.n):
+        event = None
+        if row.e_id is not None:
+            event = EventSnapshot(
+                row.e_id, row.e_event_id, row.e_type, row.e_cursor, row.e_created_at, row.e_data
+            )
+        due = DueDelivery(row.id, row.endpoint_id, row.event_pk)
+        claimed.append(ClaimedDelivery(due, row.leased_until, event))
+    return claimed
+
+
+# claim_due's statement. `locked` is lock_due's SELECT (its conditions written alike, so the
+# same plan: ix_webhook_deliveries_due walked in order up to the limit, the ordering check a
+# lookup in ix_webhook_deliveries_order through lower(); test_claim_writes checks the plan).
+# `position`: how many of its endpoint's jobs are ahead of the row (those the process holds,
+# then the rows picked before it), which bounds it (per_endpoint) and gives its wave.
+_CLAIM_DUE = (
+    text(
+        """
+    WITH locked AS MATERIALIZED (
+        SELECT d.id, d.endpoint_id, d.event_pk, d.next_attempt_at
+        FROM webhook_deliveries AS d
+            JOIN webhook_endpoints AS e ON e.id = d.endpoint_id
+        WHERE d.status = 'pending'
+            AND d.next_attempt_at <= :now
+            AND (d.leased_until IS NULL OR d.leased_until <= :now)
+            AND e.enabled IS true
+            AND (d.tx_id IS NULL OR NOT EXISTS (
+                SELECT 1 FROM webhook_deliveries AS earlier
+                WHERE earlier.endpoint_id = d.endpoint_id
+                    AND earlier.tx_id = d.tx_id
+                    AND lower(earlier.status) = 'pending'
+                    AND earlier.tx_seq < d.tx_seq))
+            AND d.endpoint_id <> ALL(:skip)
+        ORDER BY d.next_attempt_at, d.event_pk
+        LIMIT :lock_limit
+        FOR UPDATE OF d SKIP LOCKED
+    ),
+    ranked AS (
+        SELECT l.id, l.endpoint_id, l.event_pk, l.next_attempt_at,
+            coalesce(b.held, 0) - 1 + row_number() OVER (
+                PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at, l.event_pk, l.id
+            ) AS position
+        FROM locked AS l
+            LEFT JOIN unnest(:busy_ids, :busy_held) AS b(endpoint_id, held)
+                ON b.endpoint_id = l.endpoint_id
+    ),
+    picked AS (
+        SELECT r.id, r.endpoint_id, r.event_pk, r.position,
+            row_number() OVER (ORDER BY r.next_attempt_at, r.event_pk, r.id) AS n
+        FROM ranked AS r
+        WHERE r.position < :per_endpoint
+    )
+    UPDATE webhook_deliveries AS d
+    SET leased_until = :now + make_interval(
+            secs => :lease_s + (p.position / :sends) * :timeout_s),
+        updated_at = :now
+    FROM picked AS p
+        LEFT JOIN events AS ev ON ev.id = p.event_pk
+    WHERE d.id = p.id AND p.n <= :limit
+    RETURNING d.id, d.endpoint_id, d.event_pk, d.leased_until, p.n,
+        ev.id AS e_id, ev.event_id AS e_event_id, ev.type AS e_type, ev.cursor AS e_cursor,
+        ev.created_at AS e_created_at, CAST(ev.data AS text) AS e_data
+    """
+    )
+    .bindparams(
+        _NOW_PARAM,
+        bindparam("lock_limit", type_=Integer()),
+        bindparam("limit", type_=Integer()),
+        bindparam("skip", type_=ARRAY(Uuid())),
+        bindparam("busy_ids", type_=ARRAY(Uuid())),
+        bindparam("busy_held", type_=ARRAY(Integer())),
+        bindparam("per_endpoint", type_=Integer()),
+        bindparam("sends", type_=Integer()),
+        bindparam("lease_s", type_=Float()),
+        bindparam("timeout_s", type_=Float()),
+    )
+    .columns(
+        column("id", Uuid()),
+        column("endpoint_id", Uuid()),
+        column("event_pk", BigInteger()),
+        column("leased_until", UtcDateTime()),
+        column("n", BigInteger()),
+        column("e_id", BigInteger()),
+        column("e_event_id", Uuid()),
+        column("e_type", Text()),
+        column("e_cursor", BigInteger()),
+        column("e_created_at", UtcDateTime()),
+        column("e_data", Text()),
+    )
+)
+
+
 async def lease(session: AsyncSession, until: dict[uuid.UUID, datetime]) -> None:
     """Hide each claimed delivery until its time: then it is due again (its worker died).
     Only `leased_until` changes, which no index holds: a HOT update on PostgreSQL."""
@@ -337,7 +521,7 @@ async def fail(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
         await session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id.in_(in_list(ids)))
-            .values(status=DeliveryStatus.FAILED, next_attempt_at=None)
+            .values(status=DeliveryStatus.FAILED, next_attempt_at=None, leased_until=None)
             .execution_options(synchronize_session=False)
         )
 
@@ -624,6 +808,80 @@ async def lock_to_record_with_clocks(
         if row[-1] is not None:  # the endpoint's first_failure_at
             clocks.add(delivery.endpoint_id)
     return locked, clocks
+
+
+async def record_successes(
+    session: AsyncSession,
+    ids: Sequence[uuid.UUID],
+    *,
+    status_codes: Sequence[int | None],
+    ats: Sequence[datetime],
+    durations_ms: Sequence[int],
+    now: datetime,
+) -> list[tuple[uuid.UUID, bool]]:
+    """PostgreSQL: record a successful attempt of each delivery in one statement: lock the
+    deliveries still there in id order (the one lock order of delivery rows, as
+    lock_to_record_with_clocks), move each to succeeded (one more attempt, its status code,
+    no due time, no lease), insert its attempt, and return, for each delivery moved, its id
+    and whether its endpoint's failure clock runs (read in the same statement, as
+    lock_to_record_with_clocks reads it). A lock, an UPDATE of 7 arrays and an INSERT of 6,
+    with every locked row sent back, were three round trips (docs/performance.md item 31)."""
+    if not ids:
+        return []
+    params = {
+        "ids": list(ids),
+        "codes": list(status_codes),
+        "ats": list(ats),
+        "durations": list(durations_ms),
+        "now": now,
+    }
+    return [(row[0], bool(row[1])) for row in (await session.execute(_RECORD_SUCCESSES, params))]
+
+
+# An id may come twice in one batch (two outcomes of one delivery): the row is locked and
+# moved once (one attempt more, the status code of its last outcome in input order), and each
+# outcome gets its attempt (as `record` stores them: one attempt per outcome), the attempts
+# made from the input rows joined to the ids moved, not from the UPDATE's one RETURNING row.
+_RECORD_SUCCESSES = text(
+    """
+    WITH locked AS MATERIALIZED (
+        SELECT d.id
+        FROM webhook_deliveries AS d
+        WHERE d.id = ANY(:ids)
+        ORDER BY d.id
+        FOR UPDATE OF d
+    ),
+    given AS MATERIALIZED (
+        SELECT v.id, v.code, v.at, v.duration_ms, v.n
+        FROM unnest(:ids, :codes, :ats, :durations)
+            WITH ORDINALITY AS v(id, code, at, duration_ms, n)
+    ),
+    last AS (
+        SELECT DISTINCT ON (g.id) g.id, g.code FROM given AS g ORDER BY g.id, g.n DESC
+    ),
+    moved AS (
+        UPDATE webhook_deliveries AS d
+        SET attempt_count = d.attempt_count + 1, status = 'succeeded', next_attempt_at = NULL,
+            leased_until = NULL, last_status_code = last.code, updated_at = :now
+        FROM locked JOIN last ON last.id = locked.id
+        WHERE d.id = locked.id AND d.id = ANY(:ids)
+        RETURNING d.id, d.endpoint_id
+    ),
+    attempted AS (
+        INSERT INTO webhook_attempts (id, delivery_id, at, status_code, error, duration_ms)
+        SELECT gen_random_uuid(), g.id, g.at, g.code, NULL, g.duration_ms
+        FROM given AS g JOIN moved ON moved.id = g.id
+    )
+    SELECT moved.id, e.first_failure_at IS NOT NULL
+    FROM moved JOIN webhook_endpoints AS e ON e.id = moved.endpoint_id
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid())),
+    bindparam("codes", type_=ARRAY(Integer())),
+    bindparam("ats", type_=ARRAY(UtcDateTime())),
+    bindparam("durations", type_=ARRAY(Integer())),
+    bindparam("now", type_=UtcDateTime()),
+)
 
 
 async def any_endpoint_behind(session: AsyncSession) -> bool:
