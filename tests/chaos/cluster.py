@@ -177,7 +177,7 @@ class Cluster:
                 proc.popen.send_signal(signal.SIGTERM)
         codes = {p.name: p.popen.wait(timeout=60) for p in self.procs if not p.killed}
         bad = {name: code for name, code in codes.items() if code != 0}
-        assert not bad, {name: self.log_of_name(name)[-2000:] for name in bad}
+        assert not bad, (bad, {name: self.log_of_name(name)[-2000:] for name in bad})
 
     def log_of_name(self, name: str) -> str:
         return (self.tmp_path / f"{name}.log").read_text(errors="replace")

@@ -159,13 +159,21 @@ def database_answers(settings: "Settings") -> bool:
     async def wait() -> bool:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        signals = (signal.SIGTERM, signal.SIGINT)
+        # The handlers from before (`chainflow.cli.main`'s: exit 0 while starting) are put
+        # back after: the loop's removal leaves SIGTERM's default, and a worker stopped
+        # between here and its engine's own handler died of the signal (exit -15; the chaos
+        # suite's SIGTERM of a worker just restarted).
+        previous = {sig: signal.getsignal(sig) for sig in signals}
+        for sig in signals:
             loop.add_signal_handler(sig, stop.set)
         try:
             return await wait_for_database(settings, stop)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in signals:
                 loop.remove_signal_handler(sig)
+                if previous[sig] is not None:  # None: not set from Python; left as is
+                    signal.signal(sig, previous[sig])
 
     return run(wait)
 

@@ -3,8 +3,16 @@ sets when eth-account imports it (issue 14: C parsers overflowed the stack under
 command imports eth-account at start-up any more (infra/signing/transactions.py imports it
 for a legacy signature); `run` still restores the limit, whatever a command imported."""
 
+import asyncio
+import signal
 import subprocess
 import sys
+from types import FrameType
+from typing import Any, cast
+
+import pytest
+
+from chainflow.cli import runtime
 
 _PROBE = """
 import asyncio, sys
@@ -20,3 +28,26 @@ def test_a_command_body_runs_under_the_default_recursion_limit() -> None:
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=60
     )
     assert probe.stdout.strip() == "1000"
+
+
+def test_the_wait_for_the_database_puts_back_the_signal_handlers_from_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`chainflow.cli.main` makes a SIGTERM during start-up exit 0; the wait for the database
+    adds the loop's handlers, and their removal left SIGTERM's default: a worker stopped
+    between that wait and its engine's own handler died of the signal (exit -15)."""
+
+    async def answers(_settings: Any, _stop: asyncio.Event) -> bool:
+        return True
+
+    def starting(_signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    monkeypatch.setattr(runtime, "wait_for_database", answers)
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, starting)
+    try:
+        assert runtime.database_answers(cast(Any, None))
+        assert signal.getsignal(signal.SIGTERM) is starting
+    finally:
+        signal.signal(signal.SIGTERM, before)
