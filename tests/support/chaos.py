@@ -19,7 +19,7 @@ from chainflow.domain.transactions.drain.plan import Ready, lane_counts, plan_la
 from chainflow.domain.transactions.drain.sign import sign_lanes
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
 from chainflow.domain.transactions.send.answers import SentAttempt
-from chainflow.domain.transactions.state import TxStatus, is_terminal
+from chainflow.domain.transactions.state import TxKind, TxStatus, is_terminal
 from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
@@ -222,6 +222,20 @@ def assert_valid_replacements(attempts: Sequence[TxAttempt], *, cap_wei: int | N
 
 def transitions(tx: Transaction) -> list[tuple[str | None, str]]:
     return [(event.from_status, event.to_status) for event in tx.events]
+
+
+async def confirmed_filler(harness: EngineHarness, wallet: Wallet) -> Transaction:
+    """Run rounds until the wallet's one filler (a released nonce's stand-in) is confirmed."""
+
+    async def found() -> Transaction | None:
+        await run_round(harness.engine, ANVIL_CHAIN_ID)
+        fillers = [
+            tx for tx in await lane_transactions(harness, wallet) if tx.kind is TxKind.FILLER
+        ]
+        assert len(fillers) <= 1
+        return fillers[0] if fillers and fillers[0].status is TxStatus.CONFIRMED else None
+
+    return await eventually(found, timeout_s=60)
 
 
 async def assert_lane_settled(

@@ -6,7 +6,7 @@ the filler of a released nonce."""
 
 import pytest
 
-from chainflow.domain.transactions.models import Transaction, TxKind
+from chainflow.domain.transactions.models import TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
@@ -18,6 +18,7 @@ from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     assert_lane_settled,
     chain_config,
+    confirmed_filler,
     force_gas_limit,
     lane_next_nonce,
     lane_transactions,
@@ -149,15 +150,7 @@ async def test_a_nonce_gap_waits_for_a_good_signature_and_is_filled_when_there_i
         (TxStatus.CONFIRMED, 1),
     ]
 
-    async def filler_confirmed() -> Transaction | None:
-        await run_round(harness.engine, ANVIL_CHAIN_ID)
-        fillers = [
-            tx for tx in await lane_transactions(harness, wallet) if tx.kind is TxKind.FILLER
-        ]
-        assert len(fillers) <= 1
-        return fillers[0] if fillers and fillers[0].status is TxStatus.CONFIRMED else None
-
-    filler = await eventually(filler_confirmed, timeout_s=60)
+    filler = await confirmed_filler(harness, wallet)
     assert filler.nonce == 0
     assert await paused_reason(harness, wallet) is None
     await assert_lane_settled(harness, wallet)

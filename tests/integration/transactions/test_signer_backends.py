@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.transactions.attempts import PROBE_TASK
-from chainflow.domain.transactions.models import Transaction, TxKind
+from chainflow.domain.transactions.models import TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.binding import SignerRequest
@@ -31,6 +31,7 @@ from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     assert_lane_settled,
     chain_config,
+    confirmed_filler,
     force_gas_limit,
     lane_next_nonce,
     lane_transactions,
@@ -215,15 +216,7 @@ async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns
         (TxStatus.CONFIRMED, 1),
     ]
 
-    async def filler_confirmed() -> Transaction | None:
-        await run_round(harness.engine, ANVIL_CHAIN_ID)
-        fillers = [
-            tx for tx in await lane_transactions(harness, remote) if tx.kind is TxKind.FILLER
-        ]
-        assert len(fillers) <= 1
-        return fillers[0] if fillers and fillers[0].status is TxStatus.CONFIRMED else None
-
-    filler = await eventually(filler_confirmed, timeout_s=60)
+    filler = await confirmed_filler(harness, remote)
     assert filler.nonce == 0
     assert await paused_reason(harness, remote) is None  # the filler's signature cleared it
     await assert_lane_settled(harness, remote)

@@ -33,12 +33,8 @@ from tests.integration.events.test_transaction_events import (
     sequenced,
 )
 from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.chaos import chain_config
 from tests.support.engine import EngineHarness, open_engine_harness
-
-
-async def _chain(harness: EngineHarness) -> ChainConfig:
-    async with unit_of_work(harness.sessionmaker) as session:
-        return ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID, endpoints=False))
 
 
 async def test_a_receipt_of_a_request_read_signed_is_recorded_once_its_send_is(
@@ -50,7 +46,7 @@ async def test_a_receipt_of_a_request_read_signed_is_recorded_once_its_send_is(
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
         wallet = await harness.wallet()
         tx_id = await harness.submit(wallet, value="1")
-        chain = await _chain(harness)
+        chain = await chain_config(harness)
         engine = harness.engine
         engine.state.addresses[wallet.id] = wallet.address
         rpc = engine.rpc(ANVIL_CHAIN_ID)
