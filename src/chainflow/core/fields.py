@@ -35,9 +35,14 @@ def _parse_wei(value: object) -> int:
     return amount
 
 
-def _plain_text(value: str) -> str:
+def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain a NUL character")
+    return value
+
+
+def _plain_text(value: str) -> str:
+    _no_nul(value)
     if has_key_material(value):  # it would be stored in clear and shown in every listing
         raise ValueError("must not contain 64 hex digits in a row (it looks like a private key)")
     return value
@@ -65,6 +70,10 @@ WeiStr = Annotated[
 TextStr = Annotated[str, AfterValidator(_plain_text)]
 """Free text kept in the database: no NUL character, which PostgreSQL text cannot hold, and
 nothing shaped like a private key."""
+
+NoNulStr = Annotated[str, AfterValidator(_no_nul)]
+"""Text compared with stored text (a query filter): no NUL character, which PostgreSQL text
+cannot hold (it failed the whole statement: a 500)."""
 
 AddressStr = Annotated[
     str,

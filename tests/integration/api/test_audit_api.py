@@ -2,6 +2,7 @@
 in GET /v1/audit with its key and address, written with the change; filters and cursor
 pages work; only admin keys read it; no secret is ever in it (issue 21)."""
 
+import pytest
 from sqlalchemy import select
 
 from chainflow.domain.audit.models import AuditEntry
@@ -142,6 +143,14 @@ class TestAudit:
             if cursor is None:
                 break
         assert seen == actions
+
+    @pytest.mark.parametrize("name", ["action", "resource", "resource_id"])
+    async def test_a_nul_in_a_filter_is_a_422_not_a_500(self, api: ApiHarness, name: str) -> None:
+        # PostgreSQL text cannot hold NUL: the statement failed (the OpenAPI fuzz found it).
+        admin = await api.key("admin")
+        response = await api.client.get("/v1/audit", headers=admin, params={name: "a\x00b"})
+        assert response.status_code == 422
+        assert response.headers["content-type"].startswith("application/problem+json")
 
     async def test_only_admin_keys_read_it(self, api: ApiHarness) -> None:
         for scopes in (("read",), ("wallets", "policies", "transactions:write")):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from chainflow.api.deps import AdminKey, SessionmakerDep
 from chainflow.api.responses import problem_responses
 from chainflow.core.errors import InvalidInput
+from chainflow.core.fields import NoNulStr
 from chainflow.domain.apikeys.restrictions import restrictions_of
 from chainflow.domain.audit import service
 from chainflow.domain.audit.schemas import AuditList, AuditRead
@@ -21,9 +22,9 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 async def list_audit(
     sessionmaker: SessionmakerDep,
     key: AdminKey,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    resource: Annotated[str | None, Query(max_length=32)] = None,
-    resource_id: Annotated[str | None, Query(max_length=128)] = None,
+    action: Annotated[NoNulStr | None, Query(max_length=64)] = None,
+    resource: Annotated[NoNulStr | None, Query(max_length=32)] = None,
+    resource_id: Annotated[NoNulStr | None, Query(max_length=128)] = None,
     key_id: Annotated[uuid.UUID | None, Query()] = None,
     since: Annotated[datetime | None, Query()] = None,
     until: Annotated[datetime | None, Query()] = None,
