@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,7 +43,9 @@ async def test_a_receipt_of_a_request_read_signed_is_recorded_once_its_send_is(
 ) -> None:
     """The tracker reads a request while it is `signed`; the drain sends it (anvil mines it)
     and records `submitted` before the tracker locks it. The receipt is recorded in that
-    pass: `confirmed` at one confirmation, with its events in order."""
+    pass: `confirmed` at one confirmation, with its events in order, and the request is in
+    each stage histogram once with its real times (the read has no send time: it was
+    missing from queued_submitted and submitted_mined)."""
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
         wallet = await harness.wallet()
         tx_id = await harness.submit(wallet, value="1")
@@ -75,10 +78,15 @@ async def test_a_receipt_of_a_request_read_signed_is_recorded_once_its_send_is(
             memory=engine.state.tracking,
             draining=set(),
         )
+        before = _stages()
         async with unit_of_work(harness.sessionmaker) as session:
             await record.record(
                 session, read, decisions, seen, crasher=engine.ports.crasher, reasons={}
             )
+        observed = {
+            stage: (count - before[stage][0], took - before[stage][1])
+            for stage, (count, took) in _stages().items()
+        }
         tx = await harness.get(tx_id)
         mine = of_tx(await sequenced(harness.sessionmaker), tx_id)
     assert tx.status is TxStatus.CONFIRMED
@@ -91,6 +99,19 @@ async def test_a_receipt_of_a_request_read_signed_is_recorded_once_its_send_is(
         "transaction.confirmed",
     ]
     assert mine[-1].data["transaction"] == read_without_events(tx)
+    (sent,) = [a.first_sent_at for a in tx.attempts if a.first_sent_at is not None]
+    mined, confirmed = (
+        datetime.fromisoformat(row.data["transaction"]["updated_at"]) for row in mine[-2:]
+    )
+    expected = {
+        "queued_submitted": (sent - tx.created_at).total_seconds(),
+        "submitted_mined": (mined - sent).total_seconds(),
+        "mined_confirmed": (confirmed - mined).total_seconds(),
+        "request_final": (confirmed - tx.created_at).total_seconds(),
+    }
+    assert {stage: count for stage, (count, _) in observed.items()} == dict.fromkeys(expected, 1)
+    for stage, (_, took) in observed.items():
+        assert took == pytest.approx(expected[stage], abs=1e-3), stage
 
 
 async def test_a_round_tracks_a_drain_s_sends_while_its_other_drains_run(
@@ -120,6 +141,17 @@ async def test_a_round_tracks_a_drain_s_sends_while_its_other_drains_run(
         assert confirmed_first == [True]
         (tx,) = await harness.run_until_final([ids[second.id]])
     assert tx.status is TxStatus.CONFIRMED
+
+
+def _stages() -> dict[str, tuple[float, float]]:
+    """(count, sum) of each stage histogram of the test chain in this process's registry."""
+    found: dict[str, tuple[float, float]] = {}
+    for stage in ("queued_submitted", "submitted_mined", "mined_confirmed", "request_final"):
+        labels = {"chain_id": str(ANVIL_CHAIN_ID), "stage": stage}
+        count = REGISTRY.get_sample_value("chainflow_tx_stage_seconds_count", labels) or 0.0
+        total = REGISTRY.get_sample_value("chainflow_tx_stage_seconds_sum", labels) or 0.0
+        found[stage] = (count, total)
+    return found
 
 
 async def _confirmed_within(harness: EngineHarness, tx_id: TxId, timeout_s: float) -> bool:

@@ -33,16 +33,23 @@ def record_transition(chain_id: int, from_status: str | None, to_status: str) ->
 
 
 def record_stages(
-    tx: Transaction | InFlight, moved: tuple[TxStatus, TxStatus], *, at: datetime
+    tx: Transaction | InFlight,
+    moved: tuple[TxStatus, TxStatus],
+    *,
+    at: datetime,
+    sent: datetime | None = None,
 ) -> None:
-    """Observe the stage times that end as `tx` moves (from, to) at `at`, once it commits
-    (its attempts must be loaded when it moves to mined)."""
+    """Observe the stage times that end as `tx` moves (from, to) at `at`, once it commits.
+    When it moves to mined, its first send is `sent` if given, else read from its attempts
+    (then loaded, and current: a snapshot read before its send was recorded has none)."""
     if not metrics.SWITCH.on:
         return
     from_status, to_status = moved
     if to_status is TxStatus.MINED and from_status is not TxStatus.MINED:
-        sent = [a.first_sent_at for a in tx.attempts if a.first_sent_at is not None]
-        first_sent = min(sent) if sent else None
+        first_sent = sent
+        if first_sent is None:
+            times = [a.first_sent_at for a in tx.attempts if a.first_sent_at is not None]
+            first_sent = min(times) if times else None
         on_commit(partial(_mined, tx.chain_id, tx.id, tx.created_at, first_sent, at))
     elif from_status is TxStatus.MINED and to_status is not TxStatus.MINED:
         on_commit(partial(_left_mined, tx.chain_id, tx.id, to_status, at))

@@ -4,6 +4,7 @@ instead of an ORM flush per row (the ORM stays for the rare paths)."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Integer, Row, Table, case, func, literal, update
@@ -16,6 +17,7 @@ from chainflow.domain.transactions.repository.states import (
     ATTEMPT_COLUMNS,
     ATTEMPTS_STORED,
     REQUEST_COLUMNS,
+    first_sends,
 )
 from chainflow.domain.transactions.rows import (
     AcceptedUpdate,
@@ -144,8 +146,11 @@ _RECEIPT_COLUMNS = (
 )
 
 
-async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> None:
-    """Write a tracking round's receipts in at most four bulk statements."""
+async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> dict[TxId, datetime]:
+    """Write a tracking round's receipts in at most four bulk statements. Returns when a node
+    first accepted each mined request that was sent, as its attempts are now (the tracker's
+    read of a request may predate the record of its send): from the attempts' RETURNING, read
+    back on SQLite."""
     attempts = _ATTEMPTS.c
     # An attempt a node accepted is stamped with the first head seen after it (the start of
     # its stuck-after-N-blocks count); never re-stamped.
@@ -163,7 +168,7 @@ async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> None:
             .values(sent_at_block=stamp)
         )
     if not writes.requests:
-        return
+        return {}
     # Every attempt of each mined request (the key is its tx_id), as written: with the
     # requests' RETURNING, the snapshots need no read-back (none on SQLite: read back).
     attempts_written = await update_rows(
@@ -193,3 +198,4 @@ async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> None:
         session, _TRANSACTIONS, writes.requests, values=receipt, returning=REQUEST_COLUMNS
     )
     await transitions.log(session, writes.transitions, requests=requests, attempts=attempts_written)
+    return await first_sends(session, [row["tx_id"] for row in writes.attempts], attempts_written)

@@ -3,7 +3,8 @@ returned by the round's own INSERTs and UPDATEs where it can (`REQUEST_COLUMNS`,
 `ATTEMPT_COLUMNS` as their RETURNING), else read back in the round's DB transaction: one
 SELECT per kind of row not returned, whatever the round's size."""
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, func, select
@@ -126,3 +127,32 @@ async def _read_attempts(session: AsyncSession, states: States, tx_ids: list[TxI
     )
     for attempt in rows:
         states[attempt.tx_id][1].append(attempt)
+
+
+async def first_sends(
+    session: AsyncSession, tx_ids: Collection[TxId], attempts: Sequence[Row[Any]] | None
+) -> dict[TxId, datetime]:
+    """When a node first accepted each request of `tx_ids` that was ever sent: the earliest
+    first_sent_at of its attempts, from `attempts` (rows with tx_id and first_sent_at, every
+    attempt of each request as this DB transaction wrote it), or read when it is None."""
+    if attempts is not None:
+        return _earliest(attempts, tx_ids)
+    if not tx_ids:
+        return {}
+    a = _ATTEMPTS.c
+    query = (
+        select(a.tx_id, func.min(a.first_sent_at).label("first_sent_at"))
+        .where(a.tx_id.in_(in_list(list(tx_ids))), a.first_sent_at.is_not(None))
+        .group_by(a.tx_id)
+    )
+    return _earliest((await session.execute(query)).all(), tx_ids)
+
+
+def _earliest(rows: Iterable[Any], tx_ids: Collection[TxId]) -> dict[TxId, datetime]:
+    wanted = set(tx_ids)
+    first: dict[TxId, datetime] = {}
+    for row in rows:
+        sent, tx_id = row.first_sent_at, row.tx_id
+        if sent is not None and tx_id in wanted and (tx_id not in first or sent < first[tx_id]):
+            first[tx_id] = sent
+    return first

@@ -16,7 +16,7 @@ from chainflow.domain.transactions.decisions import Action, Decision, Receipt
 from chainflow.domain.transactions.errors import FEE_CAP_BELOW_BASE_FEE
 from chainflow.domain.transactions.models import AttemptKind, DetailValue
 from chainflow.domain.transactions.repository import LockedState, bulk
-from chainflow.domain.transactions.rows import InFlight
+from chainflow.domain.transactions.rows import InFlight, Transition
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.telemetry import record_stages
 from chainflow.domain.transactions.transitions import step
@@ -42,17 +42,23 @@ async def record_common(
     reverted carries its revert reason from `reasons` when the node gave one."""
     writes = bulk.ReceiptWrites(head=head)
     now = utcnow()
+    moves: list[tuple[InFlight, Transition]] = []
     for tx in rows:
         decision = decisions[tx.id]
         if decision.action is Action.NONE:
             writes.stamped.append(tx.id)
         else:
-            _mined(writes, tx, decision, locked[tx.id], now, (reasons or {}).get(tx.id))
-    await bulk.store_receipts(session, writes)
+            _mined(writes, moves, tx, decision, locked[tx.id], now, (reasons or {}).get(tx.id))
+    first_sent = await bulk.store_receipts(session, writes)
+    # Metrics (issue 18), in the order of the moves (mined before confirmed), with the first
+    # send as written: a request read `signed` and locked `submitted` has none in `tx`.
+    for tx, moved in moves:
+        record_stages(tx, (moved.before, moved.after), at=moved.at, sent=first_sent.get(tx.id))
 
 
 def _mined(
     writes: bulk.ReceiptWrites,
+    moves: list[tuple[InFlight, Transition]],
     tx: InFlight,
     decision: Decision,
     current: LockedState,
@@ -67,7 +73,7 @@ def _mined(
     status = current.status
     moved = current.final_hash != mined.hash or current.block_hash != block_hash
     if status is not TxStatus.MINED or moved:
-        status = _step(writes, tx, status, TxEvent.RECEIPT_FOUND, mined.hash, block_hash)
+        status = _step(writes, moves, tx, status, TxEvent.RECEIPT_FOUND, mined.hash, block_hash)
     error: tuple[str, str] | tuple[None, None] = (None, None)
     if decision.action is Action.FINALIZE:
         if mined.kind is AttemptKind.CANCEL:
@@ -80,7 +86,7 @@ def _mined(
             error = ("reverted", f"{message}: {reason}" if reason else message)
         else:
             event = TxEvent.CONFIRMED_SUCCESS
-        status = _step(writes, tx, status, event, mined.hash)
+        status = _step(writes, moves, tx, status, event, mined.hash)
     writes.requests.append(
         {  # a ReceiptUpdate
             "id": tx.id,
@@ -102,6 +108,7 @@ def _mined(
 
 def _step(
     writes: bulk.ReceiptWrites,
+    moves: list[tuple[InFlight, Transition]],
     tx: InFlight,
     status: TxStatus,
     event: TxEvent,
@@ -112,7 +119,7 @@ def _step(
     if block_hash is not None:
         detail["block_hash"] = block_hash
     moved = step(tx.id, status, event, chain_id=tx.chain_id, **detail)
-    record_stages(tx, (status, moved.after), at=moved.at)  # metrics (issue 18)
+    moves.append((tx, moved))
     writes.transitions.append(moved)
     return moved.after
 
