@@ -26,7 +26,7 @@ from tests.support.softhsm import start_softhsm
 
 from bench.cluster import Running, run_shape
 from bench.e2e import submit_all, wait_confirmed
-from bench.ports import anvil_on_free_port, free_port
+from bench.ports import anvil_on_free_port
 from bench.report import replace_section
 from chainflow.infra.signing.aws_kms import AwsKms, AwsKmsConfig, AwsKmsSigner
 from chainflow.infra.signing.local import LocalSigner, generate_private_key
@@ -106,7 +106,7 @@ async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="cf-bench-signers-"))
     softhsm = start_softhsm(folder / "softhsm")
     token = Pkcs11Token(softhsm.config)
-    with run_localstack(folder / "localstack", free_port()) as localstack:
+    with run_localstack(folder / "localstack") as localstack:
         kms_env = {**AWS_ENV, "CHAINFLOW_AWS_KMS_ENDPOINT_URL": localstack.url}
         os.environ.update(AWS_ENV)  # this process's own KMS client reads the standard chain
         kms = AwsKms(AwsKmsConfig(localstack.url, 10.0, 10_000.0, 4))

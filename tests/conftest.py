@@ -2,7 +2,6 @@
 
 import base64
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,19 +21,13 @@ from chainflow.infra.signing.keystore import MasterKey
 from tests.support.databases import PostgresDatabases, SqliteDatabases, TestDatabases
 from tests.support.fixtures import ApiHarness, open_api
 from tests.support.localstack import AWS_ENV, LocalStack, run_localstack
+from tests.support.processes import free_port as free_port  # tests import it from here
 from tests.support.softhsm import SoftHsm, start_softhsm
 
 # No test may reach AWS or the instance-metadata address (169.254.169.254) through boto3's
 # standard chain: a KMS client without an endpoint goes to a closed loopback port instead.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +116,7 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
 def localstack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """LocalStack's KMS for this test session (host mode, loopback); fails (no skip) when
     .cache/localstack is missing."""
-    with run_localstack(tmp_path_factory.mktemp("localstack"), free_port()) as stack:
+    with run_localstack(tmp_path_factory.mktemp("localstack")) as stack:
         yield stack
 
 

@@ -17,20 +17,19 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 async def test_redis_killed_and_back_empty(database_url: str, anvil: str, tmp_path: Path) -> None:
-    with private_redis() as redis:
+    async with (
+        private_redis() as redis,
+        open_cluster(tmp_path, database_url, anvil, redis_url=redis.url, workers=2) as cluster,
+    ):
+        await cluster.submit(10)
+        redis.stop()  # every queued doorbell is gone with it
+        await cluster.submit(10)  # accepted while Redis is down: the rows are the truth
+        redis.start()
         await redis.ready()
-        async with open_cluster(
-            tmp_path, database_url, anvil, redis_url=redis.url, workers=2
-        ) as cluster:
-            await cluster.submit(10)
-            redis.stop()  # every queued doorbell is gone with it
-            await cluster.submit(10)  # accepted while Redis is down: the rows are the truth
-            redis.start()
-            await redis.ready()
-            await cluster.submit(10)
-            await cluster.settle(timeout_s=120)
-            assert await cluster.count(TxStatus.CONFIRMED) == 90
-            assert await cluster.violations() == []
+        await cluster.submit(10)
+        await cluster.settle(timeout_s=120)
+        assert await cluster.count(TxStatus.CONFIRMED) == 90
+        assert await cluster.violations() == []
 
 
 async def test_postgres_restarted(anvil: str, tmp_path: Path) -> None:

@@ -20,12 +20,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 import pytest
 
 from chainflow.infra.signing.aws_kms import AwsKmsConfig
+from tests.support.processes import START_ATTEMPTS, PortTaken, free_port, listens
+
+# What LocalStack prints once its gateway's port is open (by it, or by whoever holds the port).
+_READY = b"Ready."
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = Path(
@@ -82,11 +86,46 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def run_localstack(folder: Path, port: int, *, timeout_s: float = 90) -> Iterator[LocalStack]:
+def run_localstack(
+    folder: Path, port: int | None = None, *, timeout_s: float = 90
+) -> Iterator[LocalStack]:
+    """LocalStack's KMS on `port`, or on a port picked free (None): started again on a new one
+    while another process took the port first (START_ATTEMPTS in all; a port given is tried
+    once). LocalStack cannot bind port 0 and report it, and its gateway failing to bind is no
+    exit: it prints its ready line once the port is open, whoever opened it. So only its own
+    listener counts: the other process's server would answer in its place."""
     if not PYTHON.is_file():
         pytest.fail("LocalStack is not installed: run ./scripts/bootstrap (.cache/localstack)")
-    url = f"http://127.0.0.1:{port}"
     folder.mkdir(parents=True, exist_ok=True)
+    attempts = START_ATTEMPTS if port is None else 1
+    for attempt in range(1, attempts + 1):
+        chosen = free_port() if port is None else port
+        log = (folder / "localstack.log").open("wb")
+        process = _start(folder, chosen, log)
+        try:
+            stack = LocalStack(url=f"http://127.0.0.1:{chosen}", folder=folder, process=process)
+            _wait_started(stack, chosen, timeout_s)
+        except PortTaken:
+            _stop(process)
+            log.close()
+            if attempt == attempts:
+                raise
+            continue
+        except BaseException:
+            _stop(process)
+            log.close()
+            raise
+        try:
+            # The first KMS call loads the provider (seconds): made here, not in a test's timing.
+            stack.client().list_keys(Limit=1)
+            yield stack
+        finally:
+            _stop(process)
+            log.close()
+        return
+
+
+def _start(folder: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         **AWS_ENV,
@@ -99,27 +138,31 @@ def run_localstack(folder: Path, port: int, *, timeout_s: float = 90) -> Iterato
         "SKIP_SSL_CERT_DOWNLOAD": "1",
         "FILESYSTEM_ROOT": str(folder / "fs"),
     }
-    log = (folder / "localstack.log").open("wb")
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [str(PYTHON), "-m", "localstack.runtime.main"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    stack = LocalStack(url=url, folder=folder, process=process)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not _healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"LocalStack did not start; see {folder / 'localstack.log'}")
-            time.sleep(0.2)  # polling a child process that is still starting
-        # The first KMS call loads the provider (seconds): made here, not in a test's timing.
-        stack.client().list_keys(Limit=1)
-        yield stack
-    finally:
-        _stop(process)
-        log.close()
+
+
+def _wait_started(stack: LocalStack, port: int, timeout_s: float) -> None:
+    """Until this LocalStack's own gateway answers healthy on `port`. Raises PortTaken when it
+    is ready (its port open) without listening there itself."""
+    assert stack.process is not None
+    process, log = stack.process, stack.folder / "localstack.log"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ready = _READY in log.read_bytes().splitlines()  # read before looking at the port
+        if listens(process.pid, port):
+            if _healthy(stack.url):
+                return
+        elif ready:
+            raise PortTaken(f"LocalStack: port {port} held by another process")
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"LocalStack did not start; see {log}")
+        time.sleep(0.2)  # polling a child process that is still starting
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

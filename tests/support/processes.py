@@ -18,6 +18,24 @@ from typing import Any
 import psutil
 
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
+# A server that cannot bind port 0 and report it (another program, or a flag where 0 means
+# off) starts on a port picked free (bind to 0, then close); another process may take that
+# port before the server binds it. Such a start is made again on a new port, at most this many
+# times in all (as bench/ports.py does for the benchmarks' servers).
+START_ATTEMPTS = 5
+
+
+class PortTaken(RuntimeError):
+    """Another process listens on the port a server of ours was started on."""
+
+
+def free_port() -> int:
+    """A port free now (bind to 0, then close): a server that can bind port 0 itself should;
+    one that cannot starts on this one and again on a new one when it was taken (above)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def base_env(**settings: str) -> dict[str, str]:
@@ -36,7 +54,7 @@ def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            taken = f" (port {port} is another process's)" if port and _answers(port) else ""
+            taken = f" (port {port} is another process's)" if port and answers(port) else ""
             raise AssertionError(f"{process.args!r} exited with {process.returncode}{taken}")
         try:
             with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback test URL
@@ -79,7 +97,8 @@ def listens(pid: int, port: int) -> bool:
     return False
 
 
-def _answers(port: int) -> bool:
+def answers(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         return True
     return False
