@@ -49,11 +49,16 @@ def always(status: int, headers: dict[str, str] | None = None) -> Answer:
 
 @dataclass
 class Receiver:
-    port: int
+    """Its port is bound by `bind` (or `start`) on port 0: the OS picks a free one at the bind
+    itself, so no other process can take it in between (a port picked free, closed, then bound
+    again could be)."""
+
+    port: int = 0
     answer: Answer = field(default_factory=lambda: always(200))
     received: list[Received] = field(default_factory=list)
     delay_s: float = 0.0  # how long the receiver takes to answer (a slow receiver)
     _runner: web.AppRunner | None = None
+    _socket: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -66,17 +71,33 @@ class Receiver:
         """The requests answered 2xx, in arrival order."""
         return [r for r in self.received if r.headers.get("x-test-answered", "") == "2xx"]
 
+    def bind(self) -> int:
+        """Hold a port of its own (or `port` again, after a stop), not listening yet:
+        connections to it are refused until `start`. Returns the port."""
+        if self._socket is None:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self.port))
+            self._socket = sock
+            self.port = sock.getsockname()[1]
+        return self.port
+
     async def start(self) -> None:
+        self.bind()
+        assert self._socket is not None
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        await web.SockSite(self._runner, self._socket).start()
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -94,16 +115,9 @@ class Receiver:
         return web.Response(status=status, headers=extra, text="ok")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def receiver(answer: Answer | None = None) -> AsyncIterator[Receiver]:
-    server = Receiver(port=free_port())
+    server = Receiver()
     if answer is not None:
         server.answer = answer
     await server.start()

@@ -3,6 +3,7 @@ refusals."""
 
 import asyncio
 import re
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,6 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.local import generate_private_key
 from tests.support.fixtures import ApiHarness
 from tests.support.polling import eventually
-from tests.support.receiver import free_port
 
 
 @pytest.fixture
@@ -134,10 +134,12 @@ async def limited_numbers(api: ApiHarness, key: dict[str, str], query: str = "")
 @asynccontextmanager
 async def serving(api: ApiHarness) -> AsyncIterator[str]:
     """The app on a real socket (a stream is read as it comes, which ASGITransport cannot)."""
-    port = free_port()
-    config = uvicorn.Config(api.app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    sock = socket.socket()  # bound to port 0 here: no other process can take it before
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(api.app, lifespan="off", log_level="error")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
 
     async def started() -> bool:
         return server.started
@@ -148,6 +150,7 @@ async def serving(api: ApiHarness) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
+        sock.close()
 
 
 class TestRestrictedKeys:

@@ -18,7 +18,7 @@ from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
 from chainflow.infra.db.uow import unit_of_work
 from tests.integration.webhooks.conftest import Deliveries, tx_events
 from tests.support.polling import eventually
-from tests.support.receiver import Received, Receiver, always, free_port, receiver
+from tests.support.receiver import Received, Receiver, always, receiver
 
 
 def by_tx(received: list[Received]) -> dict[str, list[str]]:
@@ -106,7 +106,8 @@ class TestDelivery:
             assert second.at - first.at >= 1.9  # the schedule alone says 0.2 s
 
     async def test_a_receiver_down_then_back_gets_every_event(self, deliveries: Deliveries) -> None:
-        hook = Receiver(port=free_port())  # not listening yet: connections are refused
+        hook = Receiver()
+        hook.bind()  # its port, not listening yet: connections are refused
         await deliveries.endpoint(hook.url)
         ids = await deliveries.emit(*lifecycle("down"))
         async with deliveries.running(retry_schedule=(0.2,) * 30):
