@@ -55,7 +55,7 @@ class RedisServer:
         assert process is not None, "not started"
         if process.poll() is not None:
             if answers(self.port):  # "Address already in use"
-                raise PortTaken(f"redis-server: port {self.port} held by another process")
+                raise PortTaken(f"redis-server: port {self.port} is another process's")
             raise AssertionError(f"redis-server exited with {process.returncode}")
         if not listens(process.pid, self.port):
             return False
@@ -138,7 +138,7 @@ class PostgresServer:
             with log.open("rb") as lines:
                 lines.seek(seen)
                 if b"Address already in use" in lines.read():
-                    raise PortTaken(f"postgres: port {self.port} held by another process") from None
+                    raise PortTaken(f"postgres: port {self.port} is another process's") from None
             raise
 
     def stop(self) -> None:

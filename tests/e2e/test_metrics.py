@@ -3,6 +3,7 @@ workers on PostgreSQL, Redis and anvil, with a webhook receiver that refuses eac
 attempt, then a scrape of all three processes."""
 
 import re
+import subprocess
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.anvil import run_anvil
 from tests.chaos.cluster import Cluster, open_cluster
-from tests.conftest import free_port
 from tests.support.databases import REDIS_URL
 from tests.support.deploy import metrics_used
 from tests.support.polling import eventually
-from tests.support.processes import wait_http
+from tests.support.processes import serving_on_free_port
 from tests.support.receiver import Received, Receiver, receiver
 from tests.support.rpc_proxy import Fault, serve_proxy
 
@@ -185,6 +185,24 @@ async def _all_delivered(cluster: Cluster, hook: Receiver, *, at_least: int) -> 
     return await eventually(done, timeout_s=60, interval_s=0.5)
 
 
+def _start_worker_with_metrics(cluster: Cluster) -> int:
+    """A worker serving its metrics on a port of its own; its port: one picked free, and a new
+    one while another process took it first (the worker cannot bind port 0 and report it, and
+    without the port it runs on without metrics). A worker that lost its port is stopped."""
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        return cluster.start("worker", "--metrics-port", str(port)).popen
+
+    def stop(popen: subprocess.Popen[bytes]) -> None:
+        (proc,) = [p for p in cluster.procs if p.popen is popen]
+        proc.killed = True  # stopped by us: its exit code is not the cluster's concern
+        popen.terminate()
+        popen.wait(timeout=60)
+
+    _, port = serving_on_free_port(start, lambda port: f"http://127.0.0.1:{port}/metrics", stop)
+    return port
+
+
 @pytest.fixture
 async def run(database_url: str, anvil: str, tmp_path: Path) -> AsyncIterator[Run]:
     async with (
@@ -211,10 +229,7 @@ async def run(database_url: str, anvil: str, tmp_path: Path) -> AsyncIterator[Ru
         # Queued before any worker runs, then paused: its lane keeps its work.
         await cluster.submit(PAUSED_QUEUED, wallets=[paused])
         await _pause(cluster, paused.address)
-        ports = [free_port(), free_port()]
-        for port in ports:
-            worker = cluster.start("worker", "--metrics-port", str(port))
-            wait_http(f"http://127.0.0.1:{port}/metrics", worker.popen)
+        ports = [_start_worker_with_metrics(cluster) for _ in range(2)]
         await cluster.submit(PER_WALLET, wallets=active)
         await _confirmed_at_least(cluster, 2 * PER_WALLET)
         api_url = f"{cluster.api_url}/metrics"

@@ -159,7 +159,7 @@ def _wait_started(stack: LocalStack, port: int, timeout_s: float) -> None:
             if _healthy(stack.url):
                 return
         elif ready:
-            raise PortTaken(f"LocalStack: port {port} held by another process")
+            raise PortTaken(f"LocalStack: port {port} is another process's")
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"LocalStack did not start; see {log}")
         time.sleep(0.2)  # polling a child process that is still starting

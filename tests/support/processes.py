@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
 START_ATTEMPTS = 5
 
 
-class PortTaken(RuntimeError):
+class PortTaken(AssertionError):
     """Another process listens on the port a server of ours was started on."""
 
 
@@ -49,13 +49,19 @@ def base_env(**settings: str) -> dict[str, str]:
 def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> None:
     """Until `process` answers on `url`. Only its own answer counts: a port picked free can be
     taken by another process before `process` binds it, and that process's server (another
-    worker's API or anvil) would answer in its place while `process` exits."""
+    worker's API or anvil) would answer in its place while `process` exits, or runs on without
+    the port (a worker's metrics). Raises PortTaken once another process is seen listening on
+    the port while `process` is not."""
     port = urllib.parse.urlsplit(url).port
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            taken = f" (port {port} is another process's)" if port and answers(port) else ""
-            raise AssertionError(f"{process.args!r} exited with {process.returncode}{taken}")
+            if port and answers(port):
+                raise PortTaken(f"{process.args!r} exited: port {port} is another process's")
+            raise AssertionError(f"{process.args!r} exited with {process.returncode}")
+        # Someone answered before we looked at ours: if ours was not listening, another was.
+        if port and answers(port) and not listens(process.pid, port):
+            raise PortTaken(f"{process.args!r}: port {port} is another process's")
         try:
             with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback test URL
                 if port is None or listens(process.pid, port):
@@ -64,6 +70,28 @@ def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 
             pass
         time.sleep(0.1)  # polling a child process that is still starting (or exiting)
     raise AssertionError(f"{url} did not answer in time")
+
+
+def serving_on_free_port(
+    start: Callable[[int], subprocess.Popen[bytes]],
+    url: Callable[[int], str],
+    stop: Callable[[subprocess.Popen[bytes]], None],
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`start(port)` on a port picked free, once it answers on `url(port)` itself (wait_http);
+    `stop`ped and started again on a new port while another process took the port first, at
+    most START_ATTEMPTS times in all. For a server that cannot bind port 0 and report it."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port()
+        process = start(port)
+        try:
+            wait_http(url(port), process)
+        except PortTaken:
+            stop(process)
+            if attempt == START_ATTEMPTS:
+                raise
+            continue
+        return process, port
+    raise AssertionError("unreachable")
 
 
 def listening_port(process: subprocess.Popen[Any], *, timeout_s: float = 60) -> int:

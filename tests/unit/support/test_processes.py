@@ -6,11 +6,13 @@ import http.server
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.processes import wait_http
+from tests.support import processes
+from tests.support.processes import PortTaken, free_port, listens, serving_on_free_port, wait_http
 
 # Serves GET on the port in argv[1] (0: one the OS picks), printed once bound.
 _SERVER = """
@@ -80,3 +82,63 @@ def test_a_process_answering_on_its_own_port_counts(another_server: int) -> None
         wait_http(f"http://127.0.0.1:{port}/healthz", process, timeout_s=30)
     finally:
         _stop(process)
+
+
+# Like a worker given a `--metrics-port` another process holds: it runs on without the port.
+_RUNS_ON = """
+import http.server, sys, time
+class Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+try:
+    server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Ok)
+except OSError:
+    while True:
+        time.sleep(1)
+server.serve_forever()
+"""
+
+
+def _start_running_on(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", _RUNS_ON, str(port)], stderr=subprocess.DEVNULL)
+
+
+def test_a_process_running_on_without_its_taken_port_is_reported_at_once(
+    another_server: int,
+) -> None:
+    """Before, its wait ran to the timeout (a minute) and said only that nothing answered."""
+    process = _start_running_on(another_server)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PortTaken, match="another process's"):
+            wait_http(f"http://127.0.0.1:{another_server}/healthz", process, timeout_s=30)
+        assert time.monotonic() - started < 10
+        assert process.poll() is None  # it runs on: only the wait told
+    finally:
+        _stop(process)
+
+
+def test_a_server_whose_port_was_taken_starts_again_on_another(
+    another_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picked = iter([another_server])
+    monkeypatch.setattr(processes, "free_port", lambda: next(picked, None) or free_port())
+    started: list[subprocess.Popen[bytes]] = []
+    stopped: list[subprocess.Popen[bytes]] = []
+
+    def start(port: int) -> subprocess.Popen[bytes]:
+        started.append(_start_running_on(port))
+        return started[-1]
+
+    try:
+        process, port = serving_on_free_port(
+            start, lambda port: f"http://127.0.0.1:{port}/healthz", stopped.append
+        )
+        assert port != another_server
+        assert started == [stopped[0], process]
+        assert listens(process.pid, port)
+    finally:
+        for one in started:
+            _stop(one)
