@@ -72,8 +72,9 @@ def worker(
 def serve_metrics(settings: "Settings", port: int) -> Iterator[None]:
     """This process's metrics over HTTP on `port` (a thread of prometheus_client; 0: none).
 
-    A port that cannot be bound (another worker on this host has it) is logged and the worker
-    runs on: metrics must not stop transactions, and Prometheus shows the target down.
+    A port that cannot be bound (another worker on this host has it) is logged as an error
+    naming the port and the flag, and the worker runs on without metrics: metrics must not
+    stop transactions, and Prometheus shows the target down (README "Operating Chainflow").
     """
     from prometheus_client import start_http_server
 
@@ -86,7 +87,14 @@ def serve_metrics(settings: "Settings", port: int) -> Iterator[None]:
     try:
         server, thread = start_http_server(port, addr=settings.api_host)
     except OSError as exc:
-        log.error("metrics.unavailable", host=settings.api_host, port=port, error=str(exc))
+        log.error(
+            "metrics.unavailable",
+            host=settings.api_host,
+            port=port,
+            flag="--metrics-port",
+            error=str(exc),
+            running="without metrics",
+        )
         yield
         return
     log.info("metrics.serving", host=settings.api_host, port=port)
