@@ -29,12 +29,11 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import generate_private_key
-from tests.conftest import free_port
 from tests.e2e.test_concurrency import master_env
 from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.invariants import violations
 from tests.support.polling import eventually
-from tests.support.processes import CHAINFLOW, base_env, wait_http
+from tests.support.processes import CHAINFLOW, base_env, listening_port, wait_http
 
 SINK = "0x000000000000000000000000000000000000dEaD"
 # Random scenarios run one seed in .ci/run and more in the full run (scripts/chaos).
@@ -95,6 +94,18 @@ class Cluster:
 
     def alive(self, kind: str) -> list[Proc]:
         return [p for p in self.procs if p.name.startswith(kind) and p.popen.poll() is None]
+
+    def start_front(self, command: str) -> Proc:
+        """`chainflow api` (or `dev`) on a port its own bind picks (`--port 0`): no other process
+        can take it before (a port picked free, closed, then bound could be). `serving` tells
+        the port once it listens."""
+        return self.start(command, "--port", "0")
+
+    async def serving(self, proc: Proc) -> None:
+        """Until `proc` (from start_front) answers; the cluster's API URL is then its."""
+        port = await asyncio.to_thread(listening_port, proc.popen)
+        self.api_url = f"http://127.0.0.1:{port}"
+        await self.wait_ready(proc)
 
     async def wait_ready(self, proc: Proc) -> None:
         await asyncio.to_thread(wait_http, f"{self.api_url}/healthz", proc.popen)
@@ -242,16 +253,12 @@ async def open_cluster(
         if funded:
             for wallet in cluster.wallets:
                 await cluster.fund(wallet)
-        port = free_port()
-        cluster.api_url = f"http://127.0.0.1:{port}"
         try:
-            if embedded:
-                front = cluster.start("dev", "--port", str(port))
-            else:
-                front = cluster.start("api", "--port", str(port))
+            front = cluster.start_front("dev" if embedded else "api")
+            if not embedded:
                 for _ in range(workers):
                     cluster.start_worker()
-            wait_http(f"{cluster.api_url}/healthz", front.popen)
+            await cluster.serving(front)
             yield cluster
             cluster.stop()
         finally:

@@ -20,9 +20,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from chainflow.migrations.runner import upgrade
-from tests.conftest import free_port
 from tests.support.polling import eventually
-from tests.support.processes import START_ATTEMPTS, PortTaken, answers, listens
+from tests.support.processes import START_ATTEMPTS, PortTaken, answers, free_port, listens
 
 _PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 
@@ -120,20 +119,10 @@ class PostgresServer:
         """Start the server on its port. Raises PortTaken when another process holds the port
         (the server could not bind it and exited)."""
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        log = self.folder / "server.log"
+        data, log = str(self.folder / "data"), self.folder / "server.log"
         seen = log.stat().st_size if log.exists() else 0
         try:
-            self._run(
-                "pg_ctl",
-                "-D",
-                str(self.folder / "data"),
-                "-o",
-                options,
-                "-l",
-                str(log),
-                "-w",
-                "start",
-            )
+            self._run("pg_ctl", "-D", data, "-o", options, "-l", str(log), "-w", "start")
         except subprocess.CalledProcessError:
             with log.open("rb") as lines:
                 lines.seek(seen)

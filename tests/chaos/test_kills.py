@@ -169,9 +169,7 @@ async def test_embedded_process_sigkilled_and_restarted(
             [dev] = cluster.alive("dev")
             await asyncio.sleep(rng.uniform(0.1, 0.6))  # a random moment, not synchronisation
             cluster.kill(dev)
-            port = cluster.api_url.rpartition(":")[2]
-            restarted = cluster.start("dev", "--port", port)
-            await cluster.wait_ready(restarted)
+            await cluster.serving(cluster.start_front("dev"))
         await cluster.settle(timeout_s=180)
         assert await cluster.count(TxStatus.CONFIRMED) == 135
         assert await cluster.violations() == []
