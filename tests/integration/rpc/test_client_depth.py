@@ -9,7 +9,6 @@ from aiohttp import web
 
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.rpc.client import RpcCallError, RpcClient, RpcTransportError, new_http_session
-from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -24,8 +23,8 @@ async def answers() -> AsyncIterator[tuple[str, list[bytes]]]:
     app.router.add_post("/", answer)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()  # the OS picks the port at the bind
+    port = runner.addresses[-1][1]
     yield f"http://127.0.0.1:{port}/", queued
     await runner.cleanup()
 

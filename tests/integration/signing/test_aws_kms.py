@@ -144,8 +144,8 @@ async def proxy(localstack: LocalStack) -> AsyncIterator[tuple[ThrottlingProxy, 
         app.router.add_post("/", throttler.handle)
         runner = web.AppRunner(app)
         await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()  # the OS picks the port at the bind
+        port = runner.addresses[-1][1]
         try:
             yield throttler, f"http://127.0.0.1:{port}"
         finally:
