@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX
-from tests.conftest import free_port
 from tests.support.databases import REDIS_URL
 from tests.support.processes import listening_port, processes, wait_http
 
@@ -189,9 +188,9 @@ def run_dev_until(
     *,
     timeout_s: float,
 ) -> tuple[int, str]:
-    """`chainflow dev --anvil` (a free port; anvil on port 0) with `extra` until its output is
+    """`chainflow dev --anvil` (API and anvil on port 0) with `extra` until its output is
     `done` (or it exits), then SIGTERM; its exit code and output."""
-    args = ["dev", "--anvil", "--port", str(free_port()), "--anvil-port", "0", *extra]
+    args = ["dev", "--anvil", "--port", "0", "--anvil-port", "0", *extra]
     log = tmp_path / "dev.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -239,7 +238,7 @@ class TestDcaDemo:
     ) -> None:
         empty = tmp_path / "empty-cache"
         empty.mkdir()
-        port = ["--port", str(free_port()), "--anvil-port", "0"]
+        port = ["--port", "0", "--anvil-port", "0"]
         result = cli("dev", "--anvil", "--demo-dca", *port, env={"CHAINFLOW_CACHE_DIR": str(empty)})
         line = one_error_line(result)
         assert "Uniswap V2 build files" in line
@@ -247,7 +246,7 @@ class TestDcaDemo:
         assert not (tmp_path / "data" / "anvil-state.json").exists()  # nothing was started
 
     def test_it_needs_anvil(self, cli: Cli) -> None:
-        line = one_error_line(cli("dev", "--demo-dca", "--port", str(free_port())))
+        line = one_error_line(cli("dev", "--demo-dca", "--port", "0"))
         assert "--demo-dca needs --anvil" in line
 
 
@@ -259,7 +258,7 @@ class TestWrongMasterKey:
         assert cli("db", "upgrade").returncode == 0
         assert cli("wallet", "generate").returncode == 0
         wrong = base64.b64encode(os.urandom(32)).decode()
-        port = ["--port", str(free_port())] if command[0] != "worker" else []
+        port = ["--port", "0"] if command[0] != "worker" else []
         result = cli(*command, *port, env={"CHAINFLOW_MASTER_KEY": wrong})
         assert "did not wrap the stored wallet keys" in one_error_line(result)
         assert wrong not in result.stdout + result.stderr
@@ -267,7 +266,7 @@ class TestWrongMasterKey:
     def test_a_damaged_key_file_is_named_in_one_line(self, cli: Cli, tmp_path: Path) -> None:
         assert cli("db", "upgrade").returncode == 0
         (tmp_path / "data" / "master.key").write_text("not a key\n")
-        line = one_error_line(cli("dev", "--port", str(free_port())))
+        line = one_error_line(cli("dev", "--port", "0"))
         assert "master key file" in line
         assert "not a key" not in line
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
 # Inside every bad file: an error line must name the file, never show what is in it.
 MARKER = "5ec7e75ec7e7" * 4
@@ -223,7 +221,7 @@ def test_dev_with_a_wrong_master_key_is_one_error_line(prepared: dict[str, str])
     traceback with uvicorn's exit 3."""
     env = base_env(Path(prepared["data_dir"]))
     env["CHAINFLOW_MASTER_KEY"] = "A" * 43 + "="
-    result = run_cli(["dev", "--port", str(free_port())], env)
+    result = run_cli(["dev", "--port", "0"], env)
     stderr = result.stderr.decode()
     assert result.returncode == 1, stderr
     assert "Traceback" not in stderr

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -19,9 +20,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from chainflow.infra.signing.keystore import MasterKey
-from tests.conftest import free_port
 from tests.support.polling import eventually
-from tests.support.processes import base_env, processes, wait_http
+from tests.support.processes import base_env, listening_port, processes, wait_http
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -41,13 +41,17 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 class Forwarder:
-    """Once started, listens on 127.0.0.1:`port` and passes every connection through to the
-    database, on a loop of its own thread (the test's loop blocks while `processes` waits for
-    the process to exit, which must still reach its database then)."""
+    """Holds a port of its own from the start (bound to port 0, not listening: connections are
+    refused); once started, listens there and passes every connection through to the database,
+    on a loop of its own thread (the test's loop blocks while `processes` waits for the process
+    to exit, which must still reach its database then)."""
 
-    def __init__(self, port: int, database_url: str) -> None:
+    def __init__(self, database_url: str) -> None:
         target = make_url(database_url)
-        self.port, self.to = port, (target.host or "127.0.0.1", target.port or 5432)
+        self.to = target.host or "127.0.0.1", target.port or 5432
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.Server | None = None
@@ -59,7 +63,7 @@ class Forwarder:
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
 
     async def _serve(self) -> None:
-        self.server = await asyncio.start_server(self._on_client, "127.0.0.1", self.port)
+        self.server = await asyncio.start_server(self._on_client, sock=self.sock)
 
     async def _stop(self) -> None:
         if self.server is not None:
@@ -80,6 +84,7 @@ class Forwarder:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
         self.loop.close()
+        self.sock.close()
 
 
 def events_of(log: Path) -> list[dict[str, object]]:
@@ -100,14 +105,7 @@ def env_for(database_url: str, port: int, tmp_path: Path) -> dict[str, str]:
     )
 
 
-COMMANDS = {"worker": ["worker", "--metrics-port", "0"], "api": ["api", "--port"]}
-
-
-def command_for(name: str) -> tuple[list[str], int | None]:
-    if name == "api":
-        port = free_port()
-        return [*COMMANDS["api"], str(port)], port
-    return COMMANDS["worker"], None
+COMMANDS = {"worker": ["worker", "--metrics-port", "0"], "api": ["api", "--port", "0"]}
 
 
 class TestStartWithoutDatabase:
@@ -115,22 +113,21 @@ class TestStartWithoutDatabase:
     async def test_it_waits_then_serves_once_the_database_answers(
         self, database_url: str, tmp_path: Path, name: str
     ) -> None:
-        db_port = free_port()
-        command, api_port = command_for(name)
         log = tmp_path / "proc-0.log"
-        database = Forwarder(db_port, database_url)
-        env = env_for(database_url, db_port, tmp_path)
-        with contextlib.closing(database), processes([command], env, tmp_path) as (proc,):
+        database = Forwarder(database_url)
+        env = env_for(database_url, database.port, tmp_path)
+        with contextlib.closing(database), processes([COMMANDS[name]], env, tmp_path) as (proc,):
             await eventually(lambda: logged(log, "database.waiting"), timeout_s=30)
             assert proc.poll() is None  # it waits; before, it exited 1 here
             waiting = [e for e in events_of(log) if e["event"] == "database.waiting"]
             assert waiting[0]["level"] == "warning"
             assert "cannot reach the database" in str(waiting[0]["error"])
             database.start()
-            if api_port is None:
+            if name == "worker":
                 await eventually(lambda: logged(log, "worker.started"), timeout_s=30)
             else:
-                url = f"http://127.0.0.1:{api_port}/readyz"
+                port = await asyncio.to_thread(listening_port, proc, timeout_s=30)
+                url = f"http://127.0.0.1:{port}/readyz"
                 await asyncio.to_thread(wait_http, url, proc, timeout_s=30)
         # processes() checked that SIGTERM ended it with status 0
 
@@ -138,10 +135,10 @@ class TestStartWithoutDatabase:
     async def test_sigterm_while_it_waits_exits_0_at_once(
         self, database_url: str, tmp_path: Path, name: str
     ) -> None:
-        command, _ = command_for(name)
         log = tmp_path / "proc-0.log"
-        env = env_for(database_url, free_port(), tmp_path)
-        with processes([command], env, tmp_path) as (proc,):
+        nowhere = Forwarder(database_url)  # never started: its port refuses every connection
+        env = env_for(database_url, nowhere.port, tmp_path)
+        with contextlib.closing(nowhere), processes([COMMANDS[name]], env, tmp_path) as (proc,):
             await eventually(lambda: logged(log, "database.waiting"), timeout_s=30)
             proc.send_signal(signal.SIGTERM)
             started = time.monotonic()

@@ -15,7 +15,6 @@ from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.engine import create_engine
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.master_source import load_master_key
-from tests.conftest import free_port
 from tests.support.databases import REDIS_URL
 from tests.support.processes import base_env, listening_port, processes, wait_http
 from tests.support.rotation import (
@@ -233,7 +232,7 @@ class TestWhileProcessesRun:
         env = embedded_env(data)
         assert (await chainflow(env, "db", "upgrade")).code == 0
         with hold_data_dir(embedded_settings(data), exclusive=True):
-            for command in (["dev", "--port", str(free_port())], ["wallet", "generate"]):
+            for command in (["dev", "--port", "0"], ["wallet", "generate"]):
                 refused = await chainflow(env, *command)
                 assert "rotation is running" in refused.error_line()
 
@@ -263,7 +262,7 @@ class TestWhileProcessesRun:
         try:
             async with hold_custody_lock(engine, exclusive=True):
                 for command in (
-                    ["api", "--port", str(free_port())],
+                    ["api", "--port", "0"],
                     ["worker"],
                     ["wallet", "generate"],
                 ):
