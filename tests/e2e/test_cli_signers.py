@@ -3,9 +3,9 @@ token and LocalStack's KMS."""
 
 import re
 
-from tests.conftest import free_port
 from tests.e2e.test_cli import Cli, cli, one_error_line
 from tests.support.localstack import AWS_ENV, LocalStack
+from tests.support.processes import refusing_port
 from tests.support.softhsm import PIN, SoftHsm
 
 __all__ = ["cli"]  # the fixture, shared with test_cli.py
@@ -43,7 +43,7 @@ def test_generate_in_kms_then_bind_by_alias(cli: Cli, localstack: LocalStack) ->
     assert bound.returncode == 0, bound.stderr
     missing = cli("wallet", "import", "--signer", "aws_kms", "--key-id", "alias/absent", env=env)
     assert "KMS has no such key" in one_error_line(missing)
-    down = {**env, "CHAINFLOW_AWS_KMS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    down = {**env, "CHAINFLOW_AWS_KMS_ENDPOINT_URL": f"http://127.0.0.1:{refusing_port()}"}
     assert "cannot be reached" in one_error_line(
         cli("wallet", "generate", "--signer", "aws_kms", env=down)
     )

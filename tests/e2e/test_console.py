@@ -25,8 +25,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from tests.conftest import free_port
-from tests.support.processes import CHAINFLOW, base_env, listening_port, processes, wait_http
+from tests.support.processes import (
+    CHAINFLOW,
+    base_env,
+    listening_port,
+    processes,
+    refusing_port,
+    wait_http,
+)
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by scripts/bootstrap
 FIREFOX = "/usr/bin/firefox-esr"  # Debian's, installed by scripts/bootstrap
@@ -389,7 +395,7 @@ class TestDeliveriesAndSchedules:
     def test_a_failed_webhook_delivery_is_shown_and_retried(
         self, page: Page, dev: Dev, errors: Errors
     ) -> None:
-        url = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: every attempt fails
+        url = f"http://127.0.0.1:{refusing_port()}/hook"  # nothing listens: every attempt fails
         hook = dev.call("POST", "/v1/webhooks", {"url": url, "events": ["transaction.confirmed"]})
         try:
             [tx_id] = dev.submit(1)

@@ -1,6 +1,7 @@
 """Run `chainflow` processes for end-to-end tests and stop them cleanly."""
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -27,6 +28,21 @@ START_ATTEMPTS = 5
 
 class PortTaken(AssertionError):
     """Another process listens on the port a server of ours was started on."""
+
+
+_HELD: list[socket.socket] = []  # the socket of refusing_port, open until the process exits
+
+
+@functools.cache
+def refusing_port() -> int:
+    """A port where nothing listens, for as long as this test process runs: bound to port 0
+    and held, never listening, so every connection to it is refused and no other process can
+    start a server there (a port picked free and closed could get one). One per process."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    port: int = sock.getsockname()[1]
+    return port
 
 
 def free_port() -> int:

@@ -8,9 +8,9 @@ import pytest
 from chainflow.api.app import create_app
 from chainflow.core.settings import Settings
 from chainflow.infra.db.uow import unit_of_work
-from tests.conftest import free_port
 from tests.support.chains import add_anvil_chain
 from tests.support.fixtures import ApiHarness, open_api
+from tests.support.processes import refusing_port
 from tests.support.tcp_servers import (
     Handler,
     endless_body,
@@ -53,7 +53,7 @@ class TestCreateChain:
 
     async def test_unreachable_rpc_is_422_with_code(self, api: ApiHarness) -> None:
         admin = await api.key("admin")
-        body = chain_body(31337, f"http://127.0.0.1:{free_port()}")
+        body = chain_body(31337, f"http://127.0.0.1:{refusing_port()}")
         response = await api.client.post("/v1/chains", headers=admin, json=body)
         assert (response.status_code, response.json()["code"]) == (422, "rpc_unreachable")
 
@@ -207,7 +207,7 @@ class TestProbeSaysNothingOfTheTarget:
         return detail.replace(url, "URL")
 
     async def test_open_and_closed_ports_look_the_same(self, api: ApiHarness) -> None:
-        closed = await self.refusal(api, f"http://127.0.0.1:{free_port()}")
+        closed = await self.refusal(api, f"http://127.0.0.1:{refusing_port()}")
         async with tcp_server(redis_like()) as redis:
             assert await self.refusal(api, redis.url) == closed
         for real_service in ("http://127.0.0.1:6379", "http://127.0.0.1:5432"):

@@ -18,9 +18,9 @@ from chainflow.domain.transactions.models import TxAttempt
 from chainflow.domain.transactions.state import AttemptKind, AttemptStatus
 from chainflow.domain.webhooks.delivery import fan_out
 from chainflow.infra.db.uow import unit_of_work
-from tests.conftest import free_port
 from tests.support.fixtures import ApiHarness, prepare_sender
 from tests.support.fixtures import tx_body as body
+from tests.support.processes import refusing_port
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ class TestChainsStatus:
     async def test_head_and_endpoint_health_read_once_per_interval(
         self, api: ApiHarness, setup: dict[str, Any]
     ) -> None:
-        dead = f"http://127.0.0.1:{free_port()}/secret-path"
+        dead = f"http://127.0.0.1:{refusing_port()}/secret-path"
         async with unit_of_work(api.resources.sessionmaker) as session:
             session.add(RpcEndpoint(chain_id=31337, url=dead, weight=1, position=1))
         response = await api.client.get("/v1/chains/status", headers=setup["read"])

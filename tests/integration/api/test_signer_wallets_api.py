@@ -15,12 +15,12 @@ from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.ecdsa import address_of_public_key, public_key_from_spki
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
-from tests.conftest import free_port
 from tests.integration.signing.test_pkcs11 import p256_key_in
 from tests.support.chains import add_anvil_chain
 from tests.support.fixtures import ApiHarness, open_api
 from tests.support.localstack import AWS_ENV, LocalStack
 from tests.support.polling import eventually
+from tests.support.processes import refusing_port
 from tests.support.softhsm import PIN, SoftHsm
 
 pytestmark = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
@@ -242,7 +242,7 @@ class TestAwsKmsBinding:
         for name, value in AWS_ENV.items():
             monkeypatch.setenv(name, value)
         closed = settings.model_copy(
-            update={"aws_kms_endpoint_url": f"http://127.0.0.1:{free_port()}"}
+            update={"aws_kms_endpoint_url": f"http://127.0.0.1:{refusing_port()}"}
         )
         async with open_api(create_app(closed)) as harness:
             response = await harness.client.post(

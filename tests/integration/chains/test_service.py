@@ -16,7 +16,7 @@ from chainflow.domain.chains.probe import ChainIdProbe
 from chainflow.domain.chains.schemas import ChainCreate, ChainUpdate
 from chainflow.domain.chains.seed import load_seed
 from chainflow.infra.db.uow import unit_of_work
-from tests.conftest import free_port
+from tests.support.processes import refusing_port
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 
@@ -83,7 +83,7 @@ class TestCreate:
     async def test_refuses_unreachable_rpc_and_stores_nothing(
         self, sessionmaker: Sessionmaker, probe: ChainIdProbe
     ) -> None:
-        dead = f"http://127.0.0.1:{free_port()}"
+        dead = f"http://127.0.0.1:{refusing_port()}"
         with pytest.raises(RpcUnreachable, match=r"rpc_urls\[0\].*unreachable"):
             async with unit_of_work(sessionmaker) as session:
                 await service.create_chain(session, new_chain(31337, dead), probe=probe)

@@ -21,7 +21,7 @@ from chainflow.infra.rpc.endpoints import (
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify
 from chainflow.infra.signing.local import LocalSigner
 from chainflow.infra.signing.signer import SignedTx
-from tests.conftest import free_port
+from tests.support.processes import refusing_port
 from tests.support.rpc_proxy import Fault, RpcProxy, serve_proxy
 
 ANVIL_CHAIN_ID = 31337
@@ -96,7 +96,7 @@ def pool(
 
 
 def dead_url() -> str:
-    return f"http://127.0.0.1:{free_port()}/nothing-listens-here"
+    return f"http://127.0.0.1:{refusing_port()}/nothing-listens-here"
 
 
 async def warm_up(pool: EndpointPool) -> None:

@@ -20,9 +20,9 @@ from chainflow.infra.signing.aws_kms import (
 )
 from chainflow.infra.signing.ecdsa import SECP256K1_N, WrongCurve
 from chainflow.infra.signing.signer import HEALTHY, SignerHealth, SignerUnavailable
-from tests.conftest import free_port
 from tests.support.localstack import AWS_ENV, LocalStack, kms_config
 from tests.support.polling import eventually
+from tests.support.processes import refusing_port
 
 DIGEST = keccak(b"chainflow kms test")
 
@@ -85,7 +85,7 @@ async def test_a_disabled_key_makes_the_signer_unavailable_until_enabled(
 async def test_an_unreachable_kms_is_unavailable_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in AWS_ENV.items():
         monkeypatch.setenv(name, value)
-    kms = AwsKms(kms_config(f"http://127.0.0.1:{free_port()}"))  # nothing listens there
+    kms = AwsKms(kms_config(f"http://127.0.0.1:{refusing_port()}"))  # nothing listens there
     started = time.monotonic()
     with pytest.raises(SignerUnavailable, match="cannot be reached"):
         await kms.create_key()

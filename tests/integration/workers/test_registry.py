@@ -14,10 +14,10 @@ from chainflow.infra.rpc.client import RpcClient, RpcTransportError
 from chainflow.infra.rpc.endpoints import EndpointPool, EndpointState
 from chainflow.workers.context import open_engine
 from chainflow.workers.main import run_engine
-from tests.conftest import free_port
 from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.engine import EngineHarness, has_status
 from tests.support.polling import eventually
+from tests.support.processes import refusing_port
 
 
 async def test_sync_adds_new_chains_and_follows_url_changes(
@@ -66,7 +66,7 @@ async def test_an_endpoint_s_breaker_stays_open_for_the_configured_time(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     """CHAINFLOW_RPC_BREAKER_OPEN_S reaches the workers' pools (the chaos scenarios shorten it)."""
-    dead = f"http://127.0.0.1:{free_port()}/nothing-listens-here"
+    dead = f"http://127.0.0.1:{refusing_port()}/nothing-listens-here"
     async with unit_of_work(sessionmaker) as session:
         await add_anvil_chain(session, dead)
     quick = settings.model_copy(update={"rpc_breaker_open_s": 0.5})

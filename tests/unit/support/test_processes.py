@@ -3,6 +3,7 @@ port first (a port picked free, then taken before the bind), the other's server 
 ours fails to bind and exits; before, that answer passed for ours."""
 
 import http.server
+import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +13,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import processes
-from tests.support.processes import PortTaken, free_port, listens, serving_on_free_port, wait_http
+from tests.support.processes import (
+    PortTaken,
+    free_port,
+    listens,
+    refusing_port,
+    serving_on_free_port,
+    wait_http,
+)
 
 # Serves GET on the port in argv[1] (0: one the OS picks), printed once bound.
 _SERVER = """
@@ -142,3 +150,14 @@ def test_a_server_whose_port_was_taken_starts_again_on_another(
     finally:
         for one in started:
             _stop(one)
+
+
+def test_the_refusing_port_refuses_and_no_one_else_can_serve_there() -> None:
+    """Before, a URL where nothing listens had a port picked free and closed: any process on
+    the host could start a server there, and the test met it instead of a refusal."""
+    port = refusing_port()
+    assert refusing_port() == port  # one per test process
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with socket.socket() as other, pytest.raises(OSError, match="in use"):
+        other.bind(("127.0.0.1", port))
