@@ -3,6 +3,7 @@ the workers and eth-account's BLS code (py_ecc) before doing anything, and the e
 tests start a process per CLI call. Checked by module name in a fresh interpreter, never by
 time: on a loaded machine a timing is flaky, while a module is loaded or it is not."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
 from tests.support.processes import CHAINFLOW, base_env
 
 # Runs the `chainflow` entry point in this interpreter, then names what is loaded.
@@ -157,12 +157,15 @@ class TestServices:
         assert "eth_account" in loaded
 
     def test_the_api_loads_no_eth_account(self, migrated: Path) -> None:
-        port = free_port()
-        loaded = _loaded_by_service(
-            ["api", "--port", str(port)],
-            migrated,
-            ready=lambda _: _answers(f"http://127.0.0.1:{port}/healthz"),
-        )
+        def ready(log: str) -> bool:
+            # --port 0: the port its own bind picked, from its api.listening line (JSON; only
+            # whole lines: the last one may still be being written).
+            whole = [line for line in log.split("\n")[:-1] if line.startswith("{")]
+            events = [json.loads(line) for line in whole]
+            ports = [e["port"] for e in events if e.get("event") == "api.listening"]
+            return bool(ports) and _answers(f"http://127.0.0.1:{ports[0]}/healthz")
+
+        loaded = _loaded_by_service(["api", "--port", "0"], migrated, ready=ready)
 
         assert "uvicorn" in loaded
         assert loaded & set(SIGNING_LIBRARY) == set()
