@@ -21,7 +21,6 @@ from chainflow.infra.signing.keystore import MasterKey
 from tests.support.databases import PostgresDatabases, SqliteDatabases, TestDatabases
 from tests.support.fixtures import ApiHarness, open_api
 from tests.support.localstack import AWS_ENV, LocalStack, run_localstack
-from tests.support.processes import free_port as free_port  # tests import it from here
 from tests.support.softhsm import SoftHsm, start_softhsm
 
 # No test may reach AWS or the instance-metadata address (169.254.169.254) through boto3's

@@ -11,8 +11,7 @@ import pytest
 from redis import Redis
 
 from tests.chaos import servers
-from tests.conftest import free_port
-from tests.support.processes import PortTaken
+from tests.support.processes import PortTaken, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
