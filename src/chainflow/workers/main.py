@@ -19,6 +19,7 @@ from chainflow.domain.transactions import readings, repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_market
 from chainflow.domain.wallets import low_balance
+from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.signals import RedisSignals
@@ -252,6 +253,8 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     finally:
         drained.set()
     leased, tracked = await tracking  # a tracking failure fails the round (the loop backs off)
+    if leased and _drained_elsewhere(engine, chain_id) and await _hand_over_tracker(engine, chain):
+        leased = False
     return Round(
         signed=signed,
         lanes=len(lanes),
@@ -333,6 +336,30 @@ async def _track_while_draining(
         if not await _renew_tracker_lease(engine, chain):
             return tracked
         tracked += await track_chain(engine, chain)
+
+
+def _drained_elsewhere(engine: Engine, chain_id: int) -> bool:
+    """This process holds no lane of the chain while another one drains it (its signals)."""
+    now = time.monotonic()
+    return engine.heard_others(chain_id, now) and not engine.holds_lanes(chain_id, now)
+
+
+async def _hand_over_tracker(engine: Engine, chain: ChainConfig) -> bool:
+    """Give the tracker lease up to the process that drains the chain: it takes it at its
+    next round, and a chain tracked where it is drained costs less CPU (a round's sends are
+    tracked by the process that made them, which also answers its own signals; ~0.2-0.3 ms
+    per transaction in all, docs/performance.md item 32). Not while this process holds a
+    lane: then it drains too, and the lease stays where it is."""
+    try:
+        async with single_statements(engine_of(engine.ports.sessionmaker)) as db:
+            handed = await wallets.hand_over_tracker(db, chain.chain_id, owner=engine.ports.owner)
+    except Exception as exc:  # kept for now: tried again at the next round
+        log.warning("tracker.hand_over_failed", chain_id=chain.chain_id, error=repr(exc)[:300])
+        return False
+    if handed:
+        log.info("tracker.handed_over", chain_id=chain.chain_id)
+        readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings
+    return handed
 
 
 async def _renew_tracker_lease(engine: Engine, chain: ChainConfig) -> bool:
