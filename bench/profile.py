@@ -119,6 +119,15 @@ FROM (SELECT extract(epoch FROM min(c.at) - min(q.at))::float8 * 1000 AS ms
 """
 
 
+# WAL written by the whole server over the run (the benchmark's PostgreSQL is its own):
+# the LSN's advance, and pg_stat_wal's records and full-page images since its reset.
+_WAL = (
+    "SELECT pg_current_wal_lsn() - $1::text::pg_lsn AS lsn_bytes, wal_records, wal_fpi,"
+    " $1::text AS lsn_start, pg_current_wal_lsn()::text AS lsn_end"
+    " FROM pg_stat_wal"
+)
+
+
 async def _admin(query: str, *args: object, database: str = "") -> list[asyncpg.Record]:
     connection = await asyncpg.connect(database or f"{POSTGRES}/postgres")
     try:
@@ -176,6 +185,8 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         ]
         await _admin("SELECT pg_stat_statements_reset()")
         await _admin("SELECT pg_stat_reset()", database=run.database_url)
+        await _admin("SELECT pg_stat_reset_shared('wal')")
+        (lsn_before,) = await _admin("SELECT pg_current_wal_lsn()::text AS lsn")
         load = os.getloadavg()
         before = run.cpu_seconds()
         _, errors = await e2e.submit_all(run, per_wallet, args.concurrency, args.batch)
@@ -185,6 +196,7 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
             hook.expect(n)
             await asyncio.wait_for(hook.all_in.wait(), timeout=120)
         after = run.cpu_seconds()
+        (wal,) = await _admin(_WAL, lsn_before["lsn"])
         statements = await _admin(
             "SELECT s.calls, s.rows, s.total_exec_time, s.query FROM pg_stat_statements s"
             " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
@@ -213,6 +225,7 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         "loadavg": load,
         "queued_to_confirmed_ms": dict(latency[0]),
         "cpu_ms_per_tx": {k: (after[k] - before.get(k, 0.0)) * 1000 / n for k in after},
+        "wal": {k: v if isinstance(v, str) else float(v) for k, v in dict(wal).items()},
         "statements": [dict(row) for row in statements],
         "tables": [dict(row) for row in tables],
         "indexes": [dict(row) for row in indexes],
@@ -230,6 +243,12 @@ def report(out: Path) -> None:
         + ", ".join(f"{k} {v:.2f}" for k, v in shown.items())
         + f"; all but anvil {sum(v for k, v in shown.items() if k != 'anvil'):.2f}"
     )
+    if wal := result.get("wal"):
+        n = result["n"]
+        print(
+            f"WAL per confirmed tx (whole server: {wal['lsn_bytes'] / n:.0f} bytes,"
+            f" {wal['wal_records'] / n:.1f} records, {wal['wal_fpi'] / n:.2f} full pages)"
+        )
     if latency := result.get("queued_to_confirmed_ms"):
         print(
             "queued -> confirmed ms: "
