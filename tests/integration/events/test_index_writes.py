@@ -135,11 +135,14 @@ async def _entries(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, 
     async with unit_of_work(sessionmaker) as session:
         connection = await session.connection()
         await connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pgstattuple")
-        rows = await connection.exec_driver_sql(
-            "SELECT indexrelid::regclass::text, (pgstattuple(indexrelid)).tuple_count"
-            " FROM pg_index WHERE indrelid = 'events'::regclass"
-        )
+        rows = await connection.execute(_ENTRIES)
         return {name: int(count) for name, count in rows.all()}
+
+
+_ENTRIES = text(
+    "SELECT indexrelid::regclass::text, (pgstattuple(indexrelid)).tuple_count"
+    " FROM pg_index WHERE indrelid = 'events'::regclass"
+)
 
 
 async def _sent(
