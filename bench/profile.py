@@ -119,6 +119,64 @@ FROM (SELECT extract(epoch FROM min(c.at) - min(q.at))::float8 * 1000 AS ms
 """
 
 
+# WAL written by the whole server over the run (the benchmark's PostgreSQL is its own):
+# the LSN's advance, and pg_stat_wal's records and full-page images since its reset.
+_WAL = (
+    "SELECT pg_current_wal_lsn() - $1::text::pg_lsn AS lsn_bytes, wal_records, wal_fpi,"
+    " $1::text AS lsn_start, pg_current_wal_lsn()::text AS lsn_end"
+    " FROM pg_stat_wal"
+)
+
+
+async def _wal_by_relation(database_url: str, start: str, end: str) -> dict[str, float]:
+    """WAL bytes of the run per relation of its database (pg_walinspect, if the benchmark's
+    server has it in `postgres`; {} if not): which table and index the bytes went to."""
+    if not await _admin("SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'"):
+        return {}
+    names = {
+        row["node"]: row["name"]
+        for row in await _admin(
+            "SELECT pg_relation_filenode(oid)::text AS node, relname AS name FROM pg_class"
+            " WHERE pg_relation_filenode(oid) IS NOT NULL",
+            database=database_url,
+        )
+    }
+    (dboid,) = await _admin(
+        "SELECT oid::text AS oid FROM pg_database WHERE datname = $1",
+        database_url.rsplit("/", 1)[1],
+    )
+    rows = await _admin(_WAL_RELATIONS, start, end)
+    found: dict[str, float] = defaultdict(float)
+    for row in rows:
+        db, _, node = (row["rel"] or "/").partition("/")
+        name = names.get(node, "other") if db == dboid["oid"] else "other"
+        found[name] += float(row["bytes"])
+    return dict(found)
+
+
+_WAL_RELATIONS = (
+    "SELECT substring(block_ref from 'rel [0-9]+/([0-9]+/[0-9]+)') AS rel,"
+    " sum(record_length) AS bytes"
+    " FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn) GROUP BY 1"
+)
+
+
+async def _all_sequenced(database_url: str, *, timeout_s: float) -> None:
+    """Wait until the outbox sequencer has numbered every event: a transaction's last events
+    are sequenced up to a pass after it is confirmed, and a run measured at the last
+    confirmation counted 70-100% of those UPDATEs depending on where the pass fell (up to
+    ~1.4 KB of WAL per transaction between two runs of the same code)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    connection = await asyncpg.connect(database_url)
+    try:
+        while await connection.fetchval("SELECT count(*) FROM events WHERE cursor IS NULL"):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"events still unsequenced after {timeout_s} s")
+            await asyncio.sleep(0.05)  # polling the database
+    finally:
+        await connection.close()
+
+
 async def _admin(query: str, *args: object, database: str = "") -> list[asyncpg.Record]:
     connection = await asyncpg.connect(database or f"{POSTGRES}/postgres")
     try:
@@ -176,6 +234,8 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         ]
         await _admin("SELECT pg_stat_statements_reset()")
         await _admin("SELECT pg_stat_reset()", database=run.database_url)
+        await _admin("SELECT pg_stat_reset_shared('wal')")
+        (lsn_before,) = await _admin("SELECT pg_current_wal_lsn()::text AS lsn")
         load = os.getloadavg()
         before = run.cpu_seconds()
         _, errors = await e2e.submit_all(run, per_wallet, args.concurrency, args.batch)
@@ -184,7 +244,10 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         if hook is not None:
             hook.expect(n)
             await asyncio.wait_for(hook.all_in.wait(), timeout=120)
+        await _all_sequenced(run.database_url, timeout_s=120)
         after = run.cpu_seconds()
+        (wal,) = await _admin(_WAL, lsn_before["lsn"])
+        wal_by_relation = await _wal_by_relation(run.database_url, wal["lsn_start"], wal["lsn_end"])
         statements = await _admin(
             "SELECT s.calls, s.rows, s.total_exec_time, s.query FROM pg_stat_statements s"
             " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
@@ -213,6 +276,8 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         "loadavg": load,
         "queued_to_confirmed_ms": dict(latency[0]),
         "cpu_ms_per_tx": {k: (after[k] - before.get(k, 0.0)) * 1000 / n for k in after},
+        "wal": {k: v if isinstance(v, str) else float(v) for k, v in dict(wal).items()},
+        "wal_by_relation": wal_by_relation,
         "statements": [dict(row) for row in statements],
         "tables": [dict(row) for row in tables],
         "indexes": [dict(row) for row in indexes],
@@ -230,6 +295,18 @@ def report(out: Path) -> None:
         + ", ".join(f"{k} {v:.2f}" for k, v in shown.items())
         + f"; all but anvil {sum(v for k, v in shown.items() if k != 'anvil'):.2f}"
     )
+    if wal := result.get("wal"):
+        n = result["n"]
+        print(
+            f"WAL per confirmed tx (whole server: {wal['lsn_bytes'] / n:.0f} bytes,"
+            f" {wal['wal_records'] / n:.1f} records, {wal['wal_fpi'] / n:.2f} full pages)"
+        )
+    if by_relation := result.get("wal_by_relation"):
+        top = sorted(by_relation.items(), key=lambda item: -item[1])[:12]
+        print(
+            "WAL bytes per tx by relation: "
+            + ", ".join(f"{name} {b / result['n']:.0f}" for name, b in top)
+        )
     if latency := result.get("queued_to_confirmed_ms"):
         print(
             "queued -> confirmed ms: "

@@ -97,7 +97,11 @@ async def prune(
     c = EVENTS.c
     later = EVENTS.alias("later")
     newest = select(func.max(c.cursor)).scalar_subquery()
-    superseded = exists().where(later.c.tx_id == c.tx_id, later.c.tx_seq > c.tx_seq)
+    # `tx_seq IS NOT NULL` is implied by the comparison; said so that every planner sees the
+    # partial (tx_id, tx_seq) index fits (and `cursor IS NOT NULL` below, the created_at one).
+    superseded = exists().where(
+        later.c.tx_id == c.tx_id, later.c.tx_seq.is_not(None), later.c.tx_seq > c.tx_seq
+    )
     doomed = (
         select(c.id)
         .where(

@@ -62,8 +62,12 @@ def numbering(limit: int) -> Update:
         .order_by(fresh.c.id)
         .limit(limit)
     ).subquery("pending")
+    # `tx_seq IS NOT NULL`: what max() reads anyway, said so that SQLite, too, probes the
+    # partial (tx_id, tx_seq) index (PostgreSQL adds it to a max itself).
     last_seq = (
-        select(func.max(earlier.c.tx_seq)).where(earlier.c.tx_id == pending.c.tx_id)
+        select(func.max(earlier.c.tx_seq)).where(
+            earlier.c.tx_id == pending.c.tx_id, earlier.c.tx_seq.is_not(None)
+        )
     ).scalar_subquery()
     last_cursor = select(func.coalesce(func.max(sequenced.c.cursor), 0)).scalar_subquery()
     in_tx = func.row_number().over(partition_by=pending.c.tx_id, order_by=pending.c.id)

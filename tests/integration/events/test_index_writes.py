@@ -1,0 +1,219 @@
+"""What the events table's indexes cost and serve (issue 17, docs/performance.md item 32): an
+unsequenced event has no entry in the indexes only sequenced rows need (`created_at`, the
+pruner's; `(tx_id, tx_seq)`, the sequencer's and the pruner's), and the statements that read
+them still find their rows by index, under a custom plan or a generic one, on both dialects."""
+
+import json
+import re
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, event, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.core.clock import utcnow
+from chainflow.core.types import TxId
+from chainflow.domain.events import append_many, new_event, sequence_pending
+from chainflow.domain.events.repository import prune
+from chainflow.infra.db.types import UtcDateTime
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.outbox import FINAL_TX_EVENTS
+
+_PARTIAL = ("ix_events_created_at", "ix_events_tx_seq")
+_EVENTS_SCAN = re.compile(r"SCAN (events|fresh|earlier|sequenced|later)\b")
+
+
+class TestIndexEntries:
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    async def test_an_unsequenced_event_has_an_entry_only_in_the_pk_and_the_sequencers_index(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Each event is inserted, then updated by the sequencer (never HOT: it sets indexed
+        columns), and each write adds an entry to every index that holds the row. Before,
+        the INSERT wrote 4 (pk, unsequenced, created_at, (tx_id, tx_seq)), now 2."""
+        txs = [TxId(uuid.uuid4()) for _ in range(40)]
+        async with unit_of_work(sessionmaker) as session:
+            await append_many(session, [new_event("t", data={}, tx_id=t) for t in txs * 5])
+        assert await _entries(sessionmaker) == {
+            "pk_events": 200,
+            "ix_events_unsequenced": 200,
+            "ix_events_created_at": 0,
+            "ix_events_tx_seq": 0,
+            "uq_events_cursor": 0,
+        }
+        async with unit_of_work(sessionmaker) as session:
+            assert await sequence_pending(session) == 200
+        entries = await _entries(sessionmaker)
+        # The UPDATE's new versions (the old ones' entries stay until VACUUM).
+        assert {name: entries[name] for name in _PARTIAL} == dict.fromkeys(_PARTIAL, 200)
+        assert entries["uq_events_cursor"] == 200
+
+
+class TestPlans:
+    @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+    async def test_the_sequencer_and_the_pruner_read_events_by_index(
+        self, sessionmaker: async_sessionmaker[AsyncSession], dialect: str, generic: bool
+    ) -> None:
+        """On 20,000 sequenced events (5 per transaction, 200 past the retention) and 50
+        pending: the sequencer's pass probes (tx_id, tx_seq) through the now partial index
+        on both dialects, and PostgreSQL's pruner bounds the age by the partial created_at
+        one (before: a bitmap scan of the full one); neither scans every event. On
+        PostgreSQL as a prepared statement under a forced custom and a forced generic plan
+        (asyncpg keeps its statements prepared); SQLite has one plan."""
+        if dialect == "sqlite" and generic:
+            pytest.skip("SQLite plans a statement once, with its parameters")
+        old = utcnow() - timedelta(days=60)
+        async with unit_of_work(sessionmaker) as session:
+            connection = await session.connection()
+            await connection.execute(_HISTORY[dialect], {"old": old, "new": utcnow()})
+            await append_many(
+                session,
+                [new_event("t", data={}, tx_id=TxId(uuid.uuid4())) for _ in range(50)],
+            )
+            await connection.exec_driver_sql("ANALYZE events")
+        sequencer = await _sent(sessionmaker, "UPDATE events", _sequence)
+        pruner = await _sent(sessionmaker, "DELETE FROM events", _prune)
+        for (statement, parameters), index in (
+            (sequencer, "ix_events_tx_seq"),
+            (pruner, "ix_events_created_at"),
+        ):
+            if dialect == "postgresql":
+                plan = await _pg_plan(sessionmaker, statement, parameters, generic=generic)
+                nodes = _nodes(plan)
+                assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], (statement, plan)
+                used = {n.get("Index Name") for n in nodes}
+                assert index in used, (statement, plan)
+            else:
+                steps = await _sqlite_plan(sessionmaker, statement, parameters)
+                # "SCAN x" without "USING": every row of events (a scan of a subquery's
+                # rows, or of an index's, is fine).
+                whole = [s for s in steps if _EVENTS_SCAN.match(s) and "USING" not in s]
+                assert not whole, (statement, steps)
+                # SQLite's pruner pages on uq_events_cursor, as it did with the full index.
+                if index == "ix_events_tx_seq":
+                    assert any(index in s for s in steps), (statement, steps)
+
+
+async def _sequence(session: AsyncSession) -> None:
+    await sequence_pending(session)
+
+
+async def _prune(session: AsyncSession) -> None:
+    await prune(
+        session, before=utcnow() - timedelta(days=30), limit=1000, final_types=FINAL_TX_EVENTS
+    )
+
+
+# 20,000 sequenced events, 5 per transaction, the first 200 created 60 days ago.
+_HISTORY = {
+    "postgresql": text(
+        """
+        INSERT INTO events (event_id, type, cursor, tx_id, tx_seq, data, created_at)
+        SELECT gen_random_uuid(), 'transaction.confirmed', g,
+            md5((g / 5)::text)::uuid, g % 5 + 1, '{}',
+            CASE WHEN g <= 200 THEN :old ELSE :new END
+        FROM generate_series(1, 20000) AS g
+        """
+    ).bindparams(bindparam("old", type_=UtcDateTime()), bindparam("new", type_=UtcDateTime())),
+    "sqlite": text(
+        """
+        WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000)
+        INSERT INTO events (event_id, type, cursor, tx_id, tx_seq, data, created_at)
+        SELECT lower(hex(randomblob(16))), 'transaction.confirmed', n,
+            substr('00000000000000000000000000000000' || printf('%x', n / 5), -32), n % 5 + 1,
+            '{}', CASE WHEN n <= 200 THEN :old ELSE :new END
+        FROM g
+        """
+    ).bindparams(bindparam("old", type_=UtcDateTime()), bindparam("new", type_=UtcDateTime())),
+}
+
+
+async def _entries(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """The entries in each index of events (pgstattuple: every item on the leaf pages)."""
+    async with unit_of_work(sessionmaker) as session:
+        connection = await session.connection()
+        await connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        rows = await connection.execute(_ENTRIES)
+        return {name: int(count) for name, count in rows.all()}
+
+
+_ENTRIES = text(
+    "SELECT indexrelid::regclass::text, (pgstattuple(indexrelid)).tuple_count"
+    " FROM pg_index WHERE indrelid = 'events'::regclass"
+)
+
+
+async def _sent(
+    sessionmaker: async_sessionmaker[AsyncSession], prefix: str, run: Any
+) -> tuple[str, Any]:
+    """The statement starting with `prefix` that `run` sends in a unit of work (rolled back,
+    so that the table stays as it was), and its parameters."""
+    seen: list[tuple[str, Any]] = []
+    engine = sessionmaker.kw["bind"].sync_engine
+
+    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        async with sessionmaker() as session, session.begin():
+            await run(session)
+            await session.rollback()
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+    [found] = [(q, p) for q, p in seen if q.lstrip().startswith(prefix)]
+    return found
+
+
+async def _pg_plan(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    statement: str,
+    parameters: Any,
+    *,
+    generic: bool,
+) -> dict[str, Any]:
+    """The plan PostgreSQL runs the statement by as a prepared statement (as asyncpg sends
+    it): its custom plan for these values or (`generic`) the plan of no values."""
+    async with sessionmaker() as session, session.begin():
+        connection = await session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        prepared = await raw.prepare(statement)
+        types = [
+            await raw.fetchval("SELECT format_type($1, NULL)", t.oid)
+            for t in prepared.get_parameters()
+        ]
+        declared = f" ({', '.join(types)})" if types else ""
+        await raw.execute(f"PREPARE plan_probe{declared} AS {statement}")
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        await raw.execute(f"SET LOCAL plan_cache_mode = {mode}")
+        literals = [
+            await raw.fetchval(f"SELECT quote_nullable($1::{t}) || '::{t}'", value)
+            for t, value in zip(types, parameters or (), strict=True)
+        ]
+        arguments = f" ({', '.join(literals)})" if literals else ""
+        raw_plan = await raw.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE plan_probe{arguments}")
+        await raw.execute("DEALLOCATE plan_probe")
+        await session.rollback()
+    document = json.loads(raw_plan) if isinstance(raw_plan, str) else raw_plan
+    plan: dict[str, Any] = document[0]["Plan"]
+    return plan
+
+
+async def _sqlite_plan(
+    sessionmaker: async_sessionmaker[AsyncSession], statement: str, parameters: Any
+) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of the statement: one line per step."""
+    async with sessionmaker() as session:
+        connection = await session.connection()
+        rows = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        return [str(row[-1]) for row in rows.all()]
+
+
+def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [node]
+    for child in node.get("Plans", []):
+        found.extend(_nodes(child))
+    return found
