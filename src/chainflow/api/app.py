@@ -171,6 +171,11 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry spans, metrics and logs: off. No OpenTelemetry SDK is
+        # installed, so they never recorded anything, but asking whether a provider was set
+        # read the environment three times per request (os.environ, docs/performance.md item
+        # 33). Chainflow's observability is its Prometheus metrics and structured logs.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     problems.install(app)
     app.add_middleware(GateMiddleware, settings=settings)
@@ -195,6 +200,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
+    transactions.route_submissions_first(app)
     return app
 
 

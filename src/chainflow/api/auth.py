@@ -22,13 +22,14 @@ async def authenticate(resources: Resources, authorization: str | None) -> ApiKe
     if scheme.lower() != "bearer" or not token:
         raise InvalidApiKey("send the API key as `Authorization: Bearer <key>`")
     key = resources.keys.get(token)
-    if key is not None:
-        apikeys.check_unexpired(key)  # a cached key expires on time, not at its cache's end
-    else:
-        read_at = resources.keys.now()  # the cache's bound counts from before the read
-        async with unit_of_work(resources.sessionmaker) as session:
-            key = await apikeys.authenticate(session, token)
-        resources.keys.put(token, key, read_at=read_at)
+    if key is None:
+
+        async def read() -> ApiKey:
+            async with unit_of_work(resources.sessionmaker) as session:
+                return await apikeys.authenticate(session, token)
+
+        key = await resources.keys.load(token, read)
+    apikeys.check_unexpired(key)  # a remembered key expires on time, not at its cache's end
     return key
 
 

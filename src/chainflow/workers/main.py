@@ -348,7 +348,7 @@ async def _hand_over_tracker(engine: Engine, chain: ChainConfig) -> bool:
     """Give the tracker lease up to the process that drains the chain: it takes it at its
     next round, and a chain tracked where it is drained costs less CPU (a round's sends are
     tracked by the process that made them, which also answers its own signals; ~0.2-0.3 ms
-    per transaction in all, docs/performance.md item 32). Not while this process holds a
+    per transaction in all, docs/performance.md item 34). Not while this process holds a
     lane: then it drains too, and the lease stays where it is."""
     try:
         async with single_statements(engine_of(engine.ports.sessionmaker)) as db:

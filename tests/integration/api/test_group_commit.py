@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+import sqlalchemy.event
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -168,6 +169,39 @@ async def test_a_remembered_target_spares_the_read_of_chain_wallet_and_lane(
     assert [a.status_code for a in answers] == [202] * 3
     assert len(reads) == 1  # the first request's; the next two were checked by the group's
     assert await _counts(api) == (3, 3, 3)
+
+
+async def test_a_submission_that_runs_no_statement_of_its_own_takes_no_connection(
+    api: ApiHarness,
+    setup: dict[str, Any],  # noqa: F811 - the fixture
+) -> None:
+    """With its target remembered and no Idempotency-Key, the group's statement is the
+    request's only one: it takes no connection of the API's pool (docs/performance.md item
+    33). One that does run a statement (a replay's read) still gets one. (The key is
+    remembered by the key cache after the first request.)"""
+    taken: list[object] = []
+    pool = api.resources.engine.sync_engine.pool
+
+    def checkout(*_: object) -> None:
+        taken.append(None)
+
+    sqlalchemy.event.listen(pool, "checkout", checkout)
+    first = await _post(api, setup, value="1")  # reads the target
+    assert first.status_code == 202, first.text
+    before = len(taken)
+    answers = [await _post(api, setup, value=str(v)) for v in range(2, 5)]
+    assert [a.status_code for a in answers] == [202] * 3
+    assert len(taken) == before
+    headers = setup["headers"] | {"Idempotency-Key": "lazy-1"}
+    keyed = [
+        await api.client.post("/v1/transactions", headers=headers, json=setup["transfer"])
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in keyed] == [202, 202]
+    assert keyed[1].headers["Idempotent-Replayed"] == "true"
+    assert len(taken) > before
+    assert await _counts(api) == (5, 5, 5)
+    sqlalchemy.event.remove(pool, "checkout", checkout)
 
 
 async def _set(api: ApiHarness, statement: Any) -> None:

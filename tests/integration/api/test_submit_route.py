@@ -3,6 +3,7 @@ JSON body whose key the edge authenticated is submitted without FastAPI's depend
 and every other request is answered by FastAPI's handler exactly as before."""
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -94,3 +95,51 @@ async def test_a_key_without_the_scope_is_refused_before_the_body_is_read(
     assert solved == []  # the scope is checked first, as FastAPI's dependency did
     listed = await api.client.get("/v1/transactions", headers=setup["write"])
     assert listed.json()["items"] == []
+
+
+async def test_a_submission_is_found_first_and_other_methods_fall_through(
+    api: ApiHarness, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route is matched before the included routers are tried (docs/performance.md item
+    33); the path's other methods are answered by the included router, as before."""
+    walked: list[str] = []
+    real = routing._IncludedRouter.matches
+
+    def counted(self: routing._IncludedRouter, scope: Any) -> Any:
+        walked.append(scope["method"])
+        return real(self, scope)
+
+    monkeypatch.setattr(routing._IncludedRouter, "matches", counted)
+    answer = await _post(api, setup["write"], json.dumps(body(setup)).encode(), JSON)
+    assert answer.status_code == 202, answer.text
+    assert walked == []
+    listed = await api.client.get("/v1/transactions", headers=setup["write"])
+    assert listed.status_code == 200
+    assert [item["id"] for item in listed.json()["items"]] == [answer.json()["id"]]
+    for method in ("PUT", "PATCH", "DELETE"):
+        refused = await api.client.request(method, "/v1/transactions", headers=setup["write"])
+        assert refused.status_code == 405, method
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "method_not_allowed"
+
+
+async def test_a_submission_reads_no_environment_variable(
+    api: ApiHarness, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI asked OpenTelemetry for its providers on every request, which read the
+    environment three times (os.environ: 1.6% of the API's CPU, docs/performance.md item 33)."""
+    content = json.dumps(body(setup)).encode()
+    assert (await _post(api, setup["write"], content, JSON)).status_code == 202
+    read: list[str] = []
+    environ = type(os.environ)
+    real = environ.__getitem__
+
+    def counted(self: Any, name: str) -> Any:
+        read.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(environ, "__getitem__", counted)
+    answer = await _post(api, setup["write"], content, JSON)
+    monkeypatch.undo()
+    assert answer.status_code == 202, answer.text
+    assert read == []

@@ -1,4 +1,4 @@
-"""The tracker lease follows the drains (docs/performance.md item 32): a worker that tracks a
+"""The tracker lease follows the drains (docs/performance.md item 34): a worker that tracks a
 chain while another process drains its lanes, and holds none itself, gives the lease up, and
 the drainer takes it at its next round. Tracking where the chain is drained costs less CPU."""
 

@@ -1,5 +1,8 @@
 """The per-process cache of authenticated API keys: hits within the TTL, nothing after it,
-nothing at all when disabled, and never a hit for a different token."""
+nothing at all when disabled, and never a hit for a different token; requests that miss
+together share one read, within the same bound."""
+
+import asyncio
 
 import pytest
 
@@ -62,4 +65,96 @@ def test_expiry_counts_from_when_the_read_began(clock: Clock) -> None:
     clock.now += 1.9
     assert cache.get("cf_abc_secret") is key
     clock.now += 0.2  # 5.1 s after the read began
+    assert cache.get("cf_abc_secret") is None
+
+
+class Reads:
+    """A database read the test ends: how many began, each answered by `answer`."""
+
+    def __init__(self) -> None:
+        self.answers: list[asyncio.Future[ApiKey]] = []
+
+    @property
+    def began(self) -> int:
+        return len(self.answers)
+
+    @property
+    def answer(self) -> "asyncio.Future[ApiKey] | None":
+        return self.answers[-1] if self.answers else None
+
+    async def __call__(self) -> ApiKey:
+        self.answers.append(asyncio.get_running_loop().create_future())
+        return await self.answers[-1]
+
+
+async def _started(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)  # let the callers reach their read
+
+
+@pytest.mark.usefixtures("clock")
+async def test_misses_of_one_token_share_one_read() -> None:
+    cache, key, reads = KeyCache(ttl_s=5), ApiKey(prefix="abc", scopes=["read"]), Reads()
+    callers = [asyncio.ensure_future(cache.load("cf_abc_secret", reads)) for _ in range(8)]
+    await _started(3)
+    assert reads.began == 1
+    assert reads.answer is not None
+    reads.answer.set_result(key)
+    assert await asyncio.gather(*callers) == [key] * 8
+    assert cache.get("cf_abc_secret") is key  # remembered from when the read began
+    other = asyncio.ensure_future(cache.load("cf_abc_other", reads))
+    await _started(3)
+    assert reads.began == 2  # another token reads on its own
+    reads.answer.set_exception(LookupError("invalid"))
+    with pytest.raises(LookupError):
+        await other
+
+
+async def test_a_read_begun_a_ttl_ago_is_not_shared(clock: Clock) -> None:
+    """Its answer may predate a revocation: a request that late reads again, as it would
+    find no entry from that read."""
+    cache, reads = KeyCache(ttl_s=5), Reads()
+    slow = asyncio.ensure_future(cache.load("cf_abc_secret", reads))
+    await _started(3)
+    first = reads.answer
+    clock.now += 5.0
+    late = asyncio.ensure_future(cache.load("cf_abc_secret", reads))
+    await _started(3)
+    assert reads.began == 2
+    again = reads.answer
+    assert first is not None
+    assert again is not None
+    assert again is not first
+    revoked = ApiKey(prefix="abc", scopes=[])
+    again.set_result(revoked)
+    first.set_result(ApiKey(prefix="abc", scopes=["read"]))
+    assert await late is revoked
+    await slow
+
+
+@pytest.mark.usefixtures("clock")
+async def test_a_caller_that_goes_does_not_end_the_read_of_the_others() -> None:
+    cache, key, reads = KeyCache(ttl_s=5), ApiKey(prefix="abc", scopes=["read"]), Reads()
+    gone, kept = (asyncio.ensure_future(cache.load("cf_abc_secret", reads)) for _ in range(2))
+    await _started(3)
+    gone.cancel()
+    await _started(2)
+    answer = reads.answer
+    assert answer is not None
+    assert not answer.cancelled()
+    answer.set_result(key)
+    assert await kept is key
+    assert reads.began == 1
+
+
+@pytest.mark.usefixtures("clock")
+async def test_without_a_cache_each_miss_reads() -> None:
+    cache, reads = KeyCache(ttl_s=0), Reads()
+    callers = [asyncio.ensure_future(cache.load("cf_abc_secret", reads)) for _ in range(3)]
+    await _started(3)
+    assert reads.began == 3
+    key = ApiKey(prefix="abc", scopes=["read"])
+    for answer in reads.answers:
+        answer.set_result(key)
+    assert await asyncio.gather(*callers) == [key] * 3
     assert cache.get("cf_abc_secret") is None

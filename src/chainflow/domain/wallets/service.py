@@ -296,6 +296,6 @@ async def hand_over_tracker(
     """Give up the chain's tracker lease `owner` holds when another live process holds one of
     the chain's lanes; True if it was given up. That process takes it at its next round
     (workers/main.py): tracking in the process that drains the chain costs less CPU than
-    tracking in another (docs/performance.md item 32). One statement: `db` may be a
+    tracking in another (docs/performance.md item 34). One statement: `db` may be a
     connection in autocommit (`single_statements`)."""
     return await repository.release_tracker_to_drainer(db, chain_id, owner=owner, now=utcnow())

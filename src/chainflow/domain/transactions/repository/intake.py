@@ -338,7 +338,9 @@ def is_transactional(db: Executor) -> bool:
     where a lock would end with its statement)."""
     if isinstance(db, AsyncSession):
         return True
-    options = db.sync_connection.get_execution_options() if db.sync_connection else {}
+    # Not yet connected (single_statements' first statement connects it): its engine's.
+    connected = db.sync_connection
+    options = (connected or db.engine).get_execution_options()
     return options.get("isolation_level") != "AUTOCOMMIT"
 
 
