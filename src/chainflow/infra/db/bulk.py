@@ -13,8 +13,9 @@ and the driver binds each row's parameters one by one. `insert_rows` sends the r
 array per column too: `INSERT … SELECT * FROM unnest(…)`, one text whatever the number.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from enum import Enum as PyEnum
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -94,7 +95,7 @@ async def update_rows(
             .where(table.c[key] == unnested.c[key], *([] if where is None else [where]))
             .values(build({name: unnested.c[name] for name in names}))
         )
-        params = {f"a_{name}": [plain_value(row[name]) for row in rows] for name in names}
+        params = _arrays(rows, names)
         if returning:
             return (await db.execute(statement.returning(*returning), params)).all()
         await db.execute(statement, params)
@@ -149,17 +150,32 @@ async def insert_rows(
     ]
     rows_in_order = select(*columns).order_by(unnested.c.ord)
     statement = insert(table).from_select(names, rows_in_order, include_defaults=False)
-    params = {
-        f"a_{name}": [_json(row[name]) for row in rows]
-        if name in json_names
-        else [plain_value(row[name]) for row in rows]
-        for name in names
-    }
+    params = _arrays(rows, names, json_names)
     if returning:
         return (await db.execute(statement.returning(*returning), params)).all()
     await db.execute(statement, params)
     return None
 
 
-def _json(value: object) -> str | None:
-    return None if value is None else dumps_json(value)
+def _arrays(
+    rows: Sequence[Mapping[str, object]], names: Sequence[str], json_names: Container[str] = ()
+) -> dict[str, list[object]]:
+    """The bind value of each name's array (`a_<name>`): its values in the rows' order, an
+    enum member as its value, a JSON value serialized. The rows are split into columns by C
+    code (itemgetter, zip), and a column is walked again only when it holds an enum member
+    or JSON: building the arrays value by value was ~5% of the draining worker's CPU."""
+    if len(names) == 1:
+        columns: Iterable[Sequence[object]] = [[row[names[0]] for row in rows]]
+    else:
+        columns = zip(*map(itemgetter(*names), rows), strict=True)
+    params: dict[str, list[object]] = {}
+    for name, values in zip(names, columns, strict=True):
+        array: list[object]
+        if name in json_names:
+            array = [None if value is None else dumps_json(value) for value in values]
+        elif any(issubclass(kind, PyEnum) for kind in set(map(type, values))):
+            array = [plain_value(value) for value in values]
+        else:
+            array = list(values)
+        params[f"a_{name}"] = array
+    return params
