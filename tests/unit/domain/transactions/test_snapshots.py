@@ -11,8 +11,6 @@ import pytest
 from sqlalchemy.engine.result import result_tuple
 
 from chainflow.core.ids import uuid4s
-from chainflow.domain.events import schemas
-from chainflow.domain.events.schemas import rfc3339
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.repository.states import (
     ATTEMPT_COLUMNS,
@@ -182,27 +180,6 @@ def test_rows_laid_out_otherwise_are_not_read_by_position() -> None:
     assert has_row_layout([], [])
     assert not has_row_layout([other([1, tx.id])], attempts)
     assert not has_row_layout([row], [other([1, tx.id])])
-
-
-class TestRfc3339:
-    def test_renders_as_before_and_again_from_its_cache(self) -> None:
-        times = [
-            AT,
-            AT + timedelta(microseconds=1),
-            datetime(1999, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC),
-            AT.astimezone(timezone(timedelta(hours=-5, minutes=-30))),
-        ]
-        for at in times:
-            old = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-            assert rfc3339(at) == old
-            assert rfc3339(at) == old  # the cached text
-
-    def test_the_cache_stays_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(schemas, "_RENDERED", {})
-        monkeypatch.setattr(schemas, "_RENDERED_MAX", 8)
-        for i in range(50):
-            assert rfc3339(AT + timedelta(seconds=i)).endswith(f"{i % 60:02d}Z")
-        assert len(schemas._RENDERED) <= 8
 
 
 def test_uuid4s_are_random_version_4_uuids() -> None:
