@@ -38,10 +38,12 @@ def new_event(
     wallet_id: WalletId | None = None,
     chain_id: ChainId | None = None,
     at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> NewEvent:
-    """The row of one event, for `append_many`."""
+    """The row of one event, for `append_many`; `event_id` a new uuid4 (core.ids.uuid4s for
+    many), made here when not given."""
     return {
-        "event_id": uuid.uuid4(),
+        "event_id": event_id or uuid.uuid4(),
         "type": type,
         "tx_id": tx_id,
         "wallet_id": wallet_id,

@@ -131,6 +131,154 @@ def snapshot(
     }
 
 
+# The columns of a Core row that `snapshot_row` renders, in this order (a prefix of the row:
+# repository/states.py's REQUEST_COLUMNS and ATTEMPT_COLUMNS are built from these names).
+REQUEST_FIELDS = (
+    "id",
+    "chain_id",
+    "wallet_id",
+    "from_address",
+    "to_address",
+    "value_wei",
+    "data",
+    "nonce",
+    "final_hash",
+    "cancel_requested",
+    "block_number",
+    "block_hash",
+    "gas_used",
+    "effective_gas_price_wei",
+    "receipt_status",
+    "confirmations",
+    "error_code",
+    "error_message",
+    "valid_until",
+    "created_at",
+    "updated_at",
+)
+ATTEMPT_FIELDS = (
+    "tx_id",
+    "id",
+    "hash",
+    "kind",
+    "status",
+    "nonce",
+    "gas_limit",
+    "max_fee_per_gas_wei",
+    "max_priority_fee_per_gas_wei",
+    "gas_price_wei",
+    "broadcast_count",
+    "first_sent_at",
+    "last_sent_at",
+    "last_error",
+    "created_at",
+)
+_REQUEST_WIDTH = len(REQUEST_FIELDS)
+_ATTEMPT_WIDTH = len(ATTEMPT_FIELDS)
+
+
+def has_row_layout(requests: Sequence[Any], attempts: Sequence[Any]) -> bool:
+    """Whether these Core rows (one result each) start with REQUEST_FIELDS and
+    ATTEMPT_FIELDS, as `snapshot_row` reads them."""
+    return (not requests or requests[0]._fields[:_REQUEST_WIDTH] == REQUEST_FIELDS) and (
+        not attempts or attempts[0]._fields[:_ATTEMPT_WIDTH] == ATTEMPT_FIELDS
+    )
+
+
+def snapshot_row(
+    tx: Sequence[Any], attempts: Sequence[Sequence[Any]], *, status: TxStatus, updated_at: datetime
+) -> Snapshot:
+    """`snapshot` of Core rows laid out as REQUEST_FIELDS and ATTEMPT_FIELDS, by position: a
+    Row's attribute lookup by name costs ~20 times its index, and the status-change log
+    renders ~35 columns per snapshot (the same JSON: tests/unit/domain/transactions/
+    test_snapshots.py)."""
+    (
+        tx_id,
+        chain_id,
+        wallet_id,
+        from_address,
+        to_address,
+        value_wei,
+        data,
+        nonce,
+        final_hash,
+        cancel_requested,
+        block_number,
+        block_hash,
+        gas_used,
+        effective_gas_price_wei,
+        receipt_status,
+        confirmations,
+        error_code,
+        error_message,
+        valid_until,
+        created_at,
+    ) = tx[: _REQUEST_WIDTH - 1]
+    return {
+        "id": str(tx_id),
+        "chain_id": chain_id,
+        "wallet_id": str(wallet_id),
+        "from": from_address,
+        "to": to_address,
+        "value": str(value_wei),
+        "data": "0x" + data.hex(),
+        "status": status.value,
+        "nonce": nonce,
+        "hash": final_hash or (attempts[-1][2] if attempts else None),
+        "cancel_requested": cancel_requested,
+        "attempts": [_attempt_row(a) for a in attempts],
+        "receipt": None
+        if block_number is None or block_hash is None
+        else {
+            "block_number": block_number,
+            "block_hash": block_hash,
+            "gas_used": gas_used,
+            "effective_gas_price": _wei(effective_gas_price_wei),
+            "status": receipt_status or 0,
+        },
+        "confirmations": confirmations,
+        "error": {"code": error_code, "message": error_message or ""} if error_code else None,
+        "valid_until": None if valid_until is None else rfc3339(valid_until),
+        "created_at": rfc3339(created_at),
+        "updated_at": rfc3339(updated_at),
+    }
+
+
+def _attempt_row(a: Sequence[Any]) -> dict[str, Any]:
+    (
+        _,
+        _,
+        hash_,
+        kind,
+        status,
+        nonce,
+        gas_limit,
+        max_fee,
+        max_priority_fee,
+        gas_price,
+        broadcast_count,
+        first_sent_at,
+        last_sent_at,
+        last_error,
+        created_at,
+    ) = a[:_ATTEMPT_WIDTH]
+    return {
+        "hash": hash_,
+        "kind": _value(kind),
+        "status": _value(status),
+        "nonce": nonce,
+        "gas_limit": gas_limit,
+        "max_fee_per_gas": None if max_fee is None else str(max_fee),
+        "max_priority_fee_per_gas": None if max_priority_fee is None else str(max_priority_fee),
+        "gas_price": None if gas_price is None else str(gas_price),
+        "broadcast_count": broadcast_count,
+        "first_sent_at": None if first_sent_at is None else rfc3339(first_sent_at),
+        "last_sent_at": None if last_sent_at is None else rfc3339(last_sent_at),
+        "error_class": last_error,
+        "created_at": None if created_at is None else rfc3339(created_at),
+    }
+
+
 def queued_snapshot(request: NewRequest) -> Snapshot:
     """A request as just stored: queued, nothing signed."""
     return {

@@ -17,12 +17,19 @@ from sqlalchemy import Row, Table, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
+from chainflow.core.ids import uuid4s
 from chainflow.core.types import TxId
 from chainflow.domain import events
 from chainflow.domain.transactions.models import DetailValue, Transaction, TxAttempt, TxEventRow
 from chainflow.domain.transactions.repository.states import load_states
 from chainflow.domain.transactions.rows import Transition, created_row, event_row
-from chainflow.domain.transactions.snapshots import Snapshot, event_data, snapshot
+from chainflow.domain.transactions.snapshots import (
+    Snapshot,
+    event_data,
+    has_row_layout,
+    snapshot,
+    snapshot_row,
+)
 from chainflow.domain.transactions.state import TxEvent, TxStatus, transition
 from chainflow.domain.transactions.telemetry import record_stages, record_transition
 from chainflow.infra.db.bulk import insert_rows
@@ -96,17 +103,21 @@ async def log(
     if not transitions:
         return
     await insert_rows(session, _EVENTS, [event_row(t) for t in transitions])
+    # Core rows are read by position (the same JSON as by name: snapshots.snapshot_row); the
+    # rows load_states reads itself are laid out so.
+    by_position = has_row_layout(requests or (), attempts or ())
     states = await load_states(
         session, {t.tx_id for t in transitions}, requests=requests, attempts=attempts
     )
+    render = snapshot_row if by_position else snapshot
     rows = []
     shown_of: dict[TxId, Snapshot] = {}
-    for moved in transitions:
+    for moved, event_id in zip(transitions, uuid4s(len(transitions)), strict=True):
         tx, attempts = states[moved.tx_id]
         earlier = shown_of.get(moved.tx_id)
         if earlier is None:
             # The row's updated_at, as GET renders it: the round's writer stamped it.
-            shown = snapshot(tx, attempts, status=moved.after, updated_at=tx.updated_at)
+            shown = render(tx, attempts, status=moved.after, updated_at=tx.updated_at)
             shown_of[moved.tx_id] = shown
         else:  # a second change of the round (mined, then confirmed): the same row
             shown = {**earlier, "status": moved.after.value}
@@ -118,6 +129,7 @@ async def log(
                 wallet_id=tx.wallet_id,
                 chain_id=tx.chain_id,
                 at=moved.at,
+                event_id=event_id,
             )
         )
     await events.append_many(session, rows)

@@ -5,9 +5,9 @@ eth-account's per-call dict handling.
 hash, once to encode the signed form): ~90% of its CPU in a profile, against ~8% for the
 secp256k1 signature itself. For the dicts Chainflow builds (domain/transactions/attempts.py:
 plain ints, a checksummed `to`, bytes `data`) the validation says nothing new, so this module
-encodes them directly with eth-account's own RLP field definitions (`DynamicFeeTransaction`'s
-serializers) and the `rlp` library; anything else returns None and goes through eth-account.
-Tests compare the bytes with eth-account's for generated inputs.
+encodes them directly with the rlp library's raw encoder, the fields made as eth-account's own
+definitions make them (`DynamicFeeTransaction`'s serializers); anything else returns None and
+goes through eth-account. Tests compare the bytes with eth-account's for generated inputs.
 
 eth-account is imported on first use (`load_eth_account`), not when this module is: any of
 its modules imports eth-keyfile and py_ecc's BLS code, ~0.5 s of CPU that the API and every
@@ -22,7 +22,7 @@ from typing import Any
 
 from eth_utils.address import is_checksum_address
 from eth_utils.crypto import keccak
-from rlp.codec import encode
+from rlp.codec import encode_raw
 
 __all__ = [
     "Type2Fields",
@@ -96,16 +96,40 @@ def type_2_fields(tx: Mapping[str, object]) -> Type2Fields | None:
 
 def type_2_hash(fields: Type2Fields) -> bytes:
     """The 32-byte keccak digest a type-2 transaction's signature signs."""
-    unsigned, _ = load_eth_account()
-    digest: bytes = keccak(_TYPE_BYTE + encode(unsigned(*fields)))
+    digest: bytes = keccak(_TYPE_BYTE + encode_raw(_items(fields)))
     return digest
 
 
 def encode_type_2(fields: Type2Fields, *, y_parity: int, r: int, s: int) -> bytes:
     """The signed transaction's raw bytes (0x02 || rlp)."""
-    _, signed = load_eth_account()
-    raw: bytes = _TYPE_BYTE + encode(signed(*fields, y_parity, r, s))
+    signature = [_int(y_parity), _int(r), _int(s)]
+    raw: bytes = _TYPE_BYTE + encode_raw(_items(fields) + signature)
     return raw
+
+
+# The rlp library's raw encoder on the fields as eth-account's `DynamicFeeTransaction`
+# serializers make them (every int a minimal big-endian byte string, `to` and `data` byte
+# strings, the access list an empty list): the same bytes (tests/unit/infra/signing/
+# test_type2.py compares them for generated inputs) without building an rlp.Serializable,
+# which validated and serialized each field again in Python for the hash and for the raw
+# bytes (~5% of the draining worker's CPU).
+def _items(fields: Type2Fields) -> list[bytes | list[bytes]]:
+    chain_id, nonce, tip, max_fee, gas, to, value, data, _ = fields
+    return [
+        _int(chain_id),
+        _int(nonce),
+        _int(tip),
+        _int(max_fee),
+        _int(gas),
+        to,
+        _int(value),
+        data,
+        [],
+    ]
+
+
+def _int(number: int) -> bytes:
+    return number.to_bytes((number.bit_length() + 7) // 8, "big")  # 0: b""
 
 
 def sign_type_2(

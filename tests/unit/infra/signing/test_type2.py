@@ -37,6 +37,24 @@ class TestSameBytesAsEthAccount:
     async def test_the_dict_chainflow_builds(self) -> None:
         await assert_signed_as_eth_account(PLAIN)
 
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"value": 0, "nonce": 0, "maxPriorityFeePerGas": 0},  # zero: the empty string
+            {"value": 0x7F, "nonce": 0x80},  # one byte: itself below 0x80, prefixed from it
+            {"data": b"\x00"},
+            {"data": b"\x7f"},
+            {"data": b"\x80"},
+            {"data": bytes(55)},  # the longest string with a one-byte prefix
+            {"data": bytes(56)},
+            {"data": bytes(256)},  # two bytes of length
+            {"value": 2**256 - 1, "gas": 2**64 - 1},
+        ],
+        ids=repr,
+    )
+    async def test_rlp_length_boundaries(self, change: dict[str, object]) -> None:
+        await assert_signed_as_eth_account({**PLAIN, **change})
+
 
 class TestLeftToEthAccount:
     @pytest.mark.parametrize(
