@@ -23,6 +23,7 @@ from typing import Any
 from eth_utils.address import is_checksum_address
 from eth_utils.crypto import keccak
 from rlp.codec import encode_raw
+from rlp.sedes.big_endian_int import big_endian_int
 
 __all__ = [
     "Type2Fields",
@@ -107,8 +108,8 @@ def encode_type_2(fields: Type2Fields, *, y_parity: int, r: int, s: int) -> byte
     return raw
 
 
-# The rlp library's raw encoder on the fields as eth-account's `DynamicFeeTransaction`
-# serializers make them (every int a minimal big-endian byte string, `to` and `data` byte
+# The rlp library's raw encoder on the fields serialized by the rlp sedes eth-account's
+# `DynamicFeeTransaction` declares (every int `big_endian_int`, `to` and `data` byte
 # strings, the access list an empty list): the same bytes (tests/unit/infra/signing/
 # test_type2.py compares them for generated inputs) without building an rlp.Serializable,
 # which validated and serialized each field again in Python for the hash and for the raw
@@ -129,7 +130,8 @@ def _items(fields: Type2Fields) -> list[bytes | list[bytes]]:
 
 
 def _int(number: int) -> bytes:
-    return number.to_bytes((number.bit_length() + 7) // 8, "big")  # 0: b""
+    serialized: bytes = big_endian_int.serialize(number)  # minimal big-endian, 0: b""
+    return serialized
 
 
 def sign_type_2(
