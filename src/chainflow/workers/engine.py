@@ -61,7 +61,9 @@ class WorkerState:
 
     fees: FeeCache
     signers: Signers
-    tracking: TrackerMemory = field(default_factory=TrackerMemory)
+    # What the tracker remembers between rounds, per chain id: only while this process holds
+    # the chain's tracker lease (main.py drops it otherwise).
+    tracking: dict[int, TrackerMemory] = field(default_factory=dict)
     # Wallet addresses by id (they never change), for the counts read before a drain plans.
     addresses: dict[WalletId, str] = field(default_factory=dict)
     # The (wallet id, chain id) lanes a drain of this process is working on: one at a time.

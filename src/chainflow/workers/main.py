@@ -205,9 +205,13 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
         row = await chains.get_chain(session, chain_id, endpoints=False)
         chain = ChainConfig.of(row)
         # Another live process holds the tracker lease: taking it would update no row.
-        tracker_held = row.tracker_owner not in (None, ports.owner) and (
-            row.tracker_lease_until is not None and row.tracker_lease_until > utcnow()
-        )
+        live = row.tracker_lease_until is not None and row.tracker_lease_until > utcnow()
+        tracker_held = live and row.tracker_owner not in (None, ports.owner)
+        if not (live and row.tracker_owner == ports.owner) and _drained_elsewhere(engine, chain_id):
+            # Not ours, and another process drains the chain while this one holds no lane:
+            # the lease is left for that process (item 34), or this one would take back a
+            # lease it just handed over, round after round (review).
+            tracker_held = True
         floor = known_floor(state.fees, chain)
         queued = await repository.lanes_with_queued(
             session, chain_id, owner=ports.owner, now=utcnow(), floor=floor
@@ -306,6 +310,10 @@ async def _track(
         leased = await _renew_tracker_lease(engine, chain)
     if not leased:
         readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
+        # What this process's tracker remembered of the chain (a foreign nonce's first sight)
+        # is stale once another process tracked it: a grace period counted from a sight
+        # before a spell elsewhere would fail a request on one read when the lease comes back.
+        engine.state.tracking.pop(chain.chain_id, None)
         return False, 0
     tracked = await track_chain(engine, chain)
     if sent is not None and drained is not None:
@@ -359,6 +367,7 @@ async def _hand_over_tracker(engine: Engine, chain: ChainConfig) -> bool:
     if handed:
         log.info("tracker.handed_over", chain_id=chain.chain_id)
         readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings
+        engine.state.tracking.pop(chain.chain_id, None)  # stale once another tracks (_track)
     return handed
 
 

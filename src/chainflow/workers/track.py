@@ -48,7 +48,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         seen,
         chain=chain,
         config=ports.config,
-        memory=state.tracking,
+        memory=state.tracking.setdefault(chain.chain_id, judge.TrackerMemory()),
         draining=state.draining,
     )
     resend: list[SentAttempt] = []

@@ -23,6 +23,7 @@ from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.transactions.track import judge, observe, record
+from chainflow.domain.transactions.track.judge import TrackerMemory
 from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers import main
@@ -75,7 +76,7 @@ async def test_a_receipt_of_a_request_read_signed_is_recorded_once_its_send_is(
             seen,
             chain=chain,
             config=engine.config,
-            memory=engine.state.tracking,
+            memory=TrackerMemory(),
             draining=set(),
         )
         before = _stages()
