@@ -82,9 +82,6 @@ class WorkerState:
     paces: dict[int, Pace] = field(default_factory=dict)
     # When a drain last took or renewed the lease of one of a chain's lanes (monotonic seconds).
     leased_at: dict[int, float] = field(default_factory=dict)
-    # When another worker's signal for a chain last came (monotonic seconds): a drain of
-    # another process sent (the tracker is one process per chain, so signals come from drains).
-    heard_at: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,12 +121,9 @@ class Engine:
 
     def hear(self, chain_id: int) -> None:
         """Another worker's signal: start the chain's next round now if the signal can be for
-        this process (it holds a lane or the tracker lease of the chain; pace.py). Noted in
-        `heard_at` either way."""
-        now = time.monotonic()
-        self.state.heard_at[chain_id] = now
+        this process (it holds a lane or the tracker lease of the chain; pace.py)."""
         pace = self.state.paces.get(chain_id)
-        if pace is None or pace.hears_signals(now):
+        if pace is None or pace.hears_signals(time.monotonic()):
             self.wake(chain_id)
 
     def signal_others(self, chain_id: int) -> None:
@@ -137,14 +131,3 @@ class Engine:
         tracker, or room freed in lanes another process drains."""
         if self.state.signal is not None:
             self.state.signal(chain_id)
-
-    def holds_lanes(self, chain_id: int, now: float) -> bool:
-        """Whether a drain of this process took or renewed a lease of one of the chain's lanes
-        within the lane lease."""
-        at = self.state.leased_at.get(chain_id)
-        return at is not None and now - at < self.config.lane_lease_s
-
-    def heard_others(self, chain_id: int, now: float) -> bool:
-        """Whether another worker signalled the chain within the lane lease: it drains it."""
-        at = self.state.heard_at.get(chain_id)
-        return at is not None and now - at < self.config.lane_lease_s

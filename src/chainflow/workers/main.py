@@ -19,7 +19,6 @@ from chainflow.domain.transactions import readings, repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_market
 from chainflow.domain.wallets import low_balance
-from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.signals import RedisSignals
@@ -205,13 +204,9 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
         row = await chains.get_chain(session, chain_id, endpoints=False)
         chain = ChainConfig.of(row)
         # Another live process holds the tracker lease: taking it would update no row.
-        live = row.tracker_lease_until is not None and row.tracker_lease_until > utcnow()
-        tracker_held = live and row.tracker_owner not in (None, ports.owner)
-        if not (live and row.tracker_owner == ports.owner) and _drained_elsewhere(engine, chain_id):
-            # Not ours, and another process drains the chain while this one holds no lane:
-            # the lease is left for that process (item 34), or this one would take back a
-            # lease it just handed over, round after round (review).
-            tracker_held = True
+        tracker_held = row.tracker_owner not in (None, ports.owner) and (
+            row.tracker_lease_until is not None and row.tracker_lease_until > utcnow()
+        )
         floor = known_floor(state.fees, chain)
         queued = await repository.lanes_with_queued(
             session, chain_id, owner=ports.owner, now=utcnow(), floor=floor
@@ -257,8 +252,6 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     finally:
         drained.set()
     leased, tracked = await tracking  # a tracking failure fails the round (the loop backs off)
-    if leased and _drained_elsewhere(engine, chain_id) and await _hand_over_tracker(engine, chain):
-        leased = False
     return Round(
         signed=signed,
         lanes=len(lanes),
@@ -344,31 +337,6 @@ async def _track_while_draining(
         if not await _renew_tracker_lease(engine, chain):
             return tracked
         tracked += await track_chain(engine, chain)
-
-
-def _drained_elsewhere(engine: Engine, chain_id: int) -> bool:
-    """This process holds no lane of the chain while another one drains it (its signals)."""
-    now = time.monotonic()
-    return engine.heard_others(chain_id, now) and not engine.holds_lanes(chain_id, now)
-
-
-async def _hand_over_tracker(engine: Engine, chain: ChainConfig) -> bool:
-    """Give the tracker lease up to the process that drains the chain: it takes it at its
-    next round, and a chain tracked where it is drained costs less CPU (a round's sends are
-    tracked by the process that made them, which also answers its own signals; ~0.2-0.3 ms
-    per transaction in all, docs/performance.md item 34). Not while this process holds a
-    lane: then it drains too, and the lease stays where it is."""
-    try:
-        async with single_statements(engine_of(engine.ports.sessionmaker)) as db:
-            handed = await wallets.hand_over_tracker(db, chain.chain_id, owner=engine.ports.owner)
-    except Exception as exc:  # kept for now: tried again at the next round
-        log.warning("tracker.hand_over_failed", chain_id=chain.chain_id, error=repr(exc)[:300])
-        return False
-    if handed:
-        log.info("tracker.handed_over", chain_id=chain.chain_id)
-        readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings
-        engine.state.tracking.pop(chain.chain_id, None)  # stale once another tracks (_track)
-    return handed
 
 
 async def _renew_tracker_lease(engine: Engine, chain: ChainConfig) -> bool:

@@ -6,11 +6,10 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.core.types import WalletId
-from chainflow.domain.chains.models import Chain
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.bulk import update_rows
 from chainflow.infra.db.params import in_list
@@ -179,28 +178,3 @@ async def set_paused_reason(
         .where(WalletChain.wallet_id == wallet_id, WalletChain.chain_id == chain_id)
         .values(paused_reason=reason)
     )
-
-
-async def release_tracker_to_drainer(
-    db: AsyncSession | AsyncConnection, chain_id: int, *, owner: str, now: datetime
-) -> bool:
-    """Clear the chain's tracker lease if `owner` holds it and another owner's lease of one
-    of the chain's lanes is still running; whether it was cleared."""
-    others_drain = (
-        select(WalletChain.wallet_id)
-        .where(
-            WalletChain.chain_id == chain_id,
-            WalletChain.lease_owner.is_not(None),
-            WalletChain.lease_owner != owner,
-            WalletChain.lease_expires_at >= now,
-        )
-        .exists()
-    )
-    statement = (
-        update(Chain)
-        .where(Chain.chain_id == chain_id, Chain.tracker_owner == owner, others_drain)
-        .values(tracker_owner=None, tracker_lease_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    result = await db.execute(statement)
-    return bool(getattr(result, "rowcount", 0))

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.addresses import parse_wallet_ref
 from chainflow.core.clock import utcnow
@@ -288,14 +288,3 @@ async def set_paused_reason(
     """Show (or clear, with None) why the engine cannot sign for a lane (`paused_reason`):
     set by every path that signs, drains and the tracker's bumps, cancels and fillers alike."""
     await repository.set_paused_reason(session, wallet_id, chain_id, reason)
-
-
-async def hand_over_tracker(
-    db: AsyncSession | AsyncConnection, chain_id: int, *, owner: str
-) -> bool:
-    """Give up the chain's tracker lease `owner` holds when another live process holds one of
-    the chain's lanes; True if it was given up. That process takes it at its next round
-    (workers/main.py): tracking in the process that drains the chain costs less CPU than
-    tracking in another (docs/performance.md item 34). One statement: `db` may be a
-    connection in autocommit (`single_statements`)."""
-    return await repository.release_tracker_to_drainer(db, chain_id, owner=owner, now=utcnow())
