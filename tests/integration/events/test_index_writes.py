@@ -3,7 +3,6 @@ unsequenced event has no entry in the indexes only sequenced rows need (`created
 pruner's; `(tx_id, tx_seq)`, the sequencer's and the pruner's), and the statements that read
 them still find their rows by index, under a custom plan or a generic one, on both dialects."""
 
-import json
 import re
 import uuid
 from datetime import timedelta
@@ -20,6 +19,7 @@ from chainflow.domain.events.repository import prune
 from chainflow.infra.db.types import UtcDateTime
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.outbox import FINAL_TX_EVENTS
+from tests.support.plans import prepared_plan
 
 _PARTIAL = ("ix_events_created_at", "ix_events_tx_seq")
 _EVENTS_SCAN = re.compile(r"SCAN (events|fresh|earlier|sequenced|later)\b")
@@ -189,25 +189,8 @@ async def _pg_plan(
         connection = await session.connection()
         raw = (await connection.get_raw_connection()).driver_connection
         assert raw is not None
-        prepared = await raw.prepare(statement)
-        types = [
-            await raw.fetchval("SELECT format_type($1, NULL)", t.oid)
-            for t in prepared.get_parameters()
-        ]
-        declared = f" ({', '.join(types)})" if types else ""
-        await raw.execute(f"PREPARE plan_probe{declared} AS {statement}")
-        mode = "force_generic_plan" if generic else "force_custom_plan"
-        await raw.execute(f"SET LOCAL plan_cache_mode = {mode}")
-        literals = [
-            await raw.fetchval(f"SELECT quote_nullable($1::{t}) || '::{t}'", value)
-            for t, value in zip(types, parameters or (), strict=True)
-        ]
-        arguments = f" ({', '.join(literals)})" if literals else ""
-        raw_plan = await raw.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE plan_probe{arguments}")
-        await raw.execute("DEALLOCATE plan_probe")
+        plan = await prepared_plan(raw, statement, parameters, generic=generic)
         await session.rollback()
-    document = json.loads(raw_plan) if isinstance(raw_plan, str) else raw_plan
-    plan: dict[str, Any] = document[0]["Plan"]
     return plan
 
 

@@ -21,6 +21,7 @@ from chainflow.domain.webhooks.repository import EventHead
 from chainflow.domain.webhooks.schemas import DeliveryRead
 from chainflow.infra.db.uow import unit_of_work
 from tests.integration.webhooks.conftest import Deliveries
+from tests.support.plans import prepared_plan
 from tests.support.polling import eventually
 
 
@@ -300,26 +301,7 @@ async def _plan(
         connection = await session.connection()
         raw = (await connection.get_raw_connection()).driver_connection
         assert raw is not None
-        prepared = await raw.prepare(statement)
-        types = [
-            await raw.fetchval("SELECT format_type($1, NULL)", t.oid)
-            for t in prepared.get_parameters()
-        ]
-        await raw.execute(f"PREPARE plan_probe ({', '.join(types)}) AS {statement}")
-        mode = "force_generic_plan" if generic else "force_custom_plan"
-        await raw.execute(f"SET LOCAL plan_cache_mode = {mode}")
-        # EXECUTE takes no parameters: each value as a literal, quoted by the server.
-        literals = [
-            await raw.fetchval(f"SELECT quote_nullable($1::{t}) || '::{t}'", value)
-            for t, value in zip(types, parameters, strict=True)
-        ]
-        raw_plan = await raw.fetchval(
-            f"EXPLAIN (FORMAT JSON) EXECUTE plan_probe ({', '.join(literals)})"
-        )
-        await raw.execute("DEALLOCATE plan_probe")
-    document = json.loads(raw_plan) if isinstance(raw_plan, str) else raw_plan
-    plan: dict[str, Any] = document[0]["Plan"]
-    return plan
+        return await prepared_plan(raw, statement, parameters, generic=generic)
 
 
 _HOT = text(
