@@ -25,7 +25,7 @@ import psutil
 import redis.asyncio as redis
 
 from bench.ports import START_ATTEMPTS, PortTaken, answers, free_port, listens
-from chainflow.domain.apikeys.service import create_api_key
+from chainflow.domain.apikeys.service import KeyLimits, create_api_key
 from chainflow.domain.chains.models import Chain, RpcEndpoint
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
@@ -36,6 +36,7 @@ from chainflow.infra.signing.local import generate_private_key
 from chainflow.migrations.runner import upgrade
 
 CHAIN_ID = 31337
+BENCH_KEY_RATE_PER_S = 1_000_000.0  # the most a key may be given (`--rate`)
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
 POSTGRES = os.environ.get("CHAINFLOW_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("CHAINFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -162,7 +163,11 @@ async def _prepare(
             )
             for _ in range(wallet_count)
         ]
-        _, token = await create_api_key(session, ["admin"])
+        # The load generator outruns the default 1,000 writes/s per key on a fast machine; the
+        # limiter still runs (one Redis call per event-loop turn), it just never refuses.
+        _, token = await create_api_key(
+            session, ["admin"], limits=KeyLimits(rate_per_s=BENCH_KEY_RATE_PER_S)
+        )
     await engine.dispose()
     async with aiohttp.ClientSession() as http:
         rpc = RpcClient(http, anvil_url)
