@@ -3,10 +3,10 @@
     counts (RPC) → plan [tx] → estimate (RPC) → fail reverts [tx] → sign [tx, committed
     before any send] → send (RPC) → record [tx] → release refused nonces [tx each]
 
-A lane whose chain mines what it is sent at once (it had nothing unmined when counted) and
-that signed a full window has more queued: the drain goes on with a next step, planned and
-estimated while this step's sends go out and are recorded, signed once the node has answered
-them (and the counts read again then), docs/performance.md item 37.
+A drain of one lane whose chain mines what it is sent at once (it had nothing unmined when
+counted) and that signed a full window has more queued: it goes on with a next step, planned
+and estimated while this step's sends go out and are recorded, signed once the node has
+answered them (and the counts read again then), docs/performance.md item 37.
 
 docs/engine.md draws it with the module of each step.
 """
@@ -29,8 +29,11 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
 from chainflow.workers.send import Sending, start_sending
 
-# Steps one drain may take before its round ends (the round's reads, schedules and other
-# lanes wait for it): 8 full windows of 64 are ~0.3 s on anvil.
+# Steps a drain of one lane may take before its round ends (the round's reads, schedules and
+# other lanes wait for it): 8 full windows of 64 are ~0.3-0.5 s on anvil. A drain of several
+# lanes takes one: it already signs up to 64 for each, and 32 deep lanes in steps kept the
+# tracker (on the same event loop) behind, its passes reading ever more receipts: batches of
+# 100, 1,072 and 496 tx/s against 1,332 and 1,179 (docs/performance.md item 37).
 _STEPS_PER_DRAIN = 8
 
 
@@ -83,7 +86,7 @@ async def _drain(
             recorded()
 
     try:
-        for _ in range(_STEPS_PER_DRAIN):
+        for _ in range(_STEPS_PER_DRAIN if len(wallet_ids) == 1 else 1):
             if not counts:
                 break
             planned = await _plan(engine, chain, counts)

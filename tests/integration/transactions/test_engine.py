@@ -204,6 +204,19 @@ class TestLaneDrain:
             events = [(e.from_status, e.to_status) for e in tx.events][:3]
             assert events == [(None, "queued"), ("queued", "signed"), ("signed", "submitted")]
 
+    async def test_a_drain_of_several_lanes_takes_one_step(self, harness: EngineHarness) -> None:
+        """Deep lanes drained together sign a window each, and the round ends: 32 such
+        lanes in steps kept the tracker behind (docs/performance.md item 37)."""
+        ports = harness.engine.ports
+        config = replace(ports.config, max_in_flight_per_lane=3, batch_size=3)
+        engine = harness.engine = replace(harness.engine, ports=replace(ports, config=config))
+        wallets = [await harness.wallet() for _ in range(2)]
+        ids = [await harness.submit(w, value=str(i + 1)) for i in range(5) for w in wallets]
+        async with unit_of_work(harness.sessionmaker) as session:
+            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        assert await drain_lanes(engine, chain, [w.id for w in wallets]) == 6
+        await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
+
     async def test_a_step_signs_nothing_while_the_last_window_is_unmined(
         self, harness: EngineHarness
     ) -> None:
