@@ -83,6 +83,34 @@ async def test_sigkill_during_a_fee_bump(database_url: str, anvil: str, tmp_path
 
 
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("point", [CrashPoint.ATTEMPT_STORED, CrashPoint.NODE_ACCEPTED])
+async def test_sigkill_between_the_steps_of_a_drain(
+    point: CrashPoint, database_url: str, anvil: str, tmp_path: Path
+) -> None:
+    """One deep lane in windows of 4: the drain goes on in steps, each planned while the last
+    one's sends go out and are recorded (docs/performance.md item 37). Killed at its third
+    step (stored and not sent, or sent and not recorded, the step before maybe unrecorded
+    too), the next worker finishes: each request executed once, no nonce skipped."""
+    async with open_cluster(
+        tmp_path,
+        database_url,
+        anvil,
+        redis_url=REDIS_URL,
+        workers=0,
+        wallets=1,
+        max_in_flight_per_lane="4",
+    ) as cluster:
+        await cluster.submit(24)  # queued before any worker runs: a deep lane
+        doomed = cluster.start_worker(test_crash_at=f"{point}:3")
+        assert await died(doomed) == -signal.SIGKILL
+        assert f"crash point {point} reached" in cluster.log_of(doomed)
+        cluster.start_worker()
+        await cluster.settle(timeout_s=120)
+        assert await cluster.count(TxStatus.CONFIRMED) == 24
+        assert await cluster.violations() == []
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 async def test_sigkill_while_recording_a_reorg(
     database_url: str, anvil: str, tmp_path: Path
 ) -> None:

@@ -3,11 +3,18 @@
     counts (RPC) → plan [tx] → estimate (RPC) → fail reverts [tx] → sign [tx, committed
     before any send] → send (RPC) → record [tx] → release refused nonces [tx each]
 
+A drain of one lane whose chain mines what it is sent at once (it had nothing unmined when
+counted) and that signed a full window has more queued: it goes on with a next step, planned
+and estimated while this step's sends go out and are recorded, signed once the node has
+answered them (and the counts read again then), docs/performance.md item 37.
+
 docs/engine.md draws it with the module of each step.
 """
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.types import WalletId
@@ -15,10 +22,19 @@ from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
 from chainflow.domain.transactions.drain.plan import Counts, Ready, lane_counts, plan_lanes
 from chainflow.domain.transactions.drain.sign import probe_paused, sign_lanes
+from chainflow.domain.transactions.fees import Fees
+from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.wallets.service import addresses_of
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
-from chainflow.workers.send import send_and_record
+from chainflow.workers.send import Sending, start_sending
+
+# Steps a drain of one lane may take before its round ends (the round's reads, schedules and
+# other lanes wait for it): 8 full windows of 64 are ~0.3-0.5 s on anvil. A drain of several
+# lanes takes one: it already signs up to 64 for each, and 32 deep lanes in steps kept the
+# tracker (on the same event loop) behind, its passes reading ever more receipts: batches of
+# 100, 1,072 and 496 tx/s against 1,332 and 1,179 (docs/performance.md item 37).
+_STEPS_PER_DRAIN = 8
 
 
 async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: WalletId) -> int:
@@ -26,10 +42,17 @@ async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: WalletId) ->
     return await drain_lanes(engine, chain, [wallet_id])
 
 
-async def drain_lanes(engine: Engine, chain: ChainConfig, wallet_ids: Sequence[WalletId]) -> int:
+async def drain_lanes(
+    engine: Engine,
+    chain: ChainConfig,
+    wallet_ids: Sequence[WalletId],
+    *,
+    recorded: Callable[[], None] | None = None,
+) -> int:
     """One round for these lanes of one chain, batched: one planning read, one estimate batch,
     one signing transaction, one send batch and one record for all of them (the fixed cost
-    of a round no longer grows with the number of wallets). Returns how many were signed.
+    of a round no longer grows with the number of wallets). Returns how many were signed;
+    `recorded` is called each time a step's sends are recorded.
 
     A lane this process is already draining is skipped: the running drain or the next round
     takes what is new, and estimating the same requests twice would only waste a round trip
@@ -42,17 +65,63 @@ async def drain_lanes(engine: Engine, chain: ChainConfig, wallet_ids: Sequence[W
         return 0
     draining.update(mine)
     try:
-        return await _drain(engine, chain, [wallet_id for wallet_id, _ in mine])
+        return await _drain(engine, chain, [wallet_id for wallet_id, _ in mine], recorded)
     finally:
         draining.difference_update(mine)
 
 
-async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId]) -> int:
+async def _drain(
+    engine: Engine,
+    chain: ChainConfig,
+    wallet_ids: list[WalletId],
+    recorded: Callable[[], None] | None,
+) -> int:
+    counts = await _counts(engine, chain, wallet_ids)
+    signed = 0
+    sending: list[Sending] = []
+
+    def on_recorded() -> None:  # a step's sends are recorded: the tracker may look for them
+        engine.signal_others(chain.chain_id)
+        if recorded is not None:
+            recorded()
+
+    try:
+        for _ in range(_STEPS_PER_DRAIN if len(wallet_ids) == 1 else 1):
+            if not counts:
+                break
+            planned = await _plan(engine, chain, counts)
+            if planned is None:
+                break
+            ready, fees = planned
+            if sending:
+                # The next nonces are signed once the node has the last step's sends, and
+                # with the counts read then: max_in_flight_per_lane still bounds the nonces
+                # taken and not mined. Any send the node did not plainly accept is recorded
+                # (and its nonce released) first, and the next round plans afresh.
+                last = sending[-1]
+                if not await last.answered or _failed(last):
+                    break
+                ready = await _recount(engine, chain, ready)
+                if not ready:
+                    break
+            sent = await _sign(engine, chain, ready, fees)
+            if not sent:
+                break
+            engine.ports.crasher.reached(CrashPoint.ATTEMPT_STORED)
+            sending.append(start_sending(engine, chain, sent, recorded=on_recorded))
+            signed += len(sent)
+            counts = _more_to_sign(ready, sent, full=engine.ports.config.batch_size)
+    finally:
+        await _finish(sending)
+    return signed
+
+
+async def _plan(
+    engine: Engine, chain: ChainConfig, counts: dict[WalletId, Counts]
+) -> tuple[list[Ready], Fees] | None:
+    """Plan and estimate one step: the lanes cleared for signing and the market's fees."""
     ports, state = engine.ports, engine.state
     rpc = engine.rpc(chain.chain_id)
-    counts = await _counts(engine, chain, wallet_ids)
-    if not counts:
-        return 0
     now = await state.fees.market(rpc, chain)
     holding: set[WalletId] = set()
     async with unit_of_work(ports.sessionmaker) as session:
@@ -69,7 +138,7 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId])
         state.leased_at[chain.chain_id] = time.monotonic()
     plans = probe_paused(plans, state.signers, chain)
     if not plans:
-        return 0
+        return None
     found = await estimate_gas(
         rpc, [plan.rows for plan in plans], buffer_percent=ports.config.gas_buffer_percent
     )
@@ -81,21 +150,62 @@ async def _drain(engine: Engine, chain: ChainConfig, wallet_ids: list[WalletId])
         for plan, estimates in zip(plans, found.ready, strict=True)
         if estimates
     ]
-    if not ready:
-        return 0
-    # The write-ahead boundary (DESIGN §6.3): nonces, signed bytes and hashes are committed
-    # here, before the first send.
+    return (ready, now.fees) if ready else None
+
+
+async def _sign(
+    engine: Engine, chain: ChainConfig, ready: list[Ready], fees: Fees
+) -> list[SentAttempt]:
+    """The write-ahead boundary (DESIGN §6.3): nonces, signed bytes and hashes are committed
+    here, before the first send."""
+    ports = engine.ports
     async with unit_of_work(ports.sessionmaker) as session:
         sent = await sign_lanes(
-            session, chain, ready, now.fees, signers=state.signers, config=ports.config
+            session, chain, ready, fees, signers=engine.state.signers, config=ports.config
         )
         if sent:
             ports.crasher.reached(CrashPoint.NONCE_TAKEN)
-    if sent:
-        ports.crasher.reached(CrashPoint.ATTEMPT_STORED)
-        await send_and_record(engine, chain, sent)
-        engine.signal_others(chain.chain_id)
-    return len(sent)
+    return sent
+
+
+async def _recount(engine: Engine, chain: ChainConfig, ready: list[Ready]) -> list[Ready]:
+    """The ready lanes with their counts read now (a lane whose count failed waits)."""
+    counts = await _counts(engine, chain, [r.wallet.id for r in ready])
+    return [replace(r, counts=counts[r.wallet.id]) for r in ready if r.wallet.id in counts]
+
+
+def _more_to_sign(
+    ready: Sequence[Ready], sent: Sequence[SentAttempt], *, full: int
+) -> dict[WalletId, Counts]:
+    """The lanes worth a next step, with the counts to plan it on: each signed a full window
+    (so more may be queued) while the chain had mined every nonce before it (so it keeps up;
+    on a chain that does not, the window is what limits and the next round is soon enough).
+    They are planned as if the chain mined this step's nonces; the signing step reads the
+    real counts, so a lane whose sends are still unmined then signs less, or nothing."""
+    by_lane: dict[WalletId, list[int]] = {}
+    tx_lane = {tx.id: r.wallet.id for r in ready for tx in r.rows}
+    for one in sent:
+        by_lane.setdefault(tx_lane[one.tx_id], []).append(one.nonce)
+    more: dict[WalletId, Counts] = {}
+    for r in ready:
+        nonces = by_lane.get(r.wallet.id, [])
+        if len(nonces) >= full and r.counts.mined >= min(nonces):
+            more[r.wallet.id] = Counts(max(nonces) + 1, max(nonces) + 1)
+    return more
+
+
+def _failed(sending: Sending) -> bool:
+    """The step's send or record already failed (it raises when the drain ends)."""
+    task = sending.task
+    return task.done() and (task.cancelled() or task.exception() is not None)
+
+
+async def _finish(sending: Sequence[Sending]) -> None:
+    """Wait for every step's send and record; raise the first failure."""
+    done = await asyncio.gather(*(s.task for s in sending), return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def _counts(

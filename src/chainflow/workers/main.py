@@ -223,7 +223,7 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
 
     async def drain(wallet_ids: Sequence[WalletId]) -> int:
         try:
-            signed = await drain_lanes(engine, chain, wallet_ids)
+            signed = await drain_lanes(engine, chain, wallet_ids, recorded=sent.set)
         except Exception as exc:  # one batch's failure must not stop the others
             failures = state.drain_failures[chain_id] = state.drain_failures.get(chain_id, 0) + 1
             if _is_worth_logging(failures):  # a failure that repeats every round is no news

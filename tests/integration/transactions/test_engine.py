@@ -181,3 +181,59 @@ class TestLaneDrain:
         rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
         assert sorted(tx.nonce or 0 for tx in rows) == list(range(7))
         assert await harness.chain_nonce(wallet) == 7
+
+    async def test_a_drain_goes_on_in_steps_of_a_window_while_the_chain_mines_at_once(
+        self, harness: EngineHarness
+    ) -> None:
+        """A lane that signed a full window, all of it mined before the next step signs,
+        signs the next window in the same drain (docs/performance.md item 37); each step's
+        nonces follow the last, and each request moves signed → submitted in order."""
+        ports = harness.engine.ports
+        config = replace(ports.config, max_in_flight_per_lane=3, batch_size=3)
+        engine = harness.engine = replace(harness.engine, ports=replace(ports, config=config))
+        wallet = await harness.wallet()
+        ids = [await harness.submit(wallet, value=str(i + 1)) for i in range(8)]
+        async with unit_of_work(harness.sessionmaker) as session:
+            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        assert await drain_lane(engine, chain, wallet.id) == 8  # windows of 3, 3 and 2
+        rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
+        assert [tx.nonce for tx in rows] == list(range(8))  # in submission order
+        assert await harness.chain_nonce(wallet) == 8
+        for tx in rows:
+            assert len(tx.attempts) == 1
+            events = [(e.from_status, e.to_status) for e in tx.events][:3]
+            assert events == [(None, "queued"), ("queued", "signed"), ("signed", "submitted")]
+
+    async def test_a_drain_of_several_lanes_takes_one_step(self, harness: EngineHarness) -> None:
+        """Deep lanes drained together sign a window each, and the round ends: 32 such
+        lanes in steps kept the tracker behind (docs/performance.md item 37)."""
+        ports = harness.engine.ports
+        config = replace(ports.config, max_in_flight_per_lane=3, batch_size=3)
+        engine = harness.engine = replace(harness.engine, ports=replace(ports, config=config))
+        wallets = [await harness.wallet() for _ in range(2)]
+        ids = [await harness.submit(w, value=str(i + 1)) for i in range(5) for w in wallets]
+        async with unit_of_work(harness.sessionmaker) as session:
+            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        assert await drain_lanes(engine, chain, [w.id for w in wallets]) == 6
+        await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
+
+    async def test_a_step_signs_nothing_while_the_last_window_is_unmined(
+        self, harness: EngineHarness
+    ) -> None:
+        """The next step is planned as if the chain mined the last one, but signs on the
+        counts read once the node has answered: unmined, its window stays shut."""
+        ports = harness.engine.ports
+        config = replace(ports.config, max_in_flight_per_lane=3, batch_size=3)
+        engine = harness.engine = replace(harness.engine, ports=replace(ports, config=config))
+        wallet = await harness.wallet()
+        ids = [await harness.submit(wallet, value=str(i + 1)) for i in range(7)]
+        async with unit_of_work(harness.sessionmaker) as session:
+            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        async with mining_stopped(harness.rpc):
+            assert await drain_lane(engine, chain, wallet.id) == 3
+            assert await drain_lane(engine, chain, wallet.id) == 0
+            await harness.rpc.call("evm_mine")
+            assert await drain_lane(engine, chain, wallet.id) == 3
+        rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
+        assert [tx.nonce for tx in rows] == list(range(7))
+        assert await harness.chain_nonce(wallet) == 7

@@ -130,10 +130,12 @@ async def test_a_round_tracks_a_drain_s_sends_while_its_other_drains_run(
         monkeypatch.setattr(main, "_WORK_PER_DRAIN", 1)  # a drain per lane: two drains
         confirmed_first: list[bool] = []
 
-        async def drain(engine: Any, chain: ChainConfig, wallet_ids: Sequence[WalletId]) -> int:
+        async def drain(
+            engine: Any, chain: ChainConfig, wallet_ids: Sequence[WalletId], **kwargs: Any
+        ) -> int:
             if list(wallet_ids) != [first.id]:
                 confirmed_first.append(await _confirmed_within(harness, ids[first.id], 10.0))
-            return await drain_lanes(engine, chain, wallet_ids)
+            return await drain_lanes(engine, chain, wallet_ids, **kwargs)
 
         monkeypatch.setattr(main, "drain_lanes", drain)
         done = await main.run_round(harness.engine, ANVIL_CHAIN_ID)
@@ -194,12 +196,14 @@ async def test_a_pass_while_draining_renews_the_lease_and_stops_once_another_hol
             passes.append(1)
             return await track(*args, **kwargs)
 
-        async def drain(engine: Any, chain: ChainConfig, wallet_ids: Sequence[WalletId]) -> int:
+        async def drain(
+            engine: Any, chain: ChainConfig, wallet_ids: Sequence[WalletId], **kwargs: Any
+        ) -> int:
             if list(wallet_ids) != [first.id]:
                 await _another_process_takes_the_lease(harness)
                 with contextlib.suppress(TimeoutError):  # until the extra pass asked for it
                     await asyncio.wait_for(asked_again.wait(), timeout=10)
-            return await drain_lanes(engine, chain, wallet_ids)
+            return await drain_lanes(engine, chain, wallet_ids, **kwargs)
 
         monkeypatch.setattr(chains, "take_tracker_lease", counted_take)
         monkeypatch.setattr(main, "track_chain", counted_track)
