@@ -5,8 +5,8 @@
 
 A drain of one lane whose chain mines what it is sent at once (it had nothing unmined when
 counted) and that signed a full window has more queued: it goes on with a next step, planned
-and estimated while this step's sends go out and are recorded, signed once the node has
-answered them (and the counts read again then), docs/performance.md item 37.
+while this step's sends go out and are recorded, estimated and signed once the node has
+answered them and the counts read again show room (docs/performance.md item 37).
 
 docs/engine.md draws it with the module of each step.
 """
@@ -14,13 +14,19 @@ docs/engine.md draws it with the module of each step.
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.types import WalletId
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
-from chainflow.domain.transactions.drain.plan import Counts, Ready, lane_counts, plan_lanes
+from chainflow.domain.transactions.drain.plan import (
+    Counts,
+    Planned,
+    Ready,
+    lane_counts,
+    plan_lanes,
+    room_of,
+)
 from chainflow.domain.transactions.drain.sign import probe_paused, sign_lanes
 from chainflow.domain.transactions.fees import Fees
 from chainflow.domain.transactions.send.answers import SentAttempt
@@ -92,18 +98,15 @@ async def _drain(
             planned = await _plan(engine, chain, counts)
             if planned is None:
                 break
-            ready, fees = planned
+            plans, fees = planned
             if sending:
-                # The next nonces are signed once the node has the last step's sends, and
-                # with the counts read then: max_in_flight_per_lane still bounds the nonces
-                # taken and not mined. Any send the node did not plainly accept is recorded
-                # (and its nonce released) first, and the next round plans afresh.
-                last = sending[-1]
-                if not await last.answered or _failed(last):
+                cleared = await _room_after(engine, chain, sending[-1], plans, counts)
+                if cleared is None:
                     break
-                ready = await _recount(engine, chain, ready)
-                if not ready:
-                    break
+                plans, counts = cleared
+            ready = await _estimate(engine, chain, plans, counts)
+            if not ready:
+                break
             sent = await _sign(engine, chain, ready, fees)
             if not sent:
                 break
@@ -118,11 +121,11 @@ async def _drain(
 
 async def _plan(
     engine: Engine, chain: ChainConfig, counts: dict[WalletId, Counts]
-) -> tuple[list[Ready], Fees] | None:
-    """Plan and estimate one step: the lanes cleared for signing and the market's fees."""
+) -> tuple[list[Planned], Fees] | None:
+    """Plan one step: the lanes' queued requests to sign (leases renewed) and the market's
+    fees."""
     ports, state = engine.ports, engine.state
-    rpc = engine.rpc(chain.chain_id)
-    now = await state.fees.market(rpc, chain)
+    now = await state.fees.market(engine.rpc(chain.chain_id), chain)
     holding: set[WalletId] = set()
     async with unit_of_work(ports.sessionmaker) as session:
         plans = await plan_lanes(
@@ -137,20 +140,28 @@ async def _plan(
     if holding:
         state.leased_at[chain.chain_id] = time.monotonic()
     plans = probe_paused(plans, state.signers, chain)
-    if not plans:
-        return None
+    return (plans, now.fees) if plans else None
+
+
+async def _estimate(
+    engine: Engine, chain: ChainConfig, plans: list[Planned], counts: dict[WalletId, Counts]
+) -> list[Ready]:
+    """Estimate the planned requests; fail those the node refuses; the lanes cleared for
+    signing."""
+    ports = engine.ports
     found = await estimate_gas(
-        rpc, [plan.rows for plan in plans], buffer_percent=ports.config.gas_buffer_percent
+        engine.rpc(chain.chain_id),
+        [plan.rows for plan in plans],
+        buffer_percent=ports.config.gas_buffer_percent,
     )
     if found.refused:
         async with unit_of_work(ports.sessionmaker) as session:
             await fail_refused(session, found.refused)
-    ready = [
+    return [
         Ready(plan.wallet, estimates, counts[plan.wallet.id], plan.rows)
         for plan, estimates in zip(plans, found.ready, strict=True)
         if estimates
     ]
-    return (ready, now.fees) if ready else None
 
 
 async def _sign(
@@ -168,10 +179,32 @@ async def _sign(
     return sent
 
 
-async def _recount(engine: Engine, chain: ChainConfig, ready: list[Ready]) -> list[Ready]:
-    """The ready lanes with their counts read now (a lane whose count failed waits)."""
-    counts = await _counts(engine, chain, [r.wallet.id for r in ready])
-    return [replace(r, counts=counts[r.wallet.id]) for r in ready if r.wallet.id in counts]
+async def _room_after(
+    engine: Engine,
+    chain: ChainConfig,
+    last: Sending,
+    plans: list[Planned],
+    planned_on: dict[WalletId, Counts],
+) -> tuple[list[Planned], dict[WalletId, Counts]] | None:
+    """The next step's lanes that still have room once the node has answered the last step's
+    sends, with the counts read then, or None to end the drain.
+
+    max_in_flight_per_lane still bounds the nonces taken and not mined, and on a chain that
+    has not mined them yet nothing is estimated (no RPC spent on a step that cannot sign). A
+    send the node did not plainly accept ends the drain: it is recorded (and its nonce
+    released) first, and the next round plans afresh."""
+    if not await last.answered or _failed(last):
+        return None
+    counts = await _counts(engine, chain, [plan.wallet.id for plan in plans])
+    config = engine.ports.config
+    roomy = [
+        plan
+        for plan in plans
+        if plan.wallet.id in counts
+        # planned_on holds each lane's next nonce (`_more_to_sign`)
+        and room_of(config, planned_on[plan.wallet.id].pending, counts[plan.wallet.id]) > 0
+    ]
+    return (roomy, counts) if roomy else None
 
 
 def _more_to_sign(
@@ -180,8 +213,9 @@ def _more_to_sign(
     """The lanes worth a next step, with the counts to plan it on: each signed a full window
     (so more may be queued) while the chain had mined every nonce before it (so it keeps up;
     on a chain that does not, the window is what limits and the next round is soon enough).
-    They are planned as if the chain mined this step's nonces; the signing step reads the
-    real counts, so a lane whose sends are still unmined then signs less, or nothing."""
+    They are planned as if the chain mined this step's nonces (mined = pending = the lane's
+    next nonce); the real counts are read before the estimate, so a lane whose sends are still
+    unmined then estimates and signs less, or nothing."""
     by_lane: dict[WalletId, list[int]] = {}
     tx_lane = {tx.id: r.wallet.id for r in ready for tx in r.rows}
     for one in sent:
