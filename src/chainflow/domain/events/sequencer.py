@@ -32,7 +32,8 @@ BATCH = 1000
 # of its passes read the heap page of every event numbered since the table's last VACUUM
 # (a run of 16,000 events: 34 pages for the first pass, 2,251 for the last, ~2 ms for a pass
 # that found nothing; docs/performance.md item 39). The planner picks the bitmap scan
-# whenever it expects more than a few rows, so the pass does not let it.
+# when its statistics say a few % of the rows are unsequenced (an ANALYZE in a burst), so
+# the pass does not let it; the index scan in id order is also the order the pass needs.
 _LOCK_AND_NO_BITMAP = text(
     "SELECT pg_try_advisory_xact_lock(:key)"
     " AND set_config('enable_bitmapscan', 'off', true) = 'off'"
@@ -49,7 +50,7 @@ async def sequence_pending(session: AsyncSession, *, limit: int = BATCH) -> int:
         # of its own: the numbering's snapshot must be taken after the lock is held, so that
         # it sees every cursor the previous holder committed (READ COMMITTED: a snapshot per
         # statement). The same statement turns bitmap scans off for this transaction only
-        # (set_config(..., true) is SET LOCAL): see _NO_BITMAP.
+        # (set_config(..., true) is SET LOCAL): see _LOCK_AND_NO_BITMAP.
         locked = await session.scalar(_LOCK_AND_NO_BITMAP, {"key": _LOCK_KEY})
         if not locked:
             return 0
