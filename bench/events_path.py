@@ -48,6 +48,10 @@ VARIANTS = {
     "toast_lz4": _TOAST + " ALTER TABLE events ALTER COLUMN data SET COMPRESSION lz4;",
     "lean_ff80": _LEAN + " ALTER TABLE events SET (fillfactor = 80);",
     "lean_ff50": _LEAN + " ALTER TABLE events SET (fillfactor = 50);",
+    # the sequencer's scan of the unsequenced rows as an index scan, not a bitmap scan
+    "lean_index_scan": _LEAN + " SET enable_bitmapscan = off;",
+    "lean_ff50_index_scan": _LEAN
+    + " ALTER TABLE events SET (fillfactor = 50); SET enable_bitmapscan = off;",
 }
 _INSERT = (
     "INSERT INTO events (event_id, type, tx_id, wallet_id, chain_id, data, created_at)"

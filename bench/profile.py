@@ -145,6 +145,7 @@ async def _wal_by_relation(database_url: str, start: str, end: str) -> dict[str,
         "SELECT oid::text AS oid FROM pg_database WHERE datname = $1",
         database_url.rsplit("/", 1)[1],
     )
+    await _flushed(end, timeout_s=10)
     rows = await _admin(_WAL_RELATIONS, start, end)
     found: dict[str, float] = defaultdict(float)
     for row in rows:
@@ -152,6 +153,18 @@ async def _wal_by_relation(database_url: str, start: str, end: str) -> dict[str,
         name = names.get(node, "other") if db == dboid["oid"] else "other"
         found[name] += float(row["bytes"])
     return dict(found)
+
+
+async def _flushed(lsn: str, *, timeout_s: float) -> None:
+    """Wait until the server has flushed its WAL up to `lsn`: pg_walinspect refuses an end
+    past the flush position ("cannot accept future end LSN"), and WAL written without a
+    commit (hint bits, pruning) can sit unflushed until the WAL writer's next round."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    query = "SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn AS ok"
+    while not (await _admin(query, lsn))[0]["ok"]:
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"WAL not flushed up to {lsn} after {timeout_s} s")
+        await asyncio.sleep(0.05)  # polling the server
 
 
 _WAL_RELATIONS = (

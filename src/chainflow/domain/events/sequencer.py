@@ -25,6 +25,19 @@ from chainflow.infra.db.commit_hooks import on_commit
 # pg_advisory_xact_lock key of the sequencer: "chainflow events sequencer" in a bigint.
 _LOCK_KEY = 0x6366_6576_7473_6571  # b"cfevtseq"
 BATCH = 1000
+# The pass finds its rows in ix_events_unsequenced, which keeps an entry for every row it
+# numbered (the old, cursor-NULL version of a non-HOT update) until VACUUM removes it. An
+# index scan marks such an entry dead once its row version is dead to every snapshot, and
+# later passes skip it without reading the heap; a bitmap scan never marks entries, so each
+# of its passes read the heap page of every event numbered since the table's last VACUUM
+# (a run of 16,000 events: 34 pages for the first pass, 2,251 for the last, ~2 ms for a pass
+# that found nothing; docs/performance.md item 39). The planner picks the bitmap scan
+# when its statistics say a few % of the rows are unsequenced (an ANALYZE in a burst), so
+# the pass does not let it; the index scan in id order is also the order the pass needs.
+_LOCK_AND_NO_BITMAP = text(
+    "SELECT pg_try_advisory_xact_lock(:key)"
+    " AND set_config('enable_bitmapscan', 'off', true) = 'off'"
+)
 
 
 async def sequence_pending(session: AsyncSession, *, limit: int = BATCH) -> int:
@@ -36,10 +49,9 @@ async def sequence_pending(session: AsyncSession, *, limit: int = BATCH) -> int:
         # after it started waits for the next pass (a poll or a wake-up away). A statement
         # of its own: the numbering's snapshot must be taken after the lock is held, so that
         # it sees every cursor the previous holder committed (READ COMMITTED: a snapshot per
-        # statement).
-        locked = await session.scalar(
-            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
-        )
+        # statement). The same statement turns bitmap scans off for this transaction only
+        # (set_config(..., true) is SET LOCAL): see _LOCK_AND_NO_BITMAP.
+        locked = await session.scalar(_LOCK_AND_NO_BITMAP, {"key": _LOCK_KEY})
         if not locked:
             return 0
     created = (await session.scalars(numbering(limit))).all()
