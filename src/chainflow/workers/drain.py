@@ -14,8 +14,10 @@ docs/engine.md draws it with the module of each step.
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from chainflow.core.crashpoints import CrashPoint
+from chainflow.core.logging import get_logger
 from chainflow.core.types import WalletId
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
@@ -35,17 +37,20 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
 from chainflow.workers.send import Sending, start_sending
 
-# Steps a drain of one lane may take before its round ends (the round's reads, schedules and
-# other lanes wait for it): 8 full windows of 64 are ~0.3-0.5 s on anvil. A drain of several
-# lanes takes one: it already signs up to 64 for each, and 32 deep lanes in steps kept the
+log = get_logger(__name__)
+
+# Steps the drain of a round's only lane may take before the round ends (the round's reads and
+# schedules wait for it): 8 full windows of 64 are ~0.3-0.5 s on anvil. A round of several
+# lanes takes one step per lane: each drain already signs up to 64 for each of its lanes, a
+# lane in steps would hold the round's other drains back, and 32 deep lanes in steps kept the
 # tracker (on the same event loop) behind, its passes reading ever more receipts: batches of
 # 100, 1,072 and 496 tx/s against 1,332 and 1,179 (docs/performance.md item 37).
-_STEPS_PER_DRAIN = 8
+STEPS_ALONE = 8
 
 
 async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: WalletId) -> int:
     """One round for one (wallet, chain) lane; returns how many requests were signed."""
-    return await drain_lanes(engine, chain, [wallet_id])
+    return await drain_lanes(engine, chain, [wallet_id], steps=STEPS_ALONE)
 
 
 async def drain_lanes(
@@ -53,11 +58,13 @@ async def drain_lanes(
     chain: ChainConfig,
     wallet_ids: Sequence[WalletId],
     *,
+    steps: int = 1,
     recorded: Callable[[], None] | None = None,
 ) -> int:
     """One round for these lanes of one chain, batched: one planning read, one estimate batch,
     one signing transaction, one send batch and one record for all of them (the fixed cost
-    of a round no longer grows with the number of wallets). Returns how many were signed;
+    of a round no longer grows with the number of wallets), and up to `steps` of them for a
+    lane that keeps a full window going (`_more_to_sign`). Returns how many were signed;
     `recorded` is called each time a step's sends are recorded.
 
     A lane this process is already draining is skipped: the running drain or the next round
@@ -71,7 +78,7 @@ async def drain_lanes(
         return 0
     draining.update(mine)
     try:
-        return await _drain(engine, chain, [wallet_id for wallet_id, _ in mine], recorded)
+        return await _drain(engine, chain, [wallet_id for wallet_id, _ in mine], steps, recorded)
     finally:
         draining.difference_update(mine)
 
@@ -80,6 +87,7 @@ async def _drain(
     engine: Engine,
     chain: ChainConfig,
     wallet_ids: list[WalletId],
+    steps: int,
     recorded: Callable[[], None] | None,
 ) -> int:
     counts = await _counts(engine, chain, wallet_ids)
@@ -92,7 +100,7 @@ async def _drain(
             recorded()
 
     try:
-        for _ in range(_STEPS_PER_DRAIN if len(wallet_ids) == 1 else 1):
+        for _ in range(steps):
             if not counts:
                 break
             planned = await _plan(engine, chain, counts)
@@ -100,7 +108,7 @@ async def _drain(
                 break
             plans, fees = planned
             if sending:
-                cleared = await _room_after(engine, chain, sending[-1], plans, counts)
+                cleared = await _room_after(engine, chain, sending, plans, counts)
                 if cleared is None:
                     break
                 plans, counts = cleared
@@ -182,28 +190,31 @@ async def _sign(
 async def _room_after(
     engine: Engine,
     chain: ChainConfig,
-    last: Sending,
+    sending: Sequence[Sending],
     plans: list[Planned],
     planned_on: dict[WalletId, Counts],
 ) -> tuple[list[Planned], dict[WalletId, Counts]] | None:
     """The next step's lanes that still have room once the node has answered the last step's
-    sends, with the counts read then, or None to end the drain.
+    sends, with the counts read then and their rows cut to that room, or None to end the
+    drain (also when an earlier step's send or record failed).
 
     max_in_flight_per_lane still bounds the nonces taken and not mined, and on a chain that
     has not mined them yet nothing is estimated (no RPC spent on a step that cannot sign). A
     send the node did not plainly accept ends the drain: it is recorded (and its nonce
     released) first, and the next round plans afresh."""
-    if not await last.answered or _failed(last):
+    if not await sending[-1].answered or any(_failed(step) for step in sending):
         return None
     counts = await _counts(engine, chain, [plan.wallet.id for plan in plans])
     config = engine.ports.config
-    roomy = [
-        plan
-        for plan in plans
-        if plan.wallet.id in counts
-        # planned_on holds each lane's next nonce (`_more_to_sign`)
-        and room_of(config, planned_on[plan.wallet.id].pending, counts[plan.wallet.id]) > 0
-    ]
+    roomy = []
+    for plan in plans:
+        if plan.wallet.id not in counts:
+            continue
+        # planned_on holds each lane's next nonce (`_more_to_sign`); only what this step can
+        # sign is estimated (an estimate may fail a request)
+        room = room_of(config, planned_on[plan.wallet.id].pending, counts[plan.wallet.id])
+        if room > 0:
+            roomy.append(replace(plan, rows=plan.rows[:room]))
     return (roomy, counts) if roomy else None
 
 
@@ -235,11 +246,14 @@ def _failed(sending: Sending) -> bool:
 
 
 async def _finish(sending: Sequence[Sending]) -> None:
-    """Wait for every step's send and record; raise the first failure."""
+    """Wait for every step's send and record; raise the first failure (the round logs it),
+    log any other."""
     done = await asyncio.gather(*(s.task for s in sending), return_exceptions=True)
-    for result in done:
-        if isinstance(result, BaseException):
-            raise result
+    failures = [result for result in done if isinstance(result, BaseException)]
+    for other in failures[1:]:
+        log.error("lanes.step_failed", error=repr(other)[:500])
+    if failures:
+        raise failures[0]
 
 
 async def _counts(

@@ -22,7 +22,7 @@ from chainflow.domain.wallets import low_balance
 from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.signals import RedisSignals
-from chainflow.workers.drain import drain_lanes
+from chainflow.workers.drain import STEPS_ALONE, drain_lanes
 from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
 from chainflow.workers.outbox import run_outbox
@@ -218,12 +218,14 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     if len(lanes) < len(queued):
         await refresh_market(state.fees, engine.rpc(chain_id), chain)
 
+    # A round's only lane may go on in steps while the chain mines at once (drain.STEPS_ALONE)
+    steps = STEPS_ALONE if len(lanes) == 1 else 1
     sent = asyncio.Event()  # a drain of this round sent and recorded its sends
     drained = asyncio.Event()  # every drain of this round is done
 
     async def drain(wallet_ids: Sequence[WalletId]) -> int:
         try:
-            signed = await drain_lanes(engine, chain, wallet_ids, recorded=sent.set)
+            signed = await drain_lanes(engine, chain, wallet_ids, steps=steps, recorded=sent.set)
         except Exception as exc:  # one batch's failure must not stop the others
             failures = state.drain_failures[chain_id] = state.drain_failures.get(chain_id, 0) + 1
             if _is_worth_logging(failures):  # a failure that repeats every round is no news
