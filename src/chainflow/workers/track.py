@@ -41,6 +41,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         rpc,
         rows,
         resend_after_s=ports.config.resend_after_s,
+        stuck_after_blocks=ports.config.stuck_after_blocks,
         base_fee_wei=await observe.base_fee(state.fees, rpc, chain),
     )
     decisions = judge.judge(

@@ -1,5 +1,6 @@
 """What the engine asks a chain's node outside of sends: the ChainRpc port, and wallets'
-nonce counts (mined `latest` and with its pool `pending`), read together in one batch."""
+nonce counts (mined `latest` and with its pool `pending`, read together in one batch; mined
+as of an earlier block)."""
 
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -25,6 +26,14 @@ async def nonce_counts(
     calls = [("eth_getTransactionCount", [a, tag]) for a in addresses for tag in _TAGS]
     answers = await rpc.batch(calls)
     return _by_address(addresses, answers[0::2]), _by_address(addresses, answers[1::2])
+
+
+async def mined_counts_at(rpc: ChainRpc, addresses: Sequence[str], block: int) -> dict[str, int]:
+    """Mined counts by address as of `block`; an address whose answer failed is absent."""
+    if not addresses:
+        return {}
+    answers = await rpc.batch([("eth_getTransactionCount", [a, hex(block)]) for a in addresses])
+    return _by_address(addresses, answers)
 
 
 def _by_address(addresses: Sequence[str], answers: Sequence[Any]) -> dict[str, int]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm.attributes import set_committed_value
 
-from chainflow.core.types import ChainId, Wei
+from chainflow.core.types import ChainId, Nonce, Wei
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.decisions import (
     Action,
@@ -20,6 +20,7 @@ from chainflow.domain.transactions.decisions import (
     decide,
     may_be_mined,
     may_be_stranded,
+    may_be_stuck_by_blocks,
     replacement_terms,
 )
 from chainflow.domain.transactions.fees import FeeCaps
@@ -87,6 +88,7 @@ def seen(
     pending: int = 8,
     held: bool = False,
     base_fee: int | None = None,
+    blocks_ago: int | None = None,
 ) -> Observed:
     receipts: dict[str, Receipt] = {}
     if receipt_block is not None:
@@ -98,6 +100,7 @@ def seen(
         pending_nonce={FROM: pending},
         held=frozenset({f"0x{0:064x}"}) if held else frozenset(),
         base_fee_wei=base_fee,
+        nonce_blocks_ago={} if blocks_ago is None else {FROM: blocks_ago},
     )
 
 
@@ -114,6 +117,13 @@ def seen(
         (make_tx(TxStatus.SIGNED, sent_ago_s=11), seen(), Action.RESEND),
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=31), seen(), Action.BUMP),
         (make_tx(TxStatus.SUBMITTED, sent_at_block=98), seen(head=101), Action.BUMP),
+        # ... counted from when it came next in line: nonce 6 was mined by block 98 (the
+        # count at head - 3 is 7), or only after it (6): not stuck, it just came next in line
+        (make_tx(TxStatus.SUBMITTED, sent_at_block=98), seen(blocks_ago=7), Action.BUMP),
+        (make_tx(TxStatus.SUBMITTED, sent_at_block=98), seen(blocks_ago=6), Action.NONE),
+        (make_tx(TxStatus.SUBMITTED, sent_at_block=99), seen(blocks_ago=7), Action.NONE),
+        # ... and the time rule stays counted from the first send
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=31), seen(blocks_ago=6), Action.BUMP),
         (make_tx(TxStatus.SUBMITTED, cancel=True), seen(), Action.CANCEL),
         (
             make_tx(
@@ -254,6 +264,23 @@ def test_a_cancel_is_bound_by_the_chain_caps_only_and_rises_by_the_bump_percent(
 def test_may_be_stranded(status: TxStatus, count: int, pending: int, expected: bool) -> None:
     tx = make_tx(status)
     assert may_be_stranded(tx, {FROM: count}, {FROM: pending}) is expected
+
+
+@pytest.mark.parametrize(
+    ("sent_at_block", "nonce", "expected"),
+    [
+        (98, 7, True),  # sent 3 blocks before head 101
+        (99, 7, False),  # 2 blocks
+        (None, 7, False),  # never accepted by a node: no block to count from
+        (98, None, False),
+    ],
+)
+def test_may_be_stuck_by_blocks(
+    sent_at_block: int | None, nonce: int | None, expected: bool
+) -> None:
+    tx = make_tx(TxStatus.SUBMITTED, sent_at_block=sent_at_block)
+    tx.nonce = None if nonce is None else Nonce(nonce)
+    assert may_be_stuck_by_blocks(tx, head=101, stuck_after_blocks=3) is expected
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ class _Node:
 
     def __init__(self, receipts: dict[str, Receipt]) -> None:
         self.receipts = receipts
+        self.counts_asked: list[list[Any]] = []
 
     async def call(self, method: str, params: Sequence[Any] = ()) -> Any:
         assert (method, list(params)) == ("eth_blockNumber", [])
@@ -37,6 +38,7 @@ class _Node:
         answers: list[Any] = []
         for method, params in calls:
             if method == "eth_getTransactionCount":
+                self.counts_asked.append(list(params))
                 answers.append("0x3")  # nonces 0-2 mined
             elif method == "eth_getTransactionReceipt":
                 answers.append(self.receipts.get(params[0]))
@@ -45,7 +47,7 @@ class _Node:
         return answers
 
 
-def _in_flight(nonce: int) -> InFlight:
+def _in_flight(nonce: int, *, sent_at_block: int | None = None) -> InFlight:
     hash_ = TxHash(f"0x{nonce:064x}")
     attempt = InFlightAttempt(
         id=AttemptId(uuid.uuid4()),
@@ -59,7 +61,7 @@ def _in_flight(nonce: int) -> InFlight:
         hash=hash_,
         first_sent_at=NOW - timedelta(seconds=1),
         last_sent_at=NOW - timedelta(seconds=1),
-        sent_at_block=None,
+        sent_at_block=sent_at_block,
         last_error=None,
         created_at=NOW - timedelta(seconds=1),
     )
@@ -149,3 +151,21 @@ def test_a_receipt_of_a_request_sent_before_is_recorded_while_its_lane_is_draine
         draining={(tx.wallet_id, one.chain_id)},
     )
     assert decided[tx.id].action is Action.FINALIZE
+
+
+async def test_the_mined_count_n_blocks_back_is_read_only_for_a_wallet_with_a_send_that_old() -> (
+    None
+):
+    """is_stuck counts a request's N blocks from when its wallet's previous nonce was mined:
+    the count at head - N says whether it was by then (one call per wallet, only when one of
+    its attempts was sent at least N blocks ago)."""
+    recent = [_in_flight(3, sent_at_block=0xE), _in_flight(4, sent_at_block=0xE)]
+    node = _Node({})
+    seen = await observe(node, recent, stuck_after_blocks=3)
+    assert seen.nonce_blocks_ago == {}
+    assert all(params[1] in ("latest", "pending") for params in node.counts_asked)
+    old = [_in_flight(3, sent_at_block=0xD), _in_flight(4, sent_at_block=0xD)]
+    node = _Node({})
+    seen = await observe(node, old, stuck_after_blocks=3)
+    assert seen.nonce_blocks_ago == {FROM: 3}
+    assert [p for p in node.counts_asked if p[1] not in ("latest", "pending")] == [[FROM, "0xd"]]

@@ -1,6 +1,7 @@
 """What the chain shows of the requests in flight: head, nonce counts, receipts, and whether
 the node still holds a possibly stranded attempt; read in batches, no DB (workers/track.py)."""
 
+import asyncio
 from collections.abc import Sequence
 from typing import cast
 
@@ -12,9 +13,10 @@ from chainflow.domain.transactions.decisions import (
     latest_attempt,
     may_be_mined,
     may_be_stranded,
+    may_be_stuck_by_blocks,
 )
 from chainflow.domain.transactions.market import FeeCache
-from chainflow.domain.transactions.node import ChainRpc, nonce_counts
+from chainflow.domain.transactions.node import ChainRpc, mined_counts_at, nonce_counts
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 
@@ -26,13 +28,18 @@ async def observe(
     rows: Sequence[InFlight],
     *,
     resend_after_s: float = 0.0,
+    stuck_after_blocks: int | None = None,
     base_fee_wei: int | None = None,
 ) -> Observed:
     """Mined nonce counts first, then receipts: a count above a nonce with no receipt of ours
-    then really means another transaction took that nonce."""
+    then really means another transaction took that nonce. With `stuck_after_blocks`, also
+    the mined counts that many blocks back of the wallets with an attempt sent that long ago,
+    read alongside the current ones (is_stuck counts its blocks from the previous nonce's)."""
     head = int(await rpc.call("eth_blockNumber"), 16)
     addresses = sorted({tx.from_address for tx in rows})
-    latest, pending = await nonce_counts(rpc, addresses)
+    (latest, pending), blocks_ago = await asyncio.gather(
+        nonce_counts(rpc, addresses), _counts_blocks_ago(rpc, rows, head, stuck_after_blocks)
+    )
     now = utcnow()
     hashes = [
         attempt.hash
@@ -54,7 +61,30 @@ async def observe(
         pending_nonce=pending,
         held=held,
         base_fee_wei=base_fee_wei,
+        nonce_blocks_ago=blocks_ago,
     )
+
+
+async def _counts_blocks_ago(
+    rpc: ChainRpc, rows: Sequence[InFlight], head: int, stuck_after_blocks: int | None
+) -> dict[str, int]:
+    """The mined counts at head - stuck_after_blocks of the wallets it may decide a bump for
+    (one call per wallet; none in a round where no attempt is that old). A node that cannot
+    answer leaves them unknown: is_stuck then counts from the send alone, and the round fails
+    on the current counts read beside these, not here."""
+    if stuck_after_blocks is None:
+        return {}
+    late = sorted(
+        {
+            tx.from_address
+            for tx in rows
+            if may_be_stuck_by_blocks(tx, head=head, stuck_after_blocks=stuck_after_blocks)
+        }
+    )
+    try:
+        return await mined_counts_at(rpc, late, head - stuck_after_blocks)
+    except (RpcCallError, RpcTransportError):
+        return {}
 
 
 async def base_fee(fees: FeeCache, rpc: ChainRpc, chain: ChainConfig) -> int | None:
