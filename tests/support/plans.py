@@ -1,10 +1,36 @@
-"""The plan PostgreSQL runs a statement by as a prepared statement, as asyncpg sends it: for
-tests that hold a hot query to an index under custom and generic plans."""
+"""The plan PostgreSQL runs a statement by as a prepared statement, as asyncpg sends it, and
+the statements a unit of work sends: for tests that hold a hot query to an index under custom
+and generic plans."""
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+async def statements_sent(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    run: Callable[[AsyncSession], Awaitable[object]],
+) -> list[tuple[str, Any]]:
+    """The statements (with their parameters) `run` sends in a unit of work, rolled back so
+    that the tables stay as they were."""
+    seen: list[tuple[str, Any]] = []
+    engine = sessionmaker.kw["bind"].sync_engine
+
+    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        async with sessionmaker() as session, session.begin():
+            await run(session)
+            await session.rollback()
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+    return seen
 
 
 async def prepared_plan(

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.clock import utcnow
@@ -19,7 +19,7 @@ from chainflow.domain.events.repository import prune
 from chainflow.infra.db.types import UtcDateTime
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.outbox import FINAL_TX_EVENTS
-from tests.support.plans import prepared_plan
+from tests.support.plans import prepared_plan, statements_sent
 
 _PARTIAL = ("ix_events_created_at", "ix_events_tx_seq")
 _EVENTS_SCAN = re.compile(r"SCAN (events|fresh|earlier|sequenced|later)\b")
@@ -157,21 +157,8 @@ _ENTRIES = text(
 async def _sent(
     sessionmaker: async_sessionmaker[AsyncSession], prefix: str, run: Any
 ) -> tuple[str, Any]:
-    """The statement starting with `prefix` that `run` sends in a unit of work (rolled back,
-    so that the table stays as it was), and its parameters."""
-    seen: list[tuple[str, Any]] = []
-    engine = sessionmaker.kw["bind"].sync_engine
-
-    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", grab)
-    try:
-        async with sessionmaker() as session, session.begin():
-            await run(session)
-            await session.rollback()
-    finally:
-        event.remove(engine, "before_cursor_execute", grab)
+    """The statement starting with `prefix` that `run` sends, and its parameters."""
+    seen = await statements_sent(sessionmaker, run)
     [found] = [(q, p) for q, p in seen if q.lstrip().startswith(prefix)]
     return found
 

@@ -10,12 +10,12 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.types import TxId
 from chainflow.domain.events import append_many, new_event, sequence_pending
 from chainflow.infra.db.uow import unit_of_work
+from tests.support.plans import statements_sent
 
 _ROUNDS = 30
 _PER_ROUND = 100
@@ -60,20 +60,11 @@ async def _append(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
 
 async def _sent(sessionmaker: async_sessionmaker[AsyncSession]) -> list[tuple[str, Any]]:
     """The statements a pass sends, with their parameters (its unit of work rolled back)."""
-    seen: list[tuple[str, Any]] = []
-    engine = sessionmaker.kw["bind"].sync_engine
 
-    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
+    async def one_pass(session: AsyncSession) -> None:
+        assert await sequence_pending(session) == _PER_ROUND
 
-    event.listen(engine, "before_cursor_execute", grab)
-    try:
-        async with sessionmaker() as session, session.begin():
-            assert await sequence_pending(session) == _PER_ROUND
-            await session.rollback()
-    finally:
-        event.remove(engine, "before_cursor_execute", grab)
-    return seen
+    return await statements_sent(sessionmaker, one_pass)
 
 
 async def _fresh_scan(

@@ -14,6 +14,7 @@ from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.drain import drain_lane, drain_lanes
+from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import mining_stopped
@@ -188,13 +189,10 @@ class TestLaneDrain:
         """A lane that signed a full window, all of it mined before the next step signs,
         signs the next window in the same drain (docs/performance.md item 37); each step's
         nonces follow the last, and each request moves signed → submitted in order."""
-        ports = harness.engine.ports
-        config = replace(ports.config, max_in_flight_per_lane=3, batch_size=3)
-        engine = harness.engine = replace(harness.engine, ports=replace(ports, config=config))
+        engine = _windows_of_3(harness)
         wallet = await harness.wallet()
         ids = [await harness.submit(wallet, value=str(i + 1)) for i in range(8)]
-        async with unit_of_work(harness.sessionmaker) as session:
-            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        chain = await _anvil_chain(harness)
         assert await drain_lane(engine, chain, wallet.id) == 8  # windows of 3, 3 and 2
         rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
         assert [tx.nonce for tx in rows] == list(range(8))  # in submission order
@@ -207,13 +205,10 @@ class TestLaneDrain:
     async def test_a_drain_of_several_lanes_takes_one_step(self, harness: EngineHarness) -> None:
         """Deep lanes drained together sign a window each, and the round ends: 32 such
         lanes in steps kept the tracker behind (docs/performance.md item 37)."""
-        ports = harness.engine.ports
-        config = replace(ports.config, max_in_flight_per_lane=3, batch_size=3)
-        engine = harness.engine = replace(harness.engine, ports=replace(ports, config=config))
+        engine = _windows_of_3(harness)
         wallets = [await harness.wallet() for _ in range(2)]
         ids = [await harness.submit(w, value=str(i + 1)) for i in range(5) for w in wallets]
-        async with unit_of_work(harness.sessionmaker) as session:
-            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        chain = await _anvil_chain(harness)
         assert await drain_lanes(engine, chain, [w.id for w in wallets]) == 6
         await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
 
@@ -222,13 +217,10 @@ class TestLaneDrain:
     ) -> None:
         """The next step is planned as if the chain mined the last one, but signs on the
         counts read once the node has answered: unmined, its window stays shut."""
-        ports = harness.engine.ports
-        config = replace(ports.config, max_in_flight_per_lane=3, batch_size=3)
-        engine = harness.engine = replace(harness.engine, ports=replace(ports, config=config))
+        engine = _windows_of_3(harness)
         wallet = await harness.wallet()
         ids = [await harness.submit(wallet, value=str(i + 1)) for i in range(7)]
-        async with unit_of_work(harness.sessionmaker) as session:
-            chain = ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
+        chain = await _anvil_chain(harness)
         async with mining_stopped(harness.rpc):
             assert await drain_lane(engine, chain, wallet.id) == 3
             assert await drain_lane(engine, chain, wallet.id) == 0
@@ -237,3 +229,16 @@ class TestLaneDrain:
         rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
         assert [tx.nonce for tx in rows] == list(range(7))
         assert await harness.chain_nonce(wallet) == 7
+
+
+def _windows_of_3(harness: EngineHarness) -> Engine:
+    """The harness's engine with lanes of 3 in flight and windows of 3 (its engine from now)."""
+    ports = harness.engine.ports
+    config = replace(ports.config, max_in_flight_per_lane=3, batch_size=3)
+    engine = harness.engine = replace(harness.engine, ports=replace(ports, config=config))
+    return engine
+
+
+async def _anvil_chain(harness: EngineHarness) -> ChainConfig:
+    async with unit_of_work(harness.sessionmaker) as session:
+        return ChainConfig.of(await chains.get_chain(session, ANVIL_CHAIN_ID))
