@@ -33,7 +33,13 @@ from tests.e2e.test_concurrency import master_env
 from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.invariants import violations
 from tests.support.polling import eventually
-from tests.support.processes import CHAINFLOW, base_env, listening_port, wait_http
+from tests.support.processes import (
+    CHAINFLOW,
+    base_env,
+    listening_port,
+    wait_handling_sigterm,
+    wait_http,
+)
 
 SINK = "0x000000000000000000000000000000000000dEaD"
 # Random scenarios run one seed in .ci/run and more in the full run (scripts/chaos).
@@ -182,9 +188,11 @@ class Cluster:
         await self.rpc.call("anvil_setBalance", [wallet.address, hex(wei)])
 
     def stop(self) -> None:
-        """SIGTERM what still runs; each process that was not killed must exit 0."""
+        """SIGTERM what still runs, once it handles SIGTERM (a process just started may still
+        be starting its interpreter); each process that was not killed must exit 0."""
         for proc in self.procs:
             if proc.popen.poll() is None:
+                wait_handling_sigterm(proc.popen)
                 proc.popen.send_signal(signal.SIGTERM)
         codes = {p.name: p.popen.wait(timeout=60) for p in self.procs if not p.killed}
         bad = {name: code for name, code in codes.items() if code != 0}

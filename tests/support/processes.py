@@ -88,6 +88,26 @@ def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 
     raise AssertionError(f"{url} did not answer in time")
 
 
+def wait_handling_sigterm(process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> None:
+    """Until `process` has a SIGTERM handler of its own (Linux: /proc/PID/status `SigCgt`) or
+    has exited. `chainflow` installs one first thing in its entry point, but a SIGTERM while
+    the interpreter itself still starts ends the process with the default action (-15): a
+    worker restarted just before a test's end, on a loaded machine, was seen to."""
+    bit = 1 << (signal.SIGTERM - 1)
+    status = Path(f"/proc/{process.pid}/status")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except FileNotFoundError:  # exited meanwhile
+            return
+        if int(fields["SigCgt"].strip(), 16) & bit:
+            return
+        time.sleep(0.05)  # polling a child process that is still starting
+    if process.poll() is None:
+        raise AssertionError(f"{process.args!r} installed no SIGTERM handler in {timeout_s} s")
+
+
 def serving_on_free_port(
     start: Callable[[int], subprocess.Popen[bytes]],
     url: Callable[[int], str],

@@ -161,3 +161,27 @@ def test_the_refusing_port_refuses_and_no_one_else_can_serve_there() -> None:
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     with socket.socket() as other, pytest.raises(OSError, match="in use"):
         other.bind(("127.0.0.1", port))
+
+
+# Installs a SIGTERM handler that exits 0 only after a start-up of argv[1] seconds.
+_LATE_HANDLER = """
+import signal, sys, time
+time.sleep(float(sys.argv[1]))  # the start-up before the handler
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+signal.pause()  # runs until told to stop
+"""
+
+
+def test_a_process_is_told_to_stop_only_once_it_handles_sigterm() -> None:
+    """A SIGTERM during a process's start-up ends it with -15 (the chaos cluster's stop saw a
+    just-restarted worker do so); waited for, the same SIGTERM is handled and it exits 0."""
+    child = subprocess.Popen([sys.executable, "-c", _LATE_HANDLER, "0.3"])
+    try:
+        processes.wait_handling_sigterm(child, timeout_s=30)
+        child.terminate()
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+    early = subprocess.Popen([sys.executable, "-c", _LATE_HANDLER, "5"])
+    early.terminate()
+    assert early.wait(timeout=30) == -15
