@@ -103,18 +103,10 @@ async def _drain(
         for _ in range(steps):
             if not counts:
                 break
-            planned = await _plan(engine, chain, counts)
-            if planned is None:
+            found = await _ready(engine, chain, counts, sending)
+            if found is None:
                 break
-            plans, fees = planned
-            if sending:
-                cleared = await _room_after(engine, chain, sending, plans, counts)
-                if cleared is None:
-                    break
-                plans, counts = cleared
-            ready = await _estimate(engine, chain, plans, counts)
-            if not ready:
-                break
+            ready, fees = found
             sent = await _sign(engine, chain, ready, fees)
             if not sent:
                 break
@@ -122,9 +114,29 @@ async def _drain(
             sending.append(start_sending(engine, chain, sent, recorded=on_recorded))
             signed += len(sent)
             counts = _more_to_sign(ready, sent, full=engine.ports.config.batch_size)
-    finally:
-        await _finish(sending)
+    except BaseException:  # the drain's own failure (or cancellation) is the one to raise
+        await _finish(sending, raise_first=False)
+        raise
+    await _finish(sending)
     return signed
+
+
+async def _ready(
+    engine: Engine, chain: ChainConfig, counts: dict[WalletId, Counts], sending: list[Sending]
+) -> tuple[list[Ready], Fees] | None:
+    """A step's lanes cleared for signing and the fees: planned (while the last step's sends,
+    if any, go out), then, once those are answered, kept only where there is room, estimated."""
+    planned = await _plan(engine, chain, counts)
+    if planned is None:
+        return None
+    plans, fees = planned
+    if sending:
+        cleared = await _room_after(engine, chain, sending, plans, counts)
+        if cleared is None:
+            return None
+        plans, counts = cleared
+    ready = await _estimate(engine, chain, plans, counts)
+    return (ready, fees) if ready else None
 
 
 async def _plan(
@@ -210,9 +222,11 @@ async def _room_after(
     for plan in plans:
         if plan.wallet.id not in counts:
             continue
-        # planned_on holds each lane's next nonce (`_more_to_sign`); only what this step can
-        # sign is estimated (an estimate may fail a request)
-        room = room_of(config, planned_on[plan.wallet.id].pending, counts[plan.wallet.id])
+        # planned_on holds each lane's next nonce (`_more_to_sign`), unless a foreign
+        # transaction took nonces past it (signing fast-forwards to the node's pending count);
+        # only what this step can sign is estimated (an estimate may fail a request)
+        now = counts[plan.wallet.id]
+        room = room_of(config, max(planned_on[plan.wallet.id].pending, now.pending), now)
         if room > 0:
             roomy.append(replace(plan, rows=plan.rows[:room]))
     return (roomy, counts) if roomy else None
@@ -245,14 +259,14 @@ def _failed(sending: Sending) -> bool:
     return task.done() and (task.cancelled() or task.exception() is not None)
 
 
-async def _finish(sending: Sequence[Sending]) -> None:
+async def _finish(sending: Sequence[Sending], *, raise_first: bool = True) -> None:
     """Wait for every step's send and record; raise the first failure (the round logs it),
-    log any other."""
+    log any other (all of them when the drain itself failed and raises its own)."""
     done = await asyncio.gather(*(s.task for s in sending), return_exceptions=True)
     failures = [result for result in done if isinstance(result, BaseException)]
-    for other in failures[1:]:
+    for other in failures[1:] if raise_first else failures:
         log.error("lanes.step_failed", error=repr(other)[:500])
-    if failures:
+    if failures and raise_first:
         raise failures[0]
 
 

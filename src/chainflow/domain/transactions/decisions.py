@@ -284,8 +284,8 @@ def _is_late_by_blocks(
 def may_be_stuck_by_blocks(tx: TrackedTx, *, head: int, stuck_after_blocks: int) -> bool:
     """Whether the wallet's mined count `stuck_after_blocks` back is worth asking for: the
     request's latest attempt was sent at least that long ago (is_stuck reads the count)."""
-    if tx.nonce is None or not tx.attempts:
-        return False
+    if tx.nonce is None or not tx.attempts or tx.status is TxStatus.MINED:
+        return False  # a mined request waits for its depth, not for a bump
     sent = latest_attempt(tx).sent_at_block
     return sent is not None and head - sent >= stuck_after_blocks
 

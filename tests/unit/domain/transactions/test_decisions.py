@@ -322,3 +322,10 @@ def test_is_final_revert(
     if status is not None:
         receipt["status"] = status
     assert Decision(action, attempt, receipt).is_final_revert is expected
+
+
+def test_a_mined_request_is_not_asked_about_by_blocks() -> None:
+    """A request waiting for its depth is never bumped: no count N blocks back for it."""
+    tx = make_tx(TxStatus.MINED, sent_at_block=90)
+    tx.nonce = Nonce(7)
+    assert may_be_stuck_by_blocks(tx, head=101, stuck_after_blocks=3) is False
