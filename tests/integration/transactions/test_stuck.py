@@ -5,7 +5,8 @@ head; on a chain whose blocks hold one of the wallet's transfers each (anvil wit
 limit of 21,000 here; a sequencer with a block per transaction, a congested chain), the later
 nonces are next in line only one block after another. Their N blocks count from then: a batch
 mined steadily is never bumped, and a request that is next in line and left out of N blocks
-still is.
+still is. A window whose fee caps cannot pay the base fee counts from its send alone: no block
+can hold any of it, so none waits for the one before it to be mined.
 """
 
 import dataclasses
@@ -24,6 +25,7 @@ from tests.support.chaos import (
     assert_valid_replacements,
     describe,
     head,
+    mine_with_base_fee,
     run_rounds_until,
 )
 from tests.support.engine import TEST_CONFIG, EngineHarness, has_status, open_engine_harness
@@ -118,4 +120,39 @@ class TestOneTransferPerBlock:
 
         (tx,) = await run_rounds_until(harness, [second], all_confirmed, each_round=mine_one_block)
         assert_valid_replacements(tx.attempts, cap_wei=None)
+        await assert_lane_settled(harness, wallet)
+
+
+class TestWindowBelowTheBaseFee:
+    async def test_every_nonce_is_bumped_n_blocks_after_its_send(
+        self, narrow_harness: EngineHarness
+    ) -> None:
+        harness, rpc = narrow_harness, narrow_harness.rpc
+        wallet = await harness.wallet()
+        ids = [
+            await harness.submit(wallet, value=str(i + 1), gas_limit=TRANSFER_GAS) for i in range(3)
+        ]
+        sent = await harness.run_until(ids, has_status(TxStatus.SUBMITTED))
+        fee_cap = max(a.max_fee_per_gas_wei or 0 for tx in sent for a in tx.attempts)
+        for _ in range(BLOCKS_ONLY.stuck_after_blocks):
+            # Far above the window's fee caps (empty blocks lower it by 12.5 % each): none of
+            # it can be mined, and anvil drops it from its pool.
+            await mine_with_base_fee(rpc, 100 * fee_cap)
+        assert await harness.chain_nonce(wallet) == 0
+
+        def all_bumped(rows: list[Transaction]) -> bool:
+            return all(len(tx.attempts) > 1 for tx in rows)
+
+        # No block is mined meanwhile: counted from when each came next in line (the block that
+        # mined the nonce before it), only the lowest was bumped, the rest left to the time
+        # rule (600 s here).
+        rows = await run_rounds_until(harness, ids, all_bumped, timeout_s=15)
+        assert [len(tx.attempts) for tx in rows] == [2] * len(rows), [describe(tx) for tx in rows]
+
+        async def mine_one_block(_: list[Transaction]) -> None:
+            await mine_with_base_fee(rpc, fee_cap)  # the spike passes
+
+        rows = await run_rounds_until(harness, ids, all_confirmed, each_round=mine_one_block)
+        for tx in rows:
+            assert_valid_replacements(tx.attempts, cap_wei=None)
         await assert_lane_settled(harness, wallet)

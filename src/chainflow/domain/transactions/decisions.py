@@ -239,8 +239,7 @@ def is_priced_out(
     (checked by the caller), a cancel can, and `fee_cap_wait_s` passed since that attempt
     was signed: its nonce goes to a cancel, so that the wallet's later requests are not held
     behind it for as long as the base fee stays high (issue 14)."""
-    base_fee = seen.base_fee_wei
-    if base_fee is None or fee_cap_of(fees_of(latest)) >= base_fee:
+    if not _is_below_base_fee(latest, seen):
         return False
     if not _can_cancel(tx, latest, chain, config):
         return False  # cancelling already, or the chain's own cap leaves no room: wait
@@ -273,12 +272,23 @@ def _is_late_by_blocks(
     # unmined one was bumped 0.05-0.19 s after its send while the chain mined the wallet
     # steadily (tests/integration/transactions/test_stuck.py). Next in line N blocks ago means
     # the wallet's mined count at head - N had reached its nonce; unknown (not read, or the
-    # node did not answer), the count is from the send alone, as it was.
+    # node did not answer), the count is from the send alone, as it was. So it is too for an
+    # attempt whose fee cap is below the base fee: no block can hold it, next in line or not,
+    # and counted from when it came next in line a wallet's underpriced window was bumped one
+    # nonce per N blocks (each waiting for the bump of the one before to be mined) until the
+    # time rule bumped the rest.
     sent = attempt.sent_at_block
     if sent is None or seen.head - sent < config.stuck_after_blocks:
         return False
+    if _is_below_base_fee(attempt, seen):
+        return True
     count = seen.nonce_blocks_ago.get(tx.from_address)
     return count is None or tx.nonce is None or count >= tx.nonce
+
+
+def _is_below_base_fee(attempt: TrackedAttempt, seen: Observed) -> bool:
+    """The attempt's fee cap cannot pay the next block's base fee (unknown: it can)."""
+    return seen.base_fee_wei is not None and fee_cap_of(fees_of(attempt)) < seen.base_fee_wei
 
 
 def may_be_stuck_by_blocks(tx: TrackedTx, *, head: int, stuck_after_blocks: int) -> bool:

@@ -36,6 +36,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FROM = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 CHAIN = ChainConfig(ChainId(1), True, 3, 12.0, None, None)
 CONFIG = EngineConfig(stuck_after_blocks=3, stuck_after_s=30, resend_after_s=10)
+GWEI = 10**9
 
 
 def make_tx(
@@ -124,6 +125,24 @@ def seen(
         (make_tx(TxStatus.SUBMITTED, sent_at_block=99), seen(blocks_ago=7), Action.NONE),
         # ... and the time rule stays counted from the first send
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=31), seen(blocks_ago=6), Action.BUMP),
+        # ... but one whose fee cap is below the base fee counts from its send alone: no
+        # block can hold it, and its whole window waiting one nonce per N blocks to come next
+        # in line left it to the time rule
+        (
+            make_tx(TxStatus.SUBMITTED, sent_at_block=98, fee_wei=GWEI),
+            seen(blocks_ago=6, base_fee=2 * GWEI),
+            Action.BUMP,
+        ),
+        (
+            make_tx(TxStatus.SUBMITTED, sent_at_block=99, fee_wei=GWEI),
+            seen(blocks_ago=6, base_fee=2 * GWEI),
+            Action.NONE,
+        ),
+        (
+            make_tx(TxStatus.SUBMITTED, sent_at_block=98, fee_wei=2 * GWEI),
+            seen(blocks_ago=6, base_fee=2 * GWEI),
+            Action.NONE,
+        ),
         (make_tx(TxStatus.SUBMITTED, cancel=True), seen(), Action.CANCEL),
         (
             make_tx(
@@ -152,7 +171,6 @@ def test_decide(tx: Transaction, observed: Observed, action: Action) -> None:
     assert decide(tx, observed, chain=CHAIN, config=CONFIG, now=NOW).action is action
 
 
-GWEI = 10**9
 WAIT = dataclasses.replace(CONFIG, fee_cap_wait_s=60)  # the attempts were signed 100 s ago
 CAPPED_CHAIN = dataclasses.replace(CHAIN, max_fee_per_gas_cap=3 * GWEI)
 
