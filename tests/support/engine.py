@@ -1,5 +1,6 @@
 """Engine test harness: a real anvil, a funded wallet, the real engine, and polling helpers."""
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -26,9 +27,14 @@ from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID, add_anvil_chain
 from tests.support.polling import eventually
 
+# The time rule out of reach within a test (30 s): on a loaded machine a send not mined within
+# 1 s was bumped, and a test that counts one event per status change saw a replacement it did
+# not ask for. A test of the time rule sets it itself (FAST_STUCK).
 TEST_CONFIG = EngineConfig(
-    stuck_after_s=1.0, resend_after_s=0.3, stuck_after_blocks=3, foreign_nonce_grace_s=2.0
+    stuck_after_s=30.0, resend_after_s=0.3, stuck_after_blocks=3, foreign_nonce_grace_s=2.0
 )
+# A send not mined within 1 s is stuck: for the tests that wait for a bump by time.
+FAST_STUCK = dataclasses.replace(TEST_CONFIG, stuck_after_s=1.0)
 SINK = "0x000000000000000000000000000000000000dEaD"
 
 

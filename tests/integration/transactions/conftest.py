@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.infra.anvil import run_anvil
 from chainflow.infra.signing.keystore import MasterKey
-from tests.support.engine import EngineHarness, open_engine_harness
+from tests.support.engine import FAST_STUCK, EngineHarness, open_engine_harness
 
 
 @pytest.fixture
@@ -15,6 +15,16 @@ async def harness(
     sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
 ) -> AsyncIterator[EngineHarness]:
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
+        yield value
+
+
+@pytest.fixture
+async def fast_stuck_harness(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> AsyncIterator[EngineHarness]:
+    """Stuck after 1 s (FAST_STUCK), for a test that waits for a bump while mining is
+    stopped: no block comes, so only the time rule bumps."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key, config=FAST_STUCK) as value:
         yield value
 
 

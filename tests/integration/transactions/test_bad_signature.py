@@ -80,11 +80,12 @@ async def test_a_bad_signature_holds_only_its_lane_of_the_drain_and_it_resumes_w
 
 @pytest.mark.parametrize("faulty_first", [True, False])
 async def test_a_bad_signature_of_a_bump_holds_only_its_lane_and_it_resumes(
-    harness: EngineHarness, faulty_first: bool
+    fast_stuck_harness: EngineHarness, faulty_first: bool
 ) -> None:
     """Both wallets' requests are stuck (nothing mined); the tracker bumps both in one round.
     The faulty wallet's bump is not stored and its lane shows bad_signature; the other's bump
     is stored and sent. Before, the BadSignature failed the chain's whole tracking round."""
+    harness = fast_stuck_harness
     # The tracker replaces in wallet id order: the faulty wallet's bump first, or second.
     first, second = sorted([await harness.wallet(), await harness.wallet()], key=lambda w: w.id)
     good, bad = (second, first) if faulty_first else (first, second)

@@ -44,7 +44,13 @@ from tests.support.chaos import (
     transitions,
     update_chain,
 )
-from tests.support.engine import TEST_CONFIG, EngineHarness, has_status, open_engine_harness
+from tests.support.engine import (
+    FAST_STUCK,
+    TEST_CONFIG,
+    EngineHarness,
+    has_status,
+    open_engine_harness,
+)
 from tests.support.polling import eventually
 
 # Stuck detection out of reach: a dropped transaction can only come back by a plain re-send.
@@ -63,7 +69,10 @@ async def patient_harness(
 async def spike_harness(
     sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
 ) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(sessionmaker, own_anvil_url, master_key) as value:
+    """Stuck after 1 s: a spike mines no block of ours, so only the time rule bumps."""
+    async with open_engine_harness(
+        sessionmaker, own_anvil_url, master_key, config=FAST_STUCK
+    ) as value:
         yield value
 
 
@@ -119,9 +128,9 @@ class TestDroppedTransaction:
 
 class TestMiningStopped:
     async def test_requests_stay_submitted_while_mining_stops_then_confirm(
-        self, harness: EngineHarness
+        self, fast_stuck_harness: EngineHarness
     ) -> None:
-        rpc = harness.rpc
+        harness, rpc = fast_stuck_harness, fast_stuck_harness.rpc
         wallet = await harness.wallet()
         async with mining_stopped(rpc):
             ids = [await harness.submit(wallet, value=str(i + 1)) for i in range(3)]
@@ -202,7 +211,7 @@ class TestBaseFeeSpike:
             if attempt.first_sent_at is None or attempt.last_sent_at is None:
                 return False
             waited = attempt.last_sent_at - attempt.first_sent_at
-            return waited >= timedelta(seconds=1.5 * TEST_CONFIG.stuck_after_s)
+            return waited >= timedelta(seconds=1.5 * FAST_STUCK.stuck_after_s)
 
         (tx,) = await run_rounds_until(
             harness, [tx_id], stuck_for_long, each_round=submitted_under_cap

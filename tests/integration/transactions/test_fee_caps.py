@@ -38,13 +38,14 @@ from tests.support.chaos import (
     sign_without_sending,
     update_chain,
 )
-from tests.support.engine import TEST_CONFIG, EngineHarness, has_status, open_engine_harness
+from tests.support.engine import FAST_STUCK, EngineHarness, has_status, open_engine_harness
 
 PRICED_OUT = "fee_cap_below_base_fee"
-# A narrow lane (3 in flight) so that capped requests at its head would fill its room, and a
-# short wait before a priced-out signed request is cancelled.
+# A narrow lane (3 in flight) so that capped requests at its head would fill its room, a
+# short wait before a priced-out signed request is cancelled, and stuck after 1 s (a base fee
+# spike mines no block of ours: only the time rule bumps).
 FEE_CAP_CONFIG = dataclasses.replace(
-    TEST_CONFIG, max_in_flight_per_lane=3, batch_size=3, fee_cap_wait_s=1.0
+    FAST_STUCK, max_in_flight_per_lane=3, batch_size=3, fee_cap_wait_s=1.0
 )
 
 
@@ -62,8 +63,10 @@ async def harness(
 async def patient_harness(
     sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
 ) -> AsyncIterator[EngineHarness]:
-    """The default wait (600 s): no priced-out cancel comes within a test."""
-    async with open_engine_harness(sessionmaker, own_anvil_url, master_key) as value:
+    """The default wait (600 s): no priced-out cancel comes within a test; stuck after 1 s."""
+    async with open_engine_harness(
+        sessionmaker, own_anvil_url, master_key, config=FAST_STUCK
+    ) as value:
         yield value
 
 

@@ -8,7 +8,7 @@ import dataclasses
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -60,11 +60,31 @@ async def harness(
     token: Pkcs11Token,
     kms: AwsKms,
 ) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
-        ports = dataclasses.replace(value.engine.ports, pkcs11=token, aws_kms=kms)
-        engine = Engine.start(ports)
-        yield dataclasses.replace(value, engine=engine)
-        await engine.stop()
+    async with (
+        open_engine_harness(sessionmaker, anvil_url, master_key) as value,
+        with_signers(value, token, kms) as harness,
+    ):
+        yield harness
+
+
+@pytest.fixture
+async def fast_stuck_harness(
+    fast_stuck_harness: EngineHarness, token: Pkcs11Token, kms: AwsKms
+) -> AsyncIterator[EngineHarness]:
+    """Stuck after 1 s (the conftest's), with these signers: for a bump while nothing mines."""
+    async with with_signers(fast_stuck_harness, token, kms) as harness:
+        yield harness
+
+
+@asynccontextmanager
+async def with_signers(
+    harness: EngineHarness, token: Pkcs11Token, kms: AwsKms
+) -> AsyncIterator[EngineHarness]:
+    """`harness` on an engine that signs with the PKCS#11 token and KMS too."""
+    ports = dataclasses.replace(harness.engine.ports, pkcs11=token, aws_kms=kms)
+    engine = Engine.start(ports)
+    yield dataclasses.replace(harness, engine=engine)
+    await engine.stop()
 
 
 @pytest.fixture
@@ -223,11 +243,12 @@ async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns
 
 
 async def test_a_bump_that_cannot_be_signed_shows_the_lane_paused_until_it_is(
-    harness: EngineHarness, token: Pkcs11Token, softhsm: SoftHsm
+    fast_stuck_harness: EngineHarness, token: Pkcs11Token, softhsm: SoftHsm
 ) -> None:
     """The tracker's bump path signs too: a stuck request whose bump meets a removed token
     sets the lane's paused_reason (it used to be set by drains only) and keeps its nonce;
     once the token is back the bump is signed, paused_reason clears and it confirms."""
+    harness = fast_stuck_harness
     hsm = await hsm_wallet(harness, token)
     await harness.rpc.call("evm_setAutomine", [False])  # nothing is mined: the request sticks
     try:
