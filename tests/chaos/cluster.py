@@ -37,6 +37,7 @@ from tests.support.processes import (
     CHAINFLOW,
     base_env,
     listening_port,
+    wait_all,
     wait_handling_sigterm,
     wait_http,
 )
@@ -189,12 +190,16 @@ class Cluster:
 
     def stop(self) -> None:
         """SIGTERM what still runs, once it handles SIGTERM (a process just started may still
-        be starting its interpreter); each process that was not killed must exit 0."""
-        for proc in self.procs:
-            if proc.popen.poll() is None:
-                wait_handling_sigterm(proc.popen)
-                proc.popen.send_signal(signal.SIGTERM)
-        codes = {p.name: p.popen.wait(timeout=60) for p in self.procs if not p.killed}
+        be starting its interpreter); each process that was not killed must exit 0. Each wait
+        is for all processes at once, within one deadline (not one per process)."""
+        running = [proc.popen for proc in self.procs if proc.popen.poll() is None]
+        wait_handling_sigterm(*running)
+        for popen in running:
+            if popen.poll() is None:
+                popen.send_signal(signal.SIGTERM)
+        kept = [p for p in self.procs if not p.killed]
+        exits = wait_all([p.popen for p in kept])
+        codes = {p.name: code for p, code in zip(kept, exits, strict=True)}
         bad = {name: code for name, code in codes.items() if code != 0}
         assert not bad, (bad, {name: self.log_of_name(name)[-2000:] for name in bad})
 

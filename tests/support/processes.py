@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,24 +88,45 @@ def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 
     raise AssertionError(f"{url} did not answer in time")
 
 
-def wait_handling_sigterm(process: subprocess.Popen[bytes], *, timeout_s: float = 60) -> None:
-    """Until `process` has a SIGTERM handler of its own (Linux: /proc/PID/status `SigCgt`) or
-    has exited. `chainflow` installs one first thing in its entry point, but a SIGTERM while
-    the interpreter itself still starts ends the process with the default action (-15): a
-    worker restarted just before a test's end, on a loaded machine, was seen to."""
-    bit = 1 << (signal.SIGTERM - 1)
-    status = Path(f"/proc/{process.pid}/status")
+def wait_handling_sigterm(*started: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Until each process has a SIGTERM handler of its own (Linux: /proc/PID/status `SigCgt`)
+    or has exited, all within one deadline. `chainflow` installs one first thing in its entry
+    point, but a SIGTERM while the interpreter itself still starts ends the process with the
+    default action (-15): a worker restarted just before a test's end, on a loaded machine,
+    was seen to. Waited for one after another, each had a deadline of its own: a cluster's stop
+    could wait `timeout_s` per process."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
-        except FileNotFoundError:  # exited meanwhile
-            return
-        if int(fields["SigCgt"].strip(), 16) & bit:
-            return
-        time.sleep(0.05)  # polling a child process that is still starting
-    if process.poll() is None:
-        raise AssertionError(f"{process.args!r} installed no SIGTERM handler in {timeout_s} s")
+    waiting = list(started)
+    while True:
+        waiting = [process for process in waiting if not _handles_sigterm(process)]
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)  # polling child processes that are still starting
+    if waiting:
+        names = [process.args for process in waiting]
+        raise AssertionError(f"{names!r} installed no SIGTERM handler in {timeout_s} s")
+
+
+def _handles_sigterm(process: subprocess.Popen[bytes]) -> bool:
+    """Whether `process` has a SIGTERM handler of its own, or has exited."""
+    if process.poll() is not None:
+        return True
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+    except FileNotFoundError:  # exited meanwhile
+        return True
+    fields = dict(line.split(":", 1) for line in status.splitlines())
+    return bool(int(fields["SigCgt"].strip(), 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def wait_all(started: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = 60) -> list[int]:
+    """The exit code of each process, all within one deadline.
+
+    Raises:
+        subprocess.TimeoutExpired: one still ran at the deadline.
+    """
+    deadline = time.monotonic() + timeout_s
+    return [process.wait(timeout=max(deadline - time.monotonic(), 0)) for process in started]
 
 
 def serving_on_free_port(

@@ -163,25 +163,81 @@ def test_the_refusing_port_refuses_and_no_one_else_can_serve_there() -> None:
         other.bind(("127.0.0.1", port))
 
 
-# Installs a SIGTERM handler that exits 0 only after a start-up of argv[1] seconds.
+# A start-up the test ends: the SIGTERM handler (exit 0) comes only after a line on stdin.
 _LATE_HANDLER = """
-import signal, sys, time
-time.sleep(float(sys.argv[1]))  # the start-up before the handler
+import signal, sys
+sys.stdin.readline()  # the start-up before the handler, until the test ends it
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 signal.pause()  # runs until told to stop
 """
 
 
-def test_a_process_is_told_to_stop_only_once_it_handles_sigterm() -> None:
+@pytest.fixture
+def starting() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes still in their start-up (`_LATE_HANDLER`), each killed at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for child in started:
+        child.kill()
+        child.wait()
+        if child.stdin is not None:
+            child.stdin.close()
+
+
+def _start_late(started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    child = subprocess.Popen([sys.executable, "-c", _LATE_HANDLER], stdin=subprocess.PIPE)
+    started.append(child)
+    return child
+
+
+def _end_start_up(child: subprocess.Popen[bytes]) -> None:
+    assert child.stdin is not None
+    child.stdin.write(b"go\n")
+    child.stdin.flush()
+
+
+def test_a_process_is_told_to_stop_only_once_it_handles_sigterm(
+    starting: list[subprocess.Popen[bytes]],
+) -> None:
     """A SIGTERM during a process's start-up ends it with -15 (the chaos cluster's stop saw a
     just-restarted worker do so); waited for, the same SIGTERM is handled and it exits 0."""
-    child = subprocess.Popen([sys.executable, "-c", _LATE_HANDLER, "0.3"])
-    try:
-        processes.wait_handling_sigterm(child, timeout_s=30)
-        child.terminate()
-        assert child.wait(timeout=30) == 0
-    finally:
-        child.kill()
-    early = subprocess.Popen([sys.executable, "-c", _LATE_HANDLER, "5"])
+    child = _start_late(starting)
+    with pytest.raises(AssertionError, match="no SIGTERM handler"):
+        processes.wait_handling_sigterm(child, timeout_s=0.5)  # still starting
+    _end_start_up(child)
+    processes.wait_handling_sigterm(child, timeout_s=30)
+    child.terminate()
+    assert child.wait(timeout=30) == 0
+    early = _start_late(starting)
     early.terminate()
     assert early.wait(timeout=30) == -15
+
+
+def test_several_processes_are_waited_for_at_once_within_one_deadline(
+    starting: list[subprocess.Popen[bytes]],
+) -> None:
+    """Before, a cluster's stop waited for each process in turn, each with a deadline of its
+    own; now one wait covers them all, and names those still starting at its deadline."""
+    ready, late, exited = _start_late(starting), _start_late(starting), _start_late(starting)
+    _end_start_up(ready)
+    exited.kill()
+    with pytest.raises(AssertionError, match="no SIGTERM handler") as raised:
+        processes.wait_handling_sigterm(ready, late, exited, timeout_s=0.5)
+    assert str(raised.value).count(str(sys.executable)) == 1  # only the one still starting
+    _end_start_up(late)
+    processes.wait_handling_sigterm(ready, late, exited, timeout_s=30)
+    for child in (ready, late):
+        child.terminate()
+    assert processes.wait_all([ready, late, exited], timeout_s=30) == [0, 0, -9]
+
+
+def test_wait_all_has_one_deadline_for_all() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
+    try:
+        started = time.monotonic()
+        with pytest.raises(subprocess.TimeoutExpired):
+            processes.wait_all([child] * 10, timeout_s=0.5)
+        assert time.monotonic() - started < 3  # one 0.5 s deadline, not ten
+    finally:
+        child.kill()
+        child.wait()
