@@ -29,9 +29,9 @@ from sqlalchemy import select
 
 from bench.cluster import run_shape
 from bench.e2e import wait_confirmed
-from bench.ports import anvil_on_free_port
 from bench.report import replace_section
 from chainflow.domain.transactions.models import TxEventRow
+from chainflow.infra.anvil import run_anvil
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 
@@ -112,7 +112,7 @@ async def confirmed_ms(database_url: str, sent: dict[str, float]) -> list[float]
 async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="cf-load-"))
     async with (
-        anvil_on_free_port() as anvil,
+        run_anvil() as anvil,
         run_shape(
             "distributed", anvil, args.wallets, folder, apis=args.apis, workers=args.workers
         ) as run,

@@ -24,7 +24,7 @@ from eth_typing import ChecksumAddress, HexStr
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
 
-from bench.ports import anvil_on_free_port
+from chainflow.infra.anvil import run_anvil
 
 CHAIN_ID = 31337
 SINK = "0x000000000000000000000000000000000000dEaD"
@@ -291,7 +291,7 @@ async def on_fresh_anvil(
     run: Callable[[str, list[str]], Awaitable[BaselineResult]], wallets: int
 ) -> BaselineResult:
     keys = fresh_keys(wallets)
-    async with anvil_on_free_port() as url:
+    async with run_anvil() as url:
         await fund(url, keys)
         return await run(url, keys)
 

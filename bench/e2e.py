@@ -27,11 +27,11 @@ from sqlalchemy import func, insert, select
 
 from bench import baselines
 from bench.cluster import Running, run_shape
-from bench.ports import anvil_on_free_port
 from bench.report import replace_section
 from chainflow.domain.transactions.models import Transaction, TxAttempt, TxEventRow, TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.anvil import run_anvil
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 
@@ -159,7 +159,7 @@ async def chainflow_run(
     batch: int = 0,
 ) -> Figures:
     async with (
-        anvil_on_free_port() as anvil,
+        run_anvil() as anvil,
         run_shape(shape, anvil, wallets, folder, workers=workers) as run,
     ):
         stop = asyncio.Event()
@@ -219,7 +219,7 @@ async def queued_rss(folder: Path, queued: int) -> dict[str, tuple[float, float]
     """RSS (MB) of each process idle, then at its peak over 30 s with `queued` requests waiting
     (their wallet has no funds, so they stay queued while the workers keep looking at them)."""
     async with (
-        anvil_on_free_port() as anvil,
+        run_anvil() as anvil,
         run_shape("distributed", anvil, 1, folder, fund=False) as run,
     ):
         stop = asyncio.Event()

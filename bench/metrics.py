@@ -16,8 +16,8 @@ import aiohttp
 
 from bench.cluster import run_shape
 from bench.e2e import submit_all, wait_confirmed
-from bench.ports import anvil_on_free_port
 from bench.report import replace_section
+from chainflow.infra.anvil import run_anvil
 
 _TARGET_CPU_PERCENT = 5.0
 _TARGET_SCRAPE_MS = 100.0
@@ -25,10 +25,11 @@ _TARGET_SCRAPE_MS = 100.0
 
 async def cpu_ms_per_tx(folder: Path, *, wallets: int, per_wallet: int, enabled: bool) -> float:
     """Chainflow's own CPU (api + workers) per confirmed request, metrics on or off; with
-    metrics on, the API and both workers are scraped every second as Prometheus would."""
+    metrics on, the API is scraped every second as Prometheus would (the workers keep their
+    metrics but serve none over HTTP here: bench/cluster.py `run_shape`)."""
     settings = {"CHAINFLOW_METRICS_ENABLED": "true" if enabled else "false"}
     async with (
-        anvil_on_free_port() as anvil,
+        run_anvil() as anvil,
         run_shape("distributed", anvil, wallets, folder, settings=settings) as run,
     ):
         stop = asyncio.Event()
@@ -61,7 +62,7 @@ async def scrape_ms(folder: Path, *, lanes: int, scrapes: int) -> tuple[float, f
     database on every scrape (CHAINFLOW_METRICS_CACHE_S=0), and the lane series it returned."""
     settings = {"CHAINFLOW_METRICS_CACHE_S": "0"}
     async with (
-        anvil_on_free_port() as anvil,
+        run_anvil() as anvil,
         run_shape(
             "distributed", anvil, lanes, folder, workers=0, fund=False, settings=settings
         ) as run,

@@ -1,89 +1,42 @@
-"""Servers the benchmarks start on a port picked free, started again on a new port when another
-process took that port first.
+"""Ports of the benchmarks' servers: each server's own bind picks its port (port 0), and the
+port is read back from the server, never picked free beforehand.
 
-`free_port` binds to port 0 and closes: between that and the server's own bind, any process on
-the host may take the port (tests and other benchmarks start anvils and APIs all the time).
-The server then fails ("Address already in use"), or worse, ours exits while the other one
-answers in its place. So a start counts only once the port's listener is our own process, and
-a start whose port another process holds is made again on a new port, at most START_ATTEMPTS
-times. A server in this process binds port 0 itself and reads the port back: no race at all.
+A port picked free (bind to 0, then close) could be taken by any process on the host between
+that and the server's own bind (tests and other benchmarks start anvils and APIs all the time):
+the server then failed ("Address already in use"), or ours exited while the other one answered
+in its place. Bound at 0 by the server itself, no other process can take it first: anvil says
+where it listens (`run_anvil()`), `chainflow api|dev --port 0` is read from its listening socket
+(`listening_port`), and a server in this process reads its own socket (`serve_here`).
 """
 
-import asyncio
 import contextlib
-import socket
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+import subprocess
+import time
+from typing import Any
 
 import psutil
 from aiohttp import web
 
-from chainflow.core.errors import Unavailable
-from chainflow.infra.anvil import run_anvil
 
-START_ATTEMPTS = 5
-
-
-class PortTaken(RuntimeError):
-    """Another process listens on the port a server of ours was started on."""
-
-
-def free_port() -> int:
-    """A port free now (bind to 0, then close): start on it with a retry (above)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def listens(procs: Iterable[psutil.Process], port: int) -> bool:
-    """Whether one of `procs` (or a child of one) holds a listening TCP socket on `port`."""
-    for proc in procs:
+def listening_port(process: subprocess.Popen[Any], *, timeout_s: float = 60) -> int:
+    """The TCP port `process` itself listens on, once it does: a server started with
+    `--port 0` (its own bind picked the port)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            for one in [proc, *proc.children(recursive=True)]:
-                for conn in one.net_connections("tcp"):
-                    if conn.status == psutil.CONN_LISTEN and conn.laddr[1] == port:
-                        return True
-    return False
-
-
-def answers(port: int) -> bool:
-    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
-
-
-def _anvils() -> list[psutil.Process]:
-    found = []
-    for child in psutil.Process().children():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if "anvil" in child.name():
-                found.append(child)
-    return found
-
-
-@asynccontextmanager
-async def anvil_on_free_port() -> AsyncIterator[str]:
-    """`run_anvil` on a free port; its URL once our anvil (not another process on that port)
-    answers. Started again on a new port while another process took the port first."""
-    for attempt in range(1, START_ATTEMPTS + 1):
-        port = free_port()
-        async with AsyncExitStack() as stack:
-            try:
-                url = await stack.enter_async_context(run_anvil(port=port))
-            except Unavailable:
-                # It exited: retried only if the port is another's (its stderr is not kept).
-                if attempt == START_ATTEMPTS or not await asyncio.to_thread(answers, port):
-                    raise
-                continue
-            if not await asyncio.to_thread(listens, _anvils(), port):
-                # Another process's server answered on the port: leaving the stack stops ours.
-                if attempt == START_ATTEMPTS:
-                    raise PortTaken(f"anvil: port {port} held by another process")
-                continue
-            yield url
-            return
+            ports = {
+                conn.laddr[1]
+                for conn in psutil.Process(process.pid).net_connections("tcp")
+                if conn.status == psutil.CONN_LISTEN
+            }
+            if len(ports) > 1:
+                raise RuntimeError(f"{process.args!r} listens on several ports: {sorted(ports)}")
+            if ports:
+                return ports.pop()
+        time.sleep(0.05)  # polling a process that is still starting
+    raise RuntimeError(f"{process.args!r} did not listen in time")
 
 
 async def serve_here(runner: web.AppRunner) -> int:

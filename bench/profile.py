@@ -30,7 +30,8 @@ from aiohttp import web
 
 from bench import e2e, webhooks
 from bench.cluster import POSTGRES, run_shape
-from bench.ports import anvil_on_free_port, serve_here
+from bench.ports import serve_here
+from chainflow.infra.anvil import run_anvil
 
 PYSPY = str(Path(sys.executable).parent / "py-spy")
 
@@ -211,7 +212,7 @@ async def measure(args: argparse.Namespace, out: Path) -> None:
         hook_url = f"http://127.0.0.1:{port}/hook"
         settings = webhooks.SETTINGS | settings
     async with (
-        anvil_on_free_port() as anvil,
+        run_anvil() as anvil,
         run_shape(
             "distributed",
             anvil,

@@ -20,7 +20,7 @@ import aiohttp
 import psutil
 
 from bench import baselines
-from bench.ports import anvil_on_free_port
+from chainflow.infra.anvil import run_anvil
 from chainflow.infra.rpc.client import Call, RpcClient
 
 
@@ -64,7 +64,7 @@ async def main(wallets: int, per_wallet: int, rounds: int) -> None:
     keys = baselines.fresh_keys(wallets)
     addresses = [baselines._address(k) for k in keys]
     sink = baselines.SINK
-    async with anvil_on_free_port() as url, aiohttp.ClientSession() as http:
+    async with run_anvil() as url, aiohttp.ClientSession() as http:
         await baselines.fund(url, keys)
         rpc = RpcClient(http, url)
         raws = [

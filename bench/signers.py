@@ -26,8 +26,8 @@ from tests.support.softhsm import start_softhsm
 
 from bench.cluster import Running, run_shape
 from bench.e2e import submit_all, wait_confirmed
-from bench.ports import anvil_on_free_port
 from bench.report import replace_section
+from chainflow.infra.anvil import run_anvil
 from chainflow.infra.signing.aws_kms import AwsKms, AwsKmsConfig, AwsKmsSigner
 from chainflow.infra.signing.local import LocalSigner, generate_private_key
 from chainflow.infra.signing.pkcs11 import Pkcs11Signer, Pkcs11Token
@@ -123,7 +123,7 @@ async def main(args: argparse.Namespace) -> None:
                 await signing_rate(signer, args.signs, 8),
             )
             print(f"{backend}: {rates[backend][0]:.0f} tx/s signed, {rates[backend][1]:.0f} at 8")
-        async with anvil_on_free_port() as anvil_url:
+        async with run_anvil() as anvil_url:
             settings = softhsm.env() | kms_env
             async with run_shape(
                 "distributed", anvil_url, 1, folder, workers=1, settings=settings

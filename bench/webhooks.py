@@ -24,8 +24,9 @@ from aiohttp import web
 
 from bench.cluster import Running, run_shape
 from bench.e2e import lifecycle, percentiles, submit_all, wait_confirmed
-from bench.ports import anvil_on_free_port, serve_here
+from bench.ports import serve_here
 from bench.report import replace_section
+from chainflow.infra.anvil import run_anvil
 
 SETTINGS = {"CHAINFLOW_WEBHOOK_ALLOW_PRIVATE_URLS": "true"}  # the receiver is on loopback
 
@@ -86,7 +87,7 @@ async def one_run(
     wallets: int, per_wallet: int, folder: Path, *, hook: Receiver | None, hook_url: str
 ) -> Result:
     async with (
-        anvil_on_free_port() as anvil,
+        run_anvil() as anvil,
         run_shape("distributed", anvil, wallets, folder, settings=SETTINGS) as run,
     ):
         if hook is not None:

@@ -101,7 +101,8 @@ def serve_metrics(settings: "Settings", port: int) -> Iterator[None]:
     try:
         yield
     finally:
-        server.shutdown()
+        server.shutdown()  # ends serve_forever; the listening socket stays open until:
+        server.server_close()
         thread.join(timeout=5)
 
 
