@@ -7,6 +7,7 @@ committed change is counted exactly once, by the process that committed it (issu
 import uuid
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 from prometheus_client.metrics import Counter, Histogram
 
@@ -21,6 +22,11 @@ from chainflow.infra.db.commit_hooks import on_commit
 # process records after a lease handover is dropped here, unobserved, with the oldest entries.
 _MINED_AT: dict[uuid.UUID, datetime] = {}
 _MINED_AT_MAX = 100_000
+# Requests this process saw go from mined back to submitted (a reorg): their queued_submitted
+# and submitted_mined were observed when they were first mined, and are not again when they
+# are mined anew (each request is in each stage once). Bounded like _MINED_AT (a dict as an
+# ordered set).
+_REORGED: dict[uuid.UUID, None] = {}
 _counters: dict[tuple[int, str, str], Counter] = {}
 _stages: dict[tuple[int, str], Histogram] = {}
 
@@ -46,15 +52,21 @@ def record_stages(
         return
     from_status, to_status = moved
     if to_status is TxStatus.MINED and from_status is not TxStatus.MINED:
-        first_sent = sent
-        if first_sent is None:
-            times = [a.first_sent_at for a in tx.attempts if a.first_sent_at is not None]
-            first_sent = min(times) if times else None
+        first_sent = sent or _first_sent(tx)
         on_commit(partial(_mined, tx.chain_id, tx.id, tx.created_at, first_sent, at))
     elif from_status is TxStatus.MINED and to_status is not TxStatus.MINED:
         on_commit(partial(_left_mined, tx.chain_id, tx.id, to_status, at))
     if is_terminal(to_status):
         on_commit(partial(_observe, tx.chain_id, "request_final", at - tx.created_at))
+
+
+def _first_sent(tx: Transaction | InFlight) -> datetime | None:
+    """Its first send as recorded; for one mined with no send recorded (the node's answer was
+    lost, or the process stopped between the send and its record) its signing, which the send
+    followed: before, such a request was missing from queued_submitted and submitted_mined."""
+    sends = [a.first_sent_at for a in tx.attempts if a.first_sent_at is not None]
+    signings = [a.created_at for a in tx.attempts]
+    return min(sends or signings, default=None)
 
 
 def _count(chain_id: int, from_status: str, to_status: str) -> None:
@@ -83,18 +95,30 @@ def _mined(
     first_sent: datetime | None,
     at: datetime,
 ) -> None:
-    if first_sent is not None:
+    reorged = tx_id in _REORGED
+    _REORGED.pop(tx_id, None)
+    if first_sent is not None and not reorged:
         _observe(chain_id, "queued_submitted", first_sent - created_at)
         _observe(chain_id, "submitted_mined", at - first_sent)
-    if len(_MINED_AT) >= _MINED_AT_MAX:
-        del _MINED_AT[next(iter(_MINED_AT))]
-    _MINED_AT[tx_id] = at
+    _remember(_MINED_AT, tx_id, at)
 
 
 def _left_mined(chain_id: int, tx_id: uuid.UUID, to_status: TxStatus, at: datetime) -> None:
     mined_at = _MINED_AT.pop(tx_id, None)
     if mined_at is not None and to_status in (TxStatus.CONFIRMED, TxStatus.REVERTED):
         _observe(chain_id, "mined_confirmed", at - mined_at)
+    if to_status is TxStatus.SUBMITTED:
+        _remember(_REORGED, tx_id, None)
+
+
+_V = TypeVar("_V")
+
+
+def _remember(memory: dict[uuid.UUID, _V], tx_id: uuid.UUID, value: _V) -> None:
+    """Keep `value` for `tx_id`, the oldest entry dropped once `_MINED_AT_MAX` are kept."""
+    if tx_id not in memory and len(memory) >= _MINED_AT_MAX:
+        del memory[next(iter(memory))]
+    memory[tx_id] = value
 
 
 def count_error(chain_id: int, kind: str) -> None:
