@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.core.types import TxId
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.anvil import run_anvil
 from chainflow.infra.signing.keystore import MasterKey
 from tests.support.chaos import (
@@ -49,6 +51,16 @@ async def narrow_harness(
         yield value
 
 
+async def sent_transfers(
+    harness: EngineHarness, wallet: Wallet, count: int
+) -> tuple[list[TxId], list[Transaction]]:
+    """`count` transfers of `wallet`, each in a block of its own, once all are sent."""
+    ids = [
+        await harness.submit(wallet, value=str(i + 1), gas_limit=TRANSFER_GAS) for i in range(count)
+    ]
+    return ids, await harness.run_until(ids, has_status(TxStatus.SUBMITTED))
+
+
 def all_confirmed(rows: list[Transaction]) -> bool:
     return all(tx.status is TxStatus.CONFIRMED for tx in rows)
 
@@ -59,10 +71,7 @@ class TestOneTransferPerBlock:
     ) -> None:
         harness, rpc = narrow_harness, narrow_harness.rpc
         wallet = await harness.wallet()
-        ids = [
-            await harness.submit(wallet, value=str(i + 1), gas_limit=TRANSFER_GAS) for i in range(6)
-        ]
-        sent = await harness.run_until(ids, has_status(TxStatus.SUBMITTED))
+        ids, sent = await sent_transfers(harness, wallet, 6)
         assert await harness.chain_nonce(wallet) == 0
         started = await head(rpc)
 
@@ -129,10 +138,7 @@ class TestWindowBelowTheBaseFee:
     ) -> None:
         harness, rpc = narrow_harness, narrow_harness.rpc
         wallet = await harness.wallet()
-        ids = [
-            await harness.submit(wallet, value=str(i + 1), gas_limit=TRANSFER_GAS) for i in range(3)
-        ]
-        sent = await harness.run_until(ids, has_status(TxStatus.SUBMITTED))
+        ids, sent = await sent_transfers(harness, wallet, 3)
         fee_cap = max(a.max_fee_per_gas_wei or 0 for tx in sent for a in tx.attempts)
         for _ in range(BLOCKS_ONLY.stuck_after_blocks):
             # Far above the window's fee caps (empty blocks lower it by 12.5 % each): none of
