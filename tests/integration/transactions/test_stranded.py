@@ -9,13 +9,10 @@ mined by another test could free it.
 """
 
 import dataclasses
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.types import TxId
@@ -28,6 +25,7 @@ from chainflow.workers.track import track_chain
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import chain_config, mining_stopped
 from tests.support.engine import TEST_CONFIG, EngineHarness, has_status, open_engine_harness
+from tests.support.rpc_proxy import Fault, RpcProxy, serve_proxy
 
 # Every time rule far away: only the pool's word can replace the parked send within the test.
 FAR = dataclasses.replace(
@@ -49,44 +47,13 @@ async def far_harness(
         yield value
 
 
-@dataclasses.dataclass
-class NoTxpoolProxy:
-    """A test double of a node without the txpool methods: a JSON-RPC proxy that forwards
-    everything to anvil and answers txpool_* with -32601 "Method not found", as anvil does
-    for a method it does not know. Counts the txpool calls refused."""
-
-    url: str
-    refused: list[str]
-
-
 @pytest.fixture
-async def no_txpool_proxy(own_anvil_url: str) -> AsyncIterator[NoTxpoolProxy]:
-    refused: list[str] = []
-    async with aiohttp.ClientSession() as http:
-
-        async def forward(item: dict[str, Any]) -> dict[str, Any]:
-            if str(item.get("method", "")).startswith("txpool_"):
-                refused.append(item["method"])
-                error = {"code": -32601, "message": "Method not found"}
-                return {"jsonrpc": "2.0", "id": item.get("id"), "error": error}
-            async with http.post(own_anvil_url, json=item) as response:
-                answer: dict[str, Any] = await response.json()
-                return answer
-
-        async def handle(request: web.Request) -> web.Response:
-            body = json.loads(await request.read())
-            if isinstance(body, list):
-                return web.json_response([await forward(item) for item in body])
-            return web.json_response(await forward(body))
-
-        app = web.Application()
-        app.router.add_post("/", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        port = runner.addresses[-1][1]
-        yield NoTxpoolProxy(f"http://127.0.0.1:{port}/", refused)
-        await runner.cleanup()
+async def no_txpool_proxy(own_anvil_url: str) -> AsyncIterator[RpcProxy]:
+    """A node without the txpool methods, for the fallback: the tests' JSON-RPC proxy in front
+    of anvil, answering txpool_* with -32601 as anvil does a method it does not know."""
+    async with aiohttp.ClientSession() as http, serve_proxy(own_anvil_url, http) as proxy:
+        proxy.fault = Fault.NO_TXPOOL
+        yield proxy
 
 
 async def park_a_send(harness: EngineHarness, anvil: RpcClient) -> tuple[Wallet, Transaction]:
@@ -129,7 +96,7 @@ async def passes_until_replaced(
 
 class TestParkedSend:
     async def test_a_send_the_pool_lists_as_queued_is_replaced_in_one_pass(
-        self, far_harness: EngineHarness, own_anvil_url: str
+        self, far_harness: EngineHarness
     ) -> None:
         harness = far_harness
         wallet, tx = await park_a_send(harness, harness.rpc)
@@ -146,7 +113,7 @@ class TestParkedSend:
     async def test_a_node_without_txpool_methods_waits_as_before_and_is_asked_once(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        no_txpool_proxy: NoTxpoolProxy,
+        no_txpool_proxy: RpcProxy,
         own_anvil_url: str,
         master_key: MasterKey,
     ) -> None:
@@ -160,7 +127,8 @@ class TestParkedSend:
             _, tx = await park_a_send(harness, anvil)
             assert await passes_until_replaced(harness, tx.id, passes=5) is None
             # contentFrom refused, then content's size probe: both remembered, not re-asked.
-            assert no_txpool_proxy.refused == ["txpool_contentFrom", "txpool_status"]
+            asked = [m for m in no_txpool_proxy.received if m.startswith("txpool_")]
+            assert asked == ["txpool_contentFrom", "txpool_status"]
             support = harness.engine.state.pools[ANVIL_CHAIN_ID]
             assert not support.content_from
             assert not support.content
