@@ -22,6 +22,7 @@ class Fault(StrEnum):
     WRONG_CHAIN = "wrong_chain"  # eth_chainId answers `wrong_chain_id`; the rest is forwarded
     LOSE_RESPONSE = "lose_response"  # forward to the node, then drop the connection
     LAG = "lag"  # a node behind the head: stale nonces and block number, no new receipts
+    NO_TXPOOL = "no_txpool"  # a node without txpool_*: -32601 for them, the rest forwarded
 
 
 class RpcProxy:
@@ -60,6 +61,8 @@ class RpcProxy:
                     "result": hex(self.wrong_chain_id),
                 }
             )
+        if fault is Fault.NO_TXPOOL and any(m.startswith("txpool_") for m in methods):
+            return await self._without_txpool(orjson.loads(body))
         if fault in _STATUS:
             return self._status_response(_STATUS[fault])
         if fault is Fault.DROP or self._stopping.is_set():
@@ -95,6 +98,22 @@ class RpcProxy:
                 key = f"{method}:{orjson.dumps(call.get('params')).decode()}"
                 reply["result"] = self._frozen.setdefault(key, reply["result"])
         return web.Response(body=orjson.dumps(got), content_type="application/json")
+
+    async def _without_txpool(self, sent: Any) -> web.Response:
+        """Answer txpool_* calls as a node that does not know them; forward the others."""
+        calls = sent if isinstance(sent, list) else [sent]
+        others = [c for c in calls if not str(c.get("method")).startswith("txpool_")]
+        forwarded: dict[Any, Any] = {}
+        if others:
+            answer = await self._forward(orjson.dumps(others), _methods(others))
+            assert isinstance(answer.body, bytes)
+            forwarded = {reply.get("id"): reply for reply in orjson.loads(answer.body)}
+        missing = {"code": -32601, "message": "Method not found"}
+        replies = [
+            forwarded.get(c.get("id"), {"jsonrpc": "2.0", "id": c.get("id"), "error": missing})
+            for c in calls
+        ]
+        return web.json_response(replies if isinstance(sent, list) else replies[0])
 
     def _status_response(self, status: int) -> web.Response:
         headers = {}

@@ -16,6 +16,7 @@ from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.track.judge import TrackerMemory
+from chainflow.domain.transactions.track.pool import PoolSupport
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
@@ -82,6 +83,8 @@ class WorkerState:
     paces: dict[int, Pace] = field(default_factory=dict)
     # When a drain last took or renewed the lease of one of a chain's lanes (monotonic seconds).
     leased_at: dict[int, float] = field(default_factory=dict)
+    # Which txpool methods each chain's node answers (track/pool.py), learnt once per process.
+    pools: dict[int, PoolSupport] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from chainflow.domain.transactions.decisions import Decision
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.track import judge, observe, record, reverts
+from chainflow.domain.transactions.track.pool import PoolSupport
 from chainflow.domain.transactions.track.replace import replace
 from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.infra.signing.signer import SignatureFailed, SignerUnavailable
@@ -43,6 +44,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         resend_after_s=ports.config.resend_after_s,
         stuck_after_blocks=ports.config.stuck_after_blocks,
         base_fee_wei=await observe.base_fee(state.fees, rpc, chain),
+        pool=state.pools.setdefault(chain.chain_id, PoolSupport()),
     )
     decisions = judge.judge(
         rows,

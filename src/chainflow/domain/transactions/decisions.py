@@ -106,6 +106,9 @@ class Observed:
     # address → mined count at block head - stuck_after_blocks, read for the wallets with an
     # attempt sent at least that long ago (may_be_stuck_by_blocks); is_stuck reads it.
     nonce_blocks_ago: dict[str, int] = field(default_factory=dict)
+    # Hashes (lower case) of possibly stranded attempts that the node's pool lists as queued
+    # at their nonce while the wallet's mined count is that nonce (track/pool.py): stranded now.
+    parked: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -310,10 +313,13 @@ def is_stranded(
     replacement with a higher fee cap frees it). Every later nonce of the wallet waits behind
     it, so it is replaced after `stranded_after_s` rather than the full `stuck_after_s`; and
     after `stranded_held_after_s` when the node still returns it by hash, which a node that
-    merely lags behind the one it was sent to does not (it has not seen it yet).
+    merely lags behind the one it was sent to does not (it has not seen it yet); at once when
+    the node's pool lists it as queued (`seen.parked`): the node says it will not mine it.
     """
     if not may_be_stranded(tx, seen.latest_nonce, seen.pending_nonce):
         return False
+    if any(a.hash.lower() in seen.parked for a in tx.attempts):
+        return True
     sent = attempt.last_sent_at
     wait_s = config.stranded_held_after_s if attempt.hash in seen.held else config.stranded_after_s
     return sent is not None and (now - sent).total_seconds() >= wait_s

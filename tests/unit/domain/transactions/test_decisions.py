@@ -90,6 +90,7 @@ def seen(
     held: bool = False,
     base_fee: int | None = None,
     blocks_ago: int | None = None,
+    parked: bool = False,
 ) -> Observed:
     receipts: dict[str, Receipt] = {}
     if receipt_block is not None:
@@ -102,6 +103,7 @@ def seen(
         held=frozenset({f"0x{0:064x}"}) if held else frozenset(),
         base_fee_wei=base_fee,
         nonce_blocks_ago={} if blocks_ago is None else {FROM: blocks_ago},
+        parked=frozenset({f"0x{0:064x}"}) if parked else frozenset(),
     )
 
 
@@ -165,6 +167,21 @@ def seen(
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.3), seen(pending=7, held=True), Action.NONE),
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.6), seen(pending=7), Action.NONE),
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.6), seen(pending=8, held=True), Action.NONE),
+        # ... and at once when the node's pool lists it as queued at the mined count
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.01), seen(pending=7, parked=True), Action.BUMP),
+        # an earlier attempt parked: the request is still replaced (any of its attempts counts)
+        (
+            make_tx(TxStatus.SUBMITTED, sent_ago_s=0.01, kinds=(AttemptKind.ORIGINAL,) * 2),
+            seen(pending=7, parked=True),
+            Action.BUMP,
+        ),
+        # listed as queued, yet the node counts it pending, or its nonce is not next: not now
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.01), seen(pending=8, parked=True), Action.NONE),
+        (
+            make_tx(TxStatus.SUBMITTED, sent_ago_s=0.01),
+            seen(count=6, pending=6, parked=True),
+            Action.NONE,
+        ),
     ],
 )
 def test_decide(tx: Transaction, observed: Observed, action: Action) -> None:

@@ -1,5 +1,6 @@
 """What the chain shows of the requests in flight: head, nonce counts, receipts, and whether
-the node still holds a possibly stranded attempt; read in batches, no DB (workers/track.py)."""
+the node still holds, or parks in its pool's queued set, a possibly stranded attempt; read in
+batches, no DB (workers/track.py)."""
 
 import asyncio
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from chainflow.domain.transactions.decisions import (
 from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc, mined_counts_at, nonce_counts
 from chainflow.domain.transactions.rows import InFlight
+from chainflow.domain.transactions.track.pool import PoolSupport, parked
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 
 _CHUNK = 500
@@ -30,11 +32,14 @@ async def observe(
     resend_after_s: float = 0.0,
     stuck_after_blocks: int | None = None,
     base_fee_wei: int | None = None,
+    pool: PoolSupport | None = None,
 ) -> Observed:
     """Mined nonce counts first, then receipts: a count above a nonce with no receipt of ours
     then really means another transaction took that nonce. With `stuck_after_blocks`, also
     the mined counts that many blocks back of the wallets with an attempt sent that long ago,
-    read alongside the current ones (is_stuck counts its blocks from the previous nonce's)."""
+    read alongside the current ones (is_stuck counts its blocks from the previous nonce's).
+    With `pool` (what the chain's node is known to answer), also which possibly stranded
+    attempts its pool lists as queued (track/pool.py), read alongside the held hashes."""
     head = int(await rpc.call("eth_blockNumber"), 16)
     addresses = sorted({tx.from_address for tx in rows})
     (latest, pending), blocks_ago = await asyncio.gather(
@@ -53,7 +58,11 @@ async def observe(
         answers = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
         found = zip(chunk, answers, strict=True)
         receipts |= {h: cast(Receipt, r) for h, r in found if isinstance(r, dict)}
-    held = await _held(rpc, [tx for tx in rows if may_be_stranded(tx, latest, pending)])
+    suspects = [tx for tx in rows if may_be_stranded(tx, latest, pending)]
+    held, queued = await asyncio.gather(
+        _held(rpc, suspects),
+        parked(rpc, suspects, pool) if pool is not None else _nothing(),
+    )
     return Observed(
         head=head,
         latest_nonce=latest,
@@ -62,7 +71,12 @@ async def observe(
         held=held,
         base_fee_wei=base_fee_wei,
         nonce_blocks_ago=blocks_ago,
+        parked=queued,
     )
+
+
+async def _nothing() -> frozenset[str]:
+    return frozenset()
 
 
 async def _counts_blocks_ago(
