@@ -1,0 +1,106 @@
+"""Lane placement: which of a chain's lanes with work one worker's round drains when other
+live workers serve the chain (issue 17; docs/performance.md item 38).
+
+Without it the first worker whose round saw a burst claimed every lane with work and kept
+them (the lane lease is renewed every round): one process did every drain while the others
+idled. Now a round takes at most its share of the chain's lanes with work (lanes / live
+workers, the workers known from their heartbeats: infra/queue/roster.py), keeping the lanes
+it holds first, then the free lanes the live workers' rendezvous hash gives it, and leaves
+the rest: it frees the leases of those it held and signals the others to come at once.
+The holder of the chain's tracker lease takes the smaller share (rounded down), so one
+lane of work and two workers puts the drain and the tracker in different processes.
+
+Liveness first: a lane left and still free `LEFT_FOR_S` later (the other worker is dead,
+slow, or never came) is taken anyway, and the round then places nothing for `alone_for_s`
+(it takes every lane, as a lone worker does) so that a worker that does not come costs each
+lane one wait at most per lease. Lane leases still make one drainer per lane; the lane lock
+under them keeps nonces single-writer whatever placement decides.
+"""
+
+import hashlib
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from chainflow.core.types import WalletId
+
+# How long a lane this worker left waits for another worker before this one takes it anyway.
+# An idle live worker polls at least every second (CHAINFLOW_WORKER_IDLE_POLL_S) even if the
+# signal is lost, and a busy one reads the lanes again at its next round (~0.1-0.7 s).
+LEFT_FOR_S = 1.0
+# Queued requests on the chain's lanes below which a round places nothing: each process's
+# drains pay their own reads, node calls and commits, worth it only with work for several
+# drains (main.py `_WORK_PER_DRAIN`).
+WORTH_PLACING = 128
+
+
+@dataclass
+class Placing:
+    """What a chain's loop remembers of its placements between rounds (monotonic seconds)."""
+
+    left: dict[WalletId, float] = field(default_factory=dict)  # lane → when first left
+    alone_until: float = 0.0  # a lane left was not taken in time: no leaving before then
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A round's lanes: those it drains (with their counts) and those it leaves to others;
+    `release`: the left lanes whose lease this process holds (freed so others take them)."""
+
+    take: dict[WalletId, int]
+    left: list[WalletId] = field(default_factory=list)
+    release: list[WalletId] = field(default_factory=list)
+
+
+def place(
+    lanes: Mapping[WalletId, int],
+    *,
+    here: Collection[WalletId],
+    elsewhere: Mapping[WalletId, int],
+    workers: Sequence[str],
+    owner: str,
+    tracking: bool,
+    memory: Placing,
+    now: float,
+    alone_for_s: float,
+) -> Placement:
+    """Place a round: `lanes` it may drain (free, or held `here`), with their queued requests,
+    `elsewhere` those that other live processes hold, `workers` the live workers serving the
+    chain (`owner` among them), `tracking` whether this process holds the chain's tracker
+    lease."""
+    work = sum(lanes.values()) + sum(elsewhere.values())
+    if len(workers) <= 1 or now < memory.alone_until or work < WORTH_PLACING:
+        memory.left.clear()
+        return Placement(dict(lanes))
+    if any(now - memory.left.get(lane, now) >= LEFT_FOR_S for lane in lanes):
+        memory.left.clear()  # left and nobody came: take them all, for a lease
+        memory.alone_until = now + alone_for_s
+        return Placement(dict(lanes))
+    total = len(lanes) + sum(1 for count in elsewhere.values() if count)
+    share = total // len(workers) if tracking else math.ceil(total / len(workers))
+    order = sorted(lanes, key=lambda lane: (lane not in here, *_rank(lane, workers, owner)))
+    taken = order[:share]
+    left = order[share:]
+    memory.left = {lane: memory.left.get(lane, now) for lane in left}
+    return Placement(
+        {lane: lanes[lane] for lane in taken},
+        left=left,
+        release=[lane for lane in left if lane in here],
+    )
+
+
+def _rank(lane: WalletId, workers: Sequence[str], owner: str) -> tuple[bool, int]:
+    """Where a free lane comes in `owner`'s order: the lanes the rendezvous hash gives it
+    (every worker computes the same from the same roster, so free lanes fall apart instead of
+    each worker reaching for the same ones), those its worker would take first first; then
+    the others' lanes, those their worker would take last first (with two workers, whatever
+    one takes beyond its own lanes is what the other leaves)."""
+    weight, preferred = max((_weight(worker, lane), worker) for worker in workers)
+    if preferred == owner:
+        return False, -weight
+    return True, weight
+
+
+def _weight(worker: str, lane: WalletId) -> int:
+    digest = hashlib.blake2b(worker.encode() + lane.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big")
