@@ -1,5 +1,5 @@
 """Lane placement: which of a chain's lanes with work one worker's round drains when other
-live workers serve the chain (issue 17; docs/performance.md item 38).
+live workers serve the chain (issue 17; docs/performance.md item 40).
 
 Without it the first worker whose round saw a burst claimed every lane with work and kept
 them (the lane lease is renewed every round): one process did every drain while the others
