@@ -19,7 +19,6 @@ from chainflow.domain.transactions import readings, repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_market
 from chainflow.domain.wallets import low_balance
-from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.roster import RedisRoster
@@ -29,7 +28,7 @@ from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
 from chainflow.workers.outbox import run_outbox
 from chainflow.workers.pace import Pace, Round
-from chainflow.workers.placement import Placing, place
+from chainflow.workers.placement import place_round
 from chainflow.workers.schedules import run_schedules
 from chainflow.workers.track import track_chain
 from chainflow.workers.waiting import wait_any
@@ -231,7 +230,7 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     offered = len(lanes)
     if holders is not None:
         mine = row.tracker_owner == ports.owner and tracker_live
-        lanes = await _place(engine, chain_id, lanes, holders, workers=workers, tracking=mine)
+        lanes = await place_round(engine, chain_id, lanes, holders, workers=workers, tracking=mine)
 
     # A round's only lane may go on in steps while the chain mines at once (drain.STEPS_ALONE)
     steps = STEPS_ALONE if len(lanes) == 1 else 1
@@ -276,38 +275,6 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
         tracking=leased,
         tracked=tracked,
     )
-
-
-async def _place(
-    engine: Engine,
-    chain_id: int,
-    lanes: dict[WalletId, int],
-    holders: repository.LaneHolders,
-    *,
-    workers: Sequence[str],
-    tracking: bool,
-) -> dict[WalletId, int]:
-    """The lanes this round drains when other live workers serve the chain (placement.py):
-    the leases of the lanes it leaves are freed and the others called to take them."""
-    ports, state = engine.ports, engine.state
-    placement = place(
-        lanes,
-        here=holders.here,
-        elsewhere=holders.elsewhere,
-        workers=workers,
-        owner=ports.owner,
-        tracking=tracking,
-        memory=state.placing.setdefault(chain_id, Placing()),
-        now=time.monotonic(),
-        alone_for_s=ports.config.lane_lease_s,
-    )
-    release = [w for w in placement.release if (w, chain_id) not in state.draining]
-    if release:
-        async with single_statements(engine_of(ports.sessionmaker)) as db:
-            await wallets.release_lanes(db, release, chain_id, owner=ports.owner)
-    if placement.left:
-        engine.call_others(chain_id)
-    return placement.take
 
 
 async def _schedules(engine: Engine, chain_id: int) -> None:

@@ -19,10 +19,18 @@ under them keeps nonces single-writer whatever placement decides.
 
 import hashlib
 import math
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from chainflow.core.types import WalletId
+from chainflow.domain.transactions import repository
+from chainflow.domain.wallets import service as wallets
+from chainflow.infra.db.uow import engine_of, single_statements
+
+if TYPE_CHECKING:  # engine.py keeps each chain's Placing
+    from chainflow.workers.engine import Engine
 
 # How long a lane this worker left waits for another worker before this one takes it anyway.
 # An idle live worker polls at least every second (CHAINFLOW_WORKER_IDLE_POLL_S) even if the
@@ -87,6 +95,38 @@ def place(
         left=left,
         release=[lane for lane in left if lane in here],
     )
+
+
+async def place_round(
+    engine: "Engine",
+    chain_id: int,
+    lanes: dict[WalletId, int],
+    holders: repository.LaneHolders,
+    *,
+    workers: Sequence[str],
+    tracking: bool,
+) -> dict[WalletId, int]:
+    """The lanes a round of `engine` drains when other live workers serve the chain: the
+    leases of the lanes it leaves are freed and the others called to take them."""
+    ports, state = engine.ports, engine.state
+    placement = place(
+        lanes,
+        here=holders.here,
+        elsewhere=holders.elsewhere,
+        workers=workers,
+        owner=ports.owner,
+        tracking=tracking,
+        memory=state.placing.setdefault(chain_id, Placing()),
+        now=time.monotonic(),
+        alone_for_s=ports.config.lane_lease_s,
+    )
+    release = [w for w in placement.release if (w, chain_id) not in state.draining]
+    if release:
+        async with single_statements(engine_of(ports.sessionmaker)) as db:
+            await wallets.release_lanes(db, release, chain_id, owner=ports.owner)
+    if placement.left:
+        engine.call_others(chain_id)
+    return placement.take
 
 
 def _rank(lane: WalletId, workers: Sequence[str], owner: str) -> tuple[bool, int]:
