@@ -38,10 +38,7 @@ if TYPE_CHECKING:  # engine.py keeps each chain's Placing
 LEFT_FOR_S = 1.0
 # Queued requests on the chain's lanes below which a round places nothing: each process's
 # drains pay their own reads, node calls and commits, worth it only with work for several
-# drains (main.py `_WORK_PER_DRAIN`). Nor does it while the lanes hold less than a full
-# window each on average: with one request per call a round carries a few dozen requests,
-# and split over two processes each paid its fixed costs for half as many (32 wallets,
-# single POSTs: workers' CPU 0.96 -> 1.17 ms per transaction; docs/performance.md item 40).
+# drains (main.py `_WORK_PER_DRAIN`).
 WORTH_PLACING = 128
 
 
@@ -74,22 +71,20 @@ def place(
     memory: Placing,
     now: float,
     alone_for_s: float,
-    full: int = 64,
 ) -> Placement:
     """Place a round: `lanes` it may drain (free, or held `here`), with their queued requests,
     `elsewhere` those that other live processes hold, `workers` the live workers serving the
     chain (`owner` among them), `tracking` whether this process holds the chain's tracker
-    lease, `full` a lane's window (`batch_size`)."""
-    total = len(lanes) + sum(1 for count in elsewhere.values() if count)
+    lease."""
     work = sum(lanes.values()) + sum(elsewhere.values())
-    shallow = work < max(WORTH_PLACING, full * total)
-    if len(workers) <= 1 or now < memory.alone_until or shallow:
+    if len(workers) <= 1 or now < memory.alone_until or work < WORTH_PLACING:
         memory.left.clear()
         return Placement(dict(lanes))
     if any(now - memory.left.get(lane, now) >= LEFT_FOR_S for lane in lanes):
         memory.left.clear()  # left and nobody came: take them all, for a lease
         memory.alone_until = now + alone_for_s
         return Placement(dict(lanes))
+    total = len(lanes) + sum(1 for count in elsewhere.values() if count)
     share = total // len(workers) if tracking else math.ceil(total / len(workers))
     order = sorted(lanes, key=lambda lane: (lane not in here, *_rank(lane, workers, owner)))
     taken = order[:share]
@@ -124,7 +119,6 @@ async def place_round(
         memory=state.placing.setdefault(chain_id, Placing()),
         now=time.monotonic(),
         alone_for_s=ports.config.lane_lease_s,
-        full=ports.config.batch_size,
     )
     release = [w for w in placement.release if (w, chain_id) not in state.draining]
     if release:

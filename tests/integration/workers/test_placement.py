@@ -128,7 +128,7 @@ class TestPlacement:
     ) -> None:
         async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
             wallets = [await harness.wallet() for _ in range(8)]
-            tx_ids = await submit_many(harness, wallets, 100)  # over a window a lane: spread
+            tx_ids = await submit_many(harness, wallets, 20)  # 160: worth spreading
             async with two_workers(harness) as (first, second):
                 await run_round(first, ANVIL_CHAIN_ID)
                 held = await lane_holders(sessionmaker, wallets)
@@ -138,7 +138,7 @@ class TestPlacement:
                 held = await lane_holders(sessionmaker, wallets)
                 assert list(held.values()).count(second.ports.owner) == 4
                 assert list(held.values()).count(first.ports.owner) == 4
-                await finish_both(harness, second, tx_ids, 100)
+                await finish_both(harness, second, tx_ids, 20)
 
     async def test_the_tracker_holder_leaves_a_lone_lane_to_the_other_worker(
         self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey

@@ -47,10 +47,6 @@ class TestPlace:
         lanes = _lanes(4, queued=(WORTH_PLACING - 1) // 4)
         assert _place(lanes) == Placement(lanes)
 
-    def test_lanes_shallower_than_a_window_are_not_spread(self) -> None:
-        lanes = _lanes(32, queued=30)  # 960 queued, but 30 a lane: one process's rounds
-        assert _place(lanes) == Placement(lanes)
-
     def test_two_workers_take_complementary_halves_of_the_free_lanes(self) -> None:
         lanes = _lanes(32)
         mine = _place(lanes, owner=ME)
