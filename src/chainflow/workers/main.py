@@ -229,8 +229,10 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
         await refresh_market(state.fees, engine.rpc(chain_id), chain)
     offered = len(lanes)
     if holders is not None:
-        mine = row.tracker_owner == ports.owner and tracker_live
-        lanes = await place_round(engine, chain_id, lanes, holders, workers=workers, tracking=mine)
+        tracker = row.tracker_owner if tracker_live else None
+        lanes = await place_round(
+            engine, chain_id, lanes, holders, workers=workers, tracker=tracker
+        )
 
     # A round's only lane may go on in steps while the chain mines at once (drain.STEPS_ALONE)
     steps = STEPS_ALONE if len(lanes) == 1 else 1

@@ -1,6 +1,6 @@
 """Lane placement between worker processes (workers/placement.py, issue 17), with two engines
 on one PostgreSQL, their heartbeats in the real Redis and a real anvil: each round takes its
-share of the chain's lanes, the tracker's holder leaves a lone lane to the other worker, and
+share of the chain's lanes, the tracker's holder leaves its lanes to the other worker, and
 a lane left for a worker that never comes is still drained, soon, once and without gaps."""
 
 import asyncio
@@ -123,14 +123,16 @@ async def finish_both(
 
 
 class TestPlacement:
-    async def test_two_workers_split_the_lanes_and_both_drain(
+    async def test_two_workers_split_the_lanes_then_the_tracker_holder_hands_its_over(
         self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
     ) -> None:
         async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
             wallets = [await harness.wallet() for _ in range(8)]
-            tx_ids = await submit_many(harness, wallets, 20)  # 160: worth spreading
+            # 800: worth spreading, and more than a round signs (64 a lane)
+            tx_ids = await submit_many(harness, wallets, 100)
             async with two_workers(harness) as (first, second):
-                await run_round(first, ANVIL_CHAIN_ID)
+                # Nobody tracks the chain yet: the lanes are shared by both
+                await run_round(first, ANVIL_CHAIN_ID)  # its round takes the tracker lease too
                 held = await lane_holders(sessionmaker, wallets)
                 assert list(held.values()).count(first.ports.owner) == 4  # its share
                 assert list(held.values()).count(None) == 4  # left to the other
@@ -138,7 +140,14 @@ class TestPlacement:
                 held = await lane_holders(sessionmaker, wallets)
                 assert list(held.values()).count(second.ports.owner) == 4
                 assert list(held.values()).count(first.ports.owner) == 4
-                await finish_both(harness, second, tx_ids, 20)
+                # Now the first tracks: it frees its lanes, and the second drains every lane
+                await run_round(first, ANVIL_CHAIN_ID)
+                held = await lane_holders(sessionmaker, wallets)
+                assert first.ports.owner not in held.values()
+                await run_round(second, ANVIL_CHAIN_ID)
+                held = await lane_holders(sessionmaker, wallets)
+                assert set(held.values()) == {second.ports.owner}
+                await finish_both(harness, second, tx_ids, 100)
 
     async def test_the_tracker_holder_leaves_a_lone_lane_to_the_other_worker(
         self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey

@@ -22,7 +22,7 @@ def _place(
     elsewhere: dict[WalletId, int] | None = None,
     workers: tuple[str, ...] = (ME, OTHER),
     owner: str = ME,
-    tracking: bool = False,
+    tracker: str | None = None,
     now: float = 100.0,
 ) -> Placement:
     return place(
@@ -31,7 +31,7 @@ def _place(
         elsewhere=elsewhere or {},
         workers=workers,
         owner=owner,
-        tracking=tracking,
+        tracker=tracker,
         memory=memory if memory is not None else Placing(),
         now=now,
         alone_for_s=5.0,
@@ -47,10 +47,21 @@ class TestPlace:
         lanes = _lanes(4, queued=(WORTH_PLACING - 1) // 4)
         assert _place(lanes) == Placement(lanes)
 
-    def test_two_workers_take_complementary_halves_of_the_free_lanes(self) -> None:
+    def test_with_two_workers_the_one_that_does_not_track_takes_every_lane(self) -> None:
         lanes = _lanes(32)
-        mine = _place(lanes, owner=ME)
-        theirs = _place(lanes, owner=OTHER)
+        drainer = _place(lanes, owner=ME, tracker=OTHER)
+        tracker = _place(lanes, owner=OTHER, tracker=OTHER)
+        assert drainer.take == lanes
+        assert tracker.take == {}
+        assert sorted(tracker.left) == sorted(lanes)
+
+    def test_two_workers_that_do_not_track_take_complementary_halves_of_the_free_lanes(
+        self,
+    ) -> None:
+        lanes = _lanes(32)
+        workers = (ME, OTHER, "worker-tracking")
+        mine = _place(lanes, owner=ME, workers=workers, tracker="worker-tracking")
+        theirs = _place(lanes, owner=OTHER, workers=workers, tracker="worker-tracking")
         assert len(mine.take) == len(theirs.take) == 16
         # the same roster gives each lane the same preferred worker: no lane both reach for
         assert set(mine.take) | set(theirs.take) == set(lanes)
@@ -60,10 +71,18 @@ class TestPlace:
     def test_the_lanes_held_here_are_kept_first_and_the_surplus_released(self) -> None:
         lanes = _lanes(32)
         held = frozenset(lanes)
-        done = _place(lanes, here=held)
+        done = _place(
+            lanes, here=held, workers=(ME, OTHER, "worker-tracking"), tracker="worker-tracking"
+        )
         assert len(done.take) == 16
         assert sorted(done.release) == sorted(done.left)
         assert len(done.left) == 16
+
+    def test_the_tracker_holder_releases_the_lanes_it_holds(self) -> None:
+        lanes = _lanes(8)
+        done = _place(lanes, here=frozenset(lanes), tracker=ME)
+        assert done.take == {}
+        assert sorted(done.release) == sorted(lanes)
 
     def test_lanes_another_worker_holds_count_in_the_share(self) -> None:
         theirs = _lanes(16)
@@ -75,7 +94,7 @@ class TestPlace:
     def test_the_tracker_holder_leaves_a_single_lane_to_the_other_worker(self) -> None:
         lane = _lanes(1, queued=3000)
         (wallet,) = lane
-        tracker = _place(lane, here=frozenset(lane), tracking=True)
+        tracker = _place(lane, here=frozenset(lane), tracker=ME)
         assert tracker.take == {}
         assert tracker.release == [wallet]
         other = _place(lane, owner=OTHER)
