@@ -143,17 +143,20 @@ async def _run_engine(
     from sqlalchemy.exc import DBAPIError
 
     from chainflow.core.logging import get_logger
+    from chainflow.infra.queue.roster import RedisRoster
     from chainflow.infra.queue.signals import RedisSignals
     from chainflow.workers.context import open_engine
     from chainflow.workers.main import run_engine
 
     opened = False
     signals = None
+    roster = None
     try:
         async with open_engine(settings, chain_ids=chain_ids) as engine:
             opened = True
             if settings.redis_url:
                 signals = RedisSignals(settings.redis_url, sender=engine.ports.owner)
+                roster = RedisRoster(settings.redis_url, owner=engine.ports.owner)
             get_logger(__name__).info("worker.started", chains=sorted(engine.ports.rpc))
             await run_engine(
                 engine,
@@ -162,6 +165,7 @@ async def _run_engine(
                 idle_poll_s=settings.worker_idle_poll_s,
                 queue=doorbells,
                 signals=signals,
+                roster=roster,
             )
     except (OSError, DBAPIError) as exc:
         if opened:
@@ -170,4 +174,6 @@ async def _run_engine(
     finally:
         if signals is not None:
             await signals.close()
+        if roster is not None:
+            await roster.close()
     return None

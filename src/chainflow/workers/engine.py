@@ -4,7 +4,7 @@ the process keeps between rounds (caches, what its drains hold, its loops' wake-
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,6 +22,7 @@ from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.workers.outbox import OutboxConfig
 from chainflow.workers.pace import Pace
+from chainflow.workers.placement import Placing
 from chainflow.workers.webhooks import WebhookPorts
 
 
@@ -85,6 +86,12 @@ class WorkerState:
     leased_at: dict[int, float] = field(default_factory=dict)
     # Which txpool methods each chain's node answers (track/pool.py), learnt once per process.
     pools: dict[int, PoolSupport] = field(default_factory=dict)
+    # The live workers serving a chain, this one included (infra/queue/roster.py); None: alone.
+    roster: Callable[[int], Sequence[str]] | None = None
+    # Tells the other worker processes a round left lanes to them (placement.py).
+    call: Callable[[int], None] | None = None
+    # Each chain loop's memory of the lanes it left to others (placement.py).
+    placing: dict[int, Placing] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,19 @@ class Engine:
         pace = self.state.paces.get(chain_id)
         if pace is None or pace.hears_signals(time.monotonic()):
             self.wake(chain_id)
+
+    def workers(self, chain_id: int) -> Sequence[str]:
+        """The live workers serving `chain_id`, this one included (just this one without a
+        roster: embedded mode, or Redis away)."""
+        if self.state.roster is None:
+            return (self.ports.owner,)
+        return self.state.roster(chain_id)
+
+    def call_others(self, chain_id: int) -> None:
+        """Wake the chain's loop in the other worker processes, those that hold nothing too:
+        a round left lanes to them (best effort: a lane left is taken anyway if none comes)."""
+        if self.state.call is not None:
+            self.state.call(chain_id)
 
     def signal_others(self, chain_id: int) -> None:
         """Wake the chain's loop in the other worker processes (best effort): sends for the

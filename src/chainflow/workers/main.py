@@ -21,12 +21,14 @@ from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_m
 from chainflow.domain.wallets import low_balance
 from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit_of_work
 from chainflow.infra.queue import JobQueue, chain_queue
+from chainflow.infra.queue.roster import RedisRoster
 from chainflow.infra.queue.signals import RedisSignals
 from chainflow.workers.drain import STEPS_ALONE, drain_lanes
 from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
 from chainflow.workers.outbox import run_outbox
 from chainflow.workers.pace import Pace, Round
+from chainflow.workers.placement import place_round
 from chainflow.workers.schedules import run_schedules
 from chainflow.workers.track import track_chain
 from chainflow.workers.waiting import wait_any
@@ -64,9 +66,12 @@ async def run_engine(
     signals: RedisSignals | None = None,
     refresh_s: float = REGISTRY_REFRESH_S,
     idle_poll_s: float = IDLE_POLL_S,
+    roster: RedisRoster | None = None,
 ) -> None:
     """Run one loop per chain, the outbox's sequencer, the doorbell consumer if a queue is
-    given and the signal listener if `signals` is, until `stop`.
+    given, the signal listener if `signals` is and the heartbeat if `roster` is, until
+    `stop`. With a roster, a round shares its chain's lanes with the other live workers
+    (placement.py); without one (embedded mode) it drains every lane it may.
 
     A chain's loop waits `poll_s` between rounds, and after empty rounds up to `idle_poll_s`
     (pace.py). A chain enabled in the registry later gets its loop and its doorbell consumer
@@ -81,7 +86,11 @@ async def run_engine(
         loops.append(_consume_doorbells(engine, queue, list(engine.ports.rpc), stop))
     if signals is not None:
         engine.state.signal = signals.publish_soon
-        loops.append(signals.listen(engine.hear, stop))
+        engine.state.call = functools.partial(signals.publish_soon, come=True)
+        loops.append(signals.listen(engine.hear, stop, on_come=engine.wake))
+    if roster is not None:
+        engine.state.roster = roster.workers
+        loops.append(roster.beat(lambda: list(engine.ports.rpc), stop))
     if engine.ports.webhooks is not None:
         loops.append(run_webhooks(engine.ports.webhooks, stop))
     if engine.ports.refresh_chains is not None:
@@ -203,13 +212,14 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     async with read_only(ports.sessionmaker) as session:
         row = await chains.get_chain(session, chain_id, endpoints=False)
         chain = ChainConfig.of(row)
+        tracker_live = row.tracker_lease_until is not None and row.tracker_lease_until > utcnow()
         # Another live process holds the tracker lease: taking it would update no row.
-        tracker_held = row.tracker_owner not in (None, ports.owner) and (
-            row.tracker_lease_until is not None and row.tracker_lease_until > utcnow()
-        )
+        tracker_held = row.tracker_owner not in (None, ports.owner) and tracker_live
         floor = known_floor(state.fees, chain)
+        workers = engine.workers(chain_id)
+        holders = repository.LaneHolders() if len(workers) > 1 else None
         queued = await repository.lanes_with_queued(
-            session, chain_id, owner=ports.owner, now=utcnow(), floor=floor
+            session, chain_id, owner=ports.owner, now=utcnow(), floor=floor, holders=holders
         )
     # A lane whose requests all wait for the base fee to fall is not drained (the drain would
     # ask the node for its counts every round to sign nothing); the base fee is read again
@@ -217,6 +227,12 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     lanes = {wallet_id: count for wallet_id, count in queued.items() if count}
     if len(lanes) < len(queued):
         await refresh_market(state.fees, engine.rpc(chain_id), chain)
+    offered = len(lanes)
+    if holders is not None:
+        tracker = row.tracker_owner if tracker_live else None
+        lanes = await place_round(
+            engine, chain_id, lanes, holders, workers=workers, tracker=tracker
+        )
 
     # A round's only lane may go on in steps while the chain mines at once (drain.STEPS_ALONE)
     steps = STEPS_ALONE if len(lanes) == 1 else 1
@@ -256,7 +272,7 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     leased, tracked = await tracking  # a tracking failure fails the round (the loop backs off)
     return Round(
         signed=signed,
-        lanes=len(lanes),
+        lanes=offered,
         leased=state.leased_at.get(chain_id, started - 1) >= started,
         tracking=leased,
         tracked=tracked,

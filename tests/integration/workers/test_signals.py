@@ -73,6 +73,27 @@ class TestRedisSignals:
             await eventually(got, timeout_s=5)
             assert 5 not in heard
 
+    async def test_a_call_to_come_reaches_its_own_handler(self) -> None:
+        heard: list[int] = []
+        called: list[int] = []
+        async with two_processes("a", "b") as (a, b):
+            stop = asyncio.Event()
+            task = asyncio.create_task(b.listen(heard.append, stop, on_come=called.append))
+            try:
+                await until_subscribed(a, heard)
+                a.publish_soon(7, come=True)
+                a.publish_soon(8)  # published after the call: once it is heard, the call was too
+
+                async def got() -> bool:
+                    return 8 in heard
+
+                await eventually(got, timeout_s=5)
+                assert called == [7]
+                assert 7 not in heard
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, timeout=5)
+
     async def test_an_unreachable_redis_fails_neither_side(self) -> None:
         # Port 1 refuses connections: the listener keeps retrying until stopped, and
         # publishing is dropped without an error reaching the caller; both say so in the log.

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.core.types import WalletId
@@ -65,6 +65,27 @@ async def take_leases(
         WalletChain.lease_owner == owner,
     )
     return {wallet_id: int(nonce) for wallet_id, nonce in (await session.execute(held)).all()}
+
+
+async def release_leases(
+    db: AsyncSession | AsyncConnection,
+    wallet_ids: Sequence[uuid.UUID],
+    chain_id: int,
+    *,
+    owner: str,
+) -> None:
+    """Free the drain lease of these lanes where `owner` holds it (one statement)."""
+    statement = (
+        update(WalletChain)
+        .where(
+            WalletChain.wallet_id.in_(in_list(wallet_ids)),
+            WalletChain.chain_id == chain_id,
+            WalletChain.lease_owner == owner,
+        )
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    await db.execute(statement)
 
 
 async def addresses_of(

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.addresses import parse_wallet_ref
 from chainflow.core.clock import utcnow
@@ -237,6 +237,20 @@ async def claim_lanes(
     return await repository.take_leases(
         session, wallet_ids, chain_id, owner=owner, now=now, until=until
     )
+
+
+async def release_lanes(
+    db: AsyncSession | AsyncConnection,
+    wallet_ids: Sequence[uuid.UUID],
+    chain_id: int,
+    *,
+    owner: str,
+) -> None:
+    """Free the drain lease `owner` holds of these lanes, so that another worker takes them
+    at once (lane placement, workers/placement.py). One statement: `db` may be a connection
+    in autocommit (`single_statements`)."""
+    if wallet_ids:
+        await repository.release_leases(db, wallet_ids, chain_id, owner=owner)
 
 
 async def get_wallets(

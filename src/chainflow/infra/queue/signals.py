@@ -4,6 +4,9 @@ A drain that sent transactions wants the tracker (maybe in another process) to l
 tracker round that confirmed requests frees room in lanes another process drains. Without a
 signal each waits for its next poll. Redis pub/sub, best effort by design: a lost signal
 costs one poll interval, never a request (every round re-reads the database).
+
+A signal that says "come" (a round left lanes to the other workers: workers/placement.py)
+carries the sender's id with `_COME` after it; it wakes a worker that holds nothing too.
 """
 
 import asyncio
@@ -18,6 +21,7 @@ from chainflow.core.logging import get_logger
 log = get_logger(__name__)
 _PUBLISH_TIMEOUT_S = 0.5
 _RETRY_S = (0.5, 5.0)  # reconnect backoff of the listener: first, cap
+_COME = " come"
 
 
 class RedisSignals:
@@ -27,21 +31,23 @@ class RedisSignals:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
         self._sender = sender
         self._prefix = f"{prefix}:signal:"
-        self._pending: dict[int, asyncio.Task[None]] = {}
+        self._pending: dict[tuple[int, bool], asyncio.Task[None]] = {}
         self._failing = False
 
-    def publish_soon(self, chain_id: int) -> None:
+    def publish_soon(self, chain_id: int, *, come: bool = False) -> None:
         """Signal `chain_id` in the background; never blocks nor fails the caller. A signal
-        still on its way for this chain covers this one."""
-        running = self._pending.get(chain_id)
+        of the same kind still on its way for this chain covers this one. `come`: lanes were
+        left for the other workers."""
+        running = self._pending.get((chain_id, come))
         if running is not None and not running.done():
             return
-        self._pending[chain_id] = asyncio.create_task(self._publish(chain_id))
+        self._pending[chain_id, come] = asyncio.create_task(self._publish(chain_id, come))
 
-    async def _publish(self, chain_id: int) -> None:
+    async def _publish(self, chain_id: int, come: bool) -> None:
+        message = self._sender + _COME if come else self._sender
         try:
             await asyncio.wait_for(
-                self._redis.publish(f"{self._prefix}{chain_id}", self._sender),
+                self._redis.publish(f"{self._prefix}{chain_id}", message),
                 timeout=_PUBLISH_TIMEOUT_S,
             )
             self._failing = False
@@ -50,13 +56,20 @@ class RedisSignals:
                 log.warning("signals.publish_failed", error=repr(exc)[:200])
             self._failing = True
 
-    async def listen(self, on_signal: Callable[[int], None], stop: asyncio.Event) -> None:
-        """Call `on_signal(chain_id)` for each signal from another process until `stop`;
-        reconnects with backoff while Redis is away."""
+    async def listen(
+        self,
+        on_signal: Callable[[int], None],
+        stop: asyncio.Event,
+        *,
+        on_come: Callable[[int], None] | None = None,
+    ) -> None:
+        """Call `on_signal(chain_id)` for each signal from another process until `stop`, or
+        `on_come(chain_id)` if given for one that says "come"; reconnects with backoff while
+        Redis is away."""
         delay_s = _RETRY_S[0]
         while not stop.is_set():
             try:
-                await self._receive(on_signal, stop)
+                await self._receive(on_signal, on_come or on_signal, stop)
                 delay_s = _RETRY_S[0]
             except Exception as exc:  # never the worker's end: its loops poll without signals
                 log.warning("signals.listen_failed", error=repr(exc)[:200], retry_s=delay_s)
@@ -64,18 +77,25 @@ class RedisSignals:
                     await asyncio.wait_for(stop.wait(), timeout=delay_s)
                 delay_s = min(delay_s * 2, _RETRY_S[1])
 
-    async def _receive(self, on_signal: Callable[[int], None], stop: asyncio.Event) -> None:
+    async def _receive(
+        self,
+        on_signal: Callable[[int], None],
+        on_come: Callable[[int], None],
+        stop: asyncio.Event,
+    ) -> None:
         async with self._redis.pubsub() as pubsub:
             await pubsub.psubscribe(f"{self._prefix}*")
             while not stop.is_set():
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is None or message.get("type") != "pmessage":
                     continue
-                if _text(message["data"]) == self._sender:
+                sender = _text(message["data"])
+                come = sender.endswith(_COME)
+                if sender.removesuffix(_COME) == self._sender:
                     continue
                 chain = _text(message["channel"]).removeprefix(self._prefix)
                 if chain.isdigit():
-                    on_signal(int(chain))
+                    (on_come if come else on_signal)(int(chain))
 
     async def close(self) -> None:
         for task in self._pending.values():

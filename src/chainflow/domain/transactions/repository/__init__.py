@@ -19,6 +19,7 @@ from chainflow.domain.transactions.repository.locks import (
 )
 from chainflow.domain.transactions.repository.queries import (
     TRACKED,
+    LaneHolders,
     TxFilters,
     count_in_flight,
     get,
@@ -33,6 +34,7 @@ from chainflow.domain.transactions.repository.queries import (
 
 __all__ = [
     "TRACKED",
+    "LaneHolders",
     "LockedState",
     "TxFilters",
     "count_in_flight",

@@ -3,7 +3,7 @@
 import functools
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -116,6 +116,15 @@ def _conditions(filters: TxFilters) -> list[ColumnElement[bool]]:
     return conditions
 
 
+@dataclass
+class LaneHolders:
+    """Who holds the lanes with queued work (lanes_with_queued): lanes another live process
+    holds, with their counts, and the lanes the caller holds among those it may drain."""
+
+    elsewhere: dict[WalletId, int] = field(default_factory=dict)
+    here: set[WalletId] = field(default_factory=set)
+
+
 async def lanes_with_queued(
     session: AsyncSession,
     chain_id: int,
@@ -123,6 +132,7 @@ async def lanes_with_queued(
     owner: str,
     now: datetime,
     floor: FeeFloor | None = None,
+    holders: LaneHolders | None = None,
 ) -> dict[WalletId, int]:
     """Wallets with queued requests on this chain that `owner` may drain, with how many each
     a drain can act on: all of them, or under a fee `floor` those whose fee cap can pay it
@@ -131,23 +141,33 @@ async def lanes_with_queued(
     Left out, as a drain would ask the node for their counts every round to sign nothing:
     paused wallets, lanes waiting for funds (the tracker re-sends their refused attempt), and
     lanes whose drain lease another live process holds (its drains take them; their lease
-    runs out within `lane_lease_s` if it dies).
+    runs out within `lane_lease_s` if it dies). With `holders`, those are read too, into
+    `holders.elsewhere`, and the lanes `owner` holds into `holders.here` (lane placement,
+    workers/placement.py): the same grouping, with the lease columns.
     """
     lane = and_(
         WalletChain.wallet_id == Transaction.wallet_id, WalletChain.chain_id == Transaction.chain_id
     )
     counted = func.count() if floor is None else _actionable(session, floor, now)
+    drainable = drainable_by(owner, now)
+    columns: list[Any] = [Transaction.wallet_id.label("wallet_id"), counted.label("n")]
+    conditions = [
+        Transaction.chain_id == chain_id,
+        Transaction.status == TxStatus.QUEUED,
+        Wallet.status != WalletStatus.PAUSED,
+    ]
+    grouping: list[Any] = [Transaction.wallet_id]
+    if holders is None:
+        conditions.append(drainable)
+    else:
+        columns += [drainable.label("drainable"), (WalletChain.lease_owner == owner).label("here")]
+        grouping += [WalletChain.lease_owner, WalletChain.lease_expires_at]
     lanes = (
-        select(Transaction.wallet_id.label("wallet_id"), counted.label("n"))
+        select(*columns)
         .join(Wallet, Wallet.id == Transaction.wallet_id)
         .join(WalletChain, lane)
-        .where(
-            Transaction.chain_id == chain_id,
-            Transaction.status == TxStatus.QUEUED,
-            Wallet.status != WalletStatus.PAUSED,
-            drainable_by(owner, now),
-        )
-        .group_by(Transaction.wallet_id)
+        .where(*conditions)
+        .group_by(*grouping)
         .subquery()
     )
     # Checked once per lane, after grouping: as a condition on each queued row it ran once
@@ -164,8 +184,24 @@ async def lanes_with_queued(
         )
         .exists()
     )
-    query = select(lanes.c.wallet_id, lanes.c.n).where(~starved)
-    return {wallet_id: int(count) for wallet_id, count in (await session.execute(query)).all()}
+    if holders is None:
+        query = select(lanes.c.wallet_id, lanes.c.n).where(~starved)
+        return {wallet_id: int(count) for wallet_id, count in (await session.execute(query)).all()}
+    query = select(lanes.c.wallet_id, lanes.c.n, lanes.c.drainable, lanes.c.here).where(~starved)
+    return _by_holder([tuple(row) for row in (await session.execute(query)).all()], holders)
+
+
+def _by_holder(rows: Sequence[Sequence[Any]], holders: LaneHolders) -> dict[WalletId, int]:
+    """The lanes the caller may drain, with their counts; the others into `holders`."""
+    offered: dict[WalletId, int] = {}
+    for wallet_id, count, is_drainable, is_here in rows:
+        if not is_drainable:
+            holders.elsewhere[wallet_id] = int(count)
+            continue
+        offered[wallet_id] = int(count)
+        if is_here:
+            holders.here.add(wallet_id)
+    return offered
 
 
 @functools.cache

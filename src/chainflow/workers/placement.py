@@ -1,0 +1,152 @@
+"""Lane placement: which of a chain's lanes with work one worker's round drains when other
+live workers serve the chain (issue 17; docs/performance.md item 40).
+
+Without it the first worker whose round saw a burst claimed every lane with work and kept
+them (the lane lease is renewed every round): one process did every drain while the others
+idled. Now a round takes at most its share of the chain's lanes with work (lanes / live
+workers, the workers known from their heartbeats: infra/queue/roster.py), keeping the lanes
+it holds first, then the free lanes the live workers' rendezvous hash gives it, and leaves
+the rest: it frees the leases of those it held and signals the others to come at once.
+The holder of the chain's tracker lease takes none: the others share the lanes (lanes / (live
+workers - 1)), so with two workers one drains and the other tracks. Its tracking passes
+(the record of a window's receipts: ~17 ms) no longer hold a lane's next step back on one
+event loop, and the drains are not split between two processes whose rounds each pay their
+fixed costs for half the requests (single POSTs over 32 wallets: +0.2 ms of workers' CPU per
+transaction when split in two, no gain in tx/s on 2 cores; item 40).
+
+Liveness first: a lane left and still free `LEFT_FOR_S` later (the other worker is dead,
+slow, or never came) is taken anyway, and the round then places nothing for `alone_for_s`
+(it takes every lane, as a lone worker does) so that a worker that does not come costs each
+lane one wait at most per lease. Lane leases still make one drainer per lane; the lane lock
+under them keeps nonces single-writer whatever placement decides.
+"""
+
+import hashlib
+import math
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from chainflow.core.types import WalletId
+from chainflow.domain.transactions import repository
+from chainflow.domain.wallets import service as wallets
+from chainflow.infra.db.uow import engine_of, single_statements
+
+if TYPE_CHECKING:  # engine.py keeps each chain's Placing
+    from chainflow.workers.engine import Engine
+
+# How long a lane this worker left waits for another worker before this one takes it anyway.
+# An idle live worker polls at least every second (CHAINFLOW_WORKER_IDLE_POLL_S) even if the
+# signal is lost, and a busy one reads the lanes again at its next round (~0.1-0.7 s).
+LEFT_FOR_S = 1.0
+# Queued requests on the chain's lanes below which a round places nothing: each process's
+# drains pay their own reads, node calls and commits, worth it only with work for several
+# drains (main.py `_WORK_PER_DRAIN`).
+WORTH_PLACING = 128
+
+
+@dataclass
+class Placing:
+    """What a chain's loop remembers of its placements between rounds (monotonic seconds)."""
+
+    left: dict[WalletId, float] = field(default_factory=dict)  # lane → when first left
+    alone_until: float = 0.0  # a lane left was not taken in time: no leaving before then
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A round's lanes: those it drains (with their counts) and those it leaves to others;
+    `release`: the left lanes whose lease this process holds (freed so others take them)."""
+
+    take: dict[WalletId, int]
+    left: list[WalletId] = field(default_factory=list)
+    release: list[WalletId] = field(default_factory=list)
+
+
+def place(
+    lanes: Mapping[WalletId, int],
+    *,
+    here: Collection[WalletId],
+    elsewhere: Mapping[WalletId, int],
+    workers: Sequence[str],
+    owner: str,
+    tracker: str | None,
+    memory: Placing,
+    now: float,
+    alone_for_s: float,
+) -> Placement:
+    """Place a round: `lanes` it may drain (free, or held `here`), with their queued requests,
+    `elsewhere` those that other live processes hold, `workers` the live workers serving the
+    chain (`owner` among them), `tracker` the live holder of the chain's tracker lease."""
+    work = sum(lanes.values()) + sum(elsewhere.values())
+    if len(workers) <= 1 or now < memory.alone_until or work < WORTH_PLACING:
+        memory.left.clear()
+        return Placement(dict(lanes))
+    if any(now - memory.left.get(lane, now) >= LEFT_FOR_S for lane in lanes):
+        memory.left.clear()  # left and nobody came: take them all, for a lease
+        memory.alone_until = now + alone_for_s
+        return Placement(dict(lanes))
+    total = len(lanes) + sum(1 for count in elsewhere.values() if count)
+    # The tracker's holder leaves every lane to the others (with two workers: one drains, one
+    # tracks), which share them and rank them among themselves.
+    drainers = [worker for worker in workers if worker != tracker] or list(workers)
+    share = 0 if owner not in drainers else math.ceil(total / len(drainers))
+    order = sorted(lanes, key=lambda lane: (lane not in here, *_rank(lane, drainers, owner)))
+    taken = order[:share]
+    left = order[share:]
+    memory.left = {lane: memory.left.get(lane, now) for lane in left}
+    return Placement(
+        {lane: lanes[lane] for lane in taken},
+        left=left,
+        release=[lane for lane in left if lane in here],
+    )
+
+
+async def place_round(
+    engine: "Engine",
+    chain_id: int,
+    lanes: dict[WalletId, int],
+    holders: repository.LaneHolders,
+    *,
+    workers: Sequence[str],
+    tracker: str | None,
+) -> dict[WalletId, int]:
+    """The lanes a round of `engine` drains when other live workers serve the chain: the
+    leases of the lanes it leaves are freed and the others called to take them."""
+    ports, state = engine.ports, engine.state
+    placement = place(
+        lanes,
+        here=holders.here,
+        elsewhere=holders.elsewhere,
+        workers=workers,
+        owner=ports.owner,
+        tracker=tracker,
+        memory=state.placing.setdefault(chain_id, Placing()),
+        now=time.monotonic(),
+        alone_for_s=ports.config.lane_lease_s,
+    )
+    release = [w for w in placement.release if (w, chain_id) not in state.draining]
+    if release:
+        async with single_statements(engine_of(ports.sessionmaker)) as db:
+            await wallets.release_lanes(db, release, chain_id, owner=ports.owner)
+    if placement.left:
+        engine.call_others(chain_id)
+    return placement.take
+
+
+def _rank(lane: WalletId, workers: Sequence[str], owner: str) -> tuple[bool, int]:
+    """Where a free lane comes in `owner`'s order: the lanes the rendezvous hash gives it
+    (every worker computes the same from the same roster, so free lanes fall apart instead of
+    each worker reaching for the same ones), those its worker would take first first; then
+    the others' lanes, those their worker would take last first (with two workers, whatever
+    one takes beyond its own lanes is what the other leaves)."""
+    weight, preferred = max((_weight(worker, lane), worker) for worker in workers)
+    if preferred == owner:
+        return False, -weight
+    return True, weight
+
+
+def _weight(worker: str, lane: WalletId) -> int:
+    digest = hashlib.blake2b(worker.encode() + lane.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big")

@@ -1,0 +1,189 @@
+"""Lane placement between worker processes (workers/placement.py, issue 17), with two engines
+on one PostgreSQL, their heartbeats in the real Redis and a real anvil: each round takes its
+share of the chain's lanes, the tracker's holder leaves its lanes to the other worker, and
+a lane left for a worker that never comes is still drained, soon, once and without gaps."""
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import redis.asyncio as redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chainflow.core.clock import utcnow
+from chainflow.core.types import TxId, WalletId
+from chainflow.domain.chains.models import Chain
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.infra.db.uow import read_only
+from chainflow.infra.queue.roster import RedisRoster
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers.engine import Engine
+from chainflow.workers.main import run_round
+from chainflow.workers.placement import LEFT_FOR_S
+from tests.support.chains import ANVIL_CHAIN_ID
+from tests.support.databases import REDIS_URL
+from tests.support.engine import EngineHarness, open_engine_harness
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+
+
+@asynccontextmanager
+async def rosters(engines: list[Engine], *, absent: str | None = None) -> AsyncIterator[None]:
+    """The engines' heartbeats on their own prefix, running until each sees them all (and
+    `absent`: a worker that beat once and died, as SIGKILL leaves it; long TTLs keep it
+    listed for the whole test)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    stop = asyncio.Event()
+    live = [RedisRoster(REDIS_URL, owner=e.ports.owner, prefix=prefix, ttl_s=60) for e in engines]
+    client = redis.Redis.from_url(REDIS_URL)
+    if absent is not None:
+        await client.zadd(f"{prefix}:workers:{ANVIL_CHAIN_ID}", {absent: time.time()})
+    beats = [asyncio.create_task(r.beat(lambda: [ANVIL_CHAIN_ID], stop)) for r in live]
+    expected = len(engines) + (absent is not None)
+
+    async def all_seen() -> bool:
+        return all(len(r.workers(ANVIL_CHAIN_ID)) == expected for r in live)
+
+    try:
+        await eventually(all_seen, timeout_s=10)
+        for engine, roster in zip(engines, live, strict=True):
+            engine.state.roster = roster.workers
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*beats), timeout=10)
+        for roster in live:
+            await roster.close()
+        await client.delete(f"{prefix}:workers:{ANVIL_CHAIN_ID}")
+        await client.aclose()
+
+
+@asynccontextmanager
+async def two_workers(harness: EngineHarness) -> AsyncIterator[tuple[Engine, Engine]]:
+    """The harness's engine and a second worker process on the same database and chain (its
+    own owner and state), each in the other's roster."""
+    second = Engine.start(dataclasses.replace(harness.engine.ports, owner=uuid.uuid4().hex))
+    try:
+        async with rosters([harness.engine, second]):
+            yield harness.engine, second
+    finally:
+        await second.stop()
+
+
+async def lane_holders(
+    sessionmaker: async_sessionmaker[AsyncSession], wallets: list[Wallet]
+) -> dict[WalletId, str | None]:
+    """Each lane's live drain lease holder (None: free)."""
+    async with read_only(sessionmaker) as session:
+        rows = await session.execute(
+            select(WalletChain.wallet_id, WalletChain.lease_owner, WalletChain.lease_expires_at)
+            .where(WalletChain.chain_id == ANVIL_CHAIN_ID)
+            .where(WalletChain.wallet_id.in_([w.id for w in wallets]))
+        )
+        now = utcnow()
+        return {w: owner if until is not None and until > now else None for w, owner, until in rows}
+
+
+async def submit_many(harness: EngineHarness, wallets: list[Wallet], per_wallet: int) -> list[TxId]:
+    return [await harness.submit(w, value="1") for w in wallets for _ in range(per_wallet)]
+
+
+async def assert_gapless(harness: EngineHarness, tx_ids: list[TxId], per_wallet: int) -> None:
+    """Every request confirmed, each wallet's nonces 0..n-1 exactly once."""
+    rows = [await harness.get(tx_id) for tx_id in tx_ids]
+    assert {tx.status for tx in rows} == {TxStatus.CONFIRMED}
+    by_wallet: dict[WalletId, list[int]] = {}
+    for tx in rows:
+        assert tx.nonce is not None
+        by_wallet.setdefault(tx.wallet_id, []).append(tx.nonce)
+    assert all(sorted(n) == list(range(per_wallet)) for n in by_wallet.values())
+
+
+async def finish_both(
+    harness: EngineHarness, other: Engine, tx_ids: list[TxId], per_wallet: int
+) -> None:
+    """Rounds of both workers at once until every request is final, then assert_gapless."""
+
+    async def final() -> bool:
+        await asyncio.gather(
+            run_round(harness.engine, ANVIL_CHAIN_ID), run_round(other, ANVIL_CHAIN_ID)
+        )
+        rows = [await harness.get(tx_id) for tx_id in tx_ids]
+        return all(tx.status is TxStatus.CONFIRMED for tx in rows)
+
+    await eventually(final, timeout_s=60)
+    await assert_gapless(harness, tx_ids, per_wallet)
+
+
+class TestPlacement:
+    async def test_two_workers_split_the_lanes_then_the_tracker_holder_hands_its_over(
+        self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+    ) -> None:
+        async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+            wallets = [await harness.wallet() for _ in range(8)]
+            # 800: worth spreading, and more than a round signs (64 a lane)
+            tx_ids = await submit_many(harness, wallets, 100)
+            async with two_workers(harness) as (first, second):
+                # Nobody tracks the chain yet: the lanes are shared by both
+                await run_round(first, ANVIL_CHAIN_ID)  # its round takes the tracker lease too
+                held = await lane_holders(sessionmaker, wallets)
+                assert list(held.values()).count(first.ports.owner) == 4  # its share
+                assert list(held.values()).count(None) == 4  # left to the other
+                await run_round(second, ANVIL_CHAIN_ID)
+                held = await lane_holders(sessionmaker, wallets)
+                assert list(held.values()).count(second.ports.owner) == 4
+                assert list(held.values()).count(first.ports.owner) == 4
+                # Now the first tracks: it frees its lanes, and the second drains every lane
+                await run_round(first, ANVIL_CHAIN_ID)
+                held = await lane_holders(sessionmaker, wallets)
+                assert first.ports.owner not in held.values()
+                await run_round(second, ANVIL_CHAIN_ID)
+                held = await lane_holders(sessionmaker, wallets)
+                assert set(held.values()) == {second.ports.owner}
+                await finish_both(harness, second, tx_ids, 100)
+
+    async def test_the_tracker_holder_leaves_a_lone_lane_to_the_other_worker(
+        self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+    ) -> None:
+        async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+            (wallet,) = wallets = [await harness.wallet()]
+            async with two_workers(harness) as (first, second):
+                await run_round(first, ANVIL_CHAIN_ID)  # nothing queued: it takes the tracker
+                tx_ids = await submit_many(harness, wallets, 150)
+                await run_round(first, ANVIL_CHAIN_ID)
+                assert await lane_holders(sessionmaker, wallets) == {wallet.id: None}
+                assert (await harness.get(tx_ids[0])).status is TxStatus.QUEUED
+                await run_round(second, ANVIL_CHAIN_ID)
+                assert await lane_holders(sessionmaker, wallets) == {wallet.id: second.ports.owner}
+                async with read_only(sessionmaker) as session:
+                    chain = await session.get(Chain, ANVIL_CHAIN_ID)
+                    assert chain is not None
+                    assert chain.tracker_owner == first.ports.owner
+                await finish_both(harness, second, tx_ids, 150)
+
+    async def test_a_lane_left_for_a_worker_that_never_comes_is_drained_soon(
+        self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+    ) -> None:
+        # The tracker's holder's share of one lane is none: only the liveness rule drains it
+        # while the dead worker is still listed.
+        async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+            engine = harness.engine
+            (wallet,) = wallets = [await harness.wallet()]
+            async with rosters([engine], absent="killed-worker"):
+                await run_round(engine, ANVIL_CHAIN_ID)  # nothing queued: it takes the tracker
+                tx_ids = await submit_many(harness, wallets, 150)
+                await run_round(engine, ANVIL_CHAIN_ID)
+                left_at = time.monotonic()
+                assert await lane_holders(sessionmaker, wallets) == {wallet.id: None}
+                assert (await harness.get(tx_ids[-1])).status is TxStatus.QUEUED
+                await harness.run_until_final(tx_ids, timeout_s=30)
+                assert time.monotonic() - left_at < LEFT_FOR_S + 5
+                assert len(engine.workers(ANVIL_CHAIN_ID)) == 2  # still listed all along
+            await assert_gapless(harness, tx_ids, 150)

@@ -1,0 +1,66 @@
+"""The roster of live workers per chain (infra/queue/roster.py), on the real Redis: workers
+beating for a chain see each other, one that stops leaves at once, one serving other chains
+is not counted, and a roster that cannot reach Redis names its own worker alone."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+
+from chainflow.infra.queue.roster import RedisRoster
+from tests.support.databases import REDIS_URL
+from tests.support.polling import eventually
+
+
+@asynccontextmanager
+async def beating(roster: RedisRoster, chain_ids: list[int]) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(roster.beat(lambda: chain_ids, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+
+
+class TestRedisRoster:
+    async def test_workers_of_a_chain_see_each_other_and_one_that_stops_leaves(self) -> None:
+        prefix = f"t{uuid.uuid4().hex[:10]}"  # other runs on this Redis never reach them
+        a, b, c = (RedisRoster(REDIS_URL, owner=o, prefix=prefix, every_s=0.1) for o in "abc")
+        try:
+            async with beating(a, [1, 2]), beating(c, [2]):
+                async with beating(b, [1]):
+
+                    async def both() -> bool:
+                        return a.workers(1) == ("a", "b") and b.workers(1) == ("a", "b")
+
+                    await eventually(both, timeout_s=10)
+                    assert a.workers(2) == ("a", "c")  # c serves chain 2 only
+
+                async def gone() -> bool:
+                    return a.workers(1) == ("a",)
+
+                await eventually(gone, timeout_s=2)  # left when it stopped, not after 3 s
+        finally:
+            for roster in (a, b, c):
+                await roster.close()
+
+    async def test_an_unreachable_redis_leaves_the_worker_alone(self) -> None:
+        # Port 1 refuses connections: the beat fails, says so once, and the worker is alone.
+        roster = RedisRoster(
+            "redis://127.0.0.1:1/0", owner="me", prefix="unreachable", every_s=0.05
+        )
+        try:
+            with structlog.testing.capture_logs() as logs:
+                async with beating(roster, [1]):
+
+                    async def failed() -> bool:
+                        return len(logs) >= 1
+
+                    await eventually(failed, timeout_s=10)
+                    assert roster.workers(1) == ("me",)
+            assert [entry["event"] for entry in logs] == ["roster.beat_failed"]
+        finally:
+            await roster.close()

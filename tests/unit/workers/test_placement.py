@@ -1,0 +1,124 @@
+"""Lane placement (workers/placement.py): a round takes its share of a chain's lanes with
+work when other live workers serve the chain, and takes a lane it left anyway once nobody
+came for it."""
+
+import uuid
+
+from chainflow.core.types import WalletId
+from chainflow.workers.placement import LEFT_FOR_S, WORTH_PLACING, Placement, Placing, place
+
+ME, OTHER = "worker-me", "worker-other"
+
+
+def _lanes(count: int, queued: int = 100) -> dict[WalletId, int]:
+    return {WalletId(uuid.uuid4()): queued for _ in range(count)}
+
+
+def _place(
+    lanes: dict[WalletId, int],
+    *,
+    memory: Placing | None = None,
+    here: frozenset[WalletId] = frozenset(),
+    elsewhere: dict[WalletId, int] | None = None,
+    workers: tuple[str, ...] = (ME, OTHER),
+    owner: str = ME,
+    tracker: str | None = None,
+    now: float = 100.0,
+) -> Placement:
+    return place(
+        lanes,
+        here=here,
+        elsewhere=elsewhere or {},
+        workers=workers,
+        owner=owner,
+        tracker=tracker,
+        memory=memory if memory is not None else Placing(),
+        now=now,
+        alone_for_s=5.0,
+    )
+
+
+class TestPlace:
+    def test_a_lone_worker_takes_every_lane(self) -> None:
+        lanes = _lanes(32)
+        assert _place(lanes, workers=(ME,)) == Placement(lanes)
+
+    def test_little_work_is_not_spread(self) -> None:
+        lanes = _lanes(4, queued=(WORTH_PLACING - 1) // 4)
+        assert _place(lanes) == Placement(lanes)
+
+    def test_with_two_workers_the_one_that_does_not_track_takes_every_lane(self) -> None:
+        lanes = _lanes(32)
+        drainer = _place(lanes, owner=ME, tracker=OTHER)
+        tracker = _place(lanes, owner=OTHER, tracker=OTHER)
+        assert drainer.take == lanes
+        assert tracker.take == {}
+        assert sorted(tracker.left) == sorted(lanes)
+
+    def test_two_workers_that_do_not_track_take_complementary_halves_of_the_free_lanes(
+        self,
+    ) -> None:
+        lanes = _lanes(32)
+        workers = (ME, OTHER, "worker-tracking")
+        mine = _place(lanes, owner=ME, workers=workers, tracker="worker-tracking")
+        theirs = _place(lanes, owner=OTHER, workers=workers, tracker="worker-tracking")
+        assert len(mine.take) == len(theirs.take) == 16
+        # the same roster gives each lane the same preferred worker: no lane both reach for
+        assert set(mine.take) | set(theirs.take) == set(lanes)
+        assert set(mine.left) == set(lanes) - set(mine.take)
+        assert mine.release == []  # none of them was held here
+
+    def test_the_lanes_held_here_are_kept_first_and_the_surplus_released(self) -> None:
+        lanes = _lanes(32)
+        held = frozenset(lanes)
+        done = _place(
+            lanes, here=held, workers=(ME, OTHER, "worker-tracking"), tracker="worker-tracking"
+        )
+        assert len(done.take) == 16
+        assert sorted(done.release) == sorted(done.left)
+        assert len(done.left) == 16
+
+    def test_the_tracker_holder_releases_the_lanes_it_holds(self) -> None:
+        lanes = _lanes(8)
+        done = _place(lanes, here=frozenset(lanes), tracker=ME)
+        assert done.take == {}
+        assert sorted(done.release) == sorted(lanes)
+
+    def test_lanes_another_worker_holds_count_in_the_share(self) -> None:
+        theirs = _lanes(16)
+        free = _lanes(16)
+        done = _place(free, elsewhere=theirs)
+        assert done.take == free
+        assert done.left == []
+
+    def test_the_tracker_holder_leaves_a_single_lane_to_the_other_worker(self) -> None:
+        lane = _lanes(1, queued=3000)
+        (wallet,) = lane
+        tracker = _place(lane, here=frozenset(lane), tracker=ME)
+        assert tracker.take == {}
+        assert tracker.release == [wallet]
+        other = _place(lane, owner=OTHER)
+        assert other.take == lane
+
+    def test_a_lane_left_and_still_free_is_taken_anyway_and_nothing_left_for_a_lease(
+        self,
+    ) -> None:
+        lanes = _lanes(8)
+        memory = Placing()
+        first = _place(lanes, memory=memory, now=100.0)
+        assert len(first.take) == 4
+        # nobody came yet: still left
+        assert _place(lanes, memory=memory, now=100.0 + LEFT_FOR_S / 2).take == first.take
+        # nobody came in time: every lane, and for the lease after it too
+        assert _place(lanes, memory=memory, now=100.0 + LEFT_FOR_S).take == lanes
+        assert _place(lanes, memory=memory, now=104.0).take == lanes
+        assert len(_place(lanes, memory=memory, now=106.0).take) == 4
+
+    def test_a_lane_the_other_worker_took_is_forgotten(self) -> None:
+        lanes = _lanes(8)
+        memory = Placing()
+        first = _place(lanes, memory=memory, now=100.0)
+        taken_by_other = {lane: lanes[lane] for lane in first.left}
+        later = _place(first.take, elsewhere=taken_by_other, memory=memory, now=102.0)
+        assert later.take == first.take
+        assert memory.left == {}
