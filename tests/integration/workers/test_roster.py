@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio as redis
 import structlog
 
 from chainflow.infra.queue.roster import RedisRoster
@@ -45,6 +46,36 @@ class TestRedisRoster:
                 await eventually(gone, timeout_s=2)  # left when it stopped, not after 3 s
         finally:
             for roster in (a, b, c):
+                await roster.close()
+
+    async def test_members_are_scored_with_the_redis_clock_and_one_far_ahead_is_dropped(
+        self,
+    ) -> None:
+        # A dead worker whose host clock ran 60 s ahead scored itself in the future: pruning
+        # by each host's clock kept it live for a minute. The server's clock drops it at once,
+        # as it drops one last heard long ago.
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        key = f"{prefix}:workers:1"
+        client = redis.Redis.from_url(REDIS_URL)
+        a, b = (RedisRoster(REDIS_URL, owner=o, prefix=prefix, every_s=0.05) for o in "ab")
+        try:
+            seconds, micros = await client.time()
+            server_now = seconds + micros / 1e6
+            await client.zadd(key, {"ahead": server_now + 60, "stale": server_now - 60})
+            async with beating(a, [1]), beating(b, [1]):
+
+                async def only_the_live_two() -> bool:
+                    return a.workers(1) == ("a", "b") and b.workers(1) == ("a", "b")
+
+                await eventually(only_the_live_two, timeout_s=10)
+                assert sorted(await client.zrange(key, 0, -1)) == [b"a", b"b"]
+                score = await client.zscore(key, "a")
+                assert score is not None
+                assert abs(score - server_now) < 5  # scored with the server's TIME
+        finally:
+            await client.delete(key)
+            await client.aclose()
+            for roster in (a, b):
                 await roster.close()
 
     async def test_an_unreachable_redis_leaves_the_worker_alone(self) -> None:

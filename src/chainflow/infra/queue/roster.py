@@ -2,12 +2,12 @@
 
 Each process writes its owner id into one sorted set per chain it serves, scored with the
 time of the beat, every `every_s`, drops members not heard for `ttl_s` and reads the rest
-back (one pipelined round trip for all its chains). Lane placement (workers/placement.py)
+back (one Lua script, one round trip for all its chains). Lane placement (workers/placement.py)
 asks it how many workers serve a chain, and who. Best effort, like the signals: a roster
 not read for `ttl_s` (Redis away) names this process alone, so the worker drains as if it
-were alone, as it did before placement. Scores are each host's wall clock: hosts whose
-clocks differ by more than `ttl_s` may miss each other, which placement survives (a lane
-left for a worker that does not come is taken anyway).
+were alone, as it did before placement. Scores are the Redis server's clock (`TIME` in the
+script), not each host's: a dead worker whose host clock runs ahead does not stay live, and
+a member scored more than `ttl_s` ahead of the server (written by another clock) is dropped.
 """
 
 import asyncio
@@ -23,6 +23,24 @@ from chainflow.core.logging import get_logger
 log = get_logger(__name__)
 EVERY_S = 1.0
 TTL_S = 3.0
+# One beat for every chain in KEYS, at the Redis server's time (one clock for every host):
+# score this owner (ARGV[1]) now, drop members not heard for ARGV[2] s and those scored more
+# than ARGV[2] s ahead (written with another clock), expire a roster nobody beats for
+# ARGV[3] s; returns each roster's members.
+_BEAT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local ttl = tonumber(ARGV[2])
+local rosters = {}
+for index, key in ipairs(KEYS) do
+  redis.call('ZADD', key, string.format('%.6f', now), ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('(%.6f', now - ttl))
+  redis.call('ZREMRANGEBYSCORE', key, string.format('(%.6f', now + ttl), '+inf')
+  rosters[index] = redis.call('ZRANGE', key, 0, -1)
+  redis.call('EXPIRE', key, ARGV[3])
+end
+return rosters
+"""
 
 
 class RedisRoster:
@@ -44,6 +62,7 @@ class RedisRoster:
         self._ttl_s = ttl_s
         self._live: dict[int, tuple[float, tuple[str, ...]]] = {}  # chain → (read at, owners)
         self._failing = False
+        self._beat_script = self._redis.register_script(_BEAT)
 
     def workers(self, chain_id: int) -> tuple[str, ...]:
         """The live workers serving `chain_id`, this one included, sorted; this one alone
@@ -69,16 +88,16 @@ class RedisRoster:
                 await asyncio.wait_for(self._leave(served), timeout=1.0)
 
     async def _beat_once(self, chain_ids: list[int]) -> None:
-        now = time.time()
+        if not chain_ids:
+            return
+        keys = [f"{self._prefix}{chain_id}" for chain_id in chain_ids]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for chain_id in chain_ids:
-                    key = f"{self._prefix}{chain_id}"
-                    pipe.zadd(key, {self._owner: now})
-                    pipe.zremrangebyscore(key, "-inf", now - self._ttl_s)
-                    pipe.zrange(key, 0, -1)
-                    pipe.expire(key, int(self._ttl_s * 10))  # a chain no worker serves
-                replies = await asyncio.wait_for(pipe.execute(), timeout=self._ttl_s)
+            replies = await asyncio.wait_for(
+                self._beat_script(
+                    keys=keys, args=[self._owner, self._ttl_s, int(self._ttl_s * 10)]
+                ),
+                timeout=self._ttl_s,
+            )
             self._failing = False
         except (RedisError, OSError, TimeoutError) as exc:
             if not self._failing:  # once per outage, not once per beat
@@ -86,8 +105,7 @@ class RedisRoster:
             self._failing = True
             return
         read_at = time.monotonic()
-        for index, chain_id in enumerate(chain_ids):
-            members = replies[index * 4 + 2]
+        for chain_id, members in zip(chain_ids, replies, strict=True):
             owners = {_text(member) for member in members} | {self._owner}
             self._live[chain_id] = (read_at, tuple(sorted(owners)))
 
