@@ -16,9 +16,12 @@ transaction when split in two, no gain in tx/s on 2 cores; item 40).
 
 Liveness first: a lane left and still free `LEFT_FOR_S` later (the other worker is dead,
 slow, or never came) is taken anyway, and the round then places nothing for `alone_for_s`
-(it takes every lane, as a lone worker does) so that a worker that does not come costs each
-lane one wait at most per lease. Lane leases still make one drainer per lane; the lane lock
-under them keeps nonces single-writer whatever placement decides.
+(it takes every lane, as a lone worker does). A worker that stays in the roster but never
+drains (its loop or its node stuck) would make that a stall of every lane each lease, for
+ever: each take-anyway in a row doubles `alone_for_s` (up to `ALONE_MAX_S`), and a lane left
+that another worker really took (it shows up held elsewhere) ends the streak. Lane leases
+still make one drainer per lane; the lane lock under them keeps nonces single-writer
+whatever placement decides.
 """
 
 import hashlib
@@ -28,6 +31,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from chainflow.core.logging import get_logger
 from chainflow.core.types import WalletId
 from chainflow.domain.transactions import repository
 from chainflow.domain.wallets import service as wallets
@@ -36,6 +40,7 @@ from chainflow.infra.db.uow import engine_of, single_statements
 if TYPE_CHECKING:  # engine.py keeps each chain's Placing
     from chainflow.workers.engine import Engine
 
+log = get_logger(__name__)
 # How long a lane this worker left waits for another worker before this one takes it anyway.
 # An idle live worker polls at least every second (CHAINFLOW_WORKER_IDLE_POLL_S) even if the
 # signal is lost, and a busy one reads the lanes again at its next round (~0.1-0.7 s).
@@ -44,6 +49,9 @@ LEFT_FOR_S = 1.0
 # drains pay their own reads, node calls and commits, worth it only with work for several
 # drains (main.py `_WORK_PER_DRAIN`).
 WORTH_PLACING = 128
+# The longest a round places nothing after lanes it left were taken anyway, however many times
+# in a row nobody came: a worker that joins after a stuck one starts sharing within this.
+ALONE_MAX_S = 120.0
 
 
 @dataclass
@@ -52,6 +60,8 @@ class Placing:
 
     left: dict[WalletId, float] = field(default_factory=dict)  # lane → when first left
     alone_until: float = 0.0  # a lane left was not taken in time: no leaving before then
+    taken_anyway: int = 0  # take-anyways in a row, no lane left taken by another since
+    release_failures: int = 0  # failed releases in a row
 
 
 @dataclass(frozen=True)
@@ -83,9 +93,12 @@ def place(
     if len(workers) <= 1 or now < memory.alone_until or work < WORTH_PLACING:
         memory.left.clear()
         return Placement(dict(lanes))
+    if any(lane in elsewhere for lane in memory.left):
+        memory.taken_anyway = 0  # another worker came for a lane left: placement works
     if any(now - memory.left.get(lane, now) >= LEFT_FOR_S for lane in lanes):
-        memory.left.clear()  # left and nobody came: take them all, for a lease
-        memory.alone_until = now + alone_for_s
+        memory.left.clear()  # left and nobody came: take them all, for a lease (or longer)
+        memory.alone_until = now + min(alone_for_s * 2**memory.taken_anyway, ALONE_MAX_S)
+        memory.taken_anyway = min(memory.taken_anyway + 1, 16)
         return Placement(dict(lanes))
     total = len(lanes) + sum(1 for count in elsewhere.values() if count)
     # The tracker's holder leaves every lane to the others (with two workers: one drains, one
@@ -115,6 +128,7 @@ async def place_round(
     """The lanes a round of `engine` drains when other live workers serve the chain: the
     leases of the lanes it leaves are freed and the others called to take them."""
     ports, state = engine.ports, engine.state
+    memory = state.placing.setdefault(chain_id, Placing())
     placement = place(
         lanes,
         here=holders.here,
@@ -122,14 +136,27 @@ async def place_round(
         workers=workers,
         owner=ports.owner,
         tracker=tracker,
-        memory=state.placing.setdefault(chain_id, Placing()),
+        memory=memory,
         now=time.monotonic(),
         alone_for_s=ports.config.lane_lease_s,
     )
     release = [w for w in placement.release if (w, chain_id) not in state.draining]
     if release:
-        async with single_statements(engine_of(ports.sessionmaker)) as db:
-            await wallets.release_lanes(db, release, chain_id, owner=ports.owner)
+        try:
+            async with single_statements(engine_of(ports.sessionmaker)) as db:
+                await wallets.release_lanes(db, release, chain_id, owner=ports.owner)
+            memory.release_failures = 0
+        except Exception as exc:  # only an optimisation: the leases lapse, the others take them
+            memory.release_failures += 1
+            failures = memory.release_failures
+            if failures in (1, 10) or failures % 100 == 0:  # as main.py _is_worth_logging
+                log.warning(
+                    "lanes.release_failed",
+                    chain_id=chain_id,
+                    lanes=len(release),
+                    error=repr(exc)[:300],
+                    failures=failures,
+                )
     if placement.left:
         engine.call_others(chain_id)
     return placement.take

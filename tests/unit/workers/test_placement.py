@@ -4,8 +4,22 @@ came for it."""
 
 import uuid
 
+import structlog
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
 from chainflow.core.types import WalletId
-from chainflow.workers.placement import LEFT_FOR_S, WORTH_PLACING, Placement, Placing, place
+from chainflow.domain.transactions.repository import LaneHolders
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers.engine import Engine, Ports
+from chainflow.workers.placement import (
+    ALONE_MAX_S,
+    LEFT_FOR_S,
+    WORTH_PLACING,
+    Placement,
+    Placing,
+    place,
+    place_round,
+)
 
 ME, OTHER = "worker-me", "worker-other"
 
@@ -122,3 +136,65 @@ class TestPlace:
         later = _place(first.take, elsewhere=taken_by_other, memory=memory, now=102.0)
         assert later.take == first.take
         assert memory.left == {}
+
+    def test_a_worker_that_never_comes_makes_each_alone_period_twice_as_long(self) -> None:
+        # The other worker beats but never drains: each take-anyway in a row doubles the time
+        # nothing is left (5 s, 10 s, 20 s ... up to ALONE_MAX_S), not a stall every lease.
+        lanes = _lanes(8)
+        memory = Placing()
+        now = 100.0
+        alone = []
+        for _ in range(8):
+            assert len(_place(lanes, memory=memory, now=now).take) == 4  # leaves half
+            now += LEFT_FOR_S
+            assert _place(lanes, memory=memory, now=now).take == lanes  # taken anyway
+            alone.append(memory.alone_until - now)
+            now = memory.alone_until
+        assert alone == [5.0, 10.0, 20.0, 40.0, 80.0, ALONE_MAX_S, ALONE_MAX_S, ALONE_MAX_S]
+
+    def test_a_lane_left_that_another_worker_took_ends_the_streak(self) -> None:
+        lanes = _lanes(8)
+        memory = Placing()
+        for now in (100.0, 100.0 + LEFT_FOR_S):  # left, then taken anyway: 5 s alone
+            _place(lanes, memory=memory, now=now)
+        now = memory.alone_until
+        first = _place(lanes, memory=memory, now=now)  # leaves half again
+        # the other worker took them this time: back to one lease alone at the next take-anyway
+        taken_by_other = {lane: lanes[lane] for lane in first.left}
+        _place(first.take, elsewhere=taken_by_other, memory=memory, now=now + 0.5)
+        assert memory.taken_anyway == 0
+        later = _place(lanes, memory=memory, now=now + 2.0)  # it left them: free again
+        assert len(later.take) == 4
+        _place(lanes, memory=memory, now=now + 2.0 + LEFT_FOR_S)
+        assert memory.alone_until - (now + 2.0 + LEFT_FOR_S) == 5.0
+
+
+class TestPlaceRound:
+    async def test_a_release_that_fails_does_not_fail_the_round(
+        self, master_key: MasterKey
+    ) -> None:
+        # The database refuses the release (port 1): the round still gets its placement (the
+        # lanes' leases lapse instead), and the failure is logged once, not every round.
+        bind = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+        ports = Ports(
+            sessionmaker=async_sessionmaker(bind), rpc={}, master_key=master_key, owner=ME
+        )
+        engine = Engine.start(ports)
+        lanes = _lanes(8)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                for _ in range(3):
+                    take = await place_round(
+                        engine,
+                        1,
+                        lanes,
+                        LaneHolders(here=set(lanes)),
+                        workers=(ME, OTHER),
+                        tracker=ME,  # the tracker's holder leaves (and releases) every lane
+                    )
+                    assert take == {}
+            assert [entry["event"] for entry in logs] == ["lanes.release_failed"]
+            assert engine.state.placing[1].release_failures == 3
+        finally:
+            await engine.stop()
+            await bind.dispose()

@@ -248,9 +248,9 @@ async def release_lanes(
 ) -> None:
     """Free the drain lease `owner` holds of these lanes, so that another worker takes them
     at once (lane placement, workers/placement.py). One statement: `db` may be a connection
-    in autocommit (`single_statements`)."""
+    in autocommit (`single_statements`). In wallet id order, as every lane lock is taken."""
     if wallet_ids:
-        await repository.release_leases(db, wallet_ids, chain_id, owner=owner)
+        await repository.release_leases(db, sorted(wallet_ids), chain_id, owner=owner)
 
 
 async def get_wallets(
