@@ -14,7 +14,6 @@ import contextlib
 from collections.abc import Callable
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
 from chainflow.core.logging import get_logger
 
@@ -51,7 +50,7 @@ class RedisSignals:
                 timeout=_PUBLISH_TIMEOUT_S,
             )
             self._failing = False
-        except (RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # best effort, in the background: a lost signal costs a poll
             if not self._failing:  # once per outage, not once per round
                 log.warning("signals.publish_failed", error=repr(exc)[:200])
             self._failing = True
