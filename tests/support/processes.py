@@ -120,13 +120,20 @@ def _handles_sigterm(process: subprocess.Popen[bytes]) -> bool:
 
 
 def wait_all(started: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = 60) -> list[int]:
-    """The exit code of each process, all within one deadline.
+    """The exit code of each process, all within one deadline. Whatever still runs when it
+    returns or raises is killed (SIGKILL) and reaped: no process outlives a failed wait.
 
     Raises:
         subprocess.TimeoutExpired: one still ran at the deadline.
     """
     deadline = time.monotonic() + timeout_s
-    return [process.wait(timeout=max(deadline - time.monotonic(), 0)) for process in started]
+    try:
+        return [process.wait(timeout=max(deadline - time.monotonic(), 0)) for process in started]
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def serving_on_free_port(

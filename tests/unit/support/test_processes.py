@@ -3,6 +3,7 @@ port first (a port picked free, then taken before the bind), the other's server 
 ours fails to bind and exits; before, that answer passed for ours."""
 
 import http.server
+import signal
 import socket
 import subprocess
 import sys
@@ -241,3 +242,20 @@ def test_wait_all_has_one_deadline_for_all() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_wait_all_kills_what_still_runs_at_the_deadline() -> None:
+    forever = [sys.executable, "-c", "import signal; signal.pause()"]
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert done.wait(timeout=30) == 0
+    late = [subprocess.Popen(forever) for _ in range(2)]
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            processes.wait_all([late[0], done, late[1]], timeout_s=0.5)
+        # Killed and reaped by wait_all itself, the one after the timed-out one included.
+        assert [p.returncode for p in late] == [-signal.SIGKILL] * 2
+        assert done.returncode == 0
+    finally:
+        for process in late:
+            process.kill()
+            process.wait()

@@ -303,6 +303,11 @@ def may_be_stuck_by_blocks(tx: TrackedTx, *, head: int, stuck_after_blocks: int)
     return sent is not None and head - sent >= stuck_after_blocks
 
 
+# How old a send the node's pool lists as queued is before it counts as parked (is_stranded):
+# past a geth pool's promotion of a fresh send, well under stranded_held_after_s's default.
+_PARKED_MIN_AGE_S = 0.2
+
+
 def is_stranded(
     tx: TrackedTx, attempt: TrackedAttempt, seen: Observed, *, config: EngineConfig, now: datetime
 ) -> bool:
@@ -313,16 +318,21 @@ def is_stranded(
     replacement with a higher fee cap frees it). Every later nonce of the wallet waits behind
     it, so it is replaced after `stranded_after_s` rather than the full `stuck_after_s`; and
     after `stranded_held_after_s` when the node still returns it by hash, which a node that
-    merely lags behind the one it was sent to does not (it has not seen it yet); at once when
-    the node's pool lists it as queued (`seen.parked`): the node says it will not mine it.
+    merely lags behind the one it was sent to does not (it has not seen it yet); after
+    `_PARKED_MIN_AGE_S` when the node's pool lists this latest attempt as queued
+    (`seen.parked`): the node says it will not mine it. Not at once: geth holds a fresh send
+    in `queued` until its pool's next promotion, and a backend behind a load balancer whose
+    state lags lists it as queued too; an earlier attempt listed was replaced already.
     """
     if not may_be_stranded(tx, seen.latest_nonce, seen.pending_nonce):
         return False
-    if any(a.hash.lower() in seen.parked for a in tx.attempts):
-        return True
     sent = attempt.last_sent_at
+    if sent is None:
+        return False
     wait_s = config.stranded_held_after_s if attempt.hash in seen.held else config.stranded_after_s
-    return sent is not None and (now - sent).total_seconds() >= wait_s
+    if attempt.hash.lower() in seen.parked:
+        wait_s = min(wait_s, _PARKED_MIN_AGE_S)
+    return (now - sent).total_seconds() >= wait_s
 
 
 def may_be_stranded(tx: TrackedTx, latest: dict[str, int], pending: dict[str, int]) -> bool:

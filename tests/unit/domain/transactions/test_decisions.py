@@ -167,18 +167,21 @@ def seen(
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.3), seen(pending=7, held=True), Action.NONE),
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.6), seen(pending=7), Action.NONE),
         (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.6), seen(pending=8, held=True), Action.NONE),
-        # ... and at once when the node's pool lists it as queued at the mined count
-        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.01), seen(pending=7, parked=True), Action.BUMP),
-        # an earlier attempt parked: the request is still replaced (any of its attempts counts)
+        # ... and sooner still when the node's pool lists it as queued at the mined count,
+        # once the send is 0.2 s old (geth queues a fresh send until its pool's promotion)
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.25), seen(pending=7, parked=True), Action.BUMP),
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.01), seen(pending=7, parked=True), Action.NONE),
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.15), seen(pending=7, parked=True), Action.NONE),
+        # an earlier attempt listed does not count: the latest one replaced it
         (
-            make_tx(TxStatus.SUBMITTED, sent_ago_s=0.01, kinds=(AttemptKind.ORIGINAL,) * 2),
+            make_tx(TxStatus.SUBMITTED, sent_ago_s=0.25, kinds=(AttemptKind.ORIGINAL,) * 2),
             seen(pending=7, parked=True),
-            Action.BUMP,
+            Action.NONE,
         ),
         # listed as queued, yet the node counts it pending, or its nonce is not next: not now
-        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.01), seen(pending=8, parked=True), Action.NONE),
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=0.25), seen(pending=8, parked=True), Action.NONE),
         (
-            make_tx(TxStatus.SUBMITTED, sent_ago_s=0.01),
+            make_tx(TxStatus.SUBMITTED, sent_ago_s=0.25),
             seen(count=6, pending=6, parked=True),
             Action.NONE,
         ),

@@ -8,9 +8,14 @@ at once: `txpool_contentFrom(address)` (geth, its forks) answers
 deeper by sender address, for every sender: it is read only when `txpool_status` counts a
 pool small enough (`_CONTENT_MAX_TXS`), so a busy node's whole pool is never downloaded.
 
-A node that knows neither method is remembered (`PoolSupport`, per chain for the process) and
-never asked again: the stranded rule then waits `stranded_held_after_s` as before. Any other
-failure leaves this pass's answer empty (the same fallback, for one pass).
+Only a request's latest attempt counts (decisions.is_stranded also waits until its last send
+is `_PARKED_MIN_AGE_S` old): an earlier attempt a node still lists is one the latest replaced.
+
+A node that answers a method, per item, "method not found" (-32601, or the text nodes and
+providers put on it) is remembered not to know it (`PoolSupport`, per chain for the process)
+and never asked again; with neither method the stranded rule waits `stranded_held_after_s`
+as before. Any other failure, a whole batch refused included (providers answer -32600 for a
+batch too large), leaves this pass's answer empty (the same fallback, for one pass).
 """
 
 import re
@@ -18,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chainflow.domain.transactions.decisions import latest_attempt
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
@@ -26,9 +32,12 @@ from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 # JSON a transaction, well under the RPC client's answer cap (DEFAULT_MAX_RESPONSE_BYTES).
 _CONTENT_MAX_TXS = 2_000
 
-# JSON-RPC "method not found" and "invalid request" (what some proxies answer for a method
-# they do not pass on), and the texts nodes and providers put on an unknown method.
-_UNSUPPORTED_CODES = frozenset({-32601, -32600})
+# Wallets per txpool_contentFrom batch, as receipts per batch (observe._CHUNK).
+_CHUNK = 500
+
+# JSON-RPC "method not found", and the texts nodes and providers put on an unknown method.
+# Not -32600 ("invalid request"): providers answer it for a batch too large.
+_METHOD_NOT_FOUND = -32601
 _UNSUPPORTED_TEXT = re.compile(
     r"method not found|not supported|does not exist|not available|unsupported", re.IGNORECASE
 )
@@ -48,14 +57,14 @@ class PoolSupport:
 
 def is_unsupported(error: RpcCallError) -> bool:
     """The node does not serve the method (rather than failing this one call)."""
-    return error.rpc_code in _UNSUPPORTED_CODES or bool(_UNSUPPORTED_TEXT.search(error.message))
+    return error.rpc_code == _METHOD_NOT_FOUND or bool(_UNSUPPORTED_TEXT.search(error.message))
 
 
 async def parked(
     rpc: ChainRpc, suspects: Sequence[InFlight], support: PoolSupport
 ) -> frozenset[str]:
-    """The hashes (lower case) of the suspects' attempts the pool lists as queued at their
-    nonce. `suspects` are may_be_stranded: their nonce is their wallet's mined count. One
+    """The hashes (lower case) of the suspects' latest attempts the pool lists as queued at
+    their nonce. `suspects` are may_be_stranded: their nonce is their wallet's mined count. One
     txpool_contentFrom per wallet (at most one suspect each), or one txpool_content."""
     if not suspects or not support.any:
         return frozenset()
@@ -72,8 +81,7 @@ async def parked(
         listed_hash = listed.get("hash") if isinstance(listed, dict) else None
         if not isinstance(listed_hash, str):
             continue
-        ours = {a.hash.lower() for a in tx.attempts}
-        if listed_hash.lower() in ours:
+        if listed_hash.lower() == latest_attempt(tx).hash.lower():
             found.add(listed_hash.lower())
     return frozenset(found)
 
@@ -84,24 +92,21 @@ async def _queued_by_address(
     """Each wallet's queued transactions by nonce key; None once the node turns out not to
     know txpool_contentFrom (the caller tries txpool_content instead)."""
     addresses = sorted({tx.from_address for tx in suspects})
-    try:
-        answers = await rpc.batch([("txpool_contentFrom", [a]) for a in addresses])
-    except RpcCallError as exc:  # a node or proxy refusing the whole batch
-        if is_unsupported(exc):
-            support.content_from = False
-            return None
-        return {}
-    except RpcTransportError:
-        return {}
     queued: dict[str, Mapping[str, Any]] = {}
-    for address, answer in zip(addresses, answers, strict=True):
-        if isinstance(answer, RpcCallError):
-            if is_unsupported(answer):
-                support.content_from = False
-                return None
-            continue
-        if isinstance(answer, dict) and isinstance(answer.get("queued"), dict):
-            queued[address.lower()] = answer["queued"]
+    for start in range(0, len(addresses), _CHUNK):
+        chunk = addresses[start : start + _CHUNK]
+        try:
+            answers = await rpc.batch([("txpool_contentFrom", [a]) for a in chunk])
+        except (RpcCallError, RpcTransportError):  # the whole batch refused: this pass only
+            return {}
+        for address, answer in zip(chunk, answers, strict=True):
+            if isinstance(answer, RpcCallError):
+                if is_unsupported(answer):
+                    support.content_from = False
+                    return None
+                continue
+            if isinstance(answer, dict) and isinstance(answer.get("queued"), dict):
+                queued[address.lower()] = answer["queued"]
     return queued
 
 
@@ -112,7 +117,7 @@ async def _queued_from_content(rpc: ChainRpc, support: PoolSupport) -> dict[str,
         status = await rpc.call("txpool_status")
         if not isinstance(status, dict):
             return {}
-        size = sum(int(status.get(k) or "0x0", 16) for k in ("pending", "queued"))
+        size = sum(_count(status.get(k) or 0) for k in ("pending", "queued"))
         if size > _CONTENT_MAX_TXS:
             return {}
         content = await rpc.call("txpool_content")
@@ -126,3 +131,12 @@ async def _queued_from_content(rpc: ChainRpc, support: PoolSupport) -> dict[str,
     if not isinstance(queued, dict):
         return {}
     return {a.lower(): txs for a, txs in queued.items() if isinstance(txs, dict)}
+
+
+def _count(value: object) -> int:
+    """A txpool_status count: a hex quantity, or a plain JSON number as some nodes answer."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return int(value, 16)
+    raise TypeError(f"not a count: {value!r}")
