@@ -116,6 +116,12 @@ def configure_logging(*, json_format: bool, level: str = "info") -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
+def is_worth_logging(failures: int) -> bool:
+    """Whether the `failures`-th failure in a row is logged: the 1st, 10th and every 100th. A
+    loop that fails every round would otherwise write a line per round (issue 14)."""
+    return failures in (1, 10) or failures % 100 == 0
+
+
 def get_logger(name: str | None = None) -> Any:
     """Return a structlog logger; bind context with `.bind(...)`."""
     return structlog.get_logger(name)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 
 from chainflow.core.clock import utcnow
-from chainflow.core.logging import get_logger
+from chainflow.core.logging import get_logger, is_worth_logging
 from chainflow.core.types import WalletId
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import readings, repository
@@ -127,7 +127,7 @@ async def _follow_registry(
             failures = 0
         except Exception as exc:  # the registry is read again next time
             failures += 1
-            if _is_worth_logging(failures):
+            if is_worth_logging(failures):
                 log.warning(
                     "engine.registry_refresh_failed", error=repr(exc)[:300], failures=failures
                 )
@@ -152,7 +152,7 @@ async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, pace: 
             failures = 0
         except Exception as exc:  # a bad round must not kill the loop; the next one retries
             failures += 1
-            if _is_worth_logging(failures):
+            if is_worth_logging(failures):
                 log.error(
                     "engine.round_failed",
                     chain_id=chain_id,
@@ -178,12 +178,6 @@ def _until_schedules(engine: Engine, chain_id: int) -> float:
     if last is None:
         return 0.0
     return max(0.0, last + engine.ports.schedules.poll_s - time.monotonic())
-
-
-def _is_worth_logging(failures: int) -> bool:
-    """Log the 1st, 10th and every 100th failure in a row: a loop that fails every round
-    would otherwise write a line per round (issue 14)."""
-    return failures in (1, 10) or failures % 100 == 0
 
 
 def drain_batches(queued: dict[WalletId, int], *, per_lane: int) -> list[list[WalletId]]:
@@ -244,7 +238,7 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
             signed = await drain_lanes(engine, chain, wallet_ids, steps=steps, recorded=sent.set)
         except Exception as exc:  # one batch's failure must not stop the others
             failures = state.drain_failures[chain_id] = state.drain_failures.get(chain_id, 0) + 1
-            if _is_worth_logging(failures):  # a failure that repeats every round is no news
+            if is_worth_logging(failures):  # a failure that repeats every round is no news
                 log.error(
                     "lanes.drain_failed",
                     chain_id=chain_id,
@@ -287,7 +281,7 @@ async def _schedules(engine: Engine, chain_id: int) -> None:
         await run_schedules(engine, chain_id)
     except Exception as exc:  # retried at the next pass: a run is committed whole or not at all
         count = failures[chain_id] = failures.get(chain_id, 0) + 1
-        if _is_worth_logging(count):
+        if is_worth_logging(count):
             log.error(
                 "schedules.pass_failed", chain_id=chain_id, error=repr(exc)[:500], failures=count
             )

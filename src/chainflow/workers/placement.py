@@ -31,7 +31,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chainflow.core.logging import get_logger
+from chainflow.core.logging import get_logger, is_worth_logging
 from chainflow.core.types import WalletId
 from chainflow.domain.transactions import repository
 from chainflow.domain.wallets import service as wallets
@@ -149,7 +149,7 @@ async def place_round(
         except Exception as exc:  # only an optimisation: the leases lapse, the others take them
             memory.release_failures += 1
             failures = memory.release_failures
-            if failures in (1, 10) or failures % 100 == 0:  # as main.py _is_worth_logging
+            if is_worth_logging(failures):
                 log.warning(
                     "lanes.release_failed",
                     chain_id=chain_id,

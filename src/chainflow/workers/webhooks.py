@@ -24,7 +24,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.clock import utcnow
-from chainflow.core.logging import get_logger
+from chainflow.core.logging import get_logger, is_worth_logging
 from chainflow.core.schedule import parse_retry_schedule
 from chainflow.core.settings import Settings
 from chainflow.domain.events.wakeups import sequenced
@@ -239,7 +239,7 @@ async def _deliver(loop: _Loop, stop: asyncio.Event) -> None:
             failures = 0
         except Exception as exc:  # the database may be away; leases make retries safe
             failures += 1
-            if failures in (1, 10) or failures % 100 == 0:
+            if is_worth_logging(failures):
                 log.error("webhooks.turn_failed", error=repr(exc)[:300], failures=failures)
             busy = False
         if not busy:

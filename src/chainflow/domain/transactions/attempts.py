@@ -9,6 +9,7 @@ from typing import Any, NotRequired, TypedDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
+from chainflow.core.logging import is_worth_logging
 from chainflow.core.types import AttemptId, Nonce, Wei
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.fees import Eip1559Fees, Fees
@@ -84,7 +85,7 @@ class Signers:
             return True
         count = self._bad.get(wallet_id, (0, 0.0))[0] + 1
         self._bad[wallet_id] = (count, time.monotonic() + min(2.0 ** (count - 1), _BAD_MAX_S))
-        return count in (1, 10) or count % 100 == 0
+        return is_worth_logging(count)
 
     def note_signed(self, wallet_id: uuid.UUID) -> bool:
         """Forget a failure of the wallet's backend; True if there was one."""
