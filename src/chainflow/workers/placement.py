@@ -19,8 +19,17 @@ slow, or never came) is taken anyway, and the round then places nothing for `alo
 (it takes every lane, as a lone worker does). A worker that stays in the roster but never
 drains (its loop or its node stuck) would make that a stall of every lane each lease, for
 ever: each take-anyway in a row doubles `alone_for_s` (up to `ALONE_MAX_S`), and a lane left
-that another worker really took (it shows up held elsewhere) ends the streak. Lane leases
-still make one drainer per lane; the lane lock under them keeps nonces single-writer
+that another worker really took (it shows up held elsewhere) ends the streak, and so does a
+worker that joins (a new id in the roster: it would otherwise wait up to `ALONE_MAX_S`).
+
+A lane whose signer is down here (issue 20: its token or KMS unreachable from this host, and
+no health probe passed since, `Signers.can_sign`) is never this worker's: it is neither
+taken nor left (no take-anyway brings it back here, it feeds no alone period), and its lease
+is freed if held here, so that a worker whose signer works takes it at its next round. A
+lane down on every worker stays free: each round of each worker costs a set lookup and at
+most one background probe per wallet in flight, with no lease written and no call sent.
+
+Lane leases still make one drainer per lane; the lane lock under them keeps nonces single-writer
 whatever placement decides.
 """
 
@@ -28,7 +37,7 @@ import hashlib
 import math
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from chainflow.core.logging import get_logger, is_worth_logging
@@ -61,17 +70,21 @@ class Placing:
     left: dict[WalletId, float] = field(default_factory=dict)  # lane → when first left
     alone_until: float = 0.0  # a lane left was not taken in time: no leaving before then
     taken_anyway: int = 0  # take-anyways in a row, no lane left taken by another since
+    members: frozenset[str] = frozenset()  # the live workers of the last round placed
+    down: frozenset[WalletId] = frozenset()  # lanes whose signer was down here last round
     release_failures: int = 0  # failed releases in a row
 
 
 @dataclass(frozen=True)
 class Placement:
     """A round's lanes: those it drains (with their counts) and those it leaves to others;
-    `release`: the left lanes whose lease this process holds (freed so others take them)."""
+    `release`: the left lanes whose lease this process holds (freed so others take them);
+    `down`: the lanes held here that it cannot sign (freed too, never left nor taken)."""
 
     take: dict[WalletId, int]
     left: list[WalletId] = field(default_factory=list)
     release: list[WalletId] = field(default_factory=list)
+    down: list[WalletId] = field(default_factory=list)  # held here, its signer down here
 
 
 def place(
@@ -85,12 +98,51 @@ def place(
     memory: Placing,
     now: float,
     alone_for_s: float,
+    unsignable: Collection[WalletId] = frozenset(),
 ) -> Placement:
     """Place a round: `lanes` it may drain (free, or held `here`), with their queued requests,
     `elsewhere` those that other live processes hold, `workers` the live workers serving the
-    chain (`owner` among them), `tracker` the live holder of the chain's tracker lease."""
+    chain (`owner` among them), `tracker` the live holder of the chain's tracker lease,
+    `unsignable` the lanes whose signer is down here (freed for the others when more
+    workers serve the chain)."""
+    if not memory.members.issuperset(workers):
+        memory.taken_anyway, memory.alone_until = 0, 0.0  # a newcomer: share with it now
+    memory.members = frozenset(workers)
+    if len(workers) <= 1:
+        memory.left.clear()
+        return Placement(dict(lanes))  # alone: nobody else could sign a lane down here
+    down = [lane for lane in lanes if lane in unsignable]
+    placement = _place_signable(
+        {lane: count for lane, count in lanes.items() if lane not in unsignable},
+        here=here,
+        elsewhere=elsewhere,
+        workers=workers,
+        owner=owner,
+        tracker=tracker,
+        memory=memory,
+        now=now,
+        alone_for_s=alone_for_s,
+        others=len(down),
+    )
+    return replace(placement, down=[lane for lane in down if lane in here])
+
+
+def _place_signable(
+    lanes: Mapping[WalletId, int],
+    *,
+    here: Collection[WalletId],
+    elsewhere: Mapping[WalletId, int],
+    workers: Sequence[str],
+    owner: str,
+    tracker: str | None,
+    memory: Placing,
+    now: float,
+    alone_for_s: float,
+    others: int,
+) -> Placement:
+    """`place` among the lanes this worker can sign, `others` more with work that it cannot."""
     work = sum(lanes.values()) + sum(elsewhere.values())
-    if len(workers) <= 1 or now < memory.alone_until or work < WORTH_PLACING:
+    if now < memory.alone_until or work < WORTH_PLACING:
         memory.left.clear()
         return Placement(dict(lanes))
     if any(lane in elsewhere for lane in memory.left):
@@ -100,7 +152,7 @@ def place(
         memory.alone_until = now + min(alone_for_s * 2**memory.taken_anyway, ALONE_MAX_S)
         memory.taken_anyway = min(memory.taken_anyway + 1, 16)
         return Placement(dict(lanes))
-    total = len(lanes) + sum(1 for count in elsewhere.values() if count)
+    total = len(lanes) + others + sum(1 for count in elsewhere.values() if count)
     # The tracker's holder leaves every lane to the others (with two workers: one drains, one
     # tracks), which share them and rank them among themselves.
     drainers = [worker for worker in workers if worker != tracker] or list(workers)
@@ -126,9 +178,11 @@ async def place_round(
     tracker: str | None,
 ) -> dict[WalletId, int]:
     """The lanes a round of `engine` drains when other live workers serve the chain: the
-    leases of the lanes it leaves are freed and the others called to take them."""
+    leases of the lanes it leaves, or cannot sign, are freed and the others called to take
+    them."""
     ports, state = engine.ports, engine.state
     memory = state.placing.setdefault(chain_id, Placing())
+    unsignable = frozenset(w for w in lanes if not state.signers.can_sign(w))
     placement = place(
         lanes,
         here=holders.here,
@@ -139,8 +193,12 @@ async def place_round(
         memory=memory,
         now=time.monotonic(),
         alone_for_s=ports.config.lane_lease_s,
+        unsignable=unsignable,
     )
-    release = [w for w in placement.release if (w, chain_id) not in state.draining]
+    _log_down(chain_id, [w for w in placement.down if w not in memory.down])
+    memory.down = unsignable
+    freed = placement.release + placement.down
+    release = sorted(w for w in freed if (w, chain_id) not in state.draining)
     if release:
         try:
             async with single_statements(engine_of(ports.sessionmaker)) as db:
@@ -157,9 +215,15 @@ async def place_round(
                     error=repr(exc)[:300],
                     failures=failures,
                 )
-    if placement.left:
+    if placement.left or release:
         engine.call_others(chain_id)
     return placement.take
+
+
+def _log_down(chain_id: int, lanes: Sequence[WalletId]) -> None:
+    """Once per outage: the lanes this worker leaves because it cannot sign for them."""
+    for lane in lanes:
+        log.warning("lane.left_signer_down", wallet_id=str(lane), chain_id=chain_id)
 
 
 def _rank(lane: WalletId, workers: Sequence[str], owner: str) -> tuple[bool, int]:

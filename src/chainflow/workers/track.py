@@ -6,7 +6,6 @@
 docs/engine.md draws it with the module of each step.
 """
 
-import functools
 from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
@@ -84,8 +83,7 @@ async def _replace(
     stored: list[SentAttempt] = []
     for wanted in judge.replacements(rows, decisions):
         wallet_id = wallet_of[wanted.tx_id]
-        probe = functools.partial(state.signers.cached_health, wallet_id)
-        if state.signers.is_down(wallet_id) and not state.signers.passed_probe(wallet_id, probe):
+        if not state.signers.can_sign(wallet_id):
             continue  # not known to be back: bump it once a probe of the backend passes
         market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
         try:

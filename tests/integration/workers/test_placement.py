@@ -1,7 +1,8 @@
 """Lane placement between worker processes (workers/placement.py, issue 17), with two engines
 on one PostgreSQL, their heartbeats in the real Redis and a real anvil: each round takes its
 share of the chain's lanes, the tracker's holder leaves its lanes to the other worker, and
-a lane left for a worker that never comes is still drained, soon, once and without gaps."""
+a lane left for a worker that never comes is still drained, soon, once and without gaps, and
+a lane whose signer is down on one worker's host is drained by the other."""
 
 import asyncio
 import dataclasses
@@ -9,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
@@ -23,13 +25,16 @@ from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.uow import read_only
 from chainflow.infra.queue.roster import RedisRoster
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
 from chainflow.workers.placement import LEFT_FOR_S
+from tests.integration.transactions.test_signer_backends import hsm_wallet
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.databases import REDIS_URL
 from tests.support.engine import EngineHarness, open_engine_harness
 from tests.support.polling import eventually
+from tests.support.softhsm import SoftHsm
 
 pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 
@@ -66,10 +71,11 @@ async def rosters(engines: list[Engine], *, absent: str | None = None) -> AsyncI
 
 
 @asynccontextmanager
-async def two_workers(harness: EngineHarness) -> AsyncIterator[tuple[Engine, Engine]]:
+async def two_workers(harness: EngineHarness, **ports: Any) -> AsyncIterator[tuple[Engine, Engine]]:
     """The harness's engine and a second worker process on the same database and chain (its
-    own owner and state), each in the other's roster."""
-    second = Engine.start(dataclasses.replace(harness.engine.ports, owner=uuid.uuid4().hex))
+    own owner and state, and `ports` changed), each in the other's roster."""
+    ports = {**ports, "owner": uuid.uuid4().hex}
+    second = Engine.start(dataclasses.replace(harness.engine.ports, **ports))
     try:
         async with rosters([harness.engine, second]):
             yield harness.engine, second
@@ -107,7 +113,12 @@ async def assert_gapless(harness: EngineHarness, tx_ids: list[TxId], per_wallet:
 
 
 async def finish_both(
-    harness: EngineHarness, other: Engine, tx_ids: list[TxId], per_wallet: int
+    harness: EngineHarness,
+    other: Engine,
+    tx_ids: list[TxId],
+    per_wallet: int,
+    *,
+    timeout_s: float = 60,
 ) -> None:
     """Rounds of both workers at once until every request is final, then assert_gapless."""
 
@@ -118,7 +129,7 @@ async def finish_both(
         rows = [await harness.get(tx_id) for tx_id in tx_ids]
         return all(tx.status is TxStatus.CONFIRMED for tx in rows)
 
-    await eventually(final, timeout_s=60)
+    await eventually(final, timeout_s=timeout_s)
     await assert_gapless(harness, tx_ids, per_wallet)
 
 
@@ -187,3 +198,82 @@ class TestPlacement:
                 assert time.monotonic() - left_at < LEFT_FOR_S + 5
                 assert len(engine.workers(ANVIL_CHAIN_ID)) == 2  # still listed all along
             await assert_gapless(harness, tx_ids, 150)
+
+
+@asynccontextmanager
+async def tokens(softhsm: SoftHsm) -> AsyncIterator[tuple[Pkcs11Token, Pkcs11Token]]:
+    """The test token, and the same module on a host where that token is not present (it
+    answers every wallet of the token: SignerUnavailable)."""
+    here = Pkcs11Token(softhsm.config)
+    away = Pkcs11Token(dataclasses.replace(softhsm.config, token_label="not-on-this-host"))
+    try:
+        yield here, away
+    finally:
+        away.close()
+        here.close()
+
+
+class TestSignerDownOnOneWorker:
+    # 150 requests: worth placing, and the tracker's holder (the second) leaves the lane to
+    # the first; 5: too few to place, each round takes every lane and the first got it first.
+    @pytest.mark.parametrize("requests", [150, 5])
+    async def test_the_lane_goes_to_the_worker_that_can_sign_it(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        anvil_url: str,
+        master_key: MasterKey,
+        softhsm: SoftHsm,
+        requests: int,
+    ) -> None:
+        async with (
+            tokens(softhsm) as (token, away),
+            open_engine_harness(sessionmaker, anvil_url, master_key) as plain,
+        ):
+            # The first worker's host has the token's module but not the token
+            first = Engine.start(dataclasses.replace(plain.engine.ports, pkcs11=away))
+            harness = dataclasses.replace(plain, engine=first)
+            try:
+                wallets = [await hsm_wallet(harness, token)]
+                async with two_workers(harness, pkcs11=token) as (_, second):
+                    await run_round(second, ANVIL_CHAIN_ID)  # nothing queued: it takes the tracker
+                    tx_ids = await submit_many(harness, wallets, requests)
+                    await run_round(first, ANVIL_CHAIN_ID)  # takes the lane, cannot sign it
+                    assert await lane_holders(sessionmaker, wallets) == {
+                        wallets[0].id: first.ports.owner
+                    }
+                    assert first.state.signers.is_down(wallets[0].id)
+                    await finish_both(harness, second, tx_ids, requests, timeout_s=30)
+                    assert first.state.signers.is_down(wallets[0].id)  # it never signed one
+            finally:
+                await first.stop()
+
+    async def test_a_lane_down_on_every_worker_stays_free_and_queued(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        anvil_url: str,
+        master_key: MasterKey,
+        softhsm: SoftHsm,
+    ) -> None:
+        async with (
+            tokens(softhsm) as (token, away),
+            open_engine_harness(sessionmaker, anvil_url, master_key) as plain,
+        ):
+            first = Engine.start(dataclasses.replace(plain.engine.ports, pkcs11=away))
+            harness = dataclasses.replace(plain, engine=first)
+            try:
+                wallets = [await hsm_wallet(harness, token)]
+                async with two_workers(harness, pkcs11=away) as (_, second):
+                    tx_ids = await submit_many(harness, wallets, 5)
+                    for _ in range(2):  # each tries once (the lane's first holder), then frees it
+                        for engine in (first, second):
+                            await run_round(engine, ANVIL_CHAIN_ID)
+                    assert all(e.state.signers.is_down(wallets[0].id) for e in (first, second))
+                    for _ in range(10):  # nobody takes the lane again, nothing is signed
+                        await asyncio.gather(
+                            run_round(first, ANVIL_CHAIN_ID), run_round(second, ANVIL_CHAIN_ID)
+                        )
+                        assert await lane_holders(sessionmaker, wallets) == {wallets[0].id: None}
+                    rows = [await harness.get(tx_id) for tx_id in tx_ids]
+                    assert [(tx.status, tx.nonce) for tx in rows] == [(TxStatus.QUEUED, None)] * 5
+            finally:
+                await first.stop()

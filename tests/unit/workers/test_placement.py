@@ -38,6 +38,7 @@ def _place(
     owner: str = ME,
     tracker: str | None = None,
     now: float = 100.0,
+    unsignable: frozenset[WalletId] = frozenset(),
 ) -> Placement:
     return place(
         lanes,
@@ -49,6 +50,7 @@ def _place(
         memory=memory if memory is not None else Placing(),
         now=now,
         alone_for_s=5.0,
+        unsignable=unsignable,
     )
 
 
@@ -167,6 +169,61 @@ class TestPlace:
         assert len(later.take) == 4
         _place(lanes, memory=memory, now=now + 2.0 + LEFT_FOR_S)
         assert memory.alone_until - (now + 2.0 + LEFT_FOR_S) == 5.0
+
+    def test_a_worker_that_joins_ends_the_alone_period_and_the_streak(self) -> None:
+        lanes = _lanes(8)
+        memory = Placing()
+        now = 100.0
+        for _ in range(4):  # four take-anyways in a row: 40 s alone at the last
+            _place(lanes, memory=memory, now=now)
+            now += LEFT_FOR_S
+            _place(lanes, memory=memory, now=now)
+            now = memory.alone_until
+        now -= 30.0
+        assert _place(lanes, memory=memory, now=now).take == lanes  # still alone
+        workers = (ME, OTHER, "worker-new")
+        joined = _place(lanes, memory=memory, now=now + 0.5, workers=workers)
+        assert len(joined.take) == 3  # shares with the newcomer at once
+        assert memory.taken_anyway == 0
+        # the same roster again is no newcomer: the next take-anyway is one lease alone
+        _place(lanes, memory=memory, now=now + 0.5 + LEFT_FOR_S, workers=workers)
+        assert memory.alone_until - (now + 0.5 + LEFT_FOR_S) == 5.0
+
+
+class TestSignerDownHere:
+    """A lane whose signer is down on this worker's host (issue 20) goes to a worker that can
+    sign it: never taken here, never left to come back by the take-anyway rule."""
+
+    def test_a_lane_held_here_that_it_cannot_sign_is_freed(self) -> None:
+        lanes = _lanes(2, queued=3)  # too little work to place: every lane it can sign
+        (down, up) = lanes
+        done = _place(lanes, here=frozenset(lanes), unsignable=frozenset({down}))
+        assert done == Placement({up: 3}, down=[down])
+
+    def test_it_is_never_taken_anyway_and_never_makes_the_worker_alone(self) -> None:
+        lanes = _lanes(8)
+        down = frozenset(list(lanes)[:1])
+        memory = Placing()
+        for now in (100.0, 100.0 + LEFT_FOR_S, 100.0 + 10 * LEFT_FOR_S):
+            done = _place(lanes, memory=memory, now=now, tracker=OTHER, unsignable=down)
+            assert set(done.take) == set(lanes) - down  # the others: its share is all
+            assert done.down == []  # not held here: nothing to free
+        assert memory.left == {}
+        assert (memory.alone_until, memory.taken_anyway) == (0.0, 0)
+
+    def test_when_it_shares_the_lane_counts_for_the_share_but_is_not_left(self) -> None:
+        lanes = _lanes(8)
+        down = frozenset(list(lanes)[:2])
+        done = _place(lanes, here=frozenset(lanes), unsignable=down)
+        assert len(done.take) == 4  # 8 lanes, 2 workers
+        assert not down & set(done.take)
+        assert not down & set(done.left)
+        assert sorted(done.down) == sorted(down)
+        assert sorted(done.release) == sorted(done.left)
+
+    def test_a_lone_worker_keeps_it(self) -> None:
+        lanes = _lanes(8)
+        assert _place(lanes, workers=(ME,), unsignable=frozenset(lanes)) == Placement(lanes)
 
 
 class TestPlaceRound:

@@ -1,6 +1,7 @@
 """Build, sign and store attempts: the write-ahead step before any broadcast (DESIGN §6.3)."""
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -48,10 +49,15 @@ class Signers:
         self._pkcs11 = pkcs11  # the token of wallets whose keys it holds (issue 20)
         self._aws_kms = aws_kms  # the KMS client of wallets whose keys it holds (issue 20)
         self._by_wallet: dict[uuid.UUID, Signer] = {}
+        # The wallets whose signer was asked for, to probe a wallet known by its id only
+        # (can_sign: lane placement, the tracker's bumps).
+        self._wallets: dict[uuid.UUID, Wallet] = {}
         # Wallets whose last try to sign here failed with SignerUnavailable (issue 20): their
         # backend is probed (`health`) before a signature is tried again.
         self._down: set[uuid.UUID] = set()
         self._probes: dict[uuid.UUID, asyncio.Task[SignerHealth | None]] = {}
+        # Those of them whose probe has passed since: worth a try until the next failure.
+        self._passed: set[uuid.UUID] = set()
         # Wallets whose signer signed badly, in a row, and when the next try may be: a health
         # probe cannot see that fault (a local key or a moved KMS alias answers healthy), so
         # retries back off instead, from 1 s doubling to 60 s (each one an ERROR line and, on
@@ -65,6 +71,7 @@ class Signers:
         """
         signer = self._by_wallet.get(wallet.id)
         if signer is None:
+            self._wallets[wallet.id] = wallet
             kms_public_key = await read_public_key(wallet, aws_kms=self._aws_kms)
             signer = signer_for(
                 wallet,
@@ -81,6 +88,7 @@ class Signers:
         failure is worth logging: always for an outage (retried only after a probe passes);
         for bad signatures in a row, the 1st, 10th and every 100th."""
         self._down.add(wallet_id)
+        self._passed.discard(wallet_id)
         if not bad:
             return True
         count = self._bad.get(wallet_id, (0, 0.0))[0] + 1
@@ -91,6 +99,7 @@ class Signers:
         """Forget a failure of the wallet's backend; True if there was one."""
         self._probes.pop(wallet_id, None)
         self._bad.pop(wallet_id, None)
+        self._passed.discard(wallet_id)
         if wallet_id in self._down:
             self._down.discard(wallet_id)
             return True
@@ -102,7 +111,11 @@ class Signers:
         """For a wallet whose backend failed here: whether a health probe has passed since
         (None, no signer to probe, counts as passed). The probe runs in the background, one
         at a time per wallet, so no round waits for a backend that is still down (a KMS
-        probe may take 2 s): False until it has answered."""
+        probe may take 2 s): False until it has answered. Once one has passed, True until
+        the next failure or signature (note_unavailable, note_signed), whoever asks first (a
+        round's placement, then its drain)."""
+        if wallet_id in self._passed:
+            return True
         bad = self._bad.get(wallet_id)
         if bad is not None and time.monotonic() < bad[1]:
             return False  # signed badly: not before its back-off ends
@@ -117,7 +130,27 @@ class Signers:
         if running.cancelled() or running.exception() is not None:
             return False
         health = running.result()
-        return health is None or health.ok
+        if health is None or health.ok:
+            self._passed.add(wallet_id)
+            return True
+        return False
+
+    def can_sign(self, wallet_id: uuid.UUID) -> bool:
+        """Whether a signature for the wallet is worth trying here now: its backend has not
+        failed here, or a health probe has passed since (passed_probe, started in the
+        background if none runs). A wallet down here is one whose lane this process leaves
+        to a worker that can sign it (workers/placement.py)."""
+        if wallet_id not in self._down:
+            return True
+        return self.passed_probe(wallet_id, functools.partial(self._probe, wallet_id))
+
+    async def _probe(self, wallet_id: uuid.UUID) -> SignerHealth | None:
+        """The health of the wallet's backend, the wallet known by its id: its signer is
+        built again if it never was (a token or KMS unreachable at the first try)."""
+        wallet = self._wallets.get(wallet_id)
+        if wallet is None:
+            return await self.cached_health(wallet_id)
+        return await self.health(wallet)
 
     async def close(self) -> None:
         """Cancel the probes still running and wait for them to end: none outlives the engine

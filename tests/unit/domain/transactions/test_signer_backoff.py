@@ -60,3 +60,18 @@ async def test_the_back_off_doubles(count: int, monkeypatch: pytest.MonkeyPatch)
     assert not signers.passed_probe(wallet, _healthy)
     await asyncio.sleep(0)
     assert signers.passed_probe(wallet, _healthy)
+
+
+async def test_a_passed_probe_holds_for_each_asker_until_the_next_failure() -> None:
+    # A round's placement asks first (can_sign), then its drain (probe_paused): both must see
+    # the probe that passed, or the drain would start another and skip the lane every round.
+    signers = Signers(MasterKey.generate())
+    wallet = uuid.uuid4()
+    assert signers.can_sign(wallet)
+    signers.note_unavailable(wallet)
+    assert not signers.can_sign(wallet)  # its probe starts
+    assert await _passes_within(signers, wallet, 5.0)
+    assert signers.can_sign(wallet)
+    assert signers.passed_probe(wallet, _healthy)
+    signers.note_unavailable(wallet)  # down again: a new probe must pass
+    assert not signers.can_sign(wallet)

@@ -1,7 +1,6 @@
 """Take nonces and sign, every lane of a drain under its lock, in the caller's DB transaction:
 the write-ahead step (DESIGN §6.3) that must commit before the first send (workers/drain.py)."""
 
-import functools
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
@@ -115,15 +114,13 @@ LaneT = TypeVar("LaneT", bound=_OfWallet)
 def probe_paused(lanes: Sequence[LaneT], signers: Signers, chain: ChainConfig) -> list[LaneT]:
     """The lanes worth estimating and signing for now: a lane whose signer failed at this
     process's last try joins a round only once a health probe of its backend has passed
-    (issue 20). Probes run in the background (Signers.passed_probe), outside the signing
+    (issue 20). Probes run in the background (Signers.can_sign), outside the signing
     transaction: a backend still down costs no gas estimate, no signing timeout, holds no
     lane lock, and delays no other lane."""
     kept = []
     for ready in lanes:
         wallet = ready.wallet
-        if signers.is_down(wallet.id) and not signers.passed_probe(
-            wallet.id, functools.partial(signers.health, wallet)
-        ):
+        if not signers.can_sign(wallet.id):
             log.debug("lane.signer_probed", wallet=wallet.address, chain_id=chain.chain_id)
             continue
         kept.append(ready)
