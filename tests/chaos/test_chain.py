@@ -55,7 +55,7 @@ async def chain_monkey(cluster: Cluster, rounds: int, rng: random.Random) -> lis
                 fault = "blocks"
         for _ in range(rng.randint(1, 4)):
             await rpc.call("evm_mine")
-            await asyncio.sleep(0.1)  # block time
+            await asyncio.sleep(0.1)  # block time: the chain's pace the service sees, not a wait
         done.append(fault)
     return done
 
