@@ -76,6 +76,13 @@ async def anvil_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def own_anvil_url() -> AsyncIterator[str]:
+    """An anvil for one test: base-fee spikes and reorgs must not reach the shared one."""
+    async with run_anvil() as url:
+        yield url
+
+
+@pytest.fixture
 def settings(database_url: str, tmp_path: Path, master_key: MasterKey) -> Settings:
     return Settings(
         database_url=database_url,

@@ -166,8 +166,17 @@ class Cluster:
         async def done() -> bool:
             return await self.count(*terminal) == await self.count()
 
-        await eventually(done, timeout_s=timeout_s, interval_s=0.2)
+        await eventually(done, timeout_s=timeout_s, interval_s=0.2, what="every request terminal")
         return time.monotonic() - started
+
+    async def assert_settled(self, confirmed: int, *, timeout_s: float = 180) -> None:
+        """How a scenario ends: every request terminal within `timeout_s`, `confirmed` of
+        them confirmed, and no invariant broken (`violations`)."""
+        await self.settle(timeout_s=timeout_s)
+        count = await self.count(TxStatus.CONFIRMED)
+        assert count == confirmed, f"{count} confirmed, not {confirmed}"
+        found = await self.violations()
+        assert found == [], found
 
     async def statuses(self, ids: Collection[str]) -> dict[str, TxStatus]:
         wanted = [uuid.UUID(i) for i in ids]

@@ -77,9 +77,7 @@ async def test_sigkill_during_a_fee_bump(database_url: str, anvil: str, tmp_path
         assert any(a.kind is AttemptKind.BUMP for a in await attempts(cluster))
         await cluster.rpc.call("evm_setAutomine", [True])
         cluster.start_worker()
-        await cluster.settle(timeout_s=120)
-        assert await cluster.count(TxStatus.CONFIRMED) == 9
-        assert await cluster.violations() == []
+        await cluster.assert_settled(9, timeout_s=120)
 
 
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
@@ -105,9 +103,7 @@ async def test_sigkill_between_the_steps_of_a_drain(
         assert await died(doomed) == -signal.SIGKILL
         assert f"crash point {point} reached" in cluster.log_of(doomed)
         cluster.start_worker()
-        await cluster.settle(timeout_s=120)
-        assert await cluster.count(TxStatus.CONFIRMED) == 24
-        assert await cluster.violations() == []
+        await cluster.assert_settled(24, timeout_s=120)
 
 
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
@@ -139,9 +135,7 @@ async def test_sigkill_while_recording_a_reorg(
         assert f"crash point {CrashPoint.REORG_RECORDING} reached" in cluster.log_of(doomed)
         cluster.start_worker()
         async with block_every(cluster.rpc, 0.2):
-            await cluster.settle(timeout_s=120)
-        assert await cluster.count(TxStatus.CONFIRMED) == 6
-        assert await cluster.violations() == []
+            await cluster.assert_settled(6, timeout_s=120)
 
 
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
@@ -166,10 +160,8 @@ async def test_random_sigkills_under_load(
             if kills >= 12:
                 break
         await load
-        await cluster.settle(timeout_s=180)
         assert kills >= 5
-        assert await cluster.count(TxStatus.CONFIRMED) == 160
-        assert await cluster.violations() == []
+        await cluster.assert_settled(160, timeout_s=180)
 
 
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
@@ -180,9 +172,7 @@ async def test_four_workers_race_for_one_lane(
         tmp_path, database_url, anvil, redis_url=REDIS_URL, workers=4, wallets=1
     ) as cluster:
         await cluster.submit(120)
-        await cluster.settle(timeout_s=120)
-        assert await cluster.count(TxStatus.CONFIRMED) == 120
-        assert await cluster.violations() == []
+        await cluster.assert_settled(120, timeout_s=120)
 
 
 @pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
@@ -198,6 +188,4 @@ async def test_embedded_process_sigkilled_and_restarted(
             await asyncio.sleep(rng.uniform(0.1, 0.6))  # a random moment, not synchronisation
             cluster.kill(dev)
             await cluster.serving(cluster.start_front("dev"))
-        await cluster.settle(timeout_s=180)
-        assert await cluster.count(TxStatus.CONFIRMED) == 135
-        assert await cluster.violations() == []
+        await cluster.assert_settled(135, timeout_s=180)

@@ -3,12 +3,12 @@
 import json
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from tests.support.polling import eventually_sync
 from tests.support.processes import listening_port
 
 
@@ -30,15 +30,18 @@ def _get(url: str, token: str | None = None) -> Any:
 
 
 def _wait_healthy(base: str, process: subprocess.Popen[str], timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def health() -> Any:
         if process.poll() is not None:
             raise AssertionError(f"chainflow dev exited with {process.returncode}")
         try:
             return _get(f"{base}/healthz")
         except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)  # polling a child process that is still starting
-    raise AssertionError("chainflow dev did not answer /healthz in time")
+            return None
+
+    return eventually_sync(
+        health, timeout_s=timeout_s, interval_s=0.1, what="chainflow dev answering /healthz"
+    )
 
 
 def run_dev_and_probe(env: dict[str, str], chainflow: str) -> DevReport:

@@ -7,7 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX
 from tests.support.databases import REDIS_URL
+from tests.support.polling import eventually_sync
 from tests.support.processes import listening_port, processes, wait_http
 
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
@@ -197,10 +197,12 @@ def run_dev_until(
             [CHAINFLOW, *args], env=env, stdout=out, stderr=subprocess.STDOUT
         )
         try:
-            deadline = time.monotonic() + timeout_s
-            while not done(log.read_text()) and process.poll() is None:
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.2)  # polling a child process's output
+            eventually_sync(
+                lambda: done(log.read_text()) or process.poll() is not None,
+                timeout_s=timeout_s,
+                interval_s=0.2,
+                what=lambda: f"chainflow dev done; its output ends {log.read_text()[-3000:]}",
+            )
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=30)

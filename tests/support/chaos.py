@@ -5,7 +5,7 @@ import contextlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any
 
 from eth_abi.abi import encode
@@ -25,6 +25,7 @@ from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
 from chainflow.workers.main import run_round
+from chainflow.workers.send import send_and_record
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import SINK, EngineHarness
 from tests.support.polling import eventually
@@ -236,6 +237,44 @@ async def confirmed_filler(harness: EngineHarness, wallet: Wallet) -> Transactio
         return fillers[0] if fillers and fillers[0].status is TxStatus.CONFIRMED else None
 
     return await eventually(found, timeout_s=60)
+
+
+async def paused_reason(harness: EngineHarness, wallet: Wallet) -> str | None:
+    """The lane's paused_reason as stored (GET /v1/wallets/{id}/chains/{chain_id} shows it)."""
+    async with unit_of_work(harness.sessionmaker) as session:
+        lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
+        assert lane is not None
+        return lane.paused_reason
+
+
+async def check_a_gap_waits_for_its_filler(
+    harness: EngineHarness, wallet: Wallet, fault: AbstractContextManager[None], *, reason: str
+) -> None:
+    """The node refuses nonce 0 for good while nonce 1 is sent: its filler (a self-transfer at
+    nonce 0) is signed by the wallet's signer. While `fault` keeps that signer from signing
+    well, nothing is released or consumed and the lane shows `reason` (not only its drains);
+    afterwards the filler takes nonce 0 and the lane settles with no gap."""
+    refused = await harness.submit(wallet, value="1", data="0x1234")
+    await force_gas_limit(harness, refused, 40_000_000)  # anvil refuses it for good at send
+    good = await harness.submit(wallet, value="2")
+    sent = await sign_without_sending(harness, wallet)
+    assert [s.nonce for s in sent] == [0, 1], sent
+    with fault:
+        await send_and_record(harness.engine, await chain_config(harness), sent)
+        waiting = await harness.get(refused)
+        assert (waiting.status, waiting.nonce) == (TxStatus.SIGNED, 0), describe(waiting)
+        kinds = [tx.kind for tx in await lane_transactions(harness, wallet)]
+        assert kinds == [TxKind.REQUEST] * 2, kinds
+        assert await lane_next_nonce(harness, wallet) == 2
+        paused = await paused_reason(harness, wallet)
+        assert paused == reason, paused
+    rows = await harness.run_until_final([refused, good], timeout_s=60)
+    ends = [(tx.status, tx.nonce) for tx in rows]
+    assert ends == [(TxStatus.FAILED, None), (TxStatus.CONFIRMED, 1)], ends
+    filler = await confirmed_filler(harness, wallet)
+    assert filler.nonce == 0, describe(filler)
+    assert await paused_reason(harness, wallet) is None  # the filler's signature cleared it
+    await assert_lane_settled(harness, wallet)
 
 
 async def assert_lane_settled(

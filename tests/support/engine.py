@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.types import TxId
@@ -124,6 +125,36 @@ async def open_engine_harness(
 # pass (slot 0 is still 0), and on chain the second reverts: a receipt with status 0.
 ONCE_ONLY_INIT_CODE = "0x6011600c60003960116000f3" + "600054600c57600160005500" + "5b600080fd"
 _DEPLOYER = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"  # anvil's unlocked account 9
+
+
+def harness_fixture(
+    *, own_anvil: bool = False, confirmations: int = 1, config: EngineConfig = TEST_CONFIG
+) -> Any:
+    """A pytest fixture, `deep_harness = harness_fixture(confirmations=3)`: an engine harness
+    on the session's anvil, or with `own_anvil` on the test's own (fixture `own_anvil_url`:
+    base-fee spikes and reorgs must not reach the shared one)."""
+
+    async def opened(
+        sessionmaker: async_sessionmaker[AsyncSession], url: str, master_key: MasterKey
+    ) -> AsyncIterator[EngineHarness]:
+        async with open_engine_harness(
+            sessionmaker, url, master_key, confirmations=confirmations, config=config
+        ) as value:
+            yield value
+
+    async def on_shared_anvil(
+        sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+    ) -> AsyncIterator[EngineHarness]:
+        async for value in opened(sessionmaker, anvil_url, master_key):
+            yield value
+
+    async def on_own_anvil(
+        sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
+    ) -> AsyncIterator[EngineHarness]:
+        async for value in opened(sessionmaker, own_anvil_url, master_key):
+            yield value
+
+    return pytest.fixture(on_own_anvil if own_anvil else on_shared_anvil)
 
 
 async def deploy(rpc: RpcClient, init_code: str) -> str:

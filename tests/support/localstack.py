@@ -13,7 +13,6 @@ Chainflow itself is given only the endpoint URL.
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import boto3
 import pytest
 
 from chainflow.infra.signing.aws_kms import AwsKmsConfig
+from tests.support.polling import eventually_sync
 from tests.support.processes import START_ATTEMPTS, PortTaken, free_port, listens
 
 # What LocalStack prints once its gateway's port is open (by it, or by whoever holds the port).
@@ -152,17 +152,21 @@ def _wait_started(stack: LocalStack, port: int, timeout_s: float) -> None:
     is ready (its port open) without listening there itself."""
     assert stack.process is not None
     process, log = stack.process, stack.folder / "localstack.log"
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def started() -> bool:
         ready = _READY in log.read_bytes().splitlines()  # read before looking at the port
         if listens(process.pid, port):
             if _healthy(stack.url):
-                return
+                return True
         elif ready:
             raise PortTaken(f"LocalStack: port {port} is another process's")
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"LocalStack did not start; see {log}")
-        time.sleep(0.2)  # polling a child process that is still starting
+        if process.poll() is not None:
+            raise AssertionError(f"LocalStack exited; see {log}")
+        return False
+
+    eventually_sync(
+        started, timeout_s=timeout_s, interval_s=0.2, what=f"LocalStack started (see {log})"
+    )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

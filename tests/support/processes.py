@@ -18,6 +18,8 @@ from typing import Any
 
 import psutil
 
+from tests.support.polling import eventually_sync
+
 CHAINFLOW = str(Path(sys.executable).parent / "chainflow")
 # A server that cannot bind port 0 and report it (another program, or a flag where 0 means
 # off) starts on a port picked free (bind to 0, then close); another process may take that
@@ -69,8 +71,8 @@ def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 
     the port (a worker's metrics). Raises PortTaken once another process is seen listening on
     the port while `process` is not."""
     port = urllib.parse.urlsplit(url).port
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def answered() -> bool:
         if process.poll() is not None:
             if port and answers(port):
                 raise PortTaken(f"{process.args!r} exited: port {port} is another process's")
@@ -80,12 +82,11 @@ def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 
             raise PortTaken(f"{process.args!r}: port {port} is another process's")
         try:
             with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback test URL
-                if port is None or listens(process.pid, port):
-                    return
+                return port is None or listens(process.pid, port)
         except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.1)  # polling a child process that is still starting (or exiting)
-    raise AssertionError(f"{url} did not answer in time")
+            return False
+
+    eventually_sync(answered, timeout_s=timeout_s, interval_s=0.1, what=f"an answer on {url}")
 
 
 def wait_handling_sigterm(*started: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
@@ -95,16 +96,18 @@ def wait_handling_sigterm(*started: subprocess.Popen[bytes], timeout_s: float = 
     default action (-15): a worker restarted just before a test's end, on a loaded machine,
     was seen to. Waited for one after another, each had a deadline of its own: a cluster's stop
     could wait `timeout_s` per process."""
-    deadline = time.monotonic() + timeout_s
     waiting = list(started)
-    while True:
+
+    def handled() -> bool:
+        nonlocal waiting
         waiting = [process for process in waiting if not _handles_sigterm(process)]
-        if not waiting or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)  # polling child processes that are still starting
-    if waiting:
-        names = [process.args for process in waiting]
-        raise AssertionError(f"{names!r} installed no SIGTERM handler in {timeout_s} s")
+        return not waiting
+
+    eventually_sync(
+        handled,
+        timeout_s=timeout_s,
+        what=lambda: f"a SIGTERM handler in {[process.args for process in waiting]!r}",
+    )
 
 
 def _handles_sigterm(process: subprocess.Popen[bytes]) -> bool:
@@ -161,8 +164,8 @@ def serving_on_free_port(
 def listening_port(process: subprocess.Popen[Any], *, timeout_s: float = 60) -> int:
     """The TCP port `process` itself (not a child of it: dev's anvil) listens on, once it
     does: a server started with `--port 0` (its own bind picked the port, no race)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def port() -> int | None:
         if process.poll() is not None:
             raise AssertionError(f"{process.args!r} exited with {process.returncode}")
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
@@ -171,11 +174,11 @@ def listening_port(process: subprocess.Popen[Any], *, timeout_s: float = 60) -> 
                 for conn in psutil.Process(process.pid).net_connections("tcp")
                 if conn.status == psutil.CONN_LISTEN
             }
-            if len(ports) == 1:
-                return ports.pop()
             assert len(ports) < 2, f"{process.args!r} listens on several ports: {sorted(ports)}"
-        time.sleep(0.05)  # polling a child process that is still starting
-    raise AssertionError(f"{process.args!r} did not listen in time")
+            return ports.pop() if ports else None
+        return None
+
+    return eventually_sync(port, timeout_s=timeout_s, what=f"{process.args!r} listening")
 
 
 def listens(pid: int, port: int) -> bool:

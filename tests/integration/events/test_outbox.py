@@ -208,8 +208,7 @@ class TestSequencerOrder:
                 *(_write(sessionmaker, seed, units, per_unit) for seed in range(writers))
             )
             while not writing.done() or await sequence(sessionmaker):
-                await sequence(sessionmaker)
-                await asyncio.sleep(0)
+                await sequence(sessionmaker)  # a database round trip: the writers run meanwhile
             await writing
             all_sequenced.set()
             seen = await reader
@@ -262,8 +261,7 @@ async def _sequence_until(
     """Sequence as a worker's outbox loop does, until the writers are done; how many."""
     total = 0
     while not writing.done():
-        total += await sequence(sessionmaker)
-        await asyncio.sleep(0)
+        total += await sequence(sessionmaker)  # a database round trip: the writers run meanwhile
     return total
 
 
@@ -279,6 +277,8 @@ async def _write(
             for n in range(per_unit):
                 await append_many(session, [new_event("t", data={"n": n}, tx_id=tx)])
                 if rng.random() < 0.5:
+                    # Load shaping: another writer's insert and commit may come between two of
+                    # this transaction's inserts. No event marks such a point; a turn is one.
                     await asyncio.sleep(0)
 
 
@@ -303,7 +303,6 @@ async def _read_all(
             position = cursor
         if finished and not cursors:
             return seen
-        await asyncio.sleep(0)
 
 
 @asynccontextmanager

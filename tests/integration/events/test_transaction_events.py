@@ -2,10 +2,8 @@
 transaction, each with a snapshot as of its change; plus replaced and reorged."""
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,7 +13,6 @@ from chainflow.domain.transactions.models import AttemptKind, Transaction
 from chainflow.domain.transactions.schemas import TxRead
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.keystore import MasterKey
 from tests.support.chaos import (
     head,
     mining_stopped,
@@ -24,7 +21,7 @@ from tests.support.chaos import (
     run_rounds_until,
     transitions,
 )
-from tests.support.engine import EngineHarness, has_status, open_engine_harness
+from tests.support.engine import EngineHarness, harness_fixture, has_status
 
 
 async def sequenced(sessionmaker: async_sessionmaker[AsyncSession]) -> list[EventRow]:
@@ -146,11 +143,4 @@ class TestReplacedAndReorged:
         assert mine[3].data["transaction"]["receipt"]["block_hash"] == tx.block_hash
 
 
-@pytest.fixture
-async def deep_harness(
-    sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(
-        sessionmaker, own_anvil_url, master_key, confirmations=3
-    ) as value:
-        yield value
+deep_harness = harness_fixture(own_anvil=True, confirmations=3)

@@ -22,6 +22,7 @@ from chainflow.infra.ratelimit import (
 )
 from tests.support.databases import REDIS_URL
 from tests.support.polling import eventually
+from tests.support.processes import refusing_port
 from tests.support.tcp_servers import TcpServer, tcp_server
 
 
@@ -91,9 +92,7 @@ class TestSilentRedis:
             await redis.aclose()
 
     async def test_a_refused_connection_is_none_at_once(self) -> None:
-        async with tcp_server(lambda *_: asyncio.sleep(0)) as server:
-            port = server.port
-        redis = Redis.from_url(f"redis://127.0.0.1:{port}/0")  # closed: nothing listens
+        redis = Redis.from_url(f"redis://127.0.0.1:{refusing_port()}/0")  # nothing listens
         assert await hit_within(RedisRateLimiter(redis), "k", Rate(1, 1), timeout_s=2) is None
         await redis.aclose()
 
@@ -177,7 +176,9 @@ class TestBatches:
         rate = Rate(per_s=0.01, burst=2)
         gone = asyncio.ensure_future(limiter.hit("k:write", rate))
         kept = [asyncio.ensure_future(limiter.hit("k:write", rate)) for _ in range(2)]
-        await asyncio.sleep(0)  # their hits are gathered, the call not yet sent
+        await eventually(
+            lambda: _gathered(limiter, 3), interval_s=0, what="3 hits gathered, no call sent"
+        )
         gone.cancel()
         verdicts = await asyncio.gather(*kept)
         assert calls.sizes == [2]
@@ -197,9 +198,7 @@ class TestBatches:
             await redis.aclose()
 
     async def test_an_error_reaches_every_caller_of_the_batch(self) -> None:
-        async with tcp_server(lambda *_: asyncio.sleep(0)) as server:
-            port = server.port
-        redis = Redis.from_url(f"redis://127.0.0.1:{port}/0")  # closed: nothing listens
+        redis = Redis.from_url(f"redis://127.0.0.1:{refusing_port()}/0")  # nothing listens
         limiter = RedisRateLimiter(redis)
         verdicts = await asyncio.gather(
             *(hit_within(limiter, f"k{i}:read", Rate(1, 1), timeout_s=2) for i in range(3))
@@ -210,3 +209,8 @@ class TestBatches:
 
 async def _idle(limiter: RedisRateLimiter) -> bool:
     return not limiter._calls
+
+
+async def _gathered(limiter: RedisRateLimiter, count: int) -> bool:
+    """Whether `count` hits wait for a call that has not started (it takes them when it does)."""
+    return len(limiter._gathering or []) == count

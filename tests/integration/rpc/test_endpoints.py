@@ -112,6 +112,13 @@ async def open_first_breaker(pool: EndpointPool, first: RpcProxy) -> None:
     assert pool.health()[0].state is EndpointState.OPEN
 
 
+@pytest.fixture
+async def signed(pool: EndpointPool, http: aiohttp.ClientSession, node_url: str) -> SignedTx:
+    """A transfer signed for the node, once the pool has verified its first endpoint."""
+    await warm_up(pool)
+    return await signed_transfer(http, node_url)
+
+
 async def signed_transfer(http: aiohttp.ClientSession, node_url: str) -> SignedTx:
     signer = LocalSigner(SecretBytes(bytes.fromhex(DEV_PRIVATE_KEY_HEX)))
     node = RpcClient(http, node_url)
@@ -346,11 +353,10 @@ class TestSends:
         pool: EndpointPool,
         first: RpcProxy,
         second: RpcProxy,
+        signed: SignedTx,
         http: aiohttp.ClientSession,
         node_url: str,
     ) -> None:
-        await warm_up(pool)
-        signed = await signed_transfer(http, node_url)
         first.fault = Fault.LOSE_RESPONSE
         with pytest.raises(RpcTransportError) as caught:
             await pool.call("eth_sendRawTransaction", ["0x" + signed.raw.hex()])
@@ -362,15 +368,8 @@ class TestSends:
         assert await node.call("eth_getTransactionByHash", [signed.hash]) is not None
 
     async def test_a_send_is_resent_elsewhere_when_the_caller_opts_in(
-        self,
-        pool: EndpointPool,
-        first: RpcProxy,
-        second: RpcProxy,
-        http: aiohttp.ClientSession,
-        node_url: str,
+        self, pool: EndpointPool, first: RpcProxy, second: RpcProxy, signed: SignedTx
     ) -> None:
-        await warm_up(pool)
-        signed = await signed_transfer(http, node_url)
         first.fault = Fault.LOSE_RESPONSE
         raw = "0x" + signed.raw.hex()
         # Why sends are not resent by default: the copy meets the effect of the lost first one.
@@ -397,14 +396,8 @@ class TestSends:
         assert pool.health()[0].consecutive_failures == 1
 
     async def test_a_rate_limited_send_fails_over(
-        self,
-        pool: EndpointPool,
-        first: RpcProxy,
-        http: aiohttp.ClientSession,
-        node_url: str,
+        self, pool: EndpointPool, first: RpcProxy, signed: SignedTx
     ) -> None:
-        await warm_up(pool)
-        signed = await signed_transfer(http, node_url)
         first.fault = Fault.HTTP_429
         tx_hash = await pool.call("eth_sendRawTransaction", ["0x" + signed.raw.hex()])
         assert tx_hash == signed.hash

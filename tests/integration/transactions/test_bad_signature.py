@@ -6,24 +6,20 @@ the filler of a released nonce."""
 
 import pytest
 
-from chainflow.domain.transactions.models import TxKind
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.domain.wallets.models import Wallet, WalletChain
-from chainflow.infra.db.uow import unit_of_work
+from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.local import LocalSigner
 from chainflow.workers.drain import drain_lanes
 from chainflow.workers.main import run_round
-from chainflow.workers.send import send_and_record
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     assert_lane_settled,
     chain_config,
-    confirmed_filler,
-    force_gas_limit,
+    check_a_gap_waits_for_its_filler,
     lane_next_nonce,
     lane_transactions,
     mining_stopped,
-    sign_without_sending,
+    paused_reason,
 )
 from tests.support.engine import EngineHarness, has_status
 from tests.support.faulty_signer import bad_signatures
@@ -35,13 +31,6 @@ async def local_signer(harness: EngineHarness, wallet: Wallet) -> LocalSigner:
     signer = await harness.engine.state.signers.of(wallet)
     assert isinstance(signer, LocalSigner)
     return signer
-
-
-async def paused_reason(harness: EngineHarness, wallet: Wallet) -> str | None:
-    async with unit_of_work(harness.sessionmaker) as session:
-        lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
-        assert lane is not None
-        return lane.paused_reason
 
 
 async def test_a_bad_signature_holds_only_its_lane_of_the_drain_and_it_resumes_without_a_gap(
@@ -128,30 +117,9 @@ async def test_a_bad_signature_of_a_bump_holds_only_its_lane_and_it_resumes(
 async def test_a_nonce_gap_waits_for_a_good_signature_and_is_filled_when_there_is_one(
     harness: EngineHarness,
 ) -> None:
-    """The node refuses nonce 0 for good while nonce 1 is sent: its filler (a self-transfer at
-    nonce 0) is signed by the faulty key. While it signs badly nothing is released or
-    consumed and the lane shows bad_signature; then the filler takes nonce 0, no gap."""
+    """A filler signed by a faulty key: the lane shows bad_signature until it signs well."""
     wallet = await harness.wallet()
     faulty = await local_signer(harness, wallet)
-    refused = await harness.submit(wallet, value="1", data="0x1234")
-    await force_gas_limit(harness, refused, 40_000_000)  # anvil refuses it for good at send
-    good = await harness.submit(wallet, value="2")
-    sent = await sign_without_sending(harness, wallet)
-    assert [s.nonce for s in sent] == [0, 1]
-    with bad_signatures(faulty):
-        await send_and_record(harness.engine, await chain_config(harness), sent)
-        waiting = await harness.get(refused)
-        assert (waiting.status, waiting.nonce) == (TxStatus.SIGNED, 0)
-        assert [tx.kind for tx in await lane_transactions(harness, wallet)] == [TxKind.REQUEST] * 2
-        assert await lane_next_nonce(harness, wallet) == 2
-        assert await paused_reason(harness, wallet) == "bad_signature"
-    rows = await harness.run_until_final([refused, good], timeout_s=60)
-    assert [(tx.status, tx.nonce) for tx in rows] == [
-        (TxStatus.FAILED, None),
-        (TxStatus.CONFIRMED, 1),
-    ]
-
-    filler = await confirmed_filler(harness, wallet)
-    assert filler.nonce == 0
-    assert await paused_reason(harness, wallet) is None
-    await assert_lane_settled(harness, wallet)
+    await check_a_gap_waits_for_its_filler(
+        harness, wallet, bad_signatures(faulty), reason="bad_signature"
+    )

@@ -6,11 +6,8 @@ wallet's mined nonces are exactly 0..n-1, and no request executed twice.
 
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
-
-import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.transactions import repository
@@ -18,7 +15,6 @@ from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.main import run_round
 from chainflow.workers.track import track_chain
 from tests.support.chains import ANVIL_CHAIN_ID
@@ -48,8 +44,8 @@ from tests.support.engine import (
     FAST_STUCK,
     TEST_CONFIG,
     EngineHarness,
+    harness_fixture,
     has_status,
-    open_engine_harness,
 )
 from tests.support.polling import eventually
 
@@ -57,33 +53,14 @@ from tests.support.polling import eventually
 NO_BUMPS = dataclasses.replace(TEST_CONFIG, stuck_after_s=600.0, stuck_after_blocks=10_000)
 
 
-@pytest.fixture
-async def patient_harness(
-    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(sessionmaker, anvil_url, master_key, config=NO_BUMPS) as value:
-        yield value
+patient_harness = harness_fixture(config=NO_BUMPS)
 
 
-@pytest.fixture
-async def spike_harness(
-    sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    """Stuck after 1 s: a spike mines no block of ours, so only the time rule bumps."""
-    async with open_engine_harness(
-        sessionmaker, own_anvil_url, master_key, config=FAST_STUCK
-    ) as value:
-        yield value
+# Stuck after 1 s: a spike mines no block of ours, so only the time rule bumps.
+spike_harness = harness_fixture(own_anvil=True, config=FAST_STUCK)
 
 
-@pytest.fixture
-async def deep_harness(
-    sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(
-        sessionmaker, own_anvil_url, master_key, confirmations=3
-    ) as value:
-        yield value
+deep_harness = harness_fixture(own_anvil=True, confirmations=3)
 
 
 def all_have(status: TxStatus) -> Callable[[list[Transaction]], bool]:

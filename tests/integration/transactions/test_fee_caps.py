@@ -7,12 +7,9 @@ Each test runs on its own anvil (base fees are changed) and ends by reading the 
 """
 
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.transactions import repository
@@ -22,7 +19,6 @@ from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAtt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.transactions.track.replace import replace
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.send import send_and_record
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
@@ -38,7 +34,12 @@ from tests.support.chaos import (
     sign_without_sending,
     update_chain,
 )
-from tests.support.engine import FAST_STUCK, EngineHarness, has_status, open_engine_harness
+from tests.support.engine import (
+    FAST_STUCK,
+    EngineHarness,
+    harness_fixture,
+    has_status,
+)
 
 PRICED_OUT = "fee_cap_below_base_fee"
 # A narrow lane (3 in flight) so that capped requests at its head would fill its room, a
@@ -49,25 +50,11 @@ FEE_CAP_CONFIG = dataclasses.replace(
 )
 
 
-@pytest.fixture
-async def harness(
-    sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(
-        sessionmaker, own_anvil_url, master_key, config=FEE_CAP_CONFIG
-    ) as value:
-        yield value
+harness = harness_fixture(own_anvil=True, config=FEE_CAP_CONFIG)
 
 
-@pytest.fixture
-async def patient_harness(
-    sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    """The default wait (600 s): no priced-out cancel comes within a test; stuck after 1 s."""
-    async with open_engine_harness(
-        sessionmaker, own_anvil_url, master_key, config=FAST_STUCK
-    ) as value:
-        yield value
+# The default wait (600 s): no priced-out cancel comes within a test; stuck after 1 s.
+patient_harness = harness_fixture(own_anvil=True, config=FAST_STUCK)
 
 
 def in_s(seconds: float) -> str:

@@ -14,28 +14,21 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.transactions.attempts import PROBE_TASK
-from chainflow.domain.transactions.models import TxKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.binding import SignerRequest
 from chainflow.domain.wallets.kinds import SignerKind
-from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
-from chainflow.workers.send import send_and_record
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
-    assert_lane_settled,
-    chain_config,
-    confirmed_filler,
-    force_gas_limit,
-    lane_next_nonce,
-    lane_transactions,
-    sign_without_sending,
+    check_a_gap_waits_for_its_filler,
+    paused_reason,
 )
 from tests.support.engine import EngineHarness, has_status, open_engine_harness
 from tests.support.localstack import LocalStack, kms_config
@@ -170,14 +163,6 @@ async def check_an_outage_pauses_only_its_lane(
     assert await eventually(chain_caught_up, timeout_s=10)
 
 
-async def paused_reason(harness: EngineHarness, wallet: Wallet) -> str | None:
-    """The lane's paused_reason as stored (GET /v1/wallets/{id}/chains/{chain_id} shows it)."""
-    async with unit_of_work(harness.sessionmaker) as session:
-        lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
-        assert lane is not None
-        return lane.paused_reason
-
-
 @contextmanager
 def token_removed(softhsm: SoftHsm) -> Iterator[None]:
     away = softhsm.tokens.with_name("tokens.removed")
@@ -214,32 +199,11 @@ async def test_a_stopped_kms_pauses_only_its_lane_and_it_resumes_without_a_gap(
 async def test_a_nonce_gap_waits_for_a_stopped_kms_and_is_filled_when_it_returns(
     harness: EngineHarness, kms: AwsKms, localstack: LocalStack
 ) -> None:
-    """The node refuses nonce 0 for good while nonce 1 is sent: its filler (a self-transfer at
-    nonce 0) must be signed by KMS. While KMS is stopped nothing is released or consumed;
-    once it answers, the filler takes nonce 0 and the lane settles with no gap."""
+    """A filler that KMS must sign: while it is stopped the lane shows signer_unavailable."""
     remote = await kms_wallet(harness, kms)
-    bad = await harness.submit(remote, value="1", data="0x1234")
-    await force_gas_limit(harness, bad, 40_000_000)  # anvil refuses it for good at send
-    good = await harness.submit(remote, value="2")
-    sent = await sign_without_sending(harness, remote)
-    assert [s.nonce for s in sent] == [0, 1]
-    with kms_stopped(localstack):
-        await send_and_record(harness.engine, await chain_config(harness), sent)
-        waiting = await harness.get(bad)
-        assert (waiting.status, waiting.nonce) == (TxStatus.SIGNED, 0)
-        assert [tx.kind for tx in await lane_transactions(harness, remote)] == [TxKind.REQUEST] * 2
-        assert await lane_next_nonce(harness, remote) == 2
-        assert await paused_reason(harness, remote) == "signer_unavailable"  # not only drains
-    rows = await harness.run_until_final([bad, good], timeout_s=60)
-    assert [(tx.status, tx.nonce) for tx in rows] == [
-        (TxStatus.FAILED, None),
-        (TxStatus.CONFIRMED, 1),
-    ]
-
-    filler = await confirmed_filler(harness, remote)
-    assert filler.nonce == 0
-    assert await paused_reason(harness, remote) is None  # the filler's signature cleared it
-    await assert_lane_settled(harness, remote)
+    await check_a_gap_waits_for_its_filler(
+        harness, remote, kms_stopped(localstack), reason="signer_unavailable"
+    )
 
 
 async def test_a_bump_that_cannot_be_signed_shows_the_lane_paused_until_it_is(

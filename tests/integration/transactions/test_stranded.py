@@ -25,7 +25,13 @@ from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.track import track_chain
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import chain_config, mining_stopped
-from tests.support.engine import TEST_CONFIG, EngineHarness, has_status, open_engine_harness
+from tests.support.engine import (
+    TEST_CONFIG,
+    EngineHarness,
+    harness_fixture,
+    has_status,
+    open_engine_harness,
+)
 from tests.support.rpc_proxy import Fault, RpcProxy, serve_proxy
 
 # Every time rule far away: only the pool's word can replace the parked send within the test.
@@ -40,12 +46,7 @@ FAR = dataclasses.replace(
 NONCE = 5  # the wallet's count before the send: the parked send needs one below it
 
 
-@pytest.fixture
-async def far_harness(
-    sessionmaker: async_sessionmaker[AsyncSession], own_anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(sessionmaker, own_anvil_url, master_key, config=FAR) as value:
-        yield value
+far_harness = harness_fixture(own_anvil=True, config=FAR)
 
 
 @pytest.fixture

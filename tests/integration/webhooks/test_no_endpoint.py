@@ -47,7 +47,7 @@ async def test_idle_without_endpoints_then_a_new_one_is_served_within_a_second(
             started = time.monotonic()
             while time.monotonic() - started < 1.0:  # events sequenced in this process wake it
                 sequenced.ring()
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # events' pace (100 a second), not a wait for them
         finally:
             event.remove(engine, "before_cursor_execute", count)
         # A turn read the head, the endpoints and the due deliveries: ~80 wakes, ~240

@@ -1,8 +1,6 @@
 """Transfers on anvil with an endpoint subscribed to `transaction.*`: every status change is
 delivered, in order per transaction, and every signature verifies with `standardwebhooks`."""
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -10,19 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.domain.events import EventRow
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.signing.keystore import MasterKey
 from tests.integration.webhooks.conftest import Deliveries
-from tests.support.engine import EngineHarness, has_status, open_engine_harness
+from tests.support.engine import EngineHarness, harness_fixture, has_status
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, receiver
 
-
-@pytest.fixture
-async def harness(
-    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
-) -> AsyncIterator[EngineHarness]:
-    async with open_engine_harness(sessionmaker, anvil_url, master_key) as value:
-        yield value
+harness = harness_fixture()
 
 
 async def transfer_and_check(

@@ -4,7 +4,6 @@ more when the drain's record of its sends committed while the tracker read the c
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +36,7 @@ from tests.integration.events.test_transaction_events import (
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import chain_config
 from tests.support.engine import EngineHarness, open_engine_harness
+from tests.support.polling import eventually
 
 
 async def test_a_receipt_of_a_request_read_signed_is_recorded_once_its_send_is(
@@ -158,12 +158,14 @@ def _stages() -> dict[str, tuple[float, float]]:
 
 
 async def _confirmed_within(harness: EngineHarness, tx_id: TxId, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (await harness.get(tx_id)).status is TxStatus.CONFIRMED:
-            return True
-        await asyncio.sleep(0.05)  # polling the database with a deadline
-    return False
+    async def confirmed() -> bool:
+        return (await harness.get(tx_id)).status is TxStatus.CONFIRMED
+
+    try:
+        await eventually(confirmed, timeout_s=timeout_s, what=f"{tx_id} confirmed")
+    except AssertionError:
+        return False  # told by the test's own assertion, outside the round that waited
+    return True
 
 
 async def test_a_pass_while_draining_renews_the_lease_and_stops_once_another_holds_it(

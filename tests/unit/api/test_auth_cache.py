@@ -3,11 +3,13 @@ nothing at all when disabled, and never a hit for a different token; requests th
 together share one read, within the same bound."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
 from chainflow.api.auth_cache import KeyCache
 from chainflow.domain.apikeys.models import ApiKey
+from tests.support.polling import eventually
 
 
 class Clock:
@@ -20,8 +22,8 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr("chainflow.api.auth_cache.time.monotonic", fake)
+    fake = Clock()  # the cache's clock only: the event loop's runs on
+    monkeypatch.setattr("chainflow.api.auth_cache.time", SimpleNamespace(monotonic=fake))
     return fake
 
 
@@ -86,24 +88,28 @@ class Reads:
         self.answers.append(asyncio.get_running_loop().create_future())
         return await self.answers[-1]
 
+    async def until_began(self, count: int) -> None:
+        """Until `count` reads have begun; each turn runs every caller that is ready, so one
+        more read than this, begun alongside, would have begun too."""
 
-async def _started(count: int) -> None:
-    for _ in range(count):
-        await asyncio.sleep(0)  # let the callers reach their read
+        async def began() -> bool:
+            return self.began >= count
+
+        await eventually(began, timeout_s=5, interval_s=0, what=f"{count} reads begun")
 
 
 @pytest.mark.usefixtures("clock")
 async def test_misses_of_one_token_share_one_read() -> None:
     cache, key, reads = KeyCache(ttl_s=5), ApiKey(prefix="abc", scopes=["read"]), Reads()
     callers = [asyncio.ensure_future(cache.load("cf_abc_secret", reads)) for _ in range(8)]
-    await _started(3)
+    await reads.until_began(1)
     assert reads.began == 1
     assert reads.answer is not None
     reads.answer.set_result(key)
     assert await asyncio.gather(*callers) == [key] * 8
     assert cache.get("cf_abc_secret") is key  # remembered from when the read began
     other = asyncio.ensure_future(cache.load("cf_abc_other", reads))
-    await _started(3)
+    await reads.until_began(2)
     assert reads.began == 2  # another token reads on its own
     reads.answer.set_exception(LookupError("invalid"))
     with pytest.raises(LookupError):
@@ -115,11 +121,11 @@ async def test_a_read_begun_a_ttl_ago_is_not_shared(clock: Clock) -> None:
     find no entry from that read."""
     cache, reads = KeyCache(ttl_s=5), Reads()
     slow = asyncio.ensure_future(cache.load("cf_abc_secret", reads))
-    await _started(3)
+    await reads.until_began(1)
     first = reads.answer
     clock.now += 5.0
     late = asyncio.ensure_future(cache.load("cf_abc_secret", reads))
-    await _started(3)
+    await reads.until_began(2)
     assert reads.began == 2
     again = reads.answer
     assert first is not None
@@ -136,9 +142,9 @@ async def test_a_read_begun_a_ttl_ago_is_not_shared(clock: Clock) -> None:
 async def test_a_caller_that_goes_does_not_end_the_read_of_the_others() -> None:
     cache, key, reads = KeyCache(ttl_s=5), ApiKey(prefix="abc", scopes=["read"]), Reads()
     gone, kept = (asyncio.ensure_future(cache.load("cf_abc_secret", reads)) for _ in range(2))
-    await _started(3)
+    await reads.until_began(1)
     gone.cancel()
-    await _started(2)
+    await asyncio.wait([gone])  # its cancellation has run
     answer = reads.answer
     assert answer is not None
     assert not answer.cancelled()
@@ -151,7 +157,7 @@ async def test_a_caller_that_goes_does_not_end_the_read_of_the_others() -> None:
 async def test_without_a_cache_each_miss_reads() -> None:
     cache, reads = KeyCache(ttl_s=0), Reads()
     callers = [asyncio.ensure_future(cache.load("cf_abc_secret", reads)) for _ in range(3)]
-    await _started(3)
+    await reads.until_began(3)
     assert reads.began == 3
     key = ApiKey(prefix="abc", scopes=["read"])
     for answer in reads.answers:

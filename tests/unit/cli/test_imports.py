@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.polling import eventually_sync
 from tests.support.processes import CHAINFLOW, base_env
 
 # Runs the `chainflow` entry point in this interpreter, then names what is loaded.
@@ -86,11 +86,14 @@ def _loaded_by_service(
             text=True,
         )
         try:
-            deadline = time.monotonic() + 60
-            while not ready(log.read_text()):
+
+            def started() -> bool:
                 assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)  # polling a child process that is still starting
+                return ready(log.read_text())
+
+            eventually_sync(
+                started, timeout_s=60, what=lambda: f"the service ready; its log: {log.read_text()}"
+            )
             process.send_signal(signal.SIGTERM)
             stdout, _ = process.communicate(timeout=60)
         finally:

@@ -3,14 +3,16 @@ probe cannot see that fault (a local key or a moved KMS alias answers healthy), 
 is an ERROR line and, on KMS, a billed Sign call (review)."""
 
 import asyncio
-import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
-from chainflow.domain.transactions.attempts import Signers
+from chainflow.domain.transactions import attempts
+from chainflow.domain.transactions.attempts import PROBE_TASK, Signers
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.signer import SignerHealth
+from tests.support.polling import eventually
 
 
 async def _healthy() -> SignerHealth | None:
@@ -18,12 +20,23 @@ async def _healthy() -> SignerHealth | None:
 
 
 async def _passes_within(signers: Signers, wallet: uuid.UUID, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if signers.passed_probe(wallet, _healthy):
-            return True
-        await asyncio.sleep(0.01)  # the probe runs as a task: polled with a deadline
-    return False
+    """Whether a probe passes within `timeout_s`: it runs as a task, polled with a deadline."""
+
+    async def passed() -> bool:
+        return signers.passed_probe(wallet, _healthy)
+
+    try:
+        await eventually(passed, timeout_s=timeout_s, interval_s=0.01, what="a probe passed")
+    except AssertionError:
+        return False
+    return True
+
+
+async def _probe_answered(wallet: uuid.UUID) -> None:
+    """Until the background probe of `wallet` (a task) has answered."""
+    name = f"{PROBE_TASK}:{wallet}"
+    (probe,) = [task for task in asyncio.all_tasks() if task.get_name() == name]
+    await asyncio.wait([probe])
 
 
 async def test_bad_signatures_back_off_and_are_logged_1st_10th_100th() -> None:
@@ -49,8 +62,8 @@ async def test_an_outage_is_retried_once_a_probe_passes_and_always_logged() -> N
 async def test_the_back_off_doubles(count: int, monkeypatch: pytest.MonkeyPatch) -> None:
     signers = Signers(MasterKey.generate())
     wallet = uuid.uuid4()
-    now = 1000.0
-    monkeypatch.setattr(time, "monotonic", lambda: now)
+    now = 1000.0  # the signers' clock only: the event loop's runs on
+    monkeypatch.setattr(attempts, "time", SimpleNamespace(monotonic=lambda: now))
     for _ in range(count):
         signers.note_unavailable(wallet, bad=True)
     wait_s = 2.0 ** (count - 1)
@@ -58,7 +71,7 @@ async def test_the_back_off_doubles(count: int, monkeypatch: pytest.MonkeyPatch)
     assert not signers.passed_probe(wallet, _healthy)
     now += 0.02  # past the back-off: the probe starts (a task), and passes once it answered
     assert not signers.passed_probe(wallet, _healthy)
-    await asyncio.sleep(0)
+    await _probe_answered(wallet)
     assert signers.passed_probe(wallet, _healthy)
 
 
