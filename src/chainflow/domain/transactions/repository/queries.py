@@ -18,8 +18,10 @@ from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.rows import (
     IN_FLIGHT_ATTEMPT_COLUMNS,
     IN_FLIGHT_COLUMNS,
+    QUEUED_COLUMNS,
     InFlight,
     InFlightAttempt,
+    Queued,
 )
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
@@ -33,6 +35,8 @@ _ATTEMPTS = cast(Table, TxAttempt.__table__)
 _REQUEST_WIDTH = len(IN_FLIGHT_COLUMNS)
 # InFlight from a row's request columns in order, then its attempts (mypy cannot count a slice).
 _in_flight = cast(Callable[..., InFlight], InFlight)
+_queued = cast(Callable[..., Queued], Queued)  # a row of QUEUED_COLUMNS, in order
+_QUEUED_LANE = QUEUED_COLUMNS.index("wallet_id")
 
 
 async def get(session: AsyncSession, tx_id: uuid.UUID, *, full: bool = False) -> Transaction | None:
@@ -254,34 +258,33 @@ async def queued_for_lanes(
     rooms: Mapping[WalletId, int],
     *,
     min_fee_cap_wei: int | None = None,
-) -> dict[WalletId, list[Transaction]]:
+) -> dict[WalletId, list[Queued]]:
     """queued_for_lane for many lanes in one SELECT: each lane's first `rooms[lane]` queued
-    requests, in submission order (a drain's plan read them one SELECT per lane)."""
+    requests, in submission order (a drain's plan read them one SELECT per lane), as plain
+    rows of the columns a drain reads (rows.Queued): one Core statement, no ORM instances."""
     rooms = {wallet_id: room for wallet_id, room in rooms.items() if room > 0}
     if not rooms:
         return {}
-    place = func.row_number().over(
-        partition_by=Transaction.wallet_id, order_by=(Transaction.created_at, Transaction.id)
-    )
-    ranked = select(Transaction, place.label("place")).where(
-        Transaction.chain_id == chain_id,
-        Transaction.wallet_id.in_(in_list(list(rooms))),
-        Transaction.status == TxStatus.QUEUED,
+    t = _TRANSACTIONS.c
+    place = func.row_number().over(partition_by=t.wallet_id, order_by=(t.created_at, t.id))
+    ranked = select(*(t[name] for name in QUEUED_COLUMNS), place.label("place")).where(
+        t.chain_id == chain_id,
+        t.wallet_id.in_(in_list(list(rooms))),
+        t.status == TxStatus.QUEUED,
     )
     if min_fee_cap_wei is not None:
         ranked = ranked.where(cap_reaches(session, min_fee_cap_wei))
     lanes = ranked.subquery()
-    tx = aliased(Transaction, lanes)
     query = (
-        select(tx)
+        select(*(lanes.c[name] for name in QUEUED_COLUMNS))
         .where(lanes.c.place <= max(rooms.values()))
         .order_by(lanes.c.wallet_id, lanes.c.place)
     )
-    found: dict[WalletId, list[Transaction]] = {}
-    for row in (await session.scalars(query)).all():
-        lane = found.setdefault(row.wallet_id, [])
-        if len(lane) < rooms[row.wallet_id]:
-            lane.append(row)
+    found: dict[WalletId, list[Queued]] = {}
+    for row in await session.execute(query):
+        lane = found.setdefault(row[_QUEUED_LANE], [])
+        if len(lane) < rooms[row[_QUEUED_LANE]]:
+            lane.append(_queued(*row))
     return found
 
 
