@@ -15,7 +15,7 @@ from chainflow.core.types import AttemptId, Nonce, Wei
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.fees import Eip1559Fees, Fees
 from chainflow.domain.transactions.models import AttemptKind, AttemptStatus, Transaction, TxAttempt
-from chainflow.domain.transactions.rows import AttemptRow
+from chainflow.domain.transactions.rows import AttemptRow, Queued
 from chainflow.domain.wallets.custody import read_public_key, signer_for
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.aws_kms import AwsKms
@@ -193,7 +193,13 @@ class TxFields(TypedDict):
 
 
 def tx_fields(
-    tx: Transaction, *, chain: ChainConfig, nonce: int, gas_limit: int, fees: Fees, cancel: bool
+    tx: Transaction | Queued,
+    *,
+    chain: ChainConfig,
+    nonce: int,
+    gas_limit: int,
+    fees: Fees,
+    cancel: bool,
 ) -> TxFields:
     """The fields to sign. A cancel is a 0-value self-transfer at the same nonce."""
     fields: TxFields = {
@@ -219,7 +225,7 @@ def _wei(fields: TxFields, name: str) -> Wei | None:
 
 
 async def signed_attempt(
-    tx: Transaction,
+    tx: Transaction | Queued,
     *,
     signer: Signer,
     chain: ChainConfig,

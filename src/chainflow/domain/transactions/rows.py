@@ -189,6 +189,34 @@ class MinedUpdate(TypedDict):
     mined: AttemptId
 
 
+# What a drain's plan reads of each queued request it may sign (repository.queued_for_lanes):
+# the columns the estimate, the signature and the status change read, as plain frozen rows.
+# A Core read, not ORM instances: loading a window of 64 requests per lane as ORM rows (the
+# identity map, the instrumented attributes, the session's bookkeeping at commit) was the
+# largest Python step of planning (docs/performance.md, item 42).
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A queued request as a drain's plan read it; a snapshot, never written back (its
+    columns do not change while it stays queued: a cancel moves it out of `queued`)."""
+
+    id: TxId
+    wallet_id: WalletId
+    status: TxStatus
+    from_address: str
+    to_address: str
+    value_wei: Wei
+    data: bytes
+    gas_limit: int | None
+    max_fee_per_gas_cap: Wei | None
+    max_priority_fee_per_gas_cap: Wei | None
+    valid_until: datetime | None
+
+
+QUEUED_COLUMNS = tuple(f.name for f in fields(Queued))
+
+
 # What the tracker reads of each request in flight every round (repository.tracked): the
 # columns its decisions, revert replays, metrics and logs read, as plain frozen rows. A Core
 # read, not ORM instances: the ORM's identity map and attribute instrumentation of every

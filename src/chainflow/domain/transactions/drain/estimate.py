@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.types import TxId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.fees import with_gas_buffer
-from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.node import ChainRpc
+from chainflow.domain.transactions.rows import Queued
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import apply
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
@@ -35,7 +35,7 @@ class Estimates:
     refused: Refused
 
 
-def _call_of(tx: Transaction) -> dict[str, str]:
+def _call_of(tx: Queued) -> dict[str, str]:
     return {
         "from": tx.from_address,
         "to": tx.to_address,
@@ -45,7 +45,7 @@ def _call_of(tx: Transaction) -> dict[str, str]:
 
 
 async def estimate_gas(
-    rpc: ChainRpc, lanes: Sequence[Sequence[Transaction]], *, buffer_percent: int
+    rpc: ChainRpc, lanes: Sequence[Sequence[Queued]], *, buffer_percent: int
 ) -> Estimates:
     """Per lane (queued requests of one lane, a snapshot in submission order), gas limits for
     the longest prefix that can go now; every lane's calls go in the same JSON-RPC batches.
@@ -74,7 +74,7 @@ async def estimate_gas(
 
 
 def _prefix(
-    rows: Sequence[Transaction], answers: Sequence[Any], refused: Refused, *, buffer_percent: int
+    rows: Sequence[Queued], answers: Sequence[Any], refused: Refused, *, buffer_percent: int
 ) -> list[Estimate]:
     ready: list[Estimate] = []
     for tx, answer in zip(rows, answers, strict=True):

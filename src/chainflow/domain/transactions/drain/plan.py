@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.clock import utcnow
-from chainflow.core.types import WalletId
+from chainflow.core.types import TxId, WalletId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.drain.estimate import Estimate
 from chainflow.domain.transactions.drain.fee_floor import expire_priced_out, floor_of
-from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.node import ChainRpc, nonce_counts
+from chainflow.domain.transactions.rows import Queued
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import apply
 from chainflow.domain.wallets.models import Wallet, WalletStatus
@@ -23,7 +23,7 @@ from chainflow.infra.rpc.client import RpcTransportError
 
 @dataclass(frozen=True)
 class Planned:
-    rows: list[Transaction]  # queued requests of the lane, in submission order (a snapshot)
+    rows: list[Queued]  # queued requests of the lane, in submission order (a snapshot)
     wallet: Wallet
 
 
@@ -45,7 +45,7 @@ class Ready:
     wallet: Wallet
     estimates: list[Estimate]
     counts: Counts
-    rows: Sequence[Transaction]
+    rows: Sequence[Queued]
 
 
 async def lane_counts(rpc: ChainRpc, addresses: Mapping[WalletId, str]) -> dict[WalletId, Counts]:
@@ -121,19 +121,29 @@ async def plan_lanes(
         rooms,
         min_fee_cap_wei=floor.base_fee_wei if floor is not None else None,
     )
+    live = await _expire_passed(session, queued)
     plans: list[Planned] = []
     for wallet_id in rooms:
-        live = [tx for tx in queued.get(wallet_id, []) if not _expired(session, tx)]
-        if live:
-            plans.append(Planned(live, wallets[wallet_id]))
+        rows = [tx for tx in queued.get(wallet_id, []) if tx.id in live]
+        if rows:
+            plans.append(Planned(rows, wallets[wallet_id]))
     return plans
 
 
-def _expired(session: AsyncSession, tx: Transaction) -> bool:
-    if tx.valid_until is None or tx.valid_until > utcnow():
-        return False
-    apply(session, tx, TxEvent.EXPIRED, reason="valid_until passed before signing")
-    return True
+async def _expire_passed(session: AsyncSession, queued: dict[WalletId, list[Queued]]) -> set[TxId]:
+    """Expire the planned requests whose `valid_until` passed before signing (those still
+    queued: locked and loaded as ORM rows, which is rare, so the plan's rows stay plain);
+    the ids of the others."""
+    now = utcnow()
+    live, expired = set(), []
+    for tx in (tx for lane in queued.values() for tx in lane):
+        if tx.valid_until is not None and tx.valid_until <= now:
+            expired.append(tx.id)
+        else:
+            live.add(tx.id)
+    for row in await repository.lock_queued(session, expired) if expired else []:
+        apply(session, row, TxEvent.EXPIRED, reason="valid_until passed before signing")
+    return live
 
 
 async def _fail_queued(session: AsyncSession, chain: ChainConfig, wallet: Wallet) -> None:

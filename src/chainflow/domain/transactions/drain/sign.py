@@ -14,9 +14,9 @@ from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.drain.plan import Ready, room_of
 from chainflow.domain.transactions.fees import FeeCaps, Fees, clamp
 from chainflow.domain.transactions.market import chain_caps
-from chainflow.domain.transactions.models import AttemptKind, Transaction
+from chainflow.domain.transactions.models import AttemptKind
 from chainflow.domain.transactions.repository import bulk
-from chainflow.domain.transactions.rows import signed_update
+from chainflow.domain.transactions.rows import Queued, signed_update
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import step
@@ -42,7 +42,7 @@ async def sign_lanes(
     gas = {e.tx_id: e.gas_limit for ready in lanes for e in ready.estimates}
     # The estimated requests still queued, locked; signed from the plan's rows (Ready.rows).
     still = await repository.lock_queued_ids(session, list(gas))
-    queued: dict[WalletId, list[Transaction]] = {}
+    queued: dict[WalletId, list[Queued]] = {}
     for ready in lanes:
         queued[ready.wallet.id] = [tx for tx in ready.rows if tx.id in gas and tx.id in still]
     sent: list[SentAttempt] = []
@@ -97,7 +97,6 @@ async def sign_lanes(
             lane.paused_reason = None
             signers.note_signed(ready.wallet.id)
             sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"]))
-    # The ORM rows of these requests are left as read; nothing reads them after this.
     await store_next_nonces(session, chain.chain_id, cursors)
     await bulk.store_signed(session, writes)
     return sent
@@ -127,7 +126,7 @@ def probe_paused(lanes: Sequence[LaneT], signers: Signers, chain: ChainConfig) -
     return kept
 
 
-def _fees_for(tx: Transaction, market: Fees, chain: ChainConfig) -> Fees:
+def _fees_for(tx: Queued, market: Fees, chain: ChainConfig) -> Fees:
     """Market fees lowered to the chain's and the request's caps."""
     caps = chain_caps(chain).merged(
         FeeCaps(tx.max_fee_per_gas_cap, tx.max_priority_fee_per_gas_cap)

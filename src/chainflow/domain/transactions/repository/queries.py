@@ -7,7 +7,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, and_, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.util import AliasedClass
@@ -18,8 +30,10 @@ from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.rows import (
     IN_FLIGHT_ATTEMPT_COLUMNS,
     IN_FLIGHT_COLUMNS,
+    QUEUED_COLUMNS,
     InFlight,
     InFlightAttempt,
+    Queued,
 )
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
@@ -33,6 +47,8 @@ _ATTEMPTS = cast(Table, TxAttempt.__table__)
 _REQUEST_WIDTH = len(IN_FLIGHT_COLUMNS)
 # InFlight from a row's request columns in order, then its attempts (mypy cannot count a slice).
 _in_flight = cast(Callable[..., InFlight], InFlight)
+_queued = cast(Callable[..., Queued], Queued)  # a row of QUEUED_COLUMNS, in order
+_QUEUED_LANE = QUEUED_COLUMNS.index("wallet_id")
 
 
 async def get(session: AsyncSession, tx_id: uuid.UUID, *, full: bool = False) -> Transaction | None:
@@ -254,35 +270,60 @@ async def queued_for_lanes(
     rooms: Mapping[WalletId, int],
     *,
     min_fee_cap_wei: int | None = None,
-) -> dict[WalletId, list[Transaction]]:
+) -> dict[WalletId, list[Queued]]:
     """queued_for_lane for many lanes in one SELECT: each lane's first `rooms[lane]` queued
-    requests, in submission order (a drain's plan read them one SELECT per lane)."""
+    requests, in submission order (a drain's plan read them one SELECT per lane), as plain
+    rows of the columns a drain reads (rows.Queued): one Core statement, no ORM instances."""
     rooms = {wallet_id: room for wallet_id, room in rooms.items() if room > 0}
     if not rooms:
         return {}
-    place = func.row_number().over(
-        partition_by=Transaction.wallet_id, order_by=(Transaction.created_at, Transaction.id)
+    params: dict[str, object] = {
+        "chain_id": chain_id,
+        "lanes": in_list(list(rooms)),
+        "room": max(rooms.values()),
+    }
+    if min_fee_cap_wei is None:
+        query = _queued_query(False)
+    elif _dialect(session) == "sqlite":  # wei_at_least compares text there: built per call
+        query = _queued_query_of(cap_reaches(session, min_fee_cap_wei))
+    else:
+        query, params["floor"] = _queued_query(True), min_fee_cap_wei
+    found: dict[WalletId, list[Queued]] = {}
+    for row in await session.execute(query, params):
+        lane = found.setdefault(row[_QUEUED_LANE], [])
+        if len(lane) < rooms[row[_QUEUED_LANE]]:
+            lane.append(_queued(*row))
+    return found
+
+
+@functools.cache
+def _queued_query(floor: bool) -> Select[Any]:
+    """queued_for_lanes' statement on PostgreSQL, built once per form (with a fee floor as
+    a parameter or without): building it and its cache key was ~2.5 ms of the draining
+    worker's CPU per plan (docs/performance.md item 42)."""
+    cap = _TRANSACTIONS.c.max_fee_per_gas_cap
+    pays = or_(cap.is_(None), cap >= bindparam("floor", type_=cap.type)) if floor else None
+    return _queued_query_of(pays)
+
+
+def _queued_query_of(pays: ColumnElement[bool] | None) -> Select[Any]:
+    """Each lane's first `room` queued requests whose fee cap `pays` (any, if None), of the
+    lanes `lanes` of chain `chain_id` (parameters), by lane and place."""
+    t = _TRANSACTIONS.c
+    place = func.row_number().over(partition_by=t.wallet_id, order_by=(t.created_at, t.id))
+    ranked = select(*(t[name] for name in QUEUED_COLUMNS), place.label("place")).where(
+        t.chain_id == bindparam("chain_id"),
+        t.wallet_id.in_(bindparam("lanes", expanding=True)),
+        t.status == TxStatus.QUEUED,
     )
-    ranked = select(Transaction, place.label("place")).where(
-        Transaction.chain_id == chain_id,
-        Transaction.wallet_id.in_(in_list(list(rooms))),
-        Transaction.status == TxStatus.QUEUED,
-    )
-    if min_fee_cap_wei is not None:
-        ranked = ranked.where(cap_reaches(session, min_fee_cap_wei))
+    if pays is not None:
+        ranked = ranked.where(pays)
     lanes = ranked.subquery()
-    tx = aliased(Transaction, lanes)
-    query = (
-        select(tx)
-        .where(lanes.c.place <= max(rooms.values()))
+    return (
+        select(*(lanes.c[name] for name in QUEUED_COLUMNS))
+        .where(lanes.c.place <= bindparam("room", type_=Integer))
         .order_by(lanes.c.wallet_id, lanes.c.place)
     )
-    found: dict[WalletId, list[Transaction]] = {}
-    for row in (await session.scalars(query)).all():
-        lane = found.setdefault(row.wallet_id, [])
-        if len(lane) < rooms[row.wallet_id]:
-            lane.append(row)
-    return found
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -325,15 +366,30 @@ def _refused_for_funds(tx: type[Transaction] | AliasedClass[Transaction]) -> Col
 async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> list[InFlight]:
     """Requests between signing and finality, with their attempts, lowest nonce first: one
     Core statement (the page of requests joined to their attempts), no ORM instances."""
+    query = _tracked_query()
+    grouped: dict[TxId, tuple[Row[Any], list[InFlightAttempt]]] = {}
+    for row in await session.execute(query, {"chain_id": chain_id, "limit": limit}):
+        entry = grouped.get(row[0])
+        if entry is None:
+            entry = grouped[row[0]] = (row, [])
+        if row[_REQUEST_WIDTH] is not None:  # the attempt's id: None when it has none
+            entry[1].append(InFlightAttempt(*row[_REQUEST_WIDTH:]))
+    return [_in_flight(*row[:_REQUEST_WIDTH], tuple(one)) for row, one in grouped.values()]
+
+
+@functools.cache
+def _tracked_query() -> Select[Any]:
+    """tracked's statement, built once with its chain and limit as parameters: building it
+    and its cache key was ~2 ms of the tracker's CPU per pass (docs/performance.md item 42)."""
     t, a = _TRANSACTIONS.c, _ATTEMPTS.c
     page = (
         select(*(t[name] for name in IN_FLIGHT_COLUMNS))
-        .where(t.chain_id == chain_id, t.status.in_(TRACKED))
+        .where(t.chain_id == bindparam("chain_id"), t.status.in_(TRACKED))
         .order_by(t.wallet_id, t.nonce)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         .subquery("page")
     )
-    query = (
+    return (
         select(
             *(page.c[name] for name in IN_FLIGHT_COLUMNS),
             *(a[name].label(f"a_{name}") for name in IN_FLIGHT_ATTEMPT_COLUMNS),
@@ -341,11 +397,3 @@ async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> list[I
         .select_from(page.outerjoin(_ATTEMPTS, a.tx_id == page.c.id))
         .order_by(page.c.wallet_id, page.c.nonce, page.c.id, a.created_at, a.id)
     )
-    grouped: dict[TxId, tuple[Row[Any], list[InFlightAttempt]]] = {}
-    for row in await session.execute(query):
-        entry = grouped.get(row[0])
-        if entry is None:
-            entry = grouped[row[0]] = (row, [])
-        if row[_REQUEST_WIDTH] is not None:  # the attempt's id: None when it has none
-            entry[1].append(InFlightAttempt(*row[_REQUEST_WIDTH:]))
-    return [_in_flight(*row[:_REQUEST_WIDTH], tuple(one)) for row, one in grouped.values()]
