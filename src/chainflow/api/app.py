@@ -1,25 +1,19 @@
 """The FastAPI application: create_app() and a lifespan that builds Resources."""
 
-import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainflow import __version__
 from chainflow.api import problems
 from chainflow.api.auth_cache import KeyCache
 from chainflow.api.chain_watch import ChainWatch
+from chainflow.api.edge import EdgeMiddleware
 from chainflow.api.event_hub import EventHub
-from chainflow.api.gate import GateMiddleware
 from chainflow.api.group_commit import GroupCommit
 from chainflow.api.metrics_collector import LaneCollector
-from chainflow.api.request_metrics import RequestMetricsMiddleware
 from chainflow.api.resources import Resources
 from chainflow.api.routes import (
     audit,
@@ -51,7 +45,6 @@ from chainflow.infra.rpc.client import new_http_session
 from chainflow.infra.signing import aws_kms, pkcs11
 from chainflow.infra.signing.master_source import load_master_key
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 log = get_logger(__name__)
 
 DESCRIPTION = """
@@ -178,10 +171,7 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     problems.install(app)
-    app.add_middleware(GateMiddleware, settings=settings)
-    app.add_middleware(RequestIdMiddleware)
-    if settings.metrics_enabled:
-        app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(EdgeMiddleware, settings=settings)
     app.state.lane_collector = LaneCollector(settings.metrics_cache_s)
     routers = (
         health.router,
@@ -202,29 +192,3 @@ def create_app(settings: Settings, *, queue: JobQueue | None = None) -> FastAPI:
         app.include_router(router)
     transactions.route_submissions_first(app)
     return app
-
-
-class RequestIdMiddleware:
-    """Tag each request's logs and response with X-Request-ID (the caller's, if well formed).
-
-    Plain ASGI rather than BaseHTTPMiddleware, which costs a task and a stream per request.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        inbound = Headers(scope=scope).get("x-request-id", "")
-        request_id = inbound if _REQUEST_ID.match(inbound) else uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-
-        async def tagged(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
-            await send(message)
-
-        await self.app(scope, receive, tagged)

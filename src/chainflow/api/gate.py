@@ -10,15 +10,18 @@ The order is the point (issue 14):
    size limit per route, and its JSON nesting is bounded; only then is a slot taken again.
 4. The app gets the body replayed from memory.
 
-Plain ASGI rather than BaseHTTPMiddleware, which costs a task and a stream per request.
+Part of the one ASGI layer in front of the app (edge.py), which sends the probes and
+`/metrics` past it; what it answers and what the app answers go through the request's one
+`Reply` (reply.py).
 """
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope
 
 from chainflow.api import auth, body, problems, ratelimit
-from chainflow.api.admission import EXEMPT_PATHS, STREAM_PATHS, Admission, cost_of, refuse
+from chainflow.api.admission import STREAM_PATHS, Admission, cost_of, refuse
+from chainflow.api.reply import Reply
 from chainflow.core import jsondepth
 from chainflow.core.errors import InvalidInput
 from chainflow.core.settings import Settings
@@ -29,51 +32,50 @@ class JsonTooDeepInput(InvalidInput):
     title = "JSON nested too deep"
 
 
-class GateMiddleware:
-    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+class Gate:
+    """The gate of one API process, in front of `app`."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.admission = Admission(settings.api_max_in_flight)
         self.limits = body.BodyLimits(settings)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
+    async def __call__(
+        self, scope: Scope, headers: Headers, receive: Receive, reply: Reply
+    ) -> None:
         if body.has_body(headers):
-            await self._with_body(scope, headers, receive, send)
+            await self._with_body(scope, headers, receive, reply)
         else:
-            await self._admitted(scope, receive, send)
+            await self._admitted(scope, receive, reply)
 
     async def _admitted(
-        self, scope: Scope, receive: Receive, send: Send, *, body_bytes: int = 0
+        self, scope: Scope, receive: Receive, reply: Reply, *, body_bytes: int = 0
     ) -> None:
         slots = self.admission.enter(cost_of(scope, body_bytes))
         if not slots:
-            await refuse(scope, send)
+            await refuse(scope, reply)
             return
         held = [slots]
-        sending = _with_rate_headers(scope, send)
+        reply.admitted = True  # its response carries the key's RateLimit-* headers
 
-        async def release_on_start(message: Message) -> None:
-            # A stream lives for hours: its slot covers the work before its headers (the
-            # key, the filters), and its own limit covers the rest (issue 16).
-            if message["type"] == "http.response.start" and held:
-                self.admission.leave(held.pop())
-            await sending(message)
-
-        streaming = scope["path"] in STREAM_PATHS
-        try:
-            await self.app(scope, receive, release_on_start if streaming else sending)
-        finally:
+        def release() -> None:
             if held:
                 self.admission.leave(held.pop())
 
+        if scope["path"] in STREAM_PATHS:
+            # A stream lives for hours: its slot covers the work before its headers (the
+            # key, the filters), and its own limit covers the rest (issue 16).
+            reply.on_start = release
+        try:
+            await self.app(scope, receive, reply)
+        finally:
+            release()
+
     async def _with_body(
-        self, scope: Scope, headers: Headers, receive: Receive, send: Send
+        self, scope: Scope, headers: Headers, receive: Receive, reply: Reply
     ) -> None:
         if not self.admission.enter():
-            await refuse(scope, send, close=True)
+            await refuse(scope, reply, close=True)
             return
         try:
             error = await self._before_reading(scope, headers)
@@ -83,10 +85,10 @@ class GateMiddleware:
         if error is None:
             error, content = await self._read(scope, receive)
         if error is not None:
-            await _answer(scope, receive, send, error)
+            await _answer(scope, receive, reply, error)
         elif content is not None:  # None: the client went away before sending it all
             replayed = body.replay(content, receive)
-            await self._admitted(scope, replayed, send, body_bytes=len(content))
+            await self._admitted(scope, replayed, reply, body_bytes=len(content))
 
     async def _before_reading(self, scope: Scope, headers: Headers) -> Exception | None:
         try:
@@ -113,23 +115,8 @@ class GateMiddleware:
         return None, content
 
 
-def _with_rate_headers(scope: Scope, send: Send) -> Send:
-    """`send`, adding the key's RateLimit-* headers to the response of a counted request."""
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            found = ratelimit.headers_of(scope)
-            if found is not None:
-                headers = MutableHeaders(scope=message)
-                for name, value in found:
-                    headers.append(name, value)
-        await send(message)
-
-    return sending
-
-
-async def _answer(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
+async def _answer(scope: Scope, receive: Receive, reply: Reply, error: Exception) -> None:
     """The problem for `error`, closing the connection: the body may be left unread."""
     response = await problems.render_error(Request(scope), error)
     response.headers["connection"] = "close"
-    await response(scope, receive, send)
+    await response(scope, receive, reply)

@@ -27,6 +27,7 @@ from chainflow.domain.transactions.schemas import (
     TxList,
     TxRead,
     TxSummary,
+    queued_json,
 )
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.webhooks import service as webhooks
@@ -75,7 +76,7 @@ async def submit_transaction(
             earlier = await service.get_transaction(session, result.earlier.id)
         return _accepted(TxRead.of(earlier), replayed=True)
     await resources.doorbells.ring(result.request.chain_id, result.request.wallet_id)
-    return _accepted(TxRead.queued(result.request), replayed=False)
+    return _answered(queued_json(result.request), replayed=False)
 
 
 class _SubmitRoute(APIRoute):
@@ -169,8 +170,13 @@ async def submit_batch(
 
 def _accepted(view: BaseModel, *, replayed: bool) -> Response:
     """202 with the view sent as is (FastAPI would validate a returned model a second time)."""
+    return _answered(view.model_dump_json(by_alias=True), replayed=replayed)
+
+
+def _answered(content: str | bytes, *, replayed: bool) -> Response:
+    """202 with a view's JSON."""
     return Response(
-        view.model_dump_json(by_alias=True),
+        content,
         status_code=status.HTTP_202_ACCEPTED,
         media_type="application/json",
         headers={"Idempotent-Replayed": "true"} if replayed else None,

@@ -281,6 +281,16 @@ def _attempt_row(a: Sequence[Any]) -> dict[str, Any]:
 
 def queued_snapshot(request: NewRequest) -> Snapshot:
     """A request as just stored: queued, nothing signed."""
+    return queued_fields(request) | {
+        "valid_until": _time(request.valid_until),
+        "created_at": rfc3339(request.created_at),
+        "updated_at": rfc3339(request.updated_at),
+    }
+
+
+def queued_fields(request: NewRequest) -> Snapshot:
+    """A request as just stored but for its times, in TxRead's order: the fields its
+    snapshot and the answer to its submission (schemas.queued_json) share."""
     return {
         "id": str(request.id),
         "chain_id": request.chain_id,
@@ -297,9 +307,6 @@ def queued_snapshot(request: NewRequest) -> Snapshot:
         "receipt": None,
         "confirmations": request.confirmations,
         "error": None,
-        "valid_until": _time(request.valid_until),
-        "created_at": rfc3339(request.created_at),
-        "updated_at": rfc3339(request.updated_at),
     }
 
 
