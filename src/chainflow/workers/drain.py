@@ -21,6 +21,7 @@ from chainflow.core.logging import get_logger
 from chainflow.core.types import WalletId
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
+from chainflow.domain.transactions.drain.fee_floor import known_floor
 from chainflow.domain.transactions.drain.plan import (
     Counts,
     Planned,
@@ -28,6 +29,7 @@ from chainflow.domain.transactions.drain.plan import (
     lane_counts,
     plan_lanes,
     room_of,
+    settle_lanes,
 )
 from chainflow.domain.transactions.drain.sign import probe_paused, sign_lanes
 from chainflow.domain.transactions.fees import Fees
@@ -81,6 +83,30 @@ async def drain_lanes(
         return await _drain(engine, chain, [wallet_id for wallet_id, _ in mine], steps, recorded)
     finally:
         draining.difference_update(mine)
+
+
+async def settle_unsignable(
+    engine: Engine, chain: ChainConfig, wallet_ids: Sequence[WalletId]
+) -> None:
+    """Expire and fail, without signing, the requests of lanes this process leaves because
+    its signer for them is down here (workers/placement.py), so that a lane down on every
+    worker still has its requests past valid_until expired and a disabled wallet's failed
+    (drain/plan.settle_lanes). A lane that a drain of this process is in is left to it; the
+    fee floor is the last one read (no RPC)."""
+    draining = engine.state.draining
+    lanes = [w for w in wallet_ids if (w, chain.chain_id) not in draining]
+    if not lanes:
+        return
+    ports = engine.ports
+    async with unit_of_work(ports.sessionmaker) as session:
+        await settle_lanes(
+            session,
+            chain,
+            lanes,
+            owner=ports.owner,
+            config=ports.config,
+            floor=known_floor(engine.state.fees, chain),
+        )
 
 
 async def _drain(

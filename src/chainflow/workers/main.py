@@ -23,7 +23,7 @@ from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.roster import RedisRoster
 from chainflow.infra.queue.signals import RedisSignals
-from chainflow.workers.drain import STEPS_ALONE, drain_lanes
+from chainflow.workers.drain import STEPS_ALONE, drain_lanes, settle_unsignable
 from chainflow.workers.engine import Engine
 from chainflow.workers.jobs import handler_for
 from chainflow.workers.outbox import run_outbox
@@ -222,19 +222,27 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     if len(lanes) < len(queued):
         await refresh_market(state.fees, engine.rpc(chain_id), chain)
     offered = len(lanes)
+    unsignable: list[WalletId] = []
     if holders is not None:
         tracker = row.tracker_owner if tracker_live else None
-        lanes = await place_round(
+        placed = await place_round(
             engine, chain_id, lanes, holders, workers=workers, tracker=tracker
         )
+        lanes, unsignable = placed.take, placed.unsignable
+        # No drain work: a lane down on every worker must not keep each loop polling at
+        # poll_s for the whole outage (its requests are settled below, without signing)
+        offered -= len(unsignable)
 
     # A round's only lane may go on in steps while the chain mines at once (drain.STEPS_ALONE)
     steps = STEPS_ALONE if len(lanes) == 1 else 1
     sent = asyncio.Event()  # a drain of this round sent and recorded its sends
     drained = asyncio.Event()  # every drain of this round is done
 
-    async def drain(wallet_ids: Sequence[WalletId]) -> int:
+    async def drain(wallet_ids: Sequence[WalletId], *, settle: bool = False) -> int:
         try:
+            if settle:  # lanes it cannot sign: expire and fail their requests only
+                await settle_unsignable(engine, chain, wallet_ids)
+                return 0
             signed = await drain_lanes(engine, chain, wallet_ids, steps=steps, recorded=sent.set)
         except Exception as exc:  # one batch's failure must not stop the others
             failures = state.drain_failures[chain_id] = state.drain_failures.get(chain_id, 0) + 1
@@ -257,7 +265,8 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     )
     try:
         batches = drain_batches(lanes, per_lane=ports.config.batch_size)
-        signed = sum(await asyncio.gather(*(drain(batch) for batch in batches)))
+        settles = [drain(unsignable, settle=True)] if unsignable else []
+        signed = sum(await asyncio.gather(*(drain(batch) for batch in batches), *settles))
     except BaseException:
         tracking.cancel()
         raise

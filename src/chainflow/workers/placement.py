@@ -25,9 +25,10 @@ worker that joins (a new id in the roster: it would otherwise wait up to `ALONE_
 A lane whose signer is down here (issue 20: its token or KMS unreachable from this host, and
 no health probe passed since, `Signers.can_sign`) is never this worker's: it is neither
 taken nor left (no take-anyway brings it back here, it feeds no alone period), and its lease
-is freed if held here, so that a worker whose signer works takes it at its next round. A
-lane down on every worker stays free: each round of each worker costs a set lookup and at
-most one background probe per wallet in flight, with no lease written and no call sent.
+is freed if held here, so that a worker whose signer works takes it at its next round. It
+counts neither in this worker's share nor as work for its loop (`Placed.unsignable`). A lane
+down on every worker stays free; each round only settles its requests without signing
+(expiry, a disabled wallet's failures: drain/plan.settle_lanes).
 
 Lane leases still make one drainer per lane; the lane lock under them keeps nonces single-writer
 whatever placement decides.
@@ -87,6 +88,16 @@ class Placement:
     down: list[WalletId] = field(default_factory=list)  # held here, its signer down here
 
 
+@dataclass(frozen=True)
+class Placed:
+    """What a round of `place_round` drains (`take`), and the lanes offered to it that it
+    cannot sign (`unsignable`): no drain work (the loop idles as with none), their requests
+    only settled without signing (drain/plan.settle_lanes)."""
+
+    take: dict[WalletId, int]
+    unsignable: list[WalletId] = field(default_factory=list)
+
+
 def place(
     lanes: Mapping[WalletId, int],
     *,
@@ -122,7 +133,6 @@ def place(
         memory=memory,
         now=now,
         alone_for_s=alone_for_s,
-        others=len(down),
     )
     return replace(placement, down=[lane for lane in down if lane in here])
 
@@ -138,9 +148,9 @@ def _place_signable(
     memory: Placing,
     now: float,
     alone_for_s: float,
-    others: int,
 ) -> Placement:
-    """`place` among the lanes this worker can sign, `others` more with work that it cannot."""
+    """`place` among the lanes this worker can sign. Those it cannot are not in its share's
+    count: they would make it take lanes another worker expected to keep."""
     work = sum(lanes.values()) + sum(elsewhere.values())
     if now < memory.alone_until or work < WORTH_PLACING:
         memory.left.clear()
@@ -152,7 +162,7 @@ def _place_signable(
         memory.alone_until = now + min(alone_for_s * 2**memory.taken_anyway, ALONE_MAX_S)
         memory.taken_anyway = min(memory.taken_anyway + 1, 16)
         return Placement(dict(lanes))
-    total = len(lanes) + others + sum(1 for count in elsewhere.values() if count)
+    total = len(lanes) + sum(1 for count in elsewhere.values() if count)
     # The tracker's holder leaves every lane to the others (with two workers: one drains, one
     # tracks), which share them and rank them among themselves.
     drainers = [worker for worker in workers if worker != tracker] or list(workers)
@@ -176,7 +186,7 @@ async def place_round(
     *,
     workers: Sequence[str],
     tracker: str | None,
-) -> dict[WalletId, int]:
+) -> Placed:
     """The lanes a round of `engine` drains when other live workers serve the chain: the
     leases of the lanes it leaves, or cannot sign, are freed and the others called to take
     them."""
@@ -217,7 +227,7 @@ async def place_round(
                 )
     if placement.left or release:
         engine.call_others(chain_id)
-    return placement.take
+    return Placed(placement.take, sorted(w for w in unsignable if w not in placement.take))
 
 
 def _log_down(chain_id: int, lanes: Sequence[WalletId]) -> None:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,8 +22,9 @@ from chainflow.core.clock import utcnow
 from chainflow.core.types import TxId, WalletId
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.domain.wallets.models import Wallet, WalletChain
-from chainflow.infra.db.uow import read_only
+from chainflow.domain.wallets import service as wallet_service
+from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
+from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.infra.queue.roster import RedisRoster
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
@@ -247,13 +249,16 @@ class TestSignerDownOnOneWorker:
             finally:
                 await first.stop()
 
-    async def test_a_lane_down_on_every_worker_stays_free_and_queued(
+    async def test_a_lane_down_on_every_worker_stays_free_yet_expires_and_fails(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         anvil_url: str,
         master_key: MasterKey,
         softhsm: SoftHsm,
     ) -> None:
+        # Nobody takes the lanes nor signs, yet what needs no signature still happens: a
+        # request past its valid_until expires, and a wallet disabled during the outage (its
+        # key deleted) has its queued requests failed, not left queued until a signer is back.
         async with (
             tokens(softhsm) as (token, away),
             open_engine_harness(sessionmaker, anvil_url, master_key) as plain,
@@ -261,19 +266,45 @@ class TestSignerDownOnOneWorker:
             first = Engine.start(dataclasses.replace(plain.engine.ports, pkcs11=away))
             harness = dataclasses.replace(plain, engine=first)
             try:
-                wallets = [await hsm_wallet(harness, token)]
+                wallets = [await hsm_wallet(harness, token) for _ in range(2)]
+                (down, disabled) = wallets
                 async with two_workers(harness, pkcs11=away) as (_, second):
-                    tx_ids = await submit_many(harness, wallets, 5)
+                    both = (first, second)
+                    tx_ids = await submit_many(harness, [down], 5)
+                    soon = await harness.submit(down, value="1", valid_until=in_s(3))
+                    orphan = await harness.submit(disabled, value="1")
                     for _ in range(2):  # each tries once (the lane's first holder), then frees it
-                        for engine in (first, second):
+                        for engine in both:
                             await run_round(engine, ANVIL_CHAIN_ID)
-                    assert all(e.state.signers.is_down(wallets[0].id) for e in (first, second))
-                    for _ in range(10):  # nobody takes the lane again, nothing is signed
-                        await asyncio.gather(
-                            run_round(first, ANVIL_CHAIN_ID), run_round(second, ANVIL_CHAIN_ID)
+                    assert all(e.state.signers.is_down(down.id) for e in both)
+                    # no drain work: each loop idles as with none, not a round every poll_s
+                    rounds = [await run_round(e, ANVIL_CHAIN_ID) for e in both]
+                    assert all(done.empty for done in rounds)
+                    for _ in range(10):  # nobody takes the lanes again
+                        await asyncio.gather(*(run_round(e, ANVIL_CHAIN_ID) for e in both))
+                        assert set((await lane_holders(sessionmaker, wallets)).values()) == {None}
+                    async with unit_of_work(sessionmaker) as session:
+                        loaded = await wallet_service.get_wallet(session, disabled.id)
+                        changes: dict[str, object] = {"status": WalletStatus.DISABLED}
+                        await wallet_service.update_wallet(
+                            session, loaded, changes=changes, is_admin=True
                         )
-                        assert await lane_holders(sessionmaker, wallets) == {wallets[0].id: None}
+
+                    async def settled() -> bool:
+                        await asyncio.gather(*(run_round(e, ANVIL_CHAIN_ID) for e in both))
+                        rows = [await harness.get(tx_id) for tx_id in (soon, orphan)]
+                        return [(tx.status, tx.error_code) for tx in rows] == [
+                            (TxStatus.EXPIRED, None),
+                            (TxStatus.FAILED, "wallet_disabled"),
+                        ]
+
+                    await eventually(settled, timeout_s=20, interval_s=0.2)
+                    assert set((await lane_holders(sessionmaker, wallets)).values()) == {None}
                     rows = [await harness.get(tx_id) for tx_id in tx_ids]
                     assert [(tx.status, tx.nonce) for tx in rows] == [(TxStatus.QUEUED, None)] * 5
             finally:
                 await first.stop()
+
+
+def in_s(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()

@@ -15,6 +15,7 @@ from chainflow.workers.placement import (
     ALONE_MAX_S,
     LEFT_FOR_S,
     WORTH_PLACING,
+    Placed,
     Placement,
     Placing,
     place,
@@ -211,11 +212,11 @@ class TestSignerDownHere:
         assert memory.left == {}
         assert (memory.alone_until, memory.taken_anyway) == (0.0, 0)
 
-    def test_when_it_shares_the_lane_counts_for_the_share_but_is_not_left(self) -> None:
+    def test_when_it_shares_the_lane_is_neither_counted_in_its_share_nor_left(self) -> None:
         lanes = _lanes(8)
         down = frozenset(list(lanes)[:2])
         done = _place(lanes, here=frozenset(lanes), unsignable=down)
-        assert len(done.take) == 4  # 8 lanes, 2 workers
+        assert len(done.take) == 3  # 6 lanes it can sign, 2 workers: the 2 down are not its share
         assert not down & set(done.take)
         assert not down & set(done.left)
         assert sorted(done.down) == sorted(down)
@@ -241,7 +242,7 @@ class TestPlaceRound:
         try:
             with structlog.testing.capture_logs() as logs:
                 for _ in range(3):
-                    take = await place_round(
+                    placed = await place_round(
                         engine,
                         1,
                         lanes,
@@ -249,9 +250,27 @@ class TestPlaceRound:
                         workers=(ME, OTHER),
                         tracker=ME,  # the tracker's holder leaves (and releases) every lane
                     )
-                    assert take == {}
+                    assert placed.take == {}
             assert [entry["event"] for entry in logs] == ["lanes.release_failed"]
             assert engine.state.placing[1].release_failures == 3
         finally:
             await engine.stop()
             await bind.dispose()
+
+    async def test_the_lanes_it_cannot_sign_are_not_taken_but_returned_apart(
+        self, master_key: MasterKey
+    ) -> None:
+        # They are no drain work (the loop's pace counts them out) and only have their
+        # requests expired or failed, without signing (main.run_round).
+        ports = Ports(sessionmaker=async_sessionmaker(), rpc={}, master_key=master_key, owner=ME)
+        engine = Engine.start(ports)
+        lanes = _lanes(2, queued=3)
+        (down, up) = lanes
+        engine.state.signers.note_unavailable(down)
+        try:
+            placed = await place_round(
+                engine, 1, lanes, LaneHolders(), workers=(ME, OTHER), tracker=None
+            )
+            assert placed == Placed({up: 3}, [down])
+        finally:
+            await engine.stop()

@@ -12,13 +12,16 @@ from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.drain.estimate import Estimate
 from chainflow.domain.transactions.drain.fee_floor import expire_priced_out, floor_of
+from chainflow.domain.transactions.fees import FeeFloor
 from chainflow.domain.transactions.node import ChainRpc, nonce_counts
 from chainflow.domain.transactions.rows import Queued
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import apply
 from chainflow.domain.wallets.models import Wallet, WalletStatus
-from chainflow.domain.wallets.service import claim_lanes, get_wallets
+from chainflow.domain.wallets.service import claim_lanes, get_wallets, release_lanes
 from chainflow.infra.rpc.client import RpcTransportError
+
+_EXPIRED = "valid_until passed before signing"
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,43 @@ async def _expire_passed(session: AsyncSession, queued: dict[WalletId, list[Queu
         else:
             live.add(tx.id)
     for row in await repository.lock_queued(session, expired) if expired else []:
-        apply(session, row, TxEvent.EXPIRED, reason="valid_until passed before signing")
+        apply(session, row, TxEvent.EXPIRED, reason=_EXPIRED)
     return live
+
+
+async def settle_lanes(
+    session: AsyncSession,
+    chain: ChainConfig,
+    wallet_ids: Sequence[WalletId],
+    *,
+    owner: str,
+    config: EngineConfig,
+    floor: FeeFloor | None,
+) -> None:
+    """What plan_lanes does that needs no signature, for lanes this process leaves because
+    its signer for them is down here (workers/placement.py): their requests past valid_until
+    expire (with the fee floor's reason for those it priced out) and a disabled wallet's
+    queued requests fail, even while no worker can sign them. Under the lanes' lease, taken
+    and freed in this DB transaction: no other process sees them held, and one that drains
+    them waits on the lane rows (or holds them, and they are skipped here)."""
+    held = sorted(
+        await claim_lanes(
+            session, list(wallet_ids), chain.chain_id, owner=owner, ttl_s=config.lane_lease_s
+        )
+    )
+    if not held:
+        return
+    await expire_priced_out(session, chain, held, floor)
+    due = await repository.lock_expired_below(
+        session, chain.chain_id, held, now=utcnow(), min_fee_cap_wei=None
+    )
+    for tx in due:
+        apply(session, tx, TxEvent.EXPIRED, reason=_EXPIRED)
+    for wallet in (await get_wallets(session, held)).values():
+        if wallet.status is WalletStatus.DISABLED:
+            await _fail_queued(session, chain, wallet)
+    await release_lanes(session, held, chain.chain_id, owner=owner)
+
 
 
 async def _fail_queued(session: AsyncSession, chain: ChainConfig, wallet: Wallet) -> None:
