@@ -183,7 +183,6 @@ async def settle_lanes(
     await release_lanes(session, held, chain.chain_id, owner=owner)
 
 
-
 async def _fail_queued(session: AsyncSession, chain: ChainConfig, wallet: Wallet) -> None:
     rows = await repository.queued_for_lane(session, chain.chain_id, wallet.id, limit=1000)
     for tx in rows:
