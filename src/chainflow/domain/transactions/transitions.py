@@ -11,6 +11,7 @@ snapshot of the request as of that change. The metrics of each change are record
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, inspect
@@ -38,14 +39,22 @@ _EVENTS = cast(Table, TxEventRow.__table__)
 
 
 def step(
-    tx_id: TxId, current: TxStatus, event: TxEvent, *, chain_id: int, **detail: DetailValue
+    tx_id: TxId,
+    current: TxStatus,
+    event: TxEvent,
+    at: datetime | None = None,
+    /,
+    *,
+    chain_id: int,
+    **detail: DetailValue,
 ) -> Transition:
-    """Where `event` moves a request of `chain_id` in `current` status, and when (raises
-    InvalidTransition); nothing is written until the Transition is applied or logged. It is
-    counted in the metrics once the caller's unit of work commits."""
+    """Where `event` moves a request of `chain_id` in `current` status, and when (`at`, the
+    time its row is written with, else now; raises InvalidTransition); nothing is written
+    until the Transition is applied or logged. It is counted in the metrics once the caller's
+    unit of work commits."""
     after = transition(current, event)
     record_transition(chain_id, current.value, after.value)  # metrics (issue 18)
-    return Transition(tx_id, current, after, event, utcnow(), detail)
+    return Transition(tx_id, current, after, event, at or utcnow(), detail)
 
 
 def apply(

@@ -73,7 +73,9 @@ def _mined(
     status = current.status
     moved = current.final_hash != mined.hash or current.block_hash != block_hash
     if status is not TxStatus.MINED or moved:
-        status = _step(writes, moves, tx, status, TxEvent.RECEIPT_FOUND, mined.hash, block_hash)
+        status = _step(
+            writes, moves, tx, status, TxEvent.RECEIPT_FOUND, now, mined.hash, block_hash
+        )
     error: tuple[str, str] | tuple[None, None] = (None, None)
     if decision.action is Action.FINALIZE:
         if mined.kind is AttemptKind.CANCEL:
@@ -86,7 +88,7 @@ def _mined(
             error = ("reverted", f"{message}: {reason}" if reason else message)
         else:
             event = TxEvent.CONFIRMED_SUCCESS
-        status = _step(writes, moves, tx, status, event, mined.hash)
+        status = _step(writes, moves, tx, status, event, now, mined.hash)
     writes.requests.append(
         {  # a ReceiptUpdate
             "id": tx.id,
@@ -112,13 +114,16 @@ def _step(
     tx: InFlight,
     status: TxStatus,
     event: TxEvent,
+    now: datetime,
     hash_: TxHash,
     block_hash: str | None = None,
 ) -> TxStatus:
+    """Move `tx` by `event` at the pass's time `now`: the time its row is written with, so
+    its events and its stage times agree with the row."""
     detail: dict[str, DetailValue] = {"hash": hash_}
     if block_hash is not None:
         detail["block_hash"] = block_hash
-    moved = step(tx.id, status, event, chain_id=tx.chain_id, **detail)
+    moved = step(tx.id, status, event, now, chain_id=tx.chain_id, **detail)
     moves.append((tx, moved))
     writes.transitions.append(moved)
     return moved.after
