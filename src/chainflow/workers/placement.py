@@ -38,7 +38,7 @@ import hashlib
 import math
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from chainflow.core.logging import get_logger, is_worth_logging
@@ -122,46 +122,21 @@ def place(
     if len(workers) <= 1:
         memory.left.clear()
         return Placement(dict(lanes))  # alone: nobody else could sign a lane down here
-    down = [lane for lane in lanes if lane in unsignable]
-    placement = _place_signable(
-        {lane: count for lane, count in lanes.items() if lane not in unsignable},
-        here=here,
-        elsewhere=elsewhere,
-        workers=workers,
-        owner=owner,
-        tracker=tracker,
-        memory=memory,
-        now=now,
-        alone_for_s=alone_for_s,
-    )
-    return replace(placement, down=[lane for lane in down if lane in here])
-
-
-def _place_signable(
-    lanes: Mapping[WalletId, int],
-    *,
-    here: Collection[WalletId],
-    elsewhere: Mapping[WalletId, int],
-    workers: Sequence[str],
-    owner: str,
-    tracker: str | None,
-    memory: Placing,
-    now: float,
-    alone_for_s: float,
-) -> Placement:
-    """`place` among the lanes this worker can sign. Those it cannot are not in its share's
-    count: they would make it take lanes another worker expected to keep."""
+    # Lanes it cannot sign are neither taken nor left, nor in its share's count (they would
+    # make it take lanes another worker expected to keep); those held here are freed.
+    down = [lane for lane in lanes if lane in unsignable and lane in here]
+    lanes = {lane: count for lane, count in lanes.items() if lane not in unsignable}
     work = sum(lanes.values()) + sum(elsewhere.values())
     if now < memory.alone_until or work < WORTH_PLACING:
         memory.left.clear()
-        return Placement(dict(lanes))
+        return Placement(dict(lanes), down=down)
     if any(lane in elsewhere for lane in memory.left):
         memory.taken_anyway = 0  # another worker came for a lane left: placement works
     if any(now - memory.left.get(lane, now) >= LEFT_FOR_S for lane in lanes):
         memory.left.clear()  # left and nobody came: take them all, for a lease (or longer)
         memory.alone_until = now + min(alone_for_s * 2**memory.taken_anyway, ALONE_MAX_S)
         memory.taken_anyway = min(memory.taken_anyway + 1, 16)
-        return Placement(dict(lanes))
+        return Placement(dict(lanes), down=down)
     total = len(lanes) + sum(1 for count in elsewhere.values() if count)
     # The tracker's holder leaves every lane to the others (with two workers: one drains, one
     # tracks), which share them and rank them among themselves.
@@ -175,6 +150,7 @@ def _place_signable(
         {lane: lanes[lane] for lane in taken},
         left=left,
         release=[lane for lane in left if lane in here],
+        down=down,
     )
 
 
