@@ -218,6 +218,26 @@ async def tokens(softhsm: SoftHsm) -> AsyncIterator[tuple[Pkcs11Token, Pkcs11Tok
         here.close()
 
 
+@asynccontextmanager
+async def first_without_token(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    anvil_url: str,
+    master_key: MasterKey,
+    softhsm: SoftHsm,
+) -> AsyncIterator[tuple[EngineHarness, Pkcs11Token, Pkcs11Token]]:
+    """A harness whose engine (the first worker) runs on a host with the token's module but
+    not the token, the token, and that module without it (for a second worker)."""
+    async with (
+        tokens(softhsm) as (token, away),
+        open_engine_harness(sessionmaker, anvil_url, master_key) as plain,
+    ):
+        first = Engine.start(dataclasses.replace(plain.engine.ports, pkcs11=away))
+        try:
+            yield dataclasses.replace(plain, engine=first), token, away
+        finally:
+            await first.stop()
+
+
 class TestSignerDownOnOneWorker:
     # 150 requests: worth placing, and the tracker's holder (the second) leaves the lane to
     # the first; 5: too few to place, each round takes every lane and the first got it first.
@@ -230,27 +250,23 @@ class TestSignerDownOnOneWorker:
         softhsm: SoftHsm,
         requests: int,
     ) -> None:
-        async with (
-            tokens(softhsm) as (token, away),
-            open_engine_harness(sessionmaker, anvil_url, master_key) as plain,
+        async with first_without_token(sessionmaker, anvil_url, master_key, softhsm) as (
+            harness,
+            token,
+            _,
         ):
-            # The first worker's host has the token's module but not the token
-            first = Engine.start(dataclasses.replace(plain.engine.ports, pkcs11=away))
-            harness = dataclasses.replace(plain, engine=first)
-            try:
-                wallets = [await hsm_wallet(harness, token)]
-                async with two_workers(harness, pkcs11=token) as (_, second):
-                    await run_round(second, ANVIL_CHAIN_ID)  # nothing queued: it takes the tracker
-                    tx_ids = await submit_many(harness, wallets, requests)
-                    await run_round(first, ANVIL_CHAIN_ID)  # takes the lane, cannot sign it
-                    assert await lane_holders(sessionmaker, wallets) == {
-                        wallets[0].id: first.ports.owner
-                    }
-                    assert first.state.signers.is_down(wallets[0].id)
-                    await finish_both(harness, second, tx_ids, requests, timeout_s=30)
-                    assert first.state.signers.is_down(wallets[0].id)  # it never signed one
-            finally:
-                await first.stop()
+            first = harness.engine
+            wallets = [await hsm_wallet(harness, token)]
+            async with two_workers(harness, pkcs11=token) as (_, second):
+                await run_round(second, ANVIL_CHAIN_ID)  # nothing queued: it takes the tracker
+                tx_ids = await submit_many(harness, wallets, requests)
+                await run_round(first, ANVIL_CHAIN_ID)  # takes the lane, cannot sign it
+                assert await lane_holders(sessionmaker, wallets) == {
+                    wallets[0].id: first.ports.owner
+                }
+                assert first.state.signers.is_down(wallets[0].id)
+                await finish_both(harness, second, tx_ids, requests, timeout_s=30)
+                assert first.state.signers.is_down(wallets[0].id)  # it never signed one
 
     async def test_a_lane_down_on_every_worker_stays_free_yet_expires_and_fails(
         self,
@@ -262,51 +278,48 @@ class TestSignerDownOnOneWorker:
         # Nobody takes the lanes nor signs, yet what needs no signature still happens: a
         # request past its valid_until expires, and a wallet disabled during the outage (its
         # key deleted) has its queued requests failed, not left queued until a signer is back.
-        async with (
-            tokens(softhsm) as (token, away),
-            open_engine_harness(sessionmaker, anvil_url, master_key) as plain,
+        async with first_without_token(sessionmaker, anvil_url, master_key, softhsm) as (
+            harness,
+            token,
+            away,
         ):
-            first = Engine.start(dataclasses.replace(plain.engine.ports, pkcs11=away))
-            harness = dataclasses.replace(plain, engine=first)
-            try:
-                wallets = [await hsm_wallet(harness, token) for _ in range(2)]
-                (down, disabled) = wallets
-                async with two_workers(harness, pkcs11=away) as (_, second):
-                    both = (first, second)
-                    tx_ids = await submit_many(harness, [down], 5)
-                    soon = await harness.submit(down, value="1", valid_until=in_s(3))
-                    orphan = await harness.submit(disabled, value="1")
-                    for _ in range(2):  # each tries once (the lane's first holder), then frees it
-                        for engine in both:
-                            await run_round(engine, ANVIL_CHAIN_ID)
-                    assert all(e.state.signers.is_down(down.id) for e in both)
-                    # no drain work: each loop idles as with none, not a round every poll_s
-                    rounds = [await run_round(e, ANVIL_CHAIN_ID) for e in both]
-                    assert all(done.empty for done in rounds)
-                    for _ in range(10):  # nobody takes the lanes again
-                        await asyncio.gather(*(run_round(e, ANVIL_CHAIN_ID) for e in both))
-                        assert set((await lane_holders(sessionmaker, wallets)).values()) == {None}
-                    async with unit_of_work(sessionmaker) as session:
-                        loaded = await wallet_service.get_wallet(session, disabled.id)
-                        changes: dict[str, object] = {"status": WalletStatus.DISABLED}
-                        await wallet_service.update_wallet(
-                            session, loaded, changes=changes, is_admin=True
-                        )
-
-                    async def settled() -> bool:
-                        await asyncio.gather(*(run_round(e, ANVIL_CHAIN_ID) for e in both))
-                        rows = [await harness.get(tx_id) for tx_id in (soon, orphan)]
-                        return [(tx.status, tx.error_code) for tx in rows] == [
-                            (TxStatus.EXPIRED, None),
-                            (TxStatus.FAILED, "wallet_disabled"),
-                        ]
-
-                    await eventually(settled, timeout_s=20, interval_s=0.2)
+            first = harness.engine
+            wallets = [await hsm_wallet(harness, token) for _ in range(2)]
+            (down, disabled) = wallets
+            async with two_workers(harness, pkcs11=away) as (_, second):
+                both = (first, second)
+                tx_ids = await submit_many(harness, [down], 5)
+                soon = await harness.submit(down, value="1", valid_until=in_s(3))
+                orphan = await harness.submit(disabled, value="1")
+                for _ in range(2):  # each tries once (the lane's first holder), then frees it
+                    for engine in both:
+                        await run_round(engine, ANVIL_CHAIN_ID)
+                assert all(e.state.signers.is_down(down.id) for e in both)
+                # no drain work: each loop idles as with none, not a round every poll_s
+                rounds = [await run_round(e, ANVIL_CHAIN_ID) for e in both]
+                assert all(done.empty for done in rounds)
+                for _ in range(10):  # nobody takes the lanes again
+                    await asyncio.gather(*(run_round(e, ANVIL_CHAIN_ID) for e in both))
                     assert set((await lane_holders(sessionmaker, wallets)).values()) == {None}
-                    rows = [await harness.get(tx_id) for tx_id in tx_ids]
-                    assert [(tx.status, tx.nonce) for tx in rows] == [(TxStatus.QUEUED, None)] * 5
-            finally:
-                await first.stop()
+                async with unit_of_work(sessionmaker) as session:
+                    loaded = await wallet_service.get_wallet(session, disabled.id)
+                    changes: dict[str, object] = {"status": WalletStatus.DISABLED}
+                    await wallet_service.update_wallet(
+                        session, loaded, changes=changes, is_admin=True
+                    )
+
+                async def settled() -> bool:
+                    await asyncio.gather(*(run_round(e, ANVIL_CHAIN_ID) for e in both))
+                    rows = [await harness.get(tx_id) for tx_id in (soon, orphan)]
+                    return [(tx.status, tx.error_code) for tx in rows] == [
+                        (TxStatus.EXPIRED, None),
+                        (TxStatus.FAILED, "wallet_disabled"),
+                    ]
+
+                await eventually(settled, timeout_s=20, interval_s=0.2)
+                assert set((await lane_holders(sessionmaker, wallets)).values()) == {None}
+                rows = [await harness.get(tx_id) for tx_id in tx_ids]
+                assert [(tx.status, tx.nonce) for tx in rows] == [(TxStatus.QUEUED, None)] * 5
 
 
 def in_s(seconds: float) -> str:
