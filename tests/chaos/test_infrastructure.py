@@ -41,10 +41,13 @@ async def test_postgres_restarted(anvil: str, tmp_path: Path) -> None:
         postgres.stop()  # every connection of every process is cut, work in flight
 
         async def workers_noticed() -> bool:
+            # A worker whose start-up was still under way (a loaded machine) notices it there:
+            # it waits for the database before its first round.
             logs = [cluster.log_of(proc) for proc in cluster.alive("worker")]
-            return all("engine.round_failed" in log for log in logs)
+            noticed = ("engine.round_failed", "worker.start_failed")
+            return all(any(sign in log for sign in noticed) for log in logs)
 
-        await eventually(workers_noticed, timeout_s=30)
+        await eventually(workers_noticed, timeout_s=30, what="every worker noticed the outage")
         # Meanwhile the API refuses with a retryable problem, not a 500.
         async with (
             aiohttp.ClientSession() as http,
