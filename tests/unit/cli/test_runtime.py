@@ -30,6 +30,21 @@ def test_a_command_body_runs_under_the_default_recursion_limit() -> None:
     assert probe.stdout.strip() == "1000"
 
 
+_GC_PROBE = """
+import asyncio, gc
+from chainflow.cli.runtime import run
+print(run(lambda: asyncio.sleep(0, (gc.get_threshold(), gc.get_freeze_count() > 0))))
+"""
+
+
+def test_a_command_body_runs_with_the_collector_tuned_and_start_up_frozen() -> None:
+    """docs/performance.md item 46: a round's objects no longer reach the old generations."""
+    probe = subprocess.run(
+        [sys.executable, "-c", _GC_PROBE], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert probe.stdout.strip() == f"({runtime.GC_THRESHOLDS}, True)"
+
+
 def test_the_wait_for_the_database_puts_back_the_signal_handlers_from_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
