@@ -122,7 +122,8 @@ class TxAttempt(Base):
         # signed request of the lane (~13 per confirmed transaction in a batch run); the
         # index is empty unless a node refused one (docs/performance.md item 45). Its
         # predicate must be in the query as a literal, not a bound parameter, for the
-        # planner to match it (queries.REFUSED_FOR_FUNDS).
+        # planner to match it (queries.REFUSED_FOR_FUNDS). The sends' UPDATEs stay HOT:
+        # they set last_error to the value it has, which is no change to PostgreSQL.
         Index(
             "ix_tx_attempts_refused",
             "tx_id",
