@@ -1,11 +1,15 @@
 """Migrations: the head matches the models, and upgrade/downgrade round-trips, on both dialects."""
 
 import asyncio
+import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.domain.transactions.models import TxEventRow
 from chainflow.infra.db.engine import create_engine
+from chainflow.infra.db.uow import unit_of_work
 from chainflow.migrations.runner import (
     current_revision,
     diff_against_models,
@@ -14,6 +18,7 @@ from chainflow.migrations.runner import (
     upgrade,
 )
 from tests.support.databases import TestDatabases
+from tests.support.invariants import orphan_violations
 from tests.support.polling import eventually
 
 
@@ -46,6 +51,57 @@ class TestMigrations:
         assert diff  # every table is gone, so the models differ
         await asyncio.to_thread(upgrade, empty_url)
         assert await schema_state(empty_url) == (head_revision(), [])
+
+
+class TestLogForeignKeys:
+    async def test_the_log_tables_check_no_request_row(self, empty_url: str) -> None:
+        """Issue 17: a row of tx_events or tx_attempts ran a foreign-key check on PostgreSQL,
+        a query that locked its request row (FOR KEY SHARE), ~6 per confirmed transaction;
+        those rows are written only with their request's (docs/performance.md item 45).
+        Migration 0014 drops both keys, and its downgrade puts them back as they were."""
+        await asyncio.to_thread(upgrade, empty_url)
+        assert await _keys_to_transactions(empty_url) == {"tx_events": [], "tx_attempts": []}
+        await asyncio.to_thread(downgrade, empty_url, "0013_events_lean")
+        cascading = [("transactions", ["tx_id"], ["id"], "CASCADE")]
+        assert await _keys_to_transactions(empty_url) == {
+            "tx_events": cascading,
+            "tx_attempts": cascading,
+        }
+        await asyncio.to_thread(upgrade, empty_url)
+        assert await schema_state(empty_url) == (head_revision(), [])
+
+    async def test_the_invariants_find_a_row_without_its_request(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """What the keys checked, the invariants every chaos and crash test reads check."""
+        assert await orphan_violations(sessionmaker) == []
+        async with unit_of_work(sessionmaker) as session:
+            session.add(TxEventRow(tx_id=uuid.uuid4(), to_status="queued"))
+        assert await orphan_violations(sessionmaker) == ["1 tx_events rows without their request"]
+
+
+async def _keys_to_transactions(url: str) -> dict[str, list[tuple[object, ...]]]:
+    def read(connection: object) -> dict[str, list[tuple[object, ...]]]:
+        schema = inspect(connection)
+        return {
+            table: [
+                (
+                    key["referred_table"],
+                    key["constrained_columns"],
+                    key["referred_columns"],
+                    key["options"].get("ondelete"),
+                )
+                for key in schema.get_foreign_keys(table)
+            ]
+            for table in ("tx_events", "tx_attempts")
+        }
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(read)
+    finally:
+        await engine.dispose()
 
 
 class TestHotUpdates:

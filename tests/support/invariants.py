@@ -3,12 +3,12 @@
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from chainflow.domain.chains.models import Chain
-from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
+from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt, TxEventRow
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
@@ -32,6 +32,19 @@ async def load_requests(sessionmaker: async_sessionmaker[AsyncSession]) -> Seque
             selectinload(Transaction.attempts), selectinload(Transaction.events)
         )
         return (await session.scalars(query)).all()
+
+
+async def orphan_violations(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
+    """tx_events and tx_attempts rows whose request is not there: no foreign key checks it
+    since migration 0014 (docs/performance.md item 45), so the writers must."""
+    found = []
+    async with unit_of_work(sessionmaker) as session:
+        for model in (TxEventRow, TxAttempt):
+            known = select(Transaction.id).where(Transaction.id == model.tx_id).exists()
+            orphans = await session.scalar(select(func.count()).select_from(model).where(~known))
+            if orphans:
+                found.append(f"{orphans} {model.__tablename__} rows without their request")
+    return found
 
 
 async def _caps(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[int, int | None]:
@@ -92,11 +105,12 @@ async def violations(
       Chainflow by the test), are exactly 0..n-1 where n is the chain's count: no gap,
       nothing executed twice;
     - no attempt was signed above a fee cap;
-    - each request's event log moves only forward, except reorg and released-nonce steps.
+    - each request's event log moves only forward, except reorg and released-nonce steps;
+    - every tx_events and tx_attempts row has its request.
     """
     rows = await load_requests(sessionmaker)
     caps = await _caps(sessionmaker)
-    found: list[str] = []
+    found: list[str] = await orphan_violations(sessionmaker)
     by_wallet: dict[str, list[int]] = defaultdict(list)
     for address, nonces in (foreign_nonces or {}).items():
         by_wallet[address] += nonces

@@ -57,3 +57,20 @@ async def prepared_plan(
     document = json.loads(raw_plan) if isinstance(raw_plan, str) else raw_plan
     plan: dict[str, Any] = document[0]["Plan"]
     return plan
+
+
+async def session_plan(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    statement: str,
+    parameters: Any,
+    *,
+    generic: bool,
+) -> dict[str, Any]:
+    """prepared_plan on a connection of `sessionmaker`, in a transaction rolled back."""
+    async with sessionmaker() as session, session.begin():
+        connection = await session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        plan = await prepared_plan(raw, statement, parameters, generic=generic)
+        await session.rollback()
+    return plan

@@ -19,7 +19,7 @@ from chainflow.domain.events.repository import prune
 from chainflow.infra.db.types import UtcDateTime
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.outbox import FINAL_TX_EVENTS
-from tests.support.plans import prepared_plan, statements_sent
+from tests.support.plans import session_plan, statements_sent
 
 _PARTIAL = ("ix_events_created_at", "ix_events_tx_seq")
 _EVENTS_SCAN = re.compile(r"SCAN (events|fresh|earlier|sequenced|later)\b")
@@ -89,7 +89,7 @@ async def _check_plans(
         (pruner, "ix_events_created_at"),
     ):
         if dialect == "postgresql":
-            plan = await _pg_plan(sessionmaker, statement, parameters, generic=generic)
+            plan = await session_plan(sessionmaker, statement, parameters, generic=generic)
             nodes = _nodes(plan)
             assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], (statement, plan)
             used = {n.get("Index Name") for n in nodes}
@@ -161,24 +161,6 @@ async def _sent(
     seen = await statements_sent(sessionmaker, run)
     [found] = [(q, p) for q, p in seen if q.lstrip().startswith(prefix)]
     return found
-
-
-async def _pg_plan(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    statement: str,
-    parameters: Any,
-    *,
-    generic: bool,
-) -> dict[str, Any]:
-    """The plan PostgreSQL runs the statement by as a prepared statement (as asyncpg sends
-    it): its custom plan for these values or (`generic`) the plan of no values."""
-    async with sessionmaker() as session, session.begin():
-        connection = await session.connection()
-        raw = (await connection.get_raw_connection()).driver_connection
-        assert raw is not None
-        plan = await prepared_plan(raw, statement, parameters, generic=generic)
-        await session.rollback()
-    return plan
 
 
 async def _sqlite_plan(

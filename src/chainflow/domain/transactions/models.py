@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -33,6 +34,10 @@ from chainflow.infra.db.types import UtcDateTime, WeiAmount
 # nonce released, ... Only scalars: webhooks render it as it is.
 DetailValue: TypeAlias = str | int | None
 EventDetail: TypeAlias = dict[str, DetailValue]
+
+
+# The condition of ix_tx_attempts_refused, and of the queries that must use it.
+REFUSED_FOR_FUNDS_SQL = "last_error = 'insufficient_funds'"
 
 
 def _values(enum: type[StrEnum]) -> list[str]:
@@ -88,10 +93,16 @@ class Transaction(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
     attempts: Mapped[list["TxAttempt"]] = relationship(
-        lazy="raise", back_populates="tx", order_by="TxAttempt.created_at"
+        lazy="raise",
+        back_populates="tx",
+        order_by="TxAttempt.created_at",
+        primaryjoin="Transaction.id == foreign(TxAttempt.tx_id)",
     )
     events: Mapped[list["TxEventRow"]] = relationship(
-        lazy="raise", back_populates="tx", order_by="TxEventRow.id"
+        lazy="raise",
+        back_populates="tx",
+        order_by="TxEventRow.id",
+        primaryjoin="Transaction.id == foreign(TxEventRow.tx_id)",
     )
 
 
@@ -104,12 +115,30 @@ class TxAttempt(Base):
     # those UPDATEs set is indexed, so with room they are HOT and write no index entry. 64
     # attempts a round, 50 rounds: HOT 5% of updates at fillfactor 100, 39% at 80, 97% at 50,
     # and the table is 25% smaller at 50 (no versions moved to other pages) (issue 17).
-    __table_args__ = ({"postgresql_with": {"fillfactor": 50}},)
+    __table_args__ = (
+        # The attempts a node refused for lack of funds, which hold their lane back: every
+        # round asks, for each lane with queued requests, whether one of its signed requests
+        # has one. Without it that was a probe of ix_tx_attempts_tx_id and a heap read per
+        # signed request of the lane (~13 per confirmed transaction in a batch run); the
+        # index is empty unless a node refused one (docs/performance.md item 45). Its
+        # predicate must be in the query as a literal, not a bound parameter, for the
+        # planner to match it (queries.REFUSED_FOR_FUNDS). The sends' UPDATEs stay HOT:
+        # they set last_error to the value it has, which is no change to PostgreSQL.
+        Index(
+            "ix_tx_attempts_refused",
+            "tx_id",
+            postgresql_where=text(REFUSED_FOR_FUNDS_SQL),
+            sqlite_where=text(REFUSED_FOR_FUNDS_SQL),
+        ),
+        {"postgresql_with": {"fillfactor": 50}},
+    )
 
     id: Mapped[AttemptId] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    tx_id: Mapped[TxId] = mapped_column(
-        Uuid, ForeignKey("transactions.id", ondelete="CASCADE"), index=True
-    )
+    # No foreign key (migration 0014): on PostgreSQL each row's check queried and locked its
+    # request row (FOR KEY SHARE), ~6 per confirmed transaction with tx_events'. These rows
+    # are written only in the DB transaction that inserts or updates their request, and no
+    # request is deleted, so the check could not fail (docs/performance.md item 45).
+    tx_id: Mapped[TxId] = mapped_column(Uuid, index=True)
     kind: Mapped[AttemptKind] = mapped_column(_enum(AttemptKind))
     status: Mapped[AttemptStatus] = mapped_column(_enum(AttemptStatus))
     nonce: Mapped[Nonce] = mapped_column(BigInteger)
@@ -126,7 +155,11 @@ class TxAttempt(Base):
     last_error: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
-    tx: Mapped[Transaction] = relationship(lazy="raise", back_populates="attempts")
+    tx: Mapped[Transaction] = relationship(
+        lazy="raise",
+        back_populates="attempts",
+        primaryjoin="foreign(TxAttempt.tx_id) == Transaction.id",
+    )
 
 
 class TxEventRow(Base):
@@ -137,12 +170,15 @@ class TxEventRow(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    tx_id: Mapped[TxId] = mapped_column(
-        Uuid, ForeignKey("transactions.id", ondelete="CASCADE"), index=True
-    )
+    # No foreign key, as tx_attempts.tx_id (migration 0014).
+    tx_id: Mapped[TxId] = mapped_column(Uuid, index=True)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     detail: Mapped[EventDetail | None] = mapped_column(JSON)
 
-    tx: Mapped[Transaction] = relationship(lazy="raise", back_populates="events")
+    tx: Mapped[Transaction] = relationship(
+        lazy="raise",
+        back_populates="events",
+        primaryjoin="foreign(TxEventRow.tx_id) == Transaction.id",
+    )

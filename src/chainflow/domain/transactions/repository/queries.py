@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    literal_column,
     or_,
     select,
 )
@@ -161,29 +162,30 @@ async def lanes_with_queued(
     `holders.elsewhere`, and the lanes `owner` holds into `holders.here` (lane placement,
     workers/placement.py): the same grouping, with the lease columns.
     """
-    lane = and_(
-        WalletChain.wallet_id == Transaction.wallet_id, WalletChain.chain_id == Transaction.chain_id
-    )
     counted = func.count() if floor is None else _actionable(session, floor, now)
+    # Counted per wallet first, then joined to the (at most one per wallet) wallet and lane
+    # rows: joined first, PostgreSQL probed both primary keys for every queued row, every
+    # round (~7 probes of each per transaction in a batch run; docs/performance.md item 45).
+    queued = (
+        select(Transaction.wallet_id.label("wallet_id"), counted.label("n"))
+        .where(Transaction.chain_id == chain_id, Transaction.status == TxStatus.QUEUED)
+        .group_by(Transaction.wallet_id)
+        .subquery("queued")
+    )
     drainable = drainable_by(owner, now)
-    columns: list[Any] = [Transaction.wallet_id.label("wallet_id"), counted.label("n")]
-    conditions = [
-        Transaction.chain_id == chain_id,
-        Transaction.status == TxStatus.QUEUED,
-        Wallet.status != WalletStatus.PAUSED,
-    ]
-    grouping: list[Any] = [Transaction.wallet_id]
+    columns: list[Any] = [queued.c.wallet_id, queued.c.n]
+    conditions = [Wallet.status != WalletStatus.PAUSED]
     if holders is None:
         conditions.append(drainable)
     else:
         columns += [drainable.label("drainable"), (WalletChain.lease_owner == owner).label("here")]
-        grouping += [WalletChain.lease_owner, WalletChain.lease_expires_at]
+    lane = and_(WalletChain.wallet_id == queued.c.wallet_id, WalletChain.chain_id == chain_id)
     lanes = (
         select(*columns)
-        .join(Wallet, Wallet.id == Transaction.wallet_id)
+        .select_from(queued)
+        .join(Wallet, Wallet.id == queued.c.wallet_id)
         .join(WalletChain, lane)
         .where(*conditions)
-        .group_by(*grouping)
         .subquery()
     )
     # Checked once per lane, after grouping: as a condition on each queued row it ran once
@@ -357,10 +359,15 @@ async def waiting_for_funds(
     return set((await session.scalars(query)).all())
 
 
+# ix_tx_attempts_refused's predicate (models.REFUSED_FOR_FUNDS_SQL), with the value as a
+# literal: under a generic plan a bound parameter could not be proved to match the index's.
+REFUSED_FOR_FUNDS = TxAttempt.last_error == literal_column("'insufficient_funds'")
+
+
 def _refused_for_funds(tx: type[Transaction] | AliasedClass[Transaction]) -> ColumnElement[bool]:
     """`tx` (the table or an alias, joined to its attempts) is signed, and a node refused an
     attempt of it for lack of funds: later nonces of its lane must wait behind it."""
-    return and_(tx.status == TxStatus.SIGNED, TxAttempt.last_error == "insufficient_funds")
+    return and_(tx.status == TxStatus.SIGNED, REFUSED_FOR_FUNDS)
 
 
 async def tracked(session: AsyncSession, chain_id: int, *, limit: int) -> list[InFlight]:
