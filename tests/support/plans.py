@@ -3,11 +3,12 @@ the statements a unit of work sends: for tests that hold a hot query to an index
 and generic plans."""
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
@@ -39,6 +40,7 @@ async def prepared_plan(
     """The plan of `statement` (with $n parameters) prepared on `raw`, a connection inside a
     transaction (SET LOCAL): its custom plan for `parameters` or (`generic`) the plan of no
     values. EXECUTE takes no parameters: each value goes as a literal, quoted by the server."""
+    assert raw.is_in_transaction(), "SET LOCAL outside a transaction would plan with defaults"
     prepared = await raw.prepare(statement)
     types = [
         await raw.fetchval("SELECT format_type($1, NULL)", t.oid) for t in prepared.get_parameters()
@@ -56,6 +58,9 @@ async def prepared_plan(
     await raw.execute("DEALLOCATE plan_probe")
     document = json.loads(raw_plan) if isinstance(raw_plan, str) else raw_plan
     plan: dict[str, Any] = document[0]["Plan"]
+    if generic and types:
+        # A generic plan is made for no values: its conditions name the parameters.
+        assert re.search(r"\$\d", json.dumps(plan)), f"not a generic plan: {plan}"
     return plan
 
 
@@ -68,6 +73,8 @@ async def session_plan(
 ) -> dict[str, Any]:
     """prepared_plan on a connection of `sessionmaker`, in a transaction rolled back."""
     async with sessionmaker() as session, session.begin():
+        # session.begin() sends nothing: a first statement opens the transaction SET LOCAL needs.
+        await session.execute(text("SELECT 1"))
         connection = await session.connection()
         raw = (await connection.get_raw_connection()).driver_connection
         assert raw is not None

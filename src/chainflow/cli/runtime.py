@@ -207,13 +207,15 @@ def migrate(settings: "Settings") -> None:
         raise Unavailable(f"cannot reach the database: {type(exc).__name__}") from None
 
 
-# The cyclic collector's thresholds in every command (gc.set_threshold). At CPython's
+# The cyclic collector's thresholds in every command run by `run` (api, worker, dev and the
+# CLI's async commands; not `db upgrade`, whose Alembic runs its own loop). At CPython's
 # (700, 10, 10) a worker's round promoted what it holds across its awaits (the rows and
 # statements of a round of 100s of requests) to the older generations, whose collections then
 # walked every object the process made since start-up: 10-19% of the workers' CPU in a run of
 # batches (docs/performance.md item 46; gen2 collections of ~45 ms each). Every 10,000 net
 # allocations a round's objects are mostly gone already (reference counting frees them);
-# what the collector still finds is cyclic garbage, held at most that much longer.
+# cyclic garbage waits longer for its collection (every generation is collected 14-28x less
+# often): the benchmarks' RSS stayed flat.
 GC_THRESHOLDS = (10_000, 20, 20)
 
 

@@ -66,7 +66,11 @@ class TestPlans:
     async def test_so_do_they_under_a_generic_plan(
         self, sessionmaker: async_sessionmaker[AsyncSession], dialect: str
     ) -> None:
-        """The same under a forced generic plan (asyncpg keeps its statements prepared)."""
+        """The sequencer's pass the same under a forced generic plan (asyncpg keeps its
+        statements prepared, and the pass runs several times a second). Not the pruner: a
+        generic plan of `created_at < $1` estimates a third of the table and scans it, and
+        PostgreSQL's default (plan_cache_mode auto) takes a generic plan only when its
+        estimated cost is not above the custom plans' it has made, which read 200 rows."""
         await _check_plans(sessionmaker, dialect, generic=True)
 
 
@@ -84,10 +88,10 @@ async def _check_plans(
         await connection.exec_driver_sql("ANALYZE events")
     sequencer = await _sent(sessionmaker, "UPDATE events", _sequence)
     pruner = await _sent(sessionmaker, "DELETE FROM events", _prune)
-    for (statement, parameters), index in (
-        (sequencer, "ix_events_tx_seq"),
-        (pruner, "ix_events_created_at"),
-    ):
+    checked = [(sequencer, "ix_events_tx_seq")]
+    if not generic:
+        checked.append((pruner, "ix_events_created_at"))
+    for (statement, parameters), index in checked:
         if dialect == "postgresql":
             plan = await session_plan(sessionmaker, statement, parameters, generic=generic)
             nodes = _nodes(plan)

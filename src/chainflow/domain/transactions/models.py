@@ -120,10 +120,12 @@ class TxAttempt(Base):
         # round asks, for each lane with queued requests, whether one of its signed requests
         # has one. Without it that was a probe of ix_tx_attempts_tx_id and a heap read per
         # signed request of the lane (~13 per confirmed transaction in a batch run); the
-        # index is empty unless a node refused one (docs/performance.md item 45). Its
-        # predicate must be in the query as a literal, not a bound parameter, for the
-        # planner to match it (queries.REFUSED_FOR_FUNDS). The sends' UPDATEs stay HOT:
-        # they set last_error to the value it has, which is no change to PostgreSQL.
+        # index holds only attempts a node refused for lack of funds (docs/performance.md
+        # item 45). Its predicate must be in the query as a literal, not a bound parameter,
+        # for the planner to match it (queries.REFUSED_FOR_FUNDS). An accepted send of an
+        # attempt never refused stays HOT (last_error NULL to NULL is no change to
+        # PostgreSQL); a refusal, or an accept after one, changes a predicate's column and
+        # writes index entries.
         Index(
             "ix_tx_attempts_refused",
             "tx_id",

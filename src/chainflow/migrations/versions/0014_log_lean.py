@@ -11,7 +11,8 @@ request is ever deleted, so the check could only catch what those writers alread
 ix_tx_attempts_refused (tx_id, only where a node refused the attempt for lack of funds): each
 round asks of every lane with queued requests whether one of its signed requests has such an
 attempt, a probe of ix_tx_attempts_tx_id and a heap read per signed request; the partial
-index is empty unless a node refused one.
+index holds only the attempts a node refused for lack of funds (it keeps those of requests
+since ended: the query also asks for `signed`).
 
 docs/performance.md item 45 has the measurements.
 
@@ -35,9 +36,21 @@ _REFUSED = sa.text("last_error = 'insufficient_funds'")
 
 
 def upgrade() -> None:
+    # PostgreSQL: the index first, while only writes of tx_attempts wait for its build; each
+    # foreign key's drop then locks `transactions` (ACCESS EXCLUSIVE) from there to the
+    # migration's commit, not during the build. SQLite rebuilds both tables to drop the keys, so
+    # there the index comes after the rebuild.
+    postgres = op.get_bind().dialect.name == "postgresql"
+    if postgres:
+        _create_refused()
     for table in _TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_constraint(f"fk_{table}_tx_id_transactions", type_="foreignkey")
+    if not postgres:
+        _create_refused()
+
+
+def _create_refused() -> None:
     op.create_index(
         "ix_tx_attempts_refused",
         "tx_attempts",
@@ -48,6 +61,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Restores the keys; refused (the database's integrity error) if a row of either table
+    has no request, which `tests/support/invariants.py` reports as an orphan."""
     op.drop_index("ix_tx_attempts_refused", table_name="tx_attempts")
     for table in _TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
