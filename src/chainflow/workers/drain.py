@@ -121,7 +121,7 @@ async def _drain(
     sending: list[Sending] = []
 
     def on_recorded() -> None:  # a step's sends are recorded: the tracker may look for them
-        engine.signal_others(chain.chain_id)
+        engine.signal_sends(chain.chain_id)
         if recorded is not None:
             recorded()
 

@@ -92,6 +92,10 @@ class WorkerState:
     call: Callable[[int], None] | None = None
     # Each chain loop's memory of the lanes it left to others (placement.py).
     placing: dict[int, Placing] = field(default_factory=dict)
+    # Tells the other worker processes a drain recorded sends: for their tracker only.
+    signal_sent: Callable[[int], None] | None = None
+    # Set by another worker's sends to start a tracking pass alone between rounds (pace.py).
+    looks: dict[int, asyncio.Event] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,19 @@ class Engine:
         if pace is None or pace.hears_signals(time.monotonic()):
             self.wake(chain_id)
 
+    def look(self, chain_id: int) -> asyncio.Event:
+        """The event that starts a tracking pass alone in a chain's loop between rounds."""
+        return self.state.looks.setdefault(chain_id, asyncio.Event())
+
+    def hear_sends(self, chain_id: int) -> None:
+        """Another worker's drain recorded sends: a tracking pass alone if this loop tracks
+        and drains nothing (pace.py), else as any other signal."""
+        pace = self.state.paces.get(chain_id)
+        if pace is not None and chain_id in self.ports.rpc and pace.tracks_alone(time.monotonic()):
+            self.look(chain_id).set()
+        else:
+            self.hear(chain_id)
+
     def workers(self, chain_id: int) -> Sequence[str]:
         """The live workers serving `chain_id`, this one included (just this one without a
         roster: embedded mode, or Redis away)."""
@@ -150,7 +167,13 @@ class Engine:
             self.state.call(chain_id)
 
     def signal_others(self, chain_id: int) -> None:
-        """Wake the chain's loop in the other worker processes (best effort): sends for the
-        tracker, or room freed in lanes another process drains."""
+        """Wake the chain's loop in the other worker processes (best effort): room freed in
+        lanes another process drains."""
         if self.state.signal is not None:
             self.state.signal(chain_id)
+
+    def signal_sends(self, chain_id: int) -> None:
+        """Tell the other worker processes a drain recorded sends (best effort): for the
+        chain's tracker, which may look without a whole round (pace.py)."""
+        if self.state.signal_sent is not None:
+            self.state.signal_sent(chain_id)

@@ -15,11 +15,10 @@ from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger, is_worth_logging
 from chainflow.core.types import WalletId
 from chainflow.domain.chains import service as chains
-from chainflow.domain.transactions import readings, repository
+from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.fee_floor import known_floor, refresh_market
-from chainflow.domain.wallets import low_balance
-from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit_of_work
+from chainflow.infra.db.uow import read_only
 from chainflow.infra.queue import JobQueue, chain_queue
 from chainflow.infra.queue.roster import RedisRoster
 from chainflow.infra.queue.signals import RedisSignals
@@ -30,7 +29,7 @@ from chainflow.workers.outbox import run_outbox
 from chainflow.workers.pace import Pace, Round
 from chainflow.workers.placement import place_round
 from chainflow.workers.schedules import run_schedules
-from chainflow.workers.track import track_chain
+from chainflow.workers.tracking import track, track_alone
 from chainflow.workers.waiting import wait_any
 from chainflow.workers.webhooks import run_webhooks
 
@@ -47,9 +46,6 @@ _JOBS_AT_ONCE = 1
 _DRAINS_AT_ONCE = 4
 _WORK_PER_DRAIN = 128  # requests a round can sign, per extra drain
 _MAX_LANES_PER_DRAIN = 64  # beyond 4 x 64 lanes, more drains rather than bigger ones
-# The chain's head and its lanes' nonces and balances, for the metrics: two calls per lane,
-# so not every round (issue 18).
-_READ_EVERY_S = 5.0
 # How often a worker reads the chain registry (one small query): a chain added or enabled
 # through the API is served, doorbells included, this soon after, without a restart.
 REGISTRY_REFRESH_S = 0.5
@@ -87,7 +83,10 @@ async def run_engine(
     if signals is not None:
         engine.state.signal = signals.publish_soon
         engine.state.call = functools.partial(signals.publish_soon, come=True)
-        loops.append(signals.listen(engine.hear, stop, on_come=engine.wake))
+        engine.state.signal_sent = functools.partial(signals.publish_soon, sent=True)
+        loops.append(
+            signals.listen(engine.hear, stop, on_come=engine.wake, on_sent=engine.hear_sends)
+        )
     if roster is not None:
         engine.state.roster = roster.workers
         loops.append(roster.beat(lambda: list(engine.ports.rpc), stop))
@@ -143,10 +142,11 @@ async def _follow_registry(
 
 async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, pace: Pace) -> None:
     failures = 0
-    wakeup = engine.wakeup(chain_id)
+    wakeup, look = engine.wakeup(chain_id), engine.look(chain_id)
     engine.state.paces[chain_id] = pace
     while not stop.is_set():
         wakeup.clear()  # a doorbell from now on starts another round right after this one
+        look.clear()  # sends heard from now on are looked at after this round
         try:
             done = await run_round(engine, chain_id)
             failures = 0
@@ -162,13 +162,31 @@ async def _chain_loop(engine: Engine, chain_id: int, stop: asyncio.Event, pace: 
             done = None
         if done is None:
             # Back off while the chain's node keeps failing: 0.1 s, doubling up to 5 s.
-            wait_s = min(pace.poll_s * 2 ** min(failures, 6), 5.0)
-        else:
-            pace.note(done, now=time.monotonic())
-            if done.signed:
-                continue  # there may be more: the next round at once
-            wait_s = max(pace.poll_s, min(pace.wait_s(), _until_schedules(engine, chain_id)))
-        await wait_any(stop, wakeup, timeout_s=wait_s)
+            pace.stop_alone()
+            await wait_any(stop, wakeup, timeout_s=min(pace.poll_s * 2 ** min(failures, 6), 5.0))
+            continue
+        pace.note(done, now=time.monotonic())
+        if done.signed:
+            continue  # there may be more: the next round at once
+        await _between_rounds(engine, chain_id, stop, pace)
+
+
+async def _between_rounds(engine: Engine, chain_id: int, stop: asyncio.Event, pace: Pace) -> None:
+    """Wait for the chain's next round. Another worker's sends heard meanwhile, while this
+    loop only tracks (pace.py), get a tracking pass alone, and the wait then starts again:
+    one wallet's drain signals once per step of <= 64, and a round per step cost that worker
+    a chain row, the lanes with queued work and placement read for nothing (item 49)."""
+    wakeup, look = engine.wakeup(chain_id), engine.look(chain_id)
+    while True:
+        wait_s = max(pace.poll_s, min(pace.wait_s(), _until_schedules(engine, chain_id)))
+        await wait_any(stop, wakeup, look, timeout_s=wait_s)
+        now = time.monotonic()
+        if stop.is_set() or wakeup.is_set() or not look.is_set():
+            return
+        look.clear()
+        if not pace.tracks_alone(now) or _until_schedules(engine, chain_id) <= 0.0:
+            return
+        await track_alone(engine, chain_id, pace)
 
 
 def _until_schedules(engine: Engine, chain_id: int) -> float:
@@ -261,7 +279,7 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
         return signed
 
     tracking = asyncio.ensure_future(
-        _track(engine, chain, held=tracker_held, sent=sent, drained=drained)
+        track(engine, chain, held=tracker_held, sent=sent, drained=drained)
     )
     try:
         batches = drain_batches(lanes, per_lane=ports.config.batch_size)
@@ -279,6 +297,9 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
         leased=state.leased_at.get(chain_id, started - 1) >= started,
         tracking=leased,
         tracked=tracked,
+        took=len(lanes),
+        left=len(state.placing[chain_id].left) + len(unsignable) if holders is not None else 0,
+        chain=chain,
     )
 
 
@@ -296,95 +317,3 @@ async def _schedules(engine: Engine, chain_id: int) -> None:
             )
         return
     failures.pop(chain_id, None)
-
-
-async def _track(
-    engine: Engine,
-    chain: ChainConfig,
-    *,
-    held: bool,
-    sent: asyncio.Event | None = None,
-    drained: asyncio.Event | None = None,
-) -> tuple[bool, int]:
-    """Track the chain if this process holds (or takes) its tracker lease; `held`: the chain's
-    row, read this round, says another live process holds it. Returns (leased, requests
-    looked at).
-
-    While the round's drains run (`drained` not set), each time one of them has sent
-    (`sent`), the tracker looks again once its pass is done, instead of at the next round:
-    a round that signs thousands takes seconds, and its first drains' sends waited that
-    long to be seen mined (docs/performance.md item 30). Each such pass renews the lease
-    first (one UPDATE), so it has a whole lease like the first pass, and none starts past
-    half the lease taken at the round's start."""
-    ports = engine.ports
-    leased = False
-    leased_at = time.monotonic()
-    if not held:
-        # One UPDATE, which commits on its own (no BEGIN and COMMIT round trips on PostgreSQL).
-        leased = await _renew_tracker_lease(engine, chain)
-    if not leased:
-        readings.forget_chain(chain.chain_id)  # the holder reports the chain's readings (issue 18)
-        # What this process's tracker remembered of the chain (a foreign nonce's first sight)
-        # is stale once another process tracked it: a grace period counted from a sight
-        # before a spell elsewhere would fail a request on one read when the lease comes back.
-        engine.state.tracking.pop(chain.chain_id, None)
-        return False, 0
-    tracked = await track_chain(engine, chain)
-    if sent is not None and drained is not None:
-        tracked += await _track_while_draining(
-            engine, chain, sent, drained, until=leased_at + ports.config.tracker_lease_s / 2
-        )
-    if readings.is_due(chain.chain_id, every_s=_READ_EVERY_S):
-        await _note_readings(engine, chain)
-    return True, tracked
-
-
-async def _track_while_draining(
-    engine: Engine, chain: ChainConfig, sent: asyncio.Event, drained: asyncio.Event, *, until: float
-) -> int:
-    """More tracking passes while the round's drains run: one after each drain that sent
-    (sends that land during a pass are seen by the next one). The drains' last sends are
-    left to the next round's pass, which starts at once after a round that signed."""
-    tracked = 0
-    while True:
-        if not sent.is_set():
-            await wait_any(sent, drained, timeout_s=max(0.0, until - time.monotonic()))
-        if drained.is_set() or not sent.is_set() or time.monotonic() >= until:
-            return tracked
-        sent.clear()
-        # A pass may take as long as its slowest RPC or signer call: begun on what is left of
-        # the round's lease it could outlast it, and another worker then track (and bump)
-        # the chain beside it (review).
-        if not await _renew_tracker_lease(engine, chain):
-            return tracked
-        tracked += await track_chain(engine, chain)
-
-
-async def _renew_tracker_lease(engine: Engine, chain: ChainConfig) -> bool:
-    ports = engine.ports
-    async with single_statements(engine_of(ports.sessionmaker)) as db:
-        return await chains.take_tracker_lease(
-            db, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
-        )
-
-
-async def _note_readings(engine: Engine, chain: ChainConfig) -> None:
-    balances = await _read_chain(engine, chain)
-    if balances is None:
-        return
-    try:
-        async with unit_of_work(engine.ports.sessionmaker) as session:
-            await low_balance.note_balances(session, chain.chain_id, balances)  # issue 16
-    except Exception as exc:  # judged again at the next reading
-        log.warning("wallet.low_balance_failed", chain_id=chain.chain_id, error=repr(exc)[:300])
-
-
-async def _read_chain(engine: Engine, chain: ChainConfig) -> dict[str, int] | None:
-    """The chain's head and lanes into the metrics; the lanes' balances, None if unread."""
-    try:
-        async with read_only(engine.ports.sessionmaker) as session:
-            lanes = await readings.lanes_of(session, chain.chain_id)
-        return await readings.read_chain(engine.rpc(chain.chain_id), chain.chain_id, lanes)
-    except Exception as exc:  # metrics only: the head's age shows the chain is not read
-        log.debug("chain.read_failed", chain_id=chain.chain_id, error=repr(exc)[:300])
-        return None

@@ -12,9 +12,17 @@ seven statements; the loop of a worker that holds neither lanes nor the tracker 
   run out.
 - a loop whose drains held a lane's lease within `lane_lease_s` polls every `poll_s`: it may
   still hold a lane whose doorbell another worker took, and that worker leaves the lane to it.
+- a loop that holds the tracker lease and whose last round drained no lane (and left none
+  free for a take-anyway, placement.py) answers another worker's "sent" signal (a drain's
+  step recorded its sends) with a tracking pass alone, for up to `idle_poll_s` after that
+  round: the round's reads and placement (chain row, lanes with queued work: ~1 round per
+  step of one wallet's drain) would find nothing for it. Doorbells, polls and every other
+  signal still start whole rounds (docs/performance.md item 49).
 """
 
 from dataclasses import dataclass
+
+from chainflow.domain.transactions.config import ChainConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,11 @@ class Round:
     leased: bool = False  # its drains took or renewed the lease of a lane
     tracking: bool = False  # this process holds the chain's tracker lease
     tracked: int = 0  # requests in flight the tracker looked at
+    took: int = 0  # lanes its drains were given (after placement)
+    # Lanes placement left free (taken anyway if still free a second later) or settled here
+    # without signing: later rounds must see them.
+    left: int = 0
+    chain: ChainConfig | None = None  # the chain as the round read it
 
     @property
     def empty(self) -> bool:
@@ -42,10 +55,16 @@ class Pace:
     empty_rounds: int = 0  # in a row
     tracking: bool = False
     lanes_at: float | None = None  # when a round last took or renewed a lane's lease
+    # Until when "sent" signals get a tracking pass alone, on the chain as last read.
+    alone_until: float | None = None
+    chain: ChainConfig | None = None
 
     def note(self, done: Round, *, now: float) -> None:
         """Remember a round that ended at `now`."""
         self.tracking = done.tracking
+        self.chain = done.chain
+        alone = done.tracking and not (done.took or done.left) and done.chain is not None
+        self.alone_until = now + self.idle_poll_s if alone else None
         if done.leased:
             self.lanes_at = now
         self.empty_rounds = self.empty_rounds + 1 if done.empty and not self.holds_lanes(now) else 0
@@ -58,6 +77,14 @@ class Pace:
         if not self.empty_rounds:
             return self.poll_s
         return max(self.poll_s, min(self.poll_s * 2.0 ** (self.empty_rounds - 1), self.idle_poll_s))
+
+    def tracks_alone(self, now: float) -> bool:
+        """Whether a "sent" signal gets a tracking pass alone rather than a round."""
+        return self.tracking and self.alone_until is not None and now < self.alone_until
+
+    def stop_alone(self) -> None:
+        """The next wake-up starts a round (a pass alone failed or lost the tracker lease)."""
+        self.alone_until = None
 
     def hears_signals(self, now: float) -> bool:
         """Whether another worker's signal can be for this loop."""

@@ -1,10 +1,13 @@
 """A chain loop with nothing to do (workers/pace.py, docs/performance.md item 19): it waits
 longer between empty rounds yet answers a doorbell at once, ignores other workers' signals
-while it holds neither a lane nor the tracker lease, and does not try to take a tracker lease
-the chain's row shows another live process holding."""
+while it holds neither a lane nor the tracker lease, does not try to take a tracker lease
+the chain's row shows another live process holding, and answers another worker's sends with a
+tracking pass alone while it only tracks (docs/performance.md item 49)."""
 
 import asyncio
 import dataclasses
+import functools
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
@@ -47,6 +50,12 @@ async def running(
         await asyncio.wait_for(loops, timeout=30)
 
 
+def _without_schedule_passes(harness: EngineHarness) -> Engine:
+    """The harness's engine with no schedule pass due within a test (they end a loop's wait)."""
+    ports = dataclasses.replace(harness.engine.ports, schedules=ScheduleConfig(poll_s=60))
+    return Engine(ports, harness.engine.state)
+
+
 async def _idle_for(engine: Engine, wait_s: float) -> Pace:
     """The chain loop's pace once its wait after empty rounds reached `wait_s`."""
 
@@ -65,9 +74,7 @@ async def test_an_idle_loop_waits_longer_yet_answers_a_doorbell_at_once(
 ) -> None:
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
         wallet = await harness.wallet()
-        # No schedule pass to shorten the waits: only the pace sets them.
-        ports = dataclasses.replace(harness.engine.ports, schedules=ScheduleConfig(poll_s=60))
-        engine = Engine(ports, harness.engine.state)
+        engine = _without_schedule_passes(harness)  # only the pace sets the waits
         rounds = 0
         real = repository.lanes_with_queued
 
@@ -161,3 +168,52 @@ def _lease_updates(harness: EngineHarness) -> Iterator[list[str]]:
         yield updates
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_sends_heard_while_only_tracking_get_a_pass_alone_and_a_doorbell_a_round(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    anvil_url: str,
+    master_key: MasterKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        # No schedule pass and no poll within the test: only what it sends starts a round.
+        engine = _without_schedule_passes(harness)
+        counts = {"rounds": 0, "passes": 0}
+        lanes, tracked = repository.lanes_with_queued, repository.tracked
+
+        async def counted_lanes(*args: Any, **kwargs: Any) -> dict[WalletId, int]:
+            counts["rounds"] += 1  # one read of the lanes per round
+            return await lanes(*args, **kwargs)
+
+        async def counted_passes(*args: Any, **kwargs: Any) -> Any:
+            counts["passes"] += 1  # one read of the requests in flight per tracking pass
+            return await tracked(*args, **kwargs)
+
+        monkeypatch.setattr(repository, "lanes_with_queued", counted_lanes)
+        monkeypatch.setattr(repository, "tracked", counted_passes)
+        queue = InProcessJobQueue()
+        async with running(engine, queue, poll_s=20, idle_poll_s=30):
+
+            async def tracking_alone() -> bool:
+                pace = engine.state.paces.get(ANVIL_CHAIN_ID)
+                return pace is not None and pace.tracks_alone(time.monotonic())
+
+            await eventually(tracking_alone, timeout_s=10)  # its first round took the lease
+            assert counts == {"rounds": 1, "passes": 1}
+            for passes in (2, 3):
+                engine.hear_sends(ANVIL_CHAIN_ID)
+
+                async def passed(passes: int = passes) -> bool:
+                    return counts["passes"] == passes
+
+                await eventually(passed, timeout_s=10)
+                assert counts["rounds"] == 1  # no round: no read of the lanes
+            engine.hear(ANVIL_CHAIN_ID)  # room freed by the other worker's tracker: a round
+
+            async def rounds(count: int) -> bool:
+                return counts["rounds"] == count and counts["passes"] == count + 2
+
+            await eventually(functools.partial(rounds, 2), timeout_s=10)
+            engine.wake(ANVIL_CHAIN_ID)  # a doorbell: a round
+            await eventually(functools.partial(rounds, 3), timeout_s=10)

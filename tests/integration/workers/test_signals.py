@@ -5,6 +5,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import structlog
 
 from chainflow.infra.queue.signals import RedisSignals
@@ -73,26 +74,42 @@ class TestRedisSignals:
             await eventually(got, timeout_s=5)
             assert 5 not in heard
 
-    async def test_a_call_to_come_reaches_its_own_handler(self) -> None:
+    @pytest.mark.parametrize("kind", ["come", "sent"])
+    async def test_a_call_to_come_or_a_drain_s_sends_reach_their_own_handler(
+        self, kind: str
+    ) -> None:
         heard: list[int] = []
-        called: list[int] = []
+        handled: list[int] = []
         async with two_processes("a", "b") as (a, b):
             stop = asyncio.Event()
-            task = asyncio.create_task(b.listen(heard.append, stop, on_come=called.append))
+            handler = {f"on_{kind}": handled.append}
+            task = asyncio.create_task(b.listen(heard.append, stop, **handler))
             try:
                 await until_subscribed(a, heard)
-                a.publish_soon(7, come=True)
+                a.publish_soon(7, **{kind: True})
                 a.publish_soon(8)  # published after the call: once it is heard, the call was too
 
                 async def got() -> bool:
                     return 8 in heard
 
                 await eventually(got, timeout_s=5)
-                assert called == [7]
+                assert handled == [7]
                 assert 7 not in heard
             finally:
                 stop.set()
                 await asyncio.wait_for(task, timeout=5)
+
+    async def test_sends_without_their_own_handler_are_a_plain_signal(self) -> None:
+        # As a worker of an earlier version, which reads a sender it does not know, hears them.
+        heard: list[int] = []
+        async with two_processes("a", "b") as (a, b), listening(b, heard):
+            await until_subscribed(a, heard)
+            a.publish_soon(11, sent=True)
+
+            async def got() -> bool:
+                return 11 in heard
+
+            await eventually(got, timeout_s=5)
 
     async def test_an_unreachable_redis_fails_neither_side(self) -> None:
         # Port 1 refuses connections: the listener keeps retrying until stopped, and

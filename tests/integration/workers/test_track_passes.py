@@ -25,7 +25,7 @@ from chainflow.domain.transactions.track import judge, observe, record
 from chainflow.domain.transactions.track.judge import TrackerMemory
 from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
-from chainflow.workers import main
+from chainflow.workers import main, tracking
 from chainflow.workers import track as track_module
 from chainflow.workers.drain import drain_lanes
 from tests.integration.events.test_transaction_events import (
@@ -208,7 +208,7 @@ async def test_a_pass_while_draining_renews_the_lease_and_stops_once_another_hol
             return await drain_lanes(engine, chain, wallet_ids, **kwargs)
 
         monkeypatch.setattr(chains, "take_tracker_lease", counted_take)
-        monkeypatch.setattr(main, "track_chain", counted_track)
+        monkeypatch.setattr(tracking, "track_chain", counted_track)
         monkeypatch.setattr(main, "drain_lanes", drain)
         done = await main.run_round(harness.engine, ANVIL_CHAIN_ID)
         first_tx = await harness.get(ids[first.id])

@@ -1,11 +1,15 @@
-"""A chain loop's pacing: waits grow over empty rounds, work brings them back to the poll, and
-signals reach only a loop that holds a lane or the tracker lease."""
+"""A chain loop's pacing: waits grow over empty rounds, work brings them back to the poll,
+signals reach only a loop that holds a lane or the tracker lease, and another worker's sends
+get a tracking pass alone only in a loop that tracks and drains nothing."""
 
 import pytest
 
+from chainflow.core.types import ChainId
+from chainflow.domain.transactions.config import ChainConfig
 from chainflow.workers.pace import Pace, Round
 
 EMPTY = Round()
+CHAIN = ChainConfig(ChainId(31337), True, 1, 1.0, None, None)
 
 
 def _pace() -> Pace:
@@ -76,3 +80,36 @@ def test_lanes_another_worker_claimed_first_are_not_held() -> None:
     pace.note(EMPTY, now=1.1)
     pace.note(EMPTY, now=1.2)
     assert pace.wait_s() == pytest.approx(0.2)
+
+
+def test_the_tracker_that_drained_nothing_tracks_alone_until_the_idle_poll() -> None:
+    pace = _pace()
+    pace.note(Round(tracking=True, tracked=64, chain=CHAIN), now=10.0)
+    assert pace.tracks_alone(10.5)
+    assert pace.chain == CHAIN
+    assert not pace.tracks_alone(11.0)  # a whole round at least once per idle_poll_s
+
+
+@pytest.mark.parametrize(
+    "done",
+    [
+        Round(tracking=True, tracked=64, took=1, lanes=1, chain=CHAIN),
+        Round(tracking=True, tracked=64, left=1, lanes=1, chain=CHAIN),
+        Round(tracked=64, chain=CHAIN),
+        Round(tracking=True, tracked=64),
+    ],
+    ids=["took-a-lane", "left-a-lane", "not-tracking", "chain-unread"],
+)
+def test_sends_heard_otherwise_start_a_round(done: Round) -> None:
+    pace = _pace()
+    pace.note(done, now=10.0)
+    assert not pace.tracks_alone(10.1)
+
+
+def test_a_failed_pass_alone_goes_back_to_rounds() -> None:
+    pace = _pace()
+    pace.note(Round(tracking=True, chain=CHAIN), now=10.0)
+    pace.stop_alone()
+    assert not pace.tracks_alone(10.1)
+    pace.note(Round(tracking=True, chain=CHAIN), now=10.2)  # the next round allows it again
+    assert pace.tracks_alone(10.3)
