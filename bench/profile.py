@@ -51,7 +51,7 @@ STEPS = [
     ("drain: estimate (RPC)", r"estimate_gas|fail_refused"),
     ("drain: sign + store [tx]", r"sign_lanes"),
     ("drain: send + record [tx]", r"send_and_record"),
-    ("tracking", r"_track \(|track_chain"),
+    ("tracking", r"tracking\.py|track_chain"),
     ("tracking: read in flight [tx]", r"tracked \("),
     ("tracking: observe (RPC)", r"observe \("),
     ("tracking: record receipts [tx]", r"record \(chainflow/domain/transactions/track/record"),

@@ -64,7 +64,7 @@ class WorkerState:
     fees: FeeCache
     signers: Signers
     # What the tracker remembers between rounds, per chain id: only while this process holds
-    # the chain's tracker lease (main.py drops it otherwise).
+    # the chain's tracker lease (workers/tracking.py drops it otherwise).
     tracking: dict[int, TrackerMemory] = field(default_factory=dict)
     # Wallet addresses by id (they never change), for the counts read before a drain plans.
     addresses: dict[WalletId, str] = field(default_factory=dict)

@@ -12,17 +12,24 @@ seven statements; the loop of a worker that holds neither lanes nor the tracker 
   run out.
 - a loop whose drains held a lane's lease within `lane_lease_s` polls every `poll_s`: it may
   still hold a lane whose doorbell another worker took, and that worker leaves the lane to it.
-- a loop that holds the tracker lease and whose last round drained no lane (and left none
-  free for a take-anyway, placement.py) answers another worker's "sent" signal (a drain's
-  step recorded its sends) with a tracking pass alone, for up to `idle_poll_s` after that
-  round: the round's reads and placement (chain row, lanes with queued work: ~1 round per
-  step of one wallet's drain) would find nothing for it. Doorbells, polls and every other
-  signal still start whole rounds (docs/performance.md item 49).
+- a loop that holds the tracker lease, whose last round drained no lane (and left none
+  free for a take-anyway, placement.py) and which holds no lane's lease, answers another
+  worker's "sent" signal (a drain's step recorded its sends) with a tracking pass alone, for
+  up to `ALONE_FOR_S` after that round: the round's reads and placement (chain row, lanes
+  with queued work: ~1 round per step of one wallet's drain) are then not run for each step.
+  Doorbells, polls and every other signal still start whole rounds, and a round still runs
+  at least every `ALONE_FOR_S` (plus a pass and a poll) while the signals come, so a lane
+  left for this worker, or only it can serve, waits no longer than placement's own second
+  (docs/performance.md item 49).
 """
 
 from dataclasses import dataclass
 
 from chainflow.domain.transactions.config import ChainConfig
+
+# How long after a round "sent" signals get a tracking pass alone, at most (`idle_poll_s` may
+# be up to a minute): placement's take-anyway waits `LEFT_FOR_S` (1 s) for the same reason.
+ALONE_FOR_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,10 +70,15 @@ class Pace:
         """Remember a round that ended at `now`."""
         self.tracking = done.tracking
         self.chain = done.chain
-        alone = done.tracking and not (done.took or done.left) and done.chain is not None
-        self.alone_until = now + self.idle_poll_s if alone else None
         if done.leased:
             self.lanes_at = now
+        alone = (
+            done.tracking
+            and not (done.took or done.left)
+            and done.chain is not None
+            and not self.holds_lanes(now)  # a lane still held here: its work needs rounds
+        )
+        self.alone_until = now + min(self.idle_poll_s, ALONE_FOR_S) if alone else None
         self.empty_rounds = self.empty_rounds + 1 if done.empty and not self.holds_lanes(now) else 0
 
     def holds_lanes(self, now: float) -> bool:
@@ -80,7 +92,18 @@ class Pace:
 
     def tracks_alone(self, now: float) -> bool:
         """Whether a "sent" signal gets a tracking pass alone rather than a round."""
-        return self.tracking and self.alone_until is not None and now < self.alone_until
+        return (
+            self.tracking
+            and self.chain is not None
+            and self.alone_until is not None
+            and now < self.alone_until
+        )
+
+    def note_pass(self, tracked: int) -> None:
+        """Remember a pass alone that looked at `tracked` requests in flight: requests still in
+        flight keep the next rounds at `poll_s`, as a round that tracked them would."""
+        if tracked:
+            self.empty_rounds = 0
 
     def stop_alone(self) -> None:
         """The next wake-up starts a round (a pass alone failed or lost the tracker lease)."""

@@ -116,11 +116,14 @@ async def _read_chain(engine: Engine, chain: ChainConfig) -> dict[str, int] | No
 async def track_alone(engine: Engine, chain_id: int, pace: Pace) -> None:
     """One tracking pass without a round (the lease renewed first, as in a round); a failure
     or the lease lost sends the loop back to whole rounds."""
-    assert pace.chain is not None  # noqa: S101 - pace.tracks_alone checked it
+    if pace.chain is None:  # pace.tracks_alone checked it; a round reads the chain
+        pace.stop_alone()
+        return
     try:
-        leased, _ = await track(engine, pace.chain, held=False)
+        leased, tracked = await track(engine, pace.chain, held=False)
     except Exception as exc:  # the next round tracks again
         log.error("engine.track_failed", chain_id=chain_id, error=repr(exc)[:500])
-        leased = False
+        leased, tracked = False, 0
+    pace.note_pass(tracked)
     if not leased:
         pace.stop_alone()

@@ -27,6 +27,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.queue import chain_queue
 from chainflow.infra.queue.inprocess import InProcessJobQueue
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers import pace as pace_module
 from chainflow.workers.engine import Engine, ScheduleConfig
 from chainflow.workers.main import run_engine, run_round
 from chainflow.workers.pace import Pace
@@ -179,27 +180,11 @@ async def test_sends_heard_while_only_tracking_get_a_pass_alone_and_a_doorbell_a
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
         # No schedule pass and no poll within the test: only what it sends starts a round.
         engine = _without_schedule_passes(harness)
-        counts = {"rounds": 0, "passes": 0}
-        lanes, tracked = repository.lanes_with_queued, repository.tracked
-
-        async def counted_lanes(*args: Any, **kwargs: Any) -> dict[WalletId, int]:
-            counts["rounds"] += 1  # one read of the lanes per round
-            return await lanes(*args, **kwargs)
-
-        async def counted_passes(*args: Any, **kwargs: Any) -> Any:
-            counts["passes"] += 1  # one read of the requests in flight per tracking pass
-            return await tracked(*args, **kwargs)
-
-        monkeypatch.setattr(repository, "lanes_with_queued", counted_lanes)
-        monkeypatch.setattr(repository, "tracked", counted_passes)
+        counts = _count_rounds_and_passes(monkeypatch)
         queue = InProcessJobQueue()
         async with running(engine, queue, poll_s=20, idle_poll_s=30):
-
-            async def tracking_alone() -> bool:
-                pace = engine.state.paces.get(ANVIL_CHAIN_ID)
-                return pace is not None and pace.tracks_alone(time.monotonic())
-
-            await eventually(tracking_alone, timeout_s=10)  # its first round took the lease
+            # its first round took the lease
+            await eventually(functools.partial(_tracks_alone, engine), timeout_s=10)
             assert counts == {"rounds": 1, "passes": 1}
             for passes in (2, 3):
                 engine.hear_sends(ANVIL_CHAIN_ID)
@@ -217,3 +202,67 @@ async def test_sends_heard_while_only_tracking_get_a_pass_alone_and_a_doorbell_a
             await eventually(functools.partial(rounds, 2), timeout_s=10)
             engine.wake(ANVIL_CHAIN_ID)  # a doorbell: a round
             await eventually(functools.partial(rounds, 3), timeout_s=10)
+
+
+async def test_a_pass_alone_that_finds_the_tracker_lease_taken_goes_back_to_rounds(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    anvil_url: str,
+    master_key: MasterKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        engine = _without_schedule_passes(harness)
+        counts = _count_rounds_and_passes(monkeypatch)
+        async with running(engine, InProcessJobQueue(), poll_s=20, idle_poll_s=30):
+            await eventually(functools.partial(_tracks_alone, engine), timeout_s=10)
+            assert counts["rounds"] == 1
+            async with unit_of_work(sessionmaker) as session:  # another process took it over
+                await session.execute(
+                    update(Chain)
+                    .where(Chain.chain_id == ANVIL_CHAIN_ID)
+                    .values(
+                        tracker_owner="another-worker",
+                        tracker_lease_until=utcnow() + timedelta(seconds=60),
+                    )
+                )
+            with _lease_updates(harness) as updates:
+                engine.hear_sends(ANVIL_CHAIN_ID)  # a pass alone tries to renew: refused
+
+                async def back_to_rounds() -> bool:
+                    return not await _tracks_alone(engine)
+
+                await eventually(back_to_rounds, timeout_s=10, what="the pass alone given up")
+            assert len(updates) == 1, updates  # the renewal tried, nothing tracked
+            assert counts == {"rounds": 1, "passes": 1}
+            engine.hear_sends(ANVIL_CHAIN_ID)  # now a round, which reads the lanes
+
+            async def a_round() -> bool:
+                return counts["rounds"] == 2
+
+            await eventually(a_round, timeout_s=10, what="a round for the next sends")
+            assert not engine.state.paces[ANVIL_CHAIN_ID].tracking
+
+
+def _count_rounds_and_passes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Rounds (one read of the lanes each) and tracking passes (one read of the requests in
+    flight each), counted; passes alone for 30 s after a round, the tests' own pace."""
+    counts = {"rounds": 0, "passes": 0}
+    lanes, tracked = repository.lanes_with_queued, repository.tracked
+
+    async def counted_lanes(*args: Any, **kwargs: Any) -> dict[WalletId, int]:
+        counts["rounds"] += 1
+        return await lanes(*args, **kwargs)
+
+    async def counted_passes(*args: Any, **kwargs: Any) -> Any:
+        counts["passes"] += 1
+        return await tracked(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "lanes_with_queued", counted_lanes)
+    monkeypatch.setattr(repository, "tracked", counted_passes)
+    monkeypatch.setattr(pace_module, "ALONE_FOR_S", 30.0)
+    return counts
+
+
+async def _tracks_alone(engine: Engine) -> bool:
+    pace = engine.state.paces.get(ANVIL_CHAIN_ID)
+    return pace is not None and pace.tracks_alone(time.monotonic())

@@ -6,7 +6,7 @@ import pytest
 
 from chainflow.core.types import ChainId
 from chainflow.domain.transactions.config import ChainConfig
-from chainflow.workers.pace import Pace, Round
+from chainflow.workers.pace import ALONE_FOR_S, Pace, Round
 
 EMPTY = Round()
 CHAIN = ChainConfig(ChainId(31337), True, 1, 1.0, None, None)
@@ -88,6 +88,35 @@ def test_the_tracker_that_drained_nothing_tracks_alone_until_the_idle_poll() -> 
     assert pace.tracks_alone(10.5)
     assert pace.chain == CHAIN
     assert not pace.tracks_alone(11.0)  # a whole round at least once per idle_poll_s
+
+
+def test_a_long_idle_poll_still_brings_a_round_within_a_second() -> None:
+    pace = Pace(poll_s=0.1, idle_poll_s=60.0, lane_lease_s=5.0)
+    pace.note(Round(tracking=True, tracked=64, chain=CHAIN), now=10.0)
+    assert pace.tracks_alone(10.9)
+    assert not pace.tracks_alone(10.0 + ALONE_FOR_S)
+
+
+def test_a_tracker_still_holding_a_lane_runs_rounds_for_it() -> None:
+    """A lane this worker drained keeps its lease for lane_lease_s: the other worker leaves
+    that lane's new work to this one, which only a round can drain."""
+    pace = _pace()
+    pace.note(Round(tracking=True, signed=64, lanes=1, leased=True, took=1, chain=CHAIN), now=10.0)
+    pace.note(Round(tracking=True, tracked=64, chain=CHAIN), now=10.2)
+    assert not pace.tracks_alone(10.3)
+    pace.note(Round(tracking=True, tracked=64, chain=CHAIN), now=15.1)  # the lease ran out
+    assert pace.tracks_alone(15.2)
+
+
+def test_a_pass_alone_that_tracked_keeps_the_poll_short() -> None:
+    pace = _pace()
+    for second in range(3):
+        pace.note(Round(tracking=True, chain=CHAIN), now=10.0 + second)
+    assert pace.wait_s() > pace.poll_s
+    pace.note_pass(tracked=0)
+    assert pace.wait_s() > pace.poll_s
+    pace.note_pass(tracked=5)
+    assert pace.wait_s() == pytest.approx(pace.poll_s)
 
 
 @pytest.mark.parametrize(
