@@ -177,31 +177,28 @@ async def test_sends_heard_while_only_tracking_get_a_pass_alone_and_a_doorbell_a
     master_key: MasterKey,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
-        # No schedule pass and no poll within the test: only what it sends starts a round.
-        engine = _without_schedule_passes(harness)
-        counts = _count_rounds_and_passes(monkeypatch)
-        queue = InProcessJobQueue()
-        async with running(engine, queue, poll_s=20, idle_poll_s=30):
-            # its first round took the lease
-            await eventually(functools.partial(_tracks_alone, engine), timeout_s=10)
-            assert counts == {"rounds": 1, "passes": 1}
-            for passes in (2, 3):
-                engine.hear_sends(ANVIL_CHAIN_ID)
+    async with _only_tracking(sessionmaker, anvil_url, master_key, monkeypatch) as (
+        _,
+        engine,
+        counts,
+    ):
+        assert counts == {"rounds": 1, "passes": 1}
+        for passes in (2, 3):
+            engine.hear_sends(ANVIL_CHAIN_ID)
 
-                async def passed(passes: int = passes) -> bool:
-                    return counts["passes"] == passes
+            async def passed(passes: int = passes) -> bool:
+                return counts["passes"] == passes
 
-                await eventually(passed, timeout_s=10)
-                assert counts["rounds"] == 1  # no round: no read of the lanes
-            engine.hear(ANVIL_CHAIN_ID)  # room freed by the other worker's tracker: a round
+            await eventually(passed, timeout_s=10)
+            assert counts["rounds"] == 1  # no round: no read of the lanes
+        engine.hear(ANVIL_CHAIN_ID)  # room freed by the other worker's tracker: a round
 
-            async def rounds(count: int) -> bool:
-                return counts["rounds"] == count and counts["passes"] == count + 2
+        async def rounds(count: int) -> bool:
+            return counts["rounds"] == count and counts["passes"] == count + 2
 
-            await eventually(functools.partial(rounds, 2), timeout_s=10)
-            engine.wake(ANVIL_CHAIN_ID)  # a doorbell: a round
-            await eventually(functools.partial(rounds, 3), timeout_s=10)
+        await eventually(functools.partial(rounds, 2), timeout_s=10)
+        engine.wake(ANVIL_CHAIN_ID)  # a doorbell: a round
+        await eventually(functools.partial(rounds, 3), timeout_s=10)
 
 
 async def test_a_pass_alone_that_finds_the_tracker_lease_taken_goes_back_to_rounds(
@@ -210,37 +207,55 @@ async def test_a_pass_alone_that_finds_the_tracker_lease_taken_goes_back_to_roun
     master_key: MasterKey,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    async with _only_tracking(sessionmaker, anvil_url, master_key, monkeypatch) as (
+        harness,
+        engine,
+        counts,
+    ):
+        assert counts["rounds"] == 1
+        async with unit_of_work(sessionmaker) as session:  # another process took it over
+            await session.execute(
+                update(Chain)
+                .where(Chain.chain_id == ANVIL_CHAIN_ID)
+                .values(
+                    tracker_owner="another-worker",
+                    tracker_lease_until=utcnow() + timedelta(seconds=60),
+                )
+            )
+        with _lease_updates(harness) as updates:
+            engine.hear_sends(ANVIL_CHAIN_ID)  # a pass alone tries to renew: refused
+
+            async def back_to_rounds() -> bool:
+                return not await _tracks_alone(engine)
+
+            await eventually(back_to_rounds, timeout_s=10, what="the pass alone given up")
+        assert len(updates) == 1, updates  # the renewal tried, nothing tracked
+        assert counts == {"rounds": 1, "passes": 1}
+        engine.hear_sends(ANVIL_CHAIN_ID)  # now a round, which reads the lanes
+
+        async def a_round() -> bool:
+            return counts["rounds"] == 2
+
+        await eventually(a_round, timeout_s=10, what="a round for the next sends")
+        assert not engine.state.paces[ANVIL_CHAIN_ID].tracking
+
+
+@asynccontextmanager
+async def _only_tracking(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    anvil_url: str,
+    master_key: MasterKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[EngineHarness, Engine, dict[str, int]]]:
+    """A running engine whose first round took the tracker lease and nothing else, with its
+    rounds and passes counted; no schedule pass and no poll within the test: only what the
+    test sends starts a round."""
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
         engine = _without_schedule_passes(harness)
         counts = _count_rounds_and_passes(monkeypatch)
         async with running(engine, InProcessJobQueue(), poll_s=20, idle_poll_s=30):
             await eventually(functools.partial(_tracks_alone, engine), timeout_s=10)
-            assert counts["rounds"] == 1
-            async with unit_of_work(sessionmaker) as session:  # another process took it over
-                await session.execute(
-                    update(Chain)
-                    .where(Chain.chain_id == ANVIL_CHAIN_ID)
-                    .values(
-                        tracker_owner="another-worker",
-                        tracker_lease_until=utcnow() + timedelta(seconds=60),
-                    )
-                )
-            with _lease_updates(harness) as updates:
-                engine.hear_sends(ANVIL_CHAIN_ID)  # a pass alone tries to renew: refused
-
-                async def back_to_rounds() -> bool:
-                    return not await _tracks_alone(engine)
-
-                await eventually(back_to_rounds, timeout_s=10, what="the pass alone given up")
-            assert len(updates) == 1, updates  # the renewal tried, nothing tracked
-            assert counts == {"rounds": 1, "passes": 1}
-            engine.hear_sends(ANVIL_CHAIN_ID)  # now a round, which reads the lanes
-
-            async def a_round() -> bool:
-                return counts["rounds"] == 2
-
-            await eventually(a_round, timeout_s=10, what="a round for the next sends")
-            assert not engine.state.paces[ANVIL_CHAIN_ID].tracking
+            yield harness, engine, counts
 
 
 def _count_rounds_and_passes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
