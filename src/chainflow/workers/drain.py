@@ -19,7 +19,7 @@ from dataclasses import replace
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.core.types import WalletId
-from chainflow.domain.transactions.config import ChainConfig
+from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
 from chainflow.domain.transactions.drain.fee_floor import known_floor
 from chainflow.domain.transactions.drain.plan import (
@@ -48,6 +48,10 @@ log = get_logger(__name__)
 # tracker (on the same event loop) behind, its passes reading ever more receipts: batches of
 # 100, 1,072 and 496 tx/s against 1,332 and 1,179 (docs/performance.md item 37).
 STEPS_ALONE = 8
+# The pauses before each new read of a lane's counts while the node is still mining a step's
+# sends (`_rooms_once_mined`): anvil mines a window of 64 in ~5-30 ms on a busy 2-core
+# machine; 5 reads in 31 ms at most.
+_MINING_PAUSES_S = (0.001, 0.002, 0.004, 0.008, 0.016)
 
 
 async def drain_lane(engine: Engine, chain: ChainConfig, wallet_id: WalletId) -> int:
@@ -138,6 +142,9 @@ async def _drain(
                 break
             engine.ports.crasher.reached(CrashPoint.ATTEMPT_STORED)
             sending.append(start_sending(engine, chain, sent, recorded=on_recorded))
+            # The sends go out before the next step's plan takes the loop: the node's answer
+            # is what the next step waits for (docs/performance.md item 50).
+            await asyncio.sleep(0)
             signed += len(sent)
             counts = _more_to_sign(ready, sent, full=engine.ports.config.batch_size)
     except BaseException:  # the drain's own failure (or cancellation) is the one to raise
@@ -242,20 +249,62 @@ async def _room_after(
     released) first, and the next round plans afresh."""
     if not await sending[-1].answered or any(_failed(step) for step in sending):
         return None
-    counts = await _counts(engine, chain, [plan.wallet.id for plan in plans])
+    counts, rooms = await _rooms_once_mined(engine, chain, plans, planned_on)
+    roomy = [
+        replace(plan, rows=plan.rows[: rooms[plan.wallet.id]])
+        for plan in plans
+        if rooms.get(plan.wallet.id, 0) > 0
+    ]
+    return (roomy, counts) if roomy else None
+
+
+async def _rooms_once_mined(
+    engine: Engine, chain: ChainConfig, plans: list[Planned], planned_on: dict[WalletId, Counts]
+) -> tuple[dict[WalletId, Counts], dict[WalletId, int]]:
+    """The lanes' counts and rooms once the node has answered a step's sends, read again
+    after short pauses (`_MINING_PAUSES_S`) while a lane's room is short of its plan and the
+    node's pool still holds its nonces unmined: anvil answers a batch of sends before it has
+    mined them (a window of 64 in ~5-30 ms, in bursts), and a room read then signed a short
+    step, or none and ended the drain, while a step costs about the same whatever its size
+    (docs/performance.md item 50). A chain with block times costs these few reads only."""
     config = engine.ports.config
-    roomy = []
+    counts = await _counts(engine, chain, [plan.wallet.id for plan in plans])
+    rooms = _rooms(config, plans, planned_on, counts)
+    for pause_s in _MINING_PAUSES_S:
+        short = [
+            plan.wallet.id
+            for plan in plans
+            if plan.wallet.id in rooms
+            and rooms[plan.wallet.id] < len(plan.rows)
+            and counts[plan.wallet.id].pending > counts[plan.wallet.id].mined
+        ]
+        if not short:
+            break
+        await asyncio.sleep(pause_s)
+        counts |= await _counts(engine, chain, short)
+        rooms = _rooms(config, plans, planned_on, counts)
+    return counts, rooms
+
+
+def _rooms(
+    config: EngineConfig,
+    plans: Sequence[Planned],
+    planned_on: dict[WalletId, Counts],
+    counts: dict[WalletId, Counts],
+) -> dict[WalletId, int]:
+    """Each planned lane's room on these counts (a lane without counts has none)."""
+    rooms: dict[WalletId, int] = {}
     for plan in plans:
-        if plan.wallet.id not in counts:
+        now = counts.get(plan.wallet.id)
+        if now is None:
             continue
         # planned_on holds each lane's next nonce (`_more_to_sign`), unless a foreign
         # transaction took nonces past it (signing fast-forwards to the node's pending count);
         # only what this step can sign is estimated (an estimate may fail a request)
-        now = counts[plan.wallet.id]
-        room = room_of(config, max(planned_on[plan.wallet.id].pending, now.pending), now)
-        if room > 0:
-            roomy.append(replace(plan, rows=plan.rows[:room]))
-    return (roomy, counts) if roomy else None
+        rooms[plan.wallet.id] = room_of(
+            config, max(planned_on[plan.wallet.id].pending, now.pending), now
+        )
+    return rooms
 
 
 def _more_to_sign(
