@@ -5,7 +5,7 @@ lanes takes when it reads them from the database every time.
 Run: .venv/bin/python -m bench.metrics [--requests 8000 --wallets 8 --pairs 5 --lanes 1000]
 
 8,000 requests a run, not 2,000 (item 52): at 2,000 each side's runs spread by -23/+18 % on a
-shared 2-core machine, more than the cost; at 8,000 by -7/+8 %. The in-process figure of
+shared 2-core machine, more than the cost; at 8,000 by -10/+14 %. The in-process figure of
 bench/metric_calls.py is printed beside it: the hot paths' calls alone, steady to ~1 µs.
 """
 
