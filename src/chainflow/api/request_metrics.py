@@ -6,7 +6,6 @@ and pasted keys. A request the edge refused before routing (overload, 401 before
 `(unrouted)`.
 """
 
-from prometheus_client.metrics import Counter, Histogram
 from starlette.types import Scope
 
 from chainflow.infra import metrics
@@ -15,21 +14,22 @@ _UNROUTED = "(unrouted)"
 
 
 class RequestMetrics:
-    """The request count and latency series of one process, each looked up once."""
+    """The request count and latency series of one process, each looked up once (their cells:
+    infra/metrics.py)."""
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, int], Counter] = {}
-        self._times: dict[tuple[str, str], Histogram] = {}
+        self._counts: dict[tuple[str, str, int], metrics.CountCell] = {}
+        self._times: dict[tuple[str, str], metrics.BinCell] = {}
 
     def record(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None) or _UNROUTED
         method = scope["method"]
         count = self._counts.get((route, method, status))
         if count is None:
-            count = metrics.API_REQUESTS.labels(route, method, str(status))
+            count = metrics.API_REQUESTS.cell(route, method, str(status))
             self._counts[(route, method, status)] = count
-        count.inc()
+        count.count += 1
         timer = self._times.get((route, method))
         if timer is None:
-            timer = self._times[(route, method)] = metrics.API_REQUEST_SECONDS.labels(route, method)
+            timer = self._times[(route, method)] = metrics.API_REQUEST_SECONDS.cell(route, method)
         timer.observe(seconds)

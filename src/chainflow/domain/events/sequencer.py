@@ -24,6 +24,7 @@ from chainflow.infra.db.commit_hooks import on_commit
 
 # pg_advisory_xact_lock key of the sequencer: "chainflow events sequencer" in a bigint.
 _LOCK_KEY = 0x6366_6576_7473_6571  # b"cfevtseq"
+_LAG = metrics.OUTBOX_LAG_SECONDS.cell()  # observed per event: its cell (infra/metrics.py)
 BATCH = 1000
 # The pass finds its rows in ix_events_unsequenced, which keeps an entry for every row it
 # numbered (the old, cursor-NULL version of a non-HOT update) until VACUUM removes it. An
@@ -105,4 +106,4 @@ def _record_lag(created: list[datetime]) -> None:
 
 def _observe_lag(lags: list[float]) -> None:
     for lag in lags:
-        metrics.OUTBOX_LAG_SECONDS.observe(lag)
+        _LAG.observe(lag)

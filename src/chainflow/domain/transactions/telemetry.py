@@ -9,8 +9,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from prometheus_client.metrics import Counter, Histogram
-
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.state import TxStatus, is_terminal
@@ -27,8 +25,8 @@ _MINED_AT_MAX = 100_000
 # are mined anew (each request is in each stage once). Bounded like _MINED_AT (a dict as an
 # ordered set).
 _REORGED: dict[uuid.UUID, None] = {}
-_counters: dict[tuple[int, str, str], Counter] = {}
-_stages: dict[tuple[int, str], Histogram] = {}
+_counters: dict[tuple[int, str, str], metrics.CountCell] = {}
+_stages: dict[tuple[int, str], metrics.BinCell] = {}
 
 
 def record_transition(chain_id: int, from_status: str | None, to_status: str) -> None:
@@ -73,8 +71,8 @@ def _count(chain_id: int, from_status: str, to_status: str) -> None:
     key = (chain_id, from_status, to_status)
     counter = _counters.get(key)
     if counter is None:
-        counter = _counters[key] = metrics.TX_TRANSITIONS.labels(str(chain_id), *key[1:])
-    counter.inc()
+        counter = _counters[key] = metrics.TX_TRANSITIONS.cell(str(chain_id), *key[1:])
+    counter.count += 1
     if from_status == TxStatus.MINED and to_status == TxStatus.SUBMITTED:
         metrics.TX_REORGS.labels(str(chain_id)).inc()
 
@@ -84,7 +82,7 @@ def _observe(chain_id: int, stage: str, took: timedelta) -> None:
     key = (chain_id, stage)
     histogram = _stages.get(key)
     if histogram is None:
-        histogram = _stages[key] = metrics.TX_STAGE_SECONDS.labels(str(chain_id), stage)
+        histogram = _stages[key] = metrics.TX_STAGE_SECONDS.cell(str(chain_id), stage)
     histogram.observe(max(seconds, 0.0))
 
 

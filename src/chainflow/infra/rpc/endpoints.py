@@ -98,6 +98,12 @@ class EndpointHealth:
         return not (self.is_wrong_chain or is_blocked)
 
 
+# The request metrics' cells by (chain id, endpoint label, method[, outcome]), each looked up
+# once (infra/metrics.py): bounded as the labels are.
+_REQUESTS: dict[tuple[int, str, str, str], metrics.CountCell] = {}
+_TIMES: dict[tuple[int, str, str], metrics.BinCell] = {}
+
+
 @dataclass
 class _Endpoint:
     client: RpcClient
@@ -241,9 +247,16 @@ class EndpointPool:
     def _measure(self, endpoint: _Endpoint, method: str, outcome: str, started: float) -> None:
         if not metrics.SWITCH.on:
             return
-        labels = (str(self.chain_id), endpoint.label, method)
-        metrics.RPC_REQUESTS.labels(*labels, outcome).inc()
-        metrics.RPC_REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        key = (self.chain_id, endpoint.label, method)
+        count = _REQUESTS.get((*key, outcome))
+        if count is None:
+            labels = (str(self.chain_id), endpoint.label, method)
+            count = _REQUESTS[(*key, outcome)] = metrics.RPC_REQUESTS.cell(*labels, outcome)
+            if key not in _TIMES:
+                _TIMES[key] = metrics.RPC_REQUEST_SECONDS.cell(*labels)
+        count.count += 1
+        _TIMES[key].observe(took)
 
     async def _admit(self, endpoint: _Endpoint) -> bool:
         """Whether `endpoint` may take a request now; verify its chain or probe it first."""

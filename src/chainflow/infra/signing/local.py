@@ -7,6 +7,7 @@
 # CoinCurveECCBackend, and tests/unit/infra/signing/test_local.py::TestBackend guards it.
 
 import secrets
+import time
 from collections.abc import Mapping
 
 import coincurve
@@ -32,7 +33,7 @@ from chainflow.infra.signing.transactions import sign_transaction_with
 __all__ = ["LocalSigner", "address_of", "generate_private_key"]
 
 _KEY_BYTES = 32
-_SIGN_SECONDS = SIGNER_SECONDS.labels(backend="local")
+_SIGN_SECONDS = SIGNER_SECONDS.cell("local")
 
 
 def address_of(private_key: SecretBytes) -> Address:
@@ -116,8 +117,11 @@ class LocalSigner:
         """Sign an EIP-1559 (type 2) or legacy tx dict; RFC 6979 nonces, low-s."""
         if not SWITCH.on:
             return await sign_transaction_with(tx, self.sign_digest)
-        with _SIGN_SECONDS.time():
+        started = time.perf_counter()
+        try:
             return await sign_transaction_with(tx, self.sign_digest)
+        finally:
+            _SIGN_SECONDS.observe(time.perf_counter() - started)
 
     async def health(self) -> SignerHealth:
         """A key in memory is always there."""

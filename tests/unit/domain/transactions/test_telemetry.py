@@ -1,9 +1,10 @@
 """Each request is observed once in each stage histogram: one mined with no send recorded
 counts from its signing (it was missing), and one mined again after a reorg is not counted in
-queued_submitted and submitted_mined twice."""
+queued_submitted and submitted_mined twice; a status change is counted once, on commit."""
 
 import itertools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
@@ -17,7 +18,8 @@ from chainflow.domain.transactions.models import (
     TxAttempt,
 )
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.domain.transactions.telemetry import record_stages
+from chainflow.domain.transactions.telemetry import record_stages, record_transition
+from chainflow.infra.db.commit_hooks import after_commit
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STAGES = ("queued_submitted", "submitted_mined", "mined_confirmed", "request_final")
@@ -93,3 +95,25 @@ def test_a_request_mined_again_after_a_reorg_is_in_each_stage_once() -> None:
         "mined_confirmed": (1, 1.0),  # from the mining that stayed
         "request_final": (1, 9.0),
     }
+
+
+def transitions(chain_id: int) -> float:
+    labels = {"chain_id": str(chain_id), "from": "queued", "to": "signed"}
+    return REGISTRY.get_sample_value("chainflow_tx_transitions_total", labels) or 0.0
+
+
+def test_a_status_change_is_counted_once_when_its_unit_of_work_commits() -> None:
+    chain_id = next(_CHAIN_IDS)
+    callbacks: list[Callable[[], None]] = []
+    token = after_commit.set(callbacks)  # a unit of work open
+    try:
+        record_transition(chain_id, "queued", "signed")
+        assert transitions(chain_id) == 0  # not committed yet
+    finally:
+        after_commit.reset(token)
+    for callback in callbacks:  # the commit
+        callback()
+    assert transitions(chain_id) == 1
+    assert transitions(chain_id) == 1  # scraped again: still once
+    record_transition(chain_id, "queued", "signed")  # no unit of work open: counted at once
+    assert transitions(chain_id) == 2
