@@ -251,13 +251,8 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
         # poll_s for the whole outage (its requests are settled below, without signing)
         offered -= len(unsignable)
 
-    # A round's only lane may go on in steps while the chain mines at once (drain.STEPS_ALONE),
-    # and so may every lane of a round whose process does not track the chain: each drain then
-    # signs its next step while the last is sent and recorded, instead of the chain and this
-    # process waiting on each other in turn, round after round (32 wallets in batches: rounds
-    # of ~2,000, the node idle while they signed, item 53). With the tracker on this event loop
-    # they held its passes back (item 37), so a round that may track takes one step a lane.
-    steps = STEPS_ALONE if len(lanes) == 1 or tracker_held else 1
+    # A round's only lane may go on in steps while the chain mines at once (drain.STEPS_ALONE)
+    steps = STEPS_ALONE if len(lanes) == 1 else 1
     sent = asyncio.Event()  # a drain of this round sent and recorded its sends
     drained = asyncio.Event()  # every drain of this round is done
 
