@@ -7,11 +7,7 @@ docs/engine.md draws it with the module of each step.
 """
 
 from collections.abc import Sequence
-from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.core.types import TxId
@@ -23,7 +19,6 @@ from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.track import judge, observe, record, reverts
 from chainflow.domain.transactions.track.pool import PoolSupport
 from chainflow.domain.transactions.track.replace import replace
-from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.infra.signing.signer import SignatureFailed, SignerUnavailable
 from chainflow.workers.engine import Engine
@@ -39,10 +34,9 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     # One statement: no DB transaction of its own (no BEGIN and COMMIT round trips on
     # PostgreSQL); what it read is checked again under lock before anything is recorded.
     async with read_only(ports.sessionmaker) as session:
-        found = await repository.tracked(session, chain.chain_id, limit=ports.config.track_limit)
-        rows = await _without_other_drains(engine, session, chain, found)
+        rows = await repository.tracked(session, chain.chain_id, limit=ports.config.track_limit)
     if not rows:
-        return len(found)
+        return 0
     seen = await observe.observe(
         rpc,
         rows,
@@ -72,29 +66,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     resend += await _replace(engine, chain, rows, decisions)
     if resend:
         await send_and_record(engine, chain, sorted(resend, key=lambda s: s.nonce))
-    return len(found)
-
-
-async def _without_other_drains(
-    engine: Engine, session: AsyncSession, chain: ChainConfig, rows: list[InFlight]
-) -> list[InFlight]:
-    """The rows this pass acts on: not those another process's live drain signed within its
-    lane lease and has not sent yet. That drain is sending them: sent here too they were
-    sent twice, and their receipts recorded here waited on that drain's row locks (and its
-    record on these). 32 wallets in batches of 100: one pass re-sent 1,988 of 4,992 and took
-    1.4 s, all the chain's confirmations waiting behind it (docs/performance.md item 53). A
-    dead drain's lease runs out, and its requests are then sent from here as before."""
-    lease_s = engine.ports.config.lane_lease_s
-    since = utcnow() - timedelta(seconds=lease_s)
-    unsent = judge.unsent_outside(rows, draining=engine.state.draining, since=since)
-    if not unsent:
-        return rows
-    lanes = {tx.wallet_id for tx in unsent}
-    held = await wallets.lanes_held_elsewhere(
-        session, list(lanes), chain.chain_id, owner=engine.ports.owner
-    )
-    left = {tx.id for tx in unsent if tx.wallet_id in held}
-    return [tx for tx in rows if tx.id not in left] if left else rows
+    return len(rows)
 
 
 async def _replace(

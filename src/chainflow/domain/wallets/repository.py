@@ -67,25 +67,6 @@ async def take_leases(
     return {wallet_id: int(nonce) for wallet_id, nonce in (await session.execute(held)).all()}
 
 
-async def leased_by_others(
-    session: AsyncSession,
-    wallet_ids: Sequence[uuid.UUID],
-    chain_id: int,
-    *,
-    owner: str,
-    now: datetime,
-) -> set[WalletId]:
-    """The lanes among `wallet_ids` whose drain lease another owner holds and has not let
-    run out."""
-    query = select(WalletChain.wallet_id).where(
-        WalletChain.wallet_id.in_(in_list(wallet_ids)),
-        WalletChain.chain_id == chain_id,
-        WalletChain.lease_owner != owner,
-        WalletChain.lease_expires_at >= now,
-    )
-    return set((await session.scalars(query)).all())
-
-
 async def release_leases(
     db: AsyncSession | AsyncConnection,
     wallet_ids: Sequence[uuid.UUID],

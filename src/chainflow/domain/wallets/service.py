@@ -239,18 +239,6 @@ async def claim_lanes(
     )
 
 
-async def lanes_held_elsewhere(
-    session: AsyncSession, wallet_ids: Sequence[uuid.UUID], chain_id: int, *, owner: str
-) -> set[WalletId]:
-    """The lanes among `wallet_ids` that another process's drain holds now (its lease has
-    not run out): what it signed there it is sending, or will have sent within the lease."""
-    if not wallet_ids:
-        return set()
-    return await repository.leased_by_others(
-        session, sorted(wallet_ids), chain_id, owner=owner, now=utcnow()
-    )
-
-
 async def release_lanes(
     db: AsyncSession | AsyncConnection,
     wallet_ids: Sequence[uuid.UUID],

@@ -4,7 +4,6 @@ round-wide rules, with what the process's tracker remembers between rounds (no D
 import time
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
@@ -57,25 +56,6 @@ def judge(
     _hold_foreign(memory, chain, config, decisions)
     _leave_to_drains(draining, chain, rows, decisions)
     return decisions
-
-
-def unsent_outside(
-    rows: Sequence[InFlight],
-    *,
-    draining: Set[tuple[WalletId, ChainId]],
-    since: datetime,
-) -> list[InFlight]:
-    """Requests signed at or after `since` and never sent, in lanes no drain of this process
-    is in: a drain of another process may be sending them this moment (its lane lease says
-    whether; workers/track.py)."""
-    return [
-        tx
-        for tx in rows
-        if tx.status is TxStatus.SIGNED
-        and (tx.wallet_id, tx.chain_id) not in draining
-        and all(attempt.last_sent_at is None for attempt in tx.attempts)
-        and latest_attempt(tx).created_at >= since
-    ]
 
 
 def frees_room(decisions: dict[TxId, Decision]) -> bool:
