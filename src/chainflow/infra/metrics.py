@@ -13,9 +13,9 @@ import threading
 import time
 import weakref
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -29,7 +29,8 @@ from chainflow.core.urls import redact_url
 # a scrape collects (docs/performance.md item 52): prometheus-client takes a lock for every
 # increment and walks the buckets in Python for every observation, ~0.3 and ~0.7-1.4 µs, and a
 # confirmed transaction made ~15 of them. Each cell is written from one thread (its process's
-# event loop) and read by the scrape's, under _FLUSHING, as the difference since the last read.
+# event loop) and read by the scrape's, under _FLUSHING, as the difference since the last read
+# (a scrape landing inside an `observe` may show its bucket before its sum; the next catches up).
 _FLUSHING = threading.Lock()
 
 
@@ -65,8 +66,9 @@ class BinCell:
         self._flushed_sum = 0.0
 
     def observe(self, amount: float) -> None:
-        self.counts[bisect_left(self._bounds, amount)] += 1
         self.sum += amount
+        if amount == amount:  # NaN: in the sum, in no bucket (as prometheus-client)
+            self.counts[bisect_left(self._bounds, amount)] += 1
 
     def flush(self) -> None:
         for i, count in enumerate(self.counts):
@@ -84,18 +86,18 @@ class CellCounter(Counter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._cells: list[CountCell] = []
+        self._cells: dict[tuple[str, ...], CountCell] = {}
 
     def cell(self, *labels: str) -> CountCell:
-        """The cell of the series with these label values (of the counter itself: none)."""
-        found = CountCell(self.labels(*labels) if labels else self)
-        self._cells.append(found)
+        """The cell of the series with these label values (of the counter itself: none); one
+        per series, however often asked."""
+        found = self._cells.get(labels)
+        if found is None:
+            found = self._cells[labels] = CountCell(_series(self, labels))
         return found
 
     def collect(self) -> Iterable[Any]:
-        with _FLUSHING:
-            for found in list(self._cells):
-                found.flush()
+        _flush(self._cells)
         return super().collect()
 
 
@@ -104,19 +106,36 @@ class CellHistogram(Histogram):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._cells: list[BinCell] = []
+        self._cells: dict[tuple[str, ...], BinCell] = {}
 
     def cell(self, *labels: str) -> BinCell:
-        """The cell of the series with these label values (of the histogram itself: none)."""
-        found = BinCell(self.labels(*labels) if labels else self)
-        self._cells.append(found)
+        """The cell of the series with these label values (of the histogram itself: none);
+        one per series, however often asked."""
+        found = self._cells.get(labels)
+        if found is None:
+            found = self._cells[labels] = BinCell(_series(self, labels))
         return found
 
     def collect(self) -> Iterable[Any]:
-        with _FLUSHING:
-            for found in list(self._cells):
-                found.flush()
+        _flush(self._cells)
         return super().collect()
+
+
+_Metric = TypeVar("_Metric", Counter, Histogram)
+
+
+def _series(metric: _Metric, labels: tuple[str, ...]) -> _Metric:
+    """The series a cell adds to; a labelled metric's cell must name every label (here, not
+    at the first scrape, which would then fail every later one)."""
+    if len(labels) != len(metric._labelnames):
+        raise ValueError(f"{metric._name}: a cell names {len(metric._labelnames)} label value(s)")
+    return metric.labels(*labels) if labels else metric
+
+
+def _flush(cells: Mapping[tuple[str, ...], CountCell | BinCell]) -> None:
+    with _FLUSHING:
+        for found in list(cells.values()):
+            found.flush()
 
 
 # Seconds: a transaction's stages run from ~10 ms (a signature) to hours (a stuck lane).

@@ -281,7 +281,10 @@ async def _rooms_once_mined(
         if not short:
             break
         await asyncio.sleep(pause_s)
-        counts |= await _counts(engine, chain, short)
+        fresh = await _counts(engine, chain, short)
+        if not fresh:  # the node did not answer: no more reads, the rooms stay as they were
+            break
+        counts |= fresh
         rooms = _rooms(config, plans, planned_on, counts)
     return counts, rooms
 

@@ -12,7 +12,7 @@ from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.infra.rpc.client import RpcClient
+from chainflow.infra.rpc.client import RpcClient, RpcTransportError
 from chainflow.workers.drain import _MINING_PAUSES_S, drain_lane
 from chainflow.workers.engine import Engine
 from tests.support.chains import ANVIL_CHAIN_ID
@@ -28,9 +28,12 @@ class _CountingRpc:
     nonces in the pool and not mined: the node mines a step's sends a moment after it
     answered them, as anvil does on a busy machine (docs/performance.md item 50)."""
 
-    def __init__(self, rpc: RpcClient, *, mine_after_unmined: bool) -> None:
+    def __init__(
+        self, rpc: RpcClient, *, mine_after_unmined: bool, answered_reads: int | None = None
+    ) -> None:
         self.rpc = rpc
         self.mine_after_unmined = mine_after_unmined
+        self.answered_reads = answered_reads  # later count reads find the node unreachable
         self.count_reads = 0
         self.mined = 0
 
@@ -38,8 +41,13 @@ class _CountingRpc:
         return await self.rpc.call(method, params)
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        counting = [method for method, _ in calls] == ["eth_getTransactionCount"] * 2
+        answered = self.answered_reads
+        if counting and answered is not None and self.count_reads >= answered:
+            self.count_reads += 1
+            raise RpcTransportError("the node is unreachable (test)")
         answers = await self.rpc.batch(calls)
-        if [method for method, _ in calls] == ["eth_getTransactionCount"] * 2:
+        if counting:
             self.count_reads += 1
             mined, pending = (int(answer, 16) for answer in answers)
             if self.mine_after_unmined and pending > mined:
@@ -90,5 +98,20 @@ async def test_a_step_on_a_node_that_does_not_mine_reads_the_counts_a_few_times_
         assert await drain_lane(engine, chain, wallet.id) == 3
         # the drain's own read, then the next step's first read and one after each pause
         assert rpc.count_reads == 2 + len(_MINING_PAUSES_S)
+    rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
+    assert sorted(tx.nonce or 0 for tx in rows) == list(range(4))
+
+
+async def test_a_step_whose_counts_the_node_stops_answering_reads_no_more_and_ends(
+    harness: EngineHarness,
+) -> None:
+    """The node stops answering while a step's sends are unmined: one failed read ends the
+    pauses (no read after it), the drain ends with what it signed, and the rest is drained
+    later."""
+    rpc = _CountingRpc(harness.rpc, mine_after_unmined=False, answered_reads=2)
+    engine, chain, wallet, ids = await _deep_lane(harness, rpc, requests=4)
+    async with mining_stopped(harness.rpc):
+        assert await drain_lane(engine, chain, wallet.id) == 3
+        assert rpc.count_reads == 3  # the drain's, the next step's first, one that failed
     rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED))
     assert sorted(tx.nonce or 0 for tx in rows) == list(range(4))

@@ -4,13 +4,15 @@ from however many threads it is scraped, and a series may be written both ways."
 
 import threading
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from chainflow.infra.metrics import CellCounter, CellHistogram
 
 BUCKETS = (0.05, 0.1, 0.25, 1, 10)
-# On a bound (le is inclusive), between bounds, past the last, below zero, zero.
-AMOUNTS = (0.05, 0.07, 0.1, 0.2500001, 3.0, 10.0, 11.0, 1e9, -1.0, 0.0)
+# On a bound (le is inclusive), between bounds, past the last, below zero, zero, NaN (in the
+# sum, in no bucket).
+AMOUNTS = (0.05, 0.07, 0.1, 0.2500001, 3.0, 10.0, 11.0, 1e9, -1.0, 0.0, float("nan"))
 
 
 def text_without_created(registry: CollectorRegistry) -> list[str]:
@@ -77,3 +79,23 @@ class TestCellCounter:
         counter.cell("signed").count += 2
         counter.labels("signed").inc()
         assert registry.get_sample_value("v_total", {"to": "signed"}) == 3
+
+
+class TestCells:
+    def test_a_series_has_one_cell_however_often_asked(self) -> None:
+        registry = CollectorRegistry()
+        counter = CellCounter("u", "d", ["to"], registry=registry)
+        histogram = CellHistogram("u_seconds", "d", ["to"], buckets=BUCKETS, registry=registry)
+        assert counter.cell("signed") is counter.cell("signed")
+        assert counter.cell("signed") is not counter.cell("mined")
+        assert histogram.cell("signed") is histogram.cell("signed")
+
+    def test_a_cell_without_the_labels_of_its_metric_is_refused_when_made(self) -> None:
+        registry = CollectorRegistry()
+        counter = CellCounter("t", "d", ["to"], registry=registry)
+        histogram = CellHistogram("t_seconds", "d", ["to"], buckets=BUCKETS, registry=registry)
+        with pytest.raises(ValueError, match="label value"):
+            counter.cell()
+        with pytest.raises(ValueError, match="label value"):
+            histogram.cell("a", "b")
+        assert registry.get_sample_value("t_total", {"to": "a"}) is None  # scrapes still work
