@@ -123,12 +123,12 @@ def place(
     chain (`owner` among them), `tracker` the live holder of the chain's tracker lease,
     `unsignable` the lanes whose signer is down here (freed for the others when more
     workers serve the chain)."""
+    if len(workers) <= 1:  # the live workers it last placed with are kept (`members`)
+        memory.left.clear()
+        return Placement(dict(lanes))  # alone: nobody else could sign a lane down here
     if not memory.members.issuperset(workers):
         memory.taken_anyway, memory.alone_until = 0, 0.0  # a newcomer: share with it now
     memory.members = frozenset(workers)
-    if len(workers) <= 1:
-        memory.left.clear()
-        return Placement(dict(lanes))  # alone: nobody else could sign a lane down here
     # Lanes it cannot sign are neither taken nor left, nor in its share's count (they would
     # make it take lanes another worker expected to keep); those held here are freed.
     down = [lane for lane in lanes if lane in unsignable and lane in here]
