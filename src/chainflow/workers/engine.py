@@ -88,6 +88,8 @@ class WorkerState:
     pools: dict[int, PoolSupport] = field(default_factory=dict)
     # The live workers serving a chain, this one included (infra/queue/roster.py); None: alone.
     roster: Callable[[int], Sequence[str]] | None = None
+    # The same read again now, when a round sees this worker alone (bounded: roster.py `reread`).
+    reread: Callable[[int], Awaitable[Sequence[str]]] | None = None
     # Tells the other worker processes a round left lanes to them (placement.py).
     call: Callable[[int], None] | None = None
     # Each chain loop's memory of the lanes it left to others (placement.py).
@@ -159,6 +161,13 @@ class Engine:
         if self.state.roster is None:
             return (self.ports.owner,)
         return self.state.roster(chain_id)
+
+    async def workers_now(self, chain_id: int) -> Sequence[str]:
+        """The live workers serving `chain_id`, read again now if the roster allows it (at
+        most every few hundred ms; as `workers` without a roster)."""
+        if self.state.reread is None:
+            return self.workers(chain_id)
+        return await self.state.reread(chain_id)
 
     def call_others(self, chain_id: int) -> None:
         """Wake the chain's loop in the other worker processes, those that hold nothing too:

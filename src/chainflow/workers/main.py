@@ -89,6 +89,7 @@ async def run_engine(
         )
     if roster is not None:
         engine.state.roster = roster.workers
+        engine.state.reread = roster.reread
         loops.append(roster.beat(lambda: list(engine.ports.rpc), stop))
     if engine.ports.webhooks is not None:
         loops.append(run_webhooks(engine.ports.webhooks, stop))
@@ -229,7 +230,9 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
         tracker_held = row.tracker_owner not in (None, ports.owner) and tracker_live
         floor = known_floor(state.fees, chain)
         workers = engine.workers(chain_id)
-        holders = repository.LaneHolders() if len(workers) > 1 else None
+        # Who holds the lanes is read whenever a roster is kept, also by a worker that sees
+        # itself alone: lanes held elsewhere tell it the roster it read is out of date.
+        holders = repository.LaneHolders() if engine.state.roster is not None else None
         queued = await repository.lanes_with_queued(
             session, chain_id, owner=ports.owner, now=utcnow(), floor=floor, holders=holders
         )

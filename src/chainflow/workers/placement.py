@@ -30,6 +30,13 @@ counts neither in this worker's share nor as work for its loop (`Placed.unsignab
 down on every worker stays free; each round only settles its requests without signing
 (expiry, a disabled wallet's failures: drain/plan.settle_lanes).
 
+The roster is read once a second (infra/queue/roster.py), so a worker that started or joined
+is missed for up to a second, and a round that missed it took every lane: at the start of the
+32-wallet batch run the tracker's holder drained a whole round of 2,048 while the other worker
+idled ~1.3 s (docs/performance.md items 53 and 54). So a round that sees its worker alone but
+finds lanes held elsewhere, or work worth placing, reads the roster again at once (at most
+every 250 ms per chain, roster.py `REREAD_S`) and places with what it reads.
+
 Lane leases still make one drainer per lane; the lane lock under them keeps nonces single-writer
 whatever placement decides.
 """
@@ -116,12 +123,12 @@ def place(
     chain (`owner` among them), `tracker` the live holder of the chain's tracker lease,
     `unsignable` the lanes whose signer is down here (freed for the others when more
     workers serve the chain)."""
+    if len(workers) <= 1:  # the live workers it last placed with are kept (`members`)
+        memory.left.clear()
+        return Placement(dict(lanes))  # alone: nobody else could sign a lane down here
     if not memory.members.issuperset(workers):
         memory.taken_anyway, memory.alone_until = 0, 0.0  # a newcomer: share with it now
     memory.members = frozenset(workers)
-    if len(workers) <= 1:
-        memory.left.clear()
-        return Placement(dict(lanes))  # alone: nobody else could sign a lane down here
     # Lanes it cannot sign are neither taken nor left, nor in its share's count (they would
     # make it take lanes another worker expected to keep); those held here are freed.
     down = [lane for lane in lanes if lane in unsignable and lane in here]
@@ -167,6 +174,8 @@ async def place_round(
     leases of the lanes it leaves, or cannot sign, are freed and the others called to take
     them."""
     ports, state = engine.ports, engine.state
+    if len(workers) <= 1 and (holders.elsewhere or sum(lanes.values()) >= WORTH_PLACING):
+        workers = await engine.workers_now(chain_id)  # it may not be alone: item 54
     memory = state.placing.setdefault(chain_id, Placing())
     unsignable = frozenset(w for w in lanes if not state.signers.can_sign(w))
     placement = place(

@@ -206,6 +206,77 @@ class TestPlacement:
 
 
 @asynccontextmanager
+async def checked_in_apart(harness: EngineHarness) -> AsyncIterator[tuple[Engine, Engine]]:
+    """Two workers whose heartbeats are a minute apart (ttl longer still), as run_engine wires
+    them (roster and re-read), the first checked in before the second: the first's roster
+    lists itself alone until it reads it again."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    first = harness.engine
+    second = Engine.start(dataclasses.replace(first.ports, owner=uuid.uuid4().hex))
+    live = [
+        RedisRoster(
+            REDIS_URL, owner=e.ports.owner, prefix=prefix, every_s=60, ttl_s=120, reread_s=0
+        )
+        for e in (first, second)
+    ]
+    try:
+        for engine, roster in zip((first, second), live, strict=True):
+            engine.state.roster, engine.state.reread = roster.workers, roster.reread
+        assert await live[0].reread(ANVIL_CHAIN_ID) == (first.ports.owner,)
+        yield first, second
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        await client.delete(f"{prefix}:workers:{ANVIL_CHAIN_ID}")
+        await client.aclose()
+        for roster in live:
+            await roster.close()
+        await second.stop()
+
+
+class TestJoining:
+    """A worker that checks in after another gets lanes within one round of the other's
+    (item 54: the roster is beaten once a second, and the tracker's holder drained a whole
+    round of 2,048 while its roster still listed it alone)."""
+
+    async def test_two_workers_started_together_split_the_first_round(
+        self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+    ) -> None:
+        async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+            wallets = [await harness.wallet() for _ in range(8)]
+            tx_ids = await submit_many(harness, wallets, 100)
+            async with checked_in_apart(harness) as (first, second):
+                await second.workers_now(ANVIL_CHAIN_ID)  # its check-in
+                assert first.workers(ANVIL_CHAIN_ID) == (first.ports.owner,)  # not seen yet
+                await run_round(first, ANVIL_CHAIN_ID)  # nobody tracks yet: shared by both
+                held = await lane_holders(sessionmaker, wallets)
+                assert list(held.values()).count(first.ports.owner) == 4
+                await run_round(second, ANVIL_CHAIN_ID)
+                held = await lane_holders(sessionmaker, wallets)
+                assert list(held.values()).count(second.ports.owner) == 4
+                await finish_both(harness, second, tx_ids, 100)
+
+    async def test_a_worker_that_joins_while_another_drains_every_lane_gets_them(
+        self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+    ) -> None:
+        async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+            wallets = [await harness.wallet() for _ in range(8)]
+            tx_ids = await submit_many(harness, wallets, 100)
+            async with checked_in_apart(harness) as (first, second):
+                await run_round(first, ANVIL_CHAIN_ID)  # alone: every lane, and the tracker
+                held = await lane_holders(sessionmaker, wallets)
+                assert set(held.values()) == {first.ports.owner}
+                await second.workers_now(ANVIL_CHAIN_ID)  # joins: its check-in
+                await run_round(second, ANVIL_CHAIN_ID)  # every lane held by the first
+                # One round of the first: it sees the second and, holding the tracker lease,
+                # frees its lanes; the second's next round takes them all.
+                await run_round(first, ANVIL_CHAIN_ID)
+                await run_round(second, ANVIL_CHAIN_ID)
+                held = await lane_holders(sessionmaker, wallets)
+                assert set(held.values()) == {second.ports.owner}
+                await finish_both(harness, second, tx_ids, 100)
+
+
+@asynccontextmanager
 async def tokens(softhsm: SoftHsm) -> AsyncIterator[tuple[Pkcs11Token, Pkcs11Token]]:
     """The test token, and the same module on a host where that token is not present (it
     answers every wallet of the token: SignerUnavailable)."""

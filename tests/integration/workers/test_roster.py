@@ -78,6 +78,28 @@ class TestRedisRoster:
             for roster in (a, b):
                 await roster.close()
 
+    async def test_a_reread_sees_a_worker_that_joined_since_the_last_beat(self) -> None:
+        # Beats a minute apart: without the re-read the first would list itself alone for a
+        # minute (a second with the default beat: item 54's idle worker at start).
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        a, b = (
+            RedisRoster(REDIS_URL, owner=o, prefix=prefix, every_s=60, reread_s=60) for o in "ab"
+        )
+        again = RedisRoster(REDIS_URL, owner="a", prefix=prefix, every_s=60, reread_s=0)
+        try:
+            assert await a.reread(1) == ("a",)  # its check-in: nobody else yet
+            assert await b.reread(1) == ("a", "b")
+            assert await a.reread(1) == ("a",)  # read within reread_s: not read again
+            assert a.workers(1) == ("a",)
+            assert await again.reread(1) == ("a", "b")
+            assert again.workers(1) == ("a", "b")
+        finally:
+            client = redis.Redis.from_url(REDIS_URL)
+            await client.delete(f"{prefix}:workers:1")
+            await client.aclose()
+            for roster in (a, b, again):
+                await roster.close()
+
     async def test_an_unreachable_redis_leaves_the_worker_alone(self) -> None:
         # Port 1 refuses connections: the beat fails, says so once, and the worker is alone.
         roster = RedisRoster(

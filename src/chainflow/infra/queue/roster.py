@@ -8,10 +8,16 @@ not read for `ttl_s` (Redis away) names this process alone, so the worker drains
 were alone, as it did before placement. Scores are the Redis server's clock (`TIME` in the
 script), not each host's: a dead worker whose host clock runs ahead does not stay live, and
 a member scored more than `ttl_s` ahead of the server (written by another clock) is dropped.
+
+A worker that sees itself alone while its round could be shared asks for the roster again at
+once (`reread`, at most every `REREAD_S` per chain): at start, and when a worker joins, the
+others' beats reach it up to `every_s` later, and meanwhile it took every lane (a whole round
+of 2,048 in the 32-wallet batch run while the other worker idled; docs/performance.md item 54).
 """
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -22,6 +28,10 @@ from chainflow.core.logging import get_logger
 log = get_logger(__name__)
 EVERY_S = 1.0
 TTL_S = 3.0
+# A re-read: at most this often per chain (a lone worker under load pays <= 4 a second), and
+# given up after this long (the round waits on it; the beat loop then finds Redis back).
+REREAD_S = 0.25
+REREAD_TIMEOUT_S = 0.5
 # One beat for every chain in KEYS, at the Redis server's time (one clock for every host):
 # score this owner (ARGV[1]) now, drop members not heard for ARGV[2] s and those scored more
 # than ARGV[2] s ahead (written with another clock), expire a roster nobody beats for
@@ -53,13 +63,16 @@ class RedisRoster:
         prefix: str = "chainflow",
         every_s: float = EVERY_S,
         ttl_s: float = TTL_S,
+        reread_s: float = REREAD_S,
     ) -> None:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
         self._owner = owner
         self._prefix = f"{prefix}:workers:"
         self._every_s = every_s
         self._ttl_s = ttl_s
+        self._reread_s = reread_s
         self._live: dict[int, tuple[float, tuple[str, ...]]] = {}  # chain → (read at, owners)
+        self._reread_at: dict[int, float] = {}  # chain → when `reread` last asked (monotonic)
         self._failing = False
         self._beat_script = self._redis.register_script(_BEAT)
 
@@ -70,6 +83,16 @@ class RedisRoster:
         if read is None or time.monotonic() - read[0] > self._ttl_s:
             return (self._owner,)
         return read[1]
+
+    async def reread(self, chain_id: int) -> tuple[str, ...]:
+        """The live workers serving `chain_id` (as `workers`), read again now with a beat for
+        it, unless read within `reread_s` or while the beats fail."""
+        now, live = time.monotonic(), self._live.get(chain_id)
+        read_at = max(self._reread_at.get(chain_id, -math.inf), live[0] if live else -math.inf)
+        if not self._failing and now - read_at >= self._reread_s:
+            self._reread_at[chain_id] = now
+            await self._beat_once([chain_id], timeout_s=REREAD_TIMEOUT_S)
+        return self.workers(chain_id)
 
     async def beat(self, chain_ids: Callable[[], Iterable[int]], stop: asyncio.Event) -> None:
         """Beat for the chains `chain_ids()` names every `every_s` until `stop`; then leave
@@ -86,7 +109,7 @@ class RedisRoster:
             with contextlib.suppress(Exception):  # best effort: the roster drops it in ttl_s
                 await asyncio.wait_for(self._leave(served), timeout=1.0)
 
-    async def _beat_once(self, chain_ids: list[int]) -> None:
+    async def _beat_once(self, chain_ids: list[int], *, timeout_s: float | None = None) -> None:
         if not chain_ids:
             return
         keys = [f"{self._prefix}{chain_id}" for chain_id in chain_ids]
@@ -95,7 +118,7 @@ class RedisRoster:
                 self._beat_script(
                     keys=keys, args=[self._owner, self._ttl_s, int(self._ttl_s * 10)]
                 ),
-                timeout=self._ttl_s,
+                timeout=self._ttl_s if timeout_s is None else timeout_s,
             )
             self._failing = False
         # Never the worker's end (its loops are gathered with this one): beside redis-py's
