@@ -174,7 +174,9 @@ async def place_round(
     leases of the lanes it leaves, or cannot sign, are freed and the others called to take
     them."""
     ports, state = engine.ports, engine.state
-    if len(workers) <= 1 and (holders.elsewhere or sum(lanes.values()) >= WORTH_PLACING):
+    if len(workers) <= 1 and (
+        any(holders.elsewhere.values()) or sum(lanes.values()) >= WORTH_PLACING
+    ):
         workers = await engine.workers_now(chain_id)  # it may not be alone: item 54
     memory = state.placing.setdefault(chain_id, Placing())
     unsignable = frozenset(w for w in lanes if not state.signers.can_sign(w))

@@ -215,7 +215,13 @@ async def checked_in_apart(harness: EngineHarness) -> AsyncIterator[tuple[Engine
     second = Engine.start(dataclasses.replace(first.ports, owner=uuid.uuid4().hex))
     live = [
         RedisRoster(
-            REDIS_URL, owner=e.ports.owner, prefix=prefix, every_s=60, ttl_s=120, reread_s=0
+            REDIS_URL,
+            owner=e.ports.owner,
+            prefix=prefix,
+            every_s=60,
+            ttl_s=120,
+            reread_s=0,
+            reread_timeout_s=30,  # a slow CI host must not leave the first worker alone
         )
         for e in (first, second)
     ]

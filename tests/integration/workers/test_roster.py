@@ -26,6 +26,27 @@ async def beating(roster: RedisRoster, chain_ids: list[int]) -> AsyncIterator[No
         await asyncio.wait_for(task, timeout=5)
 
 
+@asynccontextmanager
+async def rereading(owners: list[tuple[str, float]]) -> AsyncIterator[list[RedisRoster]]:
+    """Rosters (owner, reread_s) of one fresh prefix whose beats are a minute apart and whose
+    re-reads wait for a slow host; their rosters deleted and clients closed after."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    rosters = [
+        RedisRoster(
+            REDIS_URL, owner=o, prefix=prefix, every_s=60, reread_s=every, reread_timeout_s=30
+        )
+        for o, every in owners
+    ]
+    try:
+        yield rosters
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        await client.delete(f"{prefix}:workers:1", f"{prefix}:workers:7")
+        await client.aclose()
+        for roster in rosters:
+            await roster.close()
+
+
 class TestRedisRoster:
     async def test_workers_of_a_chain_see_each_other_and_one_that_stops_leaves(self) -> None:
         prefix = f"t{uuid.uuid4().hex[:10]}"  # other runs on this Redis never reach them
@@ -81,24 +102,24 @@ class TestRedisRoster:
     async def test_a_reread_sees_a_worker_that_joined_since_the_last_beat(self) -> None:
         # Beats a minute apart: without the re-read the first would list itself alone for a
         # minute (a second with the default beat: item 54's idle worker at start).
-        prefix = f"t{uuid.uuid4().hex[:10]}"
-        a, b = (
-            RedisRoster(REDIS_URL, owner=o, prefix=prefix, every_s=60, reread_s=60) for o in "ab"
-        )
-        again = RedisRoster(REDIS_URL, owner="a", prefix=prefix, every_s=60, reread_s=0)
-        try:
+        async with rereading([("a", 60), ("b", 60), ("a", 0)]) as (a, b, again):
             assert await a.reread(1) == ("a",)  # its check-in: nobody else yet
             assert await b.reread(1) == ("a", "b")
             assert await a.reread(1) == ("a",)  # read within reread_s: not read again
             assert a.workers(1) == ("a",)
             assert await again.reread(1) == ("a", "b")
             assert again.workers(1) == ("a", "b")
-        finally:
-            client = redis.Redis.from_url(REDIS_URL)
-            await client.delete(f"{prefix}:workers:1")
-            await client.aclose()
-            for roster in (a, b, again):
-                await roster.close()
+
+    async def test_a_worker_that_left_is_not_checked_in_again_by_a_reread(self) -> None:
+        # b re-read chain 7 (its beats serve chain 1 only), then stopped: it leaves chain 7 too,
+        # and a round still under way that re-reads does not check it in again.
+        async with rereading([("a", 0), ("b", 0)]) as (a, b):
+            async with beating(b, [1]):
+                assert await b.reread(7) == ("b",)
+                assert await a.reread(7) == ("a", "b")
+            assert await b.reread(7) == ("b",)  # its last read: no beat, so not back in
+            assert await a.reread(7) == ("a",)
+            assert await a.reread(1) == ("a",)
 
     async def test_an_unreachable_redis_leaves_the_worker_alone(self) -> None:
         # Port 1 refuses connections: the beat fails, says so once, and the worker is alone.

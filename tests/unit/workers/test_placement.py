@@ -190,6 +190,22 @@ class TestPlace:
         _place(lanes, memory=memory, now=now + 0.5 + LEFT_FOR_S, workers=workers)
         assert memory.alone_until - (now + 0.5 + LEFT_FOR_S) == 5.0
 
+    def test_a_round_alone_keeps_the_workers_it_last_placed_with(self) -> None:
+        # The other worker's beats flap (missed for a round): it is no newcomer when it shows
+        # again, so the take-anyway streak and the alone period it earned are kept.
+        lanes = _lanes(8)
+        memory = Placing()
+        _place(lanes, memory=memory, now=100.0)  # leaves half
+        _place(lanes, memory=memory, now=100.0 + LEFT_FOR_S)  # nobody came: taken anyway
+        streak, alone_until = memory.taken_anyway, memory.alone_until
+        assert (streak, alone_until) == (1, 100.0 + LEFT_FOR_S + 5.0)
+        alone = _place(lanes, memory=memory, now=101.5, workers=(ME,))
+        assert alone.take == lanes
+        assert memory.members == frozenset((ME, OTHER))
+        back = _place(lanes, memory=memory, now=102.0)
+        assert back.take == lanes  # still within the alone period
+        assert (memory.taken_anyway, memory.alone_until) == (streak, alone_until)
+
 
 class TestSignerDownHere:
     """A lane whose signer is down on this worker's host (issue 20) goes to a worker that can

@@ -64,6 +64,7 @@ class RedisRoster:
         every_s: float = EVERY_S,
         ttl_s: float = TTL_S,
         reread_s: float = REREAD_S,
+        reread_timeout_s: float = REREAD_TIMEOUT_S,
     ) -> None:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
         self._owner = owner
@@ -71,9 +72,11 @@ class RedisRoster:
         self._every_s = every_s
         self._ttl_s = ttl_s
         self._reread_s = reread_s
+        self._reread_timeout_s = reread_timeout_s
         self._live: dict[int, tuple[float, tuple[str, ...]]] = {}  # chain → (read at, owners)
         self._reread_at: dict[int, float] = {}  # chain → when `reread` last asked (monotonic)
         self._failing = False
+        self._leaving = False  # `beat` has stopped: no re-read checks this process in again
         self._beat_script = self._redis.register_script(_BEAT)
 
     def workers(self, chain_id: int) -> tuple[str, ...]:
@@ -86,12 +89,12 @@ class RedisRoster:
 
     async def reread(self, chain_id: int) -> tuple[str, ...]:
         """The live workers serving `chain_id` (as `workers`), read again now with a beat for
-        it, unless read within `reread_s` or while the beats fail."""
+        it, unless read within `reread_s`, while the beats fail or once the process leaves."""
         now, live = time.monotonic(), self._live.get(chain_id)
         read_at = max(self._reread_at.get(chain_id, -math.inf), live[0] if live else -math.inf)
-        if not self._failing and now - read_at >= self._reread_s:
+        if not (self._failing or self._leaving) and now - read_at >= self._reread_s:
             self._reread_at[chain_id] = now
-            await self._beat_once([chain_id], timeout_s=REREAD_TIMEOUT_S)
+            await self._beat_once([chain_id], timeout_s=self._reread_timeout_s)
         return self.workers(chain_id)
 
     async def beat(self, chain_ids: Callable[[], Iterable[int]], stop: asyncio.Event) -> None:
@@ -106,6 +109,8 @@ class RedisRoster:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._every_s)
         finally:
+            self._leaving = True  # a round still under way must not check it in again
+            served.update(self._reread_at)  # the chains only a re-read checked it in for
             with contextlib.suppress(Exception):  # best effort: the roster drops it in ttl_s
                 await asyncio.wait_for(self._leave(served), timeout=1.0)
 
