@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -91,10 +91,7 @@ class CellCounter(Counter):
     def cell(self, *labels: str) -> CountCell:
         """The cell of the series with these label values (of the counter itself: none); one
         per series, however often asked."""
-        found = self._cells.get(labels)
-        if found is None:
-            found = self._cells[labels] = CountCell(_series(self, labels))
-        return found
+        return _cell_of(self._cells, labels, lambda: CountCell(_series(self, labels)))
 
     def collect(self) -> Iterable[Any]:
         _flush(self._cells)
@@ -111,10 +108,7 @@ class CellHistogram(Histogram):
     def cell(self, *labels: str) -> BinCell:
         """The cell of the series with these label values (of the histogram itself: none);
         one per series, however often asked."""
-        found = self._cells.get(labels)
-        if found is None:
-            found = self._cells[labels] = BinCell(_series(self, labels))
-        return found
+        return _cell_of(self._cells, labels, lambda: BinCell(_series(self, labels)))
 
     def collect(self) -> Iterable[Any]:
         _flush(self._cells)
@@ -130,6 +124,19 @@ def _series(metric: _Metric, labels: tuple[str, ...]) -> _Metric:
     if len(labels) != len(metric._labelnames):
         raise ValueError(f"{metric._name}: a cell names {len(metric._labelnames)} label value(s)")
     return metric.labels(*labels) if labels else metric
+
+
+_Cell = TypeVar("_Cell", CountCell, BinCell)
+
+
+def _cell_of(
+    cells: dict[tuple[str, ...], _Cell], labels: tuple[str, ...], make: Callable[[], _Cell]
+) -> _Cell:
+    """The one cell of a series, made on first ask."""
+    found = cells.get(labels)
+    if found is None:
+        found = cells[labels] = make()
+    return found
 
 
 def _flush(cells: Mapping[tuple[str, ...], CountCell | BinCell]) -> None:

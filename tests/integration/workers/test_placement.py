@@ -135,32 +135,46 @@ async def finish_both(
     await assert_gapless(harness, tx_ids, per_wallet)
 
 
+@asynccontextmanager
+async def eight_deep_lanes(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> AsyncIterator[tuple[EngineHarness, list[Wallet], list[TxId]]]:
+    """A harness with 8 wallets of 100 queued each: 800 is worth spreading, and more than a
+    round signs (64 a lane)."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        wallets = [await harness.wallet() for _ in range(8)]
+        yield harness, wallets, await submit_many(harness, wallets, 100)
+
+
 class TestPlacement:
     async def test_two_workers_split_the_lanes_then_the_tracker_holder_hands_its_over(
         self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
     ) -> None:
-        async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
-            wallets = [await harness.wallet() for _ in range(8)]
-            # 800: worth spreading, and more than a round signs (64 a lane)
-            tx_ids = await submit_many(harness, wallets, 100)
-            async with two_workers(harness) as (first, second):
-                # Nobody tracks the chain yet: the lanes are shared by both
-                await run_round(first, ANVIL_CHAIN_ID)  # its round takes the tracker lease too
-                held = await lane_holders(sessionmaker, wallets)
-                assert list(held.values()).count(first.ports.owner) == 4  # its share
-                assert list(held.values()).count(None) == 4  # left to the other
-                await run_round(second, ANVIL_CHAIN_ID)
-                held = await lane_holders(sessionmaker, wallets)
-                assert list(held.values()).count(second.ports.owner) == 4
-                assert list(held.values()).count(first.ports.owner) == 4
-                # Now the first tracks: it frees its lanes, and the second drains every lane
-                await run_round(first, ANVIL_CHAIN_ID)
-                held = await lane_holders(sessionmaker, wallets)
-                assert first.ports.owner not in held.values()
-                await run_round(second, ANVIL_CHAIN_ID)
-                held = await lane_holders(sessionmaker, wallets)
-                assert set(held.values()) == {second.ports.owner}
-                await finish_both(harness, second, tx_ids, 100)
+        async with (
+            eight_deep_lanes(sessionmaker, anvil_url, master_key) as (
+                harness,
+                wallets,
+                tx_ids,
+            ),
+            two_workers(harness) as (first, second),
+        ):
+            # Nobody tracks the chain yet: the lanes are shared by both
+            await run_round(first, ANVIL_CHAIN_ID)  # its round takes the tracker lease too
+            held = await lane_holders(sessionmaker, wallets)
+            assert list(held.values()).count(first.ports.owner) == 4  # its share
+            assert list(held.values()).count(None) == 4  # left to the other
+            await run_round(second, ANVIL_CHAIN_ID)
+            held = await lane_holders(sessionmaker, wallets)
+            assert list(held.values()).count(second.ports.owner) == 4
+            assert list(held.values()).count(first.ports.owner) == 4
+            # Now the first tracks: it frees its lanes, and the second drains every lane
+            await run_round(first, ANVIL_CHAIN_ID)
+            held = await lane_holders(sessionmaker, wallets)
+            assert first.ports.owner not in held.values()
+            await run_round(second, ANVIL_CHAIN_ID)
+            held = await lane_holders(sessionmaker, wallets)
+            assert set(held.values()) == {second.ports.owner}
+            await finish_both(harness, second, tx_ids, 100)
 
     async def test_the_tracker_holder_leaves_a_lone_lane_to_the_other_worker(
         self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
@@ -247,39 +261,47 @@ class TestJoining:
     async def test_two_workers_started_together_split_the_first_round(
         self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
     ) -> None:
-        async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
-            wallets = [await harness.wallet() for _ in range(8)]
-            tx_ids = await submit_many(harness, wallets, 100)
-            async with checked_in_apart(harness) as (first, second):
-                await second.workers_now(ANVIL_CHAIN_ID)  # its check-in
-                assert first.workers(ANVIL_CHAIN_ID) == (first.ports.owner,)  # not seen yet
-                await run_round(first, ANVIL_CHAIN_ID)  # nobody tracks yet: shared by both
-                held = await lane_holders(sessionmaker, wallets)
-                assert list(held.values()).count(first.ports.owner) == 4
-                await run_round(second, ANVIL_CHAIN_ID)
-                held = await lane_holders(sessionmaker, wallets)
-                assert list(held.values()).count(second.ports.owner) == 4
-                await finish_both(harness, second, tx_ids, 100)
+        async with (
+            eight_deep_lanes(sessionmaker, anvil_url, master_key) as (
+                harness,
+                wallets,
+                tx_ids,
+            ),
+            checked_in_apart(harness) as (first, second),
+        ):
+            await second.workers_now(ANVIL_CHAIN_ID)  # its check-in
+            assert first.workers(ANVIL_CHAIN_ID) == (first.ports.owner,)  # not seen yet
+            await run_round(first, ANVIL_CHAIN_ID)  # nobody tracks yet: shared by both
+            held = await lane_holders(sessionmaker, wallets)
+            assert list(held.values()).count(first.ports.owner) == 4
+            await run_round(second, ANVIL_CHAIN_ID)
+            held = await lane_holders(sessionmaker, wallets)
+            assert list(held.values()).count(second.ports.owner) == 4
+            await finish_both(harness, second, tx_ids, 100)
 
     async def test_a_worker_that_joins_while_another_drains_every_lane_gets_them(
         self, sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
     ) -> None:
-        async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
-            wallets = [await harness.wallet() for _ in range(8)]
-            tx_ids = await submit_many(harness, wallets, 100)
-            async with checked_in_apart(harness) as (first, second):
-                await run_round(first, ANVIL_CHAIN_ID)  # alone: every lane, and the tracker
-                held = await lane_holders(sessionmaker, wallets)
-                assert set(held.values()) == {first.ports.owner}
-                await second.workers_now(ANVIL_CHAIN_ID)  # joins: its check-in
-                await run_round(second, ANVIL_CHAIN_ID)  # every lane held by the first
-                # One round of the first: it sees the second and, holding the tracker lease,
-                # frees its lanes; the second's next round takes them all.
-                await run_round(first, ANVIL_CHAIN_ID)
-                await run_round(second, ANVIL_CHAIN_ID)
-                held = await lane_holders(sessionmaker, wallets)
-                assert set(held.values()) == {second.ports.owner}
-                await finish_both(harness, second, tx_ids, 100)
+        async with (
+            eight_deep_lanes(sessionmaker, anvil_url, master_key) as (
+                harness,
+                wallets,
+                tx_ids,
+            ),
+            checked_in_apart(harness) as (first, second),
+        ):
+            await run_round(first, ANVIL_CHAIN_ID)  # alone: every lane, and the tracker
+            held = await lane_holders(sessionmaker, wallets)
+            assert set(held.values()) == {first.ports.owner}
+            await second.workers_now(ANVIL_CHAIN_ID)  # joins: its check-in
+            await run_round(second, ANVIL_CHAIN_ID)  # every lane held by the first
+            # One round of the first: it sees the second and, holding the tracker lease,
+            # frees its lanes; the second's next round takes them all.
+            await run_round(first, ANVIL_CHAIN_ID)
+            await run_round(second, ANVIL_CHAIN_ID)
+            held = await lane_holders(sessionmaker, wallets)
+            assert set(held.values()) == {second.ports.owner}
+            await finish_both(harness, second, tx_ids, 100)
 
 
 @asynccontextmanager
