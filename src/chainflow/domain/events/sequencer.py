@@ -70,8 +70,7 @@ async def sequence_pending(session: AsyncSession, *, limit: int = BATCH) -> int:
             return 0
     dialect = session.get_bind().dialect.name
     lags = (await session.scalars(numbering(limit, dialect), {"now": utcnow()})).all()
-    if metrics.SWITCH.on:
-        on_commit(partial(_observe_lag, lags))
+    _record_lag(lags)
     return len(lags)
 
 
@@ -131,7 +130,12 @@ def lag_seconds(dialect: str, created_at: ColumnElement[datetime]) -> ColumnElem
     return func.max(seconds, zero, type_=Float())
 
 
+def _record_lag(lags: Sequence[float]) -> None:
+    """Observe each event's wait from its change to its cursor, once this pass commits."""
+    if metrics.SWITCH.on:
+        on_commit(partial(_observe_lag, lags))
+
+
 def _observe_lag(lags: Sequence[float]) -> None:
-    """Observe each event's wait from its change to its cursor, once its pass committed."""
     for lag in lags:
         _LAG.observe(lag)
