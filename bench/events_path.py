@@ -16,7 +16,7 @@ import datetime
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -66,12 +66,21 @@ _READ = (
 
 def _sequencer_sql() -> str:
     """The sequencer's pass of the code on the path, as PostgreSQL receives it."""
+    from sqlalchemy import BindParameter, ClauseElement, func
     from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.sql.visitors import replacement_traverse
 
     from chainflow.domain.events.sequencer import numbering
 
+    def server_now(element: Any, **_kw: Any) -> ClauseElement | None:
+        """The lag's `:now` (the worker's clock) as now(): a statement without parameters."""
+        return func.now() if isinstance(element, BindParameter) and element.key == "now" else None
+
     dialect = create_async_engine("postgresql+asyncpg://unused/unused").dialect  # no connection
-    compiled = numbering(1000).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    statement = replacement_traverse(numbering(1000, "postgresql"), {}, server_now)
+    compiled = cast(ClauseElement, statement).compile(
+        dialect=dialect, compile_kwargs={"literal_binds": True}
+    )
     return str(compiled)
 
 

@@ -212,11 +212,15 @@ def migrate(settings: "Settings") -> None:
 # (700, 10, 10) a worker's round promoted what it holds across its awaits (the rows and
 # statements of a round of 100s of requests) to the older generations, whose collections then
 # walked every object the process made since start-up: 10-19% of the workers' CPU in a run of
-# batches (docs/performance.md item 46; gen2 collections of ~45 ms each). Every 10,000 net
-# allocations a round's objects are mostly gone already (reference counting frees them);
-# cyclic garbage waits longer for its collection (every generation is collected 14-28x less
-# often): the benchmarks' RSS stayed flat.
-GC_THRESHOLDS = (10_000, 20, 20)
+# batches (docs/performance.md item 46; gen2 collections of ~45 ms each). A young collection
+# walks what is alive of the young objects, and a batch round keeps most of what it makes
+# alive until it ends (its rows, statements, snapshots): at 10,000 every round's objects were
+# walked several times and promoted, and every 20 of those a gen1 collection of ~30 ms walked
+# them again (the collector 4-7% of each worker's CPU, item 51). Every 100,000 net
+# allocations most rounds have ended, and reference counting has freed their objects, before
+# a collection sees them; cyclic garbage waits longer for its collection (a young one is
+# ~30 ms at most, as a gen1 one was).
+GC_THRESHOLDS = (100_000, 20, 20)
 
 
 def run(coroutine: Callable[[], Awaitable[T]]) -> T:

@@ -6,11 +6,13 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from chainflow.core.clock import utcnow
 from chainflow.core.types import ChainId, TxId, WalletId
 from chainflow.domain.events import (
     EventRow,
@@ -20,6 +22,7 @@ from chainflow.domain.events import (
     new_event,
     sequence_pending,
 )
+from chainflow.infra import metrics
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 from tests.support.sql_log import statements
@@ -174,6 +177,29 @@ class TestSequencerPass:
         ]
         assert await sequence(sessionmaker) == 2
         assert [(c, q) for _, c, _, q, _ in await stored(sessionmaker)][3:] == [(4, 4), (5, 5)]
+
+    async def test_each_event_s_wait_for_its_cursor_is_observed_once_in_seconds(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """The pass returns each row's lag computed in SQL (item 56): seconds from its
+        created_at to the sequencer's clock, none below 0 (a writer's clock ahead)."""
+        cell = metrics.OUTBOX_LAG_SECONDS.cell()
+        counts, total = list(cell.counts), cell.sum
+        now = utcnow()
+        ages = (90.0, 3.0, -60.0)  # seconds before the pass; the last one in its future
+        async with unit_of_work(sessionmaker) as session:
+            await append_many(
+                session, [new_event("t", data={}, at=now - timedelta(seconds=s)) for s in ages]
+            )
+        assert await sequence(sessionmaker) == 3
+        waited = (utcnow() - now).total_seconds()
+        moved = {
+            bound: after - before
+            for bound, after, before in zip(cell._bounds, cell.counts, counts, strict=True)
+            if after != before
+        }
+        assert moved == {120: 1, 5: 1, 0.05: 1}  # 90 s, 3 s and 0 (not -60)
+        assert 93.0 <= cell.sum - total <= 93.0 + 2 * waited
 
 
 class TestSequencerOrder:

@@ -48,6 +48,8 @@ class TestCheckDepth:
             "[1," * 40 + "1" + "]" * 40,
             "[[]," * 40 + "[]" + "]" * 40,  # siblings at every level
             "]" * 50 + "[" * 40,  # stray closers first: the openers still count
+            # closers inside a string among plain ones cannot hide real depth
+            "[" * 33 + '"a","]]]]","b",' * 3 + "1" + "]" * 33,
         ],
     )
     def test_deep_or_unclosed_input_is_refused(self, text: str) -> None:
@@ -62,6 +64,8 @@ class TestCheckDepth:
             json.dumps(["\\\\", "[" * 100]),  # an escaped backslash does not escape the quote
             json.dumps([[i] for i in range(1000)]),  # wide, not deep
             "[" * 20 + "]" * 40,  # unbalanced, but shallow: the parser refuses it
+            # openers inside a string among plain ones are text
+            "[" * 30 + '"a","[[[[","b",' * 3 + "1" + "]" * 30,
         ],
     )
     def test_wide_or_string_heavy_input_passes(self, text: str) -> None:

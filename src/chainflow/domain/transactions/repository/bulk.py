@@ -30,7 +30,7 @@ from chainflow.domain.transactions.rows import (
     Transition,
 )
 from chainflow.infra.db.bulk import insert_rows, update_rows
-from chainflow.infra.db.params import in_list
+from chainflow.infra.db.params import one_of
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
 _ATTEMPTS = cast(Table, TxAttempt.__table__)
@@ -164,7 +164,7 @@ async def store_receipts(session: AsyncSession, writes: ReceiptWrites) -> dict[T
     if writes.stamped:
         await session.execute(
             update(_ATTEMPTS)
-            .where(attempts.tx_id.in_(in_list(writes.stamped)))
+            .where(one_of(session, attempts.tx_id, writes.stamped))
             .values(sent_at_block=stamp)
         )
     if not writes.requests:

@@ -25,7 +25,7 @@ from chainflow.core.types import TxHash, TxId, WalletId
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.repository.queries import cap_reaches
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.infra.db.params import in_list
+from chainflow.infra.db.params import one_of
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
 Row = TypeVarTuple("Row")
@@ -43,7 +43,7 @@ def _in_submission_order(rows: Sequence[Transaction]) -> list[Transaction]:
 async def lock_queued(session: AsyncSession, ids: Sequence[TxId]) -> list[Transaction]:
     """Lock the given requests that are still queued; in submission order."""
     query = select(Transaction).where(
-        Transaction.id.in_(in_list(ids)), Transaction.status == TxStatus.QUEUED
+        one_of(session, _TRANSACTIONS.c.id, ids), Transaction.status == TxStatus.QUEUED
     )
     return _in_submission_order((await session.scalars(for_update(query))).all())
 
@@ -51,7 +51,7 @@ async def lock_queued(session: AsyncSession, ids: Sequence[TxId]) -> list[Transa
 async def lock_queued_ids(session: AsyncSession, ids: Sequence[TxId]) -> set[TxId]:
     """Lock the given requests that are still queued; their ids (a Core read: no ORM rows)."""
     t = _TRANSACTIONS.c
-    query = select(t.id).where(t.id.in_(in_list(ids)), t.status == TxStatus.QUEUED)
+    query = select(t.id).where(one_of(session, t.id, ids), t.status == TxStatus.QUEUED)
     return set((await session.scalars(for_update(query))).all())
 
 
@@ -67,7 +67,7 @@ async def lock_expired_below(
     cap is below `min_fee_cap_wei` (all of them when it is None); in submission order."""
     query = select(Transaction).where(
         Transaction.chain_id == chain_id,
-        Transaction.wallet_id.in_(in_list(wallet_ids)),
+        one_of(session, _TRANSACTIONS.c.wallet_id, wallet_ids),
         Transaction.status == TxStatus.QUEUED,
         Transaction.valid_until <= now,
     )
@@ -90,7 +90,7 @@ async def lock_with_attempts(session: AsyncSession, ids: Sequence[TxId]) -> dict
     """Lock these requests, with their attempts, by id."""
     query = (
         select(Transaction)
-        .where(Transaction.id.in_(in_list(ids)))
+        .where(one_of(session, _TRANSACTIONS.c.id, ids))
         .options(selectinload(Transaction.attempts))
     )
     return {tx.id: tx for tx in (await session.scalars(for_update(query))).all()}
@@ -107,7 +107,7 @@ async def lock_states(session: AsyncSession, tx_ids: Sequence[TxId]) -> dict[TxI
     compare against."""
     t = _TRANSACTIONS.c
     query = select(t.id, t.status, t.final_hash, t.block_hash).where(
-        t.id.in_(in_list(list(dict.fromkeys(tx_ids))))
+        one_of(session, t.id, list(dict.fromkeys(tx_ids)))
     )
     rows = (await session.execute(for_update(query))).all()
     # Unpacked, not looked up by name (a Row's lookup by name is ~20 times its index's); the

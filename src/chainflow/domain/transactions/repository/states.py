@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.types import TxId
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.snapshots import ATTEMPT_FIELDS, REQUEST_FIELDS
-from chainflow.infra.db.params import in_list
+from chainflow.infra.db.params import one_of
 
 _TRANSACTIONS = cast(Table, Transaction.__table__)
 _ATTEMPTS = cast(Table, TxAttempt.__table__)
@@ -53,7 +53,7 @@ async def load_states(
     returned attempts are taken as all of each request's unless `requests` carry
     ATTEMPTS_STORED: a request with more stored than returned gets them all read."""
     if requests is None:
-        query = select(*REQUEST_COLUMNS).where(_TRANSACTIONS.c.id.in_(in_list(tx_ids)))
+        query = select(*REQUEST_COLUMNS).where(one_of(session, _TRANSACTIONS.c.id, tx_ids))
         requests = (await session.execute(query)).all()
     # By position (the columns' order above): a Row's lookup by name is ~20 times its index's.
     wanted = set(tx_ids)
@@ -85,7 +85,7 @@ async def _read_attempts(session: AsyncSession, states: States, tx_ids: list[TxI
         return
     rows = await session.execute(
         select(*ATTEMPT_COLUMNS)
-        .where(_ATTEMPTS.c.tx_id.in_(in_list(tx_ids)))
+        .where(one_of(session, _ATTEMPTS.c.tx_id, tx_ids))
         .order_by(_ATTEMPTS.c.created_at, _ATTEMPTS.c.id)
     )
     for attempt in rows:
@@ -105,7 +105,7 @@ async def first_sends(
     a = _ATTEMPTS.c
     query = (
         select(a.tx_id, func.min(a.first_sent_at).label("first_sent_at"))
-        .where(a.tx_id.in_(in_list(list(tx_ids))), a.first_sent_at.is_not(None))
+        .where(one_of(session, a.tx_id, list(tx_ids)), a.first_sent_at.is_not(None))
         .group_by(a.tx_id)
     )
     return _earliest((await session.execute(query)).all(), tx_ids)
