@@ -199,7 +199,8 @@ class TestSequencerPass:
             if after != before
         }
         assert moved == {120: 1, 5: 1, 0.05: 1}  # 90 s, 3 s and 0 (not -60)
-        assert 93.0 <= cell.sum - total <= 93.0 + 2 * waited
+        # SQLite's julianday rounds each time to the millisecond: a lag may read ~1 ms short
+        assert 93.0 - 0.005 <= cell.sum - total <= 93.0 + 2 * waited
 
 
 class TestSequencerOrder:

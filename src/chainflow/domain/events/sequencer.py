@@ -131,7 +131,8 @@ def lag_seconds(dialect: str, created_at: ColumnElement[datetime]) -> ColumnElem
         seconds = func.date_part(literal_column("'epoch'"), now - created_at)
         return func.greatest(seconds, zero, type_=Float())
     seconds = (func.julianday(now) - func.julianday(created_at)) * literal_column("86400.0")
-    return func.max(seconds, zero, type_=Float())
+    # SQLite's two-argument max() is NULL if either is: a time julianday cannot read counts 0
+    return func.coalesce(func.max(seconds, zero), zero, type_=Float())
 
 
 def _record_lag(lags: Sequence[float]) -> None:
