@@ -40,7 +40,7 @@ async def test_a_drain_signs_with_the_same_sql_texts_whatever_its_size(
         await _drain_counting(harness, lanes=1, each=3, texts=three)
         four: list[str] = []
         await _drain_counting(harness, lanes=1, each=4, texts=four)
-    # The IN lists of 3 and 4 ids are both padded to 4 (infra/db/params.in_list); a
+    # A list of 3 or 4 ids is one array parameter on PostgreSQL (infra/db/params.one_of); a
     # multi-row INSERT had a VALUES group per row: a new text, a new prepared statement.
     assert set(three) == set(four), set(three) ^ set(four)
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 from chainflow.core.types import WalletId
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.bulk import update_rows
-from chainflow.infra.db.params import in_list
+from chainflow.infra.db.params import one_of
 
 
 async def get(session: AsyncSession, wallet_id: uuid.UUID, *, lanes: bool = True) -> Wallet | None:
@@ -47,11 +47,10 @@ async def take_leases(
 ) -> dict[WalletId, int]:
     """Set each lane's lease to `owner` unless another owner's lease is still running; returns
     the lanes `owner` holds, with their next nonce."""
-    ids = in_list(wallet_ids)
     statement = (
         update(WalletChain)
         .where(
-            WalletChain.wallet_id.in_(ids),
+            one_of(session, WalletChain.wallet_id, wallet_ids),
             WalletChain.chain_id == chain_id,
             drainable_by(owner, now),
         )
@@ -60,7 +59,7 @@ async def take_leases(
     )
     await session.execute(statement)
     held = select(WalletChain.wallet_id, WalletChain.next_nonce).where(
-        WalletChain.wallet_id.in_(ids),
+        one_of(session, WalletChain.wallet_id, wallet_ids),
         WalletChain.chain_id == chain_id,
         WalletChain.lease_owner == owner,
     )
@@ -78,7 +77,7 @@ async def release_leases(
     statement = (
         update(WalletChain)
         .where(
-            WalletChain.wallet_id.in_(in_list(wallet_ids)),
+            one_of(db, WalletChain.wallet_id, wallet_ids),
             WalletChain.chain_id == chain_id,
             WalletChain.lease_owner == owner,
         )
@@ -92,7 +91,7 @@ async def addresses_of(
     session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
 ) -> dict[WalletId, str]:
     """The address of each wallet that exists among `wallet_ids`."""
-    query = select(Wallet.id, Wallet.address).where(Wallet.id.in_(in_list(wallet_ids)))
+    query = select(Wallet.id, Wallet.address).where(one_of(session, Wallet.id, wallet_ids))
     return dict((await session.execute(query)).all())
 
 
@@ -100,7 +99,7 @@ async def get_many(
     session: AsyncSession, wallet_ids: Sequence[uuid.UUID]
 ) -> dict[WalletId, Wallet]:
     """Wallets by id, their lanes not loaded."""
-    query = select(Wallet).where(Wallet.id.in_(in_list(wallet_ids)))
+    query = select(Wallet).where(one_of(session, Wallet.id, wallet_ids))
     return {wallet.id: wallet for wallet in (await session.scalars(query)).all()}
 
 
@@ -110,7 +109,7 @@ async def lock_lanes(
     """Lock these lanes of a chain, in wallet id order (one order everywhere: no deadlock)."""
     query = (
         select(WalletChain)
-        .where(WalletChain.wallet_id.in_(in_list(wallet_ids)), WalletChain.chain_id == chain_id)
+        .where(one_of(session, WalletChain.wallet_id, wallet_ids), WalletChain.chain_id == chain_id)
         .order_by(WalletChain.wallet_id)
         .with_for_update()
     )

@@ -39,7 +39,7 @@ from chainflow.domain.webhooks.models import (
     WebhookEndpoint,
 )
 from chainflow.infra.db.bulk import insert_rows, update_rows
-from chainflow.infra.db.params import in_list
+from chainflow.infra.db.params import one_of
 from chainflow.infra.db.types import UtcDateTime
 
 _PENDING = DeliveryStatus.PENDING
@@ -509,7 +509,7 @@ async def release(session: AsyncSession, ids: Sequence[uuid.UUID], *, due: datet
     if ids:
         await session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(in_list(ids)))
+            .where(one_of(session, WebhookDelivery.id, ids))
             .values(next_attempt_at=due, leased_until=None)
             .execution_options(synchronize_session=False)
         )
@@ -520,7 +520,7 @@ async def fail(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
     if ids:
         await session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(in_list(ids)))
+            .where(one_of(session, WebhookDelivery.id, ids))
             .values(status=DeliveryStatus.FAILED, next_attempt_at=None, leased_until=None)
             .execution_options(synchronize_session=False)
         )
@@ -615,7 +615,8 @@ async def deliveries_of_tx(
     if not endpoint_ids:
         return []
     query = select(WebhookDelivery).where(
-        WebhookDelivery.endpoint_id.in_(in_list(endpoint_ids)), WebhookDelivery.tx_id == tx_id
+        one_of(session, WebhookDelivery.endpoint_id, endpoint_ids),
+        WebhookDelivery.tx_id == tx_id,
     )
     query = query.where(*_after(cursor, WebhookDelivery.created_at, WebhookDelivery.id))
     order = (WebhookDelivery.created_at, WebhookDelivery.id)
@@ -732,7 +733,7 @@ async def enabled_endpoints(session: AsyncSession) -> int:
 
 
 # The delivery loop's reads (workers/webhooks.py): each one statement of one SQL text per
-# shape, IN lists padded (params.in_list), no ORM instance per row.
+# shape, id lists as one parameter (params.one_of), no ORM instance per row.
 
 
 async def lock_endpoints_behind_head(
@@ -771,7 +772,7 @@ async def event_snapshots(session: AsyncSession, pks: Sequence[int]) -> dict[int
         return {}
     e = EventRow
     query = select(e.id, e.event_id, e.type, e.cursor, e.created_at, e.data.cast(Text)).where(
-        e.id.in_(in_list(sorted(set(pks))))
+        one_of(session, e.id, sorted(set(pks)))
     )
     return {row[0]: EventSnapshot(*row) for row in (await session.execute(query)).all()}
 
@@ -797,7 +798,7 @@ async def lock_to_record_with_clocks(
             e.first_failure_at,
         )
         .join(e, e.id == d.endpoint_id)
-        .where(d.id.in_(in_list(sorted(set(ids)))))
+        .where(one_of(session, d.id, sorted(set(ids))))
         .order_by(d.id)
         .with_for_update(of=d)
     )

@@ -5,6 +5,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, any_, bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from chainflow.infra.db.bulk import array_of
 
@@ -27,7 +28,9 @@ def in_list(values: Collection[T]) -> list[T]:
 
 
 def one_of(
-    db: AsyncSession | AsyncConnection, column: ColumnElement[T], values: Collection[T]
+    db: AsyncSession | AsyncConnection,
+    column: ColumnElement[T] | QueryableAttribute[T],
+    values: Collection[T],
 ) -> ColumnElement[bool]:
     """`column IN values`. On PostgreSQL `column = ANY(:array)`: one parameter whatever the
     number of values, so one SQL text, which SQLAlchemy compiles once. An IN list is rendered
@@ -35,7 +38,23 @@ def one_of(
     requests: ~2% of a worker's CPU, docs/performance.md item 51), and PostgreSQL parses as
     many parameters. Elsewhere (SQLite) the IN list of `in_list`."""
     dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
+    element = column.expression if isinstance(column, QueryableAttribute) else column
     if dialect.name == "postgresql":
-        array: Any = bindparam(None, list(values), type_=array_of(column.type))
+        array: Any = bindparam(None, list(values), type_=array_of(element.type))
+        return element == any_(array)
+    return element.in_(in_list(values))
+
+
+def one_of_named(column: ColumnElement[T], name: str, dialect: str) -> ColumnElement[bool]:
+    """`one_of` for a statement built once and cached: the values are the parameter `name`,
+    bound at each execution as `values_of(dialect, values)`."""
+    if dialect == "postgresql":
+        array: Any = bindparam(name, type_=array_of(column.type))
         return column == any_(array)
-    return column.in_(in_list(values))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def values_of(dialect: str, values: Collection[T]) -> list[T]:
+    """What to bind to a `one_of_named` parameter: the values (PostgreSQL's array), or the
+    padded IN list elsewhere."""
+    return list(values) if dialect == "postgresql" else in_list(values)

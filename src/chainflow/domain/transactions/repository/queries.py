@@ -39,7 +39,7 @@ from chainflow.domain.transactions.rows import (
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
 from chainflow.domain.wallets.repository import drainable_by
-from chainflow.infra.db.params import in_list
+from chainflow.infra.db.params import one_of, one_of_named, values_of
 from chainflow.infra.db.types import wei_at_least
 
 TRACKED = (TxStatus.SIGNED, TxStatus.SUBMITTED, TxStatus.MINED)
@@ -279,17 +279,18 @@ async def queued_for_lanes(
     rooms = {wallet_id: room for wallet_id, room in rooms.items() if room > 0}
     if not rooms:
         return {}
+    dialect = _dialect(session)
     params: dict[str, object] = {
         "chain_id": chain_id,
-        "lanes": in_list(list(rooms)),
+        "lanes": values_of(dialect, list(rooms)),
         "room": max(rooms.values()),
     }
     if min_fee_cap_wei is None:
-        query = _queued_query(False)
-    elif _dialect(session) == "sqlite":  # wei_at_least compares text there: built per call
-        query = _queued_query_of(cap_reaches(session, min_fee_cap_wei))
+        query = _queued_query(False, dialect)
+    elif dialect == "sqlite":  # wei_at_least compares text there: built per call
+        query = _queued_query_of(cap_reaches(session, min_fee_cap_wei), dialect)
     else:
-        query, params["floor"] = _queued_query(True), min_fee_cap_wei
+        query, params["floor"] = _queued_query(True, dialect), min_fee_cap_wei
     found: dict[WalletId, list[Queued]] = {}
     for row in await session.execute(query, params):
         lane = found.setdefault(row[_QUEUED_LANE], [])
@@ -299,23 +300,24 @@ async def queued_for_lanes(
 
 
 @functools.cache
-def _queued_query(floor: bool) -> Select[Any]:
-    """queued_for_lanes' statement on PostgreSQL, built once per form (with a fee floor as
-    a parameter or without): building it and its cache key was ~2.5 ms of the draining
-    worker's CPU per plan (docs/performance.md item 42)."""
+def _queued_query(floor: bool, dialect: str) -> Select[Any]:
+    """queued_for_lanes' statement, built once per form (with a fee floor as a parameter, on
+    PostgreSQL, or without) and dialect: building it and its cache key was ~2.5 ms of the
+    draining worker's CPU per plan (docs/performance.md item 42)."""
     cap = _TRANSACTIONS.c.max_fee_per_gas_cap
     pays = or_(cap.is_(None), cap >= bindparam("floor", type_=cap.type)) if floor else None
-    return _queued_query_of(pays)
+    return _queued_query_of(pays, dialect)
 
 
-def _queued_query_of(pays: ColumnElement[bool] | None) -> Select[Any]:
+def _queued_query_of(pays: ColumnElement[bool] | None, dialect: str) -> Select[Any]:
     """Each lane's first `room` queued requests whose fee cap `pays` (any, if None), of the
-    lanes `lanes` of chain `chain_id` (parameters), by lane and place."""
+    lanes `lanes` of chain `chain_id` (parameters; `lanes` bound by `params.values_of`), by
+    lane and place."""
     t = _TRANSACTIONS.c
     place = func.row_number().over(partition_by=t.wallet_id, order_by=(t.created_at, t.id))
     ranked = select(*(t[name] for name in QUEUED_COLUMNS), place.label("place")).where(
         t.chain_id == bindparam("chain_id"),
-        t.wallet_id.in_(bindparam("lanes", expanding=True)),
+        one_of_named(t.wallet_id, "lanes", dialect),
         t.status == TxStatus.QUEUED,
     )
     if pays is not None:
@@ -351,7 +353,7 @@ async def waiting_for_funds(
         .join(TxAttempt, Transaction.id == TxAttempt.tx_id)
         .where(
             Transaction.chain_id == chain_id,
-            Transaction.wallet_id.in_(in_list(wallet_ids)),
+            one_of(session, Transaction.wallet_id, wallet_ids),
             _refused_for_funds(Transaction),
         )
         .distinct()
