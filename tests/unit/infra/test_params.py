@@ -1,4 +1,9 @@
-from chainflow.infra.db.params import in_list
+from sqlalchemy import Column, Integer, MetaData, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from chainflow.infra.db.params import in_list, one_of_named, values_of
+
+_T = Table("t", MetaData(), Column("id", Integer))
 
 
 def test_in_list_pads_to_a_power_of_two_with_the_same_set() -> None:
@@ -17,3 +22,17 @@ def test_in_list_of_nothing_is_empty() -> None:
 
 def test_lengths_one_to_64_make_seven_statements() -> None:
     assert len({len(in_list(range(n))) for n in range(1, 65)}) == 7
+
+
+def test_a_named_list_is_one_array_parameter_on_postgresql_whatever_its_length() -> None:
+    query = select(_T.c.id).where(one_of_named(_T.c.id, "ids", "postgresql"))
+    sql = str(query.compile(dialect=postgresql.dialect()))
+    assert "= ANY (%(ids)s::INTEGER[])" in sql, sql
+    assert values_of("postgresql", [3, 1, 2]) == [3, 1, 2]  # as given, not padded
+
+
+def test_a_named_list_is_a_padded_in_list_on_sqlite() -> None:
+    query = select(_T.c.id).where(one_of_named(_T.c.id, "ids", "sqlite"))
+    compiled = query.compile(dialect=sqlite.dialect())
+    assert "IN (__[POSTCOMPILE_ids])" in str(compiled), str(compiled)
+    assert values_of("sqlite", [3, 1, 2]) == [3, 1, 2, 2]
