@@ -1,5 +1,6 @@
 from sqlalchemy import Column, Integer, MetaData, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
 from chainflow.infra.db.params import in_list, one_of_named, values_of
 
@@ -26,13 +27,14 @@ def test_lengths_one_to_64_make_seven_statements() -> None:
 
 def test_a_named_list_is_one_array_parameter_on_postgresql_whatever_its_length() -> None:
     query = select(_T.c.id).where(one_of_named(_T.c.id, "ids", "postgresql"))
-    sql = str(query.compile(dialect=postgresql.dialect()))
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    sql = str(query.compile(dialect=dialect))
     assert "= ANY (%(ids)s::INTEGER[])" in sql, sql
     assert values_of("postgresql", [3, 1, 2]) == [3, 1, 2]  # as given, not padded
 
 
 def test_a_named_list_is_a_padded_in_list_on_sqlite() -> None:
     query = select(_T.c.id).where(one_of_named(_T.c.id, "ids", "sqlite"))
-    compiled = query.compile(dialect=sqlite.dialect())
+    compiled = query.compile(dialect=SQLiteDialect_pysqlite())
     assert "IN (__[POSTCOMPILE_ids])" in str(compiled), str(compiled)
     assert values_of("sqlite", [3, 1, 2]) == [3, 1, 2, 2]
