@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from chainflow.core.crashpoints import Crasher, CrashPoint
 from chainflow.domain.events import EventRow
-from chainflow.domain.schedules import service
+from chainflow.domain.schedules import planner, service
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
 from chainflow.domain.transactions.models import Transaction
@@ -266,6 +266,42 @@ class TestMisfire:
         assert all("misfire" in (r.reason or "") for r in runs if r.status is RunStatus.SKIPPED)
         assert await _tx_count(harness) == made
         assert (await _schedule(harness, schedule_id)).next_run_at == T0 + timedelta(seconds=40)
+
+    async def test_a_cron_due_since_2000_is_caught_up_in_bounded_steps(
+        self, harness: EngineHarness, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The audit's case: every minute since 2000 was stepped through one by one (~42 min
+        on the event loop, holding the schedules' locks). Now: the listed ones, a bounded
+        count, one jump to the latest."""
+        wallet = await harness.wallet()
+        y2k = datetime(2000, 1, 1, tzinfo=UTC)
+        schedule_id = await _create(harness, wallet, y2k, trigger={"cron": "* * * * *"})
+        steps = 0
+        real = planner.Trigger._next_after
+        bound = planner.MAX_MISSED_LISTED + planner.MAX_MISSED_COUNTED + 10
+
+        def counted(trigger: planner.Trigger, moment: datetime, *, anchor: datetime) -> Any:
+            nonlocal steps
+            steps += 1
+            if steps > bound:
+                raise AssertionError(f"more than {bound} steps: unbounded catch-up")
+            return real(trigger, moment, anchor=anchor)
+
+        monkeypatch.setattr(planner.Trigger, "_next_after", counted)
+        # 30 s past T0, within the grace: T0 itself runs; everything before it was missed
+        made = await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=30))
+        assert steps <= bound
+        assert made == 1
+        runs = await _runs(harness, schedule_id)
+        assert [r.status for r in runs] == [RunStatus.SKIPPED] * 100 + [RunStatus.PENDING]
+        assert runs[0].scheduled_for == y2k
+        assert runs[99].scheduled_for == y2k + timedelta(minutes=99)
+        assert runs[-1].scheduled_for == T0
+        assert (runs[99].reason or "").endswith(
+            "; more than 100 more occurrences missed (not counted)"
+        )
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.next_run_at) == (ScheduleStatus.ACTIVE, T0 + timedelta(minutes=1))
 
 
 class TestBudgetAndPause:

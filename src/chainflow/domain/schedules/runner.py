@@ -27,7 +27,7 @@ from chainflow.domain.schedules.models import (
     ScheduleRun,
     ScheduleStatus,
 )
-from chainflow.domain.schedules.planner import Trigger
+from chainflow.domain.schedules.planner import MAX_MISSED_COUNTED, Trigger
 from chainflow.domain.schedules.plans import Builder, Planned
 from chainflow.domain.schedules.schemas import template_body
 from chainflow.domain.schedules.service import trigger_of
@@ -138,14 +138,19 @@ async def _advance(
     if schedule.misfire is Misfire.RUN_ONCE:
         why = f"missed while no worker ran (misfire: run_once ran {latest.isoformat()})"
     for index, occurrence in enumerate(missed):
-        more = (
-            f"; {unlisted} more occurrences missed" if unlisted and index == len(missed) - 1 else ""
-        )
+        more = _unlisted(unlisted) if index == len(missed) - 1 else ""
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, why + more))
     if runs_latest:
         await _run(session, schedule, latest, now=now, builders=builders, out=out)
     if schedule.status is ScheduleStatus.ACTIVE:
         _move_on(schedule, trigger, latest, now=now)
+
+
+def _unlisted(count: int | None) -> str:
+    """The tail of the last missed occurrence's reason: the ones not listed as runs."""
+    if count is None:
+        return f"; more than {MAX_MISSED_COUNTED} more occurrences missed (not counted)"
+    return f"; {count} more occurrences missed" if count else ""
 
 
 async def _run(
