@@ -11,6 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from chainflow.core.crashpoints import Crasher, CrashPoint
+from chainflow.domain.apikeys import service as apikeys
+from chainflow.domain.apikeys.service import KeyLimits
+from chainflow.domain.audit.models import AuditEntry
 from chainflow.domain.events import EventRow
 from chainflow.domain.schedules import planner, service
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
@@ -31,7 +34,12 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)  # far from now: passes are given their `n
 
 
 async def _create(
-    harness: EngineHarness, wallet: Wallet, now: datetime, **fields: Any
+    harness: EngineHarness,
+    wallet: Wallet,
+    now: datetime,
+    *,
+    api_key_id: uuid.UUID | None = None,
+    **fields: Any,
 ) -> uuid.UUID:
     body = ScheduleCreate.model_validate(
         {
@@ -45,7 +53,7 @@ async def _create(
     )
     async with unit_of_work(harness.sessionmaker) as session:
         row = await service.create_schedule(
-            session, body, api_key_id=None, now=now, min_interval_s=1
+            session, body, api_key_id=api_key_id, now=now, min_interval_s=1
         )
         return row.id
 
@@ -302,6 +310,55 @@ class TestMisfire:
         )
         row = await _schedule(harness, schedule_id)
         assert (row.status, row.next_run_at) == (ScheduleStatus.ACTIVE, T0 + timedelta(minutes=1))
+
+
+class TestOwnerKey:
+    """A run submits as the key that created its schedule: a revoked or expired key stops it."""
+
+    @pytest.mark.parametrize("gone", ["revoked", "expired"])
+    async def test_a_key_gone_fails_the_run_and_pauses_the_schedule(
+        self, harness: EngineHarness, gone: str
+    ) -> None:
+        wallet = await harness.wallet()
+        expiry = T0 + timedelta(seconds=5) if gone == "expired" else None
+        limits = KeyLimits(expires_at=expiry)
+        async with unit_of_work(harness.sessionmaker) as session:
+            key, _ = await apikeys.create_api_key(session, ["schedules"], limits=limits)
+        schedule_id = await _create(harness, wallet, T0, api_key_id=key.id)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        await _drain_all(harness)
+        if gone == "revoked":
+            async with unit_of_work(harness.sessionmaker) as session:
+                await apikeys.revoke_api_key(session, key.id)
+        at = T0 + timedelta(seconds=10)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=at) == 0
+        # the next passes find nothing to run: no money moves in the key's name
+        assert (
+            await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=at + timedelta(seconds=10)) == 0
+        )
+        first, refused = await _runs(harness, schedule_id)
+        assert first.status is RunStatus.SUCCEEDED
+        assert (refused.status, refused.transaction_id) == (RunStatus.FAILED, None)
+        assert (refused.reason or "").startswith(f"api_key_{gone}: API key {key.id} ")
+        assert (refused.reason or "").endswith("; the schedule is paused")
+        assert await _tx_count(harness) == 1
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.runs) == (ScheduleStatus.PAUSED, 1)
+        async with unit_of_work(harness.sessionmaker) as session:
+            entries = (
+                await session.scalars(
+                    select(AuditEntry).where(AuditEntry.resource_id == str(schedule_id))
+                )
+            ).all()
+            failed = await session.scalar(
+                select(func.count())
+                .select_from(EventRow)
+                .where(EventRow.type == "schedule.run.failed")
+            )
+        assert [(e.action, e.actor, e.key_id) for e in entries] == [
+            ("schedule.paused", "worker", None)
+        ]
+        assert failed == 1
 
 
 class TestBudgetAndPause:

@@ -19,6 +19,8 @@ from chainflow.core.errors import ChainflowError
 from chainflow.core.logging import get_logger
 from chainflow.core.types import ChainId, WalletId
 from chainflow.domain import events
+from chainflow.domain.apikeys import service as apikeys
+from chainflow.domain.audit import service as audit
 from chainflow.domain.schedules import repository
 from chainflow.domain.schedules.models import (
     Misfire,
@@ -38,6 +40,7 @@ from chainflow.domain.transactions.state import TxStatus
 log = get_logger(__name__)
 
 REASON_MAX = 500
+WORKER = audit.Actor(key_id=None, via="worker")  # who pauses a schedule whose key is gone
 
 
 @dataclass
@@ -162,6 +165,8 @@ async def _run(
     builders: dict[str, Builder],
     out: PassResult,
 ) -> None:
+    if await _owner_gone(session, schedule, occurrence, now=now, out=out):
+        return
     if await repository.pending_run(session, schedule.id) is not None:
         reason = "the previous run is still pending (overlap: skip)"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
@@ -212,6 +217,32 @@ async def _run(
     out.started.append(run)
     if _exhausted(schedule):
         _complete(schedule, now)
+
+
+async def _owner_gone(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence: datetime,
+    *,
+    now: datetime,
+    out: PassResult,
+) -> bool:
+    """A run submits as the key that created the schedule: once that key is revoked or
+    expired (or deleted), the run fails without a transaction and the schedule is paused, in
+    the audit log as `schedule.paused` by the worker, so revoking a key stops its money
+    moving (audit: a revoked key's schedule made 5 more transfers)."""
+    if schedule.api_key_id is None:  # created from the CLI or by the service directly
+        return False
+    refusal = await apikeys.why_not_live(session, schedule.api_key_id, now=now)
+    if refusal is None:
+        return False
+    code, detail = refusal
+    reason = f"{code}: {detail}; the schedule is paused"
+    out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
+    schedule.status = ScheduleStatus.PAUSED
+    audit.record(session, WORKER, "schedule.paused", resource="schedule", resource_id=schedule.id)
+    log.warning("schedule.paused", schedule_id=str(schedule.id), reason=code)
+    return True
 
 
 def _exhausted(schedule: Schedule) -> bool:
