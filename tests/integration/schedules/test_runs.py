@@ -27,10 +27,14 @@ from chainflow.workers.engine import Engine, ScheduleConfig
 from chainflow.workers.main import run_engine
 from chainflow.workers.schedules import schedule_pass
 from tests.support.chains import ANVIL_CHAIN_ID
-from tests.support.engine import SINK, EngineHarness
+from tests.support.engine import SINK, EngineHarness, deploy
 from tests.support.polling import eventually
 
-T0 = datetime(2030, 1, 1, tzinfo=UTC)  # far from now: passes are given their `now`
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+# Deploys the runtime 60006000fd (PUSH1 0 PUSH1 0 REVERT): every call to it reverts.
+ALWAYS_REVERTS_INIT_CODE = (
+    "0x6005600c60003960056000f3" + "60006000fd"
+)  # far from now: passes are given their `now`
 
 
 async def _create(
@@ -379,6 +383,31 @@ class TestBudgetAndPause:
         assert "budget" in (runs[-1].reason or "")
         row = await _schedule(harness, schedule_id)
         assert (row.status, row.spent, row.next_run_at) == (ScheduleStatus.COMPLETED, 14, None)
+
+    async def test_a_budget_given_back_keeps_the_schedule_running(
+        self, harness: EngineHarness
+    ) -> None:
+        """The audit's case: budget 7, value 7 to a contract that always reverts. The run fails
+        at the estimate and its 7 are given back, so the schedule has not ended: it ends only
+        when a run would exceed the budget (README)."""
+        wallet = await harness.wallet()
+        reverting = await deploy(harness.rpc, ALWAYS_REVERTS_INIT_CODE)
+        action = {"type": "transaction", "to": reverting, "value": "7"}
+        schedule_id = await _create(harness, wallet, T0, budget="7", action=action)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        await _drain_all(harness)
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.next_run_at) == (ScheduleStatus.ACTIVE, T0 + timedelta(seconds=10))
+        # the next pass records run 1 failed (7 given back), then runs the next occurrence
+        assert (
+            await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=10)) == 1
+        )
+        first, second = await _runs(harness, schedule_id)
+        assert first.status is RunStatus.FAILED
+        assert "estimate_reverted" in (first.reason or "")
+        assert second.status is RunStatus.PENDING
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.runs, row.spent) == (ScheduleStatus.ACTIVE, 2, 7)
 
     async def test_paused_runs_nothing_and_resumes_at_the_next_occurrence(
         self, harness: EngineHarness

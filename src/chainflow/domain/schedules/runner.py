@@ -165,11 +165,7 @@ async def _run(
     builders: dict[str, Builder],
     out: PassResult,
 ) -> None:
-    if await _owner_gone(session, schedule, occurrence, now=now, out=out):
-        return
-    if await repository.pending_run(session, schedule.id) is not None:
-        reason = "the previous run is still pending (overlap: skip)"
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+    if await _held_back(session, schedule, occurrence, now=now, out=out):
         return
     try:
         planned = await _plan(session, schedule, now, builders)
@@ -185,10 +181,7 @@ async def _run(
         reason = planned.skip_reason or "nothing to run"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
         return
-    if schedule.budget is not None and schedule.spent + planned.amount > schedule.budget:
-        reason = f"budget reached: {schedule.spent} of {schedule.budget} spent"
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
-        _complete(schedule, now)
+    if _over_budget(session, schedule, occurrence, amount=planned.amount, now=now, out=out):
         return
     try:
         submitted = await txs.submit(
@@ -219,6 +212,57 @@ async def _run(
         _complete(schedule, now)
 
 
+async def _held_back(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence: datetime,
+    *,
+    now: datetime,
+    out: PassResult,
+) -> bool:
+    """The checks before a run's request is built: its owner key, overlap, the budget (for
+    the action's stated amount: an exact ERC-20 allowance spent would skip the run for the
+    allowance instead, and the schedule would never end)."""
+    if await _owner_gone(session, schedule, occurrence, now=now, out=out):
+        return True
+    if await repository.pending_run(session, schedule.id) is not None:
+        reason = "the previous run is still pending (overlap: skip)"
+        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+        return True
+    return _over_budget(
+        session, schedule, occurrence, amount=_stated_amount(schedule), now=now, out=out
+    )
+
+
+def _stated_amount(schedule: Schedule) -> int:
+    """What a run spends from the budget, as the stored action says (`amount_in` or `value`;
+    one the schema would refuse counts 0 here, and the run fails when its request is built)."""
+    stated = schedule.action.get("amount_in") or schedule.action.get("value") or 0
+    try:
+        return max(0, int(stated))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _over_budget(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence: datetime,
+    *,
+    amount: int,
+    now: datetime,
+    out: PassResult,
+) -> bool:
+    """A run of `amount` would exceed the budget: skipped, and the schedule ends. Checked with
+    no run pending (the overlap check comes first), so no refund can still come back."""
+    if schedule.budget is None or schedule.spent + amount <= schedule.budget:
+        return False
+    reason = f"budget reached: {schedule.spent} of {schedule.budget} spent"
+    out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+    _complete(schedule, now)
+    return True
+
+
 async def _owner_gone(
     session: AsyncSession,
     schedule: Schedule,
@@ -246,10 +290,10 @@ async def _owner_gone(
 
 
 def _exhausted(schedule: Schedule) -> bool:
-    """max_runs made, or the budget spent."""
-    if schedule.max_runs is not None and schedule.runs >= schedule.max_runs:
-        return True
-    return schedule.budget is not None and schedule.spent >= schedule.budget
+    """max_runs made. The budget is not looked at here: the run just started may fail and be
+    given back (`finish_runs`), so a schedule ends for its budget only when a run would
+    exceed it, a check made with no run pending (the overlap check comes first)."""
+    return schedule.max_runs is not None and schedule.runs >= schedule.max_runs
 
 
 async def _plan(
