@@ -98,6 +98,8 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"action": {"type": "mystery"}}, "validation_error"),
     ({"trigger": {"cron": "0 0 30 2 *"}}, "invalid_schedule"),  # never occurs
     ({"trigger": {"at": "9999-12-31T23:00:00-02:00"}}, "validation_error"),
+    # long past: its first pass would have stepped through every minute since 2000 (audit)
+    ({"trigger": {"cron": "* * * * *"}, "start_at": "2000-01-01T00:00:00Z"}, "invalid_schedule"),
 ]
 
 
@@ -113,6 +115,20 @@ class TestRefused:
             assert response.headers["content-type"] == "application/problem+json"
             got.append((response.status_code, response.json()["code"]))
         assert got == [(422, code) for _fields, code in REFUSED]
+        assert await _stored(api) == 0
+
+    async def test_a_start_at_long_past_is_refused_with_its_bound(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        fields = {"trigger": {"cron": "* * * * *"}, "start_at": "2000-01-01T00:00:00Z"}
+        response = await api.client.post(
+            "/v1/schedules", headers=setup["schedules"], json=_body(setup, **fields)
+        )
+        assert (response.status_code, response.json()["code"]) == (422, "invalid_schedule")
+        assert response.json()["detail"] == (
+            "start_at 2000-01-01T00:00:00+00:00 is more than 1 day in the past; give a later "
+            "start_at, or none to start now"
+        )
         assert await _stored(api) == 0
 
     async def test_a_wallet_not_enabled_on_the_chain_is_refused(
@@ -170,6 +186,16 @@ class TestRefused:
         )
         assert (refused.status_code, refused.json()["code"]) == (422, "invalid_schedule")
         assert "budget or max_runs" in refused.json()["detail"]
+        # an allowance of amount_in x max_runs past 2^256 - 1: named by the user's fields
+        huge = {**action, "amount_in": str(2**255)}
+        refused = await api.client.post(
+            "/v1/schedules", headers=setup["schedules"], json=_body(setup, action=huge, max_runs=2)
+        )
+        assert (refused.status_code, refused.json()["code"]) == (422, "invalid_schedule")
+        assert refused.json()["detail"] == (
+            "action.amount_in x max_runs (max_runs 2) is over 2^256 - 1, the largest ERC-20 "
+            'allowance; give a budget, a smaller amount_in or max_runs, or approve: "unlimited"'
+        )
         assert await _stored(api) == 0
         created = await api.client.post(
             "/v1/schedules",

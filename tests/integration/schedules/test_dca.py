@@ -245,9 +245,13 @@ class TestSwaps:
         made = [
             await _step(harness, dex, now + timedelta(seconds=STEP_S * k)) for k in range(count)
         ]
+        # the budget is spent: the next occurrence would exceed it, so the schedule ends there
+        # (not when the last run started: a run that fails gives its amount back)
+        last = await _step(harness, dex, now + timedelta(seconds=STEP_S * count))
+        assert (last.status, last.transaction_id) == (RunStatus.SKIPPED, None)
+        assert (last.reason or "").startswith("budget reached")
         async with unit_of_work(harness.sessionmaker) as session:
             row = await service.get_schedule(session, schedule_id)
-        # the budget is spent: the schedule ends, no further occurrence
         assert (row.status, row.spent, row.next_run_at) == (
             ScheduleStatus.COMPLETED,
             count * 10 * E18,

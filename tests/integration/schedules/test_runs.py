@@ -11,8 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from chainflow.core.crashpoints import Crasher, CrashPoint
+from chainflow.domain.apikeys import service as apikeys
+from chainflow.domain.apikeys.service import KeyLimits
+from chainflow.domain.audit.models import AuditEntry
 from chainflow.domain.events import EventRow
-from chainflow.domain.schedules import service
+from chainflow.domain.schedules import planner, service
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
 from chainflow.domain.transactions.models import Transaction
@@ -24,14 +27,23 @@ from chainflow.workers.engine import Engine, ScheduleConfig
 from chainflow.workers.main import run_engine
 from chainflow.workers.schedules import schedule_pass
 from tests.support.chains import ANVIL_CHAIN_ID
-from tests.support.engine import SINK, EngineHarness
+from tests.support.engine import SINK, EngineHarness, deploy
 from tests.support.polling import eventually
 
-T0 = datetime(2030, 1, 1, tzinfo=UTC)  # far from now: passes are given their `now`
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+# Deploys the runtime 60006000fd (PUSH1 0 PUSH1 0 REVERT): every call to it reverts.
+ALWAYS_REVERTS_INIT_CODE = (
+    "0x6005600c60003960056000f3" + "60006000fd"
+)  # far from now: passes are given their `now`
 
 
 async def _create(
-    harness: EngineHarness, wallet: Wallet, now: datetime, **fields: Any
+    harness: EngineHarness,
+    wallet: Wallet,
+    now: datetime,
+    *,
+    api_key_id: uuid.UUID | None = None,
+    **fields: Any,
 ) -> uuid.UUID:
     body = ScheduleCreate.model_validate(
         {
@@ -45,7 +57,7 @@ async def _create(
     )
     async with unit_of_work(harness.sessionmaker) as session:
         row = await service.create_schedule(
-            session, body, api_key_id=None, now=now, min_interval_s=1
+            session, body, api_key_id=api_key_id, now=now, min_interval_s=1
         )
         return row.id
 
@@ -267,6 +279,91 @@ class TestMisfire:
         assert await _tx_count(harness) == made
         assert (await _schedule(harness, schedule_id)).next_run_at == T0 + timedelta(seconds=40)
 
+    async def test_a_cron_due_since_2000_is_caught_up_in_bounded_steps(
+        self, harness: EngineHarness, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The audit's case: every minute since 2000 was stepped through one by one (~42 min
+        on the event loop, holding the schedules' locks). Now: the listed ones, a bounded
+        count, one jump to the latest."""
+        wallet = await harness.wallet()
+        y2k = datetime(2000, 1, 1, tzinfo=UTC)
+        schedule_id = await _create(harness, wallet, y2k, trigger={"cron": "* * * * *"})
+        steps = 0
+        real = planner.Trigger._next_after
+        bound = planner.MAX_MISSED_LISTED + planner.MAX_MISSED_COUNTED + 10
+
+        def counted(trigger: planner.Trigger, moment: datetime, *, anchor: datetime) -> Any:
+            nonlocal steps
+            steps += 1
+            if steps > bound:
+                raise AssertionError(f"more than {bound} steps: unbounded catch-up")
+            return real(trigger, moment, anchor=anchor)
+
+        monkeypatch.setattr(planner.Trigger, "_next_after", counted)
+        # 30 s past T0, within the grace: T0 itself runs; everything before it was missed
+        made = await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=30))
+        assert steps <= bound
+        assert made == 1
+        runs = await _runs(harness, schedule_id)
+        assert [r.status for r in runs] == [RunStatus.SKIPPED] * 100 + [RunStatus.PENDING]
+        assert runs[0].scheduled_for == y2k
+        assert runs[99].scheduled_for == y2k + timedelta(minutes=99)
+        assert runs[-1].scheduled_for == T0
+        assert (runs[99].reason or "").endswith(
+            "; more than 100 more occurrences missed (not counted)"
+        )
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.next_run_at) == (ScheduleStatus.ACTIVE, T0 + timedelta(minutes=1))
+
+
+class TestOwnerKey:
+    """A run submits as the key that created its schedule: a revoked or expired key stops it."""
+
+    @pytest.mark.parametrize("gone", ["revoked", "expired"])
+    async def test_a_key_gone_fails_the_run_and_pauses_the_schedule(
+        self, harness: EngineHarness, gone: str
+    ) -> None:
+        wallet = await harness.wallet()
+        expiry = T0 + timedelta(seconds=5) if gone == "expired" else None
+        limits = KeyLimits(expires_at=expiry)
+        async with unit_of_work(harness.sessionmaker) as session:
+            key, _ = await apikeys.create_api_key(session, ["schedules"], limits=limits)
+        schedule_id = await _create(harness, wallet, T0, api_key_id=key.id)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        await _drain_all(harness)
+        if gone == "revoked":
+            async with unit_of_work(harness.sessionmaker) as session:
+                await apikeys.revoke_api_key(session, key.id)
+        at = T0 + timedelta(seconds=10)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=at) == 0
+        # the next passes find nothing to run: no money moves in the key's name
+        assert (
+            await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=at + timedelta(seconds=10)) == 0
+        )
+        first, refused = await _runs(harness, schedule_id)
+        assert first.status is RunStatus.SUCCEEDED
+        assert (refused.status, refused.transaction_id) == (RunStatus.FAILED, None)
+        assert (refused.reason or "").startswith(f"api_key_{gone}: API key {key.id} ")
+        assert (refused.reason or "").endswith("; the schedule is paused")
+        assert await _tx_count(harness) == 1
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.runs) == (ScheduleStatus.PAUSED, 1)
+        async with unit_of_work(harness.sessionmaker) as session:
+            entries = (
+                await session.scalars(
+                    select(AuditEntry).where(AuditEntry.resource_id == str(schedule_id))
+                )
+            ).all()
+            failed = await session.scalar(
+                select(func.count())
+                .select_from(EventRow)
+                .where(EventRow.type == "schedule.run.failed")
+            )
+        assert [(e.action, e.actor, e.key_id) for e in entries] == [
+            ("schedule.paused", "worker", None)
+        ]
+        assert failed == 1
+
 
 class TestBudgetAndPause:
     async def test_budget_ends_the_schedule(self, harness: EngineHarness) -> None:
@@ -286,6 +383,31 @@ class TestBudgetAndPause:
         assert "budget" in (runs[-1].reason or "")
         row = await _schedule(harness, schedule_id)
         assert (row.status, row.spent, row.next_run_at) == (ScheduleStatus.COMPLETED, 14, None)
+
+    async def test_a_budget_given_back_keeps_the_schedule_running(
+        self, harness: EngineHarness
+    ) -> None:
+        """The audit's case: budget 7, value 7 to a contract that always reverts. The run fails
+        at the estimate and its 7 are given back, so the schedule has not ended: it ends only
+        when a run would exceed the budget (README)."""
+        wallet = await harness.wallet()
+        reverting = await deploy(harness.rpc, ALWAYS_REVERTS_INIT_CODE)
+        action = {"type": "transaction", "to": reverting, "value": "7"}
+        schedule_id = await _create(harness, wallet, T0, budget="7", action=action)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        await _drain_all(harness)
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.next_run_at) == (ScheduleStatus.ACTIVE, T0 + timedelta(seconds=10))
+        # the next pass records run 1 failed (7 given back), then runs the next occurrence
+        assert (
+            await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=10)) == 1
+        )
+        first, second = await _runs(harness, schedule_id)
+        assert first.status is RunStatus.FAILED
+        assert "estimate_reverted" in (first.reason or "")
+        assert second.status is RunStatus.PENDING
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.runs, row.spent) == (ScheduleStatus.ACTIVE, 2, 7)
 
     async def test_paused_runs_nothing_and_resumes_at_the_next_occurrence(
         self, harness: EngineHarness

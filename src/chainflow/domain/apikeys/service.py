@@ -152,6 +152,21 @@ def check_unexpired(key: ApiKey) -> None:
         raise ApiKeyExpired("the API key has expired")
 
 
+async def why_not_live(
+    session: AsyncSession, key_id: uuid.UUID, *, now: datetime
+) -> tuple[str, str] | None:
+    """Why a stored key can no longer act for its owner (revoked, expired or gone), as (code,
+    detail); None while it can. For work done later in its name (a schedule's runs)."""
+    row = await session.get(ApiKey, key_id)
+    if row is None:
+        return "api_key_not_found", f"API key {key_id} no longer exists"
+    if row.revoked_at is not None:
+        return "api_key_revoked", f"API key {key_id} was revoked at {row.revoked_at.isoformat()}"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "api_key_expired", f"API key {key_id} expired at {row.expires_at.isoformat()}"
+    return None
+
+
 def require_scope(key: ApiKey, scope: Scope) -> None:
     """Raises: InsufficientScope unless the key has `scope` or admin (any scope implies read)."""
     if Scope.ADMIN.value in key.scopes or scope.value in key.scopes:

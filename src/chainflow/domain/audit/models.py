@@ -21,7 +21,7 @@ class AuditEntry(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
-    actor: Mapped[str] = mapped_column(String(16))  # "api" or "cli"
+    actor: Mapped[str] = mapped_column(String(16))  # "api", "cli" or "worker"
     action: Mapped[str] = mapped_column(String(64), index=True)
     resource: Mapped[str] = mapped_column(String(32))
     resource_id: Mapped[str] = mapped_column(String(128))

@@ -21,6 +21,10 @@ from chainflow.core.errors import InvalidInput
 # The occurrences listed by one pass for a schedule that fell behind (downtime): every one is
 # recorded as a skipped run, up to this many; the rest are counted in the last one's reason.
 MAX_MISSED_LISTED = 100
+# Past the listed ones, the missed occurrences of a cron are counted one step at a time up to
+# this many; beyond it the pass jumps to the latest one and says "more than" (bounded work on
+# the event loop, inside the transaction that locks the schedules).
+MAX_MISSED_COUNTED = 100
 
 
 class InvalidTrigger(InvalidInput):
@@ -65,9 +69,11 @@ class Trigger:
 
     def due(
         self, start: datetime, now: datetime, *, anchor: datetime
-    ) -> tuple[list[datetime], int]:
+    ) -> tuple[list[datetime], int | None]:
         """The occurrences from `start` (an occurrence) up to `now`: at most
-        `MAX_MISSED_LISTED` of the earliest plus the latest, and how many were left out."""
+        `MAX_MISSED_LISTED` of the earliest plus the latest, and how many were left out (None:
+        more than `MAX_MISSED_COUNTED`, not counted). Bounded work whatever the gap: at most
+        `MAX_MISSED_LISTED + MAX_MISSED_COUNTED` steps, then one jump to the latest."""
         if start > now:
             return [], 0
         if self.interval_s is not None:
@@ -90,14 +96,37 @@ class Trigger:
 
     def _tail(
         self, found: list[datetime], nxt: datetime, now: datetime, *, anchor: datetime
-    ) -> tuple[list[datetime], int]:
-        """Past the listed ones: count the rest (a cron or a long downtime) up to `now`."""
+    ) -> tuple[list[datetime], int | None]:
+        """Past the listed ones: count the rest up to `now`, at most `MAX_MISSED_COUNTED`
+        steps; past those, jump to the latest occurrence at or before `now` uncounted. One
+        step costs ~180 µs (croniter): counting every minute since 2000 took 42 min (audit)."""
         skipped, last = 0, nxt
-        while True:
+        while skipped < MAX_MISSED_COUNTED:
             after = self.next_after(last, anchor=anchor)
             if after is None or after > now:
                 return [*found, last], skipped
             skipped, last = skipped + 1, after
+        latest = self._latest_at_or_before(now, anchor=anchor)
+        if latest is None or latest <= last:  # no cron could get here; counted to the end
+            return [*found, last], skipped
+        return [*found, latest], None
+
+    def _latest_at_or_before(self, moment: datetime, *, anchor: datetime) -> datetime | None:
+        """The last cron occurrence at or before `moment`, in two or three steps."""
+        assert self.cron is not None  # noqa: S101 - intervals and `at` never get here
+        try:
+            local = moment.astimezone(pytz.timezone(self.timezone))
+            prev: datetime = croniter(self.cron, local).get_prev(datetime)
+        except (OverflowError, ValueError):
+            return None
+        latest = prev.astimezone(UTC)
+        # get_prev is strictly before `moment`; `moment` itself may be an occurrence.
+        for _ in range(2):
+            following = self.next_after(latest, anchor=anchor)
+            if following is None or following > moment:
+                break
+            latest = following
+        return latest
 
 
 def parse_trigger(

@@ -19,6 +19,8 @@ from chainflow.core.errors import ChainflowError
 from chainflow.core.logging import get_logger
 from chainflow.core.types import ChainId, WalletId
 from chainflow.domain import events
+from chainflow.domain.apikeys import service as apikeys
+from chainflow.domain.audit import service as audit
 from chainflow.domain.schedules import repository
 from chainflow.domain.schedules.models import (
     Misfire,
@@ -27,7 +29,7 @@ from chainflow.domain.schedules.models import (
     ScheduleRun,
     ScheduleStatus,
 )
-from chainflow.domain.schedules.planner import Trigger
+from chainflow.domain.schedules.planner import MAX_MISSED_COUNTED, Trigger
 from chainflow.domain.schedules.plans import Builder, Planned
 from chainflow.domain.schedules.schemas import template_body
 from chainflow.domain.schedules.service import trigger_of
@@ -38,6 +40,7 @@ from chainflow.domain.transactions.state import TxStatus
 log = get_logger(__name__)
 
 REASON_MAX = 500
+WORKER = audit.Actor(key_id=None, via="worker")  # who pauses a schedule whose key is gone
 
 
 @dataclass
@@ -138,14 +141,19 @@ async def _advance(
     if schedule.misfire is Misfire.RUN_ONCE:
         why = f"missed while no worker ran (misfire: run_once ran {latest.isoformat()})"
     for index, occurrence in enumerate(missed):
-        more = (
-            f"; {unlisted} more occurrences missed" if unlisted and index == len(missed) - 1 else ""
-        )
+        more = _unlisted(unlisted) if index == len(missed) - 1 else ""
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, why + more))
     if runs_latest:
         await _run(session, schedule, latest, now=now, builders=builders, out=out)
     if schedule.status is ScheduleStatus.ACTIVE:
         _move_on(schedule, trigger, latest, now=now)
+
+
+def _unlisted(count: int | None) -> str:
+    """The tail of the last missed occurrence's reason: the ones not listed as runs."""
+    if count is None:
+        return f"; more than {MAX_MISSED_COUNTED} more occurrences missed (not counted)"
+    return f"; {count} more occurrences missed" if count else ""
 
 
 async def _run(
@@ -157,9 +165,7 @@ async def _run(
     builders: dict[str, Builder],
     out: PassResult,
 ) -> None:
-    if await repository.pending_run(session, schedule.id) is not None:
-        reason = "the previous run is still pending (overlap: skip)"
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+    if await _held_back(session, schedule, occurrence, now=now, out=out):
         return
     try:
         planned = await _plan(session, schedule, now, builders)
@@ -175,10 +181,7 @@ async def _run(
         reason = planned.skip_reason or "nothing to run"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
         return
-    if schedule.budget is not None and schedule.spent + planned.amount > schedule.budget:
-        reason = f"budget reached: {schedule.spent} of {schedule.budget} spent"
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
-        _complete(schedule, now)
+    if _over_budget(session, schedule, occurrence, amount=planned.amount, now=now, out=out):
         return
     try:
         submitted = await txs.submit(
@@ -209,11 +212,88 @@ async def _run(
         _complete(schedule, now)
 
 
-def _exhausted(schedule: Schedule) -> bool:
-    """max_runs made, or the budget spent."""
-    if schedule.max_runs is not None and schedule.runs >= schedule.max_runs:
+async def _held_back(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence: datetime,
+    *,
+    now: datetime,
+    out: PassResult,
+) -> bool:
+    """The checks before a run's request is built: its owner key, overlap, the budget (for
+    the action's stated amount: an exact ERC-20 allowance spent would skip the run for the
+    allowance instead, and the schedule would never end)."""
+    if await _owner_gone(session, schedule, occurrence, now=now, out=out):
         return True
-    return schedule.budget is not None and schedule.spent >= schedule.budget
+    if await repository.pending_run(session, schedule.id) is not None:
+        reason = "the previous run is still pending (overlap: skip)"
+        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+        return True
+    return _over_budget(
+        session, schedule, occurrence, amount=_stated_amount(schedule), now=now, out=out
+    )
+
+
+def _stated_amount(schedule: Schedule) -> int:
+    """What a run spends from the budget, as the stored action says (`amount_in` or `value`;
+    one the schema would refuse counts 0 here, and the run fails when its request is built)."""
+    stated = schedule.action.get("amount_in") or schedule.action.get("value") or 0
+    try:
+        return max(0, int(stated))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _over_budget(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence: datetime,
+    *,
+    amount: int,
+    now: datetime,
+    out: PassResult,
+) -> bool:
+    """A run of `amount` would exceed the budget: skipped, and the schedule ends. Checked with
+    no run pending (the overlap check comes first), so no refund can still come back."""
+    if schedule.budget is None or schedule.spent + amount <= schedule.budget:
+        return False
+    reason = f"budget reached: {schedule.spent} of {schedule.budget} spent"
+    out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+    _complete(schedule, now)
+    return True
+
+
+async def _owner_gone(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence: datetime,
+    *,
+    now: datetime,
+    out: PassResult,
+) -> bool:
+    """A run submits as the key that created the schedule: once that key is revoked or
+    expired (or deleted), the run fails without a transaction and the schedule is paused, in
+    the audit log as `schedule.paused` by the worker, so revoking a key stops its money
+    moving (audit: a revoked key's schedule made 5 more transfers)."""
+    if schedule.api_key_id is None:  # created from the CLI or by the service directly
+        return False
+    refusal = await apikeys.why_not_live(session, schedule.api_key_id, now=now)
+    if refusal is None:
+        return False
+    code, detail = refusal
+    reason = f"{code}: {detail}; the schedule is paused"
+    out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
+    schedule.status = ScheduleStatus.PAUSED
+    audit.record(session, WORKER, "schedule.paused", resource="schedule", resource_id=schedule.id)
+    log.warning("schedule.paused", schedule_id=str(schedule.id), reason=code)
+    return True
+
+
+def _exhausted(schedule: Schedule) -> bool:
+    """max_runs made. The budget is not looked at here: the run just started may fail and be
+    given back (`finish_runs`), so a schedule ends for its budget only when a run would
+    exceed it, a check made with no run pending (the overlap check comes first)."""
+    return schedule.max_runs is not None and schedule.runs >= schedule.max_runs
 
 
 async def _plan(

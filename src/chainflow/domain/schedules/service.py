@@ -33,6 +33,9 @@ from chainflow.domain.transactions.errors import UnknownWallet
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.models import WalletStatus
 
+# How far in the past a new schedule's start_at may be (README "Schedules").
+MAX_START_AT_PAST = timedelta(days=1)
+
 # Whether an address holds code on the schedule's chain (a DCA router and its tokens).
 CodeCheck = Callable[[str], Awaitable[bool]]
 
@@ -59,13 +62,15 @@ async def create_schedule(
 ) -> Schedule:
     """Check and store an active schedule; its first occurrence is `next_run_at`.
 
-    Raises: InvalidTrigger, IntervalTooShort, InvalidSchedule, UnknownChain, UnknownWallet,
+    Raises: InvalidTrigger, IntervalTooShort, InvalidSchedule (also a start_at more than
+    `MAX_START_AT_PAST` ago), UnknownChain, UnknownWallet,
     WalletNotOnChain, NotAContract. Nothing is stored when one is raised.
     """
     spec = body.trigger
     trigger = parse_trigger(
         cron=spec.cron, timezone=spec.timezone, interval_s=spec.interval_s, at=spec.at
     )
+    _check_start(body.start_at, now)
     start = body.start_at or now
     gap = shortest_gap(trigger, start)
     if gap is not None and gap < timedelta(seconds=min_interval_s):
@@ -121,6 +126,16 @@ async def create_schedule(
     return row
 
 
+def _check_start(start_at: datetime | None, now: datetime) -> None:
+    """A start_at long past is a mistake (a year typed wrong, a stale client): its occurrences
+    before the schedule existed would only be recorded as misfires. Raises: InvalidSchedule."""
+    if start_at is not None and start_at < now - MAX_START_AT_PAST:
+        raise InvalidSchedule(
+            f"start_at {start_at.isoformat()} is more than {MAX_START_AT_PAST.days} day in the "
+            "past; give a later start_at, or none to start now"
+        )
+
+
 async def _check_target(session: AsyncSession, body: ScheduleCreate) -> uuid.UUID:
     try:
         chain = await chains.get_chain(session, body.chain_id, endpoints=False)
@@ -155,11 +170,24 @@ async def _check_action(body: ScheduleCreate, has_code: CodeCheck | None) -> Non
     ):
         if address != NATIVE and has_code is not None and not await has_code(address):
             raise NotAContract(f"action.{name} {address} has no contract code on the chain")
-    unbounded = body.budget is None and body.max_runs is None
-    if action.token_in != NATIVE and action.approve == "exact" and unbounded:
+    if action.token_in != NATIVE and action.approve == "exact":
+        _check_allowance(action, budget=body.budget, max_runs=body.max_runs)
+
+
+def _check_allowance(action: DcaAction, *, budget: int | None, max_runs: int | None) -> None:
+    """The exact allowance of an ERC-20 token_in must exist and fit a uint256.
+    Raises: InvalidSchedule, naming the fields."""
+    if budget is None and max_runs is None:
         raise InvalidSchedule(
             "an ERC-20 token_in needs budget or max_runs (the allowance granted before the "
             'first swap), or approve: "unlimited"'
+        )
+    total = dca.approval_total(action.model_dump(mode="json"), budget=budget, max_runs=max_runs)
+    if total > dca.MAX_UINT256:
+        raise InvalidSchedule(
+            f"action.amount_in x max_runs (max_runs {max_runs}) is over 2^256 - 1, the largest "
+            "ERC-20 allowance; give a budget, a smaller amount_in or max_runs, or approve: "
+            '"unlimited"'
         )
 
 

@@ -4,7 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from chainflow.domain.schedules import planner
 from chainflow.domain.schedules.planner import (
+    MAX_MISSED_COUNTED,
     MAX_MISSED_LISTED,
     InvalidTrigger,
     Trigger,
@@ -73,6 +75,7 @@ class TestInterval:
         listed, unlisted = trigger.due(start, start + timedelta(days=1), anchor=start)
         assert len(listed) == MAX_MISSED_LISTED + 1
         assert listed[-1] == start + timedelta(days=1)
+        assert unlisted is not None  # an interval is always counted, in O(1)
         assert len(listed) + unlisted == 86_401
 
     def test_cron_downtime_is_bounded_too(self) -> None:
@@ -81,7 +84,91 @@ class TestInterval:
         listed, unlisted = trigger.due(start, start + timedelta(hours=3), anchor=start)
         assert len(listed) == MAX_MISSED_LISTED + 1
         assert listed[-1] == start + timedelta(hours=3)
+        assert unlisted is not None
         assert len(listed) + unlisted == 181
+
+
+class _StepCounter:
+    """Counts every occurrence computed (`Trigger._next_after`), and stops a runaway at once
+    instead of letting it run for the 42 minutes the audit measured."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+        self.steps, self.limit = 0, limit
+        real = planner.Trigger._next_after
+
+        def counted(trigger: Trigger, moment: datetime, *, anchor: datetime) -> datetime | None:
+            self.steps += 1
+            if self.steps > self.limit:
+                raise AssertionError(f"more than {self.limit} steps: unbounded catch-up")
+            return real(trigger, moment, anchor=anchor)
+
+        monkeypatch.setattr(planner.Trigger, "_next_after", counted)
+
+
+class TestCatchUpIsBounded:
+    """A cron far behind (start_at 2000, or a week-long outage) costs a bounded number of steps,
+    with the latest occurrence found exactly and the rest said to be uncounted."""
+
+    BOUND = MAX_MISSED_LISTED + MAX_MISSED_COUNTED + 10
+
+    @pytest.mark.parametrize(
+        ("expr", "tz", "start", "now", "latest"),
+        [
+            (
+                "* * * * *",
+                "UTC",
+                datetime(2000, 1, 1, tzinfo=UTC),
+                datetime(2026, 12, 7, 17, 5, 30, tzinfo=UTC),
+                datetime(2026, 12, 7, 17, 5, tzinfo=UTC),
+            ),
+            (  # a week's outage, `now` exactly on an occurrence
+                "*/5 * * * *",
+                BERLIN,
+                datetime(2026, 3, 23, tzinfo=UTC),
+                datetime(2026, 3, 30, 9, 0, tzinfo=UTC),
+                datetime(2026, 3, 30, 9, 0, tzinfo=UTC),
+            ),
+            (  # across the spring-forward change in Berlin: 09:30 local is 07:30 UTC after it
+                "30 9 * * *",
+                BERLIN,
+                datetime(2025, 1, 1, 8, 30, tzinfo=UTC),
+                datetime(2026, 3, 30, 8, 0, tzinfo=UTC),
+                datetime(2026, 3, 30, 7, 30, tzinfo=UTC),
+            ),
+        ],
+    )
+    def test_steps_are_bounded_and_the_latest_is_exact(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        expr: str,
+        tz: str,
+        start: datetime,
+        now: datetime,
+        latest: datetime,
+    ) -> None:
+        trigger = _cron(expr, tz)
+        counter = _StepCounter(monkeypatch, self.BOUND)
+        listed, unlisted = trigger.due(start, now, anchor=start)
+        assert counter.steps <= self.BOUND
+        assert unlisted is None
+        assert len(listed) == MAX_MISSED_LISTED + 1
+        assert listed[0] == start
+        assert listed[-1] == latest
+        assert listed == sorted(set(listed))
+
+    def test_a_tail_within_the_bound_is_counted_exactly(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        trigger = _cron("* * * * *", "UTC")
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        total = MAX_MISSED_LISTED + MAX_MISSED_COUNTED  # occurrences from start to now
+        now = start + timedelta(minutes=total - 1)
+        counter = _StepCounter(monkeypatch, self.BOUND)
+        listed, unlisted = trigger.due(start, now, anchor=start)
+        assert counter.steps <= self.BOUND
+        assert listed[-1] == now
+        assert unlisted is not None
+        assert len(listed) + unlisted == total
 
 
 class TestRefused:
