@@ -26,6 +26,7 @@ from chainflow.domain.transactions.drain.plan import (
     Counts,
     Planned,
     Ready,
+    has_unmined,
     lane_counts,
     plan_lanes,
     room_of,
@@ -200,12 +201,19 @@ async def _estimate(
     engine: Engine, chain: ChainConfig, plans: list[Planned], counts: dict[WalletId, Counts]
 ) -> list[Ready]:
     """Estimate the planned requests; fail those the node refuses; the lanes cleared for
-    signing."""
+    signing.
+
+    A lane has something ahead unmined (`has_unmined`) on its next nonce when planned and
+    `counts`, read before this estimate: a first step's before its plan, a next step's once
+    the last step's sends were answered (`_room_after`), after the plan that read that step's
+    nonces. Both are older than the estimate, so a nonce mined since only makes a lane look
+    unmined: a request that reverts for good then waits a round more, never fails early."""
     ports = engine.ports
     found = await estimate_gas(
         engine.rpc(chain.chain_id),
         [plan.rows for plan in plans],
         buffer_percent=ports.config.gas_buffer_percent,
+        unmined_ahead=[has_unmined(plan.next_nonce, counts[plan.wallet.id]) for plan in plans],
     )
     if found.refused:
         async with unit_of_work(ports.sessionmaker) as session:
