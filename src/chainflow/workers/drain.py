@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
-from chainflow.core.types import WalletId
+from chainflow.core.types import TxId, WalletId
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
 from chainflow.domain.transactions.drain.fee_floor import known_floor
@@ -84,10 +84,19 @@ async def drain_lanes(
     if not mine:
         return 0
     draining.update(mine)
+    signed_ids: set[TxId] = set()
     try:
-        return await _drain(engine, chain, [wallet_id for wallet_id, _ in mine], steps, recorded)
+        return await _drain(
+            engine,
+            chain,
+            [wallet_id for wallet_id, _ in mine],
+            steps,
+            recorded,
+            signed_ids=signed_ids,
+        )
     finally:
         draining.difference_update(mine)
+        engine.state.sending.difference_update(signed_ids)
 
 
 async def settle_unsignable(
@@ -120,7 +129,11 @@ async def _drain(
     wallet_ids: list[WalletId],
     steps: int,
     recorded: Callable[[], None] | None,
+    *,
+    signed_ids: set[TxId],
 ) -> int:
+    """The drain's steps; `signed_ids` receives the requests it signs, which the tracker leaves
+    to it (`WorkerState.sending`) until the caller takes them out once the drain ended."""
     counts = await _counts(engine, chain, wallet_ids)
     signed = 0
     sending: list[Sending] = []
@@ -138,7 +151,7 @@ async def _drain(
             if found is None:
                 break
             ready, fees = found
-            sent = await _sign(engine, chain, ready, fees)
+            sent = await _sign(engine, chain, ready, fees, signed_ids=signed_ids)
             if not sent:
                 break
             engine.ports.crasher.reached(CrashPoint.ATTEMPT_STORED)
@@ -226,10 +239,12 @@ async def _estimate(
 
 
 async def _sign(
-    engine: Engine, chain: ChainConfig, ready: list[Ready], fees: Fees
+    engine: Engine, chain: ChainConfig, ready: list[Ready], fees: Fees, *, signed_ids: set[TxId]
 ) -> list[SentAttempt]:
     """The write-ahead boundary (DESIGN §6.3): nonces, signed bytes and hashes are committed
-    here, before the first send."""
+    here, before the first send. The signed requests go into `signed_ids` and
+    `WorkerState.sending` before the commit: the tracker, which may read them `signed` as
+    soon as it is done, leaves them to this drain."""
     ports = engine.ports
     async with unit_of_work(ports.sessionmaker) as session:
         sent = await sign_lanes(
@@ -237,6 +252,8 @@ async def _sign(
         )
         if sent:
             ports.crasher.reached(CrashPoint.NONCE_TAKEN)
+        signed_ids.update(one.tx_id for one in sent)
+        engine.state.sending.update(signed_ids)
     return sent
 
 

@@ -94,6 +94,19 @@ async def assert_stays_queued(
             ), describe(tx)
 
 
+async def waiting_behind_a_sent_deposit(
+    harness: EngineHarness, wallet: Wallet, weth: str, *, deposited: int, transferred: int
+) -> tuple[Transaction, TxId]:
+    """With mining stopped: a deposit sent and unmined, and a transfer of more than it (it
+    reverts on the pending state too) seen staying queued behind it."""
+    first = await deposit(harness, wallet, weth, deposited)
+    (sent,) = await harness.run_until([first], has_status(TxStatus.SUBMITTED))
+    assert transferred > deposited
+    waiting = await transfer(harness, wallet, weth, "0x" + secrets.token_hex(20), transferred)
+    await assert_stays_queued(harness, [waiting])
+    return sent, waiting
+
+
 class TestRevertBehindAnUnminedRequest:
     async def test_a_transfer_estimated_with_its_deposit_in_one_step_waits_for_it(
         self, harness: EngineHarness, weth: str
@@ -143,10 +156,9 @@ class TestRevertBehindAnUnminedRequest:
         wallet = await harness.wallet()
         rpc = harness.rpc
         async with mining_stopped(rpc):
-            first = await deposit(harness, wallet, weth, 1)
-            (sent,) = await harness.run_until([first], has_status(TxStatus.SUBMITTED))
-            too_much = await transfer(harness, wallet, weth, "0x" + secrets.token_hex(20), 2)
-            await assert_stays_queued(harness, [too_much])
+            sent, too_much = await waiting_behind_a_sent_deposit(
+                harness, wallet, weth, deposited=1, transferred=2
+            )
             await resume_mining(rpc)
             await eventually(lambda: receipt_of(rpc, sent.attempts[0].hash))
             # The next round reads the deposit mined: nothing is ahead, the revert is final.
@@ -158,7 +170,7 @@ class TestRevertBehindAnUnminedRequest:
             "estimate_reverted",
             [],
         ), describe(tx)
-        (done,) = await harness.run_until_final([first])
+        (done,) = await harness.run_until_final([sent.id])
         assert (done.status, done.nonce) == (TxStatus.CONFIRMED, 0)
         assert await lane_next_nonce(harness, wallet) == 1
         await assert_lane_settled(harness, wallet)
@@ -169,16 +181,14 @@ class TestRevertBehindAnUnminedRequest:
         wallet = await harness.wallet()
         rpc = harness.rpc
         async with mining_stopped(rpc):
-            first = await deposit(harness, wallet, weth, 1_000)
-            await harness.run_until([first], has_status(TxStatus.SUBMITTED))
-            # More than the deposit: it reverts on the pending state too, so it waits.
-            waiting = await transfer(harness, wallet, weth, "0x" + secrets.token_hex(20), 2_000)
-            await assert_stays_queued(harness, [waiting])
+            sent, waiting = await waiting_behind_a_sent_deposit(
+                harness, wallet, weth, deposited=1_000, transferred=2_000
+            )
             async with unit_of_work(harness.sessionmaker) as session:
                 cancelled = await txs.cancel(session, waiting, api_key_id=None, is_admin=True)
             assert cancelled.status is TxStatus.CANCELLED
             await resume_mining(rpc)
-            rows = await harness.run_until_final([first, waiting])
+            rows = await harness.run_until_final([sent.id, waiting])
         assert ends(rows) == [(TxStatus.CONFIRMED, 0), (TxStatus.CANCELLED, None)], [
             describe(tx) for tx in rows
         ]
