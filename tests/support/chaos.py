@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas
-from chainflow.domain.transactions.drain.plan import Ready, lane_counts, plan_lanes
+from chainflow.domain.transactions.drain.plan import Ready, has_unmined, lane_counts, plan_lanes
 from chainflow.domain.transactions.drain.sign import sign_lanes
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxAttempt
 from chainflow.domain.transactions.send.answers import SentAttempt
@@ -142,7 +142,12 @@ async def sign_without_sending(harness: EngineHarness, wallet: Wallet) -> list[S
         [planned] = await plan_lanes(
             session, chain, counts, owner=ports.owner, config=ports.config, holding=set()
         )
-    found = await estimate_gas(rpc, [planned.rows], buffer_percent=ports.config.gas_buffer_percent)
+    found = await estimate_gas(
+        rpc,
+        [planned.rows],
+        buffer_percent=ports.config.gas_buffer_percent,
+        unmined_ahead=[has_unmined(planned.next_nonce, counts[wallet.id])],
+    )
     [estimates] = found.ready
     market = await state.fees.fees(rpc, chain)
     ready = Ready(planned.wallet, estimates, counts[wallet.id], planned.rows)

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
-from chainflow.core.types import WalletId
+from chainflow.core.types import TxId, WalletId
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas, fail_refused
 from chainflow.domain.transactions.drain.fee_floor import known_floor
@@ -26,6 +26,7 @@ from chainflow.domain.transactions.drain.plan import (
     Counts,
     Planned,
     Ready,
+    has_unmined,
     lane_counts,
     plan_lanes,
     room_of,
@@ -83,10 +84,19 @@ async def drain_lanes(
     if not mine:
         return 0
     draining.update(mine)
+    signed_ids: set[TxId] = set()
     try:
-        return await _drain(engine, chain, [wallet_id for wallet_id, _ in mine], steps, recorded)
+        return await _drain(
+            engine,
+            chain,
+            [wallet_id for wallet_id, _ in mine],
+            steps,
+            recorded,
+            signed_ids=signed_ids,
+        )
     finally:
         draining.difference_update(mine)
+        engine.state.sending.difference_update(signed_ids)
 
 
 async def settle_unsignable(
@@ -119,7 +129,11 @@ async def _drain(
     wallet_ids: list[WalletId],
     steps: int,
     recorded: Callable[[], None] | None,
+    *,
+    signed_ids: set[TxId],
 ) -> int:
+    """The drain's steps; `signed_ids` receives the requests it signs, which the tracker leaves
+    to it (`WorkerState.sending`) until the caller takes them out once the drain ended."""
     counts = await _counts(engine, chain, wallet_ids)
     signed = 0
     sending: list[Sending] = []
@@ -137,7 +151,7 @@ async def _drain(
             if found is None:
                 break
             ready, fees = found
-            sent = await _sign(engine, chain, ready, fees)
+            sent = await _sign(engine, chain, ready, fees, signed_ids=signed_ids)
             if not sent:
                 break
             engine.ports.crasher.reached(CrashPoint.ATTEMPT_STORED)
@@ -200,12 +214,19 @@ async def _estimate(
     engine: Engine, chain: ChainConfig, plans: list[Planned], counts: dict[WalletId, Counts]
 ) -> list[Ready]:
     """Estimate the planned requests; fail those the node refuses; the lanes cleared for
-    signing."""
+    signing.
+
+    A lane has something ahead unmined (`has_unmined`) on its next nonce when planned and
+    `counts`, read before this estimate: a first step's before its plan, a next step's once
+    the last step's sends were answered (`_room_after`), after the plan that read that step's
+    nonces. Both are older than the estimate, so a nonce mined since only makes a lane look
+    unmined: a request that reverts for good then waits a round more, never fails early."""
     ports = engine.ports
     found = await estimate_gas(
         engine.rpc(chain.chain_id),
         [plan.rows for plan in plans],
         buffer_percent=ports.config.gas_buffer_percent,
+        unmined_ahead=[has_unmined(plan.next_nonce, counts[plan.wallet.id]) for plan in plans],
     )
     if found.refused:
         async with unit_of_work(ports.sessionmaker) as session:
@@ -218,10 +239,12 @@ async def _estimate(
 
 
 async def _sign(
-    engine: Engine, chain: ChainConfig, ready: list[Ready], fees: Fees
+    engine: Engine, chain: ChainConfig, ready: list[Ready], fees: Fees, *, signed_ids: set[TxId]
 ) -> list[SentAttempt]:
     """The write-ahead boundary (DESIGN §6.3): nonces, signed bytes and hashes are committed
-    here, before the first send."""
+    here, before the first send. The signed requests go into `signed_ids` and
+    `WorkerState.sending` before the commit: the tracker, which may read them `signed` as
+    soon as it is done, leaves them to this drain."""
     ports = engine.ports
     async with unit_of_work(ports.sessionmaker) as session:
         sent = await sign_lanes(
@@ -229,6 +252,8 @@ async def _sign(
         )
         if sent:
             ports.crasher.reached(CrashPoint.NONCE_TAKEN)
+        signed_ids.update(one.tx_id for one in sent)
+        engine.state.sending.update(signed_ids)
     return sent
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.crashpoints import Crasher
-from chainflow.core.types import ChainId, WalletId
+from chainflow.core.types import ChainId, TxId, WalletId
 from chainflow.domain.transactions.attempts import Signers
 from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.market import FeeCache
@@ -70,6 +70,11 @@ class WorkerState:
     addresses: dict[WalletId, str] = field(default_factory=dict)
     # The (wallet id, chain id) lanes a drain of this process is working on: one at a time.
     draining: set[tuple[WalletId, ChainId]] = field(default_factory=set)
+    # The requests a drain of this process signed and is sending: the tracker leaves them to
+    # it (track/judge.py). Not every `signed` request of a lane being drained: one signed by
+    # a drain that crashed before its send is no running drain's, and a lane drained round
+    # after round (a request waiting behind it, drain/estimate.py) would never see it sent.
+    sending: set[TxId] = field(default_factory=set)
     # Drains that failed in a row, per chain id (main.py logs only some of them).
     drain_failures: dict[int, int] = field(default_factory=dict)
     # Set by a doorbell to start a chain's next round now instead of at its next poll.

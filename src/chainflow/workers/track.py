@@ -51,7 +51,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         chain=chain,
         config=ports.config,
         memory=state.tracking.setdefault(chain.chain_id, judge.TrackerMemory()),
-        draining=state.draining,
+        sending=state.sending,
     )
     resend: list[SentAttempt] = []
     moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]

@@ -269,17 +269,36 @@ class TestCrashAfterSigning:
         tx_id = await harness.submit(wallet, value="1")
         (sent,) = await sign_without_sending(harness, wallet)
         chain = await chain_config(harness)
-        engine.state.draining.add((wallet.id, chain.chain_id))
+        engine.state.sending.add(sent.tx_id)
         try:
             assert await track_chain(engine, chain) == 1
         finally:
-            engine.state.draining.discard((wallet.id, chain.chain_id))
+            engine.state.sending.discard(sent.tx_id)
         tx = await harness.get(tx_id)
         assert (tx.status, tx.attempts[0].broadcast_count) == (TxStatus.SIGNED, 0)
         assert await harness.rpc.call("eth_getTransactionByHash", [sent.hash]) is None
         await track_chain(engine, chain)  # no drain any more: a crash left it, it goes now
         tx = await harness.get(tx_id)
         assert (tx.status, tx.attempts[0].broadcast_count) == (TxStatus.SUBMITTED, 1)
+
+    async def test_a_signed_attempt_no_drain_is_sending_goes_while_its_lane_is_drained(
+        self, harness: EngineHarness
+    ) -> None:
+        # Signed by a drain that crashed before its send, in a lane drained round after round
+        # (a later request waits behind it, drain/estimate.py): the tracker sends it.
+        engine = harness.engine
+        wallet = await harness.wallet()
+        tx_id = await harness.submit(wallet, value="1")
+        (sent,) = await sign_without_sending(harness, wallet)
+        chain = await chain_config(harness)
+        engine.state.draining.add((wallet.id, chain.chain_id))
+        try:
+            assert await track_chain(engine, chain) == 1
+        finally:
+            engine.state.draining.discard((wallet.id, chain.chain_id))
+        tx = await harness.get(tx_id)
+        assert (tx.status, tx.attempts[0].broadcast_count) == (TxStatus.SUBMITTED, 1), describe(tx)
+        assert await harness.rpc.call("eth_getTransactionByHash", [sent.hash]) is not None
 
 
 class TestKeyUsedOutsideChainflow:

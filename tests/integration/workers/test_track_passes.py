@@ -77,7 +77,7 @@ async def test_a_receipt_of_a_request_read_signed_is_recorded_once_its_send_is(
             chain=chain,
             config=engine.config,
             memory=TrackerMemory(),
-            draining=set(),
+            sending=set(),
         )
         before = _stages()
         async with unit_of_work(harness.sessionmaker) as session:

@@ -111,9 +111,9 @@ async def test_a_receipt_in_a_block_past_the_head_read_is_at_depth_one() -> None
 
 
 def test_a_receipt_of_a_request_a_drain_of_this_process_is_sending_is_left_to_that_drain() -> None:
-    """Read `signed` in a lane this process is draining: its drain records the send, and a
-    later pass the receipt (recorded here, it would wait on the drain's locks and skip the
-    request's `submitted` event). Another process's drain: recorded at once, as before."""
+    """Read `signed` while a drain of this process sends it: its drain records the send, and
+    a later pass the receipt (recorded here, it would wait on the drain's locks and skip the
+    request's `submitted` event). Signed by no running drain here: recorded at once."""
     sent = _in_flight(0)
     fresh = dataclasses.replace(sent.attempts[0], last_sent_at=None)  # signed, not sent yet
     tx = dataclasses.replace(sent, status=TxStatus.SIGNED, attempts=(fresh,))
@@ -122,21 +122,21 @@ def test_a_receipt_of_a_request_a_drain_of_this_process_is_sending_is_left_to_th
     )
     one = ChainConfig(ChainId(31337), True, 1, 1.0, None, None)
 
-    def action(tx: InFlight, draining: set[tuple[WalletId, ChainId]]) -> Action:
+    def action(tx: InFlight, sending: set[TxId]) -> Action:
         decided = judge.judge(
-            [tx], seen, chain=one, config=EngineConfig(), memory=TrackerMemory(), draining=draining
+            [tx], seen, chain=one, config=EngineConfig(), memory=TrackerMemory(), sending=sending
         )
         return decided[tx.id].action
 
-    assert action(tx, {(tx.wallet_id, one.chain_id)}) is Action.NONE
+    assert action(tx, {tx.id}) is Action.NONE
     assert action(tx, set()) is Action.FINALIZE
-    assert action(tx, {(WalletId(uuid.uuid4()), one.chain_id)}) is Action.FINALIZE
+    assert action(tx, {TxId(uuid.uuid4())}) is Action.FINALIZE
 
 
 def test_a_receipt_of_a_request_sent_before_is_recorded_while_its_lane_is_drained() -> None:
-    """Left `signed` by an earlier send whose answer was lost (the node took it): not the
-    running drain's, so its receipt is recorded even while the lane is drained round after
-    round (left to the drain, it stayed `signed`, unconfirmed, as long as the lane was busy)."""
+    """Left `signed` by an earlier send whose answer was lost (the node took it): its receipt
+    is recorded even while a drain of this process still sends it (left to the drain, it
+    stayed `signed`, unconfirmed, as long as the lane was busy)."""
     tx = dataclasses.replace(_in_flight(0), status=TxStatus.SIGNED)  # last_sent_at set
     seen = Observed(
         head=0x10, latest_nonce={FROM: 1}, receipts={tx.attempts[0].hash: _receipt(0x10)}
@@ -148,7 +148,7 @@ def test_a_receipt_of_a_request_sent_before_is_recorded_while_its_lane_is_draine
         chain=one,
         config=EngineConfig(),
         memory=TrackerMemory(),
-        draining={(tx.wallet_id, one.chain_id)},
+        sending={tx.id},
     )
     assert decided[tx.id].action is Action.FINALIZE
 

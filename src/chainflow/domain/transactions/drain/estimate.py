@@ -1,4 +1,5 @@
-"""Gas estimates before any nonce is taken: a revert fails the request and burns nothing."""
+"""Gas estimates before any nonce is taken: a revert fails the request and burns nothing, or,
+while an earlier request of its lane is not mined yet, waits for it."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,16 +46,19 @@ def _call_of(tx: Queued) -> dict[str, str]:
 
 
 async def estimate_gas(
-    rpc: ChainRpc, lanes: Sequence[Sequence[Queued]], *, buffer_percent: int
+    rpc: ChainRpc,
+    lanes: Sequence[Sequence[Queued]],
+    *,
+    buffer_percent: int,
+    unmined_ahead: Sequence[bool],
 ) -> Estimates:
     """Per lane (queued requests of one lane, a snapshot in submission order), gas limits for
     the longest prefix that can go now; every lane's calls go in the same JSON-RPC batches.
-    The signing step re-checks each request under its lock.
+    `unmined_ahead` says per lane whether a nonce of it is taken and not mined yet
+    (`plan.has_unmined`). The signing step re-checks each request under its lock.
 
     Every request is estimated, also one with an explicit gas_limit (which must cover the
-    estimate). A revert or a too-low limit fails that request (no nonce taken) and the prefix
-    continues; any other error (no funds, transport) stops the prefix there, so later requests
-    never overtake.
+    estimate); the rule of each answer is `cut_prefix`'s.
     """
     calls = [("eth_estimateGas", [_call_of(tx)]) for lane in lanes for tx in lane]
     answers: list[Any] = []
@@ -66,37 +70,67 @@ async def estimate_gas(
     ready: list[list[Estimate]] = []
     refused: Refused = {}
     offset = 0
-    for lane in lanes:
+    for lane, unmined in zip(lanes, unmined_ahead, strict=True):
         answered = answers[offset : offset + len(lane)]
-        ready.append(_prefix(lane, answered, refused, buffer_percent=buffer_percent))
+        ready.append(
+            cut_prefix(
+                lane, answered, refused, buffer_percent=buffer_percent, unmined_ahead=unmined
+            )
+        )
         offset += len(lane)
     return Estimates(ready, refused)
 
 
-def _prefix(
-    rows: Sequence[Queued], answers: Sequence[Any], refused: Refused, *, buffer_percent: int
+def cut_prefix(
+    rows: Sequence[Queued],
+    answers: Sequence[Any],
+    refused: Refused,
+    *,
+    buffer_percent: int,
+    unmined_ahead: bool,
 ) -> list[Estimate]:
+    """The lane's prefix that can be signed now, from the estimate answers of its `rows`;
+    adds to `refused` the requests to fail.
+
+    A revert, or an explicit gas_limit below the estimate, fails the request (no nonce taken)
+    and the prefix goes on, but only when nothing of the lane is ahead of it unmined: no
+    earlier request of this prefix (about to be signed) and no nonce taken and not mined
+    (`unmined_ahead`). Otherwise the answer was read on a state its predecessors have not
+    changed yet (an approve before a transferFrom, a deposit before a transfer of the wrapped
+    ether; a first write of a storage slot costs more gas than a later one), so the prefix ends
+    there and the request stays queued, estimated again next round: it waits at most until
+    they are mined. Any other error (no funds, transport) also ends the prefix there, so later
+    requests never overtake.
+    """
     ready: list[Estimate] = []
     for tx, answer in zip(rows, answers, strict=True):
-        if isinstance(answer, str):
-            needed = int(answer, 16)
-            if tx.gas_limit is None:
-                gas = with_gas_buffer(needed, buffer_percent=buffer_percent)
-                ready.append(Estimate(tx.id, gas))
-            elif needed <= tx.gas_limit:
-                ready.append(Estimate(tx.id, tx.gas_limit))
-            else:
-                # An explicit limit below what the call needs would be refused by geth, or
-                # accepted and silently dropped by others (anvil): fail it before any nonce.
-                refused[tx.id] = (
-                    "gas_limit_too_low",
-                    f"gas_limit {tx.gas_limit} is below the {needed} gas this call needs",
-                )
-        elif (reason := _revert(answer)) is not None:
-            refused[tx.id] = ("estimate_reverted", reason)
+        verdict = _verdict(tx, answer, buffer_percent=buffer_percent)
+        if isinstance(verdict, Estimate):
+            ready.append(verdict)
+        elif verdict is None or unmined_ahead or ready:
+            break
         else:
-            break  # no funds or a node error: later requests must not overtake this one
+            refused[tx.id] = verdict
     return ready
+
+
+def _verdict(tx: Queued, answer: Any, *, buffer_percent: int) -> Estimate | tuple[str, str] | None:
+    """The request's gas limit, the code and message to fail it with, or None (not judged)."""
+    if isinstance(answer, str):
+        needed = int(answer, 16)
+        if tx.gas_limit is None:
+            return Estimate(tx.id, with_gas_buffer(needed, buffer_percent=buffer_percent))
+        if needed <= tx.gas_limit:
+            return Estimate(tx.id, tx.gas_limit)
+        # An explicit limit below what the call needs would be refused by geth, or accepted
+        # and silently dropped by others (anvil): fail it before any nonce.
+        return (
+            "gas_limit_too_low",
+            f"gas_limit {tx.gas_limit} is below the {needed} gas this call needs",
+        )
+    if (reason := _revert(answer)) is not None:
+        return ("estimate_reverted", reason)
+    return None  # no funds or a node error
 
 
 def _revert(answer: Any) -> str | None:

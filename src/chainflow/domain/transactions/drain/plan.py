@@ -28,6 +28,7 @@ _EXPIRED = "valid_until passed before signing"
 class Planned:
     rows: list[Queued]  # queued requests of the lane, in submission order (a snapshot)
     wallet: Wallet
+    next_nonce: int  # the lane's next nonce when planned (`claim_lanes`), for `has_unmined`
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,12 @@ def room_of(config: EngineConfig, next_nonce: int, counts: Counts) -> int:
     reopens as soon as the chain mines it, not when the tracker has written the receipts."""
     unmined = max(0, next_nonce - counts.mined)
     return min(config.max_in_flight_per_lane - unmined, config.batch_size)
+
+
+def has_unmined(next_nonce: int, counts: Counts) -> bool:
+    """Whether a nonce of the lane is taken and not mined yet: one of ours (below its next
+    nonce) or one the node's pool holds beyond it (the key used outside Chainflow)."""
+    return max(next_nonce, counts.pending) > counts.mined
 
 
 async def plan_lanes(
@@ -129,7 +136,7 @@ async def plan_lanes(
     for wallet_id in rooms:
         rows = [tx for tx in queued.get(wallet_id, []) if tx.id in live]
         if rows:
-            plans.append(Planned(rows, wallets[wallet_id]))
+            plans.append(Planned(rows, wallets[wallet_id], held[wallet_id]))
     return plans
 
 

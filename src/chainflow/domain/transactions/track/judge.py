@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from chainflow.core.clock import utcnow
 from chainflow.core.logging import get_logger
-from chainflow.core.types import AttemptId, ChainId, TxId, WalletId
+from chainflow.core.types import AttemptId, TxId
 from chainflow.domain.transactions.config import ChainConfig, EngineConfig
 from chainflow.domain.transactions.decisions import (
     Action,
@@ -44,7 +44,7 @@ def judge(
     chain: ChainConfig,
     config: EngineConfig,
     memory: TrackerMemory,
-    draining: Set[tuple[WalletId, ChainId]],
+    sending: Set[TxId],
 ) -> dict[TxId, Decision]:
     """What to do with each request this round: its decision (decisions.decide), then the
     round-wide rules: bump a wallet's lowest stuck nonce only, hold a foreign-nonce verdict
@@ -54,7 +54,7 @@ def judge(
     _bump_lowest_only(rows, decisions)
     _log_capped(memory, rows, decisions, base_fee_wei=seen.base_fee_wei)
     _hold_foreign(memory, chain, config, decisions)
-    _leave_to_drains(draining, chain, rows, decisions)
+    _leave_to_drains(sending, rows, decisions)
     return decisions
 
 
@@ -105,14 +105,13 @@ def _hold_foreign(
 
 
 def _leave_to_drains(
-    draining: Set[tuple[WalletId, ChainId]],
-    chain: ChainConfig,
-    rows: Sequence[InFlight],
-    decisions: dict[TxId, Decision],
+    sending: Set[TxId], rows: Sequence[InFlight], decisions: dict[TxId, Decision]
 ) -> None:
-    # A request still `signed` in a lane a drain of this process is working on is being sent
-    # by that drain right now (rounds track while they drain): sending it here as well would
-    # only double the node's work. After a crash there is no such drain, and it goes at once.
+    # A request still `signed` that a drain of this process signed and is sending (`sending`)
+    # is being sent by that drain right now (rounds track while they drain): sending it here
+    # as well would only double the node's work. After a crash there is no such drain, and it
+    # goes at once, also while its lane is drained again (as it is round after round while a
+    # later request's estimate waits for it: drain/estimate.py).
     # Its receipt, if the node already has one, is left to a pass after that drain has
     # recorded the send: recorded here, it would wait on the drain's locks (or the drain on
     # these) and skip the request's `submitted` event; but only while none of its attempts
@@ -120,7 +119,7 @@ def _leave_to_drains(
     # drain's, and a lane drained round after round would leave its receipt unrecorded for
     # as long as the lane stays busy (review).
     for tx in rows:
-        if tx.status is not TxStatus.SIGNED or (tx.wallet_id, chain.chain_id) not in draining:
+        if tx.status is not TxStatus.SIGNED or tx.id not in sending:
             continue
         action = decisions[tx.id].action
         fresh = all(attempt.last_sent_at is None for attempt in tx.attempts)
