@@ -96,3 +96,16 @@ class TestEventCursors:
             "invalid_cursor",
             "Last-Event-ID must be an event's cursor (decimal digits)",
         )
+
+
+class TestLaneCursors:
+    # int() read "٣" (ARABIC-INDIC DIGIT THREE) as chain 3, and "1_0" as 10.
+    @pytest.mark.parametrize("chain", ["\u0663", "1_0", "\u00b2"])
+    async def test_a_chain_id_of_anything_but_ascii_digits_is_invalid_input(
+        self, api: ApiHarness, chain: str
+    ) -> None:
+        raw = f"{chain}|0x000000000000000000000000000000000000dEaD".encode()
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        response = await api.client.get(f"/v1/lanes?cursor={cursor}", headers=await api.key("read"))
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "invalid_input"
