@@ -153,6 +153,8 @@ class RpcClient:
             raise RpcTransportError(
                 "RPC endpoint answered non-JSON", http_status=status, is_answered=True
             ) from None
+        except Exception as exc:  # as above: only this module's errors leave the client
+            raise _unreadable(exc, status) from None
 
 
 def _unreadable(exc: Exception, status: int | None) -> RpcTransportError:
