@@ -17,7 +17,7 @@ class Fault(StrEnum):
     DROP = "drop"  # close the connection without an answer; nothing reaches the node
     HTTP_500 = "http_500"
     HTTP_502 = "http_502"
-    HTTP_429 = "http_429"  # with a Retry-After header when `retry_after_s` is set
+    HTTP_429 = "http_429"  # with a Retry-After header when `retry_after_s` is set (as all these)
     DELAY = "delay"  # hold the request for `delay_s`, then forward it (clients time out first)
     WRONG_CHAIN = "wrong_chain"  # eth_chainId answers `wrong_chain_id`; the rest is forwarded
     LOSE_RESPONSE = "lose_response"  # forward to the node, then drop the connection
@@ -32,7 +32,7 @@ class RpcProxy:
         self.upstream = upstream
         self.url = ""
         self.fault = Fault.NONE
-        self.retry_after_s: int | None = None
+        self.retry_after_s: int | str | None = None  # a str: sent as is, however malformed
         self.delay_s = 30.0
         self.wrong_chain_id = 1
         self.mix: dict[Fault, float] = {}  # when set, each request draws its fault from it
@@ -117,7 +117,7 @@ class RpcProxy:
 
     def _status_response(self, status: int) -> web.Response:
         headers = {}
-        if status == 429 and self.retry_after_s is not None:
+        if self.retry_after_s is not None:
             headers["Retry-After"] = str(self.retry_after_s)
         return web.Response(status=status, text=f"HTTP {status} from the proxy", headers=headers)
 

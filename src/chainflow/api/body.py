@@ -6,6 +6,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope
 
+from chainflow.core.numerals import ascii_int
 from chainflow.core.settings import Settings
 
 
@@ -35,8 +36,10 @@ def too_large(max_bytes: int) -> HTTPException:
 
 def check_declared_length(headers: Headers, max_bytes: int) -> None:
     """Refuse by Content-Length before reading anything. Raises: HTTPException 413."""
-    declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    # ASCII digits only: isdigit() takes "²", which int() refuses (a 500); anything but
+    # digits is left to the HTTP server's parser.
+    declared = ascii_int(headers.get("content-length", ""), max_digits=64)
+    if declared is not None and declared > max_bytes:
         raise too_large(max_bytes)
 
 

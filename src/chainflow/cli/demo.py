@@ -11,6 +11,7 @@ import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from chainflow.core.numerals import delay_seconds
 from chainflow.infra.rpc.client import RpcClient
 
 # A 7-byte contract: store(uint256) writes its argument to slot 0 (PUSH1 4 CALLDATALOAD
@@ -94,11 +95,10 @@ async def _submit_all(
 
 
 def retry_after(header: str | None) -> float:
-    """Seconds to wait from a Retry-After header (seconds form), 1 s if absent, at most 10."""
-    try:
-        return min(max(float(header or 1), 0.1), 10.0)
-    except ValueError:
-        return 1.0
+    """Seconds to wait from a Retry-After header (seconds form), 1 s if absent or unreadable
+    (float() took "nan", which no bound clamps), at least 0.1 and at most 10."""
+    seconds = delay_seconds(header, max_s=10.0)
+    return 1.0 if seconds is None else max(seconds, 0.1)
 
 
 async def _wait_all(

@@ -28,16 +28,16 @@ _CHAINS_USAGE = "--chains must be comma-separated chain ids (positive, below 2**
 def parse_chain_ids(text: str | None) -> list[int] | None:
     """'1,137' → [1, 137]. Raises: InvalidInput (not echoing the text)."""
     from chainflow.core.fields import MAX_CHAIN_ID
+    from chainflow.core.numerals import ascii_int
 
     if text is None:
         return None
-    try:
-        ids = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise InvalidInput(_CHAINS_USAGE) from None
-    if not ids or any(not 0 < i < MAX_CHAIN_ID for i in ids):
+    # ASCII digits only: int() would take "٣" or "1_0" as a chain id.
+    ids = [ascii_int(part.strip(), max_digits=16) for part in text.split(",") if part.strip()]
+    chain_ids = [i for i in ids if i is not None and 0 < i < MAX_CHAIN_ID]
+    if not ids or len(chain_ids) < len(ids):
         raise InvalidInput(_CHAINS_USAGE)
-    return ids
+    return chain_ids
 
 
 def worker(

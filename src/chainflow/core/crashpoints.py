@@ -12,6 +12,8 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
+from chainflow.core.numerals import ascii_int
+
 
 class CrashPoint:
     """The names of the steps a test can crash at, in pipeline order."""
@@ -45,7 +47,7 @@ def parse_crash_at(spec: str) -> tuple[str, int]:
     name, _, count = spec.partition(":")
     if name not in POINTS:
         raise ValueError(f"unknown crash point {name!r}; one of {', '.join(sorted(POINTS))}")
-    hits = int(count) if count.isdigit() else -1 if count else 1
+    hits = (ascii_int(count, max_digits=9) or -1) if count else 1
     if hits < 1:
         raise ValueError("the count after ':' must be a whole number of at least 1")
     return name, hits

@@ -192,9 +192,17 @@ class _Loop:
             now = utcnow()
             if self.stop.is_set() or not self.ports.config.may_start(job.lease_until, now=now):
                 return delivery.given_back(job, now=now)
-            return await delivery.send(
-                self.ports.http, job, timeout_s=self.ports.config.timeout_s, now=now
-            )
+            try:
+                return await delivery.send(
+                    self.ports.http, job, timeout_s=self.ports.config.timeout_s, now=now
+                )
+            except Exception as exc:  # send records what it can; this is a bug's last net
+                log.error(
+                    "webhook.send_failed",
+                    delivery_id=str(job.delivery_id),
+                    error_type=type(exc).__name__,
+                )
+                return delivery.failed_attempt(job, now=now)
 
     def _finished(self, task: "asyncio.Task[Outcome]") -> None:
         endpoint_id = self.in_flight.pop(task, None)
@@ -203,7 +211,13 @@ class _Loop:
             if self.held[endpoint_id] <= 0:
                 del self.held[endpoint_id]
                 self.gates.pop(endpoint_id, None)  # no job of it held: no gate kept
-        if not task.cancelled() and task.exception() is None:
+        if task.cancelled():
+            pass  # stopping: its delivery is claimed again after its lease
+        elif (exc := task.exception()) is not None:
+            # Its delivery goes out again after its lease; said, not dropped without a word.
+            # The type alone: a message could carry the endpoint's URL (its secret path).
+            log.error("webhook.task_failed", error_type=type(exc).__name__)
+        else:
             self.done.append(task.result())
         self.wake.set()
 

@@ -94,3 +94,63 @@ class TestAnswerSize:
             tighter = RpcClient(http, node.url, max_response_bytes=len(answer) - 1)
             with pytest.raises(RpcResponseTooLarge):
                 await tighter.call("eth_call", [])
+
+
+# "²" (U+00B2): str.isdigit() says True, int() raises ValueError (the audit's reproduction).
+SUPERSCRIPT_TWO = "\u00b2"
+CHAIN_ID_ANSWER = orjson.dumps({"jsonrpc": "2.0", "id": 1, "result": "0x1"})
+
+
+class TestMalformedAnswers:
+    """Whatever an endpoint answers, the client raises only its own errors."""
+
+    @pytest.mark.parametrize(
+        ("retry_after", "seconds"),
+        [
+            ("7", 7.0),
+            (" 7 ", 7.0),
+            (SUPERSCRIPT_TWO, None),
+            ("\u0663", None),  # ARABIC-INDIC DIGIT THREE: int() takes it, no header means it
+            ("1_0", None),
+            ("-1", None),
+            ("1.5", None),
+            ("9" * 21, None),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ],
+    )
+    async def test_a_429s_retry_after_is_read_as_ascii_delay_seconds(
+        self, retry_after: str, seconds: float | None
+    ) -> None:
+        handler = http_answer(
+            "429 Too Many Requests", b"slow down", headers={"Retry-After": retry_after}
+        )
+        async with tcp_server(handler) as node, new_http_session(guard=OPEN) as http:
+            with pytest.raises(RpcTransportError) as limited:
+                await RpcClient(http, node.url).call("eth_chainId")
+        assert (limited.value.http_status, limited.value.is_unsent) == (429, True)
+        assert limited.value.retry_after_s == seconds
+
+    async def test_a_200_with_an_unreadable_retry_after_is_answered(self) -> None:
+        headers = {"Retry-After": SUPERSCRIPT_TWO}
+        async with (
+            tcp_server(http_answer("200 OK", CHAIN_ID_ANSWER, headers=headers)) as node,
+            new_http_session(guard=OPEN) as http,
+        ):
+            assert await RpcClient(http, node.url).call("eth_chainId") == "0x1"
+
+    async def test_a_batch_entry_with_an_unhashable_id_matches_no_call(self) -> None:
+        answer = orjson.dumps([{"jsonrpc": "2.0", "id": [1], "result": "0x1"}])
+        async with (
+            tcp_server(http_answer("200 OK", answer)) as node,
+            new_http_session(guard=OPEN) as http,
+        ):
+            [entry] = await RpcClient(http, node.url).batch([("eth_chainId", [])])
+        assert isinstance(entry, RpcTransportError)
+        assert "missing" in str(entry)
+
+    async def test_an_unreadable_content_length_is_a_transport_error(self) -> None:
+        headers = {"Content-Length": SUPERSCRIPT_TWO}
+        handler = http_answer("200 OK", CHAIN_ID_ANSWER, headers=headers)
+        async with tcp_server(handler) as node, new_http_session(guard=OPEN) as http:
+            with pytest.raises(RpcTransportError):
+                await RpcClient(http, node.url).call("eth_chainId")

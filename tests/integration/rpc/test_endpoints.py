@@ -21,6 +21,7 @@ from chainflow.infra.rpc.endpoints import (
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify
 from chainflow.infra.signing.local import LocalSigner
 from chainflow.infra.signing.signer import SignedTx
+from tests.support.polling import eventually
 from tests.support.processes import refusing_port
 from tests.support.rpc_proxy import Fault, RpcProxy, serve_proxy
 
@@ -456,3 +457,43 @@ class TestHealth:
         assert [h.is_verified for h in before] == [False, False]
         assert [h.is_verified for h in after] == [True, False]
         assert all(h.state is EndpointState.CLOSED and h.is_usable for h in after)
+
+
+# "²" (U+00B2): str.isdigit() says True, int() raises ValueError (the audit's reproduction).
+SUPERSCRIPT_TWO = "\u00b2"
+
+
+class TestUnreadableRetryAfter:
+    """An answer with a Retry-After no one can read is still the endpoint's failure: the pool
+    fails over and its breaker counts it, as for the same answer without the header."""
+
+    async def test_a_rate_limited_send_fails_over_and_confirms(
+        self, pool: EndpointPool, first: RpcProxy, second: RpcProxy, signed: SignedTx
+    ) -> None:
+        first.fault, first.retry_after_s = Fault.HTTP_429, SUPERSCRIPT_TWO
+        tx_hash = await pool.call("eth_sendRawTransaction", ["0x" + signed.raw.hex()])
+        assert tx_hash == signed.hash
+        assert "eth_sendRawTransaction" not in first.forwarded
+        assert second.forwarded[-1] == "eth_sendRawTransaction"
+        health = pool.health()[0]
+        assert (health.last_error_kind, health.rate_limited_for_s) == (RpcErrorKind.RATE_LIMITED, 1)
+
+        async def receipt() -> dict[str, object] | None:
+            found: dict[str, object] | None = await pool.call(
+                "eth_getTransactionReceipt", [tx_hash]
+            )
+            return found
+
+        mined = await eventually(receipt, timeout_s=10, what="the send's receipt")
+        assert mined["status"] == "0x1"
+        assert "eth_getTransactionReceipt" not in first.forwarded
+
+    async def test_server_errors_open_the_breaker(
+        self, pool: EndpointPool, first: RpcProxy, second: RpcProxy
+    ) -> None:
+        await warm_up(pool)
+        first.fault, first.retry_after_s = Fault.HTTP_502, SUPERSCRIPT_TWO
+        for _ in range(FAILURES_TO_OPEN):
+            assert str(await pool.call("eth_blockNumber")).startswith("0x")
+        assert pool.health()[0].state is EndpointState.OPEN
+        assert second.forwarded[-1] == "eth_blockNumber"

@@ -8,10 +8,12 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
+import structlog
 from sqlalchemy import update
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.events import sequence_pending
+from chainflow.domain.webhooks import attempts as webhook_attempts
 from chainflow.domain.webhooks import delivery, service
 from chainflow.domain.webhooks.delivery import Job, claim, fan_out, given_back, prune, record
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
@@ -412,3 +414,104 @@ class TestGivenBackAfterAnotherClaim:
         assert row.leased_until == second.lease_until
         async with unit_of_work(deliveries.sessionmaker) as session:
             assert await claim(session, deliveries.config, now=later, limit=10) == []
+
+
+# "²" (U+00B2): str.isdigit() says True, int() raises ValueError (the audit's reproduction).
+SUPERSCRIPT_TWO = "\u00b2"
+
+
+class TestUnreadableAnswers:
+    async def test_a_200_with_an_unreadable_retry_after_is_delivered_once(
+        self, deliveries: Deliveries
+    ) -> None:
+        async with receiver(always(200, {"Retry-After": SUPERSCRIPT_TWO})) as hook:
+            await deliveries.endpoint(hook.url)
+            [msg_id] = await deliveries.emit(("transaction.confirmed", {"tx": "a"}))
+            async with deliveries.running():
+
+                async def succeeded() -> bool:
+                    rows = await deliveries.deliveries()
+                    return [(r.status, r.attempt_count) for r in rows] == [
+                        (DeliveryStatus.SUCCEEDED, 1)
+                    ]
+
+                await eventually(succeeded, timeout_s=10)
+            assert [r.msg_id for r in hook.received] == [msg_id]
+        assert [(a.status_code, a.error) for a in await deliveries.attempts()] == [(200, None)]
+
+    async def test_a_failure_with_an_unreadable_retry_after_follows_the_schedule(
+        self, deliveries: Deliveries
+    ) -> None:
+        """The header is ignored (RFC 9110 §5.5): each attempt is counted and retried on the
+        schedule until the delivery fails for good."""
+        async with receiver(always(503, {"Retry-After": SUPERSCRIPT_TWO})) as hook:
+            await deliveries.endpoint(hook.url)
+            await deliveries.emit(("transaction.failed", {"tx": "b"}))
+            async with deliveries.running():
+
+                async def failed() -> bool:
+                    rows = await deliveries.deliveries()
+                    return [r.status for r in rows] == [DeliveryStatus.FAILED]
+
+                await eventually(failed, timeout_s=20)
+            [row] = await deliveries.deliveries()
+            assert (
+                row.attempt_count == len(hook.received) == len(deliveries.config.retry_schedule) + 1
+            )
+        assert {(a.status_code, a.error) for a in await deliveries.attempts()} == {(503, "non_2xx")}
+
+    async def test_an_answer_that_breaks_its_reading_is_a_counted_failure(
+        self, deliveries: Deliveries, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Whatever goes wrong reading an answer is that attempt's failure, so the endpoint is
+        still disabled after `disable_after_s` of failing everything."""
+
+        def broken(_value: str | None, **_now: datetime) -> float | None:
+            raise RuntimeError("a reading this code did not expect")
+
+        monkeypatch.setattr(webhook_attempts, "parse_retry_after", broken)
+        async with receiver(always(200)) as hook:
+            endpoint, _ = await deliveries.endpoint(hook.url)
+            await deliveries.emit(("transaction.failed", {"tx": "c"}))
+            with structlog.testing.capture_logs() as logs:
+                async with deliveries.running(disable_after_s=0.5, retry_schedule=(0.2,) * 30):
+
+                    async def disabled() -> bool:
+                        async with unit_of_work(deliveries.sessionmaker) as session:
+                            return not (await service.get_endpoint(session, endpoint.id)).enabled
+
+                    await eventually(disabled, timeout_s=20)
+        found = await deliveries.attempts()
+        assert len(found) >= 2
+        assert {(a.status_code, a.error) for a in found} == {(200, "client_error")}
+        warned = [e for e in logs if e["event"] == "webhook.client_error"]
+        assert warned
+        assert {e["error_type"] for e in warned} == {"RuntimeError"}
+        assert all("query-secret" not in str(e) for e in logs)
+
+    async def test_a_send_that_raises_is_recorded_and_logged(
+        self, deliveries: Deliveries, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def raising(*_args: object, **_kwargs: object) -> delivery.Outcome:
+            raise RuntimeError("https://user:pass@example.com/secret")
+
+        monkeypatch.setattr(delivery, "send", raising)
+        async with receiver(always(200)) as hook:
+            await deliveries.endpoint(hook.url)
+            await deliveries.emit(("transaction.failed", {"tx": "d"}))
+            with structlog.testing.capture_logs() as logs:
+                async with deliveries.running():
+
+                    async def failed() -> bool:
+                        rows = await deliveries.deliveries()
+                        return [r.status for r in rows] == [DeliveryStatus.FAILED]
+
+                    await eventually(failed, timeout_s=20)
+            assert hook.received == []
+        [row] = await deliveries.deliveries()
+        assert row.attempt_count == len(deliveries.config.retry_schedule) + 1
+        assert {a.error for a in await deliveries.attempts()} == {"client_error"}
+        logged = [e for e in logs if e["event"] == "webhook.send_failed"]
+        assert len(logged) == row.attempt_count
+        assert {e["error_type"] for e in logged} == {"RuntimeError"}
+        assert all("pass@" not in str(e) for e in logs)

@@ -35,7 +35,17 @@ def test_parse(spec: str, expected: tuple[str, int]) -> None:
     assert parse_crash_at(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["after_everything", "attempt_stored:0", "attempt_stored:x"])
+# "²": isdigit() True, and int() raised its own message; "٣": int() read it as 3.
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "after_everything",
+        "attempt_stored:0",
+        "attempt_stored:x",
+        "attempt_stored:\u00b2",
+        "attempt_stored:\u0663",
+    ],
+)
 def test_parse_refuses_bad_specs(spec: str) -> None:
     with pytest.raises(ValueError, match=r"crash point|count"):
         parse_crash_at(spec)

@@ -16,6 +16,7 @@ from chainflow.api.event_hub import EventHub, Subscription, frame, read_events
 from chainflow.api.responses import problem_responses
 from chainflow.core.errors import InvalidInput
 from chainflow.core.fields import ChainId
+from chainflow.core.numerals import ascii_int
 from chainflow.core.types import ChainId as CoreChainId
 from chainflow.core.types import WalletId
 from chainflow.domain.apikeys.models import ApiKey
@@ -29,7 +30,8 @@ from chainflow.infra.db.uow import unit_of_work
 router = APIRouter(prefix="/v1/events", tags=["events"])
 _CATCH_UP_PAGE = 500
 
-After = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="events after this cursor")]
+_MAX_CURSOR = 2**63 - 1  # the BIGINT of events.cursor
+After = Annotated[int | None, Query(ge=0, le=_MAX_CURSOR, description="events after this cursor")]
 Types = Annotated[
     str | None,
     Query(max_length=1400, description="comma list of types, `*` globs: transaction.*"),
@@ -227,16 +229,25 @@ class InvalidEventCursor(InvalidInput):
 
 def _start(after: int | None, cursor: str | None) -> int:
     if cursor is not None:
-        if not cursor.isdigit():
+        start = _event_cursor(cursor)
+        if start is None:
             raise InvalidEventCursor("cursor is not one this API returned")
-        return int(cursor)
+        return start
     return after or 0
 
 
 def _last_event_id(value: str) -> int:
-    if not value.isdigit():
+    start = _event_cursor(value)
+    if start is None:
         raise InvalidEventCursor("Last-Event-ID must be an event's cursor (decimal digits)")
-    return int(value)
+    return start
+
+
+def _event_cursor(text: str) -> int | None:
+    """A cursor as the API writes it: ASCII digits, within the BIGINT column (`isdigit()`
+    takes "²", which int() refuses)."""
+    value = ascii_int(text, max_digits=20)
+    return value if value is not None and value <= _MAX_CURSOR else None
 
 
 def _too_many_streams(request: Request, hub: EventHub) -> Response:

@@ -15,6 +15,7 @@ from chainflow.api.deps import ReadKey, SessionmakerDep, unrestricted_only
 from chainflow.api.responses import problem_responses
 from chainflow.core.errors import InvalidInput
 from chainflow.core.fields import ChainId, WeiStr
+from chainflow.core.numerals import ascii_int
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.lane_stats import LaneStats, lane_stats
 from chainflow.domain.wallets import service as wallets
@@ -122,7 +123,10 @@ def _decode(cursor: str | None) -> tuple[int, str] | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        chain_id, address = raw.split("|")
-        return int(chain_id), address
+        text, address = raw.split("|")
+        chain_id = ascii_int(text, max_digits=16)
+        if chain_id is None:
+            raise ValueError("not a chain id")
+        return chain_id, address
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("cursor is not one this API returned") from None

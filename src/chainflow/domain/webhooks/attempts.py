@@ -105,6 +105,20 @@ def given_back(job: Job, *, now: datetime) -> Outcome:
     )
 
 
+def failed_attempt(job: Job, *, now: datetime) -> Outcome:
+    """The outcome of a send that raised instead of answering: an attempt, failed
+    (`client_error`), so that it counts like any other failure."""
+    return Outcome(
+        job.delivery_id,
+        job.endpoint_id,
+        now,
+        None,
+        "client_error",
+        0,
+        event_at=job.event_at,
+    )
+
+
 # Send -------------------------------------------------------------------------------------
 
 
@@ -115,7 +129,7 @@ async def send(
     read up to MAX_RESPONSE_READ. Never raises for what the receiver or network does."""
     started = time.monotonic()
     status: int | None = None
-    retry_after: str | None = None
+    retry_after_s: float | None = None
     error: str | None
     try:
         async with http.post(
@@ -126,7 +140,7 @@ async def send(
             timeout=_timeout(timeout_s),
         ) as response:
             status = response.status
-            retry_after = response.headers.get("Retry-After")
+            retry_after_s = parse_retry_after(response.headers.get("Retry-After"), now=now)
             await _drain(response)
         error = _status_error(status)
     except TimeoutError:
@@ -136,9 +150,17 @@ async def send(
     except aiohttp.ClientError as exc:
         error = "connection_failed" if status is None else "response_failed"
         log.debug("webhook.client_error", error_type=type(exc).__name__)
-    except Exception as exc:  # anything else is still an attempt, recorded and retried
+    except Exception as exc:
+        # Anything else, in the client or in reading the answer (a header this code did not
+        # expect), is still an attempt: recorded as failed, so it is retried, backed off,
+        # failed for good and counted towards disabling the endpoint like any other failure.
         error = "client_error"
-        log.warning("webhook.client_error", error_type=type(exc).__name__)
+        log.warning(
+            "webhook.client_error",
+            error_type=type(exc).__name__,
+            delivery_id=str(job.delivery_id),
+            status_code=status,
+        )
     duration_ms = int((time.monotonic() - started) * 1000)
     return Outcome(
         delivery_id=job.delivery_id,
@@ -147,7 +169,7 @@ async def send(
         status_code=status,
         error=error,
         duration_ms=duration_ms,
-        retry_after_s=parse_retry_after(retry_after, now=now),
+        retry_after_s=retry_after_s,
         event_at=job.event_at,
     )
 

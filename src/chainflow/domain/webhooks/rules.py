@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
+from chainflow.core.numerals import delay_seconds
+
 # A Retry-After longer than this is read as this: a receiver cannot park a delivery for days.
 MAX_RETRY_AFTER_S = 3600.0
 _JITTER = 0.1  # ±10 %, so deliveries failed together do not come back together
@@ -67,11 +69,12 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(min(int(text[:10]), 10**9))
+    seconds = delay_seconds(text, max_s=10.0**9)  # retry_delay_s bounds it further
+    if seconds is not None:
+        return seconds
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None

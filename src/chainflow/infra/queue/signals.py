@@ -19,6 +19,7 @@ from collections.abc import Callable
 import redis.asyncio as redis
 
 from chainflow.core.logging import get_logger
+from chainflow.core.numerals import ascii_int
 
 log = get_logger(__name__)
 _PUBLISH_TIMEOUT_S = 0.5
@@ -97,8 +98,9 @@ class RedisSignals:
                 if sender.removesuffix(kind) == self._sender:
                     continue
                 chain = _text(message["channel"]).removeprefix(self._prefix)
-                if chain.isdigit():
-                    handlers[kind](int(chain))
+                chain_id = ascii_int(chain, max_digits=16)  # a channel anyone on Redis can name
+                if chain_id is not None:
+                    handlers[kind](chain_id)
 
     async def close(self) -> None:
         for task in self._pending.values():

@@ -14,12 +14,14 @@ import orjson
 
 from chainflow.core import jsondepth
 from chainflow.core.errors import Unavailable
+from chainflow.core.numerals import delay_seconds
 from chainflow.infra.net.urlguard import ForbiddenAddress, UrlGuard
 
 Call = tuple[str, Sequence[Any]]
 # Above the largest answer the engine asks for: a batch of 500 receipts (tracker.py) runs to a
 # few MB when their transactions emit many logs; one receipt can reach ~7 MB in a 30 M gas block.
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+_MAX_RETRY_AFTER_S = 86_400.0
 
 
 class RpcTransportError(Unavailable):
@@ -109,7 +111,12 @@ class RpcClient:
         reply = await self._post(body)
         if not isinstance(reply, list):
             raise RpcTransportError("batch: answer is not a JSON-RPC array", is_answered=True)
-        by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
+        # An id that is not a JSON scalar (a list, an object) matches no call of ours.
+        by_id = {
+            item.get("id"): item
+            for item in reply
+            if isinstance(item, dict) and isinstance(item.get("id"), int | float | str | None)
+        }
         return [_outcome(by_id.get(first + i)) for i in range(len(calls))]
 
     async def _post(self, body: Any) -> Any:
@@ -124,8 +131,14 @@ class RpcClient:
                 status = response.status
                 retry_after_s = _retry_after_s(response.headers.get("Retry-After"))
                 payload = await _read_capped(response, self._max_response_bytes)
+        except RpcTransportError:
+            raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _unreached(exc) from None
+        except Exception as exc:
+            # Nothing but this module's errors leaves the client: an answer it cannot read is
+            # the endpoint's failure (failover, breaker), never a caller's crash.
+            raise _unreadable(exc, status) from None
         _check_status(status, payload, retry_after_s)
         try:
             # orjson alone stops at 1,024 levels; what reads an answer (repr of an error's
@@ -140,6 +153,18 @@ class RpcClient:
             raise RpcTransportError(
                 "RPC endpoint answered non-JSON", http_status=status, is_answered=True
             ) from None
+        except Exception as exc:  # as above: only this module's errors leave the client
+            raise _unreadable(exc, status) from None
+
+
+def _unreadable(exc: Exception, status: int | None) -> RpcTransportError:
+    if status is None:  # raised before any answer: as unreached, maybe sent
+        return RpcTransportError(f"cannot reach RPC endpoint: {type(exc).__name__}")
+    return RpcTransportError(
+        f"RPC endpoint answered unreadably: {type(exc).__name__}",
+        http_status=status,
+        is_answered=True,
+    )
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -195,10 +220,9 @@ def _check_status(status: int, payload: bytes, retry_after_s: float | None) -> N
 
 
 def _retry_after_s(header: str | None) -> float | None:
-    # The delay-seconds form of RFC 9110 §10.2.3; an HTTP-date is ignored (callers back off).
-    if header is None or not header.strip().isdigit():
-        return None
-    return float(header.strip())
+    # The delay-seconds form of RFC 9110 §10.2.3; an HTTP-date or anything unreadable is
+    # ignored (callers back off). The pool caps the wait (endpoints._BACKOFF_MAX_S).
+    return delay_seconds(header, max_s=_MAX_RETRY_AFTER_S)
 
 
 def _result_of(reply: dict[str, Any]) -> Any:

@@ -76,6 +76,10 @@ class TestRetryAfter:
             ("soon", None),
             ("-5", None),
             ("99999999999999999999", 10.0**9),
+            ("\u00b2", None),  # SUPERSCRIPT TWO: isdigit() True, int() raises
+            ("\u0663", None),  # ARABIC-INDIC DIGIT THREE: int() takes it, no header means it
+            ("1_0", None),
+            ("Thu, 01 Jan 99999 00:00:30 GMT", None),
         ],
     )
     def test_parse(self, header: str | None, seconds: float | None) -> None:
