@@ -221,13 +221,30 @@ async def _estimate(
     the last step's sends were answered (`_room_after`), after the plan that read that step's
     nonces. Both are older than the estimate, so a nonce mined since only makes a lane look
     unmined: a request that reverts for good then waits a round more, never fails early."""
-    ports = engine.ports
+    ports, waits = engine.ports, engine.state.estimate_waits
+    # A lane whose first request waits, on the same mined count as when it began to wait, is
+    # not estimated again: nothing ahead of it was mined, so its answer cannot have changed
+    # (a round every poll would otherwise estimate the lane's whole room, for a whole block).
+    plans = [
+        plan
+        for plan in plans
+        if waits.get((plan.wallet.id, chain.chain_id))
+        != (plan.rows[0].id, counts[plan.wallet.id].mined)
+    ]
+    if not plans:
+        return []
     found = await estimate_gas(
         engine.rpc(chain.chain_id),
         [plan.rows for plan in plans],
         buffer_percent=ports.config.gas_buffer_percent,
         unmined_ahead=[has_unmined(plan.next_nonce, counts[plan.wallet.id]) for plan in plans],
     )
+    for plan, head in zip(plans, found.waiting, strict=True):
+        lane = (plan.wallet.id, chain.chain_id)
+        if head is None:
+            waits.pop(lane, None)
+        else:
+            waits[lane] = (head, counts[plan.wallet.id].mined)
     if found.refused:
         async with unit_of_work(ports.sessionmaker) as session:
             await fail_refused(session, found.refused)

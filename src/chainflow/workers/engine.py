@@ -75,6 +75,9 @@ class WorkerState:
     # a drain that crashed before its send is no running drain's, and a lane drained round
     # after round (a request waiting behind it, drain/estimate.py) would never see it sent.
     sending: set[TxId] = field(default_factory=set)
+    # Per (wallet id, chain id) lane, the request that waits for what is ahead of it to be mined
+    # (drain/estimate.py) and the lane's mined count then: estimated again once that changes.
+    estimate_waits: dict[tuple[WalletId, ChainId], tuple[TxId, int]] = field(default_factory=dict)
     # Drains that failed in a row, per chain id (main.py logs only some of them).
     drain_failures: dict[int, int] = field(default_factory=dict)
     # Set by a doorbell to start a chain's next round now instead of at its next poll.

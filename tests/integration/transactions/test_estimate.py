@@ -14,6 +14,7 @@ waits while the deposit is unmined, then fails.
 
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from eth_abi.abi import decode, encode
@@ -149,6 +150,40 @@ class TestRevertBehindAnUnminedRequest:
         ]
         assert await wrapped_of(harness.rpc, weth, recipient) == 1_000
         await assert_lane_settled(harness, wallet)
+
+    async def test_a_waiting_lane_is_estimated_again_only_once_its_mined_count_moves(
+        self, harness: EngineHarness, weth: str
+    ) -> None:
+        wallet = await harness.wallet()
+        first = await deposit(harness, wallet, weth, 1_000)
+        await sign_without_sending(harness, wallet)
+        waiting = [
+            await transfer(harness, wallet, weth, "0x" + secrets.token_hex(20), 1_000),
+            await harness.submit(wallet, value="1"),
+        ]
+        chain = await chain_config(harness)
+        rpc = harness.engine.rpc(ANVIL_CHAIN_ID)
+        batch = rpc.batch
+        estimated: list[str] = []
+
+        async def counting(calls: Any) -> Any:
+            estimated.extend(name for name, _ in calls if name == "eth_estimateGas")
+            return await batch(calls)
+
+        rpc.batch = counting  # type: ignore[method-assign]
+        try:
+            await assert_stays_queued(
+                harness, waiting, each=lambda: drain_lane(harness.engine, chain, wallet.id)
+            )
+        finally:
+            del rpc.batch
+        # The first drain estimates the transfer and the request behind it; the next ones,
+        # with nothing mined since, estimate nothing (each used to estimate both again).
+        assert len(estimated) == 2, estimated
+        rows = await harness.run_until_final([first, *waiting])
+        assert ends(rows) == [(TxStatus.CONFIRMED, n) for n in range(3)], [
+            describe(tx) for tx in rows
+        ]
 
     async def test_a_revert_for_good_fails_once_the_deposit_is_mined(
         self, harness: EngineHarness, weth: str

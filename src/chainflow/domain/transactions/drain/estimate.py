@@ -34,6 +34,8 @@ Refused: TypeAlias = dict[TxId, tuple[str, str]]
 class Estimates:
     ready: list[list[Estimate]]  # per lane, the prefix that can be signed now
     refused: Refused
+    # per lane, the request that ended its prefix to wait for what is ahead of it, or None
+    waiting: list[TxId | None]
 
 
 def _call_of(tx: Queued) -> dict[str, str]:
@@ -66,19 +68,31 @@ async def estimate_gas(
         for start in range(0, len(calls), _CHUNK):
             answers += await rpc.batch(calls[start : start + _CHUNK])
     except RpcTransportError:
-        return Estimates([[] for _ in lanes], {})
+        return Estimates([[] for _ in lanes], {}, [None for _ in lanes])
     ready: list[list[Estimate]] = []
     refused: Refused = {}
+    waiting: list[TxId | None] = []
     offset = 0
     for lane, unmined in zip(lanes, unmined_ahead, strict=True):
         answered = answers[offset : offset + len(lane)]
-        ready.append(
-            cut_prefix(
-                lane, answered, refused, buffer_percent=buffer_percent, unmined_ahead=unmined
-            )
+        prefix = cut_prefix(
+            lane, answered, refused, buffer_percent=buffer_percent, unmined_ahead=unmined
         )
+        ready.append(prefix)
+        waiting.append(_waiting(lane, answered, len(prefix), buffer_percent=buffer_percent))
         offset += len(lane)
-    return Estimates(ready, refused)
+    return Estimates(ready, refused, waiting)
+
+
+def _waiting(
+    rows: Sequence[Queued], answers: Sequence[Any], cut: int, *, buffer_percent: int
+) -> TxId | None:
+    """The request where `cut_prefix` ended the lane's prefix to wait (a verdict it did not
+    fail the request with), or None (the lane's rows all judged, or a node error ended it)."""
+    if cut >= len(rows):
+        return None
+    verdict = _verdict(rows[cut], answers[cut], buffer_percent=buffer_percent)
+    return rows[cut].id if isinstance(verdict, tuple) else None
 
 
 def cut_prefix(
