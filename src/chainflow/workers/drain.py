@@ -222,14 +222,15 @@ async def _estimate(
     nonces. Both are older than the estimate, so a nonce mined since only makes a lane look
     unmined: a request that reverts for good then waits a round more, never fails early."""
     ports, waits = engine.ports, engine.state.estimate_waits
-    # A lane whose first request waits, on the same mined count as when it began to wait, is
-    # not estimated again: nothing ahead of it was mined, so its answer cannot have changed
-    # (a round every poll would otherwise estimate the lane's whole room, for a whole block).
+    # A lane whose first request waits, on the next nonce and node counts it began to wait on,
+    # is not estimated again: nothing ahead of it was mined, dropped or released, so its answer
+    # cannot have changed (a round every poll would otherwise estimate the lane's whole room,
+    # for a whole block).
     plans = [
         plan
         for plan in plans
         if waits.get((plan.wallet.id, chain.chain_id))
-        != (plan.rows[0].id, counts[plan.wallet.id].mined)
+        != (plan.rows[0].id, plan.next_nonce, counts[plan.wallet.id])
     ]
     if not plans:
         return []
@@ -244,7 +245,7 @@ async def _estimate(
         if head is None:
             waits.pop(lane, None)
         else:
-            waits[lane] = (head, counts[plan.wallet.id].mined)
+            waits[lane] = (head, plan.next_nonce, counts[plan.wallet.id])
     if found.refused:
         async with unit_of_work(ports.sessionmaker) as session:
             await fail_refused(session, found.refused)

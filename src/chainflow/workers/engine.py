@@ -13,6 +13,7 @@ from chainflow.core.crashpoints import Crasher
 from chainflow.core.types import ChainId, TxId, WalletId
 from chainflow.domain.transactions.attempts import Signers
 from chainflow.domain.transactions.config import EngineConfig
+from chainflow.domain.transactions.drain.plan import Counts
 from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.track.judge import TrackerMemory
@@ -76,8 +77,11 @@ class WorkerState:
     # after round (a request waiting behind it, drain/estimate.py) would never see it sent.
     sending: set[TxId] = field(default_factory=set)
     # Per (wallet id, chain id) lane, the request that waits for what is ahead of it to be mined
-    # (drain/estimate.py) and the lane's mined count then: estimated again once that changes.
-    estimate_waits: dict[tuple[WalletId, ChainId], tuple[TxId, int]] = field(default_factory=dict)
+    # (drain/estimate.py), with the lane's next nonce and node counts then: the lane is
+    # estimated again once one of them changes (workers/drain.py `_estimate`).
+    estimate_waits: dict[tuple[WalletId, ChainId], tuple[TxId, int, Counts]] = field(
+        default_factory=dict
+    )
     # Drains that failed in a row, per chain id (main.py logs only some of them).
     drain_failures: dict[int, int] = field(default_factory=dict)
     # Set by a doorbell to start a chain's next round now instead of at its next poll.
