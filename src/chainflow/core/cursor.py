@@ -31,5 +31,5 @@ def _utc(at: datetime) -> datetime:
     an offset (the database cannot order it), OverflowError outside datetime's range once in
     UTC (0001-01-01T00:00:00+14:00)."""
     if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError("a cursor's time has an offset")
+        raise ValueError("a cursor's time has no offset")
     return at.astimezone(UTC)

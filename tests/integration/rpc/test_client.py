@@ -8,11 +8,13 @@ import pytest
 
 from chainflow.infra.net.urlguard import UrlGuard
 from chainflow.infra.rpc.client import (
+    RpcCallError,
     RpcClient,
     RpcResponseTooLarge,
     RpcTransportError,
     new_http_session,
 )
+from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify
 from tests.support.tcp_servers import endless_body, http_answer, json_rpc, redirect, tcp_server
 
 STRICT = UrlGuard(allow_private=False)
@@ -154,3 +156,26 @@ class TestMalformedAnswers:
         async with tcp_server(handler) as node, new_http_session(guard=OPEN) as http:
             with pytest.raises(RpcTransportError):
                 await RpcClient(http, node.url).call("eth_chainId")
+
+    @pytest.mark.parametrize("code", [[], {}, "-32000", True, 1.5])
+    async def test_an_error_code_that_is_no_integer_is_classified_by_its_message(
+        self, code: object
+    ) -> None:
+        error = {"code": code, "message": "nonce too low"}
+        answer = orjson.dumps({"jsonrpc": "2.0", "id": 1, "error": error})
+        async with (
+            tcp_server(http_answer("200 OK", answer)) as node,
+            new_http_session(guard=OPEN) as http,
+        ):
+            with pytest.raises(RpcCallError) as refused:
+                await RpcClient(http, node.url).call("eth_sendRawTransaction", ["0x00"])
+        assert refused.value.rpc_code is None
+        failure = RpcFailure(code=refused.value.rpc_code, message=refused.value.message)
+        assert classify(failure) is RpcErrorKind.NONCE_TOO_LOW
+
+    async def test_a_closed_session_is_the_callers_error_not_a_maybe_sent_one(self) -> None:
+        async with tcp_server(http_answer("200 OK", CHAIN_ID_ANSWER)) as node:
+            async with new_http_session(guard=OPEN) as http:
+                client = RpcClient(http, node.url)
+            with pytest.raises(RuntimeError):
+                await client.call("eth_chainId")

@@ -464,13 +464,14 @@ class TestUnreadableAnswers:
         self, deliveries: Deliveries, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Whatever goes wrong reading an answer is that attempt's failure, so the endpoint is
-        still disabled after `disable_after_s` of failing everything."""
+        still disabled after `disable_after_s` of failing everything (a 2xx answer's
+        Retry-After is never read: it is a delivery)."""
 
         def broken(_value: str | None, **_now: datetime) -> float | None:
             raise RuntimeError("a reading this code did not expect")
 
         monkeypatch.setattr(webhook_attempts, "parse_retry_after", broken)
-        async with receiver(always(200)) as hook:
+        async with receiver(always(503)) as hook:
             endpoint, _ = await deliveries.endpoint(hook.url)
             await deliveries.emit(("transaction.failed", {"tx": "c"}))
             with structlog.testing.capture_logs() as logs:
@@ -483,7 +484,7 @@ class TestUnreadableAnswers:
                     await eventually(disabled, timeout_s=20)
         found = await deliveries.attempts()
         assert len(found) >= 2
-        assert {(a.status_code, a.error) for a in found} == {(200, "client_error")}
+        assert {(a.status_code, a.error) for a in found} == {(503, "client_error")}
         warned = [e for e in logs if e["event"] == "webhook.client_error"]
         assert warned
         assert {e["error_type"] for e in warned} == {"RuntimeError"}

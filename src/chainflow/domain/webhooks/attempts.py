@@ -140,7 +140,8 @@ async def send(
             timeout=_timeout(timeout_s),
         ) as response:
             status = response.status
-            retry_after_s = parse_retry_after(response.headers.get("Retry-After"), now=now)
+            if not 200 <= status < 300:  # a 2xx is a delivery, whatever else it says
+                retry_after_s = parse_retry_after(response.headers.get("Retry-After"), now=now)
             await _drain(response)
         error = _status_error(status)
     except TimeoutError:

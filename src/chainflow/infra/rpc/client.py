@@ -120,10 +120,12 @@ class RpcClient:
         return [_outcome(by_id.get(first + i)) for i in range(len(calls))]
 
     async def _post(self, body: Any) -> Any:
+        data = orjson.dumps(body)  # a request this process cannot encode is its own error
+        status: int | None = None
         try:
             async with self._session.post(
                 self.url,
-                data=orjson.dumps(body),
+                data=data,
                 timeout=self._timeout,
                 headers={"Content-Type": "application/json"},
                 allow_redirects=False,
@@ -136,8 +138,12 @@ class RpcClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _unreached(exc) from None
         except Exception as exc:
-            # Nothing but this module's errors leaves the client: an answer it cannot read is
-            # the endpoint's failure (failover, breaker), never a caller's crash.
+            # An answer it cannot read is the endpoint's failure (failover, breaker), never a
+            # caller's crash. Before any answer, an error that is not the network's is this
+            # process's own (a closed session): raised as it is, not taken for "maybe sent",
+            # which would fail over to every endpoint and retry a send on every pass.
+            if status is None:
+                raise
             raise _unreadable(exc, status) from None
         _check_status(status, payload, retry_after_s)
         try:
@@ -157,9 +163,7 @@ class RpcClient:
             raise _unreadable(exc, status) from None
 
 
-def _unreadable(exc: Exception, status: int | None) -> RpcTransportError:
-    if status is None:  # raised before any answer: as unreached, maybe sent
-        return RpcTransportError(f"cannot reach RPC endpoint: {type(exc).__name__}")
+def _unreadable(exc: Exception, status: int) -> RpcTransportError:
     return RpcTransportError(
         f"RPC endpoint answered unreadably: {type(exc).__name__}",
         http_status=status,
@@ -230,8 +234,10 @@ def _result_of(reply: dict[str, Any]) -> Any:
     if error is not None:
         if not isinstance(error, dict):
             raise RpcCallError(rpc_code=None, message=str(error))
+        code = error.get("code")
         raise RpcCallError(
-            rpc_code=error.get("code"),
+            # a code that is not an integer is no JSON-RPC code: classified by its message
+            rpc_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
             message=str(error.get("message", "")),
             data=error.get("data"),
         )
