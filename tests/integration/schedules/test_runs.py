@@ -30,11 +30,9 @@ from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import SINK, EngineHarness, deploy
 from tests.support.polling import eventually
 
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
+T0 = datetime(2030, 1, 1, tzinfo=UTC)  # far from now: passes are given their `now`
 # Deploys the runtime 60006000fd (PUSH1 0 PUSH1 0 REVERT): every call to it reverts.
-ALWAYS_REVERTS_INIT_CODE = (
-    "0x6005600c60003960056000f3" + "60006000fd"
-)  # far from now: passes are given their `now`
+ALWAYS_REVERTS_INIT_CODE = "0x6005600c60003960056000f3" + "60006000fd"
 
 
 async def _create(
