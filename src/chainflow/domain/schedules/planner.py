@@ -80,7 +80,7 @@ class Trigger:
         """The occurrences from `start` (an occurrence) up to `now`: at most
         `MAX_MISSED_LISTED` of the earliest plus the latest, and how many were left out (None:
         more than `MAX_MISSED_COUNTED`, not counted). Bounded work whatever the gap: at most
-        `MAX_MISSED_LISTED + MAX_MISSED_COUNTED` steps, then one jump to the latest
+        `MAX_MISSED_LISTED + MAX_MISSED_COUNTED + 1` steps, then one jump to the latest
         (`_latest_at_or_before`, bounded too)."""
         if start > now:
             return [], 0
@@ -105,18 +105,23 @@ class Trigger:
     def _tail(
         self, found: list[datetime], nxt: datetime, now: datetime, *, anchor: datetime
     ) -> tuple[list[datetime], int | None]:
-        """Past the listed ones: count the rest up to `now`, at most `MAX_MISSED_COUNTED`
-        steps; past those, jump to the latest occurrence at or before `now` uncounted. One
-        step costs ~180 µs (croniter): counting every minute since 2000 took 42 min (audit)."""
+        """Past the listed ones: count the rest up to `now`, exactly if at most
+        `MAX_MISSED_COUNTED`; past those (one more step tells), jump to the latest occurrence
+        at or before `now` and say "more than" (None), also when the jump finds nothing within
+        its bound: then the last one walked to stands for the latest. One step costs ~180 µs
+        (croniter): counting every minute since 2000 took 42 min (audit)."""
         skipped, last = 0, nxt
-        while skipped < MAX_MISSED_COUNTED:
+        while True:
             after = self.next_after(last, anchor=anchor)
-            if after is None or after > now:
+            if after is None or after > now:  # counted to the end
                 return [*found, last], skipped
+            if skipped == MAX_MISSED_COUNTED:
+                break
             skipped, last = skipped + 1, after
+        # more than MAX_MISSED_COUNTED left out (`after` is one more): not counted
         latest = self._latest_at_or_before(now, anchor=anchor)
-        if latest is None or latest <= last:  # no cron could get here; counted to the end
-            return [*found, last], skipped
+        if latest is None or latest < after:  # not found within its bound
+            latest = after
         return [*found, latest], None
 
     def _latest_at_or_before(self, moment: datetime, *, anchor: datetime) -> datetime | None:

@@ -171,6 +171,27 @@ class TestCatchUpIsBounded:
         assert unlisted is not None
         assert len(listed) + unlisted == total
 
+    @pytest.mark.parametrize(("total", "unlisted"), [(201, 100), (202, None)])
+    def test_the_edge_of_the_count(self, total: int, unlisted: int | None) -> None:
+        """201 occurrences: 101 listed and exactly 100 counted; one more is "more than"."""
+        trigger = _cron("* * * * *", "UTC")
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        now = start + timedelta(minutes=total - 1, seconds=30)
+        listed, left_out = trigger.due(start, now, anchor=start)
+        assert len(listed) == MAX_MISSED_LISTED + 1
+        assert listed[-1] == start + timedelta(minutes=total - 1)
+        assert left_out == unlisted
+
+    def test_when_the_jump_finds_nothing_no_count_is_claimed(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        trigger = _cron("* * * * *", "UTC")
+        monkeypatch.setattr(Trigger, "_latest_at_or_before", lambda *_a, **_k: None)
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        listed, unlisted = trigger.due(start, start + timedelta(days=1), anchor=start)
+        assert unlisted is None  # "more than", not an exact count it did not make
+        assert listed[-1] == start + timedelta(minutes=MAX_MISSED_LISTED + MAX_MISSED_COUNTED + 1)
+
 
 def _walked_latest(trigger: Trigger, start: datetime, now: datetime) -> datetime:
     """The last occurrence at or before `now` as the worker's forward walk reaches it."""
