@@ -15,7 +15,7 @@ from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.apikeys.service import KeyLimits
 from chainflow.domain.audit.models import AuditEntry
 from chainflow.domain.events import EventRow
-from chainflow.domain.schedules import planner, service
+from chainflow.domain.schedules import planner, runner, service
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
 from chainflow.domain.transactions.models import Transaction
@@ -30,11 +30,9 @@ from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import SINK, EngineHarness, deploy
 from tests.support.polling import eventually
 
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
+T0 = datetime(2030, 1, 1, tzinfo=UTC)  # far from now: passes are given their `now`
 # Deploys the runtime 60006000fd (PUSH1 0 PUSH1 0 REVERT): every call to it reverts.
-ALWAYS_REVERTS_INIT_CODE = (
-    "0x6005600c60003960056000f3" + "60006000fd"
-)  # far from now: passes are given their `now`
+ALWAYS_REVERTS_INIT_CODE = "0x6005600c60003960056000f3" + "60006000fd"
 
 
 async def _create(
@@ -406,6 +404,37 @@ class TestBudgetAndPause:
         assert first.status is RunStatus.FAILED
         assert "estimate_reverted" in (first.reason or "")
         assert second.status is RunStatus.PENDING
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.runs, row.spent) == (ScheduleStatus.ACTIVE, 2, 7)
+
+    async def test_the_budget_waits_for_a_finished_run_not_yet_recorded(
+        self, harness: EngineHarness
+    ) -> None:
+        """The review's race: the run's transaction failed but no pass has recorded it yet
+        when the next occurrence is due. The budget check (7 spent + 7 > 7) must not end the
+        schedule before the refund: the occurrence waits for the next pass."""
+        wallet = await harness.wallet()
+        reverting = await deploy(harness.rpc, ALWAYS_REVERTS_INIT_CODE)
+        action = {"type": "transaction", "to": reverting, "value": "7"}
+        schedule_id = await _create(harness, wallet, T0, budget="7", action=action)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        await _drain_all(harness)  # the transaction is failed, its run still pending
+        due = T0 + timedelta(seconds=10)
+        async with unit_of_work(harness.sessionmaker) as session:  # a start with no finish
+            result = await runner.start_due(
+                session, ANVIL_CHAIN_ID, now=due, grace=timedelta(seconds=60)
+            )
+        assert (result.started, result.recorded) == ([], [])
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.spent, row.next_run_at) == (ScheduleStatus.ACTIVE, 7, due)
+        # the next pass records the failure (7 given back), then runs the deferred occurrence
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=due) == 1
+        first, second = await _runs(harness, schedule_id)
+        assert (first.status, second.status, second.scheduled_for) == (
+            RunStatus.FAILED,
+            RunStatus.PENDING,
+            due,
+        )
         row = await _schedule(harness, schedule_id)
         assert (row.status, row.runs, row.spent) == (ScheduleStatus.ACTIVE, 2, 7)
 

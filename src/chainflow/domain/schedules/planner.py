@@ -25,6 +25,13 @@ MAX_MISSED_LISTED = 100
 # this many; beyond it the pass jumps to the latest one and says "more than" (bounded work on
 # the event loop, inside the transaction that locks the schedules).
 MAX_MISSED_COUNTED = 100
+# The jump to the latest occurrence: tries of croniter's get_prev, then steps forward (a few,
+# or up to ~370 for a cron every minute when the latest is next to a daylight-saving change:
+# an instant within `_DST_MARGIN` of a change of UTC offset, at most 2 h in Antarctica/Troll,
+# is not trusted as a start, so the walk starts before the change).
+_PREV_TRIES = 6
+_WALK_STEPS = 500
+_DST_MARGIN = timedelta(hours=3)
 
 
 class InvalidTrigger(InvalidInput):
@@ -73,7 +80,8 @@ class Trigger:
         """The occurrences from `start` (an occurrence) up to `now`: at most
         `MAX_MISSED_LISTED` of the earliest plus the latest, and how many were left out (None:
         more than `MAX_MISSED_COUNTED`, not counted). Bounded work whatever the gap: at most
-        `MAX_MISSED_LISTED + MAX_MISSED_COUNTED` steps, then one jump to the latest."""
+        `MAX_MISSED_LISTED + MAX_MISSED_COUNTED + 1` steps, then one jump to the latest
+        (`_latest_at_or_before`, bounded too)."""
         if start > now:
             return [], 0
         if self.interval_s is not None:
@@ -97,36 +105,64 @@ class Trigger:
     def _tail(
         self, found: list[datetime], nxt: datetime, now: datetime, *, anchor: datetime
     ) -> tuple[list[datetime], int | None]:
-        """Past the listed ones: count the rest up to `now`, at most `MAX_MISSED_COUNTED`
-        steps; past those, jump to the latest occurrence at or before `now` uncounted. One
-        step costs ~180 µs (croniter): counting every minute since 2000 took 42 min (audit)."""
+        """Past the listed ones: count the rest up to `now`, exactly if at most
+        `MAX_MISSED_COUNTED`; past those (one more step tells), jump to the latest occurrence
+        at or before `now` and say "more than" (None), also when the jump finds nothing within
+        its bound: then the last one walked to stands for the latest. One step costs ~180 µs
+        (croniter): counting every minute since 2000 took 42 min (audit)."""
         skipped, last = 0, nxt
-        while skipped < MAX_MISSED_COUNTED:
+        while True:
             after = self.next_after(last, anchor=anchor)
-            if after is None or after > now:
+            if after is None or after > now:  # counted to the end
                 return [*found, last], skipped
+            if skipped == MAX_MISSED_COUNTED:
+                break
             skipped, last = skipped + 1, after
+        # more than MAX_MISSED_COUNTED left out (`after` is one more): not counted
         latest = self._latest_at_or_before(now, anchor=anchor)
-        if latest is None or latest <= last:  # no cron could get here; counted to the end
-            return [*found, last], skipped
+        if latest is None or latest < after:  # not found within its bound
+            latest = after
         return [*found, latest], None
 
     def _latest_at_or_before(self, moment: datetime, *, anchor: datetime) -> datetime | None:
-        """The last cron occurrence at or before `moment`, in two or three steps."""
+        """The last cron occurrence at or before `moment`, as `next_after` walks them; None if
+        not found in a bounded number of steps. croniter's `get_prev` on a pytz zone can give an
+        instant the cron never fires at next to a daylight-saving change (review: `*/7 2 * * *`
+        in New York, just after the fall-back, gave 03:56 EDT), so its answer is only a starting
+        point: `next_after` from just before it must land at or before `moment` (else try again
+        from earlier), then walks forward to the last one."""
         assert self.cron is not None  # noqa: S101 - intervals and `at` never get here
-        try:
-            local = moment.astimezone(pytz.timezone(self.timezone))
-            prev: datetime = croniter(self.cron, local).get_prev(datetime)
-        except (OverflowError, ValueError):
+        zone = pytz.timezone(self.timezone)
+        probe, latest = moment, None
+        for _ in range(_PREV_TRIES):
+            try:
+                prev: datetime = croniter(self.cron, probe.astimezone(zone)).get_prev(datetime)
+            except (OverflowError, ValueError):
+                return None
+            candidate = prev.astimezone(UTC)
+            if candidate >= probe:  # no progress backwards: give up rather than loop
+                return None
+            latest = self.first_at_or_after(candidate, anchor=anchor)
+            if latest is not None and latest <= moment and _steady(zone, latest):
+                break
+            # not one `next_after` walks to, or next to a change where it may not be: try from
+            # before the change (twice the margin back is at least the margin before it)
+            probe = candidate if latest is None else min(candidate, latest - 2 * _DST_MARGIN)
+            latest = None
+        if latest is None:
             return None
-        latest = prev.astimezone(UTC)
-        # get_prev is strictly before `moment`; `moment` itself may be an occurrence.
-        for _ in range(2):
+        for _ in range(_WALK_STEPS):
             following = self.next_after(latest, anchor=anchor)
             if following is None or following > moment:
-                break
+                return latest
             latest = following
-        return latest
+        return None
+
+
+def _steady(zone: pytz.BaseTzInfo, moment: datetime) -> bool:
+    """No change of the zone's UTC offset within `_DST_MARGIN` either side of `moment`."""
+    before = (moment - _DST_MARGIN).astimezone(zone).utcoffset()
+    return before == (moment + _DST_MARGIN).astimezone(zone).utcoffset()
 
 
 def parse_trigger(

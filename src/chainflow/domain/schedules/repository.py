@@ -102,6 +102,20 @@ async def pending_run(session: AsyncSession, schedule_id: uuid.UUID) -> Schedule
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def has_unsettled_run(session: AsyncSession, schedule_id: uuid.UUID) -> bool:
+    """A run of the schedule whose transaction is terminal but whose outcome `finish_runs` has
+    not recorded yet: a refund of its amount may still come back."""
+    query = select(
+        exists().where(
+            ScheduleRun.schedule_id == schedule_id,
+            ScheduleRun.status == RunStatus.PENDING,
+            ScheduleRun.transaction_id == Transaction.id,
+            Transaction.status.in_(TERMINAL),
+        )
+    )
+    return bool((await session.execute(query)).scalar())
+
+
 async def lock_finished(
     session: AsyncSession, chain_id: int, *, limit: int
 ) -> Sequence[tuple[ScheduleRun, Transaction]]:

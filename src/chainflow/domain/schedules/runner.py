@@ -7,6 +7,7 @@ them), and for each one, in the caller's single database transaction, inserts th
 A crash before the commit leaves none of it; the next pass does it again, once.
 """
 
+import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,16 @@ log = get_logger(__name__)
 
 REASON_MAX = 500
 WORKER = audit.Actor(key_id=None, via="worker")  # who pauses a schedule whose key is gone
+
+
+class _Held(enum.Enum):
+    """Why a run did not go ahead: recorded (skipped or failed), or deferred to the next pass."""
+
+    RECORDED = "recorded"
+    DEFER = "defer"
+
+
+_RECORDED, _DEFER = _Held.RECORDED, _Held.DEFER
 
 
 @dataclass
@@ -143,8 +154,9 @@ async def _advance(
     for index, occurrence in enumerate(missed):
         more = _unlisted(unlisted) if index == len(missed) - 1 else ""
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, why + more))
-    if runs_latest:
-        await _run(session, schedule, latest, now=now, builders=builders, out=out)
+    if runs_latest and await _run(session, schedule, latest, now=now, builders=builders, out=out):
+        schedule.next_run_at = latest  # deferred: the next pass looks at it again
+        return
     if schedule.status is ScheduleStatus.ACTIVE:
         _move_on(schedule, trigger, latest, now=now)
 
@@ -164,25 +176,31 @@ async def _run(
     now: datetime,
     builders: dict[str, Builder],
     out: PassResult,
-) -> None:
-    if await _held_back(session, schedule, occurrence, now=now, out=out):
-        return
+) -> bool:
+    """Run one occurrence; True if it is deferred to the next pass (neither run nor recorded:
+    the budget check waits for a finished run's outcome, see `_over_budget`)."""
+    held = await _held_back(session, schedule, occurrence, now=now, out=out)
+    if held is not None:
+        return held is _DEFER
     try:
         planned = await _plan(session, schedule, now, builders)
     except ChainflowError as exc:
         reason = f"{exc.code}: {exc.detail}"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
-        return
+        return False
     except ValueError as exc:  # a stored action the request schema no longer takes
         reason = f"invalid_action: {exc}"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
-        return
+        return False
     if planned.skip_reason is not None or planned.body is None:
         reason = planned.skip_reason or "nothing to run"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
-        return
-    if _over_budget(session, schedule, occurrence, amount=planned.amount, now=now, out=out):
-        return
+        return False
+    budget = await _over_budget(
+        session, schedule, occurrence, amount=planned.amount, now=now, out=out
+    )
+    if budget is not None:
+        return budget is _DEFER
     try:
         submitted = await txs.submit(
             session,
@@ -193,7 +211,7 @@ async def _run(
     except ChainflowError as exc:  # refused at admission (a paused wallet, a policy, ...)
         reason = f"{exc.code}: {exc.detail}"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
-        return
+        return False
     run = ScheduleRun(
         id=uuid.uuid4(),
         schedule_id=schedule.id,
@@ -210,6 +228,7 @@ async def _run(
     out.started.append(run)
     if _exhausted(schedule):
         _complete(schedule, now)
+    return False
 
 
 async def _held_back(
@@ -219,17 +238,17 @@ async def _held_back(
     *,
     now: datetime,
     out: PassResult,
-) -> bool:
+) -> _Held | None:
     """The checks before a run's request is built: its owner key, overlap, the budget (for
     the action's stated amount: an exact ERC-20 allowance spent would skip the run for the
-    allowance instead, and the schedule would never end)."""
+    allowance instead, and the schedule would never end). None: the run goes ahead."""
     if await _owner_gone(session, schedule, occurrence, now=now, out=out):
-        return True
+        return _RECORDED
     if await repository.pending_run(session, schedule.id) is not None:
         reason = "the previous run is still pending (overlap: skip)"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
-        return True
-    return _over_budget(
+        return _RECORDED
+    return await _over_budget(
         session, schedule, occurrence, amount=_stated_amount(schedule), now=now, out=out
     )
 
@@ -244,7 +263,7 @@ def _stated_amount(schedule: Schedule) -> int:
         return 0
 
 
-def _over_budget(
+async def _over_budget(
     session: AsyncSession,
     schedule: Schedule,
     occurrence: datetime,
@@ -252,15 +271,20 @@ def _over_budget(
     amount: int,
     now: datetime,
     out: PassResult,
-) -> bool:
-    """A run of `amount` would exceed the budget: skipped, and the schedule ends. Checked with
-    no run pending (the overlap check comes first), so no refund can still come back."""
+) -> _Held | None:
+    """A run of `amount` would exceed the budget: skipped, and the schedule ends. Not while a
+    run's transaction is terminal but its outcome not recorded yet (`finish_runs` of another
+    pass, or of the next one): its refund could still come back to an ended schedule (review:
+    budget 7 ended at "7 of 7 spent", then the refund left it completed with 0 spent), so the
+    occurrence is deferred to the next pass, which records that outcome first."""
     if schedule.budget is None or schedule.spent + amount <= schedule.budget:
-        return False
+        return None
+    if await repository.has_unsettled_run(session, schedule.id):
+        return _DEFER
     reason = f"budget reached: {schedule.spent} of {schedule.budget} spent"
     out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
     _complete(schedule, now)
-    return True
+    return _RECORDED
 
 
 async def _owner_gone(
@@ -292,7 +316,7 @@ async def _owner_gone(
 def _exhausted(schedule: Schedule) -> bool:
     """max_runs made. The budget is not looked at here: the run just started may fail and be
     given back (`finish_runs`), so a schedule ends for its budget only when a run would
-    exceed it, a check made with no run pending (the overlap check comes first)."""
+    exceed it, a check made with every finished run's outcome recorded (`_over_budget`)."""
     return schedule.max_runs is not None and schedule.runs >= schedule.max_runs
 
 

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import pytz  # type: ignore[import-untyped]
 
 from chainflow.domain.schedules import planner
 from chainflow.domain.schedules.planner import (
@@ -169,6 +170,90 @@ class TestCatchUpIsBounded:
         assert listed[-1] == now
         assert unlisted is not None
         assert len(listed) + unlisted == total
+
+    @pytest.mark.parametrize(("total", "unlisted"), [(201, 100), (202, None)])
+    def test_the_edge_of_the_count(self, total: int, unlisted: int | None) -> None:
+        """201 occurrences: 101 listed and exactly 100 counted; one more is "more than"."""
+        trigger = _cron("* * * * *", "UTC")
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        now = start + timedelta(minutes=total - 1, seconds=30)
+        listed, left_out = trigger.due(start, now, anchor=start)
+        assert len(listed) == MAX_MISSED_LISTED + 1
+        assert listed[-1] == start + timedelta(minutes=total - 1)
+        assert left_out == unlisted
+
+    def test_when_the_jump_finds_nothing_no_count_is_claimed(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        trigger = _cron("* * * * *", "UTC")
+        monkeypatch.setattr(Trigger, "_latest_at_or_before", lambda *_a, **_k: None)
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        listed, unlisted = trigger.due(start, start + timedelta(days=1), anchor=start)
+        assert unlisted is None  # "more than", not an exact count it did not make
+        assert listed[-1] == start + timedelta(minutes=MAX_MISSED_LISTED + MAX_MISSED_COUNTED + 1)
+
+
+def _walked_latest(trigger: Trigger, start: datetime, now: datetime) -> datetime:
+    """The last occurrence at or before `now` as the worker's forward walk reaches it."""
+    latest = start
+    while (nxt := trigger.next_after(latest, anchor=start)) is not None and nxt <= now:
+        latest = nxt
+    return latest
+
+
+class TestTheJumpAcrossDaylightSaving:
+    """The catch-up jump lands only on occurrences the forward walk (`next_after`) gives:
+    croniter's get_prev alone gave instants the cron never fires at (review: 6-8 of 384
+    samples per zone in Berlin, New York and Lord Howe)."""
+
+    def test_the_reviewers_case(self) -> None:
+        trigger = _cron("*/7 2 * * *", "America/New_York")
+        start = trigger.first_at_or_after(datetime(2026, 10, 1, tzinfo=UTC), anchor=_T)
+        assert start is not None
+        now = datetime(2026, 11, 1, 6, 6, 30, tzinfo=UTC)  # 01:06:30 EST, after the fall-back
+        listed, unlisted = trigger.due(start, now, anchor=start)
+        assert unlisted is None
+        assert listed[-1] == datetime(2026, 10, 31, 6, 56, tzinfo=UTC)  # 02:56 EDT
+        assert listed[-1] == _walked_latest(trigger, start, now)
+
+    @pytest.mark.parametrize(
+        "tz", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Antarctica/Troll"]
+    )
+    def test_the_jump_matches_the_walk_next_to_every_change(self, tz: str) -> None:
+        zone = pytz.timezone(tz)
+        changes = [t.replace(tzinfo=UTC) for t in zone._utc_transition_times if t.year == 2026]
+        assert len(changes) == 2
+        checked = 0
+        for expr in ("*/7 2 * * *", "30 2 * * *", "*/20 1-3 * * *", "0 * * * *"):
+            trigger = _cron(expr, tz)
+            for change in changes:
+                for minutes in range(-150, 330, 37):
+                    now = change + timedelta(minutes=minutes, seconds=30)
+                    start = trigger.first_at_or_after(now - timedelta(days=2), anchor=_T)
+                    assert start is not None
+                    expected = _walked_latest(trigger, start, now)
+                    assert trigger._latest_at_or_before(now, anchor=start) == expected, (
+                        expr,
+                        now,
+                    )
+                    checked += 1
+        assert checked == 4 * 2 * 13
+
+    def test_the_jump_next_to_a_change_is_bounded_too(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The worst case: a cron every minute, an hour after Berlin's spring-forward (the walk
+        starts 6 h back: ~570 steps, docs/schedules.md)."""
+        trigger = _cron("* * * * *", BERLIN)
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        now = datetime(2026, 3, 29, 2, 0, 30, tzinfo=UTC)
+        counter = _StepCounter(monkeypatch, 600)
+        listed, unlisted = trigger.due(start, now, anchor=start)
+        assert counter.steps <= 600
+        assert (listed[-1], unlisted) == (datetime(2026, 3, 29, 2, 0, tzinfo=UTC), None)
+
+
+_T = datetime(2026, 1, 1, tzinfo=UTC)  # an anchor: crons do not use it
 
 
 class TestRefused:
