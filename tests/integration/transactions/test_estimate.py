@@ -185,6 +185,44 @@ class TestRevertBehindAnUnminedRequest:
             describe(tx) for tx in rows
         ]
 
+    async def test_a_request_that_waited_on_one_cancelled_unsigned_is_judged_again_at_once(
+        self, harness: EngineHarness, weth: str
+    ) -> None:
+        wallet = await harness.wallet()
+        first = await deposit(harness, wallet, weth, 1_000)
+        behind = await transfer(harness, wallet, weth, "0x" + secrets.token_hex(20), 600)
+        chain = await chain_config(harness)
+        rpc = harness.engine.rpc(ANVIL_CHAIN_ID)
+        batch = rpc.batch
+        cancelled = False
+
+        async def cancel_after_the_estimate(calls: Any) -> Any:
+            nonlocal cancelled
+            answers = await batch(calls)
+            if not cancelled and calls and calls[0][0] == "eth_estimateGas":
+                cancelled = True  # the deposit leaves the queue unsigned: no nonce moves
+                async with unit_of_work(harness.sessionmaker) as session:
+                    await txs.cancel(session, first, api_key_id=None, is_admin=True)
+            return answers
+
+        rpc.batch = cancel_after_the_estimate  # type: ignore[method-assign]
+        try:
+            assert await drain_lane(harness.engine, chain, wallet.id) == 0
+        finally:
+            del rpc.batch
+        assert cancelled
+        assert (await harness.get(behind)).status is TxStatus.QUEUED  # it waited on the deposit
+        # Nothing of the lane is ahead of it now, and no count moved: judged again, it fails.
+        await drain_lane(harness.engine, chain, wallet.id)
+        tx = await harness.get(behind)
+        assert (tx.status, tx.nonce, tx.error_code) == (
+            TxStatus.FAILED,
+            None,
+            "estimate_reverted",
+        ), describe(tx)
+        assert await lane_next_nonce(harness, wallet) == 0
+        await assert_lane_settled(harness, wallet)
+
     async def test_a_revert_for_good_fails_once_the_deposit_is_mined(
         self, harness: EngineHarness, weth: str
     ) -> None:

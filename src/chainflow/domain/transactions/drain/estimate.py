@@ -79,20 +79,30 @@ async def estimate_gas(
             lane, answered, refused, buffer_percent=buffer_percent, unmined_ahead=unmined
         )
         ready.append(prefix)
-        waiting.append(_waiting(lane, answered, len(prefix), buffer_percent=buffer_percent))
+        waiting.append(
+            _waiting(lane, answered, prefix, unmined_ahead=unmined, buffer_percent=buffer_percent)
+        )
         offset += len(lane)
     return Estimates(ready, refused, waiting)
 
 
 def _waiting(
-    rows: Sequence[Queued], answers: Sequence[Any], cut: int, *, buffer_percent: int
+    rows: Sequence[Queued],
+    answers: Sequence[Any],
+    prefix: Sequence[Estimate],
+    *,
+    unmined_ahead: bool,
+    buffer_percent: int,
 ) -> TxId | None:
-    """The request where `cut_prefix` ended the lane's prefix to wait (a verdict it did not
-    fail the request with), or None (the lane's rows all judged, or a node error ended it)."""
-    if cut >= len(rows):
+    """The lane's first request when it waits on a nonce taken and not mined alone (nothing of
+    this round ahead of it, and a verdict `cut_prefix` did not fail it with: with
+    `unmined_ahead` it fails none), else None. A request that waits behind one of this round
+    is not one: that one may leave the queue unsigned (cancelled, expired) with no count
+    moving, and the request must then be judged again at once."""
+    if prefix or not unmined_ahead or not rows:
         return None
-    verdict = _verdict(rows[cut], answers[cut], buffer_percent=buffer_percent)
-    return rows[cut].id if isinstance(verdict, tuple) else None
+    verdict = _verdict(rows[0], answers[0], buffer_percent=buffer_percent)
+    return rows[0].id if isinstance(verdict, tuple) else None
 
 
 def cut_prefix(
