@@ -8,9 +8,11 @@ from pathlib import Path
 
 from chainflow.cli.runtime import migrate, open_database
 from chainflow.core.settings import Settings
+from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.seed import load_seed
 from chainflow.domain.schedules import service
+from chainflow.domain.schedules.models import ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
@@ -20,7 +22,8 @@ from tests.e2e.test_cli import Cli, one_error_line
 from tests.support.engine import SINK
 
 
-async def _schedule(settings: Settings) -> str:
+async def _schedule(settings: Settings, *, owner_revoked: bool = False) -> str:
+    """A schedule; `owner_revoked`: created under an API key then revoked, and paused."""
     async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
         await chains.seed_chains(session, load_seed(settings.chains_file))
         wallet = await wallets.import_wallet(
@@ -34,9 +37,16 @@ async def _schedule(settings: Settings) -> str:
                 "action": {"type": "transaction", "to": SINK, "value": "1"},
             }
         )
+        key_id = None
+        if owner_revoked:
+            key, _ = await apikeys.create_api_key(session, ["schedules"])
+            key_id = key.id
         row = await service.create_schedule(
-            session, body, api_key_id=None, now=datetime.now(UTC), min_interval_s=10
+            session, body, api_key_id=key_id, now=datetime.now(UTC), min_interval_s=10
         )
+        if key_id is not None:
+            await service.set_status(session, row.id, ScheduleStatus.PAUSED, now=datetime.now(UTC))
+            await apikeys.revoke_api_key(session, key_id)
         return str(row.id)
 
 
@@ -63,3 +73,20 @@ def test_list_pause_resume(tmp_path: Path) -> None:
 
     missing = one_error_line(cli("schedule", "pause", str(uuid.uuid4())))
     assert "does not exist" in missing
+
+
+def test_resume_under_a_revoked_owner_key_is_one_error_line(tmp_path: Path) -> None:
+    """Its next run would only pause it again: refused, exit 1, the schedule left paused."""
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, database_url=None)
+    migrate(settings)
+    schedule_id = asyncio.run(_schedule(settings, owner_revoked=True))
+    cli = Cli(data)
+
+    refused = one_error_line(cli("schedule", "resume", schedule_id))
+    assert refused == (
+        f"error: schedule {schedule_id} cannot be resumed: its owner API key is revoked; "
+        "create a new schedule under a live key"
+    )
+    listed = cli("schedule", "list")
+    assert listed.stdout.startswith(f"{schedule_id}  paused  "), listed.stdout

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from chainflow.core.addresses import checksum_address
+from chainflow.domain.apikeys.service import create_api_key, revoke_api_key
 from chainflow.domain.schedules.models import Schedule
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
@@ -68,6 +69,36 @@ class TestLifecycle:
         response = await api.client.post("/v1/schedules", headers=setup["write"], json=_body(setup))
         assert (response.status_code, response.json()["code"]) == (403, "insufficient_scope")
         assert await _stored(api) == 0
+
+
+class TestOwnerKey:
+    async def test_resuming_under_a_revoked_owner_key_is_a_409_and_changes_nothing(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """Its next run would only pause it again (README "Owner key"): refused, with neither
+        the key's id nor its revocation time (another `schedules` key reads this)."""
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            owner, token = await create_api_key(session, ["schedules"])
+        created = await api.client.post(
+            "/v1/schedules", headers={"Authorization": f"Bearer {token}"}, json=_body(setup)
+        )
+        url = f"/v1/schedules/{created.json()['id']}"
+        other = setup["schedules"]
+        paused = await api.client.patch(url, headers=other, json={"status": "paused"})
+        assert paused.status_code == 200, paused.text
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            await revoke_api_key(session, owner.id)
+        refused = await api.client.patch(url, headers=other, json={"status": "active"})
+        assert refused.status_code == 409
+        assert refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert problem["code"] == "schedule_owner_key_inactive"
+        assert problem["detail"] == (
+            f"schedule {created.json()['id']} cannot be resumed: its owner API key is revoked; "
+            "create a new schedule under a live key"
+        )
+        assert str(owner.id) not in refused.text
+        assert (await api.client.get(url, headers=other)).json() == paused.json()
 
 
 # Bad input and its precise code; all checked on one API per database (a setup costs ~1 s).

@@ -2,13 +2,15 @@
 misfire; runs are finished from their transaction's terminal status."""
 
 import asyncio
+import json
+import threading
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from chainflow.core.crashpoints import Crasher, CrashPoint
 from chainflow.domain.apikeys import service as apikeys
@@ -16,6 +18,7 @@ from chainflow.domain.apikeys.service import KeyLimits
 from chainflow.domain.audit.models import AuditEntry
 from chainflow.domain.events import EventRow
 from chainflow.domain.schedules import planner, runner, service
+from chainflow.domain.schedules.errors import ScheduleOwnerKeyInactive
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
 from chainflow.domain.transactions.models import Transaction
@@ -341,8 +344,9 @@ class TestOwnerKey:
         first, refused = await _runs(harness, schedule_id)
         assert first.status is RunStatus.SUCCEEDED
         assert (refused.status, refused.transaction_id) == (RunStatus.FAILED, None)
-        assert (refused.reason or "").startswith(f"api_key_{gone}: API key {key.id} ")
-        assert (refused.reason or "").endswith("; the schedule is paused")
+        # what became of the key, not which key nor when: `schedules` keys and webhook
+        # receivers read this (review: it named the key's id and its revocation time)
+        assert refused.reason == f"api_key_{gone}: owner API key {gone}; the schedule is paused"
         assert await _tx_count(harness) == 1
         row = await _schedule(harness, schedule_id)
         assert (row.status, row.runs) == (ScheduleStatus.PAUSED, 1)
@@ -352,15 +356,164 @@ class TestOwnerKey:
                     select(AuditEntry).where(AuditEntry.resource_id == str(schedule_id))
                 )
             ).all()
-            failed = await session.scalar(
-                select(func.count())
-                .select_from(EventRow)
-                .where(EventRow.type == "schedule.run.failed")
-            )
+            failed = (
+                await session.scalars(
+                    select(EventRow).where(EventRow.type == "schedule.run.failed")
+                )
+            ).all()
         assert [(e.action, e.actor, e.key_id) for e in entries] == [
             ("schedule.paused", "worker", None)
         ]
-        assert failed == 1
+        (event,) = failed
+        assert event.data["reason"] == refused.reason
+        assert str(key.id) not in json.dumps(event.data)
+        # and it stays paused: resuming it is refused, the row untouched
+        with pytest.raises(ScheduleOwnerKeyInactive, match=f"owner API key is {gone}; create"):
+            async with unit_of_work(harness.sessionmaker) as session:
+                await service.set_status(
+                    session, schedule_id, ScheduleStatus.ACTIVE, now=at + timedelta(seconds=20)
+                )
+        again = await _schedule(harness, schedule_id)
+        assert (again.status, again.next_run_at, again.updated_at) == (
+            ScheduleStatus.PAUSED,
+            row.next_run_at,
+            row.updated_at,
+        )
+
+
+class TestOwnerKeyRace:
+    """PostgreSQL, two connections: a revoke and a run never both commit with the run after
+    the revoke (review: a key revoked between the run's check and its commit let one more
+    run submit). SQLite has one writer: a pass and a revoke take turns."""
+
+    pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+
+    async def test_a_revoke_in_flight_is_waited_for_and_stops_the_run(
+        self, harness: EngineHarness, database_url: str
+    ) -> None:
+        wallet = await harness.wallet()
+        key = await _schedules_key(harness)
+        schedule_id = await _create(harness, wallet, T0, api_key_id=key.id)
+        db = create_engine(database_url, pool_size=1)
+        try:
+            async with unit_of_work(create_sessionmaker(db)) as revoking:
+                await apikeys.revoke_api_key(revoking, key.id)  # the row locked, not committed
+                passing = asyncio.create_task(schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0))
+
+                async def blocked_or_done() -> bool:
+                    return passing.done() or await _lock_waiters(harness) > 0
+
+                await eventually(blocked_or_done, timeout_s=20)
+            # the revoke commits; the pass, waiting on the key's row, then sees it
+            made = await asyncio.wait_for(passing, timeout=20)
+        finally:
+            await db.dispose()
+        (run,) = await _runs(harness, schedule_id)
+        assert (made, run.status, run.transaction_id) == (0, RunStatus.FAILED, None)
+        assert run.reason == "api_key_revoked: owner API key revoked; the schedule is paused"
+        assert await _tx_count(harness) == 0
+        assert (await _schedule(harness, schedule_id)).status is ScheduleStatus.PAUSED
+
+    async def test_a_revoke_started_before_the_runs_commit_waits_for_it(
+        self, harness: EngineHarness, database_url: str
+    ) -> None:
+        """The revoke starts in another connection at crash point `schedule_runs_stored` (the
+        run checked, its transaction stored, not committed yet) and is held open across the
+        commit: it must wait for the run's commit, not commit first."""
+        wallet = await harness.wallet()
+        key = await _schedules_key(harness)
+        schedule_id = await _create(harness, wallet, T0, api_key_id=key.id)
+        revoker = _RevokeAtCommit(database_url, key.id)
+        engine = Engine.start(replace(harness.engine.ports, crasher=revoker))
+        try:
+            assert await schedule_pass(engine, ANVIL_CHAIN_ID, now=T0) == 1
+        finally:
+            revoker.join()
+        assert revoker.revoked_before_commit is False
+        assert revoker.revoked is True  # once the run committed
+        await _drain_all(harness)
+        assert (
+            await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=10)) == 0
+        )
+        first, refused = await _runs(harness, schedule_id)
+        assert first.status is RunStatus.SUCCEEDED  # committed before the revoke: its run
+        assert (refused.status, refused.transaction_id) == (RunStatus.FAILED, None)
+        assert await _tx_count(harness) == 1
+
+
+async def _schedules_key(harness: EngineHarness) -> Any:
+    async with unit_of_work(harness.sessionmaker) as session:
+        key, _ = await apikeys.create_api_key(session, ["schedules"])
+        return key
+
+
+async def _lock_waiters(harness: EngineHarness) -> int:
+    async with unit_of_work(harness.sessionmaker) as session:
+        waiting = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(waiting or 0)
+
+
+class _RevokeAtCommit(Crasher):
+    """At `schedule_runs_stored`, revokes the key from a thread of its own (another event
+    loop, another connection) and returns once the revoke is either committed or waiting on a
+    lock; the pass's commit follows."""
+
+    def __init__(self, database_url: str, key_id: uuid.UUID) -> None:
+        self.database_url, self.key_id = database_url, key_id
+        self.revoked_before_commit: bool | None = None
+        self.revoked = False
+        self._settled = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def reached(self, point: str) -> None:
+        if point != CrashPoint.SCHEDULE_RUNS_STORED or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=asyncio.run, args=(self._revoke(),))
+        self._thread.start()
+        if not self._settled.wait(timeout=20):
+            raise AssertionError("the revoke neither committed nor waited within 20 s")
+
+    async def _revoke(self) -> None:
+        db = create_engine(self.database_url, pool_size=2)
+        try:
+            sessionmaker = create_sessionmaker(db)
+
+            async def revoke() -> None:
+                async with unit_of_work(sessionmaker) as session:
+                    await apikeys.revoke_api_key(session, self.key_id)
+
+            revoking = asyncio.create_task(revoke())
+
+            async def settled() -> bool:
+                if revoking.done():
+                    return True
+                async with unit_of_work(sessionmaker) as session:
+                    waiting = await session.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND wait_event_type = 'Lock'"
+                        )
+                    )
+                return bool(waiting)
+
+            try:
+                await eventually(settled, timeout_s=20)
+                self.revoked_before_commit = revoking.done()
+            finally:
+                self._settled.set()
+            await revoking
+            self.revoked = True
+        finally:
+            await db.dispose()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=30)
 
 
 class TestBudgetAndPause:

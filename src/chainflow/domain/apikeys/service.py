@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -152,18 +153,33 @@ def check_unexpired(key: ApiKey) -> None:
         raise ApiKeyExpired("the API key has expired")
 
 
+class KeyGone(NamedTuple):
+    """Why a stored key can no longer act for its owner."""
+
+    code: str  # api_key_revoked, api_key_expired or api_key_not_found
+    state: str  # revoked, expired or deleted: no id, no time (schedules keys and webhooks see it)
+
+
 async def why_not_live(
-    session: AsyncSession, key_id: uuid.UUID, *, now: datetime
-) -> tuple[str, str] | None:
-    """Why a stored key can no longer act for its owner (revoked, expired or gone), as (code,
-    detail); None while it can. For work done later in its name (a schedule's runs)."""
-    row = await session.get(ApiKey, key_id)
+    session: AsyncSession, key_id: uuid.UUID, *, now: datetime, lock: bool = False
+) -> KeyGone | None:
+    """Why a stored key can no longer act for its owner (revoked, expired or gone); None while
+    it can. For work done later in its name (a schedule's runs).
+
+    `lock`: the key's row is read `FOR SHARE`, held until the caller's transaction ends: a
+    revoke (`FOR UPDATE`) in flight is waited for and then seen, and one that starts later
+    waits for the caller's commit, so work checked here never commits after a revocation
+    did (PostgreSQL; SQLite has one writer)."""
+    query = select(ApiKey).where(ApiKey.id == key_id).execution_options(populate_existing=True)
+    if lock:
+        query = query.with_for_update(read=True)
+    row = (await session.execute(query)).scalar_one_or_none()
     if row is None:
-        return "api_key_not_found", f"API key {key_id} no longer exists"
+        return KeyGone("api_key_not_found", "deleted")
     if row.revoked_at is not None:
-        return "api_key_revoked", f"API key {key_id} was revoked at {row.revoked_at.isoformat()}"
+        return KeyGone("api_key_revoked", "revoked")
     if row.expires_at is not None and row.expires_at <= now:
-        return "api_key_expired", f"API key {key_id} expired at {row.expires_at.isoformat()}"
+        return KeyGone("api_key_expired", "expired")
     return None
 
 

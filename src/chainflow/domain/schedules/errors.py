@@ -11,6 +11,10 @@ class ScheduleFinished(Conflict):
     code = "schedule_finished"  # cancelled or completed: it cannot be paused or resumed
 
 
+class ScheduleOwnerKeyInactive(Conflict):
+    code = "schedule_owner_key_inactive"  # revoked, expired or deleted: it cannot be resumed
+
+
 class IntervalTooShort(InvalidInput):
     code = "schedule_interval_too_short"
 

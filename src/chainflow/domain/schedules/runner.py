@@ -298,18 +298,26 @@ async def _owner_gone(
     """A run submits as the key that created the schedule: once that key is revoked or
     expired (or deleted), the run fails without a transaction and the schedule is paused, in
     the audit log as `schedule.paused` by the worker, so revoking a key stops its money
-    moving (audit: a revoked key's schedule made 5 more transfers)."""
+    moving (audit: a revoked key's schedule made 5 more transfers). The key's row stays
+    share-locked until this pass commits, so a revoke cannot commit between this check and
+    the run's transaction (review: one more run submitted). The run's reason says only what
+    became of the key: `schedules` keys and webhook receivers read it (review: it named the
+    key's id and its revocation time)."""
     if schedule.api_key_id is None:  # created from the CLI or by the service directly
         return False
-    refusal = await apikeys.why_not_live(session, schedule.api_key_id, now=now)
-    if refusal is None:
+    gone = await apikeys.why_not_live(session, schedule.api_key_id, now=now, lock=True)
+    if gone is None:
         return False
-    code, detail = refusal
-    reason = f"{code}: {detail}; the schedule is paused"
+    reason = f"{gone.code}: owner API key {gone.state}; the schedule is paused"
     out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
     schedule.status = ScheduleStatus.PAUSED
     audit.record(session, WORKER, "schedule.paused", resource="schedule", resource_id=schedule.id)
-    log.warning("schedule.paused", schedule_id=str(schedule.id), reason=code)
+    log.warning(
+        "schedule.paused",
+        schedule_id=str(schedule.id),
+        api_key_id=str(schedule.api_key_id),
+        reason=gone.code,
+    )
     return True
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.cursor import decode_cursor, encode_cursor
 from chainflow.core.errors import NotFound
+from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import UnknownChain
 from chainflow.domain.schedules import dca, repository
@@ -17,6 +18,7 @@ from chainflow.domain.schedules.errors import (
     NotAContract,
     ScheduleFinished,
     ScheduleNotFound,
+    ScheduleOwnerKeyInactive,
     WalletNotOnChain,
 )
 from chainflow.domain.schedules.models import (
@@ -214,7 +216,9 @@ async def set_status(
     session: AsyncSession, schedule_id: uuid.UUID, wanted: ScheduleStatus, *, now: datetime
 ) -> Schedule:
     """Pause, resume or cancel. A resumed schedule goes on from its next occurrence after
-    now: the paused time is not a misfire. Raises: ScheduleNotFound, ScheduleFinished."""
+    now: the paused time is not a misfire. Raises: ScheduleNotFound, ScheduleFinished,
+    ScheduleOwnerKeyInactive (resuming a schedule whose owner key is revoked, expired or
+    deleted: its next run would only pause it again)."""
     row = await repository.get(session, schedule_id, for_update=True)
     if row is None:
         raise ScheduleNotFound(f"schedule {schedule_id} does not exist")
@@ -223,6 +227,7 @@ async def set_status(
             return row
         raise ScheduleFinished(f"schedule {schedule_id} is {row.status.value}")
     if wanted is ScheduleStatus.ACTIVE and row.status is ScheduleStatus.PAUSED:
+        await _check_owner(session, row, now=now)
         upcoming = trigger_of(row).first_at_or_after(now, anchor=row.start_at)
         if upcoming is None or (row.end_at is not None and upcoming > row.end_at):
             row.status, row.next_run_at = ScheduleStatus.COMPLETED, None
@@ -235,6 +240,19 @@ async def set_status(
     row.updated_at = now
     await session.flush()
     return row
+
+
+async def _check_owner(session: AsyncSession, row: Schedule, *, now: datetime) -> None:
+    """Raises: ScheduleOwnerKeyInactive unless the schedule's owner key can still submit (the
+    key's id and times are not named: a `schedules` key reads this)."""
+    if row.api_key_id is None:  # created from the CLI or by the service directly
+        return
+    gone = await apikeys.why_not_live(session, row.api_key_id, now=now, lock=True)
+    if gone is not None:
+        raise ScheduleOwnerKeyInactive(
+            f"schedule {row.id} cannot be resumed: its owner API key is {gone.state}; "
+            "create a new schedule under a live key"
+        )
 
 
 async def list_runs(
