@@ -17,7 +17,7 @@ from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.apikeys.service import KeyLimits
 from chainflow.domain.audit.models import AuditEntry
 from chainflow.domain.events import EventRow
-from chainflow.domain.schedules import planner, runner, service
+from chainflow.domain.schedules import planner, repository, runner, service
 from chainflow.domain.schedules.errors import ScheduleOwnerKeyInactive
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
@@ -441,6 +441,41 @@ class TestOwnerKeyRace:
         assert await _tx_count(harness) == 1
 
 
+class TestBudgetRace:
+    pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+
+    async def test_a_run_another_pass_is_recording_counts_as_given_back(
+        self, harness: EngineHarness, database_url: str
+    ) -> None:
+        """Another pass's `finish_runs` holds the failed run's row (it waits for the schedule's
+        lock to give the 7 back): the occurrence is judged with the 7 given back, not ended
+        for the budget, and the refund then lands on the running schedule."""
+        wallet = await harness.wallet()
+        reverting = await deploy(harness.rpc, ALWAYS_REVERTS_INIT_CODE)
+        action = {"type": "transaction", "to": reverting, "value": "7"}
+        schedule_id = await _create(harness, wallet, T0, budget="7", action=action)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        await _drain_all(harness)  # the transaction is failed, its run still pending
+        due = T0 + timedelta(seconds=10)
+        db = create_engine(database_url, pool_size=1)
+        try:
+            async with unit_of_work(create_sessionmaker(db)) as finishing:
+                held = await repository.lock_finished(finishing, ANVIL_CHAIN_ID, limit=10)
+                assert len(held) == 1  # as the other pass's finish_runs does first
+                async with unit_of_work(harness.sessionmaker) as session:
+                    result = await runner.start_due(
+                        session, ANVIL_CHAIN_ID, now=due, grace=timedelta(seconds=60)
+                    )
+                assert ([r.scheduled_for for r in result.started], result.recorded) == ([due], [])
+                await runner.finish_runs(finishing, ANVIL_CHAIN_ID, now=due)
+        finally:
+            await db.dispose()
+        first, second = await _runs(harness, schedule_id)
+        assert (first.status, second.status) == (RunStatus.FAILED, RunStatus.PENDING)
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.runs, row.spent) == (ScheduleStatus.ACTIVE, 2, 7)
+
+
 async def _schedules_key(harness: EngineHarness) -> Any:
     async with unit_of_work(harness.sessionmaker) as session:
         key, _ = await apikeys.create_api_key(session, ["schedules"])
@@ -560,36 +595,63 @@ class TestBudgetAndPause:
         row = await _schedule(harness, schedule_id)
         assert (row.status, row.runs, row.spent) == (ScheduleStatus.ACTIVE, 2, 7)
 
-    async def test_the_budget_waits_for_a_finished_run_not_yet_recorded(
+    async def test_a_finished_run_not_yet_recorded_is_recorded_before_the_budget_check(
         self, harness: EngineHarness
     ) -> None:
         """The review's race: the run's transaction failed but no pass has recorded it yet
         when the next occurrence is due. The budget check (7 spent + 7 > 7) must not end the
-        schedule before the refund: the occurrence waits for the next pass."""
+        schedule before the refund, nor put the occurrence off to a later pass (one after the
+        misfire grace recorded it missed): the failure is recorded first, then the occurrence
+        runs, and a pass past the grace finds nothing missed."""
         wallet = await harness.wallet()
         reverting = await deploy(harness.rpc, ALWAYS_REVERTS_INIT_CODE)
         action = {"type": "transaction", "to": reverting, "value": "7"}
-        schedule_id = await _create(harness, wallet, T0, budget="7", action=action)
+        schedule_id = await _create(
+            harness, wallet, T0, budget="7", action=action, trigger={"interval_s": 3600}
+        )
         assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
         await _drain_all(harness)  # the transaction is failed, its run still pending
-        due = T0 + timedelta(seconds=10)
+        due = T0 + timedelta(hours=1)
         async with unit_of_work(harness.sessionmaker) as session:  # a start with no finish
+            result = await runner.start_due(
+                session, ANVIL_CHAIN_ID, now=due, grace=timedelta(seconds=5)
+            )
+        assert [r.scheduled_for for r in result.started] == [due]
+        first, second = await _runs(harness, schedule_id)
+        assert (first.status, second.status) == (RunStatus.FAILED, RunStatus.PENDING)
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.runs, row.spent) == (ScheduleStatus.ACTIVE, 2, 7)
+        assert row.next_run_at == due + timedelta(hours=1)
+        # the next pass, long past the grace, has no occurrence to call missed
+        late = Engine.start(
+            replace(harness.engine.ports, schedules=ScheduleConfig(misfire_grace_s=5))
+        )
+        assert await schedule_pass(late, ANVIL_CHAIN_ID, now=due + timedelta(seconds=30)) == 0
+        assert [(r.scheduled_for, r.status) for r in await _runs(harness, schedule_id)] == [
+            (T0, RunStatus.FAILED),
+            (due, RunStatus.PENDING),
+        ]
+
+    async def test_a_confirmed_run_not_yet_recorded_ends_the_budget_at_once(
+        self, harness: EngineHarness
+    ) -> None:
+        """Its outcome is recorded first, then the budget is judged in the same pass: spent
+        exactly, the schedule ends at this occurrence (no pass waited for)."""
+        wallet = await harness.wallet()
+        schedule_id = await _create(harness, wallet, T0, budget="7")
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        await _drain_all(harness)  # confirmed, its run still pending
+        due = T0 + timedelta(seconds=10)
+        async with unit_of_work(harness.sessionmaker) as session:
             result = await runner.start_due(
                 session, ANVIL_CHAIN_ID, now=due, grace=timedelta(seconds=60)
             )
-        assert (result.started, result.recorded) == ([], [])
-        row = await _schedule(harness, schedule_id)
-        assert (row.status, row.spent, row.next_run_at) == (ScheduleStatus.ACTIVE, 7, due)
-        # the next pass records the failure (7 given back), then runs the deferred occurrence
-        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=due) == 1
+        assert (result.started, [r.scheduled_for for r in result.recorded]) == ([], [due])
         first, second = await _runs(harness, schedule_id)
-        assert (first.status, second.status, second.scheduled_for) == (
-            RunStatus.FAILED,
-            RunStatus.PENDING,
-            due,
-        )
+        assert first.status is RunStatus.SUCCEEDED
+        assert (second.status, second.reason) == (RunStatus.SKIPPED, "budget reached: 7 of 7 spent")
         row = await _schedule(harness, schedule_id)
-        assert (row.status, row.runs, row.spent) == (ScheduleStatus.ACTIVE, 2, 7)
+        assert (row.status, row.spent, row.next_run_at) == (ScheduleStatus.COMPLETED, 7, None)
 
     async def test_paused_runs_nothing_and_resumes_at_the_next_occurrence(
         self, harness: EngineHarness

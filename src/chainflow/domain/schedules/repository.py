@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
@@ -102,18 +102,33 @@ async def pending_run(session: AsyncSession, schedule_id: uuid.UUID) -> Schedule
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def has_unsettled_run(session: AsyncSession, schedule_id: uuid.UUID) -> bool:
-    """A run of the schedule whose transaction is terminal but whose outcome `finish_runs` has
-    not recorded yet: a refund of its amount may still come back."""
-    query = select(
-        exists().where(
+def _unsettled(schedule_id: uuid.UUID) -> Select[ScheduleRun, Transaction]:
+    """Runs of the schedule whose transaction is terminal but whose outcome `finish_runs` has
+    not recorded yet."""
+    return (
+        select(ScheduleRun, Transaction)
+        .join(Transaction, ScheduleRun.transaction_id == Transaction.id)
+        .where(
             ScheduleRun.schedule_id == schedule_id,
             ScheduleRun.status == RunStatus.PENDING,
-            ScheduleRun.transaction_id == Transaction.id,
             Transaction.status.in_(TERMINAL),
         )
     )
-    return bool((await session.execute(query)).scalar())
+
+
+async def lock_unsettled(
+    session: AsyncSession, schedule_id: uuid.UUID
+) -> Sequence[tuple[ScheduleRun, Transaction]]:
+    """Those runs, locked; the ones another pass holds (recording them) are skipped."""
+    query = _unsettled(schedule_id).with_for_update(of=ScheduleRun, skip_locked=True)
+    return [(run, tx) for run, tx in (await session.execute(query)).all()]
+
+
+async def unsettled_refund(session: AsyncSession, schedule_id: uuid.UUID) -> int:
+    """What those runs, once recorded, give back to the budget: the amount of each one whose
+    transaction did not execute (as `runner.finish_runs` does)."""
+    rows = await session.execute(_unsettled(schedule_id))
+    return sum(run.amount_in or 0 for run, tx in rows.all() if tx.status is not TxStatus.CONFIRMED)
 
 
 async def lock_finished(

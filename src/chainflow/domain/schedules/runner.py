@@ -7,7 +7,6 @@ them), and for each one, in the caller's single database transaction, inserts th
 A crash before the commit leaves none of it; the next pass does it again, once.
 """
 
-import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,16 +43,6 @@ REASON_MAX = 500
 WORKER = audit.Actor(key_id=None, via="worker")  # who pauses a schedule whose key is gone
 
 
-class _Held(enum.Enum):
-    """Why a run did not go ahead: recorded (skipped or failed), or deferred to the next pass."""
-
-    RECORDED = "recorded"
-    DEFER = "defer"
-
-
-_RECORDED, _DEFER = _Held.RECORDED, _Held.DEFER
-
-
 @dataclass
 class PassResult:
     started: list[ScheduleRun] = field(default_factory=list)  # with a transaction
@@ -87,20 +76,27 @@ async def finish_runs(
     `amount_in`: it is given back to the schedule's budget."""
     finished = []
     for run, tx in await repository.lock_finished(session, chain_id, limit=limit):
-        if tx.status is TxStatus.CONFIRMED:
-            run.status = RunStatus.SUCCEEDED
-        else:
-            run.status = RunStatus.FAILED
-            run.reason = _failure(tx)
-            if run.amount_in:
-                schedule = await repository.get(session, run.schedule_id, for_update=True)
-                if schedule is not None:
-                    schedule.spent = max(0, schedule.spent - run.amount_in)
-        run.finished_at = now
-        _announce(session, run, chain_id=chain_id, wallet_id=tx.wallet_id)
+        await _finish(session, run, tx, now=now)
         finished.append(run)
     await session.flush()
     return finished
+
+
+async def _finish(
+    session: AsyncSession, run: ScheduleRun, tx: Transaction, *, now: datetime
+) -> None:
+    """Record the outcome of a locked pending run whose transaction is terminal."""
+    if tx.status is TxStatus.CONFIRMED:
+        run.status = RunStatus.SUCCEEDED
+    else:
+        run.status = RunStatus.FAILED
+        run.reason = _failure(tx)
+        if run.amount_in:
+            schedule = await repository.get(session, run.schedule_id, for_update=True)
+            if schedule is not None:
+                schedule.spent = max(0, schedule.spent - run.amount_in)
+    run.finished_at = now
+    _announce(session, run, chain_id=tx.chain_id, wallet_id=tx.wallet_id)
 
 
 def _failure(tx: Transaction) -> str:
@@ -154,9 +150,8 @@ async def _advance(
     for index, occurrence in enumerate(missed):
         more = _unlisted(unlisted) if index == len(missed) - 1 else ""
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, why + more))
-    if runs_latest and await _run(session, schedule, latest, now=now, builders=builders, out=out):
-        schedule.next_run_at = latest  # deferred: the next pass looks at it again
-        return
+    if runs_latest:
+        await _run(session, schedule, latest, now=now, builders=builders, out=out)
     if schedule.status is ScheduleStatus.ACTIVE:
         _move_on(schedule, trigger, latest, now=now)
 
@@ -176,31 +171,27 @@ async def _run(
     now: datetime,
     builders: dict[str, Builder],
     out: PassResult,
-) -> bool:
-    """Run one occurrence; True if it is deferred to the next pass (neither run nor recorded:
-    the budget check waits for a finished run's outcome, see `_over_budget`)."""
-    held = await _held_back(session, schedule, occurrence, now=now, out=out)
-    if held is not None:
-        return held is _DEFER
+) -> None:
+    """Run one occurrence, or record why it did not run. Never deferred to a later pass: a
+    pass that comes after the misfire grace would record it as missed (review)."""
+    if await _held_back(session, schedule, occurrence, now=now, out=out):
+        return
     try:
         planned = await _plan(session, schedule, now, builders)
     except ChainflowError as exc:
         reason = f"{exc.code}: {exc.detail}"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
-        return False
+        return
     except ValueError as exc:  # a stored action the request schema no longer takes
         reason = f"invalid_action: {exc}"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
-        return False
+        return
     if planned.skip_reason is not None or planned.body is None:
         reason = planned.skip_reason or "nothing to run"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
-        return False
-    budget = await _over_budget(
-        session, schedule, occurrence, amount=planned.amount, now=now, out=out
-    )
-    if budget is not None:
-        return budget is _DEFER
+        return
+    if await _over_budget(session, schedule, occurrence, amount=planned.amount, now=now, out=out):
+        return
     try:
         submitted = await txs.submit(
             session,
@@ -211,7 +202,7 @@ async def _run(
     except ChainflowError as exc:  # refused at admission (a paused wallet, a policy, ...)
         reason = f"{exc.code}: {exc.detail}"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
-        return False
+        return
     run = ScheduleRun(
         id=uuid.uuid4(),
         schedule_id=schedule.id,
@@ -228,7 +219,6 @@ async def _run(
     out.started.append(run)
     if _exhausted(schedule):
         _complete(schedule, now)
-    return False
 
 
 async def _held_back(
@@ -238,16 +228,17 @@ async def _held_back(
     *,
     now: datetime,
     out: PassResult,
-) -> _Held | None:
+) -> bool:
     """The checks before a run's request is built: its owner key, overlap, the budget (for
     the action's stated amount: an exact ERC-20 allowance spent would skip the run for the
-    allowance instead, and the schedule would never end). None: the run goes ahead."""
+    allowance instead, and the schedule would never end). True: the run is recorded (skipped
+    or failed); False: it goes ahead."""
     if await _owner_gone(session, schedule, occurrence, now=now, out=out):
-        return _RECORDED
+        return True
     if await repository.pending_run(session, schedule.id) is not None:
         reason = "the previous run is still pending (overlap: skip)"
         out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
-        return _RECORDED
+        return True
     return await _over_budget(
         session, schedule, occurrence, amount=_stated_amount(schedule), now=now, out=out
     )
@@ -271,20 +262,26 @@ async def _over_budget(
     amount: int,
     now: datetime,
     out: PassResult,
-) -> _Held | None:
-    """A run of `amount` would exceed the budget: skipped, and the schedule ends. Not while a
-    run's transaction is terminal but its outcome not recorded yet (`finish_runs` of another
-    pass, or of the next one): its refund could still come back to an ended schedule (review:
-    budget 7 ended at "7 of 7 spent", then the refund left it completed with 0 spent), so the
-    occurrence is deferred to the next pass, which records that outcome first."""
+) -> bool:
+    """A run of `amount` would exceed the budget: skipped, and the schedule ends (True). Judged
+    with every finished run's outcome: a run whose transaction is terminal but whose outcome
+    no pass has recorded yet is recorded here first (its refund could otherwise come back to
+    an ended schedule; review: budget 7 ended at "7 of 7 spent", then the refund left it
+    completed with 0 spent), and one another pass is recording right now (its row locked,
+    waiting for this schedule's lock to give the amount back) counts as given back. The
+    occurrence is judged now, never deferred: a deferred one became a misfire when the next
+    pass came after the grace (review)."""
     if schedule.budget is None or schedule.spent + amount <= schedule.budget:
-        return None
-    if await repository.has_unsettled_run(session, schedule.id):
-        return _DEFER
-    reason = f"budget reached: {schedule.spent} of {schedule.budget} spent"
+        return False
+    for run, tx in await repository.lock_unsettled(session, schedule.id):
+        await _finish(session, run, tx, now=now)
+    spent = schedule.spent - await repository.unsettled_refund(session, schedule.id)
+    if spent + amount <= schedule.budget:
+        return False
+    reason = f"budget reached: {spent} of {schedule.budget} spent"
     out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
     _complete(schedule, now)
-    return _RECORDED
+    return True
 
 
 async def _owner_gone(
