@@ -1,6 +1,7 @@
 """Schedule routes over HTTP on both databases: create, read, list, pause/resume, cancel,
 runs; bad input is a precise 422 and stores nothing."""
 
+import uuid
 from typing import Any
 
 import aiohttp
@@ -8,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from chainflow.core.addresses import checksum_address
-from chainflow.domain.apikeys.service import create_api_key, revoke_api_key
+from chainflow.domain.apikeys.service import KeyLimits, create_api_key, revoke_api_key
 from chainflow.domain.schedules.models import Schedule
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.rpc.client import RpcClient
@@ -99,6 +100,20 @@ class TestOwnerKey:
         )
         assert str(owner.id) not in refused.text
         assert (await api.client.get(url, headers=other)).json() == paused.json()
+
+    async def test_a_key_limited_to_a_wallet_cannot_create_a_schedule(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """A `schedules` key limited to wallet A and a schedule of wallet B: refused (schedule
+        routes refuse any restricted key: README "Restricted API keys")."""
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            limits = KeyLimits(wallet_ids=[uuid.uuid4()])
+            _, token = await create_api_key(session, ["schedules"], limits=limits)
+        response = await api.client.post(
+            "/v1/schedules", headers={"Authorization": f"Bearer {token}"}, json=_body(setup)
+        )
+        assert (response.status_code, response.json()["code"]) == (403, "key_restricted")
+        assert await _stored(api) == 0
 
 
 # Bad input and its precise code; all checked on one API per database (a setup costs ~1 s).

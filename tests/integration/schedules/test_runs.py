@@ -17,6 +17,8 @@ from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.apikeys.service import KeyLimits
 from chainflow.domain.audit.models import AuditEntry
 from chainflow.domain.events import EventRow
+from chainflow.domain.policies import service as policies
+from chainflow.domain.policies.schemas import PolicyRules
 from chainflow.domain.schedules import planner, repository, runner, service
 from chainflow.domain.schedules.errors import ScheduleOwnerKeyInactive
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
@@ -253,6 +255,25 @@ class TestOverlapAndOutcome:
         assert run.reason is not None
         assert run.reason.startswith("fee_cap_zero")
         assert (await _schedule(harness, schedule_id)).next_run_at == T0 + timedelta(seconds=10)
+
+    async def test_a_run_the_wallets_policy_refuses_fails_with_policy_denied(
+        self, harness: EngineHarness
+    ) -> None:
+        """The wallet's spending policy applies to every run, as to POST /v1/transactions: a
+        `schedules` key's schedule moves no more than the policy allows (README "Scopes")."""
+        wallet = await harness.wallet()
+        async with unit_of_work(harness.sessionmaker) as session:
+            rules = PolicyRules.model_validate({"max_value_wei_per_tx": "5"})
+            await policies.put_policy(session, wallet.id, rules, key_id=None)
+        key = await _schedules_key(harness)
+        schedule_id = await _create(harness, wallet, T0, api_key_id=key.id)  # value 7
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 0
+        (run,) = await _runs(harness, schedule_id)
+        assert (run.status, run.transaction_id) == (RunStatus.FAILED, None)
+        assert (run.reason or "").startswith("policy_denied: ")
+        assert await _tx_count(harness) == 0
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.next_run_at) == (ScheduleStatus.ACTIVE, T0 + timedelta(seconds=10))
 
 
 class TestMisfire:
