@@ -39,7 +39,7 @@ async def _schedule(settings: Settings, *, owner_revoked: bool = False) -> str:
         )
         key_id = None
         if owner_revoked:
-            key, _ = await apikeys.create_api_key(session, ["schedules"])
+            key, _ = await apikeys.create_api_key(session, ["schedules", "transactions:write"])
             key_id = key.id
         row = await service.create_schedule(
             session, body, api_key_id=key_id, now=datetime.now(UTC), min_interval_s=10

@@ -229,7 +229,7 @@ class TestTransactionDeliveries:
 
 class TestScheduleRunsNewestFirst:
     async def test_order_desc_pages_backwards(self, api: ApiHarness, setup: dict[str, Any]) -> None:
-        headers = await api.key("schedules")
+        headers = await api.key("schedules", "transactions:write")
         body = {
             "wallet": setup["wallet"]["id"],
             "chain_id": 31337,

@@ -21,7 +21,8 @@ from tests.support.fixtures import ApiHarness, prepare_sender
 @pytest.fixture
 async def setup(api: ApiHarness, anvil_url: str) -> dict[str, Any]:
     sender = await prepare_sender(api, anvil_url)
-    sender["schedules"] = await api.key("schedules")
+    sender["schedules"] = await api.key("schedules", "transactions:write")
+    sender["schedules_only"] = await api.key("schedules")
     return sender
 
 
@@ -71,6 +72,25 @@ class TestLifecycle:
         assert (response.status_code, response.json()["code"]) == (403, "insufficient_scope")
         assert await _stored(api) == 0
 
+    async def test_creating_one_needs_transactions_write_too(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """Its runs send transactions as the creating key: `schedules` alone moves no money
+        (audit: a `schedules`-only key's schedule sent a transfer), but still manages them."""
+        only = setup["schedules_only"]
+        response = await api.client.post("/v1/schedules", headers=only, json=_body(setup))
+        assert (response.status_code, response.json()["code"]) == (403, "insufficient_scope")
+        assert "'transactions:write'" in response.json()["detail"]
+        assert await _stored(api) == 0
+        created = await api.client.post(
+            "/v1/schedules", headers=setup["schedules"], json=_body(setup)
+        )
+        url = f"/v1/schedules/{created.json()['id']}"
+        paused = await api.client.patch(url, headers=only, json={"status": "paused"})
+        assert paused.json()["status"] == "paused"
+        listed = await api.client.get("/v1/schedules", headers=only)
+        assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]
+
 
 class TestOwnerKey:
     async def test_resuming_under_a_revoked_owner_key_is_a_409_and_changes_nothing(
@@ -79,7 +99,7 @@ class TestOwnerKey:
         """Its next run would only pause it again (README "Owner key"): refused, with neither
         the key's id nor its revocation time (another `schedules` key reads this)."""
         async with unit_of_work(api.resources.sessionmaker) as session:
-            owner, token = await create_api_key(session, ["schedules"])
+            owner, token = await create_api_key(session, ["schedules", "transactions:write"])
         created = await api.client.post(
             "/v1/schedules", headers={"Authorization": f"Bearer {token}"}, json=_body(setup)
         )

@@ -35,6 +35,7 @@ from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import SINK, EngineHarness, deploy
 from tests.support.polling import eventually
 
+SENDING = ["schedules", "transactions:write"]  # what creating a schedule needs
 T0 = datetime(2030, 1, 1, tzinfo=UTC)  # far from now: passes are given their `now`
 # Deploys the runtime 60006000fd (PUSH1 0 PUSH1 0 REVERT): every call to it reverts.
 ALWAYS_REVERTS_INIT_CODE = "0x6005600c60003960056000f3" + "60006000fd"
@@ -349,7 +350,7 @@ class TestOwnerKey:
         expiry = T0 + timedelta(seconds=5) if gone == "expired" else None
         limits = KeyLimits(expires_at=expiry)
         async with unit_of_work(harness.sessionmaker) as session:
-            key, _ = await apikeys.create_api_key(session, ["schedules"], limits=limits)
+            key, _ = await apikeys.create_api_key(session, SENDING, limits=limits)
         schedule_id = await _create(harness, wallet, T0, api_key_id=key.id)
         assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
         await _drain_all(harness)
@@ -400,6 +401,30 @@ class TestOwnerKey:
             row.next_run_at,
             row.updated_at,
         )
+
+    async def test_an_owner_key_without_transactions_write_fails_the_run(
+        self, harness: EngineHarness
+    ) -> None:
+        """A schedule created by a `schedules`-only key before creating one needed
+        `transactions:write` (audit: such a key moved funds): its next run sends nothing."""
+        wallet = await harness.wallet()
+        async with unit_of_work(harness.sessionmaker) as session:
+            key, _ = await apikeys.create_api_key(session, ["schedules"])
+        schedule_id = await _create(harness, wallet, T0, api_key_id=key.id)
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 0
+        (refused,) = await _runs(harness, schedule_id)
+        assert (refused.status, refused.transaction_id) == (RunStatus.FAILED, None)
+        assert refused.reason == (
+            "insufficient_scope: owner API key without the transactions:write scope;"
+            " the schedule is paused"
+        )
+        assert await _tx_count(harness) == 0
+        assert (await _schedule(harness, schedule_id)).status is ScheduleStatus.PAUSED
+        with pytest.raises(ScheduleOwnerKeyInactive, match="without the transactions:write"):
+            async with unit_of_work(harness.sessionmaker) as session:
+                await service.set_status(
+                    session, schedule_id, ScheduleStatus.ACTIVE, now=T0 + timedelta(seconds=5)
+                )
 
 
 class TestOwnerKeyRace:
@@ -499,7 +524,7 @@ class TestBudgetRace:
 
 async def _schedules_key(harness: EngineHarness) -> Any:
     async with unit_of_work(harness.sessionmaker) as session:
-        key, _ = await apikeys.create_api_key(session, ["schedules"])
+        key, _ = await apikeys.create_api_key(session, SENDING)
         return key
 
 

@@ -9,6 +9,7 @@ from chainflow.api.deps import ResourcesDep, SchedulesKey, actor, unrestricted_o
 from chainflow.api.responses import problem_responses
 from chainflow.core.clock import utcnow
 from chainflow.core.errors import Unavailable
+from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.audit import service as audit
 from chainflow.domain.chains import service as chains
 from chainflow.domain.schedules import service
@@ -40,7 +41,13 @@ router = APIRouter(
 async def create_schedule(
     request: Request, body: ScheduleCreate, resources: ResourcesDep, key: SchedulesKey
 ) -> ScheduleRead:
-    """A recurring transaction or DCA swap; each occurrence runs once (its runs list why not)."""
+    """A recurring transaction or DCA swap; each occurrence runs once (its runs list why not).
+    Its runs send transactions as this key, so it needs `transactions:write` (or admin) too."""
+    if not apikeys.may_send(key):
+        raise apikeys.InsufficientScope(
+            "this API key lacks the 'transactions:write' scope, which creating a schedule needs"
+            " as well as 'schedules': its runs send transactions"
+        )
     settings = resources.settings
     has_code = None
     if isinstance(body.action, DcaAction):

@@ -156,15 +156,18 @@ def check_unexpired(key: ApiKey) -> None:
 class KeyGone(NamedTuple):
     """Why a stored key can no longer act for its owner."""
 
-    code: str  # api_key_revoked, api_key_expired or api_key_not_found
-    state: str  # revoked, expired or deleted: no id, no time (schedules keys and webhooks see it)
+    code: str  # api_key_revoked, api_key_expired, api_key_not_found or insufficient_scope
+    # revoked, expired, deleted or without transactions:write: no id, no time (`schedules` keys
+    # and webhook receivers see it)
+    state: str
 
 
 async def why_not_live(
     session: AsyncSession, key_id: uuid.UUID, *, now: datetime, lock: bool = False
 ) -> KeyGone | None:
-    """Why a stored key can no longer act for its owner (revoked, expired or gone); None while
-    it can. For work done later in its name (a schedule's runs).
+    """Why a stored key can no longer send transactions for its owner (revoked, expired, gone,
+    or without `transactions:write`: a schedule created before a schedule needed it); None
+    while it can. For work done later in its name (a schedule's runs).
 
     `lock`: the key's row is read `FOR SHARE`, held until the caller's transaction ends: a
     revoke (`FOR UPDATE`) in flight is waited for and then seen, and one that starts later
@@ -180,7 +183,14 @@ async def why_not_live(
         return KeyGone("api_key_revoked", "revoked")
     if row.expires_at is not None and row.expires_at <= now:
         return KeyGone("api_key_expired", "expired")
+    if not may_send(row):
+        return KeyGone(InsufficientScope.code, "without the transactions:write scope")
     return None
+
+
+def may_send(key: ApiKey) -> bool:
+    """Whether the key may submit transactions (`transactions:write` or admin)."""
+    return Scope.ADMIN.value in key.scopes or Scope.TRANSACTIONS_WRITE.value in key.scopes
 
 
 def require_scope(key: ApiKey, scope: Scope) -> None:
