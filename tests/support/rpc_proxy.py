@@ -38,6 +38,11 @@ class RpcProxy:
         self.wrong_chain_id = 1
         # CORRUPT: method -> a function of the node's result giving the result answered instead
         self.corrupt: dict[str, Callable[[Any], Any]] = {}
+        # The next request that calls this method waits for `release()` (whatever the fault),
+        # then goes on; `holding` is set once it waits.
+        self.hold: str | None = None
+        self.holding = asyncio.Event()
+        self._released = asyncio.Event()
         self.mix: dict[Fault, float] = {}  # when set, each request draws its fault from it
         self.rng = random.Random(0)  # noqa: S311 - reproducible chaos, not cryptography
         self.injected: dict[Fault, int] = {}
@@ -51,6 +56,10 @@ class RpcProxy:
         body = await request.read()
         methods = _methods(orjson.loads(body))
         self.received += methods
+        if self.hold is not None and self.hold in methods:
+            self.hold = None
+            self.holding.set()
+            await _first(self._released, self._stopping)
         fault = self._draw()
         self.injected[fault] = self.injected.get(fault, 0) + 1
         if fault is Fault.DELAY:
@@ -141,6 +150,9 @@ class RpcProxy:
                 body=payload, status=response.status, content_type="application/json"
             )
 
+    def release(self) -> None:
+        self._released.set()
+
     def stop(self) -> None:
         self._stopping.set()
 
@@ -160,6 +172,15 @@ def _rewritten(
         if call is not None and "result" in reply:
             reply["result"] = rewrite(call, reply["result"])
     return web.Response(body=orjson.dumps(got), content_type="application/json")
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _methods(payload: Any) -> list[str]:
