@@ -16,7 +16,7 @@ eth-utils does not fit: `to_int(hexstr=…)` is `int(x, 16)` (it reads "0x_1", "
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 __all__ = ["MalformedAnswer", "check", "hex_data", "quantity"]
 
@@ -81,36 +81,25 @@ def _data(value: object) -> None:
     hex_data(value)
 
 
-def _fields(value: object, required: Mapping[str, Callable[[object], None]]) -> dict[str, Any]:
+_Fields: TypeAlias = Mapping[str, Callable[[object], None]]
+
+
+def _object(value: object, required: _Fields, optional: _Fields) -> None:
+    """A JSON object with every `required` field, and `optional` ones absent, null or read."""
     if not isinstance(value, dict):
         raise MalformedAnswer(f"not a JSON object: {_shown(value)}")
-    for name, read in required.items():
-        if name not in value:
-            raise MalformedAnswer(f"no {name}")
-        _field(name, value[name], read)
-    return value
-
-
-def _optional(value: dict[str, Any], fields: Mapping[str, Callable[[object], None]]) -> None:
-    for name, read in fields.items():
-        if value.get(name) is not None:
-            _field(name, value[name], read)
-
-
-def _field(name: str, value: object, read: Callable[[object], None]) -> None:
+    name = ""
     try:
-        read(value)
+        for name, read in required.items():
+            if name not in value:
+                raise MalformedAnswer("absent")
+            read(value[name])
+        for name, read in optional.items():
+            field = value.get(name)
+            if field is not None:
+                read(field)
     except MalformedAnswer as exc:
         raise MalformedAnswer(f"{name}: {exc}") from None
-
-
-def _receipt(value: object) -> None:
-    # null: not mined (yet). The tracker reads these fields (track/mined.py, decisions.py).
-    if value is None:
-        return
-    receipt = _fields(value, {"blockNumber": _uint64, "blockHash": _hash})
-    # status is absent before Byzantium (and on chains that kept the state root instead).
-    _optional(receipt, {"status": _status, "gasUsed": _uint64, "effectiveGasPrice": _uint256})
 
 
 def _status(value: object) -> None:
@@ -118,16 +107,23 @@ def _status(value: object) -> None:
         raise MalformedAnswer(f"not a receipt status: {_shown(value)}")
 
 
+# The fields the tracker reads (track/mined.py, decisions.py). A receipt's status is absent
+# before Byzantium (and on chains that kept the state root instead).
+_RECEIPT = (
+    {"blockNumber": _uint64, "blockHash": _hash},
+    {"status": _status, "gasUsed": _uint64, "effectiveGasPrice": _uint256},
+)
+_BLOCK = ({"number": _uint64, "timestamp": _uint64}, {"baseFeePerGas": _uint256})
+
+
+def _receipt(value: object) -> None:
+    if value is not None:  # null: not mined (yet)
+        _object(value, *_RECEIPT)
+
+
 def _block(value: object) -> None:
-    if value is None:  # no such block
-        return
-    block = _fields(value, {"number": _uint64, "timestamp": _uint64})
-    _optional(block, {"baseFeePerGas": _uint256})
-
-
-def _fee_history(value: object) -> None:
-    history = _fields(value, {"baseFeePerGas": _list_of(_uint256, non_empty=True)})
-    _optional(history, {"reward": _list_of(_list_of(_uint256))})
+    if value is not None:  # null: no such block
+        _object(value, *_BLOCK)
 
 
 def _list_of(
@@ -142,16 +138,25 @@ def _list_of(
     return check_list
 
 
+_FEE_HISTORY = (
+    {"baseFeePerGas": _list_of(_uint256, non_empty=True)},
+    {"reward": _list_of(_list_of(_uint256))},
+)
+
+
+def _fee_history(value: object) -> None:
+    _object(value, *_FEE_HISTORY)
+
+
+def _count(value: object) -> None:
+    # A txpool_status count: some nodes count in plain JSON numbers (track/pool.py).
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64:
+        return
+    _uint64(value)
+
+
 def _pool_status(value: object) -> None:
-    # Some nodes count with plain JSON numbers rather than quantities (track/pool.py).
-    if not isinstance(value, dict):
-        raise MalformedAnswer(f"not a JSON object: {_shown(value)}")
-    for name in ("pending", "queued"):
-        count = value.get(name)
-        if count is None:  # read as none queued
-            continue
-        if not (isinstance(count, int) and not isinstance(count, bool) and count >= 0):
-            _field(name, count, _uint64)
+    _object(value, {}, {"pending": _count, "queued": _count})
 
 
 _SHAPES: dict[str, Callable[[object], None]] = {

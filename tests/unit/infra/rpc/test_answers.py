@@ -166,6 +166,7 @@ BAD_ANSWERS: list[tuple[str, object]] = [
     ("eth_getCode", 0),
     ("txpool_status", {"pending": "0xz", "queued": "0x0"}),
     ("txpool_status", {"pending": -1}),
+    ("txpool_status", {"queued": 2**64}),
     ("txpool_status", []),
 ]
 
