@@ -2,7 +2,9 @@
 resets, 429s, answers lost after the node acted, a lagging node, an endpoint on the wrong
 chain, one endpoint of two down. Whatever the node does, every request ends terminal, once."""
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -60,7 +62,19 @@ async def test_random_faults_on_the_only_endpoint(
     assert "eth_sendRawTransaction" in proxy.forwarded
 
 
-@pytest.mark.parametrize("fault", [Fault.DROP, Fault.HTTP_500, Fault.WRONG_CHAIN])
+# What a broken node or a proxy in the way could answer instead of the node's result: each
+# either raised deep inside a round (retried on the same endpoint forever) or was read as a
+# wrong number, before the client checked answers (infra/rpc/answers.py).
+CORRUPTIONS: dict[str, Callable[[Any], Any]] = {
+    "eth_blockNumber": lambda _: "0xzz",
+    "eth_getTransactionCount": lambda _: "0x_1",
+    "eth_estimateGas": lambda _: " 0x5208",
+    "eth_feeHistory": lambda history: {**history, "baseFeePerGas": ["0x"]},
+    "eth_getTransactionReceipt": lambda receipt: receipt and {**receipt, "blockNumber": "-0x1"},
+}
+
+
+@pytest.mark.parametrize("fault", [Fault.DROP, Fault.HTTP_500, Fault.WRONG_CHAIN, Fault.CORRUPT])
 async def test_first_of_two_endpoints_broken(
     fault: Fault, database_url: str, anvil: str, tmp_path: Path
 ) -> None:
@@ -69,7 +83,9 @@ async def test_first_of_two_endpoints_broken(
         serve_proxy(anvil, http, path="/broken") as broken,
         serve_proxy(anvil, http, path="/healthy") as healthy,
     ):
-        broken.fault = fault
+        broken.fault, broken.corrupt = fault, dict(CORRUPTIONS)
+        # CORRUPT: the breaker closes again soon after each opening (its probe, eth_chainId,
+        # is answered well), so that the endpoint keeps being asked what it answers badly.
         async with open_cluster(
             tmp_path,
             database_url,
@@ -77,10 +93,16 @@ async def test_first_of_two_endpoints_broken(
             rpc_urls=[broken.url, healthy.url],
             redis_url=REDIS_URL,
             rpc_timeout_s="1",
+            rpc_breaker_open_s="0.01" if fault is Fault.CORRUPT else "30",  # 30: the default
         ) as cluster:
             await cluster.submit(10)
             await cluster.settle(timeout_s=120)
             assert await cluster.violations() == []
+            assert await cluster.count(TxStatus.CONFIRMED) == 30
+    if fault is Fault.CORRUPT:
+        assert set(CORRUPTIONS) <= set(broken.forwarded)  # each bad answer was given
+        assert "eth_getTransactionReceipt" in healthy.forwarded  # and each failed over
+        return
     assert "eth_sendRawTransaction" in healthy.forwarded
     if fault is Fault.WRONG_CHAIN:
         # An endpoint on another chain is never trusted with a transaction.

@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +23,7 @@ class Fault(StrEnum):
     LOSE_RESPONSE = "lose_response"  # forward to the node, then drop the connection
     LAG = "lag"  # a node behind the head: stale nonces and block number, no new receipts
     NO_TXPOOL = "no_txpool"  # a node without txpool_*: -32601 for them, the rest forwarded
+    CORRUPT = "corrupt"  # forward, then rewrite the results of the methods in `corrupt`
 
 
 class RpcProxy:
@@ -35,6 +36,13 @@ class RpcProxy:
         self.retry_after_s: int | str | None = None  # a str: sent as is, however malformed
         self.delay_s = 30.0
         self.wrong_chain_id = 1
+        # CORRUPT: method -> a function of the node's result giving the result answered instead
+        self.corrupt: dict[str, Callable[[Any], Any]] = {}
+        # The next request that calls this method waits for `release()` (whatever the fault),
+        # then goes on; `holding` is set once it waits.
+        self.hold: str | None = None
+        self.holding = asyncio.Event()
+        self._released = asyncio.Event()
         self.mix: dict[Fault, float] = {}  # when set, each request draws its fault from it
         self.rng = random.Random(0)  # noqa: S311 - reproducible chaos, not cryptography
         self.injected: dict[Fault, int] = {}
@@ -48,6 +56,10 @@ class RpcProxy:
         body = await request.read()
         methods = _methods(orjson.loads(body))
         self.received += methods
+        if self.hold is not None and self.hold in methods:
+            self.hold = None
+            self.holding.set()
+            await _first(self._released, self._stopping)
         fault = self._draw()
         self.injected[fault] = self.injected.get(fault, 0) + 1
         if fault is Fault.DELAY:
@@ -70,6 +82,8 @@ class RpcProxy:
         answer = await self._forward(body, methods)
         if fault is Fault.LAG:
             return self._lagging(orjson.loads(body), answer)
+        if fault is Fault.CORRUPT:
+            return self._corrupted(orjson.loads(body), answer)
         return _drop(request) if fault is Fault.LOSE_RESPONSE else answer
 
     def _draw(self) -> Fault:
@@ -84,20 +98,26 @@ class RpcProxy:
 
     def _lagging(self, sent: Any, answer: web.Response) -> web.Response:
         """Rewrite the node's answer as a node stuck in the past would give it."""
-        assert isinstance(answer.body, bytes)
-        got = orjson.loads(answer.body)
-        calls = {c.get("id"): c for c in (sent if isinstance(sent, list) else [sent])}
-        for reply in got if isinstance(got, list) else [got]:
-            call = calls.get(reply.get("id")) if isinstance(reply, dict) else None
-            if call is None or "result" not in reply:
-                continue
+
+        def stale(call: dict[str, Any], result: Any) -> Any:
             method = call.get("method")
             if method == "eth_getTransactionReceipt":
-                reply["result"] = None
-            elif method in ("eth_getTransactionCount", "eth_blockNumber"):
+                return None
+            if method in ("eth_getTransactionCount", "eth_blockNumber"):
                 key = f"{method}:{orjson.dumps(call.get('params')).decode()}"
-                reply["result"] = self._frozen.setdefault(key, reply["result"])
-        return web.Response(body=orjson.dumps(got), content_type="application/json")
+                return self._frozen.setdefault(key, result)
+            return result
+
+        return _rewritten(sent, answer, stale)
+
+    def _corrupted(self, sent: Any, answer: web.Response) -> web.Response:
+        """Rewrite the results of the methods in `corrupt`, as a broken node or proxy would."""
+
+        def corrupted(call: dict[str, Any], result: Any) -> Any:
+            rewrite = self.corrupt.get(str(call.get("method")))
+            return result if rewrite is None else rewrite(result)
+
+        return _rewritten(sent, answer, corrupted)
 
     async def _without_txpool(self, sent: Any) -> web.Response:
         """Answer txpool_* calls as a node that does not know them; forward the others."""
@@ -130,11 +150,37 @@ class RpcProxy:
                 body=payload, status=response.status, content_type="application/json"
             )
 
+    def release(self) -> None:
+        self._released.set()
+
     def stop(self) -> None:
         self._stopping.set()
 
 
 _STATUS = {Fault.HTTP_500: 500, Fault.HTTP_502: 502, Fault.HTTP_429: 429}
+
+
+def _rewritten(
+    sent: Any, answer: web.Response, rewrite: Callable[[dict[str, Any], Any], Any]
+) -> web.Response:
+    """The node's `answer` to `sent` with each result replaced by `rewrite(call, result)`."""
+    assert isinstance(answer.body, bytes)
+    got = orjson.loads(answer.body)
+    calls = {c.get("id"): c for c in (sent if isinstance(sent, list) else [sent])}
+    for reply in got if isinstance(got, list) else [got]:
+        call = calls.get(reply.get("id")) if isinstance(reply, dict) else None
+        if call is not None and "result" in reply:
+            reply["result"] = rewrite(call, reply["result"])
+    return web.Response(body=orjson.dumps(got), content_type="application/json")
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _methods(payload: Any) -> list[str]:

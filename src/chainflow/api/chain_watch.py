@@ -18,7 +18,7 @@ from chainflow.core.errors import ChainflowError
 from chainflow.core.urls import redact_url
 from chainflow.domain.transactions import readings
 from chainflow.domain.transactions.readings import ChainLane
-from chainflow.infra.rpc.client import RpcClient
+from chainflow.infra.rpc.client import RpcClient, RpcMalformedAnswer
 
 # A probe is a health check: an endpoint slower than this is reported unhealthy.
 _PROBE_TIMEOUT_S = 3.0
@@ -102,6 +102,8 @@ class ChainWatch:
         started = time.monotonic()
         try:
             block, at = await readings.read_head(self._client(url, _PROBE_TIMEOUT_S))
+        except RpcMalformedAnswer:  # not a block (answers.py): named as before the client checked
+            return EndpointHealth(redact_url(url), False, None, None, "invalid_answer"), None
         except ChainflowError as exc:
             return EndpointHealth(redact_url(url), False, None, None, exc.code), None
         except (ValueError, TypeError, KeyError):

@@ -24,6 +24,7 @@ from eth_utils.crypto import keccak
 from chainflow.core.addresses import checksum_address
 from chainflow.core.errors import ConfigError
 from chainflow.domain.transactions.calldata import encode_call
+from chainflow.infra.rpc.answers import hex_data, quantity
 from chainflow.infra.rpc.client import RpcClient
 
 E18 = 10**18
@@ -92,7 +93,7 @@ class Dex:
     ) -> tuple[Any, ...]:
         data = "0x" + encode_call(function, args).hex()
         raw = await self.rpc.call("eth_call", [{"to": to, "data": data}, "latest"])
-        return tuple(decode(out, bytes.fromhex(raw[2:])))
+        return tuple(decode(out, bytes.fromhex(hex_data(raw)[2:])))
 
     async def balance(self, token: str, owner: str) -> int:
         (value,) = await self.call(token, "balanceOf(address)", [owner], ["uint256"])
@@ -172,7 +173,7 @@ async def _send(rpc: RpcClient, deployer: str, tx: dict[str, Any]) -> dict[str, 
     for _ in range(400):
         receipt: dict[str, Any] | None = await rpc.call("eth_getTransactionReceipt", [tx_hash])
         if receipt:
-            if int(receipt["status"], 16) != 1:
+            if quantity(receipt["status"]) != 1:
                 raise RuntimeError(f"DEX set-up transaction {tx_hash} reverted")
             return receipt
         await asyncio.sleep(0.05)  # anvil mines it at once; polling its receipt
@@ -184,6 +185,6 @@ def swaps_in(receipt: dict[str, Any]) -> list[tuple[int, int, int, int]]:
     found = []
     for log in receipt.get("logs") or []:
         if log["topics"] and log["topics"][0] == SWAP_TOPIC:
-            in0, in1, out0, out1 = decode(["uint256"] * 4, bytes.fromhex(log["data"][2:]))
+            in0, in1, out0, out1 = decode(["uint256"] * 4, bytes.fromhex(hex_data(log["data"])[2:]))
             found.append((int(in0), int(in1), int(out0), int(out1)))
     return found

@@ -9,9 +9,17 @@ import structlog
 
 from chainflow.core.types import SecretBytes
 from chainflow.core.urls import redact_url
+from chainflow.domain.transactions.node import nonce_counts
+from chainflow.domain.transactions.readings import read_head
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX, run_anvil
 from chainflow.infra.net.urlguard import UrlGuard
-from chainflow.infra.rpc.client import RpcCallError, RpcClient, RpcTransportError, new_http_session
+from chainflow.infra.rpc.answers import quantity
+from chainflow.infra.rpc.client import (
+    RpcCallError,
+    RpcClient,
+    RpcTransportError,
+    new_http_session,
+)
 from chainflow.infra.rpc.endpoints import (
     BreakerSettings,
     EndpointPool,
@@ -31,6 +39,7 @@ FAILURES_TO_OPEN = 2
 OPEN_S = 30.0
 REVERTING_INIT_CODE = "0x60006000fd"  # PUSH1 0 PUSH1 0 REVERT: eth_call without `to` runs it
 GARBAGE_RAW_TX = "0xdeadbeef"
+ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # anvil's first funded account
 
 
 class FakeClock:
@@ -349,7 +358,8 @@ class TestNodeErrors:
 
 
 class TestSends:
-    async def test_a_send_whose_answer_was_lost_is_not_resent_elsewhere(
+    @pytest.mark.parametrize("fault", [Fault.LOSE_RESPONSE, Fault.CORRUPT])
+    async def test_a_send_whose_answer_was_lost_or_malformed_is_not_resent_elsewhere(
         self,
         pool: EndpointPool,
         first: RpcProxy,
@@ -357,8 +367,10 @@ class TestSends:
         signed: SignedTx,
         http: aiohttp.ClientSession,
         node_url: str,
+        fault: Fault,
     ) -> None:
-        first.fault = Fault.LOSE_RESPONSE
+        first.fault = fault
+        first.corrupt = {"eth_sendRawTransaction": lambda tx_hash: tx_hash[:-2]}  # CORRUPT's
         with pytest.raises(RpcTransportError) as caught:
             await pool.call("eth_sendRawTransaction", ["0x" + signed.raw.hex()])
         assert not isinstance(caught.value, NoHealthyEndpoint)
@@ -497,3 +509,77 @@ class TestUnreadableRetryAfter:
             assert str(await pool.call("eth_blockNumber")).startswith("0x")
         assert pool.health()[0].state is EndpointState.OPEN
         assert second.forwarded[-1] == "eth_blockNumber"
+
+
+# Answers a broken node or a proxy in the way could give, each of which int(x, 16) either
+# reads as a number or raises deep inside the caller (answers.py).
+MALFORMED_QUANTITIES = ["0xzz", "", None, 16, "0x_1", " 0x1", "-0x1", "0x" + "1" * 100_000]
+
+
+class TestMalformedAnswers:
+    @pytest.mark.parametrize("bad", MALFORMED_QUANTITIES, ids=lambda v: repr(v)[:12])
+    async def test_a_malformed_read_fails_over_to_the_next_endpoint(
+        self, pool: EndpointPool, first: RpcProxy, second: RpcProxy, bad: object
+    ) -> None:
+        await warm_up(pool)
+        first.fault = Fault.CORRUPT
+        first.corrupt = {"eth_blockNumber": lambda _: bad}
+        block = await pool.call("eth_blockNumber")
+        assert quantity(block, bits=64) >= 0  # the second endpoint's answer
+        assert first.forwarded[-1] == second.forwarded[-1] == "eth_blockNumber"
+        failing = pool.health()[0]
+        assert (failing.consecutive_failures, failing.last_error_kind) == (
+            1,
+            RpcErrorKind.TRANSPORT,
+        )
+
+    async def test_a_node_that_keeps_answering_badly_opens_its_breaker(
+        self, pool: EndpointPool, first: RpcProxy
+    ) -> None:
+        await warm_up(pool)
+        first.fault = Fault.CORRUPT
+        first.corrupt = {"eth_getBalance": lambda _: "0x10 "}
+        for _ in range(FAILURES_TO_OPEN + 1):
+            assert quantity(await pool.call("eth_getBalance", [ADDRESS, "latest"])) > 0
+        assert pool.health()[0].state is EndpointState.OPEN
+        assert first.received.count("eth_getBalance") == FAILURES_TO_OPEN  # then skipped
+
+    async def test_one_malformed_entry_fails_the_whole_batch_over(
+        self, pool: EndpointPool, first: RpcProxy, second: RpcProxy, http: aiohttp.ClientSession
+    ) -> None:
+        # node.py reads the counts: old code read "0x_5" as 5, a nonce that is not the node's.
+        await warm_up(pool)
+        first.fault = Fault.CORRUPT
+        first.corrupt = {"eth_getTransactionCount": lambda _: "0x_5"}
+        mined, pending = await nonce_counts(pool, [ADDRESS])
+        node = RpcClient(http, second.upstream)
+        truth = await node.call("eth_getTransactionCount", [ADDRESS, "latest"])
+        assert mined == {ADDRESS: quantity(truth)}
+        assert pending == {ADDRESS: quantity(truth)}
+        assert second.forwarded[-2:] == ["eth_getTransactionCount"] * 2
+        assert pool.health()[0].consecutive_failures == 1
+
+    async def test_a_malformed_receipt_field_fails_over(
+        self, pool: EndpointPool, first: RpcProxy, signed: SignedTx
+    ) -> None:
+        tx_hash = await pool.call("eth_sendRawTransaction", ["0x" + signed.raw.hex()])
+        first.fault = Fault.CORRUPT
+        first.corrupt = {
+            "eth_getTransactionReceipt": lambda receipt: {**receipt, "blockNumber": "0x1g"}
+        }
+        (receipt,) = await pool.batch([("eth_getTransactionReceipt", [tx_hash])])
+        assert quantity(receipt["blockNumber"], bits=64) > 0
+        assert quantity(receipt["status"]) == 1
+        assert pool.health()[0].consecutive_failures == 1
+
+    async def test_a_single_bad_endpoint_raises_the_pools_error_not_a_value_error(
+        self, http: aiohttp.ClientSession, first: RpcProxy, clock: FakeClock
+    ) -> None:
+        pool = make_pool(http, [first.url], clock)
+        await warm_up(pool)
+        first.fault = Fault.CORRUPT
+        first.corrupt = {"eth_getBlockByNumber": lambda block: {**block, "timestamp": "0x-1"}}
+        with pytest.raises(NoHealthyEndpoint) as caught:
+            await read_head(pool)
+        assert "malformed answer" in caught.value.detail
+        assert "0x-1" not in caught.value.detail  # the node's text is never echoed

@@ -4,10 +4,14 @@ Each test ends by reading the chain (`assert_lane_settled`): every request is te
 wallet's mined nonces are exactly 0..n-1, and no request executed twice.
 """
 
+import asyncio
 import dataclasses
 import itertools
 from collections.abc import Callable
 from datetime import timedelta
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.clock import utcnow
 from chainflow.domain.transactions import repository
@@ -15,6 +19,8 @@ from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKind
 from chainflow.domain.transactions.state import TxStatus, is_terminal
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.infra.signing.keystore import MasterKey
+from chainflow.workers.drain import drain_lane
 from chainflow.workers.main import run_round
 from chainflow.workers.track import track_chain
 from tests.support.chains import ANVIL_CHAIN_ID
@@ -46,8 +52,10 @@ from tests.support.engine import (
     EngineHarness,
     harness_fixture,
     has_status,
+    open_engine_harness,
 )
 from tests.support.polling import eventually
+from tests.support.rpc_proxy import serve_proxy
 
 # Stuck detection out of reach: a dropped transaction can only come back by a plain re-send.
 NO_BUMPS = dataclasses.replace(TEST_CONFIG, stuck_after_s=600.0, stuck_after_blocks=10_000)
@@ -299,6 +307,51 @@ class TestCrashAfterSigning:
         tx = await harness.get(tx_id)
         assert (tx.status, tx.attempts[0].broadcast_count) == (TxStatus.SUBMITTED, 1), describe(tx)
         assert await harness.rpc.call("eth_getTransactionByHash", [sent.hash]) is not None
+
+
+class TestTrackerBesideADrain:
+    async def test_a_request_the_drain_signed_and_is_sending_is_left_to_it(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        anvil_url: str,
+        master_key: MasterKey,
+    ) -> None:
+        # A round tracks while a drain of its process sends (rounds overlap): the drain's
+        # signed requests must be in WorkerState.sending from its commit on, or the tracker
+        # sends them too. Here the drain's send is held by a proxy in front of anvil while a
+        # tracking round runs.
+        async with (
+            aiohttp.ClientSession() as http,
+            serve_proxy(anvil_url, http) as proxy,
+            open_engine_harness(sessionmaker, proxy.url, master_key) as harness,
+        ):
+            engine = harness.engine
+            chain = await chain_config(harness)
+            wallet = await harness.wallet()
+            tx_id = await harness.submit(wallet, value="1")
+            proxy.hold = "eth_sendRawTransaction"
+            drain = asyncio.create_task(drain_lane(engine, chain, wallet.id))
+
+            async def held() -> bool:
+                return proxy.holding.is_set()
+
+            try:
+                await eventually(held, what="the drain's send held")
+                tx = await harness.get(tx_id)
+                (attempt,) = tx.attempts
+                assert (tx.status, attempt.broadcast_count) == (TxStatus.SIGNED, 0)
+                assert await track_chain(engine, chain) == 1
+                tx = await harness.get(tx_id)
+                assert (tx.status, tx.attempts[0].broadcast_count) == (TxStatus.SIGNED, 0)
+                assert proxy.received.count("eth_sendRawTransaction") == 1  # the drain's only
+            finally:
+                proxy.release()
+                assert await drain == 1
+            assert not engine.state.sending  # the drain ended: nothing is left to it
+            (tx,) = await harness.run_until_final([tx_id])
+            assert tx.status is TxStatus.CONFIRMED
+            assert [a.id for a in tx.attempts] == [attempt.id]
+            await assert_lane_settled(harness, wallet)
 
 
 class TestKeyUsedOutsideChainflow:

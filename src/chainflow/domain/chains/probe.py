@@ -15,6 +15,7 @@ from chainflow.core.logging import get_logger
 from chainflow.core.urls import redact_url
 from chainflow.domain.chains.errors import RpcChainMismatch, RpcUnreachable, RpcUrlForbidden
 from chainflow.infra.net.urlguard import UrlForbidden, UrlGuard
+from chainflow.infra.rpc.answers import MalformedAnswer, quantity
 
 if TYPE_CHECKING:
     import aiohttp
@@ -59,11 +60,9 @@ def rpc_chain_id_probe(
 
 
 def _chain_id(result: object) -> int:
-    if not isinstance(result, str) or not result.startswith("0x"):
-        raise _NotJsonRpc()
     try:
-        return int(result, 16)
-    except ValueError:
+        return quantity(result)
+    except MalformedAnswer:
         raise _NotJsonRpc() from None
 
 

@@ -28,6 +28,7 @@ from chainflow.domain.transactions.calldata import encode_call
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.wallets import service as wallets
+from chainflow.infra.rpc.answers import hex_data, quantity
 from chainflow.infra.rpc.client import RpcCallError
 from chainflow.infra.rpc.errors import RpcFailure, revert_reason
 
@@ -131,12 +132,12 @@ class DcaBuilder:
             failure = RpcFailure(message=exc.message, code=exc.rpc_code, data=exc.data)
             reason = revert_reason(failure) or exc.message
             raise QuoteFailed(f"eth_call to {to} failed: {reason}"[:400]) from None
-        return bytes.fromhex(str(raw).removeprefix("0x"))
+        return bytes.fromhex(hex_data(raw)[2:])
 
     async def _padded_gas(self, sender: str, to: str, value: int, data: bytes) -> int:
         call = {"from": sender, "to": to, "value": hex(value), "data": "0x" + data.hex()}
         try:
-            estimate = int(await self.rpc.call("eth_estimateGas", [call]), 16)
+            estimate = quantity(await self.rpc.call("eth_estimateGas", [call]), bits=64)
         except RpcCallError as exc:
             failure = RpcFailure(message=exc.message, code=exc.rpc_code, data=exc.data)
             reason = revert_reason(failure) or exc.message

@@ -17,6 +17,7 @@ from chainflow.domain.transactions.fees import (
     fees_of,
 )
 from chainflow.domain.transactions.state import AttemptKind, TxStatus
+from chainflow.infra.rpc.answers import quantity
 
 
 class TrackedAttempt(Protocol):
@@ -127,7 +128,7 @@ class Decision:
         if self.action is not Action.FINALIZE or self.receipt is None or self.attempt is None:
             return False
         status = self.receipt.get("status")
-        is_reverted = isinstance(status, str) and int(status, 16) == 0
+        is_reverted = isinstance(status, str) and quantity(status) == 0
         return is_reverted and self.attempt.kind is not AttemptKind.CANCEL
 
 
@@ -169,7 +170,7 @@ def decide(
             # mines blocks while a round reads its receipts). Taken from the head, a send mined
             # during the round was at depth 0: recorded `mined`, its receipt asked for again
             # and `confirmed` only at the next round (docs/performance.md item 30).
-            depth = max(seen.head - int(receipt["blockNumber"], 16), 0) + 1
+            depth = max(seen.head - quantity(receipt["blockNumber"], bits=64), 0) + 1
             action = Action.FINALIZE if depth >= chain.confirmations else Action.RECORD_RECEIPT
             return Decision(action, attempt, receipt, depth)
     if tx.status is TxStatus.MINED:

@@ -11,6 +11,7 @@ from chainflow.domain.transactions.fees import (
     suggest_legacy,
 )
 from chainflow.domain.transactions.node import ChainRpc
+from chainflow.infra.rpc.answers import quantity
 
 _TTL_S = 1.0
 
@@ -50,10 +51,10 @@ class FeeCache:
 
 async def _fetch(rpc: ChainRpc, chain: ChainConfig, *, min_tip_wei: int) -> Market:
     if not chain.eip1559:
-        return Market(suggest_legacy(gas_price_wei=int(await rpc.call("eth_gasPrice"), 16)))
+        return Market(suggest_legacy(gas_price_wei=quantity(await rpc.call("eth_gasPrice"))))
     history = await rpc.call("eth_feeHistory", [5, "latest", [50]])
-    next_base_fee = int(history["baseFeePerGas"][-1], 16)
-    tips = [int(row[0], 16) for row in history.get("reward") or [] if row]
+    next_base_fee = quantity(history["baseFeePerGas"][-1])
+    tips = [quantity(row[0]) for row in history.get("reward") or [] if row]
     fees = suggest_eip1559(
         next_base_fee_wei=next_base_fee, tip_samples_wei=tips, min_tip_wei=min_tip_wei
     )

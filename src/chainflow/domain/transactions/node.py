@@ -5,6 +5,8 @@ as of an earlier block)."""
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from chainflow.infra.rpc.answers import quantity
+
 _TAGS = ("latest", "pending")
 
 
@@ -37,4 +39,8 @@ async def mined_counts_at(rpc: ChainRpc, addresses: Sequence[str], block: int) -
 
 
 def _by_address(addresses: Sequence[str], answers: Sequence[Any]) -> dict[str, int]:
-    return {a: int(c, 16) for a, c in zip(addresses, answers, strict=True) if isinstance(c, str)}
+    return {
+        a: quantity(c, bits=64)
+        for a, c in zip(addresses, answers, strict=True)
+        if isinstance(c, str)
+    }

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra import metrics
+from chainflow.infra.rpc.answers import quantity
 
 _CHUNK = 250  # lanes per JSON-RPC batch (two calls each)
 # When each chain was last read by this process (monotonic s): at most once per interval.
@@ -49,7 +50,7 @@ async def read_head(rpc: ChainRpc) -> tuple[int, float]:
     """The latest block's number and unix timestamp. Raises what the RPC raises, and
     ValueError/TypeError/KeyError on an answer that is not a block."""
     block = await rpc.call("eth_getBlockByNumber", ["latest", False])
-    return int(block["number"], 16), float(int(block["timestamp"], 16))
+    return quantity(block["number"], bits=64), float(quantity(block["timestamp"], bits=64))
 
 
 def forget_chain(chain_id: int) -> None:
@@ -95,7 +96,7 @@ async def _read_chunk(rpc: ChainRpc, addresses: Sequence[str]) -> list[ChainLane
         ]
     answers = await rpc.batch(calls)
     return [
-        ChainLane(address, int(pending, 16), int(balance, 16))
+        ChainLane(address, quantity(pending, bits=64), quantity(balance))
         if isinstance(pending, str) and isinstance(balance, str)
         else None
         for address, pending, balance in zip(addresses, answers[0::2], answers[1::2], strict=True)

@@ -11,6 +11,7 @@ from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.errors import LaneNotFound
 from chainflow.domain.wallets.models import Wallet
 from chainflow.domain.wallets.schemas import LaneRead, PausedReason
+from chainflow.infra.rpc.answers import quantity
 from chainflow.infra.rpc.client import RpcCallError, RpcClient
 from chainflow.infra.signing.signer import SignatureFailed, SignerHealth, SignerUnavailable
 
@@ -52,7 +53,7 @@ async def read_lane(
                 client.call("eth_getTransactionCount", [wallet.address, "pending"]),
                 client.call("eth_getBalance", [wallet.address, "latest"]),
             )
-            chain_nonce, balance = int(nonce_hex, 16), int(balance_hex, 16)
+            chain_nonce, balance = quantity(nonce_hex, bits=64), quantity(balance_hex)
         except RpcCallError as exc:
             # The node's own words are not shown to every read key: they can carry anything a
             # provider puts there (the operator finds them in the workers' logs).

@@ -16,6 +16,7 @@ from chainflow.core import jsondepth
 from chainflow.core.errors import Unavailable
 from chainflow.core.numerals import delay_seconds
 from chainflow.infra.net.urlguard import ForbiddenAddress, UrlGuard
+from chainflow.infra.rpc import answers
 
 Call = tuple[str, Sequence[Any]]
 # Above the largest answer the engine asks for: a batch of 500 receipts (tracker.py) runs to a
@@ -53,6 +54,14 @@ class RpcResponseTooLarge(RpcTransportError):
     """The answer passed the client's `max_response_bytes`; the rest was not read."""
 
     code = "rpc_response_too_large"
+
+
+class RpcMalformedAnswer(RpcTransportError):
+    """The node answered a result that is not of its method's shape (answers.py): a bad node
+    or a proxy in the way, failed over like any answer that is not JSON-RPC. The request
+    reached the node: a send that gets this answer is "maybe sent"."""
+
+    code = "rpc_malformed_answer"
 
 
 class RpcCallError(Unavailable):
@@ -96,7 +105,7 @@ class RpcClient:
         )
         if not isinstance(reply, dict):
             raise RpcTransportError(f"{method}: answer is not a JSON-RPC object", is_answered=True)
-        return _result_of(reply)
+        return _checked(method, _result_of(reply))
 
     async def batch(self, calls: Sequence[Call]) -> list[Any]:
         """Send calls in one JSON-RPC batch; each entry is a result or an RpcCallError."""
@@ -117,7 +126,12 @@ class RpcClient:
             for item in reply
             if isinstance(item, dict) and isinstance(item.get("id"), int | float | str | None)
         }
-        return [_outcome(by_id.get(first + i)) for i in range(len(calls))]
+        outcomes = [_outcome(by_id.get(first + i)) for i in range(len(calls))]
+        # One bad entry discredits the whole answer: the endpoint fails, not one call of it.
+        for (method, _), outcome in zip(calls, outcomes, strict=True):
+            if not isinstance(outcome, RpcCallError | RpcTransportError):
+                _checked(method, outcome)
+        return outcomes
 
     async def _post(self, body: Any) -> Any:
         data = orjson.dumps(body)  # a request this process cannot encode is its own error
@@ -244,6 +258,14 @@ def _result_of(reply: dict[str, Any]) -> Any:
     if "result" not in reply:
         raise RpcTransportError("JSON-RPC answer has neither result nor error", is_answered=True)
     return reply["result"]
+
+
+def _checked(method: str, result: Any) -> Any:
+    try:
+        answers.check(method, result)
+    except answers.MalformedAnswer as exc:
+        raise RpcMalformedAnswer(f"{method}: malformed answer: {exc}", is_answered=True) from None
+    return result
 
 
 def _outcome(reply: dict[str, Any] | None) -> Any:

@@ -7,8 +7,10 @@ its first use, and as the half-open probe once its open period ends, an endpoint
 
 Failures: a transport error, HTTP 5xx or timeout counts towards the endpoint's breaker and the
 request moves to the next endpoint; HTTP 429 backs the endpoint off (Retry-After, else
-exponentially) without touching the breaker. A JSON-RPC error object is the node's answer: it is
-raised as `RpcCallError` and never failed over.
+exponentially) without touching the breaker. A result that is not of its method's shape (a bad
+hex quantity, a receipt without its block number: answers.py) is `RpcMalformedAnswer`, a
+transport failure of that endpoint like the others. A JSON-RPC error object is the node's
+answer: it is raised as `RpcCallError` and never failed over.
 
 "Maybe sent": a request that failed after it left (timeout, dropped connection, 5xx) may have
 been executed by the node. Such a failure is failed over only when `retry_on_failover` allows
@@ -31,6 +33,7 @@ from chainflow.core.logging import get_logger
 from chainflow.core.urls import redact_url
 from chainflow.infra import metrics
 from chainflow.infra.metrics import endpoint_label
+from chainflow.infra.rpc.answers import MalformedAnswer, quantity
 from chainflow.infra.rpc.client import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Call,
@@ -368,6 +371,6 @@ def _chain_id_of(answer: Any) -> int | None:
     if not isinstance(answer, str):
         return None
     try:
-        return int(answer, 16)
-    except ValueError:
+        return quantity(answer)
+    except MalformedAnswer:
         return None

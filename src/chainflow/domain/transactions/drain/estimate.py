@@ -14,6 +14,7 @@ from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.rows import Queued
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import apply
+from chainflow.infra.rpc.answers import quantity
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify, revert_reason
 
@@ -141,7 +142,7 @@ def cut_prefix(
 def _verdict(tx: Queued, answer: Any, *, buffer_percent: int) -> Estimate | tuple[str, str] | None:
     """The request's gas limit, the code and message to fail it with, or None (not judged)."""
     if isinstance(answer, str):
-        needed = int(answer, 16)
+        needed = quantity(answer, bits=64)
         if tx.gas_limit is None:
             return Estimate(tx.id, with_gas_buffer(needed, buffer_percent=buffer_percent))
         if needed <= tx.gas_limit:

@@ -20,6 +20,7 @@ from chainflow.domain.transactions.rows import InFlight, Transition
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.telemetry import record_stages
 from chainflow.domain.transactions.transitions import step
+from chainflow.infra.rpc.answers import quantity
 
 COMMON = (Action.NONE, Action.RECORD_RECEIPT, Action.FINALIZE)
 _PRICED_OUT = (
@@ -95,7 +96,7 @@ def _mined(
             "status": status,
             "final_hash": mined.hash,
             "block_hash": block_hash,
-            "block_number": int(receipt["blockNumber"], 16),
+            "block_number": quantity(receipt["blockNumber"], bits=64),
             "gas_used": _int(receipt.get("gasUsed")),
             "effective_gas_price_wei": _wei(receipt),
             "receipt_status": receipt_status,
@@ -130,7 +131,7 @@ def _step(
 
 
 def _int(value: object) -> int | None:
-    return int(value, 16) if isinstance(value, str) else None
+    return quantity(value) if isinstance(value, str) else None
 
 
 def _wei(receipt: Receipt) -> Wei | None:

@@ -20,6 +20,7 @@ from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc, mined_counts_at, nonce_counts
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.track.pool import PoolSupport, parked
+from chainflow.infra.rpc.answers import quantity
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 
 _CHUNK = 500
@@ -40,7 +41,7 @@ async def observe(
     read alongside the current ones (is_stuck counts its blocks from the previous nonce's).
     With `pool` (what the chain's node is known to answer), also which possibly stranded
     attempts its pool lists as queued (track/pool.py), read alongside the held hashes."""
-    head = int(await rpc.call("eth_blockNumber"), 16)
+    head = quantity(await rpc.call("eth_blockNumber"), bits=64)
     addresses = sorted({tx.from_address for tx in rows})
     (latest, pending), blocks_ago = await asyncio.gather(
         nonce_counts(rpc, addresses), _counts_blocks_ago(rpc, rows, head, stuck_after_blocks)

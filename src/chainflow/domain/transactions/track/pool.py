@@ -26,6 +26,7 @@ from typing import Any
 from chainflow.domain.transactions.decisions import latest_attempt
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.rows import InFlight
+from chainflow.infra.rpc.answers import quantity
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
 
 # The largest pool (pending + queued, every sender) whose whole content is read: ~1 KB of
@@ -138,5 +139,5 @@ def _count(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return int(value, 16)
+        return quantity(value, bits=64)
     raise TypeError(f"not a count: {value!r}")

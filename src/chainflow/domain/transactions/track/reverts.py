@@ -21,6 +21,7 @@ from chainflow.core.types import TxId
 from chainflow.domain.transactions.decisions import Decision
 from chainflow.domain.transactions.node import ChainRpc
 from chainflow.domain.transactions.rows import InFlight
+from chainflow.infra.rpc.answers import quantity
 from chainflow.infra.rpc.client import RpcCallError
 from chainflow.infra.rpc.errors import RpcErrorKind, RpcFailure, classify, revert_reason
 
@@ -65,7 +66,7 @@ async def _reason(rpc: ChainRpc, tx: InFlight, decision: Decision) -> str | None
         trace = None  # no debug namespace here: replay the call instead
     if isinstance(trace, dict):
         return reason_from_trace(trace)
-    block = int(decision.receipt["blockNumber"], 16)
+    block = quantity(decision.receipt["blockNumber"], bits=64)
     return await _replayed(rpc, tx, gas_limit=decision.attempt.gas_limit, block=block)
 
 
