@@ -137,7 +137,7 @@ class DcaBuilder:
     async def _padded_gas(self, sender: str, to: str, value: int, data: bytes) -> int:
         call = {"from": sender, "to": to, "value": hex(value), "data": "0x" + data.hex()}
         try:
-            estimate = quantity(await self.rpc.call("eth_estimateGas", [call]), bits=64)
+            estimate = quantity(await self.rpc.call("eth_estimateGas", [call]), bits=63)
         except RpcCallError as exc:
             failure = RpcFailure(message=exc.message, code=exc.rpc_code, data=exc.data)
             reason = revert_reason(failure) or exc.message

@@ -170,7 +170,7 @@ def decide(
             # mines blocks while a round reads its receipts). Taken from the head, a send mined
             # during the round was at depth 0: recorded `mined`, its receipt asked for again
             # and `confirmed` only at the next round (docs/performance.md item 30).
-            depth = max(seen.head - quantity(receipt["blockNumber"], bits=64), 0) + 1
+            depth = max(seen.head - quantity(receipt["blockNumber"], bits=63), 0) + 1
             action = Action.FINALIZE if depth >= chain.confirmations else Action.RECORD_RECEIPT
             return Decision(action, attempt, receipt, depth)
     if tx.status is TxStatus.MINED:

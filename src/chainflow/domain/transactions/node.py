@@ -40,7 +40,7 @@ async def mined_counts_at(rpc: ChainRpc, addresses: Sequence[str], block: int) -
 
 def _by_address(addresses: Sequence[str], answers: Sequence[Any]) -> dict[str, int]:
     return {
-        a: quantity(c, bits=64)
+        a: quantity(c, bits=63)
         for a, c in zip(addresses, answers, strict=True)
         if isinstance(c, str)
     }

@@ -50,7 +50,7 @@ async def read_head(rpc: ChainRpc) -> tuple[int, float]:
     """The latest block's number and unix timestamp. Raises what the RPC raises, and
     ValueError/TypeError/KeyError on an answer that is not a block."""
     block = await rpc.call("eth_getBlockByNumber", ["latest", False])
-    return quantity(block["number"], bits=64), float(quantity(block["timestamp"], bits=64))
+    return quantity(block["number"], bits=63), float(quantity(block["timestamp"], bits=63))
 
 
 def forget_chain(chain_id: int) -> None:
@@ -96,7 +96,7 @@ async def _read_chunk(rpc: ChainRpc, addresses: Sequence[str]) -> list[ChainLane
         ]
     answers = await rpc.batch(calls)
     return [
-        ChainLane(address, quantity(pending, bits=64), quantity(balance))
+        ChainLane(address, quantity(pending, bits=63), quantity(balance))
         if isinstance(pending, str) and isinstance(balance, str)
         else None
         for address, pending, balance in zip(addresses, answers[0::2], answers[1::2], strict=True)

@@ -53,7 +53,7 @@ async def read_lane(
                 client.call("eth_getTransactionCount", [wallet.address, "pending"]),
                 client.call("eth_getBalance", [wallet.address, "latest"]),
             )
-            chain_nonce, balance = quantity(nonce_hex, bits=64), quantity(balance_hex)
+            chain_nonce, balance = quantity(nonce_hex, bits=63), quantity(balance_hex)
         except RpcCallError as exc:
             # The node's own words are not shown to every read key: they can carry anything a
             # provider puts there (the operator finds them in the workers' logs).

@@ -66,7 +66,9 @@ def _shown(value: object) -> str:
 
 
 def _uint64(value: object) -> None:
-    quantity(value, bits=64)
+    # 63 bits, not the spec's 64: block numbers, nonces and gas are stored in signed BIGINT
+    # columns, and a value over 2**63 - 1 would fail there, in the middle of a round (review)
+    quantity(value, bits=63)
 
 
 def _uint256(value: object) -> None:
@@ -150,7 +152,7 @@ def _fee_history(value: object) -> None:
 
 def _count(value: object) -> None:
     # A txpool_status count: some nodes count in plain JSON numbers (track/pool.py).
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
         return
     _uint64(value)
 

@@ -71,7 +71,9 @@ def test_a_malformed_answer_is_a_value_error() -> None:
     ("text", "bits", "is_good"),
     [
         ("0x" + "f" * 16, 64, True),
-        ("0x1" + "0" * 16, 64, False),  # 2**64: past a uint64 (nonce, block number, gas)
+        ("0x1" + "0" * 16, 64, False),  # 2**64: past a uint64
+        ("0x7" + "f" * 15, 63, True),  # what a signed BIGINT column holds (nonce, block, gas)
+        ("0x8" + "0" * 15, 63, False),
         ("0x" + "0" * 17, 64, False),  # the bound is on the digits, whatever they are
         ("0xff", 8, True),
         ("0x100", 8, False),
@@ -149,6 +151,7 @@ BAD_ANSWERS: list[tuple[str, object]] = [
     ("eth_estimateGas", ""),
     ("eth_gasPrice", None),
     ("eth_getTransactionReceipt", "0x1"),
+    ("eth_getTransactionReceipt", {**RECEIPT, "blockNumber": "0x8" + "0" * 15}),  # > BIGINT
     ("eth_getTransactionReceipt", {**RECEIPT, "blockNumber": "0xzz"}),
     ("eth_getTransactionReceipt", {k: v for k, v in RECEIPT.items() if k != "blockNumber"}),
     ("eth_getTransactionReceipt", {**RECEIPT, "blockNumber": None}),  # a "pending receipt"
@@ -166,7 +169,7 @@ BAD_ANSWERS: list[tuple[str, object]] = [
     ("eth_getCode", 0),
     ("txpool_status", {"pending": "0xz", "queued": "0x0"}),
     ("txpool_status", {"pending": -1}),
-    ("txpool_status", {"queued": 2**64}),
+    ("txpool_status", {"queued": 2**63}),
     ("txpool_status", []),
 ]
 

@@ -142,7 +142,7 @@ def cut_prefix(
 def _verdict(tx: Queued, answer: Any, *, buffer_percent: int) -> Estimate | tuple[str, str] | None:
     """The request's gas limit, the code and message to fail it with, or None (not judged)."""
     if isinstance(answer, str):
-        needed = quantity(answer, bits=64)
+        needed = quantity(answer, bits=63)
         if tx.gas_limit is None:
             return Estimate(tx.id, with_gas_buffer(needed, buffer_percent=buffer_percent))
         if needed <= tx.gas_limit:

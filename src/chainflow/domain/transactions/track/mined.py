@@ -96,7 +96,7 @@ def _mined(
             "status": status,
             "final_hash": mined.hash,
             "block_hash": block_hash,
-            "block_number": quantity(receipt["blockNumber"], bits=64),
+            "block_number": quantity(receipt["blockNumber"], bits=63),
             "gas_used": _int(receipt.get("gasUsed")),
             "effective_gas_price_wei": _wei(receipt),
             "receipt_status": receipt_status,

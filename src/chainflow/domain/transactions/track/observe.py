@@ -41,7 +41,7 @@ async def observe(
     read alongside the current ones (is_stuck counts its blocks from the previous nonce's).
     With `pool` (what the chain's node is known to answer), also which possibly stranded
     attempts its pool lists as queued (track/pool.py), read alongside the held hashes."""
-    head = quantity(await rpc.call("eth_blockNumber"), bits=64)
+    head = quantity(await rpc.call("eth_blockNumber"), bits=63)
     addresses = sorted({tx.from_address for tx in rows})
     (latest, pending), blocks_ago = await asyncio.gather(
         nonce_counts(rpc, addresses), _counts_blocks_ago(rpc, rows, head, stuck_after_blocks)

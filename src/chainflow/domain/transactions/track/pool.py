@@ -139,5 +139,5 @@ def _count(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return quantity(value, bits=64)
+        return quantity(value, bits=63)
     raise TypeError(f"not a count: {value!r}")

@@ -66,7 +66,7 @@ async def _reason(rpc: ChainRpc, tx: InFlight, decision: Decision) -> str | None
         trace = None  # no debug namespace here: replay the call instead
     if isinstance(trace, dict):
         return reason_from_trace(trace)
-    block = quantity(decision.receipt["blockNumber"], bits=64)
+    block = quantity(decision.receipt["blockNumber"], bits=63)
     return await _replayed(rpc, tx, gas_limit=decision.attempt.gas_limit, block=block)
 
 
