@@ -434,6 +434,24 @@ class TestOwnerKeyRace:
 
     pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 
+    async def test_passes_holding_one_key_take_turns(
+        self, harness: EngineHarness, database_url: str
+    ) -> None:
+        """The owner check's lock is exclusive: a second holder waits (here: gives up at its
+        lock_timeout). Share locks were granted past a waiting revoke, so overlapping passes
+        could hold a revoke off for ever (review)."""
+        key = await _schedules_key(harness)
+        db = create_engine(database_url, pool_size=1)
+        try:
+            async with unit_of_work(harness.sessionmaker) as first:
+                assert await apikeys.why_not_live(first, key.id, now=T0, lock=True) is None
+                with pytest.raises(Exception, match="lock timeout"):
+                    async with unit_of_work(create_sessionmaker(db)) as second:
+                        await second.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                        await apikeys.why_not_live(second, key.id, now=T0, lock=True)
+        finally:
+            await db.dispose()
+
     async def test_a_revoke_in_flight_is_waited_for_and_stops_the_run(
         self, harness: EngineHarness, database_url: str
     ) -> None:
@@ -520,6 +538,35 @@ class TestBudgetRace:
         assert (first.status, second.status) == (RunStatus.FAILED, RunStatus.PENDING)
         row = await _schedule(harness, schedule_id)
         assert (row.status, row.runs, row.spent) == (ScheduleStatus.ACTIVE, 2, 7)
+
+    async def test_a_confirmed_run_another_pass_is_recording_gives_nothing_back(
+        self, harness: EngineHarness, database_url: str
+    ) -> None:
+        """The same hold on a run whose transaction confirmed: its 7 stay spent, so the next
+        occurrence is over the budget of 7 and ends the schedule (review: counting every
+        unrecorded run as given back would have let it overspend, and no test saw it)."""
+        wallet = await harness.wallet()
+        schedule_id = await _create(harness, wallet, T0, budget="7")
+        assert await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0) == 1
+        await _drain_all(harness)  # confirmed, its run still pending
+        due = T0 + timedelta(seconds=10)
+        db = create_engine(database_url, pool_size=1)
+        try:
+            async with unit_of_work(create_sessionmaker(db)) as finishing:
+                held = await repository.lock_finished(finishing, ANVIL_CHAIN_ID, limit=10)
+                assert len(held) == 1
+                async with unit_of_work(harness.sessionmaker) as session:
+                    result = await runner.start_due(
+                        session, ANVIL_CHAIN_ID, now=due, grace=timedelta(seconds=60)
+                    )
+                assert result.started == []
+                assert [r.reason for r in result.recorded] == ["budget reached: 7 of 7 spent"]
+                await runner.finish_runs(finishing, ANVIL_CHAIN_ID, now=due)
+        finally:
+            await db.dispose()
+        assert await _tx_count(harness) == 1
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.spent) == (ScheduleStatus.COMPLETED, 7)
 
 
 async def _schedules_key(harness: EngineHarness) -> Any:

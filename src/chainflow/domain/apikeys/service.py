@@ -169,13 +169,16 @@ async def why_not_live(
     or without `transactions:write`: a schedule created before a schedule needed it); None
     while it can. For work done later in its name (a schedule's runs).
 
-    `lock`: the key's row is read `FOR SHARE`, held until the caller's transaction ends: a
-    revoke (`FOR UPDATE`) in flight is waited for and then seen, and one that starts later
-    waits for the caller's commit, so work checked here never commits after a revocation
-    did (PostgreSQL; SQLite has one writer)."""
+    `lock`: the key's row is locked `FOR NO KEY UPDATE` until the caller's transaction ends:
+    a revoke (an UPDATE, the same lock) in flight is waited for and then seen, and one that
+    starts later waits for the caller's commit, so work checked here never commits after a
+    revocation did (PostgreSQL; SQLite has one writer). Exclusive, not `FOR SHARE`: share
+    locks are granted past a waiting revoke, so passes that overlap could hold it off for
+    ever (review); this way passes of one key's schedules take turns, and a revoke waits for
+    the pass ahead of it only."""
     query = select(ApiKey).where(ApiKey.id == key_id).execution_options(populate_existing=True)
     if lock:
-        query = query.with_for_update(read=True)
+        query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE
     row = (await session.execute(query)).scalar_one_or_none()
     if row is None:
         return KeyGone("api_key_not_found", "deleted")
@@ -186,6 +189,16 @@ async def why_not_live(
     if not may_send(row):
         return KeyGone(InsufficientScope.code, "without the transactions:write scope")
     return None
+
+
+async def lock_keys(session: AsyncSession, key_ids: Iterable[uuid.UUID]) -> None:
+    """Lock these keys' rows as `why_not_live(lock=True)` does, all at once and in id order:
+    a pass that then checks its schedules' owners one by one, in its own order, cannot
+    deadlock with another pass holding some of the same keys (review)."""
+    ids = sorted(set(key_ids))
+    if ids:
+        query = select(ApiKey.id).where(ApiKey.id.in_(ids)).order_by(ApiKey.id)
+        await session.execute(query.with_for_update(key_share=True))  # FOR NO KEY UPDATE
 
 
 def may_send(key: ApiKey) -> bool:

@@ -12,7 +12,8 @@ class ScheduleFinished(Conflict):
 
 
 class ScheduleOwnerKeyInactive(Conflict):
-    code = "schedule_owner_key_inactive"  # revoked, expired or deleted: it cannot be resumed
+    # revoked, expired, deleted or without transactions:write: the schedule is not resumed
+    code = "schedule_owner_key_inactive"
 
 
 class IntervalTooShort(InvalidInput):

@@ -117,7 +117,9 @@ async def start_due(
 ) -> PassResult:
     """Run every due occurrence of the chain's active schedules (see the module's doc)."""
     result = PassResult()
-    for schedule in await repository.lock_due(session, chain_id, now=now, limit=limit):
+    due = await repository.lock_due(session, chain_id, now=now, limit=limit)
+    await apikeys.lock_keys(session, (s.api_key_id for s in due if s.api_key_id is not None))
+    for schedule in due:
         await _advance(session, schedule, now=now, grace=grace, builders=builders or {}, out=result)
     await session.flush()
     return result
