@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.api.auth import KeyWatch
 from chainflow.api.event_hub import EventHub
 from chainflow.api.routes.events import event_frames
 from chainflow.domain.events import append_many, new_event
@@ -15,6 +16,13 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.outbox import sequence_all
 
 _ID = re.compile(rb"^id: (\d+)$", re.MULTILINE)
+
+
+async def _live_key() -> None:
+    return None
+
+
+ANY_KEY = KeyWatch(_live_key, None, every_s=1)  # a key that stays live
 
 
 async def publish(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> None:
@@ -37,7 +45,7 @@ class TestEventFrames:
         self, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         hub = EventHub(sessionmaker, poll_s=0.05, max_streams=4, queue_size=3)
-        frames = event_frames(hub, EventFilter(), 0, keepalive_s=30)
+        frames = event_frames(hub, EventFilter(), 0, keepalive_s=30, watch=ANY_KEY)
         try:
             assert (await anext(frames)).startswith(b":")
             await publish(sessionmaker, 4)
@@ -54,7 +62,7 @@ class TestEventFrames:
         self, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         hub = EventHub(sessionmaker, poll_s=0.05, max_streams=4)
-        first = event_frames(hub, EventFilter(), None, keepalive_s=30)
+        first = event_frames(hub, EventFilter(), None, keepalive_s=30, watch=ANY_KEY)
         try:
             await anext(first)
             await publish(sessionmaker, 1)
@@ -62,7 +70,7 @@ class TestEventFrames:
         finally:
             await first.aclose()
         await publish(sessionmaker, 3)  # nobody listens
-        later = event_frames(hub, EventFilter(types=("t",)), None, keepalive_s=30)
+        later = event_frames(hub, EventFilter(types=("t",)), None, keepalive_s=30, watch=ANY_KEY)
         try:
             await anext(later)
             await publish(sessionmaker, 1)
