@@ -5,6 +5,7 @@ starts at the newest event even after the hub sat idle."""
 import re
 from collections.abc import AsyncIterator
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.api.auth import KeyWatch
@@ -23,6 +24,10 @@ async def _live_key() -> None:
 
 
 ANY_KEY = KeyWatch(_live_key, None, every_s=1)  # a key that stays live
+
+
+async def _database_down() -> None:
+    raise OperationalError("SELECT …", {}, ConnectionRefusedError())
 
 
 async def publish(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> None:
@@ -77,4 +82,19 @@ class TestEventFrames:
             assert await ids(later, 1) == [5]
         finally:
             await later.aclose()
+            await hub.close()
+
+    async def test_a_key_that_cannot_be_checked_ends_the_stream_cleanly(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """The database is down when the key is due a check: the stream ends with a comment
+        (the client resumes with Last-Event-ID), not with an error that cuts the response."""
+        hub = EventHub(sessionmaker, poll_s=0.05, max_streams=4)
+        unchecked = KeyWatch(_database_down, None, every_s=0)
+        frames = event_frames(hub, EventFilter(), 0, keepalive_s=30, watch=unchecked)
+        try:
+            assert await anext(frames) == b": stream open\n\n"
+            assert [chunk async for chunk in frames] == [b": closed: database_unavailable\n\n"]
+        finally:
+            await frames.aclose()
             await hub.close()

@@ -18,6 +18,7 @@ from chainflow.api.event_hub import EventHub, Subscription, frame, read_events
 from chainflow.api.responses import problem_responses
 from chainflow.core.errors import InvalidInput
 from chainflow.core.fields import ChainId
+from chainflow.core.logging import get_logger
 from chainflow.core.numerals import ascii_int
 from chainflow.core.types import ChainId as CoreChainId
 from chainflow.core.types import WalletId
@@ -29,6 +30,7 @@ from chainflow.domain.events import service as events
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
 
+log = get_logger(__name__)
 # A key restricted to wallets or chains reads only their events (EventFilter.reach).
 router = APIRouter(prefix="/v1/events", tags=["events"])
 _CATCH_UP_PAGE = 500
@@ -162,6 +164,13 @@ async def event_frames(
             sub = await hub.subscribe()  # it fell behind: catch up again from the database
     except InvalidApiKey as error:  # revoked, expired or gone: the stream ends here
         yield b": closed: %s\n\n" % error.code.encode()
+    except problems.DATABASE_UNAVAILABLE as error:
+        # The key (or a catch-up page) cannot be read: end cleanly; the client reconnects
+        # with Last-Event-ID (503 until the database is back) and misses nothing.
+        log.warning(
+            "events.stream_closed", reason="database_unavailable", error_type=type(error).__name__
+        )
+        yield b": closed: database_unavailable\n\n"
     finally:
         hub.unsubscribe(sub)
 
