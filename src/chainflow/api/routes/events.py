@@ -31,6 +31,7 @@ from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
 
 log = get_logger(__name__)
+
 # A key restricted to wallets or chains reads only their events (EventFilter.reach).
 router = APIRouter(prefix="/v1/events", tags=["events"])
 _CATCH_UP_PAGE = 500
@@ -165,8 +166,8 @@ async def event_frames(
     except InvalidApiKey as error:  # revoked, expired or gone: the stream ends here
         yield b": closed: %s\n\n" % error.code.encode()
     except problems.DATABASE_UNAVAILABLE as error:
-        # The key (or a catch-up page) cannot be read: end cleanly; the client reconnects
-        # with Last-Event-ID (503 until the database is back) and misses nothing.
+        # The key (or a catch-up page) cannot be read: end cleanly (fail closed); the client
+        # reconnects with Last-Event-ID and misses nothing.
         log.warning(
             "events.stream_closed", reason="database_unavailable", error_type=type(error).__name__
         )

@@ -77,11 +77,11 @@ async def list_wallets(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> WalletList:
     """List wallets in creation order, one page at a time (a restricted key: its own)."""
+    reach = restrictions_of(key)
     async with unit_of_work(sessionmaker) as session:
         rows, next_cursor = await service.list_wallets(
-            session, limit=limit, cursor=cursor, restrictions=restrictions_of(key)
+            session, limit=limit, cursor=cursor, restrictions=reach
         )
-        reach = restrictions_of(key)
         return WalletList(items=[WalletRead.of(w, reach) for w in rows], next_cursor=next_cursor)
 
 
