@@ -145,7 +145,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 # ConnectionError: asyncpg's refused connect is not wrapped by SQLAlchemy.
-_DATABASE_UNAVAILABLE = (
+DATABASE_UNAVAILABLE = (
     sa_exc.TimeoutError,
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
@@ -156,7 +156,7 @@ _HANDLERS: list[tuple[type[Exception] | tuple[type[Exception], ...], Handler]] =
     (ChainflowError, _chainflow_error),
     (RequestValidationError, _validation_error),
     (HTTPException, _http_error),
-    (_DATABASE_UNAVAILABLE, _database_unavailable),
+    (DATABASE_UNAVAILABLE, _database_unavailable),
     (Exception, _unexpected),
 ]
 

@@ -7,6 +7,7 @@ checked by the features (which cannot import the API keys feature), built by
 """
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chainflow.core.errors import Forbidden
@@ -41,6 +42,19 @@ class Restrictions:
         """Refuse a stored resource (a transaction) of a wallet or chain outside the lists."""
         self.check_wallet(wallet_id)
         self.check_chain(chain_id)
+
+    def check_every_chain(self, action: str) -> None:
+        """Refuse a change to a whole wallet (its status, label, spending policy) to a key
+        limited to some chains: the change governs the wallet on every chain, its others too."""
+        if self.chain_ids is not None:
+            raise KeyRestricted(
+                f"a key limited to some chains cannot {action}: it applies to the wallet on "
+                "every chain, not only this key's"
+            )
+
+    def visible_chains(self, chain_ids: Iterable[int]) -> list[int]:
+        """Those of `chain_ids` this key may see, in their order."""
+        return [c for c in chain_ids if self.chain_ids is None or c in self.chain_ids]
 
     def check_unrestricted(self, action: str) -> None:
         """Refuse what only a key that reaches everything may do (create wallets, chains)."""

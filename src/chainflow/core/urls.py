@@ -14,6 +14,12 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}" + ("/***" if hidden else "")
 
 
+def shown_url(url: str) -> str:
+    """A URL kept in full (a webhook's) as answers and logs show it: one with credentials
+    (`user:pass@`) redacted as an RPC URL is (`redact_url`), any other unchanged."""
+    return redact_url(url) if "@" in urlsplit(url).netloc else url
+
+
 def check_http_url(url: str) -> str:
     """Return the URL if it is an absolute http(s) URL with a host, else raise ValueError."""
     parts = urlsplit(url)

@@ -5,8 +5,10 @@ starts at the newest event even after the hub sat idle."""
 import re
 from collections.abc import AsyncIterator
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.api.auth import KeyWatch
 from chainflow.api.event_hub import EventHub
 from chainflow.api.routes.events import event_frames
 from chainflow.domain.events import append_many, new_event
@@ -15,6 +17,17 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.outbox import sequence_all
 
 _ID = re.compile(rb"^id: (\d+)$", re.MULTILINE)
+
+
+async def _live_key() -> None:
+    return None
+
+
+ANY_KEY = KeyWatch(_live_key, None, every_s=1)  # a key that stays live
+
+
+async def _database_down() -> None:
+    raise OperationalError("SELECT …", {}, ConnectionRefusedError())
 
 
 async def publish(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> None:
@@ -37,7 +50,7 @@ class TestEventFrames:
         self, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         hub = EventHub(sessionmaker, poll_s=0.05, max_streams=4, queue_size=3)
-        frames = event_frames(hub, EventFilter(), 0, keepalive_s=30)
+        frames = event_frames(hub, EventFilter(), 0, keepalive_s=30, watch=ANY_KEY)
         try:
             assert (await anext(frames)).startswith(b":")
             await publish(sessionmaker, 4)
@@ -54,7 +67,7 @@ class TestEventFrames:
         self, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         hub = EventHub(sessionmaker, poll_s=0.05, max_streams=4)
-        first = event_frames(hub, EventFilter(), None, keepalive_s=30)
+        first = event_frames(hub, EventFilter(), None, keepalive_s=30, watch=ANY_KEY)
         try:
             await anext(first)
             await publish(sessionmaker, 1)
@@ -62,11 +75,26 @@ class TestEventFrames:
         finally:
             await first.aclose()
         await publish(sessionmaker, 3)  # nobody listens
-        later = event_frames(hub, EventFilter(types=("t",)), None, keepalive_s=30)
+        later = event_frames(hub, EventFilter(types=("t",)), None, keepalive_s=30, watch=ANY_KEY)
         try:
             await anext(later)
             await publish(sessionmaker, 1)
             assert await ids(later, 1) == [5]
         finally:
             await later.aclose()
+            await hub.close()
+
+    async def test_a_key_that_cannot_be_checked_ends_the_stream_cleanly(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """The database is down when the key is due a check: the stream ends with a comment
+        (the client resumes with Last-Event-ID), not with an error that cuts the response."""
+        hub = EventHub(sessionmaker, poll_s=0.05, max_streams=4)
+        unchecked = KeyWatch(_database_down, None, every_s=0)
+        frames = event_frames(hub, EventFilter(), 0, keepalive_s=30, watch=unchecked)
+        try:
+            assert await anext(frames) == b": stream open\n\n"
+            assert [chunk async for chunk in frames] == [b": closed: database_unavailable\n\n"]
+        finally:
+            await frames.aclose()
             await hub.close()

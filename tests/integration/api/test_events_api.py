@@ -4,22 +4,28 @@ refusals."""
 import asyncio
 import re
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
+from chainflow.api.app import create_app
+from chainflow.core.clock import utcnow
+from chainflow.core.settings import Settings
 from chainflow.core.types import ChainId, WalletId
-from chainflow.domain.apikeys.service import KeyLimits, create_api_key
+from chainflow.domain.apikeys.service import KeyLimits, create_api_key, revoke_api_key
 from chainflow.domain.events import append_many, new_event, sequence_pending
 from chainflow.domain.wallets.service import import_wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.local import generate_private_key
-from tests.support.fixtures import ApiHarness
+from tests.support.fixtures import ApiHarness, open_api
 from tests.support.polling import eventually
 
 
@@ -195,16 +201,115 @@ class TestRestrictedKeys:
     ) -> None:
         a = uuid.UUID(str(stored["a"]))
         key = await limited_key(api, KeyLimits(wallet_ids=[a]))
-        async with (
-            serving(api) as url,
-            httpx.AsyncClient(base_url=url, timeout=10) as client,
-            client.stream("GET", "/v1/events/stream?after=0", headers=key) as response,
-        ):
-            assert response.status_code == 200
-            seen: list[int] = []
-            async with asyncio.timeout(10):
-                async for line in response.aiter_lines():
-                    seen += [int(n) for n in re.findall(r'^data: .*"n":(\d+)', line)]
-                    if 5 in seen:  # its last one: events 3 and 4 were passed over before it
-                        break
-        assert seen == [1, 2, 5]
+        async with open_stream(api, key, "?after=0") as stream:
+            # its last one: events 3 and 4 were passed over before it
+            await eventually(lambda: stream.delivered(5))
+        assert stream.numbers() == [1, 2, 5]
+
+
+CACHE_S = 1.0  # the API's key cache in the tests below (the default is 5 s)
+
+
+@pytest.fixture
+async def cached_api(settings: Settings) -> AsyncIterator[ApiHarness]:
+    async with open_api(
+        create_app(settings.model_copy(update={"api_key_cache_s": CACHE_S}))
+    ) as api:
+        yield api
+
+
+async def publish(api: ApiHarness, n: int) -> None:
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        await append_many(session, [new_event("transaction.queued", data={"n": n})])
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        await sequence_pending(session)
+
+
+@dataclass
+class OpenStream:
+    """A stream read line by line in a task; `task` ends when the server closes it."""
+
+    lines: list[str]
+    task: "asyncio.Task[None]"
+
+    def numbers(self) -> list[int]:
+        return [int(n) for line in self.lines for n in re.findall(r'^data: .*"n":(\d+)', line)]
+
+    async def delivered(self, n: int) -> bool:
+        return n in self.numbers()
+
+
+@asynccontextmanager
+async def open_stream(
+    api: ApiHarness, key: dict[str, str], query: str = ""
+) -> AsyncIterator[OpenStream]:
+    """The app on a real socket, and a stream of it open with `key` (its first line read)."""
+    async with (
+        serving(api) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+        client.stream("GET", f"/v1/events/stream{query}", headers=key) as response,
+    ):
+        assert response.status_code == 200
+        lines: list[str] = []
+
+        async def read() -> None:
+            async for line in response.aiter_lines():
+                lines.append(line)
+
+        stream = OpenStream(lines, asyncio.create_task(read()))
+        try:
+
+            async def opened() -> bool:
+                return ": stream open" in lines
+
+            await eventually(opened)
+            yield stream
+        finally:
+            stream.task.cancel()
+            await asyncio.gather(stream.task, return_exceptions=True)
+
+
+class TestStreamKeyEnds:
+    """An open stream ends once its key is revoked (within the key cache's time and one
+    check) or at its expiry instant, and sends nothing after (it went on before)."""
+
+    async def test_a_revoked_keys_stream_ends(self, cached_api: ApiHarness) -> None:
+        api = cached_api
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            row, token = await create_api_key(session, ["read"])
+        key = {"Authorization": f"Bearer {token}"}
+        async with open_stream(api, key) as stream:
+            await publish(api, 1)
+            await eventually(lambda: stream.delivered(1))
+            async with unit_of_work(api.resources.sessionmaker) as session:
+                await revoke_api_key(session, row.id)
+            revoked_at = time.monotonic()
+
+            async def refused() -> bool:
+                return (await api.client.get("/v1/me", headers=key)).status_code == 401
+
+            await eventually(refused, timeout_s=CACHE_S + 3)  # the API has seen the revocation
+            await publish(api, 2)
+            await asyncio.wait_for(stream.task, timeout=CACHE_S + 3)
+            ended_in = time.monotonic() - revoked_at
+            await publish(api, 3)
+        assert stream.numbers() == [1], stream.lines
+        assert ": closed: invalid_api_key" in stream.lines
+        assert ended_in <= CACHE_S + 2  # the cache, one check interval (1 s), room for load
+
+    async def test_an_expired_keys_stream_ends_at_the_expiry(self, cached_api: ApiHarness) -> None:
+        api = cached_api
+        expires_at = utcnow() + timedelta(seconds=2)
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            _, token = await create_api_key(
+                session, ["read"], limits=KeyLimits(expires_at=expires_at)
+            )
+        async with open_stream(api, {"Authorization": f"Bearer {token}"}) as stream:
+            await publish(api, 1)
+            await eventually(lambda: stream.delivered(1))
+            await asyncio.wait_for(stream.task, timeout=10)
+            ended_late_s = (utcnow() - expires_at).total_seconds()
+            await publish(api, 2)
+        assert stream.numbers() == [1], stream.lines
+        assert ": closed: api_key_expired" in stream.lines
+        assert 0 <= ended_late_s <= 0.5

@@ -209,3 +209,90 @@ class TestRoutesThatShowEveryWallet:
         unrestricted = await api.key("admin")
         listed = await api.client.get("/v1/schedules", headers=unrestricted)
         assert listed.json()["items"] == []  # nothing was stored
+
+
+OTHER_CHAIN = 1  # a second chain in the registry (the same anvil behind it)
+
+
+@pytest.fixture
+async def two_chains(api: ApiHarness, setup: dict[str, Any], anvil_url: str) -> dict[str, Any]:
+    """Wallet A enabled on anvil's chain and on a second one, with a policy that limits the
+    second; keys limited to anvil's chain (and to A)."""
+    async with unit_of_work(api.resources.sessionmaker) as session:
+        await add_anvil_chain(session, anvil_url, chain_id=OTHER_CHAIN)
+    wallet_id = setup["wallet"]["id"]
+    enabled = await api.client.put(
+        f"/v1/wallets/{wallet_id}/chains/{OTHER_CHAIN}", headers=setup["wallets"]
+    )
+    assert enabled.status_code == 200, enabled.text
+    policy = {"limits": [{"window_s": 3600, "max_value_wei": "5000", "chain_id": OTHER_CHAIN}]}
+    admin = await api.key("admin")
+    put = await api.client.put(f"/v1/wallets/{wallet_id}/policy", headers=admin, json=policy)
+    assert put.status_code == 200, put.text
+    here = KeyLimits(wallet_ids=[uuid.UUID(wallet_id)], chain_ids=[ANVIL_CHAIN_ID])
+    scopes = ["policies", "wallets", "read"]
+    setup["here"], _ = await restricted_key(api, scopes, here)
+    setup["wallet_only"], _ = await restricted_key(
+        api, scopes, KeyLimits(wallet_ids=[uuid.UUID(wallet_id)])
+    )
+    setup["admin"] = admin
+    return setup
+
+
+class TestChainLimitedKeyAndWholeWallet:
+    """A key limited to some chains cannot change what governs the wallet on every chain (its
+    policy, status, label), nor evaluate or see the wallet's other chains."""
+
+    async def test_it_cannot_replace_the_policy_nor_change_the_wallet(
+        self, api: ApiHarness, two_chains: dict[str, Any]
+    ) -> None:
+        key, admin, wallet_id = two_chains["here"], two_chains["admin"], two_chains["wallet"]["id"]
+        path = f"/v1/wallets/{wallet_id}"
+        before = (await api.client.get(f"{path}/policy", headers=admin)).json()
+        own_chain = {"window_s": 60, "max_value_wei": "1", "chain_id": ANVIL_CHAIN_ID}
+        other_chain = {"window_s": 60, "max_value_wei": "999999", "chain_id": OTHER_CHAIN}
+        for rules in ({}, {"limits": [own_chain]}, {"limits": [other_chain]}):
+            response = await api.client.put(f"{path}/policy", headers=key, json=rules)
+            assert refused(response), (rules, response.text)
+            assert "every chain" in response.json()["detail"]
+        for change in ({"status": "paused"}, {"label": "renamed"}):
+            response = await api.client.patch(path, headers=key, json=change)
+            assert refused(response), (change, response.text)
+        assert (await api.client.get(f"{path}/policy", headers=admin)).json() == before
+        wallet = (await api.client.get(path, headers=admin)).json()
+        assert (wallet["status"], wallet["label"]) == ("active", None)
+        # Its own chain's lane stays its to enable or disable; a key on every chain may do both.
+        lane = await api.client.put(f"{path}/chains/{ANVIL_CHAIN_ID}", headers=key)
+        assert lane.status_code == 200, lane.text
+        wallet_only = two_chains["wallet_only"]
+        assert (await api.client.put(f"{path}/policy", headers=wallet_only, json={})).is_success
+        paused = await api.client.patch(path, headers=wallet_only, json={"status": "paused"})
+        assert paused.status_code == 200, paused.text
+
+    async def test_it_cannot_evaluate_another_chain(
+        self, api: ApiHarness, two_chains: dict[str, Any]
+    ) -> None:
+        key, wallet_id = two_chains["here"], two_chains["wallet"]["id"]
+        path = f"/v1/wallets/{wallet_id}/policy/evaluate"
+        draft = {**body(two_chains), "wallet": wallet_id, "value": "4999"}
+        for chain_id in (OTHER_CHAIN, 424242):  # registered or not: the same answer
+            response = await api.client.post(
+                path, headers=key, json={**draft, "chain_id": chain_id}
+            )
+            assert refused(response), (chain_id, response.text)
+        own = await api.client.post(path, headers=key, json=draft)
+        assert own.status_code == 200, own.text
+        assert own.json()["allowed"] is True
+
+    async def test_it_sees_only_its_chains_of_the_wallet(
+        self, api: ApiHarness, two_chains: dict[str, Any]
+    ) -> None:
+        key, admin, wallet_id = two_chains["here"], two_chains["admin"], two_chains["wallet"]["id"]
+        everything = (await api.client.get(f"/v1/wallets/{wallet_id}", headers=admin)).json()
+        assert sorted(everything["chain_ids"]) == [OTHER_CHAIN, ANVIL_CHAIN_ID]
+        one = (await api.client.get(f"/v1/wallets/{wallet_id}", headers=key)).json()
+        listed = (await api.client.get("/v1/wallets", headers=key)).json()["items"]
+        assert one["chain_ids"] == [ANVIL_CHAIN_ID]
+        assert [(w["id"], w["chain_ids"]) for w in listed] == [(wallet_id, [ANVIL_CHAIN_ID])]
+        lane = await api.client.put(f"/v1/wallets/{wallet_id}/chains/{ANVIL_CHAIN_ID}", headers=key)
+        assert lane.json()["chain_ids"] == [ANVIL_CHAIN_ID]

@@ -38,7 +38,9 @@ BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"events": ["Transaction.Confirmed"]}, "events"),
     ({"events": ["x" * 101]}, "events"),
     ({"wallet_ids": ["not-a-uuid"]}, "wallet_ids"),
+    ({"wallet_ids": []}, "wallet_ids"),  # neither "every" (null) nor "none": refused
     ({"chain_ids": [0]}, "chain_ids"),
+    ({"chain_ids": []}, "chain_ids"),
     ({"description": "d" * 501}, "description"),
     ({"secret": "whsec_mine"}, "secret"),
 ]
@@ -182,6 +184,50 @@ class TestManage:
         assert deleted.status_code == 204
         gone = await api.client.get(path, headers=headers)
         assert (gone.status_code, gone.json()["code"]) == (404, "webhook_not_found")
+
+    async def test_an_empty_filter_is_refused_null_means_every_one(self, api: ApiHarness) -> None:
+        headers = await api.key("webhooks")
+        wallet = str(uuid.uuid4())
+        created = (await create(api, headers, wallet_ids=[wallet], chain_ids=[1])).json()
+        path = f"/v1/webhooks/{created['id']}"
+        for field in ("wallet_ids", "chain_ids"):
+            response = await api.client.patch(path, headers=headers, json={field: []})
+            assert response.status_code == 422, response.text
+            assert response.json()["detail"].startswith(f"body.{field}:"), response.text
+        kept = (await api.client.get(path, headers=headers)).json()
+        assert (kept["wallet_ids"], kept["chain_ids"]) == ([wallet], [1])
+        every = await api.client.patch(
+            path, headers=headers, json={"wallet_ids": None, "chain_ids": None}
+        )
+        assert (every.json()["wallet_ids"], every.json()["chain_ids"]) == (None, None)
+
+    async def test_credentials_in_the_url_are_never_shown(self, api: ApiHarness) -> None:
+        """Shown as an RPC URL is (scheme, host, port); stored, and delivered to, in full."""
+        headers = await api.key("webhooks")
+        secret_url = "http://hook-user:hook-pass@127.0.0.1:9/hook?token=t0k"
+        created = await create(api, headers, url=secret_url)
+        assert created.status_code == 201, created.text
+        path = f"/v1/webhooks/{created.json()['id']}"
+        patched = await api.client.patch(path, headers=headers, json={"url": secret_url})
+        rotated = await api.client.post(f"{path}/rotate-secret", headers=headers)
+        answers = [
+            created,
+            patched,
+            rotated,
+            await api.client.get(path, headers=headers),
+            await api.client.get("/v1/webhooks", headers=headers),
+        ]
+        for response in answers:
+            assert response.is_success, response.text
+            for secret in ("hook-pass", "hook-user", "t0k"):
+                assert secret not in response.text, response.request.url
+        assert created.json()["url"] == "http://127.0.0.1:9/***"
+        plain = (await create(api, headers)).json()
+        assert plain["url"] == URL  # a URL without credentials is shown as it is
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            row = await session.get(WebhookEndpoint, uuid.UUID(created.json()["id"]))
+            assert row is not None
+            assert row.url == secret_url
 
     async def test_an_unknown_id_is_404(self, api: ApiHarness) -> None:
         headers = await api.key("webhooks")

@@ -2,6 +2,7 @@
 order, retries (500s, 429 with Retry-After, a receiver that is down), secret rotation, leases
 of a dead worker, and disabling an endpoint that fails everything."""
 
+import base64
 import itertools
 import time
 import uuid
@@ -65,6 +66,18 @@ class TestDelivery:
             assert all(
                 "query-secret" not in r.headers.get("webhook-signature", "") for r in hook.received
             )
+
+    async def test_credentials_in_the_url_go_to_the_receiver(self, deliveries: Deliveries) -> None:
+        """The API shows such a URL masked (test_webhooks_api.py); deliveries use it in full:
+        HTTP Basic authentication with its user and password."""
+        async with receiver() as hook:
+            url = hook.url.replace("http://", "http://hook-user:hook-pass@", 1)
+            await deliveries.endpoint(url)
+            async with deliveries.running():
+                await deliveries.emit(("wallet.low_balance", {"balance_wei": "1"}))
+                await eventually(lambda: _count(hook, 1), timeout_s=30)
+        basic = base64.b64encode(b"hook-user:hook-pass").decode()
+        assert hook.received[0].headers["authorization"] == f"Basic {basic}"
 
     async def test_500_three_times_then_200_keeps_the_webhook_id_and_the_order(
         self, deliveries: Deliveries

@@ -1,6 +1,7 @@
 """Routes of the event feed: a page of events, and the live Server-Sent Events stream."""
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -11,24 +12,30 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from chainflow.api import problems
+from chainflow.api.auth import KeyWatch
 from chainflow.api.deps import ReadKey, SessionmakerDep
 from chainflow.api.event_hub import EventHub, Subscription, frame, read_events
 from chainflow.api.responses import problem_responses
 from chainflow.core.errors import InvalidInput
 from chainflow.core.fields import ChainId
+from chainflow.core.logging import get_logger
 from chainflow.core.numerals import ascii_int
 from chainflow.core.types import ChainId as CoreChainId
 from chainflow.core.types import WalletId
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.apikeys.restrictions import restrictions_of
+from chainflow.domain.apikeys.service import InvalidApiKey
 from chainflow.domain.events import envelope
 from chainflow.domain.events import service as events
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import unit_of_work
 
+log = get_logger(__name__)
+
 # A key restricted to wallets or chains reads only their events (EventFilter.reach).
 router = APIRouter(prefix="/v1/events", tags=["events"])
 _CATCH_UP_PAGE = 500
+_KEY_CHECK_S = 1.0  # an open stream authenticates its key again this often (the key cache)
 
 _MAX_CURSOR = 2**63 - 1  # the BIGINT of events.cursor
 After = Annotated[int | None, Query(ge=0, le=_MAX_CURSOR, description="events after this cursor")]
@@ -88,7 +95,9 @@ async def stream_events(
 ) -> Response:
     """Server-Sent Events: `id:` the cursor, `event:` the type, `data:` the envelope. Resumes
     after `Last-Event-ID` (or `?after=`; neither: from now), with no gap and no duplicate;
-    a `: keep-alive` comment line when nothing was sent for a while."""
+    a `: keep-alive` comment line when nothing was sent for a while. The stream ends (after a
+    `: closed: <code>` comment) once its key is revoked or expired, as a new request would be
+    refused."""
     hub: EventHub = request.app.state.event_hub
     async with unit_of_work(sessionmaker) as session:
         where = await _filter(session, key, types, wallet, chain_id)
@@ -96,9 +105,12 @@ async def stream_events(
     slot = hub.reserve()
     if slot is None:
         return _too_many_streams(request, hub)
-    keepalive_s = request.app.state.resources.settings.event_stream_keepalive_s
+    resources = request.app.state.resources
+    watch = KeyWatch.of(resources, request.headers.get("authorization"), key, every_s=_KEY_CHECK_S)
+    keepalive_s = resources.settings.event_stream_keepalive_s
     return _EventStream(
-        event_frames(hub, where, start, keepalive_s=keepalive_s), release=slot.release
+        event_frames(hub, where, start, keepalive_s=keepalive_s, watch=watch),
+        release=slot.release,
     )
 
 
@@ -128,29 +140,48 @@ class _Position:
 
 
 async def event_frames(
-    hub: EventHub, where: events.EventFilter, after: int | None, *, keepalive_s: float
+    hub: EventHub,
+    where: events.EventFilter,
+    after: int | None,
+    *,
+    keepalive_s: float,
+    watch: KeyWatch,
 ) -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: every event after `after` (None: from its first byte on)
-    that `where` takes, each once, in cursor order, until the hub closes."""
+    that `where` takes, each once, in cursor order, until the hub closes or the reader's key
+    is no longer live (`watch`: checked before each frame and while idle)."""
     sub = await hub.subscribe()
     position = _Position(sub.start if after is None else after)
     try:
         yield b": stream open\n\n"  # the headers go out now, and the admission slot with them
         while True:
-            async for chunk in _catch_up(hub, sub, where, position):
+            async for chunk in _catch_up(hub, sub, where, position, watch):
                 yield chunk
-            async for chunk in _live(hub, sub, where, position, keepalive_s):
+            async for chunk in _live(hub, sub, where, position, keepalive_s, watch):
                 yield chunk
             hub.unsubscribe(sub)
             if hub.closed.is_set():
                 return
             sub = await hub.subscribe()  # it fell behind: catch up again from the database
+    except InvalidApiKey as error:  # revoked, expired or gone: the stream ends here
+        yield b": closed: %s\n\n" % error.code.encode()
+    except problems.DATABASE_UNAVAILABLE as error:
+        # The key (or a catch-up page) cannot be read: end cleanly (fail closed); the client
+        # reconnects with Last-Event-ID and misses nothing.
+        log.warning(
+            "events.stream_closed", reason="database_unavailable", error_type=type(error).__name__
+        )
+        yield b": closed: database_unavailable\n\n"
     finally:
         hub.unsubscribe(sub)
 
 
 async def _catch_up(
-    hub: EventHub, sub: Subscription, where: events.EventFilter, position: _Position
+    hub: EventHub,
+    sub: Subscription,
+    where: events.EventFilter,
+    position: _Position,
+    watch: KeyWatch,
 ) -> AsyncIterator[bytes]:
     """What the database holds after the position up to where the subscription starts."""
     while position.last < sub.start:
@@ -158,6 +189,7 @@ async def _catch_up(
             hub.sessionmaker, after=position.last, where=where, limit=_CATCH_UP_PAGE, upto=sub.start
         )
         for row in rows:
+            await watch.check()
             position.last = row.cursor
             yield frame(row).text
         if len(rows) < _CATCH_UP_PAGE:
@@ -170,20 +202,27 @@ async def _live(
     where: events.EventFilter,
     position: _Position,
     keepalive_s: float,
+    watch: KeyWatch,
 ) -> AsyncIterator[bytes]:
     """What the hub publishes, until the stream falls too far behind (or the API stops)."""
+    heard = time.monotonic()  # the last item or keep-alive
     while not hub.closed.is_set():
+        await watch.check()
         if sub.overflowed and sub.queue.empty():
             return  # the caller catches up from the database and subscribes again
         try:
-            item = await _get(hub, sub, keepalive_s)
+            item = await _get(hub, sub, watch.wait_s(heard + keepalive_s - time.monotonic()))
         except TimeoutError:
-            yield b": keep-alive\n\n"
+            if time.monotonic() - heard >= keepalive_s:
+                heard = time.monotonic()
+                yield b": keep-alive\n\n"
             continue
+        heard = time.monotonic()
         if item is None or item.cursor <= position.last:
             continue
         position.last = item.cursor
         if where.matches(item.row):
+            await watch.check()  # raises before the frame: nothing goes out once it fails
             yield item.text
 
 

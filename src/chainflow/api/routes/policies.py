@@ -27,7 +27,9 @@ async def put_policy(
     key: PoliciesKey,
 ) -> PolicyRead:
     """Replace the wallet's spending policy with a new version (earlier ones are kept).
-    Requests admitted from then on must pass it; `{}` restricts nothing."""
+    Requests admitted from then on must pass it; `{}` restricts nothing. The policy governs the
+    wallet on every chain: a key limited to some chains is refused (403 `key_restricted`)."""
+    restrictions_of(key).check_every_chain("replace a wallet's spending policy")
     async with unit_of_work(sessionmaker) as session:
         wallet = await wallets.get_wallet(
             session, wallet_ref, lanes=False, restrictions=restrictions_of(key)
@@ -59,9 +61,10 @@ async def evaluate_policy(
     wallet_ref: str, body: TxCreate, sessionmaker: SessionmakerDep, key: ReadKey
 ) -> PolicyVerdict:
     """Would the policy admit this draft (a POST /v1/transactions body for this wallet) now?
-    The same rules and rolling counts as admission; nothing is stored or reserved."""
+    The same rules and rolling counts as admission; nothing is stored or reserved. A chain
+    outside the key's is refused (403 `key_restricted`) before anything is read."""
+    reach = restrictions_of(key)
+    reach.check_chain(body.chain_id)
     async with unit_of_work(sessionmaker) as session:
-        wallet = await wallets.get_wallet(
-            session, wallet_ref, lanes=False, restrictions=restrictions_of(key)
-        )
+        wallet = await wallets.get_wallet(session, wallet_ref, lanes=False, restrictions=reach)
         return await spending.evaluate_policy(session, wallet.id, body)

@@ -77,18 +77,19 @@ async def list_wallets(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> WalletList:
     """List wallets in creation order, one page at a time (a restricted key: its own)."""
+    reach = restrictions_of(key)
     async with unit_of_work(sessionmaker) as session:
         rows, next_cursor = await service.list_wallets(
-            session, limit=limit, cursor=cursor, restrictions=restrictions_of(key)
+            session, limit=limit, cursor=cursor, restrictions=reach
         )
-        return WalletList(items=[WalletRead.of(w) for w in rows], next_cursor=next_cursor)
+        return WalletList(items=[WalletRead.of(w, reach) for w in rows], next_cursor=next_cursor)
 
 
 @router.get("/{wallet_ref}", responses=problem_responses(401, 403, 404))
 async def get_wallet(wallet_ref: str, sessionmaker: SessionmakerDep, key: ReadKey) -> WalletRead:
     """Get a wallet by id or by address (any case)."""
     async with unit_of_work(sessionmaker) as session:
-        return WalletRead.of(await _reachable(session, wallet_ref, key))
+        return WalletRead.of(await _reachable(session, wallet_ref, key), restrictions_of(key))
 
 
 @router.patch("/{wallet_ref}", responses=problem_responses(401, 403, 404, 409, 422))
@@ -99,7 +100,9 @@ async def update_wallet(
     sessionmaker: SessionmakerDep,
     key: WalletsKey,
 ) -> WalletRead:
-    """Change status (active ⇄ paused, → disabled; disabled → active needs admin) or label."""
+    """Change status (active ⇄ paused, → disabled; disabled → active needs admin) or label.
+    Both apply on every chain: a key limited to some chains is refused (403 `key_restricted`)."""
+    restrictions_of(key).check_every_chain("change a wallet's status or label")
     async with unit_of_work(sessionmaker) as session:
         wallet = await _reachable(session, wallet_ref, key)
         changes = body.model_dump(exclude_unset=True)
@@ -168,7 +171,7 @@ async def _set_chain(
             resource_id=f"{wallet.id}/{chain_id}",
         )
         await session.refresh(wallet, attribute_names=["chains"])
-        return WalletRead.of(wallet)
+        return WalletRead.of(wallet, restrictions_of(key))
 
 
 @router.get("/{wallet_ref}/chains/{chain_id}", responses=problem_responses(401, 403, 404))

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, model_vali
 
 from chainflow.core.bodies import RequestBody
 from chainflow.core.fields import ChainId, TextStr, WeiStr
+from chainflow.core.restrictions import UNRESTRICTED, Restrictions
 from chainflow.domain.wallets.binding import SignerRequest
 from chainflow.domain.wallets.kinds import SignerKind
 from chainflow.domain.wallets.models import Wallet, WalletStatus
@@ -125,7 +126,9 @@ class WalletRead(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, wallet: Wallet) -> "WalletRead":
+    def of(cls, wallet: Wallet, reach: Restrictions = UNRESTRICTED) -> "WalletRead":
+        """The wallet as `reach` may see it: only the chains within it in `chain_ids`."""
+        enabled = [lane.chain_id for lane in wallet.chains if lane.enabled]
         return cls(
             id=wallet.id,
             address=wallet.address,
@@ -133,7 +136,7 @@ class WalletRead(BaseModel):
             status=wallet.status,
             signer_kind=wallet.signer_kind,
             signer=SignerRead(type=wallet.signer_kind, key_ref=wallet.key_ref),
-            chain_ids=[lane.chain_id for lane in wallet.chains if lane.enabled],
+            chain_ids=reach.visible_chains(enabled),
             created_at=wallet.created_at,
             updated_at=wallet.updated_at,
         )

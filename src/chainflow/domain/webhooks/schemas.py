@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model
 
 from chainflow.core.bodies import RequestBody
 from chainflow.core.fields import ChainId, TextStr, Timestamp
-from chainflow.core.urls import check_http_url
+from chainflow.core.urls import check_http_url, shown_url
 from chainflow.domain.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -23,8 +23,12 @@ WebhookUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator
 # An event type or a glob over them: `transaction.confirmed`, `transaction.*`, `*`.
 EventGlob = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_.*]+$")]
 EventGlobs = Annotated[list[EventGlob], Field(min_length=1, max_length=MAX_FILTERS)]
-WalletIds = Annotated[list[Annotated[uuid.UUID, Strict(False)]], Field(max_length=MAX_IDS)]
-ChainIds = Annotated[list[ChainId], Field(max_length=MAX_IDS)]
+# A filter lists at least one: null (or none given) is every wallet (chain); `[]` is refused
+# rather than read as either "every" or "none".
+WalletIds = Annotated[
+    list[Annotated[uuid.UUID, Strict(False)]], Field(min_length=1, max_length=MAX_IDS)
+]
+ChainIds = Annotated[list[ChainId], Field(min_length=1, max_length=MAX_IDS)]
 Description = Annotated[TextStr, Field(max_length=500)]
 
 
@@ -80,7 +84,7 @@ class WebhookRead(BaseModel):
     def of(cls, row: WebhookEndpoint) -> "WebhookRead":
         return cls(
             id=row.id,
-            url=row.url,
+            url=shown_url(row.url),  # deliveries use row.url, credentials included
             events=list(row.event_types),
             wallet_ids=[uuid.UUID(w) for w in row.wallet_ids] if row.wallet_ids else None,
             chain_ids=list(row.chain_ids) if row.chain_ids else None,

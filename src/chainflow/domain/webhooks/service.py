@@ -76,8 +76,8 @@ async def create_endpoint(
         id=uuid.uuid4(),
         url=body.url,
         event_types=list(dict.fromkeys(body.events)),
-        wallet_ids=[str(w) for w in body.wallet_ids] if body.wallet_ids else None,
-        chain_ids=list(body.chain_ids) if body.chain_ids else None,
+        wallet_ids=[str(w) for w in body.wallet_ids] if body.wallet_ids is not None else None,
+        chain_ids=list(body.chain_ids) if body.chain_ids is not None else None,
         description=body.description,
         enabled=True,
         fanout_cursor=await repository.head_cursor(session),
@@ -117,9 +117,10 @@ async def update_endpoint(
         endpoint.event_types = list(dict.fromkeys(changes["events"]))
     if "wallet_ids" in changes:
         ids = changes["wallet_ids"]
-        endpoint.wallet_ids = [str(w) for w in ids] if ids else None
+        endpoint.wallet_ids = [str(w) for w in ids] if ids is not None else None
     if "chain_ids" in changes:
-        endpoint.chain_ids = list(changes["chain_ids"]) if changes["chain_ids"] else None
+        ids = changes["chain_ids"]
+        endpoint.chain_ids = list(ids) if ids is not None else None
     if "description" in changes:
         endpoint.description = changes["description"]
     if "enabled" in changes and changes["enabled"] != endpoint.enabled:
