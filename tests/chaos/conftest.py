@@ -16,7 +16,7 @@ _HERE = Path(__file__).parent
 
 
 # The scenarios CI runs (one or two per fault family; the suite's 15-minute budget on 2 cores
-# cannot hold all 19 clusters: .ci/run took 14 min 25 s with 9 of them); every other one is
+# cannot hold all 20 clusters: .ci/run took 14 min 25 s with 9 of them); every other one is
 # `chaos_full`, run by scripts/chaos. Endpoint failover is also covered by
 # tests/integration/rpc/test_endpoints.py.
 CI_SCENARIOS = frozenset(

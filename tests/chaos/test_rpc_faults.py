@@ -100,8 +100,11 @@ async def test_first_of_two_endpoints_broken(
             assert await cluster.violations() == []
             assert await cluster.count(TxStatus.CONFIRMED) == 30
     if fault is Fault.CORRUPT:
-        assert set(CORRUPTIONS) <= set(broken.forwarded)  # each bad answer was given
-        assert "eth_getTransactionReceipt" in healthy.forwarded  # and each failed over
+        # Each bad answer of a round's reads was given. Not always the receipts': a round's
+        # bad block number and counts can open the breaker just before its receipts batch,
+        # which then goes to the healthy endpoint (2 runs in 7, review); their failover is
+        # tests/integration/rpc/test_endpoints.py's.
+        assert set(CORRUPTIONS) - {"eth_getTransactionReceipt"} <= set(broken.forwarded)
         return
     assert "eth_sendRawTransaction" in healthy.forwarded
     if fault is Fault.WRONG_CHAIN:

@@ -572,6 +572,20 @@ class TestMalformedAnswers:
         assert quantity(receipt["status"]) == 1
         assert pool.health()[0].consecutive_failures == 1
 
+    async def test_a_pending_receipt_is_not_mined_not_a_bad_node(
+        self, pool: EndpointPool, first: RpcProxy, signed: SignedTx
+    ) -> None:
+        """Parity-style nodes answer a pooled transaction's receipt with a null blockNumber:
+        read as null, on the same endpoint, with no failure counted (review)."""
+        tx_hash = await pool.call("eth_sendRawTransaction", ["0x" + signed.raw.hex()])
+        first.fault = Fault.CORRUPT
+        pending = {"transactionHash": tx_hash, "blockNumber": None, "blockHash": None}
+        first.corrupt = {"eth_getTransactionReceipt": lambda _: pending}
+        assert await pool.batch([("eth_getTransactionReceipt", [tx_hash])]) == [None]
+        assert await pool.call("eth_getTransactionReceipt", [tx_hash]) is None
+        assert first.forwarded[-1] == "eth_getTransactionReceipt"
+        assert pool.health()[0].consecutive_failures == 0
+
     async def test_a_single_bad_endpoint_raises_the_pools_error_not_a_value_error(
         self, http: aiohttp.ClientSession, first: RpcProxy, clock: FakeClock
     ) -> None:

@@ -128,10 +128,12 @@ class RpcClient:
         }
         outcomes = [_outcome(by_id.get(first + i)) for i in range(len(calls))]
         # One bad entry discredits the whole answer: the endpoint fails, not one call of it.
-        for (method, _), outcome in zip(calls, outcomes, strict=True):
-            if not isinstance(outcome, RpcCallError | RpcTransportError):
-                _checked(method, outcome)
-        return outcomes
+        return [
+            outcome
+            if isinstance(outcome, RpcCallError | RpcTransportError)
+            else _checked(method, outcome)
+            for (method, _), outcome in zip(calls, outcomes, strict=True)
+        ]
 
     async def _post(self, body: Any) -> Any:
         data = orjson.dumps(body)  # a request this process cannot encode is its own error
@@ -262,10 +264,9 @@ def _result_of(reply: dict[str, Any]) -> Any:
 
 def _checked(method: str, result: Any) -> Any:
     try:
-        answers.check(method, result)
+        return answers.check(method, result)
     except answers.MalformedAnswer as exc:
         raise RpcMalformedAnswer(f"{method}: malformed answer: {exc}", is_answered=True) from None
-    return result
 
 
 def _outcome(reply: dict[str, Any] | None) -> Any:

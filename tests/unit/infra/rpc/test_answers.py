@@ -92,7 +92,9 @@ def test_reads_data(text: str) -> None:
     assert hex_data(text) == text
 
 
-@pytest.mark.parametrize("value", ["", "0x0", "0xabc", "0xzz", "0x 00", "00", None, 0, b"0x"])
+@pytest.mark.parametrize(
+    "value", ["", "0x0", "0xabc", "0xzz", "0x 00", "00", None, 0, b"0x", "0x" + "ab" * 9 + "z"]
+)
 def test_refuses_malformed_data(value: object) -> None:
     with pytest.raises(MalformedAnswer):
         hex_data(value)
@@ -154,7 +156,6 @@ BAD_ANSWERS: list[tuple[str, object]] = [
     ("eth_getTransactionReceipt", {**RECEIPT, "blockNumber": "0x8" + "0" * 15}),  # > BIGINT
     ("eth_getTransactionReceipt", {**RECEIPT, "blockNumber": "0xzz"}),
     ("eth_getTransactionReceipt", {k: v for k, v in RECEIPT.items() if k != "blockNumber"}),
-    ("eth_getTransactionReceipt", {**RECEIPT, "blockNumber": None}),  # a "pending receipt"
     ("eth_getTransactionReceipt", {**RECEIPT, "blockHash": "0x" + "ab" * 5_000_000}),
     ("eth_getTransactionReceipt", {**RECEIPT, "status": "0x2"}),
     ("eth_getTransactionReceipt", {**RECEIPT, "gasUsed": "0x_1"}),
@@ -176,7 +177,14 @@ BAD_ANSWERS: list[tuple[str, object]] = [
 
 @pytest.mark.parametrize(("method", "answer"), GOOD_ANSWERS, ids=lambda v: repr(v)[:30])
 def test_passes_a_well_formed_answer(method: str, answer: object) -> None:
-    check(method, answer)
+    assert check(method, answer) == answer
+
+
+def test_reads_a_pending_receipt_as_not_mined() -> None:
+    """Parity/OpenEthereum answer a pooled transaction's receipt with a null blockNumber:
+    not mined yet, not a bad node (review)."""
+    pending = {**RECEIPT, "blockNumber": None, "blockHash": None}
+    assert check("eth_getTransactionReceipt", pending) is None
 
 
 @pytest.mark.parametrize(("method", "answer"), BAD_ANSWERS, ids=lambda v: repr(v)[:30])
