@@ -296,3 +296,21 @@ class TestChainLimitedKeyAndWholeWallet:
         assert [(w["id"], w["chain_ids"]) for w in listed] == [(wallet_id, [ANVIL_CHAIN_ID])]
         lane = await api.client.put(f"/v1/wallets/{wallet_id}/chains/{ANVIL_CHAIN_ID}", headers=key)
         assert lane.json()["chain_ids"] == [ANVIL_CHAIN_ID]
+
+    async def test_it_sees_only_its_chains_limits_of_the_policy(
+        self, api: ApiHarness, two_chains: dict[str, Any]
+    ) -> None:
+        """The policy's limits of other chains are left out, as the wallet's other chains are
+        (review: GET policy showed them)."""
+        key, admin, wallet_id = two_chains["here"], two_chains["admin"], two_chains["wallet"]["id"]
+        own = {"window_s": 60, "max_value_wei": "1", "chain_id": ANVIL_CHAIN_ID}
+        other = {"window_s": 60, "max_value_wei": "999999", "chain_id": OTHER_CHAIN}
+        every = {"window_s": 60, "max_value_wei": "7", "chain_id": None}
+        path = f"/v1/wallets/{wallet_id}/policy"
+        put = await api.client.put(path, headers=admin, json={"limits": [own, other, every]})
+        assert put.status_code == 200, put.text
+        for query in ("", f"?version={put.json()['version']}"):
+            shown = (await api.client.get(path + query, headers=key)).json()["rules"]["limits"]
+            assert [limit["chain_id"] for limit in shown] == [ANVIL_CHAIN_ID, None], query
+        full = (await api.client.get(path, headers=admin)).json()["rules"]["limits"]
+        assert [limit["chain_id"] for limit in full] == [ANVIL_CHAIN_ID, OTHER_CHAIN, None]

@@ -229,6 +229,31 @@ class TestManage:
             assert row is not None
             assert row.url == secret_url
 
+    async def test_the_masked_url_sent_back_and_undeliverable_credentials_are_refused(
+        self, api: ApiHarness
+    ) -> None:
+        """A client that reads an endpoint and PATCHes it back sent the masked URL, which
+        replaced the stored one and its credentials (review); credentials HTTP Basic cannot
+        carry made every delivery fail."""
+        headers = await api.key("webhooks")
+        secret_url = "http://hook-user:hook-pass@127.0.0.1:9/hook"
+        created = (await create(api, headers, url=secret_url)).json()
+        path = f"/v1/webhooks/{created['id']}"
+        sent_back = await api.client.patch(
+            path, headers=headers, json={"url": created["url"], "description": "x"}
+        )
+        assert (sent_back.status_code, sent_back.json()["code"]) == (422, "validation_error")
+        assert "masked form" in sent_back.text
+        for url in ("http://a%3Ab:p@127.0.0.1:9/hook", "http://u:%E2%82%AC@127.0.0.1:9/hook"):
+            refused = await create(api, headers, url=url)
+            assert (refused.status_code, refused.json()["code"]) == (422, "validation_error")
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            row = await session.get(WebhookEndpoint, uuid.UUID(created["id"]))
+            assert row is not None
+            assert (row.url, row.description) == (secret_url, None)
+            count = await session.scalar(select(func.count()).select_from(WebhookEndpoint))
+        assert count == 1
+
     async def test_an_unknown_id_is_404(self, api: ApiHarness) -> None:
         headers = await api.key("webhooks")
         path = "/v1/webhooks/00000000-0000-0000-0000-000000000000"

@@ -48,12 +48,20 @@ async def get_policy(
     key: ReadKey,
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> PolicyRead:
-    """The wallet's current policy, or an earlier `version`."""
+    """The wallet's current policy, or an earlier `version`. A key limited to some chains sees
+    only the limits of its chains and those of every chain (`chain_id` null)."""
+    reach = restrictions_of(key)
     async with unit_of_work(sessionmaker) as session:
-        wallet = await wallets.get_wallet(
-            session, wallet_ref, lanes=False, restrictions=restrictions_of(key)
-        )
-        return await service.get_policy(session, wallet.id, version=version)
+        wallet = await wallets.get_wallet(session, wallet_ref, lanes=False, restrictions=reach)
+        policy = await service.get_policy(session, wallet.id, version=version)
+    if reach.chain_ids is None or policy.rules.limits is None:
+        return policy
+    limits = [
+        limit
+        for limit in policy.rules.limits
+        if limit.chain_id is None or limit.chain_id in reach.chain_ids
+    ]
+    return policy.model_copy(update={"rules": policy.rules.model_copy(update={"limits": limits})})
 
 
 @router.post("/{wallet_ref}/policy/evaluate", responses=problem_responses(401, 403, 404, 422))

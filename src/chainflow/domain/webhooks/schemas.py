@@ -3,6 +3,7 @@
 import uuid
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
@@ -19,7 +20,28 @@ from chainflow.domain.webhooks.models import (
 MAX_FILTERS = 50
 MAX_IDS = 100
 
-WebhookUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(check_http_url)]
+
+def _deliverable(url: str) -> str:
+    """An http(s) URL that a delivery can use as given (review): not the masked form answers
+    show (sent back, it replaced the stored URL and its credentials), and credentials that
+    HTTP Basic can carry."""
+    parts = urlsplit(check_http_url(url))
+    if parts.path.endswith("/***"):
+        raise ValueError(
+            "is the masked form answers show (…/***): send the full URL, or leave url out"
+            " to keep the stored one"
+        )
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    if ":" in user:
+        raise ValueError("must not have ':' in its user name (HTTP Basic)")
+    try:
+        (user + password).encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("must have credentials of Latin-1 characters (HTTP Basic)") from None
+    return url
+
+
+WebhookUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_deliverable)]
 # An event type or a glob over them: `transaction.confirmed`, `transaction.*`, `*`.
 EventGlob = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_.*]+$")]
 EventGlobs = Annotated[list[EventGlob], Field(min_length=1, max_length=MAX_FILTERS)]
