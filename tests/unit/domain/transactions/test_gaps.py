@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from chainflow.core.types import ChainId, Nonce, TxId, WalletId, Wei
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.domain.transactions.track.gaps import GapMemory, gaps, note_gaps
+from chainflow.domain.transactions.track.gaps import GapMemory, find_gaps, note_gaps
 
 A, B = "0x" + "a" * 40, "0x" + "b" * 40
 WALLET_A, WALLET_B = WalletId(uuid.uuid4()), WalletId(uuid.uuid4())
@@ -35,11 +35,11 @@ ROWS = [in_flight(WALLET_A, A, n) for n in (3, 4, 5)] + [in_flight(WALLET_B, B, 
 
 
 def test_a_lane_is_gapped_when_its_pending_count_is_below_its_lowest_nonce_in_flight() -> None:
-    found = gaps(ROWS, {A: 2, B: 7})
+    found = find_gaps(ROWS, {A: 2, B: 7})
     assert list(found) == [WALLET_A]
     assert (found[WALLET_A].chain_nonce, found[WALLET_A].lowest) == (2, 3)
-    assert gaps(ROWS, {A: 3, B: 9}) == {}  # at its lowest nonce (or above): not gapped
-    assert gaps(ROWS, {}) == {}  # counts not read: unknown, not gapped
+    assert find_gaps(ROWS, {A: 3, B: 9}) == {}  # at its lowest nonce (or above): not gapped
+    assert find_gaps(ROWS, {}) == {}  # counts not read: unknown, not gapped
 
 
 def test_shown_on_the_second_pass_in_a_row_once_and_cleared_when_the_count_is_back() -> None:

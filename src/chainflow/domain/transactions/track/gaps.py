@@ -54,7 +54,7 @@ class GapChanges:
     cleared: tuple[WalletId, ...] = ()
 
 
-def gaps(rows: Sequence[InFlight], pending: Mapping[str, int]) -> dict[WalletId, Gap]:
+def find_gaps(rows: Sequence[InFlight], pending: Mapping[str, int]) -> dict[WalletId, Gap]:
     """The lanes whose node counts fewer nonces, its pool included (`pending`), than their
     lowest nonce in flight. Rows come lowest nonce first per wallet, and a page cut by the
     tracker's limit cuts a wallet's highest nonces, never its lowest (repository.tracked)."""
@@ -80,7 +80,7 @@ def note_gaps(
     Its bumps and cancels are held from the first sight (decisions.decide, Observed.gapped):
     a bump held one pass costs nothing, one signed for a nonce no block can hold raises the
     request's fees for good."""
-    now = gaps(rows, pending)
+    now = find_gaps(rows, pending)
     found = [g for w, g in now.items() if w in memory.seen and w not in memory.shown]
     for gap in found:
         log.error(

@@ -19,7 +19,7 @@ from chainflow.domain.transactions.decisions import (
 from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc, mined_counts_at, nonce_counts
 from chainflow.domain.transactions.rows import InFlight
-from chainflow.domain.transactions.track.gaps import gaps
+from chainflow.domain.transactions.track.gaps import find_gaps
 from chainflow.domain.transactions.track.pool import PoolSupport, parked
 from chainflow.infra.rpc.answers import quantity
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
@@ -75,7 +75,7 @@ async def observe(
         base_fee_wei=base_fee_wei,
         nonce_blocks_ago=blocks_ago,
         parked=queued,
-        gapped=frozenset(gap.address for gap in gaps(rows, pending).values()),
+        gapped=frozenset(gap.address for gap in find_gaps(rows, pending).values()),
     )
 
 
