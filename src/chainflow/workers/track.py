@@ -33,8 +33,9 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     ports, state = engine.ports, engine.state
     rpc = engine.rpc(chain.chain_id)
     memory = state.tracking.setdefault(chain.chain_id, judge.TrackerMemory())
-    # One statement: no DB transaction of its own (no BEGIN and COMMIT round trips on
-    # PostgreSQL); what it read is checked again under lock before anything is recorded.
+    # One statement (two at a memory's first pass): no DB transaction of its own (no BEGIN
+    # and COMMIT round trips on PostgreSQL); what it read is checked again under lock before
+    # anything is recorded.
     async with read_only(ports.sessionmaker) as session:
         rows = await repository.tracked(session, chain.chain_id, limit=ports.config.track_limit)
         if not memory.gaps.loaded:  # a second one, once per memory (track/gaps.py)

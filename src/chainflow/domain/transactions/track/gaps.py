@@ -21,9 +21,6 @@ from chainflow.domain.transactions.rows import InFlight
 
 log = get_logger(__name__)
 
-# The lane's paused_reason while its chain nonce is below its lowest nonce in flight.
-NONCE_GAP = "nonce_gap"
-
 
 @dataclass(frozen=True)
 class Gap:
