@@ -16,9 +16,10 @@ from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.decisions import Decision
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.send.answers import SentAttempt
-from chainflow.domain.transactions.track import judge, observe, record, reverts
+from chainflow.domain.transactions.track import gaps, judge, observe, record, reverts
 from chainflow.domain.transactions.track.pool import PoolSupport
 from chainflow.domain.transactions.track.replace import replace
+from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.infra.signing.signer import SignatureFailed, SignerUnavailable
 from chainflow.workers.engine import Engine
@@ -31,11 +32,20 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     """One tracking round for a chain; returns how many requests it looked at."""
     ports, state = engine.ports, engine.state
     rpc = engine.rpc(chain.chain_id)
-    # One statement: no DB transaction of its own (no BEGIN and COMMIT round trips on
-    # PostgreSQL); what it read is checked again under lock before anything is recorded.
+    memory = state.tracking.setdefault(chain.chain_id, judge.TrackerMemory())
+    # One statement (two at a memory's first pass): no DB transaction of its own (no BEGIN
+    # and COMMIT round trips on PostgreSQL); what it read is checked again under lock before
+    # anything is recorded.
     async with read_only(ports.sessionmaker) as session:
         rows = await repository.tracked(session, chain.chain_id, limit=ports.config.track_limit)
+        if not memory.gaps.loaded:  # a second one, once per memory (track/gaps.py)
+            memory.gaps.shown = set(await wallets.lanes_with_nonce_gap(session, chain.chain_id))
+            memory.gaps.loaded = True
     if not rows:
+        if memory.gaps.shown:  # nothing in flight: no lane is below a gap
+            await _show_gaps(
+                engine, chain, gaps.note_gaps(rows, {}, memory.gaps, chain_id=chain.chain_id)
+            )
         return 0
     seen = await observe.observe(
         rpc,
@@ -46,12 +56,12 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         pool=state.pools.setdefault(chain.chain_id, PoolSupport()),
     )
     decisions = judge.judge(
-        rows,
-        seen,
-        chain=chain,
-        config=ports.config,
-        memory=state.tracking.setdefault(chain.chain_id, judge.TrackerMemory()),
-        sending=state.sending,
+        rows, seen, chain=chain, config=ports.config, memory=memory, sending=state.sending
+    )
+    await _show_gaps(
+        engine,
+        chain,
+        gaps.note_gaps(rows, seen.pending_nonce, memory.gaps, chain_id=chain.chain_id),
     )
     resend: list[SentAttempt] = []
     moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
@@ -67,6 +77,25 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     if resend:
         await send_and_record(engine, chain, sorted(resend, key=lambda s: s.nonce))
     return len(rows)
+
+
+async def _show_gaps(engine: Engine, chain: ChainConfig, changes: gaps.GapChanges) -> None:
+    """Write the lanes that came to show, or no longer show, `nonce_gap` (one DB transaction,
+    only then). A failed write is tried again by the next pass: the memory forgets what it
+    noted, so that the lanes are judged anew."""
+    if not changes.found and not changes.cleared:
+        return
+    try:
+        async with unit_of_work(engine.ports.sessionmaker) as session:
+            await wallets.show_nonce_gaps(
+                session,
+                chain.chain_id,
+                found=[gap.wallet_id for gap in changes.found],
+                cleared=list(changes.cleared),
+            )
+    except Exception as exc:  # the pass goes on; its bumps are held by the decisions anyway
+        engine.state.tracking.pop(chain.chain_id, None)
+        log.warning("lane.paused_reason_failed", chain_id=chain.chain_id, error=repr(exc)[:300])
 
 
 async def _replace(

@@ -212,7 +212,7 @@ class TestLanes:
         lane = (await api.client.get(path, headers=headers)).json()
         assert lane["in_flight"] == 2
 
-    @pytest.mark.parametrize("reason", ["signer_unavailable", "bad_signature"])
+    @pytest.mark.parametrize("reason", ["signer_unavailable", "bad_signature", "nonce_gap"])
     async def test_a_lane_waiting_for_its_signer_says_so(
         self, api: ApiHarness, anvil_url: str, reason: str
     ) -> None:
@@ -223,7 +223,8 @@ class TestLanes:
         path = f"/v1/wallets/{created.json()['id']}/chains/31337"
         await api.client.put(path, headers=headers)
         # No worker runs here: mark the lane as a drain does when the signer is unreachable
-        # (signer_unavailable) or its signature did not verify (bad_signature).
+        # (signer_unavailable) or its signature did not verify (bad_signature), or as the
+        # tracker does when the chain's nonce fell below the lane's in flight (nonce_gap).
         async with unit_of_work(api.resources.sessionmaker) as session:
             await session.execute(
                 update(WalletChain)

@@ -110,6 +110,9 @@ class Observed:
     # Hashes (lower case) of possibly stranded attempts that the node's pool lists as queued
     # at their nonce while the wallet's mined count is that nonce (track/pool.py): stranded now.
     parked: frozenset[str] = frozenset()
+    # Addresses whose pending count is below their lane's lowest nonce in flight, with no
+    # request of ours holding the nonces between (track/gaps.py): none of them can be mined.
+    gapped: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,10 @@ def _unmined(
     last = latest.last_sent_at
     due = last is None or (now - last).total_seconds() >= config.resend_after_s
     wait = Decision(Action.RESEND, latest) if due else Decision(Action.NONE)
+    if tx.from_address in seen.gapped:
+        # Below a nonce gap no block can hold it: a bump or cancel would only raise its fees
+        # (up to the cap, for good). Its own bytes wait in the pool until the gap is filled.
+        return wait
     if tx.cancel_requested and _can_cancel(tx, latest, chain, config):
         return Decision(Action.CANCEL, latest)  # signed or sent, whatever its own fee cap
     if tx.status is TxStatus.SIGNED and latest.last_error != _UNDERPRICED:

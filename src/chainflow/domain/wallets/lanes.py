@@ -9,7 +9,7 @@ from chainflow.core.errors import ChainflowError
 from chainflow.domain.chains import service as chains
 from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.errors import LaneNotFound
-from chainflow.domain.wallets.models import Wallet
+from chainflow.domain.wallets.models import NONCE_GAP, Wallet
 from chainflow.domain.wallets.schemas import LaneRead, PausedReason
 from chainflow.infra.rpc.answers import quantity
 from chainflow.infra.rpc.client import RpcCallError, RpcClient
@@ -19,6 +19,7 @@ from chainflow.infra.signing.signer import SignatureFailed, SignerHealth, Signer
 _PAUSED_REASONS: dict[str, PausedReason] = {
     SignerUnavailable.code: "signer_unavailable",
     SignatureFailed.code: "bad_signature",
+    NONCE_GAP: "nonce_gap",
 }
 
 

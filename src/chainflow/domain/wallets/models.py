@@ -13,6 +13,9 @@ from chainflow.domain.wallets.kinds import SignerKind
 from chainflow.infra.db.base import Base
 from chainflow.infra.db.types import UtcDateTime, WeiAmount
 
+# A lane's paused_reason while the chain's nonce is below every nonce it has in flight.
+NONCE_GAP = "nonce_gap"
+
 
 class WalletStatus(StrEnum):
     ACTIVE = "active"
@@ -78,7 +81,9 @@ class WalletChain(Base):
     )
     # "signer_unavailable" while the engine's last try to sign for the lane found its HSM / KMS
     # down, "bad_signature" while that try's signature did not verify (the lane waits, its
-    # nonce kept); cleared by its next signature (issue 20).
+    # nonce kept); cleared by its next signature (issue 20). NONCE_GAP while the chain's
+    # pending nonce is below the lane's lowest nonce in flight (set and cleared by the
+    # tracker alone: a signature neither clears it nor replaces it, track/gaps.py).
     paused_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

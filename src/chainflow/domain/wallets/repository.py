@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.core.types import WalletId
-from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain
 from chainflow.infra.db.bulk import update_rows
 from chainflow.infra.db.params import one_of
 
@@ -193,8 +193,46 @@ async def get_lane(
 async def set_paused_reason(
     session: AsyncSession, wallet_id: uuid.UUID, chain_id: int, reason: str | None
 ) -> None:
+    """A signer's reason (or None): never over NONCE_GAP, which the tracker alone writes."""
     await session.execute(
         update(WalletChain)
-        .where(WalletChain.wallet_id == wallet_id, WalletChain.chain_id == chain_id)
+        .where(
+            WalletChain.wallet_id == wallet_id,
+            WalletChain.chain_id == chain_id,
+            or_(WalletChain.paused_reason.is_(None), WalletChain.paused_reason != NONCE_GAP),
+        )
         .values(paused_reason=reason)
     )
+
+
+async def show_nonce_gaps(
+    session: AsyncSession,
+    chain_id: int,
+    *,
+    found: Collection[uuid.UUID],
+    cleared: Collection[uuid.UUID],
+) -> None:
+    """NONCE_GAP on the `found` lanes (over a signer's reason), and off the `cleared` ones."""
+    lanes = WalletChain.chain_id == chain_id
+    if found:
+        await session.execute(
+            update(WalletChain)
+            .where(lanes, WalletChain.wallet_id.in_(found))
+            .values(paused_reason=NONCE_GAP)
+        )
+    if cleared:
+        await session.execute(
+            update(WalletChain)
+            .where(
+                lanes, WalletChain.wallet_id.in_(cleared), WalletChain.paused_reason == NONCE_GAP
+            )
+            .values(paused_reason=None)
+        )
+
+
+async def lanes_showing(session: AsyncSession, chain_id: int, reason: str) -> list[WalletId]:
+    """The wallets whose lane on the chain shows this paused_reason."""
+    query = select(WalletChain.wallet_id).where(
+        WalletChain.chain_id == chain_id, WalletChain.paused_reason == reason
+    )
+    return [WalletId(w) for w in (await session.scalars(query)).all()]

@@ -161,7 +161,7 @@ class LaneSettings(RequestBody):
     )
 
 
-PausedReason = Literal["signer_unavailable", "bad_signature"]
+PausedReason = Literal["signer_unavailable", "bad_signature", "nonce_gap"]
 
 
 class LaneRead(BaseModel):
@@ -200,7 +200,10 @@ class LaneRead(BaseModel):
         description="signer_unavailable: the engine's last try to sign for this lane found its "
         "HSM or KMS unreachable; bad_signature: its signer's signature was not a valid one for "
         "the wallet's key (a fault to look into). Either way the lane waits (no nonce taken) "
-        "and resumes by itself once a signature succeeds",
+        "and resumes by itself once a signature succeeds. nonce_gap: the chain's pending nonce "
+        "is below the lowest nonce the lane has in flight (a reorg deeper than the chain's "
+        "confirmations, a node reset): its requests cannot be mined and are not bumped until "
+        "the chain's nonce reaches that nonce again (README, Operating Chainflow)",
     )
     low_balance_wei: WeiStr | None = None
     signer_healthy: bool | None = Field(

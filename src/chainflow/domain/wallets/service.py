@@ -28,7 +28,7 @@ from chainflow.domain.wallets.errors import (
     WalletNotFound,
 )
 from chainflow.domain.wallets.kinds import SignerKind
-from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
+from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain, WalletStatus
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import address_of
@@ -300,5 +300,30 @@ async def set_paused_reason(
     session: AsyncSession, wallet_id: uuid.UUID, chain_id: int, reason: str | None
 ) -> None:
     """Show (or clear, with None) why the engine cannot sign for a lane (`paused_reason`):
-    set by every path that signs, drains and the tracker's bumps, cancels and fillers alike."""
+    set by every path that signs, drains and the tracker's bumps, cancels and fillers alike;
+    never over `nonce_gap` (show_nonce_gaps)."""
     await repository.set_paused_reason(session, wallet_id, chain_id, reason)
+
+
+def show_signer_reason(lane: WalletChain, reason: str | None) -> None:
+    """set_paused_reason on a lane row the caller holds locked."""
+    if lane.paused_reason != NONCE_GAP:
+        lane.paused_reason = reason
+
+
+async def show_nonce_gaps(
+    session: AsyncSession,
+    chain_id: int,
+    *,
+    found: Sequence[WalletId],
+    cleared: Sequence[WalletId],
+) -> None:
+    """Show `nonce_gap` on the `found` lanes, over a signer's reason (the gap needs an
+    operator, a signer comes back by itself), and clear it from the `cleared` ones: the
+    tracker's alone (domain/transactions/track/gaps.py)."""
+    await repository.show_nonce_gaps(session, chain_id, found=found, cleared=cleared)
+
+
+async def lanes_with_nonce_gap(session: AsyncSession, chain_id: int) -> list[WalletId]:
+    """The wallets whose lane on the chain shows `nonce_gap`."""
+    return await repository.lanes_showing(session, chain_id, NONCE_GAP)

@@ -367,3 +367,29 @@ def test_a_mined_request_is_not_asked_about_by_blocks() -> None:
     tx = make_tx(TxStatus.MINED, sent_at_block=90)
     tx.nonce = Nonce(7)
     assert may_be_stuck_by_blocks(tx, head=101, stuck_after_blocks=3) is False
+
+
+def below_gap(observed: Observed) -> Observed:
+    """The same view with the wallet's lane below a nonce gap (track/gaps.py)."""
+    return dataclasses.replace(observed, gapped=frozenset({FROM}))
+
+
+@pytest.mark.parametrize(
+    ("tx", "observed", "action"),
+    [
+        # stuck by time, by blocks, stranded, a cancel asked: no new attempt, only its bytes
+        (make_tx(TxStatus.SUBMITTED, sent_ago_s=31), seen(count=5, pending=5), Action.RESEND),
+        (make_tx(TxStatus.SUBMITTED, sent_at_block=98), seen(count=5, pending=5), Action.NONE),
+        (make_tx(TxStatus.SUBMITTED, cancel=True), seen(count=5, pending=5), Action.NONE),
+        (make_tx(TxStatus.SUBMITTED, cancel=True, sent_ago_s=11), seen(), Action.RESEND),
+        (make_tx(TxStatus.SIGNED, sent_ago_s=None, sent_at_block=None), seen(), Action.RESEND),
+        # a receipt is still recorded
+        (make_tx(TxStatus.SUBMITTED), seen(head=102, receipt_block=100), Action.FINALIZE),
+    ],
+)
+def test_a_request_below_a_nonce_gap_is_never_replaced(
+    tx: Transaction, observed: Observed, action: Action
+) -> None:
+    decision = decide(tx, below_gap(observed), chain=CHAIN, config=CONFIG, now=NOW)
+    assert decision.action is action
+    assert not decision.capped

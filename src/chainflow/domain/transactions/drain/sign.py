@@ -21,7 +21,7 @@ from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import step
 from chainflow.domain.wallets.models import Wallet, WalletChain
-from chainflow.domain.wallets.service import lock_lanes, store_next_nonces
+from chainflow.domain.wallets.service import lock_lanes, show_signer_reason, store_next_nonces
 from chainflow.infra.signing.signer import SignatureFailed, Signer, SignerUnavailable
 
 log = get_logger(__name__)
@@ -59,7 +59,7 @@ async def sign_lanes(
             cursors[lane.wallet_id] = next_nonce
         signer = await _signer_of(signers, ready, chain)
         if signer is None:
-            lane.paused_reason = SignerUnavailable.code  # shown on the lane (GET …/chains/…)
+            show_signer_reason(lane, SignerUnavailable.code)  # on the lane (GET …/chains/…)
             signers.note_unavailable(ready.wallet.id)
             continue  # its backend is down: only this lane waits, its requests stay queued
         room = room_of(config, next_nonce, ready.counts)
@@ -80,7 +80,7 @@ async def sign_lanes(
                 # and only this lane waits; the others of the drain sign on.
                 if signers.note_unavailable(ready.wallet.id, bad=isinstance(exc, SignatureFailed)):
                     _signer_down(ready, chain, exc)
-                lane.paused_reason = exc.code
+                show_signer_reason(lane, exc.code)
                 break
             moved = step(
                 tx.id,
@@ -94,7 +94,7 @@ async def sign_lanes(
             writes.transitions.append(moved)
             writes.signed.append(signed_update(moved, nonce=nonce, gas_limit=gas[tx.id]))
             next_nonce = cursors[lane.wallet_id] = nonce + 1
-            lane.paused_reason = None
+            show_signer_reason(lane, None)
             signers.note_signed(ready.wallet.id)
             sent.append(SentAttempt(tx.id, attempt["id"], attempt["raw"], nonce, attempt["hash"]))
     await store_next_nonces(session, chain.chain_id, cursors)

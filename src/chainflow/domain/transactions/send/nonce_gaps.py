@@ -14,7 +14,7 @@ from chainflow.domain.transactions.models import AttemptKind, Transaction, TxKin
 from chainflow.domain.transactions.state import TxEvent, TxStatus
 from chainflow.domain.transactions.telemetry import tx_context
 from chainflow.domain.transactions.transitions import apply, record_created
-from chainflow.domain.wallets.service import get_wallet, lock_lane
+from chainflow.domain.wallets.service import get_wallet, lock_lane, show_signer_reason
 from chainflow.infra.signing.signer import SignerUnavailable
 
 log = get_logger(__name__)
@@ -71,7 +71,7 @@ async def release_nonce(
     except SignerUnavailable as exc:  # also SignatureFailed
         raise FillerUnsigned(exc.detail, wallet_id=tx.wallet_id, reason=exc.code) from None
     signers.note_signed(tx.wallet_id)
-    lane.paused_reason = None  # it signed: the lane's signer answers (issue 20)
+    show_signer_reason(lane, None)  # it signed: the lane's signer answers (issue 20)
 
 
 async def _fill(

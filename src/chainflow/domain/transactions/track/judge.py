@@ -19,6 +19,7 @@ from chainflow.domain.transactions.decisions import (
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.transactions.telemetry import count_replacement, tx_context
+from chainflow.domain.transactions.track.gaps import GapMemory
 
 log = get_logger(__name__)
 _QUIET = (Action.NONE, Action.RESEND)  # outcomes that free no room in a lane
@@ -35,6 +36,8 @@ class TrackerMemory:
     # Requests found stuck at their fee cap, with the attempt it was said for: the warning is
     # logged once per attempt, not every round (issue 14 saw ~7 lines a second).
     capped: dict[TxId, AttemptId] = field(default_factory=dict)
+    # Lanes below a nonce gap, seen or shown (track/gaps.py).
+    gaps: GapMemory = field(default_factory=GapMemory)
 
 
 def judge(
