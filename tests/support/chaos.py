@@ -12,6 +12,7 @@ from eth_abi.abi import encode
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from chainflow.core.types import TxId
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.drain.estimate import estimate_gas
@@ -27,7 +28,7 @@ from chainflow.infra.rpc.client import RpcClient
 from chainflow.workers.main import run_round
 from chainflow.workers.send import send_and_record
 from tests.support.chains import ANVIL_CHAIN_ID
-from tests.support.engine import SINK, EngineHarness
+from tests.support.engine import SINK, EngineHarness, has_status
 from tests.support.polling import eventually
 
 GWEI = 10**9
@@ -250,6 +251,38 @@ async def paused_reason(harness: EngineHarness, wallet: Wallet) -> str | None:
         lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
         assert lane is not None
         return lane.paused_reason
+
+
+async def check_only_its_lane_waits(
+    harness: EngineHarness, good: Wallet, paused: Wallet, reason: str, good_ids: list[TxId]
+) -> None:
+    """`good`'s two requests (`good_ids`) and three more confirm at nonces 0-4 over more rounds,
+    while `paused`'s two requests stay queued (no nonce taken) and its lane shows `reason`."""
+    rows = await harness.run_until(good_ids, has_status(TxStatus.CONFIRMED))
+    assert [tx.nonce for tx in rows] == [0, 1]
+    for _ in range(3):  # more rounds: the lane keeps waiting, the other goes on
+        good_ids.append(await harness.submit(good, value="9"))
+        await run_round(harness.engine, ANVIL_CHAIN_ID)
+    rows = await harness.run_until(good_ids, has_status(TxStatus.CONFIRMED))
+    assert sorted(tx.nonce or 0 for tx in rows) == [0, 1, 2, 3, 4]
+    waiting = await lane_transactions(harness, paused)
+    assert [(tx.status, tx.nonce, tx.attempts) for tx in waiting] == [
+        (TxStatus.QUEUED, None, [])
+    ] * 2
+    assert await lane_next_nonce(harness, paused) == 0
+    assert await harness.chain_nonce(paused, "pending") == 0
+    assert await paused_reason(harness, paused) == reason
+    assert await paused_reason(harness, good) is None
+
+
+async def bumped_while_paused(
+    harness: EngineHarness, bumped: Wallet, paused: Wallet, reason: str | None
+) -> bool:
+    """One engine round; then whether `bumped`'s only request has a replacement and `paused`'s
+    lane shows `reason` (None: not paused). Polled by the tests of a lane whose bumps wait."""
+    await run_round(harness.engine, ANVIL_CHAIN_ID)
+    (tx,) = await lane_transactions(harness, bumped)
+    return len(tx.attempts) >= 2 and await paused_reason(harness, paused) == reason
 
 
 async def check_a_gap_waits_for_its_filler(

@@ -96,6 +96,7 @@ async def send_and_record(
                 log.warning(
                     "nonce.release_waiting",
                     tx_id=str(one.tx_id),
+                    wallet_id=str(exc.wallet_id),
                     error=exc.reason,
                     detail=exc.detail,
                 )

@@ -21,7 +21,7 @@ from chainflow.domain.transactions.track.pool import PoolSupport
 from chainflow.domain.transactions.track.replace import replace
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.uow import read_only, unit_of_work
-from chainflow.infra.signing.signer import SignatureFailed, SignerUnavailable
+from chainflow.infra.signing.signer import KeyUnreadable, SignatureFailed, SignerUnavailable
 from chainflow.workers.engine import Engine
 from chainflow.workers.send import send_and_record, show_paused
 
@@ -126,12 +126,15 @@ async def _replace(
                     config=ports.config,
                     cancel=wanted.cancel,
                 )
-        except SignerUnavailable as exc:  # its backend is down, or signed badly: bump it later
-            bad = isinstance(exc, SignatureFailed)  # a fault to look into, not an outage
+        except SignerUnavailable as exc:  # its backend is down, signed badly, or its sealed
+            # key cannot be read (KeyUnreadable): bump it later; the other bumps go on
+            bad = isinstance(exc, SignatureFailed)
             if state.signers.note_unavailable(wallet_id, bad=bad):
-                (log.error if bad else log.warning)(
-                    "tracker.bad_signature" if bad else "tracker.signer_unavailable",
+                fault = bad or isinstance(exc, KeyUnreadable)  # to look into, not an outage
+                (log.error if fault else log.warning)(
+                    f"tracker.{exc.code}",
                     tx_id=str(wanted.tx_id),
+                    wallet_id=str(wallet_id),
                     error=exc.code,
                     detail=exc.detail,
                 )

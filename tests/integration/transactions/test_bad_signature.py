@@ -4,18 +4,20 @@ answered garbage) is its lane's problem only: the lane waits with `paused_reason
 same round go on; once signing works again the lane resumes with no nonce gap. The same for
 the filler of a released nonce."""
 
+from functools import partial
+
 import pytest
 
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.local import LocalSigner
 from chainflow.workers.drain import drain_lanes
-from chainflow.workers.main import run_round
-from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     assert_lane_settled,
+    bumped_while_paused,
     chain_config,
     check_a_gap_waits_for_its_filler,
+    check_only_its_lane_waits,
     lane_next_nonce,
     lane_transactions,
     mining_stopped,
@@ -44,21 +46,7 @@ async def test_a_bad_signature_holds_only_its_lane_of_the_drain_and_it_resumes_w
         good_ids = [await harness.submit(good, value=str(i + 1)) for i in range(2)]
         # One drain of both lanes: the good one signs (before: BadSignature failed the round).
         assert await drain_lanes(harness.engine, chain, [bad.id, good.id]) == 2
-        rows = await harness.run_until(good_ids, has_status(TxStatus.CONFIRMED))
-        assert [tx.nonce for tx in rows] == [0, 1]
-        for _ in range(3):  # more rounds: the lane keeps waiting, the other goes on
-            good_ids.append(await harness.submit(good, value="9"))
-            await run_round(harness.engine, ANVIL_CHAIN_ID)
-        rows = await harness.run_until(good_ids, has_status(TxStatus.CONFIRMED))
-        assert sorted(tx.nonce or 0 for tx in rows) == [0, 1, 2, 3, 4]
-        waiting = await lane_transactions(harness, bad)
-        assert [(tx.status, tx.nonce, tx.attempts) for tx in waiting] == [
-            (TxStatus.QUEUED, None, [])
-        ] * 2
-        assert await lane_next_nonce(harness, bad) == 0
-        assert await harness.chain_nonce(bad, "pending") == 0
-        assert await paused_reason(harness, bad) == "bad_signature"
-        assert await paused_reason(harness, good) is None
+        await check_only_its_lane_waits(harness, good, bad, "bad_signature", good_ids)
     rows = await harness.run_until(bad_ids, has_status(TxStatus.CONFIRMED))
     assert [tx.nonce for tx in rows] == [0, 1]
     assert await paused_reason(harness, bad) is None
@@ -83,16 +71,9 @@ async def test_a_bad_signature_of_a_bump_holds_only_its_lane_and_it_resumes(
         ids = [await harness.submit(wallet, value="1") for wallet in (first, second)]
         await harness.run_until(ids, has_status(TxStatus.SUBMITTED))
         with bad_signatures(faulty):
-
-            async def good_bumped_and_bad_paused() -> bool:
-                await run_round(harness.engine, ANVIL_CHAIN_ID)  # stuck after 1 s: bumps
-                (good_tx,) = await lane_transactions(harness, good)
-                return (
-                    len(good_tx.attempts) >= 2
-                    and await paused_reason(harness, bad) == "bad_signature"
-                )
-
-            assert await eventually(good_bumped_and_bad_paused, timeout_s=30)
+            # stuck after 1 s: bumps
+            paused = partial(bumped_while_paused, harness, good, bad, "bad_signature")
+            assert await eventually(paused, timeout_s=30)
             (bad_tx,) = await lane_transactions(harness, bad)
             assert (bad_tx.status, bad_tx.nonce, len(bad_tx.attempts)) == (
                 TxStatus.SUBMITTED,
@@ -100,13 +81,8 @@ async def test_a_bad_signature_of_a_bump_holds_only_its_lane_and_it_resumes(
                 1,
             )
             assert await paused_reason(harness, good) is None
-
-        async def bad_bumped() -> bool:
-            await run_round(harness.engine, ANVIL_CHAIN_ID)
-            (bad_tx,) = await lane_transactions(harness, bad)
-            return len(bad_tx.attempts) >= 2 and await paused_reason(harness, bad) is None
-
-        assert await eventually(bad_bumped, timeout_s=30)
+        resumed = partial(bumped_while_paused, harness, bad, bad, None)
+        assert await eventually(resumed, timeout_s=30)
     rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED), timeout_s=60)
     assert [tx.nonce for tx in rows] == [0, 0]
     for wallet in (good, bad):

@@ -11,6 +11,7 @@ from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import DecryptionFailed, MasterKey
 from chainflow.infra.signing.local import generate_private_key
+from chainflow.infra.signing.signer import KeyUnreadable
 from tests.support.rotation import TX
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -43,7 +44,7 @@ class TestSealedRows:
             loaded.encrypted_key = bytes(blob)
         async with unit_of_work(sessionmaker) as session:
             loaded = await service.get_wallet(session, wallet.id)
-        with pytest.raises(DecryptionFailed):
+        with pytest.raises(KeyUnreadable):
             signer_for(loaded, master=master_key)
 
     async def test_a_ciphertext_moved_to_another_row_fails_to_decrypt(
@@ -56,7 +57,7 @@ class TestSealedRows:
             b.encrypted_key, b.wrapped_data_key = a.encrypted_key, a.wrapped_data_key
         async with unit_of_work(sessionmaker) as session:
             moved = await service.get_wallet(session, second.id)
-        with pytest.raises(DecryptionFailed):
+        with pytest.raises(KeyUnreadable):
             signer_for(moved, master=master_key)
 
 
@@ -102,7 +103,7 @@ class TestRotation:
         async with unit_of_work(sessionmaker) as session:
             await check_master_key(session, master=new)
             loaded = await service.get_wallet(session, wallets[0].id)
-        with pytest.raises(DecryptionFailed):
+        with pytest.raises(KeyUnreadable):
             signer_for(loaded, master=master_key)
 
     async def test_running_it_again_is_a_no_op(

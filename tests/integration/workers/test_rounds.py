@@ -8,11 +8,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.transactions.attempts import Signers
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.signing.keystore import MasterKey
+from chainflow.infra.signing.signer import Signer
 from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import open_engine_harness
+
+
+class _FailingSigners(Signers):
+    """A fault in the signing step that no handler expects (a bug): the drain fails."""
+
+    async def of(self, wallet: Wallet) -> Signer:
+        raise RuntimeError(f"no signer for wallet {wallet.id}")
 
 
 async def test_a_drain_failing_every_round_is_logged_on_some_failures_only(
@@ -21,9 +30,11 @@ async def test_a_drain_failing_every_round_is_logged_on_some_failures_only(
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
         wallet = await harness.wallet()
         tx_id = await harness.submit(wallet, value="1")
-        # A master key that cannot unwrap the wallet's key: every drain fails when it signs.
+        # Signers that fail as no handler expects: every drain fails when it signs. (A master
+        # key that cannot unwrap the wallet's key no longer does: only that lane waits, with
+        # paused_reason key_unreadable, test_key_unreadable.py.)
         engine = harness.engine
-        bad_keys = Signers(MasterKey.generate())
+        bad_keys = _FailingSigners(MasterKey.generate())
         broken = Engine(engine.ports, dataclasses.replace(engine.state, signers=bad_keys))
         with structlog.testing.capture_logs() as logs:
             for _ in range(25):

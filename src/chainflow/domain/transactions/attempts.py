@@ -23,6 +23,7 @@ from chainflow.infra.signing.ecdsa import BadSignature
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
 from chainflow.infra.signing.signer import (
+    KeyUnreadable,
     SignatureFailed,
     Signer,
     SignerHealth,
@@ -63,30 +64,56 @@ class Signers:
         # retries back off instead, from 1 s doubling to 60 s (each one an ERROR line and, on
         # KMS, a billed Sign call; review).
         self._bad: dict[uuid.UUID, tuple[int, float]] = {}
+        # Wallets whose sealed key could not be decrypted (KeyUnreadable): the sealed columns
+        # of the row that failed, and the failures in a row. A probe cannot see such a row
+        # mended (it holds the row read then): the row is read again each round instead, and
+        # tried once it differs (`unreadable`), so a repaired row signs within a round.
+        self._unreadable: dict[uuid.UUID, tuple[_Sealed, int]] = {}
 
     async def of(self, wallet: Wallet) -> Signer:
         """The wallet's signer (or its public key read) once per process, then kept.
 
-        Raises: SignerUnavailable (nothing cached: the next call tries again).
+        Raises: SignerUnavailable, KeyUnreadable (nothing cached: the next call tries again).
         """
         signer = self._by_wallet.get(wallet.id)
         if signer is None:
             self._wallets[wallet.id] = wallet
             kms_public_key = await read_public_key(wallet, aws_kms=self._aws_kms)
-            signer = signer_for(
-                wallet,
-                master=self._master_key,
-                pkcs11=self._pkcs11,
-                aws_kms=self._aws_kms,
-                kms_public_key=kms_public_key,
-            )
-            self._by_wallet[wallet.id] = signer
+            try:
+                signer = signer_for(
+                    wallet,
+                    master=self._master_key,
+                    pkcs11=self._pkcs11,
+                    aws_kms=self._aws_kms,
+                    kms_public_key=kms_public_key,
+                )
+            except KeyUnreadable:
+                known = self._unreadable.get(wallet.id)
+                sealed = _sealed(wallet)
+                count = known[1] if known is not None and known[0] == sealed else 0
+                self._unreadable[wallet.id] = (sealed, count)
+                raise
+            self._by_wallet[wallet.id] = signer  # still unreadable for note_signed to clear
         return signer
+
+    def unreadable(self, wallet: Wallet) -> bool:
+        """Whether the wallet's sealed key failed to decrypt here and its row (read again by
+        the caller) is unchanged since: not worth a gas estimate nor a try."""
+        known = self._unreadable.get(wallet.id)
+        return (
+            known is not None and wallet.id not in self._by_wallet and known[0] == _sealed(wallet)
+        )
 
     def note_unavailable(self, wallet_id: uuid.UUID, *, bad: bool = False) -> bool:
         """Note that the wallet's backend failed (`bad`: it signed badly). Returns whether the
         failure is worth logging: always for an outage (retried only after a probe passes);
-        for bad signatures in a row, the 1st, 10th and every 100th."""
+        for bad signatures in a row, and for an unreadable key (tried again each time its row
+        is read, not probed), the 1st, 10th and every 100th."""
+        unreadable = self._unreadable.get(wallet_id)
+        if unreadable is not None and wallet_id not in self._by_wallet:
+            count = unreadable[1] + 1
+            self._unreadable[wallet_id] = (unreadable[0], count)
+            return is_worth_logging(count)
         self._down.add(wallet_id)
         self._passed.discard(wallet_id)
         if not bad:
@@ -100,10 +127,11 @@ class Signers:
         self._probes.pop(wallet_id, None)
         self._bad.pop(wallet_id, None)
         self._passed.discard(wallet_id)
+        unreadable = self._unreadable.pop(wallet_id, None) is not None
         if wallet_id in self._down:
             self._down.discard(wallet_id)
             return True
-        return False
+        return unreadable
 
     def passed_probe(
         self, wallet_id: uuid.UUID, probe: Callable[[], Coroutine[Any, Any, SignerHealth | None]]
@@ -175,6 +203,14 @@ class Signers:
         except SignerUnavailable as exc:
             return SignerHealth(ok=False, detail=exc.detail)
         return await signer.health()
+
+
+_Sealed = tuple[bytes | None, bytes | None, str | None]
+
+
+def _sealed(wallet: Wallet) -> _Sealed:
+    """A wallet row's sealed columns: what an operator's repair changes."""
+    return (wallet.encrypted_key, wallet.wrapped_data_key, wallet.master_key_id)
 
 
 class TxFields(TypedDict):

@@ -16,10 +16,23 @@ from chainflow.infra.signing.aws_kms import (
     WrongKeyUsage,
 )
 from chainflow.infra.signing.ecdsa import WrongCurve
-from chainflow.infra.signing.keystore import MasterKey, SealedKey, rewrap, seal, unseal
+from chainflow.infra.signing.keystore import (
+    DecryptionFailed,
+    MasterKey,
+    SealedKey,
+    rewrap,
+    seal,
+    unseal,
+)
 from chainflow.infra.signing.local import LocalSigner
 from chainflow.infra.signing.pkcs11 import KeyNotFound, Pkcs11Signer, Pkcs11Token
-from chainflow.infra.signing.signer import HEALTHY, Signer, SignerHealth, SignerUnavailable
+from chainflow.infra.signing.signer import (
+    HEALTHY,
+    KeyUnreadable,
+    Signer,
+    SignerHealth,
+    SignerUnavailable,
+)
 
 
 def associated_data(wallet: Wallet) -> bytes:
@@ -59,10 +72,16 @@ def signer_for(
 
     Raises:
         SignerUnavailable: the wallet's backend is not configured or cannot be reached, or its
-            key is gone or no longer the wallet's (a lane waits rather than fail requests).
+            key is gone or no longer the wallet's (a lane waits rather than fail requests);
+            KeyUnreadable when its sealed key cannot be decrypted (the message names the
+            wallet and key ids, never key material).
     """
     if wallet.signer_kind is SignerKind.LOCAL:
-        key = unseal(_sealed_of(wallet), master=master, associated_data=associated_data(wallet))
+        try:
+            sealed = _sealed_of(wallet)
+            key = unseal(sealed, master=master, associated_data=associated_data(wallet))
+        except (DecryptionFailed, MasterKeyMismatch) as exc:
+            raise KeyUnreadable(f"wallet {wallet.id}: {exc.detail}") from None
         return LocalSigner(key)
     if wallet.signer_kind is SignerKind.PKCS11 and pkcs11 is not None and wallet.key_ref:
         try:

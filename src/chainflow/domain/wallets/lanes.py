@@ -13,12 +13,18 @@ from chainflow.domain.wallets.models import NONCE_GAP, Wallet
 from chainflow.domain.wallets.schemas import LaneRead, PausedReason
 from chainflow.infra.rpc.answers import quantity
 from chainflow.infra.rpc.client import RpcCallError, RpcClient
-from chainflow.infra.signing.signer import SignatureFailed, SignerHealth, SignerUnavailable
+from chainflow.infra.signing.signer import (
+    KeyUnreadable,
+    SignatureFailed,
+    SignerHealth,
+    SignerUnavailable,
+)
 
 # The reasons a lane may show (LaneRead.paused_reason); anything else stored shows as null.
 _PAUSED_REASONS: dict[str, PausedReason] = {
     SignerUnavailable.code: "signer_unavailable",
     SignatureFailed.code: "bad_signature",
+    KeyUnreadable.code: "key_unreadable",
     NONCE_GAP: "nonce_gap",
 }
 

@@ -80,8 +80,9 @@ class WalletChain(Base):
         Boolean, default=False, server_default=false()
     )
     # "signer_unavailable" while the engine's last try to sign for the lane found its HSM / KMS
-    # down, "bad_signature" while that try's signature did not verify (the lane waits, its
-    # nonce kept); cleared by its next signature (issue 20). NONCE_GAP while the chain's
+    # down, "bad_signature" while that try's signature did not verify, "key_unreadable" while
+    # its sealed key does not decrypt (the lane waits, its nonce kept); cleared by its next
+    # signature (issue 20). NONCE_GAP while the chain's
     # pending nonce is below the lane's lowest nonce in flight (set and cleared by the
     # tracker alone: a signature neither clears it nor replaces it, track/gaps.py).
     paused_reason: Mapped[str | None] = mapped_column(String(32))

@@ -161,7 +161,7 @@ class LaneSettings(RequestBody):
     )
 
 
-PausedReason = Literal["signer_unavailable", "bad_signature", "nonce_gap"]
+PausedReason = Literal["signer_unavailable", "bad_signature", "nonce_gap", "key_unreadable"]
 
 
 class LaneRead(BaseModel):
@@ -199,7 +199,9 @@ class LaneRead(BaseModel):
         None,
         description="signer_unavailable: the engine's last try to sign for this lane found its "
         "HSM or KMS unreachable; bad_signature: its signer's signature was not a valid one for "
-        "the wallet's key (a fault to look into). Either way the lane waits (no nonce taken) "
+        "the wallet's key (a fault to look into); key_unreadable: its stored key cannot be "
+        "decrypted with the configured master key (a tampered or moved row, or the wrong "
+        "master key: repair the row or the key). Either way the lane waits (no nonce taken) "
         "and resumes by itself once a signature succeeds. nonce_gap: the chain's pending nonce "
         "is below the lowest nonce the lane has in flight (a reorg deeper than the chain's "
         "confirmations, a node reset): its requests cannot be mined and are not bumped until "

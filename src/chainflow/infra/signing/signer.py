@@ -10,6 +10,7 @@ from chainflow.infra.signing.ecdsa import RecoverableSignature
 
 __all__ = [
     "HEALTHY",
+    "KeyUnreadable",
     "SignatureFailed",
     "SignedTx",
     "Signer",
@@ -40,6 +41,20 @@ class SignatureFailed(SignerUnavailable):
 
     code: ClassVar[str] = "bad_signature"
     title: ClassVar[str] = "Bad signature"
+
+
+class KeyUnreadable(SignerUnavailable):
+    """The wallet's locally sealed key cannot be decrypted with the configured master key: its
+    row was tampered with, its blobs were moved from another row (the AAD no longer matches),
+    it holds no sealed key, or the master key that wrapped it is not configured.
+
+    Handled as an unavailable signer, under its own code: only this wallet's lane waits (no
+    nonce taken). No probe can see it mend: the next try reads the row again, and a row that
+    changed (repaired by an operator) is tried at once (`Signers.unreadable`).
+    """
+
+    code: ClassVar[str] = "key_unreadable"
+    title: ClassVar[str] = "Key unreadable"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import step
 from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.domain.wallets.service import lock_lanes, show_signer_reason, store_next_nonces
-from chainflow.infra.signing.signer import SignatureFailed, Signer, SignerUnavailable
+from chainflow.infra.signing.signer import KeyUnreadable, SignatureFailed, SignerUnavailable
 
 log = get_logger(__name__)
 
@@ -57,11 +57,13 @@ async def sign_lanes(
         next_nonce = _fast_forward(lane, ready)
         if next_nonce != lane.next_nonce:
             cursors[lane.wallet_id] = next_nonce
-        signer = await _signer_of(signers, ready, chain)
-        if signer is None:
-            show_signer_reason(lane, SignerUnavailable.code)  # on the lane (GET …/chains/…)
-            signers.note_unavailable(ready.wallet.id)
-            continue  # its backend is down: only this lane waits, its requests stay queued
+        try:
+            signer = await signers.of(ready.wallet)
+        except SignerUnavailable as exc:  # also KeyUnreadable: its sealed key cannot be read
+            if signers.note_unavailable(ready.wallet.id):
+                _signer_down(ready, chain, exc)
+            show_signer_reason(lane, exc.code)  # on the lane (GET …/chains/…)
+            continue  # only this lane waits, its requests stay queued; the others sign on
         room = room_of(config, next_nonce, ready.counts)
         for tx in queued.get(ready.wallet.id, [])[: max(room, 0)]:
             nonce = Nonce(next_nonce)
@@ -122,6 +124,9 @@ def probe_paused(lanes: Sequence[LaneT], signers: Signers, chain: ChainConfig) -
         if not signers.can_sign(wallet.id):
             log.debug("lane.signer_probed", wallet=wallet.address, chain_id=chain.chain_id)
             continue
+        if signers.unreadable(wallet):  # its row is as it was when its key failed to decrypt
+            log.debug("lane.key_row_unchanged", wallet_id=str(wallet.id), chain_id=chain.chain_id)
+            continue
         kept.append(ready)
     return kept
 
@@ -149,20 +154,12 @@ def _fast_forward(lane: WalletChain, ready: Ready) -> int:
     return lane.next_nonce
 
 
-async def _signer_of(signers: Signers, ready: Ready, chain: ChainConfig) -> Signer | None:
-    """The lane's signer, or None (logged) while its backend is unavailable (issue 20)."""
-    try:
-        return await signers.of(ready.wallet)
-    except SignerUnavailable as exc:
-        _signer_down(ready, chain, exc)
-        return None
-
-
 def _signer_down(ready: Ready, chain: ChainConfig, exc: SignerUnavailable) -> None:
     """Log why the lane waits: its detail names no key, PIN, digest or signature bytes."""
-    bad = isinstance(exc, SignatureFailed)  # a fault to look into, not an outage
-    (log.error if bad else log.warning)(
-        "lane.bad_signature" if bad else "lane.signer_unavailable",
+    fault = isinstance(exc, SignatureFailed | KeyUnreadable)  # to look into, not an outage
+    (log.error if fault else log.warning)(
+        f"lane.{exc.code}",
+        wallet_id=str(ready.wallet.id),
         wallet=ready.wallet.address,
         chain_id=chain.chain_id,
         error=exc.code,

@@ -1,0 +1,149 @@
+"""A wallet whose stored key cannot be decrypted (its ciphertext tampered with, or its wrapped
+data key moved from another row: the AAD no longer matches) is its lane's problem only: the
+lane waits with `paused_reason` "key_unreadable", a log line names the wallet id (never key
+material), the other lanes drained and the other bumps of the same round go on; once an
+operator repairs the row the lane resumes, without a restart. Before, the keystore's
+DecryptionFailed aborted the chain's whole signing transaction and tracking round."""
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import update
+
+from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import Wallet
+from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.engine import Engine
+from tests.support.chaos import (
+    assert_lane_settled,
+    bumped_while_paused,
+    check_only_its_lane_waits,
+    lane_transactions,
+    mining_stopped,
+    paused_reason,
+)
+from tests.support.engine import EngineHarness, has_status
+from tests.support.polling import eventually
+
+_Sealed = tuple[bytes, bytes]
+
+
+async def _sealed_columns(harness: EngineHarness, wallet: Wallet) -> _Sealed:
+    async with unit_of_work(harness.sessionmaker) as session:
+        row = await session.get(Wallet, wallet.id)
+        assert row is not None
+        assert row.encrypted_key
+        assert row.wrapped_data_key
+        return row.encrypted_key, row.wrapped_data_key
+
+
+async def _store_sealed(
+    harness: EngineHarness, wallet: Wallet, sealed: tuple[bytes | None, bytes | None]
+) -> None:
+    async with unit_of_work(harness.sessionmaker) as session:
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.id == wallet.id)
+            .values(encrypted_key=sealed[0], wrapped_data_key=sealed[1])
+        )
+
+
+@asynccontextmanager
+async def unreadable(
+    harness: EngineHarness, wallet: Wallet, other: Wallet, how: str
+) -> AsyncIterator[None]:
+    """The wallet's row made undecryptable for the block, then repaired as an operator would
+    (its original blobs written back): `corrupt` flips a bit of its ciphertext; `moved` gives
+    it `other`'s wrapped data key (authentic, but bound to the other row); `missing` clears
+    both blobs of the local wallet."""
+    original = await _sealed_columns(harness, wallet)
+    if how == "corrupt":
+        flipped = bytearray(original[0])
+        flipped[20] ^= 1
+        await _store_sealed(harness, wallet, (bytes(flipped), original[1]))
+    elif how == "missing":
+        await _store_sealed(harness, wallet, (None, None))
+    else:
+        moved = (await _sealed_columns(harness, other))[1]
+        await _store_sealed(harness, wallet, (original[0], moved))
+    try:
+        yield
+    finally:
+        await _store_sealed(harness, wallet, original)
+
+
+def _no_key_material(logs: Sequence[Mapping[str, Any]], *secrets: bytes) -> None:
+    text = repr(logs)
+    for secret in secrets:
+        assert secret.hex() not in text
+        assert repr(secret) not in text
+
+
+@pytest.mark.parametrize("how", ["corrupt", "moved", "missing"])
+async def test_an_unreadable_key_holds_only_its_lane_and_it_resumes_once_repaired(
+    harness: EngineHarness, how: str
+) -> None:
+    good, broken = await harness.wallet(), await harness.wallet()
+    sealed = await _sealed_columns(harness, broken)
+    async with unreadable(harness, broken, good, how):
+        broken_ids = [await harness.submit(broken, value=str(i + 1)) for i in range(2)]
+        good_ids = [await harness.submit(good, value=str(i + 1)) for i in range(2)]
+        with structlog.testing.capture_logs() as logs:
+            await check_only_its_lane_waits(harness, good, broken, "key_unreadable", good_ids)
+        said = [entry for entry in logs if entry["event"] == "lane.key_unreadable"]
+        assert len(said) == 1, said  # once, not every round
+        assert said[0]["wallet_id"] == str(broken.id)
+        _no_key_material(logs, *sealed)
+    # Repaired in the database: the same engine (no restart) signs the lane again.
+    rows = await harness.run_until(broken_ids, has_status(TxStatus.CONFIRMED))
+    assert [tx.nonce for tx in rows] == [0, 1]
+    assert await paused_reason(harness, broken) is None
+    await assert_lane_settled(harness, broken)
+    await assert_lane_settled(harness, good)
+
+
+@pytest.mark.parametrize("how", ["corrupt", "moved"])
+async def test_an_unreadable_key_holds_only_its_bumps_and_they_resume_once_repaired(
+    fast_stuck_harness: EngineHarness, how: str
+) -> None:
+    """Both wallets' requests are sent and stuck (nothing mined). A worker that never read the
+    broken wallet's key (a restart: a fresh engine) tracks them: the good wallet's request is
+    bumped and the broken lane shows key_unreadable; once repaired, its request is bumped too."""
+    first, second = sorted(
+        [await fast_stuck_harness.wallet(), await fast_stuck_harness.wallet()],
+        key=lambda w: w.id,
+    )
+    # The tracker replaces in wallet id order: the broken wallet's bump first, or second.
+    good, broken = (second, first) if how == "corrupt" else (first, second)
+    async with mining_stopped(fast_stuck_harness.rpc):
+        ids = [await fast_stuck_harness.submit(wallet, value="1") for wallet in (first, second)]
+        await fast_stuck_harness.run_until(ids, has_status(TxStatus.SUBMITTED))
+        restarted = Engine.start(fast_stuck_harness.engine.ports)
+        harness = dataclasses.replace(fast_stuck_harness, engine=restarted)
+        try:
+            async with unreadable(harness, broken, good, how):
+                # stuck after 1 s: the good wallet's request is bumped, the broken one waits
+                paused = partial(bumped_while_paused, harness, good, broken, "key_unreadable")
+                assert await eventually(paused, timeout_s=30)
+                (broken_tx,) = await lane_transactions(harness, broken)
+                assert (broken_tx.status, broken_tx.nonce, len(broken_tx.attempts)) == (
+                    TxStatus.SUBMITTED,
+                    0,
+                    1,
+                )
+                assert await paused_reason(harness, good) is None
+            resumed = partial(bumped_while_paused, harness, broken, broken, None)
+            assert await eventually(resumed, timeout_s=30)
+        finally:
+            await restarted.stop()
+    harness = fast_stuck_harness
+    rows = await harness.run_until(ids, has_status(TxStatus.CONFIRMED), timeout_s=60)
+    assert [tx.nonce for tx in rows] == [0, 0]
+    for wallet in (good, broken):
+        assert await harness.chain_nonce(wallet) == 1
+        await assert_lane_settled(harness, wallet)
