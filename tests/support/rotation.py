@@ -11,8 +11,9 @@ from eth_account import Account
 from sqlalchemy import select
 
 from chainflow.core.settings import Settings
+from chainflow.domain.master_key import check_master_key
 from chainflow.domain.wallets import service
-from chainflow.domain.wallets.custody import check_master_key, signer_for
+from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work

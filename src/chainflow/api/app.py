@@ -32,8 +32,8 @@ from chainflow.api.routes import (
 )
 from chainflow.core.logging import get_logger
 from chainflow.core.settings import Settings
+from chainflow.domain.master_key import check_master_key
 from chainflow.domain.transactions.doorbell import Doorbells
-from chainflow.domain.wallets.custody import check_master_key
 from chainflow.infra.db.custody_lock import hold_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker, warm_pool
 from chainflow.infra.db.uow import unit_of_work

@@ -23,7 +23,8 @@ from chainflow.cli.secrets import read_secret
 from chainflow.core.crashpoints import Crasher, CrashPoint
 from chainflow.core.errors import InvalidInput
 from chainflow.core.settings import Settings
-from chainflow.domain.wallets.custody import check_master_key, rewrap_batch
+from chainflow.domain.master_key import check_master_key
+from chainflow.domain.wallets.custody import rewrap_batch
 from chainflow.domain.webhooks import secrets as webhook_secrets
 from chainflow.infra.datadir import fsync_file
 from chainflow.infra.db.custody_lock import hold_custody_lock

@@ -182,7 +182,7 @@ def check_keys_at_start(settings: "Settings", master: "MasterKey") -> None:
     """Refuse to start (one line, exit 1) with master keys that did not wrap every wallet, or
     while a rotation runs: checked before any server or loop starts, where a failure would
     end in a traceback (issue 14)."""
-    from chainflow.domain.wallets.custody import check_master_key
+    from chainflow.domain.master_key import check_master_key
     from chainflow.infra.db.custody_lock import share_custody_lock
     from chainflow.infra.db.uow import unit_of_work
 

@@ -41,8 +41,8 @@ def _store(
     action: str = "wallet.imported",
 ) -> None:
     from chainflow.domain.audit import service as audit
+    from chainflow.domain.master_key import check_master_key
     from chainflow.domain.wallets import service
-    from chainflow.domain.wallets.custody import check_master_key
     from chainflow.infra.datadir import hold_data_dir
     from chainflow.infra.db.uow import unit_of_work
     from chainflow.infra.signing.master_source import load_master_key

@@ -4,10 +4,18 @@ import pytest
 from eth_account import Account
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.cli import rotation
+from chainflow.core.crashpoints import Crasher
+from chainflow.core.settings import Settings
+from chainflow.domain.master_key import check_master_key
 from chainflow.domain.wallets import service
-from chainflow.domain.wallets.custody import check_master_key, rewrap_batch, signer_for
+from chainflow.domain.wallets.custody import rewrap_batch, signer_for
 from chainflow.domain.wallets.errors import MasterKeyMismatch, MasterKeyRotated
 from chainflow.domain.wallets.models import Wallet
+from chainflow.domain.webhooks import secrets as webhook_secrets
+from chainflow.domain.webhooks import service as webhooks
+from chainflow.domain.webhooks.models import WebhookEndpoint
+from chainflow.domain.webhooks.schemas import WebhookCreate
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import DecryptionFailed, MasterKey
 from chainflow.infra.signing.local import generate_private_key
@@ -138,7 +146,10 @@ class TestRotation:
         self, sessionmaker: Sessionmaker, master_key: MasterKey
     ) -> None:
         [wallet] = await make_wallets(sessionmaker, master_key, 1)
-        with pytest.raises(DecryptionFailed, match=f"wrapped by master key {master_key.key_id}"):
+        with pytest.raises(
+            DecryptionFailed,
+            match=f"wallet {wallet.id}'s key: sealed under master key {master_key.key_id}",
+        ):
             await rotate(sessionmaker, MasterKey.generate(), MasterKey.generate(), limit=5)
         assert await signs_as_itself(sessionmaker, wallet, master_key)
 
@@ -159,3 +170,69 @@ class TestSealingAfterRotation:
         new = MasterKey.generate()
         [wallet] = await make_wallets(sessionmaker, new.with_previous(master_key), 1)
         assert wallet.master_key_id == new.key_id
+
+
+async def make_webhook(sessionmaker: Sessionmaker, master: MasterKey) -> WebhookEndpoint:
+    body = WebhookCreate.model_validate({"url": "http://127.0.0.1:9/hook"})
+    async with unit_of_work(sessionmaker) as session:
+        endpoint, _ = await webhooks.create_endpoint(session, body, master=master)
+        return endpoint
+
+
+class TestEverySealedRow:
+    """Webhook signing secrets are sealed by the master key too: the start-up check and the
+    rotation's check count them (audit: a process started with a key that wrapped no webhook
+    secret, and a rotation then blamed a "wallet key" for a webhook's secrets)."""
+
+    async def test_a_key_that_did_not_wrap_the_webhook_secrets_is_refused_at_start(
+        self, sessionmaker: Sessionmaker, master_key: MasterKey
+    ) -> None:
+        await make_webhook(sessionmaker, master_key)
+        wrong = MasterKey.generate()
+        with pytest.raises(MasterKeyMismatch) as caught:
+            async with unit_of_work(sessionmaker) as session:
+                await check_master_key(session, master=wrong)
+        message = str(caught.value)
+        assert f"webhook signing secrets (1 by {master_key.key_id})" in message
+        assert "wallet" not in message
+        async with unit_of_work(sessionmaker) as session:
+            await check_master_key(session, master=master_key)
+
+    async def test_each_kind_of_row_is_named_with_its_own_key_ids(
+        self, sessionmaker: Sessionmaker, master_key: MasterKey
+    ) -> None:
+        await make_wallets(sessionmaker, master_key, 2)
+        other = MasterKey.generate()
+        await make_webhook(sessionmaker, other)
+        with pytest.raises(MasterKeyMismatch) as caught:
+            async with unit_of_work(sessionmaker) as session:
+                await check_master_key(session, master=MasterKey.generate())
+        message = str(caught.value)
+        assert f"wallet keys (2 by {master_key.key_id})" in message
+        assert f"webhook signing secrets (1 by {other.key_id})" in message
+
+    async def test_a_rotation_names_the_webhook_and_changes_no_row(
+        self, sessionmaker: Sessionmaker, master_key: MasterKey, settings: Settings
+    ) -> None:
+        [wallet] = await make_wallets(sessionmaker, master_key, 1)
+        other = MasterKey.generate()
+        endpoint = await make_webhook(sessionmaker, other)
+        new = MasterKey.generate()
+        with pytest.raises(
+            MasterKeyMismatch, match=f"webhook signing secrets \\(1 by {other.key_id}\\)"
+        ):
+            await rotation.rotate(settings, master_key, new, Crasher())
+        async with unit_of_work(sessionmaker) as session:
+            assert (await service.get_wallet(session, wallet.id)).master_key_id == master_key.key_id
+            assert (await webhooks.get_endpoint(session, endpoint.id)).master_key_id == other.key_id
+
+    async def test_a_webhook_under_an_unknown_key_stops_its_batch_naming_the_webhook(
+        self, sessionmaker: Sessionmaker, master_key: MasterKey
+    ) -> None:
+        endpoint = await make_webhook(sessionmaker, master_key)
+        wrong, new = MasterKey.generate(), MasterKey.generate()
+        with pytest.raises(
+            DecryptionFailed, match=f"webhook {endpoint.id}'s signing secrets: sealed under"
+        ):
+            async with unit_of_work(sessionmaker) as session:
+                await webhook_secrets.rewrap_batch(session, keys=wrong, new=new, limit=5)

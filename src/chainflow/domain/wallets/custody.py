@@ -133,23 +133,6 @@ async def signer_health(
     return None
 
 
-async def check_master_key(session: AsyncSession, *, master: MasterKey) -> None:
-    """Refuse to run with master keys that did not wrap every stored wallet (the configured
-    key and its previous one, if any, between them).
-
-    Raises:
-        MasterKeyMismatch: naming key ids only, never key material.
-    """
-    foreign = await _foreign_key_ids(session, master)
-    if foreign:
-        summary = ", ".join(f"{count} by {key_id}" for key_id, count in sorted(foreign.items()))
-        raise MasterKeyMismatch(
-            f"CHAINFLOW_MASTER_KEY (id {master.key_id}) did not wrap the stored wallet keys "
-            f"({summary}); configure the right key, or finish a rotation with "
-            "`chainflow keys rotate-master`"
-        )
-
-
 async def check_sealing_key(session: AsyncSession, *, master: MasterKey) -> None:
     """Before a wallet is sealed: refuse if a rotation ran since this process read its key
     (rows are wrapped by a key it does not know), so no wallet is sealed under a retired key;
@@ -185,9 +168,12 @@ async def rewrap_batch(
     """
     wallets = await repository.lock_sealed_not_under(session, new.key_id, limit=limit)
     for wallet in wallets:
-        sealed = rewrap(
-            _sealed_of(wallet), old=keys, new=new, associated_data=associated_data(wallet)
-        )
+        try:
+            sealed = rewrap(
+                _sealed_of(wallet), old=keys, new=new, associated_data=associated_data(wallet)
+            )
+        except DecryptionFailed as exc:  # say which row: a wallet's key
+            raise DecryptionFailed(f"wallet {wallet.id}'s key: {exc.detail}") from None
         wallet.wrapped_data_key = sealed.wrapped_data_key
         wallet.master_key_id = sealed.master_key_id
     await session.flush()

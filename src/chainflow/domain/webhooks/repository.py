@@ -639,6 +639,14 @@ async def attempts_of(
     return found
 
 
+async def master_key_ids(session: AsyncSession) -> dict[str, int]:
+    """How many endpoints' signing secrets each master key id has wrapped."""
+    query = select(WebhookEndpoint.master_key_id, func.count()).group_by(
+        WebhookEndpoint.master_key_id
+    )
+    return {str(key_id): int(count) for key_id, count in (await session.execute(query)).all()}
+
+
 async def lock_sealed_not_under(
     session: AsyncSession, key_id: str, *, limit: int
 ) -> Sequence[WebhookEndpoint]:

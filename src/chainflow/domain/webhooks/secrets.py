@@ -11,7 +11,14 @@ from chainflow.core.types import SecretBytes
 from chainflow.domain.webhooks import repository
 from chainflow.domain.webhooks.models import WebhookEndpoint
 from chainflow.domain.webhooks.signing import SECRET_BYTES
-from chainflow.infra.signing.keystore import MasterKey, SealedKey, rewrap, seal, unseal
+from chainflow.infra.signing.keystore import (
+    DecryptionFailed,
+    MasterKey,
+    SealedKey,
+    rewrap,
+    seal,
+    unseal,
+)
 
 
 def generate_secret() -> SecretBytes:
@@ -80,6 +87,11 @@ async def rewrap_batch(
     """
     endpoints = await repository.lock_sealed_not_under(session, new.key_id, limit=limit)
     for endpoint in endpoints:
-        rewrap_into(endpoint, keys=keys, new=new)
+        try:
+            rewrap_into(endpoint, keys=keys, new=new)
+        except DecryptionFailed as exc:  # say which row: a webhook's secrets, not a wallet key
+            raise DecryptionFailed(
+                f"webhook {endpoint.id}'s signing secrets: {exc.detail}"
+            ) from None
     await session.flush()
     return len(endpoints)

@@ -127,9 +127,7 @@ class MasterKey:
                 return key
         ids = [self._key_id, *(key.key_id for key in self._previous)]
         configured = f"key is {ids[0]}" if len(ids) == 1 else f"keys are {', '.join(ids)}"
-        raise DecryptionFailed(
-            f"wallet key was wrapped by master key {key_id}, configured {configured}"
-        )
+        raise DecryptionFailed(f"sealed under master key {key_id}, configured {configured}")
 
     def __repr__(self) -> str:
         return f"MasterKey(key_id={self._key_id})"

@@ -183,10 +183,7 @@ class TestUnseal:
         self, master: MasterKey, sealed: SealedKey
     ) -> None:
         wrong = MasterKey.generate()
-        expected = (
-            f"wallet key was wrapped by master key {master.key_id}, "
-            f"configured key is {wrong.key_id}"
-        )
+        expected = f"sealed under master key {master.key_id}, configured key is {wrong.key_id}"
         with pytest.raises(DecryptionFailed) as caught:
             unseal(sealed, master=wrong, associated_data=aad())
         assert str(caught.value) == expected
@@ -246,7 +243,7 @@ class TestRewrap:
         assert moved.master_key_id == new.key_id
 
     def test_with_the_wrong_old_key_fails(self, sealed: SealedKey) -> None:
-        with pytest.raises(DecryptionFailed, match="wallet key was wrapped by master key"):
+        with pytest.raises(DecryptionFailed, match="sealed under master key"):
             rewrap(
                 sealed, old=MasterKey.generate(), new=MasterKey.generate(), associated_data=aad()
             )
