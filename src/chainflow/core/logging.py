@@ -24,6 +24,21 @@ _HASH_FIELD = re.compile(r"(hash|block|topic|root)", re.IGNORECASE)
 # argument $3: ..."), which may be a wallet's sealed key. Their messages never reach a log.
 _DATABASE_MODULES = ("sqlalchemy.", "asyncpg.", "sqlite3", "aiosqlite.")
 
+# Third-party loggers that log request headers or bound parameters at DEBUG. Not SQLAlchemy:
+# it keeps its own loggers at WARNING (an INFO floor would log every statement).
+_CHATTY_LIBRARIES = (
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "urllib3",
+    "aiosqlite",
+    "asyncpg",
+    "httpx",
+    "httpcore",
+    "aiohttp",
+    "hpack",
+)
+
 __all__ = ["REDACTED", "configure_logging", "get_logger", "redact_secrets", "scrub_text"]
 
 
@@ -107,6 +122,13 @@ def configure_logging(*, json_format: bool, level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Libraries whose debug lines quote what they send: request headers (botocore logs the AWS
+    # session token, X-Amz-Security-Token, and the access key id in Credential=...), bound
+    # parameters (aiosqlite logs each statement with its values, a wallet's sealed key among
+    # them), or result rows. They stay at INFO or above whatever the level (audit, keys).
+    floor = max(logging.INFO, root.level)
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(floor)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

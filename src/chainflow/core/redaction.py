@@ -13,6 +13,14 @@ from typing import Any
 REDACTED = "[redacted]"
 _KEY_MATERIAL = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64,}")
 _BEARER = re.compile(r"(bearer\s+)\S+", re.IGNORECASE)
+# AWS credentials as botocore's debug lines show them (defence in depth: those loggers are
+# kept at INFO, core/logging.py): a session token header or query value, and an access key
+# id, alone or in a SigV4 `Credential=AKIA…/date/region/service/aws4_request` scope.
+_AWS_TOKEN = re.compile(
+    r"""(x-amz-security-token['"]?\s*[:=]\s*b?['"]?)[^'"\s,;&}]+""", re.IGNORECASE
+)
+_AWS_CREDENTIAL = re.compile(r"(credential=)[^,\s'\"&]+", re.IGNORECASE)
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}\b")
 
 
 def has_key_material(text: str) -> bool:
@@ -21,8 +29,11 @@ def has_key_material(text: str) -> bool:
 
 
 def scrub_text(text: str) -> str:
-    """Replace key-shaped hex runs and bearer tokens in free text."""
-    return _BEARER.sub(r"\1" + REDACTED, _KEY_MATERIAL.sub(REDACTED, text))
+    """Replace key-shaped hex runs, bearer tokens and AWS credentials in free text."""
+    text = _BEARER.sub(r"\1" + REDACTED, _KEY_MATERIAL.sub(REDACTED, text))
+    text = _AWS_TOKEN.sub(r"\1" + REDACTED, text)
+    text = _AWS_CREDENTIAL.sub(r"\1" + REDACTED, text)
+    return _AWS_KEY_ID.sub(REDACTED, text)
 
 
 def scrub_value(value: Any) -> Any:

@@ -47,8 +47,38 @@ class TestRedactSecrets:
     def test_bearer_tokens_are_scrubbed(self) -> None:
         assert "cf_abc" not in scrub_text("header Bearer cf_abc_def")
 
+    @pytest.mark.parametrize(
+        "line",
+        [
+            "headers={'X-Amz-Security-Token': b'IQoJb3JpZ2luX2VjEJr//wEaCXVz+abc=', 'X-Amz-Date': "
+            "b'20261207T000000Z', 'Authorization': b'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7"
+            "EXAMPLE/20261207/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=00'}",
+            "CanonicalRequest:\nx-amz-security-token:IQoJb3JpZ2luX2VjEJr//wEaCXVz+abc=\nhost:k",
+            "GET /?X-Amz-Security-Token=IQoJb3JpZ2luX2VjEJr%2F%2FwEaCXVz&X-Amz-Credential="
+            "ASIAIOSFODNN7EXAMPLE%2F20261207",
+            "access key AKIAIOSFODNN7EXAMPLE in a message",
+        ],
+    )
+    def test_aws_credentials_are_scrubbed(self, line: str) -> None:
+        scrubbed = scrub_text(line)
+        assert "IQoJb3JpZ2luX2VjEJr" not in scrubbed
+        assert "IOSFODNN7EXAMPLE" not in scrubbed
+        assert REDACTED in scrubbed
+
 
 class TestConfigureLogging:
+    def test_libraries_that_log_headers_or_parameters_stay_at_info_at_debug(self) -> None:
+        configure_logging(json_format=True, level="debug")
+        try:
+            assert logging.getLogger().level == logging.DEBUG
+            for name in ("botocore", "boto3", "urllib3", "aiosqlite", "asyncpg", "httpx"):
+                assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+                assert logging.getLogger(name).isEnabledFor(logging.INFO), name
+            assert logging.getLogger("chainflow").isEnabledFor(logging.DEBUG)
+            assert not logging.getLogger("sqlalchemy.engine").isEnabledFor(logging.INFO)
+        finally:
+            configure_logging(json_format=True)
+
     def test_stdlib_and_exception_text_go_through_redaction(self) -> None:
         configure_logging(json_format=True)
         stream = io.StringIO()
