@@ -47,7 +47,7 @@ def read_new_key(settings: Settings, path: Path | None) -> MasterKey:
             "with CHAINFLOW_MASTER_KEY set, give the new key with --new-key-file: it must be "
             "stored outside this process before any wallet is re-wrapped under it"
         )
-    text = read_secret(path, what="new master key")
+    text = read_secret(path, what="new master key", option="--new-key-file")
     if path is not None:
         fsync_file(path)
     return MasterKey.from_b64(text, source="new master key")

@@ -12,8 +12,9 @@ from chainflow.infra.files import decode_text, read_text_file
 SECRET_MAX_BYTES = 4096
 
 
-def read_secret(path: Path | None, *, what: str) -> str:
-    """Read one secret line from `path`, or stdin (prompting without echo on a terminal)."""
+def read_secret(path: Path | None, *, what: str, option: str = "--file") -> str:
+    """Read one secret line from `path`, or stdin (prompting without echo on a terminal);
+    `option` is the command's option that gives `path` (named when nothing was given)."""
     if path is not None:
         text = read_text_file(path, what=what, max_bytes=SECRET_MAX_BYTES)
     elif sys.stdin.isatty():
@@ -25,5 +26,5 @@ def read_secret(path: Path | None, *, what: str) -> str:
     if not text and path is not None:
         raise InvalidInput(f"{what} file {path} is empty")
     if not text:
-        raise InvalidInput(f"no {what} given (pass --file PATH or pipe it on stdin)")
+        raise InvalidInput(f"no {what} given (pass {option} PATH or pipe it on stdin)")
     return text

@@ -97,6 +97,17 @@ class TestRefusals:
         with pytest.raises(KeyNotFound):
             token.public_key("no-such-key")
 
+    def test_a_long_unknown_label_is_shown_cut_to_the_api_bound(self, token: Pkcs11Token) -> None:
+        """`chainflow wallet import --signer pkcs11 --key-label` takes any length; the error
+        (signer_key_not_found) shows the label, cut to the API's 200 characters."""
+        label = "k" * 250 + "TAIL" * 2_000
+        with pytest.raises(KeyNotFound) as caught:
+            token.public_key(label)
+        message = str(caught.value)
+        assert "k" * 200 in message
+        assert "TAIL" not in message
+        assert len(message) < 300
+
     def test_a_missing_token_is_unavailable_and_names_no_pin(self, softhsm: SoftHsm) -> None:
         # A fresh module load: another Pkcs11Token in this process may hold the login.
         config = softhsm.config

@@ -51,6 +51,11 @@ SECP256K1_PARAMS = bytes.fromhex("06052b8104000a")
 _LABEL_PREFIX = "chainflow-"
 
 
+# The most of a key label an error shows: the API's bound on `key_label`
+# (domain/wallets/schemas.py).
+LABEL_SHOWN_MAX = 200
+
+
 class KeyNotFound(LookupError):
     """No private key with this label in the token."""
 
@@ -266,12 +271,21 @@ def _generate(connection: _Connection, label: str) -> bytes:
     return _point_of(connection, public)
 
 
+def _shown(label: str) -> str:
+    """A key label as an error shows it (signer_key_not_found echoes it): cut to the API's
+    bound on `key_label`, so a label given on the command line (unbounded) cannot make an
+    error, a log line or a response carry more."""
+    if len(label) <= LABEL_SHOWN_MAX:
+        return repr(label)
+    return f"{label[:LABEL_SHOWN_MAX]!r}… ({len(label)} characters)"
+
+
 def _find(connection: _Connection, label: str, key_class: int) -> Any:
     found = connection.session.findObjects(
         [(PyKCS11.CKA_CLASS, key_class), (PyKCS11.CKA_LABEL, label)]
     )
     if not found:
-        raise KeyNotFound(f"no key labelled {label!r} in the token")
+        raise KeyNotFound(f"no key labelled {_shown(label)} in the token")
     return found[0]
 
 
@@ -279,12 +293,12 @@ def _public_key(connection: _Connection, label: str) -> bytes:
     private = _find(connection, label, PyKCS11.CKO_PRIVATE_KEY)
     (key_type,) = connection.session.getAttributeValue(private, [PyKCS11.CKA_KEY_TYPE])
     if key_type != PyKCS11.CKK_EC:
-        raise WrongCurve(f"the key labelled {label!r} is not an EC key")
+        raise WrongCurve(f"the key labelled {_shown(label)} is not an EC key")
     (params,) = connection.session.getAttributeValue(
         private, [PyKCS11.CKA_EC_PARAMS], allAsBinary=True
     )
     if bytes(params) != SECP256K1_PARAMS:
-        raise WrongCurve(f"the key labelled {label!r} is not a secp256k1 key")
+        raise WrongCurve(f"the key labelled {_shown(label)} is not a secp256k1 key")
     public = _find(connection, label, PyKCS11.CKO_PUBLIC_KEY)
     connection.keys[label] = private
     return _point_of(connection, public)
