@@ -15,10 +15,14 @@ import pytest
 import structlog
 from sqlalchemy import update
 
+from chainflow.domain.transactions import service as txs
+from chainflow.domain.transactions.models import AttemptKind
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
+from chainflow.workers.main import run_round
+from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     assert_lane_settled,
     bumped_while_paused,
@@ -146,4 +150,50 @@ async def test_an_unreadable_key_holds_only_its_bumps_and_they_resume_once_repai
     assert [tx.nonce for tx in rows] == [0, 0]
     for wallet in (good, broken):
         assert await harness.chain_nonce(wallet) == 1
+        await assert_lane_settled(harness, wallet)
+
+
+async def test_a_cancel_of_another_wallet_goes_on_while_a_key_is_unreadable(
+    harness: EngineHarness,
+) -> None:
+    """Both wallets' sent requests are cancelled; the tracker replaces in wallet id order, the
+    broken wallet first: the other wallet's cancel is signed and sent all the same (before, the
+    broken one's DecryptionFailed ended the round first). Once repaired, its cancel goes too."""
+    broken, good = sorted([await harness.wallet(), await harness.wallet()], key=lambda w: w.id)
+    async with mining_stopped(harness.rpc):
+        ids = [await harness.submit(wallet, value="1") for wallet in (broken, good)]
+        await harness.run_until(ids, has_status(TxStatus.SUBMITTED))
+        restarted = Engine.start(harness.engine.ports)  # has never read the broken key
+        fresh = dataclasses.replace(harness, engine=restarted)
+        try:
+            async with unreadable(fresh, broken, good, "corrupt"):
+                async with unit_of_work(harness.sessionmaker) as session:
+                    for tx_id in ids:
+                        await txs.cancel(session, tx_id, api_key_id=None, is_admin=True)
+
+                async def good_cancel_signed() -> bool:
+                    await run_round(restarted, ANVIL_CHAIN_ID)
+                    (good_tx,) = await lane_transactions(fresh, good)
+                    kinds = [attempt.kind for attempt in good_tx.attempts]
+                    return (
+                        AttemptKind.CANCEL in kinds
+                        and await paused_reason(fresh, broken) == "key_unreadable"
+                    )
+
+                assert await eventually(good_cancel_signed, timeout_s=30)
+                (broken_tx,) = await lane_transactions(fresh, broken)
+                assert [a.kind for a in broken_tx.attempts] == [AttemptKind.ORIGINAL]
+
+            async def broken_cancel_signed() -> bool:
+                await run_round(restarted, ANVIL_CHAIN_ID)
+                (broken_tx,) = await lane_transactions(fresh, broken)
+                kinds = [attempt.kind for attempt in broken_tx.attempts]
+                return AttemptKind.CANCEL in kinds and await paused_reason(fresh, broken) is None
+
+            assert await eventually(broken_cancel_signed, timeout_s=30)
+        finally:
+            await restarted.stop()
+    rows = await harness.run_until_final(ids, timeout_s=60)
+    assert [tx.status for tx in rows] == [TxStatus.CANCELLED] * 2
+    for wallet in (good, broken):
         await assert_lane_settled(harness, wallet)
