@@ -108,6 +108,16 @@ class TestRefusals:
         assert "TAIL" not in message
         assert len(message) < 300
 
+    def test_a_key_pasted_as_a_long_label_is_not_shown_cut(self, token: Pkcs11Token) -> None:
+        """Scrubbed before it is cut: cut first, a key across the 200th character was no
+        longer key-shaped, and 63 of its 64 digits reached stderr (review)."""
+        key = "ab" * 32
+        with pytest.raises(KeyNotFound) as caught:
+            token.public_key("hsm-" + "x" * 133 + key)
+        message = str(caught.value)
+        assert "[redacted]" in message
+        assert "abab" not in message
+
     def test_a_missing_token_is_unavailable_and_names_no_pin(self, softhsm: SoftHsm) -> None:
         # A fresh module load: another Pkcs11Token in this process may hold the login.
         config = softhsm.config

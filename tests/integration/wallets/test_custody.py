@@ -7,9 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.cli import rotation
 from chainflow.core.crashpoints import Crasher
 from chainflow.core.settings import Settings
+from chainflow.core.types import SecretBytes
 from chainflow.domain.master_key import check_master_key
 from chainflow.domain.wallets import service
-from chainflow.domain.wallets.custody import rewrap_batch, signer_for
+from chainflow.domain.wallets.custody import rewrap_batch, seal_into, signer_for
 from chainflow.domain.wallets.errors import MasterKeyMismatch, MasterKeyRotated
 from chainflow.domain.wallets.models import Wallet
 from chainflow.domain.webhooks import secrets as webhook_secrets
@@ -67,6 +68,28 @@ class TestSealedRows:
             moved = await service.get_wallet(session, second.id)
         with pytest.raises(KeyUnreadable):
             signer_for(moved, master=master_key)
+
+    @pytest.mark.parametrize("sealed", ["not a key", "another wallet's key"])
+    async def test_a_row_sealed_over_a_wrong_key_is_unreadable_not_a_crash(
+        self, sessionmaker: Sessionmaker, master_key: MasterKey, sealed: str
+    ) -> None:
+        """Sealed with the row's own associated data, so it decrypts: a plaintext that is no
+        secp256k1 key raised the curve library's error, which aborted the chain's whole drain,
+        and another key signed as the wallet (review). Only the holder of the master key can
+        write such a row; the lane then waits like any unreadable key."""
+        [wallet] = await make_wallets(sessionmaker, master_key, 1)
+        key = SecretBytes(bytes(32)) if sealed == "not a key" else generate_private_key()
+        async with unit_of_work(sessionmaker) as session:
+            loaded = await service.get_wallet(session, wallet.id)
+            seal_into(loaded, key, master=master_key)
+        async with unit_of_work(sessionmaker) as session:
+            loaded = await service.get_wallet(session, wallet.id)
+        with pytest.raises(
+            KeyUnreadable, match=f"wallet {wallet.id}: its sealed key is not"
+        ) as caught:
+            signer_for(loaded, master=master_key)
+        assert caught.value.__cause__ is None  # nothing chained: no key in a traceback
+        assert caught.value.__suppress_context__ or caught.value.__context__ is None
 
 
 class TestMasterKeyCheck:

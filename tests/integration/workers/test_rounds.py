@@ -17,7 +17,7 @@ from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import open_engine_harness
 
 
-class _FailingSigners(Signers):
+class _FakeFailingSigners(Signers):
     """A fault in the signing step that no handler expects (a bug): the drain fails."""
 
     async def of(self, wallet: Wallet) -> Signer:
@@ -34,7 +34,7 @@ async def test_a_drain_failing_every_round_is_logged_on_some_failures_only(
         # key that cannot unwrap the wallet's key no longer does: only that lane waits, with
         # paused_reason key_unreadable, test_key_unreadable.py.)
         engine = harness.engine
-        bad_keys = _FailingSigners(MasterKey.generate())
+        bad_keys = _FakeFailingSigners(MasterKey.generate())
         broken = Engine(engine.ports, dataclasses.replace(engine.state, signers=bad_keys))
         with structlog.testing.capture_logs() as logs:
             for _ in range(25):

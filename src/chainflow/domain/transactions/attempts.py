@@ -205,12 +205,21 @@ class Signers:
         return await signer.health()
 
 
-_Sealed = tuple[bytes | None, bytes | None, str | None]
+_Sealed = tuple[object, ...]
 
 
 def _sealed(wallet: Wallet) -> _Sealed:
-    """A wallet row's sealed columns: what an operator's repair changes."""
-    return (wallet.encrypted_key, wallet.wrapped_data_key, wallet.master_key_id)
+    """What a wallet's key is read from, so what an operator's repair changes: the sealed
+    columns, the address (the associated data they are bound to) and the signer's kind and
+    reference (review: a repaired address was never tried again)."""
+    return (
+        wallet.encrypted_key,
+        wallet.wrapped_data_key,
+        wallet.master_key_id,
+        wallet.address,
+        wallet.signer_kind,
+        wallet.key_ref,
+    )
 
 
 class TxFields(TypedDict):

@@ -77,12 +77,7 @@ def signer_for(
             wallet and key ids, never key material).
     """
     if wallet.signer_kind is SignerKind.LOCAL:
-        try:
-            sealed = _sealed_of(wallet)
-            key = unseal(sealed, master=master, associated_data=associated_data(wallet))
-        except (DecryptionFailed, MasterKeyMismatch) as exc:
-            raise KeyUnreadable(f"wallet {wallet.id}: {exc.detail}") from None
-        return LocalSigner(key)
+        return _local_signer(wallet, master)
     if wallet.signer_kind is SignerKind.PKCS11 and pkcs11 is not None and wallet.key_ref:
         try:
             public_key = pkcs11.public_key(wallet.key_ref)
@@ -178,3 +173,20 @@ async def rewrap_batch(
         wallet.master_key_id = sealed.master_key_id
     await session.flush()
     return len(wallets)
+
+
+def _local_signer(wallet: Wallet, master: MasterKey) -> LocalSigner:
+    """The wallet's sealed key, decrypted in memory. Raises: KeyUnreadable (the message names
+    the wallet and key ids, never key material; nothing chained)."""
+    try:
+        sealed = _sealed_of(wallet)
+        key = unseal(sealed, master=master, associated_data=associated_data(wallet))
+    except (DecryptionFailed, MasterKeyMismatch) as exc:
+        raise KeyUnreadable(f"wallet {wallet.id}: {exc.detail}") from None
+    try:
+        signer = LocalSigner(key)
+    except Exception:  # whatever the curve library says of a bad key: never chained
+        raise KeyUnreadable(f"wallet {wallet.id}: its sealed key is not a valid key") from None
+    if signer.address != wallet.address:  # review: sealed with the right associated data
+        raise KeyUnreadable(f"wallet {wallet.id}: its sealed key is not this wallet's")
+    return signer

@@ -22,6 +22,7 @@ from typing import Any
 import PyKCS11
 
 from chainflow.core.errors import ConfigError
+from chainflow.core.redaction import scrub_text
 from chainflow.core.settings import Settings
 from chainflow.core.types import SecretBytes
 from chainflow.infra.files import read_text_file
@@ -275,9 +276,13 @@ def _shown(label: str) -> str:
     """A key label as an error shows it (signer_key_not_found echoes it): cut to the API's
     bound on `key_label`, so a label given on the command line (unbounded) cannot make an
     error, a log line or a response carry more."""
+    # Scrubbed before it is cut: a key pasted as a label and cut mid-way is no longer
+    # key-shaped, and the later scrub of the whole message missed it (review: 63 of its 64
+    # hex digits reached stderr).
+    length, label = len(label), scrub_text(label)
     if len(label) <= LABEL_SHOWN_MAX:
         return repr(label)
-    return f"{label[:LABEL_SHOWN_MAX]!r}… ({len(label)} characters)"
+    return f"{label[:LABEL_SHOWN_MAX]!r}… ({length} characters)"
 
 
 def _find(connection: _Connection, label: str, key_class: int) -> Any:
