@@ -33,6 +33,7 @@ from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import address_of
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
+from chainflow.infra.signing.signer import SignerUnavailable
 
 # (from, to) pairs a caller may ask for; disabled → active needs the admin scope.
 _ALLOWED = {
@@ -317,11 +318,16 @@ async def show_nonce_gaps(
     *,
     found: Sequence[WalletId],
     cleared: Sequence[WalletId],
+    signer_down: Sequence[WalletId] = (),
 ) -> None:
     """Show `nonce_gap` on the `found` lanes, over a signer's reason (the gap needs an
-    operator, a signer comes back by itself), and clear it from the `cleared` ones: the
-    tracker's alone (domain/transactions/track/gaps.py)."""
-    await repository.show_nonce_gaps(session, chain_id, found=found, cleared=cleared)
+    operator, a signer comes back by itself), and clear it from the `cleared` ones; from the
+    `signer_down` ones too, which show `signer_unavailable` again (their signer is still down
+    here: the drains left the lane's reason alone while the gap showed). The tracker's alone
+    (domain/transactions/track/gaps.py)."""
+    await repository.show_nonce_gaps(session, chain_id, found=found)
+    await repository.clear_nonce_gaps(session, chain_id, cleared, to=None)
+    await repository.clear_nonce_gaps(session, chain_id, signer_down, to=SignerUnavailable.code)
 
 
 async def lanes_with_nonce_gap(session: AsyncSession, chain_id: int) -> list[WalletId]:
