@@ -88,20 +88,19 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
 
 async def _show_gaps(engine: Engine, chain: ChainConfig, changes: gaps.GapChanges) -> None:
     """Write the lanes that came to show, or no longer show, `nonce_gap` (one DB transaction,
-    only then). A lane cleared whose wallet cannot sign here shows `signer_unavailable` again
-    (the gap was shown over it; the drains leave `nonce_gap` alone). A failed write is tried
-    again by the next pass: the memory reads the lanes anew."""
+    only then). A lane cleared whose wallet cannot sign here shows `signer_unavailable` (or
+    `bad_signature`) again: the gap was shown over it, and the drains leave `nonce_gap`
+    alone. A failed write is tried again by the next pass: the memory reads the lanes anew."""
     if not changes.found and not changes.cleared:
         return
-    down = {w for w in changes.cleared if not engine.state.signers.can_sign(w)}
+    signers = engine.state.signers
     try:
         async with unit_of_work(engine.ports.sessionmaker) as session:
             await wallets.show_nonce_gaps(
                 session,
                 chain.chain_id,
                 found=[gap.wallet_id for gap in changes.found],
-                cleared=[w for w in changes.cleared if w not in down],
-                signer_down=[w for w in changes.cleared if w in down],
+                cleared={w: signers.reason_down(w) for w in changes.cleared},
             )
     except Exception as exc:  # the pass goes on; its bumps are held by the decisions anyway
         memory = engine.state.tracking.get(chain.chain_id)

@@ -156,22 +156,23 @@ class TestNonceGap:
         await track_chain(harness.engine, chain)
         assert await paused_reason(harness, wallet) == NONCE_GAP
 
-    async def test_a_signer_still_down_is_shown_again_when_the_gap_clears(
+    async def test_a_signer_still_down_shows_its_reason_again_when_the_gap_clears(
         self, patient_harness: EngineHarness
     ) -> None:
         """The gap was shown over the lane's signer reason, and the drains leave `nonce_gap`
         alone: cleared to nothing, a lane whose signer is still down showed no reason for the
-        rest of the outage. Its outage is noted in the engine's signers, as a drain notes a
-        failed signature (no bump is due in the pass that clears: none signs meanwhile)."""
+        rest of the outage. Its fault is noted in the engine's signers as a drain notes a bad
+        signature: its back-off (1 s) keeps the pass from signing for it, so no bump's
+        signature clears the reason again before it is read."""
         harness = patient_harness
         wallet, _ = await sent_above_a_gap(harness)
         clock = clocked(harness)
         await track_until_shown(harness, wallet, NONCE_GAP, clock)
-        harness.engine.state.signers.note_unavailable(wallet.id)
         await harness.rpc.call("anvil_setNonce", [wallet.address, hex(LOWEST)])
         clock.t += GAP_HOLD_S
+        harness.engine.state.signers.note_unavailable(wallet.id, bad=True)
         await track_chain(harness.engine, await chain_config(harness))
-        assert await paused_reason(harness, wallet) == "signer_unavailable"
+        assert await paused_reason(harness, wallet) == "bad_signature"
 
     async def test_signing_paths_leave_the_gap_shown(self, gapped: Gapped) -> None:
         """A drain's signature for the lane (show_signer_reason) and the reason written by

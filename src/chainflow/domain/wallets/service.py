@@ -33,7 +33,6 @@ from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import address_of
 from chainflow.infra.signing.pkcs11 import Pkcs11Token
-from chainflow.infra.signing.signer import SignerUnavailable
 
 # (from, to) pairs a caller may ask for; disabled → active needs the admin scope.
 _ALLOWED = {
@@ -317,17 +316,17 @@ async def show_nonce_gaps(
     chain_id: int,
     *,
     found: Sequence[WalletId],
-    cleared: Sequence[WalletId],
-    signer_down: Sequence[WalletId] = (),
+    cleared: Mapping[WalletId, str | None],
 ) -> None:
     """Show `nonce_gap` on the `found` lanes, over a signer's reason (the gap needs an
-    operator, a signer comes back by itself), and clear it from the `cleared` ones; from the
-    `signer_down` ones too, which show `signer_unavailable` again (their signer is still down
-    here: the drains left the lane's reason alone while the gap showed). The tracker's alone
-    (domain/transactions/track/gaps.py)."""
+    operator, a signer comes back by itself), and clear it from the `cleared` ones, each
+    with the reason it shows in its place: its signer's, when that is still down here (the
+    drains left the lane's reason alone while the gap showed), else None. The tracker's
+    alone (domain/transactions/track/gaps.py)."""
     await repository.show_nonce_gaps(session, chain_id, found=found)
-    await repository.clear_nonce_gaps(session, chain_id, cleared, to=None)
-    await repository.clear_nonce_gaps(session, chain_id, signer_down, to=SignerUnavailable.code)
+    for reason in set(cleared.values()):
+        lanes = [w for w, shown in cleared.items() if shown == reason]
+        await repository.clear_nonce_gaps(session, chain_id, lanes, to=reason)
 
 
 async def lanes_with_nonce_gap(session: AsyncSession, chain_id: int) -> list[WalletId]:
