@@ -115,9 +115,11 @@ def note_gaps(
         memory.top_head = head
     at = memory.clock()
     now = find_gaps(rows, pending)
-    memory.seen = {
-        w: (first, passes + 1) for w in now for first, passes in [memory.seen.get(w, (at, 0))]
-    }
+    seen: dict[WalletId, tuple[float, int]] = {}
+    for wallet_id in now:  # a lane this pass does not see starts again
+        first, passes = memory.seen.get(wallet_id, (at, 0))
+        seen[wallet_id] = (first, passes + 1)
+    memory.seen = seen
     memory.held = {
         w for w, (first, passes) in memory.seen.items() if passes >= 2 and at - first >= GAP_HOLD_S
     }
