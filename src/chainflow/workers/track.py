@@ -6,6 +6,7 @@
 docs/engine.md draws it with the module of each step.
 """
 
+import dataclasses
 from collections.abc import Sequence
 
 from chainflow.core.crashpoints import CrashPoint
@@ -33,19 +34,20 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     ports, state = engine.ports, engine.state
     rpc = engine.rpc(chain.chain_id)
     memory = state.tracking.setdefault(chain.chain_id, judge.TrackerMemory())
-    # One statement (two at a memory's first pass): no DB transaction of its own (no BEGIN
-    # and COMMIT round trips on PostgreSQL); what it read is checked again under lock before
-    # anything is recorded.
+    limit = ports.config.track_limit
+    # One statement (two at a memory's first pass, then every GAP_HOLD_S): no DB transaction
+    # of its own (no BEGIN and COMMIT round trips on PostgreSQL); what it read is checked
+    # again under lock before anything is recorded.
     async with read_only(ports.sessionmaker) as session:
-        rows = await repository.tracked(session, chain.chain_id, limit=ports.config.track_limit)
-        if not memory.gaps.loaded:  # a second one, once per memory (track/gaps.py)
-            memory.gaps.shown = set(await wallets.lanes_with_nonce_gap(session, chain.chain_id))
-            memory.gaps.loaded = True
+        rows = await repository.tracked(session, chain.chain_id, limit=limit)
+        if memory.gaps.load_due():  # the lanes shown as `nonce_gap` (track/gaps.py)
+            memory.gaps.loaded(await wallets.lanes_with_nonce_gap(session, chain.chain_id))
     if not rows:
         if memory.gaps.shown:  # nothing in flight: no lane is below a gap
-            await _show_gaps(
-                engine, chain, gaps.note_gaps(rows, {}, memory.gaps, chain_id=chain.chain_id)
+            noted = gaps.note_gaps(
+                rows, {}, memory.gaps, chain_id=chain.chain_id, head=None, complete=True
             )
+            await _show_gaps(engine, chain, noted)
         return 0
     seen = await observe.observe(
         rpc,
@@ -55,14 +57,19 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         base_fee_wei=await observe.base_fee(state.fees, rpc, chain),
         pool=state.pools.setdefault(chain.chain_id, PoolSupport()),
     )
+    noted = gaps.note_gaps(
+        rows,
+        seen.pending_nonce,
+        memory.gaps,
+        chain_id=chain.chain_id,
+        head=seen.head,
+        complete=len(rows) < limit,
+    )
+    seen = dataclasses.replace(seen, gapped=noted.held)
     decisions = judge.judge(
         rows, seen, chain=chain, config=ports.config, memory=memory, sending=state.sending
     )
-    await _show_gaps(
-        engine,
-        chain,
-        gaps.note_gaps(rows, seen.pending_nonce, memory.gaps, chain_id=chain.chain_id),
-    )
+    await _show_gaps(engine, chain, noted)
     resend: list[SentAttempt] = []
     moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
     if moving:
@@ -81,20 +88,24 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
 
 async def _show_gaps(engine: Engine, chain: ChainConfig, changes: gaps.GapChanges) -> None:
     """Write the lanes that came to show, or no longer show, `nonce_gap` (one DB transaction,
-    only then). A failed write is tried again by the next pass: the memory forgets what it
-    noted, so that the lanes are judged anew."""
+    only then). A lane cleared whose wallet cannot sign here shows `signer_unavailable` (or
+    `bad_signature`) again: the gap was shown over it, and the drains leave `nonce_gap`
+    alone. A failed write is tried again by the next pass: the memory reads the lanes anew."""
     if not changes.found and not changes.cleared:
         return
+    signers = engine.state.signers
     try:
         async with unit_of_work(engine.ports.sessionmaker) as session:
             await wallets.show_nonce_gaps(
                 session,
                 chain.chain_id,
                 found=[gap.wallet_id for gap in changes.found],
-                cleared=list(changes.cleared),
+                cleared={w: signers.reason_down(w) for w in changes.cleared},
             )
     except Exception as exc:  # the pass goes on; its bumps are held by the decisions anyway
-        engine.state.tracking.pop(chain.chain_id, None)
+        memory = engine.state.tracking.get(chain.chain_id)
+        if memory is not None:
+            memory.gaps.loaded_at = None
         log.warning("lane.paused_reason_failed", chain_id=chain.chain_id, error=repr(exc)[:300])
 
 

@@ -6,7 +6,9 @@ mined); once the chain's nonce is back at the lane's lowest in-flight nonce, the
 and bumping resumes (audit of the transaction lifecycle, 2026-12-07, defect 1).
 
 The gap is made as s_setnonce.py made it: the lane's requests sent at nonces 3..5, then the
-account's nonce set back to 1. Passes are driven one by one (track_chain), never by sleeping.
+account's nonce set back to 1. Passes are driven one by one (track_chain), never by sleeping;
+the tracker memory's clock is the test's, moved past GAP_HOLD_S (the time a gap must be seen
+before it is shown) instead of waiting for it.
 """
 
 import dataclasses
@@ -17,8 +19,13 @@ import pytest
 from chainflow.core.types import TxId
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.domain.wallets.models import Wallet
+from chainflow.domain.transactions.track.gaps import GAP_HOLD_S, GapMemory
+from chainflow.domain.transactions.track.judge import TrackerMemory
+from chainflow.domain.wallets import service as wallets
+from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain
+from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.track import track_chain
+from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import chain_config, mining_stopped, paused_reason
 from tests.support.engine import TEST_CONFIG, EngineHarness, harness_fixture, has_status
 from tests.support.polling import eventually
@@ -30,6 +37,24 @@ LOWEST = 3  # the lane's first nonce in flight
 BEHIND = 1  # the chain's nonce after it was moved back
 
 eager_harness = harness_fixture(own_anvil=True, config=EAGER)
+patient_harness = harness_fixture(own_anvil=True, config=TEST_CONFIG)  # bumps not soon due
+
+
+class Clock:
+    """The tracker memory's clock (GapMemory.clock), moved by the test."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def clocked(harness: EngineHarness) -> Clock:
+    """The chain's tracker memory, new, on a clock of the test's."""
+    clock = Clock()
+    harness.engine.state.tracking[ANVIL_CHAIN_ID] = TrackerMemory(gaps=GapMemory(clock=clock))
+    return clock
 
 
 async def sent_above_a_gap(harness: EngineHarness) -> tuple[Wallet, list[TxId]]:
@@ -54,11 +79,14 @@ async def attempts_of(harness: EngineHarness, ids: list[TxId]) -> int:
     return sum([len((await harness.get(tx_id)).attempts) for tx_id in ids])
 
 
-async def track_until_shown(harness: EngineHarness, wallet: Wallet, reason: str | None) -> None:
-    """Tracking passes, one after another, until the lane shows `reason`."""
+async def track_until_shown(
+    harness: EngineHarness, wallet: Wallet, reason: str | None, clock: Clock
+) -> None:
+    """Tracking passes, one after another, GAP_HOLD_S apart, until the lane shows `reason`."""
     chain = await chain_config(harness)
 
     async def shown() -> bool:
+        clock.t += GAP_HOLD_S
         await track_chain(harness.engine, chain)
         return await paused_reason(harness, wallet) == reason
 
@@ -70,6 +98,7 @@ class Gapped:
     harness: EngineHarness
     wallet: Wallet
     ids: list[TxId]
+    clock: Clock
 
 
 @pytest.fixture
@@ -77,8 +106,9 @@ async def gapped(eager_harness: EngineHarness) -> Gapped:
     """A lane above a gap, shown as `nonce_gap` (on the old code it never was: each pass over
     it signed another bump instead)."""
     wallet, ids = await sent_above_a_gap(eager_harness)
-    await track_until_shown(eager_harness, wallet, "nonce_gap")
-    return Gapped(eager_harness, wallet, ids)
+    clock = clocked(eager_harness)
+    await track_until_shown(eager_harness, wallet, NONCE_GAP, clock)
+    return Gapped(eager_harness, wallet, ids, clock)
 
 
 class TestNonceGap:
@@ -99,9 +129,98 @@ class TestNonceGap:
         harness, wallet, ids = gapped.harness, gapped.wallet, gapped.ids
         # The operator (or the chain undoing its reorg) brings the nonce back to the lane's.
         await harness.rpc.call("anvil_setNonce", [wallet.address, hex(LOWEST)])
-        await track_until_shown(harness, wallet, None)
+        await track_until_shown(harness, wallet, None, gapped.clock)
         rows: list[Transaction] = await harness.run_until_final(ids)
         assert [tx.status for tx in rows] == [TxStatus.CONFIRMED] * 3
         assert [tx.nonce for tx in rows] == [LOWEST, LOWEST + 1, LOWEST + 2]
         assert await harness.chain_nonce(wallet) == LOWEST + 3
+        assert await paused_reason(harness, wallet) is None
+
+    async def test_a_gap_seen_for_less_than_its_hold_time_is_not_shown(
+        self, eager_harness: EngineHarness
+    ) -> None:
+        """Passes run after each drain's send, milliseconds apart: a lagging replica or a
+        fallback endpoint a block behind, read on two of them, is no gap (the old code showed
+        it at the second pass)."""
+        harness = eager_harness
+        wallet, _ = await sent_above_a_gap(harness)
+        clock = clocked(harness)
+        chain = await chain_config(harness)
+        for _ in range(6):
+            clock.t += GAP_HOLD_S / 10
+            await track_chain(harness.engine, chain)
+        assert await paused_reason(harness, wallet) is None
+        clock.t += GAP_HOLD_S / 2
+        await track_chain(harness.engine, chain)
+        assert await paused_reason(harness, wallet) == NONCE_GAP
+
+    async def test_a_signer_still_down_shows_its_reason_again_when_the_gap_clears(
+        self, patient_harness: EngineHarness
+    ) -> None:
+        """The gap was shown over the lane's signer reason, and the drains leave `nonce_gap`
+        alone: cleared to nothing, a lane whose signer is still down showed no reason for the
+        rest of the outage. Its fault is noted in the engine's signers as a drain notes a bad
+        signature: its back-off (1 s) keeps the pass from signing for it, so no bump's
+        signature clears the reason again before it is read."""
+        harness = patient_harness
+        wallet, _ = await sent_above_a_gap(harness)
+        clock = clocked(harness)
+        await track_until_shown(harness, wallet, NONCE_GAP, clock)
+        await harness.rpc.call("anvil_setNonce", [wallet.address, hex(LOWEST)])
+        clock.t += GAP_HOLD_S
+        harness.engine.state.signers.note_unavailable(wallet.id, bad=True)
+        await track_chain(harness.engine, await chain_config(harness))
+        assert await paused_reason(harness, wallet) == "bad_signature"
+
+    async def test_signing_paths_leave_the_gap_shown(self, gapped: Gapped) -> None:
+        """A drain's signature for the lane (show_signer_reason) and the reason written by
+        bumps, cancels and fillers (set_paused_reason) never replace `nonce_gap`: the
+        tracker alone clears it."""
+        harness, wallet = gapped.harness, gapped.wallet
+        above = await harness.submit(wallet, value="9")
+        await harness.run_until([above], has_status(TxStatus.SUBMITTED))  # signed: nonce 6
+        assert (await harness.get(above)).nonce == LOWEST + 3
+        assert await paused_reason(harness, wallet) == NONCE_GAP
+        for reason in ("signer_unavailable", None):
+            async with unit_of_work(harness.sessionmaker) as session:
+                await wallets.set_paused_reason(session, wallet.id, ANVIL_CHAIN_ID, reason)
+            assert await paused_reason(harness, wallet) == NONCE_GAP
+
+
+async def show(harness: EngineHarness, wallet: Wallet, reason: str | None) -> None:
+    """Write the lane's paused_reason as another process would."""
+    async with unit_of_work(harness.sessionmaker) as session:
+        lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
+        assert lane is not None
+        lane.paused_reason = reason
+
+
+class TestAnotherHoldersFlag:
+    """`nonce_gap` written by a process that held the chain's tracker lease before this one."""
+
+    async def test_a_new_holder_clears_a_flag_found_on_a_lane_not_gapped(
+        self, eager_harness: EngineHarness
+    ) -> None:
+        harness = eager_harness
+        wallet = await harness.wallet()
+        await show(harness, wallet, NONCE_GAP)
+        clocked(harness)  # a new memory: this process has just taken the lease
+        await track_chain(harness.engine, await chain_config(harness))
+        assert await paused_reason(harness, wallet) is None
+
+    async def test_a_flag_written_after_this_holder_read_the_lanes_is_cleared(
+        self, eager_harness: EngineHarness
+    ) -> None:
+        """The old holder's write lands after the new holder read the lanes: a later pass
+        (GAP_HOLD_S on) reads them again and clears it (the old code never did)."""
+        harness = eager_harness
+        wallet = await harness.wallet()
+        clock = clocked(harness)
+        chain = await chain_config(harness)
+        await track_chain(harness.engine, chain)  # reads the lanes: none shows a gap
+        await show(harness, wallet, NONCE_GAP)
+        await track_chain(harness.engine, chain)
+        assert await paused_reason(harness, wallet) == NONCE_GAP  # read again only later
+        clock.t += GAP_HOLD_S
+        await track_chain(harness.engine, chain)
         assert await paused_reason(harness, wallet) is None

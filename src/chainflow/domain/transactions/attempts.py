@@ -172,6 +172,14 @@ class Signers:
             return True
         return self.passed_probe(wallet_id, functools.partial(self._probe, wallet_id))
 
+    def reason_down(self, wallet_id: uuid.UUID) -> str | None:
+        """Why a signature for the wallet is not worth trying here now (can_sign), as a lane's
+        paused_reason: bad_signature while its signer's last signatures were bad, else
+        signer_unavailable; None if it is worth trying."""
+        if self.can_sign(wallet_id):
+            return None
+        return SignatureFailed.code if wallet_id in self._bad else SignerUnavailable.code
+
     async def _probe(self, wallet_id: uuid.UUID) -> SignerHealth | None:
         """The health of the wallet's backend, the wallet known by its id: its signer is
         built again if it never was (a token or KMS unreachable at the first try)."""

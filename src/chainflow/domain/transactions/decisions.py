@@ -111,7 +111,8 @@ class Observed:
     # at their nonce while the wallet's mined count is that nonce (track/pool.py): stranded now.
     parked: frozenset[str] = frozenset()
     # Addresses whose pending count is below their lane's lowest nonce in flight, with no
-    # request of ours holding the nonces between (track/gaps.py): none of them can be mined.
+    # request of ours holding the nonces between, for GAP_HOLD_S at least (track/gaps.py,
+    # set by workers/track.py): none of them can be mined.
     gapped: frozenset[str] = frozenset()
 
 

@@ -206,27 +206,30 @@ async def set_paused_reason(
 
 
 async def show_nonce_gaps(
-    session: AsyncSession,
-    chain_id: int,
-    *,
-    found: Collection[uuid.UUID],
-    cleared: Collection[uuid.UUID],
+    session: AsyncSession, chain_id: int, *, found: Collection[uuid.UUID]
 ) -> None:
-    """NONCE_GAP on the `found` lanes (over a signer's reason), and off the `cleared` ones."""
-    lanes = WalletChain.chain_id == chain_id
+    """NONCE_GAP on the `found` lanes, over a signer's reason."""
     if found:
         await session.execute(
             update(WalletChain)
-            .where(lanes, WalletChain.wallet_id.in_(found))
+            .where(WalletChain.chain_id == chain_id, WalletChain.wallet_id.in_(found))
             .values(paused_reason=NONCE_GAP)
         )
-    if cleared:
+
+
+async def clear_nonce_gaps(
+    session: AsyncSession, chain_id: int, wallet_ids: Collection[uuid.UUID], *, to: str | None
+) -> None:
+    """NONCE_GAP off these lanes (those still showing it), `to` in its place."""
+    if wallet_ids:
         await session.execute(
             update(WalletChain)
             .where(
-                lanes, WalletChain.wallet_id.in_(cleared), WalletChain.paused_reason == NONCE_GAP
+                WalletChain.chain_id == chain_id,
+                WalletChain.wallet_id.in_(wallet_ids),
+                WalletChain.paused_reason == NONCE_GAP,
             )
-            .values(paused_reason=None)
+            .values(paused_reason=to)
         )
 
 

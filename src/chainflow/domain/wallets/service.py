@@ -316,12 +316,17 @@ async def show_nonce_gaps(
     chain_id: int,
     *,
     found: Sequence[WalletId],
-    cleared: Sequence[WalletId],
+    cleared: Mapping[WalletId, str | None],
 ) -> None:
     """Show `nonce_gap` on the `found` lanes, over a signer's reason (the gap needs an
-    operator, a signer comes back by itself), and clear it from the `cleared` ones: the
-    tracker's alone (domain/transactions/track/gaps.py)."""
-    await repository.show_nonce_gaps(session, chain_id, found=found, cleared=cleared)
+    operator, a signer comes back by itself), and clear it from the `cleared` ones, each
+    with the reason it shows in its place: its signer's, when that is still down here (the
+    drains left the lane's reason alone while the gap showed), else None. The tracker's
+    alone (domain/transactions/track/gaps.py)."""
+    await repository.show_nonce_gaps(session, chain_id, found=found)
+    for reason in set(cleared.values()):
+        lanes = [w for w, shown in cleared.items() if shown == reason]
+        await repository.clear_nonce_gaps(session, chain_id, lanes, to=reason)
 
 
 async def lanes_with_nonce_gap(session: AsyncSession, chain_id: int) -> list[WalletId]:

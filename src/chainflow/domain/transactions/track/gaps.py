@@ -5,14 +5,19 @@ chain), a node reset, or the key's account nonce moved back (anvil_setNonce) lea
 node's pending count below the lowest nonce the lane has in flight, and no request of ours
 in flight holds the nonces between: they belong to terminal requests, or to none. Nothing the
 engine holds can fill them, so the requests above them cannot be mined; a bump only raised
-their fees up to the cap, round after round (lifecycle audit, 2026-12-07). Seen on two
-passes in a row (not one: a send may be landing), the lane is shown as `nonce_gap` and its
-requests are neither bumped nor cancelled, only re-sent as signed (same bytes: they wait in
-the node's pool); bumping resumes once the chain's count reaches the lowest nonce again.
+their fees up to the cap, round after round (lifecycle audit, 2026-12-07). Seen on every
+pass for GAP_HOLD_S at least, two passes or more (not one: a send may be landing, or the
+endpoint that answered may be a replica a block or two behind, a fallback after failover, an
+L2 replica without a mempool), the lane is shown as `nonce_gap` and its requests are neither
+bumped nor cancelled, only re-sent as signed (same bytes: they wait in the node's pool);
+bumping resumes, and the reason clears, at the first pass that reads the lane's count at its
+lowest nonce again (or finds nothing in flight). A pass whose head is below the highest head
+this memory has seen (a lagging endpoint) judges no gap.
 The confirmed requests' bytes are never re-sent by themselves (README "Operating Chainflow").
 """
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chainflow.core.logging import get_logger
@@ -20,6 +25,11 @@ from chainflow.core.types import WalletId
 from chainflow.domain.transactions.rows import InFlight
 
 log = get_logger(__name__)
+
+# How long a gap must be seen, on every pass, before its lane's bumps are held and it is
+# shown: longer than a replica lags, or a fallback endpoint takes to catch up (blocks of a
+# few seconds on the chains served); passes follow each drain's send, milliseconds apart.
+GAP_HOLD_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -34,21 +44,36 @@ class Gap:
 class GapMemory:
     """What the tracker remembers of gaps between passes (judge.TrackerMemory holds it)."""
 
-    # Lanes seen gapped at the last pass, not yet shown: shown if the next pass sees it too.
-    seen: set[WalletId] = field(default_factory=set)
-    # Lanes shown as `nonce_gap` (set by this process, or found so when its memory began).
+    # Lanes gapped on every pass since: when first seen (clock), and on how many passes.
+    seen: dict[WalletId, tuple[float, int]] = field(default_factory=dict)
+    # Lanes gapped for GAP_HOLD_S on 2 passes or more: their bumps and cancels are held.
+    held: set[WalletId] = field(default_factory=set)
+    # Lanes shown as `nonce_gap` (set by this process, or found so when read from the lanes).
     shown: set[WalletId] = field(default_factory=set)
-    # Whether `shown` was read from the lanes: once per memory (workers/track.py), so that a
-    # lane shown by a process that lost the chain's lease is cleared by the next holder.
-    loaded: bool = False
+    # When `shown` was last read from the lanes (workers/track.py): at a memory's first pass,
+    # then every GAP_HOLD_S, so that a lane shown by a process that lost the chain's lease
+    # (its write landing after this memory read them) is cleared by this holder all the same.
+    loaded_at: float | None = None
+    # The highest head a pass has read: a pass below it asked a lagging endpoint.
+    top_head: int = -1
+    clock: Callable[[], float] = time.monotonic  # tests drive it
+
+    def load_due(self) -> bool:
+        return self.loaded_at is None or self.clock() - self.loaded_at >= GAP_HOLD_S
+
+    def loaded(self, shown: Sequence[WalletId]) -> None:
+        self.shown = set(shown)
+        self.loaded_at = self.clock()
 
 
 @dataclass(frozen=True)
 class GapChanges:
-    """What to write on the lanes after a pass: gaps to show, lanes to clear."""
+    """What to write on the lanes after a pass (gaps to show, lanes to clear), and the
+    addresses whose bumps and cancels the pass holds (Observed.gapped)."""
 
     found: tuple[Gap, ...] = ()
     cleared: tuple[WalletId, ...] = ()
+    held: frozenset[str] = frozenset()
 
 
 def find_gaps(rows: Sequence[InFlight], pending: Mapping[str, int]) -> dict[WalletId, Gap]:
@@ -69,16 +94,36 @@ def find_gaps(rows: Sequence[InFlight], pending: Mapping[str, int]) -> dict[Wall
 
 
 def note_gaps(
-    rows: Sequence[InFlight], pending: Mapping[str, int], memory: GapMemory, *, chain_id: int
+    rows: Sequence[InFlight],
+    pending: Mapping[str, int],
+    memory: GapMemory,
+    *,
+    chain_id: int,
+    head: int | None,
+    complete: bool,
 ) -> GapChanges:
-    """Which lanes to show as `nonce_gap` (gapped at this pass and the one before, logged
-    once per occurrence) and which to clear: not gapped now, with their count read, or with
-    nothing in flight any more. A lane whose count was not read this pass stays as it is.
-    Its bumps and cancels are held from the first sight (decisions.decide, Observed.gapped):
-    a bump held one pass costs nothing, one signed for a nonce no block can hold raises the
-    request's fees for good."""
+    """Which lanes to hold and show as `nonce_gap` (gapped on every pass for GAP_HOLD_S, on
+    two passes at least; logged once per occurrence) and which to clear: read and not gapped
+    now, or with nothing in flight (`complete`: the page holds every request in flight, not
+    one cut by the tracker's limit). A lane not read this pass stays as it is; a pass whose
+    `head` is below the highest one seen judges nothing (a lagging endpoint)."""
+    if head is not None and head < memory.top_head:
+        return GapChanges(
+            held=frozenset(tx.from_address for tx in rows if tx.wallet_id in memory.held)
+        )
+    if head is not None:
+        memory.top_head = head
+    at = memory.clock()
     now = find_gaps(rows, pending)
-    found = [g for w, g in now.items() if w in memory.seen and w not in memory.shown]
+    seen: dict[WalletId, tuple[float, int]] = {}
+    for wallet_id in now:  # a lane this pass does not see starts again
+        first, passes = memory.seen.get(wallet_id, (at, 0))
+        seen[wallet_id] = (first, passes + 1)
+    memory.seen = seen
+    memory.held = {
+        w for w, (first, passes) in memory.seen.items() if passes >= 2 and at - first >= GAP_HOLD_S
+    }
+    found = [now[w] for w in sorted(memory.held) if w not in memory.shown]
     for gap in found:
         log.error(
             "lane.nonce_gap",
@@ -90,9 +135,13 @@ def note_gaps(
         )
     read = {tx.wallet_id for tx in rows if tx.from_address in pending}
     in_flight = {tx.wallet_id for tx in rows}
-    cleared = [w for w in memory.shown if w not in now and (w in read or w not in in_flight)]
+    cleared = [
+        w
+        for w in sorted(memory.shown)
+        if w not in now and (w in read or (complete and w not in in_flight))
+    ]
     for wallet_id in cleared:
         log.info("lane.nonce_gap_cleared", wallet_id=str(wallet_id), chain_id=chain_id)
-    memory.seen = set(now)
-    memory.shown = (memory.shown - set(cleared)) | {gap.wallet_id for gap in found}
-    return GapChanges(tuple(found), tuple(cleared))
+    memory.shown = (memory.shown - set(cleared)) | memory.held
+    held = frozenset(now[w].address for w in memory.held)
+    return GapChanges(tuple(found), tuple(cleared), held)

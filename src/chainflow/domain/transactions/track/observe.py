@@ -19,7 +19,6 @@ from chainflow.domain.transactions.decisions import (
 from chainflow.domain.transactions.market import FeeCache
 from chainflow.domain.transactions.node import ChainRpc, mined_counts_at, nonce_counts
 from chainflow.domain.transactions.rows import InFlight
-from chainflow.domain.transactions.track.gaps import find_gaps
 from chainflow.domain.transactions.track.pool import PoolSupport, parked
 from chainflow.infra.rpc.answers import quantity
 from chainflow.infra.rpc.client import RpcCallError, RpcTransportError
@@ -41,8 +40,7 @@ async def observe(
     the mined counts that many blocks back of the wallets with an attempt sent that long ago,
     read alongside the current ones (is_stuck counts its blocks from the previous nonce's).
     With `pool` (what the chain's node is known to answer), also which possibly stranded
-    attempts its pool lists as queued (track/pool.py), read alongside the held hashes; and
-    which lanes' pending counts are below their lowest nonce in flight (track/gaps.py)."""
+    attempts its pool lists as queued (track/pool.py), read alongside the held hashes."""
     head = quantity(await rpc.call("eth_blockNumber"), bits=63)
     addresses = sorted({tx.from_address for tx in rows})
     (latest, pending), blocks_ago = await asyncio.gather(
@@ -75,7 +73,6 @@ async def observe(
         base_fee_wei=base_fee_wei,
         nonce_blocks_ago=blocks_ago,
         parked=queued,
-        gapped=frozenset(gap.address for gap in find_gaps(rows, pending).values()),
     )
 
 
