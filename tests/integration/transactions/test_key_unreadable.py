@@ -103,6 +103,9 @@ async def test_an_unreadable_key_holds_only_its_lane_and_it_resumes_once_repaire
         assert len(said) == 1, said  # once, not every round
         assert said[0]["wallet_id"] == str(broken.id)
         _no_key_material(logs, *sealed)
+        # what a nonce_gap cleared on this lane gives back (review: it gave None)
+        assert harness.engine.state.signers.reason_down(broken.id) == "key_unreadable"
+        assert harness.engine.state.signers.reason_down(good.id) is None
     # Repaired in the database: the same engine (no restart) signs the lane again.
     rows = await harness.run_until(broken_ids, has_status(TxStatus.CONFIRMED))
     assert [tx.nonce for tx in rows] == [0, 1]

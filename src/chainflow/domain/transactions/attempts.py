@@ -174,8 +174,11 @@ class Signers:
 
     def reason_down(self, wallet_id: uuid.UUID) -> str | None:
         """Why a signature for the wallet is not worth trying here now (can_sign), as a lane's
-        paused_reason: bad_signature while its signer's last signatures were bad, else
-        signer_unavailable; None if it is worth trying."""
+        paused_reason: key_unreadable while its stored key cannot be read, bad_signature
+        while its signer's last signatures were bad, else signer_unavailable; None if it is
+        worth trying."""
+        if wallet_id in self._unreadable and wallet_id not in self._by_wallet:
+            return KeyUnreadable.code  # never in _down: drains skip it (probe_paused)
         if self.can_sign(wallet_id):
             return None
         return SignatureFailed.code if wallet_id in self._bad else SignerUnavailable.code

@@ -187,6 +187,6 @@ def _local_signer(wallet: Wallet, master: MasterKey) -> LocalSigner:
         signer = LocalSigner(key)
     except Exception:  # whatever the curve library says of a bad key: never chained
         raise KeyUnreadable(f"wallet {wallet.id}: its sealed key is not a valid key") from None
-    if signer.address != wallet.address:  # review: sealed with the right associated data
+    if signer.address.lower() != wallet.address.lower():  # sealed with the right data (review)
         raise KeyUnreadable(f"wallet {wallet.id}: its sealed key is not this wallet's")
     return signer

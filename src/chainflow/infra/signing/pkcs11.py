@@ -211,7 +211,7 @@ class Pkcs11Token:
         search = self._searches.get(label)
         if search is None:
             search = asyncio.ensure_future(asyncio.to_thread(self.health, label))
-            search.set_name(f"pkcs11.search:{label}")
+            search.set_name(f"pkcs11.search:{_shown(label)}")  # a task repr may be logged
             self._searches[label] = search
             search.add_done_callback(lambda _: self._searches.pop(label, None))
         try:

@@ -142,6 +142,25 @@ def test_a_pass_below_the_highest_head_seen_judges_nothing() -> None:
     assert memory.shown == {WALLET_A}
 
 
+def test_heads_below_the_top_for_the_hold_time_are_a_new_top() -> None:
+    """A node reset (or one bogus high head) must not stop judging for good: held lanes
+    never bumped, flags never cleared, new gaps never seen (review)."""
+    clock = Clock()
+    memory = memory_at(clock)
+    noted(memory, {A: 0, B: 7}, head=1_000)
+    clock.t += GAP_HOLD_S
+    assert noted(memory, {A: 0, B: 7}, head=1_000).held == {A}
+    clock.t += 1
+    assert noted(memory, {A: 3, B: 7}, head=5).held == {A}  # below: judged later
+    clock.t += GAP_HOLD_S - 1
+    assert noted(memory, {A: 3, B: 7}, head=6).held == {A}  # still within the hold time
+    clock.t += 1
+    reset = noted(memory, {A: 3, B: 7}, head=6)  # below for GAP_HOLD_S: 6 is the top now
+    assert (reset.cleared, reset.held) == ((WALLET_A,), frozenset())
+    assert memory.top_head == 6
+    assert memory.shown == set()
+
+
 def test_a_shown_lane_with_nothing_in_flight_is_cleared() -> None:
     memory = GapMemory(shown={WALLET_A})  # as loaded from the lanes by a new lease holder
     assert note_gaps([], {}, memory, chain_id=1, head=None, complete=True).cleared == (WALLET_A,)

@@ -54,8 +54,12 @@ class GapMemory:
     # then every GAP_HOLD_S, so that a lane shown by a process that lost the chain's lease
     # (its write landing after this memory read them) is cleared by this holder all the same.
     loaded_at: float | None = None
-    # The highest head a pass has read: a pass below it asked a lagging endpoint.
+    # The highest head a pass has read: a pass below it asked a lagging endpoint. Since when
+    # passes have read a head below it: after GAP_HOLD_S the lower head is taken as the new
+    # top (a node reset, or one bogus high answer, would otherwise stop every judgement for
+    # good: gaps unseen, held lanes never bumped nor cleared; review).
     top_head: int = -1
+    below_since: float | None = None
     clock: Callable[[], float] = time.monotonic  # tests drive it
 
     def load_due(self) -> bool:
@@ -106,14 +110,18 @@ def note_gaps(
     two passes at least; logged once per occurrence) and which to clear: read and not gapped
     now, or with nothing in flight (`complete`: the page holds every request in flight, not
     one cut by the tracker's limit). A lane not read this pass stays as it is; a pass whose
-    `head` is below the highest one seen judges nothing (a lagging endpoint)."""
-    if head is not None and head < memory.top_head:
-        return GapChanges(
-            held=frozenset(tx.from_address for tx in rows if tx.wallet_id in memory.held)
-        )
-    if head is not None:
-        memory.top_head = head
+    `head` is below the highest one seen judges nothing (a lagging endpoint), unless heads
+    have stayed below it for GAP_HOLD_S (a node reset): that head is then the top."""
     at = memory.clock()
+    if head is not None and head < memory.top_head:
+        if memory.below_since is None:
+            memory.below_since = at
+        if at - memory.below_since < GAP_HOLD_S:
+            return GapChanges(
+                held=frozenset(tx.from_address for tx in rows if tx.wallet_id in memory.held)
+            )
+    if head is not None:
+        memory.top_head, memory.below_since = head, None
     now = find_gaps(rows, pending)
     seen: dict[WalletId, tuple[float, int]] = {}
     for wallet_id in now:  # a lane this pass does not see starts again
