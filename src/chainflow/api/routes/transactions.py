@@ -242,7 +242,15 @@ async def list_transactions(
         Query(alias="hash", pattern="^0x[0-9a-fA-F]{64}$", description="any attempt's hash"),
     ] = None,
     idempotency_key: Annotated[
-        str | None, Query(min_length=1, max_length=250, description="as submitted, any API key")
+        str | None,
+        # Printable ASCII, as a stored key is (a batch item's with its `#index`): a NUL reached
+        # PostgreSQL and answered 500 (the OpenAPI fuzz test).
+        Query(
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="as submitted, any API key",
+        ),
     ] = None,
     order: Annotated[Literal["asc", "desc"], Query(description="by submission time")] = "asc",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
