@@ -9,11 +9,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from chainflow.api.app import create_app
 from chainflow.core.settings import Settings
+from chainflow.core.types import WalletId
+from chainflow.domain.policies import service as policies
+from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.schemas import TxCreate
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import apply
 from chainflow.infra.db.uow import unit_of_work
@@ -21,6 +25,7 @@ from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.engine import SINK
 from tests.support.fixtures import ApiHarness, open_api, prepare_sender
 from tests.support.fixtures import tx_body as body
+from tests.support.polling import eventually
 
 OTHER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 TRANSFER = "0xa9059cbb"
@@ -180,6 +185,52 @@ class TestRules:
             "/v1/transactions/batch", headers=setup["write"], json={"transactions": items[:2]}
         )
         assert ok.status_code == 202, ok.text
+
+
+class TestLockOrder:
+    pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+
+    async def test_a_policy_change_waits_for_an_admission_in_flight_without_a_deadlock(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """An admission holds the policy row, then inserts its request (a foreign key check
+        share-locks the wallet row); a PUT meanwhile holds the wallet row and waits for the
+        policy row. Under load that was a deadlock: PostgreSQL aborted one, a 500 (audit)."""
+        await put_policy(api, setup, {"limits": [{"window_s": 3600, "max_value_wei": "100"}]})
+        wallet_id = WalletId(uuid.UUID(setup["wallet"]["id"]))
+        sessionmaker = api.resources.sessionmaker
+        async with unit_of_work(sessionmaker) as admission:
+            await policies.read_rules(admission, wallet_id, lock=True)  # as spending.Ledger
+            change = asyncio.create_task(
+                api.client.put(
+                    f"/v1/wallets/{wallet_id}/policy",
+                    headers=setup["policies"],
+                    json={"limits": [{"window_s": 3600, "max_value_wei": "50"}]},
+                )
+            )
+
+            async def change_waits() -> bool:
+                async with sessionmaker() as observer:
+                    waiting = await observer.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND datname = current_database()"
+                        )
+                    )
+                return bool(waiting)
+
+            await eventually(change_waits, what="the PUT waiting for the policy row")
+            submitted = await txs.submit(
+                admission,
+                TxCreate.model_validate(body(setup, value="1")),
+                api_key_id=None,
+                idempotency_key=None,
+            )
+            assert isinstance(submitted, txs.Created)
+        response = await change
+        assert response.status_code == 200, response.text
+        assert response.json()["rules"]["limits"][0]["max_value_wei"] == "50"
+        assert await stored(api) == 1
 
 
 class TestRollingLimit:

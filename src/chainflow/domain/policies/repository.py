@@ -28,8 +28,12 @@ async def get_current(session: AsyncSession, wallet_id: WalletId) -> WalletPolic
 
 
 async def lock_wallet(session: AsyncSession, wallet_id: WalletId) -> Wallet | None:
-    """The wallet row, locked: policy changes of one wallet take turns."""
-    query = select(Wallet).where(Wallet.id == wallet_id).with_for_update()
+    """The wallet row, locked: policy changes of one wallet take turns. `FOR NO KEY UPDATE`,
+    not `FOR UPDATE`: an admission holds the policy row (spending.py) and then inserts its
+    request, whose foreign key check share-locks this wallet row (`FOR KEY SHARE`); `FOR
+    UPDATE` here conflicted with that while this change waited for the policy row, and
+    PostgreSQL aborted one of the two as a deadlock (500s for both under load)."""
+    query = select(Wallet).where(Wallet.id == wallet_id).with_for_update(key_share=True)
     return (await session.scalars(query)).one_or_none()
 
 
