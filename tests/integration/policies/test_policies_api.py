@@ -186,6 +186,24 @@ class TestRules:
         )
         assert ok.status_code == 202, ok.text
 
+    async def test_a_batch_counts_once_under_two_limits_of_one_window(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """A limit on every chain and one on this chain, both over an hour: each item of a
+        batch counts once against each (it counted once per limit of its window: twice)."""
+        limit = {"window_s": 3600, "max_value_wei": "25"}
+        await put_policy(api, setup, {"limits": [limit, limit | {"chain_id": ANVIL_CHAIN_ID}]})
+        items = [body(setup, value="10") for _ in range(2)]
+        response = await api.client.post(
+            "/v1/transactions/batch", headers=setup["write"], json={"transactions": items}
+        )
+        assert response.status_code == 202, response.text
+        refused = await api.client.post(
+            "/v1/transactions/batch", headers=setup["write"], json={"transactions": items[:1]}
+        )
+        assert refused.status_code == 403, refused.text
+        assert "(20 wei admitted in the window)" in refused.json()["detail"]
+
 
 class TestLockOrder:
     pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)

@@ -53,8 +53,10 @@ class Ledger:
             if verdict.window_s is not None:
                 extra["window_s"] = str(verdict.window_s)
             raise PolicyDenied(verdict.detail, rule=verdict.rule, **extra)
-        for limit in self._limits(wallet_id, draft.chain_id):
-            self._spent[(wallet_id, draft.chain_id, limit.window_s)] += draft.value_wei
+        # Once per window: limits of one window (one on every chain, one on this chain)
+        # share its count, which the draft adds to once.
+        for window_s in {limit.window_s for limit in self._limits(wallet_id, draft.chain_id)}:
+            self._spent[(wallet_id, draft.chain_id, window_s)] += draft.value_wei
         return verdict.fee_cap_wei
 
     async def evaluate(
