@@ -9,6 +9,7 @@ from pathlib import Path
 from chainflow.cli.runtime import migrate, open_database
 from chainflow.core.settings import Settings
 from chainflow.domain.apikeys import service as apikeys
+from chainflow.domain.audit import service as audit
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.seed import load_seed
 from chainflow.domain.schedules import service
@@ -73,6 +74,17 @@ def test_list_pause_resume(tmp_path: Path) -> None:
 
     missing = one_error_line(cli("schedule", "pause", str(uuid.uuid4())))
     assert "does not exist" in missing
+    # Each change is in the audit log as the API's are, by the command line (no key).
+    entries = asyncio.run(_audit(settings, schedule_id))
+    assert entries == [("cli", None, "schedule.paused"), ("cli", None, "schedule.resumed")]
+
+
+async def _audit(settings: Settings, schedule_id: str) -> list[tuple[str, object, str]]:
+    async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
+        rows, _ = await audit.list_entries(
+            session, limit=10, cursor=None, where=audit.AuditFilter(resource_id=schedule_id)
+        )
+        return [(row.actor, row.key_id, row.action) for row in rows]
 
 
 def test_resume_under_a_revoked_owner_key_is_one_error_line(tmp_path: Path) -> None:

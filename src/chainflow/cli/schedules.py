@@ -66,14 +66,22 @@ def _line(row: "Schedule") -> str:
 
 
 def _set(schedule_id: uuid.UUID, wanted: "ScheduleStatus") -> None:
+    """Pause or resume, audited as `PATCH /v1/schedules/{id}` is (`actor: "cli"`, no key),
+    in the same DB transaction (audit: the command line's changes left no entry)."""
+    from chainflow.domain.audit import service as audit
     from chainflow.domain.schedules import service
+    from chainflow.domain.schedules.models import ScheduleStatus
     from chainflow.infra.db.uow import unit_of_work
 
     settings = settings_for_cli()
 
     async def change() -> "Schedule":
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
-            return await service.set_status(session, schedule_id, wanted, now=utcnow())
+            row = await service.set_status(session, schedule_id, wanted, now=utcnow())
+            paused = row.status is ScheduleStatus.PAUSED
+            action = "schedule.paused" if paused else "schedule.resumed"
+            audit.record(session, audit.CLI, action, resource="schedule", resource_id=row.id)
+            return row
 
     row = run(change)
     nxt = row.next_run_at.isoformat() if row.next_run_at else "-"
