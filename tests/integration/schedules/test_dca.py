@@ -266,6 +266,38 @@ class TestSwaps:
         assert await dex.balance(dex.token_b, wallet.address) == outs
         assert await _schedule_txs(harness, wallet) == 1 + count  # the approve and the swaps
 
+    async def test_two_schedules_on_one_token_and_router_keep_both_allowances(
+        self, harness: EngineHarness, dex: Dex
+    ) -> None:
+        """An approve sets the allowance: the second schedule's grants what both can still
+        spend (audit: it granted its own only, and both stalled with runs left)."""
+        wallet = await harness.wallet(balance_wei=10 * E18)
+        await dex.fund(dex.token_a, wallet.address, 100 * E18)
+        action = {"router": dex.router, "token_in": dex.token_a, "token_out": dex.token_b}
+        first = await _create(
+            harness, wallet, T0, action | {"amount_in": str(10 * E18)}, max_runs=2
+        )
+        second = await _create(
+            harness, wallet, T0, action | {"amount_in": str(5 * E18)}, budget=str(10 * E18)
+        )
+        (allowance,) = await dex.call(
+            dex.token_a, "allowance(address,address)", [wallet.address, dex.router], ["uint256"]
+        )
+        assert allowance == 20 * E18 + 10 * E18
+        for k in range(2):
+            at = T0 + timedelta(seconds=STEP_S * k)
+            await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=at)
+            runs = [
+                r for s in (first, second) for r in await _runs(harness, s) if r.scheduled_for == at
+            ]
+            assert [(r.status, r.reason) for r in runs] == [(RunStatus.PENDING, None)] * 2
+            ids = [r.transaction_id for r in runs if r.transaction_id is not None]
+            for tx in await harness.run_until_final(ids):
+                assert tx.status is TxStatus.CONFIRMED
+            await dex.rpc.call("evm_increaseTime", [STEP_S])
+            await dex.rpc.call("evm_mine", [])
+        assert await dex.balance(dex.token_a, wallet.address) == 70 * E18
+
     async def test_a_fee_on_transfer_token_in_swaps_with_the_supporting_variant(
         self, harness: EngineHarness, dex: Dex
     ) -> None:

@@ -11,6 +11,7 @@ reverts that estimate, and the request fails with the router's reason, no nonce 
 failed or reverted swap is never submitted again: the next occurrence quotes afresh.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -184,9 +185,27 @@ def approval_total(action: dict[str, Any], *, budget: int | None, max_runs: int 
     return min(caps)
 
 
-def approve_body(schedule: Schedule) -> TxCreate:
+def still_to_spend(schedule: Schedule) -> int:
+    """What a schedule's runs can still take from the router's allowance: the budget left, or
+    amount_in x the runs left, whichever is less; MAX_UINT256 for an unlimited approve."""
     action = schedule.action
-    total = approval_total(action, budget=schedule.budget, max_runs=schedule.max_runs)
+    if action.get("approve") == "unlimited":
+        return MAX_UINT256
+    amount = int(action["amount_in"])
+    caps = [] if schedule.budget is None else [schedule.budget - schedule.spent]
+    if schedule.max_runs is not None:
+        caps.append(amount * (schedule.max_runs - schedule.runs))
+    return max(0, min(caps)) if caps else MAX_UINT256
+
+
+def approve_body(schedule: Schedule, others: Sequence[Schedule] = ()) -> TxCreate:
+    """The approve before the schedule's first swap. ERC-20 `approve` sets the allowance, it
+    does not add to it: with `others` (the wallet's live schedules spending the same token
+    through the same router) it grants what all of them can still take, unlimited if one of
+    them is (audit: a second schedule's approve cut the first one's allowance to its own, and
+    both stalled with runs left)."""
+    action = schedule.action
+    total = min(MAX_UINT256, sum(still_to_spend(row) for row in (schedule, *others)))
     return TxCreate.model_validate(
         {
             "chain_id": schedule.chain_id,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import Wallet
 
 TERMINAL = (
     TxStatus.CONFIRMED,
@@ -27,6 +28,32 @@ async def get(
     if for_update:
         query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def lock_same_spenders(session: AsyncSession, row: Schedule) -> list[Schedule]:
+    """The wallet's other live (active or paused) `dca_swap` schedules on the chain spending
+    the same token through the same router as `row`, which share one allowance. The wallet
+    row is locked first (`FOR NO KEY UPDATE`: admissions' key-share locks pass), so two
+    schedules created at once take turns and the later one counts the earlier one."""
+    await session.execute(
+        select(Wallet.id).where(Wallet.id == row.wallet_id).with_for_update(key_share=True)
+    )
+    query = select(Schedule).where(
+        Schedule.wallet_id == row.wallet_id,
+        Schedule.chain_id == row.chain_id,
+        Schedule.status.in_((ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED)),
+        Schedule.id != row.id,
+    )
+    mine = _spending(row)
+    return [other for other in (await session.scalars(query)).all() if _spending(other) == mine]
+
+
+def _spending(row: Schedule) -> tuple[str, str] | None:
+    """(token_in, router) of a DCA schedule, lower case; None for any other action."""
+    action = row.action
+    if action.get("type") != "dca_swap":
+        return None
+    return str(action.get("token_in")).lower(), str(action.get("router")).lower()
 
 
 async def list_page(

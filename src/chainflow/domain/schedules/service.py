@@ -117,9 +117,12 @@ async def create_schedule(
     if isinstance(body.action, DcaAction) and body.action.token_in != NATIVE:
         # The allowance, as its own request of the same lane, before the first swap: the
         # lane signs in order, and a swap run waits until the allowance is there (dca.py).
+        # What the wallet's other schedules on this token and router can still take is
+        # granted too: an approve replaces the allowance (dca.approve_body).
+        others = await repository.lock_same_spenders(session, row)
         approval = await txs.submit(
             session,
-            dca.approve_body(row),
+            dca.approve_body(row, others),
             api_key_id=api_key_id,
             idempotency_key=f"schedule-{row.id}-approve",
         )
