@@ -5,7 +5,7 @@ with admission, and every change is a new version (issue 21)."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -226,18 +226,7 @@ class TestLockOrder:
                     json={"limits": [{"window_s": 3600, "max_value_wei": "50"}]},
                 )
             )
-
-            async def change_waits() -> bool:
-                async with sessionmaker() as observer:
-                    waiting = await observer.scalar(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                            "'Lock' AND datname = current_database()"
-                        )
-                    )
-                return bool(waiting)
-
-            await eventually(change_waits, what="the PUT waiting for the policy row")
+            await eventually(waits(api), what="the PUT waiting for the policy row")
             submitted = await txs.submit(
                 admission,
                 TxCreate.model_validate(body(setup, value="1")),
@@ -249,6 +238,58 @@ class TestLockOrder:
         assert response.status_code == 200, response.text
         assert response.json()["rules"]["limits"][0]["max_value_wei"] == "50"
         assert await stored(api) == 1
+
+    async def test_batches_naming_two_wallets_in_opposite_orders_take_turns(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """Each admission locks the policy of the wallet it counts against; a batch took them
+        item by item, so one holding A and waiting for B, and another holding B and waiting
+        for A, deadlocked: a 500 (audit). They are locked in wallet id order first now."""
+        created = await api.client.post(
+            "/v1/wallets",
+            headers=setup["wallets"],
+            json={"generate": True, "chain_ids": [ANVIL_CHAIN_ID]},
+        )
+        pair = sorted([setup["wallet"], created.json()], key=lambda w: uuid.UUID(w["id"]))
+        for wallet in pair:
+            response = await api.client.put(
+                f"/v1/wallets/{wallet['id']}/policy",
+                headers=setup["policies"],
+                json={"limits": [{"window_s": 3600, "max_value_wei": "100"}]},
+            )
+            assert response.status_code == 200, response.text
+        low, high = (WalletId(uuid.UUID(wallet["id"])) for wallet in pair)
+        items = [body(setup, wallet=wallet["address"], value="1") for wallet in reversed(pair)]
+        async with unit_of_work(api.resources.sessionmaker) as other_batch:
+            await policies.read_rules(other_batch, low, lock=True)
+            batch = asyncio.create_task(
+                api.client.post(
+                    "/v1/transactions/batch",
+                    headers=setup["write"],
+                    json={"transactions": items},  # the higher wallet first
+                )
+            )
+            await eventually(waits(api), what="the batch waiting for a policy row")
+            await policies.read_rules(other_batch, high, lock=True)
+        response = await batch
+        assert response.status_code == 202, response.text
+        assert await stored(api) == 2
+
+
+def waits(api: ApiHarness) -> Callable[[], Awaitable[bool]]:
+    """Whether a statement of the test's database waits for a lock (PostgreSQL)."""
+
+    async def check() -> bool:
+        async with api.resources.sessionmaker() as observer:
+            waiting = await observer.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            )
+        return bool(waiting)
+
+    return check
 
 
 class TestRollingLimit:

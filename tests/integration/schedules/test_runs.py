@@ -505,6 +505,42 @@ class TestOwnerKeyRace:
         assert await _tx_count(harness) == 1
 
 
+class TestPolicyLockOrder:
+    pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+
+    async def test_a_pass_over_two_policed_wallets_locks_their_policies_in_order(
+        self, harness: EngineHarness, database_url: str
+    ) -> None:
+        """A pass admits its runs in occurrence order, each locking its wallet's policy row:
+        holding one and waiting for the other while a batch held them the other way round
+        was a deadlock (audit). The pass locks them in wallet id order first."""
+        low, high = sorted([await harness.wallet(), await harness.wallet()], key=lambda w: w.id)
+        async with unit_of_work(harness.sessionmaker) as session:
+            for wallet in (low, high):
+                rules = PolicyRules.model_validate({"max_value_wei_per_tx": "100"})
+                await policies.put_policy(session, wallet.id, rules, key_id=None)
+        await _create(harness, high, T0)  # due first
+        await _create(harness, low, T0 + timedelta(seconds=1))
+        db = create_engine(database_url, pool_size=1)
+        try:
+            async with unit_of_work(create_sessionmaker(db)) as batch:
+                await policies.read_rules(batch, low.id, lock=True)
+                passing = asyncio.create_task(
+                    schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=1))
+                )
+
+                async def blocked_or_done() -> bool:
+                    return passing.done() or await _lock_waiters(harness) > 0
+
+                await eventually(blocked_or_done, timeout_s=20)
+                await policies.read_rules(batch, high.id, lock=True)  # as a batch in id order
+            made = await asyncio.wait_for(passing, timeout=20)
+        finally:
+            await db.dispose()
+        assert made == 2
+        assert await _tx_count(harness) == 2
+
+
 class TestBudgetRace:
     pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 

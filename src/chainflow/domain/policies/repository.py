@@ -1,5 +1,7 @@
 """All SQL of spending policies."""
 
+import uuid
+from collections.abc import Iterable
 from typing import Any, TypeAlias, cast
 
 from sqlalchemy import Table, bindparam, select
@@ -21,6 +23,17 @@ async def read_rules(db: Executor, wallet_id: WalletId, *, lock: bool) -> dict[s
     query = _RULES_LOCKED if lock else _RULES
     rules = (await db.execute(query, {"wallet_id": wallet_id})).scalar_one_or_none()
     return cast(dict[str, Any] | None, rules)
+
+
+async def lock_in_order(db: Executor, wallet_ids: Iterable[uuid.UUID]) -> None:
+    """Lock these wallets' policy rows (those that exist) all at once, in id order: a batch or
+    a schedule pass then admitting its requests wallet by wallet, in its own order, cannot
+    deadlock with another holding some of the same rows (audit: two batches naming two
+    wallets in opposite orders deadlocked, a 500)."""
+    ids = sorted(set(wallet_ids))
+    if ids:
+        query = select(_POLICIES.wallet_id).where(_POLICIES.wallet_id.in_(ids))
+        await db.execute(query.order_by(_POLICIES.wallet_id).with_for_update())
 
 
 async def get_current(session: AsyncSession, wallet_id: WalletId) -> WalletPolicy | None:

@@ -1,6 +1,7 @@
 """Use cases of spending policies: put a new version, read the current one or its history."""
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,6 +70,12 @@ async def read_rules(
     DB transaction until it ends, so concurrent admissions take turns)."""
     stored = await repository.read_rules(db, wallet_id, lock=lock)
     return None if stored is None else PolicyRules.model_validate(stored)
+
+
+async def lock_policies(db: repository.Executor, wallet_ids: Iterable[uuid.UUID]) -> None:
+    """Lock the policies of these wallets in one order, before admitting requests of several
+    of them in one DB transaction (a batch, a schedule pass): see repository.lock_in_order."""
+    await repository.lock_in_order(db, wallet_ids)
 
 
 def _read(wallet_id: WalletId, version: int, rules: dict[str, Any], at: Any) -> PolicyRead:

@@ -35,6 +35,7 @@ from chainflow.domain.schedules.schemas import template_body
 from chainflow.domain.schedules.service import trigger_of
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import Transaction
+from chainflow.domain.transactions.spending import Ledger
 from chainflow.domain.transactions.state import TxStatus
 
 log = get_logger(__name__)
@@ -119,6 +120,7 @@ async def start_due(
     result = PassResult()
     due = await repository.lock_due(session, chain_id, now=now, limit=limit)
     await apikeys.lock_keys(session, (s.api_key_id for s in due if s.api_key_id is not None))
+    await Ledger(session, lock=True).lock_first(WalletId(s.wallet_id) for s in due)  # in order
     for schedule in due:
         await _advance(session, schedule, now=now, grace=grace, builders=builders or {}, out=result)
     await session.flush()

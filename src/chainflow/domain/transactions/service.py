@@ -419,16 +419,19 @@ async def _batch_requests(
     restrictions: Restrictions,
 ) -> list[NewRequest]:
     targets: dict[tuple[int, str], intake.Target | None] = {}
+    for body in bodies:  # read once per chain and wallet; checked below for every item
+        pair = (body.chain_id, body.wallet)
+        if pair not in targets:
+            targets[pair] = await intake.find_target(session, body.chain_id, body.wallet)
     requests: list[NewRequest] = []
     calldata = await calldata_of(bodies)
     ledger = spending.Ledger(session, lock=True)
+    policed = {t.wallet_id for t in targets.values() if t is not None and t.has_policy}
+    await ledger.lock_first(wallet for wallet in policed if wallet is not None)
     for index, body in enumerate(bodies):
         try:
             restrictions.check_chain(body.chain_id)
-            pair = (body.chain_id, body.wallet)
-            if pair not in targets:  # read once per chain and wallet; checked for every item
-                targets[pair] = await intake.find_target(session, body.chain_id, body.wallet)
-            target = targets[pair]
+            target = targets[(body.chain_id, body.wallet)]
             restrictions.check_wallet(target.wallet_id if target is not None else None)
             checked = _checked(target, body)
             fee_cap = body.max_fee_per_gas

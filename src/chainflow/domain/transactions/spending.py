@@ -12,6 +12,7 @@ A wallet without a policy pays nothing: whether it has one is read with the wall
 (`wallets.has_policy`, in the admission's one read of chain, wallet and lane).
 """
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from chainflow.core.addresses import parse_wallet_ref
@@ -43,6 +44,13 @@ class Ledger:
         self._lock = lock
         self._rules: dict[WalletId, PolicyRules | None] = {}
         self._spent: dict[tuple[WalletId, int, int], int] = {}
+
+    async def lock_first(self, wallet_ids: Iterable[WalletId]) -> None:
+        """Lock these wallets' policies at once, in id order, before admitting requests of
+        several wallets in the caller's own order (a batch, a schedule pass): two such
+        admissions locking them one by one in opposite orders deadlocked (audit)."""
+        if self._lock:
+            await policies.lock_policies(self._db, wallet_ids)
 
     async def admit(self, wallet_id: WalletId, draft: policy.Draft) -> int | None:
         """Count the draft against the wallet's policy; the max_fee_per_gas to store with
