@@ -166,6 +166,11 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"trigger": {"at": "9999-12-31T23:00:00-02:00"}}, "validation_error"),
     # long past: its first pass would have stepped through every minute since 2000 (audit)
     ({"trigger": {"cron": "* * * * *"}, "start_at": "2000-01-01T00:00:00Z"}, "invalid_schedule"),
+    # every run's request would expire unsigned (audit)
+    (
+        {"action": {"type": "transaction", "to": SINK, "valid_until": "2001-01-01T00:00:00Z"}},
+        "invalid_schedule",
+    ),
 ]
 
 

@@ -90,7 +90,7 @@ async def create_schedule(
     if first is None or (body.end_at is not None and first > body.end_at):
         raise InvalidSchedule("the trigger has no occurrence between start_at and end_at")
     wallet_id = await _check_target(session, body)
-    await _check_action(body, has_code)
+    await _check_action(body, has_code, first=first)
     row = Schedule(
         id=uuid.uuid4(),
         api_key_id=api_key_id,
@@ -159,10 +159,18 @@ async def _check_target(session: AsyncSession, body: ScheduleCreate) -> uuid.UUI
     return wallet.id
 
 
-async def _check_action(body: ScheduleCreate, has_code: CodeCheck | None) -> None:
+async def _check_action(
+    body: ScheduleCreate, has_code: CodeCheck | None, *, first: datetime
+) -> None:
     action = body.action
     if not isinstance(action, DcaAction):
         template = body.transaction_body()
+        if template.valid_until is not None and template.valid_until <= first:
+            # A fixed instant: every run's request would expire unsigned (audit).
+            raise InvalidSchedule(
+                f"action.valid_until {template.valid_until.isoformat()} is not after the first "
+                f"occurrence {first.isoformat()}: every run's request would expire"
+            )
         if template.function is not None:
             (encoded,) = await encode_calls([(template.function, template.args or [])])
             if isinstance(encoded, Exception):
