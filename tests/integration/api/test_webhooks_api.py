@@ -337,6 +337,20 @@ class TestDeliveries:
         listed = await api.client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=headers)
         assert len(listed.json()["items"]) == 4
 
+    async def test_a_replay_since_past_the_years_of_utc_is_422(self, api: ApiHarness) -> None:
+        """Valid RFC 3339 with an offset, outside years 1-9999 once in UTC: refused as input,
+        not a 500 (the audit's reproduction)."""
+        headers = await api.key("webhooks")
+        webhook = (await create(api, headers)).json()
+        path = f"/v1/webhooks/{webhook['id']}/replay"
+        for since in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00"):
+            refused = await api.client.post(path, headers=headers, json={"since": since})
+            assert (refused.status_code, refused.json()["code"]) == (422, "validation_error"), (
+                since,
+                refused.text,
+            )
+            assert "years 1 to 9999" in refused.json()["detail"]
+
     async def test_a_retry_of_a_delivery_being_sent_is_409(self, api: ApiHarness) -> None:
         headers = await api.key("webhooks")
         webhook = (await create(api, headers)).json()
