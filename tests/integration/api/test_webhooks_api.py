@@ -33,6 +33,13 @@ async def create(api: ApiHarness, headers: dict[str, str], **body: Any) -> httpx
 BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"url": "ftp://example.com/x"}, "url"),
     ({"url": "http://example.com/" + "a" * 2048}, "url"),
+    # Stored, then every attempt failed (audit): no port outside 1-65535, no blank or control
+    # character (percent-encoded they may be in the path).
+    ({"url": "http://example.com:99999/hook"}, "port"),
+    ({"url": "http://example.com:0/hook"}, "port"),
+    ({"url": "http://exa mple.com/hook"}, "control"),
+    ({"url": "http://example.com/a b"}, "control"),
+    ({"url": "http://example.com/\r\nX-Foo: 1"}, "control"),
     ({"events": []}, "events"),
     ({"events": [f"t{i}.x" for i in range(51)]}, "events"),
     ({"events": ["Transaction.Confirmed"]}, "events"),
