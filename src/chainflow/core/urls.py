@@ -1,6 +1,10 @@
 """URL checks and redaction: RPC URLs often carry a provider key in the path or query."""
 
+import re
 from urllib.parse import urlsplit
+
+# A space, a C0 control character or DEL: never part of a URL as sent (RFC 3986 §2).
+_BLANK_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 def redact_url(url: str) -> str:
@@ -29,4 +33,12 @@ def check_http_url(url: str) -> str:
         raise ValueError("must be at most 2048 characters")
     if "\x00" in url:
         raise ValueError("must not contain a NUL character")
+    if _BLANK_OR_CONTROL.search(url):  # urlsplit drops tabs and newlines; a client would not
+        raise ValueError("must not contain spaces or control characters (percent-encode them)")
+    try:
+        port = parts.port
+    except ValueError:  # out of 0-65535, or not a number
+        port = 0
+    if port == 0:
+        raise ValueError("must have a port from 1 to 65535, if any")
     return url

@@ -1,7 +1,9 @@
 """The API's event hub and a stream's frames, on both databases: a stream that falls behind
 the fan-out catches up from the database without a gap or a duplicate; a stream "from now"
-starts at the newest event even after the hub sat idle."""
+starts at the newest event even after the hub sat idle; a stream its filter keeps silent
+gets keep-alives while other events flow."""
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -96,5 +98,31 @@ class TestEventFrames:
             assert await anext(frames) == b": stream open\n\n"
             assert [chunk async for chunk in frames] == [b": closed: database_unavailable\n\n"]
         finally:
+            await frames.aclose()
+            await hub.close()
+
+    async def test_a_stream_whose_filter_passes_nothing_gets_keep_alives_amid_traffic(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Events the filter leaves out keep arriving: nothing is sent, so the stream is idle
+        to its client and gets its keep-alive (the audit's reproduction: none in 29 s of
+        traffic, `CHAINFLOW_EVENT_STREAM_KEEPALIVE_S` 15; proxies cut silent streams)."""
+        hub = EventHub(sessionmaker, poll_s=0.02, max_streams=4)
+        quiet = EventFilter(types=("wallet.low_balance",))
+        frames = event_frames(hub, quiet, None, keepalive_s=0.5, watch=ANY_KEY)
+        stop = asyncio.Event()
+
+        async def traffic() -> None:
+            while not stop.is_set():
+                await publish(sessionmaker, 1)
+
+        assert await anext(frames) == b": stream open\n\n"
+        task = asyncio.create_task(traffic())
+        try:
+            async with asyncio.timeout(5):
+                assert await anext(frames) == b": keep-alive\n\n"
+        finally:
+            stop.set()
+            await task
             await frames.aclose()
             await hub.close()

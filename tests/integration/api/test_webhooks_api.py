@@ -33,6 +33,13 @@ async def create(api: ApiHarness, headers: dict[str, str], **body: Any) -> httpx
 BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"url": "ftp://example.com/x"}, "url"),
     ({"url": "http://example.com/" + "a" * 2048}, "url"),
+    # Stored, then every attempt failed (audit): no port outside 1-65535, no blank or control
+    # character (percent-encoded they may be in the path).
+    ({"url": "http://example.com:99999/hook"}, "port"),
+    ({"url": "http://example.com:0/hook"}, "port"),
+    ({"url": "http://exa mple.com/hook"}, "control"),
+    ({"url": "http://example.com/a b"}, "control"),
+    ({"url": "http://example.com/\r\nX-Foo: 1"}, "control"),
     ({"events": []}, "events"),
     ({"events": [f"t{i}.x" for i in range(51)]}, "events"),
     ({"events": ["Transaction.Confirmed"]}, "events"),
@@ -336,6 +343,20 @@ class TestDeliveries:
             assert refused.status_code == 422, body
         listed = await api.client.get(f"/v1/webhooks/{webhook['id']}/deliveries", headers=headers)
         assert len(listed.json()["items"]) == 4
+
+    async def test_a_replay_since_past_the_years_of_utc_is_422(self, api: ApiHarness) -> None:
+        """Valid RFC 3339 with an offset, outside years 1-9999 once in UTC: refused as input,
+        not a 500 (the audit's reproduction)."""
+        headers = await api.key("webhooks")
+        webhook = (await create(api, headers)).json()
+        path = f"/v1/webhooks/{webhook['id']}/replay"
+        for since in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00"):
+            refused = await api.client.post(path, headers=headers, json={"since": since})
+            assert (refused.status_code, refused.json()["code"]) == (422, "validation_error"), (
+                since,
+                refused.text,
+            )
+            assert "years 1 to 9999" in refused.json()["detail"]
 
     async def test_a_retry_of_a_delivery_being_sent_is_409(self, api: ApiHarness) -> None:
         headers = await api.key("webhooks")

@@ -13,12 +13,14 @@ import structlog
 from sqlalchemy import update
 
 from chainflow.core.clock import utcnow
+from chainflow.core.settings import Settings
 from chainflow.domain.events import sequence_pending
 from chainflow.domain.webhooks import attempts as webhook_attempts
 from chainflow.domain.webhooks import delivery, service
 from chainflow.domain.webhooks.delivery import Job, claim, fan_out, given_back, prune, record
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.webhooks import new_webhook_http
 from tests.integration.webhooks.conftest import Deliveries, tx_events
 from tests.support.polling import eventually
 from tests.support.receiver import Received, Receiver, always, receiver
@@ -302,6 +304,33 @@ class TestBatches:
         assert waits == pytest.approx([0] * 4 + [timeout] * 4 + [2 * timeout] * 2)
         leased = {d.id: d.leased_until for d in await deliveries.deliveries()}
         assert all(leased[j.delivery_id] == j.lease_until for j in jobs)
+
+    async def test_a_job_sent_after_waiting_is_signed_when_sent(
+        self, deliveries: Deliveries
+    ) -> None:
+        """A job may wait for its endpoint's slot for rounds of sends (up to 7 timeouts,
+        CHAINFLOW_WEBHOOK_TIMEOUT_S up to 60 s): its webhook-timestamp is its send's, or the
+        receiver's verifier refuses it as more than 5 minutes old (the audit's reproduction:
+        the 7th of 8 jobs behind a 50 s receiver arrived 301 s after it was signed)."""
+        async with receiver() as hook:
+            _, secret = await deliveries.endpoint(hook.url)
+            await deliveries.emit(("transaction.confirmed", {}))
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                await sequence_pending(session)
+            claimed_at = utcnow() - timedelta(minutes=7)
+            async with unit_of_work(deliveries.sessionmaker) as session:
+                await fan_out(session, now=claimed_at)
+                [job] = await claim(session, deliveries.config, now=claimed_at, limit=10)
+            http = new_webhook_http(Settings(webhook_allow_private_urls=True))
+            try:
+                sent_at = utcnow()
+                outcome = await webhook_attempts.send(http, job, timeout_s=10, now=sent_at)
+            finally:
+                await http.close()
+        assert outcome.is_success
+        [received] = hook.received
+        assert received.headers["webhook-timestamp"] == str(int(sent_at.timestamp()))
+        assert received.verifies_with(secret)
 
     async def test_a_job_given_back_unsent_is_due_again_with_no_attempt(
         self, deliveries: Deliveries

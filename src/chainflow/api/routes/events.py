@@ -205,25 +205,27 @@ async def _live(
     watch: KeyWatch,
 ) -> AsyncIterator[bytes]:
     """What the hub publishes, until the stream falls too far behind (or the API stops)."""
-    heard = time.monotonic()  # the last item or keep-alive
+    sent = time.monotonic()  # the last frame or keep-alive the client got
     while not hub.closed.is_set():
         await watch.check()
         if sub.overflowed and sub.queue.empty():
             return  # the caller catches up from the database and subscribes again
         try:
-            item = await _get(hub, sub, watch.wait_s(heard + keepalive_s - time.monotonic()))
+            item = await _get(hub, sub, watch.wait_s(sent + keepalive_s - time.monotonic()))
         except TimeoutError:
-            if time.monotonic() - heard >= keepalive_s:
-                heard = time.monotonic()
-                yield b": keep-alive\n\n"
-            continue
-        heard = time.monotonic()
-        if item is None or item.cursor <= position.last:
-            continue
-        position.last = item.cursor
-        if where.matches(item.row):
-            await watch.check()  # raises before the frame: nothing goes out once it fails
-            yield item.text
+            item = None
+        if item is not None and item.cursor > position.last:
+            position.last = item.cursor
+            if where.matches(item.row):
+                await watch.check()  # raises before the frame: nothing goes out once it fails
+                sent = time.monotonic()
+                yield item.text
+                continue
+        # Idle for the client, even while events its filter leaves out keep arriving: a
+        # proxy or client that cuts silent connections must see the stream is alive.
+        if time.monotonic() - sent >= keepalive_s:
+            sent = time.monotonic()
+            yield b": keep-alive\n\n"
 
 
 async def _get(hub: EventHub, sub: Subscription, timeout_s: float) -> Any:

@@ -18,6 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.logging import get_logger
+from chainflow.core.types import SecretBytes
 from chainflow.core.urls import redact_url
 from chainflow.domain.events import append, envelope_id
 from chainflow.domain.webhooks import repository, telemetry
@@ -25,6 +26,7 @@ from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
 from chainflow.domain.webhooks.repository import LockedDelivery
 from chainflow.domain.webhooks.rules import parse_retry_after, retry_delay_s
 from chainflow.domain.webhooks.service import DISABLED_EVENT
+from chainflow.domain.webhooks.signing import headers
 from chainflow.infra.net.urlguard import ForbiddenAddress
 from chainflow.infra.signing.keystore import MasterKey
 
@@ -62,12 +64,21 @@ class Job:
     url: str
     msg_id: str
     body: bytes
-    headers: dict[str, str]
+    # The endpoint's signing secrets: an attempt is signed when it starts, not when it was
+    # claimed (a job may wait for its endpoint's slot for rounds of sends, and a receiver
+    # refuses a webhook-timestamp more than 5 minutes old).
+    secrets: tuple[SecretBytes, ...]
     event_at: datetime  # the event's change, for the delivery lag metric
     lease_until: datetime  # another worker may send it after this
 
-    def __repr__(self) -> str:  # the headers carry signatures: keep them out of logs
+    def __repr__(self) -> str:  # the secrets sign requests: keep them out of logs
         return f"Job(delivery_id={self.delivery_id}, msg_id={self.msg_id})"
+
+    def headers(self, *, now: datetime) -> dict[str, str]:
+        """The headers of an attempt starting `now`, signed now (webhook-timestamp)."""
+        return headers(
+            self.secrets, msg_id=self.msg_id, timestamp=int(now.timestamp()), body=self.body
+        )
 
 
 @dataclass(frozen=True)
@@ -135,7 +146,7 @@ async def send(
         async with http.post(
             job.url,
             data=job.body,
-            headers=job.headers,
+            headers=job.headers(now=now),
             allow_redirects=False,
             timeout=_timeout(timeout_s),
         ) as response:

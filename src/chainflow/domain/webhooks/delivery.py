@@ -33,7 +33,6 @@ from chainflow.domain.webhooks.models import WebhookEndpoint
 from chainflow.domain.webhooks.repository import DueDelivery, EventHead, EventSnapshot
 from chainflow.domain.webhooks.secrets import signing_secrets
 from chainflow.domain.webhooks.service import DIRECT_ONLY, subscription_of
-from chainflow.domain.webhooks.signing import headers
 from chainflow.infra.signing.keystore import DecryptionFailed
 
 log = get_logger(__name__)
@@ -275,13 +274,15 @@ def _jobs(
 ) -> list[Job]:
     """The requests of these rows; an endpoint's secrets are unsealed once. A row whose
     endpoint's secret cannot be read is left out (and logged once per endpoint)."""
-    secrets: dict[uuid.UUID, list[SecretBytes] | None] = {}
+    secrets: dict[uuid.UUID, tuple[SecretBytes, ...] | None] = {}
     jobs: list[Job] = []
     for row in rows:
         endpoint = endpoints[row.endpoint_id]
         if endpoint.id not in secrets:
             try:
-                secrets[endpoint.id] = signing_secrets(endpoint, master=config.master, now=now)
+                secrets[endpoint.id] = tuple(
+                    signing_secrets(endpoint, master=config.master, now=now)
+                )
             except DecryptionFailed:  # sealed under a key this process lacks: the others go on
                 secrets[endpoint.id] = None
                 log.error("webhook.secret_unreadable", endpoint_id=str(endpoint.id))
@@ -330,7 +331,7 @@ def _job(
     row: DueDelivery,
     event: EventSnapshot,
     endpoint: WebhookEndpoint,
-    secrets: Sequence[SecretBytes],
+    secrets: tuple[SecretBytes, ...],
     *,
     now: datetime,
 ) -> Job:
@@ -342,7 +343,7 @@ def _job(
         url=endpoint.url,
         msg_id=msg_id,
         body=body,
-        headers=headers(secrets, msg_id=msg_id, timestamp=int(now.timestamp()), body=body),
+        secrets=secrets,
         event_at=event.created_at,
         lease_until=now,  # set by claim
     )

@@ -1,7 +1,7 @@
 """API shapes of webhook endpoints and deliveries. The secret appears in `WebhookCreated` only."""
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
@@ -194,6 +194,11 @@ class ReplayRequest(RequestBody):
             raise ValueError("give exactly one of since or after")
         if self.since is not None and self.since.tzinfo is None:
             raise ValueError("since must carry a time zone, e.g. 2026-01-01T00:00:00Z")
+        if self.since is not None:
+            try:
+                self.since.astimezone(UTC)  # compared in UTC: 9999-12-31T23:00-02:00 is not
+            except OverflowError:
+                raise ValueError("since must fall within years 1 to 9999 in UTC") from None
         return self
 
 
