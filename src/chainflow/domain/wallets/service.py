@@ -225,11 +225,11 @@ async def claim_lanes(
     *,
     owner: str,
     ttl_s: float,
-) -> dict[WalletId, int]:
+) -> dict[WalletId, repository.Claimed]:
     """Take or renew the drain lease of these lanes for `owner`; returns the lanes it now
-    holds, with their next nonce (those another live process holds are left to it). Only an
-    optimisation: two drains of one lane would both estimate, then queue on the lane lock,
-    which keeps nonces single-writer."""
+    holds, with their next nonce and whether they show `nonce_gap` (those another live
+    process holds are left to it). Only an optimisation: two drains of one lane would both
+    estimate, then queue on the lane lock, which keeps nonces single-writer."""
     if not wallet_ids:
         return {}
     now = utcnow()
