@@ -144,8 +144,12 @@ async def _replace(
     ports, state = engine.ports, engine.state
     wallet_of = {tx.id: tx.wallet_id for tx in rows}
     stored: list[SentAttempt] = []
-    for wanted in judge.replacements(rows, decisions):
+    wanted_all = judge.replacements(rows, decisions)
+    unchanged = await _unreadable_unchanged(engine, {wallet_of[w.tx_id] for w in wanted_all})
+    for wanted in wanted_all:
         wallet_id = wallet_of[wanted.tx_id]
+        if wallet_id in unchanged:
+            continue  # its key failed to decrypt and its row is as it was: no fee read, no try
         if not state.signers.can_sign(wallet_id):
             continue  # not known to be back: bump it once a probe of the backend passes
         market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
@@ -180,3 +184,18 @@ async def _replace(
             if state.signers.note_signed(wallet_id):
                 await show_paused(engine, chain.chain_id, wallet_id, None)
     return stored
+
+
+async def _unreadable_unchanged(engine: Engine, wallet_ids: set[WalletId]) -> set[WalletId]:
+    """The wallets among `wallet_ids` whose sealed key failed to decrypt here and whose row
+    is unchanged since (read again, one statement, only when there are such wallets): as a
+    drain leaves their lanes out (drain/sign.probe_paused), the tracker tries none of their
+    bumps and cancels (each try was a fee read, a DB transaction and a decrypt, every round);
+    a repaired row is tried at the next pass."""
+    signers = engine.state.signers
+    suspects = sorted(w for w in wallet_ids if signers.suspect(w))
+    if not suspects:
+        return set()
+    async with read_only(engine.ports.sessionmaker) as session:
+        rows = await wallets.get_wallets(session, suspects)
+    return {wallet_id for wallet_id, wallet in rows.items() if signers.unreadable(wallet)}
