@@ -76,7 +76,8 @@ async def list_wallets(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> WalletList:
-    """List wallets in creation order, one page at a time (a restricted key: its own)."""
+    """List wallets in creation order, one page at a time (a restricted key: its own, and
+    only those enabled on one of its chains)."""
     reach = restrictions_of(key)
     async with unit_of_work(sessionmaker) as session:
         rows, next_cursor = await service.list_wallets(
@@ -87,9 +88,12 @@ async def list_wallets(
 
 @router.get("/{wallet_ref}", responses=problem_responses(401, 403, 404))
 async def get_wallet(wallet_ref: str, sessionmaker: SessionmakerDep, key: ReadKey) -> WalletRead:
-    """Get a wallet by id or by address (any case)."""
+    """Get a wallet by id or by address (any case); a key limited to some chains sees only
+    the wallets enabled on one of them (403 `key_restricted` for the others)."""
+    reach = restrictions_of(key)
     async with unit_of_work(sessionmaker) as session:
-        return WalletRead.of(await _reachable(session, wallet_ref, key), restrictions_of(key))
+        wallet = await service.get_visible_wallet(session, wallet_ref, restrictions=reach)
+        return WalletRead.of(wallet, reach)
 
 
 @router.patch("/{wallet_ref}", responses=problem_responses(401, 403, 404, 409, 422))

@@ -146,10 +146,17 @@ async def list_page(
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
     ids: Collection[uuid.UUID] | None = None,
+    chain_ids: Collection[int] | None = None,
 ) -> Sequence[Wallet]:
+    """A page of wallets (among `ids`; enabled on one of `chain_ids`), lanes loaded."""
     query = select(Wallet).options(selectinload(Wallet.chains))
     if ids is not None:
         query = query.where(Wallet.id.in_(ids))
+    if chain_ids is not None:
+        on_them = select(WalletChain.wallet_id).where(
+            WalletChain.chain_id.in_(chain_ids), WalletChain.enabled.is_(True)
+        )
+        query = query.where(Wallet.id.in_(on_them))
     if after is not None:
         created_at, wallet_id = after
         query = query.where(

@@ -150,6 +150,24 @@ async def get_wallet(
     return wallet
 
 
+async def get_visible_wallet(
+    session: AsyncSession, ref: str, *, restrictions: Restrictions = UNRESTRICTED
+) -> Wallet:
+    """get_wallet for reading it: a key limited to some chains sees only the wallets enabled
+    on one of them (as `list_wallets` lists them).
+
+    Raises: KeyRestricted, for such a key, whether the wallet is elsewhere or does not exist
+    (a wallet-limited key's answer for another wallet). WalletNotFound. InvalidAddress.
+    """
+    try:
+        wallet = await get_wallet(session, ref, restrictions=restrictions)
+    except WalletNotFound:
+        restrictions.check_on_its_chains(None)
+        raise
+    restrictions.check_on_its_chains([lane.chain_id for lane in wallet.chains if lane.enabled])
+    return wallet
+
+
 async def _by_ref(session: AsyncSession, ref: str) -> Wallet | None:
     try:
         parsed = parse_wallet_ref(ref)
@@ -168,9 +186,13 @@ async def list_wallets(
     restrictions: Restrictions = UNRESTRICTED,
 ) -> tuple[Sequence[Wallet], str | None]:
     """One page of wallets in creation order, and the cursor of the next page (a restricted
-    key's wallets only)."""
+    key's wallets only: those it lists, enabled on one of its chains)."""
     rows = await repository.list_page(
-        session, limit=limit + 1, after=decode_cursor(cursor), ids=restrictions.wallet_ids
+        session,
+        limit=limit + 1,
+        after=decode_cursor(cursor),
+        ids=restrictions.wallet_ids,
+        chain_ids=restrictions.chain_ids,
     )
     if len(rows) <= limit:
         return rows, None
