@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, WalletsKey, actor
 from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
+from chainflow.domain import master_key
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.apikeys.restrictions import restrictions_of
 from chainflow.domain.apikeys.service import is_admin
@@ -64,6 +65,7 @@ async def create_wallet(
             master=resources.master_key,
             label=body.label,
             chain_ids=body.chain_ids,
+            sealed_rows=master_key.foreign_key_ids,
         )
         audit.record(session, who, action, resource="wallet", resource_id=wallet.id)
         return WalletRead.of(wallet)

@@ -18,7 +18,7 @@ from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
 from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.binding import SignerRequest, check_canary, open_signer
-from chainflow.domain.wallets.custody import check_sealing_key, seal_into
+from chainflow.domain.wallets.custody import ForeignKeyIds, check_sealing_key, seal_into
 from chainflow.domain.wallets.errors import (
     AdminRequired,
     InvalidAddress,
@@ -51,8 +51,11 @@ async def import_wallet(
     master: MasterKey,
     label: str | None = None,
     chain_ids: Sequence[int] = (),
+    sealed_rows: ForeignKeyIds | None = None,
 ) -> Wallet:
-    """Store a wallet for a validated key, sealed under the master key.
+    """Store a wallet for a validated key, sealed under the master key; `sealed_rows` counts
+    the stored rows of every kind under keys `master` does not know (check_sealing_key:
+    domain/master_key.foreign_key_ids, which the API and CLI pass; None, the wallets only).
 
     Raises:
         WalletExists: the address is already stored (no second row).
@@ -64,7 +67,7 @@ async def import_wallet(
         raise InvalidInput("a label must not hold 64 hex digits in a row: it looks like a key")
     address = str(address_of(private_key))
     await _check_new(session, address, chain_ids)
-    await check_sealing_key(session, master=master)
+    await check_sealing_key(session, master=master, sealed_rows=sealed_rows)
     wallet = Wallet(id=uuid.uuid4(), address=address, label=label, status=WalletStatus.ACTIVE)
     wallet.signer_kind = SignerKind.LOCAL
     seal_into(wallet, private_key, master=master)
