@@ -41,6 +41,7 @@ NAMES = (
     "chainflow_lane_queued",
     "chainflow_lane_in_flight",
     "chainflow_lane_oldest_pending_seconds",
+    "chainflow_lanes_paused",
     "chainflow_lane_nonce_lag",
     "chainflow_wallet_balance_wei",
     "chainflow_rpc_requests",

@@ -4,10 +4,12 @@ rate (issue 18)."""
 
 import asyncio
 import time
+from typing import get_args
 
 from chainflow.api.resources import Resources
 from chainflow.core.logging import get_logger
-from chainflow.domain.transactions.lane_stats import lane_stats
+from chainflow.domain.transactions.lane_stats import LaneStats, lane_stats
+from chainflow.domain.wallets.schemas import PausedReason
 from chainflow.domain.webhooks import service as webhooks
 from chainflow.infra import metrics
 from chainflow.infra.db.uow import unit_of_work
@@ -65,8 +67,21 @@ class LaneCollector:
                     ),
                 )
                 for lane in lanes
-            ]
+            ],
+            _paused(lanes),
         )
         queues = [chain_queue(chain_id) for chain_id in sorted({lane.chain_id for lane in lanes})]
         async with asyncio.timeout(2):
             metrics.set_queue_jobs(await resources.doorbells.queue.job_counts(queues))
+
+
+def _paused(lanes: list[LaneStats]) -> dict[tuple[int, str], int]:
+    """How many lanes of each chain show each paused_reason, 0 included (a series that
+    drops to 0 instead of vanishing); a reason stored but unknown is left out, as the
+    lane's API shows it null."""
+    reasons = get_args(PausedReason)
+    counts = {(lane.chain_id, reason): 0 for lane in lanes for reason in reasons}
+    for lane in lanes:
+        if lane.paused_reason in reasons:
+            counts[(lane.chain_id, lane.paused_reason)] += 1
+    return counts

@@ -23,6 +23,7 @@ from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.probe import rpc_chain_id_probe
 from chainflow.domain.chains.schemas import ChainSeed, ChainUpdate
 from chainflow.domain.chains.seed import load_seed
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.errors import WalletExists
 from chainflow.infra.anvil import DEV_PRIVATE_KEY_HEX, run_anvil
@@ -167,6 +168,7 @@ async def _prepare(
                     master=master,
                     label="anvil dev wallet",
                     chain_ids=[ANVIL_CHAIN_ID],
+                    sealed_rows=foreign_key_ids,
                 )
             log.info("wallet.imported", wallet_id=str(wallet.id), address=wallet.address)
         except WalletExists:

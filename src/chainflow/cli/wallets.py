@@ -41,7 +41,7 @@ def _store(
     action: str = "wallet.imported",
 ) -> None:
     from chainflow.domain.audit import service as audit
-    from chainflow.domain.master_key import check_master_key
+    from chainflow.domain.master_key import check_master_key, foreign_key_ids
     from chainflow.domain.wallets import service
     from chainflow.infra.datadir import hold_data_dir
     from chainflow.infra.db.uow import unit_of_work
@@ -53,7 +53,12 @@ def _store(
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
             await check_master_key(session, master=master)
             wallet = await service.import_wallet(
-                session, private_key, master=master, label=label, chain_ids=chain_ids or []
+                session,
+                private_key,
+                master=master,
+                label=label,
+                chain_ids=chain_ids or [],
+                sealed_rows=foreign_key_ids,
             )
             audit.record(session, audit.CLI, action, resource="wallet", resource_id=wallet.id)
             return str(wallet.id), wallet.address

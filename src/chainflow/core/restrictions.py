@@ -7,7 +7,7 @@ checked by the features (which cannot import the API keys feature), built by
 """
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from chainflow.core.errors import Forbidden
@@ -42,6 +42,14 @@ class Restrictions:
         """Refuse a stored resource (a transaction) of a wallet or chain outside the lists."""
         self.check_wallet(wallet_id)
         self.check_chain(chain_id)
+
+    def check_on_its_chains(self, chain_ids: Collection[int] | None) -> None:
+        """Refuse a wallet enabled on none of the key's chains (`chain_ids`: the chains it is
+        enabled on; None: a wallet that does not exist), the same answer either way."""
+        if self.chain_ids is not None and (
+            chain_ids is None or self.chain_ids.isdisjoint(chain_ids)
+        ):
+            raise KeyRestricted("this API key is limited to chains this wallet is not on")
 
     def check_every_chain(self, action: str) -> None:
         """Refuse a change to a whole wallet (its status, label, spending policy) to a key

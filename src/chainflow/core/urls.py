@@ -1,7 +1,7 @@
 """URL checks and redaction: RPC URLs often carry a provider key in the path or query."""
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 # A space, a C0 control character or DEL: never part of a URL as sent (RFC 3986 §2).
 _BLANK_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
@@ -18,10 +18,20 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}" + ("/***" if hidden else "")
 
 
+MASKED_USERINFO = "***"  # what `shown_url` shows in place of a URL's credentials
+
+
 def shown_url(url: str) -> str:
-    """A URL kept in full (a webhook's) as answers and logs show it: one with credentials
-    (`user:pass@`) redacted as an RPC URL is (`redact_url`), any other unchanged."""
-    return redact_url(url) if "@" in urlsplit(url).netloc else url
+    """A URL kept in full (a webhook's) as answers show it: its credentials (`user:pass@`)
+    masked, `scheme://***@host:port/path?query`; any other unchanged. Its path and query
+    are shown as those of a URL without credentials are (the endpoint is told apart by
+    them), its credentials never."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    masked = f"{MASKED_USERINFO}@{host}"
+    return urlunsplit((parts.scheme, masked, parts.path, parts.query, parts.fragment))
 
 
 def check_http_url(url: str) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chainflow.domain.wallets import custody
 from chainflow.domain.wallets import repository as wallets
 from chainflow.domain.wallets.errors import MasterKeyMismatch
 from chainflow.domain.webhooks import repository as webhooks
@@ -49,3 +50,13 @@ async def check_master_key(session: AsyncSession, *, master: MasterKey) -> None:
             f"CHAINFLOW_MASTER_KEY (id {master.key_id}) did not wrap the stored {summary}; "
             "configure the right key, or finish a rotation with `chainflow keys rotate-master`"
         )
+
+
+async def check_sealing_key(session: AsyncSession, *, master: MasterKey) -> None:
+    """Before a row is sealed (a webhook secret; wallets pass `foreign_key_ids` to
+    import_wallet): refuse if a rotation ran since this process read its key, counting every
+    kind of sealed row, and keep a rotation from starting until the transaction ends.
+
+    Raises: MasterKeyRotated, RotationRunning.
+    """
+    await custody.check_sealing_key(session, master=master, sealed_rows=foreign_key_ids)

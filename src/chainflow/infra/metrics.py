@@ -316,6 +316,7 @@ class _Snapshots(Collector):
 
     def __init__(self) -> None:
         self.lanes: list[LaneRow] = []
+        self.paused: dict[tuple[int, str], int] = {}  # (chain id, reason) -> lanes
         self.heads: dict[int, tuple[int, float]] = {}  # chain id -> (block, block unix time)
         self.readings: dict[int, list[LaneReading]] = {}
         self.queue_jobs: dict[str, int] = {}
@@ -347,7 +348,14 @@ class _Snapshots(Collector):
             flying.add_metric(key, row.in_flight)
             age = 0.0 if row.oldest_pending_at is None else max(0.0, now - row.oldest_pending_at)
             oldest.add_metric(key, age)
-        return iter((queued, flying, oldest))
+        paused = GaugeMetricFamily(
+            "chainflow_lanes_paused",
+            "Enabled lanes the engine cannot sign for, by paused_reason.",
+            labels=["chain_id", "reason"],
+        )
+        for (chain_id, reason), count in sorted(self.paused.items()):
+            paused.add_metric([str(chain_id), reason], count)
+        return iter((queued, flying, oldest, paused))
 
     def _chains(self, now: float) -> Iterator[GaugeMetricFamily]:
         head = GaugeMetricFamily(
@@ -442,8 +450,10 @@ def watch_endpoints(source: HealthSource) -> None:
     SNAPSHOTS.endpoints.add(source)
 
 
-def set_lanes(rows: Sequence[LaneRow]) -> None:
+def set_lanes(rows: Sequence[LaneRow], paused: Mapping[tuple[int, str], int]) -> None:
+    """The lanes' pending work, and how many lanes of each chain show each paused_reason."""
     SNAPSHOTS.lanes = list(rows)
+    SNAPSHOTS.paused = dict(paused)
 
 
 def set_chain_reading(

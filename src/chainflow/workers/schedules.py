@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from chainflow.core.clock import utcnow
 from chainflow.core.crashpoints import CrashPoint
-from chainflow.domain.schedules import runner
+from chainflow.domain.schedules import outcomes, runner
 from chainflow.domain.schedules.dca import DcaBuilder
 from chainflow.infra.db.uow import read_only, unit_of_work
 from chainflow.workers.engine import Engine
@@ -39,7 +39,7 @@ async def schedule_pass(engine: Engine, chain_id: int, *, now: datetime | None =
         work = await runner.work_of(session, chain_id, now=now or utcnow())
     if work.finish:
         async with unit_of_work(ports.sessionmaker) as session:
-            await runner.finish_runs(session, chain_id, now=now or utcnow())
+            await outcomes.finish_runs(session, chain_id, now=now or utcnow())
     if not work.start:
         return 0
     async with unit_of_work(ports.sessionmaker) as session:

@@ -9,9 +9,11 @@ docs/engine.md draws it with the module of each step.
 import dataclasses
 from collections.abc import Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
-from chainflow.core.types import TxId
+from chainflow.core.types import TxId, WalletId
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.decisions import Decision
@@ -35,13 +37,15 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     rpc = engine.rpc(chain.chain_id)
     memory = state.tracking.setdefault(chain.chain_id, judge.TrackerMemory())
     limit = ports.config.track_limit
-    # One statement (two at a memory's first pass, then every GAP_HOLD_S): no DB transaction
+    # One statement (two at a memory's first pass, then every GAP_HOLD_S; one more on a page
+    # cut by the limit while a lane off it shows `nonce_gap`): no DB transaction
     # of its own (no BEGIN and COMMIT round trips on PostgreSQL); what it read is checked
     # again under lock before anything is recorded.
     async with read_only(ports.sessionmaker) as session:
         rows = await repository.tracked(session, chain.chain_id, limit=limit)
         if memory.gaps.load_due():  # the lanes shown as `nonce_gap` (track/gaps.py)
             memory.gaps.loaded(await wallets.lanes_with_nonce_gap(session, chain.chain_id))
+        idle = await _idle_off_page(session, chain.chain_id, rows, memory.gaps.shown, limit)
     if not rows:
         if memory.gaps.shown:  # nothing in flight: no lane is below a gap
             noted = gaps.note_gaps(
@@ -64,6 +68,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
         chain_id=chain.chain_id,
         head=seen.head,
         complete=len(rows) < limit,
+        idle=idle,
     )
     seen = dataclasses.replace(seen, gapped=noted.held)
     decisions = judge.judge(
@@ -84,6 +89,24 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     if resend:
         await send_and_record(engine, chain, sorted(resend, key=lambda s: s.nonce))
     return len(rows)
+
+
+async def _idle_off_page(
+    session: AsyncSession,
+    chain_id: int,
+    rows: Sequence[InFlight],
+    shown: set[WalletId],
+    limit: int,
+) -> set[WalletId]:
+    """The lanes shown `nonce_gap` that a page cut by `limit` left out and that have nothing
+    in flight: no pass would read them, so their reason stayed for ever (one more read, only
+    on a cut page with such lanes off it)."""
+    if len(rows) < limit:
+        return set()
+    off = shown - {tx.wallet_id for tx in rows}
+    if not off:
+        return set()
+    return off - await repository.lanes_in_flight(session, chain_id, sorted(off))
 
 
 async def _show_gaps(engine: Engine, chain: ChainConfig, changes: gaps.GapChanges) -> None:
@@ -121,8 +144,12 @@ async def _replace(
     ports, state = engine.ports, engine.state
     wallet_of = {tx.id: tx.wallet_id for tx in rows}
     stored: list[SentAttempt] = []
-    for wanted in judge.replacements(rows, decisions):
+    wanted_all = judge.replacements(rows, decisions)
+    unchanged = await _unreadable_unchanged(engine, {wallet_of[w.tx_id] for w in wanted_all})
+    for wanted in wanted_all:
         wallet_id = wallet_of[wanted.tx_id]
+        if wallet_id in unchanged:
+            continue  # its key failed to decrypt and its row is as it was: no fee read, no try
         if not state.signers.can_sign(wallet_id):
             continue  # not known to be back: bump it once a probe of the backend passes
         market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
@@ -157,3 +184,18 @@ async def _replace(
             if state.signers.note_signed(wallet_id):
                 await show_paused(engine, chain.chain_id, wallet_id, None)
     return stored
+
+
+async def _unreadable_unchanged(engine: Engine, wallet_ids: set[WalletId]) -> set[WalletId]:
+    """The wallets among `wallet_ids` whose sealed key failed to decrypt here and whose row
+    is unchanged since (read again, one statement, only when there are such wallets): as a
+    drain leaves their lanes out (drain/sign.probe_paused), the tracker tries none of their
+    bumps and cancels (each try was a fee read, a DB transaction and a decrypt, every round);
+    a repaired row is tried at the next pass."""
+    signers = engine.state.signers
+    suspects = sorted(w for w in wallet_ids if signers.suspect(w))
+    if not suspects:
+        return set()
+    async with read_only(engine.ports.sessionmaker) as session:
+        rows = await wallets.get_wallets(session, suspects)
+    return {wallet_id for wallet_id, wallet in rows.items() if signers.unreadable(wallet)}

@@ -120,6 +120,33 @@ class TestChainRestriction:
         assert (await api.client.get("/v1/chains", headers=key)).json()["items"] == []
         assert (await api.client.get("/v1/transactions", headers=key)).json()["items"] == []
 
+    async def test_it_sees_only_the_wallets_on_its_chains(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """A wallet enabled on none of the key's chains is not listed, and reading it is
+        refused as a wallet-limited key is refused another wallet: 403 whether it exists or
+        not (the old code listed it with `chain_ids: []` and showed it)."""
+        key, _ = await restricted_key(api, ["read"], KeyLimits(chain_ids=[ANVIL_CHAIN_ID]))
+        elsewhere = await api.client.post(
+            "/v1/wallets", headers=setup["wallets"], json={"generate": True}
+        )
+        hidden = elsewhere.json()
+        listed = (await api.client.get("/v1/wallets", headers=key)).json()["items"]
+        seen = {wallet["id"] for wallet in listed}
+        assert seen == {setup["wallet"]["id"], setup["other"]["id"]}
+        for ref in (hidden["id"], hidden["address"], str(uuid.uuid4()), STRANGER):
+            assert refused(await api.client.get(f"/v1/wallets/{ref}", headers=key)), ref
+        own = await api.client.get(f"/v1/wallets/{setup['wallet']['id']}", headers=key)
+        assert own.json()["chain_ids"] == [ANVIL_CHAIN_ID]
+        # Disabled on the key's chain: off its sight too.
+        lane = f"/v1/wallets/{setup['other']['id']}/chains/{ANVIL_CHAIN_ID}"
+        assert (await api.client.delete(lane, headers=setup["wallets"])).status_code == 200
+        assert refused(await api.client.get(f"/v1/wallets/{setup['other']['id']}", headers=key))
+        listed = (await api.client.get("/v1/wallets", headers=key)).json()["items"]
+        assert [wallet["id"] for wallet in listed] == [setup["wallet"]["id"]]
+        unrestricted = await api.client.get(f"/v1/wallets/{hidden['id']}", headers=setup["wallets"])
+        assert unrestricted.status_code == 200
+
     @pytest.mark.usefixtures("setup")  # anvil's chain in the registry
     async def test_chain_status_shows_only_its_chains(
         self, api: ApiHarness, anvil_url: str

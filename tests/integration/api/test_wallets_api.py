@@ -212,7 +212,9 @@ class TestLanes:
         lane = (await api.client.get(path, headers=headers)).json()
         assert lane["in_flight"] == 2
 
-    @pytest.mark.parametrize("reason", ["signer_unavailable", "bad_signature", "nonce_gap"])
+    @pytest.mark.parametrize(
+        "reason", ["signer_unavailable", "bad_signature", "nonce_gap", "key_unreadable"]
+    )
     async def test_a_lane_waiting_for_its_signer_says_so(
         self, api: ApiHarness, anvil_url: str, reason: str
     ) -> None:
@@ -233,6 +235,10 @@ class TestLanes:
             )
         lane = (await api.client.get(path, headers=headers)).json()
         assert lane["paused_reason"] == reason
+        # A local key's backend is always there; a key the engine cannot decrypt is not
+        # healthy (the old code showed true beside key_unreadable).
+        assert lane["signer_healthy"] is (reason != "key_unreadable")
+        assert (lane["signer_error"] is None) is (reason != "key_unreadable")
 
     async def test_lane_on_unknown_chain_is_404(self, api: ApiHarness) -> None:
         headers = await api.key("wallets")

@@ -19,7 +19,7 @@ from chainflow.domain.audit.models import AuditEntry
 from chainflow.domain.events import EventRow
 from chainflow.domain.policies import service as policies
 from chainflow.domain.policies.schemas import PolicyRules
-from chainflow.domain.schedules import planner, repository, runner, service
+from chainflow.domain.schedules import outcomes, planner, repository, runner, service
 from chainflow.domain.schedules.errors import ScheduleOwnerKeyInactive
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
@@ -567,7 +567,7 @@ class TestBudgetRace:
                         session, ANVIL_CHAIN_ID, now=due, grace=timedelta(seconds=60)
                     )
                 assert ([r.scheduled_for for r in result.started], result.recorded) == ([due], [])
-                await runner.finish_runs(finishing, ANVIL_CHAIN_ID, now=due)
+                await outcomes.finish_runs(finishing, ANVIL_CHAIN_ID, now=due)
         finally:
             await db.dispose()
         first, second = await _runs(harness, schedule_id)
@@ -597,7 +597,7 @@ class TestBudgetRace:
                     )
                 assert result.started == []
                 assert [r.reason for r in result.recorded] == ["budget reached: 7 of 7 spent"]
-                await runner.finish_runs(finishing, ANVIL_CHAIN_ID, now=due)
+                await outcomes.finish_runs(finishing, ANVIL_CHAIN_ID, now=due)
         finally:
             await db.dispose()
         assert await _tx_count(harness) == 1

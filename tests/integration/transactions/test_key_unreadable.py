@@ -22,19 +22,25 @@ from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
+from chainflow.workers.track import track_chain
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import (
     assert_lane_settled,
     bumped_while_paused,
+    chain_config,
     check_only_its_lane_waits,
     lane_transactions,
     mining_stopped,
     paused_reason,
 )
-from tests.support.engine import EngineHarness, has_status
+from tests.support.engine import TEST_CONFIG, EngineHarness, harness_fixture, has_status
 from tests.support.polling import eventually
 
 _Sealed = tuple[bytes, bytes]
+# Every tracking pass finds a sent request stuck (0.05 s after its send): a bump each pass.
+eager_harness = harness_fixture(
+    config=dataclasses.replace(TEST_CONFIG, stuck_after_s=0.05, stuck_after_blocks=1)
+)
 
 
 async def _sealed_columns(harness: EngineHarness, wallet: Wallet) -> _Sealed:
@@ -200,3 +206,46 @@ async def test_a_cancel_of_another_wallet_goes_on_while_a_key_is_unreadable(
     assert [tx.status for tx in rows] == [TxStatus.CANCELLED] * 2
     for wallet in (good, broken):
         await assert_lane_settled(harness, wallet)
+
+
+async def test_the_tracker_leaves_an_unchanged_unreadable_key_alone(
+    eager_harness: EngineHarness,
+) -> None:
+    """A stuck request of a wallet whose key cannot be decrypted: each tracking pass wants its
+    bump. Once it failed, the tracker tries it again only when the wallet's row changes, as
+    drains do (the old code tried it every pass: a fee read, a DB transaction and a decrypt,
+    its 10th failure logged again); repaired, it is bumped at the next pass."""
+    broken, other = await eager_harness.wallet(), await eager_harness.wallet()
+    async with mining_stopped(eager_harness.rpc):
+        tx_id = await eager_harness.submit(broken, value="1")
+        await eager_harness.run_until([tx_id], has_status(TxStatus.SUBMITTED))
+        restarted = Engine.start(eager_harness.engine.ports)  # has never read the key
+        harness = dataclasses.replace(eager_harness, engine=restarted)
+        chain = await chain_config(harness)
+        (tx,) = await lane_transactions(harness, broken)
+        signed = len(tx.attempts)  # its first pass may have been bumped already
+        try:
+            async with unreadable(harness, broken, other, "corrupt"):
+                with structlog.testing.capture_logs() as logs:
+
+                    async def shown() -> bool:
+                        await track_chain(restarted, chain)
+                        return await paused_reason(harness, broken) == "key_unreadable"
+
+                    await eventually(shown, timeout_s=10, interval_s=0.05)
+                    for _ in range(12):
+                        await track_chain(restarted, chain)
+                said = [entry for entry in logs if entry["event"] == "tracker.key_unreadable"]
+                assert len(said) == 1, said  # tried once: the 10th try would log again
+                (tx,) = await lane_transactions(harness, broken)
+                assert len(tx.attempts) == signed
+
+            async def bumped() -> bool:
+                await track_chain(restarted, chain)
+                (tx,) = await lane_transactions(harness, broken)
+                return len(tx.attempts) > signed
+
+            await eventually(bumped, timeout_s=10, interval_s=0.05, what="the repaired bump")
+            assert await paused_reason(harness, broken) is None
+        finally:
+            await restarted.stop()

@@ -13,10 +13,12 @@ before it is shown) instead of waiting for it.
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from chainflow.core.types import TxId
+from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.transactions.track.gaps import GAP_HOLD_S, GapMemory
@@ -24,6 +26,7 @@ from chainflow.domain.transactions.track.judge import TrackerMemory
 from chainflow.domain.wallets import service as wallets
 from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
+from chainflow.workers.main import run_round
 from chainflow.workers.track import track_chain
 from tests.support.chains import ANVIL_CHAIN_ID
 from tests.support.chaos import chain_config, mining_stopped, paused_reason
@@ -37,6 +40,10 @@ LOWEST = 3  # the lane's first nonce in flight
 BEHIND = 1  # the chain's nonce after it was moved back
 
 eager_harness = harness_fixture(own_anvil=True, config=EAGER)
+# A tracker page of 2 requests: another lane's 2 in flight fill it.
+short_page_harness = harness_fixture(
+    own_anvil=True, config=dataclasses.replace(TEST_CONFIG, track_limit=2)
+)
 patient_harness = harness_fixture(own_anvil=True, config=TEST_CONFIG)  # bumps not soon due
 
 
@@ -173,18 +180,50 @@ class TestNonceGap:
         assert await paused_reason(harness, wallet) == "bad_signature"
 
     async def test_signing_paths_leave_the_gap_shown(self, gapped: Gapped) -> None:
-        """A drain's signature for the lane (show_signer_reason) and the reason written by
-        bumps, cancels and fillers (set_paused_reason) never replace `nonce_gap`: the
-        tracker alone clears it."""
+        """The reason written by bumps, cancels and fillers (set_paused_reason) never
+        replaces `nonce_gap`: the tracker alone clears it."""
         harness, wallet = gapped.harness, gapped.wallet
-        above = await harness.submit(wallet, value="9")
-        await harness.run_until([above], has_status(TxStatus.SUBMITTED))  # signed: nonce 6
-        assert (await harness.get(above)).nonce == LOWEST + 3
-        assert await paused_reason(harness, wallet) == NONCE_GAP
         for reason in ("signer_unavailable", None):
             async with unit_of_work(harness.sessionmaker) as session:
                 await wallets.set_paused_reason(session, wallet.id, ANVIL_CHAIN_ID, reason)
             assert await paused_reason(harness, wallet) == NONCE_GAP
+
+
+class TestQueuedBelowAGap:
+    """Requests queued on a lane shown `nonce_gap`: signed, they could not be mined until the
+    gap is mended, and could no longer be cancelled before signing (the old code signed them
+    up to the in-flight limit)."""
+
+    async def test_they_stay_queued_and_cancellable(self, gapped: Gapped) -> None:
+        harness, wallet = gapped.harness, gapped.wallet
+        kept = await harness.submit(wallet, value="8")
+        dropped = await harness.submit(wallet, value="9")
+        for _ in range(5):
+            await run_round(harness.engine, ANVIL_CHAIN_ID)
+        assert [(await harness.get(i)).status for i in (kept, dropped)] == [TxStatus.QUEUED] * 2
+        assert (await harness.get(kept)).nonce is None
+        async with unit_of_work(harness.sessionmaker) as session:
+            await txs.cancel(session, dropped, api_key_id=None, is_admin=True)
+        assert (await harness.get(dropped)).status is TxStatus.CANCELLED
+        assert await paused_reason(harness, wallet) == NONCE_GAP
+
+    async def test_they_expire_when_their_valid_until_passes(self, gapped: Gapped) -> None:
+        harness, wallet = gapped.harness, gapped.wallet
+        past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+        late = await harness.submit(wallet, value="7", valid_until=past)
+        (row,) = await harness.run_until([late], has_status(TxStatus.EXPIRED))
+        assert row.nonce is None
+
+    async def test_they_are_signed_once_the_gap_is_mended(self, gapped: Gapped) -> None:
+        harness, wallet, ids = gapped.harness, gapped.wallet, gapped.ids
+        above = await harness.submit(wallet, value="9")
+        await run_round(harness.engine, ANVIL_CHAIN_ID)
+        assert (await harness.get(above)).status is TxStatus.QUEUED
+        await harness.rpc.call("anvil_setNonce", [wallet.address, hex(LOWEST)])
+        await track_until_shown(harness, wallet, None, gapped.clock)
+        rows = await harness.run_until_final([*ids, above])
+        assert [tx.status for tx in rows] == [TxStatus.CONFIRMED] * 4
+        assert [tx.nonce for tx in rows] == [LOWEST, LOWEST + 1, LOWEST + 2, LOWEST + 3]
 
 
 async def show(harness: EngineHarness, wallet: Wallet, reason: str | None) -> None:
@@ -224,3 +263,20 @@ class TestAnotherHoldersFlag:
         clock.t += GAP_HOLD_S
         await track_chain(harness.engine, chain)
         assert await paused_reason(harness, wallet) is None
+
+    async def test_a_flag_on_a_lane_off_a_cut_page_with_nothing_in_flight_is_cleared(
+        self, short_page_harness: EngineHarness
+    ) -> None:
+        """The tracker's page (`track_limit`, 5,000 by default) is full of another lane's
+        requests: the flagged lane, with nothing in flight, is on no page, and the old code
+        never cleared it (its queued requests then waited for ever)."""
+        harness = short_page_harness
+        flagged, busy = await harness.wallet(), await harness.wallet()
+        chain = await chain_config(harness)
+        async with mining_stopped(harness.rpc):
+            ids = [await harness.submit(busy, value=str(i + 1)) for i in range(2)]
+            await harness.run_until(ids, has_status(TxStatus.SUBMITTED))
+            await show(harness, flagged, NONCE_GAP)
+            clocked(harness)  # a new memory: it reads the flag at its first pass
+            await track_chain(harness.engine, chain)
+            assert await paused_reason(harness, flagged) is None

@@ -13,6 +13,7 @@ from chainflow.domain.wallets import service
 from chainflow.domain.wallets.custody import rewrap_batch, seal_into, signer_for
 from chainflow.domain.wallets.errors import MasterKeyMismatch, MasterKeyRotated
 from chainflow.domain.wallets.models import Wallet
+from chainflow.domain.wallets.repository import master_key_ids
 from chainflow.domain.webhooks import secrets as webhook_secrets
 from chainflow.domain.webhooks import service as webhooks
 from chainflow.domain.webhooks.models import WebhookEndpoint
@@ -21,6 +22,7 @@ from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import DecryptionFailed, MasterKey
 from chainflow.infra.signing.local import generate_private_key
 from chainflow.infra.signing.signer import KeyUnreadable
+from tests.support.fixtures import ApiHarness
 from tests.support.rotation import TX
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -185,6 +187,36 @@ class TestSealingAfterRotation:
         await rotate(sessionmaker, master_key, MasterKey.generate(), limit=10)
         with pytest.raises(MasterKeyRotated, match="restart it with the current"):
             await make_wallets(sessionmaker, master_key, 1)
+
+    async def test_the_old_key_seals_nothing_where_only_webhook_secrets_were_rotated(
+        self, api: ApiHarness, master_key: MasterKey
+    ) -> None:
+        """No local wallet is stored, only a webhook secret; a rotation re-wraps it. An API
+        process still on the old key sealed a new wallet (and a new webhook secret) under the
+        retired key: its check counted wallet rows alone. It is refused now, as with wallets."""
+        headers = await api.key("admin")
+        hook = {"url": "http://127.0.0.1:9/hook"}
+        created = await api.client.post("/v1/webhooks", headers=headers, json=hook)
+        assert created.status_code == 201, created.text
+        # Re-wrapped as `keys rotate-master` does (on PostgreSQL the custody lock keeps a
+        # running process out of a rotation; on SQLite nothing does, and this check is all).
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            moved = await webhook_secrets.rewrap_batch(
+                session, keys=master_key, new=MasterKey.generate(), limit=10
+            )
+        assert moved == 1
+        rotate_secret = f"/v1/webhooks/{created.json()['id']}/rotate-secret"
+        for path, body in (
+            ("/v1/wallets", {"generate": True}),
+            ("/v1/wallets", {"private_key": "0x" + generate_private_key().reveal().hex()}),
+            ("/v1/webhooks", hook),
+            (rotate_secret, None),
+        ):
+            response = await api.client.post(path, headers=headers, json=body)
+            answer = (response.status_code, response.json().get("code"))
+            assert answer == (503, "master_key_rotated"), (path, response.text)
+        async with unit_of_work(api.resources.sessionmaker) as session:
+            assert await master_key_ids(session) == {}
 
     async def test_a_process_with_the_new_and_previous_key_seals_under_the_new(
         self, sessionmaker: Sessionmaker, master_key: MasterKey

@@ -50,6 +50,7 @@ class TestPrometheusFiles:
             "chainflow_lane_queued",
             "chainflow_lane_oldest_pending_seconds",
             "chainflow_lane_nonce_lag",
+            "chainflow_lanes_paused",
             "chainflow_wallet_balance_wei",
             "chainflow_rpc_endpoint_healthy",
             "chainflow_chain_head_age_seconds",

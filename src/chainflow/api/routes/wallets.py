@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.api.deps import ReadKey, ResourcesDep, SessionmakerDep, WalletsKey, actor
 from chainflow.api.responses import problem_responses
 from chainflow.core.fields import ChainId
+from chainflow.domain import master_key
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.apikeys.restrictions import restrictions_of
 from chainflow.domain.apikeys.service import is_admin
@@ -64,6 +65,7 @@ async def create_wallet(
             master=resources.master_key,
             label=body.label,
             chain_ids=body.chain_ids,
+            sealed_rows=master_key.foreign_key_ids,
         )
         audit.record(session, who, action, resource="wallet", resource_id=wallet.id)
         return WalletRead.of(wallet)
@@ -76,7 +78,8 @@ async def list_wallets(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> WalletList:
-    """List wallets in creation order, one page at a time (a restricted key: its own)."""
+    """List wallets in creation order, one page at a time (a restricted key: its own, and
+    only those enabled on one of its chains)."""
     reach = restrictions_of(key)
     async with unit_of_work(sessionmaker) as session:
         rows, next_cursor = await service.list_wallets(
@@ -87,9 +90,12 @@ async def list_wallets(
 
 @router.get("/{wallet_ref}", responses=problem_responses(401, 403, 404))
 async def get_wallet(wallet_ref: str, sessionmaker: SessionmakerDep, key: ReadKey) -> WalletRead:
-    """Get a wallet by id or by address (any case)."""
+    """Get a wallet by id or by address (any case); a key limited to some chains sees only
+    the wallets enabled on one of them (403 `key_restricted` for the others)."""
+    reach = restrictions_of(key)
     async with unit_of_work(sessionmaker) as session:
-        return WalletRead.of(await _reachable(session, wallet_ref, key), restrictions_of(key))
+        wallet = await service.get_visible_wallet(session, wallet_ref, restrictions=reach)
+        return WalletRead.of(wallet, reach)
 
 
 @router.patch("/{wallet_ref}", responses=problem_responses(401, 403, 404, 409, 422))

@@ -15,6 +15,7 @@ from chainflow.api.deps import (
 )
 from chainflow.api.resources import Resources
 from chainflow.api.responses import problem_responses
+from chainflow.domain import master_key
 from chainflow.domain.apikeys.models import ApiKey
 from chainflow.domain.audit import service as audit
 from chainflow.domain.webhooks import service
@@ -54,6 +55,7 @@ async def create_webhook(
     Events sequenced from now on are delivered (earlier ones: replay)."""
     await service.check_url(_guard(resources), body.url)
     async with unit_of_work(resources.sessionmaker) as session:
+        await master_key.check_sealing_key(session, master=resources.master_key)
         endpoint, secret = await service.create_endpoint(session, body, master=resources.master_key)
         _audit(session, request, key, "webhook.created", endpoint.id)
         read = WebhookRead.of(endpoint)
@@ -127,6 +129,7 @@ async def rotate_secret(
     )
     async with unit_of_work(resources.sessionmaker) as session:
         endpoint = await service.get_endpoint(session, webhook_id, for_update=True)
+        await master_key.check_sealing_key(session, master=resources.master_key)
         secret = await service.rotate_secret(session, endpoint, policy=policy)
         _audit(session, request, key, "webhook.secret_rotated", endpoint.id)
         read = WebhookRead.of(endpoint)

@@ -153,7 +153,7 @@ async def lock_unsettled(
 
 async def unsettled_refund(session: AsyncSession, schedule_id: uuid.UUID) -> int:
     """What those runs, once recorded, give back to the budget: the amount of each one whose
-    transaction did not execute (as `runner.finish_runs` does)."""
+    transaction did not execute (as `outcomes.finish_runs` does)."""
     rows = await session.execute(_unsettled(schedule_id))
     return sum(run.amount_in or 0 for run, tx in rows.all() if tx.status is not TxStatus.CONFIRMED)
 

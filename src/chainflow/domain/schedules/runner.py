@@ -1,4 +1,4 @@
-"""Run due occurrences exactly once, and record how each run ended.
+"""Run due occurrences exactly once (outcomes.py records how each run ended).
 
 Each pass locks the due schedules of a chain (`FOR UPDATE SKIP LOCKED`: another worker skips
 them), and for each one, in the caller's single database transaction, inserts the run row
@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.errors import ChainflowError
 from chainflow.core.logging import get_logger
-from chainflow.core.types import ChainId, WalletId
-from chainflow.domain import events
+from chainflow.core.types import WalletId
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.audit import service as audit
 from chainflow.domain.schedules import repository
@@ -29,18 +28,16 @@ from chainflow.domain.schedules.models import (
     ScheduleRun,
     ScheduleStatus,
 )
+from chainflow.domain.schedules.outcomes import complete, finish, record_run
 from chainflow.domain.schedules.planner import MAX_MISSED_COUNTED, Trigger
 from chainflow.domain.schedules.plans import Builder, Planned
 from chainflow.domain.schedules.schemas import template_body
 from chainflow.domain.schedules.service import trigger_of
 from chainflow.domain.transactions import service as txs
-from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.spending import Ledger
-from chainflow.domain.transactions.state import TxStatus
 
 log = get_logger(__name__)
 
-REASON_MAX = 500
 WORKER = audit.Actor(key_id=None, via="worker")  # who pauses a schedule whose key is gone
 
 
@@ -67,44 +64,6 @@ def idempotency_key(schedule_id: uuid.UUID, occurrence: datetime) -> str:
     """The key a run's transaction is stored under: one per occurrence, under the schedule's
     API key, so a second submission of the same occurrence could only replay the first."""
     return f"schedule-{schedule_id}-{int(occurrence.timestamp() * 1000)}"
-
-
-async def finish_runs(
-    session: AsyncSession, chain_id: int, *, now: datetime, limit: int = 500
-) -> list[ScheduleRun]:
-    """Pending runs whose transaction reached a terminal status get their outcome. A run whose
-    transaction did not execute (reverted, failed, cancelled, expired) moved no `value` or
-    `amount_in`: it is given back to the schedule's budget."""
-    finished = []
-    for run, tx in await repository.lock_finished(session, chain_id, limit=limit):
-        await _finish(session, run, tx, now=now)
-        finished.append(run)
-    await session.flush()
-    return finished
-
-
-async def _finish(
-    session: AsyncSession, run: ScheduleRun, tx: Transaction, *, now: datetime
-) -> None:
-    """Record the outcome of a locked pending run whose transaction is terminal."""
-    if tx.status is TxStatus.CONFIRMED:
-        run.status = RunStatus.SUCCEEDED
-    else:
-        run.status = RunStatus.FAILED
-        run.reason = _failure(tx)
-        if run.amount_in:
-            schedule = await repository.get(session, run.schedule_id, for_update=True)
-            if schedule is not None:
-                schedule.spent = max(0, schedule.spent - run.amount_in)
-    run.finished_at = now
-    _announce(session, run, chain_id=tx.chain_id, wallet_id=tx.wallet_id)
-
-
-def _failure(tx: Transaction) -> str:
-    detail = f": {tx.error_code}" if tx.error_code else ""
-    if tx.error_message:
-        detail += f" ({tx.error_message})"
-    return f"transaction {tx.status.value}{detail}"[:REASON_MAX]
 
 
 async def start_due(
@@ -142,7 +101,7 @@ async def _advance(
     end = now if schedule.end_at is None else min(now, schedule.end_at)
     listed, unlisted = trigger.due(schedule.next_run_at, end, anchor=schedule.start_at)
     if not listed:  # the next occurrence is past end_at
-        _complete(schedule, now)
+        complete(schedule, now)
         return
     *missed, latest = listed
     runs_latest = schedule.misfire is Misfire.RUN_ONCE or now - latest <= grace
@@ -153,7 +112,9 @@ async def _advance(
         why = f"missed while no worker ran (misfire: run_once ran {latest.isoformat()})"
     for index, occurrence in enumerate(missed):
         more = _unlisted(unlisted) if index == len(missed) - 1 else ""
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, why + more))
+        out.recorded.append(
+            record_run(session, schedule, occurrence, RunStatus.SKIPPED, why + more)
+        )
     if runs_latest:
         await _run(session, schedule, latest, now=now, builders=builders, out=out)
     if schedule.status is ScheduleStatus.ACTIVE:
@@ -184,15 +145,15 @@ async def _run(
         planned = await _plan(session, schedule, now, builders)
     except ChainflowError as exc:
         reason = f"{exc.code}: {exc.detail}"
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
+        out.recorded.append(record_run(session, schedule, occurrence, RunStatus.FAILED, reason))
         return
     except ValueError as exc:  # a stored action the request schema no longer takes
         reason = f"invalid_action: {exc}"
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
+        out.recorded.append(record_run(session, schedule, occurrence, RunStatus.FAILED, reason))
         return
     if planned.skip_reason is not None or planned.body is None:
         reason = planned.skip_reason or "nothing to run"
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+        out.recorded.append(record_run(session, schedule, occurrence, RunStatus.SKIPPED, reason))
         return
     if await _over_budget(session, schedule, occurrence, amount=planned.amount, now=now, out=out):
         return
@@ -205,7 +166,7 @@ async def _run(
         )
     except ChainflowError as exc:  # refused at admission (a paused wallet, a policy, ...)
         reason = f"{exc.code}: {exc.detail}"
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
+        out.recorded.append(record_run(session, schedule, occurrence, RunStatus.FAILED, reason))
         return
     run = ScheduleRun(
         id=uuid.uuid4(),
@@ -222,7 +183,7 @@ async def _run(
     schedule.spent += planned.amount
     out.started.append(run)
     if _exhausted(schedule):
-        _complete(schedule, now)
+        complete(schedule, now)
 
 
 async def _held_back(
@@ -241,7 +202,7 @@ async def _held_back(
         return True
     if await repository.pending_run(session, schedule.id) is not None:
         reason = "the previous run is still pending (overlap: skip)"
-        out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+        out.recorded.append(record_run(session, schedule, occurrence, RunStatus.SKIPPED, reason))
         return True
     return await _over_budget(
         session, schedule, occurrence, amount=_stated_amount(schedule), now=now, out=out
@@ -278,13 +239,13 @@ async def _over_budget(
     if schedule.budget is None or schedule.spent + amount <= schedule.budget:
         return False
     for run, tx in await repository.lock_unsettled(session, schedule.id):
-        await _finish(session, run, tx, now=now)
+        await finish(session, run, tx, now=now)
     spent = schedule.spent - await repository.unsettled_refund(session, schedule.id)
     if spent + amount <= schedule.budget:
         return False
     reason = f"budget reached: {spent} of {schedule.budget} spent"
-    out.recorded.append(_record(session, schedule, occurrence, RunStatus.SKIPPED, reason))
-    _complete(schedule, now)
+    out.recorded.append(record_run(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+    complete(schedule, now)
     return True
 
 
@@ -310,7 +271,7 @@ async def _owner_gone(
     if gone is None:
         return False
     reason = f"{gone.code}: owner API key {gone.state}; the schedule is paused"
-    out.recorded.append(_record(session, schedule, occurrence, RunStatus.FAILED, reason))
+    out.recorded.append(record_run(session, schedule, occurrence, RunStatus.FAILED, reason))
     schedule.status = ScheduleStatus.PAUSED
     audit.record(session, WORKER, "schedule.paused", resource="schedule", resource_id=schedule.id)
     log.warning(
@@ -344,76 +305,12 @@ async def _plan(
     return await builder(session, schedule, now)
 
 
-def _record(
-    session: AsyncSession,
-    schedule: Schedule,
-    occurrence: datetime,
-    status: RunStatus,
-    reason: str,
-) -> ScheduleRun:
-    run = ScheduleRun(
-        id=uuid.uuid4(),
-        schedule_id=schedule.id,
-        scheduled_for=occurrence,
-        status=status,
-        reason=reason[:REASON_MAX],
-        created_at=schedule.updated_at,
-        finished_at=schedule.updated_at,
-    )
-    session.add(run)
-    _announce(session, run, chain_id=schedule.chain_id, wallet_id=schedule.wallet_id)
-    return run
-
-
-def _announce(
-    session: AsyncSession,
-    run: ScheduleRun,
-    *,
-    chain_id: int,
-    wallet_id: uuid.UUID | None = None,
-) -> None:
-    """The single place a finished run is announced: `schedule.run.succeeded|failed|skipped`,
-    in the same DB transaction as the run's outcome. The run's transaction is named in the
-    data, not as the event's `tx_id`: that one orders a transaction's own events."""
-    events.append(
-        session,
-        "schedule.run." + run.status.value,
-        data=run_event_data(run),
-        wallet_id=WalletId(wallet_id) if wallet_id else None,
-        chain_id=ChainId(chain_id),
-    )
-    log.info(
-        "schedule.run." + run.status.value,
-        chain_id=chain_id,
-        wallet_id=str(wallet_id) if wallet_id else None,
-        **run_event_data(run),
-    )
-
-
-def run_event_data(run: ScheduleRun) -> dict[str, str | None]:
-    """The `data` of a schedule.run.* event: the run as GET /v1/schedules/{id}/runs shows it."""
-    return {
-        "schedule_id": str(run.schedule_id),
-        "run_id": str(run.id),
-        "scheduled_for": run.scheduled_for.isoformat(),
-        "status": run.status.value,
-        "transaction_id": str(run.transaction_id) if run.transaction_id else None,
-        "reason": run.reason,
-    }
-
-
 def _move_on(schedule: Schedule, trigger: Trigger, latest: datetime, *, now: datetime) -> None:
     nxt = trigger.next_after(max(latest, now), anchor=schedule.start_at)
     if nxt is None or (schedule.end_at is not None and nxt > schedule.end_at):
-        _complete(schedule, now)
+        complete(schedule, now)
         return
     schedule.next_run_at = nxt
-    schedule.updated_at = now
-
-
-def _complete(schedule: Schedule, now: datetime) -> None:
-    schedule.status = ScheduleStatus.COMPLETED
-    schedule.next_run_at = None
     schedule.updated_at = now
 
 

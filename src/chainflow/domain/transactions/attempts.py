@@ -96,6 +96,11 @@ class Signers:
             self._by_wallet[wallet.id] = signer  # still unreadable for note_signed to clear
         return signer
 
+    def suspect(self, wallet_id: uuid.UUID) -> bool:
+        """Whether the wallet's sealed key failed to decrypt here, its row not read since
+        (`unreadable` tells, given the row read again)."""
+        return wallet_id in self._unreadable and wallet_id not in self._by_wallet
+
     def unreadable(self, wallet: Wallet) -> bool:
         """Whether the wallet's sealed key failed to decrypt here and its row (read again by
         the caller) is unchanged since: not worth a gas estimate nor a try."""

@@ -27,6 +27,7 @@ class LaneStats:
     next_nonce: int = 0
     label: str | None = None
     wallet_status: str = "active"
+    paused_reason: str | None = None  # why the engine cannot sign for it (wallets' lanes)
 
 
 async def lane_stats(session: AsyncSession) -> list[LaneStats]:
@@ -39,6 +40,7 @@ async def lane_stats(session: AsyncSession) -> list[LaneStats]:
             Wallet.address,
             Wallet.label,
             Wallet.status,
+            WalletChain.paused_reason,
         )
         .join(Wallet, Wallet.id == WalletChain.wallet_id)
         .where(WalletChain.enabled.is_(True))
@@ -51,6 +53,7 @@ async def lane_stats(session: AsyncSession) -> list[LaneStats]:
             next_nonce=int(row.next_nonce),
             label=row.label,
             wallet_status=str(row.status),
+            paused_reason=row.paused_reason,
         )
         for row in (await session.execute(lanes_query)).all()
     }

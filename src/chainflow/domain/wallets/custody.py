@@ -1,5 +1,8 @@
 """Key custody: seal a wallet's key, build its signer, check and rotate the master key."""
 
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeAlias
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.types import SecretBytes
@@ -128,27 +131,45 @@ async def signer_health(
     return None
 
 
-async def check_sealing_key(session: AsyncSession, *, master: MasterKey) -> None:
-    """Before a wallet is sealed: refuse if a rotation ran since this process read its key
-    (rows are wrapped by a key it does not know), so no wallet is sealed under a retired key;
-    and keep a rotation from starting until the transaction ends (PostgreSQL).
+# The rows each master key id wrapped that `master` does not know, per kind of sealed row
+# ("wallet keys", ...): domain/master_key.foreign_key_ids counts every kind (wallets cannot
+# import the features above them, whose rows the master key seals too).
+ForeignKeyIds: TypeAlias = Callable[
+    [AsyncSession, MasterKey], Awaitable[Mapping[str, Mapping[str, int]]]
+]
+
+
+async def check_sealing_key(
+    session: AsyncSession, *, master: MasterKey, sealed_rows: ForeignKeyIds | None = None
+) -> None:
+    """Before a row is sealed: refuse if a rotation ran since this process read its key
+    (rows are wrapped by a key it does not know), so nothing is sealed under a retired key;
+    and keep a rotation from starting until the transaction ends (PostgreSQL). `sealed_rows`
+    counts the rows of every kind (domain/master_key.foreign_key_ids: a rotation re-wraps
+    webhook secrets too, and a database with none of the wallet rows, or local wallets only
+    under the retired key's successor, is told by them); None counts the wallets' alone.
 
     Raises:
         MasterKeyRotated: this process must be restarted with the new key.
         RotationRunning: a rotation is running now.
     """
     await share_custody_lock(session)
-    if await _foreign_key_ids(session, master):
+    foreign = await (sealed_rows or _foreign_wallet_key_ids)(session, master)
+    if foreign:
+        kinds = " and ".join(sorted(foreign))
         raise MasterKeyRotated(
-            f"the stored wallets are wrapped by a master key this process was not given (its "
+            f"the stored {kinds} are wrapped by a master key this process was not given (its "
             f"key is {master.key_id}): restart it with the current CHAINFLOW_MASTER_KEY"
         )
 
 
-async def _foreign_key_ids(session: AsyncSession, master: MasterKey) -> dict[str, int]:
+async def _foreign_wallet_key_ids(
+    session: AsyncSession, master: MasterKey
+) -> dict[str, dict[str, int]]:
     known = master.known_ids
     counts = await repository.master_key_ids(session)
-    return {key_id: count for key_id, count in counts.items() if key_id not in known}
+    foreign = {key_id: count for key_id, count in counts.items() if key_id not in known}
+    return {"wallet keys": foreign} if foreign else {}
 
 
 async def rewrap_batch(

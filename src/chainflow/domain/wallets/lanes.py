@@ -83,8 +83,18 @@ async def read_lane(
     )
 
 
+# signer_error of a lane whose stored key the engine could not decrypt.
+_KEY_UNREADABLE_ERROR = "the engine cannot decrypt the wallet's stored key (paused_reason)"
+
+
 def with_signer_health(lane: LaneRead, health: SignerHealth | None) -> LaneRead:
-    """The lane with its wallet's signer health as this process sees it (custody.py)."""
+    """The lane with its wallet's signer health as this process sees it (custody.py); never
+    healthy while the lane shows `key_unreadable` (a local key's backend answers healthy,
+    but the engine cannot decrypt the key it holds: the lane signs nothing)."""
+    if lane.paused_reason == "key_unreadable":
+        return lane.model_copy(
+            update={"signer_healthy": False, "signer_error": _KEY_UNREADABLE_ERROR}
+        )
     if health is None:
         return lane
     error = None if health.ok else health.detail

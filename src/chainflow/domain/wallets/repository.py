@@ -3,7 +3,7 @@
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -36,6 +36,14 @@ def drainable_by(owner: str, now: datetime) -> ColumnElement[bool]:
     )
 
 
+class Claimed(NamedTuple):
+    """A lane whose drain lease a process holds: its next nonce, and whether it shows
+    NONCE_GAP (its requests stay queued until the tracker clears it)."""
+
+    next_nonce: int
+    gapped: bool
+
+
 async def take_leases(
     session: AsyncSession,
     wallet_ids: Sequence[uuid.UUID],
@@ -44,9 +52,9 @@ async def take_leases(
     owner: str,
     now: datetime,
     until: datetime,
-) -> dict[WalletId, int]:
+) -> dict[WalletId, Claimed]:
     """Set each lane's lease to `owner` unless another owner's lease is still running; returns
-    the lanes `owner` holds, with their next nonce."""
+    the lanes `owner` holds."""
     statement = (
         update(WalletChain)
         .where(
@@ -58,12 +66,15 @@ async def take_leases(
         .execution_options(synchronize_session=False)
     )
     await session.execute(statement)
-    held = select(WalletChain.wallet_id, WalletChain.next_nonce).where(
+    held = select(WalletChain.wallet_id, WalletChain.next_nonce, WalletChain.paused_reason).where(
         one_of(session, WalletChain.wallet_id, wallet_ids),
         WalletChain.chain_id == chain_id,
         WalletChain.lease_owner == owner,
     )
-    return {wallet_id: int(nonce) for wallet_id, nonce in (await session.execute(held)).all()}
+    return {
+        wallet_id: Claimed(int(nonce), reason == NONCE_GAP)
+        for wallet_id, nonce, reason in (await session.execute(held)).all()
+    }
 
 
 async def release_leases(
@@ -135,10 +146,17 @@ async def list_page(
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
     ids: Collection[uuid.UUID] | None = None,
+    chain_ids: Collection[int] | None = None,
 ) -> Sequence[Wallet]:
+    """A page of wallets (among `ids`; enabled on one of `chain_ids`), lanes loaded."""
     query = select(Wallet).options(selectinload(Wallet.chains))
     if ids is not None:
         query = query.where(Wallet.id.in_(ids))
+    if chain_ids is not None:
+        on_them = select(WalletChain.wallet_id).where(
+            WalletChain.chain_id.in_(chain_ids), WalletChain.enabled.is_(True)
+        )
+        query = query.where(Wallet.id.in_(on_them))
     if after is not None:
         created_at, wallet_id = after
         query = query.where(

@@ -212,6 +212,7 @@ class LaneRead(BaseModel):
         None,
         description="whether the wallet's signing backend answered this API process just now "
         "(local keys: always; PKCS#11: the key found in the token; AWS KMS: the key enabled, "
-        "asked at most every 5 s per key); null when this process has no such backend",
+        "asked at most every 5 s per key); false while paused_reason is key_unreadable; "
+        "null when this process has no such backend",
     )
     signer_error: str | None = Field(None, description="why the signer is not healthy")

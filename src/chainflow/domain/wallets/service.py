@@ -18,7 +18,7 @@ from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
 from chainflow.domain.wallets import repository
 from chainflow.domain.wallets.binding import SignerRequest, check_canary, open_signer
-from chainflow.domain.wallets.custody import check_sealing_key, seal_into
+from chainflow.domain.wallets.custody import ForeignKeyIds, check_sealing_key, seal_into
 from chainflow.domain.wallets.errors import (
     AdminRequired,
     InvalidAddress,
@@ -51,8 +51,11 @@ async def import_wallet(
     master: MasterKey,
     label: str | None = None,
     chain_ids: Sequence[int] = (),
+    sealed_rows: ForeignKeyIds | None = None,
 ) -> Wallet:
-    """Store a wallet for a validated key, sealed under the master key.
+    """Store a wallet for a validated key, sealed under the master key; `sealed_rows` counts
+    the stored rows of every kind under keys `master` does not know (check_sealing_key:
+    domain/master_key.foreign_key_ids, which the API and CLI pass; None, the wallets only).
 
     Raises:
         WalletExists: the address is already stored (no second row).
@@ -64,7 +67,7 @@ async def import_wallet(
         raise InvalidInput("a label must not hold 64 hex digits in a row: it looks like a key")
     address = str(address_of(private_key))
     await _check_new(session, address, chain_ids)
-    await check_sealing_key(session, master=master)
+    await check_sealing_key(session, master=master, sealed_rows=sealed_rows)
     wallet = Wallet(id=uuid.uuid4(), address=address, label=label, status=WalletStatus.ACTIVE)
     wallet.signer_kind = SignerKind.LOCAL
     seal_into(wallet, private_key, master=master)
@@ -150,6 +153,24 @@ async def get_wallet(
     return wallet
 
 
+async def get_visible_wallet(
+    session: AsyncSession, ref: str, *, restrictions: Restrictions = UNRESTRICTED
+) -> Wallet:
+    """get_wallet for reading it: a key limited to some chains sees only the wallets enabled
+    on one of them (as `list_wallets` lists them).
+
+    Raises: KeyRestricted, for such a key, whether the wallet is elsewhere or does not exist
+    (a wallet-limited key's answer for another wallet). WalletNotFound. InvalidAddress.
+    """
+    try:
+        wallet = await get_wallet(session, ref, restrictions=restrictions)
+    except WalletNotFound:
+        restrictions.check_on_its_chains(None)
+        raise
+    restrictions.check_on_its_chains([lane.chain_id for lane in wallet.chains if lane.enabled])
+    return wallet
+
+
 async def _by_ref(session: AsyncSession, ref: str) -> Wallet | None:
     try:
         parsed = parse_wallet_ref(ref)
@@ -168,9 +189,13 @@ async def list_wallets(
     restrictions: Restrictions = UNRESTRICTED,
 ) -> tuple[Sequence[Wallet], str | None]:
     """One page of wallets in creation order, and the cursor of the next page (a restricted
-    key's wallets only)."""
+    key's wallets only: those it lists, enabled on one of its chains)."""
     rows = await repository.list_page(
-        session, limit=limit + 1, after=decode_cursor(cursor), ids=restrictions.wallet_ids
+        session,
+        limit=limit + 1,
+        after=decode_cursor(cursor),
+        ids=restrictions.wallet_ids,
+        chain_ids=restrictions.chain_ids,
     )
     if len(rows) <= limit:
         return rows, None
@@ -225,11 +250,11 @@ async def claim_lanes(
     *,
     owner: str,
     ttl_s: float,
-) -> dict[WalletId, int]:
+) -> dict[WalletId, repository.Claimed]:
     """Take or renew the drain lease of these lanes for `owner`; returns the lanes it now
-    holds, with their next nonce (those another live process holds are left to it). Only an
-    optimisation: two drains of one lane would both estimate, then queue on the lane lock,
-    which keeps nonces single-writer."""
+    holds, with their next nonce and whether they show `nonce_gap` (those another live
+    process holds are left to it). Only an optimisation: two drains of one lane would both
+    estimate, then queue on the lane lock, which keeps nonces single-writer."""
     if not wallet_ids:
         return {}
     now = utcnow()

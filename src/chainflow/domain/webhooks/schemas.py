@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model
 
 from chainflow.core.bodies import RequestBody
 from chainflow.core.fields import ChainId, TextStr, Timestamp
-from chainflow.core.urls import check_http_url, shown_url
+from chainflow.core.urls import MASKED_USERINFO, check_http_url, shown_url
 from chainflow.domain.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -26,9 +26,10 @@ def _deliverable(url: str) -> str:
     show (sent back, it replaced the stored URL and its credentials), and credentials that
     HTTP Basic can carry."""
     parts = urlsplit(check_http_url(url))
-    if parts.path.endswith("/***"):
+    masked = parts.username == MASKED_USERINFO and parts.password is None
+    if masked or parts.path.endswith("/***"):  # …/***: the form answers showed before
         raise ValueError(
-            "is the masked form answers show (…/***): send the full URL, or leave url out"
+            "is the masked form answers show (***@host): send the full URL, or leave url out"
             " to keep the stored one"
         )
     user, password = unquote(parts.username or ""), unquote(parts.password or "")

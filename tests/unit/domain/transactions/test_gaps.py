@@ -176,6 +176,17 @@ def test_a_shown_lane_off_a_page_cut_by_the_limit_keeps_its_reason() -> None:
     assert noted(memory, {A: 3}, rows=only_a, complete=True).cleared == (WALLET_B,)
 
 
+def test_a_shown_lane_off_a_cut_page_found_with_nothing_in_flight_is_cleared() -> None:
+    """The tracker looked the lanes off its cut page up (`idle`: nothing in flight): with
+    none, no pass would ever read the lane, and its reason stayed for ever."""
+    memory = GapMemory(shown={WALLET_B})
+    changes = note_gaps(
+        ROWS[:3], {A: 3}, memory, chain_id=1, head=10, complete=False, idle={WALLET_B}
+    )
+    assert changes.cleared == (WALLET_B,)
+    assert memory.shown == set()
+
+
 def test_a_lane_shown_by_another_process_is_cleared_when_read_and_not_gapped() -> None:
     memory = GapMemory(shown={WALLET_B})  # read from the lanes: not in this memory's sight
     assert noted(memory, {A: 3, B: 7}).cleared == (WALLET_B,)

@@ -114,6 +114,9 @@ async def plan_lanes(
     wallets = await get_wallets(session, sorted(held))
     blocked = await repository.waiting_for_funds(session, chain.chain_id, sorted(held))
     rooms: dict[WalletId, int] = {}
+    # Lanes below a nonce gap sign nothing (track/gaps.py): their requests stay queued,
+    # cancellable, and expire as they would.
+    await _expire_due(session, chain, sorted(w for w, claim in held.items() if claim.gapped))
     for wallet_id in sorted(held):
         wallet = wallets.get(wallet_id)
         if wallet is None:
@@ -121,9 +124,15 @@ async def plan_lanes(
         if wallet.status is WalletStatus.DISABLED:
             await _fail_queued(session, chain, wallet)
             continue
-        if wallet.status is not WalletStatus.ACTIVE or wallet_id in blocked:
-            continue  # blocked: an attempt waits for funds, later ones must not overtake
-        rooms[wallet_id] = room_of(config, held[wallet_id], counts[wallet_id])
+        if (
+            wallet.status is not WalletStatus.ACTIVE
+            or wallet_id in blocked
+            or held[wallet_id].gapped
+        ):
+            # blocked: an attempt waits for funds, later ones must not overtake; gapped: below
+            # a nonce gap, nothing signed now could be mined (track/gaps.py)
+            continue
+        rooms[wallet_id] = room_of(config, held[wallet_id].next_nonce, counts[wallet_id])
     # The first `room` queued requests of each lane whose fee cap pays the floor, one SELECT.
     queued = await repository.queued_for_lanes(
         session,
@@ -136,8 +145,21 @@ async def plan_lanes(
     for wallet_id in rooms:
         rows = [tx for tx in queued.get(wallet_id, []) if tx.id in live]
         if rows:
-            plans.append(Planned(rows, wallets[wallet_id], held[wallet_id]))
+            plans.append(Planned(rows, wallets[wallet_id], held[wallet_id].next_nonce))
     return plans
+
+
+async def _expire_due(
+    session: AsyncSession, chain: ChainConfig, wallet_ids: list[WalletId]
+) -> None:
+    """Expire the queued requests of these lanes whose valid_until passed (lanes that sign
+    nothing this round: their requests do not come up for signing)."""
+    if wallet_ids:
+        due = await repository.lock_expired_below(
+            session, chain.chain_id, wallet_ids, now=utcnow(), min_fee_cap_wei=None
+        )
+        for tx in due:
+            apply(session, tx, TxEvent.EXPIRED, reason=_EXPIRED)
 
 
 async def _expire_passed(session: AsyncSession, queued: dict[WalletId, list[Queued]]) -> set[TxId]:
@@ -179,11 +201,7 @@ async def settle_lanes(
     if not held:
         return
     await expire_priced_out(session, chain, held, floor)
-    due = await repository.lock_expired_below(
-        session, chain.chain_id, held, now=utcnow(), min_fee_cap_wei=None
-    )
-    for tx in due:
-        apply(session, tx, TxEvent.EXPIRED, reason=_EXPIRED)
+    await _expire_due(session, chain, held)
     for wallet in (await get_wallets(session, held)).values():
         if wallet.status is WalletStatus.DISABLED:
             await _fail_queued(session, chain, wallet)

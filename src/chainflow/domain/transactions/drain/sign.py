@@ -20,7 +20,7 @@ from chainflow.domain.transactions.rows import Queued, signed_update
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.state import TxEvent
 from chainflow.domain.transactions.transitions import step
-from chainflow.domain.wallets.models import Wallet, WalletChain
+from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain
 from chainflow.domain.wallets.service import lock_lanes, show_signer_reason, store_next_nonces
 from chainflow.infra.signing.signer import KeyUnreadable, SignatureFailed, SignerUnavailable
 
@@ -52,8 +52,8 @@ async def sign_lanes(
     cursors: dict[WalletId, int] = {}
     for ready in sorted(lanes, key=lambda r: r.wallet.id):
         lane = locked.get(ready.wallet.id)
-        if lane is None:
-            continue  # the lane was removed since the plan
+        if lane is None or lane.paused_reason == NONCE_GAP:
+            continue  # removed, or shown below a nonce gap since the plan (plan_lanes)
         next_nonce = _fast_forward(lane, ready)
         if next_nonce != lane.next_nonce:
             cursors[lane.wallet_id] = next_nonce

@@ -1,6 +1,7 @@
 """All SQL of transactions, attempts and events.
 
-    queries.py  reads (no locks): a request, a page, lanes with work, what is in flight
+    queries.py  reads (no locks): a request, a page, lanes with work
+    in_flight.py  reads (no locks): what a chain has in flight, the tracker's page
     locks.py    every row lock on requests, through one helper and in one order (by id)
     bulk.py     the Core writes of the hot paths: a signing round, send answers, receipts
     intake.py   a submission's read and inserts (the API's hot path, no ORM unit of work)
@@ -8,6 +9,12 @@
 The package re-exports the reads and the locks: `repository.tracked(...)`.
 """
 
+from chainflow.domain.transactions.repository.in_flight import (
+    TRACKED,
+    count_in_flight,
+    lanes_in_flight,
+    tracked,
+)
 from chainflow.domain.transactions.repository.locks import (
     LockedState,
     lock_expired_below,
@@ -18,17 +25,14 @@ from chainflow.domain.transactions.repository.locks import (
     lock_with_attempts,
 )
 from chainflow.domain.transactions.repository.queries import (
-    TRACKED,
     LaneHolders,
     TxFilters,
-    count_in_flight,
     get,
     get_by_idempotency_keys,
     lanes_with_queued,
     list_page,
     queued_for_lane,
     queued_for_lanes,
-    tracked,
     waiting_for_funds,
 )
 
@@ -40,6 +44,7 @@ __all__ = [
     "count_in_flight",
     "get",
     "get_by_idempotency_keys",
+    "lanes_in_flight",
     "lanes_with_queued",
     "list_page",
     "lock_expired_below",

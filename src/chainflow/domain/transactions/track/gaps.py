@@ -17,7 +17,7 @@ The confirmed requests' bytes are never re-sent by themselves (README "Operating
 """
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chainflow.core.logging import get_logger
@@ -105,11 +105,13 @@ def note_gaps(
     chain_id: int,
     head: int | None,
     complete: bool,
+    idle: Collection[WalletId] = (),
 ) -> GapChanges:
     """Which lanes to hold and show as `nonce_gap` (gapped on every pass for GAP_HOLD_S, on
     two passes at least; logged once per occurrence) and which to clear: read and not gapped
     now, or with nothing in flight (`complete`: the page holds every request in flight, not
-    one cut by the tracker's limit). A lane not read this pass stays as it is; a pass whose
+    one cut by the tracker's limit; `idle`: lanes the caller found with nothing in flight
+    off a cut page). A lane not read this pass stays as it is; a pass whose
     `head` is below the highest one seen judges nothing (a lagging endpoint), unless heads
     have stayed below it for GAP_HOLD_S (a node reset): that head is then the top."""
     at = memory.clock()
@@ -146,7 +148,7 @@ def note_gaps(
     cleared = [
         w
         for w in sorted(memory.shown)
-        if w not in now and (w in read or (complete and w not in in_flight))
+        if w not in now and (w in read or w in idle or (complete and w not in in_flight))
     ]
     for wallet_id in cleared:
         log.info("lane.nonce_gap_cleared", wallet_id=str(wallet_id), chain_id=chain_id)
