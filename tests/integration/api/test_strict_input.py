@@ -147,6 +147,29 @@ class TestDuplicateKeys:
         assert response.status_code == 202, response.text
 
 
+class TestLabels:
+    async def test_a_label_with_a_control_character_is_a_422_that_stores_nothing(
+        self, api: ApiHarness, ready: dict[str, Any]
+    ) -> None:
+        # Before: stored, and `chainflow wallet list` printed it raw: a "\r" or "\n" forged
+        # the operator's lines, an escape sequence steered the terminal (the CLI's own
+        # --label refuses them for that reason).
+        before = await stored_counts(api, ready)
+        for label in ("a\nb", "ok\rFAKE", "\x1b]0;title\x07", "\x1b[2J", "x\x7f", "x\x85"):
+            for method, path, body in [
+                ("PATCH", "/v1/wallets/{wallet}", {"label": label}),
+                ("POST", "/v1/wallets", {"generate": True, "label": label}),
+            ]:
+                response = await send(api, ready, method, path, body)
+                assert response.status_code == 422, (label, response.text)
+                assert "control characters" in response.json()["detail"]
+        assert await stored_counts(api, ready) == before
+        wallet = f"/v1/wallets/{ready['wallet']['id']}"
+        assert (await api.client.get(wallet, headers=ready["admin"])).json()["label"] is None
+        fine = await send(api, ready, "PATCH", "/v1/wallets/{wallet}", {"label": "ops ü \u00a0x"})
+        assert fine.status_code == 200, fine.text
+
+
 # (field, value) pairs whose JSON type is not the field's: each must be refused, not coerced.
 WRONG_TYPES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/transactions", {"chain_id": True}),
