@@ -4,6 +4,7 @@ connections, do not starve the API; a huge head is refused."""
 
 import asyncio
 import base64
+import json
 import resource
 import subprocess
 from collections.abc import AsyncIterator
@@ -194,6 +195,26 @@ class TestHeads:
             assert await status_line(reader) == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
         finally:
             writer.close()
+        await still_serves(api)
+
+    async def test_what_the_parser_refuses_is_a_400_problem(self, api: Api) -> None:
+        for head in (
+            b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"POST /v1/wallets HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+            b"POST /v1/wallets HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+            try:
+                writer.write(head)
+                async with asyncio.timeout(10):
+                    answer = await reader.read()  # then closed
+            finally:
+                writer.close()
+            headers, _, body = answer.partition(b"\r\n\r\n")
+            assert headers.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+            assert b"content-type: application/problem+json" in headers  # before: text/plain
+            assert json.loads(body)["code"] == "bad_request"
         await still_serves(api)
 
     async def test_idle_connections_past_the_open_file_limit_do_not_wedge_it(

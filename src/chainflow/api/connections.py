@@ -11,7 +11,8 @@ Here, per connection:
   byte, or of the connection's start: else `408 request_timeout` (if a request had begun) and
   the connection is closed;
 - a head larger than MAX_HEAD_BYTES gets `431 request_header_too_large` and is closed;
-- past `max_connections` open connections, a new one is closed at once.
+- past `max_connections` open connections, a new one is closed at once;
+- what the HTTP parser refuses gets a `400 bad_request` problem (uvicorn's is plain text).
 Bodies have their own size and time limits, at the gate (gate.py, body.py).
 """
 
@@ -27,7 +28,7 @@ MAX_HEAD_BYTES = 64 * 1024
 FD_RESERVE = 256
 """File descriptors kept for the process's own use: database and Redis pools, RPC clients,
 logs. Connections beyond the open-file limit less these are closed at once."""
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
 
 def max_connections() -> int:
@@ -83,6 +84,11 @@ class _BoundedHttp(HttpToolsProtocol):
                     "Request header too large",
                     f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
                 )
+
+    def send_400_response(self, msg: str) -> None:  # noqa: ARG002 - uvicorn's words
+        """What the parser refused (an unknown method, Content-Length with Transfer-Encoding, a
+        malformed length): a problem, where uvicorn answered plain text."""
+        self._refuse(400, "bad_request", "Bad request", "the request is not valid HTTP/1.1")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
