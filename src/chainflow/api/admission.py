@@ -23,13 +23,27 @@ STREAM_PATHS = ("/v1/events/stream",)
 # cost, a request alone may always enter, so the largest one stays possible on an idle process.
 LIST_ROWS_PER_SLOT = 20
 BODY_BYTES_PER_SLOT = 32 * 1024
-_LIST_PATHS = ("/v1/transactions", "/v1/wallets", "/v1/events")
+# Every list (each takes `limit`, 1-500, default 100): these paths, and a resource's
+# deliveries and runs.
+_LIST_PATHS = frozenset(
+    (
+        "/v1/transactions",
+        "/v1/wallets",
+        "/v1/events",
+        "/v1/lanes",
+        "/v1/audit",
+        "/v1/schedules",
+        "/v1/webhooks",
+    )
+)
+_LIST_SUFFIXES = ("/deliveries", "/runs")
 
 
 def cost_of(scope: Scope, body_bytes: int = 0) -> int:
     """How many slots a request takes: 1, more for a long list page or a large body."""
     slots = 1 + body_bytes // BODY_BYTES_PER_SLOT
-    if scope["method"] == "GET" and scope["path"] in _LIST_PATHS:
+    path = scope["path"]
+    if scope["method"] == "GET" and (path in _LIST_PATHS or path.endswith(_LIST_SUFFIXES)):
         rows = _rows_asked(scope.get("query_string", b""))
         slots = max(slots, -(-rows // LIST_ROWS_PER_SLOT))
     return slots
