@@ -238,3 +238,20 @@ async def answers_chains(api: Api) -> bool:
         return await list_chains(api) == 200
     except aiohttp.ClientError:
         return False
+
+
+class TestHead:
+    async def test_every_get_route_answers_head_without_a_body(self, api: Api) -> None:
+        # Before: 405 for every route, /healthz included (a load balancer's HEAD probe).
+        async with aiohttp.ClientSession() as http:
+            for path, headers in [("/healthz", {}), ("/v1/me", api.headers), ("/console", {})]:
+                async with http.head(f"{api.url}{path}", headers=headers) as response:
+                    assert response.status == 200, path
+                    assert int(response.headers["Content-Length"]) > 0
+                    assert await response.read() == b""
+            async with http.head(f"{api.url}/v1/me") as response:
+                assert response.status == 401
+            stream = f"{api.url}/v1/events/stream"
+            async with http.head(stream, headers=api.headers) as response:
+                assert response.status == 405  # a stream never ends: no HEAD
+        await still_serves(api)
