@@ -4,6 +4,7 @@ import base64
 import os
 import re
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -120,6 +121,25 @@ class TestEmbeddedWorkflow:
         assert wrong not in "".join(cli.output)
         assert KEY_HEX[2:] not in "".join(cli.output)
         assert new_key.read_text() not in "".join(cli.output)
+
+    def test_wallet_list_shows_a_stored_control_character_escaped(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        # A label stored before the API refused control characters: before, `wallet list`
+        # printed it raw, and its "\r" overwrote the line with a forged one.
+        assert cli("db", "upgrade").returncode == 0
+        assert cli("wallet", "generate", "--label", "plain").returncode == 0
+        forged = "x\x1b]0;title\x07\r00000000-0000-0000-0000-000000000000  0xforged"
+        with sqlite3.connect(tmp_path / "data" / "chainflow.db") as db:
+            db.execute("UPDATE wallets SET label = ?", (forged,))
+        listed = cli("wallet", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert "\r" not in listed.stdout
+        assert "\x1b" not in listed.stdout
+        assert len(listed.stdout.splitlines()) == 1
+        assert listed.stdout.rstrip().endswith(
+            "x\\x1b]0;title\\x07\\r00000000-0000-0000-0000-000000000000  0xforged"
+        )
 
     def test_private_key_is_never_a_command_line_argument(self, cli: Cli) -> None:
         result = cli("wallet", "import", KEY_HEX)

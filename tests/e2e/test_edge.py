@@ -1,8 +1,11 @@
 """The HTTP edge of a real `chainflow api` process (issue 14): a nested JSON body gets a 4xx
-problem and the process lives on; clients that trickle a body in do not starve the API."""
+problem and the process lives on; clients that trickle a body in, or a head, or hold idle
+connections, do not starve the API; a huge head is refused."""
 
 import asyncio
 import base64
+import json
+import resource
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,10 +20,12 @@ from chainflow.domain.apikeys.service import create_api_key
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
+from tests.support.polling import eventually
 from tests.support.processes import base_env, listening_port, processes, wait_http
 
 IN_FLIGHT = 4
 BODY_TIMEOUT_S = 2
+HEADER_TIMEOUT_S = 1
 
 pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 
@@ -33,8 +38,12 @@ class Api:
     headers: dict[str, str]
 
 
-@pytest.fixture
-async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+@asynccontextmanager
+async def running_api(
+    database_url: str, tmp_path: Path, *, open_files: int | None = None
+) -> AsyncIterator[Api]:
+    """A `chainflow api` process; `open_files`: its soft limit of open files (it inherits
+    ours, lowered while it starts)."""
     engine = create_engine(database_url)
     async with unit_of_work(create_sessionmaker(engine)) as session:
         _, token = await create_api_key(session, ["admin"])
@@ -44,13 +53,27 @@ async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         master_key=base64.b64encode(MasterKey.generate().secret.reveal()).decode(),
         api_max_in_flight=str(IN_FLIGHT),
         api_body_timeout_s=str(BODY_TIMEOUT_S),
+        api_header_timeout_s=str(HEADER_TIMEOUT_S),
         log_level="warning",
     )
-    with processes([["api", "--port", "0"]], env, tmp_path) as (process,):
-        port = await asyncio.to_thread(listening_port, process)
-        url = f"http://127.0.0.1:{port}"
-        await asyncio.to_thread(wait_http, f"{url}/healthz", process)
-        yield Api(url, port, process, {"Authorization": f"Bearer {token}"})
+    ours = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if open_files is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, ours[1]))
+    try:
+        with processes([["api", "--port", "0"]], env, tmp_path) as (process,):
+            resource.setrlimit(resource.RLIMIT_NOFILE, ours)
+            port = await asyncio.to_thread(listening_port, process)
+            url = f"http://127.0.0.1:{port}"
+            await asyncio.to_thread(wait_http, f"{url}/healthz", process)
+            yield Api(url, port, process, {"Authorization": f"Bearer {token}"})
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, ours)
+
+
+@pytest.fixture
+async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async with running_api(database_url, tmp_path) as started:
+        yield started
 
 
 async def post(api: Api, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
@@ -132,4 +155,103 @@ class TestSlowBodies:
             assert set(await waiting) == {b"HTTP/1.1 408 Request Timeout\r\n"}
         assert statuses
         assert set(statuses) == {200}, statuses  # before issue 14: 503 for every one
+        await still_serves(api)
+
+
+async def status_line(reader: asyncio.StreamReader) -> bytes:
+    """The first line the server sends, or b"" once it closes; within a deadline."""
+    async with asyncio.timeout(HEADER_TIMEOUT_S * 10):
+        return await reader.readline()
+
+
+class TestHeads:
+    async def test_a_connection_that_sends_nothing_is_closed(self, api: Api) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        try:
+            assert await status_line(reader) == b""  # before: open for good
+        finally:
+            writer.close()
+
+    async def test_a_trickled_head_gets_408(self, api: Api) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        try:
+            writer.write(b"GET /v1/chains HTTP/1.1\r\nHost: t\r\n")
+            answer = asyncio.create_task(status_line(reader))
+            sent = 0
+            while not answer.done():  # a header every 0.1 s: before, each one kept it open
+                writer.write(b"X-Slow-%d: 1\r\n" % sent)
+                sent += 1
+                await asyncio.wait([answer], timeout=0.1)
+            assert answer.result() == b"HTTP/1.1 408 Request Timeout\r\n"
+            assert sent >= HEADER_TIMEOUT_S * 5
+        finally:
+            writer.close()
+        await still_serves(api)
+
+    async def test_a_head_over_64_kib_gets_431(self, api: Api) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 100_000)
+            assert await status_line(reader) == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        finally:
+            writer.close()
+        await still_serves(api)
+
+    async def test_what_the_parser_refuses_is_a_400_problem(self, api: Api) -> None:
+        for head in (
+            b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"POST /v1/wallets HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+            b"POST /v1/wallets HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+            try:
+                writer.write(head)
+                async with asyncio.timeout(10):
+                    answer = await reader.read()  # then closed
+            finally:
+                writer.close()
+            headers, _, body = answer.partition(b"\r\n\r\n")
+            assert headers.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+            assert b"content-type: application/problem+json" in headers  # before: text/plain
+            assert json.loads(body)["code"] == "bad_request"
+        await still_serves(api)
+
+    async def test_idle_connections_past_the_open_file_limit_do_not_wedge_it(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        async with running_api(database_url, tmp_path, open_files=512) as api:
+            idle = [await asyncio.open_connection("127.0.0.1", api.port) for _ in range(600)]
+            try:
+                # Before: every descriptor held, it answered nothing while they stayed open
+                # (not even with a new database connection); now the head timeout frees them
+                # and connections past the limit are closed at once.
+                await eventually(lambda: answers_chains(api), timeout_s=HEADER_TIMEOUT_S * 20)
+            finally:
+                for _, writer in idle:
+                    writer.close()
+            await still_serves(api)
+
+
+async def answers_chains(api: Api) -> bool:
+    try:
+        return await list_chains(api) == 200
+    except aiohttp.ClientError:
+        return False
+
+
+class TestHead:
+    async def test_every_get_route_answers_head_without_a_body(self, api: Api) -> None:
+        # Before: 405 for every route, /healthz included (a load balancer's HEAD probe).
+        async with aiohttp.ClientSession() as http:
+            for path, headers in [("/healthz", {}), ("/v1/me", api.headers), ("/console", {})]:
+                async with http.head(f"{api.url}{path}", headers=headers) as response:
+                    assert response.status == 200, path
+                    assert int(response.headers["Content-Length"]) > 0
+                    assert await response.read() == b""
+            async with http.head(f"{api.url}/v1/me") as response:
+                assert response.status == 401
+            stream = f"{api.url}/v1/events/stream"
+            async with http.head(stream, headers=api.headers) as response:
+                assert response.status == 405  # a stream never ends: no HEAD
         await still_serves(api)

@@ -2,7 +2,7 @@
 is refused at once with a 503 problem and Retry-After, instead of waiting on the database pool
 (latency without bound, memory growing with the backlog, then a timeout)."""
 
-import re
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import Scope, Send
@@ -23,18 +23,43 @@ STREAM_PATHS = ("/v1/events/stream",)
 # cost, a request alone may always enter, so the largest one stays possible on an idle process.
 LIST_ROWS_PER_SLOT = 20
 BODY_BYTES_PER_SLOT = 32 * 1024
-_LIST_PATHS = ("/v1/transactions", "/v1/wallets", "/v1/events")
-_LIMIT = re.compile(rb"(?:^|&)limit=([0-9]{1,6})(?:&|$)")
+# Every list (each takes `limit`, 1-500, default 100): these paths, and a resource's
+# deliveries and runs.
+_LIST_PATHS = frozenset(
+    (
+        "/v1/transactions",
+        "/v1/wallets",
+        "/v1/events",
+        "/v1/lanes",
+        "/v1/audit",
+        "/v1/schedules",
+        "/v1/webhooks",
+    )
+)
+_LIST_SUFFIXES = ("/deliveries", "/runs")
 
 
 def cost_of(scope: Scope, body_bytes: int = 0) -> int:
     """How many slots a request takes: 1, more for a long list page or a large body."""
     slots = 1 + body_bytes // BODY_BYTES_PER_SLOT
-    if scope["method"] == "GET" and scope["path"] in _LIST_PATHS:
-        found = _LIMIT.search(scope.get("query_string", b""))
-        rows = int(found.group(1)) if found else 100  # the lists' default page
+    path = scope["path"]
+    if scope["method"] == "GET" and (path in _LIST_PATHS or path.endswith(_LIST_SUFFIXES)):
+        rows = _rows_asked(scope.get("query_string", b""))
         slots = max(slots, -(-rows // LIST_ROWS_PER_SLOT))
     return slots
+
+
+def _rows_asked(query: bytes) -> int:
+    """The `limit` the route will read, as it reads it: percent-decoded, the last one given
+    (a raw `limit=500` alone was looked for, so `limit=%35%30%30` or `limit=1&limit=500` cost
+    one slot and listed 500 rows). The lists' default page, 100, if absent or not a number
+    (the route refuses that)."""
+    if b"limit" not in query and b"%" not in query:
+        return 100
+    limits = [value for name, value in parse_qsl(query.decode("latin-1"), True) if name == "limit"]
+    if limits and limits[-1].isascii() and limits[-1].isdigit() and len(limits[-1]) <= 6:
+        return int(limits[-1])
+    return 100
 
 
 class Admission:

@@ -9,7 +9,9 @@ every message; merged, a response's messages go through one `Reply` (docs/perfor
 - every request but the probes and `/metrics` passes the gate (gate.py): admission, the key
   and its rate limit before the body, the body's limits; a refusal is its problem, as before;
 - every request but `/metrics` is counted by route template, method and status
-  (request_metrics.py), `(unrouted)` when the edge answered it before routing.
+  (request_metrics.py), `(unrouted)` when the edge answered it before routing;
+- a HEAD request (but of an event stream, which never ends) is answered as its GET, without
+  the body.
 """
 
 import re
@@ -20,7 +22,7 @@ import structlog
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chainflow.api.admission import EXEMPT_PATHS
+from chainflow.api.admission import EXEMPT_PATHS, STREAM_PATHS
 from chainflow.api.gate import Gate
 from chainflow.api.reply import Reply
 from chainflow.api.request_metrics import RequestMetrics
@@ -40,6 +42,10 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "HEAD" and scope["path"] not in STREAM_PATHS:
+            # Answered as the GET it asks about (RFC 9110 9.3.2: every GET route takes HEAD;
+            # FastAPI's routes do not); uvicorn, which keeps its own scope, sends no body.
+            scope = {**scope, "method": "GET"}
         started = time.perf_counter()
         headers = Headers(scope=scope)
         inbound = headers.get("x-request-id", "")

@@ -7,7 +7,8 @@ The order is the point (issue 14):
    a slot, as it may read the database. The key's rate limit is counted then too (429 with
    the body unread; issue 21); a request without a body is counted by the route's key check.
 3. The body is read holding no slot (slow senders keep no work out), within a deadline and a
-   size limit per route, and its JSON nesting is bounded; only then is a slot taken again.
+   size limit per route, its JSON nesting is bounded and no object in it may name a key
+   twice; only then is a slot taken again.
 4. The app gets the body replayed from memory.
 
 Part of the one ASGI layer in front of the app (edge.py), which sends the probes and
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope
 from chainflow.api import auth, body, problems, ratelimit
 from chainflow.api.admission import STREAM_PATHS, Admission, cost_of, refuse
 from chainflow.api.reply import Reply
-from chainflow.core import jsondepth
+from chainflow.core import jsondepth, jsonkeys
 from chainflow.core.errors import InvalidInput
 from chainflow.core.settings import Settings
 
@@ -30,6 +31,11 @@ from chainflow.core.settings import Settings
 class JsonTooDeepInput(InvalidInput):
     code = "json_too_deep"
     title = "JSON nested too deep"
+
+
+class JsonDuplicateKeyInput(InvalidInput):
+    code = "json_duplicate_key"
+    title = "JSON object with a key twice"
 
 
 class Gate:
@@ -108,8 +114,11 @@ class Gate:
             content = await body.read_body(receive, max_bytes=max_bytes, timeout_s=timeout_s)
             if content is not None:
                 jsondepth.check_depth(content)
+                jsonkeys.check_unique_keys(content)
         except jsondepth.JsonTooDeep as exc:
             return JsonTooDeepInput(str(exc), max_depth=exc.max_depth), None
+        except jsonkeys.DuplicateJsonKey as exc:
+            return JsonDuplicateKeyInput(str(exc), key=exc.key), None
         except Exception as exc:  # rendered as the app would render it
             return exc, None
         return None, content

@@ -7,8 +7,10 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from chainflow.api.connections import bounded_http, max_connections
 from chainflow.core.errors import Unavailable
 from chainflow.core.logging import get_logger
+from chainflow.core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -49,9 +51,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: FastAPI, sock: socket.socket) -> None:
-    """Run on the bound `sock` until SIGTERM/SIGINT, then finish in-flight requests and return."""
-    config = uvicorn.Config(app, log_config=None, access_log=False)
+async def serve(app: FastAPI, sock: socket.socket, settings: Settings) -> None:
+    """Run on the bound `sock` until SIGTERM/SIGINT, then finish in-flight requests and return.
+    Connections are bounded (connections.py): a head's time and size, how many are open."""
+    http = bounded_http(settings.api_header_timeout_s, max_connections())
+    config = uvicorn.Config(app, http=http, log_config=None, access_log=False)
     host, port = sock.getsockname()[:2]
     log.info("api.listening", host=host, port=port)  # the port the OS picked for --port 0
     await _GracefulServer(config).serve(sockets=[sock])

@@ -49,7 +49,7 @@ def api(host: HostOpt = None, port: PortOpt = None) -> None:
 
         sock = bind(host or settings.api_host, settings.api_port if port is None else port)
         app_ = create_app(settings)
-        run(lambda: serve(app_, sock))
+        run(lambda: serve(app_, sock, settings))
 
 
 @db_app.command("upgrade")

@@ -131,7 +131,7 @@ async def _serve(
         )
         try:
             app = create_app(settings, queue=doorbells)
-            server = asyncio.create_task(serve(app, sock))
+            server = asyncio.create_task(serve(app, sock, settings))
             demo = None
             if demos.wanted and anvil_url and dev_wallet:
                 demo = asyncio.create_task(

@@ -34,6 +34,17 @@ def text_option(value: str | None) -> str | None:
     return str(_validated("text", value))
 
 
+def one_line(text: str) -> str:
+    """Stored text as one line of output: each control character shown as its escape (a label
+    stored before the API refused them must not forge lines or steer the terminal)."""
+    if not any(unicodedata.category(char) == "Cc" for char in text):
+        return text
+    return "".join(
+        char.encode("unicode_escape").decode() if unicodedata.category(char) == "Cc" else char
+        for char in text
+    )
+
+
 def chain_ids_option(values: list[int] | None) -> list[int] | None:
     """Chain ids as the API takes them: positive and below 2**53."""
     for value in values or []:

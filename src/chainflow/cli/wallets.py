@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from chainflow.cli.options import chain_ids_option, text_option
+from chainflow.cli.options import chain_ids_option, one_line, text_option
 from chainflow.cli.runtime import open_database, run, settings_for_cli
 from chainflow.cli.secrets import read_secret
 from chainflow.core.errors import InvalidInput
@@ -162,7 +162,7 @@ def list_() -> None:
             return [
                 f"{w.id}  {w.address}  {w.status}  "
                 f"chains={','.join(str(c.chain_id) for c in w.chains if c.enabled) or '-'}  "
-                f"{w.label or ''}".rstrip()
+                f"{one_line(w.label or '')}".rstrip()
                 for w in wallets
             ]
 

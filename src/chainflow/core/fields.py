@@ -1,5 +1,6 @@
 """Pydantic field types for the wire formats: wei as decimal strings, checksummed addresses."""
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated
 
@@ -48,6 +49,13 @@ def _plain_text(value: str) -> str:
     return value
 
 
+def _one_line(value: str) -> str:
+    _plain_text(value)
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain control characters (newlines, terminal escapes)")
+    return value
+
+
 def _wallet_ref(value: str) -> str:
     parse_wallet_ref(value)  # refuses a malformed address; the text is kept as given
     return value
@@ -70,6 +78,11 @@ WeiStr = Annotated[
 TextStr = Annotated[str, AfterValidator(_plain_text)]
 """Free text kept in the database: no NUL character, which PostgreSQL text cannot hold, and
 nothing shaped like a private key."""
+
+LabelStr = Annotated[str, AfterValidator(_one_line)]
+"""A label shown on one line (the console, `chainflow wallet list`): TextStr without control
+characters, as the CLI's `--label` takes it (a newline or a terminal escape forged lines of the
+operator's listing)."""
 
 NoNulStr = Annotated[str, AfterValidator(_no_nul)]
 """Text compared with stored text (a query filter): no NUL character, which PostgreSQL text

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
         4_194_304, ge=1024, description="POST /v1/transactions/batch"
     )
     api_body_timeout_s: float = Field(10.0, gt=0, le=600, description="whole body, from headers")
+    api_header_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="request line and headers, from their first byte"
+    )
     # signers (issue 20): PKCS#11 module and token, AWS KMS endpoint (emulators); PIN never logged
     pkcs11_module: str | None = Field(None, description="path of the PKCS#11 module (.so)")
     pkcs11_token_label: str | None = Field(None, description="label of the token holding keys")

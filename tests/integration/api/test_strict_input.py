@@ -108,6 +108,68 @@ class TestLoneSurrogates:
         assert (response.status_code, response.json()["label"]) == (200, "\U0001f600")
 
 
+def raw_tx(ready: dict[str, Any], extra: str) -> str:
+    """A submission body as text, `extra` written after its own fields."""
+    return json.dumps(tx(ready, value="1"))[:-1] + ", " + extra + "}"
+
+
+class TestDuplicateKeys:
+    async def test_an_object_with_a_key_twice_is_a_422_that_stores_nothing(
+        self, api: ApiHarness, ready: dict[str, Any]
+    ) -> None:
+        # Before: the last value won, so `value` was the larger amount for this API and the
+        # smaller one for anything in front of it that reads the first (and 202 Accepted).
+        headers = ready["admin"] | {"content-type": "application/json"}
+        wallet = f"/v1/wallets/{ready['wallet']['id']}"
+        cases = [
+            ("POST", "/v1/transactions", raw_tx(ready, '"value": "1000000000000000000"')),
+            (
+                "POST",
+                "/v1/transactions/batch",
+                '{"transactions": [' + raw_tx(ready, f'"to": "{SINK}"') + "]}",
+            ),
+            ("POST", "/v1/transactions/batch", '{"transactions": [], "transactions": []}'),
+            ("PATCH", wallet, '{"label": "a", "label": "b"}'),
+        ]
+        before = await stored_counts(api, ready)
+        for method, path, body in cases:
+            response = await api.client.request(method, path, headers=headers, content=body)
+            assert response.status_code == 422, (path, body, response.text)
+            assert response.json()["code"] == "json_duplicate_key", response.text
+        assert await stored_counts(api, ready) == before
+        assert (await api.client.get(wallet, headers=ready["admin"])).json()["label"] is None
+
+    async def test_the_same_key_in_different_objects_is_fine(
+        self, api: ApiHarness, ready: dict[str, Any]
+    ) -> None:
+        body = {"transactions": [tx(ready, value="1"), tx(ready, value="2")]}
+        response = await send(api, ready, "POST", "/v1/transactions/batch", body)
+        assert response.status_code == 202, response.text
+
+
+class TestLabels:
+    async def test_a_label_with_a_control_character_is_a_422_that_stores_nothing(
+        self, api: ApiHarness, ready: dict[str, Any]
+    ) -> None:
+        # Before: stored, and `chainflow wallet list` printed it raw: a "\r" or "\n" forged
+        # the operator's lines, an escape sequence steered the terminal (the CLI's own
+        # --label refuses them for that reason).
+        before = await stored_counts(api, ready)
+        for label in ("a\nb", "ok\rFAKE", "\x1b]0;title\x07", "\x1b[2J", "x\x7f", "x\x85"):
+            for method, path, body in [
+                ("PATCH", "/v1/wallets/{wallet}", {"label": label}),
+                ("POST", "/v1/wallets", {"generate": True, "label": label}),
+            ]:
+                response = await send(api, ready, method, path, body)
+                assert response.status_code == 422, (label, response.text)
+                assert "control characters" in response.json()["detail"]
+        assert await stored_counts(api, ready) == before
+        wallet = f"/v1/wallets/{ready['wallet']['id']}"
+        assert (await api.client.get(wallet, headers=ready["admin"])).json()["label"] is None
+        fine = await send(api, ready, "PATCH", "/v1/wallets/{wallet}", {"label": "ops ü \u00a0x"})
+        assert fine.status_code == 200, fine.text
+
+
 # (field, value) pairs whose JSON type is not the field's: each must be refused, not coerced.
 WRONG_TYPES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/transactions", {"chain_id": True}),

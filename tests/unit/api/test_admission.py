@@ -15,6 +15,21 @@ class TestCostOf:
             ("GET", "/v1/transactions", b"status=queued&limit=500", 0, 25),
             ("GET", "/v1/wallets", b"limit=1", 0, 1),
             ("GET", "/v1/wallets", b"limit=abc", 0, 5),  # refused later by the route
+            # As the route reads it (before: a raw `limit=500` alone counted, 1 slot each)
+            ("GET", "/v1/transactions", b"limit=%35%30%30", 0, 25),
+            ("GET", "/v1/transactions", b"limit=1&limit=500", 0, 25),
+            ("GET", "/v1/events", b"%6Cimit=500", 0, 25),
+            ("GET", "/v1/wallets", b"limit=500&limit=1", 0, 1),
+            ("GET", "/v1/wallets", b"limit=9999999", 0, 5),
+            # Every list (before: only transactions, wallets and events; the others 1 slot)
+            ("GET", "/v1/audit", b"limit=500", 0, 25),
+            ("GET", "/v1/lanes", b"", 0, 5),
+            ("GET", "/v1/schedules", b"limit=500", 0, 25),
+            ("GET", "/v1/schedules/5b0e/runs", b"limit=500", 0, 25),
+            ("GET", "/v1/webhooks", b"limit=500", 0, 25),
+            ("GET", "/v1/webhooks/5b0e/deliveries", b"limit=500", 0, 25),
+            ("GET", "/v1/transactions/5b0e/deliveries", b"limit=500", 0, 25),
+            ("GET", "/v1/transactions/5b0e", b"limit=500", 0, 1),
             ("POST", "/v1/transactions", b"", 1_000, 1),
             ("POST", "/v1/transactions/batch", b"", 4 << 20, 129),
         ],

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, model_validator
 
 from chainflow.core.bodies import RequestBody
-from chainflow.core.fields import ChainId, TextStr, WeiStr
+from chainflow.core.fields import ChainId, LabelStr, TextStr, WeiStr
 from chainflow.core.restrictions import UNRESTRICTED, Restrictions
 from chainflow.domain.wallets.binding import SignerRequest
 from chainflow.domain.wallets.kinds import SignerKind
@@ -69,7 +69,7 @@ class WalletCreate(RequestBody):
 
     private_key: SecretStr | None = None
     generate: bool = False
-    label: TextStr | None = Field(None, max_length=200)
+    label: LabelStr | None = Field(None, max_length=200)
     chain_ids: ChainIds = Field(default_factory=list)
     signer: SignerSpec | None = None
 
@@ -87,7 +87,7 @@ class WalletUpdate(RequestBody):
     )
 
     status: Annotated[WalletStatus, Strict(False)] | None = None  # its value, as text
-    label: TextStr | None = Field(None, max_length=200)
+    label: LabelStr | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
     def _refuse_null_status(self) -> "WalletUpdate":
