@@ -151,12 +151,49 @@ DATABASE_UNAVAILABLE = (
     sa_exc.InterfaceError,
     ConnectionError,
 )
+# SQLSTATEs of a server that refuses a new connection and would take it a moment later:
+# connection exceptions (08…), insufficient resources (53…: "too many clients already",
+# "too many connections for role"), and a server shutting down or starting up (57P01-57P03).
+# asyncpg's adapter in SQLAlchemy raises these as a bare DBAPIError, not OperationalError.
+_REFUSED_SQLSTATE_CLASSES = ("08", "53")
+_REFUSED_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is down, restarting, full or slow to lend a
+    connection: nothing was stored, and the same request can be sent again."""
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:  # the dialect read it as a lost connection
+        return True
+    # The adapter's error carries the SQLSTATE, or the driver's error it wraps does.
+    orig = exc.orig
+    causes = (orig, orig.__cause__) if orig is not None else ()
+    states = (getattr(error, "sqlstate", None) for error in causes)
+    return any(
+        isinstance(state, str)
+        and (state[:2] in _REFUSED_SQLSTATE_CLASSES or state in _REFUSED_SQLSTATES)
+        for state in states
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A DBAPIError of no more precise class: a refused connection is retryable (503), any
+    other is a fault (500)."""
+    if database_unavailable(exc):
+        return await _database_unavailable(request, exc)
+    return await _unexpected(request, exc)
+
+
 Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 _HANDLERS: list[tuple[type[Exception] | tuple[type[Exception], ...], Handler]] = [
     (ChainflowError, _chainflow_error),
     (RequestValidationError, _validation_error),
     (HTTPException, _http_error),
     (DATABASE_UNAVAILABLE, _database_unavailable),
+    (sa_exc.DBAPIError, _database_error),
     (Exception, _unexpected),
 ]
 

@@ -7,6 +7,7 @@ docs/engine.md draws it with the module of each step.
 """
 
 import dataclasses
+import time
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,8 +32,14 @@ from chainflow.workers.send import send_and_record, show_paused
 log = get_logger(__name__)
 
 
-async def track_chain(engine: Engine, chain: ChainConfig) -> int:
-    """One tracking round for a chain; returns how many requests it looked at."""
+async def track_chain(engine: Engine, chain: ChainConfig, *, until: float | None = None) -> int:
+    """One tracking round for a chain; returns how many requests it looked at.
+
+    `until`: the `time.monotonic()` at which the tracker lease the pass began under runs out
+    (None: no lease to keep). Past it the pass writes, signs and sends nothing more: a process
+    stalled in its pass (SIGSTOP, swapping, a paused VM) for longer than the lease resumed
+    it beside the lease's next holder, and bumped and cancelled the same requests again on
+    what it read before the stall."""
     ports, state = engine.ports, engine.state
     rpc = engine.rpc(chain.chain_id)
     memory = state.tracking.setdefault(chain.chain_id, judge.TrackerMemory())
@@ -47,7 +54,7 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
             memory.gaps.loaded(await wallets.lanes_with_nonce_gap(session, chain.chain_id))
         idle = await _idle_off_page(session, chain.chain_id, rows, memory.gaps.shown, limit)
     if not rows:
-        if memory.gaps.shown:  # nothing in flight: no lane is below a gap
+        if memory.gaps.shown and _leased(chain, until):  # nothing in flight: no gap
             noted = gaps.note_gaps(
                 rows, {}, memory.gaps, chain_id=chain.chain_id, head=None, complete=True
             )
@@ -74,19 +81,25 @@ async def track_chain(engine: Engine, chain: ChainConfig) -> int:
     decisions = judge.judge(
         rows, seen, chain=chain, config=ports.config, memory=memory, sending=state.sending
     )
+    if not _leased(chain, until):
+        state.tracking.pop(chain.chain_id, None)  # judged on a stale read: forget it
+        return len(rows)
     await _show_gaps(engine, chain, noted)
     resend: list[SentAttempt] = []
     moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
     if moving:
         reasons = await reverts.revert_reasons(rpc, moving, decisions)  # rare: status 0 only
+        if not _leased(chain, until):  # up to 3 s a reason
+            state.tracking.pop(chain.chain_id, None)
+            return len(rows)
         async with unit_of_work(ports.sessionmaker) as session:
             resend = await record.record(
                 session, moving, decisions, seen, crasher=ports.crasher, reasons=reasons
             )
     if judge.frees_room(decisions):
         engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
-    resend += await _replace(engine, chain, rows, decisions)
-    if resend:
+    resend += await _replace(engine, chain, rows, decisions, until=until)
+    if resend and _leased(chain, until):
         await send_and_record(engine, chain, sorted(resend, key=lambda s: s.nonce))
     return len(rows)
 
@@ -107,6 +120,15 @@ async def _idle_off_page(
     if not off:
         return set()
     return off - await repository.lanes_in_flight(session, chain_id, sorted(off))
+
+
+def _leased(chain: ChainConfig, until: float | None) -> bool:
+    """Whether the pass's tracker lease is still running (monotonic time, which goes on
+    while a process is stopped); logged when it is not."""
+    if until is None or time.monotonic() < until:
+        return True
+    log.warning("tracker.lease_ran_out", chain_id=chain.chain_id)
+    return False
 
 
 async def _show_gaps(engine: Engine, chain: ChainConfig, changes: gaps.GapChanges) -> None:
@@ -137,10 +159,13 @@ async def _replace(
     chain: ChainConfig,
     rows: Sequence[InFlight],
     decisions: dict[TxId, Decision],
+    *,
+    until: float | None,
 ) -> list[SentAttempt]:
     """Sign and store each bump and cancel, one DB transaction each, committed before the
-    send (write-ahead, as in a drain). A wallet whose backend failed here before is probed
-    first, and the lane's `paused_reason` says when its signer fails (issue 20)."""
+    send (write-ahead, as in a drain), while the pass's lease runs (`until`). A wallet whose
+    backend failed here before is probed first, and the lane's `paused_reason` says when
+    its signer fails (issue 20)."""
     ports, state = engine.ports, engine.state
     wallet_of = {tx.id: tx.wallet_id for tx in rows}
     stored: list[SentAttempt] = []
@@ -153,6 +178,8 @@ async def _replace(
         if not state.signers.can_sign(wallet_id):
             continue  # not known to be back: bump it once a probe of the backend passes
         market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
+        if not _leased(chain, until):
+            break  # the attempts stored so far are sent: their bytes are committed
         try:
             async with unit_of_work(ports.sessionmaker) as session:
                 attempt = await replace(

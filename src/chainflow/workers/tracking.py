@@ -52,7 +52,7 @@ async def track(
         # before a spell elsewhere would fail a request on one read when the lease comes back.
         engine.state.tracking.pop(chain.chain_id, None)
         return False, 0
-    tracked = await track_chain(engine, chain)
+    tracked = await track_chain(engine, chain, until=leased_at + ports.config.tracker_lease_s)
     if sent is not None and drained is not None:
         tracked += await _track_while_draining(
             engine, chain, sent, drained, until=leased_at + ports.config.tracker_lease_s / 2
@@ -78,9 +78,11 @@ async def _track_while_draining(
         # A pass may take as long as its slowest RPC or signer call: begun on what is left of
         # the round's lease it could outlast it, and another worker then track (and bump)
         # the chain beside it (review).
+        renewed_at = time.monotonic()
         if not await _renew_tracker_lease(engine, chain):
             return tracked
-        tracked += await track_chain(engine, chain)
+        lease_s = engine.ports.config.tracker_lease_s
+        tracked += await track_chain(engine, chain, until=renewed_at + lease_s)
 
 
 async def _renew_tracker_lease(engine: Engine, chain: ChainConfig) -> bool:

@@ -165,7 +165,9 @@ async def event_frames(
             sub = await hub.subscribe()  # it fell behind: catch up again from the database
     except InvalidApiKey as error:  # revoked, expired or gone: the stream ends here
         yield b": closed: %s\n\n" % error.code.encode()
-    except problems.DATABASE_UNAVAILABLE as error:
+    except Exception as error:
+        if not problems.database_unavailable(error):
+            raise
         # The key (or a catch-up page) cannot be read: end cleanly (fail closed); the client
         # reconnects with Last-Event-ID and misses nothing.
         log.warning(

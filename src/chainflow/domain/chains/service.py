@@ -1,17 +1,16 @@
 """Use cases of the chain registry: list, get, add, update, seed."""
 
 from collections.abc import Sequence
-from datetime import timedelta
 
 from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from chainflow.core.clock import utcnow
 from chainflow.domain.chains import repository
 from chainflow.domain.chains.errors import ChainExists, ChainHasNoRpc, ChainNotFound
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.chains.probe import ChainIdProbe, verify_rpc_urls
 from chainflow.domain.chains.schemas import ChainCreate, ChainSeed, ChainUpdate
+from chainflow.infra.db.lease_clock import lease_times
 
 _SCALARS = (
     "name",
@@ -97,7 +96,7 @@ async def take_tracker_lease(
 ) -> bool:
     """Take or renew the chain's tracker lease for `owner`; False while another holds it.
     One statement: `db` may be a connection in autocommit (`single_statements`)."""
-    now = utcnow()
+    now, until = lease_times(db, ttl_s)  # the database server's clock (PostgreSQL)
     statement = (
         update(Chain)
         .where(
@@ -108,7 +107,7 @@ async def take_tracker_lease(
                 Chain.tracker_lease_until < now,
             ),
         )
-        .values(tracker_owner=owner, tracker_lease_until=now + timedelta(seconds=ttl_s))
+        .values(tracker_owner=owner, tracker_lease_until=until)
         .execution_options(synchronize_session=False)
     )
     result = await db.execute(statement)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from chainflow.core.types import WalletId
 from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain
 from chainflow.infra.db.bulk import update_rows
+from chainflow.infra.db.lease_clock import LeaseTime
 from chainflow.infra.db.params import one_of
 
 
@@ -27,7 +28,7 @@ async def get_by_address(session: AsyncSession, address: str) -> Wallet | None:
     return (await session.scalars(query)).one_or_none()
 
 
-def drainable_by(owner: str, now: datetime) -> ColumnElement[bool]:
+def drainable_by(owner: str, now: LeaseTime) -> ColumnElement[bool]:
     """A lane `owner` may drain: no lease, its own, or one that ran out."""
     return or_(
         WalletChain.lease_owner.is_(None),
@@ -50,8 +51,8 @@ async def take_leases(
     chain_id: int,
     *,
     owner: str,
-    now: datetime,
-    until: datetime,
+    now: LeaseTime,
+    until: LeaseTime,
 ) -> dict[WalletId, Claimed]:
     """Set each lane's lease to `owner` unless another owner's lease is still running; returns
     the lanes `owner` holds."""

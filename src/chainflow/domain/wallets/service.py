@@ -2,7 +2,6 @@
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -29,6 +28,7 @@ from chainflow.domain.wallets.errors import (
 )
 from chainflow.domain.wallets.kinds import SignerKind
 from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain, WalletStatus
+from chainflow.infra.db.lease_clock import lease_times
 from chainflow.infra.signing.aws_kms import AwsKms
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.infra.signing.local import address_of
@@ -257,8 +257,7 @@ async def claim_lanes(
     estimate, then queue on the lane lock, which keeps nonces single-writer."""
     if not wallet_ids:
         return {}
-    now = utcnow()
-    until = now + timedelta(seconds=ttl_s)
+    now, until = lease_times(session, ttl_s)  # the database server's clock (PostgreSQL)
     return await repository.take_leases(
         session, wallet_ids, chain_id, owner=owner, now=now, until=until
     )
