@@ -2,6 +2,8 @@
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import inspect, text
@@ -20,6 +22,8 @@ from chainflow.migrations.runner import (
 from tests.support.databases import TestDatabases
 from tests.support.invariants import orphan_violations
 from tests.support.polling import eventually
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -96,6 +100,11 @@ async def _keys_to_transactions(url: str) -> dict[str, list[tuple[object, ...]]]
             for table in ("tx_events", "tx_attempts")
         }
 
+    return await _read_schema(url, read)
+
+
+async def _read_schema(url: str, read: Callable[[Any], T]) -> T:
+    """`read` run on a connection to the database at `url` (its inspector's reads)."""
     engine = create_engine(url)
     try:
         async with engine.connect() as connection:
@@ -148,3 +157,32 @@ _SENT = text(
 _HOT = text(
     "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'tx_attempts'"
 )
+
+
+class TestWebhookFairIndex:
+    async def test_0016_adds_the_per_endpoint_due_index_and_its_downgrade_drops_it(
+        self, empty_url: str
+    ) -> None:
+        """The claim per endpoint walks ix_webhook_deliveries_endpoint_due (endpoint_id,
+        next_attempt_at, event_pk; pending deliveries only); 0016 builds it, its downgrade
+        drops it, and upgrading again matches the models."""
+        await asyncio.to_thread(upgrade, empty_url)
+        assert await _delivery_indexes(empty_url) >= {_ENDPOINT_DUE}
+        await asyncio.to_thread(downgrade, empty_url, "0014_log_lean")
+        assert _ENDPOINT_DUE not in await _delivery_indexes(empty_url)
+        await asyncio.to_thread(upgrade, empty_url)
+        assert await schema_state(empty_url) == (head_revision(), [])
+
+
+_ENDPOINT_DUE = (
+    "ix_webhook_deliveries_endpoint_due",
+    ("endpoint_id", "next_attempt_at", "event_pk"),
+)
+
+
+async def _delivery_indexes(url: str) -> set[tuple[str, tuple[str, ...]]]:
+    def read(connection: object) -> set[tuple[str, tuple[str, ...]]]:
+        indexes = inspect(connection).get_indexes("webhook_deliveries")
+        return {(str(i["name"]), tuple(str(c) for c in i["column_names"])) for i in indexes}
+
+    return await _read_schema(url, read)

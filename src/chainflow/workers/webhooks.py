@@ -4,7 +4,9 @@ Sends run as tasks, at most `concurrency` at a time and at most half of them to 
 (each endpoint's connections are kept alive and reused by the next of its sends); the loop
 does not wait for them, so a slow receiver holds its slots for up to its timeout while the
 other endpoints go on. A turn claims up to HELD_PER_SLOT jobs per slot, so that a burst is
-sent from one claim rather than one claim per slot's worth; a job waiting for its endpoint's
+sent from one claim rather than one claim per slot's worth, one endpoint holding at most its
+share of them (held_cap) and each claim serving the endpoint held least first (delivery.claim),
+so that slow or backlogged endpoints never take all of them; a job waiting for its endpoint's
 slot has a lease longer by a timeout per wave of sends ahead of it, and one that would still
 start too late is given back unsent. A turn commits the finished sends' outcomes in a
 transaction of their own (a failing fan-out or claim never undoes them), then fans out and
@@ -123,6 +125,16 @@ class _Loop:
     def per_endpoint(self) -> int:
         return max(1, self.ports.concurrency // 2)
 
+    @property
+    def held_cap(self) -> int:
+        """How many jobs one endpoint may hold: its slots' worth (HELD_PER_SLOT each), and no
+        more than the held budget shared by the endpoints holding jobs plus one still to come,
+        so that room is always left for an endpoint not yet served (two slow endpoints at
+        half the budget each kept every other one waiting until their backlogs drained).
+        With one endpoint busy its cap is its slots' worth, as before."""
+        budget = self.ports.concurrency * HELD_PER_SLOT
+        return min(self.per_endpoint * HELD_PER_SLOT, max(1, budget // (len(self.held) + 1)))
+
     async def turn(self) -> bool:
         """Record what finished, fan out, claim free slots; True if anything happened."""
         # Read every turn (cached for _ENDPOINTS_READ_S), busy or not: the count bounds a
@@ -156,7 +168,7 @@ class _Loop:
                     now=now,
                     limit=ports.concurrency * HELD_PER_SLOT - len(self.in_flight),
                     busy=Counter(self.held),  # a copy: sends finish while it claims
-                    per_endpoint=self.per_endpoint * HELD_PER_SLOT,
+                    per_endpoint=self.held_cap,
                     sends_per_endpoint=self.per_endpoint,
                     enabled_endpoints=self.endpoints,
                 )

@@ -285,7 +285,7 @@ class TestOneStatementOnPostgres:
         assert len(jobs) == 5
         sent = [s for s in seen if s not in ("BEGIN", "COMMIT")]  # (not sent as statements)
         assert sent[0] == str(repository._NO_BITMAP)
-        assert sent[1].startswith("WITH locked AS MATERIALIZED")
+        assert sent[1].startswith("WITH room AS MATERIALIZED")
         assert sent[2] == str(repository._BITMAP_AGAIN)
         # then the endpoints' secrets: no lease UPDATE, no read of the events
         assert len(sent) == 4, sent

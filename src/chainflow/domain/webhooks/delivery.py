@@ -49,6 +49,7 @@ __all__ = [
     "fan_out_batch",
     "given_back",
     "pick",
+    "pick_fairly",
     "prune",
     "record",
     "send",
@@ -129,8 +130,10 @@ async def claim(
 ) -> list[Job]:
     """Lease up to `limit` due deliveries and build their requests (signed now).
 
-    With `per_endpoint`, no endpoint gets more than that many held in this process (`busy`: how
-    many each holds already), so a slow receiver cannot take every slot. With
+    Fair over endpoints: each endpoint's oldest due rows are taken up to its share, and the
+    endpoint holding fewest jobs is served first, so a backlogged endpoint's older rows do not
+    fill the claim. With `per_endpoint`, no endpoint gets more than that many held in this
+    process (`busy`: how many each holds already), so a slow receiver cannot take every slot. With
     `sends_per_endpoint` (how many of an endpoint's jobs the caller sends at once), a job that
     waits behind earlier ones of its endpoint gets a lease longer by a timeout per wave of
     sends ahead of it. A delivery whose secret cannot be read is given back, not leased.
@@ -154,8 +157,8 @@ async def claim(
             per_endpoint=per_endpoint,
             sends_per_endpoint=sends_per_endpoint,
         )
-    candidates = await repository.lock_due(session, now=now, limit=lock_limit, skip=full)
-    rows = pick(candidates, limit=limit, busy=busy, per_endpoint=per_endpoint)
+    candidates = await repository.due_by_endpoint(session, now=now, limit=lock_limit, skip=full)
+    rows = pick(pick_fairly(candidates, busy), limit=limit, busy=busy, per_endpoint=per_endpoint)
     if not rows:
         return []
     events = await repository.event_snapshots(session, [r.event_pk for r in rows])
@@ -325,6 +328,19 @@ def pick(
         taken[row.endpoint_id] = taken.get(row.endpoint_id, 0) + 1
         chosen.append(row)
     return chosen
+
+
+def pick_fairly(rows: Sequence[DueDelivery], busy: Mapping[uuid.UUID, int]) -> list[DueDelivery]:
+    """`rows` (each endpoint's in due order) in the order a claim serves them: by how many of
+    its endpoint's jobs would be ahead of each (those held, then its earlier rows), so the
+    endpoint holding fewest goes first; then as given. claim_due orders its picks alike."""
+    ahead: dict[uuid.UUID, int] = dict(busy)
+    keyed = []
+    for index, row in enumerate(rows):
+        position = ahead.get(row.endpoint_id, 0)
+        ahead[row.endpoint_id] = position + 1
+        keyed.append((position, index, row))
+    return [row for _, _, row in sorted(keyed, key=lambda k: (k[0], k[1]))]
 
 
 def _job(

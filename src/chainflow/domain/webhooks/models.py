@@ -96,6 +96,16 @@ class WebhookDelivery(Base):
             postgresql_where=_PENDING_ONLY,
             sqlite_where=_PENDING_ONLY,
         ),
+        # The claim, per endpoint: an endpoint's due deliveries in due order, so that a
+        # backlogged endpoint's old rows do not fill every claim (repository._CLAIM_DUE).
+        Index(
+            "ix_webhook_deliveries_endpoint_due",
+            "endpoint_id",
+            "next_attempt_at",
+            "event_pk",
+            postgresql_where=_PENDING_ONLY,
+            sqlite_where=_PENDING_ONLY,
+        ),
         Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
         # A transaction's deliveries (every status; the claim's ordering check, the API).
         Index("ix_webhook_deliveries_order", "endpoint_id", "tx_id", "status"),

@@ -302,9 +302,30 @@ async def lock_due(
     return rows
 
 
+async def due_by_endpoint(
+    session: AsyncSession, *, now: datetime, limit: int, skip: Sequence[uuid.UUID] = ()
+) -> list[DueDelivery]:
+    """lock_due's rows, but taken round-robin over the endpoints (each endpoint's first due,
+    then each one's second, …) up to `limit`: an endpoint with a backlog of due rows does not
+    fill the batch. SQLite's claim (no row locks: its writers are serialized); PostgreSQL's
+    claim does it per endpoint in claim_due."""
+    params = {"now": now, "limit": limit, "skip": list(skip)}
+    return [DueDelivery(*row) for row in (await session.execute(_DUE_BY_ENDPOINT, params)).all()]
+
+
 def _lock_due_statement() -> Select[uuid.UUID, uuid.UUID, int]:
     """lock_due's SELECT, built once (parameters: now, limit, skip): building it was most of
     a claim's Python outside the statement's execution (docs/performance.md item 29)."""
+    return (
+        _due()
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.event_pk)
+        .limit(bindparam("limit", type_=Integer()))
+        .with_for_update(of=WebhookDelivery, skip_locked=True)
+    )
+
+
+def _due() -> Select[uuid.UUID, uuid.UUID, int]:
+    """The due deliveries lock_due and due_by_endpoint take (parameters: now, skip)."""
     earlier = aliased(WebhookDelivery)
     blocked = exists().where(
         earlier.endpoint_id == WebhookDelivery.endpoint_id,
@@ -335,14 +356,27 @@ def _lock_due_statement() -> Select[uuid.UUID, uuid.UUID, int]:
             or_(WebhookDelivery.tx_id.is_(None), ~blocked),
             WebhookDelivery.endpoint_id.not_in(bindparam("skip", expanding=True)),
         )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.event_pk)
+    )
+
+
+def _due_by_endpoint_statement() -> Select[uuid.UUID, uuid.UUID, int]:
+    """due_by_endpoint's SELECT: lock_due's, each row numbered within its endpoint in due
+    order, taken by that number (no FOR UPDATE: PostgreSQL refuses it with a window)."""
+    d = WebhookDelivery
+    rank = func.row_number().over(
+        partition_by=d.endpoint_id, order_by=(d.next_attempt_at, d.event_pk)
+    )
+    ranked = _due().add_columns(d.next_attempt_at, rank.label("rank")).subquery()
+    return (
+        select(ranked.c.id, ranked.c.endpoint_id, ranked.c.event_pk)
+        .order_by(ranked.c.rank, ranked.c.next_attempt_at, ranked.c.event_pk)
         .limit(bindparam("limit", type_=Integer()))
-        .with_for_update(of=WebhookDelivery, skip_locked=True)
     )
 
 
 _NOW_PARAM = bindparam("now", type_=UtcDateTime())
 _LOCK_DUE = _lock_due_statement()
+_DUE_BY_ENDPOINT = _due_by_endpoint_statement()
 
 
 # The claim walks ix_webhook_deliveries_due in its order and stops at `limit` rows. On a table
@@ -378,13 +412,13 @@ async def claim_due(
     """PostgreSQL: lock_due, pick, lease and the events' snapshots as one statement (the
     SELECT … FOR UPDATE, the lease's UPDATE of unnested arrays and the snapshots' SELECT were
     three round trips, and the ids and lease times went back and forth as arrays; docs/
-    performance.md item 31). Locks up to `lock_limit` due rows as lock_due does (the same
-    conditions, the same walk of ix_webhook_deliveries_due), picks as delivery.pick does
-    (in due order, at most `per_endpoint` of an endpoint with `busy` counted, at most
-    `limit`), and leases each picked row until now + `lease_s` + a `timeout_s` per wave of
-    its endpoint's sends ahead of it (delivery._waves: `sends_per_endpoint` a wave). Locked
-    rows not picked stay locked until commit and are not written, as with lock_due. Returned
-    in due order."""
+    performance.md item 31). Locks due rows per endpoint (lock_due's conditions): of each
+    enabled endpoint with a due row, its oldest up to its room (`per_endpoint` less what
+    `busy` says it holds) and its share of `lock_limit`; picks at most `limit` of them, the
+    endpoint holding fewest first (delivery.pick_fairly), and leases each picked row until
+    now + `lease_s` + a `timeout_s` per wave of its endpoint's sends ahead of it
+    (delivery._waves: `sends_per_endpoint` a wave). Locked rows not picked stay locked until
+    commit and are not written, as with lock_due. Returned in the order picked."""
     if lock_limit <= 0 or limit <= 0:
         return []
     unbounded = 2**31 - 1
@@ -415,45 +449,102 @@ async def claim_due(
     return claimed
 
 
-# claim_due's statement. `locked` is lock_due's SELECT (its conditions written alike, so the
-# same plan: ix_webhook_deliveries_due walked in order up to the limit, the ordering check a
-# lookup in ix_webhook_deliveries_order through lower(); test_claim_writes checks the plan).
-# `position`: how many of its endpoint's jobs are ahead of the row (those the process holds,
-# then the rows picked before it), which bounds it (per_endpoint) and gives its wave.
-_CLAIM_DUE = (
-    text(
-        """
-    WITH locked AS MATERIALIZED (
+# claim_due's statement. `room`: each enabled endpoint not skipped, with what this process
+# holds of it and how many more it may hold. Each endpoint's due rows are walked in
+# ix_webhook_deliveries_endpoint_due (endpoint_id, next_attempt_at, event_pk) in due order and
+# locked SKIP LOCKED (_WALK: lock_due's conditions, the ordering check a lookup in
+# ix_webhook_deliveries_order through lower(); test_claim_writes checks the plan), up to its
+# room and its share of `lock_limit`, in two rounds: `first`, an equal share of every endpoint
+# with room; `second`, what the first left, shared among the endpoints that filled their first
+# share, after their last row. No probe of which endpoints have due rows first: on a table
+# without statistics the planner answered it from ix_webhook_deliveries_backlog and read
+# every pending row of an endpoint whose deliveries wait for their retries (~10,000 rows, 35-75
+# ms a claim). Taking the oldest due rows over every endpoint (before) let backlogged endpoints
+# fill every claim while a healthy one's deliveries waited behind them. `position`: how many
+# of its endpoint's jobs are ahead of the row (those the process holds, then the rows picked
+# before it), which bounds it (per_endpoint), gives its wave, and orders the picks: the
+# endpoint holding fewest goes first.
+_WALK = """
         SELECT d.id, d.endpoint_id, d.event_pk, d.next_attempt_at
         FROM webhook_deliveries AS d
-            JOIN webhook_endpoints AS e ON e.id = d.endpoint_id
-        WHERE d.status = 'pending'
+        WHERE d.endpoint_id = {of}.endpoint_id
+            AND d.status = 'pending'
             AND d.next_attempt_at <= :now
             AND (d.leased_until IS NULL OR d.leased_until <= :now)
-            AND e.enabled IS true
             AND (d.tx_id IS NULL OR NOT EXISTS (
                 SELECT 1 FROM webhook_deliveries AS earlier
                 WHERE earlier.endpoint_id = d.endpoint_id
                     AND earlier.tx_id = d.tx_id
                     AND lower(earlier.status) = 'pending'
-                    AND earlier.tx_seq < d.tx_seq))
-            AND d.endpoint_id <> ALL(:skip)
+                    AND earlier.tx_seq < d.tx_seq)){more}
         ORDER BY d.next_attempt_at, d.event_pk
-        LIMIT :lock_limit
+        LIMIT least({of}.room, {share}.rows)
         FOR UPDATE OF d SKIP LOCKED
+"""
+_AFTER = """
+            AND (d.next_attempt_at, d.event_pk) > (m.after_at, m.after_pk)"""
+_CLAIM_DUE = (
+    # Spliced from this module's constants only, no value from outside:
+    text(
+        f"""
+    WITH room AS MATERIALIZED (
+        SELECT e.id AS endpoint_id, coalesce(b.held, 0) AS held,
+            :per_endpoint - coalesce(b.held, 0) AS room
+        FROM webhook_endpoints AS e
+            LEFT JOIN unnest(:busy_ids, :busy_held) AS b(endpoint_id, held)
+                ON b.endpoint_id = e.id
+        WHERE e.enabled IS true
+            AND e.id <> ALL(:skip)
+            AND :per_endpoint - coalesce(b.held, 0) > 0
+    ),
+    first_share AS (
+        SELECT (:lock_limit + count(*) - 1) / greatest(count(*), 1) AS rows FROM room
+    ),
+    first_pass AS MATERIALIZED (
+        SELECT d.id, d.endpoint_id, d.event_pk, d.next_attempt_at, r.held
+        FROM room AS r
+            CROSS JOIN first_share AS s
+            CROSS JOIN LATERAL ({_WALK.format(of="r", share="s", more="")}) AS d
+    ),
+    more AS MATERIALIZED (
+        SELECT DISTINCT ON (f.endpoint_id) f.endpoint_id, r.held,
+            r.room - count(*) OVER (PARTITION BY f.endpoint_id) AS room,
+            f.next_attempt_at AS after_at, f.event_pk AS after_pk,
+            count(*) OVER (PARTITION BY f.endpoint_id) AS taken
+        FROM first_pass AS f
+            JOIN room AS r ON r.endpoint_id = f.endpoint_id
+        ORDER BY f.endpoint_id, f.next_attempt_at DESC, f.event_pk DESC
+    ),
+    second_share AS (
+        SELECT greatest(0, (left_over + count(*) - 1) / greatest(count(*), 1)) AS rows
+        FROM more AS m
+            CROSS JOIN (SELECT :lock_limit - count(*) AS left_over FROM first_pass) AS f
+            CROSS JOIN first_share AS s
+        WHERE m.taken = s.rows AND m.room > 0
+        GROUP BY f.left_over
+    ),
+    locked AS MATERIALIZED (
+        SELECT * FROM first_pass
+        UNION ALL
+        SELECT d.id, d.endpoint_id, d.event_pk, d.next_attempt_at, m.held
+        FROM more AS m
+            CROSS JOIN first_share AS s1
+            CROSS JOIN second_share AS s
+            CROSS JOIN LATERAL ({_WALK.format(of="m", share="s", more=_AFTER)}) AS d
+        WHERE m.taken = s1.rows AND m.room > 0
     ),
     ranked AS (
         SELECT l.id, l.endpoint_id, l.event_pk, l.next_attempt_at,
-            coalesce(b.held, 0) - 1 + row_number() OVER (
+            l.held - 1 + row_number() OVER (
                 PARTITION BY l.endpoint_id ORDER BY l.next_attempt_at, l.event_pk, l.id
             ) AS position
         FROM locked AS l
-            LEFT JOIN unnest(:busy_ids, :busy_held) AS b(endpoint_id, held)
-                ON b.endpoint_id = l.endpoint_id
     ),
     picked AS (
         SELECT r.id, r.endpoint_id, r.event_pk, r.position,
-            row_number() OVER (ORDER BY r.next_attempt_at, r.event_pk, r.id) AS n
+            row_number() OVER (
+                ORDER BY r.position, r.next_attempt_at, r.event_pk, r.id
+            ) AS n
         FROM ranked AS r
         WHERE r.position < :per_endpoint
     )
@@ -467,7 +558,7 @@ _CLAIM_DUE = (
     RETURNING d.id, d.endpoint_id, d.event_pk, d.leased_until, p.n,
         ev.id AS e_id, ev.event_id AS e_event_id, ev.type AS e_type, ev.cursor AS e_cursor,
         ev.created_at AS e_created_at, CAST(ev.data AS text) AS e_data
-    """
+    """  # noqa: S608
     )
     .bindparams(
         _NOW_PARAM,
