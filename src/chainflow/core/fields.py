@@ -1,7 +1,7 @@
 """Pydantic field types for the wire formats: wei as decimal strings, checksummed addresses."""
 
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import (
@@ -107,3 +107,19 @@ WalletRef = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_w
 
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text), Strict(False)]
 """A date-time in a strict request body: an RFC 3339 string, never a number."""
+
+
+def _utc_representable(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must include a timezone, e.g. 2026-01-01T00:00:00Z")
+    try:
+        value.astimezone(UTC)  # compared and stored in UTC
+    except OverflowError:  # 9999-12-31T23:00-02:00 is past year 9999 in UTC
+        raise ValueError("must fall within years 1 to 9999 in UTC") from None
+    return value
+
+
+UtcTimestamp = Annotated[Timestamp, AfterValidator(_utc_representable)]
+"""A `Timestamp` with a time zone that stays within years 1 to 9999 once in UTC (kept as
+given, offset and all): refused as input, not an OverflowError (a 500) where it is compared
+or stored."""

@@ -1,6 +1,7 @@
 """URL checks and redaction: RPC URLs often carry a provider key in the path or query."""
 
 import re
+import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
 # A space, a C0 control character or DEL: never part of a URL as sent (RFC 3986 §2).
@@ -45,6 +46,7 @@ def check_http_url(url: str) -> str:
         raise ValueError("must not contain a NUL character")
     if _BLANK_OR_CONTROL.search(url):  # urlsplit drops tabs and newlines; a client would not
         raise ValueError("must not contain spaces or control characters (percent-encode them)")
+    _check_host(parts.hostname)
     try:
         port = parts.port
     except ValueError:  # out of 0-65535, or not a number
@@ -52,3 +54,16 @@ def check_http_url(url: str) -> str:
     if port == 0:
         raise ValueError("must have a port from 1 to 65535, if any")
     return url
+
+
+def _check_host(host: str) -> None:
+    """Refuse a host no request can reach: one that NFKC folds to hold a blank or a control
+    character (`exa\u00a0mple.com`: the HTTP client folds it to `exa mple.com`, and every
+    attempt failed), or that IDNA encoding rejects (an empty label, one over 63 characters)."""
+    folded = unicodedata.normalize("NFKC", host)
+    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in folded):
+        raise ValueError("must not have spaces or control characters in its host")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise ValueError("must have a host name that IDNA can encode") from None

@@ -108,21 +108,40 @@ class TestEventFrames:
         to its client and gets its keep-alive (the audit's reproduction: none in 29 s of
         traffic, `CHAINFLOW_EVENT_STREAM_KEEPALIVE_S` 15; proxies cut silent streams)."""
         hub = EventHub(sessionmaker, poll_s=0.02, max_streams=4)
-        quiet = EventFilter(types=("wallet.low_balance",))
-        frames = event_frames(hub, quiet, None, keepalive_s=0.5, watch=ANY_KEY)
-        stop = asyncio.Event()
+        await _keep_alive_amid_traffic(sessionmaker, hub, per_publish=1)
 
-        async def traffic() -> None:
-            while not stop.is_set():
-                await publish(sessionmaker, 1)
+    async def test_a_filtered_stream_that_keeps_overflowing_still_gets_keep_alives(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Traffic its queue cannot hold: the stream catches up from the database and
+        subscribes again, over and over; the time of its last keep-alive belongs to the
+        stream, not to one subscription (review: it reset on each re-subscribe, and no
+        keep-alive went out in 5 s)."""
+        hub = EventHub(sessionmaker, poll_s=0.02, max_streams=4, queue_size=3)
+        await _keep_alive_amid_traffic(sessionmaker, hub, per_publish=10)
 
-        assert await anext(frames) == b": stream open\n\n"
-        task = asyncio.create_task(traffic())
-        try:
-            async with asyncio.timeout(5):
-                assert await anext(frames) == b": keep-alive\n\n"
-        finally:
-            stop.set()
-            await task
-            await frames.aclose()
-            await hub.close()
+
+async def _keep_alive_amid_traffic(
+    sessionmaker: async_sessionmaker[AsyncSession], hub: EventHub, *, per_publish: int
+) -> None:
+    """A stream filtered to `wallet.low_balance`, keep-alive 0.5 s, while other events are
+    published `per_publish` at a time without pause: its next frame after the opening one,
+    within 5 s, is a keep-alive."""
+    quiet = EventFilter(types=("wallet.low_balance",))
+    frames = event_frames(hub, quiet, None, keepalive_s=0.5, watch=ANY_KEY)
+    stop = asyncio.Event()
+
+    async def traffic() -> None:
+        while not stop.is_set():
+            await publish(sessionmaker, per_publish)
+
+    assert await anext(frames) == b": stream open\n\n"
+    task = asyncio.create_task(traffic())
+    try:
+        async with asyncio.timeout(5):
+            assert await anext(frames) == b": keep-alive\n\n"
+    finally:
+        stop.set()
+        await task
+        await frames.aclose()
+        await hub.close()

@@ -134,9 +134,19 @@ class _EventStream(StreamingResponse):
 
 @dataclass
 class _Position:
-    """The cursor of the last event a stream has passed (sent, or filtered out)."""
+    """The cursor of the last event a stream has passed (sent, or filtered out), and when its
+    client last got a frame or a keep-alive (monotonic): the stream's, not one subscription's,
+    so catching up and subscribing again does not put the keep-alive off (review)."""
 
     last: int
+    sent: float
+
+    def keepalive(self, keepalive_s: float) -> bytes | None:
+        """A keep-alive comment if nothing was sent for `keepalive_s`, else None."""
+        if time.monotonic() - self.sent < keepalive_s:
+            return None
+        self.sent = time.monotonic()
+        return b": keep-alive\n\n"
 
 
 async def event_frames(
@@ -151,11 +161,11 @@ async def event_frames(
     that `where` takes, each once, in cursor order, until the hub closes or the reader's key
     is no longer live (`watch`: checked before each frame and while idle)."""
     sub = await hub.subscribe()
-    position = _Position(sub.start if after is None else after)
+    position = _Position(sub.start if after is None else after, sent=time.monotonic())
     try:
         yield b": stream open\n\n"  # the headers go out now, and the admission slot with them
         while True:
-            async for chunk in _catch_up(hub, sub, where, position, watch):
+            async for chunk in _catch_up(hub, sub, where, position, keepalive_s, watch):
                 yield chunk
             async for chunk in _live(hub, sub, where, position, keepalive_s, watch):
                 yield chunk
@@ -183,16 +193,22 @@ async def _catch_up(
     sub: Subscription,
     where: events.EventFilter,
     position: _Position,
+    keepalive_s: float,
     watch: KeyWatch,
 ) -> AsyncIterator[bytes]:
-    """What the database holds after the position up to where the subscription starts."""
+    """What the database holds after the position up to where the subscription starts; a
+    keep-alive before a page when nothing was sent for a while (the filter may pass none of
+    the events that keep cutting the stream from the fan-out)."""
     while position.last < sub.start:
+        if (keepalive := position.keepalive(keepalive_s)) is not None:
+            yield keepalive
         rows = await read_events(
             hub.sessionmaker, after=position.last, where=where, limit=_CATCH_UP_PAGE, upto=sub.start
         )
         for row in rows:
             await watch.check()
             position.last = row.cursor
+            position.sent = time.monotonic()
             yield frame(row).text
         if len(rows) < _CATCH_UP_PAGE:
             position.last = sub.start
@@ -207,27 +223,27 @@ async def _live(
     watch: KeyWatch,
 ) -> AsyncIterator[bytes]:
     """What the hub publishes, until the stream falls too far behind (or the API stops)."""
-    sent = time.monotonic()  # the last frame or keep-alive the client got
     while not hub.closed.is_set():
         await watch.check()
         if sub.overflowed and sub.queue.empty():
             return  # the caller catches up from the database and subscribes again
         try:
-            item = await _get(hub, sub, watch.wait_s(sent + keepalive_s - time.monotonic()))
+            item = await _get(
+                hub, sub, watch.wait_s(position.sent + keepalive_s - time.monotonic())
+            )
         except TimeoutError:
             item = None
         if item is not None and item.cursor > position.last:
             position.last = item.cursor
             if where.matches(item.row):
                 await watch.check()  # raises before the frame: nothing goes out once it fails
-                sent = time.monotonic()
+                position.sent = time.monotonic()
                 yield item.text
                 continue
         # Idle for the client, even while events its filter leaves out keep arriving: a
         # proxy or client that cuts silent connections must see the stream is alive.
-        if time.monotonic() - sent >= keepalive_s:
-            sent = time.monotonic()
-            yield b": keep-alive\n\n"
+        if (keepalive := position.keepalive(keepalive_s)) is not None:
+            yield keepalive
 
 
 async def _get(hub: EventHub, sub: Subscription, timeout_s: float) -> Any:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chainflow.core.addresses import checksum_address
 from chainflow.core.bodies import RequestBody
-from chainflow.core.fields import AddressStr, ChainId, Timestamp, WalletRef, WeiStr
+from chainflow.core.fields import AddressStr, ChainId, UtcTimestamp, WalletRef, WeiStr
 from chainflow.domain.schedules.models import Schedule, ScheduleRun
 from chainflow.domain.transactions.schemas import TxCreate
 
@@ -24,7 +24,7 @@ class TriggerIn(RequestBody):
     cron: str | None = Field(None, max_length=200, examples=["0 9 * * 1-5"])
     timezone: str | None = Field(None, max_length=64, examples=["Europe/Berlin"])
     interval_s: int | None = Field(None, ge=1, le=MAX_INTERVAL_S)
-    at: Timestamp | None = None
+    at: UtcTimestamp | None = None
 
     @field_validator("at")
     @classmethod
@@ -33,12 +33,8 @@ class TriggerIn(RequestBody):
 
 
 def aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("must include a timezone, e.g. 2026-01-01T00:00:00Z")
-    try:
-        return None if value is None else value.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:00-02:00 is past year 9999 in UTC
-        raise ValueError("must fall within years 1 to 9999 in UTC") from None
+    """A `UtcTimestamp` (checked already: it has a time zone and a year in UTC), in UTC."""
+    return None if value is None else value.astimezone(UTC)
 
 
 class TransactionAction(RequestBody):
@@ -121,8 +117,8 @@ class ScheduleCreate(RequestBody):
     wallet: WalletRef = Field(description="wallet id or address")
     chain_id: ChainId
     trigger: TriggerIn
-    start_at: Timestamp | None = None
-    end_at: Timestamp | None = None
+    start_at: UtcTimestamp | None = None
+    end_at: UtcTimestamp | None = None
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
     misfire: Literal["skip", "run_once"] = "skip"
     overlap: Literal["skip"] = "skip"

@@ -1,14 +1,14 @@
 """API shapes of transaction requests."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from chainflow.core.bodies import RequestBody
-from chainflow.core.fields import AddressStr, ChainId, Timestamp, WalletRef, WeiStr
+from chainflow.core.fields import AddressStr, ChainId, UtcTimestamp, WalletRef, WeiStr
 from chainflow.domain.transactions.calldata_size import MAX_CALLDATA_BYTES
 from chainflow.domain.transactions.models import Transaction, TxAttempt
 from chainflow.domain.transactions.rows import NewRequest
@@ -49,7 +49,7 @@ class TxCreate(RequestBody):
     gas_limit: int | None = Field(None, ge=21_000, le=100_000_000)
     max_fee_per_gas: WeiStr | None = Field(None, description="cap for this request, in wei")
     max_priority_fee_per_gas: WeiStr | None = Field(None, description="tip cap, in wei")
-    valid_until: Timestamp | None = Field(None, description="expire if not signed by then")
+    valid_until: UtcTimestamp | None = Field(None, description="expire if not signed by then")
 
     @field_validator("data")
     @classmethod
@@ -62,18 +62,6 @@ class TxCreate(RequestBody):
         if not value.startswith("0x") or len(digits) % 2 or not _is_hex(digits):
             raise ValueError("must be 0x-prefixed hex with an even number of digits")
         return value.lower()
-
-    @field_validator("valid_until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must include a timezone, e.g. 2026-01-01T00:00:00Z")
-        if value is not None:
-            try:
-                value.astimezone(UTC)  # stored in UTC; 9999-12-31T23:00-02:00 is past year 9999
-            except OverflowError:
-                raise ValueError("must fall within years 1 to 9999 in UTC") from None
-        return value
 
     @model_validator(mode="after")
     def _one_payload(self) -> "TxCreate":

@@ -18,15 +18,14 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.logging import get_logger
-from chainflow.core.types import SecretBytes
 from chainflow.core.urls import redact_url
 from chainflow.domain.events import append, envelope_id
 from chainflow.domain.webhooks import repository, telemetry
+from chainflow.domain.webhooks.jobs import Job
 from chainflow.domain.webhooks.models import DeliveryStatus, WebhookEndpoint
 from chainflow.domain.webhooks.repository import LockedDelivery
 from chainflow.domain.webhooks.rules import parse_retry_after, retry_delay_s
 from chainflow.domain.webhooks.service import DISABLED_EVENT
-from chainflow.domain.webhooks.signing import headers
 from chainflow.infra.net.urlguard import ForbiddenAddress
 from chainflow.infra.signing.keystore import MasterKey
 
@@ -53,32 +52,6 @@ class DeliveryConfig:
         waited too long in its worker's queue is given back instead of sent, so no other
         worker can be sending it at the same time."""
         return now + timedelta(seconds=self.timeout_s + self.lease_margin_s / 2) <= lease_until
-
-
-@dataclass(frozen=True)
-class Job:
-    """One claimed delivery, ready to send: nothing in it needs the database."""
-
-    delivery_id: uuid.UUID
-    endpoint_id: uuid.UUID
-    url: str
-    msg_id: str
-    body: bytes
-    # The endpoint's signing secrets: an attempt is signed when it starts, not when it was
-    # claimed (a job may wait for its endpoint's slot for rounds of sends, and a receiver
-    # refuses a webhook-timestamp more than 5 minutes old).
-    secrets: tuple[SecretBytes, ...]
-    event_at: datetime  # the event's change, for the delivery lag metric
-    lease_until: datetime  # another worker may send it after this
-
-    def __repr__(self) -> str:  # the secrets sign requests: keep them out of logs
-        return f"Job(delivery_id={self.delivery_id}, msg_id={self.msg_id})"
-
-    def headers(self, *, now: datetime) -> dict[str, str]:
-        """The headers of an attempt starting `now`, signed now (webhook-timestamp)."""
-        return headers(
-            self.secrets, msg_id=self.msg_id, timestamp=int(now.timestamp()), body=self.body
-        )
 
 
 @dataclass(frozen=True)

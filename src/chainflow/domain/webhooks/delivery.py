@@ -22,13 +22,13 @@ from chainflow.domain.events import envelope, envelope_id
 from chainflow.domain.webhooks import repository, telemetry
 from chainflow.domain.webhooks.attempts import (
     DeliveryConfig,
-    Job,
     Outcome,
     failed_attempt,
     given_back,
     record,
     send,
 )
+from chainflow.domain.webhooks.jobs import Job
 from chainflow.domain.webhooks.models import WebhookEndpoint
 from chainflow.domain.webhooks.repository import DueDelivery, EventHead, EventSnapshot
 from chainflow.domain.webhooks.secrets import signing_secrets
