@@ -120,9 +120,10 @@ async def create_schedule(
         # What the wallet's other schedules on this token and router can still take is
         # granted too: an approve replaces the allowance (dca.approve_body).
         others = await repository.lock_same_spenders(session, row)
+        pending = await repository.pending_amounts(session, [other.id for other in others])
         approval = await txs.submit(
             session,
-            dca.approve_body(row, others),
+            dca.approve_body(row, others, pending),
             api_key_id=api_key_id,
             idempotency_key=f"schedule-{row.id}-approve",
         )
