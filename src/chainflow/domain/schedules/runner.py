@@ -32,7 +32,7 @@ from chainflow.domain.schedules.outcomes import complete, finish, record_run
 from chainflow.domain.schedules.planner import MAX_MISSED_COUNTED, Trigger
 from chainflow.domain.schedules.plans import Builder, Planned
 from chainflow.domain.schedules.schemas import template_body
-from chainflow.domain.schedules.service import trigger_of
+from chainflow.domain.schedules.service import action_valid_until, trigger_of
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.spending import Ledger
 
@@ -139,6 +139,8 @@ async def _run(
 ) -> None:
     """Run one occurrence, or record why it did not run. Never deferred to a later pass: a
     pass that comes after the misfire grace would record it as missed (review)."""
+    if _past_valid_until(session, schedule, occurrence, now=now, out=out):
+        return
     if await _held_back(session, schedule, occurrence, now=now, out=out):
         return
     try:
@@ -184,6 +186,29 @@ async def _run(
     out.started.append(run)
     if _exhausted(schedule):
         complete(schedule, now)
+
+
+def _past_valid_until(
+    session: AsyncSession,
+    schedule: Schedule,
+    occurrence: datetime,
+    *,
+    now: datetime,
+    out: PassResult,
+) -> bool:
+    """The action's fixed valid_until is not after this run: its request, and every later
+    one's, would expire unsigned. The run is skipped and the schedule completed (review: it
+    stayed active, every run failed as expired). True: recorded."""
+    valid_until = action_valid_until(schedule)
+    if valid_until is None or valid_until > max(occurrence, now):
+        return False
+    reason = (
+        f"action.valid_until {valid_until.isoformat()} is not after this run: every run's "
+        "request would expire; the schedule is completed"
+    )
+    out.recorded.append(record_run(session, schedule, occurrence, RunStatus.SKIPPED, reason))
+    complete(schedule, now)
+    return True
 
 
 async def _held_back(
