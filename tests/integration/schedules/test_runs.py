@@ -544,6 +544,48 @@ class TestPolicyLockOrder:
         assert made == 2
         assert await _tx_count(harness) == 2
 
+    async def test_a_policy_committed_mid_pass_is_not_locked_out_of_order(
+        self, harness: EngineHarness, database_url: str
+    ) -> None:
+        """The pass locks the policies existing at its start; one committed while the pass
+        runs was locked later, after the others, by the run of its wallet: with a batch
+        holding it and waiting for one the pass held, a deadlock (review). The pass admits
+        against the policies it locked at its start only."""
+        low, high = sorted([await harness.wallet(), await harness.wallet()], key=lambda w: w.id)
+        rules = PolicyRules.model_validate({"max_value_wei_per_tx": "100"})
+        async with unit_of_work(harness.sessionmaker) as session:
+            await policies.put_policy(session, high.id, rules, key_id=None)
+        await _create(harness, high, T0)  # due first
+        await _create(harness, low, T0 + timedelta(seconds=1))
+        db = create_engine(database_url, pool_size=3)
+        try:
+            make = create_sessionmaker(db)
+            async with unit_of_work(make) as batch:
+                async with unit_of_work(make) as holder:
+                    # high's run waits to insert its request (its wallet row's key-share
+                    # lock), holding high's policy from the pass's start
+                    await holder.execute(
+                        select(Wallet.id).where(Wallet.id == high.id).with_for_update()
+                    )
+                    passing = asyncio.create_task(
+                        schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=1))
+                    )
+
+                    async def blocked_or_done() -> bool:
+                        return passing.done() or await _lock_waiters(harness) > 0
+
+                    await eventually(blocked_or_done, timeout_s=20)
+                    async with unit_of_work(make) as session:  # low's first policy, mid-pass
+                        await policies.put_policy(session, low.id, rules, key_id=None)
+                    await policies.read_rules(batch, low.id, lock=True)
+                # the pass goes on to low's run; the batch then wants high, in id order
+                await policies.read_rules(batch, high.id, lock=True)
+            made = await asyncio.wait_for(passing, timeout=20)
+        finally:
+            await db.dispose()
+        assert made == 2
+        assert await _tx_count(harness) == 2
+
 
 class TestBudgetRace:
     pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)

@@ -47,6 +47,16 @@ class PassResult:
     recorded: list[ScheduleRun] = field(default_factory=list)  # skipped or failed at once
 
 
+@dataclass
+class _PassState:
+    """What every run of one pass shares: its builders, the policies it locked at its start
+    (the only ones its runs admit against), what it did."""
+
+    builders: dict[str, Builder]
+    ledger: Ledger
+    out: PassResult
+
+
 class Work(NamedTuple):
     """What a pass over a chain has to do."""
 
@@ -79,9 +89,13 @@ async def start_due(
     result = PassResult()
     due = await repository.lock_due(session, chain_id, now=now, limit=limit)
     await apikeys.lock_keys(session, (s.api_key_id for s in due if s.api_key_id is not None))
-    await Ledger(session, lock=True).lock_first(WalletId(s.wallet_id) for s in due)  # in order
+    # The policies of the due wallets, locked in id order for the whole pass; every run admits
+    # against this ledger, so a policy committed mid-pass is never locked later, out of order.
+    ledger = Ledger(session, lock=True)
+    await ledger.lock_first(WalletId(s.wallet_id) for s in due)
+    state = _PassState(builders=builders or {}, ledger=ledger, out=result)
     for schedule in due:
-        await _advance(session, schedule, now=now, grace=grace, builders=builders or {}, out=result)
+        await _advance(session, schedule, now=now, grace=grace, state=state)
     await session.flush()
     return result
 
@@ -92,9 +106,9 @@ async def _advance(
     *,
     now: datetime,
     grace: timedelta,
-    builders: dict[str, Builder],
-    out: PassResult,
+    state: _PassState,
 ) -> None:
+    out = state.out
     trigger = trigger_of(schedule)
     schedule.updated_at = now  # also the time the runs below are recorded at
     assert schedule.next_run_at is not None  # noqa: S101 - lock_due selects due ones only
@@ -116,7 +130,7 @@ async def _advance(
             record_run(session, schedule, occurrence, RunStatus.SKIPPED, why + more)
         )
     if runs_latest:
-        await _run(session, schedule, latest, now=now, builders=builders, out=out)
+        await _run(session, schedule, latest, now=now, state=state)
     if schedule.status is ScheduleStatus.ACTIVE:
         _move_on(schedule, trigger, latest, now=now)
 
@@ -134,17 +148,17 @@ async def _run(
     occurrence: datetime,
     *,
     now: datetime,
-    builders: dict[str, Builder],
-    out: PassResult,
+    state: _PassState,
 ) -> None:
     """Run one occurrence, or record why it did not run. Never deferred to a later pass: a
     pass that comes after the misfire grace would record it as missed (review)."""
+    out = state.out
     if _past_valid_until(session, schedule, occurrence, now=now, out=out):
         return
     if await _held_back(session, schedule, occurrence, now=now, out=out):
         return
     try:
-        planned = await _plan(session, schedule, now, builders)
+        planned = await _plan(session, schedule, now, state.builders)
     except ChainflowError as exc:
         reason = f"{exc.code}: {exc.detail}"
         out.recorded.append(record_run(session, schedule, occurrence, RunStatus.FAILED, reason))
@@ -165,6 +179,7 @@ async def _run(
             planned.body,
             api_key_id=schedule.api_key_id,
             idempotency_key=idempotency_key(schedule.id, occurrence),
+            ledger=state.ledger,
         )
     except ChainflowError as exc:  # refused at admission (a paused wallet, a policy, ...)
         reason = f"{exc.code}: {exc.detail}"

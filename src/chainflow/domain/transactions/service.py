@@ -89,6 +89,7 @@ async def submit(
     api_key_id: uuid.UUID | None,
     idempotency_key: str | None,
     restrictions: Restrictions = ...,
+    ledger: spending.Ledger | None = ...,
 ) -> Created | Replayed: ...
 
 
@@ -114,6 +115,7 @@ async def submit(
     restrictions: Restrictions = UNRESTRICTED,
     group: GroupInsert | None = None,
     targets: TargetCache | None = None,
+    ledger: spending.Ledger | None = None,
 ) -> Submitted:
     """Store a queued request after checking the key's restrictions, chain, wallet, lane,
     caps and the wallet's spending policy. Without a policy every write is one statement, so
@@ -130,7 +132,9 @@ async def submit(
     same time, in one statement (api/group_commit.py); it answers as insert_request does, or
     None when it stored nothing, and the request is then stored here on its own. `targets`
     (with `group` only): chain/wallet/lane reads remembered for the next requests, which the
-    group's statement checks again (targets.py).
+    group's statement checks again (targets.py). `ledger` (a session only): the policies
+    locked by the caller for the whole of its DB transaction (a schedule pass), which this
+    admission counts against instead of locking a policy of its own.
     """
     idempotency_key = idempotency.single_key(idempotency_key)
     fingerprint = request_hash(body)
@@ -147,7 +151,8 @@ async def submit(
         if not intake.is_transactional(db):
             return NeedsTransaction()
         draft = spending.draft_of(body, target, data)
-        fee_cap = await spending.Ledger(db, lock=True).admit(checked.wallet_id, draft)
+        ledger = ledger or spending.Ledger(db, lock=True)
+        fee_cap = await ledger.admit(checked.wallet_id, draft)
     request = _new_request(
         body,
         checked,
