@@ -23,8 +23,11 @@ from tests.e2e.test_cli import Cli, one_error_line
 from tests.support.engine import SINK
 
 
-async def _schedule(settings: Settings, *, owner_revoked: bool = False) -> str:
-    """A schedule; `owner_revoked`: created under an API key then revoked, and paused."""
+async def _schedule(
+    settings: Settings, *, owner_revoked: bool = False, valid_until_passed: bool = False
+) -> str:
+    """A schedule; `owner_revoked`: created under an API key then revoked, and paused;
+    `valid_until_passed`: paused, then its action's valid_until passed."""
     async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
         await chains.seed_chains(session, load_seed(settings.chains_file))
         wallet = await wallets.import_wallet(
@@ -45,9 +48,12 @@ async def _schedule(settings: Settings, *, owner_revoked: bool = False) -> str:
         row = await service.create_schedule(
             session, body, api_key_id=key_id, now=datetime.now(UTC), min_interval_s=10
         )
-        if key_id is not None:
+        if key_id is not None or valid_until_passed:
             await service.set_status(session, row.id, ScheduleStatus.PAUSED, now=datetime.now(UTC))
+        if key_id is not None:
             await apikeys.revoke_api_key(session, key_id)
+        if valid_until_passed:  # as if time had passed while it was paused
+            row.action = row.action | {"valid_until": "2001-01-01T00:00:00Z"}
         return str(row.id)
 
 
@@ -100,5 +106,23 @@ def test_resume_under_a_revoked_owner_key_is_one_error_line(tmp_path: Path) -> N
         f"error: schedule {schedule_id} cannot be resumed: its owner API key is revoked; "
         "create a new schedule under a live key"
     )
+    listed = cli("schedule", "list")
+    assert listed.stdout.startswith(f"{schedule_id}  paused  "), listed.stdout
+
+
+def test_resume_after_the_actions_valid_until_is_one_error_line(tmp_path: Path) -> None:
+    """Every run would expire unsigned: refused, exit 1, the schedule left paused."""
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, database_url=None)
+    migrate(settings)
+    schedule_id = asyncio.run(_schedule(settings, valid_until_passed=True))
+    cli = Cli(data)
+
+    refused = one_error_line(cli("schedule", "resume", schedule_id))
+    assert refused.startswith(
+        f"error: schedule {schedule_id} cannot be resumed: its action.valid_until "
+        "2001-01-01T00:00:00+00:00 is not after its next run "
+    )
+    assert refused.endswith("; create a new schedule with a later valid_until")
     listed = cli("schedule", "list")
     assert listed.stdout.startswith(f"{schedule_id}  paused  "), listed.stdout
