@@ -265,6 +265,12 @@ async def set_status(
     return row
 
 
+def status_action(row: Schedule) -> str:
+    """The audit action of a pause or resume (`set_status`) that left the schedule as `row`
+    is: `schedule.paused`, else `schedule.resumed` (also for a resume that completed it)."""
+    return "schedule.paused" if row.status is ScheduleStatus.PAUSED else "schedule.resumed"
+
+
 def _check_valid_until(row: Schedule, upcoming: datetime) -> None:
     """Raises: ScheduleActionExpired when the action's valid_until is not after the next run
     (review: the resumed schedule stayed active, and every run failed as expired)."""
