@@ -93,13 +93,17 @@ async def _audit(settings: Settings, schedule_id: str) -> list[tuple[str, object
         return [(row.actor, row.key_id, row.action) for row in rows]
 
 
-def test_resume_under_a_revoked_owner_key_is_one_error_line(tmp_path: Path) -> None:
-    """Its next run would only pause it again: refused, exit 1, the schedule left paused."""
+def _paused(tmp_path: Path, **why: bool) -> tuple[Cli, str]:
+    """The command line and a paused schedule that cannot be resumed (`_schedule`'s flags)."""
     data = tmp_path / "data"
     settings = Settings(data_dir=data, database_url=None)
     migrate(settings)
-    schedule_id = asyncio.run(_schedule(settings, owner_revoked=True))
-    cli = Cli(data)
+    return Cli(data), asyncio.run(_schedule(settings, **why))
+
+
+def test_resume_under_a_revoked_owner_key_is_one_error_line(tmp_path: Path) -> None:
+    """Its next run would only pause it again: refused, exit 1, the schedule left paused."""
+    cli, schedule_id = _paused(tmp_path, owner_revoked=True)
 
     refused = one_error_line(cli("schedule", "resume", schedule_id))
     assert refused == (
@@ -112,11 +116,7 @@ def test_resume_under_a_revoked_owner_key_is_one_error_line(tmp_path: Path) -> N
 
 def test_resume_after_the_actions_valid_until_is_one_error_line(tmp_path: Path) -> None:
     """Every run would expire unsigned: refused, exit 1, the schedule left paused."""
-    data = tmp_path / "data"
-    settings = Settings(data_dir=data, database_url=None)
-    migrate(settings)
-    schedule_id = asyncio.run(_schedule(settings, valid_until_passed=True))
-    cli = Cli(data)
+    cli, schedule_id = _paused(tmp_path, valid_until_passed=True)
 
     refused = one_error_line(cli("schedule", "resume", schedule_id))
     assert refused.startswith(

@@ -153,8 +153,6 @@ async def _run(
     """Run one occurrence, or record why it did not run. Never deferred to a later pass: a
     pass that comes after the misfire grace would record it as missed (review)."""
     out = state.out
-    if _past_valid_until(session, schedule, occurrence, now=now, out=out):
-        return
     if await _held_back(session, schedule, occurrence, now=now, out=out):
         return
     try:
@@ -203,27 +201,17 @@ async def _run(
         complete(schedule, now)
 
 
-def _past_valid_until(
-    session: AsyncSession,
-    schedule: Schedule,
-    occurrence: datetime,
-    *,
-    now: datetime,
-    out: PassResult,
-) -> bool:
-    """The action's fixed valid_until is not after this run: its request, and every later
-    one's, would expire unsigned. The run is skipped and the schedule completed (review: it
-    stayed active, every run failed as expired). True: recorded."""
+def _past_valid_until(schedule: Schedule, occurrence: datetime, *, now: datetime) -> str | None:
+    """Why the run cannot happen when the action's fixed valid_until is not after it: its
+    request, and every later one's, would expire unsigned (review: the schedule stayed
+    active, every run failed as expired)."""
     valid_until = action_valid_until(schedule)
     if valid_until is None or valid_until > max(occurrence, now):
-        return False
-    reason = (
+        return None
+    return (
         f"action.valid_until {valid_until.isoformat()} is not after this run: every run's "
         "request would expire; the schedule is completed"
     )
-    out.recorded.append(record_run(session, schedule, occurrence, RunStatus.SKIPPED, reason))
-    complete(schedule, now)
-    return True
 
 
 async def _held_back(
@@ -234,10 +222,16 @@ async def _held_back(
     now: datetime,
     out: PassResult,
 ) -> bool:
-    """The checks before a run's request is built: its owner key, overlap, the budget (for
-    the action's stated amount: an exact ERC-20 allowance spent would skip the run for the
-    allowance instead, and the schedule would never end). True: the run is recorded (skipped
-    or failed); False: it goes ahead."""
+    """The checks before a run's request is built: the action's valid_until (past it, the
+    schedule is completed), its owner key, overlap, the budget (for the action's stated
+    amount: an exact ERC-20 allowance spent would skip the run for the allowance instead, and
+    the schedule would never end). True: the run is recorded (skipped or failed); False: it
+    goes ahead."""
+    expired = _past_valid_until(schedule, occurrence, now=now)
+    if expired is not None:
+        out.recorded.append(record_run(session, schedule, occurrence, RunStatus.SKIPPED, expired))
+        complete(schedule, now)
+        return True
     if await _owner_gone(session, schedule, occurrence, now=now, out=out):
         return True
     if await repository.pending_run(session, schedule.id) is not None:
