@@ -23,8 +23,11 @@ from tests.e2e.test_cli import Cli, one_error_line
 from tests.support.engine import SINK
 
 
-async def _schedule(settings: Settings, *, owner_revoked: bool = False) -> str:
-    """A schedule; `owner_revoked`: created under an API key then revoked, and paused."""
+async def _schedule(
+    settings: Settings, *, owner_revoked: bool = False, valid_until_passed: bool = False
+) -> str:
+    """A schedule; `owner_revoked`: created under an API key then revoked, and paused;
+    `valid_until_passed`: paused, then its action's valid_until passed."""
     async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
         await chains.seed_chains(session, load_seed(settings.chains_file))
         wallet = await wallets.import_wallet(
@@ -45,9 +48,12 @@ async def _schedule(settings: Settings, *, owner_revoked: bool = False) -> str:
         row = await service.create_schedule(
             session, body, api_key_id=key_id, now=datetime.now(UTC), min_interval_s=10
         )
-        if key_id is not None:
+        if key_id is not None or valid_until_passed:
             await service.set_status(session, row.id, ScheduleStatus.PAUSED, now=datetime.now(UTC))
+        if key_id is not None:
             await apikeys.revoke_api_key(session, key_id)
+        if valid_until_passed:  # as if time had passed while it was paused
+            row.action = row.action | {"valid_until": "2001-01-01T00:00:00Z"}
         return str(row.id)
 
 
@@ -87,18 +93,36 @@ async def _audit(settings: Settings, schedule_id: str) -> list[tuple[str, object
         return [(row.actor, row.key_id, row.action) for row in rows]
 
 
-def test_resume_under_a_revoked_owner_key_is_one_error_line(tmp_path: Path) -> None:
-    """Its next run would only pause it again: refused, exit 1, the schedule left paused."""
+def _paused(tmp_path: Path, **why: bool) -> tuple[Cli, str]:
+    """The command line and a paused schedule that cannot be resumed (`_schedule`'s flags)."""
     data = tmp_path / "data"
     settings = Settings(data_dir=data, database_url=None)
     migrate(settings)
-    schedule_id = asyncio.run(_schedule(settings, owner_revoked=True))
-    cli = Cli(data)
+    return Cli(data), asyncio.run(_schedule(settings, **why))
+
+
+def test_resume_under_a_revoked_owner_key_is_one_error_line(tmp_path: Path) -> None:
+    """Its next run would only pause it again: refused, exit 1, the schedule left paused."""
+    cli, schedule_id = _paused(tmp_path, owner_revoked=True)
 
     refused = one_error_line(cli("schedule", "resume", schedule_id))
     assert refused == (
         f"error: schedule {schedule_id} cannot be resumed: its owner API key is revoked; "
         "create a new schedule under a live key"
     )
+    listed = cli("schedule", "list")
+    assert listed.stdout.startswith(f"{schedule_id}  paused  "), listed.stdout
+
+
+def test_resume_after_the_actions_valid_until_is_one_error_line(tmp_path: Path) -> None:
+    """Every run would expire unsigned: refused, exit 1, the schedule left paused."""
+    cli, schedule_id = _paused(tmp_path, valid_until_passed=True)
+
+    refused = one_error_line(cli("schedule", "resume", schedule_id))
+    assert refused.startswith(
+        f"error: schedule {schedule_id} cannot be resumed: its action.valid_until "
+        "2001-01-01T00:00:00+00:00 is not after its next run "
+    )
+    assert refused.endswith("; create a new schedule with a later valid_until")
     listed = cli("schedule", "list")
     assert listed.stdout.startswith(f"{schedule_id}  paused  "), listed.stdout

@@ -70,7 +70,6 @@ def _set(schedule_id: uuid.UUID, wanted: "ScheduleStatus") -> None:
     in the same DB transaction (audit: the command line's changes left no entry)."""
     from chainflow.domain.audit import service as audit
     from chainflow.domain.schedules import service
-    from chainflow.domain.schedules.models import ScheduleStatus
     from chainflow.infra.db.uow import unit_of_work
 
     settings = settings_for_cli()
@@ -78,8 +77,7 @@ def _set(schedule_id: uuid.UUID, wanted: "ScheduleStatus") -> None:
     async def change() -> "Schedule":
         async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
             row = await service.set_status(session, schedule_id, wanted, now=utcnow())
-            paused = row.status is ScheduleStatus.PAUSED
-            action = "schedule.paused" if paused else "schedule.resumed"
+            action = service.status_action(row)
             audit.record(session, audit.CLI, action, resource="schedule", resource_id=row.id)
             return row
 

@@ -121,6 +121,40 @@ class TestOwnerKey:
         assert str(owner.id) not in refused.text
         assert (await api.client.get(url, headers=other)).json() == paused.json()
 
+    async def test_resuming_after_the_actions_valid_until_is_a_409_and_changes_nothing(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """Every run would expire unsigned (review: the resumed schedule stayed active)."""
+        headers = setup["schedules"]
+        action = {
+            "type": "transaction",
+            "to": SINK,
+            "value": "5",
+            "valid_until": "2099-01-01T00:00:00Z",
+        }
+        created = await api.client.post(
+            "/v1/schedules", headers=headers, json=_body(setup, action=action)
+        )
+        assert created.status_code == 201, created.text
+        url = f"/v1/schedules/{created.json()['id']}"
+        paused = await api.client.patch(url, headers=headers, json={"status": "paused"})
+        assert paused.status_code == 200, paused.text
+        async with unit_of_work(api.resources.sessionmaker) as session:  # time passes
+            row = await session.get(Schedule, uuid.UUID(created.json()["id"]))
+            assert row is not None
+            row.action = row.action | {"valid_until": "2001-01-01T00:00:00Z"}
+        refused = await api.client.patch(url, headers=headers, json={"status": "active"})
+        assert refused.status_code == 409
+        assert refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert problem["code"] == "schedule_action_expired"
+        assert problem["detail"].startswith(
+            f"schedule {created.json()['id']} cannot be resumed: its action.valid_until "
+            "2001-01-01T00:00:00+00:00 is not after its next run "
+        )
+        after = (await api.client.get(url, headers=headers)).json()
+        assert after | {"action": None} == paused.json() | {"action": None}
+
     async def test_a_key_limited_to_a_wallet_cannot_create_a_schedule(
         self, api: ApiHarness, setup: dict[str, Any]
     ) -> None:

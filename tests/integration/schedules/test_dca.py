@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.domain.schedules import service
 from chainflow.domain.schedules.models import RunStatus, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
+from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.calldata import encode_call
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus
@@ -297,6 +298,65 @@ class TestSwaps:
             await dex.rpc.call("evm_increaseTime", [STEP_S])
             await dex.rpc.call("evm_mine", [])
         assert await dex.balance(dex.token_a, wallet.address) == 70 * E18
+
+    async def test_a_pending_run_of_another_schedule_that_fails_keeps_its_allowance(
+        self, harness: EngineHarness, dex: Dex
+    ) -> None:
+        """The second schedule's approve counts the first one's pending run as still to
+        spend: when that run fails unspent and is given back, the allowance has it (review:
+        the first schedule skipped forever, waiting for an approve confirmed long before)."""
+        wallet = await harness.wallet(balance_wei=10 * E18)
+        await dex.fund(dex.token_a, wallet.address, 100 * E18)
+        action = {"router": dex.router, "token_in": dex.token_a, "token_out": dex.token_b}
+        first = await _create(
+            harness, wallet, T0, action | {"amount_in": str(10 * E18)}, budget=str(20 * E18)
+        )
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
+        (pending,) = await _runs(harness, first)
+        assert pending.transaction_id is not None
+        async with unit_of_work(harness.sessionmaker) as session:
+            await txs.cancel(session, pending.transaction_id, api_key_id=None, is_admin=True)
+        await _create(
+            harness, wallet, T0, action | {"amount_in": str(5 * E18)}, budget=str(5 * E18)
+        )
+        (allowance,) = await dex.call(
+            dex.token_a, "allowance(address,address)", [wallet.address, dex.router], ["uint256"]
+        )
+        assert allowance == 20 * E18 + 5 * E18  # the cancelled run's 10 included
+        for k in (1, 2):
+            at = T0 + timedelta(seconds=STEP_S * k)
+            await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=at)
+            (run,) = [r for r in await _runs(harness, first) if r.scheduled_for == at]
+            assert (run.status, run.reason) == (RunStatus.PENDING, None)
+            assert run.transaction_id is not None
+            (tx,) = await harness.run_until_final([run.transaction_id])
+            assert tx.status is TxStatus.CONFIRMED
+            await dex.rpc.call("evm_increaseTime", [STEP_S])
+            await dex.rpc.call("evm_mine", [])
+
+    async def test_an_allowance_short_after_the_approve_says_what_to_do(
+        self, harness: EngineHarness, dex: Dex
+    ) -> None:
+        """Review: the skip named an approve confirmed long before as the one to wait for."""
+        wallet = await harness.wallet(balance_wei=10 * E18)
+        await dex.fund(dex.token_a, wallet.address, 20 * E18)
+        action = {"router": dex.router, "token_in": dex.token_a, "token_out": dex.token_b}
+        schedule_id = await _create(
+            harness, wallet, T0, action | {"amount_in": str(10 * E18)}, max_runs=2
+        )
+        revoke = await harness.submit(
+            wallet, to=dex.token_a, function="approve(address,uint256)", args=[dex.router, "0"]
+        )
+        (revoked,) = await harness.run_until_final([revoke])
+        assert revoked.status is TxStatus.CONFIRMED
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
+        (run,) = await _runs(harness, schedule_id)
+        assert run.status is RunStatus.SKIPPED
+        assert run.reason == (
+            f"the router's allowance (0) is below amount_in ({10 * E18}): approve the router "
+            "for at least amount_in from the wallet (approve sets the allowance, it does not "
+            "add to it), or cancel this schedule"
+        )
 
     async def test_a_fee_on_transfer_token_in_swaps_with_the_supporting_variant(
         self, harness: EngineHarness, dex: Dex

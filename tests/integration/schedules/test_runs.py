@@ -20,7 +20,11 @@ from chainflow.domain.events import EventRow
 from chainflow.domain.policies import service as policies
 from chainflow.domain.policies.schemas import PolicyRules
 from chainflow.domain.schedules import outcomes, planner, repository, runner, service
-from chainflow.domain.schedules.errors import ScheduleOwnerKeyInactive
+from chainflow.domain.schedules.errors import (
+    InvalidSchedule,
+    ScheduleActionExpired,
+    ScheduleOwnerKeyInactive,
+)
 from chainflow.domain.schedules.models import RunStatus, Schedule, ScheduleRun, ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
 from chainflow.domain.transactions.models import Transaction
@@ -540,6 +544,48 @@ class TestPolicyLockOrder:
         assert made == 2
         assert await _tx_count(harness) == 2
 
+    async def test_a_policy_committed_mid_pass_is_not_locked_out_of_order(
+        self, harness: EngineHarness, database_url: str
+    ) -> None:
+        """The pass locks the policies existing at its start; one committed while the pass
+        runs was locked later, after the others, by the run of its wallet: with a batch
+        holding it and waiting for one the pass held, a deadlock (review). The pass admits
+        against the policies it locked at its start only."""
+        low, high = sorted([await harness.wallet(), await harness.wallet()], key=lambda w: w.id)
+        rules = PolicyRules.model_validate({"max_value_wei_per_tx": "100"})
+        async with unit_of_work(harness.sessionmaker) as session:
+            await policies.put_policy(session, high.id, rules, key_id=None)
+        await _create(harness, high, T0)  # due first
+        await _create(harness, low, T0 + timedelta(seconds=1))
+        db = create_engine(database_url, pool_size=3)
+        try:
+            make = create_sessionmaker(db)
+            async with unit_of_work(make) as batch:
+                async with unit_of_work(make) as holder:
+                    # high's run waits to insert its request (its wallet row's key-share
+                    # lock), holding high's policy from the pass's start
+                    await holder.execute(
+                        select(Wallet.id).where(Wallet.id == high.id).with_for_update()
+                    )
+                    passing = asyncio.create_task(
+                        schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=1))
+                    )
+
+                    async def blocked_or_done() -> bool:
+                        return passing.done() or await _lock_waiters(harness) > 0
+
+                    await eventually(blocked_or_done, timeout_s=20)
+                    async with unit_of_work(make) as session:  # low's first policy, mid-pass
+                        await policies.put_policy(session, low.id, rules, key_id=None)
+                    await policies.read_rules(batch, low.id, lock=True)
+                # the pass goes on to low's run; the batch then wants high, in id order
+                await policies.read_rules(batch, high.id, lock=True)
+            made = await asyncio.wait_for(passing, timeout=20)
+        finally:
+            await db.dispose()
+        assert made == 2
+        assert await _tx_count(harness) == 2
+
 
 class TestBudgetRace:
     pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
@@ -796,3 +842,66 @@ class TestBudgetAndPause:
                 session, schedule_id, ScheduleStatus.ACTIVE, now=T0 + timedelta(seconds=25)
             )
             assert row.next_run_at == T0 + timedelta(seconds=30)
+
+
+class TestValidUntil:
+    """A `transaction` action's fixed valid_until (review: past it, the schedule stayed active
+    and every run failed as expired)."""
+
+    async def test_one_already_past_is_refused_when_start_at_is_past(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        action = {"type": "transaction", "to": SINK, "value": "7"}
+        with pytest.raises(InvalidSchedule, match="is not after the first run"):
+            await _create(
+                harness,
+                wallet,
+                T0,
+                trigger={"cron": "0 * * * *"},
+                start_at=(T0 - timedelta(hours=12)).isoformat(),
+                action=action | {"valid_until": (T0 - timedelta(hours=1)).isoformat()},
+            )
+
+    async def test_the_runner_completes_the_schedule_at_valid_until(
+        self, harness: EngineHarness
+    ) -> None:
+        wallet = await harness.wallet()
+        until = T0 + timedelta(seconds=15)
+        action = {"type": "transaction", "to": SINK, "value": "7"}
+        schedule_id = await _create(
+            harness, wallet, T0, action=action | {"valid_until": until.isoformat()}
+        )
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0)
+        await schedule_pass(harness.engine, ANVIL_CHAIN_ID, now=T0 + timedelta(seconds=20))
+        first, *_missed, last = await _runs(harness, schedule_id)
+        assert first.transaction_id is not None
+        assert (last.status, last.transaction_id, last.reason) == (
+            RunStatus.SKIPPED,
+            None,
+            f"action.valid_until {until.isoformat()} is not after this run: every run's "
+            "request would expire; the schedule is completed",
+        )
+        row = await _schedule(harness, schedule_id)
+        assert (row.status, row.next_run_at) == (ScheduleStatus.COMPLETED, None)
+
+    async def test_a_resume_after_valid_until_is_refused(self, harness: EngineHarness) -> None:
+        wallet = await harness.wallet()
+        until = T0 + timedelta(seconds=15)
+        action = {"type": "transaction", "to": SINK, "value": "7"}
+        schedule_id = await _create(
+            harness, wallet, T0, action=action | {"valid_until": until.isoformat()}
+        )
+        async with unit_of_work(harness.sessionmaker) as session:
+            await service.set_status(session, schedule_id, ScheduleStatus.PAUSED, now=T0)
+        later = T0 + timedelta(seconds=12)  # its next run would be at T0 + 20 s
+        with pytest.raises(ScheduleActionExpired) as raised:
+            async with unit_of_work(harness.sessionmaker) as session:
+                await service.set_status(session, schedule_id, ScheduleStatus.ACTIVE, now=later)
+        assert raised.value.detail == (
+            f"schedule {schedule_id} cannot be resumed: its action.valid_until "
+            f"{until.isoformat()} is not after its next run "
+            f"{(T0 + timedelta(seconds=20)).isoformat()}; create a new schedule with a later "
+            "valid_until"
+        )
+        assert (await _schedule(harness, schedule_id)).status is ScheduleStatus.PAUSED

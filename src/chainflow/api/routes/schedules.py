@@ -142,7 +142,7 @@ async def update_schedule(
         row = await service.set_status(
             session, schedule_id, ScheduleStatus(body.status), now=utcnow()
         )
-        action = "schedule.paused" if row.status is ScheduleStatus.PAUSED else "schedule.resumed"
+        action = service.status_action(row)
         audit.record(session, actor(request, key), action, resource="schedule", resource_id=row.id)
         return ScheduleRead.of(row)
 

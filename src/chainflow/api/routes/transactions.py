@@ -18,7 +18,7 @@ from chainflow.core.fields import ChainId
 from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.apikeys.restrictions import restrictions_of
 from chainflow.domain.apikeys.service import Scope
-from chainflow.domain.transactions import idempotency, lane_stats, service
+from chainflow.domain.transactions import batch, idempotency, lane_stats, service
 from chainflow.domain.transactions.repository import TxFilters
 from chainflow.domain.transactions.schemas import (
     TxBatchCreate,
@@ -152,14 +152,14 @@ async def submit_batch(
     the batch (the problem's `index` says which) and nothing is stored. With an
     Idempotency-Key, the same key and items return the same transactions."""
     async with unit_of_work(resources.sessionmaker) as session:
-        result = await service.submit_batch(
+        result = await batch.submit_batch(
             session,
             body.transactions,
             api_key_id=key.id,
             idempotency_key=idempotency_key,
             restrictions=restrictions_of(key),
         )
-    if isinstance(result, service.BatchReplayed):
+    if isinstance(result, batch.BatchReplayed):
         items = [TxRead.of(tx) for tx in result.earlier]
         return _accepted(TxBatchRead(items=items), replayed=True)
     created = result.requests

@@ -25,15 +25,17 @@ async def read_rules(db: Executor, wallet_id: WalletId, *, lock: bool) -> dict[s
     return cast(dict[str, Any] | None, rules)
 
 
-async def lock_in_order(db: Executor, wallet_ids: Iterable[uuid.UUID]) -> None:
+async def lock_in_order(db: Executor, wallet_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     """Lock these wallets' policy rows (those that exist) all at once, in id order: a batch or
     a schedule pass then admitting its requests wallet by wallet, in its own order, cannot
     deadlock with another holding some of the same rows (audit: two batches naming two
-    wallets in opposite orders deadlocked, a 500)."""
+    wallets in opposite orders deadlocked, a 500). The wallets whose rows were locked."""
     ids = sorted(set(wallet_ids))
-    if ids:
-        query = select(_POLICIES.wallet_id).where(_POLICIES.wallet_id.in_(ids))
-        await db.execute(query.order_by(_POLICIES.wallet_id).with_for_update())
+    if not ids:
+        return set()
+    query = select(_POLICIES.wallet_id).where(_POLICIES.wallet_id.in_(ids))
+    locked = await db.execute(query.order_by(_POLICIES.wallet_id).with_for_update())
+    return {uuid.UUID(str(row)) for row in locked.scalars().all()}
 
 
 async def get_current(session: AsyncSession, wallet_id: WalletId) -> WalletPolicy | None:

@@ -72,10 +72,11 @@ async def read_rules(
     return None if stored is None else PolicyRules.model_validate(stored)
 
 
-async def lock_policies(db: repository.Executor, wallet_ids: Iterable[uuid.UUID]) -> None:
+async def lock_policies(db: repository.Executor, wallet_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     """Lock the policies of these wallets in one order, before admitting requests of several
-    of them in one DB transaction (a batch, a schedule pass): see repository.lock_in_order."""
-    await repository.lock_in_order(db, wallet_ids)
+    of them in one DB transaction (a batch, a schedule pass): see repository.lock_in_order.
+    The wallets that have one (their rows locked)."""
+    return await repository.lock_in_order(db, wallet_ids)
 
 
 def _read(wallet_id: WalletId, version: int, rules: dict[str, Any], at: Any) -> PolicyRead:

@@ -11,7 +11,8 @@ reverts that estimate, and the request fails with the router's reason, no nonce 
 failed or reverted swap is never submitted again: the next occurrence quotes afresh.
 """
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chainflow.core.addresses import checksum_address
 from chainflow.core.errors import ChainflowError
+from chainflow.domain.schedules import repository
 from chainflow.domain.schedules.models import Schedule
 from chainflow.domain.schedules.plans import Planned
 from chainflow.domain.schedules.schemas import NATIVE
@@ -62,11 +64,7 @@ class DcaBuilder:
             )
             if allowance < amount_in:
                 return Planned(
-                    body=None,
-                    skip_reason=(
-                        f"the router's allowance ({allowance}) is below amount_in ({amount_in}); "
-                        f"waiting for the approve transaction {schedule.approval_tx_id}"
-                    ),
+                    body=None, skip_reason=await _short(session, schedule, allowance, amount_in)
                 )
         weth = await self._weth_of(router)
         path = [weth if t == NATIVE else t for t in (token_in, token_out)]
@@ -146,6 +144,20 @@ class DcaBuilder:
         return estimate * (100 + GAS_PAD_PERCENT) // 100 + GAS_PAD
 
 
+async def _short(session: AsyncSession, schedule: Schedule, allowance: int, amount_in: int) -> str:
+    """Why a run waits for the allowance: the schedule's approve not final yet, or (review:
+    the reason named an approve confirmed long before) the allowance spent or replaced."""
+    short = f"the router's allowance ({allowance}) is below amount_in ({amount_in})"
+    approval = schedule.approval_tx_id
+    status = None if approval is None else await repository.transaction_status(session, approval)
+    if approval is not None and status is not None and status not in repository.TERMINAL:
+        return f"{short}; waiting for the approve transaction {approval}"
+    return (
+        f"{short}: approve the router for at least amount_in from the wallet (approve sets "
+        "the allowance, it does not add to it), or cancel this schedule"
+    )
+
+
 def _decoded(types: list[str], raw: bytes, source: str) -> tuple[Any, ...]:
     """An eth_call's answer; one that does not decode (a contract that is not what the
     schedule says) fails the run, not the pass of every schedule of the chain."""
@@ -185,9 +197,11 @@ def approval_total(action: dict[str, Any], *, budget: int | None, max_runs: int 
     return min(caps)
 
 
-def still_to_spend(schedule: Schedule) -> int:
+def still_to_spend(schedule: Schedule, pending: int = 0) -> int:
     """What a schedule's runs can still take from the router's allowance: the budget left, or
-    amount_in x the runs left, whichever is less; MAX_UINT256 for an unlimited approve."""
+    amount_in x the runs left, whichever is less, plus `pending` (the amount of its runs not
+    finished yet: one that fails unspent is given back and spends again); MAX_UINT256 for an
+    unlimited approve."""
     action = schedule.action
     if action.get("approve") == "unlimited":
         return MAX_UINT256
@@ -195,17 +209,28 @@ def still_to_spend(schedule: Schedule) -> int:
     caps = [] if schedule.budget is None else [schedule.budget - schedule.spent]
     if schedule.max_runs is not None:
         caps.append(amount * (schedule.max_runs - schedule.runs))
-    return max(0, min(caps)) if caps else MAX_UINT256
+    return max(0, min(caps)) + pending if caps else MAX_UINT256
 
 
-def approve_body(schedule: Schedule, others: Sequence[Schedule] = ()) -> TxCreate:
+def approve_body(
+    schedule: Schedule,
+    others: Sequence[Schedule] = (),
+    pending: Mapping[uuid.UUID, int] | None = None,
+) -> TxCreate:
     """The approve before the schedule's first swap. ERC-20 `approve` sets the allowance, it
     does not add to it: with `others` (the wallet's live schedules spending the same token
     through the same router) it grants what all of them can still take, unlimited if one of
     them is (audit: a second schedule's approve cut the first one's allowance to its own, and
-    both stalled with runs left)."""
+    both stalled with runs left). `pending` (per schedule, the amount of its runs not finished
+    yet) is granted too: such a run that fails unspent is given back to its budget, and the
+    allowance must still have it (review: counted as spent, the first schedule skipped
+    forever). A pending run that succeeds leaves at most that much granted over."""
     action = schedule.action
-    total = min(MAX_UINT256, sum(still_to_spend(row) for row in (schedule, *others)))
+    pending = pending or {}
+    total = min(
+        MAX_UINT256,
+        sum(still_to_spend(row, pending.get(row.id, 0)) for row in (schedule, *others)),
+    )
     return TxCreate.model_validate(
         {
             "chain_id": schedule.chain_id,

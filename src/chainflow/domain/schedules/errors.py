@@ -16,6 +16,11 @@ class ScheduleOwnerKeyInactive(Conflict):
     code = "schedule_owner_key_inactive"
 
 
+class ScheduleActionExpired(Conflict):
+    # a transaction action's valid_until is not after the next occurrence: not resumed
+    code = "schedule_action_expired"
+
+
 class IntervalTooShort(InvalidInput):
     code = "schedule_interval_too_short"
 

@@ -48,6 +48,22 @@ async def lock_same_spenders(session: AsyncSession, row: Schedule) -> list[Sched
     return [other for other in (await session.scalars(query)).all() if _spending(other) == mine]
 
 
+async def pending_amounts(
+    session: AsyncSession, schedule_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """The `amount_in` of each schedule's runs still pending (no outcome recorded): a run
+    whose transaction fails unspent is given back to its budget, and spends again later."""
+    if not schedule_ids:
+        return {}
+    query = select(ScheduleRun.schedule_id, ScheduleRun.amount_in).where(
+        ScheduleRun.schedule_id.in_(schedule_ids), ScheduleRun.status == RunStatus.PENDING
+    )
+    amounts: dict[uuid.UUID, int] = {}
+    for schedule_id, amount in (await session.execute(query)).all():
+        amounts[schedule_id] = amounts.get(schedule_id, 0) + (amount or 0)
+    return amounts
+
+
 def _spending(row: Schedule) -> tuple[str, str] | None:
     """(token_in, router) of a DCA schedule, lower case; None for any other action."""
     action = row.action

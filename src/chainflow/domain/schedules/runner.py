@@ -32,7 +32,7 @@ from chainflow.domain.schedules.outcomes import complete, finish, record_run
 from chainflow.domain.schedules.planner import MAX_MISSED_COUNTED, Trigger
 from chainflow.domain.schedules.plans import Builder, Planned
 from chainflow.domain.schedules.schemas import template_body
-from chainflow.domain.schedules.service import trigger_of
+from chainflow.domain.schedules.service import action_valid_until, trigger_of
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.spending import Ledger
 
@@ -45,6 +45,16 @@ WORKER = audit.Actor(key_id=None, via="worker")  # who pauses a schedule whose k
 class PassResult:
     started: list[ScheduleRun] = field(default_factory=list)  # with a transaction
     recorded: list[ScheduleRun] = field(default_factory=list)  # skipped or failed at once
+
+
+@dataclass
+class _PassState:
+    """What every run of one pass shares: its builders, the policies it locked at its start
+    (the only ones its runs admit against), what it did."""
+
+    builders: dict[str, Builder]
+    ledger: Ledger
+    out: PassResult
 
 
 class Work(NamedTuple):
@@ -79,9 +89,13 @@ async def start_due(
     result = PassResult()
     due = await repository.lock_due(session, chain_id, now=now, limit=limit)
     await apikeys.lock_keys(session, (s.api_key_id for s in due if s.api_key_id is not None))
-    await Ledger(session, lock=True).lock_first(WalletId(s.wallet_id) for s in due)  # in order
+    # The policies of the due wallets, locked in id order for the whole pass; every run admits
+    # against this ledger, so a policy committed mid-pass is never locked later, out of order.
+    ledger = Ledger(session, lock=True)
+    await ledger.lock_first(WalletId(s.wallet_id) for s in due)
+    state = _PassState(builders=builders or {}, ledger=ledger, out=result)
     for schedule in due:
-        await _advance(session, schedule, now=now, grace=grace, builders=builders or {}, out=result)
+        await _advance(session, schedule, now=now, grace=grace, state=state)
     await session.flush()
     return result
 
@@ -92,9 +106,9 @@ async def _advance(
     *,
     now: datetime,
     grace: timedelta,
-    builders: dict[str, Builder],
-    out: PassResult,
+    state: _PassState,
 ) -> None:
+    out = state.out
     trigger = trigger_of(schedule)
     schedule.updated_at = now  # also the time the runs below are recorded at
     assert schedule.next_run_at is not None  # noqa: S101 - lock_due selects due ones only
@@ -116,7 +130,7 @@ async def _advance(
             record_run(session, schedule, occurrence, RunStatus.SKIPPED, why + more)
         )
     if runs_latest:
-        await _run(session, schedule, latest, now=now, builders=builders, out=out)
+        await _run(session, schedule, latest, now=now, state=state)
     if schedule.status is ScheduleStatus.ACTIVE:
         _move_on(schedule, trigger, latest, now=now)
 
@@ -134,15 +148,15 @@ async def _run(
     occurrence: datetime,
     *,
     now: datetime,
-    builders: dict[str, Builder],
-    out: PassResult,
+    state: _PassState,
 ) -> None:
     """Run one occurrence, or record why it did not run. Never deferred to a later pass: a
     pass that comes after the misfire grace would record it as missed (review)."""
+    out = state.out
     if await _held_back(session, schedule, occurrence, now=now, out=out):
         return
     try:
-        planned = await _plan(session, schedule, now, builders)
+        planned = await _plan(session, schedule, now, state.builders)
     except ChainflowError as exc:
         reason = f"{exc.code}: {exc.detail}"
         out.recorded.append(record_run(session, schedule, occurrence, RunStatus.FAILED, reason))
@@ -163,6 +177,7 @@ async def _run(
             planned.body,
             api_key_id=schedule.api_key_id,
             idempotency_key=idempotency_key(schedule.id, occurrence),
+            ledger=state.ledger,
         )
     except ChainflowError as exc:  # refused at admission (a paused wallet, a policy, ...)
         reason = f"{exc.code}: {exc.detail}"
@@ -186,6 +201,19 @@ async def _run(
         complete(schedule, now)
 
 
+def _past_valid_until(schedule: Schedule, occurrence: datetime, *, now: datetime) -> str | None:
+    """Why the run cannot happen when the action's fixed valid_until is not after it: its
+    request, and every later one's, would expire unsigned (review: the schedule stayed
+    active, every run failed as expired)."""
+    valid_until = action_valid_until(schedule)
+    if valid_until is None or valid_until > max(occurrence, now):
+        return None
+    return (
+        f"action.valid_until {valid_until.isoformat()} is not after this run: every run's "
+        "request would expire; the schedule is completed"
+    )
+
+
 async def _held_back(
     session: AsyncSession,
     schedule: Schedule,
@@ -194,10 +222,16 @@ async def _held_back(
     now: datetime,
     out: PassResult,
 ) -> bool:
-    """The checks before a run's request is built: its owner key, overlap, the budget (for
-    the action's stated amount: an exact ERC-20 allowance spent would skip the run for the
-    allowance instead, and the schedule would never end). True: the run is recorded (skipped
-    or failed); False: it goes ahead."""
+    """The checks before a run's request is built: the action's valid_until (past it, the
+    schedule is completed), its owner key, overlap, the budget (for the action's stated
+    amount: an exact ERC-20 allowance spent would skip the run for the allowance instead, and
+    the schedule would never end). True: the run is recorded (skipped or failed); False: it
+    goes ahead."""
+    expired = _past_valid_until(schedule, occurrence, now=now)
+    if expired is not None:
+        out.recorded.append(record_run(session, schedule, occurrence, RunStatus.SKIPPED, expired))
+        complete(schedule, now)
+        return True
     if await _owner_gone(session, schedule, occurrence, now=now, out=out):
         return True
     if await repository.pending_run(session, schedule.id) is not None:

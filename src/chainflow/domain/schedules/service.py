@@ -16,6 +16,7 @@ from chainflow.domain.schedules.errors import (
     IntervalTooShort,
     InvalidSchedule,
     NotAContract,
+    ScheduleActionExpired,
     ScheduleFinished,
     ScheduleNotFound,
     ScheduleOwnerKeyInactive,
@@ -40,6 +41,12 @@ MAX_START_AT_PAST = timedelta(days=1)
 
 # Whether an address holds code on the schedule's chain (a DCA router and its tokens).
 CodeCheck = Callable[[str], Awaitable[bool]]
+
+
+def action_valid_until(row: Schedule) -> datetime | None:
+    """A `transaction` action's fixed `valid_until`: no run at or after it can be signed."""
+    at = row.action.get("valid_until") if row.action.get("type") == "transaction" else None
+    return datetime.fromisoformat(str(at).replace("Z", "+00:00")) if at else None
 
 
 def trigger_of(row: Schedule) -> Trigger:
@@ -90,7 +97,7 @@ async def create_schedule(
     if first is None or (body.end_at is not None and first > body.end_at):
         raise InvalidSchedule("the trigger has no occurrence between start_at and end_at")
     wallet_id = await _check_target(session, body)
-    await _check_action(body, has_code, first=first)
+    await _check_action(body, has_code, first=max(first, now))
     row = Schedule(
         id=uuid.uuid4(),
         api_key_id=api_key_id,
@@ -120,9 +127,10 @@ async def create_schedule(
         # What the wallet's other schedules on this token and router can still take is
         # granted too: an approve replaces the allowance (dca.approve_body).
         others = await repository.lock_same_spenders(session, row)
+        pending = await repository.pending_amounts(session, [other.id for other in others])
         approval = await txs.submit(
             session,
-            dca.approve_body(row, others),
+            dca.approve_body(row, others, pending),
             api_key_id=api_key_id,
             idempotency_key=f"schedule-{row.id}-approve",
         )
@@ -166,10 +174,12 @@ async def _check_action(
     if not isinstance(action, DcaAction):
         template = body.transaction_body()
         if template.valid_until is not None and template.valid_until <= first:
-            # A fixed instant: every run's request would expire unsigned (audit).
+            # A fixed instant: every run's request would expire unsigned (audit). `first` is
+            # the first occurrence or now, the later (review: a start_at in the past let a
+            # valid_until already past through).
             raise InvalidSchedule(
                 f"action.valid_until {template.valid_until.isoformat()} is not after the first "
-                f"occurrence {first.isoformat()}: every run's request would expire"
+                f"run {first.isoformat()}: every run's request would expire"
             )
         if template.function is not None:
             (encoded,) = await encode_calls([(template.function, template.args or [])])
@@ -229,7 +239,8 @@ async def set_status(
     """Pause, resume or cancel. A resumed schedule goes on from its next occurrence after
     now: the paused time is not a misfire. Raises: ScheduleNotFound, ScheduleFinished,
     ScheduleOwnerKeyInactive (resuming a schedule whose owner key is revoked, expired or
-    deleted: its next run would only pause it again)."""
+    deleted: its next run would only pause it again), ScheduleActionExpired (resuming one
+    whose action's valid_until is not after its next run: every run would expire)."""
     row = await repository.get(session, schedule_id, for_update=True)
     if row is None:
         raise ScheduleNotFound(f"schedule {schedule_id} does not exist")
@@ -244,6 +255,7 @@ async def set_status(
             row.status, row.next_run_at = ScheduleStatus.COMPLETED, None
             await session.flush()
             return row
+        _check_valid_until(row, max(upcoming, now))
         row.next_run_at = upcoming
     if wanted is ScheduleStatus.CANCELLED:
         row.next_run_at = None
@@ -251,6 +263,24 @@ async def set_status(
     row.updated_at = now
     await session.flush()
     return row
+
+
+def status_action(row: Schedule) -> str:
+    """The audit action of a pause or resume (`set_status`) that left the schedule as `row`
+    is: `schedule.paused`, else `schedule.resumed` (also for a resume that completed it)."""
+    return "schedule.paused" if row.status is ScheduleStatus.PAUSED else "schedule.resumed"
+
+
+def _check_valid_until(row: Schedule, upcoming: datetime) -> None:
+    """Raises: ScheduleActionExpired when the action's valid_until is not after the next run
+    (review: the resumed schedule stayed active, and every run failed as expired)."""
+    valid_until = action_valid_until(row)
+    if valid_until is not None and valid_until <= upcoming:
+        raise ScheduleActionExpired(
+            f"schedule {row.id} cannot be resumed: its action.valid_until "
+            f"{valid_until.isoformat()} is not after its next run {upcoming.isoformat()}; "
+            "create a new schedule with a later valid_until"
+        )
 
 
 async def _check_owner(session: AsyncSession, row: Schedule, *, now: datetime) -> None:

@@ -1,4 +1,5 @@
-"""Use cases of transaction requests: submit (idempotent), read, list, cancel."""
+"""Use cases of transaction requests: submit (idempotent), read, list, cancel (batch.py:
+submit many at once)."""
 
 import hashlib
 import uuid
@@ -6,31 +7,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeAlias, cast, overload
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from chainflow.core.clock import utcnow
 from chainflow.core.cursor import decode_cursor, encode_cursor
-from chainflow.core.errors import ChainflowError, InvalidInput
+from chainflow.core.errors import ChainflowError
 from chainflow.core.restrictions import UNRESTRICTED, Restrictions
-from chainflow.core.types import ChainId, TxId, WalletId, Wei
-from chainflow.domain.chains.errors import UnknownChain
-from chainflow.domain.transactions import idempotency, repository, spending
+from chainflow.core.types import TxId
+from chainflow.domain.transactions import admission, idempotency, repository, spending
 from chainflow.domain.transactions.calldata import calldata_of
 from chainflow.domain.transactions.errors import (
     AlreadyFinal,
-    ChainDisabled,
-    FeeAboveCap,
-    FeeCapBelowTip,
-    FeeCapZero,
     IdempotencyConflict,
-    LaneDisabled,
     NotTransactionOwner,
     TxNotFound,
-    UnknownWallet,
-    WalletNotActive,
 )
-from chainflow.domain.transactions.models import Transaction, TxKind
+from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.repository import TxFilters, intake
 from chainflow.domain.transactions.rows import NewRequest
 from chainflow.domain.transactions.schemas import TxCreate
@@ -38,7 +29,6 @@ from chainflow.domain.transactions.state import TxEvent, TxStatus, is_terminal
 from chainflow.domain.transactions.targets import TargetCache
 from chainflow.domain.transactions.transitions import apply
 from chainflow.domain.wallets import service as wallets
-from chainflow.domain.wallets.models import WalletStatus
 
 
 @dataclass(frozen=True)
@@ -89,6 +79,7 @@ async def submit(
     api_key_id: uuid.UUID | None,
     idempotency_key: str | None,
     restrictions: Restrictions = ...,
+    ledger: spending.Ledger | None = ...,
 ) -> Created | Replayed: ...
 
 
@@ -114,6 +105,7 @@ async def submit(
     restrictions: Restrictions = UNRESTRICTED,
     group: GroupInsert | None = None,
     targets: TargetCache | None = None,
+    ledger: spending.Ledger | None = None,
 ) -> Submitted:
     """Store a queued request after checking the key's restrictions, chain, wallet, lane,
     caps and the wallet's spending policy. Without a policy every write is one statement, so
@@ -130,7 +122,9 @@ async def submit(
     same time, in one statement (api/group_commit.py); it answers as insert_request does, or
     None when it stored nothing, and the request is then stored here on its own. `targets`
     (with `group` only): chain/wallet/lane reads remembered for the next requests, which the
-    group's statement checks again (targets.py).
+    group's statement checks again (targets.py). `ledger` (a session only): the policies
+    locked by the caller for the whole of its DB transaction (a schedule pass), which this
+    admission counts against instead of locking a policy of its own.
     """
     idempotency_key = idempotency.single_key(idempotency_key)
     fingerprint = request_hash(body)
@@ -147,8 +141,9 @@ async def submit(
         if not intake.is_transactional(db):
             return NeedsTransaction()
         draft = spending.draft_of(body, target, data)
-        fee_cap = await spending.Ledger(db, lock=True).admit(checked.wallet_id, draft)
-    request = _new_request(
+        ledger = ledger or spending.Ledger(db, lock=True)
+        fee_cap = await ledger.admit(checked.wallet_id, draft)
+    request = admission.new_request(
         body,
         checked,
         data=data,
@@ -201,16 +196,9 @@ async def _key_taken(
     return None
 
 
-@dataclass(frozen=True)
-class _Checked:
-    chain_id: ChainId
-    wallet_id: WalletId
-    wallet_address: str
-
-
 async def _admit(
     db: intake.Executor, body: TxCreate, restrictions: Restrictions, targets: TargetCache | None
-) -> tuple[intake.Target, _Checked]:
+) -> tuple[intake.Target, admission.Checked]:
     """The target the request is checked against, and what the checks keep of it: the one
     remembered in `targets` if it admits the request, else a fresh read (remembered when it
     admits a request without a spending policy). A remembered target that refuses is read
@@ -232,9 +220,11 @@ async def _admit(
 
 def _check_target(
     target: intake.Target | None, body: TxCreate, restrictions: Restrictions
-) -> tuple[intake.Target, _Checked]:
+) -> tuple[intake.Target, admission.Checked]:
     restrictions.check_wallet(target.wallet_id if target is not None else None)
-    checked = _checked(target, body)  # refuses an unknown chain: `target` is not None below
+    checked = admission.checked_target(
+        target, body
+    )  # refuses an unknown chain: `target` is not None below
     return cast(intake.Target, target), checked
 
 
@@ -260,225 +250,6 @@ def _replay(earlier: intake.Earlier, fingerprint: str) -> Submitted:
             "this Idempotency-Key was already used with a different request body"
         )
     return Replayed(earlier)
-
-
-def _checked(target: intake.Target | None, body: TxCreate) -> _Checked:
-    if target is None:
-        raise UnknownChain(f"chain {body.chain_id} is not in the registry")
-    if not target.chain_enabled:
-        raise ChainDisabled(f"chain {target.chain_id} is disabled")
-    if target.wallet_id is None or target.wallet_address is None:
-        raise UnknownWallet(f"wallet {body.wallet} does not exist")
-    if target.wallet_status is not WalletStatus.ACTIVE:
-        raise WalletNotActive(f"wallet {target.wallet_address} is {target.wallet_status}")
-    if not target.lane_enabled:
-        raise LaneDisabled(
-            f"wallet {target.wallet_address} is not enabled on chain {target.chain_id}"
-        )
-    _check_caps(body, target)
-    return _Checked(target.chain_id, target.wallet_id, target.wallet_address)
-
-
-def _check_fee_order(body: TxCreate) -> None:
-    """A fee cap of 0 can never pay a base fee, and one below the tip is refused by every
-    node (geth's ErrTipAboveFeeCap): stored, either would only wait (issue 14)."""
-    cap, tip = body.max_fee_per_gas, body.max_priority_fee_per_gas
-    if cap == 0:
-        raise FeeCapZero("max_fee_per_gas must be at least 1 wei")
-    if cap is not None and tip is not None and cap < tip:
-        raise FeeCapBelowTip(
-            f"max_fee_per_gas ({cap} wei) is below max_priority_fee_per_gas ({tip} wei)"
-        )
-
-
-def _check_caps(body: TxCreate, target: intake.Target) -> None:
-    _check_fee_order(body)
-    cap = target.max_fee_per_gas_cap
-    if cap is not None and body.max_fee_per_gas is not None and body.max_fee_per_gas > cap:
-        raise FeeAboveCap(f"max_fee_per_gas is above chain {target.chain_id}'s cap of {cap} wei")
-    tip_cap = target.max_priority_fee_per_gas_cap
-    tip = body.max_priority_fee_per_gas
-    if tip_cap is not None and tip is not None and tip > tip_cap:
-        raise FeeAboveCap(f"max_priority_fee_per_gas is above the chain's cap of {tip_cap} wei")
-
-
-def _new_request(
-    body: TxCreate,
-    target: _Checked,
-    *,
-    data: bytes | InvalidInput,
-    fingerprint: str,
-    api_key_id: uuid.UUID | None,
-    idempotency_key: str | None,
-    fee_cap: int | None,
-) -> NewRequest:
-    if isinstance(data, InvalidInput):
-        raise data
-    now = utcnow()
-    return NewRequest(
-        id=TxId(uuid.uuid4()),
-        kind=TxKind.REQUEST,
-        api_key_id=api_key_id,
-        idempotency_key=idempotency_key,
-        request_hash=fingerprint,
-        chain_id=target.chain_id,
-        wallet_id=target.wallet_id,
-        from_address=target.wallet_address,
-        to_address=body.to,
-        value_wei=Wei(body.value),
-        data=data,
-        gas_limit=body.gas_limit,
-        max_fee_per_gas_cap=_wei(fee_cap),
-        max_priority_fee_per_gas_cap=_wei(body.max_priority_fee_per_gas),
-        valid_until=body.valid_until,
-        status=TxStatus.QUEUED,
-        cancel_requested=False,
-        confirmations=0,
-        created_at=now,
-        updated_at=now,
-    )
-
-
-def _wei(value: int | None) -> Wei | None:
-    return None if value is None else Wei(value)
-
-
-MAX_BATCH = 500
-
-
-@dataclass(frozen=True)
-class BatchCreated:
-    """New requests, stored now, in the order given."""
-
-    requests: list[NewRequest]
-
-
-@dataclass(frozen=True)
-class BatchReplayed:
-    """The batch stored earlier under the same idempotency key and items."""
-
-    earlier: list[Transaction]
-
-
-BatchSubmitted: TypeAlias = BatchCreated | BatchReplayed
-
-
-async def submit_batch(
-    session: AsyncSession,
-    bodies: Sequence[TxCreate],
-    *,
-    api_key_id: uuid.UUID | None,
-    idempotency_key: str | None,
-    restrictions: Restrictions = UNRESTRICTED,
-) -> BatchSubmitted:
-    """Store many queued requests at once, all or none: the first item that fails a check
-    (the key's restrictions and the wallets' policies included, the items of one wallet and
-    chain adding up against its limits) fails the batch (its error says which), and nothing
-    is stored.
-
-    With an Idempotency-Key, item i is stored under `<key>#<i>` (idempotency.py); the same
-    key and items return the earlier batch. Raises: IdempotencyConflict, InvalidIdempotencyKey.
-    """
-    fingerprints = [request_hash(body) for body in bodies]
-    keys = idempotency.batch_keys(idempotency_key, len(bodies))  # one more than items
-    if keys is not None:
-        earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
-        if earlier is not None:
-            return BatchReplayed(earlier)
-    requests = await _batch_requests(
-        session,
-        bodies,
-        fingerprints=fingerprints,
-        keys=keys,
-        api_key_id=api_key_id,
-        restrictions=restrictions,
-    )
-    if keys is None:
-        await intake.insert_requests(session, requests)
-        intake.count_created(requests)
-        return BatchCreated(requests)
-    try:  # a savepoint, so that losing the race below leaves the session usable
-        async with session.begin_nested():
-            await intake.insert_requests(session, requests)
-    except IntegrityError:
-        earlier = await _earlier_batch(session, api_key_id, keys, fingerprints)
-        if earlier is None:
-            raise
-        return BatchReplayed(earlier)
-    intake.count_created(requests)
-    return BatchCreated(requests)
-
-
-async def _batch_requests(
-    session: AsyncSession,
-    bodies: Sequence[TxCreate],
-    *,
-    fingerprints: list[str],
-    keys: list[str] | None,
-    api_key_id: uuid.UUID | None,
-    restrictions: Restrictions,
-) -> list[NewRequest]:
-    targets: dict[tuple[int, str], intake.Target | None] = {}
-    for body in bodies:  # read once per chain and wallet; checked below for every item
-        pair = (body.chain_id, body.wallet)
-        if pair not in targets:
-            targets[pair] = await intake.find_target(session, body.chain_id, body.wallet)
-    requests: list[NewRequest] = []
-    calldata = await calldata_of(bodies)
-    ledger = spending.Ledger(session, lock=True)
-    policed = {t.wallet_id for t in targets.values() if t is not None and t.has_policy}
-    await ledger.lock_first(wallet for wallet in policed if wallet is not None)
-    for index, body in enumerate(bodies):
-        try:
-            restrictions.check_chain(body.chain_id)
-            target = targets[(body.chain_id, body.wallet)]
-            restrictions.check_wallet(target.wallet_id if target is not None else None)
-            checked = _checked(target, body)
-            fee_cap = body.max_fee_per_gas
-            if target is not None and target.has_policy:
-                draft = spending.draft_of(body, target, calldata[index])
-                fee_cap = await ledger.admit(checked.wallet_id, draft)
-            requests.append(
-                _new_request(
-                    body,
-                    checked,
-                    data=calldata[index],
-                    fingerprint=fingerprints[index],
-                    api_key_id=api_key_id,
-                    idempotency_key=keys[index] if keys is not None else None,
-                    fee_cap=fee_cap,
-                )
-            )
-        except ChainflowError as exc:
-            raise type(exc)(
-                f"transactions[{index}]: {exc.detail}", index=index, **exc.extra
-            ) from None
-    return requests
-
-
-async def _earlier_batch(
-    session: AsyncSession,
-    api_key_id: uuid.UUID | None,
-    keys: list[str],
-    fingerprints: list[str],
-) -> list[Transaction] | None:
-    """The batch stored under these keys, None if there is none; a batch that differs in
-    any item (or in length) is a conflict. The last key is one past the end: a longer
-    earlier batch is a different batch."""
-    found = await repository.get_by_idempotency_keys(session, api_key_id, keys)
-    if not found:
-        return None
-    *items, beyond = keys
-    earlier = [found.get(key) for key in items]
-    same = all(
-        tx is not None and tx.request_hash == fingerprint
-        for tx, fingerprint in zip(earlier, fingerprints, strict=True)
-    )
-    if not same or beyond in found:
-        raise IdempotencyConflict(
-            "this Idempotency-Key was already used with a different batch of requests"
-        )
-    return [tx for tx in earlier if tx is not None]
 
 
 async def count_in_flight(session: AsyncSession, wallet_id: uuid.UUID, chain_id: int) -> int:

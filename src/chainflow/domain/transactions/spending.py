@@ -48,9 +48,16 @@ class Ledger:
     async def lock_first(self, wallet_ids: Iterable[WalletId]) -> None:
         """Lock these wallets' policies at once, in id order, before admitting requests of
         several wallets in the caller's own order (a batch, a schedule pass): two such
-        admissions locking them one by one in opposite orders deadlocked (audit)."""
+        admissions locking them one by one in opposite orders deadlocked (audit). A wallet
+        among them without a policy now is admitted as one without a policy, even if one
+        is committed before its request: locking that row later, out of id order, could
+        deadlock again (review); the policy counts the request once both have committed,
+        as it counts requests admitted before it."""
         if self._lock:
-            await policies.lock_policies(self._db, wallet_ids)
+            ids = set(wallet_ids)
+            locked = await policies.lock_policies(self._db, ids)
+            for wallet_id in ids - locked:
+                self._rules.setdefault(WalletId(wallet_id), None)
 
     async def admit(self, wallet_id: WalletId, draft: policy.Draft) -> int | None:
         """Count the draft against the wallet's policy; the max_fee_per_gas to store with

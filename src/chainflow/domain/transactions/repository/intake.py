@@ -281,7 +281,7 @@ def _under(value: ColumnElement[Any], cap: ColumnElement[Any]) -> ColumnElement[
 
 def _still_admissible(given: Any) -> Select[Any]:
     """The given rows whose chain, wallet and lane still admit them when the statement runs:
-    the checks of service._checked, re-run against the rows the group's statement sees, so a
+    the checks of admission.checked_target, re-run against the rows the group's statement sees, so a
     request checked against a remembered target (domain/transactions/targets.py) is stored
     only if that target still holds: chain enabled, wallet active at the same address with
     no spending policy, lane enabled, fees within the chain's caps. A request refused here is
