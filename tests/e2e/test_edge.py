@@ -255,3 +255,46 @@ class TestHead:
             async with http.head(stream, headers=api.headers) as response:
                 assert response.status == 405  # a stream never ends: no HEAD
         await still_serves(api)
+
+
+async def closed_within(reader: asyncio.StreamReader, deadline_s: float) -> bytes:
+    """All the server sends until it closes the connection (a reset too: it closed with bytes
+    of ours unread); fails if it is open past the deadline."""
+    received = b""
+    async with asyncio.timeout(deadline_s):
+        try:
+            while chunk := await reader.read(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    return received
+
+
+class TestBetweenRequests:
+    """After a response, the wait for the next head is bounded whatever bytes arrive."""
+
+    async def test_a_request_then_crlfs_is_closed(self, api: Api) -> None:
+        # Before: the parser skips CRLFs between requests, each stopped the keep-alive timer.
+        head = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+        await answered_then_closed(api, head, b"HTTP/1.1 200 OK\r\n", b"\r\n")
+
+    async def test_an_endless_unread_body_is_closed(self, api: Api) -> None:
+        # Before: answered before its body, the connection took body bytes for good.
+        head = b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n"
+        await answered_then_closed(api, head, b"HTTP/1.1 405 Method Not Allowed\r\n", b"x")
+
+
+async def answered_then_closed(api: Api, head: bytes, status: bytes, trickle: bytes) -> None:
+    """Send `head`, read its `status`, then send `trickle` every 0.1 s until the API closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(head)
+        assert await status_line(reader) == status
+        closing = asyncio.create_task(closed_within(reader, HEADER_TIMEOUT_S * 10))
+        while not closing.done():
+            writer.write(trickle)
+            await asyncio.wait([closing], timeout=0.1)
+        closing.result()
+    finally:
+        writer.close()
+    await still_serves(api)

@@ -8,8 +8,10 @@ connections used up a process's 1,024 file descriptors (it answered nothing, not
 /healthz, and could open no database connection), and one 300 MB header took 350 MB of memory.
 Here, per connection:
 - the head (request line and headers) must arrive whole within `head_timeout_s` of its first
-  byte, or of the connection's start: else `408 request_timeout` (if a request had begun) and
-  the connection is closed;
+  byte, or of the connection's start, or of the previous response (whatever bytes arrive in
+  between, CRLFs included): else `408 request_timeout` (if any byte came) and the connection
+  is closed;
+- a response sent before its request's body arrived whole closes the connection;
 - a head larger than MAX_HEAD_BYTES gets `431 request_header_too_large` and is closed;
 - past `max_connections` open connections, a new one is closed at once;
 - what the HTTP parser refuses gets a `400 bad_request` problem (uvicorn's is plain text).
@@ -100,6 +102,22 @@ class _BoundedHttp(HttpToolsProtocol):
         self._head_bytes = 0
         self._disarm_head_timer()
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        """The next head is timed from here: uvicorn's keep-alive timer stops at any byte
+        (a CRLF between requests, which the parser skips without beginning a message) and is
+        never armed again. A response sent before its request's body arrived whole closes the
+        connection: that body could otherwise trickle in for good."""
+        super().on_response_complete()
+        if self.transport.is_closing() or self.pipeline:
+            return
+        if self.cycle is not None and self.cycle.response_complete and self.cycle.more_body:
+            self.transport.close()
+            return
+        if not self._in_head:  # else the next head has begun: its timer runs already
+            self._in_head = True
+            self._head_bytes = 0
+        self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
