@@ -197,6 +197,30 @@ class TestHeads:
             writer.close()
         await still_serves(api)
 
+    async def test_a_pipelined_head_after_a_large_body_is_not_431(self, api: Api) -> None:
+        # Before: the read holding the body's end and the next head's start counted whole.
+        body = b'{"transactions": []}' + b" " * 100_000
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        try:
+            writer.write(
+                b"POST /v1/transactions/batch HTTP/1.1\r\nHost: t\r\n"
+                + f"Authorization: {api.headers['Authorization']}\r\n".encode()
+                + b"Content-Type: application/json\r\n"
+                + b"Content-Length: %d\r\n\r\n" % len(body)
+                + body
+                + b"GET /healthz HTTP/1.1\r\nHo"
+            )
+            assert await status_line(reader) == b"HTTP/1.1 422 Unprocessable Entity\r\n"
+            writer.write(b"st: t\r\n\r\n")
+            async with asyncio.timeout(HEADER_TIMEOUT_S * 10):
+                answers = b""
+                while b"HTTP/1.1 200 OK\r\n" not in answers:
+                    chunk = await reader.read(65536)
+                    assert chunk, answers
+                    answers += chunk
+        finally:
+            writer.close()
+
     async def test_what_the_parser_refuses_is_a_400_problem(self, api: Api) -> None:
         for head in (
             b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n",

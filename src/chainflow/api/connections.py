@@ -61,6 +61,7 @@ class _BoundedHttp(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = True  # until a request's headers are complete
         self._head_timer: asyncio.TimerHandle | None = None
+        self._read_body_bytes = 0  # of the read being parsed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -74,11 +75,13 @@ class _BoundedHttp(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._read_body_bytes = 0
         super().data_received(data)
-        # Still in a head once the parser has seen these bytes: they were all head (a chunk
-        # that ends one message and begins another counts whole, at most one read too many).
+        # Still in a head once the parser has seen these bytes: they were head but for a body
+        # they ended (a read that ends one message and begins another counts that message's
+        # head and what separates them too: at most one head too many).
         if self._in_head and not self.transport.is_closing():
-            self._head_bytes += len(data)
+            self._head_bytes += len(data) - self._read_body_bytes
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(
                     431,
@@ -102,6 +105,10 @@ class _BoundedHttp(HttpToolsProtocol):
         self._head_bytes = 0
         self._disarm_head_timer()
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._read_body_bytes += len(body)
+        super().on_body(body)
 
     def on_response_complete(self) -> None:
         """The next head is timed from here: uvicorn's keep-alive timer stops at any byte
