@@ -221,6 +221,18 @@ class TestHeads:
         finally:
             writer.close()
 
+    async def test_a_whole_head_over_64_kib_in_one_write_gets_431(self, api: Api) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        try:
+            writer.write(
+                b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+            )
+            # Before: 200 (the head's count was reset when it completed, before the check).
+            assert await status_line(reader) == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        finally:
+            writer.close()
+        await still_serves(api)
+
     async def test_what_the_parser_refuses_is_a_400_problem(self, api: Api) -> None:
         for head in (
             b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n",

@@ -62,6 +62,7 @@ class _BoundedHttp(HttpToolsProtocol):
         self._in_head = True  # until a request's headers are complete
         self._head_timer: asyncio.TimerHandle | None = None
         self._read_body_bytes = 0  # of the read being parsed
+        self._head_seen = 0  # the current head's URL and headers, as the parser gave them
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -83,24 +84,36 @@ class _BoundedHttp(HttpToolsProtocol):
         if self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data) - self._read_body_bytes
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(
-                    431,
-                    "request_header_too_large",
-                    "Request header too large",
-                    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
-                )
+                self._refuse_large_head()
 
     def send_400_response(self, msg: str) -> None:  # noqa: ARG002 - uvicorn's words
         """What the parser refused (an unknown method, Content-Length with Transfer-Encoding, a
         malformed length): a problem, where uvicorn answered plain text."""
+        if self.transport.is_closing():
+            return  # refused already
         self._refuse(400, "bad_request", "Bad request", "the request is not valid HTTP/1.1")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_seen = 0
         self._arm_head_timer()
 
+    def on_url(self, url: bytes) -> None:
+        self._head_seen += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_seen += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
+        if self.transport.is_closing():
+            return  # refused: what the parser still finds in this read begins no request
+        # A head that arrived in one read completes before data_received can count it.
+        if self._head_seen > MAX_HEAD_BYTES:
+            self._refuse_large_head()
+            return
         self._in_head = False
         self._head_bytes = 0
         self._disarm_head_timer()
@@ -108,7 +121,12 @@ class _BoundedHttp(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._read_body_bytes += len(body)
-        super().on_body(body)
+        if not self.transport.is_closing():
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self.transport.is_closing():
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         """The next head is timed from here: uvicorn's keep-alive timer stops at any byte
@@ -150,6 +168,14 @@ class _BoundedHttp(HttpToolsProtocol):
             "request_timeout",
             "Request timeout",
             f"the request line and headers did not arrive within {self.head_timeout_s:g} s",
+        )
+
+    def _refuse_large_head(self) -> None:
+        self._refuse(
+            431,
+            "request_header_too_large",
+            "Request header too large",
+            f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
         )
 
     def _refuse(self, status: int, code: str, title: str, detail: str) -> None:
