@@ -197,6 +197,42 @@ class TestHeads:
             writer.close()
         await still_serves(api)
 
+    async def test_a_pipelined_head_after_a_large_body_is_not_431(self, api: Api) -> None:
+        # Before: the read holding the body's end and the next head's start counted whole.
+        body = b'{"transactions": []}' + b" " * 100_000
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        try:
+            writer.write(
+                b"POST /v1/transactions/batch HTTP/1.1\r\nHost: t\r\n"
+                + f"Authorization: {api.headers['Authorization']}\r\n".encode()
+                + b"Content-Type: application/json\r\n"
+                + b"Content-Length: %d\r\n\r\n" % len(body)
+                + body
+                + b"GET /healthz HTTP/1.1\r\nHo"
+            )
+            assert await status_line(reader) == b"HTTP/1.1 422 Unprocessable Entity\r\n"
+            writer.write(b"st: t\r\n\r\n")
+            async with asyncio.timeout(HEADER_TIMEOUT_S * 10):
+                answers = b""
+                while b"HTTP/1.1 200 OK\r\n" not in answers:
+                    chunk = await reader.read(65536)
+                    assert chunk, answers
+                    answers += chunk
+        finally:
+            writer.close()
+
+    async def test_a_whole_head_over_64_kib_in_one_write_gets_431(self, api: Api) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        try:
+            writer.write(
+                b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+            )
+            # Before: 200 (the head's count was reset when it completed, before the check).
+            assert await status_line(reader) == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        finally:
+            writer.close()
+        await still_serves(api)
+
     async def test_what_the_parser_refuses_is_a_400_problem(self, api: Api) -> None:
         for head in (
             b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n",
@@ -255,3 +291,46 @@ class TestHead:
             async with http.head(stream, headers=api.headers) as response:
                 assert response.status == 405  # a stream never ends: no HEAD
         await still_serves(api)
+
+
+async def closed_within(reader: asyncio.StreamReader, deadline_s: float) -> bytes:
+    """All the server sends until it closes the connection (a reset too: it closed with bytes
+    of ours unread); fails if it is open past the deadline."""
+    received = b""
+    async with asyncio.timeout(deadline_s):
+        try:
+            while chunk := await reader.read(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    return received
+
+
+class TestBetweenRequests:
+    """After a response, the wait for the next head is bounded whatever bytes arrive."""
+
+    async def test_a_request_then_crlfs_is_closed(self, api: Api) -> None:
+        # Before: the parser skips CRLFs between requests, each stopped the keep-alive timer.
+        head = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+        await answered_then_closed(api, head, b"HTTP/1.1 200 OK\r\n", b"\r\n")
+
+    async def test_an_endless_unread_body_is_closed(self, api: Api) -> None:
+        # Before: answered before its body, the connection took body bytes for good.
+        head = b"POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n"
+        await answered_then_closed(api, head, b"HTTP/1.1 405 Method Not Allowed\r\n", b"x")
+
+
+async def answered_then_closed(api: Api, head: bytes, status: bytes, trickle: bytes) -> None:
+    """Send `head`, read its `status`, then send `trickle` every 0.1 s until the API closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(head)
+        assert await status_line(reader) == status
+        closing = asyncio.create_task(closed_within(reader, HEADER_TIMEOUT_S * 10))
+        while not closing.done():
+            writer.write(trickle)
+            await asyncio.wait([closing], timeout=0.1)
+        closing.result()
+    finally:
+        writer.close()
+    await still_serves(api)

@@ -5,6 +5,7 @@ is refused at once with a 503 problem and Retry-After, instead of waiting on the
 from urllib.parse import parse_qsl
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 from starlette.types import Scope, Send
 
 from chainflow.core.redaction import scrub_text
@@ -37,6 +38,8 @@ _LIST_PATHS = frozenset(
     )
 )
 _LIST_SUFFIXES = ("/deliveries", "/runs")
+MAX_LIST_ROWS = 500
+_LAX_INT = TypeAdapter(int)  # a route's `limit: int` query parameter
 
 
 def cost_of(scope: Scope, body_bytes: int = 0) -> int:
@@ -52,14 +55,18 @@ def cost_of(scope: Scope, body_bytes: int = 0) -> int:
 def _rows_asked(query: bytes) -> int:
     """The `limit` the route will read, as it reads it: percent-decoded, the last one given
     (a raw `limit=500` alone was looked for, so `limit=%35%30%30` or `limit=1&limit=500` cost
-    one slot and listed 500 rows). The lists' default page, 100, if absent or not a number
-    (the route refuses that)."""
+    one slot and listed 500 rows), by pydantic's lax int (`+500`, ` 500`, `500.0`, `5_00` are
+    500: they cost the default page), at most the 500 a route allows. The lists' default
+    page, 100, if absent or not a number (the route refuses that)."""
     if b"limit" not in query and b"%" not in query:
         return 100
     limits = [value for name, value in parse_qsl(query.decode("latin-1"), True) if name == "limit"]
-    if limits and limits[-1].isascii() and limits[-1].isdigit() and len(limits[-1]) <= 6:
-        return int(limits[-1])
-    return 100
+    if not limits:
+        return 100
+    try:
+        return min(_LAX_INT.validate_python(limits[-1]), MAX_LIST_ROWS)
+    except ValidationError:
+        return 100
 
 
 class Admission:

@@ -8,8 +8,10 @@ connections used up a process's 1,024 file descriptors (it answered nothing, not
 /healthz, and could open no database connection), and one 300 MB header took 350 MB of memory.
 Here, per connection:
 - the head (request line and headers) must arrive whole within `head_timeout_s` of its first
-  byte, or of the connection's start: else `408 request_timeout` (if a request had begun) and
-  the connection is closed;
+  byte, or of the connection's start, or of the previous response (whatever bytes arrive in
+  between, CRLFs included): else `408 request_timeout` (if any byte came) and the connection
+  is closed;
+- a response sent before its request's body arrived whole closes the connection;
 - a head larger than MAX_HEAD_BYTES gets `431 request_header_too_large` and is closed;
 - past `max_connections` open connections, a new one is closed at once;
 - what the HTTP parser refuses gets a `400 bad_request` problem (uvicorn's is plain text).
@@ -59,6 +61,8 @@ class _BoundedHttp(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = True  # until a request's headers are complete
         self._head_timer: asyncio.TimerHandle | None = None
+        self._read_body_bytes = 0  # of the read being parsed
+        self._head_seen = 0  # the current head's URL and headers, as the parser gave them
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -72,34 +76,73 @@ class _BoundedHttp(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._read_body_bytes = 0
         super().data_received(data)
-        # Still in a head once the parser has seen these bytes: they were all head (a chunk
-        # that ends one message and begins another counts whole, at most one read too many).
+        # Still in a head once the parser has seen these bytes: they were head but for a body
+        # they ended (a read that ends one message and begins another counts that message's
+        # head and what separates them too: at most one head too many).
         if self._in_head and not self.transport.is_closing():
-            self._head_bytes += len(data)
+            self._head_bytes += len(data) - self._read_body_bytes
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(
-                    431,
-                    "request_header_too_large",
-                    "Request header too large",
-                    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
-                )
+                self._refuse_large_head()
 
     def send_400_response(self, msg: str) -> None:  # noqa: ARG002 - uvicorn's words
         """What the parser refused (an unknown method, Content-Length with Transfer-Encoding, a
         malformed length): a problem, where uvicorn answered plain text."""
+        if self.transport.is_closing():
+            return  # refused already
         self._refuse(400, "bad_request", "Bad request", "the request is not valid HTTP/1.1")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_seen = 0
         self._arm_head_timer()
 
+    def on_url(self, url: bytes) -> None:
+        self._head_seen += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_seen += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
+        if self.transport.is_closing():
+            return  # refused: what the parser still finds in this read begins no request
+        # A head that arrived in one read completes before data_received can count it.
+        if self._head_seen > MAX_HEAD_BYTES:
+            self._refuse_large_head()
+            return
         self._in_head = False
         self._head_bytes = 0
         self._disarm_head_timer()
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._read_body_bytes += len(body)
+        if not self.transport.is_closing():
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self.transport.is_closing():
+            super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        """The next head is timed from here: uvicorn's keep-alive timer stops at any byte
+        (a CRLF between requests, which the parser skips without beginning a message) and is
+        never armed again. A response sent before its request's body arrived whole closes the
+        connection: that body could otherwise trickle in for good."""
+        super().on_response_complete()
+        if self.transport.is_closing() or self.pipeline:
+            return
+        if self.cycle is not None and self.cycle.response_complete and self.cycle.more_body:
+            self.transport.close()
+            return
+        if not self._in_head:  # else the next head has begun: its timer runs already
+            self._in_head = True
+            self._head_bytes = 0
+        self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
@@ -125,6 +168,14 @@ class _BoundedHttp(HttpToolsProtocol):
             "request_timeout",
             "Request timeout",
             f"the request line and headers did not arrive within {self.head_timeout_s:g} s",
+        )
+
+    def _refuse_large_head(self) -> None:
+        self._refuse(
+            431,
+            "request_header_too_large",
+            "Request header too large",
+            f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
         )
 
     def _refuse(self, status: int, code: str, title: str, detail: str) -> None:

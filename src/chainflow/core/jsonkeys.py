@@ -9,6 +9,8 @@ anything that read it first saw the other; a request that moves money has one me
 import json
 from typing import Any
 
+from chainflow.core.redaction import scrub_text
+
 _SHOWN_CHARS = 64
 
 
@@ -16,7 +18,10 @@ class DuplicateJsonKey(ValueError):
     """An object of the input has the same key more than once."""
 
     def __init__(self, key: str) -> None:
-        shown = key if len(key) <= _SHOWN_CHARS else key[:_SHOWN_CHARS] + "…"
+        # Redacted before it is cut: cut first, a key-shaped key kept 62 of its digits, too
+        # few for redaction to know it.
+        shown = scrub_text(key)
+        shown = shown if len(shown) <= _SHOWN_CHARS else shown[:_SHOWN_CHARS] + "…"
         super().__init__(f"a JSON object has the key {shown!r} more than once")
         self.key = shown
 

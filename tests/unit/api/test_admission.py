@@ -20,7 +20,14 @@ class TestCostOf:
             ("GET", "/v1/transactions", b"limit=1&limit=500", 0, 25),
             ("GET", "/v1/events", b"%6Cimit=500", 0, 25),
             ("GET", "/v1/wallets", b"limit=500&limit=1", 0, 1),
-            ("GET", "/v1/wallets", b"limit=9999999", 0, 5),
+            ("GET", "/v1/wallets", b"limit=9999999", 0, 25),  # refused later: at most 500
+            # As pydantic's lax int reads it for the route (before: the default page, 5 slots)
+            ("GET", "/v1/transactions", b"limit=%2B500", 0, 25),
+            ("GET", "/v1/transactions", b"limit=+500", 0, 25),  # "+" decodes to a space
+            ("GET", "/v1/transactions", b"limit=500+", 0, 25),
+            ("GET", "/v1/transactions", b"limit=500.0", 0, 25),
+            ("GET", "/v1/transactions", b"limit=5_00", 0, 25),
+            ("GET", "/v1/transactions", b"limit=500.5", 0, 5),  # refused later by the route
             # Every list (before: only transactions, wallets and events; the others 1 slot)
             ("GET", "/v1/audit", b"limit=500", 0, 25),
             ("GET", "/v1/lanes", b"", 0, 5),
