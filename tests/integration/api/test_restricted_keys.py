@@ -147,6 +147,31 @@ class TestChainRestriction:
         unrestricted = await api.client.get(f"/v1/wallets/{hidden['id']}", headers=setup["wallets"])
         assert unrestricted.status_code == 200
 
+    async def test_its_wallet_routes_hide_wallets_off_its_chains(
+        self, api: ApiHarness, setup: dict[str, Any]
+    ) -> None:
+        """A wallet's policy, evaluation and lanes answer as GET /v1/wallets/{id}: 403 for a
+        wallet on none of the key's chains, existing or not, and no pulling it onto one (review:
+        404 policy_not_found vs wallet_not_found told them apart; PUT enabled it, 200)."""
+        key, _ = await restricted_key(
+            api, ["read", "wallets"], KeyLimits(chain_ids=[ANVIL_CHAIN_ID])
+        )
+        made = await api.client.post(
+            "/v1/wallets", headers=setup["wallets"], json={"generate": True}
+        )
+        hidden = made.json()["id"]
+        for ref in (hidden, str(uuid.uuid4())):
+            path, lane = f"/v1/wallets/{ref}", f"/v1/wallets/{ref}/chains/{ANVIL_CHAIN_ID}"
+            draft = {**body(setup), "wallet": ref}
+            assert refused(await api.client.get(f"{path}/policy", headers=key)), ref
+            assert refused(
+                await api.client.post(f"{path}/policy/evaluate", headers=key, json=draft)
+            )
+            for method in ("GET", "PUT", "DELETE"):
+                assert refused(await api.client.request(method, lane, headers=key)), (method, ref)
+        after = await api.client.get(f"/v1/wallets/{hidden}", headers=setup["wallets"])
+        assert after.json()["chain_ids"] == []
+
     @pytest.mark.usefixtures("setup")  # anvil's chain in the registry
     async def test_chain_status_shows_only_its_chains(
         self, api: ApiHarness, anvil_url: str

@@ -49,10 +49,11 @@ async def get_policy(
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> PolicyRead:
     """The wallet's current policy, or an earlier `version`. A key limited to some chains sees
-    only the limits of its chains and those of every chain (`chain_id` null)."""
+    only the limits of its chains and those of every chain (`chain_id` null), and only of a
+    wallet enabled on one of them (403 `key_restricted` otherwise, as GET /v1/wallets/{id})."""
     reach = restrictions_of(key)
     async with unit_of_work(sessionmaker) as session:
-        wallet = await wallets.get_wallet(session, wallet_ref, lanes=False, restrictions=reach)
+        wallet = await wallets.get_visible_wallet(session, wallet_ref, restrictions=reach)
         policy = await service.get_policy(session, wallet.id, version=version)
     if reach.chain_ids is None or policy.rules.limits is None:
         return policy
@@ -74,5 +75,5 @@ async def evaluate_policy(
     reach = restrictions_of(key)
     reach.check_chain(body.chain_id)
     async with unit_of_work(sessionmaker) as session:
-        wallet = await wallets.get_wallet(session, wallet_ref, lanes=False, restrictions=reach)
+        wallet = await wallets.get_visible_wallet(session, wallet_ref, restrictions=reach)
         return await spending.evaluate_policy(session, wallet.id, body)

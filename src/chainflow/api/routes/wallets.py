@@ -148,8 +148,10 @@ async def disable_chain(
 
 
 async def _reachable(session: AsyncSession, wallet_ref: str, key: ApiKey) -> Wallet:
-    """The wallet, if the key may reach it (403 `key_restricted` otherwise, existing or not)."""
-    return await service.get_wallet(session, wallet_ref, restrictions=restrictions_of(key))
+    """The wallet, if the key may see it (403 `key_restricted` otherwise, existing or not): a
+    key limited to some chains reaches only the wallets enabled on one of them, so it can
+    neither tell hidden wallets apart nor pull one onto its chain (a wallet-wide change)."""
+    return await service.get_visible_wallet(session, wallet_ref, restrictions=restrictions_of(key))
 
 
 async def _set_chain(
