@@ -96,6 +96,9 @@ class WorkerState:
     paces: dict[int, Pace] = field(default_factory=dict)
     # When a drain last took or renewed the lease of one of a chain's lanes (monotonic seconds).
     leased_at: dict[int, float] = field(default_factory=dict)
+    # The chains whose lanes showing key_unreadable this process has read, once at its first
+    # round of each (workers/unreadable.py): a row repaired while no worker ran is cleared too.
+    unreadable_read: set[int] = field(default_factory=set)
     # Which txpool methods each chain's node answers (track/pool.py), learnt once per process.
     pools: dict[int, PoolSupport] = field(default_factory=dict)
     # The live workers serving a chain, this one included (infra/queue/roster.py); None: alone.

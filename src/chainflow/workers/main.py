@@ -30,6 +30,7 @@ from chainflow.workers.pace import Pace, Round
 from chainflow.workers.placement import place_round
 from chainflow.workers.schedules import run_schedules
 from chainflow.workers.tracking import track, track_alone
+from chainflow.workers.unreadable import recheck_unreadable
 from chainflow.workers.waiting import wait_any
 from chainflow.workers.webhooks import run_webhooks
 
@@ -220,6 +221,7 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     ports, state = engine.ports, engine.state
     started = time.monotonic()
     await _schedules(engine, chain_id)
+    await recheck_unreadable(engine, chain_id)  # no statement unless a key failed to decrypt
     # Reads only: no DB transaction of their own (no BEGIN and COMMIT round trips on
     # PostgreSQL, every round of every chain; docs/performance.md item 28).
     async with read_only(ports.sessionmaker) as session:

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import AttemptKind
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.domain.wallets.models import Wallet
+from chainflow.domain.wallets.models import Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.workers.engine import Engine
 from chainflow.workers.main import run_round
@@ -249,3 +249,44 @@ async def test_the_tracker_leaves_an_unchanged_unreadable_key_alone(
             assert await paused_reason(harness, broken) is None
         finally:
             await restarted.stop()
+
+
+async def test_an_idle_lane_stops_showing_key_unreadable_once_repaired(
+    harness: EngineHarness,
+) -> None:
+    """Its only request cancelled, the lane has nothing to sign: a round decrypts the repaired
+    key once and clears the reason, and a fresh worker's first round clears one shown before
+    it started (review: only a signature cleared it, so on an idle lane the page alert,
+    chainflow_lanes_paused and signer_healthy: false stayed after the repair)."""
+    good, broken = await harness.wallet(), await harness.wallet()
+
+    async def reason_after_round(engine: Engine) -> str | None:
+        await run_round(engine, ANVIL_CHAIN_ID)
+        return await paused_reason(harness, broken)
+
+    async with unreadable(harness, broken, good, "corrupt"):
+        tx_id = await harness.submit(broken, value="1")
+
+        async def shown() -> bool:
+            return await reason_after_round(harness.engine) == "key_unreadable"
+
+        await eventually(shown, timeout_s=30, what="key_unreadable shown")
+        async with unit_of_work(harness.sessionmaker) as session:
+            await txs.cancel(session, tx_id, api_key_id=None, is_admin=True)
+        assert await reason_after_round(harness.engine) == "key_unreadable"  # still broken
+
+    async def cleared(engine: Engine) -> bool:
+        return await reason_after_round(engine) is None
+
+    await eventually(partial(cleared, harness.engine), timeout_s=10, what="reason cleared")
+    async with unit_of_work(harness.sessionmaker) as session:  # shown by a worker gone since
+        await session.execute(
+            update(WalletChain)
+            .where(WalletChain.wallet_id == broken.id)
+            .values(paused_reason="key_unreadable")
+        )
+    restarted = Engine.start(harness.engine.ports)
+    try:
+        await eventually(partial(cleared, restarted), timeout_s=10, what="cleared at start")
+    finally:
+        await restarted.stop()

@@ -101,6 +101,10 @@ class Signers:
         (`unreadable` tells, given the row read again)."""
         return wallet_id in self._unreadable and wallet_id not in self._by_wallet
 
+    def suspects(self) -> list[uuid.UUID]:
+        """The wallets whose sealed key failed to decrypt here and has not since (`suspect`)."""
+        return [w for w in self._unreadable if w not in self._by_wallet]
+
     def unreadable(self, wallet: Wallet) -> bool:
         """Whether the wallet's sealed key failed to decrypt here and its row (read again by
         the caller) is unchanged since: not worth a gas estimate nor a try."""

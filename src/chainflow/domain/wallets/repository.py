@@ -224,6 +224,17 @@ async def set_paused_reason(
     )
 
 
+async def clear_paused_reason(
+    session: AsyncSession, wallet_ids: Collection[uuid.UUID], reason: str
+) -> None:
+    """Clear `reason` from every lane of these wallets that shows it (and no other reason)."""
+    await session.execute(
+        update(WalletChain)
+        .where(WalletChain.wallet_id.in_(wallet_ids), WalletChain.paused_reason == reason)
+        .values(paused_reason=None)
+    )
+
+
 async def show_nonce_gaps(
     session: AsyncSession, chain_id: int, *, found: Collection[uuid.UUID]
 ) -> None:

@@ -329,6 +329,19 @@ async def set_paused_reason(
     await repository.set_paused_reason(session, wallet_id, chain_id, reason)
 
 
+async def lanes_showing(session: AsyncSession, chain_id: int, reason: str) -> list[WalletId]:
+    """The wallets whose lane on this chain shows `reason` (a paused_reason)."""
+    return await repository.lanes_showing(session, chain_id, reason)
+
+
+async def clear_paused_reason(
+    session: AsyncSession, wallet_ids: Sequence[uuid.UUID], reason: str
+) -> None:
+    """Clear `reason` from the lanes of these wallets on every chain, only where it shows."""
+    if wallet_ids:
+        await repository.clear_paused_reason(session, wallet_ids, reason)
+
+
 def show_signer_reason(lane: WalletChain, reason: str | None) -> None:
     """set_paused_reason on a lane row the caller holds locked."""
     if lane.paused_reason != NONCE_GAP:
