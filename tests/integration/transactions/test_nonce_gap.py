@@ -17,7 +17,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chainflow.core.types import TxId
+from chainflow.core.clock import utcnow
+from chainflow.core.types import TxId, WalletId
+from chainflow.domain.transactions import repository
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus
@@ -213,6 +215,27 @@ class TestQueuedBelowAGap:
         late = await harness.submit(wallet, value="7", valid_until=past)
         (row,) = await harness.run_until([late], has_status(TxStatus.EXPIRED))
         assert row.nonce is None
+
+    async def test_a_round_offers_the_lane_only_for_those_past_valid_until(
+        self, gapped: Gapped
+    ) -> None:
+        """A drain can only expire them: a round leaves the lane out until one is past its
+        valid_until, then counts only those (review: re-planned every round to sign nothing,
+        a write transaction and 2 eth_getTransactionCount calls each, for as long as the gap
+        waits for an operator)."""
+        harness, wallet = gapped.harness, gapped.wallet
+
+        async def offered() -> dict[WalletId, int]:
+            async with unit_of_work(harness.sessionmaker) as session:
+                return await repository.lanes_with_queued(
+                    session, ANVIL_CHAIN_ID, owner=harness.engine.ports.owner, now=utcnow()
+                )
+
+        await harness.submit(wallet, value="8")
+        assert wallet.id not in await offered()
+        past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+        await harness.submit(wallet, value="7", valid_until=past)
+        assert (await offered()).get(wallet.id) == 1
 
     async def test_they_are_signed_once_the_gap_is_mended(self, gapped: Gapped) -> None:
         harness, wallet, ids = gapped.harness, gapped.wallet, gapped.ids

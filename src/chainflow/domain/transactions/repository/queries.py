@@ -32,7 +32,7 @@ from chainflow.domain.transactions.rows import (
     Queued,
 )
 from chainflow.domain.transactions.state import TxStatus
-from chainflow.domain.wallets.models import Wallet, WalletChain, WalletStatus
+from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain, WalletStatus
 from chainflow.domain.wallets.repository import drainable_by
 from chainflow.infra.db.params import one_of, one_of_named, values_of
 from chainflow.infra.db.types import wei_at_least
@@ -147,7 +147,9 @@ async def lanes_with_queued(
     and those due to expire; 0 for a lane whose requests all wait for the base fee to fall.
 
     Left out, as a drain would ask the node for their counts every round to sign nothing:
-    paused wallets, lanes waiting for funds (the tracker re-sends their refused attempt), and
+    paused wallets, lanes waiting for funds (the tracker re-sends their refused attempt),
+    lanes shown `nonce_gap` but for their requests past their valid_until (a drain only
+    expires those: the gap waits for an operator, review), and
     lanes whose drain lease another live process holds (its drains take them; their lease
     runs out within `lane_lease_s` if it dies). With `holders`, those are read too, into
     `holders.elsewhere`, and the lanes `owner` holds into `holders.here` (lane placement,
@@ -157,15 +159,21 @@ async def lanes_with_queued(
     # Counted per wallet first, then joined to the (at most one per wallet) wallet and lane
     # rows: joined first, PostgreSQL probed both primary keys for every queued row, every
     # round (~7 probes of each per transaction in a batch run; docs/performance.md item 45).
+    due = func.sum(case((_due(now), 1), else_=0))
     queued = (
-        select(Transaction.wallet_id.label("wallet_id"), counted.label("n"))
+        select(Transaction.wallet_id.label("wallet_id"), counted.label("n"), due.label("due"))
         .where(Transaction.chain_id == chain_id, Transaction.status == TxStatus.QUEUED)
         .group_by(Transaction.wallet_id)
         .subquery("queued")
     )
     drainable = drainable_by(owner, now)
-    columns: list[Any] = [queued.c.wallet_id, queued.c.n]
-    conditions = [Wallet.status != WalletStatus.PAUSED]
+    gapped = WalletChain.paused_reason == NONCE_GAP
+    count = case((gapped, queued.c.due), else_=queued.c.n)
+    columns: list[Any] = [queued.c.wallet_id, count.label("n")]
+    conditions = [
+        Wallet.status != WalletStatus.PAUSED,
+        or_(WalletChain.paused_reason.is_(None), ~gapped, queued.c.due > 0),
+    ]
     if holders is None:
         conditions.append(drainable)
     else:
@@ -223,11 +231,16 @@ def _signed_of_lane() -> type[Transaction]:
 
 def _actionable(session: AsyncSession, floor: FeeFloor, now: datetime) -> ColumnElement[int]:
     """How many queued requests of a group a drain can act on under `floor`."""
-    due = and_(Transaction.valid_until.is_not(None), Transaction.valid_until <= now)
+    due = _due(now)
     if floor.chain_pays:
         pays = cap_reaches(session, floor.base_fee_wei)
         return func.sum(case((or_(pays, due), 1), else_=0))
     return func.sum(case((due, 1), else_=0))
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """The queued request is past its valid_until: a drain expires it."""
+    return and_(Transaction.valid_until.is_not(None), Transaction.valid_until <= now)
 
 
 def cap_reaches(session: AsyncSession, floor_wei: int) -> ColumnElement[bool]:
