@@ -3,6 +3,7 @@ writes all of its lanes in one statement (on PostgreSQL an executemany counts a 
 row, as the server runs it), so a round's fixed cost is paid once, not per lane; and their SQL
 texts do not depend on how many requests it signs (one prepared statement each)."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -10,10 +11,12 @@ from sqlalchemy import event
 from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chainflow.core.types import TxId
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions.config import ChainConfig
 from chainflow.domain.transactions.service import cancel
 from chainflow.domain.transactions.state import TxStatus
+from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
 from chainflow.workers.drain import drain_lanes
@@ -50,35 +53,72 @@ async def test_a_request_cancelled_after_the_plan_is_not_signed_and_leaves_no_ga
 ) -> None:
     """The signing step signs the plan's rows of the requests still queued under its lock."""
     async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
-        wallet = await harness.wallet()
-        tx_ids = [await harness.submit(wallet, value="1") for _ in range(3)]
-        chain = await _chain(harness)
-        harness.engine.state.addresses[wallet.id] = wallet.address
-        cancelled = False
-        # Cancel the middle request once the plan has read it: at its lane's estimates.
-        rpc = harness.engine.rpc(ANVIL_CHAIN_ID)
-        batch = rpc.batch
 
-        async def cancel_then_batch(calls: Any) -> Any:
-            nonlocal cancelled
-            if not cancelled and calls and calls[0][0] == "eth_estimateGas":
-                cancelled = True
-                async with unit_of_work(harness.sessionmaker) as session:
-                    await cancel(session, tx_ids[1], api_key_id=None, is_admin=True)
-            return await batch(calls)
+        async def cancel_middle(_wallet: Wallet, tx_ids: list[TxId]) -> None:
+            async with unit_of_work(harness.sessionmaker) as session:
+                await cancel(session, tx_ids[1], api_key_id=None, is_admin=True)
 
-        rpc.batch = cancel_then_batch  # type: ignore[method-assign]
-        try:
-            signed = await drain_lanes(harness.engine, chain, [wallet.id])
-        finally:
-            del rpc.batch
-        assert cancelled
+        _, tx_ids, signed = await _drain_after_plan(harness, 3, cancel_middle)
         assert signed == 2
         await harness.run_until([tx_ids[0], tx_ids[2]], has_status(TxStatus.CONFIRMED))
         first, middle, last = [await harness.get(tx_id) for tx_id in tx_ids]
         assert middle.status is TxStatus.CANCELLED
         assert middle.nonce is None
         assert last.nonce == first.nonce + 1  # type: ignore[operator]
+
+
+async def test_a_lane_shown_nonce_gap_after_the_plan_signs_nothing(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> None:
+    """The signing step reads `nonce_gap` again under the lane lock: a tracker that shows it
+    between the plan and the signature leaves the lane's requests queued, no nonce taken."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+
+        async def show_gap(wallet: Wallet, _tx_ids: list[TxId]) -> None:
+            async with unit_of_work(harness.sessionmaker) as session:
+                lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
+                assert lane is not None
+                lane.paused_reason = NONCE_GAP
+
+        wallet, tx_ids, signed = await _drain_after_plan(harness, 2, show_gap)
+        assert signed == 0
+        rows = [await harness.get(tx_id) for tx_id in tx_ids]
+        assert [(tx.status, tx.nonce) for tx in rows] == [(TxStatus.QUEUED, None)] * 2
+        async with unit_of_work(harness.sessionmaker) as session:
+            lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
+            assert lane is not None
+            assert (lane.next_nonce, lane.paused_reason) == (0, NONCE_GAP)
+        assert await harness.chain_nonce(wallet, "pending") == 0
+
+
+async def _drain_after_plan(
+    harness: EngineHarness,
+    queued: int,
+    action: Callable[[Wallet, list[TxId]], Awaitable[None]],
+) -> tuple[Wallet, list[TxId], int]:
+    """Drain a new lane with `queued` requests, running `action` once the plan has read it:
+    at its gas estimates. Returns the wallet, the requests and how many the drain signed."""
+    wallet = await harness.wallet()
+    tx_ids = [await harness.submit(wallet, value="1") for _ in range(queued)]
+    chain = await _chain(harness)
+    harness.engine.state.addresses[wallet.id] = wallet.address
+    rpc = harness.engine.rpc(ANVIL_CHAIN_ID)
+    batch = rpc.batch
+    done: list[bool] = []
+
+    async def act_then_batch(calls: Any) -> Any:
+        if not done and calls and calls[0][0] == "eth_estimateGas":
+            done.append(True)
+            await action(wallet, tx_ids)
+        return await batch(calls)
+
+    rpc.batch = act_then_batch  # type: ignore[method-assign]
+    try:
+        signed = await drain_lanes(harness.engine, chain, [wallet.id])
+    finally:
+        del rpc.batch
+    assert done
+    return wallet, tx_ids, signed
 
 
 async def _chain(harness: EngineHarness) -> ChainConfig:
