@@ -26,6 +26,7 @@ import redis.asyncio as redis
 from bench.ports import listening_port
 from chainflow.domain.apikeys.service import KeyLimits, create_api_key
 from chainflow.domain.chains.models import Chain, RpcEndpoint
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.wallets import service as wallets
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
 from chainflow.infra.db.uow import unit_of_work
@@ -158,7 +159,11 @@ async def _prepare(
         await session.flush()
         rows = [
             await wallets.import_wallet(
-                session, generate_private_key(), master=master, chain_ids=[CHAIN_ID]
+                session,
+                generate_private_key(),
+                master=master,
+                chain_ids=[CHAIN_ID],
+                sealed_rows=foreign_key_ids,
             )
             for _ in range(wallet_count)
         ]

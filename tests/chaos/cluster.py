@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chainflow.core.types import SecretBytes
 from chainflow.domain.apikeys.service import create_api_key
 from chainflow.domain.chains.repository import replace_endpoints
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.transactions.models import Transaction
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
@@ -292,5 +293,7 @@ async def open_cluster(
 
 
 async def wallets_import(session: AsyncSession, key: SecretBytes, master: MasterKey) -> str:
-    wallet = await wallets.import_wallet(session, key, master=master, chain_ids=[ANVIL_CHAIN_ID])
+    wallet = await wallets.import_wallet(
+        session, key, master=master, chain_ids=[ANVIL_CHAIN_ID], sealed_rows=foreign_key_ids
+    )
     return wallet.address

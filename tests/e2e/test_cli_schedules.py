@@ -12,6 +12,7 @@ from chainflow.domain.apikeys import service as apikeys
 from chainflow.domain.audit import service as audit
 from chainflow.domain.chains import service as chains
 from chainflow.domain.chains.seed import load_seed
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.schedules import service
 from chainflow.domain.schedules.models import ScheduleStatus
 from chainflow.domain.schedules.schemas import ScheduleCreate
@@ -31,7 +32,11 @@ async def _schedule(
     async with open_database(settings) as sessionmaker, unit_of_work(sessionmaker) as session:
         await chains.seed_chains(session, load_seed(settings.chains_file))
         wallet = await wallets.import_wallet(
-            session, generate_private_key(), master=MasterKey.generate(), chain_ids=[31337]
+            session,
+            generate_private_key(),
+            master=MasterKey.generate(),
+            chain_ids=[31337],
+            sealed_rows=foreign_key_ids,
         )
         body = ScheduleCreate.model_validate(
             {

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from chainflow.domain.apikeys.service import create_api_key
 from chainflow.domain.chains import service as chains
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.transactions.models import AttemptStatus, Transaction, TxAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
@@ -58,7 +59,11 @@ async def prepare(
             chain.confirmations = 1  # automine makes no block on top of the last transaction
         rows = [
             await wallets.import_wallet(
-                session, generate_private_key(), master=master, chain_ids=[31337]
+                session,
+                generate_private_key(),
+                master=master,
+                chain_ids=[31337],
+                sealed_rows=foreign_key_ids,
             )
             for _ in range(WALLETS)
         ]

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.domain.apikeys.service import create_api_key
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.transactions.models import TxAttempt
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
@@ -68,7 +69,11 @@ async def prepare(url: str, anvil_url: str, master: MasterKey) -> tuple[str, str
         chain = await add_anvil_chain(session, anvil_url)
         chain.confirmations = 1
         wallet = await wallets.import_wallet(
-            session, generate_private_key(), master=master, chain_ids=[ANVIL_CHAIN_ID]
+            session,
+            generate_private_key(),
+            master=master,
+            chain_ids=[ANVIL_CHAIN_ID],
+            sealed_rows=foreign_key_ids,
         )
         _, token = await create_api_key(session, ["admin"])
     await db.dispose()

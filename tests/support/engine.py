@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.types import TxId
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.transactions import service as txs
 from chainflow.domain.transactions.config import EngineConfig
 from chainflow.domain.transactions.models import Transaction
@@ -53,6 +54,7 @@ class EngineHarness:
                 generate_private_key(),
                 master=self.engine.ports.master_key,
                 chain_ids=[ANVIL_CHAIN_ID],
+                sealed_rows=foreign_key_ids,
             )
         await self.rpc.call("anvil_setBalance", [wallet.address, hex(balance_wei)])
         return wallet

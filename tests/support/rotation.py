@@ -11,7 +11,7 @@ from eth_account import Account
 from sqlalchemy import select
 
 from chainflow.core.settings import Settings
-from chainflow.domain.master_key import check_master_key
+from chainflow.domain.master_key import check_master_key, foreign_key_ids
 from chainflow.domain.wallets import service
 from chainflow.domain.wallets.custody import signer_for
 from chainflow.domain.wallets.models import Wallet
@@ -78,7 +78,9 @@ async def make_wallets(url: str, master: MasterKey, n: int) -> None:
     try:
         async with unit_of_work(create_sessionmaker(engine)) as session:
             for _ in range(n):
-                await service.import_wallet(session, generate_private_key(), master=master)
+                await service.import_wallet(
+                    session, generate_private_key(), master=master, sealed_rows=foreign_key_ids
+                )
     finally:
         await engine.dispose()
 

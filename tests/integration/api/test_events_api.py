@@ -22,6 +22,7 @@ from chainflow.core.settings import Settings
 from chainflow.core.types import ChainId, WalletId
 from chainflow.domain.apikeys.service import KeyLimits, create_api_key, revoke_api_key
 from chainflow.domain.events import append_many, new_event, sequence_pending
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.wallets.service import import_wallet
 from chainflow.infra.db.uow import unit_of_work
 from chainflow.infra.signing.local import generate_private_key
@@ -34,7 +35,10 @@ async def stored(api: ApiHarness) -> dict[str, Any]:
     """Five sequenced events of two wallets and chains, and one not sequenced yet."""
     async with unit_of_work(api.resources.sessionmaker) as session:
         wallet = await import_wallet(
-            session, generate_private_key(), master=api.resources.master_key
+            session,
+            generate_private_key(),
+            master=api.resources.master_key,
+            sealed_rows=foreign_key_ids,
         )
     wallet_a, wallet_b = WalletId(wallet.id), WalletId(uuid.uuid4())
     async with unit_of_work(api.resources.sessionmaker) as session:

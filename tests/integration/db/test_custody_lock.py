@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chainflow.core.errors import ConfigError
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.wallets import service
 from chainflow.infra.db.custody_lock import RotationRunning, hold_custody_lock
 from chainflow.infra.db.engine import create_engine, create_sessionmaker
@@ -52,5 +53,8 @@ class TestCustodyLock:
             with pytest.raises(RotationRunning):
                 async with unit_of_work(sessionmaker) as session:
                     await service.import_wallet(
-                        session, generate_private_key(), master=MasterKey.generate()
+                        session,
+                        generate_private_key(),
+                        master=MasterKey.generate(),
+                        sealed_rows=foreign_key_ids,
                     )

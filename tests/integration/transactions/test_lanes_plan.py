@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.clock import utcnow
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.transactions import repository
 from chainflow.domain.wallets import service
 from chainflow.infra.db.uow import unit_of_work
@@ -69,7 +70,11 @@ async def _lanes(
         await add_anvil_chain(session, "http://127.0.0.1:1")  # never called
         for _ in range(WALLETS):
             wallet = await service.import_wallet(
-                session, generate_private_key(), master=master, chain_ids=[CHAIN_ID]
+                session,
+                generate_private_key(),
+                master=master,
+                chain_ids=[CHAIN_ID],
+                sealed_rows=foreign_key_ids,
             )
             values = {"wallet": wallet.id, "address": wallet.address, "chain": CHAIN_ID}
             await session.execute(_REQUESTS, {**values, "status": "queued", "n": queued})

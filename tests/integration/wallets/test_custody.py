@@ -1,5 +1,7 @@
 """Key custody on PostgreSQL and SQLite: sealed rows, tampering, rotation, wrong master key."""
 
+import inspect
+
 import pytest
 from eth_account import Account
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -8,8 +10,8 @@ from chainflow.cli import rotation
 from chainflow.core.crashpoints import Crasher
 from chainflow.core.settings import Settings
 from chainflow.core.types import SecretBytes
-from chainflow.domain.master_key import check_master_key
-from chainflow.domain.wallets import service
+from chainflow.domain.master_key import check_master_key, foreign_key_ids
+from chainflow.domain.wallets import custody, service
 from chainflow.domain.wallets.custody import rewrap_batch, seal_into, signer_for
 from chainflow.domain.wallets.errors import MasterKeyMismatch, MasterKeyRotated
 from chainflow.domain.wallets.models import Wallet
@@ -31,7 +33,9 @@ Sessionmaker = async_sessionmaker[AsyncSession]
 async def make_wallets(sessionmaker: Sessionmaker, master: MasterKey, n: int) -> list[Wallet]:
     async with unit_of_work(sessionmaker) as session:
         return [
-            await service.import_wallet(session, generate_private_key(), master=master)
+            await service.import_wallet(
+                session, generate_private_key(), master=master, sealed_rows=foreign_key_ids
+            )
             for _ in range(n)
         ]
 
@@ -180,6 +184,15 @@ class TestRotation:
 
 
 class TestSealingAfterRotation:
+    @pytest.mark.parametrize("seal", [service.import_wallet, custody.check_sealing_key])
+    def test_every_sealing_path_names_the_rows_it_counts(self, seal: object) -> None:
+        """`sealed_rows` has no default: its None counted the wallets' rows alone, which
+        missed a rotation told by webhook secrets only (review of the fix that made every
+        caller pass domain/master_key.foreign_key_ids)."""
+        assert callable(seal)
+        parameter = inspect.signature(seal).parameters["sealed_rows"]
+        assert parameter.default is inspect.Parameter.empty
+
     async def test_a_process_with_the_old_key_cannot_seal_a_new_wallet(
         self, sessionmaker: Sessionmaker, master_key: MasterKey
     ) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core.logging import configure_logging
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.wallets import service
 from chainflow.domain.wallets.custody import seal_into
 from chainflow.domain.wallets.models import Wallet, WalletStatus
@@ -45,7 +46,9 @@ async def test_duplicate_sealed_row_logs_no_parameter(
     handler.setStream(stream)
     key = generate_private_key()
     async with unit_of_work(sessionmaker) as session:
-        first = await service.import_wallet(session, key, master=master_key)
+        first = await service.import_wallet(
+            session, key, master=master_key, sealed_rows=foreign_key_ids
+        )
     twin = Wallet(id=uuid.uuid4(), address=first.address, label=CANARY, status=WalletStatus.ACTIVE)
     seal_into(twin, key, master=master_key)
     secrets = [twin.encrypted_key, twin.wrapped_data_key, key.reveal()]

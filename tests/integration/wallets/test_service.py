@@ -5,6 +5,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.domain.chains.errors import ChainNotFound, UnknownChain
+from chainflow.domain.master_key import foreign_key_ids
 from chainflow.domain.wallets import service
 from chainflow.domain.wallets.errors import (
     AdminRequired,
@@ -34,7 +35,11 @@ class TestImport:
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
             wallet = await service.import_wallet(
-                session, validate_private_key(KEY_HEX), master=master_key, label="ops"
+                session,
+                validate_private_key(KEY_HEX),
+                master=master_key,
+                label="ops",
+                sealed_rows=foreign_key_ids,
             )
         assert wallet.address == KEY_ADDRESS
         assert wallet.status is WalletStatus.ACTIVE
@@ -47,13 +52,19 @@ class TestImport:
         self, sessionmaker: Sessionmaker, master_key: MasterKey
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
-            await service.import_wallet(session, validate_private_key(KEY_HEX), master=master_key)
+            await service.import_wallet(
+                session,
+                validate_private_key(KEY_HEX),
+                master=master_key,
+                sealed_rows=foreign_key_ids,
+            )
         with pytest.raises(WalletExists, match=KEY_ADDRESS):
             async with unit_of_work(sessionmaker) as session:
                 await service.import_wallet(
                     session,
                     validate_private_key(KEY_HEX.upper().replace("0X", "")),
                     master=master_key,
+                    sealed_rows=foreign_key_ids,
                 )
         assert await count_wallets(sessionmaker) == 1
 
@@ -63,7 +74,11 @@ class TestImport:
         with pytest.raises(UnknownChain, match="chain 999"):
             async with unit_of_work(sessionmaker) as session:
                 await service.import_wallet(
-                    session, validate_private_key(KEY_HEX), master=master_key, chain_ids=[999]
+                    session,
+                    validate_private_key(KEY_HEX),
+                    master=master_key,
+                    chain_ids=[999],
+                    sealed_rows=foreign_key_ids,
                 )
         assert await count_wallets(sessionmaker) == 0
 
@@ -71,8 +86,12 @@ class TestImport:
         self, sessionmaker: Sessionmaker, master_key: MasterKey
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
-            first = await service.import_wallet(session, generate_private_key(), master=master_key)
-            second = await service.import_wallet(session, generate_private_key(), master=master_key)
+            first = await service.import_wallet(
+                session, generate_private_key(), master=master_key, sealed_rows=foreign_key_ids
+            )
+            second = await service.import_wallet(
+                session, generate_private_key(), master=master_key, sealed_rows=foreign_key_ids
+            )
         assert first.address != second.address
 
 
@@ -82,7 +101,10 @@ class TestGet:
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
             wallet = await service.import_wallet(
-                session, validate_private_key(KEY_HEX), master=master_key
+                session,
+                validate_private_key(KEY_HEX),
+                master=master_key,
+                sealed_rows=foreign_key_ids,
             )
         async with unit_of_work(sessionmaker) as session:
             by_id = await service.get_wallet(session, str(wallet.id))
@@ -104,7 +126,9 @@ class TestList:
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
             for _ in range(5):
-                await service.import_wallet(session, generate_private_key(), master=master_key)
+                await service.import_wallet(
+                    session, generate_private_key(), master=master_key, sealed_rows=foreign_key_ids
+                )
         seen: list[str] = []
         cursor: str | None = None
         for _ in range(5):
@@ -146,7 +170,9 @@ class TestStatus:
         self, sessionmaker: Sessionmaker, master_key: MasterKey
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
-            wallet = await service.import_wallet(session, generate_private_key(), master=master_key)
+            wallet = await service.import_wallet(
+                session, generate_private_key(), master=master_key, sealed_rows=foreign_key_ids
+            )
             wallet.status = WalletStatus.DISABLED
         with pytest.raises(InvalidStatusTransition):
             async with unit_of_work(sessionmaker) as session:
@@ -164,7 +190,9 @@ class TestChains:
     ) -> None:
         async with unit_of_work(sessionmaker) as session:
             await add_anvil_chain(session, anvil_url)
-            wallet = await service.import_wallet(session, generate_private_key(), master=master_key)
+            wallet = await service.import_wallet(
+                session, generate_private_key(), master=master_key, sealed_rows=foreign_key_ids
+            )
             lane = await service.set_chain_enabled(session, wallet, 31337, enabled=True)
             lane.next_nonce = 7
         async with unit_of_work(sessionmaker) as session:
@@ -177,6 +205,6 @@ class TestChains:
         with pytest.raises(ChainNotFound):
             async with unit_of_work(sessionmaker) as session:
                 wallet = await service.import_wallet(
-                    session, generate_private_key(), master=master_key
+                    session, generate_private_key(), master=master_key, sealed_rows=foreign_key_ids
                 )
                 await service.set_chain_enabled(session, wallet, 424242, enabled=True)

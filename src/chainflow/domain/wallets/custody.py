@@ -140,36 +140,28 @@ ForeignKeyIds: TypeAlias = Callable[
 
 
 async def check_sealing_key(
-    session: AsyncSession, *, master: MasterKey, sealed_rows: ForeignKeyIds | None = None
+    session: AsyncSession, *, master: MasterKey, sealed_rows: ForeignKeyIds
 ) -> None:
     """Before a row is sealed: refuse if a rotation ran since this process read its key
     (rows are wrapped by a key it does not know), so nothing is sealed under a retired key;
     and keep a rotation from starting until the transaction ends (PostgreSQL). `sealed_rows`
     counts the rows of every kind (domain/master_key.foreign_key_ids: a rotation re-wraps
     webhook secrets too, and a database with none of the wallet rows, or local wallets only
-    under the retired key's successor, is told by them); None counts the wallets' alone.
+    under the retired key's successor, is told by them). Required: counting the wallets'
+    alone missed a rotation told only by the other kinds.
 
     Raises:
         MasterKeyRotated: this process must be restarted with the new key.
         RotationRunning: a rotation is running now.
     """
     await share_custody_lock(session)
-    foreign = await (sealed_rows or _foreign_wallet_key_ids)(session, master)
+    foreign = await sealed_rows(session, master)
     if foreign:
         kinds = " and ".join(sorted(foreign))
         raise MasterKeyRotated(
             f"the stored {kinds} are wrapped by a master key this process was not given (its "
             f"key is {master.key_id}): restart it with the current CHAINFLOW_MASTER_KEY"
         )
-
-
-async def _foreign_wallet_key_ids(
-    session: AsyncSession, master: MasterKey
-) -> dict[str, dict[str, int]]:
-    known = master.known_ids
-    counts = await repository.master_key_ids(session)
-    foreign = {key_id: count for key_id, count in counts.items() if key_id not in known}
-    return {"wallet keys": foreign} if foreign else {}
 
 
 async def rewrap_batch(

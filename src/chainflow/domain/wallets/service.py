@@ -51,11 +51,11 @@ async def import_wallet(
     master: MasterKey,
     label: str | None = None,
     chain_ids: Sequence[int] = (),
-    sealed_rows: ForeignKeyIds | None = None,
+    sealed_rows: ForeignKeyIds,
 ) -> Wallet:
     """Store a wallet for a validated key, sealed under the master key; `sealed_rows` counts
     the stored rows of every kind under keys `master` does not know (check_sealing_key:
-    domain/master_key.foreign_key_ids, which the API and CLI pass; None, the wallets only).
+    domain/master_key.foreign_key_ids, which every caller passes).
 
     Raises:
         WalletExists: the address is already stored (no second row).
