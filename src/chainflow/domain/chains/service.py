@@ -1,6 +1,7 @@
 """Use cases of the chain registry: list, get, add, update, seed."""
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -10,7 +11,7 @@ from chainflow.domain.chains.errors import ChainExists, ChainHasNoRpc, ChainNotF
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.chains.probe import ChainIdProbe, verify_rpc_urls
 from chainflow.domain.chains.schemas import ChainCreate, ChainSeed, ChainUpdate
-from chainflow.infra.db.lease_clock import lease_times
+from chainflow.infra.db.lease_clock import lease_now, lease_times
 
 _SCALARS = (
     "name",
@@ -39,6 +40,20 @@ async def get_chain(
     if chain is None:
         raise ChainNotFound(f"chain {chain_id} is not in the registry")
     return chain
+
+
+async def get_chain_at_lease_clock(session: AsyncSession, chain_id: int) -> tuple[Chain, datetime]:
+    """The chain (without `rpc_endpoints`) and now on the lease clock (lease_clock.lease_now),
+    read by one statement: its tracker lease is judged on the clock it was written on.
+
+    Raises: ChainNotFound."""
+    now = lease_now(session)
+    if isinstance(now, datetime):  # SQLite: the process's clock
+        return await get_chain(session, chain_id, endpoints=False), now
+    found = await repository.get_with(session, chain_id, now)
+    if found is None:
+        raise ChainNotFound(f"chain {chain_id} is not in the registry")
+    return found
 
 
 async def create_chain(session: AsyncSession, data: ChainCreate, *, probe: ChainIdProbe) -> Chain:
