@@ -127,3 +127,20 @@ async def take_tracker_lease(
     )
     result = await db.execute(statement)
     return bool(getattr(result, "rowcount", 0))
+
+
+async def keep_tracker_lease(
+    db: AsyncSession | AsyncConnection, chain_id: int, *, owner: str, ttl_s: float
+) -> bool:
+    """Renew the chain's tracker lease if `owner` still holds it, even run out: tracker
+    leases are never released, so `owner` still on the row means nobody else took it
+    meanwhile (a pass slower than its lease goes on). One statement, as take_tracker_lease."""
+    _, until = lease_times(db, ttl_s)
+    statement = (
+        update(Chain)
+        .where(Chain.chain_id == chain_id, Chain.tracker_owner == owner)
+        .values(tracker_lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    result = await db.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
