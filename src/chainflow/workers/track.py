@@ -18,7 +18,7 @@ from chainflow.core.types import TxId, WalletId
 from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
-from chainflow.domain.transactions.decisions import Decision
+from chainflow.domain.transactions.decisions import Decision, Observed
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.track import gaps, judge, observe, record, reverts
@@ -31,6 +31,13 @@ from chainflow.workers.engine import Engine
 from chainflow.workers.send import send_and_record, show_paused
 
 log = get_logger(__name__)
+
+
+@dataclasses.dataclass
+class _Lease:
+    """When the pass's tracker lease runs out (`time.monotonic()`; None: no lease to keep)."""
+
+    until: float | None
 
 
 async def track_chain(engine: Engine, chain: ChainConfig, *, until: float | None = None) -> int:
@@ -88,23 +95,41 @@ async def track_chain(engine: Engine, chain: ChainConfig, *, until: float | None
         state.tracking.pop(chain.chain_id, None)  # judged on a stale read: forget it
         return len(rows)
     await _show_gaps(engine, chain, noted)
-    resend: list[SentAttempt] = []
-    moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
-    if moving:
-        reasons = await reverts.revert_reasons(rpc, moving, decisions)  # rare: status 0 only
-        if not await _leased(engine, chain, lease):  # up to 3 s a reason
-            state.tracking.pop(chain.chain_id, None)
-            return len(rows)
-        async with unit_of_work(ports.sessionmaker) as session:
-            resend = await record.record(
-                session, moving, decisions, seen, crasher=ports.crasher, reasons=reasons
-            )
+    resend = await _record(engine, chain, rows, decisions, seen, lease=lease)
+    if resend is None:  # the lease was lost
+        state.tracking.pop(chain.chain_id, None)
+        return len(rows)
     if judge.frees_room(decisions):
         engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
     resend += await _replace(engine, chain, rows, decisions, lease=lease)
     if resend and await _leased(engine, chain, lease):
         await send_and_record(engine, chain, sorted(resend, key=lambda s: s.nonce))
     return len(rows)
+
+
+async def _record(
+    engine: Engine,
+    chain: ChainConfig,
+    rows: Sequence[InFlight],
+    decisions: dict[TxId, Decision],
+    seen: Observed,
+    *,
+    lease: _Lease,
+) -> list[SentAttempt] | None:
+    """Record what changed (one DB transaction, only then) while the pass holds its lease;
+    returns the attempts to send again, None if the lease was lost."""
+    moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
+    if not moving:
+        return []
+    reasons = await reverts.revert_reasons(engine.rpc(chain.chain_id), moving, decisions)
+    if not await _leased(engine, chain, lease):  # up to 3 s a reason (status 0 only)
+        return None
+    async with unit_of_work(engine.ports.sessionmaker) as session:
+        if not await _holds(session, engine, chain, lease):
+            return None
+        return await record.record(
+            session, moving, decisions, seen, crasher=engine.ports.crasher, reasons=reasons
+        )
 
 
 async def _idle_off_page(
@@ -125,13 +150,6 @@ async def _idle_off_page(
     return off - await repository.lanes_in_flight(session, chain_id, sorted(off))
 
 
-@dataclasses.dataclass
-class _Lease:
-    """When the pass's tracker lease runs out (`time.monotonic()`; None: no lease to keep)."""
-
-    until: float | None
-
-
 async def _leased(engine: Engine, chain: ChainConfig, lease: _Lease) -> bool:
     """Whether the pass still holds its tracker lease (monotonic time, which goes on while a
     process is stopped). Past its end the lease is renewed if no other process took it (one
@@ -147,6 +165,18 @@ async def _leased(engine: Engine, chain: ChainConfig, lease: _Lease) -> bool:
         )
     if kept:
         lease.until = renewed_at + ports.config.tracker_lease_s
+        return True
+    log.warning("tracker.lease_ran_out", chain_id=chain.chain_id)
+    return False
+
+
+async def _holds(session: AsyncSession, engine: Engine, chain: ChainConfig, lease: _Lease) -> bool:
+    """Whether the pass still holds its tracker lease, checked in the DB transaction that
+    records or stores a bump (the row share-locked till its commit): a stall between
+    `_leased` and that commit wrote beside the lease's new holder. Logged when not."""
+    if lease.until is None:
+        return True
+    if await chains.holds_tracker_lease(session, chain.chain_id, owner=engine.ports.owner):
         return True
     log.warning("tracker.lease_ran_out", chain_id=chain.chain_id)
     return False
@@ -203,6 +233,8 @@ async def _replace(
             break  # the attempts stored so far are sent: their bytes are committed
         try:
             async with unit_of_work(ports.sessionmaker) as session:
+                if not await _holds(session, engine, chain, lease):
+                    break
                 attempt = await replace(
                     session,
                     chain,

@@ -6,6 +6,8 @@ same requests within 2 s, on what it had read before the stall."""
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.transactions.track import observe
 from chainflow.domain.wallets.models import Wallet
 from chainflow.infra.db.uow import unit_of_work
-from chainflow.workers import tracking
+from chainflow.workers import track, tracking
 from chainflow.workers.drain import drain_lanes
 from tests.integration.workers.test_track_passes import _another_process_takes_the_lease
 from tests.support.chains import ANVIL_CHAIN_ID
@@ -101,3 +103,29 @@ async def test_a_pass_slower_than_its_lease_that_nobody_took_still_records(
     assert await drain_lanes(engine, chain, [wallet.id]) == 1  # anvil mines it at once
     assert await tracking.track(engine, chain, held=False) == (True, 1)
     assert (await harness.get(tx_id)).status is TxStatus.CONFIRMED  # recorded
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)  # SQLite: one process
+async def test_a_stall_after_the_lease_check_stores_no_bump_beside_the_new_holder(
+    stalling: EngineHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stall falls between a passing lease check and the DB transaction that stores the
+    bump: the lease is checked again in that transaction, its row share-locked."""
+    harness, engine = stalling, stalling.engine
+    wallet, tx_id, chain = await _one_request(harness)
+    stalls: list[int] = []
+
+    @asynccontextmanager
+    async def stalled(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        if not stalls:  # the pass stops before its first DB transaction; another takes over
+            stalls.append(1)
+            await _another_process_takes_the_lease(harness)
+        async with unit_of_work(*args, **kwargs) as session:
+            yield session
+
+    async with mining_stopped(harness.rpc):
+        assert await drain_lanes(engine, chain, [wallet.id]) == 1
+        monkeypatch.setattr(track, "unit_of_work", stalled)
+        assert await tracking.track(engine, chain, held=False) == (True, 1)
+        assert stalls == [1]
+        assert await _attempts(harness, tx_id) == 1, "bumped beside the lease's holder"

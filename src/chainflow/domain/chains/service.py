@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.domain.chains import repository
@@ -144,3 +144,23 @@ async def keep_tracker_lease(
     )
     result = await db.execute(statement)
     return bool(getattr(result, "rowcount", 0))
+
+
+async def holds_tracker_lease(session: AsyncSession, chain_id: int, *, owner: str) -> bool:
+    """Whether `owner` holds the chain's running tracker lease, the row share-locked till
+    the end of `session`'s transaction: nobody takes the lease before what the transaction
+    writes is committed (a pass that stalled after checking its lease signed a bump beside
+    the lease's new holder). SQLite has one process: always True."""
+    now = lease_now(session)
+    if isinstance(now, datetime):
+        return True
+    query = (
+        select(Chain.chain_id)
+        .where(
+            Chain.chain_id == chain_id,
+            Chain.tracker_owner == owner,
+            Chain.tracker_lease_until > now,
+        )
+        .with_for_update(read=True)
+    )
+    return (await session.scalar(query)) is not None
