@@ -230,11 +230,13 @@ async def _replace(
             continue  # not known to be back: bump it once a probe of the backend passes
         market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
         if not await _leased(engine, chain, lease):
-            break  # the attempts stored so far are sent: their bytes are committed
+            # The lease is another's: this pass sends nothing more, not even the attempts
+            # stored so far; their bytes are committed, and the next holder re-sends them.
+            break
         try:
             async with unit_of_work(ports.sessionmaker) as session:
                 if not await _holds(session, engine, chain, lease):
-                    break
+                    break  # as above: the next holder re-sends what is stored
                 attempt = await replace(
                     session,
                     chain,
