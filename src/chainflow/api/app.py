@@ -82,8 +82,8 @@ async def open_resources(
     master_key = load_master_key(settings, allow_generate=settings.is_embedded)
     # No ping per checkout (a round trip per request: ~7% of the API's CPU, a third of
     # PostgreSQL's): after a database restart the first request to meet a dead connection is
-    # refused 503 `database_unavailable` (retryable, nothing stored) and the pool is recycled
-    # (tests/chaos/test_infrastructure.py).
+    # refused 503 `database_unavailable` (retryable, with the same Idempotency-Key) and the
+    # pool is recycled (tests/chaos/test_infrastructure.py).
     engine = create_engine(
         settings.resolved_database_url, pool_size=_POOL_SIZE, pre_ping=False, overflow=0
     )

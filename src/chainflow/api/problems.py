@@ -118,8 +118,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # Overload (no pooled connection within the pool timeout) or a database that is down or
-    # restarting: nothing was stored, and the same request can be sent again.
+    # Overload (no pooled connection within the pool timeout), a database that is down,
+    # restarting or refusing connections, or a connection lost mid-statement or mid-commit:
+    # in that last case the server may have committed what the client never heard of, so
+    # writes are retried with the same Idempotency-Key (a client without one that was told
+    # "nothing was stored" sent the same transfer twice).
     busy = isinstance(exc, sa_exc.TimeoutError)
     log.warning("api.database_unavailable", error_type=type(exc).__name__, busy=busy)
     response = problem(
@@ -127,7 +130,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         status=503,
         code="database_busy" if busy else "database_unavailable",
         title="Database busy" if busy else "Database unavailable",
-        detail="nothing was stored; retry the request shortly",
+        detail="the request may have been stored: retry it shortly with the same Idempotency-Key",
     )
     response.headers["Retry-After"] = "1"
     return response
@@ -151,17 +154,19 @@ DATABASE_UNAVAILABLE = (
     sa_exc.InterfaceError,
     ConnectionError,
 )
-# SQLSTATEs of a server that refuses a new connection and would take it a moment later:
-# connection exceptions (08…), insufficient resources (53…: "too many clients already",
-# "too many connections for role"), and a server shutting down or starting up (57P01-57P03).
+# SQLSTATEs of a server that refuses a new connection and would take it a moment later, or
+# that cut the connection: connection exceptions (08…), "too many clients already" and "too
+# many connections for role" (53300; the rest of class 53, out of memory or disk full
+# mid-query, is a fault: 500), and a server shutting down or starting up (57P01-57P03).
 # asyncpg's adapter in SQLAlchemy raises these as a bare DBAPIError, not OperationalError.
-_REFUSED_SQLSTATE_CLASSES = ("08", "53")
-_REFUSED_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+_REFUSED_SQLSTATE_CLASSES = ("08",)
+_REFUSED_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03"})
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` says the database is down, restarting, full or slow to lend a
-    connection: nothing was stored, and the same request can be sent again."""
+    """Whether `exc` says the database is down, restarting, full, slow to lend a connection
+    or cut the connection: a request may be sent again (a write with the same
+    Idempotency-Key: a connection lost during its commit may have stored it)."""
     if isinstance(exc, DATABASE_UNAVAILABLE):
         return True
     if not isinstance(exc, sa_exc.DBAPIError):

@@ -225,9 +225,11 @@ async def run_round(engine: Engine, chain_id: int) -> Round:
     # Reads only: no DB transaction of their own (no BEGIN and COMMIT round trips on
     # PostgreSQL, every round of every chain; docs/performance.md item 28).
     async with read_only(ports.sessionmaker) as session:
-        row = await chains.get_chain(session, chain_id, endpoints=False)
+        # The tracker lease is judged on the clock it was written on (the server's on
+        # PostgreSQL), read with the chain: a host clock behind kept a dead owner's lease live.
+        row, lease_now = await chains.get_chain_at_lease_clock(session, chain_id)
         chain = ChainConfig.of(row)
-        tracker_live = row.tracker_lease_until is not None and row.tracker_lease_until > utcnow()
+        tracker_live = row.tracker_lease_until is not None and row.tracker_lease_until > lease_now
         # Another live process holds the tracker lease: taking it would update no row.
         tracker_held = row.tracker_owner not in (None, ports.owner) and tracker_live
         floor = known_floor(state.fees, chain)

@@ -15,16 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chainflow.core.crashpoints import CrashPoint
 from chainflow.core.logging import get_logger
 from chainflow.core.types import TxId, WalletId
+from chainflow.domain.chains import service as chains
 from chainflow.domain.transactions import repository
 from chainflow.domain.transactions.config import ChainConfig
-from chainflow.domain.transactions.decisions import Decision
+from chainflow.domain.transactions.decisions import Decision, Observed
 from chainflow.domain.transactions.rows import InFlight
 from chainflow.domain.transactions.send.answers import SentAttempt
 from chainflow.domain.transactions.track import gaps, judge, observe, record, reverts
 from chainflow.domain.transactions.track.pool import PoolSupport
 from chainflow.domain.transactions.track.replace import replace
 from chainflow.domain.wallets import service as wallets
-from chainflow.infra.db.uow import read_only, unit_of_work
+from chainflow.infra.db.uow import engine_of, read_only, single_statements, unit_of_work
 from chainflow.infra.signing.signer import KeyUnreadable, SignatureFailed, SignerUnavailable
 from chainflow.workers.engine import Engine
 from chainflow.workers.send import send_and_record, show_paused
@@ -32,15 +33,24 @@ from chainflow.workers.send import send_and_record, show_paused
 log = get_logger(__name__)
 
 
+@dataclasses.dataclass
+class _Lease:
+    """When the pass's tracker lease runs out (`time.monotonic()`; None: no lease to keep)."""
+
+    until: float | None
+
+
 async def track_chain(engine: Engine, chain: ChainConfig, *, until: float | None = None) -> int:
     """One tracking round for a chain; returns how many requests it looked at.
 
     `until`: the `time.monotonic()` at which the tracker lease the pass began under runs out
-    (None: no lease to keep). Past it the pass writes, signs and sends nothing more: a process
-    stalled in its pass (SIGSTOP, swapping, a paused VM) for longer than the lease resumed
-    it beside the lease's next holder, and bumped and cancelled the same requests again on
-    what it read before the stall."""
+    (None: no lease to keep). Past it the lease is renewed if this process still holds it;
+    if another took it the pass writes, signs and sends nothing more: a process stalled in
+    its pass (SIGSTOP, swapping, a paused VM) for longer than the lease resumed it beside the
+    lease's next holder, and bumped and cancelled the same requests again on what it read
+    before the stall."""
     ports, state = engine.ports, engine.state
+    lease = _Lease(until)
     rpc = engine.rpc(chain.chain_id)
     memory = state.tracking.setdefault(chain.chain_id, judge.TrackerMemory())
     limit = ports.config.track_limit
@@ -54,7 +64,7 @@ async def track_chain(engine: Engine, chain: ChainConfig, *, until: float | None
             memory.gaps.loaded(await wallets.lanes_with_nonce_gap(session, chain.chain_id))
         idle = await _idle_off_page(session, chain.chain_id, rows, memory.gaps.shown, limit)
     if not rows:
-        if memory.gaps.shown and _leased(chain, until):  # nothing in flight: no gap
+        if memory.gaps.shown and await _leased(engine, chain, lease):  # nothing in flight: no gap
             noted = gaps.note_gaps(
                 rows, {}, memory.gaps, chain_id=chain.chain_id, head=None, complete=True
             )
@@ -81,27 +91,45 @@ async def track_chain(engine: Engine, chain: ChainConfig, *, until: float | None
     decisions = judge.judge(
         rows, seen, chain=chain, config=ports.config, memory=memory, sending=state.sending
     )
-    if not _leased(chain, until):
+    if not await _leased(engine, chain, lease):
         state.tracking.pop(chain.chain_id, None)  # judged on a stale read: forget it
         return len(rows)
     await _show_gaps(engine, chain, noted)
-    resend: list[SentAttempt] = []
-    moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
-    if moving:
-        reasons = await reverts.revert_reasons(rpc, moving, decisions)  # rare: status 0 only
-        if not _leased(chain, until):  # up to 3 s a reason
-            state.tracking.pop(chain.chain_id, None)
-            return len(rows)
-        async with unit_of_work(ports.sessionmaker) as session:
-            resend = await record.record(
-                session, moving, decisions, seen, crasher=ports.crasher, reasons=reasons
-            )
+    resend = await _record(engine, chain, rows, decisions, seen, lease=lease)
+    if resend is None:  # the lease was lost
+        state.tracking.pop(chain.chain_id, None)
+        return len(rows)
     if judge.frees_room(decisions):
         engine.signal_others(chain.chain_id)  # mined or failed: lanes have room again
-    resend += await _replace(engine, chain, rows, decisions, until=until)
-    if resend and _leased(chain, until):
+    resend += await _replace(engine, chain, rows, decisions, lease=lease)
+    if resend and await _leased(engine, chain, lease):
         await send_and_record(engine, chain, sorted(resend, key=lambda s: s.nonce))
     return len(rows)
+
+
+async def _record(
+    engine: Engine,
+    chain: ChainConfig,
+    rows: Sequence[InFlight],
+    decisions: dict[TxId, Decision],
+    seen: Observed,
+    *,
+    lease: _Lease,
+) -> list[SentAttempt] | None:
+    """Record what changed (one DB transaction, only then) while the pass holds its lease;
+    returns the attempts to send again, None if the lease was lost."""
+    moving = [tx for tx in rows if record.changes(tx, decisions[tx.id])]
+    if not moving:
+        return []
+    reasons = await reverts.revert_reasons(engine.rpc(chain.chain_id), moving, decisions)
+    if not await _leased(engine, chain, lease):  # up to 3 s a reason (status 0 only)
+        return None
+    async with unit_of_work(engine.ports.sessionmaker) as session:
+        if not await _holds(session, engine, chain, lease):
+            return None
+        return await record.record(
+            session, moving, decisions, seen, crasher=engine.ports.crasher, reasons=reasons
+        )
 
 
 async def _idle_off_page(
@@ -122,10 +150,33 @@ async def _idle_off_page(
     return off - await repository.lanes_in_flight(session, chain_id, sorted(off))
 
 
-def _leased(chain: ChainConfig, until: float | None) -> bool:
-    """Whether the pass's tracker lease is still running (monotonic time, which goes on
-    while a process is stopped); logged when it is not."""
-    if until is None or time.monotonic() < until:
+async def _leased(engine: Engine, chain: ChainConfig, lease: _Lease) -> bool:
+    """Whether the pass still holds its tracker lease (monotonic time, which goes on while a
+    process is stopped). Past its end the lease is renewed if no other process took it (one
+    UPDATE): a pass slower than the lease (a slow node) was thrown away, so a worker alone
+    behind one never recorded a mined request. Logged when another took it."""
+    if lease.until is None or time.monotonic() < lease.until:
+        return True
+    ports = engine.ports
+    renewed_at = time.monotonic()
+    async with single_statements(engine_of(ports.sessionmaker)) as db:
+        kept = await chains.keep_tracker_lease(
+            db, chain.chain_id, owner=ports.owner, ttl_s=ports.config.tracker_lease_s
+        )
+    if kept:
+        lease.until = renewed_at + ports.config.tracker_lease_s
+        return True
+    log.warning("tracker.lease_ran_out", chain_id=chain.chain_id)
+    return False
+
+
+async def _holds(session: AsyncSession, engine: Engine, chain: ChainConfig, lease: _Lease) -> bool:
+    """Whether the pass still holds its tracker lease, checked in the DB transaction that
+    records or stores a bump (the row share-locked till its commit): a stall between
+    `_leased` and that commit wrote beside the lease's new holder. Logged when not."""
+    if lease.until is None:
+        return True
+    if await chains.holds_tracker_lease(session, chain.chain_id, owner=engine.ports.owner):
         return True
     log.warning("tracker.lease_ran_out", chain_id=chain.chain_id)
     return False
@@ -160,10 +211,10 @@ async def _replace(
     rows: Sequence[InFlight],
     decisions: dict[TxId, Decision],
     *,
-    until: float | None,
+    lease: _Lease,
 ) -> list[SentAttempt]:
     """Sign and store each bump and cancel, one DB transaction each, committed before the
-    send (write-ahead, as in a drain), while the pass's lease runs (`until`). A wallet whose
+    send (write-ahead, as in a drain), while the pass holds its lease. A wallet whose
     backend failed here before is probed first, and the lane's `paused_reason` says when
     its signer fails (issue 20)."""
     ports, state = engine.ports, engine.state
@@ -178,10 +229,14 @@ async def _replace(
         if not state.signers.can_sign(wallet_id):
             continue  # not known to be back: bump it once a probe of the backend passes
         market = await state.fees.fees(engine.rpc(chain.chain_id), chain)
-        if not _leased(chain, until):
-            break  # the attempts stored so far are sent: their bytes are committed
+        if not await _leased(engine, chain, lease):
+            # The lease is another's: this pass sends nothing more, not even the attempts
+            # stored so far; their bytes are committed, and the next holder re-sends them.
+            break
         try:
             async with unit_of_work(ports.sessionmaker) as session:
+                if not await _holds(session, engine, chain, lease):
+                    break  # as above: the next holder re-sends what is stored
                 attempt = await replace(
                     session,
                     chain,

@@ -131,7 +131,12 @@ class TestLaneDrain:
             assert lane is not None
             lane.lease_owner, lane.lease_expires_at = "another-worker", now + timedelta(seconds=5)
         assert wallet.id not in await offered(now)
-        assert (await offered(now + timedelta(seconds=6)))[wallet.id] == 1
+        # Judged on the lease clock (the server's on PostgreSQL), not on `at`: one that ran out
+        async with unit_of_work(harness.sessionmaker) as session:
+            lane = await session.get(WalletChain, (wallet.id, ANVIL_CHAIN_ID))
+            assert lane is not None
+            lane.lease_expires_at = now - timedelta(seconds=1)
+        assert (await offered(now))[wallet.id] == 1
 
     async def test_a_lane_already_draining_in_this_process_is_skipped(
         self, harness: EngineHarness

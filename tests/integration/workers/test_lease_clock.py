@@ -7,19 +7,34 @@ worker's lanes move within 5 s) and the chain was not tracked meanwhile."""
 from datetime import datetime, timedelta, tzinfo
 
 import pytest
+from sqlalchemy import func, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core import clock
 from chainflow.domain.chains import service as chains
+from chainflow.domain.chains.models import Chain
+from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets import service as wallets
+from chainflow.domain.wallets.models import WalletChain
 from chainflow.infra.db.uow import engine_of, single_statements, unit_of_work
 from chainflow.infra.signing.keystore import MasterKey
 from tests.support.chains import ANVIL_CHAIN_ID
-from tests.support.engine import open_engine_harness
+from tests.support.engine import has_status, open_engine_harness
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 _TTL_S = 0.2
+# A lease that ran out a second ago on the server's clock.
+_A_SECOND_AGO = func.statement_timestamp() - text("interval '1 second'")
+
+
+class _Behind(datetime):
+    """The wall clock of a host that runs a minute behind the database server."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> "_Behind":
+        real = datetime.now(tz) - timedelta(seconds=60)
+        return cls.fromtimestamp(real.timestamp(), tz)
 
 
 class _Ahead(datetime):
@@ -70,3 +85,29 @@ async def test_a_lane_lease_taken_on_a_clock_ahead_runs_out_on_time(
         assert await eventually(
             lambda: claim("on-time"), timeout_s=5, what="the dead worker's lane lease"
         )
+
+
+async def test_a_worker_whose_clock_runs_behind_takes_a_dead_owners_expired_leases(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> None:
+    """Leases written on the server's clock were judged on the host's: with the host a minute
+    behind, a dead owner's lane and tracker leases that ran out a second ago looked live for
+    another minute, so its requests stayed queued and the chain untracked."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key) as harness:
+        wallet = await harness.wallet()
+        tx_id = await harness.submit(wallet, value="1")
+        async with unit_of_work(sessionmaker) as session:
+            await session.execute(
+                update(Chain)
+                .where(Chain.chain_id == ANVIL_CHAIN_ID)
+                .values(tracker_owner="dead", tracker_lease_until=_A_SECOND_AGO)
+            )
+            await session.execute(
+                update(WalletChain)
+                .where(WalletChain.wallet_id == wallet.id, WalletChain.chain_id == ANVIL_CHAIN_ID)
+                .values(lease_owner="dead", lease_expires_at=_A_SECOND_AGO)
+            )
+        with pytest.MonkeyPatch.context() as patched:
+            patched.setattr(clock, "datetime", _Behind)
+            [tx] = await harness.run_until([tx_id], has_status(TxStatus.CONFIRMED), timeout_s=10)
+    assert tx.status is TxStatus.CONFIRMED

@@ -1,12 +1,15 @@
 """All SQL of the chain registry."""
 
 from collections.abc import Sequence
+from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from chainflow.domain.chains.models import Chain, RpcEndpoint
+
+T = TypeVar("T")
 
 
 async def get(
@@ -18,6 +21,15 @@ async def get(
     if for_update:
         query = query.with_for_update()
     return (await session.scalars(query)).one_or_none()
+
+
+async def get_with(
+    session: AsyncSession, chain_id: int, value: ColumnElement[T]
+) -> tuple[Chain, T] | None:
+    """The chain (without `rpc_endpoints`) and `value`, read by the same statement."""
+    query = select(Chain, value).where(Chain.chain_id == chain_id)
+    row = (await session.execute(query)).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
 async def list_all(session: AsyncSession) -> Sequence[Chain]:

@@ -1,8 +1,9 @@
 """Use cases of the chain registry: list, get, add, update, seed."""
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.domain.chains import repository
@@ -10,7 +11,7 @@ from chainflow.domain.chains.errors import ChainExists, ChainHasNoRpc, ChainNotF
 from chainflow.domain.chains.models import Chain
 from chainflow.domain.chains.probe import ChainIdProbe, verify_rpc_urls
 from chainflow.domain.chains.schemas import ChainCreate, ChainSeed, ChainUpdate
-from chainflow.infra.db.lease_clock import lease_times
+from chainflow.infra.db.lease_clock import lease_now, lease_times
 
 _SCALARS = (
     "name",
@@ -39,6 +40,20 @@ async def get_chain(
     if chain is None:
         raise ChainNotFound(f"chain {chain_id} is not in the registry")
     return chain
+
+
+async def get_chain_at_lease_clock(session: AsyncSession, chain_id: int) -> tuple[Chain, datetime]:
+    """The chain (without `rpc_endpoints`) and now on the lease clock (lease_clock.lease_now),
+    read by one statement: its tracker lease is judged on the clock it was written on.
+
+    Raises: ChainNotFound."""
+    now = lease_now(session)
+    if isinstance(now, datetime):  # SQLite: the process's clock
+        return await get_chain(session, chain_id, endpoints=False), now
+    found = await repository.get_with(session, chain_id, now)
+    if found is None:
+        raise ChainNotFound(f"chain {chain_id} is not in the registry")
+    return found
 
 
 async def create_chain(session: AsyncSession, data: ChainCreate, *, probe: ChainIdProbe) -> Chain:
@@ -112,3 +127,40 @@ async def take_tracker_lease(
     )
     result = await db.execute(statement)
     return bool(getattr(result, "rowcount", 0))
+
+
+async def keep_tracker_lease(
+    db: AsyncSession | AsyncConnection, chain_id: int, *, owner: str, ttl_s: float
+) -> bool:
+    """Renew the chain's tracker lease if `owner` still holds it, even run out: tracker
+    leases are never released, so `owner` still on the row means nobody else took it
+    meanwhile (a pass slower than its lease goes on). One statement, as take_tracker_lease."""
+    _, until = lease_times(db, ttl_s)
+    statement = (
+        update(Chain)
+        .where(Chain.chain_id == chain_id, Chain.tracker_owner == owner)
+        .values(tracker_lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    result = await db.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def holds_tracker_lease(session: AsyncSession, chain_id: int, *, owner: str) -> bool:
+    """Whether `owner` holds the chain's running tracker lease, the row share-locked till
+    the end of `session`'s transaction: nobody takes the lease before what the transaction
+    writes is committed (a pass that stalled after checking its lease signed a bump beside
+    the lease's new holder). SQLite has one process: always True."""
+    now = lease_now(session)
+    if isinstance(now, datetime):
+        return True
+    query = (
+        select(Chain.chain_id)
+        .where(
+            Chain.chain_id == chain_id,
+            Chain.tracker_owner == owner,
+            Chain.tracker_lease_until > now,
+        )
+        .with_for_update(read=True)
+    )
+    return (await session.scalar(query)) is not None

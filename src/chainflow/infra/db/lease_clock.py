@@ -3,7 +3,7 @@ for every process whatever their hosts' clocks say; on SQLite (one process) the 
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, DateTime, func
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from chainflow.core.clock import utcnow
@@ -18,9 +18,15 @@ def lease_times(db: AsyncSession | AsyncConnection, ttl_s: float) -> tuple[Lease
     once it died its lanes and its chain's tracking waited 35 s instead of the lease's 5 s
     (10 s); one behind took leases that were still running. The server's
     `statement_timestamp()` is the time of the statement itself, not of its transaction."""
+    now = lease_now(db)
+    return now, now + timedelta(seconds=ttl_s)
+
+
+def lease_now(db: AsyncSession | AsyncConnection) -> LeaseTime:
+    """Now on the lease clock, to judge whether a lease still runs: SQL on PostgreSQL (a
+    lease written on the server's clock and judged on a host's 60 s behind looked live for a
+    minute after it ran out), the process's clock on SQLite."""
     dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
     if dialect.name == "postgresql":
-        now: ColumnElement[datetime] = func.statement_timestamp()
-        return now, now + timedelta(seconds=ttl_s)
-    local = utcnow()
-    return local, local + timedelta(seconds=ttl_s)
+        return func.statement_timestamp(type_=DateTime(timezone=True))
+    return utcnow()

@@ -34,6 +34,7 @@ from chainflow.domain.transactions.rows import (
 from chainflow.domain.transactions.state import TxStatus
 from chainflow.domain.wallets.models import NONCE_GAP, Wallet, WalletChain, WalletStatus
 from chainflow.domain.wallets.repository import drainable_by
+from chainflow.infra.db.lease_clock import lease_now
 from chainflow.infra.db.params import one_of, one_of_named, values_of
 from chainflow.infra.db.types import wei_at_least
 
@@ -166,7 +167,9 @@ async def lanes_with_queued(
         .group_by(Transaction.wallet_id)
         .subquery("queued")
     )
-    drainable = drainable_by(owner, now)
+    # Lane leases are judged on the clock they are written on (the server's, PostgreSQL);
+    # `now` (the host's) is for the requests' valid_until.
+    drainable = drainable_by(owner, lease_now(session))
     gapped = WalletChain.paused_reason == NONCE_GAP
     count = case((gapped, queued.c.due), else_=queued.c.n)
     columns: list[Any] = [queued.c.wallet_id, count.label("n")]
