@@ -129,9 +129,12 @@ class _Loop:
     def held_cap(self) -> int:
         """How many jobs one endpoint may hold: its slots' worth (HELD_PER_SLOT each), and no
         more than the held budget shared by the endpoints holding jobs plus one still to come,
-        so that room is always left for an endpoint not yet served (two slow endpoints at
-        half the budget each kept every other one waiting until their backlogs drained).
-        With one endpoint busy its cap is its slots' worth, as before."""
+        so that room is left for an endpoint not yet served (two slow endpoints at half the
+        budget each kept every other one waiting until their backlogs drained). Counted
+        before a claim: endpoints the claim itself takes are not counted (holding nothing,
+        one claim may give two backlogged endpoints half the budget each; a third one's job
+        then waits for one of theirs to finish, and is claimed first). With one endpoint busy
+        its cap is its slots' worth, as before."""
         budget = self.ports.concurrency * HELD_PER_SLOT
         return min(self.per_endpoint * HELD_PER_SLOT, max(1, budget // (len(self.held) + 1)))
 

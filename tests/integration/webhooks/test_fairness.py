@@ -7,6 +7,9 @@ import time
 import uuid
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import text
+
 from chainflow.core.clock import utcnow
 from chainflow.domain.events import sequence_pending
 from chainflow.domain.webhooks import repository
@@ -14,6 +17,7 @@ from chainflow.domain.webhooks.delivery import claim
 from chainflow.domain.webhooks.repository import EventHead
 from chainflow.infra.db.uow import unit_of_work
 from tests.integration.webhooks.conftest import Deliveries
+from tests.integration.webhooks.test_claim_writes import queued
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver, receiver
 
@@ -74,6 +78,39 @@ class TestFairness:
         # in the order of how many of its endpoint's are ahead: old[1] 0-4, fresh 0, old[0] 3-4
         counts = [[j.endpoint_id for j in jobs].count(e) for e in (fresh, *old)]
         assert counts == [1, 2, 5]
+
+    @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+    @pytest.mark.parametrize("lock_limit", [1, 8])
+    async def test_a_claim_locks_no_more_rows_than_its_lock_limit_over_many_endpoints(
+        self, deliveries: Deliveries, lock_limit: int
+    ) -> None:
+        """40 endpoints with 3 due deliveries each: a claim with `lock_limit` 1 (or 8) holds
+        at most that many rows locked, as counted by another session stepping over locked
+        rows (before: a row of every endpoint, 40, each endpoint's share being at least 1)."""
+        for _ in range(40):
+            await queued(deliveries, 3)
+        async with unit_of_work(deliveries.sessionmaker) as session:
+            claimed = await repository.claim_due(
+                session,
+                now=utcnow(),
+                lock_limit=lock_limit,
+                limit=lock_limit,
+                skip=[],
+                busy={},
+                per_endpoint=16,
+                sends_per_endpoint=16,
+                lease_s=30.0,
+                timeout_s=3.0,
+            )
+            async with unit_of_work(deliveries.sessionmaker) as other:
+                free = await other.scalar(_UNLOCKED)
+        assert len(claimed) == lock_limit
+        assert 120 - free <= lock_limit, 120 - free
+
+
+_UNLOCKED = text(
+    "SELECT count(*) FROM (SELECT id FROM webhook_deliveries FOR UPDATE SKIP LOCKED) AS free"
+)
 
 
 def _received(hook: Receiver) -> int:

@@ -414,11 +414,12 @@ async def claim_due(
     three round trips, and the ids and lease times went back and forth as arrays; docs/
     performance.md item 31). Locks due rows per endpoint (lock_due's conditions): of each
     enabled endpoint with a due row, its oldest up to its room (`per_endpoint` less what
-    `busy` says it holds) and its share of `lock_limit`; picks at most `limit` of them, the
-    endpoint holding fewest first (delivery.pick_fairly), and leases each picked row until
-    now + `lease_s` + a `timeout_s` per wave of its endpoint's sends ahead of it
-    (delivery._waves: `sends_per_endpoint` a wave). Locked rows not picked stay locked until
-    commit and are not written, as with lock_due. Returned in the order picked."""
+    `busy` says it holds) and its share of `lock_limit`, under twice `lock_limit` in all
+    (with more endpoints than `lock_limit`, those holding fewest first); picks at most
+    `limit` of them, the endpoint holding fewest first (delivery.pick_fairly), and leases
+    each picked row until now + `lease_s` + a `timeout_s` per wave of its endpoint's sends
+    ahead of it (delivery._waves: `sends_per_endpoint` a wave). Locked rows not picked stay
+    locked until commit and are not written, as with lock_due. Returned in the order picked."""
     if lock_limit <= 0 or limit <= 0:
         return []
     unbounded = 2**31 - 1
@@ -449,21 +450,23 @@ async def claim_due(
     return claimed
 
 
-# claim_due's statement. `room`: each enabled endpoint not skipped, with what this process
-# holds of it and how many more it may hold. Each endpoint's due rows are walked in
+# claim_due's statement. `room`: each enabled endpoint not skipped, with what this process holds of
+# it and how many more it may hold. Each endpoint's due rows are walked in
 # ix_webhook_deliveries_endpoint_due (endpoint_id, next_attempt_at, event_pk) in due order and
 # locked SKIP LOCKED (_WALK: lock_due's conditions, the ordering check a lookup in
-# ix_webhook_deliveries_order through lower(); test_claim_writes checks the plan), up to its
-# room and its share of `lock_limit`, in two rounds: `first`, an equal share of every endpoint
-# with room; `second`, what the first left, shared among the endpoints that filled their first
-# share, after their last row. No probe of which endpoints have due rows first: on a table
-# without statistics the planner answered it from ix_webhook_deliveries_backlog and read
-# every pending row of an endpoint whose deliveries wait for their retries (~10,000 rows, 35-75
-# ms a claim). Taking the oldest due rows over every endpoint (before) let backlogged endpoints
-# fill every claim while a healthy one's deliveries waited behind them. `position`: how many
-# of its endpoint's jobs are ahead of the row (those the process holds, then the rows picked
-# before it), which bounds it (per_endpoint), gives its wave, and orders the picks: the
-# endpoint holding fewest goes first.
+# ix_webhook_deliveries_order through lower(); test_claim_writes checks the plan), up to its room
+# and its share of `lock_limit`, in two rounds: `first`, an equal share of every endpoint with room,
+# the endpoints holding fewest walked first (ties in random order, so that no endpoint is always
+# last) and the round stopped at `lock_limit` rows (a share is at least 1: with more endpoints than
+# lock_limit it locked a row of every backlogged endpoint, 40 for a claim of 1; test_fairness counts
+# them); `second`, what the first left, shared among the endpoints that filled their first share,
+# after their last row. No probe of which endpoints have due rows first: on a table without
+# statistics the planner answered it from ix_webhook_deliveries_backlog and read every pending row
+# of an endpoint whose deliveries wait for their retries (~10,000 rows, 35-75 ms a claim). Taking
+# the oldest due rows over every endpoint (before) let backlogged endpoints fill every claim while a
+# healthy one's deliveries waited behind them. `position`: how many of its endpoint's jobs are ahead
+# of the row (those the process holds, then the rows picked before it), which bounds it
+# (per_endpoint), gives its wave, and orders the picks: the endpoint holding fewest goes first.
 _WALK = """
         SELECT d.id, d.endpoint_id, d.event_pk, d.next_attempt_at
         FROM webhook_deliveries AS d
@@ -502,9 +505,10 @@ _CLAIM_DUE = (
     ),
     first_pass AS MATERIALIZED (
         SELECT d.id, d.endpoint_id, d.event_pk, d.next_attempt_at, r.held
-        FROM room AS r
+        FROM (SELECT * FROM room ORDER BY held, random()) AS r
             CROSS JOIN first_share AS s
             CROSS JOIN LATERAL ({_WALK.format(of="r", share="s", more="")}) AS d
+        LIMIT :lock_limit
     ),
     more AS MATERIALIZED (
         SELECT DISTINCT ON (f.endpoint_id) f.endpoint_id, r.held,
