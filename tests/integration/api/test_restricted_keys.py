@@ -169,6 +169,9 @@ class TestChainRestriction:
             )
             for method in ("GET", "PUT", "DELETE"):
                 assert refused(await api.client.request(method, lane, headers=key)), (method, ref)
+            for listing in ("/v1/transactions", "/v1/events"):  # the lists' wallet filter too
+                got = await api.client.get(listing, headers=key, params={"wallet": ref})
+                assert refused(got), (listing, ref)
         after = await api.client.get(f"/v1/wallets/{hidden}", headers=setup["wallets"])
         assert after.json()["chain_ids"] == []
 

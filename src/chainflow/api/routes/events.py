@@ -272,7 +272,8 @@ async def _filter(
         reach.check_chain(chain_id)
     wallet_id = None
     if wallet:
-        wallet_id = WalletId((await wallets.get_wallet(session, wallet, restrictions=reach)).id)
+        found = await wallets.get_visible_wallet(session, wallet, restrictions=reach)
+        wallet_id = WalletId(found.id)
     return events.EventFilter(
         types=events.parse_types(types),
         wallet_id=wallet_id,

@@ -282,7 +282,7 @@ async def list_transactions(
     if filters.chain_id is not None:
         restrictions.check_chain(filters.chain_id)
     if wallet:
-        found = await wallets.get_wallet(session, wallet, restrictions=restrictions)
+        found = await wallets.get_visible_wallet(session, wallet, restrictions=restrictions)
         filters = replace(filters, wallet_id=found.id)
     filters = replace(filters, wallet_ids=restrictions.wallet_ids, chain_ids=restrictions.chain_ids)
     rows = await repository.list_page(
