@@ -4,10 +4,11 @@ process that takes them. Found with a distributed deployment: a worker whose hos
 killed, every wallet's new requests stayed queued for 33 s (the README promises a killed
 worker's lanes move within 5 s) and the chain was not tracked meanwhile."""
 
+import asyncio
 from datetime import datetime, timedelta, tzinfo
 
 import pytest
-from sqlalchemy import func, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chainflow.core import clock
@@ -111,3 +112,34 @@ async def test_a_worker_whose_clock_runs_behind_takes_a_dead_owners_expired_leas
             patched.setattr(clock, "datetime", _Behind)
             [tx] = await harness.run_until([tx_id], has_status(TxStatus.CONFIRMED), timeout_s=10)
     assert tx.status is TxStatus.CONFIRMED
+
+
+async def test_a_take_skips_a_chain_row_a_stopped_tracker_holds_share_locked(
+    sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
+) -> None:
+    """A tracker stopped (SIGSTOP) inside its record transaction keeps the chain row share
+    locked (`holds_tracker_lease`); another worker's take must answer at once, not wait for
+    it, which held that worker's rounds of the chain for as long as the process stayed
+    stopped (review). It takes the lease once the transaction ends."""
+    async with open_engine_harness(sessionmaker, anvil_url, master_key):
+        engine = engine_of(sessionmaker)
+
+        async def take(owner: str) -> bool:
+            async with single_statements(engine) as db:
+                return await chains.take_tracker_lease(
+                    db, ANVIL_CHAIN_ID, owner=owner, ttl_s=_TTL_S
+                )
+
+        assert await take("stopped")
+        async with unit_of_work(sessionmaker) as session:
+            assert await chains.holds_tracker_lease(session, ANVIL_CHAIN_ID, owner="stopped")
+
+            async def ran_out() -> bool:  # a plain read: not held back by the share lock
+                async with single_statements(engine) as db:
+                    until = Chain.tracker_lease_until < func.statement_timestamp()
+                    query = select(until).where(Chain.chain_id == ANVIL_CHAIN_ID)
+                    return bool(await db.scalar(query))
+
+            await eventually(ran_out, timeout_s=5, what="the stopped tracker's lease run out")
+            assert not await asyncio.wait_for(take("other"), timeout=5)  # skipped, not waited
+        assert await take("other")

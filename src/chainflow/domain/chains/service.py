@@ -110,12 +110,25 @@ async def take_tracker_lease(
     db: AsyncSession | AsyncConnection, chain_id: int, *, owner: str, ttl_s: float
 ) -> bool:
     """Take or renew the chain's tracker lease for `owner`; False while another holds it.
-    One statement: `db` may be a connection in autocommit (`single_statements`)."""
+    One statement: `db` may be a connection in autocommit (`single_statements`).
+
+    On PostgreSQL a row locked by a tracker's record, bump or cancel transaction (its
+    `holds_tracker_lease` share lock) is skipped, not waited for: a process stopped inside
+    such a transaction (SIGSTOP, a paused VM) keeps its lock, and waiting for it held every
+    other worker's rounds of the chain (review). The take is tried again next round."""
     now, until = lease_times(db, ttl_s)  # the database server's clock (PostgreSQL)
+    free = Chain.chain_id == chain_id
+    if not isinstance(now, datetime):  # PostgreSQL
+        unlocked = (
+            select(Chain.chain_id)
+            .where(Chain.chain_id == chain_id)
+            .with_for_update(key_share=True, skip_locked=True)  # FOR NO KEY UPDATE
+        )
+        free = Chain.chain_id.in_(unlocked)
     statement = (
         update(Chain)
         .where(
-            Chain.chain_id == chain_id,
+            free,
             or_(
                 Chain.tracker_owner.is_(None),
                 Chain.tracker_owner == owner,
