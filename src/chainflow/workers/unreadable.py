@@ -38,12 +38,18 @@ async def recheck_unreadable(engine: Engine, chain_id: int) -> None:
             await signers.of(wallet)
         except SignerUnavailable:  # KeyUnreadable: noted with this row, shown by drains
             continue
+        except Exception as exc:  # e.g. a PKCS#11 token's own error: this check runs before
+            # the round's drains, outside their handling, so it must not end the round
+            log.warning(
+                "lane.key_recheck_failed", wallet_id=str(wallet_id), error=type(exc).__name__
+            )
+            continue
         readable.append(wallet_id)
     if not readable:
         return
     try:
         async with unit_of_work(engine.ports.sessionmaker) as session:
-            await wallets.clear_paused_reason(session, readable, KeyUnreadable.code)
+            await wallets.clear_paused_reason(session, sorted(readable), KeyUnreadable.code)
     except Exception as exc:  # the lanes still show it: read again at the next round
         state.unreadable_read.discard(chain_id)
         log.warning("lane.key_readable_not_shown", chain_id=chain_id, error=repr(exc)[:300])
