@@ -6,10 +6,11 @@ worker's lanes move within 5 s) and the chain was not tracked meanwhile."""
 
 import asyncio
 from datetime import datetime, timedelta, tzinfo
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from chainflow.core import clock
 from chainflow.domain.chains import service as chains
@@ -51,13 +52,7 @@ async def test_a_tracker_lease_taken_on_a_clock_ahead_runs_out_on_time(
     sessionmaker: async_sessionmaker[AsyncSession], anvil_url: str, master_key: MasterKey
 ) -> None:
     async with open_engine_harness(sessionmaker, anvil_url, master_key):
-        engine = engine_of(sessionmaker)
-
-        async def take(owner: str) -> bool:
-            async with single_statements(engine) as db:
-                return await chains.take_tracker_lease(
-                    db, ANVIL_CHAIN_ID, owner=owner, ttl_s=_TTL_S
-                )
+        take = partial(_take, engine_of(sessionmaker))
 
         with pytest.MonkeyPatch.context() as patched:
             patched.setattr(clock, "datetime", _Ahead)
@@ -123,12 +118,7 @@ async def test_a_take_skips_a_chain_row_a_stopped_tracker_holds_share_locked(
     stopped (review). It takes the lease once the transaction ends."""
     async with open_engine_harness(sessionmaker, anvil_url, master_key):
         engine = engine_of(sessionmaker)
-
-        async def take(owner: str) -> bool:
-            async with single_statements(engine) as db:
-                return await chains.take_tracker_lease(
-                    db, ANVIL_CHAIN_ID, owner=owner, ttl_s=_TTL_S
-                )
+        take = partial(_take, engine)
 
         assert await take("stopped")
         async with unit_of_work(sessionmaker) as session:
@@ -143,3 +133,9 @@ async def test_a_take_skips_a_chain_row_a_stopped_tracker_holds_share_locked(
             await eventually(ran_out, timeout_s=5, what="the stopped tracker's lease run out")
             assert not await asyncio.wait_for(take("other"), timeout=5)  # skipped, not waited
         assert await take("other")
+
+
+async def _take(engine: AsyncEngine, owner: str) -> bool:
+    """One worker's take of the chain's tracker lease, as the tracking loop's."""
+    async with single_statements(engine) as db:
+        return await chains.take_tracker_lease(db, ANVIL_CHAIN_ID, owner=owner, ttl_s=_TTL_S)
